@@ -1,0 +1,194 @@
+// The current hart: where its state block is, and the values derived from its CSRs that the
+// hot paths need (translation regimes and TLB table addresses). Everything architectural lives
+// in the hart block at the offsets of layout.ts, so a hart can be saved, restored or moved by
+// copying memory; the globals here are caches rebuilt by selectHart() and refreshModes().
+
+import {
+  HART_BASE, HART_STRIDE, H_X, H_F, H_PC, H_PRIV, H_MSTATUS, H_SATP, H_TLB, TLB_TABLE_BYTES,
+  TLB_ENTRIES, TLB_REGIMES, TLB_FETCH, TLB_WRITE, VM_NHARTS, VM_MTIME_OFFSET, VM_FLAGS,
+  VMF_MTIME_FROZEN, VM_MTIME_FROZEN, H_MIP, H_MIP_EXT, H_TLB_SUPER, H_MTIMECMP, H_STIMECMP, H_MENVCFG, H_MIE,
+} from "./layout";
+
+// Privilege levels.
+export const PRV_U: i32 = 0;
+export const PRV_S: i32 = 1;
+export const PRV_M: i32 = 3;
+
+// mstatus fields.
+export const MS_SIE: u64 = 1 << 1;
+export const MS_MIE: u64 = 1 << 3;
+export const MS_SPIE: u64 = 1 << 5;
+export const MS_MPIE: u64 = 1 << 7;
+export const MS_SPP: u64 = 1 << 8;
+export const MS_MPP_SHIFT: u64 = 11;
+export const MS_MPP: u64 = 3 << 11;
+export const MS_FS: u64 = 3 << 13;
+export const MS_MPRV: u64 = 1 << 17;
+export const MS_SUM: u64 = 1 << 18;
+export const MS_MXR: u64 = 1 << 19;
+export const MS_TVM: u64 = 1 << 20;
+export const MS_TW: u64 = 1 << 21;
+export const MS_TSR: u64 = 1 << 22;
+export const MS_UXL: u64 = 3 << 32;
+export const MS_SXL: u64 = 3 << 34;
+export const MS_SD: u64 = 1 << 63;
+
+// Interrupt bits (mip/mie).
+export const IRQ_SSI: u64 = 1 << 1;
+export const IRQ_MSI: u64 = 1 << 3;
+export const IRQ_STI: u64 = 1 << 5;
+export const IRQ_MTI: u64 = 1 << 7;
+export const IRQ_SEI: u64 = 1 << 9;
+export const IRQ_MEI: u64 = 1 << 11;
+
+export const MENVCFG_STCE: u64 = 1 << 63;
+
+// Translation regimes (TLB table sets).
+export const REGIME_U: i32 = 0;
+export const REGIME_S: i32 = 1;
+export const REGIME_S_SUM: i32 = 2;
+export const REGIME_M: i32 = 3;
+
+// Base address of the current hart's block.
+export let H: usize = HART_BASE;
+export let hartIndex: i32 = 0;
+// Current privilege (copy of H_PRIV).
+export let priv: i32 = PRV_M;
+// Regime of data accesses (honours MPRV) and of instruction fetch.
+export let dataRegime: i32 = REGIME_M;
+export let fetchRegime: i32 = REGIME_M;
+// Addresses of the TLB tables in use.
+export let tlbRead: usize = 0;
+export let tlbWrite: usize = 0;
+export let tlbFetch: usize = 0;
+// satp translation is on for the data regime / fetch regime.
+export let dataPaged: bool = false;
+export let fetchPaged: bool = false;
+
+// Host clock, in timebase ticks (10 MHz), supplied by the host.
+// @ts-ignore: decorator
+@external("env", "hostTicks")
+declare function hostTicks(): f64;
+
+@inline export function xreg(i: u32): u64 {
+  return load<u64>(H + H_X + (<usize>i << 3));
+}
+@inline export function setXreg(i: u32, v: u64): void {
+  store<u64>(H + H_X + (<usize>i << 3), v);
+}
+@inline export function freg(i: u32): u64 {
+  return load<u64>(H + H_F + (<usize>i << 3));
+}
+@inline export function setFreg(i: u32, v: u64): void {
+  store<u64>(H + H_F + (<usize>i << 3), v);
+}
+@inline export function csr64(off: i32): u64 {
+  return load<u64>(H + <usize>off);
+}
+@inline export function setCsr64(off: i32, v: u64): void {
+  store<u64>(H + <usize>off, v);
+}
+
+export function hartBase(hart: i32): usize {
+  return HART_BASE + <usize>hart * HART_STRIDE;
+}
+
+export function nharts(): i32 {
+  return load<i32>(VM_NHARTS);
+}
+
+/** Make `hart` current and rebuild the caches from its block. */
+export function selectHart(hart: i32): void {
+  hartIndex = hart;
+  H = hartBase(hart);
+  priv = load<i32>(H + H_PRIV);
+  refreshModes();
+}
+
+export function setPriv(p: i32): void {
+  priv = p;
+  store<i32>(H + H_PRIV, p);
+  refreshModes();
+}
+
+/** Recompute the translation regimes after a change of privilege, mstatus or satp. */
+export function refreshModes(): void {
+  const ms = csr64(H_MSTATUS);
+  const satpOn = (csr64(H_SATP) >> 60) != 0;
+  let dp = priv;
+  if (priv == PRV_M && (ms & MS_MPRV) != 0) dp = <i32>((ms & MS_MPP) >> MS_MPP_SHIFT);
+  dataRegime = regimeOf(dp, (ms & MS_SUM) != 0);
+  fetchRegime = regimeOf(priv, false);
+  dataPaged = dp != PRV_M && satpOn;
+  fetchPaged = priv != PRV_M && satpOn;
+  tlbRead = tlbTable(dataRegime, 0);
+  tlbWrite = tlbTable(dataRegime, TLB_WRITE);
+  tlbFetch = tlbTable(fetchRegime, TLB_FETCH);
+}
+
+@inline function regimeOf(p: i32, sum: bool): i32 {
+  if (p == PRV_M) return REGIME_M;
+  if (p == PRV_U) return REGIME_U;
+  return sum ? REGIME_S_SUM : REGIME_S;
+}
+
+@inline export function tlbTable(regime: i32, acc: i32): usize {
+  return H + H_TLB + <usize>(regime * 3 + acc) * TLB_TABLE_BYTES;
+}
+
+/** Invalidate every entry of the given regimes (bit mask of 1 << REGIME_*). */
+export function flushTlbRegimes(mask: i32): void {
+  for (let r = 0; r < TLB_REGIMES; r++) {
+    if ((mask & (1 << r)) != 0) {
+      // A tag of -1 never equals a page-aligned address, so 0xff bytes mean "empty".
+      memory.fill(tlbTable(r, 0), 0xff, <usize>3 * TLB_TABLE_BYTES);
+    }
+  }
+  if ((mask & PAGED_REGIMES) == PAGED_REGIMES) store<i32>(H + H_TLB_SUPER, 0);
+}
+
+export const PAGED_REGIMES: i32 = (1 << REGIME_U) | (1 << REGIME_S) | (1 << REGIME_S_SUM);
+
+export function flushTlbAll(): void {
+  flushTlbRegimes(0xf);
+}
+
+/** sfence.vma with an address: drop that page from the paged regimes. */
+export function flushTlbPage(va: u64): void {
+  // Entries are per 4 KiB page; a superpage's other pages may be cached too, so while any
+  // superpage is cached, an address flush must drop everything.
+  if (load<i32>(H + H_TLB_SUPER) != 0) {
+    flushTlbRegimes(PAGED_REGIMES);
+    return;
+  }
+  const idx = <usize>((va >> 12) & <u64>(TLB_ENTRIES - 1)) << 4;
+  for (let r = 0; r < 3; r++) {
+    for (let a = 0; a < 3; a++) store<i64>(tlbTable(r, a) + idx, -1);
+  }
+}
+
+// ---- time ----
+
+/** mtime in timebase ticks. */
+export function mtime(): u64 {
+  if ((load<i32>(VM_FLAGS) & VMF_MTIME_FROZEN) != 0) return load<u64>(VM_MTIME_FROZEN);
+  return <u64>(<i64>hostTicks() + load<i64>(VM_MTIME_OFFSET));
+}
+
+// ---- pending interrupts ----
+
+/** mip as software sees it: core bits | host-driven bits | timer comparisons. */
+export function effectiveMip(base: usize, now: u64): u64 {
+  let p = <u64>atomic.load<u32>(base + H_MIP) | <u64>atomic.load<u32>(base + H_MIP_EXT);
+  if (now >= load<u64>(base + H_MTIMECMP)) p |= IRQ_MTI;
+  if ((load<u64>(base + H_MENVCFG) & MENVCFG_STCE) != 0) {
+    p &= ~IRQ_STI;
+    if (now >= load<u64>(base + H_STIMECMP)) p |= IRQ_STI;
+  }
+  return p;
+}
+
+/** Pending and enabled (ignoring the global enables): what wakes a WFI. */
+export function wakeupPending(base: usize, now: u64): bool {
+  return (effectiveMip(base, now) & load<u64>(base + H_MIE)) != 0;
+}

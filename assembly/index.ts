@@ -1,0 +1,89 @@
+// The core's exports: what a VMM needs to drive harts (like the KVM vCPU ioctls). All state is
+// in the VM's memory at layout.ts offsets; these functions only act on it.
+
+import {
+  H_PRIV, H_PC, H_MISA, H_MSTATUS, H_HARTID, H_EXIT_LOAD_RD, H_MTIMECMP, H_STIMECMP, H_MENVCFG,
+  H_MIE, H_WFI, ROM_GPA,
+} from "./layout";
+import { selectHart, hartBase, flushTlbAll, csr64, H, mtime, wakeupPending, MENVCFG_STCE, IRQ_MTI, IRQ_STI, PRV_M } from "./hart";
+import { csrAccess, csrIllegal, MISA_VALUE, MSTATUS_RESET, CSR_RW } from "./csr";
+import { buildRvcTable } from "./rvc";
+export { run } from "./cpu";
+
+/** Prepare a fresh VM memory (decode tables). Call once per memory, before any hart runs. */
+export function initMemory(): void {
+  buildRvcTable();
+}
+
+/** Put hart `hart` in its reset state: M-mode at the boot ROM, everything else zero. */
+export function resetHart(hart: i32, hartid: i32): void {
+  const base = hartBase(hart);
+  memory.fill(base, 0, 0x1000);
+  store<i32>(base + H_PRIV, PRV_M);
+  store<u64>(base + H_PC, <u64>ROM_GPA);
+  store<u64>(base + H_MISA, MISA_VALUE);
+  store<u64>(base + H_MSTATUS, MSTATUS_RESET);
+  store<i32>(base + H_HARTID, hartid);
+  store<i32>(base + H_EXIT_LOAD_RD, -1);
+  store<i64>(base + H_MTIMECMP, -1);
+  store<i64>(base + H_STIMECMP, -1);
+  selectHart(hart);
+  flushTlbAll();
+}
+
+/** Drop every TLB entry of `hart` (after the host changed its memory map or state). */
+export function flushTlb(hart: i32): void {
+  selectHart(hart);
+  flushTlbAll();
+}
+
+/** Read a CSR as M-mode would (for the host and debuggers). Returns 0 for unknown CSRs. */
+export function csrRead(hart: i32, num: i32): u64 {
+  selectHart(hart);
+  const p = load<i32>(H + H_PRIV);
+  store<i32>(H + H_PRIV, PRV_M);
+  selectHart(hart);
+  const v = csrAccess(<u32>num, CSR_RW, 0, false);
+  store<i32>(H + H_PRIV, p);
+  selectHart(hart);
+  return csrIllegal ? 0 : v;
+}
+
+/** Write a CSR as M-mode would. Returns false if the CSR does not exist or is read-only. */
+export function csrWrite(hart: i32, num: i32, value: u64): bool {
+  selectHart(hart);
+  const p = load<i32>(H + H_PRIV);
+  store<i32>(H + H_PRIV, PRV_M);
+  selectHart(hart);
+  csrAccess(<u32>num, CSR_RW, value, true);
+  store<i32>(H + H_PRIV, p);
+  selectHart(hart);
+  return !csrIllegal;
+}
+
+/** The current mtime (timebase ticks). */
+export function mtimeNow(): f64 {
+  return <f64>mtime();
+}
+
+/**
+ * The mtime at which a timer interrupt that could wake `hart` becomes pending, or +Infinity.
+ * A halted hart can sleep until then unless the host raises something else.
+ */
+export function nextTimerDeadline(hart: i32): f64 {
+  const base = hartBase(hart);
+  const mie = load<u64>(base + H_MIE);
+  let t: u64 = u64.MAX_VALUE;
+  if ((mie & IRQ_MTI) != 0) t = load<u64>(base + H_MTIMECMP);
+  if ((mie & IRQ_STI) != 0 && (load<u64>(base + H_MENVCFG) & MENVCFG_STCE) != 0) {
+    const s = load<u64>(base + H_STIMECMP);
+    if (s < t) t = s;
+  }
+  return t == u64.MAX_VALUE ? Infinity : <f64>t;
+}
+
+/** Whether `hart` can make progress: not halted, or halted with a wake-up pending. */
+export function hartRunnable(hart: i32): bool {
+  const base = hartBase(hart);
+  return load<i32>(base + H_WFI) == 0 || wakeupPending(base, mtime());
+}

@@ -1,0 +1,132 @@
+// The memory layout of one VM's WebAssembly.Memory: the single source of truth shared by the
+// core and the host. build.js turns every `export const NAME: T = value;` line below into
+// host/core/layout.ts, so keep each constant on one line with a literal or simple expression
+// of earlier constants.
+//
+//   0x0000_0000  AssemblyScript data (the core allocates nothing at run time)
+//   VM_BASE      VM-wide fields (hart count, RAM geometry, HTIF, clock)
+//   ROM_HOST     the boot ROM (guest physical ROM_GPA), written by the host at reset
+//   HART_BASE    one HART_STRIDE block per hart: registers, CSRs, run block, TLBs
+//   RVC_TABLE    the expansion of every 16-bit instruction into its 32-bit form
+//   RAM_HOST     guest RAM (guest physical RAM_GPA ...), touched lazily
+
+// ---- VM-wide block ----
+export const VM_BASE: i32 = 0x10000;
+export const VM_NHARTS: i32 = 0x10000; // i32: number of harts
+export const VM_FLAGS: i32 = 0x10004; // i32: VMF_* bits
+export const VM_RAM_SIZE: i32 = 0x10008; // i64: guest RAM bytes
+export const VM_TOHOST: i32 = 0x10010; // i64: guest-physical address of HTIF tohost, 0 = none
+export const VM_FROMHOST: i32 = 0x10018; // i64: guest-physical address of HTIF fromhost
+export const VM_MTIME_OFFSET: i32 = 0x10020; // i64: mtime = host ticks + this (keeps time across restore)
+export const VM_MTIME_FROZEN: i32 = 0x10028; // i64: when VMF_MTIME_FROZEN, mtime reads this value
+export const VM_INSTRET_TOTAL: i32 = 0x10030; // i64: instructions retired by all harts (statistics)
+export const VM_RAM_HOST_LIMIT: i32 = 0x10038; // i32: RAM_HOST + RAM size (first byte past RAM)
+
+export const VMF_SBI_IN_HOST: i32 = 1; // ecall from S-mode exits to the host (built-in SBI)
+export const VMF_MTIME_FROZEN: i32 = 2; // mtime is VM_MTIME_FROZEN (deterministic tests)
+
+// ---- Boot ROM ----
+export const ROM_HOST: i32 = 0x20000;
+export const ROM_GPA: i32 = 0x1000;
+export const ROM_SIZE: i32 = 0xf000;
+
+// ---- Harts ----
+export const HART_BASE: i32 = 0x40000;
+export const HART_STRIDE: i32 = 0x10000;
+export const MAX_HARTS: i32 = 8;
+
+// Offsets inside one hart block.
+export const H_X: i32 = 0x000; // 32 x i64 integer registers
+export const H_F: i32 = 0x100; // 32 x i64 floating-point registers (NaN-boxed singles)
+export const H_PC: i32 = 0x200; // i64
+export const H_PRIV: i32 = 0x208; // i32: 0 = U, 1 = S, 3 = M
+export const H_WFI: i32 = 0x20c; // i32: 1 while halted in WFI
+export const H_MIP: i32 = 0x210; // i32: pending bits owned by the core (SSIP, STIP without Sstc, SEIP by software, MSIP)
+export const H_ATTN: i32 = 0x214; // i32: host asks the hart to return from run() (and wake word)
+export const H_HARTID: i32 = 0x218; // i32
+export const H_RESV_VALID: i32 = 0x21c; // i32: LR reservation held
+export const H_RESV_ADDR: i32 = 0x220; // i64: host offset of the reservation
+export const H_RESV_VALUE: i32 = 0x228; // i64: value loaded by LR
+export const H_INSTRET: i32 = 0x230; // i64: retired instructions (mcycle counts the same)
+export const H_MIP_EXT: i32 = 0x238; // i32: pending bits driven by the host (PLIC: MEIP, SEIP), set atomically
+
+// CSRs (i64 each)
+export const H_MSTATUS: i32 = 0x240;
+export const H_MISA: i32 = 0x248;
+export const H_MEDELEG: i32 = 0x250;
+export const H_MIDELEG: i32 = 0x258;
+export const H_MIE: i32 = 0x260;
+export const H_MTVEC: i32 = 0x268;
+export const H_MCOUNTEREN: i32 = 0x270;
+export const H_MSCRATCH: i32 = 0x278;
+export const H_MEPC: i32 = 0x280;
+export const H_MCAUSE: i32 = 0x288;
+export const H_MTVAL: i32 = 0x290;
+export const H_MENVCFG: i32 = 0x298;
+export const H_MCOUNTINHIBIT: i32 = 0x2a0;
+export const H_STVEC: i32 = 0x2a8;
+export const H_SCOUNTEREN: i32 = 0x2b0;
+export const H_SSCRATCH: i32 = 0x2b8;
+export const H_SEPC: i32 = 0x2c0;
+export const H_SCAUSE: i32 = 0x2c8;
+export const H_STVAL: i32 = 0x2d0;
+export const H_SATP: i32 = 0x2d8;
+export const H_SENVCFG: i32 = 0x2e0;
+export const H_FCSR: i32 = 0x2e8; // i32 view: frm << 5 | fflags
+export const H_MTIMECMP: i32 = 0x2f0; // CLINT mtimecmp of this hart
+export const H_STIMECMP: i32 = 0x2f8; // Sstc
+export const H_MCYCLE_OFFSET: i32 = 0x300; // mcycle = H_CYCLE + this (writes to mcycle)
+export const H_MINSTRET_OFFSET: i32 = 0x308;
+export const H_PMPCFG: i32 = 0x310; // 16 x u8 (pmpcfg0 and pmpcfg2 on RV64)
+export const H_PMPADDR: i32 = 0x320; // 16 x i64
+export const PMP_COUNT: i32 = 16;
+export const H_TLB_SUPER: i32 = 0x3a0; // i32: 1 while the TLB may hold entries of a superpage
+
+// The run block: why run() returned, and what the host must do about it.
+export const H_EXIT_REASON: i32 = 0x400; // i32: EXIT_*
+export const H_EXIT_ADDR: i32 = 0x408; // i64: MMIO guest-physical address
+export const H_EXIT_DATA: i32 = 0x410; // i64: MMIO store data or tohost value; the host puts MMIO load results here
+export const H_EXIT_SIZE: i32 = 0x418; // i32: MMIO access size in bytes
+export const H_EXIT_WRITE: i32 = 0x41c; // i32: 1 = store
+export const H_EXIT_LOAD_RD: i32 = 0x420; // i32: register the pending MMIO load fills, -1 = none
+export const H_EXIT_LOAD_KIND: i32 = 0x424; // i32: LOAD_* of the pending MMIO load
+export const H_EXIT_EXECUTED: i32 = 0x428; // i64: instructions executed by the last run()
+
+export const LOAD_SIGNED: i32 = 0; // sign-extend into x[rd]
+export const LOAD_UNSIGNED: i32 = 1; // zero-extend into x[rd]
+export const LOAD_FLOAT: i32 = 2; // into f[rd] (NaN-boxed when 4 bytes)
+
+export const EXIT_BUDGET: i32 = 0; // the instruction budget is spent
+export const EXIT_MMIO: i32 = 1; // an access to a host device (H_EXIT_ADDR/SIZE/WRITE/DATA)
+export const EXIT_HALT: i32 = 2; // WFI with nothing pending: wait for an interrupt
+export const EXIT_TOHOST: i32 = 3; // the guest wrote HTIF tohost (value in H_EXIT_DATA)
+export const EXIT_SBI: i32 = 4; // ecall from S-mode with VMF_SBI_IN_HOST: a0..a7 in x10..x17
+export const EXIT_ATTENTION: i32 = 5; // the host set H_ATTN
+
+// Software TLB: one table per translation regime and access kind (read, write, fetch), each
+// TLB_ENTRIES entries of { tag: i64, addend: i64 }; a hit maps va to host offset va + addend.
+// Regimes: U, S, S with SUM set (so toggling SUM, as Linux does around every user copy, needs no
+// flush), M.
+export const H_TLB: i32 = 0x1000;
+export const TLB_REGIMES: i32 = 4;
+export const TLB_ENTRIES: i32 = 256;
+export const TLB_ENTRY_BYTES: i32 = 16;
+export const TLB_TABLE_BYTES: i32 = 4096; // TLB_ENTRIES * TLB_ENTRY_BYTES
+export const TLB_READ: i32 = 0;
+export const TLB_WRITE: i32 = 1;
+export const TLB_FETCH: i32 = 2;
+
+// ---- Device map ----
+// One bit per 4 KiB page of guest-physical space below RAM_GPA: set where the host has a device.
+// Accesses to other non-RAM addresses raise access faults in the core, as on real hardware.
+export const MMIO_MAP: i32 = 0xb0000; // 65536 bytes
+
+// ---- Decode tables ----
+export const RVC_TABLE: i32 = 0xc0000; // 65536 x u32
+
+// ---- Guest RAM ----
+export const RAM_HOST: i32 = 0x1000000;
+export const RAM_GPA: i64 = 0x80000000;
+// CLINT, emulated inside the core (timer and software interrupts never leave it).
+export const CLINT_GPA: i64 = 0x2000000;
+export const CLINT_SIZE: i64 = 0x10000;

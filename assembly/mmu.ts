@@ -1,0 +1,417 @@
+// Address translation and every memory access that misses the TLB: the Sv39/Sv48 walk with
+// A/D updates, PMP, the physical map (RAM, boot ROM, in-core CLINT, host devices, holes), and
+// TLB refills. The hot paths in cpu.ts only compare a TLB tag; everything else happens here.
+
+import {
+  H_MSTATUS, H_SATP, H_PMPCFG, H_PMPADDR, PMP_COUNT, TLB_ENTRIES, VM_RAM_SIZE, VM_TOHOST,
+  H_TLB_SUPER, RAM_HOST, RAM_GPA, ROM_HOST, ROM_GPA, ROM_SIZE, CLINT_GPA, CLINT_SIZE, MMIO_MAP, H_EXIT_ADDR,
+  H_EXIT_DATA, H_EXIT_SIZE, H_EXIT_WRITE, H_MIP, H_MTIMECMP, VM_MTIME_OFFSET, VM_FLAGS,
+  VMF_MTIME_FROZEN, VM_MTIME_FROZEN,
+} from "./layout";
+import {
+  H, csr64, dataRegime, fetchRegime, dataPaged, fetchPaged, tlbRead, tlbWrite, tlbFetch,
+  REGIME_U, REGIME_M, REGIME_S_SUM, PRV_U, PRV_S, PRV_M, MS_MXR, hartBase, nharts, mtime,
+  IRQ_MSI,
+} from "./hart";
+
+// Outcome of a slow-path access.
+export const ACC_OK: i32 = 0;
+export const ACC_EXC: i32 = 1; // exception: excCause / excTval
+export const ACC_MMIO: i32 = 2; // host device access: run block filled, leave run()
+export const ACC_TOHOST: i32 = 3; // HTIF tohost written: leave run() after the instruction
+
+export let accStatus: i32 = ACC_OK;
+export let excCause: u64 = 0;
+export let excTval: u64 = 0;
+
+// Access kinds (match the TLB table order).
+export const ACC_READ: i32 = 0;
+export const ACC_WRITE: i32 = 1;
+export const ACC_FETCH: i32 = 2;
+
+// Exception causes.
+export const EXC_FETCH_ACCESS: u64 = 1;
+export const EXC_ILLEGAL: u64 = 2;
+export const EXC_BREAKPOINT: u64 = 3;
+export const EXC_LOAD_MISALIGNED: u64 = 4;
+export const EXC_LOAD_ACCESS: u64 = 5;
+export const EXC_STORE_MISALIGNED: u64 = 6;
+export const EXC_STORE_ACCESS: u64 = 7;
+export const EXC_ECALL_U: u64 = 8;
+export const EXC_FETCH_PAGE: u64 = 12;
+export const EXC_LOAD_PAGE: u64 = 13;
+export const EXC_STORE_PAGE: u64 = 15;
+
+const PTE_V: u64 = 1;
+const PTE_R: u64 = 2;
+const PTE_W: u64 = 4;
+const PTE_X: u64 = 8;
+const PTE_U: u64 = 16;
+const PTE_A: u64 = 64;
+const PTE_D: u64 = 128;
+// Bits 63:54 are reserved (Svpbmt/Svnapot are not implemented) and must be zero.
+const PTE_RESERVED: u64 = 0xffc0000000000000;
+
+// Where the last slow-path fetch found its page, for the run loop's fetch cache.
+export let lastFetchPageVa: u64 = 0;
+export let lastFetchPageHost: usize = 0;
+export let lastFetchCacheable: bool = false;
+
+export function clearAccStatus(): void {
+  accStatus = ACC_OK;
+}
+
+export function raise(cause: u64, tval: u64): void {
+  accStatus = ACC_EXC;
+  excCause = cause;
+  excTval = tval;
+}
+
+@inline function pageFault(acc: i32): u64 {
+  return acc == ACC_FETCH ? EXC_FETCH_PAGE : acc == ACC_WRITE ? EXC_STORE_PAGE : EXC_LOAD_PAGE;
+}
+@inline function accessFault(acc: i32): u64 {
+  return acc == ACC_FETCH ? EXC_FETCH_ACCESS : acc == ACC_WRITE ? EXC_STORE_ACCESS : EXC_LOAD_ACCESS;
+}
+
+@inline function regimePriv(regime: i32): i32 {
+  return regime == REGIME_M ? PRV_M : regime == REGIME_U ? PRV_U : PRV_S;
+}
+
+// ---- physical map ----
+
+/** Host offset of [pa, pa+len) if it is RAM (or ROM for reads/fetches), else -1. */
+export function physToHost(pa: u64, len: u64, acc: i32): i64 {
+  const ramSize = load<u64>(VM_RAM_SIZE);
+  const off = pa - <u64>RAM_GPA;
+  if (off < ramSize && len <= ramSize - off) return <i64>(<u64>RAM_HOST + off);
+  const roff = pa - <u64>ROM_GPA;
+  if (acc != ACC_WRITE && roff < <u64>ROM_SIZE && len <= <u64>ROM_SIZE - roff) return <i64>(<u64>ROM_HOST + roff);
+  return -1;
+}
+
+@inline function isDevicePage(pa: u64): bool {
+  if (pa >= <u64>RAM_GPA) return false;
+  const page = <usize>(pa >> 12);
+  return (load<u8>(MMIO_MAP + (page >> 3)) & (1 << <u8>(page & 7))) != 0;
+}
+
+// ---- PMP ----
+
+// Returns 1 (allowed), 0 (denied), or -1 when [lo, hi) straddles an entry's boundary, so the
+// result is not uniform over the range (only possible for ranges wider than one access).
+function pmpCheck(lo: u64, hi: u64, acc: i32, p: i32): i32 {
+  let anyActive = false;
+  let prevTop: u64 = 0;
+  for (let i = 0; i < PMP_COUNT; i++) {
+    const cfg = <u32>load<u8>(H + H_PMPCFG + <usize>i);
+    const addr = load<u64>(H + H_PMPADDR + (<usize>i << 3));
+    const a = (cfg >> 3) & 3;
+    let start: u64 = 0;
+    let end: u64 = 0; // exclusive; 0 with start 0 and full = whole space
+    let full = false;
+    if (a == 1) { // TOR
+      start = prevTop;
+      end = addr << 2;
+    } else if (a == 2) { // NA4
+      start = addr << 2;
+      end = start + 4;
+    } else if (a == 3) { // NAPOT
+      const t = ctz(~addr);
+      if (t >= 54) { full = true; } else {
+        start = (addr & ~((<u64>1 << t) - 1)) << 2;
+        end = start + (<u64>1 << (t + 3));
+      }
+    }
+    prevTop = addr << 2;
+    if (a == 0) continue;
+    anyActive = true;
+    let inside = full || (lo >= start && hi <= end);
+    if (!inside) {
+      if (lo < end && hi > start) return -1; // partial overlap
+      continue;
+    }
+    if (p == PRV_M && (cfg & 0x80) == 0) return 1;
+    const perm = acc == ACC_READ ? 1 : acc == ACC_WRITE ? 2 : 4;
+    return (cfg & perm) != 0 ? 1 : 0;
+  }
+  // No entry matched. M-mode is allowed; S/U are denied only once PMP is in use (QEMU does
+  // the same, so guests that never program PMP, like S-mode kernels on the built-in SBI, run).
+  if (p == PRV_M || !anyActive) return 1;
+  return 0;
+}
+
+// ---- translation ----
+
+// Physical address of va for an access of kind acc in `regime`, or 0 with the exception raised.
+// lastLeafLevel tells the level of the leaf found (0 = 4 KiB page).
+export let lastLeafLevel: i32 = 0;
+export function translate(va: u64, acc: i32, regime: i32, paged: bool): u64 {
+  lastLeafLevel = 0;
+  if (!paged) return va;
+  const satp = csr64(H_SATP);
+  const mode = <u32>(satp >> 60);
+  const levels: i32 = mode == 9 ? 4 : 3;
+  const vaBits: u64 = <u64>(12 + 9 * levels);
+  // The upper bits must all equal the top bit of the virtual address.
+  const top = <i64>va >> (vaBits - 1);
+  if (top != 0 && top != -1) { raise(pageFault(acc), va); return 0; }
+  const p = regimePriv(regime);
+  let a: u64 = (satp & 0xfffffffffff) << 12;
+  for (let level = levels - 1; level >= 0; level--) {
+    const vpn = (va >> (12 + 9 * <u64>level)) & 0x1ff;
+    const pteAddr = a + (vpn << 3);
+    const host = physToHost(pteAddr, 8, ACC_READ);
+    if (host < 0 || pmpCheck(pteAddr, pteAddr + 8, ACC_READ, PRV_S) != 1) { raise(accessFault(acc), va); return 0; }
+    let pte = atomic.load<u64>(<usize>host);
+    if ((pte & PTE_V) == 0 || ((pte & PTE_R) == 0 && (pte & PTE_W) != 0) || (pte & PTE_RESERVED) != 0) {
+      raise(pageFault(acc), va); return 0;
+    }
+    if ((pte & (PTE_R | PTE_X)) == 0) {
+      // Pointer to the next level. A/D/U must be zero on non-leaf PTEs.
+      if ((pte & (PTE_A | PTE_D | PTE_U)) != 0 || level == 0) { raise(pageFault(acc), va); return 0; }
+      a = ((pte >> 10) & 0xfffffffffff) << 12;
+      continue;
+    }
+    // Leaf: permissions.
+    const userPage = (pte & PTE_U) != 0;
+    if (acc == ACC_FETCH) {
+      if ((pte & PTE_X) == 0 || (userPage ? p != PRV_U : p == PRV_U)) { raise(pageFault(acc), va); return 0; }
+    } else {
+      if (userPage ? (p == PRV_S && regime != REGIME_S_SUM) : p == PRV_U) { raise(pageFault(acc), va); return 0; }
+      if (acc == ACC_WRITE) {
+        if ((pte & PTE_W) == 0) { raise(pageFault(acc), va); return 0; }
+      } else {
+        const mxr = (csr64(H_MSTATUS) & MS_MXR) != 0;
+        if ((pte & PTE_R) == 0 && !(mxr && (pte & PTE_X) != 0)) { raise(pageFault(acc), va); return 0; }
+      }
+    }
+    const ppn = (pte >> 10) & 0xfffffffffff;
+    const lowBits = 9 * <u64>level;
+    // A superpage's physical page number must be aligned to its size.
+    if (lowBits != 0 && (ppn & ((<u64>1 << lowBits) - 1)) != 0) { raise(pageFault(acc), va); return 0; }
+    // Hardware A/D update, atomically so a concurrent change by the guest is not lost.
+    const need = PTE_A | (acc == ACC_WRITE ? PTE_D : 0);
+    if ((pte & need) != need) {
+      if (pmpCheck(pteAddr, pteAddr + 8, ACC_WRITE, PRV_S) != 1) { raise(accessFault(acc), va); return 0; }
+      const seen = atomic.cmpxchg<u64>(<usize>host, pte, pte | need);
+      if (seen != pte) return translate(va, acc, regime, paged); // the PTE changed: walk again
+      pte |= need;
+    }
+    const mask = (<u64>1 << (12 + lowBits)) - 1;
+    lastLeafLevel = level;
+    return ((ppn << 12) & ~mask) | (va & mask);
+  }
+  raise(pageFault(acc), va);
+  return 0;
+}
+
+// ---- TLB refill ----
+
+function tlbFill(table: usize, va: u64, hostPage: u64): void {
+  const page = va & ~<u64>0xfff;
+  const e = table + (<usize>((va >> 12) & <u64>(TLB_ENTRIES - 1)) << 4);
+  store<u64>(e, page);
+  store<u64>(e + 8, hostPage - page);
+}
+
+function tlbTableFor(acc: i32): usize {
+  return acc == ACC_READ ? tlbRead : acc == ACC_WRITE ? tlbWrite : tlbFetch;
+}
+
+/**
+ * Translate and check one access that lies inside a single page. Returns the host offset for
+ * RAM/ROM (and refills the TLB when the whole page is uniformly accessible), -1 with accStatus
+ * set (exception), or -2 for device space. `physAddr` holds the physical address.
+ */
+export let physAddr: u64 = 0;
+
+export function resolve(va: u64, size: u64, acc: i32): i64 {
+  const regime = acc == ACC_FETCH ? fetchRegime : dataRegime;
+  const paged = acc == ACC_FETCH ? fetchPaged : dataPaged;
+  const pa = translate(va, acc, regime, paged);
+  if (accStatus != ACC_OK) return -1;
+  physAddr = pa;
+  const p = regimePriv(regime);
+  const pageOk = pmpCheck(pa & ~<u64>0xfff, (pa & ~<u64>0xfff) + 4096, acc, p);
+  if (pageOk == 0 || (pageOk < 0 && pmpCheck(pa, pa + size, acc, p) != 1)) {
+    raise(accessFault(acc), va);
+    return -1;
+  }
+  const host = physToHost(pa, size, acc);
+  if (host < 0) return -2;
+  const tohost = load<u64>(VM_TOHOST);
+  const watched = acc == ACC_WRITE && tohost != 0 && (pa >> 12) == (tohost >> 12);
+  if (pageOk == 1 && !watched) {
+    if (lastLeafLevel != 0) store<i32>(H + H_TLB_SUPER, 1);
+    tlbFill(tlbTableFor(acc), va, <u64>host - (pa & 0xfff));
+    if (acc == ACC_FETCH) {
+      lastFetchPageVa = va & ~<u64>0xfff;
+      lastFetchPageHost = <usize>(<u64>host - (pa & 0xfff));
+      lastFetchCacheable = true;
+    }
+  }
+  return host;
+}
+
+// ---- loads and stores that missed the TLB ----
+
+@inline function hostLoad(host: usize, size: u64): u64 {
+  if (size == 8) return load<u64>(host);
+  if (size == 4) return <u64>load<u32>(host);
+  if (size == 2) return <u64>load<u16>(host);
+  return <u64>load<u8>(host);
+}
+@inline function hostStore(host: usize, size: u64, v: u64): void {
+  if (size == 8) store<u64>(host, v);
+  else if (size == 4) store<u32>(host, <u32>v);
+  else if (size == 2) store<u16>(host, <u16>v);
+  else store<u8>(host, <u8>v);
+}
+
+/** Load `size` bytes at va; returns the zero-extended value. Check accStatus afterwards. */
+export function loadSlow(va: u64, size: u64): u64 {
+  if (((va & 0xfff) + size) > 4096) {
+    // Crosses a page: assemble it byte by byte (each byte may fault on its own page).
+    let v: u64 = 0;
+    for (let i: u64 = 0; i < size; i++) {
+      const b = loadSlow(va + i, 1);
+      if (accStatus != ACC_OK) {
+        if (accStatus == ACC_MMIO) raise(EXC_LOAD_ACCESS, va);
+        return 0;
+      }
+      v |= b << (i << 3);
+    }
+    return v;
+  }
+  const host = resolve(va, size, ACC_READ);
+  if (host >= 0) return hostLoad(<usize>host, size);
+  if (host == -1) return 0;
+  return deviceAccess(va, physAddr, size, false, 0, ACC_READ);
+}
+
+/** Store `size` bytes at va. Check accStatus afterwards. */
+export function storeSlow(va: u64, size: u64, v: u64): void {
+  if (((va & 0xfff) + size) > 4096) {
+    // Check both pages before writing anything, so a fault leaves memory untouched.
+    // A fault on the second page reports that page's first byte.
+    resolve(va, 1, ACC_WRITE);
+    if (accStatus == ACC_OK) resolve((va + size - 1) & ~<u64>0xfff, 1, ACC_WRITE);
+    if (accStatus != ACC_OK) {
+      if (accStatus == ACC_MMIO) raise(EXC_STORE_ACCESS, va);
+      return;
+    }
+    for (let i: u64 = 0; i < size; i++) {
+      storeSlow(va + i, 1, v >> (i << 3));
+      if (accStatus != ACC_OK) {
+        if (accStatus == ACC_MMIO) raise(EXC_STORE_ACCESS, va);
+        return;
+      }
+    }
+    return;
+  }
+  const host = resolve(va, size, ACC_WRITE);
+  if (host >= 0) {
+    hostStore(<usize>host, size, v);
+    const tohost = load<u64>(VM_TOHOST);
+    if (tohost != 0 && physAddr < tohost + 8 && physAddr + size > tohost) checkTohost(tohost);
+    return;
+  }
+  if (host == -1) return;
+  deviceAccess(va, physAddr, size, true, v, ACC_WRITE);
+}
+
+// HTIF: a nonzero tohost is a request to the host (Spike's protocol); leave run() for it.
+function checkTohost(tohost: u64): void {
+  const value = load<u64>(<usize>physToHost(tohost, 8, ACC_WRITE));
+  if (value == 0) return;
+  store<u64>(H + H_EXIT_DATA, value);
+  accStatus = ACC_TOHOST;
+}
+
+/** Instruction fetch that missed the fetch cache. Returns the (possibly 16-bit) instruction. */
+export function fetchSlow(pc: u64): u32 {
+  lastFetchCacheable = false;
+  const lo = fetchHalf(pc);
+  if (accStatus != ACC_OK) return 0;
+  if ((lo & 3) != 3) return lo;
+  const hi = fetchHalf(pc + 2);
+  if (accStatus != ACC_OK) return 0;
+  return lo | (hi << 16);
+}
+
+function fetchHalf(va: u64): u32 {
+  const host = resolve(va, 2, ACC_FETCH);
+  if (host >= 0) return <u32>load<u16>(<usize>host);
+  if (host == -2) raise(EXC_FETCH_ACCESS, va);
+  return 0;
+}
+
+// ---- devices: the in-core CLINT, host devices, holes ----
+
+function deviceAccess(va: u64, pa: u64, size: u64, write: bool, v: u64, acc: i32): u64 {
+  if (pa - <u64>CLINT_GPA < <u64>CLINT_SIZE) return clintAccess(va, pa - <u64>CLINT_GPA, size, write, v);
+  if (!isDevicePage(pa) || (pa & (size - 1)) != 0) {
+    raise(accessFault(acc), va);
+    return 0;
+  }
+  store<u64>(H + H_EXIT_ADDR, pa);
+  store<u32>(H + H_EXIT_SIZE, <u32>size);
+  store<u32>(H + H_EXIT_WRITE, write ? 1 : 0);
+  store<u64>(H + H_EXIT_DATA, write ? v : 0);
+  accStatus = ACC_MMIO;
+  return 0;
+}
+
+// CLINT: msip words at 0, mtimecmp at 0x4000 + 8 * hart, mtime at 0xbff8.
+function clintAccess(va: u64, off: u64, size: u64, write: bool, v: u64): u64 {
+  const n = <u64>nharts();
+  if ((off & (size - 1)) != 0 || size < 4) { raise(write ? EXC_STORE_ACCESS : EXC_LOAD_ACCESS, va); return 0; }
+  if (off < 0x4000) {
+    const hart = off >> 2;
+    if (hart >= n || size != 4) return 0;
+    const base = hartBase(<i32>hart);
+    if (!write) return (<u64>atomic.load<u32>(base + H_MIP) >> 3) & 1;
+    if ((v & 1) != 0) atomic.or<u32>(base + H_MIP, <u32>IRQ_MSI);
+    else atomic.and<u32>(base + H_MIP, ~<u32>IRQ_MSI);
+    return 0;
+  }
+  if (off >= 0xbff8) {
+    const now = mtime();
+    if (!write) return size == 8 ? now : (now >> ((off - 0xbff8) << 3)) & 0xffffffff;
+    let t = now;
+    if (size == 8) t = v;
+    else if (off == 0xbff8) t = (now & 0xffffffff00000000) | (v & 0xffffffff);
+    else t = (now & 0xffffffff) | (v << 32);
+    if ((load<i32>(VM_FLAGS) & VMF_MTIME_FROZEN) != 0) store<u64>(VM_MTIME_FROZEN, t);
+    else store<i64>(VM_MTIME_OFFSET, load<i64>(VM_MTIME_OFFSET) + <i64>(t - now));
+    return 0;
+  }
+  if (off >= 0x4000 && off < 0x4000 + 8 * n) {
+    const hart = (off - 0x4000) >> 3;
+    const ptr = hartBase(<i32>hart) + H_MTIMECMP;
+    const shift = (off & 4) << 3;
+    if (!write) return size == 8 ? load<u64>(ptr) : (load<u64>(ptr) >> shift) & 0xffffffff;
+    if (size == 8) store<u64>(ptr, v);
+    else {
+      const old = load<u64>(ptr);
+      store<u64>(ptr, (old & ~(<u64>0xffffffff << shift)) | ((v & 0xffffffff) << shift));
+    }
+    return 0;
+  }
+  return 0;
+}
+
+/** Host offset for an atomic access (aligned, RAM only), or -1 with accStatus set. */
+export function resolveAtomic(va: u64, size: u64, acc: i32): i64 {
+  if ((va & (size - 1)) != 0) {
+    raise(acc == ACC_READ ? EXC_LOAD_MISALIGNED : EXC_STORE_MISALIGNED, va);
+    return -1;
+  }
+  const host = resolve(va, size, acc);
+  if (host == -2) {
+    raise(acc == ACC_READ ? EXC_LOAD_ACCESS : EXC_STORE_ACCESS, va);
+    return -1;
+  }
+  return host;
+}

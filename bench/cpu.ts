@@ -1,0 +1,79 @@
+// CPU suite: the project's CPU-bound bare-metal guests (guests/bench), run to completion on the
+// core and, when it is installed, on qemu-system-riscv64 (-M spike runs the same HTIF binaries).
+import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { VirtMachine } from "../host/machine/virt";
+import { loadCoreModule } from "../host/core/load-node";
+
+export interface CpuResult {
+  program: string;
+  instructions: number;
+  seconds: number[]; // one per run
+  mips: number; // median
+  qemuSeconds?: number;
+  qemuMips?: number;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Run one ELF to its HTIF exit; returns instructions retired and wall seconds. */
+export function runGuest(elf: string): { instructions: number; seconds: number; code: number; output: string } {
+  let output = "";
+  const m = new VirtMachine({
+    module: loadCoreModule(),
+    memory: 64 << 20,
+    bios: null,
+    kernel: { name: elf, bytes: new Uint8Array(readFileSync(elf)) },
+    output: (b) => { output += Buffer.from(b).toString("latin1"); },
+  });
+  const t0 = performance.now();
+  const reason = m.runToStop(600);
+  const seconds = (performance.now() - t0) / 1000;
+  return { instructions: m.core.totalInstret(), seconds, code: reason.code, output };
+}
+
+function qemuAvailable(): boolean {
+  return spawnSync("qemu-system-riscv64", ["--version"]).status === 0;
+}
+
+export function runQemu(elf: string): number {
+  const t0 = performance.now();
+  const r = spawnSync("qemu-system-riscv64", ["-M", "spike", "-bios", "none", "-nographic", "-kernel", elf], { timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`qemu failed on ${elf}: status ${r.status}\n${r.stdout}\n${r.stderr}`);
+  return (performance.now() - t0) / 1000;
+}
+
+export function cpuSuite(programs: Record<string, string>, runs: number, log: (s: string) => void): CpuResult[] {
+  const withQemu = qemuAvailable();
+  const results: CpuResult[] = [];
+  for (const [name, elf] of Object.entries(programs)) {
+    if (!name.startsWith("bench-")) continue;
+    const seconds: number[] = [];
+    let instructions = 0;
+    for (let i = 0; i < runs; i++) {
+      const r = runGuest(elf);
+      if (r.code !== 0) throw new Error(`${name} failed (exit ${r.code}):\n${r.output}`);
+      seconds.push(r.seconds);
+      instructions = r.instructions;
+    }
+    const res: CpuResult = { program: name, instructions, seconds, mips: instructions / median(seconds) / 1e6 };
+    if (withQemu) {
+      const qs: number[] = [];
+      for (let i = 0; i < runs; i++) qs.push(runQemu(elf));
+      res.qemuSeconds = median(qs);
+      res.qemuMips = instructions / res.qemuSeconds / 1e6;
+    }
+    log(`  ${name.padEnd(14)} ${(instructions / 1e6).toFixed(1).padStart(8)} M instr  ${res.mips.toFixed(1).padStart(7)} MIPS` +
+      (res.qemuMips ? `   qemu ${res.qemuMips.toFixed(1).padStart(7)} MIPS  (${((100 * res.mips) / res.qemuMips).toFixed(0)}%)` : ""));
+    results.push(res);
+  }
+  return results;
+}
+
+export function geomean(xs: number[]): number {
+  return Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
+}

@@ -1,0 +1,105 @@
+// Command-line parsing: QEMU's spellings are accepted too (-bios, -kernel, -m 256M, -smp 2),
+// so people can carry their command lines over.
+import { parseArgs } from "node:util";
+
+export class CliError extends Error {}
+
+export interface BootOptions {
+  bios?: string; // a file, "none", or undefined for Debian's OpenSBI
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  memory: number; // bytes
+  smp: number;
+  dtbOut?: string;
+}
+
+export type Command =
+  | { kind: "help" }
+  | { kind: "version" }
+  | { kind: "boot"; options: BootOptions };
+
+export const HELP = `Usage: wasmvisor boot [options]
+
+Boot a RISC-V guest on a QEMU-virt-compatible machine whose harts run in WebAssembly.
+The serial console is on stdin/stdout; press Ctrl-A x to quit.
+
+Options:
+  --bios <file|none>   M-mode firmware (ELF or raw, loaded at 0x80000000). Default: Debian's
+                       OpenSBI, /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin.
+                       "none" starts --kernel directly in M-mode at 0x80000000.
+  --kernel <file>      Kernel or next stage (ELF at its physical addresses, or raw at 0x80200000,
+                       or at 0x80000000 with --bios none).
+  --initrd <file>      Initial ramdisk (its location goes into /chosen).
+  --append <string>    Kernel command line (/chosen/bootargs).
+  -m, --memory <size>  Guest RAM, e.g. 256M or 1G (a plain number means MiB). Default 256M.
+  --smp <n>            Number of harts (1-8). Default 1.
+  --dtb-out <file>     Also write the generated devicetree blob to <file>.
+  -h, --help           Show this help.
+  -V, --version        Show the version.
+
+Exit status: the guest's (poweroff: 0; test-device or HTIF failure: its code).
+`;
+
+const QEMU_SPELLINGS: Record<string, string> = {
+  "-bios": "--bios", "-kernel": "--kernel", "-initrd": "--initrd", "-append": "--append",
+  "-smp": "--smp", "-dtb-out": "--dtb-out", "-memory": "--memory",
+};
+
+/** "256M", "1G", "65536K", "512" (MiB) → bytes. */
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMGT]?)(i?B)?$/i.exec(text.trim());
+  if (!m) throw new CliError(`invalid memory size '${text}' (use e.g. 256M or 1G)`);
+  const unit = m[2].toUpperCase();
+  const mult = unit === "K" ? 2 ** 10 : unit === "G" ? 2 ** 30 : unit === "T" ? 2 ** 40 : 2 ** 20;
+  const bytes = Math.floor(Number(m[1]) * mult);
+  if (bytes < 2 ** 20) throw new CliError(`memory size '${text}' is too small (at least 1M)`);
+  if (bytes % 4096 !== 0) throw new CliError(`memory size '${text}' is not a multiple of 4K`);
+  return bytes;
+}
+
+export function parseCli(argv: string[]): Command {
+  const args = argv.map((a) => QEMU_SPELLINGS[a] ?? a);
+  if (args.length === 0) return { kind: "help" };
+  if (args[0] === "--help" || args[0] === "-h" || args[0] === "help") return { kind: "help" };
+  if (args[0] === "--version" || args[0] === "-V") return { kind: "version" };
+  if (args[0] !== "boot") throw new CliError(`unknown command '${args[0]}' (expected 'boot')`);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: args.slice(1),
+      strict: true,
+      allowPositionals: false,
+      options: {
+        bios: { type: "string" },
+        kernel: { type: "string" },
+        initrd: { type: "string" },
+        append: { type: "string" },
+        memory: { type: "string", short: "m" },
+        smp: { type: "string" },
+        "dtb-out": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    // Node's messages are long; keep the part that names the flag.
+    const msg = (e as Error).message.split(". ")[0].replace(/^Unknown option/, "unknown option");
+    throw new CliError(msg);
+  }
+  const v = parsed.values;
+  if (v.help) return { kind: "help" };
+  const smp = v.smp === undefined ? 1 : Number(v.smp);
+  if (!Number.isInteger(smp) || smp < 1 || smp > 8) throw new CliError(`--smp must be a whole number from 1 to 8, not '${v.smp}'`);
+  return {
+    kind: "boot",
+    options: {
+      bios: v.bios,
+      kernel: v.kernel,
+      initrd: v.initrd,
+      append: v.append,
+      memory: parseSize(v.memory ?? "256M"),
+      smp,
+      dtbOut: v["dtb-out"],
+    },
+  };
+}

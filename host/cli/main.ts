@@ -1,0 +1,149 @@
+// `wasmvisor`: the command line. The main thread owns the terminal and the VM's worker; console
+// bytes cross through shared-memory rings and control goes through Comlink.
+import { Worker } from "node:worker_threads";
+import { readFileSync, writeFileSync, existsSync, statSync } from "node:fs";
+import * as Comlink from "comlink";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
+import { ByteRing } from "../util/ring";
+import { parseCli, CliError, HELP, type BootOptions } from "./args";
+import type { VmWorker, BootRequest } from "../vm/worker";
+import type { Image } from "../machine/virt";
+
+const VERSION = "0.1.0";
+const CTRL_A = 0x01;
+
+export const DEFAULT_BIOS = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`wasmvisor: ${message}\n`);
+  process.exit(code);
+}
+
+function readImage(flag: string, path: string): Image {
+  if (!existsSync(path)) fail(`${flag} ${path}: no such file`);
+  if (statSync(path).isDirectory()) fail(`${flag} ${path}: is a directory, not an image file`);
+  try {
+    return { name: path, bytes: new Uint8Array(readFileSync(path)) };
+  } catch (e) {
+    fail(`${flag} ${path}: cannot read (${(e as Error).message})`);
+  }
+}
+
+async function boot(opts: BootOptions): Promise<number> {
+  let bios: Image | null;
+  if (opts.bios === "none") bios = null;
+  else if (opts.bios === undefined) {
+    if (!existsSync(DEFAULT_BIOS)) {
+      fail(`no firmware: the default ${DEFAULT_BIOS} is missing.\n` +
+        `  Install Debian's opensbi package (apt-get install opensbi), or pass --bios <file> or --bios none.`);
+    }
+    bios = readImage("--bios", DEFAULT_BIOS);
+  } else bios = readImage("--bios", opts.bios);
+  if (!opts.kernel && !bios) fail("--bios none needs --kernel <file> to have something to run");
+  const kernel = opts.kernel ? readImage("--kernel", opts.kernel) : undefined;
+  const initrd = opts.initrd ? readImage("--initrd", opts.initrd) : undefined;
+
+  const consoleOut = new ByteRing(1 << 16);
+  const consoleIn = new ByteRing(1 << 12);
+  const worker = new Worker(new URL("./vm-worker.js", import.meta.url));
+  const vm = Comlink.wrap<VmWorker>(nodeEndpoint(worker));
+  const req: BootRequest = {
+    memory: opts.memory, harts: opts.smp, bios, kernel, initrd, append: opts.append,
+    consoleOut: consoleOut.buffer, consoleIn: consoleIn.buffer,
+  };
+  let dtb: Uint8Array;
+  try {
+    dtb = await vm.create(req);
+  } catch (e) {
+    await worker.terminate();
+    fail((e as Error).message.split("\n")[0]);
+  }
+  if (opts.dtbOut) {
+    try {
+      writeFileSync(opts.dtbOut, dtb);
+    } catch (e) {
+      await worker.terminate();
+      fail(`--dtb-out ${opts.dtbOut}: cannot write (${(e as Error).message})`);
+    }
+  }
+
+  // Terminal: raw mode so every key reaches the guest; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.
+  const stdin = process.stdin;
+  const tty = stdin.isTTY === true;
+  if (tty) stdin.setRawMode(true);
+  let escape = false;
+  let quitting = false;
+  const restore = () => { if (tty) stdin.setRawMode(false); stdin.pause(); };
+  stdin.on("data", (chunk: Buffer) => {
+    const out: number[] = [];
+    for (const b of chunk) {
+      if (escape) {
+        escape = false;
+        if (b === 0x78 /* x */) { quitting = true; break; }
+        if (b === CTRL_A) out.push(CTRL_A);
+        else if (b === 0x68 /* h */) process.stderr.write("\r\nC-a x    exit\r\nC-a C-a  send C-a\r\n");
+        continue;
+      }
+      if (b === CTRL_A) { escape = true; continue; }
+      out.push(b);
+    }
+    if (out.length) {
+      const bytes = Uint8Array.from(out);
+      let off = 0;
+      while (off < bytes.length) {
+        const n = consoleIn.write(bytes.subarray(off));
+        if (n === 0) break; // the guest is not reading; drop rather than block the terminal
+        off += n;
+      }
+    }
+    if (quitting) {
+      process.stderr.write("\r\nwasmvisor: terminated\r\n");
+      void vm.stop();
+    }
+  });
+  stdin.on("end", () => { /* stdin closed: the guest keeps running until it stops */ });
+  stdin.resume();
+
+  // Drain console output as it comes.
+  let running = true;
+  const drain = (async () => {
+    while (running || consoleOut.available() > 0) {
+      await consoleOut.waitForData(50);
+      const bytes = consoleOut.read();
+      if (bytes.length) await new Promise<void>((resolve) => process.stdout.write(bytes, () => resolve()));
+    }
+  })();
+
+  let code: number;
+  try {
+    const reason = await vm.run();
+    code = reason.code;
+    if (reason.kind === "error") process.stderr.write(`\r\nwasmvisor: ${(reason as { message: string }).message}\r\n`);
+  } catch (e) {
+    process.stderr.write(`\r\nwasmvisor: the VM failed: ${(e as Error).message}\r\n`);
+    code = 70;
+  }
+  running = false;
+  consoleOut.kick();
+  await drain;
+  restore();
+  vm[Comlink.releaseProxy]();
+  await worker.terminate();
+  return code;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let cmd;
+  try {
+    cmd = parseCli(argv);
+  } catch (e) {
+    if (e instanceof CliError) fail(`${e.message}\n  Try 'wasmvisor --help'.`, 2);
+    throw e;
+  }
+  if (cmd.kind === "help") { process.stdout.write(HELP); return; }
+  if (cmd.kind === "version") { process.stdout.write(`wasmvisor ${VERSION}\n`); return; }
+  const code = await boot(cmd.options);
+  process.exit(code);
+}
+
+main(process.argv.slice(2)).catch((e) => fail(`internal error: ${(e as Error).message}`, 70));

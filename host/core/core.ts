@@ -1,0 +1,226 @@
+// The host's handle on one VM's core: the shared WebAssembly.Memory, the instantiated core,
+// and typed access to the hart blocks and guest memory at the offsets of layout.ts.
+import * as loader from "@assemblyscript/loader";
+import * as L from "./layout";
+
+export interface CoreExports {
+  run(hart: number, budget: number): number;
+  initMemory(): void;
+  resetHart(hart: number, hartid: number): void;
+  flushTlb(hart: number): void;
+  csrRead(hart: number, csr: number): bigint;
+  csrWrite(hart: number, csr: number, value: bigint): number;
+  mtimeNow(): number;
+  nextTimerDeadline(hart: number): number;
+  hartRunnable(hart: number): number;
+}
+
+/** Timebase of the machine: mtime counts at 10 MHz. */
+export const TIMEBASE_HZ = 10_000_000;
+
+/** The host clock in timebase ticks. */
+export const hostTicks = (): number => performance.now() * (TIMEBASE_HZ / 1000);
+
+export interface CoreOptions {
+  /** The compiled core (see loadCoreModule). */
+  module: WebAssembly.Module;
+  /** Guest RAM in bytes (a multiple of 4 KiB). */
+  ramSize: number;
+  harts?: number;
+  /** Clock in timebase ticks; defaults to the host's monotonic clock. */
+  clock?: () => number;
+  /** An existing VM memory to attach to (another thread's VM); it is not reinitialised. */
+  memory?: WebAssembly.Memory;
+}
+
+/** Largest guest RAM one VM can have: wasm32 memories stop at 4 GiB, less the core's area. */
+export const MAX_RAM = 4096 * 1024 * 1024 - L.RAM_HOST - 2 * 65536;
+
+export class Core {
+  readonly memory: WebAssembly.Memory;
+  readonly exports: CoreExports;
+  readonly ramSize: number;
+  readonly harts: number;
+  /** Whole-memory views (the buffer is a SharedArrayBuffer that never grows). */
+  readonly u8: Uint8Array;
+  readonly i32: Int32Array;
+  readonly view: DataView;
+  /** Guest RAM, guest-physical RAM_GPA upwards. */
+  readonly ram: Uint8Array;
+
+  constructor(opts: CoreOptions) {
+    const harts = opts.harts ?? 1;
+    if (!Number.isInteger(harts) || harts < 1 || harts > L.MAX_HARTS) {
+      throw new Error(`a VM can have 1 to ${L.MAX_HARTS} harts, not ${harts}`);
+    }
+    if (!Number.isInteger(opts.ramSize) || opts.ramSize < 1 << 20 || opts.ramSize % 4096 !== 0) {
+      throw new Error(`guest RAM must be at least 1 MiB and a multiple of 4 KiB`);
+    }
+    if (opts.ramSize > MAX_RAM) {
+      throw new Error(`guest RAM of ${opts.ramSize >> 20} MiB is more than one VM can address (max ${Math.floor(MAX_RAM / 2 ** 20)} MiB)`);
+    }
+    this.ramSize = opts.ramSize;
+    this.harts = harts;
+    // One spare page past RAM: the fetch fast path may read 2 bytes beyond the last halfword.
+    const pages = Math.ceil((L.RAM_HOST + opts.ramSize) / 65536) + 1;
+    const fresh = !opts.memory;
+    this.memory = opts.memory ?? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    const clock = opts.clock ?? hostTicks;
+    const imports = { env: { memory: this.memory, hostTicks: clock } } as loader.Imports;
+    const instance = loader.instantiateSync<Record<string, unknown>>(opts.module, imports);
+    this.exports = instance.exports as unknown as CoreExports;
+    const buf = this.memory.buffer;
+    this.u8 = new Uint8Array(buf);
+    this.i32 = new Int32Array(buf);
+    this.view = new DataView(buf);
+    this.ram = new Uint8Array(buf, L.RAM_HOST, opts.ramSize);
+    if (fresh) {
+      this.exports.initMemory();
+      this.view.setInt32(L.VM_NHARTS, harts, true);
+      this.view.setBigUint64(L.VM_RAM_SIZE, BigInt(opts.ramSize), true);
+      this.view.setInt32(L.VM_RAM_HOST_LIMIT, L.RAM_HOST + opts.ramSize, true);
+      // mtime starts at zero, as on a machine just powered on.
+      this.view.setBigInt64(L.VM_MTIME_OFFSET, BigInt(-Math.floor(clock())), true);
+      for (let h = 0; h < harts; h++) this.exports.resetHart(h, h);
+    }
+  }
+
+  hartBase(hart: number): number {
+    return L.HART_BASE + hart * L.HART_STRIDE;
+  }
+
+  run(hart: number, budget: number): number {
+    return this.exports.run(hart, budget);
+  }
+
+  reset(): void {
+    for (let h = 0; h < this.harts; h++) this.exports.resetHart(h, h);
+  }
+
+  // ---- registers ----
+  x(hart: number, i: number): bigint {
+    return this.view.getBigUint64(this.hartBase(hart) + L.H_X + i * 8, true);
+  }
+  setX(hart: number, i: number, v: bigint | number): void {
+    if (i !== 0) this.view.setBigUint64(this.hartBase(hart) + L.H_X + i * 8, BigInt.asUintN(64, BigInt(v)), true);
+  }
+  f(hart: number, i: number): bigint {
+    return this.view.getBigUint64(this.hartBase(hart) + L.H_F + i * 8, true);
+  }
+  setF(hart: number, i: number, v: bigint): void {
+    this.view.setBigUint64(this.hartBase(hart) + L.H_F + i * 8, BigInt.asUintN(64, v), true);
+  }
+  pc(hart: number): bigint {
+    return this.view.getBigUint64(this.hartBase(hart) + L.H_PC, true);
+  }
+  setPc(hart: number, v: bigint | number): void {
+    this.view.setBigUint64(this.hartBase(hart) + L.H_PC, BigInt.asUintN(64, BigInt(v)), true);
+  }
+  priv(hart: number): number {
+    return this.view.getInt32(this.hartBase(hart) + L.H_PRIV, true);
+  }
+  setPriv(hart: number, p: 0 | 1 | 3): void {
+    this.view.setInt32(this.hartBase(hart) + L.H_PRIV, p, true);
+    this.exports.flushTlb(hart);
+  }
+  csr(hart: number, num: number): bigint {
+    return BigInt.asUintN(64, this.exports.csrRead(hart, num));
+  }
+  setCsr(hart: number, num: number, v: bigint | number): void {
+    if (!this.exports.csrWrite(hart, num, BigInt.asUintN(64, BigInt(v)))) {
+      throw new Error(`CSR 0x${num.toString(16)} cannot be written`);
+    }
+  }
+  halted(hart: number): boolean {
+    return this.view.getInt32(this.hartBase(hart) + L.H_WFI, true) !== 0;
+  }
+  instret(hart: number): bigint {
+    return this.view.getBigUint64(this.hartBase(hart) + L.H_INSTRET, true);
+  }
+
+  // ---- run block ----
+  exitAddr(hart: number): number {
+    return Number(this.view.getBigUint64(this.hartBase(hart) + L.H_EXIT_ADDR, true));
+  }
+  exitSize(hart: number): number {
+    return this.view.getInt32(this.hartBase(hart) + L.H_EXIT_SIZE, true);
+  }
+  exitIsWrite(hart: number): boolean {
+    return this.view.getInt32(this.hartBase(hart) + L.H_EXIT_WRITE, true) !== 0;
+  }
+  /** Exit data as two 32-bit halves (no BigInt on the MMIO path). */
+  exitDataLo(hart: number): number {
+    return this.view.getUint32(this.hartBase(hart) + L.H_EXIT_DATA, true);
+  }
+  exitDataHi(hart: number): number {
+    return this.view.getUint32(this.hartBase(hart) + L.H_EXIT_DATA + 4, true);
+  }
+  exitData(hart: number): bigint {
+    return this.view.getBigUint64(this.hartBase(hart) + L.H_EXIT_DATA, true);
+  }
+  /** Answer a pending MMIO load; the core writes the register on the next run(). */
+  setExitData(hart: number, lo: number, hi = 0): void {
+    const p = this.hartBase(hart) + L.H_EXIT_DATA;
+    this.view.setUint32(p, lo >>> 0, true);
+    this.view.setUint32(p + 4, hi >>> 0, true);
+  }
+  executed(hart: number): number {
+    return Number(this.view.getBigInt64(this.hartBase(hart) + L.H_EXIT_EXECUTED, true));
+  }
+
+  // ---- interrupts and wake-ups ----
+  /** Drive a host-owned mip bit (MEIP/SEIP) of a hart. Safe from any thread. */
+  setIrq(hart: number, bit: number, level: boolean): void {
+    const idx = (this.hartBase(hart) + L.H_MIP_EXT) >> 2;
+    if (level) Atomics.or(this.i32, idx, 1 << bit);
+    else Atomics.and(this.i32, idx, ~(1 << bit));
+  }
+  /** Ask a running hart to return from run() at its next slice boundary. */
+  requestAttention(hart: number): void {
+    Atomics.store(this.i32, (this.hartBase(hart) + L.H_ATTN) >> 2, 1);
+  }
+  clearAttention(hart: number): void {
+    Atomics.store(this.i32, (this.hartBase(hart) + L.H_ATTN) >> 2, 0);
+  }
+  runnable(hart: number): boolean {
+    return this.exports.hartRunnable(hart) !== 0;
+  }
+  /** Seconds until a halted hart's timer fires (Infinity if none is armed). */
+  secondsUntilTimer(hart: number): number {
+    const deadline = this.exports.nextTimerDeadline(hart);
+    if (deadline === Infinity) return Infinity;
+    return Math.max(0, (deadline - this.exports.mtimeNow()) / TIMEBASE_HZ);
+  }
+
+  // ---- guest-physical memory ----
+  /** A view of [gpa, gpa+len) if it lies in RAM or the boot ROM, else null. */
+  phys(gpa: number, len: number): Uint8Array | null {
+    const ramOff = gpa - Number(L.RAM_GPA);
+    if (ramOff >= 0 && len >= 0 && ramOff + len <= this.ramSize) return this.u8.subarray(L.RAM_HOST + ramOff, L.RAM_HOST + ramOff + len);
+    const romOff = gpa - L.ROM_GPA;
+    if (romOff >= 0 && len >= 0 && romOff + len <= L.ROM_SIZE) return this.u8.subarray(L.ROM_HOST + romOff, L.ROM_HOST + romOff + len);
+    return null;
+  }
+  /** Mark [gpa, gpa+size) as host device space (accesses exit instead of faulting). */
+  mapDevice(gpa: number, size: number): void {
+    if (gpa + size > Number(L.RAM_GPA)) throw new Error(`device window 0x${gpa.toString(16)} overlaps RAM`);
+    for (let page = Math.floor(gpa / 4096); page < Math.ceil((gpa + size) / 4096); page++) {
+      this.u8[L.MMIO_MAP + (page >> 3)] |= 1 << (page & 7);
+    }
+  }
+  setTohost(tohost: number, fromhost: number): void {
+    this.view.setBigUint64(L.VM_TOHOST, BigInt(tohost), true);
+    this.view.setBigUint64(L.VM_FROMHOST, BigInt(fromhost), true);
+  }
+  setFlags(flags: number): void {
+    this.view.setInt32(L.VM_FLAGS, flags, true);
+  }
+  totalInstret(): number {
+    return Number(this.view.getBigInt64(L.VM_INSTRET_TOTAL, true));
+  }
+}
+
+/** Compile the core from its bytes (build/core.wasm). */
+export function compileCore(bytes: Uint8Array): WebAssembly.Module {
+  return new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+}

@@ -1,0 +1,260 @@
+import { IRQ, type DeviceState, type HartIrqPins, type IrqLine, type MmioDevice } from "./device";
+import {
+  PLIC_CONTEXT_BASE,
+  PLIC_CONTEXT_STRIDE,
+  PLIC_ENABLE_BASE,
+  PLIC_ENABLE_STRIDE,
+  PLIC_MAX_PRIORITY,
+  PLIC_NDEV,
+  PLIC_PENDING_BASE,
+  PLIC_PRIORITY_BASE,
+  PLIC_SIZE,
+} from "../machine/memory-map";
+
+/**
+ * SiFive platform-level interrupt controller, register-compatible with QEMU's virt PLIC.
+ *
+ * Context 2h is hart h's M-mode (drives mip.MEIP), context 2h+1 its S-mode (mip.SEIP).
+ * Sources are level-triggered. The gateway keeps a claimed source from being pending
+ * again until it is completed; a source is pending while its line is high and it is not
+ * claimed, so a device that lowers its line before the claim withdraws the request (as
+ * QEMU behaves; it saves Linux from spurious claims).
+ */
+export class Plic implements MmioDevice {
+  readonly name = "plic";
+  readonly size = PLIC_SIZE;
+  readonly harts: number;
+  readonly ndev: number;
+  readonly contexts: number;
+
+  /** 32-bit words per bit vector (bit i = source i; bit 0 is unused). */
+  private readonly words: number;
+  private priority: Uint32Array;
+  private level: Uint32Array;
+  private claimed: Uint32Array;
+  private enable: Uint32Array; // contexts * words
+  private threshold: Uint32Array;
+  /** Level last driven onto each context's mip bit, so pins only see changes. */
+  private output: Uint8Array;
+
+  constructor(
+    private readonly pins: HartIrqPins,
+    harts: number,
+    ndev: number = PLIC_NDEV,
+  ) {
+    if (!Number.isInteger(harts) || harts < 1) throw new Error(`plic: bad hart count ${harts}`);
+    const maxContexts = (PLIC_SIZE - PLIC_CONTEXT_BASE) / PLIC_CONTEXT_STRIDE;
+    if (harts * 2 > maxContexts) throw new Error(`plic: too many harts (${harts})`);
+    // The enable window of a context is 0x80 bytes, i.e. 1024 sources including id 0.
+    if (!Number.isInteger(ndev) || ndev < 1 || ndev > 1023) throw new Error(`plic: bad source count ${ndev}`);
+    this.harts = harts;
+    this.ndev = ndev;
+    this.contexts = harts * 2;
+    this.words = (ndev + 1 + 31) >>> 5;
+    this.priority = new Uint32Array(ndev + 1);
+    this.level = new Uint32Array(this.words);
+    this.claimed = new Uint32Array(this.words);
+    this.enable = new Uint32Array(this.contexts * this.words);
+    this.threshold = new Uint32Array(this.contexts);
+    this.output = new Uint8Array(this.contexts);
+  }
+
+  /** The interrupt line of source `source` (1..ndev), for a device to drive. */
+  irqLine(source: number): IrqLine {
+    if (!Number.isInteger(source) || source < 1 || source > this.ndev) {
+      throw new Error(`plic: interrupt source ${source} out of range 1..${this.ndev}`);
+    }
+    return (level: boolean) => this.setLevel(source, level);
+  }
+
+  /** Drive source `source`'s line (same as calling its irqLine). */
+  setLevel(source: number, level: boolean): void {
+    const w = source >>> 5;
+    const bit = 1 << (source & 31);
+    const old = this.level[w];
+    const now = level ? old | bit : old & ~bit;
+    if (now === old) return;
+    this.level[w] = now;
+    this.update();
+  }
+
+  /** Power-on state: everything masked and unclaimed. Device lines keep their levels. */
+  reset(): void {
+    this.priority.fill(0);
+    this.claimed.fill(0);
+    this.enable.fill(0);
+    this.threshold.fill(0);
+    this.update();
+  }
+
+  read(offset: number, size: 1 | 2 | 4): number {
+    // QEMU's PLIC only accepts aligned 32-bit accesses; narrower ones read as zero here.
+    if (size !== 4 || (offset & 3) !== 0) return 0;
+    if (offset < PLIC_PENDING_BASE) {
+      const src = (offset - PLIC_PRIORITY_BASE) >>> 2;
+      return src >= 1 && src <= this.ndev ? this.priority[src] : 0;
+    }
+    if (offset < PLIC_ENABLE_BASE) {
+      const w = (offset - PLIC_PENDING_BASE) >>> 2;
+      return w < this.words ? this.pendingWord(w) >>> 0 : 0;
+    }
+    if (offset < PLIC_CONTEXT_BASE) {
+      const ctx = Math.floor((offset - PLIC_ENABLE_BASE) / PLIC_ENABLE_STRIDE);
+      const w = ((offset - PLIC_ENABLE_BASE) % PLIC_ENABLE_STRIDE) >>> 2;
+      if (ctx >= this.contexts || w >= this.words) return 0;
+      return this.enable[ctx * this.words + w] >>> 0;
+    }
+    const ctx = Math.floor((offset - PLIC_CONTEXT_BASE) / PLIC_CONTEXT_STRIDE);
+    if (ctx >= this.contexts) return 0;
+    const reg = (offset - PLIC_CONTEXT_BASE) % PLIC_CONTEXT_STRIDE;
+    if (reg === 0) return this.threshold[ctx];
+    if (reg === 4) return this.claim(ctx);
+    return 0;
+  }
+
+  write(offset: number, size: 1 | 2 | 4, value: number): void {
+    if (size !== 4 || (offset & 3) !== 0) return;
+    value >>>= 0;
+    if (offset < PLIC_PENDING_BASE) {
+      const src = (offset - PLIC_PRIORITY_BASE) >>> 2;
+      if (src < 1 || src > this.ndev) return;
+      // WARL: only the implemented priority bits stick (software may probe with all-ones).
+      this.priority[src] = value & PLIC_MAX_PRIORITY;
+      this.update();
+      return;
+    }
+    if (offset < PLIC_ENABLE_BASE) return; // pending bits are read-only
+    if (offset < PLIC_CONTEXT_BASE) {
+      const ctx = Math.floor((offset - PLIC_ENABLE_BASE) / PLIC_ENABLE_STRIDE);
+      const w = ((offset - PLIC_ENABLE_BASE) % PLIC_ENABLE_STRIDE) >>> 2;
+      if (ctx >= this.contexts || w >= this.words) return;
+      this.enable[ctx * this.words + w] = value & this.validMask(w);
+      this.updateContext(ctx);
+      return;
+    }
+    const ctx = Math.floor((offset - PLIC_CONTEXT_BASE) / PLIC_CONTEXT_STRIDE);
+    if (ctx >= this.contexts) return;
+    const reg = (offset - PLIC_CONTEXT_BASE) % PLIC_CONTEXT_STRIDE;
+    if (reg === 0) {
+      this.threshold[ctx] = value & PLIC_MAX_PRIORITY;
+      this.updateContext(ctx);
+    } else if (reg === 4) {
+      this.complete(value);
+    }
+  }
+
+  save(): DeviceState {
+    return {
+      harts: this.harts,
+      ndev: this.ndev,
+      priority: this.priority.slice(),
+      level: this.level.slice(),
+      claimed: this.claimed.slice(),
+      enable: this.enable.slice(),
+      threshold: this.threshold.slice(),
+    };
+  }
+
+  restore(state: DeviceState): void {
+    if (state === null || typeof state !== "object") throw new Error("plic: state must be an object");
+    if (state.harts !== this.harts || state.ndev !== this.ndev) {
+      throw new Error(
+        `plic: state is for ${String(state.harts)} harts / ${String(state.ndev)} sources, ` +
+          `this PLIC has ${this.harts} / ${this.ndev}`,
+      );
+    }
+    const arr = (key: string, len: number): Uint32Array => {
+      const v = state[key];
+      if (!(v instanceof Uint32Array) || v.length !== len) {
+        throw new Error(`plic: state.${key} must be a Uint32Array of length ${len}`);
+      }
+      return v.slice();
+    };
+    const priority = arr("priority", this.ndev + 1);
+    const level = arr("level", this.words);
+    const claimed = arr("claimed", this.words);
+    const enable = arr("enable", this.contexts * this.words);
+    const threshold = arr("threshold", this.contexts);
+    this.priority = priority;
+    this.level = level;
+    this.claimed = claimed;
+    this.enable = enable;
+    this.threshold = threshold;
+    // The harts' mip bits may not match the snapshot: drive every output explicitly.
+    for (let ctx = 0; ctx < this.contexts; ctx++) {
+      const on = this.best(ctx) !== 0;
+      this.output[ctx] = on ? 1 : 0;
+      this.pins.set(ctx >>> 1, ctx & 1 ? IRQ.SEI : IRQ.MEI, on);
+    }
+  }
+
+  /** Bits that may be set in word `w`: sources 1..ndev only. */
+  private validMask(w: number): number {
+    let mask = 0xffffffff;
+    if (w === 0) mask &= ~1;
+    const last = this.ndev >>> 5;
+    if (w === last) {
+      const n = (this.ndev & 31) + 1; // bits 0..(ndev & 31) exist in the last word
+      mask &= n === 32 ? 0xffffffff : (1 << n) - 1;
+    } else if (w > last) {
+      mask = 0;
+    }
+    return mask >>> 0;
+  }
+
+  private pendingWord(w: number): number {
+    return this.level[w] & ~this.claimed[w];
+  }
+
+  /** Highest-priority pending, enabled source above the context's threshold; 0 if none. */
+  private best(ctx: number): number {
+    const base = ctx * this.words;
+    let bestId = 0;
+    let bestPrio = this.threshold[ctx];
+    for (let w = 0; w < this.words; w++) {
+      let bits = this.pendingWord(w) & this.enable[base + w];
+      while (bits !== 0) {
+        const b = 31 - Math.clz32(bits & -bits); // lowest set bit first, so ties keep the lowest id
+        bits &= bits - 1;
+        const id = (w << 5) | b;
+        const p = this.priority[id];
+        if (p > bestPrio) {
+          bestPrio = p;
+          bestId = id;
+        }
+      }
+    }
+    return bestId;
+  }
+
+  private claim(ctx: number): number {
+    const id = this.best(ctx);
+    if (id !== 0) {
+      this.claimed[id >>> 5] |= 1 << (id & 31);
+      this.update();
+    }
+    return id;
+  }
+
+  private complete(id: number): void {
+    // Like QEMU, a completion ends the claim whichever context sends it and whether or
+    // not the source is enabled there (Linux completes masked sources); bad ids are ignored.
+    if (id < 1 || id > this.ndev) return;
+    const w = id >>> 5;
+    const bit = 1 << (id & 31);
+    if ((this.claimed[w] & bit) === 0) return;
+    this.claimed[w] &= ~bit;
+    this.update();
+  }
+
+  private update(): void {
+    for (let ctx = 0; ctx < this.contexts; ctx++) this.updateContext(ctx);
+  }
+
+  private updateContext(ctx: number): void {
+    const on = this.best(ctx) !== 0 ? 1 : 0;
+    if (this.output[ctx] === on) return;
+    this.output[ctx] = on;
+    this.pins.set(ctx >>> 1, ctx & 1 ? IRQ.SEI : IRQ.MEI, on === 1);
+  }
+}

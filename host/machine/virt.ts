@@ -1,0 +1,318 @@
+// The `virt` board: one VM's core, bus and devices, the boot images in guest memory, and the
+// exit handling loop. It runs wherever its caller runs (a worker in the CLI, the test process,
+// a browser) and knows nothing about threads or terminals: console bytes go to a sink and come
+// from a source, and step() says how long the board may sleep.
+import { Core } from "../core/core";
+import * as L from "../core/layout";
+import { Bus } from "./bus";
+import { writeBootRom } from "./boot-rom";
+import { buildVirtDtb } from "./virt-dt";
+import { isElf, parseElf } from "./elf";
+import {
+  RAM_BASE, UART0_BASE, UART0_IRQ, PLIC_BASE, TEST_BASE, RTC_BASE, RTC_IRQ,
+} from "./memory-map";
+import { Uart16550 } from "../devices/uart16550";
+import { Plic } from "../devices/plic";
+import { SifiveTest } from "../devices/sifive-test";
+import { GoldfishRtc } from "../devices/goldfish-rtc";
+
+/** The ISA every hart advertises in the devicetree. */
+export const HART_ISA = "rv64imafdc_zicntr_zicsr_zifencei_zihpm_zba_zbb_zbs_sstc";
+export const MMU_TYPE = "riscv,sv48";
+/** Where a kernel goes when firmware runs first (OpenSBI's fw_jump expects it here). */
+export const KERNEL_ADDR = RAM_BASE + 0x200000;
+
+export interface Image {
+  /** Shown in errors. */
+  name: string;
+  bytes: Uint8Array;
+}
+
+export interface VirtConfig {
+  module: WebAssembly.Module;
+  /** Guest RAM in bytes. */
+  memory: number;
+  harts?: number;
+  /** M-mode firmware, or null to start the kernel directly (QEMU's -bios none). */
+  bios: Image | null;
+  kernel?: Image;
+  initrd?: Image;
+  append?: string;
+  /** Receives console output. */
+  output: (bytes: Uint8Array) => void;
+  /** Supplies console input: returns the next byte or -1. */
+  input?: () => number;
+  clock?: () => number;
+}
+
+export type StopReason =
+  | { kind: "poweroff"; code: 0 }
+  | { kind: "fail"; code: number }
+  | { kind: "htif"; code: number }
+  | { kind: "error"; code: number; message: string };
+
+/** What step() found. */
+export type StepResult =
+  | { state: "running" }
+  | { state: "idle"; sleepSeconds: number }
+  | { state: "stopped"; reason: StopReason };
+
+export interface BootLayout {
+  entry: number;
+  dtb: number;
+  kernel?: { start: number; end: number; entry: number };
+  initrd?: { start: number; end: number };
+  tohost?: number;
+}
+
+const BUDGET_PER_STEP = 2_000_000;
+const HTIF_DEV_SYSCALL = 0;
+const HTIF_DEV_CONSOLE = 1;
+
+export class VirtMachine {
+  readonly core: Core;
+  readonly bus: Bus;
+  readonly uart: Uart16550;
+  readonly plic: Plic;
+  readonly rtc: GoldfishRtc;
+  readonly dtb: Uint8Array;
+  readonly layout: BootLayout;
+  private stopReason: StopReason | null = null;
+  private resetRequested = false;
+  private outBuf: number[] = [];
+  private readonly input: () => number;
+  /** Exits by kind, for statistics. */
+  readonly exits = { mmio: 0, halt: 0, tohost: 0, sbi: 0, budget: 0 };
+
+  constructor(private readonly cfg: VirtConfig) {
+    const harts = cfg.harts ?? 1;
+    this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock });
+    this.input = cfg.input ?? (() => -1);
+    this.bus = new Bus(this.core);
+    this.plic = new Plic({ set: (hart, bit, level) => this.core.setIrq(hart, bit, level) }, harts);
+    this.uart = new Uart16550(this.plic.irqLine(UART0_IRQ), (b) => this.outBuf.push(b));
+    this.rtc = new GoldfishRtc(this.plic.irqLine(RTC_IRQ));
+    const test = new SifiveTest((ev) => {
+      if (ev.kind === "reset") this.resetRequested = true;
+      else if (ev.kind === "poweroff") this.stop({ kind: "poweroff", code: 0 });
+      else this.stop({ kind: "fail", code: ev.code });
+    });
+    this.bus.attach(TEST_BASE, test);
+    this.bus.attach(RTC_BASE, this.rtc);
+    this.bus.attach(PLIC_BASE, this.plic);
+    this.bus.attach(UART0_BASE, this.uart);
+    const { layout, dtb } = this.loadImages();
+    this.layout = layout;
+    this.dtb = dtb;
+  }
+
+  /** Place firmware, kernel, initrd and DTB in guest memory and write the reset vector. */
+  private loadImages(): { layout: BootLayout; dtb: Uint8Array } {
+    const { bios, kernel, initrd } = this.cfg;
+    const ramEnd = RAM_BASE + this.cfg.memory;
+    const used: { name: string; start: number; end: number }[] = [];
+    const claim = (name: string, start: number, end: number): void => {
+      if (start < RAM_BASE || end > ramEnd) {
+        throw new Error(`${name} (0x${start.toString(16)}-0x${(end - 1).toString(16)}) does not fit in guest RAM ` +
+          `0x${RAM_BASE.toString(16)}-0x${(ramEnd - 1).toString(16)}: use a larger --memory`);
+      }
+      for (const u of used) {
+        if (start < u.end && end > u.start) throw new Error(`${name} overlaps ${u.name} in guest memory`);
+      }
+      used.push({ name, start, end });
+    };
+    const place = (img: Image, defaultAddr: number): { start: number; end: number; entry: number; symbols: Map<string, bigint> } => {
+      if (isElf(img.bytes)) {
+        const elf = parseElf(img.bytes);
+        let start = Infinity, end = 0;
+        for (const seg of elf.segments) {
+          const a = Number(seg.paddr), n = Number(seg.memsz);
+          if (n === 0) continue;
+          claim(img.name, a, a + n);
+          used.pop();
+          start = Math.min(start, a);
+          end = Math.max(end, a + n);
+        }
+        if (end === 0) throw new Error(`${img.name}: ELF file has no loadable segments`);
+        claim(img.name, start, end);
+        for (const seg of elf.segments) {
+          const dst = this.core.phys(Number(seg.paddr), Number(seg.memsz));
+          if (!dst) continue;
+          dst.fill(0);
+          dst.set(seg.data);
+        }
+        return { start, end, entry: Number(elf.entry), symbols: elf.symbols };
+      }
+      if (img.bytes.length === 0) throw new Error(`${img.name}: file is empty`);
+      claim(img.name, defaultAddr, defaultAddr + img.bytes.length);
+      this.core.phys(defaultAddr, img.bytes.length)!.set(img.bytes);
+      return { start: defaultAddr, end: defaultAddr + img.bytes.length, entry: defaultAddr, symbols: new Map() };
+    };
+
+    const layout: BootLayout = { entry: 0, dtb: 0 };
+    let firstStage: ReturnType<typeof place> | undefined;
+    if (bios) firstStage = place(bios, RAM_BASE);
+    let kernelPlaced: ReturnType<typeof place> | undefined;
+    if (kernel) {
+      kernelPlaced = place(kernel, bios ? KERNEL_ADDR : RAM_BASE);
+      layout.kernel = { start: kernelPlaced.start, end: kernelPlaced.end, entry: kernelPlaced.entry };
+    }
+    const start = firstStage ?? kernelPlaced;
+    if (!start) throw new Error("nothing to boot: give --kernel (with --bios none) or firmware with --bios");
+    layout.entry = start.entry;
+    // Bare-metal programs with HTIF symbols get the Spike host interface.
+    const tohost = start.symbols.get("tohost");
+    if (tohost !== undefined) {
+      const fromhost = start.symbols.get("fromhost") ?? 0n;
+      this.core.setTohost(Number(tohost), Number(fromhost));
+      layout.tohost = Number(tohost);
+    }
+    if (initrd) {
+      // Far enough above the kernel that decompression cannot clobber it (QEMU's rule).
+      const base = RAM_BASE + Math.min(this.cfg.memory / 2, 512 * 1024 * 1024);
+      const startAddr = Math.ceil(base / 4096) * 4096;
+      if (initrd.bytes.length === 0) throw new Error(`${initrd.name}: file is empty`);
+      claim(initrd.name, startAddr, startAddr + initrd.bytes.length);
+      this.core.phys(startAddr, initrd.bytes.length)!.set(initrd.bytes);
+      layout.initrd = { start: startAddr, end: startAddr + initrd.bytes.length };
+    }
+    const dtb = buildVirtDtb({
+      harts: this.core.harts,
+      ramSize: this.cfg.memory,
+      isa: HART_ISA,
+      mmuType: MMU_TYPE,
+      timebaseHz: 10_000_000,
+      bootargs: this.cfg.append ?? "",
+      initrd: layout.initrd,
+    });
+    // The DTB goes at the top of RAM (below 3 GiB), 2 MiB aligned, as QEMU places it.
+    const top = Math.min(ramEnd, 0xc0000000);
+    const dtbAddr = Math.floor((top - dtb.length) / 0x200000) * 0x200000;
+    claim("devicetree", dtbAddr, dtbAddr + dtb.length);
+    this.core.phys(dtbAddr, dtb.length)!.set(dtb);
+    layout.dtb = dtbAddr;
+    writeBootRom(this.core, { entry: layout.entry, dtb: dtbAddr, nextAddr: kernelPlaced?.start ?? KERNEL_ADDR });
+    return { layout, dtb };
+  }
+
+  get stopped(): StopReason | null {
+    return this.stopReason;
+  }
+
+  stop(reason: StopReason): void {
+    if (!this.stopReason) this.stopReason = reason;
+  }
+
+  /** Back to power-on: harts reset, devices keep their wiring, images are reloaded. */
+  private reboot(): void {
+    this.resetRequested = false;
+    this.core.ram.fill(0);
+    this.core.reset();
+    this.loadImages();
+  }
+
+  /** Run every runnable hart for up to `budget` instructions, handling their exits. */
+  step(budget = BUDGET_PER_STEP): StepResult {
+    const core = this.core;
+    let ran = false;
+    for (let h = 0; h < core.harts && !this.stopReason; h++) {
+      this.feedInput();
+      if (!core.runnable(h)) continue;
+      ran = true;
+      let left = budget;
+      while (left > 0 && !this.stopReason && !this.resetRequested) {
+        const reason = core.run(h, left);
+        left -= core.executed(h);
+        if (reason === L.EXIT_MMIO) {
+          this.exits.mmio++;
+          this.bus.handleExit(h);
+        } else if (reason === L.EXIT_BUDGET) {
+          this.exits.budget++;
+          break;
+        } else if (reason === L.EXIT_HALT) {
+          this.exits.halt++;
+          break;
+        } else if (reason === L.EXIT_TOHOST) {
+          this.exits.tohost++;
+          this.handleTohost(h);
+        } else if (reason === L.EXIT_ATTENTION) {
+          core.clearAttention(h);
+          break;
+        } else if (reason === L.EXIT_SBI) {
+          this.exits.sbi++;
+          // No built-in SBI on this board yet: answer SBI_ERR_NOT_SUPPORTED.
+          core.setX(h, 10, -2n);
+        } else {
+          this.stop({ kind: "error", code: 70, message: `core returned unknown exit ${reason}` });
+        }
+      }
+    }
+    this.rtc.poll();
+    this.flushOutput();
+    if (this.resetRequested) {
+      this.reboot();
+      return { state: "running" };
+    }
+    if (this.stopReason) return { state: "stopped", reason: this.stopReason };
+    if (ran) return { state: "running" };
+    let sleep = Infinity;
+    for (let h = 0; h < core.harts; h++) sleep = Math.min(sleep, core.secondsUntilTimer(h));
+    return { state: "idle", sleepSeconds: sleep };
+  }
+
+  /**
+   * Run on the calling thread until the guest stops or `timeoutSeconds` of wall time pass
+   * (then throws). For bare-metal programs, tests and benchmarks; interactive use goes
+   * through the worker, which sleeps without blocking its thread.
+   */
+  runToStop(timeoutSeconds = 60): StopReason {
+    const t0 = performance.now();
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    for (;;) {
+      const r = this.step();
+      if (r.state === "stopped") return r.reason;
+      if ((performance.now() - t0) / 1000 > timeoutSeconds) {
+        throw new Error(`guest did not stop within ${timeoutSeconds} s (pc 0x${this.core.pc(0).toString(16)})`);
+      }
+      if (r.state === "idle") Atomics.wait(nap, 0, 0, Math.min(r.sleepSeconds * 1000, 10));
+    }
+  }
+
+  private feedInput(): void {
+    while (this.uart.rxSpace() > 0) {
+      const b = this.input();
+      if (b < 0) break;
+      this.uart.receive(b);
+    }
+  }
+
+  private flushOutput(): void {
+    if (this.outBuf.length === 0) return;
+    const bytes = Uint8Array.from(this.outBuf);
+    this.outBuf = [];
+    this.cfg.output(bytes);
+  }
+
+  // Spike's host-target interface: tohost = dev << 56 | cmd << 48 | payload.
+  private handleTohost(hart: number): void {
+    const value = this.core.exitData(hart);
+    const tohost = this.layout.tohost!;
+    const dev = Number(value >> 56n);
+    const cmd = Number((value >> 48n) & 0xffn);
+    const payload = value & 0xffffffffffffn;
+    const view = new DataView(this.core.u8.buffer);
+    const hostOff = (gpa: number) => L.RAM_HOST + (gpa - RAM_BASE);
+    view.setBigUint64(hostOff(tohost), 0n, true);
+    if (dev === HTIF_DEV_SYSCALL && (payload & 1n) === 1n) {
+      this.stop({ kind: "htif", code: Number(payload >> 1n) & 0xff });
+      return;
+    }
+    if (dev === HTIF_DEV_CONSOLE && cmd === 1) {
+      this.outBuf.push(Number(payload & 0xffn));
+      const fromhost = Number(this.core.view.getBigUint64(L.VM_FROMHOST, true));
+      if (fromhost) view.setBigUint64(hostOff(fromhost), (1n << 56n) | (1n << 48n) | 0x100n | (payload & 0xffn), true);
+      return;
+    }
+    this.stop({ kind: "error", code: 70, message: `unsupported HTIF request 0x${value.toString(16)} (device ${dev}, command ${cmd})` });
+  }
+}

@@ -1,0 +1,39 @@
+// The project's bare-metal test programs (guests/baremetal), run through HTIF on our core.
+// Each is self-checking: it prints PASS and exits 0, or lists each failed check.
+import { describe, test, expect, beforeAll } from "vitest";
+import { readFileSync } from "node:fs";
+import { buildBaremetal, PROGRAM_NAMES } from "../guests/baremetal/build.mjs";
+import { VirtMachine } from "../host/machine/virt";
+import { loadCoreModule } from "../host/core/load-node";
+
+let programs: Record<string, string>;
+
+beforeAll(async () => {
+  ({ programs } = await buildBaremetal());
+}, 300_000);
+
+function runProgram(elf: string): { code: number; output: string } {
+  let output = "";
+  const m = new VirtMachine({
+    module: loadCoreModule(),
+    memory: 64 << 20,
+    bios: null,
+    kernel: { name: elf, bytes: new Uint8Array(readFileSync(elf)) },
+    output: (b) => { output += Buffer.from(b).toString("latin1"); },
+  });
+  const reason = m.runToStop(120);
+  return { code: reason.code, output };
+}
+
+describe("bare-metal test programs on the core", () => {
+  for (const name of PROGRAM_NAMES.filter((n) => !n.startsWith("bench-"))) {
+    test(name, () => {
+      const { code, output } = runProgram(programs[name]);
+      // Our core implements everything these programs probe for: nothing may be skipped, and
+      // none of the QEMU deviations the programs tolerate may show up.
+      expect(output).not.toMatch(/^(FAIL|SKIP|DEVIATION)/m);
+      expect(output).toMatch(/PASS/);
+      expect(code, output).toBe(0);
+    }, 120_000);
+  }
+});

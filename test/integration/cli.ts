@@ -1,0 +1,53 @@
+// Drive the real `wasmvisor` CLI as a user would: a child process with the console on pipes.
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+export const BIN = fileURLToPath(new URL("../../bin/wasmvisor.js", import.meta.url));
+
+export class Session {
+  readonly child: ChildProcess;
+  out = "";
+  err = "";
+  readonly exited: Promise<number>;
+
+  constructor(args: string[]) {
+    this.child = spawn(process.execPath, [BIN, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    this.child.stdout!.on("data", (d: Buffer) => { this.out += d.toString("latin1"); });
+    this.child.stderr!.on("data", (d: Buffer) => { this.err += d.toString("latin1"); });
+    this.exited = new Promise((resolve) => this.child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 : -1))));
+  }
+
+  /** Wait until stdout (after position `from`) contains `text`; returns the index after it. */
+  async expect(text: string | RegExp, timeoutMs = 30_000, from = 0): Promise<number> {
+    const t0 = Date.now();
+    for (;;) {
+      const hay = this.out.slice(from);
+      const idx = typeof text === "string" ? hay.indexOf(text) : hay.search(text);
+      if (idx >= 0) return from + idx + (typeof text === "string" ? text.length : 1);
+      if (Date.now() - t0 > timeoutMs) {
+        throw new Error(`timed out waiting for ${String(text)}; output so far:\n${this.out.slice(-3000)}\nstderr:\n${this.err}`);
+      }
+      if (this.child.exitCode !== null) throw new Error(`process exited (${this.child.exitCode}) before ${String(text)}:\n${this.out.slice(-3000)}\n${this.err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  send(text: string): void {
+    this.child.stdin!.write(text);
+  }
+
+  kill(): void {
+    this.child.kill("SIGKILL");
+  }
+}
+
+/** Run the CLI to completion and collect its output. */
+export async function runCli(args: string[], input = "", timeoutMs = 60_000): Promise<{ code: number; out: string; err: string }> {
+  const s = new Session(args);
+  if (input) s.send(input);
+  s.child.stdin!.end();
+  const timer = setTimeout(() => s.kill(), timeoutMs);
+  const code = await s.exited;
+  clearTimeout(timer);
+  return { code, out: s.out, err: s.err };
+}

@@ -1,0 +1,69 @@
+// Boot Debian's firmware through the real CLI, as a user would.
+import { describe, test, expect } from "vitest";
+import { Session } from "./cli";
+
+const FW_JUMP = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
+const UBOOT_S = "/usr/lib/u-boot/qemu-riscv64_smode/uboot.elf";
+const UBOOT_M = "/usr/lib/u-boot/qemu-riscv64/u-boot.bin";
+
+async function interruptAutoboot(s: Session): Promise<number> {
+  await s.expect("Hit any key to stop autoboot", 60_000);
+  s.send(" ");
+  return s.expect("=> ", 30_000);
+}
+
+describe("Debian OpenSBI + U-Boot (S-mode)", () => {
+  test("banner, prompt, version, bdinfo, Ctrl-A x", async () => {
+    const s = new Session(["boot", "--bios", FW_JUMP, "--kernel", UBOOT_S]);
+    try {
+      await s.expect("OpenSBI v1.1");
+      await s.expect("Platform Name             : riscv-virtio,wasmvisor");
+      await s.expect(/Boot HART Base ISA\s+: rv64imafdc/);
+      await s.expect(/Boot HART ISA Extensions\s+: time,sstc/);
+      await s.expect("Domain0 Next Mode         : S-mode");
+      await s.expect("U-Boot 2023.01");
+      await s.expect("CPU:   rv64imafdc_zicntr_zicsr_zifencei_zihpm_zba_zbb_zbs_sstc");
+      await s.expect("DRAM:  256 MiB");
+      let at = await interruptAutoboot(s);
+      s.send("version\r");
+      at = await s.expect("U-Boot 2023.01", 10_000, at);
+      at = await s.expect("=> ", 10_000, at);
+      s.send("bdinfo\r");
+      at = await s.expect(/DRAM bank\s+= 0x0*0/, 10_000, at);
+      await s.expect(/-> size\s+= 0x0*10000000/, 10_000, at);
+      at = await s.expect("=> ", 10_000, at);
+      s.send("\x01x");
+      expect(await s.exited).toBe(0);
+      expect(s.err).toContain("terminated");
+    } finally {
+      s.kill();
+    }
+  }, 120_000);
+
+  test("poweroff from U-Boot ends the process with code 0", async () => {
+    const s = new Session(["boot", "--kernel", UBOOT_S, "-m", "128M"]);
+    try {
+      await interruptAutoboot(s);
+      s.send("poweroff\r");
+      expect(await s.exited).toBe(0);
+    } finally {
+      s.kill();
+    }
+  }, 120_000);
+});
+
+describe("M-mode U-Boot with --bios none", () => {
+  test("reaches the prompt and answers version", async () => {
+    const s = new Session(["boot", "--bios", "none", "--kernel", UBOOT_M]);
+    try {
+      await s.expect("U-Boot 2023.01");
+      const at = await interruptAutoboot(s);
+      s.send("version\r");
+      await s.expect("riscv64-linux-gnu-gcc", 10_000, at);
+      s.send("\x01x");
+      expect(await s.exited).toBe(0);
+    } finally {
+      s.kill();
+    }
+  }, 120_000);
+});
