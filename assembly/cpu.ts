@@ -5,7 +5,7 @@
 
 import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
-  H_EXIT_SIZE, H_EXIT_EXECUTED, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_FCSR,
+  H_EXIT_SIZE, H_EXIT_EXECUTED, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE,
   VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, RVC_TABLE, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
   EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES,
 } from "./layout";
@@ -17,7 +17,7 @@ import {
 import {
   accStatus, excCause, excTval, ACC_OK, ACC_EXC, ACC_MMIO, ACC_READ, ACC_WRITE, loadSlow, storeSlow,
   fetchSlow, resolveAtomic, lastFetchCacheable, lastFetchPageVa, lastFetchPageHost, EXC_ILLEGAL,
-  EXC_BREAKPOINT, EXC_ECALL_U, EXC_LOAD_MISALIGNED, EXC_STORE_MISALIGNED, clearAccStatus,
+  EXC_BREAKPOINT, EXC_ECALL_U, clearAccStatus,
 } from "./mmu";
 import { takeTrap, selectInterrupt, mret, sret } from "./trap";
 import { csrAccess, csrIllegal, interruptCheckNeeded, clearInterruptCheck, setPendingInstret, markFpDirty } from "./csr";
@@ -67,6 +67,27 @@ const TLB_INDEX_MASK: u64 = <u64>(TLB_ENTRIES - 1);
   let r: u64 = 0;
   for (let i: u64 = 0; i < 64; i += 8) if (((v >> i) & 0xff) != 0) r |= <u64>0xff << i;
   return r;
+}
+
+// One AMO on a naturally aligned word (T = i32) or doubleword (T = i64); returns the old value.
+// fn is funct5: swap 01, add 00, xor 04, and 0c, or 08, min 10, max 14, minu 18, maxu 1c.
+@inline function amo<T>(p: usize, fn: u32, b: T): T {
+  switch (fn) {
+    case 0x01: return atomic.xchg<T>(p, b);
+    case 0x00: return atomic.add<T>(p, b);
+    case 0x04: return atomic.xor<T>(p, b);
+    case 0x0c: return atomic.and<T>(p, b);
+    case 0x08: return atomic.or<T>(p, b);
+  }
+  // min/max: compare-and-swap until no other hart got in between. Flipping the sign bit turns
+  // an unsigned comparison into a signed one.
+  const flip: T = fn >= 0x18 ? <T>1 << <T>(sizeof<T>() * 8 - 1) : <T>0;
+  const wantMax = (fn & 4) != 0;
+  let o: T;
+  do {
+    o = atomic.load<T>(p);
+  } while (atomic.cmpxchg<T>(p, o, ((o ^ flip) > (b ^ flip)) == wantMax ? o : b) != o);
+  return o;
 }
 
 // Values held across an exit: the pending MMIO load is completed on the next run().
@@ -181,6 +202,7 @@ export function run(hart: i32, budget: i32): i32 {
       const f3 = (inst >> 12) & 7;
       const f7 = inst >> 25;
       let illegalInst = false;
+      let fault = false; // a memory access raised excCause/excTval
 
       switch ((inst >> 2) & 31) {
         case 0x00: { // LOAD
@@ -203,12 +225,7 @@ export function run(hart: i32, budget: i32): i32 {
           } else {
             v = loadSlow(va, size);
             if (accStatus != ACC_OK) {
-              if (accStatus == ACC_EXC) {
-                clearAccStatus();
-                pc = takeTrap(excCause, excTval, pc, false);
-                fetchVa = 1; count--;
-                continue;
-              }
+              if (accStatus == ACC_EXC) { fault = true; break; }
               clearAccStatus();
               store<i32>(h + H_EXIT_LOAD_RD, rd == 0 ? -1 : <i32>rd);
               store<i32>(h + H_EXIT_LOAD_KIND, f3 >= 4 ? LOAD_UNSIGNED : LOAD_SIGNED);
@@ -233,12 +250,7 @@ export function run(hart: i32, budget: i32): i32 {
           } else {
             v = loadSlow(va, size);
             if (accStatus != ACC_OK) {
-              if (accStatus == ACC_EXC) {
-                clearAccStatus();
-                pc = takeTrap(excCause, excTval, pc, false);
-                fetchVa = 1; count--;
-                continue;
-              }
+              if (accStatus == ACC_EXC) { fault = true; break; }
               clearAccStatus();
               store<i32>(h + H_EXIT_LOAD_RD, <i32>rd);
               store<i32>(h + H_EXIT_LOAD_KIND, LOAD_FLOAT);
@@ -342,12 +354,7 @@ export function run(hart: i32, budget: i32): i32 {
           } else {
             storeSlow(va, size, v);
             if (accStatus != ACC_OK) {
-              if (accStatus == ACC_EXC) {
-                clearAccStatus();
-                pc = takeTrap(excCause, excTval, pc, false);
-                fetchVa = 1; count--;
-                continue;
-              }
+              if (accStatus == ACC_EXC) { fault = true; break; }
               exit = accStatus == ACC_MMIO ? EXIT_MMIO : EXIT_TOHOST;
               clearAccStatus();
               limit = count;
@@ -368,12 +375,7 @@ export function run(hart: i32, budget: i32): i32 {
           } else {
             storeSlow(va, size, v);
             if (accStatus != ACC_OK) {
-              if (accStatus == ACC_EXC) {
-                clearAccStatus();
-                pc = takeTrap(excCause, excTval, pc, false);
-                fetchVa = 1; count--;
-                continue;
-              }
+              if (accStatus == ACC_EXC) { fault = true; break; }
               exit = accStatus == ACC_MMIO ? EXIT_MMIO : EXIT_TOHOST;
               clearAccStatus();
               limit = count;
@@ -387,15 +389,12 @@ export function run(hart: i32, budget: i32): i32 {
           const fn = inst >> 27;
           const va = xreg(rs1);
           const size: u64 = f3 == 2 ? 4 : 8;
+          // Valid funct5: LR 02, SC 03, swap 01, add 00, xor 04, and 0c, or 08, min/max 10-1c.
+          if (fn > 4 && fn != 0x08 && fn != 0x0c && (fn & 0x13) != 0x10) { illegalInst = true; break; }
           if (fn == 2) { // LR
             if (rs2 != 0) { illegalInst = true; break; }
             const host = resolveAtomic(va, size, ACC_READ);
-            if (host < 0) {
-              clearAccStatus();
-              pc = takeTrap(excCause, excTval, pc, false);
-              fetchVa = 1; count--;
-              continue;
-            }
+            if (host < 0) { fault = true; break; }
             // Wasm atomic loads only zero-extend: sign-extend the word explicitly.
             let v: u64;
             if (size == 4) {
@@ -410,15 +409,9 @@ export function run(hart: i32, budget: i32): i32 {
             break;
           }
           const host = resolveAtomic(va, size, ACC_WRITE);
-          if (host < 0) {
-            clearAccStatus();
-            pc = takeTrap(excCause, excTval, pc, false);
-            fetchVa = 1; count--;
-            continue;
-          }
+          if (host < 0) { fault = true; break; }
           const p = <usize>host;
           const b = xreg(rs2);
-          let old: u64 = 0;
           if (fn == 3) { // SC: succeeds only if the reservation holds and memory still has the LR value
             let ok = load<i32>(h + H_RESV_VALID) != 0 && load<u64>(h + H_RESV_ADDR) == <u64>host;
             if (ok) {
@@ -431,54 +424,7 @@ export function run(hart: i32, budget: i32): i32 {
             pc = npc;
             break;
           }
-          if (size == 4) {
-            const bw = <i32>b;
-            let o: i32 = 0;
-            switch (fn) {
-              case 0x01: o = atomic.xchg<i32>(p, bw); break;
-              case 0x00: o = atomic.add<i32>(p, bw); break;
-              case 0x04: o = atomic.xor<i32>(p, bw); break;
-              case 0x0c: o = atomic.and<i32>(p, bw); break;
-              case 0x08: o = atomic.or<i32>(p, bw); break;
-              case 0x10: case 0x14: case 0x18: case 0x1c: {
-                while (true) {
-                  o = atomic.load<i32>(p);
-                  let n: i32;
-                  if (fn == 0x10) n = o < bw ? o : bw;
-                  else if (fn == 0x14) n = o > bw ? o : bw;
-                  else if (fn == 0x18) n = <u32>o < <u32>bw ? o : bw;
-                  else n = <u32>o > <u32>bw ? o : bw;
-                  if (atomic.cmpxchg<i32>(p, o, n) == o) break;
-                }
-                break;
-              }
-              default: illegalInst = true;
-            }
-            old = <u64><i64>o;
-          } else {
-            switch (fn) {
-              case 0x01: old = atomic.xchg<u64>(p, b); break;
-              case 0x00: old = atomic.add<u64>(p, b); break;
-              case 0x04: old = atomic.xor<u64>(p, b); break;
-              case 0x0c: old = atomic.and<u64>(p, b); break;
-              case 0x08: old = atomic.or<u64>(p, b); break;
-              case 0x10: case 0x14: case 0x18: case 0x1c: {
-                while (true) {
-                  old = atomic.load<u64>(p);
-                  let n: u64;
-                  if (fn == 0x10) n = <i64>old < <i64>b ? old : b;
-                  else if (fn == 0x14) n = <i64>old > <i64>b ? old : b;
-                  else if (fn == 0x18) n = old < b ? old : b;
-                  else n = old > b ? old : b;
-                  if (atomic.cmpxchg<u64>(p, old, n) == old) break;
-                }
-                break;
-              }
-              default: illegalInst = true;
-            }
-          }
-          if (illegalInst) break;
-          setXreg(rd, old);
+          setXreg(rd, size == 4 ? <u64><i64>amo<i32>(p, fn, <i32>b) : <u64>amo<i64>(p, fn, <i64>b));
           pc = npc;
           break;
         }
@@ -686,8 +632,10 @@ export function run(hart: i32, budget: i32): i32 {
         default:
           illegalInst = true;
       }
-      if (illegalInst) {
-        pc = takeTrap(EXC_ILLEGAL, <u64>raw, pc, false);
+      if (illegalInst || fault) {
+        // The instruction did not retire: trap with pc at it.
+        if (fault) clearAccStatus();
+        pc = takeTrap(illegalInst ? EXC_ILLEGAL : excCause, illegalInst ? <u64>raw : excTval, pc, false);
         fetchVa = 1;
         count--;
       }

@@ -5,7 +5,7 @@ import {
   H_PRIV, H_PC, H_MISA, H_MSTATUS, H_HARTID, H_EXIT_LOAD_RD, H_MTIMECMP, H_STIMECMP, H_MENVCFG,
   H_MIE, H_WFI, ROM_GPA,
 } from "./layout";
-import { selectHart, hartBase, flushTlbAll, csr64, H, mtime, wakeupPending, MENVCFG_STCE, IRQ_MTI, IRQ_STI, PRV_M } from "./hart";
+import { selectHart, hartBase, flushTlbAll, H, mtime, wakeupPending, MENVCFG_STCE, IRQ_MTI, IRQ_STI, PRV_M } from "./hart";
 import { csrAccess, csrIllegal, MISA_VALUE, MSTATUS_RESET, CSR_RW } from "./csr";
 import { buildRvcTable } from "./rvc";
 export { run } from "./cpu";

@@ -2,7 +2,7 @@
 // core and, when it is installed, on qemu-system-riscv64 (-M spike runs the same HTIF binaries).
 import { readFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
-import { VirtMachine } from "../host/machine/virt";
+import { runBareMetal } from "../host/machine/virt";
 import { loadCoreModule } from "../host/core/load-node";
 
 export interface CpuResult {
@@ -22,18 +22,8 @@ export function median(xs: number[]): number {
 
 /** Run one ELF to its HTIF exit; returns instructions retired and wall seconds. */
 export function runGuest(elf: string): { instructions: number; seconds: number; code: number; output: string } {
-  let output = "";
-  const m = new VirtMachine({
-    module: loadCoreModule(),
-    memory: 64 << 20,
-    bios: null,
-    kernel: { name: elf, bytes: new Uint8Array(readFileSync(elf)) },
-    output: (b) => { output += Buffer.from(b).toString("latin1"); },
-  });
-  const t0 = performance.now();
-  const reason = m.runToStop(600);
-  const seconds = (performance.now() - t0) / 1000;
-  return { instructions: m.core.totalInstret(), seconds, code: reason.code, output };
+  const r = runBareMetal(loadCoreModule(), { name: elf, bytes: new Uint8Array(readFileSync(elf)) }, { timeoutSeconds: 600 });
+  return { instructions: r.instructions, seconds: r.seconds, code: r.reason.code, output: r.output };
 }
 
 function qemuAvailable(): boolean {

@@ -3,7 +3,7 @@
 import { describe, test, expect, beforeAll } from "vitest";
 import { readFileSync } from "node:fs";
 import { buildBaremetal, PROGRAM_NAMES } from "../guests/baremetal/build.mjs";
-import { VirtMachine } from "../host/machine/virt";
+import { runBareMetal } from "../host/machine/virt";
 import { loadCoreModule } from "../host/core/load-node";
 
 let programs: Record<string, string>;
@@ -13,16 +13,8 @@ beforeAll(async () => {
 }, 300_000);
 
 function runProgram(elf: string): { code: number; output: string } {
-  let output = "";
-  const m = new VirtMachine({
-    module: loadCoreModule(),
-    memory: 64 << 20,
-    bios: null,
-    kernel: { name: elf, bytes: new Uint8Array(readFileSync(elf)) },
-    output: (b) => { output += Buffer.from(b).toString("latin1"); },
-  });
-  const reason = m.runToStop(120);
-  return { code: reason.code, output };
+  const r = runBareMetal(loadCoreModule(), { name: elf, bytes: new Uint8Array(readFileSync(elf)) });
+  return { code: r.reason.code, output: r.output };
 }
 
 describe("bare-metal test programs on the core", () => {

@@ -208,6 +208,15 @@ export class Core {
       this.u8[L.MMIO_MAP + (page >> 3)] |= 1 << (page & 7);
     }
   }
+  /** Store a doubleword in guest RAM (HTIF mailboxes); throws outside RAM. */
+  writePhys64(gpa: number, value: bigint): void {
+    const bytes = this.phys(gpa, 8);
+    if (!bytes) throw new Error(`guest-physical 0x${gpa.toString(16)} is not RAM`);
+    new DataView(bytes.buffer, bytes.byteOffset, 8).setBigUint64(0, value, true);
+  }
+  fromhost(): number {
+    return Number(this.view.getBigUint64(L.VM_FROMHOST, true));
+  }
   setTohost(tohost: number, fromhost: number): void {
     this.view.setBigUint64(L.VM_TOHOST, BigInt(tohost), true);
     this.view.setBigUint64(L.VM_FROMHOST, BigInt(fromhost), true);

@@ -296,23 +296,44 @@ export class VirtMachine {
   // Spike's host-target interface: tohost = dev << 56 | cmd << 48 | payload.
   private handleTohost(hart: number): void {
     const value = this.core.exitData(hart);
-    const tohost = this.layout.tohost!;
     const dev = Number(value >> 56n);
     const cmd = Number((value >> 48n) & 0xffn);
     const payload = value & 0xffffffffffffn;
-    const view = new DataView(this.core.u8.buffer);
-    const hostOff = (gpa: number) => L.RAM_HOST + (gpa - RAM_BASE);
-    view.setBigUint64(hostOff(tohost), 0n, true);
+    this.core.writePhys64(this.layout.tohost!, 0n);
     if (dev === HTIF_DEV_SYSCALL && (payload & 1n) === 1n) {
       this.stop({ kind: "htif", code: Number(payload >> 1n) & 0xff });
       return;
     }
     if (dev === HTIF_DEV_CONSOLE && cmd === 1) {
       this.outBuf.push(Number(payload & 0xffn));
-      const fromhost = Number(this.core.view.getBigUint64(L.VM_FROMHOST, true));
-      if (fromhost) view.setBigUint64(hostOff(fromhost), (1n << 56n) | (1n << 48n) | 0x100n | (payload & 0xffn), true);
+      // Acknowledge the byte as Spike does, so the guest may send the next one.
+      const fromhost = this.core.fromhost();
+      if (fromhost) this.core.writePhys64(fromhost, (1n << 56n) | (1n << 48n) | 0x100n | (payload & 0xffn));
       return;
     }
     this.stop({ kind: "error", code: 70, message: `unsupported HTIF request 0x${value.toString(16)} (device ${dev}, command ${cmd})` });
   }
+}
+
+export interface BareMetalRun {
+  reason: StopReason;
+  /** Console output (HTIF or UART), as Latin-1 text. */
+  output: string;
+  instructions: number;
+  seconds: number;
+}
+
+/** Run a bare-metal program (started in M-mode, as with --bios none) on this thread to its end. */
+export function runBareMetal(module: WebAssembly.Module, program: Image, opts: { memory?: number; timeoutSeconds?: number } = {}): BareMetalRun {
+  let output = "";
+  const m = new VirtMachine({
+    module,
+    memory: opts.memory ?? 64 << 20,
+    bios: null,
+    kernel: program,
+    output: (b) => { for (const c of b) output += String.fromCharCode(c); },
+  });
+  const t0 = performance.now();
+  const reason = m.runToStop(opts.timeoutSeconds ?? 120);
+  return { reason, output, instructions: m.core.totalInstret(), seconds: (performance.now() - t0) / 1000 };
 }

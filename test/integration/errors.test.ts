@@ -4,6 +4,8 @@ import { mkdtempSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "./cli";
+import { asm } from "../encoder";
+import { buildBaremetal } from "../../guests/baremetal/build.mjs";
 
 const UBOOT_ELF = "/usr/lib/u-boot/qemu-riscv64_smode/uboot.elf";
 let dir: string;
@@ -51,4 +53,26 @@ describe("malformed input", () => {
   test("bad memory size", async () => {
     expectOneLineError(await runCli(["boot", "-m", "lots"]), /invalid memory size 'lots'/);
   });
+});
+
+describe("exit status comes from the guest", () => {
+  test("a test-device failure code becomes the process exit status", async () => {
+    // li t0, 0x100000; li t1, (42 << 16) | 0x3333; sw t1, 0(t0); j .
+    const f = join(dir, "fail42.bin");
+    writeFileSync(f, asm`
+      li t0, 0x100000
+      li t1, ${(42 << 16) | 0x3333}
+      sw t1, 0(t0)
+    1: j 1b
+    `);
+    const r = await runCli(["boot", "--bios", "none", "--kernel", f]);
+    expect(r.code).toBe(42);
+  });
+
+  test("an HTIF program's exit code and console output (bare-metal rv64i test)", async () => {
+    const { programs } = await buildBaremetal();
+    const r = await runCli(["boot", "--bios", "none", "--kernel", programs.rv64i]);
+    expect(r.out).toMatch(/PASS: rv64i/);
+    expect(r.code).toBe(0);
+  }, 120_000);
 });

@@ -1,5 +1,10 @@
 // Boot Debian's firmware through the real CLI, as a user would.
 import { describe, test, expect } from "vitest";
+import { mkdtempSync, writeFileSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseFdt } from "../../host/machine/fdt";
 import { Session } from "./cli";
 
 const FW_JUMP = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
@@ -65,5 +70,56 @@ describe("M-mode U-Boot with --bios none", () => {
     } finally {
       s.kill();
     }
+  }, 120_000);
+});
+
+describe("boot variants", () => {
+  test("OpenSBI fw_dynamic takes the next stage from the boot ROM's fw_dynamic_info", async () => {
+    const s = new Session(["boot", "--bios", "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin", "--kernel", UBOOT_S]);
+    try {
+      await s.expect("Domain0 Next Address      : 0x0000000080200000");
+      await interruptAutoboot(s);
+      s.send("\x01x");
+      expect(await s.exited).toBe(0);
+    } finally {
+      s.kill();
+    }
+  }, 120_000);
+
+  test("--smp 2: OpenSBI sees two harts and U-Boot runs", async () => {
+    const s = new Session(["boot", "--smp", "2", "--kernel", UBOOT_S]);
+    try {
+      await s.expect("Platform HART Count       : 2");
+      await s.expect("Domain0 HARTs             : 0*,1*");
+      await interruptAutoboot(s);
+      s.send("\x01x");
+      expect(await s.exited).toBe(0);
+    } finally {
+      s.kill();
+    }
+  }, 120_000);
+
+  test("--dtb-out writes the devicetree with --append and --initrd in /chosen", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "wasmvisor-dtb-"));
+    const dtbFile = join(dir, "virt.dtb");
+    const initrd = join(dir, "initrd.img");
+    writeFileSync(initrd, new Uint8Array(12345).fill(7));
+    const s = new Session(["boot", "--kernel", UBOOT_S, "--initrd", initrd, "--append", "console=ttyS0 quiet", "--dtb-out", dtbFile, "-m", "512M"]);
+    try {
+      await s.expect("U-Boot 2023.01");
+      s.send("\x01x");
+      expect(await s.exited).toBe(0);
+    } finally {
+      s.kill();
+    }
+    const dt = parseFdt(new Uint8Array(readFileSync(dtbFile)));
+    const chosen = dt.find("/chosen")!;
+    expect(chosen.getString("bootargs")).toBe("console=ttyS0 quiet");
+    // The initrd sits at half of RAM: 0x80000000 + 256 MiB.
+    expect(chosen.getU64("linux,initrd-start")).toBe(0x90000000n);
+    expect(chosen.getU64("linux,initrd-end")).toBe(0x90000000n + 12345n);
+    const dts = execFileSync("dtc", ["-I", "dtb", "-O", "dts", dtbFile], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+    expect(dts).toContain('model = "riscv-virtio,wasmvisor"');
+    expect(dts).toMatch(/reg = <0x00 0x80000000 0x00 0x20000000>/);
   }, 120_000);
 });
