@@ -26,7 +26,7 @@ export function runGuest(elf: string): { instructions: number; seconds: number; 
   return { instructions: r.instructions, seconds: r.seconds, code: r.reason.code, output: r.output };
 }
 
-function qemuAvailable(): boolean {
+export function qemuAvailable(): boolean {
   return spawnSync("qemu-system-riscv64", ["--version"]).status === 0;
 }
 

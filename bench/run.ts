@@ -2,7 +2,9 @@
 import { writeFileSync, mkdirSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
-import { cpuSuite, geomean } from "./cpu";
+import { cpuSuite, geomean, qemuAvailable } from "./cpu";
+import { bootSuite } from "./boot";
+import { buildLinuxGuest } from "../guests/linux/build.mjs";
 import { packageRoot } from "../host/core/load-node";
 import { buildBaremetal } from "../guests/baremetal/build.mjs";
 
@@ -22,11 +24,16 @@ const mips = geomean(cpu.map((r) => r.mips));
 const qemu = cpu.every((r) => r.qemuMips) ? geomean(cpu.map((r) => r.qemuMips!)) : null;
 log(`  geometric mean: ${mips.toFixed(1)} MIPS` + (qemu ? `, qemu ${qemu.toFixed(1)} MIPS (${((100 * mips) / qemu).toFixed(1)}%)` : ""));
 
+log("boot suite (Linux guest from guests/linux)");
+const guest = await buildLinuxGuest({ log: (line: string) => console.error(line) });
+const boot = await bootSuite(guest, runs, qemuAvailable(), log);
+
 const result = {
   date: new Date().toISOString(),
   quick,
   machine: { cpu: cpus()[0]?.model, cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
   cpu: { mips, qemu_mips: qemu, ratio_vs_qemu: qemu ? mips / qemu : null, programs: cpu },
+  boot,
 };
 const dir = join(packageRoot(), "bench/results");
 mkdirSync(dir, { recursive: true });

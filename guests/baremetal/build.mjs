@@ -68,6 +68,8 @@ const PROGRAMS = [
   { name: 'priv', sources: ['baremetal/tests/priv.c', 'baremetal/tests/priv_asm.S'] },
   { name: 'vm', sources: ['baremetal/tests/vm.c'] },
   { name: 'irq', sources: ['baremetal/tests/irq.c'] },
+  // Needs a virtio-blk disk whose first sector starts with "WVBLK-OK" (see DEVICE_PROGRAMS).
+  { name: 'virtio_bad', sources: ['baremetal/tests/virtio_bad.c'] },
   { name: 'bench-int', sources: ['bench/int.c'], bench: true },
   { name: 'bench-mem', sources: ['bench/mem.c'], bench: true },
   { name: 'bench-branch', sources: ['bench/branch.c'], bench: true },
@@ -76,6 +78,8 @@ const PROGRAMS = [
 ];
 
 export const PROGRAM_NAMES = PROGRAMS.map((p) => p.name);
+/** Programs that need a device attached (a virtio-blk disk), so generic runners skip them. */
+export const DEVICE_PROGRAMS = ['virtio_bad'];
 
 function run(cmd, args, opts = {}) {
   return new Promise((resolvePromise, reject) => {

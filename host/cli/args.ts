@@ -4,8 +4,18 @@ import { parseArgs } from "node:util";
 
 export class CliError extends Error {}
 
+import type { DriveOption } from "../vm/worker";
+import { parseNetdev } from "../net/netdev";
+
+export type Mode = "para" | "full";
+
 export interface BootOptions {
-  bios?: string; // a file, "none", or undefined for Debian's OpenSBI
+  /** A file, "none", "builtin", or undefined for the mode's default. */
+  bios?: string;
+  mode: Mode;
+  drives: DriveOption[];
+  /** QEMU-style netdev strings ("user,hostfwd=tcp::8080-:80", "switch=lan"), already validated. */
+  nets: string[];
   kernel?: string;
   initrd?: string;
   append?: string;
@@ -17,23 +27,34 @@ export interface BootOptions {
 export type Command =
   | { kind: "help" }
   | { kind: "version" }
-  | { kind: "boot"; options: BootOptions };
+  | { kind: "boot"; options: BootOptions }
+  | { kind: "start"; options: BootOptions };
 
 export const HELP = `Usage: wasmvisor boot [options]
+       wasmvisor start [options]    build the default Linux guest if needed, then boot it
 
 Boot a RISC-V guest on a QEMU-virt-compatible machine whose harts run in WebAssembly.
 The serial console is on stdin/stdout; press Ctrl-A x to quit.
 
 Options:
-  --bios <file|none>   M-mode firmware (ELF or raw, loaded at 0x80000000). Default: Debian's
-                       OpenSBI, /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin.
-                       "none" starts --kernel directly in M-mode at 0x80000000.
+  --mode <para|full>   para: the kernel enters S-mode on the built-in SBI (hypercalls);
+                       full: the guest runs its own M-mode firmware. Default: full.
+  --bios <file|none|builtin>
+                       M-mode firmware (ELF or raw, loaded at 0x80000000). Default for full:
+                       Debian's OpenSBI, /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin;
+                       for para: builtin. "none" starts --kernel directly in M-mode.
   --kernel <file>      Kernel or next stage (ELF at its physical addresses, or raw at 0x80200000,
                        or at 0x80000000 with --bios none).
   --initrd <file>      Initial ramdisk (its location goes into /chosen).
   --append <string>    Kernel command line (/chosen/bootargs).
   -m, --memory <size>  Guest RAM, e.g. 256M or 1G (a plain number means MiB). Default 256M.
   --smp <n>            Number of harts (1-8). Default 1.
+  --drive file=<img>[,readonly=on][,serial=<id>]
+                       A virtio-blk disk on a raw image file (repeatable).
+  --net user[,hostfwd=tcp:[<hostaddr>]:<hostport>-:<guestport>]...
+                       A virtio-net NIC on user-mode networking: guest 10.0.2.15 by DHCP,
+                       host reachable as 10.0.2.2 (repeatable).
+  --net switch=<name>  A virtio-net NIC on the host's built-in switch <name>.
   --dtb-out <file>     Also write the generated devicetree blob to <file>.
   -h, --help           Show this help.
   -V, --version        Show the version.
@@ -43,7 +64,7 @@ Exit status: the guest's (poweroff: 0; test-device or HTIF failure: its code).
 
 const QEMU_SPELLINGS: Record<string, string> = {
   "-bios": "--bios", "-kernel": "--kernel", "-initrd": "--initrd", "-append": "--append",
-  "-smp": "--smp", "-dtb-out": "--dtb-out", "-memory": "--memory",
+  "-smp": "--smp", "-dtb-out": "--dtb-out", "-memory": "--memory", "-drive": "--drive",
 };
 
 /** "256M", "1G", "65536K", "512" (MiB) → bytes. */
@@ -63,7 +84,7 @@ export function parseCli(argv: string[]): Command {
   if (args.length === 0) return { kind: "help" };
   if (args[0] === "--help" || args[0] === "-h" || args[0] === "help") return { kind: "help" };
   if (args[0] === "--version" || args[0] === "-V") return { kind: "version" };
-  if (args[0] !== "boot") throw new CliError(`unknown command '${args[0]}' (expected 'boot')`);
+  if (args[0] !== "boot" && args[0] !== "start") throw new CliError(`unknown command '${args[0]}' (expected 'boot' or 'start')`);
   let parsed;
   try {
     parsed = parseArgs({
@@ -78,6 +99,9 @@ export function parseCli(argv: string[]): Command {
         memory: { type: "string", short: "m" },
         smp: { type: "string" },
         "dtb-out": { type: "string" },
+        mode: { type: "string" },
+        drive: { type: "string", multiple: true },
+        net: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -90,10 +114,15 @@ export function parseCli(argv: string[]): Command {
   if (v.help) return { kind: "help" };
   const smp = v.smp === undefined ? 1 : Number(v.smp);
   if (!Number.isInteger(smp) || smp < 1 || smp > 8) throw new CliError(`--smp must be a whole number from 1 to 8, not '${v.smp}'`);
+  const mode = v.mode ?? (args[0] === "start" ? "para" : "full");
+  if (mode !== "para" && mode !== "full") throw new CliError(`--mode must be para or full, not '${mode}'`);
   return {
-    kind: "boot",
+    kind: args[0] === "start" ? "start" : "boot",
     options: {
       bios: v.bios,
+      mode,
+      drives: (v.drive ?? []).map(parseDrive),
+      nets: (v.net ?? []).map(parseNet),
       kernel: v.kernel,
       initrd: v.initrd,
       append: v.append,
@@ -102,4 +131,36 @@ export function parseCli(argv: string[]): Command {
       dtbOut: v["dtb-out"],
     },
   };
+}
+
+/** "file=disk.img,readonly=on,serial=abc" (QEMU's key=value list; a bare path means file=). */
+export function parseDrive(spec: string): DriveOption {
+  const out: DriveOption = { file: "", readOnly: false };
+  for (const part of spec.split(",")) {
+    const eq = part.indexOf("=");
+    const key = eq < 0 ? "file" : part.slice(0, eq);
+    const value = eq < 0 ? part : part.slice(eq + 1);
+    if (key === "file") out.file = value;
+    else if (key === "readonly") {
+      if (!["on", "off", "true", "false"].includes(value)) throw new CliError(`--drive readonly=${value}: use on or off`);
+      out.readOnly = value === "on" || value === "true";
+    } else if (key === "serial") {
+      if (value.length > 20) throw new CliError(`--drive serial=${value}: at most 20 characters`);
+      out.serial = value;
+    } else if (key === "format" && value === "raw") continue;
+    else if (key === "if" && value === "virtio") continue;
+    else throw new CliError(`--drive: unknown option '${key}' (known: file, readonly, serial, format=raw, if=virtio)`);
+  }
+  if (!out.file) throw new CliError(`--drive ${spec}: give the image as file=<path>`);
+  return out;
+}
+
+/** "user[,hostfwd=...]" or "switch=NAME": checked here so mistakes are CLI errors. */
+export function parseNet(spec: string): string {
+  try {
+    parseNetdev(spec);
+  } catch (e) {
+    throw new CliError(`--net ${(e as Error).message.replace(/^netdev /, "")}`);
+  }
+  return spec;
 }

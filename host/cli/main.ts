@@ -1,13 +1,16 @@
 // `wasmvisor`: the command line. The main thread owns the terminal and the VM's worker; console
 // bytes cross through shared-memory rings and control goes through Comlink.
 import { Worker } from "node:worker_threads";
-import { readFileSync, writeFileSync, existsSync, statSync } from "node:fs";
+import { readFileSync, writeFileSync, existsSync, statSync, copyFileSync, mkdirSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { pathToFileURL } from "node:url";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { ByteRing } from "../util/ring";
 import { parseCli, CliError, HELP, type BootOptions } from "./args";
 import type { VmWorker, BootRequest } from "../vm/worker";
 import type { Image } from "../machine/virt";
+import { packageRoot } from "../core/load-node";
 
 const VERSION = "0.1.0";
 const CTRL_A = 0x01;
@@ -30,8 +33,9 @@ function readImage(flag: string, path: string): Image {
 }
 
 async function boot(opts: BootOptions): Promise<number> {
-  let bios: Image | null;
+  let bios: Image | null | "builtin";
   if (opts.bios === "none") bios = null;
+  else if (opts.bios === "builtin" || (opts.bios === undefined && opts.mode === "para")) bios = "builtin";
   else if (opts.bios === undefined) {
     if (!existsSync(DEFAULT_BIOS)) {
       fail(`no firmware: the default ${DEFAULT_BIOS} is missing.\n` +
@@ -40,6 +44,10 @@ async function boot(opts: BootOptions): Promise<number> {
     bios = readImage("--bios", DEFAULT_BIOS);
   } else bios = readImage("--bios", opts.bios);
   if (!opts.kernel && !bios) fail("--bios none needs --kernel <file> to have something to run");
+  if (!opts.kernel && bios === "builtin") fail("--mode para (the built-in SBI) needs --kernel <file>: it starts a kernel in S-mode");
+  for (const d of opts.drives) {
+    if (!existsSync(d.file)) fail(`--drive ${d.file}: no such file`);
+  }
   const kernel = opts.kernel ? readImage("--kernel", opts.kernel) : undefined;
   const initrd = opts.initrd ? readImage("--initrd", opts.initrd) : undefined;
 
@@ -49,6 +57,7 @@ async function boot(opts: BootOptions): Promise<number> {
   const vm = Comlink.wrap<VmWorker>(nodeEndpoint(worker));
   const req: BootRequest = {
     memory: opts.memory, harts: opts.smp, bios, kernel, initrd, append: opts.append,
+    drives: opts.drives, nets: opts.nets,
     consoleOut: consoleOut.buffer, consoleIn: consoleIn.buffer,
   };
   let dtb: Uint8Array;
@@ -132,6 +141,32 @@ async function boot(opts: BootOptions): Promise<number> {
   return code;
 }
 
+/** The default guest: Linux + BusyBox built from Debian's sources (built on first use). */
+async function start(opts: BootOptions): Promise<number> {
+  const script = join(packageRoot(), "guests/linux/build.mjs");
+  const { buildLinuxGuest } = await import(pathToFileURL(script).href);
+  let guest: { dir: string; kernel: string; initramfs: string; disk: string };
+  try {
+    guest = await buildLinuxGuest({ log: (line: string) => process.stderr.write(`${line}\n`) });
+  } catch (e) {
+    fail(`building the Linux guest failed: ${(e as Error).message.split("\n")[0]}`);
+  }
+  // The guest's disk persists across boots: a working copy of the pristine image.
+  const disk = join(dirname(guest.dir), "disk.img");
+  if (!existsSync(disk)) {
+    mkdirSync(dirname(disk), { recursive: true });
+    copyFileSync(guest.disk, disk);
+  }
+  return boot({
+    ...opts,
+    kernel: opts.kernel ?? guest.kernel,
+    initrd: opts.initrd ?? guest.initramfs,
+    append: opts.append ?? "console=ttyS0",
+    drives: opts.drives.length ? opts.drives : [{ file: disk, readOnly: false }],
+    nets: opts.nets.length ? opts.nets : ["user"],
+  });
+}
+
 export async function main(argv: string[]): Promise<void> {
   let cmd;
   try {
@@ -142,7 +177,7 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (cmd.kind === "help") { process.stdout.write(HELP); return; }
   if (cmd.kind === "version") { process.stdout.write(`wasmvisor ${VERSION}\n`); return; }
-  const code = await boot(cmd.options);
+  const code = cmd.kind === "start" ? await start(cmd.options) : await boot(cmd.options);
   process.exit(code);
 }
 

@@ -131,6 +131,16 @@ export class Core {
       throw new Error(`CSR 0x${num.toString(16)} cannot be written`);
     }
   }
+  /** Put a hart to sleep as WFI does (true), or wake it (false). */
+  setHalted(hart: number, halted: boolean): void {
+    this.view.setInt32(this.hartBase(hart) + L.H_WFI, halted ? 1 : 0, true);
+  }
+  /** Set or clear a core-owned mip bit (SSIP for IPIs from the built-in SBI). */
+  setMip(hart: number, bit: number, level: boolean): void {
+    const idx = (this.hartBase(hart) + L.H_MIP) >> 2;
+    if (level) Atomics.or(this.i32, idx, 1 << bit);
+    else Atomics.and(this.i32, idx, ~(1 << bit));
+  }
   halted(hart: number): boolean {
     return this.view.getInt32(this.hartBase(hart) + L.H_WFI, true) !== 0;
   }

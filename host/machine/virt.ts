@@ -15,6 +15,10 @@ import { Uart16550 } from "../devices/uart16550";
 import { Plic } from "../devices/plic";
 import { SifiveTest } from "../devices/sifive-test";
 import { GoldfishRtc } from "../devices/goldfish-rtc";
+import { BuiltinSbi } from "../sbi/sbi";
+import { VirtioMmio, VirtioBlk, VirtioNet, VirtioConsole, VirtioRng, type VirtioDevice } from "../virtio";
+import type { DiskBackend, NetBackend } from "../devices/backends";
+import { virtioBase, virtioIrq, VIRTIO_COUNT } from "./memory-map";
 
 /** The ISA every hart advertises in the devicetree. */
 export const HART_ISA = "rv64imafdc_zicntr_zicsr_zifencei_zihpm_zba_zbb_zbs_sstc";
@@ -33,11 +37,20 @@ export interface VirtConfig {
   /** Guest RAM in bytes. */
   memory: number;
   harts?: number;
-  /** M-mode firmware, or null to start the kernel directly (QEMU's -bios none). */
-  bios: Image | null;
+  /**
+   * M-mode firmware; null starts the kernel directly in M-mode (QEMU's -bios none); "builtin"
+   * starts it in S-mode with the host's SBI (paravirtualized).
+   */
+  bios: Image | null | "builtin";
   kernel?: Image;
   initrd?: Image;
   append?: string;
+  /** virtio-blk disks, in order (the first is /dev/vda). */
+  drives?: { backend: DiskBackend; serial?: string; readOnly?: boolean }[];
+  /** virtio-net NICs, in order (the first is eth0). */
+  nets?: NetBackend[];
+  /** Add a virtio-console (hvc0) and a virtio-rng. */
+  virtioConsole?: boolean;
   /** Receives console output. */
   output: (bytes: Uint8Array) => void;
   /** Supplies console input: returns the next byte or -1. */
@@ -77,10 +90,15 @@ export class VirtMachine {
   readonly rtc: GoldfishRtc;
   readonly dtb: Uint8Array;
   readonly layout: BootLayout;
+  /** The built-in SBI, when the VM boots without guest firmware. */
+  readonly sbi: BuiltinSbi | null = null;
   private stopReason: StopReason | null = null;
   private resetRequested = false;
   private outBuf: number[] = [];
   private readonly input: () => number;
+  /** The virtio devices, in slot order of creation (first = highest slot, probed first). */
+  readonly virtio: VirtioMmio[] = [];
+  readonly virtioConsole: VirtioConsole | null = null;
   /** Exits by kind, for statistics. */
   readonly exits = { mmio: 0, halt: 0, tohost: 0, sbi: 0, budget: 0 };
 
@@ -101,14 +119,60 @@ export class VirtMachine {
     this.bus.attach(RTC_BASE, this.rtc);
     this.bus.attach(PLIC_BASE, this.plic);
     this.bus.attach(UART0_BASE, this.uart);
+    this.attachVirtio();
+    if (cfg.bios === "builtin") {
+      this.sbi = new BuiltinSbi(this.core, {
+        consoleWrite: (bytes) => { for (const b of bytes) this.outBuf.push(b); },
+        consoleRead: () => this.input(),
+        reset: (kind, failure) => {
+          if (kind === "reboot") this.resetRequested = true;
+          else this.stop(failure ? { kind: "fail", code: 1 } : { kind: "poweroff", code: 0 });
+        },
+      });
+      this.core.setFlags(L.VMF_SBI_IN_HOST);
+    }
     const { layout, dtb } = this.loadImages();
     this.layout = layout;
     this.dtb = dtb;
   }
 
+  // virtio-mmio devices: disks, then NICs, then console and rng. The devicetree lists slots from
+  // the highest address down and Linux probes them in that order, so device i takes slot
+  // n-1-i and the first drive becomes /dev/vda, the first NIC eth0.
+  private attachVirtio(): void {
+    const devices: VirtioDevice[] = [];
+    for (const d of this.cfg.drives ?? []) devices.push(new VirtioBlk(d.backend, { serial: d.serial, readOnly: d.readOnly }));
+    for (const n of this.cfg.nets ?? []) devices.push(new VirtioNet(n, { mac: macFor(devices.length) }));
+    if (this.cfg.virtioConsole) {
+      const con = new VirtioConsole((bytes) => { for (const b of bytes) this.outBuf.push(b); });
+      (this as { virtioConsole: VirtioConsole | null }).virtioConsole = con;
+      devices.push(con, new VirtioRng());
+    }
+    if (devices.length > VIRTIO_COUNT) throw new Error(`too many virtio devices (${devices.length}); the board has ${VIRTIO_COUNT} slots`);
+    const mem = { view: (gpa: number, len: number) => this.core.phys(gpa, len) };
+    devices.forEach((dev, i) => {
+      const slot = devices.length - 1 - i;
+      const t = new VirtioMmio(dev, mem, this.plic.irqLine(virtioIrq(slot)), { name: `virtio${i}-${dev.name}` });
+      this.bus.attach(virtioBase(slot), t);
+      this.virtio.push(t);
+    });
+  }
+
+  /** Release disks (flushed) and network backends. */
+  close(): void {
+    for (const d of this.cfg.drives ?? []) {
+      try { d.backend.flush(); } catch { /* read-only or already closed */ }
+      d.backend.close();
+    }
+    for (const n of this.cfg.nets ?? []) n.close();
+  }
+
   /** Place firmware, kernel, initrd and DTB in guest memory and write the reset vector. */
   private loadImages(): { layout: BootLayout; dtb: Uint8Array } {
-    const { bios, kernel, initrd } = this.cfg;
+    const { kernel, initrd } = this.cfg;
+    const builtin = this.cfg.bios === "builtin";
+    const bios = builtin ? null : (this.cfg.bios as Image | null);
+    if (builtin && !kernel) throw new Error("--bios builtin needs --kernel <file>: the built-in SBI starts a kernel in S-mode");
     const ramEnd = RAM_BASE + this.cfg.memory;
     const used: { name: string; start: number; end: number }[] = [];
     const claim = (name: string, start: number, end: number): void => {
@@ -154,7 +218,7 @@ export class VirtMachine {
     if (bios) firstStage = place(bios, RAM_BASE);
     let kernelPlaced: ReturnType<typeof place> | undefined;
     if (kernel) {
-      kernelPlaced = place(kernel, bios ? KERNEL_ADDR : RAM_BASE);
+      kernelPlaced = place(kernel, bios || builtin ? KERNEL_ADDR : RAM_BASE);
       layout.kernel = { start: kernelPlaced.start, end: kernelPlaced.end, entry: kernelPlaced.entry };
     }
     const start = firstStage ?? kernelPlaced;
@@ -184,6 +248,7 @@ export class VirtMachine {
       timebaseHz: 10_000_000,
       bootargs: this.cfg.append ?? "",
       initrd: layout.initrd,
+      virtio: this.virtio.length,
     });
     // The DTB goes at the top of RAM (below 3 GiB), 2 MiB aligned, as QEMU places it.
     const top = Math.min(ramEnd, 0xc0000000);
@@ -192,6 +257,8 @@ export class VirtMachine {
     this.core.phys(dtbAddr, dtb.length)!.set(dtb);
     layout.dtb = dtbAddr;
     writeBootRom(this.core, { entry: layout.entry, dtb: dtbAddr, nextAddr: kernelPlaced?.start ?? KERNEL_ADDR });
+    // With the built-in SBI there is no M-mode stage: hart 0 enters the kernel in S-mode.
+    this.sbi?.bootHart(0, layout.entry, dtbAddr);
     return { layout, dtb };
   }
 
@@ -208,6 +275,7 @@ export class VirtMachine {
     this.resetRequested = false;
     this.core.ram.fill(0);
     this.core.reset();
+    this.sbi?.reset();
     this.loadImages();
   }
 
@@ -217,7 +285,7 @@ export class VirtMachine {
     let ran = false;
     for (let h = 0; h < core.harts && !this.stopReason; h++) {
       this.feedInput();
-      if (!core.runnable(h)) continue;
+      if (this.sbi ? !this.sbi.runnable(h) : !core.runnable(h)) continue;
       ran = true;
       let left = budget;
       while (left > 0 && !this.stopReason && !this.resetRequested) {
@@ -240,8 +308,8 @@ export class VirtMachine {
           break;
         } else if (reason === L.EXIT_SBI) {
           this.exits.sbi++;
-          // No built-in SBI on this board yet: answer SBI_ERR_NOT_SUPPORTED.
-          core.setX(h, 10, -2n);
+          this.sbi!.handle(h);
+          if (core.halted(h)) break; // hart_stop / hart_suspend
         } else {
           this.stop({ kind: "error", code: 70, message: `core returned unknown exit ${reason}` });
         }
@@ -278,7 +346,21 @@ export class VirtMachine {
     }
   }
 
+  // Console input goes to the console the kernel was told to use: hvc0 (virtio-console) when
+  // the command line says so, else the UART.
   private feedInput(): void {
+    const con = this.virtioConsole;
+    if (con && /(^|\s)console=hvc0/.test(this.cfg.append ?? "")) {
+      // One buffer (and at most one interrupt) for everything that arrived.
+      const bytes: number[] = [];
+      for (let room = con.rxSpace(); bytes.length < room; ) {
+        const b = this.input();
+        if (b < 0) break;
+        bytes.push(b);
+      }
+      if (bytes.length) con.receive(Uint8Array.from(bytes));
+      return;
+    }
     while (this.uart.rxSpace() > 0) {
       const b = this.input();
       if (b < 0) break;
@@ -315,6 +397,11 @@ export class VirtMachine {
   }
 }
 
+/** Locally administered MACs 52:54:00:12:34:56, :57, ... as QEMU hands them out. */
+function macFor(index: number): string {
+  return `52:54:00:12:34:${(0x56 + index).toString(16).padStart(2, "0")}`;
+}
+
 export interface BareMetalRun {
   reason: StopReason;
   /** Console output (HTIF or UART), as Latin-1 text. */
@@ -324,13 +411,18 @@ export interface BareMetalRun {
 }
 
 /** Run a bare-metal program (started in M-mode, as with --bios none) on this thread to its end. */
-export function runBareMetal(module: WebAssembly.Module, program: Image, opts: { memory?: number; timeoutSeconds?: number } = {}): BareMetalRun {
+export function runBareMetal(
+  module: WebAssembly.Module,
+  program: Image,
+  opts: { memory?: number; timeoutSeconds?: number; drives?: VirtConfig["drives"] } = {},
+): BareMetalRun {
   let output = "";
   const m = new VirtMachine({
     module,
     memory: opts.memory ?? 64 << 20,
     bios: null,
     kernel: program,
+    drives: opts.drives,
     output: (b) => { for (const c of b) output += String.fromCharCode(c); },
   });
   const t0 = performance.now();

@@ -8,11 +8,23 @@ import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { loadCoreModule } from "../core/load-node";
 import { ByteRing } from "../util/ring";
 import { VirtMachine, type Image, type StopReason } from "../machine/virt";
+import { NodeDisk } from "../virtio/node-disk";
+import { createNetBackend } from "../net/netdev";
+import type { DiskBackend, NetBackend } from "../devices/backends";
+
+export interface DriveOption {
+  file: string;
+  readOnly: boolean;
+  serial?: string;
+}
 
 export interface BootRequest {
   memory: number;
   harts: number;
-  bios: Image | null;
+  bios: Image | null | "builtin";
+  drives: DriveOption[];
+  /** QEMU-style netdev strings: "user[,hostfwd=...]" or "switch=NAME". */
+  nets: string[];
   kernel?: Image;
   initrd?: Image;
   append?: string;
@@ -42,7 +54,22 @@ export class VmWorker {
     const out = new ByteRing(req.consoleOut);
     const input = new ByteRing(req.consoleIn);
     this.inRing = input;
+    // Backends live in this thread: disk I/O is synchronous here, network events arrive on this
+    // event loop and wake the VM through the input ring.
+    const disks: DiskBackend[] = [];
+    const nets: NetBackend[] = [];
+    try {
+      for (const d of req.drives) disks.push(new NodeDisk(d.file, { readOnly: d.readOnly }));
+      for (const n of req.nets) nets.push(createNetBackend(n, { onWake: () => input.kick() }));
+    } catch (e) {
+      for (const d of disks) d.close();
+      for (const n of nets) n.close();
+      throw e;
+    }
     this.machine = new VirtMachine({
+      drives: disks.map((backend, i) => ({ backend, serial: req.drives[i].serial, readOnly: req.drives[i].readOnly })),
+      nets,
+      virtioConsole: req.bios === "builtin",
       module: loadCoreModule(),
       memory: req.memory,
       harts: req.harts,
@@ -63,11 +90,17 @@ export class VmWorker {
     if (!m || !this.inRing) throw new Error("no VM: call create() first");
     this.started = performance.now();
     for (;;) {
-      if (this.stopping) return { kind: "quit", code: 0 };
+      if (this.stopping) {
+        m.close();
+        return { kind: "quit", code: 0 };
+      }
       const t0 = performance.now();
       let r = m.step();
       while (r.state === "running" && performance.now() - t0 < SLICE_MS && !this.stopping) r = m.step();
-      if (r.state === "stopped") return r.reason;
+      if (r.state === "stopped") {
+        m.close();
+        return r.reason;
+      }
       if (r.state === "idle") {
         const ms = Math.min(r.sleepSeconds * 1000, 1000);
         if (this.inRing.available() > 0 && m.uart.rxSpace() === 0) await sleep(Math.min(ms, 10));

@@ -1,8 +1,10 @@
 // Drive the real `wasmvisor` CLI as a user would: a child process with the console on pipes.
 import { spawn, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { packageRoot } from "../../host/core/load-node";
 
-export const BIN = fileURLToPath(new URL("../../bin/wasmvisor.js", import.meta.url));
+// Found from the package root, so this also works bundled into dist/ (the boot benchmark).
+export const BIN = join(packageRoot(), "bin/wasmvisor.js");
 
 export class Session {
   readonly child: ChildProcess;

@@ -1,0 +1,75 @@
+// Boot suite: wall time from process start to the Linux guest's shell prompt, on wasmvisor (para
+// mode on the built-in SBI; full mode through Debian's OpenSBI) and on qemu-system-riscv64 with
+// the same kernel and initramfs.
+import { spawn } from "node:child_process";
+import { Session } from "../test/integration/cli";
+import { median } from "./cpu";
+
+const FW_JUMP = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
+const READY = "wasmvisor guest ready";
+const PROMPT = /# $/m;
+
+export interface Guest { kernel: string; initramfs: string }
+
+export interface BootResult {
+  linux_para_s: number;
+  linux_full_s: number;
+  qemu_linux_s: number | null;
+  runs: { para: number[]; full: number[]; qemu: number[] };
+}
+
+async function timeToPrompt(args: string[]): Promise<number> {
+  const t0 = performance.now();
+  const s = new Session(args);
+  try {
+    const at = await s.expect(READY, 300_000);
+    s.send("\r");
+    await s.expect(PROMPT, 60_000, at);
+    return (performance.now() - t0) / 1000;
+  } finally {
+    s.kill();
+  }
+}
+
+async function qemuTimeToPrompt(g: Guest): Promise<number> {
+  const t0 = performance.now();
+  const child = spawn("qemu-system-riscv64", ["-M", "virt", "-m", "256M", "-nographic", "-bios", FW_JUMP,
+    "-kernel", g.kernel, "-initrd", g.initramfs, "-append", "console=ttyS0"], { stdio: ["pipe", "pipe", "ignore"] });
+  let out = "";
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`qemu did not reach the prompt:\n${out.slice(-2000)}`)), 300_000);
+      let ready = -1;
+      child.stdout!.on("data", (d: Buffer) => {
+        out += d.toString("latin1");
+        if (ready < 0 && out.includes(READY)) {
+          ready = out.indexOf(READY);
+          child.stdin!.write("\r");
+        }
+        if (ready >= 0 && PROMPT.test(out.slice(ready))) {
+          clearTimeout(timer);
+          resolve((performance.now() - t0) / 1000);
+        }
+      });
+    });
+  } finally {
+    child.kill("SIGKILL");
+  }
+}
+
+export async function bootSuite(g: Guest, runs: number, withQemu: boolean, log: (s: string) => void): Promise<BootResult> {
+  const base = ["boot", "--kernel", g.kernel, "--initrd", g.initramfs, "--append", "console=ttyS0"];
+  const para: number[] = [], full: number[] = [], qemu: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    para.push(await timeToPrompt([...base, "--mode", "para"]));
+    full.push(await timeToPrompt([...base, "--mode", "full"]));
+    if (withQemu) qemu.push(await qemuTimeToPrompt(g));
+  }
+  const r: BootResult = {
+    linux_para_s: median(para), linux_full_s: median(full), qemu_linux_s: withQemu ? median(qemu) : null,
+    runs: { para, full, qemu },
+  };
+  log(`  Linux to shell prompt: para ${r.linux_para_s.toFixed(2)} s, full (OpenSBI) ${r.linux_full_s.toFixed(2)} s` +
+    (r.qemu_linux_s !== null ? `, qemu ${r.qemu_linux_s.toFixed(2)} s` : ""));
+  return r;
+}

@@ -1,0 +1,32 @@
+/**
+ * Choosing a NIC's backend from a QEMU-style string:
+ *
+ *   user[,hostfwd=tcp::8080-:80]...   user-mode networking (UserNet)
+ *   switch=NAME                        a port on the named in-process Ethernet switch
+ */
+
+import type { NetBackend } from "../devices/backends";
+import { getSwitch } from "./switch";
+import { UserNet, parseUserNetSpec, type UserNetOptions } from "./user";
+
+export type NetdevSpec = { kind: "user"; options: UserNetOptions } | { kind: "switch"; name: string };
+
+/** Throws an Error naming what is wrong. */
+export function parseNetdev(spec: string): NetdevSpec {
+  const s = spec.trim();
+  if (s === "user" || s.startsWith("user,")) return { kind: "user", options: parseUserNetSpec(s) };
+  if (s.startsWith("switch=")) {
+    const name = s.slice("switch=".length);
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name))
+      throw new Error(`netdev '${spec}': switch name must be 1-64 letters, digits, '_', '.' or '-'`);
+    return { kind: "switch", name };
+  }
+  throw new Error(`netdev '${spec}': expected 'user[,hostfwd=...]' or 'switch=NAME'`);
+}
+
+/** The backend for a spec; `extra` is merged into user-mode options (e.g. onWake). */
+export function createNetBackend(spec: NetdevSpec | string, extra: Partial<UserNetOptions> = {}): NetBackend {
+  const d = typeof spec === "string" ? parseNetdev(spec) : spec;
+  if (d.kind === "user") return new UserNet({ ...d.options, ...extra });
+  return getSwitch(d.name).port();
+}

@@ -1,0 +1,172 @@
+// The default Linux guest (Debian's linux-source-6.1 + BusyBox, built by guests/linux) through
+// the real CLI: shell, disk persistence, networking, SMP, both SBI paths.
+import { describe, test, expect, beforeAll, afterAll } from "vitest";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { execFileSync } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AddressInfo } from "node:net";
+import { buildLinuxGuest } from "../../guests/linux/build.mjs";
+import { Session } from "./cli";
+
+let guest: { kernel: string; initramfs: string; disk: string };
+let dir: string;
+
+beforeAll(async () => {
+  // The first run builds the kernel and BusyBox from Debian's sources (many minutes); later
+  // runs find them in the cache.
+  guest = await buildLinuxGuest({ log: (line: string) => console.error(line) });
+  dir = mkdtempSync(join(tmpdir(), "wasmvisor-linux-"));
+}, 3_600_000);
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function freshDisk(name: string): string {
+  const f = join(dir, name);
+  copyFileSync(guest.disk, f);
+  return f;
+}
+
+const PROMPT = /# $/m;
+
+/** Boot and wait for the shell; returns the session and the output index after the prompt. */
+async function bootLinux(extra: string[], mode: "para" | "full" = "para"): Promise<{ s: Session; at: number }> {
+  const s = new Session(["boot", "--mode", mode, "--kernel", guest.kernel, "--initrd", guest.initramfs, ...extra]);
+  await s.expect("wasmvisor guest ready", 180_000);
+  s.send("\r");
+  const at = await s.expect(PROMPT, 30_000);
+  return { s, at };
+}
+
+/**
+ * Run a shell command; returns what the terminal showed from `from` up to the end marker (the
+ * echoed command line, possibly wrapped, and its output) and the index after the marker. The
+ * marker is quoted in two pieces, so only the command's output contains it whole.
+ */
+async function sh(s: Session, cmd: string, from: number, timeoutMs = 60_000): Promise<{ text: string; at: number }> {
+  const id = Math.random().toString(36).slice(2, 8);
+  s.send(`${cmd}; echo "__done_""${id}"\r`);
+  const at = await s.expect(`__done_${id}`, timeoutMs, from);
+  return { text: s.out.slice(from, at), at };
+}
+
+async function poweroff(s: Session, at: number): Promise<number> {
+  s.send("poweroff\r");
+  void at;
+  return s.exited;
+}
+
+describe("Linux on the built-in SBI (para mode)", () => {
+  test("shell: uname, cpuinfo, /dev/vda, poweroff ends with 0", async () => {
+    const disk = freshDisk("para.img");
+    const { s, at } = await bootLinux(["--append", "console=ttyS0", "--drive", `file=${disk}`, "--net", "user"]);
+    try {
+      let r = await sh(s, "uname -a", at);
+      expect(r.text).toMatch(/Linux wasmvisor 6\.1\.\d+.* riscv64/);
+      r = await sh(s, "cat /proc/cpuinfo", r.at);
+      expect(r.text).toMatch(/processor\s*: 0/);
+      expect(r.text).toMatch(/isa\s*: rv64imafdc/);
+      expect(r.text).toMatch(/mmu\s*: sv48/);
+      r = await sh(s, "ls -l /dev/vda", r.at);
+      expect(r.text).toMatch(/^b.* \/dev\/vda\s*$/m);
+      r = await sh(s, "cat /sys/class/misc/hw_random/rng_current", r.at);
+      expect(r.text).toMatch(/virtio_rng/);
+      expect(await poweroff(s, r.at)).toBe(0);
+    } finally {
+      s.kill();
+    }
+  }, 300_000);
+
+  test("disk: a file written, synced and powered off is there on the next boot and in the image", async () => {
+    const disk = freshDisk("persist.img");
+    const text = `written-by-the-guest-${Date.now()}`;
+    {
+      const { s, at } = await bootLinux(["--append", "console=ttyS0", "--drive", `file=${disk}`]);
+      try {
+        let r = await sh(s, `echo ${text} > /mnt/hello.txt && sync`, at);
+        r = await sh(s, "cat /mnt/hello.txt", r.at);
+        expect(r.text).toMatch(new RegExp(`^${text}\\s*$`, "m"));
+        expect(await poweroff(s, r.at)).toBe(0);
+      } finally {
+        s.kill();
+      }
+    }
+    // The host reads the same bytes from the image (debugfs reads ext4 without mounting).
+    const host = execFileSync("debugfs", ["-R", "cat /hello.txt", disk], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+    expect(host.trim()).toBe(text);
+    {
+      const { s, at } = await bootLinux(["--append", "console=ttyS0", "--drive", `file=${disk}`]);
+      try {
+        const r = await sh(s, "cat /mnt/hello.txt", at);
+        expect(r.text).toContain(text);
+        expect(await poweroff(s, r.at)).toBe(0);
+      } finally {
+        s.kill();
+      }
+    }
+  }, 600_000);
+
+  test("network: DHCP address, wget from the host through 10.0.2.2, httpd reached through hostfwd", async () => {
+    const page = `hello from the host ${Date.now()}`;
+    const server: Server = createServer((_req, res) => res.end(page));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    const fwdServer = createServer();
+    await new Promise<void>((resolve) => fwdServer.listen(0, "127.0.0.1", resolve));
+    const fwdPort = (fwdServer.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => fwdServer.close(() => resolve())); // a free port for hostfwd
+    const { s, at } = await bootLinux(["--append", "console=ttyS0", "--net", `user,hostfwd=tcp::${fwdPort}-:80`]);
+    try {
+      let r = await sh(s, "ifconfig eth0", at);
+      expect(r.text).toMatch(/inet addr:10\.0\.2\.15/);
+      r = await sh(s, `wget -q -O - http://10.0.2.2:${port}/`, r.at);
+      expect(r.text).toContain(page);
+      r = await sh(s, "mkdir -p /www && echo served-by-the-guest > /www/index.html && httpd -p 80 -h /www", r.at);
+      const res = await fetch(`http://127.0.0.1:${fwdPort}/index.html`);
+      expect(await res.text()).toBe("served-by-the-guest\n");
+      expect(await poweroff(s, r.at)).toBe(0);
+    } finally {
+      s.kill();
+      server.close();
+    }
+  }, 300_000);
+
+  test("console on hvc0 (virtio-console): input and output", async () => {
+    const { s, at } = await bootLinux(["--append", "console=hvc0"]);
+    try {
+      const r = await sh(s, "tty", at);
+      expect(r.text).toContain("/dev/hvc0");
+      expect(await poweroff(s, r.at)).toBe(0);
+    } finally {
+      s.kill();
+    }
+  }, 300_000);
+
+  test("--smp 2: two harts in /proc/cpuinfo", async () => {
+    const { s, at } = await bootLinux(["--append", "console=ttyS0", "--smp", "2"]);
+    try {
+      const r = await sh(s, "grep -c ^processor /proc/cpuinfo", at);
+      expect(r.text.trim().split(/\s+/)).toContain("2");
+      expect(await poweroff(s, r.at)).toBe(0);
+    } finally {
+      s.kill();
+    }
+  }, 300_000);
+});
+
+describe("the same kernel through Debian's OpenSBI (full mode)", () => {
+  test("boots to the shell and powers off", async () => {
+    const { s, at } = await bootLinux(["--append", "console=ttyS0"], "full");
+    try {
+      expect(s.out).toContain("OpenSBI v1.1");
+      const r = await sh(s, "uname -r", at);
+      expect(r.text).toMatch(/6\.1\.\d+/);
+      expect(await poweroff(s, r.at)).toBe(0);
+    } finally {
+      s.kill();
+    }
+  }, 300_000);
+});

@@ -1,0 +1,858 @@
+import { afterEach, describe, expect, it } from "vitest";
+import * as net from "node:net";
+import * as dgram from "node:dgram";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  ARP_REPLY,
+  ARP_REQUEST,
+  BROADCAST_MAC,
+  DHCPACK,
+  DHCPDISCOVER,
+  DHCPNAK,
+  DHCPOFFER,
+  DHCPREQUEST,
+  DHCP_OPT_MESSAGE_TYPE,
+  DHCP_OPT_PARAM_REQUEST,
+  DHCP_OPT_REQUESTED_IP,
+  DHCP_OPT_SERVER_ID,
+  DNS_CLASS_IN,
+  DNS_FLAG_QR,
+  DNS_FLAG_RD,
+  DNS_FLAG_TC,
+  DNS_RCODE_NOERROR,
+  DNS_RCODE_NXDOMAIN,
+  DNS_RCODE_SERVFAIL,
+  DNS_TYPE_A,
+  DNS_TYPE_AAAA,
+  DNS_TYPE_MX,
+  ETHERTYPE_ARP,
+  ICMP_ECHO_REPLY,
+  ICMP_ECHO_REQUEST,
+  IPPROTO_ICMP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  TCP_ACK,
+  TCP_RST,
+  TCP_SYN,
+  ZERO_MAC,
+  buildArp,
+  buildDhcp,
+  buildDns,
+  buildEthernet,
+  buildIcmpEcho,
+  buildTcp,
+  dnsRcode,
+  ip4,
+  ip4ToString,
+  macEquals,
+  optU32,
+  optU8,
+  parseArp,
+  parseDhcp,
+  parseDns,
+  parseEthernet,
+  parseIcmp,
+  parseTcp,
+  parseUdp,
+  type DnsMessage,
+} from "../../host/net/packet";
+import { UserNet, parseHostFwd, parseUserNetSpec, type UserNetOptions } from "../../host/net/user";
+import { DNS, GUEST, GUEST_MAC, GW, GW_MAC, GuestTcp, Harness, ipFrame, pattern, udpFrame, waitUntil, withTimeout } from "./guest";
+
+// Everything a test opens is closed by afterEach, even when the test fails.
+const cleanups: (() => void | Promise<void>)[] = [];
+/** Errors UserNet reported through onError: none are expected. */
+const reported: unknown[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  expect(reported.splice(0)).toEqual([]);
+});
+
+function makeNet(opts: UserNetOptions = {}): { un: UserNet; h: Harness } {
+  const un = new UserNet({ onError: (e) => reported.push(e), ...opts, dns: { hostsFile: null, servers: [], ...opts.dns } });
+  cleanups.push(() => un.close());
+  const h = new Harness(un);
+  return { un, h };
+}
+
+/** A TCP server on 127.0.0.1:0; `onConn` gets each accepted socket. */
+async function tcpServer(onConn: (s: net.Socket) => void, allowHalfOpen = false): Promise<{ server: net.Server; port: number }> {
+  const server = net.createServer({ allowHalfOpen }, onConn);
+  const sockets = new Set<net.Socket>();
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  );
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+/** A port nothing listens on (bound then released). */
+async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function collect(s: net.Socket): { data: () => Buffer; ended: Promise<void> } {
+  const parts: Buffer[] = [];
+  s.on("data", (d: Buffer) => parts.push(d));
+  const ended = new Promise<void>((resolve) => s.once("end", resolve));
+  return { data: () => Buffer.concat(parts), ended };
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe("option strings", () => {
+  it("parses QEMU-style hostfwd rules", () => {
+    expect(parseUserNetSpec("user")).toEqual({});
+    expect(parseUserNetSpec("user,hostfwd=tcp::8080-:80,hostfwd=tcp:127.0.0.1:2222-:22")).toEqual({
+      hostfwd: [
+        { proto: "tcp", hostPort: 8080, guestPort: 80 },
+        { proto: "tcp", hostAddr: "127.0.0.1", hostPort: 2222, guestPort: 22 },
+      ],
+    });
+    expect(parseHostFwd("::5555-10.0.2.16:23")).toEqual({ proto: "tcp", hostPort: 5555, guestAddr: "10.0.2.16", guestPort: 23 });
+    expect(parseUserNetSpec("user,id=n0")).toEqual({});
+  });
+
+  it("rejects bad ones with a message saying why", () => {
+    const bad: [string, RegExp][] = [
+      ["user,hostfwd=udp::53-:53", /udp forwarding is not supported/],
+      ["user,hostfwd=sctp::1-:1", /unknown protocol 'sctp'/],
+      ["user,hostfwd=tcp::8080:80", /missing '-'/],
+      ["user,hostfwd=tcp:8080-:80", /host side must be proto:addr:port/],
+      ["user,hostfwd=tcp::8080-80", /guest side must be addr:port/],
+      ["user,hostfwd=tcp::99999-:80", /host port '99999'/],
+      ["user,hostfwd=tcp::80-:0", /guest port '0'/],
+      ["user,hostfwd=tcp:localhost:80-:80", /host address 'localhost' is not an IPv4/],
+      ["user,hostfwd=tcp::80-192.168.1.1:80", /not a guest address in 10.0.2.0\/24/],
+      ["user,hostfwd=tcp::80-10.0.2.2:80", /not a guest address/],
+      ["user,restrict=on", /unknown option 'restrict'/],
+      ["user,hostfwd", /needs a value/],
+      ["user,,hostfwd=tcp::1-:1", /empty option/],
+      ["tap", /expected 'user/],
+    ];
+    for (const [spec, re] of bad) expect(() => parseUserNetSpec(spec), spec).toThrow(re);
+  });
+
+  it("validates rules given to the constructor before listening", () => {
+    expect(() => new UserNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 0 }] })).toThrow(/guest port/);
+    expect(() => new UserNet({ hostfwd: [{ proto: "tcp", hostAddr: "::1", hostPort: 0, guestPort: 80 }] })).toThrow(/host address/);
+    expect(() => new UserNet({ mac: "01:00:5e:00:00:01" })).toThrow(/MAC/);
+  });
+});
+
+describe("ARP", () => {
+  it("answers for 10.0.2.2 and 10.0.2.3, not for the guest's own address", async () => {
+    const { un, h } = makeNet();
+    const ask = (target: number) =>
+      h.send(
+        buildEthernet(
+          BROADCAST_MAC,
+          GUEST_MAC,
+          ETHERTYPE_ARP,
+          buildArp({ op: ARP_REQUEST, senderMac: GUEST_MAC, senderIp: GUEST, targetMac: ZERO_MAC, targetIp: target }),
+        ),
+      );
+    for (const target of [GW, DNS]) {
+      ask(target);
+      const r = await h.next((r) => parseEthernet(r.frame)?.etherType === ETHERTYPE_ARP);
+      const eth = parseEthernet(r.frame)!;
+      expect(macEquals(eth.dst, GUEST_MAC)).toBe(true);
+      expect(macEquals(eth.src, GW_MAC)).toBe(true);
+      const arp = parseArp(eth.payload)!;
+      expect(arp.op).toBe(ARP_REPLY);
+      expect(arp.senderIp).toBe(target);
+      expect(macEquals(arp.senderMac, GW_MAC)).toBe(true);
+      expect(arp.targetIp).toBe(GUEST);
+      expect(macEquals(arp.targetMac, GUEST_MAC)).toBe(true);
+    }
+    ask(GUEST); // duplicate address detection must see no answer
+    ask(ip4(10, 0, 2, 99));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(h.frames).toHaveLength(0);
+    expect(un.stats().arpReplies).toBe(2);
+  });
+
+  it("calls onWake after delivering, never from inside send()", async () => {
+    let wakes = 0;
+    let inSend = false;
+    let wokeInSend = false;
+    const { h } = makeNet({
+      onWake: () => {
+        wakes++;
+        if (inSend) wokeInSend = true;
+      },
+    });
+    inSend = true;
+    h.send(buildEthernet(BROADCAST_MAC, GUEST_MAC, ETHERTYPE_ARP, buildArp({ op: ARP_REQUEST, senderMac: GUEST_MAC, senderIp: GUEST, targetMac: ZERO_MAC, targetIp: GW })));
+    inSend = false;
+    expect(h.inbox).toHaveLength(0);
+    await h.next(() => true);
+    expect(wakes).toBe(1);
+    expect(wokeInSend).toBe(false);
+  });
+});
+
+describe("DHCP", () => {
+  const xid = 0x12345678;
+  const dhcp = (type: number, extra: [number, Uint8Array][] = []) =>
+    udpFrame(
+      0,
+      68,
+      0xffffffff,
+      67,
+      buildDhcp({
+        op: 1,
+        xid,
+        chaddr: GUEST_MAC,
+        options: [[DHCP_OPT_MESSAGE_TYPE, optU8(type)], [DHCP_OPT_PARAM_REQUEST, new Uint8Array([1, 3, 6, 12, 15, 28, 42])], ...extra],
+      }),
+      BROADCAST_MAC,
+    );
+  const reply = async (h: Harness) => {
+    const r = await h.next((r) => r.ip?.protocol === IPPROTO_UDP);
+    expect(r.ip!.src).toBe(GW);
+    const udp = parseUdp(r.ip!.payload, r.ip!.src, r.ip!.dst)!;
+    expect([udp.srcPort, udp.dstPort]).toEqual([67, 68]);
+    expect(macEquals(parseEthernet(r.frame)!.dst, GUEST_MAC)).toBe(true);
+    return parseDhcp(udp.payload)!;
+  };
+
+  it("offers 10.0.2.15 with router, DNS, netmask and lease, then acknowledges the request", async () => {
+    const { un, h } = makeNet();
+    h.send(dhcp(DHCPDISCOVER));
+    const offer = await reply(h);
+    expect(offer.op).toBe(2);
+    expect(offer.xid).toBe(xid);
+    expect(offer.messageType).toBe(DHCPOFFER);
+    expect(ip4ToString(offer.yiaddr)).toBe("10.0.2.15");
+    expect(macEquals(offer.chaddr, GUEST_MAC)).toBe(true);
+    expect(offer.serverId).toBe(GW);
+    expect(ip4ToString(offer.subnetMask!)).toBe("255.255.255.0");
+    expect(offer.routers).toEqual([GW]);
+    expect(offer.dnsServers).toEqual([DNS]);
+    expect(offer.leaseTime).toBeGreaterThan(0);
+
+    h.send(dhcp(DHCPREQUEST, [[DHCP_OPT_REQUESTED_IP, optU32(offer.yiaddr)], [DHCP_OPT_SERVER_ID, optU32(GW)]]));
+    const ack = await reply(h);
+    expect(ack.messageType).toBe(DHCPACK);
+    expect(ack.yiaddr).toBe(GUEST);
+    expect(ack.routers).toEqual([GW]);
+    expect(ack.dnsServers).toEqual([DNS]);
+    expect(ack.subnetMask).toBe(ip4(255, 255, 255, 0));
+    expect(ack.leaseTime).toBe(offer.leaseTime);
+    expect(un.stats().dhcp).toEqual({ offers: 1, acks: 1, naks: 0 });
+  });
+
+  it("refuses a request for another address and ignores one for another server", async () => {
+    const { un, h } = makeNet();
+    h.send(dhcp(DHCPREQUEST, [[DHCP_OPT_REQUESTED_IP, optU32(ip4(10, 0, 2, 77))]]));
+    const r = await h.next((r) => r.ip?.protocol === IPPROTO_UDP);
+    const nak = parseDhcp(parseUdp(r.ip!.payload, r.ip!.src, r.ip!.dst)!.payload)!;
+    expect(nak.messageType).toBe(DHCPNAK);
+    expect(nak.yiaddr).toBe(0);
+    h.send(dhcp(DHCPREQUEST, [[DHCP_OPT_REQUESTED_IP, optU32(GUEST)], [DHCP_OPT_SERVER_ID, optU32(ip4(10, 0, 2, 9))]]));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(h.frames).toHaveLength(0);
+    expect(un.stats().dhcp.naks).toBe(1);
+  });
+});
+
+describe("ICMP", () => {
+  it("answers pings to 10.0.2.2 and 10.0.2.3 with the same id, sequence and payload", async () => {
+    const { h } = makeNet();
+    const payload = pattern(56, 7);
+    for (const [dst, seq] of [[GW, 1], [DNS, 2]]) {
+      h.send(ipFrame(GUEST, dst, IPPROTO_ICMP, buildIcmpEcho(ICMP_ECHO_REQUEST, 0x4242, seq, payload)));
+      const r = await h.next((r) => r.ip?.protocol === IPPROTO_ICMP);
+      expect(r.ip!.src).toBe(dst);
+      expect(r.ip!.dst).toBe(GUEST);
+      const icmp = parseIcmp(r.ip!.payload)!;
+      expect(icmp.type).toBe(ICMP_ECHO_REPLY);
+      expect(icmp.id).toBe(0x4242);
+      expect(icmp.seq).toBe(seq);
+      expect(equalBytes(icmp.data, payload)).toBe(true);
+    }
+  });
+});
+
+describe("DNS", () => {
+  const query = (id: number, name: string, type: number, rd = true): Uint8Array =>
+    buildDns({ id, flags: rd ? DNS_FLAG_RD : 0, questions: [{ name, type, class: DNS_CLASS_IN }], answers: [], authorities: [], additionals: [] });
+  const ask = async (h: Harness, id: number, name: string, type: number, sport = 40000): Promise<DnsMessage> => {
+    h.send(udpFrame(GUEST, sport, DNS, 53, query(id, name, type)));
+    const r = await h.next((r) => r.ip?.protocol === IPPROTO_UDP, 3000, `DNS answer for ${name}`);
+    expect(r.ip!.src).toBe(DNS);
+    const udp = parseUdp(r.ip!.payload, r.ip!.src, r.ip!.dst)!;
+    expect(udp.srcPort).toBe(53);
+    expect(udp.dstPort).toBe(sport);
+    return parseDns(udp.payload)!;
+  };
+
+  it("answers localhost offline with the default configuration", async () => {
+    // Defaults: /etc/hosts and the host's resolv.conf servers. localhost never leaves.
+    const un = new UserNet();
+    cleanups.push(() => un.close());
+    const h = new Harness(un);
+    const a = await ask(h, 0x1111, "localhost", DNS_TYPE_A);
+    expect(a.id).toBe(0x1111);
+    expect(a.flags & DNS_FLAG_QR).toBeTruthy();
+    expect(dnsRcode(a)).toBe(DNS_RCODE_NOERROR);
+    expect(a.questions).toEqual([{ name: "localhost", type: DNS_TYPE_A, class: DNS_CLASS_IN }]);
+    expect(a.answers).toHaveLength(1);
+    expect(a.answers[0].type).toBe(DNS_TYPE_A);
+    expect(Array.from(a.answers[0].data)).toEqual([127, 0, 0, 1]);
+    const aaaa = await ask(h, 0x2222, "LocalHost", DNS_TYPE_AAAA);
+    expect(aaaa.answers[0].name).toBe("LocalHost");
+    expect(Array.from(aaaa.answers[0].data)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    expect(un.stats().dns).toMatchObject({ queries: 2, local: 2, forwarded: 0 });
+  });
+
+  it("answers from a hosts file and says NXDOMAIN for .invalid", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "usernet-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, "hosts"), "# comment\n127.0.0.1 localhost\n10.9.8.7 build-box build # trailing\n::1 ip6-localhost\nbogus line\n");
+    const { h } = makeNet({ dns: { hostsFile: join(dir, "hosts") } });
+    const a = await ask(h, 1, "Build", DNS_TYPE_A);
+    expect(Array.from(a.answers[0].data)).toEqual([10, 9, 8, 7]);
+    const none = await ask(h, 2, "build-box", DNS_TYPE_AAAA);
+    expect(dnsRcode(none)).toBe(DNS_RCODE_NOERROR);
+    expect(none.answers).toHaveLength(0);
+    const inv = await ask(h, 3, "nothing.invalid", DNS_TYPE_A);
+    expect(dnsRcode(inv)).toBe(DNS_RCODE_NXDOMAIN);
+  });
+
+  it("forwards other queries raw to the upstream server and restores the id", async () => {
+    const upstream = dgram.createSocket("udp4");
+    cleanups.push(() => new Promise<void>((r) => upstream.close(() => r())));
+    const seen: DnsMessage[] = [];
+    upstream.on("message", (msg, rinfo) => {
+      const q = parseDns(msg)!;
+      seen.push(q);
+      const big = q.questions[0].name === "big.test";
+      const answer = buildDns({
+        id: q.id,
+        flags: DNS_FLAG_QR | DNS_FLAG_RD | 0x80,
+        questions: q.questions,
+        answers: Array.from({ length: big ? 40 : 1 }, (_, i) => ({
+          name: q.questions[0].name,
+          type: DNS_TYPE_MX,
+          class: DNS_CLASS_IN,
+          ttl: 300,
+          data: new Uint8Array([0, 10, 30, ...pattern(30, i + 1).map((b) => 97 + (b % 26)), 0]),
+        })),
+        authorities: [],
+        additionals: [],
+      });
+      upstream.send(answer, rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((r) => upstream.bind(0, "127.0.0.1", () => r()));
+    const port = upstream.address().port;
+    const { un, h } = makeNet({ dns: { servers: [`127.0.0.1:${port}`] } });
+    const r = await ask(h, 0xbeef, "example.test", DNS_TYPE_MX, 41000);
+    expect(r.id).toBe(0xbeef);
+    expect(r.answers[0].type).toBe(DNS_TYPE_MX);
+    expect(r.answers[0].ttl).toBe(300);
+    expect(seen).toHaveLength(1);
+    expect(seen[0].questions[0].name).toBe("example.test");
+    // An answer too big for one datagram to the guest comes back truncated (TC): retry on TCP.
+    const big = await ask(h, 0x1234, "big.test", DNS_TYPE_MX, 41001);
+    expect(big.id).toBe(0x1234);
+    expect(big.flags & DNS_FLAG_TC).toBeTruthy();
+    expect(big.answers).toHaveLength(0);
+    expect(un.stats().dns.forwarded).toBe(2);
+  });
+
+  it("answers SERVFAIL when the upstream server does not answer", async () => {
+    const silent = dgram.createSocket("udp4");
+    cleanups.push(() => new Promise<void>((r) => silent.close(() => r())));
+    await new Promise<void>((r) => silent.bind(0, "127.0.0.1", () => r()));
+    const { un, h } = makeNet({ dns: { servers: [`127.0.0.1:${silent.address().port}`], timeoutMs: 50 } });
+    const r = await ask(h, 7, "slow.test", DNS_TYPE_A);
+    expect(dnsRcode(r)).toBe(DNS_RCODE_SERVFAIL);
+    expect(un.stats().dns.failed).toBe(1);
+  });
+
+  it("can answer A/AAAA through a lookup function", async () => {
+    const asked: string[] = [];
+    const { h } = makeNet({
+      dns: {
+        lookup: async (name, family) => {
+          asked.push(`${name}/${family}`);
+          if (name === "gone.test") throw Object.assign(new Error("nope"), { code: "ENOTFOUND" });
+          return family === 4 ? ["192.0.2.1", "192.0.2.2"] : ["2001:db8::1"];
+        },
+      },
+    });
+    const a = await ask(h, 1, "svc.test", DNS_TYPE_A);
+    expect(a.answers.map((x) => Array.from(x.data).join("."))).toEqual(["192.0.2.1", "192.0.2.2"]);
+    const aaaa = await ask(h, 2, "svc.test", DNS_TYPE_AAAA);
+    expect(aaaa.answers[0].data[0]).toBe(0x20);
+    const gone = await ask(h, 3, "gone.test", DNS_TYPE_A);
+    expect(dnsRcode(gone)).toBe(DNS_RCODE_NXDOMAIN);
+    const local = await ask(h, 4, "localhost", DNS_TYPE_A);
+    expect(Array.from(local.answers[0].data)).toEqual([127, 0, 0, 1]);
+    expect(asked).toEqual(["svc.test/4", "svc.test/6", "gone.test/4"]);
+  });
+
+  it("drops malformed queries quietly", async () => {
+    const { un, h } = makeNet();
+    h.send(udpFrame(GUEST, 40000, DNS, 53, new Uint8Array([1, 2, 3])));
+    h.send(udpFrame(GUEST, 40000, DNS, 53, new Uint8Array([0, 1, 0x81, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1])));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(h.frames).toHaveLength(0);
+    expect(un.stats().malformed).toBe(2);
+  });
+});
+
+describe("UDP", () => {
+  it("relays datagrams to a host service on 127.0.0.1 via 10.0.2.2 and the replies back", async () => {
+    const server = dgram.createSocket("udp4");
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    server.on("message", (msg, rinfo) => server.send(Buffer.concat([Buffer.from("echo:"), msg]), rinfo.port, rinfo.address));
+    await new Promise<void>((r) => server.bind(0, "127.0.0.1", () => r()));
+    const port = server.address().port;
+    const { un, h } = makeNet();
+    for (let i = 0; i < 3; i++) {
+      h.send(udpFrame(GUEST, 5000, GW, port, new TextEncoder().encode(`hello ${i}`)));
+      const r = await h.next((r) => r.ip?.protocol === IPPROTO_UDP, 2000, "the echo");
+      expect(r.ip!.src).toBe(GW);
+      expect(r.ip!.dst).toBe(GUEST);
+      const udp = parseUdp(r.ip!.payload, r.ip!.src, r.ip!.dst)!;
+      expect(udp.srcPort).toBe(port);
+      expect(udp.dstPort).toBe(5000);
+      expect(new TextDecoder().decode(udp.payload)).toBe(`echo:hello ${i}`);
+    }
+    expect(un.stats().udp).toEqual({ bindings: 1, datagramsOut: 3, datagramsIn: 3 });
+  });
+
+  it("drops replies that would not fit the MTU unfragmented", async () => {
+    const server = dgram.createSocket("udp4");
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    server.on("message", (msg, rinfo) => server.send(new Uint8Array(msg[0] === 1 ? 1472 : 1473), rinfo.port, rinfo.address));
+    await new Promise<void>((r) => server.bind(0, "127.0.0.1", () => r()));
+    const { un, h } = makeNet();
+    h.send(udpFrame(GUEST, 5003, GW, server.address().port, new Uint8Array([1])));
+    const r = await h.next((r) => r.ip?.protocol === IPPROTO_UDP, 2000, "the 1472-byte reply");
+    expect(r.ip!.payload.length).toBe(1480);
+    h.send(udpFrame(GUEST, 5003, GW, server.address().port, new Uint8Array([2])));
+    await waitUntil(() => un.stats().undelivered === 1, 2000, "the oversized reply to be dropped");
+    expect(h.frames).toHaveLength(0);
+  });
+
+  it("drops replies from addresses the guest never sent to", async () => {
+    const server = dgram.createSocket("udp4");
+    const stranger = dgram.createSocket("udp4");
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    cleanups.push(() => new Promise<void>((r) => stranger.close(() => r())));
+    let guestAddr: dgram.RemoteInfo | null = null;
+    server.on("message", (_m, rinfo) => (guestAddr = rinfo));
+    await new Promise<void>((r) => server.bind(0, "127.0.0.1", () => r()));
+    await new Promise<void>((r) => stranger.bind(0, "127.0.0.1", () => r()));
+    const { un, h } = makeNet();
+    h.send(udpFrame(GUEST, 5001, GW, server.address().port, new Uint8Array([1])));
+    await waitUntil(() => guestAddr !== null, 2000, "the datagram");
+    stranger.send(new Uint8Array([9]), guestAddr!.port, "127.0.0.1");
+    await waitUntil(() => un.stats().ignored > 0, 2000, "the stranger's datagram");
+    expect(h.frames).toHaveLength(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("TCP from the guest", () => {
+  const MiB = 1024 * 1024;
+
+  it("carries 1 MiB each way through a host server, with FIN from the guest first", async () => {
+    const up = pattern(MiB, 1);
+    const down = pattern(MiB, 2);
+    let hostGot: Buffer | null = null;
+    let peer = "";
+    const { port } = await tcpServer((s) => {
+      peer = s.remoteAddress ?? "";
+      const c = collect(s);
+      s.write(down);
+      c.ended.then(() => {
+        hostGot = c.data();
+        s.end();
+      });
+    }, true);
+    const { un, h } = makeNet();
+    const g = new GuestTcp(h, { localPort: 40001, remoteIp: GW, remotePort: port, rcvBuf: 64 * 1024 });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.state === "established", 3000, "the handshake");
+    expect(un.stats().tcp.active).toBe(1);
+    expect(g.peerMss).toBe(1460);
+    expect(g.peerShift).toBe(7);
+    g.write(up);
+    g.end();
+    await waitUntil(() => g.finRcvd && hostGot !== null, 15000, "both transfers");
+    expect(peer).toBe("127.0.0.1");
+    expect(hostGot!.length).toBe(MiB);
+    expect(equalBytes(hostGot!, up)).toBe(true);
+    expect(g.receivedLen).toBe(MiB);
+    expect(equalBytes(g.data(), down)).toBe(true);
+    await waitUntil(() => g.sndUna === g.sndNxt, 2000, "our FIN acknowledged");
+    await waitUntil(() => un.stats().tcp.active === 0, 5000, "the connection to be forgotten");
+  }, 30000);
+
+  it("retransmits segments the guest lost and keeps every byte", async () => {
+    const down = pattern(256 * 1024, 3);
+    const { port } = await tcpServer((s) => s.end(down));
+    const { un, h } = makeNet();
+    // Drop about one data segment in 25, and a burst early on.
+    const g = new GuestTcp(h, { localPort: 40002, remoteIp: GW, remotePort: port, drop: (n) => n % 25 === 0 || (n >= 5 && n <= 8) });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.finRcvd, 20000, "the download");
+    expect(g.dropped).toBeGreaterThan(10);
+    expect(equalBytes(g.data(), down)).toBe(true);
+    expect(un.stats().tcp.retransmits).toBeGreaterThan(0);
+    g.end();
+    await waitUntil(() => un.stats().tcp.active === 0, 5000, "the close");
+  }, 30000);
+
+  it("works without window scaling and with a small MSS", async () => {
+    const up = pattern(200 * 1024, 4);
+    let got: Buffer | null = null;
+    const { port } = await tcpServer((s) => {
+      const c = collect(s);
+      c.ended.then(() => {
+        got = c.data();
+        s.end("bye");
+      });
+    }, true);
+    const { h } = makeNet();
+    const g = new GuestTcp(h, { localPort: 40003, remoteIp: GW, remotePort: port, wscale: null, mss: 536, rcvBuf: 8192 });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.state === "established", 3000, "the handshake");
+    expect(g.peerShift).toBe(0);
+    expect(g.peerMss).toBe(536);
+    g.write(up);
+    g.end();
+    await waitUntil(() => got !== null && g.finRcvd, 15000, "the transfer");
+    expect(equalBytes(got!, up)).toBe(true);
+    expect(new TextDecoder().decode(g.data())).toBe("bye");
+  }, 30000);
+
+  it("closes from the host side first", async () => {
+    const { port } = await tcpServer((s) => {
+      s.end("server says goodbye");
+    }, true);
+    const { un, h } = makeNet();
+    const g = new GuestTcp(h, { localPort: 40004, remoteIp: GW, remotePort: port });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.finRcvd, 3000, "the host's FIN");
+    expect(new TextDecoder().decode(g.data())).toBe("server says goodbye");
+    expect(un.stats().tcp.active).toBe(1); // half-closed: the guest may still send
+    g.write(new TextEncoder().encode("late data"));
+    g.end();
+    await waitUntil(() => un.stats().tcp.active === 0, 5000, "the close");
+    // UserNet closed first, so it lingers and acknowledges a retransmitted FIN again.
+    expect(un.stats().tcp.closing).toBe(1);
+    const before = g.segmentsIn;
+    g.resendFin();
+    await waitUntil(() => g.segmentsIn > before, 2000, "the ACK of the repeated FIN");
+    expect(g.state).toBe("established");
+  });
+
+  it("lets the guest send after the host half-closed", async () => {
+    let got: Buffer | null = null;
+    const { port } = await tcpServer((s) => {
+      const c = collect(s);
+      s.end();
+      c.ended.then(() => (got = c.data()));
+    }, true);
+    const { h } = makeNet();
+    const g = new GuestTcp(h, { localPort: 40005, remoteIp: GW, remotePort: port });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.finRcvd, 3000, "the host's FIN");
+    g.write(pattern(100000, 5));
+    g.end();
+    await waitUntil(() => got !== null, 5000, "the data");
+    expect(equalBytes(got!, pattern(100000, 5))).toBe(true);
+  });
+
+  it("resets a connection the host refuses", async () => {
+    const port = await closedPort();
+    const { un, h } = makeNet();
+    const g = new GuestTcp(h, { localPort: 40006, remoteIp: GW, remotePort: port });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.state === "reset", 3000, "the RST");
+    expect(un.stats().tcp).toMatchObject({ refused: 1, active: 0 });
+  });
+
+  it("resets connections to virtual addresses with nothing behind them", async () => {
+    const { un, h } = makeNet();
+    for (const [dst, port] of [[DNS, 80], [ip4(10, 0, 2, 50), 22]]) {
+      h.send(ipFrame(GUEST, dst, IPPROTO_TCP, buildTcp(GUEST, dst, { srcPort: 40100, dstPort: port, seq: 1000, ack: 0, flags: TCP_SYN, window: 1000 })));
+      const r = await h.next((r) => r.ip?.protocol === IPPROTO_TCP);
+      const seg = parseTcp(r.ip!.payload, r.ip!.src, r.ip!.dst)!;
+      expect(seg.flags & TCP_RST).toBeTruthy();
+      expect(seg.ack).toBe(1001);
+    }
+    // A stray ACK for no connection gets a reset with its ack as sequence number.
+    h.send(ipFrame(GUEST, GW, IPPROTO_TCP, buildTcp(GUEST, GW, { srcPort: 40101, dstPort: 9, seq: 5, ack: 777, flags: TCP_ACK, window: 1000 })));
+    const r = await h.next((r) => r.ip?.protocol === IPPROTO_TCP);
+    const seg = parseTcp(r.ip!.payload, r.ip!.src, r.ip!.dst)!;
+    expect(seg.flags).toBe(TCP_RST);
+    expect(seg.seq).toBe(777);
+    expect(un.stats().tcp.active).toBe(0);
+  });
+
+  it("passes a reset from the guest to the host socket", async () => {
+    let closed = false;
+    let errored = "";
+    const { port } = await tcpServer((s) => {
+      s.on("error", (e: NodeJS.ErrnoException) => (errored = e.code ?? "error"));
+      s.on("close", () => (closed = true));
+    });
+    const { un, h } = makeNet();
+    const g = new GuestTcp(h, { localPort: 40007, remoteIp: GW, remotePort: port });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.state === "established", 3000, "the handshake");
+    g.rst();
+    await waitUntil(() => closed, 3000, "the host socket to close");
+    expect(errored).toBe("ECONNRESET");
+    expect(un.stats().tcp.active).toBe(0);
+  });
+
+  it("passes a reset from the host to the guest", async () => {
+    const { port } = await tcpServer((s) => {
+      s.once("data", () => s.resetAndDestroy());
+    });
+    const { h } = makeNet();
+    const g = new GuestTcp(h, { localPort: 40008, remoteIp: GW, remotePort: port });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.state === "established", 3000, "the handshake");
+    g.write(new Uint8Array([1, 2, 3]));
+    await waitUntil(() => g.state === "reset", 3000, "the RST");
+  });
+
+  it("pauses the host socket while the guest's window is closed, then delivers everything", async () => {
+    const down = pattern(4 * MiB, 6);
+    let serverDone = false;
+    const { port } = await tcpServer((s) => {
+      s.end(down, () => (serverDone = true));
+    });
+    const { un, h } = makeNet();
+    const g = new GuestTcp(h, { localPort: 40009, remoteIp: GW, remotePort: port, rcvBuf: 32 * 1024, autoRead: false });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => un.stats().tcp.hostPaused === 1, 5000, "the host socket to pause");
+    await waitUntil(() => g.window() < 128, 3000, "the guest's window to fill");
+    // One window (less what rounding to the 128-byte scale unit leaves), then nothing.
+    const first = g.receivedLen;
+    expect(first).toBeGreaterThan(32 * 1024 - 128);
+    expect(first).toBeLessThanOrEqual(32 * 1024);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(g.receivedLen).toBe(first);
+    // The application reads slowly, then all at once.
+    for (let i = 0; i < 5; i++) {
+      g.read(8192);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const slow = setInterval(() => g.read(), 1);
+    cleanups.push(() => clearInterval(slow));
+    await waitUntil(() => g.finRcvd, 20000, "the whole download");
+    expect(equalBytes(g.data(), down)).toBe(true);
+    expect(serverDone).toBe(true);
+    expect(un.stats().tcp.hostPaused).toBe(0);
+  }, 30000);
+
+  it("probes a zero window when the guest's window update is lost", async () => {
+    const down = pattern(200 * 1024, 11);
+    const { port } = await tcpServer((s) => s.end(down));
+    const { h } = makeNet();
+    const g = new GuestTcp(h, { localPort: 40012, remoteIp: GW, remotePort: port, rcvBuf: 16 * 1024, autoRead: false });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.window() < 128, 3000, "the guest's window to fill");
+    const first = g.receivedLen;
+    g.read(undefined, false); // the window opens but the guest says nothing
+    await waitUntil(() => g.receivedLen > first, 3000, "a probe to find the open window");
+    expect(g.probesIn).toBeGreaterThan(0);
+    const reader = setInterval(() => g.read(), 1);
+    cleanups.push(() => clearInterval(reader));
+    await waitUntil(() => g.finRcvd, 10000, "the rest");
+    expect(equalBytes(g.data(), down)).toBe(true);
+  }, 20000);
+
+  it("carries DNS over TCP from 10.0.2.3:53 to the upstream server", async () => {
+    let got = "";
+    const { port } = await tcpServer((s) => {
+      s.on("data", (d) => {
+        got += d.toString();
+        s.end("answer");
+      });
+    });
+    const { h } = makeNet({ dns: { servers: [`127.0.0.1:${port}`] } });
+    const g = new GuestTcp(h, { localPort: 40013, remoteIp: DNS, remotePort: 53 });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.state === "established", 3000, "the handshake");
+    g.write(new TextEncoder().encode("query"));
+    await waitUntil(() => g.finRcvd, 3000, "the answer");
+    expect(got).toBe("query");
+    expect(new TextDecoder().decode(g.data())).toBe("answer");
+  });
+
+  it("shrinks its window when the host application does not read", async () => {
+    const big = pattern(24 * MiB, 8);
+    let server: net.Socket | null = null;
+    let got = 0;
+    let ok = true;
+    const { port } = await tcpServer((s) => {
+      server = s;
+      s.pause();
+      s.on("data", (d: Buffer) => {
+        if (ok && !equalBytes(d, big.subarray(got, got + d.length))) ok = false;
+        got += d.length;
+      });
+    });
+    const { h } = makeNet();
+    const g = new GuestTcp(h, { localPort: 40010, remoteIp: GW, remotePort: port });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.state === "established", 3000, "the handshake");
+    const initial = g.peerWnd;
+    g.write(big);
+    // The kernel's socket buffers fill first; then UserNet's window closes.
+    await waitUntil(() => g.peerWnd === 0, 20000, "a zero window");
+    expect(initial).toBeGreaterThan(0);
+    const stalledAt = g.acked;
+    expect(stalledAt).toBeLessThan(big.length);
+    server!.resume();
+    await waitUntil(() => got === big.length, 20000, "everything to arrive");
+    expect(ok).toBe(true);
+  }, 60000);
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("hostfwd", () => {
+  it("connects a host client to a server on the guest side", async () => {
+    const { un, h } = makeNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 80 }] });
+    const [fwd] = await withTimeout(un.ready(), 2000, "listening");
+    expect(fwd).toMatchObject({ hostAddr: "127.0.0.1", guestAddr: "10.0.2.15", guestPort: 80, listening: true });
+    expect(fwd.hostPort).toBeGreaterThan(0);
+
+    // The guest side: say who we are (as Linux does with its first frames), then serve.
+    h.send(buildEthernet(BROADCAST_MAC, GUEST_MAC, ETHERTYPE_ARP, buildArp({ op: ARP_REQUEST, senderMac: GUEST_MAC, senderIp: GUEST, targetMac: ZERO_MAC, targetIp: GW })));
+    await h.next(() => true);
+    const request = pattern(300000, 9);
+    let server: GuestTcp | null = null;
+    h.listeners.set(80, (syn, ip) => {
+      expect(ip.src).toBe(GW);
+      expect(syn.options.mss).toBe(1460);
+      const g = new GuestTcp(h, { localPort: 80, remoteIp: ip.src, remotePort: syn.srcPort });
+      g.accept(syn);
+      server = g;
+      cleanups.push(() => g.close());
+      return g;
+    });
+
+    const client = net.connect(fwd.hostPort, "127.0.0.1");
+    cleanups.push(() => void client.destroy());
+    const c = collect(client);
+    client.write(request);
+    client.end();
+    await waitUntil(() => server !== null && server.finRcvd, 10000, "the request at the guest");
+    expect(equalBytes(server!.data(), request)).toBe(true);
+    const response = pattern(500000, 10);
+    server!.write(response);
+    server!.end();
+    await withTimeout(c.ended, 10000, "the response");
+    expect(equalBytes(c.data(), response)).toBe(true);
+    await waitUntil(() => un.stats().tcp.active === 0, 5000, "the close");
+    expect(un.stats().tcp.inbound).toBe(1);
+  }, 30000);
+
+  it("ARPs for the guest when it has not spoken yet, and resets the client if nothing listens", async () => {
+    const { un, h } = makeNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 22 }] });
+    const [fwd] = await un.ready();
+    const client = net.connect(fwd.hostPort, "127.0.0.1");
+    cleanups.push(() => void client.destroy());
+    let clientError = "";
+    let clientClosed = false;
+    client.on("error", (e: NodeJS.ErrnoException) => (clientError = e.code ?? "error"));
+    client.on("close", () => (clientClosed = true));
+    const arpReq = await h.next((r) => parseEthernet(r.frame)?.etherType === ETHERTYPE_ARP, 3000, "an ARP request");
+    const arp = parseArp(parseEthernet(arpReq.frame)!.payload)!;
+    expect(arp.op).toBe(ARP_REQUEST);
+    expect(arp.targetIp).toBe(GUEST);
+    expect(arp.senderIp).toBe(GW);
+    h.send(buildEthernet(GW_MAC, GUEST_MAC, ETHERTYPE_ARP, buildArp({ op: ARP_REPLY, senderMac: GUEST_MAC, senderIp: GUEST, targetMac: GW_MAC, targetIp: GW })));
+    const synFrame = await h.next((r) => r.ip?.protocol === IPPROTO_TCP, 3000, "the SYN");
+    const syn = parseTcp(synFrame.ip!.payload, synFrame.ip!.src, synFrame.ip!.dst)!;
+    expect(syn.flags).toBe(TCP_SYN);
+    expect(syn.dstPort).toBe(22);
+    // Nothing listens on port 22 in this guest: the kernel answers RST/ACK.
+    h.send(ipFrame(GUEST, GW, IPPROTO_TCP, buildTcp(GUEST, GW, { srcPort: 22, dstPort: syn.srcPort, seq: 0, ack: (syn.seq + 1) >>> 0, flags: TCP_RST | TCP_ACK, window: 0 })));
+    await waitUntil(() => clientClosed, 3000, "the client to be closed");
+    expect(clientError).toBe("ECONNRESET");
+    expect(un.stats().tcp).toMatchObject({ refused: 1, active: 0 });
+  });
+
+  it("reports a port it cannot listen on", async () => {
+    const { port } = await tcpServer(() => {});
+    const errors: unknown[] = [];
+    const un = new UserNet({ hostfwd: [{ proto: "tcp", hostAddr: "127.0.0.1", hostPort: port, guestPort: 80 }], onError: (e) => errors.push(e), dns: { servers: [] } });
+    cleanups.push(() => un.close());
+    await expect(un.ready()).rejects.toThrow(/cannot listen.*EADDRINUSE/);
+    expect(errors).toHaveLength(1);
+  });
+
+  it("close() stops listening and drops every connection", async () => {
+    const un = new UserNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 80 }], dns: { servers: [] } });
+    const h = new Harness(un);
+    const [fwd] = await un.ready();
+    let hostClosed = false;
+    const { port } = await tcpServer((s) => s.on("close", () => (hostClosed = true)));
+    const g = new GuestTcp(h, { localPort: 40011, remoteIp: GW, remotePort: port });
+    cleanups.push(() => g.close());
+    g.connect();
+    await waitUntil(() => g.state === "established", 3000, "the handshake");
+    h.send(udpFrame(GUEST, 5002, GW, port, new Uint8Array([1])));
+    un.close();
+    un.close(); // idempotent
+    await waitUntil(() => hostClosed, 3000, "the host socket to close");
+    const refused = await new Promise<string>((resolve) => {
+      const c = net.connect(fwd.hostPort, "127.0.0.1");
+      c.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"));
+      c.on("connect", () => {
+        c.destroy();
+        resolve("connected");
+      });
+    });
+    expect(refused).toBe("ECONNREFUSED");
+    expect(un.stats()).toMatchObject({ tcp: { active: 0 }, udp: { bindings: 0 } });
+    const before = un.stats().framesFromGuest;
+    h.send(udpFrame(GUEST, 5002, GW, port, new Uint8Array([1])));
+    expect(un.stats().framesFromGuest).toBe(before);
+  });
+});

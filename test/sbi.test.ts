@@ -1,0 +1,147 @@
+// The built-in SBI answering a kernel's ecalls (the kernel here is a small S-mode program).
+import { describe, test, expect } from "vitest";
+import { assemble } from "./encoder";
+import { VirtMachine, KERNEL_ADDR } from "../host/machine/virt";
+import { loadCoreModule } from "../host/core/load-node";
+import { EXT, SPEC_VERSION, IMPL_ID, SBI_ERR_NOT_SUPPORTED, SBI_ERR_INVALID_PARAM, HART_STOPPED, HART_STARTED } from "../host/sbi/sbi";
+
+const RESULTS = KERNEL_ADDR + 0x10000; // the program stores what it saw here
+
+function boot(source: string, harts = 1) {
+  const prog = assemble(source, { origin: KERNEL_ADDR });
+  let out = "";
+  const m = new VirtMachine({
+    module: loadCoreModule(), memory: 64 << 20, harts, bios: "builtin",
+    kernel: { name: "sbi-test", bytes: prog.bytes },
+    output: (b) => { out += Buffer.from(b).toString("latin1"); },
+  });
+  return { m, labels: prog.labels, output: () => out };
+}
+
+function results(m: VirtMachine, n: number): bigint[] {
+  const v = m.core.phys(RESULTS, n * 8)!;
+  const dv = new DataView(v.buffer, v.byteOffset, n * 8);
+  return Array.from({ length: n }, (_, i) => BigInt.asIntN(64, dv.getBigUint64(i * 8, true)));
+}
+
+// sbi EID, FID, args...: leaves a0/a1 and stores both at RESULTS + 16*slot
+function call(slot: number, eid: number, fid: number, args: (number | bigint | string)[] = []): string {
+  const set = args.map((v, i) => (typeof v === "string" ? `mv a${i}, ${v}` : `li a${i}, ${v}`)).join("\n");
+  return `${set}
+  li a7, ${eid}
+  li a6, ${fid}
+  ecall
+  li t6, ${RESULTS + 16 * slot}
+  sd a0, 0(t6)
+  sd a1, 8(t6)
+`;
+}
+
+const SHUTDOWN = `
+  li a0, 0
+  li a1, 0
+  li a7, ${EXT.SRST}
+  li a6, 0
+  ecall
+1: j 1b`;
+
+describe("built-in SBI", () => {
+  test("the kernel starts in S-mode at its entry with a0 = hartid, a1 = DTB", () => {
+    const { m } = boot(`1: j 1b`);
+    expect(m.core.priv(0)).toBe(1);
+    expect(m.core.pc(0)).toBe(BigInt(KERNEL_ADDR));
+    expect(m.core.x(0, 10)).toBe(0n);
+    expect(m.core.x(0, 11)).toBe(BigInt(m.layout.dtb));
+  });
+
+  test("BASE: spec version, implementation, probe", () => {
+    const { m } = boot(
+      call(0, EXT.BASE, 0) + call(1, EXT.BASE, 1) + call(2, EXT.BASE, 3, [EXT.TIME]) +
+      call(3, EXT.BASE, 3, [EXT.DBCN]) + call(4, EXT.BASE, 3, [0x12345]) + call(5, 0x0a000000, 0) + SHUTDOWN);
+    expect(m.runToStop(10)).toEqual({ kind: "poweroff", code: 0 });
+    const r = results(m, 12);
+    expect([r[0], r[1]]).toEqual([0n, BigInt(SPEC_VERSION)]);
+    expect([r[2], r[3]]).toEqual([0n, BigInt(IMPL_ID)]);
+    expect([r[4], r[5]]).toEqual([0n, 1n]);
+    expect([r[6], r[7]]).toEqual([0n, 1n]);
+    expect([r[8], r[9]]).toEqual([0n, 0n]);
+    expect(r[10]).toBe(BigInt(SBI_ERR_NOT_SUPPORTED)); // unknown extension
+  });
+
+  test("DBCN write and legacy putchar reach the console", () => {
+    const { m, output } = boot(`
+      la t0, msg
+      ${call(0, EXT.DBCN, 0, [5, "t0", 0])}
+      ${call(1, EXT.DBCN, 2, [0x21])}
+      li a0, 0x0a
+      li a7, 1
+      ecall
+      ${call(2, EXT.DBCN, 0, [4, 0x30000000, 0])}
+      ${SHUTDOWN}
+    msg: .byte 0x68, 0x65, 0x6c, 0x6c, 0x6f
+    `);
+    m.runToStop(10);
+    expect(output()).toBe("hello!\n");
+    const r = results(m, 6);
+    expect([r[0], r[1]]).toEqual([0n, 5n]);
+    expect(r[4]).toBe(BigInt(SBI_ERR_INVALID_PARAM)); // not RAM
+  });
+
+  test("TIME set_timer programs stimecmp; IPI sets SSIP", () => {
+    const { m } = boot(call(0, EXT.TIME, 0, [123456789]) + call(1, EXT.IPI, 0, [1, 0]) + `
+      csrr t0, sip
+      li t6, ${RESULTS + 64}
+      sd t0, 0(t6)
+    ` + SHUTDOWN);
+    m.runToStop(10);
+    expect(m.core.csr(0, 0x14d)).toBe(123456789n);
+    const r = results(m, 9);
+    expect(r[2]).toBe(0n);
+    expect(r[8] & 2n).toBe(2n);
+  });
+
+  test("HSM: a second hart is stopped until hart_start, gets a0 = hartid and a1 = opaque", () => {
+    const { m } = boot(`
+      ${call(0, EXT.HSM, 2, [1])}
+      la t0, second
+      ${call(1, EXT.HSM, 0, [1, "t0", 0x5eed])}
+      ${call(2, EXT.HSM, 0, [1, "t0", 0])}
+      li t1, ${RESULTS + 0x100}
+    wait:
+      ld t2, 0(t1)
+      beqz t2, wait
+      ${call(3, EXT.HSM, 2, [1])}
+      ${call(4, EXT.HSM, 2, [7])}
+      ${SHUTDOWN}
+    second:
+      li t1, ${RESULTS + 0x100}
+      sd a1, 8(t1)
+      sd a0, 16(t1)
+      li t2, 1
+      sd t2, 0(t1)
+      li a7, ${EXT.HSM}
+      li a6, 1
+      ecall
+    `, 2);
+    expect(m.runToStop(10)).toEqual({ kind: "poweroff", code: 0 });
+    const r = results(m, 10);
+    expect([r[0], r[1]]).toEqual([0n, BigInt(HART_STOPPED)]);
+    expect(r[2]).toBe(0n); // started
+    expect(r[4]).toBe(-6n); // already available
+    expect([r[6], r[7]]).toEqual([0n, BigInt(HART_STOPPED)]); // it stopped itself
+    expect(r[8]).toBe(BigInt(SBI_ERR_INVALID_PARAM));
+    const second = results(m, 0x100 / 8 + 3).slice(0x100 / 8);
+    expect(second).toEqual([1n, 0x5eedn, 1n]);
+    expect(m.sbi!.state[0]).toBe(HART_STARTED);
+  });
+
+  test("SRST with a failure reason ends the VM with a failure", () => {
+    const { m } = boot(call(0, EXT.SRST, 0, [0, 1]));
+    expect(m.runToStop(10)).toEqual({ kind: "fail", code: 1 });
+  });
+
+  test("legacy shutdown", () => {
+    const { m } = boot(`li a7, 8\necall\n1: j 1b`);
+    expect(m.runToStop(10)).toEqual({ kind: "poweroff", code: 0 });
+  });
+});
