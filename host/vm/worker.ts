@@ -10,6 +10,7 @@ import { ByteRing } from "../util/ring";
 import { VirtMachine, type Image, type StopReason } from "../machine/virt";
 import { NodeDisk } from "../virtio/node-disk";
 import { createNetBackend } from "../net/netdev";
+import { UserNet } from "../net/user";
 import type { DiskBackend, NetBackend } from "../devices/backends";
 
 export interface DriveOption {
@@ -49,8 +50,8 @@ export class VmWorker {
   private inRing: ByteRing | null = null;
   private dtb: Uint8Array | null = null;
 
-  /** Build the machine; throws (one-line message) on bad images. Returns the DTB. */
-  create(req: BootRequest): Uint8Array {
+  /** Build the machine; throws (one-line message) on bad images or backends. Returns the DTB. */
+  async create(req: BootRequest): Promise<Uint8Array> {
     const out = new ByteRing(req.consoleOut);
     const input = new ByteRing(req.consoleIn);
     this.inRing = input;
@@ -60,7 +61,13 @@ export class VmWorker {
     const nets: NetBackend[] = [];
     try {
       for (const d of req.drives) disks.push(new NodeDisk(d.file, { readOnly: d.readOnly }));
-      for (const n of req.nets) nets.push(createNetBackend(n, { onWake: () => input.kick() }));
+      for (const n of req.nets) {
+        // A failure after start-up (a later socket error) is the guest's to see, not fatal.
+        const backend = createNetBackend(n, { onWake: () => input.kick(), onError: () => {} });
+        nets.push(backend);
+        // hostfwd listeners must be up (e.g. the port is free) before the guest starts.
+        if (backend instanceof UserNet) await backend.ready();
+      }
     } catch (e) {
       for (const d of disks) d.close();
       for (const n of nets) n.close();

@@ -3,6 +3,7 @@ import { describe, test, expect, beforeAll } from "vitest";
 import { mkdtempSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer, type AddressInfo } from "node:net";
 import { runCli } from "./cli";
 import { asm } from "../encoder";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
@@ -48,6 +49,23 @@ describe("malformed input", () => {
 
   test("missing file", async () => {
     expectOneLineError(await runCli(["boot", "--kernel", join(dir, "nope.elf")]), /--kernel .*nope\.elf: no such file/);
+  });
+
+  test("hostfwd on a host port that is taken", async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const r = await runCli(["boot", "--mode", "para", "--kernel", UBOOT_ELF, "--net", `user,hostfwd=tcp::${port}-:80`]);
+      expectOneLineError(r, new RegExp(`hostfwd .*${port}.*EADDRINUSE`));
+    } finally {
+      server.close();
+    }
+  });
+
+  test("bad --net and --drive options", async () => {
+    expectOneLineError(await runCli(["boot", "--net", "tap0"]), /--net .*expected 'user/);
+    expectOneLineError(await runCli(["boot", "--drive", "file=/tmp/x.img,cache=none"]), /--drive: unknown option 'cache'/);
   });
 
   test("bad memory size", async () => {
