@@ -8,7 +8,9 @@
 //   ROM_HOST     the boot ROM (guest physical ROM_GPA), written by the host at reset
 //   HART_BASE    one HART_STRIDE block per hart: registers, CSRs, run block, TLBs
 //   RVC_TABLE    the expansion of every 16-bit instruction into its 32-bit form
+//   MMIO_MAP     which guest-physical pages below RAM belong to host devices
 //   RAM_HOST     guest RAM (guest physical RAM_GPA ...), touched lazily
+// test/layout.test.ts checks that these regions do not overlap.
 
 // ---- VM-wide block ----
 export const VM_BASE: i32 = 0x10000;
@@ -119,7 +121,7 @@ export const TLB_FETCH: i32 = 2;
 // ---- Device map ----
 // One bit per 4 KiB page of guest-physical space below RAM_GPA: set where the host has a device.
 // Accesses to other non-RAM addresses raise access faults in the core, as on real hardware.
-export const MMIO_MAP: i32 = 0xb0000; // 65536 bytes
+export const MMIO_MAP: i32 = 0x100000; // 65536 bytes
 
 // ---- Decode tables ----
 export const RVC_TABLE: i32 = 0xc0000; // 65536 x u32

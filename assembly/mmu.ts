@@ -323,7 +323,9 @@ export function storeSlow(va: u64, size: u64, v: u64): void {
 
 // HTIF: a nonzero tohost is a request to the host (Spike's protocol); leave run() for it.
 function checkTohost(tohost: u64): void {
-  const value = load<u64>(<usize>physToHost(tohost, 8, ACC_WRITE));
+  const host = physToHost(tohost, 8, ACC_WRITE);
+  if (host < 0) return; // the host only sets tohost inside RAM; never read outside it
+  const value = load<u64>(<usize>host);
   if (value == 0) return;
   store<u64>(H + H_EXIT_DATA, value);
   accStatus = ACC_TOHOST;

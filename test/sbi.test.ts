@@ -135,6 +135,40 @@ describe("built-in SBI", () => {
     expect(m.sbi!.state[0]).toBe(HART_STARTED);
   });
 
+  test("a guest printing without pause is bounded: DBCN moves at most 4 KiB a call, output flushes in chunks", () => {
+    const prog = assemble(`
+      li s0, 1000
+      li s1, ${KERNEL_ADDR}
+    loop:
+      li a0, 0x100000          # asks for 1 MiB per call
+      mv a1, s1
+      li a2, 0
+      li a7, ${EXT.DBCN}
+      li a6, 0
+      ecall
+      li t6, ${RESULTS}
+      sd a1, 0(t6)
+      addi s0, s0, -1
+      bnez s0, loop
+      li a7, ${EXT.BASE + 0x7000000}
+      ecall                    # an unknown extension
+      li a7, ${EXT.BASE + 0x7000001}
+      ecall                    # another one
+    ` + SHUTDOWN, { origin: KERNEL_ADDR });
+    const chunks: number[] = [];
+    const m = new VirtMachine({
+      module: loadCoreModule(), memory: 64 << 20, bios: "builtin",
+      kernel: { name: "flood", bytes: prog.bytes },
+      output: (b) => chunks.push(b.length),
+    });
+    expect(m.runToStop(30)).toEqual({ kind: "poweroff", code: 0 });
+    expect(results(m, 1)[0]).toBe(4096n);
+    expect(chunks.reduce((a, b) => a + b, 0)).toBe(1000 * 4096);
+    expect(Math.max(...chunks)).toBeLessThanOrEqual(64 * 1024 + 4096);
+    expect(m.sbi!.calls.get("unknown")).toBe(2);
+    expect(m.sbi!.calls.size).toBeLessThanOrEqual(4);
+  });
+
   test("SRST with a failure reason ends the VM with a failure", () => {
     const { m } = boot(call(0, EXT.SRST, 0, [0, 1]));
     expect(m.runToStop(10)).toEqual({ kind: "fail", code: 1 });

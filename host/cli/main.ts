@@ -108,6 +108,8 @@ async function boot(opts: BootOptions): Promise<number> {
     if (quitting) {
       process.stderr.write("\r\nwasmvisor: terminated\r\n");
       void vm.stop();
+      // A VM busy inside one long step cannot answer: end it regardless after a moment.
+      setTimeout(() => { restore(); process.exit(0); }, 2000).unref();
     }
   });
   stdin.on("end", () => { /* stdin closed: the guest keeps running until it stops */ });
@@ -123,9 +125,15 @@ async function boot(opts: BootOptions): Promise<number> {
     }
   })();
 
+  // If the worker dies, run() would never settle: turn its death into an error.
+  const died = new Promise<never>((_, reject) => {
+    worker.on("error", (e) => reject(e));
+    worker.on("exit", (c) => reject(new Error(`the VM's worker exited (code ${c})`)));
+  });
+  died.catch(() => {});
   let code: number;
   try {
-    const reason = await vm.run();
+    const reason = await Promise.race([vm.run(), died]);
     code = reason.code;
     if (reason.kind === "error") process.stderr.write(`\r\nwasmvisor: ${(reason as { message: string }).message}\r\n`);
   } catch (e) {

@@ -211,6 +211,12 @@ export class Core {
     if (romOff >= 0 && len >= 0 && romOff + len <= L.ROM_SIZE) return this.u8.subarray(L.ROM_HOST + romOff, L.ROM_HOST + romOff + len);
     return null;
   }
+  /** A view of [gpa, gpa+len) if it lies wholly in RAM (device DMA: never the boot ROM), else null. */
+  ramView(gpa: number, len: number): Uint8Array | null {
+    const off = gpa - Number(L.RAM_GPA);
+    if (!(off >= 0 && len >= 0 && off + len <= this.ramSize)) return null;
+    return this.u8.subarray(L.RAM_HOST + off, L.RAM_HOST + off + len);
+  }
   /** Mark [gpa, gpa+size) as host device space (accesses exit instead of faulting). */
   mapDevice(gpa: number, size: number): void {
     if (gpa + size > Number(L.RAM_GPA)) throw new Error(`device window 0x${gpa.toString(16)} overlaps RAM`);
@@ -220,7 +226,7 @@ export class Core {
   }
   /** Store a doubleword in guest RAM (HTIF mailboxes); throws outside RAM. */
   writePhys64(gpa: number, value: bigint): void {
-    const bytes = this.phys(gpa, 8);
+    const bytes = this.ramView(gpa, 8);
     if (!bytes) throw new Error(`guest-physical 0x${gpa.toString(16)} is not RAM`);
     new DataView(bytes.buffer, bytes.byteOffset, 8).setBigUint64(0, value, true);
   }

@@ -79,6 +79,7 @@ export interface BootLayout {
 }
 
 const BUDGET_PER_STEP = 2_000_000;
+const OUTPUT_FLUSH_BYTES = 64 * 1024;
 const HTIF_DEV_SYSCALL = 0;
 const HTIF_DEV_CONSOLE = 1;
 
@@ -94,7 +95,12 @@ export class VirtMachine {
   readonly sbi: BuiltinSbi | null = null;
   private stopReason: StopReason | null = null;
   private resetRequested = false;
-  private outBuf: number[] = [];
+  // Console output waiting for the sink: single bytes (UART, HTIF) and whole buffers (virtio,
+  // SBI). Flushed at the end of each step, or as soon as OUTPUT_FLUSH_BYTES accumulate, so a
+  // guest printing without pause cannot grow host memory.
+  private outBytes: number[] = [];
+  private outChunks: Uint8Array[] = [];
+  private outSize = 0;
   private readonly input: () => number;
   /** The virtio devices, in slot order of creation (first = highest slot, probed first). */
   readonly virtio: VirtioMmio[] = [];
@@ -108,7 +114,7 @@ export class VirtMachine {
     this.input = cfg.input ?? (() => -1);
     this.bus = new Bus(this.core);
     this.plic = new Plic({ set: (hart, bit, level) => this.core.setIrq(hart, bit, level) }, harts);
-    this.uart = new Uart16550(this.plic.irqLine(UART0_IRQ), (b) => this.outBuf.push(b));
+    this.uart = new Uart16550(this.plic.irqLine(UART0_IRQ), (b) => this.emitByte(b));
     this.rtc = new GoldfishRtc(this.plic.irqLine(RTC_IRQ));
     const test = new SifiveTest((ev) => {
       if (ev.kind === "reset") this.resetRequested = true;
@@ -122,7 +128,7 @@ export class VirtMachine {
     this.attachVirtio();
     if (cfg.bios === "builtin") {
       this.sbi = new BuiltinSbi(this.core, {
-        consoleWrite: (bytes) => { for (const b of bytes) this.outBuf.push(b); },
+        consoleWrite: (bytes) => this.emit(bytes),
         consoleRead: () => this.input(),
         reset: (kind, failure) => {
           if (kind === "reboot") this.resetRequested = true;
@@ -144,12 +150,12 @@ export class VirtMachine {
     for (const d of this.cfg.drives ?? []) devices.push(new VirtioBlk(d.backend, { serial: d.serial, readOnly: d.readOnly }));
     for (const n of this.cfg.nets ?? []) devices.push(new VirtioNet(n, { mac: macFor(devices.length) }));
     if (this.cfg.virtioConsole) {
-      const con = new VirtioConsole((bytes) => { for (const b of bytes) this.outBuf.push(b); });
+      const con = new VirtioConsole((bytes) => this.emit(bytes));
       (this as { virtioConsole: VirtioConsole | null }).virtioConsole = con;
       devices.push(con, new VirtioRng());
     }
     if (devices.length > VIRTIO_COUNT) throw new Error(`too many virtio devices (${devices.length}); the board has ${VIRTIO_COUNT} slots`);
-    const mem = { view: (gpa: number, len: number) => this.core.phys(gpa, len) };
+    const mem = { view: (gpa: number, len: number) => this.core.ramView(gpa, len) };
     devices.forEach((dev, i) => {
       const slot = devices.length - 1 - i;
       const t = new VirtioMmio(dev, mem, this.plic.irqLine(virtioIrq(slot)), { name: `virtio${i}-${dev.name}` });
@@ -228,6 +234,13 @@ export class VirtMachine {
     const tohost = start.symbols.get("tohost");
     if (tohost !== undefined) {
       const fromhost = start.symbols.get("fromhost") ?? 0n;
+      // The mailboxes are doublewords the host writes: they must be aligned and in RAM.
+      for (const [name, addr] of [["tohost", tohost], ["fromhost", fromhost]] as const) {
+        if (name === "fromhost" && addr === 0n) continue;
+        if (addr % 8n !== 0n || addr > BigInt(ramEnd) || !this.core.ramView(Number(addr), 8)) {
+          throw new Error(`${start === firstStage ? bios!.name : kernel!.name}: HTIF symbol ${name} at 0x${addr.toString(16)} is not an aligned doubleword in guest RAM`);
+        }
+      }
       this.core.setTohost(Number(tohost), Number(fromhost));
       layout.tohost = Number(tohost);
     }
@@ -273,6 +286,11 @@ export class VirtMachine {
   /** Back to power-on: harts reset, devices keep their wiring, images are reloaded. */
   private reboot(): void {
     this.resetRequested = false;
+    // Devices too: a virtio device left live would keep writing into the new kernel's memory.
+    for (const v of this.virtio) v.reset();
+    this.plic.reset();
+    this.uart.reset();
+    this.rtc.reset();
     this.core.ram.fill(0);
     this.core.reset();
     this.sbi?.reset();
@@ -368,11 +386,35 @@ export class VirtMachine {
     }
   }
 
+  private emitByte(b: number): void {
+    this.outBytes.push(b);
+    if (++this.outSize >= OUTPUT_FLUSH_BYTES) this.flushOutput();
+  }
+
+  private emit(bytes: Uint8Array): void {
+    if (this.outBytes.length) {
+      this.outChunks.push(Uint8Array.from(this.outBytes));
+      this.outBytes = [];
+    }
+    this.outChunks.push(bytes);
+    this.outSize += bytes.length;
+    if (this.outSize >= OUTPUT_FLUSH_BYTES) this.flushOutput();
+  }
+
   private flushOutput(): void {
-    if (this.outBuf.length === 0) return;
-    const bytes = Uint8Array.from(this.outBuf);
-    this.outBuf = [];
-    this.cfg.output(bytes);
+    if (this.outSize === 0) return;
+    if (this.outBytes.length) this.outChunks.push(Uint8Array.from(this.outBytes));
+    const chunks = this.outChunks;
+    this.outBytes = [];
+    this.outChunks = [];
+    this.outSize = 0;
+    if (chunks.length === 1) this.cfg.output(chunks[0]);
+    else {
+      const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+      let at = 0;
+      for (const c of chunks) { all.set(c, at); at += c.length; }
+      this.cfg.output(all);
+    }
   }
 
   // Spike's host-target interface: tohost = dev << 56 | cmd << 48 | payload.
@@ -387,7 +429,7 @@ export class VirtMachine {
       return;
     }
     if (dev === HTIF_DEV_CONSOLE && cmd === 1) {
-      this.outBuf.push(Number(payload & 0xffn));
+      this.emitByte(Number(payload & 0xffn));
       // Acknowledge the byte as Spike does, so the guest may send the next one.
       const fromhost = this.core.fromhost();
       if (fromhost) this.core.writePhys64(fromhost, (1n << 56n) | (1n << 48n) | 0x100n | (payload & 0xffn));

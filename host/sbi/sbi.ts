@@ -44,6 +44,7 @@ export const HART_STOPPED = 1;
 export const HART_SUSPENDED = 4;
 
 const CSR_STIMECMP = 0x14d;
+const DBCN_MAX = 4096;
 const IRQ_SSI = 1;
 const SUSPEND_RETENTIVE = 0x00000000;
 const SUSPEND_NON_RETENTIVE = 0x80000000;
@@ -199,7 +200,8 @@ export class BuiltinSbi {
   }
 
   private count(eid: number): void {
-    const name = eid <= LEGACY_SHUTDOWN ? "legacy" : Object.entries(EXT).find(([, v]) => v === eid)?.[0] ?? `0x${eid.toString(16)}`;
+    // Unknown extensions share one counter: a guest choosing a7 must not grow this map.
+    const name = eid <= LEGACY_SHUTDOWN ? "legacy" : Object.entries(EXT).find(([, v]) => v === eid)?.[0] ?? "unknown";
     this.calls.set(name, (this.calls.get(name) ?? 0) + 1);
   }
 
@@ -229,7 +231,7 @@ export class BuiltinSbi {
         if (target >= BigInt(n)) return ret(SBI_ERR_INVALID_PARAM);
         const t = Number(target);
         if (this.state[t] !== HART_STOPPED) return ret(SBI_ERR_ALREADY_AVAILABLE);
-        if (!this.core.phys(Number(a(1)), 4)) return ret(SBI_ERR_INVALID_ADDRESS);
+        if (!this.core.ramView(Number(a(1)), 4)) return ret(SBI_ERR_INVALID_ADDRESS);
         this.setupHart(t);
         this.enterSupervisor(t, a(1), a(2));
         this.state[t] = HART_STARTED;
@@ -248,7 +250,7 @@ export class BuiltinSbi {
         const type = Number(a(0) & 0xffffffffn);
         if (type !== SUSPEND_RETENTIVE && type !== SUSPEND_NON_RETENTIVE) return ret(SBI_ERR_INVALID_PARAM);
         if (type === SUSPEND_NON_RETENTIVE) {
-          if (!this.core.phys(Number(a(1)), 4)) return ret(SBI_ERR_INVALID_ADDRESS);
+          if (!this.core.ramView(Number(a(1)), 4)) return ret(SBI_ERR_INVALID_ADDRESS);
           this.resume[hart] = { addr: a(1), opaque: a(2) };
         }
         // Sleep like WFI until an enabled interrupt is pending.
@@ -267,9 +269,12 @@ export class BuiltinSbi {
       return ret(SBI_SUCCESS);
     }
     if (fid !== 0 && fid !== 1) return ret(SBI_ERR_NOT_SUPPORTED);
-    const len = Number(a(0) > 0x100000n ? 0x100000n : a(0)); // one call moves at most 1 MiB
-    const addr = a(1) | (a(2) << 32n);
-    const buf = addr < 2n ** 53n ? this.core.phys(Number(addr), len) : null;
+    // One call moves at most DBCN_MAX bytes (the spec lets it move fewer and say so), so a
+    // guest cannot make one exit arbitrarily expensive.
+    const len = Number(a(0) > BigInt(DBCN_MAX) ? BigInt(DBCN_MAX) : a(0));
+    // On RV64 the address is a1 alone; base_addr_hi would be bits 64 and up.
+    const addr = a(1);
+    const buf = a(2) === 0n && addr < 2n ** 53n ? this.core.ramView(Number(addr), len) : null;
     if (!buf) return ret(SBI_ERR_INVALID_PARAM);
     if (fid === 0) {
       this.platform.consoleWrite(buf.slice());
@@ -290,7 +295,7 @@ export class BuiltinSbi {
     // passes them with translation on; we read them as physical only when translation is off).
     const readMask = (ptr: bigint): bigint | null => {
       if (ptr === 0n) return (1n << BigInt(c.harts)) - 1n;
-      const bytes = c.csr(hart, 0x180) === 0n && ptr < 2n ** 53n ? c.phys(Number(ptr), 8) : null;
+      const bytes = c.csr(hart, 0x180) === 0n && ptr < 2n ** 53n ? c.ramView(Number(ptr), 8) : null;
       return bytes ? new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true) : null;
     };
     switch (eid) {

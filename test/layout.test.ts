@@ -1,0 +1,29 @@
+// The regions of a VM's memory (assembly/layout.ts) must not overlap: a hart's block sitting on
+// the device map once let hart 7 rewrite which pages are devices.
+import { test, expect } from "vitest";
+import * as L from "../host/core/layout";
+
+test("memory layout regions do not overlap and fit below guest RAM", () => {
+  const hartEnd = L.H_TLB + L.TLB_REGIMES * 3 * L.TLB_TABLE_BYTES;
+  expect(hartEnd).toBeLessThanOrEqual(L.HART_STRIDE);
+  expect(L.TLB_TABLE_BYTES).toBe(L.TLB_ENTRIES * L.TLB_ENTRY_BYTES);
+  const regions: [string, number, number][] = [
+    ["VM block", L.VM_BASE, L.VM_BASE + 0x1000],
+    ["boot ROM", L.ROM_HOST, L.ROM_HOST + L.ROM_SIZE],
+    ["harts", L.HART_BASE, L.HART_BASE + L.MAX_HARTS * L.HART_STRIDE],
+    ["RVC table", L.RVC_TABLE, L.RVC_TABLE + 65536 * 4],
+    ["device map", L.MMIO_MAP, L.MMIO_MAP + Number(L.RAM_GPA) / 4096 / 8],
+  ];
+  for (const [name, start, end] of regions) {
+    expect(end, name).toBeLessThanOrEqual(L.RAM_HOST);
+    for (const [other, s2, e2] of regions) {
+      if (other !== name) expect(start < e2 && end > s2, `${name} overlaps ${other}`).toBe(false);
+    }
+  }
+  // Every VM-wide field lies in the VM block.
+  for (const [k, v] of Object.entries(L)) {
+    if (k.startsWith("VM_") && k !== "VM_BASE" && typeof v === "number") {
+      expect(v >= L.VM_BASE && v + 8 <= L.VM_BASE + 0x1000, k).toBe(true);
+    }
+  }
+});
