@@ -105,6 +105,8 @@ export class VirtMachine {
   /** The virtio devices, in slot order of creation (first = highest slot, probed first). */
   readonly virtio: VirtioMmio[] = [];
   readonly virtioConsole: VirtioConsole | null = null;
+  /** The kernel command line names hvc0 as its console: console input goes there. */
+  private readonly inputToHvc: boolean;
   /** Exits by kind, for statistics. */
   readonly exits = { mmio: 0, halt: 0, tohost: 0, sbi: 0, budget: 0 };
 
@@ -112,6 +114,7 @@ export class VirtMachine {
     const harts = cfg.harts ?? 1;
     this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock });
     this.input = cfg.input ?? (() => -1);
+    this.inputToHvc = /(^|\s)console=hvc0/.test(cfg.append ?? "");
     this.bus = new Bus(this.core);
     this.plic = new Plic({ set: (hart, bit, level) => this.core.setIrq(hart, bit, level) }, harts);
     this.uart = new Uart16550(this.plic.irqLine(UART0_IRQ), (b) => this.emitByte(b));
@@ -181,11 +184,15 @@ export class VirtMachine {
     if (builtin && !kernel) throw new Error("--bios builtin needs --kernel <file>: the built-in SBI starts a kernel in S-mode");
     const ramEnd = RAM_BASE + this.cfg.memory;
     const used: { name: string; start: number; end: number }[] = [];
-    const claim = (name: string, start: number, end: number): void => {
+    const checkFits = (name: string, start: number, end: number): void => {
       if (start < RAM_BASE || end > ramEnd) {
         throw new Error(`${name} (0x${start.toString(16)}-0x${(end - 1).toString(16)}) does not fit in guest RAM ` +
           `0x${RAM_BASE.toString(16)}-0x${(ramEnd - 1).toString(16)}: use a larger --memory`);
       }
+    };
+    // Reserve [start, end) for `name`: inside RAM and clear of everything placed before.
+    const claim = (name: string, start: number, end: number): void => {
+      checkFits(name, start, end);
       for (const u of used) {
         if (start < u.end && end > u.start) throw new Error(`${name} overlaps ${u.name} in guest memory`);
       }
@@ -198,8 +205,7 @@ export class VirtMachine {
         for (const seg of elf.segments) {
           const a = Number(seg.paddr), n = Number(seg.memsz);
           if (n === 0) continue;
-          claim(img.name, a, a + n);
-          used.pop();
+          checkFits(img.name, a, a + n);
           start = Math.min(start, a);
           end = Math.max(end, a + n);
         }
@@ -367,8 +373,8 @@ export class VirtMachine {
   // Console input goes to the console the kernel was told to use: hvc0 (virtio-console) when
   // the command line says so, else the UART.
   private feedInput(): void {
-    const con = this.virtioConsole;
-    if (con && /(^|\s)console=hvc0/.test(this.cfg.append ?? "")) {
+    const con = this.inputToHvc ? this.virtioConsole : null;
+    if (con) {
       // One buffer (and at most one interrupt) for everything that arrived.
       const bytes: number[] = [];
       for (let room = con.rxSpace(); bytes.length < room; ) {

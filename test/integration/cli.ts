@@ -53,3 +53,13 @@ export async function runCli(args: string[], input = "", timeoutMs = 60_000): Pr
   clearTimeout(timer);
   return { code, out: s.out, err: s.err };
 }
+
+/** Run `body` against a CLI session and always end the process afterwards. */
+export async function withSession<T>(args: string[], body: (s: Session) => Promise<T>): Promise<T> {
+  const s = new Session(args);
+  try {
+    return await body(s);
+  } finally {
+    s.kill();
+  }
+}

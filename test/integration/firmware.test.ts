@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseFdt } from "../../host/machine/fdt";
-import { Session } from "./cli";
+import { withSession, type Session } from "./cli";
 
 const FW_JUMP = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 const UBOOT_S = "/usr/lib/u-boot/qemu-riscv64_smode/uboot.elf";
@@ -19,8 +19,7 @@ async function interruptAutoboot(s: Session): Promise<number> {
 
 describe("Debian OpenSBI + U-Boot (S-mode)", () => {
   test("banner, prompt, version, bdinfo, Ctrl-A x", async () => {
-    const s = new Session(["boot", "--bios", FW_JUMP, "--kernel", UBOOT_S]);
-    try {
+    await withSession(["boot", "--bios", FW_JUMP, "--kernel", UBOOT_S], async (s) => {
       await s.expect("OpenSBI v1.1");
       await s.expect("Platform Name             : riscv-virtio,wasmvisor");
       await s.expect(/Boot HART Base ISA\s+: rv64imafdc/);
@@ -40,63 +39,49 @@ describe("Debian OpenSBI + U-Boot (S-mode)", () => {
       s.send("\x01x");
       expect(await s.exited).toBe(0);
       expect(s.err).toContain("terminated");
-    } finally {
-      s.kill();
-    }
+    });
   }, 120_000);
 
   test("poweroff from U-Boot ends the process with code 0", async () => {
-    const s = new Session(["boot", "--kernel", UBOOT_S, "-m", "128M"]);
-    try {
+    await withSession(["boot", "--kernel", UBOOT_S, "-m", "128M"], async (s) => {
       await interruptAutoboot(s);
       s.send("poweroff\r");
       expect(await s.exited).toBe(0);
-    } finally {
-      s.kill();
-    }
+    });
   }, 120_000);
 });
 
 describe("M-mode U-Boot with --bios none", () => {
   test("reaches the prompt and answers version", async () => {
-    const s = new Session(["boot", "--bios", "none", "--kernel", UBOOT_M]);
-    try {
+    await withSession(["boot", "--bios", "none", "--kernel", UBOOT_M], async (s) => {
       await s.expect("U-Boot 2023.01");
       const at = await interruptAutoboot(s);
       s.send("version\r");
       await s.expect("riscv64-linux-gnu-gcc", 10_000, at);
       s.send("\x01x");
       expect(await s.exited).toBe(0);
-    } finally {
-      s.kill();
-    }
+    });
   }, 120_000);
 });
 
 describe("boot variants", () => {
   test("OpenSBI fw_dynamic takes the next stage from the boot ROM's fw_dynamic_info", async () => {
-    const s = new Session(["boot", "--bios", "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin", "--kernel", UBOOT_S]);
-    try {
+    await withSession(["boot", "--bios", "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin", "--kernel", UBOOT_S], async (s) => {
       await s.expect("Domain0 Next Address      : 0x0000000080200000");
       await interruptAutoboot(s);
       s.send("\x01x");
       expect(await s.exited).toBe(0);
-    } finally {
-      s.kill();
-    }
+    });
   }, 120_000);
 
   test("--smp 2: OpenSBI sees two harts and U-Boot runs", async () => {
-    const s = new Session(["boot", "--smp", "2", "--kernel", UBOOT_S]);
-    try {
+    await withSession(["boot", "--smp", "2", "--kernel", UBOOT_S], async (s) => {
       await s.expect("Platform HART Count       : 2");
       await s.expect("Domain0 HARTs             : 0*,1*");
       await interruptAutoboot(s);
       s.send("\x01x");
       expect(await s.exited).toBe(0);
-    } finally {
-      s.kill();
-    }
+    });
   }, 120_000);
 
   test("--dtb-out writes the devicetree with --append and --initrd in /chosen", async () => {
@@ -104,14 +89,11 @@ describe("boot variants", () => {
     const dtbFile = join(dir, "virt.dtb");
     const initrd = join(dir, "initrd.img");
     writeFileSync(initrd, new Uint8Array(12345).fill(7));
-    const s = new Session(["boot", "--kernel", UBOOT_S, "--initrd", initrd, "--append", "console=ttyS0 quiet", "--dtb-out", dtbFile, "-m", "512M"]);
-    try {
+    await withSession(["boot", "--kernel", UBOOT_S, "--initrd", initrd, "--append", "console=ttyS0 quiet", "--dtb-out", dtbFile, "-m", "512M"], async (s) => {
       await s.expect("U-Boot 2023.01");
       s.send("\x01x");
       expect(await s.exited).toBe(0);
-    } finally {
-      s.kill();
-    }
+    });
     const dt = parseFdt(new Uint8Array(readFileSync(dtbFile)));
     const chosen = dt.find("/chosen")!;
     expect(chosen.getString("bootargs")).toBe("console=ttyS0 quiet");
