@@ -1,27 +1,30 @@
-// The run loop: fetch through a cached page pointer, expand compressed instructions by table,
-// dispatch with one dense switch, and touch memory through the TLB with a single tag compare.
-// Interrupts, the host's attention flag and the clock are looked at only at slice boundaries
-// (every SLICE instructions, or at once after a write that can unmask an interrupt).
+// The run loop: each instruction is a decoded slot (decode.ts) from the decoded-code cache
+// (dcache.ts), found through the page the loop is executing from; it is dispatched with one
+// dense switch, and memory is touched through the TLB with a single tag compare. Interrupts,
+// the host's attention flag and the clock are looked at only at slice boundaries (every SLICE
+// instructions, or at once after a write that can unmask an interrupt).
 
 import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
-  H_EXIT_SIZE, H_EXIT_EXECUTED, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE,
-  VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, RVC_TABLE, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
+  H_EXIT_SIZE, H_EXIT_EXECUTED, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
+  VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
   EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES,
 } from "./layout";
 import {
-  H, priv, selectHart, xreg, setXreg, freg, setFreg, csr64, tlbRead, tlbWrite, tlbFetch, mtime,
+  H, priv, selectHart, setXreg, setFreg, csr64, tlbRead, tlbWrite, tlbFetch, mtime,
   wakeupPending, flushTlbRegimes, flushTlbPage, PAGED_REGIMES, PRV_M, PRV_S, PRV_U, MS_TSR, MS_TW,
   MS_TVM, MS_FS,
 } from "./hart";
 import {
   accStatus, excCause, excTval, ACC_OK, ACC_EXC, ACC_MMIO, ACC_READ, ACC_WRITE, loadSlow, storeSlow,
-  fetchSlow, resolveAtomic, lastFetchCacheable, lastFetchPageVa, lastFetchPageHost, EXC_ILLEGAL,
-  EXC_BREAKPOINT, EXC_ECALL_U, clearAccStatus,
+  fetchSlow, fetchPage, resolveAtomic, EXC_ILLEGAL, EXC_BREAKPOINT, EXC_ECALL_U, clearAccStatus,
 } from "./mmu";
 import { takeTrap, selectInterrupt, mret, sret } from "./trap";
 import { csrAccess, csrIllegal, interruptCheckNeeded, clearInterruptCheck, setPendingInstret, markFpDirty } from "./csr";
 import { execFp, fpIllegal } from "./fp";
+import { decode } from "./decode";
+import * as D from "./decode";
+import { dcPage, decodeSlot, dcStale, clearDcStale, dcFlush } from "./dcache";
 
 // Instructions between polls of interrupts, clock and host attention.
 const SLICE: i32 = 4096;
@@ -30,16 +33,6 @@ const TLB_INDEX_MASK: u64 = <u64>(TLB_ENTRIES - 1);
 
 @inline function tlbEntry(table: usize, va: u64): usize {
   return table + (<usize>((va >> 12) & TLB_INDEX_MASK) << 4);
-}
-
-// Sign-extend a zero-extended load of f3's width.
-@inline function extendLoad(v: u64, f3: u32): u64 {
-  switch (f3) {
-    case 0: return <u64><i64><i8>v;
-    case 1: return <u64><i64><i16>v;
-    case 2: return <u64><i64><i32>v;
-  }
-  return v;
 }
 
 // Upper 64 bits of the unsigned 128-bit product.
@@ -109,16 +102,121 @@ function completeMmioLoad(): void {
   } else if (rd != 0) setXreg(rd, v);
 }
 
+
+// What a case leaves for the common code after the switch (0: it has set pc itself).
+const ST_NEXT: i32 = 1; // finished on a slow path: continue at the next instruction
+const ST_ILLEGAL: i32 = 2; // illegal instruction: trap at pc
+const ST_FAULT: i32 = 3; // memory exception (excCause/excTval): trap at pc
+const ST_MMIO: i32 = 4; // host device access: leave run(), continue at the next instruction
+const ST_TOHOST: i32 = 5; // HTIF request: likewise
+
+// Register file access by byte offset (decoded slots hold register number * 8).
+@inline function rx(h: usize, off: u32): u64 {
+  return load<u64>(h + <usize>off);
+}
+@inline function wx(h: usize, off: u32, v: u64): void {
+  store<u64>(h + <usize>off, v);
+}
+
+// A load that missed the TLB. f3 as in the LOAD encoding (width 1 << (f3 & 3), 4+ unsigned);
+// the value goes to the register at byte offset regOff (of f[] for FP loads).
+function loadMiss(va: u64, f3: u32, regOff: u32, fp: bool): i32 {
+  const size: u64 = <u64>1 << (f3 & 3);
+  let v = loadSlow(va, size);
+  if (accStatus != ACC_OK) {
+    if (accStatus == ACC_EXC) return ST_FAULT;
+    clearAccStatus();
+    const rd = <i32>(regOff >> 3);
+    store<i32>(H + H_EXIT_LOAD_RD, fp ? rd : rd == 0 ? -1 : rd);
+    store<i32>(H + H_EXIT_LOAD_KIND, fp ? LOAD_FLOAT : f3 >= 4 ? LOAD_UNSIGNED : LOAD_SIGNED);
+    return ST_MMIO;
+  }
+  if (fp) {
+    store<u64>(H + H_F + <usize>regOff, size == 4 ? v | 0xffffffff00000000 : v);
+    markFpDirty();
+    return ST_NEXT;
+  }
+  if (f3 == 0) v = <u64><i64><i8>v;
+  else if (f3 == 1) v = <u64><i64><i16>v;
+  else if (f3 == 2) v = <u64><i64><i32>v;
+  store<u64>(H + <usize>regOff, v);
+  return ST_NEXT;
+}
+
+function storeMiss(va: u64, size: u64, v: u64): i32 {
+  storeSlow(va, size, v);
+  if (accStatus == ACC_OK) return ST_NEXT;
+  if (accStatus == ACC_EXC) return ST_FAULT;
+  const st = accStatus == ACC_MMIO ? ST_MMIO : ST_TOHOST;
+  clearAccStatus();
+  return st;
+}
+
+// The page the run loop executes from: its virtual address (1 = none: pc is even, so pc - 1
+// never passes the in-page test), host offset and decoded slots.
+let pageVa: u64 = 1;
+let pageHost: usize = 0;
+let pageSlots: usize = 0;
+
 /**
- * Run the hart for at most `budget` instructions. Returns an EXIT_* reason; the details are in
- * the hart's run block. The host answers MMIO loads by writing H_EXIT_DATA before the next run.
+ * The decoded slot for pc when the loop has none at hand: pc left the current page, or its slot
+ * is empty. Looks the page up (and caches it) as needed. Returns 0 with accStatus set if the
+ * fetch faults.
  */
+function fetchDecode(pc: u64): u64 {
+  let off = pc - pageVa;
+  if (rotr<u64>(off, 1) > 0x7ff) {
+    pageVa = 1;
+    let host: i64;
+    const e = tlbEntry(tlbFetch, pc);
+    if (load<u64>(e) == (pc & PAGE_MASK)) host = <i64>(load<u64>(e + 8) + (pc & PAGE_MASK));
+    else {
+      host = fetchPage(pc);
+      if (host == -1) return 0;
+      if (host == -2) return decodeUncached(pc); // a PMP boundary splits the page
+    }
+    pageHost = <usize>host;
+    pageSlots = dcPage(pageHost);
+    pageVa = pc & PAGE_MASK;
+    off = pc & 0xfff;
+  }
+  const slot = pageSlots + (<usize>off << 2);
+  const cached = load<u64>(slot);
+  if (cached != 0) return cached;
+  const host = pageHost + <usize>off;
+  // A 32-bit instruction in the last halfword continues on the next page, which may map
+  // anywhere (or fault): fetch it through translation every time.
+  if (off == 0xffe && (load<u16>(host) & 3) == 3) return decodeUncached(pc);
+  const d = decodeSlot(slot, pageHost, host);
+  if (dcStale) {
+    clearDcStale();
+    pageVa = 1;
+  }
+  return d;
+}
+
+function decodeUncached(pc: u64): u64 {
+  const bits = fetchSlow(pc);
+  return accStatus != ACC_OK ? 0 : decode(bits);
+}
+
+// The instruction bits at pc, for mtval on an illegal-instruction trap.
+function rawInstruction(pc: u64, d: u64): u64 {
+  const bits = fetchSlow(pc);
+  clearAccStatus();
+  return <u64>((d & 0x100) != 0 ? bits & 0xffff : bits);
+}
+
 // The hart that ran last. Harts of a VM take turns on one thread, so when another hart ran
 // since this one's LR, it may have stored to the reservation set: the SC must then fail (a
 // value comparison alone would miss an A-B-A store). Slices are long, so LR/SC loops still
 // make progress.
 let lastRunHart: i32 = -1;
 
+/**
+ * Run the hart for at most `budget` instructions. Returns an EXIT_* reason; the details are in
+ * the hart's run block. The host answers MMIO loads by writing H_EXIT_DATA before the next run.
+ */
 export function run(hart: i32, budget: i32): i32 {
   selectHart(hart);
   const h = H;
@@ -131,10 +229,8 @@ export function run(hart: i32, budget: i32): i32 {
   let exit: i32 = -1;
   let remaining: i32 = budget;
   let executed: i64 = 0;
-  // The page the fetch pointer is on. Invalid is 1: pc is always even, so pc - 1 is odd and the
-  // fetch test below can never pass on it.
-  let fetchVa: u64 = 1;
-  let fetchHost: usize = 0;
+  let fetchVa: u64 = 1; // the page being executed (see pageVa) and its slots
+  let slots: usize = 0;
 
   while (true) {
     // ---- slice boundary: host, halt, interrupts ----
@@ -156,248 +252,271 @@ export function run(hart: i32, budget: i32): i32 {
 
     while (count < limit) {
       count++;
-      // ---- fetch ----
-      let inst: u32;
-      // One test for "same page, offset even and <= 0xffc" (so 4 bytes fit): rotating the
-      // offset right by one moves an odd bit to the top.
+      // ---- fetch: the decoded slot ----
       const off = pc - fetchVa;
-      if (rotr<u64>(off, 1) < 0x7ff) {
-        inst = load<u32>(fetchHost + <usize>off);
-      } else {
-        const e = tlbEntry(tlbFetch, pc);
-        if (load<u64>(e) == (pc & PAGE_MASK) && (pc & 0xfff) < 0xffd) {
-          fetchVa = pc & PAGE_MASK;
-          fetchHost = <usize>(load<u64>(e + 8) + fetchVa);
-          inst = load<u32>(fetchHost + <usize>(pc & 0xfff));
-        } else {
-          inst = fetchSlow(pc);
-          if (accStatus != ACC_OK) {
-            clearAccStatus();
-            pc = takeTrap(excCause, excTval, pc, false);
-            fetchVa = 1;
-            count--;
-            continue;
-          }
-          if (lastFetchCacheable && lastFetchPageVa == (pc & PAGE_MASK) && (pc & 0xfff) < 0xffd) {
-            fetchVa = lastFetchPageVa;
-            fetchHost = lastFetchPageHost;
-          }
-        }
-      }
-      let npc: u64;
-      let raw = inst; // for mtval on illegal instructions
-      if ((inst & 3) == 3) {
-        npc = pc + 4;
-      } else {
-        raw = inst & 0xffff;
-        inst = load<u32>(RVC_TABLE + (<usize>raw << 2));
-        npc = pc + 2;
-        if (inst == 0) {
-          pc = takeTrap(EXC_ILLEGAL, <u64>raw, pc, false);
+      let d: u64 = 0;
+      if (rotr<u64>(off, 1) <= 0x7ff) d = load<u64>(slots + (<usize>off << 2));
+      if (d == 0) {
+        pageVa = fetchVa;
+        d = fetchDecode(pc);
+        fetchVa = pageVa;
+        slots = pageSlots;
+        if (d == 0) {
+          clearAccStatus();
+          pc = takeTrap(excCause, excTval, pc, false);
           fetchVa = 1;
           count--;
           continue;
         }
       }
-      const rd = (inst >> 7) & 31;
-      const rs1 = (inst >> 15) & 31;
-      const rs2 = (inst >> 20) & 31;
-      const f3 = (inst >> 12) & 7;
-      const f7 = inst >> 25;
-      let illegalInst = false;
-      let fault = false; // a memory access raised excCause/excTval
+      const rd = (<u32>d >> 8) & 0xf8;
+      const rs1 = (<u32>d >> 16) & 0xf8;
+      const rs2 = <u32>d >> 24 & 0xf8;
+      const imm = <u64>(<i64>d >> 32);
+      const npc = pc + 4 - ((d >> 7) & 2);
+      let st: i32 = 0;
 
-      switch ((inst >> 2) & 31) {
-        case 0x00: { // LOAD
-          const va = xreg(rs1) + <u64>(<i64>(<i32>inst >> 20));
-          const size: u64 = <u64>1 << (f3 & 3);
-          if (f3 == 7) { illegalInst = true; break; }
+      switch (<u32>d & 0xff) {
+        case D.OP_NOP: pc = npc; break;
+        // ---- loads and stores ----
+        case D.OP_LB: {
+          const va = rx(h, rs1) + imm;
           const e = tlbEntry(tlbRead, va);
-          let v: u64;
-          if (load<u64>(e) == (va & (PAGE_MASK | (size - 1)))) {
-            const p = <usize>(va + load<u64>(e + 8));
-            switch (f3) {
-              case 0: v = <u64><i64>load<i8>(p); break;
-              case 1: v = <u64><i64>load<i16>(p); break;
-              case 2: v = <u64><i64>load<i32>(p); break;
-              case 3: v = load<u64>(p); break;
-              case 4: v = <u64>load<u8>(p); break;
-              case 5: v = <u64>load<u16>(p); break;
-              default: v = <u64>load<u32>(p); break;
-            }
-          } else {
-            v = loadSlow(va, size);
-            if (accStatus != ACC_OK) {
-              if (accStatus == ACC_EXC) { fault = true; break; }
-              clearAccStatus();
-              store<i32>(h + H_EXIT_LOAD_RD, rd == 0 ? -1 : <i32>rd);
-              store<i32>(h + H_EXIT_LOAD_KIND, f3 >= 4 ? LOAD_UNSIGNED : LOAD_SIGNED);
-              exit = EXIT_MMIO; limit = count; pc = npc;
-              break;
-            }
-            v = extendLoad(v, f3);
-          }
-          setXreg(rd, v);
-          pc = npc;
+          if (load<u64>(e) == (va & PAGE_MASK)) { wx(h, rd, <u64><i64>load<i8>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 0, rd, false);
           break;
         }
-        case 0x01: { // LOAD-FP
-          if ((csr64(H_MSTATUS) & MS_FS) == 0 || (f3 != 2 && f3 != 3)) { illegalInst = true; break; }
-          const va = xreg(rs1) + <u64>(<i64>(<i32>inst >> 20));
-          const size: u64 = f3 == 2 ? 4 : 8;
+        case D.OP_LH: {
+          const va = rx(h, rs1) + imm;
           const e = tlbEntry(tlbRead, va);
-          let v: u64;
-          if (load<u64>(e) == (va & (PAGE_MASK | (size - 1)))) {
+          if (load<u64>(e) == (va & (PAGE_MASK | 1))) { wx(h, rd, <u64><i64>load<i16>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 1, rd, false);
+          break;
+        }
+        case D.OP_LW: {
+          const va = rx(h, rs1) + imm;
+          const e = tlbEntry(tlbRead, va);
+          if (load<u64>(e) == (va & (PAGE_MASK | 3))) { wx(h, rd, <u64><i64>load<i32>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 2, rd, false);
+          break;
+        }
+        case D.OP_LD: {
+          const va = rx(h, rs1) + imm;
+          const e = tlbEntry(tlbRead, va);
+          if (load<u64>(e) == (va & (PAGE_MASK | 7))) { wx(h, rd, load<u64>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 3, rd, false);
+          break;
+        }
+        case D.OP_LBU: {
+          const va = rx(h, rs1) + imm;
+          const e = tlbEntry(tlbRead, va);
+          if (load<u64>(e) == (va & PAGE_MASK)) { wx(h, rd, <u64>load<u8>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 4, rd, false);
+          break;
+        }
+        case D.OP_LHU: {
+          const va = rx(h, rs1) + imm;
+          const e = tlbEntry(tlbRead, va);
+          if (load<u64>(e) == (va & (PAGE_MASK | 1))) { wx(h, rd, <u64>load<u16>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 5, rd, false);
+          break;
+        }
+        case D.OP_LWU: {
+          const va = rx(h, rs1) + imm;
+          const e = tlbEntry(tlbRead, va);
+          if (load<u64>(e) == (va & (PAGE_MASK | 3))) { wx(h, rd, <u64>load<u32>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 6, rd, false);
+          break;
+        }
+        case D.OP_FLW: case D.OP_FLD: {
+          if ((csr64(H_MSTATUS) & MS_FS) == 0) { st = ST_ILLEGAL; break; }
+          const dbl = (<u32>d & 0xff) == D.OP_FLD;
+          const va = rx(h, rs1) + imm;
+          const e = tlbEntry(tlbRead, va);
+          if (load<u64>(e) == (va & (PAGE_MASK | (dbl ? 7 : 3)))) {
             const p = <usize>(va + load<u64>(e + 8));
-            v = size == 4 ? <u64>load<u32>(p) : load<u64>(p);
-          } else {
-            v = loadSlow(va, size);
-            if (accStatus != ACC_OK) {
-              if (accStatus == ACC_EXC) { fault = true; break; }
-              clearAccStatus();
-              store<i32>(h + H_EXIT_LOAD_RD, <i32>rd);
-              store<i32>(h + H_EXIT_LOAD_KIND, LOAD_FLOAT);
-              exit = EXIT_MMIO; limit = count; pc = npc;
-              break;
-            }
-          }
-          setFreg(rd, size == 4 ? v | 0xffffffff00000000 : v);
-          markFpDirty();
-          pc = npc;
+            wx(h + H_F, rd, dbl ? load<u64>(p) : <u64>load<u32>(p) | 0xffffffff00000000);
+            markFpDirty();
+            pc = npc;
+          } else st = loadMiss(va, dbl ? 3 : 2, rd, true);
           break;
         }
-        case 0x03: { // MISC-MEM
-          if (f3 == 1) fetchVa = 1; // fence.i: refetch (there is no decoded-code cache yet)
-          else if (f3 != 0) { illegalInst = true; break; }
-          pc = npc;
-          break;
-        }
-        case 0x04: { // OP-IMM
-          const a = xreg(rs1);
-          const imm = <u64>(<i64>(<i32>inst >> 20));
-          const sh = <u64>((inst >> 20) & 63);
-          const hi6 = inst >> 26;
-          let v: u64 = 0;
-          switch (f3) {
-            case 0: v = a + imm; break;
-            case 2: v = <i64>a < <i64>imm ? 1 : 0; break;
-            case 3: v = a < imm ? 1 : 0; break;
-            case 4: v = a ^ imm; break;
-            case 6: v = a | imm; break;
-            case 7: v = a & imm; break;
-            case 1:
-              if (hi6 == 0) v = a << sh;
-              else if (hi6 == 0x12) v = a & ~(<u64>1 << sh); // bclri
-              else if (hi6 == 0x0a) v = a | (<u64>1 << sh); // bseti
-              else if (hi6 == 0x1a) v = a ^ (<u64>1 << sh); // binvi
-              else if (hi6 == 0x18 && ((inst >> 20) & 0x3f) <= 5) {
-                const which = (inst >> 20) & 0x3f;
-                if (which == 0) v = clz(a);
-                else if (which == 1) v = ctz(a);
-                else if (which == 2) v = popcnt(a);
-                else if (which == 4) v = <u64><i64><i8>a;
-                else if (which == 5) v = <u64><i64><i16>a;
-                else illegalInst = true;
-              } else illegalInst = true;
-              break;
-            default: // 5
-              if (hi6 == 0) v = a >> sh;
-              else if (hi6 == 0x10) v = <u64>(<i64>a >> <i64>sh);
-              else if (hi6 == 0x12) v = (a >> sh) & 1; // bexti
-              else if (hi6 == 0x18) v = rotr(a, sh); // rori
-              else if ((inst >> 20) == 0x287) v = orcb(a);
-              else if ((inst >> 20) == 0x6b8) v = bswap(a); // rev8
-              else illegalInst = true;
-          }
-          if (illegalInst) break;
-          setXreg(rd, v);
-          pc = npc;
-          break;
-        }
-        case 0x05: // AUIPC
-          setXreg(rd, pc + <u64>(<i64>(<i32>(inst & 0xfffff000))));
-          pc = npc;
-          break;
-        case 0x06: { // OP-IMM-32
-          const a = xreg(rs1);
-          const sh = <u64>((inst >> 20) & 31);
-          let v: u64 = 0;
-          if (f3 == 0) v = sx32(a + <u64>(<i64>(<i32>inst >> 20)));
-          else if (f3 == 1) {
-            if (f7 == 0) v = sx32(a << sh);
-            else if ((inst >> 26) == 0x02) v = (a & 0xffffffff) << <u64>((inst >> 20) & 63); // slli.uw
-            else if (f7 == 0x30 && rs2 == 0) v = <u64>clz(<u32>a);
-            else if (f7 == 0x30 && rs2 == 1) v = <u64>ctz(<u32>a);
-            else if (f7 == 0x30 && rs2 == 2) v = <u64>popcnt(<u32>a);
-            else { illegalInst = true; break; }
-          } else if (f3 == 5) {
-            if (f7 == 0) v = sx32(<u64>(<u32>a >> <u32>sh));
-            else if (f7 == 0x20) v = sx32(<u64>(<i32>a >> <i32>sh));
-            else if (f7 == 0x30) v = sx32(<u64>rotr<u32>(<u32>a, <u32>sh)); // roriw
-            else { illegalInst = true; break; }
-          } else { illegalInst = true; break; }
-          setXreg(rd, v);
-          pc = npc;
-          break;
-        }
-        case 0x08: { // STORE
-          if (f3 > 3) { illegalInst = true; break; }
-          const va = xreg(rs1) + <u64>(<i64>((<i32>(inst & 0xfe000000) >> 20) | <i32>((inst >> 7) & 31)));
-          const size: u64 = <u64>1 << f3;
-          const v = xreg(rs2);
+        case D.OP_SB: {
+          const va = rx(h, rs1) + imm;
           const e = tlbEntry(tlbWrite, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | (size - 1)))) {
-            const p = <usize>(va + load<u64>(e + 8));
-            switch (f3) {
-              case 0: store<u8>(p, <u8>v); break;
-              case 1: store<u16>(p, <u16>v); break;
-              case 2: store<u32>(p, <u32>v); break;
-              default: store<u64>(p, v); break;
-            }
-          } else {
-            storeSlow(va, size, v);
-            if (accStatus != ACC_OK) {
-              if (accStatus == ACC_EXC) { fault = true; break; }
-              exit = accStatus == ACC_MMIO ? EXIT_MMIO : EXIT_TOHOST;
-              clearAccStatus();
-              limit = count;
-            }
-          }
-          pc = npc;
+          if (load<u64>(e) == (va & PAGE_MASK)) { store<u8>(<usize>(va + load<u64>(e + 8)), <u8>rx(h, rs2)); pc = npc; }
+          else st = storeMiss(va, 1, rx(h, rs2));
           break;
         }
-        case 0x09: { // STORE-FP
-          if ((csr64(H_MSTATUS) & MS_FS) == 0 || (f3 != 2 && f3 != 3)) { illegalInst = true; break; }
-          const va = xreg(rs1) + <u64>(<i64>((<i32>(inst & 0xfe000000) >> 20) | <i32>((inst >> 7) & 31)));
-          const size: u64 = f3 == 2 ? 4 : 8;
-          const v = freg(rs2);
+        case D.OP_SH: {
+          const va = rx(h, rs1) + imm;
           const e = tlbEntry(tlbWrite, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | (size - 1)))) {
+          if (load<u64>(e) == (va & (PAGE_MASK | 1))) { store<u16>(<usize>(va + load<u64>(e + 8)), <u16>rx(h, rs2)); pc = npc; }
+          else st = storeMiss(va, 2, rx(h, rs2));
+          break;
+        }
+        case D.OP_SW: {
+          const va = rx(h, rs1) + imm;
+          const e = tlbEntry(tlbWrite, va);
+          if (load<u64>(e) == (va & (PAGE_MASK | 3))) { store<u32>(<usize>(va + load<u64>(e + 8)), <u32>rx(h, rs2)); pc = npc; }
+          else st = storeMiss(va, 4, rx(h, rs2));
+          break;
+        }
+        case D.OP_SD: {
+          const va = rx(h, rs1) + imm;
+          const e = tlbEntry(tlbWrite, va);
+          if (load<u64>(e) == (va & (PAGE_MASK | 7))) { store<u64>(<usize>(va + load<u64>(e + 8)), rx(h, rs2)); pc = npc; }
+          else st = storeMiss(va, 8, rx(h, rs2));
+          break;
+        }
+        case D.OP_FSW: case D.OP_FSD: {
+          if ((csr64(H_MSTATUS) & MS_FS) == 0) { st = ST_ILLEGAL; break; }
+          const dbl = (<u32>d & 0xff) == D.OP_FSD;
+          const va = rx(h, rs1) + imm;
+          const v = rx(h + H_F, rs2);
+          const e = tlbEntry(tlbWrite, va);
+          if (load<u64>(e) == (va & (PAGE_MASK | (dbl ? 7 : 3)))) {
             const p = <usize>(va + load<u64>(e + 8));
-            if (size == 4) store<u32>(p, <u32>v); else store<u64>(p, v);
-          } else {
-            storeSlow(va, size, v);
-            if (accStatus != ACC_OK) {
-              if (accStatus == ACC_EXC) { fault = true; break; }
-              exit = accStatus == ACC_MMIO ? EXIT_MMIO : EXIT_TOHOST;
-              clearAccStatus();
-              limit = count;
-            }
-          }
+            if (dbl) store<u64>(p, v); else store<u32>(p, <u32>v);
+            pc = npc;
+          } else st = storeMiss(va, dbl ? 8 : 4, v);
+          break;
+        }
+        // ---- register-immediate ----
+        case D.OP_ADDI: wx(h, rd, rx(h, rs1) + imm); pc = npc; break;
+        case D.OP_SLTI: wx(h, rd, <i64>rx(h, rs1) < <i64>imm ? 1 : 0); pc = npc; break;
+        case D.OP_SLTIU: wx(h, rd, rx(h, rs1) < imm ? 1 : 0); pc = npc; break;
+        case D.OP_XORI: wx(h, rd, rx(h, rs1) ^ imm); pc = npc; break;
+        case D.OP_ORI: wx(h, rd, rx(h, rs1) | imm); pc = npc; break;
+        case D.OP_ANDI: wx(h, rd, rx(h, rs1) & imm); pc = npc; break;
+        case D.OP_SLLI: wx(h, rd, rx(h, rs1) << imm); pc = npc; break;
+        case D.OP_SRLI: wx(h, rd, rx(h, rs1) >> imm); pc = npc; break;
+        case D.OP_SRAI: wx(h, rd, <u64>(<i64>rx(h, rs1) >> <i64>imm)); pc = npc; break;
+        case D.OP_BCLRI: wx(h, rd, rx(h, rs1) & ~(<u64>1 << imm)); pc = npc; break;
+        case D.OP_BSETI: wx(h, rd, rx(h, rs1) | (<u64>1 << imm)); pc = npc; break;
+        case D.OP_BINVI: wx(h, rd, rx(h, rs1) ^ (<u64>1 << imm)); pc = npc; break;
+        case D.OP_BEXTI: wx(h, rd, (rx(h, rs1) >> imm) & 1); pc = npc; break;
+        case D.OP_RORI: wx(h, rd, rotr(rx(h, rs1), imm)); pc = npc; break;
+        case D.OP_CLZ: wx(h, rd, clz(rx(h, rs1))); pc = npc; break;
+        case D.OP_CTZ: wx(h, rd, ctz(rx(h, rs1))); pc = npc; break;
+        case D.OP_CPOP: wx(h, rd, popcnt(rx(h, rs1))); pc = npc; break;
+        case D.OP_SEXTB: wx(h, rd, <u64><i64><i8>rx(h, rs1)); pc = npc; break;
+        case D.OP_SEXTH: wx(h, rd, <u64><i64><i16>rx(h, rs1)); pc = npc; break;
+        case D.OP_ORCB: wx(h, rd, orcb(rx(h, rs1))); pc = npc; break;
+        case D.OP_REV8: wx(h, rd, bswap(rx(h, rs1))); pc = npc; break;
+        case D.OP_ADDIW: wx(h, rd, sx32(rx(h, rs1) + imm)); pc = npc; break;
+        case D.OP_SLLIW: wx(h, rd, sx32(rx(h, rs1) << imm)); pc = npc; break;
+        case D.OP_SRLIW: wx(h, rd, sx32(<u64>(<u32>rx(h, rs1) >> <u32>imm))); pc = npc; break;
+        case D.OP_SRAIW: wx(h, rd, sx32(<u64>(<i32>rx(h, rs1) >> <i32>imm))); pc = npc; break;
+        case D.OP_SLLIUW: wx(h, rd, (rx(h, rs1) & 0xffffffff) << imm); pc = npc; break;
+        case D.OP_CLZW: wx(h, rd, <u64>clz(<u32>rx(h, rs1))); pc = npc; break;
+        case D.OP_CTZW: wx(h, rd, <u64>ctz(<u32>rx(h, rs1))); pc = npc; break;
+        case D.OP_CPOPW: wx(h, rd, <u64>popcnt(<u32>rx(h, rs1))); pc = npc; break;
+        case D.OP_RORIW: wx(h, rd, sx32(<u64>rotr<u32>(<u32>rx(h, rs1), <u32>imm))); pc = npc; break;
+        case D.OP_LUI: wx(h, rd, imm); pc = npc; break;
+        case D.OP_AUIPC: wx(h, rd, pc + imm); pc = npc; break;
+        // ---- register-register ----
+        case D.OP_ADD: wx(h, rd, rx(h, rs1) + rx(h, rs2)); pc = npc; break;
+        case D.OP_SUB: wx(h, rd, rx(h, rs1) - rx(h, rs2)); pc = npc; break;
+        case D.OP_SLL: wx(h, rd, rx(h, rs1) << (rx(h, rs2) & 63)); pc = npc; break;
+        case D.OP_SLT: wx(h, rd, <i64>rx(h, rs1) < <i64>rx(h, rs2) ? 1 : 0); pc = npc; break;
+        case D.OP_SLTU: wx(h, rd, rx(h, rs1) < rx(h, rs2) ? 1 : 0); pc = npc; break;
+        case D.OP_XOR: wx(h, rd, rx(h, rs1) ^ rx(h, rs2)); pc = npc; break;
+        case D.OP_SRL: wx(h, rd, rx(h, rs1) >> (rx(h, rs2) & 63)); pc = npc; break;
+        case D.OP_SRA: wx(h, rd, <u64>(<i64>rx(h, rs1) >> <i64>(rx(h, rs2) & 63))); pc = npc; break;
+        case D.OP_OR: wx(h, rd, rx(h, rs1) | rx(h, rs2)); pc = npc; break;
+        case D.OP_AND: wx(h, rd, rx(h, rs1) & rx(h, rs2)); pc = npc; break;
+        case D.OP_MUL: wx(h, rd, rx(h, rs1) * rx(h, rs2)); pc = npc; break;
+        case D.OP_MULH: wx(h, rd, mulh(rx(h, rs1), rx(h, rs2))); pc = npc; break;
+        case D.OP_MULHSU: wx(h, rd, mulhsu(rx(h, rs1), rx(h, rs2))); pc = npc; break;
+        case D.OP_MULHU: wx(h, rd, mulhu(rx(h, rs1), rx(h, rs2))); pc = npc; break;
+        case D.OP_DIV: {
+          const a = rx(h, rs1), b = rx(h, rs2);
+          wx(h, rd, b == 0 ? <u64>-1 : a == 0x8000000000000000 && b == <u64>-1 ? a : <u64>(<i64>a / <i64>b));
           pc = npc;
           break;
         }
-        case 0x0b: { // AMO
-          if (f3 != 2 && f3 != 3) { illegalInst = true; break; }
+        case D.OP_DIVU: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, b == 0 ? <u64>-1 : a / b); pc = npc; break; }
+        case D.OP_REM: {
+          const a = rx(h, rs1), b = rx(h, rs2);
+          wx(h, rd, b == 0 ? a : a == 0x8000000000000000 && b == <u64>-1 ? 0 : <u64>(<i64>a % <i64>b));
+          pc = npc;
+          break;
+        }
+        case D.OP_REMU: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, b == 0 ? a : a % b); pc = npc; break; }
+        case D.OP_SH1ADD: wx(h, rd, (rx(h, rs1) << 1) + rx(h, rs2)); pc = npc; break;
+        case D.OP_SH2ADD: wx(h, rd, (rx(h, rs1) << 2) + rx(h, rs2)); pc = npc; break;
+        case D.OP_SH3ADD: wx(h, rd, (rx(h, rs1) << 3) + rx(h, rs2)); pc = npc; break;
+        case D.OP_ANDN: wx(h, rd, rx(h, rs1) & ~rx(h, rs2)); pc = npc; break;
+        case D.OP_ORN: wx(h, rd, rx(h, rs1) | ~rx(h, rs2)); pc = npc; break;
+        case D.OP_XNOR: wx(h, rd, ~(rx(h, rs1) ^ rx(h, rs2))); pc = npc; break;
+        case D.OP_MIN: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, <i64>a < <i64>b ? a : b); pc = npc; break; }
+        case D.OP_MINU: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, a < b ? a : b); pc = npc; break; }
+        case D.OP_MAX: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, <i64>a > <i64>b ? a : b); pc = npc; break; }
+        case D.OP_MAXU: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, a > b ? a : b); pc = npc; break; }
+        case D.OP_ROL: wx(h, rd, rotl(rx(h, rs1), rx(h, rs2) & 63)); pc = npc; break;
+        case D.OP_ROR: wx(h, rd, rotr(rx(h, rs1), rx(h, rs2) & 63)); pc = npc; break;
+        case D.OP_BCLR: wx(h, rd, rx(h, rs1) & ~(<u64>1 << (rx(h, rs2) & 63))); pc = npc; break;
+        case D.OP_BEXT: wx(h, rd, (rx(h, rs1) >> (rx(h, rs2) & 63)) & 1); pc = npc; break;
+        case D.OP_BINV: wx(h, rd, rx(h, rs1) ^ (<u64>1 << (rx(h, rs2) & 63))); pc = npc; break;
+        case D.OP_BSET: wx(h, rd, rx(h, rs1) | (<u64>1 << (rx(h, rs2) & 63))); pc = npc; break;
+        case D.OP_ADDW: wx(h, rd, sx32(rx(h, rs1) + rx(h, rs2))); pc = npc; break;
+        case D.OP_SUBW: wx(h, rd, sx32(rx(h, rs1) - rx(h, rs2))); pc = npc; break;
+        case D.OP_SLLW: wx(h, rd, sx32(<u64>(<i32>rx(h, rs1) << (<i32>rx(h, rs2) & 31)))); pc = npc; break;
+        case D.OP_SRLW: wx(h, rd, sx32(<u64>(<u32>rx(h, rs1) >> (<u32>rx(h, rs2) & 31)))); pc = npc; break;
+        case D.OP_SRAW: wx(h, rd, sx32(<u64>(<i32>rx(h, rs1) >> (<i32>rx(h, rs2) & 31)))); pc = npc; break;
+        case D.OP_MULW: wx(h, rd, sx32(<u64>(<i32>rx(h, rs1) * <i32>rx(h, rs2)))); pc = npc; break;
+        case D.OP_DIVW: {
+          const a = <i32>rx(h, rs1), b = <i32>rx(h, rs2);
+          wx(h, rd, b == 0 ? <u64>-1 : a == i32.MIN_VALUE && b == -1 ? sx32(<u64>a) : sx32(<u64>(a / b)));
+          pc = npc;
+          break;
+        }
+        case D.OP_DIVUW: { const a = <u32>rx(h, rs1), b = <u32>rx(h, rs2); wx(h, rd, b == 0 ? <u64>-1 : sx32(<u64>(a / b))); pc = npc; break; }
+        case D.OP_REMW: {
+          const a = <i32>rx(h, rs1), b = <i32>rx(h, rs2);
+          wx(h, rd, b == 0 ? sx32(<u64>a) : a == i32.MIN_VALUE && b == -1 ? 0 : sx32(<u64>(a % b)));
+          pc = npc;
+          break;
+        }
+        case D.OP_REMUW: { const a = <u32>rx(h, rs1), b = <u32>rx(h, rs2); wx(h, rd, sx32(<u64>(b == 0 ? a : a % b))); pc = npc; break; }
+        case D.OP_ADDUW: wx(h, rd, (rx(h, rs1) & 0xffffffff) + rx(h, rs2)); pc = npc; break;
+        case D.OP_ZEXTH: wx(h, rd, rx(h, rs1) & 0xffff); pc = npc; break;
+        case D.OP_SH1ADDUW: wx(h, rd, ((rx(h, rs1) & 0xffffffff) << 1) + rx(h, rs2)); pc = npc; break;
+        case D.OP_SH2ADDUW: wx(h, rd, ((rx(h, rs1) & 0xffffffff) << 2) + rx(h, rs2)); pc = npc; break;
+        case D.OP_SH3ADDUW: wx(h, rd, ((rx(h, rs1) & 0xffffffff) << 3) + rx(h, rs2)); pc = npc; break;
+        case D.OP_ROLW: wx(h, rd, sx32(<u64>rotl<u32>(<u32>rx(h, rs1), <u32>rx(h, rs2) & 31))); pc = npc; break;
+        case D.OP_RORW: wx(h, rd, sx32(<u64>rotr<u32>(<u32>rx(h, rs1), <u32>rx(h, rs2) & 31))); pc = npc; break;
+        // ---- control transfer ----
+        case D.OP_BEQ: pc = rx(h, rs1) == rx(h, rs2) ? pc + imm : npc; break;
+        case D.OP_BNE: pc = rx(h, rs1) != rx(h, rs2) ? pc + imm : npc; break;
+        case D.OP_BLT: pc = <i64>rx(h, rs1) < <i64>rx(h, rs2) ? pc + imm : npc; break;
+        case D.OP_BGE: pc = <i64>rx(h, rs1) >= <i64>rx(h, rs2) ? pc + imm : npc; break;
+        case D.OP_BLTU: pc = rx(h, rs1) < rx(h, rs2) ? pc + imm : npc; break;
+        case D.OP_BGEU: pc = rx(h, rs1) >= rx(h, rs2) ? pc + imm : npc; break;
+        case D.OP_JAL: wx(h, rd, npc); pc += imm; break;
+        case D.OP_JALR: {
+          const target = (rx(h, rs1) + imm) & ~<u64>1;
+          wx(h, rd, npc);
+          pc = target;
+          break;
+        }
+        // ---- floating point, atomics ----
+        case D.OP_FP: {
+          if ((csr64(H_MSTATUS) & MS_FS) == 0) { st = ST_ILLEGAL; break; }
+          execFp(<u32>(d >> 32));
+          if (fpIllegal) { st = ST_ILLEGAL; break; }
+          pc = npc;
+          break;
+        }
+        case D.OP_AMO: {
+          const inst = <u32>(d >> 32);
           const fn = inst >> 27;
-          const va = xreg(rs1);
-          const size: u64 = f3 == 2 ? 4 : 8;
-          // Valid funct5: LR 02, SC 03, swap 01, add 00, xor 04, and 0c, or 08, min/max 10-1c.
-          if (fn > 4 && fn != 0x08 && fn != 0x0c && (fn & 0x13) != 0x10) { illegalInst = true; break; }
+          const va = rx(h, rs1);
+          const size: u64 = (inst & 0x1000) != 0 ? 8 : 4;
           if (fn == 2) { // LR
-            if (rs2 != 0) { illegalInst = true; break; }
             const host = resolveAtomic(va, size, ACC_READ);
-            if (host < 0) { fault = true; break; }
+            if (host < 0) { st = ST_FAULT; break; }
             // Wasm atomic loads only zero-extend: sign-extend the word explicitly.
             let v: u64;
             if (size == 4) {
@@ -407,14 +526,14 @@ export function run(hart: i32, budget: i32): i32 {
             store<i32>(h + H_RESV_VALID, 1);
             store<u64>(h + H_RESV_ADDR, <u64>host);
             store<u64>(h + H_RESV_VALUE, v);
-            setXreg(rd, v);
+            wx(h, rd, v);
             pc = npc;
             break;
           }
           const host = resolveAtomic(va, size, ACC_WRITE);
-          if (host < 0) { fault = true; break; }
+          if (host < 0) { st = ST_FAULT; break; }
           const p = <usize>host;
-          const b = xreg(rs2);
+          const b = rx(h, rs2);
           if (fn == 3) { // SC: succeeds only if the reservation holds and memory still has the LR value
             let ok = load<i32>(h + H_RESV_VALID) != 0 && load<u64>(h + H_RESV_ADDR) == <u64>host;
             if (ok) {
@@ -423,224 +542,88 @@ export function run(hart: i32, budget: i32): i32 {
               else ok = atomic.cmpxchg<u64>(p, expect, b) == expect;
             }
             store<i32>(h + H_RESV_VALID, 0);
-            setXreg(rd, ok ? 0 : 1);
+            wx(h, rd, ok ? 0 : 1);
             pc = npc;
             break;
           }
-          setXreg(rd, size == 4 ? <u64><i64>amo<i32>(p, fn, <i32>b) : <u64>amo<i64>(p, fn, <i64>b));
+          wx(h, rd, size == 4 ? <u64><i64>amo<i32>(p, fn, <i32>b) : <u64>amo<i64>(p, fn, <i64>b));
           pc = npc;
           break;
         }
-        case 0x0c: { // OP
-          const a = xreg(rs1);
-          const b = xreg(rs2);
-          let v: u64 = 0;
-          switch ((f7 << 3) | f3) {
-            case 0x000: v = a + b; break;
-            case 0x100: v = a - b; break;
-            case 0x001: v = a << (b & 63); break;
-            case 0x002: v = <i64>a < <i64>b ? 1 : 0; break;
-            case 0x003: v = a < b ? 1 : 0; break;
-            case 0x004: v = a ^ b; break;
-            case 0x005: v = a >> (b & 63); break;
-            case 0x105: v = <u64>(<i64>a >> <i64>(b & 63)); break;
-            case 0x006: v = a | b; break;
-            case 0x007: v = a & b; break;
-            // M
-            case 0x008: v = a * b; break;
-            case 0x009: v = mulh(a, b); break;
-            case 0x00a: v = mulhsu(a, b); break;
-            case 0x00b: v = mulhu(a, b); break;
-            case 0x00c: // div
-              if (b == 0) v = <u64>-1;
-              else if (a == 0x8000000000000000 && b == <u64>-1) v = a;
-              else v = <u64>(<i64>a / <i64>b);
-              break;
-            case 0x00d: v = b == 0 ? <u64>-1 : a / b; break;
-            case 0x00e: // rem
-              if (b == 0) v = a;
-              else if (a == 0x8000000000000000 && b == <u64>-1) v = 0;
-              else v = <u64>(<i64>a % <i64>b);
-              break;
-            case 0x00f: v = b == 0 ? a : a % b; break;
-            // Zba
-            case 0x082: v = (a << 1) + b; break;
-            case 0x084: v = (a << 2) + b; break;
-            case 0x086: v = (a << 3) + b; break;
-            // Zbb
-            case 0x107: v = a & ~b; break;
-            case 0x106: v = a | ~b; break;
-            case 0x104: v = ~(a ^ b); break;
-            case 0x02c: v = <i64>a < <i64>b ? a : b; break;
-            case 0x02d: v = a < b ? a : b; break;
-            case 0x02e: v = <i64>a > <i64>b ? a : b; break;
-            case 0x02f: v = a > b ? a : b; break;
-            case 0x181: v = rotl(a, b & 63); break;
-            case 0x185: v = rotr(a, b & 63); break;
-            // Zbs
-            case 0x121: v = a & ~(<u64>1 << (b & 63)); break;
-            case 0x125: v = (a >> (b & 63)) & 1; break;
-            case 0x1a1: v = a ^ (<u64>1 << (b & 63)); break;
-            case 0x0a1: v = a | (<u64>1 << (b & 63)); break;
-            default: illegalInst = true;
-          }
-          if (illegalInst) break;
-          setXreg(rd, v);
+        // ---- system ----
+        case D.OP_FENCE_I:
+          dcFlush();
+          fetchVa = 1;
           pc = npc;
           break;
-        }
-        case 0x0d: // LUI
-          setXreg(rd, <u64>(<i64>(<i32>(inst & 0xfffff000))));
-          pc = npc;
-          break;
-        case 0x0e: { // OP-32
-          const a = xreg(rs1);
-          const b = xreg(rs2);
-          const aw = <i32>a, bw = <i32>b;
-          let v: u64 = 0;
-          switch ((f7 << 3) | f3) {
-            case 0x000: v = sx32(a + b); break;
-            case 0x100: v = sx32(a - b); break;
-            case 0x001: v = sx32(<u64>(aw << (bw & 31))); break;
-            case 0x005: v = sx32(<u64>(<u32>aw >> <u32>(bw & 31))); break;
-            case 0x105: v = sx32(<u64>(aw >> (bw & 31))); break;
-            case 0x008: v = sx32(<u64>(aw * bw)); break;
-            case 0x00c: // divw
-              if (bw == 0) v = <u64>-1;
-              else if (aw == i32.MIN_VALUE && bw == -1) v = sx32(<u64>aw);
-              else v = sx32(<u64>(aw / bw));
-              break;
-            case 0x00d: v = bw == 0 ? <u64>-1 : sx32(<u64>(<u32>aw / <u32>bw)); break;
-            case 0x00e: // remw
-              if (bw == 0) v = sx32(<u64>aw);
-              else if (aw == i32.MIN_VALUE && bw == -1) v = 0;
-              else v = sx32(<u64>(aw % bw));
-              break;
-            case 0x00f: v = bw == 0 ? sx32(<u64>aw) : sx32(<u64>(<u32>aw % <u32>bw)); break;
-            case 0x020: v = (a & 0xffffffff) + b; break; // add.uw
-            case 0x024: if (rs2 != 0) { illegalInst = true; break; } v = a & 0xffff; break; // zext.h
-            case 0x082: v = ((a & 0xffffffff) << 1) + b; break;
-            case 0x084: v = ((a & 0xffffffff) << 2) + b; break;
-            case 0x086: v = ((a & 0xffffffff) << 3) + b; break;
-            case 0x181: v = sx32(<u64>rotl<u32>(<u32>aw, <u32>(bw & 31))); break;
-            case 0x185: v = sx32(<u64>rotr<u32>(<u32>aw, <u32>(bw & 31))); break;
-            default: illegalInst = true;
-          }
-          if (illegalInst) break;
-          setXreg(rd, v);
-          pc = npc;
-          break;
-        }
-        case 0x10: case 0x11: case 0x12: case 0x13: case 0x14: { // FMADD..FNMADD, OP-FP
-          if ((csr64(H_MSTATUS) & MS_FS) == 0) { illegalInst = true; break; }
-          execFp(inst);
-          if (fpIllegal) { illegalInst = true; break; }
-          pc = npc;
-          break;
-        }
-        case 0x18: { // BRANCH
-          const a = xreg(rs1);
-          const b = xreg(rs2);
-          let taken: bool;
-          switch (f3) {
-            case 0: taken = a == b; break;
-            case 1: taken = a != b; break;
-            case 4: taken = <i64>a < <i64>b; break;
-            case 5: taken = <i64>a >= <i64>b; break;
-            case 6: taken = a < b; break;
-            case 7: taken = a >= b; break;
-            default: { illegalInst = true; taken = false; }
-          }
-          if (illegalInst) break;
-          if (taken) {
-            const imm = ((<i32>(inst & 0x80000000) >> 19) | <i32>((inst & 0x80) << 4) | <i32>((inst >> 20) & 0x7e0) | <i32>((inst >> 7) & 0x1e));
-            pc += <u64><i64>imm;
-          } else pc = npc;
-          break;
-        }
-        case 0x19: { // JALR
-          if (f3 != 0) { illegalInst = true; break; }
-          const target = (xreg(rs1) + <u64>(<i64>(<i32>inst >> 20))) & ~<u64>1;
-          setXreg(rd, npc);
-          pc = target;
-          break;
-        }
-        case 0x1b: { // JAL
-          const imm = (<i32>(inst & 0x80000000) >> 11) | <i32>(inst & 0xff000) | <i32>((inst >> 9) & 0x800) | <i32>((inst >> 20) & 0x7fe);
-          setXreg(rd, npc);
-          pc += <u64><i64>imm;
-          break;
-        }
-        case 0x1c: { // SYSTEM
-          if (f3 == 0) {
-            if (inst == 0x00000073) { // ecall
-              if (priv == PRV_S && (load<i32>(VM_FLAGS) & VMF_SBI_IN_HOST) != 0) {
-                exit = EXIT_SBI; limit = count; pc = npc;
-                break;
-              }
-              pc = takeTrap(EXC_ECALL_U + <u64>priv, 0, pc, false);
-              fetchVa = 1; count--; // ecall does not retire
-              break;
-            }
-            if (inst == 0x00100073) { // ebreak
-              pc = takeTrap(EXC_BREAKPOINT, pc, pc, false);
-              fetchVa = 1; count--; // nor does ebreak
-              break;
-            }
-            if (inst == 0x30200073) { // mret
-              if (priv != PRV_M) { illegalInst = true; break; }
-              pc = mret();
-              fetchVa = 1; limit = count;
-              break;
-            }
-            if (inst == 0x10200073) { // sret
-              if (priv == PRV_U || (priv == PRV_S && (csr64(H_MSTATUS) & MS_TSR) != 0)) { illegalInst = true; break; }
-              pc = sret();
-              fetchVa = 1; limit = count;
-              break;
-            }
-            if (inst == 0x10500073) { // wfi
-              if (priv == PRV_U || (priv == PRV_S && (csr64(H_MSTATUS) & MS_TW) != 0)) { illegalInst = true; break; }
-              pc = npc;
-              if (!wakeupPending(h, mtime())) store<i32>(h + H_WFI, 1);
-              limit = count;
-              break;
-            }
-            if (f7 == 0x09 && rd == 0) { // sfence.vma
-              if (priv == PRV_U || (priv == PRV_S && (csr64(H_MSTATUS) & MS_TVM) != 0)) { illegalInst = true; break; }
-              if (rs1 == 0) flushTlbRegimes(PAGED_REGIMES);
-              else flushTlbPage(xreg(rs1));
-              fetchVa = 1;
-              pc = npc;
-              break;
-            }
-            illegalInst = true;
+        case D.OP_ECALL:
+          if (priv == PRV_S && (load<i32>(VM_FLAGS) & VMF_SBI_IN_HOST) != 0) {
+            exit = EXIT_SBI; limit = count; pc = npc;
             break;
           }
-          if (f3 == 4) { illegalInst = true; break; }
-          // Zicsr
-          const operand: u64 = f3 >= 5 ? <u64>rs1 : xreg(rs1);
+          pc = takeTrap(EXC_ECALL_U + <u64>priv, 0, pc, false);
+          fetchVa = 1; count--; // ecall does not retire
+          break;
+        case D.OP_EBREAK:
+          pc = takeTrap(EXC_BREAKPOINT, pc, pc, false);
+          fetchVa = 1; count--; // nor does ebreak
+          break;
+        case D.OP_MRET:
+          if (priv != PRV_M) { st = ST_ILLEGAL; break; }
+          pc = mret();
+          fetchVa = 1; limit = count;
+          break;
+        case D.OP_SRET:
+          if (priv == PRV_U || (priv == PRV_S && (csr64(H_MSTATUS) & MS_TSR) != 0)) { st = ST_ILLEGAL; break; }
+          pc = sret();
+          fetchVa = 1; limit = count;
+          break;
+        case D.OP_WFI:
+          if (priv == PRV_U || (priv == PRV_S && (csr64(H_MSTATUS) & MS_TW) != 0)) { st = ST_ILLEGAL; break; }
+          pc = npc;
+          if (!wakeupPending(h, mtime())) store<i32>(h + H_WFI, 1);
+          limit = count;
+          break;
+        case D.OP_SFENCE_VMA:
+          if (priv == PRV_U || (priv == PRV_S && (csr64(H_MSTATUS) & MS_TVM) != 0)) { st = ST_ILLEGAL; break; }
+          if (rs1 == 0) flushTlbRegimes(PAGED_REGIMES);
+          else flushTlbPage(rx(h, rs1));
+          fetchVa = 1;
+          pc = npc;
+          break;
+        case D.OP_CSR: {
+          const inst = <u32>(d >> 32);
+          const f3 = (inst >> 12) & 7;
+          const operand: u64 = f3 >= 5 ? <u64>(rs1 >> 3) : rx(h, rs1);
           const op = f3 & 3;
-          const write = op == 1 || rs1 != 0;
           setPendingInstret(<u64>(count - 1));
-          const old = csrAccess(inst >> 20, op, operand, write);
+          const old = csrAccess(inst >> 20, op, operand, op == 1 || rs1 != 0);
           setPendingInstret(0);
-          if (csrIllegal) { illegalInst = true; break; }
-          setXreg(rd, old);
+          if (csrIllegal) { st = ST_ILLEGAL; break; }
+          wx(h, rd, old);
           pc = npc;
           fetchVa = 1;
           if (interruptCheckNeeded) limit = count;
           break;
         }
-        default:
-          illegalInst = true;
+        default: // OP_ILLEGAL
+          st = ST_ILLEGAL;
       }
-      if (illegalInst || fault) {
-        // The instruction did not retire: trap with pc at it.
-        if (fault) clearAccStatus();
-        pc = takeTrap(illegalInst ? EXC_ILLEGAL : excCause, illegalInst ? <u64>raw : excTval, pc, false);
-        fetchVa = 1;
-        count--;
+      if (st != 0) {
+        if (st == ST_NEXT) pc = npc;
+        else if (st >= ST_MMIO) {
+          exit = st == ST_MMIO ? EXIT_MMIO : EXIT_TOHOST;
+          limit = count;
+          pc = npc;
+        } else {
+          // The instruction did not retire: trap with pc at it.
+          const tval = st == ST_ILLEGAL ? rawInstruction(pc, d) : excTval;
+          const cause = st == ST_ILLEGAL ? EXC_ILLEGAL : excCause;
+          clearAccStatus();
+          pc = takeTrap(cause, tval, pc, false);
+          fetchVa = 1;
+          count--;
+        }
       }
       store<u64>(h, 0); // x0
     }

@@ -7,12 +7,26 @@ import {
 } from "./layout";
 import { selectHart, hartBase, flushTlbAll, H, mtime, wakeupPending, MENVCFG_STCE, IRQ_MTI, IRQ_STI, PRV_M } from "./hart";
 import { csrAccess, csrIllegal, MISA_VALUE, MSTATUS_RESET, CSR_RW } from "./csr";
-import { buildRvcTable } from "./rvc";
+import { dcFlush, dcInvalidate } from "./dcache";
 export { run } from "./cpu";
 
-/** Prepare a fresh VM memory (decode tables). Call once per memory, before any hart runs. */
+/** Prepare a fresh VM memory. Call once per memory, before any hart runs. */
 export function initMemory(): void {
-  buildRvcTable();
+  dcFlush();
+}
+
+/**
+ * The host is about to write [offset, offset + len) of the VM's memory (DMA, image loading):
+ * drop decoded code of those pages.
+ */
+export function invalidateCode(offset: usize, len: usize): void {
+  if (len == 0) return;
+  for (let p = offset & ~<usize>0xfff; p < offset + len; p += 4096) dcInvalidate(p);
+}
+
+/** Drop all decoded code (reset, restore). */
+export function flushCode(): void {
+  dcFlush();
 }
 
 /** Put hart `hart` in its reset state: M-mode at the boot ROM, everything else zero. */

@@ -6,9 +6,10 @@
 //   0x0000_0000  AssemblyScript data (the core allocates nothing at run time)
 //   VM_BASE      VM-wide fields (hart count, RAM geometry, HTIF, clock)
 //   ROM_HOST     the boot ROM (guest physical ROM_GPA), written by the host at reset
-//   HART_BASE    one HART_STRIDE block per hart: registers, CSRs, run block, TLBs
-//   RVC_TABLE    the expansion of every 16-bit instruction into its 32-bit form
+//   DC_TAGS      tags of the decoded-code cache
 //   MMIO_MAP     which guest-physical pages below RAM belong to host devices
+//   HART_BASE    one HART_STRIDE block per hart: registers, CSRs, run block, TLBs
+//   DC_SLOTS     decoded instructions, one slot per halfword of cached code pages
 //   RAM_HOST     guest RAM (guest physical RAM_GPA ...), touched lazily
 // test/layout.test.ts checks that these regions do not overlap.
 
@@ -33,8 +34,8 @@ export const ROM_GPA: i32 = 0x1000;
 export const ROM_SIZE: i32 = 0xf000;
 
 // ---- Harts ----
-export const HART_BASE: i32 = 0x40000;
-export const HART_STRIDE: i32 = 0x10000;
+export const HART_BASE: i32 = 0x200000;
+export const HART_STRIDE: i32 = 0x40000;
 export const MAX_HARTS: i32 = 8;
 
 // Offsets inside one hart block.
@@ -111,9 +112,9 @@ export const EXIT_ATTENTION: i32 = 5; // the host set H_ATTN
 // flush), M.
 export const H_TLB: i32 = 0x1000;
 export const TLB_REGIMES: i32 = 4;
-export const TLB_ENTRIES: i32 = 256;
+export const TLB_ENTRIES: i32 = 1024;
 export const TLB_ENTRY_BYTES: i32 = 16;
-export const TLB_TABLE_BYTES: i32 = 4096; // TLB_ENTRIES * TLB_ENTRY_BYTES
+export const TLB_TABLE_BYTES: i32 = 16384; // TLB_ENTRIES * TLB_ENTRY_BYTES
 export const TLB_READ: i32 = 0;
 export const TLB_WRITE: i32 = 1;
 export const TLB_FETCH: i32 = 2;
@@ -123,9 +124,13 @@ export const TLB_FETCH: i32 = 2;
 // Accesses to other non-RAM addresses raise access faults in the core, as on real hardware.
 export const MMIO_MAP: i32 = 0x100000; // 65536 bytes
 
-// ---- Decode tables ----
-export const RVC_TABLE: i32 = 0xc0000; // 65536 x u32
-
+// ---- Decoded-code cache (dcache.ts) ----
+// DC_PAGES direct-mapped entries, each caching one 4 KiB page of code (RAM or ROM) as one
+// 8-byte decoded slot per halfword. DC_TAGS holds each entry's host page offset (0 = free).
+export const DC_TAGS: i32 = 0xc0000; // DC_PAGES x u32
+export const DC_PAGES: i32 = 256;
+export const DC_PAGE_BYTES: i32 = 16384; // 2048 slots x 8 bytes
+export const DC_SLOTS: i32 = 0x400000; // DC_PAGES x DC_PAGE_BYTES (4 MiB, touched as used)
 // ---- Guest RAM ----
 export const RAM_HOST: i32 = 0x1000000;
 export const RAM_GPA: i64 = 0x80000000;

@@ -13,6 +13,7 @@ import {
   REGIME_U, REGIME_M, REGIME_S_SUM, PRV_U, PRV_S, PRV_M, MS_MXR, hartBase, nharts, mtime,
   IRQ_MSI,
 } from "./hart";
+import { dcInvalidate } from "./dcache";
 
 // Outcome of a slow-path access.
 export const ACC_OK: i32 = 0;
@@ -52,10 +53,9 @@ const PTE_D: u64 = 128;
 // Bits 63:54 are reserved (Svpbmt/Svnapot are not implemented) and must be zero.
 const PTE_RESERVED: u64 = 0xffc0000000000000;
 
-// Where the last slow-path fetch found its page, for the run loop's fetch cache.
-export let lastFetchPageVa: u64 = 0;
-export let lastFetchPageHost: usize = 0;
-export let lastFetchCacheable: bool = false;
+// Whether the last slow-path fetch found its whole page uniformly executable (so the run loop
+// may cache the page).
+let lastFetchCacheable: bool = false;
 
 export function clearAccStatus(): void {
   accStatus = ACC_OK;
@@ -194,6 +194,7 @@ export function translate(va: u64, acc: i32, regime: i32, paged: bool): u64 {
     const need = PTE_A | (acc == ACC_WRITE ? PTE_D : 0);
     if ((pte & need) != need) {
       if (pmpCheck(pteAddr, pteAddr + 8, ACC_WRITE, PRV_S) != 1) { raise(accessFault(acc), va); return 0; }
+      dcInvalidate(<usize>host & ~<usize>0xfff);
       const seen = atomic.cmpxchg<u64>(<usize>host, pte, pte | need);
       if (seen != pte) return translate(va, acc, regime, paged); // the PTE changed: walk again
       pte |= need;
@@ -245,12 +246,10 @@ export function resolve(va: u64, size: u64, acc: i32): i64 {
   if (pageOk == 1 && !watched) {
     if (lastLeafLevel != 0) store<i32>(H + H_TLB_SUPER, 1);
     tlbFill(tlbTableFor(acc), va, <u64>host - (pa & 0xfff));
-    if (acc == ACC_FETCH) {
-      lastFetchPageVa = va & ~<u64>0xfff;
-      lastFetchPageHost = <usize>(<u64>host - (pa & 0xfff));
-      lastFetchCacheable = true;
-    }
+    if (acc == ACC_FETCH) lastFetchCacheable = true;
   }
+  // A store to a page of cached code drops the decoded copy before the page changes.
+  if (acc == ACC_WRITE) dcInvalidate(<usize>host & ~<usize>0xfff);
   return host;
 }
 
@@ -331,9 +330,19 @@ function checkTohost(tohost: u64): void {
   accStatus = ACC_TOHOST;
 }
 
-/** Instruction fetch that missed the fetch cache. Returns the (possibly 16-bit) instruction. */
-export function fetchSlow(pc: u64): u32 {
+/**
+ * Find the code page of pc for the decoded-code cache: its host offset if the whole page may be
+ * cached, -2 if it may not (a PMP boundary inside it), -1 with the exception raised.
+ */
+export function fetchPage(pc: u64): i64 {
   lastFetchCacheable = false;
+  const host = fetchHost(pc);
+  if (host < 0) return -1;
+  return lastFetchCacheable ? host & ~<i64>0xfff : -2;
+}
+
+/** Instruction fetch without the decoded-code cache. Returns the (possibly 16-bit) instruction. */
+export function fetchSlow(pc: u64): u32 {
   const lo = fetchHalf(pc);
   if (accStatus != ACC_OK) return 0;
   if ((lo & 3) != 3) return lo;
@@ -343,10 +352,14 @@ export function fetchSlow(pc: u64): u32 {
 }
 
 function fetchHalf(va: u64): u32 {
+  const host = fetchHost(va);
+  return host >= 0 ? <u32>load<u16>(<usize>host) : 0;
+}
+
+function fetchHost(va: u64): i64 {
   const host = resolve(va, 2, ACC_FETCH);
-  if (host >= 0) return <u32>load<u16>(<usize>host);
   if (host == -2) raise(EXC_FETCH_ACCESS, va);
-  return 0;
+  return host < 0 ? -1 : host;
 }
 
 // ---- devices: the in-core CLINT, host devices, holes ----

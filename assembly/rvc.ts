@@ -1,8 +1,5 @@
-// The C extension, expanded once: every 16-bit encoding maps to the 32-bit instruction it
-// stands for (0 = illegal or reserved), so the run loop decodes compressed code with one table
-// load and the ordinary 32-bit dispatch.
-
-import { RVC_TABLE } from "./layout";
+// The C extension: every 16-bit encoding maps to the 32-bit instruction it stands for (0 =
+// illegal or reserved). decode.ts expands each compressed instruction once, when it first runs.
 
 @inline function bits(x: u32, hi: u32, lo: u32): u32 {
   return (x >> lo) & ((1 << (hi - lo + 1)) - 1);
@@ -130,11 +127,4 @@ export function expand(c: u32): u32 {
     }
   }
   return 0;
-}
-
-/** Fill the expansion table (once per VM memory). */
-export function buildRvcTable(): void {
-  for (let c: u32 = 0; c < 0x10000; c++) {
-    store<u32>(RVC_TABLE + (<usize>c << 2), (c & 3) == 3 ? 0 : expand(c));
-  }
 }

@@ -7,11 +7,13 @@ test("memory layout regions do not overlap and fit below guest RAM", () => {
   const hartEnd = L.H_TLB + L.TLB_REGIMES * 3 * L.TLB_TABLE_BYTES;
   expect(hartEnd).toBeLessThanOrEqual(L.HART_STRIDE);
   expect(L.TLB_TABLE_BYTES).toBe(L.TLB_ENTRIES * L.TLB_ENTRY_BYTES);
+  expect(L.DC_PAGE_BYTES).toBe((4096 / 2) * 8); // one 8-byte slot per halfword
   const regions: [string, number, number][] = [
     ["VM block", L.VM_BASE, L.VM_BASE + 0x1000],
     ["boot ROM", L.ROM_HOST, L.ROM_HOST + L.ROM_SIZE],
     ["harts", L.HART_BASE, L.HART_BASE + L.MAX_HARTS * L.HART_STRIDE],
-    ["RVC table", L.RVC_TABLE, L.RVC_TABLE + 65536 * 4],
+    ["decoded-code tags", L.DC_TAGS, L.DC_TAGS + L.DC_PAGES * 4],
+    ["decoded-code slots", L.DC_SLOTS, L.DC_SLOTS + L.DC_PAGES * L.DC_PAGE_BYTES],
     ["device map", L.MMIO_MAP, L.MMIO_MAP + Number(L.RAM_GPA) / 4096 / 8],
   ];
   for (const [name, start, end] of regions) {

@@ -6,6 +6,8 @@ import * as L from "./layout";
 export interface CoreExports {
   run(hart: number, budget: number): number;
   initMemory(): void;
+  invalidateCode(offset: number, len: number): void;
+  flushCode(): void;
   resetHart(hart: number, hartid: number): void;
   flushTlb(hart: number): void;
   csrRead(hart: number, csr: number): bigint;
@@ -94,6 +96,7 @@ export class Core {
   }
 
   reset(): void {
+    this.exports.flushCode();
     for (let h = 0; h < this.harts; h++) this.exports.resetHart(h, h);
   }
 
@@ -203,19 +206,29 @@ export class Core {
   }
 
   // ---- guest-physical memory ----
+  // Views of guest memory may be written through, so handing one out drops the decoded code
+  // of its pages (the core caches decoded instructions per page and cannot see host writes).
   /** A view of [gpa, gpa+len) if it lies in RAM or the boot ROM, else null. */
   phys(gpa: number, len: number): Uint8Array | null {
     const ramOff = gpa - Number(L.RAM_GPA);
-    if (ramOff >= 0 && len >= 0 && ramOff + len <= this.ramSize) return this.u8.subarray(L.RAM_HOST + ramOff, L.RAM_HOST + ramOff + len);
+    if (ramOff >= 0 && len >= 0 && ramOff + len <= this.ramSize) return this.hostView(L.RAM_HOST + ramOff, len);
     const romOff = gpa - L.ROM_GPA;
-    if (romOff >= 0 && len >= 0 && romOff + len <= L.ROM_SIZE) return this.u8.subarray(L.ROM_HOST + romOff, L.ROM_HOST + romOff + len);
+    if (romOff >= 0 && len >= 0 && romOff + len <= L.ROM_SIZE) return this.hostView(L.ROM_HOST + romOff, len);
     return null;
   }
   /** A view of [gpa, gpa+len) if it lies wholly in RAM (device DMA: never the boot ROM), else null. */
   ramView(gpa: number, len: number): Uint8Array | null {
     const off = gpa - Number(L.RAM_GPA);
     if (!(off >= 0 && len >= 0 && off + len <= this.ramSize)) return null;
-    return this.u8.subarray(L.RAM_HOST + off, L.RAM_HOST + off + len);
+    return this.hostView(L.RAM_HOST + off, len);
+  }
+  private hostView(offset: number, len: number): Uint8Array {
+    // Most views touch no cached code: check the cache's tags here, call the core only on a hit.
+    const tags = this.i32;
+    for (let page = offset - (offset % 4096); page < offset + len; page += 4096) {
+      if (tags[(L.DC_TAGS >> 2) + ((page >>> 12) & (L.DC_PAGES - 1))] === page) this.exports.invalidateCode(page, 1);
+    }
+    return this.u8.subarray(offset, offset + len);
   }
   /** Mark [gpa, gpa+size) as host device space (accesses exit instead of faulting). */
   mapDevice(gpa: number, size: number): void {

@@ -97,7 +97,7 @@ export class Machine {
   load(src: string): this {
     const footer = this.opts.footer ?? true;
     const res = assemble(footer ? src + "\n" + FOOTER : src, { origin: RAM });
-    this.core.ram.set(res.bytes, 0);
+    this.core.phys(RAM, res.bytes.length)!.set(res.bytes);
     this.labels = res.labels;
     this.stops.clear();
     for (const name of ["done", "mtrap", "strap"]) {

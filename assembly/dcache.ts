@@ -1,0 +1,82 @@
+// The decoded-code cache: pages of code, keyed by where they live in the VM's memory (that is,
+// by physical address), hold one decoded slot (decode.ts) per halfword, filled lazily the first
+// time each instruction runs. Virtual mappings, privilege and CSRs do not enter the key, so the
+// cache survives satp switches, traps and sfence.vma.
+//
+// Coherence: a page is never both cached and writable through a TLB entry. Caching a page drops
+// every write-TLB entry that maps it (all harts), so the next store to it takes the slow path,
+// which invalidates the page (mmu.ts resolve). Host writes (DMA, loaders) invalidate through
+// invalidateCode(). Self-modifying code therefore works without fence.i; fence.i still drops the
+// whole cache, as the ISA allows.
+
+import { DC_TAGS, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
+import { hartBase, nharts } from "./hart";
+import { decode } from "./decode";
+
+// Set when the page the run loop is executing from was invalidated under it: the loop must look
+// its page up again before using more slots.
+export let dcStale: bool = false;
+
+export function clearDcStale(): void {
+  dcStale = false;
+}
+
+@inline function entryOf(hostPage: usize): usize {
+  return (hostPage >> 12) & <usize>(DC_PAGES - 1);
+}
+
+/** The slots of the code page at host offset `hostPage`, allocating (empty) on a miss. */
+export function dcPage(hostPage: usize): usize {
+  const i = entryOf(hostPage);
+  const slots = DC_SLOTS + i * <usize>DC_PAGE_BYTES;
+  const tag = DC_TAGS + (i << 2);
+  if (load<u32>(tag) == <u32>hostPage) return slots;
+  memory.fill(slots, 0, <usize>DC_PAGE_BYTES);
+  store<u32>(tag, <u32>hostPage);
+  dropWriteMappings(hostPage);
+  return slots;
+}
+
+// Remove every write-TLB entry, of every hart and regime, that maps host page `hostPage`.
+function dropWriteMappings(hostPage: usize): void {
+  const n = nharts();
+  for (let h = 0; h < n; h++) {
+    for (let r = 0; r < TLB_REGIMES; r++) {
+      const table = hartBase(h) + H_TLB + <usize>(r * 3 + TLB_WRITE) * TLB_TABLE_BYTES;
+      for (let e = table, end = table + <usize>TLB_TABLE_BYTES; e < end; e += 16) {
+        const tag = load<u64>(e);
+        if (tag != u64.MAX_VALUE && <usize>(tag + load<u64>(e + 8)) == hostPage) store<u64>(e, u64.MAX_VALUE);
+      }
+    }
+  }
+}
+
+/** The page at `hostPage` is about to change: forget what was decoded from it. */
+export function dcInvalidate(hostPage: usize): void {
+  const i = entryOf(hostPage);
+  const tag = DC_TAGS + (i << 2);
+  if (load<u32>(tag) != <u32>hostPage) return;
+  store<u32>(tag, 0);
+  // Clear the slots too: the run loop may still hold a pointer to them (it re-checks the tag
+  // before decoding into a cleared slot, see decodeSlot).
+  memory.fill(DC_SLOTS + i * <usize>DC_PAGE_BYTES, 0, <usize>DC_PAGE_BYTES);
+}
+
+/** Forget everything (fence.i, reset, restore). */
+export function dcFlush(): void {
+  for (let i = 0; i < DC_PAGES; i++) dcInvalidate(<usize>load<u32>(DC_TAGS + (<usize>i << 2)));
+}
+
+/**
+ * Decode the instruction of slot `slotPtr` (page host offset `hostPage`, whose first two bytes
+ * of the instruction are at `host`) and cache it. `upper` is the instruction's second halfword
+ * when it had to be fetched from the next page (then the slot is not cached: that page can
+ * change independently).
+ */
+export function decodeSlot(slotPtr: usize, hostPage: usize, host: usize): u64 {
+  const d = decode(<u32>load<u16>(host) | (<u32>load<u16>(host + 2) << 16));
+  // Cache only while the page is still ours; otherwise tell the loop to look it up again.
+  if (load<u32>(DC_TAGS + (entryOf(hostPage) << 2)) == <u32>hostPage) store<u64>(slotPtr, d);
+  else dcStale = true;
+  return d;
+}

@@ -1,0 +1,169 @@
+// The decoded-code cache must never run stale instructions: code changed by a store (same page,
+// another page, another hart, a page-crossing instruction) or by the host runs as changed.
+import { describe, it, expect } from "vitest";
+import { machine, L } from "./harness";
+import { enc } from "../encoder";
+
+const ADD_100 = enc.addi("a0", "a0", 100);
+const C_ADDI_7 = enc["c.addi"]("a0", 7);
+
+describe("decoded-code cache coherence", () => {
+  it("a store to the page being executed changes the next execution, without fence.i", () => {
+    const m = machine(`
+      li a0, 0
+      li s1, 2
+      la s0, patch
+      li t0, ${ADD_100}
+    loop:
+    patch:
+      addi a0, a0, 1
+      sw t0, 0(s0)
+      addi s1, s1, -1
+      bnez s1, loop
+    `);
+    m.runDone();
+    expect(m.x("a0")).toBe(101n); // 1 from the original, 100 from the patched instruction
+  });
+
+  it("a store from code on another page changes a cached function", () => {
+    const m = machine(`
+      li a0, 0
+      la s0, func
+      jalr s0
+      li t0, ${ADD_100}
+      sw t0, 0(s0)
+      jalr s0
+      j done
+      .balign 4096
+    func:
+      addi a0, a0, 1
+      ret
+    `);
+    m.runDone();
+    expect(m.x("a0")).toBe(101n);
+  });
+
+  it("a compressed instruction patched over a 32-bit one runs as the new 16-bit form", () => {
+    const m = machine(`
+      li a0, 0
+      li s1, 2
+      la s0, patch
+      li t0, ${C_ADDI_7 | (enc["c.nop"]() << 16)}
+    loop:
+    patch:
+      addi a0, a0, 1
+      sw t0, 0(s0)
+      addi s1, s1, -1
+      bnez s1, loop
+    `);
+    m.runDone();
+    expect(m.x("a0")).toBe(8n);
+  });
+
+  it("a 32-bit instruction across a page boundary sees a change to its upper half", () => {
+    // addi a0, a0, imm keeps its immediate in the upper half, which lies on the next page.
+    const m = machine(`
+      li a0, 0
+      li s1, 2
+      la s0, cross
+      li t0, ${ADD_100 >>> 16}
+    loop:
+      jal ra, cross
+      sh t0, 2(s0)
+      addi s1, s1, -1
+      bnez s1, loop
+      j done
+      .balign 4096
+      .space 4094
+    cross:
+      addi a0, a0, 1
+      ret
+    `);
+    expect(m.label("cross") % 4096).toBe(4094);
+    m.runDone();
+    expect(m.x("a0")).toBe(101n);
+  });
+
+  it("host writes through phys() drop decoded code", () => {
+    const m = machine(`
+      li a0, 0
+    again:
+    patch:
+      addi a0, a0, 1
+      j done
+    `);
+    m.runDone();
+    expect(m.x("a0")).toBe(1n);
+    m.w32(m.label("patch"), ADD_100);
+    m.core.setPc(0, BigInt(m.label("again")));
+    m.runDone();
+    expect(m.x("a0")).toBe(101n);
+  });
+
+  it("a store by another hart reaches code the first hart has cached", () => {
+    const m = machine(`
+      li a0, 0
+      la s0, func
+    loop:
+      jalr s0
+      j loop
+    h1a:
+      lw t0, 0(s0)
+      sw t0, 0(s0)
+    h1a_done:
+      j h1a_done
+    h1b:
+      li t0, ${ADD_100}
+      sw t0, 0(s0)
+    h1b_done:
+      j h1b_done
+      .balign 4096
+    func:
+      addi a0, a0, 1
+      ret
+    `, { harts: 2 });
+    const c = m.core;
+    c.setX(1, 8, m.label("func")); // s0
+    // Hart 1 stores the unchanged instruction first, so its write TLB maps the page...
+    c.setPc(1, m.label("h1a"));
+    c.run(1, 3);
+    expect(c.pc(1)).toBe(BigInt(m.label("h1a_done")));
+    // ...then hart 0 runs the function (caching the page: hart 1's mapping must go)...
+    c.run(0, 20);
+    const a0 = m.x("a0");
+    expect(a0).toBeGreaterThan(0n);
+    // ...and hart 1's patch must reach hart 0.
+    c.setPc(1, m.label("h1b"));
+    c.run(1, 3);
+    expect(c.pc(1)).toBe(BigInt(m.label("h1b_done")));
+    c.run(0, 20); // several calls, each adding 100 now
+    const gained = m.x("a0") - a0;
+    expect(gained).toBeGreaterThanOrEqual(100n);
+    expect(gained % 100n).toBe(0n);
+  });
+
+  it("fence.i drops the cache and execution goes on correctly", () => {
+    const m = machine(`
+      li a0, 0
+      li s1, 3
+    loop:
+      addi a0, a0, 2
+      fence.i
+      addi s1, s1, -1
+      bnez s1, loop
+    `);
+    m.runDone();
+    expect(m.x("a0")).toBe(6n);
+  });
+
+  it("more code pages than the cache holds still run correctly (entries are evicted)", () => {
+    // A chain of jumps through DC_PAGES + 8 pages that all map to cache entries in turn.
+    const pages = L.DC_PAGES + 8;
+    let src = "li a0, 0\n j p0\n .balign 4096\n";
+    for (let i = 0; i < pages; i++) src += `p${i}:\n addi a0, a0, 1\n j ${i + 1 < pages ? `p${i + 1}` : "back"}\n .balign 4096\n`;
+    src += "back:\n addi s1, s1, 1\n li t0, 2\n bge s1, t0, fin\n la t1, p0\n jr t1\nfin:\n j done\n";
+    const m = machine(src, { ramSize: (pages + 16) * 4096 });
+    m.runDone(100_000);
+    expect(m.x("a0")).toBe(BigInt(2 * pages));
+  });
+});
