@@ -21,7 +21,7 @@ import {
 } from "./mmu";
 import { takeTrap, selectInterrupt, mret, sret } from "./trap";
 import { csrAccess, csrIllegal, interruptCheckNeeded, clearInterruptCheck, setPendingInstret, markFpDirty } from "./csr";
-import { execFp, fpIllegal } from "./fp";
+import { execFp, fpIllegal, arithD } from "./fp";
 import { decode } from "./decode";
 import * as D from "./decode";
 import { dcPage, decodeSlot, dcStale, clearDcStale, dcFlush } from "./dcache";
@@ -509,6 +509,10 @@ export function run(hart: i32, budget: i32): i32 {
           pc = npc;
           break;
         }
+        case D.OP_FADD_D: case D.OP_FSUB_D: case D.OP_FMUL_D: case D.OP_FDIV_D:
+          if ((csr64(H_MSTATUS) & MS_FS) == 0 || !arithD((<u32>d & 0xff) - D.OP_FADD_D, rd, rs1, rs2, <u32>(d >> 32))) { st = ST_ILLEGAL; break; }
+          pc = npc;
+          break;
         case D.OP_AMO: {
           const inst = <u32>(d >> 32);
           const fn = inst >> 27;

@@ -138,6 +138,11 @@ export const OP_SFENCE_VMA: u32 = 115;
 export const OP_CSR: u32 = 116; // inst
 export const OP_AMO: u32 = 117; // inst
 export const OP_FP: u32 = 118; // inst: F/D arithmetic, conversions, moves (fp.ts)
+// The common double-precision arithmetic, dispatched without execFp's decoding (imm: inst).
+export const OP_FADD_D: u32 = 119;
+export const OP_FSUB_D: u32 = 120;
+export const OP_FMUL_D: u32 = 121;
+export const OP_FDIV_D: u32 = 122;
 
 @inline function iImm(inst: u32): i32 {
   return <i32>inst >> 20;
@@ -326,7 +331,8 @@ function decode32(inst: u32): u64 {
       }
       break;
     case 0x10: case 0x11: case 0x12: case 0x13: case 0x14: // FMADD..FNMADD, OP-FP
-      op = OP_FP; imm = <i32>inst;
+      op = ((inst >> 2) & 31) == 0x14 && (f7 & 0x73) == 0x01 ? OP_FADD_D + (f7 >> 2) : OP_FP; // fadd.d..fdiv.d
+      imm = <i32>inst;
       break;
     case 0x18: // BRANCH
       if (f3 != 2 && f3 != 3) { op = f3 < 2 ? OP_BEQ + f3 : OP_BLT + f3 - 4; imm = bImm(inst); }

@@ -1,7 +1,7 @@
 // F and D instruction decoding: operand NaN-boxing, rounding-mode resolution, fflags
 // accumulation and FS tracking. The arithmetic itself is in fpu.ts.
 
-import { H_FCSR } from "./layout";
+import { H_FCSR, H_F } from "./layout";
 import { H, xreg, setXreg, freg, setFreg } from "./hart";
 import { markFpDirty } from "./csr";
 import * as fpu from "./fpu";
@@ -61,15 +61,14 @@ export function execFp(inst: u32): void {
   const f7 = inst >> 25;
   switch (f7 >> 2) {
     case 0x00: case 0x01: case 0x02: case 0x03: { // add, sub, mul, div
-      if (!rmValid) return;
       const op = f7 >> 2;
-      if (dbl) {
-        const a = freg(rs1), b = freg(rs2);
-        setFreg(rd, op == 0 ? fpu.f64_add(a, b, rm) : op == 1 ? fpu.f64_sub(a, b, rm) : op == 2 ? fpu.f64_mul(a, b, rm) : fpu.f64_div(a, b, rm));
-      } else {
-        const a = single(rs1), b = single(rs2);
-        setSingle(rd, op == 0 ? fpu.f32_add(a, b, rm) : op == 1 ? fpu.f32_sub(a, b, rm) : op == 2 ? fpu.f32_mul(a, b, rm) : fpu.f32_div(a, b, rm));
+      if (dbl) { // (the run loop decodes these to arithD directly)
+        fpIllegal = !arithD(op, rd << 3, rs1 << 3, rs2 << 3, inst);
+        return;
       }
+      if (!rmValid) return;
+      const a = single(rs1), b = single(rs2);
+      setSingle(rd, op == 0 ? fpu.f32_add(a, b, rm) : op == 1 ? fpu.f32_sub(a, b, rm) : op == 2 ? fpu.f32_mul(a, b, rm) : fpu.f32_div(a, b, rm));
       return finish(fcsr);
     }
     case 0x0b: { // sqrt
@@ -161,6 +160,23 @@ export function execFp(inst: u32): void {
       return;
     }
   }
+}
+
+/**
+ * fadd.d, fsub.d, fmul.d, fdiv.d (op 0..3) on the registers at byte offsets rd, rs1, rs2 of the
+ * FP file; `inst` supplies the rounding mode. False if that mode is invalid (illegal).
+ */
+export function arithD(op: u32, rd: u32, rs1: u32, rs2: u32, inst: u32): bool {
+  const fcsr = load<u32>(H + H_FCSR);
+  const f3 = (inst >> 12) & 7;
+  const rm = f3 == 7 ? (fcsr >> 5) & 7 : f3;
+  if (rm > 4) return false;
+  fpu.fpFlags = 0;
+  const regs = H + H_F;
+  const a = load<u64>(regs + <usize>rs1), b = load<u64>(regs + <usize>rs2);
+  store<u64>(regs + <usize>rd, op == 0 ? fpu.f64_add(a, b, rm) : op == 1 ? fpu.f64_sub(a, b, rm) : op == 2 ? fpu.f64_mul(a, b, rm) : fpu.f64_div(a, b, rm));
+  finish(fcsr);
+  return true;
 }
 
 // The instruction wrote an FP register: accumulate flags, mark the state dirty.
