@@ -6,7 +6,7 @@
 import {
   HART_BASE, HART_STRIDE, H_X, H_F, H_PRIV, H_MSTATUS, H_SATP, H_TLB, TLB_TABLE_BYTES,
   TLB_ENTRIES, TLB_REGIMES, TLB_FETCH, TLB_WRITE, VM_NHARTS, VM_MTIME_OFFSET, VM_FLAGS,
-  VMF_MTIME_FROZEN, VM_MTIME_FROZEN, H_MIP, H_MIP_EXT, H_TLB_SUPER, H_MTIMECMP, H_STIMECMP, H_MENVCFG, H_MIE,
+  VMF_MTIME_FROZEN, VM_MTIME_FROZEN, H_MIP, H_MIP_EXT, H_TLB_SUPER_LO, H_TLB_SUPER_HI, H_MTIMECMP, H_STIMECMP, H_MENVCFG, H_MIE,
 } from "./layout";
 
 // Privilege levels.
@@ -136,6 +136,14 @@ export function refreshModes(): void {
   return H + H_TLB + <usize>(regime * 3 + acc) * TLB_TABLE_BYTES;
 }
 
+/** Note that the paged TLBs may now hold pages of the superpage of `va` at `level` (1 = 2 MiB). */
+export function noteSuperpage(va: u64, level: i32): void {
+  const mask = (<u64>1 << (12 + 9 * <u64>level)) - 1;
+  const lo = va & ~mask, hi = va | mask;
+  if (lo < load<u64>(H + H_TLB_SUPER_LO)) store<u64>(H + H_TLB_SUPER_LO, lo);
+  if (hi > load<u64>(H + H_TLB_SUPER_HI)) store<u64>(H + H_TLB_SUPER_HI, hi);
+}
+
 /** Invalidate every entry of the given regimes (bit mask of 1 << REGIME_*). */
 export function flushTlbRegimes(mask: i32): void {
   for (let r = 0; r < TLB_REGIMES; r++) {
@@ -144,7 +152,10 @@ export function flushTlbRegimes(mask: i32): void {
       memory.fill(tlbTable(r, 0), 0xff, <usize>3 * TLB_TABLE_BYTES);
     }
   }
-  if ((mask & PAGED_REGIMES) == PAGED_REGIMES) store<i32>(H + H_TLB_SUPER, 0);
+  if ((mask & PAGED_REGIMES) == PAGED_REGIMES) {
+    store<u64>(H + H_TLB_SUPER_LO, u64.MAX_VALUE);
+    store<u64>(H + H_TLB_SUPER_HI, 0);
+  }
 }
 
 export const PAGED_REGIMES: i32 = (1 << REGIME_U) | (1 << REGIME_S) | (1 << REGIME_S_SUM);
@@ -155,9 +166,7 @@ export function flushTlbAll(): void {
 
 /** sfence.vma with an address: drop that page from the paged regimes. */
 export function flushTlbPage(va: u64): void {
-  // Entries are per 4 KiB page; a superpage's other pages may be cached too, so while any
-  // superpage is cached, an address flush must drop everything.
-  if (load<i32>(H + H_TLB_SUPER) != 0) {
+  if (va >= load<u64>(H + H_TLB_SUPER_LO) && va <= load<u64>(H + H_TLB_SUPER_HI)) {
     flushTlbRegimes(PAGED_REGIMES);
     return;
   }

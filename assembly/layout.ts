@@ -83,7 +83,11 @@ export const H_MINSTRET_OFFSET: i32 = 0x308;
 export const H_PMPCFG: i32 = 0x310; // 16 x u8 (pmpcfg0 and pmpcfg2 on RV64)
 export const H_PMPADDR: i32 = 0x320; // 16 x i64
 export const PMP_COUNT: i32 = 16;
-export const H_TLB_SUPER: i32 = 0x3a0; // i32: 1 while the TLB may hold entries of a superpage
+// Virtual range [lo, hi] (inclusive) covering every superpage the paged TLBs may hold pages of;
+// empty when lo > hi. An address sfence.vma inside it must flush everything (entries are per
+// 4 KiB page, so the superpage's other pages may be cached too); outside it, one page.
+export const H_TLB_SUPER_LO: i32 = 0x3a0; // u64
+export const H_TLB_SUPER_HI: i32 = 0x3a8; // u64
 
 // The run block: why run() returned, and what the host must do about it.
 export const H_EXIT_REASON: i32 = 0x400; // i32: EXIT_*

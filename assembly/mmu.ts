@@ -4,14 +4,14 @@
 
 import {
   H_MSTATUS, H_SATP, H_PMPCFG, H_PMPADDR, PMP_COUNT, TLB_ENTRIES, VM_RAM_SIZE, VM_TOHOST,
-  H_TLB_SUPER, RAM_HOST, RAM_GPA, ROM_HOST, ROM_GPA, ROM_SIZE, CLINT_GPA, CLINT_SIZE, MMIO_MAP, H_EXIT_ADDR,
+  RAM_HOST, RAM_GPA, ROM_HOST, ROM_GPA, ROM_SIZE, CLINT_GPA, CLINT_SIZE, MMIO_MAP, H_EXIT_ADDR,
   H_EXIT_DATA, H_EXIT_SIZE, H_EXIT_WRITE, H_MIP, H_MTIMECMP, VM_MTIME_OFFSET, VM_FLAGS,
   VMF_MTIME_FROZEN, VM_MTIME_FROZEN,
 } from "./layout";
 import {
   H, csr64, dataRegime, fetchRegime, dataPaged, fetchPaged, tlbRead, tlbWrite, tlbFetch,
   REGIME_U, REGIME_M, REGIME_S_SUM, PRV_U, PRV_S, PRV_M, MS_MXR, hartBase, nharts, mtime,
-  IRQ_MSI,
+  IRQ_MSI, noteSuperpage,
 } from "./hart";
 import { dcInvalidate } from "./dcache";
 
@@ -244,7 +244,7 @@ export function resolve(va: u64, size: u64, acc: i32): i64 {
   const tohost = load<u64>(VM_TOHOST);
   const watched = acc == ACC_WRITE && tohost != 0 && (pa >> 12) == (tohost >> 12);
   if (pageOk == 1 && !watched) {
-    if (lastLeafLevel != 0) store<i32>(H + H_TLB_SUPER, 1);
+    if (lastLeafLevel != 0) noteSuperpage(va, lastLeafLevel);
     tlbFill(tlbTableFor(acc), va, <u64>host - (pa & 0xfff));
     if (acc == ACC_FETCH) lastFetchCacheable = true;
   }
