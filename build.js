@@ -83,6 +83,7 @@ async function bundleHost() {
       cli: join(root, "host/cli/main.ts"),
       "vm-worker": join(root, "host/vm/worker.ts"),
       bench: join(root, "bench/run.ts"),
+      "bench-memory": join(root, "bench/memory-probe.ts"), // the memory suite's measuring process
     },
     external: ["../guests/*"], // build scripts stay plain files: they locate sources next to themselves
     outdir: join(root, "dist"),

@@ -8,7 +8,7 @@ import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
   H_EXIT_SIZE, H_EXIT_EXECUTED, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
   VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
-  EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES,
+  EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH,
 } from "./layout";
 import {
   H, priv, selectHart, setXreg, setFreg, csr64, tlbRead, tlbWrite, tlbFetch, mtime,
@@ -24,7 +24,7 @@ import { csrAccess, csrIllegal, interruptCheckNeeded, clearInterruptCheck, setPe
 import { execFp, fpIllegal, arithD } from "./fp";
 import { decode } from "./decode";
 import * as D from "./decode";
-import { dcPage, decodeSlot, dcStale, clearDcStale, dcFlush } from "./dcache";
+import { dcPage, decodeSlot, dcFlush } from "./dcache";
 
 // Instructions between polls of interrupts, clock and host attention.
 const SLICE: i32 = 4096;
@@ -160,10 +160,10 @@ let pageSlots: usize = 0;
 
 /**
  * The decoded slot for pc when the loop has none at hand: pc left the current page, or its slot
- * is empty. Looks the page up (and caches it) as needed. Returns 0 with accStatus set if the
- * fetch faults.
+ * is empty. Looks the page up (and caches it) as needed. Returns the slot's address (DC_SCRATCH
+ * for an instruction that is not cached), or 0 with accStatus set if the fetch faults.
  */
-function fetchDecode(pc: u64): u64 {
+function fetchDecode(pc: u64): usize {
   let off = pc - pageVa;
   if (rotr<u64>(off, 1) > 0x7ff) {
     pageVa = 1;
@@ -181,30 +181,46 @@ function fetchDecode(pc: u64): u64 {
     off = pc & 0xfff;
   }
   const slot = pageSlots + (<usize>off << 2);
-  const cached = load<u64>(slot);
-  if (cached != 0) return cached;
+  if (load<u8>(slot) != 0) return slot;
   const host = pageHost + <usize>off;
   // A 32-bit instruction in the last halfword continues on the next page, which may map
   // anywhere (or fault): fetch it through translation every time.
   if (off == 0xffe && (load<u16>(host) & 3) == 3) return decodeUncached(pc);
-  const d = decodeSlot(slot, pageHost, host);
-  if (dcStale) {
-    clearDcStale();
-    pageVa = 1;
-  }
-  return d;
+  if (decodeSlot(slot, pageHost, host)) return slot;
+  // The page was invalidated under the loop: run this one from scratch, look the page up again.
+  pageVa = 1;
+  return DC_SCRATCH;
 }
 
-function decodeUncached(pc: u64): u64 {
+function decodeUncached(pc: u64): usize {
   const bits = fetchSlow(pc);
-  return accStatus != ACC_OK ? 0 : decode(bits);
+  if (accStatus != ACC_OK) return 0;
+  store<u64>(DC_SCRATCH, decode(bits));
+  return DC_SCRATCH;
 }
 
 // The instruction bits at pc, for mtval on an illegal-instruction trap.
-function rawInstruction(pc: u64, d: u64): u64 {
+function rawInstruction(pc: u64, op: u32): u64 {
   const bits = fetchSlow(pc);
   clearAccStatus();
-  return <u64>((d & 0x100) != 0 ? bits & 0xffff : bits);
+  return <u64>((op & D.COMPRESSED) != 0 ? bits & 0xffff : bits);
+}
+
+// Fields of the decoded slot at sp (decode.ts).
+@inline function fRd(sp: usize): u32 {
+  return <u32>load<u8>(sp, 1);
+}
+@inline function fRs1(sp: usize): u32 {
+  return <u32>load<u8>(sp, 2);
+}
+@inline function fRs2(sp: usize): u32 {
+  return <u32>load<u8>(sp, 3);
+}
+@inline function fImm(sp: usize): u64 {
+  return <u64><i64>load<i32>(sp, 4);
+}
+@inline function fInst(sp: usize): u32 {
+  return load<u32>(sp, 4);
 }
 
 // The hart that ran last. Harts of a VM take turns on one thread, so when another hart ran
@@ -254,126 +270,127 @@ export function run(hart: i32, budget: i32): i32 {
       count++;
       // ---- fetch: the decoded slot ----
       const off = pc - fetchVa;
-      let d: u64 = 0;
-      if (rotr<u64>(off, 1) <= 0x7ff) d = load<u64>(slots + (<usize>off << 2));
-      if (d == 0) {
+      let sp: usize = 0;
+      let op: u32 = 0;
+      if (rotr<u64>(off, 1) <= 0x7ff) {
+        sp = slots + (<usize>off << 2);
+        op = <u32>load<u8>(sp);
+      }
+      if (op == 0) {
         pageVa = fetchVa;
-        d = fetchDecode(pc);
+        sp = fetchDecode(pc);
         fetchVa = pageVa;
         slots = pageSlots;
-        if (d == 0) {
+        if (sp == 0) {
           clearAccStatus();
           pc = takeTrap(excCause, excTval, pc, false);
           fetchVa = 1;
           count--;
           continue;
         }
+        op = <u32>load<u8>(sp);
       }
-      const rd = (<u32>d >> 8) & 0xf8;
-      const rs1 = (<u32>d >> 16) & 0xf8;
-      const rs2 = <u32>d >> 24 & 0xf8;
-      const imm = <u64>(<i64>d >> 32);
-      const npc = pc + 4 - ((d >> 7) & 2);
+      const npc = pc + 4 - ((<u64>op >> 6) & 2);
       let st: i32 = 0;
 
-      switch (<u32>d & 0xff) {
+      switch (op & 0x7f) {
         case D.OP_NOP: pc = npc; break;
         // ---- loads and stores ----
         case D.OP_LB: {
-          const va = rx(h, rs1) + imm;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbRead, va);
-          if (load<u64>(e) == (va & PAGE_MASK)) { wx(h, rd, <u64><i64>load<i8>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
-          else st = loadMiss(va, 0, rd, false);
+          if (load<u64>(e) == (va & PAGE_MASK)) { wx(h, fRd(sp), <u64><i64>load<i8>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 0, fRd(sp), false);
           break;
         }
         case D.OP_LH: {
-          const va = rx(h, rs1) + imm;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbRead, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | 1))) { wx(h, rd, <u64><i64>load<i16>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
-          else st = loadMiss(va, 1, rd, false);
+          if (load<u64>(e) == (va & (PAGE_MASK | 1))) { wx(h, fRd(sp), <u64><i64>load<i16>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 1, fRd(sp), false);
           break;
         }
         case D.OP_LW: {
-          const va = rx(h, rs1) + imm;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbRead, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | 3))) { wx(h, rd, <u64><i64>load<i32>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
-          else st = loadMiss(va, 2, rd, false);
+          if (load<u64>(e) == (va & (PAGE_MASK | 3))) { wx(h, fRd(sp), <u64><i64>load<i32>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 2, fRd(sp), false);
           break;
         }
         case D.OP_LD: {
-          const va = rx(h, rs1) + imm;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbRead, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | 7))) { wx(h, rd, load<u64>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
-          else st = loadMiss(va, 3, rd, false);
+          if (load<u64>(e) == (va & (PAGE_MASK | 7))) { wx(h, fRd(sp), load<u64>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 3, fRd(sp), false);
           break;
         }
         case D.OP_LBU: {
-          const va = rx(h, rs1) + imm;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbRead, va);
-          if (load<u64>(e) == (va & PAGE_MASK)) { wx(h, rd, <u64>load<u8>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
-          else st = loadMiss(va, 4, rd, false);
+          if (load<u64>(e) == (va & PAGE_MASK)) { wx(h, fRd(sp), <u64>load<u8>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 4, fRd(sp), false);
           break;
         }
         case D.OP_LHU: {
-          const va = rx(h, rs1) + imm;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbRead, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | 1))) { wx(h, rd, <u64>load<u16>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
-          else st = loadMiss(va, 5, rd, false);
+          if (load<u64>(e) == (va & (PAGE_MASK | 1))) { wx(h, fRd(sp), <u64>load<u16>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 5, fRd(sp), false);
           break;
         }
         case D.OP_LWU: {
-          const va = rx(h, rs1) + imm;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbRead, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | 3))) { wx(h, rd, <u64>load<u32>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
-          else st = loadMiss(va, 6, rd, false);
+          if (load<u64>(e) == (va & (PAGE_MASK | 3))) { wx(h, fRd(sp), <u64>load<u32>(<usize>(va + load<u64>(e + 8)))); pc = npc; }
+          else st = loadMiss(va, 6, fRd(sp), false);
           break;
         }
         case D.OP_FLW: case D.OP_FLD: {
           if ((csr64(H_MSTATUS) & MS_FS) == 0) { st = ST_ILLEGAL; break; }
-          const dbl = (<u32>d & 0xff) == D.OP_FLD;
-          const va = rx(h, rs1) + imm;
+          const dbl = (op & 0x7f) == D.OP_FLD;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbRead, va);
           if (load<u64>(e) == (va & (PAGE_MASK | (dbl ? 7 : 3)))) {
             const p = <usize>(va + load<u64>(e + 8));
-            wx(h + H_F, rd, dbl ? load<u64>(p) : <u64>load<u32>(p) | 0xffffffff00000000);
+            wx(h + H_F, fRd(sp), dbl ? load<u64>(p) : <u64>load<u32>(p) | 0xffffffff00000000);
             markFpDirty();
             pc = npc;
-          } else st = loadMiss(va, dbl ? 3 : 2, rd, true);
+          } else st = loadMiss(va, dbl ? 3 : 2, fRd(sp), true);
           break;
         }
         case D.OP_SB: {
-          const va = rx(h, rs1) + imm;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbWrite, va);
-          if (load<u64>(e) == (va & PAGE_MASK)) { store<u8>(<usize>(va + load<u64>(e + 8)), <u8>rx(h, rs2)); pc = npc; }
-          else st = storeMiss(va, 1, rx(h, rs2));
+          if (load<u64>(e) == (va & PAGE_MASK)) { store<u8>(<usize>(va + load<u64>(e + 8)), <u8>rx(h, fRs2(sp))); pc = npc; }
+          else st = storeMiss(va, 1, rx(h, fRs2(sp)));
           break;
         }
         case D.OP_SH: {
-          const va = rx(h, rs1) + imm;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbWrite, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | 1))) { store<u16>(<usize>(va + load<u64>(e + 8)), <u16>rx(h, rs2)); pc = npc; }
-          else st = storeMiss(va, 2, rx(h, rs2));
+          if (load<u64>(e) == (va & (PAGE_MASK | 1))) { store<u16>(<usize>(va + load<u64>(e + 8)), <u16>rx(h, fRs2(sp))); pc = npc; }
+          else st = storeMiss(va, 2, rx(h, fRs2(sp)));
           break;
         }
         case D.OP_SW: {
-          const va = rx(h, rs1) + imm;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbWrite, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | 3))) { store<u32>(<usize>(va + load<u64>(e + 8)), <u32>rx(h, rs2)); pc = npc; }
-          else st = storeMiss(va, 4, rx(h, rs2));
+          if (load<u64>(e) == (va & (PAGE_MASK | 3))) { store<u32>(<usize>(va + load<u64>(e + 8)), <u32>rx(h, fRs2(sp))); pc = npc; }
+          else st = storeMiss(va, 4, rx(h, fRs2(sp)));
           break;
         }
         case D.OP_SD: {
-          const va = rx(h, rs1) + imm;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbWrite, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | 7))) { store<u64>(<usize>(va + load<u64>(e + 8)), rx(h, rs2)); pc = npc; }
-          else st = storeMiss(va, 8, rx(h, rs2));
+          if (load<u64>(e) == (va & (PAGE_MASK | 7))) { store<u64>(<usize>(va + load<u64>(e + 8)), rx(h, fRs2(sp))); pc = npc; }
+          else st = storeMiss(va, 8, rx(h, fRs2(sp)));
           break;
         }
         case D.OP_FSW: case D.OP_FSD: {
           if ((csr64(H_MSTATUS) & MS_FS) == 0) { st = ST_ILLEGAL; break; }
-          const dbl = (<u32>d & 0xff) == D.OP_FSD;
-          const va = rx(h, rs1) + imm;
-          const v = rx(h + H_F, rs2);
+          const dbl = (op & 0x7f) == D.OP_FSD;
+          const va = rx(h, fRs1(sp)) + fImm(sp);
+          const v = rx(h + H_F, fRs2(sp));
           const e = tlbEntry(tlbWrite, va);
           if (load<u64>(e) == (va & (PAGE_MASK | (dbl ? 7 : 3)))) {
             const p = <usize>(va + load<u64>(e + 8));
@@ -383,140 +400,140 @@ export function run(hart: i32, budget: i32): i32 {
           break;
         }
         // ---- register-immediate ----
-        case D.OP_ADDI: wx(h, rd, rx(h, rs1) + imm); pc = npc; break;
-        case D.OP_SLTI: wx(h, rd, <i64>rx(h, rs1) < <i64>imm ? 1 : 0); pc = npc; break;
-        case D.OP_SLTIU: wx(h, rd, rx(h, rs1) < imm ? 1 : 0); pc = npc; break;
-        case D.OP_XORI: wx(h, rd, rx(h, rs1) ^ imm); pc = npc; break;
-        case D.OP_ORI: wx(h, rd, rx(h, rs1) | imm); pc = npc; break;
-        case D.OP_ANDI: wx(h, rd, rx(h, rs1) & imm); pc = npc; break;
-        case D.OP_SLLI: wx(h, rd, rx(h, rs1) << imm); pc = npc; break;
-        case D.OP_SRLI: wx(h, rd, rx(h, rs1) >> imm); pc = npc; break;
-        case D.OP_SRAI: wx(h, rd, <u64>(<i64>rx(h, rs1) >> <i64>imm)); pc = npc; break;
-        case D.OP_BCLRI: wx(h, rd, rx(h, rs1) & ~(<u64>1 << imm)); pc = npc; break;
-        case D.OP_BSETI: wx(h, rd, rx(h, rs1) | (<u64>1 << imm)); pc = npc; break;
-        case D.OP_BINVI: wx(h, rd, rx(h, rs1) ^ (<u64>1 << imm)); pc = npc; break;
-        case D.OP_BEXTI: wx(h, rd, (rx(h, rs1) >> imm) & 1); pc = npc; break;
-        case D.OP_RORI: wx(h, rd, rotr(rx(h, rs1), imm)); pc = npc; break;
-        case D.OP_CLZ: wx(h, rd, clz(rx(h, rs1))); pc = npc; break;
-        case D.OP_CTZ: wx(h, rd, ctz(rx(h, rs1))); pc = npc; break;
-        case D.OP_CPOP: wx(h, rd, popcnt(rx(h, rs1))); pc = npc; break;
-        case D.OP_SEXTB: wx(h, rd, <u64><i64><i8>rx(h, rs1)); pc = npc; break;
-        case D.OP_SEXTH: wx(h, rd, <u64><i64><i16>rx(h, rs1)); pc = npc; break;
-        case D.OP_ORCB: wx(h, rd, orcb(rx(h, rs1))); pc = npc; break;
-        case D.OP_REV8: wx(h, rd, bswap(rx(h, rs1))); pc = npc; break;
-        case D.OP_ADDIW: wx(h, rd, sx32(rx(h, rs1) + imm)); pc = npc; break;
-        case D.OP_SLLIW: wx(h, rd, sx32(rx(h, rs1) << imm)); pc = npc; break;
-        case D.OP_SRLIW: wx(h, rd, sx32(<u64>(<u32>rx(h, rs1) >> <u32>imm))); pc = npc; break;
-        case D.OP_SRAIW: wx(h, rd, sx32(<u64>(<i32>rx(h, rs1) >> <i32>imm))); pc = npc; break;
-        case D.OP_SLLIUW: wx(h, rd, (rx(h, rs1) & 0xffffffff) << imm); pc = npc; break;
-        case D.OP_CLZW: wx(h, rd, <u64>clz(<u32>rx(h, rs1))); pc = npc; break;
-        case D.OP_CTZW: wx(h, rd, <u64>ctz(<u32>rx(h, rs1))); pc = npc; break;
-        case D.OP_CPOPW: wx(h, rd, <u64>popcnt(<u32>rx(h, rs1))); pc = npc; break;
-        case D.OP_RORIW: wx(h, rd, sx32(<u64>rotr<u32>(<u32>rx(h, rs1), <u32>imm))); pc = npc; break;
-        case D.OP_LUI: wx(h, rd, imm); pc = npc; break;
-        case D.OP_AUIPC: wx(h, rd, pc + imm); pc = npc; break;
+        case D.OP_ADDI: wx(h, fRd(sp), rx(h, fRs1(sp)) + fImm(sp)); pc = npc; break;
+        case D.OP_SLTI: wx(h, fRd(sp), <i64>rx(h, fRs1(sp)) < <i64>fImm(sp) ? 1 : 0); pc = npc; break;
+        case D.OP_SLTIU: wx(h, fRd(sp), rx(h, fRs1(sp)) < fImm(sp) ? 1 : 0); pc = npc; break;
+        case D.OP_XORI: wx(h, fRd(sp), rx(h, fRs1(sp)) ^ fImm(sp)); pc = npc; break;
+        case D.OP_ORI: wx(h, fRd(sp), rx(h, fRs1(sp)) | fImm(sp)); pc = npc; break;
+        case D.OP_ANDI: wx(h, fRd(sp), rx(h, fRs1(sp)) & fImm(sp)); pc = npc; break;
+        case D.OP_SLLI: wx(h, fRd(sp), rx(h, fRs1(sp)) << fImm(sp)); pc = npc; break;
+        case D.OP_SRLI: wx(h, fRd(sp), rx(h, fRs1(sp)) >> fImm(sp)); pc = npc; break;
+        case D.OP_SRAI: wx(h, fRd(sp), <u64>(<i64>rx(h, fRs1(sp)) >> <i64>fImm(sp))); pc = npc; break;
+        case D.OP_BCLRI: wx(h, fRd(sp), rx(h, fRs1(sp)) & ~(<u64>1 << fImm(sp))); pc = npc; break;
+        case D.OP_BSETI: wx(h, fRd(sp), rx(h, fRs1(sp)) | (<u64>1 << fImm(sp))); pc = npc; break;
+        case D.OP_BINVI: wx(h, fRd(sp), rx(h, fRs1(sp)) ^ (<u64>1 << fImm(sp))); pc = npc; break;
+        case D.OP_BEXTI: wx(h, fRd(sp), (rx(h, fRs1(sp)) >> fImm(sp)) & 1); pc = npc; break;
+        case D.OP_RORI: wx(h, fRd(sp), rotr(rx(h, fRs1(sp)), fImm(sp))); pc = npc; break;
+        case D.OP_CLZ: wx(h, fRd(sp), clz(rx(h, fRs1(sp)))); pc = npc; break;
+        case D.OP_CTZ: wx(h, fRd(sp), ctz(rx(h, fRs1(sp)))); pc = npc; break;
+        case D.OP_CPOP: wx(h, fRd(sp), popcnt(rx(h, fRs1(sp)))); pc = npc; break;
+        case D.OP_SEXTB: wx(h, fRd(sp), <u64><i64><i8>rx(h, fRs1(sp))); pc = npc; break;
+        case D.OP_SEXTH: wx(h, fRd(sp), <u64><i64><i16>rx(h, fRs1(sp))); pc = npc; break;
+        case D.OP_ORCB: wx(h, fRd(sp), orcb(rx(h, fRs1(sp)))); pc = npc; break;
+        case D.OP_REV8: wx(h, fRd(sp), bswap(rx(h, fRs1(sp)))); pc = npc; break;
+        case D.OP_ADDIW: wx(h, fRd(sp), sx32(rx(h, fRs1(sp)) + fImm(sp))); pc = npc; break;
+        case D.OP_SLLIW: wx(h, fRd(sp), sx32(rx(h, fRs1(sp)) << fImm(sp))); pc = npc; break;
+        case D.OP_SRLIW: wx(h, fRd(sp), sx32(<u64>(<u32>rx(h, fRs1(sp)) >> <u32>fImm(sp)))); pc = npc; break;
+        case D.OP_SRAIW: wx(h, fRd(sp), sx32(<u64>(<i32>rx(h, fRs1(sp)) >> <i32>fImm(sp)))); pc = npc; break;
+        case D.OP_SLLIUW: wx(h, fRd(sp), (rx(h, fRs1(sp)) & 0xffffffff) << fImm(sp)); pc = npc; break;
+        case D.OP_CLZW: wx(h, fRd(sp), <u64>clz(<u32>rx(h, fRs1(sp)))); pc = npc; break;
+        case D.OP_CTZW: wx(h, fRd(sp), <u64>ctz(<u32>rx(h, fRs1(sp)))); pc = npc; break;
+        case D.OP_CPOPW: wx(h, fRd(sp), <u64>popcnt(<u32>rx(h, fRs1(sp)))); pc = npc; break;
+        case D.OP_RORIW: wx(h, fRd(sp), sx32(<u64>rotr<u32>(<u32>rx(h, fRs1(sp)), <u32>fImm(sp)))); pc = npc; break;
+        case D.OP_LUI: wx(h, fRd(sp), fImm(sp)); pc = npc; break;
+        case D.OP_AUIPC: wx(h, fRd(sp), pc + fImm(sp)); pc = npc; break;
         // ---- register-register ----
-        case D.OP_ADD: wx(h, rd, rx(h, rs1) + rx(h, rs2)); pc = npc; break;
-        case D.OP_SUB: wx(h, rd, rx(h, rs1) - rx(h, rs2)); pc = npc; break;
-        case D.OP_SLL: wx(h, rd, rx(h, rs1) << (rx(h, rs2) & 63)); pc = npc; break;
-        case D.OP_SLT: wx(h, rd, <i64>rx(h, rs1) < <i64>rx(h, rs2) ? 1 : 0); pc = npc; break;
-        case D.OP_SLTU: wx(h, rd, rx(h, rs1) < rx(h, rs2) ? 1 : 0); pc = npc; break;
-        case D.OP_XOR: wx(h, rd, rx(h, rs1) ^ rx(h, rs2)); pc = npc; break;
-        case D.OP_SRL: wx(h, rd, rx(h, rs1) >> (rx(h, rs2) & 63)); pc = npc; break;
-        case D.OP_SRA: wx(h, rd, <u64>(<i64>rx(h, rs1) >> <i64>(rx(h, rs2) & 63))); pc = npc; break;
-        case D.OP_OR: wx(h, rd, rx(h, rs1) | rx(h, rs2)); pc = npc; break;
-        case D.OP_AND: wx(h, rd, rx(h, rs1) & rx(h, rs2)); pc = npc; break;
-        case D.OP_MUL: wx(h, rd, rx(h, rs1) * rx(h, rs2)); pc = npc; break;
-        case D.OP_MULH: wx(h, rd, mulh(rx(h, rs1), rx(h, rs2))); pc = npc; break;
-        case D.OP_MULHSU: wx(h, rd, mulhsu(rx(h, rs1), rx(h, rs2))); pc = npc; break;
-        case D.OP_MULHU: wx(h, rd, mulhu(rx(h, rs1), rx(h, rs2))); pc = npc; break;
+        case D.OP_ADD: wx(h, fRd(sp), rx(h, fRs1(sp)) + rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_SUB: wx(h, fRd(sp), rx(h, fRs1(sp)) - rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_SLL: wx(h, fRd(sp), rx(h, fRs1(sp)) << (rx(h, fRs2(sp)) & 63)); pc = npc; break;
+        case D.OP_SLT: wx(h, fRd(sp), <i64>rx(h, fRs1(sp)) < <i64>rx(h, fRs2(sp)) ? 1 : 0); pc = npc; break;
+        case D.OP_SLTU: wx(h, fRd(sp), rx(h, fRs1(sp)) < rx(h, fRs2(sp)) ? 1 : 0); pc = npc; break;
+        case D.OP_XOR: wx(h, fRd(sp), rx(h, fRs1(sp)) ^ rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_SRL: wx(h, fRd(sp), rx(h, fRs1(sp)) >> (rx(h, fRs2(sp)) & 63)); pc = npc; break;
+        case D.OP_SRA: wx(h, fRd(sp), <u64>(<i64>rx(h, fRs1(sp)) >> <i64>(rx(h, fRs2(sp)) & 63))); pc = npc; break;
+        case D.OP_OR: wx(h, fRd(sp), rx(h, fRs1(sp)) | rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_AND: wx(h, fRd(sp), rx(h, fRs1(sp)) & rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_MUL: wx(h, fRd(sp), rx(h, fRs1(sp)) * rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_MULH: wx(h, fRd(sp), mulh(rx(h, fRs1(sp)), rx(h, fRs2(sp)))); pc = npc; break;
+        case D.OP_MULHSU: wx(h, fRd(sp), mulhsu(rx(h, fRs1(sp)), rx(h, fRs2(sp)))); pc = npc; break;
+        case D.OP_MULHU: wx(h, fRd(sp), mulhu(rx(h, fRs1(sp)), rx(h, fRs2(sp)))); pc = npc; break;
         case D.OP_DIV: {
-          const a = rx(h, rs1), b = rx(h, rs2);
-          wx(h, rd, b == 0 ? <u64>-1 : a == 0x8000000000000000 && b == <u64>-1 ? a : <u64>(<i64>a / <i64>b));
+          const a = rx(h, fRs1(sp)), b = rx(h, fRs2(sp));
+          wx(h, fRd(sp), b == 0 ? <u64>-1 : a == 0x8000000000000000 && b == <u64>-1 ? a : <u64>(<i64>a / <i64>b));
           pc = npc;
           break;
         }
-        case D.OP_DIVU: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, b == 0 ? <u64>-1 : a / b); pc = npc; break; }
+        case D.OP_DIVU: { const a = rx(h, fRs1(sp)), b = rx(h, fRs2(sp)); wx(h, fRd(sp), b == 0 ? <u64>-1 : a / b); pc = npc; break; }
         case D.OP_REM: {
-          const a = rx(h, rs1), b = rx(h, rs2);
-          wx(h, rd, b == 0 ? a : a == 0x8000000000000000 && b == <u64>-1 ? 0 : <u64>(<i64>a % <i64>b));
+          const a = rx(h, fRs1(sp)), b = rx(h, fRs2(sp));
+          wx(h, fRd(sp), b == 0 ? a : a == 0x8000000000000000 && b == <u64>-1 ? 0 : <u64>(<i64>a % <i64>b));
           pc = npc;
           break;
         }
-        case D.OP_REMU: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, b == 0 ? a : a % b); pc = npc; break; }
-        case D.OP_SH1ADD: wx(h, rd, (rx(h, rs1) << 1) + rx(h, rs2)); pc = npc; break;
-        case D.OP_SH2ADD: wx(h, rd, (rx(h, rs1) << 2) + rx(h, rs2)); pc = npc; break;
-        case D.OP_SH3ADD: wx(h, rd, (rx(h, rs1) << 3) + rx(h, rs2)); pc = npc; break;
-        case D.OP_ANDN: wx(h, rd, rx(h, rs1) & ~rx(h, rs2)); pc = npc; break;
-        case D.OP_ORN: wx(h, rd, rx(h, rs1) | ~rx(h, rs2)); pc = npc; break;
-        case D.OP_XNOR: wx(h, rd, ~(rx(h, rs1) ^ rx(h, rs2))); pc = npc; break;
-        case D.OP_MIN: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, <i64>a < <i64>b ? a : b); pc = npc; break; }
-        case D.OP_MINU: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, a < b ? a : b); pc = npc; break; }
-        case D.OP_MAX: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, <i64>a > <i64>b ? a : b); pc = npc; break; }
-        case D.OP_MAXU: { const a = rx(h, rs1), b = rx(h, rs2); wx(h, rd, a > b ? a : b); pc = npc; break; }
-        case D.OP_ROL: wx(h, rd, rotl(rx(h, rs1), rx(h, rs2) & 63)); pc = npc; break;
-        case D.OP_ROR: wx(h, rd, rotr(rx(h, rs1), rx(h, rs2) & 63)); pc = npc; break;
-        case D.OP_BCLR: wx(h, rd, rx(h, rs1) & ~(<u64>1 << (rx(h, rs2) & 63))); pc = npc; break;
-        case D.OP_BEXT: wx(h, rd, (rx(h, rs1) >> (rx(h, rs2) & 63)) & 1); pc = npc; break;
-        case D.OP_BINV: wx(h, rd, rx(h, rs1) ^ (<u64>1 << (rx(h, rs2) & 63))); pc = npc; break;
-        case D.OP_BSET: wx(h, rd, rx(h, rs1) | (<u64>1 << (rx(h, rs2) & 63))); pc = npc; break;
-        case D.OP_ADDW: wx(h, rd, sx32(rx(h, rs1) + rx(h, rs2))); pc = npc; break;
-        case D.OP_SUBW: wx(h, rd, sx32(rx(h, rs1) - rx(h, rs2))); pc = npc; break;
-        case D.OP_SLLW: wx(h, rd, sx32(<u64>(<i32>rx(h, rs1) << (<i32>rx(h, rs2) & 31)))); pc = npc; break;
-        case D.OP_SRLW: wx(h, rd, sx32(<u64>(<u32>rx(h, rs1) >> (<u32>rx(h, rs2) & 31)))); pc = npc; break;
-        case D.OP_SRAW: wx(h, rd, sx32(<u64>(<i32>rx(h, rs1) >> (<i32>rx(h, rs2) & 31)))); pc = npc; break;
-        case D.OP_MULW: wx(h, rd, sx32(<u64>(<i32>rx(h, rs1) * <i32>rx(h, rs2)))); pc = npc; break;
+        case D.OP_REMU: { const a = rx(h, fRs1(sp)), b = rx(h, fRs2(sp)); wx(h, fRd(sp), b == 0 ? a : a % b); pc = npc; break; }
+        case D.OP_SH1ADD: wx(h, fRd(sp), (rx(h, fRs1(sp)) << 1) + rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_SH2ADD: wx(h, fRd(sp), (rx(h, fRs1(sp)) << 2) + rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_SH3ADD: wx(h, fRd(sp), (rx(h, fRs1(sp)) << 3) + rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_ANDN: wx(h, fRd(sp), rx(h, fRs1(sp)) & ~rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_ORN: wx(h, fRd(sp), rx(h, fRs1(sp)) | ~rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_XNOR: wx(h, fRd(sp), ~(rx(h, fRs1(sp)) ^ rx(h, fRs2(sp)))); pc = npc; break;
+        case D.OP_MIN: { const a = rx(h, fRs1(sp)), b = rx(h, fRs2(sp)); wx(h, fRd(sp), <i64>a < <i64>b ? a : b); pc = npc; break; }
+        case D.OP_MINU: { const a = rx(h, fRs1(sp)), b = rx(h, fRs2(sp)); wx(h, fRd(sp), a < b ? a : b); pc = npc; break; }
+        case D.OP_MAX: { const a = rx(h, fRs1(sp)), b = rx(h, fRs2(sp)); wx(h, fRd(sp), <i64>a > <i64>b ? a : b); pc = npc; break; }
+        case D.OP_MAXU: { const a = rx(h, fRs1(sp)), b = rx(h, fRs2(sp)); wx(h, fRd(sp), a > b ? a : b); pc = npc; break; }
+        case D.OP_ROL: wx(h, fRd(sp), rotl(rx(h, fRs1(sp)), rx(h, fRs2(sp)) & 63)); pc = npc; break;
+        case D.OP_ROR: wx(h, fRd(sp), rotr(rx(h, fRs1(sp)), rx(h, fRs2(sp)) & 63)); pc = npc; break;
+        case D.OP_BCLR: wx(h, fRd(sp), rx(h, fRs1(sp)) & ~(<u64>1 << (rx(h, fRs2(sp)) & 63))); pc = npc; break;
+        case D.OP_BEXT: wx(h, fRd(sp), (rx(h, fRs1(sp)) >> (rx(h, fRs2(sp)) & 63)) & 1); pc = npc; break;
+        case D.OP_BINV: wx(h, fRd(sp), rx(h, fRs1(sp)) ^ (<u64>1 << (rx(h, fRs2(sp)) & 63))); pc = npc; break;
+        case D.OP_BSET: wx(h, fRd(sp), rx(h, fRs1(sp)) | (<u64>1 << (rx(h, fRs2(sp)) & 63))); pc = npc; break;
+        case D.OP_ADDW: wx(h, fRd(sp), sx32(rx(h, fRs1(sp)) + rx(h, fRs2(sp)))); pc = npc; break;
+        case D.OP_SUBW: wx(h, fRd(sp), sx32(rx(h, fRs1(sp)) - rx(h, fRs2(sp)))); pc = npc; break;
+        case D.OP_SLLW: wx(h, fRd(sp), sx32(<u64>(<i32>rx(h, fRs1(sp)) << (<i32>rx(h, fRs2(sp)) & 31)))); pc = npc; break;
+        case D.OP_SRLW: wx(h, fRd(sp), sx32(<u64>(<u32>rx(h, fRs1(sp)) >> (<u32>rx(h, fRs2(sp)) & 31)))); pc = npc; break;
+        case D.OP_SRAW: wx(h, fRd(sp), sx32(<u64>(<i32>rx(h, fRs1(sp)) >> (<i32>rx(h, fRs2(sp)) & 31)))); pc = npc; break;
+        case D.OP_MULW: wx(h, fRd(sp), sx32(<u64>(<i32>rx(h, fRs1(sp)) * <i32>rx(h, fRs2(sp))))); pc = npc; break;
         case D.OP_DIVW: {
-          const a = <i32>rx(h, rs1), b = <i32>rx(h, rs2);
-          wx(h, rd, b == 0 ? <u64>-1 : a == i32.MIN_VALUE && b == -1 ? sx32(<u64>a) : sx32(<u64>(a / b)));
+          const a = <i32>rx(h, fRs1(sp)), b = <i32>rx(h, fRs2(sp));
+          wx(h, fRd(sp), b == 0 ? <u64>-1 : a == i32.MIN_VALUE && b == -1 ? sx32(<u64>a) : sx32(<u64>(a / b)));
           pc = npc;
           break;
         }
-        case D.OP_DIVUW: { const a = <u32>rx(h, rs1), b = <u32>rx(h, rs2); wx(h, rd, b == 0 ? <u64>-1 : sx32(<u64>(a / b))); pc = npc; break; }
+        case D.OP_DIVUW: { const a = <u32>rx(h, fRs1(sp)), b = <u32>rx(h, fRs2(sp)); wx(h, fRd(sp), b == 0 ? <u64>-1 : sx32(<u64>(a / b))); pc = npc; break; }
         case D.OP_REMW: {
-          const a = <i32>rx(h, rs1), b = <i32>rx(h, rs2);
-          wx(h, rd, b == 0 ? sx32(<u64>a) : a == i32.MIN_VALUE && b == -1 ? 0 : sx32(<u64>(a % b)));
+          const a = <i32>rx(h, fRs1(sp)), b = <i32>rx(h, fRs2(sp));
+          wx(h, fRd(sp), b == 0 ? sx32(<u64>a) : a == i32.MIN_VALUE && b == -1 ? 0 : sx32(<u64>(a % b)));
           pc = npc;
           break;
         }
-        case D.OP_REMUW: { const a = <u32>rx(h, rs1), b = <u32>rx(h, rs2); wx(h, rd, sx32(<u64>(b == 0 ? a : a % b))); pc = npc; break; }
-        case D.OP_ADDUW: wx(h, rd, (rx(h, rs1) & 0xffffffff) + rx(h, rs2)); pc = npc; break;
-        case D.OP_ZEXTH: wx(h, rd, rx(h, rs1) & 0xffff); pc = npc; break;
-        case D.OP_SH1ADDUW: wx(h, rd, ((rx(h, rs1) & 0xffffffff) << 1) + rx(h, rs2)); pc = npc; break;
-        case D.OP_SH2ADDUW: wx(h, rd, ((rx(h, rs1) & 0xffffffff) << 2) + rx(h, rs2)); pc = npc; break;
-        case D.OP_SH3ADDUW: wx(h, rd, ((rx(h, rs1) & 0xffffffff) << 3) + rx(h, rs2)); pc = npc; break;
-        case D.OP_ROLW: wx(h, rd, sx32(<u64>rotl<u32>(<u32>rx(h, rs1), <u32>rx(h, rs2) & 31))); pc = npc; break;
-        case D.OP_RORW: wx(h, rd, sx32(<u64>rotr<u32>(<u32>rx(h, rs1), <u32>rx(h, rs2) & 31))); pc = npc; break;
+        case D.OP_REMUW: { const a = <u32>rx(h, fRs1(sp)), b = <u32>rx(h, fRs2(sp)); wx(h, fRd(sp), sx32(<u64>(b == 0 ? a : a % b))); pc = npc; break; }
+        case D.OP_ADDUW: wx(h, fRd(sp), (rx(h, fRs1(sp)) & 0xffffffff) + rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_ZEXTH: wx(h, fRd(sp), rx(h, fRs1(sp)) & 0xffff); pc = npc; break;
+        case D.OP_SH1ADDUW: wx(h, fRd(sp), ((rx(h, fRs1(sp)) & 0xffffffff) << 1) + rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_SH2ADDUW: wx(h, fRd(sp), ((rx(h, fRs1(sp)) & 0xffffffff) << 2) + rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_SH3ADDUW: wx(h, fRd(sp), ((rx(h, fRs1(sp)) & 0xffffffff) << 3) + rx(h, fRs2(sp))); pc = npc; break;
+        case D.OP_ROLW: wx(h, fRd(sp), sx32(<u64>rotl<u32>(<u32>rx(h, fRs1(sp)), <u32>rx(h, fRs2(sp)) & 31))); pc = npc; break;
+        case D.OP_RORW: wx(h, fRd(sp), sx32(<u64>rotr<u32>(<u32>rx(h, fRs1(sp)), <u32>rx(h, fRs2(sp)) & 31))); pc = npc; break;
         // ---- control transfer ----
-        case D.OP_BEQ: pc = rx(h, rs1) == rx(h, rs2) ? pc + imm : npc; break;
-        case D.OP_BNE: pc = rx(h, rs1) != rx(h, rs2) ? pc + imm : npc; break;
-        case D.OP_BLT: pc = <i64>rx(h, rs1) < <i64>rx(h, rs2) ? pc + imm : npc; break;
-        case D.OP_BGE: pc = <i64>rx(h, rs1) >= <i64>rx(h, rs2) ? pc + imm : npc; break;
-        case D.OP_BLTU: pc = rx(h, rs1) < rx(h, rs2) ? pc + imm : npc; break;
-        case D.OP_BGEU: pc = rx(h, rs1) >= rx(h, rs2) ? pc + imm : npc; break;
-        case D.OP_JAL: wx(h, rd, npc); pc += imm; break;
+        case D.OP_BEQ: pc = rx(h, fRs1(sp)) == rx(h, fRs2(sp)) ? pc + fImm(sp) : npc; break;
+        case D.OP_BNE: pc = rx(h, fRs1(sp)) != rx(h, fRs2(sp)) ? pc + fImm(sp) : npc; break;
+        case D.OP_BLT: pc = <i64>rx(h, fRs1(sp)) < <i64>rx(h, fRs2(sp)) ? pc + fImm(sp) : npc; break;
+        case D.OP_BGE: pc = <i64>rx(h, fRs1(sp)) >= <i64>rx(h, fRs2(sp)) ? pc + fImm(sp) : npc; break;
+        case D.OP_BLTU: pc = rx(h, fRs1(sp)) < rx(h, fRs2(sp)) ? pc + fImm(sp) : npc; break;
+        case D.OP_BGEU: pc = rx(h, fRs1(sp)) >= rx(h, fRs2(sp)) ? pc + fImm(sp) : npc; break;
+        case D.OP_JAL: wx(h, fRd(sp), npc); pc += fImm(sp); break;
         case D.OP_JALR: {
-          const target = (rx(h, rs1) + imm) & ~<u64>1;
-          wx(h, rd, npc);
+          const target = (rx(h, fRs1(sp)) + fImm(sp)) & ~<u64>1;
+          wx(h, fRd(sp), npc);
           pc = target;
           break;
         }
         // ---- floating point, atomics ----
         case D.OP_FP: {
           if ((csr64(H_MSTATUS) & MS_FS) == 0) { st = ST_ILLEGAL; break; }
-          execFp(<u32>(d >> 32));
+          execFp(fInst(sp));
           if (fpIllegal) { st = ST_ILLEGAL; break; }
           pc = npc;
           break;
         }
         case D.OP_FADD_D: case D.OP_FSUB_D: case D.OP_FMUL_D: case D.OP_FDIV_D:
-          if ((csr64(H_MSTATUS) & MS_FS) == 0 || !arithD((<u32>d & 0xff) - D.OP_FADD_D, rd, rs1, rs2, <u32>(d >> 32))) { st = ST_ILLEGAL; break; }
+          if ((csr64(H_MSTATUS) & MS_FS) == 0 || !arithD((op & 0x7f) - D.OP_FADD_D, fRd(sp), fRs1(sp), fRs2(sp), fInst(sp))) { st = ST_ILLEGAL; break; }
           pc = npc;
           break;
         case D.OP_AMO: {
-          const inst = <u32>(d >> 32);
+          const inst = fInst(sp);
           const fn = inst >> 27;
-          const va = rx(h, rs1);
+          const va = rx(h, fRs1(sp));
           const size: u64 = (inst & 0x1000) != 0 ? 8 : 4;
           if (fn == 2) { // LR
             const host = resolveAtomic(va, size, ACC_READ);
@@ -530,14 +547,14 @@ export function run(hart: i32, budget: i32): i32 {
             store<i32>(h + H_RESV_VALID, 1);
             store<u64>(h + H_RESV_ADDR, <u64>host);
             store<u64>(h + H_RESV_VALUE, v);
-            wx(h, rd, v);
+            wx(h, fRd(sp), v);
             pc = npc;
             break;
           }
           const host = resolveAtomic(va, size, ACC_WRITE);
           if (host < 0) { st = ST_FAULT; break; }
           const p = <usize>host;
-          const b = rx(h, rs2);
+          const b = rx(h, fRs2(sp));
           if (fn == 3) { // SC: succeeds only if the reservation holds and memory still has the LR value
             let ok = load<i32>(h + H_RESV_VALID) != 0 && load<u64>(h + H_RESV_ADDR) == <u64>host;
             if (ok) {
@@ -546,11 +563,11 @@ export function run(hart: i32, budget: i32): i32 {
               else ok = atomic.cmpxchg<u64>(p, expect, b) == expect;
             }
             store<i32>(h + H_RESV_VALID, 0);
-            wx(h, rd, ok ? 0 : 1);
+            wx(h, fRd(sp), ok ? 0 : 1);
             pc = npc;
             break;
           }
-          wx(h, rd, size == 4 ? <u64><i64>amo<i32>(p, fn, <i32>b) : <u64>amo<i64>(p, fn, <i64>b));
+          wx(h, fRd(sp), size == 4 ? <u64><i64>amo<i32>(p, fn, <i32>b) : <u64>amo<i64>(p, fn, <i64>b));
           pc = npc;
           break;
         }
@@ -590,21 +607,21 @@ export function run(hart: i32, budget: i32): i32 {
           break;
         case D.OP_SFENCE_VMA:
           if (priv == PRV_U || (priv == PRV_S && (csr64(H_MSTATUS) & MS_TVM) != 0)) { st = ST_ILLEGAL; break; }
-          if (rs1 == 0) flushTlbRegimes(PAGED_REGIMES);
-          else flushTlbPage(rx(h, rs1));
+          if (fRs1(sp) == 0) flushTlbRegimes(PAGED_REGIMES);
+          else flushTlbPage(rx(h, fRs1(sp)));
           fetchVa = 1;
           pc = npc;
           break;
         case D.OP_CSR: {
-          const inst = <u32>(d >> 32);
+          const inst = fInst(sp);
           const f3 = (inst >> 12) & 7;
-          const operand: u64 = f3 >= 5 ? <u64>(rs1 >> 3) : rx(h, rs1);
+          const operand: u64 = f3 >= 5 ? <u64>(fRs1(sp) >> 3) : rx(h, fRs1(sp));
           const op = f3 & 3;
           setPendingInstret(<u64>(count - 1));
-          const old = csrAccess(inst >> 20, op, operand, op == 1 || rs1 != 0);
+          const old = csrAccess(inst >> 20, op, operand, op == 1 || fRs1(sp) != 0);
           setPendingInstret(0);
           if (csrIllegal) { st = ST_ILLEGAL; break; }
-          wx(h, rd, old);
+          wx(h, fRd(sp), old);
           pc = npc;
           fetchVa = 1;
           if (interruptCheckNeeded) limit = count;
@@ -621,7 +638,7 @@ export function run(hart: i32, budget: i32): i32 {
           pc = npc;
         } else {
           // The instruction did not retire: trap with pc at it.
-          const tval = st == ST_ILLEGAL ? rawInstruction(pc, d) : excTval;
+          const tval = st == ST_ILLEGAL ? rawInstruction(pc, op) : excTval;
           const cause = st == ST_ILLEGAL ? EXC_ILLEGAL : excCause;
           clearAccStatus();
           pc = takeTrap(cause, tval, pc, false);

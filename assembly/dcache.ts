@@ -9,17 +9,9 @@
 // invalidateCode(). Self-modifying code therefore works without fence.i; fence.i still drops the
 // whole cache, as the ISA allows.
 
-import { DC_TAGS, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
+import { DC_TAGS, DC_SCRATCH, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
 import { hartBase, nharts } from "./hart";
 import { decode } from "./decode";
-
-// Set when the page the run loop is executing from was invalidated under it: the loop must look
-// its page up again before using more slots.
-export let dcStale: bool = false;
-
-export function clearDcStale(): void {
-  dcStale = false;
-}
 
 @inline function entryOf(hostPage: usize): usize {
   return (hostPage >> 12) & <usize>(DC_PAGES - 1);
@@ -68,15 +60,16 @@ export function dcFlush(): void {
 }
 
 /**
- * Decode the instruction of slot `slotPtr` (page host offset `hostPage`, whose first two bytes
- * of the instruction are at `host`) and cache it. `upper` is the instruction's second halfword
- * when it had to be fetched from the next page (then the slot is not cached: that page can
- * change independently).
+ * Decode the instruction at host offset `host` (in page `hostPage`) into the slot at `slotPtr`.
+ * Returns false, leaving the slot alone, if the page has been invalidated since the caller looked
+ * it up (then the decoded value is in DC_SCRATCH).
  */
-export function decodeSlot(slotPtr: usize, hostPage: usize, host: usize): u64 {
+export function decodeSlot(slotPtr: usize, hostPage: usize, host: usize): bool {
   const d = decode(<u32>load<u16>(host) | (<u32>load<u16>(host + 2) << 16));
-  // Cache only while the page is still ours; otherwise tell the loop to look it up again.
-  if (load<u32>(DC_TAGS + (entryOf(hostPage) << 2)) == <u32>hostPage) store<u64>(slotPtr, d);
-  else dcStale = true;
-  return d;
+  if (load<u32>(DC_TAGS + (entryOf(hostPage) << 2)) == <u32>hostPage) {
+    store<u64>(slotPtr, d);
+    return true;
+  }
+  store<u64>(DC_SCRATCH, d);
+  return false;
 }

@@ -3,17 +3,19 @@
 // fiddling. Compressed instructions are expanded here, so the run loop never sees them.
 //
 // Slot layout:
-//   bits  0..7   op (OP_*; 0 = not decoded yet)
-//   bits  8..15  rd * 8  (a byte offset into the register file); bit 8 is set for a 16-bit instruction
-//   bits 16..23  rs1 * 8
-//   bits 24..31  rs2 * 8
-//   bits 32..63  immediate, sign-extended by the reader; for the ops marked "inst" it is the whole
-//                32-bit instruction instead, for handlers that need more fields.
+//   byte 0     op (OP_*; 0 = not decoded yet), with bit 7 set for a 16-bit instruction
+//   byte 1     rd * 8 (a byte offset into the register file)
+//   byte 2     rs1 * 8
+//   byte 3     rs2 * 8
+//   bytes 4-7  the immediate (i32); for the ops marked "inst" the whole 32-bit instruction, for
+//              handlers that need more fields.
+// The run loop reads each field with one load, and only in the cases that use it.
 // Decoding depends only on the instruction's bits, never on privilege or CSR state, so a slot
 // stays valid for as long as the bytes it came from; state checks happen at execution.
 
 import { expand } from "./rvc";
 
+export const COMPRESSED: u32 = 0x80; // flag in the op byte
 export const OP_ILLEGAL: u32 = 1;
 export const OP_NOP: u32 = 2; // fence, and ALU instructions writing x0 (hints)
 // loads (imm: offset)
@@ -169,8 +171,8 @@ export const OP_FDIV_D: u32 = 122;
 export function decode(bits: u32): u64 {
   if ((bits & 3) != 3) {
     const inst = expand(bits & 0xffff);
-    if (inst == 0) return OP_ILLEGAL | 0x100;
-    return decode32(inst) | 0x100;
+    if (inst == 0) return OP_ILLEGAL | COMPRESSED;
+    return decode32(inst) | COMPRESSED;
   }
   return decode32(bits);
 }

@@ -3,11 +3,11 @@
 // the same kernel and initramfs.
 import { spawn } from "node:child_process";
 import { Session } from "../test/integration/cli";
-import { median } from "./cpu";
+import { median } from "./stats";
 
 const FW_JUMP = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
-const READY = "wasmvisor guest ready";
-const PROMPT = /# $/m;
+export const READY = "wasmvisor guest ready";
+export const PROMPT = /# $/m;
 
 export interface Guest { kernel: string; initramfs: string }
 

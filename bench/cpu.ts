@@ -4,6 +4,8 @@ import { readFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { runBareMetal } from "../host/machine/virt";
 import { loadCoreModule } from "../host/core/load-node";
+import { geomean, median } from "./stats";
+import { qemuVersion } from "./machine";
 
 export interface CpuResult {
   program: string;
@@ -14,20 +16,10 @@ export interface CpuResult {
   qemuMips?: number;
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 /** Run one ELF to its HTIF exit; returns instructions retired and wall seconds. */
 export function runGuest(elf: string): { instructions: number; seconds: number; code: number; output: string } {
   const r = runBareMetal(loadCoreModule(), { name: elf, bytes: new Uint8Array(readFileSync(elf)) }, { timeoutSeconds: 600 });
   return { instructions: r.instructions, seconds: r.seconds, code: r.reason.code, output: r.output };
-}
-
-export function qemuAvailable(): boolean {
-  return spawnSync("qemu-system-riscv64", ["--version"]).status === 0;
 }
 
 export function runQemu(elf: string): number {
@@ -37,8 +29,16 @@ export function runQemu(elf: string): number {
   return (performance.now() - t0) / 1000;
 }
 
-export function cpuSuite(programs: Record<string, string>, runs: number, log: (s: string) => void): CpuResult[] {
-  const withQemu = qemuAvailable();
+export interface CpuSummary {
+  /** Geometric means over the programs. */
+  mips: number;
+  qemu_mips: number | null;
+  ratio_vs_qemu: number | null;
+  programs: CpuResult[];
+}
+
+export function cpuSuite(programs: Record<string, string>, runs: number, log: (s: string) => void): CpuSummary {
+  const withQemu = qemuVersion() !== null;
   const results: CpuResult[] = [];
   for (const [name, elf] of Object.entries(programs)) {
     if (!name.startsWith("bench-")) continue;
@@ -61,9 +61,8 @@ export function cpuSuite(programs: Record<string, string>, runs: number, log: (s
       (res.qemuMips ? `   qemu ${res.qemuMips.toFixed(1).padStart(7)} MIPS  (${((100 * res.mips) / res.qemuMips).toFixed(0)}%)` : ""));
     results.push(res);
   }
-  return results;
-}
-
-export function geomean(xs: number[]): number {
-  return Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
+  const mips = geomean(results.map((r) => r.mips));
+  const qemu = withQemu ? geomean(results.map((r) => r.qemuMips!)) : null;
+  log(`  geometric mean: ${mips.toFixed(1)} MIPS` + (qemu ? `, qemu ${qemu.toFixed(1)} MIPS (${((100 * mips) / qemu).toFixed(1)}%)` : ""));
+  return { mips, qemu_mips: qemu, ratio_vs_qemu: qemu ? mips / qemu : null, programs: results };
 }

@@ -1,0 +1,104 @@
+// The memory suite's measuring process (dist/bench-memory.js, started by bench/memory.ts with
+// --expose-gc): nothing else runs in it. It records its resident set, boots `vms` Linux guests
+// on this thread to their shell prompts, records it again, and prints a ProbeResult as JSON.
+import { existsSync, readFileSync } from "node:fs";
+import { VirtMachine, type VirtConfig } from "../host/machine/virt";
+import { loadCoreModule } from "../host/core/load-node";
+import { RAM_HOST } from "../host/core/layout";
+import { READY, PROMPT } from "./boot";
+import { PAGE_SIZE, countNonZeroPages, processMemory, wasmMemoryResidency } from "./procfs";
+import type { ProbeRequest, ProbeResult } from "./memory";
+
+const BOOT_TIMEOUT_MS = 300_000;
+
+/** A VM with its console on strings: what it printed, and keys waiting to be typed. */
+class Guest {
+  output = "";
+  readonly input: number[] = [];
+  ready = -1; // index in output just after READY, -1 until then
+  readonly machine: VirtMachine;
+
+  constructor(cfg: Omit<VirtConfig, "output" | "input">) {
+    this.machine = new VirtMachine({
+      ...cfg,
+      output: (bytes) => { this.output += Buffer.from(bytes).toString("latin1"); },
+      input: () => this.input.shift() ?? -1,
+    });
+  }
+}
+
+function gc(): void {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  if (!collect) throw new Error("the memory probe needs node --expose-gc");
+  collect();
+}
+
+// Round-robin on this thread until every guest shows its prompt, then leave them there.
+function bootToPrompt(guests: Guest[]): void {
+  const t0 = performance.now();
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  let waiting = [...guests];
+  while (waiting.length) {
+    let busy = false;
+    for (const g of waiting) {
+      const r = g.machine.step();
+      if (r.state === "stopped") throw new Error(`guest stopped before its prompt: ${JSON.stringify(r.reason)}\n${g.output.slice(-2000)}`);
+      if (r.state === "running") busy = true;
+      if (g.ready < 0 && g.output.includes(READY)) {
+        g.ready = g.output.indexOf(READY) + READY.length;
+        g.input.push(13); // Enter: BusyBox asks for it before starting the shell
+      }
+    }
+    waiting = waiting.filter((g) => g.ready < 0 || !PROMPT.test(g.output.slice(g.ready)));
+    if (performance.now() - t0 > BOOT_TIMEOUT_MS) throw new Error(`guests did not reach their prompts within ${BOOT_TIMEOUT_MS / 1000} s`);
+    if (!busy) Atomics.wait(nap, 0, 0, 1); // every guest idle: let their timers come due
+  }
+}
+
+function probe(req: ProbeRequest): ProbeResult {
+  const module = loadCoreModule();
+  const kernel = { name: req.kernel, bytes: new Uint8Array(readFileSync(req.kernel)) };
+  const initrd = { name: req.initrd, bytes: new Uint8Array(readFileSync(req.initrd)) };
+  const ramSize = req.ramMiB * 2 ** 20;
+
+  gc();
+  const before = processMemory();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const guests: Guest[] = [];
+  for (let i = 0; i < req.vms; i++) {
+    guests.push(new Guest({ module, memory: ramSize, bios: "builtin", kernel, initrd, append: "console=ttyS0", virtioConsole: true }));
+  }
+  bootToPrompt(guests);
+  for (const g of guests) g.output = ""; // the console log is the probe's, not the VM's
+  gc();
+  const after = processMemory();
+  const heapAfter = process.memoryUsage().heapUsed;
+
+  // Then each VM's own memory. The probe marker (in the spare page past RAM) is written after
+  // the resident set was read, so it does not count. Without a pagemap (some sandboxes hide it),
+  // pages holding data are fewer than those touched: the overhead computed from them is an upper bound.
+  const method: ProbeResult["method"] = existsSync("/proc/self/pagemap") ? "pagemap" : "nonzero-pages";
+  let guestRam = 0, coreRegion = 0;
+  for (const g of guests) {
+    const mem = g.machine.core.memory;
+    if (method === "pagemap") {
+      const resident = wasmMemoryResidency(mem, RAM_HOST, ramSize, mem.buffer.byteLength - PAGE_SIZE);
+      guestRam += resident.ram;
+      coreRegion += resident.belowRam;
+    } else {
+      guestRam += countNonZeroPages(g.machine.core.ram) * PAGE_SIZE;
+      coreRegion += countNonZeroPages(new Uint8Array(mem.buffer, 0, RAM_HOST)) * PAGE_SIZE;
+    }
+  }
+  return {
+    method,
+    rss_before: before.rss,
+    rss_after: after.rss,
+    page_tables: after.pageTables - before.pageTables,
+    js_heap: heapAfter - heapBefore,
+    guest_ram_touched: guestRam,
+    core_region_touched: coreRegion,
+  };
+}
+
+process.stdout.write(JSON.stringify(probe(JSON.parse(process.argv[2]) as ProbeRequest)) + "\n");

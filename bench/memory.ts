@@ -1,0 +1,86 @@
+// Memory suite: host memory a VM costs beyond the guest RAM it has touched. Each run is a fresh
+// process (bench/memory-probe.ts) that boots `vms` Linux guests to their shell prompts; per VM:
+//
+//   overhead = (RSS growth + page-table growth - guest RAM pages resident) / vms
+//
+// Everything else counts against the VM: its core region (hart blocks, TLBs, tables: all of its
+// WebAssembly.Memory below RAM_HOST), device models, JS heap, and the process's one-time costs
+// of running a guest at all (JIT code, for instance), shared among the vms VMs.
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { packageRoot } from "../host/core/load-node";
+import { median } from "./stats";
+import type { Guest } from "./boot";
+
+export interface ProbeRequest {
+  kernel: string;
+  initrd: string;
+  vms: number;
+  ramMiB: number;
+}
+
+/** What one probe process measured, in bytes, summed over its VMs. */
+export interface ProbeResult {
+  /** How guest RAM touched was counted: resident pages, or (fallback) non-zero pages. */
+  method: "pagemap" | "nonzero-pages";
+  rss_before: number;
+  rss_after: number;
+  page_tables: number;
+  js_heap: number;
+  guest_ram_touched: number;
+  core_region_touched: number;
+}
+
+/** Per VM, in MiB. */
+export interface MemoryBreakdown {
+  overhead_mib: number;
+  core_region_mib: number;
+  js_heap_mib: number;
+  page_tables_mib: number;
+  /** The rest of the overhead: device models, buffers, code, allocator slack. */
+  other_mib: number;
+  guest_ram_touched_mib: number;
+}
+
+export interface MemoryResult {
+  overhead_mib: number;
+  vms_per_run: number;
+  guest_ram_mib: number;
+  method: ProbeResult["method"];
+  /** The run with the median overhead. */
+  per_vm: MemoryBreakdown;
+  runs: ProbeResult[];
+}
+
+const MiB = 2 ** 20;
+
+export function breakdown(p: ProbeResult, vms: number): MemoryBreakdown {
+  const perVm = (bytes: number) => bytes / vms / MiB;
+  const overhead = perVm(p.rss_after - p.rss_before + p.page_tables - p.guest_ram_touched);
+  const core = perVm(p.core_region_touched), heap = perVm(p.js_heap), tables = perVm(p.page_tables);
+  return {
+    overhead_mib: overhead, core_region_mib: core, js_heap_mib: heap, page_tables_mib: tables,
+    other_mib: overhead - core - heap - tables, guest_ram_touched_mib: perVm(p.guest_ram_touched),
+  };
+}
+
+export function memorySuite(g: Guest, runs: number, vms: number, log: (s: string) => void): MemoryResult {
+  const req: ProbeRequest = { kernel: g.kernel, initrd: g.initramfs, vms, ramMiB: 256 };
+  const probes: ProbeResult[] = [];
+  for (let i = 0; i < runs; i++) {
+    const r = spawnSync(process.execPath, ["--expose-gc", join(packageRoot(), "dist/bench-memory.js"), JSON.stringify(req)],
+      { encoding: "utf8", timeout: 600_000 });
+    if (r.status !== 0) throw new Error(`memory probe failed (status ${r.status}):\n${r.stderr}`);
+    probes.push(JSON.parse(r.stdout) as ProbeResult);
+  }
+  const overheads = probes.map((p) => breakdown(p, vms).overhead_mib);
+  const mid = probes[overheads.indexOf(median(overheads))] ?? probes[0]; // any run when the median falls between two
+  const perVm = breakdown(mid, vms);
+  const result: MemoryResult = {
+    overhead_mib: median(overheads), vms_per_run: vms, guest_ram_mib: req.ramMiB, method: mid.method, per_vm: perVm, runs: probes,
+  };
+  log(`  ${vms} Linux guests (${req.ramMiB} MiB RAM each) at their prompts: ${result.overhead_mib.toFixed(2)} MiB overhead per VM ` +
+    `(core region ${perVm.core_region_mib.toFixed(2)}, JS heap ${perVm.js_heap_mib.toFixed(2)}, page tables ${perVm.page_tables_mib.toFixed(2)}, ` +
+    `other ${perVm.other_mib.toFixed(2)}); guest RAM touched ${perVm.guest_ram_touched_mib.toFixed(1)} MiB per VM`);
+  return result;
+}
