@@ -1,11 +1,13 @@
 // Memory suite: host memory a VM costs beyond the guest RAM it has touched. Each run is a fresh
-// process (bench/memory-probe.ts) that boots `vms` Linux guests to their shell prompts; per VM:
+// process (bench/memory-probe.ts) that boots one guest to warm up, then `vms` more Linux guests
+// to their shell prompts; per VM:
 //
 //   overhead = (RSS growth + page-table growth - guest RAM pages resident) / vms
 //
-// Everything else counts against the VM: its core region (hart blocks, TLBs, tables: all of its
-// WebAssembly.Memory below RAM_HOST), device models, JS heap, and the process's one-time costs
-// of running a guest at all (JIT code, for instance), shared among the vms VMs.
+// Everything else counts against the VM: its core region (hart blocks, TLBs, decoded-code
+// cache: all of its WebAssembly.Memory below RAM_HOST), device models, JS heap. The process's
+// one-time costs (the core's compiled code, V8's warm-up) are paid by the warm-up guest, before
+// the baseline: they are the hypervisor's, whatever the number of VMs.
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { packageRoot } from "../host/core/load-node";

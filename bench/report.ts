@@ -147,11 +147,11 @@ function memorySection(m: MemoryResult): Section {
     : "the guest RAM pages holding a non-zero byte (no `/proc/self/pagemap` here): fewer than the pages touched, so the overhead is an upper bound";
   return {
     markdown: "## Memory\n\n" +
-      `A fresh Node process (\`bench/memory-probe.ts\`, nothing else in it) records its resident set, boots ${m.vms_per_run} Linux guests ` +
+      `A fresh Node process (\`bench/memory-probe.ts\`, nothing else in it) boots one Linux guest to pay the process's one-time costs ` +
+      `(the core's optimized code, V8's warm-up), records its resident set, boots ${m.vms_per_run} more Linux guests ` +
       `(para mode, ${m.guest_ram_mib} MiB of RAM each) on its own thread to their shell prompts, collects garbage and records it again. ` +
       `Per VM, overhead = (growth of the resident set + growth of the page tables − guest RAM touched) / ${m.vms_per_run}, where guest RAM touched is ` +
-      `${counted}. Everything else counts against the VMs, including the process's one-time costs of running guests (compiled code), ` +
-      `so the figure is conservative. ${m.runs.length > 1 ? `Median of ${m.runs.length} processes; the breakdown is from the median one.` : "One process (quick mode)."}\n\n` +
+      `${counted}. Everything else counts against the VMs: their core regions (hart blocks, TLBs, decoded-code cache), device models and JS objects. ${m.runs.length > 1 ? `Median of ${m.runs.length} processes; the breakdown is from the median one.` : "One process (quick mode)."}\n\n` +
       table(["per VM", "MiB"], ["---", "---:"], rows),
     plot: { file: "memory.svg", svg },
   };
