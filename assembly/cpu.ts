@@ -8,11 +8,11 @@ import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
   H_EXIT_SIZE, H_EXIT_EXECUTED, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
   VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
-  EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH,
+  EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
 import {
   H, priv, selectHart, setXreg, setFreg, csr64, tlbRead, tlbWrite, tlbFetch, mtime,
-  wakeupPending, flushTlbRegimes, flushTlbPage, PAGED_REGIMES, PRV_M, PRV_S, PRV_U, MS_TSR, MS_TW,
+  wakeupPending, flushTlbRegimes, flushTlbPage, tlbFlushed, clearTlbFlushed, PAGED_REGIMES, PRV_M, PRV_S, PRV_U, MS_TSR, MS_TW,
   MS_TVM, MS_FS,
 } from "./hart";
 import {
@@ -623,7 +623,10 @@ export function run(hart: i32, budget: i32): i32 {
           if (csrIllegal) { st = ST_ILLEGAL; break; }
           wx(h, fRd(sp), old);
           pc = npc;
-          fetchVa = 1;
+          if (tlbFlushed) { // satp, PMP: the code page must be translated again
+            clearTlbFlushed();
+            fetchVa = 1;
+          }
           if (interruptCheckNeeded) limit = count;
           break;
         }

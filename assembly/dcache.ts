@@ -4,12 +4,12 @@
 // cache survives satp switches, traps and sfence.vma.
 //
 // Coherence: a page is never both cached and writable through a TLB entry. Caching a page drops
-// every write-TLB entry that maps it (all harts), so the next store to it takes the slow path,
+// every write-TLB entry that maps it (all harts; a bitmap says which pages may have one), so the next store to it takes the slow path,
 // which invalidates the page (mmu.ts resolve). Host writes (DMA, loaders) invalidate through
 // invalidateCode(). Self-modifying code therefore works without fence.i; fence.i still drops the
 // whole cache, as the ISA allows.
 
-import { DC_TAGS, DC_SCRATCH, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
+import { DC_TAGS, DC_SCRATCH, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
 import { hartBase, nharts } from "./hart";
 import { decode } from "./decode";
 
@@ -25,8 +25,19 @@ export function dcPage(hostPage: usize): usize {
   if (load<u32>(tag) == <u32>hostPage) return slots;
   memory.fill(slots, 0, <usize>DC_PAGE_BYTES);
   store<u32>(tag, <u32>hostPage);
-  dropWriteMappings(hostPage);
+  const bits = WRITE_MAPPED + (hostPage >> 15);
+  const bit = <u8>1 << <u8>((hostPage >> 12) & 7);
+  if ((load<u8>(bits) & bit) != 0) {
+    dropWriteMappings(hostPage);
+    store<u8>(bits, load<u8>(bits) & ~bit);
+  }
   return slots;
+}
+
+/** A write-TLB entry for host page `hostPage` is being made (see WRITE_MAPPED). */
+export function noteWriteMapping(hostPage: usize): void {
+  const bits = WRITE_MAPPED + (hostPage >> 15);
+  store<u8>(bits, load<u8>(bits) | (<u8>1 << <u8>((hostPage >> 12) & 7)));
 }
 
 // Remove every write-TLB entry, of every hart and regime, that maps host page `hostPage`.

@@ -144,8 +144,15 @@ export function noteSuperpage(va: u64, level: i32): void {
   if (hi > load<u64>(H + H_TLB_SUPER_HI)) store<u64>(H + H_TLB_SUPER_HI, hi);
 }
 
+// Set by every flush: the run loop must translate its current code page again.
+export let tlbFlushed: bool = false;
+export function clearTlbFlushed(): void {
+  tlbFlushed = false;
+}
+
 /** Invalidate every entry of the given regimes (bit mask of 1 << REGIME_*). */
 export function flushTlbRegimes(mask: i32): void {
+  tlbFlushed = true;
   for (let r = 0; r < TLB_REGIMES; r++) {
     if ((mask & (1 << r)) != 0) {
       // A tag of -1 never equals a page-aligned address, so 0xff bytes mean "empty".
@@ -166,6 +173,7 @@ export function flushTlbAll(): void {
 
 /** sfence.vma with an address: drop that page from the paged regimes. */
 export function flushTlbPage(va: u64): void {
+  tlbFlushed = true;
   if (va >= load<u64>(H + H_TLB_SUPER_LO) && va <= load<u64>(H + H_TLB_SUPER_HI)) {
     flushTlbRegimes(PAGED_REGIMES);
     return;

@@ -133,6 +133,9 @@ export const MMIO_MAP: i32 = 0x100000; // 65536 bytes
 // 8-byte decoded slot per halfword. DC_TAGS holds each entry's host page offset (0 = free).
 export const DC_TAGS: i32 = 0xc0000; // DC_PAGES x u32
 export const DC_SCRATCH: i32 = 0xc0800; // u64: a slot for an instruction run without caching it
+// One bit per 4 KiB page of this memory: set when some hart's write TLB may map the page, so
+// caching code from a page whose bit is clear need not search the write TLBs.
+export const WRITE_MAPPED: i32 = 0xe0000; // 131072 bytes (4 GiB / 4 KiB / 8)
 export const DC_PAGES: i32 = 256;
 export const DC_PAGE_BYTES: i32 = 16384; // 2048 slots x 8 bytes
 export const DC_SLOTS: i32 = 0x400000; // DC_PAGES x DC_PAGE_BYTES (4 MiB, touched as used)

@@ -13,7 +13,7 @@ import {
   REGIME_U, REGIME_M, REGIME_S_SUM, PRV_U, PRV_S, PRV_M, MS_MXR, hartBase, nharts, mtime,
   IRQ_MSI, noteSuperpage,
 } from "./hart";
-import { dcInvalidate } from "./dcache";
+import { dcInvalidate, noteWriteMapping } from "./dcache";
 
 // Outcome of a slow-path access.
 export const ACC_OK: i32 = 0;
@@ -245,6 +245,7 @@ export function resolve(va: u64, size: u64, acc: i32): i64 {
   const watched = acc == ACC_WRITE && tohost != 0 && (pa >> 12) == (tohost >> 12);
   if (pageOk == 1 && !watched) {
     if (lastLeafLevel != 0) noteSuperpage(va, lastLeafLevel);
+    if (acc == ACC_WRITE) noteWriteMapping(<usize>host & ~<usize>0xfff);
     tlbFill(tlbTableFor(acc), va, <u64>host - (pa & 0xfff));
     if (acc == ACC_FETCH) lastFetchCacheable = true;
   }
