@@ -8,12 +8,12 @@ const ADD_100 = enc.addi("a0", "a0", 100);
 const C_ADDI_7 = enc["c.addi"]("a0", 7);
 
 describe("decoded-code cache coherence", () => {
-  it("a store to the page being executed changes the next execution, without fence.i", () => {
-    const m = machine(`
+  // Runs `addi a0, a0, 1`, then overwrites it with `word` from the same page and runs it again.
+  const patchedTwice = (word: number) => machine(`
       li a0, 0
       li s1, 2
       la s0, patch
-      li t0, ${ADD_100}
+      li t0, ${word}
     loop:
     patch:
       addi a0, a0, 1
@@ -21,6 +21,9 @@ describe("decoded-code cache coherence", () => {
       addi s1, s1, -1
       bnez s1, loop
     `);
+
+  it("a store to the page being executed changes the next execution, without fence.i", () => {
+    const m = patchedTwice(ADD_100);
     m.runDone();
     expect(m.x("a0")).toBe(101n); // 1 from the original, 100 from the patched instruction
   });
@@ -44,20 +47,9 @@ describe("decoded-code cache coherence", () => {
   });
 
   it("a compressed instruction patched over a 32-bit one runs as the new 16-bit form", () => {
-    const m = machine(`
-      li a0, 0
-      li s1, 2
-      la s0, patch
-      li t0, ${C_ADDI_7 | (enc["c.nop"]() << 16)}
-    loop:
-    patch:
-      addi a0, a0, 1
-      sw t0, 0(s0)
-      addi s1, s1, -1
-      bnez s1, loop
-    `);
+    const m = patchedTwice(C_ADDI_7 | (enc["c.nop"]() << 16));
     m.runDone();
-    expect(m.x("a0")).toBe(8n);
+    expect(m.x("a0")).toBe(8n); // 1, then c.addi a0, 7 (and a c.nop)
   });
 
   it("a 32-bit instruction across a page boundary sees a change to its upper half", () => {
