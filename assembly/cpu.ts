@@ -293,6 +293,8 @@ export function run(hart: i32, budget: i32): i32 {
       const npc = pc + 4 - ((<u64>op >> 6) & 2);
       let st: i32 = 0;
 
+      // Cases read the slot's fields (fRd(sp), ...) before anything that can write memory: a
+      // write to the instruction's own page drops the page's decoded slots.
       switch (op & 0x7f) {
         case D.OP_NOP: pc = npc; break;
         // ---- loads and stores ----
@@ -531,7 +533,11 @@ export function run(hart: i32, budget: i32): i32 {
           pc = npc;
           break;
         case D.OP_AMO: {
+          // Read the slot before resolving: a write to this instruction's own page drops the
+          // page's slots (and zeroes them under sp).
           const inst = fInst(sp);
+          const rd = fRd(sp);
+          const b = rx(h, fRs2(sp));
           const fn = inst >> 27;
           const va = rx(h, fRs1(sp));
           const size: u64 = (inst & 0x1000) != 0 ? 8 : 4;
@@ -547,14 +553,13 @@ export function run(hart: i32, budget: i32): i32 {
             store<i32>(h + H_RESV_VALID, 1);
             store<u64>(h + H_RESV_ADDR, <u64>host);
             store<u64>(h + H_RESV_VALUE, v);
-            wx(h, fRd(sp), v);
+            wx(h, rd, v);
             pc = npc;
             break;
           }
           const host = resolveAtomic(va, size, ACC_WRITE);
           if (host < 0) { st = ST_FAULT; break; }
           const p = <usize>host;
-          const b = rx(h, fRs2(sp));
           if (fn == 3) { // SC: succeeds only if the reservation holds and memory still has the LR value
             let ok = load<i32>(h + H_RESV_VALID) != 0 && load<u64>(h + H_RESV_ADDR) == <u64>host;
             if (ok) {
@@ -563,11 +568,11 @@ export function run(hart: i32, budget: i32): i32 {
               else ok = atomic.cmpxchg<u64>(p, expect, b) == expect;
             }
             store<i32>(h + H_RESV_VALID, 0);
-            wx(h, fRd(sp), ok ? 0 : 1);
+            wx(h, rd, ok ? 0 : 1);
             pc = npc;
             break;
           }
-          wx(h, fRd(sp), size == 4 ? <u64><i64>amo<i32>(p, fn, <i32>b) : <u64>amo<i64>(p, fn, <i64>b));
+          wx(h, rd, size == 4 ? <u64><i64>amo<i32>(p, fn, <i32>b) : <u64>amo<i64>(p, fn, <i64>b));
           pc = npc;
           break;
         }
@@ -614,6 +619,7 @@ export function run(hart: i32, budget: i32): i32 {
           break;
         case D.OP_CSR: {
           const inst = fInst(sp);
+          const rd = fRd(sp);
           const f3 = (inst >> 12) & 7;
           const operand: u64 = f3 >= 5 ? <u64>(fRs1(sp) >> 3) : rx(h, fRs1(sp));
           const op = f3 & 3;
@@ -621,7 +627,7 @@ export function run(hart: i32, budget: i32): i32 {
           const old = csrAccess(inst >> 20, op, operand, op == 1 || fRs1(sp) != 0);
           setPendingInstret(0);
           if (csrIllegal) { st = ST_ILLEGAL; break; }
-          wx(h, fRd(sp), old);
+          wx(h, rd, old);
           pc = npc;
           if (tlbFlushed) { // satp, PMP: the code page must be translated again
             clearTlbFlushed();

@@ -67,7 +67,10 @@ export function dcInvalidate(hostPage: usize): void {
 
 /** Forget everything (fence.i, reset, restore). */
 export function dcFlush(): void {
-  for (let i = 0; i < DC_PAGES; i++) dcInvalidate(<usize>load<u32>(DC_TAGS + (<usize>i << 2)));
+  for (let i = 0; i < DC_PAGES; i++) {
+    const tag = load<u32>(DC_TAGS + (<usize>i << 2));
+    if (tag != 0) dcInvalidate(<usize>tag);
+  }
 }
 
 /**

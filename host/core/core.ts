@@ -224,9 +224,10 @@ export class Core {
   }
   private hostView(offset: number, len: number): Uint8Array {
     // Most views touch no cached code: check the cache's tags here, call the core only on a hit.
+    // (Tags are unsigned: pages past 2 GiB read back negative from the Int32Array.)
     const tags = this.i32;
     for (let page = offset - (offset % 4096); page < offset + len; page += 4096) {
-      if (tags[(L.DC_TAGS >> 2) + ((page >>> 12) & (L.DC_PAGES - 1))] === page) this.exports.invalidateCode(page, 1);
+      if (tags[(L.DC_TAGS >> 2) + ((page >>> 12) & (L.DC_PAGES - 1))] >>> 0 === page) this.exports.invalidateCode(page, 1);
     }
     return this.u8.subarray(offset, offset + len);
   }

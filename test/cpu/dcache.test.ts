@@ -134,6 +134,47 @@ describe("decoded-code cache coherence", () => {
     expect(gained % 100n).toBe(0n);
   });
 
+  it("an AMO or SC to its own page still uses its operands (the write drops the page's slots)", () => {
+    const m = machine(`
+      la s0, data
+      li a1, 5
+      li a0, 99
+      amoadd.d a0, a1, (s0)
+      lr.d a2, (s0)
+      li a3, 7
+      sc.d a4, a3, (s0)
+      j done
+      .balign 8
+    data:
+      .dword 10
+    `);
+    m.runDone();
+    expect(m.x("a0")).toBe(10n); // the old value
+    expect(m.x("a2")).toBe(15n);
+    expect(m.x("a4")).toBe(0n); // the SC succeeded...
+    expect(m.r64(m.label("data"))).toBe(7n); // ...and stored a3
+  });
+
+  it("host writes above 2 GiB of the VM's memory drop decoded code too", () => {
+    // Guest RAM reaches host offsets past 2^31 (tags that read back negative as int32).
+    const high = 0xff001000; // its cache entry differs from the low code's
+    const m = machine(`
+      li a0, 0
+      li t0, ${high}
+    again:
+      jalr t0
+      j done
+    `, { ramSize: 0xff000000 - 0x80000000 + (1 << 20) });
+    const write = (words: number[]) => words.forEach((w, i) => m.w32(high + 4 * i, w));
+    write([enc.addi("a0", "a0", 1), enc.jalr("zero", "ra", 0)]);
+    m.runDone();
+    expect(m.x("a0")).toBe(1n);
+    write([ADD_100]);
+    m.core.setPc(0, BigInt(m.label("again")));
+    m.runDone();
+    expect(m.x("a0")).toBe(101n);
+  });
+
   it("fence.i drops the cache and execution goes on correctly", () => {
     const m = machine(`
       li a0, 0
