@@ -179,3 +179,26 @@ describe("built-in SBI", () => {
     expect(m.runToStop(10)).toEqual({ kind: "poweroff", code: 0 });
   });
 });
+
+describe("exit statistics", () => {
+  test("count SBI calls by extension and MMIO exits by device, and time them on request", () => {
+    const prog = assemble(
+      call(0, EXT.BASE, 0) + call(1, EXT.BASE, 0) + call(2, EXT.TIME, 0, [0]) +
+      `li t0, 0x10000007
+      sb zero, 0(t0)
+      lbu t1, 0(t0)` + SHUTDOWN, { origin: KERNEL_ADDR });
+    const m = new VirtMachine({
+      module: loadCoreModule(), memory: 64 << 20, bios: "builtin", timeExits: true,
+      kernel: { name: "stats-test", bytes: prog.bytes }, output: () => {},
+    });
+    expect(m.runToStop(10)).toEqual({ kind: "poweroff", code: 0 });
+    const s = m.stats();
+    expect(s.sbi).toEqual({ BASE: 2, TIME: 1, SRST: 1 });
+    expect(s.exits.sbi).toBe(4);
+    expect(s.mmio).toEqual({ uart0: 2 }); // the store and the load of the scratch register
+    expect(s.exits.mmio).toBe(2);
+    expect(s.instructions).toBeGreaterThan(20);
+    expect(s.exitSeconds!.sbi).toBeGreaterThan(0);
+    expect(s.exitSeconds!.mmio).toBeGreaterThan(0);
+  });
+});

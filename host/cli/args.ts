@@ -22,6 +22,8 @@ export interface BootOptions {
   memory: number; // bytes
   smp: number;
   dtbOut?: string;
+  /** Print exit statistics when the VM stops. */
+  stats: boolean;
 }
 
 export type Command =
@@ -56,6 +58,8 @@ Options:
                        host reachable as 10.0.2.2 (repeatable).
   --net switch=<name>  A virtio-net NIC on the host's built-in switch <name>.
   --dtb-out <file>     Also write the generated devicetree blob to <file>.
+  --stats              When the VM stops, print its instructions and exits (by reason, MMIO
+                       device and SBI extension, with the host time per exit) to stderr.
   -h, --help           Show this help.
   -V, --version        Show the version.
 
@@ -99,6 +103,7 @@ export function parseCli(argv: string[]): Command {
         memory: { type: "string", short: "m" },
         smp: { type: "string" },
         "dtb-out": { type: "string" },
+        stats: { type: "boolean" },
         mode: { type: "string" },
         drive: { type: "string", multiple: true },
         net: { type: "string", multiple: true },
@@ -129,6 +134,7 @@ export function parseCli(argv: string[]): Command {
       memory: parseSize(v.memory ?? "256M"),
       smp,
       dtbOut: v["dtb-out"],
+      stats: v.stats === true,
     },
   };
 }

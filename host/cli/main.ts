@@ -11,6 +11,7 @@ import { parseCli, CliError, HELP, type BootOptions } from "./args";
 import type { VmWorker, BootRequest } from "../vm/worker";
 import type { Image } from "../machine/virt";
 import { packageRoot } from "../core/load-node";
+import { formatStats } from "./stats";
 
 const VERSION = "0.1.0";
 const CTRL_A = 0x01;
@@ -57,7 +58,7 @@ async function boot(opts: BootOptions): Promise<number> {
   const vm = Comlink.wrap<VmWorker>(nodeEndpoint(worker));
   const req: BootRequest = {
     memory: opts.memory, harts: opts.smp, bios, kernel, initrd, append: opts.append,
-    drives: opts.drives, nets: opts.nets,
+    drives: opts.drives, nets: opts.nets, timeExits: opts.stats,
     consoleOut: consoleOut.buffer, consoleIn: consoleIn.buffer,
   };
   let dtb: Uint8Array;
@@ -143,6 +144,10 @@ async function boot(opts: BootOptions): Promise<number> {
   running = false;
   consoleOut.kick();
   await drain;
+  if (opts.stats) {
+    const stats = await Promise.race([vm.stats(), died]).catch(() => null);
+    process.stderr.write(stats ? formatStats(stats) : "wasmvisor: no statistics (the VM's worker is gone)\n");
+  }
   restore();
   vm[Comlink.releaseProxy]();
   await worker.terminate();

@@ -56,6 +56,20 @@ export interface VirtConfig {
   /** Supplies console input: returns the next byte or -1. */
   input?: () => number;
   clock?: () => number;
+  /** Also time the host's handling of each exit (costs two clock reads per exit). */
+  timeExits?: boolean;
+}
+
+/** Where a VM's time went: exits by reason, MMIO by device, SBI calls by extension. */
+export interface MachineStats {
+  instructions: number;
+  exits: { mmio: number; sbi: number; tohost: number; halt: number; budget: number; attention: number };
+  /** MMIO exits per device (bus name). */
+  mmio: Record<string, number>;
+  /** SBI calls per extension (para mode). */
+  sbi: Record<string, number>;
+  /** Host seconds spent handling each kind of exit; only with timeExits. */
+  exitSeconds?: { mmio: number; sbi: number; tohost: number };
 }
 
 export type StopReason =
@@ -108,7 +122,8 @@ export class VirtMachine {
   /** The kernel command line names hvc0 as its console: console input goes there. */
   private readonly inputToHvc: boolean;
   /** Exits by kind, for statistics. */
-  readonly exits = { mmio: 0, halt: 0, tohost: 0, sbi: 0, budget: 0 };
+  readonly exits = { mmio: 0, sbi: 0, tohost: 0, halt: 0, budget: 0, attention: 0 };
+  private readonly exitSeconds = { mmio: 0, sbi: 0, tohost: 0 };
 
   constructor(private readonly cfg: VirtConfig) {
     const harts = cfg.harts ?? 1;
@@ -289,6 +304,16 @@ export class VirtMachine {
     if (!this.stopReason) this.stopReason = reason;
   }
 
+  stats(): MachineStats {
+    return {
+      instructions: this.core.totalInstret(),
+      exits: { ...this.exits },
+      mmio: Object.fromEntries(this.bus.counts),
+      sbi: this.sbi ? Object.fromEntries(this.sbi.calls) : {},
+      ...(this.cfg.timeExits ? { exitSeconds: { ...this.exitSeconds } } : {}),
+    };
+  }
+
   /** Back to power-on: harts reset, devices keep their wiring, images are reloaded. */
   private reboot(): void {
     this.resetRequested = false;
@@ -306,6 +331,7 @@ export class VirtMachine {
   /** Run every runnable hart for up to `budget` instructions, handling their exits. */
   step(budget = BUDGET_PER_STEP): StepResult {
     const core = this.core;
+    const timed = this.cfg.timeExits === true;
     let ran = false;
     for (let h = 0; h < core.harts && !this.stopReason; h++) {
       this.feedInput();
@@ -315,9 +341,11 @@ export class VirtMachine {
       while (left > 0 && !this.stopReason && !this.resetRequested) {
         const reason = core.run(h, left);
         left -= core.executed(h);
+        const t0 = timed ? performance.now() : 0;
         if (reason === L.EXIT_MMIO) {
           this.exits.mmio++;
           this.bus.handleExit(h);
+          if (timed) this.exitSeconds.mmio += (performance.now() - t0) / 1000;
         } else if (reason === L.EXIT_BUDGET) {
           this.exits.budget++;
           break;
@@ -327,12 +355,15 @@ export class VirtMachine {
         } else if (reason === L.EXIT_TOHOST) {
           this.exits.tohost++;
           this.handleTohost(h);
+          if (timed) this.exitSeconds.tohost += (performance.now() - t0) / 1000;
         } else if (reason === L.EXIT_ATTENTION) {
+          this.exits.attention++;
           core.clearAttention(h);
           break;
         } else if (reason === L.EXIT_SBI) {
           this.exits.sbi++;
           this.sbi!.handle(h);
+          if (timed) this.exitSeconds.sbi += (performance.now() - t0) / 1000;
           if (core.halted(h)) break; // hart_stop / hart_suspend
         } else {
           this.stop({ kind: "error", code: 70, message: `core returned unknown exit ${reason}` });

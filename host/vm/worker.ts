@@ -7,7 +7,7 @@ import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { loadCoreModule } from "../core/load-node";
 import { ByteRing } from "../util/ring";
-import { VirtMachine, type Image, type StopReason } from "../machine/virt";
+import { VirtMachine, type Image, type StopReason, type MachineStats } from "../machine/virt";
 import { NodeDisk } from "../virtio/node-disk";
 import { createNetBackend } from "../net/netdev";
 import { UserNet } from "../net/user";
@@ -26,6 +26,8 @@ export interface BootRequest {
   drives: DriveOption[];
   /** QEMU-style netdev strings: "user[,hostfwd=...]" or "switch=NAME". */
   nets: string[];
+  /** Time the host's handling of exits (for --stats). */
+  timeExits?: boolean;
   kernel?: Image;
   initrd?: Image;
   append?: string;
@@ -34,10 +36,9 @@ export interface BootRequest {
   consoleIn: SharedArrayBuffer;
 }
 
-export interface VmStats {
-  instructions: number;
+export interface VmStats extends MachineStats {
+  /** Wall seconds since run() started. */
   seconds: number;
-  exits: VirtMachine["exits"];
 }
 
 // How long the VM runs before yielding to the event loop (Comlink, timers).
@@ -86,6 +87,7 @@ export class VmWorker {
       append: req.append,
       output: (bytes) => writeAll(out, bytes),
       input: () => input.readByte(),
+      timeExits: req.timeExits,
     });
     this.dtb = this.machine.dtb;
     return this.dtb;
@@ -123,13 +125,9 @@ export class VmWorker {
     this.inRing?.kick();
   }
 
-  stats(): VmStats {
+  stats(): VmStats | null {
     const m = this.machine;
-    return {
-      instructions: m ? m.core.totalInstret() : 0,
-      seconds: (performance.now() - this.started) / 1000,
-      exits: m ? { ...m.exits } : { mmio: 0, halt: 0, tohost: 0, sbi: 0, budget: 0 },
-    };
+    return m ? { ...m.stats(), seconds: this.started ? (performance.now() - this.started) / 1000 : 0 } : null;
   }
 }
 

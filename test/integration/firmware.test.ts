@@ -64,6 +64,22 @@ describe("M-mode U-Boot with --bios none", () => {
   }, 120_000);
 });
 
+describe("--stats", () => {
+  test("prints instructions and exits by reason and device when the guest powers off", async () => {
+    await withSession(["boot", "--bios", "none", "--kernel", UBOOT_M, "--stats"], async (s) => {
+      await interruptAutoboot(s);
+      s.send("poweroff\r");
+      expect(await s.exited).toBe(0);
+      expect(s.err).toMatch(/^wasmvisor: [\d,]+ instructions in [\d.]+ s \([\d.]+ MIPS\)$/m);
+      const mmio = /exits: [\d,]+ \(mmio ([\d,]+),/.exec(s.err);
+      expect(Number(mmio![1].replace(/,/g, ""))).toBeGreaterThan(100); // U-Boot polls the UART
+      expect(s.err).toMatch(/MMIO exits by device, [\d.]+ \S+ host time each:/); // µs, read as latin1
+      expect(s.err).toMatch(/^ +uart0 +[\d,]+$/m);
+      expect(s.err).toMatch(/^ +test +[1-9][\d,]*$/m); // poweroff goes through the test finisher
+    });
+  }, 120_000);
+});
+
 describe("boot variants", () => {
   test("OpenSBI fw_dynamic takes the next stage from the boot ROM's fw_dynamic_info", async () => {
     await withSession(["boot", "--bios", "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin", "--kernel", UBOOT_S], async (s) => {

@@ -1,0 +1,27 @@
+// `wasmvisor boot --stats`: where the VM's time went, printed when it stops.
+import type { VmStats } from "../vm/worker";
+
+const count = (n: number) => n.toLocaleString("en-US");
+
+/** A plain-text table of the VM's run: instructions, exits by reason, device and SBI extension. */
+export function formatStats(s: VmStats): string {
+  const lines: string[] = [];
+  const mips = s.seconds > 0 ? (s.instructions / s.seconds / 1e6).toFixed(1) : "-";
+  lines.push(`wasmvisor: ${count(s.instructions)} instructions in ${s.seconds.toFixed(2)} s (${mips} MIPS)`);
+  const exits = Object.entries(s.exits);
+  const total = exits.reduce((a, [, n]) => a + n, 0);
+  lines.push(`  exits: ${count(total)} (${exits.map(([k, n]) => `${k} ${count(n)}`).join(", ")})`);
+  const timed = s.exitSeconds;
+  const perExit = (kind: keyof NonNullable<VmStats["exitSeconds"]>) =>
+    timed && s.exits[kind] > 0 ? `, ${((timed[kind] / s.exits[kind]) * 1e6).toFixed(2)} µs host time each` : "";
+  const table = (title: string, kind: "mmio" | "sbi", rows: Record<string, number>) => {
+    const entries = Object.entries(rows).sort((a, b) => b[1] - a[1]);
+    if (!entries.length) return;
+    lines.push(`  ${title}${perExit(kind)}:`);
+    const width = Math.max(...entries.map(([k]) => k.length));
+    for (const [k, n] of entries) lines.push(`    ${k.padEnd(width)}  ${count(n).padStart(12)}`);
+  };
+  table("MMIO exits by device", "mmio", s.mmio);
+  table("SBI calls by extension", "sbi", s.sbi);
+  return lines.join("\n") + "\n";
+}
