@@ -180,6 +180,23 @@ describe("built-in SBI", () => {
   });
 });
 
+describe("idle harts", () => {
+  test("a started hart waiting in WFI is not run again until something wakes it", () => {
+    const { m } = boot(`
+      csrw sie, zero
+      wfi
+      ${SHUTDOWN}`);
+    expect(m.step().state).toBe("running"); // runs up to the wfi
+    const idle = m.step();
+    expect(idle.state).toBe("idle"); // and then costs nothing
+    expect(m.exits.halt).toBe(1);
+    // An IPI (SSIP) pending and enabled wakes it.
+    m.core.setCsr(0, 0x104, 1n << 1n); // sie.SSIE
+    m.core.setMip(0, 1, true);
+    expect(m.step().state).not.toBe("idle");
+  });
+});
+
 describe("exit statistics", () => {
   test("count SBI calls by extension and MMIO exits by device, and time them on request", () => {
     const prog = assemble(

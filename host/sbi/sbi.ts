@@ -120,7 +120,7 @@ export class BuiltinSbi {
   /** Whether the scheduler may run `hart` (started, or suspended and woken). */
   runnable(hart: number): boolean {
     const s = this.state[hart];
-    if (s === HART_STARTED) return true;
+    if (s === HART_STARTED) return this.core.runnable(hart); // not while it waits in WFI
     if (s !== HART_SUSPENDED || !this.core.runnable(hart)) return false;
     // An interrupt woke a suspended hart.
     this.state[hart] = HART_STARTED;
