@@ -1,4 +1,4 @@
-// The decoded-code cache: pages of code, keyed by where they live in the VM's memory (that is,
+// The decoded-code cache: pages of code (256, in 2-way sets), keyed by where they live in the VM's memory (that is,
 // by physical address), hold one decoded slot (decode.ts) per halfword, filled lazily the first
 // time each instruction runs. Virtual mappings, privilege and CSRs do not enter the key, so the
 // cache survives satp switches, traps and sfence.vma.
@@ -9,22 +9,42 @@
 // invalidateCode(). Self-modifying code therefore works without fence.i; fence.i still drops the
 // whole cache, as the ISA allows.
 
-import { DC_TAGS, DC_SCRATCH, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
+import { DC_TAGS, DC_SCRATCH, DC_LRU, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
 import { hartBase, nharts } from "./hart";
 import { decode } from "./decode";
 
-@inline function entryOf(hostPage: usize): usize {
-  return (hostPage >> 12) & <usize>(DC_PAGES - 1);
+// Entries come in 2-way sets: a page may sit in either entry of its set.
+const SETS: usize = <usize>DC_PAGES / 2;
+
+@inline function setOf(hostPage: usize): usize {
+  return (hostPage >> 12) & (SETS - 1);
+}
+
+// The entry caching `hostPage`, or -1.
+@inline function findEntry(hostPage: usize): isize {
+  const e = setOf(hostPage) << 1;
+  if (load<u32>(DC_TAGS + (e << 2)) == <u32>hostPage) return <isize>e;
+  if (load<u32>(DC_TAGS + ((e + 1) << 2)) == <u32>hostPage) return <isize>(e + 1);
+  return -1;
+}
+
+@inline function slotsOf(e: usize): usize {
+  return DC_SLOTS + e * <usize>DC_PAGE_BYTES;
 }
 
 /** The slots of the code page at host offset `hostPage`, allocating (empty) on a miss. */
 export function dcPage(hostPage: usize): usize {
-  const i = entryOf(hostPage);
-  const slots = DC_SLOTS + i * <usize>DC_PAGE_BYTES;
-  const tag = DC_TAGS + (i << 2);
-  if (load<u32>(tag) == <u32>hostPage) return slots;
+  const set = setOf(hostPage);
+  let e = findEntry(hostPage);
+  if (e >= 0) {
+    store<u8>(DC_LRU + set, <u8>(~e & 1)); // replace the other way next
+    return slotsOf(<usize>e);
+  }
+  e = <isize>((set << 1) + <usize>load<u8>(DC_LRU + set));
+  store<u8>(DC_LRU + set, <u8>(~e & 1));
+  const slots = slotsOf(<usize>e);
   memory.fill(slots, 0, <usize>DC_PAGE_BYTES);
-  store<u32>(tag, <u32>hostPage);
+  store<u32>(DC_TAGS + (<usize>e << 2), <u32>hostPage);
   const bits = WRITE_MAPPED + (hostPage >> 15);
   const bit = <u8>1 << <u8>((hostPage >> 12) & 7);
   if ((load<u8>(bits) & bit) != 0) {
@@ -56,13 +76,12 @@ function dropWriteMappings(hostPage: usize): void {
 
 /** The page at `hostPage` is about to change: forget what was decoded from it. */
 export function dcInvalidate(hostPage: usize): void {
-  const i = entryOf(hostPage);
-  const tag = DC_TAGS + (i << 2);
-  if (load<u32>(tag) != <u32>hostPage) return;
-  store<u32>(tag, 0);
+  const e = findEntry(hostPage);
+  if (e < 0) return;
+  store<u32>(DC_TAGS + (<usize>e << 2), 0);
   // Clear the slots too: the run loop may still hold a pointer to them (it re-checks the tag
   // before decoding into a cleared slot, see decodeSlot).
-  memory.fill(DC_SLOTS + i * <usize>DC_PAGE_BYTES, 0, <usize>DC_PAGE_BYTES);
+  memory.fill(slotsOf(<usize>e), 0, <usize>DC_PAGE_BYTES);
 }
 
 /** Forget everything (fence.i, reset, restore). */
@@ -80,7 +99,8 @@ export function dcFlush(): void {
  */
 export function decodeSlot(slotPtr: usize, hostPage: usize, host: usize): bool {
   const d = decode(<u32>load<u16>(host) | (<u32>load<u16>(host + 2) << 16));
-  if (load<u32>(DC_TAGS + (entryOf(hostPage) << 2)) == <u32>hostPage) {
+  const e = (slotPtr - DC_SLOTS) / <usize>DC_PAGE_BYTES;
+  if (load<u32>(DC_TAGS + (e << 2)) == <u32>hostPage) {
     store<u64>(slotPtr, d);
     return true;
   }

@@ -129,10 +129,12 @@ export const TLB_FETCH: i32 = 2;
 export const MMIO_MAP: i32 = 0x100000; // 65536 bytes
 
 // ---- Decoded-code cache (dcache.ts) ----
-// DC_PAGES direct-mapped entries, each caching one 4 KiB page of code (RAM or ROM) as one
-// 8-byte decoded slot per halfword. DC_TAGS holds each entry's host page offset (0 = free).
+// DC_PAGES entries in 2-way sets, each caching one 4 KiB page of code (RAM or ROM) as one 8-byte
+// decoded slot per halfword. DC_TAGS holds each entry's host page offset (0 = free); DC_LRU,
+// per set, the way to replace next.
 export const DC_TAGS: i32 = 0xc0000; // DC_PAGES x u32
 export const DC_SCRATCH: i32 = 0xc0800; // u64: a slot for an instruction run without caching it
+export const DC_LRU: i32 = 0xc0c00; // DC_PAGES / 2 x u8
 // One bit per 4 KiB page of this memory: set when some hart's write TLB may map the page, so
 // caching code from a page whose bit is clear need not search the write TLBs.
 export const WRITE_MAPPED: i32 = 0xe0000; // 131072 bytes (4 GiB / 4 KiB / 8)

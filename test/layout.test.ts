@@ -14,6 +14,7 @@ test("memory layout regions do not overlap and fit below guest RAM", () => {
     ["harts", L.HART_BASE, L.HART_BASE + L.MAX_HARTS * L.HART_STRIDE],
     ["decoded-code tags", L.DC_TAGS, L.DC_TAGS + L.DC_PAGES * 4],
     ["decoded-code scratch slot", L.DC_SCRATCH, L.DC_SCRATCH + 8],
+    ["decoded-code replacement bits", L.DC_LRU, L.DC_LRU + L.DC_PAGES / 2],
     ["write-mapped page bits", L.WRITE_MAPPED, L.WRITE_MAPPED + 2 ** 32 / 4096 / 8],
     ["decoded-code slots", L.DC_SLOTS, L.DC_SLOTS + L.DC_PAGES * L.DC_PAGE_BYTES],
     ["device map", L.MMIO_MAP, L.MMIO_MAP + Number(L.RAM_GPA) / 4096 / 8],

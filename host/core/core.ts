@@ -227,7 +227,8 @@ export class Core {
     // (Tags are unsigned: pages past 2 GiB read back negative from the Int32Array.)
     const tags = this.i32;
     for (let page = offset - (offset % 4096); page < offset + len; page += 4096) {
-      if (tags[(L.DC_TAGS >> 2) + ((page >>> 12) & (L.DC_PAGES - 1))] >>> 0 === page) this.exports.invalidateCode(page, 1);
+      const set = (L.DC_TAGS >> 2) + ((page >>> 12) & (L.DC_PAGES / 2 - 1)) * 2; // 2-way sets
+      if (tags[set] >>> 0 === page || tags[set + 1] >>> 0 === page) this.exports.invalidateCode(page, 1);
     }
     return this.u8.subarray(offset, offset + len);
   }
