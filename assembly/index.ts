@@ -10,11 +10,6 @@ import { csrAccess, csrIllegal, MISA_VALUE, MSTATUS_RESET, CSR_RW } from "./csr"
 import { dcFlush, dcInvalidate } from "./dcache";
 export { run } from "./cpu";
 
-/** Prepare a fresh VM memory. Call once per memory, before any hart runs. */
-export function initMemory(): void {
-  dcFlush();
-}
-
 /**
  * The host is about to write [offset, offset + len) of the VM's memory (DMA, image loading):
  * drop decoded code of those pages.

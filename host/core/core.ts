@@ -5,7 +5,6 @@ import * as L from "./layout";
 
 export interface CoreExports {
   run(hart: number, budget: number): number;
-  initMemory(): void;
   invalidateCode(offset: number, len: number): void;
   flushCode(): void;
   resetHart(hart: number, hartid: number): void;
@@ -77,7 +76,6 @@ export class Core {
     this.view = new DataView(buf);
     this.ram = new Uint8Array(buf, L.RAM_HOST, opts.ramSize);
     if (fresh) {
-      this.exports.initMemory();
       this.view.setInt32(L.VM_NHARTS, harts, true);
       this.view.setBigUint64(L.VM_RAM_SIZE, BigInt(opts.ramSize), true);
       this.view.setInt32(L.VM_RAM_HOST_LIMIT, L.RAM_HOST + opts.ramSize, true);
@@ -223,13 +221,7 @@ export class Core {
     return this.hostView(L.RAM_HOST + off, len);
   }
   private hostView(offset: number, len: number): Uint8Array {
-    // Most views touch no cached code: check the cache's tags here, call the core only on a hit.
-    // (Tags are unsigned: pages past 2 GiB read back negative from the Int32Array.)
-    const tags = this.i32;
-    for (let page = offset - (offset % 4096); page < offset + len; page += 4096) {
-      const set = (L.DC_TAGS >> 2) + ((page >>> 12) & (L.DC_PAGES / 2 - 1)) * 2; // 2-way sets
-      if (tags[set] >>> 0 === page || tags[set + 1] >>> 0 === page) this.exports.invalidateCode(page, 1);
-    }
+    this.exports.invalidateCode(offset, len);
     return this.u8.subarray(offset, offset + len);
   }
   /** Mark [gpa, gpa+size) as host device space (accesses exit instead of faulting). */
