@@ -1,13 +1,14 @@
-// The decoded-code cache: pages of code (256, in 2-way sets), keyed by where they live in the VM's memory (that is,
-// by physical address), hold one decoded slot (decode.ts) per halfword, filled lazily the first
-// time each instruction runs. Virtual mappings, privilege and CSRs do not enter the key, so the
-// cache survives satp switches, traps and sfence.vma.
+// The decoded-code cache: 256 pages of code in 2-way sets, keyed by where they live in the VM's
+// memory (that is, by physical address), hold one decoded slot (decode.ts) per halfword, filled
+// lazily the first time each instruction runs. Virtual mappings, privilege and CSRs do not enter
+// the key, so the cache survives satp switches, traps and sfence.vma. A fresh (zeroed) memory is
+// an empty cache.
 //
 // Coherence: a page is never both cached and writable through a TLB entry. Caching a page drops
-// every write-TLB entry that maps it (all harts; a bitmap says which pages may have one), so the next store to it takes the slow path,
-// which invalidates the page (mmu.ts resolve). Host writes (DMA, loaders) invalidate through
-// invalidateCode(). Self-modifying code therefore works without fence.i; fence.i still drops the
-// whole cache, as the ISA allows.
+// every write-TLB entry that maps it (all harts; the WRITE_MAPPED bitmap says which pages may
+// have one), so the next store to it takes the slow path, which invalidates the page (mmu.ts
+// resolve). Host writes (DMA, loaders) invalidate through invalidateCode(). Self-modifying code
+// therefore works without fence.i; fence.i still drops the whole cache, as the ISA allows.
 
 import { DC_TAGS, DC_SCRATCH, DC_LRU, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
 import { hartBase, nharts } from "./hart";
@@ -45,19 +46,26 @@ export function dcPage(hostPage: usize): usize {
   const slots = slotsOf(<usize>e);
   memory.fill(slots, 0, <usize>DC_PAGE_BYTES);
   store<u32>(DC_TAGS + (<usize>e << 2), <u32>hostPage);
-  const bits = WRITE_MAPPED + (hostPage >> 15);
-  const bit = <u8>1 << <u8>((hostPage >> 12) & 7);
-  if ((load<u8>(bits) & bit) != 0) {
+  const byte = writeMappedByte(hostPage), bit = writeMappedBit(hostPage);
+  if ((load<u8>(byte) & bit) != 0) {
     dropWriteMappings(hostPage);
-    store<u8>(bits, load<u8>(bits) & ~bit);
+    store<u8>(byte, load<u8>(byte) & ~bit);
   }
   return slots;
 }
 
+// Where `hostPage`'s bit lies in the WRITE_MAPPED bitmap.
+@inline function writeMappedByte(hostPage: usize): usize {
+  return WRITE_MAPPED + (hostPage >> 15);
+}
+@inline function writeMappedBit(hostPage: usize): u8 {
+  return <u8>1 << <u8>((hostPage >> 12) & 7);
+}
+
 /** A write-TLB entry for host page `hostPage` is being made (see WRITE_MAPPED). */
 export function noteWriteMapping(hostPage: usize): void {
-  const bits = WRITE_MAPPED + (hostPage >> 15);
-  store<u8>(bits, load<u8>(bits) | (<u8>1 << <u8>((hostPage >> 12) & 7)));
+  const byte = writeMappedByte(hostPage);
+  store<u8>(byte, load<u8>(byte) | writeMappedBit(hostPage));
 }
 
 // Remove every write-TLB entry, of every hart and regime, that maps host page `hostPage`.

@@ -1,11 +1,22 @@
 // The decoded-code cache must never run stale instructions: code changed by a store (same page,
 // another page, another hart, a page-crossing instruction) or by the host runs as changed.
 import { describe, it, expect } from "vitest";
-import { machine, L } from "./harness";
+import { machine, L, type Machine } from "./harness";
 import { enc } from "../encoder";
 
 const ADD_100 = enc.addi("a0", "a0", 100);
 const C_ADDI_7 = enc["c.addi"]("a0", 7);
+
+// Runs a program whose `addi a0, a0, 1` leaves a0 = 1 at `done`, lets the host replace that
+// instruction with `addi a0, a0, 100`, and runs again from `again`: the new one must run.
+function rerunAfterHostPatch(m: Machine, patch: () => void): void {
+  m.runDone();
+  expect(m.x("a0")).toBe(1n);
+  patch();
+  m.core.setPc(0, BigInt(m.label("again")));
+  m.runDone();
+  expect(m.x("a0")).toBe(101n);
+}
 
 describe("decoded-code cache coherence", () => {
   // Runs `addi a0, a0, 1`, then overwrites it with `word` from the same page and runs it again.
@@ -84,12 +95,7 @@ describe("decoded-code cache coherence", () => {
       addi a0, a0, 1
       j done
     `);
-    m.runDone();
-    expect(m.x("a0")).toBe(1n);
-    m.w32(m.label("patch"), ADD_100);
-    m.core.setPc(0, BigInt(m.label("again")));
-    m.runDone();
-    expect(m.x("a0")).toBe(101n);
+    rerunAfterHostPatch(m, () => m.w32(m.label("patch"), ADD_100));
   });
 
   it("a store by another hart reaches code the first hart has cached", () => {
@@ -167,12 +173,7 @@ describe("decoded-code cache coherence", () => {
     `, { ramSize: 0xff000000 - 0x80000000 + (1 << 20) });
     const write = (words: number[]) => words.forEach((w, i) => m.w32(high + 4 * i, w));
     write([enc.addi("a0", "a0", 1), enc.jalr("zero", "ra", 0)]);
-    m.runDone();
-    expect(m.x("a0")).toBe(1n);
-    write([ADD_100]);
-    m.core.setPc(0, BigInt(m.label("again")));
-    m.runDone();
-    expect(m.x("a0")).toBe(101n);
+    rerunAfterHostPatch(m, () => write([ADD_100]));
   });
 
   it("fence.i drops the cache and execution goes on correctly", () => {
