@@ -9,6 +9,7 @@ import {
   H_SCAUSE, H_STVAL, H_SATP, H_SENVCFG, H_FCSR, H_STIMECMP, H_MCYCLE_OFFSET, H_MINSTRET_OFFSET,
   H_PMPCFG, H_PMPADDR, H_HARTID, H_INSTRET, H_MIP, PMP_COUNT,
 } from "./layout";
+import { shadowSatpChanged } from "./shadow";
 import {
   H, priv, csr64, setCsr64, refreshModes, flushTlbAll, flushTlbRegimes, PAGED_REGIMES,
   effectiveMip, mtime, PRV_M, PRV_S, PRV_U, MS_SIE, MS_MIE, MS_SPIE, MS_MPIE, MS_SPP, MS_MPP,
@@ -262,6 +263,7 @@ function writeSatp(v: u64): void {
   // 16 ASID bits; the TLB is not tagged, so every satp write flushes the paged regimes.
   setCsr64(H_SATP, v);
   flushTlbRegimes(PAGED_REGIMES);
+  shadowSatpChanged();
   refreshModes();
 }
 

@@ -46,12 +46,20 @@ export function dcPage(hostPage: usize): usize {
   const slots = slotsOf(<usize>e);
   memory.fill(slots, 0, <usize>DC_PAGE_BYTES);
   store<u32>(DC_TAGS + (<usize>e << 2), <u32>hostPage);
+  revokeWriteMappings(hostPage);
+  return slots;
+}
+
+/**
+ * Stores to `hostPage` must take the slow path from now on (its code is cached, or the P2M
+ * write-protects it): drop every write-TLB entry that may map it.
+ */
+export function revokeWriteMappings(hostPage: usize): void {
   const byte = writeMappedByte(hostPage), bit = writeMappedBit(hostPage);
   if ((load<u8>(byte) & bit) != 0) {
     dropWriteMappings(hostPage);
     store<u8>(byte, load<u8>(byte) & ~bit);
   }
-  return slots;
 }
 
 // Where `hostPage`'s bit lies in the WRITE_MAPPED bitmap.

@@ -3,20 +3,33 @@
 
 import {
   H_PRIV, H_PC, H_MISA, H_MSTATUS, H_HARTID, H_EXIT_LOAD_RD, H_MTIMECMP, H_STIMECMP, H_MENVCFG,
-  H_MIE, H_WFI, ROM_GPA,
+  H_MIE, H_WFI, ROM_GPA, RAM_HOST,
 } from "./layout";
 import { selectHart, hartBase, flushTlbAll, H, mtime, wakeupPending, MENVCFG_STCE, IRQ_MTI, IRQ_STI, PRV_M } from "./hart";
 import { csrAccess, csrIllegal, MISA_VALUE, MSTATUS_RESET, CSR_RW } from "./csr";
 import { dcFlush, dcInvalidate } from "./dcache";
+import { p2mReset, noteDirty, frameToGpa } from "./p2m";
+import { shadowInit, shadowHostWrite } from "./shadow";
 export { run } from "./cpu";
+export { dirtyLogEnable, dirtyLogSync } from "./p2m";
 
 /**
  * The host is about to write [offset, offset + len) of the VM's memory (DMA, image loading):
- * drop decoded code of those pages.
+ * drop decoded code of those pages, log them as dirty, and stop shadowing page tables there.
  */
-export function invalidateCode(offset: usize, len: usize): void {
+export function hostWrite(offset: usize, len: usize): void {
   if (len == 0) return;
-  for (let p = offset & ~<usize>0xfff; p < offset + len; p += 4096) dcInvalidate(p);
+  for (let p = offset & ~<usize>0xfff; p < offset + len; p += 4096) {
+    dcInvalidate(p);
+    if (p >= <usize>RAM_HOST) noteDirty(frameToGpa(p));
+  }
+  if (offset >= <usize>RAM_HOST) shadowHostWrite(frameToGpa(offset), <u64>len);
+}
+
+/** Empty the P2M and the shadow MMU (creation, reboot): every page is populated anew. */
+export function resetMemoryMap(): void {
+  p2mReset();
+  shadowInit();
 }
 
 /** Drop all decoded code (reset, restore). */

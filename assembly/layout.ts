@@ -25,6 +25,34 @@ export const VM_MTIME_FROZEN: i32 = 0x10028; // i64: when VMF_MTIME_FROZEN, mtim
 export const VM_INSTRET_TOTAL: i32 = 0x10030; // i64: instructions retired by all harts (statistics)
 export const VM_RAM_HOST_LIMIT: i32 = 0x10038; // i32: RAM_HOST + RAM size (first byte past RAM)
 
+// The VMM area (p2m.ts, shadow.ts): tables the host places past RAM when it creates the VM
+// (host/core/core.ts vmmLayout), as host offsets.
+export const VM_P2M_ROOT: i32 = 0x10040; // u32: the P2M root table (16 KiB, Sv39x4)
+export const VM_P2M_POOL: i32 = 0x10044; // u32: next free page for P2M tables
+export const VM_P2M_POOL_END: i32 = 0x10048; // u32: end of the P2M table pool
+export const VM_DIRTY: i32 = 0x1004c; // u32: dirty bitmap, one bit per RAM page
+export const VM_DIRTY_SYNC: i32 = 0x10050; // u32: where dirtyLogSync() leaves the bits it took
+export const VM_DIRTY_ON: i32 = 0x10054; // i32: dirty logging is enabled
+export const VM_PAGING: i32 = 0x10058; // i32: PAGING_*
+export const VM_SH_BASE: i32 = 0x1005c; // u32: the shadow MMU's area (0 without shadow paging)
+export const VM_SH_POOL: i32 = 0x10060; // u32: its pool of SH_POOL_PAGES shadow table pages
+export const PAGING_NESTED: i32 = 0; // TLB misses walk the guest tables through the P2M
+export const PAGING_SHADOW: i32 = 1; // TLB misses walk shadow tables (guest virtual to frame)
+// Paging counters (u64 each), for the benchmarks: see MachineStats.paging in host/machine/virt.ts.
+export const VM_STAT_BASE: i32 = 0x10080;
+export const VM_STAT_TLB_MISS: i32 = 0x10080; // accesses that missed the software TLB
+export const VM_STAT_WALK_REFS: i32 = 0x10088; // memory references by walks (guest PTEs, P2M, shadow)
+export const VM_STAT_P2M_POPULATE: i32 = 0x10090; // RAM frames mapped on first touch
+export const VM_STAT_SHADOW_FAULT: i32 = 0x10098; // shadow misses filled by a guest walk
+export const VM_STAT_PT_WRITE: i32 = 0x100a0; // guest writes to write-protected page tables (emulated)
+export const VM_STAT_SHADOW_ZAP: i32 = 0x100a8; // shadow entries dropped by those writes
+export const VM_STAT_UNSHADOW: i32 = 0x100b0; // page tables unprotected after a flood of writes
+export const VM_STAT_SHADOW_RESET: i32 = 0x100b8; // whole-shadow resets (pool or records full)
+export const VM_STAT_CTX_SWITCH: i32 = 0x100c0; // satp switches that found a cached shadow root
+export const VM_STAT_CTX_NEW: i32 = 0x100c8; // satp switches that needed a new shadow root
+export const VM_STAT_DIRTY_FAULT: i32 = 0x100d0; // first writes to pages write-protected for dirty logging
+export const PAGING_STAT_COUNT: i32 = 11;
+
 export const VMF_SBI_IN_HOST: i32 = 1; // ecall from S-mode exits to the host (built-in SBI)
 export const VMF_MTIME_FROZEN: i32 = 2; // mtime is VM_MTIME_FROZEN (deterministic tests)
 
@@ -88,6 +116,10 @@ export const PMP_COUNT: i32 = 16;
 // 4 KiB page, so the superpage's other pages may be cached too); outside it, one page.
 export const H_TLB_SUPER_LO: i32 = 0x3a0; // u64
 export const H_TLB_SUPER_HI: i32 = 0x3a8; // u64
+// Shadow paging: the shadow context this hart translates with (-1 = look it up from satp on the
+// next TLB miss) and its root table (host offset).
+export const H_SH_CTX: i32 = 0x3b0; // i32
+export const H_SH_ROOT: i32 = 0x3b4; // u32
 
 // The run block: why run() returned, and what the host must do about it.
 export const H_EXIT_REASON: i32 = 0x400; // i32: EXIT_*
@@ -141,6 +173,25 @@ export const WRITE_MAPPED: i32 = 0xe0000; // 131072 bytes (4 GiB / 4 KiB / 8)
 export const DC_PAGES: i32 = 256;
 export const DC_PAGE_BYTES: i32 = 16384; // 2048 slots x 8 bytes
 export const DC_SLOTS: i32 = 0x400000; // DC_PAGES x DC_PAGE_BYTES (4 MiB, touched as used)
+// ---- The shadow MMU's area (shadow.ts), at VM_SH_BASE ----
+// Contexts: one per guest root (satp) in use, each with its shadow root table.
+export const SH_CTX_MAX: i32 = 32;
+export const SH_CTX_BYTES: i32 = 16; // { satp: u64, root: u32, lastUse: u32 }
+export const SH_CTX: i32 = 0; // SH_CTX_MAX x SH_CTX_BYTES
+export const SH_CLOCK: i32 = 0x200; // u32: use counter for LRU
+export const SH_FREE_TOP: i32 = 0x204; // u32: pages on the free stack
+export const SH_REC_FREE_TOP: i32 = 0x208; // u32: records on the free stack
+// Shadow table pages, from a stack of free page numbers.
+export const SH_POOL_PAGES: i32 = 4096;
+export const SH_FREE: i32 = 0x1000; // SH_POOL_PAGES x u32 (page host offsets)
+// Records of write-protected guest page tables: which shadow entries derive from each.
+export const SH_RECS: i32 = 8192;
+export const SH_REC_BYTES: i32 = 80; // { gpn: u32, writes: u8, nparents: u8, wild: u8, _: u8, parents: 4 x { vaBase: u64, ctxMask: u32, level: u32 } }
+export const SH_REC_PARENTS: i32 = 4;
+export const SH_REC_FREE: i32 = 0x5000; // SH_RECS x u16 record numbers
+export const SH_RECORDS: i32 = 0x9000; // SH_RECS x SH_REC_BYTES
+export const SH_RMAP: i32 = 0xa9000; // one u16 record number per RAM page (0 = not protected)
+// The pool follows the RMAP (host/core/core.ts vmmLayout places it page-aligned).
 // ---- Guest RAM ----
 export const RAM_HOST: i32 = 0x1000000;
 export const RAM_GPA: i64 = 0x80000000;

@@ -3,10 +3,10 @@
 // TLB refills. The hot paths in cpu.ts only compare a TLB tag; everything else happens here.
 
 import {
-  H_MSTATUS, H_SATP, H_PMPCFG, H_PMPADDR, PMP_COUNT, TLB_ENTRIES, VM_RAM_SIZE, VM_TOHOST,
-  RAM_HOST, RAM_GPA, ROM_HOST, ROM_GPA, ROM_SIZE, CLINT_GPA, CLINT_SIZE, MMIO_MAP, H_EXIT_ADDR,
+  H_MSTATUS, H_SATP, H_PMPCFG, H_PMPADDR, PMP_COUNT, TLB_ENTRIES, VM_TOHOST, RAM_GPA, CLINT_GPA, CLINT_SIZE, MMIO_MAP, H_EXIT_ADDR,
   H_EXIT_DATA, H_EXIT_SIZE, H_EXIT_WRITE, H_MIP, H_MTIMECMP, VM_MTIME_OFFSET, VM_FLAGS,
-  VMF_MTIME_FROZEN, VM_MTIME_FROZEN,
+  VMF_MTIME_FROZEN, VM_MTIME_FROZEN, VM_PAGING, PAGING_SHADOW, VM_STAT_TLB_MISS, VM_STAT_WALK_REFS,
+  VM_STAT_SHADOW_FAULT,
 } from "./layout";
 import {
   H, csr64, dataRegime, fetchRegime, dataPaged, fetchPaged, tlbRead, tlbWrite, tlbFetch,
@@ -14,6 +14,11 @@ import {
   IRQ_MSI, noteSuperpage,
 } from "./hart";
 import { dcInvalidate, noteWriteMapping } from "./dcache";
+import {
+  p2mHost, p2mLeaf, p2mLeafPtr, frameToGpa, dirtyFault, noteDirty, stat, statAdd, P2M_W, P2M_LOG,
+  P2M_PT,
+} from "./p2m";
+import { shadowLookup, shadowInstall, shadowWatchTable, shadowTableWrite, shadowEpoch } from "./shadow";
 
 // Outcome of a slow-path access.
 export const ACC_OK: i32 = 0;
@@ -80,16 +85,6 @@ export function raise(cause: u64, tval: u64): void {
 
 // ---- physical map ----
 
-/** Host offset of [pa, pa+len) if it is RAM (or ROM for reads/fetches), else -1. */
-export function physToHost(pa: u64, len: u64, acc: i32): i64 {
-  const ramSize = load<u64>(VM_RAM_SIZE);
-  const off = pa - <u64>RAM_GPA;
-  if (off < ramSize && len <= ramSize - off) return <i64>(<u64>RAM_HOST + off);
-  const roff = pa - <u64>ROM_GPA;
-  if (acc != ACC_WRITE && roff < <u64>ROM_SIZE && len <= <u64>ROM_SIZE - roff) return <i64>(<u64>ROM_HOST + roff);
-  return -1;
-}
-
 @inline function isDevicePage(pa: u64): bool {
   if (pa >= <u64>RAM_GPA) return false;
   const page = <usize>(pa >> 12);
@@ -143,10 +138,24 @@ function pmpCheck(lo: u64, hi: u64, acc: i32, p: i32): i32 {
 
 // ---- translation ----
 
-// Physical address of va for an access of kind acc in `regime`, or 0 with the exception raised.
-// lastLeafLevel tells the level of the leaf found (0 = 4 KiB page).
+// Whether a leaf PTE's U/R/W/X bits allow the access in `regime` (SUM, MXR as mstatus says).
+function leafAllows(pte: u64, acc: i32, regime: i32): bool {
+  const p = regimePriv(regime);
+  const userPage = (pte & PTE_U) != 0;
+  if (acc == ACC_FETCH) return (pte & PTE_X) != 0 && (userPage ? p == PRV_U : p != PRV_U);
+  if (userPage ? (p == PRV_S && regime != REGIME_S_SUM) : p == PRV_U) return false;
+  if (acc == ACC_WRITE) return (pte & PTE_W) != 0;
+  const mxr = (csr64(H_MSTATUS) & MS_MXR) != 0;
+  return (pte & PTE_R) != 0 || (mxr && (pte & PTE_X) != 0);
+}
+
+// Physical address of va for an access of kind acc in `regime`, or 0 with the exception raised:
+// the guest's walk, every page-table read going through the P2M (the nested walk). lastLeafLevel
+// and lastLeafPte tell the leaf found (level 0 = 4 KiB page). With `watch` (a shadow fault) the
+// tables walked are handed to the shadow MMU to protect.
 export let lastLeafLevel: i32 = 0;
-export function translate(va: u64, acc: i32, regime: i32, paged: bool): u64 {
+export let lastLeafPte: u64 = 0;
+export function translate(va: u64, acc: i32, regime: i32, paged: bool, watch: bool = false): u64 {
   lastLeafLevel = 0;
   if (!paged) return va;
   const satp = csr64(H_SATP);
@@ -156,13 +165,14 @@ export function translate(va: u64, acc: i32, regime: i32, paged: bool): u64 {
   // The upper bits must all equal the top bit of the virtual address.
   const top = <i64>va >> (vaBits - 1);
   if (top != 0 && top != -1) { raise(pageFault(acc), va); return 0; }
-  const p = regimePriv(regime);
   let a: u64 = (satp & 0xfffffffffff) << 12;
   for (let level = levels - 1; level >= 0; level--) {
     const vpn = (va >> (12 + 9 * <u64>level)) & 0x1ff;
     const pteAddr = a + (vpn << 3);
-    const host = physToHost(pteAddr, 8, ACC_READ);
+    if (watch) shadowWatchTable(a, level, va & ~((<u64>1 << (21 + 9 * <u64>level)) - 1) & ((<u64>1 << vaBits) - 1));
+    const host = p2mHost(pteAddr);
     if (host < 0 || pmpCheck(pteAddr, pteAddr + 8, ACC_READ, PRV_S) != 1) { raise(accessFault(acc), va); return 0; }
+    stat(VM_STAT_WALK_REFS);
     let pte = atomic.load<u64>(<usize>host);
     if ((pte & PTE_V) == 0 || ((pte & PTE_R) == 0 && (pte & PTE_W) != 0) || (pte & PTE_RESERVED) != 0) {
       raise(pageFault(acc), va); return 0;
@@ -173,19 +183,7 @@ export function translate(va: u64, acc: i32, regime: i32, paged: bool): u64 {
       a = ((pte >> 10) & 0xfffffffffff) << 12;
       continue;
     }
-    // Leaf: permissions.
-    const userPage = (pte & PTE_U) != 0;
-    if (acc == ACC_FETCH) {
-      if ((pte & PTE_X) == 0 || (userPage ? p != PRV_U : p == PRV_U)) { raise(pageFault(acc), va); return 0; }
-    } else {
-      if (userPage ? (p == PRV_S && regime != REGIME_S_SUM) : p == PRV_U) { raise(pageFault(acc), va); return 0; }
-      if (acc == ACC_WRITE) {
-        if ((pte & PTE_W) == 0) { raise(pageFault(acc), va); return 0; }
-      } else {
-        const mxr = (csr64(H_MSTATUS) & MS_MXR) != 0;
-        if ((pte & PTE_R) == 0 && !(mxr && (pte & PTE_X) != 0)) { raise(pageFault(acc), va); return 0; }
-      }
-    }
+    if (!leafAllows(pte, acc, regime)) { raise(pageFault(acc), va); return 0; }
     const ppn = (pte >> 10) & 0xfffffffffff;
     const lowBits = 9 * <u64>level;
     // A superpage's physical page number must be aligned to its size.
@@ -194,13 +192,17 @@ export function translate(va: u64, acc: i32, regime: i32, paged: bool): u64 {
     const need = PTE_A | (acc == ACC_WRITE ? PTE_D : 0);
     if ((pte & need) != need) {
       if (pmpCheck(pteAddr, pteAddr + 8, ACC_WRITE, PRV_S) != 1) { raise(accessFault(acc), va); return 0; }
+      // The walker's own write: no trap even on a protected table (its shadows only lack A/D,
+      // which is safe), but dirty logging must see it.
       dcInvalidate(<usize>host & ~<usize>0xfff);
+      noteDirty(pteAddr);
       const seen = atomic.cmpxchg<u64>(<usize>host, pte, pte | need);
-      if (seen != pte) return translate(va, acc, regime, paged); // the PTE changed: walk again
+      if (seen != pte) return translate(va, acc, regime, paged, watch); // the PTE changed: walk again
       pte |= need;
     }
     const mask = (<u64>1 << (12 + lowBits)) - 1;
     lastLeafLevel = level;
+    lastLeafPte = pte;
     return ((ppn << 12) & ~mask) | (va & mask);
   }
   raise(pageFault(acc), va);
@@ -228,9 +230,17 @@ function tlbTableFor(acc: i32): usize {
 export let physAddr: u64 = 0;
 
 export function resolve(va: u64, size: u64, acc: i32): i64 {
+  stat(VM_STAT_TLB_MISS);
   const regime = acc == ACC_FETCH ? fetchRegime : dataRegime;
   const paged = acc == ACC_FETCH ? fetchPaged : dataPaged;
-  const pa = translate(va, acc, regime, paged);
+  let pa: u64;
+  let host: i64 = -1;
+  if (paged && load<i32>(VM_PAGING) == PAGING_SHADOW) {
+    pa = shadowTranslate(va, acc, regime);
+    host = shadowHost;
+  } else {
+    pa = translate(va, acc, regime, paged);
+  }
   if (accStatus != ACC_OK) return -1;
   physAddr = pa;
   const p = regimePriv(regime);
@@ -239,11 +249,22 @@ export function resolve(va: u64, size: u64, acc: i32): i64 {
     raise(accessFault(acc), va);
     return -1;
   }
-  const host = physToHost(pa, size, acc);
-  if (host < 0) return -2;
+  // The P2M: where the page is, and whether it may be written. A shadow hit already knows the
+  // frame, and only a write needs the P2M's permission.
+  if (host < 0 || acc == ACC_WRITE) {
+    host = p2mHost(pa);
+    if (host < 0) return -2;
+    if (acc == ACC_WRITE && (p2mLeaf & P2M_W) == 0) {
+      if ((p2mLeaf & (P2M_LOG | P2M_PT)) == 0) return -2; // the boot ROM: not writable
+      // Write-protected: this store is the trap, emulated here (the caller does the store).
+      if ((p2mLeaf & P2M_LOG) != 0) dirtyFault(pa, p2mLeafPtr);
+      if ((p2mLeaf & P2M_PT) != 0) shadowTableWrite(pa, size);
+    }
+  }
   const tohost = load<u64>(VM_TOHOST);
   const watched = acc == ACC_WRITE && tohost != 0 && (pa >> 12) == (tohost >> 12);
-  if (pageOk == 1 && !watched) {
+  const writable = acc != ACC_WRITE || (load<u64>(p2mLeafPtr) & P2M_W) != 0;
+  if (pageOk == 1 && !watched && writable) {
     if (lastLeafLevel != 0) noteSuperpage(va, lastLeafLevel);
     if (acc == ACC_WRITE) noteWriteMapping(<usize>host & ~<usize>0xfff);
     tlbFill(tlbTableFor(acc), va, <u64>host - (pa & 0xfff));
@@ -254,6 +275,35 @@ export function resolve(va: u64, size: u64, acc: i32): i64 {
   return host;
 }
 
+// Host offset of the frame a shadow hit found (-1 after a shadow fault: the P2M decides).
+let shadowHost: i64 = -1;
+
+// Shadow paging's translation: the shadow leaf if it allows the access, else a shadow fault:
+// the guest walk (protecting the tables it reads), then the result goes into the shadow.
+function shadowTranslate(va: u64, acc: i32, regime: i32): u64 {
+  shadowHost = -1;
+  const satp = csr64(H_SATP);
+  const vaBits: u64 = (satp >> 60) == 9 ? 48 : 39;
+  const top = <i64>va >> (vaBits - 1);
+  if (top == 0 || top == -1) {
+    const leaf = shadowLookup(va);
+    if ((leaf & PTE_V) != 0 && leafAllows(leaf, acc, regime)) {
+      lastLeafLevel = <i32>((leaf >> 8) & 3);
+      const frame = <usize>((leaf >> 10) << 12);
+      shadowHost = <i64>(frame | <usize>(va & 0xfff));
+      return frameToGpa(frame) | (va & 0xfff);
+    }
+  }
+  stat(VM_STAT_SHADOW_FAULT);
+  const epoch = shadowEpoch;
+  const pa = translate(va, acc, regime, true, true);
+  if (accStatus != ACC_OK) return 0;
+  const level = lastLeafLevel;
+  const frame = p2mHost(pa & ~<u64>0xfff);
+  if (frame >= 0 && epoch == shadowEpoch) shadowInstall(va, <usize>frame, lastLeafPte, level);
+  lastLeafLevel = level;
+  return pa;
+}
 // ---- loads and stores that missed the TLB ----
 
 @inline function hostLoad(host: usize, size: u64): u64 {
@@ -323,7 +373,7 @@ export function storeSlow(va: u64, size: u64, v: u64): void {
 
 // HTIF: a nonzero tohost is a request to the host (Spike's protocol); leave run() for it.
 function checkTohost(tohost: u64): void {
-  const host = physToHost(tohost, 8, ACC_WRITE);
+  const host = p2mHost(tohost);
   if (host < 0) return; // the host only sets tohost inside RAM; never read outside it
   const value = load<u64>(<usize>host);
   if (value == 0) return;

@@ -8,11 +8,13 @@ import type { DriveOption } from "../vm/worker";
 import { parseNetdev } from "../net/netdev";
 
 export type Mode = "para" | "full";
+import { PAGING_MODES, type Paging } from "../core/core";
 
 export interface BootOptions {
   /** A file, "none", "builtin", or undefined for the mode's default. */
   bios?: string;
   mode: Mode;
+  paging: Paging;
   drives: DriveOption[];
   /** QEMU-style netdev strings ("user,hostfwd=tcp::8080-:80", "switch=lan"), already validated. */
   nets: string[];
@@ -41,6 +43,10 @@ The serial console is on stdin/stdout; press Ctrl-A x to quit.
 Options:
   --mode <para|full>   para: the kernel enters S-mode on the built-in SBI (hypercalls);
                        full: the guest runs its own M-mode firmware. Default: full.
+  --paging <nested|shadow>
+                       Memory virtualization: nested walks the guest's page tables through the
+                       P2M on a TLB miss; shadow keeps shadow page tables, write-protecting the
+                       guest's. Default: nested.
   --bios <file|none|builtin>
                        M-mode firmware (ELF or raw, loaded at 0x80000000). Default for full:
                        Debian's OpenSBI, /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin;
@@ -105,6 +111,7 @@ export function parseCli(argv: string[]): Command {
         "dtb-out": { type: "string" },
         stats: { type: "boolean" },
         mode: { type: "string" },
+        paging: { type: "string" },
         drive: { type: "string", multiple: true },
         net: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
@@ -121,11 +128,14 @@ export function parseCli(argv: string[]): Command {
   if (!Number.isInteger(smp) || smp < 1 || smp > 8) throw new CliError(`--smp must be a whole number from 1 to 8, not '${v.smp}'`);
   const mode = v.mode ?? (args[0] === "start" ? "para" : "full");
   if (mode !== "para" && mode !== "full") throw new CliError(`--mode must be para or full, not '${mode}'`);
+  const paging = v.paging ?? "nested";
+  if (!(PAGING_MODES as readonly string[]).includes(paging)) throw new CliError(`--paging must be nested or shadow, not '${paging}'`);
   return {
     kind: args[0] === "start" ? "start" : "boot",
     options: {
       bios: v.bios,
       mode,
+      paging: paging as Paging,
       drives: (v.drive ?? []).map(parseDrive),
       nets: (v.net ?? []).map(parseNet),
       kernel: v.kernel,

@@ -57,7 +57,7 @@ async function boot(opts: BootOptions): Promise<number> {
   const worker = new Worker(new URL("./vm-worker.js", import.meta.url));
   const vm = Comlink.wrap<VmWorker>(nodeEndpoint(worker));
   const req: BootRequest = {
-    memory: opts.memory, harts: opts.smp, bios, kernel, initrd, append: opts.append,
+    memory: opts.memory, harts: opts.smp, paging: opts.paging, bios, kernel, initrd, append: opts.append,
     drives: opts.drives, nets: opts.nets, timeExits: opts.stats,
     consoleOut: consoleOut.buffer, consoleIn: consoleIn.buffer,
   };

@@ -23,5 +23,14 @@ export function formatStats(s: VmStats): string {
   };
   table("MMIO exits by device", "mmio", s.mmio);
   table("SBI calls by extension", "sbi", s.sbi);
+  const p = s.paging;
+  lines.push(`  paging (${p.mode}): ${count(p.tlbMisses)} TLB misses, ${count(p.walkRefs)} walk references` +
+    ` (${p.tlbMisses ? (p.walkRefs / p.tlbMisses).toFixed(1) : "0"} per miss), ${count(p.framesPopulated)} frames populated`);
+  if (p.mode === "shadow") {
+    lines.push(`    shadow: ${count(p.shadowFaults)} shadow faults, ${count(p.ptWriteTraps)} page-table write traps,` +
+      ` ${count(p.shadowZaps)} entries zapped, ${count(p.unshadowed)} tables unshadowed, ${count(p.shadowResets)} resets,` +
+      ` satp switches: ${count(p.shadowContextHits)} cached roots, ${count(p.shadowContextNew)} new`);
+  }
+  if (p.dirtyFaults) lines.push(`    dirty logging: ${count(p.dirtyFaults)} first-write faults`);
   return lines.join("\n") + "\n";
 }

@@ -5,7 +5,10 @@ import * as L from "./layout";
 
 export interface CoreExports {
   run(hart: number, budget: number): number;
-  invalidateCode(offset: number, len: number): void;
+  hostWrite(offset: number, len: number): void;
+  resetMemoryMap(): void;
+  dirtyLogEnable(on: number): void;
+  dirtyLogSync(): number;
   flushCode(): void;
   resetHart(hart: number, hartid: number): void;
   flushTlb(hart: number): void;
@@ -32,16 +35,93 @@ export interface CoreOptions {
   clock?: () => number;
   /** An existing VM memory to attach to (another thread's VM); it is not reinitialised. */
   memory?: WebAssembly.Memory;
+  /** How TLB misses compose guest and P2M translations (default nested). */
+  paging?: Paging;
 }
 
-/** Largest guest RAM one VM can have: wasm32 memories stop at 4 GiB, less the core's area. */
-export const MAX_RAM = 4096 * 1024 * 1024 - L.RAM_HOST - 2 * 65536;
+/** nested: the two-dimensional walk on a TLB miss; shadow: shadow tables kept by the VMM. */
+export type Paging = "nested" | "shadow";
+export const PAGING_MODES: readonly Paging[] = ["nested", "shadow"];
+
+/** Where the memory-virtualization tables go, past RAM (host offsets; see p2m.ts, shadow.ts). */
+export interface VmmLayout {
+  p2mRoot: number;
+  p2mPoolEnd: number;
+  dirty: number;
+  dirtySync: number;
+  /** The shadow MMU's area and its page pool; 0 without shadow paging. */
+  shadow: number;
+  shadowPool: number;
+  /** First byte past everything: the size of the VM's memory. */
+  end: number;
+}
+
+export function vmmLayout(ramSize: number, paging: Paging): VmmLayout {
+  const page = 4096;
+  const up = (n: number, a: number) => Math.ceil(n / a) * a;
+  const ramPages = Math.ceil(ramSize / page);
+  let at = up(L.RAM_HOST + ramSize, 16384); // the Sv39x4 root is 16 KiB aligned
+  const p2mRoot = at;
+  at += 16384;
+  // Tables below the root: one per GiB and one per 2 MiB of RAM, two more for the boot ROM.
+  at += (Math.ceil(ramSize / 2 ** 30) + Math.ceil(ramSize / 2 ** 21) + 2) * page;
+  const p2mPoolEnd = at;
+  const bitmap = up(Math.ceil(ramPages / 32) * 4, page);
+  const dirty = at;
+  at += bitmap;
+  const dirtySync = at;
+  at += bitmap;
+  let shadow = 0, shadowPool = 0;
+  if (paging === "shadow") {
+    shadow = at;
+    at += up(L.SH_RMAP + ramPages * 2, page);
+    shadowPool = at;
+    at += L.SH_POOL_PAGES * page;
+  }
+  return { p2mRoot, p2mPoolEnd, dirty, dirtySync, shadow, shadowPool, end: at };
+}
+
+// wasm32 memories stop at 4 GiB.
+const MEMORY_LIMIT = 2 ** 32 - 65536;
+
+/** Largest guest RAM one VM can have (in whole MiB), whatever its paging mode. */
+export const MAX_RAM = (() => {
+  let ram = MEMORY_LIMIT - L.RAM_HOST;
+  ram -= ram % 2 ** 20;
+  while (vmmLayout(ram, "shadow").end > MEMORY_LIMIT) ram -= 2 ** 20;
+  return ram;
+})();
+
+/** The paging counters of a VM (VM_STAT_* in layout.ts). */
+export interface PagingStats {
+  tlbMisses: number;
+  walkRefs: number;
+  framesPopulated: number;
+  shadowFaults: number;
+  ptWriteTraps: number;
+  shadowZaps: number;
+  unshadowed: number;
+  shadowResets: number;
+  shadowContextHits: number;
+  shadowContextNew: number;
+  dirtyFaults: number;
+}
+const PAGING_STAT_FIELDS: [keyof PagingStats, number][] = [
+  ["tlbMisses", L.VM_STAT_TLB_MISS], ["walkRefs", L.VM_STAT_WALK_REFS],
+  ["framesPopulated", L.VM_STAT_P2M_POPULATE], ["shadowFaults", L.VM_STAT_SHADOW_FAULT],
+  ["ptWriteTraps", L.VM_STAT_PT_WRITE], ["shadowZaps", L.VM_STAT_SHADOW_ZAP],
+  ["unshadowed", L.VM_STAT_UNSHADOW], ["shadowResets", L.VM_STAT_SHADOW_RESET],
+  ["shadowContextHits", L.VM_STAT_CTX_SWITCH], ["shadowContextNew", L.VM_STAT_CTX_NEW],
+  ["dirtyFaults", L.VM_STAT_DIRTY_FAULT],
+];
 
 export class Core {
   readonly memory: WebAssembly.Memory;
   readonly exports: CoreExports;
   readonly ramSize: number;
   readonly harts: number;
+  readonly paging: Paging;
+  readonly vmm: VmmLayout;
   /** Whole-memory views (the buffer is a SharedArrayBuffer that never grows). */
   readonly u8: Uint8Array;
   readonly i32: Int32Array;
@@ -60,10 +140,14 @@ export class Core {
     if (opts.ramSize > MAX_RAM) {
       throw new Error(`guest RAM of ${opts.ramSize >> 20} MiB is more than one VM can address (max ${Math.floor(MAX_RAM / 2 ** 20)} MiB)`);
     }
+    const paging = opts.paging ?? "nested";
+    if (!PAGING_MODES.includes(paging)) throw new Error(`paging must be nested or shadow, not '${paging}'`);
     this.ramSize = opts.ramSize;
     this.harts = harts;
-    // One spare page past RAM: the fetch fast path may read 2 bytes beyond the last halfword.
-    const pages = Math.ceil((L.RAM_HOST + opts.ramSize) / 65536) + 1;
+    this.paging = paging;
+    this.vmm = vmmLayout(opts.ramSize, paging);
+    // (The tables past RAM also give the fetch fast path the 2 bytes it may read beyond RAM.)
+    const pages = Math.ceil(this.vmm.end / 65536);
     const fresh = !opts.memory;
     this.memory = opts.memory ?? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     const clock = opts.clock ?? hostTicks;
@@ -79,6 +163,15 @@ export class Core {
       this.view.setInt32(L.VM_NHARTS, harts, true);
       this.view.setBigUint64(L.VM_RAM_SIZE, BigInt(opts.ramSize), true);
       this.view.setInt32(L.VM_RAM_HOST_LIMIT, L.RAM_HOST + opts.ramSize, true);
+      const v = this.vmm;
+      this.view.setUint32(L.VM_P2M_ROOT, v.p2mRoot, true);
+      this.view.setUint32(L.VM_P2M_POOL_END, v.p2mPoolEnd, true);
+      this.view.setUint32(L.VM_DIRTY, v.dirty, true);
+      this.view.setUint32(L.VM_DIRTY_SYNC, v.dirtySync, true);
+      this.view.setInt32(L.VM_PAGING, paging === "shadow" ? L.PAGING_SHADOW : L.PAGING_NESTED, true);
+      this.view.setUint32(L.VM_SH_BASE, v.shadow, true);
+      this.view.setUint32(L.VM_SH_POOL, v.shadowPool, true);
+      this.exports.resetMemoryMap();
       // mtime starts at zero, as on a machine just powered on.
       this.view.setBigInt64(L.VM_MTIME_OFFSET, BigInt(-Math.floor(clock())), true);
       for (let h = 0; h < harts; h++) this.exports.resetHart(h, h);
@@ -93,7 +186,9 @@ export class Core {
     return this.exports.run(hart, budget);
   }
 
+  /** Power-on state: harts reset, no decoded code, an empty P2M (pages populate again). */
   reset(): void {
+    this.exports.resetMemoryMap();
     this.exports.flushCode();
     for (let h = 0; h < this.harts; h++) this.exports.resetHart(h, h);
   }
@@ -221,8 +316,34 @@ export class Core {
     return this.hostView(L.RAM_HOST + off, len);
   }
   private hostView(offset: number, len: number): Uint8Array {
-    this.exports.invalidateCode(offset, len);
+    this.exports.hostWrite(offset, len);
     return this.u8.subarray(offset, offset + len);
+  }
+
+  // ---- memory virtualization ----
+  pagingStats(): PagingStats {
+    const out = {} as PagingStats;
+    for (const [name, off] of PAGING_STAT_FIELDS) out[name] = Number(this.view.getBigUint64(off, true));
+    return out;
+  }
+  /**
+   * Dirty logging: on, every RAM page is write-protected and its first write logged (host
+   * writes through phys/ramView are logged too); off, it costs nothing.
+   */
+  setDirtyLog(on: boolean): void {
+    this.exports.dirtyLogEnable(on ? 1 : 0);
+  }
+  get dirtyLogging(): boolean {
+    return this.view.getInt32(L.VM_DIRTY_ON, true) !== 0;
+  }
+  /**
+   * The pages written since logging started or since the last call, as a bitmap (bit i = RAM
+   * page i), taken and cleared in one step; those pages are write-protected again.
+   */
+  syncDirtyLog(): { pages: number; bitmap: Uint32Array } {
+    const pages = this.exports.dirtyLogSync();
+    const words = Math.ceil(this.ramSize / 4096 / 32);
+    return { pages, bitmap: new Uint32Array(this.u8.slice(this.vmm.dirtySync, this.vmm.dirtySync + words * 4).buffer) };
   }
   /** Mark [gpa, gpa+size) as host device space (accesses exit instead of faulting). */
   mapDevice(gpa: number, size: number): void {

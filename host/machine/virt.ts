@@ -2,7 +2,7 @@
 // exit handling loop. It runs wherever its caller runs (a worker in the CLI, the test process,
 // a browser) and knows nothing about threads or terminals: console bytes go to a sink and come
 // from a source, and step() says how long the board may sleep.
-import { Core } from "../core/core";
+import { Core, type Paging, type PagingStats } from "../core/core";
 import * as L from "../core/layout";
 import { Bus } from "./bus";
 import { writeBootRom } from "./boot-rom";
@@ -37,6 +37,8 @@ export interface VirtConfig {
   /** Guest RAM in bytes. */
   memory: number;
   harts?: number;
+  /** Memory virtualization: nested (default) or shadow paging. */
+  paging?: Paging;
   /**
    * M-mode firmware; null starts the kernel directly in M-mode (QEMU's -bios none); "builtin"
    * starts it in S-mode with the host's SBI (paravirtualized).
@@ -70,6 +72,12 @@ export interface MachineStats {
   sbi: Record<string, number>;
   /** Host seconds spent handling each kind of exit; only with timeExits. */
   exitSeconds?: { mmio: number; sbi: number; tohost: number };
+  /**
+   * Memory virtualization: the paging mode and its counters. Page-table write traps (shadow
+   * paging) and dirty-logging faults are handled inside the core, so they are counted here
+   * rather than among the exits to the host.
+   */
+  paging: { mode: Paging } & PagingStats;
 }
 
 export type StopReason =
@@ -127,7 +135,7 @@ export class VirtMachine {
 
   constructor(private readonly cfg: VirtConfig) {
     const harts = cfg.harts ?? 1;
-    this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock });
+    this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock, paging: cfg.paging });
     this.input = cfg.input ?? (() => -1);
     this.inputToHvc = /(^|\s)console=hvc0/.test(cfg.append ?? "");
     this.bus = new Bus(this.core);
@@ -310,6 +318,7 @@ export class VirtMachine {
       exits: { ...this.exits },
       mmio: Object.fromEntries(this.bus.counts),
       sbi: this.sbi ? Object.fromEntries(this.sbi.calls) : {},
+      paging: { mode: this.core.paging, ...this.core.pagingStats() },
       ...(this.cfg.timeExits ? { exitSeconds: { ...this.exitSeconds } } : {}),
     };
   }

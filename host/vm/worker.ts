@@ -10,6 +10,7 @@ import { ByteRing } from "../util/ring";
 import { VirtMachine, type Image, type StopReason, type MachineStats } from "../machine/virt";
 import { NodeDisk } from "../virtio/node-disk";
 import { createNetBackend } from "../net/netdev";
+import type { Paging } from "../core/core";
 import { UserNet } from "../net/user";
 import type { DiskBackend, NetBackend } from "../devices/backends";
 
@@ -22,6 +23,7 @@ export interface DriveOption {
 export interface BootRequest {
   memory: number;
   harts: number;
+  paging?: Paging;
   bios: Image | null | "builtin";
   drives: DriveOption[];
   /** QEMU-style netdev strings: "user[,hostfwd=...]" or "switch=NAME". */
@@ -81,6 +83,7 @@ export class VmWorker {
       module: loadCoreModule(),
       memory: req.memory,
       harts: req.harts,
+      paging: req.paging,
       bios: req.bios,
       kernel: req.kernel,
       initrd: req.initrd,
