@@ -169,9 +169,10 @@ export function translate(va: u64, acc: i32, regime: i32, paged: bool, watch: bo
   for (let level = levels - 1; level >= 0; level--) {
     const vpn = (va >> (12 + 9 * <u64>level)) & 0x1ff;
     const pteAddr = a + (vpn << 3);
-    if (watch) shadowWatchTable(a, level, va & ~((<u64>1 << (21 + 9 * <u64>level)) - 1) & ((<u64>1 << vaBits) - 1));
     const host = p2mHost(pteAddr);
     if (host < 0 || pmpCheck(pteAddr, pteAddr + 8, ACC_READ, PRV_S) != 1) { raise(accessFault(acc), va); return 0; }
+    // After p2mHost: a table page touched for the first time only now has a P2M entry to protect.
+    if (watch) shadowWatchTable(a, level, va & ~((<u64>1 << (21 + 9 * <u64>level)) - 1) & ((<u64>1 << vaBits) - 1));
     stat(VM_STAT_WALK_REFS);
     let pte = atomic.load<u64>(<usize>host);
     if ((pte & PTE_V) == 0 || ((pte & PTE_R) == 0 && (pte & PTE_W) != 0) || (pte & PTE_RESERVED) != 0) {

@@ -301,19 +301,39 @@ export class Core {
   // ---- guest-physical memory ----
   // Views of guest memory may be written through, so handing one out drops the decoded code
   // of its pages (the core caches decoded instructions per page and cannot see host writes).
-  /** A view of [gpa, gpa+len) if it lies in RAM or the boot ROM, else null. */
+  // The *Read variants are for reading only: writing through them would escape the code cache,
+  // dirty logging and shadow page-table coherence, so they skip that bookkeeping.
+  /** A writable view of [gpa, gpa+len) if it lies in RAM or the boot ROM, else null. */
   phys(gpa: number, len: number): Uint8Array | null {
-    const ramOff = gpa - Number(L.RAM_GPA);
-    if (ramOff >= 0 && len >= 0 && ramOff + len <= this.ramSize) return this.hostView(L.RAM_HOST + ramOff, len);
-    const romOff = gpa - L.ROM_GPA;
-    if (romOff >= 0 && len >= 0 && romOff + len <= L.ROM_SIZE) return this.hostView(L.ROM_HOST + romOff, len);
-    return null;
+    const off = this.physOffset(gpa, len);
+    return off < 0 ? null : this.hostView(off, len);
   }
-  /** A view of [gpa, gpa+len) if it lies wholly in RAM (device DMA: never the boot ROM), else null. */
+  /** A view of [gpa, gpa+len) in RAM or the boot ROM for reading only, else null. */
+  physRead(gpa: number, len: number): Uint8Array | null {
+    const off = this.physOffset(gpa, len);
+    return off < 0 ? null : this.u8.subarray(off, off + len);
+  }
+  /** A writable view of [gpa, gpa+len) if it lies wholly in RAM (device DMA: never the boot ROM), else null. */
   ramView(gpa: number, len: number): Uint8Array | null {
+    const off = this.ramOffset(gpa, len);
+    return off < 0 ? null : this.hostView(off, len);
+  }
+  /** A view of [gpa, gpa+len) in RAM for reading only (device DMA out of the guest), else null. */
+  ramRead(gpa: number, len: number): Uint8Array | null {
+    const off = this.ramOffset(gpa, len);
+    return off < 0 ? null : this.u8.subarray(off, off + len);
+  }
+  /** Host offset of [gpa, gpa+len) in RAM, or -1. */
+  private ramOffset(gpa: number, len: number): number {
     const off = gpa - Number(L.RAM_GPA);
-    if (!(off >= 0 && len >= 0 && off + len <= this.ramSize)) return null;
-    return this.hostView(L.RAM_HOST + off, len);
+    return off >= 0 && len >= 0 && off + len <= this.ramSize ? L.RAM_HOST + off : -1;
+  }
+  /** Host offset of [gpa, gpa+len) in RAM or the boot ROM, or -1. */
+  private physOffset(gpa: number, len: number): number {
+    const ram = this.ramOffset(gpa, len);
+    if (ram >= 0) return ram;
+    const off = gpa - L.ROM_GPA;
+    return off >= 0 && len >= 0 && off + len <= L.ROM_SIZE ? L.ROM_HOST + off : -1;
   }
   private hostView(offset: number, len: number): Uint8Array {
     this.exports.hostWrite(offset, len);

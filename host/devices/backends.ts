@@ -10,6 +10,11 @@ export interface GuestMemory {
    * treat every address the guest hands them as untrusted and check for null.
    */
   view(gpa: number, len: number): Uint8Array | null;
+  /**
+   * The same range for reading only (descriptors, outgoing buffers). Writing through it is a
+   * bug: the write would escape dirty logging (migration) and shadow page-table coherence.
+   */
+  read(gpa: number, len: number): Uint8Array | null;
 }
 
 /** A block device's storage (a raw image file, an in-memory buffer, ...). */

@@ -181,7 +181,7 @@ export class VirtMachine {
       devices.push(con, new VirtioRng());
     }
     if (devices.length > VIRTIO_COUNT) throw new Error(`too many virtio devices (${devices.length}); the board has ${VIRTIO_COUNT} slots`);
-    const mem = { view: (gpa: number, len: number) => this.core.ramView(gpa, len) };
+    const mem = { view: (gpa: number, len: number) => this.core.ramView(gpa, len), read: (gpa: number, len: number) => this.core.ramRead(gpa, len) };
     devices.forEach((dev, i) => {
       const slot = devices.length - 1 - i;
       const t = new VirtioMmio(dev, mem, this.plic.irqLine(virtioIrq(slot)), { name: `virtio${i}-${dev.name}` });
@@ -266,7 +266,7 @@ export class VirtMachine {
       // The mailboxes are doublewords the host writes: they must be aligned and in RAM.
       for (const [name, addr] of [["tohost", tohost], ["fromhost", fromhost]] as const) {
         if (name === "fromhost" && addr === 0n) continue;
-        if (addr % 8n !== 0n || addr > BigInt(ramEnd) || !this.core.ramView(Number(addr), 8)) {
+        if (addr % 8n !== 0n || addr > BigInt(ramEnd) || !this.core.ramRead(Number(addr), 8)) {
           throw new Error(`${start === firstStage ? bios!.name : kernel!.name}: HTIF symbol ${name} at 0x${addr.toString(16)} is not an aligned doubleword in guest RAM`);
         }
       }

@@ -231,7 +231,7 @@ export class BuiltinSbi {
         if (target >= BigInt(n)) return ret(SBI_ERR_INVALID_PARAM);
         const t = Number(target);
         if (this.state[t] !== HART_STOPPED) return ret(SBI_ERR_ALREADY_AVAILABLE);
-        if (!this.core.ramView(Number(a(1)), 4)) return ret(SBI_ERR_INVALID_ADDRESS);
+        if (!this.core.ramRead(Number(a(1)), 4)) return ret(SBI_ERR_INVALID_ADDRESS);
         this.setupHart(t);
         this.enterSupervisor(t, a(1), a(2));
         this.state[t] = HART_STARTED;
@@ -250,7 +250,7 @@ export class BuiltinSbi {
         const type = Number(a(0) & 0xffffffffn);
         if (type !== SUSPEND_RETENTIVE && type !== SUSPEND_NON_RETENTIVE) return ret(SBI_ERR_INVALID_PARAM);
         if (type === SUSPEND_NON_RETENTIVE) {
-          if (!this.core.ramView(Number(a(1)), 4)) return ret(SBI_ERR_INVALID_ADDRESS);
+          if (!this.core.ramRead(Number(a(1)), 4)) return ret(SBI_ERR_INVALID_ADDRESS);
           this.resume[hart] = { addr: a(1), opaque: a(2) };
         }
         // Sleep like WFI until an enabled interrupt is pending.
@@ -274,7 +274,8 @@ export class BuiltinSbi {
     const len = Number(a(0) > BigInt(DBCN_MAX) ? BigInt(DBCN_MAX) : a(0));
     // On RV64 the address is a1 alone; base_addr_hi would be bits 64 and up.
     const addr = a(1);
-    const buf = a(2) === 0n && addr < 2n ** 53n ? this.core.ramView(Number(addr), len) : null;
+    const inRam = a(2) === 0n && addr < 2n ** 53n;
+    const buf = !inRam ? null : fid === 0 ? this.core.ramRead(Number(addr), len) : this.core.ramView(Number(addr), len);
     if (!buf) return ret(SBI_ERR_INVALID_PARAM);
     if (fid === 0) {
       this.platform.consoleWrite(buf.slice());
@@ -295,7 +296,7 @@ export class BuiltinSbi {
     // passes them with translation on; we read them as physical only when translation is off).
     const readMask = (ptr: bigint): bigint | null => {
       if (ptr === 0n) return (1n << BigInt(c.harts)) - 1n;
-      const bytes = c.csr(hart, 0x180) === 0n && ptr < 2n ** 53n ? c.ramView(Number(ptr), 8) : null;
+      const bytes = c.csr(hart, 0x180) === 0n && ptr < 2n ** 53n ? c.ramRead(Number(ptr), 8) : null;
       return bytes ? new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true) : null;
     };
     switch (eid) {

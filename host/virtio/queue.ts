@@ -171,9 +171,9 @@ export class Virtqueue {
     }
     // Each part, including the event-index words, must lie entirely in guest RAM.
     const mem = this.owner.mem;
-    if (mem.view(desc, DESC_SIZE * n) === null) return `queue ${this.index}: descriptor table at 0x${desc.toString(16)} is not in RAM`;
-    if (mem.view(avail, 6 + 2 * n) === null) return `queue ${this.index}: available ring at 0x${avail.toString(16)} is not in RAM`;
-    if (mem.view(used, 6 + 8 * n) === null) return `queue ${this.index}: used ring at 0x${used.toString(16)} is not in RAM`;
+    if (mem.read(desc, DESC_SIZE * n) === null) return `queue ${this.index}: descriptor table at 0x${desc.toString(16)} is not in RAM`;
+    if (mem.read(avail, 6 + 2 * n) === null) return `queue ${this.index}: available ring at 0x${avail.toString(16)} is not in RAM`;
+    if (mem.read(used, 6 + 8 * n) === null) return `queue ${this.index}: used ring at 0x${used.toString(16)} is not in RAM`;
     this.descAddr = desc;
     this.availAddr = avail;
     this.usedAddr = used;
@@ -190,7 +190,7 @@ export class Virtqueue {
   /** Whether the driver has made buffers available that we have not consumed. */
   hasAvailable(): boolean {
     if (!this.ready || this.owner.broken) return false;
-    const avail = this.owner.mem.view(this.availAddr, 4);
+    const avail = this.owner.mem.read(this.availAddr, 4);
     return avail !== null && le16(avail, 2) !== this.lastAvail;
   }
 
@@ -201,7 +201,7 @@ export class Virtqueue {
   pop(): Chain | null {
     if (!this.ready || this.owner.broken) return null;
     const n = this.size;
-    const avail = this.owner.mem.view(this.availAddr, 6 + 2 * n);
+    const avail = this.owner.mem.read(this.availAddr, 6 + 2 * n);
     // The memory behind the ring may have changed since it was validated.
     if (avail === null) return this.fault("available ring is no longer in RAM");
     const availIdx = le16(avail, 2);
@@ -230,7 +230,7 @@ export class Virtqueue {
     const mem = this.owner.mem;
     // An index into the descriptor table outside the table would read unrelated memory.
     if (head >= n) return this.fault(`head descriptor ${head} is outside the queue (size ${n})`);
-    let table = mem.view(this.descAddr, DESC_SIZE * n);
+    let table = mem.read(this.descAddr, DESC_SIZE * n);
     if (table === null) return this.fault("descriptor table is no longer in RAM");
     let tableLen = n;
     let inIndirect = false;
@@ -265,7 +265,7 @@ export class Virtqueue {
         // Bounds the walk below: no chain may be longer than the queue size.
         if (len / DESC_SIZE > n) return this.fault(`indirect table of ${len / DESC_SIZE} descriptors is longer than the queue size ${n}`);
         const at = addr64(lo, hi);
-        const t = at < 0 ? null : mem.view(at, len);
+        const t = at < 0 ? null : mem.read(at, len);
         // The table itself must be in RAM.
         if (t === null) return this.fault(`indirect table at 0x${at.toString(16)} (+${len}) is not in RAM`);
         table = t;
@@ -293,10 +293,11 @@ export class Virtqueue {
       }
       if (len > 0) {
         const at = addr64(lo, hi);
-        const v = at < 0 ? null : mem.view(at, len);
+        const writes = (flags & VIRTQ_DESC_F_WRITE) !== 0;
+        const v = at < 0 ? null : writes ? mem.view(at, len) : mem.read(at, len);
         // Every buffer must lie entirely in guest RAM (not MMIO, not beyond RAM).
         if (v === null) return this.fault(`buffer 0x${lo.toString(16)}:${hi.toString(16)} (+${len}) is not in RAM`);
-        (flags & VIRTQ_DESC_F_WRITE ? writable : readable).push(v);
+        (writes ? writable : readable).push(v);
       }
       if (!(flags & VIRTQ_DESC_F_NEXT)) break;
       i = next;
@@ -337,7 +338,7 @@ export class Virtqueue {
     const old = this.signalledUsed;
     const now = this.usedIdx;
     this.signalledUsed = now;
-    const avail = this.owner.mem.view(this.availAddr, 6 + 2 * this.size);
+    const avail = this.owner.mem.read(this.availAddr, 6 + 2 * this.size);
     if (avail === null) return true; // cannot read the driver's wish: interrupting is always safe
     if (this.eventIdx) {
       const usedEvent = le16(avail, 4 + 2 * this.size);

@@ -52,6 +52,8 @@ export interface MachineOptions {
   priv?: 0 | 1 | 3;
   /** Start label (default: the first byte, 0x80000000). */
   start?: string;
+  /** Memory virtualization (default nested). */
+  paging?: "nested" | "shadow";
   /** Set mstatus.FS = Initial so FP instructions are usable (default false). */
   fp?: boolean;
 }
@@ -89,6 +91,7 @@ export class Machine {
       ramSize: opts.ramSize ?? 1 << 20,
       harts: opts.harts,
       clock: opts.clock,
+      paging: opts.paging,
     });
     if (src !== null) this.load(src);
   }
@@ -201,15 +204,17 @@ export class Machine {
   }
 
   // ---- guest-physical memory ----
-  private dv(pa: number, len: number): DataView {
-    const b = this.core.phys(pa, len);
+  // Reads take read-only views, so they neither invalidate code nor look like host writes to
+  // dirty logging and shadow paging.
+  private dv(pa: number, len: number, write = true): DataView {
+    const b = write ? this.core.phys(pa, len) : this.core.physRead(pa, len);
     if (!b) throw new Error(`physical ${hex(pa)} is not RAM`);
     return new DataView(b.buffer, b.byteOffset, len);
   }
-  r8(pa: number): number { return this.dv(pa, 1).getUint8(0); }
-  r16(pa: number): number { return this.dv(pa, 2).getUint16(0, true); }
-  r32(pa: number): number { return this.dv(pa, 4).getUint32(0, true); }
-  r64(pa: number): bigint { return this.dv(pa, 8).getBigUint64(0, true); }
+  r8(pa: number): number { return this.dv(pa, 1, false).getUint8(0); }
+  r16(pa: number): number { return this.dv(pa, 2, false).getUint16(0, true); }
+  r32(pa: number): number { return this.dv(pa, 4, false).getUint32(0, true); }
+  r64(pa: number): bigint { return this.dv(pa, 8, false).getBigUint64(0, true); }
   w8(pa: number, v: number): void { this.dv(pa, 1).setUint8(0, v); }
   w16(pa: number, v: number): void { this.dv(pa, 2).setUint16(0, v, true); }
   w32(pa: number, v: number): void { this.dv(pa, 4).setUint32(0, v >>> 0, true); }

@@ -112,7 +112,7 @@ describe("virtio-blk requests", () => {
     expect(disk.data.subarray(3 * 512, 7 * 512)).toEqual(data);
     const r = req(VIRTIO_BLK_T_IN, 3, [{ writable: 7 }, { writable: 1000 }, { writable: 1041 }]);
     expect(r.status).toBe(VIRTIO_BLK_S_OK);
-    const got = new Uint8Array([...d.ram.read(r.addrs[1]!, 7), ...d.ram.read(r.addrs[2]!, 1000), ...d.ram.read(r.addrs[3]!, 1041)]);
+    const got = new Uint8Array([...d.ram.copy(r.addrs[1]!, 7), ...d.ram.copy(r.addrs[2]!, 1000), ...d.ram.copy(r.addrs[3]!, 1041)]);
     expect(got).toEqual(data);
   });
 
@@ -128,7 +128,7 @@ describe("virtio-blk requests", () => {
     d.ram.write(c.addrs[1]!, new Uint8Array([0xee]));
     const c2 = q.post([{ data: blkHeader(VIRTIO_BLK_T_IN, 7) }, { writable: 513 }]);
     expect(q.takeUsed()[0]!.len).toBe(513);
-    expect(d.ram.read(c2.addrs[1]!, 512)).toEqual(data);
+    expect(d.ram.copy(c2.addrs[1]!, 512)).toEqual(data);
     expect(d.ram.u8(c2.addrs[1]! + 512)).toBe(VIRTIO_BLK_S_OK);
   });
 
@@ -143,12 +143,12 @@ describe("virtio-blk requests", () => {
     const short = make({ serial: "disk-0" });
     const r = short.req(VIRTIO_BLK_T_GET_ID, 0, [{ writable: 20 }]);
     expect(r).toMatchObject({ status: VIRTIO_BLK_S_OK, len: 21 });
-    const id = short.d.ram.read(r.addrs[1]!, 20);
+    const id = short.d.ram.copy(r.addrs[1]!, 20);
     expect(new TextDecoder().decode(id.subarray(0, 6))).toBe("disk-0");
     expect([...id.subarray(6)].every((b) => b === 0)).toBe(true);
     const long = make({ serial: "ABCDEFGHIJKLMNOPQRSTUVWXYZ" });
     const r2 = long.req(VIRTIO_BLK_T_GET_ID, 0, [{ writable: 20 }]);
-    expect(new TextDecoder().decode(long.d.ram.read(r2.addrs[1]!, 20))).toBe("ABCDEFGHIJKLMNOPQRST");
+    expect(new TextDecoder().decode(long.d.ram.copy(r2.addrs[1]!, 20))).toBe("ABCDEFGHIJKLMNOPQRST");
   });
 
   it("discards ranges to zeros and rejects the unmap flag on discard", () => {

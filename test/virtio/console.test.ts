@@ -48,7 +48,7 @@ describe("virtio-console input", () => {
     expect(rx.takeUsed()).toEqual([]); // not before DRIVER_OK
     d.driverOk();
     expect(rx.takeUsed()).toEqual([{ id: c.head, len: 5 }]);
-    expect(dec(d.ram.read(c.addrs[0]!, 5))).toBe("early");
+    expect(dec(d.ram.copy(c.addrs[0]!, 5))).toBe("early");
     expect(con.rxSpace()).toBe(64);
     expect(spaces()).toBe(1);
     expect(d.irq).toBe(true);
@@ -62,8 +62,8 @@ describe("virtio-console input", () => {
     const b = rx.post([{ writable: 2 }, { writable: 8 }]);
     expect(con.receive(enc("abcdefghij"))).toBe(10);
     expect(rx.takeUsed()).toEqual([{ id: a.head, len: 4 }, { id: b.head, len: 6 }]);
-    expect(dec(d.ram.read(a.addrs[0]!, 4))).toBe("abcd");
-    expect(dec(d.ram.read(b.addrs[0]!, 2)) + dec(d.ram.read(b.addrs[1]!, 4))).toBe("efghij");
+    expect(dec(d.ram.copy(a.addrs[0]!, 4))).toBe("abcd");
+    expect(dec(d.ram.copy(b.addrs[0]!, 2)) + dec(d.ram.copy(b.addrs[1]!, 4))).toBe("efghij");
   });
 
   it("applies backpressure: takes only rxSpace() bytes and frees space as the guest reads", () => {
@@ -74,14 +74,14 @@ describe("virtio-console input", () => {
     expect(con.receive(enc("x"))).toBe(0);
     const rx = d.q(0);
     const c1 = rx.post([{ writable: 3 }]);
-    expect(dec(d.ram.read(c1.addrs[0]!, 3))).toBe("012");
+    expect(dec(d.ram.copy(c1.addrs[0]!, 3))).toBe("012");
     expect(con.rxSpace()).toBe(3);
     expect(spaces()).toBe(1);
     // The FIFO wraps around.
     expect(con.receive(enc("89A"))).toBe(3);
     const c2 = rx.post([{ writable: 32 }]);
     expect(rx.takeUsed().map((u) => u.len)).toEqual([3, 8]);
-    expect(dec(d.ram.read(c2.addrs[0]!, 8))).toBe("3456789A");
+    expect(dec(d.ram.copy(c2.addrs[0]!, 8))).toBe("3456789A");
     expect(con.rxPending()).toBe(0);
   });
 
@@ -97,7 +97,7 @@ describe("virtio-console input", () => {
     expect(con2.rxPending()).toBe(18);
     d.init();
     const c = d.q(0).post([{ writable: 32 }]);
-    expect(dec(d.ram.read(c.addrs[0]!, 18))).toBe("typed during probe");
+    expect(dec(d.ram.copy(c.addrs[0]!, 18))).toBe("typed during probe");
     expect(() => con2.restore({ kind: "virtio-console", rx: new Uint8Array(5000), cols: 0, rows: 0 })).toThrow(/at most 4096/);
     expect(() => con2.restore({ kind: "virtio-console", rx: [1, 2], cols: 0, rows: 0 })).toThrow(/Uint8Array/);
   });

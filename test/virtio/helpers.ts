@@ -59,6 +59,11 @@ export class FakeRam implements GuestMemory {
     return this.bytes.subarray(off, off + len);
   }
 
+  /** A copy, so a device that writes through a read-only view loses the write and its test fails. */
+  read(gpa: number, len: number): Uint8Array | null {
+    return this.view(gpa, len)?.slice() ?? null;
+  }
+
   /** Bump-allocate `len` bytes aligned to `align`; returns the guest-physical address. */
   alloc(len: number, align = 16): number {
     const a = Math.ceil(this.next / align) * align;
@@ -94,7 +99,8 @@ export class FakeRam implements GuestMemory {
     const o = this.off(gpa);
     for (let i = 0; i < 4; i++) this.bytes[o + i] = (v >>> (8 * i)) & 0xff;
   }
-  read(gpa: number, len: number): Uint8Array {
+  /** A copy of [gpa, gpa+len), for tests to inspect. */
+  copy(gpa: number, len: number): Uint8Array {
     const o = this.off(gpa);
     return this.bytes.slice(o, o + len);
   }

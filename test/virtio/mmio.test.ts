@@ -271,8 +271,8 @@ describe("indirect descriptors", () => {
     const q = d.q(0);
     const c = q.post([{ data: blkHeader(VIRTIO_BLK_T_IN, 3) }, { writable: 512 }, { writable: 512 }, { writable: 1 }], { indirect: true });
     expect(q.takeUsed()).toEqual([{ id: c.head, len: 1025 }]);
-    expect(d.ram.read(c.addrs[1]!, 512)).toEqual(pattern(1024, 7).subarray(0, 512));
-    expect(d.ram.read(c.addrs[2]!, 512)).toEqual(pattern(1024, 7).subarray(512));
+    expect(d.ram.copy(c.addrs[1]!, 512)).toEqual(pattern(1024, 7).subarray(0, 512));
+    expect(d.ram.copy(c.addrs[2]!, 512)).toEqual(pattern(1024, 7).subarray(512));
     expect(d.ram.u8(c.addrs[3]!)).toBe(0);
   });
 
@@ -324,7 +324,7 @@ describe("legacy interface", () => {
     // Legacy transitional devices must work through a single descriptor header + data layout too.
     const c = q.post([{ data: blkHeader(VIRTIO_BLK_T_IN, 1) }, { writable: 513 }]);
     expect(q.takeUsed()).toEqual([{ id: c.head, len: 513 }]);
-    expect(d.ram.read(c.addrs[1]!, 512)).toEqual(pattern(512, 9));
+    expect(d.ram.copy(c.addrs[1]!, 512)).toEqual(pattern(512, 9));
     expect(d.irq).toBe(true);
   });
 
@@ -382,7 +382,7 @@ describe("save and restore", () => {
     m2.write(0x050, 4, 0);
     const used = d.ram.u16(q.used + 2);
     expect(used).toBe(1);
-    expect(new TextDecoder().decode(d.ram.read(c.addrs[0]!, 7))).toBe("pending");
+    expect(new TextDecoder().decode(d.ram.copy(c.addrs[0]!, 7))).toBe("pending");
   });
 
   it("rejects malformed state with a clear error and changes nothing", () => {

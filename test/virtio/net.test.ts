@@ -105,11 +105,11 @@ describe("virtio-net receive", () => {
     rx.notify();
     expect(net.pendingRx()).toBe(0);
     expect(rx.takeUsed()).toEqual([{ id: a.head, len: 72 }, { id: b.head, len: 112 }]);
-    const h = d.ram.read(a.addrs[0]!, 12);
+    const h = d.ram.copy(a.addrs[0]!, 12);
     expect([...h.subarray(0, 10)].every((x) => x === 0)).toBe(true);
     expect(h[10] | (h[11]! << 8)).toBe(1); // num_buffers
-    expect(d.ram.read(a.addrs[0]! + 12, 60)).toEqual(f1);
-    expect(d.ram.read(b.addrs[0]! + 12, 100)).toEqual(f2);
+    expect(d.ram.copy(a.addrs[0]! + 12, 60)).toEqual(f1);
+    expect(d.ram.copy(b.addrs[0]! + 12, 100)).toEqual(f2);
     expect(d.irq).toBe(true);
   });
 
@@ -124,9 +124,9 @@ describe("virtio-net receive", () => {
     expect(used.map((u) => u.len)).toEqual([600, 600, 326]);
     expect(d.ram.u16(bufs[0]!.addrs[0]! + 10)).toBe(3);
     const got = new Uint8Array([
-      ...d.ram.read(bufs[0]!.addrs[0]! + 12, 588),
-      ...d.ram.read(bufs[1]!.addrs[0]!, 600),
-      ...d.ram.read(bufs[2]!.addrs[0]!, 326),
+      ...d.ram.copy(bufs[0]!.addrs[0]! + 12, 588),
+      ...d.ram.copy(bufs[1]!.addrs[0]!, 600),
+      ...d.ram.copy(bufs[2]!.addrs[0]!, 326),
     ]);
     expect(got).toEqual(frame);
   });
@@ -152,7 +152,7 @@ describe("virtio-net receive", () => {
     be.deliver(pattern(60, 5));
     expect(rx.takeUsed()).toEqual([{ id: a.head, len: 72 }]);
     expect(d.ram.u16(a.addrs[0]! + 10)).toBe(1);
-    expect(d.ram.read(a.addrs[1]!, 60)).toEqual(pattern(60, 5));
+    expect(d.ram.copy(a.addrs[1]!, 60)).toEqual(pattern(60, 5));
     const small = rx.post([{ writable: 100 }]);
     be.deliver(pattern(200, 6)); // does not fit: dropped, buffer kept
     expect(net.stats.rxDropped).toBe(1);
@@ -213,7 +213,7 @@ describe("virtio-net legacy", () => {
     const c = d.q(0).post([{ writable: 10 }, { writable: 1514 }]);
     be.deliver(frame);
     expect(d.q(0).takeUsed()[0]!.len).toBe(74);
-    expect(d.ram.read(c.addrs[1]!, 64)).toEqual(frame);
+    expect(d.ram.copy(c.addrs[1]!, 64)).toEqual(frame);
     d.mmio.write(REG_CONFIG + 0, 4, 0x44332211);
     expect(d.cfg(0, 4)).toBe(0x44332211);
   });

@@ -121,7 +121,7 @@ describe("virtio-blk over NodeDisk", () => {
     expect(q.takeUsed()).toHaveLength(2);
     expect(fs.readFileSync(img).subarray(100 * 512, 102 * 512)).toEqual(Buffer.from(data));
     const c = q.post([{ data: blkHeader(VIRTIO_BLK_T_IN, 100) }, { writable: 1024 }, { writable: 1 }]);
-    expect(d.ram.read(c.addrs[1]!, 1024)).toEqual(data);
+    expect(d.ram.copy(c.addrs[1]!, 1024)).toEqual(data);
     const seg = new Uint8Array(16);
     new DataView(seg.buffer).setUint32(0, 100, true);
     new DataView(seg.buffer).setUint32(8, 1, true);

@@ -11,7 +11,7 @@ describe("virtio-rng", () => {
     const q = d.q(0);
     const c = q.post([{ writable: 3 }, { writable: 5 }]);
     expect(q.takeUsed()).toEqual([{ id: c.head, len: 8 }]);
-    expect([...d.ram.read(c.addrs[0]!, 3), ...d.ram.read(c.addrs[1]!, 5)]).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect([...d.ram.copy(c.addrs[0]!, 3), ...d.ram.copy(c.addrs[1]!, 5)]).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(d.irq).toBe(true);
   });
 
@@ -42,7 +42,7 @@ describe("virtio-rng", () => {
     d.init();
     const a = d.q(0).post([{ writable: 64 }]);
     const b = d.q(0).post([{ writable: 64 }]);
-    const x = d.ram.read(a.addrs[0]!, 64), y = d.ram.read(b.addrs[0]!, 64);
+    const x = d.ram.copy(a.addrs[0]!, 64), y = d.ram.copy(b.addrs[0]!, 64);
     expect(x).not.toEqual(y);
     expect(x.some((v) => v !== 0)).toBe(true);
   });
