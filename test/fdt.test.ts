@@ -398,7 +398,40 @@ describe("virt board devicetree", () => {
     expect(none.find("/soc")!.children.some((c) => c.name.startsWith("virtio_mmio"))).toBe(false);
   });
 
+  it("describes the full machine's legacy devices: ata-generic disks and OpenCores MACs", () => {
+    const macs = [Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56), Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x57)];
+    const blob = buildVirtDtb({ ...base, ata: 2, ethoc: macs });
+    const { dts, stderr } = decompile(blob);
+    for (const w of stderr.split("\n").filter((l) => l.trim() !== "")) expect(w).toMatch(/interrupt_provider\)/);
+    expect(dts).toContain("ata@10010000 {");
+    expect(dts).toContain("ethernet@10021000 {");
+    const t = parseFdt(blob);
+    const plicPh = t.find("/soc/plic@c000000")!.getU32("phandle");
+    for (let i = 0; i < 2; i++) {
+      const base = 0x10010000 + i * 0x1000;
+      const ata = t.find(`/soc/ata@${base.toString(16)}`)!;
+      expect(ata.getString("compatible")).toBe("ata-generic");
+      // Command block (8 registers 4 bytes apart), then the control block: pata_of_platform's two regs.
+      expect(ata.getU32s("reg")).toEqual([0, base, 0, 0x20, 0, base + 0x100, 0, 4]);
+      expect(ata.getU32("reg-shift")).toBe(2);
+      expect(ata.getU32("pio-mode")).toBe(4);
+      expect(ata.getU32("interrupts")).toBe(12 + i);
+      expect(ata.getU32("interrupt-parent")).toBe(plicPh);
+      const eth = t.find(`/soc/ethernet@${(0x10020000 + i * 0x1000).toString(16)}`)!;
+      expect(eth.getString("compatible")).toBe("opencores,ethoc");
+      expect(eth.getU32s("reg")).toEqual([0, 0x10020000 + i * 0x1000, 0, 0x800]);
+      expect(eth.getU32("interrupts")).toBe(16 + i);
+      expect(eth.getU32("interrupt-parent")).toBe(plicPh);
+      expect(eth.prop("local-mac-address")).toEqual(macs[i]);
+    }
+    // None of them unless asked for.
+    expect(parseFdt(buildVirtDtb(base)).find("/soc")!.children.some((c) => /^(ata|ethernet)@/.test(c.name))).toBe(false);
+  });
+
   it("rejects impossible configurations", () => {
+    expect(() => buildVirtDtb({ ...base, ata: 5 })).toThrow(/ata must be 0..4/);
+    expect(() => buildVirtDtb({ ...base, ethoc: [new Uint8Array(5)] })).toThrow(/6 bytes/);
+    expect(() => buildVirtDtb({ ...base, ethoc: Array.from({ length: 5 }, () => new Uint8Array(6)) })).toThrow(/at most 4 ethoc/);
     expect(() => buildVirtDtb({ ...base, harts: 0 })).toThrow(/harts must be 1..8/);
     expect(() => buildVirtDtb({ ...base, harts: 9 })).toThrow(/harts must be 1..8/);
     expect(() => buildVirtDtb({ ...base, virtio: 9 })).toThrow(/virtio must be 0..8/);

@@ -4,11 +4,21 @@ import { parseArgs } from "node:util";
 
 export class CliError extends Error {}
 
-import type { DriveOption } from "../vm/worker";
+import type { DriveOption, NetOption } from "../vm/worker";
+import type { DriveInterface, NicModel } from "../machine/virt";
 import { parseNetdev } from "../net/netdev";
 
 export type Mode = "para" | "full";
 import { PAGING_MODES, type Paging } from "../core/core";
+
+/**
+ * The devices --drive and --net get without if= / model=: the full machine has legacy devices
+ * (an ATA disk, an OpenCores Ethernet MAC), the paravirtualized one virtio.
+ */
+export const DEFAULT_DEVICES: Record<Mode, { drive: DriveInterface; nic: NicModel }> = {
+  full: { drive: "ide", nic: "ethoc" },
+  para: { drive: "virtio", nic: "virtio" },
+};
 
 export interface BootOptions {
   /** A file, "none", "builtin", or undefined for the mode's default. */
@@ -16,8 +26,8 @@ export interface BootOptions {
   mode: Mode;
   paging: Paging;
   drives: DriveOption[];
-  /** QEMU-style netdev strings ("user,hostfwd=tcp::8080-:80", "switch=lan"), already validated. */
-  nets: string[];
+  /** NICs: a validated netdev string ("user,hostfwd=tcp::8080-:80", "switch=lan") and a model. */
+  nets: NetOption[];
   kernel?: string;
   initrd?: string;
   append?: string;
@@ -57,12 +67,17 @@ Options:
   --append <string>    Kernel command line (/chosen/bootargs).
   -m, --memory <size>  Guest RAM, e.g. 256M or 1G (a plain number means MiB). Default 256M.
   --smp <n>            Number of harts (1-8). Default 1.
-  --drive file=<img>[,readonly=on][,serial=<id>]
-                       A virtio-blk disk on a raw image file (repeatable).
-  --net user[,hostfwd=tcp:[<hostaddr>]:<hostport>-:<guestport>]...
-                       A virtio-net NIC on user-mode networking: guest 10.0.2.15 by DHCP,
-                       host reachable as 10.0.2.2 (repeatable).
-  --net switch=<name>  A virtio-net NIC on the host's built-in switch <name>.
+  --drive file=<img>[,if=ide|virtio][,readonly=on][,serial=<id>]
+                       A disk on a raw image file (repeatable). if=ide: an ATA disk in PIO mode
+                       (/dev/sda, ...); if=virtio: a virtio-blk disk (/dev/vda, ...). Default:
+                       ide in full mode, virtio in para mode.
+  --net user[,model=ethoc|virtio][,hostfwd=tcp:[<hostaddr>]:<hostport>-:<guestport>]...
+                       A NIC on user-mode networking: guest 10.0.2.15 by DHCP, host reachable
+                       as 10.0.2.2 (repeatable). model=ethoc: an OpenCores Ethernet MAC;
+                       model=virtio: a virtio-net NIC. Default: ethoc in full mode, virtio in
+                       para mode.
+  --net switch=<name>[,model=ethoc|virtio]
+                       A NIC on the host's built-in switch <name>.
   --dtb-out <file>     Also write the generated devicetree blob to <file>.
   --stats              When the VM stops, print its instructions and exits (by reason, MMIO
                        device and SBI extension, with the host time per exit) to stderr.
@@ -136,8 +151,8 @@ export function parseCli(argv: string[]): Command {
       bios: v.bios,
       mode,
       paging: paging as Paging,
-      drives: (v.drive ?? []).map(parseDrive),
-      nets: (v.net ?? []).map(parseNet),
+      drives: (v.drive ?? []).map((d) => parseDrive(d, DEFAULT_DEVICES[mode].drive)),
+      nets: (v.net ?? []).map((n) => parseNet(n, DEFAULT_DEVICES[mode].nic)),
       kernel: v.kernel,
       initrd: v.initrd,
       append: v.append,
@@ -149,9 +164,12 @@ export function parseCli(argv: string[]): Command {
   };
 }
 
-/** "file=disk.img,readonly=on,serial=abc" (QEMU's key=value list; a bare path means file=). */
-export function parseDrive(spec: string): DriveOption {
-  const out: DriveOption = { file: "", readOnly: false };
+/**
+ * "file=disk.img,if=ide,readonly=on,serial=abc" (QEMU's key=value list; a bare path means
+ * file=); `defaultIf` when if= is not given.
+ */
+export function parseDrive(spec: string, defaultIf: DriveInterface): DriveOption {
+  const out: DriveOption = { file: "", readOnly: false, if: defaultIf };
   for (const part of spec.split(",")) {
     const eq = part.indexOf("=");
     const key = eq < 0 ? "file" : part.slice(0, eq);
@@ -163,20 +181,37 @@ export function parseDrive(spec: string): DriveOption {
     } else if (key === "serial") {
       if (value.length > 20) throw new CliError(`--drive serial=${value}: at most 20 characters`);
       out.serial = value;
+    } else if (key === "if") {
+      if (value !== "ide" && value !== "virtio") throw new CliError(`--drive if=${value}: use ide or virtio`);
+      out.if = value;
     } else if (key === "format" && value === "raw") continue;
-    else if (key === "if" && value === "virtio") continue;
-    else throw new CliError(`--drive: unknown option '${key}' (known: file, readonly, serial, format=raw, if=virtio)`);
+    else throw new CliError(`--drive: unknown option '${key}' (known: file, if, readonly, serial, format=raw)`);
   }
   if (!out.file) throw new CliError(`--drive ${spec}: give the image as file=<path>`);
   return out;
 }
 
-/** "user[,hostfwd=...]" or "switch=NAME": checked here so mistakes are CLI errors. */
-export function parseNet(spec: string): string {
+/**
+ * "user[,hostfwd=...]" or "switch=NAME", each with an optional model=ethoc|virtio (`defaultModel`
+ * otherwise): checked here so mistakes are CLI errors.
+ */
+export function parseNet(spec: string, defaultModel: NicModel): NetOption {
+  let model = defaultModel;
+  const rest: string[] = [];
+  for (const part of spec.split(",")) {
+    if (!part.startsWith("model=")) {
+      rest.push(part);
+      continue;
+    }
+    const value = part.slice("model=".length);
+    if (value !== "ethoc" && value !== "virtio") throw new CliError(`--net model=${value}: use ethoc or virtio`);
+    model = value;
+  }
+  const netdev = rest.join(",");
   try {
-    parseNetdev(spec);
+    parseNetdev(netdev);
   } catch (e) {
     throw new CliError(`--net ${(e as Error).message.replace(/^netdev /, "")}`);
   }
-  return spec;
+  return { netdev, model };
 }

@@ -7,7 +7,7 @@ import { pathToFileURL } from "node:url";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { ByteRing } from "../util/ring";
-import { parseCli, CliError, HELP, type BootOptions } from "./args";
+import { parseCli, CliError, HELP, DEFAULT_DEVICES, type BootOptions } from "./args";
 import type { VmWorker, BootRequest } from "../vm/worker";
 import type { Image } from "../machine/virt";
 import { packageRoot } from "../core/load-node";
@@ -175,8 +175,8 @@ async function start(opts: BootOptions): Promise<number> {
     kernel: opts.kernel ?? guest.kernel,
     initrd: opts.initrd ?? guest.initramfs,
     append: opts.append ?? "console=ttyS0",
-    drives: opts.drives.length ? opts.drives : [{ file: disk, readOnly: false }],
-    nets: opts.nets.length ? opts.nets : ["user"],
+    drives: opts.drives.length ? opts.drives : [{ file: disk, readOnly: false, if: DEFAULT_DEVICES[opts.mode].drive }],
+    nets: opts.nets.length ? opts.nets : [{ netdev: "user", model: DEFAULT_DEVICES[opts.mode].nic }],
   });
 }
 

@@ -50,6 +50,20 @@ export const VIRTIO_SIZE = 0x1000;
 export const VIRTIO_IRQ = 1;
 export const VIRTIO_COUNT = 8;
 
+/**
+ * Legacy devices of the full-virtualization machine (QEMU's virt board has none there).
+ * ATA controller i (one disk each) is at ATA_BASE + i * ATA_STRIDE with irq ATA_IRQ + i; the
+ * OpenCores Ethernet MAC i at ETHOC_BASE + i * ETHOC_STRIDE with irq ETHOC_IRQ + i.
+ */
+export const ATA_BASE = 0x10010000;
+export const ATA_STRIDE = 0x1000;
+export const ATA_IRQ = 12;
+export const ATA_COUNT = 4;
+export const ETHOC_BASE = 0x10020000;
+export const ETHOC_STRIDE = 0x1000;
+export const ETHOC_IRQ = 16;
+export const ETHOC_COUNT = 4;
+
 /** Main memory starts here and extends for the configured RAM size. */
 export const RAM_BASE = 0x80000000;
 
@@ -61,4 +75,20 @@ export function virtioBase(i: number): number {
 /** PLIC source number of virtio-mmio slot `i` (0-based). */
 export function virtioIrq(i: number): number {
   return VIRTIO_IRQ + i;
+}
+
+/** Guest-physical base and PLIC source of ATA controller `i` (0-based). */
+export function ataBase(i: number): number {
+  return ATA_BASE + i * ATA_STRIDE;
+}
+export function ataIrq(i: number): number {
+  return ATA_IRQ + i;
+}
+
+/** Guest-physical base and PLIC source of Ethernet MAC `i` (0-based). */
+export function ethocBase(i: number): number {
+  return ETHOC_BASE + i * ETHOC_STRIDE;
+}
+export function ethocIrq(i: number): number {
+  return ETHOC_IRQ + i;
 }

@@ -19,8 +19,16 @@ import {
   VIRTIO_SIZE,
   virtioBase,
   virtioIrq,
+  ATA_COUNT,
+  ETHOC_COUNT,
+  ataBase,
+  ataIrq,
+  ethocBase,
+  ethocIrq,
 } from "./memory-map";
 import { IRQ } from "../devices/device";
+import { ATA_CTL_OFFSET, ATA_REG_SHIFT, MAX_PIO_MODE } from "../devices/ata";
+import { ETHOC_WINDOW_SIZE } from "../devices/ethoc";
 
 /** What the generated devicetree describes. */
 export interface VirtDtConfig {
@@ -40,6 +48,10 @@ export interface VirtDtConfig {
   initrd?: { start: number; end: number };
   /** How many virtio-mmio slots to describe (0..8, default 0). */
   virtio?: number;
+  /** How many ATA controllers (one disk each) to describe (0..4, default 0). */
+  ata?: number;
+  /** The OpenCores Ethernet MACs to describe, by MAC address (at most 4). */
+  ethoc?: Uint8Array[];
   /** Optional /chosen/rng-seed bytes (early entropy for Linux). */
   rngSeed?: Uint8Array;
 }
@@ -72,6 +84,11 @@ function checkConfig(cfg: VirtDtConfig): void {
   }
   const virtio = cfg.virtio ?? 0;
   if (!Number.isInteger(virtio) || virtio < 0 || virtio > VIRTIO_COUNT) bad(`virtio must be 0..${VIRTIO_COUNT}, got ${virtio}`);
+  const ata = cfg.ata ?? 0;
+  if (!Number.isInteger(ata) || ata < 0 || ata > ATA_COUNT) bad(`ata must be 0..${ATA_COUNT}, got ${ata}`);
+  const ethoc = cfg.ethoc ?? [];
+  if (ethoc.length > ETHOC_COUNT) bad(`at most ${ETHOC_COUNT} ethoc NICs, got ${ethoc.length}`);
+  for (const mac of ethoc) if (mac.length !== 6) bad(`an ethoc MAC address must be 6 bytes, got ${mac.length}`);
   if (cfg.initrd) {
     const { start, end } = cfg.initrd;
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
@@ -177,6 +194,26 @@ export function buildVirtTree(cfg: VirtDtConfig): DeviceTree {
   device("test", TEST_BASE, TEST_SIZE)
     .setStrings("compatible", ["sifive,test1", "sifive,test0", "syscon"])
     .setU32("phandle", testPh);
+  // Legacy devices (full virtualization): PATA disks for pata_of_platform (command block with
+  // its register spacing, then the control block) and OpenCores MACs for ethoc, whose packet
+  // buffers are in RAM (no second reg: the driver allocates them).
+  for (let i = 0; i < (cfg.ata ?? 0); i++) {
+    const base = ataBase(i);
+    plicIrq(
+      soc.addNode(`ata@${base.toString(16)}`)
+        .setString("compatible", "ata-generic")
+        .setU32("reg", ...regCells(base, 8 << ATA_REG_SHIFT), ...regCells(base + ATA_CTL_OFFSET, 4))
+        .setU32("reg-shift", ATA_REG_SHIFT)
+        .setU32("pio-mode", MAX_PIO_MODE),
+      ataIrq(i),
+    );
+  }
+  (cfg.ethoc ?? []).forEach((mac, i) => {
+    plicIrq(
+      device("ethernet", ethocBase(i), ETHOC_WINDOW_SIZE).setString("compatible", "opencores,ethoc").setBytes("local-mac-address", mac),
+      ethocIrq(i),
+    );
+  });
   // QEMU lists the virtio slots from the highest address down and Linux probes them in
   // that order; QEMU fills slots from the top so its first device is probed first.
   for (let i = (cfg.virtio ?? 0) - 1; i >= 0; i--) {

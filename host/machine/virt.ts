@@ -17,14 +17,24 @@ import { SifiveTest } from "../devices/sifive-test";
 import { GoldfishRtc } from "../devices/goldfish-rtc";
 import { BuiltinSbi } from "../sbi/sbi";
 import { VirtioMmio, VirtioBlk, VirtioNet, VirtioConsole, VirtioRng, type VirtioDevice } from "../virtio";
-import type { DiskBackend, NetBackend } from "../devices/backends";
-import { virtioBase, virtioIrq, VIRTIO_COUNT } from "./memory-map";
+import { AtaDisk } from "../devices/ata";
+import { Ethoc } from "../devices/ethoc";
+import type { DiskBackend, GuestMemory, NetBackend } from "../devices/backends";
+import { parseMac } from "../net/packet";
+import {
+  virtioBase, virtioIrq, VIRTIO_COUNT, ataBase, ataIrq, ATA_COUNT, ethocBase, ethocIrq, ETHOC_COUNT,
+} from "./memory-map";
 
 /** The ISA every hart advertises in the devicetree. */
 export const HART_ISA = "rv64imafdc_zicntr_zicsr_zifencei_zihpm_zba_zbb_zbs_sstc";
 export const MMU_TYPE = "riscv,sv48";
 /** Where a kernel goes when firmware runs first (OpenSBI's fw_jump expects it here). */
 export const KERNEL_ADDR = RAM_BASE + 0x200000;
+
+/** How a disk is attached: virtio-blk (/dev/vdX) or an ATA controller (/dev/sdX). */
+export type DriveInterface = "virtio" | "ide";
+/** Which NIC a network backend gets: virtio-net or an OpenCores Ethernet MAC (ethoc). */
+export type NicModel = "virtio" | "ethoc";
 
 export interface Image {
   /** Shown in errors. */
@@ -47,10 +57,13 @@ export interface VirtConfig {
   kernel?: Image;
   initrd?: Image;
   append?: string;
-  /** virtio-blk disks, in order (the first is /dev/vda). */
-  drives?: { backend: DiskBackend; serial?: string; readOnly?: boolean }[];
-  /** virtio-net NICs, in order (the first is eth0). */
-  nets?: NetBackend[];
+  /**
+   * Disks, in order: virtio-blk (the default; the first is /dev/vda) or ATA (the first on
+   * controller 0, /dev/sda).
+   */
+  drives?: { backend: DiskBackend; serial?: string; readOnly?: boolean; if?: DriveInterface }[];
+  /** NICs, in order: virtio-net (the default) or ethoc. NIC i has MAC 52:54:00:12:34:(56 + i). */
+  nets?: { backend: NetBackend; model?: NicModel }[];
   /** Add a virtio-console (hvc0) and a virtio-rng. */
   virtioConsole?: boolean;
   /** Receives console output. */
@@ -126,6 +139,10 @@ export class VirtMachine {
   private readonly input: () => number;
   /** The virtio devices, in slot order of creation (first = highest slot, probed first). */
   readonly virtio: VirtioMmio[] = [];
+  /** ATA disks, by controller. */
+  readonly ata: AtaDisk[] = [];
+  /** OpenCores Ethernet MACs, in order. */
+  readonly ethoc: Ethoc[] = [];
   readonly virtioConsole: VirtioConsole | null = null;
   /** The kernel command line names hvc0 as its console: console input goes there. */
   private readonly inputToHvc: boolean;
@@ -151,7 +168,9 @@ export class VirtMachine {
     this.bus.attach(RTC_BASE, this.rtc);
     this.bus.attach(PLIC_BASE, this.plic);
     this.bus.attach(UART0_BASE, this.uart);
-    this.attachVirtio();
+    const mem: GuestMemory = { view: (gpa, len) => this.core.ramView(gpa, len), read: (gpa, len) => this.core.ramRead(gpa, len) };
+    this.attachVirtio(mem);
+    this.attachLegacy(mem);
     if (cfg.bios === "builtin") {
       this.sbi = new BuiltinSbi(this.core, {
         consoleWrite: (bytes) => this.emit(bytes),
@@ -171,22 +190,43 @@ export class VirtMachine {
   // virtio-mmio devices: disks, then NICs, then console and rng. The devicetree lists slots from
   // the highest address down and Linux probes them in that order, so device i takes slot
   // n-1-i and the first drive becomes /dev/vda, the first NIC eth0.
-  private attachVirtio(): void {
+  private attachVirtio(mem: GuestMemory): void {
     const devices: VirtioDevice[] = [];
-    for (const d of this.cfg.drives ?? []) devices.push(new VirtioBlk(d.backend, { serial: d.serial, readOnly: d.readOnly }));
-    for (const n of this.cfg.nets ?? []) devices.push(new VirtioNet(n, { mac: macFor(devices.length) }));
+    for (const d of this.cfg.drives ?? []) {
+      if ((d.if ?? "virtio") === "virtio") devices.push(new VirtioBlk(d.backend, { serial: d.serial, readOnly: d.readOnly }));
+    }
+    (this.cfg.nets ?? []).forEach((n, i) => {
+      if ((n.model ?? "virtio") === "virtio") devices.push(new VirtioNet(n.backend, { mac: macFor(i) }));
+    });
     if (this.cfg.virtioConsole) {
       const con = new VirtioConsole((bytes) => this.emit(bytes));
       (this as { virtioConsole: VirtioConsole | null }).virtioConsole = con;
       devices.push(con, new VirtioRng());
     }
     if (devices.length > VIRTIO_COUNT) throw new Error(`too many virtio devices (${devices.length}); the board has ${VIRTIO_COUNT} slots`);
-    const mem = { view: (gpa: number, len: number) => this.core.ramView(gpa, len), read: (gpa: number, len: number) => this.core.ramRead(gpa, len) };
     devices.forEach((dev, i) => {
       const slot = devices.length - 1 - i;
       const t = new VirtioMmio(dev, mem, this.plic.irqLine(virtioIrq(slot)), { name: `virtio${i}-${dev.name}` });
       this.bus.attach(virtioBase(slot), t);
       this.virtio.push(t);
+    });
+  }
+
+  // ATA disks (one per controller, in order: the first is /dev/sda) and ethoc NICs.
+  private attachLegacy(mem: GuestMemory): void {
+    const disks = (this.cfg.drives ?? []).filter((d) => d.if === "ide");
+    if (disks.length > ATA_COUNT) throw new Error(`too many ATA disks (${disks.length}); the board has ${ATA_COUNT} controllers`);
+    disks.forEach((d, i) => {
+      const dev = new AtaDisk(`ata${i}`, d.backend, this.plic.irqLine(ataIrq(i)), { serial: d.serial ?? `WV-ATA-${i}`, readOnly: d.readOnly });
+      this.bus.attach(ataBase(i), dev);
+      this.ata.push(dev);
+    });
+    const nics = (this.cfg.nets ?? []).map((n, i) => ({ ...n, mac: macFor(i) })).filter((n) => n.model === "ethoc");
+    if (nics.length > ETHOC_COUNT) throw new Error(`too many ethoc NICs (${nics.length}); the board has ${ETHOC_COUNT}`);
+    nics.forEach((n, i) => {
+      const dev = new Ethoc(`ethoc${i}`, n.backend, mem, this.plic.irqLine(ethocIrq(i)), { mac: n.mac });
+      this.bus.attach(ethocBase(i), dev);
+      this.ethoc.push(dev);
     });
   }
 
@@ -196,7 +236,7 @@ export class VirtMachine {
       try { d.backend.flush(); } catch { /* read-only or already closed */ }
       d.backend.close();
     }
-    for (const n of this.cfg.nets ?? []) n.close();
+    for (const n of this.cfg.nets ?? []) n.backend.close();
   }
 
   /** Place firmware, kernel, initrd and DTB in guest memory and write the reset vector. */
@@ -291,6 +331,8 @@ export class VirtMachine {
       bootargs: this.cfg.append ?? "",
       initrd: layout.initrd,
       virtio: this.virtio.length,
+      ata: this.ata.length,
+      ethoc: this.ethoc.map((e) => e.mac),
     });
     // The DTB goes at the top of RAM (below 3 GiB), 2 MiB aligned, as QEMU places it.
     const top = Math.min(ramEnd, 0xc0000000);
@@ -328,6 +370,8 @@ export class VirtMachine {
     this.resetRequested = false;
     // Devices too: a virtio device left live would keep writing into the new kernel's memory.
     for (const v of this.virtio) v.reset();
+    for (const d of this.ata) d.reset();
+    for (const e of this.ethoc) e.reset();
     this.plic.reset();
     this.uart.reset();
     this.rtc.reset();
@@ -485,9 +529,9 @@ export class VirtMachine {
   }
 }
 
-/** Locally administered MACs 52:54:00:12:34:56, :57, ... as QEMU hands them out. */
-function macFor(index: number): string {
-  return `52:54:00:12:34:${(0x56 + index).toString(16).padStart(2, "0")}`;
+/** Locally administered MACs 52:54:00:12:34:56, :57, ... for NIC 0, 1, ... as QEMU hands them out. */
+function macFor(index: number): Uint8Array {
+  return parseMac(`52:54:00:12:34:${(0x56 + index).toString(16).padStart(2, "0")}`)!;
 }
 
 export interface BareMetalRun {

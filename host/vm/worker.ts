@@ -7,7 +7,7 @@ import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { loadCoreModule } from "../core/load-node";
 import { ByteRing } from "../util/ring";
-import { VirtMachine, type Image, type StopReason, type MachineStats } from "../machine/virt";
+import { VirtMachine, type Image, type StopReason, type MachineStats, type DriveInterface, type NicModel } from "../machine/virt";
 import { NodeDisk } from "../virtio/node-disk";
 import { createNetBackend } from "../net/netdev";
 import type { Paging } from "../core/core";
@@ -18,6 +18,15 @@ export interface DriveOption {
   file: string;
   readOnly: boolean;
   serial?: string;
+  /** virtio-blk or ATA; the CLI fills in the mode's default. */
+  if: DriveInterface;
+}
+
+export interface NetOption {
+  /** QEMU-style netdev string: "user[,hostfwd=...]" or "switch=NAME". */
+  netdev: string;
+  /** virtio-net or ethoc; the CLI fills in the mode's default. */
+  model: NicModel;
 }
 
 export interface BootRequest {
@@ -26,8 +35,7 @@ export interface BootRequest {
   paging?: Paging;
   bios: Image | null | "builtin";
   drives: DriveOption[];
-  /** QEMU-style netdev strings: "user[,hostfwd=...]" or "switch=NAME". */
-  nets: string[];
+  nets: NetOption[];
   /** Time the host's handling of exits (for --stats). */
   timeExits?: boolean;
   kernel?: Image;
@@ -66,7 +74,7 @@ export class VmWorker {
       for (const d of req.drives) disks.push(new NodeDisk(d.file, { readOnly: d.readOnly }));
       for (const n of req.nets) {
         // A failure after start-up (a later socket error) is the guest's to see, not fatal.
-        const backend = createNetBackend(n, { onWake: () => input.kick(), onError: () => {} });
+        const backend = createNetBackend(n.netdev, { onWake: () => input.kick(), onError: () => {} });
         nets.push(backend);
         // hostfwd listeners must be up (e.g. the port is free) before the guest starts.
         if (backend instanceof UserNet) await backend.ready();
@@ -77,8 +85,8 @@ export class VmWorker {
       throw e;
     }
     this.machine = new VirtMachine({
-      drives: disks.map((backend, i) => ({ backend, serial: req.drives[i].serial, readOnly: req.drives[i].readOnly })),
-      nets,
+      drives: disks.map((backend, i) => ({ backend, serial: req.drives[i].serial, readOnly: req.drives[i].readOnly, if: req.drives[i].if })),
+      nets: nets.map((backend, i) => ({ backend, model: req.nets[i].model })),
       virtioConsole: req.bios === "builtin",
       module: loadCoreModule(),
       memory: req.memory,

@@ -66,6 +66,8 @@ describe("malformed input", () => {
   test("bad --net and --drive options", async () => {
     expectOneLineError(await runCli(["boot", "--net", "tap0"]), /--net .*expected 'user/);
     expectOneLineError(await runCli(["boot", "--drive", "file=/tmp/x.img,cache=none"]), /--drive: unknown option 'cache'/);
+    expectOneLineError(await runCli(["boot", "--drive", "file=/tmp/x.img,if=scsi"]), /--drive if=scsi: use ide or virtio/);
+    expectOneLineError(await runCli(["boot", "--net", "user,model=e1000"]), /--net model=e1000: use ethoc or virtio/);
   });
 
   test("bad memory size", async () => {

@@ -1,7 +1,9 @@
 // The default Linux guest (Debian's linux-source-6.1 + BusyBox, built by guests/linux) through
-// the real CLI: shell, disk persistence, networking, SMP, both SBI paths.
+// the real CLI: shell, disk persistence, networking, SMP, both SBI paths, and the full machine's
+// legacy devices (ATA disks, the OpenCores Ethernet MAC).
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
@@ -167,6 +169,94 @@ describe("the same kernel through Debian's OpenSBI (full mode)", () => {
       expect(await poweroff(s, r.at)).toBe(0);
     } finally {
       s.kill();
+    }
+  }, 300_000);
+});
+
+describe("the full machine's legacy devices: ATA disks and the OpenCores Ethernet MAC", () => {
+  const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
+
+  test("by default in full mode: ext4 on /dev/sda, raw PIO reads and writes on /dev/sdb, DHCP, ping and wget over ethoc", async () => {
+    const disk = freshDisk("full-ata.img");
+    // A raw second disk with known contents, to check the bytes PIO moves both ways.
+    const raw = join(dir, "raw.img");
+    const rawBytes = randomBytes(4 << 20);
+    writeFileSync(raw, rawBytes);
+    const body = randomBytes(300_000);
+    const server: Server = createServer((_req, res) => res.end(body));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    const text = `written-over-ata-${Date.now()}`;
+    let written = "";
+    const { s, at } = await bootLinux(["--append", "console=ttyS0", "--drive", `file=${disk}`, "--drive", `file=${raw}`, "--net", "user"], "full");
+    try {
+      let r = await sh(s, "dmesg | grep -E 'pata_of_platform|ata[12].00: ATA|ethoc'", at);
+      expect(r.text).toMatch(/ata1\.00: ATA-6: WASMVISOR HARDDISK/);
+      expect(r.text).toMatch(/ata2\.00: ATA-6: WASMVISOR HARDDISK/);
+      expect(r.text).toMatch(/ethoc 10020000\.ethernet eth0: Link is Up - 100Mbps\/Full/);
+      r = await sh(s, "grep /mnt /proc/mounts; ls /dev/vda 2>&1; readlink /sys/class/net/eth0/device/driver", r.at);
+      expect(r.text).toMatch(/^\/dev\/sda \/mnt ext4 rw/m);
+      expect(r.text).toMatch(/\/dev\/vda: No such file or directory/);
+      expect(r.text).toMatch(/drivers\/ethoc\s*$/m);
+      // Reads through the page cache and with O_DIRECT see the host's bytes.
+      r = await sh(s, "dd if=/dev/sdb bs=64k iflag=direct 2>/dev/null | md5sum; dd if=/dev/sdb bs=1M count=1 skip=3 2>/dev/null | md5sum", r.at);
+      expect(r.text).toContain(md5(rawBytes));
+      expect(r.text).toContain(md5(rawBytes.subarray(3 << 20)));
+      // A write of 200 KiB at a 128 KiB offset, straight to the disk.
+      r = await sh(s, "dd if=/dev/urandom of=/tmp/r bs=4k count=50 2>/dev/null; dd if=/tmp/r of=/dev/sdb bs=4k seek=32 oflag=direct conv=fsync 2>&1 | grep copied; md5sum /tmp/r", r.at);
+      expect(r.text).toMatch(/204800 bytes .* copied/);
+      written = /^([0-9a-f]{32})\s+\/tmp\/r/m.exec(r.text)![1]!;
+      r = await sh(s, "dd if=/dev/sda of=/dev/null bs=64k count=100 iflag=direct 2>&1 | grep copied", r.at);
+      expect(r.text).toMatch(/6553600 bytes \(6\.3MB\) copied/);
+      r = await sh(s, `echo ${text} > /mnt/ata.txt && sync && cat /mnt/ata.txt`, r.at);
+      expect(r.text).toMatch(new RegExp(`^${text}\\s*$`, "m"));
+      // The network through ethoc.
+      r = await sh(s, "ifconfig eth0; ping -c 2 10.0.2.2", r.at);
+      expect(r.text).toMatch(/inet addr:10\.0\.2\.15/);
+      expect(r.text).toMatch(/HWaddr 52:54:00:12:34:56/);
+      expect(r.text).toMatch(/2 packets transmitted, 2 packets received/);
+      r = await sh(s, `wget -q -O - http://10.0.2.2:${port}/ | md5sum`, r.at);
+      expect(r.text).toContain(md5(body));
+      expect(await poweroff(s, r.at)).toBe(0);
+    } finally {
+      s.kill();
+      server.close();
+    }
+    // On the host: the raw write landed exactly there, the rest is untouched; the file is in the image.
+    const after = readFileSync(raw);
+    expect(md5(after.subarray(128 << 10, (128 << 10) + 204800))).toBe(written);
+    expect(after.subarray(0, 128 << 10).equals(rawBytes.subarray(0, 128 << 10))).toBe(true);
+    expect(after.subarray((128 << 10) + 204800).equals(rawBytes.subarray((128 << 10) + 204800))).toBe(true);
+    const host = execFileSync("debugfs", ["-R", "cat /ata.txt", disk], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+    expect(host.trim()).toBe(text);
+  }, 300_000);
+
+  test("either machine takes either family: para with if=ide,model=ethoc; full with if=virtio,model=virtio", async () => {
+    const disk = freshDisk("cross.img");
+    const check = "grep /mnt /proc/mounts; readlink /sys/class/net/eth0/device/driver; ifconfig eth0 | grep 'inet addr'";
+    {
+      const { s, at } = await bootLinux(["--append", "console=ttyS0", "--drive", `file=${disk},if=ide`, "--net", "user,model=ethoc"], "para");
+      try {
+        const r = await sh(s, check, at);
+        expect(r.text).toMatch(/^\/dev\/sda \/mnt ext4/m);
+        expect(r.text).toMatch(/drivers\/ethoc\s*$/m);
+        expect(r.text).toMatch(/inet addr:10\.0\.2\.15/);
+        expect(await poweroff(s, r.at)).toBe(0);
+      } finally {
+        s.kill();
+      }
+    }
+    {
+      const { s, at } = await bootLinux(["--append", "console=ttyS0", "--drive", `file=${disk},if=virtio`, "--net", "user,model=virtio"], "full");
+      try {
+        const r = await sh(s, check, at);
+        expect(r.text).toMatch(/^\/dev\/vda \/mnt ext4/m);
+        expect(r.text).toMatch(/drivers\/virtio_net\s*$/m);
+        expect(r.text).toMatch(/inet addr:10\.0\.2\.15/);
+        expect(await poweroff(s, r.at)).toBe(0);
+      } finally {
+        s.kill();
+      }
     }
   }, 300_000);
 });
