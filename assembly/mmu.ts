@@ -212,9 +212,17 @@ export function translate(va: u64, acc: i32, regime: i32, paged: bool, watch: bo
 
 // ---- TLB refill ----
 
+// A TLB entry whose tag has this bit caches a device page's translation: no fast path ever
+// matches it (access tags have bits 11:3 clear), and its second word is the guest-physical page.
+const DEVICE_TAG: u64 = 0x800;
+
+@inline function tlbEntry(table: usize, va: u64): usize {
+  return table + (<usize>((va >> 12) & <u64>(TLB_ENTRIES - 1)) << 4);
+}
+
 function tlbFill(table: usize, va: u64, hostPage: u64): void {
   const page = va & ~<u64>0xfff;
-  const e = table + (<usize>((va >> 12) & <u64>(TLB_ENTRIES - 1)) << 4);
+  const e = tlbEntry(table, va);
   store<u64>(e, page);
   store<u64>(e + 8, hostPage - page);
 }
@@ -231,9 +239,17 @@ function tlbTableFor(acc: i32): usize {
 export let physAddr: u64 = 0;
 
 export function resolve(va: u64, size: u64, acc: i32): i64 {
-  stat(VM_STAT_TLB_MISS);
   const regime = acc == ACC_FETCH ? fetchRegime : dataRegime;
   const paged = acc == ACC_FETCH ? fetchPaged : dataPaged;
+  if (paged) {
+    // A device page the TLB remembers: its guest-physical page without a walk.
+    const e = tlbEntry(tlbTableFor(acc), va);
+    if (load<u64>(e) == ((va & ~<u64>0xfff) | DEVICE_TAG)) {
+      physAddr = load<u64>(e + 8) | (va & 0xfff);
+      return -2;
+    }
+  }
+  stat(VM_STAT_TLB_MISS);
   let pa: u64;
   let host: i64 = -1;
   if (paged && load<i32>(VM_PAGING) == PAGING_SHADOW) {
@@ -254,7 +270,17 @@ export function resolve(va: u64, size: u64, acc: i32): i64 {
   // frame, and only a write needs the P2M's permission.
   if (host < 0 || acc == ACC_WRITE) {
     host = p2mHost(pa);
-    if (host < 0) return -2;
+    if (host < 0) {
+      // Device space (or a hole): every access exits, but the translation can be cached, as a
+      // hardware TLB caches guest translations of MMIO pages under EPT or the G-stage.
+      if (paged && pageOk == 1 && acc != ACC_FETCH) {
+        if (lastLeafLevel != 0) noteSuperpage(va, lastLeafLevel);
+        const e = tlbEntry(tlbTableFor(acc), va);
+        store<u64>(e, (va & ~<u64>0xfff) | DEVICE_TAG);
+        store<u64>(e + 8, pa & ~<u64>0xfff);
+      }
+      return -2;
+    }
     if (acc == ACC_WRITE && (p2mLeaf & P2M_W) == 0) {
       if ((p2mLeaf & (P2M_LOG | P2M_PT)) == 0) return -2; // the boot ROM: not writable
       // Write-protected: this store is the trap, emulated here (the caller does the store).

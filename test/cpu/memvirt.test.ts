@@ -158,6 +158,41 @@ describe("nested paging: the two-dimensional walk", () => {
   }
 });
 
+describe.each(PAGINGS)("device pages under translation (%s paging)", (paging) => {
+  it("caches a device page's translation: later accesses exit without a walk, until sfence.vma", () => {
+    const DEV_VA = VA + 0x200000;
+    const m = machine(null, { ramSize: 8 * MB, paging });
+    const pt = new PageTables(m, "sv39", POOL);
+    pt.map(RAM, RAM, V | RWX | AD, 2);
+    pt.map(DEV_VA, 0x10000000, V | R | W | AD);
+    m.core.mapDevice(0x10000000, 0x1000);
+    m.load(`
+      li t0, ${pt.satp()}
+      csrw satp, t0
+      ${enter(PRV_S, "body")}
+    body:
+      li t0, ${DEV_VA}
+      lw a0, 4(t0)
+      lw a0, 8(t0)
+      sw a0, 12(t0)
+      sw a0, 16(t0)
+      sfence.vma
+      lw a0, 20(t0)
+    `);
+    const exits: { addr: number; write: boolean; misses: number }[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = m.run();
+      expect(r.reason).toBe(L.EXIT_MMIO);
+      exits.push({ addr: m.core.exitAddr(0), write: m.core.exitIsWrite(0), misses: m.core.pagingStats().tlbMisses });
+    }
+    expect(exits.map((e) => [e.addr - 0x10000000, e.write])).toEqual([[4, false], [8, false], [12, true], [16, true], [20, false]]);
+    const misses = exits.map((e, i) => (i ? e.misses - exits[i - 1].misses : 0)).slice(1);
+    // The second load and the second store hit the cached translation; the first store walks
+    // (its own table), and after the fence the load walks again (as does the code fetch).
+    expect(misses).toEqual([0, 1, 0, 2]);
+  });
+});
+
 describe("shadow paging", () => {
   it("builds shadow entries on first touch and walks only the shadow afterwards", () => {
     const { m } = spaces(`
