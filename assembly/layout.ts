@@ -120,6 +120,9 @@ export const H_TLB_SUPER_HI: i32 = 0x3a8; // u64
 // next TLB miss) and its root table (host offset).
 export const H_SH_CTX: i32 = 0x3b0; // i32
 export const H_SH_ROOT: i32 = 0x3b4; // u32
+// Interrupts this hart has taken (the hypervisor's watchdog: a guest that leaves an enabled
+// interrupt pending and takes none is stuck with interrupts off).
+export const H_INTR_TAKEN: i32 = 0x3b8; // u64
 
 // The run block: why run() returned, and what the host must do about it.
 export const H_EXIT_REASON: i32 = 0x400; // i32: EXIT_*

@@ -3,7 +3,7 @@
 
 import {
   H_MSTATUS, H_MEDELEG, H_MIDELEG, H_MIE, H_MTVEC, H_STVEC, H_MEPC, H_SEPC, H_MCAUSE, H_SCAUSE,
-  H_MTVAL, H_STVAL, H_RESV_VALID,
+  H_MTVAL, H_STVAL, H_RESV_VALID, H_INTR_TAKEN,
 } from "./layout";
 import {
   H, priv, setPriv, csr64, setCsr64, effectiveMip, PRV_M, PRV_S, PRV_U, MS_SIE, MS_MIE,
@@ -19,6 +19,7 @@ export function takeTrap(cause: u64, tval: u64, epc: u64, interrupt: bool): u64 
   const code = interrupt ? cause | INTERRUPT : cause;
   // A trap ends any LR reservation, so an SC after a context switch fails as it must.
   store<i32>(H + H_RESV_VALID, 0);
+  if (interrupt) store<u64>(H + H_INTR_TAKEN, load<u64>(H + H_INTR_TAKEN) + 1);
   let ms = csr64(H_MSTATUS);
   let tvec: u64;
   if (priv <= PRV_S && (deleg & bit) != 0) {

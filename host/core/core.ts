@@ -240,6 +240,10 @@ export class Core {
   halted(hart: number): boolean {
     return this.view.getInt32(this.hartBase(hart) + L.H_WFI, true) !== 0;
   }
+  /** Interrupts hart `hart` has taken since reset. */
+  interruptsTaken(hart: number): number {
+    return Number(this.view.getBigUint64(this.hartBase(hart) + L.H_INTR_TAKEN, true));
+  }
   instret(hart: number): bigint {
     return this.view.getBigUint64(this.hartBase(hart) + L.H_INSTRET, true);
   }

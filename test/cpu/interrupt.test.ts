@@ -44,6 +44,29 @@ describe("machine timer (CLINT)", () => {
     expect(m.csr("mip") & 0x80n).toBe(0x80n);
   });
 
+  it("counts interrupts taken (the watchdog's evidence), not exceptions or masked pending ones", () => {
+    const { m, clock } = timed(`
+      ecall
+    resume:
+      li t0, ${MTIMECMP}
+      li t1, 1000
+      sd t1, 0(t0)
+      li t0, 1 << 7
+      csrw mie, t0
+    masked:
+      j masked
+    `);
+    clock.t = 5000; // MTI pending and enabled in mie, but mstatus.MIE is 0
+    expect(m.runTrap().mcause).toBe(CAUSE.ECALL_M);
+    expect(m.core.interruptsTaken(0)).toBe(0);
+    m.core.setPc(0, BigInt(m.label("resume")));
+    expectNoTrap(m);
+    expect(m.core.interruptsTaken(0)).toBe(0);
+    m.setCsr("mstatus", m.csr("mstatus") | MS.MIE);
+    expect(m.runTrap().mcause).toBe(CAUSE.MTI);
+    expect(m.core.interruptsTaken(0)).toBe(1);
+  });
+
   it("MTIP follows mtimecmp: writing a later mtimecmp clears it", () => {
     const { m, clock } = timed(`
       li t0, ${MTIMECMP}
