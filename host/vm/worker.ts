@@ -5,43 +5,14 @@
 import { parentPort } from "node:worker_threads";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
-import { loadCoreModule } from "../core/load-node";
 import { ByteRing } from "../util/ring";
-import { VirtMachine, type Image, type StopReason, type MachineStats, type DriveInterface, type NicModel } from "../machine/virt";
-import { NodeDisk } from "../virtio/node-disk";
-import { createNetBackend } from "../net/netdev";
-import type { Paging } from "../core/core";
-import { UserNet } from "../net/user";
-import type { DiskBackend, NetBackend } from "../devices/backends";
+import type { VirtMachine, StopReason, MachineStats } from "../machine/virt";
+import { buildMachine, type MachineRequest } from "./build";
 
-export interface DriveOption {
-  file: string;
-  readOnly: boolean;
-  serial?: string;
-  /** virtio-blk or ATA; the CLI fills in the mode's default. */
-  if: DriveInterface;
-}
+export type { DriveOption, NetOption, MachineRequest } from "./build";
 
-export interface NetOption {
-  /** QEMU-style netdev string: "user[,hostfwd=...]" or "switch=NAME". */
-  netdev: string;
-  /** virtio-net or ethoc; the CLI fills in the mode's default. */
-  model: NicModel;
-}
-
-export interface BootRequest {
-  memory: number;
-  harts: number;
-  paging?: Paging;
-  bios: Image | null | "builtin";
-  drives: DriveOption[];
-  nets: NetOption[];
-  /** Time the host's handling of exits (for --stats). */
-  timeExits?: boolean;
-  kernel?: Image;
-  initrd?: Image;
-  append?: string;
-  /** Console output ring (worker writes) and input ring (main thread writes). */
+/** A machine request plus the console rings: output (worker writes) and input (main thread writes). */
+export interface BootRequest extends MachineRequest {
   consoleOut: SharedArrayBuffer;
   consoleIn: SharedArrayBuffer;
 }
@@ -66,39 +37,10 @@ export class VmWorker {
     const out = new ByteRing(req.consoleOut);
     const input = new ByteRing(req.consoleIn);
     this.inRing = input;
-    // Backends live in this thread: disk I/O is synchronous here, network events arrive on this
-    // event loop and wake the VM through the input ring.
-    const disks: DiskBackend[] = [];
-    const nets: NetBackend[] = [];
-    try {
-      for (const d of req.drives) disks.push(new NodeDisk(d.file, { readOnly: d.readOnly }));
-      for (const n of req.nets) {
-        // A failure after start-up (a later socket error) is the guest's to see, not fatal.
-        const backend = createNetBackend(n.netdev, { onWake: () => input.kick(), onError: () => {} });
-        nets.push(backend);
-        // hostfwd listeners must be up (e.g. the port is free) before the guest starts.
-        if (backend instanceof UserNet) await backend.ready();
-      }
-    } catch (e) {
-      for (const d of disks) d.close();
-      for (const n of nets) n.close();
-      throw e;
-    }
-    this.machine = new VirtMachine({
-      drives: disks.map((backend, i) => ({ backend, serial: req.drives[i].serial, readOnly: req.drives[i].readOnly, if: req.drives[i].if })),
-      nets: nets.map((backend, i) => ({ backend, model: req.nets[i].model })),
-      virtioConsole: req.bios === "builtin",
-      module: loadCoreModule(),
-      memory: req.memory,
-      harts: req.harts,
-      paging: req.paging,
-      bios: req.bios,
-      kernel: req.kernel,
-      initrd: req.initrd,
-      append: req.append,
+    this.machine = await buildMachine(req, {
       output: (bytes) => writeAll(out, bytes),
       input: () => input.readByte(),
-      timeExits: req.timeExits,
+      wake: () => input.kick(),
     });
     this.dtb = this.machine.dtb;
     return this.dtb;
