@@ -1,7 +1,7 @@
 // `wasmvisor`: the command line. The main thread owns the terminal and the VM's worker; console
 // bytes cross through shared-memory rings and control goes through Comlink.
 import { Worker } from "node:worker_threads";
-import { readFileSync, writeFileSync, existsSync, statSync, copyFileSync, mkdirSync } from "node:fs";
+import { writeFileSync, existsSync, copyFileSync, mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { pathToFileURL } from "node:url";
 import * as Comlink from "comlink";
@@ -9,58 +9,33 @@ import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { ByteRing } from "../util/ring";
 import { parseCli, CliError, HELP, DEFAULT_DEVICES, type BootOptions } from "./args";
 import type { VmWorker, BootRequest } from "../vm/worker";
-import type { Image } from "../machine/virt";
+import type { MachineRequest } from "../vm/build";
+import { machineRequest, RequestError } from "../vm/request";
 import { packageRoot } from "../core/load-node";
 import { formatStats } from "./stats";
 
 const VERSION = "0.1.0";
 const CTRL_A = 0x01;
 
-export const DEFAULT_BIOS = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
-
 function fail(message: string, code = 1): never {
   process.stderr.write(`wasmvisor: ${message}\n`);
   process.exit(code);
 }
 
-function readImage(flag: string, path: string): Image {
-  if (!existsSync(path)) fail(`${flag} ${path}: no such file`);
-  if (statSync(path).isDirectory()) fail(`${flag} ${path}: is a directory, not an image file`);
-  try {
-    return { name: path, bytes: new Uint8Array(readFileSync(path)) };
-  } catch (e) {
-    fail(`${flag} ${path}: cannot read (${(e as Error).message})`);
-  }
-}
-
 async function boot(opts: BootOptions): Promise<number> {
-  let bios: Image | null | "builtin";
-  if (opts.bios === "none") bios = null;
-  else if (opts.bios === "builtin" || (opts.bios === undefined && opts.mode === "para")) bios = "builtin";
-  else if (opts.bios === undefined) {
-    if (!existsSync(DEFAULT_BIOS)) {
-      fail(`no firmware: the default ${DEFAULT_BIOS} is missing.\n` +
-        `  Install Debian's opensbi package (apt-get install opensbi), or pass --bios <file> or --bios none.`);
-    }
-    bios = readImage("--bios", DEFAULT_BIOS);
-  } else bios = readImage("--bios", opts.bios);
-  if (!opts.kernel && !bios) fail("--bios none needs --kernel <file> to have something to run");
-  if (!opts.kernel && bios === "builtin") fail("--mode para (the built-in SBI) needs --kernel <file>: it starts a kernel in S-mode");
-  for (const d of opts.drives) {
-    if (!existsSync(d.file)) fail(`--drive ${d.file}: no such file`);
+  let machine: MachineRequest;
+  try {
+    machine = machineRequest(opts);
+  } catch (e) {
+    if (e instanceof RequestError) fail(e.message);
+    throw e;
   }
-  const kernel = opts.kernel ? readImage("--kernel", opts.kernel) : undefined;
-  const initrd = opts.initrd ? readImage("--initrd", opts.initrd) : undefined;
 
   const consoleOut = new ByteRing(1 << 16);
   const consoleIn = new ByteRing(1 << 12);
   const worker = new Worker(new URL("./vm-worker.js", import.meta.url));
   const vm = Comlink.wrap<VmWorker>(nodeEndpoint(worker));
-  const req: BootRequest = {
-    memory: opts.memory, harts: opts.smp, paging: opts.paging, bios, kernel, initrd, append: opts.append,
-    drives: opts.drives, nets: opts.nets, timeExits: opts.stats,
-    consoleOut: consoleOut.buffer, consoleIn: consoleIn.buffer,
-  };
+  const req: BootRequest = { ...machine, consoleOut: consoleOut.buffer, consoleIn: consoleIn.buffer };
   let dtb: Uint8Array;
   try {
     dtb = await vm.create(req);

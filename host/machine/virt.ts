@@ -114,6 +114,8 @@ export interface BootLayout {
 }
 
 const BUDGET_PER_STEP = 2_000_000;
+const CSR_MIE = 0x304;
+const CSR_MIP = 0x344;
 const OUTPUT_FLUSH_BYTES = 64 * 1024;
 const HTIF_DEV_SYSCALL = 0;
 const HTIF_DEV_CONSOLE = 1;
@@ -388,7 +390,7 @@ export class VirtMachine {
     let ran = false;
     for (let h = 0; h < core.harts && !this.stopReason; h++) {
       this.feedInput();
-      if (this.sbi ? !this.sbi.runnable(h) : !core.runnable(h)) continue;
+      if (!this.hartRunnable(h)) continue;
       ran = true;
       let left = budget;
       while (left > 0 && !this.stopReason && !this.resetRequested) {
@@ -434,6 +436,32 @@ export class VirtMachine {
     let sleep = Infinity;
     for (let h = 0; h < core.harts; h++) sleep = Math.min(sleep, core.secondsUntilTimer(h));
     return { state: "idle", sleepSeconds: sleep };
+  }
+
+  /**
+   * Whether some hart can run now (console input waiting is delivered first): a scheduler
+   * polls this to see a halted VM wake up.
+   */
+  runnable(): boolean {
+    this.feedInput();
+    for (let h = 0; h < this.core.harts; h++) if (this.hartRunnable(h)) return true;
+    return false;
+  }
+
+  /**
+   * Whether a hart has had an interrupt pending that it could take (enabled in mie) for a
+   * watchdog to notice: together with Core.interruptsTaken it tells a guest that spins with
+   * interrupts off from one that is merely busy.
+   */
+  interruptWaiting(): boolean {
+    for (let h = 0; h < this.core.harts; h++) {
+      if (!this.core.halted(h) && (this.core.csr(h, CSR_MIP) & this.core.csr(h, CSR_MIE)) !== 0n) return true;
+    }
+    return false;
+  }
+
+  private hartRunnable(h: number): boolean {
+    return this.sbi ? this.sbi.runnable(h) : this.core.runnable(h);
   }
 
   /**

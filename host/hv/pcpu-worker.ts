@@ -1,0 +1,7 @@
+// The worker thread of one pCPU: the control plane (Hypervisor) drives its Pcpu through Comlink.
+import { parentPort } from "node:worker_threads";
+import * as Comlink from "comlink";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
+import { Pcpu } from "./pcpu";
+
+if (parentPort) Comlink.expose(new Pcpu(), nodeEndpoint(parentPort));

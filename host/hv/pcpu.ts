@@ -1,0 +1,311 @@
+/**
+ * A physical CPU of the hypervisor: one worker thread that is home to some VMs, owns their
+ * devices and backends, and shares its time among their vCPUs with the Scheduler.
+ *
+ * The loop: poll halted VMs for a wake-up (an interrupt, console input, a due timer), ask the
+ * scheduler who runs, run that VM in short steps until its slice ends, it halts, or a boosted VM
+ * wants the pCPU, then charge it. When nothing may run, sleep on the doorbell (which the control
+ * plane rings after writing console input) until the earliest timer or cap refill. The thread's
+ * event loop gets a turn every few milliseconds, for Comlink calls and network events.
+ *
+ * Containment: a guest can only hurt itself. Console output never blocks the pCPU (a full ring
+ * drops bytes and counts them); an exception from the machine (an emulation bug) fails that VM
+ * only; a guest that keeps an enabled interrupt pending without taking any for `watchdogMs` of
+ * CPU time (spinning with interrupts off) is reported stuck.
+ */
+import { Scheduler, type EntityStats } from "./scheduler";
+import { buildMachine, type MachineRequest } from "../vm/build";
+import { ByteRing } from "../util/ring";
+import type { VirtMachine, MachineStats, StopReason } from "../machine/virt";
+
+export interface HostedVmRequest extends MachineRequest {
+  name: string;
+  weight: number;
+  /** Fraction of one pCPU (0 < cap ≤ 1), if capped. */
+  cap?: number;
+  /** Console rings: output (this thread writes, never waiting), input (the control plane writes). */
+  consoleOut: SharedArrayBuffer;
+  consoleIn: SharedArrayBuffer;
+  /** CPU ms with an interrupt waiting and none taken before the VM counts as stuck (default 5000). */
+  watchdogMs?: number;
+}
+
+export type HostedState = "created" | "running" | "paused" | "stopped" | "failed";
+
+/** What the control plane hears when a VM ends by itself. */
+export interface VmEvent {
+  name: string;
+  state: "stopped" | "failed";
+  reason: string;
+}
+
+export interface HostedStats {
+  name: string;
+  state: HostedState;
+  machine: MachineStats;
+  sched: EntityStats;
+  /** Console bytes dropped because nobody drained the ring. */
+  consoleDropped: number;
+}
+
+/** How long one step of guest execution aims to take (ms): the preemption granularity. */
+const STEP_MS = 1;
+/** Longest the thread runs guests before its event loop gets a turn (ms). */
+const YIELD_MS = 10;
+const DEFAULT_WATCHDOG_MS = 5000;
+
+interface Hosted {
+  req: HostedVmRequest;
+  machine: VirtMachine;
+  out: ByteRing;
+  input: ByteRing;
+  state: HostedState;
+  reason?: string;
+  /** When a halted VM's timer fires (performance.now() ms), Infinity if none. */
+  wakeAt: number;
+  /** Instructions per ms, measured: sizes the steps. */
+  ipms: number;
+  dropped: number;
+  watchdog: { interrupts: number; cpuMs: number };
+}
+
+export class Pcpu {
+  private readonly vms = new Map<string, Hosted>();
+  private sched = new Scheduler();
+  private doorbell = new Int32Array(new SharedArrayBuffer(4));
+  private onEvent: (e: VmEvent) => void = () => {};
+  private looping = false;
+  private closed = false;
+
+  /**
+   * Set up before the first VM (a separate call, so a worker can expose a Pcpu as it is):
+   * the doorbell the control plane rings, the time slice, and where VM events go.
+   */
+  init(doorbell: SharedArrayBuffer, sliceMs: number | undefined, onEvent: (e: VmEvent) => void): void {
+    if (this.vms.size) throw new Error("pCPU already has VMs: init() comes first");
+    this.doorbell = new Int32Array(doorbell, 0, 1);
+    this.sched = new Scheduler({ sliceMs });
+    this.onEvent = (e) => void onEvent(e);
+  }
+
+  /** Build a VM here (not running yet). Throws a one-line message if it cannot be built. */
+  async create(req: HostedVmRequest): Promise<void> {
+    if (this.vms.has(req.name)) throw new Error(`a VM named ${req.name} is already on this pCPU`);
+    const out = new ByteRing(req.consoleOut);
+    const input = new ByteRing(req.consoleIn);
+    const hosted = { req, out, input, state: "created", wakeAt: Infinity, ipms: 100_000, dropped: 0, watchdog: { interrupts: 0, cpuMs: 0 } } as Omit<Hosted, "machine">;
+    const machine = await buildMachine(req, {
+      output: (bytes) => {
+        const n = out.write(bytes);
+        (hosted as Hosted).dropped += bytes.length - n;
+      },
+      input: () => input.readByte(),
+      wake: () => this.ring(),
+    });
+    const vm = Object.assign(hosted, { machine }) as Hosted;
+    this.vms.set(req.name, vm);
+    this.sched.add(req.name, { weight: req.weight, cap: req.cap });
+  }
+
+  start(name: string): void {
+    const vm = this.get(name);
+    if (vm.state !== "created") throw new Error(`${name} is ${vm.state}, not created`);
+    this.setState(vm, "running");
+  }
+
+  pause(name: string): void {
+    const vm = this.get(name);
+    if (vm.state !== "running") throw new Error(`${name} is ${vm.state}, not running`);
+    this.setState(vm, "paused");
+  }
+
+  resume(name: string): void {
+    const vm = this.get(name);
+    if (vm.state !== "paused") throw new Error(`${name} is ${vm.state}, not paused`);
+    this.setState(vm, "running");
+  }
+
+  /** Stop a VM for good (its disks are flushed and closed); it stays listed until destroyed. */
+  stop(name: string, reason = "stopped by the host"): void {
+    const vm = this.get(name);
+    if (vm.state === "stopped" || vm.state === "failed") return;
+    this.end(vm, "stopped", reason, false);
+  }
+
+  destroy(name: string): void {
+    const vm = this.get(name);
+    if (vm.state !== "stopped" && vm.state !== "failed") this.end(vm, "stopped", "destroyed", false);
+    this.vms.delete(name);
+    this.sched.remove(name);
+  }
+
+  /** Change CPU weight and cap. */
+  setShare(name: string, weight: number, cap?: number): void {
+    this.get(name);
+    this.sched.update(name, { weight, cap });
+  }
+
+  stats(name: string): HostedStats {
+    const vm = this.get(name);
+    return { name, state: vm.state, machine: vm.machine.stats(), sched: this.sched.stats(name, performance.now()), consoleDropped: vm.dropped };
+  }
+
+  names(): string[] {
+    return [...this.vms.keys()];
+  }
+
+  /** The control plane wrote console input (or wants the loop to look again). */
+  ring(): void {
+    Atomics.add(this.doorbell, 0, 1);
+    Atomics.notify(this.doorbell, 0);
+  }
+
+  /** Stop every VM and the loop. */
+  close(): void {
+    for (const vm of this.vms.values()) if (vm.state !== "stopped" && vm.state !== "failed") this.end(vm, "stopped", "host shut down", false);
+    this.closed = true;
+    this.ring();
+  }
+
+  private get(name: string): Hosted {
+    const vm = this.vms.get(name);
+    if (!vm) throw new Error(`no VM named ${name} on this pCPU`);
+    return vm;
+  }
+
+  private setState(vm: Hosted, state: "running" | "paused"): void {
+    vm.state = state;
+    const now = performance.now();
+    this.sched.setRunnable(vm.req.name, state === "running", now);
+    if (state === "running") {
+      vm.wakeAt = Infinity;
+      this.ensureLoop();
+    }
+  }
+
+  // The VM ends: stopped (poweroff, host request) or failed (crash, stuck, emulation error).
+  private end(vm: Hosted, state: "stopped" | "failed", reason: string, notify: boolean): void {
+    vm.state = state;
+    vm.reason = reason;
+    this.sched.setRunnable(vm.req.name, false, performance.now());
+    try {
+      vm.machine.close();
+    } catch {
+      /* the backends are gone either way */
+    }
+    if (notify) this.onEvent({ name: vm.req.name, state, reason });
+  }
+
+  private ensureLoop(): void {
+    if (this.looping || this.closed) return;
+    this.looping = true;
+    void this.loop().finally(() => { this.looping = false; });
+  }
+
+  private async loop(): Promise<void> {
+    let turnStart = performance.now();
+    while (!this.closed) {
+      const now = performance.now();
+      this.pollWakeups(now);
+      const d = this.sched.pick(now);
+      if (d.kind === "run") {
+        this.runSlice(this.vms.get(d.id)!, d.sliceMs);
+        if (performance.now() - turnStart >= YIELD_MS) {
+          await new Promise((resolve) => setImmediate(resolve));
+          turnStart = performance.now();
+        }
+        continue;
+      }
+      // Nothing may run: sleep until a timer, a cap refill, or the doorbell.
+      let until = d.untilMs ?? Infinity;
+      let any = false;
+      for (const vm of this.vms.values()) {
+        if (vm.state !== "running") continue;
+        any = true;
+        until = Math.min(until, vm.wakeAt);
+      }
+      if (!any && d.untilMs === null) return; // nothing left to run; start() restarts the loop
+      const seen = Atomics.load(this.doorbell, 0);
+      const ms = Math.max(0, Math.min(until - performance.now(), 1000));
+      const w = Atomics.waitAsync(this.doorbell, 0, seen, ms);
+      if (w.async) await w.value;
+      turnStart = performance.now();
+    }
+  }
+
+  // Halted VMs whose timer is due, or that an interrupt or console input made runnable.
+  private pollWakeups(now: number): void {
+    for (const vm of this.vms.values()) {
+      if (vm.state !== "running" || this.sched.isRunnable(vm.req.name)) continue;
+      if (now >= vm.wakeAt || vm.machine.runnable()) {
+        vm.wakeAt = Infinity;
+        this.sched.setRunnable(vm.req.name, true, now, true);
+      }
+    }
+  }
+
+  private runSlice(vm: Hosted, sliceMs: number): void {
+    const name = vm.req.name;
+    const core = vm.machine.core;
+    const t0 = performance.now();
+    let t = t0;
+    const i0 = core.totalInstret();
+    try {
+      for (;;) {
+        const budget = Math.max(10_000, Math.round(vm.ipms * STEP_MS));
+        const r = vm.machine.step(budget);
+        t = performance.now();
+        if (r.state === "stopped") {
+          this.sched.charge(name, t - t0, t);
+          const clean = r.reason.kind === "poweroff" || (r.reason.kind === "htif" && r.reason.code === 0);
+          this.end(vm, clean ? "stopped" : "failed", describeStop(r.reason), true);
+          return;
+        }
+        if (r.state === "idle") {
+          vm.wakeAt = t + r.sleepSeconds * 1000;
+          this.sched.setRunnable(name, false, t);
+          break;
+        }
+        if (t - t0 >= sliceMs) break;
+        this.pollWakeups(t);
+        if (this.sched.preempts(name)) break;
+      }
+    } catch (e) {
+      t = performance.now();
+      this.sched.charge(name, t - t0, t);
+      this.end(vm, "failed", `emulation error: ${(e as Error).message}`, true);
+      return;
+    }
+    const ran = t - t0;
+    this.sched.charge(name, ran, t);
+    const executed = core.totalInstret() - i0;
+    if (ran > 0.2 && executed > 0) vm.ipms = 0.8 * vm.ipms + 0.2 * (executed / ran);
+    this.watch(vm, ran);
+  }
+
+  // The watchdog: CPU time during which an enabled interrupt waited and none was taken.
+  private watch(vm: Hosted, ranMs: number): void {
+    const core = vm.machine.core;
+    let taken = 0;
+    for (let h = 0; h < core.harts; h++) taken += core.interruptsTaken(h);
+    if (taken !== vm.watchdog.interrupts || !vm.machine.interruptWaiting()) {
+      vm.watchdog.interrupts = taken;
+      vm.watchdog.cpuMs = 0;
+      return;
+    }
+    vm.watchdog.cpuMs += ranMs;
+    const limit = vm.req.watchdogMs ?? DEFAULT_WATCHDOG_MS;
+    if (vm.watchdog.cpuMs >= limit) {
+      this.end(vm, "failed", `stuck: an interrupt waited ${(vm.watchdog.cpuMs / 1000).toFixed(1)} s of CPU time and none was taken (spinning with interrupts off?)`, true);
+    }
+  }
+}
+
+function describeStop(r: StopReason): string {
+  switch (r.kind) {
+    case "poweroff": return "powered off";
+    case "fail": return `failed with code ${r.code}`;
+    case "htif": return `HTIF exit ${r.code}`;
+    case "error": return r.message;
+  }
+}
