@@ -1,0 +1,329 @@
+/**
+ * The hypervisor's control plane (the embedding API; `wasmvisor host` serves it over HTTP).
+ * It owns a pool of pCPU workers, admits VMs (memory and vCPU limits), homes each on a worker,
+ * drives their life cycle, keeps their consoles, and reacts to failures: a VM that crashes or
+ * gets stuck is kept, restarted or destroyed as its definition says; a worker that dies fails
+ * only the VMs homed on it and is replaced.
+ */
+import { Worker } from "node:worker_threads";
+import { totalmem, availableParallelism } from "node:os";
+import { join } from "node:path";
+import * as Comlink from "comlink";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
+import { packageRoot } from "../core/load-node";
+import { vmmLayout } from "../core/core";
+import { ByteRing } from "../util/ring";
+import type { Pcpu, VmEvent, HostedStats } from "./pcpu";
+import type { Action, Control } from "./api";
+import { parseDefinition, type ParsedDefinition } from "./definition";
+import { machineRequest, RequestError } from "../vm/request";
+import {
+  badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type VmInfo, type VmRunStats, type VmState,
+} from "./types";
+
+export interface HypervisorOptions {
+  /** pCPU workers (default: every core). */
+  cpus?: number;
+  /** Host memory VMs may use before overcommit (default: the machine's). */
+  hostMemory?: number;
+  /** Committed VM memory may reach hostMemory × this (default 1). */
+  overcommit?: number;
+  /** vCPUs allowed per pCPU (default 16). */
+  vcpusPerPcpu?: number;
+  /** Scheduler time slice (ms). */
+  sliceMs?: number;
+  /** Console bytes kept per VM for late attachers (default 64 KiB). */
+  scrollback?: number;
+}
+
+interface Home {
+  index: number;
+  worker: Worker;
+  pcpu: Comlink.Remote<Pcpu>;
+  doorbell: Int32Array;
+  alive: boolean;
+}
+
+interface VmRecord {
+  parsed: ParsedDefinition;
+  home: Home;
+  state: VmState;
+  reason?: string;
+  /** Bytes of host memory the VM may use (its whole VM memory). */
+  committed: number;
+  out: ByteRing;
+  input: ByteRing;
+  scrollback: Uint8Array[];
+  scrollbackBytes: number;
+  listeners: Set<(bytes: Uint8Array) => void>;
+  restarts: number;
+  restartTimes: number[];
+}
+
+const CONSOLE_OUT = 1 << 16;
+const CONSOLE_IN = 1 << 12;
+const DRAIN_MS = 10;
+/** At most this many automatic restarts per minute: a guest that crashes at once stays down. */
+const MAX_RESTARTS_PER_MINUTE = 5;
+
+export class Hypervisor implements Control {
+  readonly pcpus: number;
+  readonly memoryLimit: number;
+  readonly maxVcpus: number;
+  private readonly homes: Home[] = [];
+  private readonly vms = new Map<string, VmRecord>();
+  private readonly scrollbackLimit: number;
+  private readonly drainTimer: NodeJS.Timeout;
+  private closed = false;
+
+  private constructor(private readonly opts: HypervisorOptions) {
+    this.pcpus = opts.cpus ?? availableParallelism();
+    if (!Number.isInteger(this.pcpus) || this.pcpus < 1) throw new RangeError(`cpus must be a whole number ≥ 1, not ${opts.cpus}`);
+    const overcommit = opts.overcommit ?? 1;
+    if (!(overcommit > 0)) throw new RangeError(`overcommit must be > 0, not ${opts.overcommit}`);
+    this.memoryLimit = Math.floor((opts.hostMemory ?? totalmem()) * overcommit);
+    this.maxVcpus = this.pcpus * (opts.vcpusPerPcpu ?? 16);
+    this.scrollbackLimit = opts.scrollback ?? 64 * 1024;
+    this.drainTimer = setInterval(() => this.drainConsoles(), DRAIN_MS);
+    this.drainTimer.unref();
+  }
+
+  /** Start the pCPU workers. */
+  static async start(opts: HypervisorOptions = {}): Promise<Hypervisor> {
+    const hv = new Hypervisor(opts);
+    await Promise.all(Array.from({ length: hv.pcpus }, (_, i) => hv.spawn(i)));
+    return hv;
+  }
+
+  private async spawn(index: number): Promise<Home> {
+    const worker = new Worker(join(packageRoot(), "dist/pcpu-worker.js"));
+    const doorbell = new SharedArrayBuffer(4);
+    const pcpu = Comlink.wrap<Pcpu>(nodeEndpoint(worker));
+    const home: Home = { index, worker, pcpu, doorbell: new Int32Array(doorbell), alive: true };
+    this.homes[index] = home;
+    worker.on("error", () => this.workerDied(home));
+    worker.on("exit", () => this.workerDied(home));
+    await pcpu.init(doorbell, this.opts.sliceMs, Comlink.proxy((e: VmEvent) => this.onVmEvent(e)));
+    return home;
+  }
+
+  // A pCPU's thread is gone: its VMs fail (nothing else does), and a fresh worker takes its place.
+  private workerDied(home: Home): void {
+    if (!home.alive) return;
+    home.alive = false;
+    for (const [name, vm] of this.vms) {
+      if (vm.home !== home || vm.state === "stopped" || vm.state === "failed") continue;
+      vm.state = "failed";
+      vm.reason = `its pCPU worker ${home.index} died`;
+      void name;
+    }
+    if (!this.closed) void this.spawn(home.index).catch(() => {});
+  }
+
+  // ---- Control ----
+
+  host(): HostInfo {
+    let memoryCommitted = 0, vcpusCommitted = 0;
+    for (const vm of this.vms.values()) {
+      memoryCommitted += vm.committed;
+      vcpusCommitted += vm.parsed.options.smp;
+    }
+    return { pcpus: this.pcpus, memoryLimit: this.memoryLimit, memoryCommitted, maxVcpus: this.maxVcpus, vcpusCommitted, vms: this.vms.size };
+  }
+
+  list(): VmInfo[] {
+    return [...this.vms.keys()].map((name) => this.info(name));
+  }
+
+  info(name: string): VmInfo {
+    const vm = this.get(name);
+    const o = vm.parsed.options;
+    return {
+      name, state: vm.state, ...(vm.reason ? { reason: vm.reason } : {}), pcpu: vm.home.index,
+      memory: o.memory, vcpus: o.smp, weight: vm.parsed.weight,
+      ...(vm.parsed.cap !== undefined ? { cap: vm.parsed.cap * 100 } : {}), restarts: vm.restarts,
+    };
+  }
+
+  async create(raw: unknown): Promise<VmInfo> {
+    if (this.closed) throw conflict("the host is shutting down");
+    const parsed = parseDefinition(raw);
+    const name = parsed.definition.name;
+    if (this.vms.has(name)) throw conflict(`a VM named ${name} exists already`);
+    // Admission: everything the VM may touch counts against the host's memory, now.
+    const committed = vmmLayout(parsed.options.memory, parsed.options.paging).end;
+    const h = this.host();
+    if (h.memoryCommitted + committed > this.memoryLimit) {
+      throw noRoom(`${name} needs ${mib(committed)} MiB of host memory (guest RAM and the VMM's tables); ` +
+        `${mib(this.memoryLimit - h.memoryCommitted)} MiB of the host's ${mib(this.memoryLimit)} MiB are free. ` +
+        `Give it less memory, destroy a VM, or raise --overcommit.`);
+    }
+    if (h.vcpusCommitted + parsed.options.smp > this.maxVcpus) {
+      throw noRoom(`${name} needs ${parsed.options.smp} vCPU(s); ${this.maxVcpus - h.vcpusCommitted} of the host's ${this.maxVcpus} are free`);
+    }
+    const home = this.place();
+    const vm: VmRecord = {
+      parsed, home, state: "created", committed,
+      out: new ByteRing(CONSOLE_OUT), input: new ByteRing(CONSOLE_IN),
+      scrollback: [], scrollbackBytes: 0, listeners: new Set(), restarts: 0, restartTimes: [],
+    };
+    // Reserve the name and the resources while the worker builds it; undo everything on failure.
+    this.vms.set(name, vm);
+    try {
+      await this.build(vm);
+    } catch (e) {
+      this.vms.delete(name);
+      throw e;
+    }
+    return this.info(name);
+  }
+
+  private async build(vm: VmRecord): Promise<void> {
+    let req;
+    try {
+      req = machineRequest(vm.parsed.options);
+    } catch (e) {
+      if (e instanceof RequestError) throw badRequest(e.message.split("\n")[0]);
+      throw e;
+    }
+    try {
+      await vm.home.pcpu.create({
+        ...req, name: vm.parsed.definition.name, weight: vm.parsed.weight, cap: vm.parsed.cap,
+        consoleOut: vm.out.buffer, consoleIn: vm.input.buffer,
+      });
+    } catch (e) {
+      throw badRequest(`${vm.parsed.definition.name}: ${(e as Error).message.split("\n")[0]}`);
+    }
+  }
+
+  // The pCPU with the least weight of live VMs on it.
+  private place(): Home {
+    const load = this.homes.map(() => 0);
+    for (const vm of this.vms.values()) {
+      if (vm.state === "created" || vm.state === "running") load[vm.home.index] += vm.parsed.weight;
+    }
+    let best = 0;
+    for (let i = 1; i < load.length; i++) if (load[i] < load[best]) best = i;
+    return this.homes[best];
+  }
+
+  async act(name: string, action: Action): Promise<VmInfo> {
+    const vm = this.get(name);
+    const need: Record<Action, VmState[]> = { start: ["created"], pause: ["running"], resume: ["paused"], stop: ["created", "running", "paused"] };
+    if (!need[action].includes(vm.state)) {
+      throw conflict(`cannot ${action} ${name}: it is ${vm.state}${vm.reason ? ` (${vm.reason})` : ""}; ${action} needs it ${need[action].join(" or ")}`);
+    }
+    this.alive(vm);
+    await vm.home.pcpu[action](name);
+    vm.state = action === "start" || action === "resume" ? "running" : action === "pause" ? "paused" : "stopped";
+    if (action === "stop") vm.reason = "stopped by the host";
+    return this.info(name);
+  }
+
+  async destroy(name: string): Promise<void> {
+    const vm = this.get(name);
+    this.vms.delete(name);
+    vm.listeners.clear();
+    if (vm.home.alive) await vm.home.pcpu.destroy(name).catch(() => {});
+  }
+
+  async stats(name: string): Promise<VmRunStats> {
+    const vm = this.get(name);
+    this.alive(vm);
+    const s: HostedStats = await vm.home.pcpu.stats(name);
+    const lat = [...s.sched.wakeLatencies].sort((a, b) => a - b);
+    const pct = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] : 0);
+    return {
+      name, instructions: s.machine.instructions, cpuMs: s.sched.cpuMs, stealMs: s.sched.stealMs,
+      wakeLatencyMs: { p50: pct(0.5), p99: pct(0.99), samples: lat.length },
+      exits: { ...s.machine.exits },
+    };
+  }
+
+  attachConsole(name: string, onOutput: (bytes: Uint8Array) => void): { write(bytes: Uint8Array): void; detach(): void } {
+    const vm = this.get(name);
+    for (const chunk of vm.scrollback) onOutput(chunk);
+    vm.listeners.add(onOutput);
+    return {
+      write: (bytes) => {
+        let off = 0;
+        while (off < bytes.length) {
+          const n = vm.input.write(bytes.subarray(off));
+          if (n === 0) break; // the guest is not reading: drop rather than block the host
+          off += n;
+        }
+        Atomics.add(vm.home.doorbell, 0, 1);
+        Atomics.notify(vm.home.doorbell, 0);
+      },
+      detach: () => { vm.listeners.delete(onOutput); },
+    };
+  }
+
+  /** Stop every VM and the workers. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.drainTimer);
+    for (const name of [...this.vms.keys()]) await this.destroy(name).catch(() => {});
+    await Promise.all(this.homes.map(async (h) => {
+      h.alive = false;
+      await h.worker.terminate();
+    }));
+  }
+
+  // ---- internals ----
+
+  private get(name: string): VmRecord {
+    const vm = this.vms.get(name);
+    if (!vm) throw notFound(`no VM named ${name}`);
+    return vm;
+  }
+
+  private alive(vm: VmRecord): void {
+    if (!vm.home.alive) throw new HvError(500, `${vm.parsed.definition.name}: its pCPU worker died`);
+  }
+
+  private onVmEvent(e: VmEvent): void {
+    const vm = this.vms.get(e.name);
+    if (!vm) return;
+    vm.state = e.state;
+    vm.reason = e.reason;
+    if (e.state !== "failed") return;
+    const policy = vm.parsed.onFailure;
+    if (policy === "destroy") void this.destroy(e.name);
+    else if (policy === "restart") void this.restart(vm);
+  }
+
+  private async restart(vm: VmRecord): Promise<void> {
+    const name = vm.parsed.definition.name;
+    const now = Date.now();
+    vm.restartTimes = vm.restartTimes.filter((t) => now - t < 60_000);
+    if (vm.restartTimes.length >= MAX_RESTARTS_PER_MINUTE) {
+      vm.reason = `${vm.reason}; not restarted: it failed ${MAX_RESTARTS_PER_MINUTE} times within a minute`;
+      return;
+    }
+    vm.restartTimes.push(now);
+    try {
+      await vm.home.pcpu.destroy(name);
+      await this.build(vm);
+      await vm.home.pcpu.start(name);
+      vm.restarts++;
+      vm.state = "running";
+    } catch (e) {
+      vm.state = "failed";
+      vm.reason = `restart failed: ${(e as Error).message}`;
+    }
+  }
+
+  private drainConsoles(): void {
+    for (const vm of this.vms.values()) {
+      if (vm.out.available() === 0) continue;
+      const bytes = vm.out.read();
+      vm.scrollback.push(bytes);
+      vm.scrollbackBytes += bytes.length;
+      while (vm.scrollbackBytes - vm.scrollback[0].length >= this.scrollbackLimit) vm.scrollbackBytes -= vm.scrollback.shift()!.length;
+      for (const l of vm.listeners) l(bytes);
+    }
+  }
+}
+
+const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
