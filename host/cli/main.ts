@@ -13,6 +13,7 @@ import type { MachineRequest } from "../vm/build";
 import { machineRequest, RequestError } from "../vm/request";
 import { packageRoot } from "../core/load-node";
 import { formatStats } from "./stats";
+import { hostCommand, ctlCommand } from "./hv";
 
 const VERSION = "0.1.0";
 const CTRL_A = 0x01;
@@ -156,6 +157,16 @@ async function start(opts: BootOptions): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === "host" || argv[0] === "ctl") {
+    let code: number;
+    try {
+      code = argv[0] === "host" ? await hostCommand(argv.slice(1)) : await ctlCommand(argv.slice(1));
+    } catch (e) {
+      if (e instanceof CliError) fail(`${e.message}\n  Try 'wasmvisor ${argv[0]} --help'.`, 2);
+      fail((e as Error).message); // the API's errors say what to do
+    }
+    process.exit(code);
+  }
   let cmd;
   try {
     cmd = parseCli(argv);

@@ -129,11 +129,18 @@ function upgrade(control: Control, req: IncomingMessage, socket: Duplex, head: B
   }
   let attachment: ReturnType<Control["attachConsole"]>;
   try {
-    attachment = control.attachConsole(parts[1], (bytes) => socket.write(bytes));
+    control.info(parts[1]);
   } catch (e) {
     return refuse(e instanceof HvError ? e.status : 500, (e as Error).message);
   }
+  // The 101 first: attaching replays the scrollback at once.
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${CONSOLE_PROTOCOL}\r\n\r\n`);
+  try {
+    attachment = control.attachConsole(parts[1], (bytes) => socket.write(bytes));
+  } catch (e) {
+    socket.end(`\r\n[wasmvisor: ${(e as Error).message}]\r\n`);
+    return;
+  }
   if (head.length) attachment.write(new Uint8Array(head));
   socket.on("data", (chunk: Buffer) => attachment.write(new Uint8Array(chunk)));
   const done = () => attachment.detach();

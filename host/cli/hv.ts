@@ -1,0 +1,176 @@
+// `wasmvisor host` (the hypervisor daemon: pCPU workers + the control API on a Unix socket) and
+// `wasmvisor ctl` (its command-line client).
+import { parseArgs } from "node:util";
+import { readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Hypervisor } from "../hv/hypervisor";
+import { serveApi, ApiClient, ACTIONS } from "../hv/api";
+import { parseSize, CliError } from "./args";
+import type { HostInfo, VmInfo, VmRunStats } from "../hv/types";
+
+const CTRL_RIGHT_BRACKET = 0x1d;
+
+/** Where the API listens unless --api says otherwise. */
+export function defaultSocket(): string {
+  const dir = process.env.XDG_RUNTIME_DIR || tmpdir();
+  return join(dir, `wasmvisor-${process.getuid?.() ?? 0}.sock`);
+}
+
+export const HOST_HELP = `Usage: wasmvisor host [--api <socket>] [--cpus N] [--memory <size>] [--overcommit R] [--slice <ms>]
+
+Run the hypervisor: a worker thread per pCPU and the control API (HTTP + JSON) on a Unix socket.
+Manage its VMs with 'wasmvisor ctl'. Ctrl-C (SIGINT/SIGTERM) stops every VM and exits.
+
+  --api <socket>     Unix socket of the control API (default ${defaultSocket()})
+  --cpus <n>         pCPU workers (default: every core)
+  --memory <size>    host memory VMs may use, before overcommit (default: all of it)
+  --overcommit <r>   VMs may commit memory × r (default 1)
+  --slice <ms>       scheduler time slice (default 20)
+`;
+
+export const CTL_HELP = `Usage: wasmvisor ctl [--api <socket>] <command>
+
+  host                       pCPUs, memory and vCPUs committed of the limit
+  list                       the VMs: name, state, pCPU, memory, vCPUs, weight, cap
+  create <file.json>         define a VM (fields as the boot flags: name, mode, paging, bios,
+                             kernel, initrd, append, memory, smp, drives, nets, cpu: {weight,
+                             cap}, limits, onFailure) and build it
+  start|pause|resume|stop <name>
+  destroy <name>             stop it and free its resources
+  stats <name>               CPU and steal time, wake-up latency, instructions, exits
+  console <name>             attach to the console (Ctrl-] detaches)
+`;
+
+export async function hostCommand(argv: string[]): Promise<number> {
+  let v;
+  try {
+    v = parseArgs({
+      args: argv, strict: true, allowPositionals: false,
+      options: { api: { type: "string" }, cpus: { type: "string" }, memory: { type: "string" }, overcommit: { type: "string" }, slice: { type: "string" }, help: { type: "boolean", short: "h" } },
+    }).values;
+  } catch (e) {
+    throw new CliError((e as Error).message.split(". ")[0]);
+  }
+  if (v.help) { process.stdout.write(HOST_HELP); return 0; }
+  const num = (flag: string, text: string | undefined, ok: (n: number) => boolean, what: string) => {
+    if (text === undefined) return undefined;
+    const n = Number(text);
+    if (!ok(n)) throw new CliError(`--${flag} must be ${what}, not '${text}'`);
+    return n;
+  };
+  const cpus = num("cpus", v.cpus, (n) => Number.isInteger(n) && n >= 1 && n <= 256, "a whole number from 1 to 256");
+  const overcommit = num("overcommit", v.overcommit, (n) => n > 0 && n <= 100, "a ratio in (0, 100]");
+  const sliceMs = num("slice", v.slice, (n) => n >= 1 && n <= 1000, "a number of ms from 1 to 1000");
+  const hostMemory = v.memory === undefined ? undefined : parseSize(v.memory);
+  const socket = v.api ?? defaultSocket();
+  const hv = await Hypervisor.start({ cpus, overcommit, sliceMs, hostMemory });
+  let server;
+  try {
+    server = await serveApi(hv, socket);
+  } catch (e) {
+    await hv.close();
+    throw new CliError((e as Error).message);
+  }
+  const info = hv.host();
+  process.stderr.write(`wasmvisor host: ${info.pcpus} pCPU(s), ${Math.round(info.memoryLimit / 2 ** 20)} MiB for VMs, API on ${socket}\n`);
+  await new Promise<void>((resolve) => {
+    const quit = () => resolve();
+    process.once("SIGINT", quit);
+    process.once("SIGTERM", quit);
+  });
+  process.stderr.write("wasmvisor host: stopping every VM\n");
+  server.close();
+  await hv.close();
+  return 0;
+}
+
+export async function ctlCommand(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { api: { type: "string" }, help: { type: "boolean", short: "h" } } });
+  } catch (e) {
+    throw new CliError((e as Error).message.split(". ")[0]);
+  }
+  const [cmd, arg, ...extra] = parsed.positionals;
+  if (parsed.values.help || !cmd) { process.stdout.write(CTL_HELP); return cmd ? 0 : 2; }
+  const api = new ApiClient(parsed.values.api ?? defaultSocket());
+  const needName = () => {
+    if (!arg || extra.length) throw new CliError(`ctl ${cmd} takes one VM name`);
+    return encodeURIComponent(arg);
+  };
+  const print = (s: string) => process.stdout.write(s.endsWith("\n") ? s : s + "\n");
+  switch (cmd) {
+    case "host": print(formatHost(await api.call<HostInfo>("GET", "/host"))); return 0;
+    case "list": print(formatList(await api.call<VmInfo[]>("GET", "/vms"))); return 0;
+    case "create": {
+      if (!arg || extra.length) throw new CliError("ctl create takes one definition file (JSON)");
+      let def: unknown;
+      try {
+        def = JSON.parse(readFileSync(arg, "utf8"));
+      } catch (e) {
+        throw new CliError(`${arg}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : `not a JSON VM definition (${(e as Error).message})`}`);
+      }
+      const vm = await api.call<VmInfo>("POST", "/vms", def);
+      print(`created ${vm.name} on pCPU ${vm.pcpu}`);
+      return 0;
+    }
+    case "destroy": await api.call("DELETE", `/vms/${needName()}`); print(`destroyed ${arg}`); return 0;
+    case "stats": print(formatStats(await api.call<VmRunStats>("GET", `/vms/${needName()}/stats`))); return 0;
+    case "console": return attach(api, arg ?? "");
+  }
+  if ((ACTIONS as readonly string[]).includes(cmd)) {
+    const vm = await api.call<VmInfo>("POST", `/vms/${needName()}/${cmd}`);
+    print(`${vm.name}: ${vm.state}`);
+    return 0;
+  }
+  throw new CliError(`unknown ctl command '${cmd}' (see 'wasmvisor ctl --help')`);
+}
+
+async function attach(api: ApiClient, name: string): Promise<number> {
+  if (!name) throw new CliError("ctl console takes one VM name");
+  const sock = await api.console(name);
+  const stdin = process.stdin;
+  const tty = stdin.isTTY === true;
+  if (tty) stdin.setRawMode(true);
+  process.stderr.write(`[attached to ${name}; Ctrl-] detaches]\r\n`);
+  sock.pipe(process.stdout);
+  await new Promise<void>((resolve) => {
+    stdin.on("data", (chunk: Buffer) => {
+      const cut = chunk.indexOf(CTRL_RIGHT_BRACKET);
+      if (cut >= 0) {
+        if (cut > 0) sock.write(chunk.subarray(0, cut));
+        resolve();
+      } else sock.write(chunk);
+    });
+    stdin.on("end", () => resolve());
+    sock.on("close", () => resolve());
+  });
+  if (tty) stdin.setRawMode(false);
+  stdin.pause();
+  sock.destroy();
+  return 0;
+}
+
+const mib = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
+
+function formatHost(h: HostInfo): string {
+  return `pCPUs ${h.pcpus}; memory ${mib(h.memoryCommitted)} of ${mib(h.memoryLimit)} committed; vCPUs ${h.vcpusCommitted} of ${h.maxVcpus}; ${h.vms} VM(s)`;
+}
+
+function formatList(vms: VmInfo[]): string {
+  const rows = [["NAME", "STATE", "PCPU", "MEMORY", "VCPUS", "WEIGHT", "CAP", "REASON"]];
+  for (const v of vms) rows.push([v.name, v.state, String(v.pcpu), mib(v.memory), String(v.vcpus), String(v.weight), v.cap === undefined ? "-" : `${v.cap}%`, v.reason ?? ""]);
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n");
+}
+
+function formatStats(s: VmRunStats): string {
+  const exits = Object.entries(s.exits).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(", ");
+  return [
+    `${s.name}: ${s.instructions.toLocaleString("en-US")} instructions`,
+    `  CPU ${(s.cpuMs / 1000).toFixed(2)} s, steal ${(s.stealMs / 1000).toFixed(2)} s`,
+    `  wake-up latency p50 ${s.wakeLatencyMs.p50.toFixed(2)} ms, p99 ${s.wakeLatencyMs.p99.toFixed(2)} ms (${s.wakeLatencyMs.samples} wake-ups)`,
+    `  exits: ${exits || "none"}`,
+  ].join("\n");
+}
