@@ -34,6 +34,8 @@ export interface HypervisorOptions {
   sliceMs?: number;
   /** Console bytes kept per VM for late attachers (default 64 KiB). */
   scrollback?: number;
+  /** CPU seconds a VM may keep an enabled interrupt waiting without taking one before it counts as stuck (default 5). */
+  watchdogSeconds?: number;
 }
 
 interface Home {
@@ -136,8 +138,12 @@ export class Hypervisor implements Control {
   }
 
   info(name: string): VmInfo {
-    const vm = this.get(name);
+    return this.infoOf(this.get(name));
+  }
+
+  private infoOf(vm: VmRecord): VmInfo {
     const o = vm.parsed.options;
+    const name = vm.parsed.definition.name;
     return {
       name, state: vm.state, ...(vm.reason ? { reason: vm.reason } : {}), pcpu: vm.home.index,
       memory: o.memory, vcpus: o.smp, weight: vm.parsed.weight,
@@ -190,6 +196,7 @@ export class Hypervisor implements Control {
       await vm.home.pcpu.create({
         ...req, name: vm.parsed.definition.name, weight: vm.parsed.weight, cap: vm.parsed.cap,
         consoleOut: vm.out.buffer, consoleIn: vm.input.buffer,
+        watchdogMs: this.opts.watchdogSeconds === undefined ? undefined : this.opts.watchdogSeconds * 1000,
       });
     } catch (e) {
       throw badRequest(`${vm.parsed.definition.name}: ${(e as Error).message.split("\n")[0]}`);
@@ -214,10 +221,17 @@ export class Hypervisor implements Control {
       throw conflict(`cannot ${action} ${name}: it is ${vm.state}${vm.reason ? ` (${vm.reason})` : ""}; ${action} needs it ${need[action].join(" or ")}`);
     }
     this.alive(vm);
-    await vm.home.pcpu[action](name);
+    // The new state first: an event the VM sends once it runs (a crash) must win over it.
+    const prev = { state: vm.state, reason: vm.reason };
     vm.state = action === "start" || action === "resume" ? "running" : action === "pause" ? "paused" : "stopped";
     if (action === "stop") vm.reason = "stopped by the host";
-    return this.info(name);
+    try {
+      await vm.home.pcpu[action](name);
+    } catch (e) {
+      Object.assign(vm, prev);
+      throw e;
+    }
+    return this.infoOf(vm); // (it may be gone already: destroyed on a crash right after starting)
   }
 
   async destroy(name: string): Promise<void> {
@@ -305,9 +319,9 @@ export class Hypervisor implements Control {
     try {
       await vm.home.pcpu.destroy(name);
       await this.build(vm);
-      await vm.home.pcpu.start(name);
       vm.restarts++;
-      vm.state = "running";
+      vm.state = "running"; // before start: a crash right away must find it running
+      await vm.home.pcpu.start(name);
     } catch (e) {
       vm.state = "failed";
       vm.reason = `restart failed: ${(e as Error).message}`;

@@ -180,6 +180,7 @@ export class Pcpu {
     if (state === "running") {
       vm.wakeAt = Infinity;
       this.ensureLoop();
+      this.ring(); // a loop asleep on the doorbell picks it up now
     }
   }
 

@@ -1,0 +1,259 @@
+// The hypervisor as a user runs it: a real `wasmvisor host` process, driven through its control
+// API (HTTP on a Unix socket) and through `wasmvisor ctl`. Guests: the default Linux guest, and
+// small bare-metal programs assembled here (raw images, --bios none) that crash or hang on
+// purpose.
+import { describe, test, expect, beforeAll, afterAll } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildLinuxGuest } from "../../guests/linux/build.mjs";
+import { ApiClient } from "../../host/hv/api";
+import type { HostInfo, VmInfo, VmRunStats } from "../../host/hv/types";
+import { assemble } from "../encoder";
+import { BIN, runCli } from "./cli";
+
+let dir: string;
+let socket: string;
+let host: ChildProcess;
+let hostErr = "";
+let api: ApiClient;
+let linux: { kernel: string; initramfs: string };
+const programs: Record<string, string> = {};
+
+/** A raw M-mode program at 0x80000000. */
+function program(name: string, src: string): string {
+  const file = join(dir, `${name}.bin`);
+  writeFileSync(file, assemble(src, { origin: 0x80000000 }).bytes);
+  return file;
+}
+
+beforeAll(async () => {
+  linux = await buildLinuxGuest({ log: (line: string) => console.error(line) });
+  dir = mkdtempSync(join(tmpdir(), "wasmvisor-host-"));
+  socket = join(dir, "api.sock");
+  // Spins with a timer interrupt enabled in mie and pending, but mstatus.MIE off: stuck.
+  programs.spinner = program("spinner", `
+    li t0, 0x2004000
+    sd zero, 0(t0)
+    li t0, 0x80
+    csrw mie, t0
+  1:
+    j 1b
+  `);
+  // Reports failure 7 through the test finisher, as a crashing guest's panic handler might.
+  programs.crasher = program("crasher", `
+    li t0, 0x100000
+    li t1, (7 << 16) | 0x3333
+    sw t1, 0(t0)
+  1:
+    j 1b
+  `);
+  // Busy forever with nothing pending: CPU-bound, not stuck.
+  programs.busy = program("busy", `
+  1:
+    addi a0, a0, 1
+    j 1b
+  `);
+  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--cpus", "2", "--memory", "1G", "--watchdog", "1"], { stdio: ["ignore", "ignore", "pipe"] });
+  host.stderr!.on("data", (d: Buffer) => { hostErr += d.toString(); });
+  const t0 = Date.now();
+  while (!hostErr.includes("API on")) {
+    if (Date.now() - t0 > 20_000 || host.exitCode !== null) throw new Error(`the host did not start:\n${hostErr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  api = new ApiClient(socket);
+}, 3_600_000);
+
+afterAll(async () => {
+  if (host && host.exitCode === null) {
+    host.kill("SIGTERM");
+    await new Promise((r) => host.once("exit", r));
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const linuxVm = (name: string, extra: object = {}) => ({
+  name, mode: "para", memory: "64M", kernel: linux.kernel, initrd: linux.initramfs, append: "console=ttyS0", ...extra,
+});
+const bare = (name: string, prog: string, extra: object = {}) => ({ name, bios: "none", kernel: programs[prog], memory: "16M", ...extra });
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; host log:\n${hostErr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function status(name: string): Promise<VmInfo> {
+  return api.call<VmInfo>("GET", `/vms/${name}`);
+}
+
+describe("wasmvisor host: the control API", () => {
+  test("a Linux VM's life: create, start, console, stats, pause (no progress), resume, stop, destroy", async () => {
+    const before = await api.call<HostInfo>("GET", "/host");
+    expect(before.pcpus).toBe(2);
+    const vm = await api.call<VmInfo>("POST", "/vms", linuxVm("life", { cpu: { weight: 3, cap: 80 } }));
+    expect(vm).toMatchObject({ name: "life", state: "created", vcpus: 1, memory: 64 << 20, weight: 3, cap: 80 });
+    expect((await api.call<HostInfo>("GET", "/host")).memoryCommitted).toBeGreaterThan(before.memoryCommitted + (64 << 20));
+    expect((await api.call<VmInfo>("POST", "/vms/life/start")).state).toBe("running");
+
+    const con = await api.console("life");
+    let out = "";
+    con.on("data", (d: Buffer) => { out += d.toString("latin1"); });
+    await until("the guest's prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+    con.write("\recho sum-$((20+22))\r");
+    await until("the echo", () => (out.includes("sum-42") ? true : undefined));
+    con.destroy();
+
+    const s1 = await api.call<VmRunStats>("GET", "/vms/life/stats");
+    expect(s1.instructions).toBeGreaterThan(10_000_000);
+    expect(s1.cpuMs).toBeGreaterThan(0);
+    expect(s1.exits.sbi).toBeGreaterThan(0);
+
+    expect((await api.call<VmInfo>("POST", "/vms/life/pause")).state).toBe("paused");
+    const p1 = (await api.call<VmRunStats>("GET", "/vms/life/stats")).instructions;
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await api.call<VmRunStats>("GET", "/vms/life/stats")).instructions).toBe(p1);
+    await expect(api.call("POST", "/vms/life/pause")).rejects.toMatchObject({ status: 409, message: expect.stringMatching(/it is paused/) });
+    expect((await api.call<VmInfo>("POST", "/vms/life/resume")).state).toBe("running");
+    expect((await api.call<VmInfo>("POST", "/vms/life/stop")).state).toBe("stopped");
+    await api.call("DELETE", "/vms/life");
+    await expect(status("life")).rejects.toMatchObject({ status: 404 });
+    expect((await api.call<HostInfo>("GET", "/host")).memoryCommitted).toBe(before.memoryCommitted);
+  }, 180_000);
+
+  test("refuses bad definitions with 400 and says which field", async () => {
+    const cases: [unknown, RegExp][] = [
+      [[], /JSON object/],
+      [{ name: "x y" }, /'name' must be/],
+      [{ name: "a", mode: "hvm" }, /'mode' must be "para" or "full"/],
+      [{ name: "a", smp: 9 }, /'smp' must be a whole number from 1 to 8/],
+      [{ name: "a", cpu: { weight: -1 } }, /'cpu.weight'/],
+      [{ name: "a", cpu: { cap: 150 } }, /'cpu.cap'/],
+      [{ name: "a", drives: ["file=x.img,if=scsi"] }, /'drives': if=scsi: use ide or virtio/],
+      [{ name: "a", colour: "red" }, /unknown field 'colour'/],
+      [{ name: "a", kernel: join(dir, "missing") }, /--kernel .*missing: no such file/],
+    ];
+    for (const [def, msg] of cases) {
+      await expect(api.call("POST", "/vms", def), JSON.stringify(def)).rejects.toMatchObject({ status: 400, message: expect.stringMatching(msg) });
+    }
+    expect(await api.call<VmInfo[]>("GET", "/vms")).toEqual([]);
+  });
+
+  test("admission control refuses what does not fit (507) and leaves nothing behind", async () => {
+    const before = await api.call<HostInfo>("GET", "/host");
+    await expect(api.call("POST", "/vms", bare("huge", "busy", { memory: "2G" }))).rejects.toMatchObject({
+      status: 507, message: expect.stringMatching(/needs \d+ MiB of host memory .* MiB are free/),
+    });
+    await api.call("POST", "/vms", bare("fits", "busy", { memory: "600M" }));
+    await expect(api.call("POST", "/vms", bare("second", "busy", { memory: "600M" }))).rejects.toMatchObject({ status: 507 });
+    await expect(api.call("POST", "/vms", bare("fits", "busy"))).rejects.toMatchObject({ status: 409, message: expect.stringMatching(/exists already/) });
+    expect((await api.call<VmInfo[]>("GET", "/vms")).map((v) => v.name)).toEqual(["fits"]);
+    await api.call("DELETE", "/vms/fits");
+    expect(await api.call<HostInfo>("GET", "/host")).toEqual(before);
+  });
+
+  test("a guest that spins with interrupts off is reported stuck; the others keep running", async () => {
+    await api.call("POST", "/vms", bare("spinner", "spinner"));
+    await api.call("POST", "/vms", bare("neighbour", "busy"));
+    await api.call("POST", "/vms/spinner/start");
+    await api.call("POST", "/vms/neighbour/start");
+    const failed = await until("the watchdog", async () => {
+      const v = await status("spinner");
+      return v.state === "failed" ? v : undefined;
+    });
+    expect(failed.reason).toMatch(/stuck: an interrupt waited .* none was taken/);
+    const n1 = (await api.call<VmRunStats>("GET", "/vms/neighbour/stats")).instructions;
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await status("neighbour")).state).toBe("running");
+    expect((await api.call<VmRunStats>("GET", "/vms/neighbour/stats")).instructions).toBeGreaterThan(n1);
+    await api.call("DELETE", "/vms/spinner");
+    await api.call("DELETE", "/vms/neighbour");
+  });
+
+  test("a crashing guest fails; with onFailure=restart it is restarted, with destroy it goes away", async () => {
+    await api.call("POST", "/vms", bare("crash-keep", "crasher"));
+    await api.call("POST", "/vms/crash-keep/start");
+    const kept = await until("the crash", async () => {
+      const v = await status("crash-keep");
+      return v.state === "failed" ? v : undefined;
+    });
+    expect(kept.reason).toBe("failed with code 7");
+    await api.call("POST", "/vms", bare("crash-restart", "crasher", { onFailure: "restart" }));
+    await api.call("POST", "/vms/crash-restart/start");
+    // It crashes at once every time: restarted a few times, then left down with the reason.
+    const gaveUp = await until("the restart limit", async () => {
+      const v = await status("crash-restart");
+      return v.state === "failed" && /not restarted/.test(v.reason ?? "") ? v : undefined;
+    });
+    expect(gaveUp.restarts).toBe(5);
+    await api.call("POST", "/vms", bare("crash-destroy", "crasher", { onFailure: "destroy" }));
+    await api.call("POST", "/vms/crash-destroy/start");
+    await until("the destroy", async () => (await status("crash-destroy").catch(() => null)) === null ? true : undefined);
+    await api.call("DELETE", "/vms/crash-keep");
+    await api.call("DELETE", "/vms/crash-restart");
+  }, 60_000);
+});
+
+describe("wasmvisor ctl", () => {
+  const ctl = (...args: string[]) => runCli(["ctl", "--api", socket, ...args]);
+
+  test("create, start, list, stats, pause, resume, stop, destroy, host", async () => {
+    const def = join(dir, "ctl.json");
+    writeFileSync(def, JSON.stringify(bare("ctl-vm", "busy", { cpu: { weight: 2 } })));
+    let r = await ctl("create", def);
+    expect(r).toMatchObject({ code: 0, out: expect.stringMatching(/^created ctl-vm on pCPU [01]\n$/) });
+    expect((await ctl("start", "ctl-vm")).out).toBe("ctl-vm: running\n");
+    r = await ctl("list");
+    expect(r.out).toMatch(/^NAME\s+STATE\s+PCPU\s+MEMORY\s+VCPUS\s+WEIGHT\s+CAP/);
+    expect(r.out).toMatch(/ctl-vm\s+running\s+[01]\s+16 MiB\s+1\s+2\s+-/);
+    await new Promise((res) => setTimeout(res, 300));
+    r = await ctl("stats", "ctl-vm");
+    expect(r.out).toMatch(/ctl-vm: [\d,]+ instructions\n\s+CPU \d+\.\d\d s, steal \d+\.\d\d s/);
+    expect((await ctl("pause", "ctl-vm")).out).toBe("ctl-vm: paused\n");
+    r = await ctl("pause", "ctl-vm");
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/cannot pause ctl-vm: it is paused/);
+    expect((await ctl("resume", "ctl-vm")).out).toBe("ctl-vm: running\n");
+    expect((await ctl("stop", "ctl-vm")).out).toBe("ctl-vm: stopped\n");
+    expect((await ctl("host")).out).toMatch(/^pCPUs 2; memory \d+ MiB of 1024 MiB committed; vCPUs 1 of 32; 1 VM\(s\)\n$/);
+    expect((await ctl("destroy", "ctl-vm")).out).toBe("destroyed ctl-vm\n");
+    r = await ctl("stats", "ctl-vm");
+    expect(r).toMatchObject({ code: 1, err: expect.stringMatching(/no VM named ctl-vm/) });
+  });
+
+  test("console: attach, type, see the echo; Ctrl-] detaches, as does the end of piped input", async () => {
+    await api.call("POST", "/vms", linuxVm("ctl-con"));
+    await api.call("POST", "/vms/ctl-con/start");
+    const con = await api.console("ctl-con");
+    let seen = "";
+    con.on("data", (d: Buffer) => { seen += d.toString("latin1"); });
+    await until("the prompt", () => (seen.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+    con.destroy();
+    // Piped input: the client stays until the guest has been quiet for a second, then detaches.
+    let r = await runCli(["ctl", "--api", socket, "console", "ctl-con"], "\recho ctl-$((6*7))\r", 20_000);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/ctl-42/);
+    expect(r.err).toMatch(/attached to ctl-con; Ctrl-\] detaches/);
+    // Ctrl-] ends the session at once; what came before it still reaches the guest.
+    r = await runCli(["ctl", "--api", socket, "console", "ctl-con"], "touch /tmp/ctl-mark\r\x1dnot-sent\r", 20_000);
+    expect(r.code).toBe(0);
+    r = await runCli(["ctl", "--api", socket, "console", "ctl-con"], "ls /tmp/ctl-mark && echo mark-$((1+1))\r", 20_000);
+    expect(r.out).toMatch(/mark-2/);
+    expect(r.out).not.toMatch(/not-sent/);
+    await api.call("DELETE", "/vms/ctl-con");
+  }, 180_000);
+
+  test("errors say what to do: no host at the socket, unknown command, bad file", async () => {
+    let r = await runCli(["ctl", "--api", join(dir, "nothing.sock"), "list"]);
+    expect(r).toMatchObject({ code: 1, err: expect.stringMatching(/no wasmvisor host at .*nothing\.sock: start one with 'wasmvisor host --api/) });
+    r = await ctl("frobnicate");
+    expect(r).toMatchObject({ code: 2, err: expect.stringMatching(/unknown ctl command 'frobnicate'/) });
+    r = await ctl("create", join(dir, "none.json"));
+    expect(r).toMatchObject({ code: 2, err: expect.stringMatching(/none\.json: no such file/) });
+  });
+});
