@@ -49,6 +49,9 @@ export function parseDefinition(raw: unknown): ParsedDefinition {
   for (const [k, v] of Object.entries(limits)) {
     if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) throw badRequest(`'limits.${k}' must be a positive number`);
   }
+  // Accepted in the format, refused until the devices enforce them: a limit that is silently
+  // ignored would be worse than none.
+  if (Object.keys(limits).length) throw badRequest(`'limits': disk and network bandwidth limits are not enforced yet; leave them out`);
   const onFailure = str("onFailure") ?? "keep";
   if (onFailure !== "keep" && onFailure !== "restart" && onFailure !== "destroy") throw badRequest(`'onFailure' must be "keep", "restart" or "destroy"`);
   let options: BootOptions;

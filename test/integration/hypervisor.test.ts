@@ -136,6 +136,7 @@ describe("wasmvisor host: the control API", () => {
       [{ name: "a", cpu: { cap: 150 } }, /'cpu.cap'/],
       [{ name: "a", drives: ["file=x.img,if=scsi"] }, /'drives': if=scsi: use ide or virtio/],
       [{ name: "a", colour: "red" }, /unknown field 'colour'/],
+      [{ name: "a", limits: { diskBytesPerSec: 1e6 } }, /'limits': .* not enforced yet/],
       [{ name: "a", kernel: join(dir, "missing") }, /--kernel .*missing: no such file/],
     ];
     for (const [def, msg] of cases) {
