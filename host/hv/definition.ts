@@ -3,6 +3,7 @@
 import { parseSize, parseDrive, parseNet, DEFAULT_DEVICES, CliError, type BootOptions, type Mode } from "../cli/args";
 import { PAGING_MODES, type Paging } from "../core/core";
 import { badRequest, type VmDefinition } from "./types";
+import type { BandwidthLimits } from "../machine/virt";
 
 export interface ParsedDefinition {
   definition: VmDefinition;
@@ -10,6 +11,7 @@ export interface ParsedDefinition {
   weight: number;
   /** Fraction of one pCPU. */
   cap?: number;
+  limits: BandwidthLimits;
   onFailure: "keep" | "restart" | "destroy";
 }
 
@@ -49,9 +51,7 @@ export function parseDefinition(raw: unknown): ParsedDefinition {
   for (const [k, v] of Object.entries(limits)) {
     if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) throw badRequest(`'limits.${k}' must be a positive number`);
   }
-  // Accepted in the format, refused until the devices enforce them: a limit that is silently
-  // ignored would be worse than none.
-  if (Object.keys(limits).length) throw badRequest(`'limits': disk and network bandwidth limits are not enforced yet; leave them out`);
+
   const onFailure = str("onFailure") ?? "keep";
   if (onFailure !== "keep" && onFailure !== "restart" && onFailure !== "destroy") throw badRequest(`'onFailure' must be "keep", "restart" or "destroy"`);
   let options: BootOptions;
@@ -76,6 +76,7 @@ export function parseDefinition(raw: unknown): ParsedDefinition {
     options,
     weight,
     cap: cap === undefined ? undefined : cap / 100,
+    limits: limits as BandwidthLimits,
     onFailure,
   };
 }

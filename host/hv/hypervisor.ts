@@ -194,7 +194,7 @@ export class Hypervisor implements Control {
     }
     try {
       await vm.home.pcpu.create({
-        ...req, name: vm.parsed.definition.name, weight: vm.parsed.weight, cap: vm.parsed.cap,
+        ...req, limits: vm.parsed.limits, name: vm.parsed.definition.name, weight: vm.parsed.weight, cap: vm.parsed.cap,
         consoleOut: vm.out.buffer, consoleIn: vm.input.buffer,
         watchdogMs: this.opts.watchdogSeconds === undefined ? undefined : this.opts.watchdogSeconds * 1000,
       });

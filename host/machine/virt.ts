@@ -19,6 +19,7 @@ import { BuiltinSbi } from "../sbi/sbi";
 import { VirtioMmio, VirtioBlk, VirtioNet, VirtioConsole, VirtioRng, type VirtioDevice } from "../virtio";
 import { AtaDisk } from "../devices/ata";
 import { Ethoc } from "../devices/ethoc";
+import { TokenBucket, type RateLimit } from "../devices/rate-limit";
 import type { DiskBackend, GuestMemory, NetBackend } from "../devices/backends";
 import { parseMac } from "../net/packet";
 import {
@@ -73,6 +74,14 @@ export interface VirtConfig {
   clock?: () => number;
   /** Also time the host's handling of each exit (costs two clock reads per exit). */
   timeExits?: boolean;
+  /** Bandwidth limits for the whole VM (virtio devices; each network direction separately). */
+  limits?: BandwidthLimits;
+}
+
+export interface BandwidthLimits {
+  diskBytesPerSec?: number;
+  diskOpsPerSec?: number;
+  netBytesPerSec?: number;
 }
 
 /** Where a VM's time went: exits by reason, MMIO by device, SBI calls by extension. */
@@ -194,11 +203,20 @@ export class VirtMachine {
   // n-1-i and the first drive becomes /dev/vda, the first NIC eth0.
   private attachVirtio(mem: GuestMemory): void {
     const devices: VirtioDevice[] = [];
+    // One set of buckets per VM, shared by its disks and by its NICs.
+    const l = this.cfg.limits ?? {};
+    const bucket = (rate?: number) => (rate === undefined ? undefined : new TokenBucket(rate));
+    const disk: RateLimit | undefined = l.diskBytesPerSec || l.diskOpsPerSec ? { bytes: bucket(l.diskBytesPerSec), ops: bucket(l.diskOpsPerSec) } : undefined;
+    const netTx: RateLimit | undefined = l.netBytesPerSec ? { bytes: bucket(l.netBytesPerSec) } : undefined;
+    const netRx: RateLimit | undefined = l.netBytesPerSec ? { bytes: bucket(l.netBytesPerSec) } : undefined;
+    if ((disk && this.cfg.drives?.some((d) => d.if === "ide")) || (netTx && this.cfg.nets?.some((n) => n.model === "ethoc"))) {
+      throw new Error("bandwidth limits apply to virtio devices only: use if=virtio / model=virtio, or leave the limits out");
+    }
     for (const d of this.cfg.drives ?? []) {
-      if ((d.if ?? "virtio") === "virtio") devices.push(new VirtioBlk(d.backend, { serial: d.serial, readOnly: d.readOnly }));
+      if ((d.if ?? "virtio") === "virtio") devices.push(new VirtioBlk(d.backend, { serial: d.serial, readOnly: d.readOnly, limit: disk }));
     }
     (this.cfg.nets ?? []).forEach((n, i) => {
-      if ((n.model ?? "virtio") === "virtio") devices.push(new VirtioNet(n.backend, { mac: macFor(i) }));
+      if ((n.model ?? "virtio") === "virtio") devices.push(new VirtioNet(n.backend, { mac: macFor(i), txLimit: netTx, rxLimit: netRx }));
     });
     if (this.cfg.virtioConsole) {
       const con = new VirtioConsole((bytes) => this.emit(bytes));
@@ -426,6 +444,7 @@ export class VirtMachine {
       }
     }
     this.rtc.poll();
+    this.retryDevices();
     this.flushOutput();
     if (this.resetRequested) {
       this.reboot();
@@ -435,6 +454,7 @@ export class VirtMachine {
     if (ran) return { state: "running" };
     let sleep = Infinity;
     for (let h = 0; h < core.harts; h++) sleep = Math.min(sleep, core.secondsUntilTimer(h));
+    for (const t of this.virtio) sleep = Math.min(sleep, t.retryMs() / 1000); // rate-limited I/O
     return { state: "idle", sleepSeconds: sleep };
   }
 
@@ -444,6 +464,7 @@ export class VirtMachine {
    */
   runnable(): boolean {
     this.feedInput();
+    this.retryDevices();
     for (let h = 0; h < this.core.harts; h++) if (this.hartRunnable(h)) return true;
     return false;
   }
@@ -458,6 +479,11 @@ export class VirtMachine {
       if (!this.core.halted(h) && (this.core.csr(h, CSR_MIP) & this.core.csr(h, CSR_MIE)) !== 0n) return true;
     }
     return false;
+  }
+
+  // Rate-limited device work whose time has come (its completion interrupts the guest).
+  private retryDevices(): void {
+    for (const t of this.virtio) if (t.retryMs() <= 0) t.retry();
   }
 
   private hartRunnable(h: number): boolean {

@@ -5,6 +5,7 @@
 import type { DiskBackend } from "../devices/backends";
 import type { DeviceState } from "../devices/device";
 import { copyFromBuffers, forEachPiece, type Chain } from "./queue";
+import { limitTake, limitWaitMs, type RateLimit } from "../devices/rate-limit";
 import {
   DEVICE_ID_BLOCK,
   featureWords,
@@ -72,6 +73,8 @@ export interface VirtioBlkOptions {
   queueSize?: number;
   /** Offer DISCARD and WRITE_ZEROES (default true; never on a read-only disk). */
   discard?: boolean;
+  /** Bandwidth limit: requests wait in the queue until the buckets allow them. */
+  limit?: RateLimit;
 }
 
 export class VirtioBlk implements VirtioDevice {
@@ -87,6 +90,9 @@ export class VirtioBlk implements VirtioDevice {
   private readonly id = new Uint8Array(BLK_ID_BYTES);
   private readonly hdr = new Uint8Array(HDR);
   private zeros: Uint8Array | null = null;
+  private readonly limit: RateLimit | undefined;
+  /** When a request held back by the limit may go (performance.now() ms), or Infinity. */
+  private retryAt = Infinity;
 
   constructor(
     readonly backend: DiskBackend,
@@ -98,6 +104,7 @@ export class VirtioBlk implements VirtioDevice {
       throw new Error(`virtio-blk: queueSize ${queueSize} must be a power of two in 4..32768`);
     }
     this.queueMaxSizes = [queueSize];
+    this.limit = opts.limit;
     this.readOnly = backend.readOnly || (opts.readOnly ?? false);
     const discard = !this.readOnly && (opts.discard ?? true);
     const bits = [VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH];
@@ -142,7 +149,8 @@ export class VirtioBlk implements VirtioDevice {
   }
 
   reset(): void {
-    // Requests complete synchronously: there is no in-flight state.
+    // Requests complete synchronously: the only in-flight state is a request the limit holds.
+    this.retryAt = Infinity;
   }
 
   save(): DeviceState {
@@ -164,13 +172,31 @@ export class VirtioBlk implements VirtioDevice {
     const q = host.queue(0);
     if (q === null) return;
     let done = 0;
+    this.retryAt = Infinity;
     for (let chain = q.pop(); chain !== null; chain = q.pop()) {
+      // The data bytes (header and status aside) count against the limit.
+      const bytes = Math.max(0, chain.readableBytes + chain.writableBytes - HDR - 1);
+      const wait = limitWaitMs(this.limit, bytes);
+      if (wait > 0) {
+        q.unpop(1);
+        this.retryAt = performance.now() + wait;
+        break;
+      }
+      limitTake(this.limit, bytes);
       const len = this.handle(chain, host);
       if (len < 0) return; // malformed: the device now needs a reset
       q.push(chain.head, len);
       done++;
     }
     if (done > 0) host.usedAdded(0);
+  }
+
+  retryMs(): number {
+    return this.retryAt === Infinity ? Infinity : Math.max(0, this.retryAt - performance.now());
+  }
+
+  retry(): void {
+    this.queueNotify(0);
   }
 
   /** Execute one request; returns the used length, or -1 if it was malformed. */

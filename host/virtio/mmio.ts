@@ -440,6 +440,22 @@ export class VirtioMmio implements MmioDevice {
     return q;
   }
 
+  /** ms until the device's rate-limited work may continue (Infinity: nothing waits). */
+  retryMs(): number {
+    if (this.broken || !this.device.retryMs) return Infinity;
+    return this.device.retryMs();
+  }
+
+  /** Continue rate-limited work (when retryMs() has come down to 0). */
+  retry(): void {
+    if (this.broken || !this.device.retry) return;
+    try {
+      this.device.retry();
+    } catch (e) {
+      this.fail(`internal error: ${errText(e)}`);
+    }
+  }
+
   private notify(i: number): void {
     if (this.usableQueue(i) === null) return;
     try {

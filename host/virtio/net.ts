@@ -12,6 +12,7 @@
 import { parseMac } from "../net/packet";
 import type { NetBackend } from "../devices/backends";
 import type { DeviceState } from "../devices/device";
+import { limitTake, limitWaitMs, type RateLimit } from "../devices/rate-limit";
 import { copyFromBuffers, copyToBuffers, type Chain } from "./queue";
 import {
   DEVICE_ID_NET,
@@ -52,6 +53,12 @@ export interface VirtioNetOptions {
   queueSize?: number;
   /** Received frames kept while the guest has no buffers (default 256); more are dropped. */
   rxQueueFrames?: number;
+  /**
+   * Bandwidth limits per direction: transmit buffers wait in their queue, received frames in
+   * the receive FIFO (which drops beyond rxQueueFrames, as a full NIC does).
+   */
+  txLimit?: RateLimit;
+  rxLimit?: RateLimit;
 }
 
 export interface VirtioNetStats {
@@ -85,6 +92,9 @@ export class VirtioNet implements VirtioDevice {
   private readonly initialMac: Uint8Array;
   private readonly rxLimit: number;
   private rx: Uint8Array[] = [];
+  private readonly limits: { tx?: RateLimit; rx?: RateLimit };
+  /** When held-back work may continue, per direction (performance.now() ms), or Infinity. */
+  private retryAt = { tx: Infinity, rx: Infinity };
   private linkUp = true;
   private readonly hdr = new Uint8Array(12);
 
@@ -101,6 +111,7 @@ export class VirtioNet implements VirtioDevice {
     const limit = opts.rxQueueFrames ?? 256;
     if (!Number.isInteger(limit) || limit < 0) throw new Error(`virtio-net: rxQueueFrames ${limit} must be a non-negative integer`);
     this.rxLimit = limit;
+    this.limits = { tx: opts.txLimit, rx: opts.rxLimit };
     const bits = [VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS];
     if (opts.mergeableRx ?? true) bits.push(VIRTIO_NET_F_MRG_RXBUF);
     this.features = featureWords(...bits);
@@ -161,7 +172,19 @@ export class VirtioNet implements VirtioDevice {
     else if (index === RXQ) this.deliver();
   }
 
+  retryMs(): number {
+    const at = Math.min(this.retryAt.tx, this.retryAt.rx);
+    return at === Infinity ? Infinity : Math.max(0, at - performance.now());
+  }
+
+  retry(): void {
+    const now = performance.now();
+    if (this.retryAt.tx <= now) this.transmit();
+    if (this.retryAt.rx <= now) this.deliver();
+  }
+
   reset(): void {
+    this.retryAt = { tx: Infinity, rx: Infinity };
     this.rx = []; // frames for the previous driver instance are stale
     this.config.set(this.initialMac, 0);
   }
@@ -176,6 +199,7 @@ export class VirtioNet implements VirtioDevice {
     if (!host || !q) return;
     const hdrLen = this.hdrLen(host);
     let done = 0;
+    this.retryAt.tx = Infinity;
     for (let c = q.pop(); c !== null; c = q.pop()) {
       // Every transmit buffer starts with the header; a shorter one is a broken driver.
       if (c.readableBytes < hdrLen) {
@@ -183,6 +207,13 @@ export class VirtioNet implements VirtioDevice {
         return;
       }
       const len = c.readableBytes - hdrLen;
+      const wait = limitWaitMs(this.limits.tx, len);
+      if (wait > 0) {
+        q.unpop(1);
+        this.retryAt.tx = performance.now() + wait;
+        break;
+      }
+      limitTake(this.limits.tx, len);
       if (len === 0 || len > NET_MAX_FRAME || !this.linkUp) {
         this.stats.txDropped++;
       } else {
@@ -210,8 +241,14 @@ export class VirtioNet implements VirtioDevice {
     const mergeable = host.hasFeature(VIRTIO_NET_F_MRG_RXBUF);
     let done = 0;
     let taken = 0;
+    this.retryAt.rx = Infinity;
     while (taken < this.rx.length) {
       const frame = this.rx[taken]!;
+      const wait = limitWaitMs(this.limits.rx, frame.length);
+      if (wait > 0) {
+        this.retryAt.rx = performance.now() + wait;
+        break;
+      }
       const need = hdrLen + frame.length;
       const chains: Chain[] = [];
       let room = 0;
@@ -258,6 +295,7 @@ export class VirtioNet implements VirtioDevice {
         q.push(c.head, n);
         done++;
       }
+      limitTake(this.limits.rx, frame.length);
       this.stats.rxFrames++;
       taken++;
     }

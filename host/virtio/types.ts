@@ -110,6 +110,12 @@ export interface VirtioDevice {
   writeConfig(offset: number, size: 1 | 2 | 4, value: number): void;
   /** The driver notified queue `index` (also called for every enabled queue at DRIVER_OK). */
   queueNotify(index: number): void;
+  /**
+   * Work held back by a rate limit: ms until it may continue (Infinity: none). The machine then
+   * calls retry(). Devices without limits leave both out.
+   */
+  retryMs?(): number;
+  retry?(): void;
   /** Device reset (status 0): drop in-flight state; the transport resets the queues. */
   reset(): void;
   /** Plain data (JSON-safe plus typed arrays). */

@@ -2,7 +2,7 @@
 // I/O is synchronous there, network events arrive on its event loop) and the machine. The
 // one-VM worker of `wasmvisor boot` and the hypervisor's pCPU workers both build VMs this way.
 import { loadCoreModule } from "../core/load-node";
-import { VirtMachine, type Image, type DriveInterface, type NicModel } from "../machine/virt";
+import { VirtMachine, type Image, type DriveInterface, type NicModel, type BandwidthLimits } from "../machine/virt";
 import { NodeDisk } from "../virtio/node-disk";
 import { createNetBackend } from "../net/netdev";
 import type { Paging } from "../core/core";
@@ -37,6 +37,8 @@ export interface MachineRequest {
   kernel?: Image;
   initrd?: Image;
   append?: string;
+  /** Disk and network bandwidth limits (virtio devices). */
+  limits?: BandwidthLimits;
 }
 
 /** Where the machine's console goes, and how the network wakes the VM's thread. */
@@ -76,6 +78,7 @@ export async function buildMachine(req: MachineRequest, io: MachineIo): Promise<
       output: io.output,
       input: io.input,
       timeExits: req.timeExits,
+      limits: req.limits,
     });
   } catch (e) {
     for (const d of disks) d.close();

@@ -21,6 +21,7 @@ import {
   VIRTIO_BLK_T_WRITE_ZEROES,
 } from "../../host/virtio/blk";
 import { MemoryDisk } from "../../host/virtio/memory-disk";
+import { TokenBucket } from "../../host/devices/rate-limit";
 import type { DiskBackend } from "../../host/devices/backends";
 import { STATUS_DEVICE_NEEDS_RESET } from "../../host/virtio/mmio";
 import { TestDriver, blkHeader, pattern, type Buf } from "./helpers";
@@ -296,5 +297,38 @@ describe("virtio-blk read-only", () => {
     expect(() => blk.restore(s)).not.toThrow();
     expect(() => blk.restore({ ...s, size: 512 })).toThrow(/disk of 512 bytes/);
     expect(() => blk.restore({ ...s, readOnly: true })).toThrow(/read-only/);
+  });
+});
+
+describe("virtio-blk under a bandwidth limit", () => {
+  it("holds requests in the queue until the bucket refills, then completes them in order", () => {
+    const clock = { t: 0 };
+    const limit = { bytes: new TokenBucket(4096, 4096, () => clock.t) }; // one 4 KiB read per second
+    const { d, q } = make({ limit });
+    const read = () => q.post([{ data: blkHeader(VIRTIO_BLK_T_IN, 0) }, { writable: 4096 }, { writable: 1 }]);
+    const first = read();
+    expect(q.takeUsed().map((u) => u.id)).toEqual([first.head]);
+    const second = read();
+    const third = read();
+    expect(q.takeUsed()).toEqual([]); // both wait: the bucket is empty
+    expect(d.mmio.retryMs()).toBeGreaterThan(900);
+    clock.t = 1000;
+    d.mmio.retry();
+    expect(q.takeUsed().map((u) => u.id)).toEqual([second.head]);
+    clock.t = 2000;
+    d.mmio.retry();
+    expect(q.takeUsed().map((u) => u.id)).toEqual([third.head]);
+    expect(d.mmio.retryMs()).toBe(Infinity);
+  });
+
+  it("forgets a held request at reset", () => {
+    const clock = { t: 0 };
+    const { d, q } = make({ limit: { ops: new TokenBucket(1, 1, () => clock.t) } });
+    q.post([{ data: blkHeader(VIRTIO_BLK_T_IN, 0) }, { writable: 512 }, { writable: 1 }]);
+    q.post([{ data: blkHeader(VIRTIO_BLK_T_IN, 0) }, { writable: 512 }, { writable: 1 }]);
+    expect(q.takeUsed()).toHaveLength(1);
+    expect(d.mmio.retryMs()).toBeLessThan(Infinity);
+    d.w(0x70, 0); // status 0: reset
+    expect(d.mmio.retryMs()).toBe(Infinity);
   });
 });
