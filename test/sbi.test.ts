@@ -3,7 +3,7 @@ import { describe, test, expect } from "vitest";
 import { assemble } from "./encoder";
 import { VirtMachine, KERNEL_ADDR } from "../host/machine/virt";
 import { loadCoreModule } from "../host/core/load-node";
-import { EXT, SPEC_VERSION, IMPL_ID, SBI_ERR_NOT_SUPPORTED, SBI_ERR_INVALID_PARAM, HART_STOPPED, HART_STARTED } from "../host/sbi/sbi";
+import { EXT, SPEC_VERSION, IMPL_ID, SBI_ERR_NOT_SUPPORTED, SBI_ERR_INVALID_PARAM, SBI_ERR_INVALID_ADDRESS, HART_STOPPED, HART_STARTED } from "../host/sbi/sbi";
 
 const RESULTS = KERNEL_ADDR + 0x10000; // the program stores what it saw here
 
@@ -217,5 +217,38 @@ describe("exit statistics", () => {
     expect(s.instructions).toBeGreaterThan(20);
     expect(s.exitSeconds!.sbi).toBeGreaterThan(0);
     expect(s.exitSeconds!.mmio).toBeGreaterThan(0);
+  });
+});
+
+describe("STA: steal-time accounting", () => {
+  const REC = KERNEL_ADDR + 0x20000;
+  test("set_shmem checks flags, alignment and address; reportSteal fills the record with the sequence protocol", () => {
+    const { m } = boot(
+      call(0, EXT.BASE, 3, [EXT.STA]) +
+      call(1, EXT.STA, 0, [REC, 0, 1]) + // flags must be 0
+      call(2, EXT.STA, 0, [REC + 8, 0, 0]) + // 64-byte alignment
+      call(3, EXT.STA, 0, [0x1000, 0, 0]) + // not RAM
+      call(4, EXT.STA, 0, [REC, 1, 0]) + // above 2^64 on RV64
+      call(5, EXT.STA, 0, [REC, 0, 0]) +
+      SHUTDOWN);
+    m.core.phys(REC, 64)!.fill(0xee);
+    m.runToStop(10);
+    expect(results(m, 12)).toEqual([0n, 1n, BigInt(SBI_ERR_INVALID_PARAM), 0n, BigInt(SBI_ERR_INVALID_PARAM), 0n,
+      BigInt(SBI_ERR_INVALID_ADDRESS), 0n, BigInt(SBI_ERR_INVALID_ADDRESS), 0n, 0n, 0n]);
+    const rec = () => new DataView(m.core.physRead(REC, 64)!.slice().buffer);
+    expect(new Uint8Array(rec().buffer)).toEqual(new Uint8Array(64)); // zeroed when registered
+    m.sbi!.reportSteal(1_234_567n);
+    expect([rec().getUint32(0, true), rec().getBigUint64(8, true), rec().getUint8(16)]).toEqual([2, 1_234_567n, 0]);
+    m.sbi!.reportSteal(2_000_000n);
+    expect([rec().getUint32(0, true), rec().getBigUint64(8, true)]).toEqual([4, 2_000_000n]);
+  });
+
+  test("all-ones address disables the record", () => {
+    const all = -1n;
+    const { m } = boot(call(0, EXT.STA, 0, [REC, 0, 0]) + call(1, EXT.STA, 0, [all, all, 0]) + SHUTDOWN);
+    m.runToStop(10);
+    expect(results(m, 4)).toEqual([0n, 0n, 0n, 0n]);
+    m.sbi!.reportSteal(99n);
+    expect(new DataView(m.core.physRead(REC, 64)!.slice().buffer).getBigUint64(8, true)).toBe(0n);
   });
 });

@@ -251,6 +251,8 @@ export class Pcpu {
     const t0 = performance.now();
     let t = t0;
     const i0 = core.totalInstret();
+    // Paravirtual guests learn their steal time (SBI STA) as they are scheduled in.
+    vm.machine.sbi?.reportSteal(BigInt(Math.round(this.sched.stealMs(name, t0) * 1e6)));
     try {
       for (;;) {
         const budget = Math.max(10_000, Math.round(vm.ipms * STEP_MS));

@@ -205,6 +205,12 @@ export class Scheduler {
     if (e.runnable) e.waitingSince = now;
   }
 
+  /** Steal time so far (ms), including a wait under way. */
+  stealMs(id: string, now: number): number {
+    const e = this.get(id);
+    return e.stats.stealMs + (e.waitingSince !== null ? Math.max(0, now - e.waitingSince) : 0);
+  }
+
   stats(id: string, now: number): EntityStats {
     const e = this.get(id);
     const waiting = e.waitingSince !== null ? Math.max(0, now - e.waitingSince) : 0;

@@ -20,6 +20,7 @@ export const EXT = {
   HSM: 0x48534d,
   SRST: 0x53525354,
   DBCN: 0x4442434e,
+  STA: 0x535441,
 } as const;
 
 // Legacy (v0.1) extensions: one function each, result in a0 only.
@@ -48,6 +49,9 @@ const DBCN_MAX = 4096;
 const IRQ_SSI = 1;
 const SUSPEND_RETENTIVE = 0x00000000;
 const SUSPEND_NON_RETENTIVE = 0x80000000;
+/** struct sbi_sta_struct: sequence (le32), flags (le32), steal (le64, ns), preempted (u8), padding. */
+const STA_BYTES = 64;
+const ALL_ONES = (1n << 64n) - 1n;
 
 /** What the SBI needs from the machine around it. */
 export interface SbiPlatform {
@@ -70,10 +74,13 @@ export class BuiltinSbi {
   private readonly resume: (PendingResume | null)[];
   /** Calls per extension name, for statistics. */
   readonly calls = new Map<string, number>();
+  /** STA: where each hart's steal-time record is (guest-physical), or null. */
+  private readonly sta: (number | null)[];
 
   constructor(private readonly core: Core, private readonly platform: SbiPlatform) {
     this.state = Array.from({ length: core.harts }, (_, h) => (h === 0 ? HART_STARTED : HART_STOPPED));
     this.resume = Array.from({ length: core.harts }, () => null);
+    this.sta = Array.from({ length: core.harts }, () => null);
   }
 
   /** Back to power-on: only hart 0 runs. */
@@ -81,6 +88,7 @@ export class BuiltinSbi {
     for (let h = 0; h < this.state.length; h++) {
       this.state[h] = h === 0 ? HART_STARTED : HART_STOPPED;
       this.resume[h] = null;
+      this.sta[h] = null;
     }
   }
 
@@ -188,11 +196,49 @@ export class BuiltinSbi {
       case EXT.DBCN:
         this.dbcn(fid, a, ret);
         break;
+      case EXT.STA:
+        this.staSetShmem(hart, fid, a, ret);
+        break;
       default:
         ret(SBI_ERR_NOT_SUPPORTED);
     }
     c.setX(hart, 10, BigInt(err));
     c.setX(hart, 11, value);
+  }
+
+  // STA (steal-time accounting): the guest names a 64-byte record per hart; reportSteal fills it.
+  private staSetShmem(hart: number, fid: number, a: (i: number) => bigint, ret: (e: number, v?: bigint | number) => void): void {
+    if (fid !== 0) return ret(SBI_ERR_NOT_SUPPORTED);
+    const [lo, hi, flags] = [a(0), a(1), a(2)];
+    if (flags !== 0n) return ret(SBI_ERR_INVALID_PARAM);
+    if (lo === ALL_ONES && hi === ALL_ONES) {
+      this.sta[hart] = null; // disable
+      return ret(SBI_SUCCESS);
+    }
+    if (lo % 64n !== 0n) return ret(SBI_ERR_INVALID_PARAM);
+    const record = hi === 0n && lo < 2n ** 53n ? this.core.ramView(Number(lo), STA_BYTES) : null;
+    if (!record) return ret(SBI_ERR_INVALID_ADDRESS);
+    record.fill(0);
+    this.sta[hart] = Number(lo);
+    ret(SBI_SUCCESS);
+  }
+
+  /**
+   * The scheduler's steal time for this VM (ns), written into every registered record with the
+   * sequence protocol (odd while the update is under way), so a reader never sees a torn value.
+   */
+  reportSteal(stealNs: bigint): void {
+    for (const at of this.sta) {
+      if (at === null) continue;
+      const v = this.core.ramView(at, STA_BYTES);
+      if (!v) continue;
+      const dv = new DataView(v.buffer, v.byteOffset, STA_BYTES);
+      const seq = dv.getUint32(0, true);
+      dv.setUint32(0, (seq + 1) >>> 0, true);
+      dv.setBigUint64(8, stealNs, true);
+      dv.setUint8(16, 0); // preempted: not while it is being told
+      dv.setUint32(0, (seq + 2) >>> 0, true);
+    }
   }
 
   private probe(eid: number): number {

@@ -21,10 +21,10 @@ let api: ApiClient;
 let linux: { kernel: string; initramfs: string; disk: string };
 const programs: Record<string, string> = {};
 
-/** A raw M-mode program at 0x80000000. */
-function program(name: string, src: string): string {
+/** A raw program (M-mode at 0x80000000 with --bios none, S-mode at 0x80200000 on the built-in SBI). */
+function program(name: string, src: string, origin = 0x80000000): string {
   const file = join(dir, `${name}.bin`);
-  writeFileSync(file, assemble(src, { origin: 0x80000000 }).bytes);
+  writeFileSync(file, assemble(src, { origin }).bytes);
   return file;
 }
 
@@ -55,6 +55,25 @@ beforeAll(async () => {
     addi a0, a0, 1
     j 1b
   `);
+  // A paravirtual guest (S-mode on the built-in SBI) that registers an STA record, then spins
+  // until the host reports steal time in it, and says so on the console.
+  programs.sta = program("sta", `
+    li a0, 0x80300000
+    li a1, 0
+    li a2, 0
+    li a7, 0x535441
+    li a6, 0
+    ecall
+    li t0, 0x80300000
+  1:
+    ld t1, 8(t0)
+    beqz t1, 1b
+    li a0, 83
+    li a7, 1
+    ecall
+  2:
+    j 2b
+  `, 0x80200000);
   host = spawn(process.execPath, [BIN, "host", "--api", socket, "--cpus", "2", "--memory", "1G", "--watchdog", "1"], { stdio: ["ignore", "ignore", "pipe"] });
   host.stderr!.on("data", (d: Buffer) => { hostErr += d.toString(); });
   const t0 = Date.now();
@@ -145,6 +164,23 @@ describe("wasmvisor host: the control API", () => {
     expect(rate).toBeGreaterThan(2_000_000 * 0.5);
     await api.call("DELETE", "/vms/limited");
   }, 180_000);
+
+  test("paravirtual guests sharing a pCPU learn their steal time through SBI STA", async () => {
+    const names = ["sta0", "sta1", "sta2", "sta3"]; // two per pCPU
+    for (const name of names) {
+      await api.call("POST", "/vms", { name, mode: "para", kernel: programs.sta, memory: "16M" });
+      await api.call("POST", `/vms/${name}/start`);
+    }
+    for (const name of names) {
+      const con = await api.console(name);
+      let out = "";
+      con.on("data", (d: Buffer) => { out += d.toString("latin1"); });
+      await until(`${name} to see steal time`, () => (out.includes("S") ? true : undefined));
+      con.destroy();
+      expect((await api.call<VmRunStats>("GET", `/vms/${name}/stats`)).stealMs).toBeGreaterThan(0);
+      await api.call("DELETE", `/vms/${name}`);
+    }
+  });
 
   test("refuses bad definitions with 400 and says which field", async () => {
     const cases: [unknown, RegExp][] = [
