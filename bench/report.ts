@@ -5,9 +5,10 @@ import type { BootResult } from "./boot";
 import type { ExitsResult } from "./exits";
 import type { MemoryResult } from "./memory";
 import type { MachineInfo } from "./machine";
+import type { GuestSuiteResult, Machine, Measured } from "./fullvspara";
 import { barChart, COLORS, formatValue, type Series } from "./svg";
 
-export const SUITES = ["cpu", "boot", "exits", "memory"] as const;
+export const SUITES = ["cpu", "boot", "exits", "memory", "fullvspara", "paging"] as const;
 export type Suite = (typeof SUITES)[number];
 
 /** bench/results/latest.json. A suite left out with --only is absent. */
@@ -20,6 +21,8 @@ export interface BenchResult {
   boot?: BootResult;
   exits?: ExitsResult;
   memory?: MemoryResult;
+  fullvspara?: GuestSuiteResult;
+  paging?: GuestSuiteResult;
 }
 
 export interface TargetCheck {
@@ -60,7 +63,7 @@ function qemuSeries(m: MachineInfo): Series {
 
 interface Section {
   markdown: string;
-  plot?: { file: string; svg: string };
+  plots?: { file: string; svg: string }[];
 }
 
 function cpuSection(cpu: CpuSummary, quick: boolean, qemuBars: Series): Section {
@@ -81,7 +84,7 @@ function cpuSection(cpu: CpuSummary, quick: boolean, qemuBars: Series): Section 
       `${quick ? "one run each (quick mode, fewer iterations)" : `medians of ${cpu.programs[0]?.seconds.length} runs`}.\n\n` +
       table(["program", "instructions", "wasmvisor MIPS", ...(qemu ? ["QEMU MIPS", "ratio"] : [])],
         ["---", "---:", "---:", ...(qemu ? ["---:", "---:"] : [])], rows),
-    plot: { file: "cpu.svg", svg },
+    plots: [{ file: "cpu.svg", svg }],
   };
 }
 
@@ -100,7 +103,7 @@ function bootSection(boot: BootResult, qemuBars: Series): Section {
       "The Linux guest of `guests/linux` (same kernel and initramfs everywhere, `console=ttyS0`), from the start of the process " +
       "to its shell prompt.\n\n" +
       table(["", "time to shell prompt (median)", "runs"], ["---", "---:", "---"], rows),
-    plot: { file: "boot.svg", svg },
+    plots: [{ file: "boot.svg", svg }],
   };
 }
 
@@ -120,7 +123,7 @@ function exitsSection(exits: ExitsResult): Section {
       "The guest loop's own instructions (last column) are included, not subtracted. The Comlink call, to an idle VM " +
       "worker thread and back, is there for scale and not plotted.\n\n" +
       table(["round trip", "what", "mean", "error", "samples", "guest instructions"], ["---", "---", "---:", "---:", "---:", "---:"], rows),
-    plot: { file: "exits.svg", svg },
+    plots: [{ file: "exits.svg", svg }],
   };
 }
 
@@ -153,7 +156,162 @@ function memorySection(m: MemoryResult): Section {
       `Per VM, overhead = (growth of the resident set + growth of the page tables − guest RAM touched) / ${m.vms_per_run}, where guest RAM touched is ` +
       `${counted}. Everything else counts against the VMs: their core regions (hart blocks, TLBs, decoded-code cache), device models and JS objects. ${m.runs.length > 1 ? `Median of ${m.runs.length} processes; the breakdown is from the median one.` : "One process (quick mode)."}\n\n` +
       table(["per VM", "MiB"], ["---", "---:"], rows),
-    plot: { file: "memory.svg", svg },
+    plots: [{ file: "memory.svg", svg }],
+  };
+}
+
+// ---- full vs para, and paging: the same workloads on several machines ----
+
+const machineName = (m: Machine) => `${m.mode} · ${m.paging}`;
+const MACHINE_COLORS: Record<string, string> = {
+  "para · nested": COLORS.wasmvisor, "para · shadow": "#8fb3e0", "full · nested": COLORS.qemu, "full · shadow": "#f0c688",
+};
+const machineSeries = (ms: Machine[]): Series[] => ms.map((m) => ({ name: machineName(m), color: MACHINE_COLORS[machineName(m)] ?? "#888" }));
+
+/** Time per operation (or per byte), whatever way the figure is expressed: lower is better. */
+const cost = (w: Measured) => (w.better === "higher" ? 1 / w.value : w.value);
+/** How many times `w`'s cost is `base`'s. */
+const costRatio = (w: Measured, base: Measured) => cost(w) / cost(base);
+
+const workload = (m: Machine, key: string) => m.workloads.find((w) => w.key === key);
+const runsText = (r: GuestSuiteResult) =>
+  `${r.runs > 1 ? `${r.runs} times each in one boot (median)` : "once each (quick mode)"}, after one uncounted warm-up run`;
+const usPerExit = (w: Measured) => (w.host_us_per_exit === null ? "—" : `${formatValue(w.host_us_per_exit)} µs`);
+
+/** One table row per workload of the first machine, one cell per machine. */
+function perWorkload(ms: Machine[], cell: (w: Measured) => string, first: (w: Measured) => string[]): string[][] {
+  return ms[0].workloads.map((w0) => [...first(w0), ...ms.map((m) => {
+    const w = workload(m, w0.key);
+    return w ? cell(w) : "—";
+  })]);
+}
+
+/** Generated notes: each workload's cost ratio between machines a and b, largest first, with `detail`. */
+function ratioNotes(what: string, a: Machine | undefined, b: Machine | undefined, detail: (wa: Measured, wb: Measured) => string): string[] {
+  if (!a || !b) return [];
+  const rows = a.workloads.flatMap((wa) => {
+    const wb = workload(b, wa.key);
+    return wb ? [{ wa, wb, ratio: costRatio(wa, wb) }] : [];
+  }).sort((x, y) => y.ratio - x.ratio);
+  return [`- ${what}, cost per operation: ` + rows.map(({ wa, wb, ratio }) => `${wa.label} ${formatValue(ratio)}× (${detail(wa, wb)})`).join("; ") + "."];
+}
+
+const exitsDetail = (wa: Measured, wb: Measured) => `${formatValue(wa.exits_per_op)} vs ${formatValue(wb.exits_per_op)} exits per ${wa.op}`;
+
+/** The MMIO device, other than the interrupt controller, with the most exits in `w`. */
+function busiestDevice(w: Measured | undefined): string | null {
+  const top = Object.entries(w?.delta.mmio ?? {}).filter(([name, n]) => name !== "plic" && n > 0).sort((x, y) => y[1] - x[1])[0];
+  return top ? top[0] : null;
+}
+
+const DRAFT = "**Draft notes** (generated from this run's figures, for the prose to come):";
+
+function fullVsParaSection(r: GuestSuiteResult): Section {
+  const ms = r.machines;
+  const names = ms.map(machineName);
+  // The guest's device, its driver, and the device model that served the workload.
+  const device = (d: Machine["disk"], w: Measured | undefined) => {
+    const model = busiestDevice(w);
+    return d ? `${d.name} (${d.driver}${model ? `; MMIO: ${model}` : ""})` : "none";
+  };
+  const find = (mode: string, paging: string) => ms.find((m) => m.mode === mode && m.paging === paging);
+  const shadow = ms.filter((m) => m.paging === "shadow");
+  const throughput = ms[0].workloads.filter((w) => w.metric === "MB/s");
+  const base = ms[0];
+  const plots = [
+    {
+      file: "fullvspara-throughput.svg",
+      svg: barChart({
+        title: "Disk and network throughput", axis: "MB/s (higher is better)", series: machineSeries(ms),
+        groups: throughput.map((w0) => ({ label: w0.label.replace(/ \(.*\)$/, ""), values: ms.map((m) => workload(m, w0.key)?.value ?? null) })),
+      }),
+    },
+    {
+      // The throughputs have their own chart (absolute MB/s): their ratios can dwarf the rest.
+      file: "fullvspara-relative.svg",
+      svg: barChart({
+        title: `Other workloads: cost per operation relative to ${machineName(base)}`, axis: `× ${machineName(base)} (lower is better)`,
+        series: machineSeries(ms),
+        groups: base.workloads.filter((w0) => !throughput.includes(w0)).map((w0) => ({
+          label: w0.key, values: ms.map((m) => {
+            const w = workload(m, w0.key);
+            return w ? costRatio(w, w0) : null;
+          }),
+        })),
+      }),
+    },
+  ];
+  return {
+    markdown: "## Full vs para virtualization\n\n" +
+      `The Linux guest of \`guests/linux\` (one hart, ${r.memory_mib} MiB) boots in each machine mode — **para**: the built-in SBI ` +
+      "and virtio devices; **full**: Debian's OpenSBI in the guest and the full machine's default devices, as `wasmvisor boot --mode full` " +
+      `has them — under each paging mode, and runs the same workloads, ${runsText(r)}. The disk and NIC are the ones the guest found:\n\n` +
+      table(["machine", "disk", "NIC", "console", "exits in an empty window"], ["---", "---", "---", "---", "---:"],
+        ms.map((m) => [machineName(m), device(m.disk, workload(m, "disk_read")), device(m.nic, workload(m, "tcp-rx")), m.console, `${m.gate_exits}`])) + "\n\n" +
+      "Each workload runs between two gates at which the host reads the VM's counters (the gates' own exits are the last column above). " +
+      "Disk: `dd` on the raw device with O_DIRECT, 64 KiB blocks. Console: `wv-bench console` writing 64-byte lines to the console, " +
+      "timed until the terminal has sent them. Network: TCP to and from a server in the benchmark process (10.0.2.2, user-mode " +
+      "networking), and `ping -A` to 10.0.2.2 (answered by the VMM). Timer: `nanosleep` of 1 ms in a loop. The microbenchmarks follow " +
+      "Adams & Agesen (ASPLOS 2006). MB = 10⁶ bytes; ↑ higher is better, ↓ lower is better.\n\n" +
+      table(["workload", "unit", ...names], ["---", "---", ...names.map(() => "---:")],
+        perWorkload(ms, (w) => formatValue(w.value), (w) => [w.label, `${w.metric}${w.better === "higher" ? " ↑" : " ↓"}`])) + "\n\n" +
+      "Exits per operation (returns from the core to the host: MMIO, SBI calls, WFI halts...; not the VMM's time-slice ends) · host " +
+      "time per exit (handling MMIO, SBI and tohost exits):\n\n" +
+      table(["workload", "per", ...names], ["---", "---", ...names.map(() => "---:")],
+        perWorkload(ms, (w) => `${formatValue(w.exits_per_op)} · ${usPerExit(w)}`, (w) => [w.label, w.op])) + "\n\n" +
+      (shadow.length
+        ? "Under shadow paging the core also traps the guest's writes to its page tables; it handles them itself, so they are not " +
+          "exits. Page-table write traps per operation:\n\n" +
+          table(["workload", "per", ...shadow.map(machineName)], ["---", "---", ...shadow.map(() => "---:")],
+            perWorkload(shadow, (w) => formatValue(w.paging_per_op.ptWriteTraps ?? 0), (w) => [w.label, w.op])) + "\n\n"
+        : "") +
+      [DRAFT, ...ratioNotes("full vs para (nested paging)", find("full", "nested"), find("para", "nested"), exitsDetail),
+        ...ratioNotes("full vs para (shadow paging)", find("full", "shadow"), find("para", "shadow"), exitsDetail)].join("\n"),
+    plots,
+  };
+}
+
+function pagingSection(r: GuestSuiteResult): Section {
+  const nested = r.machines.find((m) => m.paging === "nested");
+  const shadow = r.machines.find((m) => m.paging === "shadow");
+  const ms = [nested, shadow].filter((m): m is Machine => !!m);
+  const per = (w: Measured | undefined, counter: string) => (w ? formatValue(w.paging_per_op[counter] ?? 0) : "—");
+  const walkPerMiss = (w: Measured | undefined) => {
+    const p = w?.delta.paging;
+    return p && p.tlbMisses ? formatValue(p.walkRefs / p.tlbMisses) : "—";
+  };
+  const rows = ms[0].workloads.map((w0) => {
+    const n = nested && workload(nested, w0.key), s = shadow && workload(shadow, w0.key);
+    const pair = (f: (w: Measured | undefined) => string) => `${f(n)} · ${f(s)}`;
+    return [w0.label, w0.metric, n ? formatValue(n.value) : "—", s ? formatValue(s.value) : "—", n && s ? `${formatValue(costRatio(s, n))}×` : "—",
+      pair((w) => per(w, "tlbMisses")), pair(walkPerMiss), per(s, "shadowFaults"), per(s, "ptWriteTraps"),
+      pair((w) => (w ? formatValue(w.exits_per_op) : "—"))];
+  });
+  const svg = barChart({
+    title: "Nested vs shadow paging: cost per operation", axis: "× nested (lower is better)", series: machineSeries(ms),
+    groups: ms[0].workloads.map((w0) => ({
+      label: w0.key.replace(/^randaccess_(\d+)$/, "random $1 MiB"),
+      values: ms.map((m) => {
+        const w = workload(m, w0.key), base = nested && workload(nested, w0.key);
+        return w && base ? costRatio(w, base) : null;
+      }),
+    })),
+  });
+  const mode = ms[0].mode;
+  return {
+    markdown: "## Paging: nested vs shadow\n\n" +
+      `The Linux guest (${mode} mode, ${r.memory_mib} MiB) under each paging mode, ${runsText(r)}. TLB-miss-heavy: random 8-byte reads ` +
+      "over a resident buffer (`wv-bench randaccess`); the core's TLB maps 1024 pages (4 MiB), so larger buffers miss it on most reads. " +
+      "Page-table-update-heavy: forkwait and mmap/munmap churn. On a TLB miss, nested paging walks the guest's page table through the " +
+      "P2M (walk references per miss); shadow paging walks its shadow table, filled on shadow faults and kept coherent by trapping the " +
+      "guest's page-table writes inside the core (not exits).\n\n" +
+      table(["workload", "unit", "nested", "shadow", "shadow / nested", "TLB misses per op (nested · shadow)", "walk refs per miss (nested · shadow)",
+        "shadow faults per op", "PT write traps per op", "exits per op (nested · shadow)"],
+      ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"], rows) + "\n\n" +
+      `Per op: per ${[...new Set(ms[0].workloads.map((w) => w.op))].join(", per ")}.\n\n` +
+      [DRAFT, ...ratioNotes(`shadow vs nested (${mode} mode)`, shadow, nested, (s, n) =>
+        `walk refs per miss ${walkPerMiss(s)} vs ${walkPerMiss(n)}, ${per(s, "ptWriteTraps")} PT write traps and ${per(s, "shadowFaults")} shadow faults per ${s.op}`)].join("\n"),
+    plots: [{ file: "paging.svg", svg }],
   };
 }
 
@@ -162,13 +320,13 @@ export function renderReport(r: BenchResult): { markdown: string; plots: Record<
   const m = r.machine;
   const sections = [
     r.cpu && cpuSection(r.cpu, r.quick, qemuSeries(m)), r.boot && bootSection(r.boot, qemuSeries(m)), r.exits && exitsSection(r.exits), r.memory && memorySection(r.memory),
+    r.fullvspara && fullVsParaSection(r.fullvspara), r.paging && pagingSection(r.paging),
   ].filter((s): s is Section => !!s);
   const plots: Record<string, string> = {};
-  const body = sections.map((s) => {
-    if (!s.plot) return s.markdown;
-    plots[s.plot.file] = s.plot.svg;
-    return `${s.markdown}\n\n![${s.plot.file}](results/${s.plot.file})`;
-  });
+  const body = sections.map((s) => [s.markdown, ...(s.plots ?? []).map((p) => {
+    plots[p.file] = p.svg;
+    return `![${p.file}](results/${p.file})`;
+  })].join("\n\n"));
   const markdown = [
     "# wasmvisor benchmark report",
     `Generated by \`${r.command}\` on ${r.date}${r.quick ? " — **quick mode**: one run each, fewer iterations; indicative only" : ""}. ` +

@@ -1,11 +1,12 @@
-// `npm run bench [-- [--quick] [--only cpu,boot,exits,memory]]`: run the benchmark suites, write
-// bench/results/latest.json, and bench/REPORT.md with its plots in bench/results/*.svg.
+// `npm run bench [-- [--quick] [--only cpu,boot,exits,memory,fullvspara,paging]]`: run the benchmark
+// suites, write bench/results/latest.json, and bench/REPORT.md with its plots in bench/results/*.svg.
 import { writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { cpuSuite } from "./cpu";
 import { bootSuite } from "./boot";
 import { exitsSuite } from "./exits";
 import { memorySuite } from "./memory";
+import { fullVsParaSuite, pagingSuite } from "./fullvspara";
 import { describeMachine } from "./machine";
 import { checkTargets, renderReport, SUITES, type BenchResult, type Suite } from "./report";
 import { buildLinuxGuest } from "../guests/linux/build.mjs";
@@ -72,6 +73,16 @@ if (only.has("memory")) {
   const vms = 4;
   log(`memory suite (${runs} process${runs > 1 ? "es" : ""} of ${vms} VMs, median)`);
   result.memory = memorySuite(await linuxGuest(), runs, vms, log);
+}
+
+if (only.has("fullvspara")) {
+  log(`full-vs-para suite (para and full machines x nested and shadow paging, ${runs} run${runs > 1 ? "s" : ""} of each workload, median)`);
+  result.fullvspara = await fullVsParaSuite(await linuxGuest(), quick, runs, log);
+}
+
+if (only.has("paging")) {
+  log(`paging suite (nested vs shadow paging, para machine, ${runs} run${runs > 1 ? "s" : ""} of each workload, median)`);
+  result.paging = await pagingSuite(await linuxGuest(), quick, runs, log);
 }
 
 const root = packageRoot();

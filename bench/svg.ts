@@ -55,7 +55,9 @@ export function barChart(c: BarChart): string {
   const step = tickStep(top);
   const yMax = Math.ceil(top / step) * step;
   const tickDigits = Math.max(0, -Math.floor(Math.log10(step)));
-  const groupWidth = Math.max(96, ...c.groups.map((g) => g.label.length * CHAR_WIDTH + 16));
+  // Wide enough for the group's label, and for each bar's value label side by side.
+  const valueWidth = Math.max(...values.map((v) => formatValue(v).length)) * CHAR_WIDTH + 4;
+  const groupWidth = Math.max(96, ...c.groups.map((g) => g.label.length * CHAR_WIDTH + 16), (c.series.length * valueWidth) / 0.7);
   const plotW = Math.max(groupWidth * c.groups.length, c.title.length * TITLE_CHAR_WIDTH - MARGIN.left);
   const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
   const width = MARGIN.left + plotW + MARGIN.right;

@@ -6,6 +6,11 @@ import { barChart, escapeXml, formatValue, tickStep } from "../bench/svg";
 import { checkTargets, renderReport, type BenchResult } from "../bench/report";
 import { breakdown, type ProbeResult } from "../bench/memory";
 import {
+  addDeltas, guestExits, hostUsPerExit, parseDd, parsePing, parseWvb, summarize, windowDelta, type Delta, type GuestSuiteResult, type Machine,
+} from "../bench/fullvspara";
+import type { GatedRun } from "../bench/guest-vm";
+import type { VmStats } from "../host/vm/worker";
+import {
   PAGE_SIZE, countNonZeroPages, countPresent, locateWasmMemory, parseMaps, residentPages, smapsRss, statusField, wasmMemoryResidency,
 } from "../bench/procfs";
 
@@ -201,5 +206,167 @@ describe.skipIf(!existsSync("/proc/self/pagemap"))("a WebAssembly.Memory in this
     expect(u8[5 * PAGE_SIZE]).toBe(0); // a read maps the zero page: present in pagemap, not in Rss
     expect(residentPages(base, 8 * PAGE_SIZE)).toBe(2);
     expect(wasmMemoryResidency(mem, 0, 8 * PAGE_SIZE, probe).ram).toBe(PAGE_SIZE);
+  });
+});
+
+describe("full-vs-para and paging suites: parsing the guest's output", () => {
+  it("reads wv-bench's result line and its extra fields", () => {
+    const out = "wv-bench -g tcp-rx 10.0.2.2 4242 1048576\r\nWVB gate\r\n\r\nWVB gate\r\n\r\nWVB name=tcp-rx ops=1048576 ns_per_op=48.1 bytes_per_s=20799560\r\n";
+    expect(parseWvb(out, "tcp-rx")).toEqual({ ops: 1048576, nsPerOp: 48.1, extra: { bytes_per_s: "20799560" } });
+    expect(parseWvb("WVB name=syscall ops=20000 ns_per_op=1481.6\n", "syscall")).toEqual({ ops: 20000, nsPerOp: 1481.6, extra: {} });
+    // The echoed command line is not a result, nor is another benchmark's line.
+    expect(() => parseWvb("wv-bench -g syscall 20000\r\nWVB name=forkwait ops=2 ns_per_op=1.0\r\n", "syscall")).toThrow(/no wv-bench result line for syscall/);
+  });
+
+  it("reads BusyBox dd's and ping's summaries", () => {
+    const dd = "128+0 records in\r\n128+0 records out\r\n8388608 bytes (8.0MB) copied, 0.056314 seconds, 142.1MB/s\r\n";
+    expect(parseDd(dd)).toEqual({ bytes: 8388608, seconds: 0.056314 });
+    expect(() => parseDd("dd: can't open '/dev/vda': No such file\r\n")).toThrow(/no dd summary/);
+    const ping = "--- 10.0.2.2 ping statistics ---\r\n20 packets transmitted, 20 packets received, 0% packet loss\r\n" +
+      "round-trip min/avg/max = 0.479/0.669/2.252 ms\r\n";
+    expect(parsePing(ping)).toEqual({ sent: 20, avgMs: 0.669 });
+    expect(() => parsePing(ping.replace("20 packets received", "19 packets received"))).toThrow(/lost packets/);
+  });
+});
+
+/** Stats as the worker reports them, with every counter of `exits` etc. at the given values. */
+function stats(o: { instructions: number; exits: Partial<VmStats["exits"]>; exitSeconds: VmStats["exitSeconds"]; mmio: Record<string, number>; tlbMisses: number; ptWriteTraps: number }): VmStats {
+  const zero = { tlbMisses: 0, walkRefs: 0, framesPopulated: 0, shadowFaults: 0, ptWriteTraps: 0, shadowZaps: 0, unshadowed: 0, shadowResets: 0, shadowContextHits: 0, shadowContextNew: 0, dirtyFaults: 0 };
+  return {
+    instructions: o.instructions, seconds: 1, mmio: o.mmio, sbi: { BASE: 1 }, exitSeconds: o.exitSeconds,
+    exits: { mmio: 0, sbi: 0, tohost: 0, halt: 0, budget: 0, attention: 0, ...o.exits },
+    paging: { mode: "shadow", ...zero, tlbMisses: o.tlbMisses, ptWriteTraps: o.ptWriteTraps },
+  };
+}
+
+describe("full-vs-para and paging suites: accounting", () => {
+  const run: GatedRun = {
+    output: "",
+    hostSeconds: 0.5,
+    before: stats({ instructions: 1000, exits: { mmio: 10, halt: 1, budget: 3 }, exitSeconds: { mmio: 1, sbi: 0, tohost: 0 }, mmio: { uart0: 10 }, tlbMisses: 50, ptWriteTraps: 7 }),
+    after: stats({ instructions: 5000, exits: { mmio: 410, sbi: 100, halt: 3, budget: 13 }, exitSeconds: { mmio: 1.0008, sbi: 0.0002, tohost: 0 }, mmio: { uart0: 10, ata0: 400 }, tlbMisses: 250, ptWriteTraps: 47 }),
+  };
+
+  it("charges a gated window with the counters' differences", () => {
+    const d = windowDelta(run, 100);
+    expect(d.instructions).toBe(4000);
+    expect(d.exits).toEqual({ mmio: 400, sbi: 100, tohost: 0, halt: 2, budget: 10, attention: 0 });
+    expect(d.mmio).toEqual({ uart0: 0, ata0: 400 });
+    expect(d.sbi).toEqual({ BASE: 0 });
+    expect(d.paging.tlbMisses).toBe(200);
+    expect(d.paging.ptWriteTraps).toBe(40);
+    expect(d.paging).not.toHaveProperty("mode");
+    expect(d.exit_seconds.mmio).toBeCloseTo(0.0008, 12);
+  });
+
+  it("counts the guest's exits (not the VMM's time-slice ends) and host time per timed exit", () => {
+    const d = windowDelta(run, 100);
+    expect(guestExits(d)).toBe(502); // 400 MMIO + 100 SBI + 2 halts; the 10 budget exits are not the guest's
+    // 1 ms over the 500 timed exits (MMIO and SBI; halts are not timed)
+    expect(hostUsPerExit(d)).toBeCloseTo(2, 9);
+    expect(hostUsPerExit({ ...d, exits: { ...d.exits, mmio: 0, sbi: 0 } })).toBeNull();
+  });
+
+  it("sums runs and reports medians and per-operation figures", () => {
+    const a = windowDelta(run, 100);
+    const b: Delta = { ...a, ops: 300, exits: { ...a.exits, mmio: 1200 } };
+    const total = addDeltas(a, b);
+    expect(total.ops).toBe(400);
+    expect(total.exits.mmio).toBe(1600);
+    expect(total.instructions).toBe(8000);
+    const m = summarize({ key: "disk_read", label: "disk read", metric: "MB/s", better: "higher", op: "64 KiB block" }, [5, 1, 3], total);
+    expect(m.value).toBe(3);
+    expect(m.exits_per_op).toBeCloseTo((1600 + 200 + 4) / 400, 12);
+    expect(m.paging_per_op.ptWriteTraps).toBeCloseTo(80 / 400, 12);
+    // 2 ms over the 1600 MMIO and 200 SBI exits of the two runs
+    expect(m.host_us_per_exit).toBeCloseTo((2 * 0.001 / 1800) * 1e6, 9);
+  });
+});
+
+/** A workload's figures as the suite records them (through the suite's own summarize()). */
+function measured(key: string, label: string, metric: string, better: "higher" | "lower", value: number, ops: number,
+  counts: { exits: number; seconds?: number; mmio?: Record<string, number>; tlbMisses?: number; walkRefs?: number; ptWriteTraps?: number; shadowFaults?: number }) {
+  const delta: Delta = {
+    ops, instructions: 1e6, host_seconds: 1,
+    exits: { mmio: counts.exits, sbi: 0, tohost: 0, halt: 0, budget: 5, attention: 0 },
+    exit_seconds: { mmio: counts.seconds ?? 0, sbi: 0, tohost: 0 }, mmio: counts.mmio ?? {}, sbi: {},
+    paging: { tlbMisses: counts.tlbMisses ?? 0, walkRefs: counts.walkRefs ?? 0, ptWriteTraps: counts.ptWriteTraps ?? 0, shadowFaults: counts.shadowFaults ?? 0 },
+  };
+  return summarize({ key, label, metric, better, op: "op" }, [value], delta);
+}
+
+/** A machine whose disk reads cost `disk` times, and forks `fork` times, a reference machine's. */
+function machine(mode: "para" | "full", paging: "nested" | "shadow", disk: number, fork: number): Machine {
+  const found = mode === "para" ? { name: "vda", driver: "virtio_blk" } : { name: "sda", driver: "sd" };
+  const traps = paging === "shadow" ? 62 : 0;
+  return {
+    mode, paging, disk: found, nic: { name: "eth0", driver: mode === "para" ? "virtio_net" : "ethoc" }, console: mode === "para" ? "hvc0" : "ttyS0",
+    gate_exits: mode === "para" ? 28 : 53,
+    workloads: [
+      measured("disk_read", "disk read", "MB/s", "higher", 200 / disk, 100,
+        { exits: 100 * disk, seconds: 1e-4 * disk, mmio: { plic: 1e6, [mode === "para" ? "virtio0-blk" : "ata0"]: 50 * disk } }),
+      measured("forkwait", "forkwait", "µs per op", "lower", 1000 * fork, 10, { exits: 6, seconds: 6e-6, tlbMisses: 15000, walkRefs: 150000, ptWriteTraps: traps * 10 }),
+    ],
+  };
+}
+
+describe("report: full vs para and paging sections", () => {
+  const fullvspara: GuestSuiteResult = {
+    memory_mib: 256, runs: 5,
+    machines: [machine("para", "nested", 1, 1), machine("para", "shadow", 1, 1), machine("full", "nested", 4, 2), machine("full", "shadow", 4, 2)],
+  };
+  const paging: GuestSuiteResult = { memory_mib: 256, runs: 5, machines: [machine("para", "nested", 1, 1), machine("para", "shadow", 0.8, 0.5)] };
+  const { markdown, plots } = renderReport({ ...sample(), fullvspara, paging });
+
+  it("renders the sections and links their plots, well-formed", () => {
+    expect(markdown).toContain("## Full vs para virtualization");
+    expect(markdown).toContain("## Paging: nested vs shadow");
+    for (const file of ["fullvspara-throughput.svg", "fullvspara-relative.svg", "paging.svg"]) {
+      expect(markdown).toContain(`](results/${file})`);
+      checkWellFormed(plots[file]);
+    }
+    expect(markdown).toContain("5 times each in one boot (median), after one uncounted warm-up run");
+  });
+
+  it("names the devices the guest found and the device model that served them", () => {
+    expect(markdown).toContain("| para · nested | vda (virtio_blk; MMIO: virtio0-blk) | eth0 (virtio_net) | hvc0 | 28 |");
+    expect(markdown).toContain("| full · shadow | sda (sd; MMIO: ata0) | eth0 (ethoc) | ttyS0 | 53 |");
+  });
+
+  it("tabulates each figure per machine, with exits per operation and host time per exit", () => {
+    expect(markdown).toContain("| disk read | MB/s ↑ | 200 | 200 | 50.0 | 50.0 |");
+    expect(markdown).toContain("| forkwait | µs per op ↓ | 1000 | 1000 | 2000 | 2000 |");
+    // 100 exits over 100 ops (budget exits left out), 1e-4 s over 100 MMIO exits = 1 µs
+    expect(markdown).toContain("| disk read | op | 1.00 · 1.00 µs | 1.00 · 1.00 µs | 4.00 · 1.00 µs | 4.00 · 1.00 µs |");
+    // Page-table write traps only for the shadow machines, as in-core events.
+    expect(markdown).toContain("| workload | per | para · shadow | full · shadow |");
+    expect(markdown).toContain("| forkwait | op | 62.0 | 62.0 |");
+  });
+
+  it("plots throughput as measured and the rest relative to para · nested", () => {
+    const heights = (svg: string) => svg.match(/<rect class="bar"[^>]*>/g)!.map((t) => attr(t, "height"));
+    const tp = heights(plots["fullvspara-throughput.svg"]); // disk read only: 200, 200, 50, 50
+    expect(tp).toHaveLength(4);
+    expect(tp[0] / tp[2]).toBeCloseTo(4, 1);
+    const rel = heights(plots["fullvspara-relative.svg"]); // forkwait only: 1, 1, 2, 2
+    expect(rel).toHaveLength(4);
+    expect(rel[2] / rel[0]).toBeCloseTo(2, 1);
+    expect(plots["fullvspara-relative.svg"]).not.toContain("disk_read");
+  });
+
+  it("compares nested and shadow paging per workload, from the counters", () => {
+    // shadow: 0.8 of the disk read cost (250 MB/s), half the time per fork
+    expect(markdown).toContain("| disk read | MB/s | 200 | 250 | 0.800× | 0.000 · 0.000 | — · — | 0.000 | 0.000 | 1.00 · 0.800 |");
+    expect(markdown).toContain("| forkwait | µs per op | 1000 | 500 | 0.500× | 1500 · 1500 | 10.0 · 10.0 | 0.000 | 62.0 | 0.600 · 0.600 |");
+    const bars = plots["paging.svg"].match(/<rect class="bar"[^>]*>/g)!.map((t) => attr(t, "height"));
+    expect(bars).toHaveLength(4); // nested, shadow for each workload
+    expect(bars[1] / bars[0]).toBeCloseTo(0.8, 1);
+    expect(bars[3] / bars[2]).toBeCloseTo(0.5, 1);
+  });
+
+  it("leaves draft notes generated from the figures, largest ratio first", () => {
+    expect(markdown).toContain("- full vs para (nested paging), cost per operation: disk read 4.00× (4.00 vs 1.00 exits per op); forkwait 2.00× (0.600 vs 0.600 exits per op).");
+    expect(markdown).toContain("- shadow vs nested (para mode), cost per operation: disk read 0.800× (");
+    expect(markdown).toMatch(/forkwait 0\.500× \(walk refs per miss 10\.0 vs 10\.0, 62\.0 PT write traps and 0\.000 shadow faults per op\)\.$/m);
   });
 });

@@ -4,13 +4,15 @@
 //   Image              Linux 6.1 (linux-source-6.1), ARCH=riscv, uncompressed,
 //                      small config: allnoconfig + guests/linux/kernel.config
 //   initramfs.cpio.gz  static BusyBox (Debian's busybox source package) +
-//                      guests/linux/init + guests/linux/rootfs/
+//                      guests/linux/init + guests/linux/rootfs/ + the guest-side
+//                      benchmark and test programs of guests/linux/bench/
+//                      (/usr/bin/wv-bench, compiled here; /usr/bin/wv-selftest)
 //   disk.ext4          64 MiB ext4 data disk (PRISTINE copy: callers copy it
 //                      before letting a guest write to it)
 //
 // Everything is built outside the repository, in
 //   ${XDG_CACHE_HOME:-~/.cache}/wasmvisor/linux/<hash>/
-// where <hash> covers this script, kernel.config, init, rootfs/ and the
+// where <hash> covers this script, kernel.config, init, rootfs/, bench/ and the
 // versions of linux-source-6.1, the busybox source package and the cross
 // compiler. A finished directory is complete by construction (built in a
 // temporary directory, then renamed), so a second run only hashes and returns.
@@ -18,7 +20,8 @@
 // The two expensive parts are also cached on their own, under parts/, keyed by
 // just their own inputs, so that editing init or rootfs/ does not rebuild the
 // kernel (kernel-<h>: kernel.config, kernel builder, kernel source, compiler)
-// or BusyBox (busybox-<h>: BusyBox builder, BusyBox source, compiler).
+// or BusyBox (busybox-<h>: BusyBox builder, BusyBox source, compiler). The
+// programs of bench/ are small and compiled with every initramfs.
 //
 // Usage as a module:  const { dir, kernel, initramfs, disk } = await buildLinuxGuest({ log })
 // Usage as a CLI:     node guests/linux/build.mjs   (progress on stderr, JSON result on stdout)
@@ -49,6 +52,7 @@ const HERE = dirname(fileURLToPath(import.meta.url)); // guests/linux
 const KERNEL_FRAGMENT = join(HERE, 'kernel.config');
 const INIT_SCRIPT = join(HERE, 'init');
 const ROOTFS_OVERLAY = join(HERE, 'rootfs');
+const GUEST_PROGRAMS = join(HERE, 'bench');
 
 const CROSS = 'riscv64-linux-gnu-';
 const KERNEL_TARBALL = '/usr/src/linux-source-6.1.tar.xz';
@@ -608,7 +612,23 @@ function writeCpio(entries) {
   return Buffer.concat(bufs);
 }
 
-async function buildInitramfs(outFile, work, busyboxRoot) {
+/**
+ * Installs the programs of bench/ into the staging tree's /usr/bin: each `<name>.c` compiled
+ * (static, like BusyBox, so the initramfs needs no libraries) as `<name>`, each `<name>.sh`
+ * copied as `<name>`.
+ */
+async function installGuestPrograms(stage, buildLog) {
+  for (const src of await listFilesRecursive(GUEST_PROGRAMS)) {
+    const m = /^([\w-]+)\.(c|sh)$/.exec(relative(GUEST_PROGRAMS, src));
+    if (!m) continue;
+    const dest = join(stage, 'usr/bin', m[1]);
+    if (m[2] === 'c') await buildLog.run(`${CROSS}gcc`, ['-static', '-O2', '-s', '-Wall', '-Wextra', '-Werror', '-o', dest, src]);
+    else await copyFile(src, dest);
+    await chmod(dest, 0o755);
+  }
+}
+
+async function buildInitramfs(outFile, work, busyboxRoot, buildLog) {
   const stage = join(work, 'initramfs');
   await cp(busyboxRoot, stage, { recursive: true, verbatimSymlinks: true });
   for (const d of ['dev', 'proc', 'sys', 'tmp', 'mnt', 'root', 'run', 'etc', 'var', 'var/run', 'usr/bin', 'usr/sbin']) {
@@ -618,6 +638,7 @@ async function buildInitramfs(outFile, work, busyboxRoot) {
   await chmod(join(stage, 'root'), 0o700);
   if (existsSync(ROOTFS_OVERLAY)) await cp(ROOTFS_OVERLAY, stage, { recursive: true, verbatimSymlinks: true });
   await copyFile(INIT_SCRIPT, join(stage, 'init'));
+  await installGuestPrograms(stage, buildLog);
   // Executables regardless of how the repository was checked out.
   await chmod(join(stage, 'init'), 0o755);
   if (existsSync(join(stage, 'etc/udhcpc.script'))) await chmod(join(stage, 'etc/udhcpc.script'), 0o755);
@@ -721,7 +742,7 @@ export async function buildLinuxGuest({ log = () => {} } = {}) {
     const scriptText = await readFile(fileURLToPath(import.meta.url));
     const fragment = await readFile(KERNEL_FRAGMENT);
     const overlay = [];
-    for (const f of [INIT_SCRIPT, ...(await listFilesRecursive(ROOTFS_OVERLAY))]) {
+    for (const f of [INIT_SCRIPT, ...(await listFilesRecursive(ROOTFS_OVERLAY)), ...(await listFilesRecursive(GUEST_PROGRAMS))]) {
       overlay.push(relative(HERE, f), await readFile(f));
     }
     const hash = sha256(scriptText, fragment, versions, ...overlay).slice(0, 16);
@@ -786,7 +807,7 @@ export async function buildLinuxGuest({ log = () => {} } = {}) {
     await copyFile(join(bDir, 'config'), join(tmp, 'busybox.config'));
 
     log('packing initramfs');
-    const ir = await buildInitramfs(join(tmp, 'initramfs.cpio.gz'), join(tmp, 'work'), join(bDir, 'root'));
+    const ir = await buildInitramfs(join(tmp, 'initramfs.cpio.gz'), join(tmp, 'work'), join(bDir, 'root'), buildLog);
     log('making data disk');
     await buildDisk(join(tmp, 'disk.ext4'), join(tmp, 'work'), buildLog, {
       kernelRelease: kInfo.release,
