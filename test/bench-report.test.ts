@@ -375,6 +375,14 @@ describe("report: full vs para and paging sections", () => {
     expect(markdown).toContain("- **forkwait** (page-table-update-heavy): shadow is 2.00× faster than nested, with 62.0 page-table write traps and 0.000 shadow faults per op.");
   });
 
+  it("says when the exits do not explain a gap, instead of inventing a reason", () => {
+    const odd: GuestSuiteResult = { memory_mib: 256, runs: 5, machines: [machine("para", "nested", 1, 2), machine("full", "nested", 4, 1)] };
+    const md = renderReport({ ...sample(), fullvspara: odd }).markdown;
+    expect(md).toContain("forkwait: para 2.00× slower than full");
+    expect(md).toContain("Para is nevertheless slower on forkwait with fewer exits, so the exits do not explain the gap; the cause is not established.");
+    expect(markdown).not.toContain("the exits do not explain");
+  });
+
   it("says 'slower' when the figures go the other way", () => {
     const flipped: GuestSuiteResult = { memory_mib: 256, runs: 5, machines: [machine("para", "nested", 1, 1), machine("para", "shadow", 1, 3)] };
     const md = renderReport({ ...sample(), paging: flipped }).markdown;
