@@ -27,6 +27,11 @@ export class Bus {
     this.core.mapDevice(base, device.size);
   }
 
+  /** The attached devices, by address. */
+  devices(): MmioDevice[] {
+    return this.maps.map((m) => m.device);
+  }
+
   find(addr: number): Mapping | undefined {
     for (const m of this.maps) if (addr >= m.base && addr < m.end) return m;
     return undefined;

@@ -15,12 +15,13 @@ import { Uart16550 } from "../devices/uart16550";
 import { Plic } from "../devices/plic";
 import { SifiveTest } from "../devices/sifive-test";
 import { GoldfishRtc } from "../devices/goldfish-rtc";
-import { BuiltinSbi } from "../sbi/sbi";
+import { BuiltinSbi, type SbiState } from "../sbi/sbi";
 import { VirtioMmio, VirtioBlk, VirtioNet, VirtioConsole, VirtioRng, type VirtioDevice } from "../virtio";
 import { AtaDisk } from "../devices/ata";
 import { Ethoc } from "../devices/ethoc";
 import { TokenBucket, type RateLimit } from "../devices/rate-limit";
 import type { DiskBackend, GuestMemory, NetBackend } from "../devices/backends";
+import type { DeviceState } from "../devices/device";
 import { parseMac } from "../net/packet";
 import {
   virtioBase, virtioIrq, VIRTIO_COUNT, ataBase, ataIrq, ATA_COUNT, ethocBase, ethocIrq, ETHOC_COUNT,
@@ -76,6 +77,23 @@ export interface VirtConfig {
   timeExits?: boolean;
   /** Bandwidth limits for the whole VM (virtio devices; each network direction separately). */
   limits?: BandwidthLimits;
+  /**
+   * Resume a VM built elsewhere (another thread): its VM memory as it is, and the state its
+   * machine saved. Nothing is loaded or reset; the devices take their saved state.
+   */
+  resume?: { memory: WebAssembly.Memory; state: MachineState };
+}
+
+/** A machine's state outside the VM memory: devices, SBI, counters, boot layout. */
+export interface MachineState {
+  devices: Record<string, DeviceState>;
+  sbi: SbiState | null;
+  resetRequested: boolean;
+  stopReason: StopReason | null;
+  exits: VirtMachine["exits"];
+  mmio: Record<string, number>;
+  layout: BootLayout;
+  dtb: Uint8Array;
 }
 
 export interface BandwidthLimits {
@@ -163,7 +181,7 @@ export class VirtMachine {
 
   constructor(private readonly cfg: VirtConfig) {
     const harts = cfg.harts ?? 1;
-    this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock, paging: cfg.paging });
+    this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock, paging: cfg.paging, memory: cfg.resume?.memory });
     this.input = cfg.input ?? (() => -1);
     this.inputToHvc = /(^|\s)console=hvc0/.test(cfg.append ?? "");
     this.bus = new Bus(this.core);
@@ -193,9 +211,48 @@ export class VirtMachine {
       });
       this.core.setFlags(L.VMF_SBI_IN_HOST);
     }
-    const { layout, dtb } = this.loadImages();
-    this.layout = layout;
-    this.dtb = dtb;
+    if (cfg.resume) {
+      this.restore(cfg.resume.state);
+      this.layout = cfg.resume.state.layout;
+      this.dtb = cfg.resume.state.dtb;
+    } else {
+      const { layout, dtb } = this.loadImages();
+      this.layout = layout;
+      this.dtb = dtb;
+    }
+  }
+
+  /**
+   * Everything outside the VM memory, as plain data: with the memory, what another thread needs
+   * to go on running this VM (VirtConfig.resume). Call between steps.
+   */
+  save(): MachineState {
+    this.flushOutput();
+    return {
+      devices: Object.fromEntries(this.bus.devices().map((d) => [d.name, d.save()])),
+      sbi: this.sbi?.save() ?? null,
+      resetRequested: this.resetRequested,
+      stopReason: this.stopReason,
+      exits: { ...this.exits },
+      mmio: Object.fromEntries(this.bus.counts),
+      layout: this.layout,
+      dtb: this.dtb,
+    };
+  }
+
+  // The other half of save(): the same devices must be here, each takes its state (checked).
+  private restore(s: MachineState): void {
+    const devices = this.bus.devices();
+    const names = devices.map((d) => d.name).sort().join(", ");
+    const saved = Object.keys(s.devices ?? {}).sort().join(", ");
+    if (names !== saved) throw new Error(`saved machine has devices [${saved}], this one [${names}]: not the same machine`);
+    for (const d of devices) d.restore(s.devices[d.name]);
+    if (!!s.sbi !== !!this.sbi) throw new Error("saved machine and this one disagree about the built-in SBI");
+    if (s.sbi) this.sbi!.restore(s.sbi);
+    this.resetRequested = s.resetRequested === true;
+    this.stopReason = s.stopReason ?? null;
+    Object.assign(this.exits, s.exits);
+    for (const [k, v] of Object.entries(s.mmio ?? {})) this.bus.counts.set(k, v);
   }
 
   // virtio-mmio devices: disks, then NICs, then console and rng. The devicetree lists slots from

@@ -63,6 +63,13 @@ export interface SbiPlatform {
   reset(kind: "shutdown" | "reboot", failure: boolean): void;
 }
 
+export interface SbiState {
+  state: number[];
+  resume: (PendingResume | null)[];
+  sta: (number | null)[];
+  calls: Record<string, number>;
+}
+
 interface PendingResume {
   addr: bigint;
   opaque: bigint;
@@ -81,6 +88,24 @@ export class BuiltinSbi {
     this.state = Array.from({ length: core.harts }, (_, h) => (h === 0 ? HART_STARTED : HART_STOPPED));
     this.resume = Array.from({ length: core.harts }, () => null);
     this.sta = Array.from({ length: core.harts }, () => null);
+  }
+
+  /** Plain data for moving the VM (HSM states, pending resumes, STA records, call counts). */
+  save(): SbiState {
+    return { state: [...this.state], resume: this.resume.map((r) => (r ? { ...r } : null)), sta: [...this.sta], calls: Object.fromEntries(this.calls) };
+  }
+
+  restore(s: SbiState): void {
+    const n = this.state.length;
+    if (!Array.isArray(s?.state) || s.state.length !== n || !Array.isArray(s.resume) || s.resume.length !== n || !Array.isArray(s.sta) || s.sta.length !== n) {
+      throw new Error(`SBI state is not for ${n} hart(s)`);
+    }
+    if (s.state.some((v) => v !== HART_STARTED && v !== HART_STOPPED && v !== HART_SUSPENDED)) throw new Error("SBI state: bad HSM state");
+    s.state.forEach((v, h) => { this.state[h] = v; });
+    s.resume.forEach((r, h) => { this.resume[h] = r && typeof r.addr === "bigint" && typeof r.opaque === "bigint" ? { addr: r.addr, opaque: r.opaque } : null; });
+    s.sta.forEach((a, h) => { this.sta[h] = typeof a === "number" && this.core.ramRead(a, STA_BYTES) ? a : null; });
+    this.calls.clear();
+    for (const [k, v] of Object.entries(s.calls ?? {})) if (typeof v === "number") this.calls.set(k, v);
   }
 
   /** Back to power-on: only hart 0 runs. */
