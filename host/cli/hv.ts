@@ -40,6 +40,7 @@ export const CTL_HELP = `Usage: wasmvisor ctl [--api <socket>] <command>
                              cap}, limits, onFailure) and build it
   start|pause|resume|stop <name>
   destroy <name>             stop it and free its resources
+  move <name> <pcpu>         move it to another pCPU (the balancer also does this by itself)
   stats <name>               CPU and steal time, wake-up latency, instructions, exits
   console <name>             attach to the console (Ctrl-] detaches)
 `;
@@ -121,6 +122,13 @@ export async function ctlCommand(argv: string[]): Promise<number> {
     case "destroy": await api.call("DELETE", `/vms/${needName()}`); print(`destroyed ${arg}`); return 0;
     case "stats": print(formatStats(await api.call<VmRunStats>("GET", `/vms/${needName()}/stats`))); return 0;
     case "console": return attach(api, arg ?? "");
+    case "move": {
+      const pcpu = Number(extra[0]);
+      if (!arg || extra.length !== 1 || !Number.isInteger(pcpu)) throw new CliError("ctl move takes a VM name and a pCPU number");
+      const vm = await api.call<VmInfo>("POST", `/vms/${encodeURIComponent(arg)}/move`, { pcpu });
+      print(`${vm.name}: on pCPU ${vm.pcpu}`);
+      return 0;
+    }
   }
   if ((ACTIONS as readonly string[]).includes(cmd)) {
     const vm = await api.call<VmInfo>("POST", `/vms/${needName()}/${cmd}`);

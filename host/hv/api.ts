@@ -8,6 +8,7 @@
  *   GET    /vms/{name}              VmInfo
  *   GET    /vms/{name}/stats        VmRunStats
  *   POST   /vms/{name}/{action}     action: start | pause | resume | stop   → VmInfo
+ *   POST   /vms/{name}/move         body: {"pcpu": n}: move it to pCPU n   → VmInfo
  *   DELETE /vms/{name}              → 204
  *   GET    /vms/{name}/console      with "Connection: Upgrade, Upgrade: wasmvisor-console":
  *                                   → 101, then the raw console both ways
@@ -35,6 +36,8 @@ export interface Control {
   /** Validates the definition (it comes from outside) and admits or refuses it. */
   create(definition: unknown): Promise<VmInfo>;
   act(name: string, action: Action): Promise<VmInfo>;
+  /** Move a VM to another pCPU. */
+  move(name: string, pcpu: number): Promise<VmInfo>;
   destroy(name: string): Promise<void>;
   stats(name: string): Promise<VmRunStats>;
   /** Console output goes to onOutput until detach(); write() sends keys to the guest. */
@@ -83,6 +86,12 @@ async function handle(control: Control, req: IncomingMessage, res: ServerRespons
         return;
       case "GET /vms/{name}/console":
         throw badRequest(`the console is a stream: send "Connection: Upgrade" and "Upgrade: ${CONSOLE_PROTOCOL}"`);
+    }
+    if (method === "POST" && parts.length === 3 && parts[0] === "vms" && parts[2] === "move") {
+      const body = await readJson(req);
+      const pcpu = (body as { pcpu?: unknown })?.pcpu;
+      if (typeof pcpu !== "number") throw badRequest(`move needs {"pcpu": <number>}`);
+      return send(res, 200, await control.move(parts[1], pcpu));
     }
     if (method === "POST" && parts.length === 3 && parts[0] === "vms") {
       const action = parts[2];

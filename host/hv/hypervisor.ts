@@ -36,6 +36,8 @@ export interface HypervisorOptions {
   scrollback?: number;
   /** CPU seconds a VM may keep an enabled interrupt waiting without taking one before it counts as stuck (default 5). */
   watchdogSeconds?: number;
+  /** Move VMs between pCPUs to even out their load (default true). */
+  balance?: boolean;
 }
 
 interface Home {
@@ -60,6 +62,13 @@ interface VmRecord {
   listeners: Set<(bytes: Uint8Array) => void>;
   restarts: number;
   restartTimes: number[];
+  moves: number;
+  /** A move under way (other operations wait for it), or null. */
+  moving: Promise<unknown> | null;
+  /** CPU and steal time on pCPUs it has left (ms). */
+  carried: { cpuMs: number; stealMs: number };
+  /** The balancer's view: CPU + steal total at its last look, and when it may move the VM again. */
+  balance: { demandTotal: number; at: number; settledUntil: number };
 }
 
 const CONSOLE_OUT = 1 << 16;
@@ -67,6 +76,10 @@ const CONSOLE_IN = 1 << 12;
 const DRAIN_MS = 10;
 /** At most this many automatic restarts per minute: a guest that crashes at once stays down. */
 const MAX_RESTARTS_PER_MINUTE = 5;
+/** How often the balancer looks at the pCPUs' load (ms). */
+const BALANCE_MS = 1000;
+/** A VM stays where the balancer put it at least this long (ms): no ping-pong. */
+const SETTLE_MS = 5000;
 
 export class Hypervisor implements Control {
   readonly pcpus: number;
@@ -76,6 +89,8 @@ export class Hypervisor implements Control {
   private readonly vms = new Map<string, VmRecord>();
   private readonly scrollbackLimit: number;
   private readonly drainTimer: NodeJS.Timeout;
+  private balanceTimer: NodeJS.Timeout | null = null;
+  private balancing = false;
   private closed = false;
 
   private constructor(private readonly opts: HypervisorOptions) {
@@ -88,6 +103,10 @@ export class Hypervisor implements Control {
     this.scrollbackLimit = opts.scrollback ?? 64 * 1024;
     this.drainTimer = setInterval(() => this.drainConsoles(), DRAIN_MS);
     this.drainTimer.unref();
+    if (opts.balance ?? true) {
+      this.balanceTimer = setInterval(() => void this.balance(), BALANCE_MS);
+      this.balanceTimer.unref();
+    }
   }
 
   /** Start the pCPU workers. */
@@ -147,7 +166,7 @@ export class Hypervisor implements Control {
     return {
       name, state: vm.state, ...(vm.reason ? { reason: vm.reason } : {}), pcpu: vm.home.index,
       memory: o.memory, vcpus: o.smp, weight: vm.parsed.weight,
-      ...(vm.parsed.cap !== undefined ? { cap: vm.parsed.cap * 100 } : {}), restarts: vm.restarts,
+      ...(vm.parsed.cap !== undefined ? { cap: vm.parsed.cap * 100 } : {}), restarts: vm.restarts, moves: vm.moves,
     };
   }
 
@@ -172,6 +191,7 @@ export class Hypervisor implements Control {
       parsed, home, state: "created", committed,
       out: new ByteRing(CONSOLE_OUT), input: new ByteRing(CONSOLE_IN),
       scrollback: [], scrollbackBytes: 0, listeners: new Set(), restarts: 0, restartTimes: [],
+      moves: 0, moving: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 },
     };
     // Reserve the name and the resources while the worker builds it; undo everything on failure.
     this.vms.set(name, vm);
@@ -215,7 +235,7 @@ export class Hypervisor implements Control {
   }
 
   async act(name: string, action: Action): Promise<VmInfo> {
-    const vm = this.get(name);
+    const vm = await this.settled(name);
     const need: Record<Action, VmState[]> = { start: ["created"], pause: ["running"], resume: ["paused"], stop: ["created", "running", "paused"] };
     if (!need[action].includes(vm.state)) {
       throw conflict(`cannot ${action} ${name}: it is ${vm.state}${vm.reason ? ` (${vm.reason})` : ""}; ${action} needs it ${need[action].join(" or ")}`);
@@ -235,20 +255,20 @@ export class Hypervisor implements Control {
   }
 
   async destroy(name: string): Promise<void> {
-    const vm = this.get(name);
+    const vm = await this.settled(name);
     this.vms.delete(name);
     vm.listeners.clear();
     if (vm.home.alive) await vm.home.pcpu.destroy(name).catch(() => {});
   }
 
   async stats(name: string): Promise<VmRunStats> {
-    const vm = this.get(name);
+    const vm = await this.settled(name);
     this.alive(vm);
     const s: HostedStats = await vm.home.pcpu.stats(name);
     const lat = [...s.sched.wakeLatencies].sort((a, b) => a - b);
     const pct = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] : 0);
     return {
-      name, instructions: s.machine.instructions, cpuMs: s.sched.cpuMs, stealMs: s.sched.stealMs,
+      name, instructions: s.machine.instructions, cpuMs: vm.carried.cpuMs + s.sched.cpuMs, stealMs: vm.carried.stealMs + s.sched.stealMs,
       wakeLatencyMs: { p50: pct(0.5), p99: pct(0.99), samples: lat.length },
       exits: { ...s.machine.exits },
     };
@@ -273,10 +293,103 @@ export class Hypervisor implements Control {
     };
   }
 
+  /**
+   * Move a VM to pCPU `to`: it pauses between steps on its pCPU, its memory and machine state go
+   * across (the memory is shared, so nothing is copied), and it resumes there in the same state.
+   * Its disks are reopened there; user-mode network connections end, as if the NIC was reset.
+   */
+  async move(name: string, to: number): Promise<VmInfo> {
+    if (!Number.isInteger(to) || to < 0 || to >= this.pcpus) throw badRequest(`pCPU ${to} does not exist (the host has ${this.pcpus}: 0 to ${this.pcpus - 1})`);
+    const vm = await this.settled(name);
+    if (vm.state === "stopped" || vm.state === "failed") throw conflict(`cannot move ${name}: it is ${vm.state}`);
+    if (vm.home.index === to) return this.infoOf(vm);
+    const from = vm.home, target = this.homes[to];
+    this.alive(vm);
+    if (!target.alive) throw new HvError(500, `pCPU ${to}'s worker is not running`);
+    let done!: () => void;
+    vm.moving = new Promise<void>((resolve) => { done = resolve; });
+    try {
+      const m = await from.pcpu.release(name);
+      try {
+        await target.pcpu.adopt(m);
+      } catch (e) {
+        await from.pcpu.adopt(m); // it goes back where it was
+        throw new HvError(500, `moving ${name} to pCPU ${to} failed (${(e as Error).message}); it stays on pCPU ${from.index}`);
+      }
+      vm.carried.cpuMs += m.cpuMs;
+      vm.carried.stealMs += m.stealMs;
+      vm.home = target;
+      vm.moves++;
+    } finally {
+      vm.moving = null;
+      done();
+    }
+    return this.infoOf(vm);
+  }
+
+  // The VM, once any move under way has finished.
+  private async settled(name: string): Promise<VmRecord> {
+    let vm = this.get(name);
+    while (vm.moving) {
+      await vm.moving;
+      vm = this.get(name);
+    }
+    return vm;
+  }
+
+  /**
+   * The balancer: each VM's demand is the CPU it got plus the CPU it waited for (steal) over the
+   * last period; a pCPU's load is its VMs' demand. When the busiest pCPU has at least half a pCPU
+   * more load than the idlest, the VM whose move best evens them out moves, if that helps by a
+   * quarter of a pCPU or more. Moved VMs stay put for a while.
+   */
+  private async balance(): Promise<void> {
+    if (this.balancing || this.closed) return;
+    this.balancing = true;
+    try {
+      const now = performance.now();
+      const load = this.homes.map(() => 0);
+      const demand = new Map<string, number>();
+      for (const [name, vm] of this.vms) {
+        if (vm.state !== "running" || vm.moving || !vm.home.alive) continue;
+        let s: HostedStats;
+        try {
+          s = await vm.home.pcpu.stats(name);
+        } catch {
+          continue;
+        }
+        const total = vm.carried.cpuMs + vm.carried.stealMs + s.sched.cpuMs + s.sched.stealMs;
+        const d = Math.min(vm.parsed.options.smp, Math.max(0, (total - vm.balance.demandTotal) / Math.max(1, now - vm.balance.at)));
+        vm.balance.demandTotal = total;
+        vm.balance.at = now;
+        demand.set(name, d);
+        load[vm.home.index] += d;
+      }
+      let busy = 0, idle = 0;
+      load.forEach((l, i) => { if (l > load[busy]) busy = i; if (l < load[idle]) idle = i; });
+      if (load[busy] - load[idle] < 0.5) return;
+      let best: string | null = null;
+      let bestPeak = load[busy];
+      for (const [name, d] of demand) {
+        const vm = this.vms.get(name)!;
+        if (vm.home.index !== busy || now < vm.balance.settledUntil) continue;
+        const peak = Math.max(load[busy] - d, load[idle] + d);
+        if (peak < bestPeak) { bestPeak = peak; best = name; }
+      }
+      if (!best || load[busy] - bestPeak < 0.25) return;
+      const vm = this.vms.get(best)!;
+      vm.balance.settledUntil = now + SETTLE_MS;
+      await this.move(best, idle).catch(() => {});
+    } finally {
+      this.balancing = false;
+    }
+  }
+
   /** Stop every VM and the workers. */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.drainTimer);
+    if (this.balanceTimer) clearInterval(this.balanceTimer);
     for (const name of [...this.vms.keys()]) await this.destroy(name).catch(() => {});
     await Promise.all(this.homes.map(async (h) => {
       h.alive = false;

@@ -16,7 +16,7 @@
 import { Scheduler, type EntityStats } from "./scheduler";
 import { buildMachine, type MachineRequest } from "../vm/build";
 import { ByteRing } from "../util/ring";
-import type { VirtMachine, MachineStats, StopReason } from "../machine/virt";
+import type { VirtMachine, MachineStats, StopReason, MachineState } from "../machine/virt";
 
 export interface HostedVmRequest extends MachineRequest {
   name: string;
@@ -37,6 +37,17 @@ export interface VmEvent {
   name: string;
   state: "stopped" | "failed";
   reason: string;
+}
+
+/** A VM on its way to another pCPU: its request, memory, machine state and accounting. */
+export interface MovingVm {
+  req: HostedVmRequest;
+  memory: WebAssembly.Memory;
+  machine: MachineState;
+  state: "created" | "running" | "paused";
+  /** CPU and steal time it had here (ms), for its totals. */
+  cpuMs: number;
+  stealMs: number;
 }
 
 export interface HostedStats {
@@ -90,6 +101,32 @@ export class Pcpu {
 
   /** Build a VM here (not running yet). Throws a one-line message if it cannot be built. */
   async create(req: HostedVmRequest): Promise<void> {
+    await this.host(req);
+  }
+
+  /**
+   * Hand a VM over for a move: it stops here between steps, its backends close (disks flushed;
+   * user-mode network connections end), and what another pCPU needs to resume it comes back.
+   */
+  release(name: string): MovingVm {
+    const vm = this.get(name);
+    if (vm.state === "stopped" || vm.state === "failed") throw new Error(`${name} is ${vm.state}: nothing to move`);
+    const now = performance.now();
+    const s = this.sched.stats(name, now);
+    const moving: MovingVm = { req: vm.req, memory: vm.machine.core.memory, machine: vm.machine.save(), state: vm.state, cpuMs: s.cpuMs, stealMs: s.stealMs };
+    vm.machine.close();
+    this.vms.delete(name);
+    this.sched.remove(name);
+    return moving;
+  }
+
+  /** Resume a released VM here, in the state it had. */
+  async adopt(m: MovingVm): Promise<void> {
+    const vm = await this.host(m.req, { memory: m.memory, state: m.machine });
+    if (m.state !== "created") this.setState(vm, m.state);
+  }
+
+  private async host(req: HostedVmRequest, resume?: { memory: WebAssembly.Memory; state: MachineState }): Promise<Hosted> {
     if (this.vms.has(req.name)) throw new Error(`a VM named ${req.name} is already on this pCPU`);
     const out = new ByteRing(req.consoleOut);
     const input = new ByteRing(req.consoleIn);
@@ -101,10 +138,11 @@ export class Pcpu {
       },
       input: () => input.readByte(),
       wake: () => this.ring(),
-    });
+    }, resume);
     const vm = Object.assign(hosted, { machine }) as Hosted;
     this.vms.set(req.name, vm);
     this.sched.add(req.name, { weight: req.weight, cap: req.cap });
+    return vm;
   }
 
   start(name: string): void {

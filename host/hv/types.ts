@@ -54,6 +54,8 @@ export interface VmInfo {
   cap?: number;
   /** Times it was restarted after a failure. */
   restarts: number;
+  /** Times it moved to another pCPU (load balancing or a move request). */
+  moves: number;
 }
 
 export interface VmRunStats {

@@ -2,7 +2,7 @@
 // I/O is synchronous there, network events arrive on its event loop) and the machine. The
 // one-VM worker of `wasmvisor boot` and the hypervisor's pCPU workers both build VMs this way.
 import { loadCoreModule } from "../core/load-node";
-import { VirtMachine, type Image, type DriveInterface, type NicModel, type BandwidthLimits } from "../machine/virt";
+import { VirtMachine, type Image, type DriveInterface, type NicModel, type BandwidthLimits, type MachineState } from "../machine/virt";
 import { NodeDisk } from "../virtio/node-disk";
 import { createNetBackend } from "../net/netdev";
 import type { Paging } from "../core/core";
@@ -51,7 +51,7 @@ export interface MachineIo {
 }
 
 /** Open the backends and build the machine; throws (one-line message) on bad images or backends. */
-export async function buildMachine(req: MachineRequest, io: MachineIo): Promise<VirtMachine> {
+export async function buildMachine(req: MachineRequest, io: MachineIo, resume?: { memory: WebAssembly.Memory; state: MachineState }): Promise<VirtMachine> {
   const disks: DiskBackend[] = [];
   const nets: NetBackend[] = [];
   try {
@@ -79,6 +79,7 @@ export async function buildMachine(req: MachineRequest, io: MachineIo): Promise<
       input: io.input,
       timeExits: req.timeExits,
       limits: req.limits,
+      resume,
     });
   } catch (e) {
     for (const d of disks) d.close();

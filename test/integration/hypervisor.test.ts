@@ -182,6 +182,50 @@ describe("wasmvisor host: the control API", () => {
     }
   });
 
+  test("a running Linux VM moves to the other pCPU and goes on, console and counters included", async () => {
+    const vm = await api.call<VmInfo>("POST", "/vms", linuxVm("mover"));
+    await api.call("POST", "/vms/mover/start");
+    const con = await api.console("mover");
+    let out = "";
+    con.on("data", (d: Buffer) => { out += d.toString("latin1"); });
+    await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+    con.write("\rx=before-move\r");
+    const s1 = await api.call<VmRunStats>("GET", "/vms/mover/stats");
+    const to = 1 - vm.pcpu;
+    const moved = await api.call<VmInfo>("POST", "/vms/mover/move", { pcpu: to });
+    expect(moved).toMatchObject({ pcpu: to, state: "running", moves: 1 });
+    // The shell's variable survived: same memory, same process, on the other worker.
+    con.write("echo $x-$((3*4))\r");
+    await until("the echo after the move", () => (out.includes("before-move-12") ? true : undefined));
+    con.destroy();
+    const s2 = await api.call<VmRunStats>("GET", "/vms/mover/stats");
+    expect(s2.instructions).toBeGreaterThan(s1.instructions);
+    expect(s2.cpuMs).toBeGreaterThanOrEqual(s1.cpuMs);
+    await expect(api.call("POST", "/vms/mover/move", { pcpu: 7 })).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/pCPU 7 does not exist/) });
+    await api.call("POST", "/vms/mover/pause");
+    expect(await api.call<VmInfo>("POST", "/vms/mover/move", { pcpu: vm.pcpu })).toMatchObject({ pcpu: vm.pcpu, state: "paused", moves: 2 });
+    await api.call("DELETE", "/vms/mover");
+  }, 180_000);
+
+  test("the balancer spreads busy VMs that ended up on one pCPU", async () => {
+    // Four busy VMs land two per pCPU; when both on one pCPU go, the other pCPU has two busy
+    // VMs and nothing runs on the first: the balancer moves one over.
+    for (const n of [0, 1, 2, 3]) {
+      await api.call("POST", "/vms", bare(`bal${n}`, "busy"));
+      await api.call("POST", `/vms/bal${n}/start`);
+    }
+    const vms = await api.call<VmInfo[]>("GET", "/vms");
+    const onZero = vms.filter((v) => v.pcpu === 0).map((v) => v.name);
+    expect(onZero).toHaveLength(2);
+    for (const name of onZero) await api.call("DELETE", `/vms/${name}`);
+    const spread = await until("the balancer", async () => {
+      const left = await api.call<VmInfo[]>("GET", "/vms");
+      return new Set(left.map((v) => v.pcpu)).size === 2 ? left : undefined;
+    }, 15_000);
+    expect(spread.reduce((n, v) => n + v.moves, 0)).toBe(1);
+    for (const v of spread) await api.call("DELETE", `/vms/${v.name}`);
+  }, 60_000);
+
   test("refuses bad definitions with 400 and says which field", async () => {
     const cases: [unknown, RegExp][] = [
       [[], /JSON object/],
