@@ -1,6 +1,7 @@
 // `npm run bench [-- [--quick] [--only cpu,boot,exits,memory,fullvspara,paging]]`: run the benchmark
 // suites, write bench/results/latest.json, and bench/REPORT.md with its plots in bench/results/*.svg.
-import { writeFileSync, mkdirSync } from "node:fs";
+// `npm run bench -- --render` only writes the report again from latest.json.
+import { writeFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { cpuSuite } from "./cpu";
 import { bootSuite } from "./boot";
@@ -13,20 +14,22 @@ import { buildLinuxGuest } from "../guests/linux/build.mjs";
 import { packageRoot } from "../host/core/load-node";
 import { buildBaremetal } from "../guests/baremetal/build.mjs";
 
-function parseArgs(argv: string[]): { quick: boolean; only: Set<Suite> } {
+function parseArgs(argv: string[]): { quick: boolean; only: Set<Suite>; render: boolean } {
   let quick = false;
+  let render = false;
   let only = new Set<Suite>(SUITES);
   for (let i = 0; i < argv.length; i++) {
     const [flag, value] = argv[i].split(/=(.*)/s);
     if (flag === "--quick" && value === undefined) quick = true;
+    else if (flag === "--render" && value === undefined) render = true;
     else if (flag === "--only" && (value !== undefined || i + 1 < argv.length)) {
       const names = (value ?? argv[++i]).split(",").map((s) => s.trim()).filter(Boolean);
       const unknown = names.filter((n) => !(SUITES as readonly string[]).includes(n));
       if (unknown.length || !names.length) throw new Error(`--only: unknown suite ${unknown.join(", ") || "(none)"}; the suites are ${SUITES.join(", ")}`);
       only = new Set(names as Suite[]);
-    } else throw new Error(`unknown argument ${argv[i]}; usage: npm run bench [-- [--quick] [--only ${SUITES.join(",")}]]`);
+    } else throw new Error(`unknown argument ${argv[i]}; usage: npm run bench [-- [--quick] [--only ${SUITES.join(",")}] | --render]`);
   }
-  return { quick, only };
+  return { quick, only, render };
 }
 
 let args: ReturnType<typeof parseArgs>;
@@ -39,6 +42,19 @@ try {
 const { quick, only } = args;
 const runs = quick ? 1 : 5;
 const log = (s: string) => console.log(s);
+if (args.render) {
+  // Only the report: REPORT.md and the plots again from latest.json (after editing the report code).
+  const dir = join(packageRoot(), "bench/results");
+  let saved: BenchResult;
+  try {
+    saved = JSON.parse(readFileSync(join(dir, "latest.json"), "utf8")) as BenchResult;
+  } catch (e) {
+    console.error(`bench: --render needs bench/results/latest.json from a run (${(e as Error).message})`);
+    process.exit(2);
+  }
+  writeReport(saved);
+  process.exit(0);
+}
 const machine = describeMachine();
 const result: BenchResult = {
   date: new Date().toISOString(),
@@ -85,13 +101,17 @@ if (only.has("paging")) {
   result.paging = await pagingSuite(await linuxGuest(), quick, runs, log);
 }
 
-const root = packageRoot();
-const dir = join(root, "bench/results");
-mkdirSync(dir, { recursive: true });
-writeFileSync(join(dir, "latest.json"), JSON.stringify(result, null, 2) + "\n");
-const { markdown, plots } = renderReport(result);
-for (const [file, svg] of Object.entries(plots)) writeFileSync(join(dir, file), svg);
-writeFileSync(join(root, "bench/REPORT.md"), markdown);
-log("targets");
-for (const t of checkTargets(result)) log(`  ${t.pass === null ? "not run" : t.pass ? "pass   " : "FAIL   "} ${t.target}: ${t.measured}`);
-log(`wrote ${join(dir, "latest.json")} and ${join(root, "bench/REPORT.md")}`);
+mkdirSync(join(packageRoot(), "bench/results"), { recursive: true });
+writeFileSync(join(packageRoot(), "bench/results/latest.json"), JSON.stringify(result, null, 2) + "\n");
+writeReport(result);
+
+function writeReport(r: BenchResult): void {
+  const root = packageRoot();
+  const dir = join(root, "bench/results");
+  const { markdown, plots } = renderReport(r);
+  for (const [file, svg] of Object.entries(plots)) writeFileSync(join(dir, file), svg);
+  writeFileSync(join(root, "bench/REPORT.md"), markdown);
+  log("targets");
+  for (const t of checkTargets(r)) log(`  ${t.pass === null ? "not run" : t.pass ? "pass   " : "FAIL   "} ${t.target}: ${t.measured}`);
+  log(`wrote ${join(dir, "latest.json")} and ${join(root, "bench/REPORT.md")}`);
+}
