@@ -7,6 +7,7 @@ import { cpuSuite } from "./cpu";
 import { bootSuite } from "./boot";
 import { exitsSuite } from "./exits";
 import { memorySuite } from "./memory";
+import { hypervisorSuite } from "./hypervisor";
 import { fullVsParaSuite, pagingSuite } from "./fullvspara";
 import { describeMachine } from "./machine";
 import { checkTargets, renderReport, SUITES, type BenchResult, type Suite } from "./report";
@@ -99,6 +100,11 @@ if (only.has("fullvspara")) {
 if (only.has("paging")) {
   log(`paging suite (nested vs shadow paging, para machine, ${runs} run${runs > 1 ? "s" : ""} of each workload, median)`);
   result.paging = await pagingSuite(await linuxGuest(), quick, runs, log);
+}
+
+if (only.has("hypervisor")) {
+  log("hypervisor suite (fairness, caps, balancing, isolation, density)");
+  result.hypervisor = await hypervisorSuite(await linuxGuest(), quick, log);
 }
 
 mkdirSync(join(packageRoot(), "bench/results"), { recursive: true });

@@ -14,6 +14,7 @@ import { packageRoot } from "../core/load-node";
 import { vmmLayout } from "../core/core";
 import { ByteRing } from "../util/ring";
 import type { Pcpu, VmEvent, HostedStats } from "./pcpu";
+import type { MachineStats } from "../machine/virt";
 import type { Action, Control } from "./api";
 import { parseDefinition, type ParsedDefinition } from "./definition";
 import { machineRequest, RequestError } from "../vm/request";
@@ -272,6 +273,13 @@ export class Hypervisor implements Control {
       wakeLatencyMs: { p50: pct(0.5), p99: pct(0.99), samples: lat.length },
       exits: { ...s.machine.exits },
     };
+  }
+
+  /** The VM's machine counters (exits by device, paging, instructions). */
+  async machineStats(name: string): Promise<MachineStats> {
+    const vm = await this.settled(name);
+    this.alive(vm);
+    return (await vm.home.pcpu.stats(name)).machine;
   }
 
   attachConsole(name: string, onOutput: (bytes: Uint8Array) => void): { write(bytes: Uint8Array): void; detach(): void } {
