@@ -457,7 +457,7 @@ function hypervisorSection(h: HypervisorResult): Section {
         ["weights 1:2:4 on one pCPU", h.fairness.shares.map(pct).join(" · "), `expected ${h.fairness.expected.map(pct).join(" · ")}; worst ${pct(h.fairness.worst_error)} off`],
         ["4 equal weights on one pCPU: Jain's index", h.equal.jain.toFixed(4), h.equal.shares.map(pct).join(" · ")],
         ["a VM capped at 25% against an uncapped one", pct(h.cap.share), `the other VM: ${pct(h.cap.competitor_share)}`],
-        ["3 busy VMs, 2 pCPUs (two started on one)", `${pct(h.balance.busy)} busy`, `${h.balance.moves} move(s) by the balancer; spread over both: ${h.balance.spread ? "yes" : "no"}`],
+        ["3 busy VMs, 2 pCPUs (two started on one)", `${pct(h.balance.busy)} busy`, `the balancer moved ${h.balance.moves} VM(s) after ${formatValue(h.balance.reaction_s)} s; spread over both: ${h.balance.spread ? "yes" : "no"}; utilisation measured after that`],
         ...h.isolation.layouts.map((l) => [`console echo, sharing a pCPU with ${l.with}`, `p99 ${formatValue(l.p99_ms)} ms`, `p50 ${formatValue(l.p50_ms)} ms over ${l.samples} keys`]),
         [`${d.vms} Linux VMs of ${d.memory_mib} MiB at once`, `${d.running} running`, `all at their prompts ${formatValue(d.total_s)} s after the first create`],
         ["host memory per VM beyond the guest RAM it touched", `${formatValue(d.overhead_mib_per_vm)} MiB`, `guest RAM touched: ${formatValue(d.guest_touched_mib_per_vm)} MiB per VM (process RSS, before and after)`],

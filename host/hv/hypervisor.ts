@@ -74,7 +74,6 @@ interface VmRecord {
 
 const CONSOLE_OUT = 1 << 16;
 const CONSOLE_IN = 1 << 12;
-const DRAIN_MS = 10;
 /** At most this many automatic restarts per minute: a guest that crashes at once stays down. */
 const MAX_RESTARTS_PER_MINUTE = 5;
 /** How often the balancer looks at the pCPUs' load (ms). */
@@ -89,7 +88,6 @@ export class Hypervisor implements Control {
   private readonly homes: Home[] = [];
   private readonly vms = new Map<string, VmRecord>();
   private readonly scrollbackLimit: number;
-  private readonly drainTimer: NodeJS.Timeout;
   private balanceTimer: NodeJS.Timeout | null = null;
   private balancing = false;
   private closed = false;
@@ -102,8 +100,6 @@ export class Hypervisor implements Control {
     this.memoryLimit = Math.floor((opts.hostMemory ?? totalmem()) * overcommit);
     this.maxVcpus = this.pcpus * (opts.vcpusPerPcpu ?? 16);
     this.scrollbackLimit = opts.scrollback ?? 64 * 1024;
-    this.drainTimer = setInterval(() => this.drainConsoles(), DRAIN_MS);
-    this.drainTimer.unref();
     if (opts.balance ?? true) {
       this.balanceTimer = setInterval(() => void this.balance(), BALANCE_MS);
       this.balanceTimer.unref();
@@ -202,6 +198,7 @@ export class Hypervisor implements Control {
       this.vms.delete(name);
       throw e;
     }
+    void this.drainConsole(vm);
     return this.info(name);
   }
 
@@ -396,7 +393,6 @@ export class Hypervisor implements Control {
   /** Stop every VM and the workers. */
   async close(): Promise<void> {
     this.closed = true;
-    clearInterval(this.drainTimer);
     if (this.balanceTimer) clearInterval(this.balanceTimer);
     for (const name of [...this.vms.keys()]) await this.destroy(name).catch(() => {});
     await Promise.all(this.homes.map(async (h) => {
@@ -449,8 +445,11 @@ export class Hypervisor implements Control {
     }
   }
 
-  private drainConsoles(): void {
-    for (const vm of this.vms.values()) {
+  // Console output, as the pCPU writes it (the ring wakes us): into the scrollback and to the
+  // attached clients. Ends when the VM is destroyed.
+  private async drainConsole(vm: VmRecord): Promise<void> {
+    while (!this.closed && this.vms.get(vm.parsed.definition.name) === vm) {
+      await vm.out.waitForData(1000);
       if (vm.out.available() === 0) continue;
       const bytes = vm.out.read();
       vm.scrollback.push(bytes);

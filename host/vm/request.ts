@@ -10,11 +10,23 @@ export const DEFAULT_BIOS = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.
 
 export class RequestError extends Error {}
 
+// Images are read into shared memory and kept while some VM holds them: a hundred VMs booting
+// the same kernel share one copy, also across the worker threads they are sent to.
+const images = new Map<string, WeakRef<Uint8Array>>();
+
 export function readImage(flag: string, path: string): Image {
   if (!existsSync(path)) throw new RequestError(`${flag} ${path}: no such file`);
-  if (statSync(path).isDirectory()) throw new RequestError(`${flag} ${path}: is a directory, not an image file`);
+  const st = statSync(path);
+  if (st.isDirectory()) throw new RequestError(`${flag} ${path}: is a directory, not an image file`);
+  const key = `${path}\0${st.size}\0${st.mtimeMs}`;
+  const cached = images.get(key)?.deref();
+  if (cached) return { name: path, bytes: cached };
   try {
-    return { name: path, bytes: new Uint8Array(readFileSync(path)) };
+    const data = readFileSync(path);
+    const bytes = new Uint8Array(new SharedArrayBuffer(data.length));
+    bytes.set(data);
+    images.set(key, new WeakRef(bytes));
+    return { name: path, bytes };
   } catch (e) {
     throw new RequestError(`${flag} ${path}: cannot read (${(e as Error).message})`);
   }
