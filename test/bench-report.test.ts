@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { existsSync } from "node:fs";
 import { barChart, escapeXml, formatValue, tickStep } from "../bench/svg";
 import { checkTargets, renderReport, type BenchResult } from "../bench/report";
+import type { HypervisorResult } from "../bench/hypervisor";
 import { breakdown, type ProbeResult } from "../bench/memory";
 import {
   addDeltas, guestExits, hostUsPerExit, parseDd, parsePing, parseWvb, summarize, windowDelta, type Delta, type GuestSuiteResult, type Machine,
@@ -387,5 +388,42 @@ describe("report: full vs para and paging sections", () => {
     const flipped: GuestSuiteResult = { memory_mib: 256, runs: 5, machines: [machine("para", "nested", 1, 1), machine("para", "shadow", 1, 3)] };
     const md = renderReport({ ...sample(), paging: flipped }).markdown;
     expect(md).toContain("- **forkwait** (page-table-update-heavy): shadow is 3.00× slower than nested");
+  });
+});
+
+describe("report: the hypervisor section and its targets", () => {
+  const hypervisor: HypervisorResult = {
+    fairness: { weights: [1, 2, 4], shares: [0.15, 0.28, 0.57], expected: [1 / 7, 2 / 7, 4 / 7], worst_error: 0.05, seconds: 10 },
+    equal: { shares: [0.25, 0.25, 0.25, 0.25], jain: 0.9999 },
+    cap: { cap: 0.25, share: 0.265, competitor_share: 0.72 },
+    balance: { pcpus: 2, vms: 3, busy: 0.97, moves: 1, spread: true, seconds: 10, reaction_s: 1.2 },
+    isolation: { layouts: [{ with: "a VM spinning with interrupts off", p50_ms: 2, p99_ms: 4.5, samples: 200 }, { with: "a VM flooding its disk", p50_ms: 2, p99_ms: 60, samples: 200 }] },
+    density: { vms: 100, memory_mib: 32, running: 100, overhead_mib_per_vm: 7.1, guest_touched_mib_per_vm: 10, create_ms: { p50: 16, max: 40 }, ready_s: { p50: 20, max: 30 }, total_s: 35 },
+  };
+  const r = { ...sample(), hypervisor };
+  const targets = checkTargets(r).filter((t) => t.target.startsWith("Hypervisor"));
+
+  it("checks each of the issue's bars against the figures, including failures", () => {
+    const by = (prefix: string) => targets.find((t) => t.target.includes(prefix))!;
+    expect(by("weights 1:2:4")).toMatchObject({ pass: true, measured: "worst 5.0% off" });
+    expect(by("25% cap")).toMatchObject({ pass: true, measured: "26.5% (1.5 points off)" });
+    expect(by("Jain")).toMatchObject({ pass: true });
+    expect(by("busy")).toMatchObject({ pass: true, measured: "97.0% busy, spread (1 move(s))" });
+    expect(by("echo p99")).toMatchObject({ pass: false, measured: "60.0 ms (worst layout)" }); // the disk flood layout
+    expect(by("100 VMs")).toMatchObject({ pass: true, measured: "100 running" });
+  });
+
+  it("does not count a quick run's smaller density test as a failure", () => {
+    const quick = { ...r, hypervisor: { ...hypervisor, density: { ...hypervisor.density, vms: 20, running: 20 } } };
+    expect(checkTargets(quick).find((t) => t.target.includes("100 VMs"))).toMatchObject({ pass: null, measured: "not measured (quick run: 20 VMs)" });
+  });
+
+  it("renders the table and the shares plot", () => {
+    const { markdown, plots } = renderReport(r);
+    expect(markdown).toContain("## The hypervisor: many VMs on one host");
+    expect(markdown).toContain("| weights 1:2:4 on one pCPU | 15.0% · 28.0% · 57.0% | expected 14.3% · 28.6% · 57.1%; worst 5.0% off |");
+    expect(markdown).toContain("| console echo, sharing a pCPU with a VM flooding its disk | p99 60.0 ms | p50 2.00 ms over 200 keys |");
+    expect(markdown).toContain("| 100 Linux VMs of 32 MiB at once | 100 running |");
+    checkWellFormed(plots["hypervisor.svg"]);
   });
 });
