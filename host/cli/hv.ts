@@ -17,7 +17,8 @@ export function defaultSocket(): string {
   return join(dir, `wasmvisor-${process.getuid?.() ?? 0}.sock`);
 }
 
-export const HOST_HELP = `Usage: wasmvisor host [--api <socket>] [--cpus N] [--memory <size>] [--overcommit R] [--slice <ms>] [--watchdog <s>]
+export const HOST_HELP = `Usage: wasmvisor host [--api <socket>] [--cpus N] [--memory <size>] [--overcommit R] [--slice <ms>]
+                      [--watchdog <s>] [--vcpus-per-pcpu N]
 
 Run the hypervisor: a worker thread per pCPU and the control API (HTTP + JSON) on a Unix socket.
 Manage its VMs with 'wasmvisor ctl'. Ctrl-C (SIGINT/SIGTERM) stops every VM and exits.
@@ -27,6 +28,7 @@ Manage its VMs with 'wasmvisor ctl'. Ctrl-C (SIGINT/SIGTERM) stops every VM and 
   --memory <size>    host memory VMs may use, before overcommit (default: all of it)
   --overcommit <r>   VMs may commit memory × r (default 1)
   --slice <ms>       scheduler time slice (default 20)
+  --vcpus-per-pcpu <n>  vCPUs the host admits per pCPU (default 64)
   --watchdog <s>     a VM that keeps an enabled interrupt waiting for this much CPU time
                      without taking any is stuck (reported failed; default 5)
 `;
@@ -50,7 +52,7 @@ export async function hostCommand(argv: string[]): Promise<number> {
   try {
     v = parseArgs({
       args: argv, strict: true, allowPositionals: false,
-      options: { api: { type: "string" }, cpus: { type: "string" }, memory: { type: "string" }, overcommit: { type: "string" }, slice: { type: "string" }, watchdog: { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: { api: { type: "string" }, cpus: { type: "string" }, memory: { type: "string" }, overcommit: { type: "string" }, slice: { type: "string" }, watchdog: { type: "string" }, "vcpus-per-pcpu": { type: "string" }, help: { type: "boolean", short: "h" } },
     }).values;
   } catch (e) {
     throw new CliError((e as Error).message.split(". ")[0]);
@@ -65,10 +67,11 @@ export async function hostCommand(argv: string[]): Promise<number> {
   const cpus = num("cpus", v.cpus, (n) => Number.isInteger(n) && n >= 1 && n <= 256, "a whole number from 1 to 256");
   const overcommit = num("overcommit", v.overcommit, (n) => n > 0 && n <= 100, "a ratio in (0, 100]");
   const sliceMs = num("slice", v.slice, (n) => n >= 1 && n <= 1000, "a number of ms from 1 to 1000");
+  const vcpusPerPcpu = num("vcpus-per-pcpu", v["vcpus-per-pcpu"], (n) => Number.isInteger(n) && n >= 1 && n <= 1024, "a whole number from 1 to 1024");
   const watchdogSeconds = num("watchdog", v.watchdog, (n) => n > 0 && n <= 3600, "a number of seconds in (0, 3600]");
   const hostMemory = v.memory === undefined ? undefined : parseSize(v.memory);
   const socket = v.api ?? defaultSocket();
-  const hv = await Hypervisor.start({ cpus, overcommit, sliceMs, hostMemory, watchdogSeconds });
+  const hv = await Hypervisor.start({ cpus, overcommit, sliceMs, hostMemory, watchdogSeconds, vcpusPerPcpu });
   let server;
   try {
     server = await serveApi(hv, socket);

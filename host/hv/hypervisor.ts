@@ -29,7 +29,7 @@ export interface HypervisorOptions {
   hostMemory?: number;
   /** Committed VM memory may reach hostMemory × this (default 1). */
   overcommit?: number;
-  /** vCPUs allowed per pCPU (default 16). */
+  /** vCPUs allowed per pCPU (default 64: idle vCPUs cost nothing, busy ones share by weight). */
   vcpusPerPcpu?: number;
   /** Scheduler time slice (ms). */
   sliceMs?: number;
@@ -98,7 +98,9 @@ export class Hypervisor implements Control {
     const overcommit = opts.overcommit ?? 1;
     if (!(overcommit > 0)) throw new RangeError(`overcommit must be > 0, not ${opts.overcommit}`);
     this.memoryLimit = Math.floor((opts.hostMemory ?? totalmem()) * overcommit);
-    this.maxVcpus = this.pcpus * (opts.vcpusPerPcpu ?? 16);
+    const perPcpu = opts.vcpusPerPcpu ?? 64;
+    if (!Number.isInteger(perPcpu) || perPcpu < 1) throw new RangeError(`vcpusPerPcpu must be a whole number ≥ 1, not ${opts.vcpusPerPcpu}`);
+    this.maxVcpus = this.pcpus * perPcpu;
     this.scrollbackLimit = opts.scrollback ?? 64 * 1024;
     if (opts.balance ?? true) {
       this.balanceTimer = setInterval(() => void this.balance(), BALANCE_MS);

@@ -74,7 +74,7 @@ beforeAll(async () => {
   2:
     j 2b
   `, 0x80200000);
-  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--cpus", "2", "--memory", "1G", "--watchdog", "1"], { stdio: ["ignore", "ignore", "pipe"] });
+  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--cpus", "2", "--memory", "1G", "--watchdog", "1", "--vcpus-per-pcpu", "4"], { stdio: ["ignore", "ignore", "pipe"] });
   host.stderr!.on("data", (d: Buffer) => { hostErr += d.toString(); });
   const t0 = Date.now();
   while (!hostErr.includes("API on")) {
@@ -252,6 +252,10 @@ describe("wasmvisor host: the control API", () => {
     });
     await api.call("POST", "/vms", bare("fits", "busy", { memory: "600M" }));
     await expect(api.call("POST", "/vms", bare("second", "busy", { memory: "600M" }))).rejects.toMatchObject({ status: 507 });
+    // 8 vCPUs on top of the one "fits" has: more than 2 pCPUs x 4 allow.
+    await expect(api.call("POST", "/vms", bare("wide", "busy", { smp: 8 }))).rejects.toMatchObject({
+      status: 507, message: "wide needs 8 vCPU(s); 7 of the host's 8 are free",
+    });
     await expect(api.call("POST", "/vms", bare("fits", "busy"))).rejects.toMatchObject({ status: 409, message: expect.stringMatching(/exists already/) });
     expect((await api.call<VmInfo[]>("GET", "/vms")).map((v) => v.name)).toEqual(["fits"]);
     await api.call("DELETE", "/vms/fits");
@@ -320,8 +324,12 @@ describe("wasmvisor ctl", () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/cannot pause ctl-vm: it is paused/);
     expect((await ctl("resume", "ctl-vm")).out).toBe("ctl-vm: running\n");
+    const at = (await api.call<VmInfo>("GET", "/vms/ctl-vm")).pcpu;
+    expect((await ctl("move", "ctl-vm", String(1 - at))).out).toBe(`ctl-vm: on pCPU ${1 - at}\n`);
+    r = await ctl("move", "ctl-vm", "9");
+    expect(r).toMatchObject({ code: 1, err: expect.stringMatching(/pCPU 9 does not exist/) });
     expect((await ctl("stop", "ctl-vm")).out).toBe("ctl-vm: stopped\n");
-    expect((await ctl("host")).out).toMatch(/^pCPUs 2; memory \d+ MiB of 1024 MiB committed; vCPUs 1 of 32; 1 VM\(s\)\n$/);
+    expect((await ctl("host")).out).toMatch(/^pCPUs 2; memory \d+ MiB of 1024 MiB committed; vCPUs 1 of 8; 1 VM\(s\)\n$/);
     expect((await ctl("destroy", "ctl-vm")).out).toBe("destroyed ctl-vm\n");
     r = await ctl("stats", "ctl-vm");
     expect(r).toMatchObject({ code: 1, err: expect.stringMatching(/no VM named ctl-vm/) });

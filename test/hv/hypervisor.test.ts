@@ -1,0 +1,53 @@
+// The Hypervisor's containment of a dead pCPU worker: only the VMs homed on it fail, with the
+// reason, and a fresh worker takes its place. (Real workers; the test kills one from outside,
+// as a crash of its thread would.)
+import { describe, test, expect, afterAll } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Hypervisor } from "../../host/hv/hypervisor";
+
+const dir = mkdtempSync(join(tmpdir(), "wasmvisor-hv-"));
+const busy = join(dir, "busy.bin");
+writeFileSync(busy, new Uint8Array(Uint32Array.of(0x00150513, 0xffdff06f).buffer)); // 1: addi a0,a0,1; j 1b
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("a pCPU worker that dies", () => {
+  test("fails only its VMs, says why, and is replaced", async () => {
+    const hv = await Hypervisor.start({ cpus: 2, balance: false });
+    try {
+      for (const name of ["a", "b", "c", "d"]) {
+        await hv.create({ name, bios: "none", kernel: busy, memory: "16M" });
+        await hv.act(name, "start");
+      }
+      const onZero = hv.list().filter((v) => v.pcpu === 0).map((v) => v.name);
+      const onOne = hv.list().filter((v) => v.pcpu === 1).map((v) => v.name);
+      expect(onZero.length).toBe(2);
+      // White-box: the worker thread of pCPU 0, as a crash would end it.
+      await (hv as unknown as { homes: { worker: { terminate(): Promise<number> } }[] }).homes[0].worker.terminate();
+      for (let i = 0; i < 100 && hv.info(onZero[0]).state !== "failed"; i++) await new Promise((r) => setTimeout(r, 20));
+      for (const name of onZero) expect(hv.info(name)).toMatchObject({ state: "failed", reason: "its pCPU worker 0 died" });
+      for (const name of onOne) {
+        const before = (await hv.stats(name)).instructions;
+        await new Promise((r) => setTimeout(r, 100));
+        expect(hv.info(name).state).toBe("running");
+        expect((await hv.stats(name)).instructions).toBeGreaterThan(before);
+      }
+      // pCPU 0 is back: a new VM can live there.
+      for (const name of onZero) await hv.destroy(name);
+      let placed = -1;
+      for (let i = 0; i < 100 && placed !== 0; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        const v = await hv.create({ name: `new${i}`, bios: "none", kernel: busy, memory: "16M" }).catch(() => null);
+        if (v) {
+          placed = v.pcpu;
+          if (placed !== 0) await hv.destroy(v.name);
+          else await hv.act(v.name, "start");
+        }
+      }
+      expect(placed).toBe(0);
+    } finally {
+      await hv.close();
+    }
+  });
+});
