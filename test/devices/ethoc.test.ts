@@ -2,7 +2,8 @@
 // descriptor window, ethoc_reset, start_xmit, the NAPI receive loop, MDIO through MIICOMMAND,
 // plus address filtering, loopback, flow control, bad descriptors and snapshots.
 import { describe, expect, it } from "vitest";
-import type { GuestMemory, NetBackend } from "../../host/devices/backends";
+import type { GuestMemory } from "../../host/devices/backends";
+import { LoopBackend } from "../virtio/helpers";
 import {
   CTRLMODER, CTRLMODER_PASSALL, CTRLMODER_RXFLOW, CTRLMODER_TXFLOW, ETH_HASH0, ETH_HASH1, ETH_TXCTRL, ETHOC_BD_BASE,
   ETHOC_WINDOW_SIZE, Ethoc, INT_BUSY, INT_MASK, INT_RXB, INT_RXC, INT_RXE, INT_SOURCE, INT_TXB, INT_TXC, INT_TXE,
@@ -22,20 +23,6 @@ const NUM_RX = 13; // what the driver gets from its 32 KiB buffer: 21 descriptor
 const INT_ALL = 0x7f;
 const MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 
-class LoopBackend implements NetBackend {
-  sent: Uint8Array[] = [];
-  rx: ((f: Uint8Array) => void) | null = null;
-  send(frame: Uint8Array): void {
-    this.sent.push(frame);
-  }
-  attach(receive: (frame: Uint8Array) => void): void {
-    this.rx = receive;
-  }
-  close(): void {}
-  deliver(frame: Uint8Array): void {
-    this.rx!(frame);
-  }
-}
 
 /** A frame to `dst` from a peer, with a recognisable payload. */
 function frameTo(dst: Uint8Array, len: number, seed: number): Uint8Array {

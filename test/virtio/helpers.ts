@@ -2,7 +2,7 @@
  * Test scaffolding: guest RAM over a SharedArrayBuffer (as in the VM), and a small virtio
  * driver that talks to a VirtioMmio only through its registers, in the order Linux does.
  */
-import type { GuestMemory } from "../../host/devices/backends";
+import type { GuestMemory, NetBackend } from "../../host/devices/backends";
 import {
   REG_CONFIG,
   REG_CONFIG_GENERATION,
@@ -39,6 +39,23 @@ import {
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from "../../host/virtio/queue";
 
 export const RAM_BASE = 0x8000_0000;
+
+/** A network backend for device tests: records what the device sends, delivers what the test gives it. */
+export class LoopBackend implements NetBackend {
+  sent: Uint8Array[] = [];
+  rx: ((f: Uint8Array) => void) | null = null;
+  send(frame: Uint8Array): void {
+    this.sent.push(frame);
+  }
+  attach(receive: (frame: Uint8Array) => void): void {
+    this.rx = receive;
+  }
+  close(): void {}
+  deliver(frame: Uint8Array): void {
+    this.rx!(frame);
+  }
+}
+
 
 export class FakeRam implements GuestMemory {
   readonly bytes: Uint8Array;

@@ -2,22 +2,8 @@ import { describe, expect, it } from "vitest";
 import type { NetBackend } from "../../host/devices/backends";
 import { VirtioNet, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_STATUS } from "../../host/virtio/net";
 import { F_VERSION_1, INT_CONFIG_CHANGE, REG_CONFIG, REG_INTERRUPT_STATUS, REG_STATUS } from "../../host/virtio/mmio";
-import { TestDriver, pattern } from "./helpers";
+import { LoopBackend, TestDriver, pattern } from "./helpers";
 
-class LoopBackend implements NetBackend {
-  sent: Uint8Array[] = [];
-  rx: ((f: Uint8Array) => void) | null = null;
-  send(frame: Uint8Array): void {
-    this.sent.push(frame);
-  }
-  attach(receive: (frame: Uint8Array) => void): void {
-    this.rx = receive;
-  }
-  close(): void {}
-  deliver(frame: Uint8Array): void {
-    this.rx!(frame);
-  }
-}
 
 const bit = (w: readonly [number, number], b: number) => (b < 32 ? (w[0] >>> b) & 1 : (w[1] >>> (b - 32)) & 1) === 1;
 
