@@ -14,7 +14,9 @@ export interface HypervisorResult {
   balance: { pcpus: number; vms: number; busy: number; moves: number; spread: boolean; seconds: number; reaction_s: number };
   isolation: { layouts: { with: string; p50_ms: number; p99_ms: number; samples: number }[] };
   density: { vms: number; memory_mib: number; running: number; overhead_mib_per_vm: number; guest_touched_mib_per_vm: number;
-    create_ms: { p50: number; max: number }; ready_s: { p50: number; max: number }; total_s: number };
+    create_ms: { p50: number; max: number }; ready_s: { p50: number; max: number }; total_s: number;
+    /** Host CPU (fraction of one core, all threads) while every VM idles at its prompt. */
+    idle_cpu: number };
 }
 
 interface LinuxGuest { kernel: string; initramfs: string; disk: string }
@@ -197,6 +199,12 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
     }
     const total = (performance.now() - td) / 1000;
     await sleep(1000);
+    // What idle VMs cost the host: halted vCPUs should cost (almost) nothing.
+    const c0 = process.cpuUsage();
+    const ti = performance.now();
+    await sleep(quick ? 2000 : 5000);
+    const c1 = process.cpuUsage(c0);
+    const idleCpu = (c1.user + c1.system) / 1000 / (performance.now() - ti);
     let touchedBytes = 0;
     for (const name of outputs.keys()) touchedBytes += (await pagingOf(hv, name)) * 4096;
     const rss1 = rss();
@@ -204,9 +212,10 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
       vms: n, memory_mib: 32, running: hv.list().filter((v) => v.state === "running").length,
       overhead_mib_per_vm: (rss1 - rss0 - touchedBytes) / n / 2 ** 20, guest_touched_mib_per_vm: touchedBytes / n / 2 ** 20,
       create_ms: { p50: pct(create, 0.5), max: Math.max(...create) }, ready_s: { p50: pct(ready, 0.5), max: Math.max(...ready) }, total_s: total,
+      idle_cpu: idleCpu,
     };
     log(`  ${n} Linux VMs of 32 MiB: all at their prompts in ${total.toFixed(1)} s; ${density.overhead_mib_per_vm.toFixed(2)} MiB host memory per VM beyond the ` +
-      `${density.guest_touched_mib_per_vm.toFixed(1)} MiB of guest RAM each touched; create ${density.create_ms.p50.toFixed(0)} ms (p50), boot to prompt ${density.ready_s.p50.toFixed(2)} s (p50)`);
+      `${density.guest_touched_mib_per_vm.toFixed(1)} MiB of guest RAM each touched; create ${density.create_ms.p50.toFixed(0)} ms (p50), boot to prompt ${density.ready_s.p50.toFixed(2)} s (p50); all idle: ${(idleCpu * 100).toFixed(1)}% of one core`);
     await hv.close();
     return { fairness, equal: { shares: eqShares, jain }, cap, balance, isolation, density };
   } finally {

@@ -463,6 +463,7 @@ function hypervisorSection(h: HypervisorResult): Section {
         ["host memory per VM beyond the guest RAM it touched", `${formatValue(d.overhead_mib_per_vm)} MiB`, `guest RAM touched: ${formatValue(d.guest_touched_mib_per_vm)} MiB per VM (process RSS, before and after)`],
         ["VM start: create (build the machine)", `${formatValue(d.create_ms.p50)} ms p50`, `max ${formatValue(d.create_ms.max)} ms`],
         ["VM start: Linux to its prompt, with the others booting", `${formatValue(d.ready_s.p50)} s p50`, `max ${formatValue(d.ready_s.max)} s`],
+        [`the host while all ${d.vms} idle at their prompts`, `${formatValue(d.idle_cpu * 100)}% of one core`, "all threads (process CPU time over 5 s): halted vCPUs are out of the run queue; tickless guests rarely wake"],
       ]) + "\n\n" +
       "**What the figures say:** proportional share follows the weights because each VM's virtual time advances by CPU time divided " +
       "by its weight and the least advanced runs next; the cap is enforced per 100 ms period, so a capped VM waits even when the " +

@@ -398,7 +398,7 @@ describe("report: the hypervisor section and its targets", () => {
     cap: { cap: 0.25, share: 0.265, competitor_share: 0.72 },
     balance: { pcpus: 2, vms: 3, busy: 0.97, moves: 1, spread: true, seconds: 10, reaction_s: 1.2 },
     isolation: { layouts: [{ with: "a VM spinning with interrupts off", p50_ms: 2, p99_ms: 4.5, samples: 200 }, { with: "a VM flooding its disk", p50_ms: 2, p99_ms: 60, samples: 200 }] },
-    density: { vms: 100, memory_mib: 32, running: 100, overhead_mib_per_vm: 7.1, guest_touched_mib_per_vm: 10, create_ms: { p50: 16, max: 40 }, ready_s: { p50: 20, max: 30 }, total_s: 35 },
+    density: { vms: 100, memory_mib: 32, running: 100, overhead_mib_per_vm: 7.1, guest_touched_mib_per_vm: 10, create_ms: { p50: 16, max: 40 }, ready_s: { p50: 20, max: 30 }, total_s: 35, idle_cpu: 0.04 },
   };
   const r = { ...sample(), hypervisor };
   const targets = checkTargets(r).filter((t) => t.target.startsWith("Hypervisor"));
@@ -424,6 +424,7 @@ describe("report: the hypervisor section and its targets", () => {
     expect(markdown).toContain("| weights 1:2:4 on one pCPU | 15.0% · 28.0% · 57.0% | expected 14.3% · 28.6% · 57.1%; worst 5.0% off |");
     expect(markdown).toContain("| console echo, sharing a pCPU with a VM flooding its disk | p99 60.0 ms | p50 2.00 ms over 200 keys |");
     expect(markdown).toContain("| 100 Linux VMs of 32 MiB at once | 100 running |");
+    expect(markdown).toContain("| the host while all 100 idle at their prompts | 4.00% of one core |");
     checkWellFormed(plots["hypervisor.svg"]);
   });
 });
