@@ -71,7 +71,10 @@ export async function hostCommand(argv: string[]): Promise<number> {
   const watchdogSeconds = num("watchdog", v.watchdog, (n) => n > 0 && n <= 3600, "a number of seconds in (0, 3600]");
   const hostMemory = v.memory === undefined ? undefined : parseSize(v.memory);
   const socket = v.api ?? defaultSocket();
-  const hv = await Hypervisor.start({ cpus, overcommit, sliceMs, hostMemory, watchdogSeconds, vcpusPerPcpu });
+  const hv = await Hypervisor.start({
+    cpus, overcommit, sliceMs, hostMemory, watchdogSeconds, vcpusPerPcpu,
+    onEvent: (message) => process.stderr.write(`wasmvisor host: ${message}\n`),
+  });
   let server;
   try {
     server = await serveApi(hv, socket);

@@ -39,6 +39,8 @@ export interface HypervisorOptions {
   watchdogSeconds?: number;
   /** Move VMs between pCPUs to even out their load (default true). */
   balance?: boolean;
+  /** Told when a VM stops or fails by itself, and what was done about it (the daemon logs it). */
+  onEvent?: (message: string) => void;
 }
 
 interface Home {
@@ -135,7 +137,7 @@ export class Hypervisor implements Control {
       if (vm.home !== home || vm.state === "stopped" || vm.state === "failed") continue;
       vm.state = "failed";
       vm.reason = `its pCPU worker ${home.index} died`;
-      void name;
+      this.opts.onEvent?.(`${name} failed: ${vm.reason}`);
     }
     if (!this.closed) void this.spawn(home.index).catch(() => {});
   }
@@ -420,8 +422,9 @@ export class Hypervisor implements Control {
     if (!vm) return;
     vm.state = e.state;
     vm.reason = e.reason;
-    if (e.state !== "failed") return;
     const policy = vm.parsed.onFailure;
+    this.opts.onEvent?.(`${e.name} ${e.state}: ${e.reason}${e.state === "failed" && policy !== "keep" ? ` (${policy === "restart" ? "restarting it" : "destroying it"})` : ""}`);
+    if (e.state !== "failed") return;
     if (policy === "destroy") void this.destroy(e.name);
     else if (policy === "restart") void this.restart(vm);
   }

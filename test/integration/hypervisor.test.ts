@@ -272,6 +272,7 @@ describe("wasmvisor host: the control API", () => {
       return v.state === "failed" ? v : undefined;
     });
     expect(failed.reason).toMatch(/stuck: an interrupt waited .* none was taken/);
+    expect(hostErr).toMatch(/wasmvisor host: spinner failed: stuck: an interrupt waited/); // the daemon's log says so too
     const n1 = (await api.call<VmRunStats>("GET", "/vms/neighbour/stats")).instructions;
     await new Promise((r) => setTimeout(r, 200));
     expect((await status("neighbour")).state).toBe("running");
@@ -288,6 +289,7 @@ describe("wasmvisor host: the control API", () => {
       return v.state === "failed" ? v : undefined;
     });
     expect(kept.reason).toBe("failed with code 7");
+    expect(hostErr).toContain("wasmvisor host: crash-keep failed: failed with code 7\n");
     await api.call("POST", "/vms", bare("crash-restart", "crasher", { onFailure: "restart" }));
     await api.call("POST", "/vms/crash-restart/start");
     // It crashes at once every time: restarted a few times, then left down with the reason.
@@ -296,6 +298,7 @@ describe("wasmvisor host: the control API", () => {
       return v.state === "failed" && /not restarted/.test(v.reason ?? "") ? v : undefined;
     });
     expect(gaveUp.restarts).toBe(5);
+    expect(hostErr).toContain("wasmvisor host: crash-restart failed: failed with code 7 (restarting it)\n");
     await api.call("POST", "/vms", bare("crash-destroy", "crasher", { onFailure: "destroy" }));
     await api.call("POST", "/vms/crash-destroy/start");
     await until("the destroy", async () => (await status("crash-destroy").catch(() => null)) === null ? true : undefined);
