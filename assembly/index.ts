@@ -21,9 +21,11 @@ export function hostWrite(offset: usize, len: usize): void {
   if (len == 0) return;
   for (let p = offset & ~<usize>0xfff; p < offset + len; p += 4096) {
     dcInvalidate(p);
-    if (p >= <usize>RAM_HOST) noteDirty(frameToGpa(p));
+    if (p < <usize>RAM_HOST) continue;
+    const gpa = frameToGpa(p);
+    noteDirty(gpa);
+    shadowHostWrite(gpa);
   }
-  if (offset >= <usize>RAM_HOST) shadowHostWrite(frameToGpa(offset), <u64>len);
 }
 
 /** Empty the P2M and the shadow MMU (creation, reboot): every page is populated anew. */

@@ -355,10 +355,7 @@ export function shadowTableWrite(gpa: u64, size: u64): void {
   zapDerived(rec, (gpa & 0xfff) >> 3, ((gpa + size - 1) & 0xfff) >> 3, false);
 }
 
-/** The host wrote [gpa, gpa + len) of RAM (DMA): tables there are shadowed no more. */
-export function shadowHostWrite(gpa: u64, len: u64): void {
-  if (base() == 0) return;
-  for (let p = gpa & ~<u64>0xfff; p < gpa + len; p += 4096) {
-    if (load<u16>(rmapSlot(p)) != 0) unshadowTable(p);
-  }
+/** The host wrote to RAM page `gpa` (DMA): a table there is shadowed no more. */
+export function shadowHostWrite(gpa: u64): void {
+  if (base() != 0 && load<u16>(rmapSlot(gpa)) != 0) unshadowTable(gpa);
 }

@@ -3,7 +3,7 @@
 // the same kernel and initramfs.
 import { spawn } from "node:child_process";
 import { Session } from "../test/integration/cli";
-import { median } from "./stats";
+import { median } from "../host/util/stats";
 
 const FW_JUMP = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 export const READY = "wasmvisor guest ready";

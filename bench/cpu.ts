@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { runBareMetal } from "../host/machine/virt";
 import { loadCoreModule } from "../host/core/load-node";
-import { geomean, median } from "./stats";
+import { geomean, median } from "../host/util/stats";
 import { qemuVersion } from "./machine";
 
 export interface CpuResult {

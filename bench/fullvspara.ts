@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GuestVm, probeDevices, consoleDevice, type Device, type GatedRun, type Mode, type Paging } from "./guest-vm";
 import { startNetServer } from "./guest-net";
-import { median } from "./stats";
+import { median } from "../host/util/stats";
 import { formatValue } from "./svg";
 import { PAGING_MODES } from "../host/core/core";
 

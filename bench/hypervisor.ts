@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync, copyFileSync, readFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor } from "../host/hv/hypervisor";
+import { percentile } from "../host/util/stats";
 
 export interface HypervisorResult {
   fairness: { weights: number[]; shares: number[]; expected: number[]; worst_error: number; seconds: number };
@@ -28,10 +29,6 @@ const BUSY = Uint32Array.of(0x00150513, 0xffdff06f);
 const SPINNER = Uint32Array.of(0x020042b7, 0x0002b023, 0x08000293, 0x30429073, 0x0000006f);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.min(s.length - 1, Math.floor(s.length * p))] : 0;
-};
 
 /** CPU shares of `names` over `ms` of wall time, from the scheduler's accounting. */
 async function shares(hv: Hypervisor, names: string[], ms: number): Promise<number[]> {
@@ -157,7 +154,7 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
         if (i % 20 === 19) shell.write(new TextEncoder().encode("\x15")); // Ctrl-U: keep the line short
         await sleep(10);
       }
-      const row = { with: neighbour === "spinner" ? "a VM spinning with interrupts off" : "a VM flooding its disk", p50_ms: pct(lat, 0.5), p99_ms: pct(lat, 0.99), samples: lat.length };
+      const row = { with: neighbour === "spinner" ? "a VM spinning with interrupts off" : "a VM flooding its disk", p50_ms: percentile(lat, 0.5), p99_ms: percentile(lat, 0.99), samples: lat.length };
       log(`  echo latency sharing a pCPU with ${row.with}: p50 ${row.p50_ms.toFixed(1)} ms, p99 ${row.p99_ms.toFixed(1)} ms`);
       isolation.layouts.push(row);
       shell.detach();
@@ -211,7 +208,7 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
     const density = {
       vms: n, memory_mib: 32, running: hv.list().filter((v) => v.state === "running").length,
       overhead_mib_per_vm: (rss1 - rss0 - touchedBytes) / n / 2 ** 20, guest_touched_mib_per_vm: touchedBytes / n / 2 ** 20,
-      create_ms: { p50: pct(create, 0.5), max: Math.max(...create) }, ready_s: { p50: pct(ready, 0.5), max: Math.max(...ready) }, total_s: total,
+      create_ms: { p50: percentile(create, 0.5), max: Math.max(...create) }, ready_s: { p50: percentile(ready, 0.5), max: Math.max(...ready) }, total_s: total,
       idle_cpu: idleCpu,
     };
     log(`  ${n} Linux VMs of 32 MiB: all at their prompts in ${total.toFixed(1)} s; ${density.overhead_mib_per_vm.toFixed(2)} MiB host memory per VM beyond the ` +

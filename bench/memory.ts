@@ -11,7 +11,7 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { packageRoot } from "../host/core/load-node";
-import { median } from "./stats";
+import { median } from "../host/util/stats";
 import type { Guest } from "./boot";
 
 export interface ProbeRequest {

@@ -54,7 +54,6 @@ export function checkTargets(r: BenchResult): TargetCheck[] {
 }
 
 function hypervisorTargets(h: HypervisorResult, check: (t: string, v: number, ok: (v: number) => boolean, show: (v: number) => string) => TargetCheck): TargetCheck[] {
-  const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
   const worstEcho = Math.max(...h.isolation.layouts.map((l) => l.p99_ms));
   return [
     check(`Hypervisor: weights 1:2:4 within ${TARGETS.shareError * 100}% of their shares`, h.fairness.worst_error, (v) => v <= TARGETS.shareError, (v) => `worst ${pct(v)} off`),
@@ -70,6 +69,8 @@ function hypervisorTargets(h: HypervisorResult, check: (t: string, v: number, ok
 
 const verdict = (pass: boolean | null) => (pass === null ? "not run" : pass ? "pass" : "**FAIL**");
 const percent = (a: number, b: number) => `${((100 * a) / b).toFixed(0)}%`;
+/** A fraction as a percentage with one decimal: 0.256 → "25.6%". */
+const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
 
 function table(head: string[], align: string[], rows: string[][]): string {
   return [`| ${head.join(" | ")} |`, `|${align.join("|")}|`, ...rows.map((cells) => `| ${cells.join(" | ")} |`)].join("\n");
@@ -443,7 +444,6 @@ function pagingSection(r: GuestSuiteResult): Section {
 }
 
 function hypervisorSection(h: HypervisorResult): Section {
-  const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
   const svg = barChart({
     title: "CPU shares on one pCPU: weights 1:2:4", axis: "share of the pCPU", series: [{ name: "measured", color: COLORS.wasmvisor }, { name: "by weight", color: COLORS.qemu }],
     groups: h.fairness.weights.map((w, i) => ({ label: `weight ${w}`, values: [h.fairness.shares[i] * 100, h.fairness.expected[i] * 100] })),

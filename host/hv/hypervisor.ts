@@ -12,7 +12,8 @@ import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { packageRoot } from "../core/load-node";
 import { vmmLayout } from "../core/core";
-import { ByteRing } from "../util/ring";
+import { ByteRing, ringDoorbell } from "../util/ring";
+import { percentile } from "../util/stats";
 import type { Pcpu, VmEvent, HostedStats } from "./pcpu";
 import type { MachineStats } from "../machine/virt";
 import type { Action, Control } from "./api";
@@ -267,8 +268,8 @@ export class Hypervisor implements Control {
     const vm = await this.settled(name);
     this.alive(vm);
     const s: HostedStats = await vm.home.pcpu.stats(name);
-    const lat = [...s.sched.wakeLatencies].sort((a, b) => a - b);
-    const pct = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] : 0);
+    const lat = s.sched.wakeLatencies;
+    const pct = (p: number) => percentile(lat, p);
     return {
       name, instructions: s.machine.instructions, cpuMs: vm.carried.cpuMs + s.sched.cpuMs, stealMs: vm.carried.stealMs + s.sched.stealMs,
       wakeLatencyMs: { p50: pct(0.5), p99: pct(0.99), samples: lat.length },
@@ -295,8 +296,7 @@ export class Hypervisor implements Control {
           if (n === 0) break; // the guest is not reading: drop rather than block the host
           off += n;
         }
-        Atomics.add(vm.home.doorbell, 0, 1);
-        Atomics.notify(vm.home.doorbell, 0);
+        ringDoorbell(vm.home.doorbell);
       },
       detach: () => { vm.listeners.delete(onOutput); },
     };
@@ -359,15 +359,12 @@ export class Hypervisor implements Control {
       const now = performance.now();
       const load = this.homes.map(() => 0);
       const demand = new Map<string, number>();
+      // One call per pCPU for all its VMs' totals.
+      const totals = await Promise.all(this.homes.map((h) => (h.alive ? h.pcpu.demand().catch(() => ({})) : {}))) as Record<string, number>[];
       for (const [name, vm] of this.vms) {
-        if (vm.state !== "running" || vm.moving || !vm.home.alive) continue;
-        let s: HostedStats;
-        try {
-          s = await vm.home.pcpu.stats(name);
-        } catch {
-          continue;
-        }
-        const total = vm.carried.cpuMs + vm.carried.stealMs + s.sched.cpuMs + s.sched.stealMs;
+        const here = totals[vm.home.index][name];
+        if (vm.state !== "running" || vm.moving || here === undefined) continue;
+        const total = vm.carried.cpuMs + vm.carried.stealMs + here;
         const d = Math.min(vm.parsed.options.smp, Math.max(0, (total - vm.balance.demandTotal) / Math.max(1, now - vm.balance.at)));
         vm.balance.demandTotal = total;
         vm.balance.at = now;

@@ -15,7 +15,7 @@
  */
 import { Scheduler, type EntityStats } from "./scheduler";
 import { buildMachine, type MachineRequest } from "../vm/build";
-import { ByteRing } from "../util/ring";
+import { ByteRing, ringDoorbell } from "../util/ring";
 import type { VirtMachine, MachineStats, StopReason, MachineState } from "../machine/virt";
 
 export interface HostedVmRequest extends MachineRequest {
@@ -111,9 +111,10 @@ export class Pcpu {
   release(name: string): MovingVm {
     const vm = this.get(name);
     if (vm.state === "stopped" || vm.state === "failed") throw new Error(`${name} is ${vm.state}: nothing to move`);
-    const now = performance.now();
-    const s = this.sched.stats(name, now);
-    const moving: MovingVm = { req: vm.req, memory: vm.machine.core.memory, machine: vm.machine.save(), state: vm.state, cpuMs: s.cpuMs, stealMs: s.stealMs };
+    const moving: MovingVm = {
+      req: vm.req, memory: vm.machine.core.memory, machine: vm.machine.save(), state: vm.state,
+      cpuMs: this.sched.cpuMs(name), stealMs: this.sched.stealMs(name, performance.now()),
+    };
     vm.machine.close();
     this.vms.delete(name);
     this.sched.remove(name);
@@ -177,25 +178,22 @@ export class Pcpu {
     this.sched.remove(name);
   }
 
-  /** Change CPU weight and cap. */
-  setShare(name: string, weight: number, cap?: number): void {
-    this.get(name);
-    this.sched.update(name, { weight, cap });
-  }
-
   stats(name: string): HostedStats {
     const vm = this.get(name);
     return { name, state: vm.state, machine: vm.machine.stats(), sched: this.sched.stats(name, performance.now()), consoleDropped: vm.dropped };
   }
 
-  names(): string[] {
-    return [...this.vms.keys()];
+  /** CPU time received plus CPU time waited for (steal), ms, per VM here: what the balancer weighs. */
+  demand(): Record<string, number> {
+    const now = performance.now();
+    const out: Record<string, number> = {};
+    for (const name of this.vms.keys()) out[name] = this.sched.cpuMs(name) + this.sched.stealMs(name, now);
+    return out;
   }
 
   /** The control plane wrote console input (or wants the loop to look again). */
   ring(): void {
-    Atomics.add(this.doorbell, 0, 1);
-    Atomics.notify(this.doorbell, 0);
+    ringDoorbell(this.doorbell);
   }
 
   /** Stop every VM and the loop. */

@@ -98,17 +98,6 @@ export class Scheduler {
     this.boostQueue = this.boostQueue.filter((b) => b !== id);
   }
 
-  has(id: string): boolean {
-    return this.entities.has(id);
-  }
-
-  /** Change weight or cap; takes effect at the next decision. */
-  update(id: string, params: EntityParams): void {
-    const e = this.get(id);
-    checkParams(id, params);
-    e.weight = params.weight;
-    e.cap = params.cap;
-  }
 
   /**
    * The VM became runnable (some vCPU can run) or not (all halted or paused). `woken` says an
@@ -205,6 +194,11 @@ export class Scheduler {
     if (e.runnable) e.waitingSince = now;
   }
 
+  /** CPU time given so far (ms). */
+  cpuMs(id: string): number {
+    return this.get(id).stats.cpuMs;
+  }
+
   /** Steal time so far (ms), including a wait under way. */
   stealMs(id: string, now: number): number {
     const e = this.get(id);
@@ -213,13 +207,7 @@ export class Scheduler {
 
   stats(id: string, now: number): EntityStats {
     const e = this.get(id);
-    const waiting = e.waitingSince !== null ? Math.max(0, now - e.waitingSince) : 0;
-    return { ...e.stats, stealMs: e.stats.stealMs + waiting, wakeLatencies: [...e.stats.wakeLatencies] };
-  }
-
-  /** Ids of the VMs scheduled here. */
-  ids(): string[] {
-    return [...this.entities.keys()];
+    return { ...e.stats, stealMs: this.stealMs(id, now), wakeLatencies: [...e.stats.wakeLatencies] };
   }
 
   private get(id: string): Entity {

@@ -2,6 +2,12 @@
 // between the main thread and a VM's worker without a message per byte. The consumer can sleep
 // on the tail word (Atomics.wait / waitAsync) and the producer wakes it.
 
+/** Wake whoever sleeps on a doorbell word (Atomics.wait/waitAsync on index 0) and count the ring. */
+export function ringDoorbell(word: Int32Array): void {
+  Atomics.add(word, 0, 1);
+  Atomics.notify(word, 0);
+}
+
 const HEAD = 0; // next byte to read (written by the consumer)
 const TAIL = 1; // next byte to write (written by the producer)
 const HEADER_BYTES = 8;

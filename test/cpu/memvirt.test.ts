@@ -34,24 +34,32 @@ function delta(before: PagingStats, after: PagingStats): PagingStats {
 }
 
 /**
- * An S-mode program with RAM identity-mapped by a gigapage and `pages` 4 KiB pages at VA..
- * mapped to DATA.., each holding its index + 1. satp is written by csrw (as a guest would).
+ * An S-mode program `body` with RAM identity-mapped by a gigapage and whatever `map` adds; satp
+ * is written by csrw (as a guest would).
  */
-function spaces(body: string, opts: { paging: Paging; mode?: "sv39" | "sv48"; pages?: number }) {
-  const m = machine(null, { ramSize: 8 * MB, paging: opts.paging });
-  const pt = new PageTables(m, opts.mode ?? "sv39", POOL);
+function guest(body: string, paging: Paging, map: (pt: PageTables, m: Machine) => void, mode: "sv39" | "sv48" = "sv39") {
+  const m = machine(null, { ramSize: 8 * MB, paging });
+  const pt = new PageTables(m, mode, POOL);
   pt.map(RAM, RAM, V | RWX | AD, 2);
-  const leaves: number[] = [];
-  for (let i = 0; i < (opts.pages ?? 8); i++) {
-    leaves.push(pt.map(VA + i * 4096, DATA + i * 4096, V | R | W | AD));
-    m.w64(DATA + i * 4096, i + 1);
-  }
+  map(pt, m);
   m.load(`
     li t0, ${pt.satp()}
     csrw satp, t0
     ${enter(PRV_S, "body")}
   body:
   ${body}`);
+  return { m, pt };
+}
+
+/** guest() with `pages` 4 KiB pages at VA.. mapped to DATA.., each holding its index + 1. */
+function spaces(body: string, opts: { paging: Paging; mode?: "sv39" | "sv48"; pages?: number }) {
+  const leaves: number[] = [];
+  const { m, pt } = guest(body, opts.paging, (pt, m) => {
+    for (let i = 0; i < (opts.pages ?? 8); i++) {
+      leaves.push(pt.map(VA + i * 4096, DATA + i * 4096, V | R | W | AD));
+      m.w64(DATA + i * 4096, i + 1);
+    }
+  }, opts.mode);
   return { m, pt, leaves };
 }
 
@@ -161,16 +169,7 @@ describe("nested paging: the two-dimensional walk", () => {
 describe.each(PAGINGS)("device pages under translation (%s paging)", (paging) => {
   it("caches a device page's translation: later accesses exit without a walk, until sfence.vma", () => {
     const DEV_VA = VA + 0x200000;
-    const m = machine(null, { ramSize: 8 * MB, paging });
-    const pt = new PageTables(m, "sv39", POOL);
-    pt.map(RAM, RAM, V | RWX | AD, 2);
-    pt.map(DEV_VA, 0x10000000, V | R | W | AD);
-    m.core.mapDevice(0x10000000, 0x1000);
-    m.load(`
-      li t0, ${pt.satp()}
-      csrw satp, t0
-      ${enter(PRV_S, "body")}
-    body:
+    const { m } = guest(`
       li t0, ${DEV_VA}
       lw a0, 4(t0)
       lw a0, 8(t0)
@@ -178,7 +177,8 @@ describe.each(PAGINGS)("device pages under translation (%s paging)", (paging) =>
       sw a0, 16(t0)
       sfence.vma
       lw a0, 20(t0)
-    `);
+    `, paging, (pt) => pt.map(DEV_VA, 0x10000000, V | R | W | AD));
+    m.core.mapDevice(0x10000000, 0x1000);
     const exits: { addr: number; write: boolean; misses: number }[] = [];
     for (let i = 0; i < 5; i++) {
       const r = m.run();
@@ -388,18 +388,11 @@ describe.each(PAGINGS)("dirty logging (%s paging)", (paging) => {
   });
 
   it("logs host writes and the page-table walker's A/D updates", () => {
-    const m = machine(null, { ramSize: 8 * MB, paging });
-    const pt = new PageTables(m, "sv39", POOL);
-    pt.map(RAM, RAM, V | RWX | AD, 2);
-    const leaf = pt.map(VA, DATA, V | R | W); // A and D clear: the walker sets them
-    m.load(`
-      li t0, ${pt.satp()}
-      csrw satp, t0
-      ${enter(PRV_S, "body")}
-    body:
+    let leaf = 0;
+    const { m } = guest(`
       li t0, ${VA}
       ld a0, 0(t0)
-    `);
+    `, paging, (pt) => { leaf = pt.map(VA, DATA, V | R | W); }); // A and D clear: the walker sets them
     m.core.setDirtyLog(true);
     m.w64(RAM + 0x500000, 7n); // a host write (as DMA)
     m.runDone();
