@@ -6,13 +6,14 @@
 
 import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
-  H_EXIT_SIZE, H_EXIT_EXECUTED, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
+  H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
   VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
   EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
 import {
   H, priv, selectHart, setXreg, setFreg, csr64, tlbRead, tlbWrite, tlbFetch, mtime,
   wakeupPending, flushTlbRegimes, flushTlbPage, tlbFlushed, clearTlbFlushed, PAGED_REGIMES, PRV_M, PRV_S, PRV_U, MS_TSR, MS_TW,
+  charged, takeCharged,
   MS_TVM, MS_FS,
 } from "./hart";
 import {
@@ -28,6 +29,10 @@ import { dcPage, decodeSlot, dcFlush } from "./dcache";
 
 // Instructions between polls of interrupts, clock and host attention.
 const SLICE: i32 = 4096;
+// What the budget pays, in instructions' worth of host time, beyond the instructions: a slice
+// boundary (the clock is a host call) and a trap. Bulk work is charged where it happens (hart.ts).
+const SLICE_WORK: i32 = 16;
+const TRAP_WORK: i32 = 8;
 const PAGE_MASK: u64 = ~<u64>0xfff;
 const TLB_INDEX_MASK: u64 = <u64>(TLB_ENTRIES - 1);
 
@@ -241,10 +246,12 @@ export function run(hart: i32, budget: i32): i32 {
     lastRunHart = hart;
   }
   completeMmioLoad();
+  takeCharged(); // what host calls did since the last run() is not this run's work
   let pc = load<u64>(h + H_PC);
   let exit: i32 = -1;
   let remaining: i32 = budget;
-  let executed: i64 = 0;
+  let executed: i64 = 0; // instructions and traps
+  let retired: i64 = 0;
   let fetchVa: u64 = 1; // the page being executed (see pageVa) and its slots
   let slots: usize = 0;
 
@@ -263,7 +270,8 @@ export function run(hart: i32, budget: i32): i32 {
     }
     if (remaining <= 0) { exit = EXIT_BUDGET; break; }
     let limit: i32 = remaining < SLICE ? remaining : SLICE;
-    let count: i32 = 0;
+    let count: i32 = 0; // instructions and traps: the work the budget pays for
+    let traps: i32 = 0; // of those, traps (the instruction did not retire)
     clearInterruptCheck();
 
     while (count < limit) {
@@ -281,11 +289,12 @@ export function run(hart: i32, budget: i32): i32 {
         sp = fetchDecode(pc);
         fetchVa = pageVa;
         slots = pageSlots;
+        if (charged != 0) limit = count; // caching the page cost: account for it now
         if (sp == 0) {
           clearAccStatus();
           pc = takeTrap(excCause, excTval, pc, false);
           fetchVa = 1;
-          count--;
+          traps++;
           continue;
         }
         op = <u32>load<u8>(sp);
@@ -581,6 +590,7 @@ export function run(hart: i32, budget: i32): i32 {
           dcFlush();
           fetchVa = 1;
           pc = npc;
+          limit = count; // a flush costs: account for it now
           break;
         case D.OP_ECALL:
           if (priv == PRV_S && (load<i32>(VM_FLAGS) & VMF_SBI_IN_HOST) != 0) {
@@ -588,11 +598,11 @@ export function run(hart: i32, budget: i32): i32 {
             break;
           }
           pc = takeTrap(EXC_ECALL_U + <u64>priv, 0, pc, false);
-          fetchVa = 1; count--; // ecall does not retire
+          fetchVa = 1; traps++; // ecall does not retire
           break;
         case D.OP_EBREAK:
           pc = takeTrap(EXC_BREAKPOINT, pc, pc, false);
-          fetchVa = 1; count--; // nor does ebreak
+          fetchVa = 1; traps++; // nor does ebreak
           break;
         case D.OP_MRET:
           if (priv != PRV_M) { st = ST_ILLEGAL; break; }
@@ -616,6 +626,7 @@ export function run(hart: i32, budget: i32): i32 {
           else flushTlbPage(rx(h, fRs1(sp)));
           fetchVa = 1;
           pc = npc;
+          limit = count; // a flush costs: account for it now
           break;
         case D.OP_CSR: {
           const inst = fInst(sp);
@@ -623,7 +634,7 @@ export function run(hart: i32, budget: i32): i32 {
           const f3 = (inst >> 12) & 7;
           const operand: u64 = f3 >= 5 ? <u64>(fRs1(sp) >> 3) : rx(h, fRs1(sp));
           const op = f3 & 3;
-          setPendingInstret(<u64>(count - 1));
+          setPendingInstret(<u64>(count - 1 - traps));
           const old = csrAccess(inst >> 20, op, operand, op == 1 || fRs1(sp) != 0);
           setPendingInstret(0);
           if (csrIllegal) { st = ST_ILLEGAL; break; }
@@ -632,6 +643,7 @@ export function run(hart: i32, budget: i32): i32 {
           if (tlbFlushed) { // satp, PMP: the code page must be translated again
             clearTlbFlushed();
             fetchVa = 1;
+            limit = count; // and the flush costs: account for it now
           }
           if (interruptCheckNeeded) limit = count;
           break;
@@ -640,7 +652,10 @@ export function run(hart: i32, budget: i32): i32 {
           st = ST_ILLEGAL;
       }
       if (st != 0) {
-        if (st == ST_NEXT) pc = npc;
+        if (st == ST_NEXT) {
+          pc = npc;
+          if (charged != 0) limit = count; // a store invalidated code, or a table write was emulated
+        }
         else if (st >= ST_MMIO) {
           exit = st == ST_MMIO ? EXIT_MMIO : EXIT_TOHOST;
           limit = count;
@@ -652,19 +667,26 @@ export function run(hart: i32, budget: i32): i32 {
           clearAccStatus();
           pc = takeTrap(cause, tval, pc, false);
           fetchVa = 1;
-          count--;
+          traps++;
         }
       }
       store<u64>(h, 0); // x0
     }
-    executed += count;
-    remaining -= count;
-    store<u64>(h + H_INSTRET, load<u64>(h + H_INSTRET) + <u64>count);
+    // The budget pays for work, not only retired instructions: traps, slice boundaries and bulk
+    // work count too, so a guest trapping for ever (a handler that faults) or making every
+    // instruction expensive (flush storms, self-modifying code) still ends the run in about the
+    // time an ordinary budget takes. Only instructions that retired count in instret.
+    const work = count + traps * TRAP_WORK + SLICE_WORK + takeCharged();
+    executed += work;
+    retired += count - traps;
+    remaining -= work;
+    store<u64>(h + H_INSTRET, load<u64>(h + H_INSTRET) + <u64>(count - traps));
     if (exit >= 0) break;
   }
   store<u64>(h + H_PC, pc);
   store<i32>(h + H_EXIT_REASON, exit);
   store<i64>(h + H_EXIT_EXECUTED, executed);
-  store<i64>(VM_INSTRET_TOTAL, load<i64>(VM_INSTRET_TOTAL) + executed);
+  store<i64>(h + H_EXIT_RETIRED, retired);
+  store<i64>(VM_INSTRET_TOTAL, load<i64>(VM_INSTRET_TOTAL) + retired);
   return exit;
 }

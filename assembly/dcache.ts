@@ -11,7 +11,7 @@
 // therefore works without fence.i; fence.i still drops the whole cache, as the ISA allows.
 
 import { DC_TAGS, DC_SCRATCH, DC_LRU, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
-import { hartBase, nharts } from "./hart";
+import { hartBase, nharts, charge, fillCharged } from "./hart";
 import { decode } from "./decode";
 
 // Entries come in 2-way sets: a page may sit in either entry of its set.
@@ -44,7 +44,7 @@ export function dcPage(hostPage: usize): usize {
   e = <isize>((set << 1) + <usize>load<u8>(DC_LRU + set));
   store<u8>(DC_LRU + set, <u8>(~e & 1));
   const slots = slotsOf(<usize>e);
-  memory.fill(slots, 0, <usize>DC_PAGE_BYTES);
+  fillCharged(slots, 0, <usize>DC_PAGE_BYTES);
   store<u32>(DC_TAGS + (<usize>e << 2), <u32>hostPage);
   revokeWriteMappings(hostPage);
   return slots;
@@ -79,6 +79,7 @@ export function noteWriteMapping(hostPage: usize): void {
 // Remove every write-TLB entry, of every hart and regime, that maps host page `hostPage`.
 function dropWriteMappings(hostPage: usize): void {
   const n = nharts();
+  charge(n * TLB_REGIMES * (TLB_TABLE_BYTES >> 8)); // a unit per 16 entries looked at
   for (let h = 0; h < n; h++) {
     for (let r = 0; r < TLB_REGIMES; r++) {
       const table = hartBase(h) + H_TLB + <usize>(r * 3 + TLB_WRITE) * TLB_TABLE_BYTES;
@@ -97,11 +98,12 @@ export function dcInvalidate(hostPage: usize): void {
   store<u32>(DC_TAGS + (<usize>e << 2), 0);
   // Clear the slots too: the run loop may still hold a pointer to them (it re-checks the tag
   // before decoding into a cleared slot, see decodeSlot).
-  memory.fill(slotsOf(<usize>e), 0, <usize>DC_PAGE_BYTES);
+  fillCharged(slotsOf(<usize>e), 0, <usize>DC_PAGE_BYTES);
 }
 
 /** Forget everything (fence.i, reset, restore). */
 export function dcFlush(): void {
+  charge(DC_PAGES >> 3);
   for (let i = 0; i < DC_PAGES; i++) {
     const tag = load<u32>(DC_TAGS + (<usize>i << 2));
     if (tag != 0) dcInvalidate(<usize>tag);

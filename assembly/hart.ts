@@ -43,6 +43,27 @@ export const IRQ_MEI: u64 = 1 << 11;
 
 export const MENVCFG_STCE: u64 = 1 << 63;
 
+// ---- work ----
+
+// Work done beyond the instructions themselves, in instructions' worth of host time: bulk
+// operations (TLB flushes, decoded-code invalidation, shadow-table upkeep) charge what they
+// cost, so a guest that makes every instruction expensive spends its run() budget as fast as
+// it spends the host's time. run() adds it to the work its budget pays for.
+export let charged: i32 = 0;
+@inline export function charge(units: i32): void {
+  charged += units;
+}
+export function takeCharged(): i32 {
+  const c = charged;
+  charged = 0;
+  return c;
+}
+/** memory.fill, charged one unit per 64 bytes. */
+@inline export function fillCharged(dst: usize, value: u8, bytes: usize): void {
+  memory.fill(dst, value, bytes);
+  charged += <i32>(bytes >> 6);
+}
+
 // Translation regimes (TLB table sets).
 export const REGIME_U: i32 = 0;
 export const REGIME_S: i32 = 1;
@@ -156,7 +177,7 @@ export function flushTlbRegimes(mask: i32): void {
   for (let r = 0; r < TLB_REGIMES; r++) {
     if ((mask & (1 << r)) != 0) {
       // A tag of -1 never equals a page-aligned address, so 0xff bytes mean "empty".
-      memory.fill(tlbTable(r, 0), 0xff, <usize>3 * TLB_TABLE_BYTES);
+      fillCharged(tlbTable(r, 0), 0xff, <usize>3 * TLB_TABLE_BYTES);
     }
   }
   if ((mask & PAGED_REGIMES) == PAGED_REGIMES) {

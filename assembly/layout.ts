@@ -132,7 +132,8 @@ export const H_EXIT_SIZE: i32 = 0x418; // i32: MMIO access size in bytes
 export const H_EXIT_WRITE: i32 = 0x41c; // i32: 1 = store
 export const H_EXIT_LOAD_RD: i32 = 0x420; // i32: register the pending MMIO load fills, -1 = none
 export const H_EXIT_LOAD_KIND: i32 = 0x424; // i32: LOAD_* of the pending MMIO load
-export const H_EXIT_EXECUTED: i32 = 0x428; // i64: instructions executed by the last run()
+export const H_EXIT_EXECUTED: i32 = 0x428; // i64: work done by the last run(): instructions executed plus traps taken
+export const H_EXIT_RETIRED: i32 = 0x430; // i64: of those, instructions that retired
 
 export const LOAD_SIGNED: i32 = 0; // sign-extend into x[rd]
 export const LOAD_UNSIGNED: i32 = 1; // zero-extend into x[rd]

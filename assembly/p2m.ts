@@ -12,6 +12,7 @@ import {
   VM_STAT_DIRTY_FAULT, VM_STAT_BASE, PAGING_STAT_COUNT,
 } from "./layout";
 import { revokeWriteMappings } from "./dcache";
+import { fillCharged } from "./hart";
 
 export const P2M_V: u64 = 1;
 export const P2M_R: u64 = 2;
@@ -44,12 +45,12 @@ export function clearStats(): void {
 }
 
 // A zeroed page for a P2M table, or 0 when the pool is exhausted (it is sized for all of RAM
-// and the ROM, so that means a bug).
+// and the ROM, the only pages that get entries, so that means a bug).
 function allocTable(): usize {
   const p = <usize>load<u32>(VM_P2M_POOL);
   if (p >= <usize>load<u32>(VM_P2M_POOL_END)) return 0;
   store<u32>(VM_P2M_POOL, <u32>(p + 4096));
-  memory.fill(p, 0, 4096);
+  fillCharged(p, 0, 4096);
   return p;
 }
 
@@ -104,6 +105,9 @@ export let p2mLeafPtr: usize = 0;
  */
 export function p2mHost(gpa: u64): i64 {
   statAdd(VM_STAT_WALK_REFS, 3);
+  // Only RAM and the ROM get tables: the pool is sized for them, and a guest touching device
+  // windows or holes must not use up tables its RAM needs.
+  if (!isRam(gpa) && gpa - <u64>ROM_GPA >= <u64>ROM_SIZE) return -1;
   const e = p2mEntry(gpa, true);
   if (e == 0) return -1;
   let leaf = load<u64>(e);

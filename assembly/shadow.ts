@@ -21,7 +21,7 @@ import {
   VM_STAT_SHADOW_ZAP, VM_STAT_UNSHADOW, VM_STAT_SHADOW_RESET, VM_STAT_CTX_SWITCH,
   VM_STAT_CTX_NEW, VM_STAT_PT_WRITE,
 } from "./layout";
-import { H, csr64, hartBase, nharts } from "./hart";
+import { H, csr64, hartBase, nharts, charge, fillCharged } from "./hart";
 import { p2mEntry, p2mProtect, p2mUnprotect, P2M_PT, P2M_V, isRam, stat, statAdd } from "./p2m";
 
 const PTE_V: u64 = 1;
@@ -69,7 +69,7 @@ export let shadowEpoch: u32 = 0;
 export function shadowInit(): void {
   const b = base();
   if (b == 0) return;
-  memory.fill(b + <usize>SH_CTX, 0, <usize>SH_CTX_MAX * <usize>SH_CTX_BYTES);
+  fillCharged(b + <usize>SH_CTX, 0, <usize>SH_CTX_MAX * <usize>SH_CTX_BYTES);
   const pool = <usize>load<u32>(VM_SH_POOL);
   for (let i = 0; i < SH_POOL_PAGES; i++) store<u32>(b + <usize>SH_FREE + (<usize>i << 2), <u32>(pool + (<usize>i << 12)));
   store<u32>(b + <usize>SH_FREE_TOP, <u32>SH_POOL_PAGES);
@@ -79,7 +79,8 @@ export function shadowInit(): void {
     store<u32>(record(<u32>r) + REC_GPN, 0);
   }
   store<u32>(b + <usize>SH_REC_FREE_TOP, <u32>(SH_RECS - 1));
-  memory.fill(b + <usize>SH_RMAP, 0, <usize>(load<u64>(VM_RAM_SIZE) >> 12) << 1);
+  fillCharged(b + <usize>SH_RMAP, 0, <usize>(load<u64>(VM_RAM_SIZE) >> 12) << 1);
+  charge((SH_POOL_PAGES + SH_RECS) >> 3); // the free lists just written
   for (let h = 0; h < nharts(); h++) {
     store<i32>(hartBase(h) + H_SH_CTX, -1);
     store<u32>(hartBase(h) + H_SH_ROOT, 0);
@@ -94,6 +95,7 @@ export function shadowInit(): void {
 export function shadowReset(): void {
   stat(VM_STAT_SHADOW_RESET);
   shadowEpoch++;
+  charge(SH_RECS >> 3);
   for (let r = 1; r < SH_RECS; r++) {
     const gpn = load<u32>(record(<u32>r) + REC_GPN);
     if (gpn != 0) unprotectPage(<u64>gpn << 12);
@@ -109,7 +111,7 @@ function allocPage(): usize {
   if (top == 0) return 0;
   store<u32>(b + <usize>SH_FREE_TOP, top - 1);
   const p = <usize>load<u32>(b + <usize>SH_FREE + (<usize>(top - 1) << 2));
-  memory.fill(p, 0, 4096);
+  fillCharged(p, 0, 4096);
   return p;
 }
 
@@ -122,6 +124,7 @@ function freePage(p: usize): void {
 
 // Free the entries of a table at `level` (and everything below them), leaving it empty.
 function clearTable(table: usize, level: i32): void {
+  charge(32);
   for (let e = table; e < table + 4096; e += 8) {
     const pte = load<u64>(e);
     if ((pte & PTE_V) == 0) continue;

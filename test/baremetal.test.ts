@@ -2,7 +2,7 @@
 // Each is self-checking: it prints PASS and exits 0, or lists each failed check.
 import { describe, test, expect, beforeAll } from "vitest";
 import { readFileSync } from "node:fs";
-import { buildBaremetal, PROGRAM_NAMES, DEVICE_PROGRAMS } from "../guests/baremetal/build.mjs";
+import { buildBaremetal, PROGRAM_NAMES, HARNESS_PROGRAMS } from "../guests/baremetal/build.mjs";
 import { runBareMetal } from "../host/machine/virt";
 import { loadCoreModule } from "../host/core/load-node";
 
@@ -18,7 +18,7 @@ function runProgram(elf: string): { code: number; output: string } {
 }
 
 describe("bare-metal test programs on the core", () => {
-  for (const name of PROGRAM_NAMES.filter((n) => !n.startsWith("bench-") && !DEVICE_PROGRAMS.includes(n))) {
+  for (const name of PROGRAM_NAMES.filter((n) => !n.startsWith("bench-") && !HARNESS_PROGRAMS.includes(n))) {
     test(name, () => {
       const { code, output } = runProgram(programs[name]);
       // Our core implements everything these programs probe for: nothing may be skipped, and

@@ -14,5 +14,5 @@ export interface BaremetalBuild {
   virtPrograms: Record<string, string>;
 }
 export const PROGRAM_NAMES: string[];
-export const DEVICE_PROGRAMS: string[];
+export const HARNESS_PROGRAMS: string[];
 export function buildBaremetal(options?: BuildBaremetalOptions): Promise<BaremetalBuild>;

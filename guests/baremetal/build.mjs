@@ -68,8 +68,10 @@ const PROGRAMS = [
   { name: 'priv', sources: ['baremetal/tests/priv.c', 'baremetal/tests/priv_asm.S'] },
   { name: 'vm', sources: ['baremetal/tests/vm.c'] },
   { name: 'irq', sources: ['baremetal/tests/irq.c'] },
-  // Needs a virtio-blk disk whose first sector starts with "WVBLK-OK" (see DEVICE_PROGRAMS).
+  // Needs a virtio-blk disk whose first sector starts with "WVBLK-OK" (see HARNESS_PROGRAMS).
   { name: 'virtio_bad', sources: ['baremetal/tests/virtio_bad.c'] },
+  // Never ends by itself: test/hostile-guest.test.ts picks its attack and bounds its run.
+  { name: 'hostile', sources: ['baremetal/tests/hostile.c'] },
   { name: 'bench-int', sources: ['bench/int.c'], bench: true },
   { name: 'bench-mem', sources: ['bench/mem.c'], bench: true },
   { name: 'bench-branch', sources: ['bench/branch.c'], bench: true },
@@ -78,8 +80,8 @@ const PROGRAMS = [
 ];
 
 export const PROGRAM_NAMES = PROGRAMS.map((p) => p.name);
-/** Programs that need a device attached (a virtio-blk disk), so generic runners skip them. */
-export const DEVICE_PROGRAMS = ['virtio_bad'];
+/** Programs that run only under their own harness (a disk attached, an attack chosen): generic runners skip them. */
+export const HARNESS_PROGRAMS = ['virtio_bad', 'hostile'];
 
 function run(cmd, args, opts = {}) {
   return new Promise((resolvePromise, reject) => {

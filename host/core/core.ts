@@ -138,7 +138,7 @@ export class Core {
       throw new Error(`guest RAM must be at least 1 MiB and a multiple of 4 KiB`);
     }
     if (opts.ramSize > MAX_RAM) {
-      throw new Error(`guest RAM of ${opts.ramSize >> 20} MiB is more than one VM can address (max ${Math.floor(MAX_RAM / 2 ** 20)} MiB)`);
+      throw new Error(`guest RAM of ${opts.ramSize / 2 ** 20} MiB is more than one VM can address (max ${MAX_RAM / 2 ** 20} MiB)`);
     }
     const paging = opts.paging ?? "nested";
     if (!PAGING_MODES.includes(paging)) throw new Error(`paging must be nested or shadow, not '${paging}'`);
@@ -274,8 +274,13 @@ export class Core {
     this.view.setUint32(p, lo >>> 0, true);
     this.view.setUint32(p + 4, hi >>> 0, true);
   }
+  /** Work the last run() did: instructions executed plus traps taken (what the budget pays for). */
   executed(hart: number): number {
     return Number(this.view.getBigInt64(this.hartBase(hart) + L.H_EXIT_EXECUTED, true));
+  }
+  /** Instructions the last run() retired. */
+  retired(hart: number): number {
+    return Number(this.view.getBigInt64(this.hartBase(hart) + L.H_EXIT_RETIRED, true));
   }
 
   // ---- interrupts and wake-ups ----

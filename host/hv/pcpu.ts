@@ -74,8 +74,8 @@ interface Hosted {
   reason?: string;
   /** When a halted VM's timer fires (performance.now() ms), Infinity if none. */
   wakeAt: number;
-  /** Instructions per ms, measured: sizes the steps. */
-  ipms: number;
+  /** Work units per ms (VirtMachine.step), measured: sizes the steps. */
+  workPerMs: number;
   dropped: number;
   watchdog: { interrupts: number; cpuMs: number };
 }
@@ -131,7 +131,7 @@ export class Pcpu {
     if (this.vms.has(req.name)) throw new Error(`a VM named ${req.name} is already on this pCPU`);
     const out = new ByteRing(req.consoleOut);
     const input = new ByteRing(req.consoleIn);
-    const hosted = { req, out, input, state: "created", wakeAt: Infinity, ipms: 100_000, dropped: 0, watchdog: { interrupts: 0, cpuMs: 0 } } as Omit<Hosted, "machine">;
+    const hosted = { req, out, input, state: "created", wakeAt: Infinity, workPerMs: 100_000, dropped: 0, watchdog: { interrupts: 0, cpuMs: 0 } } as Omit<Hosted, "machine">;
     const machine = await buildMachine(req, {
       output: (bytes) => {
         const n = out.write(bytes);
@@ -283,15 +283,14 @@ export class Pcpu {
 
   private runSlice(vm: Hosted, sliceMs: number): void {
     const name = vm.req.name;
-    const core = vm.machine.core;
     const t0 = performance.now();
     let t = t0;
-    const i0 = core.totalInstret();
+    const w0 = vm.machine.work;
     // Paravirtual guests learn their steal time (SBI STA) as they are scheduled in.
     vm.machine.sbi?.reportSteal(BigInt(Math.round(this.sched.stealMs(name, t0) * 1e6)));
     try {
       for (;;) {
-        const budget = Math.max(10_000, Math.round(vm.ipms * STEP_MS));
+        const budget = Math.max(10_000, Math.round(vm.workPerMs * STEP_MS));
         const r = vm.machine.step(budget);
         t = performance.now();
         if (r.state === "stopped") {
@@ -317,8 +316,8 @@ export class Pcpu {
     }
     const ran = t - t0;
     this.sched.charge(name, ran, t);
-    const executed = core.totalInstret() - i0;
-    if (ran > 0.2 && executed > 0) vm.ipms = 0.8 * vm.ipms + 0.2 * (executed / ran);
+    const work = vm.machine.work - w0;
+    if (ran > 0.2 && work > 0) vm.workPerMs = 0.8 * vm.workPerMs + 0.2 * (work / ran);
     this.watch(vm, ran);
   }
 

@@ -143,6 +143,14 @@ export interface BootLayout {
 const BUDGET_PER_STEP = 2_000_000;
 const CSR_MIE = 0x304;
 const CSR_MIP = 0x344;
+const CSR_MCAUSE = 0x342;
+const CSR_MTVAL = 0x343;
+const CSR_SCAUSE = 0x142;
+const CSR_STVAL = 0x143;
+/** Work an exit to the host costs beyond the instruction (a device model, an SBI call). */
+const EXIT_WORK = 64;
+/** Work spent on traps alone, with no instruction retired, after which a hart is stuck (seconds). */
+const TRAP_LOOP_WORK = 1_000_000_000;
 const OUTPUT_FLUSH_BYTES = 64 * 1024;
 const HTIF_DEV_SYSCALL = 0;
 const HTIF_DEV_CONSOLE = 1;
@@ -177,10 +185,18 @@ export class VirtMachine {
   private readonly inputToHvc: boolean;
   /** Exits by kind, for statistics. */
   readonly exits = { mmio: 0, sbi: 0, tohost: 0, halt: 0, budget: 0, attention: 0 };
+  /** Work units all harts have done (see step()): what a scheduler sizes budgets by. */
+  work = 0;
+  /** Bytes devices have mapped for DMA since the last exit was charged. */
+  private dmaBytes = 0;
+  /** Per hart, traps taken since it last retired an instruction (checkTrapLoop). */
+  private readonly trapWork: number[];
   private readonly exitSeconds = { mmio: 0, sbi: 0, tohost: 0 };
 
   constructor(private readonly cfg: VirtConfig) {
     const harts = cfg.harts ?? 1;
+    checkBoard((cfg.drives ?? []).map((d) => ({ if: d.if ?? "virtio" })), (cfg.nets ?? []).map((n) => ({ model: n.model ?? "virtio" })), cfg.virtioConsole === true);
+    this.trapWork = new Array<number>(harts).fill(0);
     this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock, paging: cfg.paging, memory: cfg.resume?.memory });
     this.input = cfg.input ?? (() => -1);
     this.inputToHvc = /(^|\s)console=hvc0/.test(cfg.append ?? "");
@@ -197,7 +213,11 @@ export class VirtMachine {
     this.bus.attach(RTC_BASE, this.rtc);
     this.bus.attach(PLIC_BASE, this.plic);
     this.bus.attach(UART0_BASE, this.uart);
-    const mem: GuestMemory = { view: (gpa, len) => this.core.ramView(gpa, len), read: (gpa, len) => this.core.ramRead(gpa, len) };
+    // DMA is charged to the guest's step as work (step()).
+    const mem: GuestMemory = {
+      view: (gpa, len) => { this.dmaBytes += len; return this.core.ramView(gpa, len); },
+      read: (gpa, len) => { this.dmaBytes += len; return this.core.ramRead(gpa, len); },
+    };
     this.attachVirtio(mem);
     this.attachLegacy(mem);
     if (cfg.bios === "builtin") {
@@ -280,7 +300,6 @@ export class VirtMachine {
       (this as { virtioConsole: VirtioConsole | null }).virtioConsole = con;
       devices.push(con, new VirtioRng());
     }
-    if (devices.length > VIRTIO_COUNT) throw new Error(`too many virtio devices (${devices.length}); the board has ${VIRTIO_COUNT} slots`);
     devices.forEach((dev, i) => {
       const slot = devices.length - 1 - i;
       const t = new VirtioMmio(dev, mem, this.plic.irqLine(virtioIrq(slot)), { name: `virtio${i}-${dev.name}` });
@@ -292,14 +311,12 @@ export class VirtMachine {
   // ATA disks (one per controller, in order: the first is /dev/sda) and ethoc NICs.
   private attachLegacy(mem: GuestMemory): void {
     const disks = (this.cfg.drives ?? []).filter((d) => d.if === "ide");
-    if (disks.length > ATA_COUNT) throw new Error(`too many ATA disks (${disks.length}); the board has ${ATA_COUNT} controllers`);
     disks.forEach((d, i) => {
       const dev = new AtaDisk(`ata${i}`, d.backend, this.plic.irqLine(ataIrq(i)), { serial: d.serial ?? `WV-ATA-${i}`, readOnly: d.readOnly });
       this.bus.attach(ataBase(i), dev);
       this.ata.push(dev);
     });
     const nics = (this.cfg.nets ?? []).map((n, i) => ({ ...n, mac: macFor(i) })).filter((n) => n.model === "ethoc");
-    if (nics.length > ETHOC_COUNT) throw new Error(`too many ethoc NICs (${nics.length}); the board has ${ETHOC_COUNT}`);
     nics.forEach((n, i) => {
       const dev = new Ethoc(`ethoc${i}`, n.backend, mem, this.plic.irqLine(ethocIrq(i)), { mac: n.mac });
       this.bus.attach(ethocBase(i), dev);
@@ -356,6 +373,11 @@ export class VirtMachine {
           if (!dst) continue;
           dst.fill(0);
           dst.set(seg.data);
+        }
+        // An entry point nowhere would only fault for ever.
+        if (elf.entry < BigInt(RAM_BASE) || elf.entry >= BigInt(ramEnd)) {
+          throw new Error(`${img.name}: entry point 0x${elf.entry.toString(16)} is outside guest RAM ` +
+            `0x${RAM_BASE.toString(16)}-0x${(ramEnd - 1).toString(16)}: it is not linked for this board`);
         }
         return { start, end, entry: Number(elf.entry), symbols: elf.symbols };
       }
@@ -458,11 +480,17 @@ export class VirtMachine {
     this.loadImages();
   }
 
-  /** Run every runnable hart for up to `budget` instructions, handling their exits. */
+  /**
+   * Run every runnable hart for up to `budget` units of work each, handling their exits. A unit
+   * is about an ordinary instruction's worth of host time: the core counts instructions, traps
+   * and its bulk work, and each exit and the device work it caused (DMA) count here, so a step
+   * takes about as long whatever the guest does (a hostile guest cannot make it run away).
+   */
   step(budget = BUDGET_PER_STEP): StepResult {
     const core = this.core;
     const timed = this.cfg.timeExits === true;
     let ran = false;
+    this.dmaBytes = 0;
     for (let h = 0; h < core.harts && !this.stopReason; h++) {
       this.feedInput();
       if (!this.hartRunnable(h)) continue;
@@ -472,12 +500,14 @@ export class VirtMachine {
         const reason = core.run(h, left);
         left -= core.executed(h);
         const t0 = timed ? performance.now() : 0;
+        if (reason !== L.EXIT_BUDGET && reason !== L.EXIT_ATTENTION) this.trapWork[h] = 0; // those retired an instruction
         if (reason === L.EXIT_MMIO) {
           this.exits.mmio++;
           this.bus.handleExit(h);
           if (timed) this.exitSeconds.mmio += (performance.now() - t0) / 1000;
         } else if (reason === L.EXIT_BUDGET) {
           this.exits.budget++;
+          this.checkTrapLoop(h);
           break;
         } else if (reason === L.EXIT_HALT) {
           this.exits.halt++;
@@ -498,7 +528,12 @@ export class VirtMachine {
         } else {
           this.stop({ kind: "error", code: 70, message: `core returned unknown exit ${reason}` });
         }
+        if (reason !== L.EXIT_BUDGET) {
+          left -= EXIT_WORK + Math.floor(this.dmaBytes / 64);
+          this.dmaBytes = 0;
+        }
       }
+      this.work += budget - left;
     }
     this.rtc.poll();
     this.retryDevices();
@@ -513,6 +548,27 @@ export class VirtMachine {
     for (let h = 0; h < core.harts; h++) sleep = Math.min(sleep, core.secondsUntilTimer(h));
     for (const t of this.virtio) sleep = Math.min(sleep, t.retryMs() / 1000); // rate-limited I/O
     return { state: "idle", sleepSeconds: sleep };
+  }
+
+  // A hart whose every instruction traps, its trap handler's included (a vector that faults on
+  // fetch, an entry point nowhere), can never run again: after TRAP_LOOP_WORK of nothing but
+  // traps the VM stops with what the hart was doing, instead of spinning a host CPU for ever.
+  private checkTrapLoop(h: number): void {
+    if (this.core.retired(h) !== 0) {
+      this.trapWork[h] = 0;
+      return;
+    }
+    this.trapWork[h] += this.core.executed(h);
+    if (this.trapWork[h] < TRAP_LOOP_WORK) return;
+    const c = this.core;
+    const hex = (v: bigint) => `0x${v.toString(16)}`;
+    const m = c.priv(h) === 3;
+    this.stop({
+      kind: "error", code: 70,
+      message: `hart ${h} is stuck in a trap loop: every instruction traps, its trap handler's too ` +
+        `(pc ${hex(c.pc(h))}, ${m ? "mcause" : "scause"} ${hex(c.csr(h, m ? CSR_MCAUSE : CSR_SCAUSE))}, ` +
+        `${m ? "mtval" : "stval"} ${hex(c.csr(h, m ? CSR_MTVAL : CSR_STVAL))})`,
+    });
   }
 
   /**
@@ -654,6 +710,21 @@ export interface BareMetalRun {
 }
 
 /** Run a bare-metal program (started in M-mode, as with --bios none) on this thread to its end. */
+/**
+ * Whether the board has room for these devices (virtio-mmio slots, ATA controllers, ethoc MACs);
+ * throws saying what does not fit. Requests are checked with it before any image is opened.
+ */
+export function checkBoard(drives: readonly { if: DriveInterface }[], nets: readonly { model: NicModel }[], virtioConsole: boolean): void {
+  const ide = drives.filter((d) => d.if === "ide").length;
+  const ethoc = nets.filter((n) => n.model === "ethoc").length;
+  const virtio = drives.length - ide + nets.length - ethoc + (virtioConsole ? 2 : 0); // + console and rng
+  if (virtio > VIRTIO_COUNT) {
+    throw new Error(`too many virtio devices (${virtio}${virtioConsole ? ", with the console and the RNG" : ""}); the board has ${VIRTIO_COUNT} slots`);
+  }
+  if (ide > ATA_COUNT) throw new Error(`too many ATA disks (${ide}); the board has ${ATA_COUNT} controllers`);
+  if (ethoc > ETHOC_COUNT) throw new Error(`too many ethoc NICs (${ethoc}); the board has ${ETHOC_COUNT}`);
+}
+
 export function runBareMetal(
   module: WebAssembly.Module,
   program: Image,

@@ -124,17 +124,17 @@ describe("decoded-code cache coherence", () => {
     c.setX(1, 8, m.label("func")); // s0
     // Hart 1 stores the unchanged instruction first, so its write TLB maps the page...
     c.setPc(1, m.label("h1a"));
-    c.run(1, 3);
+    c.run(1, 1000); // ends spinning at h1a_done (the budget counts work: caching a page costs)
     expect(c.pc(1)).toBe(BigInt(m.label("h1a_done")));
     // ...then hart 0 runs the function (caching the page: hart 1's mapping must go)...
-    c.run(0, 20);
+    c.run(0, 2000);
     const a0 = m.x("a0");
     expect(a0).toBeGreaterThan(0n);
     // ...and hart 1's patch must reach hart 0.
     c.setPc(1, m.label("h1b"));
-    c.run(1, 3);
+    c.run(1, 1000);
     expect(c.pc(1)).toBe(BigInt(m.label("h1b_done")));
-    c.run(0, 20); // several calls, each adding 100 now
+    c.run(0, 2000); // several calls, each adding 100 now
     const gained = m.x("a0") - a0;
     expect(gained).toBeGreaterThanOrEqual(100n);
     expect(gained % 100n).toBe(0n);

@@ -33,7 +33,7 @@ describe("isolation of host state from guest actions", () => {
     const dv = new DataView(core.ram.buffer, core.ram.byteOffset);
     prog.forEach((w, i) => dv.setUint32(i * 4, w, true));
     core.setPc(0, 0x80000000n);
-    expect(core.run(0, 10)).toBe(EXIT_MMIO);
+    expect(core.run(0, 1000)).toBe(EXIT_MMIO);
     expect(core.exitAddr(0)).toBe(0x100000);
   });
 });

@@ -73,6 +73,37 @@ describe("malformed input", () => {
   test("bad memory size", async () => {
     expectOneLineError(await runCli(["boot", "-m", "lots"]), /invalid memory size 'lots'/);
   });
+
+  test("more memory than a VM can address: the message names the size asked for", async () => {
+    // Sizes past 2 GiB once came out of a 32-bit shift (5G said 1024 MiB, 100G said 0 MiB).
+    expectOneLineError(await runCli(["boot", "--bios", "none", "--kernel", UBOOT_ELF, "-m", "5G"]), /guest RAM of 5120 MiB is more than one VM can address \(max \d+ MiB\)/);
+    expectOneLineError(await runCli(["boot", "--bios", "none", "--kernel", UBOOT_ELF, "-m", "100G"]), /guest RAM of 102400 MiB is more than/);
+  });
+
+  test("an ELF whose entry point is outside RAM is refused, not run", async () => {
+    // Before, the hart faulted at the entry point for ever, at 100% CPU and without a word.
+    const { programs } = await buildBaremetal();
+    const bytes = readFileSync(programs.rv64i);
+    for (const entry of [0x40000000n, 0x1000n, 0x1_0000_0000_0000n]) {
+      const f = join(dir, `entry-${entry.toString(16)}.elf`);
+      const patched = Buffer.from(bytes);
+      patched.writeBigUInt64LE(entry, 24); // e_entry
+      writeFileSync(f, patched);
+      expectOneLineError(await runCli(["boot", "--bios", "none", "--kernel", f]), new RegExp(`entry point 0x${entry.toString(16)} is outside guest RAM 0x80000000-0x8fffffff`));
+    }
+  }, 120_000);
+
+  test("a guest whose trap vector cannot run stops with what it was doing", async () => {
+    // csrw mtvec, zero; then an illegal instruction: every trap faults on fetching mtvec.
+    const f = join(dir, "trap-loop.bin");
+    writeFileSync(f, asm`
+      csrw mtvec, zero
+      .word 0
+    `);
+    const r = await runCli(["boot", "--bios", "none", "--kernel", f]);
+    expectOneLineError(r, /hart 0 is stuck in a trap loop: every instruction traps, its trap handler's too \(pc 0x0, mcause 0x1, mtval 0x0\)/);
+    expect(r.code).toBe(70);
+  }, 120_000);
 });
 
 describe("exit status comes from the guest", () => {
