@@ -345,12 +345,12 @@ export class AtaDisk implements MmioDevice {
     this.updateIrq();
   }
 
+  // Driven even when it stays high: the PLIC takes a line driven high again as a new request
+  // (as QEMU's).
   private updateIrq(): void {
     const level = this.intrq && !(this.control & CTL_NIEN) && !this.dev1();
-    if (level !== this.irqLevel) {
-      this.irqLevel = level;
-      this.irq(level);
-    }
+    if (level || this.irqLevel) this.irq(level);
+    this.irqLevel = level;
   }
 
   private raise(): void {

@@ -442,12 +442,12 @@ export class Ethoc implements MmioDevice {
     this.updateIrq();
   }
 
+  // Driven even when it stays high: the PLIC takes a line driven high again as a new request
+  // (as QEMU's).
   private updateIrq(): void {
     const level = (this.regs[INT_SOURCE / 4]! & this.regs[INT_MASK / 4]!) !== 0;
-    if (level !== this.irqLevel) {
-      this.irqLevel = level;
-      this.irq(level);
-    }
+    if (level || this.irqLevel) this.irq(level);
+    this.irqLevel = level;
   }
 
   // ---- MDIO ----

@@ -192,10 +192,11 @@ export class GoldfishRtc implements MmioDevice {
     this.updateIrq();
   }
 
+  // Driven even when it stays high: the PLIC takes a line driven high again as a new request
+  // (as QEMU's).
   private updateIrq(): void {
     const level = this.irqEnabled && this.irqPending;
-    if (level === this.irqLevel) return;
+    if (level || this.irqLevel) this.irq(level);
     this.irqLevel = level;
-    this.irq(level);
   }
 }

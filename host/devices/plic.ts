@@ -15,10 +15,13 @@ import {
  * SiFive platform-level interrupt controller, register-compatible with QEMU's virt PLIC.
  *
  * Context 2h is hart h's M-mode (drives mip.MEIP), context 2h+1 its S-mode (mip.SEIP).
- * Sources are level-triggered. The gateway keeps a claimed source from being pending
- * again until it is completed; a source is pending while its line is high and it is not
- * claimed, so a device that lowers its line before the claim withdraws the request (as
- * QEMU behaves; it saves Linux from spurious claims).
+ * The gateway behaves as QEMU's: a device driving its line high makes the source pending
+ * (again, if it drives it high while the source is claimed), driving it low withdraws the
+ * request, a claim clears the pending bit and a completion only ends the claim. A line left
+ * high through a completion therefore interrupts again only when its device drives it again
+ * (devices drive their line after every event and register access that can change it). Guests
+ * written against QEMU depend on this: xv6 never acknowledges the UART's THRE interrupt, and
+ * a PLIC that re-sampled the line at completion would interrupt it for ever.
  */
 export class Plic implements MmioDevice {
   readonly name = "plic";
@@ -30,7 +33,7 @@ export class Plic implements MmioDevice {
   /** 32-bit words per bit vector (bit i = source i; bit 0 is unused). */
   private readonly words: number;
   private priority: Uint32Array;
-  private level: Uint32Array;
+  private pending: Uint32Array;
   private claimed: Uint32Array;
   private enable: Uint32Array; // contexts * words
   private threshold: Uint32Array;
@@ -52,7 +55,7 @@ export class Plic implements MmioDevice {
     this.contexts = harts * 2;
     this.words = (ndev + 1 + 31) >>> 5;
     this.priority = new Uint32Array(ndev + 1);
-    this.level = new Uint32Array(this.words);
+    this.pending = new Uint32Array(this.words);
     this.claimed = new Uint32Array(this.words);
     this.enable = new Uint32Array(this.contexts * this.words);
     this.threshold = new Uint32Array(this.contexts);
@@ -67,20 +70,21 @@ export class Plic implements MmioDevice {
     return (level: boolean) => this.setLevel(source, level);
   }
 
-  /** Drive source `source`'s line (same as calling its irqLine). */
+  /** Drive source `source`'s line (same as calling its irqLine): high requests, low withdraws. */
   setLevel(source: number, level: boolean): void {
     const w = source >>> 5;
     const bit = 1 << (source & 31);
-    const old = this.level[w];
+    const old = this.pending[w];
     const now = level ? old | bit : old & ~bit;
     if (now === old) return;
-    this.level[w] = now;
+    this.pending[w] = now;
     this.update();
   }
 
-  /** Power-on state: everything masked and unclaimed. Device lines keep their levels. */
+  /** Power-on state: everything masked, unclaimed and not pending. */
   reset(): void {
     this.priority.fill(0);
+    this.pending.fill(0);
     this.claimed.fill(0);
     this.enable.fill(0);
     this.threshold.fill(0);
@@ -148,7 +152,7 @@ export class Plic implements MmioDevice {
       harts: this.harts,
       ndev: this.ndev,
       priority: this.priority.slice(),
-      level: this.level.slice(),
+      pending: this.pending.slice(),
       claimed: this.claimed.slice(),
       enable: this.enable.slice(),
       threshold: this.threshold.slice(),
@@ -171,12 +175,12 @@ export class Plic implements MmioDevice {
       return v.slice();
     };
     const priority = arr("priority", this.ndev + 1);
-    const level = arr("level", this.words);
+    const pending = arr("pending", this.words);
     const claimed = arr("claimed", this.words);
     const enable = arr("enable", this.contexts * this.words);
     const threshold = arr("threshold", this.contexts);
     this.priority = priority;
-    this.level = level;
+    this.pending = pending;
     this.claimed = claimed;
     this.enable = enable;
     this.threshold = threshold;
@@ -203,7 +207,7 @@ export class Plic implements MmioDevice {
   }
 
   private pendingWord(w: number): number {
-    return this.level[w] & ~this.claimed[w];
+    return this.pending[w] & ~this.claimed[w];
   }
 
   /** Highest-priority pending, enabled source above the context's threshold; 0 if none. */
@@ -230,6 +234,7 @@ export class Plic implements MmioDevice {
   private claim(ctx: number): number {
     const id = this.best(ctx);
     if (id !== 0) {
+      this.pending[id >>> 5] &= ~(1 << (id & 31));
       this.claimed[id >>> 5] |= 1 << (id & 31);
       this.update();
     }

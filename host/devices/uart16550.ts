@@ -384,10 +384,11 @@ export class Uart16550 implements MmioDevice {
     return IIR_NO_INT;
   }
 
+  // Driven after every event and register access that can change it, even when it stays high:
+  // the PLIC takes a line driven high again as a new request (as QEMU's).
   private updateIrq(): void {
     const level = this.computeIir() !== IIR_NO_INT;
-    if (level === this.irqLevel) return;
+    if (level || this.irqLevel) this.irq(level);
     this.irqLevel = level;
-    this.irq(level);
   }
 }

@@ -64,8 +64,11 @@ export const REG_CONFIG_GENERATION = 0x0fc;
 export const REG_CONFIG = 0x100;
 
 export const VIRTIO_MMIO_MAGIC = 0x74726976; // "virt"
-/** Our VendorID: the bytes "VMVW" little-endian. Linux ignores it. */
-export const VIRTIO_MMIO_VENDOR = 0x57564d56;
+/**
+ * VendorID: QEMU's ("QEMU" little-endian), as on the board we are compatible with. Linux ignores
+ * it, but guests written for QEMU's virt check it (xv6 finds no disk otherwise).
+ */
+export const VIRTIO_MMIO_VENDOR = 0x554d4551;
 
 /** InterruptStatus bits. */
 export const INT_USED_BUFFER = 1;
@@ -366,10 +369,10 @@ export class VirtioMmio implements MmioDevice {
     let v = value & ~STATUS_DEVICE_NEEDS_RESET;
     if (v & STATUS_FEATURES_OK && !(old & STATUS_FEATURES_OK)) {
       const [lo, hi] = this.drvFeat;
+      // A driver that leaves VERSION_1 out (xv6's) is served as QEMU serves it: the device
+      // keeps to what was negotiated (virtio-net's header is then 10 bytes).
       const subset = (lo & ~this.offered[0]) === 0 && (hi & ~this.offered[1]) === 0;
-      // A modern device requires VERSION_1: without it the driver expects legacy formats.
-      const versionOk = this.legacy || this.negotiated(F_VERSION_1);
-      if (!subset || !versionOk) v &= ~STATUS_FEATURES_OK; // the driver reads it back and gives up
+      if (!subset) v &= ~STATUS_FEATURES_OK; // the driver reads it back and gives up
     }
     if (this.legacy && v & STATUS_DRIVER_OK && !(old & STATUS_DRIVER_OK)) {
       // Legacy has no FEATURES_OK: features are final now; drop any we did not offer.
@@ -492,11 +495,12 @@ export class VirtioMmio implements MmioDevice {
     this.updateIrq();
   }
 
+  // Driven on every change of InterruptStatus, even when it stays high: the PLIC takes a line
+  // driven high again as a new request (as QEMU's).
   private updateIrq(): void {
     const level = this.intStatus !== 0;
-    if (level === this.irqLevel) return;
+    if (level || this.irqLevel) this.irq(level);
     this.irqLevel = level;
-    this.irq(level);
   }
 
   // ---- save / restore ----
