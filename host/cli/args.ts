@@ -74,10 +74,14 @@ Options:
                        (/dev/sda, ...); if=virtio: a virtio-blk disk (/dev/vda, ...). Default:
                        ide in full mode, virtio in para mode.
   --net user[,model=ethoc|virtio][,hostfwd=tcp:[<hostaddr>]:<hostport>-:<guestport>]...
+           [,restrict=on][,loopback=on|off|<port>]...
                        A NIC on user-mode networking: guest 10.0.2.15 by DHCP, host reachable
                        as 10.0.2.2 (repeatable). model=ethoc: an OpenCores Ethernet MAC;
                        model=virtio: a virtio-net NIC. Default: ethoc in full mode, virtio in
-                       para mode.
+                       para mode. restrict=on: the guest reaches nothing outside the virtual
+                       network (hostfwd still works). loopback=: the ports of the host's
+                       127.0.0.1 the guest may reach: on (all, the default), off (none), or
+                       <port> (repeatable; off with ports means just those).
   --net switch=<name>[,model=ethoc|virtio]
                        A NIC on the host's built-in switch <name>.
   --dtb-out <file>     Also write the generated devicetree blob to <file>.

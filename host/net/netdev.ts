@@ -1,7 +1,8 @@
 /**
  * Choosing a NIC's backend from a QEMU-style string:
  *
- *   user[,hostfwd=tcp::8080-:80]...   user-mode networking (UserNet)
+ *   user[,hostfwd=tcp::8080-:80]...[,restrict=on][,loopback=on|off|PORT]...
+ *                                      user-mode networking (UserNet)
  *   switch=NAME                        a port on the named in-process Ethernet switch
  */
 
@@ -22,6 +23,14 @@ export function parseNetdev(spec: string): NetdevSpec {
     return { kind: "switch", name };
   }
   throw new Error(`netdev '${spec}': expected 'user[,hostfwd=...]' or 'switch=NAME'`);
+}
+
+/**
+ * Whether a netdev string names option `key` (e.g. "loopback"), so that a caller can append a
+ * default only when the user gave none.
+ */
+export function netdevHasOption(spec: string, key: string): boolean {
+  return spec.split(",").some((part) => part.startsWith(`${key}=`));
 }
 
 /** The backend for a spec; `extra` is merged into user-mode options (e.g. onWake). */

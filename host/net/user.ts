@@ -4,12 +4,15 @@
  * UDP flows are carried on ordinary host sockets, so no privileges or host set-up are needed.
  *
  *   10.0.2.2   gateway and host: ARP, ping, DHCP server; TCP/UDP to it reach the host's 127.0.0.1
+ *              (the ports the loopback option allows)
  *   10.0.2.3   DNS: ARP, ping, queries on UDP and TCP port 53
  *   10.0.2.15  the guest, handed out by DHCP
  *
  * Guest TCP connections end in a TCP endpoint implemented here (one per connection, the
  * guest-facing half) bridged to a host net.Socket; hostfwd rules listen on host ports and open
- * connections to the guest from 10.0.2.2. Only IPv4; IP fragments are dropped.
+ * connections to the guest from 10.0.2.2. Only IPv4; IP fragments are dropped. With `restrict`
+ * the guest reaches nothing beyond the virtual hosts; hostfwd still works. Every host socket the
+ * guest makes the host open counts against a SocketBudget shared by the VM's NICs.
  *
  * Frames for the guest are always delivered asynchronously (in a microtask after the event that
  * produced them, never from inside send()), then onWake() is called once per batch.
@@ -20,6 +23,7 @@ import * as dgram from "node:dgram";
 import * as nodeDns from "node:dns";
 import { readFileSync } from "node:fs";
 import type { NetBackend } from "../devices/backends";
+import { DEFAULT_VM_SOCKETS, SocketBudget } from "./budget";
 import {
   ARP_REPLY,
   ARP_REQUEST,
@@ -48,6 +52,7 @@ import {
   DNS_RCODE_NOERROR,
   DNS_RCODE_NOTIMP,
   DNS_RCODE_NXDOMAIN,
+  DNS_RCODE_REFUSED,
   DNS_RCODE_SERVFAIL,
   DNS_TYPE_A,
   DNS_TYPE_AAAA,
@@ -138,8 +143,6 @@ const MAX_SYN_RETRIES = 5;
 const CONNECT_TIMEOUT = 30_000;
 /** How long a connection closed in both directions lingers to re-ACK a retransmitted FIN. */
 const LINGER_MS = 2000;
-const DEFAULT_MAX_TCP = 1024;
-const DEFAULT_MAX_UDP = 256;
 const UDP_IDLE_MS = 120_000;
 const UDP_SWEEP_MS = 15_000;
 const DNS_TIMEOUT = 3000;
@@ -188,11 +191,33 @@ export interface UserNetOptions {
   /** Largest IP packet sent to the guest; default 1500. Bigger UDP replies are dropped. */
   mtu?: number;
   dns?: UserNetDnsOptions;
-  /** Most simultaneous TCP connections and UDP bindings; defaults 1024 and 256. */
-  maxTcp?: number;
-  maxUdp?: number;
+  /**
+   * The guest reaches nothing outside the virtual network: no TCP or UDP through host sockets,
+   * no forwarded DNS (names answered locally still are). DHCP, ARP, ping of 10.0.2.2/10.0.2.3
+   * and hostfwd keep working. Overrides `loopback`. Default false.
+   */
+  restrict?: boolean;
+  /** Which TCP/UDP ports of the host's 127.0.0.1 the guest may reach through 10.0.2.2. Default "all". */
+  loopback?: LoopbackPolicy;
+  /**
+   * Host sockets this NIC's guest may make the host open (outbound TCP, accepted hostfwd
+   * connections, UDP bindings); pass one budget to all of a VM's NICs. Default: a budget of
+   * DEFAULT_VM_SOCKETS for this NIC alone.
+   */
+  sockets?: SocketBudget;
   /** Unexpected errors (a throwing receiver, a failed hostfwd listen). Default: console.error. */
   onError?: (err: unknown) => void;
+}
+
+/** "all" ports, "none", or only the listed ports (an empty list is "none"). */
+export type LoopbackPolicy = "all" | "none" | number[];
+
+/**
+ * Descriptors a user NIC holds whatever its guest does, outside any SocketBudget: one listener
+ * per hostfwd rule and, unless restricted, the DNS forwarder's IPv4 and IPv6 sockets.
+ */
+export function userNetFixedFds(options: Pick<UserNetOptions, "hostfwd" | "restrict">): number {
+  return (options.hostfwd?.length ?? 0) + (options.restrict ? 0 : 2);
 }
 
 export interface HostFwdStatus {
@@ -244,9 +269,15 @@ export interface UserNetStats {
 // The option string
 
 /**
- * Parses a QEMU-style netdev string: `user[,hostfwd=[tcp]:[hostaddr]:hostport-[guestaddr]:guestport]...`
- * (also accepted without the leading `user`; `id=...` is ignored). Throws an Error saying what
- * is wrong.
+ * Parses a QEMU-style netdev string (also accepted without the leading `user`; `id=...` is
+ * ignored):
+ *
+ *   user[,hostfwd=[tcp]:[hostaddr]:hostport-[guestaddr]:guestport]...[,restrict=on|off]
+ *       [,loopback=on|off|PORT]...
+ *
+ * loopback= may repeat: each PORT adds an allowed port, so "off" followed by ports (a default
+ * appended before or after the user's ports) means just those ports. Throws an Error saying what
+ * is wrong, contradictions included.
  */
 export function parseUserNetSpec(spec: string): UserNetOptions {
   const parts = spec.split(",");
@@ -254,6 +285,8 @@ export function parseUserNetSpec(spec: string): UserNetOptions {
   if (parts[0] === "user") i = 1;
   else if (!parts[0].includes("=")) throw new Error(`netdev '${spec}': expected 'user[,hostfwd=...]'`);
   const hostfwd: HostFwd[] = [];
+  const restrict = new Set<boolean>();
+  const loopback: string[] = [];
   for (; i < parts.length; i++) {
     const p = parts[i];
     if (p === "") throw new Error(`user netdev '${spec}': empty option (two commas?)`);
@@ -262,10 +295,44 @@ export function parseUserNetSpec(spec: string): UserNetOptions {
     const key = p.slice(0, eq);
     const value = p.slice(eq + 1);
     if (key === "hostfwd") hostfwd.push(parseHostFwd(value));
+    else if (key === "restrict") restrict.add(parseOnOff(key, value));
+    else if (key === "loopback") loopback.push(value);
     else if (key === "id") continue;
-    else throw new Error(`user netdev: unknown option '${key}' (supported: hostfwd, id)`);
+    else throw new Error(`user netdev: unknown option '${key}' (supported: hostfwd, restrict, loopback, id)`);
   }
-  return hostfwd.length ? { hostfwd } : {};
+  if (restrict.size > 1) throw new Error("user netdev: restrict=on and restrict=off contradict each other");
+  const options: UserNetOptions = {};
+  if (hostfwd.length) options.hostfwd = hostfwd;
+  if (restrict.size) options.restrict = restrict.has(true);
+  if (loopback.length) {
+    options.loopback = parseLoopback(loopback);
+    if (options.restrict && options.loopback !== "none")
+      throw new Error("user netdev: restrict=on lets the guest reach no loopback port; drop loopback=on or the ports");
+  }
+  return options;
+}
+
+function parseOnOff(key: string, value: string): boolean {
+  if (value === "on" || value === "yes") return true;
+  if (value === "off" || value === "no") return false;
+  throw new Error(`user netdev: ${key}=${value}: use on or off`);
+}
+
+/** Every loopback= value of one netdev combined: "on" is all ports, ports add up, "off" alone none. */
+function parseLoopback(values: string[]): LoopbackPolicy {
+  let on = false;
+  let off = false;
+  const ports = new Set<number>();
+  for (const v of values) {
+    if (v === "on") on = true;
+    else if (v === "off") off = true;
+    else if (/^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535) ports.add(Number(v));
+    else throw new Error(`user netdev: loopback=${v}: expected on, off or a port 1-65535`);
+  }
+  if (on && off) throw new Error("user netdev: loopback=on and loopback=off contradict each other");
+  if (on && ports.size) throw new Error("user netdev: loopback=on already allows every port; drop it or the ports");
+  if (on) return "all";
+  return ports.size ? [...ports].sort((a, b) => a - b) : "none";
 }
 
 /** One `[tcp]:[hostaddr]:hostport-[guestaddr]:guestport` rule. */
@@ -324,6 +391,20 @@ function isRoutable(ip: number): boolean {
   const a = ip >>> 24;
   if (a === 0 || a === 127 || a >= 224) return false;
   return (ip & USER_NETMASK) >>> 0 !== USER_NETWORK;
+}
+
+/** "all", or the allowed ports ("none" and [] being the empty set); throws on a bad port. */
+function loopbackPorts(policy: LoopbackPolicy): ReadonlySet<number> | "all" {
+  if (policy === "all") return "all";
+  const ports = policy === "none" ? [] : policy;
+  for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`usernet: loopback port ${p} is not in 1-65535`);
+  return new Set(ports);
+}
+
+/** Closes a host socket with a reset, so that its peer sees the connection fail, not end. */
+function resetSocket(s: net.Socket): void {
+  if (typeof s.resetAndDestroy === "function" && !s.destroyed && !s.connecting) s.resetAndDestroy();
+  else s.destroy();
 }
 
 /** A guest address: in 10.0.2.0/24, not the network, broadcast or virtual hosts' address. */
@@ -983,8 +1064,7 @@ class TcpConn {
     const s = this.socket;
     if (!s) return;
     this.socket = null;
-    if (typeof s.resetAndDestroy === "function" && !s.destroyed && !s.connecting) s.resetAndDestroy();
-    else s.destroy();
+    resetSocket(s);
   }
 
   /** The host refused (or never answered) the guest's connection: reset the guest's SYN. */
@@ -1077,6 +1157,8 @@ class DnsProxy {
   constructor(
     private readonly un: UserNet,
     opts: UserNetDnsOptions,
+    /** No query leaves the host: neither forwarded nor resolved. */
+    private readonly restricted: boolean,
   ) {
     const list = opts.servers ?? safeGetServers();
     this.servers = list.map(parseServer).filter((s): s is Upstream => s !== null && s.port > 0 && s.port < 65536);
@@ -1115,8 +1197,16 @@ class DnsProxy {
     const question = q.questions[0];
     const local = this.localAnswer(question);
     if (local) {
+      // Local answers need nothing outside, so they stay even when restricted.
       c.dnsLocal++;
       reply(this.response(q, local.rcode, local.answers));
+      return;
+    }
+    if (this.restricted) {
+      // REFUSED rather than silence: a stub resolver gives up on this server at once instead of
+      // waiting out its timeouts and retries (glibc: 5 s times 2 attempts) on every lookup.
+      c.dnsFailed++;
+      reply(this.response(q, DNS_RCODE_REFUSED, [], false));
       return;
     }
     if (this.lookup && question.class === DNS_CLASS_IN && (question.type === DNS_TYPE_A || question.type === DNS_TYPE_AAAA)) {
@@ -1385,8 +1475,10 @@ export class UserNet implements NetBackend {
   private guestMac: Mac | null = null;
   private readonly onWake: (() => void) | undefined;
   private readonly onError: (err: unknown) => void;
-  private readonly maxTcp: number;
-  private readonly maxUdp: number;
+  private readonly restrict: boolean;
+  /** Ports of the host's 127.0.0.1 the guest may reach, or "all". */
+  private readonly loopback: ReadonlySet<number> | "all";
+  private readonly sockets: SocketBudget;
   private out: Uint8Array[] = [];
   private readonly dirty = new Set<TcpConn>();
   private flushScheduled = false;
@@ -1408,9 +1500,10 @@ export class UserNet implements NetBackend {
     if (!(this.mtu >= 576 && this.mtu <= 65535)) throw new Error(`usernet: MTU ${opts.mtu} outside 576-65535`);
     this.onWake = opts.onWake;
     this.onError = opts.onError ?? ((e) => console.error("usernet:", e));
-    this.maxTcp = opts.maxTcp ?? DEFAULT_MAX_TCP;
-    this.maxUdp = opts.maxUdp ?? DEFAULT_MAX_UDP;
-    this.dns = new DnsProxy(this, opts.dns ?? {});
+    this.restrict = opts.restrict ?? false;
+    this.loopback = loopbackPorts(opts.loopback ?? "all");
+    this.sockets = opts.sockets ?? new SocketBudget(DEFAULT_VM_SOCKETS);
+    this.dns = new DnsProxy(this, opts.dns ?? {}, this.restrict);
     const rules = opts.hostfwd ?? [];
     for (const rule of rules) {
       // Check every rule before listening on any port, so a bad one leaks nothing.
@@ -1456,8 +1549,7 @@ export class UserNet implements NetBackend {
     for (const c of Array.from(this.tcp.values())) c.remove();
     this.tcp.clear();
     this.dirty.clear();
-    for (const b of this.udp.values()) b.sock.close();
-    this.udp.clear();
+    for (const b of Array.from(this.udp.values())) this.closeUdp(b);
     if (this.udpSweep) clearInterval(this.udpSweep);
     this.udpSweep = null;
     this.dns.close();
@@ -1577,6 +1669,7 @@ export class UserNet implements NetBackend {
   forget(c: TcpConn): void {
     if (this.tcp.get(c.key) === c) this.tcp.delete(c.key);
     this.dirty.delete(c);
+    this.sockets.release(); // every TcpConn took one when created, and is removed once
   }
 
   /** @internal */
@@ -1706,8 +1799,7 @@ export class UserNet implements NetBackend {
       if (udp.dstPort === DHCP_SERVER_PORT && (ip.dst === LIMITED_BROADCAST || ip.dst === USER_GATEWAY)) this.inputDhcp(udp.payload);
       else if (!inSubnet(ip.src)) this.counters.ignored++;
       else if (ip.dst === USER_DNS && udp.dstPort === 53) this.dns.query(ip.src, udp.srcPort, udp.payload);
-      else if (ip.dst === USER_GATEWAY || isRoutable(ip.dst)) this.udpOut(ip, udp.srcPort, udp.dstPort, udp.payload);
-      else this.counters.ignored++;
+      else this.udpOut(ip, udp.srcPort, udp.dstPort, udp.payload);
       return;
     }
     if (ip.protocol === IPPROTO_TCP) {
@@ -1806,23 +1898,23 @@ export class UserNet implements NetBackend {
   // --- UDP ------------------------------------------------------------------------------
 
   private udpOut(ip: Ipv4Packet, srcPort: number, dstPort: number, payload: Uint8Array): void {
-    if (dstPort === 0 || srcPort === 0) {
+    const dest = srcPort === 0 || dstPort === 0 ? null : this.hostDestination(ip.dst, dstPort);
+    if (!dest) {
       this.counters.ignored++;
       return;
     }
-    const host = ip.dst === USER_GATEWAY ? HOST_LOOPBACK : ip4ToString(ip.dst);
     const key = `${ip.src}:${srcPort}`;
     let b = this.udp.get(key);
     if (!b) {
-      if (this.maxUdp <= 0) {
-        this.counters.ignored++;
-        return;
-      }
-      if (this.udp.size >= this.maxUdp) {
-        // Evict the binding idle the longest.
-        let oldest: UdpBinding | null = null;
-        for (const x of this.udp.values()) if (!oldest || x.lastUsed < oldest.lastUsed) oldest = x;
-        if (oldest) this.closeUdp(oldest);
+      if (!this.sockets.take()) {
+        // The budget is spent: this NIC's binding idle the longest makes room, if it has one.
+        let idlest: UdpBinding | null = null;
+        for (const x of this.udp.values()) if (!idlest || x.lastUsed < idlest.lastUsed) idlest = x;
+        if (idlest) this.closeUdp(idlest);
+        if (!idlest || !this.sockets.take()) {
+          this.counters.ignored++;
+          return;
+        }
       }
       const sock = dgram.createSocket("udp4");
       const nb = new UdpBinding(key, ip.src, srcPort, sock);
@@ -1836,9 +1928,9 @@ export class UserNet implements NetBackend {
       }
     }
     b.lastUsed = now();
-    if (b.peers.size < 1024) b.peers.add(`${host}:${dstPort}`);
+    if (b.peers.size < 1024) b.peers.add(`${dest.host}:${dest.port}`);
     this.counters.udpOut++;
-    b.sock.send(payload, dstPort, host, () => {});
+    b.sock.send(payload, dest.port, dest.host, () => {});
   }
 
   private udpIn(b: UdpBinding, msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -1857,6 +1949,7 @@ export class UserNet implements NetBackend {
   private closeUdp(b: UdpBinding): void {
     if (this.udp.get(b.key) !== b) return;
     this.udp.delete(b.key);
+    this.sockets.release();
     try {
       b.sock.close();
     } catch {
@@ -1902,18 +1995,23 @@ export class UserNet implements NetBackend {
     else this.sendRst(ip.dst, seg.dstPort, ip.src, seg.srcPort, 0, seqAdd(seg.seq, len), true);
   }
 
+  /**
+   * Where the guest's TCP or UDP to dst:port goes on the host, or null when the guest may not go
+   * there: the one place restrict, the loopback policy and the routable-address check apply.
+   */
+  private hostDestination(dst: number, port: number): { host: string; port: number } | null {
+    if (this.restrict) return null;
+    if (dst === USER_GATEWAY) return this.loopback === "all" || this.loopback.has(port) ? { host: HOST_LOOPBACK, port } : null;
+    // TCP to 10.0.2.3:53 is proxied to the upstream nameserver (UDP queries never get here:
+    // the DNS proxy answers them). The operator chose that server, so the loopback policy
+    // does not apply to it.
+    if (dst === USER_DNS) return port === 53 ? this.dns.tcpUpstream() : null;
+    return isRoutable(dst) ? { host: ip4ToString(dst), port } : null;
+  }
+
   private openOutbound(key: string, ip: Ipv4Packet, seg: TcpSegment): void {
-    let host: string | null = null;
-    let port = seg.dstPort;
-    if (ip.dst === USER_GATEWAY) host = HOST_LOOPBACK;
-    else if (ip.dst === USER_DNS) {
-      const up = port === 53 ? this.dns.tcpUpstream() : null;
-      if (up) {
-        host = up.host;
-        port = up.port;
-      }
-    } else if (isRoutable(ip.dst)) host = ip4ToString(ip.dst);
-    if (host === null || port === 0 || seg.srcPort === 0 || this.tcp.size >= this.maxTcp) {
+    const dest = seg.srcPort === 0 || seg.dstPort === 0 ? null : this.hostDestination(ip.dst, seg.dstPort);
+    if (!dest || !this.sockets.take()) {
       this.counters.tcpRefused++;
       this.sendRst(ip.dst, seg.dstPort, ip.src, seg.srcPort, 0, seqAdd(seg.seq, 1 + seg.payload.length), true);
       return;
@@ -1925,7 +2023,7 @@ export class UserNet implements NetBackend {
     c.setPeerOptions(seg);
     this.tcp.set(key, c);
     this.counters.tcpOutbound++;
-    const s = net.connect({ host, port, allowHalfOpen: true });
+    const s = net.connect({ host: dest.host, port: dest.port, allowHalfOpen: true });
     s.setNoDelay(true);
     c.bindSocket(s);
     s.once("connect", this.guard(() => c.hostConnected()));
@@ -1976,7 +2074,7 @@ export class UserNet implements NetBackend {
   }
 
   private acceptForward(s: net.Socket, guestIp: number, guestPort: number): void {
-    if (this.closed || this.tcp.size >= this.maxTcp) {
+    if (this.closed) {
       s.destroy();
       return;
     }
@@ -1989,8 +2087,9 @@ export class UserNet implements NetBackend {
       if (!this.tcp.has(key)) break;
       key = "";
     }
-    if (!key) {
-      s.destroy();
+    if (!key || !this.sockets.take()) {
+      this.counters.tcpRefused++;
+      resetSocket(s); // the client sees its connection refused, not an empty reply
       return;
     }
     s.setNoDelay(true);

@@ -47,6 +47,7 @@ import {
   parseUdp,
 } from "../../host/net/packet";
 import { UserNet } from "../../host/net/user";
+import { SocketBudget } from "../../host/net/budget";
 import { DNS, GUEST, GUEST_MAC, GW, Harness, ipFrame, pattern, udpFrame } from "./guest";
 
 const A = ip4(10, 0, 2, 15);
@@ -261,7 +262,7 @@ describe("malformed input", () => {
   it("UserNet drops malformed and fuzzed frames without throwing or answering garbage", async () => {
     const errors: unknown[] = [];
     // No sockets at all: a mutation can never make this test reach the network.
-    const un = new UserNet({ onError: (e) => errors.push(e), dns: { servers: [], hostsFile: null }, maxTcp: 0, maxUdp: 0 });
+    const un = new UserNet({ onError: (e) => errors.push(e), dns: { servers: [], hostsFile: null }, sockets: new SocketBudget(0) });
     const h = new Harness(un);
     try {
       const base = samples();

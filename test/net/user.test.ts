@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import * as net from "node:net";
 import * as dgram from "node:dgram";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -23,6 +23,7 @@ import {
   DNS_FLAG_TC,
   DNS_RCODE_NOERROR,
   DNS_RCODE_NXDOMAIN,
+  DNS_RCODE_REFUSED,
   DNS_RCODE_SERVFAIL,
   DNS_TYPE_A,
   DNS_TYPE_AAAA,
@@ -57,8 +58,11 @@ import {
   parseTcp,
   parseUdp,
   type DnsMessage,
+  type TcpSegment,
 } from "../../host/net/packet";
-import { UserNet, parseHostFwd, parseUserNetSpec, type UserNetOptions } from "../../host/net/user";
+import { UserNet, parseHostFwd, parseUserNetSpec, userNetFixedFds, type UserNetOptions } from "../../host/net/user";
+import { SocketBudget } from "../../host/net/budget";
+import { netdevHasOption, parseNetdev } from "../../host/net/netdev";
 import { DNS, GUEST, GUEST_MAC, GW, GW_MAC, GuestTcp, Harness, ipFrame, pattern, udpFrame, waitUntil, withTimeout } from "./guest";
 
 // Everything a test opens is closed by afterEach, even when the test fails.
@@ -116,6 +120,36 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
 }
 
+/** A UDP socket on 127.0.0.1:0 recording what arrives; `reply` makes it answer each datagram. */
+async function udpServer(reply?: (msg: Buffer) => Uint8Array): Promise<{ port: number; received: { msg: Buffer; rinfo: dgram.RemoteInfo }[]; sock: dgram.Socket }> {
+  const sock = dgram.createSocket("udp4");
+  cleanups.push(() => new Promise<void>((r) => sock.close(() => r())));
+  const received: { msg: Buffer; rinfo: dgram.RemoteInfo }[] = [];
+  sock.on("message", (msg, rinfo) => {
+    received.push({ msg, rinfo });
+    if (reply) sock.send(reply(msg), rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((r) => sock.bind(0, "127.0.0.1", () => r()));
+  return { port: sock.address().port, received, sock };
+}
+
+/** The guest opens a TCP connection from `localPort`; closed by afterEach. */
+function guestConnect(h: Harness, remoteIp: number, remotePort: number, localPort: number): GuestTcp {
+  const g = new GuestTcp(h, { localPort, remoteIp, remotePort });
+  cleanups.push(() => g.close());
+  g.connect();
+  return g;
+}
+
+/** Sends a bare SYN and returns the segment that answers it. */
+async function answerToSyn(h: Harness, dst: number, dstPort: number, srcPort: number): Promise<TcpSegment> {
+  h.send(ipFrame(GUEST, dst, IPPROTO_TCP, buildTcp(GUEST, dst, { srcPort, dstPort, seq: 1000, ack: 0, flags: TCP_SYN, window: 1000 })));
+  const r = await h.next((r) => r.ip?.protocol === IPPROTO_TCP && parseTcp(r.ip.payload, r.ip.src, r.ip.dst)?.dstPort === srcPort, 3000, `the answer to a SYN for port ${dstPort}`);
+  return parseTcp(r.ip!.payload, r.ip!.src, r.ip!.dst)!;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 // ---------------------------------------------------------------------------------------------
 
 describe("option strings", () => {
@@ -143,7 +177,18 @@ describe("option strings", () => {
       ["user,hostfwd=tcp:localhost:80-:80", /host address 'localhost' is not an IPv4/],
       ["user,hostfwd=tcp::80-192.168.1.1:80", /not a guest address in 10.0.2.0\/24/],
       ["user,hostfwd=tcp::80-10.0.2.2:80", /not a guest address/],
-      ["user,restrict=on", /unknown option 'restrict'/],
+      ["user,tftp=/srv", /unknown option 'tftp' \(supported: hostfwd, restrict, loopback, id\)/],
+      ["user,restrict=maybe", /restrict=maybe: use on or off/],
+      ["user,restrict=on,restrict=off", /restrict=on and restrict=off contradict/],
+      ["user,loopback=on,loopback=22", /loopback=on already allows every port/],
+      ["user,loopback=22,loopback=on", /loopback=on already allows every port/],
+      ["user,loopback=off,loopback=on", /loopback=on and loopback=off contradict/],
+      ["user,loopback=0", /loopback=0: expected on, off or a port 1-65535/],
+      ["user,loopback=65536", /loopback=65536: expected/],
+      ["user,loopback=yes", /loopback=yes: expected/],
+      ["user,loopback=", /loopback=: expected/],
+      ["user,restrict=on,loopback=22", /restrict=on lets the guest reach no loopback port/],
+      ["user,loopback=on,restrict=yes", /restrict=on lets the guest reach no loopback port/],
       ["user,hostfwd", /needs a value/],
       ["user,,hostfwd=tcp::1-:1", /empty option/],
       ["tap", /expected 'user/],
@@ -155,6 +200,42 @@ describe("option strings", () => {
     expect(() => new UserNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 0 }] })).toThrow(/guest port/);
     expect(() => new UserNet({ hostfwd: [{ proto: "tcp", hostAddr: "::1", hostPort: 0, guestPort: 80 }] })).toThrow(/host address/);
     expect(() => new UserNet({ mac: "01:00:5e:00:00:01" })).toThrow(/MAC/);
+    expect(() => new UserNet({ loopback: [80, 0] })).toThrow(/loopback port 0/);
+  });
+
+  it("parses restrict= and loopback=, combining repeated loopback options", () => {
+    expect(parseUserNetSpec("user,restrict=on")).toEqual({ restrict: true });
+    expect(parseUserNetSpec("user,restrict=yes")).toEqual({ restrict: true });
+    expect(parseUserNetSpec("user,restrict=no,restrict=off")).toEqual({ restrict: false });
+    expect(parseUserNetSpec("user,loopback=on,loopback=on")).toEqual({ loopback: "all" });
+    expect(parseUserNetSpec("user,loopback=off")).toEqual({ loopback: "none" });
+    expect(parseUserNetSpec("user,loopback=8080")).toEqual({ loopback: [8080] });
+    // A default "off" appended after (or written before) the user's ports leaves just those.
+    expect(parseUserNetSpec("user,loopback=8080,loopback=53,loopback=8080,loopback=off")).toEqual({ loopback: [53, 8080] });
+    expect(parseUserNetSpec("user,loopback=off,loopback=53")).toEqual({ loopback: [53] });
+    expect(parseUserNetSpec("user,hostfwd=tcp::2222-:22,restrict=on,loopback=off")).toEqual({
+      hostfwd: [{ proto: "tcp", hostPort: 2222, guestPort: 22 }],
+      restrict: true,
+      loopback: "none",
+    });
+  });
+
+  it("tells whether a netdev names an option, so a default is appended only when it does not", () => {
+    const withDefault = (spec: string) => (netdevHasOption(spec, "loopback") ? spec : `${spec},loopback=off`);
+    expect(netdevHasOption("user,hostfwd=tcp::1-:1,loopback=22", "loopback")).toBe(true);
+    expect(netdevHasOption("user,hostfwd=tcp::1-:1", "loopback")).toBe(false);
+    expect(netdevHasOption("user", "loopback")).toBe(false);
+    expect(netdevHasOption("user,loopbackish=1", "loopback")).toBe(false);
+    expect(parseNetdev(withDefault("user,loopback=8080"))).toEqual({ kind: "user", options: { loopback: [8080] } });
+    expect(parseNetdev(withDefault("user,restrict=on"))).toEqual({ kind: "user", options: { restrict: true, loopback: "none" } });
+    expect(parseNetdev(withDefault("user,loopback=on"))).toEqual({ kind: "user", options: { loopback: "all" } });
+  });
+
+  it("counts the descriptors a user NIC holds outside the socket budget", () => {
+    const fwd = parseUserNetSpec("user,hostfwd=tcp::1-:1,hostfwd=tcp::2-:2");
+    expect(userNetFixedFds({})).toBe(2); // the DNS forwarder's IPv4 and IPv6 sockets
+    expect(userNetFixedFds(fwd)).toBe(4);
+    expect(userNetFixedFds({ ...fwd, restrict: true })).toBe(2); // a restricted NIC forwards no DNS
   });
 });
 
@@ -854,5 +935,273 @@ describe("hostfwd", () => {
     const before = un.stats().framesFromGuest;
     h.send(udpFrame(GUEST, 5002, GW, port, new Uint8Array([1])));
     expect(un.stats().framesFromGuest).toBe(before);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("loopback policy", () => {
+  it("lets the guest reach any port of the host's 127.0.0.1 through 10.0.2.2 by default", async () => {
+    let accepted = 0;
+    const { port } = await tcpServer(() => accepted++);
+    const { h } = makeNet();
+    const g = guestConnect(h, GW, port, 40200);
+    await waitUntil(() => g.state === "established" && accepted === 1, 3000, "the connection");
+  });
+
+  it("with loopback=off resets the SYN and the host service sees nothing", async () => {
+    let accepted = 0;
+    const { port } = await tcpServer(() => accepted++);
+    const { un, h } = makeNet(parseUserNetSpec("user,loopback=off"));
+    const seg = await answerToSyn(h, GW, port, 40201);
+    expect(seg.flags).toBe(TCP_RST | TCP_ACK);
+    expect(seg.ack).toBe(1001);
+    await sleep(50);
+    expect(accepted).toBe(0);
+    expect(un.stats().tcp).toMatchObject({ refused: 1, outbound: 0, active: 0 });
+  });
+
+  it("with loopback=PORT reaches that port only", async () => {
+    let allowedAccepted = 0;
+    let otherAccepted = 0;
+    const allowed = await tcpServer(() => allowedAccepted++);
+    const other = await tcpServer(() => otherAccepted++);
+    const { un, h } = makeNet(parseUserNetSpec(`user,loopback=off,loopback=${allowed.port}`));
+    const refused = guestConnect(h, GW, other.port, 40202);
+    await waitUntil(() => refused.state === "reset", 3000, "the RST");
+    const g = guestConnect(h, GW, allowed.port, 40203);
+    await waitUntil(() => g.state === "established" && allowedAccepted === 1, 3000, "the allowed connection");
+    expect(otherAccepted).toBe(0);
+    expect(un.stats().tcp).toMatchObject({ refused: 1, outbound: 1 });
+  });
+
+  it("applies the same ports to UDP", async () => {
+    const allowed = await udpServer((m) => m);
+    const other = await udpServer((m) => m);
+    const { un, h } = makeNet({ loopback: [allowed.port] });
+    h.send(udpFrame(GUEST, 5010, GW, other.port, new Uint8Array([1])));
+    h.send(udpFrame(GUEST, 5011, GW, allowed.port, new Uint8Array([2])));
+    const r = await h.next((r) => r.ip?.protocol === IPPROTO_UDP, 2000, "the allowed port's echo");
+    expect(parseUdp(r.ip!.payload, r.ip!.src, r.ip!.dst)!.dstPort).toBe(5011);
+    await sleep(30);
+    expect(other.received).toHaveLength(0);
+    expect(un.stats()).toMatchObject({ ignored: 1, udp: { bindings: 1, datagramsOut: 1 } });
+  });
+});
+
+describe("restrict=on", () => {
+  it("refuses guest TCP to the host and beyond before any socket is opened", async () => {
+    let accepted = 0;
+    const { port } = await tcpServer(() => accepted++);
+    // A spent budget: even a broken restrict could open nothing, but it would ask for a socket.
+    const sockets = new SocketBudget(0);
+    const take = vi.spyOn(sockets, "take");
+    const { un, h } = makeNet({ ...parseUserNetSpec("user,restrict=on"), sockets });
+    // The host's loopback first: should restrict not work, this fails before the next SYN.
+    for (const [dst, dstPort, srcPort] of [[GW, port, 40210], [ip4(192, 0, 2, 1), 80, 40211]]) {
+      const seg = await answerToSyn(h, dst, dstPort, srcPort);
+      expect(seg.flags).toBe(TCP_RST | TCP_ACK);
+      expect(take).not.toHaveBeenCalled();
+    }
+    expect(accepted).toBe(0);
+    expect(un.stats().tcp).toMatchObject({ refused: 2, outbound: 0, active: 0 });
+  });
+
+  it("sends no UDP anywhere", async () => {
+    const server = await udpServer((m) => m);
+    const sockets = new SocketBudget(0);
+    const take = vi.spyOn(sockets, "take");
+    const { un, h } = makeNet({ restrict: true, sockets });
+    h.send(udpFrame(GUEST, 5020, GW, server.port, new Uint8Array([1])));
+    await sleep(30);
+    expect(server.received).toHaveLength(0); // checked before a datagram could be sent beyond
+    h.send(udpFrame(GUEST, 5021, ip4(192, 0, 2, 1), 9, new Uint8Array([2])));
+    expect(take).not.toHaveBeenCalled();
+    expect(un.stats()).toMatchObject({ ignored: 2, udp: { bindings: 0, datagramsOut: 0 } });
+  });
+
+  it("answers REFUSED instead of forwarding DNS, but still answers local names", async () => {
+    const upstream = await udpServer();
+    const asked: string[] = [];
+    const lookup = async (name: string) => {
+      asked.push(name);
+      return ["192.0.2.1"];
+    };
+    const { un, h } = makeNet({ restrict: true, dns: { servers: [`127.0.0.1:${upstream.port}`], lookup } });
+    const ask = async (id: number, name: string, type: number) => {
+      h.send(udpFrame(GUEST, 40300 + id, DNS, 53, buildDns({ id, flags: DNS_FLAG_RD, questions: [{ name, type, class: DNS_CLASS_IN }], answers: [], authorities: [], additionals: [] })));
+      const r = await h.next((r) => r.ip?.protocol === IPPROTO_UDP, 2000, `the answer for ${name}`);
+      return parseDns(parseUdp(r.ip!.payload, r.ip!.src, r.ip!.dst)!.payload)!;
+    };
+    const forwarded = await ask(1, "example.test", DNS_TYPE_MX);
+    expect(forwarded.id).toBe(1);
+    expect(dnsRcode(forwarded)).toBe(DNS_RCODE_REFUSED);
+    expect(dnsRcode(await ask(2, "svc.test", DNS_TYPE_A))).toBe(DNS_RCODE_REFUSED);
+    const local = await ask(3, "localhost", DNS_TYPE_A);
+    expect(Array.from(local.answers[0].data)).toEqual([127, 0, 0, 1]);
+    await sleep(30);
+    expect(upstream.received).toHaveLength(0);
+    expect(asked).toEqual([]);
+    expect(un.stats().dns).toMatchObject({ queries: 3, local: 1, forwarded: 0 });
+  });
+
+  it("does not carry DNS over TCP to the upstream server", async () => {
+    let accepted = 0;
+    const { port } = await tcpServer(() => accepted++);
+    const { un, h } = makeNet({ restrict: true, dns: { servers: [`127.0.0.1:${port}`] } });
+    const g = guestConnect(h, DNS, 53, 40212);
+    await waitUntil(() => g.state === "reset", 3000, "the RST");
+    await sleep(30);
+    expect(accepted).toBe(0);
+    expect(un.stats().tcp).toMatchObject({ refused: 1, outbound: 0 });
+  });
+
+  it("keeps DHCP, ARP, ping of the virtual hosts and hostfwd working", async () => {
+    const { un, h } = makeNet({ restrict: true, hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 80 }] });
+    const [fwd] = await withTimeout(un.ready(), 2000, "listening");
+
+    h.send(udpFrame(0, 68, 0xffffffff, 67, buildDhcp({ op: 1, xid: 7, chaddr: GUEST_MAC, options: [[DHCP_OPT_MESSAGE_TYPE, optU8(DHCPDISCOVER)]] }), BROADCAST_MAC));
+    const offer = await h.next((r) => r.ip?.protocol === IPPROTO_UDP, 2000, "the DHCP offer");
+    expect(parseDhcp(parseUdp(offer.ip!.payload, offer.ip!.src, offer.ip!.dst)!.payload)!.messageType).toBe(DHCPOFFER);
+
+    h.send(buildEthernet(BROADCAST_MAC, GUEST_MAC, ETHERTYPE_ARP, buildArp({ op: ARP_REQUEST, senderMac: GUEST_MAC, senderIp: GUEST, targetMac: ZERO_MAC, targetIp: GW })));
+    const arp = await h.next((r) => parseEthernet(r.frame)?.etherType === ETHERTYPE_ARP, 2000, "the ARP reply");
+    expect(parseArp(parseEthernet(arp.frame)!.payload)!.op).toBe(ARP_REPLY);
+
+    for (const dst of [GW, DNS]) {
+      h.send(ipFrame(GUEST, dst, IPPROTO_ICMP, buildIcmpEcho(ICMP_ECHO_REQUEST, 1, 1, new Uint8Array(8))));
+      const r = await h.next((r) => r.ip?.protocol === IPPROTO_ICMP, 2000, "the echo reply");
+      expect(r.ip!.src).toBe(dst);
+      expect(parseIcmp(r.ip!.payload)!.type).toBe(ICMP_ECHO_REPLY);
+    }
+
+    h.listeners.set(80, (syn, ip) => {
+      const g = new GuestTcp(h, { localPort: 80, remoteIp: ip.src, remotePort: syn.srcPort });
+      cleanups.push(() => g.close());
+      g.accept(syn);
+      g.write(new TextEncoder().encode("hello from the guest"));
+      g.end();
+      return g;
+    });
+    const client = net.connect(fwd.hostPort, "127.0.0.1");
+    cleanups.push(() => void client.destroy());
+    const c = collect(client);
+    await withTimeout(c.ended, 5000, "the guest's answer");
+    expect(c.data().toString()).toBe("hello from the guest");
+    expect(un.stats().tcp.inbound).toBe(1);
+  });
+});
+
+describe("socket budget", () => {
+  it("counts sockets taken and given back", () => {
+    const b = new SocketBudget(2);
+    expect([b.take(), b.take(), b.take()]).toEqual([true, true, false]);
+    expect(b.used).toBe(2);
+    b.release();
+    expect(b.take()).toBe(true);
+    b.release();
+    b.release();
+    expect(b.used).toBe(0);
+    expect(() => b.release()).toThrow(/released more often than taken/);
+    expect(() => new SocketBudget(-1)).toThrow(/socket budget/);
+    expect(() => new SocketBudget(1.5)).toThrow(/socket budget/);
+  });
+
+  it("refuses the connection beyond a budget shared by two NICs, and admits one once another ends", async () => {
+    let accepted = 0;
+    const { port } = await tcpServer((s) => {
+      accepted++;
+      s.on("error", () => {}); // the guest's reset reaches it as ECONNRESET
+    });
+    const sockets = new SocketBudget(2);
+    const a = makeNet({ sockets });
+    const b = makeNet({ sockets });
+    const g1 = guestConnect(a.h, GW, port, 40220);
+    const g2 = guestConnect(b.h, GW, port, 40221);
+    await waitUntil(() => g1.state === "established" && g2.state === "established", 3000, "two connections");
+    expect(sockets.used).toBe(2);
+    const g3 = guestConnect(a.h, GW, port, 40222);
+    await waitUntil(() => g3.state === "reset", 3000, "the RST");
+    expect(a.un.stats().tcp).toMatchObject({ refused: 1, outbound: 1 });
+    g1.rst();
+    await waitUntil(() => sockets.used === 1, 3000, "the reset connection's socket to be given back");
+    const g4 = guestConnect(a.h, GW, port, 40223);
+    await waitUntil(() => g4.state === "established", 3000, "a new connection");
+    expect(accepted).toBe(3);
+    expect(sockets.used).toBe(2);
+  });
+
+  it("resets a hostfwd client when the budget is spent", async () => {
+    const { un } = makeNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 80 }], sockets: new SocketBudget(0) });
+    const [fwd] = await un.ready();
+    const client = net.connect(fwd.hostPort, "127.0.0.1");
+    cleanups.push(() => void client.destroy());
+    let clientError = "";
+    let clientClosed = false;
+    client.on("error", (e: NodeJS.ErrnoException) => (clientError = e.code ?? "error"));
+    client.on("close", () => (clientClosed = true));
+    await waitUntil(() => clientClosed, 3000, "the client to be closed");
+    expect(clientError).toBe("ECONNRESET");
+    expect(un.stats().tcp).toMatchObject({ refused: 1, inbound: 0, active: 0 });
+  });
+
+  it("evicts the NIC's longest-idle UDP binding when the budget is spent", async () => {
+    const server = await udpServer((m) => m);
+    const sockets = new SocketBudget(2);
+    const { un, h } = makeNet({ sockets });
+    const hostPortOf = (tag: number) => server.received.find((x) => x.msg[0] === tag)!.rinfo.port;
+    const roundTrip = async (guestPort: number, tag: number) => {
+      h.send(udpFrame(GUEST, guestPort, GW, server.port, new Uint8Array([tag])));
+      await h.next((r) => r.ip?.protocol === IPPROTO_UDP, 2000, `the echo of ${tag}`);
+      await sleep(5); // distinct last-use times
+    };
+    await roundTrip(5030, 1);
+    await roundTrip(5031, 2);
+    await roundTrip(5030, 3); // 5031 is now the idlest
+    await roundTrip(5032, 4);
+    expect(un.stats().udp).toEqual({ bindings: 2, datagramsOut: 4, datagramsIn: 4 });
+    expect(sockets.used).toBe(2);
+    // 5031's host socket is gone; 5030's still carries replies.
+    server.sock.send(new Uint8Array([5]), hostPortOf(2), "127.0.0.1");
+    server.sock.send(new Uint8Array([6]), hostPortOf(1), "127.0.0.1");
+    const r = await h.next((r) => r.ip?.protocol === IPPROTO_UDP, 2000, "the reply to 5030");
+    expect(parseUdp(r.ip!.payload, r.ip!.src, r.ip!.dst)!.dstPort).toBe(5030);
+    await sleep(30);
+    expect(h.frames).toHaveLength(0);
+    expect(un.stats().udp.datagramsIn).toBe(5);
+  });
+
+  it("drops a datagram when the budget is spent and the NIC has no binding to give up", async () => {
+    let accepted = 0;
+    const { port } = await tcpServer(() => accepted++);
+    const server = await udpServer();
+    const sockets = new SocketBudget(1);
+    const a = makeNet({ sockets });
+    const b = makeNet({ sockets });
+    const g = guestConnect(a.h, GW, port, 40230);
+    await waitUntil(() => g.state === "established", 3000, "the connection");
+    b.h.send(udpFrame(GUEST, 5040, GW, server.port, new Uint8Array([1])));
+    await sleep(30);
+    expect(server.received).toHaveLength(0);
+    expect(b.un.stats()).toMatchObject({ ignored: 1, udp: { bindings: 0, datagramsOut: 0 } });
+    expect(a.un.stats().tcp.active).toBe(1);
+  });
+
+  it("gives everything back on close()", async () => {
+    const { port } = await tcpServer(() => {});
+    const server = await udpServer();
+    const sockets = new SocketBudget(8);
+    const a = makeNet({ sockets });
+    const b = makeNet({ sockets });
+    const g = guestConnect(a.h, GW, port, 40240);
+    await waitUntil(() => g.state === "established", 3000, "the connection");
+    a.h.send(udpFrame(GUEST, 5050, GW, server.port, new Uint8Array([1])));
+    b.h.send(udpFrame(GUEST, 5051, GW, server.port, new Uint8Array([2])));
+    await waitUntil(() => server.received.length === 2, 2000, "both datagrams");
+    expect(sockets.used).toBe(3);
+    a.un.close();
+    expect(sockets.used).toBe(1);
+    b.un.close();
+    expect(sockets.used).toBe(0);
   });
 });
