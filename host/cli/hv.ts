@@ -1,29 +1,36 @@
 // `wasmvisor host` (the hypervisor daemon: pCPU workers + the control API on a Unix socket) and
 // `wasmvisor ctl` (its command-line client).
 import { parseArgs } from "node:util";
-import { readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { Hypervisor } from "../hv/hypervisor";
 import { serveApi, ApiClient, ACTIONS } from "../hv/api";
+import { defaultSocketPath, ensurePrivateDir, checkApiSocket } from "../hv/api-socket";
 import { parseSize, CliError } from "./args";
 import type { HostInfo, VmInfo, VmRunStats } from "../hv/types";
 
 const CTRL_RIGHT_BRACKET = 0x1d;
 
-/** Where the API listens unless --api says otherwise. */
-export function defaultSocket(): string {
-  const dir = process.env.XDG_RUNTIME_DIR || tmpdir();
-  return join(dir, `wasmvisor-${process.getuid?.() ?? 0}.sock`);
+/**
+ * Where VMs' images may come from unless --images says otherwise: the guests wasmvisor builds
+ * (its cache) and Debian's firmware (the default OpenSBI, U-Boot).
+ */
+export function defaultImageDirs(): string[] {
+  const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "wasmvisor");
+  return [cache, "/usr/lib/riscv64-linux-gnu/opensbi", "/usr/lib/u-boot"];
 }
 
-export const HOST_HELP = `Usage: wasmvisor host [--api <socket>] [--cpus N] [--memory <size>] [--overcommit R] [--slice <ms>]
-                      [--watchdog <s>] [--vcpus-per-pcpu N]
+export const HOST_HELP = `Usage: wasmvisor host [--api <socket>] [--images <dir>]... [--cpus N] [--memory <size>] [--overcommit R]
+                      [--slice <ms>] [--watchdog <s>] [--vcpus-per-pcpu N]
 
 Run the hypervisor: a worker thread per pCPU and the control API (HTTP + JSON) on a Unix socket.
 Manage its VMs with 'wasmvisor ctl'. Ctrl-C (SIGINT/SIGTERM) stops every VM and exits.
 
-  --api <socket>     Unix socket of the control API (default ${defaultSocket()})
+  --api <socket>     Unix socket of the control API (default ${defaultSocketPath()})
+  --images <dir>     a directory VMs' firmware, kernels, initrds and disks may come from
+                     (repeatable; nothing outside them is opened for a client). Default:
+                     ${defaultImageDirs().join(", ")}
   --cpus <n>         pCPU workers (default: every core)
   --memory <size>    host memory VMs may use, before overcommit (default: all of it)
   --overcommit <r>   VMs may commit memory × r (default 1)
@@ -52,7 +59,7 @@ export async function hostCommand(argv: string[]): Promise<number> {
   try {
     v = parseArgs({
       args: argv, strict: true, allowPositionals: false,
-      options: { api: { type: "string" }, cpus: { type: "string" }, memory: { type: "string" }, overcommit: { type: "string" }, slice: { type: "string" }, watchdog: { type: "string" }, "vcpus-per-pcpu": { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: { api: { type: "string" }, images: { type: "string", multiple: true }, cpus: { type: "string" }, memory: { type: "string" }, overcommit: { type: "string" }, slice: { type: "string" }, watchdog: { type: "string" }, "vcpus-per-pcpu": { type: "string" }, help: { type: "boolean", short: "h" } },
     }).values;
   } catch (e) {
     throw new CliError((e as Error).message.split(". ")[0]);
@@ -70,20 +77,26 @@ export async function hostCommand(argv: string[]): Promise<number> {
   const vcpusPerPcpu = num("vcpus-per-pcpu", v["vcpus-per-pcpu"], (n) => Number.isInteger(n) && n >= 1 && n <= 1024, "a whole number from 1 to 1024");
   const watchdogSeconds = num("watchdog", v.watchdog, (n) => n > 0 && n <= 3600, "a number of seconds in (0, 3600]");
   const hostMemory = v.memory === undefined ? undefined : parseSize(v.memory);
-  const socket = v.api ?? defaultSocket();
-  const hv = await Hypervisor.start({
-    cpus, overcommit, sliceMs, hostMemory, watchdogSeconds, vcpusPerPcpu,
-    onEvent: (message) => process.stderr.write(`wasmvisor host: ${message}\n`),
-  });
+  const socket = v.api ?? defaultSocketPath();
+  // The default socket's directory must be private (--api's is the user's choice; the socket
+  // itself is 0600 either way). Checked before any worker starts.
+  if (v.api === undefined) ensurePrivateDir(dirname(socket));
+  const log = (message: string) => process.stderr.write(`wasmvisor host: ${message}\n`);
+  const imageDirs = (v.images ?? defaultImageDirs()).map((d) => resolve(d));
+  for (const d of v.images ?? []) {
+    if (!existsSync(d) || !statSync(d).isDirectory()) throw new CliError(`--images ${d}: not a directory`);
+  }
+  const hv = await Hypervisor.start({ cpus, overcommit, sliceMs, hostMemory, watchdogSeconds, vcpusPerPcpu, imageDirs, onEvent: log });
   let server;
   try {
-    server = await serveApi(hv, socket);
+    server = await serveApi(hv, socket, { onError: log });
   } catch (e) {
     await hv.close();
-    throw new CliError((e as Error).message);
+    throw e; // it says what to do about the path
   }
   const info = hv.host();
-  process.stderr.write(`wasmvisor host: ${info.pcpus} pCPU(s), ${Math.round(info.memoryLimit / 2 ** 20)} MiB for VMs, API on ${socket}\n`);
+  log(`${info.pcpus} pCPU(s), ${Math.round(info.memoryLimit / 2 ** 20)} MiB and ${info.fdLimit} file descriptors for VMs, API on ${socket}`);
+  log(`images from ${imageDirs.join(", ")}`);
   await new Promise<void>((resolve) => {
     const quit = () => resolve();
     process.once("SIGINT", quit);
@@ -104,7 +117,9 @@ export async function ctlCommand(argv: string[]): Promise<number> {
   }
   const [cmd, arg, ...extra] = parsed.positionals;
   if (parsed.values.help || !cmd) { process.stdout.write(CTL_HELP); return cmd ? 0 : 2; }
-  const api = new ApiClient(parsed.values.api ?? defaultSocket());
+  const socket = parsed.values.api ?? defaultSocketPath();
+  checkApiSocket(socket);
+  const api = new ApiClient(socket);
   const needName = () => {
     if (!arg || extra.length) throw new CliError(`ctl ${cmd} takes one VM name`);
     return encodeURIComponent(arg);
@@ -166,6 +181,10 @@ async function attach(api: ApiClient, name: string): Promise<number> {
       sock.on("data", () => { clearTimeout(quiet); quiet = setTimeout(resolve, 1000); });
     });
     sock.on("close", () => resolve());
+    sock.on("error", (e) => { // the host went away mid-session
+      process.stderr.write(`\r\n[wasmvisor: the console connection failed: ${e.message}]\r\n`);
+      resolve();
+    });
   });
   if (tty) stdin.setRawMode(false);
   stdin.pause();
@@ -176,7 +195,8 @@ async function attach(api: ApiClient, name: string): Promise<number> {
 const mib = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
 
 function formatHost(h: HostInfo): string {
-  return `pCPUs ${h.pcpus}; memory ${mib(h.memoryCommitted)} of ${mib(h.memoryLimit)} committed; vCPUs ${h.vcpusCommitted} of ${h.maxVcpus}; ${h.vms} VM(s)`;
+  return `pCPUs ${h.pcpus}; memory ${mib(h.memoryCommitted)} of ${mib(h.memoryLimit)} committed; vCPUs ${h.vcpusCommitted} of ${h.maxVcpus}; ` +
+    `file descriptors ${h.fdsCommitted} of ${h.fdLimit}; ${h.vms} VM(s)`;
 }
 
 function formatList(vms: VmInfo[]): string {

@@ -18,13 +18,17 @@
  */
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { existsSync, unlinkSync, chmodSync } from "node:fs";
-import { connect } from "node:net";
+import { clearStaleSocket } from "./api-socket";
 import { HvError, badRequest, notFound, type HostInfo, type VmInfo, type VmRunStats } from "./types";
 
 export const CONSOLE_PROTOCOL = "wasmvisor-console";
 /** Largest request body accepted (a VM definition is small). */
 const MAX_BODY = 1 << 20;
+/**
+ * Console output queued for one client at most: a client that does not read must not make the
+ * daemon hold a chatty guest's output without bound. Past it that client's output is dropped.
+ */
+export const CONSOLE_QUEUE_LIMIT = 1 << 20;
 export const ACTIONS = ["start", "pause", "resume", "stop"] as const;
 export type Action = (typeof ACTIONS)[number];
 
@@ -44,34 +48,60 @@ export interface Control {
   attachConsole(name: string, onOutput: (bytes: Uint8Array) => void): { write(bytes: Uint8Array): void; detach(): void };
 }
 
-/** Listen on `socketPath` (a stale socket file is replaced, an unrelated file is not). */
-export async function serveApi(control: Control, socketPath: string): Promise<Server> {
-  if (existsSync(socketPath)) {
-    if (await socketAnswers(socketPath)) throw new Error(`${socketPath}: another wasmvisor host is listening there`);
-    unlinkSync(socketPath);
-  }
-  const server = createServer((req, res) => void handle(control, req, res));
+export interface ApiOptions {
+  /** Told about failures of the listening socket itself (the daemon logs them). */
+  onError?: (message: string) => void;
+}
+
+/**
+ * Listen on `socketPath`. A stale socket of this user's is replaced; anything else there is an
+ * error. The socket is created with mode 0600: no one else can connect, not even for a moment.
+ */
+export async function serveApi(control: Control, socketPath: string, opts: ApiOptions = {}): Promise<Server> {
+  await clearStaleSocket(socketPath);
+  // A Unix socket has no host name: requests without a Host header are fine.
+  const server = createServer({ requireHostHeader: false }, (req, res) => void handle(control, req, res));
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => upgrade(control, req, socket, head));
+  server.on("clientError", refuseUnparsable);
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(socketPath, () => resolve());
+    const failed = (e: Error) => reject(new Error(`cannot listen on ${socketPath} (${e.message}): pass --api <socket> in a directory of yours`));
+    server.once("error", failed);
+    // bind() runs inside listen(), synchronously: the umask is in effect when the socket appears.
+    const umask = process.umask(0o177);
+    try {
+      server.listen(socketPath, () => {
+        server.off("error", failed);
+        resolve();
+      });
+    } finally {
+      process.umask(umask);
+    }
   });
-  chmodSync(socketPath, 0o600);
+  // Without a listener, an error on the listening socket (accept failing: out of descriptors)
+  // would end the daemon and every VM.
+  server.on("error", (e) => opts.onError?.(`the control API socket: ${e.message}`));
   return server;
 }
 
-function socketAnswers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once("connect", () => { s.destroy(); resolve(true); });
-    s.once("error", () => resolve(false));
-  });
+/**
+ * The decoded segments of a request target's path. Only the path is looked at (an absolute-form
+ * target's scheme and authority are dropped, the query ignored), so no target can make this
+ * throw anything but a 400.
+ */
+function requestPath(target: string): string[] {
+  const path = target.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, "").split(/[?#]/, 1)[0];
+  try {
+    return path.split("/").filter(Boolean).map(decodeURIComponent);
+  } catch {
+    throw badRequest(`malformed percent-encoding in the request path: encode each part with encodeURIComponent`);
+  }
 }
+
+const statusOf = (e: unknown) => (e instanceof HvError ? e.status : 500);
 
 async function handle(control: Control, req: IncomingMessage, res: ServerResponse): Promise<void> {
   try {
-    const url = new URL(req.url ?? "/", "http://wasmvisor");
-    const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+    const parts = requestPath(req.url ?? "/");
     const method = req.method ?? "GET";
     const route = `${method} /${parts.map((p, i) => (i === 1 ? "{name}" : p)).join("/")}`;
     switch (route) {
@@ -98,10 +128,10 @@ async function handle(control: Control, req: IncomingMessage, res: ServerRespons
       if (!(ACTIONS as readonly string[]).includes(action)) throw notFound(`unknown action '${action}' (actions: ${ACTIONS.join(", ")})`);
       return send(res, 200, await control.act(parts[1], action as Action));
     }
-    throw notFound(`no route ${method} ${url.pathname}`);
+    throw notFound(`no route ${method} /${parts.join("/")}`);
   } catch (e) {
-    const status = e instanceof HvError ? e.status : 500;
-    send(res, status, { error: (e as Error).message });
+    if (res.headersSent) res.destroy(); // too late for an error reply
+    else send(res, statusOf(e), { error: (e as Error).message });
   }
 }
 
@@ -111,50 +141,100 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw badRequest(`request body larger than ${MAX_BODY} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString("utf8");
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw badRequest(`body is not JSON: ${(e as Error).message}`);
-  }
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      // Past the limit the rest is read and dropped: the connection stays usable.
+      if (size <= MAX_BODY) chunks.push(chunk);
+      else reject(badRequest(`request body larger than ${MAX_BODY} bytes`));
+    });
+    req.on("error", reject);
+    req.on("end", () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+      } catch (e) {
+        reject(badRequest(`body is not JSON: ${(e as Error).message}`));
+      }
+    });
+  });
+}
+
+// What Node's HTTP parser cannot parse (bad request line, headers, chunk sizes, oversized
+// headers) ends here instead of in a request handler. The reply can only be the connection's
+// first bytes: after an earlier response it could be taken for part of it.
+function refuseUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (socket.writable && (socket as Duplex & { bytesWritten?: number }).bytesWritten === 0) {
+    refuse(socket, 400, `malformed HTTP/1.1 request: ${err.message}${err.code ? ` (${err.code})` : ""}`);
+  } else socket.destroy();
+}
+
+// An error reply on a raw socket (no ServerResponse: parse errors and upgrades), then close.
+function refuse(socket: Duplex, status: number, message: string): void {
+  const body = JSON.stringify({ error: message });
+  socket.end(`HTTP/1.1 ${status} ${status === 400 ? "Bad Request" : "Error"}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    () => socket.destroy());
 }
 
 function upgrade(control: Control, req: IncomingMessage, socket: Duplex, head: Buffer): void {
-  const refuse = (status: number, message: string) => {
-    const body = JSON.stringify({ error: message });
-    socket.end(`HTTP/1.1 ${status} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-  };
-  const parts = new URL(req.url ?? "/", "http://wasmvisor").pathname.split("/").filter(Boolean).map(decodeURIComponent);
-  if (req.headers.upgrade !== CONSOLE_PROTOCOL || parts.length !== 3 || parts[0] !== "vms" || parts[2] !== "console") {
-    return refuse(404, `only GET /vms/{name}/console upgrades, to ${CONSOLE_PROTOCOL}`);
-  }
-  let attachment: ReturnType<Control["attachConsole"]>;
+  // Node takes its own error handler off an upgraded socket: without this one, a client that
+  // resets the connection would end the daemon.
+  socket.on("error", () => socket.destroy());
+  let name: string;
   try {
-    control.info(parts[1]);
+    const parts = requestPath(req.url ?? "/");
+    if (req.method !== "GET" || req.headers.upgrade !== CONSOLE_PROTOCOL || parts.length !== 3 || parts[0] !== "vms" || parts[2] !== "console") {
+      throw notFound(`only GET /vms/{name}/console upgrades, to ${CONSOLE_PROTOCOL}`);
+    }
+    name = parts[1];
+    control.info(name);
   } catch (e) {
-    return refuse(e instanceof HvError ? e.status : 500, (e as Error).message);
+    return refuse(socket, statusOf(e), (e as Error).message);
   }
   // The 101 first: attaching replays the scrollback at once.
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${CONSOLE_PROTOCOL}\r\n\r\n`);
+  let attachment: ReturnType<Control["attachConsole"]>;
   try {
-    attachment = control.attachConsole(parts[1], (bytes) => socket.write(bytes));
+    attachment = control.attachConsole(name, boundedOutput(socket));
   } catch (e) {
     socket.end(`\r\n[wasmvisor: ${(e as Error).message}]\r\n`);
     return;
   }
-  if (head.length) attachment.write(new Uint8Array(head));
-  socket.on("data", (chunk: Buffer) => attachment.write(new Uint8Array(chunk)));
-  const done = () => attachment.detach();
-  socket.on("close", done);
-  socket.on("error", done);
+  const toGuest = (bytes: Buffer) => {
+    try {
+      attachment.write(new Uint8Array(bytes));
+    } catch (e) {
+      socket.off("data", toGuest);
+      socket.end(`\r\n[wasmvisor: ${(e as Error).message}]\r\n`);
+    }
+  };
+  if (head.length) toGuest(head);
+  socket.on("data", toGuest);
+  socket.on("close", () => {
+    try {
+      attachment.detach();
+    } catch {
+      // The client is gone: there is no one to tell.
+    }
+  });
+}
+
+// Console output to one client: a client that falls CONSOLE_QUEUE_LIMIT behind loses output
+// until its socket drains, and is then told how much it lost.
+function boundedOutput(socket: Duplex): (bytes: Uint8Array) => void {
+  let dropped = 0;
+  socket.on("drain", () => {
+    if (dropped === 0) return;
+    socket.write(`\r\n[wasmvisor: ${dropped} bytes of console output dropped: this client did not keep up]\r\n`);
+    dropped = 0;
+  });
+  return (bytes) => {
+    if (!socket.writable) return;
+    if (dropped > 0 || socket.writableLength >= CONSOLE_QUEUE_LIMIT) dropped += bytes.length;
+    else socket.write(bytes);
+  };
 }
 
 // ---- the client (wasmvisor ctl, tests) ----

@@ -4,6 +4,9 @@ import { parseSize, parseDrive, parseNet, DEFAULT_DEVICES, CliError, type BootOp
 import { PAGING_MODES, type Paging } from "../core/core";
 import { badRequest, type VmDefinition } from "./types";
 import type { BandwidthLimits } from "../machine/virt";
+import { netdevHasOption, parseNetdev } from "../net/netdev";
+import { DEFAULT_VM_SOCKETS } from "../net/budget";
+import { userNetFixedFds } from "../net/user";
 
 export interface ParsedDefinition {
   definition: VmDefinition;
@@ -12,12 +15,17 @@ export interface ParsedDefinition {
   /** Fraction of one pCPU. */
   cap?: number;
   limits: BandwidthLimits;
+  /** Host sockets its user-mode networking may hold. */
+  sockets: number;
+  /** File descriptors the VM may hold on the host: disks, sockets, DNS and hostfwd listeners. */
+  fds: number;
   onFailure: "keep" | "restart" | "destroy";
 }
 
 const FIELDS = ["name", "mode", "paging", "bios", "kernel", "initrd", "append", "memory", "smp", "drives", "nets", "cpu", "limits", "onFailure"];
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_WEIGHT = 10_000;
+const MAX_SOCKETS = 65_536;
 
 /** Check `raw` (untrusted JSON) and turn it into boot options; throws a 400 HvError naming the field. */
 export function parseDefinition(raw: unknown): ParsedDefinition {
@@ -47,10 +55,11 @@ export function parseDefinition(raw: unknown): ParsedDefinition {
   if (typeof weight !== "number" || !(weight > 0 && weight <= MAX_WEIGHT)) throw badRequest(`'cpu.weight' must be a number in (0, ${MAX_WEIGHT}]`);
   const cap = cpu.cap;
   if (cap !== undefined && (typeof cap !== "number" || !(cap > 0 && cap <= 100))) throw badRequest(`'cpu.cap' must be a percentage of one pCPU in (0, 100]`);
-  const limits = object(d, "limits", ["diskBytesPerSec", "diskOpsPerSec", "netBytesPerSec"]);
+  const { sockets = DEFAULT_VM_SOCKETS, ...limits } = object(d, "limits", ["diskBytesPerSec", "diskOpsPerSec", "netBytesPerSec", "sockets"]);
   for (const [k, v] of Object.entries(limits)) {
     if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) throw badRequest(`'limits.${k}' must be a positive number`);
   }
+  if (!Number.isInteger(sockets) || sockets < 0 || sockets > MAX_SOCKETS) throw badRequest(`'limits.sockets' must be a whole number from 0 to ${MAX_SOCKETS}`);
 
   const onFailure = str("onFailure") ?? "keep";
   if (onFailure !== "keep" && onFailure !== "restart" && onFailure !== "destroy") throw badRequest(`'onFailure' must be "keep", "restart" or "destroy"`);
@@ -64,12 +73,20 @@ export function parseDefinition(raw: unknown): ParsedDefinition {
       memory: parseSize(String(memory)),
       smp: smp as number,
       drives: list("drives").map((s) => parseDrive(s, DEFAULT_DEVICES[mode].drive)),
-      nets: list("nets").map((s) => parseNet(s, DEFAULT_DEVICES[mode].nic)),
+      // A VM made through the host reaches the host's loopback only on ports its definition
+      // names (loopback=PORT), never by default: other VMs' hostfwd ports and local services
+      // live there.
+      nets: list("nets").map((s) => parseNet(isUserNet(s) && !netdevHasOption(s, "loopback") ? `${s},loopback=off` : s, DEFAULT_DEVICES[mode].nic)),
       stats: false,
     };
   } catch (e) {
     if (e instanceof CliError) throw badRequest(e.message.replace(/^--(drive|net)\b:?/, "'$1s':"));
     throw e;
+  }
+  let fds = options.drives.length + sockets;
+  for (const n of options.nets) {
+    const spec = parseNetdev(n.netdev);
+    if (spec.kind === "user") fds += userNetFixedFds(spec.options);
   }
   return {
     definition: d as unknown as VmDefinition,
@@ -77,8 +94,14 @@ export function parseDefinition(raw: unknown): ParsedDefinition {
     weight,
     cap: cap === undefined ? undefined : cap / 100,
     limits: limits as BandwidthLimits,
+    sockets: sockets as number,
+    fds,
     onFailure,
   };
+}
+
+function isUserNet(spec: string): boolean {
+  return spec === "user" || spec.startsWith("user,");
 }
 
 function object(d: Record<string, unknown>, key: string, fields: string[]): Record<string, number | undefined> {

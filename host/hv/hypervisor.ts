@@ -8,6 +8,7 @@
 import { Worker } from "node:worker_threads";
 import { totalmem, availableParallelism } from "node:os";
 import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { packageRoot } from "../core/load-node";
@@ -42,6 +43,13 @@ export interface HypervisorOptions {
   balance?: boolean;
   /** Told when a VM stops or fails by itself, and what was done about it (the daemon logs it). */
   onEvent?: (message: string) => void;
+  /**
+   * Directories VMs' images (firmware, kernel, initrd, disks) must be in; undefined: anywhere.
+   * The daemon sets it: its clients must not make it open whatever it can read.
+   */
+  imageDirs?: readonly string[];
+  /** File descriptors VMs may hold in total (default: the process's limit less what the host needs). */
+  fileDescriptors?: number;
 }
 
 interface Home {
@@ -83,11 +91,25 @@ const MAX_RESTARTS_PER_MINUTE = 5;
 const BALANCE_MS = 1000;
 /** A VM stays where the balancer put it at least this long (ms): no ping-pong. */
 const SETTLE_MS = 5000;
+/** File descriptors the host keeps for itself (workers, images being read, API clients, logs). */
+const HOST_FDS = 256;
+
+/** The process's soft limit on open files (Node raises it to the hard limit at start). */
+function openFileLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    if (m) return m[1] === "unlimited" ? 1 << 20 : Number(m[1]);
+  } catch {
+    // not Linux
+  }
+  return 1024;
+}
 
 export class Hypervisor implements Control {
   readonly pcpus: number;
   readonly memoryLimit: number;
   readonly maxVcpus: number;
+  readonly fdLimit: number;
   private readonly homes: Home[] = [];
   private readonly vms = new Map<string, VmRecord>();
   private readonly scrollbackLimit: number;
@@ -104,9 +126,10 @@ export class Hypervisor implements Control {
     const perPcpu = opts.vcpusPerPcpu ?? 64;
     if (!Number.isInteger(perPcpu) || perPcpu < 1) throw new RangeError(`vcpusPerPcpu must be a whole number ≥ 1, not ${opts.vcpusPerPcpu}`);
     this.maxVcpus = this.pcpus * perPcpu;
+    this.fdLimit = opts.fileDescriptors ?? Math.max(0, openFileLimit() - HOST_FDS);
     this.scrollbackLimit = opts.scrollback ?? 64 * 1024;
     if (opts.balance ?? true) {
-      this.balanceTimer = setInterval(() => void this.balance(), BALANCE_MS);
+      this.balanceTimer = setInterval(() => this.background("balancing the pCPUs", this.balance()), BALANCE_MS);
       this.balanceTimer.unref();
     }
   }
@@ -146,12 +169,16 @@ export class Hypervisor implements Control {
   // ---- Control ----
 
   host(): HostInfo {
-    let memoryCommitted = 0, vcpusCommitted = 0;
+    let memoryCommitted = 0, vcpusCommitted = 0, fdsCommitted = 0;
     for (const vm of this.vms.values()) {
       memoryCommitted += vm.committed;
       vcpusCommitted += vm.parsed.options.smp;
+      fdsCommitted += vm.parsed.fds;
     }
-    return { pcpus: this.pcpus, memoryLimit: this.memoryLimit, memoryCommitted, maxVcpus: this.maxVcpus, vcpusCommitted, vms: this.vms.size };
+    return {
+      pcpus: this.pcpus, memoryLimit: this.memoryLimit, memoryCommitted, maxVcpus: this.maxVcpus, vcpusCommitted,
+      fdLimit: this.fdLimit, fdsCommitted, vms: this.vms.size,
+    };
   }
 
   list(): VmInfo[] {
@@ -188,6 +215,11 @@ export class Hypervisor implements Control {
     if (h.vcpusCommitted + parsed.options.smp > this.maxVcpus) {
       throw noRoom(`${name} needs ${parsed.options.smp} vCPU(s); ${this.maxVcpus - h.vcpusCommitted} of the host's ${this.maxVcpus} are free`);
     }
+    // Disks and host sockets are file descriptors: one VM must not be able to take them all.
+    if (h.fdsCommitted + parsed.fds > this.fdLimit) {
+      throw noRoom(`${name} needs ${parsed.fds} file descriptors (disks, host sockets: 'limits.sockets' is ${parsed.sockets}); ` +
+        `${this.fdLimit - h.fdsCommitted} of the host's ${this.fdLimit} are free. Lower 'limits.sockets', destroy a VM, or raise the host's open-file limit (ulimit -n).`);
+    }
     const home = this.place();
     const vm: VmRecord = {
       parsed, home, state: "created", committed,
@@ -203,21 +235,21 @@ export class Hypervisor implements Control {
       this.vms.delete(name);
       throw e;
     }
-    void this.drainConsole(vm);
+    this.background(`draining ${name}'s console`, this.drainConsole(vm));
     return this.info(name);
   }
 
   private async build(vm: VmRecord): Promise<void> {
     let req;
     try {
-      req = machineRequest(vm.parsed.options);
+      req = machineRequest(vm.parsed.options, { dirs: this.opts.imageDirs });
     } catch (e) {
       if (e instanceof RequestError) throw badRequest(e.message.split("\n")[0]);
       throw e;
     }
     try {
       await vm.home.pcpu.create({
-        ...req, limits: vm.parsed.limits, name: vm.parsed.definition.name, weight: vm.parsed.weight, cap: vm.parsed.cap,
+        ...req, limits: vm.parsed.limits, sockets: vm.parsed.sockets, name: vm.parsed.definition.name, weight: vm.parsed.weight, cap: vm.parsed.cap,
         consoleOut: vm.out.buffer, consoleIn: vm.input.buffer,
         watchdogMs: this.opts.watchdogSeconds === undefined ? undefined : this.opts.watchdogSeconds * 1000,
       });
@@ -422,8 +454,14 @@ export class Hypervisor implements Control {
     const policy = vm.parsed.onFailure;
     this.opts.onEvent?.(`${e.name} ${e.state}: ${e.reason}${e.state === "failed" && policy !== "keep" ? ` (${policy === "restart" ? "restarting it" : "destroying it"})` : ""}`);
     if (e.state !== "failed") return;
-    if (policy === "destroy") void this.destroy(e.name);
-    else if (policy === "restart") void this.restart(vm);
+    if (policy === "destroy") this.background(`destroying ${e.name}`, this.destroy(e.name));
+    else if (policy === "restart") this.background(`restarting ${e.name}`, this.restart(vm));
+  }
+
+  // Work nobody awaits (timers, events) must not end the daemon when it fails (a VM destroyed
+  // meanwhile, a worker gone): it is logged instead.
+  private background(what: string, work: Promise<unknown>): void {
+    work.catch((e: unknown) => this.opts.onEvent?.(`${what} failed: ${(e as Error)?.message ?? String(e)}`));
   }
 
   private async restart(vm: VmRecord): Promise<void> {
@@ -457,7 +495,13 @@ export class Hypervisor implements Control {
       vm.scrollback.push(bytes);
       vm.scrollbackBytes += bytes.length;
       while (vm.scrollbackBytes - vm.scrollback[0].length >= this.scrollbackLimit) vm.scrollbackBytes -= vm.scrollback.shift()!.length;
-      for (const l of vm.listeners) l(bytes);
+      for (const l of vm.listeners) {
+        try {
+          l(bytes);
+        } catch {
+          vm.listeners.delete(l); // a client that cannot take output is detached, not the VM's console
+        }
+      }
     }
   }
 }

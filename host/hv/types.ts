@@ -27,11 +27,13 @@ export interface VmDefinition {
     /** At most this percentage of one pCPU (1–100). */
     cap?: number;
   };
-  /** Bandwidth limits (token buckets); absent means unlimited. */
+  /** Bandwidth limits (token buckets; absent means unlimited), and host sockets (default 128). */
   limits?: {
     diskBytesPerSec?: number;
     diskOpsPerSec?: number;
     netBytesPerSec?: number;
+    /** TCP connections and UDP bindings its user-mode networking may hold on the host at once. */
+    sockets?: number;
   };
   /** What to do when the guest crashes or gets stuck: keep it for inspection (default), restart it, or destroy it. */
   onFailure?: "keep" | "restart" | "destroy";
@@ -78,6 +80,9 @@ export interface HostInfo {
   memoryCommitted: number;
   maxVcpus: number;
   vcpusCommitted: number;
+  /** File descriptors VMs may hold in total (disks, host sockets), and those committed. */
+  fdLimit: number;
+  fdsCommitted: number;
   vms: number;
 }
 

@@ -5,19 +5,20 @@
  */
 import * as fs from "node:fs";
 import type { DiskBackend } from "../devices/backends";
+import { openImage, checkNotInUse } from "../util/image-files";
 
 export interface NodeDiskOptions {
   /** Open the image read-only (writes then throw; virtio-blk offers VIRTIO_BLK_F_RO). */
   readOnly?: boolean;
+  /** Directories the image must be in (the daemon's --images); anywhere if undefined. */
+  dirs?: readonly string[];
+  /** How the user named it, for messages (default "disk image"). */
+  what?: string;
 }
 
 const SECTOR = 512;
 const DISCARD_CHUNK = 1 << 20;
 const DISCARD_BLOCK = 4096;
-
-function code(e: unknown): string {
-  return e && typeof e === "object" && "code" in e ? String((e as { code: unknown }).code) : "";
-}
 
 export class NodeDisk implements DiskBackend {
   readonly size: number;
@@ -25,36 +26,28 @@ export class NodeDisk implements DiskBackend {
   private fd: number | null;
   private scratch: Uint8Array | null = null;
 
-  /** Opens `path`; throws a one-line Error saying what is wrong and what to do. */
+  /**
+   * Opens `path`: a regular file or a block device, not in use by anyone else in a conflicting
+   * way (image-files.ts); throws a one-line Error saying what is wrong and what to do.
+   */
   constructor(
     readonly path: string,
     opts: NodeDiskOptions = {},
   ) {
     this.readOnly = opts.readOnly ?? false;
-    let fd: number;
+    const what = opts.what ?? "disk image";
+    const img = openImage(path, { what, write: !this.readOnly, blockDevice: true, dirs: opts.dirs });
     try {
-      fd = fs.openSync(path, this.readOnly ? "r" : "r+");
-    } catch (e) {
-      const c = code(e);
-      if (c === "ENOENT") throw new Error(`disk image ${path} does not exist`);
-      if (c === "EISDIR") throw new Error(`disk image ${path} is a directory`);
-      if (!this.readOnly && (c === "EACCES" || c === "EPERM" || c === "EROFS" || c === "ETXTBSY")) {
-        throw new Error(`cannot open disk image ${path} for writing (${c}); use readonly=on to attach it read-only`);
+      if (img.size % SECTOR !== 0) {
+        throw new Error(`${what} ${path}: is ${img.size} bytes, not a multiple of 512 (raw images only)`);
       }
-      throw new Error(`cannot open disk image ${path}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    try {
-      const st = fs.fstatSync(fd);
-      if (!st.isFile()) throw new Error(`disk image ${path} is not a regular file`);
-      if (st.size % SECTOR !== 0) {
-        throw new Error(`disk image ${path} is ${st.size} bytes, not a multiple of 512 (raw images only)`);
-      }
-      this.size = st.size;
+      checkNotInUse(img, !this.readOnly, what);
     } catch (e) {
-      fs.closeSync(fd);
+      fs.closeSync(img.fd);
       throw e;
     }
-    this.fd = fd;
+    this.size = img.size;
+    this.fd = img.fd;
   }
 
   private open(): number {

@@ -7,6 +7,7 @@ import { NodeDisk } from "../virtio/node-disk";
 import { createNetBackend } from "../net/netdev";
 import type { Paging } from "../core/core";
 import { UserNet } from "../net/user";
+import { SocketBudget, DEFAULT_VM_SOCKETS } from "../net/budget";
 import type { DiskBackend, NetBackend } from "../devices/backends";
 
 export interface DriveOption {
@@ -39,6 +40,10 @@ export interface MachineRequest {
   append?: string;
   /** Disk and network bandwidth limits (virtio devices). */
   limits?: BandwidthLimits;
+  /** Directories the drives must be in (the daemon's --images); anywhere if undefined. */
+  imageDirs?: readonly string[];
+  /** Host sockets the VM's user-mode networking may hold, all its NICs together. */
+  sockets?: number;
 }
 
 /** Where the machine's console goes, and how the network wakes the VM's thread. */
@@ -55,10 +60,12 @@ export async function buildMachine(req: MachineRequest, io: MachineIo, resume?: 
   const disks: DiskBackend[] = [];
   const nets: NetBackend[] = [];
   try {
-    for (const d of req.drives) disks.push(new NodeDisk(d.file, { readOnly: d.readOnly }));
+    for (const d of req.drives) disks.push(new NodeDisk(d.file, { readOnly: d.readOnly, dirs: req.imageDirs, what: "--drive" }));
+    // One budget for all the VM's user-mode NICs: more NICs do not mean more host sockets.
+    const sockets = new SocketBudget(req.sockets ?? DEFAULT_VM_SOCKETS);
     for (const n of req.nets) {
       // A failure after start-up (a later socket error) is the guest's to see, not fatal.
-      const backend = createNetBackend(n.netdev, { onWake: io.wake, onError: () => {} });
+      const backend = createNetBackend(n.netdev, { onWake: io.wake, onError: () => {}, sockets });
       nets.push(backend);
       // hostfwd listeners must be up (e.g. the port is free) before the guest starts.
       if (backend instanceof UserNet) await backend.ready();

@@ -3,14 +3,15 @@
 // small bare-metal programs assembled here (raw images, --bios none) that crash or hang on
 // purpose.
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { spawn, type ChildProcess } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
 import { ApiClient } from "../../host/hv/api";
 import type { HostInfo, VmInfo, VmRunStats } from "../../host/hv/types";
 import { assemble } from "../encoder";
+import { ECHO_GUEST, consoleEchoes, malformedRequests, sendAll, statuses } from "../hv/malformed-requests";
 import { BIN, runCli } from "./cli";
 
 let dir: string;
@@ -74,7 +75,7 @@ beforeAll(async () => {
   2:
     j 2b
   `, 0x80200000);
-  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--cpus", "2", "--memory", "1G", "--watchdog", "1", "--vcpus-per-pcpu", "4"], { stdio: ["ignore", "ignore", "pipe"] });
+  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--images", dir, "--images", dirname(linux.kernel), "--cpus", "2", "--memory", "1G", "--watchdog", "1", "--vcpus-per-pcpu", "4"], { stdio: ["ignore", "ignore", "pipe"] });
   host.stderr!.on("data", (d: Buffer) => { hostErr += d.toString(); });
   const t0 = Date.now();
   while (!hostErr.includes("API on")) {
@@ -332,7 +333,7 @@ describe("wasmvisor ctl", () => {
     r = await ctl("move", "ctl-vm", "9");
     expect(r).toMatchObject({ code: 1, err: expect.stringMatching(/pCPU 9 does not exist/) });
     expect((await ctl("stop", "ctl-vm")).out).toBe("ctl-vm: stopped\n");
-    expect((await ctl("host")).out).toMatch(/^pCPUs 2; memory \d+ MiB of 1024 MiB committed; vCPUs 1 of 8; 1 VM\(s\)\n$/);
+    expect((await ctl("host")).out).toMatch(/^pCPUs 2; memory \d+ MiB of 1024 MiB committed; vCPUs 1 of 8; file descriptors \d+ of \d+; 1 VM\(s\)\n$/);
     expect((await ctl("destroy", "ctl-vm")).out).toBe("destroyed ctl-vm\n");
     r = await ctl("stats", "ctl-vm");
     expect(r).toMatchObject({ code: 1, err: expect.stringMatching(/no VM named ctl-vm/) });
@@ -367,5 +368,28 @@ describe("wasmvisor ctl", () => {
     expect(r).toMatchObject({ code: 2, err: expect.stringMatching(/unknown ctl command 'frobnicate'/) });
     r = await ctl("create", join(dir, "none.json"));
     expect(r).toMatchObject({ code: 2, err: expect.stringMatching(/none\.json: no such file/) });
+  });
+});
+
+describe("wasmvisor host: malformed requests", () => {
+  test("the daemon survives them (malformed URLs, headers, upgrades, bodies) with its VM running and echoing", async () => {
+    await api.call("POST", "/vms", { name: "fuzz-echo", bios: "none", kernel: program("echo", ECHO_GUEST), memory: "16M" });
+    await api.call("POST", "/vms/fuzz-echo/start");
+    await consoleEchoes(api, "fuzz-echo", "before");
+    const results = await sendAll(socket, malformedRequests(200, 0xd43, "fuzz-echo"));
+    expect(host.exitCode, hostErr).toBeNull();
+    expect(results.filter((r) => statuses(r.reply).includes(500)).map((r) => r.probe.label)).toEqual([]);
+    expect(await api.call<HostInfo>("GET", "/host")).toMatchObject({ pcpus: 2, vms: 1 });
+    expect(await api.call<VmInfo[]>("GET", "/vms")).toMatchObject([{ name: "fuzz-echo", state: "running" }]);
+    await consoleEchoes(api, "fuzz-echo", "after-42");
+    await api.call("DELETE", "/vms/fuzz-echo");
+  }, 60_000);
+
+  test("--api on a regular file: an error that says what it is, and the file stays", async () => {
+    const file = join(dir, "notes.txt");
+    writeFileSync(file, "precious");
+    const r = await runCli(["host", "--api", file, "--cpus", "1"]);
+    expect(r).toMatchObject({ code: 1, err: expect.stringContaining(`${file} exists and is a regular file, not a socket: wasmvisor host will not replace it`) });
+    expect(readFileSync(file, "utf8")).toBe("precious");
   });
 });

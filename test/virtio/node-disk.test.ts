@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { execFileSync, spawn } from "node:child_process";
 import { NodeDisk } from "../../host/virtio/node-disk";
 import { VirtioBlk, VIRTIO_BLK_F_RO, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from "../../host/virtio/blk";
 import { TestDriver, blkHeader, pattern } from "./helpers";
@@ -84,7 +85,7 @@ describe("NodeDisk", () => {
   });
 
   it("explains what is wrong with an image it cannot use", () => {
-    expect(() => open(path.join(dir, "missing.img"))).toThrow(/^disk image .*missing\.img does not exist$/);
+    expect(() => open(path.join(dir, "missing.img"))).toThrow(/^disk image .*missing\.img: no such file$/);
     const odd = path.join(dir, "odd.img");
     fs.writeFileSync(odd, new Uint8Array(1000));
     expect(() => open(odd)).toThrow(/is 1000 bytes, not a multiple of 512/);
@@ -97,8 +98,70 @@ describe("NodeDisk", () => {
     let target = img;
     if (process.getuid?.() === 0) target = "/sys/kernel/uevent_seqnum";
     else fs.chmodSync(img, 0o444);
-    expect(() => open(target)).toThrow(/cannot open disk image .* for writing \(EACCES\); use readonly=on/);
+    expect(() => open(target)).toThrow(/^disk image .*: cannot open it for writing \(EACCES\); use readonly=on/);
     expect(() => open(target, true)).not.toThrow();
+  });
+
+  it("refuses special files at once: a FIFO does not block, a character device is not a disk", async () => {
+    const fifo = path.join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    // A writer arrives after 2 s: an open that waited for it (as a read-only open of a FIFO
+    // does) would only fail then.
+    const writer = spawn("sh", ["-c", `sleep 2; exec 3>${fifo}`]);
+    try {
+      const t0 = performance.now();
+      expect(() => open(fifo, true)).toThrow(/fifo: is a FIFO, not a regular file or a block device/);
+      expect(() => open(fifo)).toThrow(/is a FIFO, not a regular file or a block device/);
+      expect(performance.now() - t0).toBeLessThan(1000);
+    } finally {
+      writer.kill();
+    }
+    expect(() => open("/dev/zero", true)).toThrow(/\/dev\/zero: is a character device, not a regular file or a block device/);
+  });
+
+  it("refuses an image another user has open for writing, as QEMU's locking does", () => {
+    const a = open(img);
+    expect(() => open(img)).toThrow(/in use: another drive or VM of this process has it open for writing; .*readonly=on on every side shares it/);
+    expect(() => open(img, true)).toThrow(/in use: another drive or VM of this process has it open for writing/);
+    a.close();
+    const r1 = open(img, true);
+    expect(() => open(img, true)).not.toThrow(); // readers share
+    expect(() => open(img)).toThrow(/in use: another drive or VM of this process has it open;/); // not a writer beside readers
+    r1.close();
+  });
+
+  it("names another process that has the image open or locked", async () => {
+    const holder = spawn("sh", ["-c", `exec 3<>${img}; echo ready; exec sleep 30`], { stdio: ["ignore", "pipe", "ignore"] });
+    try {
+      await new Promise((resolve) => holder.stdout!.once("data", resolve));
+      expect(() => open(img)).toThrow(new RegExp(`in use: (sh|sleep) \\(pid ${holder.pid}\\) has it open for writing`));
+      expect(() => open(img, true)).toThrow(/has it open for writing/);
+    } finally {
+      holder.kill();
+    }
+    // A lock (QEMU keeps its images locked) by a process whose descriptor we do not look at.
+    const locker = spawn("python3", ["-c", `import fcntl,sys,time
+f=open(sys.argv[1],"rb+"); fcntl.lockf(f, fcntl.LOCK_SH, 1, 100); print("ready", flush=True); time.sleep(30)`, img], { stdio: ["ignore", "pipe", "ignore"] });
+    try {
+      await new Promise((resolve) => locker.stdout!.once("data", resolve));
+      expect(() => open(img)).toThrow(new RegExp(`in use: python3 \\(pid ${locker.pid}\\) holds a lock on it`));
+    } finally {
+      locker.kill();
+    }
+  });
+
+  it("opens only images inside the allowed directories, following links to where they lead", () => {
+    const allowed = path.join(dir, "images");
+    fs.mkdirSync(allowed);
+    const inside = path.join(allowed, "ok.img");
+    fs.writeFileSync(inside, new Uint8Array(4096));
+    const d = new NodeDisk(inside, { dirs: [allowed], what: "'drives'" });
+    d.close();
+    expect(() => new NodeDisk(img, { dirs: [allowed], what: "'drives'" })).toThrow(/^'drives' .*disk\.img: not in an image directory of this host \(.*images\); start the host with --images <dir>/);
+    fs.symlinkSync(img, path.join(allowed, "escape.img"));
+    expect(() => new NodeDisk(path.join(allowed, "escape.img"), { dirs: [allowed] })).toThrow(/not in an image directory/);
+    fs.symlinkSync(allowed, path.join(dir, "alias"));
+    expect(() => new NodeDisk(path.join(dir, "alias", "ok.img"), { dirs: [allowed] }).close()).not.toThrow();
   });
 
   it("throws after close", () => {

@@ -1,0 +1,112 @@
+// What a VM definition may name and claim on the host: images only from the host's image
+// directories, only regular files (or block devices for disks), never a disk another VM writes;
+// file descriptors (disks, host sockets) admitted against the host's limit like memory; and no
+// way to the host's loopback unless the definition names the ports.
+import { describe, test, expect, beforeAll, afterAll } from "vitest";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Hypervisor } from "../../host/hv/hypervisor";
+import { parseDefinition } from "../../host/hv/definition";
+import { DEFAULT_VM_SOCKETS } from "../../host/net/budget";
+
+const dir = mkdtempSync(join(tmpdir(), "wasmvisor-admit-"));
+const images = join(dir, "images");
+const outside = join(dir, "outside");
+mkdirSync(images);
+mkdirSync(outside);
+const busy = join(images, "busy.bin");
+writeFileSync(busy, new Uint8Array(Uint32Array.of(0x00150513, 0xffdff06f).buffer)); // 1: addi a0,a0,1; j 1b
+const disk = join(images, "disk.img");
+writeFileSync(disk, new Uint8Array(1 << 20));
+writeFileSync(join(outside, "secret.bin"), "not for the guest");
+symlinkSync(join(outside, "secret.bin"), join(images, "link.bin"));
+execFileSync("mkfifo", [join(images, "fifo")]);
+
+let hv: Hypervisor;
+beforeAll(async () => {
+  hv = await Hypervisor.start({ cpus: 1, balance: false, imageDirs: [images], fileDescriptors: 400 });
+});
+afterAll(async () => {
+  await hv.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const vm = (name: string, extra: object = {}) => ({ name, bios: "none", kernel: busy, memory: "16M", ...extra });
+const refusal = (p: Promise<unknown>) => p.then(() => { throw new Error("accepted"); }, (e: Error & { status?: number }) => e);
+
+describe("images a definition may name", () => {
+  test("only inside the host's image directories, wherever a link leads", async () => {
+    for (const kernel of ["/etc/passwd", join(outside, "secret.bin"), join(images, "link.bin")]) {
+      const e = await refusal(hv.create(vm("k", { kernel })));
+      expect(e.status).toBe(400);
+      expect(e.message).toMatch(/^--kernel .*: not in an image directory of this host \(.*images\); start the host with --images <dir> to allow another$/);
+    }
+    const e = await refusal(hv.create(vm("d", { drives: [`file=${join(outside, "secret.bin")}`] })));
+    expect(e.message).toMatch(/--drive .*secret\.bin: not in an image directory/);
+    expect(hv.list()).toEqual([]);
+  });
+
+  test("only regular files: a FIFO does not block the host, a device is not read", async () => {
+    const t0 = performance.now();
+    expect((await refusal(hv.create(vm("f", { kernel: join(images, "fifo") })))).message).toMatch(/--kernel .*fifo: is a FIFO, not a regular file/);
+    expect((await refusal(hv.create(vm("fd", { drives: [`file=${join(images, "fifo")},readonly=on`] })))).message).toMatch(/--drive .*fifo: is a FIFO, not a regular file or a block device/);
+    expect(performance.now() - t0).toBeLessThan(2000);
+    const dev = await Hypervisor.start({ cpus: 1, balance: false }); // no image directories: anywhere
+    try {
+      expect((await refusal(dev.create({ name: "z", bios: "/dev/zero", kernel: busy, memory: "16M" }))).message).toMatch(/--bios \/dev\/zero: is a character device, not a regular file/);
+      const big = join(dir, "big.bin");
+      writeFileSync(big, new Uint8Array(17 << 20));
+      expect((await refusal(dev.create(vm("b", { kernel: big })))).message).toMatch(/--kernel .*big\.bin: is 17 MiB, more than the guest's 16 MiB of RAM: it does not fit in guest RAM; use a larger --memory$/);
+    } finally {
+      await dev.close();
+    }
+  });
+
+  test("a disk one VM writes is nobody else's; readonly=on shares", async () => {
+    await hv.create(vm("writer", { drives: [`file=${disk}`] }));
+    try {
+      const e = await refusal(hv.create(vm("second", { drives: [`file=${disk}`] })));
+      expect(e.message).toMatch(/--drive .*disk\.img: in use: another drive or VM of this process has it open for writing/);
+      expect((await refusal(hv.create(vm("reader", { drives: [`file=${disk},readonly=on`] })))).message).toMatch(/in use/);
+    } finally {
+      await hv.destroy("writer");
+    }
+    await hv.create(vm("r1", { drives: [`file=${disk},readonly=on`] }));
+    await hv.create(vm("r2", { drives: [`file=${disk},readonly=on`] }));
+    expect((await refusal(hv.create(vm("twice", { drives: [`file=${disk}`, `file=${disk}`] })))).message).toMatch(/in use/);
+    await hv.destroy("r1");
+    await hv.destroy("r2");
+  });
+});
+
+describe("file descriptors are admitted like memory", () => {
+  test("a VM's sockets and disks count against the host's limit; a refusal says what is free", async () => {
+    await hv.create(vm("big", { limits: { sockets: 300 }, drives: [`file=${disk}`] }));
+    expect(hv.host()).toMatchObject({ fdLimit: 400, fdsCommitted: 301 });
+    const e = await refusal(hv.create(vm("more", { nets: ["user"] })));
+    expect(e.status).toBe(507);
+    expect(e.message).toBe(`more needs ${DEFAULT_VM_SOCKETS + 2} file descriptors (disks, host sockets: 'limits.sockets' is ${DEFAULT_VM_SOCKETS}); ` +
+      "99 of the host's 400 are free. Lower 'limits.sockets', destroy a VM, or raise the host's open-file limit (ulimit -n).");
+    await hv.create(vm("small", { nets: ["user"], limits: { sockets: 10 } }));
+    expect(hv.host().fdsCommitted).toBe(301 + 12);
+    await hv.destroy("small");
+    await hv.destroy("big");
+    expect(hv.host().fdsCommitted).toBe(0);
+  });
+
+  test("limits.sockets is checked", () => {
+    expect(() => parseDefinition(vm("x", { limits: { sockets: -1 } }))).toThrow(/'limits.sockets' must be a whole number from 0 to 65536/);
+    expect(() => parseDefinition(vm("x", { limits: { sockets: 1.5 } }))).toThrow(/'limits.sockets'/);
+    expect(parseDefinition(vm("x", { limits: { sockets: 0 } })).sockets).toBe(0);
+  });
+});
+
+describe("the host's loopback", () => {
+  test("is closed to a VM of the host unless its definition names ports", () => {
+    const nets = (list: string[]) => parseDefinition(vm("n", { nets: list })).options.nets.map((n) => n.netdev);
+    expect(nets(["user", "user,hostfwd=tcp::8080-:80"])).toEqual(["user,loopback=off", "user,hostfwd=tcp::8080-:80,loopback=off"]);
+    expect(nets(["user,loopback=5432", "user,loopback=on", "switch=lan"])).toEqual(["user,loopback=5432", "user,loopback=on", "switch=lan"]);
+  });
+});
