@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer, type AddressInfo } from "node:net";
+import { execFileSync } from "node:child_process";
 import { runCli } from "./cli";
 import { asm } from "../encoder";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
@@ -68,6 +69,21 @@ describe("malformed input", () => {
     expectOneLineError(await runCli(["boot", "--drive", "file=/tmp/x.img,cache=none"]), /--drive: unknown option 'cache'/);
     expectOneLineError(await runCli(["boot", "--drive", "file=/tmp/x.img,if=scsi"]), /--drive if=scsi: use ide or virtio/);
     expectOneLineError(await runCli(["boot", "--net", "user,model=e1000"]), /--net model=e1000: use ethoc or virtio/);
+  });
+
+  test("the same image attached for writing twice", async () => {
+    const img = join(dir, "twice.img");
+    writeFileSync(img, new Uint8Array(1 << 20));
+    const r = await runCli(["boot", "--bios", "none", "--kernel", UBOOT_ELF, "--drive", `file=${img}`, "--drive", `file=${img},if=ide`]);
+    expectOneLineError(r, /--drive .*twice\.img: in use: another drive or VM of this process has it open for writing; .*readonly=on on every side shares it/);
+  });
+
+  test("a FIFO as kernel or disk is refused at once, /dev/zero is not read", async () => {
+    const fifo = join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    expectOneLineError(await runCli(["boot", "--bios", "none", "--kernel", fifo]), /--kernel .*fifo: is a FIFO, not a regular file$/);
+    expectOneLineError(await runCli(["boot", "--bios", "/dev/zero", "--kernel", UBOOT_ELF]), /--bios \/dev\/zero: is a character device, not a regular file$/);
+    expectOneLineError(await runCli(["boot", "--bios", "none", "--kernel", UBOOT_ELF, "--drive", `file=${fifo},readonly=on`]), /--drive .*fifo: is a FIFO, not a regular file or a block device$/);
   });
 
   test("bad memory size", async () => {
