@@ -5,6 +5,7 @@
 import { lstatSync, mkdirSync, unlinkSync, type Stats } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
+import { fileKind } from "../util/image-files";
 
 /** The current user's id (0 where the platform has none). */
 export const currentUid = (): number => process.getuid?.() ?? 0;
@@ -33,7 +34,7 @@ export function ensurePrivateDir(dir: string, uid = currentUid()): void {
   }
   const st = lstatSync(dir); // someone may have put it there first: check what was found
   const fix = `remove it (rm -r ${dir}, as its owner or root) or pass --api <socket>`;
-  if (!st.isDirectory()) throw new Error(`${dir} is ${kindOf(st)}, not a directory, so it cannot hold the API socket privately: ${fix}`);
+  if (!st.isDirectory()) throw new Error(`${dir} is ${fileKind(st)}, not a directory, so it cannot hold the API socket privately: ${fix}`);
   if (st.uid !== uid) throw new Error(`${dir} belongs to uid ${st.uid}, not to you (uid ${uid}): another user could take over the API socket in it; ${fix}`);
   if ((st.mode & 0o077) !== 0) {
     throw new Error(`${dir} has mode ${modeOf(st)}: other users could take over the API socket in it; make it private (chmod 700 ${dir}) or pass --api <socket>`);
@@ -48,7 +49,7 @@ export function ensurePrivateDir(dir: string, uid = currentUid()): void {
 export async function clearStaleSocket(path: string, uid = currentUid()): Promise<void> {
   const st = lstatIfPresent(path);
   if (!st) return;
-  if (!st.isSocket()) throw new Error(`${path} exists and is ${kindOf(st)}, not a socket: wasmvisor host will not replace it; pass another --api path, or remove it yourself`);
+  if (!st.isSocket()) throw new Error(`${path} exists and is ${fileKind(st)}, not a socket: wasmvisor host will not replace it; pass another --api path, or remove it yourself`);
   if (st.uid !== uid) throw new Error(`${path} is a socket of uid ${st.uid}, not yours (uid ${uid}): wasmvisor host will not replace it; pass another --api path, or have its owner remove it`);
   if (await socketAnswers(path)) throw new Error(`${path}: another wasmvisor host is listening there; stop it first or pass another --api path`);
   unlinkSync(path);
@@ -61,7 +62,7 @@ export async function clearStaleSocket(path: string, uid = currentUid()): Promis
 export function checkApiSocket(path: string, uid = currentUid()): void {
   const st = lstatIfPresent(path);
   if (!st) return;
-  if (!st.isSocket()) throw new Error(`${path} is ${kindOf(st)}, not the socket of a wasmvisor host: pass --api <socket> of a running host`);
+  if (!st.isSocket()) throw new Error(`${path} is ${fileKind(st)}, not the socket of a wasmvisor host: pass --api <socket> of a running host`);
   if (st.uid !== uid && st.uid !== 0) {
     throw new Error(`${path} belongs to uid ${st.uid}, not to you (uid ${uid}) or root: whoever listens there would see what you send, so ctl will not connect; ` +
       `remove it (as its owner or root) and restart your host, or pass --api <socket>`);
@@ -85,13 +86,5 @@ function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
-function kindOf(st: Stats): string {
-  if (st.isSymbolicLink()) return "a symbolic link";
-  if (st.isDirectory()) return "a directory";
-  if (st.isFile()) return "a regular file";
-  if (st.isSocket()) return "a socket";
-  if (st.isFIFO()) return "a FIFO";
-  return "a device";
-}
 
 const modeOf = (st: Stats) => `0${(st.mode & 0o777).toString(8)}`;

@@ -7,6 +7,7 @@
 // refuses it.
 import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, realpathSync, statSync } from "node:fs";
 import { sep } from "node:path";
+import type { Stats } from "node:fs";
 
 export class ImageError extends Error {}
 
@@ -64,7 +65,7 @@ export function openImage(path: string, opts: OpenImageOptions): OpenedImage {
     let size: number;
     if (st.isFile()) size = Number(st.size);
     else if (opts.blockDevice && st.isBlockDevice()) size = blockDeviceSize(st.rdev, what, path);
-    else throw new ImageError(`${what} ${path}: is ${kind(st)}, not ${opts.blockDevice ? "a regular file or a block device" : "a regular file"}`);
+    else throw new ImageError(`${what} ${path}: is ${fileKind(st)}, not ${opts.blockDevice ? "a regular file or a block device" : "a regular file"}`);
     if (opts.maxBytes && size > opts.maxBytes.bytes) {
       throw new ImageError(`${what} ${path}: is ${mib(size)}, more than ${opts.maxBytes.hint}`);
     }
@@ -109,8 +110,11 @@ function inside(file: string, dir: string): boolean {
   return file.startsWith(real.endsWith(sep) ? real : real + sep);
 }
 
-function kind(st: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string {
+/** What a file is, for messages ("a FIFO", "a directory", ...). */
+export function fileKind(st: Pick<Stats, "isSymbolicLink" | "isDirectory" | "isFile" | "isFIFO" | "isSocket" | "isCharacterDevice" | "isBlockDevice">): string {
+  if (st.isSymbolicLink()) return "a symbolic link";
   if (st.isDirectory()) return "a directory";
+  if (st.isFile()) return "a regular file";
   if (st.isFIFO()) return "a FIFO";
   if (st.isSocket()) return "a socket";
   if (st.isCharacterDevice()) return "a character device";

@@ -74,6 +74,16 @@ afterEach(async () => {
   expect(reported.splice(0)).toEqual([]);
 });
 
+/** A client of a hostfwd port on 127.0.0.1, with how it ended. */
+function hostfwdClient(port: number): { closed: boolean; error: string } {
+  const client = net.connect(port, "127.0.0.1");
+  cleanups.push(() => void client.destroy());
+  const seen = { closed: false, error: "" };
+  client.on("error", (e: NodeJS.ErrnoException) => (seen.error = e.code ?? "error"));
+  client.on("close", () => (seen.closed = true));
+  return seen;
+}
+
 function makeNet(opts: UserNetOptions = {}): { un: UserNet; h: Harness } {
   const un = new UserNet({ onError: (e) => reported.push(e), ...opts, dns: { hostsFile: null, servers: [], ...opts.dns } });
   cleanups.push(() => un.close());
@@ -876,12 +886,7 @@ describe("hostfwd", () => {
   it("ARPs for the guest when it has not spoken yet, and resets the client if nothing listens", async () => {
     const { un, h } = makeNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 22 }] });
     const [fwd] = await un.ready();
-    const client = net.connect(fwd.hostPort, "127.0.0.1");
-    cleanups.push(() => void client.destroy());
-    let clientError = "";
-    let clientClosed = false;
-    client.on("error", (e: NodeJS.ErrnoException) => (clientError = e.code ?? "error"));
-    client.on("close", () => (clientClosed = true));
+    const client = hostfwdClient(fwd.hostPort);
     const arpReq = await h.next((r) => parseEthernet(r.frame)?.etherType === ETHERTYPE_ARP, 3000, "an ARP request");
     const arp = parseArp(parseEthernet(arpReq.frame)!.payload)!;
     expect(arp.op).toBe(ARP_REQUEST);
@@ -894,8 +899,8 @@ describe("hostfwd", () => {
     expect(syn.dstPort).toBe(22);
     // Nothing listens on port 22 in this guest: the kernel answers RST/ACK.
     h.send(ipFrame(GUEST, GW, IPPROTO_TCP, buildTcp(GUEST, GW, { srcPort: 22, dstPort: syn.srcPort, seq: 0, ack: (syn.seq + 1) >>> 0, flags: TCP_RST | TCP_ACK, window: 0 })));
-    await waitUntil(() => clientClosed, 3000, "the client to be closed");
-    expect(clientError).toBe("ECONNRESET");
+    await waitUntil(() => client.closed, 3000, "the client to be closed");
+    expect(client.error).toBe("ECONNRESET");
     expect(un.stats().tcp).toMatchObject({ refused: 1, active: 0 });
   });
 
@@ -1134,14 +1139,9 @@ describe("socket budget", () => {
   it("resets a hostfwd client when the budget is spent", async () => {
     const { un } = makeNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 80 }], sockets: new SocketBudget(0) });
     const [fwd] = await un.ready();
-    const client = net.connect(fwd.hostPort, "127.0.0.1");
-    cleanups.push(() => void client.destroy());
-    let clientError = "";
-    let clientClosed = false;
-    client.on("error", (e: NodeJS.ErrnoException) => (clientError = e.code ?? "error"));
-    client.on("close", () => (clientClosed = true));
-    await waitUntil(() => clientClosed, 3000, "the client to be closed");
-    expect(clientError).toBe("ECONNRESET");
+    const client = hostfwdClient(fwd.hostPort);
+    await waitUntil(() => client.closed, 3000, "the client to be closed");
+    expect(client.error).toBe("ECONNRESET");
     expect(un.stats().tcp).toMatchObject({ refused: 1, inbound: 0, active: 0 });
   });
 
