@@ -147,6 +147,8 @@ const CSR_MCAUSE = 0x342;
 const CSR_MTVAL = 0x343;
 const CSR_SCAUSE = 0x142;
 const CSR_STVAL = 0x143;
+/** Work a hart of a multi-hart VM runs before the next one's turn (see step()). */
+const HART_QUANTUM = 50_000;
 /** Work an exit to the host costs beyond the instruction (a device model, an SBI call). */
 const EXIT_WORK = 64;
 /** Work spent on traps alone, with no instruction retired, after which a hart is stuck (seconds). */
@@ -189,6 +191,8 @@ export class VirtMachine {
   work = 0;
   /** Bytes devices have mapped for DMA since the last exit was charged. */
   private dmaBytes = 0;
+  /** Per hart, what is left of the current step's budget. */
+  private readonly hartBudgets: Float64Array;
   /** Per hart, traps taken since it last retired an instruction (checkTrapLoop). */
   private readonly trapWork: number[];
   private readonly exitSeconds = { mmio: 0, sbi: 0, tohost: 0 };
@@ -197,6 +201,7 @@ export class VirtMachine {
     const harts = cfg.harts ?? 1;
     checkBoard((cfg.drives ?? []).map((d) => ({ if: d.if ?? "virtio" })), (cfg.nets ?? []).map((n) => ({ model: n.model ?? "virtio" })), cfg.virtioConsole === true);
     this.trapWork = new Array<number>(harts).fill(0);
+    this.hartBudgets = new Float64Array(harts);
     this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock, paging: cfg.paging, memory: cfg.resume?.memory });
     this.input = cfg.input ?? (() => -1);
     this.inputToHvc = /(^|\s)console=hvc0/.test(cfg.append ?? "");
@@ -488,52 +493,28 @@ export class VirtMachine {
    */
   step(budget = BUDGET_PER_STEP): StepResult {
     const core = this.core;
-    const timed = this.cfg.timeExits === true;
     let ran = false;
     this.dmaBytes = 0;
-    for (let h = 0; h < core.harts && !this.stopReason; h++) {
-      this.feedInput();
-      if (!this.hartRunnable(h)) continue;
-      ran = true;
-      let left = budget;
-      while (left > 0 && !this.stopReason && !this.resetRequested) {
-        const reason = core.run(h, left);
-        left -= core.executed(h);
-        const t0 = timed ? performance.now() : 0;
-        if (reason !== L.EXIT_BUDGET && reason !== L.EXIT_ATTENTION) this.trapWork[h] = 0; // those retired an instruction
-        if (reason === L.EXIT_MMIO) {
-          this.exits.mmio++;
-          this.bus.handleExit(h);
-          if (timed) this.exitSeconds.mmio += (performance.now() - t0) / 1000;
-        } else if (reason === L.EXIT_BUDGET) {
-          this.exits.budget++;
-          this.checkTrapLoop(h);
-          break;
-        } else if (reason === L.EXIT_HALT) {
-          this.exits.halt++;
-          break;
-        } else if (reason === L.EXIT_TOHOST) {
-          this.exits.tohost++;
-          this.handleTohost(h);
-          if (timed) this.exitSeconds.tohost += (performance.now() - t0) / 1000;
-        } else if (reason === L.EXIT_ATTENTION) {
-          this.exits.attention++;
-          core.clearAttention(h);
-          break;
-        } else if (reason === L.EXIT_SBI) {
-          this.exits.sbi++;
-          this.sbi!.handle(h);
-          if (timed) this.exitSeconds.sbi += (performance.now() - t0) / 1000;
-          if (core.halted(h)) break; // hart_stop / hart_suspend
-        } else {
-          this.stop({ kind: "error", code: 70, message: `core returned unknown exit ${reason}` });
+    // Harts take turns in quanta: a hart spinning on a lock another holds wastes at most a
+    // quantum before the holder runs again (xv6 with 3 harts spent most of its time so).
+    const quantum = core.harts > 1 ? Math.min(budget, HART_QUANTUM) : budget;
+    const left = this.hartBudgets;
+    left.fill(budget);
+    for (let more = true; more && !this.stopReason && !this.resetRequested; ) {
+      more = false;
+      for (let h = 0; h < core.harts && !this.stopReason && !this.resetRequested; h++) {
+        if (left[h] <= 0) continue;
+        this.feedInput();
+        if (!this.hartRunnable(h)) {
+          left[h] = 0;
+          continue;
         }
-        if (reason !== L.EXIT_BUDGET) {
-          left -= EXIT_WORK + Math.floor(this.dmaBytes / 64);
-          this.dmaBytes = 0;
-        }
+        ran = true;
+        const { work, spent } = this.runHart(h, Math.min(left[h], quantum));
+        this.work += work;
+        left[h] = spent ? left[h] - work : 0;
+        if (left[h] > 0) more = true;
       }
-      this.work += budget - left;
     }
     this.rtc.poll();
     this.retryDevices();
@@ -548,6 +529,52 @@ export class VirtMachine {
     for (let h = 0; h < core.harts; h++) sleep = Math.min(sleep, core.secondsUntilTimer(h));
     for (const t of this.virtio) sleep = Math.min(sleep, t.retryMs() / 1000); // rate-limited I/O
     return { state: "idle", sleepSeconds: sleep };
+  }
+
+  /**
+   * Run hart `h` for up to `budget` units, handling its exits. Returns the work done, and whether
+   * it stopped only because the budget was spent (not halted, stopped or called to the host).
+   */
+  private runHart(h: number, budget: number): { work: number; spent: boolean } {
+    const core = this.core;
+    const timed = this.cfg.timeExits === true;
+    let left = budget;
+    while (left > 0 && !this.stopReason && !this.resetRequested) {
+      const reason = core.run(h, left);
+      left -= core.executed(h);
+      const t0 = timed ? performance.now() : 0;
+      if (reason !== L.EXIT_BUDGET && reason !== L.EXIT_ATTENTION) this.trapWork[h] = 0; // those retired an instruction
+      if (reason === L.EXIT_MMIO) {
+        this.exits.mmio++;
+        this.bus.handleExit(h);
+        if (timed) this.exitSeconds.mmio += (performance.now() - t0) / 1000;
+      } else if (reason === L.EXIT_BUDGET) {
+        this.exits.budget++;
+        this.checkTrapLoop(h);
+        return { work: budget - left, spent: true };
+      } else if (reason === L.EXIT_HALT) {
+        this.exits.halt++;
+        break;
+      } else if (reason === L.EXIT_TOHOST) {
+        this.exits.tohost++;
+        this.handleTohost(h);
+        if (timed) this.exitSeconds.tohost += (performance.now() - t0) / 1000;
+      } else if (reason === L.EXIT_ATTENTION) {
+        this.exits.attention++;
+        core.clearAttention(h);
+        break;
+      } else if (reason === L.EXIT_SBI) {
+        this.exits.sbi++;
+        this.sbi!.handle(h);
+        if (timed) this.exitSeconds.sbi += (performance.now() - t0) / 1000;
+        if (core.halted(h)) break; // hart_stop / hart_suspend
+      } else {
+        this.stop({ kind: "error", code: 70, message: `core returned unknown exit ${reason}` });
+      }
+      left -= EXIT_WORK + Math.floor(this.dmaBytes / 64);
+      this.dmaBytes = 0;
+    }
+    return { work: budget - left, spent: left <= 0 };
   }
 
   // A hart whose every instruction traps, its trap handler's included (a vector that faults on
