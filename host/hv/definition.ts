@@ -4,7 +4,7 @@ import { parseSize, parseDrive, parseNet, DEFAULT_DEVICES, CliError, type BootOp
 import { PAGING_MODES, type Paging } from "../core/core";
 import { badRequest, type VmDefinition } from "./types";
 import type { BandwidthLimits } from "../machine/virt";
-import { netdevHasOption, parseNetdev } from "../net/netdev";
+import { isUserNetdev, netdevHasOption, parseNetdev } from "../net/netdev";
 import { DEFAULT_VM_SOCKETS } from "../net/budget";
 import { userNetFixedFds } from "../net/user";
 
@@ -76,7 +76,7 @@ export function parseDefinition(raw: unknown): ParsedDefinition {
       // A VM made through the host reaches the host's loopback only on ports its definition
       // names (loopback=PORT), never by default: other VMs' hostfwd ports and local services
       // live there.
-      nets: list("nets").map((s) => parseNet(isUserNet(s) && !netdevHasOption(s, "loopback") ? `${s},loopback=off` : s, DEFAULT_DEVICES[mode].nic)),
+      nets: list("nets").map((s) => parseNet(isUserNetdev(s) && !netdevHasOption(s, "loopback") ? `${s},loopback=off` : s, DEFAULT_DEVICES[mode].nic)),
       stats: false,
     };
   } catch (e) {
@@ -98,10 +98,6 @@ export function parseDefinition(raw: unknown): ParsedDefinition {
     fds,
     onFailure,
   };
-}
-
-function isUserNet(spec: string): boolean {
-  return spec === "user" || spec.startsWith("user,");
 }
 
 function object(d: Record<string, unknown>, key: string, fields: string[]): Record<string, number | undefined> {

@@ -12,10 +12,16 @@ import { UserNet, parseUserNetSpec, type UserNetOptions } from "./user";
 
 export type NetdevSpec = { kind: "user"; options: UserNetOptions } | { kind: "switch"; name: string };
 
+/** Whether `spec` asks for user-mode networking ("user[,...]"). */
+export function isUserNetdev(spec: string): boolean {
+  const s = spec.trim();
+  return s === "user" || s.startsWith("user,");
+}
+
 /** Throws an Error naming what is wrong. */
 export function parseNetdev(spec: string): NetdevSpec {
   const s = spec.trim();
-  if (s === "user" || s.startsWith("user,")) return { kind: "user", options: parseUserNetSpec(s) };
+  if (isUserNetdev(s)) return { kind: "user", options: parseUserNetSpec(s) };
   if (s.startsWith("switch=")) {
     const name = s.slice("switch=".length);
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name))
