@@ -234,6 +234,10 @@ function rawInstruction(pc: u64, op: u32): u64 {
 // make progress.
 let lastRunHart: i32 = -1;
 
+// Traps taken in the current slice (counted in `count` too: they did not retire). A global, not
+// a local of run(): traps are rare, and one more live local in the loop costs every instruction.
+let sliceTraps: i32 = 0;
+
 /**
  * Run the hart for at most `budget` instructions. Returns an EXIT_* reason; the details are in
  * the hart's run block. The host answers MMIO loads by writing H_EXIT_DATA before the next run.
@@ -271,7 +275,7 @@ export function run(hart: i32, budget: i32): i32 {
     if (remaining <= 0) { exit = EXIT_BUDGET; break; }
     let limit: i32 = remaining < SLICE ? remaining : SLICE;
     let count: i32 = 0; // instructions and traps: the work the budget pays for
-    let traps: i32 = 0; // of those, traps (the instruction did not retire)
+    sliceTraps = 0;
     clearInterruptCheck();
 
     while (count < limit) {
@@ -294,7 +298,7 @@ export function run(hart: i32, budget: i32): i32 {
           clearAccStatus();
           pc = takeTrap(excCause, excTval, pc, false);
           fetchVa = 1;
-          traps++;
+          sliceTraps++;
           continue;
         }
         op = <u32>load<u8>(sp);
@@ -598,11 +602,11 @@ export function run(hart: i32, budget: i32): i32 {
             break;
           }
           pc = takeTrap(EXC_ECALL_U + <u64>priv, 0, pc, false);
-          fetchVa = 1; traps++; // ecall does not retire
+          fetchVa = 1; sliceTraps++; // ecall does not retire
           break;
         case D.OP_EBREAK:
           pc = takeTrap(EXC_BREAKPOINT, pc, pc, false);
-          fetchVa = 1; traps++; // nor does ebreak
+          fetchVa = 1; sliceTraps++; // nor does ebreak
           break;
         case D.OP_MRET:
           if (priv != PRV_M) { st = ST_ILLEGAL; break; }
@@ -634,7 +638,7 @@ export function run(hart: i32, budget: i32): i32 {
           const f3 = (inst >> 12) & 7;
           const operand: u64 = f3 >= 5 ? <u64>(fRs1(sp) >> 3) : rx(h, fRs1(sp));
           const op = f3 & 3;
-          setPendingInstret(<u64>(count - 1 - traps));
+          setPendingInstret(<u64>(count - 1 - sliceTraps));
           const old = csrAccess(inst >> 20, op, operand, op == 1 || fRs1(sp) != 0);
           setPendingInstret(0);
           if (csrIllegal) { st = ST_ILLEGAL; break; }
@@ -667,7 +671,7 @@ export function run(hart: i32, budget: i32): i32 {
           clearAccStatus();
           pc = takeTrap(cause, tval, pc, false);
           fetchVa = 1;
-          traps++;
+          sliceTraps++;
         }
       }
       store<u64>(h, 0); // x0
@@ -676,11 +680,11 @@ export function run(hart: i32, budget: i32): i32 {
     // work count too, so a guest trapping for ever (a handler that faults) or making every
     // instruction expensive (flush storms, self-modifying code) still ends the run in about the
     // time an ordinary budget takes. Only instructions that retired count in instret.
-    const work = count + traps * TRAP_WORK + SLICE_WORK + takeCharged();
+    const work = count + sliceTraps * TRAP_WORK + SLICE_WORK + takeCharged();
     executed += work;
-    retired += count - traps;
+    retired += count - sliceTraps;
     remaining -= work;
-    store<u64>(h + H_INSTRET, load<u64>(h + H_INSTRET) + <u64>(count - traps));
+    store<u64>(h + H_INSTRET, load<u64>(h + H_INSTRET) + <u64>(count - sliceTraps));
     if (exit >= 0) break;
   }
   store<u64>(h + H_PC, pc);
