@@ -191,6 +191,8 @@ export class VirtMachine {
   work = 0;
   /** Bytes devices have mapped for DMA since the last exit was charged. */
   private dmaBytes = 0;
+  /** Whether the last runHart() ended because its budget was spent. */
+  private budgetSpent = false;
   /** Per hart, what is left of the current step's budget. */
   private readonly hartBudgets: Float64Array;
   /** Per hart, traps taken since it last retired an instruction (checkTrapLoop). */
@@ -495,25 +497,32 @@ export class VirtMachine {
     const core = this.core;
     let ran = false;
     this.dmaBytes = 0;
-    // Harts take turns in quanta: a hart spinning on a lock another holds wastes at most a
-    // quantum before the holder runs again (xv6 with 3 harts spent most of its time so).
-    const quantum = core.harts > 1 ? Math.min(budget, HART_QUANTUM) : budget;
-    const left = this.hartBudgets;
-    left.fill(budget);
-    for (let more = true; more && !this.stopReason && !this.resetRequested; ) {
-      more = false;
-      for (let h = 0; h < core.harts && !this.stopReason && !this.resetRequested; h++) {
-        if (left[h] <= 0) continue;
-        this.feedInput();
-        if (!this.hartRunnable(h)) {
-          left[h] = 0;
-          continue;
-        }
+    if (core.harts === 1) {
+      this.feedInput();
+      if (this.hartRunnable(0)) {
         ran = true;
-        const { work, spent } = this.runHart(h, Math.min(left[h], quantum));
-        this.work += work;
-        left[h] = spent ? left[h] - work : 0;
-        if (left[h] > 0) more = true;
+        this.work += this.runHart(0, budget);
+      }
+    } else {
+      // Harts take turns in quanta: a hart spinning on a lock another holds wastes at most a
+      // quantum before the holder runs again (xv6 with 3 harts spent most of its time so).
+      const left = this.hartBudgets;
+      left.fill(budget);
+      for (let more = true; more && !this.stopReason && !this.resetRequested; ) {
+        more = false;
+        for (let h = 0; h < core.harts && !this.stopReason && !this.resetRequested; h++) {
+          if (left[h] <= 0) continue;
+          this.feedInput();
+          if (!this.hartRunnable(h)) {
+            left[h] = 0;
+            continue;
+          }
+          ran = true;
+          const work = this.runHart(h, Math.min(left[h], HART_QUANTUM));
+          this.work += work;
+          left[h] = this.budgetSpent ? left[h] - work : 0;
+          if (left[h] > 0) more = true;
+        }
       }
     }
     this.rtc.poll();
@@ -532,10 +541,10 @@ export class VirtMachine {
   }
 
   /**
-   * Run hart `h` for up to `budget` units, handling its exits. Returns the work done, and whether
-   * it stopped only because the budget was spent (not halted, stopped or called to the host).
+   * Run hart `h` for up to `budget` units, handling its exits. Returns the work done; budgetSpent
+   * says whether it stopped only because the budget was spent (not halted, stopped or called).
    */
-  private runHart(h: number, budget: number): { work: number; spent: boolean } {
+  private runHart(h: number, budget: number): number {
     const core = this.core;
     const timed = this.cfg.timeExits === true;
     let left = budget;
@@ -551,7 +560,8 @@ export class VirtMachine {
       } else if (reason === L.EXIT_BUDGET) {
         this.exits.budget++;
         this.checkTrapLoop(h);
-        return { work: budget - left, spent: true };
+        this.budgetSpent = true;
+        return budget - left;
       } else if (reason === L.EXIT_HALT) {
         this.exits.halt++;
         break;
@@ -574,7 +584,8 @@ export class VirtMachine {
       left -= EXIT_WORK + Math.floor(this.dmaBytes / 64);
       this.dmaBytes = 0;
     }
-    return { work: budget - left, spent: left <= 0 };
+    this.budgetSpent = left <= 0;
+    return budget - left;
   }
 
   // A hart whose every instruction traps, its trap handler's included (a vector that faults on
