@@ -239,8 +239,10 @@ let lastRunHart: i32 = -1;
 let sliceTraps: i32 = 0;
 
 /**
- * Run the hart for at most `budget` instructions. Returns an EXIT_* reason; the details are in
- * the hart's run block. The host answers MMIO loads by writing H_EXIT_DATA before the next run.
+ * Run the hart for at most `budget` units of work (instructions, traps and bulk work: see the
+ * end of the slice loop; at least one instruction or trap runs). Returns an EXIT_* reason; the
+ * details are in the hart's run block. The host answers MMIO loads by writing H_EXIT_DATA before
+ * the next run.
  */
 export function run(hart: i32, budget: i32): i32 {
   selectHart(hart);
