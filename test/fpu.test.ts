@@ -7,6 +7,7 @@ import asc from "assemblyscript/asc";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { prng } from "./prng";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const FPU_SOURCE = path.join(ROOT, "assembly", "fpu.ts");
@@ -366,18 +367,6 @@ function oConvert(a: bigint, from: Fmt, to: Fmt, rm: number): Res {
 
 // ---------------------------------------------------------------------------------------
 // Inputs
-
-// mulberry32: a small deterministic PRNG.
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 function pack(neg: boolean, E: number, M: bigint, f: Fmt): bigint {
   return (neg ? signBit(f) : 0n) | (B(E) << B(f.mbits)) | (M & ((1n << B(f.mbits)) - 1n));

@@ -3,6 +3,7 @@
 // with a guest that shows its VM is still alive afterwards.
 import { connect } from "node:net";
 import type { ApiClient } from "../../host/hv/api";
+import { prng } from "../prng";
 
 /** M-mode, no firmware (load at 0x80000000): copies every byte the UART receives back to it. */
 export const ECHO_GUEST = `
@@ -71,16 +72,10 @@ export function exchange(socketPath: string, writes: (Buffer | string)[], then: 
 /** The status codes of every response in `reply` (pipelined requests get several). */
 export const statuses = (reply: string) => [...reply.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
 
-// Small, seedable, and good enough to pick from lists (mulberry32).
+// Uniform in [0, 1), seeded: good enough to pick from lists.
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const next = prng(seed);
+  return () => next() / 2 ** 32;
 }
 
 /**
