@@ -195,7 +195,7 @@ export class VirtMachine {
   private budgetSpent = false;
   /** Per hart, what is left of the current step's budget. */
   private readonly hartBudgets: Float64Array;
-  /** Per hart, traps taken since it last retired an instruction (checkTrapLoop). */
+  /** Per hart, work spent on traps alone since it last retired an instruction (checkTrapLoop). */
   private readonly trapWork: number[];
   private readonly exitSeconds = { mmio: 0, sbi: 0, tohost: 0 };
 
@@ -498,6 +498,7 @@ export class VirtMachine {
     let ran = false;
     this.dmaBytes = 0;
     if (core.harts === 1) {
+      // One hart takes its step in one turn: the turn loop below costs a tiny step 50 ns.
       this.feedInput();
       if (this.hartRunnable(0)) {
         ran = true;

@@ -31,6 +31,7 @@ export interface OpenedImage {
   size: number;
   dev: bigint;
   ino: bigint;
+  mtimeMs: number;
 }
 
 function code(e: unknown): string {
@@ -69,7 +70,7 @@ export function openImage(path: string, opts: OpenImageOptions): OpenedImage {
     if (opts.maxBytes && size > opts.maxBytes.bytes) {
       throw new ImageError(`${what} ${path}: is ${mib(size)}, more than ${opts.maxBytes.hint}`);
     }
-    return { fd, path: real, size, dev: st.dev, ino: st.ino };
+    return { fd, path: real, size, dev: st.dev, ino: st.ino, mtimeMs: Number(st.mtimeMs) };
   } catch (e) {
     closeSync(fd);
     throw e;

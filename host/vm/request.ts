@@ -1,7 +1,7 @@
 // From what a user asked for (boot flags, or a VM definition's same fields) to a MachineRequest:
 // the firmware each mode defaults to, images read and checked, drives that exist. Errors are
 // one line that names the flag and says what to do.
-import { closeSync, existsSync, fstatSync } from "node:fs";
+import { closeSync, existsSync } from "node:fs";
 import { openImage, readOpenedImage } from "../util/image-files";
 import { checkBoard } from "../machine/virt";
 import type { BootOptions } from "../cli/args";
@@ -32,8 +32,7 @@ export function readImage(flag: string, path: string, maxBytes: number, policy: 
   } catch (e) {
     throw new RequestError((e as Error).message);
   }
-  const st = fstatSync(img.fd);
-  const key = `${img.dev}:${img.ino}\0${img.size}\0${st.mtimeMs}`;
+  const key = `${img.dev}:${img.ino}\0${img.size}\0${img.mtimeMs}`;
   const cached = images.get(key)?.deref();
   if (cached) {
     closeSync(img.fd);
