@@ -81,8 +81,7 @@ async function bundleHost() {
   await esbuild.build({
     entryPoints: {
       cli: join(root, "host/cli/main.ts"),
-      "vm-worker": join(root, "host/vm/worker.ts"),
-      "pcpu-worker": join(root, "host/hv/pcpu-worker.ts"),
+      "pcpu-worker": join(root, "host/platform/node/pcpu-worker.ts"),
       bench: join(root, "bench/run.ts"),
       "bench-memory": join(root, "bench/memory-probe.ts"), // the memory suite's measuring process
     },

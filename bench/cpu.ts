@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { runBareMetal } from "../host/machine/virt";
-import { loadCoreModule } from "../host/core/load-node";
+import { loadCoreModule } from "../host/platform/node/core";
 import { geomean, median } from "../host/util/stats";
 import { qemuVersion } from "./machine";
 

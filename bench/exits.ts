@@ -2,17 +2,13 @@
 // benchmarked call makes exactly one exit: core.run() until the guest's next MMIO access or
 // ecall, then the host's handling of it, the same calls VirtMachine.step() makes per exit.
 // The guest loops are two or three instructions long; their cost is included, not subtracted.
-import { Worker } from "node:worker_threads";
-import { join } from "node:path";
 import Benchmark from "benchmark";
-import * as Comlink from "comlink";
-import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { VirtMachine, type VirtConfig } from "../host/machine/virt";
 import { UART0_BASE } from "../host/machine/memory-map";
-import { loadCoreModule, packageRoot } from "../host/core/load-node";
+import { loadCoreModule } from "../host/platform/node/core";
+import { nodePlatform } from "../host/platform/node";
 import * as L from "../host/core/layout";
 import { SPEC_VERSION } from "../host/sbi/sbi";
-import type { VmWorker } from "../host/vm/worker";
 import { asm } from "../test/encoder";
 
 export interface ExitRow {
@@ -134,18 +130,16 @@ export async function exitsSuite(quick: boolean, log: (s: string) => void): Prom
   report(row("sbi_ecall", "SBI ecall", "`ecall` from S-mode: sbi_get_spec_version on the built-in SBI (BuiltinSbi.handle)", await measure("sbi", { ...timing, fn: sbiRoundTrip }), 2));
   if (sbi.core.x(0, 11) !== BigInt(SPEC_VERSION)) throw new Error("exits suite: the SBI call did not return the spec version");
 
-  // For scale: a Comlink call from this thread to an idle VM worker and back.
-  const worker = new Worker(join(packageRoot(), "dist/vm-worker.js"));
-  const vm = Comlink.wrap<VmWorker>(nodeEndpoint(worker));
+  // For scale: a Comlink call from this thread to an idle pCPU worker and back.
+  const thread = await nodePlatform.startPcpu();
   try {
     const comlink = await measure("comlink", {
       ...timing, defer: true,
-      fn: (d: Benchmark.Deferred) => { void vm.stats().then(() => d.resolve()); },
+      fn: (d: Benchmark.Deferred) => { void thread.pcpu.demand().then(() => d.resolve()); },
     });
-    report(row("comlink_call", "Comlink call", "VmWorker.stats() from this thread to an idle VM worker and back", comlink, null));
+    report(row("comlink_call", "Comlink call", "Pcpu.demand() from this thread to an idle pCPU worker and back", comlink, null));
   } finally {
-    vm[Comlink.releaseProxy]();
-    await worker.terminate();
+    await thread.terminate();
   }
   return { mmio_roundtrip_us: rows.find((r) => r.key === "mmio_store")!.mean_us, rows };
 }

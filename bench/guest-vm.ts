@@ -1,26 +1,21 @@
-// A Linux guest driven from the bench process: the VM runs in its worker (dist/vm-worker.js,
-// Comlink), its console comes and goes through shared-memory rings, and this thread's event loop
+// A Linux guest driven from the bench process: the VM runs on a one-pCPU host (a worker
+// thread), its console comes through the host's console path, and this thread's event loop
 // stays free for the host side of network benchmarks. Commands are typed at the guest's shell;
 // a gated command (wv-bench -g, or `wv-bench gate` around another program) lets the host read
 // the VM's statistics just before and just after the measured part.
 //
-// The machine is built the way `wasmvisor boot --mode <mode>` builds it (the CLI's parser and
-// request builder), so each mode gets the CLI's default devices: para the built-in SBI and
-// virtio, full Debian's OpenSBI and the legacy devices. The suites find the disk and NIC in
-// the guest (probeDevices) rather than assume them from the mode.
-import { Worker } from "node:worker_threads";
-import { join } from "node:path";
-import * as Comlink from "comlink";
-import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
-import { ByteRing } from "../host/util/ring";
-import { packageRoot } from "../host/core/load-node";
-import { parseCli, type Mode } from "../host/cli/args";
-import { machineRequest } from "../host/vm/request";
-import type { Paging } from "../host/core/core";
-import type { BootRequest, VmWorker, VmStats } from "../host/vm/worker";
+// The machine is configured the way `wasmvisor boot --mode <mode>` configures it (the CLI's
+// parser) and run the way `boot` runs it, so each mode gets the CLI's default devices: para the
+// built-in SBI and virtio, full Debian's OpenSBI and the legacy devices. The suites find the
+// disk and NIC in the guest (probeDevices) rather than assume them from the mode.
+import { parseCli } from "../host/cli/args";
+import type { VmStats } from "../host/cli/stats";
+import type { Mode, Paging, VmConfig } from "../host/config/vm-config";
+import { Hypervisor } from "../host/hv/hypervisor";
+import { nodePlatform } from "../host/platform/node";
 import { READY, PROMPT } from "./boot";
 
-export type { Mode, Paging };
+export type { Mode, Paging, VmStats };
 
 export interface MachineSpec {
   mode: Mode;
@@ -35,13 +30,13 @@ export interface MachineSpec {
 /** Each mode's own console: the virtio-console in para mode, the 16550 in full mode. */
 export const consoleDevice = (mode: Mode) => (mode === "para" ? "hvc0" : "ttyS0");
 
-/** The worker's request for `spec`, as `wasmvisor boot --stats` with one disk and user networking. */
-export function bootRequest(spec: MachineSpec, rings: { consoleOut: SharedArrayBuffer; consoleIn: SharedArrayBuffer }): BootRequest {
+/** The VM `spec` describes, as `wasmvisor boot --stats` with one disk and user networking. */
+export function bootConfig(spec: MachineSpec): VmConfig {
   const cmd = parseCli(["boot", "--mode", spec.mode, "--paging", spec.paging, "--memory", `${spec.memoryMiB}M`,
     "--kernel", spec.kernel, "--initrd", spec.initrd, "--append", `console=${consoleDevice(spec.mode)}`,
     "--drive", `file=${spec.disk}`, "--net", "user", "--stats"]);
   if (cmd.kind !== "boot") throw new Error(`bench: not a boot command: ${cmd.kind}`);
-  return { ...machineRequest(cmd.options), ...rings };
+  return cmd.config;
 }
 
 export interface Device {
@@ -89,33 +84,32 @@ const GATE = /^WVB gate\r?$/m;
 export class GuestVm {
   /** Everything the console printed (latin1). */
   text = "";
-  private readonly out = new ByteRing(1 << 16);
-  private readonly in = new ByteRing(1 << 12);
-  private readonly worker: Worker;
-  private readonly vm: Comlink.Remote<VmWorker>;
-  private running = true;
   private stopped: Error | null = null;
   private waiters = new Set<() => void>();
-  private readonly drained: Promise<void>;
-  /** Settles when the worker's run() does. */
-  private ran: Promise<unknown> = Promise.resolve();
   private ids = 0;
+  private started = performance.now();
+  private console: { write(bytes: Uint8Array): void; detach(): void } | null = null;
 
-  private constructor() {
-    this.worker = new Worker(join(packageRoot(), "dist/vm-worker.js"));
-    this.vm = Comlink.wrap<VmWorker>(nodeEndpoint(this.worker));
-    this.drained = this.drain();
-  }
+  private constructor(private readonly hv: Hypervisor, private readonly name: string) {}
 
   /** Boot a guest and wait for its shell prompt. */
   static async boot(spec: MachineSpec, timeoutMs = 300_000): Promise<GuestVm> {
-    const g = new GuestVm();
+    // As `wasmvisor boot` runs its VM: one pCPU, no balancing, no watchdog, no memory limit.
+    const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, watchdogSeconds: 0, overcommit: Infinity, fileDescriptors: Infinity });
+    const config = bootConfig(spec);
+    const g = new GuestVm(hv, config.name);
     try {
-      await g.vm.create(bootRequest(spec, { consoleOut: g.out.buffer, consoleIn: g.in.buffer }));
-      const ended = (why: string) => { g.stopped = new Error(`the VM stopped: ${why}`); g.wake(); };
-      g.worker.on("error", (e) => ended(e.message));
-      g.worker.on("exit", (c) => ended(`its worker exited (${c})`));
-      g.ran = g.vm.run().then((r) => ended(JSON.stringify(r)), (e: Error) => ended(e.message));
+      await hv.createVm(config);
+      g.console = hv.attachConsole(g.name, (bytes) => {
+        g.text += Buffer.from(bytes).toString("latin1");
+        g.wake();
+      });
+      await hv.act(g.name, "start");
+      g.started = performance.now();
+      void hv.waitForEnd(g.name).then((info) => {
+        g.stopped = new Error(`the VM stopped: ${info.state} (${info.reason})`);
+        g.wake();
+      });
       const ready = await g.expect(new RegExp(READY), 0, timeoutMs);
       g.send("\r");
       await g.expect(PROMPT, ready.end, 60_000);
@@ -126,28 +120,12 @@ export class GuestVm {
     }
   }
 
-  private async drain(): Promise<void> {
-    while (this.running) {
-      await this.out.waitForData(50);
-      const bytes = this.out.read();
-      if (bytes.length) {
-        this.text += Buffer.from(bytes).toString("latin1");
-        this.wake();
-      }
-    }
-  }
-
   private wake(): void {
     for (const w of [...this.waiters]) w();
   }
 
   send(text: string): void {
-    const bytes = Buffer.from(text, "latin1");
-    let off = 0;
-    // The input ring is small; the guest drains it as it reads.
-    const push = () => { off += this.in.write(bytes.subarray(off)); };
-    push();
-    if (off < bytes.length) throw new Error(`console input ring full (${bytes.length - off} bytes not sent)`);
+    this.console!.write(Buffer.from(text, "latin1"));
   }
 
   /** Wait until the console text after `from` matches `re`. */
@@ -219,18 +197,11 @@ export class GuestVm {
   }
 
   async stats(): Promise<VmStats> {
-    const s = await this.vm.stats();
-    if (!s) throw new Error("the VM has no statistics (not created)");
-    return s;
+    return { ...(await this.hv.machineStats(this.name)), seconds: (performance.now() - this.started) / 1000 };
   }
 
   async close(): Promise<void> {
-    if (!this.stopped) await this.vm.stop().catch(() => {});
-    await Promise.race([this.ran, new Promise((r) => setTimeout(r, 2000))]);
-    this.running = false;
-    this.out.kick();
-    await this.drained;
-    this.vm[Comlink.releaseProxy]();
-    await this.worker.terminate();
+    this.console?.detach();
+    await this.hv.close();
   }
 }

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync, copyFileSync, readFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor } from "../host/hv/hypervisor";
+import { nodePlatform } from "../host/platform/node";
 import { percentile } from "../host/util/stats";
 
 export interface HypervisorResult {
@@ -53,7 +54,7 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
   const window = quick ? 3000 : 10_000;
   try {
     // ---- fairness, caps, Jain: one pCPU ----
-    let hv = await Hypervisor.start({ cpus: 1, balance: false });
+    let hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false });
     const weights = [1, 2, 4];
     for (const [i, w] of weights.entries()) {
       await hv.create(bare(`w${w}`, busy, { cpu: { weight: w } }));
@@ -89,7 +90,7 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
     await hv.close();
 
     // ---- utilisation and balancing: two pCPUs ----
-    hv = await Hypervisor.start({ cpus: 2 });
+    hv = await Hypervisor.start(nodePlatform, { cpus: 2 });
     const four = ["b0", "b1", "b2", "b3"];
     for (const n of four) { await hv.create(bare(n, busy)); await hv.act(n, "start"); }
     const leaving = hv.list().filter((v) => v.pcpu === 0).map((v) => v.name);
@@ -117,7 +118,7 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
     // ---- isolation: console echo latency next to a spinner and a disk flood ----
     const isolation = { layouts: [] as HypervisorResult["isolation"]["layouts"] };
     for (const neighbour of ["spinner", "flooder"] as const) {
-      hv = await Hypervisor.start({ cpus: 2, balance: false, watchdogSeconds: 3600 });
+      hv = await Hypervisor.start(nodePlatform, { cpus: 2, balance: false, watchdogSeconds: 3600 });
       const disk = join(dir, "flood.img");
       copyFileSync(guest.disk, disk);
       const linux = (name: string, extra: object = {}) => ({ name, mode: "para", memory: "64M", kernel: guest.kernel, initrd: guest.initramfs, append: "console=ttyS0", ...extra });
@@ -165,7 +166,7 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
     // ---- density: many small Linux VMs at once ----
     const n = quick ? 20 : 100;
     const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))![1]) * 1024;
-    hv = await Hypervisor.start({ cpus: 2, balance: false });
+    hv = await Hypervisor.start(nodePlatform, { cpus: 2, balance: false });
     global.gc?.();
     const rss0 = rss();
     const create: number[] = [];

@@ -4,7 +4,7 @@
 // prompts, records it again, and prints a ProbeResult as JSON.
 import { existsSync, readFileSync } from "node:fs";
 import { VirtMachine, type VirtConfig } from "../host/machine/virt";
-import { loadCoreModule } from "../host/core/load-node";
+import { loadCoreModule } from "../host/platform/node/core";
 import { RAM_HOST } from "../host/core/layout";
 import { READY, PROMPT } from "./boot";
 import { PAGE_SIZE, countNonZeroPages, processMemory, wasmMemoryResidency } from "./procfs";

@@ -10,7 +10,7 @@
 // the baseline: they are the hypervisor's, whatever the number of VMs.
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { packageRoot } from "../host/core/load-node";
+import { packageRoot } from "../host/platform/node/core";
 import { median } from "../host/util/stats";
 import type { Guest } from "./boot";
 

@@ -12,7 +12,7 @@ import { fullVsParaSuite, pagingSuite } from "./fullvspara";
 import { describeMachine } from "./machine";
 import { checkTargets, renderReport, SUITES, type BenchResult, type Suite } from "./report";
 import { buildLinuxGuest } from "../guests/linux/build.mjs";
-import { packageRoot } from "../host/core/load-node";
+import { packageRoot } from "../host/platform/node/core";
 import { buildBaremetal } from "../guests/baremetal/build.mjs";
 
 function parseArgs(argv: string[]): { quick: boolean; only: Set<Suite>; render: boolean } {

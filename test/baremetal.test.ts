@@ -4,7 +4,7 @@ import { describe, test, expect, beforeAll } from "vitest";
 import { readFileSync } from "node:fs";
 import { buildBaremetal, PROGRAM_NAMES, HARNESS_PROGRAMS } from "../guests/baremetal/build.mjs";
 import { runBareMetal } from "../host/machine/virt";
-import { loadCoreModule } from "../host/core/load-node";
+import { loadCoreModule } from "../host/platform/node/core";
 
 let programs: Record<string, string>;
 

@@ -10,7 +10,7 @@ import {
   addDeltas, guestExits, hostUsPerExit, parseDd, parsePing, parseWvb, summarize, windowDelta, type Delta, type GuestSuiteResult, type Machine,
 } from "../bench/fullvspara";
 import type { GatedRun } from "../bench/guest-vm";
-import type { VmStats } from "../host/vm/worker";
+import type { VmStats } from "../host/cli/stats";
 import {
   PAGE_SIZE, countNonZeroPages, countPresent, locateWasmMemory, parseMaps, residentPages, smapsRss, statusField, wasmMemoryResidency,
 } from "../bench/procfs";

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { buildBaremetal } from "../guests/baremetal/build.mjs";
-import { packageRoot } from "../host/core/load-node";
+import { packageRoot } from "../host/platform/node/core";
 
 const ATTACKS = [
   "trap-illegal", "trap-fetch", "trap-ecall", "trap-load", "trap-smode", "irq-timer", "irq-software",

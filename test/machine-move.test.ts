@@ -3,7 +3,7 @@
 import { describe, test, expect } from "vitest";
 import { assemble } from "./encoder";
 import { VirtMachine, KERNEL_ADDR, type VirtConfig } from "../host/machine/virt";
-import { loadCoreModule } from "../host/core/load-node";
+import { loadCoreModule } from "../host/platform/node/core";
 import { EXT } from "../host/sbi/sbi";
 import { MemoryDisk } from "../host/virtio/memory-disk";
 

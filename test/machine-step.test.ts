@@ -3,7 +3,7 @@
 import { test, expect } from "vitest";
 import { assemble } from "./encoder";
 import { VirtMachine } from "../host/machine/virt";
-import { loadCoreModule } from "../host/core/load-node";
+import { loadCoreModule } from "../host/platform/node/core";
 
 const RAM = 0x80000000;
 

@@ -2,7 +2,7 @@
 import { describe, test, expect } from "vitest";
 import { assemble } from "./encoder";
 import { VirtMachine, KERNEL_ADDR } from "../host/machine/virt";
-import { loadCoreModule } from "../host/core/load-node";
+import { loadCoreModule } from "../host/platform/node/core";
 import { EXT, SPEC_VERSION, IMPL_ID, SBI_ERR_NOT_SUPPORTED, SBI_ERR_INVALID_PARAM, SBI_ERR_INVALID_ADDRESS, HART_STOPPED, HART_STARTED } from "../host/sbi/sbi";
 
 const RESULTS = KERNEL_ADDR + 0x10000; // the program stores what it saw here

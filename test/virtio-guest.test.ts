@@ -6,7 +6,7 @@ import { test, expect } from "vitest";
 import { readFileSync } from "node:fs";
 import { buildBaremetal } from "../guests/baremetal/build.mjs";
 import { runBareMetal } from "../host/machine/virt";
-import { loadCoreModule } from "../host/core/load-node";
+import { loadCoreModule } from "../host/platform/node/core";
 import { MemoryDisk } from "../host/virtio";
 
 test("virtio_bad: every malformed request ends in DEVICE_NEEDS_RESET, the host survives", async () => {

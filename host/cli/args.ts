@@ -1,48 +1,25 @@
 // Command-line parsing: QEMU's spellings are accepted too (-bios, -kernel, -m 256M, -smp 2),
-// so people can carry their command lines over.
+// so people can carry their command lines over. The flags are a VM definition's fields: they
+// are gathered here and checked by the one VM configuration parser (config/parse.ts).
 import { parseArgs } from "node:util";
+import { parseVmConfig, ConfigError } from "../config/parse";
+import type { VmConfig } from "../config/vm-config";
 
 export class CliError extends Error {}
-
-import type { DriveOption, NetOption } from "../vm/worker";
-import type { DriveInterface, NicModel } from "../machine/virt";
-import { parseNetdev } from "../net/netdev";
-
-export type Mode = "para" | "full";
-import { PAGING_MODES, type Paging } from "../core/core";
-
-/**
- * The devices --drive and --net get without if= / model=: the full machine has legacy devices
- * (an ATA disk, an OpenCores Ethernet MAC), the paravirtualized one virtio.
- */
-export const DEFAULT_DEVICES: Record<Mode, { drive: DriveInterface; nic: NicModel }> = {
-  full: { drive: "ide", nic: "ethoc" },
-  para: { drive: "virtio", nic: "virtio" },
-};
-
-export interface BootOptions {
-  /** A file, "none", "builtin", or undefined for the mode's default. */
-  bios?: string;
-  mode: Mode;
-  paging: Paging;
-  drives: DriveOption[];
-  /** NICs: a validated netdev string ("user,hostfwd=tcp::8080-:80", "switch=lan") and a model. */
-  nets: NetOption[];
-  kernel?: string;
-  initrd?: string;
-  append?: string;
-  memory: number; // bytes
-  smp: number;
-  dtbOut?: string;
-  /** Print exit statistics when the VM stops. */
-  stats: boolean;
-}
 
 export type Command =
   | { kind: "help" }
   | { kind: "version" }
-  | { kind: "boot"; options: BootOptions }
-  | { kind: "start"; options: BootOptions };
+  | BootCommand;
+
+export interface BootCommand {
+  kind: "boot" | "start";
+  config: VmConfig;
+  /** Also write the generated devicetree blob here. */
+  dtbOut?: string;
+  /** Print exit statistics when the VM stops. */
+  stats: boolean;
+}
 
 export const HELP = `Usage: wasmvisor boot [options]
        wasmvisor start [options]    build the default Linux guest if needed, then boot it
@@ -98,18 +75,6 @@ const QEMU_SPELLINGS: Record<string, string> = {
   "-smp": "--smp", "-dtb-out": "--dtb-out", "-memory": "--memory", "-drive": "--drive",
 };
 
-/** "256M", "1G", "65536K", "512" (MiB) → bytes. */
-export function parseSize(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)([KMGT]?)(i?B)?$/i.exec(text.trim());
-  if (!m) throw new CliError(`invalid memory size '${text}' (use e.g. 256M or 1G)`);
-  const unit = m[2].toUpperCase();
-  const mult = unit === "K" ? 2 ** 10 : unit === "G" ? 2 ** 30 : unit === "T" ? 2 ** 40 : 2 ** 20;
-  const bytes = Math.floor(Number(m[1]) * mult);
-  if (bytes < 2 ** 20) throw new CliError(`memory size '${text}' is too small (at least 1M)`);
-  if (bytes % 4096 !== 0) throw new CliError(`memory size '${text}' is not a multiple of 4K`);
-  return bytes;
-}
-
 export function parseCli(argv: string[]): Command {
   const args = argv.map((a) => QEMU_SPELLINGS[a] ?? a);
   if (args.length === 0) return { kind: "help" };
@@ -145,79 +110,16 @@ export function parseCli(argv: string[]): Command {
   }
   const v = parsed.values;
   if (v.help) return { kind: "help" };
-  const smp = v.smp === undefined ? 1 : Number(v.smp);
-  if (!Number.isInteger(smp) || smp < 1 || smp > 8) throw new CliError(`--smp must be a whole number from 1 to 8, not '${v.smp}'`);
-  const mode = v.mode ?? (args[0] === "start" ? "para" : "full");
-  if (mode !== "para" && mode !== "full") throw new CliError(`--mode must be para or full, not '${mode}'`);
-  const paging = v.paging ?? "nested";
-  if (!(PAGING_MODES as readonly string[]).includes(paging)) throw new CliError(`--paging must be nested or shadow, not '${paging}'`);
-  return {
-    kind: args[0] === "start" ? "start" : "boot",
-    options: {
-      bios: v.bios,
-      mode,
-      paging: paging as Paging,
-      drives: (v.drive ?? []).map((d) => parseDrive(d, DEFAULT_DEVICES[mode].drive)),
-      nets: (v.net ?? []).map((n) => parseNet(n, DEFAULT_DEVICES[mode].nic)),
-      kernel: v.kernel,
-      initrd: v.initrd,
-      append: v.append,
-      memory: parseSize(v.memory ?? "256M"),
-      smp,
-      dtbOut: v["dtb-out"],
-      stats: v.stats === true,
-    },
-  };
-}
-
-/**
- * "file=disk.img,if=ide,readonly=on,serial=abc" (QEMU's key=value list; a bare path means
- * file=); `defaultIf` when if= is not given.
- */
-export function parseDrive(spec: string, defaultIf: DriveInterface): DriveOption {
-  const out: DriveOption = { file: "", readOnly: false, if: defaultIf };
-  for (const part of spec.split(",")) {
-    const eq = part.indexOf("=");
-    const key = eq < 0 ? "file" : part.slice(0, eq);
-    const value = eq < 0 ? part : part.slice(eq + 1);
-    if (key === "file") out.file = value;
-    else if (key === "readonly") {
-      if (!["on", "off", "true", "false"].includes(value)) throw new CliError(`--drive readonly=${value}: use on or off`);
-      out.readOnly = value === "on" || value === "true";
-    } else if (key === "serial") {
-      if (value.length > 20) throw new CliError(`--drive serial=${value}: at most 20 characters`);
-      out.serial = value;
-    } else if (key === "if") {
-      if (value !== "ide" && value !== "virtio") throw new CliError(`--drive if=${value}: use ide or virtio`);
-      out.if = value;
-    } else if (key === "format" && value === "raw") continue;
-    else throw new CliError(`--drive: unknown option '${key}' (known: file, if, readonly, serial, format=raw)`);
-  }
-  if (!out.file) throw new CliError(`--drive ${spec}: give the image as file=<path>`);
-  return out;
-}
-
-/**
- * "user[,hostfwd=...]" or "switch=NAME", each with an optional model=ethoc|virtio (`defaultModel`
- * otherwise): checked here so mistakes are CLI errors.
- */
-export function parseNet(spec: string, defaultModel: NicModel): NetOption {
-  let model = defaultModel;
-  const rest: string[] = [];
-  for (const part of spec.split(",")) {
-    if (!part.startsWith("model=")) {
-      rest.push(part);
-      continue;
-    }
-    const value = part.slice("model=".length);
-    if (value !== "ethoc" && value !== "virtio") throw new CliError(`--net model=${value}: use ethoc or virtio`);
-    model = value;
-  }
-  const netdev = rest.join(",");
+  const { drive, net, stats, help: _help, "dtb-out": dtbOut, ...fields } = v;
+  let config: VmConfig;
   try {
-    parseNetdev(netdev);
+    config = parseVmConfig({ name: "vm", ...fields, drives: drive, nets: net }, {
+      naming: "flags", defaultMode: args[0] === "start" ? "para" : "full", defaultLoopback: "on",
+    });
   } catch (e) {
-    throw new CliError(`--net ${(e as Error).message.replace(/^netdev /, "")}`);
+    if (e instanceof ConfigError) throw new CliError(e.message);
+    throw e;
   }
-  return { netdev, model };
+  if (stats) config.timeExits = true;
+  return { kind: args[0] === "start" ? "start" : "boot", config, dtbOut, stats: stats === true };
 }

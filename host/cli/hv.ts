@@ -5,9 +5,11 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { Hypervisor } from "../hv/hypervisor";
-import { serveApi, ApiClient, ACTIONS } from "../hv/api";
-import { defaultSocketPath, ensurePrivateDir, checkApiSocket } from "../hv/api-socket";
-import { parseSize, CliError } from "./args";
+import { serveApi, ApiClient, ACTIONS } from "../api/api";
+import { defaultSocketPath, ensurePrivateDir, checkApiSocket } from "../api/api-socket";
+import { CliError } from "./args";
+import { parseSize } from "../config/parse";
+import { nodePlatform } from "../platform/node";
 import type { HostInfo, VmInfo, VmRunStats } from "../hv/types";
 
 const CTRL_RIGHT_BRACKET = 0x1d;
@@ -76,7 +78,12 @@ export async function hostCommand(argv: string[]): Promise<number> {
   const sliceMs = num("slice", v.slice, (n) => n >= 1 && n <= 1000, "a number of ms from 1 to 1000");
   const vcpusPerPcpu = num("vcpus-per-pcpu", v["vcpus-per-pcpu"], (n) => Number.isInteger(n) && n >= 1 && n <= 1024, "a whole number from 1 to 1024");
   const watchdogSeconds = num("watchdog", v.watchdog, (n) => n > 0 && n <= 3600, "a number of seconds in (0, 3600]");
-  const hostMemory = v.memory === undefined ? undefined : parseSize(v.memory);
+  let hostMemory: number | undefined;
+  try {
+    hostMemory = v.memory === undefined ? undefined : parseSize(v.memory);
+  } catch (e) {
+    throw new CliError(`--memory: ${(e as Error).message}`);
+  }
   const socket = v.api ?? defaultSocketPath();
   // The default socket's directory must be private (--api's is the user's choice; the socket
   // itself is 0600 either way). Checked before any worker starts.
@@ -86,7 +93,7 @@ export async function hostCommand(argv: string[]): Promise<number> {
   for (const d of v.images ?? []) {
     if (!existsSync(d) || !statSync(d).isDirectory()) throw new CliError(`--images ${d}: not a directory`);
   }
-  const hv = await Hypervisor.start({ cpus, overcommit, sliceMs, hostMemory, watchdogSeconds, vcpusPerPcpu, imageDirs, onEvent: log });
+  const hv = await Hypervisor.start(nodePlatform, { cpus, overcommit, sliceMs, hostMemory, watchdogSeconds, vcpusPerPcpu, imageDirs, onEvent: log });
   let server;
   try {
     server = await serveApi(hv, socket, { onError: log });

@@ -1,57 +1,53 @@
-// `wasmvisor`: the command line. The main thread owns the terminal and the VM's worker; console
-// bytes cross through shared-memory rings and control goes through Comlink.
-import { Worker } from "node:worker_threads";
+// `wasmvisor`: the command line. `boot` is a hypervisor with one pCPU and one VM, through the
+// same code as `wasmvisor host`: the main thread owns the terminal and the control plane, the
+// VM runs on a pCPU worker, and console bytes cross through shared-memory rings.
 import { writeFileSync, existsSync, copyFileSync, mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { pathToFileURL } from "node:url";
-import * as Comlink from "comlink";
-import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
-import { ByteRing } from "../util/ring";
-import { parseCli, CliError, HELP, DEFAULT_DEVICES, type BootOptions } from "./args";
-import type { VmWorker, BootRequest } from "../vm/worker";
-import type { MachineRequest } from "../vm/build";
-import { machineRequest, RequestError } from "../vm/request";
-import { packageRoot } from "../core/load-node";
+import { parseCli, CliError, HELP, type BootCommand } from "./args";
+import { DEFAULT_DEVICES, type VmConfig } from "../config/vm-config";
+import { parseNic } from "../config/parse";
+import { Hypervisor } from "../hv/hypervisor";
+import { HvError } from "../hv/types";
+import { nodePlatform } from "../platform/node";
+import { packageRoot } from "../platform/node/core";
 import { formatStats } from "./stats";
 import { hostCommand, ctlCommand } from "./hv";
 
 const VERSION = "0.1.0";
 const CTRL_A = 0x01;
+/** The process's exit status when the VMM itself fails (sysexits' EX_SOFTWARE). */
+const INTERNAL_FAILURE = 70;
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`wasmvisor: ${message}\n`);
   process.exit(code);
 }
 
-async function boot(opts: BootOptions): Promise<number> {
-  let machine: MachineRequest;
+async function boot(cmd: BootCommand): Promise<number> {
+  const config = cmd.config;
+  // One VM on one pCPU: no balancing, no watchdog (a guest at a terminal is its user's to judge,
+  // as on QEMU), and the host's memory is not a limit (guest RAM is committed as it is touched).
+  const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, watchdogSeconds: 0, overcommit: Infinity, fileDescriptors: Infinity });
   try {
-    machine = machineRequest(opts);
+    await hv.createVm(config);
   } catch (e) {
-    if (e instanceof RequestError) fail(e.message);
+    await hv.close();
+    if (e instanceof HvError) fail(e.message);
     throw e;
   }
-
-  const consoleOut = new ByteRing(1 << 16);
-  const consoleIn = new ByteRing(1 << 12);
-  const worker = new Worker(new URL("./vm-worker.js", import.meta.url));
-  const vm = Comlink.wrap<VmWorker>(nodeEndpoint(worker));
-  const req: BootRequest = { ...machine, consoleOut: consoleOut.buffer, consoleIn: consoleIn.buffer };
-  let dtb: Uint8Array;
-  try {
-    dtb = await vm.create(req);
-  } catch (e) {
-    await worker.terminate();
-    fail((e as Error).message.split("\n")[0]);
-  }
-  if (opts.dtbOut) {
+  if (cmd.dtbOut) {
     try {
-      writeFileSync(opts.dtbOut, dtb);
+      writeFileSync(cmd.dtbOut, hv.dtb(config.name));
     } catch (e) {
-      await worker.terminate();
-      fail(`--dtb-out ${opts.dtbOut}: cannot write (${(e as Error).message})`);
+      await hv.close();
+      fail(`--dtb-out ${cmd.dtbOut}: cannot write (${(e as Error).message})`);
     }
   }
+  let pending = Promise.resolve();
+  const serial = hv.attachConsole(config.name, (bytes) => {
+    pending = pending.then(() => new Promise<void>((resolve) => process.stdout.write(bytes, () => resolve())));
+  });
 
   // Terminal: raw mode so every key reaches the guest; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.
   const stdin = process.stdin;
@@ -73,18 +69,10 @@ async function boot(opts: BootOptions): Promise<number> {
       if (b === CTRL_A) { escape = true; continue; }
       out.push(b);
     }
-    if (out.length) {
-      const bytes = Uint8Array.from(out);
-      let off = 0;
-      while (off < bytes.length) {
-        const n = consoleIn.write(bytes.subarray(off));
-        if (n === 0) break; // the guest is not reading; drop rather than block the terminal
-        off += n;
-      }
-    }
+    if (out.length) serial.write(Uint8Array.from(out));
     if (quitting) {
       process.stderr.write("\r\nwasmvisor: terminated\r\n");
-      void vm.stop();
+      void hv.act(config.name, "stop").catch(() => {});
       // A VM busy inside one long step cannot answer: end it regardless after a moment.
       setTimeout(() => { restore(); process.exit(0); }, 2000).unref();
     }
@@ -92,46 +80,27 @@ async function boot(opts: BootOptions): Promise<number> {
   stdin.on("end", () => { /* stdin closed: the guest keeps running until it stops */ });
   stdin.resume();
 
-  // Drain console output as it comes.
-  let running = true;
-  const drain = (async () => {
-    while (running || consoleOut.available() > 0) {
-      await consoleOut.waitForData(50);
-      const bytes = consoleOut.read();
-      if (bytes.length) await new Promise<void>((resolve) => process.stdout.write(bytes, () => resolve()));
-    }
-  })();
-
-  // If the worker dies, run() would never settle: turn its death into an error.
-  const died = new Promise<never>((_, reject) => {
-    worker.on("error", (e) => reject(e));
-    worker.on("exit", (c) => reject(new Error(`the VM's worker exited (code ${c})`)));
-  });
-  died.catch(() => {});
-  let code: number;
-  try {
-    const reason = await Promise.race([vm.run(), died]);
-    code = reason.code;
-    if (reason.kind === "error") process.stderr.write(`\r\nwasmvisor: ${(reason as { message: string }).message}\r\n`);
-  } catch (e) {
-    process.stderr.write(`\r\nwasmvisor: the VM failed: ${(e as Error).message}\r\n`);
-    code = 70;
+  const started = performance.now();
+  await hv.act(config.name, "start");
+  const end = await hv.waitForEnd(config.name);
+  await pending;
+  let code = end.exitCode ?? INTERNAL_FAILURE;
+  if (quitting) code = 0;
+  // A guest's own failure (a test-device code, an HTIF exit) is its exit status; the VMM's
+  // failures (a trap loop, an emulation error, a dead worker) are said.
+  else if (end.state === "failed" && code === INTERNAL_FAILURE) process.stderr.write(`\r\nwasmvisor: ${end.reason}\r\n`);
+  if (cmd.stats) {
+    const stats = await hv.machineStats(config.name).catch(() => null);
+    process.stderr.write(stats ? formatStats({ ...stats, seconds: (performance.now() - started) / 1000 }) : "wasmvisor: no statistics (the VM's worker is gone)\n");
   }
-  running = false;
-  consoleOut.kick();
-  await drain;
-  if (opts.stats) {
-    const stats = await Promise.race([vm.stats(), died]).catch(() => null);
-    process.stderr.write(stats ? formatStats(stats) : "wasmvisor: no statistics (the VM's worker is gone)\n");
-  }
+  serial.detach();
   restore();
-  vm[Comlink.releaseProxy]();
-  await worker.terminate();
+  await hv.close();
   return code;
 }
 
 /** The default guest: Linux + BusyBox built from Debian's sources (built on first use). */
-async function start(opts: BootOptions): Promise<number> {
+async function start(cmd: BootCommand): Promise<number> {
   const script = join(packageRoot(), "guests/linux/build.mjs");
   const { buildLinuxGuest } = await import(pathToFileURL(script).href);
   let guest: { dir: string; kernel: string; initramfs: string; disk: string };
@@ -146,14 +115,16 @@ async function start(opts: BootOptions): Promise<number> {
     mkdirSync(dirname(disk), { recursive: true });
     copyFileSync(guest.disk, disk);
   }
-  return boot({
-    ...opts,
-    kernel: opts.kernel ?? guest.kernel,
-    initrd: opts.initrd ?? guest.initramfs,
-    append: opts.append ?? "console=ttyS0",
-    drives: opts.drives.length ? opts.drives : [{ file: disk, readOnly: false, if: DEFAULT_DEVICES[opts.mode].drive }],
-    nets: opts.nets.length ? opts.nets : [{ netdev: "user", model: DEFAULT_DEVICES[opts.mode].nic }],
-  });
+  const c = cmd.config;
+  const config: VmConfig = {
+    ...c,
+    kernel: c.kernel ?? guest.kernel,
+    initrd: c.initrd ?? guest.initramfs,
+    append: c.append ?? "console=ttyS0",
+    drives: c.drives.length ? c.drives : [{ file: disk, readOnly: false, if: DEFAULT_DEVICES[c.mode].drive }],
+    nets: c.nets.length ? c.nets : [parseNic("user", DEFAULT_DEVICES[c.mode].nic, "on")],
+  };
+  return boot({ ...cmd, config });
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -176,8 +147,8 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (cmd.kind === "help") { process.stdout.write(HELP); return; }
   if (cmd.kind === "version") { process.stdout.write(`wasmvisor ${VERSION}\n`); return; }
-  const code = cmd.kind === "start" ? await start(cmd.options) : await boot(cmd.options);
+  const code = cmd.kind === "start" ? await start(cmd) : await boot(cmd);
   process.exit(code);
 }
 
-main(process.argv.slice(2)).catch((e) => fail(`internal error: ${(e as Error).message}`, 70));
+main(process.argv.slice(2)).catch((e) => fail(`internal error: ${(e as Error).message}`, INTERNAL_FAILURE));

@@ -1,5 +1,10 @@
 // `wasmvisor boot --stats`: where the VM's time went, printed when it stops.
-import type { VmStats } from "../vm/worker";
+import type { MachineStats } from "../machine/virt";
+
+export interface VmStats extends MachineStats {
+  /** Wall seconds since the VM started. */
+  seconds: number;
+}
 
 const count = (n: number) => n.toLocaleString("en-US");
 

@@ -5,21 +5,18 @@
  * gets stuck is kept, restarted or destroyed as its definition says; a worker that dies fails
  * only the VMs homed on it and is replaced.
  */
-import { Worker } from "node:worker_threads";
-import { totalmem, availableParallelism } from "node:os";
-import { join } from "node:path";
-import { readFileSync } from "node:fs";
 import * as Comlink from "comlink";
-import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
-import { packageRoot } from "../core/load-node";
 import { vmmLayout } from "../core/core";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { percentile } from "../util/stats";
-import type { Pcpu, VmEvent, HostedStats } from "./pcpu";
+import { EMULATION_FAILURE, type Pcpu, type VmEvent, type HostedStats } from "./pcpu";
 import type { MachineStats } from "../machine/virt";
-import type { Action, Control } from "./api";
-import { parseDefinition, type ParsedDefinition } from "./definition";
-import { machineRequest, RequestError } from "../vm/request";
+import type { Control } from "./types";
+import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } from "../config/parse";
+import type { VmConfig } from "../config/vm-config";
+import { loadBootImages } from "../vm/build";
+import type { Platform, PcpuThread } from "../platform/platform";
+import { transition, ended, type Action } from "./lifecycle";
 import {
   badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type VmInfo, type VmRunStats, type VmState,
 } from "./types";
@@ -27,7 +24,7 @@ import {
 export interface HypervisorOptions {
   /** pCPU workers (default: every core). */
   cpus?: number;
-  /** Host memory VMs may use before overcommit (default: the machine's). */
+  /** Host memory VMs may use before overcommit (default: the platform's). */
   hostMemory?: number;
   /** Committed VM memory may reach hostMemory × this (default 1). */
   overcommit?: number;
@@ -37,7 +34,7 @@ export interface HypervisorOptions {
   sliceMs?: number;
   /** Console bytes kept per VM for late attachers (default 64 KiB). */
   scrollback?: number;
-  /** CPU seconds a VM may keep an enabled interrupt waiting without taking one before it counts as stuck (default 5). */
+  /** CPU seconds a VM may keep an enabled interrupt waiting without taking one before it counts as stuck (default 5; 0: never). */
   watchdogSeconds?: number;
   /** Move VMs between pCPUs to even out their load (default true). */
   balance?: boolean;
@@ -54,23 +51,30 @@ export interface HypervisorOptions {
 
 interface Home {
   index: number;
-  worker: Worker;
+  thread: PcpuThread;
   pcpu: Comlink.Remote<Pcpu>;
   doorbell: Int32Array;
   alive: boolean;
 }
 
 interface VmRecord {
-  parsed: ParsedDefinition;
+  config: VmConfig;
+  /** File descriptors it may hold on the host. */
+  fds: number;
   home: Home;
   state: VmState;
   reason?: string;
+  exitCode?: number;
+  /** Told when it ends (waitForEnd). */
+  waiters: ((info: VmInfo) => void)[];
   /** Bytes of host memory the VM may use (its whole VM memory). */
   committed: number;
   out: ByteRing;
   input: ByteRing;
   scrollback: Uint8Array[];
   scrollbackBytes: number;
+  /** The devicetree it was given. */
+  dtb: Uint8Array;
   listeners: Set<(bytes: Uint8Array) => void>;
   restarts: number;
   restartTimes: number[];
@@ -91,20 +95,6 @@ const MAX_RESTARTS_PER_MINUTE = 5;
 const BALANCE_MS = 1000;
 /** A VM stays where the balancer put it at least this long (ms): no ping-pong. */
 const SETTLE_MS = 5000;
-/** File descriptors the host keeps for itself (workers, images being read, API clients, logs). */
-const HOST_FDS = 256;
-
-/** The process's soft limit on open files (Node raises it to the hard limit at start). */
-function openFileLimit(): number {
-  try {
-    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"));
-    if (m) return m[1] === "unlimited" ? 1 << 20 : Number(m[1]);
-  } catch {
-    // not Linux
-  }
-  return 1024;
-}
-
 export class Hypervisor implements Control {
   readonly pcpus: number;
   readonly memoryLimit: number;
@@ -113,54 +103,53 @@ export class Hypervisor implements Control {
   private readonly homes: Home[] = [];
   private readonly vms = new Map<string, VmRecord>();
   private readonly scrollbackLimit: number;
-  private balanceTimer: NodeJS.Timeout | null = null;
+  private balanceTimer: ReturnType<typeof setInterval> | null = null;
   private balancing = false;
   private closed = false;
 
-  private constructor(private readonly opts: HypervisorOptions) {
-    this.pcpus = opts.cpus ?? availableParallelism();
+  private constructor(private readonly platform: Platform, private readonly opts: HypervisorOptions) {
+    const host = platform.resources();
+    this.pcpus = opts.cpus ?? host.cpus;
     if (!Number.isInteger(this.pcpus) || this.pcpus < 1) throw new RangeError(`cpus must be a whole number ≥ 1, not ${opts.cpus}`);
     const overcommit = opts.overcommit ?? 1;
     if (!(overcommit > 0)) throw new RangeError(`overcommit must be > 0, not ${opts.overcommit}`);
-    this.memoryLimit = Math.floor((opts.hostMemory ?? totalmem()) * overcommit);
+    this.memoryLimit = Math.floor((opts.hostMemory ?? host.memory) * overcommit);
     const perPcpu = opts.vcpusPerPcpu ?? 64;
     if (!Number.isInteger(perPcpu) || perPcpu < 1) throw new RangeError(`vcpusPerPcpu must be a whole number ≥ 1, not ${opts.vcpusPerPcpu}`);
     this.maxVcpus = this.pcpus * perPcpu;
-    this.fdLimit = opts.fileDescriptors ?? Math.max(0, openFileLimit() - HOST_FDS);
+    this.fdLimit = opts.fileDescriptors ?? host.fileDescriptors;
     this.scrollbackLimit = opts.scrollback ?? 64 * 1024;
     if (opts.balance ?? true) {
-      this.balanceTimer = setInterval(() => this.background("balancing the pCPUs", this.balance()), BALANCE_MS);
-      this.balanceTimer.unref();
+      const timer = setInterval(() => this.background("balancing the pCPUs", this.balance()), BALANCE_MS);
+      (timer as { unref?: () => void }).unref?.(); // a timer alone does not keep a process alive
+      this.balanceTimer = timer;
     }
   }
 
-  /** Start the pCPU workers. */
-  static async start(opts: HypervisorOptions = {}): Promise<Hypervisor> {
-    const hv = new Hypervisor(opts);
+  /** Start the pCPUs on `platform`. */
+  static async start(platform: Platform, opts: HypervisorOptions = {}): Promise<Hypervisor> {
+    const hv = new Hypervisor(platform, opts);
     await Promise.all(Array.from({ length: hv.pcpus }, (_, i) => hv.spawn(i)));
     return hv;
   }
 
   private async spawn(index: number): Promise<Home> {
-    const worker = new Worker(join(packageRoot(), "dist/pcpu-worker.js"));
+    const thread = await this.platform.startPcpu();
     const doorbell = new SharedArrayBuffer(4);
-    const pcpu = Comlink.wrap<Pcpu>(nodeEndpoint(worker));
-    const home: Home = { index, worker, pcpu, doorbell: new Int32Array(doorbell), alive: true };
+    const home: Home = { index, thread, pcpu: thread.pcpu, doorbell: new Int32Array(doorbell), alive: true };
     this.homes[index] = home;
-    worker.on("error", () => this.workerDied(home));
-    worker.on("exit", () => this.workerDied(home));
-    await pcpu.init(doorbell, this.opts.sliceMs, Comlink.proxy((e: VmEvent) => this.onVmEvent(e)));
+    thread.onExit(() => this.workerDied(home));
+    await home.pcpu.init(doorbell, this.opts.sliceMs, Comlink.proxy((e: VmEvent) => this.onVmEvent(e)));
     return home;
   }
 
-  // A pCPU's thread is gone: its VMs fail (nothing else does), and a fresh worker takes its place.
+  // A pCPU's thread is gone: its VMs fail (nothing else does), and a fresh one takes its place.
   private workerDied(home: Home): void {
     if (!home.alive) return;
     home.alive = false;
     for (const [name, vm] of this.vms) {
-      if (vm.home !== home || vm.state === "stopped" || vm.state === "failed") continue;
-      vm.state = "failed";
-      vm.reason = `its pCPU worker ${home.index} died`;
+      if (vm.home !== home || ended(vm.state)) continue;
+      this.markEnded(vm, "failed", `its pCPU worker ${home.index} died`, EMULATION_FAILURE);
       this.opts.onEvent?.(`${name} failed: ${vm.reason}`);
     }
     if (!this.closed) void this.spawn(home.index).catch(() => {});
@@ -172,8 +161,8 @@ export class Hypervisor implements Control {
     let memoryCommitted = 0, vcpusCommitted = 0, fdsCommitted = 0;
     for (const vm of this.vms.values()) {
       memoryCommitted += vm.committed;
-      vcpusCommitted += vm.parsed.options.smp;
-      fdsCommitted += vm.parsed.fds;
+      vcpusCommitted += vm.config.smp;
+      fdsCommitted += vm.fds;
     }
     return {
       pcpus: this.pcpus, memoryLimit: this.memoryLimit, memoryCommitted, maxVcpus: this.maxVcpus, vcpusCommitted,
@@ -190,44 +179,61 @@ export class Hypervisor implements Control {
   }
 
   private infoOf(vm: VmRecord): VmInfo {
-    const o = vm.parsed.options;
-    const name = vm.parsed.definition.name;
+    const c = vm.config;
     return {
-      name, state: vm.state, ...(vm.reason ? { reason: vm.reason } : {}), pcpu: vm.home.index,
-      memory: o.memory, vcpus: o.smp, weight: vm.parsed.weight,
-      ...(vm.parsed.cap !== undefined ? { cap: vm.parsed.cap * 100 } : {}), restarts: vm.restarts, moves: vm.moves,
+      name: c.name, state: vm.state, ...(vm.reason ? { reason: vm.reason } : {}), pcpu: vm.home.index,
+      memory: c.memory, vcpus: c.smp, weight: c.cpu.weight,
+      ...(c.cpu.cap !== undefined ? { cap: c.cpu.cap * 100 } : {}), restarts: vm.restarts, moves: vm.moves,
+      ...(vm.exitCode !== undefined ? { exitCode: vm.exitCode } : {}),
     };
   }
 
-  async create(raw: unknown): Promise<VmInfo> {
+  /** Create a VM from a definition (untrusted JSON: checked field by field, a 400 naming the field). */
+  async create(definition: unknown): Promise<VmInfo> {
+    let config: VmConfig;
+    try {
+      config = parseVmConfig(definition, DEFINITION_PARSING);
+    } catch (e) {
+      if (e instanceof ConfigError) throw badRequest(e.message);
+      throw e;
+    }
+    return this.createVm(config);
+  }
+
+  /**
+   * Admit and build a VM (not running yet: start it with act()). Refused with 409 if the name is
+   * taken, 507 if the host cannot fit it, 400 if its images or backends cannot be opened; a
+   * refusal leaves nothing behind.
+   */
+  async createVm(config: VmConfig): Promise<VmInfo> {
     if (this.closed) throw conflict("the host is shutting down");
-    const parsed = parseDefinition(raw);
-    const name = parsed.definition.name;
+    const name = config.name;
     if (this.vms.has(name)) throw conflict(`a VM named ${name} exists already`);
     // Admission: everything the VM may touch counts against the host's memory, now.
-    const committed = vmmLayout(parsed.options.memory, parsed.options.paging).end;
+    const committed = vmmLayout(config.memory, config.paging).end;
+    const fds = vmFileDescriptors(config);
     const h = this.host();
     if (h.memoryCommitted + committed > this.memoryLimit) {
       throw noRoom(`${name} needs ${mib(committed)} MiB of host memory (guest RAM and the VMM's tables); ` +
         `${mib(this.memoryLimit - h.memoryCommitted)} MiB of the host's ${mib(this.memoryLimit)} MiB are free. ` +
         `Give it less memory, destroy a VM, or raise --overcommit.`);
     }
-    if (h.vcpusCommitted + parsed.options.smp > this.maxVcpus) {
-      throw noRoom(`${name} needs ${parsed.options.smp} vCPU(s); ${this.maxVcpus - h.vcpusCommitted} of the host's ${this.maxVcpus} are free`);
+    if (h.vcpusCommitted + config.smp > this.maxVcpus) {
+      throw noRoom(`${name} needs ${config.smp} vCPU(s); ${this.maxVcpus - h.vcpusCommitted} of the host's ${this.maxVcpus} are free`);
     }
     // Disks and host sockets are file descriptors: one VM must not be able to take them all.
-    if (h.fdsCommitted + parsed.fds > this.fdLimit) {
-      throw noRoom(`${name} needs ${parsed.fds} file descriptors (disks, host sockets: 'limits.sockets' is ${parsed.sockets}); ` +
+    if (h.fdsCommitted + fds > this.fdLimit) {
+      throw noRoom(`${name} needs ${fds} file descriptors (disks, host sockets: 'limits.sockets' is ${config.limits.sockets}); ` +
         `${this.fdLimit - h.fdsCommitted} of the host's ${this.fdLimit} are free. Lower 'limits.sockets', destroy a VM, or raise the host's open-file limit (ulimit -n).`);
     }
     const home = this.place();
     const vm: VmRecord = {
-      parsed, home, state: "created", committed,
+      config, fds, home, state: "created", waiters: [], committed,
       out: new ByteRing(CONSOLE_OUT), input: new ByteRing(CONSOLE_IN),
-      scrollback: [], scrollbackBytes: 0, listeners: new Set(), restarts: 0, restartTimes: [],
+      scrollback: [], scrollbackBytes: 0, listeners: new Set(), restarts: 0, restartTimes: [], dtb: new Uint8Array(0),
       moves: 0, moving: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 },
     };
-    // Reserve the name and the resources while the worker builds it; undo everything on failure.
+    // Reserve the name and the resources while the pCPU builds it; undo everything on failure.
     this.vms.set(name, vm);
     try {
       await this.build(vm);
@@ -240,21 +246,20 @@ export class Hypervisor implements Control {
   }
 
   private async build(vm: VmRecord): Promise<void> {
-    let req;
+    let images;
     try {
-      req = machineRequest(vm.parsed.options, { dirs: this.opts.imageDirs });
+      images = loadBootImages(vm.config, this.platform, this.opts.imageDirs);
     } catch (e) {
-      if (e instanceof RequestError) throw badRequest(e.message.split("\n")[0]);
-      throw e;
+      throw badRequest((e as Error).message);
     }
     try {
-      await vm.home.pcpu.create({
-        ...req, limits: vm.parsed.limits, sockets: vm.parsed.sockets, name: vm.parsed.definition.name, weight: vm.parsed.weight, cap: vm.parsed.cap,
+      vm.dtb = await vm.home.pcpu.create({
+        config: vm.config, images, dirs: this.opts.imageDirs,
         consoleOut: vm.out.buffer, consoleIn: vm.input.buffer,
         watchdogMs: this.opts.watchdogSeconds === undefined ? undefined : this.opts.watchdogSeconds * 1000,
       });
     } catch (e) {
-      throw badRequest(`${vm.parsed.definition.name}: ${(e as Error).message.split("\n")[0]}`);
+      throw badRequest((e as Error).message);
     }
   }
 
@@ -262,7 +267,7 @@ export class Hypervisor implements Control {
   private place(): Home {
     const load = this.homes.map(() => 0);
     for (const vm of this.vms.values()) {
-      if (vm.state === "created" || vm.state === "running") load[vm.home.index] += vm.parsed.weight;
+      if (vm.state === "created" || vm.state === "running") load[vm.home.index] += vm.config.cpu.weight;
     }
     let best = 0;
     for (let i = 1; i < load.length; i++) if (load[i] < load[best]) best = i;
@@ -271,28 +276,39 @@ export class Hypervisor implements Control {
 
   async act(name: string, action: Action): Promise<VmInfo> {
     const vm = await this.settled(name);
-    const need: Record<Action, VmState[]> = { start: ["created"], pause: ["running"], resume: ["paused"], stop: ["created", "running", "paused"] };
-    if (!need[action].includes(vm.state)) {
-      throw conflict(`cannot ${action} ${name}: it is ${vm.state}${vm.reason ? ` (${vm.reason})` : ""}; ${action} needs it ${need[action].join(" or ")}`);
-    }
+    const to = transition(name, vm.state, action, vm.reason);
     this.alive(vm);
     // The new state first: an event the VM sends once it runs (a crash) must win over it.
     const prev = { state: vm.state, reason: vm.reason };
-    vm.state = action === "start" || action === "resume" ? "running" : action === "pause" ? "paused" : "stopped";
-    if (action === "stop") vm.reason = "stopped by the host";
+    vm.state = to;
+    if (to === "stopped") vm.reason = "stopped by the host";
     try {
-      await vm.home.pcpu[action](name);
+      await vm.home.pcpu.act(name, action);
     } catch (e) {
       Object.assign(vm, prev);
       throw e;
     }
+    if (to === "stopped") this.markEnded(vm, "stopped", "stopped by the host", 0);
     return this.infoOf(vm); // (it may be gone already: destroyed on a crash right after starting)
+  }
+
+  /** Resolves when the VM has stopped or failed (at once if it has), with how it ended. */
+  waitForEnd(name: string): Promise<VmInfo> {
+    const vm = this.get(name);
+    if (ended(vm.state)) return Promise.resolve(this.infoOf(vm));
+    return new Promise((resolve) => vm.waiters.push(resolve));
+  }
+
+  /** The devicetree the VM was given. */
+  dtb(name: string): Uint8Array {
+    return this.get(name).dtb;
   }
 
   async destroy(name: string): Promise<void> {
     const vm = await this.settled(name);
     this.vms.delete(name);
     vm.listeners.clear();
+    if (!ended(vm.state)) this.markEnded(vm, "stopped", "destroyed", 0);
     if (vm.home.alive) await vm.home.pcpu.destroy(name).catch(() => {});
   }
 
@@ -342,7 +358,7 @@ export class Hypervisor implements Control {
   async move(name: string, to: number): Promise<VmInfo> {
     if (!Number.isInteger(to) || to < 0 || to >= this.pcpus) throw badRequest(`pCPU ${to} does not exist (the host has ${this.pcpus}: 0 to ${this.pcpus - 1})`);
     const vm = await this.settled(name);
-    if (vm.state === "stopped" || vm.state === "failed") throw conflict(`cannot move ${name}: it is ${vm.state}`);
+    if (ended(vm.state)) throw conflict(`cannot move ${name}: it is ${vm.state}`);
     if (vm.home.index === to) return this.infoOf(vm);
     const from = vm.home, target = this.homes[to];
     this.alive(vm);
@@ -397,7 +413,7 @@ export class Hypervisor implements Control {
         const here = totals[vm.home.index][name];
         if (vm.state !== "running" || vm.moving || here === undefined) continue;
         const total = vm.carried.cpuMs + vm.carried.stealMs + here;
-        const d = Math.min(vm.parsed.options.smp, Math.max(0, (total - vm.balance.demandTotal) / Math.max(1, now - vm.balance.at)));
+        const d = Math.min(vm.config.smp, Math.max(0, (total - vm.balance.demandTotal) / Math.max(1, now - vm.balance.at)));
         vm.balance.demandTotal = total;
         vm.balance.at = now;
         demand.set(name, d);
@@ -430,7 +446,7 @@ export class Hypervisor implements Control {
     for (const name of [...this.vms.keys()]) await this.destroy(name).catch(() => {});
     await Promise.all(this.homes.map(async (h) => {
       h.alive = false;
-      await h.worker.terminate();
+      await h.thread.terminate();
     }));
   }
 
@@ -443,15 +459,14 @@ export class Hypervisor implements Control {
   }
 
   private alive(vm: VmRecord): void {
-    if (!vm.home.alive) throw new HvError(500, `${vm.parsed.definition.name}: its pCPU worker died`);
+    if (!vm.home.alive) throw new HvError(500, `${vm.config.name}: its pCPU worker died`);
   }
 
   private onVmEvent(e: VmEvent): void {
     const vm = this.vms.get(e.name);
     if (!vm) return;
-    vm.state = e.state;
-    vm.reason = e.reason;
-    const policy = vm.parsed.onFailure;
+    this.markEnded(vm, e.state, e.reason, e.code);
+    const policy = vm.config.onFailure;
     this.opts.onEvent?.(`${e.name} ${e.state}: ${e.reason}${e.state === "failed" && policy !== "keep" ? ` (${policy === "restart" ? "restarting it" : "destroying it"})` : ""}`);
     if (e.state !== "failed") return;
     if (policy === "destroy") this.background(`destroying ${e.name}`, this.destroy(e.name));
@@ -464,8 +479,19 @@ export class Hypervisor implements Control {
     work.catch((e: unknown) => this.opts.onEvent?.(`${what} failed: ${(e as Error)?.message ?? String(e)}`));
   }
 
+  // The VM has stopped or failed: what it printed last reaches the console first (the pCPU
+  // hands its output over before it says so), then whoever waits for the end hears of it.
+  private markEnded(vm: VmRecord, state: "stopped" | "failed", reason: string, code: number): void {
+    this.pumpConsole(vm);
+    vm.state = state;
+    vm.reason = reason;
+    vm.exitCode = code;
+    const info = this.infoOf(vm);
+    for (const w of vm.waiters.splice(0)) w(info);
+  }
+
   private async restart(vm: VmRecord): Promise<void> {
-    const name = vm.parsed.definition.name;
+    const name = vm.config.name;
     const now = Date.now();
     vm.restartTimes = vm.restartTimes.filter((t) => now - t < 60_000);
     if (vm.restartTimes.length >= MAX_RESTARTS_PER_MINUTE) {
@@ -478,19 +504,24 @@ export class Hypervisor implements Control {
       await this.build(vm);
       vm.restarts++;
       vm.state = "running"; // before start: a crash right away must find it running
-      await vm.home.pcpu.start(name);
+      vm.exitCode = undefined;
+      await vm.home.pcpu.act(name, "start");
     } catch (e) {
-      vm.state = "failed";
-      vm.reason = `restart failed: ${(e as Error).message}`;
+      this.markEnded(vm, "failed", `restart failed: ${(e as Error).message}`, EMULATION_FAILURE);
     }
   }
 
   // Console output, as the pCPU writes it (the ring wakes us): into the scrollback and to the
   // attached clients. Ends when the VM is destroyed.
   private async drainConsole(vm: VmRecord): Promise<void> {
-    while (!this.closed && this.vms.get(vm.parsed.definition.name) === vm) {
+    while (!this.closed && this.vms.get(vm.config.name) === vm) {
       await vm.out.waitForData(1000);
-      if (vm.out.available() === 0) continue;
+      this.pumpConsole(vm);
+    }
+  }
+
+  private pumpConsole(vm: VmRecord): void {
+    if (vm.out.available() > 0) {
       const bytes = vm.out.read();
       vm.scrollback.push(bytes);
       vm.scrollbackBytes += bytes.length;

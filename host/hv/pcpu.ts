@@ -14,29 +14,33 @@
  * CPU time (spinning with interrupts off) is reported stuck.
  */
 import { Scheduler, type EntityStats } from "./scheduler";
-import { buildMachine, type MachineRequest } from "../vm/build";
+import { buildMachine, type BootImages } from "../vm/build";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import type { VirtMachine, MachineStats, StopReason, MachineState } from "../machine/virt";
+import type { VmConfig } from "../config/vm-config";
+import type { Platform } from "../platform/platform";
+import { transition, ended, type Action, type VmState } from "./lifecycle";
 
-export interface HostedVmRequest extends MachineRequest {
-  name: string;
-  weight: number;
-  /** Fraction of one pCPU (0 < cap ≤ 1), if capped. */
-  cap?: number;
+export interface HostedVmRequest {
+  config: VmConfig;
+  images: BootImages;
+  /** Directories its disks must be in (a daemon's --images); anywhere if undefined. */
+  dirs?: readonly string[];
   /** Console rings: output (this thread writes, never waiting), input (the control plane writes). */
   consoleOut: SharedArrayBuffer;
   consoleIn: SharedArrayBuffer;
-  /** CPU ms with an interrupt waiting and none taken before the VM counts as stuck (default 5000). */
+  /** CPU ms with an interrupt waiting and none taken before the VM counts as stuck (default 5000; 0: never). */
   watchdogMs?: number;
 }
 
-export type HostedState = "created" | "running" | "paused" | "stopped" | "failed";
 
 /** What the control plane hears when a VM ends by itself. */
 export interface VmEvent {
   name: string;
   state: "stopped" | "failed";
   reason: string;
+  /** The guest's exit status: 0 for a clean poweroff, its code for a test-device or HTIF exit, 70 for an emulation failure. */
+  code: number;
 }
 
 /** A VM on its way to another pCPU: its request, memory, machine state and accounting. */
@@ -52,25 +56,39 @@ export interface MovingVm {
 
 export interface HostedStats {
   name: string;
-  state: HostedState;
+  state: VmState;
   machine: MachineStats;
   sched: EntityStats;
   /** Console bytes dropped because nobody drained the ring. */
   consoleDropped: number;
 }
 
+/**
+ * Console output waiting for room in a full ring, per VM: a guest printing faster than the
+ * control plane drains loses nothing up to this much, and the pCPU never waits for the reader.
+ */
+const CONSOLE_BACKLOG = 1 << 20;
+
 /** How long one step of guest execution aims to take (ms): the preemption granularity. */
 const STEP_MS = 1;
 /** Longest the thread runs guests before its event loop gets a turn (ms). */
 const YIELD_MS = 10;
 const DEFAULT_WATCHDOG_MS = 5000;
+/** How soon a VM's console backlog is tried again while nothing runs (ms). */
+const BACKLOG_RETRY_MS = 10;
+/** The exit status of a VM that failed in the host (sysexits' EX_SOFTWARE). */
+export const EMULATION_FAILURE = 70;
 
 interface Hosted {
   req: HostedVmRequest;
+  name: string;
   machine: VirtMachine;
   out: ByteRing;
+  /** Output the ring had no room for yet (at most CONSOLE_BACKLOG bytes). */
+  backlog: Uint8Array[];
+  backlogBytes: number;
   input: ByteRing;
-  state: HostedState;
+  state: VmState;
   reason?: string;
   /** When a halted VM's timer fires (performance.now() ms), Infinity if none. */
   wakeAt: number;
@@ -78,6 +96,8 @@ interface Hosted {
   workPerMs: number;
   dropped: number;
   watchdog: { interrupts: number; cpuMs: number };
+  /** How it ended, told once its console backlog is in the ring (so the output comes first). */
+  endEvent: VmEvent | null;
 }
 
 export class Pcpu {
@@ -87,6 +107,8 @@ export class Pcpu {
   private onEvent: (e: VmEvent) => void = () => {};
   private looping = false;
   private closed = false;
+
+  constructor(private readonly platform: Platform) {}
 
   /**
    * Set up before the first VM (a separate call, so a worker can expose a Pcpu as it is):
@@ -99,9 +121,9 @@ export class Pcpu {
     this.onEvent = (e) => void onEvent(e);
   }
 
-  /** Build a VM here (not running yet). Throws a one-line message if it cannot be built. */
-  async create(req: HostedVmRequest): Promise<void> {
-    await this.host(req);
+  /** Build a VM here (not running yet); returns its devicetree. Throws a one-line message if it cannot be built. */
+  async create(req: HostedVmRequest): Promise<Uint8Array> {
+    return (await this.host(req)).machine.dtb;
   }
 
   /**
@@ -110,9 +132,10 @@ export class Pcpu {
    */
   release(name: string): MovingVm {
     const vm = this.get(name);
-    if (vm.state === "stopped" || vm.state === "failed") throw new Error(`${name} is ${vm.state}: nothing to move`);
+    if (ended(vm.state)) throw new Error(`${name} is ${vm.state}: nothing to move`);
+    this.flushConsole(vm);
     const moving: MovingVm = {
-      req: vm.req, memory: vm.machine.core.memory, machine: vm.machine.save(), state: vm.state,
+      req: vm.req, memory: vm.machine.core.memory, machine: vm.machine.save(), state: vm.state as MovingVm["state"],
       cpuMs: this.sched.cpuMs(name), stealMs: this.sched.stealMs(name, performance.now()),
     };
     vm.machine.close();
@@ -128,52 +151,69 @@ export class Pcpu {
   }
 
   private async host(req: HostedVmRequest, resume?: { memory: WebAssembly.Memory; state: MachineState }): Promise<Hosted> {
-    if (this.vms.has(req.name)) throw new Error(`a VM named ${req.name} is already on this pCPU`);
-    const out = new ByteRing(req.consoleOut);
-    const input = new ByteRing(req.consoleIn);
-    const hosted = { req, out, input, state: "created", wakeAt: Infinity, workPerMs: 100_000, dropped: 0, watchdog: { interrupts: 0, cpuMs: 0 } } as Omit<Hosted, "machine">;
-    const machine = await buildMachine(req, {
-      output: (bytes) => {
-        const n = out.write(bytes);
-        (hosted as Hosted).dropped += bytes.length - n;
-      },
-      input: () => input.readByte(),
+    const name = req.config.name;
+    if (this.vms.has(name)) throw new Error(`a VM named ${name} is already on this pCPU`);
+    const hosted = {
+      req, name, out: new ByteRing(req.consoleOut), backlog: [], backlogBytes: 0, input: new ByteRing(req.consoleIn), state: "created",
+      wakeAt: Infinity, workPerMs: 100_000, dropped: 0, watchdog: { interrupts: 0, cpuMs: 0 }, endEvent: null,
+    } as Omit<Hosted, "machine">;
+    const vm = hosted as Hosted;
+    vm.machine = await buildMachine(req.config, req.images, this.platform, {
+      output: (bytes) => this.writeConsole(vm, bytes),
+      input: () => vm.input.readByte(),
       wake: () => this.ring(),
-    }, resume);
-    const vm = Object.assign(hosted, { machine }) as Hosted;
-    this.vms.set(req.name, vm);
-    this.sched.add(req.name, { weight: req.weight, cap: req.cap });
+    }, { dirs: req.dirs, resume });
+    this.vms.set(name, vm);
+    this.sched.add(name, { weight: req.config.cpu.weight, cap: req.config.cpu.cap });
     return vm;
   }
 
-  start(name: string): void {
-    const vm = this.get(name);
-    if (vm.state !== "created") throw new Error(`${name} is ${vm.state}, not created`);
-    this.setState(vm, "running");
+  // Console output never makes the pCPU wait: what the ring has no room for waits here, up to
+  // CONSOLE_BACKLOG bytes, and past that is dropped (and counted).
+  private writeConsole(vm: Hosted, bytes: Uint8Array): void {
+    if (vm.backlogBytes === 0) {
+      const n = vm.out.write(bytes);
+      if (n === bytes.length) return;
+      bytes = bytes.subarray(n);
+    }
+    const keep = Math.min(bytes.length, CONSOLE_BACKLOG - vm.backlogBytes);
+    if (keep > 0) {
+      vm.backlog.push(bytes.slice(0, keep));
+      vm.backlogBytes += keep;
+    }
+    vm.dropped += bytes.length - keep;
   }
 
-  pause(name: string): void {
-    const vm = this.get(name);
-    if (vm.state !== "running") throw new Error(`${name} is ${vm.state}, not running`);
-    this.setState(vm, "paused");
+  /** Move what waits in the backlog into the ring, as far as it has room; then tell of the VM's end, if it has ended. */
+  private flushConsole(vm: Hosted): void {
+    while (vm.backlog.length) {
+      const chunk = vm.backlog[0];
+      const n = vm.out.write(chunk);
+      vm.backlogBytes -= n;
+      if (n < chunk.length) {
+        vm.backlog[0] = chunk.subarray(n);
+        return;
+      }
+      vm.backlog.shift();
+    }
+    if (vm.endEvent) {
+      const e = vm.endEvent;
+      vm.endEvent = null;
+      this.onEvent(e);
+    }
   }
 
-  resume(name: string): void {
+  /** Start, pause, resume or stop a VM, as the life cycle allows (stop: for good; its disks are flushed and closed). */
+  act(name: string, action: Action): void {
     const vm = this.get(name);
-    if (vm.state !== "paused") throw new Error(`${name} is ${vm.state}, not paused`);
-    this.setState(vm, "running");
-  }
-
-  /** Stop a VM for good (its disks are flushed and closed); it stays listed until destroyed. */
-  stop(name: string, reason = "stopped by the host"): void {
-    const vm = this.get(name);
-    if (vm.state === "stopped" || vm.state === "failed") return;
-    this.end(vm, "stopped", reason, false);
+    const to = transition(name, vm.state, action, vm.reason);
+    if (to === "stopped") this.end(vm, "stopped", "stopped by the host", false);
+    else this.setState(vm, to as "running" | "paused");
   }
 
   destroy(name: string): void {
     const vm = this.get(name);
-    if (vm.state !== "stopped" && vm.state !== "failed") this.end(vm, "stopped", "destroyed", false);
+    if (!ended(vm.state)) this.end(vm, "stopped", "destroyed", false);
     this.vms.delete(name);
     this.sched.remove(name);
   }
@@ -181,6 +221,11 @@ export class Pcpu {
   stats(name: string): HostedStats {
     const vm = this.get(name);
     return { name, state: vm.state, machine: vm.machine.stats(), sched: this.sched.stats(name, performance.now()), consoleDropped: vm.dropped };
+  }
+
+  /** The devicetree the VM was given. */
+  dtb(name: string): Uint8Array {
+    return this.get(name).machine.dtb;
   }
 
   /** CPU time received plus CPU time waited for (steal), ms, per VM here: what the balancer weighs. */
@@ -198,7 +243,7 @@ export class Pcpu {
 
   /** Stop every VM and the loop. */
   close(): void {
-    for (const vm of this.vms.values()) if (vm.state !== "stopped" && vm.state !== "failed") this.end(vm, "stopped", "host shut down", false);
+    for (const vm of this.vms.values()) if (!ended(vm.state)) this.end(vm, "stopped", "host shut down", false);
     this.closed = true;
     this.ring();
   }
@@ -212,7 +257,7 @@ export class Pcpu {
   private setState(vm: Hosted, state: "running" | "paused"): void {
     vm.state = state;
     const now = performance.now();
-    this.sched.setRunnable(vm.req.name, state === "running", now);
+    this.sched.setRunnable(vm.name, state === "running", now);
     if (state === "running") {
       vm.wakeAt = Infinity;
       this.ensureLoop();
@@ -221,16 +266,20 @@ export class Pcpu {
   }
 
   // The VM ends: stopped (poweroff, host request) or failed (crash, stuck, emulation error).
-  private end(vm: Hosted, state: "stopped" | "failed", reason: string, notify: boolean): void {
+  private end(vm: Hosted, state: "stopped" | "failed", reason: string, notify: boolean, code = 0): void {
     vm.state = state;
     vm.reason = reason;
-    this.sched.setRunnable(vm.req.name, false, performance.now());
+    this.sched.setRunnable(vm.name, false, performance.now());
     try {
       vm.machine.close();
     } catch {
       /* the backends are gone either way */
     }
-    if (notify) this.onEvent({ name: vm.req.name, state, reason });
+    if (notify) {
+      vm.endEvent = { name: vm.name, state, reason, code };
+      this.flushConsole(vm);
+    }
+    if (vm.backlogBytes) this.ensureLoop(); // the loop hands the rest over
   }
 
   private ensureLoop(): void {
@@ -248,7 +297,7 @@ export class Pcpu {
       if (d.kind === "run") {
         this.runSlice(this.vms.get(d.id)!, d.sliceMs);
         if (performance.now() - turnStart >= YIELD_MS) {
-          await new Promise((resolve) => setImmediate(resolve));
+          await this.platform.yieldTurn();
           turnStart = performance.now();
         }
         continue;
@@ -257,6 +306,13 @@ export class Pcpu {
       let until = d.untilMs ?? Infinity;
       let any = false;
       for (const vm of this.vms.values()) {
+        if (vm.backlogBytes) {
+          this.flushConsole(vm);
+          if (vm.backlogBytes) {
+            any = true; // the loop stays until the control plane has it all
+            until = Math.min(until, performance.now() + BACKLOG_RETRY_MS);
+          }
+        }
         if (vm.state !== "running") continue;
         any = true;
         until = Math.min(until, vm.wakeAt);
@@ -273,16 +329,17 @@ export class Pcpu {
   // Halted VMs whose timer is due, or that an interrupt or console input made runnable.
   private pollWakeups(now: number): void {
     for (const vm of this.vms.values()) {
-      if (vm.state !== "running" || this.sched.isRunnable(vm.req.name)) continue;
+      if (vm.state !== "running" || this.sched.isRunnable(vm.name)) continue;
       if (now >= vm.wakeAt || vm.machine.runnable()) {
         vm.wakeAt = Infinity;
-        this.sched.setRunnable(vm.req.name, true, now, true);
+        this.sched.setRunnable(vm.name, true, now, true);
       }
     }
   }
 
   private runSlice(vm: Hosted, sliceMs: number): void {
-    const name = vm.req.name;
+    const name = vm.name;
+    this.flushConsole(vm);
     const t0 = performance.now();
     let t = t0;
     const w0 = vm.machine.work;
@@ -296,7 +353,7 @@ export class Pcpu {
         if (r.state === "stopped") {
           this.sched.charge(name, t - t0, t);
           const clean = r.reason.kind === "poweroff" || (r.reason.kind === "htif" && r.reason.code === 0);
-          this.end(vm, clean ? "stopped" : "failed", describeStop(r.reason), true);
+          this.end(vm, clean ? "stopped" : "failed", describeStop(r.reason), true, r.reason.code);
           return;
         }
         if (r.state === "idle") {
@@ -311,7 +368,7 @@ export class Pcpu {
     } catch (e) {
       t = performance.now();
       this.sched.charge(name, t - t0, t);
-      this.end(vm, "failed", `emulation error: ${(e as Error).message}`, true);
+      this.end(vm, "failed", `emulation error: ${(e as Error).message}`, true, EMULATION_FAILURE);
       return;
     }
     const ran = t - t0;
@@ -333,8 +390,8 @@ export class Pcpu {
     }
     vm.watchdog.cpuMs += ranMs;
     const limit = vm.req.watchdogMs ?? DEFAULT_WATCHDOG_MS;
-    if (vm.watchdog.cpuMs >= limit) {
-      this.end(vm, "failed", `stuck: an interrupt waited ${(vm.watchdog.cpuMs / 1000).toFixed(1)} s of CPU time and none was taken (spinning with interrupts off?)`, true);
+    if (limit > 0 && vm.watchdog.cpuMs >= limit) {
+      this.end(vm, "failed", `stuck: an interrupt waited ${(vm.watchdog.cpuMs / 1000).toFixed(1)} s of CPU time and none was taken (spinning with interrupts off?)`, true, EMULATION_FAILURE);
     }
   }
 }

@@ -1,45 +1,9 @@
-// What the hypervisor's control plane speaks: VM definitions (JSON files, the fields of the
-// `boot` flags), VM and host information, and the errors every front end (embedding API,
-// HTTP API, `wasmvisor ctl`) reports the same way.
+// What the hypervisor's control plane answers: VM and host information, and the errors every
+// front end (embedding API, HTTP API, `wasmvisor ctl`) reports the same way.
 
-/** A VM definition, as in a JSON file given to `wasmvisor ctl create`. */
-export interface VmDefinition {
-  /** Unique on the host: letters, digits, '-', '_', '.', at most 64. */
-  name: string;
-  mode?: "para" | "full";
-  paging?: "nested" | "shadow";
-  /** A file, "none" or "builtin" (the default in para mode; full mode defaults to Debian's OpenSBI). */
-  bios?: string;
-  kernel?: string;
-  initrd?: string;
-  append?: string;
-  /** "256M", "1G", or MiB as a number. Default 256M. */
-  memory?: string | number;
-  /** vCPUs (harts), 1–8. */
-  smp?: number;
-  /** `--drive` specs: "file=disk.img,readonly=on". */
-  drives?: string[];
-  /** `--net` specs: "user,hostfwd=tcp::8080-:80", "switch=lan". */
-  nets?: string[];
-  cpu?: {
-    /** Relative CPU weight (default 1). */
-    weight?: number;
-    /** At most this percentage of one pCPU (1–100). */
-    cap?: number;
-  };
-  /** Bandwidth limits (token buckets; absent means unlimited), and host sockets (default 128). */
-  limits?: {
-    diskBytesPerSec?: number;
-    diskOpsPerSec?: number;
-    netBytesPerSec?: number;
-    /** TCP connections and UDP bindings its user-mode networking may hold on the host at once. */
-    sockets?: number;
-  };
-  /** What to do when the guest crashes or gets stuck: keep it for inspection (default), restart it, or destroy it. */
-  onFailure?: "keep" | "restart" | "destroy";
-}
+import type { Action, VmState } from "./lifecycle";
 
-export type VmState = "created" | "running" | "paused" | "stopped" | "failed";
+export type { VmState };
 
 export interface VmInfo {
   /** The VM's name: how every API call refers to it. */
@@ -58,6 +22,8 @@ export interface VmInfo {
   restarts: number;
   /** Times it moved to another pCPU (load balancing or a move request). */
   moves: number;
+  /** Once it has ended: the guest's exit status (0 for a clean poweroff; 70 when it failed in the host). */
+  exitCode?: number;
 }
 
 export interface VmRunStats {
@@ -102,3 +68,19 @@ export const notFound = (msg: string) => new HvError(404, msg);
 export const conflict = (msg: string) => new HvError(409, msg);
 /** The host cannot fit the request (admission control). */
 export const noRoom = (msg: string) => new HvError(507, msg);
+
+/** What a front end (the HTTP API, an embedding app) needs from the hypervisor. */
+export interface Control {
+  host(): HostInfo;
+  list(): VmInfo[];
+  info(name: string): VmInfo;
+  /** Validates the definition (it comes from outside) and admits or refuses it. */
+  create(definition: unknown): Promise<VmInfo>;
+  act(name: string, action: Action): Promise<VmInfo>;
+  /** Move a VM to another pCPU. */
+  move(name: string, pcpu: number): Promise<VmInfo>;
+  destroy(name: string): Promise<void>;
+  stats(name: string): Promise<VmRunStats>;
+  /** Console output goes to onOutput until detach(); write() sends keys to the guest. */
+  attachConsole(name: string, onOutput: (bytes: Uint8Array) => void): { write(bytes: Uint8Array): void; detach(): void };
+}

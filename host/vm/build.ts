@@ -1,52 +1,25 @@
-// Building a VM from a request: its disk and network backends (in the calling thread: disk
-// I/O is synchronous there, network events arrive on its event loop) and the machine. The
-// one-VM worker of `wasmvisor boot` and the hypervisor's pCPU workers both build VMs this way.
-import { loadCoreModule } from "../core/load-node";
-import { VirtMachine, type Image, type DriveInterface, type NicModel, type BandwidthLimits, type MachineState } from "../machine/virt";
-import { NodeDisk } from "../virtio/node-disk";
+// The one builder: a VmConfig becomes a running machine in two halves, because a VM's thread
+// is not where it is defined. The control plane checks the board and reads the boot images
+// (once: every VM and worker booting the same file shares them); the VM's home thread opens its
+// disks and network backends (disk I/O is synchronous there, network events arrive on its event
+// loop) and builds the board.
+import { VirtMachine, checkBoard, type Image, type MachineState } from "../machine/virt";
 import { createNetBackend } from "../net/netdev";
-import type { Paging } from "../core/core";
 import { UserNet } from "../net/user";
-import { SocketBudget, DEFAULT_VM_SOCKETS } from "../net/budget";
+import { SocketBudget } from "../net/budget";
 import type { DiskBackend, NetBackend } from "../devices/backends";
+import type { Platform } from "../platform/platform";
+import { usesBuiltinSbi, type VmConfig } from "../config/vm-config";
 
-export interface DriveOption {
-  file: string;
-  readOnly: boolean;
-  serial?: string;
-  /** virtio-blk or ATA; the CLI fills in the mode's default. */
-  if: DriveInterface;
-}
-
-export interface NetOption {
-  /** QEMU-style netdev string: "user[,hostfwd=...]" or "switch=NAME". */
-  netdev: string;
-  /** virtio-net or ethoc; the CLI fills in the mode's default. */
-  model: NicModel;
-}
-
-/** Everything that defines a VM's machine. */
-export interface MachineRequest {
-  memory: number;
-  harts: number;
-  paging?: Paging;
+/** Firmware, kernel and initrd as the board loads them. */
+export interface BootImages {
+  /** null: the kernel starts in M-mode; "builtin": the host's SBI starts it in S-mode. */
   bios: Image | null | "builtin";
-  drives: DriveOption[];
-  nets: NetOption[];
-  /** Time the host's handling of exits (for --stats). */
-  timeExits?: boolean;
   kernel?: Image;
   initrd?: Image;
-  append?: string;
-  /** Disk and network bandwidth limits (virtio devices). */
-  limits?: BandwidthLimits;
-  /** Directories the drives must be in (the daemon's --images); anywhere if undefined. */
-  imageDirs?: readonly string[];
-  /** Host sockets the VM's user-mode networking may hold, all its NICs together. */
-  sockets?: number;
 }
 
-/** Where the machine's console goes, and how the network wakes the VM's thread. */
+/** Where a machine's console goes, and how its network backends wake the VM's thread. */
 export interface MachineIo {
   output(bytes: Uint8Array): void;
   /** The next input byte, or -1. */
@@ -55,38 +28,64 @@ export interface MachineIo {
   wake(): void;
 }
 
-/** Open the backends and build the machine; throws (one-line message) on bad images or backends. */
-export async function buildMachine(req: MachineRequest, io: MachineIo, resume?: { memory: WebAssembly.Memory; state: MachineState }): Promise<VirtMachine> {
+/**
+ * The control plane's half: the board must have room for the devices (checked before any file
+ * is opened), then the images are read. Throws an Error whose first line names the flag.
+ */
+export function loadBootImages(config: VmConfig, platform: Platform, dirs?: readonly string[]): BootImages {
+  checkBoard(config.drives, config.nets, usesBuiltinSbi(config));
+  const read = (what: string, path: string): Image => ({ name: path, bytes: platform.readImage(path, { what, maxBytes: config.memory, dirs }) });
+  const b = config.bios;
+  const bios = b === "none" ? null : b === "builtin" ? "builtin" : read("--bios", b === "default" ? platform.defaultFirmware() : b.file);
+  if (!config.kernel && !bios) throw new Error("--bios none needs --kernel <file> to have something to run");
+  if (!config.kernel && bios === "builtin") throw new Error("--mode para (the built-in SBI) needs --kernel <file>: it starts a kernel in S-mode");
+  return {
+    bios,
+    ...(config.kernel ? { kernel: read("--kernel", config.kernel) } : {}),
+    ...(config.initrd ? { initrd: read("--initrd", config.initrd) } : {}),
+  };
+}
+
+export interface BuildOptions {
+  /** Directories the disks must be in (a daemon's --images); anywhere if undefined. */
+  dirs?: readonly string[];
+  /** Go on running a VM another thread saved: its memory as it is, and its machine's state. */
+  resume?: { memory: WebAssembly.Memory; state: MachineState };
+}
+
+/** The VM's home thread's half: open its backends and build the board; throws (one line) if one cannot be opened. */
+export async function buildMachine(config: VmConfig, images: BootImages, platform: Platform, io: MachineIo, opts: BuildOptions = {}): Promise<VirtMachine> {
   const disks: DiskBackend[] = [];
   const nets: NetBackend[] = [];
   try {
-    for (const d of req.drives) disks.push(new NodeDisk(d.file, { readOnly: d.readOnly, dirs: req.imageDirs, what: "--drive" }));
+    for (const d of config.drives) disks.push(platform.openDisk(d.file, { readOnly: d.readOnly, dirs: opts.dirs, what: "--drive" }));
     // One budget for all the VM's user-mode NICs: more NICs do not mean more host sockets.
-    const sockets = new SocketBudget(req.sockets ?? DEFAULT_VM_SOCKETS);
-    for (const n of req.nets) {
+    const budget = new SocketBudget(config.limits.sockets);
+    for (const n of config.nets) {
       // A failure after start-up (a later socket error) is the guest's to see, not fatal.
-      const backend = createNetBackend(n.netdev, { onWake: io.wake, onError: () => {}, sockets });
+      const backend = createNetBackend(n.netdev, { hostSockets: platform.hostSockets, budget, onWake: io.wake, onError: () => {} });
       nets.push(backend);
       // hostfwd listeners must be up (e.g. the port is free) before the guest starts.
       if (backend instanceof UserNet) await backend.ready();
     }
+    const { diskBytesPerSec, diskOpsPerSec, netBytesPerSec } = config.limits;
     return new VirtMachine({
-      drives: disks.map((backend, i) => ({ backend, serial: req.drives[i].serial, readOnly: req.drives[i].readOnly, if: req.drives[i].if })),
-      nets: nets.map((backend, i) => ({ backend, model: req.nets[i].model })),
-      virtioConsole: req.bios === "builtin",
-      module: loadCoreModule(),
-      memory: req.memory,
-      harts: req.harts,
-      paging: req.paging,
-      bios: req.bios,
-      kernel: req.kernel,
-      initrd: req.initrd,
-      append: req.append,
+      drives: disks.map((backend, i) => ({ backend, serial: config.drives[i].serial, readOnly: config.drives[i].readOnly, if: config.drives[i].if })),
+      nets: nets.map((backend, i) => ({ backend, model: config.nets[i].model })),
+      virtioConsole: usesBuiltinSbi(config),
+      module: platform.coreModule(),
+      memory: config.memory,
+      harts: config.smp,
+      paging: config.paging,
+      bios: images.bios,
+      kernel: images.kernel,
+      initrd: images.initrd,
+      append: config.append,
       output: io.output,
       input: io.input,
-      timeExits: req.timeExits,
-      limits: req.limits,
-      resume,
+      timeExits: config.timeExits,
+      limits: { diskBytesPerSec, diskOpsPerSec, netBytesPerSec },
+      resume: opts.resume,
     });
   } catch (e) {
     for (const d of disks) d.close();

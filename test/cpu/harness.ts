@@ -10,7 +10,7 @@
 // run() executes in chunks until pc is on one of the stop labels (or the core exits for another
 // reason: MMIO, WFI halt, SBI...), with a total instruction budget so a hang fails fast.
 import { Core } from "../../host/core/core";
-import { loadCoreModule } from "../../host/core/load-node";
+import { loadCoreModule } from "../../host/platform/node/core";
 import * as L from "../../host/core/layout";
 import { assemble, reg, freg, CSR } from "../encoder";
 

@@ -2,7 +2,7 @@
 import { describe, it, expect } from "vitest";
 import { machine, CAUSE } from "./harness";
 import { Core } from "../../host/core/core";
-import { loadCoreModule } from "../../host/core/load-node";
+import { loadCoreModule } from "../../host/platform/node/core";
 import { EXIT_MMIO } from "../../host/core/layout";
 import { enc } from "../encoder";
 

@@ -8,7 +8,8 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor } from "../../host/hv/hypervisor";
-import { parseDefinition } from "../../host/hv/definition";
+import { nodePlatform } from "../../host/platform/node";
+import { parseVmConfig, DEFINITION_PARSING } from "../../host/config/parse";
 import { DEFAULT_VM_SOCKETS } from "../../host/net/budget";
 
 const dir = mkdtempSync(join(tmpdir(), "wasmvisor-admit-"));
@@ -26,7 +27,7 @@ execFileSync("mkfifo", [join(images, "fifo")]);
 
 let hv: Hypervisor;
 beforeAll(async () => {
-  hv = await Hypervisor.start({ cpus: 1, balance: false, imageDirs: [images], fileDescriptors: 400 });
+  hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, imageDirs: [images], fileDescriptors: 400 });
 });
 afterAll(async () => {
   await hv.close();
@@ -53,7 +54,7 @@ describe("images a definition may name", () => {
     expect((await refusal(hv.create(vm("f", { kernel: join(images, "fifo") })))).message).toMatch(/--kernel .*fifo: is a FIFO, not a regular file/);
     expect((await refusal(hv.create(vm("fd", { drives: [`file=${join(images, "fifo")},readonly=on`] })))).message).toMatch(/--drive .*fifo: is a FIFO, not a regular file or a block device/);
     expect(performance.now() - t0).toBeLessThan(2000);
-    const dev = await Hypervisor.start({ cpus: 1, balance: false }); // no image directories: anywhere
+    const dev = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false }); // no image directories: anywhere
     try {
       expect((await refusal(dev.create({ name: "z", bios: "/dev/zero", kernel: busy, memory: "16M" }))).message).toMatch(/--bios \/dev\/zero: is a character device, not a regular file/);
       const big = join(dir, "big.bin");
@@ -97,16 +98,25 @@ describe("file descriptors are admitted like memory", () => {
   });
 
   test("limits.sockets is checked", () => {
-    expect(() => parseDefinition(vm("x", { limits: { sockets: -1 } }))).toThrow(/'limits.sockets' must be a whole number from 0 to 65536/);
-    expect(() => parseDefinition(vm("x", { limits: { sockets: 1.5 } }))).toThrow(/'limits.sockets'/);
-    expect(parseDefinition(vm("x", { limits: { sockets: 0 } })).sockets).toBe(0);
+    const parse = (d: object) => parseVmConfig(d, DEFINITION_PARSING);
+    expect(() => parse(vm("x", { limits: { sockets: -1 } }))).toThrow(/'limits.sockets' must be a whole number from 0 to 65536/);
+    expect(() => parse(vm("x", { limits: { sockets: 1.5 } }))).toThrow(/'limits.sockets'/);
+    expect(parse(vm("x", { limits: { sockets: 0 } })).limits.sockets).toBe(0);
   });
 });
 
 describe("the host's loopback", () => {
   test("is closed to a VM of the host unless its definition names ports", () => {
-    const nets = (list: string[]) => parseDefinition(vm("n", { nets: list })).options.nets.map((n) => n.netdev);
-    expect(nets(["user", "user,hostfwd=tcp::8080-:80"])).toEqual(["user,loopback=off", "user,hostfwd=tcp::8080-:80,loopback=off"]);
-    expect(nets(["user,loopback=5432", "user,loopback=on", "switch=lan"])).toEqual(["user,loopback=5432", "user,loopback=on", "switch=lan"]);
+    const nets = (list: string[]) => parseVmConfig(vm("n", { nets: list }), DEFINITION_PARSING).nets.map((n) => n.netdev);
+    expect(nets(["user", "user,hostfwd=tcp::8080-:80"])).toEqual([
+      { kind: "user", options: { loopback: "none" } },
+      { kind: "user", options: { hostfwd: [{ proto: "tcp", hostPort: 8080, guestPort: 80 }], loopback: "none" } },
+    ]);
+    expect(nets(["user,loopback=5432", "user,loopback=on", "switch=lan"])).toEqual([
+      { kind: "user", options: { loopback: [5432] } }, { kind: "user", options: { loopback: "all" } }, { kind: "switch", name: "lan" },
+    ]);
+    // The command line's default is QEMU's: every port (user-mode networking's own default).
+    const cli = parseVmConfig({ name: "c", nets: ["user"] }, { naming: "flags", defaultMode: "full", defaultLoopback: "on" });
+    expect(cli.nets).toEqual([{ model: "ethoc", netdev: { kind: "user", options: {} } }]);
   });
 });

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor } from "../../host/hv/hypervisor";
+import { nodePlatform } from "../../host/platform/node";
 
 const dir = mkdtempSync(join(tmpdir(), "wasmvisor-hv-"));
 const busy = join(dir, "busy.bin");
@@ -14,7 +15,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("a pCPU worker that dies", () => {
   test("fails only its VMs, says why, and is replaced", async () => {
-    const hv = await Hypervisor.start({ cpus: 2, balance: false });
+    const hv = await Hypervisor.start(nodePlatform, { cpus: 2, balance: false });
     try {
       for (const name of ["a", "b", "c", "d"]) {
         await hv.create({ name, bios: "none", kernel: busy, memory: "16M" });

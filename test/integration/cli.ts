@@ -1,7 +1,7 @@
 // Drive the real `wasmvisor` CLI as a user would: a child process with the console on pipes.
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { packageRoot } from "../../host/core/load-node";
+import { packageRoot } from "../../host/platform/node/core";
 
 // Found from the package root, so this also works bundled into dist/ (the boot benchmark).
 export const BIN = join(packageRoot(), "bin/wasmvisor.js");

@@ -8,10 +8,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
-import { ApiClient } from "../../host/hv/api";
+import { ApiClient } from "../../host/api/api";
 import type { HostInfo, VmInfo, VmRunStats } from "../../host/hv/types";
 import { assemble } from "../encoder";
-import { ECHO_GUEST, consoleEchoes, malformedRequests, sendAll, statuses } from "../hv/malformed-requests";
+import { ECHO_GUEST, consoleEchoes, malformedRequests, sendAll, statuses } from "../api/malformed-requests";
 import { BIN, runCli } from "./cli";
 
 let dir: string;

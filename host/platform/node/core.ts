@@ -2,7 +2,7 @@
 import { readFileSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { compileCore } from "./core";
+import { compileCore } from "../../core/core";
 
 let cached: WebAssembly.Module | undefined;
 

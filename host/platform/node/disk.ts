@@ -4,8 +4,8 @@
  * request inside the guest's notification, so there is nothing to overlap with.
  */
 import * as fs from "node:fs";
-import type { DiskBackend } from "../devices/backends";
-import { openImage, checkNotInUse } from "../util/image-files";
+import type { DiskBackend } from "../../devices/backends";
+import { openImage, checkNotInUse } from "./image-files";
 
 export interface NodeDiskOptions {
   /** Open the image read-only (writes then throw; virtio-blk offers VIRTIO_BLK_F_RO). */

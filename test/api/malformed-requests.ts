@@ -2,7 +2,7 @@
 // program might send. Used by the API's fuzzing tests (in process and against the daemon),
 // with a guest that shows its VM is still alive afterwards.
 import { connect } from "node:net";
-import type { ApiClient } from "../../host/hv/api";
+import type { ApiClient } from "../../host/api/api";
 import { prng } from "../prng";
 
 /** M-mode, no firmware (load at 0x80000000): copies every byte the UART receives back to it. */

@@ -7,7 +7,8 @@ import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor } from "../../host/hv/hypervisor";
-import { serveApi, ApiClient } from "../../host/hv/api";
+import { nodePlatform } from "../../host/platform/node";
+import { serveApi, ApiClient } from "../../host/api/api";
 import type { HostInfo, VmInfo, VmRunStats } from "../../host/hv/types";
 import { assemble } from "../encoder";
 import { ECHO_GUEST, consoleEchoes, malformedRequests, sendAll, statuses, watchUncaught } from "./malformed-requests";
@@ -25,7 +26,7 @@ beforeAll(async () => {
   socket = join(dir, "api.sock");
   const kernel = join(dir, "echo.bin");
   writeFileSync(kernel, assemble(ECHO_GUEST, { origin: 0x80000000 }).bytes);
-  hv = await Hypervisor.start({ cpus: 1, balance: false, hostMemory: 256 << 20 });
+  hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, hostMemory: 256 << 20 });
   await hv.create({ name: "echo", bios: "none", kernel, memory: "16M" });
   await hv.act("echo", "start");
   server = await serveApi(hv, socket);

@@ -5,7 +5,7 @@
 import { lstatSync, mkdirSync, unlinkSync, type Stats } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { fileKind } from "../util/image-files";
+import { fileKind } from "../platform/node/image-files";
 
 /** The current user's id (0 where the platform has none). */
 export const currentUid = (): number => process.getuid?.() ?? 0;

@@ -6,7 +6,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, re
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { defaultSocketPath, ensurePrivateDir, clearStaleSocket, checkApiSocket, currentUid } from "../../host/hv/api-socket";
+import { defaultSocketPath, ensurePrivateDir, clearStaleSocket, checkApiSocket, currentUid } from "../../host/api/api-socket";
 import { hostCommand, ctlCommand } from "../../host/cli/hv";
 
 let dir: string;

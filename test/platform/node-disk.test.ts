@@ -3,9 +3,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { execFileSync, spawn } from "node:child_process";
-import { NodeDisk } from "../../host/virtio/node-disk";
+import { NodeDisk } from "../../host/platform/node/disk";
 import { VirtioBlk, VIRTIO_BLK_F_RO, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from "../../host/virtio/blk";
-import { TestDriver, blkHeader, pattern } from "./helpers";
+import { TestDriver, blkHeader, pattern } from "../virtio/helpers";
 
 let dir: string;
 let img: string;

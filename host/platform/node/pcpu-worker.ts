@@ -2,6 +2,7 @@
 import { parentPort } from "node:worker_threads";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
-import { Pcpu } from "./pcpu";
+import { Pcpu } from "../../hv/pcpu";
+import { nodePlatform } from "./index";
 
-if (parentPort) Comlink.expose(new Pcpu(), nodeEndpoint(parentPort));
+if (parentPort) Comlink.expose(new Pcpu(nodePlatform), nodeEndpoint(parentPort));

@@ -9,7 +9,9 @@ import type { Duplex } from "node:stream";
 import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { serveApi, ApiClient, CONSOLE_QUEUE_LIMIT, type Control, type Action } from "../../host/hv/api";
+import { serveApi, ApiClient, CONSOLE_QUEUE_LIMIT } from "../../host/api/api";
+import type { Control } from "../../host/hv/types";
+import type { Action } from "../../host/hv/lifecycle";
 import { badRequest, notFound, type HostInfo, type VmInfo, type VmRunStats } from "../../host/hv/types";
 import { exchange, statuses, watchUncaught } from "./malformed-requests";
 

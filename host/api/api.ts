@@ -19,7 +19,10 @@
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { clearStaleSocket } from "./api-socket";
-import { HvError, badRequest, notFound, type HostInfo, type VmInfo, type VmRunStats } from "./types";
+import { HvError, badRequest, notFound, type Control } from "../hv/types";
+import { ACTIONS, type Action } from "../hv/lifecycle";
+
+export { ACTIONS };
 
 export const CONSOLE_PROTOCOL = "wasmvisor-console";
 /** Largest request body accepted (a VM definition is small). */
@@ -29,25 +32,6 @@ const MAX_BODY = 1 << 20;
  * daemon hold a chatty guest's output without bound. Past it that client's output is dropped.
  */
 export const CONSOLE_QUEUE_LIMIT = 1 << 20;
-export const ACTIONS = ["start", "pause", "resume", "stop"] as const;
-export type Action = (typeof ACTIONS)[number];
-
-/** What the API needs from the hypervisor. */
-export interface Control {
-  host(): HostInfo;
-  list(): VmInfo[];
-  info(name: string): VmInfo;
-  /** Validates the definition (it comes from outside) and admits or refuses it. */
-  create(definition: unknown): Promise<VmInfo>;
-  act(name: string, action: Action): Promise<VmInfo>;
-  /** Move a VM to another pCPU. */
-  move(name: string, pcpu: number): Promise<VmInfo>;
-  destroy(name: string): Promise<void>;
-  stats(name: string): Promise<VmRunStats>;
-  /** Console output goes to onOutput until detach(); write() sends keys to the guest. */
-  attachConsole(name: string, onOutput: (bytes: Uint8Array) => void): { write(bytes: Uint8Array): void; detach(): void };
-}
-
 export interface ApiOptions {
   /** Told about failures of the listening socket itself (the daemon logs them). */
   onError?: (message: string) => void;

@@ -1,0 +1,120 @@
+// What a VM is. The `boot` flags and the API's JSON definitions both map onto one VmConfig,
+// checked in config/parse.ts and nowhere else; the builder (vm/build.ts) turns it into a
+// machine. Plain JSON-safe data: it crosses to worker threads as it is, and snapshots keep it.
+import type { Paging } from "../core/core";
+import type { NetdevSpec } from "../net/netdev";
+
+export type { Paging };
+export type Mode = "para" | "full";
+/** How a disk is attached: virtio-blk (/dev/vdX) or an ATA controller (/dev/sdX). */
+export type DriveInterface = "virtio" | "ide";
+/** Which NIC a network backend gets: virtio-net or an OpenCores Ethernet MAC (ethoc). */
+export type NicModel = "virtio" | "ethoc";
+export type OnFailure = "keep" | "restart" | "destroy";
+
+/**
+ * M-mode firmware: a file; "none" (the kernel starts in M-mode, QEMU's -bios none); "builtin"
+ * (the host's SBI starts the kernel in S-mode: paravirtualized); "default" (the platform's
+ * default firmware: Debian's OpenSBI on Node).
+ */
+export type FirmwareChoice = "none" | "builtin" | "default" | { file: string };
+
+export interface DriveConfig {
+  file: string;
+  readOnly: boolean;
+  /** Serial number the guest sees (at most 20 characters). */
+  serial?: string;
+  if: DriveInterface;
+}
+
+export interface NicConfig {
+  model: NicModel;
+  /** The backend: user-mode networking with its options, or a port on a named switch. */
+  netdev: NetdevSpec;
+}
+
+export interface BandwidthLimits {
+  diskBytesPerSec?: number;
+  diskOpsPerSec?: number;
+  netBytesPerSec?: number;
+}
+
+export interface VmConfig {
+  /** Unique on its host: letters, digits, '.', '_', '-', at most 64. */
+  name: string;
+  mode: Mode;
+  paging: Paging;
+  /** Guest RAM in bytes. */
+  memory: number;
+  /** vCPUs (harts), 1-8. */
+  smp: number;
+  bios: FirmwareChoice;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  drives: DriveConfig[];
+  nets: NicConfig[];
+  /** Share of the CPU: relative weight, and at most `cap` of one pCPU (0 < cap ≤ 1). */
+  cpu: { weight: number; cap?: number };
+  /** Bandwidth limits (virtio devices) and the host sockets its user-mode networking may hold. */
+  limits: BandwidthLimits & { sockets: number };
+  /** When the guest crashes or gets stuck: keep it for inspection, restart it, or destroy it. */
+  onFailure: OnFailure;
+  /** Also time the host's handling of each exit (`boot --stats`). */
+  timeExits?: boolean;
+}
+
+/**
+ * The devices drives and NICs get without if= / model=: the full machine has legacy devices (an
+ * ATA disk, an OpenCores Ethernet MAC), the paravirtualized one virtio.
+ */
+export const DEFAULT_DEVICES: Record<Mode, { drive: DriveInterface; nic: NicModel }> = {
+  full: { drive: "ide", nic: "ethoc" },
+  para: { drive: "virtio", nic: "virtio" },
+};
+
+/** Whether the VM boots on the host's built-in SBI (no guest firmware; virtio console and RNG). */
+export function usesBuiltinSbi(config: Pick<VmConfig, "bios">): boolean {
+  return config.bios === "builtin";
+}
+
+/**
+ * A VM definition as a client writes it (a JSON file for `wasmvisor ctl create`, a POST /vms
+ * body): the fields of the `boot` flags. parseVmConfig makes a VmConfig of it.
+ */
+export interface VmDefinition {
+  /** Unique on the host: letters, digits, '-', '_', '.', at most 64. */
+  name: string;
+  mode?: "para" | "full";
+  paging?: "nested" | "shadow";
+  /** A file, "none" or "builtin" (the default in para mode; full mode defaults to Debian's OpenSBI). */
+  bios?: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  /** "256M", "1G", or MiB as a number. Default 256M. */
+  memory?: string | number;
+  /** vCPUs (harts), 1–8. */
+  smp?: number;
+  /** `--drive` specs: "file=disk.img,readonly=on". */
+  drives?: string[];
+  /** `--net` specs: "user,hostfwd=tcp::8080-:80", "switch=lan". */
+  nets?: string[];
+  cpu?: {
+    /** Relative CPU weight (default 1). */
+    weight?: number;
+    /** At most this percentage of one pCPU (1–100). */
+    cap?: number;
+  };
+  /** Bandwidth limits (token buckets; absent means unlimited), and host sockets (default 128). */
+  limits?: {
+    diskBytesPerSec?: number;
+    diskOpsPerSec?: number;
+    netBytesPerSec?: number;
+    /** TCP connections and UDP bindings its user-mode networking may hold on the host at once. */
+    sockets?: number;
+  };
+  /** What to do when the guest crashes or gets stuck: keep it for inspection (default), restart it, or destroy it. */
+  onFailure?: "keep" | "restart" | "destroy";
+}
+

@@ -1,0 +1,86 @@
+// A platform any JavaScript engine has: files are byte arrays the embedding app hands over,
+// pCPUs run on the calling thread (taking turns with it through the event loop), and host
+// sockets exist only if the app brings its own. Tests use it, and it is what a web page builds
+// on until it wants workers and OPFS.
+import type { Remote } from "comlink";
+import { Pcpu } from "../../hv/pcpu";
+import { MemoryDisk } from "../../virtio/memory-disk";
+import { compileCore } from "../../core/core";
+import type { HostSockets } from "../../net/host-sockets";
+import type { HostResources, Platform, PcpuThread } from "../platform";
+
+export interface MemoryPlatformOptions {
+  /** The core: compiled, or the bytes of build/core.wasm. */
+  core: WebAssembly.Module | Uint8Array;
+  /** Files by path, for images and disks. A disk opened for writing changes its array in place. */
+  files?: Record<string, Uint8Array>;
+  /** What `bios: "default"` boots: a path among the files. */
+  defaultFirmware?: string;
+  hostSockets?: HostSockets;
+  /** What VMs may use (default: 1 GiB, one pCPU, no file-descriptor limit). */
+  resources?: Partial<HostResources>;
+}
+
+export function memoryPlatform(opts: MemoryPlatformOptions): Platform {
+  const files = new Map(Object.entries(opts.files ?? {}));
+  const module = opts.core instanceof WebAssembly.Module ? opts.core : compileCore(opts.core);
+  const file = (path: string, what: string, dirs?: readonly string[]): Uint8Array => {
+    if (dirs && !dirs.some((d) => path.startsWith(d.endsWith("/") ? d : `${d}/`))) {
+      throw new Error(`${what} ${path}: not in an image directory of this host (${dirs.join(", ")})`);
+    }
+    const bytes = files.get(path);
+    if (!bytes) throw new Error(`${what} ${path}: no such file`);
+    return bytes;
+  };
+  const platform: Platform = {
+    coreModule: () => module,
+    defaultFirmware() {
+      if (!opts.defaultFirmware) throw new Error("no default firmware on this platform: pass --bios <file>, builtin or none");
+      return opts.defaultFirmware;
+    },
+    readImage(path, { what, maxBytes, dirs }) {
+      const bytes = file(path, what, dirs);
+      if (bytes.length > maxBytes) throw new Error(`${what} ${path}: is ${Math.ceil(bytes.length / 2 ** 20)} MiB, more than the guest's ${maxBytes / 2 ** 20} MiB of RAM`);
+      return bytes;
+    },
+    openDisk(path, { readOnly, dirs, what }) {
+      const bytes = file(path, what, dirs);
+      if (bytes.length % 512 !== 0) throw new Error(`${what} ${path}: is ${bytes.length} bytes, not a multiple of 512 (raw images only)`);
+      return new MemoryDisk(bytes, { readOnly });
+    },
+    hostSockets: opts.hostSockets,
+    startPcpu: async () => inThread(new Pcpu(platform)),
+    yieldTurn,
+    resources: () => ({ memory: 2 ** 30, cpus: 1, fileDescriptors: Infinity, ...opts.resources }),
+  };
+  return platform;
+}
+
+// A pCPU on this thread, called the way a worker's is (every call answers with a promise).
+function inThread(pcpu: Pcpu): PcpuThread {
+  const remote = new Proxy(pcpu, {
+    get: (target, prop) => {
+      const member = Reflect.get(target, prop) as unknown;
+      return typeof member === "function" ? (...args: unknown[]) => Promise.resolve().then(() => member.apply(target, args)) : member;
+    },
+  }) as unknown as Remote<Pcpu>;
+  return { pcpu: remote, onExit: () => {}, terminate: async () => pcpu.close() };
+}
+
+// A macrotask without the timers' clamping (setTimeout(0) waits 1-4 ms): a message to ourselves.
+const channel = typeof MessageChannel === "function" ? new MessageChannel() : null;
+const waiting: (() => void)[] = [];
+if (channel) {
+  channel.port1.onmessage = () => waiting.shift()?.();
+  // Node: an idle port must not keep the process alive.
+  (channel.port1 as { unref?: () => void }).unref?.();
+  (channel.port2 as { unref?: () => void }).unref?.();
+}
+
+function yieldTurn(): Promise<void> {
+  if (!channel) return new Promise((resolve) => setTimeout(resolve, 0));
+  return new Promise((resolve) => {
+    waiting.push(resolve);
+    channel.port2.postMessage(0);
+  });
+}

@@ -1,0 +1,90 @@
+// The VMM's platform on Node: the core from build/core.wasm, images and disks from files
+// (checked as image-files.ts says), host sockets from node:net and node:dgram, a worker thread
+// per pCPU, and the machine's memory, cores and open-file limit to share.
+import { Worker } from "node:worker_threads";
+import { closeSync, existsSync, readFileSync } from "node:fs";
+import { totalmem, availableParallelism } from "node:os";
+import { join } from "node:path";
+import * as Comlink from "comlink";
+import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
+import type { Platform, PcpuThread } from "../platform";
+import type { Pcpu } from "../../hv/pcpu";
+import { loadCoreModule, packageRoot } from "./core";
+import { openImage, readOpenedImage } from "./image-files";
+import { NodeDisk } from "./disk";
+import { nodeHostSockets } from "./host-sockets";
+
+/** Debian's OpenSBI (package opensbi): what QEMU's virt board boots by default too. */
+export const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
+/** File descriptors the host keeps for itself (workers, images being read, API clients, logs). */
+const HOST_FDS = 256;
+
+// Images are read into shared memory and kept while some VM holds them: a hundred VMs booting
+// the same kernel share one copy, across the worker threads they are sent to too.
+const images = new Map<string, WeakRef<Uint8Array>>();
+
+export const nodePlatform: Platform = {
+  coreModule: loadCoreModule,
+
+  defaultFirmware(): string {
+    if (!existsSync(DEFAULT_FIRMWARE)) {
+      throw new Error(`no firmware: the default ${DEFAULT_FIRMWARE} is missing.\n` +
+        `  Install Debian's opensbi package (apt-get install opensbi), or pass --bios <file> or --bios none.`);
+    }
+    return DEFAULT_FIRMWARE;
+  },
+
+  readImage(path, { what, maxBytes, dirs }) {
+    const img = openImage(path, {
+      what, dirs,
+      maxBytes: { bytes: maxBytes, hint: `the guest's ${maxBytes / 2 ** 20} MiB of RAM: it does not fit in guest RAM; use a larger --memory` },
+    });
+    const key = `${img.dev}:${img.ino}\0${img.size}\0${img.mtimeMs}`;
+    const cached = images.get(key)?.deref();
+    if (cached) {
+      closeSync(img.fd);
+      return cached;
+    }
+    const bytes = new Uint8Array(new SharedArrayBuffer(img.size));
+    readOpenedImage(img, bytes, what);
+    images.set(key, new WeakRef(bytes));
+    return bytes;
+  },
+
+  openDisk: (path, opts) => new NodeDisk(path, opts),
+
+  hostSockets: nodeHostSockets,
+
+  async startPcpu(): Promise<PcpuThread> {
+    const worker = new Worker(join(packageRoot(), "dist/pcpu-worker.js"));
+    const listeners: ((why: string) => void)[] = [];
+    let ended = false;
+    const end = (why: string) => {
+      if (ended) return;
+      ended = true;
+      for (const l of listeners) l(why);
+    };
+    worker.on("error", (e) => end(e.message));
+    worker.on("exit", (code) => end(`exited with code ${code}`));
+    return {
+      pcpu: Comlink.wrap<Pcpu>(nodeEndpoint(worker)),
+      onExit: (l) => { listeners.push(l); },
+      terminate: async () => { await worker.terminate(); },
+    };
+  },
+
+  yieldTurn: () => new Promise<void>((resolve) => setImmediate(resolve)),
+
+  resources: () => ({ memory: totalmem(), cpus: availableParallelism(), fileDescriptors: Math.max(0, openFileLimit() - HOST_FDS) }),
+};
+
+/** The process's soft limit on open files (Node raises it to the hard limit at start). */
+function openFileLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    if (m) return m[1] === "unlimited" ? 1 << 20 : Number(m[1]);
+  } catch {
+    // not Linux
+  }
+  return 1024;
+}

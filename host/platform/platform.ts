@@ -1,0 +1,69 @@
+// Everything the VMM needs from where it runs, behind one small interface: the core module,
+// boot images and disks, host sockets, threads for pCPUs, a turn of the event loop, and what
+// the host has to share. host/platform/node/ implements it for Node; host/platform/memory/ for
+// any JavaScript engine, with files held in memory and pCPUs on the calling thread. Nothing
+// else under host/ (but the CLI and the daemon's socket server) knows where it runs.
+import type { Remote } from "comlink";
+import type { DiskBackend } from "../devices/backends";
+import type { HostSockets } from "../net/host-sockets";
+import type { Pcpu } from "../hv/pcpu";
+
+export interface ImageOptions {
+  /** How the user named it, for messages: "--kernel". */
+  what: string;
+  /** Largest size accepted (the guest's RAM: a bigger image could not be loaded anyway). */
+  maxBytes: number;
+  /** Directories it must be in (a daemon's --images); anywhere if undefined. */
+  dirs?: readonly string[];
+}
+
+export interface DiskOptions {
+  readOnly: boolean;
+  /** Directories it must be in; anywhere if undefined. */
+  dirs?: readonly string[];
+  /** How the user named it, for messages: "--drive". */
+  what: string;
+}
+
+/** A pCPU running somewhere (a worker thread, or the calling thread), driven through Comlink's shape. */
+export interface PcpuThread {
+  readonly pcpu: Remote<Pcpu>;
+  /** Called once if the thread dies (never for the calling thread). */
+  onExit(listener: (why: string) => void): void;
+  terminate(): Promise<void>;
+}
+
+/** What the host offers VMs. */
+export interface HostResources {
+  /** Bytes of memory. */
+  memory: number;
+  /** Threads that can run pCPUs in parallel. */
+  cpus: number;
+  /** File descriptors VMs may hold in all (disks, host sockets); Infinity where there are none. */
+  fileDescriptors: number;
+}
+
+export interface Platform {
+  /** The compiled core (compiled once per thread, then cached). */
+  coreModule(): WebAssembly.Module;
+  /**
+   * The firmware a full-virtualization VM boots when it names none (`bios: "default"`); throws
+   * an Error saying what to install or pass when there is none.
+   */
+  defaultFirmware(): string;
+  /**
+   * Firmware, a kernel or an initrd, whole. Images are shared (one copy for every VM and worker
+   * that boots the same file), so the bytes must not be written. Throws a one-line Error naming
+   * `what` and what to do.
+   */
+  readImage(path: string, opts: ImageOptions): Uint8Array;
+  /** Open a disk image; throws a one-line Error naming `what` and what to do. */
+  openDisk(path: string, opts: DiskOptions): DiskBackend;
+  /** Host sockets for user-mode networking; undefined where there are none. */
+  readonly hostSockets?: HostSockets;
+  /** Start a pCPU. */
+  startPcpu(): Promise<PcpuThread>;
+  /** Let the thread's event loop run (control messages, network events) before going on. */
+  yieldTurn(): Promise<void>;
+  resources(): HostResources;
+}
