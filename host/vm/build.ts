@@ -4,7 +4,8 @@
 import { loadCoreModule } from "../core/load-node";
 import { VirtMachine, type Image, type DriveInterface, type NicModel, type BandwidthLimits, type MachineState } from "../machine/virt";
 import { NodeDisk } from "../virtio/node-disk";
-import { createNetBackend } from "../net/netdev";
+import { createNetBackend } from "../net/backend";
+import { nodeHostSockets } from "../platform/node/host-sockets";
 import type { Paging } from "../core/core";
 import { UserNet } from "../net/user";
 import { SocketBudget, DEFAULT_VM_SOCKETS } from "../net/budget";
@@ -65,7 +66,7 @@ export async function buildMachine(req: MachineRequest, io: MachineIo, resume?: 
     const sockets = new SocketBudget(req.sockets ?? DEFAULT_VM_SOCKETS);
     for (const n of req.nets) {
       // A failure after start-up (a later socket error) is the guest's to see, not fatal.
-      const backend = createNetBackend(n.netdev, { onWake: io.wake, onError: () => {}, sockets });
+      const backend = createNetBackend(n.netdev, { hostSockets: nodeHostSockets, budget: sockets, onWake: io.wake, onError: () => {} });
       nets.push(backend);
       // hostfwd listeners must be up (e.g. the port is free) before the guest starts.
       if (backend instanceof UserNet) await backend.ready();
