@@ -4,7 +4,7 @@
 // `'drives'` in a definition.
 import { PAGING_MODES, type Paging } from "../core/core";
 import { parseNetdev, isUserNetdev, netdevHasOption } from "../net/netdev";
-import { userNetFixedFds } from "../net/user";
+import { userNetFixedFds } from "../net/user/options";
 import { DEFAULT_VM_SOCKETS } from "../net/budget";
 import {
   DEFAULT_DEVICES, type DriveConfig, type DriveInterface, type FirmwareChoice, type Mode, type NicConfig, type NicModel,

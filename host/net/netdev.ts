@@ -1,14 +1,15 @@
 /**
- * Choosing a NIC's backend from a QEMU-style string:
+ * A NIC's backend as a QEMU-style string:
  *
  *   user[,hostfwd=tcp::8080-:80]...[,restrict=on][,loopback=on|off|PORT]...
  *                                      user-mode networking (UserNet)
  *   switch=NAME                        a port on the named in-process Ethernet switch
+ *
+ * Parsing only: this file loads no backend (a VM definition is checked without them);
+ * createNetBackend (backend.ts) makes the backend a spec names.
  */
 
-import type { NetBackend } from "../devices/backends";
-import { getSwitch } from "./switch";
-import { UserNet, parseUserNetSpec, type UserNetOptions } from "./user";
+import { parseUserNetSpec, type UserNetOptions } from "./user/options";
 
 export type NetdevSpec = { kind: "user"; options: UserNetOptions } | { kind: "switch"; name: string };
 
@@ -37,11 +38,4 @@ export function parseNetdev(spec: string): NetdevSpec {
  */
 export function netdevHasOption(spec: string, key: string): boolean {
   return spec.split(",").some((part) => part.startsWith(`${key}=`));
-}
-
-/** The backend for a spec; `extra` is merged into user-mode options (e.g. onWake). */
-export function createNetBackend(spec: NetdevSpec | string, extra: Partial<UserNetOptions> = {}): NetBackend {
-  const d = typeof spec === "string" ? parseNetdev(spec) : spec;
-  if (d.kind === "user") return new UserNet({ ...d.options, ...extra });
-  return getSwitch(d.name).port();
 }

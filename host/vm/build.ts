@@ -4,7 +4,7 @@
 // disks and network backends (disk I/O is synchronous there, network events arrive on its event
 // loop) and builds the board.
 import { VirtMachine, checkBoard, type Image, type MachineState } from "../machine/virt";
-import { createNetBackend } from "../net/netdev";
+import { createNetBackend } from "../net/backend";
 import { UserNet } from "../net/user";
 import { SocketBudget } from "../net/budget";
 import type { DiskBackend, NetBackend } from "../devices/backends";

@@ -7,6 +7,7 @@
 import * as net from "node:net";
 import * as dgram from "node:dgram";
 import { UserNet } from "../../host/net/user";
+import { nodeHostSockets } from "../../host/platform/node/host-sockets";
 import { DNS, GUEST, GW, GuestTcp, Harness, pattern, udpFrame, waitUntil } from "./guest";
 import { DNS_CLASS_IN, DNS_TYPE_A, buildDns } from "../../host/net/packet";
 
@@ -23,6 +24,7 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => silent.bind(0, "127.0.0.1", () => r()));
 
   const un = new UserNet({
+    hostSockets: nodeHostSockets,
     hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 80 }],
     dns: { servers: [`127.0.0.1:${silent.address().port}`], hostsFile: null, timeoutMs: 60_000 },
   });

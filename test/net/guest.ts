@@ -24,7 +24,8 @@ import {
   type Ipv4Packet,
   type TcpSegment,
 } from "../../host/net/packet";
-import { USER_GATEWAY_MAC, USER_GUEST, type UserNet } from "../../host/net/user";
+import type { UserNet } from "../../host/net/user";
+import { USER_GATEWAY_MAC, USER_GUEST } from "../../host/net/user/network";
 
 export const GUEST_MAC = parseMac("52:54:00:12:34:56")!;
 export const GW_MAC = parseMac(USER_GATEWAY_MAC)!;

@@ -47,6 +47,7 @@ import {
   parseUdp,
 } from "../../host/net/packet";
 import { UserNet } from "../../host/net/user";
+import { nodeHostSockets } from "../../host/platform/node/host-sockets";
 import { SocketBudget } from "../../host/net/budget";
 import { DNS, GUEST, GUEST_MAC, GW, Harness, ipFrame, pattern, udpFrame } from "./guest";
 
@@ -262,7 +263,7 @@ describe("malformed input", () => {
   it("UserNet drops malformed and fuzzed frames without throwing or answering garbage", async () => {
     const errors: unknown[] = [];
     // No sockets at all: a mutation can never make this test reach the network.
-    const un = new UserNet({ onError: (e) => errors.push(e), dns: { servers: [], hostsFile: null }, sockets: new SocketBudget(0) });
+    const un = new UserNet({ hostSockets: nodeHostSockets, onError: (e) => errors.push(e), dns: { servers: [], hostsFile: null }, budget: new SocketBudget(0) });
     const h = new Harness(un);
     try {
       const base = samples();

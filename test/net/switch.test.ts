@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest";
 import { MessageChannel } from "node:worker_threads";
 import { ETHERTYPE_IPV4, buildEthernet, parseMac, type Mac } from "../../host/net/packet";
 import { EthernetSwitch, bridgeToChannel, channelBackend, deleteSwitch, getSwitch, switchNames } from "../../host/net/switch";
-import { createNetBackend, parseNetdev } from "../../host/net/netdev";
+import { parseNetdev } from "../../host/net/netdev";
+import { createNetBackend } from "../../host/net/backend";
+import { nodeHostSockets } from "../../host/platform/node/host-sockets";
 import { UserNet } from "../../host/net/user";
 import { waitUntil } from "./guest";
 
@@ -172,8 +174,9 @@ describe("netdev strings and the registry", () => {
     expect(parseNetdev("switch=a-b_1")).toEqual({ kind: "switch", name: "a-b_1" });
     expect(() => parseNetdev("switch=")).toThrow(/switch name/);
     expect(() => parseNetdev("bridge=br0")).toThrow(/expected 'user/);
-    const un = createNetBackend("user", { dns: { servers: [] } });
+    const un = createNetBackend("user", { hostSockets: nodeHostSockets });
     expect(un).toBeInstanceOf(UserNet);
     un.close();
+    expect(() => createNetBackend("user")).toThrow("user-mode networking needs host sockets, which this platform does not provide");
   });
 });

@@ -60,7 +60,9 @@ import {
   type DnsMessage,
   type TcpSegment,
 } from "../../host/net/packet";
-import { UserNet, parseHostFwd, parseUserNetSpec, userNetFixedFds, type UserNetOptions } from "../../host/net/user";
+import { UserNet } from "../../host/net/user";
+import { parseHostFwd, parseUserNetSpec, userNetFixedFds, type UserNetOptions } from "../../host/net/user/options";
+import { nodeHostSockets } from "../../host/platform/node/host-sockets";
 import { SocketBudget } from "../../host/net/budget";
 import { netdevHasOption, parseNetdev } from "../../host/net/netdev";
 import { DNS, GUEST, GUEST_MAC, GW, GW_MAC, GuestTcp, Harness, ipFrame, pattern, udpFrame, waitUntil, withTimeout } from "./guest";
@@ -85,7 +87,7 @@ function hostfwdClient(port: number): { closed: boolean; error: string } {
 }
 
 function makeNet(opts: UserNetOptions = {}): { un: UserNet; h: Harness } {
-  const un = new UserNet({ onError: (e) => reported.push(e), ...opts, dns: { hostsFile: null, servers: [], ...opts.dns } });
+  const un = new UserNet({ hostSockets: nodeHostSockets, onError: (e) => reported.push(e), ...opts, dns: { hostsFile: null, servers: [], ...opts.dns } });
   cleanups.push(() => un.close());
   const h = new Harness(un);
   return { un, h };
@@ -207,10 +209,10 @@ describe("option strings", () => {
   });
 
   it("validates rules given to the constructor before listening", () => {
-    expect(() => new UserNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 0 }] })).toThrow(/guest port/);
-    expect(() => new UserNet({ hostfwd: [{ proto: "tcp", hostAddr: "::1", hostPort: 0, guestPort: 80 }] })).toThrow(/host address/);
-    expect(() => new UserNet({ mac: "01:00:5e:00:00:01" })).toThrow(/MAC/);
-    expect(() => new UserNet({ loopback: [80, 0] })).toThrow(/loopback port 0/);
+    expect(() => new UserNet({ hostSockets: nodeHostSockets, hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 0 }] })).toThrow(/guest port/);
+    expect(() => new UserNet({ hostSockets: nodeHostSockets, hostfwd: [{ proto: "tcp", hostAddr: "::1", hostPort: 0, guestPort: 80 }] })).toThrow(/host address/);
+    expect(() => new UserNet({ hostSockets: nodeHostSockets, mac: "01:00:5e:00:00:01" })).toThrow(/MAC/);
+    expect(() => new UserNet({ hostSockets: nodeHostSockets, loopback: [80, 0] })).toThrow(/loopback port 0/);
   });
 
   it("parses restrict= and loopback=, combining repeated loopback options", () => {
@@ -399,7 +401,7 @@ describe("DNS", () => {
 
   it("answers localhost offline with the default configuration", async () => {
     // Defaults: /etc/hosts and the host's resolv.conf servers. localhost never leaves.
-    const un = new UserNet();
+    const un = new UserNet({ hostSockets: nodeHostSockets });
     cleanups.push(() => un.close());
     const h = new Harness(un);
     const a = await ask(h, 0x1111, "localhost", DNS_TYPE_A);
@@ -907,14 +909,14 @@ describe("hostfwd", () => {
   it("reports a port it cannot listen on", async () => {
     const { port } = await tcpServer(() => {});
     const errors: unknown[] = [];
-    const un = new UserNet({ hostfwd: [{ proto: "tcp", hostAddr: "127.0.0.1", hostPort: port, guestPort: 80 }], onError: (e) => errors.push(e), dns: { servers: [] } });
+    const un = new UserNet({ hostSockets: nodeHostSockets, hostfwd: [{ proto: "tcp", hostAddr: "127.0.0.1", hostPort: port, guestPort: 80 }], onError: (e) => errors.push(e), dns: { servers: [] } });
     cleanups.push(() => un.close());
     await expect(un.ready()).rejects.toThrow(/cannot listen.*EADDRINUSE/);
     expect(errors).toHaveLength(1);
   });
 
   it("close() stops listening and drops every connection", async () => {
-    const un = new UserNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 80 }], dns: { servers: [] } });
+    const un = new UserNet({ hostSockets: nodeHostSockets, hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 80 }], dns: { servers: [] } });
     const h = new Harness(un);
     const [fwd] = await un.ready();
     let hostClosed = false;
@@ -999,9 +1001,9 @@ describe("restrict=on", () => {
     let accepted = 0;
     const { port } = await tcpServer(() => accepted++);
     // A spent budget: even a broken restrict could open nothing, but it would ask for a socket.
-    const sockets = new SocketBudget(0);
-    const take = vi.spyOn(sockets, "take");
-    const { un, h } = makeNet({ ...parseUserNetSpec("user,restrict=on"), sockets });
+    const budget = new SocketBudget(0);
+    const take = vi.spyOn(budget, "take");
+    const { un, h } = makeNet({ ...parseUserNetSpec("user,restrict=on"), budget });
     // The host's loopback first: should restrict not work, this fails before the next SYN.
     for (const [dst, dstPort, srcPort] of [[GW, port, 40210], [ip4(192, 0, 2, 1), 80, 40211]]) {
       const seg = await answerToSyn(h, dst, dstPort, srcPort);
@@ -1014,9 +1016,9 @@ describe("restrict=on", () => {
 
   it("sends no UDP anywhere", async () => {
     const server = await udpServer((m) => m);
-    const sockets = new SocketBudget(0);
-    const take = vi.spyOn(sockets, "take");
-    const { un, h } = makeNet({ restrict: true, sockets });
+    const budget = new SocketBudget(0);
+    const take = vi.spyOn(budget, "take");
+    const { un, h } = makeNet({ restrict: true, budget });
     h.send(udpFrame(GUEST, 5020, GW, server.port, new Uint8Array([1])));
     await sleep(30);
     expect(server.received).toHaveLength(0); // checked before a datagram could be sent beyond
@@ -1118,26 +1120,26 @@ describe("socket budget", () => {
       accepted++;
       s.on("error", () => {}); // the guest's reset reaches it as ECONNRESET
     });
-    const sockets = new SocketBudget(2);
-    const a = makeNet({ sockets });
-    const b = makeNet({ sockets });
+    const budget = new SocketBudget(2);
+    const a = makeNet({ budget });
+    const b = makeNet({ budget });
     const g1 = guestConnect(a.h, GW, port, 40220);
     const g2 = guestConnect(b.h, GW, port, 40221);
     await waitUntil(() => g1.state === "established" && g2.state === "established", 3000, "two connections");
-    expect(sockets.used).toBe(2);
+    expect(budget.used).toBe(2);
     const g3 = guestConnect(a.h, GW, port, 40222);
     await waitUntil(() => g3.state === "reset", 3000, "the RST");
     expect(a.un.stats().tcp).toMatchObject({ refused: 1, outbound: 1 });
     g1.rst();
-    await waitUntil(() => sockets.used === 1, 3000, "the reset connection's socket to be given back");
+    await waitUntil(() => budget.used === 1, 3000, "the reset connection's socket to be given back");
     const g4 = guestConnect(a.h, GW, port, 40223);
     await waitUntil(() => g4.state === "established", 3000, "a new connection");
     expect(accepted).toBe(3);
-    expect(sockets.used).toBe(2);
+    expect(budget.used).toBe(2);
   });
 
   it("resets a hostfwd client when the budget is spent", async () => {
-    const { un } = makeNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 80 }], sockets: new SocketBudget(0) });
+    const { un } = makeNet({ hostfwd: [{ proto: "tcp", hostPort: 0, guestPort: 80 }], budget: new SocketBudget(0) });
     const [fwd] = await un.ready();
     const client = hostfwdClient(fwd.hostPort);
     await waitUntil(() => client.closed, 3000, "the client to be closed");
@@ -1147,8 +1149,8 @@ describe("socket budget", () => {
 
   it("evicts the NIC's longest-idle UDP binding when the budget is spent", async () => {
     const server = await udpServer((m) => m);
-    const sockets = new SocketBudget(2);
-    const { un, h } = makeNet({ sockets });
+    const budget = new SocketBudget(2);
+    const { un, h } = makeNet({ budget });
     const hostPortOf = (tag: number) => server.received.find((x) => x.msg[0] === tag)!.rinfo.port;
     const roundTrip = async (guestPort: number, tag: number) => {
       h.send(udpFrame(GUEST, guestPort, GW, server.port, new Uint8Array([tag])));
@@ -1160,7 +1162,7 @@ describe("socket budget", () => {
     await roundTrip(5030, 3); // 5031 is now the idlest
     await roundTrip(5032, 4);
     expect(un.stats().udp).toEqual({ bindings: 2, datagramsOut: 4, datagramsIn: 4 });
-    expect(sockets.used).toBe(2);
+    expect(budget.used).toBe(2);
     // 5031's host socket is gone; 5030's still carries replies.
     server.sock.send(new Uint8Array([5]), hostPortOf(2), "127.0.0.1");
     server.sock.send(new Uint8Array([6]), hostPortOf(1), "127.0.0.1");
@@ -1175,9 +1177,9 @@ describe("socket budget", () => {
     let accepted = 0;
     const { port } = await tcpServer(() => accepted++);
     const server = await udpServer();
-    const sockets = new SocketBudget(1);
-    const a = makeNet({ sockets });
-    const b = makeNet({ sockets });
+    const budget = new SocketBudget(1);
+    const a = makeNet({ budget });
+    const b = makeNet({ budget });
     const g = guestConnect(a.h, GW, port, 40230);
     await waitUntil(() => g.state === "established", 3000, "the connection");
     b.h.send(udpFrame(GUEST, 5040, GW, server.port, new Uint8Array([1])));
@@ -1190,18 +1192,18 @@ describe("socket budget", () => {
   it("gives everything back on close()", async () => {
     const { port } = await tcpServer(() => {});
     const server = await udpServer();
-    const sockets = new SocketBudget(8);
-    const a = makeNet({ sockets });
-    const b = makeNet({ sockets });
+    const budget = new SocketBudget(8);
+    const a = makeNet({ budget });
+    const b = makeNet({ budget });
     const g = guestConnect(a.h, GW, port, 40240);
     await waitUntil(() => g.state === "established", 3000, "the connection");
     a.h.send(udpFrame(GUEST, 5050, GW, server.port, new Uint8Array([1])));
     b.h.send(udpFrame(GUEST, 5051, GW, server.port, new Uint8Array([2])));
     await waitUntil(() => server.received.length === 2, 2000, "both datagrams");
-    expect(sockets.used).toBe(3);
+    expect(budget.used).toBe(3);
     a.un.close();
-    expect(sockets.used).toBe(1);
+    expect(budget.used).toBe(1);
     b.un.close();
-    expect(sockets.used).toBe(0);
+    expect(budget.used).toBe(0);
   });
 });

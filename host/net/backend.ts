@@ -1,0 +1,17 @@
+/** The network backend a netdev spec names (netdev.ts parses them). */
+
+import type { NetBackend } from "../devices/backends";
+import { parseNetdev, type NetdevSpec } from "./netdev";
+import { getSwitch } from "./switch";
+import { UserNet } from "./user";
+import type { UserNetOptions } from "./user/options";
+
+/** What a backend gets from where it runs rather than from its spec. */
+export type NetBackendOptions = Pick<UserNetOptions, "hostSockets" | "budget" | "onWake" | "onError">;
+
+/** Throws an Error naming what is wrong, e.g. a user netdev where there are no host sockets. */
+export function createNetBackend(spec: NetdevSpec | string, opts: NetBackendOptions = {}): NetBackend {
+  const d = typeof spec === "string" ? parseNetdev(spec) : spec;
+  if (d.kind === "user") return new UserNet({ ...d.options, ...opts });
+  return getSwitch(d.name).port();
+}
