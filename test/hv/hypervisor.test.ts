@@ -25,7 +25,7 @@ describe("a pCPU worker that dies", () => {
       const onOne = hv.list().filter((v) => v.pcpu === 1).map((v) => v.name);
       expect(onZero.length).toBe(2);
       // White-box: the worker thread of pCPU 0, as a crash would end it.
-      await (hv as unknown as { homes: { worker: { terminate(): Promise<number> } }[] }).homes[0].worker.terminate();
+      await (hv as unknown as { homes: { thread: { terminate(): Promise<void> } }[] }).homes[0].thread.terminate();
       for (let i = 0; i < 100 && hv.info(onZero[0]).state !== "failed"; i++) await new Promise((r) => setTimeout(r, 20));
       for (const name of onZero) expect(hv.info(name)).toMatchObject({ state: "failed", reason: "its pCPU worker 0 died" });
       for (const name of onOne) {
