@@ -8,7 +8,7 @@ import Benchmark from "benchmark";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { VirtMachine, type VirtConfig } from "../host/machine/virt";
-import { UART0_BASE } from "../host/machine/memory-map";
+import { BOARD } from "../host/machine/memory-map";
 import { loadCoreModule, packageRoot } from "../host/core/load-node";
 import * as L from "../host/core/layout";
 import { SPEC_VERSION } from "../host/sbi/sbi";
@@ -33,6 +33,7 @@ export interface ExitsResult {
   rows: ExitRow[];
 }
 
+const UART0_BASE = BOARD.uart.base;
 const UART_SCR = 7; // the 16550's scratch register: stores and loads have no side effect
 const RUN_BUDGET = 1000; // far more than one loop iteration: run() returns at the exit
 
