@@ -51,6 +51,7 @@ describe("the board's devicetree is the same as before", () => {
     test(name, () => {
       const m = new VirtMachine({ ...cfg, module: loadCoreModule(), output: () => {} });
       const hash = createHash("sha256").update(m.dtb).digest("hex");
+      // WV_DUMP_DTB=<dir> writes the blobs out, for `dtc -I dtb` to show what changed.
       if (process.env.WV_DUMP_DTB) writeFileSync(`${process.env.WV_DUMP_DTB}/${name.replace(/[^a-z0-9]+/gi, "-")}.dtb`, m.dtb);
       expect(hash).toBe(EXPECTED[name]);
       // And the same bytes are in guest memory where the boot ROM says.
