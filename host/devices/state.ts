@@ -41,7 +41,7 @@ export function u64State(value: bigint): string {
 function show(v: unknown): string {
   if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
   if (Array.isArray(v)) return `an array of ${v.length}`;
-  if (v instanceof Uint8Array) return `a Uint8Array`;
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`; // a state from before states were JSON
   if (typeof v === "object" && v !== null) return "an object";
   if (typeof v === "bigint") return `${v}n`;
   return String(v);

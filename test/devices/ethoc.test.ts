@@ -573,7 +573,7 @@ describe("ethoc: loopback, flow control, robustness, snapshots", () => {
     const bad = (patch: Record<string, unknown>) => () => make().dev.restore({ ...good, ...patch });
     expect(bad({ kind: "ata" })).toThrow(/ethoc0: not a state of kind ethoc/);
     expect(bad({ regs: [1, 2, 3] })).toThrow(/state.regs must be an array of 21..21 items/);
-    expect(bad({ bds: new Uint32Array(256) })).toThrow(/state.bds must be an array, got an object/);
+    expect(bad({ bds: new Uint32Array(256) })).toThrow(/state.bds must be an array, got a Uint32Array/);
     expect(bad({ txIndex: 64 })).toThrow(/txIndex must be/);
     expect(bad({ rxIndex: 3 })).toThrow(/rxIndex must be/);
     expect(bad({ rx: [bytesState(new Uint8Array(5))] })).toThrow(/state.rx\[0\] must be 14..\d+ bytes/);
