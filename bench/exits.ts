@@ -4,7 +4,7 @@
 // The guest loops are two or three instructions long; their cost is included, not subtracted.
 import Benchmark from "benchmark";
 import { VirtMachine, type VirtConfig } from "../host/machine/virt";
-import { UART0_BASE } from "../host/machine/memory-map";
+import { BOARD } from "../host/machine/memory-map";
 import { loadCoreModule } from "../host/platform/node/core";
 import { nodePlatform } from "../host/platform/node";
 import * as L from "../host/core/layout";
@@ -29,6 +29,7 @@ export interface ExitsResult {
   rows: ExitRow[];
 }
 
+const UART0_BASE = BOARD.uart.base;
 const UART_SCR = 7; // the 16550's scratch register: stores and loads have no side effect
 const RUN_BUDGET = 1000; // far more than one loop iteration: run() returns at the exit
 

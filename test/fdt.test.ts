@@ -1,10 +1,12 @@
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DeviceTree, parseFdt, type FdtNode } from "../host/machine/fdt";
 import { buildVirtDtb, buildVirtTree, type VirtDtConfig } from "../host/machine/virt-dt";
+import { BOARD, place, placeFamily, type Attached } from "../host/machine/memory-map";
 
 // ---- dtc helpers (dtc is a hard requirement of this suite: no silent skipping) ----
 
@@ -256,17 +258,44 @@ describe("fdt parser rejects malformed blobs", () => {
 // ---- the board's devicetree ----
 
 const ISA = "rv64imafdc_zicntr_zicsr_zifencei_zihpm_zba_zbb_zbs_sstc";
-const base: VirtDtConfig = { harts: 2, ramSize: 256 * 1024 * 1024, isa: ISA, mmuType: "riscv,sv48", timebaseHz: 10_000_000 };
+
+/** The board's fixed devices and, in their families' slots, `virtio` transports, `ata` disks and ethoc NICs with these MACs. */
+function board(n: { virtio?: number; ata?: number; ethoc?: Uint8Array[] } = {}): Attached[] {
+  const fixed = [BOARD.rtc, BOARD.uart, BOARD.test, BOARD.plic, BOARD.clint].map((slot) => ({ ...place(slot), options: undefined }));
+  const macs = n.ethoc ?? [];
+  return [
+    ...fixed,
+    ...placeFamily(BOARD.virtio, n.virtio ?? 0).map((at) => ({ ...at, options: undefined })),
+    ...placeFamily(BOARD.ata, n.ata ?? 0).map((at) => ({ ...at, options: { regShift: 2 } })),
+    ...placeFamily(BOARD.ethoc, macs.length).map((at, i) => ({ ...at, options: { mac: macs[i]! } })),
+  ];
+}
+
+const base: VirtDtConfig = { harts: 2, ramSize: 256 * 1024 * 1024, isa: ISA, mmuType: "riscv,sv48", timebaseHz: 10_000_000, devices: board() };
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 describe("virt board devicetree", () => {
   const cfg: VirtDtConfig = {
     ...base,
     bootargs: "console=ttyS0 earlycon=sbi",
     initrd: { start: 0x1_8800_0000, end: 0x1_8840_0000 },
-    virtio: 3,
+    devices: board({ virtio: 3 }),
     rngSeed: new Uint8Array(32).fill(0xab),
   };
   const blob = buildVirtDtb(cfg);
+  const macs = [Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56), Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x57)];
+
+  it("is byte for byte what the board wrote before its devices wrote their own nodes", () => {
+    // SHA-256 of what buildVirtDtb made at commit 7e5363a from the same configurations.
+    expect(sha256(blob)).toBe("69c78b091957d44043ed7913d110b458a1b8fda99471f16a67f20279b6da7dfa");
+    expect(sha256(buildVirtDtb(base))).toBe("fe7b37cc60e02924ab42cdb81d1d26b9a3c7f0338d26edabe8d6b2094b8ce309");
+    expect(sha256(buildVirtDtb({ ...base, devices: board({ ata: 2, ethoc: macs }) }))).toBe("7d2b46eb7aeb7183d15642bcd385944d29141229696360d11cef351a558dfb81");
+  });
+
+  it("lists the devices in table order, whichever slot was filled first", () => {
+    const familiesFirst = [...cfg.devices.slice(5), ...cfg.devices.slice(0, 5).reverse()]; // board() puts the 5 fixed ones first
+    expect(buildVirtDtb({ ...cfg, devices: familiesFirst })).toEqual(blob);
+  });
   const dt = parseFdt(blob);
   const must = (path: string): FdtNode => {
     const n = dt.find(path);
@@ -386,7 +415,7 @@ describe("virt board devicetree", () => {
   });
 
   it("scales with harts and virtio slots, and omits optional chosen entries", () => {
-    const t = parseFdt(buildVirtDtb({ ...base, harts: 8, ramSize: 0x2_0000_0000, virtio: 8 }));
+    const t = parseFdt(buildVirtDtb({ ...base, harts: 8, ramSize: 0x2_0000_0000, devices: board({ virtio: 8 }) }));
     expect(t.find("/cpus/cpu@7")).toBeDefined();
     expect(t.find("/cpus/cpu@8")).toBeUndefined();
     expect(t.find("/soc/plic@c000000")!.getU32s("interrupts-extended")!.length).toBe(32);
@@ -399,8 +428,7 @@ describe("virt board devicetree", () => {
   });
 
   it("describes the full machine's legacy devices: ata-generic disks and OpenCores MACs", () => {
-    const macs = [Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x56), Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x57)];
-    const blob = buildVirtDtb({ ...base, ata: 2, ethoc: macs });
+    const blob = buildVirtDtb({ ...base, devices: board({ ata: 2, ethoc: macs }) });
     const { dts, stderr } = decompile(blob);
     for (const w of stderr.split("\n").filter((l) => l.trim() !== "")) expect(w).toMatch(/interrupt_provider\)/);
     expect(dts).toContain("ata@10010000 {");
@@ -429,12 +457,13 @@ describe("virt board devicetree", () => {
   });
 
   it("rejects impossible configurations", () => {
-    expect(() => buildVirtDtb({ ...base, ata: 5 })).toThrow(/ata must be 0..4/);
-    expect(() => buildVirtDtb({ ...base, ethoc: [new Uint8Array(5)] })).toThrow(/6 bytes/);
-    expect(() => buildVirtDtb({ ...base, ethoc: Array.from({ length: 5 }, () => new Uint8Array(6)) })).toThrow(/at most 4 ethoc/);
+    expect(() => board({ ata: 5 })).toThrow(/too many ATA disks \(5\); the board has 4 controllers/);
+    expect(() => buildVirtDtb({ ...base, devices: board({ ethoc: [new Uint8Array(5)] }) })).toThrow(/6 bytes/);
+    expect(() => board({ ethoc: Array.from({ length: 5 }, () => new Uint8Array(6)) })).toThrow(/too many ethoc NICs \(5\); the board has 4$/);
     expect(() => buildVirtDtb({ ...base, harts: 0 })).toThrow(/harts must be 1..8/);
     expect(() => buildVirtDtb({ ...base, harts: 9 })).toThrow(/harts must be 1..8/);
-    expect(() => buildVirtDtb({ ...base, virtio: 9 })).toThrow(/virtio must be 0..8/);
+    expect(() => board({ virtio: 9 })).toThrow(/too many virtio devices \(9\); the board has 8 slots/);
+    expect(() => place(BOARD.virtio, 8)).toThrow(/no slot 8/);
     expect(() => buildVirtDtb({ ...base, ramSize: 1000 })).toThrow(/ramSize/);
     expect(() => buildVirtDtb({ ...base, isa: "rv32ima" })).toThrow(/isa/);
     expect(() => buildVirtDtb({ ...base, initrd: { start: 10, end: 5 } })).toThrow(/initrd/);

@@ -3,7 +3,7 @@ import { describe, test, expect } from "vitest";
 import { assemble } from "./encoder";
 import { VirtMachine, KERNEL_ADDR } from "../host/machine/virt";
 import { loadCoreModule } from "../host/platform/node/core";
-import { EXT, SPEC_VERSION, IMPL_ID, SBI_ERR_NOT_SUPPORTED, SBI_ERR_INVALID_PARAM, SBI_ERR_INVALID_ADDRESS, HART_STOPPED, HART_STARTED } from "../host/sbi/sbi";
+import { EXT, SPEC_VERSION, IMPL_ID, SBI_ERR_NOT_SUPPORTED, SBI_ERR_INVALID_PARAM, SBI_ERR_INVALID_ADDRESS, HART_STOPPED, HART_STARTED, HART_SUSPENDED } from "../host/sbi/sbi";
 
 const RESULTS = KERNEL_ADDR + 0x10000; // the program stores what it saw here
 
@@ -250,5 +250,38 @@ describe("STA: steal-time accounting", () => {
     expect(results(m, 4)).toEqual([0n, 0n, 0n, 0n]);
     m.sbi!.reportSteal(99n);
     expect(new DataView(m.core.physRead(REC, 64)!.slice().buffer).getBigUint64(8, true)).toBe(0n);
+  });
+
+  test("its state (HSM states, a pending resume, STA records, call counts) survives JSON into another machine, checked", () => {
+    const { m, labels } = boot(`
+      ${call(0, EXT.STA, 0, [RESULTS + 0x200, 0, 0])}
+      la t0, second
+      ${call(1, EXT.HSM, 0, [1, "t0", 0])}
+    1: j 1b
+    second:
+      li a0, 0x80000000
+      la a1, resumed
+      li a2, 0x123456789abcdef0
+      li a7, ${EXT.HSM}
+      li a6, 3
+      ecall
+    resumed:
+      j resumed
+    `, 2);
+    for (let i = 0; i < 100 && m.sbi!.state[1] !== HART_SUSPENDED; i++) m.step(10_000);
+    const saved = JSON.parse(JSON.stringify(m.sbi!.save()));
+    expect(saved.harts[1]).toEqual({ hsm: HART_SUSPENDED, resume: { addr: String(labels.resumed), opaque: String(0x123456789abcdef0n) }, sta: null });
+    expect(saved.harts[0].sta).toBe(RESULTS + 0x200);
+    const other = boot(`1: j 1b`, 2).m;
+    other.sbi!.restore(saved);
+    expect(other.sbi!.save()).toStrictEqual(saved);
+    const hart = (h: number, patch: object) => ({ ...saved, harts: saved.harts.map((x: object, i: number) => (i === h ? { ...x, ...patch } : x)) });
+    const before = other.sbi!.save();
+    expect(() => other.sbi!.restore({ ...saved, harts: [saved.harts[0]] })).toThrow(/^sbi: state.harts must be an array of 2..2 items/);
+    expect(() => other.sbi!.restore(hart(1, { resume: { addr: "4096", opaque: "0" } }))).toThrow(/^sbi: state.harts\[1\].resume.addr must be an address in RAM/);
+    expect(() => other.sbi!.restore(hart(1, { resume: { addr: Number(labels.resumed), opaque: "0" } }))).toThrow(/^sbi: state.harts\[1\].resume.addr must be a u64/);
+    expect(() => other.sbi!.restore(hart(0, { sta: RESULTS + 8 }))).toThrow(/^sbi: state.harts\[0\].sta must be a 64-byte aligned record in RAM/);
+    expect(() => other.sbi!.restore(hart(0, { hsm: 2 }))).toThrow(/^sbi: state.harts\[0\].hsm must be an HSM state/);
+    expect(other.sbi!.save()).toStrictEqual(before);
   });
 });

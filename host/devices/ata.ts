@@ -15,7 +15,9 @@
  * or a read-only disk ends the command with ERR and ABRT/IDNF in the error register.
  */
 import type { DiskBackend } from "./backends";
-import type { DeviceState, IrqLine, MmioDevice } from "./device";
+import type { DeviceState, DeviceType, IrqLine, MmioDevice } from "./device";
+import { regCells, setInterrupts } from "./devicetree";
+import { StateReader, bytesState } from "./state";
 
 export const SECTOR = 512;
 
@@ -107,6 +109,26 @@ const LBA28_LIMIT = 0x1000_0000;
 const DEFAULT_HEADS = 16;
 const DEFAULT_SPT = 63;
 const MAX_CYLINDERS = 16383;
+const VERSION = 1;
+
+/**
+ * A disk's controller as the board places it: for pata_of_platform, the command block (with its
+ * register spacing) and then the control block.
+ */
+export const ATA: DeviceType<{ regShift: number }> = {
+  kind: "ata",
+  dtName: "ata",
+  size: ATA_WINDOW_SIZE,
+  irqs: 1,
+  describe(node, at, { regShift }) {
+    node
+      .setString("compatible", "ata-generic")
+      .setU32("reg", ...regCells(at.base, 8 << regShift), ...regCells(at.base + ATA_CTL_OFFSET, 4))
+      .setU32("reg-shift", regShift)
+      .setU32("pio-mode", MAX_PIO_MODE);
+    setInterrupts(node, at);
+  },
+};
 
 export interface AtaDiskOptions {
   /** Serial number for IDENTIFY (ASCII, at most 20 characters). */
@@ -754,12 +776,13 @@ export class AtaDisk implements MmioDevice {
 
   save(): DeviceState {
     return {
-      kind: "ata",
+      kind: ATA.kind,
+      version: VERSION,
       sectors: this.sectors,
-      taskfile: Uint8Array.of(
+      taskfile: [
         this.features, this.featuresPrev, this.nsect, this.nsectPrev, this.lbal, this.lbalPrev,
         this.lbam, this.lbamPrev, this.lbah, this.lbahPrev, this.device, this.status, this.error, this.control,
-      ),
+      ],
       intrq: this.intrq,
       multiple: this.multiple,
       writeCache: this.writeCache,
@@ -769,7 +792,7 @@ export class AtaDisk implements MmioDevice {
       power: this.power,
       xfer: this.xfer,
       op: this.op,
-      buf: this.buf.slice(0, this.len),
+      buf: bytesState(this.buf.subarray(0, this.len)),
       pos: this.pos,
       lba: this.lba,
       left: this.left,
@@ -777,42 +800,29 @@ export class AtaDisk implements MmioDevice {
     };
   }
 
-  restore(state: DeviceState): void {
+  restore(state: unknown): void {
     const who = this.name;
-    if (state === null || typeof state !== "object" || state.kind !== "ata") throw new Error(`${who}: not an ATA disk state`);
-    if (state.sectors !== this.sectors) throw new Error(`${who}: state is for a disk of ${String(state.sectors)} sectors, this one has ${this.sectors}`);
-    const int = (key: string, min: number, max: number): number => {
-      const v = state[key];
-      if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-        throw new Error(`${who}: state.${key} must be an integer in ${min}..${max}, got ${String(v)}`);
-      }
-      return v;
-    };
-    const bool = (key: string): boolean => {
-      const v = state[key];
-      if (typeof v !== "boolean") throw new Error(`${who}: state.${key} must be a boolean`);
-      return v;
-    };
-    const tf = state.taskfile;
-    if (!(tf instanceof Uint8Array) || tf.length !== 14) throw new Error(`${who}: state.taskfile must be 14 bytes`);
-    const buf = state.buf;
-    if (!(buf instanceof Uint8Array) || buf.length > this.buf.length || buf.length % SECTOR !== 0) {
-      throw new Error(`${who}: state.buf must be whole sectors, at most ${this.buf.length} bytes`);
-    }
-    const multiple = int("multiple", 0, MAX_MULTIPLE);
-    if ((multiple & (multiple - 1)) !== 0) throw new Error(`${who}: state.multiple must be a power of two`);
-    const xfer = int("xfer", Xfer.None, Xfer.Out) as Xfer;
-    const op = int("op", Op.None, Op.Write) as Op;
-    const pos = int("pos", 0, buf.length);
-    const lba = int("lba", 0, this.sectors);
-    const left = int("left", 0, this.sectors - lba);
-    const perBlock = int("perBlock", 1, MAX_MULTIPLE);
-    const intrq = bool("intrq");
-    const writeCache = bool("writeCache");
-    const readLookahead = bool("readLookahead");
-    const heads = int("heads", 1, 16);
-    const spt = int("spt", 1, 255);
-    const power = int("power", Power.Active, Power.Sleep) as Power;
+    const s = StateReader.open(state, who, ATA.kind, VERSION);
+    const sectors = s.int("sectors", 0, Number.MAX_SAFE_INTEGER);
+    if (sectors !== this.sectors) throw new Error(`${who}: state is for a disk of ${sectors} sectors, this one has ${this.sectors}`);
+    const registers = s.list("taskfile", 14, 14);
+    const taskfile = registers.map((i) => registers.int(i, 0, 0xff));
+    const buf = s.bytes("buf", 0, this.buf.length);
+    if (buf.length % SECTOR !== 0) s.reject("buf", "whole sectors");
+    const multiple = s.int("multiple", 0, MAX_MULTIPLE);
+    if ((multiple & (multiple - 1)) !== 0) s.reject("multiple", "a power of two");
+    const xfer = s.int("xfer", Xfer.None, Xfer.Out) as Xfer;
+    const op = s.int("op", Op.None, Op.Write) as Op;
+    const pos = s.int("pos", 0, buf.length);
+    const lba = s.int("lba", 0, this.sectors);
+    const left = s.int("left", 0, this.sectors - lba);
+    const perBlock = s.int("perBlock", 1, MAX_MULTIPLE);
+    const intrq = s.bool("intrq");
+    const writeCache = s.bool("writeCache");
+    const readLookahead = s.bool("readLookahead");
+    const heads = s.int("heads", 1, 16);
+    const spt = s.int("spt", 1, 255);
+    const power = s.int("power", Power.Active, Power.Sleep) as Power;
     // A transfer needs a block to move and must agree with its command.
     const consistent = xfer === Xfer.None
       ? op === Op.None && buf.length === 0
@@ -820,7 +830,7 @@ export class AtaDisk implements MmioDevice {
         (op !== Op.Write || lba + buf.length / SECTOR + left <= this.sectors);
     if (!consistent) throw new Error(`${who}: state describes an impossible transfer`);
     [this.features, this.featuresPrev, this.nsect, this.nsectPrev, this.lbal, this.lbalPrev,
-      this.lbam, this.lbamPrev, this.lbah, this.lbahPrev, this.device, this.status, this.error, this.control] = tf;
+      this.lbam, this.lbamPrev, this.lbah, this.lbahPrev, this.device, this.status, this.error, this.control] = taskfile as number[];
     this.intrq = intrq;
     this.writeCache = writeCache;
     this.readLookahead = readLookahead;

@@ -6,6 +6,11 @@
  * never needs BigInt. Devices never reach into the core; they raise interrupt lines and read
  * guest memory only through the objects they are given.
  */
+import type { DtNode, DtPlacement } from "./devicetree";
+import type { DeviceState } from "./state";
+
+export type { DeviceState } from "./state";
+
 export interface MmioDevice {
   /** Short name used in errors and statistics ("uart0", "plic"). */
   readonly name: string;
@@ -15,13 +20,39 @@ export interface MmioDevice {
   read(offset: number, size: 1 | 2 | 4): number;
   /** Write the low `size` (1, 2 or 4) bytes of `value` at `offset`. */
   write(offset: number, size: 1 | 2 | 4, value: number): void;
-  /** Plain-data snapshot of the device (JSON-safe, plus typed arrays). */
+  /** Everything the device holds, as plain JSON data (host/devices/state.ts). */
   save(): DeviceState;
-  /** Restore from `save()` output; throws a clear Error on malformed state. */
-  restore(state: DeviceState): void;
+  /**
+   * Take a state save() made (possibly on another thread, after a JSON round trip). Checks its
+   * kind, version and every field first: a malformed state throws a clear Error and changes
+   * nothing.
+   */
+  restore(state: unknown): void;
 }
 
-export type DeviceState = { [key: string]: unknown };
+/**
+ * A type of device as a board places it, declared in the device's own file: the board only
+ * picks the address and the interrupt sources (host/machine/memory-map.ts).
+ */
+export interface DeviceType<Options = void> {
+  /** The type's name, also the `kind` of its saved state ("ns16550a", "virtio-mmio"). */
+  readonly kind: string;
+  /** Devicetree node name: the board names the node `<dtName>@<base in hex>`. */
+  readonly dtName: string;
+  /** Size of its MMIO window in bytes. */
+  readonly size: number;
+  /** How many interrupt lines it drives (each to a PLIC source of its slot). */
+  readonly irqs: number;
+  /**
+   * Whether other nodes name it by phandle: the interrupt controller every line goes to (its
+   * phandle comes first, after the harts'), or a device other nodes refer to.
+   */
+  readonly phandle?: "interrupt-controller" | "referenced";
+  /** Nodes it adds at the top of the tree, before /memory (the test device's syscon nodes). */
+  rootNodes?(root: DtNode, at: DtPlacement, options: Options): void;
+  /** Write its node's properties (the board has made the node under /soc). */
+  describe(node: DtNode, at: DtPlacement, options: Options): void;
+}
 
 /** A level-triggered interrupt line into an interrupt controller. */
 export type IrqLine = (level: boolean) => void;

@@ -22,7 +22,9 @@
  */
 import { parseMac } from "../net/packet";
 import type { GuestMemory, NetBackend } from "./backends";
-import type { DeviceState, IrqLine, MmioDevice } from "./device";
+import type { DeviceState, DeviceType, IrqLine, MmioDevice } from "./device";
+import { setInterrupts, setReg } from "./devicetree";
+import { StateReader, bytesState, wordsState } from "./state";
 
 // Registers (byte offsets).
 export const MODER = 0x00;
@@ -52,6 +54,22 @@ const REG_COUNT = 0x54 / 4;
 export const ETHOC_BD_BASE = 0x400;
 export const ETHOC_BD_COUNT = 128;
 export const ETHOC_WINDOW_SIZE = ETHOC_BD_BASE + ETHOC_BD_COUNT * 8;
+const VERSION = 1;
+
+/**
+ * The MAC as the board places it. Its packet buffers are in RAM (no second reg: the driver
+ * allocates them); the node carries the MAC address.
+ */
+export const ETHOC: DeviceType<{ mac: Uint8Array }> = {
+  kind: "ethoc",
+  dtName: "ethernet",
+  size: ETHOC_WINDOW_SIZE,
+  irqs: 1,
+  describe(node, at, { mac }) {
+    if (mac.length !== 6) throw new Error(`ethoc: a MAC address is 6 bytes, not ${mac.length}`);
+    setInterrupts(setReg(node, at, this.size).setString("compatible", "opencores,ethoc").setBytes("local-mac-address", mac), at);
+  },
+};
 
 // MODER bits.
 export const MODER_RXEN = 1 << 0;
@@ -640,52 +658,42 @@ export class Ethoc implements MmioDevice {
 
   save(): DeviceState {
     return {
-      kind: "ethoc",
-      regs: Uint32Array.from(this.regs),
-      bds: Uint32Array.from(this.bds),
+      kind: ETHOC.kind,
+      version: VERSION,
+      regs: wordsState(this.regs),
+      bds: wordsState(this.bds),
       txIndex: this.txIndex,
       rxIndex: this.rxIndex,
       phyBmcr: this.phy.bmcr,
       phyAdvertise: this.phy.advertise,
-      rx: this.rxQueue.map((f) => f.slice()),
+      rx: this.rxQueue.map(bytesState),
+      stats: { ...this.stats },
     };
   }
 
-  restore(state: DeviceState): void {
+  restore(state: unknown): void {
     const who = this.name;
-    if (state === null || typeof state !== "object" || state.kind !== "ethoc") throw new Error(`${who}: not an ethoc state`);
-    const regs = state.regs;
-    const bds = state.bds;
-    if (!(regs instanceof Uint32Array) || regs.length !== REG_COUNT) throw new Error(`${who}: state.regs must be ${REG_COUNT} words`);
-    if (!(bds instanceof Uint32Array) || bds.length !== this.bds.length) throw new Error(`${who}: state.bds must be ${this.bds.length} words`);
-    const int = (key: string, min: number, max: number): number => {
-      const v = state[key];
-      if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-        throw new Error(`${who}: state.${key} must be an integer in ${min}..${max}, got ${String(v)}`);
-      }
-      return v;
-    };
+    const s = StateReader.open(state, who, ETHOC.kind, VERSION);
+    const regs = s.words("regs", REG_COUNT);
+    const bds = s.words("bds", this.bds.length);
     const txBdNum = regs[TX_BD_NUM / 4]!;
     if (txBdNum > ETHOC_BD_COUNT) throw new Error(`${who}: state.regs TX_BD_NUM ${txBdNum} exceeds ${ETHOC_BD_COUNT}`);
-    const txIndex = int("txIndex", 0, Math.max(0, txBdNum - 1));
+    const txIndex = s.int("txIndex", 0, Math.max(0, txBdNum - 1));
     // With every descriptor transmitting, the receive index rests just past the ring.
-    const rxIndex = int("rxIndex", txBdNum, Math.max(txBdNum, ETHOC_BD_COUNT - 1));
-    const bmcr = int("phyBmcr", 0, 0xffff);
-    const advertise = int("phyAdvertise", 0, 0xffff);
-    const rx = state.rx;
-    if (!Array.isArray(rx) || rx.length > this.rxLimit) throw new Error(`${who}: state.rx must be an array of at most ${this.rxLimit} frames`);
-    rx.forEach((f, i) => {
-      if (!(f instanceof Uint8Array) || f.length < 14 || f.length + FCS > MAX_BD_LEN) {
-        throw new Error(`${who}: state.rx[${i}] must be a Uint8Array of 14..${MAX_BD_LEN - FCS} bytes`);
-      }
-    });
+    const rxIndex = s.int("rxIndex", txBdNum, Math.max(txBdNum, ETHOC_BD_COUNT - 1));
+    const bmcr = s.bits("phyBmcr", BMCR_KEPT);
+    const advertise = s.int("phyAdvertise", 0, 0xffff);
+    const frames = s.list("rx", 0, this.rxLimit);
+    const rx = frames.map((i) => frames.bytes(i, 14, MAX_BD_LEN - FCS));
+    const stats = s.counters("stats", this.stats);
     this.regs.set(regs);
     this.bds.set(bds);
     this.txIndex = txIndex;
     this.rxIndex = rxIndex;
-    this.phy.bmcr = bmcr & BMCR_KEPT;
+    this.phy.bmcr = bmcr;
     this.phy.advertise = advertise;
-    this.rxQueue = (rx as Uint8Array[]).map((f) => f.slice());
+    this.rxQueue = rx;
+    Object.assign(this.stats, stats);
     this.irqLevel = (this.regs[INT_SOURCE / 4]! & this.regs[INT_MASK / 4]!) !== 0;
     this.irq(this.irqLevel); // re-drive: the controller may have been restored separately
   }

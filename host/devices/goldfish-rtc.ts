@@ -1,5 +1,6 @@
-import type { DeviceState, IrqLine, MmioDevice } from "./device";
-import { RTC_SIZE } from "../machine/memory-map";
+import type { DeviceState, DeviceType, IrqLine, MmioDevice } from "./device";
+import { setInterrupts, setReg } from "./devicetree";
+import { StateReader, u64State } from "./state";
 
 const TIME_LOW = 0x00;
 const TIME_HIGH = 0x04;
@@ -11,6 +12,17 @@ const ALARM_STATUS = 0x18;
 const CLEAR_INTERRUPT = 0x1c;
 
 const MASK32 = 0xffffffffn;
+const VERSION = 1;
+
+export const GOLDFISH_RTC: DeviceType = {
+  kind: "goldfish-rtc",
+  dtName: "rtc",
+  size: 0x1000,
+  irqs: 1,
+  describe(node, at) {
+    setInterrupts(setReg(node, at, this.size).setString("compatible", "google,goldfish-rtc"), at);
+  },
+};
 
 /** Host clock in nanoseconds since the Unix epoch. */
 export type NsClock = () => bigint | number;
@@ -28,7 +40,7 @@ const defaultClock: NsClock = () => BigInt(Date.now()) * 1_000_000n;
  */
 export class GoldfishRtc implements MmioDevice {
   readonly name = "rtc";
-  readonly size = RTC_SIZE;
+  readonly size = GOLDFISH_RTC.size;
 
   private offset = 0n;
   private timeHighLatch = 0;
@@ -136,43 +148,30 @@ export class GoldfishRtc implements MmioDevice {
     }
   }
 
+  // The offset is from the host's wall clock (Unix time), which every thread shares.
   save(): DeviceState {
-    // BigInts are not JSON-safe: keep them as decimal strings.
     return {
-      offset: this.offset.toString(),
+      kind: GOLDFISH_RTC.kind,
+      version: VERSION,
+      offset: u64State(this.offset),
       timeHighLatch: this.timeHighLatch,
-      alarmNext: this.alarmNext.toString(),
+      alarmNext: u64State(this.alarmNext),
       alarmRunning: this.alarmRunning,
       irqEnabled: this.irqEnabled,
       irqPending: this.irqPending,
     };
   }
 
-  restore(state: DeviceState): void {
-    if (state === null || typeof state !== "object") throw new Error("goldfish-rtc: state must be an object");
-    const u64 = (key: string): bigint => {
-      const v = state[key];
-      if (typeof v !== "string" || !/^[0-9]{1,20}$/.test(v) || BigInt(v) > 0xffffffffffffffffn) {
-        throw new Error(`goldfish-rtc: state.${key} must be a decimal u64 string`);
-      }
-      return BigInt(v);
-    };
-    const bool = (key: string): boolean => {
-      const v = state[key];
-      if (typeof v !== "boolean") throw new Error(`goldfish-rtc: state.${key} must be a boolean`);
-      return v;
-    };
-    const latch = state.timeHighLatch;
-    if (typeof latch !== "number" || !Number.isInteger(latch) || latch < 0 || latch > 0xffffffff) {
-      throw new Error("goldfish-rtc: state.timeHighLatch must be a u32");
-    }
-    const offset = u64("offset");
-    const alarmNext = u64("alarmNext");
-    const alarmRunning = bool("alarmRunning");
-    const irqEnabled = bool("irqEnabled");
-    const irqPending = bool("irqPending");
+  restore(state: unknown): void {
+    const s = StateReader.open(state, this.name, GOLDFISH_RTC.kind, VERSION);
+    const offset = s.u64("offset");
+    const timeHighLatch = s.int("timeHighLatch", 0, 0xffffffff);
+    const alarmNext = s.u64("alarmNext");
+    const alarmRunning = s.bool("alarmRunning");
+    const irqEnabled = s.bool("irqEnabled");
+    const irqPending = s.bool("irqPending");
     this.offset = offset;
-    this.timeHighLatch = latch;
+    this.timeHighLatch = timeHighLatch;
     this.alarmNext = alarmNext;
     this.alarmRunning = alarmRunning;
     this.irqEnabled = irqEnabled;

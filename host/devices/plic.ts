@@ -1,15 +1,44 @@
-import { IRQ, type DeviceState, type HartIrqPins, type IrqLine, type MmioDevice } from "./device";
-import {
-  PLIC_CONTEXT_BASE,
-  PLIC_CONTEXT_STRIDE,
-  PLIC_ENABLE_BASE,
-  PLIC_ENABLE_STRIDE,
-  PLIC_MAX_PRIORITY,
-  PLIC_NDEV,
-  PLIC_PENDING_BASE,
-  PLIC_PRIORITY_BASE,
-  PLIC_SIZE,
-} from "../machine/memory-map";
+import { IRQ, type DeviceState, type DeviceType, type HartIrqPins, type IrqLine, type MmioDevice } from "./device";
+import { setReg } from "./devicetree";
+import { StateReader, wordsState } from "./state";
+
+// Register layout: the SiFive layout QEMU's virt board uses.
+export const PLIC_PRIORITY_BASE = 0x0;
+export const PLIC_PENDING_BASE = 0x1000;
+export const PLIC_ENABLE_BASE = 0x2000;
+export const PLIC_ENABLE_STRIDE = 0x80;
+export const PLIC_CONTEXT_BASE = 0x200000;
+export const PLIC_CONTEXT_STRIDE = 0x1000;
+/** QEMU sizes the window for its maximum of 512 harts x 2 contexts, whatever -smp says. */
+export const PLIC_SIZE = PLIC_CONTEXT_BASE + 512 * 2 * PLIC_CONTEXT_STRIDE; // 0x600000
+/** Highest interrupt source id (riscv,ndev); sources are 1..PLIC_NDEV, 0 means "none". */
+export const PLIC_NDEV = 95;
+/** Priorities are 3 bits wide, as on QEMU's virt board (0 = never interrupts). */
+export const PLIC_MAX_PRIORITY = 7;
+
+const VERSION = 1;
+
+/** The board's interrupt controller: every other device's lines go to its sources. */
+export const PLIC: DeviceType = {
+  kind: "plic",
+  dtName: "plic",
+  size: PLIC_SIZE,
+  irqs: 0,
+  phandle: "interrupt-controller",
+  describe(node, at) {
+    // Context 2h = hart h M-mode (MEI), 2h+1 = S-mode (SEI): firmware derives the context
+    // numbering from the order of this list.
+    const contexts = at.hartIntc.flatMap((intc) => [intc, IRQ.MEI, intc, IRQ.SEI]);
+    setReg(node, at, PLIC_SIZE)
+      .setU32("phandle", at.phandle)
+      .setU32("riscv,ndev", PLIC_NDEV)
+      .setU32("interrupts-extended", ...contexts)
+      .setEmpty("interrupt-controller")
+      .setStrings("compatible", ["sifive,plic-1.0.0", "riscv,plic0"])
+      .setU32("#address-cells", 0)
+      .setU32("#interrupt-cells", 1);
+  },
+};
 
 /**
  * SiFive platform-level interrupt controller, register-compatible with QEMU's virt PLIC.
@@ -149,36 +178,41 @@ export class Plic implements MmioDevice {
 
   save(): DeviceState {
     return {
+      kind: PLIC.kind,
+      version: VERSION,
       harts: this.harts,
       ndev: this.ndev,
-      priority: this.priority.slice(),
-      pending: this.pending.slice(),
-      claimed: this.claimed.slice(),
-      enable: this.enable.slice(),
-      threshold: this.threshold.slice(),
+      priority: wordsState(this.priority),
+      pending: wordsState(this.pending),
+      claimed: wordsState(this.claimed),
+      enable: wordsState(this.enable),
+      threshold: wordsState(this.threshold),
     };
   }
 
-  restore(state: DeviceState): void {
-    if (state === null || typeof state !== "object") throw new Error("plic: state must be an object");
-    if (state.harts !== this.harts || state.ndev !== this.ndev) {
-      throw new Error(
-        `plic: state is for ${String(state.harts)} harts / ${String(state.ndev)} sources, ` +
-          `this PLIC has ${this.harts} / ${this.ndev}`,
-      );
+  restore(state: unknown): void {
+    const s = StateReader.open(state, this.name, PLIC.kind, VERSION);
+    const harts = s.int("harts", 1, Number.MAX_SAFE_INTEGER);
+    const ndev = s.int("ndev", 1, Number.MAX_SAFE_INTEGER);
+    if (harts !== this.harts || ndev !== this.ndev) {
+      throw new Error(`${this.name}: state is for ${harts} harts / ${ndev} sources, this PLIC has ${this.harts} / ${this.ndev}`);
     }
-    const arr = (key: string, len: number): Uint32Array => {
-      const v = state[key];
-      if (!(v instanceof Uint32Array) || v.length !== len) {
-        throw new Error(`plic: state.${key} must be a Uint32Array of length ${len}`);
+    const priority = s.words("priority", this.ndev + 1);
+    const pending = s.words("pending", this.words);
+    const claimed = s.words("claimed", this.words);
+    const enable = s.words("enable", this.contexts * this.words);
+    const threshold = s.words("threshold", this.contexts);
+    // Values the registers cannot hold would make best() and claims misbehave.
+    for (let w = 0; w < this.words; w++) {
+      const valid = this.validMask(w);
+      if ((pending[w]! | claimed[w]!) & ~valid) throw new Error(`${this.name}: state.pending/claimed word ${w} names sources that do not exist`);
+      for (let ctx = 0; ctx < this.contexts; ctx++) {
+        if (enable[ctx * this.words + w]! & ~valid) throw new Error(`${this.name}: state.enable of context ${ctx} names sources that do not exist`);
       }
-      return v.slice();
-    };
-    const priority = arr("priority", this.ndev + 1);
-    const pending = arr("pending", this.words);
-    const claimed = arr("claimed", this.words);
-    const enable = arr("enable", this.contexts * this.words);
-    const threshold = arr("threshold", this.contexts);
+    }
+    if (priority.some((p, src) => p > PLIC_MAX_PRIORITY || (src === 0 && p !== 0)) || threshold.some((t) => t > PLIC_MAX_PRIORITY)) {
+      throw new Error(`${this.name}: state.priority/threshold must be 0..${PLIC_MAX_PRIORITY} (source 0: 0)`);
+    }
     this.priority = priority;
     this.pending = pending;
     this.claimed = claimed;

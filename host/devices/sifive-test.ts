@@ -1,5 +1,6 @@
-import type { DeviceState, MmioDevice } from "./device";
-import { TEST_SIZE } from "../machine/memory-map";
+import type { DeviceState, DeviceType, MmioDevice } from "./device";
+import { setReg } from "./devicetree";
+import { StateReader } from "./state";
 
 /** What the guest asked the board to do through the finisher. */
 export interface TestEvent {
@@ -11,6 +12,27 @@ export interface TestEvent {
 const FINISHER_FAIL = 0x3333;
 const FINISHER_PASS = 0x5555;
 const FINISHER_RESET = 0x7777;
+const VERSION = 1;
+
+/**
+ * The finisher as the board places it. It is also the syscon Linux powers off and reboots
+ * through: the syscon-poweroff and syscon-reboot nodes name it and the commands to write.
+ */
+export const SIFIVE_TEST: DeviceType = {
+  kind: "sifive-test",
+  dtName: "test",
+  size: 0x1000,
+  irqs: 0,
+  phandle: "referenced",
+  rootNodes(root, at) {
+    for (const [name, value] of [["poweroff", FINISHER_PASS], ["reboot", FINISHER_RESET]] as const) {
+      root.addNode(name).setStrings("compatible", [`syscon-${name}`]).setU32("regmap", at.phandle).setU32("offset", 0).setU32("value", value);
+    }
+  },
+  describe(node, at) {
+    setReg(node, at, this.size).setStrings("compatible", ["sifive,test1", "sifive,test0", "syscon"]).setU32("phandle", at.phandle);
+  },
+};
 
 /**
  * The "sifive,test0" finisher. One write-only register at offset 0: the low 16 bits
@@ -19,7 +41,7 @@ const FINISHER_RESET = 0x7777;
  */
 export class SifiveTest implements MmioDevice {
   readonly name = "test";
-  readonly size = TEST_SIZE;
+  readonly size = SIFIVE_TEST.size;
 
   constructor(private readonly onEvent: (event: TestEvent) => void) {}
 
@@ -48,10 +70,10 @@ export class SifiveTest implements MmioDevice {
   }
 
   save(): DeviceState {
-    return {}; // stateless
+    return { kind: SIFIVE_TEST.kind, version: VERSION }; // nothing else: it has no state
   }
 
-  restore(state: DeviceState): void {
-    if (state === null || typeof state !== "object") throw new Error("sifive-test: state must be an object");
+  restore(state: unknown): void {
+    StateReader.open(state, this.name, SIFIVE_TEST.kind, VERSION);
   }
 }

@@ -1,5 +1,6 @@
-import type { DeviceState, IrqLine, MmioDevice } from "./device";
-import { UART0_SIZE } from "../machine/memory-map";
+import type { DeviceState, DeviceType, IrqLine, MmioDevice } from "./device";
+import { setInterrupts, setReg } from "./devicetree";
+import { StateReader, bytesState } from "./state";
 
 // Register offsets (reg-shift 0, byte-wide registers).
 const RBR_THR_DLL = 0;
@@ -57,6 +58,20 @@ const MSR_EXTERNAL = MSR_DCD | MSR_DSR | MSR_CTS;
 const FIFO_SIZE = 16;
 const TRIGGER_LEVELS = [1, 4, 8, 14] as const;
 
+/** Input clock the devicetree advertises (QEMU's); divisor = clock / (16 * baud). */
+export const UART_CLOCK_HZ = 3686400;
+const VERSION = 1;
+
+export const NS16550A: DeviceType = {
+  kind: "ns16550a",
+  dtName: "serial",
+  size: 0x100,
+  irqs: 1,
+  describe(node, at) {
+    setInterrupts(setReg(node, at, this.size).setString("compatible", "ns16550a").setU32("clock-frequency", UART_CLOCK_HZ), at);
+  },
+};
+
 /**
  * ns16550a UART as on QEMU's virt board.
  *
@@ -73,7 +88,7 @@ const TRIGGER_LEVELS = [1, 4, 8, 14] as const;
  */
 export class Uart16550 implements MmioDevice {
   readonly name = "uart0";
-  readonly size = UART0_SIZE;
+  readonly size = NS16550A.size;
 
   private rx = new Uint8Array(FIFO_SIZE);
   private rxHead = 0;
@@ -191,7 +206,9 @@ export class Uart16550 implements MmioDevice {
     const rx = new Uint8Array(this.rxCount);
     for (let i = 0; i < this.rxCount; i++) rx[i] = this.rx[(this.rxHead + i) % FIFO_SIZE]!;
     return {
-      rx,
+      kind: NS16550A.kind,
+      version: VERSION,
+      rx: bytesState(rx),
       ier: this.ier,
       fcr: this.fcr,
       lcr: this.lcr,
@@ -206,35 +223,23 @@ export class Uart16550 implements MmioDevice {
     };
   }
 
-  restore(state: DeviceState): void {
-    if (state === null || typeof state !== "object") throw new Error("uart16550: state must be an object");
-    const byte = (key: string): number => {
-      const v = state[key];
-      if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 0xff) {
-        throw new Error(`uart16550: state.${key} must be a byte, got ${String(v)}`);
-      }
-      return v;
-    };
-    const rx = state.rx;
-    if (!(rx instanceof Uint8Array) || rx.length > FIFO_SIZE) {
-      throw new Error(`uart16550: state.rx must be a Uint8Array of at most ${FIFO_SIZE} bytes`);
-    }
-    if (typeof state.thrIpending !== "boolean") throw new Error("uart16550: state.thrIpending must be a boolean");
+  restore(state: unknown): void {
+    const s = StateReader.open(state, this.name, NS16550A.kind, VERSION);
+    // Only the bits the registers keep (see the writes above).
     const fields = {
-      ier: byte("ier") & 0x0f,
-      fcr: byte("fcr") & FCR_KEEP,
-      lcr: byte("lcr"),
-      mcr: byte("mcr") & 0x1f,
-      scr: byte("scr"),
-      dll: byte("dll"),
-      dlm: byte("dlm"),
-      lsrErr: byte("lsrErr") & LSR_OE,
-      msrDelta: byte("msrDelta") & 0x0f,
-      msrLines: byte("msrLines") & 0xf0,
+      ier: s.bits("ier", 0x0f),
+      fcr: s.bits("fcr", FCR_KEEP),
+      lcr: s.bits("lcr", 0xff),
+      mcr: s.bits("mcr", 0x1f),
+      scr: s.bits("scr", 0xff),
+      dll: s.bits("dll", 0xff),
+      dlm: s.bits("dlm", 0xff),
+      lsrErr: s.bits("lsrErr", LSR_OE),
+      msrDelta: s.bits("msrDelta", 0x0f),
+      msrLines: s.bits("msrLines", 0xf0),
     };
-    if (rx.length > (fields.fcr & FCR_FE ? FIFO_SIZE : 1)) {
-      throw new Error("uart16550: state.rx holds more bytes than the receiver buffer");
-    }
+    const rx = s.bytes("rx", 0, fields.fcr & FCR_FE ? FIFO_SIZE : 1);
+    const thrIpending = s.bool("thrIpending");
     this.ier = fields.ier;
     this.fcr = fields.fcr;
     this.lcr = fields.lcr;
@@ -249,7 +254,7 @@ export class Uart16550 implements MmioDevice {
     this.rx.set(rx);
     this.rxHead = 0;
     this.rxCount = rx.length;
-    this.thrIpending = state.thrIpending;
+    this.thrIpending = thrIpending;
     this.irqLevel = this.computeIir() !== IIR_NO_INT;
     this.irq(this.irqLevel); // re-drive: the controller may have been restored separately
   }

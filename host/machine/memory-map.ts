@@ -1,94 +1,97 @@
 /**
- * Guest-physical memory map of the board. It mirrors QEMU's riscv `virt` machine
- * (hw/riscv/virt.c) so that firmware and kernels built for that board run unchanged.
- * Sizes are in bytes; every value fits in a JS number exactly.
+ * The board: QEMU's riscv `virt` machine (hw/riscv/virt.c), so that firmware and kernels built
+ * for that board run unchanged, as a table of slots. A slot holds a type of device (whose file
+ * declares its window, its interrupt lines and its devicetree node) at a fixed address, or a
+ * family of them a stride apart, with the PLIC sources they drive. VirtMachine attaches devices
+ * to slots, checkBoard() counts against them, and the devicetree lists the attached devices in
+ * table order (QEMU's: its virtio slots highest first).
  */
+import * as L from "../core/layout";
+import type { DeviceType } from "../devices/device";
+import { SIFIVE_TEST } from "../devices/sifive-test";
+import { GOLDFISH_RTC } from "../devices/goldfish-rtc";
+import { NS16550A } from "../devices/uart16550";
+import { ATA } from "../devices/ata";
+import { ETHOC } from "../devices/ethoc";
+import { PLIC } from "../devices/plic";
+import { CLINT } from "../devices/clint";
+import { VIRTIO_MMIO } from "../virtio/mmio";
 
-/** Boot ROM (reset vector lives at its start; QEMU's "mrom"). */
-export const BOOT_ROM_BASE = 0x1000;
-export const BOOT_ROM_SIZE = 0xf000;
+/** The boot ROM (the reset vector is at its start; QEMU's "mrom") and RAM: the core's layout. */
+export const BOOT_ROM_BASE = L.ROM_GPA;
+export const RAM_BASE = L.RAM_GPA;
 
-/** SiFive test finisher, also the syscon used by syscon-poweroff / syscon-reboot. */
-export const TEST_BASE = 0x100000;
-export const TEST_SIZE = 0x1000;
-
-/** Goldfish real-time clock. */
-export const RTC_BASE = 0x101000;
-export const RTC_SIZE = 0x1000;
-export const RTC_IRQ = 11;
-
-/** CLINT (mtime / mtimecmp / msip). Emulated inside the core; listed here for the DT. */
-export const CLINT_BASE = 0x2000000;
-export const CLINT_SIZE = 0x10000;
-
-/** PLIC register layout (the SiFive layout QEMU's virt board uses). */
-export const PLIC_BASE = 0xc000000;
-export const PLIC_PRIORITY_BASE = 0x0;
-export const PLIC_PENDING_BASE = 0x1000;
-export const PLIC_ENABLE_BASE = 0x2000;
-export const PLIC_ENABLE_STRIDE = 0x80;
-export const PLIC_CONTEXT_BASE = 0x200000;
-export const PLIC_CONTEXT_STRIDE = 0x1000;
-/** QEMU sizes the window for its maximum of 512 harts x 2 contexts, whatever -smp says. */
-export const PLIC_SIZE = PLIC_CONTEXT_BASE + 512 * 2 * PLIC_CONTEXT_STRIDE; // 0x600000
-/** Highest interrupt source id (riscv,ndev); sources are 1..PLIC_NDEV, 0 means "none". */
-export const PLIC_NDEV = 95;
-/** Priorities are 3 bits wide, as on QEMU's virt board (0 = never interrupts). */
-export const PLIC_MAX_PRIORITY = 7;
-
-/** ns16550a UART. */
-export const UART0_BASE = 0x10000000;
-export const UART0_SIZE = 0x100;
-export const UART0_IRQ = 10;
-/** Input clock the DT advertises; divisor = clock / (16 * baud). */
-export const UART0_CLOCK_HZ = 3686400;
-
-/** virtio-mmio transports: slot i is at VIRTIO_BASE + i * VIRTIO_STRIDE with irq VIRTIO_IRQ + i. */
-export const VIRTIO_BASE = 0x10001000;
-export const VIRTIO_STRIDE = 0x1000;
-export const VIRTIO_SIZE = 0x1000;
-export const VIRTIO_IRQ = 1;
-export const VIRTIO_COUNT = 8;
-
-/**
- * Legacy devices of the full-virtualization machine (QEMU's virt board has none there).
- * ATA controller i (one disk each) is at ATA_BASE + i * ATA_STRIDE with irq ATA_IRQ + i; the
- * OpenCores Ethernet MAC i at ETHOC_BASE + i * ETHOC_STRIDE with irq ETHOC_IRQ + i.
- */
-export const ATA_BASE = 0x10010000;
-export const ATA_STRIDE = 0x1000;
-export const ATA_IRQ = 12;
-export const ATA_COUNT = 4;
-export const ETHOC_BASE = 0x10020000;
-export const ETHOC_STRIDE = 0x1000;
-export const ETHOC_IRQ = 16;
-export const ETHOC_COUNT = 4;
-
-/** Main memory starts here and extends for the configured RAM size. */
-export const RAM_BASE = 0x80000000;
-
-/** Guest-physical base of virtio-mmio slot `i` (0-based). */
-export function virtioBase(i: number): number {
-  return VIRTIO_BASE + i * VIRTIO_STRIDE;
+export interface Slot<Options = void> {
+  readonly type: DeviceType<Options>;
+  /** Guest-physical base of the (first) device. */
+  readonly base: number;
+  /** PLIC source of its first line (0: none); each device of a family takes the next ones. */
+  readonly irq: number;
+  /** How many devices fit: 1 for a fixed device. */
+  readonly count: number;
+  /** Bytes from one device of a family to the next. */
+  readonly stride: number;
+  /** Device i of n goes to slot n-1-i, so the devicetree's first is the family's first (QEMU's virtio). */
+  readonly fromTop: boolean;
+  /** For checkBoard's errors: what the family holds and what it has ("ATA disks", "controllers"). */
+  readonly holds: string;
+  readonly has: string;
 }
 
-/** PLIC source number of virtio-mmio slot `i` (0-based). */
-export function virtioIrq(i: number): number {
-  return VIRTIO_IRQ + i;
+function fixed<O>(type: DeviceType<O>, base: number, irq = 0): Slot<O> {
+  return { type, base, irq, count: 1, stride: 0, fromTop: false, holds: type.kind, has: "" };
 }
 
-/** Guest-physical base and PLIC source of ATA controller `i` (0-based). */
-export function ataBase(i: number): number {
-  return ATA_BASE + i * ATA_STRIDE;
-}
-export function ataIrq(i: number): number {
-  return ATA_IRQ + i;
+function family<O>(type: DeviceType<O>, f: { base: number; stride: number; count: number; irq: number; fromTop?: boolean; holds: string; has: string }): Slot<O> {
+  return { type, fromTop: false, ...f };
 }
 
-/** Guest-physical base and PLIC source of Ethernet MAC `i` (0-based). */
-export function ethocBase(i: number): number {
-  return ETHOC_BASE + i * ETHOC_STRIDE;
+/** The slots, in devicetree order. */
+export const BOARD = {
+  rtc: fixed(GOLDFISH_RTC, 0x101000, 11),
+  uart: fixed(NS16550A, 0x10000000, 10),
+  test: fixed(SIFIVE_TEST, 0x100000),
+  // Legacy devices of the full-virtualization machine (QEMU's virt board has none there).
+  ata: family(ATA, { base: 0x10010000, stride: 0x1000, count: 4, irq: 12, holds: "ATA disks", has: "controllers" }),
+  ethoc: family(ETHOC, { base: 0x10020000, stride: 0x1000, count: 4, irq: 16, holds: "ethoc NICs", has: "" }),
+  virtio: family(VIRTIO_MMIO, { base: 0x10001000, stride: 0x1000, count: 8, irq: 1, fromTop: true, holds: "virtio devices", has: "slots" }),
+  plic: fixed(PLIC, 0xc000000),
+  clint: fixed(CLINT, L.CLINT_GPA),
+} as const;
+
+const SLOTS: readonly Slot<unknown>[] = Object.values(BOARD);
+
+/** Where a device of a slot goes: its window and its PLIC sources. */
+export interface Placement<Options = unknown> {
+  readonly slot: Slot<Options>;
+  readonly base: number;
+  readonly irqs: readonly number[];
 }
-export function ethocIrq(i: number): number {
-  return ETHOC_IRQ + i;
+
+/** A device in its place, with what its devicetree node needs of it (the ethoc MAC). */
+export interface Attached<Options = unknown> extends Placement<Options> {
+  readonly options: Options;
+}
+
+/** Device `index` of a slot (0 for a fixed device). */
+export function place<O>(slot: Slot<O>, index = 0): Placement<O> {
+  if (!Number.isInteger(index) || index < 0 || index >= slot.count) throw new Error(`${slot.type.kind}: there is no slot ${index} (the board has ${slot.count})`);
+  const irqs = Array.from({ length: slot.type.irqs }, (_, line) => slot.irq + index * slot.type.irqs + line);
+  return { slot, base: slot.base + index * slot.stride, irqs };
+}
+
+/** Places for `n` devices of a family, in the order they come. */
+export function placeFamily<O>(slot: Slot<O>, n: number): Placement<O>[] {
+  checkRoom(slot, n);
+  return Array.from({ length: n }, (_, i) => place(slot, slot.fromTop ? n - 1 - i : i));
+}
+
+/** Throws unless `n` devices fit in the slot; `note` explains the count. */
+export function checkRoom(slot: Slot<unknown>, n: number, note = ""): void {
+  if (n > slot.count) throw new Error(`too many ${slot.holds} (${n}${note}); the board has ${slot.count}${slot.has ? ` ${slot.has}` : ""}`);
+}
+
+/** Devices in devicetree order: by slot as the table has them, a family's in the order they came. */
+export function inTableOrder(devices: readonly Attached[]): Attached[] {
+  return SLOTS.flatMap((slot) => devices.filter((d) => d.slot === slot));
 }

@@ -8,24 +8,20 @@ import { Bus } from "./bus";
 import { writeBootRom } from "./boot-rom";
 import { buildVirtDtb } from "./virt-dt";
 import { isElf, parseElf } from "./elf";
-import {
-  RAM_BASE, UART0_BASE, UART0_IRQ, PLIC_BASE, TEST_BASE, RTC_BASE, RTC_IRQ,
-} from "./memory-map";
+import { BOARD, RAM_BASE, checkRoom, place, placeFamily, type Attached, type Placement } from "./memory-map";
 import { Uart16550 } from "../devices/uart16550";
 import { Plic } from "../devices/plic";
 import { SifiveTest } from "../devices/sifive-test";
 import { GoldfishRtc } from "../devices/goldfish-rtc";
-import { BuiltinSbi, type SbiState } from "../sbi/sbi";
+import { BuiltinSbi } from "../sbi/sbi";
 import { VirtioMmio, VirtioBlk, VirtioNet, VirtioConsole, VirtioRng, type VirtioDevice } from "../virtio";
 import { AtaDisk } from "../devices/ata";
 import { Ethoc } from "../devices/ethoc";
 import { TokenBucket, type RateLimit } from "../devices/rate-limit";
+import { StateReader, bytesState, type DeviceState } from "../devices/state";
 import type { DiskBackend, GuestMemory, NetBackend } from "../devices/backends";
-import type { DeviceState } from "../devices/device";
+import type { IrqLine, MmioDevice } from "../devices/device";
 import { parseMac } from "../net/packet";
-import {
-  virtioBase, virtioIrq, VIRTIO_COUNT, ataBase, ataIrq, ATA_COUNT, ethocBase, ethocIrq, ETHOC_COUNT,
-} from "./memory-map";
 
 /** The ISA every hart advertises in the devicetree. */
 export const HART_ISA = "rv64imafdc_zicntr_zicsr_zifencei_zihpm_zba_zbb_zbs_sstc";
@@ -84,17 +80,32 @@ export interface VirtConfig {
   resume?: { memory: WebAssembly.Memory; state: MachineState };
 }
 
-/** A machine's state outside the VM memory: devices, SBI, counters, boot layout. */
-export interface MachineState {
-  devices: Record<string, DeviceState>;
-  sbi: SbiState | null;
+/**
+ * A machine's state outside the VM memory, as plain JSON data (host/devices/state.ts): its
+ * devices by bus name, the bandwidth buckets, the built-in SBI, counters, the boot layout and
+ * the DTB.
+ */
+export type MachineState = DeviceState & {
+  devices: { [name: string]: DeviceState };
+  buckets: { [name: string]: DeviceState };
+  sbi: DeviceState | null;
   resetRequested: boolean;
   stopReason: StopReason | null;
   exits: VirtMachine["exits"];
-  mmio: Record<string, number>;
-  layout: BootLayout;
-  dtb: Uint8Array;
-}
+  exitSeconds: { mmio: number; sbi: number; tohost: number };
+  work: number;
+  trapWork: number[];
+  mmio: { [device: string]: number };
+  layout: {
+    entry: number;
+    dtb: number;
+    kernel: { start: number; end: number; entry: number } | null;
+    initrd: { start: number; end: number } | null;
+    tohost: number | null;
+  };
+  /** Base64. */
+  dtb: string;
+};
 
 export interface BandwidthLimits {
   diskBytesPerSec?: number;
@@ -156,6 +167,10 @@ const TRAP_LOOP_WORK = 1_000_000_000;
 const OUTPUT_FLUSH_BYTES = 64 * 1024;
 const HTIF_DEV_SYSCALL = 0;
 const HTIF_DEV_CONSOLE = 1;
+const STATE_KIND = "virt-machine";
+const STATE_VERSION = 1;
+/** Largest DTB a saved machine may carry (ours are a few KiB). */
+const MAX_DTB = 1 << 20;
 
 export class VirtMachine {
   readonly core: Core;
@@ -198,6 +213,10 @@ export class VirtMachine {
   /** Per hart, work spent on traps alone since it last retired an instruction (checkTrapLoop). */
   private readonly trapWork: number[];
   private readonly exitSeconds = { mmio: 0, sbi: 0, tohost: 0 };
+  /** The devices in their slots, for the devicetree. */
+  private readonly attached: Attached[] = [];
+  /** The VM's bandwidth buckets by name ("disk-bytes"), shared by its devices. */
+  private readonly buckets = new Map<string, TokenBucket>();
 
   constructor(private readonly cfg: VirtConfig) {
     const harts = cfg.harts ?? 1;
@@ -208,18 +227,17 @@ export class VirtMachine {
     this.input = cfg.input ?? (() => -1);
     this.inputToHvc = /(^|\s)console=hvc0/.test(cfg.append ?? "");
     this.bus = new Bus(this.core);
-    this.plic = new Plic({ set: (hart, bit, level) => this.core.setIrq(hart, bit, level) }, harts);
-    this.uart = new Uart16550(this.plic.irqLine(UART0_IRQ), (b) => this.emitByte(b));
-    this.rtc = new GoldfishRtc(this.plic.irqLine(RTC_IRQ));
-    const test = new SifiveTest((ev) => {
+    this.plic = this.attach(place(BOARD.plic), new Plic({ set: (hart, bit, level) => this.core.setIrq(hart, bit, level) }, harts));
+    const uart = place(BOARD.uart);
+    this.uart = this.attach(uart, new Uart16550(this.line(uart), (b) => this.emitByte(b)));
+    const rtc = place(BOARD.rtc);
+    this.rtc = this.attach(rtc, new GoldfishRtc(this.line(rtc)));
+    this.attach(place(BOARD.test), new SifiveTest((ev) => {
       if (ev.kind === "reset") this.resetRequested = true;
       else if (ev.kind === "poweroff") this.stop({ kind: "poweroff", code: 0 });
       else this.stop({ kind: "fail", code: ev.code });
-    });
-    this.bus.attach(TEST_BASE, test);
-    this.bus.attach(RTC_BASE, this.rtc);
-    this.bus.attach(PLIC_BASE, this.plic);
-    this.bus.attach(UART0_BASE, this.uart);
+    }));
+    this.attached.push({ ...place(BOARD.clint), options: undefined }); // in the core: only its devicetree node is ours
     // DMA is charged to the guest's step as work (step()).
     const mem: GuestMemory = {
       view: (gpa, len) => { this.dmaBytes += len; return this.core.ramView(gpa, len); },
@@ -239,14 +257,26 @@ export class VirtMachine {
       this.core.setFlags(L.VMF_SBI_IN_HOST);
     }
     if (cfg.resume) {
-      this.restore(cfg.resume.state);
-      this.layout = cfg.resume.state.layout;
-      this.dtb = cfg.resume.state.dtb;
+      ({ layout: this.layout, dtb: this.dtb } = this.restore(cfg.resume.state));
     } else {
       const { layout, dtb } = this.loadImages();
       this.layout = layout;
       this.dtb = dtb;
     }
+  }
+
+  /** Put `device` in its place: on the bus, and in the devicetree with `options`. */
+  private attach<D extends MmioDevice, O>(at: Placement<O>, device: D, options: O): D;
+  private attach<D extends MmioDevice>(at: Placement<void>, device: D): D;
+  private attach<D extends MmioDevice, O>(at: Placement<O>, device: D, options?: O): D {
+    this.bus.attach(at.base, device);
+    this.attached.push({ ...at, options });
+    return device;
+  }
+
+  /** The interrupt line of a placed device (its first PLIC source). */
+  private line(at: Placement<unknown>): IrqLine {
+    return this.plic.irqLine(at.irqs[0]!);
   }
 
   /**
@@ -255,31 +285,85 @@ export class VirtMachine {
    */
   save(): MachineState {
     this.flushOutput();
+    const { kernel, initrd, tohost } = this.layout;
     return {
+      kind: STATE_KIND,
+      version: STATE_VERSION,
       devices: Object.fromEntries(this.bus.devices().map((d) => [d.name, d.save()])),
+      buckets: Object.fromEntries([...this.buckets].map(([name, b]) => [name, b.save()])),
       sbi: this.sbi?.save() ?? null,
       resetRequested: this.resetRequested,
       stopReason: this.stopReason,
       exits: { ...this.exits },
+      exitSeconds: { ...this.exitSeconds },
+      work: this.work,
+      trapWork: [...this.trapWork],
       mmio: Object.fromEntries(this.bus.counts),
-      layout: this.layout,
-      dtb: this.dtb,
+      layout: { entry: this.layout.entry, dtb: this.layout.dtb, kernel: kernel ?? null, initrd: initrd ?? null, tohost: tohost ?? null },
+      dtb: bytesState(this.dtb),
     };
   }
 
-  // The other half of save(): the same devices must be here, each takes its state (checked).
-  private restore(s: MachineState): void {
+  // The other half of save(): the same devices must be here, each takes its state. The
+  // machine's own fields are checked first, then each device checks its state as it takes it,
+  // and the machine's fields change last (a failure leaves a machine still being built).
+  private restore(state: unknown): { layout: BootLayout; dtb: Uint8Array } {
+    const s = StateReader.open(state, "machine", STATE_KIND, STATE_VERSION);
     const devices = this.bus.devices();
-    const names = devices.map((d) => d.name).sort().join(", ");
-    const saved = Object.keys(s.devices ?? {}).sort().join(", ");
-    if (names !== saved) throw new Error(`saved machine has devices [${saved}], this one [${names}]: not the same machine`);
-    for (const d of devices) d.restore(s.devices[d.name]);
-    if (!!s.sbi !== !!this.sbi) throw new Error("saved machine and this one disagree about the built-in SBI");
-    if (s.sbi) this.sbi!.restore(s.sbi);
-    this.resetRequested = s.resetRequested === true;
-    this.stopReason = s.stopReason ?? null;
-    Object.assign(this.exits, s.exits);
-    for (const [k, v] of Object.entries(s.mmio ?? {})) this.bus.counts.set(k, v);
+    const savedDevices = s.object("devices");
+    sameNames("devices", savedDevices.keys(), devices.map((d) => d.name));
+    if (s.isNull("sbi") === !!this.sbi) throw new Error("saved machine and this one disagree about the built-in SBI");
+    const savedBuckets = s.object("buckets");
+    sameNames("bandwidth buckets", savedBuckets.keys(), [...this.buckets.keys()]);
+    const resetRequested = s.bool("resetRequested");
+    const stopReason = s.nullable("stopReason", (f) => readStopReason(s.object(f)));
+    const exits = s.counters("exits", this.exits);
+    const timing = s.object("exitSeconds");
+    const seconds = (kind: string) => timing.number(kind, 0, Number.MAX_VALUE);
+    const exitSeconds = { mmio: seconds("mmio"), sbi: seconds("sbi"), tohost: seconds("tohost") };
+    const work = s.number("work", 0, Number.MAX_VALUE);
+    const traps = s.list("trapWork", this.core.harts, this.core.harts);
+    const trapWork = traps.map((h) => traps.number(h, 0, Number.MAX_VALUE));
+    const mmio = s.object("mmio");
+    const counts = mmio.keys().map((name) => {
+      if (!devices.some((d) => d.name === name)) mmio.reject(name, "the access count of one of this machine's devices");
+      return [name, mmio.int(name, 0, Number.MAX_SAFE_INTEGER)] as const;
+    });
+    const layout = this.readLayout(s.object("layout"));
+    const dtb = s.bytes("dtb", 1, MAX_DTB);
+
+    for (const d of devices) d.restore(savedDevices.state(d.name));
+    for (const [name, b] of this.buckets) b.restore(savedBuckets.state(name), `bandwidth bucket ${name}`);
+    this.sbi?.restore(s.state("sbi"));
+    this.resetRequested = resetRequested;
+    this.stopReason = stopReason;
+    Object.assign(this.exits, exits);
+    Object.assign(this.exitSeconds, exitSeconds);
+    this.work = work;
+    trapWork.forEach((w, h) => { this.trapWork[h] = w; });
+    for (const [name, count] of counts) this.bus.counts.set(name, count);
+    return { layout, dtb };
+  }
+
+  // A saved BootLayout: its addresses in this machine's RAM (tohost an aligned doubleword there).
+  private readLayout(s: StateReader): BootLayout {
+    const ramEnd = RAM_BASE + this.cfg.memory;
+    const range = (r: StateReader) => {
+      const start = r.int("start", 0, Number.MAX_SAFE_INTEGER);
+      return { start, end: r.int("end", start, Number.MAX_SAFE_INTEGER) };
+    };
+    const layout: BootLayout = { entry: s.int("entry", 0, Number.MAX_SAFE_INTEGER), dtb: s.int("dtb", RAM_BASE, ramEnd - 1) };
+    const kernel = s.nullable("kernel", (f) => {
+      const k = s.object(f);
+      return { ...range(k), entry: k.int("entry", 0, Number.MAX_SAFE_INTEGER) };
+    });
+    const initrd = s.nullable("initrd", (f) => range(s.object(f)));
+    const tohost = s.nullable("tohost", (f) => s.int(f, RAM_BASE, ramEnd - 8));
+    if (tohost !== null && tohost % 8 !== 0) s.reject("tohost", "an aligned doubleword in RAM");
+    if (kernel) layout.kernel = kernel;
+    if (initrd) layout.initrd = initrd;
+    if (tohost !== null) layout.tohost = tohost;
+    return layout;
   }
 
   // virtio-mmio devices: disks, then NICs, then console and rng. The devicetree lists slots from
@@ -289,10 +373,15 @@ export class VirtMachine {
     const devices: VirtioDevice[] = [];
     // One set of buckets per VM, shared by its disks and by its NICs.
     const l = this.cfg.limits ?? {};
-    const bucket = (rate?: number) => (rate === undefined ? undefined : new TokenBucket(rate));
-    const disk: RateLimit | undefined = l.diskBytesPerSec || l.diskOpsPerSec ? { bytes: bucket(l.diskBytesPerSec), ops: bucket(l.diskOpsPerSec) } : undefined;
-    const netTx: RateLimit | undefined = l.netBytesPerSec ? { bytes: bucket(l.netBytesPerSec) } : undefined;
-    const netRx: RateLimit | undefined = l.netBytesPerSec ? { bytes: bucket(l.netBytesPerSec) } : undefined;
+    const bucket = (name: string, rate?: number) => {
+      if (rate === undefined) return undefined;
+      const b = new TokenBucket(rate);
+      this.buckets.set(name, b);
+      return b;
+    };
+    const disk: RateLimit | undefined = l.diskBytesPerSec || l.diskOpsPerSec ? { bytes: bucket("disk-bytes", l.diskBytesPerSec), ops: bucket("disk-ops", l.diskOpsPerSec) } : undefined;
+    const netTx: RateLimit | undefined = l.netBytesPerSec ? { bytes: bucket("net-tx-bytes", l.netBytesPerSec) } : undefined;
+    const netRx: RateLimit | undefined = l.netBytesPerSec ? { bytes: bucket("net-rx-bytes", l.netBytesPerSec) } : undefined;
     if ((disk && this.cfg.drives?.some((d) => d.if === "ide")) || (netTx && this.cfg.nets?.some((n) => n.model === "ethoc"))) {
       throw new Error("bandwidth limits apply to virtio devices only: use if=virtio / model=virtio, or leave the limits out");
     }
@@ -307,27 +396,26 @@ export class VirtMachine {
       (this as { virtioConsole: VirtioConsole | null }).virtioConsole = con;
       devices.push(con, new VirtioRng());
     }
+    const places = placeFamily(BOARD.virtio, devices.length);
     devices.forEach((dev, i) => {
-      const slot = devices.length - 1 - i;
-      const t = new VirtioMmio(dev, mem, this.plic.irqLine(virtioIrq(slot)), { name: `virtio${i}-${dev.name}` });
-      this.bus.attach(virtioBase(slot), t);
-      this.virtio.push(t);
+      const t = new VirtioMmio(dev, mem, this.line(places[i]!), { name: `virtio${i}-${dev.name}` });
+      this.virtio.push(this.attach(places[i]!, t));
     });
   }
 
   // ATA disks (one per controller, in order: the first is /dev/sda) and ethoc NICs.
   private attachLegacy(mem: GuestMemory): void {
     const disks = (this.cfg.drives ?? []).filter((d) => d.if === "ide");
+    const diskPlaces = placeFamily(BOARD.ata, disks.length);
     disks.forEach((d, i) => {
-      const dev = new AtaDisk(`ata${i}`, d.backend, this.plic.irqLine(ataIrq(i)), { serial: d.serial ?? `WV-ATA-${i}`, readOnly: d.readOnly });
-      this.bus.attach(ataBase(i), dev);
-      this.ata.push(dev);
+      const dev = new AtaDisk(`ata${i}`, d.backend, this.line(diskPlaces[i]!), { serial: d.serial ?? `WV-ATA-${i}`, readOnly: d.readOnly });
+      this.ata.push(this.attach(diskPlaces[i]!, dev, { regShift: dev.regShift }));
     });
     const nics = (this.cfg.nets ?? []).map((n, i) => ({ ...n, mac: macFor(i) })).filter((n) => n.model === "ethoc");
+    const nicPlaces = placeFamily(BOARD.ethoc, nics.length);
     nics.forEach((n, i) => {
-      const dev = new Ethoc(`ethoc${i}`, n.backend, mem, this.plic.irqLine(ethocIrq(i)), { mac: n.mac });
-      this.bus.attach(ethocBase(i), dev);
-      this.ethoc.push(dev);
+      const dev = new Ethoc(`ethoc${i}`, n.backend, mem, this.line(nicPlaces[i]!), { mac: n.mac });
+      this.ethoc.push(this.attach(nicPlaces[i]!, dev, { mac: dev.mac }));
     });
   }
 
@@ -436,9 +524,7 @@ export class VirtMachine {
       timebaseHz: 10_000_000,
       bootargs: this.cfg.append ?? "",
       initrd: layout.initrd,
-      virtio: this.virtio.length,
-      ata: this.ata.length,
-      ethoc: this.ethoc.map((e) => e.mac),
+      devices: this.attached,
     });
     // The DTB goes at the top of RAM (below 3 GiB), 2 MiB aligned, as QEMU places it.
     const top = Math.min(ramEnd, 0xc0000000);
@@ -757,11 +843,33 @@ export function checkBoard(drives: readonly { if: DriveInterface }[], nets: read
   const ide = drives.filter((d) => d.if === "ide").length;
   const ethoc = nets.filter((n) => n.model === "ethoc").length;
   const virtio = drives.length - ide + nets.length - ethoc + (virtioConsole ? 2 : 0); // + console and rng
-  if (virtio > VIRTIO_COUNT) {
-    throw new Error(`too many virtio devices (${virtio}${virtioConsole ? ", with the console and the RNG" : ""}); the board has ${VIRTIO_COUNT} slots`);
+  checkRoom(BOARD.virtio, virtio, virtioConsole ? ", with the console and the RNG" : "");
+  checkRoom(BOARD.ata, ide);
+  checkRoom(BOARD.ethoc, ethoc);
+}
+
+/** Throws unless a saved machine had the `what` this one has, by name. */
+function sameNames(what: string, saved: string[], ours: string[]): void {
+  const list = (names: string[]) => [...names].sort().join(", ");
+  if (list(saved) !== list(ours)) throw new Error(`saved machine has ${what} [${list(saved)}], this one [${list(ours)}]: not the same machine`);
+}
+
+/** A saved StopReason, checked. */
+function readStopReason(s: StateReader): StopReason {
+  const kind = s.string("kind");
+  const code = s.int("code", 0, 0xffff);
+  switch (kind) {
+    case "poweroff":
+      if (code !== 0) s.reject("code", "0 for a poweroff");
+      return { kind, code: 0 };
+    case "fail":
+    case "htif":
+      return { kind, code };
+    case "error":
+      return { kind, code, message: s.string("message") };
+    default:
+      return s.reject("kind", "poweroff, fail, htif or error");
   }
-  if (ide > ATA_COUNT) throw new Error(`too many ATA disks (${ide}); the board has ${ATA_COUNT} controllers`);
-  if (ethoc > ETHOC_COUNT) throw new Error(`too many ethoc NICs (${ethoc}); the board has ${ETHOC_COUNT}`);
 }
 
 export function runBareMetal(

@@ -2,6 +2,7 @@
 // leaves the core as EXIT_SBI (one exit per call, no trip through guest M-mode firmware) and is
 // answered here: a0 = error, a1 = value, per the SBI specification v2.0.
 import type { Core } from "../core/core";
+import { StateReader, u64State, type DeviceState } from "../devices/state";
 
 export const SBI_SUCCESS = 0;
 export const SBI_ERR_FAILED = -1;
@@ -52,6 +53,10 @@ const SUSPEND_NON_RETENTIVE = 0x80000000;
 /** struct sbi_sta_struct: sequence (le32), flags (le32), steal (le64, ns), preempted (u8), padding. */
 const STA_BYTES = 64;
 const ALL_ONES = (1n << 64n) - 1n;
+const KIND = "sbi";
+const VERSION = 1;
+/** What calls are counted under: the extensions, the legacy ones together, and the rest. */
+const CALL_NAMES = [...Object.keys(EXT), "legacy", "unknown"];
 
 /** What the SBI needs from the machine around it. */
 export interface SbiPlatform {
@@ -61,13 +66,6 @@ export interface SbiPlatform {
   consoleRead(): number;
   /** System reset: "shutdown" with a failure flag, or "reboot". */
   reset(kind: "shutdown" | "reboot", failure: boolean): void;
-}
-
-export interface SbiState {
-  state: number[];
-  resume: (PendingResume | null)[];
-  sta: (number | null)[];
-  calls: Record<string, number>;
 }
 
 interface PendingResume {
@@ -90,22 +88,50 @@ export class BuiltinSbi {
     this.sta = Array.from({ length: core.harts }, () => null);
   }
 
-  /** Plain data for moving the VM (HSM states, pending resumes, STA records, call counts). */
-  save(): SbiState {
-    return { state: [...this.state], resume: this.resume.map((r) => (r ? { ...r } : null)), sta: [...this.sta], calls: Object.fromEntries(this.calls) };
+  /** Per hart its HSM state, pending resume and STA record; the call counts. */
+  save(): DeviceState {
+    const resume = (r: PendingResume | null) => (r ? { addr: u64State(r.addr), opaque: u64State(r.opaque) } : null);
+    return {
+      kind: KIND,
+      version: VERSION,
+      harts: this.state.map((hsm, h) => ({ hsm, resume: resume(this.resume[h] ?? null), sta: this.sta[h] ?? null })),
+      calls: Object.fromEntries(this.calls),
+    };
   }
 
-  restore(s: SbiState): void {
+  restore(state: unknown): void {
+    const s = StateReader.open(state, "sbi", KIND, VERSION);
     const n = this.state.length;
-    if (!Array.isArray(s?.state) || s.state.length !== n || !Array.isArray(s.resume) || s.resume.length !== n || !Array.isArray(s.sta) || s.sta.length !== n) {
-      throw new Error(`SBI state is not for ${n} hart(s)`);
-    }
-    if (s.state.some((v) => v !== HART_STARTED && v !== HART_STOPPED && v !== HART_SUSPENDED)) throw new Error("SBI state: bad HSM state");
-    s.state.forEach((v, h) => { this.state[h] = v; });
-    s.resume.forEach((r, h) => { this.resume[h] = r && typeof r.addr === "bigint" && typeof r.opaque === "bigint" ? { addr: r.addr, opaque: r.opaque } : null; });
-    s.sta.forEach((a, h) => { this.sta[h] = typeof a === "number" && this.core.ramRead(a, STA_BYTES) ? a : null; });
+    const list = s.list("harts", n, n);
+    const harts = list.map((h) => {
+      const hart = list.object(h);
+      const hsm = hart.int("hsm", 0, HART_SUSPENDED);
+      if (hsm !== HART_STARTED && hsm !== HART_STOPPED && hsm !== HART_SUSPENDED) hart.reject("hsm", "an HSM state (started, stopped, suspended)");
+      const resume = hart.nullable("resume", (f) => {
+        const r = hart.object(f);
+        const at = { addr: r.u64("addr"), opaque: r.u64("opaque") };
+        if (at.addr >= 2n ** 53n || !this.core.ramRead(Number(at.addr), 4)) r.reject("addr", "an address in RAM");
+        return at;
+      });
+      const sta = hart.nullable("sta", (f) => {
+        const at = hart.int(f, 0, Number.MAX_SAFE_INTEGER);
+        if (at % 64 !== 0 || !this.core.ramRead(at, STA_BYTES)) hart.reject(f, "a 64-byte aligned record in RAM");
+        return at;
+      });
+      return { hsm, resume, sta };
+    });
+    const counted = s.object("calls");
+    const calls = counted.keys().map((name) => {
+      if (!CALL_NAMES.includes(name)) counted.reject(name, `the count of a known extension (${CALL_NAMES.join(", ")})`);
+      return [name, counted.int(name, 0, Number.MAX_SAFE_INTEGER)] as const;
+    });
+    harts.forEach((hart, h) => {
+      this.state[h] = hart.hsm;
+      this.resume[h] = hart.resume;
+      this.sta[h] = hart.sta;
+    });
     this.calls.clear();
-    for (const [k, v] of Object.entries(s.calls ?? {})) if (typeof v === "number") this.calls.set(k, v);
+    for (const [name, count] of calls) this.calls.set(name, count);
   }
 
   /** Back to power-on: only hart 0 runs. */

@@ -5,7 +5,8 @@
 import type { DiskBackend } from "../devices/backends";
 import type { DeviceState } from "../devices/device";
 import { copyFromBuffers, forEachPiece, type Chain } from "./queue";
-import { limitTake, limitWaitMs, type RateLimit } from "../devices/rate-limit";
+import { RetryTimer, limitTake, limitWaitMs, type MsClock, type RateLimit } from "../devices/rate-limit";
+import { StateReader } from "../devices/state";
 import {
   DEVICE_ID_BLOCK,
   featureWords,
@@ -13,7 +14,6 @@ import {
   le32,
   put32,
   readConfigBytes,
-  stateObject,
   type FeatureWords,
   type VirtioDevice,
   type VirtioHost,
@@ -44,6 +44,8 @@ export const BLK_ID_BYTES = 20;
 const HDR = 16;
 const SEG = 16; // struct virtio_blk_discard_write_zeroes
 const WZ_FLAG_UNMAP = 1;
+const KIND = "virtio-blk";
+const VERSION = 1;
 
 /** Configuration-space layout (struct virtio_blk_config, up to write_zeroes_may_unmap). */
 const CFG_CAPACITY = 0x00;
@@ -75,6 +77,8 @@ export interface VirtioBlkOptions {
   discard?: boolean;
   /** Bandwidth limit: requests wait in the queue until the buckets allow them. */
   limit?: RateLimit;
+  /** The clock a held request waits on (default performance.now()). */
+  clock?: MsClock;
 }
 
 export class VirtioBlk implements VirtioDevice {
@@ -91,8 +95,8 @@ export class VirtioBlk implements VirtioDevice {
   private readonly hdr = new Uint8Array(HDR);
   private zeros: Uint8Array | null = null;
   private readonly limit: RateLimit | undefined;
-  /** When a request held back by the limit may go (performance.now() ms), or Infinity. */
-  private retryAt = Infinity;
+  /** When a request held back by the limit may go. */
+  private readonly held: RetryTimer;
 
   constructor(
     readonly backend: DiskBackend,
@@ -105,6 +109,7 @@ export class VirtioBlk implements VirtioDevice {
     }
     this.queueMaxSizes = [queueSize];
     this.limit = opts.limit;
+    this.held = new RetryTimer(opts.clock);
     this.readOnly = backend.readOnly || (opts.readOnly ?? false);
     const discard = !this.readOnly && (opts.discard ?? true);
     const bits = [VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH];
@@ -150,20 +155,20 @@ export class VirtioBlk implements VirtioDevice {
 
   reset(): void {
     // Requests complete synchronously: the only in-flight state is a request the limit holds.
-    this.retryAt = Infinity;
+    this.held.clear();
   }
 
+  // The requests themselves wait in the virtqueue (guest memory); only when to retry is ours.
   save(): DeviceState {
-    return { kind: "virtio-blk", size: this.backend.size, readOnly: this.readOnly };
+    return { kind: KIND, version: VERSION, size: this.backend.size, readOnly: this.readOnly, retryInMs: this.held.save() };
   }
 
-  restore(state: DeviceState): void {
-    const s = stateObject(state, "virtio-blk");
-    if (s.kind !== "virtio-blk") throw new Error(`virtio-blk: not a virtio-blk state (kind ${String(s.kind)})`);
-    if (s.size !== this.backend.size) {
-      throw new Error(`virtio-blk: state is for a disk of ${String(s.size)} bytes, this disk has ${this.backend.size}`);
-    }
-    if (s.readOnly !== this.readOnly) throw new Error("virtio-blk: state disagrees about read-only");
+  restore(state: unknown): void {
+    const s = StateReader.open(state, KIND, KIND, VERSION);
+    const size = s.int("size", 0, Number.MAX_SAFE_INTEGER);
+    if (size !== this.backend.size) throw new Error(`${KIND}: state is for a disk of ${size} bytes, this disk has ${this.backend.size}`);
+    if (s.bool("readOnly") !== this.readOnly) throw new Error(`${KIND}: state disagrees about read-only`);
+    this.held.restore(RetryTimer.read(s, "retryInMs"));
   }
 
   queueNotify(index: number): void {
@@ -172,14 +177,14 @@ export class VirtioBlk implements VirtioDevice {
     const q = host.queue(0);
     if (q === null) return;
     let done = 0;
-    this.retryAt = Infinity;
+    this.held.clear();
     for (let chain = q.pop(); chain !== null; chain = q.pop()) {
       // The data bytes (header and status aside) count against the limit.
       const bytes = Math.max(0, chain.readableBytes + chain.writableBytes - HDR - 1);
       const wait = limitWaitMs(this.limit, bytes);
       if (wait > 0) {
         q.unpop(1);
-        this.retryAt = performance.now() + wait;
+        this.held.set(wait);
         break;
       }
       limitTake(this.limit, bytes);
@@ -192,7 +197,7 @@ export class VirtioBlk implements VirtioDevice {
   }
 
   retryMs(): number {
-    return this.retryAt === Infinity ? Infinity : Math.max(0, this.retryAt - performance.now());
+    return this.held.ms();
   }
 
   retry(): void {

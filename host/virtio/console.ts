@@ -9,6 +9,7 @@
  * guest probes the device reaches it afterwards.
  */
 import type { DeviceState } from "../devices/device";
+import { StateReader, bytesState } from "../devices/state";
 import { copyFromBuffers, copyToBuffers } from "./queue";
 import {
   DEVICE_ID_CONSOLE,
@@ -17,9 +18,6 @@ import {
   put16,
   put32,
   readConfigBytes,
-  stateBytes,
-  stateInt,
-  stateObject,
   type FeatureWords,
   type VirtioDevice,
   type VirtioHost,
@@ -36,6 +34,8 @@ const CFG_ROWS = 2;
 const CFG_MAX_NR_PORTS = 4;
 const CFG_EMERG_WR = 8;
 const CONFIG_SIZE = 12;
+const KIND = "virtio-console";
+const VERSION = 1;
 
 export interface VirtioConsoleOptions {
   /** Console size reported with VIRTIO_CONSOLE_F_SIZE (offered only if both are given). */
@@ -197,20 +197,19 @@ export class VirtioConsole implements VirtioDevice {
     const rx = new Uint8Array(this.count);
     for (let i = 0; i < this.count; i++) rx[i] = this.fifo[(this.head + i) % this.fifo.length]!;
     return {
-      kind: "virtio-console",
-      rx,
+      kind: KIND,
+      version: VERSION,
+      rx: bytesState(rx),
       cols: readConfigBytes(this.config, CFG_COLS, 2),
       rows: readConfigBytes(this.config, CFG_ROWS, 2),
     };
   }
 
-  restore(state: DeviceState): void {
-    const who = "virtio-console";
-    const s = stateObject(state, who);
-    if (s.kind !== who) throw new Error(`${who}: not a virtio-console state (kind ${String(s.kind)})`);
-    const rx = stateBytes(s, "rx", who, this.fifo.length);
-    const cols = stateInt(s, "cols", who, 0, 0xffff);
-    const rows = stateInt(s, "rows", who, 0, 0xffff);
+  restore(state: unknown): void {
+    const s = StateReader.open(state, KIND, KIND, VERSION);
+    const rx = s.bytes("rx", 0, this.fifo.length);
+    const cols = s.int("cols", 0, 0xffff);
+    const rows = s.int("rows", 0, 0xffff);
     this.fifo.fill(0);
     this.fifo.set(rx);
     this.head = 0;

@@ -9,8 +9,9 @@
  * processes nothing more until the driver writes 0 to Status.
  */
 import type { GuestMemory } from "../devices/backends";
-import type { DeviceState, IrqLine, MmioDevice } from "../devices/device";
-import { VIRTIO_SIZE } from "../machine/memory-map";
+import type { DeviceState, DeviceType, IrqLine, MmioDevice } from "../devices/device";
+import { setInterrupts, setReg } from "../devices/devicetree";
+import { StateReader } from "../devices/state";
 import { Virtqueue, type QueueOwner, type QueueState } from "./queue";
 import {
   F_ANY_LAYOUT,
@@ -20,7 +21,6 @@ import {
   STATUS_DEVICE_NEEDS_RESET,
   STATUS_DRIVER_OK,
   STATUS_FEATURES_OK,
-  stateObject,
   type FeatureWords,
   type VirtioDevice,
   type VirtioHost,
@@ -89,7 +89,18 @@ export interface VirtioMmioOptions {
   onError?: (message: string) => void;
 }
 
-const SAVE_KIND = "virtio-mmio";
+const VERSION = 1;
+
+/** A virtio-mmio transport as the board places it (whatever device is behind it). */
+export const VIRTIO_MMIO: DeviceType = {
+  kind: "virtio-mmio",
+  dtName: "virtio_mmio",
+  size: 0x1000,
+  irqs: 1,
+  describe(node, at) {
+    setInterrupts(setReg(node, at, this.size).setString("compatible", "virtio,mmio"), at);
+  },
+};
 
 /**
  * A virtio device on the MMIO bus. `irq` is the device's level-triggered interrupt line: high
@@ -97,7 +108,7 @@ const SAVE_KIND = "virtio-mmio";
  */
 export class VirtioMmio implements MmioDevice {
   readonly name: string;
-  readonly size = VIRTIO_SIZE;
+  readonly size = VIRTIO_MMIO.size;
   readonly legacy: boolean;
 
   private readonly vendorId: number;
@@ -507,7 +518,8 @@ export class VirtioMmio implements MmioDevice {
 
   save(): DeviceState {
     return {
-      kind: SAVE_KIND,
+      kind: VIRTIO_MMIO.kind,
+      version: VERSION,
       deviceId: this.device.deviceId,
       legacy: this.legacy,
       status: this.statusReg,
@@ -526,67 +538,49 @@ export class VirtioMmio implements MmioDevice {
     };
   }
 
-  restore(state: DeviceState): void {
+  restore(state: unknown): void {
     const who = this.name;
-    const s = stateObject(state, who);
-    if (s.kind !== SAVE_KIND) throw new Error(`${who}: not a virtio-mmio state (kind ${String(s.kind)})`);
-    if (s.deviceId !== this.device.deviceId) {
-      throw new Error(`${who}: state is for device id ${String(s.deviceId)}, this is device id ${this.device.deviceId}`);
-    }
-    if (s.legacy !== this.legacy) throw new Error(`${who}: state is for the ${s.legacy ? "legacy" : "modern"} interface`);
-    const u32 = (k: string): number => {
-      const v = s[k];
-      if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
-        throw new Error(`${who}: state.${k} must be a u32, got ${String(v)}`);
-      }
-      return v;
-    };
-    const status = u32("status");
-    if (status > 0xff) throw new Error(`${who}: state.status must be a byte`);
-    if (typeof s.broken !== "boolean") throw new Error(`${who}: state.broken must be a boolean`);
-    if (s.error !== null && typeof s.error !== "string") throw new Error(`${who}: state.error must be a string or null`);
-    const feats = s.driverFeatures;
-    if (!Array.isArray(feats) || feats.length !== 2 || !feats.every((x) => typeof x === "number" && Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) {
-      throw new Error(`${who}: state.driverFeatures must be two u32 numbers`);
-    }
-    const interruptStatus = u32("interruptStatus");
-    if (interruptStatus & ~3) throw new Error(`${who}: state.interruptStatus has undefined bits`);
+    const s = StateReader.open(state, who, VIRTIO_MMIO.kind, VERSION);
+    const deviceId = s.int("deviceId", 0, 0xffffffff);
+    if (deviceId !== this.device.deviceId) throw new Error(`${who}: state is for device id ${deviceId}, this is device id ${this.device.deviceId}`);
+    const legacy = s.bool("legacy");
+    if (legacy !== this.legacy) throw new Error(`${who}: state is for the ${legacy ? "legacy" : "modern"} interface`);
     const fields = {
-      devFeatSel: u32("deviceFeaturesSel"),
-      drvFeatSel: u32("driverFeaturesSel"),
-      queueSel: u32("queueSel"),
-      generation: u32("configGeneration"),
-      guestPageSize: u32("guestPageSize"),
-      shmSel: u32("shmSel"),
+      status: s.bits("status", 0xff & ~STATUS_DEVICE_NEEDS_RESET),
+      broken: s.bool("broken"),
+      error: s.nullable("error", (f) => s.string(f)),
+      devFeatSel: s.int("deviceFeaturesSel", 0, 0xffffffff),
+      drvFeatSel: s.int("driverFeaturesSel", 0, 0xffffffff),
+      drvFeat: s.words("driverFeatures", 2),
+      queueSel: s.int("queueSel", 0, 0xffffffff),
+      intStatus: s.bits("interruptStatus", INT_USED_BUFFER | INT_CONFIG_CHANGE),
+      generation: s.int("configGeneration", 0, 0xffffffff),
+      guestPageSize: s.int("guestPageSize", 0, 0xffffffff),
+      shmSel: s.int("shmSel", 0, 0xffffffff),
     };
-    const qs = s.queues;
-    if (!Array.isArray(qs) || qs.length !== this.queues.length) {
-      throw new Error(`${who}: state.queues must be an array of ${this.queues.length} queues`);
-    }
-    const checked: QueueState[] = qs.map((q, i) => Virtqueue.check(q, `${who}: state.queues[${i}]`, this.queues[i]!.maxSize));
+    const queues = s.list("queues", this.queues.length, this.queues.length);
+    const checked: QueueState[] = queues.map((i) => Virtqueue.check(queues.object(i), this.queues[i]!.maxSize));
     // Dry run: every enabled queue's rings must be in this machine's RAM.
     const probe: QueueOwner = { mem: this.mem, fail: () => {}, broken: false };
     checked.forEach((st, i) => {
       const err = new Virtqueue(i, this.queues[i]!.maxSize, probe).apply(st, this.legacy, fields.guestPageSize);
       if (err !== null) throw new Error(`${who}: state.queues[${i}]: ${err}`);
     });
-    const dev = s.device;
-    if (dev === null || typeof dev !== "object") throw new Error(`${who}: state.device must be an object`);
-    this.device.restore(dev as DeviceState); // validates before changing anything
+    this.device.restore(s.state("device")); // validates before changing anything
 
-    this.statusReg = status & ~STATUS_DEVICE_NEEDS_RESET;
-    this.broken = s.broken;
-    this.error = s.error as string | null;
+    this.statusReg = fields.status;
+    this.broken = fields.broken;
+    this.error = fields.error;
     this.devFeatSel = fields.devFeatSel;
     this.drvFeatSel = fields.drvFeatSel;
-    this.drvFeat = [feats[0] as number, feats[1] as number];
+    this.drvFeat = [fields.drvFeat[0]!, fields.drvFeat[1]!];
     this.queueSel = fields.queueSel;
     this.generation = fields.generation;
     this.guestPageSize = fields.guestPageSize;
     this.shmSel = fields.shmSel;
     this.syncQueueFeatures();
     checked.forEach((st, i) => this.queues[i]!.apply(st, this.legacy, this.guestPageSize));
-    this.intStatus = interruptStatus;
+    this.intStatus = fields.intStatus;
     this.irqLevel = this.intStatus !== 0;
     this.irq(this.irqLevel); // re-drive: the interrupt controller may have been restored separately
   }

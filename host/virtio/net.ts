@@ -12,7 +12,8 @@
 import { parseMac } from "../net/packet";
 import type { NetBackend } from "../devices/backends";
 import type { DeviceState } from "../devices/device";
-import { limitTake, limitWaitMs, type RateLimit } from "../devices/rate-limit";
+import { RetryTimer, limitTake, limitWaitMs, type MsClock, type RateLimit } from "../devices/rate-limit";
+import { StateReader, bytesState } from "../devices/state";
 import { copyFromBuffers, copyToBuffers, type Chain } from "./queue";
 import {
   DEVICE_ID_NET,
@@ -21,8 +22,6 @@ import {
   guarded,
   put16,
   readConfigBytes,
-  stateBool,
-  stateObject,
   type FeatureWords,
   type VirtioDevice,
   type VirtioHost,
@@ -40,6 +39,8 @@ const CFG_MAX_VQ_PAIRS = 8;
 const CFG_MTU = 10;
 const CONFIG_SIZE = 12;
 const HDR_NUM_BUFFERS = 10;
+const KIND = "virtio-net";
+const VERSION = 1;
 
 /** Largest frame accepted either way: a 64 KiB IP packet plus the Ethernet header. */
 export const NET_MAX_FRAME = 65550;
@@ -59,6 +60,8 @@ export interface VirtioNetOptions {
    */
   txLimit?: RateLimit;
   rxLimit?: RateLimit;
+  /** The clock held frames wait on (default performance.now()). */
+  clock?: MsClock;
 }
 
 export interface VirtioNetStats {
@@ -93,8 +96,8 @@ export class VirtioNet implements VirtioDevice {
   private readonly rxLimit: number;
   private rx: Uint8Array[] = [];
   private readonly limits: { tx?: RateLimit; rx?: RateLimit };
-  /** When held-back work may continue, per direction (performance.now() ms), or Infinity. */
-  private retryAt = { tx: Infinity, rx: Infinity };
+  /** When held-back work may continue, per direction. */
+  private readonly held: { tx: RetryTimer; rx: RetryTimer };
   private linkUp = true;
   private readonly hdr = new Uint8Array(12);
 
@@ -112,6 +115,7 @@ export class VirtioNet implements VirtioDevice {
     if (!Number.isInteger(limit) || limit < 0) throw new Error(`virtio-net: rxQueueFrames ${limit} must be a non-negative integer`);
     this.rxLimit = limit;
     this.limits = { tx: opts.txLimit, rx: opts.rxLimit };
+    this.held = { tx: new RetryTimer(opts.clock), rx: new RetryTimer(opts.clock) };
     const bits = [VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS];
     if (opts.mergeableRx ?? true) bits.push(VIRTIO_NET_F_MRG_RXBUF);
     this.features = featureWords(...bits);
@@ -173,18 +177,19 @@ export class VirtioNet implements VirtioDevice {
   }
 
   retryMs(): number {
-    const at = Math.min(this.retryAt.tx, this.retryAt.rx);
-    return at === Infinity ? Infinity : Math.max(0, at - performance.now());
+    return Math.min(this.held.tx.ms(), this.held.rx.ms());
   }
 
   retry(): void {
-    const now = performance.now();
-    if (this.retryAt.tx <= now) this.transmit();
-    if (this.retryAt.rx <= now) this.deliver();
+    const txDue = this.held.tx.ms() === 0;
+    const rxDue = this.held.rx.ms() === 0;
+    if (txDue) this.transmit();
+    if (rxDue) this.deliver();
   }
 
   reset(): void {
-    this.retryAt = { tx: Infinity, rx: Infinity };
+    this.held.tx.clear();
+    this.held.rx.clear();
     this.rx = []; // frames for the previous driver instance are stale
     this.config.set(this.initialMac, 0);
   }
@@ -199,7 +204,7 @@ export class VirtioNet implements VirtioDevice {
     if (!host || !q) return;
     const hdrLen = this.hdrLen(host);
     let done = 0;
-    this.retryAt.tx = Infinity;
+    this.held.tx.clear();
     for (let c = q.pop(); c !== null; c = q.pop()) {
       // Every transmit buffer starts with the header; a shorter one is a broken driver.
       if (c.readableBytes < hdrLen) {
@@ -210,7 +215,7 @@ export class VirtioNet implements VirtioDevice {
       const wait = limitWaitMs(this.limits.tx, len);
       if (wait > 0) {
         q.unpop(1);
-        this.retryAt.tx = performance.now() + wait;
+        this.held.tx.set(wait);
         break;
       }
       limitTake(this.limits.tx, len);
@@ -241,12 +246,12 @@ export class VirtioNet implements VirtioDevice {
     const mergeable = host.hasFeature(VIRTIO_NET_F_MRG_RXBUF);
     let done = 0;
     let taken = 0;
-    this.retryAt.rx = Infinity;
+    this.held.rx.clear();
     while (taken < this.rx.length) {
       const frame = this.rx[taken]!;
       const wait = limitWaitMs(this.limits.rx, frame.length);
       if (wait > 0) {
-        this.retryAt.rx = performance.now() + wait;
+        this.held.rx.set(wait);
         break;
       }
       const need = hdrLen + frame.length;
@@ -305,32 +310,32 @@ export class VirtioNet implements VirtioDevice {
 
   save(): DeviceState {
     return {
-      kind: "virtio-net",
-      mac: this.config.slice(0, 6),
+      kind: KIND,
+      version: VERSION,
+      mac: bytesState(this.config.subarray(0, 6)),
       linkUp: this.linkUp,
-      rx: this.rx.map((f) => f.slice()),
+      rx: this.rx.map(bytesState),
+      retryTxInMs: this.held.tx.save(),
+      retryRxInMs: this.held.rx.save(),
+      stats: { ...this.stats },
     };
   }
 
-  restore(state: DeviceState): void {
-    const who = "virtio-net";
-    const s = stateObject(state, who);
-    if (s.kind !== who) throw new Error(`${who}: not a virtio-net state (kind ${String(s.kind)})`);
-    const mac = s.mac;
-    if (!(mac instanceof Uint8Array) || mac.length !== 6) throw new Error(`${who}: state.mac must be 6 bytes`);
-    const linkUp = stateBool(s, "linkUp", who);
-    const rx = s.rx;
-    if (!Array.isArray(rx) || rx.length > this.rxLimit) {
-      throw new Error(`${who}: state.rx must be an array of at most ${this.rxLimit} frames`);
-    }
-    rx.forEach((f, i) => {
-      if (!(f instanceof Uint8Array) || f.length === 0 || f.length > NET_MAX_FRAME) {
-        throw new Error(`${who}: state.rx[${i}] must be a Uint8Array of 1..${NET_MAX_FRAME} bytes`);
-      }
-    });
+  restore(state: unknown): void {
+    const s = StateReader.open(state, KIND, KIND, VERSION);
+    const mac = s.bytes("mac", 6, 6);
+    const linkUp = s.bool("linkUp");
+    const frames = s.list("rx", 0, this.rxLimit);
+    const rx = frames.map((i) => frames.bytes(i, 1, NET_MAX_FRAME));
+    const retryTx = RetryTimer.read(s, "retryTxInMs");
+    const retryRx = RetryTimer.read(s, "retryRxInMs");
+    const stats = s.counters("stats", this.stats);
     this.config.set(mac, 0);
     this.linkUp = linkUp;
     put16(this.config, CFG_STATUS, linkUp ? VIRTIO_NET_S_LINK_UP : 0);
-    this.rx = (rx as Uint8Array[]).map((f) => f.slice());
+    this.rx = rx;
+    this.held.tx.restore(retryTx);
+    this.held.rx.restore(retryRx);
+    Object.assign(this.stats, stats);
   }
 }

@@ -9,6 +9,7 @@
  * replaced or grown between calls cannot leave a stale view behind.
  */
 import type { GuestMemory } from "../devices/backends";
+import type { StateReader } from "../devices/state";
 import { le16, le32, put16, put32 } from "./types";
 
 export const VIRTQ_DESC_F_NEXT = 1;
@@ -44,8 +45,8 @@ export interface QueueOwner {
   readonly broken: boolean;
 }
 
-/** Plain-data snapshot of one queue. */
-export interface QueueState {
+/** One queue's state, part of its transport's (a type, not an interface: it is plain JSON data). */
+export type QueueState = {
   size: number;
   ready: boolean;
   desc: [number, number];
@@ -56,7 +57,7 @@ export interface QueueState {
   lastAvail: number;
   usedIdx: number;
   signalledUsed: number;
-}
+};
 
 /** Two u32 halves as an address, or -1 if it does not fit a JS number exactly (beyond 2^53). */
 function addr64(lo: number, hi: number): number {
@@ -363,38 +364,25 @@ export class Virtqueue {
     };
   }
 
-  /** Check `state` without applying it; throws a clear Error. */
-  static check(state: unknown, who: string, maxSize: number): QueueState {
-    if (state === null || typeof state !== "object") throw new Error(`${who}: must be an object`);
-    const s = state as { [k: string]: unknown };
-    const int = (k: string, max: number): number => {
-      const v = s[k];
-      if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > max) {
-        throw new Error(`${who}.${k} must be an integer in 0..${max}, got ${String(v)}`);
-      }
-      return v;
+  /** Check a saved queue without applying it; throws a clear Error. */
+  static check(s: StateReader, maxSize: number): QueueState {
+    const pair = (field: string): [number, number] => {
+      const words = s.words(field, 2);
+      return [words[0]!, words[1]!];
     };
-    const pair = (k: string): [number, number] => {
-      const v = s[k];
-      if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => typeof x === "number" && Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) {
-        throw new Error(`${who}.${k} must be two u32 numbers`);
-      }
-      return [v[0] as number, v[1] as number];
-    };
-    if (typeof s.ready !== "boolean") throw new Error(`${who}.ready must be a boolean`);
-    const size = int("size", maxSize);
-    if (!isPow2(size)) throw new Error(`${who}.size ${size} is not a power of two`);
+    const size = s.int("size", 1, maxSize);
+    if (!isPow2(size)) s.reject("size", "a power of two");
     return {
       size,
-      ready: s.ready,
+      ready: s.bool("ready"),
       desc: pair("desc"),
       driver: pair("driver"),
       device: pair("device"),
-      align: int("align", 0xffffffff),
-      pfn: int("pfn", 0xffffffff),
-      lastAvail: int("lastAvail", 0xffff),
-      usedIdx: int("usedIdx", 0xffff),
-      signalledUsed: int("signalledUsed", 0xffff),
+      align: s.int("align", 0, 0xffffffff),
+      pfn: s.int("pfn", 0, 0xffffffff),
+      lastAvail: s.int("lastAvail", 0, 0xffff),
+      usedIdx: s.int("usedIdx", 0, 0xffff),
+      signalledUsed: s.int("signalledUsed", 0, 0xffff),
     };
   }
 

@@ -4,12 +4,15 @@
  */
 import type { DeviceState } from "../devices/device";
 import { copyToBuffers } from "./queue";
-import { DEVICE_ID_ENTROPY, stateObject, type FeatureWords, type VirtioDevice, type VirtioHost } from "./types";
+import { StateReader } from "../devices/state";
+import { DEVICE_ID_ENTROPY, type FeatureWords, type VirtioDevice, type VirtioHost } from "./types";
 
 /** Fills `buf` with random bytes. Called with at most 65536 bytes (the Web Crypto limit). */
 export type RandomSource = (buf: Uint8Array) => void;
 
 const CHUNK = 65536;
+const KIND = "virtio-rng";
+const VERSION = 1;
 
 const defaultSource: RandomSource = (buf) => {
   globalThis.crypto.getRandomValues(buf);
@@ -80,11 +83,10 @@ export class VirtioRng implements VirtioDevice {
   }
 
   save(): DeviceState {
-    return { kind: "virtio-rng" };
+    return { kind: KIND, version: VERSION }; // nothing else: requests complete as they come
   }
 
-  restore(state: DeviceState): void {
-    const s = stateObject(state, "virtio-rng");
-    if (s.kind !== "virtio-rng") throw new Error(`virtio-rng: not a virtio-rng state (kind ${String(s.kind)})`);
+  restore(state: unknown): void {
+    StateReader.open(state, KIND, KIND, VERSION);
   }
 }

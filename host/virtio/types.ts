@@ -118,10 +118,10 @@ export interface VirtioDevice {
   retry?(): void;
   /** Device reset (status 0): drop in-flight state; the transport resets the queues. */
   reset(): void;
-  /** Plain data (JSON-safe plus typed arrays). */
+  /** Everything the device holds, as plain JSON data (host/devices/state.ts). */
   save(): DeviceState;
   /** Restore `save()` output; validates everything first and throws a clear Error if malformed. */
-  restore(state: DeviceState): void;
+  restore(state: unknown): void;
 }
 
 // ---- little-endian helpers over byte arrays (no DataView allocation on hot paths) ----
@@ -154,37 +154,6 @@ export function readConfigBytes(cfg: Uint8Array, offset: number, size: number): 
     v = v * 256 + (o >= 0 && o < cfg.length ? cfg[o]! : 0);
   }
   return v >>> 0;
-}
-
-// ---- helpers for device save/restore validation ----
-
-export function stateObject(state: unknown, who: string): { [key: string]: unknown } {
-  if (state === null || typeof state !== "object" || Array.isArray(state)) {
-    throw new Error(`${who}: state must be an object`);
-  }
-  return state as { [key: string]: unknown };
-}
-
-export function stateInt(s: { [key: string]: unknown }, key: string, who: string, min: number, max: number): number {
-  const v = s[key];
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new Error(`${who}: state.${key} must be an integer in ${min}..${max}, got ${String(v)}`);
-  }
-  return v;
-}
-
-export function stateBool(s: { [key: string]: unknown }, key: string, who: string): boolean {
-  const v = s[key];
-  if (typeof v !== "boolean") throw new Error(`${who}: state.${key} must be a boolean, got ${String(v)}`);
-  return v;
-}
-
-export function stateBytes(s: { [key: string]: unknown }, key: string, who: string, maxLen: number): Uint8Array {
-  const v = s[key];
-  if (!(v instanceof Uint8Array) || v.length > maxLen) {
-    throw new Error(`${who}: state.${key} must be a Uint8Array of at most ${maxLen} bytes`);
-  }
-  return v;
 }
 
 /** Run a device entry point that is not called by the transport (a backend callback). */

@@ -8,6 +8,7 @@ import {
   SECTOR, ST_BSY, ST_DRDY, ST_DRQ, ST_ERR,
 } from "../../host/devices/ata";
 import { MemoryDisk } from "../../host/virtio/memory-disk";
+import { bytesState } from "../../host/devices/state";
 
 const OBS = 0xa0; // obsolete device-register bits libata always sets (ATA_DEVICE_OBS)
 const DEVCTL_OBS = 0x08; // ditto for device control (ATA_DEVCTL_OBS)
@@ -472,13 +473,16 @@ describe("ata: snapshots", () => {
     const t = make();
     const good = t.ata.save();
     const bad = (patch: Record<string, unknown>) => () => make(t.disk).ata.restore({ ...good, ...patch });
-    expect(bad({ kind: "uart" })).toThrow(/not an ATA disk state/);
+    expect(bad({ kind: "uart" })).toThrow(/ata0: not a state of kind ata/);
+    expect(bad({ version: 2 })).toThrow(/ata0: ata state version 2 is not 1/);
     expect(bad({ sectors: 5 })).toThrow(/state is for a disk of 5 sectors/);
-    expect(bad({ taskfile: new Uint8Array(3) })).toThrow(/taskfile must be 14 bytes/);
-    expect(bad({ multiple: 3 })).toThrow(/power of two/);
-    expect(bad({ xfer: 1, op: 0, buf: new Uint8Array(0) })).toThrow(/impossible transfer/);
-    expect(bad({ xfer: 2, op: 3, buf: new Uint8Array(SECTOR), lba: SECTORS - 1, left: 1 })).toThrow(/left must be|impossible transfer/);
-    expect(bad({ buf: new Uint8Array(100) })).toThrow(/whole sectors/);
+    expect(bad({ taskfile: [1, 2, 3] })).toThrow(/state.taskfile must be an array of 14..14 items/);
+    expect(bad({ taskfile: [...good.taskfile as number[]].fill(256, 3, 4) })).toThrow(/state.taskfile\[3\] must be an integer in 0..255, got 256/);
+    expect(bad({ multiple: 3 })).toThrow(/state.multiple must be a power of two/);
+    expect(bad({ xfer: 1, op: 0, buf: bytesState(new Uint8Array(0)) })).toThrow(/impossible transfer/);
+    expect(bad({ xfer: 2, op: 3, buf: bytesState(new Uint8Array(SECTOR)), lba: SECTORS - 1, left: 1 })).toThrow(/left must be|impossible transfer/);
+    expect(bad({ buf: bytesState(new Uint8Array(100)) })).toThrow(/state.buf must be whole sectors/);
+    expect(bad({ buf: "not base64!" })).toThrow(/state.buf must be 0..8192 bytes in base64/);
     expect(bad({ power: 7 })).toThrow(/power must be/);
   });
 });

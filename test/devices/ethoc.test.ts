@@ -3,6 +3,7 @@
 // plus address filtering, loopback, flow control, bad descriptors and snapshots.
 import { describe, expect, it } from "vitest";
 import type { GuestMemory } from "../../host/devices/backends";
+import { bytesState } from "../../host/devices/state";
 import { LoopBackend } from "../virtio/helpers";
 import {
   CTRLMODER, CTRLMODER_PASSALL, CTRLMODER_RXFLOW, CTRLMODER_TXFLOW, ETH_HASH0, ETH_HASH1, ETH_TXCTRL, ETHOC_BD_BASE,
@@ -570,13 +571,14 @@ describe("ethoc: loopback, flow control, robustness, snapshots", () => {
     const t = make();
     const good = t.dev.save();
     const bad = (patch: Record<string, unknown>) => () => make().dev.restore({ ...good, ...patch });
-    expect(bad({ kind: "ata" })).toThrow(/not an ethoc state/);
-    expect(bad({ regs: new Uint32Array(3) })).toThrow(/regs must be 21 words/);
-    expect(bad({ bds: new Uint32Array(10) })).toThrow(/bds must be 256 words/);
+    expect(bad({ kind: "ata" })).toThrow(/ethoc0: not a state of kind ethoc/);
+    expect(bad({ regs: [1, 2, 3] })).toThrow(/state.regs must be an array of 21..21 items/);
+    expect(bad({ bds: new Uint32Array(256) })).toThrow(/state.bds must be an array, got a Uint32Array/);
     expect(bad({ txIndex: 64 })).toThrow(/txIndex must be/);
     expect(bad({ rxIndex: 3 })).toThrow(/rxIndex must be/);
-    expect(bad({ rx: [new Uint8Array(5)] })).toThrow(/rx\[0\]/);
-    const regs = Uint32Array.from(good.regs as Uint32Array);
+    expect(bad({ rx: [bytesState(new Uint8Array(5))] })).toThrow(/state.rx\[0\] must be 14..\d+ bytes/);
+    expect(bad({ stats: { ...good.stats as object, rxFrames: -1 } })).toThrow(/state.stats.rxFrames must be/);
+    const regs = [...good.regs as number[]];
     regs[TX_BD_NUM / 4] = 300;
     expect(bad({ regs })).toThrow(/TX_BD_NUM 300/);
   });

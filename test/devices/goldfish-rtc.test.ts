@@ -129,6 +129,6 @@ describe("goldfish rtc", () => {
     b.rtc.restore(state);
     expect(b.irq).toEqual([true]);
     expect(b.time()).toBe(5000n);
-    expect(() => b.rtc.restore({ ...state, offset: 12 })).toThrow(/goldfish-rtc: state.offset/);
+    expect(() => b.rtc.restore({ ...state, offset: 12 })).toThrow(/rtc: state.offset must be a u64 in decimal digits, got 12/);
   });
 });

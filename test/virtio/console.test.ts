@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { VirtioConsole, VIRTIO_CONSOLE_F_EMERG_WRITE, VIRTIO_CONSOLE_F_MULTIPORT, VIRTIO_CONSOLE_F_SIZE } from "../../host/virtio/console";
 import { REG_CONFIG, REG_STATUS, INT_CONFIG_CHANGE, REG_INTERRUPT_STATUS } from "../../host/virtio/mmio";
 import { TestDriver } from "./helpers";
+import { bytesState } from "../../host/devices/state";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -98,8 +99,8 @@ describe("virtio-console input", () => {
     d.init();
     const c = d.q(0).post([{ writable: 32 }]);
     expect(dec(d.ram.copy(c.addrs[0]!, 18))).toBe("typed during probe");
-    expect(() => con2.restore({ kind: "virtio-console", rx: new Uint8Array(5000), cols: 0, rows: 0 })).toThrow(/at most 4096/);
-    expect(() => con2.restore({ kind: "virtio-console", rx: [1, 2], cols: 0, rows: 0 })).toThrow(/Uint8Array/);
+    expect(() => con2.restore({ ...state, rx: bytesState(new Uint8Array(5000)) })).toThrow(/virtio-console: state.rx must be 0..4096 bytes/);
+    expect(() => con2.restore({ ...state, rx: [1, 2] })).toThrow(/state.rx must be 0..4096 bytes in base64, got an array of 2/);
   });
 });
 

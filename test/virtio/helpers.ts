@@ -264,21 +264,36 @@ export interface InitOptions {
 /** Drives a VirtioMmio through its registers as Linux's virtio_mmio + virtio core do. */
 export class TestDriver {
   readonly ram: FakeRam;
-  readonly mmio: VirtioMmio;
+  mmio: VirtioMmio;
   readonly irqLog: boolean[] = [];
   irq = false;
   queues: DriverQueue[] = [];
   features: [number, number] = [0, 0];
 
   constructor(
-    readonly device: VirtioDevice,
+    public device: VirtioDevice,
     opts: VirtioMmioOptions & { ram?: FakeRam } = {},
   ) {
     this.ram = opts.ram ?? new FakeRam();
-    this.mmio = new VirtioMmio(device, this.ram, (l) => {
+    this.mmio = this.transport(device, opts);
+  }
+
+  private transport(device: VirtioDevice, opts: VirtioMmioOptions): VirtioMmio {
+    return new VirtioMmio(device, this.ram, (l) => {
       this.irq = l;
       this.irqLog.push(l);
     }, opts);
+  }
+
+  /**
+   * The VM moved: from now on this driver (its RAM, its queues) talks to `device` behind a new
+   * transport that took the old one's saved `state`.
+   */
+  moveTo(device: VirtioDevice, state: unknown, opts: VirtioMmioOptions = {}): void {
+    const mmio = this.transport(device, opts);
+    mmio.restore(state);
+    this.device = device;
+    this.mmio = mmio;
   }
 
   get legacy(): boolean {

@@ -370,8 +370,7 @@ describe("save and restore", () => {
     d.init();
     d.q(1).post([{ data: new TextEncoder().encode("hi") }]);
     con.receive(new TextEncoder().encode("pending")); // no RX buffer yet: stays queued
-    const state = structuredClone(d.mmio.save());
-    expect(JSON.parse(JSON.stringify({ ...state, device: null }))).toBeTruthy();
+    const state = JSON.parse(JSON.stringify(d.mmio.save()));
 
     const con2 = new VirtioConsole(() => {});
     const irqs: boolean[] = [];
@@ -395,16 +394,18 @@ describe("save and restore", () => {
     const good = d.mmio.save();
     const bad = (patch: Record<string, unknown>) => ({ ...good, ...patch });
     expect(() => d.mmio.restore(null as never)).toThrow(/must be an object/);
-    expect(() => d.mmio.restore(bad({ kind: "uart" }))).toThrow(/not a virtio-mmio state/);
+    expect(() => d.mmio.restore(bad({ kind: "uart" }))).toThrow(/virtio-rng: not a state of kind virtio-mmio/);
+    expect(() => d.mmio.restore(bad({ version: 0 }))).toThrow(/virtio-mmio state version 0 is not 1/);
     expect(() => d.mmio.restore(bad({ deviceId: 2 }))).toThrow(/device id/);
     expect(() => d.mmio.restore(bad({ status: 300 }))).toThrow(/status/);
     expect(() => d.mmio.restore(bad({ driverFeatures: [1] }))).toThrow(/driverFeatures/);
     expect(() => d.mmio.restore(bad({ interruptStatus: 4 }))).toThrow(/interruptStatus/);
     expect(() => d.mmio.restore(bad({ queues: [] }))).toThrow(/queues/);
     const q0 = (good.queues as Record<string, unknown>[])[0]!;
-    expect(() => d.mmio.restore(bad({ queues: [{ ...q0, size: 3 }] }))).toThrow(/power of two/);
+    expect(() => d.mmio.restore(bad({ queues: [{ ...q0, size: 3 }] }))).toThrow(/state.queues\[0\].size must be a power of two, got 3/);
     expect(() => d.mmio.restore(bad({ queues: [{ ...q0, desc: [0x10, 0] }] }))).toThrow(/not in RAM/);
     expect(() => d.mmio.restore(bad({ device: { kind: "virtio-net" } }))).toThrow(/virtio-rng/);
+    expect(d.mmio.save()).toEqual(good);
     // still operational with the original state
     d.q(0).post([{ writable: 4 }]);
     expect(d.q(0).takeUsed()).toHaveLength(1);
