@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { VirtMachine, type VirtConfig } from "../host/machine/virt";
 import { loadCoreModule } from "../host/platform/node/core";
-import { MemoryDisk } from "../host/virtio/memory-disk";
+import { MemoryDisk } from "../host/platform/memory/disk";
 import type { NetBackend } from "../host/devices/backends";
 
 const image = (name: string, size: number) => ({ name, bytes: new Uint8Array(size).fill(0x13) }); // nops

@@ -5,7 +5,7 @@ import { assemble } from "./encoder";
 import { VirtMachine, KERNEL_ADDR, type VirtConfig } from "../host/machine/virt";
 import { loadCoreModule } from "../host/platform/node/core";
 import { EXT } from "../host/sbi/sbi";
-import { MemoryDisk } from "../host/virtio/memory-disk";
+import { MemoryDisk } from "../host/platform/memory/disk";
 import type { NetBackend } from "../host/devices/backends";
 
 // An S-mode kernel on the built-in SBI: prints 0..9 through the UART with a busy wait between

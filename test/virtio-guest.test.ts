@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { buildBaremetal } from "../guests/baremetal/build.mjs";
 import { runBareMetal } from "../host/machine/virt";
 import { loadCoreModule } from "../host/platform/node/core";
-import { MemoryDisk } from "../host/virtio";
+import { MemoryDisk } from "../host/platform/memory/disk";
 
 test("virtio_bad: every malformed request ends in DEVICE_NEEDS_RESET, the host survives", async () => {
   const { programs } = await buildBaremetal();

@@ -3,13 +3,10 @@
 // machine. Plain JSON-safe data: it crosses to worker threads as it is, and snapshots keep it.
 import type { Paging } from "../core/core";
 import type { NetdevSpec } from "../net/netdev";
+import type { BandwidthLimits, DriveInterface, NicModel } from "../machine/virt";
 
-export type { Paging };
+export type { Paging, BandwidthLimits, DriveInterface, NicModel };
 export type Mode = "para" | "full";
-/** How a disk is attached: virtio-blk (/dev/vdX) or an ATA controller (/dev/sdX). */
-export type DriveInterface = "virtio" | "ide";
-/** Which NIC a network backend gets: virtio-net or an OpenCores Ethernet MAC (ethoc). */
-export type NicModel = "virtio" | "ethoc";
 export type OnFailure = "keep" | "restart" | "destroy";
 
 /**
@@ -31,12 +28,6 @@ export interface NicConfig {
   model: NicModel;
   /** The backend: user-mode networking with its options, or a port on a named switch. */
   netdev: NetdevSpec;
-}
-
-export interface BandwidthLimits {
-  diskBytesPerSec?: number;
-  diskOpsPerSec?: number;
-  netBytesPerSec?: number;
 }
 
 export interface VmConfig {

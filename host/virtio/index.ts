@@ -6,4 +6,3 @@ export * from "./blk";
 export * from "./console";
 export * from "./rng";
 export * from "./net";
-export * from "./memory-disk";

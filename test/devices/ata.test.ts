@@ -7,7 +7,7 @@ import {
   REG_COMMAND, REG_DATA, REG_DEVICE, REG_ERROR, REG_FEATURES, REG_LBAH, REG_LBAL, REG_LBAM, REG_NSECT, REG_STATUS,
   SECTOR, ST_BSY, ST_DRDY, ST_DRQ, ST_ERR,
 } from "../../host/devices/ata";
-import { MemoryDisk } from "../../host/virtio/memory-disk";
+import { MemoryDisk } from "../../host/platform/memory/disk";
 import { bytesState } from "../../host/devices/state";
 
 const OBS = 0xa0; // obsolete device-register bits libata always sets (ATA_DEVICE_OBS)

@@ -15,7 +15,7 @@ import { VirtioBlk, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN } from "../../host/virtio/b
 import { VirtioNet } from "../../host/virtio/net";
 import { VirtioConsole } from "../../host/virtio/console";
 import { VirtioRng } from "../../host/virtio/rng";
-import { MemoryDisk } from "../../host/virtio/memory-disk";
+import { MemoryDisk } from "../../host/platform/memory/disk";
 import { FakeRam, LoopBackend, TestDriver, blkHeader, pattern } from "../virtio/helpers";
 
 /** What every saved thing offers. */

@@ -20,7 +20,7 @@ import {
   VIRTIO_BLK_T_OUT,
   VIRTIO_BLK_T_WRITE_ZEROES,
 } from "../../host/virtio/blk";
-import { MemoryDisk } from "../../host/virtio/memory-disk";
+import { MemoryDisk } from "../../host/platform/memory/disk";
 import { TokenBucket } from "../../host/devices/rate-limit";
 import type { DiskBackend } from "../../host/devices/backends";
 import { STATUS_DEVICE_NEEDS_RESET } from "../../host/virtio/mmio";

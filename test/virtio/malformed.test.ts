@@ -27,7 +27,7 @@ import { MAX_CHAIN_BYTES, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F
 import { VirtioRng } from "../../host/virtio/rng";
 import { VirtioBlk, VIRTIO_BLK_T_IN } from "../../host/virtio/blk";
 import { VirtioNet } from "../../host/virtio/net";
-import { MemoryDisk } from "../../host/virtio/memory-disk";
+import { MemoryDisk } from "../../host/platform/memory/disk";
 import type { NetBackend } from "../../host/devices/backends";
 import { FakeRam, TestDriver, blkHeader, type DriverQueue } from "./helpers";
 

@@ -38,7 +38,7 @@ import { VIRTQ_AVAIL_F_NO_INTERRUPT } from "../../host/virtio/queue";
 import { VirtioRng } from "../../host/virtio/rng";
 import { VirtioConsole } from "../../host/virtio/console";
 import { VirtioBlk, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from "../../host/virtio/blk";
-import { MemoryDisk } from "../../host/virtio/memory-disk";
+import { MemoryDisk } from "../../host/platform/memory/disk";
 import { FakeRam, TestDriver, blkHeader, pattern } from "./helpers";
 
 const counter = () => {

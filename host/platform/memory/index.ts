@@ -4,7 +4,7 @@
 // on until it wants workers and OPFS.
 import type { Remote } from "comlink";
 import { Pcpu } from "../../hv/pcpu";
-import { MemoryDisk } from "../../virtio/memory-disk";
+import { MemoryDisk } from "./disk";
 import { compileCore } from "../../core/core";
 import type { HostSockets } from "../../net/host-sockets";
 import type { HostResources, Platform, PcpuThread } from "../platform";

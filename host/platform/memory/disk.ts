@@ -1,5 +1,5 @@
 /** A DiskBackend in memory: for tests, scratch disks, and browsers without a file system. */
-import type { DiskBackend } from "../devices/backends";
+import type { DiskBackend } from "../../devices/backends";
 
 export interface MemoryDiskOptions {
   readOnly?: boolean;
