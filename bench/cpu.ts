@@ -2,7 +2,7 @@
 // core and, when it is installed, on qemu-system-riscv64 (-M spike runs the same HTIF binaries).
 import { readFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
-import { runBareMetal } from "../host/machine/virt";
+import { runBareMetal } from "../test/board";
 import { loadCoreModule } from "../host/platform/node/core";
 import { geomean, median } from "../host/util/stats";
 import { qemuVersion } from "./machine";

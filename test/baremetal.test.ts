@@ -3,7 +3,7 @@
 import { describe, test, expect, beforeAll } from "vitest";
 import { readFileSync } from "node:fs";
 import { buildBaremetal, PROGRAM_NAMES, HARNESS_PROGRAMS } from "../guests/baremetal/build.mjs";
-import { runBareMetal } from "../host/machine/virt";
+import { runBareMetal } from "./board";
 import { loadCoreModule } from "../host/platform/node/core";
 
 let programs: Record<string, string>;

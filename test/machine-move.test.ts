@@ -3,6 +3,7 @@
 import { describe, test, expect } from "vitest";
 import { assemble } from "./encoder";
 import { VirtMachine, KERNEL_ADDR, type VirtConfig } from "../host/machine/virt";
+import { runToStop } from "./board";
 import { loadCoreModule } from "../host/platform/node/core";
 import { EXT } from "../host/sbi/sbi";
 import { MemoryDisk } from "../host/platform/memory/disk";
@@ -59,7 +60,7 @@ describe("moving a VM: save, resume elsewhere", () => {
     expect(b.stats().sbi).toEqual(a.stats().sbi);
     b.sbi!.reportSteal(42n); // the STA record registered on the first machine is known here
     expect(new DataView(b.core.physRead(KERNEL_ADDR + 0x10000, 64)!.slice().buffer).getBigUint64(8, true)).toBe(42n);
-    expect(b.runToStop(20)).toEqual({ kind: "poweroff", code: 0 });
+    expect(runToStop(b, 20)).toEqual({ kind: "poweroff", code: 0 });
     expect(before.text + after.text).toBe("0123456789");
   });
 

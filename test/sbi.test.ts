@@ -2,6 +2,7 @@
 import { describe, test, expect } from "vitest";
 import { assemble } from "./encoder";
 import { VirtMachine, KERNEL_ADDR } from "../host/machine/virt";
+import { runToStop } from "./board";
 import { loadCoreModule } from "../host/platform/node/core";
 import { EXT, SPEC_VERSION, IMPL_ID, SBI_ERR_NOT_SUPPORTED, SBI_ERR_INVALID_PARAM, SBI_ERR_INVALID_ADDRESS, HART_STOPPED, HART_STARTED, HART_SUSPENDED } from "../host/sbi/sbi";
 
@@ -58,7 +59,7 @@ describe("built-in SBI", () => {
     const { m } = boot(
       call(0, EXT.BASE, 0) + call(1, EXT.BASE, 1) + call(2, EXT.BASE, 3, [EXT.TIME]) +
       call(3, EXT.BASE, 3, [EXT.DBCN]) + call(4, EXT.BASE, 3, [0x12345]) + call(5, 0x0a000000, 0) + SHUTDOWN);
-    expect(m.runToStop(10)).toEqual({ kind: "poweroff", code: 0 });
+    expect(runToStop(m, 10)).toEqual({ kind: "poweroff", code: 0 });
     const r = results(m, 12);
     expect([r[0], r[1]]).toEqual([0n, BigInt(SPEC_VERSION)]);
     expect([r[2], r[3]]).toEqual([0n, BigInt(IMPL_ID)]);
@@ -80,7 +81,7 @@ describe("built-in SBI", () => {
       ${SHUTDOWN}
     msg: .byte 0x68, 0x65, 0x6c, 0x6c, 0x6f
     `);
-    m.runToStop(10);
+    runToStop(m, 10);
     expect(output()).toBe("hello!\n");
     const r = results(m, 6);
     expect([r[0], r[1]]).toEqual([0n, 5n]);
@@ -93,7 +94,7 @@ describe("built-in SBI", () => {
       li t6, ${RESULTS + 64}
       sd t0, 0(t6)
     ` + SHUTDOWN);
-    m.runToStop(10);
+    runToStop(m, 10);
     expect(m.core.csr(0, 0x14d)).toBe(123456789n);
     const r = results(m, 9);
     expect(r[2]).toBe(0n);
@@ -123,7 +124,7 @@ describe("built-in SBI", () => {
       li a6, 1
       ecall
     `, 2);
-    expect(m.runToStop(10)).toEqual({ kind: "poweroff", code: 0 });
+    expect(runToStop(m, 10)).toEqual({ kind: "poweroff", code: 0 });
     const r = results(m, 10);
     expect([r[0], r[1]]).toEqual([0n, BigInt(HART_STOPPED)]);
     expect(r[2]).toBe(0n); // started
@@ -161,7 +162,7 @@ describe("built-in SBI", () => {
       kernel: { name: "flood", bytes: prog.bytes },
       output: (b) => chunks.push(b.length),
     });
-    expect(m.runToStop(30)).toEqual({ kind: "poweroff", code: 0 });
+    expect(runToStop(m, 30)).toEqual({ kind: "poweroff", code: 0 });
     expect(results(m, 1)[0]).toBe(4096n);
     expect(chunks.reduce((a, b) => a + b, 0)).toBe(1000 * 4096);
     expect(Math.max(...chunks)).toBeLessThanOrEqual(64 * 1024 + 4096);
@@ -171,12 +172,12 @@ describe("built-in SBI", () => {
 
   test("SRST with a failure reason ends the VM with a failure", () => {
     const { m } = boot(call(0, EXT.SRST, 0, [0, 1]));
-    expect(m.runToStop(10)).toEqual({ kind: "fail", code: 1 });
+    expect(runToStop(m, 10)).toEqual({ kind: "fail", code: 1 });
   });
 
   test("legacy shutdown", () => {
     const { m } = boot(`li a7, 8\necall\n1: j 1b`);
-    expect(m.runToStop(10)).toEqual({ kind: "poweroff", code: 0 });
+    expect(runToStop(m, 10)).toEqual({ kind: "poweroff", code: 0 });
   });
 });
 
@@ -208,7 +209,7 @@ describe("exit statistics", () => {
       module: loadCoreModule(), memory: 64 << 20, bios: "builtin", timeExits: true,
       kernel: { name: "stats-test", bytes: prog.bytes }, output: () => {},
     });
-    expect(m.runToStop(10)).toEqual({ kind: "poweroff", code: 0 });
+    expect(runToStop(m, 10)).toEqual({ kind: "poweroff", code: 0 });
     const s = m.stats();
     expect(s.sbi).toEqual({ BASE: 2, TIME: 1, SRST: 1 });
     expect(s.exits.sbi).toBe(4);
@@ -232,7 +233,7 @@ describe("STA: steal-time accounting", () => {
       call(5, EXT.STA, 0, [REC, 0, 0]) +
       SHUTDOWN);
     m.core.phys(REC, 64)!.fill(0xee);
-    m.runToStop(10);
+    runToStop(m, 10);
     expect(results(m, 12)).toEqual([0n, 1n, BigInt(SBI_ERR_INVALID_PARAM), 0n, BigInt(SBI_ERR_INVALID_PARAM), 0n,
       BigInt(SBI_ERR_INVALID_ADDRESS), 0n, BigInt(SBI_ERR_INVALID_ADDRESS), 0n, 0n, 0n]);
     const rec = () => new DataView(m.core.physRead(REC, 64)!.slice().buffer);
@@ -246,7 +247,7 @@ describe("STA: steal-time accounting", () => {
   test("all-ones address disables the record", () => {
     const all = -1n;
     const { m } = boot(call(0, EXT.STA, 0, [REC, 0, 0]) + call(1, EXT.STA, 0, [all, all, 0]) + SHUTDOWN);
-    m.runToStop(10);
+    runToStop(m, 10);
     expect(results(m, 4)).toEqual([0n, 0n, 0n, 0n]);
     m.sbi!.reportSteal(99n);
     expect(new DataView(m.core.physRead(REC, 64)!.slice().buffer).getBigUint64(8, true)).toBe(0n);

@@ -5,7 +5,7 @@
 import { test, expect } from "vitest";
 import { readFileSync } from "node:fs";
 import { buildBaremetal } from "../guests/baremetal/build.mjs";
-import { runBareMetal } from "../host/machine/virt";
+import { runBareMetal } from "./board";
 import { loadCoreModule } from "../host/platform/node/core";
 import { MemoryDisk } from "../host/platform/memory/disk";
 

@@ -728,24 +728,6 @@ export class VirtMachine {
     return this.sbi ? this.sbi.runnable(h) : this.core.runnable(h);
   }
 
-  /**
-   * Run on the calling thread until the guest stops or `timeoutSeconds` of wall time pass
-   * (then throws). For bare-metal programs, tests and benchmarks; interactive use goes
-   * through the worker, which sleeps without blocking its thread.
-   */
-  runToStop(timeoutSeconds = 60): StopReason {
-    const t0 = performance.now();
-    const nap = new Int32Array(new SharedArrayBuffer(4));
-    for (;;) {
-      const r = this.step();
-      if (r.state === "stopped") return r.reason;
-      if ((performance.now() - t0) / 1000 > timeoutSeconds) {
-        throw new Error(`guest did not stop within ${timeoutSeconds} s (pc 0x${this.core.pc(0).toString(16)})`);
-      }
-      if (r.state === "idle") Atomics.wait(nap, 0, 0, Math.min(r.sleepSeconds * 1000, 10));
-    }
-  }
-
   // Console input goes to the console the kernel was told to use: hvc0 (virtio-console) when
   // the command line says so, else the UART.
   private feedInput(): void {
@@ -826,15 +808,6 @@ function macFor(index: number): Uint8Array {
   return parseMac(`52:54:00:12:34:${(0x56 + index).toString(16).padStart(2, "0")}`)!;
 }
 
-export interface BareMetalRun {
-  reason: StopReason;
-  /** Console output (HTIF or UART), as Latin-1 text. */
-  output: string;
-  instructions: number;
-  seconds: number;
-}
-
-/** Run a bare-metal program (started in M-mode, as with --bios none) on this thread to its end. */
 /**
  * Whether the board has room for these devices (virtio-mmio slots, ATA controllers, ethoc MACs);
  * throws saying what does not fit. Requests are checked with it before any image is opened.
@@ -870,23 +843,4 @@ function readStopReason(s: StateReader): StopReason {
     default:
       return s.reject("kind", "poweroff, fail, htif or error");
   }
-}
-
-export function runBareMetal(
-  module: WebAssembly.Module,
-  program: Image,
-  opts: { memory?: number; timeoutSeconds?: number; drives?: VirtConfig["drives"] } = {},
-): BareMetalRun {
-  let output = "";
-  const m = new VirtMachine({
-    module,
-    memory: opts.memory ?? 64 << 20,
-    bios: null,
-    kernel: program,
-    drives: opts.drives,
-    output: (b) => { for (const c of b) output += String.fromCharCode(c); },
-  });
-  const t0 = performance.now();
-  const reason = m.runToStop(opts.timeoutSeconds ?? 120);
-  return { reason, output, instructions: m.core.totalInstret(), seconds: (performance.now() - t0) / 1000 };
 }

@@ -1,0 +1,46 @@
+// Driving the board (VirtMachine) on the test's own thread, step by step: for tests of the
+// board and its devices, and the CPU benchmark. VMs proper run on a pCPU (host/hv/pcpu.ts),
+// the only run loop in the VMM.
+import { VirtMachine, type Image, type StopReason, type VirtConfig } from "../host/machine/virt";
+
+/** Step `m` until the guest stops (throws after `timeoutSeconds` of wall time); idle steps sleep. */
+export function runToStop(m: VirtMachine, timeoutSeconds = 60): StopReason {
+  const t0 = performance.now();
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    const r = m.step();
+    if (r.state === "stopped") return r.reason;
+    if ((performance.now() - t0) / 1000 > timeoutSeconds) {
+      throw new Error(`guest did not stop within ${timeoutSeconds} s (pc 0x${m.core.pc(0).toString(16)})`);
+    }
+    if (r.state === "idle") Atomics.wait(nap, 0, 0, Math.min(r.sleepSeconds * 1000, 10));
+  }
+}
+
+export interface BareMetalRun {
+  reason: StopReason;
+  /** Console output (HTIF or UART), as Latin-1 text. */
+  output: string;
+  instructions: number;
+  seconds: number;
+}
+
+/** Run a bare-metal program (started in M-mode, as with --bios none) to its end. */
+export function runBareMetal(
+  module: WebAssembly.Module,
+  program: Image,
+  opts: { memory?: number; timeoutSeconds?: number; drives?: VirtConfig["drives"] } = {},
+): BareMetalRun {
+  let output = "";
+  const m = new VirtMachine({
+    module,
+    memory: opts.memory ?? 64 << 20,
+    bios: null,
+    kernel: program,
+    drives: opts.drives,
+    output: (b) => { for (const c of b) output += String.fromCharCode(c); },
+  });
+  const t0 = performance.now();
+  const reason = runToStop(m, opts.timeoutSeconds ?? 120);
+  return { reason, output, instructions: m.core.totalInstret(), seconds: (performance.now() - t0) / 1000 };
+}
