@@ -476,7 +476,66 @@ function hypervisorSection(h: HypervisorResult): Section {
 }
 
 /** The report's Markdown and its plots (file name -> SVG text, linked as results/<file>). */
-export function renderReport(r: BenchResult): { markdown: string; plots: Record<string, string> } {
+/** A figure both runs can have: what it is, its value, and which way is better. */
+interface Headline {
+  label: string;
+  value: number;
+  unit: string;
+  better: "higher" | "lower";
+}
+
+function headlines(r: BenchResult): Headline[] {
+  const out: Headline[] = [];
+  const add = (label: string, value: number | null | undefined, unit: string, better: Headline["better"]) => {
+    if (value !== null && value !== undefined && Number.isFinite(value)) out.push({ label, value, unit, better });
+  };
+  add("CPU: geometric mean", r.cpu?.mips, "MIPS", "higher");
+  add("CPU: QEMU's geometric mean (the machine)", r.cpu?.qemu_mips, "MIPS", "higher");
+  add("Boot to shell prompt, para", r.boot?.linux_para_s, "s", "lower");
+  add("Boot to shell prompt, full (OpenSBI)", r.boot?.linux_full_s, "s", "lower");
+  add("Boot to shell prompt, QEMU (the machine)", r.boot?.qemu_linux_s, "s", "lower");
+  for (const row of r.exits?.rows ?? []) add(`Exit: ${row.label}`, row.mean_us, "µs", "lower");
+  add("Memory: overhead per VM", r.memory?.overhead_mib, "MiB", "lower");
+  for (const suite of [r.fullvspara, r.paging]) {
+    for (const m of suite?.machines ?? []) for (const w of m.workloads) add(`${m.mode}/${m.paging}: ${w.label}`, w.value, w.metric, w.better);
+  }
+  if (r.hypervisor) {
+    const h = r.hypervisor;
+    add("Hypervisor: weights 1:2:4, worst share error", h.fairness.worst_error * 100, "%", "lower");
+    add("Hypervisor: host busy, 3 VMs on 2 pCPUs", h.balance.busy * 100, "%", "higher");
+    add("Hypervisor: console echo p99, worst layout", Math.max(...h.isolation.layouts.map((l) => l.p99_ms)), "ms", "lower");
+  }
+  return out;
+}
+
+/**
+ * This run's figures beside the run it replaced (bench/results/previous.json), so a change's
+ * effect is read off the report. QEMU's own figures on the same machine show how far the
+ * machine itself drifted between the runs: changes within that are noise.
+ */
+function previousRunSection(prev: BenchResult, r: BenchResult): string {
+  const before = new Map(headlines(prev).map((h) => [h.label, h]));
+  const rows = headlines(r).filter((h) => before.has(h.label)).map((h) => {
+    const p = before.get(h.label)!;
+    const change = p.value === 0 ? 0 : (h.value - p.value) / p.value;
+    const sign = change > 0 ? "+" : "";
+    const worse = h.better === "higher" ? change < 0 : change > 0;
+    return [h.label, `${formatValue(p.value)} ${h.unit}`, `${formatValue(h.value)} ${h.unit}`, `${sign}${(change * 100).toFixed(1)}%${worse && Math.abs(change) >= 0.05 ? " (worse)" : ""}`];
+  });
+  const drift = (label: string) => {
+    const a = before.get(label)?.value, b = headlines(r).find((h) => h.label === label)?.value;
+    return a && b ? `${(((b - a) / a) * 100).toFixed(1)}%` : null;
+  };
+  const qemu = [drift("CPU: QEMU's geometric mean (the machine)") && `QEMU's CPU figure moved ${drift("CPU: QEMU's geometric mean (the machine)")}`,
+    drift("Boot to shell prompt, QEMU (the machine)") && `its boot time ${drift("Boot to shell prompt, QEMU (the machine)")}`].filter(Boolean);
+  return "## Against the previous run\n\n" +
+    `The run this one replaced was made on ${prev.date}${prev.quick ? " (quick mode)" : ""}. ` +
+    (qemu.length ? `Between the two, ${qemu.join(" and ")} on the same machine: differences of that size are the machine's, not wasmvisor's. ` : "") +
+    "A change of 5% or more in the wrong direction is marked.\n\n" +
+    table(["figure", "previous run", "this run", "change"], ["---", "---:", "---:", "---:"], rows);
+}
+
+export function renderReport(r: BenchResult, previous?: BenchResult): { markdown: string; plots: Record<string, string> } {
   const m = r.machine;
   const sections = [
     r.cpu && cpuSection(r.cpu, r.quick, qemuSeries(m)), r.boot && bootSection(r.boot, qemuSeries(m)), r.exits && exitsSection(r.exits), r.memory && memorySection(r.memory),
@@ -495,6 +554,7 @@ export function renderReport(r: BenchResult): { markdown: string; plots: Record<
       [[m.cpu, `${m.cores}`, `${m.memoryGiB} GiB`, m.os, m.kernel, m.node, m.qemu ?? "not installed"]]),
     "## Targets\n\n" + table(["target", "measured", "result"], ["---", "---:", "---"],
       checkTargets(r).map((t) => [t.target, t.measured, verdict(t.pass)])),
+    ...(previous ? [previousRunSection(previous, r)] : []),
     ...body,
   ].join("\n\n") + "\n";
   return { markdown, plots };

@@ -1,7 +1,7 @@
 // `npm run bench [-- [--quick] [--only cpu,boot,exits,memory,fullvspara,paging]]`: run the benchmark
 // suites, write bench/results/latest.json, and bench/REPORT.md with its plots in bench/results/*.svg.
 // `npm run bench -- --render` only writes the report again from latest.json.
-import { writeFileSync, mkdirSync, readFileSync } from "node:fs";
+import { writeFileSync, mkdirSync, readFileSync, existsSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { cpuSuite } from "./cpu";
 import { bootSuite } from "./boot";
@@ -107,14 +107,19 @@ if (only.has("hypervisor")) {
   result.hypervisor = await hypervisorSuite(await linuxGuest(), quick, log);
 }
 
-mkdirSync(join(packageRoot(), "bench/results"), { recursive: true });
-writeFileSync(join(packageRoot(), "bench/results/latest.json"), JSON.stringify(result, null, 2) + "\n");
+const resultsDir = join(packageRoot(), "bench/results");
+mkdirSync(resultsDir, { recursive: true });
+// The run this one replaces becomes previous.json: the report sets the two side by side.
+if (existsSync(join(resultsDir, "latest.json"))) renameSync(join(resultsDir, "latest.json"), join(resultsDir, "previous.json"));
+writeFileSync(join(resultsDir, "latest.json"), JSON.stringify(result, null, 2) + "\n");
 writeReport(result);
 
 function writeReport(r: BenchResult): void {
   const root = packageRoot();
   const dir = join(root, "bench/results");
-  const { markdown, plots } = renderReport(r);
+  const previousFile = join(dir, "previous.json");
+  const previous = existsSync(previousFile) ? (JSON.parse(readFileSync(previousFile, "utf8")) as BenchResult) : undefined;
+  const { markdown, plots } = renderReport(r, previous);
   for (const [file, svg] of Object.entries(plots)) writeFileSync(join(dir, file), svg);
   writeFileSync(join(root, "bench/REPORT.md"), markdown);
   log("targets");

@@ -121,6 +121,24 @@ describe("report", () => {
     expect(plots["exits.svg"]).not.toContain("Comlink");
   });
 
+  it("sets this run beside the one it replaced, with QEMU's drift and worse figures marked", () => {
+    const prev = sample();
+    const r = sample();
+    r.date = "2026-02-01T00:00:00.000Z";
+    r.cpu = { ...r.cpu!, mips: 220, qemu_mips: 1100 }; // +4.8%, as the machine (QEMU +10%)
+    r.boot = { ...r.boot!, linux_para_s: 2.75, qemu_linux_s: 0.7 }; // +10%: worse
+    r.exits = { ...r.exits!, rows: r.exits!.rows.slice(0, 1) }; // a figure only the old run has is left out
+    const md = renderReport(r, prev).markdown;
+    expect(md).toContain("## Against the previous run");
+    expect(md).toContain("The run this one replaced was made on 2026-01-01T00:00:00.000Z. Between the two, QEMU's CPU figure moved 10.0% and its boot time 0.0% on the same machine");
+    expect(md).toContain("| CPU: geometric mean | 210 MIPS | 220 MIPS | +4.8% |");
+    expect(md).toContain("| Boot to shell prompt, para | 2.50 s | 2.75 s | +10.0% (worse) |");
+    expect(md).toContain("| Exit: MMIO store | 1.00 µs | 1.00 µs | 0.0% |");
+    expect(md).not.toContain("Exit: Comlink call");
+    // Without a previous run there is no such section.
+    expect(renderReport(r).markdown).not.toContain("Against the previous run");
+  });
+
   it("leaves QEMU out when it is not installed", () => {
     const r = sample();
     r.cpu = { ...r.cpu!, qemu_mips: null, ratio_vs_qemu: null, programs: [{ ...r.cpu!.programs[0], qemuMips: undefined, qemuSeconds: undefined }] };
