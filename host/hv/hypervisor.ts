@@ -285,10 +285,10 @@ export class Hypervisor implements Control {
     try {
       await vm.home.pcpu.act(name, action);
     } catch (e) {
-      Object.assign(vm, prev);
+      if (vm.state === to) Object.assign(vm, prev); // unless an event (its end) came meanwhile
       throw e;
     }
-    if (to === "stopped") this.markEnded(vm, "stopped", "stopped by the host", 0);
+    if (to === "stopped" && vm.exitCode === undefined) this.markEnded(vm, "stopped", "stopped by the host", 0); // (not if it ended by itself meanwhile)
     return this.infoOf(vm); // (it may be gone already: destroyed on a crash right after starting)
   }
 

@@ -206,6 +206,8 @@ export class Pcpu {
   /** Start, pause, resume or stop a VM, as the life cycle allows (stop: for good; its disks are flushed and closed). */
   act(name: string, action: Action): void {
     const vm = this.get(name);
+    // A VM that ended by itself while the control plane asked to stop it: its end is on the way.
+    if (action === "stop" && ended(vm.state)) return;
     const to = transition(name, vm.state, action, vm.reason);
     if (to === "stopped") this.end(vm, "stopped", "stopped by the host", false);
     else this.setState(vm, to as "running" | "paused");
@@ -221,11 +223,6 @@ export class Pcpu {
   stats(name: string): HostedStats {
     const vm = this.get(name);
     return { name, state: vm.state, machine: vm.machine.stats(), sched: this.sched.stats(name, performance.now()), consoleDropped: vm.dropped };
-  }
-
-  /** The devicetree the VM was given. */
-  dtb(name: string): Uint8Array {
-    return this.get(name).machine.dtb;
   }
 
   /** CPU time received plus CPU time waited for (steal), ms, per VM here: what the balancer weighs. */
