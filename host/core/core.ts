@@ -22,8 +22,18 @@ export interface CoreExports {
 /** Timebase of the machine: mtime counts at 10 MHz. */
 export const TIMEBASE_HZ = 10_000_000;
 
-/** The host clock in timebase ticks. */
-export const hostTicks = (): number => performance.now() * (TIMEBASE_HZ / 1000);
+/**
+ * A fixed instant every thread agrees on. performance.now() alone counts from its thread's own
+ * start where threads have their own time origin (a browser's Web Workers), and a VM's mtime
+ * must not jump when it moves to another thread. Counting from here keeps the ticks well inside
+ * a double's integers for decades.
+ */
+const CLOCK_EPOCH_MS = Date.UTC(2025, 0, 1);
+/** Where this thread's performance.now() starts, counted from CLOCK_EPOCH_MS. */
+const THREAD_ORIGIN_MS = performance.timeOrigin - CLOCK_EPOCH_MS;
+
+/** The host clock in timebase ticks: monotonic, and the same in every thread of the process. */
+export const hostTicks = (): number => (THREAD_ORIGIN_MS + performance.now()) * (TIMEBASE_HZ / 1000);
 
 export interface CoreOptions {
   /** The compiled core (see loadCoreModule). */

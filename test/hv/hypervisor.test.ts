@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor } from "../../host/hv/hypervisor";
 import { nodePlatform } from "../../host/platform/node";
+import { asm } from "../encoder";
 
 const dir = mkdtempSync(join(tmpdir(), "wasmvisor-hv-"));
 const busy = join(dir, "busy.bin");
@@ -51,4 +52,42 @@ describe("a pCPU worker that dies", () => {
       await hv.close();
     }
   });
+});
+
+describe("the guest's clock", () => {
+  test("does not go back when the VM moves to a pCPU whose thread started later", async () => {
+    // The guest reads mtime without end; should it ever see it go back, it fails with code 3.
+    const watch = join(dir, "clock-watch.bin");
+    writeFileSync(watch, asm`
+      rdtime t0
+    1:
+      rdtime t1
+      bltu t1, t0, 2f
+      mv t0, t1
+      j 1b
+    2:
+      li t2, 0x100000
+      li t3, ${(3 << 16) | 0x3333}
+      sw t3, 0(t2)
+      j 2b
+    `);
+    const hv = await Hypervisor.start(nodePlatform, { cpus: 2, balance: false });
+    try {
+      // A pCPU thread replaced a second from now has a clock of its own that starts later.
+      await new Promise((r) => setTimeout(r, 1000));
+      const homes = (hv as unknown as { homes: { alive: boolean; thread: { terminate(): Promise<void> } }[] }).homes;
+      await homes[1].thread.terminate();
+      for (let i = 0; i < 200 && !homes[1].alive; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(homes[1].alive).toBe(true);
+      await hv.create({ name: "clock", bios: "none", kernel: watch, memory: "16M", onFailure: "keep" });
+      expect(hv.info("clock").pcpu).toBe(0);
+      await hv.act("clock", "start");
+      await new Promise((r) => setTimeout(r, 200));
+      await hv.move("clock", 1);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(hv.info("clock")).toMatchObject({ pcpu: 1, state: "running" });
+    } finally {
+      await hv.close();
+    }
+  }, 30_000);
 });
