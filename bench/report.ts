@@ -496,8 +496,8 @@ function headlines(r: BenchResult): Headline[] {
   add("Boot to shell prompt, QEMU (the machine)", r.boot?.qemu_linux_s, "s", "lower");
   for (const row of r.exits?.rows ?? []) add(`Exit: ${row.label}`, row.mean_us, "µs", "lower");
   add("Memory: overhead per VM", r.memory?.overhead_mib, "MiB", "lower");
-  for (const suite of [r.fullvspara, r.paging]) {
-    for (const m of suite?.machines ?? []) for (const w of m.workloads) add(`${m.mode}/${m.paging}: ${w.label}`, w.value, w.metric, w.better);
+  for (const [suite, result] of [["Full vs para", r.fullvspara], ["Paging", r.paging]] as const) {
+    for (const m of result?.machines ?? []) for (const w of m.workloads) add(`${suite}, ${m.mode}/${m.paging}: ${w.label}`, w.value, w.metric, w.better);
   }
   if (r.hypervisor) {
     const h = r.hypervisor;
