@@ -214,6 +214,16 @@ describe("UserNet over an in-memory HostSockets", () => {
     expect(budget.used).toBe(0);
   });
 
+  it("refuses the guest's connection, and gives its socket back, when the platform cannot even start one", async () => {
+    const { host, budget, h } = fakeNet();
+    host.connectTcp = () => { throw new Error("no sockets on this platform today"); };
+    const g = guestTcp(h, ip4(192, 0, 2, 7), 443, 40003);
+    g.connect();
+    await waitUntil(() => g.state === "reset", 2000, "the RST");
+    expect(budget.used).toBe(0);
+    expect(reported.splice(0).map((e) => (e as Error).message)).toEqual(["no sockets on this platform today"]);
+  });
+
   it("pauses the host stream while the guest is not reading", async () => {
     const { host, un, h } = fakeNet();
     const g = new GuestTcp(h, { localPort: 40003, remoteIp: GW, remotePort: 8080, rcvBuf: 16 * 1024, autoRead: false });

@@ -616,13 +616,26 @@ class TcpConn implements Sender {
 
   /** Connects to the host for a connection the guest opened; its SYN is answered once connected. */
   connectHost(sockets: HostSockets, to: HostAddress): void {
-    this.socket = sockets.connectTcp(to, this.hostHandlers());
+    try {
+      this.socket = sockets.connectTcp(to, this.hostHandlers());
+    } catch (e) {
+      // A platform that cannot even start one: the guest hears a refusal, the socket goes back.
+      this.link.report(e);
+      this.refuse();
+      return;
+    }
     this.arm("connect", CONNECT_TIMEOUT);
   }
 
   /** Takes a hostfwd client's connection and opens one to the guest for it. */
   acceptHost(incoming: IncomingTcp): void {
-    this.socket = incoming.accept(this.hostHandlers());
+    try {
+      this.socket = incoming.accept(this.hostHandlers());
+    } catch (e) {
+      this.link.report(e);
+      this.remove(); // the guest has seen nothing of it yet
+      return;
+    }
     this.rttStart = performance.now();
     this.sendSyn();
     this.arm("rtx", this.rto);
