@@ -180,7 +180,7 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
       await hv.create({ name, mode: "para", memory: "32M", kernel: guest.kernel, initrd: guest.initramfs, append: "console=ttyS0" });
       create.push(performance.now() - t1);
       outputs.set(name, "");
-      hv.attachConsole(name, (b) => outputs.set(name, outputs.get(name)! + Buffer.from(b).toString("latin1").slice(-64)));
+      hv.attachConsole(name, (b) => { outputs.set(name, outputs.get(name)! + Buffer.from(b).toString("latin1").slice(-64)); });
       await hv.act(name, "start");
       started.push(performance.now());
     }

@@ -10,14 +10,13 @@ import { parseNic } from "../config/parse";
 import { Hypervisor } from "../hv/hypervisor";
 import { HvError } from "../hv/types";
 import { nodePlatform } from "../platform/node";
+import { EMULATION_FAILURE } from "../machine/virt";
 import { packageRoot } from "../platform/node/core";
 import { formatStats } from "./stats";
 import { hostCommand, ctlCommand } from "./hv";
 
 const VERSION = "0.1.0";
 const CTRL_A = 0x01;
-/** The process's exit status when the VMM itself fails (sysexits' EX_SOFTWARE). */
-const INTERNAL_FAILURE = 70;
 
 function fail(message: string, code = 1): never {
   process.stderr.write(`wasmvisor: ${message}\n`);
@@ -44,10 +43,10 @@ async function boot(cmd: BootCommand): Promise<number> {
       fail(`--dtb-out ${cmd.dtbOut}: cannot write (${(e as Error).message})`);
     }
   }
-  let pending = Promise.resolve();
-  const serial = hv.attachConsole(config.name, (bytes) => {
-    pending = pending.then(() => new Promise<void>((resolve) => process.stdout.write(bytes, () => resolve())));
-  });
+  // Output as fast as stdout takes it: when its buffer is full, the console pauses until it
+  // drains (the guest then waits, as on a serial line), so a slow reader costs no memory.
+  const serial = hv.attachConsole(config.name, (bytes) => process.stdout.write(bytes));
+  process.stdout.on("drain", () => serial.resume());
 
   // Terminal: raw mode so every key reaches the guest; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.
   const stdin = process.stdin;
@@ -83,12 +82,13 @@ async function boot(cmd: BootCommand): Promise<number> {
   const started = performance.now();
   await hv.act(config.name, "start");
   const end = await hv.waitForEnd(config.name);
-  await pending;
-  let code = end.exitCode ?? INTERNAL_FAILURE;
+  serial.resume(); // what it printed last
+  await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
+  let code = end.exitCode ?? EMULATION_FAILURE;
   if (quitting) code = 0;
   // A guest's own failure (a test-device code, an HTIF exit) is its exit status; the VMM's
   // failures (a trap loop, an emulation error, a dead worker) are said.
-  else if (end.state === "failed" && code === INTERNAL_FAILURE) process.stderr.write(`\r\nwasmvisor: ${end.reason}\r\n`);
+  else if (end.state === "failed" && code === EMULATION_FAILURE) process.stderr.write(`\r\nwasmvisor: ${end.reason}\r\n`);
   if (cmd.stats) {
     const stats = await hv.machineStats(config.name).catch(() => null);
     process.stderr.write(stats ? formatStats({ ...stats, seconds: (performance.now() - started) / 1000 }) : "wasmvisor: no statistics (the VM's worker is gone)\n");
@@ -151,4 +151,4 @@ export async function main(argv: string[]): Promise<void> {
   process.exit(code);
 }
 
-main(process.argv.slice(2)).catch((e) => fail(`internal error: ${(e as Error).message}`, INTERNAL_FAILURE));
+main(process.argv.slice(2)).catch((e) => fail(`internal error: ${(e as Error).message}`, EMULATION_FAILURE));

@@ -9,8 +9,8 @@ import * as Comlink from "comlink";
 import { vmmLayout } from "../core/core";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { percentile } from "../util/stats";
-import { EMULATION_FAILURE, type Pcpu, type VmEvent, type HostedStats } from "./pcpu";
-import type { MachineStats } from "../machine/virt";
+import type { Pcpu, VmEvent, HostedStats } from "./pcpu";
+import { EMULATION_FAILURE, type MachineStats } from "../machine/virt";
 import type { Control } from "./types";
 import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } from "../config/parse";
 import type { VmConfig } from "../config/vm-config";
@@ -75,12 +75,16 @@ interface VmRecord {
   scrollbackBytes: number;
   /** The devicetree it was given. */
   dtb: Uint8Array;
-  listeners: Set<(bytes: Uint8Array) => void>;
+  listeners: Set<ConsoleListener>;
+  /** Listeners that asked for a pause (returned false): the console is not drained meanwhile. */
+  held: Set<ConsoleListener>;
+  /** Wakes the console's drain when the last pause ends. */
+  unheld: (() => void) | null;
   restarts: number;
   restartTimes: number[];
   moves: number;
-  /** A move under way (other operations wait for it), or null. */
-  moving: Promise<unknown> | null;
+  /** A build, restart or move under way (other operations wait for it), or null. */
+  busy: Promise<unknown> | null;
   /** CPU and steal time on pCPUs it has left (ms). */
   carried: { cpuMs: number; stealMs: number };
   /** The balancer's view: CPU + steal total at its last look, and when it may move the VM again. */
@@ -230,17 +234,20 @@ export class Hypervisor implements Control {
     const vm: VmRecord = {
       config, fds, home, state: "created", waiters: [], committed,
       out: new ByteRing(CONSOLE_OUT), input: new ByteRing(CONSOLE_IN),
-      scrollback: [], scrollbackBytes: 0, listeners: new Set(), restarts: 0, restartTimes: [], dtb: new Uint8Array(0),
-      moves: 0, moving: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 },
+      scrollback: [], scrollbackBytes: 0, listeners: new Set(), held: new Set(), unheld: null, restarts: 0, restartTimes: [], dtb: new Uint8Array(0),
+      moves: 0, busy: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 },
     };
     // Reserve the name and the resources while the pCPU builds it; undo everything on failure.
+    // A destroy (or anything else) meanwhile waits for the build, so nothing is left unaccounted.
     this.vms.set(name, vm);
-    try {
-      await this.build(vm);
-    } catch (e) {
-      this.vms.delete(name);
-      throw e;
-    }
+    await this.exclusive(vm, async () => {
+      try {
+        await this.build(vm);
+      } catch (e) {
+        this.vms.delete(name);
+        throw e;
+      }
+    });
     this.background(`draining ${name}'s console`, this.drainConsole(vm));
     return this.info(name);
   }
@@ -275,21 +282,29 @@ export class Hypervisor implements Control {
   }
 
   async act(name: string, action: Action): Promise<VmInfo> {
-    const vm = await this.settled(name);
-    const to = transition(name, vm.state, action, vm.reason);
-    this.alive(vm);
-    // The new state first: an event the VM sends once it runs (a crash) must win over it.
-    const prev = { state: vm.state, reason: vm.reason };
-    vm.state = to;
-    if (to === "stopped") vm.reason = "stopped by the host";
-    try {
-      await vm.home.pcpu.act(name, action);
-    } catch (e) {
-      if (vm.state === to) Object.assign(vm, prev); // unless an event (its end) came meanwhile
-      throw e;
-    }
-    if (to === "stopped" && vm.exitCode === undefined) this.markEnded(vm, "stopped", "stopped by the host", 0); // (not if it ended by itself meanwhile)
-    return this.infoOf(vm); // (it may be gone already: destroyed on a crash right after starting)
+    const vm = this.get(name);
+    return this.exclusive(vm, async () => {
+      this.present(vm);
+      const to = transition(name, vm.state, action, vm.reason);
+      this.alive(vm);
+      // The new state first: an event the VM sends once it runs (a crash) must win over it.
+      const prev = { state: vm.state, reason: vm.reason };
+      vm.state = to;
+      if (to === "stopped") vm.reason = "stopped by the host";
+      let end: VmEvent | null;
+      try {
+        end = await vm.home.pcpu.act(name, action);
+      } catch (e) {
+        if (vm.state === to) Object.assign(vm, prev); // unless an event (its end) came meanwhile
+        // The pCPU's refusals cross the thread as plain errors: a refusal of the life cycle is still a 409.
+        throw /^cannot /.test((e as Error).message) ? conflict((e as Error).message) : e;
+      }
+      // The VM ended by itself just before the stop reached it: that end is what happened (its
+      // failure policy is not applied: the host wanted it stopped anyway).
+      if (end) this.markEnded(vm, end.state, end.reason, end.code);
+      else if (to === "stopped" && vm.exitCode === undefined) this.markEnded(vm, "stopped", "stopped by the host", 0);
+      return this.infoOf(vm);
+    });
   }
 
   /** Resolves when the VM has stopped or failed (at once if it has), with how it ended. */
@@ -305,11 +320,15 @@ export class Hypervisor implements Control {
   }
 
   async destroy(name: string): Promise<void> {
-    const vm = await this.settled(name);
-    this.vms.delete(name);
-    vm.listeners.clear();
-    if (!ended(vm.state)) this.markEnded(vm, "stopped", "destroyed", 0);
-    if (vm.home.alive) await vm.home.pcpu.destroy(name).catch(() => {});
+    const vm = this.get(name);
+    await this.exclusive(vm, async () => {
+      this.present(vm);
+      this.vms.delete(name);
+      vm.listeners.clear();
+      vm.held.clear();
+      if (!ended(vm.state)) this.markEnded(vm, "stopped", "destroyed", 0);
+      if (vm.home.alive) await vm.home.pcpu.destroy(name).catch(() => {});
+    });
   }
 
   async stats(name: string): Promise<VmRunStats> {
@@ -332,7 +351,13 @@ export class Hypervisor implements Control {
     return (await vm.home.pcpu.stats(name)).machine;
   }
 
-  attachConsole(name: string, onOutput: (bytes: Uint8Array) => void): { write(bytes: Uint8Array): void; detach(): void } {
+  /**
+   * Console output goes to onOutput until detach(); write() sends keys to the guest. A listener
+   * that cannot take more for now (a terminal whose writes back up) returns false: the console
+   * is not drained until it calls resume(), so the VM's output waits in the ring and then in
+   * its pCPU, and past a megabyte the VM itself waits (as on a real serial line); nothing is lost.
+   */
+  attachConsole(name: string, onOutput: ConsoleListener): ConsoleHandle {
     const vm = this.get(name);
     for (const chunk of vm.scrollback) onOutput(chunk);
     vm.listeners.add(onOutput);
@@ -346,7 +371,11 @@ export class Hypervisor implements Control {
         }
         ringDoorbell(vm.home.doorbell);
       },
-      detach: () => { vm.listeners.delete(onOutput); },
+      resume: () => this.unhold(vm, onOutput),
+      detach: () => {
+        vm.listeners.delete(onOutput);
+        this.unhold(vm, onOutput);
+      },
     };
   }
 
@@ -357,15 +386,14 @@ export class Hypervisor implements Control {
    */
   async move(name: string, to: number): Promise<VmInfo> {
     if (!Number.isInteger(to) || to < 0 || to >= this.pcpus) throw badRequest(`pCPU ${to} does not exist (the host has ${this.pcpus}: 0 to ${this.pcpus - 1})`);
-    const vm = await this.settled(name);
-    if (ended(vm.state)) throw conflict(`cannot move ${name}: it is ${vm.state}`);
-    if (vm.home.index === to) return this.infoOf(vm);
-    const from = vm.home, target = this.homes[to];
-    this.alive(vm);
-    if (!target.alive) throw new HvError(500, `pCPU ${to}'s worker is not running`);
-    let done!: () => void;
-    vm.moving = new Promise<void>((resolve) => { done = resolve; });
-    try {
+    const vm = this.get(name);
+    return this.exclusive(vm, async () => {
+      this.present(vm);
+      if (ended(vm.state)) throw conflict(`cannot move ${name}: it is ${vm.state}`);
+      if (vm.home.index === to) return this.infoOf(vm);
+      const from = vm.home, target = this.homes[to];
+      this.alive(vm);
+      if (!target.alive) throw new HvError(500, `pCPU ${to}'s worker is not running`);
       const m = await from.pcpu.release(name);
       try {
         await target.pcpu.adopt(m);
@@ -377,21 +405,39 @@ export class Hypervisor implements Control {
       vm.carried.stealMs += m.stealMs;
       vm.home = target;
       vm.moves++;
-    } finally {
-      vm.moving = null;
-      done();
-    }
-    return this.infoOf(vm);
+      return this.infoOf(vm);
+    });
   }
 
-  // The VM, once any move under way has finished.
+  // The VM, once any build, restart or move under way has finished.
   private async settled(name: string): Promise<VmRecord> {
     let vm = this.get(name);
-    while (vm.moving) {
-      await vm.moving;
+    while (vm.busy) {
+      await vm.busy.catch(() => {});
       vm = this.get(name);
     }
     return vm;
+  }
+
+  // Run `work` once every operation on the VM before it is done, and keep the ones after it
+  // (and reads) waiting until it is: operations on one VM happen one at a time, in order.
+  private async exclusive<T>(vm: VmRecord, work: () => Promise<T>): Promise<T> {
+    const prior = vm.busy;
+    const p = (async () => {
+      if (prior) await prior.catch(() => {});
+      return work();
+    })();
+    vm.busy = p;
+    try {
+      return await p;
+    } finally {
+      if (vm.busy === p) vm.busy = null;
+    }
+  }
+
+  // The VM is still this host's (not destroyed while the operation waited its turn).
+  private present(vm: VmRecord): void {
+    if (this.vms.get(vm.config.name) !== vm) throw notFound(`no VM named ${vm.config.name}`);
   }
 
   /**
@@ -411,7 +457,7 @@ export class Hypervisor implements Control {
       const totals = await Promise.all(this.homes.map((h) => (h.alive ? h.pcpu.demand().catch(() => ({})) : {}))) as Record<string, number>[];
       for (const [name, vm] of this.vms) {
         const here = totals[vm.home.index][name];
-        if (vm.state !== "running" || vm.moving || here === undefined) continue;
+        if (vm.state !== "running" || vm.busy || here === undefined) continue;
         const total = vm.carried.cpuMs + vm.carried.stealMs + here;
         const d = Math.min(vm.config.smp, Math.max(0, (total - vm.balance.demandTotal) / Math.max(1, now - vm.balance.at)));
         vm.balance.demandTotal = total;
@@ -464,7 +510,8 @@ export class Hypervisor implements Control {
 
   private onVmEvent(e: VmEvent): void {
     const vm = this.vms.get(e.name);
-    if (!vm) return;
+    // Nothing to do for a VM the host has ended already (a stop that won the race).
+    if (!vm || (ended(vm.state) && vm.exitCode !== undefined)) return;
     this.markEnded(vm, e.state, e.reason, e.code);
     const policy = vm.config.onFailure;
     this.opts.onEvent?.(`${e.name} ${e.state}: ${e.reason}${e.state === "failed" && policy !== "keep" ? ` (${policy === "restart" ? "restarting it" : "destroying it"})` : ""}`);
@@ -490,45 +537,58 @@ export class Hypervisor implements Control {
     for (const w of vm.waiters.splice(0)) w(info);
   }
 
-  private async restart(vm: VmRecord): Promise<void> {
+  // Built again and started, unless it was destroyed or started otherwise meanwhile.
+  private restart(vm: VmRecord): Promise<void> {
     const name = vm.config.name;
-    const now = Date.now();
-    vm.restartTimes = vm.restartTimes.filter((t) => now - t < 60_000);
-    if (vm.restartTimes.length >= MAX_RESTARTS_PER_MINUTE) {
-      vm.reason = `${vm.reason}; not restarted: it failed ${MAX_RESTARTS_PER_MINUTE} times within a minute`;
-      return;
-    }
-    vm.restartTimes.push(now);
-    try {
-      await vm.home.pcpu.destroy(name);
-      await this.build(vm);
-      vm.restarts++;
-      vm.state = "running"; // before start: a crash right away must find it running
-      vm.exitCode = undefined;
-      await vm.home.pcpu.act(name, "start");
-    } catch (e) {
-      this.markEnded(vm, "failed", `restart failed: ${(e as Error).message}`, EMULATION_FAILURE);
-    }
+    return this.exclusive(vm, async () => {
+      if (this.vms.get(name) !== vm || vm.state !== "failed") return;
+      const now = Date.now();
+      vm.restartTimes = vm.restartTimes.filter((t) => now - t < 60_000);
+      if (vm.restartTimes.length >= MAX_RESTARTS_PER_MINUTE) {
+        vm.reason = `${vm.reason}; not restarted: it failed ${MAX_RESTARTS_PER_MINUTE} times within a minute`;
+        return;
+      }
+      vm.restartTimes.push(now);
+      try {
+        await vm.home.pcpu.destroy(name);
+        await this.build(vm);
+        vm.restarts++;
+        vm.state = "running"; // before start: a crash right away must find it running
+        vm.exitCode = undefined;
+        vm.reason = undefined;
+        await vm.home.pcpu.act(name, "start");
+      } catch (e) {
+        this.markEnded(vm, "failed", `restart failed: ${(e as Error).message}`, EMULATION_FAILURE);
+      }
+    });
   }
 
   // Console output, as the pCPU writes it (the ring wakes us): into the scrollback and to the
   // attached clients. Ends when the VM is destroyed.
   private async drainConsole(vm: VmRecord): Promise<void> {
     while (!this.closed && this.vms.get(vm.config.name) === vm) {
-      await vm.out.waitForData(1000);
+      // Held by a listener: the ring stays full until it resumes (pumpConsole runs then).
+      if (vm.held.size) await new Promise<void>((resolve) => { vm.unheld = resolve; setTimeout(resolve, 1000); });
+      else await vm.out.waitForData(1000);
       this.pumpConsole(vm);
     }
   }
 
+  private unhold(vm: VmRecord, listener: ConsoleListener): void {
+    if (!vm.held.delete(listener)) return;
+    this.pumpConsole(vm);
+    if (vm.held.size === 0) vm.unheld?.();
+  }
+
   private pumpConsole(vm: VmRecord): void {
-    if (vm.out.available() > 0) {
+    if (vm.held.size === 0 && vm.out.available() > 0) {
       const bytes = vm.out.read();
       vm.scrollback.push(bytes);
       vm.scrollbackBytes += bytes.length;
       while (vm.scrollbackBytes - vm.scrollback[0].length >= this.scrollbackLimit) vm.scrollbackBytes -= vm.scrollback.shift()!.length;
       for (const l of vm.listeners) {
         try {
-          l(bytes);
+          if (l(bytes) === false) vm.held.add(l);
         } catch {
           vm.listeners.delete(l); // a client that cannot take output is detached, not the VM's console
         }
@@ -538,3 +598,14 @@ export class Hypervisor implements Control {
 }
 
 const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+
+/** Takes a VM's console output; returning false asks for a pause until the handle's resume(). */
+export type ConsoleListener = (bytes: Uint8Array) => boolean | void;
+
+export interface ConsoleHandle {
+  /** Keys for the guest (dropped if it is not reading). */
+  write(bytes: Uint8Array): void;
+  /** The listener can take output again after returning false. */
+  resume(): void;
+  detach(): void;
+}

@@ -16,7 +16,7 @@
 import { Scheduler, type EntityStats } from "./scheduler";
 import { buildMachine, type BootImages } from "../vm/build";
 import { ByteRing, ringDoorbell } from "../util/ring";
-import type { VirtMachine, MachineStats, StopReason, MachineState } from "../machine/virt";
+import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason, type MachineState } from "../machine/virt";
 import type { VmConfig } from "../config/vm-config";
 import type { Platform } from "../platform/platform";
 import { transition, ended, type Action, type VmState } from "./lifecycle";
@@ -52,6 +52,9 @@ export interface MovingVm {
   /** CPU and steal time it had here (ms), for its totals. */
   cpuMs: number;
   stealMs: number;
+  /** Console output the ring had no room for yet, and the bytes dropped so far. */
+  backlog: Uint8Array[];
+  dropped: number;
 }
 
 export interface HostedStats {
@@ -64,10 +67,12 @@ export interface HostedStats {
 }
 
 /**
- * Console output waiting for room in a full ring, per VM: a guest printing faster than the
- * control plane drains loses nothing up to this much, and the pCPU never waits for the reader.
+ * Console output waiting for room in a full ring, per VM. The pCPU never waits for the reader:
+ * a VM with this much waiting is not run until the reader has taken some (as a UART's guest waits
+ * for its FIFO), so nothing is lost; only what one step prints beyond CONSOLE_BACKLOG_MAX would be.
  */
 const CONSOLE_BACKLOG = 1 << 20;
+const CONSOLE_BACKLOG_MAX = 4 * CONSOLE_BACKLOG;
 
 /** How long one step of guest execution aims to take (ms): the preemption granularity. */
 const STEP_MS = 1;
@@ -76,8 +81,6 @@ const YIELD_MS = 10;
 const DEFAULT_WATCHDOG_MS = 5000;
 /** How soon a VM's console backlog is tried again while nothing runs (ms). */
 const BACKLOG_RETRY_MS = 10;
-/** The exit status of a VM that failed in the host (sysexits' EX_SOFTWARE). */
-export const EMULATION_FAILURE = 70;
 
 interface Hosted {
   req: HostedVmRequest;
@@ -137,6 +140,7 @@ export class Pcpu {
     const moving: MovingVm = {
       req: vm.req, memory: vm.machine.core.memory, machine: vm.machine.save(), state: vm.state as MovingVm["state"],
       cpuMs: this.sched.cpuMs(name), stealMs: this.sched.stealMs(name, performance.now()),
+      backlog: vm.backlog, dropped: vm.dropped,
     };
     vm.machine.close();
     this.vms.delete(name);
@@ -147,6 +151,9 @@ export class Pcpu {
   /** Resume a released VM here, in the state it had. */
   async adopt(m: MovingVm): Promise<void> {
     const vm = await this.host(m.req, { memory: m.memory, state: m.machine });
+    vm.backlog = m.backlog;
+    vm.backlogBytes = m.backlog.reduce((n, b) => n + b.length, 0);
+    vm.dropped = m.dropped;
     if (m.state !== "created") this.setState(vm, m.state);
   }
 
@@ -168,15 +175,15 @@ export class Pcpu {
     return vm;
   }
 
-  // Console output never makes the pCPU wait: what the ring has no room for waits here, up to
-  // CONSOLE_BACKLOG bytes, and past that is dropped (and counted).
+  // Console output never makes the pCPU wait: what the ring has no room for waits here (and the
+  // VM with it, past CONSOLE_BACKLOG); beyond CONSOLE_BACKLOG_MAX it is dropped and counted.
   private writeConsole(vm: Hosted, bytes: Uint8Array): void {
     if (vm.backlogBytes === 0) {
       const n = vm.out.write(bytes);
       if (n === bytes.length) return;
       bytes = bytes.subarray(n);
     }
-    const keep = Math.min(bytes.length, CONSOLE_BACKLOG - vm.backlogBytes);
+    const keep = Math.min(bytes.length, CONSOLE_BACKLOG_MAX - vm.backlogBytes);
     if (keep > 0) {
       vm.backlog.push(bytes.slice(0, keep));
       vm.backlogBytes += keep;
@@ -203,14 +210,22 @@ export class Pcpu {
     }
   }
 
-  /** Start, pause, resume or stop a VM, as the life cycle allows (stop: for good; its disks are flushed and closed). */
-  act(name: string, action: Action): void {
+  /**
+   * Start, pause, resume or stop a VM, as the life cycle allows (stop: for good; its disks are
+   * flushed and closed). A stop that finds the VM ended by itself answers with that end, if it
+   * has not been told yet (it is then not told again).
+   */
+  act(name: string, action: Action): VmEvent | null {
     const vm = this.get(name);
-    // A VM that ended by itself while the control plane asked to stop it: its end is on the way.
-    if (action === "stop" && ended(vm.state)) return;
+    if (action === "stop" && ended(vm.state)) {
+      const e = vm.endEvent;
+      vm.endEvent = null;
+      return e;
+    }
     const to = transition(name, vm.state, action, vm.reason);
     if (to === "stopped") this.end(vm, "stopped", "stopped by the host", false);
     else this.setState(vm, to as "running" | "paused");
+    return null;
   }
 
   destroy(name: string): void {
@@ -319,6 +334,10 @@ export class Pcpu {
       const ms = Math.max(0, Math.min(until - performance.now(), 1000));
       const w = Atomics.waitAsync(this.doorbell, 0, seen, ms);
       if (w.async) await w.value;
+      // The doorbell rang, or the time had come, before the wait began: the event loop still
+      // gets its turn (on the calling thread, the control plane lives there).
+      else if (performance.now() - turnStart >= YIELD_MS) await this.platform.yieldTurn();
+      else continue;
       turnStart = performance.now();
     }
   }
@@ -327,6 +346,10 @@ export class Pcpu {
   private pollWakeups(now: number): void {
     for (const vm of this.vms.values()) {
       if (vm.state !== "running" || this.sched.isRunnable(vm.name)) continue;
+      if (this.consoleFull(vm)) { // it waits for its console's reader
+        vm.wakeAt = Math.max(vm.wakeAt === Infinity ? 0 : vm.wakeAt, now + BACKLOG_RETRY_MS);
+        continue;
+      }
       if (now >= vm.wakeAt || vm.machine.runnable()) {
         vm.wakeAt = Infinity;
         this.sched.setRunnable(vm.name, true, now, true);
@@ -334,10 +357,20 @@ export class Pcpu {
     }
   }
 
+  /** Whether the VM has so much console output waiting for the reader that it must not run (after handing over what fits). */
+  private consoleFull(vm: Hosted): boolean {
+    if (vm.backlogBytes) this.flushConsole(vm);
+    return vm.backlogBytes >= CONSOLE_BACKLOG;
+  }
+
   private runSlice(vm: Hosted, sliceMs: number): void {
     const name = vm.name;
-    this.flushConsole(vm);
     const t0 = performance.now();
+    if (this.consoleFull(vm)) {
+      vm.wakeAt = t0 + BACKLOG_RETRY_MS;
+      this.sched.setRunnable(name, false, t0);
+      return;
+    }
     let t = t0;
     const w0 = vm.machine.work;
     // Paravirtual guests learn their steal time (SBI STA) as they are scheduled in.
@@ -358,7 +391,7 @@ export class Pcpu {
           this.sched.setRunnable(name, false, t);
           break;
         }
-        if (t - t0 >= sliceMs) break;
+        if (t - t0 >= sliceMs || vm.backlogBytes >= CONSOLE_BACKLOG) break;
         this.pollWakeups(t);
         if (this.sched.preempts(name)) break;
       }

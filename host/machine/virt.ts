@@ -131,6 +131,9 @@ export interface MachineStats {
   paging: { mode: Paging } & PagingStats;
 }
 
+/** The exit status of a VM that failed in the VMM rather than by the guest's own doing (sysexits' EX_SOFTWARE). */
+export const EMULATION_FAILURE = 70;
+
 export type StopReason =
   | { kind: "poweroff"; code: 0 }
   | { kind: "fail"; code: number }
@@ -666,7 +669,7 @@ export class VirtMachine {
         if (timed) this.exitSeconds.sbi += (performance.now() - t0) / 1000;
         if (core.halted(h)) break; // hart_stop / hart_suspend
       } else {
-        this.stop({ kind: "error", code: 70, message: `core returned unknown exit ${reason}` });
+        this.stop({ kind: "error", code: EMULATION_FAILURE, message: `core returned unknown exit ${reason}` });
       }
       left -= EXIT_WORK + Math.floor(this.dmaBytes / 64);
       this.dmaBytes = 0;
@@ -689,7 +692,7 @@ export class VirtMachine {
     const hex = (v: bigint) => `0x${v.toString(16)}`;
     const m = c.priv(h) === 3;
     this.stop({
-      kind: "error", code: 70,
+      kind: "error", code: EMULATION_FAILURE,
       message: `hart ${h} is stuck in a trap loop: every instruction traps, its trap handler's too ` +
         `(pc ${hex(c.pc(h))}, ${m ? "mcause" : "scause"} ${hex(c.csr(h, m ? CSR_MCAUSE : CSR_SCAUSE))}, ` +
         `${m ? "mtval" : "stval"} ${hex(c.csr(h, m ? CSR_MTVAL : CSR_STVAL))})`,
@@ -799,7 +802,7 @@ export class VirtMachine {
       if (fromhost) this.core.writePhys64(fromhost, (1n << 56n) | (1n << 48n) | 0x100n | (payload & 0xffn));
       return;
     }
-    this.stop({ kind: "error", code: 70, message: `unsupported HTIF request 0x${value.toString(16)} (device ${dev}, command ${cmd})` });
+    this.stop({ kind: "error", code: EMULATION_FAILURE, message: `unsupported HTIF request 0x${value.toString(16)} (device ${dev}, command ${cmd})` });
   }
 }
 

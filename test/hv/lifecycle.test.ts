@@ -86,3 +86,105 @@ describe("a VM's end", () => {
     }
   }, 60_000);
 });
+
+/** `n` bytes on the UART ('a' + i % 16), then the test device: poweroff, or FAIL with `failCode`. */
+function printer(n: number, failCode?: number): Uint8Array {
+  return asm`
+    li t0, ${UART}
+    li t1, ${n}
+    li t2, 0
+  1:
+    andi t3, t2, 15
+    addi t3, t3, 97
+    sb t3, 0(t0)
+    addi t2, t2, 1
+    bne t2, t1, 1b
+    li t0, 0x100000
+    li t1, ${failCode === undefined ? 0x5555 : (failCode << 16) | 0x3333}
+    sw t1, 0(t0)
+  2: j 2b
+  `;
+}
+
+const settle = async (hv: Hypervisor, name: string) => {
+  // Until the guest has stopped retiring instructions (it ended, or waits for its console).
+  for (let last = -1; ;) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = (await hv.machineStats(name)).instructions;
+    if (now === last) return;
+    last = now;
+  }
+};
+
+describe("a console that is not read", () => {
+  test("makes the VM wait, not lose output or grow the host: it goes on when the reader resumes", async () => {
+    const bytes = 3 << 20;
+    const hv = await Hypervisor.start(memoryPlatform({ core: core(), files: { "/print": printer(bytes) } }), { balance: false });
+    try {
+      await hv.createVm(parseVmConfig({ name: "p", mode: "full", bios: "none", kernel: "/print", memory: "16M" }, DEFINITION_PARSING));
+      let got = 0, ordered = true, paused = true;
+      const serial = hv.attachConsole("p", (chunk) => {
+        for (const b of chunk) { if (b !== 97 + (got & 15)) ordered = false; got++; }
+        return !paused;
+      });
+      await hv.act("p", "start");
+      await settle(hv, "p");
+      // Held after its first chunk: the ring (64 KiB) and the pCPU's megabyte are full, the guest waits.
+      expect(hv.info("p").state).toBe("running");
+      expect(got).toBeLessThan(bytes / 2);
+      paused = false;
+      serial.resume();
+      const end = await hv.waitForEnd("p");
+      expect({ got, ordered }).toEqual({ got: bytes, ordered: true });
+      expect(end).toMatchObject({ state: "stopped", exitCode: 0 });
+    } finally {
+      await hv.close();
+    }
+  }, 60_000);
+});
+
+describe("races in a VM's life", () => {
+  test("a stop that finds the VM failed by itself records the failure and restarts nothing", async () => {
+    const hv = await Hypervisor.start(memoryPlatform({ core: core(), files: { "/fail": printer(600 << 10, 3) } }), { balance: false });
+    try {
+      await hv.createVm(parseVmConfig({ name: "f", mode: "full", bios: "none", kernel: "/fail", memory: "16M", onFailure: "restart" }, DEFINITION_PARSING));
+      let paused = true;
+      const serial = hv.attachConsole("f", () => !paused); // its last output waits in the pCPU, and with it the news of its end
+      await hv.act("f", "start");
+      await settle(hv, "f");
+      expect(hv.info("f").state).toBe("running"); // not told yet
+      const info = await hv.act("f", "stop");
+      expect(info).toMatchObject({ state: "failed", reason: "failed with code 3", exitCode: 3, restarts: 0 });
+      paused = false;
+      serial.resume();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(hv.info("f")).toMatchObject({ state: "failed", exitCode: 3, restarts: 0 });
+    } finally {
+      await hv.close();
+    }
+  }, 60_000);
+
+  test("a destroy during the build, or during an automatic restart, leaves nothing behind", async () => {
+    const hv = await Hypervisor.start(memoryPlatform({ core: core(), files: { "/fail": printer(1, 3), "/disk": new Uint8Array(1 << 20) } }), { balance: false });
+    try {
+      const config = parseVmConfig({ name: "x", mode: "full", bios: "none", kernel: "/fail", memory: "16M", drives: ["file=/disk"], onFailure: "restart" }, DEFINITION_PARSING);
+      const creating = hv.createVm(config);
+      await hv.destroy("x"); // waits for the build, then destroys what was built
+      await creating;
+      expect(hv.list()).toEqual([]);
+      expect(hv.host()).toMatchObject({ vms: 0, memoryCommitted: 0, fdsCommitted: 0 });
+      // Fails at once and is restarted: a destroy meanwhile must not leave a restarted VM nobody owns.
+      await hv.createVm(config);
+      await hv.act("x", "start");
+      for (let i = 0; i < 100 && hv.info("x").state !== "failed"; i++) await new Promise((r) => setTimeout(r, 5));
+      await hv.destroy("x");
+      await new Promise((r) => setTimeout(r, 200));
+      expect(hv.list()).toEqual([]);
+      // The pCPU holds no VM of that name either: it can be made again.
+      await hv.createVm(config);
+      expect(hv.info("x").state).toBe("created");
+    } finally {
+      await hv.close();
+    }
+  }, 60_000);
+});
