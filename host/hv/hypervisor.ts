@@ -133,7 +133,12 @@ export class Hypervisor implements Control {
   /** Start the pCPUs on `platform`. */
   static async start(platform: Platform, opts: HypervisorOptions = {}): Promise<Hypervisor> {
     const hv = new Hypervisor(platform, opts);
-    await Promise.all(Array.from({ length: hv.pcpus }, (_, i) => hv.spawn(i)));
+    try {
+      await Promise.all(Array.from({ length: hv.pcpus }, (_, i) => hv.spawn(i)));
+    } catch (e) {
+      await hv.close(); // the pCPUs that did start
+      throw e;
+    }
     return hv;
   }
 
