@@ -37,7 +37,7 @@ export interface ParseOptions {
 /** How a definition from the control API is read. */
 export const DEFINITION_PARSING: ParseOptions = { naming: "fields", defaultMode: "para", defaultLoopback: "off" };
 
-export const FIELDS = ["name", "mode", "paging", "bios", "kernel", "initrd", "append", "memory", "smp", "drives", "nets", "cpu", "limits", "onFailure"] as const;
+const FIELDS = ["name", "mode", "paging", "bios", "kernel", "initrd", "append", "memory", "smp", "drives", "nets", "cpu", "limits", "onFailure"] as const;
 const FLAGS: Record<string, string> = { drives: "--drive", nets: "--net", smp: "--smp", memory: "--memory" };
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_WEIGHT = 10_000;
@@ -113,7 +113,9 @@ export function parseVmConfig(raw: unknown, opts: ParseOptions): VmConfig {
     } catch (e) {
       if (e instanceof ConfigError) throw e;
       const detail = (e as Error).message;
-      return bad(k, flags ? `${FLAGS[k]}${/^[:\s]/.test(detail) ? "" : " "}${detail}` : `'${k}':${/^[:\s]/.test(detail) ? detail.replace(/^:/, "") : ` ${detail}`}`);
+      // "if=scsi: ..." follows the name after a space, ": unknown option ..." right after it.
+      const joined = detail.startsWith(":") ? detail : ` ${detail}`;
+      return bad(k, flags ? `${FLAGS[k]}${joined}` : `'${k}':${joined.replace(/^:/, "")}`);
     }
   };
   const drives = list("drives").map((s) => within("drives", () => parseDrive(s, DEFAULT_DEVICES[mode].drive)));
@@ -156,7 +158,7 @@ export function vmFileDescriptors(config: VmConfig): number {
  * "file=disk.img,if=ide,readonly=on,serial=abc" (QEMU's key=value list; a bare path means
  * file=); `defaultIf` when if= is not given.
  */
-export function parseDrive(spec: string, defaultIf: DriveInterface): DriveConfig {
+function parseDrive(spec: string, defaultIf: DriveInterface): DriveConfig {
   const out: DriveConfig = { file: "", readOnly: false, if: defaultIf };
   for (const part of spec.split(",")) {
     const eq = part.indexOf("=");

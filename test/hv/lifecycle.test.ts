@@ -1,14 +1,12 @@
 // One life cycle for every VM: the transitions both the control plane and the pCPU follow,
 // a VM's end told with its exit status, and everything it printed delivered before that.
 import { describe, test, expect } from "vitest";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { transition, ACTIONS } from "../../host/hv/lifecycle";
 import { HvError } from "../../host/hv/types";
 import { Hypervisor } from "../../host/hv/hypervisor";
 import { memoryPlatform } from "../../host/platform/memory";
 import { parseVmConfig, DEFINITION_PARSING } from "../../host/config/parse";
-import { packageRoot } from "../../host/platform/node/core";
+import { loadCoreModule } from "../../host/platform/node/core";
 import { asm } from "../encoder";
 
 describe("the life cycle's transitions", () => {
@@ -28,38 +26,53 @@ describe("the life cycle's transitions", () => {
   });
 });
 
-const core = () => new Uint8Array(readFileSync(join(packageRoot(), "build/core.wasm")));
+const core = loadCoreModule;
 const UART = 0x10000000;
+
+/** `n` bytes on the UART ('a' + i % 16), then the test device: poweroff, or FAIL with `failCode`. */
+function printer(n: number, failCode?: number): Uint8Array {
+  return asm`
+    li t0, ${UART}
+    li t1, ${n}
+    li t2, 0
+  1:
+    andi t3, t2, 15
+    addi t3, t3, 97
+    sb t3, 0(t0)
+    addi t2, t2, 1
+    bne t2, t1, 1b
+    li t0, 0x100000
+    li t1, ${failCode === undefined ? 0x5555 : (failCode << 16) | 0x3333}
+    sw t1, 0(t0)
+  2: j 2b
+  `;
+}
+
+/** Reads printer()'s output: how many bytes, whether in order; `more()` is what it answers (false: hold on). */
+function reader(more = () => true) {
+  const r = {
+    got: 0,
+    ordered: true,
+    listen: (chunk: Uint8Array) => {
+      for (const b of chunk) { if (b !== 97 + (r.got & 15)) r.ordered = false; r.got++; }
+      return more();
+    },
+  };
+  return r;
+}
 
 describe("a VM's end", () => {
   test("comes after every byte it printed, with its exit status", async () => {
     // 300 KiB on the UART, far more than the console ring holds, then poweroff through the test device.
     const bytes = 300 * 1024;
-    const program = asm`
-      li t0, ${UART}
-      li t1, ${bytes}
-      li t2, 0
-    1:
-      andi t3, t2, 15
-      addi t3, t3, 97
-      sb t3, 0(t0)
-      addi t2, t2, 1
-      bne t2, t1, 1b
-      li t0, 0x100000
-      li t1, 0x5555
-      sw t1, 0(t0)
-    2: j 2b
-    `;
-    const hv = await Hypervisor.start(memoryPlatform({ core: core(), files: { "/print": program } }), { balance: false });
+    const hv = await Hypervisor.start(memoryPlatform({ core: core(), files: { "/print": printer(bytes) } }), { balance: false });
     try {
       await hv.createVm(parseVmConfig({ name: "p", mode: "full", bios: "none", kernel: "/print", memory: "16M" }, DEFINITION_PARSING));
-      let got = 0, ordered = true;
-      hv.attachConsole("p", (chunk) => {
-        for (const b of chunk) { if (b !== 97 + (got & 15)) ordered = false; got++; }
-      });
+      const r = reader();
+      hv.attachConsole("p", r.listen);
       await hv.act("p", "start");
       const end = await hv.waitForEnd("p");
-      expect({ got, ordered }).toEqual({ got: bytes, ordered: true });
+      expect({ got: r.got, ordered: r.ordered }).toEqual({ got: bytes, ordered: true });
       expect(end).toMatchObject({ state: "stopped", reason: "powered off", exitCode: 0 });
       expect(await hv.waitForEnd("p")).toEqual(end); // at once, once it has ended
       await expect(hv.act("p", "start")).rejects.toThrow(/cannot start p: it is stopped/);
@@ -87,25 +100,6 @@ describe("a VM's end", () => {
   }, 60_000);
 });
 
-/** `n` bytes on the UART ('a' + i % 16), then the test device: poweroff, or FAIL with `failCode`. */
-function printer(n: number, failCode?: number): Uint8Array {
-  return asm`
-    li t0, ${UART}
-    li t1, ${n}
-    li t2, 0
-  1:
-    andi t3, t2, 15
-    addi t3, t3, 97
-    sb t3, 0(t0)
-    addi t2, t2, 1
-    bne t2, t1, 1b
-    li t0, 0x100000
-    li t1, ${failCode === undefined ? 0x5555 : (failCode << 16) | 0x3333}
-    sw t1, 0(t0)
-  2: j 2b
-  `;
-}
-
 const settle = async (hv: Hypervisor, name: string) => {
   // Until the guest has stopped retiring instructions (it ended, or waits for its console).
   for (let last = -1; ;) {
@@ -122,20 +116,18 @@ describe("a console that is not read", () => {
     const hv = await Hypervisor.start(memoryPlatform({ core: core(), files: { "/print": printer(bytes) } }), { balance: false });
     try {
       await hv.createVm(parseVmConfig({ name: "p", mode: "full", bios: "none", kernel: "/print", memory: "16M" }, DEFINITION_PARSING));
-      let got = 0, ordered = true, paused = true;
-      const serial = hv.attachConsole("p", (chunk) => {
-        for (const b of chunk) { if (b !== 97 + (got & 15)) ordered = false; got++; }
-        return !paused;
-      });
+      let paused = true;
+      const r = reader(() => !paused);
+      const serial = hv.attachConsole("p", r.listen);
       await hv.act("p", "start");
       await settle(hv, "p");
       // Held after its first chunk: the ring (64 KiB) and the pCPU's megabyte are full, the guest waits.
       expect(hv.info("p").state).toBe("running");
-      expect(got).toBeLessThan(bytes / 2);
+      expect(r.got).toBeLessThan(bytes / 2);
       paused = false;
       serial.resume();
       const end = await hv.waitForEnd("p");
-      expect({ got, ordered }).toEqual({ got: bytes, ordered: true });
+      expect({ got: r.got, ordered: r.ordered }).toEqual({ got: bytes, ordered: true });
       expect(end).toMatchObject({ state: "stopped", exitCode: 0 });
     } finally {
       await hv.close();

@@ -15,7 +15,7 @@ import { NodeDisk } from "./disk";
 import { nodeHostSockets } from "./host-sockets";
 
 /** Debian's OpenSBI (package opensbi): what QEMU's virt board boots by default too. */
-export const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
+const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 /** File descriptors the host keeps for itself (workers, images being read, API clients, logs). */
 const HOST_FDS = 256;
 
