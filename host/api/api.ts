@@ -9,6 +9,8 @@
  *   GET    /vms/{name}/stats        VmRunStats
  *   POST   /vms/{name}/{action}     action: start | pause | resume | stop   → VmInfo
  *   POST   /vms/{name}/move         body: {"pcpu": n}: move it to pCPU n   → VmInfo
+ *   POST   /vms/{name}/snapshot     body: {"file": path, "stop"?: bool}    → SnapshotInfo
+ *   POST   /restore                 body: {"file": path, "name"?: s, "paused"?: bool} → 201 VmInfo
  *   DELETE /vms/{name}              → 204
  *   GET    /vms/{name}/console      with "Connection: Upgrade, Upgrade: wasmvisor-console":
  *                                   → 101, then the raw console both ways
@@ -94,6 +96,15 @@ async function handle(control: Control, req: IncomingMessage, res: ServerRespons
       case "POST /vms": return send(res, 201, await control.create(await readJson(req)));
       case "GET /vms/{name}": return send(res, 200, control.info(parts[1]));
       case "GET /vms/{name}/stats": return send(res, 200, await control.stats(parts[1]));
+      case "POST /restore": {
+        const b = await readJson(req);
+        const file = field(b, "file", "string", true);
+        return send(res, 201, await control.restore(file, { name: field(b, "name", "string"), paused: field(b, "paused", "boolean") }));
+      }
+      case "POST /vms/{name}/snapshot": {
+        const b = await readJson(req);
+        return send(res, 200, await control.snapshot(parts[1], field(b, "file", "string", true), { stop: field(b, "stop", "boolean") }));
+      }
       case "DELETE /vms/{name}":
         await control.destroy(parts[1]);
         res.writeHead(204).end();
@@ -117,6 +128,18 @@ async function handle(control: Control, req: IncomingMessage, res: ServerRespons
     if (res.headersSent) res.destroy(); // too late for an error reply
     else send(res, statusOf(e), { error: (e as Error).message });
   }
+}
+
+/** Field `key` of a request body, checked: a 400 naming it if it is not of `type`, or is missing when `required`. */
+function field(body: unknown, key: string, type: "string", required: true): string;
+function field(body: unknown, key: string, type: "string"): string | undefined;
+function field(body: unknown, key: string, type: "boolean"): boolean | undefined;
+function field(body: unknown, key: string, type: "string" | "boolean", required = false): string | boolean | undefined {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw badRequest(`the body must be a JSON object`);
+  const v = (body as Record<string, unknown>)[key];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== type || (type === "string" && (v as string).length === 0)) throw badRequest(`'${key}' must be a ${type === "string" ? "non-empty string" : "boolean"}`);
+  return v as string | boolean;
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

@@ -19,6 +19,8 @@ export interface BootCommand {
   dtbOut?: string;
   /** Print exit statistics when the VM stops. */
   stats: boolean;
+  /** Boot nothing: go on from this snapshot (its configuration is the VM's). */
+  restore?: string;
 }
 
 export const HELP = `Usage: wasmvisor boot [options]
@@ -27,7 +29,8 @@ export const HELP = `Usage: wasmvisor boot [options]
        wasmvisor ctl <command>      control a running host (see 'wasmvisor ctl --help')
 
 Boot a RISC-V guest on a QEMU-virt-compatible machine whose harts run in WebAssembly.
-The serial console is on stdin/stdout; press Ctrl-A x to quit.
+The serial console is on stdin/stdout; press Ctrl-A x to quit, Ctrl-A s to save a snapshot,
+Ctrl-A h for help.
 
 Options:
   --mode <para|full>   para: the kernel enters S-mode on the built-in SBI (hypercalls);
@@ -61,6 +64,8 @@ Options:
                        <port> (repeatable; off with ports means just those).
   --net switch=<name>[,model=ethoc|virtio]
                        A NIC on the host's built-in switch <name>.
+  --restore <file>     Go on from a snapshot (Ctrl-A s or 'wasmvisor ctl snapshot' saved it): the
+                       VM is the snapshot's, so no other option describing it may be given.
   --dtb-out <file>     Also write the generated devicetree blob to <file>.
   --stats              When the VM stops, print its instructions and exits (by reason, MMIO
                        device and SBI extension, with the host time per exit) to stderr.
@@ -95,6 +100,7 @@ export function parseCli(argv: string[]): Command {
         memory: { type: "string", short: "m" },
         smp: { type: "string" },
         "dtb-out": { type: "string" },
+        restore: { type: "string" },
         stats: { type: "boolean" },
         mode: { type: "string" },
         paging: { type: "string" },
@@ -110,7 +116,12 @@ export function parseCli(argv: string[]): Command {
   }
   const v = parsed.values;
   if (v.help) return { kind: "help" };
-  const { drive, net, stats, help: _help, "dtb-out": dtbOut, ...fields } = v;
+  const { drive, net, stats, help: _help, "dtb-out": dtbOut, restore, ...fields } = v;
+  if (restore !== undefined) {
+    const given = [...Object.keys(fields).map((k) => `--${k}`), ...(drive ? ["--drive"] : []), ...(net ? ["--net"] : [])];
+    if (given.length) throw new CliError(`--restore takes the VM from the snapshot, its configuration too: drop ${given.join(", ")}`);
+    if (args[0] !== "boot") throw new CliError("--restore goes with 'wasmvisor boot'");
+  }
   let config: VmConfig;
   try {
     config = parseVmConfig({ name: "vm", ...fields, drives: drive, nets: net }, {
@@ -121,5 +132,5 @@ export function parseCli(argv: string[]): Command {
     throw e;
   }
   if (stats) config.timeExits = true;
-  return { kind: args[0] === "start" ? "start" : "boot", config, dtbOut, stats: stats === true };
+  return { kind: args[0] === "start" ? "start" : "boot", config, dtbOut, stats: stats === true, ...(restore !== undefined ? { restore } : {}) };
 }

@@ -10,7 +10,7 @@ import { defaultSocketPath, ensurePrivateDir, checkApiSocket } from "../api/api-
 import { CliError } from "./args";
 import { parseSize } from "../config/parse";
 import { nodePlatform } from "../platform/node";
-import type { HostInfo, VmInfo, VmRunStats } from "../hv/types";
+import type { HostInfo, SnapshotInfo, VmInfo, VmRunStats } from "../hv/types";
 
 const CTRL_RIGHT_BRACKET = 0x1d;
 
@@ -52,6 +52,12 @@ export const CTL_HELP = `Usage: wasmvisor ctl [--api <socket>] <command>
   start|pause|resume|stop <name>
   destroy <name>             stop it and free its resources
   move <name> <pcpu>         move it to another pCPU (the balancer also does this by itself)
+  snapshot <name> <file> [--stop]
+                             save its whole state to <file> (in an --images directory of the
+                             host); it keeps running, or with --stop ends once saved
+  restore <file> [--name <new>] [--paused]
+                             a new VM from a snapshot, running (or created, with --paused);
+                             restoring one snapshot twice gives two VMs from the same instant
   stats <name>               CPU and steal time, wake-up latency, instructions, exits
   console <name>             attach to the console (Ctrl-] detaches)
 `;
@@ -118,11 +124,17 @@ export async function hostCommand(argv: string[]): Promise<number> {
 export async function ctlCommand(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { api: { type: "string" }, help: { type: "boolean", short: "h" } } });
+    parsed = parseArgs({
+      args: argv, strict: true, allowPositionals: true,
+      options: { api: { type: "string" }, help: { type: "boolean", short: "h" }, stop: { type: "boolean" }, name: { type: "string" }, paused: { type: "boolean" } },
+    });
   } catch (e) {
     throw new CliError((e as Error).message.split(". ")[0]);
   }
   const [cmd, arg, ...extra] = parsed.positionals;
+  const { stop, name: newName, paused } = parsed.values;
+  if (stop !== undefined && cmd !== "snapshot") throw new CliError("--stop goes with ctl snapshot");
+  if ((newName !== undefined || paused !== undefined) && cmd !== "restore") throw new CliError("--name and --paused go with ctl restore");
   if (parsed.values.help || !cmd) { process.stdout.write(CTL_HELP); return cmd ? 0 : 2; }
   const socket = parsed.values.api ?? defaultSocketPath();
   checkApiSocket(socket);
@@ -150,6 +162,20 @@ export async function ctlCommand(argv: string[]): Promise<number> {
     case "destroy": await api.call("DELETE", `/vms/${needName()}`); print(`destroyed ${arg}`); return 0;
     case "stats": print(formatStats(await api.call<VmRunStats>("GET", `/vms/${needName()}/stats`))); return 0;
     case "console": return attach(api, arg ?? "");
+    case "snapshot": {
+      if (!arg || extra.length !== 1) throw new CliError("ctl snapshot takes a VM name and a file");
+      // The file as this shell names it: the host may run elsewhere in the file system.
+      const r = await api.call<SnapshotInfo>("POST", `/vms/${encodeURIComponent(arg)}/snapshot`, { file: resolve(extra[0]), ...(stop ? { stop } : {}) });
+      print(`${r.name}: saved to ${r.file}: ${(r.bytes / 2 ** 20).toFixed(1)} MiB (${r.pages} pages) in ${(r.totalMs / 1000).toFixed(2)} s, ` +
+        `paused ${r.downtimeMs.toFixed(1)} ms; ${r.state}`);
+      return 0;
+    }
+    case "restore": {
+      if (!arg || extra.length) throw new CliError("ctl restore takes one snapshot file");
+      const vm = await api.call<VmInfo>("POST", "/restore", { file: resolve(arg), ...(newName !== undefined ? { name: newName } : {}), ...(paused ? { paused } : {}) });
+      print(`${vm.name}: restored from ${resolve(arg)} on pCPU ${vm.pcpu}; ${vm.state}`);
+      return 0;
+    }
     case "move": {
       const pcpu = Number(extra[0]);
       if (!arg || extra.length !== 1 || !Number.isInteger(pcpu)) throw new CliError("ctl move takes a VM name and a pCPU number");

@@ -2,7 +2,7 @@
 // same code as `wasmvisor host`: the main thread owns the terminal and the control plane, the
 // VM runs on a pCPU worker, and console bytes cross through shared-memory rings.
 import { writeFileSync, existsSync, copyFileSync, mkdirSync } from "node:fs";
-import { join, dirname } from "node:path";
+import { join, dirname, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseCli, CliError, HELP, type BootCommand } from "./args";
 import { DEFAULT_DEVICES, type VmConfig } from "../config/vm-config";
@@ -24,12 +24,12 @@ function fail(message: string, code = 1): never {
 }
 
 async function boot(cmd: BootCommand): Promise<number> {
-  const config = cmd.config;
   // One VM on one pCPU: no balancing, no watchdog (a guest at a terminal is its user's to judge,
   // as on QEMU), and the host's memory is not a limit (guest RAM is committed as it is touched).
   const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, watchdogSeconds: 0, overcommit: Infinity, fileDescriptors: Infinity });
+  let name: string;
   try {
-    await hv.createVm(config);
+    name = cmd.restore ? (await hv.restore(cmd.restore, { paused: true })).name : (await hv.createVm(cmd.config)).name;
   } catch (e) {
     await hv.close();
     if (e instanceof HvError) fail(e.message);
@@ -37,7 +37,7 @@ async function boot(cmd: BootCommand): Promise<number> {
   }
   if (cmd.dtbOut) {
     try {
-      writeFileSync(cmd.dtbOut, hv.dtb(config.name));
+      writeFileSync(cmd.dtbOut, hv.dtb(name));
     } catch (e) {
       await hv.close();
       fail(`--dtb-out ${cmd.dtbOut}: cannot write (${(e as Error).message})`);
@@ -45,7 +45,7 @@ async function boot(cmd: BootCommand): Promise<number> {
   }
   // Output as fast as stdout takes it: when its buffer is full, the console pauses until it
   // drains (the guest then waits, as on a serial line), so a slow reader costs no memory.
-  const serial = hv.attachConsole(config.name, (bytes) => process.stdout.write(bytes));
+  const serial = hv.attachConsole(name, (bytes) => process.stdout.write(bytes));
   process.stdout.on("drain", () => serial.resume());
 
   // Terminal: raw mode so every key reaches the guest; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.
@@ -62,7 +62,8 @@ async function boot(cmd: BootCommand): Promise<number> {
         escape = false;
         if (b === 0x78 /* x */) { quitting = true; break; }
         if (b === CTRL_A) out.push(CTRL_A);
-        else if (b === 0x68 /* h */) process.stderr.write("\r\nC-a x    exit\r\nC-a C-a  send C-a\r\n");
+        else if (b === 0x73 /* s */) void saveSnapshot(hv, name);
+        else if (b === 0x68 /* h */) process.stderr.write("\r\nC-a x    exit\r\nC-a s    save a snapshot (resume it with 'wasmvisor boot --restore <file>')\r\nC-a C-a  send C-a\r\n");
         continue;
       }
       if (b === CTRL_A) { escape = true; continue; }
@@ -71,7 +72,7 @@ async function boot(cmd: BootCommand): Promise<number> {
     if (out.length) serial.write(Uint8Array.from(out));
     if (quitting) {
       process.stderr.write("\r\nwasmvisor: terminated\r\n");
-      void hv.act(config.name, "stop").catch(() => {});
+      void hv.act(name, "stop").catch(() => {});
       // A VM busy inside one long step cannot answer: end it regardless after a moment.
       setTimeout(() => { restore(); process.exit(0); }, 2000).unref();
     }
@@ -80,8 +81,8 @@ async function boot(cmd: BootCommand): Promise<number> {
   stdin.resume();
 
   const started = performance.now();
-  await hv.act(config.name, "start");
-  const end = await hv.waitForEnd(config.name);
+  await hv.act(name, "start");
+  const end = await hv.waitForEnd(name);
   serial.resume(); // what it printed last
   await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
   let code = end.exitCode ?? EMULATION_FAILURE;
@@ -90,13 +91,27 @@ async function boot(cmd: BootCommand): Promise<number> {
   // failures (a trap loop, an emulation error, a dead worker) are said.
   else if (end.state === "failed" && code === EMULATION_FAILURE) process.stderr.write(`\r\nwasmvisor: ${end.reason}\r\n`);
   if (cmd.stats) {
-    const stats = await hv.machineStats(config.name).catch(() => null);
+    const stats = await hv.machineStats(name).catch(() => null);
     process.stderr.write(stats ? formatStats({ ...stats, seconds: (performance.now() - started) / 1000 }) : "wasmvisor: no statistics (the VM's worker is gone)\n");
   }
   serial.detach();
   restore();
   await hv.close();
   return code;
+}
+
+/** Ctrl-A s: a snapshot of the running VM in the current directory, named by the time. */
+async function saveSnapshot(hv: Hypervisor, name: string): Promise<void> {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "").replace("T", "-");
+  const file = resolve(`${name}-${stamp}.wvs`);
+  process.stderr.write(`\r\n[wasmvisor: saving a snapshot to ${file}...]\r\n`);
+  try {
+    const r = await hv.snapshot(name, file);
+    process.stderr.write(`[wasmvisor: saved ${(r.bytes / 2 ** 20).toFixed(1)} MiB in ${(r.totalMs / 1000).toFixed(2)} s (the guest paused ${r.downtimeMs.toFixed(0)} ms); ` +
+      `go on from it with: wasmvisor boot --restore ${file}]\r\n`);
+  } catch (e) {
+    process.stderr.write(`[wasmvisor: the snapshot failed: ${(e as Error).message}]\r\n`);
+  }
 }
 
 /** The default guest: Linux + BusyBox built from Debian's sources (built on first use). */

@@ -4,11 +4,11 @@
 // `'drives'` in a definition.
 import { PAGING_MODES, type Paging } from "../core/core";
 import { parseNetdev, isUserNetdev, netdevHasOption } from "../net/netdev";
-import { userNetFixedFds } from "../net/user/options";
+import { userNetFixedFds, formatUserNetSpec } from "../net/user/options";
 import { DEFAULT_VM_SOCKETS } from "../net/budget";
 import {
   DEFAULT_DEVICES, type DriveConfig, type DriveInterface, type FirmwareChoice, type Mode, type NicConfig, type NicModel,
-  type OnFailure, type VmConfig,
+  type OnFailure, type VmConfig, type VmDefinition,
 } from "./vm-config";
 
 /** A field of a VM's configuration is wrong; the message names it and says what it takes. */
@@ -145,6 +145,35 @@ export function parseVmConfig(raw: unknown, opts: ParseOptions): VmConfig {
     if (v !== undefined) config[k] = v;
   }
   return config;
+}
+
+/**
+ * The definition parseVmConfig reads back to `config` (with DEFINITION_PARSING): how a snapshot
+ * keeps a VM's configuration, so that restoring one checks it like any other definition.
+ * Everything is spelled out, defaults included, so the defaults of the reader do not matter.
+ */
+export function vmDefinition(config: VmConfig): VmDefinition {
+  const { bios } = config;
+  const memory = config.memory % 2 ** 20 === 0 ? `${config.memory / 2 ** 20}M` : `${config.memory / 1024}K`;
+  const d: VmDefinition = {
+    name: config.name, mode: config.mode, paging: config.paging, memory, smp: config.smp,
+    // "default" is what full mode means when it names no firmware.
+    ...(bios === "default" ? {} : { bios: typeof bios === "string" ? bios : bios.file }),
+    ...(config.kernel !== undefined ? { kernel: config.kernel } : {}),
+    ...(config.initrd !== undefined ? { initrd: config.initrd } : {}),
+    ...(config.append !== undefined ? { append: config.append } : {}),
+    drives: config.drives.map((dr) => [`file=${dr.file}`, `if=${dr.if}`, `readonly=${dr.readOnly ? "on" : "off"}`, ...(dr.serial !== undefined ? [`serial=${dr.serial}`] : [])].join(",")),
+    // A user netdev's loopback default ("all") is written out: a definition's would be "off".
+    nets: config.nets.map((n) => {
+      const o = n.netdev.kind === "user" ? n.netdev.options : null;
+      const netdev = o ? formatUserNetSpec({ ...o, loopback: o.loopback ?? (o.restrict ? undefined : "all") }) : `switch=${(n.netdev as { name: string }).name}`;
+      return `${netdev},model=${n.model}`;
+    }),
+    cpu: { weight: config.cpu.weight, ...(config.cpu.cap !== undefined ? { cap: Math.round(config.cpu.cap * 1e8) / 1e6 } : {}) },
+    limits: { ...config.limits },
+    onFailure: config.onFailure,
+  };
+  return d;
 }
 
 /** Host file descriptors the VM may hold: its disks, host sockets, DNS and hostfwd listeners. */

@@ -138,6 +138,8 @@ export class Core {
   readonly view: DataView;
   /** Guest RAM, guest-physical RAM_GPA upwards. */
   readonly ram: Uint8Array;
+  /** The host clock mtime runs on (timebase ticks). */
+  private readonly clock: () => number;
 
   constructor(opts: CoreOptions) {
     const harts = opts.harts ?? 1;
@@ -160,7 +162,7 @@ export class Core {
     const pages = Math.ceil(this.vmm.end / 65536);
     const fresh = !opts.memory;
     this.memory = opts.memory ?? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-    const clock = opts.clock ?? hostTicks;
+    const clock = (this.clock = opts.clock ?? hostTicks);
     const imports = { env: { memory: this.memory, hostTicks: clock } } as loader.Imports;
     const instance = loader.instantiateSync<Record<string, unknown>>(opts.module, imports);
     this.exports = instance.exports as unknown as CoreExports;
@@ -403,6 +405,13 @@ export class Core {
   setTohost(tohost: number, fromhost: number): void {
     this.view.setBigUint64(L.VM_TOHOST, BigInt(tohost), true);
     this.view.setBigUint64(L.VM_FROMHOST, BigInt(fromhost), true);
+  }
+  /** Set the guest's clock (mtime) to `ticks`: it runs on from there, or stays there when `frozen`. */
+  setMtime(ticks: bigint, frozen = false): void {
+    const flags = this.view.getInt32(L.VM_FLAGS, true);
+    this.view.setInt32(L.VM_FLAGS, frozen ? flags | L.VMF_MTIME_FROZEN : flags & ~L.VMF_MTIME_FROZEN, true);
+    if (frozen) this.view.setBigUint64(L.VM_MTIME_FROZEN, BigInt.asUintN(64, ticks), true);
+    else this.view.setBigInt64(L.VM_MTIME_OFFSET, BigInt.asIntN(64, ticks - BigInt(Math.floor(this.clock()))), true);
   }
   setFlags(flags: number): void {
     this.view.setInt32(L.VM_FLAGS, flags, true);

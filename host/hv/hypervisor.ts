@@ -18,8 +18,9 @@ import { loadBootImages } from "../vm/build";
 import type { Platform, PcpuThread } from "../platform/platform";
 import { transition, ended, type Action } from "./lifecycle";
 import {
-  badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type VmInfo, type VmRunStats, type VmState,
+  badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats, type VmState,
 } from "./types";
+import { openVmState } from "../state/vm-state";
 
 export interface HypervisorOptions {
   /** pCPU workers (default: every core). */
@@ -214,7 +215,7 @@ export class Hypervisor implements Control {
    * taken, 507 if the host cannot fit it, 400 if its images or backends cannot be opened; a
    * refusal leaves nothing behind.
    */
-  async createVm(config: VmConfig): Promise<VmInfo> {
+  async createVm(config: VmConfig, from?: { snapshot: string }): Promise<VmInfo> {
     if (this.closed) throw conflict("the host is shutting down");
     const name = config.name;
     if (this.vms.has(name)) throw conflict(`a VM named ${name} exists already`);
@@ -247,7 +248,7 @@ export class Hypervisor implements Control {
     this.vms.set(name, vm);
     await this.exclusive(vm, async () => {
       try {
-        await this.build(vm);
+        await this.build(vm, from);
       } catch (e) {
         this.vms.delete(name);
         throw e;
@@ -257,22 +258,68 @@ export class Hypervisor implements Control {
     return this.info(name);
   }
 
-  private async build(vm: VmRecord): Promise<void> {
+  // Built on its pCPU: from its images, or from a snapshot (which holds them in guest memory).
+  private async build(vm: VmRecord, from?: { snapshot: string }): Promise<void> {
     let images;
     try {
-      images = loadBootImages(vm.config, this.platform, this.opts.imageDirs);
+      images = from ? { bios: null } : loadBootImages(vm.config, this.platform, this.opts.imageDirs);
     } catch (e) {
       throw badRequest((e as Error).message);
     }
+    const req = {
+      config: vm.config, images, dirs: this.opts.imageDirs,
+      consoleOut: vm.out.buffer, consoleIn: vm.input.buffer,
+      watchdogMs: this.opts.watchdogSeconds === undefined ? undefined : this.opts.watchdogSeconds * 1000,
+    };
     try {
-      vm.dtb = await vm.home.pcpu.create({
-        config: vm.config, images, dirs: this.opts.imageDirs,
-        consoleOut: vm.out.buffer, consoleIn: vm.input.buffer,
-        watchdogMs: this.opts.watchdogSeconds === undefined ? undefined : this.opts.watchdogSeconds * 1000,
-      });
+      vm.dtb = from ? await vm.home.pcpu.restore(req, from.snapshot) : await vm.home.pcpu.create(req);
     } catch (e) {
       throw badRequest((e as Error).message);
     }
+  }
+
+  /**
+   * A new VM from a snapshot file: the snapshot's configuration (renamed to `name` if given),
+   * admitted like any new VM, built from the saved state and started unless `paused`. A
+   * snapshot that is truncated, corrupted, of another version or hostile is refused (400) with
+   * nothing created.
+   */
+  async restore(file: string, opts: { name?: string; paused?: boolean } = {}): Promise<VmInfo> {
+    let config: VmConfig;
+    let src;
+    try {
+      src = this.platform.openStateFile(file, { what: "snapshot", dirs: this.opts.imageDirs });
+      config = openVmState(src, `snapshot ${file}`, { name: opts.name }).config;
+    } catch (e) {
+      throw badRequest((e as Error).message);
+    } finally {
+      src?.close();
+    }
+    await this.createVm(config, { snapshot: file });
+    return opts.paused ? this.info(config.name) : this.act(config.name, "start");
+  }
+
+  /**
+   * Save a VM's whole state to `file` (one state format: host/state/). The VM keeps running
+   * (it stops only for the pages it wrote during the save, its core and devices), or with
+   * `stop` ends once its state is in the file.
+   */
+  async snapshot(name: string, file: string, opts: { stop?: boolean } = {}): Promise<SnapshotInfo> {
+    const vm = this.get(name);
+    return this.exclusive(vm, async () => {
+      this.present(vm);
+      if (ended(vm.state)) throw conflict(`cannot snapshot ${name}: it is ${vm.state}`);
+      this.alive(vm);
+      let r;
+      try {
+        r = await vm.home.pcpu.snapshot(name, file, { stop: opts.stop, dirs: this.opts.imageDirs });
+      } catch (e) {
+        const msg = (e as Error).message;
+        throw /^cannot snapshot|ended while/.test(msg) ? conflict(msg) : badRequest(msg);
+      }
+      if (opts.stop) this.markEnded(vm, "stopped", `saved to ${file}`, 0);
+      return { name, file, bytes: r.bytes, pages: r.pages, totalMs: r.totalMs, downtimeMs: r.downtimeMs, state: vm.state };
+    });
   }
 
   // The pCPU with the least weight of live VMs on it.

@@ -14,7 +14,9 @@
  * CPU time (spinning with interrupts off) is reported stuck.
  */
 import { Scheduler, type EntityStats } from "./scheduler";
-import { buildMachine, type BootImages } from "../vm/build";
+import { buildMachine, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
+import { StateWriter, openVmState, writeConfig, writeMachine } from "../state/vm-state";
+import { MemoryEncoder } from "../state/memory";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason, type MachineState } from "../machine/virt";
 import type { VmConfig } from "../config/vm-config";
@@ -57,6 +59,19 @@ export interface MovingVm {
   dropped: number;
 }
 
+/** What a snapshot took. */
+export interface SnapshotResult {
+  path: string;
+  /** Its size. */
+  bytes: number;
+  /** RAM pages written (a page written again during the save counts twice). */
+  pages: number;
+  /** From the request to the file in place (ms). */
+  totalMs: number;
+  /** How long the VM did not run: its last pages, core and devices saved (ms). */
+  downtimeMs: number;
+}
+
 export interface HostedStats {
   name: string;
   state: VmState;
@@ -81,6 +96,10 @@ const YIELD_MS = 10;
 const DEFAULT_WATCHDOG_MS = 5000;
 /** How soon a VM's console backlog is tried again while nothing runs (ms). */
 const BACKLOG_RETRY_MS = 10;
+/** A snapshot's first pass over memory lets the VMs here run at least this often (ms)... */
+const SAVE_TURN_MS = 4;
+/** ...and writes a memory section each time this much RAM has been covered. */
+const SAVE_SECTION_CHUNKS = 256;
 
 interface Hosted {
   req: HostedVmRequest;
@@ -150,14 +169,91 @@ export class Pcpu {
 
   /** Resume a released VM here, in the state it had. */
   async adopt(m: MovingVm): Promise<void> {
-    const vm = await this.host(m.req, { memory: m.memory, state: m.machine });
+    const vm = await this.host(m.req, undefined, { memory: m.memory, state: m.machine });
     vm.backlog = m.backlog;
     vm.backlogBytes = m.backlog.reduce((n, b) => n + b.length, 0);
     vm.dropped = m.dropped;
     if (m.state !== "created") this.setState(vm, m.state);
   }
 
-  private async host(req: HostedVmRequest, resume?: { memory: WebAssembly.Memory; state: MachineState }): Promise<Hosted> {
+  /**
+   * Build a VM here from a saved state (a snapshot file), not running yet; returns its
+   * devicetree. The state is checked whole before the VM exists (memory chunk by chunk as it is
+   * loaded); a refusal leaves nothing behind.
+   */
+  async restore(req: HostedVmRequest, path: string): Promise<Uint8Array> {
+    const src = this.platform.openStateFile(path, { what: "snapshot", dirs: req.dirs });
+    try {
+      const saved = openVmState(src, `snapshot ${path}`, { name: req.config.name });
+      const vm = await this.host(req, (io) => restoreMachine(saved, this.platform, io, { dirs: req.dirs, clock: { kind: "continue" } }));
+      return vm.machine.dtb;
+    } finally {
+      src.close();
+    }
+  }
+
+  /**
+   * Save a VM's whole state to `path` (the one state format, host/state/). A running VM goes on
+   * running: its memory is written in a first pass with dirty logging on, between which this
+   * pCPU's VMs get their turns, then the VM stops for the pages written meanwhile and its core
+   * and devices, all between two steps (nothing awaited, so nothing runs). With `stop`, the VM
+   * ends once the state is saved: the file is where it goes on. The file appears whole or not
+   * at all.
+   */
+  async snapshot(name: string, path: string, opts: { stop?: boolean; dirs?: readonly string[] } = {}): Promise<SnapshotResult> {
+    const t0 = performance.now();
+    const vm = this.get(name);
+    if (ended(vm.state)) throw new Error(`cannot snapshot ${name}: it is ${vm.state}`);
+    const file = this.platform.createStateFile(path, { what: "snapshot", dirs: opts.dirs });
+    const core = vm.machine.core;
+    let downtime = 0;
+    try {
+      const w = new StateWriter((chunk) => file.write(chunk));
+      writeConfig(w, vm.req.config);
+      let pages = 0;
+      // The first pass, with the VM running (if it is) and the others here taking their turns.
+      {
+        core.setDirtyLog(true);
+        const enc = new MemoryEncoder(core.ram, { kind: "nonzero" });
+        let turn = performance.now();
+        for (let chunk = 0; chunk < enc.chunks; chunk++) {
+          enc.add(chunk);
+          if (enc.pending >= SAVE_SECTION_CHUNKS) pages += this.writeSection(w, enc);
+          if (performance.now() - turn >= SAVE_TURN_MS) {
+            await this.platform.yieldTurn();
+            if (this.vms.get(name) !== vm || ended(vm.state)) throw new Error(`${name} ended while it was being saved`);
+            turn = performance.now();
+          }
+        }
+        if (enc.pending) pages += this.writeSection(w, enc);
+      }
+      // The VM stops here: nothing below awaits.
+      const stopAt = performance.now();
+      const enc = new MemoryEncoder(core.ram, { kind: "bitmap", bitmap: core.syncDirtyLog().bitmap });
+      for (let chunk = 0; chunk < enc.chunks; chunk++) enc.add(chunk);
+      pages += this.writeSection(w, enc);
+      writeMachine(w, vm.machine, Date.now());
+      w.end();
+      vm.machine.flushDisks();
+      core.setDirtyLog(false);
+      downtime = performance.now() - stopAt;
+      file.commit();
+      if (opts.stop) this.end(vm, "stopped", `saved to ${path}`, false);
+      return { path, bytes: w.bytes, pages, totalMs: performance.now() - t0, downtimeMs: downtime };
+    } catch (e) {
+      file.abort();
+      if (this.vms.get(name) === vm && core.dirtyLogging) core.setDirtyLog(false);
+      throw e;
+    }
+  }
+
+  private writeSection(w: StateWriter, enc: MemoryEncoder): number {
+    const { index, data, pages } = enc.take();
+    w.memory(index, data);
+    return pages;
+  }
+
+  private async host(req: HostedVmRequest, build?: (io: MachineIo) => Promise<VirtMachine>, resume?: { memory: WebAssembly.Memory; state: MachineState }): Promise<Hosted> {
     const name = req.config.name;
     if (this.vms.has(name)) throw new Error(`a VM named ${name} is already on this pCPU`);
     const hosted = {
@@ -165,11 +261,12 @@ export class Pcpu {
       wakeAt: Infinity, workPerMs: 100_000, dropped: 0, watchdog: { interrupts: 0, cpuMs: 0 }, endEvent: null,
     } as Omit<Hosted, "machine">;
     const vm = hosted as Hosted;
-    vm.machine = await buildMachine(req.config, req.images, this.platform, {
+    const io: MachineIo = {
       output: (bytes) => this.writeConsole(vm, bytes),
       input: () => vm.input.readByte(),
       wake: () => this.ring(),
-    }, { dirs: req.dirs, resume });
+    };
+    vm.machine = build ? await build(io) : await buildMachine(req.config, req.images, this.platform, io, { dirs: req.dirs, resume });
     this.vms.set(name, vm);
     this.sched.add(name, { weight: req.config.cpu.weight, cap: req.config.cpu.cap });
     return vm;

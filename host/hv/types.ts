@@ -52,6 +52,21 @@ export interface HostInfo {
   vms: number;
 }
 
+/** What a snapshot took. */
+export interface SnapshotInfo {
+  name: string;
+  /** The file, as the request named it. */
+  file: string;
+  bytes: number;
+  /** RAM pages written. */
+  pages: number;
+  /** From the request to the file in place, and how long the VM did not run (ms). */
+  totalMs: number;
+  downtimeMs: number;
+  /** The VM's state afterwards (stopped with --stop). */
+  state: VmState;
+}
+
 /** A control-plane error with the HTTP status that describes it. */
 export class HvError extends Error {
   constructor(
@@ -80,6 +95,10 @@ export interface Control {
   /** Move a VM to another pCPU. */
   move(name: string, pcpu: number): Promise<VmInfo>;
   destroy(name: string): Promise<void>;
+  /** Save the VM's whole state to a file (it keeps running unless `stop`). */
+  snapshot(name: string, file: string, opts?: { stop?: boolean }): Promise<SnapshotInfo>;
+  /** A new VM from a snapshot file, running unless `paused`; `name` replaces the saved name. */
+  restore(file: string, opts?: { name?: string; paused?: boolean }): Promise<VmInfo>;
   stats(name: string): Promise<VmRunStats>;
   /** Console output goes to onOutput until detach(); write() sends keys to the guest. */
   attachConsole(name: string, onOutput: (bytes: Uint8Array) => void): { write(bytes: Uint8Array): void; detach(): void };

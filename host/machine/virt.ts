@@ -74,10 +74,11 @@ export interface VirtConfig {
   /** Bandwidth limits for the whole VM (virtio devices; each network direction separately). */
   limits?: BandwidthLimits;
   /**
-   * Resume a VM built elsewhere (another thread): its VM memory as it is, and the state its
-   * machine saved. Nothing is loaded or reset; the devices take their saved state.
+   * Resume a VM built elsewhere: the state its machine saved, and its VM memory as it is (moved
+   * from another thread) or none (a fresh one the restorer fills: host/state/). Nothing is
+   * loaded or reset; the devices take their saved state.
    */
-  resume?: { memory: WebAssembly.Memory; state: MachineState };
+  resume?: { memory?: WebAssembly.Memory; state: unknown };
 }
 
 /**
@@ -420,6 +421,11 @@ export class VirtMachine {
       const dev = new Ethoc(`ethoc${i}`, n.backend, mem, this.line(nicPlaces[i]!), { mac: n.mac });
       this.ethoc.push(this.attach(nicPlaces[i]!, dev, { mac: dev.mac }));
     });
+  }
+
+  /** Make every write the guest's disks completed durable (a snapshot's disks match it). */
+  flushDisks(): void {
+    for (const d of this.cfg.drives ?? []) if (!d.backend.readOnly) d.backend.flush();
   }
 
   /** Release disks (flushed) and network backends. */

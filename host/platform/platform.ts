@@ -7,6 +7,7 @@ import type { Remote } from "comlink";
 import type { DiskBackend } from "../devices/backends";
 import type { HostSockets } from "../net/host-sockets";
 import type { Pcpu } from "../hv/pcpu";
+import type { ByteSource } from "../state/container";
 
 export interface ImageOptions {
   /** How the user named it, for messages: "--kernel". */
@@ -23,6 +24,26 @@ export interface DiskOptions {
   dirs?: readonly string[];
   /** How the user named it, for messages: "--drive". */
   what: string;
+}
+
+export interface StateFileOptions {
+  /** How the user named it, for messages: "snapshot". */
+  what: string;
+  /** Directories it must be in; anywhere if undefined. */
+  dirs?: readonly string[];
+}
+
+/**
+ * A VM state being saved to a file. Nothing appears under the file's name until commit(), and
+ * then all of it at once: a save that fails, or a host that dies mid-way, leaves the file as it
+ * was.
+ */
+export interface StateFileWriter {
+  write(chunk: Uint8Array): void;
+  /** Make it durable and put it in place. */
+  commit(): void;
+  /** Drop what was written. */
+  abort(): void;
 }
 
 /** A pCPU running somewhere (a worker thread, or the calling thread), driven through Comlink's shape. */
@@ -59,6 +80,10 @@ export interface Platform {
   readImage(path: string, opts: ImageOptions): Uint8Array;
   /** Open a disk image; throws a one-line Error naming `what` and what to do. */
   openDisk(path: string, opts: DiskOptions): DiskBackend;
+  /** Open a saved VM state (a snapshot) for reading; throws a one-line Error naming `what` and what to do. */
+  openStateFile(path: string, opts: StateFileOptions): ByteSource;
+  /** Start saving a VM state to `path`; throws a one-line Error naming `what` and what to do. */
+  createStateFile(path: string, opts: StateFileOptions): StateFileWriter;
   /** Host sockets for user-mode networking; undefined where there are none. */
   readonly hostSockets?: HostSockets;
   /** Start a pCPU. */

@@ -3,7 +3,8 @@
 // (once: every VM and worker booting the same file shares them); the VM's home thread opens its
 // disks and network backends (disk I/O is synchronous there, network events arrive on its event
 // loop) and builds the board.
-import { VirtMachine, checkBoard, type Image, type MachineState } from "../machine/virt";
+import { VirtMachine, checkBoard, type Image } from "../machine/virt";
+import { loadMemory, type ClockRestore, type OpenedVmState } from "../state/vm-state";
 import { createNetBackend } from "../net/backend";
 import { UserNet } from "../net/user";
 import { SocketBudget } from "../net/budget";
@@ -50,7 +51,7 @@ export interface BuildOptions {
   /** Directories the disks must be in (a daemon's --images); anywhere if undefined. */
   dirs?: readonly string[];
   /** Go on running a VM another thread saved: its memory as it is, and its machine's state. */
-  resume?: { memory: WebAssembly.Memory; state: MachineState };
+  resume?: { memory?: WebAssembly.Memory; state: unknown };
 }
 
 /** The VM's home thread's half: open its backends and build the board; throws (one line) if one cannot be opened. */
@@ -92,4 +93,23 @@ export async function buildMachine(config: VmConfig, images: BootImages, platfor
     for (const n of nets) n.close();
     throw e;
   }
+}
+
+/**
+ * Build a VM from a saved state (a snapshot, or a migrated VM): its backends opened as for a new
+ * VM, the board built around the saved machine state, then the core, the boot ROM and RAM put
+ * back. Nothing is loaded from images and nothing reset. Throws (and closes what it opened) if
+ * any of it is refused.
+ */
+export async function restoreMachine(saved: OpenedVmState, platform: Platform, io: MachineIo, opts: { dirs?: readonly string[]; clock: ClockRestore }): Promise<VirtMachine> {
+  const images: BootImages = { bios: usesBuiltinSbi(saved.config) ? "builtin" : null };
+  const machine = await buildMachine(saved.config, images, platform, io, { dirs: opts.dirs, resume: { state: saved.machineState } });
+  try {
+    saved.applyCore(machine.core, opts.clock);
+    loadMemory(saved, machine.core);
+  } catch (e) {
+    machine.close();
+    throw e;
+  }
+  return machine;
 }

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { serveApi, ApiClient, CONSOLE_QUEUE_LIMIT } from "../../host/api/api";
 import type { Control } from "../../host/hv/types";
 import type { Action } from "../../host/hv/lifecycle";
-import { badRequest, notFound, type HostInfo, type VmInfo, type VmRunStats } from "../../host/hv/types";
+import { badRequest, notFound, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats } from "../../host/hv/types";
 import { exchange, statuses, watchUncaught } from "./malformed-requests";
 
 /** One VM, "echo", whose console echoes what is typed; the test can also make it talk. */
@@ -37,6 +37,17 @@ class FakeControl implements Control {
     return this.info(name);
   }
   async destroy(name: string): Promise<void> { this.info(name); }
+  /** Snapshot and restore requests, as the API passed them on. */
+  readonly saved: unknown[] = [];
+  async snapshot(name: string, file: string, opts: { stop?: boolean } = {}): Promise<SnapshotInfo> {
+    this.info(name);
+    this.saved.push({ snapshot: name, file, ...opts });
+    return { name, file, bytes: 1, pages: 1, totalMs: 1, downtimeMs: 0, state: opts.stop ? "stopped" : "running" };
+  }
+  async restore(file: string, opts: { name?: string; paused?: boolean } = {}): Promise<VmInfo> {
+    this.saved.push({ restore: file, ...opts });
+    return { ...this.vm, name: opts.name ?? this.vm.name, state: opts.paused ? "created" : "running" };
+  }
   async stats(name: string): Promise<VmRunStats> {
     this.info(name);
     return { name, instructions: 0, cpuMs: 0, stealMs: 0, wakeLatencyMs: { p50: 0, p99: 0, samples: 0 }, exits: {} };
@@ -173,6 +184,22 @@ describe("the control API: malformed requests", () => {
     } finally {
       control.gone = false;
     }
+    await stillServing();
+  });
+});
+
+describe("the control API: snapshots", () => {
+  test("snapshot and restore pass their fields on; a missing or mistyped field is a 400 naming it", async () => {
+    control.saved.length = 0;
+    expect(await api.call<SnapshotInfo>("POST", "/vms/echo/snapshot", { file: "/tmp/s.wvs", stop: true })).toMatchObject({ file: "/tmp/s.wvs", state: "stopped" });
+    expect(await api.call<VmInfo>("POST", "/restore", { file: "/tmp/s.wvs", name: "copy", paused: true })).toMatchObject({ name: "copy", state: "created" });
+    expect(control.saved).toEqual([{ snapshot: "echo", file: "/tmp/s.wvs", stop: true }, { restore: "/tmp/s.wvs", name: "copy", paused: true }]);
+    await expect(api.call("POST", "/vms/echo/snapshot", {})).rejects.toThrow(/'file' must be a non-empty string/);
+    await expect(api.call("POST", "/vms/echo/snapshot", { file: "x", stop: "yes" })).rejects.toThrow(/'stop' must be a boolean/);
+    await expect(api.call("POST", "/restore", [])).rejects.toThrow(/body must be a JSON object/);
+    await expect(api.call("POST", "/restore", { file: 7 })).rejects.toThrow(/'file' must be a non-empty string/);
+    await expect(api.call("POST", "/vms/nope/snapshot", { file: "x" })).rejects.toThrow(/no VM named nope/);
+    expect(control.saved).toHaveLength(2);
     await stillServing();
   });
 });

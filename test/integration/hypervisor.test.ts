@@ -208,6 +208,51 @@ describe("wasmvisor host: the control API", () => {
     await api.call("DELETE", "/vms/mover");
   }, 180_000);
 
+  test("a Linux VM counting is snapshotted, destroyed and restored twice: each copy counts on from where it was", async () => {
+    const ctl = (...args: string[]) => runCli(["ctl", "--api", socket, ...args]);
+    await api.call("POST", "/vms", linuxVm("counter"));
+    await api.call("POST", "/vms/counter/start");
+    const con = await api.console("counter");
+    let before = "";
+    con.on("data", (d: Buffer) => { before += d.toString("latin1"); });
+    await until("the prompt", () => (before.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+    con.write("\ri=0; while true; do i=$((i+1)); echo n=$i; sleep 0.1; done\r");
+    await until("the counter", () => (/n=8\r?\n/.test(before) ? true : undefined));
+    // Saved while it runs first (the copy is not used: it shows the VM goes on), then for good.
+    const live = await ctl("snapshot", "counter", join(dir, "live.wvs"));
+    expect(live).toMatchObject({ code: 0, out: expect.stringMatching(/^counter: saved to .*live\.wvs: [\d.]+ MiB \(\d+ pages\) in [\d.]+ s, paused [\d.]+ ms; running\n$/) });
+    await until("counting after the live snapshot", () => (/n=14\r?\n/.test(before) ? true : undefined));
+    const file = join(dir, "counter.wvs");
+    const saved = await ctl("snapshot", "counter", file, "--stop");
+    expect(saved).toMatchObject({ code: 0, out: expect.stringMatching(/; stopped\n$/) });
+    con.destroy();
+    await api.call("DELETE", "/vms/counter");
+
+    const r = await ctl("restore", file, "--name", "copy1");
+    expect(r).toMatchObject({ code: 0, out: expect.stringMatching(/^copy1: restored from .*counter\.wvs on pCPU [01]; running\n$/) });
+    expect((await api.call<VmInfo>("POST", "/restore", { file, name: "copy2" })).state).toBe("running");
+    const numbers = (text: string) => [...text.matchAll(/n=(\d+)\r?\n/g)].map((m) => Number(m[1]));
+    const last = Math.max(...numbers(before));
+    for (const name of ["copy1", "copy2"]) {
+      const c = await api.console(name);
+      let after = "";
+      c.on("data", (d: Buffer) => { after += d.toString("latin1"); });
+      await until(`${name} counting on`, () => (numbers(before + after).includes(last + 5) ? true : undefined));
+      c.destroy();
+      // Every number once, in order, across the snapshot: nothing repeated, nothing lost.
+      const seq = numbers(before + after);
+      expect(seq.slice(0, last + 5)).toEqual(Array.from({ length: last + 5 }, (_, i) => i + 1));
+      await api.call("DELETE", `/vms/${name}`);
+    }
+    // A snapshot is refused for a name in use, and a corrupted one creates nothing.
+    const bytes = readFileSync(file);
+    bytes[bytes.length >> 1] ^= 0xff;
+    writeFileSync(join(dir, "bad.wvs"), bytes);
+    const bad = await ctl("restore", join(dir, "bad.wvs"));
+    expect(bad).toMatchObject({ code: 1, err: expect.stringMatching(/snapshot .*bad\.wvs.*(checksum|corrupted)/) });
+    expect((await api.call<VmInfo[]>("GET", "/vms")).map((v) => v.name)).not.toContain("counter");
+  }, 300_000);
+
   test("the balancer spreads busy VMs that ended up on one pCPU", async () => {
     // Four busy VMs land two per pCPU; when both on one pCPU go, the other pCPU has two busy
     // VMs and nothing runs on the first: the balancer moves one over.

@@ -126,6 +126,21 @@ export function parseUserNetSpec(spec: string): UserNetOptions {
   return options;
 }
 
+/**
+ * The netdev string of `options` (hostfwd, restrict and loopback: what a string can say), which
+ * parseUserNetSpec reads back to the same options: how a saved configuration keeps its NICs.
+ */
+export function formatUserNetSpec(options: Pick<UserNetOptions, "hostfwd" | "restrict" | "loopback">): string {
+  const parts = ["user"];
+  for (const f of options.hostfwd ?? []) parts.push(`hostfwd=tcp:${f.hostAddr ?? ""}:${f.hostPort}-${f.guestAddr ?? ""}:${f.guestPort}`);
+  if (options.restrict !== undefined) parts.push(`restrict=${options.restrict ? "on" : "off"}`);
+  const lo = options.loopback;
+  if (lo === "all") parts.push("loopback=on");
+  else if (lo === "none" || (lo && lo.length === 0)) parts.push("loopback=off");
+  else if (lo) parts.push("loopback=off", ...lo.map((p) => `loopback=${p}`));
+  return parts.join(",");
+}
+
 function parseOnOff(key: string, value: string): boolean {
   if (value === "on" || value === "yes") return true;
   if (value === "off" || value === "no") return false;

@@ -8,6 +8,7 @@ import { MemoryDisk } from "./disk";
 import { compileCore } from "../../core/core";
 import type { HostSockets } from "../../net/host-sockets";
 import type { HostResources, Platform, PcpuThread } from "../platform";
+import { bytesSource } from "../../state/container";
 
 export interface MemoryPlatformOptions {
   /** The core: compiled, or the bytes of build/core.wasm. */
@@ -24,10 +25,13 @@ export interface MemoryPlatformOptions {
 export function memoryPlatform(opts: MemoryPlatformOptions): Platform {
   const files = new Map(Object.entries(opts.files ?? {}));
   const module = opts.core instanceof WebAssembly.Module ? opts.core : compileCore(opts.core);
-  const file = (path: string, what: string, dirs?: readonly string[]): Uint8Array => {
+  const inDirs = (path: string, what: string, dirs?: readonly string[]): void => {
     if (dirs && !dirs.some((d) => path.startsWith(d.endsWith("/") ? d : `${d}/`))) {
       throw new Error(`${what} ${path}: not in an image directory of this host (${dirs.join(", ")})`);
     }
+  };
+  const file = (path: string, what: string, dirs?: readonly string[]): Uint8Array => {
+    inDirs(path, what, dirs);
     const bytes = files.get(path);
     if (!bytes) throw new Error(`${what} ${path}: no such file`);
     return bytes;
@@ -47,6 +51,21 @@ export function memoryPlatform(opts: MemoryPlatformOptions): Platform {
       const bytes = file(path, what, dirs);
       if (bytes.length % 512 !== 0) throw new Error(`${what} ${path}: is ${bytes.length} bytes, not a multiple of 512 (raw images only)`);
       return new MemoryDisk(bytes, { readOnly });
+    },
+    openStateFile: (path, { what, dirs }) => bytesSource(file(path, what, dirs)),
+    createStateFile(path, { what, dirs }) {
+      inDirs(path, what, dirs);
+      const chunks: Uint8Array[] = [];
+      return {
+        write: (chunk) => void chunks.push(chunk.slice()),
+        commit() {
+          const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+          let at = 0;
+          for (const c of chunks) { all.set(c, at); at += c.length; }
+          files.set(path, all);
+        },
+        abort: () => { chunks.length = 0; },
+      };
     },
     hostSockets: opts.hostSockets,
     startPcpu: async () => inThread(new Pcpu(platform)),

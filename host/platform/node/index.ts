@@ -13,6 +13,7 @@ import { loadCoreModule, packageRoot } from "./core";
 import { openImage, readOpenedImage } from "./image-files";
 import { NodeDisk } from "./disk";
 import { nodeHostSockets } from "./host-sockets";
+import { createStateFile, openStateFile } from "./state-files";
 
 /** Debian's OpenSBI (package opensbi): what QEMU's virt board boots by default too. */
 const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
@@ -52,6 +53,9 @@ export const nodePlatform: Platform = {
   },
 
   openDisk: (path, opts) => new NodeDisk(path, opts),
+
+  openStateFile,
+  createStateFile,
 
   hostSockets: nodeHostSockets,
 

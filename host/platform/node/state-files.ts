@@ -1,0 +1,78 @@
+// Saved VM states as files (Node). A snapshot is read with positional reads, so a restore reads
+// only what it uses; it is opened as images are (image-files.ts: no FIFO, only inside the
+// host's directories). A save goes to a private temporary file beside its target and is renamed
+// over it when whole, so a failed save, or a host that dies mid-way, never leaves a torn file
+// under the snapshot's name, and a symbolic link there is replaced, not followed.
+import { closeSync, constants, fsyncSync, openSync, readSync, realpathSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { basename, dirname, join, resolve, sep } from "node:path";
+import { randomBytes } from "node:crypto";
+import type { ByteSource } from "../../state/container";
+import type { StateFileOptions, StateFileWriter } from "../platform";
+import { ImageError, openImage } from "./image-files";
+
+export function openStateFile(path: string, { what, dirs }: StateFileOptions): ByteSource {
+  const img = openImage(path, { what, dirs });
+  let fd: number | null = img.fd;
+  return {
+    size: img.size,
+    read(offset, length) {
+      if (fd === null) throw new Error(`${what} ${path} is closed`);
+      const out = new Uint8Array(length);
+      let done = 0;
+      while (done < length) {
+        const n = readSync(fd, out, done, length - done, offset + done);
+        if (n === 0) throw new ImageError(`${what} ${path}: shorter than its ${img.size} bytes (did it change while being read?)`);
+        done += n;
+      }
+      return out;
+    },
+    close() {
+      if (fd !== null) closeSync(fd);
+      fd = null;
+    },
+  };
+}
+
+export function createStateFile(path: string, { what, dirs }: StateFileOptions): StateFileWriter {
+  const target = resolve(path);
+  let dir: string;
+  try {
+    dir = realpathSync(dirname(target));
+  } catch {
+    throw new ImageError(`${what} ${path}: its directory ${dirname(target)} does not exist`);
+  }
+  if (dirs && !dirs.some((d) => { try { const r = realpathSync(d); return dir === r || dir.startsWith(r.endsWith(sep) ? r : r + sep); } catch { return false; } })) {
+    throw new ImageError(`${what} ${path}: not in an image directory of this host (${dirs.join(", ")}); start the host with --images <dir> to allow another`);
+  }
+  const temp = join(dir, `.${basename(target)}.${randomBytes(6).toString("hex")}.partial`);
+  let fd: number | null;
+  try {
+    fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    throw new ImageError(`${what} ${path}: cannot create a file in ${dir} (${(e as Error).message})`);
+  }
+  const drop = () => {
+    if (fd !== null) closeSync(fd);
+    fd = null;
+    try { unlinkSync(temp); } catch { /* already gone */ }
+  };
+  return {
+    write(chunk) {
+      if (fd === null) throw new Error(`${what} ${path}: already finished`);
+      for (let done = 0; done < chunk.length;) done += writeSync(fd, chunk, done, chunk.length - done);
+    },
+    commit() {
+      if (fd === null) throw new Error(`${what} ${path}: already finished`);
+      try {
+        fsyncSync(fd);
+        closeSync(fd);
+        fd = null;
+        renameSync(temp, join(dir, basename(target)));
+      } catch (e) {
+        drop();
+        throw new ImageError(`${what} ${path}: cannot save it (${(e as Error).message})`);
+      }
+    },
+    abort: drop,
+  };
+}

@@ -1,0 +1,199 @@
+// The container of a VM state stream: what snapshots, live migration and moves between pCPUs
+// all write and read. A 16-byte header (magic, format version), then sections, each a 16-byte
+// header (tag, CRC-32 of its checked bytes, length) and its payload, ending with an END section
+// that counts the sections before it. A reader that meets a truncated, corrupted or foreign
+// stream says so and what it expected; nothing here knows what the sections mean.
+import { crc32 } from "./crc32";
+
+/** "WVSTATE" and a newline: a stream mangled as text (CRLF) fails the magic at once. */
+export const STATE_MAGIC = new Uint8Array([0x57, 0x56, 0x53, 0x54, 0x41, 0x54, 0x45, 0x0a]);
+/** The layout of the container and of every section this build writes. */
+export const STATE_FORMAT_VERSION = 1;
+export const HEADER_BYTES = 16;
+export const SECTION_HEADER_BYTES = 16;
+/** No section but memory is anywhere near this; a length beyond it is corruption, not data. */
+const MAX_SMALL_SECTION = 64 << 20;
+/** Memory sections: at most all of a 4 GiB memory, raw, with its index. */
+const MAX_MEMORY_SECTION = 2 ** 32 + (64 << 20);
+
+/** Section tags, four ASCII characters each. */
+export const TAGS = {
+  /** The VM's configuration, as a definition (JSON). */
+  config: "CONF",
+  /** Every hart's registers and CSRs by name, and the VM-wide core fields (JSON). */
+  cpu: "CPU ",
+  /** Devices, built-in SBI, bandwidth buckets, boot layout, DTB (JSON). */
+  machine: "MACH",
+  /** The boot ROM (deflated). */
+  rom: "ROM ",
+  /** Guest RAM pages (see memory.ts); a stream may carry several, later pages replacing earlier. */
+  memory: "MEM ",
+  end: "END ",
+} as const;
+export type SectionTag = (typeof TAGS)[keyof typeof TAGS];
+const KNOWN = new Set<string>(Object.values(TAGS));
+
+/** A stream that is not a state this build can read; the message says why and what to do. */
+export class StateFormatError extends Error {}
+
+function tagNumber(tag: string): number {
+  return (tag.charCodeAt(0) | (tag.charCodeAt(1) << 8) | (tag.charCodeAt(2) << 16) | (tag.charCodeAt(3) << 24)) >>> 0;
+}
+function tagText(n: number): string {
+  const s = String.fromCharCode(n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24);
+  return /^[\x20-\x7e]{4}$/.test(s) ? JSON.stringify(s) : `0x${n.toString(16)}`;
+}
+
+export function streamHeader(): Uint8Array {
+  const h = new Uint8Array(HEADER_BYTES);
+  h.set(STATE_MAGIC);
+  new DataView(h.buffer).setUint32(8, STATE_FORMAT_VERSION, true);
+  return h;
+}
+
+/** A section's header; `crc` covers the payload (memory sections: their index only). */
+export function sectionHeader(tag: SectionTag, length: number, crc: number): Uint8Array {
+  const h = new Uint8Array(SECTION_HEADER_BYTES);
+  const v = new DataView(h.buffer);
+  v.setUint32(0, tagNumber(tag), true);
+  v.setUint32(4, crc, true);
+  v.setBigUint64(8, BigInt(length), true);
+  return h;
+}
+
+/** Writes a stream to `sink` in order: sections, then end(). */
+export class StateWriter {
+  private sections = 0;
+  /** Bytes written so far. */
+  bytes = 0;
+
+  constructor(private readonly sink: (chunk: Uint8Array) => void) {
+    this.put(streamHeader());
+  }
+
+  private put(chunk: Uint8Array): void {
+    this.sink(chunk);
+    this.bytes += chunk.length;
+  }
+
+  /** A section whose whole payload is checked by its CRC. */
+  section(tag: Exclude<SectionTag, "MEM " | "END ">, payload: Uint8Array): void {
+    this.put(sectionHeader(tag, payload.length, crc32(payload)));
+    this.put(payload);
+    this.sections++;
+  }
+
+  /** A JSON section. */
+  json(tag: "CONF" | "CPU " | "MACH", value: unknown): void {
+    this.section(tag, new TextEncoder().encode(JSON.stringify(value)));
+  }
+
+  /** A memory section already laid out (memory.ts): its index's CRC, then index and data. */
+  memory(index: Uint8Array, data: readonly Uint8Array[]): void {
+    const length = index.length + data.reduce((n, d) => n + d.length, 0);
+    this.put(sectionHeader(TAGS.memory, length, crc32(index)));
+    this.put(index);
+    for (const d of data) this.put(d);
+    this.sections++;
+  }
+
+  end(): void {
+    const payload = new Uint8Array(8);
+    new DataView(payload.buffer).setUint32(0, this.sections, true);
+    this.put(sectionHeader(TAGS.end, 8, crc32(payload)));
+    this.put(payload);
+  }
+}
+
+/** Where a section is in a stream. */
+export interface SectionRef {
+  tag: SectionTag;
+  /** Offset of its payload. */
+  offset: number;
+  length: number;
+  crc: number;
+}
+
+/** Random access to a stored stream (a snapshot file, or bytes in memory). */
+export interface ByteSource {
+  readonly size: number;
+  /** Exactly `length` bytes from `offset` (the caller checked the range). */
+  read(offset: number, length: number): Uint8Array;
+  close(): void;
+}
+
+/** A ByteSource over bytes in memory. */
+export function bytesSource(bytes: Uint8Array): ByteSource {
+  return { size: bytes.length, read: (offset, length) => bytes.subarray(offset, offset + length), close: () => {} };
+}
+
+/** Check the stream header: the magic, then the version. */
+export function checkHeader(h: Uint8Array, what: string): void {
+  if (h.length < HEADER_BYTES || STATE_MAGIC.some((b, i) => h[i] !== b)) {
+    throw new StateFormatError(`${what} is not a wasmvisor VM state (no WVSTATE header)`);
+  }
+  const version = new DataView(h.buffer, h.byteOffset, HEADER_BYTES).getUint32(8, true);
+  if (version !== STATE_FORMAT_VERSION) {
+    throw new StateFormatError(`${what} has state format version ${version}; this build reads version ${STATE_FORMAT_VERSION} only`);
+  }
+}
+
+/** Parse a section header; throws on an unknown tag or an impossible length. */
+export function parseSectionHeader(h: Uint8Array, offset: number, what: string): Omit<SectionRef, "offset"> {
+  const v = new DataView(h.buffer, h.byteOffset, SECTION_HEADER_BYTES);
+  const n = v.getUint32(0, true);
+  const tag = String.fromCharCode(n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24);
+  if (!KNOWN.has(tag)) throw new StateFormatError(`${what}: unknown section ${tagText(n)} at byte ${offset} (corrupted, or written by a newer wasmvisor)`);
+  const length = Number(v.getBigUint64(8, true));
+  const max = tag === TAGS.memory ? MAX_MEMORY_SECTION : tag === TAGS.end ? 8 : MAX_SMALL_SECTION;
+  if (length > max || (tag === TAGS.end && length !== 8)) throw new StateFormatError(`${what}: section ${tagText(n)} at byte ${offset} claims ${length} bytes (corrupted)`);
+  return { tag: tag as SectionTag, crc: v.getUint32(4, true), length };
+}
+
+/** The section count an END payload declares. */
+export function endCount(payload: Uint8Array): number {
+  return new DataView(payload.buffer, payload.byteOffset, 8).getUint32(0, true);
+}
+
+/**
+ * The sections of a stored stream, found by their headers alone (payloads are not read, so a
+ * large memory section costs nothing here): the stream must be whole, end with END, declare as
+ * many sections as it has, and have nothing after it.
+ */
+export function listSections(src: ByteSource, what: string): SectionRef[] {
+  if (src.size < HEADER_BYTES) throw new StateFormatError(`${what} is ${src.size} bytes: too short to be a VM state`);
+  checkHeader(src.read(0, HEADER_BYTES), what);
+  const out: SectionRef[] = [];
+  let at = HEADER_BYTES;
+  for (;;) {
+    if (at + SECTION_HEADER_BYTES > src.size) throw new StateFormatError(`${what} is truncated at byte ${src.size} (no END section): the save did not finish`);
+    const h = parseSectionHeader(src.read(at, SECTION_HEADER_BYTES), at, what);
+    const offset = at + SECTION_HEADER_BYTES;
+    if (offset + h.length > src.size) throw new StateFormatError(`${what} is truncated: section ${JSON.stringify(h.tag)} needs ${h.length} bytes from byte ${offset}, the stream ends at ${src.size}`);
+    if (h.tag === TAGS.end) {
+      const payload = checkedPayload(src, { ...h, offset }, what);
+      if (endCount(payload) !== out.length) throw new StateFormatError(`${what}: END counts ${endCount(payload)} sections, the stream has ${out.length} (corrupted)`);
+      if (offset + 8 !== src.size) throw new StateFormatError(`${what} has ${src.size - offset - 8} bytes after its END section (corrupted, or two states joined)`);
+      return out;
+    }
+    out.push({ ...h, offset });
+    at = offset + h.length;
+  }
+}
+
+/** A section's payload, its CRC checked. */
+export function checkedPayload(src: ByteSource, s: SectionRef, what: string): Uint8Array {
+  const payload = src.read(s.offset, s.length);
+  if (crc32(payload) !== s.crc) throw new StateFormatError(`${what}: section ${JSON.stringify(s.tag)} at byte ${s.offset} fails its checksum (corrupted)`);
+  return payload;
+}
+
+/** A JSON section's value, checksum verified. */
+export function jsonPayload(src: ByteSource, s: SectionRef, what: string): unknown {
+  const payload = checkedPayload(src, s, what);
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
+  } catch {
+    throw new StateFormatError(`${what}: section ${JSON.stringify(s.tag)} is not valid JSON`);
+  }
+}

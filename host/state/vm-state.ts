@@ -1,0 +1,125 @@
+// A VM's whole state as one stream (container.ts): its configuration (as a definition), its
+// core (cpu.ts), its machine (devices with their queues and in-flight requests, the built-in
+// SBI, bandwidth buckets, boot layout, DTB), the boot ROM and guest RAM (memory.ts). Snapshots
+// write it to a file, live migration to a socket, moves between pCPUs to another thread; all
+// read it back with openVmState, which checks everything it can before anything is built.
+import { deflateSync, inflateSync } from "fflate";
+import * as L from "../core/layout";
+import type { Core } from "../core/core";
+import type { VirtMachine } from "../machine/virt";
+import type { VmConfig } from "../config/vm-config";
+import { ConfigError, DEFINITION_PARSING, parseVmConfig, vmDefinition } from "../config/parse";
+import {
+  StateFormatError, StateWriter, TAGS, checkedPayload, jsonPayload, listSections, type ByteSource, type SectionRef,
+} from "./container";
+import { saveCpu, readCpu, type ClockRestore } from "./cpu";
+import { PAGE, applyChunk, chunkData, encodeMemory, readMemoryIndex, type ChunkEntry, type PageSelection } from "./memory";
+
+export { StateFormatError, StateWriter, type ByteSource, type ClockRestore, type PageSelection };
+
+/** The configuration section: the definition that parses back to the VM's configuration. */
+export function writeConfig(w: StateWriter, config: VmConfig): void {
+  w.json(TAGS.config, vmDefinition(config));
+}
+
+/** The core, the machine and the boot ROM: everything but RAM. Between steps. */
+export function writeMachine(w: StateWriter, machine: VirtMachine, wallClockMs: number): void {
+  w.json(TAGS.cpu, saveCpu(machine.core, wallClockMs));
+  w.json(TAGS.machine, machine.save());
+  w.section(TAGS.rom, deflateSync(machine.core.u8.subarray(L.ROM_HOST, L.ROM_HOST + L.ROM_SIZE), { level: 1 }));
+}
+
+/** A memory section of the pages `select` picks; returns how many pages it carries. */
+export function writeMemory(w: StateWriter, core: Core, select: PageSelection, level = 1): number {
+  const { index, data, pages } = encodeMemory(core.ram, select, level);
+  w.memory(index, data);
+  return pages;
+}
+
+/** A whole state in one go (a snapshot of a VM that is not running): configuration, machine, the RAM that is not zero. */
+export function writeVmState(sink: (chunk: Uint8Array) => void, config: VmConfig, machine: VirtMachine, wallClockMs: number): { bytes: number; pages: number } {
+  const w = new StateWriter(sink);
+  writeConfig(w, config);
+  writeMachine(w, machine, wallClockMs);
+  const pages = writeMemory(w, machine.core, { kind: "nonzero" });
+  w.end();
+  return { bytes: w.bytes, pages };
+}
+
+/** A state read and checked, ready to be built into a machine (restoreMachine in vm/build.ts). */
+export interface OpenedVmState {
+  config: VmConfig;
+  /** The machine's state (MachineState, checked when the machine takes it). */
+  machineState: unknown;
+  /** Put the saved core and boot ROM into a machine built from `config` and machineState. */
+  applyCore(core: Core, clock: ClockRestore): void;
+  /** Memory sections in stream order (later pages replace earlier ones). */
+  memory: ChunkEntry[][];
+  /** Pages the memory sections carry (counting a page once per section). */
+  pages: number;
+  src: ByteSource;
+  what: string;
+}
+
+/**
+ * Open a stored state: its structure, every checksum but the memory data's (each chunk is
+ * checked as it is used), the configuration (as a definition from a client would be; `name`
+ * replaces the saved one), the core's and machine's fields (machine: when it is built), and the
+ * memory index. Throws a StateFormatError saying what is wrong.
+ */
+export function openVmState(src: ByteSource, what: string, opts: { name?: string } = {}): OpenedVmState {
+  const sections = listSections(src, what);
+  const one = (tag: string): SectionRef => {
+    const found = sections.filter((s) => s.tag === tag);
+    if (found.length !== 1) throw new StateFormatError(`${what} has ${found.length} ${JSON.stringify(tag)} sections, not one (corrupted, or not a whole VM state)`);
+    return found[0]!;
+  };
+  if (sections[0]?.tag !== TAGS.config) throw new StateFormatError(`${what} does not start with the VM's configuration`);
+  const definition = jsonPayload(src, one(TAGS.config), what);
+  let config: VmConfig;
+  try {
+    const d = definition !== null && typeof definition === "object" && !Array.isArray(definition) ? definition : {};
+    config = parseVmConfig(opts.name !== undefined ? { ...d, name: opts.name } : definition, DEFINITION_PARSING);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    throw new StateFormatError(`${what}: its configuration: ${e.message}`);
+  }
+  const cpu = jsonPayload(src, one(TAGS.cpu), what);
+  const machineState = jsonPayload(src, one(TAGS.machine), what);
+  const rom = inflateExactly(checkedPayload(src, one(TAGS.rom), what), L.ROM_SIZE, `${what}: the boot ROM`);
+  const ramPages = config.memory / PAGE;
+  const memory = sections.filter((s) => s.tag === TAGS.memory).map((s) => readMemoryIndex((n) => src.read(s.offset, n), s, ramPages, what));
+  const pages = memory.reduce((n, entries) => n + entries.reduce((m, e) => m + popcount(e.pages), 0), 0);
+  return {
+    config, machineState, memory, pages, src, what,
+    applyCore(core, clock) {
+      const apply = readCpu(core, cpu, `${what}: cpu`);
+      apply(clock);
+      core.u8.set(rom, L.ROM_HOST);
+    },
+  };
+}
+
+/** Put every memory section's pages into the RAM of a VM that has not run yet, checking each chunk. */
+export function loadMemory(state: OpenedVmState, core: Core): void {
+  for (const entries of state.memory) {
+    for (const e of entries) applyChunk(core.ram, e, chunkData(state.src, e, state.what));
+  }
+}
+
+function popcount(x: number): number {
+  let n = 0;
+  for (; x; x &= x - 1) n++;
+  return n;
+}
+
+function inflateExactly(data: Uint8Array, size: number, what: string): Uint8Array {
+  let out: Uint8Array;
+  try {
+    out = inflateSync(data, { out: new Uint8Array(size + 1) });
+  } catch (e) {
+    throw new StateFormatError(`${what} does not inflate: ${(e as Error).message}`);
+  }
+  if (out.length !== size) throw new StateFormatError(`${what} is ${out.length} bytes, not ${size}`);
+  return out;
+}

@@ -1,0 +1,222 @@
+// The one state format: a VM saved mid-run to a stream and built again from it goes on exactly
+// where it was, as often as it is restored; a stream that is truncated, corrupted, from
+// another version or crafted to lie is refused with an error saying what is wrong.
+import { describe, test, expect } from "vitest";
+import { assemble } from "../encoder";
+import { KERNEL_ADDR, type VirtMachine } from "../../host/machine/virt";
+import { runToStop } from "../board";
+import { loadCoreModule } from "../../host/platform/node/core";
+import { memoryPlatform } from "../../host/platform/memory";
+import { DEFINITION_PARSING, parseVmConfig, vmDefinition } from "../../host/config/parse";
+import { buildMachine, loadBootImages, restoreMachine } from "../../host/vm/build";
+import { writeVmState, openVmState, StateFormatError } from "../../host/state/vm-state";
+import { bytesSource, HEADER_BYTES, SECTION_HEADER_BYTES, listSections, sectionHeader, streamHeader, type SectionTag } from "../../host/state/container";
+import { crc32 } from "../../host/state/crc32";
+import { deflateSync } from "fflate";
+
+const UART = 0x10000000;
+// An S-mode kernel on the built-in SBI: fills 64 KiB of RAM with a pattern, then prints the
+// digits 0..9 with a busy wait between them, checking the pattern before each (an X instead of
+// the digit if it changed: a page lost or changed on the way shows in the output), then shuts
+// down.
+const EXPECTED_SUM = BigInt.asUintN(64, 0x9e3779b9n * (8192n * 8193n / 2n));
+const KERNEL = assemble(`
+    li s3, ${KERNEL_ADDR + 0x100000}
+    li t1, 8192
+    mv t2, s3
+    li t3, 0x9e3779b9
+  fill:
+    mul t4, t1, t3
+    sd t4, 0(t2)
+    addi t2, t2, 8
+    addi t1, t1, -1
+    bnez t1, fill
+    li s0, ${UART}
+    li s1, 0
+    li s2, 10
+  next:
+    li t1, 8192
+    mv t2, s3
+    li t5, 0
+  sum:
+    ld t4, 0(t2)
+    add t5, t5, t4
+    addi t2, t2, 8
+    addi t1, t1, -1
+    bnez t1, sum
+    li t6, ${EXPECTED_SUM}
+    beq t5, t6, good
+    li t5, 88
+    sb t5, 0(s0)
+    j waiting
+  good:
+    addi t5, s1, 48
+    sb t5, 0(s0)
+  waiting:
+    li t0, 300000
+  wait:
+    addi t0, t0, -1
+    bnez t0, wait
+    addi s1, s1, 1
+    bne s1, s2, next
+    li a0, 0
+    li a1, 0
+    li a7, 0x53525354
+    li a6, 0
+    ecall
+  1: j 1b
+`, { origin: KERNEL_ADDR }).bytes;
+
+const module = loadCoreModule();
+const platform = memoryPlatform({ core: module, files: { "count.bin": KERNEL } });
+const config = parseVmConfig({ name: "counter", kernel: "count.bin", memory: "16M", smp: 2 }, DEFINITION_PARSING);
+
+function io(out: { text: string }) {
+  return { output: (b: Uint8Array) => { out.text += new TextDecoder("latin1").decode(b); }, input: () => -1, wake: () => {} };
+}
+
+async function started(out: { text: string }, digits: number): Promise<VirtMachine> {
+  const m = await buildMachine(config, loadBootImages(config, platform), platform, io(out));
+  while (out.text.length < digits) expect(m.step(50_000).state).toBe("running");
+  return m;
+}
+
+function save(m: VirtMachine): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  writeVmState((c) => chunks.push(c.slice()), config, m, Date.now());
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) { all.set(c, at); at += c.length; }
+  return all;
+}
+
+// The sections of a stream, to rebuild it with one changed: what an attacker can do (checksums
+// are not a defence against a crafted stream, only against accidents).
+function sections(stream: Uint8Array) {
+  return listSections(bytesSource(stream), "s").map((s) => ({ tag: s.tag, payload: stream.slice(s.offset, s.offset + s.length), crc: s.crc }));
+}
+function rebuild(parts: { tag: string; payload: Uint8Array; crc?: number }[]): Uint8Array {
+  const pieces: Uint8Array[] = [streamHeader()];
+  for (const p of parts) pieces.push(sectionHeader(p.tag as SectionTag, p.payload.length, p.crc ?? crc32(p.tag === "MEM " ? memoryIndex(p.payload) : p.payload)), p.payload);
+  const end = new Uint8Array(8);
+  new DataView(end.buffer).setUint32(0, parts.length, true);
+  pieces.push(sectionHeader("END " as SectionTag, 8, crc32(end)), end);
+  const out = new Uint8Array(pieces.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of pieces) { out.set(c, at); at += c.length; }
+  return out;
+}
+// A memory section's checksum covers its index only.
+const memoryIndex = (p: Uint8Array) => p.subarray(0, 8 + 20 * new DataView(p.buffer, p.byteOffset).getUint32(4, true));
+const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+const unjson = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b));
+
+async function restore(stream: Uint8Array, out: { text: string }, name?: string): Promise<VirtMachine> {
+  return restoreMachine(openVmState(bytesSource(stream), "snapshot", { name }), platform, io(out), { clock: { kind: "continue" } });
+}
+
+describe("a VM saved to a state stream and restored", () => {
+  test("goes on where it was, twice from the same stream (rollback), and as the original does", async () => {
+    const before = { text: "" };
+    const a = await started(before, 3);
+    const stream = save(a);
+    const instret = a.core.totalInstret();
+    const mtime = a.core.exports.mtimeNow();
+
+    const outs = [{ text: "" }, { text: "" }];
+    const restored = await Promise.all(outs.map((o) => restore(stream, o)));
+    expect(restored[0]!.core.totalInstret()).toBe(instret);
+    expect(Math.abs(restored[0]!.core.exports.mtimeNow() - mtime)).toBeLessThan(10_000_000); // within a second: the clock continues
+    for (const m of restored) expect(runToStop(m, 30)).toEqual({ kind: "poweroff", code: 0 });
+    expect(runToStop(a, 30)).toEqual({ kind: "poweroff", code: 0 });
+    expect(before.text).toBe("0123456789");
+    for (const o of outs) expect("012" + o.text).toBe("0123456789");
+  });
+
+  test("keeps the configuration (through the definition parser), with a new name if asked", async () => {
+    const a = await started({ text: "" }, 1);
+    const stream = save(a);
+    const opened = openVmState(bytesSource(stream), "snap", { name: "copy" });
+    expect(opened.config).toEqual({ ...config, name: "copy" });
+    expect(parseVmConfig(vmDefinition(config), DEFINITION_PARSING)).toEqual(config);
+    // Zero pages are left out: 16 MiB of RAM, a few pages written.
+    expect(opened.pages).toBeGreaterThan(16);
+    expect(opened.pages).toBeLessThan(64);
+    expect(stream.length).toBeLessThan(128 * 1024);
+  });
+});
+
+describe("a stream that is not a whole, valid state is refused", () => {
+  let stream: Uint8Array;
+  const get = async () => (stream ??= save(await started({ text: "" }, 2)));
+
+  test("truncated anywhere", async () => {
+    const s = await get();
+    for (const cut of [0, 7, HEADER_BYTES, HEADER_BYTES + 5, HEADER_BYTES + SECTION_HEADER_BYTES + 3, s.length >> 1, s.length - 9, s.length - 1]) {
+      expect(() => openVmState(bytesSource(s.subarray(0, cut)), "snap")).toThrow(StateFormatError);
+    }
+    expect(() => openVmState(bytesSource(s.subarray(0, s.length - 1)), "snap")).toThrow(/truncated/);
+  });
+
+  test("with a flipped bit in any section", async () => {
+    const s = await get();
+    for (const sec of listSections(bytesSource(s), "s")) {
+      const bad = s.slice();
+      bad[sec.offset + Math.min(5, sec.length - 1)] ^= 0x10;
+      expect(() => openVmState(bytesSource(bad), "snap"), sec.tag).toThrow(/checksum|corrupted/);
+    }
+  });
+
+  test("from another format version, not a state at all, or with bytes after its end", async () => {
+    const s = await get();
+    const v2 = s.slice();
+    v2[8] = 2;
+    expect(() => openVmState(bytesSource(v2), "snap")).toThrow(/format version 2; this build reads version 1/);
+    expect(() => openVmState(bytesSource(new TextEncoder().encode("#!/bin/sh\necho hello\n")), "snap")).toThrow(/not a wasmvisor VM state/);
+    const longer = new Uint8Array(s.length + 4);
+    longer.set(s);
+    expect(() => openVmState(bytesSource(longer), "snap")).toThrow(/after its END/);
+  });
+
+  test("crafted with valid checksums but impossible contents", async () => {
+    const s = await get();
+    const parts = sections(s);
+    const withPart = (tag: string, change: (p: Uint8Array) => Uint8Array) =>
+      rebuild(parts.map((p) => (p.tag === tag ? { tag, payload: change(p.payload) } : { tag: p.tag, payload: p.payload, crc: p.crc })));
+    const cpu = (edit: (c: any) => void) => withPart("CPU ", (p) => { const c = unjson(p); edit(c); return json(c); });
+
+    // The rebuild itself is faithful.
+    await expect(restore(rebuild(parts.map((p) => ({ tag: p.tag, payload: p.payload, crc: p.crc }))), { text: "" })).resolves.toBeDefined();
+
+    await expect(restore(cpu((c) => { c.harts[0].priv = 2; }), { text: "" })).rejects.toThrow(/priv must be 0 \(U\), 1 \(S\) or 3 \(M\)/);
+    await expect(restore(cpu((c) => { c.harts[0].csr.satp = String(5n << 60n); }), { text: "" })).rejects.toThrow(/satp = 0x5000000000000000 is not a value this core holds/);
+    await expect(restore(cpu((c) => { c.harts[0].csr.misa = "0"; }), { text: "" })).rejects.toThrow(/misa/);
+    await expect(restore(cpu((c) => { c.harts.pop(); }), { text: "" })).rejects.toThrow(/harts/);
+    await expect(restore(cpu((c) => { c.harts[1].x[3] = "-1"; }), { text: "" })).rejects.toThrow(/x\[3\]/);
+    await expect(restore(cpu((c) => { c.harts[0].pendingLoad = { register: 40, kind: 0, size: 8, data: "0" }; }), { text: "" })).rejects.toThrow(/register/);
+    await expect(restore(withPart("MACH", (p) => { const m = unjson(p); delete m.devices.uart0; return json(m); }), { text: "" })).rejects.toThrow(/not the same machine/);
+    expect(() => openVmState(bytesSource(withPart("CONF", (p) => { const d = unjson(p); d.memory = "lots"; return json(d); })), "snap")).toThrow(/snap: its configuration: invalid memory size 'lots'/);
+    await expect(restore(withPart("CONF", (p) => { const d = unjson(p); d.memory = "1T"; return json(d); }), { text: "" })).rejects.toThrow(/more than one VM can address/);
+    expect(() => openVmState(bytesSource(withPart("CONF", (p) => { const d = unjson(p); d.drives = ["file=/etc/shadow"]; return json(d); })), "snap")).not.toThrow(); // a path is checked when opened, by the platform
+    await expect(restore(withPart("CONF", (p) => { const d = unjson(p); d.drives = ["file=/etc/shadow"]; return json(d); }), { text: "" })).rejects.toThrow(/no such file/);
+    expect(() => openVmState(bytesSource(withPart("ROM ", () => deflateSync(new Uint8Array(100)))), "snap")).toThrow(/boot ROM is 100 bytes/);
+    expect(() => openVmState(bytesSource(withPart("ROM ", () => new Uint8Array([1, 2, 3]))), "snap")).toThrow(/boot ROM does not inflate/);
+
+    // Memory: an index naming a chunk past RAM, or lengths that do not add up.
+    const mem = parts.find((p) => p.tag === "MEM ")!.payload;
+    const badChunk = mem.slice();
+    new DataView(badChunk.buffer).setUint32(8, 1 << 20, true);
+    expect(() => openVmState(bytesSource(withPart("MEM ", () => badChunk)), "snap")).toThrow(/chunk 1048576; this VM's RAM has 256/);
+    const badLength = mem.slice();
+    const dv = new DataView(badLength.buffer);
+    dv.setUint32(8 + 12, dv.getUint32(8 + 12, true) + 1, true);
+    expect(() => openVmState(bytesSource(withPart("MEM ", () => badLength)), "snap")).toThrow(/memory section/);
+    // The data of a chunk corrupted: found when the chunk is loaded, and the restore fails.
+    const badData = mem.slice();
+    badData[badData.length - 3] ^= 1;
+    await expect(restore(withPart("MEM ", () => badData), { text: "" })).rejects.toThrow(/memory chunk \d+ .* fails its checksum/);
+    // A section twice, or a section missing.
+    expect(() => openVmState(bytesSource(rebuild([...parts, parts[1]!])), "snap")).toThrow(/2 "CPU " sections/);
+    expect(() => openVmState(bytesSource(rebuild(parts.filter((p) => p.tag !== "MACH"))), "snap")).toThrow(/0 "MACH" sections/);
+  });
+});
