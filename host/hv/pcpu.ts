@@ -17,8 +17,9 @@ import { Scheduler, type EntityStats } from "./scheduler";
 import { buildMachine, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
 import { StateWriter, openVmState, writeConfig, writeMachine } from "../state/vm-state";
 import { MemoryEncoder } from "../state/memory";
+import { bytesSource } from "../state/container";
 import { ByteRing, ringDoorbell } from "../util/ring";
-import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason, type MachineState } from "../machine/virt";
+import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason } from "../machine/virt";
 import type { VmConfig } from "../config/vm-config";
 import type { Platform } from "../platform/platform";
 import { transition, ended, type Action, type VmState } from "./lifecycle";
@@ -45,11 +46,15 @@ export interface VmEvent {
   code: number;
 }
 
-/** A VM on its way to another pCPU: its request, memory, machine state and accounting. */
+/**
+ * A VM on its way to another pCPU: its request, its state as a state stream (configuration,
+ * core, machine, boot ROM: the one format snapshots and migration use), its VM memory (shared
+ * between threads, so its RAM is not copied), and its accounting.
+ */
 export interface MovingVm {
   req: HostedVmRequest;
+  stream: Uint8Array;
   memory: WebAssembly.Memory;
-  machine: MachineState;
   state: "created" | "running" | "paused";
   /** CPU and steal time it had here (ms), for its totals. */
   cpuMs: number;
@@ -156,8 +161,13 @@ export class Pcpu {
     const vm = this.get(name);
     if (ended(vm.state)) throw new Error(`${name} is ${vm.state}: nothing to move`);
     this.flushConsole(vm);
+    const chunks: Uint8Array[] = [];
+    const w = new StateWriter((c) => chunks.push(c));
+    writeConfig(w, vm.req.config);
+    writeMachine(w, vm.machine, Date.now());
+    w.end();
     const moving: MovingVm = {
-      req: vm.req, memory: vm.machine.core.memory, machine: vm.machine.save(), state: vm.state as MovingVm["state"],
+      req: vm.req, stream: concat(chunks), memory: vm.machine.core.memory, state: vm.state as MovingVm["state"],
       cpuMs: this.sched.cpuMs(name), stealMs: this.sched.stealMs(name, performance.now()),
       backlog: vm.backlog, dropped: vm.dropped,
     };
@@ -167,9 +177,10 @@ export class Pcpu {
     return moving;
   }
 
-  /** Resume a released VM here, in the state it had. */
+  /** Resume a released VM here, in the state it had; its clock counts the time the move took. */
   async adopt(m: MovingVm): Promise<void> {
-    const vm = await this.host(m.req, undefined, { memory: m.memory, state: m.machine });
+    const saved = openVmState(bytesSource(m.stream), `${m.req.config.name}'s moved state`, { name: m.req.config.name });
+    const vm = await this.host(m.req, (io) => restoreMachine(saved, this.platform, io, { dirs: m.req.dirs, clock: { kind: "wall", nowMs: Date.now() }, memory: m.memory }));
     vm.backlog = m.backlog;
     vm.backlogBytes = m.backlog.reduce((n, b) => n + b.length, 0);
     vm.dropped = m.dropped;
@@ -253,7 +264,7 @@ export class Pcpu {
     return pages;
   }
 
-  private async host(req: HostedVmRequest, build?: (io: MachineIo) => Promise<VirtMachine>, resume?: { memory: WebAssembly.Memory; state: MachineState }): Promise<Hosted> {
+  private async host(req: HostedVmRequest, build?: (io: MachineIo) => Promise<VirtMachine>): Promise<Hosted> {
     const name = req.config.name;
     if (this.vms.has(name)) throw new Error(`a VM named ${name} is already on this pCPU`);
     const hosted = {
@@ -266,7 +277,7 @@ export class Pcpu {
       input: () => vm.input.readByte(),
       wake: () => this.ring(),
     };
-    vm.machine = build ? await build(io) : await buildMachine(req.config, req.images, this.platform, io, { dirs: req.dirs, resume });
+    vm.machine = build ? await build(io) : await buildMachine(req.config, req.images, this.platform, io, { dirs: req.dirs });
     this.vms.set(name, vm);
     this.sched.add(name, { weight: req.config.cpu.weight, cap: req.config.cpu.cap });
     return vm;
@@ -521,6 +532,16 @@ export class Pcpu {
       this.end(vm, "failed", `stuck: an interrupt waited ${(vm.watchdog.cpuMs / 1000).toFixed(1)} s of CPU time and none was taken (spinning with interrupts off?)`, true, EMULATION_FAILURE);
     }
   }
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }
 
 function describeStop(r: StopReason): string {

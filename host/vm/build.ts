@@ -95,15 +95,24 @@ export async function buildMachine(config: VmConfig, images: BootImages, platfor
   }
 }
 
+export interface RestoreOptions {
+  /** Directories the disks must be in; anywhere if undefined. */
+  dirs?: readonly string[];
+  /** How the guest's clock goes on: from the saved instant (a snapshot), or counting the time since (a move, a migration). */
+  clock: ClockRestore;
+  /** The VM's memory as it is (a move between threads): its RAM is not in the stream. */
+  memory?: WebAssembly.Memory;
+}
+
 /**
  * Build a VM from a saved state (a snapshot, or a migrated VM): its backends opened as for a new
  * VM, the board built around the saved machine state, then the core, the boot ROM and RAM put
  * back. Nothing is loaded from images and nothing reset. Throws (and closes what it opened) if
  * any of it is refused.
  */
-export async function restoreMachine(saved: OpenedVmState, platform: Platform, io: MachineIo, opts: { dirs?: readonly string[]; clock: ClockRestore }): Promise<VirtMachine> {
+export async function restoreMachine(saved: OpenedVmState, platform: Platform, io: MachineIo, opts: RestoreOptions): Promise<VirtMachine> {
   const images: BootImages = { bios: usesBuiltinSbi(saved.config) ? "builtin" : null };
-  const machine = await buildMachine(saved.config, images, platform, io, { dirs: opts.dirs, resume: { state: saved.machineState } });
+  const machine = await buildMachine(saved.config, images, platform, io, { dirs: opts.dirs, resume: { state: saved.machineState, memory: opts.memory } });
   try {
     saved.applyCore(machine.core, opts.clock);
     loadMemory(saved, machine.core);
