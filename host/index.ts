@@ -15,10 +15,13 @@ import type { VmConfig } from "./config/vm-config";
 
 export { Hypervisor, type HypervisorOptions } from "./hv/hypervisor";
 export { memoryPlatform, type MemoryPlatformOptions } from "./platform/memory";
-export type { Platform, PcpuThread, HostResources, ImageOptions, DiskOptions } from "./platform/platform";
+export type { Platform, PcpuThread, HostResources, ImageOptions, DiskOptions, StateFileOptions, StateFileWriter } from "./platform/platform";
+export { linkPair, parseMigrationTarget, type ByteLink, type MigrationTarget } from "./migration/link";
+export type { MigrationProgress, SnapshotResult } from "./hv/pcpu";
+export { StateFormatError, type ByteSource } from "./state/container";
 export { ConfigError, parseSize } from "./config/parse";
 export type { VmConfig, VmDefinition, DriveConfig, NicConfig, Mode, Paging, FirmwareChoice } from "./config/vm-config";
-export { HvError, type VmInfo, type VmRunStats, type HostInfo, type Control } from "./hv/types";
+export { HvError, type VmInfo, type VmRunStats, type HostInfo, type Control, type SnapshotInfo } from "./hv/types";
 export { ACTIONS, type Action, type VmState } from "./hv/lifecycle";
 export type { MachineStats } from "./machine/virt";
 export type { DiskBackend, NetBackend } from "./devices/backends";

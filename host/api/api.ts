@@ -11,6 +11,9 @@
  *   POST   /vms/{name}/move         body: {"pcpu": n}: move it to pCPU n   → VmInfo
  *   POST   /vms/{name}/snapshot     body: {"file": path, "stop"?: bool}    → SnapshotInfo
  *   POST   /restore                 body: {"file": path, "name"?: s, "paused"?: bool} → 201 VmInfo
+ *   POST   /vms/{name}/migrate      body: {"to": "tcp:HOST:PORT", "downtimeMs"?: n, "maxRounds"?: n}
+ *                                   → MigrationProgress once it runs there (502 if it failed: it goes on here)
+ *   GET    /vms/{name}/migration    MigrationProgress of the last (or current) migration
  *   DELETE /vms/{name}              → 204
  *   GET    /vms/{name}/console      with "Connection: Upgrade, Upgrade: wasmvisor-console":
  *                                   → 101, then the raw console both ways
@@ -105,6 +108,11 @@ async function handle(control: Control, req: IncomingMessage, res: ServerRespons
         const b = await readJson(req);
         return send(res, 200, await control.snapshot(parts[1], field(b, "file", "string", true), { stop: field(b, "stop", "boolean") }));
       }
+      case "POST /vms/{name}/migrate": {
+        const b = await readJson(req);
+        return send(res, 200, await control.migrate(parts[1], field(b, "to", "string", true), { downtimeMs: field(b, "downtimeMs", "number"), maxRounds: field(b, "maxRounds", "number") }));
+      }
+      case "GET /vms/{name}/migration": return send(res, 200, control.migration(parts[1]));
       case "DELETE /vms/{name}":
         await control.destroy(parts[1]);
         res.writeHead(204).end();
@@ -134,12 +142,15 @@ async function handle(control: Control, req: IncomingMessage, res: ServerRespons
 function field(body: unknown, key: string, type: "string", required: true): string;
 function field(body: unknown, key: string, type: "string"): string | undefined;
 function field(body: unknown, key: string, type: "boolean"): boolean | undefined;
-function field(body: unknown, key: string, type: "string" | "boolean", required = false): string | boolean | undefined {
+function field(body: unknown, key: string, type: "number"): number | undefined;
+function field(body: unknown, key: string, type: "string" | "boolean" | "number", required = false): string | boolean | number | undefined {
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw badRequest(`the body must be a JSON object`);
   const v = (body as Record<string, unknown>)[key];
   if (v === undefined && !required) return undefined;
-  if (typeof v !== type || (type === "string" && (v as string).length === 0)) throw badRequest(`'${key}' must be a ${type === "string" ? "non-empty string" : "boolean"}`);
-  return v as string | boolean;
+  if (typeof v !== type || (type === "string" && (v as string).length === 0) || (type === "number" && !Number.isFinite(v))) {
+    throw badRequest(`'${key}' must be a ${type === "string" ? "non-empty string" : type}`);
+  }
+  return v as string | boolean | number;
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

@@ -6,11 +6,14 @@ import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { Hypervisor } from "../hv/hypervisor";
 import { serveApi, ApiClient, ACTIONS } from "../api/api";
-import { defaultSocketPath, ensurePrivateDir, checkApiSocket } from "../api/api-socket";
+import { defaultSocketDir, defaultSocketPath, ensurePrivateDir, checkApiSocket } from "../api/api-socket";
+import { loadMigrationKey, listenMigration } from "../platform/node/migration";
+import { parseMigrationTarget } from "../migration/link";
 import { CliError } from "./args";
 import { parseSize } from "../config/parse";
 import { nodePlatform } from "../platform/node";
 import type { HostInfo, SnapshotInfo, VmInfo, VmRunStats } from "../hv/types";
+import type { MigrationProgress } from "../hv/pcpu";
 
 const CTRL_RIGHT_BRACKET = 0x1d;
 
@@ -25,6 +28,7 @@ export function defaultImageDirs(): string[] {
 
 export const HOST_HELP = `Usage: wasmvisor host [--api <socket>] [--images <dir>]... [--cpus N] [--memory <size>] [--overcommit R]
                       [--slice <ms>] [--watchdog <s>] [--vcpus-per-pcpu N]
+                      [--migrate-listen tcp:<addr>:<port>] [--migrate-key <file>]
 
 Run the hypervisor: a worker thread per pCPU and the control API (HTTP + JSON) on a Unix socket.
 Manage its VMs with 'wasmvisor ctl'. Ctrl-C (SIGINT/SIGTERM) stops every VM and exits.
@@ -40,6 +44,11 @@ Manage its VMs with 'wasmvisor ctl'. Ctrl-C (SIGINT/SIGTERM) stops every VM and 
   --vcpus-per-pcpu <n>  vCPUs the host admits per pCPU (default 64)
   --watchdog <s>     a VM that keeps an enabled interrupt waiting for this much CPU time
                      without taking any is stuck (reported failed; default 5)
+  --migrate-listen tcp:<addr>:<port>
+                     accept VMs migrating in (TLS with the migration key; others are refused)
+  --migrate-key <file>  the key migrations to and from this host use (give both hosts the same
+                     one). Default: ${join(defaultSocketDir(), "migration.key")}, made if missing,
+                     shared by this user's hosts on this machine
 `;
 
 export const CTL_HELP = `Usage: wasmvisor ctl [--api <socket>] <command>
@@ -52,6 +61,9 @@ export const CTL_HELP = `Usage: wasmvisor ctl [--api <socket>] <command>
   start|pause|resume|stop <name>
   destroy <name>             stop it and free its resources
   move <name> <pcpu>         move it to another pCPU (the balancer also does this by itself)
+  migrate <name> tcp:<host>:<port> [--downtime <ms>] [--max-rounds <n>]
+                             move it live to the host listening there (wasmvisor host
+                             --migrate-listen); shows rounds, bytes, dirty rate, expected downtime
   snapshot <name> <file> [--stop]
                              save its whole state to <file> (in an --images directory of the
                              host); it keeps running, or with --stop ends once saved
@@ -67,7 +79,11 @@ export async function hostCommand(argv: string[]): Promise<number> {
   try {
     v = parseArgs({
       args: argv, strict: true, allowPositionals: false,
-      options: { api: { type: "string" }, images: { type: "string", multiple: true }, cpus: { type: "string" }, memory: { type: "string" }, overcommit: { type: "string" }, slice: { type: "string" }, watchdog: { type: "string" }, "vcpus-per-pcpu": { type: "string" }, help: { type: "boolean", short: "h" } },
+      options: {
+        api: { type: "string" }, images: { type: "string", multiple: true }, cpus: { type: "string" }, memory: { type: "string" }, overcommit: { type: "string" },
+        slice: { type: "string" }, watchdog: { type: "string" }, "vcpus-per-pcpu": { type: "string" }, "migrate-listen": { type: "string" }, "migrate-key": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
     }).values;
   } catch (e) {
     throw new CliError((e as Error).message.split(". ")[0]);
@@ -99,7 +115,28 @@ export async function hostCommand(argv: string[]): Promise<number> {
   for (const d of v.images ?? []) {
     if (!existsSync(d) || !statSync(d).isDirectory()) throw new CliError(`--images ${d}: not a directory`);
   }
-  const hv = await Hypervisor.start(nodePlatform, { cpus, overcommit, sliceMs, hostMemory, watchdogSeconds, vcpusPerPcpu, imageDirs, onEvent: log });
+  let listen;
+  try {
+    listen = v["migrate-listen"] === undefined ? undefined : parseMigrationTarget(v["migrate-listen"]);
+  } catch (e) {
+    throw new CliError(`--migrate-listen: ${(e as Error).message}`);
+  }
+  let migrationKey: Uint8Array;
+  if (v["migrate-key"] !== undefined) migrationKey = loadMigrationKey(v["migrate-key"], false);
+  else {
+    ensurePrivateDir(defaultSocketDir());
+    migrationKey = loadMigrationKey(join(defaultSocketDir(), "migration.key"));
+  }
+  const hv = await Hypervisor.start(nodePlatform, { cpus, overcommit, sliceMs, hostMemory, watchdogSeconds, vcpusPerPcpu, imageDirs, migrationKey, onEvent: log });
+  let migrations: { port: number; close(): void } | undefined;
+  if (listen) {
+    try {
+      migrations = await listenMigration(listen, migrationKey, (link) => void hv.incoming(link), (peer, why) => log(`refused a migration connection from ${peer}: ${why}`));
+    } catch (e) {
+      await hv.close();
+      throw e;
+    }
+  }
   let server;
   try {
     server = await serveApi(hv, socket, { onError: log });
@@ -110,6 +147,7 @@ export async function hostCommand(argv: string[]): Promise<number> {
   const info = hv.host();
   log(`${info.pcpus} pCPU(s), ${Math.round(info.memoryLimit / 2 ** 20)} MiB and ${info.fdLimit} file descriptors for VMs, API on ${socket}`);
   log(`images from ${imageDirs.join(", ")}`);
+  if (listen) log(`accepting migrations on ${listen.host}:${migrations!.port}`);
   await new Promise<void>((resolve) => {
     const quit = () => resolve();
     process.once("SIGINT", quit);
@@ -117,6 +155,7 @@ export async function hostCommand(argv: string[]): Promise<number> {
   });
   process.stderr.write("wasmvisor host: stopping every VM\n");
   server.close();
+  migrations?.close();
   await hv.close();
   return 0;
 }
@@ -126,7 +165,10 @@ export async function ctlCommand(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({
       args: argv, strict: true, allowPositionals: true,
-      options: { api: { type: "string" }, help: { type: "boolean", short: "h" }, stop: { type: "boolean" }, name: { type: "string" }, paused: { type: "boolean" } },
+      options: {
+        api: { type: "string" }, help: { type: "boolean", short: "h" }, stop: { type: "boolean" }, name: { type: "string" }, paused: { type: "boolean" },
+        downtime: { type: "string" }, "max-rounds": { type: "string" },
+      },
     });
   } catch (e) {
     throw new CliError((e as Error).message.split(". ")[0]);
@@ -135,6 +177,7 @@ export async function ctlCommand(argv: string[]): Promise<number> {
   const { stop, name: newName, paused } = parsed.values;
   if (stop !== undefined && cmd !== "snapshot") throw new CliError("--stop goes with ctl snapshot");
   if ((newName !== undefined || paused !== undefined) && cmd !== "restore") throw new CliError("--name and --paused go with ctl restore");
+  if ((parsed.values.downtime !== undefined || parsed.values["max-rounds"] !== undefined) && cmd !== "migrate") throw new CliError("--downtime and --max-rounds go with ctl migrate");
   if (parsed.values.help || !cmd) { process.stdout.write(CTL_HELP); return cmd ? 0 : 2; }
   const socket = parsed.values.api ?? defaultSocketPath();
   checkApiSocket(socket);
@@ -162,6 +205,15 @@ export async function ctlCommand(argv: string[]): Promise<number> {
     case "destroy": await api.call("DELETE", `/vms/${needName()}`); print(`destroyed ${arg}`); return 0;
     case "stats": print(formatStats(await api.call<VmRunStats>("GET", `/vms/${needName()}/stats`))); return 0;
     case "console": return attach(api, arg ?? "");
+    case "migrate": {
+      if (!arg || extra.length !== 1) throw new CliError("ctl migrate takes a VM name and where to: tcp:HOST:PORT");
+      const num = (flag: string, text: string | undefined) => {
+        if (text === undefined) return undefined;
+        if (!/^\d+(\.\d+)?$/.test(text)) throw new CliError(`--${flag} must be a number, not '${text}'`);
+        return Number(text);
+      };
+      return migrate(api, arg, extra[0], { downtimeMs: num("downtime", parsed.values.downtime), maxRounds: num("max-rounds", parsed.values["max-rounds"]) });
+    }
     case "snapshot": {
       if (!arg || extra.length !== 1) throw new CliError("ctl snapshot takes a VM name and a file");
       // The file as this shell names it: the host may run elsewhere in the file system.
@@ -190,6 +242,36 @@ export async function ctlCommand(argv: string[]): Promise<number> {
     return 0;
   }
   throw new CliError(`unknown ctl command '${cmd}' (see 'wasmvisor ctl --help')`);
+}
+
+// A migration, with its progress on stderr while it goes (one line, rewritten on a terminal).
+async function migrate(api: ApiClient, name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number }): Promise<number> {
+  const tty = process.stderr.isTTY === true;
+  const show = (p: MigrationProgress) => {
+    const line = `${name}: ${p.phase}, round ${p.round}, ${(p.sentBytes / 2 ** 20).toFixed(1)} MiB sent (${p.sentPages} pages) at ${p.bandwidthMBs.toFixed(0)} MB/s, ` +
+      `${p.dirtyPages} pages dirty (${p.dirtyRateMBs.toFixed(1)} MB/s), expected downtime ${p.expectedDowntimeMs.toFixed(1)} ms`;
+    process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+  };
+  let done = false;
+  const watcher = (async () => {
+    let last = "";
+    while (!done) {
+      await new Promise((r) => setTimeout(r, 250));
+      const p = await api.call<MigrationProgress>("GET", `/vms/${encodeURIComponent(name)}/migration`).catch(() => null);
+      if (p && !done && JSON.stringify(p) !== last && p.phase !== "done") { show(p); last = JSON.stringify(p); }
+    }
+  })();
+  try {
+    const r = await api.call<MigrationProgress>("POST", `/vms/${encodeURIComponent(name)}/migrate`, { to, ...opts });
+    done = true;
+    await watcher;
+    process.stdout.write(`${name}: migrated to ${to} in ${(r.elapsedMs / 1000).toFixed(2)} s, ${r.round + 1} round(s), ` +
+      `${(r.sentBytes / 2 ** 20).toFixed(1)} MiB sent, downtime ${(r.downtimeMs ?? 0).toFixed(1)} ms\n`);
+    return 0;
+  } finally {
+    done = true;
+    if (tty) process.stderr.write("\n"); // past the progress line
+  }
 }
 
 async function attach(api: ApiClient, name: string): Promise<number> {

@@ -9,12 +9,14 @@ import * as Comlink from "comlink";
 import { vmmLayout } from "../core/core";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { percentile } from "../util/stats";
-import type { Pcpu, VmEvent, HostedStats } from "./pcpu";
+import type { Pcpu, VmEvent, HostedStats, HostedVmRequest, MigrationProgress } from "./pcpu";
 import { EMULATION_FAILURE, type MachineStats } from "../machine/virt";
 import type { Control } from "./types";
 import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } from "../config/parse";
 import type { VmConfig } from "../config/vm-config";
-import { loadBootImages } from "../vm/build";
+import { loadBootImages, type BootImages } from "../vm/build";
+import { StateStreamParser, StateWriter, StateFormatError, TAGS, type ParsedSection } from "../state/container";
+import { encodeMessage, parseMigrationTarget, type ByteLink } from "../migration/link";
 import type { Platform, PcpuThread } from "../platform/platform";
 import { transition, ended, type Action } from "./lifecycle";
 import {
@@ -48,6 +50,8 @@ export interface HypervisorOptions {
   imageDirs?: readonly string[];
   /** File descriptors VMs may hold in total (default: the process's limit less what the host needs). */
   fileDescriptors?: number;
+  /** The key migrations to and from this host are authenticated and encrypted with; none: no migration. */
+  migrationKey?: Uint8Array;
 }
 
 interface Home {
@@ -84,6 +88,8 @@ interface VmRecord {
   restarts: number;
   restartTimes: number[];
   moves: number;
+  /** The last migration's progress (or how it ended), or null. */
+  migration: MigrationProgress | null;
   /** A build, restart or move under way (other operations wait for it), or null. */
   busy: Promise<unknown> | null;
   /** CPU and steal time on pCPUs it has left (ms). */
@@ -216,10 +222,27 @@ export class Hypervisor implements Control {
    * refusal leaves nothing behind.
    */
   async createVm(config: VmConfig, from?: { snapshot: string }): Promise<VmInfo> {
+    const vm = this.admit(config);
+    // Reserve the name and the resources while the pCPU builds it; undo everything on failure.
+    // A destroy (or anything else) meanwhile waits for the build, so nothing is left unaccounted.
+    await this.exclusive(vm, async () => {
+      try {
+        await this.build(vm, from);
+      } catch (e) {
+        this.vms.delete(config.name);
+        throw e;
+      }
+    });
+    this.background(`draining ${config.name}'s console`, this.drainConsole(vm));
+    return this.info(config.name);
+  }
+
+  // Admission: the name is free and everything the VM may touch fits the host, now; the VM is
+  // then recorded (created) on the pCPU with the least weight, to be built there.
+  private admit(config: VmConfig): VmRecord {
     if (this.closed) throw conflict("the host is shutting down");
     const name = config.name;
     if (this.vms.has(name)) throw conflict(`a VM named ${name} exists already`);
-    // Admission: everything the VM may touch counts against the host's memory, now.
     const committed = vmmLayout(config.memory, config.paging).end;
     const fds = vmFileDescriptors(config);
     const h = this.host();
@@ -236,26 +259,22 @@ export class Hypervisor implements Control {
       throw noRoom(`${name} needs ${fds} file descriptors (disks, host sockets: 'limits.sockets' is ${config.limits.sockets}); ` +
         `${this.fdLimit - h.fdsCommitted} of the host's ${this.fdLimit} are free. Lower 'limits.sockets', destroy a VM, or raise the host's open-file limit (ulimit -n).`);
     }
-    const home = this.place();
     const vm: VmRecord = {
-      config, fds, home, state: "created", waiters: [], committed,
+      config, fds, home: this.place(), state: "created", waiters: [], committed,
       out: new ByteRing(CONSOLE_OUT), input: new ByteRing(CONSOLE_IN),
       scrollback: [], scrollbackBytes: 0, listeners: new Set(), held: new Set(), unheld: null, restarts: 0, restartTimes: [], dtb: new Uint8Array(0),
-      moves: 0, busy: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 },
+      moves: 0, busy: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 }, migration: null,
     };
-    // Reserve the name and the resources while the pCPU builds it; undo everything on failure.
-    // A destroy (or anything else) meanwhile waits for the build, so nothing is left unaccounted.
     this.vms.set(name, vm);
-    await this.exclusive(vm, async () => {
-      try {
-        await this.build(vm, from);
-      } catch (e) {
-        this.vms.delete(name);
-        throw e;
-      }
-    });
-    this.background(`draining ${name}'s console`, this.drainConsole(vm));
-    return this.info(name);
+    return vm;
+  }
+
+  private request(vm: VmRecord, images: BootImages): HostedVmRequest {
+    return {
+      config: vm.config, images, dirs: this.opts.imageDirs,
+      consoleOut: vm.out.buffer, consoleIn: vm.input.buffer,
+      watchdogMs: this.opts.watchdogSeconds === undefined ? undefined : this.opts.watchdogSeconds * 1000,
+    };
   }
 
   // Built on its pCPU: from its images, or from a snapshot (which holds them in guest memory).
@@ -266,11 +285,7 @@ export class Hypervisor implements Control {
     } catch (e) {
       throw badRequest((e as Error).message);
     }
-    const req = {
-      config: vm.config, images, dirs: this.opts.imageDirs,
-      consoleOut: vm.out.buffer, consoleIn: vm.input.buffer,
-      watchdogMs: this.opts.watchdogSeconds === undefined ? undefined : this.opts.watchdogSeconds * 1000,
-    };
+    const req = this.request(vm, images);
     try {
       vm.dtb = from ? await vm.home.pcpu.restore(req, from.snapshot) : await vm.home.pcpu.create(req);
     } catch (e) {
@@ -459,6 +474,138 @@ export class Hypervisor implements Control {
       vm.moves++;
       return this.infoOf(vm);
     });
+  }
+
+  /**
+   * Migrate a VM live to the host listening at `to` ("tcp:HOST:PORT"): pre-copy while it runs,
+   * then a stop of at most about `downtimeMs` (default 5) for the rest, its core and devices.
+   * Resolves once it runs there; it is then gone from here. If the link or the destination fails
+   * first, the VM goes on here as if nothing had happened, and this rejects saying why.
+   */
+  async migrate(name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number } = {}): Promise<MigrationProgress> {
+    let target;
+    try {
+      target = parseMigrationTarget(to);
+    } catch (e) {
+      throw badRequest((e as Error).message);
+    }
+    const downtimeMs = opts.downtimeMs ?? 5;
+    const maxRounds = opts.maxRounds ?? 30;
+    if (!(downtimeMs > 0 && downtimeMs <= 60_000)) throw badRequest(`the downtime limit must be in (0, 60000] ms, not ${downtimeMs}`);
+    if (!Number.isInteger(maxRounds) || maxRounds < 0 || maxRounds > 1000) throw badRequest(`the round limit must be a whole number from 0 to 1000, not ${maxRounds}`);
+    const key = this.opts.migrationKey;
+    if (!key) throw badRequest("this host has no migration key: start it with --migrate-key <file> (wasmvisor host makes one by default)");
+    const vm = this.get(name);
+    return this.exclusive(vm, async () => {
+      this.present(vm);
+      if (ended(vm.state)) throw conflict(`cannot migrate ${name}: it is ${vm.state}`);
+      this.alive(vm);
+      let r: MigrationProgress;
+      try {
+        r = await vm.home.pcpu.migrateOut(name, target, { key, downtimeMs, maxRounds }, Comlink.proxy((p: MigrationProgress) => { vm.migration = p; }));
+      } catch (e) {
+        throw new HvError(502, (e as Error).message); // it could not even start: the VM was not touched
+      }
+      vm.migration = r;
+      if (r.error) {
+        if (r.lost) this.markEnded(vm, "failed", `migration to ${to} failed and it could not go on here: ${r.error}`, EMULATION_FAILURE);
+        throw new HvError(502, `migrating ${name} to ${to} failed: ${r.error}${r.lost ? "" : `; it goes on here`}`);
+      }
+      // It runs there now: here it ends, and is gone.
+      this.markEnded(vm, "stopped", `migrated to ${to}`, 0);
+      this.vms.delete(name);
+      vm.listeners.clear();
+      return r;
+    });
+  }
+
+  /** How the VM's last migration went, or is going. */
+  migration(name: string): MigrationProgress {
+    const m = this.get(name).migration;
+    if (!m) throw notFound(`${name} has not been migrated`);
+    return m;
+  }
+
+  /**
+   * A VM migrating in over `link` (the daemon's migration listener hands each connection here):
+   * its configuration first (admitted like any new VM), then its memory as it comes, then its
+   * core and devices; once whole it is built and started, and the source is told. Everything the
+   * source sends is checked; whatever fails, the source is told why and nothing is left here.
+   */
+  async incoming(link: ByteLink): Promise<void> {
+    const what = `the migration from ${link.peer}`;
+    const parser = new StateStreamParser(what);
+    const it = link.chunks()[Symbol.asyncIterator]();
+    // The next section (the stream arrives in pieces of any size); null if the source closed.
+    const pending: ParsedSection[] = [];
+    const next = async (): Promise<ParsedSection | null> => {
+      while (!pending.length) {
+        const r = await it.next();
+        if (r.done) return null;
+        pending.push(...parser.push(r.value));
+      }
+      return pending.shift()!;
+    };
+    let vm: VmRecord | null = null;
+    try {
+      const first = await next();
+      if (!first) return;
+      if (first.tag !== TAGS.config) throw new StateFormatError(`${what} does not start with the VM's configuration`);
+      let config: VmConfig;
+      try {
+        config = parseVmConfig(JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(first.payload)), DEFINITION_PARSING);
+      } catch (e) {
+        throw new StateFormatError(`${what}: its configuration: ${(e as Error).message}`);
+      }
+      const admitted = this.admit(config);
+      vm = admitted;
+      const name = config.name;
+      await this.exclusive(admitted, async () => {
+        await admitted.home.pcpu.incomingBegin(this.request(admitted, { bios: null }));
+        link.write(encodeMessage({ accepted: name }));
+        const kept: ParsedSection[] = [first];
+        for (;;) {
+          const s = await next();
+          if (!s) throw new Error(`${what}: the source closed the link before the VM was whole`);
+          if (s.tag === TAGS.memory) {
+            const copy = s.payload.slice(); // its own buffer, handed over rather than copied again
+            await admitted.home.pcpu.incomingMemory(name, Comlink.transfer(copy, [copy.buffer]), s.crc);
+            continue;
+          }
+          if (s.tag !== TAGS.end) {
+            if (kept.some((k) => k.tag === s.tag)) throw new StateFormatError(`${what}: a second ${JSON.stringify(s.tag)} section`);
+            kept.push(s);
+            continue;
+          }
+          const chunks: Uint8Array[] = [];
+          const w = new StateWriter((c) => chunks.push(c));
+          for (const k of kept) w.copy(k);
+          w.end();
+          admitted.dtb = await admitted.home.pcpu.incomingFinish(name, concatBytes(chunks));
+          admitted.state = "running"; // before start: a crash right away must find it running
+          await admitted.home.pcpu.act(name, "start");
+          link.write(encodeMessage({ running: name }));
+          link.close();
+          return;
+        }
+      });
+      this.background(`draining ${name}'s console`, this.drainConsole(admitted));
+      this.opts.onEvent?.(`${name} migrated in from ${link.peer}`);
+    } catch (e) {
+      const message = (e as Error).message;
+      try {
+        link.write(encodeMessage({ error: message }));
+        link.close();
+      } catch {
+        /* the link is gone already */
+      }
+      if (vm && this.vms.get(vm.config.name) === vm) {
+        this.vms.delete(vm.config.name);
+        await vm.home.pcpu.incomingAbort(vm.config.name).catch(() => {});
+        await vm.home.pcpu.destroy(vm.config.name).catch(() => {});
+      }
+      this.opts.onEvent?.(`refused ${what}: ${message}`);
+    }
   }
 
   // The VM, once any build, restart or move under way has finished.
@@ -650,6 +797,16 @@ export class Hypervisor implements Control {
 }
 
 const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+
+function concatBytes(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
 
 /** Takes a VM's console output; returning false asks for a pause until the handle's resume(). */
 export type ConsoleListener = (bytes: Uint8Array) => boolean | void;

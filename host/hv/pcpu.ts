@@ -16,8 +16,10 @@
 import { Scheduler, type EntityStats } from "./scheduler";
 import { buildMachine, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
 import { StateWriter, openVmState, writeConfig, writeMachine } from "../state/vm-state";
-import { MemoryEncoder } from "../state/memory";
+import { MemoryEncoder, PAGE, applyChunk, chunkData, readMemoryIndex, type PageSelection } from "../state/memory";
 import { bytesSource } from "../state/container";
+import { Core } from "../core/core";
+import { DestinationReplies, type MigrationTarget } from "../migration/link";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason } from "../machine/virt";
 import type { VmConfig } from "../config/vm-config";
@@ -75,6 +77,37 @@ export interface SnapshotResult {
   totalMs: number;
   /** How long the VM did not run: its last pages, core and devices saved (ms). */
   downtimeMs: number;
+}
+
+export interface MigrateOptions {
+  /** The hosts' shared migration key. */
+  key: Uint8Array;
+  /** Longest the VM may stop for the last pages and its state (ms): pre-copy goes on until what is left fits. */
+  downtimeMs: number;
+  /** Pre-copy rounds before the VM is stopped anyway (a guest writing faster than the link). */
+  maxRounds: number;
+}
+
+/** How a migration is going (and, at the end, how it went). */
+export interface MigrationProgress {
+  phase: "connecting" | "pre-copy" | "stop-and-copy" | "switch-over" | "done";
+  /** Pre-copy rounds: 0 sends every page in use, each next one those written during the last. */
+  round: number;
+  sentBytes: number;
+  sentPages: number;
+  /** Pages written during the last round, and how fast the guest writes (MB/s). */
+  dirtyPages: number;
+  dirtyRateMBs: number;
+  /** What the link has carried (MB/s). */
+  bandwidthMBs: number;
+  /** How long the VM would stop if it stopped now (ms). */
+  expectedDowntimeMs: number;
+  elapsedMs: number;
+  /** Once done: how long the VM did not run, stop to running at the destination (ms). */
+  downtimeMs?: number;
+  /** Why it failed (the VM then goes on here, unless `lost`: it could not be put back either). */
+  error?: string;
+  lost?: boolean;
 }
 
 export interface HostedStats {
@@ -256,6 +289,151 @@ export class Pcpu {
       if (this.vms.get(name) === vm && core.dirtyLogging) core.setDirtyLog(false);
       throw e;
     }
+  }
+
+  // ---- live migration ----
+
+  /**
+   * Migrate a VM to another host over the platform's link. Pre-copy: round 0 sends every page in
+   * use while the VM runs (dirty logging on), each next round the pages written during the last,
+   * until what is left would take at most `downtimeMs` on the link (or `maxRounds` have gone by).
+   * Then the VM stops, the rest and its core and devices go, its backends close, and it ends here
+   * once the destination says it runs there. Until that answer a failure (the link, the
+   * destination's refusal or death) puts the VM back as it was: it goes on here as if nothing
+   * had happened, and the result says what failed.
+   */
+  async migrateOut(name: string, target: MigrationTarget, opts: MigrateOptions, progress: (p: MigrationProgress) => void = () => {}): Promise<MigrationProgress> {
+    const vm = this.get(name);
+    if (ended(vm.state)) throw new Error(`cannot migrate ${name}: it is ${vm.state}`);
+    if (!this.platform.connectMigration) throw new Error("this platform has no network to migrate VMs over");
+    const t0 = performance.now();
+    const p: MigrationProgress = { phase: "connecting", round: 0, sentBytes: 0, sentPages: 0, dirtyPages: 0, dirtyRateMBs: 0, bandwidthMBs: 0, expectedDowntimeMs: 0, elapsedMs: 0 };
+    const tell = () => { p.elapsedMs = performance.now() - t0; progress({ ...p }); };
+    tell();
+    const link = await this.platform.connectMigration(target, opts.key);
+    const replies = new DestinationReplies(link);
+    const core = vm.machine.core;
+    let moving: MovingVm | null = null;
+    try {
+      const w = new StateWriter((c) => { link.write(c); p.sentBytes += c.length; });
+      writeConfig(w, vm.req.config);
+      await replies.next(30_000, "the destination to admit the VM");
+      const alive = () => {
+        if (replies.failure) throw replies.failure;
+        if (this.vms.get(name) !== vm || ended(vm.state)) throw new Error(`${name} ended while migrating`);
+      };
+      p.phase = "pre-copy";
+      core.setDirtyLog(true);
+      const sendStart = performance.now();
+      let select: PageSelection = { kind: "nonzero" };
+      for (;;) {
+        const roundStart = performance.now();
+        p.sentPages += await this.sendPages(w, core, select, async () => {
+          await link.drained();
+          alive();
+          tell();
+        });
+        await link.drained();
+        alive();
+        const now = performance.now();
+        p.bandwidthMBs = p.sentBytes / 1e3 / Math.max(1, now - sendStart);
+        const dirty = core.syncDirtyLog();
+        p.dirtyPages = dirty.pages;
+        p.dirtyRateMBs = (dirty.pages * PAGE) / 1e3 / Math.max(1, now - roundStart);
+        p.expectedDowntimeMs = (dirty.pages * PAGE) / 1e3 / Math.max(0.001, p.bandwidthMBs);
+        tell();
+        if (p.expectedDowntimeMs <= opts.downtimeMs || p.round >= opts.maxRounds) {
+          // Stop-and-copy: from here to release() nothing awaits, so the VM does not run again here.
+          p.phase = "stop-and-copy";
+          const stopAt = performance.now();
+          const enc = new MemoryEncoder(core.ram, { kind: "bitmap", bitmap: dirty.bitmap }, 0);
+          for (let c = 0; c < enc.chunks; c++) enc.add(c);
+          p.sentPages += this.writeSection(w, enc);
+          writeMachine(w, vm.machine, Date.now());
+          w.end();
+          core.setDirtyLog(false);
+          moving = this.release(name);
+          p.phase = "switch-over";
+          tell();
+          await link.drained();
+          await replies.next(60_000, "the VM to run at the destination");
+          p.downtimeMs = performance.now() - stopAt;
+          break;
+        }
+        p.round++;
+        select = { kind: "bitmap", bitmap: dirty.bitmap };
+      }
+      p.phase = "done";
+      tell();
+      link.close();
+      return { ...p };
+    } catch (e) {
+      link.close(true);
+      p.error = (e as Error).message;
+      if (moving) {
+        try {
+          await this.adopt(moving); // it goes on here, in the state it had
+        } catch (e2) {
+          p.error += `; and ${name} could not go on here: ${(e2 as Error).message}`;
+          p.lost = true;
+        }
+      } else if (this.vms.get(name) === vm && core.dirtyLogging) core.setDirtyLog(false);
+      return { ...p };
+    }
+  }
+
+  // Send the pages `select` picks as memory sections, raw (the link is faster than deflate),
+  // letting the VMs here run every few ms, when `turn` is also awaited (backpressure, checks).
+  private async sendPages(w: StateWriter, core: Core, select: PageSelection, turn: () => Promise<void>): Promise<number> {
+    const enc = new MemoryEncoder(core.ram, select, 0);
+    let pages = 0;
+    let at = performance.now();
+    for (let chunk = 0; chunk < enc.chunks; chunk++) {
+      enc.add(chunk);
+      if (enc.pending >= SAVE_SECTION_CHUNKS) pages += this.writeSection(w, enc);
+      if (performance.now() - at >= SAVE_TURN_MS) {
+        await this.platform.yieldTurn();
+        await turn();
+        at = performance.now();
+      }
+    }
+    if (enc.pending) pages += this.writeSection(w, enc);
+    return pages;
+  }
+
+  /** VMs migrating in: their memory, filled as the sections arrive, until incomingFinish(). */
+  private readonly incomingVms = new Map<string, { req: HostedVmRequest; core: Core }>();
+
+  /** Get ready for a VM migrating in: a fresh VM memory for its pages. */
+  incomingBegin(req: HostedVmRequest): void {
+    const c = req.config;
+    if (this.vms.has(c.name) || this.incomingVms.has(c.name)) throw new Error(`a VM named ${c.name} is already on this pCPU`);
+    this.incomingVms.set(c.name, { req, core: new Core({ module: this.platform.coreModule(), ramSize: c.memory, harts: c.smp, paging: c.paging }) });
+  }
+
+  /** A memory section of a VM migrating in (checked: its index, then each chunk as it is put in place). */
+  incomingMemory(name: string, payload: Uint8Array, crc: number): void {
+    const vm = this.incomingVms.get(name);
+    if (!vm) throw new Error(`no VM named ${name} is migrating in here`);
+    const what = `${name} migrating in`;
+    const entries = readMemoryIndex((n) => payload.subarray(0, n), { offset: 0, length: payload.length, crc }, vm.core.ramSize / PAGE, what);
+    const src = bytesSource(payload);
+    for (const e of entries) applyChunk(vm.core.ram, e, chunkData(src, e, what));
+  }
+
+  /** The rest of a VM migrating in (configuration, core, machine, ROM as a state stream): it is built, not running yet. Returns its devicetree. */
+  async incomingFinish(name: string, stream: Uint8Array): Promise<Uint8Array> {
+    const vm = this.incomingVms.get(name);
+    if (!vm) throw new Error(`no VM named ${name} is migrating in here`);
+    const saved = openVmState(bytesSource(stream), `${name} migrating in`, { name });
+    this.incomingVms.delete(name);
+    const hosted = await this.host(vm.req, (io) => restoreMachine(saved, this.platform, io, { dirs: vm.req.dirs, clock: { kind: "wall", nowMs: Date.now() }, memory: vm.core.memory }));
+    return hosted.machine.dtb;
+  }
+
+  /** Forget a VM whose migration in failed. */
+  incomingAbort(name: string): void {
+    this.incomingVms.delete(name);
   }
 
   private writeSection(w: StateWriter, enc: MemoryEncoder): number {

@@ -2,6 +2,7 @@
 // front end (embedding API, HTTP API, `wasmvisor ctl`) reports the same way.
 
 import type { Action, VmState } from "./lifecycle";
+import type { MigrationProgress } from "./pcpu";
 
 export type { VmState };
 
@@ -70,7 +71,7 @@ export interface SnapshotInfo {
 /** A control-plane error with the HTTP status that describes it. */
 export class HvError extends Error {
   constructor(
-    readonly status: 400 | 404 | 409 | 507 | 500,
+    readonly status: 400 | 404 | 409 | 500 | 502 | 507,
     message: string,
   ) {
     super(message);
@@ -99,6 +100,10 @@ export interface Control {
   snapshot(name: string, file: string, opts?: { stop?: boolean }): Promise<SnapshotInfo>;
   /** A new VM from a snapshot file, running unless `paused`; `name` replaces the saved name. */
   restore(file: string, opts?: { name?: string; paused?: boolean }): Promise<VmInfo>;
+  /** Migrate a VM live to the host at `to` ("tcp:HOST:PORT"); resolves once it runs there. */
+  migrate(name: string, to: string, opts?: { downtimeMs?: number; maxRounds?: number }): Promise<MigrationProgress>;
+  /** The VM's last migration, as it goes or as it went. */
+  migration(name: string): MigrationProgress;
   stats(name: string): Promise<VmRunStats>;
   /** Console output goes to onOutput until detach(); write() sends keys to the guest. */
   attachConsole(name: string, onOutput: (bytes: Uint8Array) => void): { write(bytes: Uint8Array): void; detach(): void };

@@ -8,6 +8,7 @@ import type { DiskBackend } from "../devices/backends";
 import type { HostSockets } from "../net/host-sockets";
 import type { Pcpu } from "../hv/pcpu";
 import type { ByteSource } from "../state/container";
+import type { ByteLink, MigrationTarget } from "../migration/link";
 
 export interface ImageOptions {
   /** How the user named it, for messages: "--kernel". */
@@ -84,6 +85,8 @@ export interface Platform {
   openStateFile(path: string, opts: StateFileOptions): ByteSource;
   /** Start saving a VM state to `path`; throws a one-line Error naming `what` and what to do. */
   createStateFile(path: string, opts: StateFileOptions): StateFileWriter;
+  /** Connect to another host's migration listener with the hosts' shared key; undefined where there is no network. */
+  connectMigration?(target: MigrationTarget, key: Uint8Array): Promise<ByteLink>;
   /** Host sockets for user-mode networking; undefined where there are none. */
   readonly hostSockets?: HostSockets;
   /** Start a pCPU. */

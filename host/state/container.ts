@@ -97,6 +97,13 @@ export class StateWriter {
     this.sections++;
   }
 
+  /** A section as a stream parser handed it over, unchanged. */
+  copy(s: ParsedSection): void {
+    this.put(sectionHeader(s.tag, s.payload.length, s.crc));
+    this.put(s.payload);
+    this.sections++;
+  }
+
   end(): void {
     const payload = new Uint8Array(8);
     new DataView(payload.buffer).setUint32(0, this.sections, true);
@@ -195,5 +202,94 @@ export function jsonPayload(src: ByteSource, s: SectionRef, what: string): unkno
     return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
   } catch {
     throw new StateFormatError(`${what}: section ${JSON.stringify(s.tag)} is not valid JSON`);
+  }
+}
+
+/** A section as a stream parser hands it over (payload whole; its CRC checked unless it is memory). */
+export interface ParsedSection {
+  tag: SectionTag;
+  payload: Uint8Array;
+  crc: number;
+}
+
+/**
+ * Reads a state stream as it arrives (a migration): push() what came, get back the sections
+ * completed, each checked as listSections and checkedPayload check a stored one. A section may
+ * be at most `maxSection` bytes (a peer must not make this side buffer without bound), and
+ * nothing may follow END.
+ */
+export class StateStreamParser {
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private started = false;
+  private sections = 0;
+  private offset = 0;
+  ended = false;
+
+  constructor(private readonly what: string, private readonly maxSection = 64 << 20) {}
+
+  push(chunk: Uint8Array): ParsedSection[] {
+    if (this.ended && chunk.length) throw new StateFormatError(`${this.what}: data after the END section`);
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    const out: ParsedSection[] = [];
+    for (;;) {
+      if (!this.started) {
+        if (this.pendingBytes < HEADER_BYTES) return out;
+        checkHeader(this.take(HEADER_BYTES), this.what);
+        this.started = true;
+        continue;
+      }
+      if (this.ended || this.pendingBytes < SECTION_HEADER_BYTES) {
+        if (this.ended && this.pendingBytes) throw new StateFormatError(`${this.what}: data after the END section`);
+        return out;
+      }
+      const head = this.peek(SECTION_HEADER_BYTES);
+      const h = parseSectionHeader(head, this.offset, this.what);
+      if (h.length > this.maxSection) throw new StateFormatError(`${this.what}: section ${JSON.stringify(h.tag)} of ${h.length} bytes is larger than the ${this.maxSection} a stream may send at once`);
+      if (this.pendingBytes < SECTION_HEADER_BYTES + h.length) return out;
+      this.take(SECTION_HEADER_BYTES);
+      const payload = this.take(h.length);
+      if (h.tag !== TAGS.memory) checkedPayload(bytesSource(payload), { ...h, offset: 0 }, this.what);
+      if (h.tag === TAGS.end) {
+        if (endCount(payload) !== this.sections) throw new StateFormatError(`${this.what}: END counts ${endCount(payload)} sections, the stream had ${this.sections} (corrupted)`);
+        this.ended = true;
+      } else this.sections++;
+      out.push({ tag: h.tag, payload, crc: h.crc });
+    }
+  }
+
+  private peek(n: number): Uint8Array {
+    if (this.pending[0]!.length >= n) return this.pending[0]!.subarray(0, n);
+    return this.gather(n, false);
+  }
+
+  private take(n: number): Uint8Array {
+    this.offset += n;
+    this.pendingBytes -= n;
+    const first = this.pending[0]!;
+    if (first.length >= n) {
+      const out = first.subarray(0, n);
+      if (first.length === n) this.pending.shift();
+      else this.pending[0] = first.subarray(n);
+      return out;
+    }
+    return this.gather(n, true);
+  }
+
+  private gather(n: number, consume: boolean): Uint8Array {
+    const out = new Uint8Array(n);
+    let at = 0, i = 0;
+    while (at < n) {
+      const c = this.pending[i]!;
+      const m = Math.min(c.length, n - at);
+      out.set(c.subarray(0, m), at);
+      at += m;
+      if (consume) {
+        if (m === c.length) this.pending.shift();
+        else this.pending[0] = c.subarray(m);
+      } else i++;
+    }
+    return out;
   }
 }

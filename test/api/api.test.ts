@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { serveApi, ApiClient, CONSOLE_QUEUE_LIMIT } from "../../host/api/api";
 import type { Control } from "../../host/hv/types";
 import type { Action } from "../../host/hv/lifecycle";
+import type { MigrationProgress } from "../../host/hv/pcpu";
 import { badRequest, notFound, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats } from "../../host/hv/types";
 import { exchange, statuses, watchUncaught } from "./malformed-requests";
 
@@ -47,6 +48,15 @@ class FakeControl implements Control {
   async restore(file: string, opts: { name?: string; paused?: boolean } = {}): Promise<VmInfo> {
     this.saved.push({ restore: file, ...opts });
     return { ...this.vm, name: opts.name ?? this.vm.name, state: opts.paused ? "created" : "running" };
+  }
+  async migrate(name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number } = {}): Promise<MigrationProgress> {
+    this.info(name);
+    this.saved.push({ migrate: name, to, ...opts });
+    return this.migration(name);
+  }
+  migration(name: string): MigrationProgress {
+    this.info(name);
+    return { phase: "done", round: 1, sentBytes: 10, sentPages: 2, dirtyPages: 0, dirtyRateMBs: 0, bandwidthMBs: 1, expectedDowntimeMs: 0, elapsedMs: 3, downtimeMs: 1 };
   }
   async stats(name: string): Promise<VmRunStats> {
     this.info(name);
@@ -188,8 +198,8 @@ describe("the control API: malformed requests", () => {
   });
 });
 
-describe("the control API: snapshots", () => {
-  test("snapshot and restore pass their fields on; a missing or mistyped field is a 400 naming it", async () => {
+describe("the control API: snapshots and migration", () => {
+  test("snapshot, restore and migrate pass their fields on; a missing or mistyped field is a 400 naming it", async () => {
     control.saved.length = 0;
     expect(await api.call<SnapshotInfo>("POST", "/vms/echo/snapshot", { file: "/tmp/s.wvs", stop: true })).toMatchObject({ file: "/tmp/s.wvs", state: "stopped" });
     expect(await api.call<VmInfo>("POST", "/restore", { file: "/tmp/s.wvs", name: "copy", paused: true })).toMatchObject({ name: "copy", state: "created" });
@@ -200,6 +210,10 @@ describe("the control API: snapshots", () => {
     await expect(api.call("POST", "/restore", { file: 7 })).rejects.toThrow(/'file' must be a non-empty string/);
     await expect(api.call("POST", "/vms/nope/snapshot", { file: "x" })).rejects.toThrow(/no VM named nope/);
     expect(control.saved).toHaveLength(2);
+    expect(await api.call<MigrationProgress>("POST", "/vms/echo/migrate", { to: "tcp:h:1", downtimeMs: 20 })).toMatchObject({ phase: "done" });
+    expect(control.saved[2]).toEqual({ migrate: "echo", to: "tcp:h:1", downtimeMs: 20, maxRounds: undefined });
+    await expect(api.call("POST", "/vms/echo/migrate", { to: "tcp:h:1", downtimeMs: "5" })).rejects.toThrow(/'downtimeMs' must be a number/);
+    expect((await api.call<MigrationProgress>("GET", "/vms/echo/migration")).phase).toBe("done");
     await stillServing();
   });
 });

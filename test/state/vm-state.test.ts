@@ -2,8 +2,8 @@
 // where it was, as often as it is restored; a stream that is truncated, corrupted, from
 // another version or crafted to lie is refused with an error saying what is wrong.
 import { describe, test, expect } from "vitest";
-import { assemble } from "../encoder";
-import { KERNEL_ADDR, type VirtMachine } from "../../host/machine/virt";
+import { counterKernel } from "./counter-guest";
+import type { VirtMachine } from "../../host/machine/virt";
 import { runToStop } from "../board";
 import { loadCoreModule } from "../../host/platform/node/core";
 import { memoryPlatform } from "../../host/platform/memory";
@@ -14,61 +14,8 @@ import { bytesSource, HEADER_BYTES, SECTION_HEADER_BYTES, listSections, sectionH
 import { crc32 } from "../../host/state/crc32";
 import { deflateSync } from "fflate";
 
-const UART = 0x10000000;
-// An S-mode kernel on the built-in SBI: fills 64 KiB of RAM with a pattern, then prints the
-// digits 0..9 with a busy wait between them, checking the pattern before each (an X instead of
-// the digit if it changed: a page lost or changed on the way shows in the output), then shuts
-// down.
-const EXPECTED_SUM = BigInt.asUintN(64, 0x9e3779b9n * (8192n * 8193n / 2n));
-const KERNEL = assemble(`
-    li s3, ${KERNEL_ADDR + 0x100000}
-    li t1, 8192
-    mv t2, s3
-    li t3, 0x9e3779b9
-  fill:
-    mul t4, t1, t3
-    sd t4, 0(t2)
-    addi t2, t2, 8
-    addi t1, t1, -1
-    bnez t1, fill
-    li s0, ${UART}
-    li s1, 0
-    li s2, 10
-  next:
-    li t1, 8192
-    mv t2, s3
-    li t5, 0
-  sum:
-    ld t4, 0(t2)
-    add t5, t5, t4
-    addi t2, t2, 8
-    addi t1, t1, -1
-    bnez t1, sum
-    li t6, ${EXPECTED_SUM}
-    beq t5, t6, good
-    li t5, 88
-    sb t5, 0(s0)
-    j waiting
-  good:
-    addi t5, s1, 48
-    sb t5, 0(s0)
-  waiting:
-    li t0, 300000
-  wait:
-    addi t0, t0, -1
-    bnez t0, wait
-    addi s1, s1, 1
-    bne s1, s2, next
-    li a0, 0
-    li a1, 0
-    li a7, 0x53525354
-    li a6, 0
-    ecall
-  1: j 1b
-`, { origin: KERNEL_ADDR }).bytes;
-
 const module = loadCoreModule();
-const platform = memoryPlatform({ core: module, files: { "count.bin": KERNEL } });
+const platform = memoryPlatform({ core: module, files: { "count.bin": counterKernel() } });
 const config = parseVmConfig({ name: "counter", kernel: "count.bin", memory: "16M", smp: 2 }, DEFINITION_PARSING);
 
 function io(out: { text: string }) {

@@ -18,6 +18,8 @@ export interface MemoryPlatformOptions {
   /** What `bios: "default"` boots: a path among the files. */
   defaultFirmware?: string;
   hostSockets?: HostSockets;
+  /** How VMs migrate to another host (e.g. a linkPair() end whose other end a second hypervisor's incoming() takes). */
+  connectMigration?: Platform["connectMigration"];
   /** What VMs may use (default: 1 GiB, one pCPU, no file-descriptor limit). */
   resources?: Partial<HostResources>;
 }
@@ -68,6 +70,7 @@ export function memoryPlatform(opts: MemoryPlatformOptions): Platform {
       };
     },
     hostSockets: opts.hostSockets,
+    connectMigration: opts.connectMigration,
     startPcpu: async () => inThread(new Pcpu(platform)),
     yieldTurn,
     resources: () => ({ memory: 2 ** 30, cpus: 1, fileDescriptors: Infinity, ...opts.resources }),
@@ -96,8 +99,17 @@ if (channel) {
   (channel.port2 as { unref?: () => void }).unref?.();
 }
 
+// The message channel's task runs first, so every ~20 ms a timer's turn goes through the whole
+// event loop instead: in Node, messages posted while the port is being drained are handled in
+// the same batch, so a pCPU yielding only through the port would starve timers and I/O (the
+// console's drain, a test's polling) for as long as its guest runs.
+let lastFullTurn = 0;
 function yieldTurn(): Promise<void> {
-  if (!channel) return new Promise((resolve) => setTimeout(resolve, 0));
+  const now = Date.now();
+  if (!channel || now - lastFullTurn >= 20) {
+    lastFullTurn = now;
+    return new Promise((resolve) => setTimeout(resolve, 0));
+  }
   return new Promise((resolve) => {
     waiting.push(resolve);
     channel.port2.postMessage(0);

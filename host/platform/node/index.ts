@@ -14,6 +14,7 @@ import { openImage, readOpenedImage } from "./image-files";
 import { NodeDisk } from "./disk";
 import { nodeHostSockets } from "./host-sockets";
 import { createStateFile, openStateFile } from "./state-files";
+import { connectMigration } from "./migration";
 
 /** Debian's OpenSBI (package opensbi): what QEMU's virt board boots by default too. */
 const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
@@ -56,6 +57,7 @@ export const nodePlatform: Platform = {
 
   openStateFile,
   createStateFile,
+  connectMigration,
 
   hostSockets: nodeHostSockets,
 

@@ -1,0 +1,58 @@
+// A guest for state tests: what it prints shows whether it went on exactly where it was.
+import { assemble } from "../encoder";
+import { KERNEL_ADDR } from "../../host/machine/virt";
+
+const UART = 0x10000000;
+// An S-mode kernel on the built-in SBI: fills 64 KiB of RAM with a pattern, then prints the
+// digits 0..9 with a busy wait between them, checking the pattern before each (an X instead of
+// the digit if it changed: a page lost or changed on the way shows in the output), then shuts
+// down.
+const EXPECTED_SUM = BigInt.asUintN(64, 0x9e3779b9n * (8192n * 8193n / 2n));
+/** `spin`: iterations of the busy wait between digits (about 3 instructions each). */
+export const counterKernel = (spin = 300_000): Uint8Array => assemble(`
+    li s3, ${KERNEL_ADDR + 0x100000}
+    li t1, 8192
+    mv t2, s3
+    li t3, 0x9e3779b9
+  fill:
+    mul t4, t1, t3
+    sd t4, 0(t2)
+    addi t2, t2, 8
+    addi t1, t1, -1
+    bnez t1, fill
+    li s0, ${UART}
+    li s1, 0
+    li s2, 10
+  next:
+    li t1, 8192
+    mv t2, s3
+    li t5, 0
+  sum:
+    ld t4, 0(t2)
+    add t5, t5, t4
+    addi t2, t2, 8
+    addi t1, t1, -1
+    bnez t1, sum
+    li t6, ${EXPECTED_SUM}
+    beq t5, t6, good
+    li t5, 88
+    sb t5, 0(s0)
+    j waiting
+  good:
+    addi t5, s1, 48
+    sb t5, 0(s0)
+  waiting:
+    li t0, ${spin}
+  wait:
+    addi t0, t0, -1
+    bnez t0, wait
+    addi s1, s1, 1
+    bne s1, s2, next
+    li a0, 0
+    li a1, 0
+    li a7, 0x53525354
+    li a6, 0
+    ecall
+  1: j 1b
+`, { origin: KERNEL_ADDR }).bytes;
+
