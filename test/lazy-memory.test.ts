@@ -11,7 +11,7 @@ import { Core, LazyPageError, TOUCH_RECORD_PAGES, PAGING_MODES, type PageSource,
 import { loadCoreModule } from "../host/platform/node/core";
 import { MemoryDisk } from "../host/platform/memory/disk";
 import { runToStop } from "./board";
-import { machine, enter, PageTables, PTE, RWX, AD, RAM, PRV_S, L, type Machine } from "./cpu/harness";
+import { machine, enter, PageTables, PTE, RWX, AD, RAM, PRV_S, L } from "./cpu/harness";
 
 const PAGE = 4096;
 const pageOf = (gpa: number) => Math.floor((gpa - RAM) / PAGE);
@@ -27,7 +27,7 @@ function servedFrom(ram: Uint8Array): { source: PageSource; served: number[] } {
 }
 
 /**
- * Take `m`'s RAM away as a snapshot restore into a fresh memory would find it: copied out, then
+ * Take `core`'s RAM away as a snapshot restore into a fresh memory would find it: copied out, then
  * zeroed behind the Core's back (raw, not through an accessor), then lazy mode sourcing the copy.
  */
 function goLazy(core: Core): { copy: Uint8Array; served: number[] } {
