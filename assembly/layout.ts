@@ -36,6 +36,11 @@ export const VM_DIRTY_ON: i32 = 0x10054; // i32: dirty logging is enabled
 export const VM_PAGING: i32 = 0x10058; // i32: PAGING_*
 export const VM_SH_BASE: i32 = 0x1005c; // u32: the shadow MMU's area (0 without shadow paging)
 export const VM_SH_POOL: i32 = 0x10060; // u32: its pool of SH_POOL_PAGES shadow table pages
+// Lazy memory (Core.beginLazy): while VM_LAZY is set, a RAM page whose bit is set in the
+// VM_ABSENT bitmap has no content yet, and the P2M asks the host for it (pageIn) before its
+// first touch maps it. The host owns the bitmap and clears VM_LAZY when no page is absent.
+export const VM_LAZY: i32 = 0x10064; // i32: some RAM page may still be absent
+export const VM_ABSENT: i32 = 0x10068; // u32: the absent-page bitmap, one bit per RAM page
 export const PAGING_NESTED: i32 = 0; // TLB misses walk the guest tables through the P2M
 export const PAGING_SHADOW: i32 = 1; // TLB misses walk shadow tables (guest virtual to frame)
 // Paging counters (u64 each), for the benchmarks: see MachineStats.paging in host/machine/virt.ts.

@@ -5,11 +5,16 @@
 // page's offset in RAM), like a KVM memslot over host memory the OS commits on first touch;
 // the P2M adds per-page permissions on top: the W bit is taken away to write-protect a page for
 // dirty logging (P2M_LOG) or because it is a guest page table shadow paging watches (P2M_PT).
+//
+// Lazy memory (restoring a snapshot, post-copy migration): RAM pages may be absent, their
+// content still with the host. Every guest access to RAM goes through a P2M leaf (the TLBs,
+// shadow leaves and decoded code all derive from one), so making the leaf is the one place
+// that must first bring the page in; the host empties the P2M when lazy mode begins.
 
 import {
   VM_P2M_ROOT, VM_P2M_POOL, VM_P2M_POOL_END, VM_RAM_SIZE, RAM_HOST, RAM_GPA, ROM_HOST, ROM_GPA,
   ROM_SIZE, VM_DIRTY, VM_DIRTY_SYNC, VM_DIRTY_ON, VM_STAT_WALK_REFS, VM_STAT_P2M_POPULATE,
-  VM_STAT_DIRTY_FAULT, VM_STAT_BASE, PAGING_STAT_COUNT,
+  VM_STAT_DIRTY_FAULT, VM_STAT_BASE, PAGING_STAT_COUNT, VM_LAZY, VM_ABSENT,
 } from "./layout";
 import { revokeWriteMappings } from "./dcache";
 import { fillCharged } from "./hart";
@@ -75,6 +80,17 @@ export function p2mEntry(gpa: u64, alloc: bool): usize {
   return e;
 }
 
+// The host fills RAM page `ramPage` (its index in RAM) with its content and marks it present,
+// or throws (the run ends with the error; the page stays absent).
+// @ts-ignore: decorator
+@external("env", "pageIn")
+declare function pageIn(ramPage: u32): void;
+
+@inline function pageAbsent(ramPage: u32): bool {
+  const word = load<u32>(<usize>load<u32>(VM_ABSENT) + (<usize>(ramPage >> 5) << 2));
+  return (word & (<u32>1 << (ramPage & 31))) != 0;
+}
+
 // The leaf made for a page on first touch: RAM is read/write/execute (write-protected while
 // dirty logging waits for its first write), the boot ROM read/execute, anything else has none.
 function populate(gpa: u64, e: usize): u64 {
@@ -82,6 +98,8 @@ function populate(gpa: u64, e: usize): u64 {
   let frame: u64;
   let perms: u64 = P2M_R | P2M_X;
   if (isRam(page)) {
+    const ramPage = <u32>((page - <u64>RAM_GPA) >> 12);
+    if (load<i32>(VM_LAZY) != 0 && pageAbsent(ramPage)) pageIn(ramPage);
     frame = <u64>RAM_HOST + (page - <u64>RAM_GPA);
     perms |= load<i32>(VM_DIRTY_ON) != 0 ? P2M_LOG : P2M_W;
     stat(VM_STAT_P2M_POPULATE);

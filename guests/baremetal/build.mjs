@@ -68,6 +68,9 @@ const PROGRAMS = [
   { name: 'priv', sources: ['baremetal/tests/priv.c', 'baremetal/tests/priv_asm.S'] },
   { name: 'vm', sources: ['baremetal/tests/vm.c'] },
   { name: 'irq', sources: ['baremetal/tests/irq.c'] },
+  // test/lazy-memory.test.ts saves it mid-run and resumes it from lazily supplied RAM; with a
+  // virtio-blk disk it also checks a DMA into a page it wrote before.
+  { name: 'lazy', sources: ['baremetal/tests/lazy.c'] },
   // Needs a virtio-blk disk whose first sector starts with "WVBLK-OK" (see HARNESS_PROGRAMS).
   { name: 'virtio_bad', sources: ['baremetal/tests/virtio_bad.c'] },
   // Never ends by itself: test/hostile-guest.test.ts picks its attack and bounds its run.

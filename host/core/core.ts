@@ -49,6 +49,31 @@ export interface CoreOptions {
   paging?: Paging;
 }
 
+/**
+ * Where lazy memory gets a page that is not here yet (Core.beginLazy): write the content of RAM
+ * page `ramPage` (guest-physical RAM_GPA + ramPage * 4096) into `dst`, its 4096 bytes of RAM,
+ * which read as zero until then (a zero page needs no write). It runs synchronously inside
+ * run() or a host accessor and must not call back into the Core. Throwing fails the VM
+ * (LazyPageError).
+ */
+export type PageSource = (ramPage: number, dst: Uint8Array) => void;
+
+/**
+ * A page source threw: the page stays absent, the error goes out of the run() or accessor that
+ * needed the page, and the VM cannot run again (its harts stopped in the middle of a run).
+ */
+export class LazyPageError extends Error {
+  constructor(readonly ramPage: number, cause: unknown) {
+    const gpa = Number(L.RAM_GPA) + ramPage * 4096;
+    super(`lazy memory: RAM page ${ramPage} (guest-physical 0x${gpa.toString(16)}) could not be brought in: ` +
+      `${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = "LazyPageError";
+  }
+}
+
+/** How many first touches Core.touchOrder() records after beginLazy (a restore's prefetch list). */
+export const TOUCH_RECORD_PAGES = 65536;
+
 /** nested: the two-dimensional walk on a TLB miss; shadow: shadow tables kept by the VMM. */
 export type Paging = "nested" | "shadow";
 export const PAGING_MODES: readonly Paging[] = ["nested", "shadow"];
@@ -59,6 +84,8 @@ export interface VmmLayout {
   p2mPoolEnd: number;
   dirty: number;
   dirtySync: number;
+  /** Lazy memory's absent-page bitmap (VM_ABSENT). */
+  absent: number;
   /** The shadow MMU's area and its page pool; 0 without shadow paging. */
   shadow: number;
   shadowPool: number;
@@ -81,6 +108,8 @@ export function vmmLayout(ramSize: number, paging: Paging): VmmLayout {
   at += bitmap;
   const dirtySync = at;
   at += bitmap;
+  const absent = at;
+  at += bitmap;
   let shadow = 0, shadowPool = 0;
   if (paging === "shadow") {
     shadow = at;
@@ -88,7 +117,7 @@ export function vmmLayout(ramSize: number, paging: Paging): VmmLayout {
     shadowPool = at;
     at += L.SH_POOL_PAGES * page;
   }
-  return { p2mRoot, p2mPoolEnd, dirty, dirtySync, shadow, shadowPool, end: at };
+  return { p2mRoot, p2mPoolEnd, dirty, dirtySync, absent, shadow, shadowPool, end: at };
 }
 
 // wasm32 memories stop at 4 GiB.
@@ -136,10 +165,20 @@ export class Core {
   readonly u8: Uint8Array;
   readonly i32: Int32Array;
   readonly view: DataView;
-  /** Guest RAM, guest-physical RAM_GPA upwards. */
+  /**
+   * Guest RAM, guest-physical RAM_GPA upwards, raw: in lazy mode its absent pages do not hold
+   * their content yet. Devices, loaders and copies go through phys/ramView/ramRead/physRead.
+   */
   readonly ram: Uint8Array;
   /** The host clock mtime runs on (timebase ticks). */
   private readonly clock: () => number;
+
+  // Lazy memory (beginLazy): where absent pages come from (null: lazy mode is off), how many
+  // are still absent, the pages fetched on demand in order, and the error that failed the VM.
+  private pageSource: PageSource | null = null;
+  private absentPages = 0;
+  private touched: number[] = [];
+  private lazyFailure: LazyPageError | null = null;
 
   constructor(opts: CoreOptions) {
     const harts = opts.harts ?? 1;
@@ -163,7 +202,8 @@ export class Core {
     const fresh = !opts.memory;
     this.memory = opts.memory ?? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     const clock = (this.clock = opts.clock ?? hostTicks);
-    const imports = { env: { memory: this.memory, hostTicks: clock } } as loader.Imports;
+    const pageIn = (ramPage: number) => this.pageIn(ramPage);
+    const imports = { env: { memory: this.memory, hostTicks: clock, pageIn } } as loader.Imports;
     const instance = loader.instantiateSync<Record<string, unknown>>(opts.module, imports);
     this.exports = instance.exports as unknown as CoreExports;
     const buf = this.memory.buffer;
@@ -180,6 +220,7 @@ export class Core {
       this.view.setUint32(L.VM_P2M_POOL_END, v.p2mPoolEnd, true);
       this.view.setUint32(L.VM_DIRTY, v.dirty, true);
       this.view.setUint32(L.VM_DIRTY_SYNC, v.dirtySync, true);
+      this.view.setUint32(L.VM_ABSENT, v.absent, true);
       this.view.setInt32(L.VM_PAGING, paging === "shadow" ? L.PAGING_SHADOW : L.PAGING_NESTED, true);
       this.view.setUint32(L.VM_SH_BASE, v.shadow, true);
       this.view.setUint32(L.VM_SH_POOL, v.shadowPool, true);
@@ -187,6 +228,9 @@ export class Core {
       // mtime starts at zero, as on a machine just powered on.
       this.view.setBigInt64(L.VM_MTIME_OFFSET, BigInt(-Math.floor(clock())), true);
       for (let h = 0; h < harts; h++) this.exports.resetHart(h, h);
+    } else if (this.view.getInt32(L.VM_LAZY, true) !== 0) {
+      // The page source is a function of the thread that began lazy mode: it cannot come along.
+      throw new Error("this VM memory still has absent pages, whose source stays with the Core that began lazy mode: fetchAll() before handing it over");
     }
   }
 
@@ -195,6 +239,8 @@ export class Core {
   }
 
   run(hart: number, budget: number): number {
+    // A page source failed in the middle of a run: the harts' state is half-way, never run it.
+    if (this.lazyFailure) throw this.lazyFailure;
     return this.exports.run(hart, budget);
   }
 
@@ -323,7 +369,8 @@ export class Core {
   // Views of guest memory may be written through, so handing one out drops the decoded code
   // of its pages (the core caches decoded instructions per page and cannot see host writes).
   // The *Read variants are for reading only: writing through them would escape the code cache,
-  // dirty logging and shadow page-table coherence, so they skip that bookkeeping.
+  // dirty logging and shadow page-table coherence, so they skip that bookkeeping. In lazy mode
+  // every one of them brings in the absent pages of its range first (LazyPageError if it cannot).
   /** A writable view of [gpa, gpa+len) if it lies in RAM or the boot ROM, else null. */
   phys(gpa: number, len: number): Uint8Array | null {
     const off = this.physOffset(gpa, len);
@@ -332,7 +379,7 @@ export class Core {
   /** A view of [gpa, gpa+len) in RAM or the boot ROM for reading only, else null. */
   physRead(gpa: number, len: number): Uint8Array | null {
     const off = this.physOffset(gpa, len);
-    return off < 0 ? null : this.u8.subarray(off, off + len);
+    return off < 0 ? null : this.readView(off, len);
   }
   /** A writable view of [gpa, gpa+len) if it lies wholly in RAM (device DMA: never the boot ROM), else null. */
   ramView(gpa: number, len: number): Uint8Array | null {
@@ -342,7 +389,7 @@ export class Core {
   /** A view of [gpa, gpa+len) in RAM for reading only (device DMA out of the guest), else null. */
   ramRead(gpa: number, len: number): Uint8Array | null {
     const off = this.ramOffset(gpa, len);
-    return off < 0 ? null : this.u8.subarray(off, off + len);
+    return off < 0 ? null : this.readView(off, len);
   }
   /** Host offset of [gpa, gpa+len) in RAM, or -1. */
   private ramOffset(gpa: number, len: number): number {
@@ -357,8 +404,155 @@ export class Core {
     return off >= 0 && len >= 0 && off + len <= L.ROM_SIZE ? L.ROM_HOST + off : -1;
   }
   private hostView(offset: number, len: number): Uint8Array {
+    if (this.pageSource) this.bringInRange(offset, len);
     this.exports.hostWrite(offset, len);
     return this.u8.subarray(offset, offset + len);
+  }
+  private readView(offset: number, len: number): Uint8Array {
+    if (this.pageSource) this.bringInRange(offset, len);
+    return this.u8.subarray(offset, offset + len);
+  }
+
+  // ---- lazy memory ----
+  // Restoring a snapshot (and post-copy migration) must not copy guest RAM up front: its pages
+  // come in on first touch. A hart's first touch of a page makes its P2M leaf, and the core then
+  // calls pageIn for a page whose bit is set in the absent-page bitmap (VM_ABSENT, past the
+  // dirty bitmaps, owned here); host accessors bring in the pages of their range themselves.
+  // Nothing else maps guest RAM: beginLazy empties the P2M, the shadow tables, the TLBs and the
+  // decoded-code cache, so no frame is reachable without a fresh populate.
+
+  /**
+   * Enter lazy mode: every RAM page not set in `present` (bit i = RAM page i, already holding
+   * its content: say, zero pages of a snapshot restored into a fresh memory) becomes absent,
+   * to be brought in from `source` when first touched by a hart or through an accessor. Every
+   * mapping is dropped so that each first touch is seen; the touch record starts empty. With
+   * no page absent, lazy mode does not start. Not while a hart runs.
+   */
+  beginLazy(source: PageSource, opts: { present?: ArrayLike<number> } = {}): void {
+    if (this.lazyFailure) throw this.lazyFailure;
+    const pages = this.ramSize / 4096;
+    const words = Math.ceil(pages / 32);
+    const present = opts.present;
+    if (present && present.length < words) {
+      throw new Error(`present-page bitmap: ${pages} RAM pages need ${words} words, not ${present.length}`);
+    }
+    const base = this.vmm.absent >> 2;
+    let absent = 0;
+    for (let w = 0; w < words; w++) {
+      const inRam = w === words - 1 && pages % 32 !== 0 ? 2 ** (pages % 32) - 1 : 0xffffffff;
+      const bits = ~(present?.[w] ?? 0) & inRam;
+      this.i32[base + w] = bits;
+      absent += popcount32(bits);
+    }
+    this.absentPages = absent;
+    this.touched = [];
+    this.exports.resetMemoryMap();
+    this.exports.flushCode();
+    for (let h = 0; h < this.harts; h++) this.exports.flushTlb(h);
+    this.pageSource = absent > 0 ? source : null;
+    this.view.setInt32(L.VM_LAZY, absent > 0 ? 1 : 0, true);
+  }
+
+  /** Whether lazy mode is on (some RAM page is still absent). */
+  get lazy(): boolean {
+    return this.pageSource !== null;
+  }
+
+  /** How many RAM pages are still absent. */
+  lazyPending(): number {
+    return this.absentPages;
+  }
+
+  /**
+   * Bring in those of `pages` (RAM page indexes) that are still absent, without waiting for a
+   * touch (background fill between steps); returns how many it fetched. Not while a hart runs.
+   */
+  prefetch(pages: Iterable<number>): number {
+    const total = this.ramSize / 4096;
+    let fetched = 0;
+    for (const page of pages) {
+      if (!this.pageSource) break;
+      if (!Number.isInteger(page) || page < 0 || page >= total) throw new RangeError(`RAM page ${page} is not one of the ${total} pages of RAM`);
+      if (this.pageIsAbsent(page)) {
+        this.bringIn(page, false);
+        fetched++;
+      }
+    }
+    return fetched;
+  }
+
+  /** Bring in every absent page (lazy mode ends); returns how many it fetched. */
+  fetchAll(): number {
+    const base = this.vmm.absent >> 2;
+    const words = Math.ceil(this.ramSize / 4096 / 32);
+    let fetched = 0;
+    for (let w = 0; w < words && this.pageSource; w++) {
+      for (let bits = this.i32[base + w]; bits !== 0; bits &= bits - 1) {
+        this.bringIn(w * 32 + 31 - Math.clz32(bits & -bits), false);
+        fetched++;
+      }
+    }
+    return fetched;
+  }
+
+  /**
+   * RAM pages in the order they were first touched since beginLazy, by a hart or an accessor,
+   * while still absent (at most TOUCH_RECORD_PAGES): what a later restore of the same snapshot
+   * can prefetch first. Pages brought in by prefetch or fetchAll are not touches.
+   */
+  touchOrder(): number[] {
+    return this.touched.slice();
+  }
+
+  /** Zero all of guest RAM (reboot): every page is then present, so lazy mode ends. */
+  clearRam(): void {
+    this.ram.fill(0);
+    if (!this.pageSource) return;
+    const base = this.vmm.absent >> 2;
+    this.i32.fill(0, base, base + Math.ceil(this.ramSize / 4096 / 32));
+    this.absentPages = 0;
+    this.endLazy();
+  }
+
+  private pageIsAbsent(page: number): boolean {
+    return (this.i32[(this.vmm.absent >> 2) + (page >>> 5)] & (1 << (page & 31))) !== 0;
+  }
+
+  // The core's import: a hart's first touch of an absent page.
+  private pageIn(page: number): void {
+    if (this.pageSource && this.pageIsAbsent(page)) this.bringIn(page, true);
+  }
+
+  private bringInRange(offset: number, len: number): void {
+    if (offset < L.RAM_HOST || len <= 0) return; // the boot ROM is never absent
+    const last = Math.floor((offset - L.RAM_HOST + len - 1) / 4096);
+    for (let page = Math.floor((offset - L.RAM_HOST) / 4096); page <= last && this.pageSource; page++) {
+      if (this.pageIsAbsent(page)) this.bringIn(page, true);
+    }
+  }
+
+  private bringIn(page: number, touch: boolean): void {
+    const at = L.RAM_HOST + page * 4096;
+    const dst = this.u8.subarray(at, at + 4096);
+    // Zeroed first: a zero page needs no write, and a source that writes part of a page leaves
+    // zeros, never what the memory held before (a restore over a used VM).
+    dst.fill(0);
+    try {
+      this.pageSource!(page, dst);
+    } catch (e) {
+      const err = new LazyPageError(page, e);
+      this.lazyFailure ??= err;
+      throw err;
+    }
+    this.i32[(this.vmm.absent >> 2) + (page >>> 5)] &= ~(1 << (page & 31));
+    if (touch && this.touched.length < TOUCH_RECORD_PAGES) this.touched.push(page);
+    if (--this.absentPages === 0) this.endLazy();
+  }
+
+  // The last page is in: populate stops looking at the bitmap, and the source can be freed.
+  private endLazy(): void {
+    this.view.setInt32(L.VM_LAZY, 0, true);
+    this.pageSource = null;
   }
 
   // ---- memory virtualization ----
@@ -419,6 +613,13 @@ export class Core {
   totalInstret(): number {
     return Number(this.view.getBigInt64(L.VM_INSTRET_TOTAL, true));
   }
+}
+
+function popcount32(v: number): number {
+  v >>>= 0;
+  v -= (v >>> 1) & 0x55555555;
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
 
 /** Compile the core from its bytes (build/core.wasm). */

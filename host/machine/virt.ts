@@ -285,10 +285,12 @@ export class VirtMachine {
 
   /**
    * Everything outside the VM memory, as plain data: with the memory, what another thread needs
-   * to go on running this VM (VirtConfig.resume). Call between steps.
+   * to go on running this VM (VirtConfig.resume). Call between steps. A memory in lazy mode is
+   * completed first: its page source cannot leave this thread.
    */
   save(): MachineState {
     this.flushOutput();
+    this.core.fetchAll();
     const { kernel, initrd, tohost } = this.layout;
     return {
       kind: STATE_KIND,
@@ -576,7 +578,7 @@ export class VirtMachine {
     this.plic.reset();
     this.uart.reset();
     this.rtc.reset();
-    this.core.ram.fill(0);
+    this.core.clearRam(); // (and a snapshot's absent pages are not wanted any more)
     this.core.reset();
     this.sbi?.reset();
     this.loadImages();
