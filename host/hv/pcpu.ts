@@ -17,7 +17,7 @@ import { Scheduler, type EntityStats } from "./scheduler";
 import { buildMachine, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
 import { StateWriter, openVmState, writeConfig, writeMachine } from "../state/vm-state";
 import { MemoryEncoder, PAGE, applyChunk, chunkData, readMemoryIndex, type PageSelection } from "../state/memory";
-import { bytesSource } from "../state/container";
+import { bytesSource, type ByteSource } from "../state/container";
 import { Core } from "../core/core";
 import { DestinationReplies, type MigrationTarget } from "../migration/link";
 import { ByteRing, ringDoorbell } from "../util/ring";
@@ -158,7 +158,28 @@ interface Hosted {
   watchdog: { interrupts: number; cpuMs: number };
   /** How it ended, told once its console backlog is in the ring (so the output comes first). */
   endEvent: VmEvent | null;
+  /** A restore whose RAM is still coming in from its snapshot, or null. */
+  lazy: LazyRestore | null;
 }
+
+/** A snapshot a VM was restored from, still feeding it pages: on touch, and between steps. */
+interface LazyRestore {
+  src: ByteSource;
+  /** The snapshot's file (its touch record goes beside it). */
+  path: string;
+  /** Pages the guest touched first after the last restore: fetched before the others. */
+  prefetch: number[];
+  /** Where the background fill goes on (a RAM page index). */
+  cursor: number;
+}
+
+/** Pages a restore fetches between steps, per batch. */
+const FILL_BATCH = 64;
+/** Time a VM's background fill may take after each of its slices, and when nothing runs (ms). */
+const FILL_SLICE_MS = 1;
+const FILL_IDLE_MS = 5;
+/** Beside a snapshot: the pages the guest touched first after it was restored (JSON). */
+const TOUCHED_SUFFIX = ".touched";
 
 export class Pcpu {
   private readonly vms = new Map<string, Hosted>();
@@ -199,6 +220,7 @@ export class Pcpu {
     writeConfig(w, vm.req.config);
     writeMachine(w, vm.machine, Date.now());
     w.end();
+    this.dropLazy(vm); // saving fetched every page
     const moving: MovingVm = {
       req: vm.req, stream: concat(chunks), memory: vm.machine.core.memory, state: vm.state as MovingVm["state"],
       cpuMs: this.sched.cpuMs(name), stealMs: this.sched.stealMs(name, performance.now()),
@@ -227,12 +249,64 @@ export class Pcpu {
    */
   async restore(req: HostedVmRequest, path: string): Promise<Uint8Array> {
     const src = this.platform.openStateFile(path, { what: "snapshot", dirs: req.dirs });
+    let vm: Hosted;
     try {
       const saved = openVmState(src, `snapshot ${path}`, { name: req.config.name });
-      const vm = await this.host(req, (io) => restoreMachine(saved, this.platform, io, { dirs: req.dirs, clock: { kind: "continue" } }));
-      return vm.machine.dtb;
-    } finally {
+      vm = await this.host(req, (io) => restoreMachine(saved, this.platform, io, { dirs: req.dirs, clock: { kind: "continue" }, lazy: true }));
+    } catch (e) {
       src.close();
+      throw e;
+    }
+    if (vm.machine.core.lazy) vm.lazy = { src, path, prefetch: this.readTouched(path, req, vm.machine.core.ramSize / PAGE), cursor: 0 };
+    else src.close();
+    return vm.machine.dtb;
+  }
+
+  // The touch record of an earlier restore of `path`, if there is a sound one (it is only a hint).
+  private readTouched(path: string, req: HostedVmRequest, ramPages: number): number[] {
+    let src: ByteSource | null = null;
+    try {
+      src = this.platform.openStateFile(path + TOUCHED_SUFFIX, { what: "touch record", dirs: req.dirs });
+      if (src.size > 1 << 20) return [];
+      const pages = JSON.parse(new TextDecoder().decode(src.read(0, src.size))) as unknown;
+      return Array.isArray(pages) ? pages.filter((p): p is number => Number.isInteger(p) && p >= 0 && p < ramPages).slice(0, 65536) : [];
+    } catch {
+      return [];
+    } finally {
+      src?.close();
+    }
+  }
+
+  // Bring a restored VM's RAM in between its steps, the pages it touched first last time first;
+  // once all is in, the snapshot is closed and this restore's touch record saved beside it.
+  private fillLazy(vm: Hosted, ms: number): void {
+    const l = vm.lazy;
+    if (!l) return;
+    const core = vm.machine.core;
+    const t0 = performance.now();
+    try {
+      const ramPages = core.ramSize / PAGE;
+      while (core.lazy && performance.now() - t0 < ms) {
+        if (l.prefetch.length) core.prefetch(l.prefetch.splice(0, FILL_BATCH));
+        else {
+          const from = l.cursor;
+          l.cursor = Math.min(ramPages, from + FILL_BATCH * 4);
+          core.prefetch(Array.from({ length: l.cursor - from }, (_, i) => from + i));
+        }
+      }
+    } catch (e) {
+      this.end(vm, "failed", `restoring from ${l.path}: ${(e as Error).message}`, true, EMULATION_FAILURE);
+    }
+    if (core.lazy && !ended(vm.state)) return;
+    vm.lazy = null;
+    l.src.close();
+    if (ended(vm.state)) return;
+    try {
+      const file = this.platform.createStateFile(l.path + TOUCHED_SUFFIX, { what: "touch record", dirs: vm.req.dirs });
+      file.write(new TextEncoder().encode(JSON.stringify(core.touchOrder())));
+      file.commit();
+    } catch {
+      // Only a hint for the next restore: a directory we may not write to costs speed, nothing else.
     }
   }
 
@@ -250,6 +324,7 @@ export class Pcpu {
     if (ended(vm.state)) throw new Error(`cannot snapshot ${name}: it is ${vm.state}`);
     const file = this.platform.createStateFile(path, { what: "snapshot", dirs: opts.dirs });
     const core = vm.machine.core;
+    core.fetchAll(); // a restored VM's pages still in its snapshot: the encoder reads RAM as it is
     let downtime = 0;
     try {
       const w = new StateWriter((chunk) => file.write(chunk));
@@ -313,6 +388,7 @@ export class Pcpu {
     const link = await this.platform.connectMigration(target, opts.key);
     const replies = new DestinationReplies(link);
     const core = vm.machine.core;
+    core.fetchAll(); // a restored VM's pages still in its snapshot: the encoder reads RAM as it is
     let moving: MovingVm | null = null;
     try {
       const w = new StateWriter((c) => { link.write(c); p.sentBytes += c.length; });
@@ -447,7 +523,7 @@ export class Pcpu {
     if (this.vms.has(name)) throw new Error(`a VM named ${name} is already on this pCPU`);
     const hosted = {
       req, name, out: new ByteRing(req.consoleOut), backlog: [], backlogBytes: 0, input: new ByteRing(req.consoleIn), state: "created",
-      wakeAt: Infinity, workPerMs: 100_000, dropped: 0, watchdog: { interrupts: 0, cpuMs: 0 }, endEvent: null,
+      wakeAt: Infinity, workPerMs: 100_000, dropped: 0, watchdog: { interrupts: 0, cpuMs: 0 }, endEvent: null, lazy: null,
     } as Omit<Hosted, "machine">;
     const vm = hosted as Hosted;
     const io: MachineIo = {
@@ -568,6 +644,7 @@ export class Pcpu {
     vm.state = state;
     vm.reason = reason;
     this.sched.setRunnable(vm.name, false, performance.now());
+    this.dropLazy(vm);
     try {
       vm.machine.close();
     } catch {
@@ -578,6 +655,12 @@ export class Pcpu {
       this.flushConsole(vm);
     }
     if (vm.backlogBytes) this.ensureLoop(); // the loop hands the rest over
+  }
+
+  // The snapshot a restored VM was still reading from is not needed any more.
+  private dropLazy(vm: Hosted): void {
+    vm.lazy?.src.close();
+    vm.lazy = null;
   }
 
   private ensureLoop(): void {
@@ -593,7 +676,9 @@ export class Pcpu {
       this.pollWakeups(now);
       const d = this.sched.pick(now);
       if (d.kind === "run") {
-        this.runSlice(this.vms.get(d.id)!, d.sliceMs);
+        const vm = this.vms.get(d.id)!;
+        this.runSlice(vm, d.sliceMs);
+        this.fillLazy(vm, FILL_SLICE_MS);
         if (performance.now() - turnStart >= YIELD_MS) {
           await this.platform.yieldTurn();
           turnStart = performance.now();
@@ -604,6 +689,10 @@ export class Pcpu {
       let until = d.untilMs ?? Infinity;
       let any = false;
       for (const vm of this.vms.values()) {
+        if (vm.lazy) {
+          this.fillLazy(vm, FILL_IDLE_MS);
+          if (vm.lazy) until = performance.now(); // more to fill: look again at once
+        }
         if (vm.backlogBytes) {
           this.flushConsole(vm);
           if (vm.backlogBytes) {

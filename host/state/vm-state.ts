@@ -13,7 +13,7 @@ import {
   StateFormatError, StateWriter, TAGS, checkedPayload, jsonPayload, listSections, type ByteSource, type SectionRef,
 } from "./container";
 import { saveCpu, readCpu, type ClockRestore } from "./cpu";
-import { PAGE, applyChunk, chunkData, encodeMemory, readMemoryIndex, type ChunkEntry, type PageSelection } from "./memory";
+import { CHUNK_PAGES, PAGE, applyChunk, chunkData, encodeMemory, readMemoryIndex, type ChunkEntry, type PageSelection } from "./memory";
 
 export { StateFormatError, StateWriter, type ByteSource, type ClockRestore, type PageSelection };
 
@@ -105,6 +105,40 @@ export function loadMemory(state: OpenedVmState, core: Core): void {
   for (const entries of state.memory) {
     for (const e of entries) applyChunk(core.ram, e, chunkData(state.src, e, state.what));
   }
+}
+
+/**
+ * Let the RAM of a VM that has not run yet come in as it is touched (Core.beginLazy): the pages
+ * the state carries are read, checked and inflated on first touch, a chunk at a time; the
+ * others are zero in a fresh memory already. The state's source must stay open until
+ * core.lazy is false.
+ */
+export function lazyMemory(state: OpenedVmState, core: Core): void {
+  const ramPages = core.ramSize / PAGE;
+  const entries = state.memory.flat();
+  // Which entry holds each page's last word (later sections replace earlier ones); -1: none.
+  const where = new Int32Array(ramPages).fill(-1);
+  entries.forEach((e, i) => {
+    for (let b = 0; b < CHUNK_PAGES; b++) if ((e.pages >>> b) & 1) where[e.chunk * CHUNK_PAGES + b] = i;
+  });
+  const present = new Uint32Array(Math.ceil(ramPages / 32));
+  for (let p = 0; p < ramPages; p++) {
+    const i = where[p]!;
+    if (i < 0 || (entries[i]!.zeros >>> (p % CHUNK_PAGES)) & 1) present[p >>> 5]! |= 1 << (p & 31);
+  }
+  let cached = -1;
+  let data: Uint8Array = new Uint8Array(0);
+  core.beginLazy((page, dst) => {
+    const i = where[page]!;
+    const e = entries[i]!;
+    if (cached !== i) {
+      data = chunkData(state.src, e, state.what);
+      cached = i;
+    }
+    const slot = page - e.chunk * CHUNK_PAGES;
+    const k = popcount(e.pages & ~e.zeros & ((1 << slot) - 1)); // its place among the chunk's data pages
+    dst.set(data.subarray(k * PAGE, (k + 1) * PAGE));
+  }, { present });
 }
 
 function popcount(x: number): number {

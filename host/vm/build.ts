@@ -4,7 +4,7 @@
 // disks and network backends (disk I/O is synchronous there, network events arrive on its event
 // loop) and builds the board.
 import { VirtMachine, checkBoard, type Image } from "../machine/virt";
-import { loadMemory, type ClockRestore, type OpenedVmState } from "../state/vm-state";
+import { lazyMemory, loadMemory, type ClockRestore, type OpenedVmState } from "../state/vm-state";
 import { createNetBackend } from "../net/backend";
 import { UserNet } from "../net/user";
 import { SocketBudget } from "../net/budget";
@@ -102,6 +102,8 @@ export interface RestoreOptions {
   clock: ClockRestore;
   /** The VM's memory as it is (a move between threads): its RAM is not in the stream. */
   memory?: WebAssembly.Memory;
+  /** RAM comes in on first touch (the state's source must stay open until core.lazy is false), instead of all now. */
+  lazy?: boolean;
 }
 
 /**
@@ -115,7 +117,8 @@ export async function restoreMachine(saved: OpenedVmState, platform: Platform, i
   const machine = await buildMachine(saved.config, images, platform, io, { dirs: opts.dirs, resume: { state: saved.machineState, memory: opts.memory } });
   try {
     saved.applyCore(machine.core, opts.clock);
-    loadMemory(saved, machine.core);
+    if (opts.lazy) lazyMemory(saved, machine.core);
+    else loadMemory(saved, machine.core);
   } catch (e) {
     machine.close();
     throw e;

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
 import { ApiClient } from "../../host/api/api";
+import { bytesSource, listSections } from "../../host/state/container";
 import type { HostInfo, VmInfo, VmRunStats } from "../../host/hv/types";
 import { assemble } from "../encoder";
 import { ECHO_GUEST, consoleEchoes, malformedRequests, sendAll, statuses } from "../api/malformed-requests";
@@ -244,13 +245,25 @@ describe("wasmvisor host: the control API", () => {
       expect(seq.slice(0, last + 5)).toEqual(Array.from({ length: last + 5 }, (_, i) => i + 1));
       await api.call("DELETE", `/vms/${name}`);
     }
-    // A snapshot is refused for a name in use, and a corrupted one creates nothing.
+    // A snapshot whose header is damaged is refused and creates nothing; one with a damaged
+    // page starts (a restore reads only the index) and fails that VM once the page comes in.
     const bytes = readFileSync(file);
-    bytes[bytes.length >> 1] ^= 0xff;
-    writeFileSync(join(dir, "bad.wvs"), bytes);
-    const bad = await ctl("restore", join(dir, "bad.wvs"));
-    expect(bad).toMatchObject({ code: 1, err: expect.stringMatching(/snapshot .*bad\.wvs.*(checksum|corrupted)/) });
+    const header = Buffer.from(bytes);
+    header[40] ^= 0xff;
+    writeFileSync(join(dir, "bad-header.wvs"), header);
+    const bad = await ctl("restore", join(dir, "bad-header.wvs"));
+    expect(bad).toMatchObject({ code: 1, err: expect.stringMatching(/snapshot .*bad-header\.wvs.*(checksum|corrupted)/) });
     expect((await api.call<VmInfo[]>("GET", "/vms")).map((v) => v.name)).not.toContain("counter");
+    const mem = listSections(bytesSource(bytes), "counter.wvs").find((x) => x.tag === "MEM ")!;
+    bytes[mem.offset + mem.length - 1] ^= 0xff; // in a memory section's data
+    writeFileSync(join(dir, "bad-page.wvs"), bytes);
+    expect(await ctl("restore", join(dir, "bad-page.wvs"))).toMatchObject({ code: 0, err: "" });
+    const failed = await until("the damaged page to be found", async () => {
+      const v = await status("counter");
+      return v.state === "failed" ? v : undefined;
+    });
+    expect(failed.reason).toMatch(/memory chunk \d+ .*fails its checksum/);
+    await api.call("DELETE", "/vms/counter");
   }, 300_000);
 
   test("the balancer spreads busy VMs that ended up on one pCPU", async () => {

@@ -58,8 +58,8 @@ const memoryIndex = (p: Uint8Array) => p.subarray(0, 8 + 20 * new DataView(p.buf
 const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const unjson = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b));
 
-async function restore(stream: Uint8Array, out: { text: string }, name?: string): Promise<VirtMachine> {
-  return restoreMachine(openVmState(bytesSource(stream), "snapshot", { name }), platform, io(out), { clock: { kind: "continue" } });
+async function restore(stream: Uint8Array, out: { text: string }, opts: { name?: string; lazy?: boolean } = {}): Promise<VirtMachine> {
+  return restoreMachine(openVmState(bytesSource(stream), "snapshot", { name: opts.name }), platform, io(out), { clock: { kind: "continue" }, lazy: opts.lazy });
 }
 
 describe("a VM saved to a state stream and restored", () => {
@@ -70,11 +70,19 @@ describe("a VM saved to a state stream and restored", () => {
     const instret = a.core.totalInstret();
     const mtime = a.core.exports.mtimeNow();
 
-    const outs = [{ text: "" }, { text: "" }];
-    const restored = await Promise.all(outs.map((o) => restore(stream, o)));
+    const outs = [{ text: "" }, { text: "" }, { text: "" }];
+    // Twice with all of RAM loaded first, once with RAM coming in as it is touched.
+    const restored = await Promise.all(outs.map((o, i) => restore(stream, o, { lazy: i === 2 })));
+    const lazy = restored[2]!.core;
+    expect(lazy.lazy).toBe(true);
+    const absent = lazy.lazyPending();
+    expect(absent).toBeGreaterThan(16);
     expect(restored[0]!.core.totalInstret()).toBe(instret);
     expect(Math.abs(restored[0]!.core.exports.mtimeNow() - mtime)).toBeLessThan(10_000_000); // within a second: the clock continues
     for (const m of restored) expect(runToStop(m, 30)).toEqual({ kind: "poweroff", code: 0 });
+    // The lazy one fetched what it touched (its pattern, its code), not the pages it never used again.
+    expect(lazy.touchOrder().length).toBeGreaterThan(16);
+    expect(lazy.lazyPending()).toBe(absent - lazy.touchOrder().length);
     expect(runToStop(a, 30)).toEqual({ kind: "poweroff", code: 0 });
     expect(before.text).toBe("0123456789");
     for (const o of outs) expect("012" + o.text).toBe("0123456789");
