@@ -568,7 +568,10 @@ export class Hypervisor implements Control {
           const s = await next();
           if (!s) throw new Error(`${what}: the source closed the link before the VM was whole`);
           if (s.tag === TAGS.memory) {
-            const copy = s.payload.slice(); // its own buffer, handed over rather than copied again
+            // A copy in its own buffer, handed over rather than copied again (the payload is a view into
+            // the socket's buffers: a Buffer's slice() would be one too, and handing that over would
+            // take the socket's memory away).
+            const copy = new Uint8Array(s.payload);
             await admitted.home.pcpu.incomingMemory(name, Comlink.transfer(copy, [copy.buffer]), s.crc);
             continue;
           }

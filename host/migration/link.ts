@@ -133,7 +133,7 @@ export function linkPair(highWater = 1 << 20): [ByteLink, ByteLink] {
       peer: `in-process link end ${1 - i}`,
       write(chunk) {
         if (theirs.ended || theirs.failed || mine.failed) throw new Error("the link is closed");
-        theirs.queue.push(chunk.slice());
+        theirs.queue.push(new Uint8Array(chunk)); // a copy (a Buffer's slice() would not be)
         theirs.queued += chunk.length;
         theirs.wake?.();
         return theirs.queued < highWater;

@@ -5,6 +5,8 @@
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { spawn, type ChildProcess } from "node:child_process";
+import { connect as tlsConnect } from "node:tls";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
@@ -76,7 +78,9 @@ beforeAll(async () => {
   2:
     j 2b
   `, 0x80200000);
-  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--images", dir, "--images", dirname(linux.kernel), "--cpus", "2", "--memory", "1G", "--watchdog", "1", "--vcpus-per-pcpu", "4"], { stdio: ["ignore", "ignore", "pipe"] });
+  // The runtime directory (where the default migration key goes) is the test's own.
+  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--images", dir, "--images", dirname(linux.kernel), "--cpus", "2", "--memory", "1G", "--watchdog", "1", "--vcpus-per-pcpu", "4"],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: dir } });
   host.stderr!.on("data", (d: Buffer) => { hostErr += d.toString(); });
   const t0 = Date.now();
   while (!hostErr.includes("API on")) {
@@ -107,6 +111,16 @@ async function until<T>(what: string, probe: () => Promise<T | undefined> | T | 
     if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; host log:\n${hostErr}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** A TCP port nobody listens on (now). */
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 async function status(name: string): Promise<VmInfo> {
@@ -264,6 +278,69 @@ describe("wasmvisor host: the control API", () => {
     });
     expect(failed.reason).toMatch(/memory chunk \d+ .*fails its checksum/);
     await api.call("DELETE", "/vms/counter");
+  }, 300_000);
+
+  test("a Linux VM counting migrates live to another host and counts on, its clock running; failures leave it here", async () => {
+    const ctl = (...args: string[]) => runCli(["ctl", "--api", socket, ...args]);
+    const port = await freePort();
+    const bSocket = join(dir, "b.sock");
+    let bErr = "";
+    const b = spawn(process.execPath, [BIN, "host", "--api", bSocket, "--images", dir, "--images", dirname(linux.kernel), "--cpus", "1", "--memory", "512M", "--migrate-listen", `tcp:127.0.0.1:${port}`],
+      { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: dir } });
+    b.stderr!.on("data", (d: Buffer) => { bErr += d.toString(); });
+    try {
+      await until("host B", () => (bErr.includes("accepting migrations on 127.0.0.1:") ? true : undefined));
+      const apiB = new ApiClient(bSocket);
+      await api.call("POST", "/vms", linuxVm("traveler"));
+      await api.call("POST", "/vms/traveler/start");
+      const con = await api.console("traveler");
+      let out = "";
+      con.on("data", (d: Buffer) => { out += d.toString("latin1"); });
+      await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+      con.write("\ri=0; while true; do i=$((i+1)); echo n=$i u=$(cut -d' ' -f1 /proc/uptime); sleep 0.1; done\r");
+      await until("the counter", () => (/n=5 /.test(out) ? true : undefined));
+
+      // Nobody listening: refused at once, the VM untouched.
+      const nowhere = await ctl("migrate", "traveler", `tcp:127.0.0.1:${await freePort()}`);
+      expect(nowhere).toMatchObject({ code: 1, err: expect.stringMatching(/cannot reach the migration listener/) });
+      expect((await status("traveler")).state).toBe("running");
+      // A client without the key gets nothing from B: the handshake fails, and B says so.
+      await new Promise<void>((resolve) => {
+        const c = tlsConnect({ host: "127.0.0.1", port, ciphers: "ECDHE-PSK-CHACHA20-POLY1305", maxVersion: "TLSv1.2", checkServerIdentity: () => undefined,
+          pskCallback: () => ({ psk: Buffer.alloc(32, 7), identity: "wasmvisor-migration" }) });
+        c.on("secureConnect", () => { c.destroy(); resolve(); });
+        c.on("error", () => resolve());
+      });
+      await until("B's refusal", () => (/refused a migration connection from 127\.0\.0\.1/.test(bErr) ? true : undefined));
+
+      const wall0 = Date.now();
+      const moved = await ctl("migrate", "traveler", `tcp:127.0.0.1:${port}`);
+      expect(moved.err.replace(/^traveler: (pre-copy|switch-over|stop-and-copy).*\n/gm, "")).toBe("");
+      expect(moved).toMatchObject({ code: 0, out: expect.stringMatching(/^traveler: migrated to tcp:127\.0\.0\.1:\d+ in [\d.]+ s, \d+ round\(s\), [\d.]+ MiB sent, downtime [\d.]+ ms\n$/) });
+      await expect(status("traveler")).rejects.toMatchObject({ status: 404 });
+      expect((await apiB.call<VmInfo>("GET", "/vms/traveler")).state).toBe("running");
+      const conB = await apiB.console("traveler");
+      let after = "";
+      conB.on("data", (d: Buffer) => { after += d.toString("latin1"); });
+      const lines = (text: string) => [...text.matchAll(/n=(\d+) u=([\d.]+)\r?\n/g)].map((m) => ({ n: Number(m[1]), u: Number(m[2]) }));
+      const last = lines(out).at(-1)!;
+      await until("the count on B", () => (lines(after).some((l) => l.n >= last.n + 10) ? true : undefined));
+      const wall1 = Date.now();
+      conB.destroy();
+      con.destroy();
+      // Every number once, in order, across the move; the guest's clock ran on through it.
+      const seq = lines(out + after);
+      expect(seq.map((l) => l.n).slice(0, last.n + 10)).toEqual(Array.from({ length: last.n + 10 }, (_, i) => i + 1));
+      const end = seq.find((l) => l.n === last.n + 10)!;
+      expect(end.u - last.u).toBeGreaterThan(0.9);
+      expect(end.u - last.u).toBeLessThan((wall1 - wall0) / 1000 + 1);
+      const info = await apiB.call<{ phase: string }>("GET", "/vms/traveler/migration").catch((e) => e);
+      expect(info).toMatchObject({ status: 404 }); // B's VM was not migrated out (A's record went with it)
+      await apiB.call("DELETE", "/vms/traveler");
+    } finally {
+      b.kill("SIGTERM");
+      await new Promise((r) => b.once("exit", r));
+    }
   }, 300_000);
 
   test("the balancer spreads busy VMs that ended up on one pCPU", async () => {

@@ -59,7 +59,7 @@ export function memoryPlatform(opts: MemoryPlatformOptions): Platform {
       inDirs(path, what, dirs);
       const chunks: Uint8Array[] = [];
       return {
-        write: (chunk) => void chunks.push(chunk.slice()),
+        write: (chunk) => void chunks.push(new Uint8Array(chunk)),
         commit() {
           const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
           let at = 0;
