@@ -14,7 +14,7 @@ import { parseVmConfig as parseWith, DEFINITION_PARSING } from "./config/parse";
 import type { VmConfig } from "./config/vm-config";
 
 export { Hypervisor, type HypervisorOptions } from "./hv/hypervisor";
-export { memoryPlatform, type MemoryPlatformOptions } from "./platform/memory";
+export { memoryPlatform, type MemoryPlatform, type MemoryPlatformOptions } from "./platform/memory";
 export type { Platform, PcpuThread, HostResources, ImageOptions, DiskOptions } from "./platform/platform";
 export { ConfigError, parseSize } from "./config/parse";
 export type { VmConfig, VmDefinition, DriveConfig, NicConfig, Mode, Paging, FirmwareChoice } from "./config/vm-config";
