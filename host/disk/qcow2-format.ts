@@ -284,7 +284,7 @@ export function writeNewQcow2(file: ByteFile, opts: Qcow2CreateOptions): void {
   const r = new DataView(refcounts.buffer);
   for (let c = 0; c < total; c++) r.setUint16(c * 2, 1);
 
-  if (file.size() !== 0) throw new Error(`${file.name}: a new qcow2 image needs an empty file`);
+  if (file.size() !== 0) throw new Error("a new qcow2 image needs an empty file");
   // The L1 table reads as zeros: the file only needs to reach its end.
   file.truncate(total * clusterSize);
   file.write(tableAt * clusterSize, table);

@@ -52,6 +52,12 @@ describe("images made by qemu-img, written by wasmvisor", () => {
     exercise(at("d.qcow2"), new Uint8Array(4 * MiB), bits, 4096);
   }, 120_000);
 
+  test("lazy refcounts allowed (lazy_refcounts=on): wasmvisor keeps them exact anyway, never leaving the image dirty", () => {
+    qemuImg("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", at("lazy.qcow2"), "4M");
+    exercise(at("lazy.qcow2"), new Uint8Array(4 * MiB), 21, 65536);
+    expect(readFileSync(at("lazy.qcow2"))[79] & 1).toBe(0); // the dirty bit
+  }, 120_000);
+
   test("version 2 (compat=0.10): no zero clusters, so discards over a backing file write zeros", () => {
     const base = randomBytes(4 * MiB, 2);
     writeFileSync(at("base.raw"), base);
