@@ -30,6 +30,7 @@ export const INCOMPAT_CORRUPT = 1n << 1n;
 export const INCOMPAT_DATA_FILE = 1n << 2n;
 export const INCOMPAT_COMPRESSION = 1n << 3n;
 export const INCOMPAT_EXTENDED_L2 = 1n << 4n;
+export const AUTOCLEAR_BITMAPS = 1n << 0n;
 const KNOWN_INCOMPAT = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTENDED_L2;
 
 /** Byte offsets of the header fields we rewrite in place. */

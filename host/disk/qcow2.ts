@@ -16,7 +16,7 @@ import { inflateSync } from "fflate";
 import type { DiskBackend } from "../devices/backends";
 import { readPadded, type ByteFile } from "./byte-file";
 import {
-  HDR_AUTOCLEAR, HDR_REFCOUNT_TABLE, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_L1_BYTES, MAX_REFCOUNT_TABLE_BYTES,
+  AUTOCLEAR_BITMAPS, HDR_AUTOCLEAR, HDR_REFCOUNT_TABLE, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_L1_BYTES, MAX_REFCOUNT_TABLE_BYTES,
   readQcow2Header, type Fail, type Qcow2Header,
 } from "./qcow2-format";
 
@@ -240,8 +240,13 @@ export class Qcow2Disk implements DiskBackend {
     for (let i = 0; i < this.refTableClusters; i++) counted(this.refTableOffset + i * cs, "the refcount table", false);
     for (const b of this.refBlocks) counted(b, "a refcount block", false);
     for (const t of this.l2Tables) counted(t, "an L2 table", true);
-    // Auto-clear features (persistent bitmaps) describe data we will change without updating
-    // them: the format asks a writer that does not know them to clear their bits first.
+    // Persistent dirty bitmaps would be invalidated (and, to QEMU, their clusters leaked) by
+    // writes that do not update them: better said now than found later.
+    if (h.autoclear & AUTOCLEAR_BITMAPS) {
+      this.fail("has persistent dirty bitmaps, which wasmvisor does not keep up to date: remove them (qemu-img bitmap --remove) or attach the image with readonly=on");
+    }
+    // Other auto-clear features describe data we will change without updating it: the format
+    // asks a writer that does not know them to clear their bits first.
     if (h.autoclear !== 0n) {
       this.file.write(HDR_AUTOCLEAR, new Uint8Array(8));
       this.file.flush();

@@ -52,6 +52,11 @@ describe("images made by qemu-img, written by wasmvisor", () => {
     exercise(at("d.qcow2"), new Uint8Array(4 * MiB), bits, 4096);
   }, 120_000);
 
+  test.each(["metadata", "full"])("preallocation=%s: clusters allocated before the guest writes them", (mode) => {
+    qemuImg("create", "-q", "-f", "qcow2", "-o", `preallocation=${mode},cluster_size=4096`, at("pre.qcow2"), "4M");
+    exercise(at("pre.qcow2"), new Uint8Array(4 * MiB), 24, 4096);
+  }, 120_000);
+
   test("lazy refcounts allowed (lazy_refcounts=on): wasmvisor keeps them exact anyway, never leaving the image dirty", () => {
     qemuImg("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", at("lazy.qcow2"), "4M");
     exercise(at("lazy.qcow2"), new Uint8Array(4 * MiB), 21, 65536);
@@ -245,6 +250,27 @@ describe("read-only", () => {
     ro.flush();
     ro.close();
     expect(readFileSync(at("ro.qcow2")).equals(bytes)).toBe(true);
+  });
+
+  test("an image with persistent dirty bitmaps is read, but not written (its bitmaps would go stale)", () => {
+    qemuImg("create", "-q", "-f", "qcow2", at("b.qcow2"), "1M");
+    qemuImg("bitmap", "--add", at("b.qcow2"), "backup");
+    const bytes = readFileSync(at("b.qcow2"));
+    expect(() => open(at("b.qcow2"))).toThrow(/has persistent dirty bitmaps, which wasmvisor does not keep up to date: remove them \(qemu-img bitmap --remove\) or attach the image with readonly=on/);
+    open(at("b.qcow2"), { readOnly: true }).close();
+    expect(readFileSync(at("b.qcow2")).equals(bytes)).toBe(true);
+    expectCleanCheck(at("b.qcow2"));
+    // Any other auto-clear bit wasmvisor does not know is cleared before it writes, as the format asks.
+    writeFileSync(at("b2.qcow2"), bytes);
+    qemuImg("bitmap", "--remove", at("b2.qcow2"), "backup");
+    const unknownBit = readFileSync(at("b2.qcow2"));
+    unknownBit[95] |= 4;
+    writeFileSync(at("b2.qcow2"), unknownBit);
+    const disk = open(at("b2.qcow2"));
+    disk.write(0, new Uint8Array(512).fill(1));
+    disk.close();
+    expect(readFileSync(at("b2.qcow2"))[95]).toBe(0);
+    expectCleanCheck(at("b2.qcow2"));
   });
 
   test("an image with internal snapshots is read, but not written", () => {
