@@ -32,12 +32,15 @@ export interface MemoryPlatform extends Platform {
 
 export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
   const files = new Map(Object.entries(opts.files ?? {}));
-  const inDirs = (path: string, dirs?: readonly string[]) => !dirs || dirs.some((d) => path.startsWith(d.endsWith("/") ? d : `${d}/`));
   const module = opts.core instanceof WebAssembly.Module ? opts.core : compileCore(opts.core);
-  const file = (path: string, what: string, dirs?: readonly string[]): Uint8Array => {
-    if (!inDirs(path, dirs) || path.split("/").includes("..")) {
-      throw new Error(`${what} ${path}: not in an image directory of this host (${dirs?.join(", ")})`);
+  // Paths are names here: one with ".." could still name a file outside the directories.
+  const checkDirs = (path: string, what: string, dirs?: readonly string[]): void => {
+    if (dirs && (path.split("/").includes("..") || !dirs.some((d) => path.startsWith(d.endsWith("/") ? d : `${d}/`)))) {
+      throw new Error(`${what} ${path}: not in an image directory of this host (${dirs.join(", ")})`);
     }
+  };
+  const file = (path: string, what: string, dirs?: readonly string[]): Uint8Array => {
+    checkDirs(path, what, dirs);
     const bytes = files.get(path);
     if (!bytes) throw new Error(`${what} ${path}: no such file`);
     return bytes;
@@ -46,7 +49,7 @@ export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
   const diskFiles = (dirs?: readonly string[]): DiskFiles => ({
     open: (path, { readOnly, what }) => new MemoryFile(path, file(path, what, dirs), readOnly, (bytes) => files.set(path, bytes)),
     create(path, { what }) {
-      if (!inDirs(path, dirs) || path.split("/").includes("..")) throw new Error(`${what} ${path}: not in an image directory of this host (${dirs?.join(", ")})`);
+      checkDirs(path, what, dirs);
       if (files.has(path)) throw new Error(`${what} ${path}: already exists; a new image needs a new file`);
       files.set(path, new Uint8Array(0));
       return new MemoryFile(path, new Uint8Array(0), false, (bytes) => files.set(path, bytes));
