@@ -19,6 +19,8 @@ const DEBIAN_PACKAGES = [
   ["gcc-riscv64-unknown-elf", "/usr/bin/riscv64-unknown-elf-gcc"],
   ["qemu-system-misc", "/usr/bin/qemu-system-riscv64"],
   ["device-tree-compiler", "/usr/bin/dtc"],
+  // qemu-img: the qcow2 tests check wasmvisor's images with QEMU's own tool (check, compare, info).
+  ["qemu-utils", "/usr/bin/qemu-img"],
 ];
 
 function installDeps() {

@@ -14,8 +14,8 @@ import { parseVmConfig as parseWith, DEFINITION_PARSING } from "./config/parse";
 import type { VmConfig } from "./config/vm-config";
 
 export { Hypervisor, type HypervisorOptions } from "./hv/hypervisor";
-export { memoryPlatform, type MemoryPlatformOptions } from "./platform/memory";
-export type { Platform, PcpuThread, HostResources, ImageOptions, DiskOptions, StateFileOptions, StateFileWriter } from "./platform/platform";
+export { memoryPlatform, type MemoryPlatform, type MemoryPlatformOptions } from "./platform/memory";
+export type { Platform, PcpuThread, HostResources, ImageOptions, DiskOptions, CreateDiskOptions, StateFileOptions, StateFileWriter } from "./platform/platform";
 export { linkPair, parseMigrationTarget, type ByteLink, type MigrationTarget } from "./migration/link";
 export type { MigrationProgress, SnapshotResult } from "./hv/pcpu";
 export { StateFormatError, type ByteSource } from "./state/container";

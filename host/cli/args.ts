@@ -49,10 +49,12 @@ Options:
   --append <string>    Kernel command line (/chosen/bootargs).
   -m, --memory <size>  Guest RAM, e.g. 256M or 1G (a plain number means MiB). Default 256M.
   --smp <n>            Number of harts (1-8). Default 1.
-  --drive file=<img>[,if=ide|virtio][,readonly=on][,serial=<id>]
-                       A disk on a raw image file (repeatable). if=ide: an ATA disk in PIO mode
-                       (/dev/sda, ...); if=virtio: a virtio-blk disk (/dev/vda, ...). Default:
-                       ide in full mode, virtio in para mode.
+  --drive file=<img>[,format=raw|qcow2][,if=ide|virtio][,readonly=on][,serial=<id>]
+                       A disk on an image file (repeatable): raw, or qcow2 (with its backing
+                       files, opened read-only); without format=, qcow2 if the file starts with
+                       qcow2's magic, else raw. if=ide: an ATA disk in PIO mode (/dev/sda, ...);
+                       if=virtio: a virtio-blk disk (/dev/vda, ...). Default: ide in full mode,
+                       virtio in para mode.
   --net user[,model=ethoc|virtio][,hostfwd=tcp:[<hostaddr>]:<hostport>-:<guestport>]...
            [,restrict=on][,loopback=on|off|<port>]...
                        A NIC on user-mode networking: guest 10.0.2.15 by DHCP, host reachable

@@ -6,6 +6,7 @@ import { PAGING_MODES, type Paging } from "../core/core";
 import { parseNetdev, isUserNetdev, netdevHasOption } from "../net/netdev";
 import { userNetFixedFds, formatUserNetSpec } from "../net/user/options";
 import { DEFAULT_VM_SOCKETS } from "../net/budget";
+import { DISK_FORMATS, type DiskFormat } from "../disk/formats";
 import {
   DEFAULT_DEVICES, type DriveConfig, type DriveInterface, type FirmwareChoice, type Mode, type NicConfig, type NicModel,
   type OnFailure, type VmConfig, type VmDefinition,
@@ -184,8 +185,8 @@ export function vmFileDescriptors(config: VmConfig): number {
 }
 
 /**
- * "file=disk.img,if=ide,readonly=on,serial=abc" (QEMU's key=value list; a bare path means
- * file=); `defaultIf` when if= is not given.
+ * "file=disk.img,format=qcow2,if=ide,readonly=on,serial=abc" (QEMU's key=value list; a bare
+ * path means file=); `defaultIf` when if= is not given, the format probed when it is not.
  */
 function parseDrive(spec: string, defaultIf: DriveInterface): DriveConfig {
   const out: DriveConfig = { file: "", readOnly: false, if: defaultIf };
@@ -203,8 +204,10 @@ function parseDrive(spec: string, defaultIf: DriveInterface): DriveConfig {
     } else if (key === "if") {
       if (value !== "ide" && value !== "virtio") throw new Error(`if=${value}: use ide or virtio`);
       out.if = value;
-    } else if (key === "format" && value === "raw") continue;
-    else throw new Error(`: unknown option '${key}' (known: file, if, readonly, serial, format=raw)`);
+    } else if (key === "format") {
+      if (!(DISK_FORMATS as readonly string[]).includes(value)) throw new Error(`format=${value}: use ${DISK_FORMATS.join(" or ")}`);
+      out.format = value as DiskFormat;
+    } else throw new Error(`: unknown option '${key}' (known: file, format, if, readonly, serial)`);
   }
   if (!out.file) throw new Error(`${spec}: give the image as file=<path>`);
   return out;

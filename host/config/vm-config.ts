@@ -4,8 +4,9 @@
 import type { Paging } from "../core/core";
 import type { NetdevSpec } from "../net/netdev";
 import type { BandwidthLimits, DriveInterface, NicModel } from "../machine/virt";
+import type { DiskFormat } from "../disk/formats";
 
-export type { Paging, BandwidthLimits, DriveInterface, NicModel };
+export type { Paging, BandwidthLimits, DriveInterface, NicModel, DiskFormat };
 export type Mode = "para" | "full";
 export type OnFailure = "keep" | "restart" | "destroy";
 
@@ -18,6 +19,8 @@ export type FirmwareChoice = "none" | "builtin" | "default" | { file: string };
 
 export interface DriveConfig {
   file: string;
+  /** raw or qcow2; absent: probed when opened (qcow2's magic, else raw), as QEMU does. */
+  format?: DiskFormat;
   readOnly: boolean;
   /** Serial number the guest sees (at most 20 characters). */
   serial?: string;
@@ -87,7 +90,7 @@ export interface VmDefinition {
   memory?: string | number;
   /** vCPUs (harts), 1–8. */
   smp?: number;
-  /** `--drive` specs: "file=disk.img,readonly=on". */
+  /** `--drive` specs: "file=disk.img,readonly=on", "file=vm.qcow2,format=qcow2". */
   drives?: string[];
   /** `--net` specs: "user,hostfwd=tcp::8080-:80", "switch=lan". */
   nets?: string[];

@@ -2,6 +2,7 @@
  * The small adapters through which devices reach the outside world, so device models run the
  * same in Node and in a browser: guest memory for DMA, block storage, and an Ethernet link.
  */
+import type { DiskFormat } from "../disk/formats";
 
 /** Guest-physical memory as a device doing DMA sees it. */
 export interface GuestMemory {
@@ -17,11 +18,13 @@ export interface GuestMemory {
   read(gpa: number, len: number): Uint8Array | null;
 }
 
-/** A block device's storage (a raw image file, an in-memory buffer, ...). */
+/** A block device's storage (a raw or qcow2 image file, an in-memory buffer, ...). */
 export interface DiskBackend {
   /** Size in bytes (a multiple of 512). */
   readonly size: number;
   readonly readOnly: boolean;
+  /** The image format, for backends over an image file. */
+  readonly format?: DiskFormat;
   /** Fill `dst` from byte `offset`. Throws on I/O errors. */
   read(offset: number, dst: Uint8Array): void;
   /** Write `src` at byte `offset`. Throws on I/O errors or when read-only. */

@@ -430,6 +430,11 @@ export class VirtMachine {
     for (const d of this.cfg.drives ?? []) if (!d.backend.readOnly) d.backend.flush();
   }
 
+  /** The disks' backends, in the order of the configuration's drives. */
+  get disks(): DiskBackend[] {
+    return (this.cfg.drives ?? []).map((d) => d.backend);
+  }
+
   /** Release disks (flushed) and network backends. */
   close(): void {
     for (const d of this.cfg.drives ?? []) {

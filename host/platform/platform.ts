@@ -5,6 +5,8 @@
 // else under host/ (but the CLI and the daemon's socket server) knows where it runs.
 import type { Remote } from "comlink";
 import type { DiskBackend } from "../devices/backends";
+import type { CreateDiskImageOptions } from "../disk/open";
+import type { DiskFormat } from "../disk/formats";
 import type { HostSockets } from "../net/host-sockets";
 import type { Pcpu } from "../hv/pcpu";
 import type { ByteSource } from "../state/container";
@@ -21,7 +23,9 @@ export interface ImageOptions {
 
 export interface DiskOptions {
   readOnly: boolean;
-  /** Directories it must be in; anywhere if undefined. */
+  /** raw or qcow2; when absent, probed as QEMU does (qcow2's magic, else raw). */
+  format?: DiskFormat;
+  /** Directories it must be in, and its backing files too; anywhere if undefined. */
   dirs?: readonly string[];
   /** How the user named it, for messages: "--drive". */
   what: string;
@@ -45,6 +49,11 @@ export interface StateFileWriter {
   commit(): void;
   /** Drop what was written. */
   abort(): void;
+}
+
+export interface CreateDiskOptions extends CreateDiskImageOptions {
+  /** Directories the new image (and a backing file opened for its size) must be in; anywhere if undefined. */
+  dirs?: readonly string[];
 }
 
 /** A pCPU running somewhere (a worker thread, or the calling thread), driven through Comlink's shape. */
@@ -79,7 +88,11 @@ export interface Platform {
    * `what` and what to do.
    */
   readImage(path: string, opts: ImageOptions): Uint8Array;
-  /** Open a disk image; throws a one-line Error naming `what` and what to do. */
+  /**
+   * Open a disk image, raw or qcow2 (host/disk/), with the backing files of a qcow2 image: opened
+   * read-only and checked as the image is (allowed directories, other users). Throws a one-line
+   * Error naming `what` and what to do. The only way disks are opened.
+   */
   openDisk(path: string, opts: DiskOptions): DiskBackend;
   /** Open a saved VM state (a snapshot) for reading; throws a one-line Error naming `what` and what to do. */
   openStateFile(path: string, opts: StateFileOptions): ByteSource;
@@ -87,6 +100,11 @@ export interface Platform {
   createStateFile(path: string, opts: StateFileOptions): StateFileWriter;
   /** Connect to another host's migration listener with the hosts' shared key; undefined where there is no network. */
   connectMigration?(target: MigrationTarget, key: Uint8Array): Promise<ByteLink>;
+  /**
+   * Create a new qcow2 image at `path`, which must not exist: empty, or an overlay on a backing
+   * file (the snapshot's way to freeze an image: host/disk/swappable.ts).
+   */
+  createDiskImage(path: string, opts: CreateDiskOptions): void;
   /** Host sockets for user-mode networking; undefined where there are none. */
   readonly hostSockets?: HostSockets;
   /** Start a pCPU. */

@@ -9,6 +9,7 @@ import { createNetBackend } from "../net/backend";
 import { UserNet } from "../net/user";
 import { SocketBudget } from "../net/budget";
 import type { DiskBackend, NetBackend } from "../devices/backends";
+import { SwappableDisk } from "../disk/swappable";
 import type { Platform } from "../platform/platform";
 import { usesBuiltinSbi, type VmConfig } from "../config/vm-config";
 
@@ -54,12 +55,18 @@ export interface BuildOptions {
   resume?: { memory?: WebAssembly.Memory; state: unknown };
 }
 
-/** The VM's home thread's half: open its backends and build the board; throws (one line) if one cannot be opened. */
+/**
+ * The VM's home thread's half: open its backends and build the board; throws (one line) if one
+ * cannot be opened. Each disk is a SwappableDisk (see machineDisks).
+ */
 export async function buildMachine(config: VmConfig, images: BootImages, platform: Platform, io: MachineIo, opts: BuildOptions = {}): Promise<VirtMachine> {
   const disks: DiskBackend[] = [];
   const nets: NetBackend[] = [];
   try {
-    for (const d of config.drives) disks.push(platform.openDisk(d.file, { readOnly: d.readOnly, dirs: opts.dirs, what: "--drive" }));
+    for (const d of config.drives) {
+      const open = () => platform.openDisk(d.file, { format: d.format, readOnly: d.readOnly, dirs: opts.dirs, what: "--drive" });
+      disks.push(new SwappableDisk(d.file, open));
+    }
     // One budget for all the VM's user-mode NICs: more NICs do not mean more host sockets.
     const budget = new SocketBudget(config.limits.sockets);
     for (const n of config.nets) {
@@ -124,4 +131,15 @@ export async function restoreMachine(saved: OpenedVmState, platform: Platform, i
     throw e;
   }
   return machine;
+}
+
+/**
+ * The disks of a machine buildMachine built, in the order of its configuration's drives: each can
+ * be moved to another image between requests (host/disk/swappable.ts: snapshots).
+ */
+export function machineDisks(machine: VirtMachine): SwappableDisk[] {
+  return machine.disks.map((d, i) => {
+    if (!(d instanceof SwappableDisk)) throw new Error(`disk ${i} of this machine was not attached by buildMachine`);
+    return d;
+  });
 }

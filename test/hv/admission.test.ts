@@ -11,6 +11,7 @@ import { Hypervisor } from "../../host/hv/hypervisor";
 import { nodePlatform } from "../../host/platform/node";
 import { parseVmConfig, DEFINITION_PARSING } from "../../host/config/parse";
 import { DEFAULT_VM_SOCKETS } from "../../host/net/budget";
+import { createNodeDiskImage } from "../../host/platform/node/disk";
 
 const dir = mkdtempSync(join(tmpdir(), "wasmvisor-admit-"));
 const images = join(dir, "images");
@@ -47,6 +48,34 @@ describe("images a definition may name", () => {
     const e = await refusal(hv.create(vm("d", { drives: [`file=${join(outside, "secret.bin")}`] })));
     expect(e.message).toMatch(/--drive .*secret\.bin: not in an image directory/);
     expect(hv.list()).toEqual([]);
+  });
+
+  test("a qcow2 disk's backing files are held to the same directories, by name, by relative path and through links", async () => {
+    const overlay = (name: string, backing: string) => {
+      createNodeDiskImage(join(images, name), { size: 1 << 20, backing: { path: backing, format: "raw" }, what: "test" });
+      return join(images, name);
+    };
+    for (const [name, backing] of [["abs.qcow2", join(outside, "secret.bin")], ["rel.qcow2", "../outside/secret.bin"], ["shadow.qcow2", "/etc/shadow"], ["link.qcow2", "link.bin"]]) {
+      const e = await refusal(hv.create(vm("q", { drives: [`file=${overlay(name, backing)},format=qcow2`] })));
+      expect(e.status).toBe(400);
+      expect(e.message).toMatch(new RegExp(`^--drive .*${name.replace(".", "\\.")}: backing file .*: not in an image directory of this host`));
+    }
+    expect(hv.list()).toEqual([]);
+  });
+
+  test("a disk one VM writes cannot be the backing file of another's overlay; read-only, it can", async () => {
+    const over = join(images, "over-disk.qcow2");
+    createNodeDiskImage(over, { size: 1 << 20, backing: { path: "disk.img", format: "raw" }, what: "test" });
+    await hv.create(vm("base-writer", { drives: [`file=${disk}`] }));
+    try {
+      expect((await refusal(hv.create(vm("over", { drives: [`file=${over}`] })))).message).toMatch(/--drive .*over-disk\.qcow2: backing file .*disk\.img: in use: another drive or VM of this process has it open for writing/);
+    } finally {
+      await hv.destroy("base-writer");
+    }
+    await hv.create(vm("base-reader", { drives: [`file=${disk},readonly=on`] }));
+    await hv.create(vm("over", { drives: [`file=${over}`] }));
+    await hv.destroy("over");
+    await hv.destroy("base-reader");
   });
 
   test("only regular files: a FIFO does not block the host, a device is not read", async () => {

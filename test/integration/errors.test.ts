@@ -68,6 +68,7 @@ describe("malformed input", () => {
     expectOneLineError(await runCli(["boot", "--net", "tap0"]), /--net .*expected 'user/);
     expectOneLineError(await runCli(["boot", "--drive", "file=/tmp/x.img,cache=none"]), /--drive: unknown option 'cache'/);
     expectOneLineError(await runCli(["boot", "--drive", "file=/tmp/x.img,if=scsi"]), /--drive if=scsi: use ide or virtio/);
+    expectOneLineError(await runCli(["boot", "--drive", "file=/tmp/x.img,format=vmdk"]), /--drive format=vmdk: use raw or qcow2/);
     expectOneLineError(await runCli(["boot", "--net", "user,model=e1000"]), /--net model=e1000: use ethoc or virtio/);
   });
 
@@ -76,6 +77,18 @@ describe("malformed input", () => {
     writeFileSync(img, new Uint8Array(1 << 20));
     const r = await runCli(["boot", "--bios", "none", "--kernel", UBOOT_ELF, "--drive", `file=${img}`, "--drive", `file=${img},if=ide`]);
     expectOneLineError(r, /--drive .*twice\.img: in use: another drive or VM of this process has it open for writing; .*readonly=on on every side shares it/);
+  });
+
+  test("a damaged qcow2 image, and one whose backing file is missing", async () => {
+    const img = join(dir, "bad.qcow2");
+    const header = new Uint8Array(65536);
+    header.set([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]);
+    new DataView(header.buffer).setUint32(20, 30); // cluster_bits 30: 1 GiB clusters
+    writeFileSync(img, header);
+    expectOneLineError(await runCli(["boot", "--bios", "none", "--kernel", UBOOT_ELF, "--drive", `file=${img}`]), /--drive .*bad\.qcow2: cluster_bits 30 is out of range: clusters must be 512 B to 2 MiB/);
+    const over = join(dir, "over.qcow2");
+    execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", "-u", "-b", "gone.raw", "-F", "raw", over, "1M"]);
+    expectOneLineError(await runCli(["boot", "--bios", "none", "--kernel", UBOOT_ELF, "--drive", `file=${over}`]), /--drive .*over\.qcow2: backing file .*gone\.raw: no such file$/);
   });
 
   test("a FIFO as kernel or disk is refused at once, /dev/zero is not read", async () => {

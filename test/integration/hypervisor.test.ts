@@ -472,7 +472,7 @@ describe("wasmvisor ctl", () => {
     expect((await ctl("destroy", "ctl-vm")).out).toBe("destroyed ctl-vm\n");
     r = await ctl("stats", "ctl-vm");
     expect(r).toMatchObject({ code: 1, err: expect.stringMatching(/no VM named ctl-vm/) });
-  });
+  }, 30_000); // 15 CLI runs: about 4 s, more when the machine is busy
 
   test("console: attach, type, see the echo; Ctrl-] detaches, as does the end of piped input", async () => {
     await api.call("POST", "/vms", linuxVm("ctl-con"));

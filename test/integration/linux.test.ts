@@ -1,16 +1,17 @@
 // The default Linux guest (Debian's linux-source-6.1 + BusyBox, built by guests/linux) through
-// the real CLI: shell, disk persistence, networking, SMP, both SBI paths, and the full machine's
-// legacy devices (ATA disks, the OpenCores Ethernet MAC).
+// the real CLI: shell, disk persistence, networking, SMP, both SBI paths, the full machine's
+// legacy devices (ATA disks, the OpenCores Ethernet MAC), and a qcow2 overlay as the disk.
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
 import { Session } from "./cli";
+import { createNodeDiskImage } from "../../host/platform/node/disk";
 
 let guest: { kernel: string; initramfs: string; disk: string };
 let dir: string;
@@ -258,5 +259,41 @@ describe("the full machine's legacy devices: ATA disks and the OpenCores Etherne
         s.kill();
       }
     }
+  }, 300_000);
+});
+
+describe("a qcow2 disk", () => {
+  test("the data disk as a qcow2 overlay over the cached raw image: the guest writes, the base is unchanged, qemu-img check is clean", async () => {
+    const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
+    const before = md5(readFileSync(guest.disk));
+    const readmeLine = execFileSync("debugfs", ["-R", "cat /README.txt", guest.disk], { stdio: ["ignore", "pipe", "ignore"] }).toString().split("\n")[0]!;
+    expect(readmeLine.length).toBeGreaterThan(0);
+    const overlay = join(dir, "overlay.qcow2");
+    createNodeDiskImage(overlay, { backing: { path: guest.disk, format: "raw" }, what: "test" });
+    const text = `written-to-the-overlay-${Date.now()}`;
+    let written = "";
+    // No format=: the CLI probes it, as QEMU does.
+    const { s, at } = await bootLinux(["--append", "console=ttyS0", "--drive", `file=${overlay}`]);
+    try {
+      // The base's files read through the overlay.
+      let r = await sh(s, "head -n 1 /mnt/README.txt", at);
+      expect(r.text).toContain(readmeLine);
+      r = await sh(s, `echo ${text} > /mnt/hello.txt && dd if=/dev/urandom of=/mnt/big bs=64k count=48 2>/dev/null && sync && md5sum /mnt/big`, r.at);
+      written = /^([0-9a-f]{32})\s+\/mnt\/big/m.exec(r.text)![1]!;
+      expect(await poweroff(s, r.at)).toBe(0);
+    } finally {
+      s.kill();
+    }
+    expect(md5(readFileSync(guest.disk))).toBe(before);
+    const check = spawnSync("qemu-img", ["check", "--output=json", overlay], { encoding: "utf8" });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+    expect(JSON.parse(check.stdout)).toMatchObject({ "check-errors": 0 });
+    expect(JSON.parse(check.stdout).leaks ?? 0).toBe(0);
+    // QEMU reads the guest's files out of the chain.
+    const flat = join(dir, "flat.img");
+    execFileSync("qemu-img", ["convert", "-f", "qcow2", "-O", "raw", overlay, flat]);
+    const debugfs = (cmd: string) => execFileSync("debugfs", ["-R", cmd, flat], { stdio: ["ignore", "pipe", "ignore"], maxBuffer: 64 << 20 });
+    expect(debugfs("cat /hello.txt").toString().trim()).toBe(text);
+    expect(md5(debugfs("cat /big"))).toBe(written);
   }, 300_000);
 });

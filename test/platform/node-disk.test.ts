@@ -3,15 +3,16 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { execFileSync, spawn } from "node:child_process";
-import { NodeDisk } from "../../host/platform/node/disk";
+import { openNodeDisk } from "../../host/platform/node/disk";
+import type { DiskBackend } from "../../host/devices/backends";
 import { VirtioBlk, VIRTIO_BLK_F_RO, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from "../../host/virtio/blk";
 import { TestDriver, blkHeader, pattern } from "../virtio/helpers";
 
 let dir: string;
 let img: string;
-const opened: NodeDisk[] = [];
+const opened: DiskBackend[] = [];
 const open = (p: string, readOnly = false) => {
-  const d = new NodeDisk(p, { readOnly });
+  const d = openNodeDisk(p, { readOnly, what: "disk image" });
   opened.push(d);
   return d;
 };
@@ -27,7 +28,7 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-describe("NodeDisk", () => {
+describe("raw disk images on Node", () => {
   it("writes, flushes, and reads the data back after reopening", () => {
     const disk = open(img);
     expect(disk.size).toBe(1 << 20);
@@ -155,13 +156,13 @@ f=open(sys.argv[1],"rb+"); fcntl.lockf(f, fcntl.LOCK_SH, 1, 100); print("ready",
     fs.mkdirSync(allowed);
     const inside = path.join(allowed, "ok.img");
     fs.writeFileSync(inside, new Uint8Array(4096));
-    const d = new NodeDisk(inside, { dirs: [allowed], what: "'drives'" });
-    d.close();
-    expect(() => new NodeDisk(img, { dirs: [allowed], what: "'drives'" })).toThrow(/^'drives' .*disk\.img: not in an image directory of this host \(.*images\); start the host with --images <dir>/);
+    const openIn = (p: string, what = "disk image") => openNodeDisk(p, { readOnly: false, dirs: [allowed], what });
+    openIn(inside, "'drives'").close();
+    expect(() => openIn(img, "'drives'")).toThrow(/^'drives' .*disk\.img: not in an image directory of this host \(.*images\); start the host with --images <dir>/);
     fs.symlinkSync(img, path.join(allowed, "escape.img"));
-    expect(() => new NodeDisk(path.join(allowed, "escape.img"), { dirs: [allowed] })).toThrow(/not in an image directory/);
+    expect(() => openIn(path.join(allowed, "escape.img"))).toThrow(/not in an image directory/);
     fs.symlinkSync(allowed, path.join(dir, "alias"));
-    expect(() => new NodeDisk(path.join(dir, "alias", "ok.img"), { dirs: [allowed] }).close()).not.toThrow();
+    expect(() => openIn(path.join(dir, "alias", "ok.img")).close()).not.toThrow();
   });
 
   it("throws after close", () => {
@@ -172,7 +173,7 @@ f=open(sys.argv[1],"rb+"); fcntl.lockf(f, fcntl.LOCK_SH, 1, 100); print("ready",
   });
 });
 
-describe("virtio-blk over NodeDisk", () => {
+describe("virtio-blk over a raw image file", () => {
   it("serves guest reads, writes, flushes and discards from the file", () => {
     const disk = open(img);
     const d = new TestDriver(new VirtioBlk(disk));

@@ -4,7 +4,8 @@
 // on until it wants workers and OPFS.
 import type { Remote } from "comlink";
 import { Pcpu } from "../../hv/pcpu";
-import { MemoryDisk } from "./disk";
+import { MemoryFile } from "./file";
+import { createDiskImage, openDiskImage, type DiskFiles } from "../../disk/open";
 import { compileCore } from "../../core/core";
 import type { HostSockets } from "../../net/host-sockets";
 import type { HostResources, Platform, PcpuThread } from "../platform";
@@ -13,7 +14,10 @@ import { bytesSource } from "../../state/container";
 export interface MemoryPlatformOptions {
   /** The core: compiled, or the bytes of build/core.wasm. */
   core: WebAssembly.Module | Uint8Array;
-  /** Files by path, for images and disks. A disk opened for writing changes its array in place. */
+  /**
+   * Files by path, for images and disks. A disk opened for writing changes its array in place
+   * (a qcow2 image that grows moves to a new array: read it back with `file(path)`).
+   */
   files?: Record<string, Uint8Array>;
   /** What `bios: "default"` boots: a path among the files. */
   defaultFirmware?: string;
@@ -24,21 +28,38 @@ export interface MemoryPlatformOptions {
   resources?: Partial<HostResources>;
 }
 
-export function memoryPlatform(opts: MemoryPlatformOptions): Platform {
+export interface MemoryPlatform extends Platform {
+  /** A file's bytes now (disks written or created by VMs included). */
+  file(path: string): Uint8Array | undefined;
+}
+
+export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
   const files = new Map(Object.entries(opts.files ?? {}));
   const module = opts.core instanceof WebAssembly.Module ? opts.core : compileCore(opts.core);
-  const inDirs = (path: string, what: string, dirs?: readonly string[]): void => {
-    if (dirs && !dirs.some((d) => path.startsWith(d.endsWith("/") ? d : `${d}/`))) {
+  // Paths are names here: one with ".." could still name a file outside the directories.
+  const checkDirs = (path: string, what: string, dirs?: readonly string[]): void => {
+    if (dirs && (path.split("/").includes("..") || !dirs.some((d) => path.startsWith(d.endsWith("/") ? d : `${d}/`)))) {
       throw new Error(`${what} ${path}: not in an image directory of this host (${dirs.join(", ")})`);
     }
   };
   const file = (path: string, what: string, dirs?: readonly string[]): Uint8Array => {
-    inDirs(path, what, dirs);
+    checkDirs(path, what, dirs);
     const bytes = files.get(path);
     if (!bytes) throw new Error(`${what} ${path}: no such file`);
     return bytes;
   };
-  const platform: Platform = {
+  // Disks are opened in place; a file that grows is put back under its name.
+  const diskFiles = (dirs?: readonly string[]): DiskFiles => ({
+    open: (path, { readOnly, what }) => new MemoryFile(path, file(path, what, dirs), readOnly, (bytes) => files.set(path, bytes)),
+    create(path, { what }) {
+      checkDirs(path, what, dirs);
+      if (files.has(path)) throw new Error(`${what} ${path}: already exists; a new image needs a new file`);
+      files.set(path, new Uint8Array(0));
+      return new MemoryFile(path, new Uint8Array(0), false, (bytes) => files.set(path, bytes));
+    },
+    remove: (path) => { files.delete(path); },
+  });
+  const platform: MemoryPlatform = {
     coreModule: () => module,
     defaultFirmware() {
       if (!opts.defaultFirmware) throw new Error("no default firmware on this platform: pass --bios <file>, builtin or none");
@@ -49,14 +70,12 @@ export function memoryPlatform(opts: MemoryPlatformOptions): Platform {
       if (bytes.length > maxBytes) throw new Error(`${what} ${path}: is ${Math.ceil(bytes.length / 2 ** 20)} MiB, more than the guest's ${maxBytes / 2 ** 20} MiB of RAM`);
       return bytes;
     },
-    openDisk(path, { readOnly, dirs, what }) {
-      const bytes = file(path, what, dirs);
-      if (bytes.length % 512 !== 0) throw new Error(`${what} ${path}: is ${bytes.length} bytes, not a multiple of 512 (raw images only)`);
-      return new MemoryDisk(bytes, { readOnly });
-    },
+    openDisk: (path, opts) => openDiskImage(diskFiles(opts.dirs), path, opts),
+    createDiskImage: (path, opts) => createDiskImage(diskFiles(opts.dirs), path, opts),
+    file: (path) => files.get(path),
     openStateFile: (path, { what, dirs }) => bytesSource(file(path, what, dirs)),
     createStateFile(path, { what, dirs }) {
-      inDirs(path, what, dirs);
+      checkDirs(path, what, dirs);
       const chunks: Uint8Array[] = [];
       return {
         write: (chunk) => void chunks.push(new Uint8Array(chunk)),

@@ -1,132 +1,68 @@
-/**
- * A DiskBackend over a raw image file, for Node only (this is the one virtio file that uses
- * Node APIs). Synchronous positional I/O on one file descriptor: the device completes each
- * request inside the guest's notification, so there is nothing to overlap with.
- */
+// Disk image files on Node: each opened without blocking and checked as image-files.ts says
+// (an allowed directory, on the file actually opened; a regular file or a block device; no
+// conflicting user), then read and written with synchronous positional I/O on its descriptor:
+// a device completes each request inside the guest's notification, so there is nothing to
+// overlap with. host/disk/ makes raw and qcow2 images of these files.
 import * as fs from "node:fs";
+import type { ByteFile } from "../../disk/byte-file";
+import { createDiskImage, openDiskImage, type CreateDiskImageOptions, type DiskFiles } from "../../disk/open";
 import type { DiskBackend } from "../../devices/backends";
-import { openImage, checkNotInUse } from "./image-files";
+import type { DiskOptions } from "../platform";
+import { ImageError, checkNotInUse, openImage, openedPath, inside, type OpenedImage } from "./image-files";
 
-export interface NodeDiskOptions {
-  /** Open the image read-only (writes then throw; virtio-blk offers VIRTIO_BLK_F_RO). */
-  readOnly?: boolean;
-  /** Directories the image must be in (the daemon's --images); anywhere if undefined. */
-  dirs?: readonly string[];
-  /** How the user named it, for messages (default "disk image"). */
-  what?: string;
-}
-
-const SECTOR = 512;
-const DISCARD_CHUNK = 1 << 20;
-const DISCARD_BLOCK = 4096;
-
-export class NodeDisk implements DiskBackend {
-  readonly size: number;
-  readonly readOnly: boolean;
+export class NodeFile implements ByteFile {
+  readonly identity: string;
   private fd: number | null;
-  private scratch: Uint8Array | null = null;
+  private length: number;
 
-  /**
-   * Opens `path`: a regular file or a block device, not in use by anyone else in a conflicting
-   * way (image-files.ts); throws a one-line Error saying what is wrong and what to do.
-   */
   constructor(
-    readonly path: string,
-    opts: NodeDiskOptions = {},
+    readonly name: string,
+    img: OpenedImage,
+    readonly readOnly: boolean,
   ) {
-    this.readOnly = opts.readOnly ?? false;
-    const what = opts.what ?? "disk image";
-    const img = openImage(path, { what, write: !this.readOnly, blockDevice: true, dirs: opts.dirs });
-    try {
-      if (img.size % SECTOR !== 0) {
-        throw new Error(`${what} ${path}: is ${img.size} bytes, not a multiple of 512 (raw images only)`);
-      }
-      checkNotInUse(img, !this.readOnly, what);
-    } catch (e) {
-      fs.closeSync(img.fd);
-      throw e;
-    }
-    this.size = img.size;
     this.fd = img.fd;
+    this.length = img.size;
+    this.identity = `${img.dev}:${img.ino}`;
   }
 
   private open(): number {
-    if (this.fd === null) throw new Error(`disk image ${this.path} is closed`);
+    if (this.fd === null) throw new Error(`disk image ${this.name} is closed`);
     return this.fd;
   }
 
-  private check(offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > this.size) {
-      throw new RangeError(`disk image ${this.path}: access [${offset}, +${length}) beyond its ${this.size} bytes`);
-    }
+  size(): number {
+    return this.length;
   }
 
-  read(offset: number, dst: Uint8Array): void {
+  read(offset: number, dst: Uint8Array): number {
     const fd = this.open();
-    this.check(offset, dst.length);
     let done = 0;
     while (done < dst.length) {
       const n = fs.readSync(fd, dst, done, dst.length - done, offset + done);
-      if (n === 0) throw new Error(`disk image ${this.path}: unexpected end of file at ${offset + done}`);
+      if (n === 0) break;
       done += n;
     }
+    return done;
   }
 
   write(offset: number, src: Uint8Array): void {
     const fd = this.open();
-    if (this.readOnly) throw new Error(`disk image ${this.path} is read-only`);
-    this.check(offset, src.length);
+    if (this.readOnly) throw new Error(`disk image ${this.name} is read-only`);
     let done = 0;
-    while (done < src.length) {
-      done += fs.writeSync(fd, src, done, src.length - done, offset + done);
-    }
+    while (done < src.length) done += fs.writeSync(fd, src, done, src.length - done, offset + done);
+    this.length = Math.max(this.length, offset + src.length);
+  }
+
+  truncate(size: number): void {
+    const fd = this.open();
+    if (this.readOnly) throw new Error(`disk image ${this.name} is read-only`);
+    fs.ftruncateSync(fd, size);
+    this.length = size;
   }
 
   flush(): void {
     const fd = this.open();
     if (!this.readOnly) fs.fsyncSync(fd);
-  }
-
-  /**
-   * Make the range read as zeros. Node has no hole punching, so the range is read and only the
-   * 4 KiB blocks that are not already zero are overwritten: holes of a sparse image stay holes
-   * and discarding an unused area costs reads only.
-   */
-  discard(offset: number, length: number): void {
-    this.open();
-    if (this.readOnly) throw new Error(`disk image ${this.path} is read-only`);
-    this.check(offset, length);
-    this.scratch ??= new Uint8Array(DISCARD_CHUNK);
-    const buf = this.scratch;
-    const words = new Uint32Array(buf.buffer, 0, DISCARD_CHUNK / 4);
-    for (let pos = 0; pos < length; pos += DISCARD_CHUNK) {
-      const len = Math.min(DISCARD_CHUNK, length - pos);
-      this.read(offset + pos, buf.subarray(0, len));
-      // Zero the partial last word so the word scan below only sees this request's bytes.
-      for (let i = len; i < Math.ceil(len / 4) * 4; i++) buf[i] = 0;
-      let runStart = -1;
-      const zeroRun = (from: number, to: number): void => {
-        buf.fill(0, from, to);
-        this.write(offset + pos + from, buf.subarray(from, to));
-      };
-      for (let b = 0; b < len; b += DISCARD_BLOCK) {
-        const end = Math.ceil(Math.min(b + DISCARD_BLOCK, len) / 4);
-        let dirty = false;
-        for (let w = b / 4; w < end; w++) {
-          if (words[w] !== 0) {
-            dirty = true;
-            break;
-          }
-        }
-        if (dirty) {
-          if (runStart < 0) runStart = b;
-        } else if (runStart >= 0) {
-          zeroRun(runStart, b);
-          runStart = -1;
-        }
-      }
-      if (runStart >= 0) zeroRun(runStart, len);
-    }
   }
 
   close(): void {
@@ -135,4 +71,53 @@ export class NodeDisk implements DiskBackend {
     this.fd = null;
     fs.closeSync(fd);
   }
+}
+
+/** The files of disk images, opened as a host with these allowed directories may open them. */
+export function nodeDiskFiles(dirs: readonly string[] | undefined): DiskFiles {
+  return {
+    open(path, { readOnly, what }) {
+      const img = openImage(path, { what, write: !readOnly, blockDevice: true, dirs });
+      try {
+        checkNotInUse(img, !readOnly, what);
+      } catch (e) {
+        fs.closeSync(img.fd);
+        throw e;
+      }
+      return new NodeFile(path, img, readOnly);
+    },
+    create(path, { what }) {
+      let fd: number;
+      try {
+        // O_EXCL: never an existing file, nor through a symbolic link at the path.
+        fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOCTTY, 0o600);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code === "EEXIST") throw new ImageError(`${what} ${path}: already exists; a new image needs a new file`);
+        if (code === "ENOENT") throw new ImageError(`${what} ${path}: its directory does not exist`);
+        throw new ImageError(`${what} ${path}: cannot create (${(e as Error).message})`);
+      }
+      const st = fs.fstatSync(fd, { bigint: true });
+      const real = openedPath(fd, path);
+      if (dirs && !dirs.some((d) => inside(real, d))) {
+        fs.closeSync(fd);
+        fs.rmSync(path, { force: true });
+        throw new ImageError(`${what} ${path}: not in an image directory of this host (${dirs.join(", ")})`);
+      }
+      return new NodeFile(path, { fd, path: real, size: 0, dev: st.dev, ino: st.ino, mtimeMs: Number(st.mtimeMs) }, false);
+    },
+    remove(path) {
+      fs.rmSync(path, { force: true });
+    },
+  };
+}
+
+/** Open a disk image (raw or qcow2, with its backing files); throws a one-line Error naming `what`. */
+export function openNodeDisk(path: string, opts: DiskOptions): DiskBackend {
+  return openDiskImage(nodeDiskFiles(opts.dirs), path, opts);
+}
+
+/** Create a qcow2 image (an overlay when it has a backing file) at `path`, which must not exist. */
+export function createNodeDiskImage(path: string, opts: CreateDiskImageOptions & { dirs?: readonly string[] }): void {
+  createDiskImage(nodeDiskFiles(opts.dirs), path, opts);
 }

@@ -93,7 +93,7 @@ export function readOpenedImage(img: OpenedImage, into: Uint8Array, what: string
 
 // Where the descriptor really leads (Linux: /proc/self/fd; elsewhere the resolved path, which a
 // concurrent rename could change in between).
-function openedPath(fd: number, path: string): string {
+export function openedPath(fd: number, path: string): string {
   try {
     return readlinkSync(`/proc/self/fd/${fd}`);
   } catch {
@@ -101,7 +101,8 @@ function openedPath(fd: number, path: string): string {
   }
 }
 
-function inside(file: string, dir: string): boolean {
+/** Whether `file` (a real path) lies under the directory `dir` (resolved). */
+export function inside(file: string, dir: string): boolean {
   let real: string;
   try {
     real = realpathSync(dir);

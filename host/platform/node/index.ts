@@ -11,7 +11,7 @@ import type { Platform, PcpuThread } from "../platform";
 import type { Pcpu } from "../../hv/pcpu";
 import { loadCoreModule, packageRoot } from "./core";
 import { openImage, readOpenedImage } from "./image-files";
-import { NodeDisk } from "./disk";
+import { createNodeDiskImage, openNodeDisk } from "./disk";
 import { nodeHostSockets } from "./host-sockets";
 import { createStateFile, openStateFile } from "./state-files";
 import { connectMigration } from "./migration";
@@ -53,7 +53,8 @@ export const nodePlatform: Platform = {
     return bytes;
   },
 
-  openDisk: (path, opts) => new NodeDisk(path, opts),
+  openDisk: openNodeDisk,
+  createDiskImage: createNodeDiskImage,
 
   openStateFile,
   createStateFile,
