@@ -2,6 +2,7 @@
 // so people can carry their command lines over. The flags are a VM definition's fields: they
 // are gathered here and checked by the one VM configuration parser (config/parse.ts).
 import { parseArgs } from "node:util";
+import { resolve } from "node:path";
 import { parseVmConfig, ConfigError } from "../config/parse";
 import type { VmConfig } from "../config/vm-config";
 
@@ -134,5 +135,9 @@ export function parseCli(argv: string[]): Command {
     throw e;
   }
   if (stats) config.timeExits = true;
+  // Files by absolute path: a snapshot keeps them, and a qcow2 overlay names its backing file.
+  for (const d of config.drives) d.file = resolve(d.file);
+  for (const k of ["kernel", "initrd"] as const) if (config[k] !== undefined) config[k] = resolve(config[k]!);
+  if (typeof config.bios === "object") config.bios = { file: resolve(config.bios.file) };
   return { kind: args[0] === "start" ? "start" : "boot", config, dtbOut, stats: stats === true, ...(restore !== undefined ? { restore } : {}) };
 }

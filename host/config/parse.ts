@@ -163,7 +163,10 @@ export function vmDefinition(config: VmConfig): VmDefinition {
     ...(config.kernel !== undefined ? { kernel: config.kernel } : {}),
     ...(config.initrd !== undefined ? { initrd: config.initrd } : {}),
     ...(config.append !== undefined ? { append: config.append } : {}),
-    drives: config.drives.map((dr) => [`file=${dr.file}`, `if=${dr.if}`, `readonly=${dr.readOnly ? "on" : "off"}`, ...(dr.serial !== undefined ? [`serial=${dr.serial}`] : [])].join(",")),
+    drives: config.drives.map((dr) => [
+      `file=${dr.file}`, ...(dr.format ? [`format=${dr.format}`] : []), `if=${dr.if}`, `readonly=${dr.readOnly ? "on" : "off"}`,
+      ...(dr.serial !== undefined ? [`serial=${dr.serial}`] : []),
+    ].join(",")),
     // A user netdev's loopback default ("all") is written out: a definition's would be "off".
     nets: config.nets.map((n) => {
       const o = n.netdev.kind === "user" ? n.netdev.options : null;

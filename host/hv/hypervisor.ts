@@ -287,7 +287,11 @@ export class Hypervisor implements Control {
     }
     const req = this.request(vm, images);
     try {
-      vm.dtb = from ? await vm.home.pcpu.restore(req, from.snapshot) : await vm.home.pcpu.create(req);
+      if (from) {
+        const r = await vm.home.pcpu.restore(req, from.snapshot);
+        vm.dtb = r.dtb;
+        vm.config = r.config; // its disks are overlays on the snapshot's
+      } else vm.dtb = await vm.home.pcpu.create(req);
     } catch (e) {
       throw badRequest((e as Error).message);
     }
@@ -331,6 +335,9 @@ export class Hypervisor implements Control {
       } catch (e) {
         const msg = (e as Error).message;
         throw /^cannot snapshot|ended while/.test(msg) ? conflict(msg) : badRequest(msg);
+      } finally {
+        // Its disks may have moved to overlays (the snapshot keeps the images they were on).
+        if (!ended(vm.state) && vm.home.alive) vm.config = await vm.home.pcpu.config(name).catch(() => vm.config);
       }
       if (opts.stop) this.markEnded(vm, "stopped", `saved to ${file}`, 0);
       return { name, file, bytes: r.bytes, pages: r.pages, totalMs: r.totalMs, downtimeMs: r.downtimeMs, state: vm.state };

@@ -14,7 +14,8 @@
  * CPU time (spinning with interrupts off) is reported stuck.
  */
 import { Scheduler, type EntityStats } from "./scheduler";
-import { buildMachine, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
+import { buildMachine, machineDisks, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
+import { continueOnOverlay } from "../disk/swappable";
 import { StateWriter, openVmState, writeConfig, writeMachine } from "../state/vm-state";
 import { MemoryEncoder, PAGE, applyChunk, chunkData, readMemoryIndex, type PageSelection } from "../state/memory";
 import { bytesSource, type ByteSource } from "../state/container";
@@ -247,11 +248,20 @@ export class Pcpu {
    * devicetree. The state is checked whole before the VM exists (memory chunk by chunk as it is
    * loaded); a refusal leaves nothing behind.
    */
-  async restore(req: HostedVmRequest, path: string): Promise<Uint8Array> {
+  async restore(req: HostedVmRequest, path: string): Promise<{ dtb: Uint8Array; config: VmConfig }> {
     const src = this.platform.openStateFile(path, { what: "snapshot", dirs: req.dirs });
     let vm: Hosted;
     try {
       const saved = openVmState(src, `snapshot ${path}`, { name: req.config.name });
+      // Its disks stay as the snapshot has them: the VM writes to new overlays over them.
+      const stamp = Date.now().toString(36);
+      saved.config.drives = saved.config.drives.map((d, i) => {
+        if (d.readOnly) return d;
+        const overlay = `${path}.${saved.config.name}-${stamp}.disk${i}.qcow2`;
+        this.platform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? "raw" }, dirs: req.dirs, what: "overlay" });
+        return { ...d, file: overlay, format: "qcow2" as const };
+      });
+      req = { ...req, config: saved.config };
       vm = await this.host(req, (io) => restoreMachine(saved, this.platform, io, { dirs: req.dirs, clock: { kind: "continue" }, lazy: true }));
     } catch (e) {
       src.close();
@@ -259,7 +269,7 @@ export class Pcpu {
     }
     if (vm.machine.core.lazy) vm.lazy = { src, path, prefetch: this.readTouched(path, req, vm.machine.core.ramSize / PAGE), cursor: 0 };
     else src.close();
-    return vm.machine.dtb;
+    return { dtb: vm.machine.dtb, config: req.config };
   }
 
   // The touch record of an earlier restore of `path`, if there is a sound one (it is only a hint).
@@ -328,7 +338,7 @@ export class Pcpu {
     let downtime = 0;
     try {
       const w = new StateWriter((chunk) => file.write(chunk));
-      writeConfig(w, vm.req.config);
+      writeConfig(w, withDiskFormats(vm));
       let pages = 0;
       // The first pass, with the VM running (if it is) and the others here taking their turns.
       {
@@ -353,8 +363,10 @@ export class Pcpu {
       pages += this.writeSection(w, enc);
       writeMachine(w, vm.machine, Date.now());
       w.end();
-      vm.machine.flushDisks();
       core.setDirtyLog(false);
+      vm.machine.flushDisks();
+      // The disks as they are now belong to the snapshot: a VM that goes on writes to overlays.
+      if (!opts.stop) this.continueDisks(vm, path, opts.dirs);
       downtime = performance.now() - stopAt;
       file.commit();
       if (opts.stop) this.end(vm, "stopped", `saved to ${path}`, false);
@@ -510,6 +522,27 @@ export class Pcpu {
   /** Forget a VM whose migration in failed. */
   incomingAbort(name: string): void {
     this.incomingVms.delete(name);
+  }
+
+  // Each writable disk of the VM goes on in a new qcow2 overlay `<snapshot>.disk<i>.qcow2` over the
+  // image it was on, which the snapshot keeps; the VM's configuration follows (config()).
+  private continueDisks(vm: Hosted, snapshot: string, dirs?: readonly string[]): void {
+    const disks = machineDisks(vm.machine);
+    const drives = vm.req.config.drives.map((d) => ({ ...d }));
+    try {
+      drives.forEach((d, i) => {
+        if (d.readOnly) return;
+        const now = continueOnOverlay(this.platform, disks[i]!, `${snapshot}.disk${i}.qcow2`, { dirs });
+        drives[i] = { ...d, file: now.path, format: now.format };
+      });
+    } finally {
+      vm.req = { ...vm.req, config: { ...vm.req.config, drives } };
+    }
+  }
+
+  /** A VM's configuration as it is now (a snapshot moves its disks to overlays). */
+  config(name: string): VmConfig {
+    return this.get(name).req.config;
   }
 
   private writeSection(w: StateWriter, enc: MemoryEncoder): number {
@@ -799,6 +832,14 @@ export class Pcpu {
       this.end(vm, "failed", `stuck: an interrupt waited ${(vm.watchdog.cpuMs / 1000).toFixed(1)} s of CPU time and none was taken (spinning with interrupts off?)`, true, EMULATION_FAILURE);
     }
   }
+}
+
+// The VM's configuration with each drive's format as opened (probed ones included), so that a
+// snapshot names exactly what its disks are.
+function withDiskFormats(vm: Hosted): VmConfig {
+  const disks = machineDisks(vm.machine);
+  const c = vm.req.config;
+  return { ...c, drives: c.drives.map((d, i) => ({ ...d, format: disks[i]?.image.format ?? d.format })) };
 }
 
 function concat(chunks: Uint8Array[]): Uint8Array {

@@ -4,7 +4,7 @@
 // purpose.
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { connect as tlsConnect } from "node:tls";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -223,25 +223,34 @@ describe("wasmvisor host: the control API", () => {
     await api.call("DELETE", "/vms/mover");
   }, 180_000);
 
-  test("a Linux VM counting is snapshotted, destroyed and restored twice: each copy counts on from where it was", async () => {
+  test("a Linux VM counting is snapshotted, destroyed and restored twice: each copy counts on from where it was, its disk as it was then", async () => {
     const ctl = (...args: string[]) => runCli(["ctl", "--api", socket, ...args]);
-    await api.call("POST", "/vms", linuxVm("counter"));
+    const disk = join(dir, "counter.img");
+    copyFileSync(linux.disk, disk);
+    await api.call("POST", "/vms", linuxVm("counter", { drives: [`file=${disk}`] }));
     await api.call("POST", "/vms/counter/start");
     const con = await api.console("counter");
     let before = "";
     con.on("data", (d: Buffer) => { before += d.toString("latin1"); });
     await until("the prompt", () => (before.includes("wasmvisor guest ready") ? true : undefined), 120_000);
-    con.write("\ri=0; while true; do i=$((i+1)); echo n=$i; sleep 0.1; done\r");
+    con.write("\recho written-before > /mnt/a.txt && sync && echo a-$((1+1))\r");
+    await until("the first file", () => (before.includes("a-2") ? true : undefined));
+    con.write("(i=0; while true; do i=$((i+1)); echo n=$i; sleep 0.1; done) &\r");
     await until("the counter", () => (/n=8\r?\n/.test(before) ? true : undefined));
-    // Saved while it runs first (the copy is not used: it shows the VM goes on), then for good.
+    // Saved while it runs: the VM goes on, writing to an overlay; the image stays as saved.
     const live = await ctl("snapshot", "counter", join(dir, "live.wvs"));
     expect(live).toMatchObject({ code: 0, out: expect.stringMatching(/^counter: saved to .*live\.wvs: [\d.]+ MiB \(\d+ pages\) in [\d.]+ s, paused [\d.]+ ms; running\n$/) });
+    const imageAtSnapshot = readFileSync(disk);
+    con.write("echo written-after > /mnt/b.txt && sync && echo b-$((2+2))\r");
+    await until("the second file", () => (before.includes("b-4") ? true : undefined));
     await until("counting after the live snapshot", () => (/n=14\r?\n/.test(before) ? true : undefined));
     const file = join(dir, "counter.wvs");
     const saved = await ctl("snapshot", "counter", file, "--stop");
     expect(saved).toMatchObject({ code: 0, out: expect.stringMatching(/; stopped\n$/) });
     con.destroy();
     await api.call("DELETE", "/vms/counter");
+    expect(readFileSync(disk).equals(imageAtSnapshot)).toBe(true);
+    expect(execFileSync("qemu-img", ["check", `${join(dir, "live.wvs")}.disk0.qcow2`]).toString()).toMatch(/No errors were found/);
 
     const r = await ctl("restore", file, "--name", "copy1");
     expect(r).toMatchObject({ code: 0, out: expect.stringMatching(/^copy1: restored from .*counter\.wvs on pCPU [01]; running\n$/) });
@@ -253,12 +262,25 @@ describe("wasmvisor host: the control API", () => {
       let after = "";
       c.on("data", (d: Buffer) => { after += d.toString("latin1"); });
       await until(`${name} counting on`, () => (numbers(before + after).includes(last + 5) ? true : undefined));
-      c.destroy();
       // Every number once, in order, across the snapshot: nothing repeated, nothing lost.
       const seq = numbers(before + after);
       expect(seq.slice(0, last + 5)).toEqual(Array.from({ length: last + 5 }, (_, i) => i + 1));
+      c.write("cat /mnt/a.txt /mnt/b.txt | tr '\\n' +; echo\r");
+      await until(`${name}'s files`, () => (after.includes("written-before+written-after+") ? true : undefined));
+      c.destroy();
       await api.call("DELETE", `/vms/${name}`);
     }
+    // Back to the live snapshot: the second file was not written yet, on disk as in memory.
+    await ctl("restore", join(dir, "live.wvs"), "--name", "past");
+    const p = await api.console("past");
+    let past = "";
+    p.on("data", (d: Buffer) => { past += d.toString("latin1"); });
+    p.write("\rls /mnt/a.txt /mnt/b.txt 2>&1 | tr '\\n' +; echo\r");
+    await until("the past's files", () => (/\/mnt\/a\.txt\+ls: \/mnt\/b\.txt: No such file or directory\+|No such file or directory\+\/mnt\/a\.txt\+/.test(past) ? true : undefined));
+    p.destroy();
+    await api.call("DELETE", "/vms/past");
+    expect(readFileSync(disk).equals(imageAtSnapshot)).toBe(true);
+
     // A snapshot whose header is damaged is refused and creates nothing; one with a damaged
     // page starts (a restore reads only the index) and fails that VM once the page comes in.
     const bytes = readFileSync(file);
