@@ -7,9 +7,10 @@ import type { MemoryResult } from "./memory";
 import type { MachineInfo } from "./machine";
 import type { GuestSuiteResult, Machine, Measured } from "./fullvspara";
 import type { HypervisorResult } from "./hypervisor";
+import type { MigrationBench, MigrationRun, SnapshotBench } from "./state";
 import { barChart, COLORS, formatValue, type Series } from "./svg";
 
-export const SUITES = ["cpu", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor"] as const;
+export const SUITES = ["cpu", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor", "snapshot", "migration"] as const;
 export type Suite = (typeof SUITES)[number];
 
 /** bench/results/latest.json. A suite left out with --only is absent. */
@@ -25,6 +26,8 @@ export interface BenchResult {
   fullvspara?: GuestSuiteResult;
   paging?: GuestSuiteResult;
   hypervisor?: HypervisorResult;
+  snapshot?: SnapshotBench;
+  migration?: MigrationBench;
 }
 
 export interface TargetCheck {
@@ -38,6 +41,7 @@ export interface TargetCheck {
 export const TARGETS = {
   mips: 200, ratioVsQemu: 0.15, bootParaS: 2, overheadMiB: 8, mmioUs: 1,
   shareError: 0.05, capPoints: 0.02, jain: 0.99, busy: 0.95, echoP99Ms: 50, densityVms: 100,
+  restoreMs: 5, migrationDowntimeMs: 5,
 } as const;
 
 export function checkTargets(r: BenchResult): TargetCheck[] {
@@ -50,6 +54,10 @@ export function checkTargets(r: BenchResult): TargetCheck[] {
     check(`Memory: overhead ≤ ${TARGETS.overheadMiB} MiB per VM`, r.memory?.overhead_mib, (v) => v <= TARGETS.overheadMiB, (v) => `${v.toFixed(2)} MiB`),
     check(`Exits: MMIO round trip ≤ ${TARGETS.mmioUs} µs`, r.exits?.mmio_roundtrip_us, (v) => v <= TARGETS.mmioUs, (v) => `${v.toFixed(3)} µs`),
     ...(r.hypervisor ? hypervisorTargets(r.hypervisor, check) : []),
+    check(`Snapshot: restore of an idle 256 MiB Linux to running ≤ ${TARGETS.restoreMs} ms`, r.snapshot?.wasmvisor.restore_ms, (v) => v <= TARGETS.restoreMs, (v) => `${v.toFixed(1)} ms`),
+    check(`Migration: idle 256 MiB Linux, downtime the guest sees ≤ ${TARGETS.migrationDowntimeMs} ms`, r.migration?.idle.wasmvisor.guest_gap_ms, (v) => v <= TARGETS.migrationDowntimeMs, (v) => `${v.toFixed(1)} ms`),
+    check("Migration: idle 256 MiB Linux, total time ≤ QEMU's", r.migration?.idle.qemu ? r.migration.idle.wasmvisor.total_ms / r.migration.idle.qemu.total_ms : undefined,
+      (v) => v <= 1, (v) => `${r.migration!.idle.wasmvisor.total_ms.toFixed(0)} ms against ${r.migration!.idle.qemu!.total_ms.toFixed(0)} ms (${(v * 100).toFixed(0)}%)`),
   ];
 }
 
@@ -475,6 +483,49 @@ function hypervisorSection(h: HypervisorResult): Section {
   };
 }
 
+function snapshotSection(s: SnapshotBench, qemuName: string): Section {
+  const q = s.qemu;
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  return {
+    markdown: "## Snapshots\n\n" +
+      `${s.guest}; median of ${s.runs}. wasmvisor: \`ctl snapshot\` of the running VM (a first pass over memory while it runs, then ` +
+      "it stops for the pages written meanwhile and its devices) and `ctl restore` (RAM comes in from the snapshot on first touch). " +
+      `${qemuName}: HMP \`savevm\` / \`loadvm\` into a qcow2 scratch disk (its VM state is stored inside the image).\n\n` +
+      table(["measure", "wasmvisor", qemuName], ["---", "---:", "---:"], [
+        ["size of the saved state", mib(s.wasmvisor.bytes), q ? mib(q.bytes) : "—"],
+        ["time to save", `${formatValue(s.wasmvisor.save_ms)} ms`, q ? `${formatValue(q.savevm_ms)} ms` : "—"],
+        ["the guest stopped for", `${formatValue(s.wasmvisor.paused_ms)} ms`, q ? `${formatValue(q.savevm_ms)} ms (savevm stops the VM)` : "—"],
+        ["restore: request to running", `${formatValue(s.wasmvisor.restore_ms)} ms`, q ? `${formatValue(q.loadvm_ms)} ms (loadvm)` : "—"],
+        ["restore: request to the first command's answer", `${formatValue(s.wasmvisor.first_answer_ms)} ms`, "—"],
+      ]),
+  };
+}
+
+function migrationSection(m: MigrationBench, qemuName: string): Section {
+  const row = (label: string, w: MigrationRun, q: MigrationRun | null) => [label,
+    `${formatValue(w.total_ms)} ms`, q ? `${formatValue(q.total_ms)} ms` : "—",
+    `${(w.bytes / 2 ** 20).toFixed(1)} MiB`, q ? `${(q.bytes / 2 ** 20).toFixed(1)} MiB` : "—",
+    `${formatValue(w.downtime_ms)} / ${formatValue(w.guest_gap_ms)} ms`, q ? `${formatValue(q.downtime_ms)} / ${formatValue(q.guest_gap_ms)} ms` : "—",
+    `${w.rounds ?? "—"}${w.converged === false ? " (round limit)" : ""}`];
+  const svg = barChart({
+    title: "Live migration: the longest pause the guest saw", axis: "ms (lower is better)", series: [WASMVISOR, { name: qemuName, color: COLORS.qemu }],
+    groups: [{ label: "idle", values: [m.idle.wasmvisor.guest_gap_ms, m.idle.qemu?.guest_gap_ms ?? 0] },
+      ...m.dirtying.map((d) => ({ label: `${d.rate_mib_s} MiB/s`, values: [d.wasmvisor.guest_gap_ms, d.qemu?.guest_gap_ms ?? 0] }))],
+  });
+  return {
+    markdown: "## Live migration\n\n" +
+      `${m.guest}; median of ${m.runs} (the dirtying rows: fewer). wasmvisor: two hypervisors, TLS (ECDHE-PSK, ChaCha20-Poly1305) ` +
+      `over 127.0.0.1, downtime limit ${m.downtime_limit_ms.wasmvisor} ms; ${qemuName}: two processes, \`migrate tcp:\`, its default ` +
+      `downtime limit (${m.downtime_limit_ms.qemu} ms). The guest runs \`wv-bench gap\`, a tight loop over its monotonic clock that reports ` +
+      "the longest pause it saw, across the migration: that is the downtime as the guest lives it. Without any migration the loop's " +
+      `longest pause is ${formatValue(m.baseline_gap_ms.wasmvisor)} ms on wasmvisor and ${m.baseline_gap_ms.qemu === null ? "—" : `${formatValue(m.baseline_gap_ms.qemu)} ms`} on QEMU.\n\n` +
+      table(["guest", "total, wasmvisor", `total, ${qemuName}`, "sent, wasmvisor", `sent, ${qemuName}`, "downtime reported / seen by the guest, wasmvisor", `… ${qemuName}`, "rounds"],
+        ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"],
+        [row("idle", m.idle.wasmvisor, m.idle.qemu), ...m.dirtying.map((d) => row(`dirtying ${d.rate_mib_s} MiB/s`, d.wasmvisor, d.qemu))]),
+    plots: [{ file: "migration.svg", svg }],
+  };
+}
+
 /** The report's Markdown and its plots (file name -> SVG text, linked as results/<file>). */
 /** A figure both runs can have: what it is, its value, and which way is better. */
 interface Headline {
@@ -504,6 +555,14 @@ function headlines(r: BenchResult): Headline[] {
     add("Hypervisor: weights 1:2:4, worst share error", h.fairness.worst_error * 100, "%", "lower");
     add("Hypervisor: host busy, 3 VMs on 2 pCPUs", h.balance.busy * 100, "%", "higher");
     add("Hypervisor: console echo p99, worst layout", Math.max(...h.isolation.layouts.map((l) => l.p99_ms)), "ms", "lower");
+  }
+  if (r.snapshot) {
+    add("Snapshot: save, idle 256 MiB", r.snapshot.wasmvisor.save_ms, "ms", "lower");
+    add("Snapshot: restore to running", r.snapshot.wasmvisor.restore_ms, "ms", "lower");
+  }
+  if (r.migration) {
+    add("Migration: idle, total", r.migration.idle.wasmvisor.total_ms, "ms", "lower");
+    add("Migration: idle, pause the guest saw", r.migration.idle.wasmvisor.guest_gap_ms, "ms", "lower");
   }
   return out;
 }
@@ -540,6 +599,7 @@ export function renderReport(r: BenchResult, previous?: BenchResult): { markdown
   const sections = [
     r.cpu && cpuSection(r.cpu, r.quick, qemuSeries(m)), r.boot && bootSection(r.boot, qemuSeries(m)), r.exits && exitsSection(r.exits), r.memory && memorySection(r.memory),
     r.fullvspara && fullVsParaSection(r.fullvspara), r.paging && pagingSection(r.paging), r.hypervisor && hypervisorSection(r.hypervisor),
+    r.snapshot && snapshotSection(r.snapshot, qemuSeries(m).name), r.migration && migrationSection(r.migration, qemuSeries(m).name),
   ].filter((s): s is Section => !!s);
   const plots: Record<string, string> = {};
   const body = sections.map((s) => [s.markdown, ...(s.plots ?? []).map((p) => {

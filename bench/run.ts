@@ -9,6 +9,7 @@ import { exitsSuite } from "./exits";
 import { memorySuite } from "./memory";
 import { hypervisorSuite } from "./hypervisor";
 import { fullVsParaSuite, pagingSuite } from "./fullvspara";
+import { snapshotSuite, migrationSuite } from "./state";
 import { describeMachine } from "./machine";
 import { checkTargets, renderReport, SUITES, type BenchResult, type Suite } from "./report";
 import { buildLinuxGuest } from "../guests/linux/build.mjs";
@@ -105,6 +106,16 @@ if (only.has("paging")) {
 if (only.has("hypervisor")) {
   log("hypervisor suite (fairness, caps, balancing, isolation, density)");
   result.hypervisor = await hypervisorSuite(await linuxGuest(), quick, log);
+}
+
+if (only.has("snapshot")) {
+  log(`snapshot suite (idle Linux, ${runs} run${runs > 1 ? "s" : ""}, median; QEMU's savevm/loadvm beside)`);
+  result.snapshot = await snapshotSuite(await linuxGuest(), runs, machine.qemu !== null, log);
+}
+
+if (only.has("migration")) {
+  log(`migration suite (Linux over loopback, idle and dirtying memory; QEMU beside)`);
+  result.migration = await migrationSuite(await linuxGuest(), runs, machine.qemu !== null, log);
 }
 
 const resultsDir = join(packageRoot(), "bench/results");

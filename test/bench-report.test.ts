@@ -99,9 +99,30 @@ function sample(): BenchResult {
 describe("report", () => {
   it("checks each target, a figure exactly at its target passing", () => {
     const t = checkTargets(sample());
-    expect(t.map((x) => x.pass)).toEqual([true, true, false, null, true]);
+    expect(t.map((x) => x.pass)).toEqual([true, true, false, null, true, null, null, null]);
     expect(t[2]).toEqual({ target: "Boot: Linux to shell prompt (para) ≤ 2 s", measured: "2.50 s", pass: false });
     expect(t[3].measured).toBe("not measured");
+  });
+
+  it("checks the snapshot and migration targets against their figures and QEMU's", () => {
+    const run = (total: number, gap: number) => ({ total_ms: total, bytes: 17e6, downtime_ms: 3, guest_gap_ms: gap, rounds: 3, converged: true });
+    const r: BenchResult = {
+      ...sample(),
+      snapshot: { guest: "Linux", runs: 3, wasmvisor: { save_ms: 900, paused_ms: 4, bytes: 30e6, restore_ms: 5, first_answer_ms: 40 }, qemu: { savevm_ms: 800, loadvm_ms: 300, bytes: 20e6 } },
+      migration: {
+        guest: "Linux", runs: 3, baseline_gap_ms: { wasmvisor: 1, qemu: 1 }, downtime_limit_ms: { wasmvisor: 5, qemu: 300 },
+        idle: { wasmvisor: run(120, 5.5), qemu: run(108, 30) },
+        dirtying: [{ rate_mib_s: 16, wasmvisor: run(300, 6), qemu: run(200, 40) }],
+      },
+    };
+    const t = checkTargets(r).slice(-3);
+    expect(t.map((x) => x.pass)).toEqual([true, false, false]);
+    expect(t[2]!.measured).toBe("120 ms against 108 ms (111%)");
+    const { markdown, plots } = renderReport(r);
+    expect(markdown).toContain("## Snapshots");
+    expect(markdown).toMatch(/\| restore: request to running \| 5\.00 ms \| 300 ms \(loadvm\) \|/);
+    expect(markdown).toContain("## Live migration");
+    expect(Object.keys(plots)).toContain("migration.svg");
   });
 
   it("renders tables, targets and links to the plots it returns", () => {

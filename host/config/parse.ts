@@ -167,12 +167,7 @@ export function vmDefinition(config: VmConfig): VmDefinition {
       `file=${dr.file}`, ...(dr.format ? [`format=${dr.format}`] : []), `if=${dr.if}`, `readonly=${dr.readOnly ? "on" : "off"}`,
       ...(dr.serial !== undefined ? [`serial=${dr.serial}`] : []),
     ].join(",")),
-    // A user netdev's loopback default ("all") is written out: a definition's would be "off".
-    nets: config.nets.map((n) => {
-      const o = n.netdev.kind === "user" ? n.netdev.options : null;
-      const netdev = o ? formatUserNetSpec({ ...o, loopback: o.loopback ?? (o.restrict ? undefined : "all") }) : `switch=${(n.netdev as { name: string }).name}`;
-      return `${netdev},model=${n.model}`;
-    }),
+    nets: config.nets.map((n) => `${n.netdev.kind === "user" ? formatUserNetSpec(n.netdev.options) : `switch=${n.netdev.name}`},model=${n.model}`),
     cpu: { weight: config.cpu.weight, ...(config.cpu.cap !== undefined ? { cap: Math.round(config.cpu.cap * 1e8) / 1e6 } : {}) },
     limits: { ...config.limits },
     onFailure: config.onFailure,
@@ -236,7 +231,11 @@ export function parseNic(spec: string, defaultModel: NicModel, defaultLoopback: 
   // "on" is user-mode networking's own default (and restrict=on overrides it).
   if (defaultLoopback === "off" && isUserNetdev(netdev) && !netdevHasOption(netdev, "loopback")) netdev += ",loopback=off";
   try {
-    return { model, netdev: parseNetdev(netdev) };
+    const parsed = parseNetdev(netdev);
+    // The loopback policy is always stated, so that a configuration written out (a snapshot)
+    // reads back the same whatever the reader's default.
+    if (parsed.kind === "user") parsed.options.loopback ??= parsed.options.restrict ? "none" : "all";
+    return { model, netdev: parsed };
   } catch (e) {
     throw new Error((e as Error).message.replace(/^netdev /, ""));
   }

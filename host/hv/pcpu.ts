@@ -514,9 +514,18 @@ export class Pcpu {
     const vm = this.incomingVms.get(name);
     if (!vm) throw new Error(`no VM named ${name} is migrating in here`);
     const saved = openVmState(bytesSource(stream), `${name} migrating in`, { name });
-    this.incomingVms.delete(name);
-    const hosted = await this.host(vm.req, (io) => restoreMachine(saved, this.platform, io, { dirs: vm.req.dirs, clock: { kind: "wall", nowMs: Date.now() }, memory: vm.core.memory }));
-    return hosted.machine.dtb;
+    // Its hostfwd ports follow it: on one machine the source has just closed them, and the
+    // system may take a moment to let them go.
+    for (let tries = 0; ; tries++) {
+      try {
+        const hosted = await this.host(vm.req, (io) => restoreMachine(saved, this.platform, io, { dirs: vm.req.dirs, clock: { kind: "wall", nowMs: Date.now() }, memory: vm.core.memory }));
+        this.incomingVms.delete(name);
+        return hosted.machine.dtb;
+      } catch (e) {
+        if (tries >= 40 || !/hostfwd .*cannot listen: .*EADDRINUSE|address already in use/i.test((e as Error).message)) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
   }
 
   /** Forget a VM whose migration in failed. */

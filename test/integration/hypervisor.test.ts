@@ -6,7 +6,7 @@ import { describe, test, expect, beforeAll, afterAll } from "vitest";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { connect as tlsConnect } from "node:tls";
-import { createServer } from "node:net";
+import { createServer, connect as connectTcp } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
@@ -111,6 +111,18 @@ async function until<T>(what: string, probe: () => Promise<T | undefined> | T | 
     if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; host log:\n${hostErr}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** GET / from 127.0.0.1:port (a guest's web server through hostfwd), the whole reply. */
+function httpGet(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connectTcp(port, "127.0.0.1", () => s.write("GET / HTTP/1.0\r\n\r\n"));
+    let text = "";
+    s.on("data", (d: Buffer) => { text += d.toString("latin1"); });
+    s.on("end", () => resolve(text));
+    s.on("error", reject);
+    s.setTimeout(10_000, () => { s.destroy(); reject(new Error(`no answer on port ${port}`)); });
+  });
 }
 
 /** A TCP port nobody listens on (now). */
@@ -313,13 +325,17 @@ describe("wasmvisor host: the control API", () => {
     try {
       await until("host B", () => (bErr.includes("accepting migrations on 127.0.0.1:") ? true : undefined));
       const apiB = new ApiClient(bSocket);
-      await api.call("POST", "/vms", linuxVm("traveler"));
+      const fwd = await freePort();
+      await api.call("POST", "/vms", linuxVm("traveler", { nets: [`user,hostfwd=tcp::${fwd}-:80`] }));
       await api.call("POST", "/vms/traveler/start");
       const con = await api.console("traveler");
       let out = "";
       con.on("data", (d: Buffer) => { out += d.toString("latin1"); });
       await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000);
-      con.write("\ri=0; while true; do i=$((i+1)); echo n=$i u=$(cut -d' ' -f1 /proc/uptime); sleep 0.1; done\r");
+      con.write("\rmkdir -p /www && echo served-by-the-traveler > /www/index.html && httpd -h /www && echo httpd-$((6*7))\r");
+      await until("httpd", () => (out.includes("httpd-42") ? true : undefined));
+      expect(await httpGet(fwd)).toContain("served-by-the-traveler");
+      con.write("i=0; while true; do i=$((i+1)); echo n=$i u=$(cut -d' ' -f1 /proc/uptime); sleep 0.1; done\r");
       await until("the counter", () => (/n=5 /.test(out) ? true : undefined));
 
       // Nobody listening: refused at once, the VM untouched.
@@ -348,6 +364,8 @@ describe("wasmvisor host: the control API", () => {
       const last = lines(out).at(-1)!;
       await until("the count on B", () => (lines(after).some((l) => l.n >= last.n + 10) ? true : undefined));
       const wall1 = Date.now();
+      // Its hostfwd port followed it: the same host port reaches its web server, now on B.
+      expect(await httpGet(fwd)).toContain("served-by-the-traveler");
       conB.destroy();
       con.destroy();
       // Every number once, in order, across the move; the guest's clock ran on through it.

@@ -94,6 +94,15 @@ describe("a VM saved to a state stream and restored", () => {
     const opened = openVmState(bytesSource(stream), "snap", { name: "copy" });
     expect(opened.config).toEqual({ ...config, name: "copy" });
     expect(parseVmConfig(vmDefinition(config), DEFINITION_PARSING)).toEqual(config);
+    // Everything a configuration can say survives being written as a definition, defaults of
+    // the command line included (its user NICs reach every loopback port; a definition's none).
+    const rich = parseVmConfig({
+      name: "rich", mode: "full", paging: "shadow", memory: "1536M", smp: 3, bios: "/fw.bin", kernel: "/k", initrd: "/i", append: "console=ttyS0 quiet",
+      drives: ["file=/a.img,format=raw,serial=abc,readonly=on", "file=/b.qcow2,if=virtio"],
+      nets: ["user,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,hostfwd=tcp::0-:22,loopback=off,loopback=5432", "user,restrict=on,model=virtio", "user", "switch=lan"],
+      cpu: { weight: 3, cap: 7 }, limits: { diskBytesPerSec: 1e6, sockets: 9 }, onFailure: "restart",
+    }, { naming: "flags", defaultMode: "full", defaultLoopback: "on" });
+    expect(parseVmConfig(vmDefinition(rich), DEFINITION_PARSING)).toEqual(rich);
     // Zero pages are left out: 16 MiB of RAM, a few pages written.
     expect(opened.pages).toBeGreaterThan(16);
     expect(opened.pages).toBeLessThan(64);

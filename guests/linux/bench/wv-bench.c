@@ -355,6 +355,39 @@ static void bench_tcp_tx(const char *host, long port, long bytes)
 	report("tcp-tx", bytes, t, " bytes_per_s=%.0f", t > 0 ? bytes * 1e9 / t : 0.0);
 }
 
+/* A VM's pauses as its guest sees them (migration, snapshot downtime): a tight loop reads the
+ * clock for `ms` milliseconds and keeps the longest gap between two reads, while dirtying
+ * `dirty` MiB of memory per second (a page at a time, spread over the run) to give pre-copy work.
+ * Prints "WVB gap-start" once running, then the result line. */
+static void bench_gap(long ms, long dirty_mib_s, long buf_mib)
+{
+	char *buf = buf_mib > 0 ? map_anon((size_t)buf_mib << 20) : NULL;
+	size_t pages = buf ? ((size_t)buf_mib << 20) / PAGE : 0, next = 0;
+	if (buf)
+		memset(buf, 1, (size_t)buf_mib << 20);
+	write_all(1, "WVB gap-start\n", 14);
+	double t0 = now_ns(), last = t0, end_at = t0 + ms * 1e6, gap = 0, dirtied = 0;
+	double ns_per_page = dirty_mib_s > 0 ? 1e9 / ((double)dirty_mib_s * 256) : 0;
+	double next_dirty = t0;
+	unsigned long loops = 0;
+	for (;;) {
+		double t = now_ns();
+		if (t - last > gap)
+			gap = t - last;
+		last = t;
+		loops++;
+		if (t >= end_at)
+			break;
+		while (buf && ns_per_page > 0 && next_dirty <= t) {
+			buf[next * PAGE] = (char)loops;
+			next = (next + 1) % pages;
+			next_dirty += ns_per_page;
+			dirtied++;
+		}
+	}
+	report("gap", (long)loops, last - t0, " max_gap_us=%.0f dirtied_mib=%.1f", gap / 1e3, dirtied * PAGE / 1048576.0);
+}
+
 static void usage(void)
 {
 	fputs("usage: wv-bench [-g] <benchmark> [args]\n"
@@ -367,7 +400,8 @@ static void usage(void)
 	      "  timer [n] [usec]         nanosleep loop\n"
 	      "  console [bytes]          write to stdout\n"
 	      "  tcp-rx|tcp-tx <ip> <port> [bytes]\n"
-	      "  gate                     print 'WVB gate', wait for a line\n",
+	      "  gate                     print 'WVB gate', wait for a line\n"
+	      "  gap [ms] [dirty_mib_s] [buf_mib]  longest pause seen by a tight clock loop\n",
 	      stderr);
 	exit(2);
 }
@@ -398,6 +432,8 @@ int main(int argc, char **argv)
 		bench_randaccess(arg_long(argv, i, argc, 64), arg_long(argv, i + 1, argc, 1000000));
 	else if (!strcmp(b, "timer"))
 		bench_timer(arg_long(argv, i, argc, 100), arg_long(argv, i + 1, argc, 1000));
+	else if (!strcmp(b, "gap"))
+		bench_gap(arg_long(argv, i, argc, 1000), arg_long(argv, i + 1, argc, 0), arg_long(argv, i + 2, argc, 0));
 	else if (!strcmp(b, "console"))
 		bench_console(arg_long(argv, i, argc, 65536));
 	else if (!strcmp(b, "tcp-rx") || !strcmp(b, "tcp-tx")) {
