@@ -16,7 +16,7 @@ import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } fro
 import type { VmConfig } from "../config/vm-config";
 import { loadBootImages, type BootImages } from "../vm/build";
 import { StateStreamParser, StateWriter, StateFormatError, TAGS, type ParsedSection } from "../state/container";
-import { encodeMessage, parseMigrationTarget, type ByteLink } from "../migration/link";
+import { GO, encodeMessage, parseMigrationTarget, type ByteLink } from "../migration/link";
 import type { Platform, PcpuThread } from "../platform/platform";
 import { transition, ended, type Action } from "./lifecycle";
 import {
@@ -106,6 +106,11 @@ const MAX_RESTARTS_PER_MINUTE = 5;
 const BALANCE_MS = 1000;
 /** A VM stays where the balancer put it at least this long (ms): no ping-pong. */
 const SETTLE_MS = 5000;
+/** Migrations coming in at once; a source silent this long fails (ms); the configuration's and the other sections' largest size. */
+const MAX_INCOMING = 4;
+const INCOMING_IDLE_MS = 30_000;
+const MAX_INCOMING_CONFIG = 1 << 20;
+const MAX_INCOMING_SECTION = 64 << 20;
 export class Hypervisor implements Control {
   readonly pcpus: number;
   readonly memoryLimit: number;
@@ -117,6 +122,7 @@ export class Hypervisor implements Control {
   private balanceTimer: ReturnType<typeof setInterval> | null = null;
   private balancing = false;
   private closed = false;
+  private incomingCount = 0;
 
   private constructor(private readonly platform: Platform, private readonly opts: HypervisorOptions) {
     const host = platform.resources();
@@ -304,6 +310,7 @@ export class Hypervisor implements Control {
    * nothing created.
    */
   async restore(file: string, opts: { name?: string; paused?: boolean } = {}): Promise<VmInfo> {
+    checkStatePath(file);
     let config: VmConfig;
     let src;
     try {
@@ -324,6 +331,7 @@ export class Hypervisor implements Control {
    * `stop` ends once its state is in the file.
    */
   async snapshot(name: string, file: string, opts: { stop?: boolean } = {}): Promise<SnapshotInfo> {
+    checkStatePath(file);
     const vm = this.get(name);
     return this.exclusive(vm, async () => {
       this.present(vm);
@@ -514,9 +522,14 @@ export class Hypervisor implements Control {
         throw new HvError(502, (e as Error).message); // it could not even start: the VM was not touched
       }
       vm.migration = r;
+      if (r.carried) {
+        vm.carried.cpuMs += r.carried.cpuMs;
+        vm.carried.stealMs += r.carried.stealMs;
+      }
       if (r.error) {
         if (r.lost) this.markEnded(vm, "failed", `migration to ${to} failed and it could not go on here: ${r.error}`, EMULATION_FAILURE);
-        throw new HvError(502, `migrating ${name} to ${to} failed: ${r.error}${r.lost ? "" : `; it goes on here`}`);
+        if (r.lost) throw new HvError(502, `migrating ${name} to ${to} failed: ${r.error}`);
+        throw new HvError(502, `migrating ${name} to ${to} failed: ${r.error}; it goes on here`);
       }
       // It runs there now: here it ends, and is gone.
       this.markEnded(vm, "stopped", `migrated to ${to}`, 0);
@@ -541,20 +554,35 @@ export class Hypervisor implements Control {
    */
   async incoming(link: ByteLink): Promise<void> {
     const what = `the migration from ${link.peer}`;
-    const parser = new StateStreamParser(what);
+    // Until the VM is admitted a source may send only its configuration: a little.
+    const parser = new StateStreamParser(what, MAX_INCOMING_CONFIG);
     const it = link.chunks()[Symbol.asyncIterator]();
-    // The next section (the stream arrives in pieces of any size); null if the source closed.
+    // The next piece of the stream, or null if the source closed it; a source silent for too
+    // long fails (it would hold the name and the memory it was admitted with).
+    const read = async (): Promise<Uint8Array | null> => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        const r = await Promise.race([it.next(), new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`${what}: nothing came for ${INCOMING_IDLE_MS / 1000} s`)), INCOMING_IDLE_MS);
+        })]);
+        return r.done ? null : r.value;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
     const pending: ParsedSection[] = [];
     const next = async (): Promise<ParsedSection | null> => {
       while (!pending.length) {
-        const r = await it.next();
-        if (r.done) return null;
-        pending.push(...parser.push(r.value));
+        const chunk = await read();
+        if (!chunk) return null;
+        pending.push(...parser.push(chunk));
       }
       return pending.shift()!;
     };
     let vm: VmRecord | null = null;
+    this.incomingCount++;
     try {
+      if (this.incomingCount > MAX_INCOMING) throw new Error(`this host takes at most ${MAX_INCOMING} migrations at once`);
       const first = await next();
       if (!first) return;
       if (first.tag !== TAGS.config) throw new StateFormatError(`${what} does not start with the VM's configuration`);
@@ -566,6 +594,7 @@ export class Hypervisor implements Control {
       }
       const admitted = this.admit(config);
       vm = admitted;
+      parser.maxSection = MAX_INCOMING_SECTION;
       const name = config.name;
       await this.exclusive(admitted, async () => {
         await admitted.home.pcpu.incomingBegin(this.request(admitted, { bios: null }));
@@ -575,9 +604,9 @@ export class Hypervisor implements Control {
           const s = await next();
           if (!s) throw new Error(`${what}: the source closed the link before the VM was whole`);
           if (s.tag === TAGS.memory) {
-            // A copy in its own buffer, handed over rather than copied again (the payload is a view into
-            // the socket's buffers: a Buffer's slice() would be one too, and handing that over would
-            // take the socket's memory away).
+            // A copy in its own buffer, handed over rather than copied again (the payload is a view
+            // into the socket's buffers: a Buffer's slice() would be one too, and handing that over
+            // would take the socket's memory away).
             const copy = new Uint8Array(s.payload);
             await admitted.home.pcpu.incomingMemory(name, Comlink.transfer(copy, [copy.buffer]), s.crc);
             continue;
@@ -592,6 +621,15 @@ export class Hypervisor implements Control {
           for (const k of kept) w.copy(k);
           w.end();
           admitted.dtb = await admitted.home.pcpu.incomingFinish(name, concatBytes(chunks));
+          link.write(encodeMessage({ ready: name }));
+          // It runs here only once the source says so (after which it never runs there again).
+          let go = "";
+          while (go.length < GO.length) {
+            const c = await read();
+            if (!c) throw new Error(`${what}: the source closed the link before telling the VM to run here`);
+            go += new TextDecoder().decode(c);
+          }
+          if (go !== new TextDecoder().decode(GO)) throw new Error(`${what}: the source sent ${JSON.stringify(go.slice(0, 20))} instead of GO`);
           admitted.state = "running"; // before start: a crash right away must find it running
           await admitted.home.pcpu.act(name, "start");
           link.write(encodeMessage({ running: name }));
@@ -603,18 +641,21 @@ export class Hypervisor implements Control {
       this.opts.onEvent?.(`${name} migrated in from ${link.peer}`);
     } catch (e) {
       const message = (e as Error).message;
+      // What it held goes first: the source may take the VM back at once, disks and ports included.
+      if (vm && this.vms.get(vm.config.name) === vm) {
+        this.vms.delete(vm.config.name);
+        await vm.home.pcpu.incomingAbort(vm.config.name).catch(() => {});
+        await vm.home.pcpu.destroy(vm.config.name).catch(() => {});
+      }
       try {
         link.write(encodeMessage({ error: message }));
         link.close();
       } catch {
         /* the link is gone already */
       }
-      if (vm && this.vms.get(vm.config.name) === vm) {
-        this.vms.delete(vm.config.name);
-        await vm.home.pcpu.incomingAbort(vm.config.name).catch(() => {});
-        await vm.home.pcpu.destroy(vm.config.name).catch(() => {});
-      }
       this.opts.onEvent?.(`refused ${what}: ${message}`);
+    } finally {
+      this.incomingCount--;
     }
   }
 
@@ -807,6 +848,12 @@ export class Hypervisor implements Control {
 }
 
 const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+
+// Disk overlays are named after their snapshot, and a drive's file is one field of a
+// comma-separated --drive string: a comma there would split it.
+function checkStatePath(file: string): void {
+  if (file.includes(",")) throw badRequest(`snapshot ${file}: a snapshot's path may not contain ',' (its disks' overlays are named after it)`);
+}
 
 function concatBytes(chunks: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));

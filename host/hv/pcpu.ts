@@ -18,9 +18,9 @@ import { buildMachine, machineDisks, restoreMachine, type BootImages, type Machi
 import { continueOnOverlay } from "../disk/swappable";
 import { StateWriter, openVmState, writeConfig, writeMachine } from "../state/vm-state";
 import { MemoryEncoder, PAGE, applyChunk, chunkData, readMemoryIndex, type PageSelection } from "../state/memory";
-import { bytesSource, type ByteSource } from "../state/container";
+import { STATE_MAGIC, bytesSource, type ByteSource } from "../state/container";
 import { Core } from "../core/core";
-import { DestinationReplies, type MigrationTarget } from "../migration/link";
+import { DestinationReplies, GO, type MigrationTarget } from "../migration/link";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason } from "../machine/virt";
 import type { VmConfig } from "../config/vm-config";
@@ -109,6 +109,8 @@ export interface MigrationProgress {
   /** Why it failed (the VM then goes on here, unless `lost`: it could not be put back either). */
   error?: string;
   lost?: boolean;
+  /** A VM taken back after its release: the CPU and steal time it had had here (its totals go on). */
+  carried?: { cpuMs: number; stealMs: number };
 }
 
 export interface HostedStats {
@@ -173,6 +175,9 @@ interface LazyRestore {
   /** Where the background fill goes on (a RAM page index). */
   cursor: number;
 }
+
+/** A migration whose link takes nothing for this long fails (ms). */
+const LINK_STALL_MS = 30_000;
 
 /** Pages a restore fetches between steps, per batch. */
 const FILL_BATCH = 64;
@@ -253,6 +258,8 @@ export class Pcpu {
     let vm: Hosted;
     try {
       const saved = openVmState(src, `snapshot ${path}`, { name: req.config.name });
+      // The control plane admitted what it read; a file changed since would be another VM.
+      if (JSON.stringify(saved.config) !== JSON.stringify(req.config)) throw new Error(`snapshot ${path} changed while it was being restored: restore it again`);
       // Its disks stay as the snapshot has them: the VM writes to new overlays over them.
       const stamp = Date.now().toString(36);
       saved.config.drives = saved.config.drives.map((d, i) => {
@@ -312,7 +319,7 @@ export class Pcpu {
     l.src.close();
     if (ended(vm.state)) return;
     try {
-      const file = this.platform.createStateFile(l.path + TOUCHED_SUFFIX, { what: "touch record", dirs: vm.req.dirs });
+      const file = this.platform.createStateFile(l.path + TOUCHED_SUFFIX, { what: "touch record", dirs: vm.req.dirs, replaces: new TextEncoder().encode("[") });
       file.write(new TextEncoder().encode(JSON.stringify(core.touchOrder())));
       file.commit();
     } catch {
@@ -332,11 +339,11 @@ export class Pcpu {
     const t0 = performance.now();
     const vm = this.get(name);
     if (ended(vm.state)) throw new Error(`cannot snapshot ${name}: it is ${vm.state}`);
-    const file = this.platform.createStateFile(path, { what: "snapshot", dirs: opts.dirs });
+    const file = this.platform.createStateFile(path, { what: "snapshot", dirs: opts.dirs, replaces: STATE_MAGIC });
     const core = vm.machine.core;
-    core.fetchAll(); // a restored VM's pages still in its snapshot: the encoder reads RAM as it is
     let downtime = 0;
     try {
+      core.fetchAll(); // a restored VM's pages still in its snapshot: the encoder reads RAM as it is
       const w = new StateWriter((chunk) => file.write(chunk));
       writeConfig(w, withDiskFormats(vm));
       let pages = 0;
@@ -367,8 +374,8 @@ export class Pcpu {
       vm.machine.flushDisks();
       // The disks as they are now belong to the snapshot: a VM that goes on writes to overlays.
       if (!opts.stop) this.continueDisks(vm, path, opts.dirs);
-      downtime = performance.now() - stopAt;
       file.commit();
+      downtime = performance.now() - stopAt; // the file made durable (fsync) included: the VM waits for it
       if (opts.stop) this.end(vm, "stopped", `saved to ${path}`, false);
       return { path, bytes: w.bytes, pages, totalMs: performance.now() - t0, downtimeMs: downtime };
     } catch (e) {
@@ -398,14 +405,21 @@ export class Pcpu {
     const tell = () => { p.elapsedMs = performance.now() - t0; progress({ ...p }); };
     tell();
     const link = await this.platform.connectMigration(target, opts.key);
-    const replies = new DestinationReplies(link);
     const core = vm.machine.core;
-    core.fetchAll(); // a restored VM's pages still in its snapshot: the encoder reads RAM as it is
     let moving: MovingVm | null = null;
+    let committed = false;
     try {
+      const replies = new DestinationReplies(link);
+      // Waiting for the link to take more, bounded: a destination that stops reading fails the migration.
+      const drained = () => replies.within(link.drained(), LINK_STALL_MS, "the destination to take more of the VM");
+      const expect = async (kind: "accepted" | "ready" | "running", timeoutMs: number, what: string) => {
+        const m = await replies.next(timeoutMs, what);
+        if ((m as Record<string, string>)[kind] !== name) throw new Error(`the destination answered ${JSON.stringify(m)} while this host waited for ${what}`);
+      };
       const w = new StateWriter((c) => { link.write(c); p.sentBytes += c.length; });
       writeConfig(w, vm.req.config);
-      await replies.next(30_000, "the destination to admit the VM");
+      await expect("accepted", 30_000, "the destination to admit the VM");
+      core.fetchAll(); // a restored VM's pages still in its snapshot: the encoder reads RAM as it is
       const alive = () => {
         if (replies.failure) throw replies.failure;
         if (this.vms.get(name) !== vm || ended(vm.state)) throw new Error(`${name} ended while migrating`);
@@ -417,11 +431,11 @@ export class Pcpu {
       for (;;) {
         const roundStart = performance.now();
         p.sentPages += await this.sendPages(w, core, select, async () => {
-          await link.drained();
+          await drained();
           alive();
           tell();
         });
-        await link.drained();
+        await drained();
         alive();
         const now = performance.now();
         p.bandwidthMBs = p.sentBytes / 1e3 / Math.max(1, now - sendStart);
@@ -430,26 +444,38 @@ export class Pcpu {
         p.dirtyRateMBs = (dirty.pages * PAGE) / 1e3 / Math.max(1, now - roundStart);
         p.expectedDowntimeMs = (dirty.pages * PAGE) / 1e3 / Math.max(0.001, p.bandwidthMBs);
         tell();
-        if (p.expectedDowntimeMs <= opts.downtimeMs || p.round >= opts.maxRounds) {
-          // Stop-and-copy: from here to release() nothing awaits, so the VM does not run again here.
-          p.phase = "stop-and-copy";
-          const stopAt = performance.now();
-          const enc = new MemoryEncoder(core.ram, { kind: "bitmap", bitmap: dirty.bitmap }, 0);
-          for (let c = 0; c < enc.chunks; c++) enc.add(c);
-          p.sentPages += this.writeSection(w, enc);
-          writeMachine(w, vm.machine, Date.now());
-          w.end();
-          core.setDirtyLog(false);
-          moving = this.release(name);
-          p.phase = "switch-over";
-          tell();
-          await link.drained();
-          await replies.next(60_000, "the VM to run at the destination");
-          p.downtimeMs = performance.now() - stopAt;
-          break;
+        if (p.expectedDowntimeMs > opts.downtimeMs && p.round < opts.maxRounds) {
+          p.round++;
+          select = { kind: "bitmap", bitmap: dirty.bitmap };
+          continue;
         }
-        p.round++;
-        select = { kind: "bitmap", bitmap: dirty.bitmap };
+        // Stop-and-copy: from here to release() nothing awaits, so the VM does not run again
+        // here. Its backends close (disks flushed) before END goes, so the destination, which
+        // opens them once the stream is whole, finds them free.
+        p.phase = "stop-and-copy";
+        const stopAt = performance.now();
+        const enc = new MemoryEncoder(core.ram, { kind: "bitmap", bitmap: dirty.bitmap }, 0);
+        for (let c = 0; c < enc.chunks; c++) {
+          enc.add(c);
+          if (enc.pending >= SAVE_SECTION_CHUNKS) p.sentPages += this.writeSection(w, enc);
+        }
+        if (enc.pending) p.sentPages += this.writeSection(w, enc);
+        writeMachine(w, vm.machine, Date.now());
+        core.setDirtyLog(false);
+        moving = this.release(name);
+        w.end();
+        p.phase = "switch-over";
+        tell();
+        await drained();
+        await expect("ready", 60_000, "the destination to build the VM");
+        // The commit point: once told to go, the destination runs the VM, and this host must
+        // never run its copy again, whatever happens to the link (neither copy running is
+        // better than both).
+        committed = true;
+        link.write(GO);
+        await expect("running", 60_000, "the VM to run at the destination");
+        p.downtimeMs = performance.now() - stopAt;
+        break;
       }
       p.phase = "done";
       tell();
@@ -458,9 +484,13 @@ export class Pcpu {
     } catch (e) {
       link.close(true);
       p.error = (e as Error).message;
-      if (moving) {
+      if (committed) {
+        p.error += `; it was told to run there, so it does not run here (if it does not run there either, restore it from a snapshot)`;
+        p.lost = true;
+      } else if (moving) {
         try {
           await this.adopt(moving); // it goes on here, in the state it had
+          p.carried = { cpuMs: moving.cpuMs, stealMs: moving.stealMs };
         } catch (e2) {
           p.error += `; and ${name} could not go on here: ${(e2 as Error).message}`;
           p.lost = true;
@@ -533,7 +563,7 @@ export class Pcpu {
     this.incomingVms.delete(name);
   }
 
-  // Each writable disk of the VM goes on in a new qcow2 overlay `<snapshot>.disk<i>.qcow2` over the
+  // Each writable disk of the VM goes on in a new qcow2 overlay `<snapshot>.<stamp>.disk<i>.qcow2` over the
   // image it was on, which the snapshot keeps; the VM's configuration follows (config()).
   private continueDisks(vm: Hosted, snapshot: string, dirs?: readonly string[]): void {
     const disks = machineDisks(vm.machine);
@@ -541,7 +571,7 @@ export class Pcpu {
     try {
       drives.forEach((d, i) => {
         if (d.readOnly) return;
-        const now = continueOnOverlay(this.platform, disks[i]!, `${snapshot}.disk${i}.qcow2`, { dirs });
+        const now = continueOnOverlay(this.platform, disks[i]!, `${snapshot}.${Date.now().toString(36)}.disk${i}.qcow2`, { dirs });
         drives[i] = { ...d, file: now.path, format: now.format };
       });
     } finally {

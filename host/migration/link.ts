@@ -1,8 +1,10 @@
 // The link a live migration runs over, whatever carries it (TLS on Node: platform/node/
-// migration.ts). The source sends the VM's state stream (host/state/); the destination answers
-// with one-line JSON messages: {"accepted": name} once it has admitted the VM, {"running": name}
-// once it runs there, or {"error": message} when it gives up. Either side treats everything the
-// other sends as hostile: lines are bounded, unknown messages are errors.
+// migration.ts). The source sends the VM's state stream (host/state/), then, once the
+// destination says the VM is built ({"ready": name}), GO: the commit point, after which only the
+// destination may run the VM. The destination answers with one-line JSON messages:
+// {"accepted": name} once it has admitted the VM, {"ready": name} once it has built it,
+// {"running": name} once it runs, or {"error": message} when it gives up. Either side treats
+// everything the other sends as hostile: lines are bounded, unknown messages are errors.
 
 /** A byte stream to the other host. */
 export interface ByteLink {
@@ -31,7 +33,10 @@ export function parseMigrationTarget(text: string): MigrationTarget {
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
 }
 
-export type DestinationMessage = { accepted: string } | { running: string } | { error: string };
+export type DestinationMessage = { accepted: string } | { ready: string } | { running: string } | { error: string };
+
+/** What the source sends after the stream's END once the destination is ready: run it. */
+export const GO = new TextEncoder().encode("GO\n");
 
 const MAX_LINE = 64 * 1024;
 
@@ -81,7 +86,7 @@ export class DestinationReplies {
     }
     const o = m as Record<string, unknown>;
     const keys = m && typeof m === "object" && !Array.isArray(m) ? Object.keys(o) : [];
-    if (keys.length !== 1 || !["accepted", "running", "error"].includes(keys[0]!) || typeof o[keys[0]!] !== "string") {
+    if (keys.length !== 1 || !["accepted", "ready", "running", "error"].includes(keys[0]!) || typeof o[keys[0]!] !== "string") {
       throw new Error(`the destination sent an unknown message: ${JSON.stringify(line.slice(0, 80))}`);
     }
     if ("error" in o) return this.fail(new Error(`the destination refused the VM: ${o.error as string}`));
@@ -92,6 +97,25 @@ export class DestinationReplies {
   private fail(e: Error): void {
     this.failure ??= e;
     this.waiter?.();
+  }
+
+  /** `work`, unless the destination fails first or `timeoutMs` pass. */
+  async within<T>(work: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let poll: ReturnType<typeof setInterval> | undefined;
+    try {
+      return await Promise.race([
+        work,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`the destination took nothing for ${Math.round(timeoutMs / 1000)} s (waiting for ${what})`)), timeoutMs);
+          poll = setInterval(() => { if (this.failure) reject(this.failure); }, 50);
+          if (this.failure) reject(this.failure);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      clearInterval(poll);
+    }
   }
 
   /** The next message; rejects on failure, or after `timeoutMs`. */

@@ -36,6 +36,11 @@ export interface StateFileOptions {
   what: string;
   /** Directories it must be in; anywhere if undefined. */
   dirs?: readonly string[];
+  /**
+   * Creating: a file already there is replaced only if it starts with these bytes (a snapshot
+   * replaces only a snapshot, never a disk image) and nobody is writing it.
+   */
+  replaces?: Uint8Array;
 }
 
 /**

@@ -15,6 +15,11 @@ export const SECTION_HEADER_BYTES = 16;
 const MAX_SMALL_SECTION = 64 << 20;
 /** Memory sections: at most all of a 4 GiB memory, raw, with its index. */
 const MAX_MEMORY_SECTION = 2 ** 32 + (64 << 20);
+/**
+ * Sections a stored stream may have: a snapshot writes a handful plus a memory section per
+ * 256 chunks of RAM twice at most; far more is a crafted file that would only cost memory.
+ */
+const MAX_SECTIONS = 4096;
 
 /** Section tags, four ASCII characters each. */
 export const TAGS = {
@@ -184,6 +189,7 @@ export function listSections(src: ByteSource, what: string): SectionRef[] {
       return out;
     }
     out.push({ ...h, offset });
+    if (out.length > MAX_SECTIONS) throw new StateFormatError(`${what} has more than ${MAX_SECTIONS} sections (corrupted, or not written by wasmvisor)`);
     at = offset + h.length;
   }
 }
@@ -226,7 +232,7 @@ export class StateStreamParser {
   private offset = 0;
   ended = false;
 
-  constructor(private readonly what: string, private readonly maxSection = 64 << 20) {}
+  constructor(private readonly what: string, public maxSection = 64 << 20) {}
 
   push(chunk: Uint8Array): ParsedSection[] {
     if (this.ended && chunk.length) throw new StateFormatError(`${this.what}: data after the END section`);

@@ -4,7 +4,7 @@
 // entries and the shadow tables are caches: a restored VM starts with them empty and they fill
 // again as it runs. An LR reservation is dropped (its SC fails and the guest retries, which the
 // ISA allows at any time).
-import type { Core } from "../core/core";
+import { TIMEBASE_HZ, type Core } from "../core/core";
 import * as L from "../core/layout";
 import { StateReader, u64State, type DeviceState } from "../devices/state";
 
@@ -161,7 +161,8 @@ export function readCpu(core: Core, state: unknown, what: string): (clock: Clock
     set64(core, L.VM_INSTRET_TOTAL, instretTotal);
     set64(core, L.VM_TOHOST, tohost);
     set64(core, L.VM_FROMHOST, fromhost);
-    const elapsedTicks = clock.kind === "wall" ? BigInt(Math.max(0, Math.round((clock.nowMs - wallClockMs) * 10_000))) : 0n;
+    // A frozen clock (deterministic tests) stays where it was.
+    const elapsedTicks = clock.kind === "wall" && !frozen ? BigInt(Math.max(0, Math.round(((clock.nowMs - wallClockMs) * TIMEBASE_HZ) / 1000))) : 0n;
     core.setMtime(mtime + elapsedTicks, frozen);
     core.exports.flushCode();
   };

@@ -159,12 +159,13 @@ export function readMemoryIndex(head: (length: number) => Uint8Array, section: P
   const tv = new DataView(top.buffer, top.byteOffset, INDEX_HEADER);
   if (tv.getUint32(0, true) !== CHUNK_PAGES) bad(`chunks of ${tv.getUint32(0, true)} pages; this build reads ${CHUNK_PAGES}`);
   const count = tv.getUint32(4, true);
+  const chunks = Math.ceil(ramPages / CHUNK_PAGES);
+  if (count > chunks) bad(`an index of ${count} entries for a RAM of ${chunks} chunks (corrupted)`);
   const indexBytes = INDEX_HEADER + count * ENTRY_BYTES;
   if (indexBytes > section.length) bad(`an index of ${count} entries does not fit in ${section.length} bytes (corrupted)`);
   const index = head(indexBytes);
   if (crc32(index) !== section.crc) bad("its index fails its checksum (corrupted)");
   const v = new DataView(index.buffer, index.byteOffset, indexBytes);
-  const chunks = Math.ceil(ramPages / CHUNK_PAGES);
   const entries: ChunkEntry[] = [];
   let offset = section.offset + indexBytes;
   let lastChunk = -1;

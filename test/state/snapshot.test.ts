@@ -73,6 +73,10 @@ describe("snapshots through the hypervisor", () => {
       await hv.create({ name: "counter", kernel: "/img/count.bin", memory: "16M" });
       await expect(hv.snapshot("counter", "/etc/c.wvs")).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/not in an image directory/) });
       await expect(hv.restore("/etc/passwd")).rejects.toMatchObject({ status: 400 });
+      // Not over a file that is not a snapshot (a disk, a kernel), nor with a comma in its name.
+      await expect(hv.snapshot("counter", "/img/count.bin")).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/a file that is not a snapshot is there/) });
+      expect(file("/img/count.bin").length).toBeGreaterThan(100);
+      await expect(hv.snapshot("counter", "/img/a,b.wvs")).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/may not contain ','/) });
       await hv.snapshot("counter", "/img/c.wvs", { stop: true });
       expect(hv.info("counter")).toMatchObject({ state: "stopped", reason: "saved to /img/c.wvs" });
       // A page's data corrupted: the restore reads only the index, so it starts; the page is

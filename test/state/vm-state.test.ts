@@ -179,6 +179,9 @@ describe("a stream that is not a whole, valid state is refused", () => {
     const badData = mem.slice();
     badData[badData.length - 3] ^= 1;
     await expect(restore(withPart("MEM ", () => badData), { text: "" })).rejects.toThrow(/memory chunk \d+ .* fails its checksum/);
+    // Thousands of empty sections (memory to hold their list, for nothing).
+    const empty = { tag: "MEM ", payload: Uint8Array.of(16, 0, 0, 0, 0, 0, 0, 0) };
+    expect(() => openVmState(bytesSource(rebuild([...parts, ...Array.from({ length: 5000 }, () => empty)])), "snap")).toThrow(/more than 4096 sections/);
     // A section twice, or a section missing.
     expect(() => openVmState(bytesSource(rebuild([...parts, parts[1]!])), "snap")).toThrow(/2 "CPU " sections/);
     expect(() => openVmState(bytesSource(rebuild(parts.filter((p) => p.tag !== "MACH"))), "snap")).toThrow(/0 "MACH" sections/);

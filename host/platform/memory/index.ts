@@ -74,8 +74,12 @@ export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
     createDiskImage: (path, opts) => createDiskImage(diskFiles(opts.dirs), path, opts),
     file: (path) => files.get(path),
     openStateFile: (path, { what, dirs }) => bytesSource(file(path, what, dirs)),
-    createStateFile(path, { what, dirs }) {
+    createStateFile(path, { what, dirs, replaces }) {
       checkDirs(path, what, dirs);
+      const old = files.get(path);
+      if (old && (!replaces || old.length < replaces.length || replaces.some((b, i) => old[i] !== b))) {
+        throw new Error(`${what} ${path}: a file that is not a ${what} is there; it is not replaced (remove it, or choose another name)`);
+      }
       const chunks: Uint8Array[] = [];
       return {
         write: (chunk) => void chunks.push(new Uint8Array(chunk)),

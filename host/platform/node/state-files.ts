@@ -3,12 +3,32 @@
 // host's directories). A save goes to a private temporary file beside its target and is renamed
 // over it when whole, so a failed save, or a host that dies mid-way, never leaves a torn file
 // under the snapshot's name, and a symbolic link there is replaced, not followed.
-import { closeSync, constants, fsyncSync, openSync, readSync, realpathSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, fsyncSync, lstatSync, openSync, readSync, realpathSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { ByteSource } from "../../state/container";
 import type { StateFileOptions, StateFileWriter } from "../platform";
-import { ImageError, openImage } from "./image-files";
+import { ImageError, checkNotInUse, openImage } from "./image-files";
+
+// What is at `target` may be replaced only if it is a file of the same kind that nobody writes.
+function checkReplaceable(target: string, path: string, what: string, dirs: readonly string[] | undefined, replaces: Uint8Array | undefined): void {
+  try {
+    lstatSync(target);
+  } catch {
+    return; // nothing there
+  }
+  const img = openImage(target, { what, dirs });
+  try {
+    const head = new Uint8Array(replaces?.length ?? 0);
+    const n = head.length ? readSync(img.fd, head, 0, head.length, 0) : 0;
+    if (!replaces || n < head.length || replaces.some((b, i) => head[i] !== b)) {
+      throw new ImageError(`${what} ${path}: a file that is not a ${what} is there; wasmvisor will not replace it (remove it, or choose another name)`);
+    }
+    checkNotInUse(img, false, what);
+  } finally {
+    closeSync(img.fd);
+  }
+}
 
 export function openStateFile(path: string, { what, dirs }: StateFileOptions): ByteSource {
   const img = openImage(path, { what, dirs });
@@ -33,8 +53,9 @@ export function openStateFile(path: string, { what, dirs }: StateFileOptions): B
   };
 }
 
-export function createStateFile(path: string, { what, dirs }: StateFileOptions): StateFileWriter {
+export function createStateFile(path: string, { what, dirs, replaces }: StateFileOptions): StateFileWriter {
   const target = resolve(path);
+  checkReplaceable(target, path, what, dirs, replaces);
   let dir: string;
   try {
     dir = realpathSync(dirname(target));
