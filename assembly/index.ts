@@ -8,7 +8,7 @@ import {
 import { selectHart, hartBase, flushTlbAll, H, mtime, wakeupPending, MENVCFG_STCE, IRQ_MTI, IRQ_STI, PRV_M } from "./hart";
 import { csrAccess, csrIllegal, MISA_VALUE, MSTATUS_RESET, CSR_RW } from "./csr";
 import { dcFlush, dcInvalidate } from "./dcache";
-import { p2mReset, noteDirty, frameToGpa } from "./p2m";
+import { p2mReset, noteDirty, frameToGpa, markUsed } from "./p2m";
 import { shadowInit, shadowHostWrite } from "./shadow";
 export { run } from "./cpu";
 export { dirtyLogEnable, dirtyLogSync } from "./p2m";
@@ -23,6 +23,7 @@ export function hostWrite(offset: usize, len: usize): void {
     dcInvalidate(p);
     if (p < <usize>RAM_HOST) continue;
     const gpa = frameToGpa(p);
+    markUsed(<u32>((p - <usize>RAM_HOST) >> 12));
     noteDirty(gpa);
     shadowHostWrite(gpa);
   }
@@ -83,6 +84,19 @@ export function csrWrite(hart: i32, num: i32, value: u64): bool {
   store<i32>(H + H_PRIV, p);
   selectHart(hart);
   return !csrIllegal;
+}
+
+/**
+ * Whether the 4 KiB at host offset `p` are all zero: saving memory skips such pages, and a
+ * scan of guest RAM here is an order of magnitude faster than from JavaScript.
+ */
+export function pageIsZero(p: usize): bool {
+  for (let i: usize = 0; i < 4096; i += 64) {
+    const a = load<u64>(p + i) | load<u64>(p + i + 8) | load<u64>(p + i + 16) | load<u64>(p + i + 24) |
+      load<u64>(p + i + 32) | load<u64>(p + i + 40) | load<u64>(p + i + 48) | load<u64>(p + i + 56);
+    if (a != 0) return false;
+  }
+  return true;
 }
 
 /** The current mtime (timebase ticks). */

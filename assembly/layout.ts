@@ -41,6 +41,10 @@ export const VM_SH_POOL: i32 = 0x10060; // u32: its pool of SH_POOL_PAGES shadow
 // first touch maps it. The host owns the bitmap and clears VM_LAZY when no page is absent.
 export const VM_LAZY: i32 = 0x10064; // i32: some RAM page may still be absent
 export const VM_ABSENT: i32 = 0x10068; // u32: the absent-page bitmap, one bit per RAM page
+// Pages that may hold something other than zeros: set when a page is first mapped (the P2M's
+// populate) and on host writes; never cleared. Saving memory looks only at these (a scan of
+// untouched RAM costs a page fault per page), the rest is zero as the VM memory started.
+export const VM_USED: i32 = 0x1006c; // u32: the used-page bitmap, one bit per RAM page
 export const PAGING_NESTED: i32 = 0; // TLB misses walk the guest tables through the P2M
 export const PAGING_SHADOW: i32 = 1; // TLB misses walk shadow tables (guest virtual to frame)
 // Paging counters (u64 each), for the benchmarks: see MachineStats.paging in host/machine/virt.ts.

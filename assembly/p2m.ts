@@ -14,7 +14,7 @@
 import {
   VM_P2M_ROOT, VM_P2M_POOL, VM_P2M_POOL_END, VM_RAM_SIZE, RAM_HOST, RAM_GPA, ROM_HOST, ROM_GPA,
   ROM_SIZE, VM_DIRTY, VM_DIRTY_SYNC, VM_DIRTY_ON, VM_STAT_WALK_REFS, VM_STAT_P2M_POPULATE,
-  VM_STAT_DIRTY_FAULT, VM_STAT_BASE, PAGING_STAT_COUNT, VM_LAZY, VM_ABSENT,
+  VM_STAT_DIRTY_FAULT, VM_STAT_BASE, PAGING_STAT_COUNT, VM_LAZY, VM_ABSENT, VM_USED,
 } from "./layout";
 import { revokeWriteMappings } from "./dcache";
 import { fillCharged } from "./hart";
@@ -91,6 +91,12 @@ declare function pageIn(ramPage: u32): void;
   return (word & (<u32>1 << (ramPage & 31))) != 0;
 }
 
+/** RAM page `ramPage` may hold something now (VM_USED). */
+@inline export function markUsed(ramPage: u32): void {
+  const word = <usize>load<u32>(VM_USED) + (<usize>(ramPage >> 5) << 2);
+  store<u32>(word, load<u32>(word) | (<u32>1 << (ramPage & 31)));
+}
+
 // The leaf made for a page on first touch: RAM is read/write/execute (write-protected while
 // dirty logging waits for its first write), the boot ROM read/execute, anything else has none.
 function populate(gpa: u64, e: usize): u64 {
@@ -100,6 +106,7 @@ function populate(gpa: u64, e: usize): u64 {
   if (isRam(page)) {
     const ramPage = <u32>((page - <u64>RAM_GPA) >> 12);
     if (load<i32>(VM_LAZY) != 0 && pageAbsent(ramPage)) pageIn(ramPage);
+    markUsed(ramPage);
     frame = <u64>RAM_HOST + (page - <u64>RAM_GPA);
     perms |= load<i32>(VM_DIRTY_ON) != 0 ? P2M_LOG : P2M_W;
     stat(VM_STAT_P2M_POPULATE);

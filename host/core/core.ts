@@ -17,6 +17,7 @@ export interface CoreExports {
   mtimeNow(): number;
   nextTimerDeadline(hart: number): number;
   hartRunnable(hart: number): number;
+  pageIsZero(offset: number): number;
 }
 
 /** Timebase of the machine: mtime counts at 10 MHz. */
@@ -86,6 +87,8 @@ export interface VmmLayout {
   dirtySync: number;
   /** Lazy memory's absent-page bitmap (VM_ABSENT). */
   absent: number;
+  /** Pages that may hold something other than zeros (VM_USED). */
+  used: number;
   /** The shadow MMU's area and its page pool; 0 without shadow paging. */
   shadow: number;
   shadowPool: number;
@@ -110,6 +113,8 @@ export function vmmLayout(ramSize: number, paging: Paging): VmmLayout {
   at += bitmap;
   const absent = at;
   at += bitmap;
+  const used = at;
+  at += bitmap;
   let shadow = 0, shadowPool = 0;
   if (paging === "shadow") {
     shadow = at;
@@ -117,7 +122,7 @@ export function vmmLayout(ramSize: number, paging: Paging): VmmLayout {
     shadowPool = at;
     at += L.SH_POOL_PAGES * page;
   }
-  return { p2mRoot, p2mPoolEnd, dirty, dirtySync, absent, shadow, shadowPool, end: at };
+  return { p2mRoot, p2mPoolEnd, dirty, dirtySync, absent, used, shadow, shadowPool, end: at };
 }
 
 // wasm32 memories stop at 4 GiB.
@@ -221,6 +226,7 @@ export class Core {
       this.view.setUint32(L.VM_DIRTY, v.dirty, true);
       this.view.setUint32(L.VM_DIRTY_SYNC, v.dirtySync, true);
       this.view.setUint32(L.VM_ABSENT, v.absent, true);
+      this.view.setUint32(L.VM_USED, v.used, true);
       this.view.setInt32(L.VM_PAGING, paging === "shadow" ? L.PAGING_SHADOW : L.PAGING_NESTED, true);
       this.view.setUint32(L.VM_SH_BASE, v.shadow, true);
       this.view.setUint32(L.VM_SH_POOL, v.shadowPool, true);
@@ -545,6 +551,7 @@ export class Core {
       throw err;
     }
     this.i32[(this.vmm.absent >> 2) + (page >>> 5)] &= ~(1 << (page & 31));
+    this.markUsed(page);
     if (touch && this.touched.length < TOUCH_RECORD_PAGES) this.touched.push(page);
     if (--this.absentPages === 0) this.endLazy();
   }
@@ -579,6 +586,18 @@ export class Core {
     const pages = this.exports.dirtyLogSync();
     const words = Math.ceil(this.ramSize / 4096 / 32);
     return { pages, bitmap: new Uint32Array(this.u8.slice(this.vmm.dirtySync, this.vmm.dirtySync + words * 4).buffer) };
+  }
+  /** Note that RAM page `ramPage` may hold something (written into `ram` directly: a restore, a migration coming in). */
+  markUsed(ramPage: number): void {
+    this.i32[(this.vmm.used >> 2) + (ramPage >>> 5)] |= 1 << (ramPage & 31);
+  }
+  /** The pages that may hold something other than zeros (bit i: RAM page i), live; all others are zero. */
+  usedPages(): Uint32Array {
+    return new Uint32Array(this.memory.buffer, this.vmm.used, Math.ceil(this.ramSize / 4096 / 32));
+  }
+  /** Whether RAM page `ramPage` (an index from guest-physical RAM_GPA) is all zero, as it is now (absent pages are not fetched). */
+  ramPageIsZero(ramPage: number): boolean {
+    return this.exports.pageIsZero(L.RAM_HOST + ramPage * 4096) !== 0;
   }
   /** Mark [gpa, gpa+size) as host device space (accesses exit instead of faulting). */
   mapDevice(gpa: number, size: number): void {

@@ -600,6 +600,7 @@ export class Hypervisor implements Control {
         await admitted.home.pcpu.incomingBegin(this.request(admitted, { bios: null }));
         link.write(encodeMessage({ accepted: name }));
         const kept: ParsedSection[] = [first];
+        let applied = 0;
         for (;;) {
           const s = await next();
           if (!s) throw new Error(`${what}: the source closed the link before the VM was whole`);
@@ -609,6 +610,7 @@ export class Hypervisor implements Control {
             // would take the socket's memory away).
             const copy = new Uint8Array(s.payload);
             await admitted.home.pcpu.incomingMemory(name, Comlink.transfer(copy, [copy.buffer]), s.crc);
+            link.write(encodeMessage({ applied: ++applied }));
             continue;
           }
           if (s.tag !== TAGS.end) {

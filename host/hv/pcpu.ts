@@ -16,9 +16,9 @@
 import { Scheduler, type EntityStats } from "./scheduler";
 import { buildMachine, machineDisks, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
 import { continueOnOverlay } from "../disk/swappable";
-import { StateWriter, openVmState, writeConfig, writeMachine } from "../state/vm-state";
-import { MemoryEncoder, PAGE, applyChunk, chunkData, readMemoryIndex, type PageSelection } from "../state/memory";
-import { STATE_MAGIC, bytesSource, type ByteSource } from "../state/container";
+import { StateWriter, applyChunkTo, memoryEncoder, openVmState, writeConfig, writeMachine } from "../state/vm-state";
+import { MemoryEncoder, PAGE, chunkData, readMemoryIndex, type PageSelection } from "../state/memory";
+import { STATE_MAGIC, TAGS, bytesSource, listSections, type ByteSource } from "../state/container";
 import { Core } from "../core/core";
 import { DestinationReplies, GO, type MigrationTarget } from "../migration/link";
 import { ByteRing, ringDoorbell } from "../util/ring";
@@ -176,6 +176,8 @@ interface LazyRestore {
   cursor: number;
 }
 
+/** Memory sections of a migration are smaller (2 MiB of data at most): the destination puts one in place while the next arrives. */
+const MIGRATION_SECTION_CHUNKS = 32;
 /** A migration whose link takes nothing for this long fails (ms). */
 const LINK_STALL_MS = 30_000;
 
@@ -350,7 +352,7 @@ export class Pcpu {
       // The first pass, with the VM running (if it is) and the others here taking their turns.
       {
         core.setDirtyLog(true);
-        const enc = new MemoryEncoder(core.ram, { kind: "nonzero" });
+        const enc = memoryEncoder(core, { kind: "nonzero" });
         let turn = performance.now();
         for (let chunk = 0; chunk < enc.chunks; chunk++) {
           enc.add(chunk);
@@ -365,7 +367,7 @@ export class Pcpu {
       }
       // The VM stops here: nothing below awaits.
       const stopAt = performance.now();
-      const enc = new MemoryEncoder(core.ram, { kind: "bitmap", bitmap: core.syncDirtyLog().bitmap });
+      const enc = memoryEncoder(core, { kind: "bitmap", bitmap: core.syncDirtyLog().bitmap });
       for (let chunk = 0; chunk < enc.chunks; chunk++) enc.add(chunk);
       pages += this.writeSection(w, enc);
       writeMachine(w, vm.machine, Date.now());
@@ -425,6 +427,7 @@ export class Pcpu {
         if (this.vms.get(name) !== vm || ended(vm.state)) throw new Error(`${name} ended while migrating`);
       };
       p.phase = "pre-copy";
+      const sent = { sections: 0 };
       core.setDirtyLog(true);
       const sendStart = performance.now();
       let select: PageSelection = { kind: "nonzero" };
@@ -434,8 +437,10 @@ export class Pcpu {
           await drained();
           alive();
           tell();
-        });
-        await drained();
+        }, sent);
+        // What the destination has put in place, not what the link took, says how fast it goes
+        // (and the VM stops only once the destination has caught up, so the stop is short).
+        await replies.caughtUp(sent.sections, LINK_STALL_MS);
         alive();
         const now = performance.now();
         p.bandwidthMBs = p.sentBytes / 1e3 / Math.max(1, now - sendStart);
@@ -454,15 +459,18 @@ export class Pcpu {
         // opens them once the stream is whole, finds them free.
         p.phase = "stop-and-copy";
         const stopAt = performance.now();
-        const enc = new MemoryEncoder(core.ram, { kind: "bitmap", bitmap: dirty.bitmap }, 0);
+        const enc = memoryEncoder(core, { kind: "bitmap", bitmap: dirty.bitmap }, 0);
         for (let c = 0; c < enc.chunks; c++) {
           enc.add(c);
-          if (enc.pending >= SAVE_SECTION_CHUNKS) p.sentPages += this.writeSection(w, enc);
+          if (enc.pending >= MIGRATION_SECTION_CHUNKS) p.sentPages += this.writeSection(w, enc, sent);
         }
-        if (enc.pending) p.sentPages += this.writeSection(w, enc);
-        writeMachine(w, vm.machine, Date.now());
+        if (enc.pending) p.sentPages += this.writeSection(w, enc, sent);
         core.setDirtyLog(false);
+        // The released VM's own stream (its core, machine and ROM, saved once) goes on the link as it is.
         moving = this.release(name);
+        for (const sec of listSections(bytesSource(moving.stream), "the released VM")) {
+          if (sec.tag !== TAGS.config) w.copy({ tag: sec.tag, payload: moving.stream.subarray(sec.offset, sec.offset + sec.length), crc: sec.crc });
+        }
         w.end();
         p.phase = "switch-over";
         tell();
@@ -502,20 +510,20 @@ export class Pcpu {
 
   // Send the pages `select` picks as memory sections, raw (the link is faster than deflate),
   // letting the VMs here run every few ms, when `turn` is also awaited (backpressure, checks).
-  private async sendPages(w: StateWriter, core: Core, select: PageSelection, turn: () => Promise<void>): Promise<number> {
-    const enc = new MemoryEncoder(core.ram, select, 0);
+  private async sendPages(w: StateWriter, core: Core, select: PageSelection, turn: () => Promise<void>, count: { sections: number }): Promise<number> {
+    const enc = memoryEncoder(core, select, 0);
     let pages = 0;
     let at = performance.now();
     for (let chunk = 0; chunk < enc.chunks; chunk++) {
       enc.add(chunk);
-      if (enc.pending >= SAVE_SECTION_CHUNKS) pages += this.writeSection(w, enc);
+      if (enc.pending >= MIGRATION_SECTION_CHUNKS) pages += this.writeSection(w, enc, count);
       if (performance.now() - at >= SAVE_TURN_MS) {
         await this.platform.yieldTurn();
         await turn();
         at = performance.now();
       }
     }
-    if (enc.pending) pages += this.writeSection(w, enc);
+    if (enc.pending) pages += this.writeSection(w, enc, count);
     return pages;
   }
 
@@ -536,7 +544,7 @@ export class Pcpu {
     const what = `${name} migrating in`;
     const entries = readMemoryIndex((n) => payload.subarray(0, n), { offset: 0, length: payload.length, crc }, vm.core.ramSize / PAGE, what);
     const src = bytesSource(payload);
-    for (const e of entries) applyChunk(vm.core.ram, e, chunkData(src, e, what));
+    for (const e of entries) applyChunkTo(vm.core, e, chunkData(src, e, what));
   }
 
   /** The rest of a VM migrating in (configuration, core, machine, ROM as a state stream): it is built, not running yet. Returns its devicetree. */
@@ -584,9 +592,10 @@ export class Pcpu {
     return this.get(name).req.config;
   }
 
-  private writeSection(w: StateWriter, enc: MemoryEncoder): number {
+  private writeSection(w: StateWriter, enc: MemoryEncoder, count?: { sections: number }): number {
     const { index, data, pages } = enc.take();
     w.memory(index, data);
+    if (count) count.sections++;
     return pages;
   }
 

@@ -583,7 +583,8 @@ export class VirtMachine {
     this.plic.reset();
     this.uart.reset();
     this.rtc.reset();
-    this.core.clearRam(); // (and a snapshot's absent pages are not wanted any more)
+    // RAM keeps what it held, as a real machine's does (a restored VM's absent pages included:
+    // they are what its RAM holds, and come in when touched as before).
     this.core.reset();
     this.sbi?.reset();
     this.loadImages();

@@ -2,7 +2,8 @@
 // migration.ts). The source sends the VM's state stream (host/state/), then, once the
 // destination says the VM is built ({"ready": name}), GO: the commit point, after which only the
 // destination may run the VM. The destination answers with one-line JSON messages:
-// {"accepted": name} once it has admitted the VM, {"ready": name} once it has built it,
+// {"accepted": name} once it has admitted the VM, {"applied": n} as it puts the n-th memory
+// section in place (so the source knows how far behind it is), {"ready": name} once it has built it,
 // {"running": name} once it runs, or {"error": message} when it gives up. Either side treats
 // everything the other sends as hostile: lines are bounded, unknown messages are errors.
 
@@ -33,7 +34,7 @@ export function parseMigrationTarget(text: string): MigrationTarget {
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
 }
 
-export type DestinationMessage = { accepted: string } | { ready: string } | { running: string } | { error: string };
+export type DestinationMessage = { accepted: string } | { applied: number } | { ready: string } | { running: string } | { error: string };
 
 /** What the source sends after the stream's END once the destination is ready: run it. */
 export const GO = new TextEncoder().encode("GO\n");
@@ -51,6 +52,8 @@ export function encodeMessage(m: DestinationMessage): Uint8Array {
  */
 export class DestinationReplies {
   failure: Error | null = null;
+  /** Memory sections the destination has put in place. */
+  applied = 0;
   private queue: DestinationMessage[] = [];
   private waiter: (() => void) | null = null;
 
@@ -86,6 +89,11 @@ export class DestinationReplies {
     }
     const o = m as Record<string, unknown>;
     const keys = m && typeof m === "object" && !Array.isArray(m) ? Object.keys(o) : [];
+    if (keys.length === 1 && keys[0] === "applied" && Number.isSafeInteger(o.applied) && (o.applied as number) > this.applied) {
+      this.applied = o.applied as number;
+      this.waiter?.();
+      return;
+    }
     if (keys.length !== 1 || !["accepted", "ready", "running", "error"].includes(keys[0]!) || typeof o[keys[0]!] !== "string") {
       throw new Error(`the destination sent an unknown message: ${JSON.stringify(line.slice(0, 80))}`);
     }
@@ -97,6 +105,21 @@ export class DestinationReplies {
   private fail(e: Error): void {
     this.failure ??= e;
     this.waiter?.();
+  }
+
+  /** Once the destination has put `sections` memory sections in place (it fails, or `timeoutMs` pass, first). */
+  async caughtUp(sections: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.applied < sections) {
+      if (this.failure) throw this.failure;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`the destination put in place ${this.applied} of ${sections} memory sections within ${Math.round(timeoutMs / 1000)} s`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiter = () => { clearTimeout(t); resolve(); };
+      });
+      this.waiter = null;
+    }
   }
 
   /** `work`, unless the destination fails first or `timeoutMs` pass. */

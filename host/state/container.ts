@@ -29,7 +29,7 @@ export const TAGS = {
   cpu: "CPU ",
   /** Devices, built-in SBI, bandwidth buckets, boot layout, DTB (JSON). */
   machine: "MACH",
-  /** The boot ROM (deflated). */
+  /** The boot ROM, up to its last byte that is not zero. */
   rom: "ROM ",
   /** Guest RAM pages (see memory.ts); a stream may carry several, later pages replacing earlier. */
   memory: "MEM ",

@@ -36,8 +36,11 @@ export interface ChunkEntry {
   crc: number;
 }
 
-/** Which pages to write: those that are not all zero (a snapshot), or those a bitmap names (a migration round). */
-export type PageSelection = { kind: "nonzero" } | { kind: "bitmap"; bitmap: Uint32Array };
+/**
+ * Which pages to write: those that are not all zero (a snapshot; `within`: only these can be, the
+ * others are known to be zero), or those a bitmap names (a migration round).
+ */
+export type PageSelection = { kind: "nonzero"; within?: Uint32Array } | { kind: "bitmap"; bitmap: Uint32Array };
 
 function isZeroPage(words: Uint32Array, page: number): boolean {
   const start = page * (PAGE / 4);
@@ -53,6 +56,7 @@ function isZeroPage(words: Uint32Array, page: number): boolean {
 export class MemoryEncoder {
   readonly chunks: number;
   private readonly words: Uint32Array;
+  private readonly isZero: (page: number) => boolean;
   private readonly totalPages: number;
   private entries: Omit<ChunkEntry, "offset">[] = [];
   private data: Uint8Array[] = [];
@@ -61,9 +65,14 @@ export class MemoryEncoder {
   dataBytes = 0;
   private readonly scratch = new Uint8Array(CHUNK_BYTES);
 
-  constructor(private readonly ram: Uint8Array, private readonly select: PageSelection, private readonly level = 1) {
+  /**
+   * `isZero` tells whether a RAM page is all zero (Core.ramPageIsZero: the core's scan is much
+   * faster than JavaScript's over shared memory); by default the encoder looks itself.
+   */
+  constructor(private readonly ram: Uint8Array, private readonly select: PageSelection, private readonly level = 1, isZero?: (page: number) => boolean) {
     if (ram.byteOffset % 4 !== 0 || ram.length % PAGE !== 0) throw new Error("guest RAM must be whole, aligned pages");
     this.words = new Uint32Array(ram.buffer, ram.byteOffset, ram.length / 4);
+    this.isZero = isZero ?? ((page) => isZeroPage(this.words, page));
     this.totalPages = ram.length / PAGE;
     this.chunks = Math.ceil(this.totalPages / CHUNK_PAGES);
   }
@@ -78,11 +87,14 @@ export class MemoryEncoder {
     const { select, scratch, ram } = this;
     const first = chunk * CHUNK_PAGES;
     const n = Math.min(CHUNK_PAGES, this.totalPages - first);
+    // A chunk is half a bitmap word: none of its pages picked, nothing to look at.
+    const bits = select.kind === "bitmap" ? select.bitmap : select.within;
+    if (bits && ((bits[first >>> 5]! >>> (first & 31)) & 0xffff) === 0) return;
     let pages = 0, zeros = 0, bytes = 0;
     for (let i = 0; i < n; i++) {
       const page = first + i;
-      if (select.kind === "bitmap" && ((select.bitmap[page >>> 5]! >>> (page & 31)) & 1) === 0) continue;
-      const zero = isZeroPage(this.words, page);
+      if (bits && ((bits[page >>> 5]! >>> (page & 31)) & 1) === 0) continue;
+      const zero = this.isZero(page);
       if (zero && select.kind === "nonzero") continue;
       pages |= 1 << i;
       if (zero) {

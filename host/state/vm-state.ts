@@ -3,7 +3,6 @@
 // SBI, bandwidth buckets, boot layout, DTB), the boot ROM and guest RAM (memory.ts). Snapshots
 // write it to a file, live migration to a socket, moves between pCPUs to another thread; all
 // read it back with openVmState, which checks everything it can before anything is built.
-import { deflateSync, inflateSync } from "fflate";
 import * as L from "../core/layout";
 import type { Core } from "../core/core";
 import type { VirtMachine } from "../machine/virt";
@@ -13,7 +12,7 @@ import {
   StateFormatError, StateWriter, TAGS, checkedPayload, jsonPayload, listSections, type ByteSource, type SectionRef,
 } from "./container";
 import { saveCpu, readCpu, type ClockRestore } from "./cpu";
-import { CHUNK_PAGES, PAGE, applyChunk, chunkData, encodeMemory, readMemoryIndex, type ChunkEntry, type PageSelection } from "./memory";
+import { CHUNK_PAGES, MemoryEncoder, PAGE, applyChunk, chunkData, readMemoryIndex, type ChunkEntry, type PageSelection } from "./memory";
 
 export { StateFormatError, StateWriter, type ByteSource, type ClockRestore, type PageSelection };
 
@@ -26,12 +25,25 @@ export function writeConfig(w: StateWriter, config: VmConfig): void {
 export function writeMachine(w: StateWriter, machine: VirtMachine, wallClockMs: number): void {
   w.json(TAGS.cpu, saveCpu(machine.core, wallClockMs));
   w.json(TAGS.machine, machine.save());
-  w.section(TAGS.rom, deflateSync(machine.core.u8.subarray(L.ROM_HOST, L.ROM_HOST + L.ROM_SIZE), { level: 1 }));
+  // The boot ROM is a few hundred bytes of code and data, then zeros: kept up to its last byte that is not.
+  const rom = machine.core.u8.subarray(L.ROM_HOST, L.ROM_HOST + L.ROM_SIZE);
+  let end = rom.length;
+  while (end > 0 && rom[end - 1] === 0) end--;
+  w.section(TAGS.rom, rom.slice(0, end));
+}
+
+/** An encoder of `core`'s RAM (deflate `level`: 1 for files, 0 raw for a fast link), zero pages found by the core. */
+export function memoryEncoder(core: Core, select: PageSelection, level = 1): MemoryEncoder {
+  // Only pages ever used can be other than zero: the rest is not even looked at.
+  const s: PageSelection = select.kind === "nonzero" ? { kind: "nonzero", within: select.within ?? core.usedPages() } : select;
+  return new MemoryEncoder(core.ram, s, level, (page) => core.ramPageIsZero(page));
 }
 
 /** A memory section of the pages `select` picks; returns how many pages it carries. */
 export function writeMemory(w: StateWriter, core: Core, select: PageSelection, level = 1): number {
-  const { index, data, pages } = encodeMemory(core.ram, select, level);
+  const enc = memoryEncoder(core, select, level);
+  for (let c = 0; c < enc.chunks; c++) enc.add(c);
+  const { index, data, pages } = enc.take();
   w.memory(index, data);
   return pages;
 }
@@ -86,7 +98,10 @@ export function openVmState(src: ByteSource, what: string, opts: { name?: string
   }
   const cpu = jsonPayload(src, one(TAGS.cpu), what);
   const machineState = jsonPayload(src, one(TAGS.machine), what);
-  const rom = inflateExactly(checkedPayload(src, one(TAGS.rom), what), L.ROM_SIZE, `${what}: the boot ROM`);
+  const romBytes = checkedPayload(src, one(TAGS.rom), what);
+  if (romBytes.length > L.ROM_SIZE) throw new StateFormatError(`${what}: the boot ROM is ${romBytes.length} bytes, more than its ${L.ROM_SIZE}`);
+  const rom = new Uint8Array(L.ROM_SIZE);
+  rom.set(romBytes);
   const ramPages = config.memory / PAGE;
   const memory = sections.filter((s) => s.tag === TAGS.memory).map((s) => readMemoryIndex((n) => src.read(s.offset, n), s, ramPages, what));
   const pages = memory.reduce((n, entries) => n + entries.reduce((m, e) => m + popcount(e.pages), 0), 0);
@@ -103,8 +118,14 @@ export function openVmState(src: ByteSource, what: string, opts: { name?: string
 /** Put every memory section's pages into the RAM of a VM that has not run yet, checking each chunk. */
 export function loadMemory(state: OpenedVmState, core: Core): void {
   for (const entries of state.memory) {
-    for (const e of entries) applyChunk(core.ram, e, chunkData(state.src, e, state.what));
+    for (const e of entries) applyChunkTo(core, e, chunkData(state.src, e, state.what));
   }
+}
+
+/** Put a chunk's pages into the RAM of a VM that has not run yet, noting them used. */
+export function applyChunkTo(core: Core, e: ChunkEntry, data: Uint8Array): void {
+  applyChunk(core.ram, e, data);
+  for (let b = 0; b < CHUNK_PAGES; b++) if ((e.pages >>> b) & 1) core.markUsed(e.chunk * CHUNK_PAGES + b);
 }
 
 /**
@@ -145,15 +166,4 @@ function popcount(x: number): number {
   let n = 0;
   for (; x; x &= x - 1) n++;
   return n;
-}
-
-function inflateExactly(data: Uint8Array, size: number, what: string): Uint8Array {
-  let out: Uint8Array;
-  try {
-    out = inflateSync(data, { out: new Uint8Array(size + 1) });
-  } catch (e) {
-    throw new StateFormatError(`${what} does not inflate: ${(e as Error).message}`);
-  }
-  if (out.length !== size) throw new StateFormatError(`${what} is ${out.length} bytes, not ${size}`);
-  return out;
 }

@@ -12,7 +12,6 @@ import { buildMachine, loadBootImages, restoreMachine } from "../../host/vm/buil
 import { writeVmState, openVmState, StateFormatError } from "../../host/state/vm-state";
 import { bytesSource, HEADER_BYTES, SECTION_HEADER_BYTES, listSections, sectionHeader, streamHeader, type SectionTag } from "../../host/state/container";
 import { crc32 } from "../../host/state/crc32";
-import { deflateSync } from "fflate";
 
 const module = loadCoreModule();
 const platform = memoryPlatform({ core: module, files: { "count.bin": counterKernel() } });
@@ -163,8 +162,7 @@ describe("a stream that is not a whole, valid state is refused", () => {
     await expect(restore(withPart("CONF", (p) => { const d = unjson(p); d.memory = "1T"; return json(d); }), { text: "" })).rejects.toThrow(/more than one VM can address/);
     expect(() => openVmState(bytesSource(withPart("CONF", (p) => { const d = unjson(p); d.drives = ["file=/etc/shadow"]; return json(d); })), "snap")).not.toThrow(); // a path is checked when opened, by the platform
     await expect(restore(withPart("CONF", (p) => { const d = unjson(p); d.drives = ["file=/etc/shadow"]; return json(d); }), { text: "" })).rejects.toThrow(/no such file/);
-    expect(() => openVmState(bytesSource(withPart("ROM ", () => deflateSync(new Uint8Array(100)))), "snap")).toThrow(/boot ROM is 100 bytes/);
-    expect(() => openVmState(bytesSource(withPart("ROM ", () => new Uint8Array([1, 2, 3]))), "snap")).toThrow(/boot ROM does not inflate/);
+    expect(() => openVmState(bytesSource(withPart("ROM ", () => new Uint8Array(0x10000))), "snap")).toThrow(/boot ROM is 65536 bytes, more than its 61440/);
 
     // Memory: an index naming a chunk past RAM, or lengths that do not add up.
     const mem = parts.find((p) => p.tag === "MEM ")!.payload;
