@@ -120,6 +120,13 @@ if (only.has("migration")) {
 
 const resultsDir = join(packageRoot(), "bench/results");
 mkdirSync(resultsDir, { recursive: true });
+// --only: the suites not run keep their figures from the last run, which the report says.
+if (only.size < SUITES.length && existsSync(join(resultsDir, "latest.json"))) {
+  const last = JSON.parse(readFileSync(join(resultsDir, "latest.json"), "utf8")) as BenchResult;
+  const kept = SUITES.filter((s) => !only.has(s) && last[s] !== undefined);
+  for (const s of kept) (result as unknown as Record<string, unknown>)[s] = last[s];
+  if (kept.length) result.carried = { suites: kept, date: last.carried && kept.every((s) => last.carried!.suites.includes(s)) ? last.carried.date : last.date };
+}
 // The run this one replaces becomes previous.json: the report sets the two side by side.
 if (existsSync(join(resultsDir, "latest.json"))) renameSync(join(resultsDir, "latest.json"), join(resultsDir, "previous.json"));
 writeFileSync(join(resultsDir, "latest.json"), JSON.stringify(result, null, 2) + "\n");

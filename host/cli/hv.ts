@@ -265,8 +265,10 @@ async function migrate(api: ApiClient, name: string, to: string, opts: { downtim
     const r = await api.call<MigrationProgress>("POST", `/vms/${encodeURIComponent(name)}/migrate`, { to, ...opts });
     done = true;
     await watcher;
+    const why = r.stoppedBy === "no progress" ? " (pre-copy did not converge: the guest writes about as fast as the link carries)"
+      : r.stoppedBy === "rounds" ? " (pre-copy stopped at the round limit)" : "";
     process.stdout.write(`${name}: migrated to ${to} in ${(r.elapsedMs / 1000).toFixed(2)} s, ${r.round + 1} round(s), ` +
-      `${(r.sentBytes / 2 ** 20).toFixed(1)} MiB sent, downtime ${(r.downtimeMs ?? 0).toFixed(1)} ms\n`);
+      `${(r.sentBytes / 2 ** 20).toFixed(1)} MiB sent, downtime ${(r.downtimeMs ?? 0).toFixed(1)} ms${why}\n`);
     return 0;
   } finally {
     done = true;

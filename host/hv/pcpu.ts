@@ -106,6 +106,8 @@ export interface MigrationProgress {
   elapsedMs: number;
   /** Once done: how long the VM did not run, stop to running at the destination (ms). */
   downtimeMs?: number;
+  /** Why pre-copy stopped: what was left fitted the downtime limit, the round limit, or rounds no longer shrank it. */
+  stoppedBy?: "downtime" | "rounds" | "no progress";
   /** Why it failed (the VM then goes on here, unless `lost`: it could not be put back either). */
   error?: string;
   lost?: boolean;
@@ -428,6 +430,7 @@ export class Pcpu {
       };
       p.phase = "pre-copy";
       const sent = { sections: 0 };
+      const dirtyHistory: number[] = [];
       core.setDirtyLog(true);
       const sendStart = performance.now();
       let select: PageSelection = { kind: "nonzero" };
@@ -449,7 +452,15 @@ export class Pcpu {
         p.dirtyRateMBs = (dirty.pages * PAGE) / 1e3 / Math.max(1, now - roundStart);
         p.expectedDowntimeMs = (dirty.pages * PAGE) / 1e3 / Math.max(0.001, p.bandwidthMBs);
         tell();
-        if (p.expectedDowntimeMs > opts.downtimeMs && p.round < opts.maxRounds) {
+        // Another round, unless what is left fits the downtime limit, the rounds are used up, or
+        // rounds stopped paying (the guest writes about as fast as the link carries: the last
+        // two did not shrink what is left by a tenth).
+        dirtyHistory.push(dirty.pages);
+        const stalled = dirtyHistory.length >= 3 && dirty.pages > 0.9 * Math.min(...dirtyHistory.slice(-3, -1));
+        if (p.expectedDowntimeMs <= opts.downtimeMs) p.stoppedBy = "downtime";
+        else if (p.round >= opts.maxRounds) p.stoppedBy = "rounds";
+        else if (stalled) p.stoppedBy = "no progress";
+        else {
           p.round++;
           select = { kind: "bitmap", bitmap: dirty.bitmap };
           continue;
