@@ -125,7 +125,7 @@ if (only.size < SUITES.length && existsSync(join(resultsDir, "latest.json"))) {
   const last = JSON.parse(readFileSync(join(resultsDir, "latest.json"), "utf8")) as BenchResult;
   const kept = SUITES.filter((s) => !only.has(s) && last[s] !== undefined);
   for (const s of kept) (result as unknown as Record<string, unknown>)[s] = last[s];
-  if (kept.length) result.carried = { suites: kept, date: last.carried && kept.every((s) => last.carried!.suites.includes(s)) ? last.carried.date : last.date };
+  if (kept.length) result.carried = Object.fromEntries(kept.map((s) => [s, last.carried?.[s] ?? last.date]));
 }
 // The run this one replaces becomes previous.json: the report sets the two side by side.
 if (existsSync(join(resultsDir, "latest.json"))) renameSync(join(resultsDir, "latest.json"), join(resultsDir, "previous.json"));

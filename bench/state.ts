@@ -274,7 +274,7 @@ export async function migrationSuite(g: Guest, runs: number, withQemu: boolean, 
       dirtyW.push(rs);
     }
     const show = (who: string, r: MigrationRun) => log(`  ${who}: total ${r.total_ms.toFixed(0)} ms, ${(r.bytes / 2 ** 20).toFixed(1)} MiB, downtime ${r.downtime_ms.toFixed(1)} ms` +
-      ` (the guest saw ${r.guest_gap_ms.toFixed(1)} ms)${r.rounds !== undefined ? `, ${r.rounds} round(s)${r.converged ? "" : ", stopped at the round limit"}` : ""}`);
+      ` (the guest saw ${r.guest_gap_ms.toFixed(1)} ms)${r.rounds !== undefined ? `, ${r.rounds} round(s)${r.converged ? "" : ", did not converge (stopped anyway)"}` : ""}`);
     log(`  wasmvisor baseline gap ${baselineW.toFixed(1)} ms`);
     show("wasmvisor idle", medianRun(idleW));
     rates.forEach((rate, i) => show(`wasmvisor dirtying ${rate} MiB/s`, medianRun(dirtyW[i]!)));
@@ -300,7 +300,16 @@ export async function migrationSuite(g: Guest, runs: number, withQemu: boolean, 
             await new Promise((r) => setTimeout(r, 50));
           }
           if (!/Migration status: completed/.test(info)) throw new Error(`bench: QEMU's migration did not complete:\n${info}`);
-          const num = (re: RegExp) => Number(re.exec(info)?.[1] ?? NaN);
+          // Its figures can come a moment after the status does.
+          for (let i = 0; i < 20 && !/total time: \d+ ms/.test(info); i++) {
+            await new Promise((r) => setTimeout(r, 50));
+            info = await src.hmp("info migrate");
+          }
+          const num = (re: RegExp) => {
+            const m = re.exec(info);
+            if (!m) throw new Error(`bench: no ${re} in QEMU's info migrate:\n${info}`);
+            return Number(m[1]);
+          };
           const gap = await dst.con.expect(GAP, 0, GAP_MS + 60_000);
           return {
             total_ms: num(/total time: (\d+) ms/), bytes: num(/transferred ram: (\d+) kbytes/) * 1024,
@@ -319,13 +328,25 @@ export async function migrationSuite(g: Guest, runs: number, withQemu: boolean, 
       } finally {
         q.kill();
       }
+      // A QEMU run that goes wrong (its console or monitor misbehaving) is left out and said, not fatal.
+      const tryQemu = async (rate: number): Promise<MigrationRun[]> => {
+        try {
+          return [await qemuRun(rate)];
+        } catch (e) {
+          log(`    qemu run at ${rate} MiB/s left out: ${(e as Error).message.split("\n")[0]}`);
+          return [];
+        }
+      };
       const iq: MigrationRun[] = [];
-      for (let i = 0; i < runs; i++) iq.push(await qemuRun(0));
-      idleQ = medianRun(iq);
-      for (let i = 0; i < rates.length; i++) dirtyQ[i] = medianRun([await qemuRun(rates[i]!)]);
+      for (let i = 0; i < runs; i++) iq.push(...(await tryQemu(0)));
+      idleQ = iq.length ? medianRun(iq) : null;
+      for (let i = 0; i < rates.length; i++) {
+        const rs = await tryQemu(rates[i]!);
+        dirtyQ[i] = rs.length ? medianRun(rs) : null;
+      }
       log(`  qemu baseline gap ${baselineQ.toFixed(1)} ms`);
-      show("qemu idle", idleQ);
-      rates.forEach((rate, i) => show(`qemu dirtying ${rate} MiB/s`, dirtyQ[i]!));
+      if (idleQ) show("qemu idle", idleQ);
+      rates.forEach((rate, i) => { if (dirtyQ[i]) show(`qemu dirtying ${rate} MiB/s`, dirtyQ[i]!); });
     }
     return {
       guest: `Linux 6.1, ${MEMORY}, full mode (Debian's OpenSBI), over loopback`,

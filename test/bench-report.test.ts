@@ -118,7 +118,8 @@ describe("report", () => {
     const t = checkTargets(r).slice(-3);
     expect(t.map((x) => x.pass)).toEqual([true, false, false]);
     expect(t[2]!.measured).toBe("120 ms against 108 ms (111%)");
-    const { markdown, plots } = renderReport(r);
+    const { markdown, plots } = renderReport({ ...r, carried: { cpu: "2026-01-01T00:00:00.000Z", boot: "2026-01-01T00:00:00.000Z", exits: "2025-12-31T00:00:00.000Z" } });
+    expect(markdown).toContain("the others are kept from earlier runs: cpu, boot from 2026-01-01T00:00:00.000Z; exits from 2025-12-31T00:00:00.000Z.");
     expect(markdown).toContain("## Snapshots");
     expect(markdown).toMatch(/\| restore: request to running \| 5\.00 ms \| 300 ms \(loadvm\) \|/);
     expect(markdown).toContain("## Live migration");

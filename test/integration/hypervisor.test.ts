@@ -383,6 +383,43 @@ describe("wasmvisor host: the control API", () => {
     }
   }, 300_000);
 
+  test("a destination killed in the middle of a migration leaves the VM running at the source", async () => {
+    const ctl = (...args: string[]) => runCli(["ctl", "--api", socket, ...args]);
+    const port = await freePort();
+    let cErr = "";
+    const c = spawn(process.execPath, [BIN, "host", "--api", join(dir, "c.sock"), "--images", dir, "--images", dirname(linux.kernel), "--cpus", "1", "--memory", "512M", "--migrate-listen", `tcp:127.0.0.1:${port}`],
+      { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: dir } });
+    c.stderr!.on("data", (d: Buffer) => { cErr += d.toString(); });
+    try {
+      await until("host C", () => (cErr.includes("accepting migrations on") ? true : undefined));
+      await api.call("POST", "/vms", linuxVm("survivor"));
+      await api.call("POST", "/vms/survivor/start");
+      const con = await api.console("survivor");
+      let out = "";
+      con.on("data", (d: Buffer) => { out += d.toString("latin1"); });
+      await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+      // A guest writing memory all the time keeps pre-copy busy for a while; a counter shows it lives.
+      con.write("\rwv-bench gap 600000 64 24 >/dev/null & (i=0; while true; do i=$((i+1)); echo n=$i; sleep 0.2; done) &\r");
+      await until("the counter", () => (/n=3\r?\n/.test(out) ? true : undefined));
+      const migrating = ctl("migrate", "survivor", `tcp:127.0.0.1:${port}`, "--max-rounds", "1000");
+      await until("pre-copy under way", async () => {
+        const m = await api.call<{ phase: string; round: number }>("GET", "/vms/survivor/migration").catch(() => null);
+        return m && m.phase === "pre-copy" && m.round >= 1 ? true : undefined;
+      });
+      c.kill("SIGKILL");
+      const r = await migrating;
+      expect(r).toMatchObject({ code: 1, err: expect.stringMatching(/migrating survivor to tcp:127\.0\.0\.1:\d+ failed: .*; it goes on here/) });
+      expect((await status("survivor")).state).toBe("running");
+      const numbers = () => [...out.matchAll(/n=(\d+)\r?\n/g)].map((m) => Number(m[1]));
+      const at = Math.max(...numbers());
+      await until("the counter going on", () => (Math.max(...numbers()) >= at + 3 ? true : undefined));
+      con.destroy();
+      await api.call("DELETE", "/vms/survivor");
+    } finally {
+      c.kill("SIGKILL");
+    }
+  }, 300_000);
+
   test("the balancer spreads busy VMs that ended up on one pCPU", async () => {
     // Four busy VMs land two per pCPU; when both on one pCPU go, the other pCPU has two busy
     // VMs and nothing runs on the first: the balancer moves one over.
