@@ -7,6 +7,7 @@
  */
 import * as Comlink from "comlink";
 import { vmmLayout } from "../core/core";
+import { concatBytes } from "../util/bytes";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { percentile } from "../util/stats";
 import type { Pcpu, VmEvent, HostedStats, HostedVmRequest, MigrationProgress } from "./pcpu";
@@ -857,15 +858,6 @@ function checkStatePath(file: string): void {
   if (file.includes(",")) throw badRequest(`snapshot ${file}: a snapshot's path may not contain ',' (its disks' overlays are named after it)`);
 }
 
-function concatBytes(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
 
 /** Takes a VM's console output; returning false asks for a pause until the handle's resume(). */
 export type ConsoleListener = (bytes: Uint8Array) => boolean | void;

@@ -21,6 +21,7 @@ import { MemoryEncoder, PAGE, chunkData, readMemoryIndex, type PageSelection } f
 import { STATE_MAGIC, TAGS, bytesSource, listSections, type ByteSource } from "../state/container";
 import { Core } from "../core/core";
 import { DestinationReplies, GO, type MigrationTarget } from "../migration/link";
+import { concatBytes } from "../util/bytes";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason } from "../machine/virt";
 import type { VmConfig } from "../config/vm-config";
@@ -232,7 +233,7 @@ export class Pcpu {
     w.end();
     this.dropLazy(vm); // saving fetched every page
     const moving: MovingVm = {
-      req: vm.req, stream: concat(chunks), memory: vm.machine.core.memory, state: vm.state as MovingVm["state"],
+      req: vm.req, stream: concatBytes(chunks), memory: vm.machine.core.memory, state: vm.state as MovingVm["state"],
       cpuMs: this.sched.cpuMs(name), stealMs: this.sched.stealMs(name, performance.now()),
       backlog: vm.backlog, dropped: vm.dropped,
     };
@@ -901,15 +902,6 @@ function withDiskFormats(vm: Hosted): VmConfig {
   return { ...c, drives: c.drives.map((d, i) => ({ ...d, format: disks[i]?.image.format ?? d.format })) };
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
 
 function describeStop(r: StopReason): string {
   switch (r.kind) {

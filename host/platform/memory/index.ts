@@ -10,6 +10,7 @@ import { compileCore } from "../../core/core";
 import type { HostSockets } from "../../net/host-sockets";
 import type { HostResources, Platform, PcpuThread } from "../platform";
 import { bytesSource } from "../../state/container";
+import { concatBytes } from "../../util/bytes";
 
 export interface MemoryPlatformOptions {
   /** The core: compiled, or the bytes of build/core.wasm. */
@@ -83,12 +84,7 @@ export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
       const chunks: Uint8Array[] = [];
       return {
         write: (chunk) => void chunks.push(new Uint8Array(chunk)),
-        commit() {
-          const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-          let at = 0;
-          for (const c of chunks) { all.set(c, at); at += c.length; }
-          files.set(path, all);
-        },
+        commit: () => void files.set(path, concatBytes(chunks)),
         abort: () => { chunks.length = 0; },
       };
     },
