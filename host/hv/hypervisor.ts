@@ -16,14 +16,14 @@ import type { Control } from "./types";
 import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } from "../config/parse";
 import type { VmConfig } from "../config/vm-config";
 import { loadBootImages, type BootImages } from "../vm/build";
-import { StateStreamParser, StateWriter, StateFormatError, TAGS, type ParsedSection } from "../state/container";
+import { StateStreamParser, StateWriter, StateFormatError, TAGS, bytesSource, jsonPayload, type ParsedSection } from "../state/container";
 import { GO, encodeMessage, parseMigrationTarget, type ByteLink } from "../migration/link";
 import type { Platform, PcpuThread } from "../platform/platform";
 import { transition, ended, type Action } from "./lifecycle";
 import {
   badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats, type VmState,
 } from "./types";
-import { openVmState } from "../state/vm-state";
+import { openVmState, readConfig } from "../state/vm-state";
 
 export interface HypervisorOptions {
   /** pCPU workers (default: every core). */
@@ -587,12 +587,7 @@ export class Hypervisor implements Control {
       const first = await next();
       if (!first) return;
       if (first.tag !== TAGS.config) throw new StateFormatError(`${what} does not start with the VM's configuration`);
-      let config: VmConfig;
-      try {
-        config = parseVmConfig(JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(first.payload)), DEFINITION_PARSING);
-      } catch (e) {
-        throw new StateFormatError(`${what}: its configuration: ${(e as Error).message}`);
-      }
+      const config = readConfig(jsonPayload(bytesSource(first.payload), { ...first, offset: 0, length: first.payload.length }, what), what);
       const admitted = this.admit(config);
       vm = admitted;
       parser.maxSection = MAX_INCOMING_SECTION;

@@ -16,8 +16,8 @@
 import { Scheduler, type EntityStats } from "./scheduler";
 import { buildMachine, machineDisks, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
 import { continueOnOverlay } from "../disk/swappable";
-import { StateWriter, applyChunkTo, memoryEncoder, openVmState, writeConfig, writeMachine } from "../state/vm-state";
-import { MemoryEncoder, PAGE, chunkData, readMemoryIndex, type PageSelection } from "../state/memory";
+import { MemoryPass, StateWriter, TO_FILE, TO_LINK, applyChunkTo, openVmState, writeConfig, writeMachine, writeMemory } from "../state/vm-state";
+import { PAGE, chunkData, readMemoryIndex, type PageSelection } from "../state/memory";
 import { STATE_MAGIC, TAGS, bytesSource, listSections, type ByteSource } from "../state/container";
 import { Core } from "../core/core";
 import { DestinationReplies, GO, type MigrationTarget } from "../migration/link";
@@ -140,10 +140,8 @@ const YIELD_MS = 10;
 const DEFAULT_WATCHDOG_MS = 5000;
 /** How soon a VM's console backlog is tried again while nothing runs (ms). */
 const BACKLOG_RETRY_MS = 10;
-/** A snapshot's first pass over memory lets the VMs here run at least this often (ms)... */
+/** A pass over memory while a VM runs lets the VMs here run at least this often (ms). */
 const SAVE_TURN_MS = 4;
-/** ...and writes a memory section each time this much RAM has been covered. */
-const SAVE_SECTION_CHUNKS = 256;
 
 interface Hosted {
   req: HostedVmRequest;
@@ -179,8 +177,6 @@ interface LazyRestore {
   cursor: number;
 }
 
-/** Memory sections of a migration are smaller (2 MiB of data at most): the destination puts one in place while the next arrives. */
-const MIGRATION_SECTION_CHUNKS = 32;
 /** A migration whose link takes nothing for this long fails (ms). */
 const LINK_STALL_MS = 30_000;
 
@@ -346,33 +342,18 @@ export class Pcpu {
     if (ended(vm.state)) throw new Error(`cannot snapshot ${name}: it is ${vm.state}`);
     const file = this.platform.createStateFile(path, { what: "snapshot", dirs: opts.dirs, replaces: STATE_MAGIC });
     const core = vm.machine.core;
-    let downtime = 0;
     try {
       core.fetchAll(); // a restored VM's pages still in its snapshot: the encoder reads RAM as it is
       const w = new StateWriter((chunk) => file.write(chunk));
       writeConfig(w, withDiskFormats(vm));
-      let pages = 0;
       // The first pass, with the VM running (if it is) and the others here taking their turns.
-      {
-        core.setDirtyLog(true);
-        const enc = memoryEncoder(core, { kind: "nonzero" });
-        let turn = performance.now();
-        for (let chunk = 0; chunk < enc.chunks; chunk++) {
-          enc.add(chunk);
-          if (enc.pending >= SAVE_SECTION_CHUNKS) pages += this.writeSection(w, enc);
-          if (performance.now() - turn >= SAVE_TURN_MS) {
-            await this.platform.yieldTurn();
-            if (this.vms.get(name) !== vm || ended(vm.state)) throw new Error(`${name} ended while it was being saved`);
-            turn = performance.now();
-          }
-        }
-        if (enc.pending) pages += this.writeSection(w, enc);
-      }
+      core.setDirtyLog(true);
+      let pages = await this.writeMemoryLive(new MemoryPass(w, core, { kind: "nonzero" }, TO_FILE), () => {
+        if (this.vms.get(name) !== vm || ended(vm.state)) throw new Error(`${name} ended while it was being saved`);
+      });
       // The VM stops here: nothing below awaits.
       const stopAt = performance.now();
-      const enc = memoryEncoder(core, { kind: "bitmap", bitmap: core.syncDirtyLog().bitmap });
-      for (let chunk = 0; chunk < enc.chunks; chunk++) enc.add(chunk);
-      pages += this.writeSection(w, enc);
+      pages += writeMemory(w, core, { kind: "bitmap", bitmap: core.syncDirtyLog().bitmap }, TO_FILE);
       writeMachine(w, vm.machine, Date.now());
       w.end();
       core.setDirtyLog(false);
@@ -380,9 +361,9 @@ export class Pcpu {
       // The disks as they are now belong to the snapshot: a VM that goes on writes to overlays.
       if (!opts.stop) this.continueDisks(vm, path, opts.dirs);
       file.commit();
-      downtime = performance.now() - stopAt; // the file made durable (fsync) included: the VM waits for it
+      const downtimeMs = performance.now() - stopAt; // the file made durable (fsync) included: the VM waits for it
       if (opts.stop) this.end(vm, "stopped", `saved to ${path}`, false);
-      return { path, bytes: w.bytes, pages, totalMs: performance.now() - t0, downtimeMs: downtime };
+      return { path, bytes: w.bytes, pages, totalMs: performance.now() - t0, downtimeMs };
     } catch (e) {
       file.abort();
       if (this.vms.get(name) === vm && core.dirtyLogging) core.setDirtyLog(false);
@@ -431,17 +412,18 @@ export class Pcpu {
       };
       p.phase = "pre-copy";
       const sent = { sections: 0 };
+      const toLink = { ...TO_LINK, written: sent };
       const dirtyHistory: number[] = [];
       core.setDirtyLog(true);
       const sendStart = performance.now();
       let select: PageSelection = { kind: "nonzero" };
       for (;;) {
         const roundStart = performance.now();
-        p.sentPages += await this.sendPages(w, core, select, async () => {
+        p.sentPages += await this.writeMemoryLive(new MemoryPass(w, core, select, toLink), async () => {
           await drained();
           alive();
           tell();
-        }, sent);
+        });
         // What the destination has put in place, not what the link took, says how fast it goes
         // (and the VM stops only once the destination has caught up, so the stop is short).
         await replies.caughtUp(sent.sections, LINK_STALL_MS);
@@ -471,12 +453,7 @@ export class Pcpu {
         // opens them once the stream is whole, finds them free.
         p.phase = "stop-and-copy";
         const stopAt = performance.now();
-        const enc = memoryEncoder(core, { kind: "bitmap", bitmap: dirty.bitmap }, 0);
-        for (let c = 0; c < enc.chunks; c++) {
-          enc.add(c);
-          if (enc.pending >= MIGRATION_SECTION_CHUNKS) p.sentPages += this.writeSection(w, enc, sent);
-        }
-        if (enc.pending) p.sentPages += this.writeSection(w, enc, sent);
+        p.sentPages += writeMemory(w, core, { kind: "bitmap", bitmap: dirty.bitmap }, toLink);
         core.setDirtyLog(false);
         // The released VM's own stream (its core, machine and ROM, saved once) goes on the link as it is.
         moving = this.release(name);
@@ -520,23 +497,18 @@ export class Pcpu {
     }
   }
 
-  // Send the pages `select` picks as memory sections, raw (the link is faster than deflate),
-  // letting the VMs here run every few ms, when `turn` is also awaited (backpressure, checks).
-  private async sendPages(w: StateWriter, core: Core, select: PageSelection, turn: () => Promise<void>, count: { sections: number }): Promise<number> {
-    const enc = memoryEncoder(core, select, 0);
-    let pages = 0;
+  // A pass over memory during which the VMs here get their turns every few ms; `turn` is awaited
+  // then too (backpressure, checks that the VM is still there).
+  private async writeMemoryLive(pass: MemoryPass, turn: () => Promise<void> | void): Promise<number> {
     let at = performance.now();
-    for (let chunk = 0; chunk < enc.chunks; chunk++) {
-      enc.add(chunk);
-      if (enc.pending >= MIGRATION_SECTION_CHUNKS) pages += this.writeSection(w, enc, count);
+    while (pass.next()) {
       if (performance.now() - at >= SAVE_TURN_MS) {
         await this.platform.yieldTurn();
         await turn();
         at = performance.now();
       }
     }
-    if (enc.pending) pages += this.writeSection(w, enc, count);
-    return pages;
+    return pass.pages;
   }
 
   /** VMs migrating in: their memory, filled as the sections arrive, until incomingFinish(). */
@@ -602,13 +574,6 @@ export class Pcpu {
   /** A VM's configuration as it is now (a snapshot moves its disks to overlays). */
   config(name: string): VmConfig {
     return this.get(name).req.config;
-  }
-
-  private writeSection(w: StateWriter, enc: MemoryEncoder, count?: { sections: number }): number {
-    const { index, data, pages } = enc.take();
-    w.memory(index, data);
-    if (count) count.sections++;
-    return pages;
   }
 
   private async host(req: HostedVmRequest, build?: (io: MachineIo) => Promise<VirtMachine>): Promise<Hosted> {
@@ -901,7 +866,6 @@ function withDiskFormats(vm: Hosted): VmConfig {
   const c = vm.req.config;
   return { ...c, drives: c.drives.map((d, i) => ({ ...d, format: disks[i]?.image.format ?? d.format })) };
 }
-
 
 function describeStop(r: StopReason): string {
   switch (r.kind) {

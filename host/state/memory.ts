@@ -145,13 +145,6 @@ export class MemoryEncoder {
   }
 }
 
-/** One memory section of every chunk's selected pages, at once. */
-export function encodeMemory(ram: Uint8Array, select: PageSelection, level = 1): { index: Uint8Array; data: Uint8Array[]; pages: number } {
-  const enc = new MemoryEncoder(ram, select, level);
-  for (let c = 0; c < enc.chunks; c++) enc.add(c);
-  return enc.take();
-}
-
 function popcount(x: number): number {
   let n = 0;
   for (; x; x &= x - 1) n++;

@@ -32,20 +32,60 @@ export function writeMachine(w: StateWriter, machine: VirtMachine, wallClockMs: 
   w.section(TAGS.rom, rom.slice(0, end));
 }
 
-/** An encoder of `core`'s RAM (deflate `level`: 1 for files, 0 raw for a fast link), zero pages found by the core. */
-export function memoryEncoder(core: Core, select: PageSelection, level = 1): MemoryEncoder {
-  // Only pages ever used can be other than zero: the rest is not even looked at.
-  const s: PageSelection = select.kind === "nonzero" ? { kind: "nonzero", within: select.within ?? core.usedPages() } : select;
-  return new MemoryEncoder(core.ram, s, level, (page) => core.ramPageIsZero(page));
+/** How a pass over memory is written: deflate level, chunks per section, and a count of the sections written. */
+export interface MemoryWriting {
+  level: number;
+  sectionChunks: number;
+  written?: { sections: number };
 }
 
-/** A memory section of the pages `select` picks; returns how many pages it carries. */
-export function writeMemory(w: StateWriter, core: Core, select: PageSelection, level = 1): number {
-  const enc = memoryEncoder(core, select, level);
-  for (let c = 0; c < enc.chunks; c++) enc.add(c);
-  const { index, data, pages } = enc.take();
-  w.memory(index, data);
-  return pages;
+/** Memory into a file: deflated, in sections of 16 MiB of RAM. */
+export const TO_FILE: MemoryWriting = { level: 1, sectionChunks: 256 };
+/** Memory over a link: raw (the link is faster than deflate), in sections of 2 MiB the other side puts in place while the next arrives. */
+export const TO_LINK: MemoryWriting = { level: 0, sectionChunks: 32 };
+
+/**
+ * One pass over `core`'s RAM writing the pages `select` picks as memory sections (at least one),
+ * a chunk per next(), so that a caller may let the VM run between chunks.
+ */
+export class MemoryPass {
+  /** Pages the pass has written. */
+  pages = 0;
+  private chunk = 0;
+  private sections = 0;
+  private readonly enc: MemoryEncoder;
+
+  constructor(private readonly w: StateWriter, core: Core, select: PageSelection, private readonly how: MemoryWriting) {
+    // Only pages ever used can be other than zero: the rest is not even looked at; the core finds the zero ones.
+    const s: PageSelection = select.kind === "nonzero" ? { kind: "nonzero", within: select.within ?? core.usedPages() } : select;
+    this.enc = new MemoryEncoder(core.ram, s, how.level, (page) => core.ramPageIsZero(page));
+  }
+
+  /** Encode the next chunk, writing a section when one is full and the last one at the end; false once the pass is over. */
+  next(): boolean {
+    if (this.chunk < this.enc.chunks) {
+      this.enc.add(this.chunk++);
+      if (this.enc.pending >= this.how.sectionChunks) this.flush();
+      return true;
+    }
+    if (this.enc.pending || this.sections === 0) this.flush();
+    return false;
+  }
+
+  private flush(): void {
+    const { index, data, pages } = this.enc.take();
+    this.w.memory(index, data);
+    this.pages += pages;
+    this.sections++;
+    if (this.how.written) this.how.written.sections++;
+  }
+}
+
+/** A whole pass at once (nothing awaited: the VM does not run meanwhile); returns how many pages it wrote. */
+export function writeMemory(w: StateWriter, core: Core, select: PageSelection, how: MemoryWriting): number {
+  const pass = new MemoryPass(w, core, select, how);
+  while (pass.next());
+  return pass.pages;
 }
 
 /** A whole state in one go (a snapshot of a VM that is not running): configuration, machine, the RAM that is not zero. */
@@ -53,9 +93,23 @@ export function writeVmState(sink: (chunk: Uint8Array) => void, config: VmConfig
   const w = new StateWriter(sink);
   writeConfig(w, config);
   writeMachine(w, machine, wallClockMs);
-  const pages = writeMemory(w, machine.core, { kind: "nonzero" });
+  const pages = writeMemory(w, machine.core, { kind: "nonzero" }, TO_FILE);
   w.end();
   return { bytes: w.bytes, pages };
+}
+
+/**
+ * A configuration section's definition, checked as any definition from a client is (`name`
+ * replaces the saved one); a StateFormatError names the stream and the field.
+ */
+export function readConfig(definition: unknown, what: string, name?: string): VmConfig {
+  try {
+    const d = definition !== null && typeof definition === "object" && !Array.isArray(definition) ? definition : {};
+    return parseVmConfig(name !== undefined ? { ...d, name } : definition, DEFINITION_PARSING);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    throw new StateFormatError(`${what}: its configuration: ${e.message}`);
+  }
 }
 
 /** A state read and checked, ready to be built into a machine (restoreMachine in vm/build.ts). */
@@ -88,14 +142,7 @@ export function openVmState(src: ByteSource, what: string, opts: { name?: string
   };
   if (sections[0]?.tag !== TAGS.config) throw new StateFormatError(`${what} does not start with the VM's configuration`);
   const definition = jsonPayload(src, one(TAGS.config), what);
-  let config: VmConfig;
-  try {
-    const d = definition !== null && typeof definition === "object" && !Array.isArray(definition) ? definition : {};
-    config = parseVmConfig(opts.name !== undefined ? { ...d, name: opts.name } : definition, DEFINITION_PARSING);
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    throw new StateFormatError(`${what}: its configuration: ${e.message}`);
-  }
+  const config = readConfig(definition, what, opts.name);
   const cpu = jsonPayload(src, one(TAGS.cpu), what);
   const machineState = jsonPayload(src, one(TAGS.machine), what);
   const romBytes = checkedPayload(src, one(TAGS.rom), what);
