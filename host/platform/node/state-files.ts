@@ -4,11 +4,11 @@
 // over it when whole, so a failed save, or a host that dies mid-way, never leaves a torn file
 // under the snapshot's name, and a symbolic link there is replaced, not followed.
 import { closeSync, constants, fsyncSync, lstatSync, openSync, readSync, realpathSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { basename, dirname, join, resolve, sep } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { ByteSource } from "../../state/container";
 import type { StateFileOptions, StateFileWriter } from "../platform";
-import { ImageError, checkNotInUse, openImage } from "./image-files";
+import { ImageError, checkNotInUse, inside, openImage } from "./image-files";
 
 // What is at `target` may be replaced only if it is a file of the same kind that nobody writes.
 function checkReplaceable(target: string, path: string, what: string, dirs: readonly string[] | undefined, replaces: Uint8Array | undefined): void {
@@ -62,7 +62,7 @@ export function createStateFile(path: string, { what, dirs, replaces }: StateFil
   } catch {
     throw new ImageError(`${what} ${path}: its directory ${dirname(target)} does not exist`);
   }
-  if (dirs && !dirs.some((d) => { try { const r = realpathSync(d); return dir === r || dir.startsWith(r.endsWith(sep) ? r : r + sep); } catch { return false; } })) {
+  if (dirs && !dirs.some((d) => inside(join(dir, basename(target)), d))) {
     throw new ImageError(`${what} ${path}: not in an image directory of this host (${dirs.join(", ")}); start the host with --images <dir> to allow another`);
   }
   const temp = join(dir, `.${basename(target)}.${randomBytes(6).toString("hex")}.partial`);
