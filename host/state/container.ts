@@ -4,6 +4,7 @@
 // that counts the sections before it. A reader that meets a truncated, corrupted or foreign
 // stream says so and what it expected; nothing here knows what the sections mean.
 import { crc32 } from "./crc32";
+import type { ByteFile } from "../disk/byte-file";
 
 /** "WVSTATE" and a newline: a stream mangled as text (CRLF) fails the magic at once. */
 export const STATE_MAGIC = new Uint8Array([0x57, 0x56, 0x53, 0x54, 0x41, 0x54, 0x45, 0x0a]);
@@ -132,6 +133,20 @@ export interface ByteSource {
   /** Exactly `length` bytes from `offset` (the caller checked the range). */
   read(offset: number, length: number): Uint8Array;
   close(): void;
+}
+
+/** A ByteSource over a file with positional reads (a snapshot on disk); `what` names it in messages. */
+export function fileSource(file: ByteFile, what: string): ByteSource {
+  const size = file.size();
+  return {
+    size,
+    read(offset, length) {
+      const out = new Uint8Array(length);
+      if (file.read(offset, out) < length) throw new StateFormatError(`${what} ${file.name}: shorter than its ${size} bytes (did it change while being read?)`);
+      return out;
+    },
+    close: () => file.close(),
+  };
 }
 
 /** A ByteSource over bytes in memory. */

@@ -6,7 +6,8 @@
 import { closeSync, constants, fsyncSync, lstatSync, openSync, readSync, realpathSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
-import type { ByteSource } from "../../state/container";
+import { fileSource, type ByteSource } from "../../state/container";
+import { NodeFile } from "./disk";
 import type { StateFileOptions, StateFileWriter } from "../platform";
 import { ImageError, checkNotInUse, inside, openImage } from "./image-files";
 
@@ -31,26 +32,7 @@ function checkReplaceable(target: string, path: string, what: string, dirs: read
 }
 
 export function openStateFile(path: string, { what, dirs }: StateFileOptions): ByteSource {
-  const img = openImage(path, { what, dirs });
-  let fd: number | null = img.fd;
-  return {
-    size: img.size,
-    read(offset, length) {
-      if (fd === null) throw new Error(`${what} ${path} is closed`);
-      const out = new Uint8Array(length);
-      let done = 0;
-      while (done < length) {
-        const n = readSync(fd, out, done, length - done, offset + done);
-        if (n === 0) throw new ImageError(`${what} ${path}: shorter than its ${img.size} bytes (did it change while being read?)`);
-        done += n;
-      }
-      return out;
-    },
-    close() {
-      if (fd !== null) closeSync(fd);
-      fd = null;
-    },
-  };
+  return fileSource(new NodeFile(path, openImage(path, { what, dirs }), true), what);
 }
 
 export function createStateFile(path: string, { what, dirs, replaces }: StateFileOptions): StateFileWriter {
