@@ -19,7 +19,7 @@ async function host() {
     const src = platform.openStateFile(path, { what: "test" });
     return src.read(0, src.size);
   };
-  return { hv, file };
+  return { hv, file, platform };
 }
 
 function console(hv: Hypervisor, name: string): { text: string } {
@@ -30,7 +30,7 @@ function console(hv: Hypervisor, name: string): { text: string } {
 
 describe("snapshots through the hypervisor", () => {
   test("a running VM is saved without stopping; each restore goes on from that instant, RAM coming in lazily", async () => {
-    const { hv, file } = await host();
+    const { hv, file, platform } = await host();
     try {
       await hv.create({ name: "counter", kernel: "/img/count.bin", memory: "16M" });
       const before = console(hv, "counter");
@@ -62,6 +62,16 @@ describe("snapshots through the hypervisor", () => {
       const out3 = console(hv, "third");
       expect((await hv.waitForEnd("third")).exitCode).toBe(0);
       expect(out3.text).toBe(after.text);
+      // The touch record is only a hint: nonsense in it (a hostile file) costs nothing but the hint.
+      for (const [i, junk] of ["[-1, 1e12, \"x\", 3.5, null, 7]", "[[[[", "[" + "9,".repeat(200_000) + "9]"].entries()) {
+        const f = platform.createStateFile("/img/c.wvs.touched", { what: "test", replaces: new TextEncoder().encode("[") });
+        f.write(new TextEncoder().encode(junk));
+        f.commit();
+        await hv.restore("/img/c.wvs", { name: `junk${i}` });
+        const o = console(hv, `junk${i}`);
+        expect((await hv.waitForEnd(`junk${i}`)).exitCode).toBe(0);
+        expect(o.text).toBe(after.text);
+      }
     } finally {
       await hv.close();
     }
