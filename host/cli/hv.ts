@@ -61,7 +61,7 @@ export const CTL_HELP = `Usage: wasmvisor ctl [--api <socket>] <command>
   start|pause|resume|stop <name>
   destroy <name>             stop it and free its resources
   move <name> <pcpu>         move it to another pCPU (the balancer also does this by itself)
-  migrate <name> tcp:<host>:<port> [--downtime <ms>] [--max-rounds <n>]
+  migrate <name> tcp:<host>:<port> [--downtime <ms>] [--max-rounds <n>] [--postcopy]
                              move it live to the host listening there (wasmvisor host
                              --migrate-listen); shows rounds, bytes, dirty rate, expected downtime
   snapshot <name> <file> [--stop]
@@ -167,7 +167,7 @@ export async function ctlCommand(argv: string[]): Promise<number> {
       args: argv, strict: true, allowPositionals: true,
       options: {
         api: { type: "string" }, help: { type: "boolean", short: "h" }, stop: { type: "boolean" }, name: { type: "string" }, paused: { type: "boolean" },
-        downtime: { type: "string" }, "max-rounds": { type: "string" },
+        downtime: { type: "string" }, "max-rounds": { type: "string" }, postcopy: { type: "boolean" },
       },
     });
   } catch (e) {
@@ -177,7 +177,9 @@ export async function ctlCommand(argv: string[]): Promise<number> {
   const { stop, name: newName, paused } = parsed.values;
   if (stop !== undefined && cmd !== "snapshot") throw new CliError("--stop goes with ctl snapshot");
   if ((newName !== undefined || paused !== undefined) && cmd !== "restore") throw new CliError("--name and --paused go with ctl restore");
-  if ((parsed.values.downtime !== undefined || parsed.values["max-rounds"] !== undefined) && cmd !== "migrate") throw new CliError("--downtime and --max-rounds go with ctl migrate");
+  if ((parsed.values.downtime !== undefined || parsed.values["max-rounds"] !== undefined || parsed.values.postcopy !== undefined) && cmd !== "migrate") {
+    throw new CliError("--downtime, --max-rounds and --postcopy go with ctl migrate");
+  }
   if (parsed.values.help || !cmd) { process.stdout.write(CTL_HELP); return cmd ? 0 : 2; }
   const socket = parsed.values.api ?? defaultSocketPath();
   checkApiSocket(socket);
@@ -212,7 +214,7 @@ export async function ctlCommand(argv: string[]): Promise<number> {
         if (!/^\d+(\.\d+)?$/.test(text)) throw new CliError(`--${flag} must be a number, not '${text}'`);
         return Number(text);
       };
-      return migrate(api, arg, extra[0], { downtimeMs: num("downtime", parsed.values.downtime), maxRounds: num("max-rounds", parsed.values["max-rounds"]) });
+      return migrate(api, arg, extra[0], { downtimeMs: num("downtime", parsed.values.downtime), maxRounds: num("max-rounds", parsed.values["max-rounds"]), postcopy: parsed.values.postcopy });
     }
     case "snapshot": {
       if (!arg || extra.length !== 1) throw new CliError("ctl snapshot takes a VM name and a file");
@@ -245,11 +247,13 @@ export async function ctlCommand(argv: string[]): Promise<number> {
 }
 
 // A migration, with its progress on stderr while it goes (one line, rewritten on a terminal).
-async function migrate(api: ApiClient, name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number }): Promise<number> {
+async function migrate(api: ApiClient, name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean }): Promise<number> {
   const tty = process.stderr.isTTY === true;
   const show = (p: MigrationProgress) => {
-    const line = `${name}: ${p.phase}, round ${p.round}, ${(p.sentBytes / 2 ** 20).toFixed(1)} MiB sent (${p.sentPages} pages) at ${p.bandwidthMBs.toFixed(0)} MB/s, ` +
-      `${p.dirtyPages} pages dirty (${p.dirtyRateMBs.toFixed(1)} MB/s), expected downtime ${p.expectedDowntimeMs.toFixed(1)} ms`;
+    const line = p.postcopy
+      ? `${name}: post-copy (it runs there), ${p.postcopy.sent} of ${p.postcopy.pages} pages sent, ${p.postcopy.asked} on request, ${(p.sentBytes / 2 ** 20).toFixed(1)} MiB in all`
+      : `${name}: ${p.phase}, round ${p.round}, ${(p.sentBytes / 2 ** 20).toFixed(1)} MiB sent (${p.sentPages} pages) at ${p.bandwidthMBs.toFixed(0)} MB/s, ` +
+        `${p.dirtyPages} pages dirty (${p.dirtyRateMBs.toFixed(1)} MB/s), expected downtime ${p.expectedDowntimeMs.toFixed(1)} ms`;
     process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
   };
   let done = false;
@@ -265,7 +269,8 @@ async function migrate(api: ApiClient, name: string, to: string, opts: { downtim
     const r = await api.call<MigrationProgress>("POST", `/vms/${encodeURIComponent(name)}/migrate`, { to, ...opts });
     done = true;
     await watcher;
-    const why = r.stoppedBy === "no progress" ? " (pre-copy did not converge: the guest writes about as fast as the link carries)"
+    const why = r.postcopy ? `; then post-copy: ${r.postcopy.pages} pages followed the VM, ${r.postcopy.asked} of them on request`
+      : r.stoppedBy === "no progress" ? " (pre-copy did not converge: the guest writes about as fast as the link carries; --postcopy would let it run there sooner)"
       : r.stoppedBy === "rounds" ? " (pre-copy stopped at the round limit)" : "";
     process.stdout.write(`${name}: migrated to ${to} in ${(r.elapsedMs / 1000).toFixed(2)} s, ${r.round + 1} round(s), ` +
       `${(r.sentBytes / 2 ** 20).toFixed(1)} MiB sent, downtime ${(r.downtimeMs ?? 0).toFixed(1)} ms${why}\n`);

@@ -2,6 +2,7 @@
 // and typed access to the hart blocks and guest memory at the offsets of layout.ts.
 import * as loader from "@assemblyscript/loader";
 import * as L from "./layout";
+import { popcount } from "../util/bits";
 
 export interface CoreExports {
   run(hart: number, budget: number): number;
@@ -448,7 +449,7 @@ export class Core {
       const inRam = w === words - 1 && pages % 32 !== 0 ? 2 ** (pages % 32) - 1 : 0xffffffff;
       const bits = ~(present?.[w] ?? 0) & inRam;
       this.i32[base + w] = bits;
-      absent += popcount32(bits);
+      absent += popcount(bits);
     }
     this.absentPages = absent;
     this.touched = [];
@@ -520,7 +521,8 @@ export class Core {
     this.endLazy();
   }
 
-  private pageIsAbsent(page: number): boolean {
+  /** Whether RAM page `page` is still absent (lazy mode). */
+  pageIsAbsent(page: number): boolean {
     return (this.i32[(this.vmm.absent >> 2) + (page >>> 5)] & (1 << (page & 31))) !== 0;
   }
 
@@ -632,13 +634,6 @@ export class Core {
   totalInstret(): number {
     return Number(this.view.getBigInt64(L.VM_INSTRET_TOTAL, true));
   }
-}
-
-function popcount32(v: number): number {
-  v >>>= 0;
-  v -= (v >>> 1) & 0x55555555;
-  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
-  return (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
 
 /** Compile the core from its bytes (build/core.wasm). */

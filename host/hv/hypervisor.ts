@@ -8,6 +8,7 @@
 import * as Comlink from "comlink";
 import { vmmLayout } from "../core/core";
 import { concatBytes } from "../util/bytes";
+import { bitmapCount } from "../util/bits";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { percentile } from "../util/stats";
 import type { Pcpu, VmEvent, HostedStats, HostedVmRequest, MigrationProgress } from "./pcpu";
@@ -18,6 +19,8 @@ import type { VmConfig } from "../config/vm-config";
 import { loadBootImages, type BootImages } from "../vm/build";
 import { StateStreamParser, StateWriter, StateFormatError, TAGS, bytesSource, jsonPayload, type ParsedSection } from "../state/container";
 import { GO, encodeMessage, parseMigrationTarget, type ByteLink } from "../migration/link";
+import { CHANNEL, PageFeed } from "../migration/page-channel";
+import { PAGE, chunkData, chunkPages, readMemoryIndex, readPageList } from "../state/memory";
 import type { Platform, PcpuThread } from "../platform/platform";
 import { transition, ended, type Action } from "./lifecycle";
 import {
@@ -498,7 +501,7 @@ export class Hypervisor implements Control {
    * Resolves once it runs there; it is then gone from here. If the link or the destination fails
    * first, the VM goes on here as if nothing had happened, and this rejects saying why.
    */
-  async migrate(name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number } = {}): Promise<MigrationProgress> {
+  async migrate(name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean } = {}): Promise<MigrationProgress> {
     let target;
     try {
       target = parseMigrationTarget(to);
@@ -518,7 +521,7 @@ export class Hypervisor implements Control {
       this.alive(vm);
       let r: MigrationProgress;
       try {
-        r = await vm.home.pcpu.migrateOut(name, target, { key, downtimeMs, maxRounds }, Comlink.proxy((p: MigrationProgress) => { vm.migration = p; }));
+        r = await vm.home.pcpu.migrateOut(name, target, { key, downtimeMs, maxRounds, postcopy: opts.postcopy === true }, Comlink.proxy((p: MigrationProgress) => { vm.migration = p; }));
       } catch (e) {
         throw new HvError(502, (e as Error).message); // it could not even start: the VM was not touched
       }
@@ -580,7 +583,19 @@ export class Hypervisor implements Control {
       }
       return pending.shift()!;
     };
+    // GO: three bytes outside the state stream (in post-copy, the stream goes on right after them).
+    const takeGo = async (): Promise<void> => {
+      let got: Uint8Array = new Uint8Array(0);
+      while (got.length < GO.length) {
+        const c = await read();
+        if (!c) throw new Error(`${what}: the source closed the link before telling the VM to run here`);
+        got = concatBytes([got, c]);
+      }
+      if (GO.some((b, i) => got[i] !== b)) throw new Error(`${what}: the source sent ${JSON.stringify(new TextDecoder().decode(got.subarray(0, 20)))} instead of GO`);
+      if (got.length > GO.length) pending.push(...parser.push(got.slice(GO.length)));
+    };
     let vm: VmRecord | null = null;
+    let postcopy = null as { feed: PageFeed; pages: Uint32Array } | null; // set inside exclusive(): not narrowed
     this.incomingCount++;
     try {
       if (this.incomingCount > MAX_INCOMING) throw new Error(`this host takes at most ${MAX_INCOMING} migrations at once`);
@@ -594,12 +609,27 @@ export class Hypervisor implements Control {
       const name = config.name;
       await this.exclusive(admitted, async () => {
         await admitted.home.pcpu.incomingBegin(this.request(admitted, { bios: null }));
-        link.write(encodeMessage({ accepted: name }));
+        link.write(encodeMessage({ accepted: name, postcopy: this.platform.pcpuMayWait }));
         const kept: ParsedSection[] = [first];
         let applied = 0;
         for (;;) {
           const s = await next();
           if (!s) throw new Error(`${what}: the source closed the link before the VM was whole`);
+          if (s.tag === TAGS.postcopy) {
+            // Post-copy: the VM runs here before all of its memory has come.
+            const pages = readPageList(s.payload, config.memory / PAGE, what);
+            const feed = new PageFeed(() => ringDoorbell(admitted.home.doorbell));
+            await this.buildMigrated(admitted, kept, link, takeGo, { pages, channel: feed.buffer, from: link.peer });
+            postcopy = { feed, pages };
+            // The pages flow before it starts: its first step may need one.
+            const feeding = this.postcopyIn(admitted, feed, pages, link, next);
+            feeding.catch(() => {}); // awaited below
+            await this.startMigrated(admitted, link);
+            this.opts.onEvent?.(`${name} runs here; its last ${bitmapCount(pages)} pages follow from ${link.peer} (post-copy)`);
+            await feeding;
+            link.close();
+            return;
+          }
           if (s.tag === TAGS.memory) {
             // A copy in its own buffer, handed over rather than copied again (the payload is a view
             // into the socket's buffers: a Buffer's slice() would be one too, and handing that over
@@ -614,33 +644,19 @@ export class Hypervisor implements Control {
             kept.push(s);
             continue;
           }
-          const chunks: Uint8Array[] = [];
-          const w = new StateWriter((c) => chunks.push(c));
-          for (const k of kept) w.copy(k);
-          w.end();
-          admitted.dtb = await admitted.home.pcpu.incomingFinish(name, concatBytes(chunks));
-          link.write(encodeMessage({ ready: name }));
-          // It runs here only once the source says so (after which it never runs there again).
-          let go = "";
-          while (go.length < GO.length) {
-            const c = await read();
-            if (!c) throw new Error(`${what}: the source closed the link before telling the VM to run here`);
-            go += new TextDecoder().decode(c);
-          }
-          if (go !== new TextDecoder().decode(GO)) throw new Error(`${what}: the source sent ${JSON.stringify(go.slice(0, 20))} instead of GO`);
-          admitted.state = "running"; // before start: a crash right away must find it running
-          await admitted.home.pcpu.act(name, "start");
-          link.write(encodeMessage({ running: name }));
+          await this.buildMigrated(admitted, kept, link, takeGo);
+          await this.startMigrated(admitted, link);
           link.close();
           return;
         }
       });
-      this.background(`draining ${name}'s console`, this.drainConsole(admitted));
       this.opts.onEvent?.(`${name} migrated in from ${link.peer}`);
     } catch (e) {
       const message = (e as Error).message;
-      // What it held goes first: the source may take the VM back at once, disks and ports included.
-      if (vm && this.vms.get(vm.config.name) === vm) {
+      postcopy?.feed.close(CHANNEL.failed);
+      // What it held goes first: the source may take the VM back at once, disks and ports included
+      // (a VM that already runs here in post-copy fails by itself, once it needs a page that did not come).
+      if (vm && this.vms.get(vm.config.name) === vm && !postcopy) {
         this.vms.delete(vm.config.name);
         await vm.home.pcpu.incomingAbort(vm.config.name).catch(() => {});
         await vm.home.pcpu.destroy(vm.config.name).catch(() => {});
@@ -654,6 +670,70 @@ export class Hypervisor implements Control {
       this.opts.onEvent?.(`refused ${what}: ${message}`);
     } finally {
       this.incomingCount--;
+    }
+  }
+
+  // The switch-over of a migration in: the VM is built from what came (`kept`: configuration,
+  // core, machine, ROM), the source is told it is ready, and the source's GO comes (after which
+  // the source never runs it again).
+  private async buildMigrated(vm: VmRecord, kept: ParsedSection[], link: ByteLink, takeGo: () => Promise<void>, postcopy?: { pages: Uint32Array; channel: SharedArrayBuffer; from: string }): Promise<void> {
+    const chunks: Uint8Array[] = [];
+    const w = new StateWriter((c) => chunks.push(c));
+    for (const k of kept) w.copy(k);
+    w.end();
+    vm.dtb = await vm.home.pcpu.incomingFinish(vm.config.name, concatBytes(chunks), postcopy);
+    link.write(encodeMessage({ ready: vm.config.name }));
+    await takeGo();
+  }
+
+  // It runs here now, its console is read, and the source is told.
+  private async startMigrated(vm: VmRecord, link: ByteLink): Promise<void> {
+    vm.state = "running"; // before start: a crash right away must find it running
+    await vm.home.pcpu.act(vm.config.name, "start");
+    this.background(`draining ${vm.config.name}'s console`, this.drainConsole(vm));
+    link.write(encodeMessage({ running: vm.config.name }));
+  }
+
+  // Post-copy at the destination: the VM runs; the pages still to come (`pages`) arrive as
+  // memory sections and go to its pCPU through the feed, and the pages it waits for are asked
+  // of the source. Each page must be one still to come, and each must come, before END.
+  private async postcopyIn(vm: VmRecord, feed: PageFeed, pages: Uint32Array, link: ByteLink, next: () => Promise<ParsedSection | null>): Promise<void> {
+    const what = `the migration from ${link.peer} (post-copy)`;
+    const ramPages = vm.config.memory / PAGE;
+    let left = bitmapCount(pages);
+    const asking = feed.requests((page) => {
+      try {
+        link.write(encodeMessage({ need: page }));
+      } catch {
+        /* the link is gone: the next read says so */
+      }
+    });
+    try {
+      for (;;) {
+        const s = await next();
+        if (!s) throw new Error(`${what}: the source closed the link with ${left} pages still to come`);
+        if (s.tag === TAGS.end) break;
+        if (s.tag !== TAGS.memory) throw new StateFormatError(`${what}: a ${JSON.stringify(s.tag)} section after the VM began to run`);
+        const src = bytesSource(s.payload);
+        for (const e of readMemoryIndex((n) => s.payload.subarray(0, n), { offset: 0, length: s.payload.length, crc: s.crc }, ramPages, what)) {
+          chunkPages(e, chunkData(src, e, what), (page, content) => {
+            const bit = 1 << (page & 31);
+            if (!(pages[page >>> 5]! & bit)) throw new StateFormatError(`${what}: RAM page ${page} again, or one that was not to come`);
+            pages[page >>> 5]! &= ~bit;
+            left--;
+            feed.put(page, content);
+          });
+        }
+        // The link waits while the pCPU is behind (what waits here is bounded).
+        await feed.room(1024, INCOMING_IDLE_MS);
+      }
+      if (left) throw new StateFormatError(`${what}: the stream ended with ${left} pages still to come`);
+      await feed.room(0, INCOMING_IDLE_MS);
+      feed.close(CHANNEL.complete);
+      link.write(encodeMessage({ received: vm.config.name }));
+    } finally {
+      feed.close(CHANNEL.failed); // no-op once complete
+      await asking;
     }
   }
 

@@ -16,10 +16,11 @@
 import { Scheduler, type EntityStats } from "./scheduler";
 import { buildMachine, machineDisks, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
 import { continueOnOverlay } from "../disk/swappable";
-import { MemoryPass, StateWriter, TO_FILE, TO_LINK, applyChunkTo, openVmState, writeConfig, writeMachine, writeMemory } from "../state/vm-state";
-import { PAGE, chunkData, readMemoryIndex, type PageSelection } from "../state/memory";
+import { MemoryPass, StateWriter, TO_FILE, TO_LINK, TO_LINK_POSTCOPY, applyChunkTo, openVmState, writeConfig, writeMachine, writeMemory } from "../state/vm-state";
+import { PAGE, chunkData, pageListPayload, readMemoryIndex, type PageSelection } from "../state/memory";
 import { STATE_MAGIC, TAGS, bytesSource, listSections, type ByteSource } from "../state/container";
-import { Core } from "../core/core";
+import { Core, LazyPageError } from "../core/core";
+import { PostcopyPages, SnapshotPages, type IncomingRam } from "./incoming-ram";
 import { DestinationReplies, GO, type MigrationTarget } from "../migration/link";
 import { concatBytes } from "../util/bytes";
 import { ByteRing, ringDoorbell } from "../util/ring";
@@ -88,11 +89,17 @@ export interface MigrateOptions {
   downtimeMs: number;
   /** Pre-copy rounds before the VM is stopped anyway (a guest writing faster than the link). */
   maxRounds: number;
+  /**
+   * When pre-copy ends with more left than the downtime limit allows, switch to post-copy (if
+   * the destination can): the VM runs there at once and the pages left follow, those it
+   * touches first on demand. The VM is then lost if the link fails before the last page.
+   */
+  postcopy?: boolean;
 }
 
 /** How a migration is going (and, at the end, how it went). */
 export interface MigrationProgress {
-  phase: "connecting" | "pre-copy" | "stop-and-copy" | "switch-over" | "done";
+  phase: "connecting" | "pre-copy" | "stop-and-copy" | "switch-over" | "post-copy" | "done";
   /** Pre-copy rounds: 0 sends every page in use, each next one those written during the last. */
   round: number;
   sentBytes: number;
@@ -109,6 +116,8 @@ export interface MigrationProgress {
   downtimeMs?: number;
   /** Why pre-copy stopped: what was left fitted the downtime limit, the round limit, or rounds no longer shrank it. */
   stoppedBy?: "downtime" | "rounds" | "no progress";
+  /** Post-copy: the pages that were left when the VM moved, those sent since, and those the destination asked for. */
+  postcopy?: { pages: number; sent: number; asked: number };
   /** Why it failed (the VM then goes on here, unless `lost`: it could not be put back either). */
   error?: string;
   lost?: boolean;
@@ -162,26 +171,13 @@ interface Hosted {
   watchdog: { interrupts: number; cpuMs: number };
   /** How it ended, told once its console backlog is in the ring (so the output comes first). */
   endEvent: VmEvent | null;
-  /** A restore whose RAM is still coming in from its snapshot, or null. */
-  lazy: LazyRestore | null;
-}
-
-/** A snapshot a VM was restored from, still feeding it pages: on touch, and between steps. */
-interface LazyRestore {
-  src: ByteSource;
-  /** The snapshot's file (its touch record goes beside it). */
-  path: string;
-  /** Pages the guest touched first after the last restore: fetched before the others. */
-  prefetch: number[];
-  /** Where the background fill goes on (a RAM page index). */
-  cursor: number;
+  /** Where RAM still comes in from (a snapshot, a migration's post-copy), or null. */
+  lazy: IncomingRam | null;
 }
 
 /** A migration whose link takes nothing for this long fails (ms). */
 const LINK_STALL_MS = 30_000;
 
-/** Pages a restore fetches between steps, per batch. */
-const FILL_BATCH = 64;
 /** Time a VM's background fill may take after each of its slices, and when nothing runs (ms). */
 const FILL_SLICE_MS = 1;
 const FILL_IDLE_MS = 5;
@@ -222,12 +218,13 @@ export class Pcpu {
     const vm = this.get(name);
     if (ended(vm.state)) throw new Error(`${name} is ${vm.state}: nothing to move`);
     this.flushConsole(vm);
+    vm.machine.core.fetchAll(); // RAM goes as it is: pages still in a snapshot come in first
     const chunks: Uint8Array[] = [];
     const w = new StateWriter((c) => chunks.push(c));
     writeConfig(w, vm.req.config);
     writeMachine(w, vm.machine, Date.now());
     w.end();
-    this.dropLazy(vm); // saving fetched every page
+    this.dropLazy(vm);
     const moving: MovingVm = {
       req: vm.req, stream: concatBytes(chunks), memory: vm.machine.core.memory, state: vm.state as MovingVm["state"],
       cpuMs: this.sched.cpuMs(name), stealMs: this.sched.stealMs(name, performance.now()),
@@ -275,8 +272,8 @@ export class Pcpu {
       src.close();
       throw e;
     }
-    if (vm.machine.core.lazy) vm.lazy = { src, path, prefetch: this.readTouched(path, req, vm.machine.core.ramSize / PAGE), cursor: 0 };
-    else src.close();
+    if (!vm.machine.core.lazy) src.close();
+    else vm.lazy = new SnapshotPages(src, path, this.readTouched(path, req, vm.machine.core.ramSize / PAGE), (pages) => this.saveTouched(path, req, pages));
     return { dtb: vm.machine.dtb, config: req.config };
   }
 
@@ -295,37 +292,35 @@ export class Pcpu {
     }
   }
 
-  // Bring a restored VM's RAM in between its steps, the pages it touched first last time first;
-  // once all is in, the snapshot is closed and this restore's touch record saved beside it.
-  private fillLazy(vm: Hosted, ms: number): void {
-    const l = vm.lazy;
-    if (!l) return;
-    const core = vm.machine.core;
-    const t0 = performance.now();
+  // A restore's touch record, beside the snapshot: only a hint for the next restore, so a
+  // directory we may not write to costs speed, nothing else.
+  private saveTouched(path: string, req: HostedVmRequest, pages: number[]): void {
     try {
-      const ramPages = core.ramSize / PAGE;
-      while (core.lazy && performance.now() - t0 < ms) {
-        if (l.prefetch.length) core.prefetch(l.prefetch.splice(0, FILL_BATCH));
-        else {
-          const from = l.cursor;
-          l.cursor = Math.min(ramPages, from + FILL_BATCH * 4);
-          core.prefetch(Array.from({ length: l.cursor - from }, (_, i) => from + i));
-        }
-      }
-    } catch (e) {
-      this.end(vm, "failed", `restoring from ${l.path}: ${(e as Error).message}`, true, EMULATION_FAILURE);
-    }
-    if (core.lazy && !ended(vm.state)) return;
-    vm.lazy = null;
-    l.src.close();
-    if (ended(vm.state)) return;
-    try {
-      const file = this.platform.createStateFile(l.path + TOUCHED_SUFFIX, { what: "touch record", dirs: vm.req.dirs, replaces: new TextEncoder().encode("[") });
-      file.write(new TextEncoder().encode(JSON.stringify(core.touchOrder())));
+      const file = this.platform.createStateFile(path + TOUCHED_SUFFIX, { what: "touch record", dirs: req.dirs, replaces: new TextEncoder().encode("[") });
+      file.write(new TextEncoder().encode(JSON.stringify(pages)));
       file.commit();
     } catch {
-      // Only a hint for the next restore: a directory we may not write to costs speed, nothing else.
+      /* the next restore goes without */
     }
+  }
+
+  // Bring a lazy VM's RAM in between its steps (IncomingRam); returns whether more is ready now.
+  // A source that fails fails the VM; once all is in, the source is let go.
+  private fillLazy(vm: Hosted, ms: number): boolean {
+    const l = vm.lazy;
+    if (!l) return false;
+    const core = vm.machine.core;
+    let more = false;
+    try {
+      more = l.fill(core, ms);
+    } catch (e) {
+      this.end(vm, "failed", `${l.what}: ${(e as Error).message}`, true, EMULATION_FAILURE);
+      return false;
+    }
+    if (core.lazy) return more;
+    vm.lazy = null;
+    l.close(core, true);
+    return false;
   }
 
   /**
@@ -396,15 +391,17 @@ export class Pcpu {
     let committed = false;
     try {
       const replies = new DestinationReplies(link);
+      let destinationPostcopy = false;
       // Waiting for the link to take more, bounded: a destination that stops reading fails the migration.
       const drained = () => replies.within(link.drained(), LINK_STALL_MS, "the destination to take more of the VM");
-      const expect = async (kind: "accepted" | "ready" | "running", timeoutMs: number, what: string) => {
+      const expect = async (kind: "accepted" | "ready" | "running" | "received", timeoutMs: number, what: string) => {
         const m = await replies.next(timeoutMs, what);
         if ((m as Record<string, string>)[kind] !== name) throw new Error(`the destination answered ${JSON.stringify(m)} while this host waited for ${what}`);
+        return m;
       };
       const w = new StateWriter((c) => { link.write(c); p.sentBytes += c.length; });
       writeConfig(w, vm.req.config);
-      await expect("accepted", 30_000, "the destination to admit the VM");
+      destinationPostcopy = (await expect("accepted", 30_000, "the destination to admit the VM") as { postcopy?: boolean }).postcopy === true;
       core.fetchAll(); // a restored VM's pages still in its snapshot: the encoder reads RAM as it is
       const alive = () => {
         if (replies.failure) throw replies.failure;
@@ -448,19 +445,21 @@ export class Pcpu {
           select = { kind: "bitmap", bitmap: dirty.bitmap };
           continue;
         }
-        // Stop-and-copy: from here to release() nothing awaits, so the VM does not run again
-        // here. Its backends close (disks flushed) before END goes, so the destination, which
-        // opens them once the stream is whole, finds them free.
+        // Stop-and-copy (or, in post-copy, stop and list what is left): from here to release()
+        // nothing awaits, so the VM does not run again here. Its backends close (disks
+        // flushed) before the destination builds it, so it finds them free.
+        const postcopy = opts.postcopy === true && destinationPostcopy && p.stoppedBy !== "downtime";
         p.phase = "stop-and-copy";
         const stopAt = performance.now();
-        p.sentPages += writeMemory(w, core, { kind: "bitmap", bitmap: dirty.bitmap }, toLink);
+        if (!postcopy) p.sentPages += writeMemory(w, core, { kind: "bitmap", bitmap: dirty.bitmap }, toLink);
         core.setDirtyLog(false);
         // The released VM's own stream (its core, machine and ROM, saved once) goes on the link as it is.
         moving = this.release(name);
         for (const sec of listSections(bytesSource(moving.stream), "the released VM")) {
           if (sec.tag !== TAGS.config) w.copy({ tag: sec.tag, payload: moving.stream.subarray(sec.offset, sec.offset + sec.length), crc: sec.crc });
         }
-        w.end();
+        if (postcopy) w.section(TAGS.postcopy, pageListPayload(dirty.bitmap));
+        else w.end();
         p.phase = "switch-over";
         tell();
         await drained();
@@ -470,8 +469,25 @@ export class Pcpu {
         // better than both).
         committed = true;
         link.write(GO);
-        await expect("running", 60_000, "the VM to run at the destination");
-        p.downtimeMs = performance.now() - stopAt;
+        if (postcopy) {
+          // The VM starts there at once and may need a page before it can say it runs: the pages go now.
+          p.phase = "post-copy";
+          p.postcopy = { pages: dirty.pages, sent: 0, asked: 0 };
+          tell();
+          await this.postcopyOut(w, core, dirty.bitmap, replies, drained, p.postcopy, tell);
+          p.sentPages += p.postcopy.sent;
+          w.end();
+          await drained();
+        }
+        // Running, and in post-copy every page received: in either order (a VM may wait for
+        // pages before its first step ends and it can say it runs).
+        const waitingFor = new Set(postcopy ? ["running", "received"] : ["running"]);
+        while (waitingFor.size) {
+          const m = await replies.next(60_000, "the VM to run at the destination");
+          const kind = Object.keys(m)[0]!;
+          if (!waitingFor.delete(kind) || (m as Record<string, string>)[kind] !== name) throw new Error(`the destination answered ${JSON.stringify(m)} while this host waited for the VM to run there`);
+        }
+        p.downtimeMs = replies.seenAt.get("running")! - stopAt;
         break;
       }
       p.phase = "done";
@@ -495,6 +511,37 @@ export class Pcpu {
       } else if (this.vms.get(name) === vm && core.dirtyLogging) core.setDirtyLog(false);
       return { ...p };
     }
+  }
+
+  // Post-copy at the source: the pages `left` (a bitmap, emptied as they go) follow the VM, those
+  // the destination asks for first, the rest in order in small sections between them.
+  private async postcopyOut(w: StateWriter, core: Core, left: Uint32Array, replies: DestinationReplies, drained: () => Promise<void>, tally: NonNullable<MigrationProgress["postcopy"]>, tell: () => void): Promise<void> {
+    const ramPages = core.ramSize / PAGE;
+    const pass = new MemoryPass(w, core, { kind: "bitmap", bitmap: left }, TO_LINK_POSTCOPY, true);
+    const one = new Uint32Array(left.length);
+    let told = performance.now();
+    for (let more = true; more;) {
+      for (const page of replies.takeNeeds()) {
+        const bit = 1 << (page & 31);
+        // Not RAM, or gone already (on its way, or sent on an earlier request): nothing to do.
+        if (page >= ramPages || !(left[page >>> 5]! & bit)) continue;
+        left[page >>> 5]! &= ~bit;
+        one[page >>> 5] = bit;
+        writeMemory(w, core, { kind: "bitmap", bitmap: one }, TO_LINK_POSTCOPY);
+        one[page >>> 5] = 0;
+        tally.asked++;
+      }
+      more = pass.nextSection();
+      await drained();
+      await this.platform.yieldTurn(); // requests come in, and the VMs here run
+      if (replies.failure) throw replies.failure;
+      if (performance.now() - told > 100) {
+        tally.sent = pass.pages + tally.asked;
+        tell();
+        told = performance.now();
+      }
+    }
+    tally.sent = pass.pages + tally.asked;
   }
 
   // A pass over memory during which the VMs here get their turns every few ms; `turn` is awaited
@@ -531,10 +578,15 @@ export class Pcpu {
     for (const e of entries) applyChunkTo(vm.core, e, chunkData(src, e, what));
   }
 
-  /** The rest of a VM migrating in (configuration, core, machine, ROM as a state stream): it is built, not running yet. Returns its devicetree. */
-  async incomingFinish(name: string, stream: Uint8Array): Promise<Uint8Array> {
+  /**
+   * The rest of a VM migrating in (configuration, core, machine, ROM as a state stream): it is
+   * built, not running yet. Returns its devicetree. With `postcopy`, the listed pages (a PCPY
+   * bitmap) are still to come: they come in through the page channel as the VM runs.
+   */
+  async incomingFinish(name: string, stream: Uint8Array, postcopy?: { pages: Uint32Array; channel: SharedArrayBuffer; from: string }): Promise<Uint8Array> {
     const vm = this.incomingVms.get(name);
     if (!vm) throw new Error(`no VM named ${name} is migrating in here`);
+    if (postcopy && !this.platform.pcpuMayWait) throw new Error("this host's pCPUs run on the calling thread, which cannot wait for pages from the network: post-copy needs pCPU threads");
     const saved = openVmState(bytesSource(stream), `${name} migrating in`, { name });
     // Its hostfwd ports follow it: on one machine the source has just closed them, and the
     // system may take a moment to let them go.
@@ -542,6 +594,11 @@ export class Pcpu {
       try {
         const hosted = await this.host(vm.req, (io) => restoreMachine(saved, this.platform, io, { dirs: vm.req.dirs, clock: { kind: "wall", nowMs: Date.now() }, memory: vm.core.memory }));
         this.incomingVms.delete(name);
+        if (postcopy) {
+          const pages = new PostcopyPages(postcopy.channel, postcopy.from);
+          hosted.machine.core.beginLazy(pages.source, { present: postcopy.pages.map((w) => ~w) });
+          hosted.lazy = pages;
+        }
         return hosted.machine.dtb;
       } catch (e) {
         if (tries >= 40 || !/hostfwd .*cannot listen: .*EADDRINUSE|address already in use/i.test((e as Error).message)) throw e;
@@ -715,9 +772,9 @@ export class Pcpu {
     if (vm.backlogBytes) this.ensureLoop(); // the loop hands the rest over
   }
 
-  // The snapshot a restored VM was still reading from is not needed any more.
+  // Where a lazy VM's RAM was still coming from is not needed any more.
   private dropLazy(vm: Hosted): void {
-    vm.lazy?.src.close();
+    vm.lazy?.close(vm.machine.core, false);
     vm.lazy = null;
   }
 
@@ -747,10 +804,7 @@ export class Pcpu {
       let until = d.untilMs ?? Infinity;
       let any = false;
       for (const vm of this.vms.values()) {
-        if (vm.lazy) {
-          this.fillLazy(vm, FILL_IDLE_MS);
-          if (vm.lazy) until = performance.now(); // more to fill: look again at once
-        }
+        if (vm.lazy && this.fillLazy(vm, FILL_IDLE_MS)) until = performance.now(); // more to fill: look again at once
         if (vm.backlogBytes) {
           this.flushConsole(vm);
           if (vm.backlogBytes) {
@@ -831,7 +885,9 @@ export class Pcpu {
     } catch (e) {
       t = performance.now();
       this.sched.charge(name, t - t0, t);
-      this.end(vm, "failed", `emulation error: ${(e as Error).message}`, true, EMULATION_FAILURE);
+      // A page that could not come in is its source's failure (a snapshot, a migration), not the emulator's.
+      const why = e instanceof LazyPageError && vm.lazy ? `${vm.lazy.what}: ${e.message}` : `emulation error: ${(e as Error).message}`;
+      this.end(vm, "failed", why, true, EMULATION_FAILURE);
       return;
     }
     const ran = t - t0;

@@ -6,6 +6,13 @@
 // section in place (so the source knows how far behind it is), {"ready": name} once it has built it,
 // {"running": name} once it runs, or {"error": message} when it gives up. Either side treats
 // everything the other sends as hostile: lines are bounded, unknown messages are errors.
+//
+// Post-copy (for a guest that writes memory faster than the link carries it): the source stops
+// the VM without its last dirty pages and sends, instead, a PCPY section listing them; after GO
+// the VM runs at the destination while those pages follow as memory sections, the ones it
+// touches first on demand ({"need": page}, a RAM page index), then END. The destination answers
+// {"received": name} once every page has come. A destination that can wait for pages says
+// {"accepted": name, "postcopy": true}.
 
 /** A byte stream to the other host. */
 export interface ByteLink {
@@ -34,7 +41,14 @@ export function parseMigrationTarget(text: string): MigrationTarget {
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
 }
 
-export type DestinationMessage = { accepted: string } | { applied: number } | { ready: string } | { running: string } | { error: string };
+export type DestinationMessage =
+  | { accepted: string; postcopy?: boolean }
+  | { applied: number }
+  | { need: number }
+  | { ready: string }
+  | { running: string }
+  | { received: string }
+  | { error: string };
 
 /** What the source sends after the stream's END once the destination is ready: run it. */
 export const GO = new TextEncoder().encode("GO\n");
@@ -54,6 +68,10 @@ export class DestinationReplies {
   failure: Error | null = null;
   /** Memory sections the destination has put in place. */
   applied = 0;
+  /** When each kind of message last came (performance.now()). */
+  readonly seenAt = new Map<string, number>();
+  /** Pages the destination asked for during post-copy, not yet taken (a page at most once). */
+  private needs = new Set<number>();
   private queue: DestinationMessage[] = [];
   private waiter: (() => void) | null = null;
 
@@ -94,10 +112,18 @@ export class DestinationReplies {
       this.waiter?.();
       return;
     }
-    if (keys.length !== 1 || !["accepted", "ready", "running", "error"].includes(keys[0]!) || typeof o[keys[0]!] !== "string") {
+    if (keys.length === 1 && keys[0] === "need" && Number.isSafeInteger(o.need) && (o.need as number) >= 0) {
+      if (this.needs.size < 1 << 20) this.needs.add(o.need as number);
+      this.waiter?.();
+      return;
+    }
+    // {"accepted": name} may say whether the destination takes post-copy.
+    const postcopyFlag = keys.length === 2 && keys[0] === "accepted" && keys[1] === "postcopy" && typeof o.postcopy === "boolean";
+    if ((keys.length !== 1 && !postcopyFlag) || !["accepted", "ready", "running", "received", "error"].includes(keys[0]!) || typeof o[keys[0]!] !== "string") {
       throw new Error(`the destination sent an unknown message: ${JSON.stringify(line.slice(0, 80))}`);
     }
     if ("error" in o) return this.fail(new Error(`the destination refused the VM: ${o.error as string}`));
+    this.seenAt.set(keys[0]!, performance.now());
     this.queue.push(o as DestinationMessage);
     this.waiter?.();
   }
@@ -105,6 +131,13 @@ export class DestinationReplies {
   private fail(e: Error): void {
     this.failure ??= e;
     this.waiter?.();
+  }
+
+  /** The pages the destination asked for since the last call (its own bounds are the caller's to check). */
+  takeNeeds(): number[] {
+    const pages = [...this.needs];
+    this.needs.clear();
+    return pages;
   }
 
   /** Once the destination has put `sections` memory sections in place (it fails, or `timeoutMs` pass, first). */

@@ -112,6 +112,12 @@ export interface Platform {
   createDiskImage(path: string, opts: CreateDiskOptions): void;
   /** Host sockets for user-mode networking; undefined where there are none. */
   readonly hostSockets?: HostSockets;
+  /**
+   * Whether a pCPU may block its thread waiting for a page (Atomics.wait): post-copy migration
+   * in needs it. True where pCPUs have threads of their own; a pCPU on the calling thread would
+   * block the very event loop the page comes through.
+   */
+  readonly pcpuMayWait: boolean;
   /** Start a pCPU. */
   startPcpu(): Promise<PcpuThread>;
   /** Let the thread's event loop run (control messages, network events) before going on. */

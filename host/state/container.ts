@@ -34,6 +34,8 @@ export const TAGS = {
   rom: "ROM ",
   /** Guest RAM pages (see memory.ts); a stream may carry several, later pages replacing earlier. */
   memory: "MEM ",
+  /** Post-copy: the RAM pages still to come after the VM runs at the destination (a bitmap, see memory.ts). */
+  postcopy: "PCPY",
   end: "END ",
 } as const;
 export type SectionTag = (typeof TAGS)[keyof typeof TAGS];

@@ -12,6 +12,7 @@
 // whole memory before the VM runs.
 import { deflateSync, inflateSync } from "fflate";
 import { crc32 } from "./crc32";
+import { popcount } from "../util/bits";
 import { StateFormatError, type ByteSource, type SectionRef } from "./container";
 
 export const PAGE = 4096;
@@ -145,12 +146,6 @@ export class MemoryEncoder {
   }
 }
 
-function popcount(x: number): number {
-  let n = 0;
-  for (; x; x &= x - 1) n++;
-  return n;
-}
-
 /**
  * The index of a memory section, checked against a RAM of `ramPages` pages: the chunks exist,
  * the pages are inside RAM, the lengths add up to the section exactly and fit what they hold.
@@ -219,13 +214,38 @@ export function chunkData(src: ByteSource, e: ChunkEntry, what: string): Uint8Ar
 
 /** Put an entry's pages into `ram` (RAM as a VM that has not run yet: no caches to keep coherent). */
 export function applyChunk(ram: Uint8Array, e: ChunkEntry, data: Uint8Array): void {
+  chunkPages(e, data, (page, content) => {
+    if (content) ram.set(content, page * PAGE);
+    else ram.fill(0, page * PAGE, (page + 1) * PAGE);
+  });
+}
+
+/** A PCPY section's payload: a bitmap of RAM pages (bit i: RAM page i), little-endian words. */
+export function pageListPayload(bitmap: Uint32Array): Uint8Array {
+  const out = new Uint8Array(bitmap.length * 4);
+  const v = new DataView(out.buffer);
+  bitmap.forEach((w, i) => v.setUint32(i * 4, w, true));
+  return out;
+}
+
+/** A PCPY section's bitmap, checked against a RAM of `ramPages` pages (no bit past its end). */
+export function readPageList(payload: Uint8Array, ramPages: number, what: string): Uint32Array {
+  const words = Math.ceil(ramPages / 32);
+  if (payload.length !== words * 4) throw new StateFormatError(`${what}: the list of pages still to come is ${payload.length} bytes, not ${words * 4} for ${ramPages} pages`);
+  const v = new DataView(payload.buffer, payload.byteOffset, payload.length);
+  const bitmap = Uint32Array.from({ length: words }, (_, i) => v.getUint32(i * 4, true));
+  if (ramPages % 32 && bitmap[words - 1]! >>> (ramPages % 32)) throw new StateFormatError(`${what}: the list of pages still to come names pages past the end of RAM`);
+  return bitmap;
+}
+
+/** Each page a chunk carries, with its content (null: a zero page), from its checked data (chunkData). */
+export function chunkPages(e: ChunkEntry, data: Uint8Array, each: (page: number, content: Uint8Array | null) => void): void {
   let at = 0;
   for (let i = 0; i < CHUNK_PAGES; i++) {
     if (!((e.pages >>> i) & 1)) continue;
-    const dst = (e.chunk * CHUNK_PAGES + i) * PAGE;
-    if ((e.zeros >>> i) & 1) ram.fill(0, dst, dst + PAGE);
+    if ((e.zeros >>> i) & 1) each(e.chunk * CHUNK_PAGES + i, null);
     else {
-      ram.set(data.subarray(at, at + PAGE), dst);
+      each(e.chunk * CHUNK_PAGES + i, data.subarray(at, at + PAGE));
       at += PAGE;
     }
   }

@@ -4,6 +4,7 @@
 // write it to a file, live migration to a socket, moves between pCPUs to another thread; all
 // read it back with openVmState, which checks everything it can before anything is built.
 import * as L from "../core/layout";
+import { popcount } from "../util/bits";
 import type { Core } from "../core/core";
 import type { VirtMachine } from "../machine/virt";
 import type { VmConfig } from "../config/vm-config";
@@ -43,6 +44,8 @@ export interface MemoryWriting {
 export const TO_FILE: MemoryWriting = { level: 1, sectionChunks: 256 };
 /** Memory over a link: raw (the link is faster than deflate), in sections of 2 MiB the other side puts in place while the next arrives. */
 export const TO_LINK: MemoryWriting = { level: 0, sectionChunks: 32 };
+/** Post-copy's pages over a link: small sections, so a page the VM waits for is never far behind the one before. */
+export const TO_LINK_POSTCOPY: MemoryWriting = { level: 0, sectionChunks: 2 };
 
 /**
  * One pass over `core`'s RAM writing the pages `select` picks as memory sections (at least one),
@@ -55,7 +58,11 @@ export class MemoryPass {
   private sections = 0;
   private readonly enc: MemoryEncoder;
 
-  constructor(private readonly w: StateWriter, core: Core, select: PageSelection, private readonly how: MemoryWriting) {
+  /**
+   * With `consume`, a bitmap selection loses each page as the pass takes it, and is read as the
+   * pass goes: post-copy sends a page once, whether the pass or a request gets to it first.
+   */
+  constructor(private readonly w: StateWriter, core: Core, private readonly select: PageSelection, private readonly how: MemoryWriting, private readonly consume = false) {
     // Only pages ever used can be other than zero: the rest is not even looked at; the core finds the zero ones.
     const s: PageSelection = select.kind === "nonzero" ? { kind: "nonzero", within: select.within ?? core.usedPages() } : select;
     this.enc = new MemoryEncoder(core.ram, s, how.level, (page) => core.ramPageIsZero(page));
@@ -64,12 +71,24 @@ export class MemoryPass {
   /** Encode the next chunk, writing a section when one is full and the last one at the end; false once the pass is over. */
   next(): boolean {
     if (this.chunk < this.enc.chunks) {
-      this.enc.add(this.chunk++);
+      const chunk = this.chunk++;
+      this.enc.add(chunk);
+      if (this.consume && this.select.kind === "bitmap") {
+        const first = chunk * CHUNK_PAGES;
+        this.select.bitmap[first >>> 5]! &= ~(0xffff << (first & 31));
+      }
       if (this.enc.pending >= this.how.sectionChunks) this.flush();
       return true;
     }
     if (this.enc.pending || this.sections === 0) this.flush();
     return false;
+  }
+
+  /** Encode up to and including the next section written; false once the pass is over. */
+  nextSection(): boolean {
+    const before = this.sections;
+    while (this.sections === before) if (!this.next()) return false;
+    return true;
   }
 
   private flush(): void {
@@ -207,10 +226,4 @@ export function lazyMemory(state: OpenedVmState, core: Core): void {
     const k = popcount(e.pages & ~e.zeros & ((1 << slot) - 1)); // its place among the chunk's data pages
     dst.set(data.subarray(k * PAGE, (k + 1) * PAGE));
   }, { present });
-}
-
-function popcount(x: number): number {
-  let n = 0;
-  for (; x; x &= x - 1) n++;
-  return n;
 }

@@ -56,3 +56,67 @@ export const counterKernel = (spin = 300_000): Uint8Array => assemble(`
   1: j 1b
 `, { origin: KERNEL_ADDR }).bytes;
 
+
+/**
+ * A guest that writes memory faster than any link carries it, for post-copy: 8 MiB of pages,
+ * each with its own constant (checked) and a shared counter rewritten in every page `passes`
+ * times between digits. Before each digit it checks every page: an X instead of the digit if a
+ * page holds an older counter or lost its constant (a page that came late, or stale). Needs 32 MiB.
+ */
+export const dirtyingKernel = (passes = 1000): Uint8Array => assemble(`
+    li s3, ${KERNEL_ADDR + 0x100000}
+    li s4, 2048
+    li s0, ${UART}
+    li s1, 0
+    li s2, 10
+    li s6, 0
+    li t3, 0x9e3779b9
+    li t5, 4096
+    li t1, 0
+    mv t2, s3
+  init:
+    mul t4, t1, t3
+    sd t4, 8(t2)
+    add t2, t2, t5
+    addi t1, t1, 1
+    bne t1, s4, init
+  next:
+    li s5, ${passes}
+  pass:
+    addi s6, s6, 1
+    mv t2, s3
+    mv t1, s4
+  write:
+    sd s6, 0(t2)
+    add t2, t2, t5
+    addi t1, t1, -1
+    bnez t1, write
+    addi s5, s5, -1
+    bnez s5, pass
+    mv t2, s3
+    li t1, 0
+  check:
+    ld t4, 0(t2)
+    bne t4, s6, bad
+    mul t6, t1, t3
+    ld t4, 8(t2)
+    bne t4, t6, bad
+    add t2, t2, t5
+    addi t1, t1, 1
+    bne t1, s4, check
+    addi a3, s1, 48
+    sb a3, 0(s0)
+    j after
+  bad:
+    li a3, 88
+    sb a3, 0(s0)
+  after:
+    addi s1, s1, 1
+    bne s1, s2, next
+    li a0, 0
+    li a1, 0
+    li a7, 0x53525354
+    li a6, 0
+    ecall
+  1: j 1b
+`, { origin: KERNEL_ADDR }).bytes;

@@ -75,7 +75,7 @@ describe("snapshots through the hypervisor", () => {
     } finally {
       await hv.close();
     }
-  });
+  }, 30_000); // a guest that counts across a save and two restores: seconds on a loaded machine
 
   test("a snapshot outside the image directories is refused, and a restore of a corrupted one fails that VM only", async () => {
     const { hv, file } = await host();

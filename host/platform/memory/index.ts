@@ -90,6 +90,7 @@ export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
     },
     hostSockets: opts.hostSockets,
     connectMigration: opts.connectMigration,
+    pcpuMayWait: false, // its pCPUs run on the calling thread
     startPcpu: async () => inThread(new Pcpu(platform)),
     yieldTurn,
     resources: () => ({ memory: 2 ** 30, cpus: 1, fileDescriptors: Infinity, ...opts.resources }),

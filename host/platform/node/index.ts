@@ -62,6 +62,7 @@ export const nodePlatform: Platform = {
 
   hostSockets: nodeHostSockets,
 
+  pcpuMayWait: true, // each pCPU is a worker thread
   async startPcpu(): Promise<PcpuThread> {
     const worker = new Worker(join(packageRoot(), "dist/pcpu-worker.js"));
     const listeners: ((why: string) => void)[] = [];
