@@ -63,6 +63,11 @@ export class SwappableDisk implements DiskBackend {
     this.target.discard(offset, length);
   }
 
+  /** The range is known to read as zeros without reading it (an image's unallocated clusters); false: not known. */
+  knownZero(offset: number, length: number): boolean {
+    return this.target.knownZero?.(offset, length) ?? false;
+  }
+
   /**
    * Go on with the image at `path` that `open` opens; call between requests. The current image
    * is flushed and closed first, so the new one may use its file (as its backing file: a file
