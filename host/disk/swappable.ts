@@ -12,6 +12,10 @@
 // continueOnOverlay flushes the disk, creates a qcow2 overlay whose backing file is the disk's
 // image (frozen from then on: only read, through the overlay), and moves the disk onto it. The
 // two steps are there on their own too: Platform.createDiskImage and SwappableDisk.swap.
+//
+// Block migration copies a disk while the guest writes to it: startDirtyLog() before the first
+// pass over it, syncDirtyLog() for the blocks to send again each round (host/state/disk.ts),
+// stopDirtyLog() once the VM has stopped and the last of them is sent.
 import type { DiskBackend } from "../devices/backends";
 import type { Platform } from "../platform/platform";
 import type { DiskFormat } from "./formats";
