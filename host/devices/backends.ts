@@ -33,6 +33,11 @@ export interface DiskBackend {
   flush(): void;
   /** The range's contents may be dropped (reads return zeros afterwards). */
   discard(offset: number, length: number): void;
+  /**
+   * Optional: true when the range is known to read as zeros without reading it (a qcow2 image's
+   * unallocated or zero clusters); false when it is not known. Block migration skips such ranges.
+   */
+  knownZero?(offset: number, length: number): boolean;
   close(): void;
 }
 

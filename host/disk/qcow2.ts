@@ -25,6 +25,8 @@ export interface ImageLayer {
   readonly size: number;
   /** Fill `dst` from `offset`; [offset, offset + dst.length) lies within size. */
   read(offset: number, dst: Uint8Array): void;
+  /** Optional: the range is known to read as zeros without reading it (false: not known). */
+  knownZero?(offset: number, length: number): boolean;
   close(): void;
 }
 
@@ -387,6 +389,28 @@ export class Qcow2Disk implements DiskBackend {
       else part.set(this.inflate(m, index).subarray(within, within + length));
       done += length;
     }
+  }
+
+  /**
+   * Whether the range reads as zeros by the image's tables alone, no data read: every cluster it
+   * touches is a zero cluster, or unallocated with nothing below it (no backing file, past its
+   * end, or a backing image that knows the same of it). False when not known (data, compressed).
+   */
+  knownZero(offset: number, length: number): boolean {
+    this.checkAccess(offset, length, false);
+    const cs = this.clusterSize;
+    const end = offset + length;
+    for (let index = Math.floor(offset / cs); index * cs < end; index++) {
+      const m = this.lookup(index);
+      if (m.kind === Kind.Zero) continue;
+      if (m.kind !== Kind.Unallocated) return false;
+      const below = this.backing;
+      if (!below) continue;
+      const from = Math.max(offset, index * cs);
+      const to = Math.min(end, (index + 1) * cs, below.size);
+      if (from < to && !(below.knownZero?.(from, to - from) ?? false)) return false;
+    }
+    return true;
   }
 
   /** What lies under unallocated clusters: the backing file, zeros past its end or without one. */

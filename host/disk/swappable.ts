@@ -12,9 +12,14 @@
 // continueOnOverlay flushes the disk, creates a qcow2 overlay whose backing file is the disk's
 // image (frozen from then on: only read, through the overlay), and moves the disk onto it. The
 // two steps are there on their own too: Platform.createDiskImage and SwappableDisk.swap.
+//
+// Block migration copies a disk while the guest writes to it: startDirtyLog() before the first
+// pass over it, syncDirtyLog() for the blocks to send again each round (host/state/disk.ts),
+// stopDirtyLog() once the VM has stopped and the last of them is sent.
 import type { DiskBackend } from "../devices/backends";
 import type { Platform } from "../platform/platform";
 import type { DiskFormat } from "./formats";
+import { DirtyLog, type DirtyBlocks } from "./dirty-log";
 
 /** Where a disk's data is: its image file and format. */
 export interface DiskImage {
@@ -28,6 +33,8 @@ export class SwappableDisk implements DiskBackend {
   private target: DiskBackend;
   private path: string;
   private reopen: () => DiskBackend;
+  /** Blocks written while a migration copies the disk (null: not logging, and nothing to pay). */
+  private log: DirtyLog | null = null;
 
   /** A disk on the image at `path`, which `open` opens (now, and again if a swap fails). */
   constructor(path: string, open: () => DiskBackend) {
@@ -52,6 +59,8 @@ export class SwappableDisk implements DiskBackend {
   }
 
   write(offset: number, src: Uint8Array): void {
+    // Marked before the write: one that fails half-way may have changed the blocks all the same.
+    this.log?.mark(offset, src.length);
     this.target.write(offset, src);
   }
 
@@ -60,7 +69,35 @@ export class SwappableDisk implements DiskBackend {
   }
 
   discard(offset: number, length: number): void {
+    this.log?.mark(offset, length);
     this.target.discard(offset, length);
+  }
+
+  /** The range is known to read as zeros without reading it (an image's unallocated clusters); false: not known. */
+  knownZero(offset: number, length: number): boolean {
+    return this.target.knownZero?.(offset, length) ?? false;
+  }
+
+  /**
+   * Start logging which 64 KiB blocks the guest writes (writes and discards, whatever the image
+   * underneath; swap() keeps the log), with none marked yet: block migration's first round.
+   */
+  startDirtyLog(): void {
+    this.log = new DirtyLog(this.size);
+  }
+
+  /** The blocks written since startDirtyLog() or the last sync; the log goes on, empty. */
+  syncDirtyLog(): DirtyBlocks {
+    if (!this.log) throw new Error("the disk's dirty log is not running (startDirtyLog first)");
+    return this.log.take();
+  }
+
+  stopDirtyLog(): void {
+    this.log = null;
+  }
+
+  get dirtyLogging(): boolean {
+    return this.log !== null;
   }
 
   /**

@@ -106,8 +106,10 @@ export interface Platform {
   /** Connect to another host's migration listener with the hosts' shared key; undefined where there is no network. */
   connectMigration?(target: MigrationTarget, key: Uint8Array): Promise<ByteLink>;
   /**
-   * Create a new qcow2 image at `path`, which must not exist: empty, or an overlay on a backing
-   * file (the snapshot's way to freeze an image: host/disk/swappable.ts).
+   * Create a new qcow2 image at `path`, which must not exist, in `dirs` if given: an overlay on a
+   * backing file (the snapshot's way to freeze an image: host/disk/swappable.ts), or with a size
+   * and no backing file a standalone sparse image that reads as zeros (block migration's copy of
+   * a disk: host/disk/disk-copy.ts).
    */
   createDiskImage(path: string, opts: CreateDiskOptions): void;
   /** Host sockets for user-mode networking; undefined where there are none. */

@@ -12,7 +12,7 @@ export const STATE_MAGIC = new Uint8Array([0x57, 0x56, 0x53, 0x54, 0x41, 0x54, 0
 export const STATE_FORMAT_VERSION = 1;
 export const HEADER_BYTES = 16;
 export const SECTION_HEADER_BYTES = 16;
-/** No section but memory is anywhere near this; a length beyond it is corruption, not data. */
+/** No section but memory is anywhere near this (disk sections stay well below it); a length beyond it is corruption, not data. */
 const MAX_SMALL_SECTION = 64 << 20;
 /** Memory sections: at most all of a 4 GiB memory, raw, with its index. */
 const MAX_MEMORY_SECTION = 2 ** 32 + (64 << 20);
@@ -36,6 +36,8 @@ export const TAGS = {
   memory: "MEM ",
   /** Post-copy: the RAM pages still to come after the VM runs at the destination (a bitmap, see memory.ts). */
   postcopy: "PCPY",
+  /** Blocks of one disk (see disk.ts): block migration; later blocks replace earlier ones. */
+  disk: "DISK",
   end: "END ",
 } as const;
 export type SectionTag = (typeof TAGS)[keyof typeof TAGS];
@@ -59,7 +61,7 @@ export function streamHeader(): Uint8Array {
   return h;
 }
 
-/** A section's header; `crc` covers the payload (memory sections: their index only). */
+/** A section's header; `crc` covers the payload (memory and disk sections: their index only). */
 export function sectionHeader(tag: SectionTag, length: number, crc: number): Uint8Array {
   const h = new Uint8Array(SECTION_HEADER_BYTES);
   const v = new DataView(h.buffer);
@@ -85,7 +87,7 @@ export class StateWriter {
   }
 
   /** A section whose whole payload is checked by its CRC. */
-  section(tag: Exclude<SectionTag, "MEM " | "END ">, payload: Uint8Array): void {
+  section(tag: Exclude<SectionTag, "MEM " | "DISK" | "END ">, payload: Uint8Array): void {
     this.put(sectionHeader(tag, payload.length, crc32(payload)));
     this.put(payload);
     this.sections++;
@@ -98,8 +100,17 @@ export class StateWriter {
 
   /** A memory section already laid out (memory.ts): its index's CRC, then index and data. */
   memory(index: Uint8Array, data: readonly Uint8Array[]): void {
+    this.indexed(TAGS.memory, index, data);
+  }
+
+  /** A disk section already laid out (disk.ts): its index's CRC, then index and data. */
+  disk(index: Uint8Array, data: readonly Uint8Array[]): void {
+    this.indexed(TAGS.disk, index, data);
+  }
+
+  private indexed(tag: "MEM " | "DISK", index: Uint8Array, data: readonly Uint8Array[]): void {
     const length = index.length + data.reduce((n, d) => n + d.length, 0);
-    this.put(sectionHeader(TAGS.memory, length, crc32(index)));
+    this.put(sectionHeader(tag, length, crc32(index)));
     this.put(index);
     for (const d of data) this.put(d);
     this.sections++;
@@ -228,7 +239,7 @@ export function jsonPayload(src: ByteSource, s: SectionRef, what: string): unkno
   }
 }
 
-/** A section as a stream parser hands it over (payload whole; its CRC checked unless it is memory). */
+/** A section as a stream parser hands it over (payload whole; its CRC checked unless it is memory or disk, whose CRC covers their index). */
 export interface ParsedSection {
   tag: SectionTag;
   payload: Uint8Array;
@@ -273,7 +284,7 @@ export class StateStreamParser {
       if (this.pendingBytes < SECTION_HEADER_BYTES + h.length) return out;
       this.take(SECTION_HEADER_BYTES);
       const payload = this.take(h.length);
-      if (h.tag !== TAGS.memory) checkedPayload(bytesSource(payload), { ...h, offset: 0 }, this.what);
+      if (h.tag !== TAGS.memory && h.tag !== TAGS.disk) checkedPayload(bytesSource(payload), { ...h, offset: 0 }, this.what);
       if (h.tag === TAGS.end) {
         if (endCount(payload) !== this.sections) throw new StateFormatError(`${this.what}: END counts ${endCount(payload)} sections, the stream had ${this.sections} (corrupted)`);
         this.ended = true;
