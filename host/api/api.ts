@@ -11,7 +11,7 @@
  *   POST   /vms/{name}/move         body: {"pcpu": n}: move it to pCPU n   → VmInfo
  *   POST   /vms/{name}/snapshot     body: {"file": path, "stop"?: bool}    → SnapshotInfo
  *   POST   /restore                 body: {"file": path, "name"?: s, "paused"?: bool} → 201 VmInfo
- *   POST   /vms/{name}/migrate      body: {"to": "tcp:HOST:PORT", "downtimeMs"?: n, "maxRounds"?: n, "postcopy"?: bool}
+ *   POST   /vms/{name}/migrate      body: {"to": "tcp:HOST:PORT", "downtimeMs"?: n, "maxRounds"?: n, "postcopy"?: bool, "copyStorage"?: bool}
  *                                   → MigrationProgress once it runs there (502 if it failed: it goes on here)
  *   GET    /vms/{name}/migration    MigrationProgress of the last (or current) migration
  *   DELETE /vms/{name}              → 204
@@ -110,7 +110,7 @@ async function handle(control: Control, req: IncomingMessage, res: ServerRespons
       }
       case "POST /vms/{name}/migrate": {
         const b = await readJson(req);
-        return send(res, 200, await control.migrate(parts[1], field(b, "to", "string", true), { downtimeMs: field(b, "downtimeMs", "number"), maxRounds: field(b, "maxRounds", "number"), postcopy: field(b, "postcopy", "boolean") }));
+        return send(res, 200, await control.migrate(parts[1], field(b, "to", "string", true), { downtimeMs: field(b, "downtimeMs", "number"), maxRounds: field(b, "maxRounds", "number"), postcopy: field(b, "postcopy", "boolean"), copyStorage: field(b, "copyStorage", "boolean") }));
       }
       case "GET /vms/{name}/migration": return send(res, 200, control.migration(parts[1]));
       case "DELETE /vms/{name}":

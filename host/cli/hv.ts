@@ -61,9 +61,12 @@ export const CTL_HELP = `Usage: wasmvisor ctl [--api <socket>] <command>
   start|pause|resume|stop <name>
   destroy <name>             stop it and free its resources
   move <name> <pcpu>         move it to another pCPU (the balancer also does this by itself)
-  migrate <name> tcp:<host>:<port> [--downtime <ms>] [--max-rounds <n>] [--postcopy]
+  migrate <name> tcp:<host>:<port> [--downtime <ms>] [--max-rounds <n>] [--postcopy] [--copy-storage]
                              move it live to the host listening there (wasmvisor host
-                             --migrate-listen); shows rounds, bytes, dirty rate, expected downtime
+                             --migrate-listen); shows rounds, bytes, dirty rate, expected downtime.
+                             --postcopy: if pre-copy does not converge, it runs there at once and
+                             its last pages follow (lost if the link fails before they all come);
+                             --copy-storage: its disks are copied too (else: shared storage)
   snapshot <name> <file> [--stop]
                              save its whole state to <file> (in an --images directory of the
                              host); it keeps running, or with --stop ends once saved
@@ -167,7 +170,7 @@ export async function ctlCommand(argv: string[]): Promise<number> {
       args: argv, strict: true, allowPositionals: true,
       options: {
         api: { type: "string" }, help: { type: "boolean", short: "h" }, stop: { type: "boolean" }, name: { type: "string" }, paused: { type: "boolean" },
-        downtime: { type: "string" }, "max-rounds": { type: "string" }, postcopy: { type: "boolean" },
+        downtime: { type: "string" }, "max-rounds": { type: "string" }, postcopy: { type: "boolean" }, "copy-storage": { type: "boolean" },
       },
     });
   } catch (e) {
@@ -177,8 +180,8 @@ export async function ctlCommand(argv: string[]): Promise<number> {
   const { stop, name: newName, paused } = parsed.values;
   if (stop !== undefined && cmd !== "snapshot") throw new CliError("--stop goes with ctl snapshot");
   if ((newName !== undefined || paused !== undefined) && cmd !== "restore") throw new CliError("--name and --paused go with ctl restore");
-  if ((parsed.values.downtime !== undefined || parsed.values["max-rounds"] !== undefined || parsed.values.postcopy !== undefined) && cmd !== "migrate") {
-    throw new CliError("--downtime, --max-rounds and --postcopy go with ctl migrate");
+  if ((parsed.values.downtime !== undefined || parsed.values["max-rounds"] !== undefined || parsed.values.postcopy !== undefined || parsed.values["copy-storage"] !== undefined) && cmd !== "migrate") {
+    throw new CliError("--downtime, --max-rounds, --postcopy and --copy-storage go with ctl migrate");
   }
   if (parsed.values.help || !cmd) { process.stdout.write(CTL_HELP); return cmd ? 0 : 2; }
   const socket = parsed.values.api ?? defaultSocketPath();
@@ -214,7 +217,7 @@ export async function ctlCommand(argv: string[]): Promise<number> {
         if (!/^\d+(\.\d+)?$/.test(text)) throw new CliError(`--${flag} must be a number, not '${text}'`);
         return Number(text);
       };
-      return migrate(api, arg, extra[0], { downtimeMs: num("downtime", parsed.values.downtime), maxRounds: num("max-rounds", parsed.values["max-rounds"]), postcopy: parsed.values.postcopy });
+      return migrate(api, arg, extra[0], { downtimeMs: num("downtime", parsed.values.downtime), maxRounds: num("max-rounds", parsed.values["max-rounds"]), postcopy: parsed.values.postcopy, copyStorage: parsed.values["copy-storage"] });
     }
     case "snapshot": {
       if (!arg || extra.length !== 1) throw new CliError("ctl snapshot takes a VM name and a file");
@@ -247,7 +250,7 @@ export async function ctlCommand(argv: string[]): Promise<number> {
 }
 
 // A migration, with its progress on stderr while it goes (one line, rewritten on a terminal).
-async function migrate(api: ApiClient, name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean }): Promise<number> {
+async function migrate(api: ApiClient, name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean; copyStorage?: boolean }): Promise<number> {
   const tty = process.stderr.isTTY === true;
   const show = (p: MigrationProgress) => {
     const line = p.postcopy
@@ -273,7 +276,7 @@ async function migrate(api: ApiClient, name: string, to: string, opts: { downtim
       : r.stoppedBy === "no progress" ? " (pre-copy did not converge: the guest writes about as fast as the link carries; --postcopy would let it run there sooner)"
       : r.stoppedBy === "rounds" ? " (pre-copy stopped at the round limit)" : "";
     process.stdout.write(`${name}: migrated to ${to} in ${(r.elapsedMs / 1000).toFixed(2)} s, ${r.round + 1} round(s), ` +
-      `${(r.sentBytes / 2 ** 20).toFixed(1)} MiB sent, downtime ${(r.downtimeMs ?? 0).toFixed(1)} ms${why}\n`);
+      `${(r.sentBytes / 2 ** 20).toFixed(1)} MiB sent${r.disk ? ` (disks: ${r.disk.blocks} blocks of 64 KiB)` : ""}, downtime ${(r.downtimeMs ?? 0).toFixed(1)} ms${why}\n`);
     return 0;
   } finally {
     done = true;

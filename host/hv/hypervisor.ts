@@ -501,7 +501,7 @@ export class Hypervisor implements Control {
    * Resolves once it runs there; it is then gone from here. If the link or the destination fails
    * first, the VM goes on here as if nothing had happened, and this rejects saying why.
    */
-  async migrate(name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean } = {}): Promise<MigrationProgress> {
+  async migrate(name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean; copyStorage?: boolean } = {}): Promise<MigrationProgress> {
     let target;
     try {
       target = parseMigrationTarget(to);
@@ -521,7 +521,7 @@ export class Hypervisor implements Control {
       this.alive(vm);
       let r: MigrationProgress;
       try {
-        r = await vm.home.pcpu.migrateOut(name, target, { key, downtimeMs, maxRounds, postcopy: opts.postcopy === true }, Comlink.proxy((p: MigrationProgress) => { vm.migration = p; }));
+        r = await vm.home.pcpu.migrateOut(name, target, { key, downtimeMs, maxRounds, postcopy: opts.postcopy === true, copyStorage: opts.copyStorage === true }, Comlink.proxy((p: MigrationProgress) => { vm.migration = p; }));
       } catch (e) {
         throw new HvError(502, (e as Error).message); // it could not even start: the VM was not touched
       }
@@ -630,12 +630,13 @@ export class Hypervisor implements Control {
             link.close();
             return;
           }
-          if (s.tag === TAGS.memory) {
+          if (s.tag === TAGS.memory || s.tag === TAGS.disk) {
             // A copy in its own buffer, handed over rather than copied again (the payload is a view
             // into the socket's buffers: a Buffer's slice() would be one too, and handing that over
             // would take the socket's memory away).
             const copy = new Uint8Array(s.payload);
-            await admitted.home.pcpu.incomingMemory(name, Comlink.transfer(copy, [copy.buffer]), s.crc);
+            if (s.tag === TAGS.memory) await admitted.home.pcpu.incomingMemory(name, Comlink.transfer(copy, [copy.buffer]), s.crc);
+            else await admitted.home.pcpu.incomingDisk(name, Comlink.transfer(copy, [copy.buffer]), s.crc);
             link.write(encodeMessage({ applied: ++applied }));
             continue;
           }
@@ -682,6 +683,7 @@ export class Hypervisor implements Control {
     for (const k of kept) w.copy(k);
     w.end();
     vm.dtb = await vm.home.pcpu.incomingFinish(vm.config.name, concatBytes(chunks), postcopy);
+    vm.config = await vm.home.pcpu.config(vm.config.name); // its disks may be copies made here
     link.write(encodeMessage({ ready: vm.config.name }));
     await takeGo();
   }

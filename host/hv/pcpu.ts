@@ -18,7 +18,9 @@ import { buildMachine, machineDisks, restoreMachine, type BootImages, type Machi
 import { continueOnOverlay } from "../disk/swappable";
 import { MemoryPass, StateWriter, TO_FILE, TO_LINK, TO_LINK_POSTCOPY, applyChunkTo, openVmState, writeConfig, writeMachine, writeMemory } from "../state/vm-state";
 import { PAGE, chunkData, pageListPayload, readMemoryIndex, type PageSelection } from "../state/memory";
-import { STATE_MAGIC, TAGS, bytesSource, listSections, type ByteSource } from "../state/container";
+import { DISK_BLOCK, DISK_TO_LINK, DiskPass, diskSectionTarget, receiveDiskSection, writeDisk, type BlockSelection } from "../state/disk";
+import { createDiskCopy } from "../disk/disk-copy";
+import { STATE_MAGIC, StateFormatError, TAGS, bytesSource, listSections, type ByteSource } from "../state/container";
 import { Core, LazyPageError } from "../core/core";
 import { PostcopyPages, SnapshotPages, type IncomingRam } from "./incoming-ram";
 import { DestinationReplies, GO, type MigrationTarget } from "../migration/link";
@@ -95,6 +97,12 @@ export interface MigrateOptions {
    * touches first on demand. The VM is then lost if the link fails before the last page.
    */
   postcopy?: boolean;
+  /**
+   * Copy the VM's disks along with its memory (block migration): each drive goes to a new
+   * image at the destination, rounds resending the blocks the guest wrote meanwhile. Without
+   * it the disks must be shared storage (the same paths on both hosts).
+   */
+  copyStorage?: boolean;
 }
 
 /** How a migration is going (and, at the end, how it went). */
@@ -116,6 +124,8 @@ export interface MigrationProgress {
   downtimeMs?: number;
   /** Why pre-copy stopped: what was left fitted the downtime limit, the round limit, or rounds no longer shrank it. */
   stoppedBy?: "downtime" | "rounds" | "no progress";
+  /** Block migration: disk blocks sent (64 KiB each; a block written again counts again), and those written during the last round. */
+  disk?: { blocks: number; dirtyBlocks: number };
   /** Post-copy: the pages that were left when the VM moved, those sent since, and those the destination asked for. */
   postcopy?: { pages: number; sent: number; asked: number };
   /** Why it failed (the VM then goes on here, unless `lost`: it could not be put back either). */
@@ -174,6 +184,9 @@ interface Hosted {
   /** Where RAM still comes in from (a snapshot, a migration's post-copy), or null. */
   lazy: IncomingRam | null;
 }
+
+/** The largest disk a migration in may have copied here (bytes). */
+const MAX_COPIED_DISK = 16 * 2 ** 40;
 
 /** A migration whose link takes nothing for this long fails (ms). */
 const LINK_STALL_MS = 30_000;
@@ -343,9 +356,11 @@ export class Pcpu {
       writeConfig(w, withDiskFormats(vm));
       // The first pass, with the VM running (if it is) and the others here taking their turns.
       core.setDirtyLog(true);
-      let pages = await this.writeMemoryLive(new MemoryPass(w, core, { kind: "nonzero" }, TO_FILE), () => {
+      const first = new MemoryPass(w, core, { kind: "nonzero" }, TO_FILE);
+      await this.writeLive(first, () => {
         if (this.vms.get(name) !== vm || ended(vm.state)) throw new Error(`${name} ended while it was being saved`);
       });
+      let pages = first.pages;
       // The VM stops here: nothing below awaits.
       const stopAt = performance.now();
       pages += writeMemory(w, core, { kind: "bitmap", bitmap: core.syncDirtyLog().bitmap }, TO_FILE);
@@ -411,16 +426,30 @@ export class Pcpu {
       const sent = { sections: 0 };
       const toLink = { ...TO_LINK, written: sent };
       const dirtyHistory: number[] = [];
+      const disks = opts.copyStorage ? machineDisks(vm.machine) : [];
+      if (disks.length) p.disk = { blocks: 0, dirtyBlocks: 0 };
+      const diskTally = p.disk ?? { blocks: 0, dirtyBlocks: 0 };
+      const toLinkDisk = { ...DISK_TO_LINK, written: sent };
       core.setDirtyLog(true);
+      for (const d of disks) d.startDirtyLog();
       const sendStart = performance.now();
       let select: PageSelection = { kind: "nonzero" };
+      let diskSelect: BlockSelection[] = disks.map(() => ({ kind: "nonzero" }));
+      const turn = async () => {
+        await drained();
+        alive();
+        tell();
+      };
       for (;;) {
         const roundStart = performance.now();
-        p.sentPages += await this.writeMemoryLive(new MemoryPass(w, core, select, toLink), async () => {
-          await drained();
-          alive();
-          tell();
-        });
+        const pass = new MemoryPass(w, core, select, toLink);
+        await this.writeLive(pass, turn);
+        p.sentPages += pass.pages;
+        for (const [i, d] of disks.entries()) {
+          const dp = new DiskPass(w, i, d, diskSelect[i]!, toLinkDisk);
+          await this.writeLive(dp, turn);
+          diskTally.blocks += dp.blocks;
+        }
         // What the destination has put in place, not what the link took, says how fast it goes
         // (and the VM stops only once the destination has caught up, so the stop is short).
         await replies.caughtUp(sent.sections, LINK_STALL_MS);
@@ -428,21 +457,25 @@ export class Pcpu {
         const now = performance.now();
         p.bandwidthMBs = p.sentBytes / 1e3 / Math.max(1, now - sendStart);
         const dirty = core.syncDirtyLog();
+        const diskDirty = disks.map((d) => d.syncDirtyLog());
+        diskTally.dirtyBlocks = diskDirty.reduce((n, x) => n + x.blocks, 0);
+        const leftBytes = dirty.pages * PAGE + diskTally.dirtyBlocks * DISK_BLOCK;
         p.dirtyPages = dirty.pages;
-        p.dirtyRateMBs = (dirty.pages * PAGE) / 1e3 / Math.max(1, now - roundStart);
-        p.expectedDowntimeMs = (dirty.pages * PAGE) / 1e3 / Math.max(0.001, p.bandwidthMBs);
+        p.dirtyRateMBs = leftBytes / 1e3 / Math.max(1, now - roundStart);
+        p.expectedDowntimeMs = leftBytes / 1e3 / Math.max(0.001, p.bandwidthMBs);
         tell();
         // Another round, unless what is left fits the downtime limit, the rounds are used up, or
         // rounds stopped paying (the guest writes about as fast as the link carries: the last
         // two did not shrink what is left by a tenth).
-        dirtyHistory.push(dirty.pages);
-        const stalled = dirtyHistory.length >= 3 && dirty.pages > 0.9 * Math.min(...dirtyHistory.slice(-3, -1));
+        dirtyHistory.push(leftBytes);
+        const stalled = dirtyHistory.length >= 3 && leftBytes > 0.9 * Math.min(...dirtyHistory.slice(-3, -1));
         if (p.expectedDowntimeMs <= opts.downtimeMs) p.stoppedBy = "downtime";
         else if (p.round >= opts.maxRounds) p.stoppedBy = "rounds";
         else if (stalled) p.stoppedBy = "no progress";
         else {
           p.round++;
           select = { kind: "bitmap", bitmap: dirty.bitmap };
+          diskSelect = diskDirty.map((x) => ({ kind: "bitmap", bitmap: x.bitmap }));
           continue;
         }
         // Stop-and-copy (or, in post-copy, stop and list what is left): from here to release()
@@ -452,7 +485,10 @@ export class Pcpu {
         p.phase = "stop-and-copy";
         const stopAt = performance.now();
         if (!postcopy) p.sentPages += writeMemory(w, core, { kind: "bitmap", bitmap: dirty.bitmap }, toLink);
+        // The disks go whole before the VM runs there (post-copy is for memory only).
+        for (const [i, d] of disks.entries()) diskTally.blocks += writeDisk(w, i, d, { kind: "bitmap", bitmap: diskDirty[i]!.bitmap }, toLinkDisk).blocks;
         core.setDirtyLog(false);
+        for (const d of disks) d.stopDirtyLog();
         // The released VM's own stream (its core, machine and ROM, saved once) goes on the link as it is.
         moving = this.release(name);
         for (const sec of listSections(bytesSource(moving.stream), "the released VM")) {
@@ -508,7 +544,10 @@ export class Pcpu {
           p.error += `; and ${name} could not go on here: ${(e2 as Error).message}`;
           p.lost = true;
         }
-      } else if (this.vms.get(name) === vm && core.dirtyLogging) core.setDirtyLog(false);
+      } else if (this.vms.get(name) === vm) {
+        if (core.dirtyLogging) core.setDirtyLog(false);
+        for (const d of machineDisks(vm.machine)) if (d.dirtyLogging) d.stopDirtyLog();
+      }
       return { ...p };
     }
   }
@@ -544,9 +583,9 @@ export class Pcpu {
     tally.sent = pass.pages + tally.asked;
   }
 
-  // A pass over memory during which the VMs here get their turns every few ms; `turn` is awaited
-  // then too (backpressure, checks that the VM is still there).
-  private async writeMemoryLive(pass: MemoryPass, turn: () => Promise<void> | void): Promise<number> {
+  // A pass over memory or a disk during which the VMs here get their turns every few ms; `turn`
+  // is awaited then too (backpressure, checks that the VM is still there).
+  private async writeLive(pass: { next(): boolean }, turn: () => Promise<void> | void): Promise<void> {
     let at = performance.now();
     while (pass.next()) {
       if (performance.now() - at >= SAVE_TURN_MS) {
@@ -555,17 +594,37 @@ export class Pcpu {
         at = performance.now();
       }
     }
-    return pass.pages;
   }
 
-  /** VMs migrating in: their memory, filled as the sections arrive, until incomingFinish(). */
-  private readonly incomingVms = new Map<string, { req: HostedVmRequest; core: Core }>();
+  /** VMs migrating in: their memory, filled as the sections arrive, and the copies of their disks (block migration), until incomingFinish(). */
+  private readonly incomingVms = new Map<string, { req: HostedVmRequest; core: Core; disks: (ReturnType<typeof createDiskCopy> | null)[] }>();
 
   /** Get ready for a VM migrating in: a fresh VM memory for its pages. */
   incomingBegin(req: HostedVmRequest): void {
     const c = req.config;
     if (this.vms.has(c.name) || this.incomingVms.has(c.name)) throw new Error(`a VM named ${c.name} is already on this pCPU`);
-    this.incomingVms.set(c.name, { req, core: new Core({ module: this.platform.coreModule(), ramSize: c.memory, harts: c.smp, paging: c.paging }) });
+    this.incomingVms.set(c.name, { req, core: new Core({ module: this.platform.coreModule(), ramSize: c.memory, harts: c.smp, paging: c.paging }), disks: c.drives.map(() => null) });
+  }
+
+  /**
+   * A disk section of a VM migrating in (block migration), checked whole and put on the drive's
+   * copy here; the first section for a drive creates its copy, a new qcow2 image in this host's
+   * first image directory (or beside the source's path, on a host without), of the size it gives.
+   */
+  incomingDisk(name: string, payload: Uint8Array, crc: number): void {
+    const vm = this.incomingVms.get(name);
+    if (!vm) throw new Error(`no VM named ${name} is migrating in here`);
+    const what = `${name} migrating in`;
+    const { drive, size } = diskSectionTarget(payload);
+    const d = vm.req.config.drives[drive];
+    if (!d) throw new StateFormatError(`${what}: a disk section for drive ${drive}; the VM has ${vm.req.config.drives.length}`);
+    if (!vm.disks[drive]) {
+      if (!(size > 0 && size % 512 === 0 && size <= MAX_COPIED_DISK)) throw new StateFormatError(`${what}: drive ${drive} would be ${size} bytes: not a disk size this host copies (whole sectors, at most ${MAX_COPIED_DISK / 2 ** 40} TiB)`);
+      const dir = vm.req.dirs?.[0] ?? (d.file.includes("/") ? d.file.slice(0, d.file.lastIndexOf("/")) : ".");
+      const path = `${dir}/${name}.${Date.now().toString(36)}.disk${drive}.qcow2`;
+      vm.disks[drive] = createDiskCopy(this.platform, path, size, { dirs: vm.req.dirs, what: `${name}'s copy of drive ${drive}` });
+    }
+    receiveDiskSection(vm.disks.map((c) => c?.disk), payload, crc, what);
   }
 
   /** A memory section of a VM migrating in (checked: its index, then each chunk as it is put in place). */
@@ -588,6 +647,16 @@ export class Pcpu {
     if (!vm) throw new Error(`no VM named ${name} is migrating in here`);
     if (postcopy && !this.platform.pcpuMayWait) throw new Error("this host's pCPUs run on the calling thread, which cannot wait for pages from the network: post-copy needs pCPU threads");
     const saved = openVmState(bytesSource(stream), `${name} migrating in`, { name });
+    // Copied disks: the VM goes on on its copies here (closed first: the machine opens them itself).
+    if (vm.disks.some((c) => c)) {
+      for (const c of vm.disks) c?.disk.close();
+      const drives = saved.config.drives.map((d, i) => {
+        const c = vm.disks[i];
+        return c ? { ...d, file: c.image.path, format: c.image.format } : d;
+      });
+      saved.config = { ...saved.config, drives };
+      vm.req = { ...vm.req, config: { ...vm.req.config, drives } };
+    }
     // Its hostfwd ports follow it: on one machine the source has just closed them, and the
     // system may take a moment to let them go.
     for (let tries = 0; ; tries++) {
@@ -607,9 +676,19 @@ export class Pcpu {
     }
   }
 
-  /** Forget a VM whose migration in failed. */
+  /** Forget a VM whose migration in failed (and the copies of its disks). */
   incomingAbort(name: string): void {
+    const vm = this.incomingVms.get(name);
     this.incomingVms.delete(name);
+    for (const c of vm?.disks ?? []) {
+      if (!c) continue;
+      try {
+        c.disk.close();
+      } catch {
+        /* closed already (by incomingFinish) */
+      }
+      this.platform.removeDiskImage(c.image.path);
+    }
   }
 
   // Each writable disk of the VM goes on in a new qcow2 overlay `<snapshot>.<stamp>.disk<i>.qcow2` over the

@@ -101,7 +101,7 @@ export interface Control {
   /** A new VM from a snapshot file, running unless `paused`; `name` replaces the saved name. */
   restore(file: string, opts?: { name?: string; paused?: boolean }): Promise<VmInfo>;
   /** Migrate a VM live to the host at `to` ("tcp:HOST:PORT"); resolves once it runs there. */
-  migrate(name: string, to: string, opts?: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean }): Promise<MigrationProgress>;
+  migrate(name: string, to: string, opts?: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean; copyStorage?: boolean }): Promise<MigrationProgress>;
   /** The VM's last migration, as it goes or as it went. */
   migration(name: string): MigrationProgress;
   stats(name: string): Promise<VmRunStats>;

@@ -112,6 +112,8 @@ export interface Platform {
    * a disk: host/disk/disk-copy.ts).
    */
   createDiskImage(path: string, opts: CreateDiskOptions): void;
+  /** Remove an image this host created with createDiskImage and then gave up on (nothing has it open). */
+  removeDiskImage(path: string): void;
   /** Host sockets for user-mode networking; undefined where there are none. */
   readonly hostSockets?: HostSockets;
   /**

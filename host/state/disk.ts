@@ -224,6 +224,13 @@ export interface DiskSection {
   entries: DiskEntry[];
 }
 
+/** Which drive a disk section is for, and the size it gives the disk: read before anything is checked (readDiskIndex checks it all). */
+export function diskSectionTarget(payload: Uint8Array): { drive: number; size: number } {
+  if (payload.length < HEADER_BYTES) return { drive: -1, size: 0 };
+  const v = new DataView(payload.buffer, payload.byteOffset, HEADER_BYTES);
+  return { drive: v.getUint32(0, true), size: Number(v.getBigUint64(8, true)) };
+}
+
 /**
  * The header and index of a disk section, checked against the destination's drives (`drives[i]`
  * null: drive i is not copied here, its storage is shared): the checksum first, then the drive

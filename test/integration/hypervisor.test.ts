@@ -3,7 +3,7 @@
 // small bare-metal programs assembled here (raw images, --bios none) that crash or hang on
 // purpose.
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { connect as tlsConnect } from "node:tls";
 import { createServer, connect as connectTcp } from "node:net";
@@ -314,19 +314,24 @@ describe("wasmvisor host: the control API", () => {
     await api.call("DELETE", "/vms/counter");
   }, 300_000);
 
-  test("a Linux VM counting migrates live to another host and counts on, its clock running; failures leave it here", async () => {
+  test("a Linux VM counting and writing to its disk migrates live to another host with its disk (block migration) and counts on, its clock running; failures leave it here", async () => {
     const ctl = (...args: string[]) => runCli(["ctl", "--api", socket, ...args]);
     const port = await freePort();
     const bSocket = join(dir, "b.sock");
+    // B's own image directory: the disk's copy is made there (the source's stays where it was).
+    const dirB = join(dir, "host-b");
+    mkdirSync(dirB);
+    const disk = join(dir, "traveler.img");
+    copyFileSync(linux.disk, disk);
     let bErr = "";
-    const b = spawn(process.execPath, [BIN, "host", "--api", bSocket, "--images", dir, "--images", dirname(linux.kernel), "--cpus", "1", "--memory", "512M", "--migrate-listen", `tcp:127.0.0.1:${port}`],
+    const b = spawn(process.execPath, [BIN, "host", "--api", bSocket, "--images", dirB, "--images", dirname(linux.kernel), "--cpus", "1", "--memory", "512M", "--migrate-listen", `tcp:127.0.0.1:${port}`],
       { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: dir } });
     b.stderr!.on("data", (d: Buffer) => { bErr += d.toString(); });
     try {
       await until("host B", () => (bErr.includes("accepting migrations on 127.0.0.1:") ? true : undefined));
       const apiB = new ApiClient(bSocket);
       const fwd = await freePort();
-      await api.call("POST", "/vms", linuxVm("traveler", { nets: [`user,hostfwd=tcp::${fwd}-:80`] }));
+      await api.call("POST", "/vms", linuxVm("traveler", { nets: [`user,hostfwd=tcp::${fwd}-:80`], drives: [`file=${disk}`] }));
       await api.call("POST", "/vms/traveler/start");
       const con = await api.console("traveler");
       let out = "";
@@ -335,7 +340,10 @@ describe("wasmvisor host: the control API", () => {
       con.write("\rmkdir -p /www && echo served-by-the-traveler > /www/index.html && httpd -h /www && echo httpd-$((6*7))\r");
       await until("httpd", () => (out.includes("httpd-42") ? true : undefined));
       expect(await httpGet(fwd)).toContain("served-by-the-traveler");
-      con.write("i=0; while true; do i=$((i+1)); echo n=$i u=$(cut -d' ' -f1 /proc/uptime); sleep 0.1; done\r");
+      con.write("echo before-the-move > /mnt/a.txt && sync && echo a-$((3+4))\r");
+      await until("the file", () => (out.includes("a-7") ? true : undefined));
+      // It counts, and writes each number to its disk while it migrates.
+      con.write("i=0; while true; do i=$((i+1)); echo n=$i u=$(cut -d' ' -f1 /proc/uptime); echo $i > /mnt/n.txt; sync; sleep 0.1; done\r");
       await until("the counter", () => (/n=5 /.test(out) ? true : undefined));
 
       // Nobody listening: refused at once, the VM untouched.
@@ -352,9 +360,9 @@ describe("wasmvisor host: the control API", () => {
       await until("B's refusal", () => (/refused a migration connection from 127\.0\.0\.1/.test(bErr) ? true : undefined));
 
       const wall0 = Date.now();
-      const moved = await ctl("migrate", "traveler", `tcp:127.0.0.1:${port}`);
+      const moved = await ctl("migrate", "traveler", `tcp:127.0.0.1:${port}`, "--copy-storage");
       expect(moved.err.replace(/^traveler: (pre-copy|switch-over|stop-and-copy).*\n/gm, "")).toBe("");
-      expect(moved).toMatchObject({ code: 0, out: expect.stringMatching(/^traveler: migrated to tcp:127\.0\.0\.1:\d+ in [\d.]+ s, \d+ round\(s\), [\d.]+ MiB sent, downtime [\d.]+ ms\n$/) });
+      expect(moved, JSON.stringify(moved)).toMatchObject({ code: 0, out: expect.stringMatching(/^traveler: migrated to tcp:127\.0\.0\.1:\d+ in [\d.]+ s, \d+ round\(s\), [\d.]+ MiB sent \(disks: \d+ blocks of 64 KiB\), downtime [\d.]+ ms( \(pre-copy [^)]*\))?\n$/) }); // (on a loaded machine pre-copy may stop short)
       await expect(status("traveler")).rejects.toMatchObject({ status: 404 });
       expect((await apiB.call<VmInfo>("GET", "/vms/traveler")).state).toBe("running");
       const conB = await apiB.console("traveler");
@@ -376,7 +384,23 @@ describe("wasmvisor host: the control API", () => {
       expect(end.u - last.u).toBeLessThan((wall1 - wall0) / 1000 + 1);
       const info = await apiB.call<{ phase: string }>("GET", "/vms/traveler/migration").catch((e) => e);
       expect(info).toMatchObject({ status: 404 }); // B's VM was not migrated out (A's record went with it)
+      // Its disk is a copy in B's directory, with what it wrote before and during the move.
+      const copies = readdirSync(dirB).filter((f) => /^traveler\.\w+\.disk0\.qcow2$/.test(f));
+      expect(copies).toHaveLength(1);
+      const conB2 = await apiB.console("traveler");
+      let tail = "";
+      conB2.on("data", (d: Buffer) => { tail += d.toString("latin1"); });
+      // (The page cache dropped first: what it reads comes from the copy.)
+      conB2.write("\x03\rsync; echo 3 > /proc/sys/vm/drop_caches; echo \"[$(cat /mnt/a.txt) $(cat /mnt/n.txt)]\"\r");
+      const [, text, n] = await until("the files on B", () => /\[(\S+) (\d+)\]/.exec(tail) ?? undefined);
+      expect(text).toBe("before-the-move");
+      expect(Number(n)).toBeGreaterThanOrEqual(last.n + 10); // B's own writes went on on the copy
+      conB2.destroy();
       await apiB.call("DELETE", "/vms/traveler");
+      expect(execFileSync("qemu-img", ["check", join(dirB, copies[0]!)]).toString()).toMatch(/No errors were found/);
+      execFileSync("qemu-img", ["convert", "-O", "raw", join(dirB, copies[0]!), join(dir, "copy.raw")]);
+      expect(readFileSync(join(dir, "copy.raw")).includes("before-the-move\n")).toBe(true);
+      rmSync(join(dir, "copy.raw"));
     } finally {
       b.kill("SIGTERM");
       await new Promise((r) => b.once("exit", r));

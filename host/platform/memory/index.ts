@@ -73,6 +73,7 @@ export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
     },
     openDisk: (path, opts) => openDiskImage(diskFiles(opts.dirs), path, opts),
     createDiskImage: (path, opts) => createDiskImage(diskFiles(opts.dirs), path, opts),
+    removeDiskImage: (path) => diskFiles().remove(path),
     file: (path) => files.get(path),
     openStateFile: (path, { what, dirs }) => bytesSource(file(path, what, dirs)),
     createStateFile(path, { what, dirs, replaces }) {

@@ -117,6 +117,11 @@ export function openNodeDisk(path: string, opts: DiskOptions): DiskBackend {
   return openDiskImage(nodeDiskFiles(opts.dirs), path, opts);
 }
 
+/** Remove an image createNodeDiskImage made and nobody uses. */
+export function removeNodeDiskImage(path: string): void {
+  nodeDiskFiles(undefined).remove(path);
+}
+
 /** Create a qcow2 image (an overlay when it has a backing file) at `path`, which must not exist. */
 export function createNodeDiskImage(path: string, opts: CreateDiskImageOptions & { dirs?: readonly string[] }): void {
   createDiskImage(nodeDiskFiles(opts.dirs), path, opts);

@@ -11,7 +11,7 @@ import type { Platform, PcpuThread } from "../platform";
 import type { Pcpu } from "../../hv/pcpu";
 import { loadCoreModule, packageRoot } from "./core";
 import { openImage, readOpenedImage } from "./image-files";
-import { createNodeDiskImage, openNodeDisk } from "./disk";
+import { createNodeDiskImage, openNodeDisk, removeNodeDiskImage } from "./disk";
 import { nodeHostSockets } from "./host-sockets";
 import { createStateFile, openStateFile } from "./state-files";
 import { connectMigration } from "./migration";
@@ -55,6 +55,7 @@ export const nodePlatform: Platform = {
 
   openDisk: openNodeDisk,
   createDiskImage: createNodeDiskImage,
+  removeDiskImage: removeNodeDiskImage,
 
   openStateFile,
   createStateFile,
