@@ -17,19 +17,21 @@ const files = { "count.bin": counterKernel(10_000_000) }; // about 70 ms per dig
 const key = new Uint8Array(32);
 
 /** A destination, and a source whose links reach it through `wire` (which may tamper). */
-async function hosts(wire: (toDest: ByteLink) => ByteLink = (l) => l) {
-  const dest = await Hypervisor.start(memoryPlatform({ core, files }), { balance: false });
+async function hosts(wire: (toDest: ByteLink) => ByteLink = (l) => l, sourceFiles: Record<string, Uint8Array> = {}) {
+  const destPlatform = memoryPlatform({ core, files });
+  const dest = await Hypervisor.start(destPlatform, { balance: false });
   const sent: Uint8Array[] = [];
-  const source = await Hypervisor.start(memoryPlatform({
-    core, files,
+  const sourcePlatform = memoryPlatform({
+    core, files: { ...files, ...sourceFiles },
     connectMigration: async () => {
       const [a, b] = linkPair();
       void dest.incoming(b);
       const tapped: ByteLink = { ...a, write: (c) => { sent.push(c.slice()); return a.write(c); } };
       return wire(tapped);
     },
-  }), { balance: false, migrationKey: key });
-  return { source, dest, sent, close: async () => { await source.close(); await dest.close(); } };
+  });
+  const source = await Hypervisor.start(sourcePlatform, { balance: false, migrationKey: key });
+  return { source, dest, sent, sourcePlatform, destPlatform, close: async () => { await source.close(); await dest.close(); } };
 }
 
 function console(hv: Hypervisor, name: string, onText: (text: string) => void = () => {}): { text: string } {
@@ -41,8 +43,8 @@ function console(hv: Hypervisor, name: string, onText: (text: string) => void = 
 // A counter VM that is some way into its count. (It watches the instruction count, not the
 // console: a pCPU on this thread keeps the event loop busy, and the control plane drains the
 // console only when the guest pauses.)
-async function runningCounter(hv: Hypervisor, name = "counter") {
-  await hv.create({ name, kernel: "count.bin", memory: "16M" });
+async function runningCounter(hv: Hypervisor, name = "counter", extra: { drives?: string[] } = {}) {
+  await hv.create({ name, kernel: "count.bin", memory: "16M", ...extra });
   const out = console(hv, name);
   await hv.act(name, "start");
   while ((await hv.stats(name)).instructions < 40_000_000) await new Promise((r) => setImmediate(r));
@@ -119,6 +121,68 @@ describe("live migration between two hypervisors", () => {
       } finally {
         await h.close();
       }
+    }
+  });
+});
+
+describe("block migration (--copy-storage)", () => {
+  // A disk of 3 MiB: a pattern, zeros, and a last block that is not whole (3 MiB + 4 KiB).
+  const disk = new Uint8Array((3 << 20) + 4096);
+  for (let i = 0; i < (1 << 20); i++) disk[i] = (i * 7 + (i >>> 12)) & 0xff;
+  disk.fill(0x5a, disk.length - 4096);
+  const copiesAt = (p: { paths(): string[] }) => p.paths().filter((f) => /^\.\/counter\.\w+\.disk0\.qcow2$/.test(f));
+
+  test("the VM goes on at the destination on a copy of its disk, byte for byte", async () => {
+    const h = await hosts(undefined, { "disk.img": disk.slice() });
+    try {
+      const before = await runningCounter(h.source, "counter", { drives: ["file=disk.img"] });
+      const r = await h.source.migrate("counter", "tcp:dest:1", { downtimeMs: 50, copyStorage: true });
+      expect(r.disk!.blocks).toBeGreaterThanOrEqual(17); // the 16 blocks of the pattern and the last one; zeros cost nothing
+      const [copy] = copiesAt(h.destPlatform);
+      expect(copy).toBeDefined();
+      expect(h.dest.info("counter").state).toBe("running");
+      const after = console(h.dest, "counter");
+      expect((await h.dest.waitForEnd("counter")).exitCode).toBe(0);
+      expect(before.text + after.text).toBe("0123456789");
+      const d = h.destPlatform.openDisk(copy!, { format: "qcow2", readOnly: true, what: "the copy" });
+      const got = new Uint8Array(d.size);
+      d.read(0, got);
+      d.close();
+      expect(got.length).toBe(disk.length);
+      expect(Buffer.compare(got, disk)).toBe(0);
+      expect(Buffer.compare(h.sourcePlatform.file("disk.img")!, disk)).toBe(0); // the source's own is as it was
+    } finally {
+      await h.close();
+    }
+  });
+
+  test("a link that dies mid-way leaves no copy behind at the destination", async () => {
+    // Cut at the second disk section's header: the first one made the copy there.
+    let diskSections = 0;
+    const h = await hosts((l) => ({
+      ...l,
+      write(c) {
+        if (c.length === 16 && new TextDecoder().decode(c.subarray(0, 4)) === "DISK" && ++diskSections === 2) {
+          l.close(true);
+          throw new Error("connection reset by peer");
+        }
+        return l.write(c);
+      },
+    }), { "disk.img": disk.slice() });
+    const made: string[] = [];
+    const create = h.destPlatform.createDiskImage;
+    h.destPlatform.createDiskImage = (path, opts) => { made.push(path); create(path, opts); };
+    try {
+      await runningCounter(h.source, "counter", { drives: ["file=disk.img"] });
+      await expect(h.source.migrate("counter", "tcp:dest:1", { copyStorage: true })).rejects.toThrow(/it goes on here/);
+      expect(made).toHaveLength(1); // the copy was made, then removed
+      expect(h.source.info("counter").state).toBe("running");
+      for (let i = 0; i < 50 && (h.dest.list().length || copiesAt(h.destPlatform).length); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(h.dest.list()).toEqual([]);
+      expect(diskSections).toBe(2);
+      expect(copiesAt(h.destPlatform)).toEqual([]);
+    } finally {
+      await h.close();
     }
   });
 });

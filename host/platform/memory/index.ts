@@ -32,6 +32,8 @@ export interface MemoryPlatformOptions {
 export interface MemoryPlatform extends Platform {
   /** A file's bytes now (disks written or created by VMs included). */
   file(path: string): Uint8Array | undefined;
+  /** The paths of its files now. */
+  paths(): string[];
 }
 
 export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
@@ -75,6 +77,7 @@ export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
     createDiskImage: (path, opts) => createDiskImage(diskFiles(opts.dirs), path, opts),
     removeDiskImage: (path) => diskFiles().remove(path),
     file: (path) => files.get(path),
+    paths: () => [...files.keys()],
     openStateFile: (path, { what, dirs }) => bytesSource(file(path, what, dirs)),
     createStateFile(path, { what, dirs, replaces }) {
       checkDirs(path, what, dirs);
