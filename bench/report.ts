@@ -508,11 +508,12 @@ function migrationSection(m: MigrationBench, qemuName: string): Section {
     `${formatValue(w.total_ms)} ms`, q ? `${formatValue(q.total_ms)} ms` : "—",
     `${(w.bytes / 2 ** 20).toFixed(1)} MiB`, q ? `${(q.bytes / 2 ** 20).toFixed(1)} MiB` : "—",
     `${formatValue(w.downtime_ms)} / ${formatValue(w.guest_gap_ms)} ms`, q ? `${formatValue(q.downtime_ms)} / ${formatValue(q.guest_gap_ms)} ms` : "—",
-    `${w.rounds ?? "—"}${w.converged === false ? " (did not converge: stopped anyway)" : ""}`];
+    `${w.rounds ?? "—"}${w.postcopy ? ` (then post-copy: ${w.postcopy.pages} pages followed, ${w.postcopy.asked} on request)` : w.converged === false ? " (did not converge: stopped anyway)" : ""}`];
   const svg = barChart({
     title: "Live migration: the longest pause the guest saw", axis: "ms (lower is better)", series: [WASMVISOR, { name: qemuName, color: COLORS.qemu }],
     groups: [{ label: "idle", values: [m.idle.wasmvisor.guest_gap_ms, m.idle.qemu?.guest_gap_ms ?? 0] },
-      ...m.dirtying.map((d) => ({ label: `${d.rate_mib_s} MiB/s`, values: [d.wasmvisor.guest_gap_ms, d.qemu?.guest_gap_ms ?? 0] }))],
+      ...m.dirtying.map((d) => ({ label: `${d.rate_mib_s} MiB/s`, values: [d.wasmvisor.guest_gap_ms, d.qemu?.guest_gap_ms ?? 0] })),
+      ...m.dirtying.filter((d) => d.wasmvisor_postcopy).map((d) => ({ label: `${d.rate_mib_s} MiB/s, post-copy`, values: [d.wasmvisor_postcopy!.guest_gap_ms, 0] }))],
   });
   return {
     markdown: "## Live migration\n\n" +
@@ -523,7 +524,11 @@ function migrationSection(m: MigrationBench, qemuName: string): Section {
       `longest pause is ${formatValue(m.baseline_gap_ms.wasmvisor)} ms on wasmvisor and ${m.baseline_gap_ms.qemu === null ? "—" : `${formatValue(m.baseline_gap_ms.qemu)} ms`} on QEMU.\n\n` +
       table(["guest", "total, wasmvisor", `total, ${qemuName}`, "sent, wasmvisor", `sent, ${qemuName}`, "downtime reported / seen by the guest, wasmvisor", `… ${qemuName}`, "rounds"],
         ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"],
-        [row("idle", m.idle.wasmvisor, m.idle.qemu), ...m.dirtying.map((d) => row(`dirtying ${d.rate_mib_s} MiB/s`, d.wasmvisor, d.qemu))]),
+        [row("idle", m.idle.wasmvisor, m.idle.qemu), ...m.dirtying.map((d) => row(`dirtying ${d.rate_mib_s} MiB/s`, d.wasmvisor, d.qemu)),
+          ...m.dirtying.filter((d) => d.wasmvisor_postcopy).map((d) => row(`dirtying ${d.rate_mib_s} MiB/s, post-copy allowed (\`--postcopy\`)`, d.wasmvisor_postcopy!, null))]) +
+      "\n\nWith post-copy allowed, a migration whose pre-copy does not converge moves the VM at once and sends the pages it still " +
+      "needs after it, those it touches first on request: the pause the guest sees is then the switch-over's, and the pages it waits " +
+      "for while it already runs at the destination.",
     plots: [{ file: "migration.svg", svg }],
   };
 }

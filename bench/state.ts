@@ -43,6 +43,8 @@ export interface MigrationRun {
   rounds?: number;
   /** Pre-copy converged below the downtime limit (false: it stopped because rounds no longer paid, or at the round limit). */
   converged?: boolean;
+  /** Post-copy: the pages that followed the VM after it ran at the destination, and how many of them it asked for. */
+  postcopy?: { pages: number; asked: number };
 }
 
 export interface MigrationBench {
@@ -51,7 +53,7 @@ export interface MigrationBench {
   baseline_gap_ms: { wasmvisor: number; qemu: number | null };
   idle: { wasmvisor: MigrationRun; qemu: MigrationRun | null };
   /** While the guest writes `rate_mib_s` MiB/s over a 64 MiB buffer. */
-  dirtying: { rate_mib_s: number; wasmvisor: MigrationRun; qemu: MigrationRun | null }[];
+  dirtying: { rate_mib_s: number; wasmvisor: MigrationRun; qemu: MigrationRun | null; wasmvisor_postcopy?: MigrationRun }[];
   runs: number;
   downtime_limit_ms: { wasmvisor: number; qemu: number };
 }
@@ -233,22 +235,23 @@ export async function migrationSuite(g: Guest, runs: number, withQemu: boolean, 
     await bootWasmvisor(hosts[0]!, g, "mover");
     let at = 0; // the host the VM is on
     // One migration with the guest's clock loop running across it; the VM comes back for the next.
-    const wasmvisorRun = async (rate: number): Promise<MigrationRun> => {
+    const wasmvisorRun = async (rate: number, postcopy = false): Promise<MigrationRun> => {
       const c = attach(hosts[at]!, "mover");
       c.send(`wv-bench gap ${GAP_MS} ${rate} ${rate ? DIRTY_BUF_MIB : 0}\r`);
       await c.con.expect(/WVB gap-start/, 0, 60_000);
       c.detach();
       await new Promise((r) => setTimeout(r, 1500));
       const to = 1 - at;
-      const r: MigrationProgress = await hosts[at]!.migrate("mover", `tcp:127.0.0.1:${listeners[to]!.port}`, { maxRounds: 30 });
+      const r: MigrationProgress = await hosts[at]!.migrate("mover", `tcp:127.0.0.1:${listeners[to]!.port}`, { maxRounds: 30, postcopy });
       at = to;
       const d = attach(hosts[at]!, "mover");
       const gap = await d.con.expect(GAP, 0, GAP_MS + 60_000).catch((e: Error) => {
         throw new Error(`${e.message}\n(the VM: ${JSON.stringify(hosts[at]!.info("mover"))}; the migration: ${JSON.stringify(r)})`);
       });
       d.detach();
-      const run = { total_ms: r.elapsedMs, bytes: r.sentBytes, downtime_ms: r.downtimeMs ?? 0, guest_gap_ms: Number(gap.m[1]) / 1000, rounds: r.round + 1, converged: r.stoppedBy === "downtime" };
-      log(`    ${rate ? `dirtying ${rate} MiB/s` : "idle"}: ${JSON.stringify(run)}`);
+      const run = { total_ms: r.elapsedMs, bytes: r.sentBytes, downtime_ms: r.downtimeMs ?? 0, guest_gap_ms: Number(gap.m[1]) / 1000, rounds: r.round + 1, converged: r.stoppedBy === "downtime",
+        ...(r.postcopy ? { postcopy: { pages: r.postcopy.pages, asked: r.postcopy.asked } } : {}) };
+      log(`    ${rate ? `dirtying ${rate} MiB/s` : "idle"}${postcopy ? ", post-copy allowed" : ""}: ${JSON.stringify(run)}`);
       return run;
     };
     const wasmvisorBaseline = async (): Promise<number> => {
@@ -262,6 +265,7 @@ export async function migrationSuite(g: Guest, runs: number, withQemu: boolean, 
       total_ms: median(rs.map((r) => r.total_ms)), bytes: median(rs.map((r) => r.bytes)), downtime_ms: median(rs.map((r) => r.downtime_ms)),
       guest_gap_ms: median(rs.map((r) => r.guest_gap_ms)),
       ...(rs[0]!.rounds !== undefined ? { rounds: median(rs.map((r) => r.rounds!)), converged: rs.every((r) => r.converged) } : {}),
+      ...(rs.every((r) => r.postcopy) ? { postcopy: { pages: median(rs.map((r) => r.postcopy!.pages)), asked: median(rs.map((r) => r.postcopy!.asked)) } } : {}),
     });
     const baselineW = await wasmvisorBaseline();
     const idleW: MigrationRun[] = [];
@@ -273,11 +277,19 @@ export async function migrationSuite(g: Guest, runs: number, withQemu: boolean, 
       for (let i = 0; i < Math.max(1, Math.ceil(runs / 2)); i++) rs.push(await wasmvisorRun(rate));
       dirtyW.push(rs);
     }
+    // The same, with post-copy allowed: a VM whose pre-copy does not converge runs at the destination at once.
+    const postW: MigrationRun[][] = [];
+    for (const rate of rates) {
+      const rs: MigrationRun[] = [];
+      for (let i = 0; i < Math.max(1, Math.ceil(runs / 2)); i++) rs.push(await wasmvisorRun(rate, true));
+      postW.push(rs);
+    }
     const show = (who: string, r: MigrationRun) => log(`  ${who}: total ${r.total_ms.toFixed(0)} ms, ${(r.bytes / 2 ** 20).toFixed(1)} MiB, downtime ${r.downtime_ms.toFixed(1)} ms` +
       ` (the guest saw ${r.guest_gap_ms.toFixed(1)} ms)${r.rounds !== undefined ? `, ${r.rounds} round(s)${r.converged ? "" : ", did not converge (stopped anyway)"}` : ""}`);
     log(`  wasmvisor baseline gap ${baselineW.toFixed(1)} ms`);
     show("wasmvisor idle", medianRun(idleW));
     rates.forEach((rate, i) => show(`wasmvisor dirtying ${rate} MiB/s`, medianRun(dirtyW[i]!)));
+    rates.forEach((rate, i) => show(`wasmvisor dirtying ${rate} MiB/s, post-copy allowed`, medianRun(postW[i]!)));
 
     let baselineQ: number | null = null;
     let idleQ: MigrationRun | null = null;
@@ -352,7 +364,7 @@ export async function migrationSuite(g: Guest, runs: number, withQemu: boolean, 
       guest: `Linux 6.1, ${MEMORY}, full mode (Debian's OpenSBI), over loopback`,
       baseline_gap_ms: { wasmvisor: baselineW, qemu: baselineQ },
       idle: { wasmvisor: medianRun(idleW), qemu: idleQ },
-      dirtying: rates.map((rate, i) => ({ rate_mib_s: rate, wasmvisor: medianRun(dirtyW[i]!), qemu: dirtyQ[i]! })),
+      dirtying: rates.map((rate, i) => ({ rate_mib_s: rate, wasmvisor: medianRun(dirtyW[i]!), qemu: dirtyQ[i]!, wasmvisor_postcopy: medianRun(postW[i]!) })),
       runs,
       downtime_limit_ms: { wasmvisor: 5, qemu: 300 },
     };
