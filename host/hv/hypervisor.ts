@@ -654,7 +654,7 @@ export class Hypervisor implements Control {
       this.opts.onEvent?.(`${name} migrated in from ${link.peer}`);
     } catch (e) {
       const message = (e as Error).message;
-      postcopy?.feed.close(CHANNEL.failed);
+      postcopy?.feed.close(CHANNEL.failed, message);
       // What it held goes first: the source may take the VM back at once, disks and ports included
       // (a VM that already runs here in post-copy fails by itself, once it needs a page that did not come).
       if (vm && this.vms.get(vm.config.name) === vm && !postcopy) {
@@ -733,8 +733,10 @@ export class Hypervisor implements Control {
       await feed.room(0, INCOMING_IDLE_MS);
       feed.close(CHANNEL.complete);
       link.write(encodeMessage({ received: vm.config.name }));
+    } catch (e) {
+      feed.close(CHANNEL.failed, (e as Error).message);
+      throw e;
     } finally {
-      feed.close(CHANNEL.failed); // no-op once complete
       await asking;
     }
   }

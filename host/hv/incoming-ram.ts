@@ -95,7 +95,7 @@ export class PostcopyPages implements IncomingRam {
     for (;;) {
       this.tap.take(this.arrived);
       if (this.arrived.has(page)) break;
-      if (this.tap.state === CHANNEL.failed) throw new Error("the migration link failed before this page came");
+      if (this.tap.state === CHANNEL.failed) throw new Error(`the page did not come: ${this.tap.reason}`);
       if (this.tap.state === CHANNEL.complete) throw new Error("the source sent every page but this one");
       const now = performance.now();
       if (now - start > PAGE_WAIT_MS) throw new Error(`the page did not come within ${PAGE_WAIT_MS / 1000} s`);
@@ -114,7 +114,7 @@ export class PostcopyPages implements IncomingRam {
     if (this.arrived.size) core.prefetch([...this.arrived.keys()]);
     // What is left was for pages already in (a page sent twice): the guest's own writes win.
     for (const page of this.arrived.keys()) if (!core.pageIsAbsent(page)) this.arrived.delete(page);
-    if (core.lazy && this.tap.state === CHANNEL.failed) throw new Error("the migration link failed before all of the VM's memory came");
+    if (core.lazy && this.tap.state === CHANNEL.failed) throw new Error(`not all of its memory came: ${this.tap.reason}`);
     return this.tap.ready > 0;
   }
 

@@ -11,8 +11,11 @@ const PAGE = 4096;
 const RECORD = 8 + PAGE;
 /** Records in flight: 1 MiB of pages. */
 const SLOTS = 256;
-const WRITTEN = 0, READ = 1, ASKED = 2, WANTED = 3, STATE = 4;
+const WRITTEN = 0, READ = 1, ASKED = 2, WANTED = 3, STATE = 4, REASON_BYTES = 5;
 const HEADER_WORDS = 8;
+/** Why the channel failed (UTF-8, cut to fit), after the header. */
+const REASON_AT = HEADER_WORDS * 4, REASON_MAX = 256;
+const RECORDS_AT = REASON_AT + REASON_MAX;
 const ZERO = 1;
 
 /** Whether more pages will come: yes, no (all came), or never (the link failed). */
@@ -20,7 +23,7 @@ export const CHANNEL = { open: 0, complete: 1, failed: 2 } as const;
 export type ChannelState = (typeof CHANNEL)[keyof typeof CHANNEL];
 
 /** Bytes of a channel's shared buffer. */
-export const PAGE_CHANNEL_BYTES = HEADER_WORDS * 4 + SLOTS * RECORD;
+export const PAGE_CHANNEL_BYTES = RECORDS_AT + SLOTS * RECORD;
 
 /** The control plane's end: puts pages in (queued while the ring is full), hears requests. */
 export class PageFeed {
@@ -53,7 +56,7 @@ export class PageFeed {
     let n = 0;
     for (; n < free && this.head < this.queue.length; n++) {
       const { page, data } = this.queue[this.head++]!;
-      const at = HEADER_WORDS * 4 + (((written + n) >>> 0) % SLOTS) * RECORD;
+      const at = RECORDS_AT + (((written + n) >>> 0) % SLOTS) * RECORD;
       this.view.setUint32(at, page, true);
       this.view.setUint32(at + 4, data ? 0 : ZERO, true);
       if (data) this.u8.set(data, at + 8);
@@ -95,10 +98,13 @@ export class PageFeed {
     }
   }
 
-  /** No more pages: all of them came, or the link failed (the VM then fails when it needs one). */
-  close(state: typeof CHANNEL.complete | typeof CHANNEL.failed): void {
+  /** No more pages: all of them came, or the migration failed, `why` (the VM then fails when it needs one). */
+  close(state: typeof CHANNEL.complete | typeof CHANNEL.failed, why = ""): void {
     if (this.closed) return;
     this.closed = true;
+    const reason = new TextEncoder().encode(why).subarray(0, REASON_MAX);
+    this.u8.set(reason, REASON_AT);
+    Atomics.store(this.i32, REASON_BYTES, reason.length);
     Atomics.store(this.i32, STATE, state);
     Atomics.notify(this.i32, WRITTEN);
     Atomics.notify(this.i32, ASKED);
@@ -123,6 +129,12 @@ export class PageTap {
     return Atomics.load(this.i32, STATE) as ChannelState;
   }
 
+  /** Why a failed channel failed. */
+  get reason(): string {
+    const n = Math.min(REASON_MAX, Atomics.load(this.i32, REASON_BYTES));
+    return new TextDecoder().decode(this.u8.slice(REASON_AT, REASON_AT + n)) || "the migration link failed";
+  }
+
   /** Records in the ring. */
   get ready(): number {
     return (Atomics.load(this.i32, WRITTEN) - Atomics.load(this.i32, READ)) | 0;
@@ -134,7 +146,7 @@ export class PageTap {
     let read = Atomics.load(this.i32, READ);
     const n = (written - read) | 0;
     for (let i = 0; i < n; i++, read = (read + 1) | 0) {
-      const at = HEADER_WORDS * 4 + ((read >>> 0) % SLOTS) * RECORD;
+      const at = RECORDS_AT + ((read >>> 0) % SLOTS) * RECORD;
       const page = this.view.getUint32(at, true);
       const zero = (this.view.getUint32(at + 4, true) & ZERO) !== 0;
       into.set(page, zero ? null : this.u8.slice(at + 8, at + 8 + PAGE));
