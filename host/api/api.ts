@@ -14,6 +14,7 @@
  *   POST   /vms/{name}/migrate      body: {"to": "tcp:HOST:PORT", "downtimeMs"?: n, "maxRounds"?: n, "postcopy"?: bool, "copyStorage"?: bool}
  *                                   → MigrationProgress once it runs there (502 if it failed: it goes on here)
  *   GET    /vms/{name}/migration    MigrationProgress of the last (or current) migration
+ *   GET    /vms/{name}/snapshot     SnapshotProgress of the last (or current) snapshot
  *   DELETE /vms/{name}              → 204
  *   GET    /vms/{name}/console      with "Connection: Upgrade, Upgrade: wasmvisor-console":
  *                                   → 101, then the raw console both ways
@@ -113,6 +114,7 @@ async function handle(control: Control, req: IncomingMessage, res: ServerRespons
         return send(res, 200, await control.migrate(parts[1], field(b, "to", "string", true), { downtimeMs: field(b, "downtimeMs", "number"), maxRounds: field(b, "maxRounds", "number"), postcopy: field(b, "postcopy", "boolean"), copyStorage: field(b, "copyStorage", "boolean") }));
       }
       case "GET /vms/{name}/migration": return send(res, 200, control.migration(parts[1]));
+      case "GET /vms/{name}/snapshot": return send(res, 200, control.snapshotProgress(parts[1]));
       case "DELETE /vms/{name}":
         await control.destroy(parts[1]);
         res.writeHead(204).end();

@@ -13,7 +13,7 @@ import { CliError } from "./args";
 import { parseSize } from "../config/parse";
 import { nodePlatform } from "../platform/node";
 import type { HostInfo, SnapshotInfo, VmInfo, VmRunStats } from "../hv/types";
-import type { MigrationProgress } from "../hv/pcpu";
+import type { MigrationProgress, SnapshotProgress } from "../hv/pcpu";
 
 const CTRL_RIGHT_BRACKET = 0x1d;
 
@@ -222,7 +222,9 @@ export async function ctlCommand(argv: string[]): Promise<number> {
     case "snapshot": {
       if (!arg || extra.length !== 1) throw new CliError("ctl snapshot takes a VM name and a file");
       // The file as this shell names it: the host may run elsewhere in the file system.
-      const r = await api.call<SnapshotInfo>("POST", `/vms/${encodeURIComponent(arg)}/snapshot`, { file: resolve(extra[0]), ...(stop ? { stop } : {}) });
+      const r = await withProgress(api, `/vms/${encodeURIComponent(arg)}/snapshot`,
+        (p: SnapshotProgress) => (p.phase === "saving" ? `${arg}: saving, ${(p.memory * 100).toFixed(0)}% of memory looked at, ${(p.bytes / 2 ** 20).toFixed(1)} MiB written` : null),
+        () => api.call<SnapshotInfo>("POST", `/vms/${encodeURIComponent(arg)}/snapshot`, { file: resolve(extra[0]), ...(stop ? { stop } : {}) }));
       print(`${r.name}: saved to ${r.file}: ${(r.bytes / 2 ** 20).toFixed(1)} MiB (${r.pages} pages) in ${(r.totalMs / 1000).toFixed(2)} s, ` +
         `paused ${r.downtimeMs.toFixed(1)} ms; ${r.state}`);
       return 0;
@@ -249,39 +251,49 @@ export async function ctlCommand(argv: string[]): Promise<number> {
   throw new CliError(`unknown ctl command '${cmd}' (see 'wasmvisor ctl --help')`);
 }
 
-// A migration, with its progress on stderr while it goes (one line, rewritten on a terminal).
-async function migrate(api: ApiClient, name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean; copyStorage?: boolean }): Promise<number> {
+// Long work (a snapshot, a migration) with its progress on stderr while it goes: GET `path`
+// every 250 ms, one line per change (rewritten in place on a terminal); `line` says what to
+// show, or null for nothing.
+async function withProgress<P, R>(api: ApiClient, path: string, line: (p: P) => string | null, work: () => Promise<R>): Promise<R> {
   const tty = process.stderr.isTTY === true;
-  const show = (p: MigrationProgress) => {
-    const line = p.postcopy
-      ? `${name}: post-copy (it runs there), ${p.postcopy.sent} of ${p.postcopy.pages} pages sent, ${p.postcopy.asked} on request, ${(p.sentBytes / 2 ** 20).toFixed(1)} MiB in all`
-      : `${name}: ${p.phase}, round ${p.round}, ${(p.sentBytes / 2 ** 20).toFixed(1)} MiB sent (${p.sentPages} pages) at ${p.bandwidthMBs.toFixed(0)} MB/s, ` +
-        `${p.dirtyPages} pages dirty (${p.dirtyRateMBs.toFixed(1)} MB/s), expected downtime ${p.expectedDowntimeMs.toFixed(1)} ms`;
-    process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
-  };
   let done = false;
+  let shown = false;
   const watcher = (async () => {
     let last = "";
     while (!done) {
       await new Promise((r) => setTimeout(r, 250));
-      const p = await api.call<MigrationProgress>("GET", `/vms/${encodeURIComponent(name)}/migration`).catch(() => null);
-      if (p && !done && JSON.stringify(p) !== last && p.phase !== "done") { show(p); last = JSON.stringify(p); }
+      const p = await api.call<P>("GET", path).catch(() => null);
+      const text = p && !done ? line(p) : null;
+      if (text && text !== last) {
+        process.stderr.write(tty ? `\r\x1b[K${text}` : `${text}\n`);
+        last = text;
+        shown = true;
+      }
     }
   })();
   try {
-    const r = await api.call<MigrationProgress>("POST", `/vms/${encodeURIComponent(name)}/migrate`, { to, ...opts });
-    done = true;
-    await watcher;
-    const why = r.postcopy ? `; then post-copy: ${r.postcopy.pages} pages followed the VM, ${r.postcopy.asked} of them on request`
-      : r.stoppedBy === "no progress" ? " (pre-copy did not converge: the guest writes about as fast as the link carries; --postcopy would let it run there sooner)"
-      : r.stoppedBy === "rounds" ? " (pre-copy stopped at the round limit)" : "";
-    process.stdout.write(`${name}: migrated to ${to} in ${(r.elapsedMs / 1000).toFixed(2)} s, ${r.round + 1} round(s), ` +
-      `${(r.sentBytes / 2 ** 20).toFixed(1)} MiB sent${r.disk ? ` (disks: ${r.disk.blocks} blocks of 64 KiB)` : ""}, downtime ${(r.downtimeMs ?? 0).toFixed(1)} ms${why}\n`);
-    return 0;
+    return await work();
   } finally {
     done = true;
-    if (tty) process.stderr.write("\n"); // past the progress line
+    await watcher;
+    if (tty && shown) process.stderr.write("\n"); // past the progress line
   }
+}
+
+// A migration, with its progress on stderr while it goes.
+async function migrate(api: ApiClient, name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean; copyStorage?: boolean }): Promise<number> {
+  const line = (p: MigrationProgress) => p.phase === "done" ? null : p.postcopy
+    ? `${name}: post-copy (it runs there), ${p.postcopy.sent} of ${p.postcopy.pages} pages sent, ${p.postcopy.asked} on request, ${(p.sentBytes / 2 ** 20).toFixed(1)} MiB in all`
+    : `${name}: ${p.phase}, round ${p.round}, ${(p.sentBytes / 2 ** 20).toFixed(1)} MiB sent (${p.sentPages} pages) at ${p.bandwidthMBs.toFixed(0)} MB/s, ` +
+      `${p.dirtyPages} pages dirty (${p.dirtyRateMBs.toFixed(1)} MB/s), expected downtime ${p.expectedDowntimeMs.toFixed(1)} ms`;
+  const r = await withProgress(api, `/vms/${encodeURIComponent(name)}/migration`, line,
+    () => api.call<MigrationProgress>("POST", `/vms/${encodeURIComponent(name)}/migrate`, { to, ...opts }));
+  const why = r.postcopy ? `; then post-copy: ${r.postcopy.pages} pages followed the VM, ${r.postcopy.asked} of them on request`
+    : r.stoppedBy === "no progress" ? " (pre-copy did not converge: the guest writes about as fast as the link carries; --postcopy would let it run there sooner)"
+    : r.stoppedBy === "rounds" ? " (pre-copy stopped at the round limit)" : "";
+  process.stdout.write(`${name}: migrated to ${to} in ${(r.elapsedMs / 1000).toFixed(2)} s, ${r.round + 1} round(s), ` +
+    `${(r.sentBytes / 2 ** 20).toFixed(1)} MiB sent${r.disk ? ` (disks: ${r.disk.blocks} blocks of 64 KiB)` : ""}, downtime ${(r.downtimeMs ?? 0).toFixed(1)} ms${why}\n`);
+  return 0;
 }
 
 async function attach(api: ApiClient, name: string): Promise<number> {

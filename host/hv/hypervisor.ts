@@ -11,7 +11,7 @@ import { concatBytes } from "../util/bytes";
 import { bitmapCount } from "../util/bits";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { percentile } from "../util/stats";
-import type { Pcpu, VmEvent, HostedStats, HostedVmRequest, MigrationProgress } from "./pcpu";
+import type { Pcpu, VmEvent, HostedStats, HostedVmRequest, MigrationProgress, SnapshotProgress } from "./pcpu";
 import { EMULATION_FAILURE, type MachineStats } from "../machine/virt";
 import type { Control } from "./types";
 import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } from "../config/parse";
@@ -94,6 +94,8 @@ interface VmRecord {
   moves: number;
   /** The last migration's progress (or how it ended), or null. */
   migration: MigrationProgress | null;
+  /** The last snapshot's progress, while it goes and after. */
+  snapshot: SnapshotProgress | null;
   /** A build, restart or move under way (other operations wait for it), or null. */
   busy: Promise<unknown> | null;
   /** CPU and steal time on pCPUs it has left (ms). */
@@ -273,7 +275,7 @@ export class Hypervisor implements Control {
       config, fds, home: this.place(), state: "created", waiters: [], committed,
       out: new ByteRing(CONSOLE_OUT), input: new ByteRing(CONSOLE_IN),
       scrollback: [], scrollbackBytes: 0, listeners: new Set(), held: new Set(), unheld: null, restarts: 0, restartTimes: [], dtb: new Uint8Array(0),
-      moves: 0, busy: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 }, migration: null,
+      moves: 0, busy: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 }, migration: null, snapshot: null,
     };
     this.vms.set(name, vm);
     return vm;
@@ -343,7 +345,9 @@ export class Hypervisor implements Control {
       this.alive(vm);
       let r;
       try {
-        r = await vm.home.pcpu.snapshot(name, file, { stop: opts.stop, dirs: this.opts.imageDirs });
+        vm.snapshot = { phase: "saving", memory: 0, bytes: 0, elapsedMs: 0 };
+        r = await vm.home.pcpu.snapshot(name, file, { stop: opts.stop, dirs: this.opts.imageDirs }, Comlink.proxy((p: SnapshotProgress) => { vm.snapshot = p; }));
+        vm.snapshot = { phase: "done", memory: 1, bytes: r.bytes, elapsedMs: r.totalMs };
       } catch (e) {
         const msg = (e as Error).message;
         throw /^cannot snapshot|ended while/.test(msg) ? conflict(msg) : badRequest(msg);
@@ -541,6 +545,13 @@ export class Hypervisor implements Control {
       vm.listeners.clear();
       return r;
     });
+  }
+
+  /** How the VM's last snapshot went, or is going. */
+  snapshotProgress(name: string): SnapshotProgress {
+    const s = this.get(name).snapshot;
+    if (!s) throw notFound(`${name} has not been snapshotted`);
+    return s;
   }
 
   /** How the VM's last migration went, or is going. */

@@ -71,6 +71,15 @@ export interface MovingVm {
   dropped: number;
 }
 
+/** How a snapshot is going: the first pass over memory (the VM running), then its stop. */
+export interface SnapshotProgress {
+  phase: "saving" | "stopped" | "done";
+  /** How far the first pass has gone through RAM (0 to 1), and the bytes in the file so far. */
+  memory: number;
+  bytes: number;
+  elapsedMs: number;
+}
+
 /** What a snapshot took. */
 export interface SnapshotResult {
   path: string;
@@ -344,8 +353,9 @@ export class Pcpu {
    * ends once the state is saved: the file is where it goes on. The file appears whole or not
    * at all.
    */
-  async snapshot(name: string, path: string, opts: { stop?: boolean; dirs?: readonly string[] } = {}): Promise<SnapshotResult> {
+  async snapshot(name: string, path: string, opts: { stop?: boolean; dirs?: readonly string[] } = {}, progress: (p: SnapshotProgress) => void = () => {}): Promise<SnapshotResult> {
     const t0 = performance.now();
+    let told = t0;
     const vm = this.get(name);
     if (ended(vm.state)) throw new Error(`cannot snapshot ${name}: it is ${vm.state}`);
     const file = this.platform.createStateFile(path, { what: "snapshot", dirs: opts.dirs, replaces: STATE_MAGIC });
@@ -359,7 +369,12 @@ export class Pcpu {
       const first = new MemoryPass(w, core, { kind: "nonzero" }, TO_FILE);
       await this.writeLive(first, () => {
         if (this.vms.get(name) !== vm || ended(vm.state)) throw new Error(`${name} ended while it was being saved`);
+        if (performance.now() - told >= 100) {
+          told = performance.now();
+          progress({ phase: "saving", memory: first.progress, bytes: w.bytes, elapsedMs: told - t0 });
+        }
       });
+      progress({ phase: "stopped", memory: 1, bytes: w.bytes, elapsedMs: performance.now() - t0 });
       let pages = first.pages;
       // The VM stops here: nothing below awaits.
       const stopAt = performance.now();

@@ -2,7 +2,7 @@
 // front end (embedding API, HTTP API, `wasmvisor ctl`) reports the same way.
 
 import type { Action, VmState } from "./lifecycle";
-import type { MigrationProgress } from "./pcpu";
+import type { MigrationProgress, SnapshotProgress } from "./pcpu";
 
 export type { VmState };
 
@@ -102,6 +102,8 @@ export interface Control {
   restore(file: string, opts?: { name?: string; paused?: boolean }): Promise<VmInfo>;
   /** Migrate a VM live to the host at `to` ("tcp:HOST:PORT"); resolves once it runs there. */
   migrate(name: string, to: string, opts?: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean; copyStorage?: boolean }): Promise<MigrationProgress>;
+  /** The VM's last snapshot, as it goes or as it went. */
+  snapshotProgress(name: string): SnapshotProgress;
   /** The VM's last migration, as it goes or as it went. */
   migration(name: string): MigrationProgress;
   stats(name: string): Promise<VmRunStats>;

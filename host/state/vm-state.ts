@@ -84,6 +84,11 @@ export class MemoryPass {
     return false;
   }
 
+  /** How far the pass has gone through RAM (0 to 1). */
+  get progress(): number {
+    return this.chunk / this.enc.chunks;
+  }
+
   /** Encode up to and including the next section written; false once the pass is over. */
   nextSection(): boolean {
     const before = this.sections;

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { serveApi, ApiClient, CONSOLE_QUEUE_LIMIT } from "../../host/api/api";
 import type { Control } from "../../host/hv/types";
 import type { Action } from "../../host/hv/lifecycle";
-import type { MigrationProgress } from "../../host/hv/pcpu";
+import type { MigrationProgress, SnapshotProgress } from "../../host/hv/pcpu";
 import { badRequest, notFound, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats } from "../../host/hv/types";
 import { exchange, statuses, watchUncaught } from "./malformed-requests";
 
@@ -49,10 +49,14 @@ class FakeControl implements Control {
     this.saved.push({ restore: file, ...opts });
     return { ...this.vm, name: opts.name ?? this.vm.name, state: opts.paused ? "created" : "running" };
   }
-  async migrate(name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number } = {}): Promise<MigrationProgress> {
+  async migrate(name: string, to: string, opts: { downtimeMs?: number; maxRounds?: number; postcopy?: boolean; copyStorage?: boolean } = {}): Promise<MigrationProgress> {
     this.info(name);
     this.saved.push({ migrate: name, to, ...opts });
     return this.migration(name);
+  }
+  snapshotProgress(name: string): SnapshotProgress {
+    this.info(name);
+    return { phase: "saving", memory: 0.5, bytes: 1 << 20, elapsedMs: 20 };
   }
   migration(name: string): MigrationProgress {
     this.info(name);
@@ -211,7 +215,11 @@ describe("the control API: snapshots and migration", () => {
     await expect(api.call("POST", "/vms/nope/snapshot", { file: "x" })).rejects.toThrow(/no VM named nope/);
     expect(control.saved).toHaveLength(2);
     expect(await api.call<MigrationProgress>("POST", "/vms/echo/migrate", { to: "tcp:h:1", downtimeMs: 20 })).toMatchObject({ phase: "done" });
-    expect(control.saved[2]).toEqual({ migrate: "echo", to: "tcp:h:1", downtimeMs: 20, maxRounds: undefined });
+    expect(control.saved[2]).toEqual({ migrate: "echo", to: "tcp:h:1", downtimeMs: 20, maxRounds: undefined, postcopy: undefined, copyStorage: undefined });
+    await api.call("POST", "/vms/echo/migrate", { to: "tcp:h:1", postcopy: true, copyStorage: true });
+    expect(control.saved[3]).toMatchObject({ postcopy: true, copyStorage: true });
+    await expect(api.call("POST", "/vms/echo/migrate", { to: "tcp:h:1", copyStorage: 1 })).rejects.toThrow(/'copyStorage' must be a boolean/);
+    expect(await api.call<SnapshotProgress>("GET", "/vms/echo/snapshot")).toEqual({ phase: "saving", memory: 0.5, bytes: 1 << 20, elapsedMs: 20 });
     await expect(api.call("POST", "/vms/echo/migrate", { to: "tcp:h:1", downtimeMs: "5" })).rejects.toThrow(/'downtimeMs' must be a number/);
     expect((await api.call<MigrationProgress>("GET", "/vms/echo/migration")).phase).toBe("done");
     await stillServing();
