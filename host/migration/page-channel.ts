@@ -34,6 +34,7 @@ export class PageFeed {
   private readonly queue: { page: number; data: Uint8Array | null }[] = [];
   private head = 0;
   private closed = false;
+  private pumping = false;
 
   /** `wake` rings the pCPU's doorbell, so a pCPU with nothing to run comes for the pages. */
   constructor(private readonly wake: () => void) {}
@@ -47,6 +48,25 @@ export class PageFeed {
   put(page: number, data: Uint8Array | null): void {
     this.queue.push({ page, data: data && new Uint8Array(data) });
     this.pump();
+    if (this.queued) void this.keepPumping();
+  }
+
+  // While pages wait in the queue, move them into the ring as the pCPU takes pages out of it (a
+  // page the VM waits for may be among them).
+  private async keepPumping(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.queued && !this.closed) {
+        const read = Atomics.load(this.i32, READ);
+        this.pump();
+        if (!this.queued) break;
+        const w = Atomics.waitAsync(this.i32, READ, read, 1000);
+        if (w.async) await w.value;
+      }
+    } finally {
+      this.pumping = false;
+    }
   }
 
   /** Move what fits from the queue into the ring, and tell the pCPU. */
@@ -77,11 +97,9 @@ export class PageFeed {
     while (this.queued > most && !this.closed) {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`the VM took no memory for ${Math.round(timeoutMs / 1000)} s`);
-      const read = Atomics.load(this.i32, READ);
-      this.pump();
-      if (this.queued <= most) return;
-      const w = Atomics.waitAsync(this.i32, READ, read, Math.min(left, 1000));
+      const w = Atomics.waitAsync(this.i32, READ, Atomics.load(this.i32, READ), Math.min(left, 1000));
       if (w.async) await w.value;
+      await Promise.resolve(); // the pump's turn first
     }
   }
 
