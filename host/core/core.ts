@@ -175,6 +175,11 @@ export class Core {
    * their content yet. Devices, loaders and copies go through phys/ramView/ramRead/physRead.
    */
   readonly ram: Uint8Array;
+  /**
+   * This Core made its memory (all zero then but for what the Core itself set up) rather than
+   * attaching to another one's: what a restore into it does not write is zero already.
+   */
+  readonly freshMemory: boolean;
   /** The host clock mtime runs on (timebase ticks). */
   private readonly clock: () => number;
 
@@ -204,7 +209,7 @@ export class Core {
     this.vmm = vmmLayout(opts.ramSize, paging);
     // (The tables past RAM also give the fetch fast path the 2 bytes it may read beyond RAM.)
     const pages = Math.ceil(this.vmm.end / 65536);
-    const fresh = !opts.memory;
+    const fresh = (this.freshMemory = !opts.memory);
     this.memory = opts.memory ?? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     const clock = (this.clock = opts.clock ?? hostTicks);
     const pageIn = (ramPage: number) => this.pageIn(ramPage);
