@@ -23,7 +23,7 @@ import { transition, ended, type Action } from "./lifecycle";
 import {
   badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats, type VmState,
 } from "./types";
-import { openVmState, readConfig } from "../state/vm-state";
+import { readConfig, readStateConfig } from "../state/vm-state";
 
 export interface HypervisorOptions {
   /** pCPU workers (default: every core). */
@@ -316,7 +316,8 @@ export class Hypervisor implements Control {
     let src;
     try {
       src = this.platform.openStateFile(file, { what: "snapshot", dirs: this.opts.imageDirs });
-      config = openVmState(src, `snapshot ${file}`, { name: opts.name }).config;
+      // Its configuration, to admit it by; its pCPU reads and checks the rest before building it.
+      config = readStateConfig(src, `snapshot ${file}`, { name: opts.name });
     } catch (e) {
       throw badRequest((e as Error).message);
     } finally {

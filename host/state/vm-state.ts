@@ -9,7 +9,7 @@ import type { VirtMachine } from "../machine/virt";
 import type { VmConfig } from "../config/vm-config";
 import { ConfigError, DEFINITION_PARSING, parseVmConfig, vmDefinition } from "../config/parse";
 import {
-  StateFormatError, StateWriter, TAGS, checkedPayload, jsonPayload, listSections, type ByteSource, type SectionRef,
+  StateFormatError, StateWriter, TAGS, checkedPayload, firstSection, jsonPayload, listSections, type ByteSource, type SectionRef,
 } from "./container";
 import { saveCpu, readCpu, type ClockRestore } from "./cpu";
 import { CHUNK_PAGES, MemoryEncoder, PAGE, applyChunk, chunkData, readMemoryIndex, type ChunkEntry, type PageSelection } from "./memory";
@@ -110,6 +110,17 @@ export function readConfig(definition: unknown, what: string, name?: string): Vm
     if (!(e instanceof ConfigError)) throw e;
     throw new StateFormatError(`${what}: its configuration: ${e.message}`);
   }
+}
+
+/**
+ * The configuration of a stored state alone: the stream's header and first section checked as
+ * openVmState checks them, the rest not read. What the control plane admits a VM by; the VM's
+ * thread then opens the whole state (openVmState), which checks all of it before anything is built.
+ */
+export function readStateConfig(src: ByteSource, what: string, opts: { name?: string } = {}): VmConfig {
+  const s = firstSection(src, what);
+  if (s.tag !== TAGS.config) throw new StateFormatError(`${what} does not start with the VM's configuration`);
+  return readConfig(jsonPayload(src, s, what), what, opts.name);
 }
 
 /** A state read and checked, ready to be built into a machine (restoreMachine in vm/build.ts). */

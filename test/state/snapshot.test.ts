@@ -89,6 +89,16 @@ describe("snapshots through the hypervisor", () => {
       await expect(hv.snapshot("counter", "/img/a,b.wvs")).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/may not contain ','/) });
       await hv.snapshot("counter", "/img/c.wvs", { stop: true });
       expect(hv.info("counter")).toMatchObject({ state: "stopped", reason: "saved to /img/c.wvs" });
+      // A section past the configuration corrupted (the control plane reads only that): its
+      // pCPU refuses it before building anything, and nothing is left.
+      const good = file("/img/c.wvs").slice();
+      const cpu = listSections(bytesSource(good), "c").find((x) => x.tag === "CPU ")!;
+      file("/img/c.wvs")[cpu.offset + 5] ^= 0x10;
+      const committed = hv.host().memoryCommitted;
+      await expect(hv.restore("/img/c.wvs", { name: "broken" })).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/section "CPU " at byte \d+ fails its checksum/) });
+      expect(hv.list().map((v) => v.name)).toEqual(["counter"]);
+      expect(hv.host().memoryCommitted).toBe(committed);
+      file("/img/c.wvs").set(good);
       // A page's data corrupted: the restore reads only the index, so it starts; the page is
       // found bad when it comes in (touched, or filled between steps), and that VM fails.
       const s = file("/img/c.wvs");

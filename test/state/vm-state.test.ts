@@ -9,7 +9,7 @@ import { loadCoreModule } from "../../host/platform/node/core";
 import { memoryPlatform } from "../../host/platform/memory";
 import { DEFINITION_PARSING, parseVmConfig, vmDefinition } from "../../host/config/parse";
 import { buildMachine, loadBootImages, restoreMachine } from "../../host/vm/build";
-import { writeVmState, openVmState, StateFormatError, StateWriter, TO_FILE, TO_LINK, writeConfig, writeMachine, writeMemory } from "../../host/state/vm-state";
+import { writeVmState, openVmState, readStateConfig, StateFormatError, StateWriter, TO_FILE, TO_LINK, writeConfig, writeMachine, writeMemory } from "../../host/state/vm-state";
 import { bytesSource, HEADER_BYTES, SECTION_HEADER_BYTES, listSections, sectionHeader, streamHeader, type SectionTag } from "../../host/state/container";
 import { crc32 } from "../../host/state/crc32";
 
@@ -145,6 +145,34 @@ describe("memory sections that replace one another", () => {
     for (const r of [eager, lazy]) expect(Buffer.from(r.core.ram).equals(Buffer.from(ram))).toBe(true);
     expect(lazy.core.ram[changed! * PAGE]).toBe(0x5a);
     expect(lazy.core.ram[fresh * PAGE]).toBe(0xa5);
+  });
+});
+
+describe("the configuration alone (what the control plane admits a VM by)", () => {
+  test("is read from the first section only, checked as a whole state's is", async () => {
+    const a = await started({ text: "" }, 1);
+    const s = save(a);
+    const conf = listSections(bytesSource(s), "s")[0]!;
+    let furthest = 0;
+    const watched = { size: s.length, read: (o: number, n: number) => { furthest = Math.max(furthest, o + n); return s.subarray(o, o + n); }, close: () => {} };
+    expect(readStateConfig(watched, "snap", { name: "copy" })).toEqual({ ...config, name: "copy" });
+    expect(furthest).toBe(conf.offset + conf.length);
+    // What it cannot see (a later section broken) is the whole state's check, on the VM's thread.
+    const later = s.slice();
+    later[s.length - 20] ^= 1;
+    expect(readStateConfig(bytesSource(later), "snap")).toEqual(config);
+    expect(() => openVmState(bytesSource(later), "snap")).toThrow(StateFormatError);
+    // What it can see, it refuses as openVmState does.
+    const flipped = s.slice();
+    flipped[conf.offset + 3] ^= 0x10;
+    for (const bad of [s.subarray(0, 7), s.subarray(0, conf.offset + 4), flipped, new TextEncoder().encode("#!/bin/sh\necho hello\n")]) {
+      const whole = (() => { try { openVmState(bytesSource(bad), "snap"); } catch (e) { return (e as Error).message; } })();
+      expect(() => readStateConfig(bytesSource(bad), "snap")).toThrow(whole);
+    }
+    const noConfig = rebuild(sections(s).filter((p) => p.tag !== "CONF"));
+    expect(() => readStateConfig(bytesSource(noConfig), "snap")).toThrow(/does not start with the VM's configuration/);
+    const badDefinition = rebuild(sections(s).map((p) => (p.tag === "CONF" ? { tag: p.tag, payload: json({ ...unjson(p.payload), memory: "lots" }) } : p)));
+    expect(() => readStateConfig(bytesSource(badDefinition), "snap")).toThrow(/snap: its configuration: invalid memory size 'lots'/);
   });
 });
 
