@@ -261,12 +261,13 @@ export class Pcpu {
       const saved = openVmState(src, `snapshot ${path}`, { name: req.config.name });
       // The control plane admitted what it read; a file changed since would be another VM.
       if (JSON.stringify(saved.config) !== JSON.stringify(req.config)) throw new Error(`snapshot ${path} changed while it was being restored: restore it again`);
-      // Its disks stay as the snapshot has them: the VM writes to new overlays over them.
+      // Its disks stay as the snapshot has them: the VM writes to new overlays over them. An
+      // overlay is made durable by its first flush (nothing in it is promised before), not here.
       const stamp = Date.now().toString(36);
       saved.config.drives = saved.config.drives.map((d, i) => {
         if (d.readOnly) return d;
         const overlay = `${path}.${saved.config.name}-${stamp}.disk${i}.qcow2`;
-        this.platform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? "raw" }, dirs: req.dirs, what: "overlay" });
+        this.platform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? "raw" }, dirs: req.dirs, what: "overlay", sync: false });
         return { ...d, file: overlay, format: "qcow2" as const };
       });
       req = { ...req, config: saved.config };
