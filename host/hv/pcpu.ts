@@ -729,6 +729,8 @@ export class Pcpu {
   }
 
   private async loop(): Promise<void> {
+    // Whoever started the loop (a start through Comlink) has its answer before the first slice.
+    await this.platform.yieldTurn();
     let turnStart = performance.now();
     while (!this.closed) {
       const now = performance.now();
