@@ -171,8 +171,8 @@ interface LazyRestore {
   src: ByteSource;
   /** The snapshot's file (its touch record goes beside it). */
   path: string;
-  /** Pages the guest touched first after the last restore: fetched before the others. */
-  prefetch: number[];
+  /** Pages the guest touched first after the last restore: fetched before the others (read at the first fill, once the VM runs). */
+  prefetch: number[] | null;
   /** Where the background fill goes on (a RAM page index). */
   cursor: number;
 }
@@ -276,7 +276,7 @@ export class Pcpu {
       src.close();
       throw e;
     }
-    if (vm.machine.core.lazy) vm.lazy = { src, path, prefetch: this.readTouched(path, req, vm.machine.core.ramSize / PAGE), cursor: 0 };
+    if (vm.machine.core.lazy) vm.lazy = { src, path, prefetch: null, cursor: 0 };
     else src.close();
     return { dtb: vm.machine.dtb, config: req.config };
   }
@@ -305,6 +305,7 @@ export class Pcpu {
     const t0 = performance.now();
     try {
       const ramPages = core.ramSize / PAGE;
+      l.prefetch ??= this.readTouched(l.path, vm.req, ramPages);
       while (core.lazy && performance.now() - t0 < ms) {
         if (l.prefetch.length) core.prefetch(l.prefetch.splice(0, FILL_BATCH));
         else {
