@@ -250,11 +250,11 @@ export class Pcpu {
   }
 
   /**
-   * Build a VM here from a saved state (a snapshot file), not running yet; returns its
-   * devicetree. The state is checked whole before the VM exists (memory chunk by chunk as it is
-   * loaded); a refusal leaves nothing behind.
+   * Build a VM here from a saved state (a snapshot file), not running yet unless `start`;
+   * returns its devicetree. The state is checked whole before the VM exists (memory chunk by
+   * chunk as it is loaded); a refusal leaves nothing behind.
    */
-  async restore(req: HostedVmRequest, path: string): Promise<{ dtb: Uint8Array; config: VmConfig }> {
+  async restore(req: HostedVmRequest, path: string, opts: { start?: boolean } = {}): Promise<{ dtb: Uint8Array; config: VmConfig }> {
     const src = this.platform.openStateFile(path, { what: "snapshot", dirs: req.dirs });
     let vm: Hosted;
     try {
@@ -278,6 +278,7 @@ export class Pcpu {
     }
     if (vm.machine.core.lazy) vm.lazy = { src, path, prefetch: null, cursor: 0 };
     else src.close();
+    if (opts.start) this.setState(vm, "running");
     return { dtb: vm.machine.dtb, config: req.config };
   }
 
