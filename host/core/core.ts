@@ -10,7 +10,7 @@ export interface CoreExports {
   dirtyLogEnable(on: number): void;
   dirtyLogSync(): number;
   flushCode(): void;
-  resetHart(hart: number, hartid: number): void;
+  resetHart(hart: number, hartid: number, fresh: number): void;
   flushTlb(hart: number): void;
   csrRead(hart: number, csr: number): bigint;
   csrWrite(hart: number, csr: number, value: bigint): number;
@@ -238,7 +238,7 @@ export class Core {
       this.exports.resetMemoryMap();
       // mtime starts at zero, as on a machine just powered on.
       this.view.setBigInt64(L.VM_MTIME_OFFSET, BigInt(-Math.floor(clock())), true);
-      for (let h = 0; h < harts; h++) this.exports.resetHart(h, h);
+      for (let h = 0; h < harts; h++) this.exports.resetHart(h, h, 1);
     } else if (this.view.getInt32(L.VM_LAZY, true) !== 0) {
       // The page source is a function of the thread that began lazy mode: it cannot come along.
       throw new Error("this VM memory still has absent pages, whose source stays with the Core that began lazy mode: fetchAll() before handing it over");
@@ -259,7 +259,7 @@ export class Core {
   reset(): void {
     this.exports.resetMemoryMap();
     this.exports.flushCode();
-    for (let h = 0; h < this.harts; h++) this.exports.resetHart(h, h);
+    for (let h = 0; h < this.harts; h++) this.exports.resetHart(h, h, 0);
   }
 
   // ---- registers ----
