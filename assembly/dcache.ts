@@ -10,7 +10,7 @@
 // resolve). Host writes (DMA, loaders) invalidate through invalidateCode(). Self-modifying code
 // therefore works without fence.i; fence.i still drops the whole cache, as the ISA allows.
 
-import { DC_TAGS, DC_SCRATCH, DC_LRU, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
+import { DC_TAGS, DC_SCRATCH, DC_LRU, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, H_TLB_LIVE, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
 import { hartBase, nharts, charge, fillCharged } from "./hart";
 import { decode } from "./decode";
 
@@ -81,7 +81,9 @@ function dropWriteMappings(hostPage: usize): void {
   const n = nharts();
   charge(n * TLB_REGIMES * (TLB_TABLE_BYTES >> 8)); // a unit per 16 entries looked at
   for (let h = 0; h < n; h++) {
+    const live = load<i32>(hartBase(h) + H_TLB_LIVE);
     for (let r = 0; r < TLB_REGIMES; r++) {
+      if ((live & (1 << r)) == 0) continue; // no entry since its last flush
       const table = hartBase(h) + H_TLB + <usize>(r * 3 + TLB_WRITE) * TLB_TABLE_BYTES;
       for (let e = table, end = table + <usize>TLB_TABLE_BYTES; e < end; e += 16) {
         const tag = load<u64>(e);

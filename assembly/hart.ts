@@ -4,7 +4,7 @@
 // copying memory; the globals here are caches rebuilt by selectHart() and refreshModes().
 
 import {
-  HART_BASE, HART_STRIDE, H_X, H_F, H_PRIV, H_MSTATUS, H_SATP, H_TLB, TLB_TABLE_BYTES,
+  HART_BASE, HART_STRIDE, H_X, H_F, H_PRIV, H_MSTATUS, H_SATP, H_TLB, H_TLB_LIVE, TLB_TABLE_BYTES,
   TLB_ENTRIES, TLB_REGIMES, TLB_FETCH, TLB_WRITE, VM_NHARTS, VM_MTIME_OFFSET, VM_FLAGS,
   VMF_MTIME_FROZEN, VM_MTIME_FROZEN, H_MIP, H_MIP_EXT, H_TLB_SUPER_LO, H_TLB_SUPER_HI, H_MTIMECMP, H_STIMECMP, H_MENVCFG, H_MIE,
 } from "./layout";
@@ -171,15 +171,20 @@ export function clearTlbFlushed(): void {
   tlbFlushed = false;
 }
 
-/** Invalidate every entry of the given regimes (bit mask of 1 << REGIME_*). */
+/**
+ * Invalidate every entry of the given regimes (bit mask of 1 << REGIME_*). The tables of a
+ * regime with no entry since its last flush (H_TLB_LIVE) are not written again.
+ */
 export function flushTlbRegimes(mask: i32): void {
   tlbFlushed = true;
+  const live = load<i32>(H + H_TLB_LIVE);
   for (let r = 0; r < TLB_REGIMES; r++) {
-    if ((mask & (1 << r)) != 0) {
+    if ((mask & live & (1 << r)) != 0) {
       // A tag of -1 never equals a page-aligned address, so 0xff bytes mean "empty".
       fillCharged(tlbTable(r, 0), 0xff, <usize>3 * TLB_TABLE_BYTES);
     }
   }
+  store<i32>(H + H_TLB_LIVE, live & ~mask);
   if ((mask & PAGED_REGIMES) == PAGED_REGIMES) {
     store<u64>(H + H_TLB_SUPER_LO, u64.MAX_VALUE);
     store<u64>(H + H_TLB_SUPER_HI, 0);
@@ -200,9 +205,17 @@ export function flushTlbPage(va: u64): void {
     return;
   }
   const idx = <usize>((va >> 12) & <u64>(TLB_ENTRIES - 1)) << 4;
+  const live = load<i32>(H + H_TLB_LIVE);
   for (let r = 0; r < 3; r++) {
+    if ((live & (1 << r)) == 0) continue;
     for (let a = 0; a < 3; a++) store<i64>(tlbTable(r, a) + idx, -1);
   }
+}
+
+/** A TLB entry is going into `table`, one of the current hart's: its regime's tables may hold entries now. */
+@inline export function noteTlbLive(table: usize): void {
+  const regime = <i32>((table - H - <usize>H_TLB) / (<usize>3 * TLB_TABLE_BYTES));
+  store<i32>(H + H_TLB_LIVE, load<i32>(H + H_TLB_LIVE) | (1 << regime));
 }
 
 // ---- time ----

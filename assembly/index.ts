@@ -3,7 +3,7 @@
 
 import {
   H_PRIV, H_PC, H_MISA, H_MSTATUS, H_HARTID, H_EXIT_LOAD_RD, H_MTIMECMP, H_STIMECMP, H_MENVCFG,
-  H_MIE, H_WFI, ROM_GPA, RAM_HOST,
+  H_MIE, H_WFI, ROM_GPA, RAM_HOST, H_TLB, H_TLB_LIVE, TLB_REGIMES, TLB_TABLE_BYTES,
 } from "./layout";
 import { selectHart, hartBase, flushTlbAll, H, mtime, wakeupPending, MENVCFG_STCE, IRQ_MTI, IRQ_STI, PRV_M } from "./hart";
 import { csrAccess, csrIllegal, MISA_VALUE, MSTATUS_RESET, CSR_RW } from "./csr";
@@ -40,10 +40,19 @@ export function flushCode(): void {
   dcFlush();
 }
 
-/** Put hart `hart` in its reset state: M-mode at the boot ROM, everything else zero. */
-export function resetHart(hart: i32, hartid: i32): void {
+/**
+ * Put hart `hart` in its reset state: M-mode at the boot ROM, everything else zero. `fresh`:
+ * the hart's block is still all zeros (a new memory), so only the first entry of each TLB table
+ * needs emptying: a zero tag can only equal the tag of an address in page 0, which indexes
+ * entry 0. The rest of the tables' pages stay untouched until used (each page touched is a
+ * page fault for the host, on the way to a VM that runs).
+ */
+export function resetHart(hart: i32, hartid: i32, fresh: bool): void {
   const base = hartBase(hart);
   memory.fill(base, 0, 0x1000);
+  if (fresh) {
+    for (let t = 0; t < TLB_REGIMES * 3; t++) store<i64>(base + H_TLB + <usize>t * TLB_TABLE_BYTES, -1);
+  } else store<i32>(base + H_TLB_LIVE, (1 << TLB_REGIMES) - 1); // the whole tables, below
   store<i32>(base + H_PRIV, PRV_M);
   store<u64>(base + H_PC, <u64>ROM_GPA);
   store<u64>(base + H_MISA, MISA_VALUE);

@@ -132,6 +132,8 @@ export const H_SH_ROOT: i32 = 0x3b4; // u32
 // Interrupts this hart has taken (the hypervisor's watchdog: a guest that leaves an enabled
 // interrupt pending and takes none is stuck with interrupts off).
 export const H_INTR_TAKEN: i32 = 0x3b8; // u64
+// Bits 1 << REGIME_*: the regimes whose TLB tables may hold an entry; a flush writes only those.
+export const H_TLB_LIVE: i32 = 0x3c0; // i32
 
 // The run block: why run() returned, and what the host must do about it.
 export const H_EXIT_REASON: i32 = 0x400; // i32: EXIT_*

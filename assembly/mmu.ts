@@ -11,7 +11,7 @@ import {
 import {
   H, csr64, dataRegime, fetchRegime, dataPaged, fetchPaged, tlbRead, tlbWrite, tlbFetch,
   REGIME_U, REGIME_M, REGIME_S_SUM, PRV_U, PRV_S, PRV_M, MS_MXR, hartBase, nharts, mtime,
-  IRQ_MSI, noteSuperpage,
+  IRQ_MSI, noteSuperpage, noteTlbLive,
 } from "./hart";
 import { dcInvalidate, noteWriteMapping } from "./dcache";
 import {
@@ -225,6 +225,7 @@ function tlbFill(table: usize, va: u64, hostPage: u64): void {
   const e = tlbEntry(table, va);
   store<u64>(e, page);
   store<u64>(e + 8, hostPage - page);
+  noteTlbLive(table);
 }
 
 function tlbTableFor(acc: i32): usize {
@@ -278,6 +279,7 @@ export function resolve(va: u64, size: u64, acc: i32): i64 {
         const e = tlbEntry(tlbTableFor(acc), va);
         store<u64>(e, (va & ~<u64>0xfff) | DEVICE_TAG);
         store<u64>(e + 8, pa & ~<u64>0xfff);
+        noteTlbLive(tlbTableFor(acc));
       }
       return -2;
     }

@@ -11,7 +11,7 @@ export interface CoreExports {
   dirtyLogEnable(on: number): void;
   dirtyLogSync(): number;
   flushCode(): void;
-  resetHart(hart: number, hartid: number): void;
+  resetHart(hart: number, hartid: number, fresh: number): void;
   flushTlb(hart: number): void;
   csrRead(hart: number, csr: number): bigint;
   csrWrite(hart: number, csr: number, value: bigint): number;
@@ -176,6 +176,11 @@ export class Core {
    * their content yet. Devices, loaders and copies go through phys/ramView/ramRead/physRead.
    */
   readonly ram: Uint8Array;
+  /**
+   * This Core made its memory (all zero then but for what the Core itself set up) rather than
+   * attaching to another one's: what a restore into it does not write is zero already.
+   */
+  readonly freshMemory: boolean;
   /** The host clock mtime runs on (timebase ticks). */
   private readonly clock: () => number;
 
@@ -205,7 +210,7 @@ export class Core {
     this.vmm = vmmLayout(opts.ramSize, paging);
     // (The tables past RAM also give the fetch fast path the 2 bytes it may read beyond RAM.)
     const pages = Math.ceil(this.vmm.end / 65536);
-    const fresh = !opts.memory;
+    const fresh = (this.freshMemory = !opts.memory);
     this.memory = opts.memory ?? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     const clock = (this.clock = opts.clock ?? hostTicks);
     const pageIn = (ramPage: number) => this.pageIn(ramPage);
@@ -234,7 +239,7 @@ export class Core {
       this.exports.resetMemoryMap();
       // mtime starts at zero, as on a machine just powered on.
       this.view.setBigInt64(L.VM_MTIME_OFFSET, BigInt(-Math.floor(clock())), true);
-      for (let h = 0; h < harts; h++) this.exports.resetHart(h, h);
+      for (let h = 0; h < harts; h++) this.exports.resetHart(h, h, 1);
     } else if (this.view.getInt32(L.VM_LAZY, true) !== 0) {
       // The page source is a function of the thread that began lazy mode: it cannot come along.
       throw new Error("this VM memory still has absent pages, whose source stays with the Core that began lazy mode: fetchAll() before handing it over");
@@ -255,7 +260,7 @@ export class Core {
   reset(): void {
     this.exports.resetMemoryMap();
     this.exports.flushCode();
-    for (let h = 0; h < this.harts; h++) this.exports.resetHart(h, h);
+    for (let h = 0; h < this.harts; h++) this.exports.resetHart(h, h, 0);
   }
 
   // ---- registers ----

@@ -100,6 +100,13 @@ export interface CreateDiskImageOptions {
   clusterSize?: number;
   /** How the caller names it, for messages. */
   what: string;
+  /**
+   * false: return without making the new image durable. For an overlay nothing has been written
+   * to yet, and that nothing relies on until its first flush: the qcow2 backend flushes the file
+   * before it writes any table that points to data, and the guest's flush, a snapshot and close
+   * flush it, so a crash before then can only lose an overlay that held nothing promised.
+   */
+  sync?: boolean;
 }
 
 /**
@@ -120,7 +127,7 @@ export function createDiskImage(files: DiskFiles, path: string, opts: CreateDisk
   const file = files.create(path, { what: opts.what });
   try {
     writeNewQcow2(file, {
-      size, clusterSize: opts.clusterSize,
+      size, clusterSize: opts.clusterSize, sync: opts.sync,
       ...(opts.backing ? { backing: { name: opts.backing.path, format: opts.backing.format } } : {}),
     });
     file.close();

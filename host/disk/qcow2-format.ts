@@ -208,6 +208,8 @@ export interface Qcow2CreateOptions {
    * relative name is found relative to the new image's directory (as QEMU does).
    */
   backing?: { name: string; format: "raw" | "qcow2" };
+  /** Make the new image durable before returning (default). See CreateDiskImageOptions.sync for when it need not be. */
+  sync?: boolean;
 }
 
 /**
@@ -291,5 +293,5 @@ export function writeNewQcow2(file: ByteFile, opts: Qcow2CreateOptions): void {
   file.write(tableAt * clusterSize, table);
   file.write(blocksAt * clusterSize, refcounts);
   file.write(0, head);
-  file.flush();
+  if (opts.sync !== false) file.flush();
 }

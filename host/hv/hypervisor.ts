@@ -26,7 +26,7 @@ import { transition, ended, type Action } from "./lifecycle";
 import {
   badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats, type VmState,
 } from "./types";
-import { openVmState, readConfig } from "../state/vm-state";
+import { readConfig, readStateConfig } from "../state/vm-state";
 
 export interface HypervisorOptions {
   /** pCPU workers (default: every core). */
@@ -233,7 +233,7 @@ export class Hypervisor implements Control {
    * taken, 507 if the host cannot fit it, 400 if its images or backends cannot be opened; a
    * refusal leaves nothing behind.
    */
-  async createVm(config: VmConfig, from?: { snapshot: string }): Promise<VmInfo> {
+  async createVm(config: VmConfig, from?: { snapshot: string; start?: boolean }): Promise<VmInfo> {
     const vm = this.admit(config);
     // Reserve the name and the resources while the pCPU builds it; undo everything on failure.
     // A destroy (or anything else) meanwhile waits for the build, so nothing is left unaccounted.
@@ -289,8 +289,9 @@ export class Hypervisor implements Control {
     };
   }
 
-  // Built on its pCPU: from its images, or from a snapshot (which holds them in guest memory).
-  private async build(vm: VmRecord, from?: { snapshot: string }): Promise<void> {
+  // Built on its pCPU: from its images, or from a snapshot (which holds them in guest memory),
+  // then started there if asked.
+  private async build(vm: VmRecord, from?: { snapshot: string; start?: boolean }): Promise<void> {
     let images;
     try {
       images = from ? { bios: null } : loadBootImages(vm.config, this.platform, this.opts.imageDirs);
@@ -300,7 +301,8 @@ export class Hypervisor implements Control {
     const req = this.request(vm, images);
     try {
       if (from) {
-        const r = await vm.home.pcpu.restore(req, from.snapshot);
+        if (from.start) vm.state = "running"; // before it runs: what it sends then must find it running (as in act)
+        const r = await vm.home.pcpu.restore(req, from.snapshot, { start: from.start });
         vm.dtb = r.dtb;
         vm.config = r.config; // its disks are overlays on the snapshot's
       } else vm.dtb = await vm.home.pcpu.create(req);
@@ -321,14 +323,15 @@ export class Hypervisor implements Control {
     let src;
     try {
       src = this.platform.openStateFile(file, { what: "snapshot", dirs: this.opts.imageDirs });
-      config = openVmState(src, `snapshot ${file}`, { name: opts.name }).config;
+      // Its configuration, to admit it by; its pCPU reads and checks the rest before building it.
+      config = readStateConfig(src, `snapshot ${file}`, { name: opts.name });
     } catch (e) {
       throw badRequest((e as Error).message);
     } finally {
       src?.close();
     }
-    await this.createVm(config, { snapshot: file });
-    return opts.paused ? this.info(config.name) : this.act(config.name, "start");
+    // Started by its pCPU once built: one message less on the way to running than a start after.
+    return this.createVm(config, { snapshot: file, start: !opts.paused });
   }
 
   /**

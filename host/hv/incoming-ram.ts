@@ -21,16 +21,18 @@ const FILL_BATCH = 64;
 
 /**
  * A restored VM's RAM from its snapshot: the pages the guest touched first after the last
- * restore of it (`prefetch`), then the rest in order. `done` is told the touch record.
+ * restore of it (`readTouched`, read at the first fill), then the rest in order; once all is
+ * in, `saveTouched` gets this restore's touch record.
  */
 export class SnapshotPages implements IncomingRam {
   readonly what: string;
   private cursor = 0;
+  private prefetch: number[] | null = null;
 
   constructor(
     private readonly src: ByteSource,
     path: string,
-    private readonly prefetch: number[],
+    private readonly readTouched: () => number[],
     private readonly saveTouched: (pages: number[]) => void,
   ) {
     this.what = `restoring from ${path}`;
@@ -39,6 +41,7 @@ export class SnapshotPages implements IncomingRam {
   fill(core: Core, ms: number): boolean {
     const t0 = performance.now();
     const ramPages = core.ramSize / PAGE;
+    this.prefetch ??= this.readTouched();
     while (core.lazy && performance.now() - t0 < ms) {
       if (this.prefetch.length) core.prefetch(this.prefetch.splice(0, FILL_BATCH));
       else {

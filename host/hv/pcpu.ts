@@ -269,23 +269,24 @@ export class Pcpu {
   }
 
   /**
-   * Build a VM here from a saved state (a snapshot file), not running yet; returns its
-   * devicetree. The state is checked whole before the VM exists (memory chunk by chunk as it is
-   * loaded); a refusal leaves nothing behind.
+   * Build a VM here from a saved state (a snapshot file), not running yet unless `start`;
+   * returns its devicetree. The state is checked whole before the VM exists (memory chunk by
+   * chunk as it is loaded); a refusal leaves nothing behind.
    */
-  async restore(req: HostedVmRequest, path: string): Promise<{ dtb: Uint8Array; config: VmConfig }> {
+  async restore(req: HostedVmRequest, path: string, opts: { start?: boolean } = {}): Promise<{ dtb: Uint8Array; config: VmConfig }> {
     const src = this.platform.openStateFile(path, { what: "snapshot", dirs: req.dirs });
     let vm: Hosted;
     try {
       const saved = openVmState(src, `snapshot ${path}`, { name: req.config.name });
       // The control plane admitted what it read; a file changed since would be another VM.
       if (JSON.stringify(saved.config) !== JSON.stringify(req.config)) throw new Error(`snapshot ${path} changed while it was being restored: restore it again`);
-      // Its disks stay as the snapshot has them: the VM writes to new overlays over them.
+      // Its disks stay as the snapshot has them: the VM writes to new overlays over them. An
+      // overlay is made durable by its first flush (nothing in it is promised before), not here.
       const stamp = Date.now().toString(36);
       saved.config.drives = saved.config.drives.map((d, i) => {
         if (d.readOnly) return d;
         const overlay = `${path}.${saved.config.name}-${stamp}.disk${i}.qcow2`;
-        this.platform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? "raw" }, dirs: req.dirs, what: "overlay" });
+        this.platform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? "raw" }, dirs: req.dirs, what: "overlay", sync: false });
         return { ...d, file: overlay, format: "qcow2" as const };
       });
       req = { ...req, config: saved.config };
@@ -295,7 +296,9 @@ export class Pcpu {
       throw e;
     }
     if (!vm.machine.core.lazy) src.close();
-    else vm.lazy = new SnapshotPages(src, path, this.readTouched(path, req, vm.machine.core.ramSize / PAGE), (pages) => this.saveTouched(path, req, pages));
+    // The touch record is read by the first fill, once the VM runs (a hint: not on the way to running).
+    else vm.lazy = new SnapshotPages(src, path, () => this.readTouched(path, req, vm.machine.core.ramSize / PAGE), (pages) => this.saveTouched(path, req, pages));
+    if (opts.start) this.setState(vm, "running");
     return { dtb: vm.machine.dtb, config: req.config };
   }
 
@@ -879,6 +882,8 @@ export class Pcpu {
   }
 
   private async loop(): Promise<void> {
+    // Whoever started the loop (a start through Comlink) has its answer before the first slice.
+    await this.platform.yieldTurn();
     let turnStart = performance.now();
     while (!this.closed) {
       const now = performance.now();

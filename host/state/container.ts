@@ -201,25 +201,37 @@ export function endCount(payload: Uint8Array): number {
  * many sections as it has, and have nothing after it.
  */
 export function listSections(src: ByteSource, what: string): SectionRef[] {
-  if (src.size < HEADER_BYTES) throw new StateFormatError(`${what} is ${src.size} bytes: too short to be a VM state`);
-  checkHeader(src.read(0, HEADER_BYTES), what);
   const out: SectionRef[] = [];
-  let at = HEADER_BYTES;
-  for (;;) {
-    if (at + SECTION_HEADER_BYTES > src.size) throw new StateFormatError(`${what} is truncated at byte ${src.size} (no END section): the save did not finish`);
-    const h = parseSectionHeader(src.read(at, SECTION_HEADER_BYTES), at, what);
-    const offset = at + SECTION_HEADER_BYTES;
-    if (offset + h.length > src.size) throw new StateFormatError(`${what} is truncated: section ${JSON.stringify(h.tag)} needs ${h.length} bytes from byte ${offset}, the stream ends at ${src.size}`);
-    if (h.tag === TAGS.end) {
-      const payload = checkedPayload(src, { ...h, offset }, what);
+  for (let s = firstSection(src, what); ; s = sectionAt(src, s.offset + s.length, what)) {
+    if (s.tag === TAGS.end) {
+      const payload = checkedPayload(src, s, what);
       if (endCount(payload) !== out.length) throw new StateFormatError(`${what}: END counts ${endCount(payload)} sections, the stream has ${out.length} (corrupted)`);
-      if (offset + 8 !== src.size) throw new StateFormatError(`${what} has ${src.size - offset - 8} bytes after its END section (corrupted, or two states joined)`);
+      if (s.offset + 8 !== src.size) throw new StateFormatError(`${what} has ${src.size - s.offset - 8} bytes after its END section (corrupted, or two states joined)`);
       return out;
     }
-    out.push({ ...h, offset });
+    out.push(s);
     if (out.length > MAX_SECTIONS) throw new StateFormatError(`${what} has more than ${MAX_SECTIONS} sections (corrupted, or not written by wasmvisor)`);
-    at = offset + h.length;
   }
+}
+
+/**
+ * The first section of a stored stream, its header and the stream's checked as listSections
+ * checks them, without looking further: what a reader needs when it wants that section alone
+ * (the configuration, to admit a VM) and the whole stream is checked later.
+ */
+export function firstSection(src: ByteSource, what: string): SectionRef {
+  if (src.size < HEADER_BYTES) throw new StateFormatError(`${what} is ${src.size} bytes: too short to be a VM state`);
+  checkHeader(src.read(0, HEADER_BYTES), what);
+  return sectionAt(src, HEADER_BYTES, what);
+}
+
+// The section whose header is at byte `at`, all of it inside the stream.
+function sectionAt(src: ByteSource, at: number, what: string): SectionRef {
+  if (at + SECTION_HEADER_BYTES > src.size) throw new StateFormatError(`${what} is truncated at byte ${src.size} (no END section): the save did not finish`);
+  const h = parseSectionHeader(src.read(at, SECTION_HEADER_BYTES), at, what);
+  const offset = at + SECTION_HEADER_BYTES;
+  if (offset + h.length > src.size) throw new StateFormatError(`${what} is truncated: section ${JSON.stringify(h.tag)} needs ${h.length} bytes from byte ${offset}, the stream ends at ${src.size}`);
+  return { ...h, offset };
 }
 
 /** A section's payload, its CRC checked. */

@@ -10,7 +10,7 @@ import type { VirtMachine } from "../machine/virt";
 import type { VmConfig } from "../config/vm-config";
 import { ConfigError, DEFINITION_PARSING, parseVmConfig, vmDefinition } from "../config/parse";
 import {
-  StateFormatError, StateWriter, TAGS, checkedPayload, jsonPayload, listSections, type ByteSource, type SectionRef,
+  StateFormatError, StateWriter, TAGS, checkedPayload, firstSection, jsonPayload, listSections, type ByteSource, type SectionRef,
 } from "./container";
 import { saveCpu, readCpu, type ClockRestore } from "./cpu";
 import { CHUNK_PAGES, MemoryEncoder, PAGE, applyChunk, chunkData, readMemoryIndex, type ChunkEntry, type PageSelection } from "./memory";
@@ -136,6 +136,17 @@ export function readConfig(definition: unknown, what: string, name?: string): Vm
   }
 }
 
+/**
+ * The configuration of a stored state alone: the stream's header and first section checked as
+ * openVmState checks them, the rest not read. What the control plane admits a VM by; the VM's
+ * thread then opens the whole state (openVmState), which checks all of it before anything is built.
+ */
+export function readStateConfig(src: ByteSource, what: string, opts: { name?: string } = {}): VmConfig {
+  const s = firstSection(src, what);
+  if (s.tag !== TAGS.config) throw new StateFormatError(`${what} does not start with the VM's configuration`);
+  return readConfig(jsonPayload(src, s, what), what, opts.name);
+}
+
 /** A state read and checked, ready to be built into a machine (restoreMachine in vm/build.ts). */
 export interface OpenedVmState {
   config: VmConfig;
@@ -169,10 +180,8 @@ export function openVmState(src: ByteSource, what: string, opts: { name?: string
   const config = readConfig(definition, what, opts.name);
   const cpu = jsonPayload(src, one(TAGS.cpu), what);
   const machineState = jsonPayload(src, one(TAGS.machine), what);
-  const romBytes = checkedPayload(src, one(TAGS.rom), what);
-  if (romBytes.length > L.ROM_SIZE) throw new StateFormatError(`${what}: the boot ROM is ${romBytes.length} bytes, more than its ${L.ROM_SIZE}`);
-  const rom = new Uint8Array(L.ROM_SIZE);
-  rom.set(romBytes);
+  const rom = checkedPayload(src, one(TAGS.rom), what);
+  if (rom.length > L.ROM_SIZE) throw new StateFormatError(`${what}: the boot ROM is ${rom.length} bytes, more than its ${L.ROM_SIZE}`);
   const ramPages = config.memory / PAGE;
   const memory = sections.filter((s) => s.tag === TAGS.memory).map((s) => readMemoryIndex((n) => src.read(s.offset, n), s, ramPages, what));
   const pages = memory.reduce((n, entries) => n + entries.reduce((m, e) => m + popcount(e.pages), 0), 0);
@@ -181,7 +190,11 @@ export function openVmState(src: ByteSource, what: string, opts: { name?: string
     applyCore(core, clock) {
       const apply = readCpu(core, cpu, `${what}: cpu`);
       apply(clock);
+      // The ROM as saved, then zeros. A machine built to be restored writes no ROM, so in a
+      // memory its Core made they are there already: the pages they span are left untouched
+      // (each would be a page fault, on the way to a running VM).
       core.u8.set(rom, L.ROM_HOST);
+      if (!core.freshMemory) core.u8.fill(0, L.ROM_HOST + rom.length, L.ROM_HOST + L.ROM_SIZE);
     },
   };
 }
@@ -204,30 +217,40 @@ export function applyChunkTo(core: Core, e: ChunkEntry, data: Uint8Array): void 
  * the state carries are read, checked and inflated on first touch, a chunk at a time; the
  * others are zero in a fresh memory already. The state's source must stay open until
  * core.lazy is false.
+ *
+ * The index is in proportion to the entries, not to RAM: this runs before the restored VM
+ * does, and every page of a new table is one the host has to fault in.
  */
 export function lazyMemory(state: OpenedVmState, core: Core): void {
   const ramPages = core.ramSize / PAGE;
   const entries = state.memory.flat();
-  // Which entry holds each page's last word (later sections replace earlier ones); -1: none.
-  const where = new Int32Array(ramPages).fill(-1);
+  // Per chunk, the last entry that carries some of its pages, and per entry the one before it
+  // for the same chunk (each as index + 1; 0: none): a page's content is in the first entry of
+  // its chain that carries it (later sections replace earlier ones).
+  const last = new Int32Array(Math.ceil(ramPages / CHUNK_PAGES));
+  const before = new Int32Array(entries.length);
+  // Pages that need nothing from the state: those no entry carries, and those the last entry to
+  // carry them says are zero. A chunk is half a bitmap word (CHUNK_PAGES is 16).
+  const present = new Uint32Array(Math.ceil(ramPages / 32)).fill(0xffffffff);
   entries.forEach((e, i) => {
-    for (let b = 0; b < CHUNK_PAGES; b++) if ((e.pages >>> b) & 1) where[e.chunk * CHUNK_PAGES + b] = i;
+    before[i] = last[e.chunk]!;
+    last[e.chunk] = i + 1;
+    const first = e.chunk * CHUNK_PAGES;
+    const shift = first & 31;
+    present[first >>> 5] = (present[first >>> 5]! & ~(e.pages << shift)) | ((e.pages & e.zeros) << shift);
   });
-  const present = new Uint32Array(Math.ceil(ramPages / 32));
-  for (let p = 0; p < ramPages; p++) {
-    const i = where[p]!;
-    if (i < 0 || (entries[i]!.zeros >>> (p % CHUNK_PAGES)) & 1) present[p >>> 5]! |= 1 << (p & 31);
-  }
   let cached = -1;
   let data: Uint8Array = new Uint8Array(0);
   core.beginLazy((page, dst) => {
-    const i = where[page]!;
+    const slot = page % CHUNK_PAGES;
+    let i = last[(page - slot) / CHUNK_PAGES]! - 1;
+    while (i >= 0 && !((entries[i]!.pages >>> slot) & 1)) i = before[i]! - 1;
+    if (i < 0) throw new Error(`no memory entry carries RAM page ${page}`); // an absent page is carried by one
     const e = entries[i]!;
     if (cached !== i) {
       data = chunkData(state.src, e, state.what);
       cached = i;
     }
-    const slot = page - e.chunk * CHUNK_PAGES;
     const k = popcount(e.pages & ~e.zeros & ((1 << slot) - 1)); // its place among the chunk's data pages
     dst.set(data.subarray(k * PAGE, (k + 1) * PAGE));
   }, { present });

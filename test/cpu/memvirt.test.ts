@@ -223,6 +223,29 @@ describe.each(PAGINGS)("device pages under translation (%s paging)", (paging) =>
     // (its own table), and after the fence the load walks again (as does the code fetch).
     expect(misses).toEqual([0, 1, 0, 2]);
   });
+
+  it("a device page's cached translation goes at sfence.vma when it is all its regime's TLB holds", () => {
+    // With SUM set, S-mode data accesses have TLBs of their own (not those of its code fetches):
+    // here they hold one device entry, and nothing else, when the page is mapped to RAM instead.
+    const DEV_VA = VA + 0x200000;
+    let leaf = 0;
+    const { m } = guest(`
+      li t1, 1 << 18
+      csrs sstatus, t1
+      li t0, ${DEV_VA}
+      lw a0, 0(t0)
+    remapped:
+      sfence.vma
+      lw a0, 0(t0)
+    `, paging, (pt) => { leaf = pt.map(DEV_VA, 0x10000000, V | R | W | AD); });
+    m.core.mapDevice(0x10000000, 0x1000);
+    expect(m.run().reason).toBe(L.EXIT_MMIO);
+    m.w64(leaf, pte(DATA, V | R | W | AD));
+    m.w64(DATA, 77n);
+    m.core.setPc(0, BigInt(m.label("remapped")));
+    m.runDone();
+    expect(m.x("a0")).toBe(77n);
+  });
 });
 
 describe("shadow paging", () => {

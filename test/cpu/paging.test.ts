@@ -4,7 +4,7 @@
 // virtualizations (nested and shadow paging), which must be indistinguishable to the guest.
 import { beforeEach, describe, expect, it } from "vitest";
 import {
-  machine as makeMachine, type MachineOptions, enter, pokeSatp, PageTables, PTE, RWX, AD, RAM, CAUSE, PRV_M, PRV_S, PRV_U, MS, hex, Machine,
+  machine as makeMachine, type MachineOptions, enter, pokeSatp, PageTables, PTE, RWX, AD, RAM, CAUSE, PRV_M, PRV_S, PRV_U, MS, hex, Machine, L,
 } from "./harness";
 import { enc, encSeq } from "../encoder";
 
@@ -684,6 +684,42 @@ describe.each(["nested", "shadow"] as const)("%s paging", (pagingMode) => {
 
   describe("sfence.vma", () => {
     const newPte = (pa: number, flags: bigint) => (BigInt(pa) >> 12n << 10n) | flags;
+
+    it("a new hart's TLBs match nothing, page 0 included (its tables are zeros but for their first entries)", () => {
+      // A zero tag would equal the tag of any address in page 0: here every access kind there
+      // must miss and take the fault the address deserves, in M-mode (bare) and through a page table.
+      for (const [insn, cause] of [["ld a0, 0(t0)", CAUSE.LOAD_ACCESS], ["sd t0, 8(t0)", CAUSE.STORE_ACCESS], ["jalr t0", CAUSE.FETCH_ACCESS]] as const) {
+        const m = machine(`li t0, 0\n${insn}`);
+        expectFault(m, cause, insn === "sd t0, 8(t0)" ? 8 : 0);
+      }
+      const { m } = paged(`li t0, 16\nld a0, 0(t0)`);
+      expectFault(m, CAUSE.LOAD_PAGE, 16);
+    });
+
+    it("a hart reset empties TLBs that hold entries: after it the changed PTE is used", () => {
+      const m = machine(null, { ramSize: 8 * MB });
+      const pt = new PageTables(m, "sv39", POOL);
+      pt.map(RAM, RAM, V | RWX | AD, 2);
+      const a = pt.map(VA, P1, V | R | W | AD);
+      const program = `
+        ${enter(PRV_S, "body")}
+      body:
+        li t0, ${VA}
+        ld a0, 0(t0)
+      `;
+      m.load(program);
+      pokeSatp(m, pt.satp());
+      m.w64(P1, 1n);
+      m.w64(P2, 2n);
+      m.runDone();
+      expect(m.x("a0")).toBe(1n);
+      m.core.reset();
+      m.w64(a, newPte(P2, V | R | W | AD));
+      m.load(program);
+      m.core.view.setBigUint64(m.core.hartBase(0) + L.H_SATP, pt.satp(), true); // no flush of its own
+      m.runDone();
+      expect(m.x("a0")).toBe(2n);
+    });
 
     it("after sfence.vma x0, x0 a changed PTE is used", () => {
       const m = machine(null, { ramSize: 8 * MB });

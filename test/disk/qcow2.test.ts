@@ -9,6 +9,10 @@ import { memoryPlatform, type MemoryPlatform } from "../../host/platform/memory"
 import { compileCore } from "../../host/core/core";
 import { packageRoot } from "../../host/platform/node/core";
 import type { DiskBackend } from "../../host/devices/backends";
+import { MemoryFile } from "../../host/platform/memory/file";
+import { Qcow2Disk } from "../../host/disk/qcow2";
+import { RawDisk } from "../../host/disk/raw";
+import { writeNewQcow2 } from "../../host/disk/qcow2-format";
 import { expectCleanCheck, expectIdentical, expectSame, randomBytes, randomIo, readAll } from "./helpers";
 
 let core: WebAssembly.Module;
@@ -183,5 +187,37 @@ describe("the platform seam", () => {
     expect(() => p.createDiskImage("/tmp/y.qcow2", { size: MiB, dirs: ["/images"], what: "overlay" })).toThrow(/not in an image directory/);
     expect(() => p.createDiskImage("/images/z.qcow2", { size: 1000, what: "overlay" })).toThrow(/^overlay \/images\/z\.qcow2: qcow2 virtual size 1000 must be a positive multiple of 512/);
     expect(p.file("/images/z.qcow2")).toBeUndefined(); // removed after the failure
+  });
+
+  test("an overlay made without sync is durable whole at its first flush, and not before", () => {
+    // A file that keeps what a crash would: its bytes as of its last flush.
+    class DurableFile extends MemoryFile {
+      durable = new Uint8Array(0);
+      override flush(): void {
+        super.flush();
+        this.durable = this.bytes.slice();
+      }
+    }
+    const base = randomBytes(MiB, 7);
+    const backing = () => new RawDisk(new MemoryFile("base.raw", base, true), { backing: true });
+    const made = (sync?: boolean) => {
+      const f = new DurableFile("o.qcow2", new Uint8Array(0), false);
+      writeNewQcow2(f, { size: MiB, backing: { name: "base.raw", format: "raw" }, ...(sync === undefined ? {} : { sync }) });
+      return f;
+    };
+    expect(made().durable).toEqual(made().bytes); // by default, durable at once
+    const f = made(false);
+    expect(f.durable.length).toBe(0);
+    const disk = new Qcow2Disk(f, { openBacking: backing });
+    const data = randomBytes(65536, 8);
+    disk.write(3 * 65536, data);
+    disk.flush();
+    // What a crash after the flush leaves: the overlay whole, with the write, over its backing file.
+    const after = new Qcow2Disk(new MemoryFile("o.qcow2", f.durable.slice(), true), { openBacking: backing });
+    const got = new Uint8Array(5 * 65536);
+    after.read(0, got);
+    expectSame(got.subarray(3 * 65536, 4 * 65536), data, "the write");
+    expectSame(got.subarray(0, 3 * 65536), base.subarray(0, 3 * 65536), "the backing file below");
+    disk.close();
   });
 });

@@ -8,6 +8,9 @@ import { memoryPlatform } from "../../host/platform/memory";
 import { parseVmConfig, DEFINITION_PARSING } from "../../host/config/parse";
 import { loadCoreModule } from "../../host/platform/node/core";
 import { asm } from "../encoder";
+import { Pcpu } from "../../host/hv/pcpu";
+import { loadBootImages } from "../../host/vm/build";
+import { ByteRing } from "../../host/util/ring";
 
 describe("the life cycle's transitions", () => {
   test("each action from the states that allow it, a 409 naming what it needs otherwise", () => {
@@ -98,6 +101,26 @@ describe("a VM's end", () => {
       await hv.close();
     }
   }, 60_000);
+});
+
+describe("a start", () => {
+  test("is answered before its pCPU runs the VM: the pCPU's loop begins on its thread's next turn", async () => {
+    // (Through Comlink the answer is a message: it would wait for a loop that runs the guests
+    // for a turn first, some 10 ms, and a restore counts to the VM running.)
+    const platform = memoryPlatform({ core: core(), files: { "/spin": asm`1: j 1b` } });
+    const config = parseVmConfig({ name: "s", mode: "full", bios: "none", kernel: "/spin", memory: "16M" }, DEFINITION_PARSING);
+    const pcpu = new Pcpu(platform);
+    pcpu.init(new SharedArrayBuffer(4), undefined, () => {});
+    await pcpu.create({ config, images: loadBootImages(config, platform), consoleOut: new ByteRing(1 << 16).buffer, consoleIn: new ByteRing(1 << 12).buffer });
+    try {
+      expect(pcpu.act("s", "start")).toBeNull();
+      expect(pcpu.stats("s")).toMatchObject({ state: "running", machine: { instructions: 0 } });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(pcpu.stats("s").machine.instructions).toBeGreaterThan(0);
+    } finally {
+      pcpu.close();
+    }
+  });
 });
 
 const settle = async (hv: Hypervisor, name: string) => {

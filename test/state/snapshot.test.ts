@@ -57,10 +57,18 @@ describe("snapshots through the hypervisor", () => {
       const touched = JSON.parse(new TextDecoder().decode(file("/img/c.wvs.touched"))) as number[];
       expect(touched.length).toBeGreaterThan(0); // (what the fill between steps brought first is not a touch)
       expect(touched.every((p) => Number.isInteger(p) && p >= 0 && p < 4096)).toBe(true);
-      const third = await hv.restore("/img/c.wvs", { name: "third" });
-      expect(third.state).toBe("running");
+      // The record is read once the VM runs (by its first fill), not on the way there.
+      const reads: string[] = [];
+      const open = platform.openStateFile;
+      platform.openStateFile = (path, opts) => { reads.push(path); return open.call(platform, path, opts); };
+      const third = await hv.restore("/img/c.wvs", { name: "third", paused: true });
+      expect(third.state).toBe("created");
+      expect(reads).toEqual(["/img/c.wvs", "/img/c.wvs"]); // the control plane's, its pCPU's
       const out3 = console(hv, "third");
+      await hv.act("third", "start");
       expect((await hv.waitForEnd("third")).exitCode).toBe(0);
+      expect(reads.slice(2)).toEqual(["/img/c.wvs.touched"]);
+      platform.openStateFile = open;
       expect(out3.text).toBe(after.text);
       // The touch record is only a hint: nonsense in it (a hostile file) costs nothing but the hint.
       for (const [i, junk] of ["[-1, 1e12, \"x\", 3.5, null, 7]", "[[[[", "[" + "9,".repeat(200_000) + "9]"].entries()) {
@@ -89,6 +97,16 @@ describe("snapshots through the hypervisor", () => {
       await expect(hv.snapshot("counter", "/img/a,b.wvs")).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/may not contain ','/) });
       await hv.snapshot("counter", "/img/c.wvs", { stop: true });
       expect(hv.info("counter")).toMatchObject({ state: "stopped", reason: "saved to /img/c.wvs" });
+      // A section past the configuration corrupted (the control plane reads only that): its
+      // pCPU refuses it before building anything, and nothing is left.
+      const good = file("/img/c.wvs").slice();
+      const cpu = listSections(bytesSource(good), "c").find((x) => x.tag === "CPU ")!;
+      file("/img/c.wvs")[cpu.offset + 5] ^= 0x10;
+      const committed = hv.host().memoryCommitted;
+      await expect(hv.restore("/img/c.wvs", { name: "broken" })).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/section "CPU " at byte \d+ fails its checksum/) });
+      expect(hv.list().map((v) => v.name)).toEqual(["counter"]);
+      expect(hv.host().memoryCommitted).toBe(committed);
+      file("/img/c.wvs").set(good);
       // A page's data corrupted: the restore reads only the index, so it starts; the page is
       // found bad when it comes in (touched, or filled between steps), and that VM fails.
       const s = file("/img/c.wvs");

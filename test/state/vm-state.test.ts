@@ -9,7 +9,7 @@ import { loadCoreModule } from "../../host/platform/node/core";
 import { memoryPlatform } from "../../host/platform/memory";
 import { DEFINITION_PARSING, parseVmConfig, vmDefinition } from "../../host/config/parse";
 import { buildMachine, loadBootImages, restoreMachine } from "../../host/vm/build";
-import { writeVmState, openVmState, StateFormatError } from "../../host/state/vm-state";
+import { writeVmState, openVmState, readStateConfig, StateFormatError, StateWriter, TO_FILE, TO_LINK, writeConfig, writeMachine, writeMemory } from "../../host/state/vm-state";
 import { bytesSource, HEADER_BYTES, SECTION_HEADER_BYTES, listSections, sectionHeader, streamHeader, type SectionTag } from "../../host/state/container";
 import { crc32 } from "../../host/state/crc32";
 
@@ -106,6 +106,73 @@ describe("a VM saved to a state stream and restored", () => {
     expect(opened.pages).toBeGreaterThan(16);
     expect(opened.pages).toBeLessThan(64);
     expect(stream.length).toBeLessThan(128 * 1024);
+  });
+});
+
+describe("memory sections that replace one another", () => {
+  test("restore, eagerly or lazily, each page as the last section to carry it has it", async () => {
+    const m = await started({ text: "" }, 2);
+    const { ram } = m.core;
+    const PAGE = 4096;
+    const chunks: Uint8Array[] = [];
+    const w = new StateWriter((c) => chunks.push(c.slice()));
+    writeConfig(w, config);
+    writeMachine(w, m, Date.now());
+    writeMemory(w, m.core, { kind: "nonzero" }, TO_FILE);
+    // Then, as a migration round would: in a chunk whose other pages stay as the first section has
+    // them, one page changed and one zeroed; and a page written in a chunk the first left out.
+    const nonzero = Array.from({ length: ram.length / PAGE }, (_, p) => p).filter((p) => ram.subarray(p * PAGE, (p + 1) * PAGE).some((b) => b !== 0));
+    const chunk = nonzero.map((p) => p >> 4).find((c) => nonzero.filter((p) => p >> 4 === c).length >= 4)!;
+    const [changed, zeroed] = nonzero.filter((p) => p >> 4 === chunk); // (and at least two more kept)
+    const fresh = ram.length / PAGE - 3;
+    expect(nonzero.some((p) => p >> 4 === fresh >> 4)).toBe(false);
+    ram.fill(0x5a, changed! * PAGE, (changed! + 1) * PAGE);
+    ram.fill(0, zeroed! * PAGE, (zeroed! + 1) * PAGE);
+    ram.fill(0xa5, fresh * PAGE, (fresh + 1) * PAGE);
+    const bitmap = new Uint32Array(ram.length / PAGE / 32);
+    for (const p of [changed!, zeroed!, fresh]) bitmap[p >>> 5]! |= 1 << (p & 31);
+    writeMemory(w, m.core, { kind: "bitmap", bitmap }, TO_LINK);
+    w.end();
+    const stream = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    chunks.reduce((at, c) => (stream.set(c, at), at + c.length), 0);
+    expect(listSections(bytesSource(stream), "s").filter((x) => x.tag === "MEM ").length).toBe(2);
+
+    const eager = await restore(stream, { text: "" });
+    const lazy = await restore(stream, { text: "" }, { lazy: true });
+    // Absent: exactly the pages with something in them; the zeroed page is not fetched.
+    expect(lazy.core.lazyPending()).toBe(nonzero.length); // one page less (zeroed), one more (fresh)
+    expect(lazy.core.fetchAll()).toBe(nonzero.length);
+    for (const r of [eager, lazy]) expect(Buffer.from(r.core.ram).equals(Buffer.from(ram))).toBe(true);
+    expect(lazy.core.ram[changed! * PAGE]).toBe(0x5a);
+    expect(lazy.core.ram[fresh * PAGE]).toBe(0xa5);
+  });
+});
+
+describe("the configuration alone (what the control plane admits a VM by)", () => {
+  test("is read from the first section only, checked as a whole state's is", async () => {
+    const a = await started({ text: "" }, 1);
+    const s = save(a);
+    const conf = listSections(bytesSource(s), "s")[0]!;
+    let furthest = 0;
+    const watched = { size: s.length, read: (o: number, n: number) => { furthest = Math.max(furthest, o + n); return s.subarray(o, o + n); }, close: () => {} };
+    expect(readStateConfig(watched, "snap", { name: "copy" })).toEqual({ ...config, name: "copy" });
+    expect(furthest).toBe(conf.offset + conf.length);
+    // What it cannot see (a later section broken) is the whole state's check, on the VM's thread.
+    const later = s.slice();
+    later[s.length - 20] ^= 1;
+    expect(readStateConfig(bytesSource(later), "snap")).toEqual(config);
+    expect(() => openVmState(bytesSource(later), "snap")).toThrow(StateFormatError);
+    // What it can see, it refuses as openVmState does.
+    const flipped = s.slice();
+    flipped[conf.offset + 3] ^= 0x10;
+    for (const bad of [s.subarray(0, 7), s.subarray(0, conf.offset + 4), flipped, new TextEncoder().encode("#!/bin/sh\necho hello\n")]) {
+      const whole = (() => { try { openVmState(bytesSource(bad), "snap"); } catch (e) { return (e as Error).message; } })();
+      expect(() => readStateConfig(bytesSource(bad), "snap")).toThrow(whole);
+    }
+    const noConfig = rebuild(sections(s).filter((p) => p.tag !== "CONF"));
+    expect(() => readStateConfig(bytesSource(noConfig), "snap")).toThrow(/does not start with the VM's configuration/);
+    const badDefinition = rebuild(sections(s).map((p) => (p.tag === "CONF" ? { tag: p.tag, payload: json({ ...unjson(p.payload), memory: "lots" }) } : p)));
+    expect(() => readStateConfig(bytesSource(badDefinition), "snap")).toThrow(/snap: its configuration: invalid memory size 'lots'/);
   });
 });
 
