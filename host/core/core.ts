@@ -557,6 +557,25 @@ export class Core {
       this.lazyFailure ??= err;
       throw err;
     }
+    this.arrived(page, touch);
+  }
+
+  /**
+   * Put RAM page `page` in place now if it is still absent (`data` null: a zero page), as if its
+   * source had given it: for a source that receives pages it was not asked for (post-copy's
+   * stream), even from inside its own call for another page. Returns whether it was absent.
+   */
+  supply(page: number, data: Uint8Array | null): boolean {
+    if (!this.pageSource || !Number.isInteger(page) || page < 0 || page >= this.ramSize / 4096 || !this.pageIsAbsent(page)) return false;
+    if (data && data.length !== 4096) throw new RangeError(`a page is 4096 bytes, not ${data.length}`);
+    const at = L.RAM_HOST + page * 4096;
+    if (data) this.u8.set(data, at);
+    else this.u8.fill(0, at, at + 4096);
+    this.arrived(page, false);
+    return true;
+  }
+
+  private arrived(page: number, touch: boolean): void {
     this.i32[(this.vmm.absent >> 2) + (page >>> 5)] &= ~(1 << (page & 31));
     this.markUsed(page);
     if (touch && this.touched.length < TOUCH_RECORD_PAGES) this.touched.push(page);

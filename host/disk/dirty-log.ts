@@ -2,6 +2,7 @@
 // its later rounds, as the core's dirty log of RAM pages does for memory. A bit per block of
 // 64 KiB; a request that touches part of a block marks the whole block. SwappableDisk keeps
 // one while a migration runs (every guest write and discard goes through it) and none otherwise.
+import { popcount } from "../util/bits";
 
 /** Bytes per block of the dirty log (and of a disk section's entries: host/state/disk.ts). */
 export const DISK_BLOCK = 64 << 10;
@@ -55,10 +56,4 @@ export class DirtyLog {
     this.marked = 0;
     return out;
   }
-}
-
-export function popcount(x: number): number {
-  x = x - ((x >>> 1) & 0x55555555);
-  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
-  return (Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
 }

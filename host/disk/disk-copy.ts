@@ -22,12 +22,15 @@ export interface DiskCopyOptions {
 
 /**
  * Create a standalone qcow2 image of `size` bytes at `path` (which must not exist) and open it
- * for writing. If it is created but cannot be opened, the (empty) file is left for the caller
- * to remove, as continueOnOverlay leaves its overlay.
+ * for writing. If it is created but cannot be opened, it is removed again.
  */
 export function createDiskCopy(platform: Platform, path: string, size: number, opts: DiskCopyOptions = {}): { image: DiskImage; disk: DiskBackend } {
   const what = opts.what ?? "migrated disk";
   platform.createDiskImage(path, { size, clusterSize: DISK_BLOCK, dirs: opts.dirs, what });
-  const disk = platform.openDisk(path, { format: "qcow2", readOnly: false, dirs: opts.dirs, what });
-  return { image: { path, format: "qcow2" }, disk };
+  try {
+    return { image: { path, format: "qcow2" }, disk: platform.openDisk(path, { format: "qcow2", readOnly: false, dirs: opts.dirs, what }) };
+  } catch (e) {
+    platform.removeDiskImage(path);
+    throw e;
+  }
 }

@@ -347,11 +347,17 @@ export class Hypervisor implements Control {
       if (ended(vm.state)) throw conflict(`cannot snapshot ${name}: it is ${vm.state}`);
       this.alive(vm);
       let r;
+      // Progress comes on its own port: one that comes after the answer is old news.
+      let answered = false;
+      const t0 = performance.now();
       try {
         vm.snapshot = { phase: "saving", memory: 0, bytes: 0, elapsedMs: 0 };
-        r = await vm.home.pcpu.snapshot(name, file, { stop: opts.stop, dirs: this.opts.imageDirs }, Comlink.proxy((p: SnapshotProgress) => { vm.snapshot = p; }));
+        r = await vm.home.pcpu.snapshot(name, file, { stop: opts.stop, dirs: this.opts.imageDirs }, Comlink.proxy((p: SnapshotProgress) => { if (!answered) vm.snapshot = p; }));
+        answered = true;
         vm.snapshot = { phase: "done", memory: 1, bytes: r.bytes, elapsedMs: r.totalMs };
       } catch (e) {
+        answered = true;
+        vm.snapshot = { ...vm.snapshot!, phase: "failed", elapsedMs: performance.now() - t0 };
         const msg = (e as Error).message;
         throw /^cannot snapshot|ended while/.test(msg) ? conflict(msg) : badRequest(msg);
       } finally {
@@ -610,6 +616,8 @@ export class Hypervisor implements Control {
     };
     let vm: VmRecord | null = null;
     let postcopy = null as { feed: PageFeed; pages: Uint32Array } | null; // set inside exclusive(): not narrowed
+    let sentConfig: VmConfig | null = null;
+    let started = false;
     this.incomingCount++;
     try {
       if (this.incomingCount > MAX_INCOMING) throw new Error(`this host takes at most ${MAX_INCOMING} migrations at once`);
@@ -619,6 +627,7 @@ export class Hypervisor implements Control {
       const config = readConfig(jsonPayload(bytesSource(first.payload), { ...first, offset: 0, length: first.payload.length }, what), what);
       const admitted = this.admit(config);
       vm = admitted;
+      sentConfig = config;
       parser.maxSection = MAX_INCOMING_SECTION;
       const name = config.name;
       await this.exclusive(admitted, async () => {
@@ -638,7 +647,9 @@ export class Hypervisor implements Control {
             // The pages flow before it starts: its first step may need one.
             const feeding = this.postcopyIn(admitted, feed, pages, link, next);
             feeding.catch(() => {}); // awaited below
-            await this.startMigrated(admitted, link);
+            await this.startMigrated(admitted);
+            started = true;
+            link.write(encodeMessage({ running: name }));
             this.opts.onEvent?.(`${name} runs here; its last ${bitmapCount(pages)} pages follow from ${link.peer} (post-copy)`);
             await feeding;
             link.close();
@@ -660,7 +671,9 @@ export class Hypervisor implements Control {
             continue;
           }
           await this.buildMigrated(admitted, kept, link, takeGo);
-          await this.startMigrated(admitted, link);
+          await this.startMigrated(admitted);
+          started = true;
+          link.write(encodeMessage({ running: name }));
           link.close();
           return;
         }
@@ -669,12 +682,22 @@ export class Hypervisor implements Control {
     } catch (e) {
       const message = (e as Error).message;
       postcopy?.feed.close(CHANNEL.failed, message);
-      // What it held goes first: the source may take the VM back at once, disks and ports included
-      // (a VM that already runs here in post-copy fails by itself, once it needs a page that did not come).
-      if (vm && this.vms.get(vm.config.name) === vm && !postcopy) {
+      // What it held goes first: the source may take the VM back at once, disks and ports
+      // included, and the copies of its disks made here go. A VM that runs here already stays:
+      // after GO the source never runs it again (in post-copy it fails by itself once it needs
+      // a page that did not come).
+      if (vm && this.vms.get(vm.config.name) === vm && !started) {
         this.vms.delete(vm.config.name);
         await vm.home.pcpu.incomingAbort(vm.config.name).catch(() => {});
         await vm.home.pcpu.destroy(vm.config.name).catch(() => {});
+        const copies = vm.config.drives.filter((d, i) => d.file !== sentConfig?.drives[i]?.file);
+        for (const d of copies) {
+          try {
+            this.platform.removeDiskImage(d.file);
+          } catch {
+            /* gone already */
+          }
+        }
       }
       try {
         link.write(encodeMessage({ error: message }));
@@ -702,12 +725,11 @@ export class Hypervisor implements Control {
     await takeGo();
   }
 
-  // It runs here now, its console is read, and the source is told.
-  private async startMigrated(vm: VmRecord, link: ByteLink): Promise<void> {
+  // It runs here now, and its console is read.
+  private async startMigrated(vm: VmRecord): Promise<void> {
     vm.state = "running"; // before start: a crash right away must find it running
     await vm.home.pcpu.act(vm.config.name, "start");
     this.background(`draining ${vm.config.name}'s console`, this.drainConsole(vm));
-    link.write(encodeMessage({ running: vm.config.name }));
   }
 
   // Post-copy at the destination: the VM runs; the pages still to come (`pages`) arrive as
@@ -737,14 +759,14 @@ export class Hypervisor implements Control {
             if (!(pages[page >>> 5]! & bit)) throw new StateFormatError(`${what}: RAM page ${page} again, or one that was not to come`);
             pages[page >>> 5]! &= ~bit;
             left--;
-            feed.put(page, content);
+            if (!ended(vm.state)) feed.put(page, content); // (a VM that ended here takes no more)
           });
         }
         // The link waits while the pCPU is behind (what waits here is bounded).
-        await feed.room(1024, INCOMING_IDLE_MS);
+        await feed.room(1024, INCOMING_IDLE_MS, () => ended(vm.state));
       }
       if (left) throw new StateFormatError(`${what}: the stream ended with ${left} pages still to come`);
-      await feed.room(0, INCOMING_IDLE_MS);
+      await feed.room(0, INCOMING_IDLE_MS, () => ended(vm.state));
       feed.close(CHANNEL.complete);
       link.write(encodeMessage({ received: vm.config.name }));
     } catch (e) {

@@ -14,6 +14,8 @@ export interface IncomingRam {
   fill(core: Core, ms: number): boolean;
   /** Every page is in (`done`), or the VM ended: let go of the source. */
   close(core: Core, done: boolean): void;
+  /** Pages have come that should go in now, whether the VM runs or not. */
+  readonly waiting: boolean;
 }
 
 /** Pages a snapshot's fill brings in per batch. */
@@ -53,53 +55,62 @@ export class SnapshotPages implements IncomingRam {
     return core.lazy;
   }
 
+  readonly waiting = false;
+
   close(core: Core, done: boolean): void {
     this.src.close();
     if (done) this.saveTouched(core.touchOrder());
   }
 }
 
-/** How long a VM in post-copy waits for one page before it fails (ms). */
-const PAGE_WAIT_MS = 30_000;
+/**
+ * How long a VM in post-copy waits for one page before it fails (ms). While it waits its pCPU
+ * does nothing else (the wait is inside the guest's instruction), so this is short.
+ */
+const PAGE_WAIT_MS = 10_000;
 /** A page asked for and not come after this long is asked for again (ms). */
 const ASK_AGAIN_MS = 1000;
 
 /**
  * A VM migrating in by post-copy: the pages the source had not sent when the VM stopped come
- * through a page channel (migration/page-channel.ts) that the control plane fills from the link.
- * A page the guest touches before it has come is asked for, and the pCPU waits for it: the
- * thread blocks (Atomics.wait), so only a pCPU on a thread of its own may do this.
+ * through a page channel (migration/page-channel.ts) that the control plane fills from the link,
+ * and go straight into RAM (Core.supply). A page the guest touches before it has come is asked
+ * for, and the pCPU waits for it: the thread blocks (Atomics.wait), so only a pCPU on a thread
+ * of its own may do this.
  */
 export class PostcopyPages implements IncomingRam {
   readonly what: string;
-  /** Pages taken off the channel, not yet put in place (null: a zero page). */
-  private readonly arrived = new Map<number, Uint8Array | null>();
   private readonly tap: PageTap;
   /** Pages the guest waited for, and how long it waited in all (ms). */
   waited = { pages: 0, ms: 0 };
 
-  constructor(channel: SharedArrayBuffer, from: string) {
+  constructor(channel: SharedArrayBuffer, from: string, private readonly core: Core) {
     this.tap = new PageTap(channel);
     this.what = `migrating in from ${from}`;
   }
 
-  /** The core's page source: a page that came, or one asked for and waited for. */
-  readonly source: PageSource = (page, dst) => {
-    if (!this.arrived.has(page)) this.tap.take(this.arrived);
-    if (!this.arrived.has(page)) this.waitFor(page);
-    const data = this.arrived.get(page)!;
-    if (data) dst.set(data);
-    this.arrived.delete(page);
-  };
+  get waiting(): boolean {
+    return this.tap.ready > 0;
+  }
 
-  private waitFor(page: number): void {
+  /** The core's page source: the page from the channel, asked for and waited for if it has not come. */
+  readonly source: PageSource = (page, dst) => {
     const start = performance.now();
     let asked = -Infinity;
     for (;;) {
-      this.tap.take(this.arrived);
-      if (this.arrived.has(page)) break;
-      if (this.tap.state === CHANNEL.failed) throw new Error(`the page did not come: ${this.tap.reason}`);
-      if (this.tap.state === CHANNEL.complete) throw new Error("the source sent every page but this one");
+      // The state before the take: pages put in before the channel closed are in the ring then.
+      const state = this.tap.state;
+      let found = false;
+      this.tap.take((p, data) => {
+        if (p !== page) this.core.supply(p, data);
+        else {
+          if (data) dst.set(data);
+          found = true;
+        }
+      });
+      if (found) break;
+      if (state === CHANNEL.failed) throw new Error(`the page did not come: ${this.tap.reason}`);
+      if (state === CHANNEL.complete) throw new Error("the source sent every page but this one");
       const now = performance.now();
       if (now - start > PAGE_WAIT_MS) throw new Error(`the page did not come within ${PAGE_WAIT_MS / 1000} s`);
       if (now - asked >= ASK_AGAIN_MS) {
@@ -108,20 +119,19 @@ export class PostcopyPages implements IncomingRam {
       }
       this.tap.wait(100);
     }
-    this.waited.pages++;
-    this.waited.ms += performance.now() - start;
-  }
+    if (performance.now() - start > 0.05) {
+      this.waited.pages++;
+      this.waited.ms += performance.now() - start;
+    }
+  };
 
   fill(core: Core): boolean {
-    this.tap.take(this.arrived);
-    if (this.arrived.size) core.prefetch([...this.arrived.keys()]);
-    // What is left was for pages already in (a page sent twice): the guest's own writes win.
-    for (const page of this.arrived.keys()) if (!core.pageIsAbsent(page)) this.arrived.delete(page);
-    if (core.lazy && this.tap.state === CHANNEL.failed) throw new Error(`not all of its memory came: ${this.tap.reason}`);
+    const state = this.tap.state;
+    this.tap.take((p, data) => core.supply(p, data));
+    if (core.lazy && state === CHANNEL.failed) throw new Error(`not all of its memory came: ${this.tap.reason}`);
+    if (core.lazy && state === CHANNEL.complete && this.tap.ready === 0) throw new Error(`the source sent all it had, and ${core.lazyPending()} pages were still missing`);
     return this.tap.ready > 0;
   }
 
-  close(): void {
-    this.arrived.clear();
-  }
+  close(): void {}
 }

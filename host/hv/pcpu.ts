@@ -73,7 +73,7 @@ export interface MovingVm {
 
 /** How a snapshot is going: the first pass over memory (the VM running), then its stop. */
 export interface SnapshotProgress {
-  phase: "saving" | "stopped" | "done";
+  phase: "saving" | "stopped" | "done" | "failed";
   /** How far the first pass has gone through RAM (0 to 1), and the bytes in the file so far. */
   memory: number;
   bytes: number;
@@ -637,9 +637,10 @@ export class Pcpu {
     const d = vm.req.config.drives[drive];
     if (!d) throw new StateFormatError(`${what}: a disk section for drive ${drive}; the VM has ${vm.req.config.drives.length}`);
     if (!vm.disks[drive]) {
+      // Where the copy goes is this host's choice, never the source's.
+      if (!vm.req.dirs?.length) throw new Error(`${what}: this host takes copied disks only into an image directory (--images); it has none`);
       if (!(size > 0 && size % 512 === 0 && size <= MAX_COPIED_DISK)) throw new StateFormatError(`${what}: drive ${drive} would be ${size} bytes: not a disk size this host copies (whole sectors, at most ${MAX_COPIED_DISK / 2 ** 40} TiB)`);
-      const dir = vm.req.dirs?.[0] ?? (d.file.includes("/") ? d.file.slice(0, d.file.lastIndexOf("/")) : ".");
-      const path = `${dir}/${name}.${Date.now().toString(36)}.disk${drive}.qcow2`;
+      const path = `${vm.req.dirs[0]}/${name}.${Date.now().toString(36)}.disk${drive}.qcow2`;
       vm.disks[drive] = createDiskCopy(this.platform, path, size, { dirs: vm.req.dirs, what: `${name}'s copy of drive ${drive}` });
     }
     receiveDiskSection(vm.disks.map((c) => c?.disk), payload, crc, what);
@@ -682,7 +683,7 @@ export class Pcpu {
         const hosted = await this.host(vm.req, (io) => restoreMachine(saved, this.platform, io, { dirs: vm.req.dirs, clock: { kind: "wall", nowMs: Date.now() }, memory: vm.core.memory }));
         this.incomingVms.delete(name);
         if (postcopy) {
-          const pages = new PostcopyPages(postcopy.channel, postcopy.from);
+          const pages = new PostcopyPages(postcopy.channel, postcopy.from, hosted.machine.core);
           hosted.machine.core.beginLazy(pages.source, { present: postcopy.pages.map((w) => ~w) });
           hosted.lazy = pages;
         }
@@ -893,6 +894,8 @@ export class Pcpu {
         const vm = this.vms.get(d.id)!;
         this.runSlice(vm, d.sliceMs);
         this.fillLazy(vm, FILL_SLICE_MS);
+        // Post-copy pages for a VM that does not run now go in too (the ring must keep moving).
+        for (const other of this.vms.values()) if (other !== vm && other.lazy?.waiting) this.fillLazy(other, 0);
         if (performance.now() - turnStart >= YIELD_MS) {
           await this.platform.yieldTurn();
           turnStart = performance.now();

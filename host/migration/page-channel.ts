@@ -81,8 +81,9 @@ export class PageFeed {
       this.view.setUint32(at + 4, data ? 0 : ZERO, true);
       if (data) this.u8.set(data, at + 8);
     }
-    if (this.head === this.queue.length) {
-      this.queue.length = 0;
+    // What went into the ring is let go of (the queue may never empty while the pCPU is behind).
+    if (this.head === this.queue.length || this.head >= 4096) {
+      this.queue.splice(0, this.head);
       this.head = 0;
     }
     if (!n) return;
@@ -91,15 +92,22 @@ export class PageFeed {
     this.wake();
   }
 
-  /** Once the queue is down to `most` pages (the pCPU took the rest into the ring); rejects after `timeoutMs`. */
-  async room(most: number, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.queued > most && !this.closed) {
+  /**
+   * Once the queue is down to `most` pages (the pCPU took the rest into the ring), or `gone()`
+   * (the VM ended: nobody takes them); rejects if the pCPU takes nothing for `timeoutMs`.
+   */
+  async room(most: number, timeoutMs: number, gone: () => boolean): Promise<void> {
+    let deadline = Date.now() + timeoutMs;
+    let read = Atomics.load(this.i32, READ);
+    while (this.queued > most && !this.closed && !gone()) {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`the VM took no memory for ${Math.round(timeoutMs / 1000)} s`);
-      const w = Atomics.waitAsync(this.i32, READ, Atomics.load(this.i32, READ), Math.min(left, 1000));
+      const w = Atomics.waitAsync(this.i32, READ, read, Math.min(left, 1000));
       if (w.async) await w.value;
       await Promise.resolve(); // the pump's turn first
+      const now = Atomics.load(this.i32, READ);
+      if (now !== read) deadline = Date.now() + timeoutMs; // it took some: the wait starts again
+      read = now;
     }
   }
 
@@ -158,8 +166,8 @@ export class PageTap {
     return (Atomics.load(this.i32, WRITTEN) - Atomics.load(this.i32, READ)) | 0;
   }
 
-  /** Take every page in the ring: its content into `into` (null: a zero page). */
-  take(into: Map<number, Uint8Array | null>): number {
+  /** Take every page in the ring: `each` gets its content (null: a zero page), a view valid only during the call. */
+  take(each: (page: number, data: Uint8Array | null) => void): number {
     const written = Atomics.load(this.i32, WRITTEN);
     let read = Atomics.load(this.i32, READ);
     const n = (written - read) | 0;
@@ -167,7 +175,7 @@ export class PageTap {
       const at = RECORDS_AT + ((read >>> 0) % SLOTS) * RECORD;
       const page = this.view.getUint32(at, true);
       const zero = (this.view.getUint32(at + 4, true) & ZERO) !== 0;
-      into.set(page, zero ? null : this.u8.slice(at + 8, at + 8 + PAGE));
+      each(page, zero ? null : this.u8.subarray(at + 8, at + 8 + PAGE));
     }
     if (n) {
       Atomics.store(this.i32, READ, read);

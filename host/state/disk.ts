@@ -16,6 +16,7 @@ import { deflateSync, inflateSync } from "fflate";
 import type { DiskBackend } from "../devices/backends";
 import { DISK_BLOCK } from "../disk/dirty-log";
 import { crc32 } from "./crc32";
+import { allZero } from "../util/bytes";
 import { StateFormatError, bytesSource, type ByteSource, type SectionRef, type StateWriter } from "./container";
 
 export { DISK_BLOCK };
@@ -58,12 +59,6 @@ interface EntryOut {
   crc: number;
 }
 
-function isZero(bytes: Uint8Array): boolean {
-  // Disk blocks are whole sectors: whole words, from offset 0 of a scratch buffer.
-  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
-  for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
-  return true;
-}
 
 /**
  * One pass over drive `drive` (`disk`, as the source's VM has it) writing the blocks `select`
@@ -139,7 +134,8 @@ export class DiskPass {
     }
     const buf = this.scratch.subarray(0, length);
     this.disk.read(offset, buf);
-    if (isZero(buf)) {
+    // Disk blocks are whole sectors: whole words, from offset 0 of a scratch buffer.
+    if (allZero(new Uint32Array(buf.buffer, buf.byteOffset, buf.length >>> 2), 0, buf.length >>> 2)) {
       if (all) this.push({ block: b, flags: ZERO, encoding: RAW, length: 0, crc: 0 }, null);
       return true;
     }

@@ -13,6 +13,7 @@
 import { deflateSync, inflateSync } from "fflate";
 import { crc32 } from "./crc32";
 import { popcount } from "../util/bits";
+import { allZero } from "../util/bytes";
 import { StateFormatError, type ByteSource, type SectionRef } from "./container";
 
 export const PAGE = 4096;
@@ -43,11 +44,6 @@ export interface ChunkEntry {
  */
 export type PageSelection = { kind: "nonzero"; within?: Uint32Array } | { kind: "bitmap"; bitmap: Uint32Array };
 
-function isZeroPage(words: Uint32Array, page: number): boolean {
-  const start = page * (PAGE / 4);
-  for (let i = start; i < start + PAGE / 4; i++) if (words[i] !== 0) return false;
-  return true;
-}
 
 /**
  * Lays out memory sections of `ram` (guest RAM, from guest-physical 0x80000000) chunk by chunk,
@@ -73,7 +69,7 @@ export class MemoryEncoder {
   constructor(private readonly ram: Uint8Array, private readonly select: PageSelection, private readonly level = 1, isZero?: (page: number) => boolean) {
     if (ram.byteOffset % 4 !== 0 || ram.length % PAGE !== 0) throw new Error("guest RAM must be whole, aligned pages");
     this.words = new Uint32Array(ram.buffer, ram.byteOffset, ram.length / 4);
-    this.isZero = isZero ?? ((page) => isZeroPage(this.words, page));
+    this.isZero = isZero ?? ((page) => allZero(this.words, page * (PAGE / 4), PAGE / 4));
     this.totalPages = ram.length / PAGE;
     this.chunks = Math.ceil(this.totalPages / CHUNK_PAGES);
   }

@@ -8,3 +8,9 @@ export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/** Whether `count` words of `words` from `start` are all zero. */
+export function allZero(words: Uint32Array, start: number, count: number): boolean {
+  for (let i = start; i < start + count; i++) if (words[i] !== 0) return false;
+  return true;
+}

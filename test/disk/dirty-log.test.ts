@@ -5,7 +5,8 @@
 import { describe, test, expect } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { DISK_BLOCK, DirtyLog, popcount } from "../../host/disk/dirty-log";
+import { DISK_BLOCK, DirtyLog } from "../../host/disk/dirty-log";
+import { popcount } from "../../host/util/bits";
 import { SwappableDisk, continueOnOverlay } from "../../host/disk/swappable";
 import { memoryPlatform } from "../../host/platform/memory";
 import { MemoryDisk } from "../../host/platform/memory/disk";

@@ -17,9 +17,9 @@ const files = { "count.bin": counterKernel(10_000_000) }; // about 70 ms per dig
 const key = new Uint8Array(32);
 
 /** A destination, and a source whose links reach it through `wire` (which may tamper). */
-async function hosts(wire: (toDest: ByteLink) => ByteLink = (l) => l, sourceFiles: Record<string, Uint8Array> = {}) {
+async function hosts(wire: (toDest: ByteLink) => ByteLink = (l) => l, sourceFiles: Record<string, Uint8Array> = {}, destDirs?: string[]) {
   const destPlatform = memoryPlatform({ core, files });
-  const dest = await Hypervisor.start(destPlatform, { balance: false });
+  const dest = await Hypervisor.start(destPlatform, { balance: false, imageDirs: destDirs });
   const sent: Uint8Array[] = [];
   const sourcePlatform = memoryPlatform({
     core, files: { ...files, ...sourceFiles },
@@ -130,10 +130,10 @@ describe("block migration (--copy-storage)", () => {
   const disk = new Uint8Array((3 << 20) + 4096);
   for (let i = 0; i < (1 << 20); i++) disk[i] = (i * 7 + (i >>> 12)) & 0xff;
   disk.fill(0x5a, disk.length - 4096);
-  const copiesAt = (p: { paths(): string[] }) => p.paths().filter((f) => /^\.\/counter\.\w+\.disk0\.qcow2$/.test(f));
+  const copiesAt = (p: { paths(): string[] }) => p.paths().filter((f) => /^\/copies\/counter\.\w+\.disk0\.qcow2$/.test(f));
 
   test("the VM goes on at the destination on a copy of its disk, byte for byte", async () => {
-    const h = await hosts(undefined, { "disk.img": disk.slice() });
+    const h = await hosts(undefined, { "disk.img": disk.slice() }, ["/copies"]);
     try {
       const before = await runningCounter(h.source, "counter", { drives: ["file=disk.img"] });
       const r = await h.source.migrate("counter", "tcp:dest:1", { downtimeMs: 50, copyStorage: true });
@@ -168,7 +168,7 @@ describe("block migration (--copy-storage)", () => {
         }
         return l.write(c);
       },
-    }), { "disk.img": disk.slice() });
+    }), { "disk.img": disk.slice() }, ["/copies"]);
     const made: string[] = [];
     const create = h.destPlatform.createDiskImage;
     h.destPlatform.createDiskImage = (path, opts) => { made.push(path); create(path, opts); };
@@ -181,6 +181,45 @@ describe("block migration (--copy-storage)", () => {
       expect(h.dest.list()).toEqual([]);
       expect(diskSections).toBe(2);
       expect(copiesAt(h.destPlatform)).toEqual([]);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe("block migration's copies", () => {
+  const disk = new Uint8Array(1 << 20).fill(7);
+
+  test("are made only in an image directory of the destination: one without refuses, and the VM goes on at the source", async () => {
+    const h = await hosts(undefined, { "disk.img": disk.slice() });
+    try {
+      await runningCounter(h.source, "counter", { drives: ["file=disk.img"] });
+      await expect(h.source.migrate("counter", "tcp:dest:1", { copyStorage: true })).rejects.toThrow(/takes copied disks only into an image directory.*it goes on here/);
+      expect(h.source.info("counter").state).toBe("running");
+      expect(h.destPlatform.paths().filter((f) => f.endsWith(".qcow2"))).toEqual([]);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test("are removed when the source goes away after the destination built the VM, before GO", async () => {
+    const h = await hosts((l) => ({
+      ...l,
+      write(c) {
+        if (c.length === 3 && new TextDecoder().decode(c) === "GO\n") {
+          l.close(true);
+          throw new Error("connection reset by peer");
+        }
+        return l.write(c);
+      },
+    }), { "disk.img": disk.slice() }, ["/copies"]);
+    try {
+      await runningCounter(h.source, "counter", { drives: ["file=disk.img"] });
+      // (The source had committed: it does not run its copy either. A source that vanishes here is hostile or broken.)
+      await expect(h.source.migrate("counter", "tcp:dest:1", { copyStorage: true })).rejects.toThrow(/it was told to run there/);
+      for (let i = 0; i < 100 && (h.dest.list().length || h.destPlatform.paths().some((f) => f.startsWith("/copies/"))); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(h.dest.list()).toEqual([]);
+      expect(h.destPlatform.paths().filter((f) => f.startsWith("/copies/"))).toEqual([]);
     } finally {
       await h.close();
     }
