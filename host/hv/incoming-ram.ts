@@ -68,6 +68,8 @@ export class SnapshotPages implements IncomingRam {
  * does nothing else (the wait is inside the guest's instruction), so this is short.
  */
 const PAGE_WAIT_MS = 10_000;
+/** How long it may wait for pages in all before it fails: the most its pCPU's other VMs lose to it (ms). */
+const TOTAL_WAIT_MS = 120_000;
 /** A page asked for and not come after this long is asked for again (ms). */
 const ASK_AGAIN_MS = 1000;
 
@@ -113,6 +115,7 @@ export class PostcopyPages implements IncomingRam {
       if (state === CHANNEL.complete) throw new Error("the source sent every page but this one");
       const now = performance.now();
       if (now - start > PAGE_WAIT_MS) throw new Error(`the page did not come within ${PAGE_WAIT_MS / 1000} s`);
+      if (this.waited.ms + (now - start) > TOTAL_WAIT_MS) throw new Error(`it has waited ${TOTAL_WAIT_MS / 1000} s for pages in all, its pCPU with it`);
       if (now - asked >= ASK_AGAIN_MS) {
         this.tap.ask(page);
         asked = now;
