@@ -3,6 +3,15 @@ import { assemble } from "../encoder";
 import { KERNEL_ADDR } from "../../host/machine/virt";
 
 const UART = 0x10000000;
+/** The end of each guest here: SBI SRST, a clean shutdown (and a loop, should it return). */
+const POWEROFF = `
+    li a0, 0
+    li a1, 0
+    li a7, 0x53525354
+    li a6, 0
+    ecall
+  1: j 1b
+`;
 // An S-mode kernel on the built-in SBI: fills 64 KiB of RAM with a pattern, then prints the
 // digits 0..9 with a busy wait between them, checking the pattern before each (an X instead of
 // the digit if it changed: a page lost or changed on the way shows in the output), then shuts
@@ -48,13 +57,7 @@ export const counterKernel = (spin = 300_000): Uint8Array => assemble(`
     bnez t0, wait
     addi s1, s1, 1
     bne s1, s2, next
-    li a0, 0
-    li a1, 0
-    li a7, 0x53525354
-    li a6, 0
-    ecall
-  1: j 1b
-`, { origin: KERNEL_ADDR }).bytes;
+${POWEROFF}`, { origin: KERNEL_ADDR }).bytes;
 
 
 /**
@@ -113,10 +116,4 @@ export const dirtyingKernel = (passes = 1000): Uint8Array => assemble(`
   after:
     addi s1, s1, 1
     bne s1, s2, next
-    li a0, 0
-    li a1, 0
-    li a7, 0x53525354
-    li a6, 0
-    ecall
-  1: j 1b
-`, { origin: KERNEL_ADDR }).bytes;
+${POWEROFF}`, { origin: KERNEL_ADDR }).bytes;
