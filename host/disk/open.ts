@@ -58,6 +58,7 @@ export function backingPath(name: string, imagePath: string): string {
  */
 export function openDiskImage(files: DiskFiles, path: string, opts: OpenDiskImageOptions): DiskBackend {
   const top = `${opts.what} ${path}`;
+  const topPath = path;
   const seen = new Set<string>();
   const open = (path: string, format: DiskFormat | undefined, readOnly: boolean, what: string, depth: number): DiskBackend => {
     const file = files.open(path, { readOnly, what });
@@ -73,7 +74,10 @@ export function openDiskImage(files: DiskFiles, path: string, opts: OpenDiskImag
         label: `${what} ${path}`,
         backing,
         openBacking: (name, below) => {
-          if (depth + 1 > MAX_BACKING_DEPTH) throw new Error(`${top}: its chain of backing files is deeper than ${MAX_BACKING_DEPTH} images`);
+          if (depth + 1 > MAX_BACKING_DEPTH) {
+            throw new Error(`${top}: its chain of backing files is deeper than ${MAX_BACKING_DEPTH} images (each live snapshot adds one): ` +
+              `flatten it into one image with 'qemu-img convert -O qcow2 ${topPath} <new file>' while nothing uses it, and use that`);
+          }
           if (below !== undefined && !(DISK_FORMATS as readonly string[]).includes(below)) {
             throw new Error(`${what} ${path}: its backing file ${name} has format '${below}', which wasmvisor does not read (${DISK_FORMATS.join(", ")})`);
           }

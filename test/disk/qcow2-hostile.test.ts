@@ -201,7 +201,7 @@ describe("backing files", () => {
     const p = platformWith({ "/img/l0.raw": new Uint8Array(MiB) });
     for (let i = 1; i <= 33; i++) overlay(p, `/img/l${i}.qcow2`, i === 1 ? "l0.raw" : `l${i - 1}.qcow2`, i === 1 ? "raw" : "qcow2");
     p.openDisk("/img/l32.qcow2", { readOnly: false, what: "--drive" }).close();
-    expect(() => p.openDisk("/img/l33.qcow2", { readOnly: false, what: "--drive" })).toThrow(/^--drive \/img\/l33\.qcow2: its chain of backing files is deeper than 32 images$/);
+    expect(() => p.openDisk("/img/l33.qcow2", { readOnly: false, what: "--drive" })).toThrow(/^--drive \/img\/l33\.qcow2: its chain of backing files is deeper than 32 images \(each live snapshot adds one\): flatten it into one image with 'qemu-img convert -O qcow2 \/img\/l33\.qcow2 <new file>' while nothing uses it, and use that$/);
   });
 
   test("a backing format wasmvisor does not read, and a missing backing file", () => {
