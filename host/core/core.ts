@@ -526,8 +526,7 @@ export class Core {
     this.endLazy();
   }
 
-  /** Whether RAM page `page` is still absent (lazy mode). */
-  pageIsAbsent(page: number): boolean {
+  private pageIsAbsent(page: number): boolean {
     return (this.i32[(this.vmm.absent >> 2) + (page >>> 5)] & (1 << (page & 31))) !== 0;
   }
 
