@@ -20,7 +20,7 @@ import { loadBootImages, type BootImages } from "../vm/build";
 import { StateStreamParser, StateWriter, StateFormatError, TAGS, bytesSource, jsonPayload, type ParsedSection } from "../state/container";
 import { GO, encodeMessage, parseMigrationTarget, type ByteLink } from "../migration/link";
 import { CHANNEL, PageFeed } from "../migration/page-channel";
-import { PAGE, chunkData, chunkPages, readMemoryIndex, readPageList } from "../state/memory";
+import { PAGE, chunkPages, readPageList, sectionChunks } from "../state/memory";
 import type { Platform, PcpuThread } from "../platform/platform";
 import { transition, ended, type Action } from "./lifecycle";
 import {
@@ -752,9 +752,8 @@ export class Hypervisor implements Control {
         if (!s) throw new Error(`${what}: the source closed the link with ${left} pages still to come`);
         if (s.tag === TAGS.end) break;
         if (s.tag !== TAGS.memory) throw new StateFormatError(`${what}: a ${JSON.stringify(s.tag)} section after the VM began to run`);
-        const src = bytesSource(s.payload);
-        for (const e of readMemoryIndex((n) => s.payload.subarray(0, n), { offset: 0, length: s.payload.length, crc: s.crc }, ramPages, what)) {
-          chunkPages(e, chunkData(src, e, what), (page, content) => {
+        for (const [e, data] of sectionChunks(s.payload, s.crc, ramPages, what)) {
+          chunkPages(e, data, (page, content) => {
             const bit = 1 << (page & 31);
             if (!(pages[page >>> 5]! & bit)) throw new StateFormatError(`${what}: RAM page ${page} again, or one that was not to come`);
             pages[page >>> 5]! &= ~bit;

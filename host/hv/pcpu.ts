@@ -17,7 +17,7 @@ import { Scheduler, type EntityStats } from "./scheduler";
 import { buildMachine, machineDisks, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
 import { continueOnOverlay } from "../disk/swappable";
 import { MemoryPass, StateWriter, TO_FILE, TO_LINK, TO_LINK_POSTCOPY, applyChunkTo, openVmState, writeConfig, writeMachine, writeMemory } from "../state/vm-state";
-import { PAGE, chunkData, pageListPayload, readMemoryIndex, type PageSelection } from "../state/memory";
+import { PAGE, pageListPayload, sectionChunks, type PageSelection } from "../state/memory";
 import { DISK_BLOCK, DISK_TO_LINK, DiskPass, diskSectionTarget, receiveDiskSection, writeDisk, type BlockSelection } from "../state/disk";
 import { createDiskCopy } from "../disk/disk-copy";
 import { STATE_MAGIC, StateFormatError, TAGS, bytesSource, listSections, type ByteSource } from "../state/container";
@@ -650,10 +650,7 @@ export class Pcpu {
   incomingMemory(name: string, payload: Uint8Array, crc: number): void {
     const vm = this.incomingVms.get(name);
     if (!vm) throw new Error(`no VM named ${name} is migrating in here`);
-    const what = `${name} migrating in`;
-    const entries = readMemoryIndex((n) => payload.subarray(0, n), { offset: 0, length: payload.length, crc }, vm.core.ramSize / PAGE, what);
-    const src = bytesSource(payload);
-    for (const e of entries) applyChunkTo(vm.core, e, chunkData(src, e, what));
+    for (const [e, data] of sectionChunks(payload, crc, vm.core.ramSize / PAGE, `${name} migrating in`)) applyChunkTo(vm.core, e, data);
   }
 
   /**

@@ -14,7 +14,7 @@ import { deflateSync, inflateSync } from "fflate";
 import { crc32 } from "./crc32";
 import { popcount } from "../util/bits";
 import { allZero } from "../util/bytes";
-import { StateFormatError, type ByteSource, type SectionRef } from "./container";
+import { StateFormatError, bytesSource, type ByteSource, type SectionRef } from "./container";
 
 export const PAGE = 4096;
 export const CHUNK_PAGES = 16;
@@ -214,6 +214,15 @@ export function applyChunk(ram: Uint8Array, e: ChunkEntry, data: Uint8Array): vo
     if (content) ram.set(content, page * PAGE);
     else ram.fill(0, page * PAGE, (page + 1) * PAGE);
   });
+}
+
+/**
+ * A memory section that came whole over a link: its index checked first, then each chunk's
+ * entry with its data, checked (and inflated) as it is reached.
+ */
+export function* sectionChunks(payload: Uint8Array, crc: number, ramPages: number, what: string): Generator<[ChunkEntry, Uint8Array]> {
+  const src = bytesSource(payload);
+  for (const e of readMemoryIndex((n) => payload.subarray(0, n), { offset: 0, length: payload.length, crc }, ramPages, what)) yield [e, chunkData(src, e, what)];
 }
 
 /** A PCPY section's payload: a bitmap of RAM pages (bit i: RAM page i), little-endian words. */

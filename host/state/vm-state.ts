@@ -175,9 +175,8 @@ export function openVmState(src: ByteSource, what: string, opts: { name?: string
     if (found.length !== 1) throw new StateFormatError(`${what} has ${found.length} ${JSON.stringify(tag)} sections, not one (corrupted, or not a whole VM state)`);
     return found[0]!;
   };
-  if (sections[0]?.tag !== TAGS.config) throw new StateFormatError(`${what} does not start with the VM's configuration`);
-  const definition = jsonPayload(src, one(TAGS.config), what);
-  const config = readConfig(definition, what, opts.name);
+  const config = readStateConfig(src, what, opts);
+  one(TAGS.config); // and no second one
   const cpu = jsonPayload(src, one(TAGS.cpu), what);
   const machineState = jsonPayload(src, one(TAGS.machine), what);
   const rom = checkedPayload(src, one(TAGS.rom), what);
