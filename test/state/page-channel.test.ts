@@ -3,6 +3,7 @@
 // before the channel closes are still there to take after it has.
 import { describe, test, expect } from "vitest";
 import { CHANNEL, PageFeed, PageTap } from "../../host/migration/page-channel";
+import { pageListPayload, readPageList } from "../../host/state/memory";
 
 const page = (n: number) => new Uint8Array(4096).fill(n & 0xff).map((b, i) => (i < 4 ? (n >>> (8 * i)) & 0xff : b));
 
@@ -45,5 +46,16 @@ describe("the post-copy page channel", () => {
     tap.take((p) => got.push(p));
     expect(got).toEqual([5]);
     expect(() => new PageTap(new SharedArrayBuffer(16))).toThrow(/not a page channel/);
+  });
+});
+
+describe("a post-copy page list (PCPY) from a source", () => {
+  test("must fit the VM's RAM exactly: a wrong length or a page past RAM is refused", () => {
+    // 40 pages: two words, the second with 8 bits that may be set.
+    expect(Array.from(readPageList(pageListPayload(Uint32Array.of(0xffffffff, 0xff)), 40, "x"))).toEqual([0xffffffff, 0xff]);
+    expect(() => readPageList(new Uint8Array(4), 40, "the stream")).toThrow(/^the stream: the list of pages still to come is 4 bytes, not 8 for 40 pages$/);
+    expect(() => readPageList(new Uint8Array(12), 40, "the stream")).toThrow(/is 12 bytes, not 8/);
+    expect(() => readPageList(pageListPayload(Uint32Array.of(0, 0x100)), 40, "the stream")).toThrow(/names pages past the end of RAM/);
+    expect(() => readPageList(pageListPayload(Uint32Array.of(0, 0x80000000)), 40, "the stream")).toThrow(/names pages past the end of RAM/);
   });
 });
