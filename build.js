@@ -21,6 +21,8 @@ const DEBIAN_PACKAGES = [
   ["device-tree-compiler", "/usr/bin/dtc"],
   // qemu-img: the qcow2 tests check wasmvisor's images with QEMU's own tool (check, compare, info).
   ["qemu-utils", "/usr/bin/qemu-img"],
+  // chromium: the browser tests drive Debian's Chromium with playwright-core.
+  ["chromium", "/usr/bin/chromium"],
 ];
 
 function installDeps() {
@@ -96,6 +98,24 @@ async function bundleHost() {
     sourcemap: true,
     logLevel: quiet ? "error" : "warning",
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  });
+  // The browser's side (dist/web/): the package's browser build, its two workers (they find each
+  // other beside it: new URL("./pcpu-worker.js", import.meta.url)), and the page `wasmvisor web` serves.
+  await esbuild.build({
+    entryPoints: {
+      wasmvisor: join(root, "host/browser.ts"),
+      "pcpu-worker": join(root, "host/platform/browser/pcpu-worker.ts"),
+      "storage-worker": join(root, "host/platform/browser/storage-worker.ts"),
+      page: join(root, "web/page.ts"),
+    },
+    outdir: join(root, "dist/web"),
+    bundle: true,
+    platform: "browser",
+    format: "esm",
+    target: "chrome110",
+    sourcemap: true,
+    loader: { ".css": "css" },
+    logLevel: quiet ? "error" : "warning",
   });
 }
 

@@ -1,0 +1,169 @@
+// The VMM's platform in a web page. The page's thread is the control plane; each pCPU is a Web
+// Worker (pcpu-worker.ts) that gets the compiled core, a synchronous channel to the storage
+// worker (storage.ts: the Origin Private File System, or IndexedDB), and where the server's
+// network relay and migration endpoint are. Paths name where files live:
+//
+//   /opfs/...      a file the browser keeps for this origin (disks, overlays, saved states)
+//   anything else  a file the page's server serves, fetched over HTTP (read-only: boot images,
+//                  the base images copy-on-write disks are overlays of, read in chunks as used)
+//
+// A page cannot block its own thread, so what the control plane reads synchronously (boot images
+// for loadBootImages, a state's configuration for restore) must be fetched first: load() and
+// loadState() do that asynchronously.
+import * as Comlink from "comlink";
+import type { HostResources, Platform, PcpuThread } from "../platform";
+import type { Pcpu } from "../../hv/pcpu";
+import { bytesSource } from "../../state/container";
+import { startStorage, type BrowserStorage } from "./storage";
+import type { WorkerInit } from "./pcpu-worker";
+
+export const OPFS = "/opfs/";
+
+export interface BrowserPlatformOptions {
+  /** The core: its URL (fetched and compiled as it streams in), compiled, or its bytes. Default: core.wasm beside this module. */
+  core?: string | URL | WebAssembly.Module | Uint8Array;
+  /** Where this module's workers are (pcpu-worker.js, storage-worker.js); default: beside it. */
+  workerBase?: string | URL;
+  /** Paths (served over HTTP) fetched now so VMs can boot from them; more with load(). */
+  images?: string[];
+  /** What `bios: "default"` boots: one of the images. */
+  defaultFirmware?: string;
+  /** The server's WebSocket that relays user-mode networking (ws://host/net); none: NICs of kind user are refused. */
+  netRelay?: string | URL;
+  /** The server's WebSocket that VMs migrate over (ws://host/migrate); none: no migration. */
+  migration?: string | URL;
+  /** What VMs may use (default: the browser's cores, 2 GiB or what navigator.deviceMemory says). */
+  resources?: Partial<HostResources>;
+}
+
+export interface BrowserPlatform extends Platform {
+  /** The files the browser keeps (OPFS or IndexedDB). */
+  readonly storage: BrowserStorage;
+  /** Fetch a boot image (a served path) so VMs can boot from it. */
+  load(path: string): Promise<void>;
+  /** Read a saved state (a /opfs/ path) so restore() can admit it; or store `bytes` there first (a file the user chose). */
+  loadState(path: string, bytes?: Uint8Array): Promise<void>;
+  /** A saved state's bytes (to hand to the user as a download). */
+  readState(path: string): Promise<Uint8Array>;
+  close(): void;
+}
+
+const here = (name: string, base?: string | URL) => new URL(name, base ?? import.meta.url);
+
+/** Start the browser platform: compile the core, start the storage worker, fetch `images`. */
+export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promise<BrowserPlatform> {
+  if (!globalThis.crossOriginIsolated) {
+    throw new Error("wasmvisor needs a cross-origin isolated page (SharedArrayBuffer and Atomics): serve it with " +
+      "'Cross-Origin-Opener-Policy: same-origin' and 'Cross-Origin-Embedder-Policy: require-corp' (wasmvisor web does), " +
+      "or register wasmvisor's isolation service worker (docs/EMBEDDING.md)");
+  }
+  const module = await compile(opts.core ?? here("core.wasm", opts.workerBase));
+  const storage = await startStorage(here("storage-worker.js", opts.workerBase));
+  const images = new Map<string, Uint8Array>();
+  const states = new Map<string, Uint8Array>();
+  const load = async (path: string) => {
+    if (images.has(path)) return;
+    const r = await fetch(path);
+    if (!r.ok) throw new Error(`${path}: the server answered ${r.status} ${r.statusText}`);
+    images.set(path, new Uint8Array(await r.arrayBuffer()));
+  };
+  await Promise.all((opts.images ?? []).map(load));
+  const inStorage = (path: string, what: string) => {
+    if (!path.startsWith(OPFS) || path.split("/").includes("..")) throw new Error(`${what} ${path}: the browser keeps files under ${OPFS} only`);
+  };
+
+  const platform: BrowserPlatform = {
+    storage,
+    coreModule: () => module,
+    defaultFirmware() {
+      if (!opts.defaultFirmware) throw new Error("no default firmware in this page: pass bios with a served path, builtin or none");
+      return opts.defaultFirmware;
+    },
+    readImage(path, { what, maxBytes }) {
+      const bytes = images.get(path);
+      if (!bytes) throw new Error(`${what} ${path}: not loaded: fetch it first (platform.load(path), or the images option)`);
+      if (bytes.length > maxBytes) throw new Error(`${what} ${path}: is ${Math.ceil(bytes.length / 2 ** 20)} MiB, more than the guest's ${maxBytes / 2 ** 20} MiB of RAM; use a larger memory`);
+      return bytes;
+    },
+    openStateFile(path, { what }) {
+      const bytes = states.get(path);
+      if (!bytes) throw new Error(`${what} ${path}: not loaded: read it first (platform.loadState(path))`);
+      return bytesSource(bytes);
+    },
+    // Disks and saved states are written by the pCPU workers, which reach the storage synchronously.
+    openDisk(path, { what }) {
+      throw new Error(`${what} ${path}: disks are opened by the VM's pCPU worker, not the page`);
+    },
+    createStateFile(path, { what }) {
+      throw new Error(`${what} ${path}: states are saved by the VM's pCPU worker, not the page`);
+    },
+    createDiskImage(path, { what }) {
+      throw new Error(`${what} ${path}: images are made by the VM's pCPU worker, not the page`);
+    },
+    removeDiskImage(path) {
+      void storage.remove(path).catch(() => {});
+    },
+    pcpuMayWait: true, // each pCPU is a worker
+    async startPcpu(): Promise<PcpuThread> {
+      const worker = new Worker(here("pcpu-worker.js", opts.workerBase), { type: "module", name: "wasmvisor pCPU" });
+      const channel = await storage.connect();
+      const init: WorkerInit = {
+        module, storage: channel,
+        netRelay: opts.netRelay ? String(opts.netRelay) : undefined,
+        migration: opts.migration ? String(opts.migration) : undefined,
+      };
+      const listeners: ((why: string) => void)[] = [];
+      let ended = false;
+      const end = (why: string) => {
+        if (ended) return;
+        ended = true;
+        for (const l of listeners) l(why);
+      };
+      // The worker says it is ready once it has its platform; Comlink's messages come after.
+      await new Promise<void>((resolve, reject) => {
+        worker.onmessage = (e) => (e.data === "ready" ? resolve() : reject(new Error(`a pCPU worker said ${JSON.stringify(e.data)}`)));
+        worker.onerror = (e) => reject(new Error(`a pCPU worker failed to start: ${e.message}`));
+        worker.postMessage(init, [channel.port]);
+      });
+      worker.onmessage = null;
+      worker.onerror = (e) => end(e.message || "its worker failed");
+      return {
+        pcpu: Comlink.wrap<Pcpu>(worker),
+        onExit: (l) => { listeners.push(l); },
+        terminate: async () => { worker.terminate(); end("terminated"); },
+      };
+    },
+    yieldTurn: () => new Promise((resolve) => setTimeout(resolve, 0)),
+    resources: () => ({
+      memory: ((navigator as { deviceMemory?: number }).deviceMemory ?? 2) * 2 ** 30,
+      cpus: navigator.hardwareConcurrency || 1,
+      fileDescriptors: Infinity,
+      ...opts.resources,
+    }),
+    load,
+    async loadState(path, bytes) {
+      inStorage(path, "state");
+      if (bytes) await storage.writeFile(path, bytes);
+      const b = bytes ?? await storage.readFile(path);
+      if (!b) throw new Error(`state ${path}: no such file`);
+      states.set(path, b);
+    },
+    async readState(path) {
+      inStorage(path, "state");
+      const b = await storage.readFile(path);
+      if (!b) throw new Error(`state ${path}: no such file`);
+      return b;
+    },
+    close: () => storage.close(),
+  };
+  return platform;
+}
+
+async function compile(core: string | URL | WebAssembly.Module | Uint8Array): Promise<WebAssembly.Module> {
+  if (core instanceof WebAssembly.Module) return core;
+  if (core instanceof Uint8Array) return WebAssembly.compile(core as Uint8Array<ArrayBuffer>);
+  const r = await fetch(core);
+  if (!r.ok) throw new Error(`the core ${String(core)}: the server answered ${r.status} ${r.statusText}`);
+  // Streaming compilation needs the server to say application/wasm.
+  return r.headers.get("content-type")?.startsWith("application/wasm") ? WebAssembly.compileStreaming(r) : WebAssembly.compile(await r.arrayBuffer());
+}

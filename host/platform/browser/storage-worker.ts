@@ -1,0 +1,2 @@
+// CONTRACT (helper fills in): the storage worker (see storage.ts).
+export {};

@@ -1,0 +1,104 @@
+// The platform a pCPU worker sees in a browser: disks, overlays and saved states in the browser's
+// storage (reached synchronously), base images over HTTP, user-mode networking relayed to the
+// server, migration over a WebSocket.
+import type { Platform, StateFileWriter } from "../platform";
+import { createDiskImage, openDiskImage, type DiskFiles } from "../../disk/open";
+import { fileSource } from "../../state/container";
+import { syncStorage, type SyncStorage } from "./storage";
+import { openHttpFile } from "./http-file";
+import type { WorkerInit } from "./pcpu-worker";
+
+const OPFS = "/opfs/";
+
+export function workerPlatform(init: WorkerInit): Platform {
+  const storage = syncStorage(init.storage);
+  const files = diskFiles(storage);
+  return {
+    coreModule: () => init.module,
+    defaultFirmware: () => { throw new Error("the default firmware is chosen by the page"); },
+    readImage: (path, { what }) => { throw new Error(`${what} ${path}: boot images are read by the page`); },
+    openDisk: (path, opts) => openDiskImage(files, path, opts),
+    createDiskImage: (path, opts) => createDiskImage(files, path, opts),
+    removeDiskImage: (path) => { if (path.startsWith(OPFS)) storage.remove(path); },
+    openStateFile(path, { what }) {
+      return fileSource(files.open(path, { readOnly: true, what }), what);
+    },
+    createStateFile: (path, opts) => stateFile(storage, path, opts.what, opts.replaces),
+    pcpuMayWait: true,
+    startPcpu: () => Promise.reject(new Error("a pCPU worker starts no pCPUs")),
+    yieldTurn,
+    resources: () => ({ memory: 2 ** 31, cpus: navigator.hardwareConcurrency || 1, fileDescriptors: Infinity }),
+  };
+}
+
+function diskFiles(storage: SyncStorage): DiskFiles {
+  const local = (path: string, what: string) => {
+    if (path.split("/").includes("..")) throw new Error(`${what} ${path}: a path with '..' is not taken`);
+    return path.startsWith(OPFS);
+  };
+  return {
+    open(path, { readOnly, what }) {
+      if (local(path, what)) return storage.open(path, { readOnly, what });
+      if (!readOnly) throw new Error(`${what} ${path}: is served over HTTP, so it can only be read; give the VM a copy-on-write overlay in ${OPFS}`);
+      return openHttpFile(path, what);
+    },
+    create(path, { what }) {
+      if (!local(path, what)) throw new Error(`${what} ${path}: new files go under ${OPFS}`);
+      return storage.create(path, { what });
+    },
+    remove: (path) => { if (path.startsWith(OPFS)) storage.remove(path); },
+  };
+}
+
+// A save goes to a file beside its target and takes its name when whole.
+function stateFile(storage: SyncStorage, path: string, what: string, replaces?: Uint8Array): StateFileWriter {
+  if (!path.startsWith(OPFS) || path.split("/").includes("..")) throw new Error(`${what} ${path}: the browser keeps files under ${OPFS} only`);
+  if (storage.exists(path)) {
+    const old = storage.open(path, { readOnly: true, what });
+    try {
+      const head = new Uint8Array(replaces?.length ?? 0);
+      if (!replaces || old.read(0, head) < head.length || replaces.some((b, i) => head[i] !== b)) {
+        throw new Error(`${what} ${path}: a file that is not a ${what} is there; it is not replaced (remove it, or choose another name)`);
+      }
+    } finally {
+      old.close();
+    }
+  }
+  const partial = `${path}.partial`;
+  if (storage.exists(partial)) storage.remove(partial);
+  const file = storage.create(partial, { what });
+  let at = 0;
+  return {
+    write(chunk) {
+      file.write(at, chunk);
+      at += chunk.length;
+    },
+    commit() {
+      file.flush();
+      file.close();
+      storage.rename(partial, path);
+    },
+    abort() {
+      file.close();
+      storage.remove(partial);
+    },
+  };
+}
+
+// A macrotask without the timers' clamping: a message to ourselves.
+const channel = new MessageChannel();
+const waiting: (() => void)[] = [];
+channel.port1.onmessage = () => waiting.shift()?.();
+let lastFullTurn = 0;
+function yieldTurn(): Promise<void> {
+  const now = performance.now();
+  // Every ~20 ms a timer's turn, so that timers and sockets are not starved by the port's messages.
+  if (now - lastFullTurn >= 20) {
+    lastFullTurn = now;
+    return new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  return new Promise((resolve) => {
+    waiting.push(resolve);
+    channel.port2.postMessage(0);
+  });
+}

@@ -1,0 +1,2 @@
+// CONTRACT (helper fills in): the page `wasmvisor web` serves.
+export {};
