@@ -7,6 +7,8 @@ import { fileSource } from "../../state/container";
 import { syncStorage, type SyncStorage } from "./storage";
 import { openHttpFile } from "./http-file";
 import type { WorkerInit } from "./pcpu-worker";
+import { openWsLink } from "../../migration/ws-link";
+import type { ByteLink, MigrationTarget } from "../../migration/link";
 
 const OPFS = "/opfs/";
 
@@ -24,11 +26,24 @@ export function workerPlatform(init: WorkerInit): Platform {
       return fileSource(files.open(path, { readOnly: true, what }), what);
     },
     createStateFile: (path, opts) => stateFile(storage, path, opts.what, opts.replaces),
+    connectMigration: init.migration ? (target, key) => connectMigration(init.migration!, target, key) : undefined,
     pcpuMayWait: true,
     startPcpu: () => Promise.reject(new Error("a pCPU worker starts no pCPUs")),
     yieldTurn,
     resources: () => ({ memory: 2 ** 31, cpus: navigator.hardwareConcurrency || 1, fileDescriptors: Infinity }),
   };
+}
+
+// A tab migrates to the server its page came from, over the server's WebSocket; the key is the
+// page's session token, which the server checks (with the page's origin) before it takes the link.
+function connectMigration(endpoint: string, target: MigrationTarget, key: Uint8Array): Promise<ByteLink> {
+  const url = new URL(endpoint);
+  const port = Number(url.port || (url.protocol === "wss:" ? 443 : 80));
+  if (target.host !== url.hostname || target.port !== port) {
+    return Promise.reject(new Error(`this page migrates VMs only to the server it came from (tcp:${url.hostname}:${port}), not tcp:${target.host}:${target.port}`));
+  }
+  url.searchParams.set("token", new TextDecoder().decode(key));
+  return openWsLink(() => new WebSocket(url), `the server at ${url.host}`);
 }
 
 function diskFiles(storage: SyncStorage): DiskFiles {
