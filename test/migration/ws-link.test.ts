@@ -54,13 +54,13 @@ describe("a migration link over a WebSocket", () => {
       [(ws: WebSocket) => ws.send("hello"), /text message/],
       [(ws: WebSocket) => ws.send(new Uint8Array(MAX_MESSAGE + 1)), /message of \d+ bytes/],
     ] as const) {
-      let link: ByteLink | null = null;
-      const srv = await server((l) => { link = l; });
+      const got: { link?: ByteLink } = {};
+      const srv = await server((l) => { got.link = l; });
       const ws = new WebSocket(srv.url);
       await new Promise((r) => ws.once("open", r));
-      while (!link) await new Promise((r) => setTimeout(r, 5));
+      while (!got.link) await new Promise((r) => setTimeout(r, 5));
       send(ws);
-      await expect((async () => { for await (const _ of link!.chunks()) { /* nothing */ } })()).rejects.toThrow(reason);
+      await expect((async () => { for await (const _ of got.link!.chunks()) { /* nothing */ } })()).rejects.toThrow(reason);
       ws.close();
       await srv.close();
     }
