@@ -42,8 +42,8 @@ export interface BrowserPlatformOptions {
 export interface BrowserPlatform extends Platform {
   /** The files the browser keeps (OPFS or IndexedDB). */
   readonly storage: BrowserStorage;
-  /** Fetch a boot image (a served path) so VMs can boot from it. */
-  load(path: string): Promise<void>;
+  /** Fetch a boot image (a served path) so VMs can boot from it; or take `bytes` as the image at `path` (a file the user chose). */
+  load(path: string, bytes?: Uint8Array): Promise<void>;
   /** Read a saved state (a /opfs/ path) so restore() can admit it; or store `bytes` there first (a file the user chose). */
   loadState(path: string, bytes?: Uint8Array): Promise<void>;
   /**
@@ -69,13 +69,14 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
   const storage = await startStorage(here("storage-worker.js", opts.workerBase));
   const images = new Map<string, Uint8Array>();
   const states = new Map<string, Uint8Array>();
-  const load = async (path: string) => {
+  const load = async (path: string, bytes?: Uint8Array) => {
+    if (bytes) return void images.set(path, bytes);
     if (images.has(path)) return;
     const r = await fetch(path);
     if (!r.ok) throw new Error(`${path}: the server answered ${r.status} ${r.statusText}`);
     images.set(path, new Uint8Array(await r.arrayBuffer()));
   };
-  await Promise.all((opts.images ?? []).map(load));
+  await Promise.all((opts.images ?? []).map((p) => load(p)));
   const inStorage = (path: string, what: string) => {
     if (!path.startsWith(OPFS) || path.split("/").includes("..")) throw new Error(`${what} ${path}: the browser keeps files under ${OPFS} only`);
   };
