@@ -31,7 +31,8 @@ export function workerPlatform(init: WorkerInit): Platform {
   };
 }
 
-function diskFiles(storage: SyncStorage): DiskFiles {
+/** Disk images' files: under /opfs/ in the browser's storage, anything else served over HTTP (read-only). */
+export function diskFiles(storage: SyncStorage): DiskFiles {
   const local = (path: string, what: string) => {
     if (path.split("/").includes("..")) throw new Error(`${what} ${path}: a path with '..' is not taken`);
     return path.startsWith(OPFS);
