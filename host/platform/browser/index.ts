@@ -135,11 +135,17 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
         worker.postMessage(init, [channel.port]);
       });
       worker.onmessage = null;
-      worker.onerror = (e) => end(e.message || "its worker failed");
+      // Files a pCPU had open stay locked until the storage lets them go.
+      const release = () => void storage.release(channel).catch(() => {});
+      worker.onerror = (e) => { end(e.message || "its worker failed"); release(); };
       return {
         pcpu: Comlink.wrap<Pcpu>(worker),
         onExit: (l) => { listeners.push(l); },
-        terminate: async () => { worker.terminate(); end("terminated"); },
+        terminate: async () => {
+          worker.terminate();
+          end("terminated");
+          await storage.release(channel).catch(() => {});
+        },
       };
     },
     yieldTurn: () => new Promise((resolve) => setTimeout(resolve, 0)),
