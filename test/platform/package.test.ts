@@ -133,7 +133,7 @@ describe("the npm package", () => {
     expect(Object.keys(forNode.metafile.inputs)).toContain("node_modules/wasmvisor/dist/node.js");
   });
 
-  test("TypeScript finds each build's declarations: a Node app (nodenext) and a page (bundler, browser) type-check", async () => {
+  test("TypeScript finds each build's declarations: a Node app (nodenext), a page (bundler, browser) and the guide's page type-check", async () => {
     // The declarations must be real types, not any: each misuse below must be an error.
     writeFileSync(join(app, "node-app.ts"), `
       import { createHost, nodePlatform, parseVmConfig, type VmInfo } from "wasmvisor";
@@ -152,12 +152,16 @@ describe("the npm package", () => {
       await host.snapshot(42);
       export { host };
     `);
+    // The guide's web page, its module script as a bundler would see it.
+    const web = /<script type="module">\n([\s\S]*?)<\/script>/.exec(guideExample("web"))![1];
+    writeFileSync(join(app, "web-example.js"), web.replace('"/wasmvisor/wasmvisor.js"', '"wasmvisor"'));
     const common = { strict: true, target: "ES2022", module: "ESNext", noEmit: true, skipLibCheck: false };
     writeFileSync(join(app, "tsconfig.node.json"), JSON.stringify({
       compilerOptions: { ...common, module: "NodeNext", moduleResolution: "NodeNext", types: ["node"] }, files: ["node-app.ts"],
     }));
     writeFileSync(join(app, "tsconfig.page.json"), JSON.stringify({
-      compilerOptions: { ...common, moduleResolution: "Bundler", customConditions: ["browser"], lib: ["ES2022", "DOM"], types: [] }, files: ["page.ts"],
+      compilerOptions: { ...common, strict: false, allowJs: true, checkJs: true, moduleResolution: "Bundler", customConditions: ["browser"], lib: ["ES2022", "DOM"], types: [] },
+      files: ["page.ts", "web-example.js"],
     }));
     const check = (project: string) => run(process.execPath, [tsc, "-p", project], { cwd: app }).then(() => "", (e) => e.stdout as string);
     expect(await Promise.all([check("tsconfig.node.json"), check("tsconfig.page.json")])).toEqual(["", ""]);
