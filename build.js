@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // One command builds everything: the WebAssembly core (AssemblyScript), the layout constants the
 // host shares with it, and the bundled host (esbuild). `--deps` first installs the Debian
-// packages the tests need when they are missing (as root); `--check` also type-checks.
+// packages the tests need when they are missing (as root); `--check` also type-checks; `--types`
+// also emits the package's type declarations (dist/types/; `npm pack` asks for them).
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync, readdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, statSync, readdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = dirname(fileURLToPath(import.meta.url));
@@ -85,6 +86,7 @@ async function bundleHost() {
   await esbuild.build({
     entryPoints: {
       cli: join(root, "host/cli/main.ts"),
+      node: join(root, "host/node.ts"), // the package's "node" export: the embedding API + nodePlatform
       "pcpu-worker": join(root, "host/platform/node/pcpu-worker.ts"),
       bench: join(root, "bench/run.ts"),
       "bench-memory": join(root, "bench/memory-probe.ts"), // the memory suite's measuring process
@@ -117,12 +119,46 @@ async function bundleHost() {
     loader: { ".css": "css" },
     logLevel: quiet ? "error" : "warning",
   });
+  // browserPlatform() fetches the core beside itself unless told otherwise.
+  copyFileSync(join(root, "build/core.wasm"), join(root, "dist/web/core.wasm"));
+}
+
+// dist/types/: declarations of the package's two entries (host/node.ts, host/browser.ts). tsc keeps
+// the sources' extensionless relative imports, which Node's ESM resolution (TypeScript's node16 and
+// nodenext) does not complete, so each becomes the file it names: "./x.js" or "./x/index.js".
+function emitTypes() {
+  const out = join(root, "dist/types");
+  const inputs = Math.max(newest(join(root, "host")), ...["tsconfig.json", "tsconfig.types.json"].map((f) => statSync(join(root, f)).mtimeMs));
+  if (existsSync(out) && newest(out) > inputs && !args.has("--force")) return;
+  log("emitting type declarations (tsc -> dist/types/)");
+  rmSync(out, { recursive: true, force: true });
+  const r = spawnSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.types.json"], { cwd: root, stdio: "inherit" });
+  if (r.status !== 0) process.exit(1);
+  const complete = (file) => (match, head, quote, spec) => {
+    const base = resolve(dirname(file), spec);
+    if (existsSync(`${base}.d.ts`)) return `${head}${quote}${spec}.js${quote}`;
+    if (existsSync(join(base, "index.d.ts"))) return `${head}${quote}${spec}/index.js${quote}`;
+    throw new Error(`${file}: cannot find the declarations ${spec} names`);
+  };
+  const visit = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const file = join(dir, e.name);
+      if (e.isDirectory()) visit(file);
+      else if (e.name.endsWith(".d.ts")) {
+        const text = readFileSync(file, "utf8");
+        const fixed = text.replace(/(\bfrom\s*|\bimport\s*\(\s*|^import\s*)(["'])(\.\.?\/[^"']*?)(?<!\.js)\2/gm, complete(file));
+        if (fixed !== text) writeFileSync(file, fixed);
+      }
+    }
+  };
+  visit(out);
 }
 
 if (args.has("--deps")) installDeps();
 emitLayout();
 buildCore();
 await bundleHost();
+if (args.has("--types")) emitTypes();
 if (args.has("--check")) {
   const r = spawnSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", "."], { cwd: root, stdio: "inherit" });
   if (r.status !== 0) process.exit(1);

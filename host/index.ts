@@ -7,7 +7,8 @@
 //   await host.act("vm", "start");
 //   const { exitCode } = await host.waitForEnd("vm");
 //
-// Nothing here imports a Node module: Node apps pass nodePlatform (wasmvisor/platform/node).
+// Nothing here imports a Node module. The package's builds add a platform: node.ts (nodePlatform)
+// for Node, browser.ts (browserPlatform) for pages; docs/EMBEDDING.md shows both.
 import { Hypervisor, type HypervisorOptions } from "./hv/hypervisor";
 import type { Platform } from "./platform/platform";
 import { parseVmConfig as parseWith, DEFINITION_PARSING } from "./config/parse";

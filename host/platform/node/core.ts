@@ -5,15 +5,28 @@ import { fileURLToPath } from "node:url";
 import { compileCore } from "../../core/core";
 
 let cached: WebAssembly.Module | undefined;
+let root: string | undefined;
 
-/** The package root: the nearest directory above this file with build.js in it. */
+/**
+ * The package root: the nearest directory above this file whose package.json is wasmvisor's (the
+ * repository, or the installed package under node_modules); build/ and dist/ are there.
+ */
 export function packageRoot(): string {
+  if (root) return root;
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    if (existsSync(join(dir, "build.js")) && existsSync(join(dir, "package.json"))) return dir;
+    if (isWasmvisor(join(dir, "package.json"))) return (root = dir);
     const up = dirname(dir);
-    if (up === dir) throw new Error("cannot find the wasmvisor package root (build.js)");
+    if (up === dir) throw new Error("cannot find the wasmvisor package root (its package.json) above this module");
     dir = up;
+  }
+}
+
+function isWasmvisor(file: string): boolean {
+  try {
+    return (JSON.parse(readFileSync(file, "utf8")) as { name?: unknown }).name === "wasmvisor";
+  } catch {
+    return false; // none here, or not JSON
   }
 }
 
