@@ -4,7 +4,7 @@
 // packages the tests need when they are missing (as root); `--check` also type-checks; `--types`
 // also emits the package's type declarations (dist/types/; `npm pack` asks for them).
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, statSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, statSync, readdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -80,10 +80,23 @@ function buildCore() {
     { cwd: root, stdio: "inherit" });
 }
 
+// A bundle is put in place only where it changed, and whole (a new file renamed over the old):
+// tests that run dist/ while another test builds it (the package test's npm pack) never see
+// half a file.
+function writeChanged(outputFiles) {
+  for (const f of outputFiles) {
+    if (existsSync(f.path) && Buffer.compare(readFileSync(f.path), f.contents) === 0) continue;
+    mkdirSync(dirname(f.path), { recursive: true });
+    const tmp = `${f.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, f.contents);
+    renameSync(tmp, f.path);
+  }
+}
+
 async function bundleHost() {
   const esbuild = await import("esbuild");
   log("bundling host (esbuild -> dist/)");
-  await esbuild.build({
+  const node = await esbuild.build({
     entryPoints: {
       cli: join(root, "host/cli/main.ts"),
       node: join(root, "host/node.ts"), // the package's "node" export: the embedding API + nodePlatform
@@ -91,8 +104,11 @@ async function bundleHost() {
       bench: join(root, "bench/run.ts"),
       "bench-memory": join(root, "bench/memory-probe.ts"), // the memory suite's measuring process
     },
-    external: ["../guests/*"], // build scripts stay plain files: they locate sources next to themselves
+    // Build scripts stay plain files (they locate sources next to themselves); the browser suite's
+    // tools are run from node_modules.
+    external: ["../guests/*", "playwright-core", "esbuild"],
     outdir: join(root, "dist"),
+    write: false,
     bundle: true,
     platform: "node",
     format: "esm",
@@ -101,9 +117,10 @@ async function bundleHost() {
     logLevel: quiet ? "error" : "warning",
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   });
+  writeChanged(node.outputFiles);
   // The browser's side (dist/web/): the package's browser build, its two workers (they find each
   // other beside it: new URL("./pcpu-worker.js", import.meta.url)), and the page `wasmvisor web` serves.
-  await esbuild.build({
+  const web = await esbuild.build({
     entryPoints: {
       wasmvisor: join(root, "host/browser.ts"),
       "pcpu-worker": join(root, "host/platform/browser/pcpu-worker.ts"),
@@ -118,9 +135,11 @@ async function bundleHost() {
     sourcemap: true,
     loader: { ".css": "css" },
     logLevel: quiet ? "error" : "warning",
+    write: false,
   });
+  writeChanged(web.outputFiles);
   // browserPlatform() fetches the core beside itself unless told otherwise.
-  copyFileSync(join(root, "build/core.wasm"), join(root, "dist/web/core.wasm"));
+  writeChanged([{ path: join(root, "dist/web/core.wasm"), contents: readFileSync(join(root, "build/core.wasm")) }]);
 }
 
 // dist/types/: declarations of the package's two entries (host/node.ts, host/browser.ts). tsc keeps
