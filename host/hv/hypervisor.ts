@@ -213,6 +213,7 @@ export class Hypervisor implements Control {
       memory: c.memory, vcpus: c.smp, weight: c.cpu.weight,
       ...(c.cpu.cap !== undefined ? { cap: c.cpu.cap * 100 } : {}), restarts: vm.restarts, moves: vm.moves,
       ...(vm.exitCode !== undefined ? { exitCode: vm.exitCode } : {}),
+      drives: c.drives.map((d) => d.file),
     };
   }
 

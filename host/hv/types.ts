@@ -25,6 +25,8 @@ export interface VmInfo {
   moves: number;
   /** Once it has ended: the guest's exit status (0 for a clean poweroff; 70 when it failed in the host). */
   exitCode?: number;
+  /** The images its drives are on now (a live snapshot moves them to overlays, a migration with its disks to copies). */
+  drives: string[];
 }
 
 export interface VmRunStats {

@@ -21,7 +21,7 @@ class FakeControl implements Control {
   readonly listeners = new Set<(bytes: Uint8Array) => void>();
   /** Make console writes and detaching throw, as a Control whose VM went away might. */
   gone = false;
-  readonly vm: VmInfo = { name: "echo", state: "running", pcpu: 0, memory: 16 << 20, vcpus: 1, weight: 1, restarts: 0, moves: 0 };
+  readonly vm: VmInfo = { name: "echo", state: "running", pcpu: 0, memory: 16 << 20, vcpus: 1, weight: 1, restarts: 0, moves: 0, drives: [] };
 
   host(): HostInfo {
     return { pcpus: 1, memoryLimit: 1 << 30, memoryCommitted: this.vm.memory, maxVcpus: 64, vcpusCommitted: 1, fdLimit: 1000, fdsCommitted: 129, vms: 1 };
