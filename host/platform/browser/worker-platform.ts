@@ -6,6 +6,7 @@ import { createDiskImage, openDiskImage, type DiskFiles } from "../../disk/open"
 import { fileSource } from "../../state/container";
 import { syncStorage, type SyncStorage } from "./storage";
 import { openHttpFile } from "./http-file";
+import { RelayedUserNet } from "../../net/relay";
 import type { WorkerInit } from "./pcpu-worker";
 
 const OPFS = "/opfs/";
@@ -24,6 +25,7 @@ export function workerPlatform(init: WorkerInit): Platform {
       return fileSource(files.open(path, { readOnly: true, what }), what);
     },
     createStateFile: (path, opts) => stateFile(storage, path, opts.what, opts.replaces),
+    ...(init.netRelay ? { remoteUserNet: (options, io) => new RelayedUserNet(init.netRelay!, options, io) } : {}),
     pcpuMayWait: true,
     startPcpu: () => Promise.reject(new Error("a pCPU worker starts no pCPUs")),
     yieldTurn,
