@@ -15,6 +15,9 @@ import type { HostResources, Platform, PcpuThread } from "../platform";
 import type { Pcpu } from "../../hv/pcpu";
 import { bytesSource } from "../../state/container";
 import { startStorage, type BrowserStorage } from "./storage";
+import { createDiskImage } from "../../disk/open";
+import { MemoryFile } from "../memory/file";
+import type { DiskFormat } from "../../disk/formats";
 import type { WorkerInit } from "./pcpu-worker";
 
 export const OPFS = "/opfs/";
@@ -43,6 +46,11 @@ export interface BrowserPlatform extends Platform {
   load(path: string): Promise<void>;
   /** Read a saved state (a /opfs/ path) so restore() can admit it; or store `bytes` there first (a file the user chose). */
   loadState(path: string, bytes?: Uint8Array): Promise<void>;
+  /**
+   * Make a copy-on-write disk: a qcow2 image at `path` (under /opfs/, which must not exist) over
+   * `backing`, a served image (only the blocks the guest reads are downloaded) or another /opfs/ image.
+   */
+  createOverlay(path: string, backing: { path: string; format?: DiskFormat }): Promise<void>;
   /** A saved state's bytes (to hand to the user as a download). */
   readState(path: string): Promise<Uint8Array>;
   close(): void;
@@ -148,6 +156,19 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
       if (!b) throw new Error(`state ${path}: no such file`);
       states.set(path, b);
     },
+    async createOverlay(path, backing) {
+      inStorage(path, "overlay");
+      if ((await storage.list(path.slice(0, path.lastIndexOf("/") + 1))).includes(path)) throw new Error(`overlay ${path}: already exists`);
+      const size = await sizeOf(backing.path, backing.format ?? "raw", storage);
+      // The image is a header and empty tables: made in memory, then stored whole.
+      let made: Uint8Array = new Uint8Array(0);
+      createDiskImage({
+        open: (p) => { throw new Error(`overlay: ${p} is not opened while making it`); },
+        create: (p) => new MemoryFile(p, made, false, (bytes) => { made = bytes; }),
+        remove: () => {},
+      }, path, { size, backing: { path: backing.path, format: backing.format ?? "raw" }, what: "overlay" });
+      await storage.writeFile(path, made);
+    },
     async readState(path) {
       inStorage(path, "state");
       const b = await storage.readFile(path);
@@ -157,6 +178,20 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
     close: () => storage.close(),
   };
   return platform;
+}
+
+// A backing image's size: a stored one's bytes, or what the server says a served one has.
+async function sizeOf(path: string, format: DiskFormat, storage: BrowserStorage): Promise<number> {
+  if (path.startsWith(OPFS)) {
+    const b = await storage.readFile(path);
+    if (!b) throw new Error(`overlay: its backing file ${path} does not exist`);
+    // A qcow2 image's virtual size is in its header (big-endian, at byte 24).
+    return format === "qcow2" && b.length >= 32 ? Number(new DataView(b.buffer, b.byteOffset).getBigUint64(24)) : b.length;
+  }
+  const r = await fetch(path, { method: "HEAD" });
+  const n = Number(r.headers.get("content-length"));
+  if (!r.ok || !Number.isSafeInteger(n) || n <= 0) throw new Error(`overlay: its backing file ${path}: the server answered ${r.status} with no size`);
+  return n;
 }
 
 async function compile(core: string | URL | WebAssembly.Module | Uint8Array): Promise<WebAssembly.Module> {

@@ -8,6 +8,8 @@ import { syncStorage, type SyncStorage } from "./storage";
 import { openHttpFile } from "./http-file";
 import { RelayedUserNet } from "../../net/relay";
 import type { WorkerInit } from "./pcpu-worker";
+import { openWsLink } from "../../migration/ws-link";
+import type { ByteLink, MigrationTarget } from "../../migration/link";
 
 const OPFS = "/opfs/";
 
@@ -25,12 +27,25 @@ export function workerPlatform(init: WorkerInit): Platform {
       return fileSource(files.open(path, { readOnly: true, what }), what);
     },
     createStateFile: (path, opts) => stateFile(storage, path, opts.what, opts.replaces),
-    ...(init.netRelay ? { remoteUserNet: (options, io) => new RelayedUserNet(init.netRelay!, options, io) } : {}),
+    connectMigration: init.migration ? (target, key) => connectMigration(init.migration!, target, key) : undefined,
+    remoteUserNet: init.netRelay ? (options, io) => new RelayedUserNet(init.netRelay!, options, io) : undefined,
     pcpuMayWait: true,
     startPcpu: () => Promise.reject(new Error("a pCPU worker starts no pCPUs")),
     yieldTurn,
     resources: () => ({ memory: 2 ** 31, cpus: navigator.hardwareConcurrency || 1, fileDescriptors: Infinity }),
   };
+}
+
+// A tab migrates to the server its page came from, over the server's WebSocket; the key is the
+// page's session token, which the server checks (with the page's origin) before it takes the link.
+function connectMigration(endpoint: string, target: MigrationTarget, key: Uint8Array): Promise<ByteLink> {
+  const url = new URL(endpoint);
+  const port = Number(url.port || (url.protocol === "wss:" ? 443 : 80));
+  if (target.host !== url.hostname || target.port !== port) {
+    return Promise.reject(new Error(`this page migrates VMs only to the server it came from (tcp:${url.hostname}:${port}), not tcp:${target.host}:${target.port}`));
+  }
+  url.searchParams.set("token", new TextDecoder().decode(key));
+  return openWsLink(() => new WebSocket(url), `the server at ${url.host}`);
 }
 
 function diskFiles(storage: SyncStorage): DiskFiles {
