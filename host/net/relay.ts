@@ -78,7 +78,9 @@ export class RelayedUserNet implements NetBackend {
     const { restrict, loopback, hostfwd } = options;
     this.socket = new WebSocket(url);
     this.socket.binaryType = "arraybuffer";
+    let accepted = () => {};
     this.accepting = new Promise<void>((resolve, reject) => {
+      accepted = resolve;
       this.socket.onopen = () => this.socket.send(JSON.stringify({ restrict, loopback, hostfwd }));
       this.socket.onclose = (e) => {
         const why = e.reason || (e.code === 1006 ? "the connection failed or was refused" : `closed (${e.code})`);
@@ -95,6 +97,7 @@ export class RelayedUserNet implements NetBackend {
           this.accepted = true;
           for (const f of this.queued) this.transmit(f);
           this.queued = [];
+          accepted();
         }
         return;
       }
