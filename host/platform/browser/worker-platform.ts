@@ -48,7 +48,8 @@ function connectMigration(endpoint: string, target: MigrationTarget, key: Uint8A
   return openWsLink(() => new WebSocket(url), `the server at ${url.host}`);
 }
 
-function diskFiles(storage: SyncStorage): DiskFiles {
+/** Disk images' files: under /opfs/ in the browser's storage, anything else served over HTTP (read-only). */
+export function diskFiles(storage: SyncStorage): DiskFiles {
   const local = (path: string, what: string) => {
     if (path.split("/").includes("..")) throw new Error(`${what} ${path}: a path with '..' is not taken`);
     return path.startsWith(OPFS);
