@@ -36,7 +36,7 @@ window.addEventListener("unhandledrejection", (e) => failed("error")(e.reason));
 
 // ---- the terminal -----------------------------------------------------------------------------
 
-const term = new Terminal({ convertEol: false, scrollback: 5000, fontSize: 14, theme: { background: "#111111" } });
+const term = new Terminal({ convertEol: false, scrollback: 5000, fontSize: 14, lineHeight: 1.1, theme: { background: "#111111" } });
 const fit = new FitAddon();
 term.loadAddon(fit);
 term.open($("terminal"));
@@ -140,6 +140,7 @@ async function boot(): Promise<void> {
 function attach(): void {
   const mine = ++generation;
   bootMs = undefined;
+  $("boot").textContent = "-";
   term.reset();
   let pending = 0;
   let held = false;
@@ -236,6 +237,7 @@ action("load", "load the state", async () => {
   await followDisk(path);
   attach();
   bootMs = 0; // no boot: it goes on where it was saved
+  $("boot").textContent = "restored";
   await host.act(info.name, "start");
   say(`running from ${file.name}`);
 }, "change");

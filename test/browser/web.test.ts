@@ -150,15 +150,16 @@ async function openPage(name: string): Promise<{ page: Page; bootMs: number }> {
   return { page, bootMs: await page.evaluate(() => (window as unknown as { wasmvisor: { bootMs: number } }).wasmvisor.bootMs) };
 }
 
-/** Type a command into the terminal; returns its output (between the command line and the end marker). */
+/** Type a command into the terminal; returns its output (between markers it prints before and after it). */
 async function sh(page: Page, cmd: string, timeoutMs = 60_000): Promise<string> {
   const id = Math.random().toString(36).slice(2, 8);
   await page.locator("#terminal").click();
-  await page.keyboard.type(`${cmd}; echo "__done_""${id}"`);
+  // Quoted in two pieces: only the output has a marker whole (the shell may wrap the echoed line anywhere).
+  await page.keyboard.type(`echo "__begin_""${id}"; ${cmd}; echo "__done_""${id}"`);
   await page.keyboard.press("Enter");
   const text = await until(page, cmd, (t) => t.includes(`\n__done_${id}`), timeoutMs);
-  const echoed = `"__done_""${id}"`;
-  return text.slice(text.lastIndexOf(echoed) + echoed.length, text.lastIndexOf(`\n__done_${id}`)).trim();
+  const begin = `\n__begin_${id}\n`;
+  return text.slice(text.lastIndexOf(begin) + begin.length, text.lastIndexOf(`\n__done_${id}`)).trim();
 }
 
 describe("the page", () => {
