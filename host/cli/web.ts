@@ -84,7 +84,7 @@ export async function webCommand(argv: string[]): Promise<number> {
       options: { port: { type: "string" }, host: { type: "string" }, guest: { type: "string" }, help: { type: "boolean", short: "h" } },
     }).values;
   } catch (e) {
-    throw new CliError((e as Error).message.split(". ")[0]);
+    throw new CliError((e as Error).message.split(". ")[0].replace(/^Unknown option/, "unknown option"));
   }
   if (v.help) { process.stdout.write(WEB_HELP); return 0; }
   const port = v.port === undefined ? 8080 : Number(v.port);
