@@ -28,6 +28,8 @@ export const HELP = `Usage: wasmvisor boot [options]
        wasmvisor start [options]    build the default Linux guest if needed, then boot it
        wasmvisor host [options]     run the hypervisor for many VMs (see 'wasmvisor host --help')
        wasmvisor ctl <command>      control a running host (see 'wasmvisor ctl --help')
+       wasmvisor web [options]      serve a page that boots the Linux guest in the browser
+                                    (see 'wasmvisor web --help')
 
 Boot a RISC-V guest on a QEMU-virt-compatible machine whose harts run in WebAssembly.
 The serial console is on stdin/stdout; press Ctrl-A x to quit, Ctrl-A s to save a snapshot,
@@ -88,7 +90,7 @@ export function parseCli(argv: string[]): Command {
   if (args.length === 0) return { kind: "help" };
   if (args[0] === "--help" || args[0] === "-h" || args[0] === "help") return { kind: "help" };
   if (args[0] === "--version" || args[0] === "-V") return { kind: "version" };
-  if (args[0] !== "boot" && args[0] !== "start") throw new CliError(`unknown command '${args[0]}' (expected boot, start, host or ctl)`);
+  if (args[0] !== "boot" && args[0] !== "start") throw new CliError(`unknown command '${args[0]}' (expected boot, start, host, ctl or web)`);
   let parsed;
   try {
     parsed = parseArgs({

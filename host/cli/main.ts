@@ -3,7 +3,6 @@
 // VM runs on a pCPU worker, and console bytes cross through shared-memory rings.
 import { writeFileSync, existsSync, copyFileSync, mkdirSync } from "node:fs";
 import { join, dirname, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseCli, CliError, HELP, type BootCommand } from "./args";
 import { DEFAULT_DEVICES, type VmConfig } from "../config/vm-config";
 import { parseNic } from "../config/parse";
@@ -11,8 +10,9 @@ import { Hypervisor } from "../hv/hypervisor";
 import { HvError } from "../hv/types";
 import { nodePlatform } from "../platform/node";
 import { EMULATION_FAILURE } from "../machine/virt";
-import { packageRoot } from "../platform/node/core";
 import { formatStats } from "./stats";
+import { defaultLinuxGuest, type LinuxGuest } from "./guest";
+import { webCommand } from "./web";
 import { hostCommand, ctlCommand } from "./hv";
 
 const VERSION = "0.1.0";
@@ -116,13 +116,11 @@ async function saveSnapshot(hv: Hypervisor, name: string): Promise<void> {
 
 /** The default guest: Linux + BusyBox built from Debian's sources (built on first use). */
 async function start(cmd: BootCommand): Promise<number> {
-  const script = join(packageRoot(), "guests/linux/build.mjs");
-  const { buildLinuxGuest } = await import(pathToFileURL(script).href);
-  let guest: { dir: string; kernel: string; initramfs: string; disk: string };
+  let guest: LinuxGuest;
   try {
-    guest = await buildLinuxGuest({ log: (line: string) => process.stderr.write(`${line}\n`) });
+    guest = await defaultLinuxGuest();
   } catch (e) {
-    fail(`building the Linux guest failed: ${(e as Error).message.split("\n")[0]}`);
+    fail((e as Error).message);
   }
   // The guest's disk persists across boots: a working copy of the pristine image.
   const disk = join(dirname(guest.dir), "disk.img");
@@ -143,10 +141,11 @@ async function start(cmd: BootCommand): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  if (argv[0] === "host" || argv[0] === "ctl") {
+  if (argv[0] === "host" || argv[0] === "ctl" || argv[0] === "web") {
     let code: number;
     try {
-      code = argv[0] === "host" ? await hostCommand(argv.slice(1)) : await ctlCommand(argv.slice(1));
+      const rest = argv.slice(1);
+      code = argv[0] === "host" ? await hostCommand(rest) : argv[0] === "ctl" ? await ctlCommand(rest) : await webCommand(rest);
     } catch (e) {
       if (e instanceof CliError) fail(`${e.message}\n  Try 'wasmvisor ${argv[0]} --help'.`, 2);
       fail((e as Error).message); // the API's errors say what to do

@@ -50,5 +50,7 @@ export interface NetBackend {
   send(frame: Uint8Array): void;
   /** Register the device's receive function; frames arriving before that are dropped. */
   attach(receive: (frame: Uint8Array) => void): void;
+  /** Resolves once it can carry frames (hostfwd ports listen, a relay took its options); rejects saying why not. */
+  ready?(): Promise<unknown>;
   close(): void;
 }

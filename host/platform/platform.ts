@@ -8,6 +8,8 @@ import type { DiskBackend } from "../devices/backends";
 import type { CreateDiskImageOptions } from "../disk/open";
 import type { DiskFormat } from "../disk/formats";
 import type { HostSockets } from "../net/host-sockets";
+import type { NetBackend } from "../devices/backends";
+import type { UserNetOptions } from "../net/user/options";
 import type { Pcpu } from "../hv/pcpu";
 import type { ByteSource } from "../state/container";
 import type { ByteLink, MigrationTarget } from "../migration/link";
@@ -116,6 +118,12 @@ export interface Platform {
   removeDiskImage(path: string): void;
   /** Host sockets for user-mode networking; undefined where there are none. */
   readonly hostSockets?: HostSockets;
+  /**
+   * User-mode networking that runs elsewhere (a browser's server, over its relay): the backend
+   * of a user netdev with these options, waking the VM through `onWake` when frames came. Where
+   * present, it is used instead of a UserNet on hostSockets.
+   */
+  remoteUserNet?(options: UserNetOptions, io: { onWake?: () => void; onError?: (err: unknown) => void }): NetBackend;
   /**
    * Whether a pCPU may block its thread waiting for a page (Atomics.wait): post-copy migration
    * in needs it. True where pCPUs have threads of their own; a pCPU on the calling thread would

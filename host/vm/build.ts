@@ -6,7 +6,6 @@
 import { VirtMachine, checkBoard, type Image } from "../machine/virt";
 import { lazyMemory, loadMemory, type ClockRestore, type OpenedVmState } from "../state/vm-state";
 import { createNetBackend } from "../net/backend";
-import { UserNet } from "../net/user";
 import { SocketBudget } from "../net/budget";
 import type { DiskBackend, NetBackend } from "../devices/backends";
 import { SwappableDisk } from "../disk/swappable";
@@ -71,10 +70,12 @@ export async function buildMachine(config: VmConfig, images: BootImages, platfor
     const budget = new SocketBudget(config.limits.sockets);
     for (const n of config.nets) {
       // A failure after start-up (a later socket error) is the guest's to see, not fatal.
-      const backend = createNetBackend(n.netdev, { hostSockets: platform.hostSockets, budget, onWake: io.wake, onError: () => {} });
+      const backend = createNetBackend(n.netdev, {
+        hostSockets: platform.hostSockets, remoteUserNet: platform.remoteUserNet?.bind(platform), budget, onWake: io.wake, onError: () => {},
+      });
       nets.push(backend);
-      // hostfwd listeners must be up (e.g. the port is free) before the guest starts.
-      if (backend instanceof UserNet) await backend.ready();
+      // hostfwd listeners must be up (e.g. the port is free), a relay must have taken the NIC, before the guest starts.
+      await backend.ready?.();
     }
     const { diskBytesPerSec, diskOpsPerSec, netBytesPerSec } = config.limits;
     return new VirtMachine({

@@ -6,6 +6,7 @@ import { createDiskImage, openDiskImage, type DiskFiles } from "../../disk/open"
 import { fileSource } from "../../state/container";
 import { syncStorage, type SyncStorage } from "./storage";
 import { openHttpFile } from "./http-file";
+import { RelayedUserNet } from "../../net/relay";
 import type { WorkerInit } from "./pcpu-worker";
 import { openWsLink } from "../../migration/ws-link";
 import type { ByteLink, MigrationTarget } from "../../migration/link";
@@ -27,6 +28,7 @@ export function workerPlatform(init: WorkerInit): Platform {
     },
     createStateFile: (path, opts) => stateFile(storage, path, opts.what, opts.replaces),
     connectMigration: init.migration ? (target, key) => connectMigration(init.migration!, target, key) : undefined,
+    remoteUserNet: init.netRelay ? (options, io) => new RelayedUserNet(init.netRelay!, options, io) : undefined,
     pcpuMayWait: true,
     startPcpu: () => Promise.reject(new Error("a pCPU worker starts no pCPUs")),
     yieldTurn,

@@ -1,0 +1,202 @@
+// `wasmvisor web` end to end: the real server on the cached Linux guest, Debian's Chromium driving
+// the page. The guest boots in the tab to its shell; its data disk keeps a file across a reload
+// (an overlay in the browser's storage); DHCP and a TCP connection to the test's own server go
+// through the network relay; a state saved to a download goes on in a fresh page. And the
+// server's fences: WebSockets from another origin or without the token are refused, hostfwd is
+// not taken over the relay, and nothing outside the served files is reachable.
+import { describe, test, expect, beforeAll, afterAll } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer, request, type Server } from "node:http";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { AddressInfo } from "node:net";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { WebSocket } from "ws";
+import { buildLinuxGuest } from "../../guests/linux/build.mjs";
+import { packageRoot } from "../../host/platform/node/core";
+
+const ROOT = packageRoot();
+const SHOTS = join(ROOT, "test-results/browser");
+const PROMPT = "root@wasmvisor:~# ";
+
+let server: ChildProcess;
+let base: string;
+let hostHttp: Server;
+let hostPort: number;
+const greeting = `hello-from-the-host-${Math.random().toString(36).slice(2, 8)}`;
+let browser: Browser;
+let context: BrowserContext;
+
+beforeAll(async () => {
+  const guest = await buildLinuxGuest({ log: (line: string) => console.error(line) });
+  mkdirSync(SHOTS, { recursive: true });
+  server = spawn(process.execPath, [join(ROOT, "dist/cli.js"), "web", "--port", "0", "--guest", guest.dir], { stdio: ["ignore", "ignore", "pipe"] });
+  base = await new Promise<string>((resolve, reject) => {
+    let err = "";
+    server.stderr!.on("data", (d: Buffer) => {
+      err += d.toString();
+      const m = /serving (http:\/\/\S+)/.exec(err);
+      if (m) resolve(m[1]);
+    });
+    server.on("exit", (code) => reject(new Error(`wasmvisor web exited (${code}): ${err}`)));
+  });
+  hostHttp = createServer((_req, res) => res.end(`${greeting}\n`));
+  await new Promise<void>((r) => hostHttp.listen(0, "127.0.0.1", r));
+  hostPort = (hostHttp.address() as AddressInfo).port;
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+  context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 720 } });
+}, 600_000);
+
+afterAll(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  hostHttp?.close();
+});
+
+/** GET (or another method) with the path sent as it is (no normalization), and extra headers. */
+function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: url.hostname, port: url.port, path, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** Open a WebSocket; resolves with how the server answered: "open", or the refusal's status. */
+function openSocket(path: string, origin: string | undefined): Promise<{ ws?: WebSocket; refused?: number }> {
+  const ws = new WebSocket(new URL(path, base).href.replace(/^http/, "ws"), { headers: origin ? { Origin: origin } : {} });
+  return new Promise((resolve) => {
+    ws.on("open", () => resolve({ ws }));
+    ws.on("unexpected-response", (_req, res) => resolve({ refused: res.statusCode }));
+    ws.on("error", () => resolve({ refused: -1 }));
+  });
+}
+
+describe("the server", () => {
+  test("serves the page cross-origin isolated, files with ranges, and nothing else", async () => {
+    const page = await get("/");
+    expect(page.status).toBe(200);
+    expect(page.headers["cross-origin-opener-policy"]).toBe("same-origin");
+    expect(page.headers["cross-origin-embedder-policy"]).toBe("require-corp");
+    expect(page.headers["cross-origin-resource-policy"]).toBe("same-origin");
+    const wasm = await get("/core.wasm");
+    expect(wasm.headers["content-type"]).toBe("application/wasm");
+    expect(wasm.body.subarray(0, 4)).toEqual(Buffer.from([0, 0x61, 0x73, 0x6d]));
+    // A disk's blocks by range; a range past its end is refused; a known ETag is not sent again.
+    const r = await get("/guest/disk.ext4", { Range: "bytes=1024-1099" });
+    expect(r.status).toBe(206);
+    expect(r.body.length).toBe(76);
+    expect(r.body.readUInt16LE(56)).toBe(0xef53); // ext4's superblock magic, 1024 + 56 into the image
+    expect(r.headers["content-range"]).toBe("bytes 1024-1099/67108864");
+    expect((await get("/guest/disk.ext4", { Range: "bytes=67108864-" })).status).toBe(416);
+    expect((await get("/guest/disk.ext4", { "If-None-Match": String(r.headers.etag) })).status).toBe(304);
+    expect((await get("/guest/Image", { "If-None-Match": String(r.headers.etag) })).status).toBe(200);
+    const config = JSON.parse((await get("/config.json")).body.toString());
+    expect(config.guest["disk.ext4"]).toEqual({ path: "/guest/disk.ext4", size: 67108864 });
+    expect(config.token).toMatch(/^[\w-]{24,}$/);
+    // No traversal, no listings, nothing but the named files; another Host name (DNS rebinding) is refused.
+    for (const path of ["/../package.json", "/guest/../../package.json", "/%2e%2e/package.json", "/guest/%2e%2e/%2e%2e/package.json",
+      "/guest/", "/guest", "/dist/web/page.js", "/web/page.ts", "/package.json", "/build/core.wasm", "/..%2fpackage.json", "/guest/vmlinux"]) {
+      expect([path, (await get(path)).status]).toEqual([path, 404]);
+    }
+    expect((await get("/config.json", { Host: `evil.example:${new URL(base).port}` })).status).toBe(421);
+  });
+
+  test("a WebSocket from another origin, or without the token, is refused; hostfwd is not taken", async () => {
+    const { token } = JSON.parse((await get("/config.json")).body.toString());
+    const own = new URL(base).origin;
+    expect((await openSocket(`/net?token=${token}`, "http://evil.example")).refused).toBe(403);
+    expect((await openSocket(`/net?token=${token}`, undefined)).refused).toBe(403);
+    expect((await openSocket("/net", own)).refused).toBe(403);
+    expect((await openSocket("/net?token=x", own)).refused).toBe(403);
+    const { ws } = await openSocket(`/net?token=${token}`, own);
+    const closed = new Promise<{ code: number; reason: string }>((r) => ws!.on("close", (code, reason) => r({ code, reason: reason.toString() })));
+    ws!.send(JSON.stringify({ hostfwd: [{ proto: "tcp", hostPort: 2222, guestPort: 22 }] }));
+    const c = await closed;
+    expect(c.code).toBe(1008);
+    expect(c.reason).toMatch(/hostfwd .*open ports on the server/);
+  });
+});
+
+// ---- the page ---------------------------------------------------------------------------------
+
+const screen = (page: Page) => page.evaluate(() => (window as unknown as { wasmvisor: { screen(): string } }).wasmvisor.screen());
+
+async function until(page: Page, what: string, ok: (text: string) => boolean, timeoutMs: number): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await screen(page).catch(() => "");
+    if (ok(text)) return text;
+    if (Date.now() > end) {
+      const message = await page.locator("#message").textContent().catch(() => "");
+      throw new Error(`${what}: not seen in ${timeoutMs} ms (page says: ${message})\n${text.slice(-2000)}`);
+    }
+    await page.waitForTimeout(250);
+  }
+}
+
+/** Open the page and wait for the guest's shell; returns ms to the prompt (as the page measured it). */
+async function openPage(name: string): Promise<{ page: Page; bootMs: number }> {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error(`${name}: ${e.message}`));
+  await page.goto(base);
+  await until(page, "the shell prompt", (t) => t.trimEnd().endsWith(PROMPT.trimEnd()), 180_000);
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+  return { page, bootMs: await page.evaluate(() => (window as unknown as { wasmvisor: { bootMs: number } }).wasmvisor.bootMs) };
+}
+
+/** Type a command into the terminal; returns its output (between markers it prints before and after it). */
+async function sh(page: Page, cmd: string, timeoutMs = 60_000): Promise<string> {
+  const id = Math.random().toString(36).slice(2, 8);
+  await page.locator("#terminal").click();
+  // Quoted in two pieces: only the output has a marker whole (the shell may wrap the echoed line anywhere).
+  await page.keyboard.type(`echo "__begin_""${id}"; ${cmd}; echo "__done_""${id}"`);
+  await page.keyboard.press("Enter");
+  const text = await until(page, cmd, (t) => t.includes(`\n__done_${id}`), timeoutMs);
+  const begin = `\n__begin_${id}\n`;
+  return text.slice(text.lastIndexOf(begin) + begin.length, text.lastIndexOf(`\n__done_${id}`)).trim();
+}
+
+describe("the page", () => {
+  test("boots Linux in the tab: shell, network through the relay, a disk that persists, a state that goes on elsewhere", async () => {
+    let { page, bootMs } = await openPage("boot");
+    console.error(`boot to prompt in the page: ${(bootMs / 1000).toFixed(1)} s`);
+    expect(await sh(page, "uname -m")).toBe("riscv64");
+    // DHCP (the guest's /init runs udhcpc) and TCP to the test's server on 127.0.0.1, as 10.0.2.2.
+    expect(await sh(page, "ip -4 addr show eth0")).toMatch(/inet 10\.0\.2\.15\//);
+    expect(await sh(page, "cat /etc/resolv.conf")).toMatch(/nameserver 10\.0\.2\.3/);
+    expect(await sh(page, `wget -q -O- http://10.0.2.2:${hostPort}/`)).toContain(greeting);
+
+    // The data disk keeps what was written across a reload of the page.
+    const written = await sh(page, "echo hello-$RANDOM > /mnt/t.txt; sync; cat /mnt/t.txt");
+    expect(written).toMatch(/^hello-\d+$/);
+    await page.reload();
+    await until(page, "the shell prompt after a reload", (t) => t.trimEnd().endsWith(PROMPT.trimEnd()), 180_000);
+    expect(await sh(page, "cat /mnt/t.txt")).toBe(written);
+    await page.screenshot({ path: join(SHOTS, "reloaded.png") });
+
+    // A state saved to a download goes on in a fresh page: the shell's variable is still there.
+    const mark = `mark-${Math.random().toString(36).slice(2, 8)}`;
+    await sh(page, `export MARK=${mark}`);
+    const downloading = page.waitForEvent("download");
+    await page.locator("#save").click();
+    const download = await downloading;
+    const file = join(SHOTS, "state.wvs");
+    await download.saveAs(file);
+    await page.screenshot({ path: join(SHOTS, "saved.png") });
+    await page.close(); // one VM on the disk at a time
+    ({ page } = await openPage("fresh"));
+    expect(await sh(page, "echo ${MARK:-unset}")).toBe("unset");
+    await page.locator("#load").setInputFiles(file);
+    await page.waitForFunction(() => /^running from/.test(document.getElementById("message")!.textContent ?? ""), undefined, { timeout: 60_000 });
+    expect(await sh(page, "echo $MARK $((6*7))")).toBe(`${mark} 42`);
+    expect(await sh(page, "cat /mnt/t.txt")).toBe(written);
+    await page.screenshot({ path: join(SHOTS, "restored.png") });
+    await page.close();
+  }, 600_000);
+});
