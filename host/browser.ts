@@ -3,3 +3,4 @@
 export * from "./index";
 export { browserPlatform, OPFS, type BrowserPlatform, type BrowserPlatformOptions } from "./platform/browser";
 export type { BrowserStorage } from "./platform/browser/storage";
+export { wsLink, openWsLink, type WebSocketLike } from "./migration/ws-link";

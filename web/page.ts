@@ -6,21 +6,27 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
-import { browserPlatform, createHost, parseVmConfig, type BrowserPlatform, type Hypervisor } from "../host/browser";
+import { browserPlatform, createHost, parseVmConfig, wsLink, type BrowserPlatform, type Hypervisor, type WebSocketLike } from "../host/browser";
 
 const VM = "linux";
 const GUEST_DIR = "/opfs/guest/";
 /** The guest's data disk: an overlay over the served disk.ext4, made on the first boot. */
 const DISK = `${GUEST_DIR}disk.qcow2`;
 const STATES = "/opfs/states/";
-/** Where the disk is now, when a saved state froze DISK and the VM went on in an overlay (localStorage). */
+/** Copies of disks that came back with a VM from the server. */
+const VMS_DIR = "/opfs/vms/";
+/** Where the disk is now, when a saved state froze DISK and the VM went on in an overlay, or it came back from the server on a copy (localStorage). */
 const DISK_HEAD_KEY = "wasmvisor.disk";
+/** "host" while the VM runs on the server (localStorage): a reload then shows its console there. */
+const WHERE_KEY = "wasmvisor.where";
 const PROMPT = "root@wasmvisor:~# ";
 const PLOT_SECONDS = 60;
 
 interface ServerConfig {
   guest: Record<string, { path: string; size: number }>;
   token: string;
+  /** Whether guests may reach the server's 127.0.0.1 (only when it listens on its loopback). */
+  loopback: boolean;
   websockets: Record<string, string>;
 }
 
@@ -64,6 +70,8 @@ let config: ServerConfig;
 let generation = 0;
 let detach: (() => void) | null = null;
 let bootStarted = 0;
+/** What the host last said by itself (a refused migration says why there). */
+let lastEvent = "";
 let bootMs: number | undefined;
 const encoder = new TextEncoder();
 
@@ -97,8 +105,29 @@ async function start(): Promise<void> {
     migration: config.websockets.migrate,
   });
   $("storage").textContent = platform.storage.kind === "opfs" ? "Origin Private File System" : "IndexedDB";
-  host = await createHost(platform, { cpus: 1, balance: false, watchdogSeconds: 0, overcommit: Infinity });
+  host = await createHost(platform, {
+    cpus: 1, balance: false, watchdogSeconds: 0, overcommit: Infinity,
+    onEvent: (line) => { lastEvent = line; },
+    // Migrations to and from the server are authenticated by the page's session token.
+    migrationKey: encoder.encode(config.token),
+    // Disk copies of a VM that comes back from the server go to the first.
+    imageDirs: [VMS_DIR, GUEST_DIR, STATES, "/guest/"],
+  });
+  if (localStorage.getItem(WHERE_KEY) === "host") {
+    const there = await fetch("vms.json").then((r) => r.json() as Promise<{ name: string; state: string }[]>, () => []);
+    if (there.some((v) => v.name === VM && v.state === "running")) return watchOnServer();
+    localStorage.removeItem(WHERE_KEY);
+  }
   await boot();
+}
+
+/** A WebSocket to the server's `path` with the session token (and `query`). */
+function serverSocket(path: string, query = ""): WebSocket {
+  const url = config.websockets[path];
+  if (!url) throw new Error(`the server offers no ${path}: update it`);
+  const ws = new WebSocket(`${url}?token=${encodeURIComponent(config.token)}${query}`);
+  ws.binaryType = "arraybuffer";
+  return ws;
 }
 
 /** The disk the VM boots with: the overlay (made now if there is none), or where a save moved it. */
@@ -126,7 +155,7 @@ async function boot(): Promise<void> {
     memory: "256M",
     drives: [`file=${disk},format=qcow2,if=virtio`],
     // The server's 127.0.0.1 is the guest's 10.0.2.2, as with `wasmvisor start`.
-    nets: ["user,model=virtio,loopback=on"],
+    nets: [`user,model=virtio,loopback=${config.loopback ? "on" : "off"}`],
   });
   say("booting…");
   await host.createVm(vmConfig);
@@ -137,11 +166,14 @@ async function boot(): Promise<void> {
 }
 
 /** The console on the terminal, and what happens when the VM ends. */
-function attach(): void {
+function attach(fresh = true): void {
   const mine = ++generation;
-  bootMs = undefined;
-  $("boot").textContent = "-";
-  term.reset();
+  setPlace("tab");
+  if (fresh) {
+    bootMs = undefined;
+    $("boot").textContent = "-";
+    term.reset();
+  }
   let pending = 0;
   let held = false;
   let tail = "";
@@ -169,21 +201,46 @@ function attach(): void {
   const keys = term.onData((s) => serial.write(encoder.encode(s)));
   detach = () => { keys.dispose(); serial.detach(); };
   void host.waitForEnd(VM).then((end) => {
-    if (mine !== generation) return;
+    if (mine !== generation || end.reason?.startsWith("migrated to")) return;
     say(`the VM ${end.state}${end.reason ? `: ${end.reason}` : ""}; Reset boots it again`, end.state === "failed");
   }, () => {});
 }
 
 /**
  * After a save or a restore the disk the state names is the state's: the VM goes on in an
- * overlay made beside the state file, which is then the disk the next boot uses too.
+ * overlay made beside the state file; after a migration back, on a copy. That is then the disk
+ * the next boot uses too.
  */
-async function followDisk(state: string): Promise<void> {
-  const overlays = (await platform.storage.list(STATES)).filter((p) => p.startsWith(`${state}.`) && p.endsWith(".disk0.qcow2"));
-  if (overlays.length) localStorage.setItem(DISK_HEAD_KEY, overlays.sort().at(-1)!);
+function followDisk(): void {
+  const disk = host.info(VM).drives[0];
+  if (disk) localStorage.setItem(DISK_HEAD_KEY, disk);
+}
+
+/** The VM runs on the server: its console over a WebSocket, until it leaves. */
+function watchOnServer(): void {
+  const mine = ++generation;
+  localStorage.setItem(WHERE_KEY, "host");
+  $("state").textContent = "running on the server";
+  for (const id of ["mips", "cpu"]) $(id).textContent = "-";
+  setPlace("host");
+  const ws = serverSocket("console", `&vm=${VM}`);
+  const keys = term.onData((s) => { if (ws.readyState === WebSocket.OPEN) ws.send(encoder.encode(s)); });
+  ws.onmessage = (e) => term.write(new Uint8Array(e.data as ArrayBuffer));
+  ws.onclose = (e) => {
+    keys.dispose();
+    if (mine === generation) say(`the server's console closed${e.reason ? `: ${e.reason}` : ""}`, e.code !== 1000);
+  };
+  detach = () => { keys.dispose(); ws.close(); };
+  say("running on the server: its console is here; Bring back returns it to this tab");
+}
+
+/** Which buttons make sense: those for a VM here, or Bring back for one on the server. */
+function setPlace(where: "tab" | "host"): void {
+  document.body.dataset.place = where;
 }
 
 async function discard(): Promise<void> {
+  if (document.body.dataset.place === "host") throw new Error("the VM runs on the server: bring it back first");
   generation++;
   detach?.();
   detach = null;
@@ -215,7 +272,7 @@ action("save", "save the state", async () => {
   const path = `${STATES}${VM}-${stamp}.wvs`;
   say("saving the state…");
   const r = await host.snapshot(VM, path);
-  await followDisk(path);
+  followDisk();
   const bytes = await platform.readState(path);
   const a = document.createElement("a");
   a.href = URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" }));
@@ -234,13 +291,47 @@ action("load", "load the state", async () => {
   await platform.loadState(path, new Uint8Array(await file.arrayBuffer()));
   await discard();
   const info = await host.restore(path, { name: VM, paused: true });
-  await followDisk(path);
+  followDisk();
   attach();
   bootMs = 0; // no boot: it goes on where it was saved
   $("boot").textContent = "restored";
   await host.act(info.name, "start");
   say(`running from ${file.name}`);
 }, "change");
+
+action("migrate", "migrate to the server", async () => {
+  const url = new URL(config.websockets.migrate);
+  say("migrating to the server…");
+  const r = await host.migrate(VM, `tcp:${url.hostname}:${url.port || 80}`, { copyStorage: true, downtimeMs: 50 });
+  detach?.();
+  detach = null;
+  term.write("\r\n\x1b[2m[wasmvisor: the VM now runs on the server]\x1b[0m\r\n");
+  watchOnServer();
+  say(`migrated in ${(r.elapsedMs / 1000).toFixed(2)} s (the guest paused ${r.downtimeMs?.toFixed(0)} ms); it runs on the server`);
+});
+action("bring-back", "bring the VM back", async () => {
+  say("bringing the VM back…");
+  lastEvent = "";
+  const ws = serverSocket("migrate-back", `&vm=${VM}`);
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => resolve();
+    ws.onerror = () => reject(new Error("the server refused the WebSocket"));
+  });
+  const closed = new Promise<string>((resolve) => ws.addEventListener("close", (e) => resolve(e.reason)));
+  try {
+    await host.incoming(wsLink(ws as unknown as WebSocketLike, "the server"));
+  } catch (e) {
+    throw new Error(`${(e as Error).message}${await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r(""), 500))]).then((why) => (why ? ` (${why})` : ""))}`);
+  }
+  if (!host.list().some((v) => v.name === VM)) throw new Error(`it did not come: ${lastEvent || await closed || "the server closed the link"}`);
+  detach?.();
+  localStorage.removeItem(WHERE_KEY);
+  setPlace("tab");
+  followDisk();
+  term.write("\r\n\x1b[2m[wasmvisor: the VM is back in this tab]\x1b[0m\r\n");
+  attach(false);
+  say("running in this tab again");
+});
 
 // ---- figures ------------------------------------------------------------------------------------
 

@@ -8,17 +8,36 @@ import type { Hypervisor } from "../hv/hypervisor";
 import { wsLink, type WebSocketLike } from "../migration/ws-link";
 import { listenMigration } from "../platform/node/migration";
 import type { ByteLink } from "../migration/link";
+import type { VmConfig } from "../config/vm-config";
+import { checkRelayedOptions } from "../net/relay";
 
 /** A WebSocket close reason is at most 123 bytes. */
 const reason = (text: string) => text.slice(0, 120);
 
-/** A tab's VM migrating in: it is admitted, built and started here as from any source. */
-export function acceptFromTab(ws: WebSocket, hv: Hypervisor, peer: string, log: (line: string) => void): void {
-  const link = wsLink(ws as unknown as WebSocketLike, peer);
-  hv.incoming(link).then(
-    () => log(`a VM migrated in from ${peer}`),
-    (e: Error) => log(`a migration from ${peer} failed: ${e.message}`),
-  );
+/**
+ * What a VM from a page may bring, beyond what the host admits: NICs on user-mode networking with
+ * the options the network relay takes (no hostfwd: ports on this machine; no switch: other VMs'
+ * networks), and only its own disks (the tab's, copied here by the migration: a path of this
+ * machine would be opened here). `loopback`: whether its guest may reach this machine's 127.0.0.1.
+ */
+export function checkTabVm(config: VmConfig, loopback: boolean): void {
+  for (const n of config.nets) {
+    if (n.netdev.kind !== "user") throw new Error("a VM from a page may have only user-mode NICs");
+    const o = checkRelayedOptions({ ...n.netdev.options });
+    if (!loopback && o.loopback !== "none") throw new Error("this server listens beyond this machine, so a VM from a page may not reach its loopback: give its NICs loopback=none");
+  }
+  for (const d of config.drives) {
+    if (!d.file.startsWith("/opfs/")) throw new Error(`a VM from a page brings its own disks, not ${d.file.slice(0, 60)}`);
+  }
+}
+
+/**
+ * A tab's VM migrating in over `link` (made as the socket opened: nothing it sent may be missed):
+ * it is admitted (checkTabVm too), built and started here as from any source; the hypervisor's
+ * onEvent says how it went.
+ */
+export function acceptFromTab(link: ByteLink, hv: Hypervisor, loopback = true): Promise<void> {
+  return hv.incoming(link, { admit: (config) => checkTabVm(config, loopback) });
 }
 
 /**

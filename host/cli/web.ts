@@ -5,10 +5,10 @@
 // Only the files named here are served; a WebSocket must come from this server's own page (its
 // Origin) with this server start's session token.
 import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
-import { createReadStream, existsSync, statSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
-import { hostname } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Duplex } from "node:stream";
@@ -22,6 +22,8 @@ import { nodeHostSockets } from "../platform/node/host-sockets";
 import { UserNet } from "../net/user";
 import { DEFAULT_VM_SOCKETS, SocketBudget } from "../net/budget";
 import { checkRelayedOptions, MAX_RELAY_FRAME, RELAY_ACCEPTED } from "../net/relay";
+import { MAX_MESSAGE, wsLink, type WebSocketLike } from "../migration/ws-link";
+import { acceptFromTab, relayConsole, sendToTab } from "./web-vms";
 
 const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 /** The guest's files, as /guest/<name>; fw_jump.bin may come from Debian's OpenSBI. */
@@ -37,11 +39,13 @@ export const WEB_HELP = `Usage: wasmvisor web [--port <port>] [--host <addr>] [-
 
 Serve a page that boots the Linux guest in the browser: its harts in WebAssembly on Web Workers,
 its data disk a copy-on-write overlay kept by the browser (OPFS), its network through this
-server (user-mode networking, as 'wasmvisor start' gives it). Open the URL it prints.
+server (user-mode networking, as 'wasmvisor start' gives it). Open the URL it prints. The page
+can live-migrate its VM to this machine (it runs here on, its console in the page) and back.
 
   --port <port>   TCP port (default 8080; 0: any free port, printed)
   --host <addr>   address to listen on (default 127.0.0.1). Anyone who can open the page can use
-                  this server's network through it: listen beyond this machine only on purpose.
+                  this server's network through it, and run VMs here by migrating them: listen
+                  beyond this machine only on purpose. Guests then cannot reach its 127.0.0.1.
   --guest <dir>   serve the guest from <dir> (Image, initramfs.cpio.gz, disk.ext4, and
                   fw_jump.bin if there, else ${DEFAULT_FIRMWARE}).
                   Default: the Linux guest 'wasmvisor start' boots (built on first use)
@@ -69,7 +73,7 @@ export interface WebServer {
   readonly token: string;
   /** The key VMs migrating through this server are authenticated with: new at every start. */
   readonly migrationKey: Uint8Array;
-  /** WebSocket handlers by path ("/net"); add more before pages use them. */
+  /** WebSocket handlers by path (/net, /migrate, /migrate-back, /console); add more before pages use them. */
   readonly upgrades: Map<string, UpgradeRoute>;
   /** The hypervisor on this machine (started on first use). */
   hypervisor(): Promise<Hypervisor>;
@@ -129,6 +133,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   const token = randomBytes(24).toString("base64url");
   const migrationKey = new Uint8Array(randomBytes(32));
   const upgrades = new Map<string, UpgradeRoute>();
+  // A server reached from other machines must not hand them its own loopback through a guest.
+  const loopback = isLoopback(opts.host);
   const sockets = new Map<UpgradeRoute, WebSocketServer>();
   let port = opts.port;
 
@@ -166,6 +172,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     return {
       guest,
       token,
+      loopback,
       websockets: Object.fromEntries([...upgrades.keys()].map((path) => [path.slice(1), ws(path)])),
     };
   };
@@ -185,9 +192,11 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     const raw = req.url ?? "/";
     const path = raw.split("?")[0];
     if (!path.startsWith("/") || path.includes("..") || path.includes("\\")) return say(404, "no such file");
-    if (path === "/config.json") {
+    if (path === "/config.json" || path === "/vms.json") {
+      // /vms.json: the VMs that run here (a page whose VM migrated here finds it after a reload).
+      const body = path === "/config.json" ? config(req) : hv ? hvList() : [];
       res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-store" });
-      return res.end(req.method === "HEAD" ? undefined : JSON.stringify(config(req)));
+      return res.end(req.method === "HEAD" ? undefined : JSON.stringify(body));
     }
     const file = staticFile(path);
     if (!file) return say(404, "no such file");
@@ -211,7 +220,36 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     wss.handleUpgrade(req, socket, head, (ws) => route.accept(ws, req));
   });
 
-  upgrades.set("/net", netRelayRoute());
+  upgrades.set("/net", netRelayRoute(loopback));
+  // VMs between the page and this machine: in (/migrate), back (/migrate-back?vm=NAME), and the
+  // console of one that runs here (/console?vm=NAME). Their disks come along, into a directory of
+  // this server's own, removed when it stops.
+  let hv: Promise<Hypervisor> | null = null;
+  let started: Hypervisor | null = null;
+  let copies: string | null = null;
+  const hypervisor = () => (hv ??= (async () => {
+    copies = mkdtempSync(join(tmpdir(), "wasmvisor-web-"));
+    return started = await Hypervisor.start(nodePlatform, { migrationKey, imageDirs: [copies], onEvent: log });
+  })());
+  const hvList = () => (started?.list() ?? []).map((v) => ({ name: v.name, state: v.state }));
+  const log = (line: string) => process.stderr.write(`wasmvisor web: ${line}\n`);
+  const peer = (req: IncomingMessage) => `the page at ${req.socket.remoteAddress}`;
+  const vmName = (req: IncomingMessage) => new URL(req.url ?? "/", "http://server").searchParams.get("vm") ?? "";
+  upgrades.set("/migrate", {
+    maxPayload: MAX_MESSAGE,
+    accept(ws, req) {
+      const link = wsLink(ws as unknown as WebSocketLike, peer(req)); // at once: the VM's stream starts now
+      hypervisor().then((h) => acceptFromTab(link, h, loopback), (e: Error) => ws.close(1011, e.message.slice(0, 120)));
+    },
+  });
+  upgrades.set("/migrate-back", {
+    maxPayload: 1 << 16, // the tab sends only its answers
+    accept: (ws, req) => void hypervisor().then((h) => sendToTab(ws, h, vmName(req), migrationKey, peer(req), log), (e: Error) => ws.close(1011, e.message.slice(0, 120))),
+  });
+  upgrades.set("/console", {
+    maxPayload: 4096,
+    accept: (ws, req) => void hypervisor().then((h) => relayConsole(ws, h, vmName(req)), (e: Error) => ws.close(1011, e.message.slice(0, 120))),
+  });
 
   await new Promise<void>((done, fail) => {
     server.once("error", (e: NodeJS.ErrnoException) => {
@@ -225,14 +263,13 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   port = typeof addr === "object" && addr ? addr.port : opts.port;
   const shown = isIP(opts.host) === 6 ? `[${opts.host}]` : opts.host;
 
-  let hv: Promise<Hypervisor> | null = null;
   return {
     url: `http://${shown}:${port}/`,
     port,
     token,
     migrationKey,
     upgrades,
-    hypervisor: () => (hv ??= Hypervisor.start(nodePlatform, { migrationKey })),
+    hypervisor,
     async close() {
       for (const wss of sockets.values()) {
         for (const ws of wss.clients) ws.terminate();
@@ -241,8 +278,14 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
       server.closeAllConnections();
       await new Promise<void>((done) => server.close(() => done()));
       if (hv) await (await hv).close();
+      if (copies) rmSync(copies, { recursive: true, force: true });
     },
   };
+}
+
+/** Whether `host` (what the server listens on) is reached only from this machine. */
+function isLoopback(host: string): boolean {
+  return host === "localhost" || /^127\./.test(host) || host === "::1";
 }
 
 const ISOLATION = {
@@ -323,7 +366,7 @@ export function parseRange(header: string, size: number): { start: number; end: 
  * with a VM's socket budget. The first message is its options (checked: guest-side ones only),
  * then each binary message is one frame, both ways.
  */
-function netRelayRoute(): UpgradeRoute {
+function netRelayRoute(loopback: boolean): UpgradeRoute {
   let open = 0;
   return {
     maxPayload: MAX_RELAY_FRAME,
@@ -353,7 +396,9 @@ function netRelayRoute(): UpgradeRoute {
           } catch {
             throw new Error("the first message is not JSON");
           }
-          net = new UserNet({ ...checkRelayedOptions(json), hostSockets: nodeHostSockets, budget: new SocketBudget(DEFAULT_VM_SOCKETS), onError: () => {} });
+          const options = checkRelayedOptions(json);
+          if (!loopback && options.loopback !== "none") throw new Error("this server listens beyond this machine: its loopback is not relayed; ask for loopback=none");
+          net = new UserNet({ ...options, hostSockets: nodeHostSockets, budget: new SocketBudget(DEFAULT_VM_SOCKETS), onError: () => {} });
         } catch (e) {
           return ws.close(1008, (e as Error).message.slice(0, 120));
         }

@@ -577,7 +577,7 @@ export class Hypervisor implements Control {
    * core and devices; once whole it is built and started, and the source is told. Everything the
    * source sends is checked; whatever fails, the source is told why and nothing is left here.
    */
-  async incoming(link: ByteLink): Promise<void> {
+  async incoming(link: ByteLink, opts: IncomingOptions = {}): Promise<void> {
     const what = `the migration from ${link.peer}`;
     // Until the VM is admitted a source may send only its configuration: a little.
     const parser = new StateStreamParser(what, MAX_INCOMING_CONFIG);
@@ -626,6 +626,7 @@ export class Hypervisor implements Control {
       if (!first) return;
       if (first.tag !== TAGS.config) throw new StateFormatError(`${what} does not start with the VM's configuration`);
       const config = readConfig(jsonPayload(bytesSource(first.payload), { ...first, offset: 0, length: first.payload.length }, what), what);
+      opts.admit?.(config);
       const admitted = this.admit(config);
       vm = admitted;
       sentConfig = config;
@@ -976,6 +977,11 @@ function checkStatePath(file: string): void {
 
 /** Takes a VM's console output; returning false asks for a pause until the handle's resume(). */
 export type ConsoleListener = (bytes: Uint8Array) => boolean | void;
+
+export interface IncomingOptions {
+  /** What this listener takes beyond what the host admits: throws (with the reason the source is told) to refuse a VM. */
+  admit?: (config: VmConfig) => void;
+}
 
 export interface ConsoleHandle {
   /** Keys for the guest (dropped if it is not reading). */

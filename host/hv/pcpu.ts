@@ -640,7 +640,7 @@ export class Pcpu {
       // Where the copy goes is this host's choice, never the source's.
       if (!vm.req.dirs?.length) throw new Error(`${what}: this host takes copied disks only into an image directory (--images); it has none`);
       if (!(size > 0 && size % 512 === 0 && size <= MAX_COPIED_DISK)) throw new StateFormatError(`${what}: drive ${drive} would be ${size} bytes: not a disk size this host copies (whole sectors, at most ${MAX_COPIED_DISK / 2 ** 40} TiB)`);
-      const path = `${vm.req.dirs[0]}/${name}.${Date.now().toString(36)}.disk${drive}.qcow2`;
+      const path = `${vm.req.dirs[0]!.replace(/\/+$/, "")}/${name}.${Date.now().toString(36)}.disk${drive}.qcow2`;
       vm.disks[drive] = createDiskCopy(this.platform, path, size, { dirs: vm.req.dirs, what: `${name}'s copy of drive ${drive}` });
     }
     receiveDiskSection(vm.disks.map((c) => c?.disk), payload, crc, what);

@@ -31,6 +31,7 @@ beforeAll(async () => {
   const guest = await buildLinuxGuest({ log: (line: string) => console.error(line) });
   mkdirSync(SHOTS, { recursive: true });
   server = spawn(process.execPath, [join(ROOT, "dist/cli.js"), "web", "--port", "0", "--guest", guest.dir], { stdio: ["ignore", "ignore", "pipe"] });
+  server.stderr!.on("data", (d: Buffer) => process.stderr.write(`[wasmvisor web] ${d}`));
   base = await new Promise<string>((resolve, reject) => {
     let err = "";
     server.stderr!.on("data", (d: Buffer) => {
@@ -150,6 +151,18 @@ async function openPage(name: string): Promise<{ page: Page; bootMs: number }> {
   return { page, bootMs: await page.evaluate(() => (window as unknown as { wasmvisor: { bootMs: number } }).wasmvisor.bootMs) };
 }
 
+/** Wait for the page's message to match `re`; a timeout says what the page said instead. */
+async function saying(page: Page, re: RegExp, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  let said = "";
+  while (Date.now() < end) {
+    said = await page.locator("#message").textContent() ?? "";
+    if (re.test(said)) return;
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`the page did not say ${re} within ${timeoutMs} ms; it says: ${said}`);
+}
+
 /** Type a command into the terminal; returns its output (between markers it prints before and after it). */
 async function sh(page: Page, cmd: string, timeoutMs = 60_000): Promise<string> {
   const id = Math.random().toString(36).slice(2, 8);
@@ -193,10 +206,36 @@ describe("the page", () => {
     ({ page } = await openPage("fresh"));
     expect(await sh(page, "echo ${MARK:-unset}")).toBe("unset");
     await page.locator("#load").setInputFiles(file);
-    await page.waitForFunction(() => /^running from/.test(document.getElementById("message")!.textContent ?? ""), undefined, { timeout: 60_000 });
+    await saying(page, /^running from/, 60_000);
     expect(await sh(page, "echo $MARK $((6*7))")).toBe(`${mark} 42`);
     expect(await sh(page, "cat /mnt/t.txt")).toBe(written);
     await page.screenshot({ path: join(SHOTS, "restored.png") });
+
+    // Live-migrated to the server, disk and all: its console goes on in the page, from there.
+    await page.locator("#migrate").click();
+    await saying(page, /it runs on the server$/, 120_000);
+    expect(JSON.parse((await get("/vms.json")).body.toString())).toEqual([{ name: "linux", state: "running" }]);
+    expect(await sh(page, "echo $MARK $((6*7)) on the server")).toBe(`${mark} 42 on the server`);
+    expect(await sh(page, "cat /mnt/t.txt")).toBe(written);
+    expect(await sh(page, `wget -q -O- http://10.0.2.2:${hostPort}/`)).toContain(greeting);
+    await page.screenshot({ path: join(SHOTS, "on-the-server.png") });
+    // A reload finds it there.
+    await page.reload();
+    await saying(page, /console is here/, 60_000);
+    expect(await sh(page, "echo $MARK still")).toBe(`${mark} still`);
+    const onServer = await sh(page, "echo moved-$RANDOM > /mnt/moved.txt; sync; cat /mnt/moved.txt");
+
+    // And back into the tab, on a copy of the disk as the server had it.
+    await page.locator("#bring-back").click();
+    await saying(page, /^running in this tab again/, 120_000);
+    expect(JSON.parse((await get("/vms.json")).body.toString())).toEqual([]);
+    expect(await sh(page, "echo $MARK back")).toBe(`${mark} back`);
+    expect(await sh(page, "cat /mnt/moved.txt")).toBe(onServer);
+    await page.screenshot({ path: join(SHOTS, "back-in-the-tab.png") });
+    // The next boot of the page uses that disk.
+    await page.reload();
+    await until(page, "the shell prompt after coming back", (t) => t.trimEnd().endsWith(PROMPT.trimEnd()), 180_000);
+    expect(await sh(page, "cat /mnt/moved.txt /mnt/t.txt")).toBe(`${onServer}\n${written}`);
     await page.close();
   }, 600_000);
 });

@@ -16,25 +16,26 @@ import { memoryPlatform } from "../../host/platform/memory";
 import { nodePlatform } from "../../host/platform/node";
 import { Hypervisor } from "../../host/hv/hypervisor";
 import { openWsLink, wsLink, type WebSocketLike } from "../../host/migration/ws-link";
-import { acceptFromTab, relayConsole, sendToTab } from "../../host/cli/web-vms";
+import { acceptFromTab, checkTabVm, relayConsole, sendToTab } from "../../host/cli/web-vms";
+import { parseVmConfig, DEFINITION_PARSING } from "../../host/config/parse";
 
 const core = loadCoreModule();
 
 test("a VM goes from a tab to the host and back over WebSockets, on copies of its disk, its console following", async () => {
   const dir = mkdtempSync(join(tmpdir(), "wasmvisor-tab-host-"));
   const key = randomBytes(32);
-  const server = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, imageDirs: [dir], migrationKey: key });
+  const log: string[] = [];
+  const server = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, imageDirs: [dir], migrationKey: key, onEvent: (l) => log.push(l) });
   const disk = new Uint8Array(1 << 20).map((_, i) => (i * 13) & 0xff);
   const tabPlatform = memoryPlatform({
     core, files: { "/guest/count.bin": counterKernel(20_000_000), "/opfs/guest/disk.img": disk.slice() },
     connectMigration: () => openWsLink(() => new WebSocket(`${url}/migrate`) as unknown as WebSocketLike, "the server"),
   });
   const tab = await Hypervisor.start(tabPlatform, { balance: false, imageDirs: ["/opfs/vms", "/opfs/guest", "/guest"], migrationKey: key });
-  const log: string[] = [];
   const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
   wss.on("connection", (ws, req) => {
     const u = new URL(req.url!, "http://x");
-    if (u.pathname === "/migrate") acceptFromTab(ws, server, "the tab", (l) => log.push(l));
+    if (u.pathname === "/migrate") void acceptFromTab(wsLink(ws as unknown as WebSocketLike, "the tab"), server);
     else if (u.pathname === "/console") relayConsole(ws, server, u.searchParams.get("vm")!);
     else if (u.pathname === "/migrate-back") void sendToTab(ws, server, u.searchParams.get("vm")!, key, "the tab", (l) => log.push(l));
   });
@@ -81,7 +82,7 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
     d.read(0, got);
     d.close();
     expect(Buffer.compare(got, disk)).toBe(0);
-    expect(log).toEqual(["a VM migrated in from the tab", "vm migrated to the tab"]);
+    expect(log).toEqual(["vm migrated in from the tab", "vm migrated to the tab"]);
   } finally {
     await tab.close();
     await server.close();
@@ -89,3 +90,14 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
     rmSync(dir, { recursive: true, force: true });
   }
 }, 120_000);
+
+test("a VM from a page brings only user-mode NICs with the relay's options, and its own disks", () => {
+  const vm = (extra: object) => parseVmConfig({ name: "t", kernel: "/guest/k", ...extra }, DEFINITION_PARSING);
+  expect(() => checkTabVm(vm({ nets: ["user,loopback=off"], drives: ["file=/opfs/guest/disk.qcow2"] }), false)).not.toThrow();
+  expect(() => checkTabVm(vm({ nets: ["user,loopback=on"] }), true)).not.toThrow();
+  expect(() => checkTabVm(vm({ nets: ["user,loopback=on"] }), false)).toThrow(/may not reach its loopback/);
+  expect(() => checkTabVm(vm({ nets: ["user,loopback=off,loopback=22"] }), false)).toThrow(/may not reach its loopback/);
+  expect(() => checkTabVm(vm({ nets: ["user,hostfwd=tcp::2222-:22"] }), true)).toThrow(/hostfwd is not taken/);
+  expect(() => checkTabVm(vm({ nets: ["switch=lab"] }), true)).toThrow(/only user-mode NICs/);
+  expect(() => checkTabVm(vm({ drives: ["file=/etc/passwd"] }), true)).toThrow(/brings its own disks, not \/etc\/passwd/);
+});

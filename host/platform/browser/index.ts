@@ -18,6 +18,7 @@ import { startStorage, type BrowserStorage } from "./storage";
 import { createDiskImage } from "../../disk/open";
 import { MemoryFile } from "../memory/file";
 import type { DiskFormat } from "../../disk/formats";
+import { checkInDirs } from "../paths";
 import type { WorkerInit } from "./pcpu-worker";
 
 export const OPFS = "/opfs/";
@@ -88,13 +89,15 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
       if (!opts.defaultFirmware) throw new Error("no default firmware in this page: pass bios with a served path, builtin or none");
       return opts.defaultFirmware;
     },
-    readImage(path, { what, maxBytes }) {
+    readImage(path, { what, maxBytes, dirs }) {
+      checkInDirs(path, what, dirs);
       const bytes = images.get(path);
       if (!bytes) throw new Error(`${what} ${path}: not loaded: fetch it first (platform.load(path), or the images option)`);
       if (bytes.length > maxBytes) throw new Error(`${what} ${path}: is ${Math.ceil(bytes.length / 2 ** 20)} MiB, more than the guest's ${maxBytes / 2 ** 20} MiB of RAM; use a larger memory`);
       return bytes;
     },
-    openStateFile(path, { what }) {
+    openStateFile(path, { what, dirs }) {
+      checkInDirs(path, what, dirs);
       const bytes = states.get(path);
       if (!bytes) throw new Error(`${what} ${path}: not loaded: read it first (platform.loadState(path))`);
       return bytesSource(bytes);

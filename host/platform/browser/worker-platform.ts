@@ -6,6 +6,7 @@ import { createDiskImage, openDiskImage, type DiskFiles } from "../../disk/open"
 import { fileSource } from "../../state/container";
 import { syncStorage, type SyncStorage } from "./storage";
 import { openHttpFile } from "./http-file";
+import { checkInDirs } from "../paths";
 import { RelayedUserNet } from "../../net/relay";
 import type { WorkerInit } from "./pcpu-worker";
 import { openWsLink } from "../../migration/ws-link";
@@ -15,18 +16,29 @@ const OPFS = "/opfs/";
 
 export function workerPlatform(init: WorkerInit): Platform {
   const storage = syncStorage(init.storage);
-  const files = diskFiles(storage);
+  // Disks and their backing files, overlays and states: in the host's directories, when it has some.
+  const files = (dirs?: readonly string[]): DiskFiles => {
+    const all = diskFiles(storage);
+    return {
+      open: (path, o) => { checkInDirs(path, o.what, dirs); return all.open(path, o); },
+      create: (path, o) => { checkInDirs(path, o.what, dirs); return all.create(path, o); },
+      remove: all.remove,
+    };
+  };
   return {
     coreModule: () => init.module,
     defaultFirmware: () => { throw new Error("the default firmware is chosen by the page"); },
     readImage: (path, { what }) => { throw new Error(`${what} ${path}: boot images are read by the page`); },
-    openDisk: (path, opts) => openDiskImage(files, path, opts),
-    createDiskImage: (path, opts) => createDiskImage(files, path, opts),
+    openDisk: (path, opts) => openDiskImage(files(opts.dirs), path, opts),
+    createDiskImage: (path, opts) => createDiskImage(files(opts.dirs), path, opts),
     removeDiskImage: (path) => { if (path.startsWith(OPFS)) storage.remove(path); },
-    openStateFile(path, { what }) {
-      return fileSource(files.open(path, { readOnly: true, what }), what);
+    openStateFile(path, { what, dirs }) {
+      return fileSource(files(dirs).open(path, { readOnly: true, what }), what);
     },
-    createStateFile: (path, opts) => stateFile(storage, path, opts.what, opts.replaces),
+    createStateFile(path, opts) {
+      checkInDirs(path, opts.what, opts.dirs);
+      return stateFile(storage, path, opts.what, opts.replaces);
+    },
     connectMigration: init.migration ? (target, key) => connectMigration(init.migration!, target, key) : undefined,
     remoteUserNet: init.netRelay ? (options, io) => new RelayedUserNet(init.netRelay!, options, io) : undefined,
     pcpuMayWait: true,

@@ -11,6 +11,7 @@ import type { HostSockets } from "../../net/host-sockets";
 import type { HostResources, Platform, PcpuThread } from "../platform";
 import { bytesSource } from "../../state/container";
 import { concatBytes } from "../../util/bytes";
+import { checkInDirs } from "../paths";
 
 export interface MemoryPlatformOptions {
   /** The core: compiled, or the bytes of build/core.wasm. */
@@ -39,14 +40,8 @@ export interface MemoryPlatform extends Platform {
 export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
   const files = new Map(Object.entries(opts.files ?? {}));
   const module = opts.core instanceof WebAssembly.Module ? opts.core : compileCore(opts.core);
-  // Paths are names here: one with ".." could still name a file outside the directories.
-  const checkDirs = (path: string, what: string, dirs?: readonly string[]): void => {
-    if (dirs && (path.split("/").includes("..") || !dirs.some((d) => path.startsWith(d.endsWith("/") ? d : `${d}/`)))) {
-      throw new Error(`${what} ${path}: not in an image directory of this host (${dirs.join(", ")})`);
-    }
-  };
   const file = (path: string, what: string, dirs?: readonly string[]): Uint8Array => {
-    checkDirs(path, what, dirs);
+    checkInDirs(path, what, dirs);
     const bytes = files.get(path);
     if (!bytes) throw new Error(`${what} ${path}: no such file`);
     return bytes;
@@ -55,7 +50,7 @@ export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
   const diskFiles = (dirs?: readonly string[]): DiskFiles => ({
     open: (path, { readOnly, what }) => new MemoryFile(path, file(path, what, dirs), readOnly, (bytes) => files.set(path, bytes)),
     create(path, { what }) {
-      checkDirs(path, what, dirs);
+      checkInDirs(path, what, dirs);
       if (files.has(path)) throw new Error(`${what} ${path}: already exists; a new image needs a new file`);
       files.set(path, new Uint8Array(0));
       return new MemoryFile(path, new Uint8Array(0), false, (bytes) => files.set(path, bytes));
@@ -80,7 +75,7 @@ export function memoryPlatform(opts: MemoryPlatformOptions): MemoryPlatform {
     paths: () => [...files.keys()],
     openStateFile: (path, { what, dirs }) => bytesSource(file(path, what, dirs)),
     createStateFile(path, { what, dirs, replaces }) {
-      checkDirs(path, what, dirs);
+      checkInDirs(path, what, dirs);
       const old = files.get(path);
       if (old && (!replaces || old.length < replaces.length || replaces.some((b, i) => old[i] !== b))) {
         throw new Error(`${what} ${path}: a file that is not a ${what} is there; it is not replaced (remove it, or choose another name)`);
