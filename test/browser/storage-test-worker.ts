@@ -129,6 +129,19 @@ const ops: Record<string, (args: any) => unknown> = {
     h.close();
     return { mismatch: firstMismatch(bytes, offset, basePattern), againMismatch: firstMismatch(again, offset, basePattern) };
   },
+  /** A served file read front to back in `step`-byte reads, as a disk copied for a migration is. */
+  sequentialRead({ served, step }: { served: string; step: number }) {
+    const h = openHttpFile(served, "disk");
+    const bytes = new Uint8Array(step);
+    let mismatch = -1;
+    for (let at = 0; at < h.size() && mismatch < 0; at += step) {
+      const n = h.read(at, bytes);
+      const m = firstMismatch(bytes.subarray(0, n), at, basePattern);
+      if (m >= 0) mismatch = m;
+    }
+    h.close();
+    return mismatch;
+  },
   exists: ({ path }: { path: string }) => thrown(() => storage.exists(path)),
   leaveOpen({ path }: { path: string }) {
     storage.open(path, { readOnly: false, what: "disk" });

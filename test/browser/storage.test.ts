@@ -185,6 +185,17 @@ test("a read across chunks of a served file is one request, and then comes from 
   expect(gets.map((r) => r.range)).toEqual([`bytes=${10 * HTTP_CHUNK}-${14 * HTTP_CHUNK - 1}`]);
 });
 
+test("reads that go forward fetch ahead, doubling up to 4 MiB a request", async () => {
+  await start(false);
+  server.requests.length = 0;
+  expect(await inWorker("sequentialRead", { served: BASE, step: HTTP_CHUNK })).toBe(-1);
+  const ranges = server.requests.filter((r) => r.path === BASE && r.method === "GET").map((r) => /^bytes=(\d+)-(\d+)$/.exec(r.range ?? "")!.slice(1).map(Number));
+  // Every byte once, in order, in requests of 1, 2, 3, 5, 9, 17, 33, 64... chunks.
+  expect(ranges.map(([a, b]) => (b! + 1 - a!) / HTTP_CHUNK)).toEqual([1, 2, 3, 5, 9, 17, 33, 58]);
+  expect(ranges.every(([a], i) => a === (i === 0 ? 0 : ranges[i - 1]![1]! + 1))).toBe(true);
+  expect(ranges.at(-1)![1]).toBe(IMAGE_SIZE - 1);
+});
+
 test("hostile paths and servers are refused with one-line messages", async () => {
   await start(false);
   const r = await inWorker("hostile", { noRange: NO_RANGE, missing: "/images/missing.raw" });

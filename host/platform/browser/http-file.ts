@@ -9,7 +9,7 @@ import type { ByteFile } from "../../disk/byte-file";
 export const HTTP_CHUNK = 64 << 10;
 /** Chunks kept, the least recently used dropped first (16 MiB). */
 const CACHE_CHUNKS = 256;
-/** A read of more missing chunks in a row than this takes several requests. */
+/** A read of more missing chunks in a row than this takes several requests; also the most read ahead. */
 const MAX_RUN = 64;
 
 /** Open `url` read-only; throws a one-line Error starting with `what` and the path if the server has no such file or does not take ranges. */
@@ -23,6 +23,13 @@ class HttpFile implements ByteFile {
   private readonly length: number;
   private readonly cache = new Map<number, Uint8Array>();
   private closed = false;
+  /**
+   * Reads that go on where the last one ended (a guest reading a file, a disk copied for a
+   * migration) fetch chunks ahead as well, twice as many each time, up to MAX_RUN: a request
+   * costs more than its bytes. A read elsewhere starts over.
+   */
+  private ahead = 0;
+  private next = -1;
 
   constructor(readonly name: string, private readonly what: string) {
     this.identity = `http:${new URL(name, location.href).href}`;
@@ -90,8 +97,12 @@ class HttpFile implements ByteFile {
     if (!Number.isSafeInteger(offset) || offset < 0) throw this.fail(`offset ${offset} is not a byte offset`);
     const end = Math.min(offset + dst.length, this.length);
     if (end <= offset) return 0;
+    const first = Math.floor(offset / HTTP_CHUNK);
     const last = Math.floor((end - 1) / HTTP_CHUNK);
-    for (let c = Math.floor(offset / HTTP_CHUNK); c <= last;) {
+    const lastChunk = Math.floor((this.length - 1) / HTTP_CHUNK);
+    const sequential = first === this.next || first === this.next - 1;
+    this.next = last + 1;
+    for (let c = first; c <= last;) {
       const cached = this.cache.get(c);
       if (cached) {
         this.cache.delete(c); // to the back of the queue: used most recently
@@ -100,14 +111,16 @@ class HttpFile implements ByteFile {
         c++;
         continue;
       }
-      // The missing chunks from here on come in one request.
+      // The missing chunks from here on come in one request, with those ahead if reads go forward.
+      this.ahead = sequential ? Math.min(MAX_RUN, Math.max(1, this.ahead * 2)) : 0;
+      const upTo = Math.min(lastChunk, last + this.ahead);
       let run = 1;
-      while (c + run <= last && run < MAX_RUN && !this.cache.has(c + run)) run++;
+      while (c + run <= upTo && run < MAX_RUN && !this.cache.has(c + run)) run++;
       const start = c * HTTP_CHUNK;
       const { bytes } = this.fetchRange(start, Math.min((c + run) * HTTP_CHUNK, this.length));
       for (let i = 0; i < run; i++) {
         const chunk = bytes.subarray(i * HTTP_CHUNK, (i + 1) * HTTP_CHUNK);
-        this.copy(c + i, chunk, offset, end, dst);
+        if (c + i <= last) this.copy(c + i, chunk, offset, end, dst);
         this.remember(c + i, run > 1 ? chunk.slice() : chunk); // a copy: a chunk must not hold its whole run
       }
       c += run;
