@@ -57,7 +57,8 @@ export interface BrowserPlatform extends Platform {
   close(): void;
 }
 
-const here = (name: string, base?: string | URL) => new URL(name, base ?? import.meta.url);
+// A file beside this module, or in `base` (which may be relative to the page: "/wasmvisor/").
+const here = (name: string, base?: string | URL) => new URL(name, base === undefined ? import.meta.url : new URL(base, globalThis.location?.href));
 
 /** Start the browser platform: compile the core, start the storage worker, fetch `images`. */
 export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promise<BrowserPlatform> {

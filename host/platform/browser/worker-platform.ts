@@ -115,20 +115,20 @@ function stateFile(storage: SyncStorage, path: string, what: string, replaces?: 
   };
 }
 
-// A macrotask without the timers' clamping: a message to ourselves.
+// A turn of the event loop: a message to ourselves (a timer's turn would be clamped to 4 ms,
+// browsers' rule for timers set from timers). Every ~20 ms the turn also waits for a timer, set
+// from the message's task so that it is not clamped: a thread that only yields through messages
+// lets timers and sockets wait for tens of milliseconds.
 const channel = new MessageChannel();
 const waiting: (() => void)[] = [];
 channel.port1.onmessage = () => waiting.shift()?.();
 let lastFullTurn = 0;
 function yieldTurn(): Promise<void> {
   const now = performance.now();
-  // Every ~20 ms a timer's turn, so that timers and sockets are not starved by the port's messages.
-  if (now - lastFullTurn >= 20) {
-    lastFullTurn = now;
-    return new Promise((resolve) => setTimeout(resolve, 0));
-  }
+  const full = now - lastFullTurn >= 20;
+  if (full) lastFullTurn = now;
   return new Promise((resolve) => {
-    waiting.push(resolve);
+    waiting.push(full ? () => setTimeout(resolve, 0) : resolve);
     channel.port2.postMessage(0);
   });
 }
