@@ -1,17 +1,23 @@
 // Browser suite: the same bare-metal guests timed in Node (the pCPU on a worker thread) and in
 // Debian's Chromium (the pCPU on a Web Worker, through the browser platform), through the same
 // embedding API; and the Linux guest's boot to its shell prompt in the page `wasmvisor web`
-// serves, from a cold page load, beside `wasmvisor start` in Node.
-import { readFileSync } from "node:fs";
+// serves (the same VM booted in Node beside it), from the VM's start and from a cold page load.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawn } from "node:child_process";
 import * as esbuild from "esbuild";
 import { chromium, type Browser } from "playwright-core";
-import { createHost } from "../host/index";
+import { createHost, parseVmConfig, type Hypervisor } from "../host/index";
 import { nodePlatform } from "../host/platform/node";
 import { packageRoot } from "../host/platform/node/core";
 import { geomean, median } from "../host/util/stats";
 import { startStaticServer } from "../test/browser/static-server";
 import { timeGuest, type GuestRun } from "./guest-run";
+import { Session } from "../test/integration/cli";
+import { guestVm, PROMPT } from "../web/guest-vm";
+
+const FW_JUMP = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -22,6 +28,17 @@ export interface BrowserProgram {
   browser_mips: number;
 }
 
+/** The Linux guest to its shell prompt (s), medians. */
+export interface BrowserBoot {
+  /** From the VM's start: in Node (embedding API, pCPU on a worker thread), and in the page (as it measures it). */
+  node_s: number;
+  browser_s: number;
+  /** From nothing: `wasmvisor boot` with the same VM (process start), and a cold page load (a new browser profile: no cache, no storage; the core compiled, the images fetched, the disk made). */
+  node_cold_s: number;
+  page_cold_s: number;
+  runs: { node: number[]; browser: number[]; node_cold: number[]; page_cold: number[] };
+}
+
 export interface BrowserBenchResult {
   chromium: string;
   /** Geometric means over the programs, and browser / Node. */
@@ -29,11 +46,14 @@ export interface BrowserBenchResult {
   browser_mips: number;
   ratio: number;
   programs: BrowserProgram[];
+  linux?: BrowserBoot;
 }
 
 const mips = (r: GuestRun) => r.instructions / r.seconds / 1e6;
 
-export async function browserSuite(programs: Record<string, string>, runs: number, log: (s: string) => void): Promise<BrowserBenchResult> {
+export interface LinuxGuest { dir: string; kernel: string; initramfs: string; disk: string }
+
+export async function browserSuite(programs: Record<string, string>, guest: LinuxGuest | null, runs: number, log: (s: string) => void): Promise<BrowserBenchResult> {
   const root = packageRoot();
   const names = Object.keys(programs).filter((n) => n.startsWith("bench-"));
   const bundle = await esbuild.build({
@@ -72,10 +92,80 @@ export async function browserSuite(programs: Record<string, string>, runs: numbe
     const nodeMips = geomean(rows.map((r) => r.node_mips));
     const browserMips = geomean(rows.map((r) => r.browser_mips));
     log(`  geometric mean: node ${nodeMips.toFixed(1)} MIPS, chromium ${browserMips.toFixed(1)} MIPS (${((100 * browserMips) / nodeMips).toFixed(1)}%)`);
-    return { chromium: browser.version(), node_mips: nodeMips, browser_mips: browserMips, ratio: browserMips / nodeMips, programs: rows };
+    const linux = guest ? await linuxBoot(guest, host, browser, runs) : undefined;
+    if (linux) {
+      log(`  Linux to its prompt from the VM's start: node ${linux.node_s.toFixed(2)} s, chromium ${linux.browser_s.toFixed(2)} s (${((100 * linux.node_s) / linux.browser_s).toFixed(0)}% of Node's speed)`);
+      log(`  from nothing: wasmvisor boot ${linux.node_cold_s.toFixed(2)} s, a cold page load ${linux.page_cold_s.toFixed(2)} s`);
+    }
+    return { chromium: browser.version(), node_mips: nodeMips, browser_mips: browserMips, ratio: browserMips / nodeMips, programs: rows, ...(linux ? { linux } : {}) };
   } finally {
     await browser?.close();
     await host.close();
     await server.close();
   }
+}
+
+/** The page's VM, booted in Node and in the page, each way `runs` times in turns. */
+async function linuxBoot(guest: LinuxGuest, host: Hypervisor, browser: Browser, runs: number): Promise<BrowserBoot> {
+  const dir = mkdtempSync(join(tmpdir(), "wasmvisor-bench-browser-"));
+  const web = spawn(process.execPath, [join(packageRoot(), "dist/cli.js"), "web", "--port", "0", "--guest", guest.dir], { stdio: ["ignore", "ignore", "pipe"] });
+  const r: BrowserBoot["runs"] = { node: [], browser: [], node_cold: [], page_cold: [] };
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let err = "";
+      web.stderr!.on("data", (d: Buffer) => {
+        err += d.toString();
+        const m = /serving (http:\/\/\S+)/.exec(err);
+        if (m) resolve(m[1]!);
+      });
+      web.on("exit", (code) => reject(new Error(`wasmvisor web exited (${code}): ${err}`)));
+    });
+    for (let i = 0; i < runs; i++) {
+      // Node: a fresh overlay over the image each time, as the page's first boot makes.
+      const definition = (name: string) => {
+        const disk = join(dir, `${name}.qcow2`);
+        nodePlatform.createDiskImage(disk, { backing: { path: guest.disk, format: "raw" }, what: "overlay" });
+        return guestVm(name, { firmware: FW_JUMP, kernel: guest.kernel, initrd: guest.initramfs, disk, loopback: true });
+      };
+      await host.createVm(parseVmConfig(definition(`linux${i}`)));
+      let out = "";
+      let prompt: (() => void) | null = null;
+      const seen = new Promise<void>((resolve) => { prompt = resolve; });
+      host.attachConsole(`linux${i}`, (b) => { out = (out + new TextDecoder().decode(b)).slice(-64); if (out.includes(PROMPT)) prompt!(); });
+      const t0 = performance.now();
+      await host.act(`linux${i}`, "start");
+      await seen;
+      r.node.push((performance.now() - t0) / 1000);
+      await host.destroy(`linux${i}`);
+
+      // `wasmvisor boot`, the same VM, from the process's start.
+      const cold = definition(`cold${i}`);
+      const t1 = performance.now();
+      const s = new Session(["boot", ...Object.entries(cold).flatMap(([k, v]) => k === "name" ? [] : (Array.isArray(v) ? v : [v]).map((x) => [`--${k === "drives" ? "drive" : k === "nets" ? "net" : k}`, String(x)]).flat())]);
+      try {
+        await s.expect(PROMPT, 300_000);
+        r.node_cold.push((performance.now() - t1) / 1000);
+      } finally {
+        s.kill();
+      }
+
+      // A cold page load: a new browser profile.
+      const context = await browser.newContext();
+      try {
+        const page = await context.newPage();
+        const t2 = performance.now();
+        await page.goto(url);
+        // The page notes the boot's time as its console shows the prompt.
+        await page.waitForFunction(() => (window as unknown as { wasmvisor?: { bootMs?: number } }).wasmvisor?.bootMs !== undefined, undefined, { timeout: 300_000, polling: 20 });
+        r.page_cold.push((performance.now() - t2) / 1000);
+        r.browser.push(await page.evaluate(() => (window as unknown as { wasmvisor: { bootMs: number } }).wasmvisor.bootMs) / 1000);
+      } finally {
+        await context.close();
+      }
+    }
+  } finally {
+    web.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { node_s: median(r.node), browser_s: median(r.browser), node_cold_s: median(r.node_cold), page_cold_s: median(r.page_cold), runs: r };
 }

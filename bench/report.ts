@@ -8,9 +8,10 @@ import type { MachineInfo } from "./machine";
 import type { GuestSuiteResult, Machine, Measured } from "./fullvspara";
 import type { HypervisorResult } from "./hypervisor";
 import type { MigrationBench, MigrationRun, SnapshotBench } from "./state";
+import type { BrowserBenchResult } from "./browser";
 import { barChart, COLORS, formatValue, type Series } from "./svg";
 
-export const SUITES = ["cpu", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor", "snapshot", "migration"] as const;
+export const SUITES = ["cpu", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor", "snapshot", "migration", "browser"] as const;
 export type Suite = (typeof SUITES)[number];
 
 /** bench/results/latest.json. A suite left out with --only is absent. */
@@ -30,6 +31,7 @@ export interface BenchResult {
   hypervisor?: HypervisorResult;
   snapshot?: SnapshotBench;
   migration?: MigrationBench;
+  browser?: BrowserBenchResult;
 }
 
 export interface TargetCheck {
@@ -43,7 +45,7 @@ export interface TargetCheck {
 export const TARGETS = {
   mips: 200, ratioVsQemu: 0.15, bootParaS: 2, overheadMiB: 8, mmioUs: 1,
   shareError: 0.05, capPoints: 0.02, jain: 0.99, busy: 0.95, echoP99Ms: 50, densityVms: 100,
-  restoreMs: 5, migrationDowntimeMs: 5,
+  restoreMs: 5, migrationDowntimeMs: 5, browserSpeed: 0.9,
 } as const;
 
 export function checkTargets(r: BenchResult): TargetCheck[] {
@@ -60,6 +62,10 @@ export function checkTargets(r: BenchResult): TargetCheck[] {
     check(`Migration: idle 256 MiB Linux, downtime the guest sees ≤ ${TARGETS.migrationDowntimeMs} ms`, r.migration?.idle.wasmvisor.guest_gap_ms, (v) => v <= TARGETS.migrationDowntimeMs, (v) => `${v.toFixed(1)} ms`),
     check("Migration: idle 256 MiB Linux, total time ≤ QEMU's", r.migration?.idle.qemu ? r.migration.idle.wasmvisor.total_ms / r.migration.idle.qemu.total_ms : undefined,
       (v) => v <= 1, (v) => `${r.migration!.idle.wasmvisor.total_ms.toFixed(0)} ms against ${r.migration!.idle.qemu!.total_ms.toFixed(0)} ms (${(v * 100).toFixed(0)}%)`),
+    check(`Browser: guest programs in Chromium ≥ ${TARGETS.browserSpeed * 100}% of Node's MIPS`, r.browser?.ratio, (v) => v >= TARGETS.browserSpeed,
+      (v) => `${r.browser!.browser_mips.toFixed(1)} against ${r.browser!.node_mips.toFixed(1)} MIPS (${(v * 100).toFixed(1)}%)`),
+    check(`Browser: Linux boot in the page ≥ ${TARGETS.browserSpeed * 100}% of Node's speed`, r.browser?.linux ? r.browser.linux.node_s / r.browser.linux.browser_s : undefined, (v) => v >= TARGETS.browserSpeed,
+      (v) => `${r.browser!.linux!.browser_s.toFixed(2)} s against ${r.browser!.linux!.node_s.toFixed(2)} s (${(v * 100).toFixed(1)}%)`),
   ];
 }
 
@@ -117,6 +123,50 @@ function cpuSection(cpu: CpuSummary, quick: boolean, qemuBars: Series): Section 
       table(["program", "instructions", "wasmvisor MIPS", ...(qemu ? ["QEMU MIPS", "ratio"] : [])],
         ["---", "---:", "---:", ...(qemu ? ["---:", "---:"] : [])], rows),
     plots: [{ file: "cpu.svg", svg }],
+  };
+}
+
+const NODE: Series = { name: "Node (worker thread)", color: COLORS.wasmvisor };
+const CHROMIUM: Series = { name: "Chromium (Web Worker)", color: COLORS.qemu };
+
+function browserSection(b: BrowserBenchResult, quick: boolean): Section {
+  const rows = b.programs.map((p) => [p.program, `${(p.instructions / 1e6).toFixed(1)} M`, p.node_mips.toFixed(1), p.browser_mips.toFixed(1), percent(p.browser_mips, p.node_mips)]);
+  rows.push(["**geometric mean**", "", `**${b.node_mips.toFixed(1)}**`, `**${b.browser_mips.toFixed(1)}**`, `**${percent(b.browser_mips, b.node_mips)}**`]);
+  const plots = [{
+    file: "browser.svg",
+    svg: barChart({
+      title: "The same guest programs in Node and in Chromium", axis: "MIPS (higher is better)", series: [NODE, CHROMIUM],
+      groups: [...b.programs.map((p) => ({ label: p.program.replace(/^bench-/, ""), values: [p.node_mips, p.browser_mips] })),
+        { label: "geomean", values: [b.node_mips, b.browser_mips] }],
+    }),
+  }];
+  let linux = "";
+  if (b.linux) {
+    const l = b.linux;
+    const runs = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(", ");
+    linux = "\n\nThe page's Linux VM (the full machine on Debian's OpenSBI, its data disk a qcow2 overlay over `disk.ext4`, a virtio NIC on user-mode " +
+      "networking: `web/guest-vm.ts`), to its shell prompt. From the VM's start: in Node through the same API, and in the page as it measures it " +
+      "(its disk's image read over HTTP, its NIC relayed to the server). From nothing: `wasmvisor boot` with the same VM from the process's start, " +
+      "and the page from a cold load (a new browser profile: no cache, no storage; the core compiled, the boot images fetched, the overlay made).\n\n" +
+      table(["", "Node", "Chromium", "Chromium's speed"], ["---", "---:", "---:", "---:"], [
+        ["from the VM's start", `${l.node_s.toFixed(2)} s`, `${l.browser_s.toFixed(2)} s`, percent(l.node_s, l.browser_s)],
+        ["from nothing (process start; cold page load)", `${l.node_cold_s.toFixed(2)} s`, `${l.page_cold_s.toFixed(2)} s`, percent(l.node_cold_s, l.page_cold_s)],
+      ]) + `\n\nRuns (s): Node ${runs(l.runs.node)}; Chromium ${runs(l.runs.browser)}; \`wasmvisor boot\` ${runs(l.runs.node_cold)}; cold page ${runs(l.runs.page_cold)}.`;
+    plots.push({
+      file: "browser-boot.svg",
+      svg: barChart({
+        title: "Linux to its shell prompt, Node and the page", axis: "seconds (lower is better)", series: [NODE, CHROMIUM],
+        groups: [{ label: "from the VM's start", values: [l.node_s, l.browser_s] }, { label: "from nothing", values: [l.node_cold_s, l.page_cold_s] }],
+      }),
+    });
+  }
+  return {
+    markdown: "## Browser\n\n" +
+      `The bare-metal programs of \`guests/bench/\` through the embedding API in Node (\`nodePlatform\`: the pCPU on a worker thread) and in ${b.chromium.startsWith("Chrom") ? b.chromium : `Chromium ${b.chromium}`} ` +
+      "(`browserPlatform`: the pCPU on a Web Worker), the same code timing them (`bench/guest-run.ts`), taken in turns; " +
+      `${quick ? "one run each (quick mode, fewer iterations)" : "medians"}.\n\n` +
+      table(["program", "instructions", "Node MIPS", "Chromium MIPS", "Chromium/Node"], ["---", "---:", "---:", "---:", "---:"], rows) + linux,
+    plots,
   };
 }
 
@@ -571,6 +621,10 @@ function headlines(r: BenchResult): Headline[] {
     add("Migration: idle, total", r.migration.idle.wasmvisor.total_ms, "ms", "lower");
     add("Migration: idle, pause the guest saw", r.migration.idle.wasmvisor.guest_gap_ms, "ms", "lower");
   }
+  if (r.browser) {
+    add("Browser: Chromium's geometric mean", r.browser.browser_mips, "MIPS", "higher");
+    if (r.browser.linux) add("Browser: Linux boot in the page, from a cold load", r.browser.linux.page_cold_s, "s", "lower");
+  }
   return out;
 }
 
@@ -616,6 +670,7 @@ export function renderReport(r: BenchResult, previous?: BenchResult): { markdown
     r.cpu && cpuSection(r.cpu, r.quick, qemuSeries(m)), r.boot && bootSection(r.boot, qemuSeries(m)), r.exits && exitsSection(r.exits), r.memory && memorySection(r.memory),
     r.fullvspara && fullVsParaSection(r.fullvspara), r.paging && pagingSection(r.paging), r.hypervisor && hypervisorSection(r.hypervisor),
     r.snapshot && snapshotSection(r.snapshot, qemuSeries(m).name), r.migration && migrationSection(r.migration, qemuSeries(m).name),
+    r.browser && browserSection(r.browser, r.quick),
   ].filter((s): s is Section => !!s);
   const plots: Record<string, string> = {};
   const body = sections.map((s) => [s.markdown, ...(s.plots ?? []).map((p) => {

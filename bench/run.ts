@@ -10,6 +10,7 @@ import { memorySuite } from "./memory";
 import { hypervisorSuite } from "./hypervisor";
 import { fullVsParaSuite, pagingSuite } from "./fullvspara";
 import { snapshotSuite, migrationSuite } from "./state";
+import { browserSuite } from "./browser";
 import { describeMachine } from "./machine";
 import { checkTargets, renderReport, SUITES, type BenchResult, type Suite } from "./report";
 import { buildLinuxGuest } from "../guests/linux/build.mjs";
@@ -66,15 +67,18 @@ const result: BenchResult = {
 };
 const linuxGuest = () => buildLinuxGuest({ log: (line: string) => console.error(line) });
 
-if (only.has("cpu")) {
-  // Iterations sized for ~0.3 G instructions per program (a few seconds on the core); --quick
-  // runs a quarter of that. The guests' checksums do not depend on the count.
+// The CPU-bound guest programs, with iterations sized for ~0.3 G instructions each (a few seconds
+// on the core); --quick runs a quarter of that. The guests' checksums do not depend on the count.
+async function benchPrograms(): Promise<Record<string, string>> {
   const ITERS: Record<string, number> = { "bench-int": 40, "bench-mem": 4, "bench-branch": 8, "bench-fp": 20, "bench-rvc": 120 };
   const scale = quick ? 0.25 : 1;
   const defines = Object.fromEntries(Object.entries(ITERS).map(([k, n]) => [k, { ITERS: Math.max(1, Math.round(n * scale)) }]));
-  const { programs } = await buildBaremetal({ log: () => {}, defines });
+  return (await buildBaremetal({ log: () => {}, defines })).programs;
+}
+
+if (only.has("cpu")) {
   log(`cpu suite (${runs} run${runs > 1 ? "s" : ""} each, median)`);
-  result.cpu = cpuSuite(programs, runs, log);
+  result.cpu = cpuSuite(await benchPrograms(), runs, log);
 }
 
 if (only.has("boot")) {
@@ -116,6 +120,11 @@ if (only.has("snapshot")) {
 if (only.has("migration")) {
   log(`migration suite (Linux over loopback, idle and dirtying memory; QEMU beside)`);
   result.migration = await migrationSuite(await linuxGuest(), runs, machine.qemu !== null, log);
+}
+
+if (only.has("browser")) {
+  log(`browser suite (Node and Debian's Chromium, ${runs} run${runs > 1 ? "s" : ""} each in turns, median)`);
+  result.browser = await browserSuite(await benchPrograms(), await linuxGuest(), runs, log);
 }
 
 const resultsDir = join(packageRoot(), "bench/results");

@@ -6,6 +6,7 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
+import { guestVm, PROMPT } from "./guest-vm";
 import { browserPlatform, createHost, parseVmConfig, wsLink, type BrowserPlatform, type Hypervisor, type WebSocketLike } from "../host/browser";
 
 const VM = "linux";
@@ -19,7 +20,6 @@ const VMS_DIR = "/opfs/vms/";
 const DISK_HEAD_KEY = "wasmvisor.disk";
 /** "host" while the VM runs on the server (localStorage): a reload then shows its console there. */
 const WHERE_KEY = "wasmvisor.where";
-const PROMPT = "root@wasmvisor:~# ";
 const PLOT_SECONDS = 60;
 
 interface ServerConfig {
@@ -145,18 +145,14 @@ async function exists(path: string): Promise<boolean> {
 
 async function boot(): Promise<void> {
   const disk = await guestDisk();
-  const vmConfig = parseVmConfig({
-    name: VM,
-    mode: "full",
-    bios: config.guest["fw_jump.bin"].path,
+  const vmConfig = parseVmConfig(guestVm(VM, {
+    firmware: config.guest["fw_jump.bin"].path,
     kernel: config.guest.Image.path,
     initrd: config.guest["initramfs.cpio.gz"].path,
-    append: "console=ttyS0",
-    memory: "256M",
-    drives: [`file=${disk},format=qcow2,if=virtio`],
-    // The server's 127.0.0.1 is the guest's 10.0.2.2, as with `wasmvisor start`.
-    nets: [`user,model=virtio,loopback=${config.loopback ? "on" : "off"}`],
-  });
+    disk,
+    // The server's 127.0.0.1 is the guest's 10.0.2.2, as with `wasmvisor start`, when it is only this machine's.
+    loopback: config.loopback,
+  }));
   say("booting…");
   await host.createVm(vmConfig);
   attach();
