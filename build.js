@@ -106,7 +106,7 @@ async function bundleHost() {
     },
     // Build scripts stay plain files (they locate sources next to themselves); the browser suite's
     // tools are run from node_modules.
-    external: ["../guests/*", "playwright-core", "esbuild"],
+    external: ["../guests/*", "playwright-core", "esbuild", "assemblyscript/asc"],
     outdir: join(root, "dist"),
     write: false,
     bundle: true,

@@ -14,6 +14,7 @@ import { packageRoot } from "../host/platform/node/core";
 import { geomean, median } from "../host/util/stats";
 import { startStaticServer } from "../test/browser/static-server";
 import { timeGuest, type GuestRun } from "./guest-run";
+import { BASELINE_SIZES, baselineModule, runBaseline, type Baseline } from "./browser-baseline";
 import { Session } from "../test/integration/cli";
 import { guestVm, PROMPT } from "../web/guest-vm";
 
@@ -47,6 +48,8 @@ export interface BrowserBenchResult {
   ratio: number;
   programs: BrowserProgram[];
   linux?: BrowserBoot;
+  /** Chromium's own WebAssembly speed against Node's on this machine, apart from wasmvisor (bench/browser-baseline.ts), medians. */
+  baseline?: { node: Baseline; browser: Baseline };
 }
 
 const mips = (r: GuestRun) => r.instructions / r.seconds / 1e6;
@@ -89,6 +92,18 @@ export async function browserSuite(programs: Record<string, string>, guest: Linu
       return { program: n, instructions: node[j]![0]!.instructions, node_mips: median(node[j]!.map(mips)), browser_mips: median(web[j]!.map(mips)) };
     });
     for (const r of rows) log(`  ${r.program.padEnd(14)} node ${r.node_mips.toFixed(1).padStart(7)} MIPS   chromium ${r.browser_mips.toFixed(1).padStart(7)} MIPS  (${((100 * r.browser_mips) / r.node_mips).toFixed(0)}%)`);
+    // The engines themselves, apart from wasmvisor.
+    const wasm = await baselineModule();
+    const base = { node: [] as Baseline[], browser: [] as Baseline[] };
+    for (let i = 0; i < runs; i++) {
+      base.node.push(await runBaseline(wasm, BASELINE_SIZES.mix, BASELINE_SIZES.touch));
+      base.browser.push(await page.evaluate(async ([src, bytes, mix, touch]) => (0, eval)(`(${src})`)(new Uint8Array(bytes), mix, touch) as Promise<Baseline>,
+        [runBaseline.toString(), [...wasm], BASELINE_SIZES.mix, BASELINE_SIZES.touch] as const));
+    }
+    const med = (xs: Baseline[]): Baseline => ({ mix_ms: median(xs.map((x) => x.mix_ms)), touch_ms: median(xs.map((x) => x.touch_ms)) });
+    const baseline = { node: med(base.node), browser: med(base.browser) };
+    log(`  the engines alone: an arithmetic loop node ${baseline.node.mix_ms.toFixed(0)} ms, chromium ${baseline.browser.mix_ms.toFixed(0)} ms; ` +
+      `a first touch of 64 MiB node ${baseline.node.touch_ms.toFixed(0)} ms, chromium ${baseline.browser.touch_ms.toFixed(0)} ms`);
     const nodeMips = geomean(rows.map((r) => r.node_mips));
     const browserMips = geomean(rows.map((r) => r.browser_mips));
     log(`  geometric mean: node ${nodeMips.toFixed(1)} MIPS, chromium ${browserMips.toFixed(1)} MIPS (${((100 * browserMips) / nodeMips).toFixed(1)}%)`);
@@ -97,7 +112,7 @@ export async function browserSuite(programs: Record<string, string>, guest: Linu
       log(`  Linux to its prompt from the VM's start: node ${linux.node_s.toFixed(2)} s, chromium ${linux.browser_s.toFixed(2)} s (${((100 * linux.node_s) / linux.browser_s).toFixed(0)}% of Node's speed)`);
       log(`  from nothing: wasmvisor boot ${linux.node_cold_s.toFixed(2)} s, a cold page load ${linux.page_cold_s.toFixed(2)} s`);
     }
-    return { chromium: browser.version(), node_mips: nodeMips, browser_mips: browserMips, ratio: browserMips / nodeMips, programs: rows, ...(linux ? { linux } : {}) };
+    return { chromium: browser.version(), node_mips: nodeMips, browser_mips: browserMips, ratio: browserMips / nodeMips, programs: rows, baseline, ...(linux ? { linux } : {}) };
   } finally {
     await browser?.close();
     await host.close();

@@ -160,12 +160,17 @@ function browserSection(b: BrowserBenchResult, quick: boolean): Section {
       }),
     });
   }
+  const base = b.baseline;
+  const engines = base ? "\n\nFor scale, the engines alone (`bench/browser-baseline.ts`): a WebAssembly loop of integer arithmetic takes " +
+    `${base.node.mix_ms.toFixed(0)} ms in Node and ${base.browser.mix_ms.toFixed(0)} ms in Chromium (Chromium at ${percent(base.node.mix_ms, base.browser.mix_ms)} of Node's speed), ` +
+    `and a first touch of 64 MiB of shared WebAssembly memory (the host's page faults, which a guest pays for each page of RAM it uses) ` +
+    `${base.node.touch_ms.toFixed(0)} ms and ${base.browser.touch_ms.toFixed(0)} ms.` : "";
   return {
     markdown: "## Browser\n\n" +
       `The bare-metal programs of \`guests/bench/\` through the embedding API in Node (\`nodePlatform\`: the pCPU on a worker thread) and in ${b.chromium.startsWith("Chrom") ? b.chromium : `Chromium ${b.chromium}`} ` +
       "(`browserPlatform`: the pCPU on a Web Worker), the same code timing them (`bench/guest-run.ts`), taken in turns; " +
       `${quick ? "one run each (quick mode, fewer iterations)" : "medians"}.\n\n` +
-      table(["program", "instructions", "Node MIPS", "Chromium MIPS", "Chromium/Node"], ["---", "---:", "---:", "---:", "---:"], rows) + linux,
+      table(["program", "instructions", "Node MIPS", "Chromium MIPS", "Chromium/Node"], ["---", "---:", "---:", "---:", "---:"], rows) + engines + linux,
     plots,
   };
 }
