@@ -145,8 +145,9 @@ function browserSection(b: BrowserBenchResult, quick: boolean): Section {
     const l = b.linux;
     const runs = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(", ");
     linux = "\n\nThe page's Linux VM (the full machine on Debian's OpenSBI, its data disk a qcow2 overlay over `disk.ext4`, a virtio NIC on user-mode " +
-      "networking: `web/guest-vm.ts`), to its shell prompt. From the VM's start: in Node through the same API, and in the page as it measures it " +
-      "(its disk's image read over HTTP, its NIC relayed to the server). From nothing: `wasmvisor boot` with the same VM from the process's start, " +
+      "networking: `web/guest-vm.ts`), to its shell prompt. From the VM's start: in Node through the same API (a host that has booted before), " +
+      "and in the page as it measures it (its second boot, its Reset: the core's code has reached the engine's top tier in both; " +
+      "its disk's image read over HTTP, its NIC relayed to the server). From nothing: `wasmvisor boot` with the same VM from the process's start, " +
       "and the page from a cold load (a new browser profile: no cache, no storage; the core compiled, the boot images fetched, the overlay made).\n\n" +
       table(["", "Node", "Chromium", "Chromium's speed"], ["---", "---:", "---:", "---:"], [
         ["from the VM's start", `${l.node_s.toFixed(2)} s`, `${l.browser_s.toFixed(2)} s`, percent(l.node_s, l.browser_s)],
