@@ -9,14 +9,26 @@ import { FitAddon } from "@xterm/addon-fit";
 import { guestVm, PROMPT } from "./guest-vm";
 import { browserPlatform, createHost, parseVmConfig, wsLink, type BrowserPlatform, type Hypervisor, type WebSocketLike } from "../host/browser";
 
-const VM = "linux";
+/**
+ * The VM's name: unguessable and this browser's own (kept in localStorage), because on the server
+ * the name is what lets a page reach its VM (its console, bringing it back).
+ */
+const VM = localStorage.getItem("wasmvisor.vm") ?? (() => {
+  const name = `tab-${Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  localStorage.setItem("wasmvisor.vm", name);
+  return name;
+})();
 const GUEST_DIR = "/opfs/guest/";
-/** The guest's data disk: an overlay over the served disk.ext4, made on the first boot. */
-const DISK = `${GUEST_DIR}disk.qcow2`;
+/**
+ * The guest's data disk: an overlay over the served disk.ext4, made on the first boot and after a
+ * Reset disk, each time under a new name: a state saved before a reset names the old disk, and
+ * must not go on with the new one.
+ */
+const newDisk = () => `${GUEST_DIR}disk-${Date.now().toString(36)}.qcow2`;
 const STATES = "/opfs/states/";
 /** Copies of disks that came back with a VM from the server. */
 const VMS_DIR = "/opfs/vms/";
-/** Where the disk is now, when a saved state froze DISK and the VM went on in an overlay, or it came back from the server on a copy (localStorage). */
+/** Where the disk is now: the first boot's, or where a save moved the VM (an overlay), or the copy it came back from the server on (localStorage). */
 const DISK_HEAD_KEY = "wasmvisor.disk";
 /** "host" while the VM runs on the server (localStorage): a reload then shows its console there. */
 const WHERE_KEY = "wasmvisor.where";
@@ -114,7 +126,7 @@ async function start(): Promise<void> {
     imageDirs: [VMS_DIR, GUEST_DIR, STATES, "/guest/"],
   });
   if (localStorage.getItem(WHERE_KEY) === "host") {
-    const there = await fetch("vms.json").then((r) => r.json() as Promise<{ name: string; state: string }[]>, () => []);
+    const there = await fetch(`vms.json?vm=${VM}`).then((r) => r.json() as Promise<{ name: string; state: string }[]>, () => []);
     if (there.some((v) => v.name === VM && v.state === "running")) return watchOnServer();
     localStorage.removeItem(WHERE_KEY);
   }
@@ -130,13 +142,14 @@ function serverSocket(path: string, query = ""): WebSocket {
   return ws;
 }
 
-/** The disk the VM boots with: the overlay (made now if there is none), or where a save moved it. */
+/** The disk the VM boots with: where it is now, or a new overlay. */
 async function guestDisk(): Promise<string> {
   const head = localStorage.getItem(DISK_HEAD_KEY);
   if (head && await exists(head)) return head;
-  localStorage.removeItem(DISK_HEAD_KEY);
-  if (!await exists(DISK)) await platform.createOverlay(DISK, { path: config.guest["disk.ext4"].path, format: "raw" });
-  return DISK;
+  const disk = newDisk();
+  await platform.createOverlay(disk, { path: config.guest["disk.ext4"].path, format: "raw" });
+  localStorage.setItem(DISK_HEAD_KEY, disk);
+  return disk;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -220,7 +233,11 @@ function watchOnServer(): void {
   for (const id of ["mips", "cpu"]) $(id).textContent = "-";
   setPlace("host");
   const ws = serverSocket("console", `&vm=${VM}`);
-  const keys = term.onData((s) => { if (ws.readyState === WebSocket.OPEN) ws.send(encoder.encode(s)); });
+  // Keys in pieces the server takes (a paste may be long).
+  const keys = term.onData((s) => {
+    const bytes = encoder.encode(s);
+    for (let at = 0; at < bytes.length && ws.readyState === WebSocket.OPEN; at += 4096) ws.send(bytes.subarray(at, at + 4096));
+  });
   ws.onmessage = (e) => term.write(new Uint8Array(e.data as ArrayBuffer));
   ws.onclose = (e) => {
     keys.dispose();
@@ -246,6 +263,7 @@ async function discard(): Promise<void> {
 // ---- buttons ------------------------------------------------------------------------------------
 
 const buttons = Array.from(document.querySelectorAll<HTMLButtonElement | HTMLInputElement>("#buttons button, #load"));
+for (const b of buttons) b.disabled = true; // until the page has started
 /** One action at a time; its failure is said. */
 function action(id: string, what: string, run: () => Promise<void>, event: "click" | "change" = "click"): void {
   $(id).addEventListener(event, () => {
@@ -259,7 +277,8 @@ action("resume", "resume", async () => { await host.act(VM, "resume"); say("runn
 action("reset", "reset", async () => { await discard(); await boot(); });
 action("reset-disk", "reset the disk", async () => {
   await discard();
-  await platform.storage.remove(GUEST_DIR);
+  // Everything made over the old disk goes with it: overlays of saved states, copies from the server.
+  for (const dir of [GUEST_DIR, STATES, VMS_DIR]) await platform.storage.remove(dir);
   localStorage.removeItem(DISK_HEAD_KEY);
   await boot();
 });
@@ -272,7 +291,7 @@ action("save", "save the state", async () => {
   const bytes = await platform.readState(path);
   const a = document.createElement("a");
   a.href = URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" }));
-  a.download = `wasmvisor-${VM}-${stamp}.wvs`;
+  a.download = `wasmvisor-linux-${stamp}.wvs`;
   a.click();
   setTimeout(() => URL.revokeObjectURL(a.href), 60_000);
   say(`saved ${(r.bytes / 2 ** 20).toFixed(1)} MiB in ${(r.totalMs / 1000).toFixed(2)} s (the guest paused ${r.downtimeMs.toFixed(0)} ms)`);
@@ -314,11 +333,8 @@ action("bring-back", "bring the VM back", async () => {
     ws.onerror = () => reject(new Error("the server refused the WebSocket"));
   });
   const closed = new Promise<string>((resolve) => ws.addEventListener("close", (e) => resolve(e.reason)));
-  try {
-    await host.incoming(wsLink(ws as unknown as WebSocketLike, "the server"));
-  } catch (e) {
-    throw new Error(`${(e as Error).message}${await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r(""), 500))]).then((why) => (why ? ` (${why})` : ""))}`);
-  }
+  // A refusal (of this page, or the server's) is said by the host's event, or the server's close.
+  await host.incoming(wsLink(ws as unknown as WebSocketLike, "the server"));
   if (!host.list().some((v) => v.name === VM)) throw new Error(`it did not come: ${lastEvent || await closed || "the server closed the link"}`);
   detach?.();
   localStorage.removeItem(WHERE_KEY);
@@ -405,4 +421,5 @@ async function sample(): Promise<void> {
 setInterval(() => { void sample().catch(() => {}); }, 1000);
 
 exported.ready = start();
+void exported.ready.then(() => { for (const b of buttons) b.disabled = false; }, () => {});
 exported.ready.catch(failed(globalThis.crossOriginIsolated ? "cannot start" : "this page is not cross-origin isolated"));

@@ -11,8 +11,24 @@ import type { ByteLink } from "../migration/link";
 import type { VmConfig } from "../config/vm-config";
 import { checkRelayedOptions } from "../net/relay";
 
-/** A WebSocket close reason is at most 123 bytes. */
-const reason = (text: string) => text.slice(0, 120);
+/**
+ * Close `ws` saying why. A close reason is at most 123 bytes of UTF-8 (`ws` throws on a longer
+ * one, and a reason may quote what a client sent); a socket already closing is left as it is.
+ */
+export function closeWith(ws: { close(code: number, reason: string): void }, code: number, why: string): void {
+  let reason = why;
+  while (new TextEncoder().encode(reason).length > 123) reason = reason.slice(0, -1);
+  try {
+    ws.close(code, reason);
+  } catch {
+    /* closed already */
+  }
+}
+
+/** How a page names its VM: unguessable, so that the name is what lets a page reach its VM here. */
+export const TAB_VM_NAME = /^tab-[0-9a-f]{16}$/;
+/** What a VM from a page may ask of this machine. */
+export const TAB_VM_LIMITS = { memory: 1 << 30, smp: 2 };
 
 /**
  * What a VM from a page may bring, beyond what the host admits: NICs on user-mode networking with
@@ -21,23 +37,34 @@ const reason = (text: string) => text.slice(0, 120);
  * machine would be opened here). `loopback`: whether its guest may reach this machine's 127.0.0.1.
  */
 export function checkTabVm(config: VmConfig, loopback: boolean): void {
+  if (!TAB_VM_NAME.test(config.name)) throw new Error("a VM from a page is named tab-<16 hex digits>");
+  if (config.memory > TAB_VM_LIMITS.memory || config.smp > TAB_VM_LIMITS.smp) {
+    throw new Error(`a VM from a page may have at most ${TAB_VM_LIMITS.memory >> 20} MiB and ${TAB_VM_LIMITS.smp} harts here`);
+  }
   for (const n of config.nets) {
     if (n.netdev.kind !== "user") throw new Error("a VM from a page may have only user-mode NICs");
     const o = checkRelayedOptions({ ...n.netdev.options });
     if (!loopback && o.loopback !== "none") throw new Error("this server listens beyond this machine, so a VM from a page may not reach its loopback: give its NICs loopback=none");
   }
   for (const d of config.drives) {
-    if (!d.file.startsWith("/opfs/")) throw new Error(`a VM from a page brings its own disks, not ${d.file.slice(0, 60)}`);
+    if (!d.file.startsWith("/opfs/") || d.file.split("/").includes("..")) throw new Error(`a VM from a page brings its own disks, not ${d.file.slice(0, 60)}`);
   }
 }
 
 /**
  * A tab's VM migrating in over `link` (made as the socket opened: nothing it sent may be missed):
  * it is admitted (checkTabVm too), built and started here as from any source; the hypervisor's
- * onEvent says how it went.
+ * onEvent says how it went. Once it is gone from here (back to its page, or ended), so are it and
+ * the copies of its disks (`remove`).
  */
-export function acceptFromTab(link: ByteLink, hv: Hypervisor, loopback = true): Promise<void> {
-  return hv.incoming(link, { admit: (config) => checkTabVm(config, loopback) });
+export async function acceptFromTab(link: ByteLink, hv: Hypervisor, loopback: boolean, remove: (file: string) => void): Promise<void> {
+  let name = "";
+  await hv.incoming(link, { admit: (config) => { checkTabVm(config, loopback); name = config.name; } });
+  if (!name || !hv.list().some((v) => v.name === name)) return; // refused: incoming removed what it made
+  const drives = hv.info(name).drives;
+  await hv.waitForEnd(name).catch(() => {});
+  if (hv.list().some((v) => v.name === name)) await hv.destroy(name).catch(() => {});
+  for (const d of drives) remove(d);
 }
 
 /**
@@ -59,7 +86,7 @@ export async function sendToTab(ws: WebSocket, hv: Hypervisor, name: string, key
     log(`${name} migrated to ${peer}`);
   } catch (e) {
     log(`migrating ${name} to ${peer} failed: ${(e as Error).message}`);
-    ws.close(1011, reason((e as Error).message));
+    closeWith(ws, 1011, (e as Error).message);
   } finally {
     bridge.close();
   }
@@ -82,7 +109,7 @@ export function relayConsole(ws: WebSocket, hv: Hypervisor, name: string): void 
       return ws.bufferedAmount < 1 << 20; // a page that does not keep up holds the console back
     });
   } catch (e) {
-    ws.close(1008, reason((e as Error).message));
+    closeWith(ws, 1008, (e as Error).message);
     return;
   }
   const timer = setInterval(() => { if (ws.bufferedAmount < 1 << 19) serial.resume(); }, 50);
@@ -90,5 +117,5 @@ export function relayConsole(ws: WebSocket, hv: Hypervisor, name: string): void 
     if (isBinary && data instanceof Buffer && data.length <= 4096) serial.write(new Uint8Array(data));
   });
   ws.on("close", () => { clearInterval(timer); serial.detach(); });
-  void hv.waitForEnd(name).then((end) => ws.close(1000, reason(`${name} ${end.state}: ${end.reason ?? ""}`)), () => {});
+  void hv.waitForEnd(name).then((end) => closeWith(ws, 1000, `${end.state}: ${end.reason ?? ""}`), () => {});
 }

@@ -23,13 +23,15 @@ import { UserNet } from "../net/user";
 import { DEFAULT_VM_SOCKETS, SocketBudget } from "../net/budget";
 import { checkRelayedOptions, MAX_RELAY_FRAME, RELAY_ACCEPTED } from "../net/relay";
 import { MAX_MESSAGE, wsLink, type WebSocketLike } from "../migration/ws-link";
-import { acceptFromTab, relayConsole, sendToTab } from "./web-vms";
+import { acceptFromTab, closeWith, relayConsole, sendToTab } from "./web-vms";
 
 const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 /** The guest's files, as /guest/<name>; fw_jump.bin may come from Debian's OpenSBI. */
 const GUEST_FILES = ["Image", "initramfs.cpio.gz", "disk.ext4", "fw_jump.bin"] as const;
 /** Network relays open at once (each holds host sockets). */
 const MAX_RELAYS = 16;
+/** Migrations from pages at once (each may hold a section in memory before the hypervisor admits it). */
+const MAX_MIGRATIONS_IN = 2;
 /** A relay's client must say its options this soon (ms). */
 const RELAY_HELLO_MS = 10_000;
 /** Bytes a relay may have waiting for its client before frames for the guest are dropped. */
@@ -159,14 +161,18 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     const built = /^\/([a-z][a-z0-9-]*\.(?:js|css)(?:\.map)?)$/.exec(path);
     if (built) return join(root, "dist/web", built[1]);
     const guest = /^\/guest\/([^/]+)$/.exec(path);
-    if (guest) return (opts.guest as Record<string, string | undefined>)[guest[1]];
+    if (guest && Object.hasOwn(opts.guest, guest[1])) return (opts.guest as Record<string, string | undefined>)[guest[1]];
     return undefined;
   };
 
   const config = (req: IncomingMessage) => {
     const guest: Record<string, { path: string; size: number }> = {};
     for (const [name, file] of Object.entries(opts.guest)) {
-      if (file) guest[name] = { path: `/guest/${name}`, size: statSync(file).size };
+      try {
+        if (file) guest[name] = { path: `/guest/${name}`, size: statSync(file).size };
+      } catch {
+        /* gone since the start: the page says the server serves no such file */
+      }
     }
     const ws = (path: string) => `ws://${req.headers.host}${path}`;
     return {
@@ -193,8 +199,9 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     const path = raw.split("?")[0];
     if (!path.startsWith("/") || path.includes("..") || path.includes("\\")) return say(404, "no such file");
     if (path === "/config.json" || path === "/vms.json") {
-      // /vms.json: the VMs that run here (a page whose VM migrated here finds it after a reload).
-      const body = path === "/config.json" ? config(req) : hv ? hvList() : [];
+      // /vms.json?vm=NAME: whether that VM runs here (a page whose VM migrated here finds it after a
+      // reload). Only by name: a VM's name is what lets a page reach it, so none is listed.
+      const body = path === "/config.json" ? config(req) : hvList(new URLSearchParams(raw.split("?")[1] ?? "").get("vm") ?? "");
       res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-store" });
       return res.end(req.method === "HEAD" ? undefined : JSON.stringify(body));
     }
@@ -209,7 +216,12 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
       socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nConnection: close\r\n` +
         `Content-Length: ${Buffer.byteLength(why) + 1}\r\n\r\n${why}\n`);
     };
-    const url = new URL(req.url ?? "/", "http://server");
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://server");
+    } catch {
+      return refuse(400, "not a path");
+    }
     const route = upgrades.get(url.pathname);
     if (!route) return refuse(404, "no such WebSocket");
     if (!hostOk(req.headers.host)) return refuse(421, "this server answers to its own address only");
@@ -217,7 +229,10 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     if (!tokenOk(url.searchParams.get("token"))) return refuse(403, "the session token is missing or wrong: reload the page (the server was restarted?)");
     let wss = sockets.get(route);
     if (!wss) sockets.set(route, wss = new WebSocketServer({ noServer: true, maxPayload: route.maxPayload }));
-    wss.handleUpgrade(req, socket, head, (ws) => route.accept(ws, req));
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on("error", () => {}); // a bad frame from the client ends its socket, not the server
+      route.accept(ws, req);
+    });
   });
 
   upgrades.set("/net", netRelayRoute(loopback));
@@ -231,24 +246,32 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     copies = mkdtempSync(join(tmpdir(), "wasmvisor-web-"));
     return started = await Hypervisor.start(nodePlatform, { migrationKey, imageDirs: [copies], onEvent: log });
   })());
-  const hvList = () => (started?.list() ?? []).map((v) => ({ name: v.name, state: v.state }));
+  const hvList = (name: string) => (started?.list() ?? []).filter((v) => v.name === name).map((v) => ({ name: v.name, state: v.state }));
+  // A disk copy a VM from a page left here, once it is gone.
+  const removeCopy = (file: string) => {
+    if (copies && file.startsWith(`${copies}/`)) rmSync(file, { force: true });
+  };
   const log = (line: string) => process.stderr.write(`wasmvisor web: ${line}\n`);
   const peer = (req: IncomingMessage) => `the page at ${req.socket.remoteAddress}`;
   const vmName = (req: IncomingMessage) => new URL(req.url ?? "/", "http://server").searchParams.get("vm") ?? "";
+  let migrationsIn = 0;
   upgrades.set("/migrate", {
     maxPayload: MAX_MESSAGE,
     accept(ws, req) {
+      if (migrationsIn >= MAX_MIGRATIONS_IN) return closeWith(ws, 1013, `${MAX_MIGRATIONS_IN} migrations are coming in already: try again later`);
+      migrationsIn++;
+      ws.on("close", () => { migrationsIn--; });
       const link = wsLink(ws as unknown as WebSocketLike, peer(req)); // at once: the VM's stream starts now
-      hypervisor().then((h) => acceptFromTab(link, h, loopback), (e: Error) => ws.close(1011, e.message.slice(0, 120)));
+      hypervisor().then((h) => acceptFromTab(link, h, loopback, removeCopy), (e: Error) => closeWith(ws, 1011, e.message)).catch((e: Error) => log(`a migration from ${peer(req)}: ${e.message}`));
     },
   });
   upgrades.set("/migrate-back", {
     maxPayload: 1 << 16, // the tab sends only its answers
-    accept: (ws, req) => void hypervisor().then((h) => sendToTab(ws, h, vmName(req), migrationKey, peer(req), log), (e: Error) => ws.close(1011, e.message.slice(0, 120))),
+    accept: (ws, req) => void hypervisor().then((h) => sendToTab(ws, h, vmName(req), migrationKey, peer(req), log), (e: Error) => closeWith(ws, 1011, e.message)).catch(() => {}),
   });
   upgrades.set("/console", {
     maxPayload: 4096,
-    accept: (ws, req) => void hypervisor().then((h) => relayConsole(ws, h, vmName(req)), (e: Error) => ws.close(1011, e.message.slice(0, 120))),
+    accept: (ws, req) => void hypervisor().then((h) => relayConsole(ws, h, vmName(req)), (e: Error) => closeWith(ws, 1011, e.message)).catch(() => {}),
   });
 
   await new Promise<void>((done, fail) => {
@@ -371,10 +394,10 @@ function netRelayRoute(loopback: boolean): UpgradeRoute {
   return {
     maxPayload: MAX_RELAY_FRAME,
     accept(ws) {
-      if (open >= MAX_RELAYS) return ws.close(1013, `${MAX_RELAYS} network relays are open: close another page's VM first`);
+      if (open >= MAX_RELAYS) return closeWith(ws, 1013, `${MAX_RELAYS} network relays are open: close another page's VM first`);
       open++;
       let net: UserNet | null = null;
-      const hello = setTimeout(() => ws.close(1008, "no netdev options came"), RELAY_HELLO_MS);
+      const hello = setTimeout(() => closeWith(ws, 1008, "no netdev options came"), RELAY_HELLO_MS);
       ws.on("error", () => {});
       ws.on("close", () => {
         open--;
@@ -384,7 +407,7 @@ function netRelayRoute(loopback: boolean): UpgradeRoute {
       ws.on("message", (data: RawData, isBinary: boolean) => {
         const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
         if (net) {
-          if (!isBinary) return ws.close(1008, "after the options, only frames (binary messages)");
+          if (!isBinary) return closeWith(ws, 1008, "after the options, only frames (binary messages)");
           return net.send(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
         }
         clearTimeout(hello);
@@ -400,7 +423,7 @@ function netRelayRoute(loopback: boolean): UpgradeRoute {
           if (!loopback && options.loopback !== "none") throw new Error("this server listens beyond this machine: its loopback is not relayed; ask for loopback=none");
           net = new UserNet({ ...options, hostSockets: nodeHostSockets, budget: new SocketBudget(DEFAULT_VM_SOCKETS), onError: () => {} });
         } catch (e) {
-          return ws.close(1008, (e as Error).message.slice(0, 120));
+          return closeWith(ws, 1008, (e as Error).message);
         }
         // A client that does not keep up loses frames, as a congested link would (TCP resends).
         net.attach((frame) => { if (ws.bufferedAmount < MAX_RELAY_BUFFERED) ws.send(frame, { binary: true }); });

@@ -122,6 +122,31 @@ describe("the server", () => {
     expect(c.code).toBe(1008);
     expect(c.reason).toMatch(/hostfwd .*open ports on the server/);
   });
+
+  test("what a client sends cannot end the server: a bad path, an oversize frame, a reason in other characters", async () => {
+    const { token } = JSON.parse((await get("/config.json")).body.toString());
+    const own = new URL(base).origin;
+    const upgrade = { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", Origin: own };
+    expect((await get("//a:b", upgrade)).status).toBe(400);
+    // A frame over the console's limit ends that socket only.
+    const big = await openSocket(`/console?token=${token}&vm=tab-0123456789abcdef`, own);
+    if (big.ws) {
+      const closed = new Promise<number>((r) => big.ws!.on("close", (code) => r(code)));
+      big.ws.send(new Uint8Array(64 << 10));
+      expect([1008, 1009]).toContain(await closed);
+    }
+    // Options the relay refuses, named in a reason longer than a close frame carries.
+    const { ws } = await openSocket(`/net?token=${token}`, own);
+    const closed = new Promise<{ code: number; reason: string }>((r) => ws!.on("close", (code, reason) => r({ code, reason: reason.toString() })));
+    ws!.send(JSON.stringify({ ["€".repeat(60)]: 1 }));
+    const c = await closed;
+    expect(c.code).toBe(1008);
+    expect(Buffer.byteLength(c.reason)).toBeLessThanOrEqual(123);
+    expect(c.reason).toMatch(/^the relay takes only restrict and loopback/);
+    // A VM is found only by its name.
+    expect(JSON.parse((await get("/vms.json")).body.toString())).toEqual([]);
+    expect((await get("/config.json")).status).toBe(200); // still serving
+  });
 });
 
 // ---- the page ---------------------------------------------------------------------------------
@@ -214,7 +239,9 @@ describe("the page", () => {
     // Live-migrated to the server, disk and all: its console goes on in the page, from there.
     await page.locator("#migrate").click();
     await saying(page, /it runs on the server$/, 120_000);
-    expect(JSON.parse((await get("/vms.json")).body.toString())).toEqual([{ name: "linux", state: "running" }]);
+    const vm = await page.evaluate(() => (window as unknown as { wasmvisor: { vm: string } }).wasmvisor.vm);
+    expect(vm).toMatch(/^tab-[0-9a-f]{16}$/);
+    expect(JSON.parse((await get(`/vms.json?vm=${vm}`)).body.toString())).toEqual([{ name: vm, state: "running" }]);
     expect(await sh(page, "echo $MARK $((6*7)) on the server")).toBe(`${mark} 42 on the server`);
     expect(await sh(page, "cat /mnt/t.txt")).toBe(written);
     expect(await sh(page, `wget -q -O- http://10.0.2.2:${hostPort}/`)).toContain(greeting);
@@ -228,7 +255,7 @@ describe("the page", () => {
     // And back into the tab, on a copy of the disk as the server had it.
     await page.locator("#bring-back").click();
     await saying(page, /^running in this tab again/, 120_000);
-    expect(JSON.parse((await get("/vms.json")).body.toString())).toEqual([]);
+    expect(JSON.parse((await get(`/vms.json?vm=${vm}`)).body.toString())).toEqual([]);
     expect(await sh(page, "echo $MARK back")).toBe(`${mark} back`);
     expect(await sh(page, "cat /mnt/moved.txt")).toBe(onServer);
     await page.screenshot({ path: join(SHOTS, "back-in-the-tab.png") });

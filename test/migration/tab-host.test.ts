@@ -4,7 +4,7 @@
 // with its console relayed over another WebSocket, and comes back the same way, through the
 // host's authenticated TLS link and the one-shot bridge.
 import { test, expect } from "vitest";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { WebSocketServer, WebSocket } from "ws";
@@ -16,10 +16,12 @@ import { memoryPlatform } from "../../host/platform/memory";
 import { nodePlatform } from "../../host/platform/node";
 import { Hypervisor } from "../../host/hv/hypervisor";
 import { openWsLink, wsLink, type WebSocketLike } from "../../host/migration/ws-link";
-import { acceptFromTab, checkTabVm, relayConsole, sendToTab } from "../../host/cli/web-vms";
+import { acceptFromTab, checkTabVm, closeWith, relayConsole, sendToTab } from "../../host/cli/web-vms";
 import { parseVmConfig, DEFINITION_PARSING } from "../../host/config/parse";
 
 const core = loadCoreModule();
+
+const VM = "tab-0123456789abcdef";
 
 test("a VM goes from a tab to the host and back over WebSockets, on copies of its disk, its console following", async () => {
   const dir = mkdtempSync(join(tmpdir(), "wasmvisor-tab-host-"));
@@ -32,29 +34,31 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
     connectMigration: () => openWsLink(() => new WebSocket(`${url}/migrate`) as unknown as WebSocketLike, "the server"),
   });
   const tab = await Hypervisor.start(tabPlatform, { balance: false, imageDirs: ["/opfs/vms", "/opfs/guest", "/guest"], migrationKey: key });
+  const removed: string[] = [];
+  let served: Promise<void> = Promise.resolve();
   const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
   wss.on("connection", (ws, req) => {
     const u = new URL(req.url!, "http://x");
-    if (u.pathname === "/migrate") void acceptFromTab(wsLink(ws as unknown as WebSocketLike, "the tab"), server);
+    if (u.pathname === "/migrate") served = acceptFromTab(wsLink(ws as unknown as WebSocketLike, "the tab"), server, true, (f) => { removed.push(f); rmSync(f); });
     else if (u.pathname === "/console") relayConsole(ws, server, u.searchParams.get("vm")!);
     else if (u.pathname === "/migrate-back") void sendToTab(ws, server, u.searchParams.get("vm")!, key, "the tab", (l) => log.push(l));
   });
   await new Promise((r) => wss.once("listening", r));
   const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
   try {
-    await tab.create({ name: "vm", kernel: "/guest/count.bin", memory: "16M", drives: ["file=/opfs/guest/disk.img"] });
+    await tab.create({ name: VM, kernel: "/guest/count.bin", memory: "16M", drives: ["file=/opfs/guest/disk.img"] });
     let text = "";
-    tab.attachConsole("vm", (b) => { text += new TextDecoder().decode(b); });
-    await tab.act("vm", "start");
-    while ((await tab.stats("vm")).instructions < 40_000_000) await new Promise((r) => setImmediate(r));
+    tab.attachConsole(VM, (b) => { text += new TextDecoder().decode(b); });
+    await tab.act(VM, "start");
+    while ((await tab.stats(VM)).instructions < 40_000_000) await new Promise((r) => setImmediate(r));
 
     // To the host: it runs there on a copy of its disk in the server's directory.
-    const out = await tab.migrate("vm", "tcp:server:1", { copyStorage: true, downtimeMs: 50 });
+    const out = await tab.migrate(VM, "tcp:server:1", { copyStorage: true, downtimeMs: 50 });
     expect(out.phase).toBe("done");
-    expect(server.info("vm").state).toBe("running");
-    expect(server.info("vm").drives[0]!.startsWith(`${dir}/`)).toBe(true);
+    expect(server.info(VM).state).toBe("running");
+    expect(server.info(VM).drives[0]!.startsWith(`${dir}/`)).toBe(true);
     // Its console, from the host, over a WebSocket (the scrollback first), until it leaves.
-    const consoleWs = new WebSocket(`${url}/console?vm=vm`);
+    const consoleWs = new WebSocket(`${url}/console?vm=${VM}`);
     consoleWs.on("message", (d: Buffer) => { text += d.toString(); });
     const consoleClosed = new Promise<string>((r) => consoleWs.once("close", (_code, why) => r(why.toString())));
     await new Promise((r) => consoleWs.once("open", r));
@@ -62,18 +66,22 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
     while (text.length < atHost + 2) await new Promise((r) => setTimeout(r, 10));
 
     // And back: the tab takes it in over the WebSocket it opens.
-    const back = new WebSocket(`${url}/migrate-back?vm=vm`);
+    const back = new WebSocket(`${url}/migrate-back?vm=${VM}`);
     await new Promise((r) => back.once("open", r));
     await tab.incoming(wsLink(back as unknown as WebSocketLike, "the server"));
     // The host lets it go once it hears the tab runs it.
     for (let i = 0; i < 100 && server.list().length; i++) await new Promise((r) => setTimeout(r, 20));
-    expect(() => server.info("vm")).toThrow(/no VM named vm/);
-    expect(tab.info("vm").state).toBe("running");
-    expect(await consoleClosed).toMatch(/^vm stopped: migrated to tcp:127\.0\.0\.1:\d+/);
-    const copy = tab.info("vm").drives[0]!;
-    expect(copy).toMatch(/^\/opfs\/vms\/vm\.\w+\.disk0\.qcow2$/);
-    tab.attachConsole("vm", (b) => { text += new TextDecoder().decode(b); });
-    expect((await tab.waitForEnd("vm")).exitCode).toBe(0);
+    expect(() => server.info(VM)).toThrow(/no VM named/);
+    expect(tab.info(VM).state).toBe("running");
+    expect(await consoleClosed).toMatch(/^stopped: migrated to tcp:127\.0\.0\.1:\d+/);
+    const copy = tab.info(VM).drives[0]!;
+    expect(copy).toMatch(/^\/opfs\/vms\/tab-0123456789abcdef\.\w+\.disk0\.qcow2$/);
+    // Gone from the server, so is its copy of the disk.
+    await served;
+    expect(removed).toHaveLength(1);
+    expect(readdirSync(dir)).toEqual([]);
+    tab.attachConsole(VM, (b) => { text += new TextDecoder().decode(b); });
+    expect((await tab.waitForEnd(VM)).exitCode).toBe(0);
     // Every digit once, in order, wherever it was printed.
     expect(text).toBe("0123456789");
     // The disk came back byte for byte.
@@ -82,7 +90,7 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
     d.read(0, got);
     d.close();
     expect(Buffer.compare(got, disk)).toBe(0);
-    expect(log).toEqual(["vm migrated in from the tab", "vm migrated to the tab"]);
+    expect(log).toEqual([`${VM} migrated in from the tab`, `${VM} migrated to the tab`]);
   } finally {
     await tab.close();
     await server.close();
@@ -92,7 +100,7 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
 }, 120_000);
 
 test("a VM from a page brings only user-mode NICs with the relay's options, and its own disks", () => {
-  const vm = (extra: object) => parseVmConfig({ name: "t", kernel: "/guest/k", ...extra }, DEFINITION_PARSING);
+  const vm = (extra: object) => parseVmConfig({ name: VM, kernel: "/guest/k", ...extra }, DEFINITION_PARSING);
   expect(() => checkTabVm(vm({ nets: ["user,loopback=off"], drives: ["file=/opfs/guest/disk.qcow2"] }), false)).not.toThrow();
   expect(() => checkTabVm(vm({ nets: ["user,loopback=on"] }), true)).not.toThrow();
   expect(() => checkTabVm(vm({ nets: ["user,loopback=on"] }), false)).toThrow(/may not reach its loopback/);
@@ -100,4 +108,16 @@ test("a VM from a page brings only user-mode NICs with the relay's options, and 
   expect(() => checkTabVm(vm({ nets: ["user,hostfwd=tcp::2222-:22"] }), true)).toThrow(/hostfwd is not taken/);
   expect(() => checkTabVm(vm({ nets: ["switch=lab"] }), true)).toThrow(/only user-mode NICs/);
   expect(() => checkTabVm(vm({ drives: ["file=/etc/passwd"] }), true)).toThrow(/brings its own disks, not \/etc\/passwd/);
+  expect(() => checkTabVm(vm({ drives: ["file=/opfs/../etc/passwd"] }), true)).toThrow(/brings its own disks/);
+  expect(() => checkTabVm(vm({ name: "linux" }), true)).toThrow(/named tab-<16 hex digits>/);
+  expect(() => checkTabVm(vm({ memory: "2G" }), true)).toThrow(/at most 1024 MiB and 2 harts/);
+  expect(() => checkTabVm(vm({ smp: 4 }), true)).toThrow(/at most 1024 MiB and 2 harts/);
+});
+
+test("a close reason is cut to the 123 bytes a WebSocket takes, whatever its characters", () => {
+  const got: string[] = [];
+  closeWith({ close: (_c, r) => { got.push(r); } }, 1008, "€".repeat(100));
+  closeWith({ close: () => { throw new Error("closed already"); } }, 1000, "fine");
+  expect(new TextEncoder().encode(got[0]).length).toBeLessThanOrEqual(123);
+  expect(got[0]).toBe("€".repeat(41));
 });

@@ -9,6 +9,8 @@ import type { ByteFile } from "../../disk/byte-file";
 export const HTTP_CHUNK = 64 << 10;
 /** Chunks kept, the least recently used dropped first (16 MiB). */
 const CACHE_CHUNKS = 256;
+/** How long one request may take. */
+const REQUEST_TIMEOUT_MS = 30_000;
 /** A read of more missing chunks in a row than this takes several requests; also the most read ahead. */
 const MAX_RUN = 64;
 
@@ -30,10 +32,14 @@ class HttpFile implements ByteFile {
    */
   private ahead = 0;
   private next = -1;
+  /** What the server called this version of the file when it was opened (its ETag), if it said. */
+  private etag: string | null = null;
 
   constructor(readonly name: string, private readonly what: string) {
     this.identity = `http:${new URL(name, location.href).href}`;
     const head = this.request("HEAD");
+    const etag = head?.getResponseHeader("ETag") ?? null;
+    this.etag = etag && !etag.startsWith("W/") ? etag : null; // a weak one does not promise the same bytes
     const sizeText = head?.getResponseHeader("Content-Length") ?? null;
     if (/^\s*none\s*$/i.test(head?.getResponseHeader("Accept-Ranges") ?? "")) throw this.noRanges();
     if (sizeText !== null && /^\d+$/.test(sizeText.trim())) {
@@ -62,6 +68,9 @@ class HttpFile implements ByteFile {
       xhr.open(method, this.name, false);
       if (method === "GET") xhr.responseType = "arraybuffer";
       if (range) xhr.setRequestHeader("Range", range);
+      // Parts of one version of the file only: a server whose file changed sends it whole instead.
+      if (range && this.etag) xhr.setRequestHeader("If-Range", this.etag);
+      xhr.timeout = REQUEST_TIMEOUT_MS; // a server that stalls must not hang the pCPU for good
       xhr.send();
     } catch (e) {
       throw this.fail(`could not be fetched (${(e as Error).message}); is the server up?`);
@@ -76,6 +85,7 @@ class HttpFile implements ByteFile {
   /** Bytes [start, end) from the server, checked to be exactly those. */
   private fetchRange(start: number, end: number): { bytes: Uint8Array; total: number } {
     const xhr = this.request("GET", `bytes=${start}-${end - 1}`);
+    if (xhr.status !== 206 && this.etag) throw this.fail("has changed on the server since it was opened (its ETag): a disk over it would mix the two versions; restart the VM (on a new overlay if the image changed for good)");
     if (xhr.status !== 206) throw this.noRanges();
     const m = /^\s*bytes\s+(\d+)-(\d+)\/(\d+)\s*$/i.exec(xhr.getResponseHeader("Content-Range") ?? "");
     const bytes = new Uint8Array(xhr.response as ArrayBuffer);

@@ -132,16 +132,28 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
         ended = true;
         for (const l of listeners) l(why);
       };
-      // The worker says it is ready once it has its platform; Comlink's messages come after.
-      await new Promise<void>((resolve, reject) => {
-        worker.onmessage = (e) => (e.data === "ready" ? resolve() : reject(new Error(`a pCPU worker said ${JSON.stringify(e.data)}`)));
-        worker.onerror = (e) => reject(new Error(`a pCPU worker failed to start: ${e.message}`));
-        worker.postMessage(init, [channel.port]);
-      });
-      worker.onmessage = null;
       // Files a pCPU had open stay locked until the storage lets them go.
       const release = () => void storage.release(channel).catch(() => {});
-      worker.onerror = (e) => { end(e.message || "its worker failed"); release(); };
+      // The worker says it is ready once it has its platform; Comlink's messages come after.
+      try {
+        await new Promise<void>((resolve, reject) => {
+          worker.onmessage = (e) => (e.data === "ready" ? resolve() : reject(new Error(`a pCPU worker said ${JSON.stringify(e.data)}`)));
+          worker.onerror = (e) => reject(new Error(`a pCPU worker failed to start: ${e.message}`));
+          worker.postMessage(init, [channel.port]);
+        });
+      } catch (e) {
+        worker.terminate();
+        release();
+        throw e;
+      }
+      worker.onmessage = null;
+      // An uncaught error does not end a worker in a browser: this one is ended, its VMs fail, and
+      // another takes its place (it must not go on running beside it).
+      worker.onerror = (e) => {
+        worker.terminate();
+        end(e.message || "its worker failed");
+        release();
+      };
       return {
         pcpu: Comlink.wrap<Pcpu>(worker),
         onExit: (l) => { listeners.push(l); },
