@@ -136,3 +136,17 @@ export interface Platform {
   yieldTurn(): Promise<void>;
   resources(): HostResources;
 }
+
+/** A pCPU thread's end, told once to whoever listens (PcpuThread.onExit), whatever ends it first. */
+export function threadEnd(): { end(why: string): void; onExit(listener: (why: string) => void): void } {
+  const listeners: ((why: string) => void)[] = [];
+  let ended = false;
+  return {
+    end(why) {
+      if (ended) return;
+      ended = true;
+      for (const l of listeners) l(why);
+    },
+    onExit: (l) => { listeners.push(l); },
+  };
+}

@@ -11,17 +11,17 @@
 // for loadBootImages, a state's configuration for restore) must be fetched first: load() and
 // loadState() do that asynchronously.
 import * as Comlink from "comlink";
-import type { HostResources, Platform, PcpuThread } from "../platform";
+import { threadEnd, type HostResources, type Platform, type PcpuThread } from "../platform";
 import type { Pcpu } from "../../hv/pcpu";
 import { bytesSource } from "../../state/container";
-import { startStorage, type BrowserStorage } from "./storage";
+import { STORAGE_ROOT as OPFS, startStorage, storagePath, type BrowserStorage } from "./storage";
 import { createDiskImage } from "../../disk/open";
 import { MemoryFile } from "../memory/file";
 import type { DiskFormat } from "../../disk/formats";
 import { checkInDirs } from "../paths";
 import type { WorkerInit } from "./pcpu-worker";
 
-export const OPFS = "/opfs/";
+export { STORAGE_ROOT as OPFS } from "./storage";
 
 export interface BrowserPlatformOptions {
   /** The core: its URL (fetched and compiled as it streams in), compiled, or its bytes. Default: core.wasm beside this module. */
@@ -79,9 +79,7 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
     images.set(path, new Uint8Array(await r.arrayBuffer()));
   };
   await Promise.all((opts.images ?? []).map((p) => load(p)));
-  const inStorage = (path: string, what: string) => {
-    if (!path.startsWith(OPFS) || path.split("/").includes("..")) throw new Error(`${what} ${path}: the browser keeps files under ${OPFS} only`);
-  };
+  const inStorage = (path: string, what: string) => void storagePath(path, what);
 
   const platform: BrowserPlatform = {
     storage,
@@ -125,13 +123,7 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
         netRelay: opts.netRelay ? String(opts.netRelay) : undefined,
         migration: opts.migration ? String(opts.migration) : undefined,
       };
-      const listeners: ((why: string) => void)[] = [];
-      let ended = false;
-      const end = (why: string) => {
-        if (ended) return;
-        ended = true;
-        for (const l of listeners) l(why);
-      };
+      const { end, onExit } = threadEnd();
       // Files a pCPU had open stay locked until the storage lets them go.
       const release = () => void storage.release(channel).catch(() => {});
       // The worker says it is ready once it has its platform; Comlink's messages come after.
@@ -156,7 +148,7 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
       };
       return {
         pcpu: Comlink.wrap<Pcpu>(worker),
-        onExit: (l) => { listeners.push(l); },
+        onExit,
         terminate: async () => {
           worker.terminate();
           end("terminated");

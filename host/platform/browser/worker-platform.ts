@@ -4,7 +4,7 @@
 import type { Platform, StateFileWriter } from "../platform";
 import { createDiskImage, openDiskImage, type DiskFiles } from "../../disk/open";
 import { fileSource } from "../../state/container";
-import { syncStorage, type SyncStorage } from "./storage";
+import { STORAGE_ROOT as OPFS, storagePath, syncStorage, type SyncStorage } from "./storage";
 import { openHttpFile } from "./http-file";
 import { checkInDirs } from "../paths";
 import { RelayedUserNet } from "../../net/relay";
@@ -12,7 +12,6 @@ import type { WorkerInit } from "./pcpu-worker";
 import { openWsLink } from "../../migration/ws-link";
 import type { ByteLink, MigrationTarget } from "../../migration/link";
 
-const OPFS = "/opfs/";
 
 export function workerPlatform(init: WorkerInit): Platform {
   const storage = syncStorage(init.storage);
@@ -82,7 +81,7 @@ export function diskFiles(storage: SyncStorage): DiskFiles {
 
 // A save goes to a file beside its target and takes its name when whole.
 function stateFile(storage: SyncStorage, path: string, what: string, replaces?: Uint8Array): StateFileWriter {
-  if (!path.startsWith(OPFS) || path.split("/").includes("..")) throw new Error(`${what} ${path}: the browser keeps files under ${OPFS} only`);
+  storagePath(path, what);
   if (storage.exists(path)) {
     const old = storage.open(path, { readOnly: true, what });
     try {

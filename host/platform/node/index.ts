@@ -7,7 +7,7 @@ import { totalmem, availableParallelism } from "node:os";
 import { join } from "node:path";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
-import type { Platform, PcpuThread } from "../platform";
+import { threadEnd, type Platform, type PcpuThread } from "../platform";
 import type { Pcpu } from "../../hv/pcpu";
 import { loadCoreModule, packageRoot } from "./core";
 import { openImage, readOpenedImage } from "./image-files";
@@ -66,18 +66,12 @@ export const nodePlatform: Platform = {
   pcpuMayWait: true, // each pCPU is a worker thread
   async startPcpu(): Promise<PcpuThread> {
     const worker = new Worker(join(packageRoot(), "dist/pcpu-worker.js"));
-    const listeners: ((why: string) => void)[] = [];
-    let ended = false;
-    const end = (why: string) => {
-      if (ended) return;
-      ended = true;
-      for (const l of listeners) l(why);
-    };
+    const { end, onExit } = threadEnd();
     worker.on("error", (e) => end(e.message));
     worker.on("exit", (code) => end(`exited with code ${code}`));
     return {
       pcpu: Comlink.wrap<Pcpu>(nodeEndpoint(worker)),
-      onExit: (l) => { listeners.push(l); },
+      onExit,
       terminate: async () => { await worker.terminate(); },
     };
   },
