@@ -202,6 +202,8 @@ class SyncChannel {
   readonly data: Uint8Array;
   private seq = 0;
   private broken: string | undefined;
+  /** A request that timed out: its answer must land before the next request is sent (it would land on that one's data). */
+  private late = 0;
 
   constructor(private readonly channel: StorageChannel) {
     this.header = new Int32Array(channel.shared, 0, 4);
@@ -212,27 +214,40 @@ class SyncChannel {
   /** Send `req` and wait for its answer; its error, or a silent worker, becomes an Error naming `what` and `path`. */
   call(req: Unsequenced<ChannelRequest>, what: string, path: string): { value: number; length: number } {
     if (this.broken) throw new Error(`${what} ${path}: ${this.broken}`);
+    const timeout = this.channel.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+    // A worker busy with something long (a large state the page writes) answers late: once it
+    // has, the channel goes on; one that never does has ended it.
+    if (this.late) {
+      if (!this.answered(this.late, timeout)) {
+        this.broken = `the storage worker has not answered for ${(2 * timeout) / 1000} s; reload the page`;
+        throw new Error(`${what} ${path}: ${this.broken}`);
+      }
+      this.late = 0;
+    }
     this.seq = this.seq >= 0x7fffffff ? 1 : this.seq + 1;
     const seq = this.seq;
     this.channel.port.postMessage({ ...req, seq });
-    const timeout = this.channel.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
-    const deadline = performance.now() + timeout;
-    for (;;) {
-      const answered = Atomics.load(this.header, SEQ);
-      if (answered === seq) break;
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        // A late answer would land on a later request's data: this channel is done.
-        this.broken = `the storage worker did not answer within ${timeout / 1000} s; reload the page`;
-        throw new Error(`${what} ${path}: ${this.broken}`);
-      }
-      Atomics.wait(this.header, SEQ, answered, left);
+    if (!this.answered(seq, timeout)) {
+      this.late = seq;
+      throw new Error(`${what} ${path}: the storage worker did not answer within ${timeout / 1000} s`);
     }
     const length = this.header[LENGTH];
     if (this.header[STATUS] !== STATUS_OK) {
       throw new Error(new TextDecoder().decode(this.data.slice(0, length)));
     }
     return { value: this.value[0], length };
+  }
+
+  /** Whether request `seq` is answered within `timeoutMs`. */
+  private answered(seq: number, timeoutMs: number): boolean {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const answered = Atomics.load(this.header, SEQ);
+      if (answered === seq) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      Atomics.wait(this.header, SEQ, answered, left);
+    }
   }
 }
 
