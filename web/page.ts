@@ -241,7 +241,15 @@ function watchOnServer(): void {
   ws.onmessage = (e) => term.write(new Uint8Array(e.data as ArrayBuffer));
   ws.onclose = (e) => {
     keys.dispose();
-    if (mine === generation) say(`the server's console closed${e.reason ? `: ${e.reason}` : ""}`, e.code !== 1000);
+    if (mine !== generation) return;
+    if (e.code === 1000 && !/migrated to/.test(e.reason)) {
+      // It ended there (a poweroff in its console): this tab is its place again, with the disk it had.
+      localStorage.removeItem(WHERE_KEY);
+      setPlace("tab");
+      say(`the VM ended on the server (${e.reason}); Reset boots it again in this tab, on the disk it had before it left`);
+      return;
+    }
+    say(`the server's console closed${e.reason ? `: ${e.reason}` : ""}`, e.code !== 1000);
   };
   detach = () => { keys.dispose(); ws.close(); };
   say("running on the server: its console is here; Bring back returns it to this tab");
@@ -421,5 +429,7 @@ async function sample(): Promise<void> {
 setInterval(() => { void sample().catch(() => {}); }, 1000);
 
 exported.ready = start();
-void exported.ready.then(() => { for (const b of buttons) b.disabled = false; }, () => {});
+// Once started, or failed after the host exists (a bad disk: Reset disk is the way out).
+const enable = () => { if (host) for (const b of buttons) b.disabled = false; };
+void exported.ready.then(enable, enable);
 exported.ready.catch(failed(globalThis.crossOriginIsolated ? "cannot start" : "this page is not cross-origin isolated"));

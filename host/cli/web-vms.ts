@@ -10,13 +10,14 @@ import { listenMigration } from "../platform/node/migration";
 import type { ByteLink } from "../migration/link";
 import type { VmConfig } from "../config/vm-config";
 import { checkRelayedOptions } from "../net/relay";
+import { DEFAULT_VM_SOCKETS } from "../net/budget";
 
 /**
  * Close `ws` saying why. A close reason is at most 123 bytes of UTF-8 (`ws` throws on a longer
  * one, and a reason may quote what a client sent); a socket already closing is left as it is.
  */
 export function closeWith(ws: { close(code: number, reason: string): void }, code: number, why: string): void {
-  let reason = why;
+  let reason = why.slice(0, 123); // no more characters than bytes
   while (new TextEncoder().encode(reason).length > 123) reason = reason.slice(0, -1);
   try {
     ws.close(code, reason);
@@ -27,8 +28,8 @@ export function closeWith(ws: { close(code: number, reason: string): void }, cod
 
 /** How a page names its VM: unguessable, so that the name is what lets a page reach its VM here. */
 export const TAB_VM_NAME = /^tab-[0-9a-f]{16}$/;
-/** What a VM from a page may ask of this machine. */
-export const TAB_VM_LIMITS = { memory: 1 << 30, smp: 2 };
+/** What a VM from a page may ask of this machine, and how many may run here at once. */
+export const TAB_VM_LIMITS = { memory: 1 << 30, smp: 2, sockets: DEFAULT_VM_SOCKETS, diskBytes: 4 * 2 ** 30, vms: 4 };
 
 /**
  * What a VM from a page may bring, beyond what the host admits: NICs on user-mode networking with
@@ -38,8 +39,8 @@ export const TAB_VM_LIMITS = { memory: 1 << 30, smp: 2 };
  */
 export function checkTabVm(config: VmConfig, loopback: boolean): void {
   if (!TAB_VM_NAME.test(config.name)) throw new Error("a VM from a page is named tab-<16 hex digits>");
-  if (config.memory > TAB_VM_LIMITS.memory || config.smp > TAB_VM_LIMITS.smp) {
-    throw new Error(`a VM from a page may have at most ${TAB_VM_LIMITS.memory >> 20} MiB and ${TAB_VM_LIMITS.smp} harts here`);
+  if (config.memory > TAB_VM_LIMITS.memory || config.smp > TAB_VM_LIMITS.smp || config.limits.sockets > TAB_VM_LIMITS.sockets) {
+    throw new Error(`a VM from a page may have at most ${TAB_VM_LIMITS.memory >> 20} MiB, ${TAB_VM_LIMITS.smp} harts and ${TAB_VM_LIMITS.sockets} host sockets here`);
   }
   for (const n of config.nets) {
     if (n.netdev.kind !== "user") throw new Error("a VM from a page may have only user-mode NICs");
@@ -59,7 +60,18 @@ export function checkTabVm(config: VmConfig, loopback: boolean): void {
  */
 export async function acceptFromTab(link: ByteLink, hv: Hypervisor, loopback: boolean, remove: (file: string) => void): Promise<void> {
   let name = "";
-  await hv.incoming(link, { admit: (config) => { checkTabVm(config, loopback); name = config.name; } });
+  await hv.incoming(link, {
+    admit(config) {
+      checkTabVm(config, loopback);
+      // (the hypervisor refuses a name it has too, but this one must not follow that VM then)
+      if (hv.list().some((v) => v.name === config.name)) throw new Error(`${config.name} runs here already`);
+      if (hv.list().length >= TAB_VM_LIMITS.vms) throw new Error(`${TAB_VM_LIMITS.vms} VMs from pages run here already: try again later`);
+      name = config.name;
+    },
+    admitDisk(bytes) {
+      if (bytes > TAB_VM_LIMITS.diskBytes) throw new Error(`a VM from a page may bring disks of at most ${TAB_VM_LIMITS.diskBytes / 2 ** 30} GiB here`);
+    },
+  });
   if (!name || !hv.list().some((v) => v.name === name)) return; // refused: incoming removed what it made
   const drives = hv.info(name).drives;
   await hv.waitForEnd(name).catch(() => {});
@@ -73,6 +85,7 @@ export async function acceptFromTab(link: ByteLink, hv: Hypervisor, loopback: bo
  * which hands the stream on to the tab and the tab's answers back.
  */
 export async function sendToTab(ws: WebSocket, hv: Hypervisor, name: string, key: Uint8Array, peer: string, log: (line: string) => void): Promise<void> {
+  if (!hv.list().some((v) => v.name === name)) return closeWith(ws, 1008, "no such VM runs here");
   const tab = wsLink(ws as unknown as WebSocketLike, peer);
   let taken = false;
   const bridge = await listenMigration({ host: "127.0.0.1", port: 0 }, key, (link) => {

@@ -282,6 +282,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     });
     server.listen(opts.port, opts.host, () => done());
   });
+  // Later errors (accept failing: out of file descriptors) are said and survived.
+  server.on("error", (e) => log(`the server: ${e.message}`));
   const addr = server.address();
   port = typeof addr === "object" && addr ? addr.port : opts.port;
   const shown = isIP(opts.host) === 6 ? `[${opts.host}]` : opts.host;

@@ -7,6 +7,7 @@
  */
 import * as Comlink from "comlink";
 import { vmmLayout } from "../core/core";
+import { diskSectionTarget } from "../state/disk";
 import { concatBytes } from "../util/bytes";
 import { bitmapCount } from "../util/bits";
 import { ByteRing, ringDoorbell } from "../util/ring";
@@ -663,7 +664,10 @@ export class Hypervisor implements Control {
             // would take the socket's memory away).
             const copy = new Uint8Array(s.payload);
             if (s.tag === TAGS.memory) await admitted.home.pcpu.incomingMemory(name, Comlink.transfer(copy, [copy.buffer]), s.crc);
-            else await admitted.home.pcpu.incomingDisk(name, Comlink.transfer(copy, [copy.buffer]), s.crc);
+            else {
+              opts.admitDisk?.(diskSectionTarget(s.payload).size);
+              await admitted.home.pcpu.incomingDisk(name, Comlink.transfer(copy, [copy.buffer]), s.crc);
+            }
             link.write(encodeMessage({ applied: ++applied }));
             continue;
           }
@@ -981,6 +985,8 @@ export type ConsoleListener = (bytes: Uint8Array) => boolean | void;
 export interface IncomingOptions {
   /** What this listener takes beyond what the host admits: throws (with the reason the source is told) to refuse a VM. */
   admit?: (config: VmConfig) => void;
+  /** The same for each disk the VM brings (block migration), by its size in bytes, before its copy is made. */
+  admitDisk?: (bytes: number) => void;
 }
 
 export interface ConsoleHandle {

@@ -128,12 +128,20 @@ describe("the server", () => {
     const own = new URL(base).origin;
     const upgrade = { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", Origin: own };
     expect((await get("//a:b", upgrade)).status).toBe(400);
-    // A frame over the console's limit ends that socket only.
-    const big = await openSocket(`/console?token=${token}&vm=tab-0123456789abcdef`, own);
-    if (big.ws) {
-      const closed = new Promise<number>((r) => big.ws!.on("close", (code) => r(code)));
-      big.ws.send(new Uint8Array(64 << 10));
-      expect([1008, 1009]).toContain(await closed);
+    // A frame over the relay's limit (an Ethernet frame) ends that socket only.
+    const big = await openSocket(`/net?token=${token}`, own);
+    const accepted = new Promise<string>((r) => big.ws!.once("message", (d: Buffer) => r(d.toString())));
+    big.ws!.send(JSON.stringify({}));
+    expect(await accepted).toBe("ok");
+    const bigClosed = new Promise<number>((r) => big.ws!.on("close", (code) => r(code)));
+    big.ws!.send(new Uint8Array(64 << 10));
+    expect(await bigClosed).toBe(1009);
+    // A console or a VM asked for by a name that runs nowhere, however long the name.
+    for (const path of ["console", "migrate-back"]) {
+      const s = await openSocket(`/${path}?token=${token}&vm=${"x".repeat(16_000)}`, own);
+      const why = await new Promise<{ code: number; reason: string }>((r) => s.ws!.on("close", (code, reason) => r({ code, reason: reason.toString() })));
+      expect(why.code).toBe(1008);
+      expect(Buffer.byteLength(why.reason)).toBeLessThanOrEqual(123);
     }
     // Options the relay refuses, named in a reason longer than a close frame carries.
     const { ws } = await openSocket(`/net?token=${token}`, own);

@@ -23,28 +23,42 @@ const core = loadCoreModule();
 
 const VM = "tab-0123456789abcdef";
 
-test("a VM goes from a tab to the host and back over WebSockets, on copies of its disk, its console following", async () => {
+/** The web server's side on Node (its hypervisor, its WebSocket routes) and a "tab": a hypervisor on the in-memory platform with `files`. */
+async function rig(files: Record<string, Uint8Array>) {
   const dir = mkdtempSync(join(tmpdir(), "wasmvisor-tab-host-"));
   const key = randomBytes(32);
   const log: string[] = [];
   const server = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, imageDirs: [dir], migrationKey: key, onEvent: (l) => log.push(l) });
-  const disk = new Uint8Array(1 << 20).map((_, i) => (i * 13) & 0xff);
   const tabPlatform = memoryPlatform({
-    core, files: { "/guest/count.bin": counterKernel(20_000_000), "/opfs/guest/disk.img": disk.slice() },
-    connectMigration: () => openWsLink(() => new WebSocket(`${url}/migrate`) as unknown as WebSocketLike, "the server"),
+    core, files: { "/guest/count.bin": counterKernel(20_000_000), ...files },
+    connectMigration: () => openWsLink(() => new WebSocket(`${r.url}/migrate`) as unknown as WebSocketLike, "the server"),
   });
   const tab = await Hypervisor.start(tabPlatform, { balance: false, imageDirs: ["/opfs/vms", "/opfs/guest", "/guest"], migrationKey: key });
-  const removed: string[] = [];
-  let served: Promise<void> = Promise.resolve();
   const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+  const r = {
+    dir, key, log, server, tab, tabPlatform, url: "", removed: [] as string[], served: Promise.resolve(),
+    close: async () => {
+      await tab.close();
+      await server.close();
+      await new Promise((done) => wss.close(done));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
   wss.on("connection", (ws, req) => {
     const u = new URL(req.url!, "http://x");
-    if (u.pathname === "/migrate") served = acceptFromTab(wsLink(ws as unknown as WebSocketLike, "the tab"), server, true, (f) => { removed.push(f); rmSync(f); });
+    if (u.pathname === "/migrate") r.served = acceptFromTab(wsLink(ws as unknown as WebSocketLike, "the tab"), server, true, (f) => { r.removed.push(f); rmSync(f); });
     else if (u.pathname === "/console") relayConsole(ws, server, u.searchParams.get("vm")!);
     else if (u.pathname === "/migrate-back") void sendToTab(ws, server, u.searchParams.get("vm")!, key, "the tab", (l) => log.push(l));
   });
-  await new Promise((r) => wss.once("listening", r));
-  const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+  await new Promise((done) => wss.once("listening", done));
+  r.url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+  return r;
+}
+
+test("a VM goes from a tab to the host and back over WebSockets, on copies of its disk, its console following", async () => {
+  const disk = new Uint8Array(1 << 20).map((_, i) => (i * 13) & 0xff);
+  const r = await rig({ "/opfs/guest/disk.img": disk.slice() });
+  const { dir, key, log, server, tab, tabPlatform, url, removed } = r;
   try {
     await tab.create({ name: VM, kernel: "/guest/count.bin", memory: "16M", drives: ["file=/opfs/guest/disk.img"] });
     let text = "";
@@ -77,7 +91,7 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
     const copy = tab.info(VM).drives[0]!;
     expect(copy).toMatch(/^\/opfs\/vms\/tab-0123456789abcdef\.\w+\.disk0\.qcow2$/);
     // Gone from the server, so is its copy of the disk.
-    await served;
+    await r.served;
     expect(removed).toHaveLength(1);
     expect(readdirSync(dir)).toEqual([]);
     tab.attachConsole(VM, (b) => { text += new TextDecoder().decode(b); });
@@ -92,12 +106,25 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
     expect(Buffer.compare(got, disk)).toBe(0);
     expect(log).toEqual([`${VM} migrated in from the tab`, `${VM} migrated to the tab`]);
   } finally {
-    await tab.close();
-    await server.close();
-    await new Promise((r) => wss.close(r));
-    rmSync(dir, { recursive: true, force: true });
+    await r.close();
   }
 }, 120_000);
+
+test("a VM from a page with a disk over the server's limit is refused, leaves nothing there, and goes on in the tab", async () => {
+  const r = await rig({});
+  try {
+    r.tabPlatform.createDiskImage("/opfs/guest/big.qcow2", { size: 5 * 2 ** 30, what: "disk" });
+    await r.tab.create({ name: VM, kernel: "/guest/count.bin", memory: "16M", drives: ["file=/opfs/guest/big.qcow2"] });
+    await r.tab.act(VM, "start");
+    await expect(r.tab.migrate(VM, "tcp:server:1", { copyStorage: true })).rejects.toThrow(/disks of at most 4 GiB.*it goes on here/);
+    expect(r.tab.info(VM).state).toBe("running");
+    for (let i = 0; i < 50 && r.server.list().length; i++) await new Promise((done) => setTimeout(done, 10));
+    expect(r.server.list()).toEqual([]);
+    expect(readdirSync(r.dir)).toEqual([]);
+  } finally {
+    await r.close();
+  }
+}, 60_000);
 
 test("a VM from a page brings only user-mode NICs with the relay's options, and its own disks", () => {
   const vm = (extra: object) => parseVmConfig({ name: VM, kernel: "/guest/k", ...extra }, DEFINITION_PARSING);
@@ -110,8 +137,9 @@ test("a VM from a page brings only user-mode NICs with the relay's options, and 
   expect(() => checkTabVm(vm({ drives: ["file=/etc/passwd"] }), true)).toThrow(/brings its own disks, not \/etc\/passwd/);
   expect(() => checkTabVm(vm({ drives: ["file=/opfs/../etc/passwd"] }), true)).toThrow(/brings its own disks/);
   expect(() => checkTabVm(vm({ name: "linux" }), true)).toThrow(/named tab-<16 hex digits>/);
-  expect(() => checkTabVm(vm({ memory: "2G" }), true)).toThrow(/at most 1024 MiB and 2 harts/);
-  expect(() => checkTabVm(vm({ smp: 4 }), true)).toThrow(/at most 1024 MiB and 2 harts/);
+  expect(() => checkTabVm(vm({ memory: "2G" }), true)).toThrow(/at most 1024 MiB, 2 harts and 128 host sockets/);
+  expect(() => checkTabVm(vm({ smp: 4 }), true)).toThrow(/at most 1024 MiB, 2 harts and 128 host sockets/);
+  expect(() => checkTabVm(vm({ limits: { sockets: 1000 } }), true)).toThrow(/at most 1024 MiB, 2 harts and 128 host sockets/);
 });
 
 test("a close reason is cut to the 123 bytes a WebSocket takes, whatever its characters", () => {
