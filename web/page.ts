@@ -182,6 +182,9 @@ function attach(fresh = true): void {
     bootMs = undefined;
     $("boot").textContent = "-";
     term.reset();
+  } else if (bootMs === undefined) {
+    bootMs = 0; // no boot to time: it came back from the server running
+    $("boot").textContent = "came back";
   }
   let pending = 0;
   let held = false;
