@@ -271,6 +271,14 @@ describe("the page", () => {
     await page.reload();
     await until(page, "the shell prompt after coming back", (t) => t.trimEnd().endsWith(PROMPT.trimEnd()), 180_000);
     expect(await sh(page, "cat /mnt/moved.txt /mnt/t.txt")).toBe(`${onServer}\n${written}`);
+
+    // Reset disk: a fresh disk, and the state saved over the old one cannot go on with it.
+    await page.locator("#reset-disk").click();
+    await page.waitForFunction(() => (window as unknown as { wasmvisor: { bootMs?: number } }).wasmvisor.bootMs === undefined, undefined, { timeout: 60_000, polling: 20 });
+    await page.waitForFunction(() => (window as unknown as { wasmvisor: { bootMs?: number } }).wasmvisor.bootMs !== undefined, undefined, { timeout: 180_000 });
+    expect(await sh(page, "cat /mnt/t.txt 2>&1 | head -1")).toMatch(/No such file/);
+    await page.locator("#load").setInputFiles(file);
+    await saying(page, /^load the state: .*no such file/i, 60_000);
     await page.close();
   }, 600_000);
 });
