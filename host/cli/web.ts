@@ -243,9 +243,12 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   let started: Hypervisor | null = null;
   let copies: string | null = null;
   const hypervisor = () => (hv ??= (async () => {
-    copies = mkdtempSync(join(tmpdir(), "wasmvisor-web-"));
+    copies ??= mkdtempSync(join(tmpdir(), "wasmvisor-web-"));
     return started = await Hypervisor.start(nodePlatform, { migrationKey, imageDirs: [copies], onEvent: log });
-  })());
+  })().catch((e: Error) => {
+    hv = null; // the next page tries again
+    throw e;
+  }));
   const hvList = (name: string) => (started?.list() ?? []).filter((v) => v.name === name).map((v) => ({ name: v.name, state: v.state }));
   // A disk copy a VM from a page left here, once it is gone.
   const removeCopy = (file: string) => {
@@ -302,7 +305,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
       }
       server.closeAllConnections();
       await new Promise<void>((done) => server.close(() => done()));
-      if (hv) await (await hv).close();
+      if (started) await started.close();
       if (copies) rmSync(copies, { recursive: true, force: true });
     },
   };
