@@ -149,8 +149,8 @@ function cpuSection(cpu: CpuSummary, quick: boolean, qemuBars: Series): Section 
     : " and on `qemu-system-riscv64 -M spike` (same binaries). QEMU is timed as a whole process, so its start-up and exit, " +
       `timed on an empty guest that exits at once through HTIF (\`guests/bench/empty.c\`; median of ${cpu.qemu_startup_runs?.length} runs in this run: ` +
       `${(startup * 1000).toFixed(1)} ms; runs ${runs(cpu.qemu_startup_runs ?? [])} ms), is subtracted from each program's QEMU time ` +
-      "(the whole process's time is `qemuRawSeconds` in `latest.json`); QEMU's MIPS and the ratios are from what remains. " +
-      "The core's time never included its start-up";
+      "(the whole process's time is `qemuRawSeconds` in `latest.json`); QEMU's MIPS and the ratios are from what remains " +
+      "(the core's time never included its start-up)";
   return {
     markdown: "## CPU\n\n" +
       `The bare-metal programs of \`guests/bench/\` run to completion on the core${qemuNote}; ` +
