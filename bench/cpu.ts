@@ -1,5 +1,7 @@
 // CPU suite: the project's CPU-bound bare-metal guests (guests/bench), run to completion on the
 // core and, when it is installed, on qemu-system-riscv64 (-M spike runs the same HTIF binaries).
+// QEMU is timed as a whole process, so its start-up (timed on the `empty` guest, which exits at
+// once) is subtracted from each program's QEMU time; the core's time never included its own.
 import { readFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { runBareMetal } from "../test/board";
@@ -12,7 +14,11 @@ export interface CpuResult {
   instructions: number;
   seconds: number[]; // one per run
   mips: number; // median
+  /** QEMU's median time for the whole process, start-up included. */
+  qemuRawSeconds?: number;
+  /** qemuRawSeconds less QEMU's start-up: the program's own time on QEMU. */
   qemuSeconds?: number;
+  /** From qemuSeconds. */
   qemuMips?: number;
 }
 
@@ -34,11 +40,32 @@ export interface CpuSummary {
   mips: number;
   qemu_mips: number | null;
   ratio_vs_qemu: number | null;
+  /**
+   * QEMU's start-up and exit: the median time of the `empty` guest, subtracted from each
+   * program's QEMU time. Absent in results from before it was measured (QEMU's times include it).
+   */
+  qemu_startup_s?: number | null;
+  qemu_startup_runs?: number[];
   programs: CpuResult[];
+}
+
+/** Runs of the empty guest for QEMU's start-up (after one uncounted run that warms the host's caches). */
+const STARTUP_RUNS = 11;
+
+function qemuStartup(emptyElf: string): { seconds: number; runs: number[] } {
+  runQemu(emptyElf);
+  const runs = Array.from({ length: STARTUP_RUNS }, () => runQemu(emptyElf));
+  return { seconds: median(runs), runs };
 }
 
 export function cpuSuite(programs: Record<string, string>, runs: number, log: (s: string) => void): CpuSummary {
   const withQemu = qemuVersion() !== null;
+  let startup: { seconds: number; runs: number[] } | null = null;
+  if (withQemu) {
+    if (!programs.empty) throw new Error("cpu suite: the bare-metal build has no `empty` guest to time QEMU's start-up with");
+    startup = qemuStartup(programs.empty);
+    log(`  qemu start-up (empty guest, median of ${STARTUP_RUNS}): ${(startup.seconds * 1000).toFixed(1)} ms, subtracted from each program's QEMU time`);
+  }
   const results: CpuResult[] = [];
   for (const [name, elf] of Object.entries(programs)) {
     if (!name.startsWith("bench-")) continue;
@@ -51,10 +78,15 @@ export function cpuSuite(programs: Record<string, string>, runs: number, log: (s
       instructions = r.instructions;
     }
     const res: CpuResult = { program: name, instructions, seconds, mips: instructions / median(seconds) / 1e6 };
-    if (withQemu) {
+    if (startup) {
       const qs: number[] = [];
       for (let i = 0; i < runs; i++) qs.push(runQemu(elf));
-      res.qemuSeconds = median(qs);
+      res.qemuRawSeconds = median(qs);
+      res.qemuSeconds = res.qemuRawSeconds - startup.seconds;
+      if (res.qemuSeconds <= 0) {
+        throw new Error(`${name}: QEMU ran it in ${res.qemuRawSeconds.toFixed(3)} s, no longer than its start-up (${startup.seconds.toFixed(3)} s): ` +
+          "too short to time; run without --quick");
+      }
       res.qemuMips = instructions / res.qemuSeconds / 1e6;
     }
     log(`  ${name.padEnd(14)} ${(instructions / 1e6).toFixed(1).padStart(8)} M instr  ${res.mips.toFixed(1).padStart(7)} MIPS` +
@@ -64,5 +96,8 @@ export function cpuSuite(programs: Record<string, string>, runs: number, log: (s
   const mips = geomean(results.map((r) => r.mips));
   const qemu = withQemu ? geomean(results.map((r) => r.qemuMips!)) : null;
   log(`  geometric mean: ${mips.toFixed(1)} MIPS` + (qemu ? `, qemu ${qemu.toFixed(1)} MIPS (${((100 * mips) / qemu).toFixed(1)}%)` : ""));
-  return { mips, qemu_mips: qemu, ratio_vs_qemu: qemu ? mips / qemu : null, programs: results };
+  return {
+    mips, qemu_mips: qemu, ratio_vs_qemu: qemu ? mips / qemu : null,
+    qemu_startup_s: startup?.seconds ?? null, qemu_startup_runs: startup?.runs ?? [], programs: results,
+  };
 }

@@ -1,6 +1,6 @@
 // bench/REPORT.md and its plots (bench/results/*.svg) from one run's results. Pure: run.ts
 // writes the files.
-import type { CpuSummary } from "./cpu";
+import type { CpuResult, CpuSummary } from "./cpu";
 import type { BootResult } from "./boot";
 import type { ExitsResult } from "./exits";
 import type { MemoryResult } from "./memory";
@@ -41,9 +41,11 @@ export interface TargetCheck {
   pass: boolean | null;
 }
 
-// The issues' goals ("A fast core, and the benchmark harness"; "The hypervisor proper").
+// The issues' goals ("A fast core, and the benchmark harness"; "The hypervisor proper"; the
+// translation tier's: each program ≥ 50% of QEMU's speed, their geometric mean ≥ 70%, Linux at
+// its prompt no later than on QEMU). The first ratio bar (15%) stays until the 70% one is met.
 export const TARGETS = {
-  mips: 200, ratioVsQemu: 0.15, bootParaS: 2, overheadMiB: 8, mmioUs: 1,
+  mips: 200, ratioVsQemu: 0.15, programRatioVsQemu: 0.5, geomeanRatioVsQemu: 0.7, bootVsQemu: 1, bootParaS: 2, overheadMiB: 8, mmioUs: 1,
   shareError: 0.05, capPoints: 0.02, jain: 0.99, busy: 0.95, echoP99Ms: 50, densityVms: 100,
   restoreMs: 5, migrationDowntimeMs: 5, browserSpeed: 0.9,
 } as const;
@@ -53,8 +55,13 @@ export function checkTargets(r: BenchResult): TargetCheck[] {
     value === null || value === undefined ? { target, measured: "not measured", pass: null } : { target, measured: show(value), pass: ok(value) };
   return [
     check(`CPU: geometric mean ≥ ${TARGETS.mips} MIPS`, r.cpu?.mips, (v) => v >= TARGETS.mips, (v) => `${v.toFixed(1)} MIPS`),
-    check(`CPU: ≥ ${TARGETS.ratioVsQemu * 100}% of QEMU`, r.cpu?.ratio_vs_qemu, (v) => v >= TARGETS.ratioVsQemu, (v) => `${(v * 100).toFixed(1)}%`),
+    check(`CPU: geometric mean ≥ ${TARGETS.ratioVsQemu * 100}% of QEMU (first bar, kept until the ${TARGETS.geomeanRatioVsQemu * 100}% one is met)`, r.cpu?.ratio_vs_qemu,
+      (v) => v >= TARGETS.ratioVsQemu, (v) => `${(v * 100).toFixed(1)}%`),
+    ...cpuVsQemuTargets(r.cpu, check),
     check(`Boot: Linux to shell prompt (para) ≤ ${TARGETS.bootParaS} s`, r.boot?.linux_para_s, (v) => v <= TARGETS.bootParaS, (v) => `${v.toFixed(2)} s`),
+    // Full mode boots through OpenSBI as QEMU does: the like-for-like comparison. Para is shown beside it.
+    check("Boot: Linux to shell prompt (full, OpenSBI) no slower than QEMU", r.boot?.qemu_linux_s ? r.boot.linux_full_s / r.boot.qemu_linux_s : undefined,
+      (v) => v <= TARGETS.bootVsQemu, (v) => `${r.boot!.linux_full_s.toFixed(2)} s against ${r.boot!.qemu_linux_s!.toFixed(2)} s (${(v * 100).toFixed(0)}% of QEMU's time); para ${r.boot!.linux_para_s.toFixed(2)} s`),
     check(`Memory: overhead ≤ ${TARGETS.overheadMiB} MiB per VM`, r.memory?.overhead_mib, (v) => v <= TARGETS.overheadMiB, (v) => `${v.toFixed(2)} MiB`),
     check(`Exits: MMIO round trip ≤ ${TARGETS.mmioUs} µs`, r.exits?.mmio_roundtrip_us, (v) => v <= TARGETS.mmioUs, (v) => `${v.toFixed(3)} µs`),
     ...(r.hypervisor ? hypervisorTargets(r.hypervisor, check) : []),
@@ -66,6 +73,24 @@ export function checkTargets(r: BenchResult): TargetCheck[] {
       (v) => `${r.browser!.browser_mips.toFixed(1)} against ${r.browser!.node_mips.toFixed(1)} MIPS (${(v * 100).toFixed(1)}%)`),
     check(`Browser: Linux boot in the page ≥ ${TARGETS.browserSpeed * 100}% of Node's speed`, r.browser?.linux ? r.browser.linux.node_s / r.browser.linux.browser_s : undefined, (v) => v >= TARGETS.browserSpeed,
       (v) => `${r.browser!.linux!.browser_s.toFixed(2)} s against ${r.browser!.linux!.node_s.toFixed(2)} s (${(v * 100).toFixed(1)}%)`),
+  ];
+}
+
+type Check = (t: string, v: number | null | undefined, ok: (v: number) => boolean, show: (v: number) => string) => TargetCheck;
+
+/** The translation tier's bars, against QEMU's times less its start-up (not measured in results from before that was timed). */
+function cpuVsQemuTargets(cpu: CpuSummary | undefined, check: Check): TargetCheck[] {
+  const programBar = `CPU: every program ≥ ${TARGETS.programRatioVsQemu * 100}% of QEMU (translation tier's bar)`;
+  const geomeanBar = `CPU: geometric mean ≥ ${TARGETS.geomeanRatioVsQemu * 100}% of QEMU (translation tier's bar)`;
+  if (cpu && cpu.qemu_mips !== null && (cpu.qemu_startup_s === undefined || cpu.qemu_startup_s === null)) {
+    const measured = "not measured (QEMU's start-up was not subtracted in that run)";
+    return [{ target: programBar, measured, pass: null }, { target: geomeanBar, measured, pass: null }];
+  }
+  const ratios = cpu?.qemu_mips ? cpu.programs.map((p) => ({ program: p.program, ratio: p.mips / p.qemuMips! })) : [];
+  const worst = ratios.length ? ratios.reduce((a, b) => (b.ratio < a.ratio ? b : a)) : undefined;
+  return [
+    check(programBar, worst?.ratio, (v) => v >= TARGETS.programRatioVsQemu, (v) => `worst ${worst!.program} ${pct(v)}`),
+    check(geomeanBar, cpu?.ratio_vs_qemu, (v) => v >= TARGETS.geomeanRatioVsQemu, (v) => pct(v)),
   ];
 }
 
@@ -106,9 +131,11 @@ interface Section {
 
 function cpuSection(cpu: CpuSummary, quick: boolean, qemuBars: Series): Section {
   const qemu = cpu.qemu_mips !== null;
+  const startup = qemu ? cpu.qemu_startup_s ?? null : null;
+  const qemuTime = (p: CpuResult) => `${p.qemuRawSeconds!.toFixed(3)} − ${startup!.toFixed(3)} = ${p.qemuSeconds!.toFixed(3)} s`;
   const rows = cpu.programs.map((p) => [p.program, `${(p.instructions / 1e6).toFixed(1)} M`, `${p.mips.toFixed(1)}`,
-    ...(qemu ? [p.qemuMips!.toFixed(1), percent(p.mips, p.qemuMips!)] : [])]);
-  rows.push(["**geometric mean**", "", `**${cpu.mips.toFixed(1)}**`,
+    ...(startup !== null ? [qemuTime(p)] : []), ...(qemu ? [p.qemuMips!.toFixed(1), percent(p.mips, p.qemuMips!)] : [])]);
+  rows.push(["**geometric mean**", "", `**${cpu.mips.toFixed(1)}**`, ...(startup !== null ? [""] : []),
     ...(qemu ? [`**${cpu.qemu_mips!.toFixed(1)}**`, `**${percent(cpu.mips, cpu.qemu_mips!)}**`] : [])]);
   const svg = barChart({
     title: "CPU-bound guest programs", axis: "MIPS (higher is better)", series: qemu ? [WASMVISOR, qemuBars] : [WASMVISOR],
@@ -116,12 +143,20 @@ function cpuSection(cpu: CpuSummary, quick: boolean, qemuBars: Series): Section 
       { label: "geomean", values: qemu ? [cpu.mips, cpu.qemu_mips!] : [cpu.mips] }],
     target: { value: TARGETS.mips, label: `target ${TARGETS.mips} MIPS` },
   });
+  const runs = (xs: number[]) => xs.map((x) => (x * 1000).toFixed(0)).join(", ");
+  const qemuNote = !qemu ? ""
+    : startup === null ? " and on `qemu-system-riscv64 -M spike` (same binaries; QEMU's time includes its start-up)"
+    : " and on `qemu-system-riscv64 -M spike` (same binaries). QEMU is timed as a whole process, so its start-up and exit, " +
+      `timed on an empty guest that exits at once through HTIF (\`guests/bench/empty.c\`; median of ${cpu.qemu_startup_runs?.length} runs in this run: ` +
+      `${(startup * 1000).toFixed(1)} ms; runs ${runs(cpu.qemu_startup_runs ?? [])} ms), is subtracted from each program's QEMU time ` +
+      "(the whole process's time is `qemuRawSeconds` in `latest.json`); QEMU's MIPS and the ratios are from what remains " +
+      "(the core's time never included its start-up)";
   return {
     markdown: "## CPU\n\n" +
-      `The bare-metal programs of \`guests/bench/\` run to completion on the core${qemu ? " and on `qemu-system-riscv64 -M spike` (same binaries; QEMU's time includes its start-up)" : ""}; ` +
+      `The bare-metal programs of \`guests/bench/\` run to completion on the core${qemuNote}; ` +
       `${quick ? "one run each (quick mode, fewer iterations)" : `medians of ${cpu.programs[0]?.seconds.length} runs`}.\n\n` +
-      table(["program", "instructions", "wasmvisor MIPS", ...(qemu ? ["QEMU MIPS", "ratio"] : [])],
-        ["---", "---:", "---:", ...(qemu ? ["---:", "---:"] : [])], rows),
+      table(["program", "instructions", "wasmvisor MIPS", ...(startup !== null ? ["QEMU time: whole − start-up"] : []), ...(qemu ? ["QEMU MIPS", "ratio"] : [])],
+        ["---", "---:", "---:", ...(startup !== null ? ["---:"] : []), ...(qemu ? ["---:", "---:"] : [])], rows),
     plots: [{ file: "cpu.svg", svg }],
   };
 }
@@ -598,13 +633,18 @@ interface Headline {
   better: "higher" | "lower";
 }
 
+// A run without QEMU's start-up subtracted has another QEMU figure: the two are not set side by side.
+const qemuCpuLabel = (r: BenchResult) =>
+  typeof r.cpu?.qemu_startup_s === "number" ? "CPU: QEMU's geometric mean, start-up subtracted (the machine)" : "CPU: QEMU's geometric mean (the machine)";
+
 function headlines(r: BenchResult): Headline[] {
   const out: Headline[] = [];
   const add = (label: string, value: number | null | undefined, unit: string, better: Headline["better"]) => {
     if (value !== null && value !== undefined && Number.isFinite(value)) out.push({ label, value, unit, better });
   };
   add("CPU: geometric mean", r.cpu?.mips, "MIPS", "higher");
-  add("CPU: QEMU's geometric mean (the machine)", r.cpu?.qemu_mips, "MIPS", "higher");
+  add(qemuCpuLabel(r), r.cpu?.qemu_mips, "MIPS", "higher");
+  add("CPU: QEMU's start-up (the machine)", r.cpu?.qemu_startup_s, "s", "lower");
   add("Boot to shell prompt, para", r.boot?.linux_para_s, "s", "lower");
   add("Boot to shell prompt, full (OpenSBI)", r.boot?.linux_full_s, "s", "lower");
   add("Boot to shell prompt, QEMU (the machine)", r.boot?.qemu_linux_s, "s", "lower");
@@ -652,7 +692,7 @@ function previousRunSection(prev: BenchResult, r: BenchResult): string {
     const a = before.get(label)?.value, b = headlines(r).find((h) => h.label === label)?.value;
     return a && b ? `${(((b - a) / a) * 100).toFixed(1)}%` : null;
   };
-  const qemu = [drift("CPU: QEMU's geometric mean (the machine)") && `QEMU's CPU figure moved ${drift("CPU: QEMU's geometric mean (the machine)")}`,
+  const qemu = [drift(qemuCpuLabel(r)) && `QEMU's CPU figure moved ${drift(qemuCpuLabel(r))}`,
     drift("Boot to shell prompt, QEMU (the machine)") && `its boot time ${drift("Boot to shell prompt, QEMU (the machine)")}`].filter(Boolean);
   return "## Against the previous run\n\n" +
     `The run this one replaced was made on ${prev.date}${prev.quick ? " (quick mode)" : ""}. ` +

@@ -80,11 +80,13 @@ const PROGRAMS = [
   { name: 'bench-branch', sources: ['bench/branch.c'], bench: true },
   { name: 'bench-fp', sources: ['bench/fp.c'], bench: true, cflags: ['-ffp-contract=off'] },
   { name: 'bench-rvc', sources: ['bench/rvc.c'], bench: true, opt: '-Os' },
+  // Exits at once: bench/cpu.ts times QEMU's start-up with it.
+  { name: 'empty', sources: ['bench/empty.c'] },
 ];
 
 export const PROGRAM_NAMES = PROGRAMS.map((p) => p.name);
-/** Programs that run only under their own harness (a disk attached, an attack chosen): generic runners skip them. */
-export const HARNESS_PROGRAMS = ['virtio_bad', 'hostile'];
+/** Programs that run only under their own harness (a disk attached, an attack chosen, a start-up timed): generic runners skip them. */
+export const HARNESS_PROGRAMS = ['virtio_bad', 'hostile', 'empty'];
 
 function run(cmd, args, opts = {}) {
   return new Promise((resolvePromise, reject) => {
