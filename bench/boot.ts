@@ -4,8 +4,8 @@
 import { spawn } from "node:child_process";
 import { Session } from "../test/integration/cli";
 import { median } from "../host/util/stats";
+import { DEFAULT_FIRMWARE } from "../host/platform/node";
 
-const FW_JUMP = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 export const READY = "wasmvisor guest ready";
 export const PROMPT = /# $/m;
 
@@ -33,7 +33,7 @@ async function timeToPrompt(args: string[]): Promise<number> {
 
 async function qemuTimeToPrompt(g: Guest): Promise<number> {
   const t0 = performance.now();
-  const child = spawn("qemu-system-riscv64", ["-M", "virt", "-m", "256M", "-nographic", "-bios", FW_JUMP,
+  const child = spawn("qemu-system-riscv64", ["-M", "virt", "-m", "256M", "-nographic", "-bios", DEFAULT_FIRMWARE,
     "-kernel", g.kernel, "-initrd", g.initramfs, "-append", "console=ttyS0"], { stdio: ["pipe", "pipe", "ignore"] });
   let out = "";
   try {

@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import * as esbuild from "esbuild";
 import { chromium, type Browser } from "playwright-core";
 import { createHost, parseVmConfig, type Hypervisor } from "../host/index";
-import { nodePlatform } from "../host/platform/node";
+import { DEFAULT_FIRMWARE, nodePlatform } from "../host/platform/node";
 import { packageRoot } from "../host/platform/node/core";
 import { geomean, median } from "../host/util/stats";
 import { startStaticServer } from "../test/browser/static-server";
@@ -18,7 +18,6 @@ import { BASELINE_SIZES, baselineModule, runBaseline, type Baseline } from "./br
 import { Session } from "../test/integration/cli";
 import { guestVm, PROMPT } from "../web/guest-vm";
 
-const FW_JUMP = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -144,7 +143,7 @@ async function linuxBoot(guest: LinuxGuest, host: Hypervisor, browser: Browser, 
       const definition = (name: string) => {
         const disk = join(dir, `${name}.qcow2`);
         nodePlatform.createDiskImage(disk, { backing: { path: guest.disk, format: "raw" }, what: "overlay" });
-        return guestVm(name, { firmware: FW_JUMP, kernel: guest.kernel, initrd: guest.initramfs, disk, loopback: true });
+        return guestVm(name, { firmware: DEFAULT_FIRMWARE, kernel: guest.kernel, initrd: guest.initramfs, disk, loopback: true });
       };
       await host.createVm(parseVmConfig(definition(`linux${i}`)));
       let out = "";

@@ -16,14 +16,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { Hypervisor } from "../host/hv/hypervisor";
-import { nodePlatform } from "../host/platform/node";
+import { DEFAULT_FIRMWARE, nodePlatform } from "../host/platform/node";
 import { listenMigration } from "../host/platform/node/migration";
 import { parseCli } from "../host/cli/args";
 import type { MigrationProgress } from "../host/hv/pcpu";
 import { median } from "../host/util/stats";
 import { READY, PROMPT, type Guest } from "./boot";
 
-const FW_JUMP = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 const MEMORY = "256M";
 
 export interface SnapshotBench {
@@ -110,7 +109,7 @@ class Qemu {
 
   static async start(g: Guest, dir: string, name: string, extra: string[] = []): Promise<Qemu> {
     const monitor = join(dir, `${name}.mon`);
-    const child = spawn("qemu-system-riscv64", ["-M", "virt", "-m", MEMORY, "-nographic", "-bios", FW_JUMP, "-kernel", g.kernel, "-initrd", g.initramfs,
+    const child = spawn("qemu-system-riscv64", ["-M", "virt", "-m", MEMORY, "-nographic", "-bios", DEFAULT_FIRMWARE, "-kernel", g.kernel, "-initrd", g.initramfs,
       "-append", "console=ttyS0", "-monitor", `unix:${monitor},server,nowait`, ...extra], { stdio: ["pipe", "pipe", "ignore"] });
     const q = new Qemu(child, monitor);
     child.stdout!.on("data", (d: Buffer) => q.con.feed(d.toString("latin1")));

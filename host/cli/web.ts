@@ -16,7 +16,7 @@ import { WebSocketServer, type WebSocket, type RawData } from "ws";
 import { CliError } from "./args";
 import { defaultLinuxGuest } from "./guest";
 import { Hypervisor } from "../hv/hypervisor";
-import { nodePlatform } from "../platform/node";
+import { DEFAULT_FIRMWARE, nodePlatform } from "../platform/node";
 import { packageRoot } from "../platform/node/core";
 import { nodeHostSockets } from "../platform/node/host-sockets";
 import { UserNet } from "../net/user";
@@ -25,7 +25,6 @@ import { checkRelayedOptions, MAX_RELAY_FRAME, RELAY_ACCEPTED } from "../net/rel
 import { MAX_MESSAGE, wsLink, type WebSocketLike } from "../migration/ws-link";
 import { acceptFromTab, closeWith, relayConsole, sendToTab } from "./web-vms";
 
-const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 /** The guest's files, as /guest/<name>; fw_jump.bin may come from Debian's OpenSBI. */
 const GUEST_FILES = ["Image", "initramfs.cpio.gz", "disk.ext4", "fw_jump.bin"] as const;
 /** Network relays open at once (each holds host sockets). */

@@ -17,7 +17,7 @@ import { createStateFile, openStateFile } from "./state-files";
 import { connectMigration } from "./migration";
 
 /** Debian's OpenSBI (package opensbi): what QEMU's virt board boots by default too. */
-const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
+export const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
 /** File descriptors the host keeps for itself (workers, images being read, API clients, logs). */
 const HOST_FDS = 256;
 
