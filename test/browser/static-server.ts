@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
 import type { AddressInfo } from "node:net";
+import { parseRange } from "../../host/cli/web";
 
 export interface ServedRequest { method: string; path: string; range?: string }
 
@@ -60,17 +61,14 @@ export async function startStaticServer(opts: StaticServerOptions): Promise<Stat
     const ranged = !opts.ignoreRange?.includes(path);
     if (ranged) res.setHeader("Accept-Ranges", "bytes");
     let [start, end, status] = [0, body.length, 200];
-    if (ranged && range) {
-      const m = /^bytes=(\d*)-(\d*)$/.exec(range);
-      if (m && (m[1] || m[2])) {
-        start = m[1] ? Number(m[1]) : Math.max(0, body.length - Number(m[2]));
-        end = m[1] && m[2] ? Math.min(Number(m[2]) + 1, body.length) : body.length;
-      }
-      if (!m || start >= body.length || end <= start) {
-        res.writeHead(416, { "Content-Range": `bytes */${body.length}` }).end();
-        return;
-      }
-      status = 206;
+    // The range as `wasmvisor web` reads it (one parser for both servers).
+    const r = ranged && range ? parseRange(range, body.length) : null;
+    if (r === "unsatisfiable") {
+      res.writeHead(416, { "Content-Range": `bytes */${body.length}` }).end();
+      return;
+    }
+    if (r) {
+      [start, end, status] = [r.start, r.end + 1, 206];
       res.setHeader("Content-Range", `bytes ${start}-${end - 1}/${body.length}`);
     }
     res.setHeader("Content-Length", end - start);
