@@ -5,7 +5,6 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawn } from "node:child_process";
 import * as esbuild from "esbuild";
 import { chromium, type Browser } from "playwright-core";
 import { createHost, parseVmConfig, type Hypervisor } from "../host/index";
@@ -15,7 +14,7 @@ import { geomean, median } from "../host/util/stats";
 import { startStaticServer } from "../test/browser/static-server";
 import { timeGuest, type GuestRun } from "./guest-run";
 import { BASELINE_SIZES, baselineModule, runBaseline, type Baseline } from "./browser-baseline";
-import { Session } from "../test/integration/cli";
+import { Session, startWebCommand } from "../test/integration/cli";
 import { guestVm, PROMPT } from "../web/guest-vm";
 
 
@@ -126,18 +125,9 @@ export async function browserSuite(programs: Record<string, string>, guest: Linu
 /** The page's VM, booted in Node and in the page, each way `runs` times in turns. */
 async function linuxBoot(guest: LinuxGuest, host: Hypervisor, browser: Browser, runs: number): Promise<BrowserBoot> {
   const dir = mkdtempSync(join(tmpdir(), "wasmvisor-bench-browser-"));
-  const web = spawn(process.execPath, [join(packageRoot(), "dist/cli.js"), "web", "--port", "0", "--guest", guest.dir], { stdio: ["ignore", "ignore", "pipe"] });
+  const { child: web, url } = await startWebCommand(guest.dir);
   const r: BrowserBoot["runs"] = { node: [], browser: [], node_cold: [], page_cold: [] };
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let err = "";
-      web.stderr!.on("data", (d: Buffer) => {
-        err += d.toString();
-        const m = /serving (http:\/\/\S+)/.exec(err);
-        if (m) resolve(m[1]!);
-      });
-      web.on("exit", (code) => reject(new Error(`wasmvisor web exited (${code}): ${err}`)));
-    });
     for (let i = 0; i < runs; i++) {
       // Node: a fresh overlay over the image each time, as the page's first boot makes.
       const definition = (name: string) => {

@@ -5,7 +5,7 @@
 // server's fences: WebSockets from another origin or without the token are refused, hostfwd is
 // not taken over the relay, and nothing outside the served files is reachable.
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createServer, request, type Server } from "node:http";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -14,6 +14,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 import { WebSocket } from "ws";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
 import { packageRoot } from "../../host/platform/node/core";
+import { startWebCommand } from "../integration/cli";
 
 const ROOT = packageRoot();
 const SHOTS = join(ROOT, "test-results/browser");
@@ -30,17 +31,7 @@ let context: BrowserContext;
 beforeAll(async () => {
   const guest = await buildLinuxGuest({ log: (line: string) => console.error(line) });
   mkdirSync(SHOTS, { recursive: true });
-  server = spawn(process.execPath, [join(ROOT, "dist/cli.js"), "web", "--port", "0", "--guest", guest.dir], { stdio: ["ignore", "ignore", "pipe"] });
-  server.stderr!.on("data", (d: Buffer) => process.stderr.write(`[wasmvisor web] ${d}`));
-  base = await new Promise<string>((resolve, reject) => {
-    let err = "";
-    server.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-      const m = /serving (http:\/\/\S+)/.exec(err);
-      if (m) resolve(m[1]);
-    });
-    server.on("exit", (code) => reject(new Error(`wasmvisor web exited (${code}): ${err}`)));
-  });
+  ({ child: server, url: base } = await startWebCommand(guest.dir, (text) => process.stderr.write(`[wasmvisor web] ${text}`)));
   hostHttp = createServer((_req, res) => res.end(`${greeting}\n`));
   await new Promise<void>((r) => hostHttp.listen(0, "127.0.0.1", r));
   hostPort = (hostHttp.address() as AddressInfo).port;

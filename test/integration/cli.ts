@@ -63,3 +63,21 @@ export async function withSession<T>(args: string[], body: (s: Session) => Promi
     s.kill();
   }
 }
+
+/**
+ * Start the real `wasmvisor web` on a free port serving the guest in `guestDir`; resolves with
+ * its process and the page's URL once it listens. Its stderr goes to `onStderr` too.
+ */
+export function startWebCommand(guestDir: string, onStderr: (text: string) => void = () => {}): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [BIN, "web", "--port", "0", "--guest", guestDir], { stdio: ["ignore", "ignore", "pipe"] });
+  return new Promise((resolve, reject) => {
+    let err = "";
+    child.stderr!.on("data", (d: Buffer) => {
+      onStderr(d.toString());
+      err += d.toString();
+      const m = /serving (http:\/\/\S+)/.exec(err);
+      if (m) resolve({ child, url: m[1]! });
+    });
+    child.on("exit", (code) => reject(new Error(`wasmvisor web exited (${code}): ${err}`)));
+  });
+}
