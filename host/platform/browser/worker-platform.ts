@@ -2,6 +2,7 @@
 // storage (reached synchronously), base images over HTTP, user-mode networking relayed to the
 // server, migration over a WebSocket.
 import type { Platform, StateFileWriter } from "../platform";
+import { yieldTurn } from "../turn";
 import { createDiskImage, openDiskImage, type DiskFiles } from "../../disk/open";
 import { fileSource } from "../../state/container";
 import { STORAGE_ROOT as OPFS, storagePath, syncStorage, type SyncStorage } from "./storage";
@@ -112,22 +113,4 @@ function stateFile(storage: SyncStorage, path: string, what: string, replaces?: 
       storage.remove(partial);
     },
   };
-}
-
-// A turn of the event loop: a message to ourselves (a timer's turn would be clamped to 4 ms,
-// browsers' rule for timers set from timers). Every ~20 ms the turn also waits for a timer, set
-// from the message's task so that it is not clamped: a thread that only yields through messages
-// lets timers and sockets wait for tens of milliseconds.
-const channel = new MessageChannel();
-const waiting: (() => void)[] = [];
-channel.port1.onmessage = () => waiting.shift()?.();
-let lastFullTurn = 0;
-function yieldTurn(): Promise<void> {
-  const now = performance.now();
-  const full = now - lastFullTurn >= 20;
-  if (full) lastFullTurn = now;
-  return new Promise((resolve) => {
-    waiting.push(full ? () => setTimeout(resolve, 0) : resolve);
-    channel.port2.postMessage(0);
-  });
 }

@@ -12,6 +12,7 @@ import type { HostResources, Platform, PcpuThread } from "../platform";
 import { bytesSource } from "../../state/container";
 import { concatBytes } from "../../util/bytes";
 import { checkInDirs } from "../paths";
+import { yieldTurn } from "../turn";
 
 export interface MemoryPlatformOptions {
   /** The core: compiled, or the bytes of build/core.wasm. */
@@ -106,31 +107,4 @@ function inThread(pcpu: Pcpu): PcpuThread {
     },
   }) as unknown as Remote<Pcpu>;
   return { pcpu: remote, onExit: () => {}, terminate: async () => pcpu.close() };
-}
-
-// A macrotask without the timers' clamping (setTimeout(0) waits 1-4 ms): a message to ourselves.
-const channel = typeof MessageChannel === "function" ? new MessageChannel() : null;
-const waiting: (() => void)[] = [];
-if (channel) {
-  channel.port1.onmessage = () => waiting.shift()?.();
-  // Node: an idle port must not keep the process alive.
-  (channel.port1 as { unref?: () => void }).unref?.();
-  (channel.port2 as { unref?: () => void }).unref?.();
-}
-
-// The message channel's task runs first, so every ~20 ms a timer's turn goes through the whole
-// event loop instead: in Node, messages posted while the port is being drained are handled in
-// the same batch, so a pCPU yielding only through the port would starve timers and I/O (the
-// console's drain, a test's polling) for as long as its guest runs.
-let lastFullTurn = 0;
-function yieldTurn(): Promise<void> {
-  const now = Date.now();
-  if (!channel || now - lastFullTurn >= 20) {
-    lastFullTurn = now;
-    return new Promise((resolve) => setTimeout(resolve, 0));
-  }
-  return new Promise((resolve) => {
-    waiting.push(resolve);
-    channel.port2.postMessage(0);
-  });
 }
