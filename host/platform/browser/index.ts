@@ -79,7 +79,6 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
     images.set(path, new Uint8Array(await r.arrayBuffer()));
   };
   await Promise.all((opts.images ?? []).map((p) => load(p)));
-  const inStorage = (path: string, what: string) => void storagePath(path, what);
 
   const platform: BrowserPlatform = {
     storage,
@@ -165,14 +164,14 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
     }),
     load,
     async loadState(path, bytes) {
-      inStorage(path, "state");
+      storagePath(path, "state");
       if (bytes) await storage.writeFile(path, bytes);
       const b = bytes ?? await storage.readFile(path);
       if (!b) throw new Error(`state ${path}: no such file`);
       states.set(path, b);
     },
     async createOverlay(path, backing) {
-      inStorage(path, "overlay");
+      storagePath(path, "overlay");
       if ((await storage.list(path.slice(0, path.lastIndexOf("/") + 1))).includes(path)) throw new Error(`overlay ${path}: already exists`);
       const size = await sizeOf(backing.path, backing.format ?? "raw", storage);
       // The image is a header and empty tables: made in memory, then stored whole.
@@ -185,7 +184,7 @@ export async function browserPlatform(opts: BrowserPlatformOptions = {}): Promis
       await storage.writeFile(path, made);
     },
     async readState(path) {
-      inStorage(path, "state");
+      storagePath(path, "state");
       const b = await storage.readFile(path);
       if (!b) throw new Error(`state ${path}: no such file`);
       return b;
