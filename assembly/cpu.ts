@@ -6,7 +6,7 @@
 
 import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
-  H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
+  H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
   VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
   EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
@@ -155,6 +155,24 @@ function storeMiss(va: u64, size: u64, v: u64): i32 {
   const st = accStatus == ACC_MMIO ? ST_MMIO : ST_TOHOST;
   clearAccStatus();
   return st;
+}
+
+// ---- the slow paths of translated code (docs/TRANSLATION.md) ----
+// A translation calls these when its inline TLB compare misses. They return ST_NEXT (go on),
+// JIT_LEAVE (done, but leave the translation: the access did bulk work, perhaps dropping decoded
+// code, so the run loop must look again), or ST_FAULT / ST_MMIO / ST_TOHOST as the loop's cases.
+const JIT_LEAVE: i32 = 6;
+
+/** A load that missed the TLB, from translated code (f3 and regOff as loadMiss). */
+export function jitLoad(va: u64, f3: i32, regOff: i32): i32 {
+  const st = loadMiss(va, <u32>f3, <u32>regOff, false);
+  return st == ST_NEXT && charged != 0 ? JIT_LEAVE : st;
+}
+
+/** A store that missed the TLB, from translated code. */
+export function jitStore(va: u64, size: i32, v: u64): i32 {
+  const st = storeMiss(va, <u64>size, v);
+  return st == ST_NEXT && charged != 0 ? JIT_LEAVE : st;
 }
 
 // The page the run loop executes from: its virtual address (1 = none: pc is even, so pc - 1
@@ -589,6 +607,19 @@ export function run(hart: i32, budget: i32): i32 {
           }
           wx(h, rd, size == 4 ? <u64><i64>amo<i32>(p, fn, <i32>b) : <u64>amo<i64>(p, fn, <i64>b));
           pc = npc;
+          break;
+        }
+        // ---- translated code ----
+        case D.OP_JIT: {
+          // A translation runs whole blocks (at least one, so a block may end the slice past its
+          // limit by less than its length), chaining within its page, and returns the next pc.
+          pc = call_indirect<u64>(fInst(sp), h, fetchVa, pc, tlbRead, tlbWrite, limit - count + 1);
+          const js = load<i32>(h + H_JIT_STATUS);
+          // count++ above stands for the instruction that faulted, else for one that retired
+          count += load<i32>(h + H_JIT_RETIRED) - (js == ST_FAULT ? 0 : 1);
+          if (js == ST_FAULT) st = ST_FAULT; // pc is the instruction's
+          else if (js >= ST_MMIO) { exit = js == ST_MMIO ? EXIT_MMIO : EXIT_TOHOST; limit = count; } // pc is the next one's
+          if (charged != 0) limit = count;
           break;
         }
         // ---- system ----

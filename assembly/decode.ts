@@ -145,6 +145,9 @@ export const OP_FADD_D: u32 = 119;
 export const OP_FSUB_D: u32 = 120;
 export const OP_FMUL_D: u32 = 121;
 export const OP_FDIV_D: u32 = 122;
+// Never decoded: the host puts it in the slot of a translated block's first instruction, with
+// the translation's index in the function table as the immediate (docs/TRANSLATION.md).
+export const OP_JIT: u32 = 123;
 
 @inline function iImm(inst: u32): i32 {
   return <i32>inst >> 20;

@@ -145,6 +145,9 @@ export const H_EXIT_LOAD_RD: i32 = 0x420; // i32: register the pending MMIO load
 export const H_EXIT_LOAD_KIND: i32 = 0x424; // i32: LOAD_* of the pending MMIO load
 export const H_EXIT_EXECUTED: i32 = 0x428; // i64: work done by the last run(): instructions executed plus traps taken
 export const H_EXIT_RETIRED: i32 = 0x430; // i64: of those, instructions that retired
+// A translation (docs/TRANSLATION.md) leaves here what the run loop needs besides the next pc.
+export const H_JIT_RETIRED: i32 = 0x438; // i32: instructions the translation retired
+export const H_JIT_STATUS: i32 = 0x43c; // i32: 0, or ST_FAULT/ST_MMIO/ST_TOHOST as the run loop's cases
 
 export const LOAD_SIGNED: i32 = 0; // sign-extend into x[rd]
 export const LOAD_UNSIGNED: i32 = 1; // zero-extend into x[rd]

@@ -19,6 +19,9 @@ export interface CoreExports {
   nextTimerDeadline(hart: number): number;
   hartRunnable(hart: number): number;
   pageIsZero(offset: number): number;
+  /** The slow paths of translated code (docs/TRANSLATION.md). */
+  jitLoad(va: bigint, f3: number, regOff: number): number;
+  jitStore(va: bigint, size: number, v: bigint): number;
 }
 
 /** Timebase of the machine: mtime counts at 10 MHz. */
@@ -126,6 +129,9 @@ export function vmmLayout(ramSize: number, paging: Paging): VmmLayout {
   return { p2mRoot, p2mPoolEnd, dirty, dirtySync, absent, used, shadow, shadowPool, end: at };
 }
 
+/** Entries the core's own table needs (its indirect calls); translations go after them. */
+const CORE_TABLE_SIZE = 16;
+
 // wasm32 memories stop at 4 GiB.
 const MEMORY_LIMIT = 2 ** 32 - 65536;
 
@@ -163,6 +169,12 @@ const PAGING_STAT_FIELDS: [keyof PagingStats, number][] = [
 export class Core {
   readonly memory: WebAssembly.Memory;
   readonly exports: CoreExports;
+  /**
+   * The core's function table, which it imports so that translations of guest code (functions
+   * of other modules on the same memory) can be added past its own entries (docs/TRANSLATION.md).
+   * A thread's table: markers naming its entries must not outlive the Core.
+   */
+  readonly table: WebAssembly.Table;
   readonly ramSize: number;
   readonly harts: number;
   readonly paging: Paging;
@@ -214,7 +226,8 @@ export class Core {
     this.memory = opts.memory ?? new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     const clock = (this.clock = opts.clock ?? hostTicks);
     const pageIn = (ramPage: number) => this.pageIn(ramPage);
-    const imports = { env: { memory: this.memory, hostTicks: clock, pageIn } } as loader.Imports;
+    this.table = new WebAssembly.Table({ initial: CORE_TABLE_SIZE, element: "anyfunc" });
+    const imports = { env: { memory: this.memory, table: this.table, hostTicks: clock, pageIn } } as loader.Imports;
     const instance = loader.instantiateSync<Record<string, unknown>>(opts.module, imports);
     this.exports = instance.exports as unknown as CoreExports;
     const buf = this.memory.buffer;

@@ -1,0 +1,557 @@
+// The translation tier's spike (docs/TRANSLATION.md, stage 1): one cached code page's decoded
+// slots become one WebAssembly function that runs the page's integer blocks on the hart's
+// registers, chaining between the page's blocks without returning to the run loop. The run loop
+// enters it through the core's function table when it meets an OP_JIT slot (cpu.ts).
+//
+// Covered: RV64I and RVC (already expanded in the slots), M but mulh*, most of Zba/Zbb, loads and
+// stores through an inline TLB compare with the core's slow paths behind it. Anything else (FP,
+// atomics, CSRs, system instructions, the rest) ends a block: the run loop interprets it.
+
+import * as L from "../core/layout";
+import * as O from "../core/ops";
+import type { Core } from "../core/core";
+import { Code, I32, I64, OP, moduleBytes, type Label } from "./wasm-writer";
+
+// The run loop's status codes (cpu.ts), as translations leave them in H_JIT_STATUS.
+const ST_NEXT = 1;
+const ST_FAULT = 3;
+const JIT_LEAVE = 6;
+/** Longest block: a translation's first block may overrun the slice by this much. */
+const MAX_BLOCK = 64;
+
+// The translation's parameters and locals.
+const P_H = 0, P_PAGE_VA = 1, P_PC = 2, P_TLB_R = 3, P_TLB_W = 4, P_BUDGET = 5;
+const V_RETIRED = 6, V_VA = 7, V_E = 8, V_ST = 9, V_T = 10;
+const X_BASE = 10; // x[r] lives in local X_BASE + r (r = 1..31)
+const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64)];
+// Imports: the core's slow paths.
+const F_LOAD = 0, F_STORE = 1;
+
+/** One decoded slot (decode.ts layout). */
+interface Slot {
+  off: number;
+  op: number;
+  len: number;
+  rd: number;
+  rs1: number;
+  rs2: number;
+  imm: number;
+}
+
+function slotAt(view: DataView, slots: number, off: number): Slot | null {
+  const p = slots + off * 4;
+  const op = view.getUint8(p);
+  if (op === 0) return null;
+  return {
+    off, op: op & 0x7f, len: op & O.COMPRESSED ? 2 : 4,
+    rd: view.getUint8(p + 1) >> 3, rs1: view.getUint8(p + 2) >> 3, rs2: view.getUint8(p + 3) >> 3,
+    imm: view.getInt32(p + 4, true),
+  };
+}
+
+const LOADS: Record<number, [number, number, number]> = { // op: [wasm load, f3, alignment bits]
+  [O.OP_LB]: [OP.i64Load8S, 0, 0], [O.OP_LH]: [OP.i64Load16S, 1, 1], [O.OP_LW]: [OP.i64Load32S, 2, 2],
+  [O.OP_LD]: [OP.i64Load, 3, 3], [O.OP_LBU]: [OP.i64Load8U, 4, 0], [O.OP_LHU]: [OP.i64Load16U, 5, 1],
+  [O.OP_LWU]: [OP.i64Load32U, 6, 2],
+};
+const STORES: Record<number, [number, number]> = { // op: [wasm store, size log2]
+  [O.OP_SB]: [OP.i64Store8, 0], [O.OP_SH]: [OP.i64Store16, 1], [O.OP_SW]: [OP.i64Store32, 2], [O.OP_SD]: [OP.i64Store, 3],
+};
+const BRANCHES: Record<number, number> = {
+  [O.OP_BEQ]: OP.i64Eq, [O.OP_BNE]: OP.i64Ne, [O.OP_BLT]: OP.i64LtS, [O.OP_BGE]: OP.i64GeS,
+  [O.OP_BLTU]: OP.i64LtU, [O.OP_BGEU]: OP.i64GeU,
+};
+// rd = rs1 <op> imm, and rd = rs1 <op> rs2, with a 32-bit sign extension after for the *W forms.
+const IMM_OPS: Record<number, [number, boolean]> = {
+  [O.OP_ADDI]: [OP.i64Add, false], [O.OP_XORI]: [OP.i64Xor, false], [O.OP_ORI]: [OP.i64Or, false],
+  [O.OP_ANDI]: [OP.i64And, false], [O.OP_SLLI]: [OP.i64Shl, false], [O.OP_SRLI]: [OP.i64ShrU, false],
+  [O.OP_SRAI]: [OP.i64ShrS, false], [O.OP_RORI]: [OP.i64Rotr, false], [O.OP_ADDIW]: [OP.i64Add, true],
+  [O.OP_SLLIW]: [OP.i64Shl, true],
+};
+const REG_OPS: Record<number, [number, boolean]> = {
+  [O.OP_ADD]: [OP.i64Add, false], [O.OP_SUB]: [OP.i64Sub, false], [O.OP_SLL]: [OP.i64Shl, false],
+  [O.OP_XOR]: [OP.i64Xor, false], [O.OP_SRL]: [OP.i64ShrU, false], [O.OP_SRA]: [OP.i64ShrS, false],
+  [O.OP_OR]: [OP.i64Or, false], [O.OP_AND]: [OP.i64And, false], [O.OP_MUL]: [OP.i64Mul, false],
+  [O.OP_ROL]: [OP.i64Rotl, false], [O.OP_ROR]: [OP.i64Rotr, false],
+  [O.OP_ADDW]: [OP.i64Add, true], [O.OP_SUBW]: [OP.i64Sub, true], [O.OP_MULW]: [OP.i64Mul, true],
+};
+const W32_OPS: Record<number, number> = { // rd = sx32(rs1_32 <op> rs2_32) (or imm)
+  [O.OP_SLLW]: OP.i32Shl, [O.OP_SRLW]: OP.i32ShrU, [O.OP_SRAW]: OP.i32ShrS,
+  [O.OP_SRLIW]: OP.i32ShrU, [O.OP_SRAIW]: OP.i32ShrS,
+};
+const UNARY: Record<number, number[]> = {
+  [O.OP_CLZ]: [OP.i64Clz], [O.OP_CTZ]: [OP.i64Ctz], [O.OP_CPOP]: [OP.i64Popcnt],
+  [O.OP_SEXTB]: [OP.i64Extend8S], [O.OP_SEXTH]: [OP.i64Extend16S],
+};
+const SHADD: Record<number, [number, boolean]> = { // rd = (rs1 [zext32]) << n + rs2
+  [O.OP_SH1ADD]: [1, false], [O.OP_SH2ADD]: [2, false], [O.OP_SH3ADD]: [3, false],
+  [O.OP_ADDUW]: [0, true], [O.OP_SH1ADDUW]: [1, true], [O.OP_SH2ADDUW]: [2, true], [O.OP_SH3ADDUW]: [3, true],
+};
+const DIVS = new Set([O.OP_DIV, O.OP_DIVU, O.OP_REM, O.OP_REMU, O.OP_DIVW, O.OP_DIVUW, O.OP_REMW, O.OP_REMUW]);
+const ENDS_BLOCK = new Set([...Object.keys(BRANCHES).map(Number), O.OP_JAL, O.OP_JALR]);
+
+function supported(op: number): boolean {
+  return op === O.OP_NOP || op in LOADS || op in STORES || op in BRANCHES || op in IMM_OPS || op in REG_OPS ||
+    op in W32_OPS || op in UNARY || op in SHADD || DIVS.has(op) || ENDS_BLOCK.has(op) ||
+    op === O.OP_LUI || op === O.OP_AUIPC || op === O.OP_SLTI || op === O.OP_SLTIU || op === O.OP_SLT ||
+    op === O.OP_SLTU || op === O.OP_ANDN || op === O.OP_ORN || op === O.OP_XNOR || op === O.OP_MIN ||
+    op === O.OP_MINU || op === O.OP_MAX || op === O.OP_MAXU || op === O.OP_ZEXTH || op === O.OP_SLLIUW;
+}
+
+/** A page's translation: the bytes to compile and the offsets (in bytes) of its block entries. */
+export interface PageTranslation {
+  wasm: Uint8Array;
+  entries: number[];
+  instructions: number;
+}
+
+/**
+ * Translate the decoded slots at `slots` (one cached page, slot i for the halfword at byte 2i).
+ * `extraLeaders`: in-page byte offsets known to be entered from elsewhere (calls from other pages).
+ * Returns null when the page has nothing worth translating.
+ */
+export function translatePage(view: DataView, slots: number, extraLeaders: Iterable<number>, memoryPages: number): PageTranslation | null {
+  // Leaders: where blocks begin. Targets of the page's own branches and jumps, the instruction
+  // after each control transfer, the first slot of each decoded run, and what the caller knows.
+  const leaders = new Set<number>();
+  for (const o of extraLeaders) if (o >= 0 && o < 4096 && slotAt(view, slots, o)) leaders.add(o);
+  let prevEnd = -1; // where the last decoded instruction ended
+  for (let off = 0; off < 4096; off += 2) {
+    const s = slotAt(view, slots, off);
+    if (!s) continue;
+    if (off !== prevEnd) leaders.add(off);
+    prevEnd = off + s.len;
+    if (s.op in BRANCHES || s.op === O.OP_JAL) {
+      const t = off + s.imm;
+      if (t >= 0 && t < 4096 && slotAt(view, slots, t)) leaders.add(t);
+    }
+    if (s.op in BRANCHES || s.op === O.OP_JAL || s.op === O.OP_JALR) leaders.add(off + s.len);
+  }
+  // Blocks: from each supported leader to a control transfer, an unsupported or undecoded
+  // instruction, the next leader or MAX_BLOCK instructions.
+  const blocks: Slot[][] = [];
+  for (const start of [...leaders].sort((a, b) => a - b)) {
+    const block: Slot[] = [];
+    for (let off = start; off < 4096 && block.length < MAX_BLOCK; ) {
+      if (off !== start && leaders.has(off)) break;
+      const s = slotAt(view, slots, off);
+      if (!s || !supported(s.op)) break;
+      block.push(s);
+      if (ENDS_BLOCK.has(s.op)) break;
+      off += s.len;
+    }
+    if (block.length > 0) blocks.push(block);
+  }
+  if (blocks.length === 0) return null;
+  const code = new Code();
+  emitDispatcher(code, blocks);
+  const wasm = moduleBytes({
+    imports: [
+      { name: "jitLoad", type: { params: [I64, I32, I32], results: [I32] } },
+      { name: "jitStore", type: { params: [I64, I32, I64], results: [I32] } },
+    ],
+    run: { type: { params: [I32, I64, I64, I32, I32, I32], results: [I64] }, locals: LOCALS, code },
+    memoryMaxPages: memoryPages,
+  });
+  return { wasm, entries: blocks.map((b) => b[0].off), instructions: blocks.reduce((n, b) => n + b.length, 0) };
+}
+
+// The function: a loop that dispatches on pc's offset in the page to the block starting there
+// (br_table), runs it, and goes round again until pc leaves the page, reaches an instruction no
+// block starts at, or the budget is spent. Registers live in locals inside a block and are
+// written back to the hart block at its end and before any call out.
+function emitDispatcher(c: Code, blocks: Slot[][]): void {
+  const dispatch = c.loop();
+  const leave = c.block();
+  // if (retired >= budget) leave; off = pc - pageVa; if (off >= 4096) leave
+  c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).brIf(leave);
+  c.get(P_PC).get(P_PAGE_VA).op(OP.i64Sub).set(V_T);
+  c.get(V_T).i64(4096n).op(OP.i64GeU).brIf(leave);
+  const labels: Label[] = [];
+  for (let i = blocks.length - 1; i >= 0; i--) labels[i] = c.block();
+  const first = blocks[0][0].off >> 1;
+  const last = blocks[blocks.length - 1][0].off >> 1;
+  const byHalf = new Map(blocks.map((blk, i) => [blk[0].off >> 1, labels[i]]));
+  const table: Label[] = [];
+  for (let h = first; h <= last; h++) table.push(byHalf.get(h) ?? leave);
+  c.get(V_T).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).i32(first).op(OP.i32Sub).brTable(table, leave);
+  blocks.forEach((blk, i) => {
+    c.end(labels[i]);
+    new BlockEmitter(c, dispatch).emit(blk);
+  });
+  c.end(leave);
+  // Entered at an OP_JIT slot, a translation always runs a block first: leaving with nothing done
+  // would send the run loop round for ever, so it is a bug to be seen.
+  const stuck = c.get(V_RETIRED).op(OP.i32Eqz).if_();
+  c.get(P_H).get(P_PC).mem(OP.i64Store, 3, L.H_EXIT_DATA).get(P_H).get(P_PAGE_VA).mem(OP.i64Store, 3, L.H_EXIT_ADDR)
+    .get(P_H).get(P_BUDGET).mem(OP.i32Store, 2, L.H_EXIT_SIZE);
+  c.op(OP.unreachable).end(stuck);
+  // Leave at pc with nothing pending.
+  c.get(P_H).get(V_RETIRED).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
+  c.get(P_H).i32(0).mem(OP.i32Store, 2, L.H_JIT_STATUS);
+  c.get(P_PC).ret();
+  c.end(dispatch);
+  c.op(OP.unreachable).finish();
+}
+
+class BlockEmitter {
+  private loaded = new Set<number>();
+  private dirty = new Set<number>();
+  constructor(private readonly c: Code, private readonly dispatch: Label) {}
+
+  emit(block: Slot[]): void {
+    block.forEach((s, i) => {
+      const last = i === block.length - 1;
+      if (!this.instruction(s, i)) return;
+      if (last) this.fallThrough(s.off + s.len, i + 1); // the block ended before the next leader
+    });
+  }
+
+  // ---- registers ----
+  private read(r: number): void {
+    if (r === 0) { this.c.i64(0n); return; }
+    if (!this.loaded.has(r)) {
+      this.c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(X_BASE + r);
+      this.loaded.add(r);
+    }
+    this.c.get(X_BASE + r);
+  }
+  /** Operands are read into locals before the instruction's code (never inside a branch of it). */
+  private need(...rs: number[]): void {
+    for (const r of rs) {
+      if (r !== 0 && !this.loaded.has(r)) {
+        this.c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(X_BASE + r);
+        this.loaded.add(r);
+      }
+    }
+  }
+  /** The value on the stack goes to rd (dropped for x0). */
+  private write(rd: number): void {
+    if (rd === 0) { this.c.op(OP.drop); return; }
+    this.c.set(X_BASE + rd);
+    this.loaded.add(rd);
+    this.dirty.add(rd);
+  }
+  private writeBack(): void {
+    for (const r of this.dirty) this.c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8);
+  }
+  private pcAt(off: number): void {
+    this.c.get(P_PAGE_VA).i64(BigInt(off)).op(OP.i64Add);
+  }
+  /** Leave the translation: registers are written back already; pc is on no stack yet. */
+  private leave(pcOff: number, retired: number, status: number | "st"): void {
+    const c = this.c;
+    c.get(P_H).get(V_RETIRED).i32(retired).op(OP.i32Add).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
+    c.get(P_H);
+    if (status === "st") c.get(V_ST).get(V_ST).i32(JIT_LEAVE).op(OP.i32Ne).op(OP.i32Mul); // JIT_LEAVE: 0
+    else c.i32(status);
+    c.mem(OP.i32Store, 2, L.H_JIT_STATUS);
+    this.pcAt(pcOff);
+    c.ret();
+  }
+  /** End of block (pc is set): registers back, count it, dispatch again. */
+  private endBlock(retired: number): void {
+    this.writeBack();
+    this.c.get(V_RETIRED).i32(retired).op(OP.i32Add).set(V_RETIRED);
+    this.c.br(this.dispatch);
+  }
+  private fallThrough(nextOff: number, retired: number): void {
+    this.pcAt(nextOff);
+    this.c.set(P_PC);
+    this.endBlock(retired);
+  }
+  /** After a slow path's status in V_ST: leave unless it is ST_NEXT. */
+  private checkSlow(s: Slot, i: number): void {
+    const c = this.c;
+    const bad = c.get(V_ST).i32(ST_NEXT).op(OP.i32Ne).if_();
+    const fault = c.get(V_ST).i32(ST_FAULT).op(OP.i32Eq).if_();
+    this.leave(s.off, i, ST_FAULT); // pc at the instruction, which did not retire
+    c.end(fault);
+    this.leave(s.off + s.len, i + 1, "st"); // done: MMIO or tohost exit, or JIT_LEAVE
+    c.end(bad);
+  }
+
+  /** Emit one instruction; false when it ended the block itself. */
+  private instruction(s: Slot, i: number): boolean {
+    const c = this.c;
+    const op = s.op;
+    if (op === O.OP_NOP) return true;
+    if (op in LOADS) {
+      const [wop, f3, align] = LOADS[op];
+      this.need(s.rs1);
+      this.read(s.rs1);
+      c.i64(BigInt(s.imm)).op(OP.i64Add).set(V_VA);
+      this.tlbEntry(P_TLB_R);
+      const hit = this.tlbHit(align).ifI64();
+      c.get(V_VA).get(V_E).mem(OP.i64Load, 3, 8).op(OP.i64Add).op(OP.i32WrapI64).mem(wop, align, 0);
+      c.else_();
+      this.writeBack();
+      c.get(V_VA).i32(f3).i32(s.rd * 8).call(F_LOAD).set(V_ST);
+      if (s.rd === 0) c.get(P_H).i64(0n).mem(OP.i64Store, 3, L.H_X);
+      this.checkSlow(s, i);
+      c.get(P_H).mem(OP.i64Load, 3, L.H_X + s.rd * 8);
+      c.end(hit);
+      this.write(s.rd);
+      return true;
+    }
+    if (op in STORES) {
+      const [wop, size] = STORES[op];
+      this.need(s.rs1, s.rs2);
+      this.read(s.rs1);
+      c.i64(BigInt(s.imm)).op(OP.i64Add).set(V_VA);
+      this.tlbEntry(P_TLB_W);
+      const hit = this.tlbHit(size).if_();
+      c.get(V_VA).get(V_E).mem(OP.i64Load, 3, 8).op(OP.i64Add).op(OP.i32WrapI64);
+      this.read(s.rs2);
+      c.mem(wop, size, 0);
+      c.else_();
+      this.writeBack();
+      c.get(V_VA).i32(1 << size);
+      this.read(s.rs2);
+      c.call(F_STORE).set(V_ST);
+      this.checkSlow(s, i);
+      c.end(hit);
+      return true;
+    }
+    if (op in BRANCHES) {
+      this.need(s.rs1, s.rs2);
+      this.read(s.rs1);
+      this.read(s.rs2);
+      c.op(BRANCHES[op]);
+      const taken = c.if_();
+      this.pcAt(s.off + s.imm);
+      c.set(P_PC).else_();
+      this.pcAt(s.off + s.len);
+      c.set(P_PC).end(taken);
+      this.endBlock(i + 1);
+      return false;
+    }
+    if (op === O.OP_JAL) {
+      this.pcAt(s.off + s.len);
+      this.write(s.rd);
+      this.pcAt(s.off + s.imm);
+      c.set(P_PC);
+      this.endBlock(i + 1);
+      return false;
+    }
+    if (op === O.OP_JALR) {
+      this.need(s.rs1);
+      this.read(s.rs1);
+      c.i64(BigInt(s.imm)).op(OP.i64Add).i64(-2n).op(OP.i64And).set(V_T);
+      this.pcAt(s.off + s.len);
+      this.write(s.rd);
+      c.get(V_T).set(P_PC);
+      this.endBlock(i + 1);
+      return false;
+    }
+    this.alu(s);
+    return true;
+  }
+
+  // e = tlb + ((va >> 12) & (TLB_ENTRIES - 1)) * 16
+  private tlbEntry(table: number): void {
+    this.c.get(table).get(V_VA).i64(12n).op(OP.i64ShrU).op(OP.i32WrapI64).i32(L.TLB_ENTRIES - 1)
+      .op(OP.i32And).i32(4).op(OP.i32Shl).op(OP.i32Add).set(V_E);
+  }
+  // tag == va & (PAGE_MASK | size - 1): misaligned accesses miss too
+  private tlbHit(align: number): Code {
+    return this.c.get(V_E).mem(OP.i64Load, 3, 0).get(V_VA).i64(~0xfffn | BigInt((1 << align) - 1))
+      .op(OP.i64And).op(OP.i64Eq);
+  }
+
+  private alu(s: Slot): void {
+    const c = this.c;
+    const op = s.op;
+    const imm = BigInt(s.imm);
+    this.need(s.rs1, s.rs2);
+    const a = () => this.read(s.rs1);
+    const b = () => this.read(s.rs2);
+    if (op in IMM_OPS) {
+      const [wop, w] = IMM_OPS[op];
+      a(); c.i64(imm).op(wop);
+      if (w) c.op(OP.i64Extend32S);
+    } else if (op in REG_OPS) {
+      const [wop, w] = REG_OPS[op];
+      a(); b(); c.op(wop);
+      if (w) c.op(OP.i64Extend32S);
+    } else if (op in W32_OPS) {
+      a(); c.op(OP.i32WrapI64);
+      if (op === O.OP_SRLIW || op === O.OP_SRAIW) c.i32(s.imm);
+      else { b(); c.op(OP.i32WrapI64); }
+      c.op(W32_OPS[op], OP.i64ExtendI32S);
+    } else if (op in UNARY) {
+      a(); c.op(...UNARY[op]);
+    } else if (op in SHADD) {
+      const [n, uw] = SHADD[op];
+      a();
+      if (uw) c.i64(0xffffffffn).op(OP.i64And);
+      if (n) c.i64(BigInt(n)).op(OP.i64Shl);
+      b(); c.op(OP.i64Add);
+    } else if (op === O.OP_LUI) {
+      c.i64(imm);
+    } else if (op === O.OP_AUIPC) {
+      this.pcAt(s.off + s.imm);
+    } else if (op === O.OP_SLTI || op === O.OP_SLTIU) {
+      a(); c.i64(imm).op(op === O.OP_SLTI ? OP.i64LtS : OP.i64LtU, OP.i64ExtendI32U);
+    } else if (op === O.OP_SLT || op === O.OP_SLTU) {
+      a(); b(); c.op(op === O.OP_SLT ? OP.i64LtS : OP.i64LtU, OP.i64ExtendI32U);
+    } else if (op === O.OP_ANDN || op === O.OP_ORN) {
+      a(); b(); c.i64(-1n).op(OP.i64Xor, op === O.OP_ANDN ? OP.i64And : OP.i64Or);
+    } else if (op === O.OP_XNOR) {
+      a(); b(); c.op(OP.i64Xor).i64(-1n).op(OP.i64Xor);
+    } else if (op === O.OP_MIN || op === O.OP_MINU || op === O.OP_MAX || op === O.OP_MAXU) {
+      const cmp = op === O.OP_MIN ? OP.i64LtS : op === O.OP_MINU ? OP.i64LtU : op === O.OP_MAX ? OP.i64GtS : OP.i64GtU;
+      a(); b(); a(); b(); c.op(cmp, OP.select);
+    } else if (op === O.OP_ZEXTH) {
+      a(); c.i64(0xffffn).op(OP.i64And);
+    } else if (op === O.OP_SLLIUW) {
+      a(); c.i64(0xffffffffn).op(OP.i64And).i64(imm).op(OP.i64Shl);
+    } else if (DIVS.has(op)) {
+      this.div(s);
+    } else {
+      throw new Error(`translate: op ${op} has no translation`);
+    }
+    this.write(s.rd);
+  }
+
+  // Division as RISC-V defines it: by zero gives all ones (quotient) or the dividend (remainder),
+  // overflow gives the dividend (quotient) or zero (remainder); WebAssembly traps on both.
+  private div(s: Slot): void {
+    const c = this.c;
+    const op = s.op;
+    const w = op === O.OP_DIVW || op === O.OP_DIVUW || op === O.OP_REMW || op === O.OP_REMUW;
+    const rem = op === O.OP_REM || op === O.OP_REMU || op === O.OP_REMW || op === O.OP_REMUW;
+    const signed = op === O.OP_DIV || op === O.OP_REM || op === O.OP_DIVW || op === O.OP_REMW;
+    const a = () => { this.read(s.rs1); if (w) c.op(OP.i32WrapI64); };
+    const b = () => { this.read(s.rs2); if (w) c.op(OP.i32WrapI64); };
+    b(); c.op(w ? OP.i32Eqz : OP.i64Eqz);
+    const zero = c.ifI64();
+    if (rem) { a(); if (w) c.op(OP.i64ExtendI32S); } else c.i64(-1n);
+    c.else_();
+    if (signed && !rem) {
+      // MIN / -1: the dividend
+      a(); c.op(...(w ? [OP.i64ExtendI32S] : [])).set(V_T);
+      b(); if (w) c.op(OP.i64ExtendI32S); c.i64(-1n).op(OP.i64Eq);
+      c.get(V_T).i64(w ? -(1n << 31n) : -(1n << 63n)).op(OP.i64Eq).op(OP.i32And);
+      const ovf = c.ifI64();
+      c.get(V_T);
+      c.else_();
+      a(); b(); c.op(w ? OP.i32DivS : OP.i64DivS);
+      if (w) c.op(OP.i64ExtendI32S);
+      c.end(ovf);
+    } else {
+      // rem_s of MIN by -1 is 0 in WebAssembly, as RISC-V wants
+      a(); b();
+      c.op(rem ? (signed ? (w ? OP.i32RemS : OP.i64RemS) : (w ? OP.i32RemU : OP.i64RemU))
+        : (w ? OP.i32DivU : OP.i64DivU));
+      if (w) c.op(OP.i64ExtendI32S);
+    }
+    c.end(zero);
+  }
+}
+
+function decodedSlots(view: DataView, slots: number): number {
+  let n = 0;
+  for (let off = 0; off < 4096; off += 2) if (view.getUint8(slots + off * 4) !== 0) n++;
+  return n;
+}
+
+/**
+ * The spike's driver: translates cached code pages of a Core and marks their block entries with
+ * OP_JIT slots so that the run loop enters the translations. Bare-metal M-mode only (it takes a
+ * page's virtual address to be its physical one, to find calls into the page from other pages).
+ */
+export class PageTranslator {
+  /** Per cached page (host offset): its table index and the slots as they were before marking. */
+  private pages = new Map<number, { index: number; marks: number[]; originals: bigint[]; decoded: number; times: number }>();
+  private readonly imports: WebAssembly.Imports;
+  private freeIndex: number[] = [];
+  stats = { pages: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0 };
+
+  constructor(private readonly core: Core) {
+    // The loader wraps exports in JavaScript; the translations call the wasm functions themselves.
+    const raw = (f: unknown) => (f as { original?: unknown }).original ?? f;
+    const e = core.exports as unknown as Record<string, unknown>;
+    this.imports = { env: { memory: core.memory, jitLoad: raw(e.jitLoad), jitStore: raw(e.jitStore) } } as WebAssembly.Imports;
+  }
+
+  /** Translate every cached page not translated yet (or whose marks are gone: it was dropped). */
+  scan(): void {
+    const view = this.core.view;
+    const calls = this.callTargets();
+    for (let e = 0; e < L.DC_PAGES; e++) {
+      const page = view.getUint32(L.DC_TAGS + e * 4, true);
+      if (page === 0) continue;
+      const slots = L.DC_SLOTS + e * L.DC_PAGE_BYTES;
+      const known = this.pages.get(page);
+      const decoded = decodedSlots(view, slots);
+      const intact = known && known.marks.every((off) => view.getUint8(slots + off * 4) === O.OP_JIT);
+      // Translate again when the interpreter has decoded much more of the page since (code the
+      // translation exits to), a few times at most.
+      const grown = intact && known.times < 4 && decoded >= known.decoded * 1.25 + 8;
+      if (intact && !grown) continue;
+      if (known) {
+        // Marks of the old translation that are left would name a table entry about to be
+        // reused: put back the slots they replaced (a whole dropped page has none left).
+        known.marks.forEach((off, i) => {
+          if (view.getUint8(slots + off * 4) === O.OP_JIT) view.setBigUint64(slots + off * 4, known.originals[i], true);
+        });
+        this.freeIndex.push(known.index);
+        this.pages.delete(page);
+      }
+      this.translate(page, slots, calls.get(page) ?? [], decoded, intact ? known.times + 1 : 0);
+    }
+  }
+
+  // Targets of calls (jal) in every cached page, by the page they land in.
+  private callTargets(): Map<number, number[]> {
+    const view = this.core.view;
+    const out = new Map<number, number[]>();
+    for (let e = 0; e < L.DC_PAGES; e++) {
+      const page = view.getUint32(L.DC_TAGS + e * 4, true);
+      if (page === 0) continue;
+      const slots = L.DC_SLOTS + e * L.DC_PAGE_BYTES;
+      for (let off = 0; off < 4096; off += 2) {
+        const s = slotAt(view, slots, off);
+        if (!s || s.op !== O.OP_JAL) continue;
+        const t = page + off + s.imm;
+        const tp = t & ~0xfff;
+        if (tp === page) continue;
+        let list = out.get(tp);
+        if (!list) out.set(tp, (list = []));
+        list.push(t & 0xfff);
+      }
+    }
+    return out;
+  }
+
+  private translate(page: number, slots: number, extra: number[], decoded: number, times: number): void {
+    const core = this.core;
+    const t = translatePage(core.view, slots, extra, core.memory.buffer.byteLength / 65536);
+    if (!t) return;
+    const t0 = performance.now();
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>), this.imports);
+    this.stats.compileMs += performance.now() - t0;
+    const fn = instance.exports.run as (...args: unknown[]) => unknown;
+    let index = this.freeIndex.pop();
+    if (index === undefined) {
+      index = core.table.length;
+      core.table.grow(1);
+    }
+    core.table.set(index, fn);
+    const marks: number[] = [];
+    const originals: bigint[] = [];
+    for (const off of t.entries) {
+      const p = slots + off * 4;
+      originals.push(core.view.getBigUint64(p, true));
+      core.view.setUint8(p, O.OP_JIT);
+      core.view.setUint32(p + 4, index, true);
+      marks.push(off);
+    }
+    this.pages.set(page, { index, marks, originals, decoded, times });
+    this.stats.pages++;
+    this.stats.blocks += t.entries.length;
+    this.stats.instructions += t.instructions;
+    this.stats.wasmBytes += t.wasm.length;
+  }
+}

@@ -1,0 +1,213 @@
+// A minimal WebAssembly binary writer: just what the translator (translate.ts) emits. Structured
+// control is tracked with a label stack so that branches name their target instead of counting
+// the depth by hand.
+
+export const I32 = 0x7f;
+export const I64 = 0x7e;
+const EMPTY = 0x40;
+
+export class Bytes {
+  private buf = new Uint8Array(1024);
+  length = 0;
+  byte(b: number): this {
+    if (this.length === this.buf.length) {
+      const n = new Uint8Array(this.buf.length * 2);
+      n.set(this.buf);
+      this.buf = n;
+    }
+    this.buf[this.length++] = b;
+    return this;
+  }
+  bytes(b: ArrayLike<number>): this {
+    for (let i = 0; i < b.length; i++) this.byte(b[i]);
+    return this;
+  }
+  u32(v: number): this {
+    do {
+      let b = v & 0x7f;
+      v >>>= 7;
+      if (v !== 0) b |= 0x80;
+      this.byte(b);
+    } while (v !== 0);
+    return this;
+  }
+  s64(v: bigint): this {
+    for (;;) {
+      const b = Number(v & 0x7fn);
+      v >>= 7n;
+      const done = (v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0);
+      this.byte(done ? b : b | 0x80);
+      if (done) return this;
+    }
+  }
+  s32(v: number): this {
+    return this.s64(BigInt(v | 0));
+  }
+  name(s: string): this {
+    this.u32(s.length);
+    for (let i = 0; i < s.length; i++) this.byte(s.charCodeAt(i));
+    return this;
+  }
+  /** A section or body: this writer's bytes, prefixed by their length. */
+  sized(into: Bytes): void {
+    into.u32(this.length);
+    into.bytes(this.view());
+  }
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
+}
+
+/** A label a branch can name: a block (branch goes to its end) or a loop (to its start). */
+export type Label = { readonly id: number };
+
+/** One function body's instructions. */
+export class Code extends Bytes {
+  private labels: Label[] = [];
+  private nextLabel = 0;
+
+  block(): Label {
+    this.byte(0x02).byte(EMPTY);
+    return this.push();
+  }
+  loop(): Label {
+    this.byte(0x03).byte(EMPTY);
+    return this.push();
+  }
+  if_(): Label {
+    this.byte(0x04).byte(EMPTY);
+    return this.push();
+  }
+  ifI64(): Label {
+    this.byte(0x04).byte(I64);
+    return this.push();
+  }
+  else_(): this {
+    return this.byte(0x05);
+  }
+  end(label: Label): this {
+    if (this.labels.pop() !== label) throw new Error("wasm-writer: blocks must end innermost first");
+    return this.byte(0x0b);
+  }
+  br(label: Label): this {
+    return this.byte(0x0c).u32(this.depth(label));
+  }
+  brIf(label: Label): this {
+    return this.byte(0x0d).u32(this.depth(label));
+  }
+  brTable(targets: Label[], dflt: Label): this {
+    this.byte(0x0e).u32(targets.length);
+    for (const t of targets) this.u32(this.depth(t));
+    return this.u32(this.depth(dflt));
+  }
+  ret(): this {
+    return this.byte(0x0f);
+  }
+  call(fn: number): this {
+    return this.byte(0x10).u32(fn);
+  }
+  get(local: number): this {
+    return this.byte(0x20).u32(local);
+  }
+  set(local: number): this {
+    return this.byte(0x21).u32(local);
+  }
+  tee(local: number): this {
+    return this.byte(0x22).u32(local);
+  }
+  i32(v: number): this {
+    return this.byte(0x41).s32(v);
+  }
+  i64(v: bigint): this {
+    return this.byte(0x42).s64(BigInt.asIntN(64, v));
+  }
+  /** A load or store opcode with its memarg (natural alignment). */
+  mem(op: number, align: number, offset: number): this {
+    return this.byte(op).u32(align).u32(offset);
+  }
+  op(...ops: number[]): this {
+    return this.bytes(ops);
+  }
+  /** The end of the function body. */
+  finish(): this {
+    if (this.labels.length !== 0) throw new Error("wasm-writer: unclosed blocks");
+    return this.byte(0x0b);
+  }
+
+  private push(): Label {
+    const l = { id: this.nextLabel++ };
+    this.labels.push(l);
+    return l;
+  }
+  private depth(label: Label): number {
+    const i = this.labels.lastIndexOf(label);
+    if (i < 0) throw new Error("wasm-writer: branch to a label that is not open");
+    return this.labels.length - 1 - i;
+  }
+}
+
+// Opcodes the translator uses.
+export const OP = {
+  unreachable: 0x00, drop: 0x1a, select: 0x1b,
+  i32Load: 0x28, i64Load: 0x29, i64Load8S: 0x30, i64Load8U: 0x31, i64Load16S: 0x32, i64Load16U: 0x33,
+  i64Load32S: 0x34, i64Load32U: 0x35, i32Store: 0x36, i64Store: 0x37, i64Store8: 0x3c, i64Store16: 0x3d,
+  i64Store32: 0x3e,
+  i32Eqz: 0x45, i32Eq: 0x46, i32Ne: 0x47, i32LtU: 0x49, i32GeS: 0x4e, i32GeU: 0x4f,
+  i64Eqz: 0x50, i64Eq: 0x51, i64Ne: 0x52, i64LtS: 0x53, i64LtU: 0x54, i64GtS: 0x55, i64GtU: 0x56,
+  i64GeS: 0x59, i64GeU: 0x5a,
+  i32Add: 0x6a, i32Sub: 0x6b, i32Mul: 0x6c, i32DivS: 0x6d, i32DivU: 0x6e, i32RemS: 0x6f, i32RemU: 0x70,
+  i32And: 0x71, i32Shl: 0x74, i32ShrS: 0x75, i32ShrU: 0x76,
+  i64Clz: 0x79, i64Ctz: 0x7a, i64Popcnt: 0x7b, i64Add: 0x7c, i64Sub: 0x7d, i64Mul: 0x7e, i64DivS: 0x7f,
+  i64DivU: 0x80, i64RemS: 0x81, i64RemU: 0x82, i64And: 0x83, i64Or: 0x84, i64Xor: 0x85, i64Shl: 0x86,
+  i64ShrS: 0x87, i64ShrU: 0x88, i64Rotl: 0x89, i64Rotr: 0x8a,
+  i32WrapI64: 0xa7, i64ExtendI32S: 0xac, i64ExtendI32U: 0xad,
+  i64Extend8S: 0xc2, i64Extend16S: 0xc3, i64Extend32S: 0xc4,
+} as const;
+
+export interface FuncType {
+  params: number[];
+  results: number[];
+}
+
+/**
+ * A module of one exported function `run`, importing the shared memory `env.memory` and the
+ * functions `imports` (in order: their indices are 0, 1, ...).
+ */
+export function moduleBytes(opts: {
+  imports: { name: string; type: FuncType }[];
+  run: { type: FuncType; locals: number[]; code: Code };
+  memoryMaxPages: number;
+}): Uint8Array {
+  const types = [...opts.imports.map((i) => i.type), opts.run.type];
+  const out = new Bytes().bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+  const section = (id: number, body: Bytes) => {
+    out.byte(id);
+    body.sized(out);
+  };
+  const typeSec = new Bytes().u32(types.length);
+  for (const t of types) {
+    typeSec.byte(0x60).u32(t.params.length).bytes(t.params).u32(t.results.length).bytes(t.results);
+  }
+  section(1, typeSec);
+  const importSec = new Bytes().u32(opts.imports.length + 1);
+  importSec.name("env").name("memory").byte(0x02).byte(0x03).u32(1).u32(opts.memoryMaxPages);
+  opts.imports.forEach((imp, i) => importSec.name("env").name(imp.name).byte(0x00).u32(i));
+  section(2, importSec);
+  section(3, new Bytes().u32(1).u32(types.length - 1));
+  section(7, new Bytes().u32(1).name("run").byte(0x00).u32(opts.imports.length));
+  const body = new Bytes();
+  // Locals, run-length encoded by type.
+  const groups: [number, number][] = [];
+  for (const t of opts.run.locals) {
+    const last = groups[groups.length - 1];
+    if (last && last[1] === t) last[0]++;
+    else groups.push([1, t]);
+  }
+  body.u32(groups.length);
+  for (const [n, t] of groups) body.u32(n).byte(t);
+  body.bytes(opts.run.code.view());
+  const codeSec = new Bytes().u32(1);
+  body.sized(codeSec);
+  section(10, codeSec);
+  return out.view().slice();
+}
