@@ -7,7 +7,7 @@
 import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
   H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
-  VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
+  VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, VM_STAT_JIT_RETIRED, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
   EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
 import {
@@ -25,7 +25,7 @@ import { csrAccess, csrIllegal, interruptCheckNeeded, clearInterruptCheck, setPe
 import { execFp, fpIllegal, arithD } from "./fp";
 import { decode } from "./decode";
 import * as D from "./decode";
-import { dcPage, decodeSlot, dcFlush } from "./dcache";
+import { dcPage, decodeSlot, dcFlush, dcSampleHeat } from "./dcache";
 
 // Instructions between polls of interrupts, clock and host attention.
 const SLICE: i32 = 4096;
@@ -281,6 +281,7 @@ export function run(hart: i32, budget: i32): i32 {
 
   while (true) {
     // ---- slice boundary: host, halt, interrupts ----
+    if (fetchVa != 1) dcSampleHeat(slots); // where time goes: what the translation tier compiles
     if (atomic.load<i32>(h + H_ATTN) != 0) { exit = EXIT_ATTENTION; break; }
     const now = mtime();
     if (load<i32>(h + H_WFI) != 0) {
@@ -615,8 +616,10 @@ export function run(hart: i32, budget: i32): i32 {
           // limit by less than its length), chaining within its page, and returns the next pc.
           pc = call_indirect<u64>(fInst(sp), h, fetchVa, pc, tlbRead, tlbWrite, limit - count + 1);
           const js = load<i32>(h + H_JIT_STATUS);
+          const jr = load<i32>(h + H_JIT_RETIRED);
+          store<u64>(VM_STAT_JIT_RETIRED, load<u64>(VM_STAT_JIT_RETIRED) + <u64>jr);
           // count++ above stands for the instruction that faulted, else for one that retired
-          count += load<i32>(h + H_JIT_RETIRED) - (js == ST_FAULT ? 0 : 1);
+          count += jr - (js == ST_FAULT ? 0 : 1);
           if (js == ST_FAULT) st = ST_FAULT; // pc is the instruction's
           else if (js >= ST_MMIO) { exit = js == ST_MMIO ? EXIT_MMIO : EXIT_TOHOST; limit = count; } // pc is the next one's
           if (charged != 0) limit = count;

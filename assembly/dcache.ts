@@ -10,7 +10,7 @@
 // resolve). Host writes (DMA, loaders) invalidate through invalidateCode(). Self-modifying code
 // therefore works without fence.i; fence.i still drops the whole cache, as the ISA allows.
 
-import { DC_TAGS, DC_SCRATCH, DC_LRU, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, H_TLB_LIVE, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
+import { DC_TAGS, DC_SCRATCH, DC_LRU, DC_GEN, DC_HEAT, DC_DECODED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, H_TLB_LIVE, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
 import { hartBase, nharts, charge, fillCharged } from "./hart";
 import { decode } from "./decode";
 
@@ -45,6 +45,7 @@ export function dcPage(hostPage: usize): usize {
   store<u8>(DC_LRU + set, <u8>(~e & 1));
   const slots = slotsOf(<usize>e);
   fillCharged(slots, 0, <usize>DC_PAGE_BYTES);
+  renew(<usize>e);
   store<u32>(DC_TAGS + (<usize>e << 2), <u32>hostPage);
   revokeWriteMappings(hostPage);
   return slots;
@@ -93,11 +94,28 @@ function dropWriteMappings(hostPage: usize): void {
   }
 }
 
+// Entry e's slots are dropped: a translation of them is dead (the host sees the generation
+// change), and the entry starts cold.
+function renew(e: usize): void {
+  store<u32>(DC_GEN + (e << 2), load<u32>(DC_GEN + (e << 2)) + 1);
+  store<u8>(DC_HEAT + e, 0);
+  store<u16>(DC_DECODED + (e << 1), 0);
+}
+
+/** A slice boundary found the run loop in entry `slots`' page: count it (see DC_HEAT). */
+export function dcSampleHeat(slots: usize): void {
+  if (slots < <usize>DC_SLOTS) return;
+  const e = (slots - DC_SLOTS) / <usize>DC_PAGE_BYTES;
+  const heat = load<u8>(DC_HEAT + e);
+  if (heat != 255) store<u8>(DC_HEAT + e, heat + 1);
+}
+
 /** The page at `hostPage` is about to change: forget what was decoded from it. */
 export function dcInvalidate(hostPage: usize): void {
   const e = findEntry(hostPage);
   if (e < 0) return;
   store<u32>(DC_TAGS + (<usize>e << 2), 0);
+  renew(<usize>e);
   // Clear the slots too: the run loop may still hold a pointer to them (it re-checks the tag
   // before decoding into a cleared slot, see decodeSlot).
   fillCharged(slotsOf(<usize>e), 0, <usize>DC_PAGE_BYTES);
@@ -122,6 +140,7 @@ export function decodeSlot(slotPtr: usize, hostPage: usize, host: usize): bool {
   const e = (slotPtr - DC_SLOTS) / <usize>DC_PAGE_BYTES;
   if (load<u32>(DC_TAGS + (e << 2)) == <u32>hostPage) {
     store<u64>(slotPtr, d);
+    store<u16>(DC_DECODED + (e << 1), load<u16>(DC_DECODED + (e << 1)) + 1);
     return true;
   }
   store<u64>(DC_SCRATCH, d);

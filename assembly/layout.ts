@@ -60,6 +60,7 @@ export const VM_STAT_SHADOW_RESET: i32 = 0x100b8; // whole-shadow resets (pool o
 export const VM_STAT_CTX_SWITCH: i32 = 0x100c0; // satp switches that found a cached shadow root
 export const VM_STAT_CTX_NEW: i32 = 0x100c8; // satp switches that needed a new shadow root
 export const VM_STAT_DIRTY_FAULT: i32 = 0x100d0; // first writes to pages write-protected for dirty logging
+export const VM_STAT_JIT_RETIRED: i32 = 0x100d8; // instructions retired by translated code (docs/TRANSLATION.md)
 export const PAGING_STAT_COUNT: i32 = 11;
 
 export const VMF_SBI_IN_HOST: i32 = 1; // ecall from S-mode exits to the host (built-in SBI)
@@ -185,6 +186,12 @@ export const MMIO_MAP: i32 = 0x100000; // 65536 bytes
 export const DC_TAGS: i32 = 0xc0000; // DC_PAGES x u32
 export const DC_SCRATCH: i32 = 0xc0800; // u64: a slot for an instruction run without caching it
 export const DC_LRU: i32 = 0xc0c00; // DC_PAGES / 2 x u8
+// What the translation tier (host/jit/, docs/TRANSLATION.md) reads per entry: a generation that
+// changes whenever the entry's slots are dropped (so a translation of them is dead), a heat
+// count sampled at slice boundaries (saturating), and how many slots are decoded.
+export const DC_GEN: i32 = 0xc1000; // DC_PAGES x u32
+export const DC_HEAT: i32 = 0xc1400; // DC_PAGES x u8
+export const DC_DECODED: i32 = 0xc1800; // DC_PAGES x u16
 // One bit per 4 KiB page of this memory: set when some hart's write TLB may map the page, so
 // caching code from a page whose bit is clear need not search the write TLBs.
 export const WRITE_MAPPED: i32 = 0xe0000; // 131072 bytes (4 GiB / 4 KiB / 8)

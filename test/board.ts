@@ -2,6 +2,14 @@
 // board and its devices, and the CPU benchmark. VMs proper run on a pCPU (host/hv/pcpu.ts),
 // the only run loop in the VMM.
 import { VirtMachine, type Image, type StopReason, type VirtConfig } from "../host/machine/virt";
+import type { JitMode } from "../host/jit/tier";
+import { nodePlatform } from "../host/platform/node";
+
+/**
+ * The translation tier's mode for guests the tests run: WASMVISOR_JIT (off, on, all), so that the
+ * whole suite can be run under the translator (docs/TRANSLATION.md).
+ */
+export const TEST_JIT: JitMode = nodePlatform.defaultJit!();
 
 /** Step `m` until the guest stops (throws after `timeoutSeconds` of wall time); idle steps sleep. */
 export function runToStop(m: VirtMachine, timeoutSeconds = 60): StopReason {
@@ -29,8 +37,8 @@ export interface BareMetalRun {
 export function runBareMetal(
   module: WebAssembly.Module,
   program: Image,
-  opts: { memory?: number; timeoutSeconds?: number; drives?: VirtConfig["drives"] } = {},
-): BareMetalRun {
+  opts: { memory?: number; timeoutSeconds?: number; drives?: VirtConfig["drives"]; jit?: JitMode } = {},
+): BareMetalRun & { machine: VirtMachine } {
   let output = "";
   const m = new VirtMachine({
     module,
@@ -38,9 +46,10 @@ export function runBareMetal(
     bios: null,
     kernel: program,
     drives: opts.drives,
+    jit: opts.jit ?? TEST_JIT,
     output: (b) => { for (const c of b) output += String.fromCharCode(c); },
   });
   const t0 = performance.now();
   const reason = runToStop(m, opts.timeoutSeconds ?? 120);
-  return { reason, output, instructions: m.core.totalInstret(), seconds: (performance.now() - t0) / 1000 };
+  return { reason, output, instructions: m.core.totalInstret(), seconds: (performance.now() - t0) / 1000, machine: m };
 }

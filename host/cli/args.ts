@@ -42,6 +42,9 @@ Options:
                        Memory virtualization: nested walks the guest's page tables through the
                        P2M on a TLB miss; shadow keeps shadow page tables, write-protecting the
                        guest's. Default: nested.
+  --jit <off|on|all>   The translation tier: on compiles hot guest code to WebAssembly; all
+                       compiles every page as soon as it ran (for tests). Default: off, or the
+                       WASMVISOR_JIT environment variable.
   --bios <file|none|builtin>
                        M-mode firmware (ELF or raw, loaded at 0x80000000). Default for full:
                        Debian's OpenSBI, /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin;
@@ -109,6 +112,7 @@ export function parseCli(argv: string[]): Command {
         stats: { type: "boolean" },
         mode: { type: "string" },
         paging: { type: "string" },
+        jit: { type: "string" },
         drive: { type: "string", multiple: true },
         net: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },

@@ -3,6 +3,7 @@
 // Every error names the field, the way its reader knows it: `--drive` on the command line,
 // `'drives'` in a definition.
 import { PAGING_MODES, type Paging } from "../core/core";
+import { JIT_MODES, type JitMode } from "../jit/tier";
 import { parseNetdev, isUserNetdev, netdevHasOption } from "../net/netdev";
 import { userNetFixedFds, formatUserNetSpec } from "../net/user/options";
 import { DEFAULT_VM_SOCKETS } from "../net/budget";
@@ -38,7 +39,7 @@ export interface ParseOptions {
 /** How a definition from the control API is read. */
 export const DEFINITION_PARSING: ParseOptions = { naming: "fields", defaultMode: "para", defaultLoopback: "off" };
 
-const FIELDS = ["name", "mode", "paging", "bios", "kernel", "initrd", "append", "memory", "smp", "drives", "nets", "cpu", "limits", "onFailure"] as const;
+const FIELDS = ["name", "mode", "paging", "jit", "bios", "kernel", "initrd", "append", "memory", "smp", "drives", "nets", "cpu", "limits", "onFailure"] as const;
 const FLAGS: Record<string, string> = { drives: "--drive", nets: "--net", smp: "--smp", memory: "--memory" };
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_WEIGHT = 10_000;
@@ -85,6 +86,8 @@ export function parseVmConfig(raw: unknown, opts: ParseOptions): VmConfig {
   const mode = modeText as Mode;
   const paging = str("paging") ?? "nested";
   if (!(PAGING_MODES as readonly string[]).includes(paging)) bad("paging", flags ? `--paging must be nested or shadow, not '${paging}'` : `'paging' must be "nested" or "shadow", not "${paging}"`);
+  const jit = str("jit");
+  if (jit !== undefined && !(JIT_MODES as readonly string[]).includes(jit)) bad("jit", flags ? `--jit must be off, on or all, not '${jit}'` : `'jit' must be "off", "on" or "all", not "${jit}"`);
   const smpRaw = d.smp ?? 1;
   // The command line's text and JSON's number alike.
   const smp = typeof smpRaw === "string" && /^\d+$/.test(smpRaw) ? Number(smpRaw) : smpRaw;
@@ -141,6 +144,7 @@ export function parseVmConfig(raw: unknown, opts: ParseOptions): VmConfig {
     limits: { ...limits, sockets } as VmConfig["limits"],
     onFailure: onFailure as OnFailure,
   };
+  if (jit !== undefined) config.jit = jit as JitMode;
   for (const k of ["kernel", "initrd", "append"] as const) {
     const v = str(k);
     if (v !== undefined) config[k] = v;
@@ -157,7 +161,7 @@ export function vmDefinition(config: VmConfig): VmDefinition {
   const { bios } = config;
   const memory = config.memory % 2 ** 20 === 0 ? `${config.memory / 2 ** 20}M` : `${config.memory / 1024}K`;
   const d: VmDefinition = {
-    name: config.name, mode: config.mode, paging: config.paging, memory, smp: config.smp,
+    name: config.name, mode: config.mode, paging: config.paging, ...(config.jit ? { jit: config.jit } : {}), memory, smp: config.smp,
     // "default" is what full mode means when it names no firmware.
     ...(bios === "default" ? {} : { bios: typeof bios === "string" ? bios : bios.file }),
     ...(config.kernel !== undefined ? { kernel: config.kernel } : {}),

@@ -5,8 +5,9 @@ import type { Paging } from "../core/core";
 import type { NetdevSpec } from "../net/netdev";
 import type { BandwidthLimits, DriveInterface, NicModel } from "../machine/virt";
 import type { DiskFormat } from "../disk/formats";
+import type { JitMode } from "../jit/tier";
 
-export type { Paging, BandwidthLimits, DriveInterface, NicModel, DiskFormat };
+export type { Paging, JitMode, BandwidthLimits, DriveInterface, NicModel, DiskFormat };
 export type Mode = "para" | "full";
 export type OnFailure = "keep" | "restart" | "destroy";
 
@@ -38,6 +39,8 @@ export interface VmConfig {
   name: string;
   mode: Mode;
   paging: Paging;
+  /** The translation tier (docs/TRANSLATION.md); absent: the platform's default. */
+  jit?: JitMode;
   /** Guest RAM in bytes. */
   memory: number;
   /** vCPUs (harts), 1-8. */
@@ -81,6 +84,8 @@ export interface VmDefinition {
   name: string;
   mode?: "para" | "full";
   paging?: "nested" | "shadow";
+  /** The translation tier: "off", "on" (hot code is compiled to WebAssembly) or "all" (every page, for tests). */
+  jit?: JitMode;
   /** A file, "none" or "builtin" (the default in para mode; full mode defaults to Debian's OpenSBI). */
   bios?: string;
   kernel?: string;

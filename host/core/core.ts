@@ -253,7 +253,12 @@ export class Core {
       // mtime starts at zero, as on a machine just powered on.
       this.view.setBigInt64(L.VM_MTIME_OFFSET, BigInt(-Math.floor(clock())), true);
       for (let h = 0; h < harts; h++) this.exports.resetHart(h, h, 1);
-    } else if (this.view.getInt32(L.VM_LAZY, true) !== 0) {
+    } else {
+      // Decoded slots may carry OP_JIT markers naming entries of the table of the Core that ran
+      // this memory before (another thread's): drop them with the rest of the decoded code.
+      this.exports.flushCode();
+    }
+    if (!fresh && this.view.getInt32(L.VM_LAZY, true) !== 0) {
       // The page source is a function of the thread that began lazy mode: it cannot come along.
       throw new Error("this VM memory still has absent pages, whose source stays with the Core that began lazy mode: fetchAll() before handing it over");
     }

@@ -1,4 +1,4 @@
-// The translation tier's spike (docs/TRANSLATION.md, stage 1): one cached code page's decoded
+// The translator (docs/TRANSLATION.md): one cached code page's decoded
 // slots become one WebAssembly function that runs the page's integer blocks on the hart's
 // registers, chaining between the page's blocks without returning to the run loop. The run loop
 // enters it through the core's function table when it meets an OP_JIT slot (cpu.ts).
@@ -9,7 +9,6 @@
 
 import * as L from "../core/layout";
 import * as O from "../core/ops";
-import type { Core } from "../core/core";
 import { Code, I32, I64, OP, moduleBytes, type Label } from "./wasm-writer";
 
 // The run loop's status codes (cpu.ts), as translations leave them in H_JIT_STATUS.
@@ -79,9 +78,9 @@ const W32_OPS: Record<number, number> = { // rd = sx32(rs1_32 <op> rs2_32) (or i
   [O.OP_SLLW]: OP.i32Shl, [O.OP_SRLW]: OP.i32ShrU, [O.OP_SRAW]: OP.i32ShrS,
   [O.OP_SRLIW]: OP.i32ShrU, [O.OP_SRAIW]: OP.i32ShrS,
 };
-const UNARY: Record<number, number[]> = {
-  [O.OP_CLZ]: [OP.i64Clz], [O.OP_CTZ]: [OP.i64Ctz], [O.OP_CPOP]: [OP.i64Popcnt],
-  [O.OP_SEXTB]: [OP.i64Extend8S], [O.OP_SEXTH]: [OP.i64Extend16S],
+const UNARY: Record<number, number> = {
+  [O.OP_CLZ]: OP.i64Clz, [O.OP_CTZ]: OP.i64Ctz, [O.OP_CPOP]: OP.i64Popcnt,
+  [O.OP_SEXTB]: OP.i64Extend8S, [O.OP_SEXTH]: OP.i64Extend16S,
 };
 const SHADD: Record<number, [number, boolean]> = { // rd = (rs1 [zext32]) << n + rs2
   [O.OP_SH1ADD]: [1, false], [O.OP_SH2ADD]: [2, false], [O.OP_SH3ADD]: [3, false],
@@ -107,14 +106,13 @@ export interface PageTranslation {
 
 /**
  * Translate the decoded slots at `slots` (one cached page, slot i for the halfword at byte 2i).
- * `extraLeaders`: in-page byte offsets known to be entered from elsewhere (calls from other pages).
  * Returns null when the page has nothing worth translating.
  */
-export function translatePage(view: DataView, slots: number, extraLeaders: Iterable<number>, memoryPages: number): PageTranslation | null {
+export function translatePage(view: DataView, slots: number, memoryPages: number): PageTranslation | null {
   // Leaders: where blocks begin. Targets of the page's own branches and jumps, the instruction
-  // after each control transfer, the first slot of each decoded run, and what the caller knows.
+  // after each control transfer, and the first slot of each decoded run. Code entered elsewhere
+  // (a call from another page) is interpreted up to the next leader, at most a block away.
   const leaders = new Set<number>();
-  for (const o of extraLeaders) if (o >= 0 && o < 4096 && slotAt(view, slots, o)) leaders.add(o);
   let prevEnd = -1; // where the last decoded instruction ended
   for (let off = 0; off < 4096; off += 2) {
     const s = slotAt(view, slots, off);
@@ -166,7 +164,7 @@ function emitDispatcher(c: Code, blocks: Slot[][]): void {
   // if (retired >= budget) leave; off = pc - pageVa; if (off >= 4096) leave
   c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).brIf(leave);
   c.get(P_PC).get(P_PAGE_VA).op(OP.i64Sub).set(V_T);
-  c.get(V_T).i64(4096n).op(OP.i64GeU).brIf(leave);
+  c.get(V_T).i64(4096).op(OP.i64GeU).brIf(leave);
   const labels: Label[] = [];
   for (let i = blocks.length - 1; i >= 0; i--) labels[i] = c.block();
   const first = blocks[0][0].off >> 1;
@@ -209,7 +207,7 @@ class BlockEmitter {
 
   // ---- registers ----
   private read(r: number): void {
-    if (r === 0) { this.c.i64(0n); return; }
+    if (r === 0) { this.c.i64(0); return; }
     if (!this.loaded.has(r)) {
       this.c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(X_BASE + r);
       this.loaded.add(r);
@@ -236,7 +234,7 @@ class BlockEmitter {
     for (const r of this.dirty) this.c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8);
   }
   private pcAt(off: number): void {
-    this.c.get(P_PAGE_VA).i64(BigInt(off)).op(OP.i64Add);
+    this.c.get(P_PAGE_VA).i64(off).op(OP.i64Add);
   }
   /** Leave the translation: registers are written back already; pc is on no stack yet. */
   private leave(pcOff: number, retired: number, status: number | "st"): void {
@@ -280,14 +278,14 @@ class BlockEmitter {
       const [wop, f3, align] = LOADS[op];
       this.need(s.rs1);
       this.read(s.rs1);
-      c.i64(BigInt(s.imm)).op(OP.i64Add).set(V_VA);
+      c.i64(s.imm).op(OP.i64Add).set(V_VA);
       this.tlbEntry(P_TLB_R);
       const hit = this.tlbHit(align).ifI64();
       c.get(V_VA).get(V_E).mem(OP.i64Load, 3, 8).op(OP.i64Add).op(OP.i32WrapI64).mem(wop, align, 0);
       c.else_();
       this.writeBack();
       c.get(V_VA).i32(f3).i32(s.rd * 8).call(F_LOAD).set(V_ST);
-      if (s.rd === 0) c.get(P_H).i64(0n).mem(OP.i64Store, 3, L.H_X);
+      if (s.rd === 0) c.get(P_H).i64(0).mem(OP.i64Store, 3, L.H_X);
       this.checkSlow(s, i);
       c.get(P_H).mem(OP.i64Load, 3, L.H_X + s.rd * 8);
       c.end(hit);
@@ -298,7 +296,7 @@ class BlockEmitter {
       const [wop, size] = STORES[op];
       this.need(s.rs1, s.rs2);
       this.read(s.rs1);
-      c.i64(BigInt(s.imm)).op(OP.i64Add).set(V_VA);
+      c.i64(s.imm).op(OP.i64Add).set(V_VA);
       this.tlbEntry(P_TLB_W);
       const hit = this.tlbHit(size).if_();
       c.get(V_VA).get(V_E).mem(OP.i64Load, 3, 8).op(OP.i64Add).op(OP.i32WrapI64);
@@ -337,7 +335,7 @@ class BlockEmitter {
     if (op === O.OP_JALR) {
       this.need(s.rs1);
       this.read(s.rs1);
-      c.i64(BigInt(s.imm)).op(OP.i64Add).i64(-2n).op(OP.i64And).set(V_T);
+      c.i64(s.imm).op(OP.i64Add).i64(-2).op(OP.i64And).set(V_T);
       this.pcAt(s.off + s.len);
       this.write(s.rd);
       c.get(V_T).set(P_PC);
@@ -350,19 +348,19 @@ class BlockEmitter {
 
   // e = tlb + ((va >> 12) & (TLB_ENTRIES - 1)) * 16
   private tlbEntry(table: number): void {
-    this.c.get(table).get(V_VA).i64(12n).op(OP.i64ShrU).op(OP.i32WrapI64).i32(L.TLB_ENTRIES - 1)
+    this.c.get(table).get(V_VA).i64(12).op(OP.i64ShrU).op(OP.i32WrapI64).i32(L.TLB_ENTRIES - 1)
       .op(OP.i32And).i32(4).op(OP.i32Shl).op(OP.i32Add).set(V_E);
   }
   // tag == va & (PAGE_MASK | size - 1): misaligned accesses miss too
   private tlbHit(align: number): Code {
-    return this.c.get(V_E).mem(OP.i64Load, 3, 0).get(V_VA).i64(~0xfffn | BigInt((1 << align) - 1))
+    return this.c.get(V_E).mem(OP.i64Load, 3, 0).get(V_VA).i64(-4096 | ((1 << align) - 1))
       .op(OP.i64And).op(OP.i64Eq);
   }
 
   private alu(s: Slot): void {
     const c = this.c;
     const op = s.op;
-    const imm = BigInt(s.imm);
+    const imm = s.imm;
     this.need(s.rs1, s.rs2);
     const a = () => this.read(s.rs1);
     const b = () => this.read(s.rs2);
@@ -380,12 +378,12 @@ class BlockEmitter {
       else { b(); c.op(OP.i32WrapI64); }
       c.op(W32_OPS[op], OP.i64ExtendI32S);
     } else if (op in UNARY) {
-      a(); c.op(...UNARY[op]);
+      a(); c.op(UNARY[op]);
     } else if (op in SHADD) {
       const [n, uw] = SHADD[op];
       a();
-      if (uw) c.i64(0xffffffffn).op(OP.i64And);
-      if (n) c.i64(BigInt(n)).op(OP.i64Shl);
+      if (uw) c.i64(0xffffffff).op(OP.i64And);
+      if (n) c.i64(n).op(OP.i64Shl);
       b(); c.op(OP.i64Add);
     } else if (op === O.OP_LUI) {
       c.i64(imm);
@@ -396,16 +394,16 @@ class BlockEmitter {
     } else if (op === O.OP_SLT || op === O.OP_SLTU) {
       a(); b(); c.op(op === O.OP_SLT ? OP.i64LtS : OP.i64LtU, OP.i64ExtendI32U);
     } else if (op === O.OP_ANDN || op === O.OP_ORN) {
-      a(); b(); c.i64(-1n).op(OP.i64Xor, op === O.OP_ANDN ? OP.i64And : OP.i64Or);
+      a(); b(); c.i64(-1).op(OP.i64Xor, op === O.OP_ANDN ? OP.i64And : OP.i64Or);
     } else if (op === O.OP_XNOR) {
-      a(); b(); c.op(OP.i64Xor).i64(-1n).op(OP.i64Xor);
+      a(); b(); c.op(OP.i64Xor).i64(-1).op(OP.i64Xor);
     } else if (op === O.OP_MIN || op === O.OP_MINU || op === O.OP_MAX || op === O.OP_MAXU) {
       const cmp = op === O.OP_MIN ? OP.i64LtS : op === O.OP_MINU ? OP.i64LtU : op === O.OP_MAX ? OP.i64GtS : OP.i64GtU;
       a(); b(); a(); b(); c.op(cmp, OP.select);
     } else if (op === O.OP_ZEXTH) {
-      a(); c.i64(0xffffn).op(OP.i64And);
+      a(); c.i64(0xffff).op(OP.i64And);
     } else if (op === O.OP_SLLIUW) {
-      a(); c.i64(0xffffffffn).op(OP.i64And).i64(imm).op(OP.i64Shl);
+      a(); c.i64(0xffffffff).op(OP.i64And).i64(imm).op(OP.i64Shl);
     } else if (DIVS.has(op)) {
       this.div(s);
     } else {
@@ -426,13 +424,13 @@ class BlockEmitter {
     const b = () => { this.read(s.rs2); if (w) c.op(OP.i32WrapI64); };
     b(); c.op(w ? OP.i32Eqz : OP.i64Eqz);
     const zero = c.ifI64();
-    if (rem) { a(); if (w) c.op(OP.i64ExtendI32S); } else c.i64(-1n);
+    if (rem) { a(); if (w) c.op(OP.i64ExtendI32S); } else c.i64(-1);
     c.else_();
     if (signed && !rem) {
       // MIN / -1: the dividend
-      a(); c.op(...(w ? [OP.i64ExtendI32S] : [])).set(V_T);
-      b(); if (w) c.op(OP.i64ExtendI32S); c.i64(-1n).op(OP.i64Eq);
-      c.get(V_T).i64(w ? -(1n << 31n) : -(1n << 63n)).op(OP.i64Eq).op(OP.i32And);
+      a(); if (w) c.op(OP.i64ExtendI32S); c.set(V_T);
+      b(); if (w) c.op(OP.i64ExtendI32S); c.i64(-1).op(OP.i64Eq);
+      c.get(V_T).i64(w ? -(2 ** 31) : -(1n << 63n)).op(OP.i64Eq).op(OP.i32And);
       const ovf = c.ifI64();
       c.get(V_T);
       c.else_();
@@ -447,111 +445,5 @@ class BlockEmitter {
       if (w) c.op(OP.i64ExtendI32S);
     }
     c.end(zero);
-  }
-}
-
-function decodedSlots(view: DataView, slots: number): number {
-  let n = 0;
-  for (let off = 0; off < 4096; off += 2) if (view.getUint8(slots + off * 4) !== 0) n++;
-  return n;
-}
-
-/**
- * The spike's driver: translates cached code pages of a Core and marks their block entries with
- * OP_JIT slots so that the run loop enters the translations. Bare-metal M-mode only (it takes a
- * page's virtual address to be its physical one, to find calls into the page from other pages).
- */
-export class PageTranslator {
-  /** Per cached page (host offset): its table index and the slots as they were before marking. */
-  private pages = new Map<number, { index: number; marks: number[]; originals: bigint[]; decoded: number; times: number }>();
-  private readonly imports: WebAssembly.Imports;
-  private freeIndex: number[] = [];
-  stats = { pages: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0 };
-
-  constructor(private readonly core: Core) {
-    // The loader wraps exports in JavaScript; the translations call the wasm functions themselves.
-    const raw = (f: unknown) => (f as { original?: unknown }).original ?? f;
-    const e = core.exports as unknown as Record<string, unknown>;
-    this.imports = { env: { memory: core.memory, jitLoad: raw(e.jitLoad), jitStore: raw(e.jitStore) } } as WebAssembly.Imports;
-  }
-
-  /** Translate every cached page not translated yet (or whose marks are gone: it was dropped). */
-  scan(): void {
-    const view = this.core.view;
-    const calls = this.callTargets();
-    for (let e = 0; e < L.DC_PAGES; e++) {
-      const page = view.getUint32(L.DC_TAGS + e * 4, true);
-      if (page === 0) continue;
-      const slots = L.DC_SLOTS + e * L.DC_PAGE_BYTES;
-      const known = this.pages.get(page);
-      const decoded = decodedSlots(view, slots);
-      const intact = known && known.marks.every((off) => view.getUint8(slots + off * 4) === O.OP_JIT);
-      // Translate again when the interpreter has decoded much more of the page since (code the
-      // translation exits to), a few times at most.
-      const grown = intact && known.times < 4 && decoded >= known.decoded * 1.25 + 8;
-      if (intact && !grown) continue;
-      if (known) {
-        // Marks of the old translation that are left would name a table entry about to be
-        // reused: put back the slots they replaced (a whole dropped page has none left).
-        known.marks.forEach((off, i) => {
-          if (view.getUint8(slots + off * 4) === O.OP_JIT) view.setBigUint64(slots + off * 4, known.originals[i], true);
-        });
-        this.freeIndex.push(known.index);
-        this.pages.delete(page);
-      }
-      this.translate(page, slots, calls.get(page) ?? [], decoded, intact ? known.times + 1 : 0);
-    }
-  }
-
-  // Targets of calls (jal) in every cached page, by the page they land in.
-  private callTargets(): Map<number, number[]> {
-    const view = this.core.view;
-    const out = new Map<number, number[]>();
-    for (let e = 0; e < L.DC_PAGES; e++) {
-      const page = view.getUint32(L.DC_TAGS + e * 4, true);
-      if (page === 0) continue;
-      const slots = L.DC_SLOTS + e * L.DC_PAGE_BYTES;
-      for (let off = 0; off < 4096; off += 2) {
-        const s = slotAt(view, slots, off);
-        if (!s || s.op !== O.OP_JAL) continue;
-        const t = page + off + s.imm;
-        const tp = t & ~0xfff;
-        if (tp === page) continue;
-        let list = out.get(tp);
-        if (!list) out.set(tp, (list = []));
-        list.push(t & 0xfff);
-      }
-    }
-    return out;
-  }
-
-  private translate(page: number, slots: number, extra: number[], decoded: number, times: number): void {
-    const core = this.core;
-    const t = translatePage(core.view, slots, extra, core.memory.buffer.byteLength / 65536);
-    if (!t) return;
-    const t0 = performance.now();
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>), this.imports);
-    this.stats.compileMs += performance.now() - t0;
-    const fn = instance.exports.run as (...args: unknown[]) => unknown;
-    let index = this.freeIndex.pop();
-    if (index === undefined) {
-      index = core.table.length;
-      core.table.grow(1);
-    }
-    core.table.set(index, fn);
-    const marks: number[] = [];
-    const originals: bigint[] = [];
-    for (const off of t.entries) {
-      const p = slots + off * 4;
-      originals.push(core.view.getBigUint64(p, true));
-      core.view.setUint8(p, O.OP_JIT);
-      core.view.setUint32(p + 4, index, true);
-      marks.push(off);
-    }
-    this.pages.set(page, { index, marks, originals, decoded, times });
-    this.stats.pages++;
-    this.stats.blocks += t.entries.length;
-    this.stats.instructions += t.instructions;
-    this.stats.wasmBytes += t.wasm.length;
   }
 }

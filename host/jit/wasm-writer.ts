@@ -10,17 +10,20 @@ export class Bytes {
   private buf = new Uint8Array(1024);
   length = 0;
   byte(b: number): this {
-    if (this.length === this.buf.length) {
-      const n = new Uint8Array(this.buf.length * 2);
-      n.set(this.buf);
-      this.buf = n;
-    }
+    if (this.length === this.buf.length) this.grow(1);
     this.buf[this.length++] = b;
     return this;
   }
   bytes(b: ArrayLike<number>): this {
-    for (let i = 0; i < b.length; i++) this.byte(b[i]);
+    if (this.length + b.length > this.buf.length) this.grow(b.length);
+    this.buf.set(b, this.length);
+    this.length += b.length;
     return this;
+  }
+  private grow(more: number): void {
+    const n = new Uint8Array(Math.max(this.buf.length * 2, this.length + more));
+    n.set(this.buf.subarray(0, this.length));
+    this.buf = n;
   }
   u32(v: number): this {
     do {
@@ -40,8 +43,21 @@ export class Bytes {
       if (done) return this;
     }
   }
-  s32(v: number): this {
-    return this.s64(BigInt(v | 0));
+  /** Signed LEB128 of a safe integer (numbers, not BigInts: the translator writes many). */
+  sleb(v: number): this {
+    for (;;) {
+      let b: number;
+      if (v >= -0x40000000 && v < 0x40000000) {
+        b = v & 0x7f;
+        v >>= 7;
+      } else {
+        b = ((v % 128) + 128) % 128;
+        v = (v - b) / 128;
+      }
+      const done = (v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0);
+      this.byte(done ? b : b | 0x80);
+      if (done) return this;
+    }
   }
   name(s: string): this {
     this.u32(s.length);
@@ -59,7 +75,7 @@ export class Bytes {
 }
 
 /** A label a branch can name: a block (branch goes to its end) or a loop (to its start). */
-export type Label = { readonly id: number };
+export type Label = { readonly id: number; readonly height: number };
 
 /** One function body's instructions. */
 export class Code extends Bytes {
@@ -116,17 +132,19 @@ export class Code extends Bytes {
     return this.byte(0x22).u32(local);
   }
   i32(v: number): this {
-    return this.byte(0x41).s32(v);
+    return this.byte(0x41).sleb(v | 0);
   }
-  i64(v: bigint): this {
-    return this.byte(0x42).s64(BigInt.asIntN(64, v));
+  i64(v: number | bigint): this {
+    this.byte(0x42);
+    return typeof v === "number" && Number.isSafeInteger(v) ? this.sleb(v) : this.s64(BigInt.asIntN(64, BigInt(v)));
   }
   /** A load or store opcode with its memarg (natural alignment). */
   mem(op: number, align: number, offset: number): this {
     return this.byte(op).u32(align).u32(offset);
   }
-  op(...ops: number[]): this {
-    return this.bytes(ops);
+  op(a: number, b?: number): this {
+    this.byte(a);
+    return b === undefined ? this : this.byte(b);
   }
   /** The end of the function body. */
   finish(): this {
@@ -135,14 +153,13 @@ export class Code extends Bytes {
   }
 
   private push(): Label {
-    const l = { id: this.nextLabel++ };
+    const l = { id: this.nextLabel++, height: this.labels.length };
     this.labels.push(l);
     return l;
   }
   private depth(label: Label): number {
-    const i = this.labels.lastIndexOf(label);
-    if (i < 0) throw new Error("wasm-writer: branch to a label that is not open");
-    return this.labels.length - 1 - i;
+    if (this.labels[label.height] !== label) throw new Error("wasm-writer: branch to a label that is not open");
+    return this.labels.length - 1 - label.height;
   }
 }
 

@@ -22,6 +22,7 @@ import { StateReader, bytesState, type DeviceState } from "../devices/state";
 import type { DiskBackend, GuestMemory, NetBackend } from "../devices/backends";
 import type { IrqLine, MmioDevice } from "../devices/device";
 import { parseMac } from "../net/packet";
+import { TranslationTier, type JitMode, type JitStats } from "../jit/tier";
 
 /** The ISA every hart advertises in the devicetree. */
 export const HART_ISA = "rv64imafdc_zicntr_zicsr_zifencei_zihpm_zba_zbb_zbs_sstc";
@@ -47,6 +48,8 @@ export interface VirtConfig {
   harts?: number;
   /** Memory virtualization: nested (default) or shadow paging. */
   paging?: Paging;
+  /** The translation tier (docs/TRANSLATION.md): off (the default), on (hot code), all (every cached page). */
+  jit?: JitMode;
   /**
    * M-mode firmware; null starts the kernel directly in M-mode (QEMU's -bios none); "builtin"
    * starts it in S-mode with the host's SBI (paravirtualized).
@@ -130,6 +133,8 @@ export interface MachineStats {
    * rather than among the exits to the host.
    */
   paging: { mode: Paging } & PagingStats;
+  /** The translation tier's figures, when it is on. */
+  jit?: JitStats;
 }
 
 /** The exit status of a VM that failed in the VMM rather than by the guest's own doing (sysexits' EX_SOFTWARE). */
@@ -156,6 +161,8 @@ export interface BootLayout {
 }
 
 const BUDGET_PER_STEP = 2_000_000;
+/** With jit "all", the translator runs after every this much work (see runHart). */
+const TRANSLATE_ALL_QUANTUM = 2000;
 const CSR_MIE = 0x304;
 const CSR_MIP = 0x344;
 const CSR_MCAUSE = 0x342;
@@ -178,6 +185,7 @@ const MAX_DTB = 1 << 20;
 
 export class VirtMachine {
   readonly core: Core;
+  private readonly jit: TranslationTier | null;
   readonly bus: Bus;
   readonly uart: Uart16550;
   readonly plic: Plic;
@@ -228,6 +236,7 @@ export class VirtMachine {
     this.trapWork = new Array<number>(harts).fill(0);
     this.hartBudgets = new Float64Array(harts);
     this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock, paging: cfg.paging, memory: cfg.resume?.memory });
+    this.jit = cfg.jit && cfg.jit !== "off" ? new TranslationTier(this.core, cfg.jit) : null;
     this.input = cfg.input ?? (() => -1);
     this.inputToHvc = /(^|\s)console=hvc0/.test(cfg.append ?? "");
     this.bus = new Bus(this.core);
@@ -570,6 +579,7 @@ export class VirtMachine {
       sbi: this.sbi ? Object.fromEntries(this.sbi.calls) : {},
       paging: { mode: this.core.paging, ...this.core.pagingStats() },
       ...(this.cfg.timeExits ? { exitSeconds: { ...this.exitSeconds } } : {}),
+      ...(this.jit ? { jit: this.jit.stats() } : {}),
     };
   }
 
@@ -629,6 +639,7 @@ export class VirtMachine {
         }
       }
     }
+    if (this.jit?.mode === "on" && ran) this.work += this.jit.update(); // compiling is the VM's work too
     this.rtc.poll();
     this.retryDevices();
     this.flushOutput();
@@ -652,9 +663,15 @@ export class VirtMachine {
     const core = this.core;
     const timed = this.cfg.timeExits === true;
     let left = budget;
+    const translateAll = this.jit?.mode === "all";
     while (left > 0 && !this.stopReason && !this.resetRequested) {
-      const reason = core.run(h, left);
+      const reason = core.run(h, translateAll ? Math.min(left, TRANSLATE_ALL_QUANTUM) : left);
       left -= core.executed(h);
+      if (translateAll) {
+        // Tests: translate what just ran at once, so that nearly all code runs translated.
+        this.jit!.update();
+        if (reason === L.EXIT_BUDGET && left > 0) continue;
+      }
       const t0 = timed ? performance.now() : 0;
       if (reason !== L.EXIT_BUDGET && reason !== L.EXIT_ATTENTION) this.trapWork[h] = 0; // those retired an instruction
       if (reason === L.EXIT_MMIO) {

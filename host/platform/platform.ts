@@ -11,6 +11,7 @@ import type { HostSockets } from "../net/host-sockets";
 import type { NetBackend } from "../devices/backends";
 import type { UserNetOptions } from "../net/user/options";
 import type { Pcpu } from "../hv/pcpu";
+import type { JitMode } from "../jit/tier";
 import type { ByteSource } from "../state/container";
 import type { ByteLink, MigrationTarget } from "../migration/link";
 
@@ -84,6 +85,8 @@ export interface HostResources {
 export interface Platform {
   /** The compiled core (compiled once per thread, then cached). */
   coreModule(): WebAssembly.Module;
+  /** The translation tier's mode for VMs whose configuration names none; "off" when absent. */
+  defaultJit?(): JitMode;
   /**
    * The firmware a full-virtualization VM boots when it names none (`bios: "default"`); throws
    * an Error saying what to install or pass when there is none.

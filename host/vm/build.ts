@@ -86,6 +86,7 @@ export async function buildMachine(config: VmConfig, images: BootImages, platfor
       memory: config.memory,
       harts: config.smp,
       paging: config.paging,
+      jit: config.jit ?? platform.defaultJit?.() ?? "off",
       bios: images.bios,
       kernel: images.kernel,
       initrd: images.initrd,

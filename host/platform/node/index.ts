@@ -15,6 +15,7 @@ import { createNodeDiskImage, openNodeDisk, removeNodeDiskImage } from "./disk";
 import { nodeHostSockets } from "./host-sockets";
 import { createStateFile, openStateFile } from "./state-files";
 import { connectMigration } from "./migration";
+import { JIT_MODES, type JitMode } from "../../jit/tier";
 
 /** Debian's OpenSBI (package opensbi): what QEMU's virt board boots by default too. */
 export const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
@@ -27,6 +28,13 @@ const images = new Map<string, WeakRef<Uint8Array>>();
 
 export const nodePlatform: Platform = {
   coreModule: loadCoreModule,
+
+  // WASMVISOR_JIT runs every VM under the translation tier (or not), the whole test suite too.
+  defaultJit() {
+    const v = process.env.WASMVISOR_JIT ?? "off";
+    if (!(JIT_MODES as readonly string[]).includes(v)) throw new Error(`WASMVISOR_JIT must be off, on or all, not '${v}'`);
+    return v as JitMode;
+  },
 
   defaultFirmware(): string {
     if (!existsSync(DEFAULT_FIRMWARE)) {
