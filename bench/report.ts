@@ -132,15 +132,21 @@ interface Section {
 function cpuSection(cpu: CpuSummary, quick: boolean, qemuBars: Series): Section {
   const qemu = cpu.qemu_mips !== null;
   const startup = qemu ? cpu.qemu_startup_s ?? null : null;
+  // Results from before the translation tier have no interpreter column: their MIPS were the interpreter's.
+  const tier = cpu.interpreter_mips !== undefined;
   const qemuTime = (p: CpuResult) => `${p.qemuRawSeconds!.toFixed(3)} − ${startup!.toFixed(3)} = ${p.qemuSeconds!.toFixed(3)} s`;
-  const rows = cpu.programs.map((p) => [p.program, `${(p.instructions / 1e6).toFixed(1)} M`, `${p.mips.toFixed(1)}`,
+  const rows = cpu.programs.map((p) => [p.program, `${(p.instructions / 1e6).toFixed(1)} M`,
+    ...(tier ? [p.interpreterMips!.toFixed(1)] : []), `${p.mips.toFixed(1)}`,
     ...(startup !== null ? [qemuTime(p)] : []), ...(qemu ? [p.qemuMips!.toFixed(1), percent(p.mips, p.qemuMips!)] : [])]);
-  rows.push(["**geometric mean**", "", `**${cpu.mips.toFixed(1)}**`, ...(startup !== null ? [""] : []),
+  rows.push(["**geometric mean**", "", ...(tier ? [`**${cpu.interpreter_mips!.toFixed(1)}**`] : []), `**${cpu.mips.toFixed(1)}**`, ...(startup !== null ? [""] : []),
     ...(qemu ? [`**${cpu.qemu_mips!.toFixed(1)}**`, `**${percent(cpu.mips, cpu.qemu_mips!)}**`] : [])]);
+  const interpreterBars: Series = { name: "wasmvisor, interpreter", color: COLORS.interpreter };
+  const series = [...(tier ? [interpreterBars, { ...WASMVISOR, name: "wasmvisor, translated" }] : [WASMVISOR]), ...(qemu ? [qemuBars] : [])];
+  const values = (interp: number | undefined, mips: number, q: number | undefined) => [...(tier ? [interp!] : []), mips, ...(qemu ? [q!] : [])];
   const svg = barChart({
-    title: "CPU-bound guest programs", axis: "MIPS (higher is better)", series: qemu ? [WASMVISOR, qemuBars] : [WASMVISOR],
-    groups: [...cpu.programs.map((p) => ({ label: p.program.replace(/^bench-/, ""), values: qemu ? [p.mips, p.qemuMips!] : [p.mips] })),
-      { label: "geomean", values: qemu ? [cpu.mips, cpu.qemu_mips!] : [cpu.mips] }],
+    title: "CPU-bound guest programs", axis: "MIPS (higher is better)", series,
+    groups: [...cpu.programs.map((p) => ({ label: p.program.replace(/^bench-/, ""), values: values(p.interpreterMips, p.mips, p.qemuMips) })),
+      { label: "geomean", values: values(cpu.interpreter_mips, cpu.mips, cpu.qemu_mips ?? undefined) }],
     target: { value: TARGETS.mips, label: `target ${TARGETS.mips} MIPS` },
   });
   const runs = (xs: number[]) => xs.map((x) => (x * 1000).toFixed(0)).join(", ");
@@ -151,12 +157,26 @@ function cpuSection(cpu: CpuSummary, quick: boolean, qemuBars: Series): Section 
       `${(startup * 1000).toFixed(1)} ms; runs ${runs(cpu.qemu_startup_runs ?? [])} ms), is subtracted from each program's QEMU time ` +
       "(the whole process's time is `qemuRawSeconds` in `latest.json`); QEMU's MIPS and the ratios are from what remains " +
       "(the core's time never included its start-up)";
+  const tierNote = tier ? " Each program runs with the translation tier (`--jit on`: the *translated* column, which the ratio uses) and on the interpreter alone (`--jit off`), taking turns." : "";
+  let cost = "";
+  if (tier && cpu.programs.every((p) => p.jit)) {
+    const costRows = cpu.programs.map((p) => {
+      const j = p.jit!;
+      return [p.program, `${j.translations}`, `${j.blocks}`, `${j.instructions}`, `${j.compileMs.toFixed(1)} ms`,
+        j.translations ? `${((1000 * j.compileMs) / j.translations).toFixed(0)} µs` : "—", `${(j.wasmBytes / 1024).toFixed(1)} KiB`,
+        percent(j.retired, p.instructions)];
+    });
+    cost = "\n\nWhat the translation tier did (last translated run of each program): pages compiled, the blocks and guest instructions they cover, " +
+      "host time to generate, compile and instantiate them, the WebAssembly generated, and the share of retired instructions that translated code retired.\n\n" +
+      table(["program", "pages compiled", "blocks", "instructions", "compile time", "per page", "wasm", "retired translated"],
+        ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"], costRows);
+  }
   return {
     markdown: "## CPU\n\n" +
       `The bare-metal programs of \`guests/bench/\` run to completion on the core${qemuNote}; ` +
-      `${quick ? "one run each (quick mode, fewer iterations)" : `medians of ${cpu.programs[0]?.seconds.length} runs`}.\n\n` +
-      table(["program", "instructions", "wasmvisor MIPS", ...(startup !== null ? ["QEMU time: whole − start-up"] : []), ...(qemu ? ["QEMU MIPS", "ratio"] : [])],
-        ["---", "---:", "---:", ...(startup !== null ? ["---:"] : []), ...(qemu ? ["---:", "---:"] : [])], rows),
+      `${quick ? "one run each (quick mode, fewer iterations)" : `medians of ${cpu.programs[0]?.seconds.length} runs`}.${tierNote}\n\n` +
+      table(["program", "instructions", ...(tier ? ["interpreter MIPS", "translated MIPS"] : ["wasmvisor MIPS"]), ...(startup !== null ? ["QEMU time: whole − start-up"] : []), ...(qemu ? ["QEMU MIPS", "ratio"] : [])],
+        ["---", "---:", ...(tier ? ["---:"] : []), "---:", ...(startup !== null ? ["---:"] : []), ...(qemu ? ["---:", "---:"] : [])], rows) + cost,
     plots: [{ file: "cpu.svg", svg }],
   };
 }

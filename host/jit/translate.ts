@@ -142,7 +142,7 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
   }
   if (blocks.length === 0) return null;
   const code = new Code();
-  emitDispatcher(code, blocks);
+  emitPage(code, blocks);
   const wasm = moduleBytes({
     imports: [
       { name: "jitLoad", type: { params: [I64, I32, I32], results: [I32] } },
@@ -156,9 +156,19 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
 
 // The function: a loop that dispatches on pc's offset in the page to the block starting there
 // (br_table), runs it, and goes round again until pc leaves the page, reaches an instruction no
-// block starts at, or the budget is spent. Registers live in locals inside a block and are
-// written back to the hart block at its end and before any call out.
-function emitDispatcher(c: Code, blocks: Slot[][]): void {
+// block starts at, or the budget is spent. The registers the page uses live in locals for the
+// whole call: loaded on entry, and those it writes stored back before every call out and exit.
+function emitPage(c: Code, blocks: Slot[][]): void {
+  const used = new Set<number>(), written = new Set<number>();
+  for (const blk of blocks) {
+    for (const s of blk) {
+      const [reads, writes] = operands(s);
+      for (const r of reads) if (r !== 0) used.add(r);
+      if (writes && s.rd !== 0) { used.add(s.rd); written.add(s.rd); }
+    }
+  }
+  for (const r of [...used].sort((a, b) => a - b)) c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(X_BASE + r);
+  const store = [...written].sort((a, b) => a - b);
   const dispatch = c.loop();
   const leave = c.block();
   // if (retired >= budget) leave; off = pc - pageVa; if (off >= 4096) leave
@@ -175,9 +185,10 @@ function emitDispatcher(c: Code, blocks: Slot[][]): void {
   c.get(V_T).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).i32(first).op(OP.i32Sub).brTable(table, leave);
   blocks.forEach((blk, i) => {
     c.end(labels[i]);
-    new BlockEmitter(c, dispatch).emit(blk);
+    new BlockEmitter(c, dispatch, store).emit(blk);
   });
   c.end(leave);
+  for (const r of store) c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8);
   // Entered at an OP_JIT slot, a translation always runs a block first: leaving with nothing done
   // would send the run loop round for ever, so it is a bug to be seen.
   const stuck = c.get(V_RETIRED).op(OP.i32Eqz).if_();
@@ -192,10 +203,17 @@ function emitDispatcher(c: Code, blocks: Slot[][]): void {
   c.op(OP.unreachable).finish();
 }
 
+// The registers an instruction reads (its rs1/rs2 as the translator uses them), and whether it writes rd.
+function operands(s: Slot): [number[], boolean] {
+  const op = s.op;
+  if (op === O.OP_NOP) return [[], false];
+  if (op in STORES || op in BRANCHES) return [[s.rs1, s.rs2], false];
+  if (op === O.OP_LUI || op === O.OP_AUIPC || op === O.OP_JAL) return [[], true];
+  return [[s.rs1, s.rs2], true]; // the rest read at most rs1 and rs2 (an unused field is harmless)
+}
+
 class BlockEmitter {
-  private loaded = new Set<number>();
-  private dirty = new Set<number>();
-  constructor(private readonly c: Code, private readonly dispatch: Label) {}
+  constructor(private readonly c: Code, private readonly dispatch: Label, private readonly written: number[]) {}
 
   emit(block: Slot[]): void {
     block.forEach((s, i) => {
@@ -207,31 +225,17 @@ class BlockEmitter {
 
   // ---- registers ----
   private read(r: number): void {
-    if (r === 0) { this.c.i64(0); return; }
-    if (!this.loaded.has(r)) {
-      this.c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(X_BASE + r);
-      this.loaded.add(r);
-    }
-    this.c.get(X_BASE + r);
-  }
-  /** Operands are read into locals before the instruction's code (never inside a branch of it). */
-  private need(...rs: number[]): void {
-    for (const r of rs) {
-      if (r !== 0 && !this.loaded.has(r)) {
-        this.c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(X_BASE + r);
-        this.loaded.add(r);
-      }
-    }
+    if (r === 0) this.c.i64(0);
+    else this.c.get(X_BASE + r);
   }
   /** The value on the stack goes to rd (dropped for x0). */
   private write(rd: number): void {
-    if (rd === 0) { this.c.op(OP.drop); return; }
-    this.c.set(X_BASE + rd);
-    this.loaded.add(rd);
-    this.dirty.add(rd);
+    if (rd === 0) this.c.op(OP.drop);
+    else this.c.set(X_BASE + rd);
   }
+  /** The hart block gets the registers the page writes: before a call out, and before leaving. */
   private writeBack(): void {
-    for (const r of this.dirty) this.c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8);
+    for (const r of this.written) this.c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8);
   }
   private pcAt(off: number): void {
     this.c.get(P_PAGE_VA).i64(off).op(OP.i64Add);
@@ -247,9 +251,8 @@ class BlockEmitter {
     this.pcAt(pcOff);
     c.ret();
   }
-  /** End of block (pc is set): registers back, count it, dispatch again. */
+  /** End of block (pc is set): count it, dispatch again. */
   private endBlock(retired: number): void {
-    this.writeBack();
     this.c.get(V_RETIRED).i32(retired).op(OP.i32Add).set(V_RETIRED);
     this.c.br(this.dispatch);
   }
@@ -276,7 +279,6 @@ class BlockEmitter {
     if (op === O.OP_NOP) return true;
     if (op in LOADS) {
       const [wop, f3, align] = LOADS[op];
-      this.need(s.rs1);
       this.read(s.rs1);
       c.i64(s.imm).op(OP.i64Add).set(V_VA);
       this.tlbEntry(P_TLB_R);
@@ -294,7 +296,6 @@ class BlockEmitter {
     }
     if (op in STORES) {
       const [wop, size] = STORES[op];
-      this.need(s.rs1, s.rs2);
       this.read(s.rs1);
       c.i64(s.imm).op(OP.i64Add).set(V_VA);
       this.tlbEntry(P_TLB_W);
@@ -312,7 +313,6 @@ class BlockEmitter {
       return true;
     }
     if (op in BRANCHES) {
-      this.need(s.rs1, s.rs2);
       this.read(s.rs1);
       this.read(s.rs2);
       c.op(BRANCHES[op]);
@@ -333,7 +333,6 @@ class BlockEmitter {
       return false;
     }
     if (op === O.OP_JALR) {
-      this.need(s.rs1);
       this.read(s.rs1);
       c.i64(s.imm).op(OP.i64Add).i64(-2).op(OP.i64And).set(V_T);
       this.pcAt(s.off + s.len);
@@ -361,7 +360,6 @@ class BlockEmitter {
     const c = this.c;
     const op = s.op;
     const imm = s.imm;
-    this.need(s.rs1, s.rs2);
     const a = () => this.read(s.rs1);
     const b = () => this.read(s.rs2);
     if (op in IMM_OPS) {
