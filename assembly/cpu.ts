@@ -8,7 +8,7 @@ import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
   H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
   VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, VM_STAT_JIT_RETIRED, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
-  EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
+  EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, JIT_SLOT, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
 import {
   H, priv, selectHart, setXreg, setFreg, csr64, tlbRead, tlbWrite, tlbFetch, mtime,
@@ -18,7 +18,7 @@ import {
 } from "./hart";
 import {
   accStatus, excCause, excTval, ACC_OK, ACC_EXC, ACC_MMIO, ACC_READ, ACC_WRITE, loadSlow, storeSlow,
-  fetchSlow, fetchPage, resolveAtomic, EXC_ILLEGAL, EXC_BREAKPOINT, EXC_ECALL_U, clearAccStatus,
+  fetchSlow, fetchPage, resolveAtomic, raise, EXC_ILLEGAL, EXC_BREAKPOINT, EXC_ECALL_U, clearAccStatus,
 } from "./mmu";
 import { takeTrap, selectInterrupt, mret, sret } from "./trap";
 import { csrAccess, csrIllegal, interruptCheckNeeded, clearInterruptCheck, setPendingInstret, markFpDirty } from "./csr";
@@ -172,6 +172,55 @@ export function jitLoad(va: u64, f3: i32, regOff: i32): i32 {
 /** A store that missed the TLB, from translated code. */
 export function jitStore(va: u64, size: i32, v: u64): i32 {
   const st = storeMiss(va, <u64>size, v);
+  return st == ST_NEXT && charged != 0 ? JIT_LEAVE : st;
+}
+
+/**
+ * A floating-point instruction (loads and stores included): its decoded slot at sp. Returns
+ * ST_NEXT, ST_ILLEGAL (FS off, a reserved rounding mode), or a load's or store's slow-path status.
+ */
+function execFpSlot(h: usize, sp: usize): i32 {
+  if ((csr64(H_MSTATUS) & MS_FS) == 0) return ST_ILLEGAL;
+  const op = <u32>load<u8>(sp) & 0x7f;
+  if (op == D.OP_FLW || op == D.OP_FLD) {
+    const dbl = op == D.OP_FLD;
+    const va = rx(h, fRs1(sp)) + fImm(sp);
+    const e = tlbEntry(tlbRead, va);
+    if (load<u64>(e) != (va & (PAGE_MASK | (dbl ? 7 : 3)))) return loadMiss(va, dbl ? 3 : 2, fRd(sp), true);
+    const p = <usize>(va + load<u64>(e + 8));
+    wx(h + H_F, fRd(sp), dbl ? load<u64>(p) : <u64>load<u32>(p) | 0xffffffff00000000);
+    markFpDirty();
+    return ST_NEXT;
+  }
+  if (op == D.OP_FSW || op == D.OP_FSD) {
+    const dbl = op == D.OP_FSD;
+    const va = rx(h, fRs1(sp)) + fImm(sp);
+    const v = rx(h + H_F, fRs2(sp));
+    const e = tlbEntry(tlbWrite, va);
+    if (load<u64>(e) != (va & (PAGE_MASK | (dbl ? 7 : 3)))) return storeMiss(va, dbl ? 8 : 4, v);
+    const p = <usize>(va + load<u64>(e + 8));
+    if (dbl) store<u64>(p, v); else store<u32>(p, <u32>v);
+    return ST_NEXT;
+  }
+  if (op == D.OP_FP) {
+    execFp(fInst(sp));
+    return fpIllegal ? ST_ILLEGAL : ST_NEXT;
+  }
+  return arithD(op - D.OP_FADD_D, fRd(sp), fRs1(sp), fRs2(sp), fInst(sp)) ? ST_NEXT : ST_ILLEGAL;
+}
+
+/**
+ * A floating-point instruction from translated code (its decoded slot, at pc): as the interpreter
+ * runs it. The slot comes as a value: in the cache, a block's first slot is its OP_JIT marker.
+ * An illegal instruction is raised here, so the translation sees ST_FAULT.
+ */
+export function jitFp(slot: u64, pc: u64): i32 {
+  store<u64>(JIT_SLOT, slot);
+  const st = execFpSlot(H, JIT_SLOT);
+  if (st == ST_ILLEGAL) {
+    raise(EXC_ILLEGAL, rawInstruction(pc, <u32>slot & 0xff));
+    return ST_FAULT;
+  }
   return st == ST_NEXT && charged != 0 ? JIT_LEAVE : st;
 }
 
@@ -381,19 +430,10 @@ export function run(hart: i32, budget: i32): i32 {
           else st = loadMiss(va, 6, fRd(sp), false);
           break;
         }
-        case D.OP_FLW: case D.OP_FLD: {
-          if ((csr64(H_MSTATUS) & MS_FS) == 0) { st = ST_ILLEGAL; break; }
-          const dbl = (op & 0x7f) == D.OP_FLD;
-          const va = rx(h, fRs1(sp)) + fImm(sp);
-          const e = tlbEntry(tlbRead, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | (dbl ? 7 : 3)))) {
-            const p = <usize>(va + load<u64>(e + 8));
-            wx(h + H_F, fRd(sp), dbl ? load<u64>(p) : <u64>load<u32>(p) | 0xffffffff00000000);
-            markFpDirty();
-            pc = npc;
-          } else st = loadMiss(va, dbl ? 3 : 2, fRd(sp), true);
+        case D.OP_FLW: case D.OP_FLD: case D.OP_FSW: case D.OP_FSD: case D.OP_FP:
+        case D.OP_FADD_D: case D.OP_FSUB_D: case D.OP_FMUL_D: case D.OP_FDIV_D:
+          st = execFpSlot(h, sp);
           break;
-        }
         case D.OP_SB: {
           const va = rx(h, fRs1(sp)) + fImm(sp);
           const e = tlbEntry(tlbWrite, va);
@@ -420,19 +460,6 @@ export function run(hart: i32, budget: i32): i32 {
           const e = tlbEntry(tlbWrite, va);
           if (load<u64>(e) == (va & (PAGE_MASK | 7))) { store<u64>(<usize>(va + load<u64>(e + 8)), rx(h, fRs2(sp))); pc = npc; }
           else st = storeMiss(va, 8, rx(h, fRs2(sp)));
-          break;
-        }
-        case D.OP_FSW: case D.OP_FSD: {
-          if ((csr64(H_MSTATUS) & MS_FS) == 0) { st = ST_ILLEGAL; break; }
-          const dbl = (op & 0x7f) == D.OP_FSD;
-          const va = rx(h, fRs1(sp)) + fImm(sp);
-          const v = rx(h + H_F, fRs2(sp));
-          const e = tlbEntry(tlbWrite, va);
-          if (load<u64>(e) == (va & (PAGE_MASK | (dbl ? 7 : 3)))) {
-            const p = <usize>(va + load<u64>(e + 8));
-            if (dbl) store<u64>(p, v); else store<u32>(p, <u32>v);
-            pc = npc;
-          } else st = storeMiss(va, dbl ? 8 : 4, v);
           break;
         }
         // ---- register-immediate ----
@@ -555,17 +582,6 @@ export function run(hart: i32, budget: i32): i32 {
           break;
         }
         // ---- floating point, atomics ----
-        case D.OP_FP: {
-          if ((csr64(H_MSTATUS) & MS_FS) == 0) { st = ST_ILLEGAL; break; }
-          execFp(fInst(sp));
-          if (fpIllegal) { st = ST_ILLEGAL; break; }
-          pc = npc;
-          break;
-        }
-        case D.OP_FADD_D: case D.OP_FSUB_D: case D.OP_FMUL_D: case D.OP_FDIV_D:
-          if ((csr64(H_MSTATUS) & MS_FS) == 0 || !arithD((op & 0x7f) - D.OP_FADD_D, fRd(sp), fRs1(sp), fRs2(sp), fInst(sp))) { st = ST_ILLEGAL; break; }
-          pc = npc;
-          break;
         case D.OP_AMO: {
           // Read the slot before resolving: a write to this instruction's own page drops the
           // page's slots (and zeroes them under sp).

@@ -24,7 +24,7 @@ const V_RETIRED = 6, V_VA = 7, V_E = 8, V_ST = 9, V_T = 10;
 const X_BASE = 10; // x[r] lives in local X_BASE + r (r = 1..31)
 const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64)];
 // Imports: the core's slow paths.
-const F_LOAD = 0, F_STORE = 1;
+const F_LOAD = 0, F_STORE = 1, F_FP = 2;
 
 /** One decoded slot (decode.ts layout). */
 interface Slot {
@@ -87,10 +87,13 @@ const SHADD: Record<number, [number, boolean]> = { // rd = (rs1 [zext32]) << n +
   [O.OP_ADDUW]: [0, true], [O.OP_SH1ADDUW]: [1, true], [O.OP_SH2ADDUW]: [2, true], [O.OP_SH3ADDUW]: [3, true],
 };
 const DIVS = new Set([O.OP_DIV, O.OP_DIVU, O.OP_REM, O.OP_REMU, O.OP_DIVW, O.OP_DIVUW, O.OP_REMW, O.OP_REMUW]);
+// Floating point runs in the core (its rounding modes and flags are the interpreter's code), called
+// with the slot's address: the block goes on around it instead of ending there.
+const FP_OPS = new Set([O.OP_FLW, O.OP_FLD, O.OP_FSW, O.OP_FSD, O.OP_FP, O.OP_FADD_D, O.OP_FSUB_D, O.OP_FMUL_D, O.OP_FDIV_D]);
 const ENDS_BLOCK = new Set([...Object.keys(BRANCHES).map(Number), O.OP_JAL, O.OP_JALR]);
 
 function supported(op: number): boolean {
-  return op === O.OP_NOP || op in LOADS || op in STORES || op in BRANCHES || op in IMM_OPS || op in REG_OPS ||
+  return op === O.OP_NOP || FP_OPS.has(op) || op in LOADS || op in STORES || op in BRANCHES || op in IMM_OPS || op in REG_OPS ||
     op in W32_OPS || op in UNARY || op in SHADD || DIVS.has(op) || ENDS_BLOCK.has(op) ||
     op === O.OP_LUI || op === O.OP_AUIPC || op === O.OP_SLTI || op === O.OP_SLTIU || op === O.OP_SLT ||
     op === O.OP_SLTU || op === O.OP_ANDN || op === O.OP_ORN || op === O.OP_XNOR || op === O.OP_MIN ||
@@ -142,11 +145,12 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
   }
   if (blocks.length === 0) return null;
   const code = new Code();
-  emitPage(code, blocks);
+  emitPage(code, blocks, view, slots);
   const wasm = moduleBytes({
     imports: [
       { name: "jitLoad", type: { params: [I64, I32, I32], results: [I32] } },
       { name: "jitStore", type: { params: [I64, I32, I64], results: [I32] } },
+      { name: "jitFp", type: { params: [I64, I64], results: [I32] } },
     ],
     run: { type: { params: [I32, I64, I64, I32, I32, I32], results: [I64] }, locals: LOCALS, code },
     memoryMaxPages: memoryPages,
@@ -158,7 +162,7 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
 // (br_table), runs it, and goes round again until pc leaves the page, reaches an instruction no
 // block starts at, or the budget is spent. The registers the page uses live in locals for the
 // whole call: loaded on entry, and those it writes stored back before every call out and exit.
-function emitPage(c: Code, blocks: Slot[][]): void {
+function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): void {
   const used = new Set<number>(), written = new Set<number>();
   for (const blk of blocks) {
     for (const s of blk) {
@@ -185,7 +189,7 @@ function emitPage(c: Code, blocks: Slot[][]): void {
   c.get(V_T).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).i32(first).op(OP.i32Sub).brTable(table, leave);
   blocks.forEach((blk, i) => {
     c.end(labels[i]);
-    new BlockEmitter(c, dispatch, store).emit(blk);
+    new BlockEmitter(c, dispatch, store, view, slots).emit(blk);
   });
   c.end(leave);
   for (const r of store) c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8);
@@ -206,14 +210,16 @@ function emitPage(c: Code, blocks: Slot[][]): void {
 // The registers an instruction reads (its rs1/rs2 as the translator uses them), and whether it writes rd.
 function operands(s: Slot): [number[], boolean] {
   const op = s.op;
-  if (op === O.OP_NOP) return [[], false];
+  if (op === O.OP_NOP || op === O.OP_FADD_D || op === O.OP_FSUB_D || op === O.OP_FMUL_D || op === O.OP_FDIV_D) return [[], false];
+  if (op === O.OP_FLW || op === O.OP_FLD || op === O.OP_FSW || op === O.OP_FSD) return [[s.rs1], false];
+  if (op === O.OP_FP) return [[s.rs1], true]; // an int source (fmv.d.x, fcvt.d.l) or destination (fmv.x.d, feq.d, fclass.d)
   if (op in STORES || op in BRANCHES) return [[s.rs1, s.rs2], false];
   if (op === O.OP_LUI || op === O.OP_AUIPC || op === O.OP_JAL) return [[], true];
   return [[s.rs1, s.rs2], true]; // the rest read at most rs1 and rs2 (an unused field is harmless)
 }
 
 class BlockEmitter {
-  constructor(private readonly c: Code, private readonly dispatch: Label, private readonly written: number[]) {}
+  constructor(private readonly c: Code, private readonly dispatch: Label, private readonly written: number[], private readonly view: DataView, private readonly slots: number) {}
 
   emit(block: Slot[]): void {
     block.forEach((s, i) => {
@@ -277,6 +283,16 @@ class BlockEmitter {
     const c = this.c;
     const op = s.op;
     if (op === O.OP_NOP) return true;
+    if (FP_OPS.has(op)) {
+      // The core reads and writes registers in the hart block: store ours, reload what it may write.
+      this.writeBack();
+      c.i64(this.view.getBigUint64(this.slots + s.off * 4, true));
+      this.pcAt(s.off);
+      c.call(F_FP).set(V_ST);
+      this.checkSlow(s, i);
+      if (op === O.OP_FP && s.rd !== 0) c.get(P_H).mem(OP.i64Load, 3, L.H_X + s.rd * 8).set(X_BASE + s.rd);
+      return true;
+    }
     if (op in LOADS) {
       const [wop, f3, align] = LOADS[op];
       this.read(s.rs1);
