@@ -783,7 +783,7 @@ export class Pcpu {
   }
 
   /**
-   * Start, pause, resume or stop a VM, as the life cycle allows (stop: for good; its disks are
+   * Start, pause, resume, stop or reset a VM, as the life cycle allows (stop: for good; its disks are
    * flushed and closed). A stop that finds the VM ended by itself answers with that end, if it
    * has not been told yet (it is then not told again).
    */
@@ -795,7 +795,8 @@ export class Pcpu {
       return e;
     }
     const to = transition(name, vm.state, action, vm.reason);
-    if (to === "stopped") this.end(vm, "stopped", "stopped by the host", false);
+    if (action === "reset") vm.machine.reset();
+    else if (to === "stopped") this.end(vm, "stopped", "stopped by the host", false);
     else this.setState(vm, to as "running" | "paused");
     return null;
   }

@@ -64,6 +64,12 @@ export interface VirtConfig {
   nets?: { backend: NetBackend; model?: NicModel }[];
   /** Add a virtio-console (hvc0) and a virtio-rng. */
   virtioConsole?: boolean;
+  /** Add a virtio-rng (QEMU's -device virtio-rng-device); the console above brings one already. */
+  virtioRng?: boolean;
+  /** virtio-mmio's legacy (version 1) interface instead of version 2: QEMU's default, -global virtio-mmio.force-legacy=true. */
+  virtioLegacy?: boolean;
+  /** A reboot the guest asks for ends the VM as a poweroff does (QEMU's -no-reboot). */
+  noReboot?: boolean;
   /** Receives console output. */
   output: (bytes: Uint8Array) => void;
   /** Supplies console input: returns the next byte or -1. */
@@ -224,7 +230,7 @@ export class VirtMachine {
 
   constructor(private readonly cfg: VirtConfig) {
     const harts = cfg.harts ?? 1;
-    checkBoard((cfg.drives ?? []).map((d) => ({ if: d.if ?? "virtio" })), (cfg.nets ?? []).map((n) => ({ model: n.model ?? "virtio" })), cfg.virtioConsole === true);
+    checkBoard((cfg.drives ?? []).map((d) => ({ if: d.if ?? "virtio" })), (cfg.nets ?? []).map((n) => ({ model: n.model ?? "virtio" })), cfg.virtioConsole === true, cfg.virtioRng === true);
     this.trapWork = new Array<number>(harts).fill(0);
     this.hartBudgets = new Float64Array(harts);
     this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock, paging: cfg.paging, memory: cfg.resume?.memory });
@@ -401,10 +407,10 @@ export class VirtMachine {
       const con = new VirtioConsole((bytes) => this.emit(bytes));
       (this as { virtioConsole: VirtioConsole | null }).virtioConsole = con;
       devices.push(con, new VirtioRng());
-    }
+    } else if (this.cfg.virtioRng) devices.push(new VirtioRng());
     const places = placeFamily(BOARD.virtio, devices.length);
     devices.forEach((dev, i) => {
-      const t = new VirtioMmio(dev, mem, this.line(places[i]!), { name: `virtio${i}-${dev.name}` });
+      const t = new VirtioMmio(dev, mem, this.line(places[i]!), { name: `virtio${i}-${dev.name}`, legacy: this.cfg.virtioLegacy === true });
       this.virtio.push(this.attach(places[i]!, t));
     });
   }
@@ -573,6 +579,11 @@ export class VirtMachine {
     };
   }
 
+  /** The host resets the machine (QMP's system_reset): a reboot, now. Call between steps. */
+  reset(): void {
+    this.reboot();
+  }
+
   /** Back to power-on: harts reset, devices keep their wiring, images are reloaded. */
   private reboot(): void {
     this.resetRequested = false;
@@ -633,8 +644,11 @@ export class VirtMachine {
     this.retryDevices();
     this.flushOutput();
     if (this.resetRequested) {
-      this.reboot();
-      return { state: "running" };
+      if (this.cfg.noReboot) this.stop({ kind: "poweroff", code: 0 });
+      else {
+        this.reboot();
+        return { state: "running" };
+      }
     }
     if (this.stopReason) return { state: "stopped", reason: this.stopReason };
     if (ran) return { state: "running" };
@@ -829,11 +843,12 @@ function macFor(index: number): Uint8Array {
  * Whether the board has room for these devices (virtio-mmio slots, ATA controllers, ethoc MACs);
  * throws saying what does not fit. Requests are checked with it before any image is opened.
  */
-export function checkBoard(drives: readonly { if: DriveInterface }[], nets: readonly { model: NicModel }[], virtioConsole: boolean): void {
+export function checkBoard(drives: readonly { if: DriveInterface }[], nets: readonly { model: NicModel }[], virtioConsole: boolean, virtioRng = false): void {
   const ide = drives.filter((d) => d.if === "ide").length;
   const ethoc = nets.filter((n) => n.model === "ethoc").length;
-  const virtio = drives.length - ide + nets.length - ethoc + (virtioConsole ? 2 : 0); // + console and rng
-  checkRoom(BOARD.virtio, virtio, virtioConsole ? ", with the console and the RNG" : "");
+  const rng = virtioConsole || virtioRng ? 1 : 0;
+  const virtio = drives.length - ide + nets.length - ethoc + (virtioConsole ? 1 : 0) + rng;
+  checkRoom(BOARD.virtio, virtio, virtioConsole ? ", with the console and the RNG" : rng ? ", with the RNG" : "");
   checkRoom(BOARD.ata, ide);
   checkRoom(BOARD.ethoc, ethoc);
 }

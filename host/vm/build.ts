@@ -34,7 +34,7 @@ export interface MachineIo {
  * is opened), then the images are read. Throws an Error whose first line names the flag.
  */
 export function loadBootImages(config: VmConfig, platform: Platform, dirs?: readonly string[]): BootImages {
-  checkBoard(config.drives, config.nets, usesBuiltinSbi(config));
+  checkBoard(config.drives, config.nets, usesBuiltinSbi(config), config.rng);
   const read = (what: string, path: string): Image => ({ name: path, bytes: platform.readImage(path, { what, maxBytes: config.memory, dirs }) });
   const b = config.bios;
   const bios = b === "none" ? null : b === "builtin" ? "builtin" : read("--bios", b === "default" ? platform.defaultFirmware() : b.file);
@@ -82,6 +82,9 @@ export async function buildMachine(config: VmConfig, images: BootImages, platfor
       drives: disks.map((backend, i) => ({ backend, serial: config.drives[i].serial, readOnly: config.drives[i].readOnly, if: config.drives[i].if })),
       nets: nets.map((backend, i) => ({ backend, model: config.nets[i].model })),
       virtioConsole: usesBuiltinSbi(config),
+      virtioRng: config.rng,
+      virtioLegacy: config.virtioLegacy,
+      noReboot: config.noReboot,
       module: platform.coreModule(),
       memory: config.memory,
       harts: config.smp,
