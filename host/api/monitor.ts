@@ -27,6 +27,8 @@ export interface QmpEvent {
 export interface MonitorOptions {
   /** The version QMP's greeting and query-version report (QEMU's whose protocol this follows) and the package. */
   version: { major: number; minor: number; micro: number; package: string };
+  /** The VM was named (-name): query-name answers with it (QEMU's answers {} otherwise). */
+  named: boolean;
   /** The host thread id query-cpus-fast reports for each hart. */
   threadId: number;
   /** The VM's harts. */
@@ -55,7 +57,7 @@ const COMMANDS: Record<string, CommandSpec> = {
   quit: { run: (m) => m.quit() },
   "query-cpus-fast": { run: (m) => m.cpus() },
   "query-version": { run: (m) => m.versionInfo() },
-  "query-name": { run: (m) => ({ name: m.name }) },
+  "query-name": { run: (m) => m.queryName() },
   "query-kvm": { run: () => ({ enabled: false, present: false }) },
   "query-commands": { run: () => [...Object.keys(COMMANDS), "qmp_capabilities"].map((name) => ({ name })) },
   "query-block": { run: (m) => m.block() },
@@ -139,6 +141,10 @@ export class Monitor {
     } catch {
       return null; // migrated away: gone from this host
     }
+  }
+
+  queryName(): object {
+    return this.opts.named ? { name: this.name } : {};
   }
 
   status(): { status: string; singlestep: boolean; running: boolean } {

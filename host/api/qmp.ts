@@ -157,6 +157,9 @@ export class QmpSession {
   }
 }
 
+const MAX_LINE = 4096;
+const TOO_LONG = `line too long (at most ${MAX_LINE} characters)\r\n(qemu) `;
+
 /** The human monitor on a socket: QEMU's banner and "(qemu) " prompt, a command per line. */
 class HmpSession {
   private buf = "";
@@ -176,11 +179,12 @@ class HmpSession {
     while ((nl = this.buf.search(/\r?\n|\r/)) >= 0) {
       const line = this.buf.slice(0, nl);
       this.buf = this.buf.slice(nl + (this.buf[nl] === "\r" && this.buf[nl + 1] === "\n" ? 2 : 1));
-      this.queue = this.queue.then(async () => this.write(`${await this.monitor.human(line)}(qemu) `));
+      if (line.length > MAX_LINE) this.queue = this.queue.then(() => this.write(TOO_LONG));
+      else this.queue = this.queue.then(async () => this.write(`${await this.monitor.human(line)}(qemu) `));
     }
-    if (this.buf.length > 4096) {
+    if (this.buf.length > MAX_LINE) {
       this.buf = "";
-      this.write("\r\nline too long (at most 4096 characters)\r\n(qemu) ");
+      this.queue = this.queue.then(() => this.write(TOO_LONG));
     }
   }
 }
@@ -243,7 +247,7 @@ export async function serveMonitor(endpoint: Endpoint, monitor: Monitor, protoco
     firstClient,
     close() {
       server.close();
-      for (const c of clients) c.destroy();
+      for (const c of clients) c.end(); // what was written still goes out
       if (endpoint.kind === "unix") {
         try { unlinkSync(endpoint.path); } catch { /* gone already */ }
       }

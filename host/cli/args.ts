@@ -34,6 +34,8 @@ export interface BootCommand {
   qmp: Endpoint[];
   /** -monitor on a socket: the human monitor there. */
   monitors: Endpoint[];
+  /** -name gave the VM its name. */
+  named: boolean;
   /** Ctrl-A c switches the terminal to the human monitor (-monitor none: it does not). */
   consoleMonitor: boolean;
   /** Drives (by index in config.drives) that write to a temporary overlay dropped at exit (-snapshot, snapshot=on). */
@@ -439,7 +441,7 @@ export function parseCli(argv: string[]): Command {
   const temporary = drives.flatMap((d, i) => ((d.temporary || g.snapshotAll) && !config.drives[i]!.readOnly ? [i] : []));
   return {
     kind: front === "start" ? "start" : "boot", config, dtbOut: g.dtbOut, stats: g.stats, ...(g.restore !== undefined ? { restore: g.restore } : {}),
-    paused: g.paused, qmp: g.qmp, monitors: g.monitors, consoleMonitor: g.consoleMonitor, temporary,
+    paused: g.paused, named: g.fields.name !== undefined, qmp: g.qmp, monitors: g.monitors, consoleMonitor: g.consoleMonitor, temporary,
   };
 }
 

@@ -78,7 +78,7 @@ async function boot(cmd: BootCommand): Promise<number> {
   const v = QEMU_COMPAT_VERSION.split(".").map(Number);
   const monitor = new Monitor(hv, name, {
     version: { major: v[0]!, minor: v[1]!, micro: v[2]!, package: `wasmvisor ${VERSION}` },
-    threadId: process.pid, harts: hv.info(name).vcpus, noReboot: cmd.config.noReboot, quit,
+    named: cmd.named, threadId: process.pid, harts: hv.info(name).vcpus, noReboot: cmd.config.noReboot, quit,
   });
   const servers: MonitorServer[] = [];
   try {
