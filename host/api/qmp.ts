@@ -33,6 +33,15 @@ export class JsonSplitter {
     this.buf += text;
     for (; this.scan < this.buf.length; this.scan++) {
       const c = this.buf[this.scan]!;
+      if (this.depth > 0 && this.scan - this.start >= MAX_MESSAGE) {
+        // Too long: dropped; what is left of it is read as whatever it looks like.
+        out.push({ error: `JSON parse error, a message is at most ${MAX_MESSAGE} bytes` });
+        this.depth = 0;
+        this.inString = false;
+        this.escape = false;
+        this.overflow = false;
+        this.start = this.scan;
+      }
       if (this.depth === 0 && !this.inString) {
         if (/\s/.test(c)) { this.start = this.scan + 1; continue; }
         if (c !== "{" && c !== "[") {
@@ -80,15 +89,6 @@ export class JsonSplitter {
       this.buf = this.buf.slice(this.start);
       this.scan -= this.start;
       this.start = 0;
-    }
-    if (this.buf.length > MAX_MESSAGE) {
-      out.push({ error: `JSON parse error, a message is at most ${MAX_MESSAGE} bytes` });
-      this.buf = "";
-      this.scan = 0;
-      this.depth = 0;
-      this.inString = false;
-      this.escape = false;
-      this.overflow = false;
     }
     return out;
   }

@@ -59,6 +59,7 @@ export const CTL_HELP = `Usage: wasmvisor ctl [--api <socket>] <command>
                              kernel, initrd, append, memory, smp, drives, nets, cpu: {weight,
                              cap}, limits, onFailure) and build it
   start|pause|resume|stop <name>
+  reset <name>               back to power-on (its images reloaded), running or paused as it was
   destroy <name>             stop it and free its resources
   move <name> <pcpu>         move it to another pCPU (the balancer also does this by itself)
   migrate <name> tcp:<host>:<port> [--downtime <ms>] [--max-rounds <n>] [--postcopy] [--copy-storage]

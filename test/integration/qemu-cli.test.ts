@@ -11,11 +11,12 @@ import { parseCli, CliError, type BootCommand } from "../../host/cli/args";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
 import { BIN, Session, runCli } from "./cli";
+import { README_QEMU_LINES, qemuArgs, qemuLinesOf } from "./qemu-lines";
 
 const UBOOT_M = "/usr/lib/u-boot/qemu-riscv64/u-boot.bin";
 const UBOOT_S = "/usr/lib/u-boot/qemu-riscv64_smode/uboot.elf";
 /** xv6-riscv's Makefile line (QEMUOPTS with CPUS=3), as `make qemu` runs it. */
-const XV6_LINE = "-machine virt -bios none -kernel kernel/kernel -m 128M -smp 3 -nographic -global virtio-mmio.force-legacy=false -drive file=fs.img,if=none,format=raw,id=x0 -device virtio-blk-device,drive=x0,bus=virtio-mmio-bus.0";
+const XV6_LINE = qemuArgs(README_QEMU_LINES.xv6).join(" ");
 
 let dir: string;
 beforeAll(() => {
@@ -159,26 +160,27 @@ async function untilOutput(argv0: string[], args: string[], text: string | RegEx
 const WASMVISOR_QEMU = [process.execPath, BIN.replace(/wasmvisor\.js$/, "wasmvisor-system-riscv64.js")];
 
 describe("the README's QEMU lines, verbatim", () => {
-  // Each is a real QEMU line: it is run on qemu-system-riscv64 as well, which reaches the same point.
-  const UBOOT_LINES = [
-    `-M virt -nographic -bios none -kernel ${UBOOT_M}`,
-    `-machine virt -nographic -kernel ${UBOOT_S}`,
-  ];
-  for (const line of UBOOT_LINES) {
+  test("the README shows these lines and no others", () => {
+    const readme = readFileSync(join(__dirname, "../../README.md"), "utf8");
+    expect(qemuLinesOf(readme).sort()).toEqual(Object.values(README_QEMU_LINES).sort());
+  });
+
+  // Real QEMU lines: each runs on qemu-system-riscv64 too, which reaches the same prompt.
+  for (const line of [README_QEMU_LINES.ubootM, README_QEMU_LINES.ubootS]) {
     test(`U-Boot's prompt: ${line}`, async () => {
-      await untilOutput(["qemu-system-riscv64"], line.split(" "), "=> ");
-      const out = await untilOutput(WASMVISOR_QEMU, line.split(" "), "=> ");
+      await untilOutput(["qemu-system-riscv64"], qemuArgs(line), "=> ");
+      const out = await untilOutput(WASMVISOR_QEMU, qemuArgs(line), "=> ");
       expect(out).toMatch(/U-Boot 2023\.01/);
     }, 120_000);
   }
 
-  test(`xv6-riscv's 'make qemu' line (a bare-metal program standing in for its kernel): ${XV6_LINE}`, async () => {
+  test(`xv6-riscv's 'make qemu' line (a bare-metal program standing in for its kernel): ${README_QEMU_LINES.xv6}`, async () => {
     const { programs } = await buildBaremetal();
     const cwd = join(dir, "xv6");
     mkdirSync(join(cwd, "kernel"), { recursive: true });
     copyFileSync(programs.rv64i, join(cwd, "kernel/kernel"));
     writeFileSync(join(cwd, "fs.img"), new Uint8Array(1 << 20));
-    const child = spawn(WASMVISOR_QEMU[0]!, [...WASMVISOR_QEMU.slice(1), ...XV6_LINE.split(" ")], { cwd, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(WASMVISOR_QEMU[0]!, [...WASMVISOR_QEMU.slice(1), ...qemuArgs(README_QEMU_LINES.xv6)], { cwd, stdio: ["pipe", "pipe", "pipe"] });
     let out = "";
     child.stdout.on("data", (d: Buffer) => { out += d.toString(); });
     const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
@@ -188,28 +190,28 @@ describe("the README's QEMU lines, verbatim", () => {
 
   test("Linux with a disk, a NIC with hostfwd, an RNG, -snapshot: the guest sees them; the image is not written", async () => {
     const guest = await buildLinuxGuest({ log: () => {} });
-    const disk = join(dir, "disk.ext4");
+    const disk = join(dir, "disk.img");
     copyFileSync(guest.disk, disk);
     const before = readFileSync(disk);
     const port = await freePort();
     // The README's line, with the cached guest's files and a free port.
-    const line = [
-      "-machine", "virt", "-m", "256M", "-nographic", "-kernel", guest.kernel, "-initrd", guest.initramfs, "-append", "console=ttyS0",
-      "-drive", `file=${disk},format=raw,if=none,id=hd0`, "-device", "virtio-blk-device,drive=hd0",
-      "-netdev", `user,id=net0,hostfwd=tcp::${port}-:80`, "-device", "virtio-net-device,netdev=net0",
-      "-device", "virtio-rng-device", "-snapshot",
-    ];
+    const line = qemuArgs(README_QEMU_LINES.linux, {
+      "initramfs.cpio.gz": guest.initramfs, Image: guest.kernel, "file=disk.img": `file=${disk}`, "tcp::8080-": `tcp::${port}-`,
+    });
     const s = new Session(["qemu", ...line]);
     try {
       await s.expect("wasmvisor guest ready", 180_000);
       s.send("\r");
       let at = await s.expect(/# $/m, 30_000);
-      s.send("cat /sys/bus/virtio/devices/*/device; cat /sys/class/misc/hw_random/rng_current; echo written > /root/x; sync; dd if=/dev/zero of=/dev/vda bs=4096 count=16; sync; echo __do''ne\r");
+      s.send("cat /sys/bus/virtio/devices/*/device; cat /sys/class/misc/hw_random/rng_current; mkdir -p /www && echo from-the-guest > /www/index.html && httpd -p 80 -h /www; dd if=/dev/zero of=/dev/vda bs=4096 count=16; sync; echo __do''ne\r");
       at = await s.expect("__done", 60_000, at);
       const text = s.out.slice(0, at);
       expect(text).toMatch(/0x0002\s+0x0001\s+0x0004/); // virtio-blk, -net, -rng: QEMU's device ids
       expect(text).toMatch(/virtio_rng\.0/);
       expect(text).toMatch(/16\+0 records out/);
+      // hostfwd: the host's port reaches the guest's.
+      const res = await fetch(`http://127.0.0.1:${port}/index.html`);
+      expect(await res.text()).toContain("from-the-guest");
       s.send("poweroff\r");
       expect(await s.exited).toBe(0);
     } finally {

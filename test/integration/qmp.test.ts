@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { asm } from "../encoder";
 import { BIN, Session } from "./cli";
 import { QmpClient, shape, type QmpReply } from "./qmp-client";
+import { README_QEMU_LINES, qemuArgs } from "./qemu-lines";
 
 let dir: string;
 let loop: string;
@@ -103,7 +104,8 @@ async function drive(c: QmpClient): Promise<QmpReply[]> {
 
 describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () => {
   test("greeting, negotiation, commands, errors and events have the same shapes", async () => {
-    const args = (sock: string) => ["-M", "virt", "-bios", "none", "-kernel", loop, "-m", "64M", "-smp", "2", "-nographic", "-S", "-qmp", `unix:${sock},server=on,wait=off`];
+    // The README's QMP line, with a program that loops and a socket of the test's.
+    const args = (sock: string) => qemuArgs(README_QEMU_LINES.qmp, { "prog.bin": loop, "/tmp/qmp.sock": sock });
     const results = [];
     for (const [who, start] of [["qemu", realQemu], ["wasmvisor", wasmvisor]] as const) {
       const sock = join(dir, `${who}.sock`);
@@ -167,6 +169,46 @@ describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () 
       expect((await c.waitForEvent("SHUTDOWN")).data).toEqual({ guest: true, reason: "guest-shutdown" });
       expect(await p.exited).toBe(0);
       await c.waitClosed();
+    } finally {
+      p.child.kill("SIGKILL");
+    }
+  }, 60_000);
+
+  test("system_reset reboots the machine: the guest starts again from its reset vector", async () => {
+    // Prints B on the UART, then loops.
+    const hello = join(dir, "hello.bin");
+    writeFileSync(hello, asm`
+      li t0, 0x10000000
+      li t1, 66
+      sb t1, 0(t0)
+    1: j 1b
+    `);
+    const sock = join(dir, "reset.sock");
+    const p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", hello, "-nographic", "-qmp", `unix:${sock},server=on,wait=off`]);
+    const count = () => (p.out().match(/B/g) ?? []).length;
+    try {
+      const c = await QmpClient.connect(sock);
+      await c.execute("qmp_capabilities");
+      const until = async (n: number) => {
+        const t0 = Date.now();
+        while (count() < n) {
+          if (Date.now() - t0 > 20_000) throw new Error(`${count()} boots, not ${n}: ${p.out()}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      await until(1);
+      expect(await c.execute("system_reset")).toEqual({ return: {} });
+      await until(2);
+      // Paused, it resets and stays paused until cont.
+      await c.execute("stop");
+      await c.execute("system_reset");
+      await new Promise((r) => setTimeout(r, 300));
+      expect(count()).toBe(2);
+      expect((await c.execute("query-status")).return).toMatchObject({ status: "paused" });
+      await c.execute("cont");
+      await until(3);
+      await c.execute("quit");
+      expect(await p.exited).toBe(0);
     } finally {
       p.child.kill("SIGKILL");
     }
