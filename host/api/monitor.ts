@@ -61,7 +61,10 @@ const COMMANDS: Record<string, CommandSpec> = {
   "query-kvm": { run: () => ({ enabled: false, present: false }) },
   "query-commands": { run: () => [...Object.keys(COMMANDS), "qmp_capabilities"].map((name) => ({ name })) },
   "query-block": { run: (m) => m.block() },
-  "human-monitor-command": { args: { "command-line": { type: "string" }, "cpu-index": { type: "number", optional: true } }, run: (m, a) => m.human(a["command-line"] as string) },
+  "human-monitor-command": {
+    args: { "command-line": { type: "string" }, "cpu-index": { type: "number", optional: true } },
+    run: (m, a) => m.human(a["command-line"] as string, a["cpu-index"] as number | undefined),
+  },
   migrate: {
     args: { uri: { type: "string" }, blk: { type: "boolean", optional: true }, inc: { type: "boolean", optional: true }, detach: { type: "boolean", optional: true }, resume: { type: "boolean", optional: true } },
     run: (m, a) => m.migrate(a.uri as string, a.blk === true),
@@ -293,7 +296,7 @@ export class Monitor {
   }
 
   /** One line of the human monitor (HMP); its output, lines ending in CR LF as QEMU's do. */
-  async human(line: string): Promise<string> {
+  async human(line: string, cpuIndex = 0): Promise<string> {
     const words = line.trim().split(/\s+/).filter(Boolean);
     if (!words.length) return "";
     const [cmd, ...rest] = words;
@@ -310,6 +313,8 @@ export class Monitor {
       case "help": case "?":
         return lines(...HMP_HELP);
       case "info":
+        // The monitor's current hart (QMP's cpu-index), or with -a all of them, as QEMU's.
+        if (rest[0] === "registers") return this.registers(rest[1] === "-a" ? null : cpuIndex);
         return this.humanInfo(rest[0] ?? "");
       case "stop": return run(() => this.stop());
       case "cont": case "c": return run(() => this.cont());
@@ -333,6 +338,30 @@ export class Monitor {
       default:
         return lines(`unknown command: '${cmd}'`);
     }
+  }
+
+  /** info registers: each hart's pc, privilege, CSRs and x/f registers, laid out as QEMU's. */
+  private async registers(only: number | null): Promise<string> {
+    if (only !== null && !(Number.isInteger(only) && only >= 0 && only < this.opts.harts)) return `cpu-index ${only}: the VM has harts 0 to ${this.opts.harts - 1}\r\n`;
+    let state;
+    try {
+      state = (await this.hv.registers(this.name)) as unknown as { harts: { pc: string; priv: number; x: string[]; f: string[]; fcsr: number; csr: Record<string, string> }[] };
+    } catch (e) {
+      return `${(e as Error).message}\r\n`;
+    }
+    const hex = (v: string | number) => BigInt(v).toString(16).padStart(16, "0");
+    const out: string[] = [];
+    state.harts.forEach((h, i) => {
+      if (only !== null && i !== only) return;
+      out.push("", `CPU#${i}`, ` V      =   0`, ` priv   = ${"USHM"[h.priv] ?? h.priv}`, ` pc       ${hex(h.pc)}`, ` mhartid  ${hex(i)}`);
+      for (const name of ["mstatus", "mie", "mideleg", "medeleg", "mtvec", "stvec", "mepc", "sepc", "mcause", "scause", "mtval", "stval", "mscratch", "sscratch", "satp"]) {
+        out.push(` ${name.padEnd(8)} ${hex(h.csr[name] ?? "0")}`);
+      }
+      for (let r = 0; r < 32; r += 4) out.push([0, 1, 2, 3].map((k) => ` x${r + k}/${X_NAMES[r + k]}`.padEnd(10) + hex(h.x[r + k]!)).join(""));
+      for (let r = 0; r < 32; r += 4) out.push([0, 1, 2, 3].map((k) => ` f${r + k}/${F_NAMES[r + k]}`.padEnd(10) + hex(h.f[r + k]!)).join(""));
+      out.push(` fcsr     ${hex(h.fcsr)}`);
+    });
+    return out.map((l) => `${l}\r\n`).join("");
   }
 
   private humanInfo(what: string): string {
@@ -373,12 +402,15 @@ export class Monitor {
   }
 }
 
-const INFO = ["status", "cpus", "version", "name", "kvm", "block", "migrate", "migrate_parameters", "migrate_capabilities"];
+const X_NAMES = ["zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5", "t6"];
+const F_NAMES = ["ft0", "ft1", "ft2", "ft3", "ft4", "ft5", "ft6", "ft7", "fs0", "fs1", "fa0", "fa1", "fa2", "fa3", "fa4", "fa5", "fa6", "fa7", "fs2", "fs3", "fs4", "fs5", "fs6", "fs7", "fs8", "fs9", "fs10", "fs11", "ft8", "ft9", "ft10", "ft11"];
+
+const INFO = ["status", "registers", "cpus", "version", "name", "kvm", "block", "migrate", "migrate_parameters", "migrate_capabilities"];
 
 const HMP_HELP = [
   "cont|c -- resume emulation",
   "help|? -- show this help",
-  `info ${INFO.join("|")} -- show information`,
+  `info ${INFO.join("|")} -- show information (info registers -a: every hart)`,
   "migrate [-b] uri -- migrate to a wasmvisor host (tcp:HOST:PORT); -b copies the disks too",
   "migrate_cancel -- (not supported: a migration ends by itself)",
   "migrate_set_capability capability state -- postcopy-ram or block, on or off",

@@ -5,8 +5,15 @@
 // QMP's error and the connection goes on, and no input can end the process.
 import { createServer, type Server, type Socket } from "node:net";
 import { lstatSync, unlinkSync } from "node:fs";
-import type { Endpoint } from "../cli/qemu-options";
 import { Monitor, QmpError, type QmpEvent } from "./monitor";
+
+/** A server socket in QEMU's character-device syntax: unix:PATH,server,nowait or tcp:HOST:PORT,server=on,wait=off. */
+export type Endpoint = ({ kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number }) & {
+  /** wait=on (QEMU's default for a server): nothing runs until a client connects. */
+  wait: boolean;
+  /** As given, for messages. */
+  spec: string;
+};
 
 const MAX_MESSAGE = 1 << 20;
 const MAX_DEPTH = 64;

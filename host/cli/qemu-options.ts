@@ -4,16 +4,11 @@
 // -device (and of a NIC into -netdev and -device) is joined here into wasmvisor's --drive and
 // --net specs, so the rest of wasmvisor sees one kind of disk and NIC.
 import { HART_ISA } from "../machine/virt";
+import type { Endpoint } from "../api/qmp";
+
+export type { Endpoint };
 
 export class QemuOptionError extends Error {}
-
-/** A server socket of QEMU's character-device syntax: unix:PATH,server,nowait or tcp:HOST:PORT,server=on,wait=off. */
-export type Endpoint = ({ kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number }) & {
-  /** wait=on (QEMU's default for a server): nothing runs until a client connects. */
-  wait: boolean;
-  /** As given, for messages. */
-  spec: string;
-};
 
 /** A QEMU property list: "driver,key=value,key" (",," is a comma inside a value). */
 export function splitProps(text: string): { head: string; props: Map<string, string> } {

@@ -27,6 +27,7 @@ import { transition, ended, type Action } from "./lifecycle";
 import {
   badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats, type VmState,
 } from "./types";
+import type { CpuState } from "../state/cpu";
 import { readConfig, readStateConfig } from "../state/vm-state";
 
 export interface HypervisorOptions {
@@ -443,6 +444,13 @@ export class Hypervisor implements Control {
       wakeLatencyMs: { p50: pct(0.5), p99: pct(0.99), samples: lat.length },
       exits: { ...s.machine.exits },
     };
+  }
+
+  /** Every hart's registers and CSRs by name (state/cpu.ts's form), read between the VM's steps. */
+  async registers(name: string): Promise<CpuState> {
+    const vm = await this.settled(name);
+    this.alive(vm);
+    return vm.home.pcpu.registers(name);
   }
 
   /** The VM's machine counters (exits by device, paging, instructions). */

@@ -29,6 +29,7 @@ import { ByteRing, ringDoorbell } from "../util/ring";
 import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason } from "../machine/virt";
 import type { VmConfig } from "../config/vm-config";
 import type { Platform } from "../platform/platform";
+import { saveCpu, type CpuState } from "../state/cpu";
 import { transition, ended, type Action, type VmState } from "./lifecycle";
 
 export interface HostedVmRequest {
@@ -806,6 +807,11 @@ export class Pcpu {
     if (!ended(vm.state)) this.end(vm, "stopped", "destroyed", false);
     this.vms.delete(name);
     this.sched.remove(name);
+  }
+
+  /** Every hart's registers and CSRs by name, as a state stream holds them (the monitor's info registers). */
+  registers(name: string): CpuState {
+    return saveCpu(this.get(name).machine.core, Date.now());
   }
 
   stats(name: string): HostedStats {

@@ -74,6 +74,7 @@ const SEQUENCE: (string | [string, Record<string, unknown>?, unknown?])[] = [
   ["stop"],
   ["stop"], // stopped already: nothing happens
   ["human-monitor-command", { "command-line": "info status" }],
+  ["human-monitor-command", { "command-line": "info registers" }],
   ["nope", undefined, { nested: [1] }],
   '{"foo": 1}',
   "garbage\n",
@@ -143,6 +144,12 @@ describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () 
     expect(w.replies[infoStatus]!.return).toBe(q.replies[infoStatus]!.return);
     const bogus = SEQUENCE.findIndex((s) => Array.isArray(s) && s[1]?.["command-line"] === "bogus");
     expect(w.replies[bogus]!.return).toBe(q.replies[bogus]!.return);
+    // info registers, stopped in the loop: the same pc, hart id and mstatus (QEMU lists more CSRs).
+    const regs = SEQUENCE.findIndex((s) => Array.isArray(s) && s[1]?.["command-line"] === "info registers");
+    const pick = (r: QmpReply) => String(r.return).split("\r\n").filter((l) => /^ (pc|mhartid|mstatus|x0\/zero) /.test(l));
+    expect(pick(w.replies[regs]!)).toEqual(pick(q.replies[regs]!));
+    expect(pick(w.replies[regs]!)).toContain(" pc       0000000080000000");
+    expect(pick(w.replies[regs]!)).toHaveLength(4);
     const status = (r: { replies: QmpReply[] }, i: number) => (r.replies[i]!.return as { status: string }).status;
     for (const i of [3, 5, SEQUENCE.length - 1]) expect(status(w, i)).toBe(status(q, i)); // prelaunch, running, running
     // query-cpus-fast: one entry per hart.
@@ -330,8 +337,12 @@ describe("the human monitor", () => {
       s.write("c\ninfo status\n");
       await until("(qemu) ");
       expect(await until("(qemu) ")).toBe("VM status: running\r\n(qemu) ");
+      s.write("info registers -a\n");
+      const regs = await until("(qemu) ");
+      expect(regs.match(/^CPU#\d$/gm)).toEqual(["CPU#0", "CPU#1"]);
+      expect(regs).toMatch(/^ pc       0000000080000000\r$/m); // in the loop at the kernel's entry
       s.write("info nonsense\n");
-      expect(await until("(qemu) ")).toMatch(/^info nonsense: wasmvisor has info status, cpus/);
+      expect(await until("(qemu) ")).toMatch(/^info nonsense: wasmvisor has info status, registers, cpus/);
       s.write(`${"x".repeat(5000)}\n`);
       expect(await until("(qemu) ")).toMatch(/line too long/);
       s.write("q\n");
