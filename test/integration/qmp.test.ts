@@ -221,6 +221,38 @@ describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () 
     }
   }, 60_000);
 
+  test("a QMP server that waits (no nowait, QEMU's default): the VM runs once the first client has come", async () => {
+    const hello = join(dir, "hello-wait.bin");
+    writeFileSync(hello, asm`
+      li t0, 0x10000000
+      li t1, 66
+      sb t1, 0(t0)
+    1: j 1b
+    `);
+    const sock = join(dir, "wait.sock");
+    const p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", hello, "-nographic", "-qmp", `unix:${sock},server`]);
+    try {
+      const t0 = Date.now();
+      while (!/waiting for a connection on unix:/.test(p.out())) {
+        if (Date.now() - t0 > 20_000) throw new Error(p.out());
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      expect(p.out()).not.toContain("B");
+      const c = await QmpClient.connect(sock);
+      while (!p.out().includes("B")) {
+        if (Date.now() - t0 > 20_000) throw new Error(p.out());
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await c.execute("qmp_capabilities");
+      expect((await c.execute("query-status")).return).toMatchObject({ status: "running" });
+      await c.execute("quit");
+      expect(await p.exited).toBe(0);
+    } finally {
+      p.child.kill("SIGKILL");
+    }
+  }, 60_000);
+
   test("-no-reboot: the guest's reset ends the VM; so does system_reset", async () => {
     const guest = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", reboot, "-nographic", "-no-reboot"]);
     expect(await guest.exited).toBe(0);
