@@ -98,7 +98,9 @@ export class Monitor {
     private readonly hv: Hypervisor,
     readonly name: string,
     private readonly opts: MonitorOptions,
-  ) {}
+  ) {
+    hv.onGuestReset(name, () => this.emit("RESET", { guest: true, reason: "guest-reset" }));
+  }
 
   /** Events go to `listener` until the function returned is called. */
   onEvent(listener: (e: QmpEvent) => void): () => void {

@@ -46,6 +46,9 @@ export interface HostedVmRequest {
 
 
 /** What the control plane hears when a VM ends by itself. */
+/** What a pCPU tells the control plane of its VMs: an end (VmEvent), or a reset the guest did. */
+export type PcpuEvent = VmEvent | { name: string; state: "reset" };
+
 export interface VmEvent {
   name: string;
   state: "stopped" | "failed";
@@ -211,7 +214,7 @@ export class Pcpu {
   private readonly vms = new Map<string, Hosted>();
   private sched = new Scheduler();
   private doorbell = new Int32Array(new SharedArrayBuffer(4));
-  private onEvent: (e: VmEvent) => void = () => {};
+  private onEvent: (e: PcpuEvent) => void = () => {};
   private looping = false;
   private closed = false;
 
@@ -221,7 +224,7 @@ export class Pcpu {
    * Set up before the first VM (a separate call, so a worker can expose a Pcpu as it is):
    * the doorbell the control plane rings, the time slice, and where VM events go.
    */
-  init(doorbell: SharedArrayBuffer, sliceMs: number | undefined, onEvent: (e: VmEvent) => void): void {
+  init(doorbell: SharedArrayBuffer, sliceMs: number | undefined, onEvent: (e: PcpuEvent) => void): void {
     if (this.vms.size) throw new Error("pCPU already has VMs: init() comes first");
     this.doorbell = new Int32Array(doorbell, 0, 1);
     this.sched = new Scheduler({ sliceMs });
@@ -979,6 +982,7 @@ export class Pcpu {
           this.end(vm, clean ? "stopped" : "failed", describeStop(r.reason), true, r.reason.code);
           return;
         }
+        if (r.state === "running" && r.reset) this.onEvent({ name, state: "reset" });
         if (r.state === "idle") {
           vm.wakeAt = t + r.sleepSeconds * 1000;
           this.sched.setRunnable(name, false, t);

@@ -149,7 +149,8 @@ export type StopReason =
 
 /** What step() found. */
 export type StepResult =
-  | { state: "running" }
+  /** reset: the guest reset the machine during the step (it is at power-on again). */
+  | { state: "running"; reset?: true }
   | { state: "idle"; sleepSeconds: number }
   | { state: "stopped"; reason: StopReason };
 
@@ -647,7 +648,7 @@ export class VirtMachine {
       if (this.cfg.noReboot) this.stop({ kind: "poweroff", code: 0 });
       else {
         this.reboot();
-        return { state: "running" };
+        return { state: "running", reset: true };
       }
     }
     if (this.stopReason) return { state: "stopped", reason: this.stopReason };

@@ -221,6 +221,53 @@ describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () 
     }
   }, 60_000);
 
+  test("the guest's own reset: RESET from the guest, and the VM goes on, as on QEMU", async () => {
+    // Counts its boots in RAM past its image (RAM keeps what it held across a reset), resets
+    // itself twice, then prints R and loops.
+    const resetter = join(dir, "resetter.bin");
+    writeFileSync(resetter, asm`
+      li t0, 0x80100000
+      ld t1, 0(t0)
+      addi t1, t1, 1
+      sd t1, 0(t0)
+      li t2, 3
+      beq t1, t2, 2f
+      li t0, 0x100000
+      li t1, 0x7777
+      sw t1, 0(t0)
+    1: j 1b
+    2:
+      li t0, 0x10000000
+      li t1, 82
+      sb t1, 0(t0)
+    3: j 3b
+    `);
+    const seen = [];
+    for (const start of [realQemu, wasmvisor]) {
+      const sock = join(dir, `guest-reset-${seen.length}.sock`);
+      const p = start(["-M", "virt", "-bios", "none", "-kernel", resetter, "-nographic", "-S", "-qmp", `unix:${sock},server=on,wait=off`]);
+      try {
+        const c = await QmpClient.connect(sock);
+        await c.execute("qmp_capabilities");
+        await c.execute("cont");
+        const t0 = Date.now();
+        while (!p.out().includes("R")) {
+          if (Date.now() - t0 > 20_000) throw new Error(p.out());
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await new Promise((r) => setTimeout(r, 100));
+        seen.push(c.events.filter((e) => e.event === "RESET").map((e) => e.data));
+        expect((await c.execute("query-status")).return).toMatchObject({ status: "running" });
+        await c.execute("quit");
+        expect(await p.exited).toBe(0);
+      } finally {
+        p.child.kill("SIGKILL");
+      }
+    }
+    expect(seen[1]).toEqual([{ guest: true, reason: "guest-reset" }, { guest: true, reason: "guest-reset" }]);
+    expect(seen[1]).toEqual(seen[0]); // as QEMU's
+  }, 60_000);
+
   test("a QMP server that waits (no nowait, QEMU's default): the VM runs once the first client has come", async () => {
     const hello = join(dir, "hello-wait.bin");
     writeFileSync(hello, asm`
