@@ -24,6 +24,8 @@ export interface BootCommand {
   config: VmConfig;
   /** Also write the generated devicetree blob here. */
   dtbOut?: string;
+  /** -machine dumpdtb=: write it and exit without running the VM, as QEMU does. */
+  dumpDtbOnly: boolean;
   /** Print exit statistics when the VM stops. */
   stats: boolean;
   /** Boot nothing: go on from this snapshot (its configuration is the VM's). */
@@ -116,6 +118,7 @@ Any other option is refused with the reason. wasmvisor's own options (--mode, --
 --dtb-out, --restore, ...) are accepted too: see 'wasmvisor --help'.
 
 -machine virt[,dumpdtb=FILE][,aclint=off][,aia=none][,acpi=off][,accel=tcg]
+                    (dumpdtb: write the devicetree to FILE and exit)
 -M virt,...         the machine (the only one)
 -cpu rv64[,EXT=on|off...]
                     the harts' model; extension properties are checked against what they have
@@ -126,6 +129,7 @@ Any other option is refused with the reason. wasmvisor's own options (--mode, --
 -bios FILE|none|default
                     M-mode firmware; none: -kernel runs in M-mode at its ELF entry or 0x80000000
 -kernel FILE        -initrd FILE      -append CMDLINE
+-dtb FILE           the guest's devicetree instead of the board's (/chosen gets -append and -initrd)
 -drive file=IMG[,if=none|virtio][,id=ID][,format=raw|qcow2][,readonly=on][,snapshot=on][,media=disk]
 -device virtio-blk-device,drive=ID[,bus=virtio-mmio-bus.N]
 -netdev user,id=ID[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT][,restrict=on]
@@ -162,6 +166,7 @@ interface Gathered {
   /** Devices in command-line order, for the bus= check. */
   devices: { kind: "blk" | "net"; index: number }[];
   dtbOut?: string;
+  dumpDtbOnly: boolean;
   restore?: string;
   stats: boolean;
   help: boolean;
@@ -194,6 +199,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   kernel: field("kernel"),
   initrd: field("initrd"),
   append: field("append"),
+  dtb: field("dtb"),
   memory: { value: true, describes: true, apply: (g, v) => { g.fields.memory = qemuMemory(v); } },
   m: { value: true, describes: true, apply: (g, v) => { g.fields.memory = qemuMemory(v); } },
   smp: { value: true, describes: true, apply: (g, v) => { g.fields.smp = qemuSmp(v); } },
@@ -212,8 +218,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   version: flagOnly((g) => { g.version = true; }),
   V: flagOnly((g) => { g.version = true; }),
   // QEMU's.
-  machine: { value: true, apply: (g, v) => { const m = parseMachine(v); if (m.dtbOut !== undefined) g.dtbOut = m.dtbOut; } },
-  M: { value: true, apply: (g, v) => { const m = parseMachine(v); if (m.dtbOut !== undefined) g.dtbOut = m.dtbOut; } },
+  machine: { value: true, apply: (g, v) => machine(g, v) },
+  M: { value: true, apply: (g, v) => machine(g, v) },
   cpu: { value: true, apply: (_g, v) => checkCpu(v) },
   accel: { value: true, apply: (_g, v) => checkAccel(v) },
   nographic: flagOnly(() => {}), // the serial console is the terminal anyway
@@ -235,6 +241,15 @@ const OPTIONS: Record<string, OptionSpec> = {
   snapshot: flagOnly((g) => { g.snapshotAll = true; }, true),
   name: { value: true, describes: true, apply: (g, v) => { g.fields.name = parseName(v); } },
 };
+
+// -machine virt,dumpdtb=FILE writes the devicetree and exits, as QEMU's does.
+function machine(g: Gathered, value: string): void {
+  const m = parseMachine(value);
+  if (m.dtbOut !== undefined) {
+    g.dtbOut = m.dtbOut;
+    g.dumpDtbOnly = true;
+  }
+}
 
 /** "virtio-mmio-bus.N" → N. */
 function busIndex(option: string, bus: string): number {
@@ -365,7 +380,7 @@ function onlyProps(what: string, props: Map<string, string>, known: string): voi
 /** The options of argv, one at a time: "-kernel x", "--kernel x", "--kernel=x". */
 function gather(argv: string[], front: Frontend): Gathered {
   const g: Gathered = {
-    fields: {}, drives: [], nets: [], rngIds: new Set(), devices: [], stats: false, help: false, version: false, paused: false,
+    fields: {}, drives: [], nets: [], rngIds: new Set(), devices: [], dumpDtbOnly: false, stats: false, help: false, version: false, paused: false,
     snapshotAll: false, qmp: [], monitors: [], consoleMonitor: true, given: [],
   };
   for (let i = 0; i < argv.length; i++) {
@@ -436,11 +451,11 @@ export function parseCli(argv: string[]): Command {
   if (g.stats) config.timeExits = true;
   // Files by absolute path: a snapshot keeps them, and a qcow2 overlay names its backing file.
   for (const d of config.drives) d.file = resolve(d.file);
-  for (const k of ["kernel", "initrd"] as const) if (config[k] !== undefined) config[k] = resolve(config[k]!);
+  for (const k of ["kernel", "initrd", "dtb"] as const) if (config[k] !== undefined) config[k] = resolve(config[k]!);
   if (typeof config.bios === "object") config.bios = { file: resolve(config.bios.file) };
   const temporary = drives.flatMap((d, i) => ((d.temporary || g.snapshotAll) && !config.drives[i]!.readOnly ? [i] : []));
   return {
-    kind: front === "start" ? "start" : "boot", config, dtbOut: g.dtbOut, stats: g.stats, ...(g.restore !== undefined ? { restore: g.restore } : {}),
+    kind: front === "start" ? "start" : "boot", config, dtbOut: g.dtbOut, dumpDtbOnly: g.dumpDtbOnly, stats: g.stats, ...(g.restore !== undefined ? { restore: g.restore } : {}),
     paused: g.paused, named: g.fields.name !== undefined, qmp: g.qmp, monitors: g.monitors, consoleMonitor: g.consoleMonitor, temporary,
   };
 }

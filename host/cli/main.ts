@@ -63,6 +63,12 @@ async function boot(cmd: BootCommand): Promise<number> {
       cleanUp();
       fail(`--dtb-out ${cmd.dtbOut}: cannot write (${(e as Error).message})`);
     }
+    if (cmd.dumpDtbOnly) {
+      process.stderr.write(`wasmvisor: devicetree written to ${cmd.dtbOut}; exiting (-machine dumpdtb)\n`);
+      await hv.close();
+      cleanUp();
+      return 0;
+    }
   }
   // The monitor (QMP, -monitor sockets, Ctrl-A c): quit ends the VM, and the process with it.
   let quitting = false;

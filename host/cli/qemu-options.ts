@@ -201,7 +201,6 @@ export function parseName(text: string): string {
 export const REFUSED: Record<string, string> = {
   s: "the GDB stub is not in wasmvisor yet (a later stage adds -s and -gdb): leave -s out",
   gdb: "the GDB stub is not in wasmvisor yet (a later stage adds it): leave -gdb out",
-  dtb: "wasmvisor generates the devicetree from the options (and writes it with -machine virt,dumpdtb=FILE or --dtb-out FILE); leave -dtb out",
   d: "wasmvisor has no QEMU-style -d logging; --stats prints the VM's exits by reason and device when it stops",
   D: "wasmvisor has no QEMU-style log file: leave -D out",
   net: "the legacy -net syntax is not supported: use -netdev user,id=n0 -device virtio-net-device,netdev=n0 (or -nic user,model=virtio-net-device)",

@@ -38,9 +38,9 @@ export interface ParseOptions {
 /** How a definition from the control API is read. */
 export const DEFINITION_PARSING: ParseOptions = { naming: "fields", defaultMode: "para", defaultLoopback: "off" };
 
-const FIELDS = ["name", "mode", "paging", "bios", "kernel", "initrd", "append", "memory", "smp", "drives", "nets", "rng", "virtioLegacy", "noReboot", "cpu", "limits", "onFailure"] as const;
+const FIELDS = ["name", "mode", "paging", "bios", "kernel", "initrd", "append", "dtb", "memory", "smp", "drives", "nets", "rng", "virtioLegacy", "noReboot", "cpu", "limits", "onFailure"] as const;
 const FLAGS: Record<string, string> = {
-  drives: "--drive", nets: "--net", smp: "--smp", memory: "--memory", rng: "-device virtio-rng-device", virtioLegacy: "-global virtio-mmio.force-legacy", noReboot: "-no-reboot",
+  drives: "--drive", nets: "--net", smp: "--smp", memory: "--memory", dtb: "-dtb", rng: "-device virtio-rng-device", virtioLegacy: "-global virtio-mmio.force-legacy", noReboot: "-no-reboot",
 };
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_WEIGHT = 10_000;
@@ -148,7 +148,7 @@ export function parseVmConfig(raw: unknown, opts: ParseOptions): VmConfig {
     limits: { ...limits, sockets } as VmConfig["limits"],
     onFailure: onFailure as OnFailure,
   };
-  for (const k of ["kernel", "initrd", "append"] as const) {
+  for (const k of ["kernel", "initrd", "append", "dtb"] as const) {
     const v = str(k);
     if (v !== undefined) config[k] = v;
   }
@@ -170,6 +170,7 @@ export function vmDefinition(config: VmConfig): VmDefinition {
     ...(config.kernel !== undefined ? { kernel: config.kernel } : {}),
     ...(config.initrd !== undefined ? { initrd: config.initrd } : {}),
     ...(config.append !== undefined ? { append: config.append } : {}),
+    ...(config.dtb !== undefined ? { dtb: config.dtb } : {}),
     drives: config.drives.map((dr) => [
       `file=${dr.file}`, ...(dr.format ? [`format=${dr.format}`] : []), `if=${dr.if}`, `readonly=${dr.readOnly ? "on" : "off"}`,
       ...(dr.serial !== undefined ? [`serial=${dr.serial}`] : []),

@@ -46,6 +46,8 @@ export interface VmConfig {
   kernel?: string;
   initrd?: string;
   append?: string;
+  /** A devicetree blob to give the guest instead of the board's own (QEMU's -dtb); /chosen gets bootargs and the initrd. */
+  dtb?: string;
   drives: DriveConfig[];
   nets: NicConfig[];
   /** A virtio-rng besides what the mode brings (the built-in SBI's machine has one already). */
@@ -92,6 +94,8 @@ export interface VmDefinition {
   kernel?: string;
   initrd?: string;
   append?: string;
+  /** A devicetree blob given to the guest instead of the generated one (QEMU's -dtb). */
+  dtb?: string;
   /** "256M", "1G", or MiB as a number. Default 256M. */
   memory?: string | number;
   /** vCPUs (harts), 1–8. */

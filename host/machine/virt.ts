@@ -7,6 +7,7 @@ import * as L from "../core/layout";
 import { Bus } from "./bus";
 import { writeBootRom } from "./boot-rom";
 import { buildVirtDtb } from "./virt-dt";
+import { parseFdt } from "./fdt";
 import { isElf, parseElf } from "./elf";
 import { BOARD, RAM_BASE, checkRoom, place, placeFamily, type Attached, type Placement } from "./memory-map";
 import { Uart16550 } from "../devices/uart16550";
@@ -55,6 +56,8 @@ export interface VirtConfig {
   kernel?: Image;
   initrd?: Image;
   append?: string;
+  /** The guest's devicetree instead of the board's (QEMU's -dtb): /chosen gets bootargs and the initrd, as QEMU sets them. */
+  dtb?: Image;
   /**
    * Disks, in order: virtio-blk (the default; the first is /dev/vda) or ATA (the first on
    * controller 0, /dev/sda).
@@ -539,7 +542,7 @@ export class VirtMachine {
       this.core.phys(startAddr, initrd.bytes.length)!.set(initrd.bytes);
       layout.initrd = { start: startAddr, end: startAddr + initrd.bytes.length };
     }
-    const dtb = buildVirtDtb({
+    const dtb = this.cfg.dtb ? givenDtb(this.cfg.dtb, this.cfg.append, layout.initrd) : buildVirtDtb({
       harts: this.core.harts,
       ramSize: this.cfg.memory,
       isa: HART_ISA,
@@ -833,6 +836,26 @@ export class VirtMachine {
     }
     this.stop({ kind: "error", code: EMULATION_FAILURE, message: `unsupported HTIF request 0x${value.toString(16)} (device ${dev}, command ${cmd})` });
   }
+}
+
+/**
+ * A devicetree the user gave (QEMU's -dtb), with what QEMU sets in it too: /chosen's bootargs
+ * (from --append) and the initrd's place. It is the user's to make match the board.
+ */
+function givenDtb(img: Image, append: string | undefined, initrd: { start: number; end: number } | undefined): Uint8Array {
+  let dt;
+  try {
+    dt = parseFdt(img.bytes);
+  } catch (e) {
+    throw new Error(`-dtb ${img.name}: not a devicetree blob (${(e as Error).message}); make one with dtc, or leave -dtb out`);
+  }
+  const chosen = dt.find("/chosen") ?? dt.root.addNode("chosen");
+  if (append !== undefined && append !== "") chosen.setString("bootargs", append);
+  if (initrd) {
+    chosen.setU64("linux,initrd-start", initrd.start);
+    chosen.setU64("linux,initrd-end", initrd.end);
+  }
+  return dt.toBlob();
 }
 
 /** Locally administered MACs 52:54:00:12:34:56, :57, ... for NIC 0, 1, ... as QEMU hands them out. */

@@ -18,6 +18,8 @@ export interface BootImages {
   bios: Image | null | "builtin";
   kernel?: Image;
   initrd?: Image;
+  /** The guest's devicetree instead of the board's (QEMU's -dtb). */
+  dtb?: Image;
 }
 
 /** Where a machine's console goes, and how its network backends wake the VM's thread. */
@@ -44,6 +46,7 @@ export function loadBootImages(config: VmConfig, platform: Platform, dirs?: read
     bios,
     ...(config.kernel ? { kernel: read("--kernel", config.kernel) } : {}),
     ...(config.initrd ? { initrd: read("--initrd", config.initrd) } : {}),
+    ...(config.dtb ? { dtb: read("-dtb", config.dtb) } : {}),
   };
 }
 
@@ -92,6 +95,7 @@ export async function buildMachine(config: VmConfig, images: BootImages, platfor
       bios: images.bios,
       kernel: images.kernel,
       initrd: images.initrd,
+      dtb: images.dtb,
       append: config.append,
       output: io.output,
       input: io.input,

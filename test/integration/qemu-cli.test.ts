@@ -3,7 +3,7 @@
 // replaced by wasmvisor's) with real guests, some of them on the real qemu-system-riscv64 too.
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer, type AddressInfo } from "node:net";
@@ -86,14 +86,13 @@ describe("QEMU's options map onto the VM configuration", () => {
     expect(c.paused).toBe(true);
     expect(c.qmp).toEqual([{ kind: "unix", path: "/tmp/q.sock", wait: false, spec: "unix:/tmp/q.sock,server,nowait" }]);
     expect(c.monitors).toEqual([{ kind: "tcp", host: "127.0.0.1", port: 4444, wait: false, spec: "tcp:127.0.0.1:4444,server=on,wait=off" }]);
-    expect(c.dtbOut).toBe("/tmp/v.dtb");
+    expect([c.dtbOut, c.dumpDtbOnly]).toEqual(["/tmp/v.dtb", true]);
     expect(qemu("-monitor none").consoleMonitor).toBe(false);
   });
 
   test("what wasmvisor does not have is refused, naming the option, in one line", () => {
     refused(["-s"], /^-s: the GDB stub is not in wasmvisor yet/);
     refused(["-gdb", "tcp::26000"], /^-gdb: the GDB stub is not in wasmvisor yet/);
-    refused(["-dtb", "x.dtb"], /^-dtb: wasmvisor generates the devicetree/);
     refused(["-d", "guest_errors"], /^-d: wasmvisor has no QEMU-style -d logging/);
     refused(["-net", "nic"], /^-net: .*-netdev user,id=n0/);
     refused(["-enable-kvm"], /^-enable-kvm: .*no KVM/);
@@ -130,6 +129,29 @@ describe("QEMU's options map onto the VM configuration", () => {
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/^wasmvisor: -gdb: the GDB stub is not in wasmvisor yet.*\n  Try 'wasmvisor qemu -help'\.\n$/);
   });
+
+  test("-machine virt,dumpdtb= writes the devicetree and exits; -dtb gives the guest another (U-Boot shows its model, as on QEMU)", async () => {
+    const dumped = join(dir, "virt.dtb");
+    const r = await runCli(["qemu", "-M", `virt,dumpdtb=${dumped}`, "-bios", "none", "-kernel", UBOOT_M, "-append", "console=ttyS0 x=1"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(""); // nothing ran
+    const dts = execFileSync("dtc", ["-I", "dtb", "-O", "dts", dumped], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+    expect(dts).toMatch(/bootargs = "console=ttyS0 x=1";/);
+    const mine = join(dir, "mine.dtb");
+    execFileSync("dtc", ["-I", "dts", "-O", "dtb", "-o", mine], { input: dts.replace('model = "riscv-virtio,wasmvisor"', 'model = "my-own-board"'), stdio: ["pipe", "ignore", "ignore"] });
+    const args = ["-M", "virt", "-nographic", "-bios", "none", "-kernel", UBOOT_M, "-dtb", mine];
+    await untilOutput(["qemu-system-riscv64"], args, "Model: my-own-board");
+    await untilOutput(WASMVISOR_QEMU, args, "Model: my-own-board");
+    // /chosen gets -append, as QEMU sets it.
+    const given = join(dir, "given.dtb");
+    expect((await runCli(["qemu", "-M", `virt,dumpdtb=${given}`, "-bios", "none", "-kernel", UBOOT_M, "-dtb", mine, "-append", "from=append"])).code).toBe(0);
+    expect(execFileSync("dtc", ["-I", "dtb", "-O", "dts", given], { stdio: ["ignore", "pipe", "ignore"] }).toString()).toMatch(/model = "my-own-board";[\s\S]*bootargs = "from=append";/);
+    const junk = join(dir, "junk.dtb");
+    writeFileSync(junk, "not a devicetree");
+    const bad = await runCli(["qemu", "-M", "virt", "-bios", "none", "-kernel", UBOOT_M, "-dtb", junk]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toMatch(/^wasmvisor: -dtb .*junk\.dtb: not a devicetree blob \(.*\); make one with dtc, or leave -dtb out\n$/);
+  }, 120_000);
 
   test("-version answers as QEMU's first line does (xv6's Makefile checks it), -help lists -gdb", async () => {
     const v = await runCli(["qemu", "--version"]);
