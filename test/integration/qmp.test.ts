@@ -300,6 +300,20 @@ describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () 
     }
   }, 60_000);
 
+  test("QMP on TCP (tcp:HOST:PORT,server,nowait)", async () => {
+    const port = await freePort();
+    const p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", loop, "-nographic", "-qmp", `tcp:127.0.0.1:${port},server,nowait`]);
+    try {
+      const c = await QmpClient.connect({ host: "127.0.0.1", port });
+      expect(await c.execute("qmp_capabilities", undefined, "t")).toEqual({ return: {}, id: "t" });
+      expect((await c.execute("query-status")).return).toMatchObject({ status: "running", running: true });
+      await c.execute("quit");
+      expect(await p.exited).toBe(0);
+    } finally {
+      p.child.kill("SIGKILL");
+    }
+  }, 60_000);
+
   test("-no-reboot: the guest's reset ends the VM; so does system_reset", async () => {
     const guest = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", reboot, "-nographic", "-no-reboot"]);
     expect(await guest.exited).toBe(0);
