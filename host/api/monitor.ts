@@ -121,6 +121,12 @@ export class Monitor {
     this.emit("SHUTDOWN", { guest: info.state === "stopped", reason: info.state === "stopped" ? "guest-shutdown" : "host-error" });
   }
 
+  /** What the human monitor says first, as QEMU's does. */
+  banner(): string {
+    const { major, minor, micro } = this.opts.version;
+    return `QEMU ${major}.${minor}.${micro} monitor (wasmvisor) - type 'help' for more information\r\n`;
+  }
+
   commandNames(): string[] {
     return Object.keys(COMMANDS);
   }

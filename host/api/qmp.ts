@@ -176,8 +176,7 @@ class HmpSession {
     private readonly monitor: Monitor,
     private readonly write: (text: string) => void,
   ) {
-    const { qemu } = monitor.versionInfo() as { qemu: { major: number; minor: number; micro: number } };
-    write(`QEMU ${qemu.major}.${qemu.minor}.${qemu.micro} monitor (wasmvisor) - type 'help' for more information\r\n(qemu) `);
+    write(`${monitor.banner()}(qemu) `);
   }
 
   input(text: string): void {

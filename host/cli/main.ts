@@ -124,15 +124,16 @@ async function boot(cmd: BootCommand): Promise<number> {
   };
   stdin.on("data", (chunk: Buffer) => {
     const out: number[] = [];
+    let exit = false;
     for (const b of chunk) {
       if (escape) {
         escape = false;
-        if (b === 0x78 /* x */) { quitting = true; break; }
+        if (b === 0x78 /* x */) { exit = true; break; }
         if (b === CTRL_A) monitorLine === null ? out.push(CTRL_A) : monitorKey(b);
         else if (b === 0x73 /* s */) void saveSnapshot(hv, name);
         else if (b === 0x63 /* c */ && cmd.consoleMonitor) {
           monitorLine = monitorLine === null ? "" : null;
-          process.stderr.write(monitorLine === null ? "\r\n" : `\r\nQEMU ${QEMU_COMPAT_VERSION} monitor (wasmvisor) - type 'help' for more information\r\n(qemu) `);
+          process.stderr.write(monitorLine === null ? "\r\n" : `\r\n${monitor.banner()}(qemu) `);
         } else if (b === 0x68 /* h */) process.stderr.write(`\r\nC-a x    exit\r\nC-a s    save a snapshot (resume it with 'wasmvisor boot --restore <file>')\r\n${cmd.consoleMonitor ? "C-a c    switch between console and monitor\r\n" : ""}C-a C-a  send C-a\r\n`);
         continue;
       }
@@ -141,7 +142,7 @@ async function boot(cmd: BootCommand): Promise<number> {
       else out.push(b);
     }
     if (out.length) serial.write(Uint8Array.from(out));
-    if (quitting) {
+    if (exit) {
       process.stderr.write("\r\nwasmvisor: terminated\r\n");
       quit();
     }

@@ -45,10 +45,10 @@ export interface HostedVmRequest {
 }
 
 
-/** What the control plane hears when a VM ends by itself. */
 /** What a pCPU tells the control plane of its VMs: an end (VmEvent), or a reset the guest did. */
 export type PcpuEvent = VmEvent | { name: string; state: "reset" };
 
+/** What the control plane hears when a VM ends by itself. */
 export interface VmEvent {
   name: string;
   state: "stopped" | "failed";
