@@ -56,9 +56,11 @@ export const CTL_HELP = `Usage: wasmvisor ctl [--api <socket>] <command>
   host                       pCPUs, memory and vCPUs committed of the limit
   list                       the VMs: name, state, pCPU, memory, vCPUs, weight, cap
   create <file.json>         define a VM (fields as the boot flags: name, mode, paging, bios,
-                             kernel, initrd, append, memory, smp, drives, nets, cpu: {weight,
-                             cap}, limits, onFailure) and build it
+                             kernel, initrd, append, dtb, memory, smp, drives, nets, rng,
+                             virtioLegacy, noReboot, cpu: {weight, cap}, limits, onFailure) and
+                             build it
   start|pause|resume|stop <name>
+  reset <name>               back to power-on (its images reloaded), running or paused as it was
   destroy <name>             stop it and free its resources
   move <name> <pcpu>         move it to another pCPU (the balancer also does this by itself)
   migrate <name> tcp:<host>:<port> [--downtime <ms>] [--max-rounds <n>] [--postcopy] [--copy-storage]

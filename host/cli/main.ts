@@ -1,9 +1,15 @@
 // `wasmvisor`: the command line. `boot` is a hypervisor with one pCPU and one VM, through the
 // same code as `wasmvisor host`: the main thread owns the terminal and the control plane, the
 // VM runs on a pCPU worker, and console bytes cross through shared-memory rings.
-import { writeFileSync, existsSync, copyFileSync, mkdirSync } from "node:fs";
+import { writeFileSync, existsSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, openSync, readSync, closeSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
-import { parseCli, CliError, HELP, type BootCommand } from "./args";
+import { parseCli, CliError, HELP, QEMU_HELP, QEMU_COMPAT_VERSION, type BootCommand } from "./args";
+import { Monitor } from "../api/monitor";
+import { serveMonitor, type MonitorServer } from "../api/qmp";
+import { defaultSocketDir, ensurePrivateDir } from "../api/api-socket";
+import { loadMigrationKey } from "../platform/node/migration";
+import type { DiskFormat } from "../disk/formats";
 import { DEFAULT_DEVICES, type VmConfig } from "../config/vm-config";
 import { parseNic } from "../config/parse";
 import { Hypervisor } from "../hv/hypervisor";
@@ -24,14 +30,28 @@ function fail(message: string, code = 1): never {
 }
 
 async function boot(cmd: BootCommand): Promise<number> {
+  const sockets = cmd.qmp.length + cmd.monitors.length > 0;
+  let migrationKey: Uint8Array | undefined;
+  if (sockets) {
+    // A monitor can migrate the VM to a 'wasmvisor host': with the key this user's hosts share.
+    try {
+      ensurePrivateDir(defaultSocketDir());
+      migrationKey = loadMigrationKey(join(defaultSocketDir(), "migration.key"));
+    } catch (e) {
+      fail((e as Error).message);
+    }
+  }
+  const scratch = cmd.temporary.length ? temporaryOverlays(cmd) : null;
   // One VM on one pCPU: no balancing, no watchdog (a guest at a terminal is its user's to judge,
   // as on QEMU), and the host's memory is not a limit (guest RAM is committed as it is touched).
-  const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, watchdogSeconds: 0, overcommit: Infinity, fileDescriptors: Infinity });
+  const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, watchdogSeconds: 0, overcommit: Infinity, fileDescriptors: Infinity, migrationKey });
+  const cleanUp = () => { if (scratch) rmSync(scratch, { recursive: true, force: true }); };
   let name: string;
   try {
     name = cmd.restore ? (await hv.restore(cmd.restore, { paused: true })).name : (await hv.createVm(cmd.config)).name;
   } catch (e) {
     await hv.close();
+    cleanUp();
     if (e instanceof HvError) fail(e.message);
     throw e;
   }
@@ -40,51 +60,112 @@ async function boot(cmd: BootCommand): Promise<number> {
       writeFileSync(cmd.dtbOut, hv.dtb(name));
     } catch (e) {
       await hv.close();
+      cleanUp();
       fail(`--dtb-out ${cmd.dtbOut}: cannot write (${(e as Error).message})`);
     }
+    if (cmd.dumpDtbOnly) {
+      process.stderr.write(`wasmvisor: devicetree written to ${cmd.dtbOut}; exiting (-machine dumpdtb)\n`);
+      await hv.close();
+      cleanUp();
+      return 0;
+    }
+  }
+  // The monitor (QMP, -monitor sockets, Ctrl-A c): quit ends the VM, and the process with it.
+  let quitting = false;
+  let quitAfterMigration: () => void = () => {};
+  const afterMigration = new Promise<void>((resolve) => { quitAfterMigration = resolve; });
+  const quit = () => {
+    quitting = true;
+    quitAfterMigration();
+    void hv.act(name, "stop").catch(() => {});
+    // A VM busy inside one long step cannot answer: end it regardless after a moment.
+    setTimeout(() => { restore(); process.exit(0); }, 2000).unref();
+  };
+  const v = QEMU_COMPAT_VERSION.split(".").map(Number);
+  const monitor = new Monitor(hv, name, {
+    version: { major: v[0]!, minor: v[1]!, micro: v[2]!, package: `wasmvisor ${VERSION}` },
+    named: cmd.named, threadId: process.pid, harts: hv.info(name).vcpus, noReboot: cmd.config.noReboot, quit,
+  });
+  const servers: MonitorServer[] = [];
+  try {
+    for (const e of cmd.qmp) servers.push(await serveMonitor(e, monitor, "qmp", (m) => process.stderr.write(`wasmvisor: ${m}\r\n`)));
+    for (const e of cmd.monitors) servers.push(await serveMonitor(e, monitor, "hmp", (m) => process.stderr.write(`wasmvisor: ${m}\r\n`)));
+  } catch (e) {
+    for (const s of servers) s.close();
+    await hv.close();
+    cleanUp();
+    fail((e as Error).message);
   }
   // Output as fast as stdout takes it: when its buffer is full, the console pauses until it
   // drains (the guest then waits, as on a serial line), so a slow reader costs no memory.
   const serial = hv.attachConsole(name, (bytes) => process.stdout.write(bytes));
   process.stdout.on("drain", () => serial.resume());
 
-  // Terminal: raw mode so every key reaches the guest; Ctrl-A x quits, Ctrl-A Ctrl-A sends Ctrl-A.
+  // Terminal: raw mode so every key reaches the guest; Ctrl-A x quits, Ctrl-A Ctrl-A sends
+  // Ctrl-A, Ctrl-A c switches between the console and the monitor (QEMU's keys).
   const stdin = process.stdin;
   const tty = stdin.isTTY === true;
   if (tty) stdin.setRawMode(true);
   let escape = false;
-  let quitting = false;
+  let monitorLine: string | null = null; // the line being typed while the terminal is the monitor's
   const restore = () => { if (tty) stdin.setRawMode(false); stdin.pause(); };
+  const monitorKey = (b: number) => {
+    if (b === 0x0d || b === 0x0a) {
+      const line = monitorLine!;
+      monitorLine = "";
+      process.stderr.write("\r\n");
+      void monitor.human(line).then((out) => process.stderr.write(`${out}(qemu) `));
+    } else if (b === 0x7f || b === 0x08) {
+      if (monitorLine!.length) { monitorLine = monitorLine!.slice(0, -1); process.stderr.write("\b \b"); }
+    } else if (b >= 0x20 && b < 0x7f && monitorLine!.length < 4096) {
+      monitorLine += String.fromCharCode(b);
+      process.stderr.write(String.fromCharCode(b));
+    }
+  };
   stdin.on("data", (chunk: Buffer) => {
     const out: number[] = [];
+    let exit = false;
     for (const b of chunk) {
       if (escape) {
         escape = false;
-        if (b === 0x78 /* x */) { quitting = true; break; }
-        if (b === CTRL_A) out.push(CTRL_A);
+        if (b === 0x78 /* x */) { exit = true; break; }
+        if (b === CTRL_A) monitorLine === null ? out.push(CTRL_A) : monitorKey(b);
         else if (b === 0x73 /* s */) void saveSnapshot(hv, name);
-        else if (b === 0x68 /* h */) process.stderr.write("\r\nC-a x    exit\r\nC-a s    save a snapshot (resume it with 'wasmvisor boot --restore <file>')\r\nC-a C-a  send C-a\r\n");
+        else if (b === 0x63 /* c */ && cmd.consoleMonitor) {
+          monitorLine = monitorLine === null ? "" : null;
+          process.stderr.write(monitorLine === null ? "\r\n" : `\r\n${monitor.banner()}(qemu) `);
+        } else if (b === 0x68 /* h */) process.stderr.write(`\r\nC-a x    exit\r\nC-a s    save a snapshot (resume it with 'wasmvisor boot --restore <file>')\r\n${cmd.consoleMonitor ? "C-a c    switch between console and monitor\r\n" : ""}C-a C-a  send C-a\r\n`);
         continue;
       }
       if (b === CTRL_A) { escape = true; continue; }
-      out.push(b);
+      if (monitorLine !== null) monitorKey(b);
+      else out.push(b);
     }
     if (out.length) serial.write(Uint8Array.from(out));
-    if (quitting) {
+    if (exit) {
       process.stderr.write("\r\nwasmvisor: terminated\r\n");
-      void hv.act(name, "stop").catch(() => {});
-      // A VM busy inside one long step cannot answer: end it regardless after a moment.
-      setTimeout(() => { restore(); process.exit(0); }, 2000).unref();
+      quit();
     }
   });
   stdin.on("end", () => { /* stdin closed: the guest keeps running until it stops */ });
   stdin.resume();
 
+  // A server that waits (QEMU's default, without nowait) has its client before the VM runs.
+  for (let i = 0; i < servers.length; i++) {
+    const e = [...cmd.qmp, ...cmd.monitors][i]!;
+    if (e.wait) {
+      process.stderr.write(`wasmvisor: waiting for a connection on ${e.spec}\n`);
+      await servers[i]!.firstClient;
+    }
+  }
   const started = performance.now();
-  await hv.act(name, "start");
+  if (!cmd.paused && !quitting) await monitor.cont(); // -S: the monitor's cont starts it
   const end = await hv.waitForEnd(name);
   serial.resume(); // what it printed last
   await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
+  monitor.vmEnded(end);
+  // Migrated away: as QEMU's source, the process stays for its monitor until quit.
+  if (/^migrated to /.test(end.reason ?? "") && sockets && !quitting) await afterMigration;
   let code = end.exitCode ?? EMULATION_FAILURE;
   if (quitting) code = 0;
   // A guest's own failure (a test-device code, an HTIF exit) is its exit status; the VMM's
@@ -94,10 +175,47 @@ async function boot(cmd: BootCommand): Promise<number> {
     const stats = await hv.machineStats(name).catch(() => null);
     process.stderr.write(stats ? formatStats({ ...stats, seconds: (performance.now() - started) / 1000 }) : "wasmvisor: no statistics (the VM's worker is gone)\n");
   }
+  await new Promise((r) => setTimeout(r, 20)); // the last events reach the monitors' clients
+  for (const s of servers) s.close();
   serial.detach();
   restore();
   await hv.close();
+  cleanUp();
   return code;
+}
+
+/**
+ * -snapshot / snapshot=on: each such drive writes to a new qcow2 overlay over its image in a
+ * private temporary directory, removed at exit, so the image is not changed (QEMU's way too).
+ * Returns the directory.
+ */
+function temporaryOverlays(cmd: BootCommand): string {
+  const dir = mkdtempSync(join(tmpdir(), "wasmvisor-snapshot-"));
+  for (const i of cmd.temporary) {
+    const d = cmd.config.drives[i]!;
+    const overlay = join(dir, `drive${i}.qcow2`);
+    try {
+      nodePlatform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? probeFormatOf(d.file) }, what: "-snapshot", sync: false });
+    } catch (e) {
+      rmSync(dir, { recursive: true, force: true });
+      fail((e as Error).message);
+    }
+    cmd.config.drives[i] = { ...d, file: overlay, format: "qcow2" };
+  }
+  return dir;
+}
+
+/** qcow2 if the file starts with its magic, else raw: how an image without format= is read. */
+function probeFormatOf(file: string): DiskFormat {
+  try {
+    const fd = openSync(file, "r");
+    const head = Buffer.alloc(4);
+    readSync(fd, head, 0, 4, 0);
+    closeSync(fd);
+    return head.toString("latin1") === "QFI\xfb" ? "qcow2" : "raw";
+  } catch (e) {
+    fail(`--drive ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
+  }
 }
 
 /** Ctrl-A s: a snapshot of the running VM in the current directory, named by the time. */
@@ -156,11 +274,12 @@ export async function main(argv: string[]): Promise<void> {
   try {
     cmd = parseCli(argv);
   } catch (e) {
-    if (e instanceof CliError) fail(`${e.message}\n  Try 'wasmvisor --help'.`, 2);
+    if (e instanceof CliError) fail(`${e.message}\n  Try 'wasmvisor ${argv[0] === "qemu" ? "qemu -help" : "--help"}'.`, 2);
     throw e;
   }
-  if (cmd.kind === "help") { process.stdout.write(HELP); return; }
-  if (cmd.kind === "version") { process.stdout.write(`wasmvisor ${VERSION}\n`); return; }
+  if (cmd.kind === "help") { process.stdout.write(cmd.qemu ? QEMU_HELP : HELP); return; }
+  // `wasmvisor qemu -version` answers as QEMU's first line does: scripts (xv6's Makefile) check it.
+  if (cmd.kind === "version") { process.stdout.write(cmd.qemu ? `QEMU emulator version ${QEMU_COMPAT_VERSION} (wasmvisor ${VERSION})\n` : `wasmvisor ${VERSION}\n`); return; }
   const code = cmd.kind === "start" ? await start(cmd) : await boot(cmd);
   process.exit(code);
 }

@@ -39,8 +39,10 @@ export interface ParseOptions {
 /** How a definition from the control API is read. */
 export const DEFINITION_PARSING: ParseOptions = { naming: "fields", defaultMode: "para", defaultLoopback: "off" };
 
-const FIELDS = ["name", "mode", "paging", "jit", "bios", "kernel", "initrd", "append", "memory", "smp", "drives", "nets", "cpu", "limits", "onFailure"] as const;
-const FLAGS: Record<string, string> = { drives: "--drive", nets: "--net", smp: "--smp", memory: "--memory" };
+const FIELDS = ["name", "mode", "paging", "jit", "bios", "kernel", "initrd", "append", "dtb", "memory", "smp", "drives", "nets", "rng", "virtioLegacy", "noReboot", "cpu", "limits", "onFailure"] as const;
+const FLAGS: Record<string, string> = {
+  drives: "--drive", nets: "--net", smp: "--smp", memory: "--memory", dtb: "-dtb", rng: "-device virtio-rng-device", virtioLegacy: "-global virtio-mmio.force-legacy", noReboot: "-no-reboot",
+};
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_WEIGHT = 10_000;
 const MAX_SOCKETS = 65_536;
@@ -135,17 +137,22 @@ export function parseVmConfig(raw: unknown, opts: ParseOptions): VmConfig {
     if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) bad(`limits.${k}`, `'limits.${k}' must be a positive number`);
   }
   if (!Number.isInteger(sockets) || sockets < 0 || sockets > MAX_SOCKETS) bad("limits.sockets", `'limits.sockets' must be a whole number from 0 to ${MAX_SOCKETS}`);
+  const bool = (k: "rng" | "virtioLegacy" | "noReboot"): boolean => {
+    if (d[k] !== undefined && typeof d[k] !== "boolean") bad(k, `${nameOf(k)} must be true or false`);
+    return d[k] === true;
+  };
   const onFailure = str("onFailure") ?? "keep";
   if (onFailure !== "keep" && onFailure !== "restart" && onFailure !== "destroy") bad("onFailure", `'onFailure' must be "keep", "restart" or "destroy"`);
 
   const config: VmConfig = {
     name: name!, mode, paging: paging as Paging, memory, smp: smp as number, bios, drives, nets,
+    rng: bool("rng"), virtioLegacy: bool("virtioLegacy"), noReboot: bool("noReboot"),
     cpu: { weight, ...(cap !== undefined ? { cap: cap / 100 } : {}) },
     limits: { ...limits, sockets } as VmConfig["limits"],
     onFailure: onFailure as OnFailure,
   };
   if (jit !== undefined) config.jit = jit as JitMode;
-  for (const k of ["kernel", "initrd", "append"] as const) {
+  for (const k of ["kernel", "initrd", "append", "dtb"] as const) {
     const v = str(k);
     if (v !== undefined) config[k] = v;
   }
@@ -167,11 +174,13 @@ export function vmDefinition(config: VmConfig): VmDefinition {
     ...(config.kernel !== undefined ? { kernel: config.kernel } : {}),
     ...(config.initrd !== undefined ? { initrd: config.initrd } : {}),
     ...(config.append !== undefined ? { append: config.append } : {}),
+    ...(config.dtb !== undefined ? { dtb: config.dtb } : {}),
     drives: config.drives.map((dr) => [
       `file=${dr.file}`, ...(dr.format ? [`format=${dr.format}`] : []), `if=${dr.if}`, `readonly=${dr.readOnly ? "on" : "off"}`,
       ...(dr.serial !== undefined ? [`serial=${dr.serial}`] : []),
     ].join(",")),
     nets: config.nets.map((n) => `${n.netdev.kind === "user" ? formatUserNetSpec(n.netdev.options) : `switch=${n.netdev.name}`},model=${n.model}`),
+    rng: config.rng, virtioLegacy: config.virtioLegacy, noReboot: config.noReboot,
     cpu: { weight: config.cpu.weight, ...(config.cpu.cap !== undefined ? { cap: Math.round(config.cpu.cap * 1e8) / 1e6 } : {}) },
     limits: { ...config.limits },
     onFailure: config.onFailure,

@@ -49,8 +49,16 @@ export interface VmConfig {
   kernel?: string;
   initrd?: string;
   append?: string;
+  /** A devicetree blob to give the guest instead of the board's own (QEMU's -dtb); /chosen gets bootargs and the initrd. */
+  dtb?: string;
   drives: DriveConfig[];
   nets: NicConfig[];
+  /** A virtio-rng besides what the mode brings (the built-in SBI's machine has one already). */
+  rng: boolean;
+  /** virtio-mmio's legacy (version 1) interface instead of version 2 (QEMU's default; -global virtio-mmio.force-legacy). */
+  virtioLegacy: boolean;
+  /** A reboot the guest asks for ends the VM instead, as a poweroff (QEMU's -no-reboot). */
+  noReboot: boolean;
   /** Share of the CPU: relative weight, and at most `cap` of one pCPU (0 < cap ≤ 1). */
   cpu: { weight: number; cap?: number };
   /** Bandwidth limits (virtio devices) and the host sockets its user-mode networking may hold. */
@@ -91,6 +99,8 @@ export interface VmDefinition {
   kernel?: string;
   initrd?: string;
   append?: string;
+  /** A devicetree blob given to the guest instead of the generated one (QEMU's -dtb). */
+  dtb?: string;
   /** "256M", "1G", or MiB as a number. Default 256M. */
   memory?: string | number;
   /** vCPUs (harts), 1–8. */
@@ -99,6 +109,12 @@ export interface VmDefinition {
   drives?: string[];
   /** `--net` specs: "user,hostfwd=tcp::8080-:80", "switch=lan". */
   nets?: string[];
+  /** A virtio-rng device (default false; para mode has one anyway). */
+  rng?: boolean;
+  /** virtio-mmio's legacy interface, version 1 (default false: version 2). */
+  virtioLegacy?: boolean;
+  /** The guest's reboot ends the VM (default false: it reboots). */
+  noReboot?: boolean;
   cpu?: {
     /** Relative CPU weight (default 1). */
     weight?: number;

@@ -12,7 +12,7 @@ import { concatBytes } from "../util/bytes";
 import { bitmapCount } from "../util/bits";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { percentile } from "../util/stats";
-import type { Pcpu, VmEvent, HostedStats, HostedVmRequest, MigrationProgress, SnapshotProgress } from "./pcpu";
+import type { Pcpu, VmEvent, PcpuEvent, HostedStats, HostedVmRequest, MigrationProgress, SnapshotProgress } from "./pcpu";
 import { EMULATION_FAILURE, type MachineStats } from "../machine/virt";
 import type { Control } from "./types";
 import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } from "../config/parse";
@@ -27,6 +27,7 @@ import { transition, ended, type Action } from "./lifecycle";
 import {
   badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats, type VmState,
 } from "./types";
+import type { CpuState } from "../state/cpu";
 import { readConfig, readStateConfig } from "../state/vm-state";
 
 export interface HypervisorOptions {
@@ -86,6 +87,8 @@ interface VmRecord {
   /** The devicetree it was given. */
   dtb: Uint8Array;
   listeners: Set<ConsoleListener>;
+  /** Told when the guest resets the machine (the monitor's RESET event). */
+  resetListeners: Set<() => void>;
   /** Listeners that asked for a pause (returned false): the console is not drained meanwhile. */
   held: Set<ConsoleListener>;
   /** Wakes the console's drain when the last pause ends. */
@@ -168,7 +171,7 @@ export class Hypervisor implements Control {
     const home: Home = { index, thread, pcpu: thread.pcpu, doorbell: new Int32Array(doorbell), alive: true };
     this.homes[index] = home;
     thread.onExit(() => this.workerDied(home));
-    await home.pcpu.init(doorbell, this.opts.sliceMs, Comlink.proxy((e: VmEvent) => this.onVmEvent(e)));
+    await home.pcpu.init(doorbell, this.opts.sliceMs, Comlink.proxy((e: PcpuEvent) => this.onVmEvent(e)));
     return home;
   }
 
@@ -276,7 +279,7 @@ export class Hypervisor implements Control {
     const vm: VmRecord = {
       config, fds, home: this.place(), state: "created", waiters: [], committed,
       out: new ByteRing(CONSOLE_OUT), input: new ByteRing(CONSOLE_IN),
-      scrollback: [], scrollbackBytes: 0, listeners: new Set(), held: new Set(), unheld: null, restarts: 0, restartTimes: [], dtb: new Uint8Array(0),
+      scrollback: [], scrollbackBytes: 0, listeners: new Set(), resetListeners: new Set(), held: new Set(), unheld: null, restarts: 0, restartTimes: [], dtb: new Uint8Array(0),
       moves: 0, busy: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 }, migration: null, snapshot: null,
     };
     this.vms.set(name, vm);
@@ -443,6 +446,20 @@ export class Hypervisor implements Control {
       wakeLatencyMs: { p50: pct(0.5), p99: pct(0.99), samples: lat.length },
       exits: { ...s.machine.exits },
     };
+  }
+
+  /** `listener` is told each time the guest resets the machine (its reboot), until the function returned is called. */
+  onGuestReset(name: string, listener: () => void): () => void {
+    const vm = this.get(name);
+    vm.resetListeners.add(listener);
+    return () => vm.resetListeners.delete(listener);
+  }
+
+  /** Every hart's registers and CSRs by name (state/cpu.ts's form), read between the VM's steps. */
+  async registers(name: string): Promise<CpuState> {
+    const vm = await this.settled(name);
+    this.alive(vm);
+    return vm.home.pcpu.registers(name);
   }
 
   /** The VM's machine counters (exits by device, paging, instructions). */
@@ -881,8 +898,12 @@ export class Hypervisor implements Control {
     if (!vm.home.alive) throw new HvError(500, `${vm.config.name}: its pCPU worker died`);
   }
 
-  private onVmEvent(e: VmEvent): void {
+  private onVmEvent(e: PcpuEvent): void {
     const vm = this.vms.get(e.name);
+    if (e.state === "reset") {
+      for (const l of vm?.resetListeners ?? []) l();
+      return;
+    }
     // Nothing to do for a VM the host has ended already (a stop that won the race).
     if (!vm || (ended(vm.state) && vm.exitCode !== undefined)) return;
     this.markEnded(vm, e.state, e.reason, e.code);

@@ -4,14 +4,16 @@
 import { conflict } from "./types";
 
 export type VmState = "created" | "running" | "paused" | "stopped" | "failed";
-export const ACTIONS = ["start", "pause", "resume", "stop"] as const;
+export const ACTIONS = ["start", "pause", "resume", "stop", "reset"] as const;
 export type Action = (typeof ACTIONS)[number];
 
-const TRANSITIONS: Record<Action, { from: readonly VmState[]; to: VmState }> = {
+// reset: back to power-on (the guest's images reloaded), in the state it was in.
+const TRANSITIONS: Record<Action, { from: readonly VmState[]; to: VmState | "same" }> = {
   start: { from: ["created"], to: "running" },
   pause: { from: ["running"], to: "paused" },
   resume: { from: ["paused"], to: "running" },
   stop: { from: ["created", "running", "paused"], to: "stopped" },
+  reset: { from: ["running", "paused"], to: "same" },
 };
 
 /** Whether the VM has ended (stopped or failed): it runs no more. */
@@ -23,5 +25,5 @@ export function transition(name: string, state: VmState, action: Action, reason?
   if (!t.from.includes(state)) {
     throw conflict(`cannot ${action} ${name}: it is ${state}${reason ? ` (${reason})` : ""}; ${action} needs it ${t.from.join(" or ")}`);
   }
-  return t.to;
+  return t.to === "same" ? state : t.to;
 }

@@ -29,6 +29,7 @@ import { ByteRing, ringDoorbell } from "../util/ring";
 import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason } from "../machine/virt";
 import type { VmConfig } from "../config/vm-config";
 import type { Platform } from "../platform/platform";
+import { saveCpu, type CpuState } from "../state/cpu";
 import { transition, ended, type Action, type VmState } from "./lifecycle";
 
 export interface HostedVmRequest {
@@ -43,6 +44,9 @@ export interface HostedVmRequest {
   watchdogMs?: number;
 }
 
+
+/** What a pCPU tells the control plane of its VMs: an end (VmEvent), or a reset the guest did. */
+export type PcpuEvent = VmEvent | { name: string; state: "reset" };
 
 /** What the control plane hears when a VM ends by itself. */
 export interface VmEvent {
@@ -210,7 +214,7 @@ export class Pcpu {
   private readonly vms = new Map<string, Hosted>();
   private sched = new Scheduler();
   private doorbell = new Int32Array(new SharedArrayBuffer(4));
-  private onEvent: (e: VmEvent) => void = () => {};
+  private onEvent: (e: PcpuEvent) => void = () => {};
   private looping = false;
   private closed = false;
 
@@ -220,7 +224,7 @@ export class Pcpu {
    * Set up before the first VM (a separate call, so a worker can expose a Pcpu as it is):
    * the doorbell the control plane rings, the time slice, and where VM events go.
    */
-  init(doorbell: SharedArrayBuffer, sliceMs: number | undefined, onEvent: (e: VmEvent) => void): void {
+  init(doorbell: SharedArrayBuffer, sliceMs: number | undefined, onEvent: (e: PcpuEvent) => void): void {
     if (this.vms.size) throw new Error("pCPU already has VMs: init() comes first");
     this.doorbell = new Int32Array(doorbell, 0, 1);
     this.sched = new Scheduler({ sliceMs });
@@ -783,7 +787,7 @@ export class Pcpu {
   }
 
   /**
-   * Start, pause, resume or stop a VM, as the life cycle allows (stop: for good; its disks are
+   * Start, pause, resume, stop or reset a VM, as the life cycle allows (stop: for good; its disks are
    * flushed and closed). A stop that finds the VM ended by itself answers with that end, if it
    * has not been told yet (it is then not told again).
    */
@@ -795,7 +799,8 @@ export class Pcpu {
       return e;
     }
     const to = transition(name, vm.state, action, vm.reason);
-    if (to === "stopped") this.end(vm, "stopped", "stopped by the host", false);
+    if (action === "reset") vm.machine.reset();
+    else if (to === "stopped") this.end(vm, "stopped", "stopped by the host", false);
     else this.setState(vm, to as "running" | "paused");
     return null;
   }
@@ -805,6 +810,11 @@ export class Pcpu {
     if (!ended(vm.state)) this.end(vm, "stopped", "destroyed", false);
     this.vms.delete(name);
     this.sched.remove(name);
+  }
+
+  /** Every hart's registers and CSRs by name, as a state stream holds them (the monitor's info registers). */
+  registers(name: string): CpuState {
+    return saveCpu(this.get(name).machine.core, Date.now());
   }
 
   stats(name: string): HostedStats {
@@ -972,6 +982,7 @@ export class Pcpu {
           this.end(vm, clean ? "stopped" : "failed", describeStop(r.reason), true, r.reason.code);
           return;
         }
+        if (r.state === "running" && r.reset) this.onEvent({ name, state: "reset" });
         if (r.state === "idle") {
           vm.wakeAt = t + r.sleepSeconds * 1000;
           this.sched.setRunnable(name, false, t);

@@ -7,6 +7,7 @@ import * as L from "../core/layout";
 import { Bus } from "./bus";
 import { writeBootRom } from "./boot-rom";
 import { buildVirtDtb } from "./virt-dt";
+import { parseFdt } from "./fdt";
 import { isElf, parseElf } from "./elf";
 import { BOARD, RAM_BASE, checkRoom, place, placeFamily, type Attached, type Placement } from "./memory-map";
 import { Uart16550 } from "../devices/uart16550";
@@ -58,6 +59,8 @@ export interface VirtConfig {
   kernel?: Image;
   initrd?: Image;
   append?: string;
+  /** The guest's devicetree instead of the board's (QEMU's -dtb): /chosen gets bootargs and the initrd, as QEMU sets them. */
+  dtb?: Image;
   /**
    * Disks, in order: virtio-blk (the default; the first is /dev/vda) or ATA (the first on
    * controller 0, /dev/sda).
@@ -67,6 +70,12 @@ export interface VirtConfig {
   nets?: { backend: NetBackend; model?: NicModel }[];
   /** Add a virtio-console (hvc0) and a virtio-rng. */
   virtioConsole?: boolean;
+  /** Add a virtio-rng (QEMU's -device virtio-rng-device); the console above brings one already. */
+  virtioRng?: boolean;
+  /** virtio-mmio's legacy (version 1) interface instead of version 2: QEMU's default, -global virtio-mmio.force-legacy=true. */
+  virtioLegacy?: boolean;
+  /** A reboot the guest asks for ends the VM as a poweroff does (QEMU's -no-reboot). */
+  noReboot?: boolean;
   /** Receives console output. */
   output: (bytes: Uint8Array) => void;
   /** Supplies console input: returns the next byte or -1. */
@@ -148,7 +157,8 @@ export type StopReason =
 
 /** What step() found. */
 export type StepResult =
-  | { state: "running" }
+  /** reset: the guest reset the machine during the step (it is at power-on again). */
+  | { state: "running"; reset?: true }
   | { state: "idle"; sleepSeconds: number }
   | { state: "stopped"; reason: StopReason };
 
@@ -232,7 +242,7 @@ export class VirtMachine {
 
   constructor(private readonly cfg: VirtConfig) {
     const harts = cfg.harts ?? 1;
-    checkBoard((cfg.drives ?? []).map((d) => ({ if: d.if ?? "virtio" })), (cfg.nets ?? []).map((n) => ({ model: n.model ?? "virtio" })), cfg.virtioConsole === true);
+    checkBoard((cfg.drives ?? []).map((d) => ({ if: d.if ?? "virtio" })), (cfg.nets ?? []).map((n) => ({ model: n.model ?? "virtio" })), cfg.virtioConsole === true, cfg.virtioRng === true);
     this.trapWork = new Array<number>(harts).fill(0);
     this.hartBudgets = new Float64Array(harts);
     this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock, paging: cfg.paging, memory: cfg.resume?.memory });
@@ -410,10 +420,10 @@ export class VirtMachine {
       const con = new VirtioConsole((bytes) => this.emit(bytes));
       (this as { virtioConsole: VirtioConsole | null }).virtioConsole = con;
       devices.push(con, new VirtioRng());
-    }
+    } else if (this.cfg.virtioRng) devices.push(new VirtioRng());
     const places = placeFamily(BOARD.virtio, devices.length);
     devices.forEach((dev, i) => {
-      const t = new VirtioMmio(dev, mem, this.line(places[i]!), { name: `virtio${i}-${dev.name}` });
+      const t = new VirtioMmio(dev, mem, this.line(places[i]!), { name: `virtio${i}-${dev.name}`, legacy: this.cfg.virtioLegacy === true });
       this.virtio.push(this.attach(places[i]!, t));
     });
   }
@@ -541,7 +551,7 @@ export class VirtMachine {
       this.core.phys(startAddr, initrd.bytes.length)!.set(initrd.bytes);
       layout.initrd = { start: startAddr, end: startAddr + initrd.bytes.length };
     }
-    const dtb = buildVirtDtb({
+    const dtb = this.cfg.dtb ? givenDtb(this.cfg.dtb, this.cfg.append, layout.initrd) : buildVirtDtb({
       harts: this.core.harts,
       ramSize: this.cfg.memory,
       isa: HART_ISA,
@@ -581,6 +591,11 @@ export class VirtMachine {
       ...(this.cfg.timeExits ? { exitSeconds: { ...this.exitSeconds } } : {}),
       ...(this.jit ? { jit: this.jit.stats() } : {}),
     };
+  }
+
+  /** The host resets the machine (QMP's system_reset): a reboot, now. Call between steps. */
+  reset(): void {
+    this.reboot();
   }
 
   /** Back to power-on: harts reset, devices keep their wiring, images are reloaded. */
@@ -644,8 +659,11 @@ export class VirtMachine {
     this.retryDevices();
     this.flushOutput();
     if (this.resetRequested) {
-      this.reboot();
-      return { state: "running" };
+      if (this.cfg.noReboot) this.stop({ kind: "poweroff", code: 0 });
+      else {
+        this.reboot();
+        return { state: "running", reset: true };
+      }
     }
     if (this.stopReason) return { state: "stopped", reason: this.stopReason };
     if (ran) return { state: "running" };
@@ -837,6 +855,26 @@ export class VirtMachine {
   }
 }
 
+/**
+ * A devicetree the user gave (QEMU's -dtb), with what QEMU sets in it too: /chosen's bootargs
+ * (from --append) and the initrd's place. It is the user's to make match the board.
+ */
+function givenDtb(img: Image, append: string | undefined, initrd: { start: number; end: number } | undefined): Uint8Array {
+  let dt;
+  try {
+    dt = parseFdt(img.bytes);
+  } catch (e) {
+    throw new Error(`-dtb ${img.name}: not a devicetree blob (${(e as Error).message}); make one with dtc, or leave -dtb out`);
+  }
+  const chosen = dt.find("/chosen") ?? dt.root.addNode("chosen");
+  if (append !== undefined && append !== "") chosen.setString("bootargs", append);
+  if (initrd) {
+    chosen.setU64("linux,initrd-start", initrd.start);
+    chosen.setU64("linux,initrd-end", initrd.end);
+  }
+  return dt.toBlob();
+}
+
 /** Locally administered MACs 52:54:00:12:34:56, :57, ... for NIC 0, 1, ... as QEMU hands them out. */
 function macFor(index: number): Uint8Array {
   return parseMac(`52:54:00:12:34:${(0x56 + index).toString(16).padStart(2, "0")}`)!;
@@ -846,11 +884,12 @@ function macFor(index: number): Uint8Array {
  * Whether the board has room for these devices (virtio-mmio slots, ATA controllers, ethoc MACs);
  * throws saying what does not fit. Requests are checked with it before any image is opened.
  */
-export function checkBoard(drives: readonly { if: DriveInterface }[], nets: readonly { model: NicModel }[], virtioConsole: boolean): void {
+export function checkBoard(drives: readonly { if: DriveInterface }[], nets: readonly { model: NicModel }[], virtioConsole: boolean, virtioRng = false): void {
   const ide = drives.filter((d) => d.if === "ide").length;
   const ethoc = nets.filter((n) => n.model === "ethoc").length;
-  const virtio = drives.length - ide + nets.length - ethoc + (virtioConsole ? 2 : 0); // + console and rng
-  checkRoom(BOARD.virtio, virtio, virtioConsole ? ", with the console and the RNG" : "");
+  const rng = virtioConsole || virtioRng ? 1 : 0;
+  const virtio = drives.length - ide + nets.length - ethoc + (virtioConsole ? 1 : 0) + rng;
+  checkRoom(BOARD.virtio, virtio, virtioConsole ? ", with the console and the RNG" : rng ? ", with the RNG" : "");
   checkRoom(BOARD.ata, ide);
   checkRoom(BOARD.ethoc, ethoc);
 }

@@ -18,6 +18,8 @@ export interface BootImages {
   bios: Image | null | "builtin";
   kernel?: Image;
   initrd?: Image;
+  /** The guest's devicetree instead of the board's (QEMU's -dtb). */
+  dtb?: Image;
 }
 
 /** Where a machine's console goes, and how its network backends wake the VM's thread. */
@@ -34,7 +36,7 @@ export interface MachineIo {
  * is opened), then the images are read. Throws an Error whose first line names the flag.
  */
 export function loadBootImages(config: VmConfig, platform: Platform, dirs?: readonly string[]): BootImages {
-  checkBoard(config.drives, config.nets, usesBuiltinSbi(config));
+  checkBoard(config.drives, config.nets, usesBuiltinSbi(config), config.rng);
   const read = (what: string, path: string): Image => ({ name: path, bytes: platform.readImage(path, { what, maxBytes: config.memory, dirs }) });
   const b = config.bios;
   const bios = b === "none" ? null : b === "builtin" ? "builtin" : read("--bios", b === "default" ? platform.defaultFirmware() : b.file);
@@ -44,6 +46,7 @@ export function loadBootImages(config: VmConfig, platform: Platform, dirs?: read
     bios,
     ...(config.kernel ? { kernel: read("--kernel", config.kernel) } : {}),
     ...(config.initrd ? { initrd: read("--initrd", config.initrd) } : {}),
+    ...(config.dtb ? { dtb: read("-dtb", config.dtb) } : {}),
   };
 }
 
@@ -82,6 +85,9 @@ export async function buildMachine(config: VmConfig, images: BootImages, platfor
       drives: disks.map((backend, i) => ({ backend, serial: config.drives[i].serial, readOnly: config.drives[i].readOnly, if: config.drives[i].if })),
       nets: nets.map((backend, i) => ({ backend, model: config.nets[i].model })),
       virtioConsole: usesBuiltinSbi(config),
+      virtioRng: config.rng,
+      virtioLegacy: config.virtioLegacy,
+      noReboot: config.noReboot,
       module: platform.coreModule(),
       memory: config.memory,
       harts: config.smp,
@@ -90,6 +96,7 @@ export async function buildMachine(config: VmConfig, images: BootImages, platfor
       bios: images.bios,
       kernel: images.kernel,
       initrd: images.initrd,
+      dtb: images.dtb,
       append: config.append,
       output: io.output,
       input: io.input,

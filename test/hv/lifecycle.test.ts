@@ -18,6 +18,9 @@ describe("the life cycle's transitions", () => {
     expect(transition("a", "running", "pause")).toBe("paused");
     expect(transition("a", "paused", "resume")).toBe("running");
     for (const from of ["created", "running", "paused"] as const) expect(transition("a", from, "stop")).toBe("stopped");
+    // reset: back to power-on, in the state it was in; a VM not started yet is at power-on already.
+    for (const from of ["running", "paused"] as const) expect(transition("a", from, "reset")).toBe(from);
+    expect(() => transition("a", "created", "reset")).toThrow("cannot reset a: it is created; reset needs it running or paused");
     for (const action of ACTIONS) {
       let e: unknown;
       try { transition("a", "failed", action, "it crashed"); } catch (err) { e = err; }

@@ -103,9 +103,12 @@ describe("the npm package", () => {
     expect(state.subarray(0, STATE_MAGIC.length).equals(STATE_MAGIC)).toBe(true);
   }, 180_000);
 
-  test("its command line runs from the install: `npx wasmvisor boot` exits with the guest's code", async () => {
+  test("its command line runs from the install: `npx wasmvisor boot` and `wasmvisor-system-riscv64` exit with the guest's code", async () => {
     const { stdout } = await run(join(app, "node_modules/.bin/wasmvisor"), ["boot", "--bios", "none", "--kernel", programs.rv64i, "-m", "64M"], { cwd: app });
     expect(stdout).toMatch(/PASS/);
+    // QEMU's command line under its second name, as a Makefile's QEMU variable names it.
+    const q = await run(join(app, "node_modules/.bin/wasmvisor-system-riscv64"), ["-machine", "virt", "-bios", "none", "-kernel", programs.rv64i, "-m", "64M", "-nographic"], { cwd: app });
+    expect(q.stdout).toMatch(/PASS/);
   }, 60_000);
 
   test("wasmvisor/platform/node is the Node build too", async () => {

@@ -1,0 +1,254 @@
+// QEMU's command line for the riscv64 virt machine: how each option maps onto the one VM
+// configuration or is refused, and the README's QEMU lines run verbatim (the program name
+// replaced by wasmvisor's) with real guests, some of them on the real qemu-system-riscv64 too.
+import { describe, test, expect, beforeAll, afterAll } from "vitest";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer, type AddressInfo } from "node:net";
+import { parseCli, CliError, type BootCommand } from "../../host/cli/args";
+import { buildBaremetal } from "../../guests/baremetal/build.mjs";
+import { buildLinuxGuest } from "../../guests/linux/build.mjs";
+import { BIN, Session, runCli } from "./cli";
+import { README_QEMU_LINES, qemuArgs, qemuLinesOf } from "./qemu-lines";
+
+const UBOOT_M = "/usr/lib/u-boot/qemu-riscv64/u-boot.bin";
+const UBOOT_S = "/usr/lib/u-boot/qemu-riscv64_smode/uboot.elf";
+/** xv6-riscv's Makefile line (QEMUOPTS with CPUS=3), as `make qemu` runs it. */
+const XV6_LINE = qemuArgs(README_QEMU_LINES.xv6).join(" ");
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "wasmvisor-qemu-cli-"));
+});
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const qemu = (line: string | string[]) => parseCli(["qemu", ...(typeof line === "string" ? line.split(" ") : line)]) as BootCommand;
+function refused(args: string[], message: RegExp): void {
+  let error: unknown;
+  try {
+    parseCli(["qemu", ...args]);
+  } catch (e) {
+    error = e;
+  }
+  expect(error, args.join(" ")).toBeInstanceOf(CliError);
+  expect((error as Error).message).toMatch(message);
+  expect((error as Error).message).not.toContain("\n");
+}
+
+describe("QEMU's options map onto the VM configuration", () => {
+  test("xv6's line: M-mode kernel, 128M, 3 harts, its disk a modern virtio-blk on bus 0", () => {
+    const c = qemu(XV6_LINE).config;
+    expect(c.bios).toBe("none");
+    expect(c.kernel).toMatch(/\/kernel\/kernel$/);
+    expect(c.memory).toBe(128 * 2 ** 20);
+    expect(c.smp).toBe(3);
+    expect(c.mode).toBe("full");
+    expect(c.virtioLegacy).toBe(false);
+    expect(c.drives).toEqual([{ file: expect.stringMatching(/\/fs\.img$/), format: "raw", readOnly: false, if: "virtio" }]);
+  });
+
+  test("QEMU's defaults under `qemu`: 128M, legacy virtio-mmio, OpenSBI; `boot` keeps wasmvisor's", () => {
+    const q = qemu(["-kernel", UBOOT_S]).config;
+    expect([q.memory, q.virtioLegacy, q.bios, q.mode]).toEqual([128 * 2 ** 20, true, "default", "full"]);
+    const b = (parseCli(["boot", "-kernel", UBOOT_S]) as BootCommand).config;
+    expect([b.memory, b.virtioLegacy]).toEqual([256 * 2 ** 20, false]);
+    // A -drive without if= is wasmvisor's own disk under boot (ATA in full mode), nothing's under qemu.
+    expect((parseCli(["boot", "-drive", "file=/tmp/x.img"]) as BootCommand).config.drives[0]!.if).toBe("ide");
+    refused(["-drive", "file=/tmp/x.img"], /needs an id=/);
+  });
+
+  test("-m and -smp in QEMU's syntax", () => {
+    expect(qemu("-m size=64M").config.memory).toBe(64 * 2 ** 20);
+    expect(qemu("-m 1G").config.memory).toBe(2 ** 30);
+    expect(qemu("-m 96").config.memory).toBe(96 * 2 ** 20);
+    expect(qemu("-smp cpus=2").config.smp).toBe(2);
+    expect(qemu("-smp sockets=1,cores=2,threads=2").config.smp).toBe(4);
+    expect(qemu("-smp 2,maxcpus=2").config.smp).toBe(2);
+    expect(qemu("--smp 3").config.smp).toBe(3); // QEMU takes two dashes too
+    expect(qemu(["--kernel=/tmp/k"]).config.kernel).toBe("/tmp/k");
+  });
+
+  test("networks, the RNG, -no-reboot, -snapshot, -name, -S and the monitors", () => {
+    const c = qemu([
+      "-netdev", "user,id=n0,hostfwd=tcp::2222-:22", "-device", "virtio-net-device,netdev=n0", "-nic", "user,model=virtio-net-device",
+      "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-device,rng=rng0", "-no-reboot", "-name", "guest=web",
+      "-drive", "file=/tmp/a.img,if=none,id=d0,format=qcow2", "-device", "virtio-blk-device,drive=d0", "-snapshot", "-S",
+      "-qmp", "unix:/tmp/q.sock,server,nowait", "-monitor", "tcp:127.0.0.1:4444,server=on,wait=off", "-machine", "virt,dumpdtb=/tmp/v.dtb",
+      "-cpu", "rv64,zba=on,sv48=on,h=off", "-display", "none", "-serial", "mon:stdio", "-accel", "tcg",
+    ]);
+    expect(c.config.nets.map((n) => [n.model, n.netdev.kind === "user" ? n.netdev.options.hostfwd?.length ?? 0 : -1])).toEqual([["virtio", 1], ["virtio", 0]]);
+    expect([c.config.rng, c.config.noReboot, c.config.name]).toEqual([true, true, "web"]);
+    expect(c.temporary).toEqual([0]);
+    expect(c.paused).toBe(true);
+    expect(c.qmp).toEqual([{ kind: "unix", path: "/tmp/q.sock", wait: false, spec: "unix:/tmp/q.sock,server,nowait" }]);
+    expect(c.monitors).toEqual([{ kind: "tcp", host: "127.0.0.1", port: 4444, wait: false, spec: "tcp:127.0.0.1:4444,server=on,wait=off" }]);
+    expect([c.dtbOut, c.dumpDtbOnly]).toEqual(["/tmp/v.dtb", true]);
+    expect(qemu("-monitor none").consoleMonitor).toBe(false);
+  });
+
+  test("what wasmvisor does not have is refused, naming the option, in one line", () => {
+    refused(["-s"], /^-s: the GDB stub is not in wasmvisor yet/);
+    refused(["-gdb", "tcp::26000"], /^-gdb: the GDB stub is not in wasmvisor yet/);
+    refused(["-d", "guest_errors"], /^-d: wasmvisor has no QEMU-style -d logging/);
+    refused(["-net", "nic"], /^-net: .*-netdev user,id=n0/);
+    refused(["-enable-kvm"], /^-enable-kvm: .*no KVM/);
+    refused(["-frobnicate"], /unknown option '-frobnicate'/);
+    refused(["disk.img"], /unexpected argument 'disk\.img'/);
+    refused(["-machine", "sifive_u"], /-machine sifive_u: .*'virt' machine only/);
+    refused(["-machine", "virt,aia=aplic-imsic"], /-machine virt,aia=aplic-imsic: .*does not have that/);
+    refused(["-cpu", "sifive-u54"], /-cpu sifive-u54: .*use -cpu rv64/);
+    refused(["-cpu", "rv64,v=true"], /-cpu v=true: wasmvisor's harts do not have v/);
+    refused(["-cpu", "rv64,c=off"], /-cpu c=off: wasmvisor's harts always have c/);
+    refused(["-smp", "2,maxcpus=4"], /-smp maxcpus=4: .*no CPU hot-plug/);
+    refused(["-m", "1G,slots=2,maxmem=4G"], /-m: .*property 'slots'.*no memory hot-plug/);
+    refused(["-netdev", "tap,id=n0"], /-netdev tap: .*user-mode only/);
+    refused(["-netdev", "user,id=n0"], /-netdev user,id=n0: no -device takes it/);
+    refused(["-device", "virtio-net-pci,netdev=n0"], /no PCI bus: use virtio-net-device/);
+    refused(["-device", "e1000"], /no device 'e1000'/);
+    refused(["-device", "virtio-blk-device,drive=nope"], /no -drive has id=nope/);
+    refused(["-drive", "file=/tmp/a,if=none,id=a", "-device", "virtio-blk-device,drive=a,num-queues=4"], /property 'num-queues'/);
+    refused(["-drive", "file=/tmp/a,if=none,id=a", "-device", "virtio-blk-device,drive=a,bus=virtio-mmio-bus.3"], /this one is on virtio-mmio-bus\.0/);
+    refused(["-drive", "file=/tmp/a,if=none,id=a", "-drive", "file=/tmp/b,if=none,id=b", "-device", "virtio-blk-device,drive=a,bus=virtio-mmio-bus.0", "-device", "virtio-blk-device,drive=b"], /this one is on virtio-mmio-bus\.1/);
+    refused(["-drive", "file=/tmp/a,if=none,id=a,cache=none", "-device", "virtio-blk-device,drive=a"], /--drive: unknown option 'cache'/);
+    refused(["-object", "memory-backend-ram,id=m0,size=1G"], /-object memory-backend-ram: .*rng-random/);
+    refused(["-global", "virtio-blk-device.num-queues=2"], /-global virtio-blk-device\.num-queues=2: .*force-legacy/);
+    refused(["-serial", "pty"], /-serial pty: .*terminal/);
+    refused(["-display", "gtk"], /-display gtk: .*no graphical display/);
+    refused(["-qmp", "unix:/tmp/q.sock"], /-qmp unix:\/tmp\/q\.sock: wasmvisor listens.*server=on/);
+    refused(["-qmp", "stdio"], /-qmp stdio: .*unix:PATH,server=on,wait=off/);
+    refused(["-name", "bad name!"], /--name must be 1-64 letters/);
+    refused(["-nic", "user,model=e1000"], /model=e1000: .*virtio-net/);
+  });
+
+  test("through the real CLI: one line on stderr, exit status 2, the help named", async () => {
+    const r = await runCli(["qemu", "-machine", "virt", "-gdb", "tcp::1234"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^wasmvisor: -gdb: the GDB stub is not in wasmvisor yet.*\n  Try 'wasmvisor qemu -help'\.\n$/);
+  });
+
+  test("-machine virt,dumpdtb= writes the devicetree and exits; -dtb gives the guest another (U-Boot shows its model, as on QEMU)", async () => {
+    const dumped = join(dir, "virt.dtb");
+    const r = await runCli(["qemu", "-M", `virt,dumpdtb=${dumped}`, "-bios", "none", "-kernel", UBOOT_M, "-append", "console=ttyS0 x=1"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(""); // nothing ran
+    const dts = execFileSync("dtc", ["-I", "dtb", "-O", "dts", dumped], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+    expect(dts).toMatch(/bootargs = "console=ttyS0 x=1";/);
+    const mine = join(dir, "mine.dtb");
+    execFileSync("dtc", ["-I", "dts", "-O", "dtb", "-o", mine], { input: dts.replace('model = "riscv-virtio,wasmvisor"', 'model = "my-own-board"'), stdio: ["pipe", "ignore", "ignore"] });
+    const args = ["-M", "virt", "-nographic", "-bios", "none", "-kernel", UBOOT_M, "-dtb", mine];
+    await untilOutput(["qemu-system-riscv64"], args, "Model: my-own-board");
+    await untilOutput(WASMVISOR_QEMU, args, "Model: my-own-board");
+    // /chosen gets -append, as QEMU sets it.
+    const given = join(dir, "given.dtb");
+    expect((await runCli(["qemu", "-M", `virt,dumpdtb=${given}`, "-bios", "none", "-kernel", UBOOT_M, "-dtb", mine, "-append", "from=append"])).code).toBe(0);
+    expect(execFileSync("dtc", ["-I", "dtb", "-O", "dts", given], { stdio: ["ignore", "pipe", "ignore"] }).toString()).toMatch(/model = "my-own-board";[\s\S]*bootargs = "from=append";/);
+    const junk = join(dir, "junk.dtb");
+    writeFileSync(junk, "not a devicetree");
+    const bad = await runCli(["qemu", "-M", "virt", "-bios", "none", "-kernel", UBOOT_M, "-dtb", junk]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toMatch(/^wasmvisor: -dtb .*junk\.dtb: not a devicetree blob \(.*\); make one with dtc, or leave -dtb out\n$/);
+  }, 120_000);
+
+  test("-version answers as QEMU's first line does (xv6's Makefile checks it), -help lists -gdb", async () => {
+    const v = await runCli(["qemu", "--version"]);
+    expect(v.out.split("\n")[0]).toMatch(/^QEMU emulator version 7\.2\.\d+ \(wasmvisor /);
+    const h = await runCli(["qemu", "-help"]);
+    expect(h.out).toMatch(/^-gdb /m);
+  });
+});
+
+/** Run `args` (a QEMU line's arguments) with the given program in `cwd` until `text` shows, then end it. */
+async function untilOutput(argv0: string[], args: string[], text: string | RegExp, cwd?: string, timeoutMs = 60_000): Promise<string> {
+  const child = spawn(argv0[0]!, [...argv0.slice(1), ...args], { cwd, stdio: ["pipe", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => { out += d.toString("latin1"); });
+  child.stderr.on("data", (d: Buffer) => { out += d.toString("latin1"); });
+  try {
+    const t0 = Date.now();
+    while (typeof text === "string" ? !out.includes(text) : !text.test(out)) {
+      if (child.exitCode !== null || Date.now() - t0 > timeoutMs) throw new Error(`no ${String(text)} from ${argv0.join(" ")}; output:\n${out.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return out;
+  } finally {
+    child.kill("SIGKILL");
+  }
+}
+
+const WASMVISOR_QEMU = [process.execPath, BIN.replace(/wasmvisor\.js$/, "wasmvisor-system-riscv64.js")];
+
+describe("the README's QEMU lines, verbatim", () => {
+  test("the README shows these lines and no others", () => {
+    const readme = readFileSync(join(__dirname, "../../README.md"), "utf8");
+    expect(qemuLinesOf(readme).sort()).toEqual(Object.values(README_QEMU_LINES).sort());
+  });
+
+  // Real QEMU lines: each runs on qemu-system-riscv64 too, which reaches the same prompt.
+  for (const line of [README_QEMU_LINES.ubootM, README_QEMU_LINES.ubootS]) {
+    test(`U-Boot's prompt: ${line}`, async () => {
+      await untilOutput(["qemu-system-riscv64"], qemuArgs(line), "=> ");
+      const out = await untilOutput(WASMVISOR_QEMU, qemuArgs(line), "=> ");
+      expect(out).toMatch(/U-Boot 2023\.01/);
+    }, 120_000);
+  }
+
+  test(`xv6-riscv's 'make qemu' line (a bare-metal program standing in for its kernel): ${README_QEMU_LINES.xv6}`, async () => {
+    const { programs } = await buildBaremetal();
+    const cwd = join(dir, "xv6");
+    mkdirSync(join(cwd, "kernel"), { recursive: true });
+    copyFileSync(programs.rv64i, join(cwd, "kernel/kernel"));
+    writeFileSync(join(cwd, "fs.img"), new Uint8Array(1 << 20));
+    const child = spawn(WASMVISOR_QEMU[0]!, [...WASMVISOR_QEMU.slice(1), ...qemuArgs(README_QEMU_LINES.xv6)], { cwd, stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    expect(out).toMatch(/PASS: rv64i/);
+    expect(code).toBe(0);
+  }, 120_000);
+
+  test("Linux with a disk, a NIC with hostfwd, an RNG, -snapshot: the guest sees them; the image is not written", async () => {
+    const guest = await buildLinuxGuest({ log: () => {} });
+    const disk = join(dir, "disk.img");
+    copyFileSync(guest.disk, disk);
+    const before = readFileSync(disk);
+    const port = await freePort();
+    // The README's line, with the cached guest's files and a free port.
+    const line = qemuArgs(README_QEMU_LINES.linux, {
+      "initramfs.cpio.gz": guest.initramfs, Image: guest.kernel, "file=disk.img": `file=${disk}`, "tcp::8080-": `tcp::${port}-`,
+    });
+    const s = new Session(["qemu", ...line]);
+    try {
+      await s.expect("wasmvisor guest ready", 180_000);
+      s.send("\r");
+      let at = await s.expect(/# $/m, 30_000);
+      s.send("cat /sys/bus/virtio/devices/*/device; cat /sys/class/misc/hw_random/rng_current; mkdir -p /www && echo from-the-guest > /www/index.html && httpd -p 80 -h /www; dd if=/dev/zero of=/dev/vda bs=4096 count=16; sync; echo __do''ne\r");
+      at = await s.expect("__done", 60_000, at);
+      const text = s.out.slice(0, at);
+      expect(text).toMatch(/0x0002\s+0x0001\s+0x0004/); // virtio-blk, -net, -rng: QEMU's device ids
+      expect(text).toMatch(/virtio_rng\.0/);
+      expect(text).toMatch(/16\+0 records out/);
+      // hostfwd: the host's port reaches the guest's.
+      const res = await fetch(`http://127.0.0.1:${port}/index.html`);
+      expect(await res.text()).toContain("from-the-guest");
+      s.send("poweroff\r");
+      expect(await s.exited).toBe(0);
+    } finally {
+      s.kill();
+    }
+    expect(Buffer.compare(readFileSync(disk), before)).toBe(0); // -snapshot: the writes went to the overlay
+  }, 300_000);
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
