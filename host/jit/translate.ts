@@ -22,7 +22,10 @@ const MAX_BLOCK = 64;
 const P_H = 0, P_PAGE_VA = 1, P_PC = 2, P_TLB_R = 3, P_TLB_W = 4, P_BUDGET = 5;
 const V_RETIRED = 6, V_VA = 7, V_E = 8, V_ST = 9, V_T = 10;
 const X_BASE = 10; // x[r] lives in local X_BASE + r (r = 1..31)
-const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64)];
+// What a site that needs the core (a TLB miss, an FP instruction) leaves for the shared slow path.
+const V_KIND = 42, V_ARG = 43, V_VAL = 44, V_SITE = 45, V_NEXT = 46, V_SITE_RET = 47;
+const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32];
+const KIND_LOAD = 0, KIND_STORE = 1;
 // Imports: the core's slow paths.
 const F_LOAD = 0, F_STORE = 1, F_FP = 2;
 
@@ -90,6 +93,16 @@ const DIVS = new Set([O.OP_DIV, O.OP_DIVU, O.OP_REM, O.OP_REMU, O.OP_DIVW, O.OP_
 // Floating point runs in the core (its rounding modes and flags are the interpreter's code), called
 // with the slot's address: the block goes on around it instead of ending there.
 const FP_OPS = new Set([O.OP_FLW, O.OP_FLD, O.OP_FSW, O.OP_FSD, O.OP_FP, O.OP_FADD_D, O.OP_FSUB_D, O.OP_FMUL_D, O.OP_FDIV_D]);
+/** OP_FP instructions that write an integer register: fmv.x.w/d, fclass, feq/flt/fle, fcvt to an integer. */
+function fpWritesInt(inst: number): boolean {
+  const f7 = inst >>> 25;
+  return (inst & 0x7f) === 0x53 && (f7 === 0x70 || f7 === 0x71 || f7 === 0x50 || f7 === 0x51 || f7 === 0x60 || f7 === 0x61);
+}
+
+/** Loads and stores: their slow path ends their block, and the next instruction starts one (where the slow path comes back). */
+function isSite(op: number): boolean {
+  return op in LOADS || op in STORES;
+}
 const ENDS_BLOCK = new Set([...Object.keys(BRANCHES).map(Number), O.OP_JAL, O.OP_JALR]);
 
 function supported(op: number): boolean {
@@ -126,7 +139,7 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
       const t = off + s.imm;
       if (t >= 0 && t < 4096 && slotAt(view, slots, t)) leaders.add(t);
     }
-    if (s.op in BRANCHES || s.op === O.OP_JAL || s.op === O.OP_JALR) leaders.add(off + s.len);
+    if (s.op in BRANCHES || s.op === O.OP_JAL || s.op === O.OP_JALR || isSite(s.op)) leaders.add(off + s.len);
   }
   // Blocks: from each supported leader to a control transfer, an unsupported or undecoded
   // instruction, the next leader or MAX_BLOCK instructions.
@@ -138,7 +151,7 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
       const s = slotAt(view, slots, off);
       if (!s || !supported(s.op)) break;
       block.push(s);
-      if (ENDS_BLOCK.has(s.op)) break;
+      if (ENDS_BLOCK.has(s.op) || isSite(s.op)) break;
       off += s.len;
     }
     if (block.length > 0) blocks.push(block);
@@ -161,7 +174,22 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
 // The function: a loop that dispatches on pc's offset in the page to the block starting there
 // (br_table), runs it, and goes round again until pc leaves the page, reaches an instruction no
 // block starts at, or the budget is spent. The registers the page uses live in locals for the
-// whole call: loaded on entry, and those it writes stored back before every call out and exit.
+// whole call: loaded on entry, and those it writes stored back when it leaves (the core's slow
+// paths for loads and stores do not read them; an FP instruction's integer source is stored
+// before the core runs it). Blocks that follow one another in the page fall through. A load or
+// store that misses the TLB goes to one slow path shared by the page (so each site's code is
+// small): it calls the core, reloads the register a load wrote, and comes back through the
+// dispatch to the next instruction, which starts a block.
+//
+//   block $exit                      status exits: V_ST, and the site's V_SITE/V_NEXT/V_SITE_RET
+//     loop $dispatch
+//       block $slow                  load and store sites branch here on a TLB miss
+//         block $leave               leave at P_PC
+//           budget and page checks, br_table over the blocks, the blocks
+//         end  ;; leave: store registers, return P_PC
+//       end    ;; slow path: call the core, reload rd, br $dispatch or $exit
+//     end
+//   end        ;; exit: store registers; retired and status from the site; its pc or the next
 function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): void {
   const used = new Set<number>(), written = new Set<number>();
   for (const blk of blocks) {
@@ -171,9 +199,14 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
       if (writes && s.rd !== 0) { used.add(s.rd); written.add(s.rd); }
     }
   }
-  for (const r of [...used].sort((a, b) => a - b)) c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(X_BASE + r);
+  const load = [...used].sort((a, b) => a - b);
   const store = [...written].sort((a, b) => a - b);
+  const loadReg = (r: number) => c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(X_BASE + r);
+  for (const r of load) loadReg(r);
+  const storeRegs = () => { for (const r of store) c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8); };
+  const exit = c.block();
   const dispatch = c.loop();
+  const slow = c.block();
   const leave = c.block();
   // if (retired >= budget) leave; off = pc - pageVa; if (off >= 4096) leave
   c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).brIf(leave);
@@ -187,24 +220,63 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   const table: Label[] = [];
   for (let h = first; h <= last; h++) table.push(byHalf.get(h) ?? leave);
   c.get(V_T).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).i32(first).op(OP.i32Sub).brTable(table, leave);
+  const emitter = new BlockEmitter(c, { dispatch, slow, leave, exit }, written, view, slots);
   blocks.forEach((blk, i) => {
     c.end(labels[i]);
-    new BlockEmitter(c, dispatch, store, view, slots).emit(blk);
+    emitter.emit(blk, blocks[i + 1]?.[0].off);
   });
   c.end(leave);
-  for (const r of store) c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8);
+  storeRegs();
   // Entered at an OP_JIT slot, a translation always runs a block first: leaving with nothing done
   // would send the run loop round for ever, so it is a bug to be seen.
   const stuck = c.get(V_RETIRED).op(OP.i32Eqz).if_();
   c.get(P_H).get(P_PC).mem(OP.i64Store, 3, L.H_EXIT_DATA).get(P_H).get(P_PAGE_VA).mem(OP.i64Store, 3, L.H_EXIT_ADDR)
     .get(P_H).get(P_BUDGET).mem(OP.i32Store, 2, L.H_EXIT_SIZE);
   c.op(OP.unreachable).end(stuck);
-  // Leave at pc with nothing pending.
   c.get(P_H).get(V_RETIRED).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
   c.get(P_H).i32(0).mem(OP.i32Store, 2, L.H_JIT_STATUS);
   c.get(P_PC).ret();
+  c.end(slow);
+  // The slow path of a load or store site.
+  const isLoad = c.get(V_KIND).i32(KIND_LOAD).op(OP.i32Eq).if_();
+  c.get(V_VA).get(V_ARG).i32(0xff).op(OP.i32And).get(V_ARG).i32(8).op(OP.i32ShrU).call(F_LOAD).set(V_ST);
+  c.get(P_H).i64(0).mem(OP.i64Store, 3, L.H_X); // a slow load into x0 wrote it
+  // The load wrote its register in the hart block (or, a fault, did not: the local is the truth).
+  const reload = c.get(V_ST).i32(ST_FAULT).op(OP.i32Ne).if_();
+  const done = c.block();
+  const cases: Label[] = [];
+  for (let k = load.length - 1; k >= 0; k--) cases[k] = c.block();
+  const byReg: Label[] = [];
+  for (let r = 0; r < 32; r++) byReg.push(used.has(r) ? cases[load.indexOf(r)] : done);
+  c.get(V_ARG).i32(11).op(OP.i32ShrU).brTable(byReg, done);
+  load.forEach((r, k) => {
+    c.end(cases[k]);
+    loadReg(r);
+    c.br(done);
+  });
+  c.end(done);
+  c.end(reload);
+  c.else_();
+  c.get(V_VA).get(V_ARG).get(V_VAL).call(F_STORE).set(V_ST);
+  c.end(isLoad);
+  c.get(V_ST).i32(ST_NEXT).op(OP.i32Ne).brIf(exit);
+  c.get(V_RETIRED).get(V_SITE_RET).op(OP.i32Add).i32(1).op(OP.i32Add).set(V_RETIRED);
+  c.get(P_PAGE_VA).get(V_NEXT).op(OP.i64ExtendI32U).op(OP.i64Add).set(P_PC);
+  c.br(dispatch);
   c.end(dispatch);
-  c.op(OP.unreachable).finish();
+  c.op(OP.unreachable);
+  c.end(exit);
+  storeRegs();
+  // A fault leaves at the site, which did not retire; MMIO, tohost and JIT_LEAVE after it.
+  const fault = c.get(V_ST).i32(ST_FAULT).op(OP.i32Eq).if_();
+  c.get(P_H).get(V_RETIRED).get(V_SITE_RET).op(OP.i32Add).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
+  c.get(P_H).i32(ST_FAULT).mem(OP.i32Store, 2, L.H_JIT_STATUS);
+  c.get(P_PAGE_VA).get(V_SITE).op(OP.i64ExtendI32U).op(OP.i64Add).ret();
+  c.end(fault);
+  c.get(P_H).get(V_RETIRED).get(V_SITE_RET).op(OP.i32Add).i32(1).op(OP.i32Add).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
+  c.get(P_H).get(V_ST).get(V_ST).i32(JIT_LEAVE).op(OP.i32Ne).op(OP.i32Mul).mem(OP.i32Store, 2, L.H_JIT_STATUS); // JIT_LEAVE: 0
+  c.get(P_PAGE_VA).get(V_NEXT).op(OP.i64ExtendI32U).op(OP.i64Add).ret();
+  c.finish();
 }
 
 // The registers an instruction reads (its rs1/rs2 as the translator uses them), and whether it writes rd.
@@ -212,21 +284,37 @@ function operands(s: Slot): [number[], boolean] {
   const op = s.op;
   if (op === O.OP_NOP || op === O.OP_FADD_D || op === O.OP_FSUB_D || op === O.OP_FMUL_D || op === O.OP_FDIV_D) return [[], false];
   if (op === O.OP_FLW || op === O.OP_FLD || op === O.OP_FSW || op === O.OP_FSD) return [[s.rs1], false];
-  if (op === O.OP_FP) return [[s.rs1], true]; // an int source (fmv.d.x, fcvt.d.l) or destination (fmv.x.d, feq.d, fclass.d)
+  if (op === O.OP_FP) return [[s.rs1], fpWritesInt(s.imm)]; // an int source (fmv.d.x, fcvt.d.l) or destination (fmv.x.d, feq.d, fclass.d)
   if (op in STORES || op in BRANCHES) return [[s.rs1, s.rs2], false];
   if (op === O.OP_LUI || op === O.OP_AUIPC || op === O.OP_JAL) return [[], true];
   return [[s.rs1, s.rs2], true]; // the rest read at most rs1 and rs2 (an unused field is harmless)
 }
 
 class BlockEmitter {
-  constructor(private readonly c: Code, private readonly dispatch: Label, private readonly written: number[], private readonly view: DataView, private readonly slots: number) {}
+  constructor(
+    private readonly c: Code,
+    private readonly to: { dispatch: Label; slow: Label; leave: Label; exit: Label },
+    private readonly written: Set<number>,
+    private readonly view: DataView,
+    private readonly slots: number,
+  ) {}
 
-  emit(block: Slot[]): void {
-    block.forEach((s, i) => {
-      const last = i === block.length - 1;
-      if (!this.instruction(s, i)) return;
-      if (last) this.fallThrough(s.off + s.len, i + 1); // the block ended before the next leader
-    });
+  /** One block; `nextStart`: where the block after it in the function starts (it falls through there). */
+  emit(block: Slot[], nextStart: number | undefined): void {
+    block.forEach((s, i) => this.instruction(s, i));
+    const lastSlot = block[block.length - 1];
+    const n = block.length;
+    if (lastSlot.op in BRANCHES || lastSlot.op === O.OP_JAL || lastSlot.op === O.OP_JALR) {
+      this.count(n);
+      this.c.br(this.to.dispatch); // pc is set
+      return;
+    }
+    // The block ended before a leader, a site's return point or an instruction not translated.
+    this.count(n);
+    const next = lastSlot.off + lastSlot.len;
+    if (next === nextStart) return; // falls into the next block
+    this.pcAt(next);
+    this.c.set(P_PC).br(this.to.leave);
   }
 
   // ---- registers ----
@@ -239,76 +327,57 @@ class BlockEmitter {
     if (rd === 0) this.c.op(OP.drop);
     else this.c.set(X_BASE + rd);
   }
-  /** The hart block gets the registers the page writes: before a call out, and before leaving. */
-  private writeBack(): void {
-    for (const r of this.written) this.c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8);
-  }
   private pcAt(off: number): void {
     this.c.get(P_PAGE_VA).i64(off).op(OP.i64Add);
   }
-  /** Leave the translation: registers are written back already; pc is on no stack yet. */
-  private leave(pcOff: number, retired: number, status: number | "st"): void {
-    const c = this.c;
-    c.get(P_H).get(V_RETIRED).i32(retired).op(OP.i32Add).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
-    c.get(P_H);
-    if (status === "st") c.get(V_ST).get(V_ST).i32(JIT_LEAVE).op(OP.i32Ne).op(OP.i32Mul); // JIT_LEAVE: 0
-    else c.i32(status);
-    c.mem(OP.i32Store, 2, L.H_JIT_STATUS);
-    this.pcAt(pcOff);
-    c.ret();
+  private count(n: number): void {
+    this.c.get(V_RETIRED).i32(n).op(OP.i32Add).set(V_RETIRED);
   }
-  /** End of block (pc is set): count it, dispatch again. */
-  private endBlock(retired: number): void {
-    this.c.get(V_RETIRED).i32(retired).op(OP.i32Add).set(V_RETIRED);
-    this.c.br(this.dispatch);
+  /** Where the instruction `s`, the i-th of its block, is: what the slow path and the exit need. */
+  private site(s: Slot, i: number): void {
+    this.c.i32(s.off).set(V_SITE).i32(s.off + s.len).set(V_NEXT).i32(i).set(V_SITE_RET);
   }
-  private fallThrough(nextOff: number, retired: number): void {
-    this.pcAt(nextOff);
-    this.c.set(P_PC);
-    this.endBlock(retired);
-  }
-  /** After a slow path's status in V_ST: leave unless it is ST_NEXT. */
-  private checkSlow(s: Slot, i: number): void {
-    const c = this.c;
-    const bad = c.get(V_ST).i32(ST_NEXT).op(OP.i32Ne).if_();
-    const fault = c.get(V_ST).i32(ST_FAULT).op(OP.i32Eq).if_();
-    this.leave(s.off, i, ST_FAULT); // pc at the instruction, which did not retire
-    c.end(fault);
-    this.leave(s.off + s.len, i + 1, "st"); // done: MMIO or tohost exit, or JIT_LEAVE
-    c.end(bad);
+  private toSlow(s: Slot, i: number, kind: number): void {
+    this.c.i32(kind).set(V_KIND);
+    this.site(s, i);
+    this.c.br(this.to.slow);
   }
 
-  /** Emit one instruction; false when it ended the block itself. */
-  private instruction(s: Slot, i: number): boolean {
+  private instruction(s: Slot, i: number): void {
     const c = this.c;
     const op = s.op;
-    if (op === O.OP_NOP) return true;
+    if (op === O.OP_NOP) return;
     if (FP_OPS.has(op)) {
-      // The core reads and writes registers in the hart block: store ours, reload what it may write.
-      this.writeBack();
+      // The core runs it on the hart block: an integer source (an address, fmv.d.x's) must be there.
+      if (op !== O.OP_FADD_D && op !== O.OP_FSUB_D && op !== O.OP_FMUL_D && op !== O.OP_FDIV_D && this.written.has(s.rs1)) {
+        c.get(P_H).get(X_BASE + s.rs1).mem(OP.i64Store, 3, L.H_X + s.rs1 * 8);
+      }
       c.i64(this.view.getBigUint64(this.slots + s.off * 4, true));
       this.pcAt(s.off);
       c.call(F_FP).set(V_ST);
-      this.checkSlow(s, i);
-      if (op === O.OP_FP && s.rd !== 0) c.get(P_H).mem(OP.i64Load, 3, L.H_X + s.rd * 8).set(X_BASE + s.rd);
-      return true;
+      if (op === O.OP_FP && s.rd !== 0 && fpWritesInt(s.imm)) {
+        const wrote = c.get(V_ST).i32(ST_FAULT).op(OP.i32Ne).if_();
+        c.get(P_H).mem(OP.i64Load, 3, L.H_X + s.rd * 8).set(X_BASE + s.rd);
+        c.end(wrote);
+      }
+      const bad = c.get(V_ST).i32(ST_NEXT).op(OP.i32Ne).if_();
+      this.site(s, i);
+      c.br(this.to.exit).end(bad);
+      return;
     }
     if (op in LOADS) {
       const [wop, f3, align] = LOADS[op];
       this.read(s.rs1);
       c.i64(s.imm).op(OP.i64Add).set(V_VA);
       this.tlbEntry(P_TLB_R);
-      const hit = this.tlbHit(align).ifI64();
+      const hit = this.tlbHit(align).if_();
       c.get(V_VA).get(V_E).mem(OP.i64Load, 3, 8).op(OP.i64Add).op(OP.i32WrapI64).mem(wop, align, 0);
-      c.else_();
-      this.writeBack();
-      c.get(V_VA).i32(f3).i32(s.rd * 8).call(F_LOAD).set(V_ST);
-      if (s.rd === 0) c.get(P_H).i64(0).mem(OP.i64Store, 3, L.H_X);
-      this.checkSlow(s, i);
-      c.get(P_H).mem(OP.i64Load, 3, L.H_X + s.rd * 8);
-      c.end(hit);
       this.write(s.rd);
-      return true;
+      c.else_();
+      c.i32(f3 | ((s.rd * 8) << 8)).set(V_ARG);
+      this.toSlow(s, i, KIND_LOAD);
+      c.end(hit);
+      return;
     }
     if (op in STORES) {
       const [wop, size] = STORES[op];
@@ -320,13 +389,11 @@ class BlockEmitter {
       this.read(s.rs2);
       c.mem(wop, size, 0);
       c.else_();
-      this.writeBack();
-      c.get(V_VA).i32(1 << size);
       this.read(s.rs2);
-      c.call(F_STORE).set(V_ST);
-      this.checkSlow(s, i);
+      c.set(V_VAL).i32(1 << size).set(V_ARG);
+      this.toSlow(s, i, KIND_STORE);
       c.end(hit);
-      return true;
+      return;
     }
     if (op in BRANCHES) {
       this.read(s.rs1);
@@ -337,16 +404,14 @@ class BlockEmitter {
       c.set(P_PC).else_();
       this.pcAt(s.off + s.len);
       c.set(P_PC).end(taken);
-      this.endBlock(i + 1);
-      return false;
+      return;
     }
     if (op === O.OP_JAL) {
       this.pcAt(s.off + s.len);
       this.write(s.rd);
       this.pcAt(s.off + s.imm);
       c.set(P_PC);
-      this.endBlock(i + 1);
-      return false;
+      return;
     }
     if (op === O.OP_JALR) {
       this.read(s.rs1);
@@ -354,11 +419,9 @@ class BlockEmitter {
       this.pcAt(s.off + s.len);
       this.write(s.rd);
       c.get(V_T).set(P_PC);
-      this.endBlock(i + 1);
-      return false;
+      return;
     }
     this.alu(s);
-    return true;
   }
 
   // e = tlb + ((va >> 12) & (TLB_ENTRIES - 1)) * 16
