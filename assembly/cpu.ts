@@ -165,13 +165,18 @@ const JIT_LEAVE: i32 = 6;
 
 /** A load that missed the TLB, from translated code (f3 and regOff as loadMiss). */
 export function jitLoad(va: u64, f3: i32, regOff: i32): i32 {
-  const st = loadMiss(va, <u32>f3, <u32>regOff, false);
-  return st == ST_NEXT && charged != 0 ? JIT_LEAVE : st;
+  return jitStatus(loadMiss(va, <u32>f3, <u32>regOff, false));
 }
 
 /** A store that missed the TLB, from translated code. */
 export function jitStore(va: u64, size: i32, v: u64): i32 {
-  const st = storeMiss(va, <u64>size, v);
+  return jitStatus(storeMiss(va, <u64>size, v));
+}
+
+// What a slow path tells translated code. x0 is re-zeroed, as the run loop does after every
+// instruction: a load or FP instruction may have written it, and later ones read the hart block.
+function jitStatus(st: i32): i32 {
+  store<u64>(H, 0);
   return st == ST_NEXT && charged != 0 ? JIT_LEAVE : st;
 }
 
@@ -221,7 +226,7 @@ export function jitFp(slot: u64, pc: u64): i32 {
     raise(EXC_ILLEGAL, rawInstruction(pc, <u32>slot & 0xff));
     return ST_FAULT;
   }
-  return st == ST_NEXT && charged != 0 ? JIT_LEAVE : st;
+  return jitStatus(st);
 }
 
 // The page the run loop executes from: its virtual address (1 = none: pc is even, so pc - 1

@@ -103,14 +103,6 @@ export class TranslationTier {
     return { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, retired };
   }
 
-  /** Drop every translation (the core's table goes away with its Core; markers must not stay). */
-  dispose(): void {
-    for (let e = 0; e < L.DC_PAGES; e++) {
-      const t = this.entries[e];
-      if (t) this.forget(e, t, t.gen === this.core.view.getUint32(L.DC_GEN + e * 4, true));
-    }
-  }
-
   // Free entry e's translation; `unmark`: its markers are still in the slots, put back what they replaced.
   private forget(e: number, t: Translation, unmark: boolean): void {
     if (unmark) {

@@ -1,11 +1,12 @@
-// The translator (docs/TRANSLATION.md): one cached code page's decoded
-// slots become one WebAssembly function that runs the page's integer blocks on the hart's
-// registers, chaining between the page's blocks without returning to the run loop. The run loop
-// enters it through the core's function table when it meets an OP_JIT slot (cpu.ts).
+// The translator (docs/TRANSLATION.md): one cached code page's decoded slots become one
+// WebAssembly function that runs the page's blocks on the hart's registers, chaining between the
+// page's blocks without returning to the run loop. The run loop enters it through the core's
+// function table when it meets an OP_JIT slot (cpu.ts).
 //
 // Covered: RV64I and RVC (already expanded in the slots), M but mulh*, most of Zba/Zbb, loads and
-// stores through an inline TLB compare with the core's slow paths behind it. Anything else (FP,
-// atomics, CSRs, system instructions, the rest) ends a block: the run loop interprets it.
+// stores through an inline TLB compare with the core's slow paths behind it, F and D run by the
+// core (jitFp). Anything else (atomics, CSRs, system instructions, the rest) is left to the
+// interpreter: the block ends before it and the next one starts after it.
 
 import * as L from "../core/layout";
 import * as O from "../core/ops";
@@ -23,8 +24,9 @@ const P_H = 0, P_PAGE_VA = 1, P_PC = 2, P_TLB_R = 3, P_TLB_W = 4, P_BUDGET = 5;
 const V_RETIRED = 6, V_VA = 7, V_E = 8, V_ST = 9, V_T = 10;
 const X_BASE = 10; // x[r] lives in local X_BASE + r (r = 1..31)
 // What a site that needs the core (a TLB miss, an FP instruction) leaves for the shared slow path.
-const V_KIND = 42, V_ARG = 43, V_VAL = 44, V_SITE = 45, V_NEXT = 46, V_SITE_RET = 47;
-const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32];
+// A site says all of it in one constant, V_INFO (see siteInfo); the handlers unpack it.
+const V_KIND = 42, V_ARG = 43, V_VAL = 44, V_SITE = 45, V_NEXT = 46, V_SITE_RET = 47, V_INFO = 48;
+const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32, I32];
 const KIND_LOAD = 0, KIND_STORE = 1;
 // Imports: the core's slow paths.
 const F_LOAD = 0, F_STORE = 1, F_FP = 2;
@@ -135,6 +137,8 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
     if (!s) continue;
     if (off !== prevEnd) leaders.add(off);
     prevEnd = off + s.len;
+    // Past an instruction left to the interpreter, translated code starts again.
+    if (!supported(s.op)) leaders.add(off + s.len);
     if (s.op in BRANCHES || s.op === O.OP_JAL) {
       const t = off + s.imm;
       if (t >= 0 && t < 4096 && slotAt(view, slots, t)) leaders.add(t);
@@ -144,10 +148,18 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
   // Blocks: from each supported leader to a control transfer, an unsupported or undecoded
   // instruction, the next leader or MAX_BLOCK instructions.
   const blocks: Slot[][] = [];
-  for (const start of [...leaders].sort((a, b) => a - b)) {
+  const starts = [...leaders].sort((a, b) => a - b);
+  for (let k = 0; k < starts.length; k++) {
+    const start = starts[k];
     const block: Slot[] = [];
-    for (let off = start; off < 4096 && block.length < MAX_BLOCK; ) {
+    for (let off = start; off < 4096; ) {
       if (off !== start && leaders.has(off)) break;
+      if (block.length === MAX_BLOCK) {
+        // Cut: the rest starts a block of its own (kept in order: blocks are sorted by start).
+        leaders.add(off);
+        starts.splice(k + 1, 0, off);
+        break;
+      }
       const s = slotAt(view, slots, off);
       if (!s || !supported(s.op)) break;
       block.push(s);
@@ -181,7 +193,7 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
 // small): it calls the core, reloads the register a load wrote, and comes back through the
 // dispatch to the next instruction, which starts a block.
 //
-//   block $exit                      status exits: V_ST, and the site's V_SITE/V_NEXT/V_SITE_RET
+//   block $exit                      status exits: V_ST, and the site's V_INFO
 //     loop $dispatch
 //       block $slow                  load and store sites branch here on a TLB miss
 //         block $leave               leave at P_PC
@@ -238,9 +250,9 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.get(P_PC).ret();
   c.end(slow);
   // The slow path of a load or store site.
+  unpackSite(c);
   const isLoad = c.get(V_KIND).i32(KIND_LOAD).op(OP.i32Eq).if_();
   c.get(V_VA).get(V_ARG).i32(0xff).op(OP.i32And).get(V_ARG).i32(8).op(OP.i32ShrU).call(F_LOAD).set(V_ST);
-  c.get(P_H).i64(0).mem(OP.i64Store, 3, L.H_X); // a slow load into x0 wrote it
   // The load wrote its register in the hart block (or, a fault, did not: the local is the truth).
   const reload = c.get(V_ST).i32(ST_FAULT).op(OP.i32Ne).if_();
   const done = c.block();
@@ -248,7 +260,7 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   for (let k = load.length - 1; k >= 0; k--) cases[k] = c.block();
   const byReg: Label[] = [];
   for (let r = 0; r < 32; r++) byReg.push(used.has(r) ? cases[load.indexOf(r)] : done);
-  c.get(V_ARG).i32(11).op(OP.i32ShrU).brTable(byReg, done);
+  c.get(V_ARG).i32(11).op(OP.i32ShrU).brTable(byReg, done); // rd
   load.forEach((r, k) => {
     c.end(cases[k]);
     loadReg(r);
@@ -266,6 +278,7 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.end(dispatch);
   c.op(OP.unreachable);
   c.end(exit);
+  unpackSite(c);
   storeRegs();
   // A fault leaves at the site, which did not retire; MMIO, tohost and JIT_LEAVE after it.
   const fault = c.get(V_ST).i32(ST_FAULT).op(OP.i32Eq).if_();
@@ -277,6 +290,26 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.get(P_H).get(V_ST).get(V_ST).i32(JIT_LEAVE).op(OP.i32Ne).op(OP.i32Mul).mem(OP.i32Store, 2, L.H_JIT_STATUS); // JIT_LEAVE: 0
   c.get(P_PAGE_VA).get(V_NEXT).op(OP.i64ExtendI32U).op(OP.i64Add).ret();
   c.finish();
+}
+
+// A site's constant: the slow path's kind (bit 0), a load's f3 or a store's size log2 (bits 1-3),
+// a load's rd (bits 4-8), the instruction's index in its block (bits 9-15), its offset in the page
+// (bits 16-27), and whether it is 4 bytes long (bit 28).
+function siteInfo(s: Slot, i: number, kind: number, arg: number): number {
+  return kind | (arg << 1) | (s.rd << 4) | (i << 9) | (s.off << 16) | (s.len === 4 ? 1 << 28 : 0);
+}
+
+function unpackSite(c: Code): void {
+  c.get(V_INFO).i32(16).op(OP.i32ShrU).i32(0xfff).op(OP.i32And).set(V_SITE);
+  c.get(V_SITE).i32(2).op(OP.i32Add).get(V_INFO).i32(27).op(OP.i32ShrU).i32(2).op(OP.i32And).op(OP.i32Add).set(V_NEXT);
+  c.get(V_INFO).i32(9).op(OP.i32ShrU).i32(0x7f).op(OP.i32And).set(V_SITE_RET);
+  c.get(V_INFO).i32(1).op(OP.i32And).set(V_KIND);
+  // V_ARG: f3 | rd * 8 << 8 for jitLoad, the size in bytes for jitStore
+  const load = c.get(V_KIND).i32(KIND_LOAD).op(OP.i32Eq).if_();
+  c.get(V_INFO).i32(1).op(OP.i32ShrU).i32(7).op(OP.i32And).get(V_INFO).i32(4).op(OP.i32ShrU).i32(31).op(OP.i32And).i32(11).op(OP.i32Shl).op(OP.i32Or).set(V_ARG);
+  c.else_();
+  c.i32(1).get(V_INFO).i32(1).op(OP.i32ShrU).i32(7).op(OP.i32And).op(OP.i32Shl).set(V_ARG);
+  c.end(load);
 }
 
 // The registers an instruction reads (its rs1/rs2 as the translator uses them), and whether it writes rd.
@@ -333,14 +366,12 @@ class BlockEmitter {
   private count(n: number): void {
     this.c.get(V_RETIRED).i32(n).op(OP.i32Add).set(V_RETIRED);
   }
-  /** Where the instruction `s`, the i-th of its block, is: what the slow path and the exit need. */
-  private site(s: Slot, i: number): void {
-    this.c.i32(s.off).set(V_SITE).i32(s.off + s.len).set(V_NEXT).i32(i).set(V_SITE_RET);
+  /** To the slow path (a TLB miss) or the exit (a status from the core) for the i-th instruction of its block. */
+  private toSlow(s: Slot, i: number, kind: number, arg: number): void {
+    this.c.i32(siteInfo(s, i, kind, arg)).set(V_INFO).br(this.to.slow);
   }
-  private toSlow(s: Slot, i: number, kind: number): void {
-    this.c.i32(kind).set(V_KIND);
-    this.site(s, i);
-    this.c.br(this.to.slow);
+  private toExit(s: Slot, i: number): void {
+    this.c.i32(siteInfo(s, i, KIND_STORE, 0)).set(V_INFO).br(this.to.exit);
   }
 
   private instruction(s: Slot, i: number): void {
@@ -361,8 +392,8 @@ class BlockEmitter {
         c.end(wrote);
       }
       const bad = c.get(V_ST).i32(ST_NEXT).op(OP.i32Ne).if_();
-      this.site(s, i);
-      c.br(this.to.exit).end(bad);
+      this.toExit(s, i);
+      c.end(bad);
       return;
     }
     if (op in LOADS) {
@@ -374,8 +405,7 @@ class BlockEmitter {
       c.get(V_VA).get(V_E).mem(OP.i64Load, 3, 8).op(OP.i64Add).op(OP.i32WrapI64).mem(wop, align, 0);
       this.write(s.rd);
       c.else_();
-      c.i32(f3 | ((s.rd * 8) << 8)).set(V_ARG);
-      this.toSlow(s, i, KIND_LOAD);
+      this.toSlow(s, i, KIND_LOAD, f3);
       c.end(hit);
       return;
     }
@@ -390,8 +420,8 @@ class BlockEmitter {
       c.mem(wop, size, 0);
       c.else_();
       this.read(s.rs2);
-      c.set(V_VAL).i32(1 << size).set(V_ARG);
-      this.toSlow(s, i, KIND_STORE);
+      c.set(V_VAL);
+      this.toSlow(s, i, KIND_STORE, size);
       c.end(hit);
       return;
     }

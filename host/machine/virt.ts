@@ -687,8 +687,11 @@ export class VirtMachine {
       left -= core.executed(h);
       if (translateAll) {
         // Tests: translate what just ran at once, so that nearly all code runs translated.
-        this.jit!.update();
-        if (reason === L.EXIT_BUDGET && left > 0) continue;
+        left -= this.jit!.update();
+        if (reason === L.EXIT_BUDGET && left > 0) {
+          this.checkTrapLoop(h);
+          continue;
+        }
       }
       const t0 = timed ? performance.now() : 0;
       if (reason !== L.EXIT_BUDGET && reason !== L.EXIT_ATTENTION) this.trapWork[h] = 0; // those retired an instruction

@@ -1,0 +1,137 @@
+// Small hand-written programs aimed at the translation tier's edges: each runs interpreted and
+// under `--jit all` (every page translated as soon as it ran), and must end with the same
+// registers and the same number of retired instructions.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { VirtMachine } from "../../host/machine/virt";
+import { loadCoreModule } from "../../host/platform/node/core";
+import { runToStop } from "../board";
+import type { JitMode } from "../../host/jit/tier";
+
+const dir = mkdtempSync(join(tmpdir(), "wasmvisor-jit-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// Ends the program through the test device (pass).
+const EXIT = `
+  li t0, 0x100000
+  li t1, 0x5555
+  sw t1, 0(t0)
+1: j 1b
+`;
+
+function assemble(name: string, source: string): Uint8Array {
+  const src = join(dir, `${name}.S`), elf = join(dir, `${name}.elf`), bin = join(dir, `${name}.bin`);
+  writeFileSync(src, `  .globl _start\n_start:\n${source}`);
+  execFileSync("riscv64-unknown-elf-gcc", ["-nostdlib", "-march=rv64gc_zba_zbb_zbs", "-mabi=lp64d", "-Wl,-N", "-Wl,-Ttext=0x80000000", "-Wl,--no-relax", "-o", elf, src]);
+  execFileSync("riscv64-unknown-elf-objcopy", ["-O", "binary", elf, bin]);
+  return new Uint8Array(readFileSync(bin));
+}
+
+function run(bytes: Uint8Array, jit: JitMode, timeoutSeconds = 60) {
+  const m = new VirtMachine({ module: loadCoreModule(), memory: 64 << 20, bios: null, kernel: { name: "p", bytes }, jit, output: () => {} });
+  const reason = runToStop(m, timeoutSeconds);
+  const regs = Array.from({ length: 32 }, (_, i) => m.core.x(0, i));
+  return { reason, regs, instret: m.core.totalInstret(), jit: m.stats().jit };
+}
+
+function same(name: string, source: string): ReturnType<typeof run> {
+  const bytes = assemble(name, source);
+  const a = run(bytes, "off"), t = run(bytes, "all");
+  expect(t.reason).toEqual(a.reason);
+  expect(t.regs.map((v, i) => `x${i}=${v.toString(16)}`)).toEqual(a.regs.map((v, i) => `x${i}=${v.toString(16)}`));
+  expect(t.instret).toBe(a.instret);
+  return t;
+}
+
+describe("translated code at its edges", () => {
+  it("x0 stays zero when an FP instruction writes it and a later one reads it", () => {
+    const t = same("x0fp", `
+  li t0, 0x6000        # mstatus.FS: dirty
+  csrs mstatus, t0
+  li t1, 0x1234
+  fmv.d.x f1, t1
+  li s0, 20000
+  li a0, 0
+loop:
+  fmv.x.d x0, f1       # the core writes x0 in the hart block
+  fmv.d.x f3, x0       # and reads it from there
+  fmv.x.d a1, f3
+  add a0, a0, a1
+  addi s0, s0, -1
+  bnez s0, loop
+${EXIT}`);
+    expect(t.regs[10]).toBe(0n);
+    expect(t.jit!.retired).toBeGreaterThan(100_000);
+  });
+
+  it("faults, MMIO loads and stores, misaligned accesses and a store into its own page, precisely", () => {
+    const t = same("mem", `
+  la t0, handler
+  csrw mtvec, t0
+  li s0, 3000
+  li s3, 0x10000000    # the UART
+  la s4, data
+  li s5, 0x1000        # nothing there: an access fault
+  .align 12
+loop:
+  addi s1, s1, 3
+  lbu t1, 5(s3)        # MMIO load, completed by the host on the next run()
+  add s2, s2, t1
+  sd s1, 0(s4)
+  ld t2, 0(s4)
+  add s2, s2, t2
+  addi s6, s6, 1
+  lw t3, 0(s5)         # faults: the handler skips it and counts
+  add s2, s2, s6
+  sb s1, 2(s3)         # MMIO store
+  xor s2, s2, s1
+  lw t4, 3(s4)         # misaligned
+  add s2, s2, t4
+patch:
+  addi s8, s8, 1       # rewritten below: the page changes under its translation
+  la t5, patch
+  lw t6, 0(t5)
+  li a7, 0x100000
+  add t6, t6, a7
+  sw t6, 0(t5)
+  addi s0, s0, -1
+  bnez s0, loop
+${EXIT}
+  .align 4
+handler:
+  addi s7, s7, 1
+  csrr t0, mepc
+  addi t0, t0, 4
+  csrw mepc, t0
+  mret
+  .align 3
+data: .dword 0, 0
+`);
+    expect(t.regs[23]).toBeGreaterThanOrEqual(3000n); // s7: traps taken (each access fault among them)
+  });
+
+  it("straight-line code longer than a block, and past instructions left to the interpreter, runs translated", () => {
+    const body = Array.from({ length: 300 }, (_, k) => (k % 50 === 25 ? "  csrr t2, mscratch\n" : `  addi a${k % 6}, a${(k + 1) % 6}, ${k % 7}\n`)).join("");
+    const t = same("straight", `
+  li s0, 2000
+loop:
+${body}
+  addi s0, s0, -1
+  bnez s0, loop
+${EXIT}`);
+    expect(t.jit!.retired / t.instret).toBeGreaterThan(0.9);
+  });
+
+  it("a trap loop under --jit all is stopped as interpreted", () => {
+    const bytes = assemble("trap", `
+  li t0, 0x40000000    # nothing there: every fetch faults, the handler's too
+  csrw mtvec, t0
+  jr t0
+`);
+    const r = run(bytes, "all", 90);
+    expect(r.reason).toMatchObject({ kind: "error", message: expect.stringMatching(/stuck in a trap loop/) });
+  }, 120_000);
+});
