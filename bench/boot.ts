@@ -14,8 +14,10 @@ export interface Guest { kernel: string; initramfs: string }
 export interface BootResult {
   linux_para_s: number;
   linux_full_s: number;
+  /** Full mode with the translation tier on (--jit on); absent in results from before it. */
+  linux_full_jit_s?: number;
   qemu_linux_s: number | null;
-  runs: { para: number[]; full: number[]; qemu: number[] };
+  runs: { para: number[]; full: number[]; fullJit?: number[]; qemu: number[] };
 }
 
 async function timeToPrompt(args: string[]): Promise<number> {
@@ -59,17 +61,18 @@ async function qemuTimeToPrompt(g: Guest): Promise<number> {
 
 export async function bootSuite(g: Guest, runs: number, withQemu: boolean, log: (s: string) => void): Promise<BootResult> {
   const base = ["boot", "--kernel", g.kernel, "--initrd", g.initramfs, "--append", "console=ttyS0"];
-  const para: number[] = [], full: number[] = [], qemu: number[] = [];
+  const para: number[] = [], full: number[] = [], fullJit: number[] = [], qemu: number[] = [];
   for (let i = 0; i < runs; i++) {
-    para.push(await timeToPrompt([...base, "--mode", "para"]));
-    full.push(await timeToPrompt([...base, "--mode", "full"]));
+    para.push(await timeToPrompt([...base, "--mode", "para", "--jit", "off"]));
+    full.push(await timeToPrompt([...base, "--mode", "full", "--jit", "off"]));
+    fullJit.push(await timeToPrompt([...base, "--mode", "full", "--jit", "on"]));
     if (withQemu) qemu.push(await qemuTimeToPrompt(g));
   }
   const r: BootResult = {
-    linux_para_s: median(para), linux_full_s: median(full), qemu_linux_s: withQemu ? median(qemu) : null,
-    runs: { para, full, qemu },
+    linux_para_s: median(para), linux_full_s: median(full), linux_full_jit_s: median(fullJit), qemu_linux_s: withQemu ? median(qemu) : null,
+    runs: { para, full, fullJit, qemu },
   };
-  log(`  Linux to shell prompt: para ${r.linux_para_s.toFixed(2)} s, full (OpenSBI) ${r.linux_full_s.toFixed(2)} s` +
+  log(`  Linux to shell prompt: para ${r.linux_para_s.toFixed(2)} s, full (OpenSBI) ${r.linux_full_s.toFixed(2)} s, with --jit on ${r.linux_full_jit_s!.toFixed(2)} s` +
     (r.qemu_linux_s !== null ? `, qemu ${r.qemu_linux_s.toFixed(2)} s` : ""));
   return r;
 }

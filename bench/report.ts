@@ -234,6 +234,7 @@ function browserSection(b: BrowserBenchResult, quick: boolean): Section {
 function bootSection(boot: BootResult, qemuBars: Series): Section {
   const line = (what: string, median: number, runs: number[]) => [what, `${median.toFixed(2)} s`, runs.map((s) => s.toFixed(2)).join(", ")];
   const rows = [line("wasmvisor, para (built-in SBI)", boot.linux_para_s, boot.runs.para), line("wasmvisor, full (Debian's OpenSBI)", boot.linux_full_s, boot.runs.full)];
+  if (boot.linux_full_jit_s !== undefined) rows.push(line("wasmvisor, full, translation tier on (`--jit on`)", boot.linux_full_jit_s, boot.runs.fullJit ?? []));
   if (boot.qemu_linux_s !== null) rows.push(line("qemu-system-riscv64 (OpenSBI)", boot.qemu_linux_s, boot.runs.qemu));
   const svg = barChart({
     title: "Linux guest: process start to shell prompt", axis: "seconds (lower is better)",

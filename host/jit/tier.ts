@@ -16,8 +16,14 @@ import { translatePage } from "./translate";
 export type JitMode = "off" | "on" | "all";
 export const JIT_MODES: readonly JitMode[] = ["off", "on", "all"];
 
-/** Slice-boundary samples (one per 4096 instructions) before a page counts as hot. */
-const HOT_SAMPLES = 16;
+/**
+ * Slice-boundary samples (one per 4096 instructions) before a page counts as hot, and how often
+ * (in steps, about a millisecond each) every page's count is halved: a page must be hot now, not
+ * have been run a little for a long time (a boot runs much code a little; compiling it costs more
+ * than it buys).
+ */
+const HOT_SAMPLES = 64;
+const COOL_EVERY = 16;
 /** Pages translated per step at most, so one step's compile time stays bounded ("on" mode). */
 const PAGES_PER_STEP = 4;
 /** Generated code kept per VM: past it, no new page is translated until others die. */
@@ -57,6 +63,7 @@ interface Translation {
 export class TranslationTier {
   private readonly entries: (Translation | null)[] = new Array(L.DC_PAGES).fill(null);
   private readonly freeIndex: number[] = [];
+  private steps = 0;
   private readonly imports: WebAssembly.Imports;
   private readonly counts = { translations: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0, live: 0, liveWasmBytes: 0 };
 
@@ -70,6 +77,9 @@ export class TranslationTier {
   /** After a step: forget dead translations, make new ones. Returns the work units compiling cost. */
   update(): number {
     const view = this.core.view;
+    if (++this.steps % COOL_EVERY === 0) {
+      for (let e = 0; e < L.DC_PAGES; e++) view.setUint8(L.DC_HEAT + e, view.getUint8(L.DC_HEAT + e) >> 1);
+    }
     let compileMs = 0;
     let budget = this.mode === "all" ? L.DC_PAGES : PAGES_PER_STEP;
     for (let e = 0; e < L.DC_PAGES; e++) {
