@@ -2,6 +2,7 @@
 // writes the files.
 import type { CpuResult, CpuSummary } from "./cpu";
 import type { BootResult } from "./boot";
+import type { GuestIntResult } from "./guest-int";
 import type { ExitsResult } from "./exits";
 import type { MemoryResult } from "./memory";
 import type { MachineInfo } from "./machine";
@@ -9,9 +10,10 @@ import type { GuestSuiteResult, Machine, Measured } from "./fullvspara";
 import type { HypervisorResult } from "./hypervisor";
 import type { MigrationBench, MigrationRun, SnapshotBench } from "./state";
 import type { BrowserBenchResult } from "./browser";
+import { median } from "../host/util/stats";
 import { barChart, COLORS, formatValue, type Series } from "./svg";
 
-export const SUITES = ["cpu", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor", "snapshot", "migration", "browser"] as const;
+export const SUITES = ["cpu", "guestint", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor", "snapshot", "migration", "browser"] as const;
 export type Suite = (typeof SUITES)[number];
 
 /** bench/results/latest.json. A suite left out with --only is absent. */
@@ -23,6 +25,7 @@ export interface BenchResult {
   /** Suites this run did not measure, kept from an earlier run (`--only`): the date of the run that measured each. */
   carried?: Partial<Record<Suite, string>>;
   cpu?: CpuSummary;
+  guestint?: GuestIntResult;
   boot?: BootResult;
   exits?: ExitsResult;
   memory?: MemoryResult;
@@ -58,6 +61,9 @@ export function checkTargets(r: BenchResult): TargetCheck[] {
     check(`CPU: geometric mean ≥ ${TARGETS.ratioVsQemu * 100}% of QEMU (first bar, kept until the ${TARGETS.geomeanRatioVsQemu * 100}% one is met)`, r.cpu?.ratio_vs_qemu,
       (v) => v >= TARGETS.ratioVsQemu, (v) => `${(v * 100).toFixed(1)}%`),
     ...cpuVsQemuTargets(r.cpu, check),
+    check(`CPU: integer programs in the Linux guest ≥ ${TARGETS.programRatioVsQemu * 100}% of QEMU (translation tier)`, r.guestint?.programs.length && r.guestint.ratio_vs_qemu !== null
+      ? Math.min(...r.guestint.programs.map((p) => median(p.qemu) / median(p.translated))) : undefined,
+    (v) => v >= TARGETS.programRatioVsQemu, (v) => `worst ${pct(v)}`),
     check(`Boot: Linux to shell prompt (para) ≤ ${TARGETS.bootParaS} s`, r.boot?.linux_para_s, (v) => v <= TARGETS.bootParaS, (v) => `${v.toFixed(2)} s`),
     // Full mode boots through OpenSBI as QEMU does: the like-for-like comparison. Para is shown beside it.
     check("Boot: Linux to shell prompt (full, OpenSBI) no slower than QEMU", r.boot?.qemu_linux_s ? r.boot.linux_full_s / r.boot.qemu_linux_s : undefined,
@@ -228,6 +234,22 @@ function browserSection(b: BrowserBenchResult, quick: boolean): Section {
       `${quick ? "one run each (quick mode, fewer iterations)" : "medians"}.\n\n` +
       table(["program", "instructions", "Node MIPS", "Chromium MIPS", "Chromium/Node"], ["---", "---:", "---:", "---:", "---:"], rows) + engines + linux,
     plots,
+  };
+}
+
+function guestIntSection(g: GuestIntResult): Section {
+  const qemu = g.ratio_vs_qemu !== null;
+  const s = (xs: number[]) => `${median(xs).toFixed(2)} s`;
+  const rows = g.programs.map((p) => [p.program, `\`${p.command}\``, s(p.interpreter), s(p.translated),
+    ...(qemu ? [s(p.qemu), percent(median(p.qemu), median(p.translated))] : [])]);
+  return {
+    markdown: "## Integer work in the Linux guest\n\n" +
+      "BusyBox's md5sum and sha256sum from the guest's initramfs, over data `dd` makes in the guest, timed by the guest's own `time` " +
+      "(real), in one boot each (full mode, Debian's OpenSBI): wasmvisor with the interpreter alone (`--jit off`), with the translation tier " +
+      `(\`--jit on\`)${qemu ? ", and qemu-system-riscv64 with the same kernel and initramfs" : ""}; medians of the runs in that boot ` +
+      "(the first run of each pays for warming up, translation included).\n\n" +
+      table(["program", "command", "interpreter", "translated", ...(qemu ? ["QEMU", "translated vs QEMU's speed"] : [])],
+        ["---", "---", "---:", "---:", ...(qemu ? ["---:", "---:"] : [])], rows),
   };
 }
 
@@ -734,7 +756,7 @@ function carriedNote(carried: BenchResult["carried"]): string {
 export function renderReport(r: BenchResult, previous?: BenchResult): { markdown: string; plots: Record<string, string> } {
   const m = r.machine;
   const sections = [
-    r.cpu && cpuSection(r.cpu, r.quick, qemuSeries(m)), r.boot && bootSection(r.boot, qemuSeries(m)), r.exits && exitsSection(r.exits), r.memory && memorySection(r.memory),
+    r.cpu && cpuSection(r.cpu, r.quick, qemuSeries(m)), r.guestint && guestIntSection(r.guestint), r.boot && bootSection(r.boot, qemuSeries(m)), r.exits && exitsSection(r.exits), r.memory && memorySection(r.memory),
     r.fullvspara && fullVsParaSection(r.fullvspara), r.paging && pagingSection(r.paging), r.hypervisor && hypervisorSection(r.hypervisor),
     r.snapshot && snapshotSection(r.snapshot, qemuSeries(m).name), r.migration && migrationSection(r.migration, qemuSeries(m).name),
     r.browser && browserSection(r.browser, r.quick),

@@ -4,6 +4,7 @@
 import { writeFileSync, mkdirSync, readFileSync, existsSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { cpuSuite } from "./cpu";
+import { guestIntSuite } from "./guest-int";
 import { bootSuite } from "./boot";
 import { exitsSuite } from "./exits";
 import { memorySuite } from "./memory";
@@ -79,6 +80,11 @@ async function benchPrograms(): Promise<Record<string, string>> {
 if (only.has("cpu")) {
   log(`cpu suite (${runs} run${runs > 1 ? "s" : ""} each, median)`);
   result.cpu = cpuSuite(await benchPrograms(), runs, log);
+}
+
+if (only.has("guestint")) {
+  log(`guest integer suite (BusyBox md5sum and sha256sum in the Linux guest, ${runs} run${runs > 1 ? "s" : ""} each in one boot, median; QEMU beside)`);
+  result.guestint = await guestIntSuite(await linuxGuest(), runs, machine.qemu !== null, log);
 }
 
 if (only.has("boot")) {

@@ -12,8 +12,11 @@ export class Session {
   err = "";
   readonly exited: Promise<number>;
 
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [BIN, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+  /** `wasmvisor <args>`, or with `command` another program (QEMU, to compare) with its console on pipes. */
+  constructor(args: string[], opts: { command?: string } = {}) {
+    this.child = opts.command
+      ? spawn(opts.command, args, { stdio: ["pipe", "pipe", "pipe"] })
+      : spawn(process.execPath, [BIN, ...args], { stdio: ["pipe", "pipe", "pipe"] });
     this.child.stdout!.on("data", (d: Buffer) => { this.out += d.toString("latin1"); });
     this.child.stderr!.on("data", (d: Buffer) => { this.err += d.toString("latin1"); });
     this.exited = new Promise((resolve) => this.child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 : -1))));
