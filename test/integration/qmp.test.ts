@@ -4,9 +4,9 @@
 // on; the human monitor on a socket and on the terminal (Ctrl-A c); migration driven by QMP to
 // a `wasmvisor host`.
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from "node:fs";
 import { spawn, type ChildProcess } from "node:child_process";
-import { connect, createServer, type AddressInfo } from "node:net";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { asm } from "../encoder";
@@ -385,6 +385,91 @@ describe("QMP: hostile input", () => {
       p.child.kill("SIGKILL");
     }
   }, 120_000);
+});
+
+describe("QMP and the human monitor: clients that do not read", () => {
+  const MiB = 2 ** 20;
+  /** The resident memory of a process (Linux). */
+  const rss = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+  const rawClient = (sock: string) => new Promise<Socket>((resolve, reject) => {
+    const s = connect(sock);
+    s.once("connect", () => resolve(s));
+    s.once("error", reject);
+  });
+  /** The most the process's memory grew above `base` while `ms` went by. */
+  const growthOver = async (pid: number, base: number, ms: number) => {
+    let peak = base;
+    for (const t0 = Date.now(); Date.now() - t0 < ms;) {
+      peak = Math.max(peak, rss(pid));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return peak - base;
+  };
+
+  test("a client that floods commands without reading: the server stops reading it, its memory stays bounded, others are answered", async () => {
+    const qmpSock = join(dir, "flood.sock");
+    const hmpSock = join(dir, "flood-hmp.sock");
+    const p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", loop, "-m", "64M", "-nographic", "-qmp", `unix:${qmpSock},server=on,wait=off`, "-monitor", `unix:${hmpSock},server=on,wait=off`]);
+    try {
+      const c = await QmpClient.connect(qmpSock);
+      await c.execute("qmp_capabilities");
+      const pid = p.child.pid!;
+      const base = rss(pid);
+      // 40 MiB of [] on QMP (each an error reply 40 times its size) and 16 MiB of unknown
+      // commands on the human monitor, neither client reading a byte.
+      const flooders = [await rawClient(qmpSock), await rawClient(hmpSock)];
+      for (const f of flooders) f.pause();
+      const piece = "[]".repeat(MiB / 2);
+      for (let i = 0; i < 40; i++) flooders[0]!.write(piece);
+      const lines = "x\n".repeat(MiB / 2);
+      for (let i = 0; i < 16; i++) flooders[1]!.write(lines);
+      const growth = await growthOver(pid, base, 6000);
+      expect(growth, `the server grew by ${(growth / MiB).toFixed(0)} MiB`).toBeLessThan(100 * MiB);
+      // It took a little of each and stopped: the rest waits on the clients' side.
+      expect(flooders[0]!.writableLength).toBeGreaterThan(30 * MiB);
+      expect(flooders[1]!.writableLength).toBeGreaterThan(8 * MiB);
+      // The well-behaved client is answered meanwhile, and after the flooders leave.
+      expect((await c.execute("query-status")).return).toEqual({ status: "running", singlestep: false, running: true });
+      for (const f of flooders) f.destroy();
+      const d = await QmpClient.connect(qmpSock);
+      expect((await d.execute("qmp_capabilities")).return).toEqual({});
+      await c.execute("quit");
+      expect(await p.exited).toBe(0);
+    } finally {
+      p.child.kill("SIGKILL");
+    }
+  }, 60_000);
+
+  test("a client that never reads its events (a guest that resets in a loop): dropped past a bound, others go on", async () => {
+    const sock = join(dir, "events.sock");
+    const p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", reboot, "-m", "64M", "-nographic", "-qmp", `unix:${sock},server=on,wait=off`]);
+    try {
+      const idle = await QmpClient.connect(sock);
+      await idle.execute("qmp_capabilities");
+      (idle as unknown as { sock: Socket }).sock.pause(); // reads nothing more
+      const c = await QmpClient.connect(sock);
+      await c.execute("qmp_capabilities");
+      const pid = p.child.pid!;
+      const base = rss(pid);
+      // RESET after RESET: the one that reads sees them; the one that does not is dropped.
+      await c.waitForEvent("RESET");
+      const t0 = Date.now();
+      let growth = 0;
+      while (!/qmp client dropped: it left \d+ bytes of replies and events unread/.test(p.out())) {
+        if (Date.now() - t0 > 50_000) throw new Error(`the client that does not read was not dropped (${c.events.length} events, ${p.out()})`);
+        growth = Math.max(growth, rss(pid) - base);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(growth, `the server grew by ${(growth / MiB).toFixed(0)} MiB`).toBeLessThan(100 * MiB);
+      expect((await c.execute("query-status")).return).toMatchObject({ status: "running" });
+      expect(c.events.filter((e) => e.event === "RESET").length).toBeGreaterThan(1000);
+      c.events.length = 0; // what it read is its own
+      await c.execute("quit");
+      expect(await p.exited).toBe(0);
+    } finally {
+      p.child.kill("SIGKILL");
+    }
+  }, 90_000);
 });
 
 /** Write one piece to the client's socket and wait for it to go out (for the byte-at-a-time case). */
