@@ -553,38 +553,47 @@ describe("the human monitor", () => {
 });
 
 describe("migration driven by QMP", () => {
-  test("migrate to a wasmvisor host: query-migrate goes to completed, the VM runs there, this side is postmigrate until quit", async () => {
-    // Both sides find the same migration key in the same private runtime directory.
+  /** A `wasmvisor host` accepting migrations; the VM's side finds the same migration key in `env`'s runtime directory. */
+  async function migrationHost() {
     const runtime = mkdtempSync(join(dir, "run-"));
     const images = join(dir, "images");
     mkdirSync(images, { recursive: true });
-    const kernel = join(images, "loop.bin");
-    writeFileSync(kernel, asm`
-    1: j 1b
-    `);
     const env = { ...process.env, XDG_RUNTIME_DIR: runtime };
     const api = join(runtime, "api.sock");
     const port = await freePort();
     const host = run([process.execPath, BIN, "host", "--cpus", "1", "--api", api, "--images", images, "--migrate-listen", `tcp:127.0.0.1:${port}`], env);
+    const t0 = Date.now();
+    while (!/accepting migrations on [\d.]+:(\d+)/.test(host.out())) {
+      if (Date.now() - t0 > 20_000) throw new Error(`the host did not start: ${host.out()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return { images, env, api, port, host };
+  }
+  const until = async (c: QmpClient, done: (q: Record<string, unknown>) => boolean) => {
+    let q: Record<string, unknown> = {};
+    for (let i = 0; i < 600; i++) {
+      q = (await c.execute("query-migrate")).return as Record<string, unknown>;
+      if (done(q)) return q;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`query-migrate stayed ${JSON.stringify(q)}`);
+  };
+
+  test("migrate to a wasmvisor host: query-migrate goes to completed, the VM runs there, this side is postmigrate until quit", async () => {
+    const { images, env, api, port, host } = await migrationHost();
+    const kernel = join(images, "loop.bin");
+    writeFileSync(kernel, asm`
+    1: j 1b
+    `);
     const sock = join(dir, "mig.sock");
     let p: Running | undefined;
     try {
-      const t0 = Date.now();
-      while (!/accepting migrations on [\d.]+:(\d+)/.test(host.out())) {
-        if (Date.now() - t0 > 20_000) throw new Error(`the host did not start: ${host.out()}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
       p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", kernel, "-m", "32M", "-nographic", "-name", "moving", "-qmp", `unix:${sock},server=on,wait=off`], env);
       const c = await QmpClient.connect(sock);
       await c.execute("qmp_capabilities");
       expect(await c.execute("migrate-set-parameters", { "downtime-limit": 100 })).toEqual({ return: {} });
       expect(await c.execute("migrate", { uri: `tcp:127.0.0.1:${port}` }, "m")).toEqual({ return: {}, id: "m" });
-      let q: Record<string, unknown> = {};
-      for (let i = 0; i < 300; i++) {
-        q = (await c.execute("query-migrate")).return as Record<string, unknown>;
-        if (q.status !== "active") break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      const q = await until(c, (x) => x.status !== "active");
       expect(q.status, JSON.stringify(q)).toBe("completed");
       expect((q.ram as { transferred: number }).transferred).toBeGreaterThan(0);
       expect(q.downtime).toBeGreaterThanOrEqual(0);
@@ -595,6 +604,55 @@ describe("migration driven by QMP", () => {
       const list = run([process.execPath, BIN, "ctl", "--api", api, "list"], env);
       expect(await list.exited).toBe(0);
       expect(list.out()).toMatch(/^moving\s+running/m);
+      await c.execute("quit");
+      expect(await p.exited).toBe(0);
+    } finally {
+      p?.child.kill("SIGKILL");
+      host.child.kill("SIGTERM");
+      await host.exited;
+    }
+  }, 120_000);
+
+  test("stop and cont during a migration answer at once (query-migrate still active); stopped, the VM converges", async () => {
+    const { images, env, api, port, host } = await migrationHost();
+    // Writes to each page of 48 MiB over and over: while it runs, pre-copy never catches up.
+    const kernel = join(images, "dirty.bin");
+    writeFileSync(kernel, asm`
+      li t0, 0x80100000
+      li t1, 0x83100000
+      li t2, 1
+    1:
+      mv t3, t0
+    2:
+      sd t2, 0(t3)
+      li t4, 4096
+      add t3, t3, t4
+      bltu t3, t1, 2b
+      addi t2, t2, 1
+      j 1b
+    `);
+    const sock = join(dir, "mig-stop.sock");
+    let p: Running | undefined;
+    try {
+      p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", kernel, "-m", "64M", "-nographic", "-name", "dirty", "-qmp", `unix:${sock},server=on,wait=off`], env);
+      const c = await QmpClient.connect(sock);
+      await c.execute("qmp_capabilities");
+      expect(await c.execute("migrate-set-parameters", { "downtime-limit": 1 })).toEqual({ return: {} });
+      expect(await c.execute("migrate", { uri: `tcp:127.0.0.1:${port}` })).toEqual({ return: {} });
+      await until(c, (q) => q.status === "active" && ((q.ram as { transferred?: number } | undefined)?.transferred ?? 0) > 0);
+      // QEMU's way to make a migration converge: stop the VM. The reply does not wait for the end.
+      expect(await c.execute("cont")).toEqual({ return: {} }); // running already: nothing to do
+      expect(await c.execute("stop")).toEqual({ return: {} });
+      const during = (await c.execute("query-migrate")).return as Record<string, unknown>;
+      expect((await c.execute("query-status")).return).toMatchObject({ status: "paused" });
+      expect(during.status).toBe("active");
+      const q = await until(c, (x) => x.status !== "active");
+      expect(q.status, JSON.stringify(q)).toBe("completed");
+      const order = c.events.map((e) => (e.event === "MIGRATION" ? `MIGRATION ${e.data?.status}` : e.event));
+      expect(order).toEqual(["MIGRATION setup", "STOP", "MIGRATION completed"]);
+      const list = run([process.execPath, BIN, "ctl", "--api", api, "list"], env);
+      expect(await list.exited).toBe(0);
+      expect(list.out()).toMatch(/^dirty\s+running/m); // wasmvisor's destination runs what it takes in
       await c.execute("quit");
       expect(await p.exited).toBe(0);
     } finally {
