@@ -16,7 +16,8 @@ import type { Pcpu, VmEvent, PcpuEvent, HostedStats, HostedVmRequest, MigrationP
 import { EMULATION_FAILURE, type MachineStats } from "../machine/virt";
 import type { Control } from "./types";
 import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } from "../config/parse";
-import type { VmConfig } from "../config/vm-config";
+import type { DriveConfig, VmConfig } from "../config/vm-config";
+import type { DiskFormat } from "../disk/formats";
 import { loadBootImages, type BootImages } from "../vm/build";
 import { StateStreamParser, StateWriter, StateFormatError, TAGS, bytesSource, jsonPayload, type ParsedSection } from "../state/container";
 import { GO, encodeMessage, parseMigrationTarget, type ByteLink } from "../migration/link";
@@ -465,6 +466,21 @@ export class Hypervisor implements Control {
     const vm = this.get(name);
     vm.resetListeners.add(listener);
     return () => vm.resetListeners.delete(listener);
+  }
+
+  /**
+   * The VM's drives as they are now, each with its format as opened (a probed one included).
+   * Read during a migration too (only its handover, when the VM is on no pCPU, is refused).
+   */
+  async drives(name: string): Promise<(DriveConfig & { format: DiskFormat })[]> {
+    const vm = this.get(name).migrating ? this.get(name) : await this.settled(name);
+    this.alive(vm);
+    try {
+      return await vm.home.pcpu.drives(name);
+    } catch (e) {
+      if (vm.migrating) throw conflict(`cannot read ${name}'s drives now: its migration is handing it over to the destination`);
+      throw e;
+    }
   }
 
   /** Every hart's registers and CSRs by name (state/cpu.ts's form), read between the VM's steps. */

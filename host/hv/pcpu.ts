@@ -27,7 +27,8 @@ import { DestinationReplies, GO, type MigrationTarget } from "../migration/link"
 import { concatBytes } from "../util/bytes";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason } from "../machine/virt";
-import type { VmConfig } from "../config/vm-config";
+import type { DriveConfig, VmConfig } from "../config/vm-config";
+import type { DiskFormat } from "../disk/formats";
 import type { Platform } from "../platform/platform";
 import { saveCpu, type CpuState } from "../state/cpu";
 import { transition, ended, type Action, type VmState } from "./lifecycle";
@@ -732,6 +733,11 @@ export class Pcpu {
     return this.get(name).req.config;
   }
 
+  /** A VM's drives as they are now, each with its format as opened (a probed one included). */
+  drives(name: string): (DriveConfig & { format: DiskFormat })[] {
+    return openedDrives(this.get(name));
+  }
+
   private async host(req: HostedVmRequest, build?: (io: MachineIo) => Promise<VirtMachine>): Promise<Hosted> {
     const name = req.config.name;
     if (this.vms.has(name)) throw new Error(`a VM named ${name} is already on this pCPU`);
@@ -1028,9 +1034,13 @@ export class Pcpu {
 // The VM's configuration with each drive's format as opened (probed ones included), so that a
 // snapshot names exactly what its disks are.
 function withDiskFormats(vm: Hosted): VmConfig {
+  return { ...vm.req.config, drives: openedDrives(vm) };
+}
+
+// The VM's drives, each with the format its image was opened as.
+function openedDrives(vm: Hosted): (DriveConfig & { format: DiskFormat })[] {
   const disks = machineDisks(vm.machine);
-  const c = vm.req.config;
-  return { ...c, drives: c.drives.map((d, i) => ({ ...d, format: disks[i]?.image.format ?? d.format })) };
+  return vm.req.config.drives.map((d, i) => ({ ...d, format: disks[i]!.image.format }));
 }
 
 function describeStop(r: StopReason): string {

@@ -5,7 +5,7 @@
 // a `wasmvisor host`.
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from "node:fs";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -164,6 +164,34 @@ describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () 
     const order = (r: typeof q) => r.received.map((m) => ("event" in m ? String(m.event) : "reply"));
     expect(order(w)).toEqual(order(q));
   }, 120_000);
+
+  test("query-block and info block report each disk's real format, whatever its name, as QEMU's", async () => {
+    // A qcow2 image named .img (probed) and a raw one named .qcow2, read-only.
+    const qcow2 = join(dir, "disk.img");
+    execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", qcow2, "1M"]);
+    const raw = join(dir, "raw.qcow2");
+    writeFileSync(raw, new Uint8Array(1 << 20));
+    const disks = ["-drive", `file=${qcow2},if=none,id=d0`, "-device", "virtio-blk-device,drive=d0", "-drive", `file=${raw},if=none,id=d1,format=raw,readonly=on`, "-device", "virtio-blk-device,drive=d1"];
+    const seen = [];
+    for (const [who, start] of [["qemu", realQemu], ["wasmvisor", wasmvisor]] as const) {
+      const sock = join(dir, `block-${who}.sock`);
+      const p = start(["-M", "virt", "-bios", "none", "-kernel", loop, "-nographic", "-S", ...disks, "-qmp", `unix:${sock},server=on,wait=off`]);
+      try {
+        const c = await QmpClient.connect(sock);
+        await c.execute("qmp_capabilities");
+        // (QEMU also lists its empty floppy and SD slots.)
+        const blocks = ((await c.execute("query-block")).return as { inserted?: { file: string; drv: string; ro: boolean } }[]).flatMap((b) => (b.inserted ? [b.inserted] : []));
+        const info = String((await c.execute("human-monitor-command", { "command-line": "info block" })).return);
+        seen.push({ blocks: blocks.map((b) => [b.file, b.drv, b.ro]), info: info.match(/\((qcow2|raw)[^)]*\)/g) });
+        await c.execute("quit");
+        expect(await p.exited).toBe(0);
+      } finally {
+        p.child.kill("SIGKILL");
+      }
+    }
+    expect(seen[1]).toEqual({ blocks: [[qcow2, "qcow2", false], [raw, "raw", true]], info: ["(qcow2)", "(raw, read-only)"] });
+    expect(seen[1]!.blocks).toEqual(seen[0]!.blocks);
+  }, 60_000);
 
   test("a guest that powers off: SHUTDOWN from the guest, and the process ends with 0", async () => {
     // (QEMU 7.2's sifive test device exits the process at once, before any event goes out.)
