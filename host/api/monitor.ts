@@ -6,7 +6,7 @@
 // migration's) go to every listener with QMP's timestamp.
 import type { Hypervisor } from "../hv/hypervisor";
 import type { MigrationProgress } from "../hv/pcpu";
-import type { VmInfo } from "../hv/types";
+import { GUEST_RESET_END, type VmInfo } from "../hv/types";
 
 /** A QMP error: its class, as QEMU names them, and a description. */
 export class QmpError extends Error {
@@ -114,11 +114,12 @@ export class Monitor {
     for (const l of this.listeners) l(e);
   }
 
-  /** The VM ended by itself (the guest powered off or failed): QEMU's SHUTDOWN. */
+  /** The VM ended by itself (the guest powered off, reset with -no-reboot, or failed): QEMU's SHUTDOWN. */
   vmEnded(info: VmInfo): void {
     if (this.ended) return;
     this.ended = true;
-    this.emit("SHUTDOWN", { guest: info.state === "stopped", reason: info.state === "stopped" ? "guest-shutdown" : "host-error" });
+    const reason = info.state !== "stopped" ? "host-error" : info.reason === GUEST_RESET_END ? "guest-reset" : "guest-shutdown";
+    this.emit("SHUTDOWN", { guest: info.state === "stopped", reason });
   }
 
   /** What the human monitor says first, as QEMU's does. */

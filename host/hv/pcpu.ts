@@ -32,6 +32,7 @@ import type { DiskFormat } from "../disk/formats";
 import type { Platform } from "../platform/platform";
 import { saveCpu, type CpuState } from "../state/cpu";
 import { transition, ended, type Action, type VmState } from "./lifecycle";
+import { GUEST_RESET_END } from "./types";
 
 export interface HostedVmRequest {
   config: VmConfig;
@@ -984,7 +985,7 @@ export class Pcpu {
         t = performance.now();
         if (r.state === "stopped") {
           this.sched.charge(name, t - t0, t);
-          const clean = r.reason.kind === "poweroff" || (r.reason.kind === "htif" && r.reason.code === 0);
+          const clean = r.reason.kind === "poweroff" || r.reason.kind === "reset" || (r.reason.kind === "htif" && r.reason.code === 0);
           this.end(vm, clean ? "stopped" : "failed", describeStop(r.reason), true, r.reason.code);
           return;
         }
@@ -1046,6 +1047,7 @@ function openedDrives(vm: Hosted): (DriveConfig & { format: DiskFormat })[] {
 function describeStop(r: StopReason): string {
   switch (r.kind) {
     case "poweroff": return "powered off";
+    case "reset": return GUEST_RESET_END;
     case "fail": return `failed with code ${r.code}`;
     case "htif": return `HTIF exit ${r.code}`;
     case "error": return r.message;

@@ -342,9 +342,25 @@ describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () 
     }
   }, 60_000);
 
-  test("-no-reboot: the guest's reset ends the VM; so does system_reset", async () => {
+  test("-no-reboot: the guest's reset ends the VM, SHUTDOWN saying guest-reset as QEMU's; system_reset ends it too", async () => {
     const guest = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", reboot, "-nographic", "-no-reboot"]);
     expect(await guest.exited).toBe(0);
+    const shutdowns = [];
+    for (const start of [realQemu, wasmvisor]) {
+      const sock = join(dir, `noreboot-guest-${shutdowns.length}.sock`);
+      const p = start(["-M", "virt", "-bios", "none", "-kernel", reboot, "-nographic", "-no-reboot", "-S", "-qmp", `unix:${sock},server=on,wait=off`]);
+      try {
+        const c = await QmpClient.connect(sock);
+        await c.execute("qmp_capabilities");
+        await c.execute("cont");
+        shutdowns.push((await c.waitForEvent("SHUTDOWN")).data);
+        expect(await p.exited).toBe(0);
+      } finally {
+        p.child.kill("SIGKILL");
+      }
+    }
+    expect(shutdowns[1]).toEqual({ guest: true, reason: "guest-reset" });
+    expect(shutdowns[1]).toEqual(shutdowns[0]);
     const sock = join(dir, "noreboot.sock");
     const p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", loop, "-nographic", "-no-reboot", "-qmp", `unix:${sock},server=on,wait=off`]);
     try {
