@@ -26,10 +26,7 @@ const MAX_PENDING = 64;
 // Events go out whether the client reads or not: one that leaves this much unread is dropped.
 const MAX_UNREAD = 4 << 20;
 
-/**
- * What a session's commands wait for: a socket that has taken what was written (`ready`), and
- * whether the client is still there. Sessions run one command at a time through `run`.
- */
+/** How a session's commands meet the client's socket: they wait for it to take what was written, and say when each is done. */
 export interface SessionFlow {
   /** Resolves once the client's socket is below the high-water mark (or gone). */
   ready(): Promise<void>;
@@ -44,7 +41,6 @@ class CommandQueue {
   private items: (() => Promise<void> | void)[] = [];
   private next = 0;
   private running = false;
-  closed = false;
 
   constructor(private readonly flow: SessionFlow) {}
 
@@ -58,17 +54,11 @@ class CommandQueue {
     if (!this.running) void this.pump();
   }
 
-  close(): void {
-    this.closed = true;
-    this.items = [];
-    this.next = 0;
-  }
-
   private async pump(): Promise<void> {
     this.running = true;
-    while (this.next < this.items.length && !this.closed) {
+    // What a client sent before it went away still runs (a script's quit), without waiting for it to read.
+    while (this.next < this.items.length) {
       await this.flow.ready();
-      if (this.closed) break;
       const work = this.items[this.next++]!;
       if (this.next === this.items.length) {
         this.items = [];
@@ -193,7 +183,6 @@ export class QmpSession {
   }
 
   close(): void {
-    this.queue.close();
     this.unsubscribe?.();
     this.unsubscribe = null;
   }
@@ -255,10 +244,6 @@ class HmpSession {
     return this.queue.pending;
   }
 
-  close(): void {
-    this.queue.close();
-  }
-
   input(text: string): void {
     this.buf += text;
     let nl;
@@ -308,7 +293,7 @@ export async function serveMonitor(endpoint: Endpoint, monitor: Monitor, protoco
     };
     // Backpressure: commands wait while the client has not read what went before, and the
     // socket is not read while too many wait.
-    let waiting: (() => void)[] = [];
+    const waiting: (() => void)[] = [];
     const wake = () => { for (const w of waiting.splice(0)) w(); };
     const flow: SessionFlow = {
       ready: () => (sock.destroyed || sock.writableLength <= OUTPUT_HIGH_WATER ? Promise.resolve() : new Promise<void>((r) => waiting.push(r))),
@@ -333,9 +318,8 @@ export async function serveMonitor(endpoint: Endpoint, monitor: Monitor, protoco
     sock.on("error", () => {}); // the client went away
     sock.on("close", () => {
       clients.delete(sock);
-      session.close();
+      if (session instanceof QmpSession) session.close();
       wake();
-      waiting = [];
     });
   });
   server.on("error", (e) => onError(`${protocol} server ${endpoint.spec}: ${e.message}`));
