@@ -6,7 +6,7 @@
 // migration's) go to every listener with QMP's timestamp.
 import type { Hypervisor } from "../hv/hypervisor";
 import type { MigrationProgress } from "../hv/pcpu";
-import type { VmInfo } from "../hv/types";
+import { GUEST_RESET_END, type VmInfo } from "../hv/types";
 
 /** A QMP error: its class, as QEMU names them, and a description. */
 export class QmpError extends Error {
@@ -114,11 +114,12 @@ export class Monitor {
     for (const l of this.listeners) l(e);
   }
 
-  /** The VM ended by itself (the guest powered off or failed): QEMU's SHUTDOWN. */
+  /** The VM ended by itself (the guest powered off, reset with -no-reboot, or failed): QEMU's SHUTDOWN. */
   vmEnded(info: VmInfo): void {
     if (this.ended) return;
     this.ended = true;
-    this.emit("SHUTDOWN", { guest: info.state === "stopped", reason: info.state === "stopped" ? "guest-shutdown" : "host-error" });
+    const reason = info.state !== "stopped" ? "host-error" : info.reason === GUEST_RESET_END ? "guest-reset" : "guest-shutdown";
+    this.emit("SHUTDOWN", { guest: info.state === "stopped", reason });
   }
 
   /** What the human monitor says first, as QEMU's does. */
@@ -229,9 +230,20 @@ export class Monitor {
     return { qemu: { major, minor, micro }, package: pkg };
   }
 
-  block(): object[] {
-    const drives = this.info()?.drives ?? [];
-    return drives.map((file, i) => ({ device: `drive${i}`, locked: false, removable: false, type: "unknown", inserted: { file, ro: false, drv: /\.qcow2$/.test(file) ? "qcow2" : "raw" } }));
+  /** The VM's disks as they are now, with the format each was opened as (a qcow2 may be named .img). */
+  private async drives(): Promise<{ device: string; file: string; format: string; readOnly: boolean }[]> {
+    if (!this.info()) return []; // migrated away: nothing here
+    let drives;
+    try {
+      drives = await this.hv.drives(this.name);
+    } catch (e) {
+      throw new QmpError("GenericError", (e as Error).message);
+    }
+    return drives.map((d, i) => ({ device: `drive${i}`, file: d.file, format: d.format, readOnly: d.readOnly }));
+  }
+
+  async block(): Promise<object[]> {
+    return (await this.drives()).map((d) => ({ device: d.device, locked: false, removable: false, type: "unknown", inserted: { file: d.file, ro: d.readOnly, drv: d.format } }));
   }
 
   async migrate(uri: string, copyStorage: boolean): Promise<object> {
@@ -323,6 +335,13 @@ export class Monitor {
       case "info":
         // The monitor's current hart (QMP's cpu-index), or with -a all of them, as QEMU's.
         if (rest[0] === "registers") return this.registers(rest[1] === "-a" ? null : cpuIndex);
+        if (rest[0] === "block") {
+          try {
+            return lines(...(await this.drives()).map((d) => `${d.device}: ${d.file} (${d.format}${d.readOnly ? ", read-only" : ""})`));
+          } catch (e) {
+            return lines((e as Error).message);
+          }
+        }
         return this.humanInfo(rest[0] ?? "");
       case "stop": return run(() => this.stop());
       case "cont": case "c": return run(() => this.cont());
@@ -389,8 +408,6 @@ export class Monitor {
         return lines(this.name);
       case "kvm":
         return lines("kvm support: disabled");
-      case "block":
-        return lines(...(this.info()?.drives ?? []).map((f, i) => `drive${i}: ${f} (${/\.qcow2$/.test(f) ? "qcow2" : "raw"})`));
       case "migrate": {
         const q = this.queryMigrate() as Record<string, unknown>;
         if (!q.status) return "";

@@ -8,7 +8,7 @@ import { lstatSync, unlinkSync } from "node:fs";
 import { Monitor, QmpError, type QmpEvent } from "./monitor";
 
 /** A server socket in QEMU's character-device syntax: unix:PATH,server,nowait or tcp:HOST:PORT,server=on,wait=off. */
-export type Endpoint = ({ kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number }) & {
+export type Endpoint = ({ kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number; nodelay?: boolean }) & {
   /** wait=on (QEMU's default for a server): nothing runs until a client connects. */
   wait: boolean;
   /** As given, for messages. */
@@ -18,6 +18,60 @@ export type Endpoint = ({ kind: "unix"; path: string } | { kind: "tcp"; host: st
 const MAX_MESSAGE = 1 << 20;
 const MAX_DEPTH = 64;
 const MAX_CLIENTS = 16;
+// A client that does not read its replies is not answered past this much unread output (the
+// next command waits for the socket to drain), and is not read from while this many commands
+// wait: what it costs the process stays bounded however much it sends.
+const OUTPUT_HIGH_WATER = 1 << 20;
+const MAX_PENDING = 64;
+// Events go out whether the client reads or not: one that leaves this much unread is dropped.
+const MAX_UNREAD = 4 << 20;
+
+/** How a session's commands meet the client's socket: they wait for it to take what was written, and say when each is done. */
+export interface SessionFlow {
+  /** Resolves once the client's socket is below the high-water mark (or gone). */
+  ready(): Promise<void>;
+  /** A command finished: the socket may be read again. */
+  settled(): void;
+}
+
+const OPEN_FLOW: SessionFlow = { ready: () => Promise.resolve(), settled: () => {} };
+
+/** Commands of one client in order, one at a time, each once the client has read the replies before it. */
+class CommandQueue {
+  private items: (() => Promise<void> | void)[] = [];
+  private next = 0;
+  private running = false;
+
+  constructor(private readonly flow: SessionFlow) {}
+
+  /** Commands received and not yet done. */
+  get pending(): number {
+    return this.items.length - this.next + (this.running ? 1 : 0);
+  }
+
+  add(work: () => Promise<void> | void): void {
+    this.items.push(work);
+    if (!this.running) void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    this.running = true;
+    // What a client sent before it went away still runs (a script's quit), without waiting for it to read.
+    while (this.next < this.items.length) {
+      await this.flow.ready();
+      const work = this.items[this.next++]!;
+      if (this.next === this.items.length) {
+        this.items = [];
+        this.next = 0;
+      }
+      try {
+        await work();
+      } catch { /* a send to a client that went away */ }
+      this.flow.settled();
+    }
+    this.running = false;
+  }
+}
 
 export type JsonMessage = { json: unknown } | { error: string };
 
@@ -105,22 +159,27 @@ export class JsonSplitter {
 export class QmpSession {
   private negotiated = false;
   private readonly splitter = new JsonSplitter();
-  private queue: Promise<void> = Promise.resolve();
+  private readonly queue: CommandQueue;
   private unsubscribe: (() => void) | null = null;
 
   constructor(
     private readonly monitor: Monitor,
     private readonly send: (message: object) => void,
+    flow: SessionFlow = OPEN_FLOW,
   ) {
+    this.queue = new CommandQueue(flow);
     const { qemu, package: pkg } = monitor.versionInfo() as { qemu: object; package: string };
     send({ QMP: { version: { qemu, package: pkg }, capabilities: [] } });
   }
 
   /** Bytes from the client. */
   input(text: string): void {
-    for (const m of this.splitter.push(text)) {
-      this.queue = this.queue.then(() => this.handle(m));
-    }
+    for (const m of this.splitter.push(text)) this.queue.add(() => this.handle(m));
+  }
+
+  /** Commands received and not answered yet. */
+  get pending(): number {
+    return this.queue.pending;
   }
 
   close(): void {
@@ -170,13 +229,19 @@ const TOO_LONG = `line too long (at most ${MAX_LINE} characters)\r\n(qemu) `;
 /** The human monitor on a socket: QEMU's banner and "(qemu) " prompt, a command per line. */
 class HmpSession {
   private buf = "";
-  private queue: Promise<void> = Promise.resolve();
+  private readonly queue: CommandQueue;
 
   constructor(
     private readonly monitor: Monitor,
     private readonly write: (text: string) => void,
+    flow: SessionFlow,
   ) {
+    this.queue = new CommandQueue(flow);
     write(`${monitor.banner()}(qemu) `);
+  }
+
+  get pending(): number {
+    return this.queue.pending;
   }
 
   input(text: string): void {
@@ -185,12 +250,12 @@ class HmpSession {
     while ((nl = this.buf.search(/\r?\n|\r/)) >= 0) {
       const line = this.buf.slice(0, nl);
       this.buf = this.buf.slice(nl + (this.buf[nl] === "\r" && this.buf[nl + 1] === "\n" ? 2 : 1));
-      if (line.length > MAX_LINE) this.queue = this.queue.then(() => this.write(TOO_LONG));
-      else this.queue = this.queue.then(async () => this.write(`${await this.monitor.human(line)}(qemu) `));
+      if (line.length > MAX_LINE) this.queue.add(() => this.write(TOO_LONG));
+      else this.queue.add(async () => this.write(`${await this.monitor.human(line)}(qemu) `));
     }
     if (this.buf.length > MAX_LINE) {
       this.buf = "";
-      this.queue = this.queue.then(() => this.write(TOO_LONG));
+      this.queue.add(() => this.write(TOO_LONG));
     }
   }
 }
@@ -216,22 +281,45 @@ export async function serveMonitor(endpoint: Endpoint, monitor: Monitor, protoco
     clients.add(sock);
     connected();
     sock.setEncoding("utf8");
-    const write = (text: string) => { if (!sock.destroyed && sock.writable) sock.write(text); };
-    let session: { input(text: string): void; close?(): void };
-    if (protocol === "qmp") session = new QmpSession(monitor, (m) => write(`${JSON.stringify(m)}\r\n`));
-    else session = new HmpSession(monitor, write);
+    if (endpoint.kind === "tcp" && endpoint.nodelay) sock.setNoDelay(true);
+    const write = (text: string) => {
+      if (sock.destroyed || !sock.writable) return;
+      if (sock.writableLength > MAX_UNREAD) {
+        onError(`${protocol} client dropped: it left ${sock.writableLength} bytes of replies and events unread`);
+        sock.destroy();
+        return;
+      }
+      sock.write(text);
+    };
+    // Backpressure: commands wait while the client has not read what went before, and the
+    // socket is not read while too many wait.
+    const waiting: (() => void)[] = [];
+    const wake = () => { for (const w of waiting.splice(0)) w(); };
+    const flow: SessionFlow = {
+      ready: () => (sock.destroyed || sock.writableLength <= OUTPUT_HIGH_WATER ? Promise.resolve() : new Promise<void>((r) => waiting.push(r))),
+      settled: () => readMore(),
+    };
+    const session = protocol === "qmp" ? new QmpSession(monitor, (m) => write(`${JSON.stringify(m)}\r\n`), flow) : new HmpSession(monitor, write, flow);
+    const readMore = () => {
+      if (sock.destroyed) return;
+      if (session.pending > MAX_PENDING) sock.pause();
+      else if (sock.isPaused()) sock.resume();
+    };
     sock.on("data", (text: string) => {
       try {
         session.input(text);
+        readMore();
       } catch (e) {
         onError(`${protocol} client: ${(e as Error).message}`);
         sock.destroy();
       }
     });
+    sock.on("drain", wake);
     sock.on("error", () => {}); // the client went away
     sock.on("close", () => {
       clients.delete(sock);
-      session.close?.();
+      if (session instanceof QmpSession) session.close();
+      wake();
     });
   });
   server.on("error", (e) => onError(`${protocol} server ${endpoint.spec}: ${e.message}`));

@@ -7,7 +7,7 @@ import { resolve } from "node:path";
 import { parseVmConfig, ConfigError } from "../config/parse";
 import type { VmConfig } from "../config/vm-config";
 import {
-  QemuOptionError, REFUSED, splitProps, parseEndpoint, qemuMemory, qemuSmp, checkCpu, parseMachine, checkAccel, parseGlobal,
+  QemuOptionError, REFUSED, splitProps, flag, parseEndpoint, qemuMemory, qemuSmp, checkCpu, parseMachine, checkAccel, parseGlobal,
   parseObject, checkSerial, checkDisplay, parseName, type Endpoint,
 } from "./qemu-options";
 
@@ -186,6 +186,8 @@ interface Gathered {
 interface OptionSpec {
   /** Takes a value (the next argument, or after '=' when spelled with two dashes). */
   value: boolean;
+  /** The value may be empty (-append ""); for the others an empty one is an error, not a path to the current directory. */
+  emptyOk?: boolean;
   /** Describes the VM (refused with --restore). */
   describes?: boolean;
   apply(g: Gathered, value: string, front: Frontend, option: string): void;
@@ -202,7 +204,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   bios: field("bios"),
   kernel: field("kernel"),
   initrd: field("initrd"),
-  append: field("append"),
+  append: { ...field("append"), emptyOk: true },
   dtb: field("dtb"),
   memory: { value: true, describes: true, apply: (g, v) => { g.fields.memory = qemuMemory(v); } },
   m: { value: true, describes: true, apply: (g, v) => { g.fields.memory = qemuMemory(v); } },
@@ -274,7 +276,7 @@ function addDrive(g: Gathered, value: string, front: Frontend, option: string): 
     if (k === "id") id = v;
     else if (k === "if" && v === "none") ifNone = true;
     else if (k === "if") { ifNone = false; rest.push(`if=${v}`); }
-    else if (k === "snapshot") temporary = ["on", "true", "yes"].includes(v) || (["off", "false", "no"].includes(v) ? false : badValue(option, k, v));
+    else if (k === "snapshot") temporary = flag(option, k, v);
     else if (k === "media") { if (v !== "disk") throw new QemuOptionError(`${option} media=${v}: the virt machine has no CD-ROM: use media=disk`); }
     else rest.push(`${k}=${v}`);
   }
@@ -282,10 +284,6 @@ function addDrive(g: Gathered, value: string, front: Frontend, option: string): 
   if (id !== undefined && g.drives.some((d) => d.id === id)) throw new QemuOptionError(`${option}: two drives with id=${id}`);
   g.drives.push({ spec: rest.join(","), id, claimed: !ifNone, temporary, option: `${option} ${value}` });
   if (!ifNone) g.devices.push({ kind: "blk", index: g.drives.length - 1 });
-}
-
-function badValue(option: string, key: string, value: string): never {
-  throw new QemuOptionError(`${option} ${key}=${value}: use on or off`);
 }
 
 // -netdev user,id=N,...: a user-mode network for a -device virtio-net-device,netdev=N.
@@ -410,6 +408,7 @@ function gather(argv: string[], front: Frontend): Gathered {
       if (inline !== undefined) value = inline;
       else if (i + 1 < argv.length) value = argv[++i]!;
       else throw new CliError(`option '${arg}' needs a value`);
+      if (value === "" && !spec.emptyOk) throw new CliError(`option '${long ? `--${name}` : `-${name}`}' needs a value, not an empty one`);
     } else if (inline !== undefined) throw new CliError(`option '${arg.slice(0, arg.indexOf("="))}' takes no value`);
     if (spec.describes) g.given.push(arg.replace(/=.*/, ""));
     try {

@@ -3,6 +3,7 @@
 // configuration parser) or is refused with the reason. QEMU's split of a disk into -drive and
 // -device (and of a NIC into -netdev and -device) is joined here into wasmvisor's --drive and
 // --net specs, so the rest of wasmvisor sees one kind of disk and NIC.
+import { isIP } from "node:net";
 import { HART_ISA } from "../machine/virt";
 import type { Endpoint } from "../api/qmp";
 
@@ -32,7 +33,8 @@ export function splitProps(text: string): { head: string; props: Map<string, str
 
 const ON = new Set(["on", "true", "yes", "y"]);
 const OFF = new Set(["off", "false", "no", "n"]);
-function flag(option: string, key: string, value: string): boolean {
+/** A QEMU boolean property: on/off (or true/false, yes/no, y/n), anything else an error. */
+export function flag(option: string, key: string, value: string): boolean {
   if (ON.has(value)) return true;
   if (OFF.has(value)) return false;
   throw new QemuOptionError(`${option} ${key}=${value}: use on or off`);
@@ -55,7 +57,9 @@ export function parseEndpoint(option: string, spec: string): Endpoint {
   }
   const server = props.has("server") ? flag(option, "server", props.get("server")!) : false;
   if (!server) throw new QemuOptionError(`${option} ${spec}: wasmvisor listens, it does not connect: add ,server=on,wait=off`);
-  // nowait is wait=off; QEMU's default for a server is to wait for its first client.
+  // nowait is wait=off; QEMU's default for a server is to wait for its first client. QEMU takes
+  // one of the two, not both.
+  if (props.has("nowait") && props.has("wait")) throw new QemuOptionError(`${option} ${spec}: give wait= or nowait, not both (QEMU refuses both too)`);
   const wait = props.has("nowait") ? !flag(option, "nowait", props.get("nowait")!) : props.has("wait") ? flag(option, "wait", props.get("wait")!) : true;
   props.delete("server");
   props.delete("nowait");
@@ -65,12 +69,26 @@ export function parseEndpoint(option: string, spec: string): Endpoint {
     if (!head) throw new QemuOptionError(`${option} ${spec}: give the socket's path, unix:PATH,server=on,wait=off`);
     return { kind, path: head, wait, spec };
   }
-  onlyKnown(option, props, ["ipv4", "ipv6", "nodelay"], " (a tcp socket takes server, wait/nowait)");
+  onlyKnown(option, props, ["ipv4", "ipv6", "nodelay"], " (a tcp socket takes server, wait/nowait, ipv4, ipv6, nodelay)");
   const m = /^(.*):(\d+)$/.exec(head);
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535) throw new QemuOptionError(`${option} ${spec}: give tcp:HOST:PORT (HOST may be empty: 127.0.0.1)`);
-  const host = m[1].replace(/^\[(.*)\]$/, "$1") || "127.0.0.1";
-  return { kind, host, port, wait, spec };
+  const given = m[1].replace(/^\[(.*)\]$/, "$1");
+  // ipv4=/ipv6= choose the address family, as QEMU's: on for one alone means only it, off means not it.
+  const ipv4 = props.has("ipv4") ? flag(option, "ipv4", props.get("ipv4")!) : undefined;
+  const ipv6 = props.has("ipv6") ? flag(option, "ipv6", props.get("ipv6")!) : undefined;
+  const allows = (family: 4 | 6): boolean => {
+    const self = family === 4 ? ipv4 : ipv6, other = family === 4 ? ipv6 : ipv4;
+    return self !== false && !(other === true && self !== true);
+  };
+  if (!allows(4) && !allows(6)) throw new QemuOptionError(`${option} ${spec}: ipv4 and ipv6 are both off: leave one on`);
+  // No host: the loopback address of the family asked for.
+  const host = given || (allows(4) ? "127.0.0.1" : "::1");
+  const family = isIP(host);
+  if (family === 0 && (ipv4 !== undefined || ipv6 !== undefined)) throw new QemuOptionError(`${option} ${spec}: with ipv4= or ipv6= give HOST as an address (e.g. 127.0.0.1 or [::1])`);
+  if (family !== 0 && !allows(family as 4 | 6)) throw new QemuOptionError(`${option} ${spec}: ${host} is an IPv${family} address and the options exclude IPv${family}`);
+  const nodelay = props.has("nodelay") ? flag(option, "nodelay", props.get("nodelay")!) : false;
+  return { kind, host, port, wait, spec, ...(nodelay ? { nodelay } : {}) };
 }
 
 /** QEMU's -m: "128", "128M", "1G", "size=2G" (no hot-plug: slots and maxmem are refused). */
@@ -83,21 +101,49 @@ export function qemuMemory(text: string): string {
   return size;
 }
 
-/** QEMU's -smp: "3", "cpus=3", "sockets=1,cores=2,threads=1" (maxcpus only equal to cpus: no hot-plug). */
+/**
+ * QEMU's -smp: "3", "cpus=3", "sockets=1,cores=2,threads=2": the missing values computed and the
+ * topology checked as QEMU 7.2 does (cores are preferred over sockets; the product of the
+ * hierarchy must be maxcpus). maxcpus must equal cpus: wasmvisor has no CPU hot-plug.
+ */
 export function qemuSmp(text: string): string {
   const { head, props } = splitProps(text);
-  const num = (k: string): number | undefined => {
-    const v = k === "cpus" && head ? head : props.get(k);
-    if (v === undefined) return undefined;
-    if (!/^\d+$/.test(v)) throw new QemuOptionError(`-smp ${k}=${v}: give a whole number`);
+  onlyKnown("-smp", props, ["cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads"]);
+  // A leading number is cpus=; a cpus= after it wins, as in QEMU (the last value given counts).
+  if (head && !props.has("cpus")) props.set("cpus", head);
+  const num = (k: string): number => {
+    const v = props.get(k);
+    if (v === undefined) return 0; // not given: computed, as QEMU's 0
+    if (!/^\d+$/.test(v) || Number(v) === 0) throw new QemuOptionError(`-smp ${k}=${v}: give a whole number from 1 (or leave ${k} out)`);
     return Number(v);
   };
-  onlyKnown("-smp", props, ["cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads"]);
-  const topology = ["sockets", "dies", "clusters", "cores", "threads"].map(num);
-  const product = topology.reduce<number>((p, n) => p * (n ?? 1), 1);
-  const cpus = num("cpus") ?? (topology.some((n) => n !== undefined) ? product : 1);
-  const max = num("maxcpus");
-  if (max !== undefined && max !== cpus) throw new QemuOptionError(`-smp maxcpus=${max}: wasmvisor has no CPU hot-plug; maxcpus must equal cpus (${cpus})`);
+  let [cpus, maxcpus, sockets, cores, threads] = ["cpus", "maxcpus", "sockets", "cores", "threads"].map(num) as [number, number, number, number, number];
+  // The riscv virt machine has no dies or clusters: QEMU takes them only as 1.
+  for (const k of ["dies", "clusters"]) {
+    if (num(k) > 1) throw new QemuOptionError(`-smp ${k}=${props.get(k)}: the virt machine's CPU topology has no ${k} (QEMU refuses it too): leave ${k} out`);
+  }
+  if (cpus === 0 && maxcpus === 0) {
+    sockets ||= 1;
+    cores ||= 1;
+    threads ||= 1;
+  } else {
+    maxcpus ||= cpus;
+    if (cores === 0) {
+      sockets ||= 1;
+      threads ||= 1;
+      cores = Math.floor(maxcpus / (sockets * threads));
+    } else if (sockets === 0) {
+      threads ||= 1;
+      sockets = Math.floor(maxcpus / (cores * threads));
+    }
+    if (threads === 0) threads = Math.floor(maxcpus / (sockets * cores));
+  }
+  maxcpus ||= sockets * cores * threads;
+  cpus ||= maxcpus;
+  if (sockets * cores * threads !== maxcpus) {
+    throw new QemuOptionError(`-smp ${text}: sockets (${sockets}) * cores (${cores}) * threads (${threads}) is not maxcpus (${maxcpus}): make the topology's product the number of harts`);
+  }
+  if (maxcpus !== cpus) throw new QemuOptionError(`-smp maxcpus=${maxcpus}: wasmvisor has no CPU hot-plug; maxcpus must equal cpus (${cpus})`);
   return String(cpus);
 }
 
@@ -129,7 +175,10 @@ export function parseMachine(text: string): { dtbOut?: string } {
   if (type !== "virt") throw new QemuOptionError(`-machine ${type || text}: wasmvisor is QEMU's riscv64 'virt' machine only: use -machine virt`);
   const out: { dtbOut?: string } = {};
   for (const [k, v] of props) {
-    if (k === "dumpdtb") out.dtbOut = v;
+    if (k === "dumpdtb") {
+      if (!v) throw new QemuOptionError("-machine virt,dumpdtb=: give the file to write the devicetree to, dumpdtb=FILE");
+      out.dtbOut = v;
+    }
     else if (k === "accel") checkAccel(v);
     // Settings QEMU's virt has that describe what wasmvisor's board is anyway.
     else if ((k === "aclint" || k === "acpi") && !flag("-machine", k, v)) continue;

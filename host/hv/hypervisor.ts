@@ -16,7 +16,8 @@ import type { Pcpu, VmEvent, PcpuEvent, HostedStats, HostedVmRequest, MigrationP
 import { EMULATION_FAILURE, type MachineStats } from "../machine/virt";
 import type { Control } from "./types";
 import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } from "../config/parse";
-import type { VmConfig } from "../config/vm-config";
+import type { DriveConfig, VmConfig } from "../config/vm-config";
+import type { DiskFormat } from "../disk/formats";
 import { loadBootImages, type BootImages } from "../vm/build";
 import { StateStreamParser, StateWriter, StateFormatError, TAGS, bytesSource, jsonPayload, type ParsedSection } from "../state/container";
 import { GO, encodeMessage, parseMigrationTarget, type ByteLink } from "../migration/link";
@@ -98,6 +99,8 @@ interface VmRecord {
   moves: number;
   /** The last migration's progress (or how it ended), or null. */
   migration: MigrationProgress | null;
+  /** A migration out is under way (pause and resume do not wait for it). */
+  migrating: boolean;
   /** The last snapshot's progress, while it goes and after. */
   snapshot: SnapshotProgress | null;
   /** A build, restart or move under way (other operations wait for it), or null. */
@@ -280,7 +283,7 @@ export class Hypervisor implements Control {
       config, fds, home: this.place(), state: "created", waiters: [], committed,
       out: new ByteRing(CONSOLE_OUT), input: new ByteRing(CONSOLE_IN),
       scrollback: [], scrollbackBytes: 0, listeners: new Set(), resetListeners: new Set(), held: new Set(), unheld: null, restarts: 0, restartTimes: [], dtb: new Uint8Array(0),
-      moves: 0, busy: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 }, migration: null, snapshot: null,
+      moves: 0, busy: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 }, migration: null, migrating: false, snapshot: null,
     };
     this.vms.set(name, vm);
     return vm;
@@ -387,28 +390,38 @@ export class Hypervisor implements Control {
 
   async act(name: string, action: Action): Promise<VmInfo> {
     const vm = this.get(name);
-    return this.exclusive(vm, async () => {
-      this.present(vm);
-      const to = transition(name, vm.state, action, vm.reason);
-      this.alive(vm);
-      // The new state first: an event the VM sends once it runs (a crash) must win over it.
-      const prev = { state: vm.state, reason: vm.reason };
-      vm.state = to;
-      if (to === "stopped") vm.reason = "stopped by the host";
-      let end: VmEvent | null;
-      try {
-        end = await vm.home.pcpu.act(name, action);
-      } catch (e) {
-        if (vm.state === to) Object.assign(vm, prev); // unless an event (its end) came meanwhile
-        // The pCPU's refusals cross the thread as plain errors: a refusal of the life cycle is still a 409.
-        throw /^cannot /.test((e as Error).message) ? conflict((e as Error).message) : e;
-      }
-      // The VM ended by itself just before the stop reached it: that end is what happened (its
-      // failure policy is not applied: the host wanted it stopped anyway).
-      if (end) this.markEnded(vm, end.state, end.reason, end.code);
-      else if (to === "stopped" && vm.exitCode === undefined) this.markEnded(vm, "stopped", "stopped by the host", 0);
-      return this.infoOf(vm);
-    });
+    // Pause and resume go ahead during a migration out, as QEMU's stop does (pausing is how a
+    // user makes it converge: a paused VM dirties nothing, so the next pre-copy round is the
+    // last); the migration takes the VM in whatever state it is when it stops it.
+    if ((action === "pause" || action === "resume") && vm.migrating) return this.change(vm, action);
+    return this.exclusive(vm, () => this.change(vm, action));
+  }
+
+  private async change(vm: VmRecord, action: Action): Promise<VmInfo> {
+    const name = vm.config.name;
+    this.present(vm);
+    const to = transition(name, vm.state, action, vm.reason);
+    this.alive(vm);
+    // The new state first: an event the VM sends once it runs (a crash) must win over it.
+    const prev = { state: vm.state, reason: vm.reason };
+    vm.state = to;
+    if (to === "stopped") vm.reason = "stopped by the host";
+    let end: VmEvent | null;
+    const migrating = vm.migrating;
+    try {
+      end = await vm.home.pcpu.act(name, action);
+    } catch (e) {
+      if (vm.state === to) Object.assign(vm, prev); // unless an event (its end) came meanwhile
+      // Between the migration's stop and its end the VM is on neither pCPU's list.
+      if (migrating && /^no VM named /.test((e as Error).message)) throw conflict(`cannot ${action} ${name} now: its migration is handing it over to the destination`);
+      // The pCPU's refusals cross the thread as plain errors: a refusal of the life cycle is still a 409.
+      throw /^cannot /.test((e as Error).message) ? conflict((e as Error).message) : e;
+    }
+    // The VM ended by itself just before the stop reached it: that end is what happened (its
+    // failure policy is not applied: the host wanted it stopped anyway).
+    if (end) this.markEnded(vm, end.state, end.reason, end.code);
+    else if (to === "stopped" && vm.exitCode === undefined) this.markEnded(vm, "stopped", "stopped by the host", 0);
+    return this.infoOf(vm);
   }
 
   /** Resolves when the VM has stopped or failed (at once if it has), with how it ended. */
@@ -453,6 +466,21 @@ export class Hypervisor implements Control {
     const vm = this.get(name);
     vm.resetListeners.add(listener);
     return () => vm.resetListeners.delete(listener);
+  }
+
+  /**
+   * The VM's drives as they are now, each with its format as opened (a probed one included).
+   * Read during a migration too (only its handover, when the VM is on no pCPU, is refused).
+   */
+  async drives(name: string): Promise<(DriveConfig & { format: DiskFormat })[]> {
+    const vm = this.get(name).migrating ? this.get(name) : await this.settled(name);
+    this.alive(vm);
+    try {
+      return await vm.home.pcpu.drives(name);
+    } catch (e) {
+      if (vm.migrating) throw conflict(`cannot read ${name}'s drives now: its migration is handing it over to the destination`);
+      throw e;
+    }
   }
 
   /** Every hart's registers and CSRs by name (state/cpu.ts's form), read between the VM's steps. */
@@ -552,10 +580,13 @@ export class Hypervisor implements Control {
       if (ended(vm.state)) throw conflict(`cannot migrate ${name}: it is ${vm.state}`);
       this.alive(vm);
       let r: MigrationProgress;
+      vm.migrating = true;
       try {
         r = await vm.home.pcpu.migrateOut(name, target, { key, downtimeMs, maxRounds, postcopy: opts.postcopy === true, copyStorage: opts.copyStorage === true }, Comlink.proxy((p: MigrationProgress) => { vm.migration = p; }));
       } catch (e) {
         throw new HvError(502, (e as Error).message); // it could not even start: the VM was not touched
+      } finally {
+        vm.migrating = false;
       }
       vm.migration = r;
       if (r.carried) {

@@ -27,10 +27,12 @@ import { DestinationReplies, GO, type MigrationTarget } from "../migration/link"
 import { concatBytes } from "../util/bytes";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason } from "../machine/virt";
-import type { VmConfig } from "../config/vm-config";
+import type { DriveConfig, VmConfig } from "../config/vm-config";
+import type { DiskFormat } from "../disk/formats";
 import type { Platform } from "../platform/platform";
 import { saveCpu, type CpuState } from "../state/cpu";
 import { transition, ended, type Action, type VmState } from "./lifecycle";
+import { GUEST_RESET_END } from "./types";
 
 export interface HostedVmRequest {
   config: VmConfig;
@@ -732,6 +734,11 @@ export class Pcpu {
     return this.get(name).req.config;
   }
 
+  /** A VM's drives as they are now, each with its format as opened (a probed one included). */
+  drives(name: string): (DriveConfig & { format: DiskFormat })[] {
+    return openedDrives(this.get(name));
+  }
+
   private async host(req: HostedVmRequest, build?: (io: MachineIo) => Promise<VirtMachine>): Promise<Hosted> {
     const name = req.config.name;
     if (this.vms.has(name)) throw new Error(`a VM named ${name} is already on this pCPU`);
@@ -978,7 +985,7 @@ export class Pcpu {
         t = performance.now();
         if (r.state === "stopped") {
           this.sched.charge(name, t - t0, t);
-          const clean = r.reason.kind === "poweroff" || (r.reason.kind === "htif" && r.reason.code === 0);
+          const clean = r.reason.kind === "poweroff" || r.reason.kind === "reset" || (r.reason.kind === "htif" && r.reason.code === 0);
           this.end(vm, clean ? "stopped" : "failed", describeStop(r.reason), true, r.reason.code);
           return;
         }
@@ -1028,14 +1035,19 @@ export class Pcpu {
 // The VM's configuration with each drive's format as opened (probed ones included), so that a
 // snapshot names exactly what its disks are.
 function withDiskFormats(vm: Hosted): VmConfig {
+  return { ...vm.req.config, drives: openedDrives(vm) };
+}
+
+// The VM's drives, each with the format its image was opened as.
+function openedDrives(vm: Hosted): (DriveConfig & { format: DiskFormat })[] {
   const disks = machineDisks(vm.machine);
-  const c = vm.req.config;
-  return { ...c, drives: c.drives.map((d, i) => ({ ...d, format: disks[i]?.image.format ?? d.format })) };
+  return vm.req.config.drives.map((d, i) => ({ ...d, format: disks[i]!.image.format }));
 }
 
 function describeStop(r: StopReason): string {
   switch (r.kind) {
     case "poweroff": return "powered off";
+    case "reset": return GUEST_RESET_END;
     case "fail": return `failed with code ${r.code}`;
     case "htif": return `HTIF exit ${r.code}`;
     case "error": return r.message;

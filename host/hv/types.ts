@@ -6,6 +6,9 @@ import type { MigrationProgress, SnapshotProgress } from "./pcpu";
 
 export type { VmState };
 
+/** Why a VM ended when its guest reset the machine and it was not to reboot (QEMU's -no-reboot). */
+export const GUEST_RESET_END = "the guest reset the machine (-no-reboot)";
+
 export interface VmInfo {
   /** The VM's name: how every API call refers to it. */
   name: string;

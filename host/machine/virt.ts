@@ -151,6 +151,8 @@ export const EMULATION_FAILURE = 70;
 
 export type StopReason =
   | { kind: "poweroff"; code: 0 }
+  /** The guest asked for a reset and the machine was told not to reboot (-no-reboot). */
+  | { kind: "reset"; code: 0 }
   | { kind: "fail"; code: number }
   | { kind: "htif"; code: number }
   | { kind: "error"; code: number; message: string };
@@ -659,7 +661,7 @@ export class VirtMachine {
     this.retryDevices();
     this.flushOutput();
     if (this.resetRequested) {
-      if (this.cfg.noReboot) this.stop({ kind: "poweroff", code: 0 });
+      if (this.cfg.noReboot) this.stop({ kind: "reset", code: 0 });
       else {
         this.reboot();
         return { state: "running", reset: true };
@@ -909,7 +911,8 @@ function readStopReason(s: StateReader): StopReason {
   const code = s.int("code", 0, 0xffff);
   switch (kind) {
     case "poweroff":
-      if (code !== 0) s.reject("code", "0 for a poweroff");
+    case "reset":
+      if (code !== 0) s.reject("code", `0 for a ${kind}`);
       return { kind, code: 0 };
     case "fail":
     case "htif":

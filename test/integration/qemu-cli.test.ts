@@ -72,6 +72,56 @@ describe("QEMU's options map onto the VM configuration", () => {
     expect(qemu(["--kernel=/tmp/k"]).config.kernel).toBe("/tmp/k");
   });
 
+  test("-smp's topology: the harts QEMU 7.2 makes, or a refusal where it refuses", () => {
+    const dtb = join(dir, "smp.dtb");
+    for (const spec of ["3", "2,cpus=4", "cpus=4,cpus=2", "sockets=2,cores=2", "4,threads=2", "cores=2,maxcpus=4", "4,sockets=2,cores=2", "2,dies=1",
+      "2,sockets=2,cores=2", "sockets=2,cores=2,cpus=3", "3,sockets=2", "2,dies=2", "2,clusters=2"]) {
+      // QEMU: the devicetree it would give the guest, or its refusal.
+      let qemuHarts: number | "refused";
+      try {
+        execFileSync("qemu-system-riscv64", ["-M", `virt,dumpdtb=${dtb}`, "-smp", spec, "-display", "none"], { stdio: "ignore" });
+        qemuHarts = (execFileSync("dtc", ["-I", "dtb", "-O", "dts", dtb], { stdio: ["ignore", "pipe", "ignore"] }).toString().match(/\bcpu@\d+ \{/g) ?? []).length;
+      } catch {
+        qemuHarts = "refused";
+      }
+      let ours: number | "refused";
+      try {
+        ours = qemu(["-smp", spec]).config.smp;
+      } catch (e) {
+        expect(e, spec).toBeInstanceOf(CliError);
+        expect((e as Error).message).toMatch(/^-smp /);
+        ours = "refused";
+      }
+      expect(ours, `-smp ${spec}`).toBe(qemuHarts);
+    }
+    // Hot-plug slots QEMU has and wasmvisor does not: refused, saying so.
+    refused(["-smp", "2,maxcpus=4"], /-smp maxcpus=4: .*no CPU hot-plug/);
+    refused(["-smp", "2,sockets=2,cores=2"], /sockets \(2\) \* cores \(2\) \* threads \(0\) is not maxcpus \(2\)/);
+  });
+
+  test("values QEMU refuses or reads differently are not taken silently", () => {
+    refused(["-machine", "virt,dumpdtb="], /-machine virt,dumpdtb=: give the file/);
+    refused(["-qmp", "unix:/tmp/q.sock,server=on,wait=off,nowait=off"], /give wait= or nowait, not both/);
+    refused(["-qmp", "unix:/tmp/q.sock,server=on,wait="], /-qmp wait=: use on or off/);
+    refused(["--kernel="], /^option '--kernel' needs a value, not an empty one$/);
+    refused(["--bios="], /^option '--bios' needs a value, not an empty one$/);
+    refused(["-initrd", ""], /^option '-initrd' needs a value, not an empty one$/);
+    expect(qemu(["-append", ""]).config.append).toBe(""); // an empty command line is one
+    refused(["-drive", "file=/tmp/a,if=none,id=a,snapshot=maybe", "-device", "virtio-blk-device,drive=a"], /-drive snapshot=maybe: use on or off/);
+    expect(qemu(["-drive", "file=/tmp/a,if=none,id=a,snapshot=y", "-device", "virtio-blk-device,drive=a"]).temporary).toEqual([0]);
+    // ipv4=/ipv6= choose the address family, as on QEMU: where they exclude the address's family, refused.
+    const tcp = (props: string) => qemu(["-qmp", `tcp:${props}`]).qmp[0];
+    expect(tcp("127.0.0.1:4444,server=on,wait=off,ipv4=on")).toMatchObject({ host: "127.0.0.1", port: 4444 });
+    expect(tcp("127.0.0.1:4444,server=on,wait=off,ipv4=on,ipv6=on")).toMatchObject({ host: "127.0.0.1" });
+    expect(tcp(":4444,server=on,wait=off,ipv6=on")).toMatchObject({ host: "::1" });
+    expect(tcp("[::1]:4444,server=on,wait=off,ipv6=on,nodelay=on")).toMatchObject({ host: "::1", nodelay: true });
+    refused(["-qmp", "tcp:127.0.0.1:4444,server=on,wait=off,ipv6=on"], /127\.0\.0\.1 is an IPv4 address and the options exclude IPv4/);
+    refused(["-monitor", "tcp:127.0.0.1:4444,server=on,wait=off,ipv4=off"], /^-monitor .*exclude IPv4/);
+    refused(["-qmp", "tcp:[::1]:4444,server=on,wait=off,ipv4=on"], /::1 is an IPv6 address/);
+    refused(["-qmp", "tcp:127.0.0.1:4444,server=on,wait=off,ipv4="], /-qmp ipv4=: use on or off/);
+    refused(["-qmp", "tcp:localhost:4444,server=on,wait=off,ipv4=on"], /give HOST as an address/);
+  });
+
   test("networks, the RNG, -no-reboot, -snapshot, -name, -S and the monitors", () => {
     const c = qemu([
       "-netdev", "user,id=n0,hostfwd=tcp::2222-:22", "-device", "virtio-net-device,netdev=n0", "-nic", "user,model=virtio-net-device",

@@ -4,9 +4,9 @@
 // on; the human monitor on a socket and on the terminal (Ctrl-A c); migration driven by QMP to
 // a `wasmvisor host`.
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
-import { spawn, type ChildProcess } from "node:child_process";
-import { connect, createServer, type AddressInfo } from "node:net";
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { asm } from "../encoder";
@@ -165,6 +165,34 @@ describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () 
     expect(order(w)).toEqual(order(q));
   }, 120_000);
 
+  test("query-block and info block report each disk's real format, whatever its name, as QEMU's", async () => {
+    // A qcow2 image named .img (probed) and a raw one named .qcow2, read-only.
+    const qcow2 = join(dir, "disk.img");
+    execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", qcow2, "1M"]);
+    const raw = join(dir, "raw.qcow2");
+    writeFileSync(raw, new Uint8Array(1 << 20));
+    const disks = ["-drive", `file=${qcow2},if=none,id=d0`, "-device", "virtio-blk-device,drive=d0", "-drive", `file=${raw},if=none,id=d1,format=raw,readonly=on`, "-device", "virtio-blk-device,drive=d1"];
+    const seen = [];
+    for (const [who, start] of [["qemu", realQemu], ["wasmvisor", wasmvisor]] as const) {
+      const sock = join(dir, `block-${who}.sock`);
+      const p = start(["-M", "virt", "-bios", "none", "-kernel", loop, "-nographic", "-S", ...disks, "-qmp", `unix:${sock},server=on,wait=off`]);
+      try {
+        const c = await QmpClient.connect(sock);
+        await c.execute("qmp_capabilities");
+        // (QEMU also lists its empty floppy and SD slots.)
+        const blocks = ((await c.execute("query-block")).return as { inserted?: { file: string; drv: string; ro: boolean } }[]).flatMap((b) => (b.inserted ? [b.inserted] : []));
+        const info = String((await c.execute("human-monitor-command", { "command-line": "info block" })).return);
+        seen.push({ blocks: blocks.map((b) => [b.file, b.drv, b.ro]), info: info.match(/\((qcow2|raw)[^)]*\)/g) });
+        await c.execute("quit");
+        expect(await p.exited).toBe(0);
+      } finally {
+        p.child.kill("SIGKILL");
+      }
+    }
+    expect(seen[1]).toEqual({ blocks: [[qcow2, "qcow2", false], [raw, "raw", true]], info: ["(qcow2)", "(raw, read-only)"] });
+    expect(seen[1]!.blocks).toEqual(seen[0]!.blocks);
+  }, 60_000);
+
   test("a guest that powers off: SHUTDOWN from the guest, and the process ends with 0", async () => {
     // (QEMU 7.2's sifive test device exits the process at once, before any event goes out.)
     const sock = join(dir, "off.sock");
@@ -314,9 +342,25 @@ describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () 
     }
   }, 60_000);
 
-  test("-no-reboot: the guest's reset ends the VM; so does system_reset", async () => {
+  test("-no-reboot: the guest's reset ends the VM, SHUTDOWN saying guest-reset as QEMU's; system_reset ends it too", async () => {
     const guest = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", reboot, "-nographic", "-no-reboot"]);
     expect(await guest.exited).toBe(0);
+    const shutdowns = [];
+    for (const start of [realQemu, wasmvisor]) {
+      const sock = join(dir, `noreboot-guest-${shutdowns.length}.sock`);
+      const p = start(["-M", "virt", "-bios", "none", "-kernel", reboot, "-nographic", "-no-reboot", "-S", "-qmp", `unix:${sock},server=on,wait=off`]);
+      try {
+        const c = await QmpClient.connect(sock);
+        await c.execute("qmp_capabilities");
+        await c.execute("cont");
+        shutdowns.push((await c.waitForEvent("SHUTDOWN")).data);
+        expect(await p.exited).toBe(0);
+      } finally {
+        p.child.kill("SIGKILL");
+      }
+    }
+    expect(shutdowns[1]).toEqual({ guest: true, reason: "guest-reset" });
+    expect(shutdowns[1]).toEqual(shutdowns[0]);
     const sock = join(dir, "noreboot.sock");
     const p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", loop, "-nographic", "-no-reboot", "-qmp", `unix:${sock},server=on,wait=off`]);
     try {
@@ -385,6 +429,91 @@ describe("QMP: hostile input", () => {
       p.child.kill("SIGKILL");
     }
   }, 120_000);
+});
+
+describe("QMP and the human monitor: clients that do not read", () => {
+  const MiB = 2 ** 20;
+  /** The resident memory of a process (Linux). */
+  const rss = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+  const rawClient = (sock: string) => new Promise<Socket>((resolve, reject) => {
+    const s = connect(sock);
+    s.once("connect", () => resolve(s));
+    s.once("error", reject);
+  });
+  /** The most the process's memory grew above `base` while `ms` went by. */
+  const growthOver = async (pid: number, base: number, ms: number) => {
+    let peak = base;
+    for (const t0 = Date.now(); Date.now() - t0 < ms;) {
+      peak = Math.max(peak, rss(pid));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return peak - base;
+  };
+
+  test("a client that floods commands without reading: the server stops reading it, its memory stays bounded, others are answered", async () => {
+    const qmpSock = join(dir, "flood.sock");
+    const hmpSock = join(dir, "flood-hmp.sock");
+    const p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", loop, "-m", "64M", "-nographic", "-qmp", `unix:${qmpSock},server=on,wait=off`, "-monitor", `unix:${hmpSock},server=on,wait=off`]);
+    try {
+      const c = await QmpClient.connect(qmpSock);
+      await c.execute("qmp_capabilities");
+      const pid = p.child.pid!;
+      const base = rss(pid);
+      // 40 MiB of [] on QMP (each an error reply 40 times its size) and 16 MiB of unknown
+      // commands on the human monitor, neither client reading a byte.
+      const flooders = [await rawClient(qmpSock), await rawClient(hmpSock)];
+      for (const f of flooders) f.pause();
+      const piece = "[]".repeat(MiB / 2);
+      for (let i = 0; i < 40; i++) flooders[0]!.write(piece);
+      const lines = "x\n".repeat(MiB / 2);
+      for (let i = 0; i < 16; i++) flooders[1]!.write(lines);
+      const growth = await growthOver(pid, base, 6000);
+      expect(growth, `the server grew by ${(growth / MiB).toFixed(0)} MiB`).toBeLessThan(100 * MiB);
+      // It took a little of each and stopped: the rest waits on the clients' side.
+      expect(flooders[0]!.writableLength).toBeGreaterThan(30 * MiB);
+      expect(flooders[1]!.writableLength).toBeGreaterThan(8 * MiB);
+      // The well-behaved client is answered meanwhile, and after the flooders leave.
+      expect((await c.execute("query-status")).return).toEqual({ status: "running", singlestep: false, running: true });
+      for (const f of flooders) f.destroy();
+      const d = await QmpClient.connect(qmpSock);
+      expect((await d.execute("qmp_capabilities")).return).toEqual({});
+      await c.execute("quit");
+      expect(await p.exited).toBe(0);
+    } finally {
+      p.child.kill("SIGKILL");
+    }
+  }, 60_000);
+
+  test("a client that never reads its events (a guest that resets in a loop): dropped past a bound, others go on", async () => {
+    const sock = join(dir, "events.sock");
+    const p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", reboot, "-m", "64M", "-nographic", "-qmp", `unix:${sock},server=on,wait=off`]);
+    try {
+      const idle = await QmpClient.connect(sock);
+      await idle.execute("qmp_capabilities");
+      (idle as unknown as { sock: Socket }).sock.pause(); // reads nothing more
+      const c = await QmpClient.connect(sock);
+      await c.execute("qmp_capabilities");
+      const pid = p.child.pid!;
+      const base = rss(pid);
+      // RESET after RESET: the one that reads sees them; the one that does not is dropped.
+      await c.waitForEvent("RESET");
+      const t0 = Date.now();
+      let growth = 0;
+      while (!/qmp client dropped: it left \d+ bytes of replies and events unread/.test(p.out())) {
+        if (Date.now() - t0 > 50_000) throw new Error(`the client that does not read was not dropped (${c.events.length} events, ${p.out()})`);
+        growth = Math.max(growth, rss(pid) - base);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(growth, `the server grew by ${(growth / MiB).toFixed(0)} MiB`).toBeLessThan(100 * MiB);
+      expect((await c.execute("query-status")).return).toMatchObject({ status: "running" });
+      expect(c.events.filter((e) => e.event === "RESET").length).toBeGreaterThan(1000);
+      c.events.length = 0; // what it read is its own
+      await c.execute("quit");
+      expect(await p.exited).toBe(0);
+    } finally {
+      p.child.kill("SIGKILL");
+    }
+  }, 90_000);
 });
 
 /** Write one piece to the client's socket and wait for it to go out (for the byte-at-a-time case). */
@@ -468,38 +597,47 @@ describe("the human monitor", () => {
 });
 
 describe("migration driven by QMP", () => {
-  test("migrate to a wasmvisor host: query-migrate goes to completed, the VM runs there, this side is postmigrate until quit", async () => {
-    // Both sides find the same migration key in the same private runtime directory.
+  /** A `wasmvisor host` accepting migrations; the VM's side finds the same migration key in `env`'s runtime directory. */
+  async function migrationHost() {
     const runtime = mkdtempSync(join(dir, "run-"));
     const images = join(dir, "images");
     mkdirSync(images, { recursive: true });
-    const kernel = join(images, "loop.bin");
-    writeFileSync(kernel, asm`
-    1: j 1b
-    `);
     const env = { ...process.env, XDG_RUNTIME_DIR: runtime };
     const api = join(runtime, "api.sock");
     const port = await freePort();
     const host = run([process.execPath, BIN, "host", "--cpus", "1", "--api", api, "--images", images, "--migrate-listen", `tcp:127.0.0.1:${port}`], env);
+    const t0 = Date.now();
+    while (!/accepting migrations on [\d.]+:(\d+)/.test(host.out())) {
+      if (Date.now() - t0 > 20_000) throw new Error(`the host did not start: ${host.out()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return { images, env, api, port, host };
+  }
+  const until = async (c: QmpClient, done: (q: Record<string, unknown>) => boolean) => {
+    let q: Record<string, unknown> = {};
+    for (let i = 0; i < 600; i++) {
+      q = (await c.execute("query-migrate")).return as Record<string, unknown>;
+      if (done(q)) return q;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`query-migrate stayed ${JSON.stringify(q)}`);
+  };
+
+  test("migrate to a wasmvisor host: query-migrate goes to completed, the VM runs there, this side is postmigrate until quit", async () => {
+    const { images, env, api, port, host } = await migrationHost();
+    const kernel = join(images, "loop.bin");
+    writeFileSync(kernel, asm`
+    1: j 1b
+    `);
     const sock = join(dir, "mig.sock");
     let p: Running | undefined;
     try {
-      const t0 = Date.now();
-      while (!/accepting migrations on [\d.]+:(\d+)/.test(host.out())) {
-        if (Date.now() - t0 > 20_000) throw new Error(`the host did not start: ${host.out()}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
       p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", kernel, "-m", "32M", "-nographic", "-name", "moving", "-qmp", `unix:${sock},server=on,wait=off`], env);
       const c = await QmpClient.connect(sock);
       await c.execute("qmp_capabilities");
       expect(await c.execute("migrate-set-parameters", { "downtime-limit": 100 })).toEqual({ return: {} });
       expect(await c.execute("migrate", { uri: `tcp:127.0.0.1:${port}` }, "m")).toEqual({ return: {}, id: "m" });
-      let q: Record<string, unknown> = {};
-      for (let i = 0; i < 300; i++) {
-        q = (await c.execute("query-migrate")).return as Record<string, unknown>;
-        if (q.status !== "active") break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      const q = await until(c, (x) => x.status !== "active");
       expect(q.status, JSON.stringify(q)).toBe("completed");
       expect((q.ram as { transferred: number }).transferred).toBeGreaterThan(0);
       expect(q.downtime).toBeGreaterThanOrEqual(0);
@@ -510,6 +648,55 @@ describe("migration driven by QMP", () => {
       const list = run([process.execPath, BIN, "ctl", "--api", api, "list"], env);
       expect(await list.exited).toBe(0);
       expect(list.out()).toMatch(/^moving\s+running/m);
+      await c.execute("quit");
+      expect(await p.exited).toBe(0);
+    } finally {
+      p?.child.kill("SIGKILL");
+      host.child.kill("SIGTERM");
+      await host.exited;
+    }
+  }, 120_000);
+
+  test("stop and cont during a migration answer at once (query-migrate still active); stopped, the VM converges", async () => {
+    const { images, env, api, port, host } = await migrationHost();
+    // Writes to each page of 48 MiB over and over: while it runs, pre-copy never catches up.
+    const kernel = join(images, "dirty.bin");
+    writeFileSync(kernel, asm`
+      li t0, 0x80100000
+      li t1, 0x83100000
+      li t2, 1
+    1:
+      mv t3, t0
+    2:
+      sd t2, 0(t3)
+      li t4, 4096
+      add t3, t3, t4
+      bltu t3, t1, 2b
+      addi t2, t2, 1
+      j 1b
+    `);
+    const sock = join(dir, "mig-stop.sock");
+    let p: Running | undefined;
+    try {
+      p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", kernel, "-m", "64M", "-nographic", "-name", "dirty", "-qmp", `unix:${sock},server=on,wait=off`], env);
+      const c = await QmpClient.connect(sock);
+      await c.execute("qmp_capabilities");
+      expect(await c.execute("migrate-set-parameters", { "downtime-limit": 1 })).toEqual({ return: {} });
+      expect(await c.execute("migrate", { uri: `tcp:127.0.0.1:${port}` })).toEqual({ return: {} });
+      await until(c, (q) => q.status === "active" && ((q.ram as { transferred?: number } | undefined)?.transferred ?? 0) > 0);
+      // QEMU's way to make a migration converge: stop the VM. The reply does not wait for the end.
+      expect(await c.execute("cont")).toEqual({ return: {} }); // running already: nothing to do
+      expect(await c.execute("stop")).toEqual({ return: {} });
+      const during = (await c.execute("query-migrate")).return as Record<string, unknown>;
+      expect((await c.execute("query-status")).return).toMatchObject({ status: "paused" });
+      expect(during.status).toBe("active");
+      const q = await until(c, (x) => x.status !== "active");
+      expect(q.status, JSON.stringify(q)).toBe("completed");
+      const order = c.events.map((e) => (e.event === "MIGRATION" ? `MIGRATION ${e.data?.status}` : e.event));
+      expect(order).toEqual(["MIGRATION setup", "STOP", "MIGRATION completed"]);
+      const list = run([process.execPath, BIN, "ctl", "--api", api, "list"], env);
+      expect(await list.exited).toBe(0);
+      expect(list.out()).toMatch(/^dirty\s+running/m); // wasmvisor's destination runs what it takes in
       await c.execute("quit");
       expect(await p.exited).toBe(0);
     } finally {
