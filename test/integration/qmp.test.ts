@@ -99,7 +99,15 @@ const SEQUENCE: (string | [string, Record<string, unknown>?, unknown?])[] = [
 
 async function drive(c: QmpClient): Promise<QmpReply[]> {
   const replies: QmpReply[] = [];
-  for (const step of SEQUENCE) replies.push(typeof step === "string" ? await c.raw(step) : await c.execute(step[0], step[1], step[2]));
+  let started = false;
+  for (const step of SEQUENCE) {
+    replies.push(typeof step === "string" ? await c.raw(step) : await c.execute(step[0], step[1], step[2]));
+    if (!started && Array.isArray(step) && step[0] === "cont") {
+      // Let the hart leave the boot ROM for the program's loop before the `stop` whose registers are compared.
+      started = true;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   return replies;
 }
 
