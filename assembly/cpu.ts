@@ -180,6 +180,49 @@ function jitStatus(st: i32): i32 {
   return st == ST_NEXT && charged != 0 ? JIT_LEAVE : st;
 }
 
+/** An atomic (LR, SC, AMO*): its decoded slot at sp. Returns ST_NEXT or ST_FAULT. */
+function execAmo(h: usize, sp: usize): i32 {
+  // Read the slot before resolving: a write to this instruction's own page drops the page's
+  // slots (and zeroes them under sp).
+  const inst = fInst(sp);
+  const rd = fRd(sp);
+  const b = rx(h, fRs2(sp));
+  const fn = inst >> 27;
+  const va = rx(h, fRs1(sp));
+  const size: u64 = (inst & 0x1000) != 0 ? 8 : 4;
+  if (fn == 2) { // LR
+    const host = resolveAtomic(va, size, ACC_READ);
+    if (host < 0) return ST_FAULT;
+    // Wasm atomic loads only zero-extend: sign-extend the word explicitly.
+    let v: u64;
+    if (size == 4) {
+      const w: i32 = atomic.load<i32>(<usize>host);
+      v = <u64><i64>w;
+    } else v = atomic.load<u64>(<usize>host);
+    store<i32>(h + H_RESV_VALID, 1);
+    store<u64>(h + H_RESV_ADDR, <u64>host);
+    store<u64>(h + H_RESV_VALUE, v);
+    wx(h, rd, v);
+    return ST_NEXT;
+  }
+  const host = resolveAtomic(va, size, ACC_WRITE);
+  if (host < 0) return ST_FAULT;
+  const p = <usize>host;
+  if (fn == 3) { // SC: succeeds only if the reservation holds and memory still has the LR value
+    let ok = load<i32>(h + H_RESV_VALID) != 0 && load<u64>(h + H_RESV_ADDR) == <u64>host;
+    if (ok) {
+      const expect = load<u64>(h + H_RESV_VALUE);
+      if (size == 4) ok = atomic.cmpxchg<i32>(p, <i32>expect, <i32>b) == <i32>expect;
+      else ok = atomic.cmpxchg<u64>(p, expect, b) == expect;
+    }
+    store<i32>(h + H_RESV_VALID, 0);
+    wx(h, rd, ok ? 0 : 1);
+    return ST_NEXT;
+  }
+  wx(h, rd, size == 4 ? <u64><i64>amo<i32>(p, fn, <i32>b) : <u64>amo<i64>(p, fn, <i64>b));
+  return ST_NEXT;
+}
+
 /**
  * A floating-point instruction (loads and stores included): its decoded slot at sp. Returns
  * ST_NEXT, ST_ILLEGAL (FS off, a reserved rounding mode), or a load's or store's slow-path status.
@@ -215,13 +258,14 @@ function execFpSlot(h: usize, sp: usize): i32 {
 }
 
 /**
- * A floating-point instruction from translated code (its decoded slot, at pc): as the interpreter
- * runs it. The slot comes as a value: in the cache, a block's first slot is its OP_JIT marker.
- * An illegal instruction is raised here, so the translation sees ST_FAULT.
+ * An instruction translated code has the core run (F and D, atomics; its decoded slot, at pc),
+ * as the interpreter runs it, on the registers in the hart block. The slot comes as a value: in
+ * the cache, a block's first slot is its OP_JIT marker. An illegal instruction is raised here, so
+ * the translation sees ST_FAULT.
  */
-export function jitFp(slot: u64, pc: u64): i32 {
+export function jitExec(slot: u64, pc: u64): i32 {
   store<u64>(JIT_SLOT, slot);
-  const st = execFpSlot(H, JIT_SLOT);
+  const st = (<u32>slot & 0x7f) == D.OP_AMO ? execAmo(H, JIT_SLOT) : execFpSlot(H, JIT_SLOT);
   if (st == ST_ILLEGAL) {
     raise(EXC_ILLEGAL, rawInstruction(pc, <u32>slot & 0xff));
     return ST_FAULT;
@@ -587,50 +631,9 @@ export function run(hart: i32, budget: i32): i32 {
           break;
         }
         // ---- floating point, atomics ----
-        case D.OP_AMO: {
-          // Read the slot before resolving: a write to this instruction's own page drops the
-          // page's slots (and zeroes them under sp).
-          const inst = fInst(sp);
-          const rd = fRd(sp);
-          const b = rx(h, fRs2(sp));
-          const fn = inst >> 27;
-          const va = rx(h, fRs1(sp));
-          const size: u64 = (inst & 0x1000) != 0 ? 8 : 4;
-          if (fn == 2) { // LR
-            const host = resolveAtomic(va, size, ACC_READ);
-            if (host < 0) { st = ST_FAULT; break; }
-            // Wasm atomic loads only zero-extend: sign-extend the word explicitly.
-            let v: u64;
-            if (size == 4) {
-              const w: i32 = atomic.load<i32>(<usize>host);
-              v = <u64><i64>w;
-            } else v = atomic.load<u64>(<usize>host);
-            store<i32>(h + H_RESV_VALID, 1);
-            store<u64>(h + H_RESV_ADDR, <u64>host);
-            store<u64>(h + H_RESV_VALUE, v);
-            wx(h, rd, v);
-            pc = npc;
-            break;
-          }
-          const host = resolveAtomic(va, size, ACC_WRITE);
-          if (host < 0) { st = ST_FAULT; break; }
-          const p = <usize>host;
-          if (fn == 3) { // SC: succeeds only if the reservation holds and memory still has the LR value
-            let ok = load<i32>(h + H_RESV_VALID) != 0 && load<u64>(h + H_RESV_ADDR) == <u64>host;
-            if (ok) {
-              const expect = load<u64>(h + H_RESV_VALUE);
-              if (size == 4) ok = atomic.cmpxchg<i32>(p, <i32>expect, <i32>b) == <i32>expect;
-              else ok = atomic.cmpxchg<u64>(p, expect, b) == expect;
-            }
-            store<i32>(h + H_RESV_VALID, 0);
-            wx(h, rd, ok ? 0 : 1);
-            pc = npc;
-            break;
-          }
-          wx(h, rd, size == 4 ? <u64><i64>amo<i32>(p, fn, <i32>b) : <u64>amo<i64>(p, fn, <i64>b));
-          pc = npc;
+        case D.OP_AMO:
+          st = execAmo(h, sp);
           break;
-        }
         // ---- translated code ----
         case D.OP_JIT: {
           // A translation runs whole blocks (at least one, so a block may end the slice past its

@@ -10,7 +10,7 @@ import { csrAccess, csrIllegal, MISA_VALUE, MSTATUS_RESET, CSR_RW } from "./csr"
 import { dcFlush, dcInvalidate } from "./dcache";
 import { p2mReset, noteDirty, frameToGpa, markUsed } from "./p2m";
 import { shadowInit, shadowHostWrite } from "./shadow";
-export { run, jitLoad, jitStore, jitFp } from "./cpu";
+export { run, jitLoad, jitStore, jitExec } from "./cpu";
 export { dirtyLogEnable, dirtyLogSync } from "./p2m";
 
 /**

@@ -22,7 +22,7 @@ export interface CoreExports {
   /** The slow paths of translated code (docs/TRANSLATION.md). */
   jitLoad(va: bigint, f3: number, regOff: number): number;
   jitStore(va: bigint, size: number, v: bigint): number;
-  jitFp(slot: bigint, pc: bigint): number;
+  jitExec(slot: bigint, pc: bigint): number;
 }
 
 /** Timebase of the machine: mtime counts at 10 MHz. */

@@ -29,7 +29,7 @@ const V_KIND = 42, V_ARG = 43, V_VAL = 44, V_SITE = 45, V_NEXT = 46, V_SITE_RET 
 const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32, I32];
 const KIND_LOAD = 0, KIND_STORE = 1;
 // Imports: the core's slow paths.
-const F_LOAD = 0, F_STORE = 1, F_FP = 2;
+const F_LOAD = 0, F_STORE = 1, F_EXEC = 2;
 
 /** One decoded slot (decode.ts layout). */
 interface Slot {
@@ -92,9 +92,10 @@ const SHADD: Record<number, [number, boolean]> = { // rd = (rs1 [zext32]) << n +
   [O.OP_ADDUW]: [0, true], [O.OP_SH1ADDUW]: [1, true], [O.OP_SH2ADDUW]: [2, true], [O.OP_SH3ADDUW]: [3, true],
 };
 const DIVS = new Set([O.OP_DIV, O.OP_DIVU, O.OP_REM, O.OP_REMU, O.OP_DIVW, O.OP_DIVUW, O.OP_REMW, O.OP_REMUW]);
-// Floating point runs in the core (its rounding modes and flags are the interpreter's code), called
-// with the slot's address: the block goes on around it instead of ending there.
+// Floating point and atomics run in the core (jitExec: the interpreter's code, its rounding modes,
+// flags and reservations), called with the slot: the block goes on around them.
 const FP_OPS = new Set([O.OP_FLW, O.OP_FLD, O.OP_FSW, O.OP_FSD, O.OP_FP, O.OP_FADD_D, O.OP_FSUB_D, O.OP_FMUL_D, O.OP_FDIV_D]);
+const CORE_OPS = new Set([...FP_OPS, O.OP_AMO]);
 /** OP_FP instructions that write an integer register: fmv.x.w/d, fclass, feq/flt/fle, fcvt to an integer. */
 function fpWritesInt(inst: number): boolean {
   const f7 = inst >>> 25;
@@ -108,7 +109,7 @@ function isSite(op: number): boolean {
 const ENDS_BLOCK = new Set([...Object.keys(BRANCHES).map(Number), O.OP_JAL, O.OP_JALR]);
 
 function supported(op: number): boolean {
-  return op === O.OP_NOP || FP_OPS.has(op) || op in LOADS || op in STORES || op in BRANCHES || op in IMM_OPS || op in REG_OPS ||
+  return op === O.OP_NOP || CORE_OPS.has(op) || op in LOADS || op in STORES || op in BRANCHES || op in IMM_OPS || op in REG_OPS ||
     op in W32_OPS || op in UNARY || op in SHADD || DIVS.has(op) || ENDS_BLOCK.has(op) ||
     op === O.OP_LUI || op === O.OP_AUIPC || op === O.OP_SLTI || op === O.OP_SLTIU || op === O.OP_SLT ||
     op === O.OP_SLTU || op === O.OP_ANDN || op === O.OP_ORN || op === O.OP_XNOR || op === O.OP_MIN ||
@@ -175,7 +176,7 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
     imports: [
       { name: "jitLoad", type: { params: [I64, I32, I32], results: [I32] } },
       { name: "jitStore", type: { params: [I64, I32, I64], results: [I32] } },
-      { name: "jitFp", type: { params: [I64, I64], results: [I32] } },
+      { name: "jitExec", type: { params: [I64, I64], results: [I32] } },
     ],
     run: { type: { params: [I32, I64, I64, I32, I32, I32], results: [I64] }, locals: LOCALS, code },
     memoryMaxPages: memoryPages,
@@ -317,6 +318,7 @@ function operands(s: Slot): [number[], boolean] {
   const op = s.op;
   if (op === O.OP_NOP || op === O.OP_FADD_D || op === O.OP_FSUB_D || op === O.OP_FMUL_D || op === O.OP_FDIV_D) return [[], false];
   if (op === O.OP_FLW || op === O.OP_FLD || op === O.OP_FSW || op === O.OP_FSD) return [[s.rs1], false];
+  if (op === O.OP_AMO) return [[s.rs1, s.rs2], true];
   if (op === O.OP_FP) return [[s.rs1], fpWritesInt(s.imm)]; // an int source (fmv.d.x, fcvt.d.l) or destination (fmv.x.d, feq.d, fclass.d)
   if (op in STORES || op in BRANCHES) return [[s.rs1, s.rs2], false];
   if (op === O.OP_LUI || op === O.OP_AUIPC || op === O.OP_JAL) return [[], true];
@@ -378,15 +380,15 @@ class BlockEmitter {
     const c = this.c;
     const op = s.op;
     if (op === O.OP_NOP) return;
-    if (FP_OPS.has(op)) {
-      // The core runs it on the hart block: an integer source (an address, fmv.d.x's) must be there.
-      if (op !== O.OP_FADD_D && op !== O.OP_FSUB_D && op !== O.OP_FMUL_D && op !== O.OP_FDIV_D && this.written.has(s.rs1)) {
-        c.get(P_H).get(X_BASE + s.rs1).mem(OP.i64Store, 3, L.H_X + s.rs1 * 8);
-      }
+    if (CORE_OPS.has(op)) {
+      // The core runs it on the hart block: its integer sources (an address, fmv.d.x's, an AMO's
+      // operand) must be there.
+      const [reads, writesInt] = operands(s);
+      for (const r of new Set(reads)) if (this.written.has(r)) c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8);
       c.i64(this.view.getBigUint64(this.slots + s.off * 4, true));
       this.pcAt(s.off);
-      c.call(F_FP).set(V_ST);
-      if (op === O.OP_FP && s.rd !== 0 && fpWritesInt(s.imm)) {
+      c.call(F_EXEC).set(V_ST);
+      if (writesInt && s.rd !== 0) {
         const wrote = c.get(V_ST).i32(ST_FAULT).op(OP.i32Ne).if_();
         c.get(P_H).mem(OP.i64Load, 3, L.H_X + s.rd * 8).set(X_BASE + s.rd);
         c.end(wrote);

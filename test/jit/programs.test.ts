@@ -67,6 +67,32 @@ ${EXIT}`);
     expect(t.jit!.retired).toBeGreaterThan(100_000);
   });
 
+  it("atomics run by the core see the registers translated code just wrote, and their results", () => {
+    const t = same("amo", `
+  la s1, word
+  li s0, 5000
+loop:
+  addi a1, s0, 7       # the AMO's operand, written just before it
+  amoadd.d a2, a1, (s1)
+  add a3, a3, a2
+1:
+  lr.w a4, (s1)
+  addi a4, a4, 3
+  sc.w a5, a4, (s1)
+  bnez a5, 1b
+  amoswap.w a6, a4, (s1)
+  xor a3, a3, a6
+  addi s0, s0, -1
+  bnez s0, loop
+  ld a7, 0(s1)
+${EXIT}
+  .align 12            # a page of its own: stores to a code page drop its translation
+word: .dword 0
+`);
+    expect(t.regs[13]).not.toBe(0n); // a3
+    expect(t.jit!.retired / t.instret).toBeGreaterThan(0.5);
+  });
+
   it("faults, MMIO loads and stores, misaligned accesses and a store into its own page, precisely", () => {
     const t = same("mem", `
   la t0, handler
