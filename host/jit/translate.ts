@@ -26,7 +26,9 @@ const X_BASE = 10; // x[r] lives in local X_BASE + r (r = 1..31)
 // What a site that needs the core (a TLB miss, an FP instruction) leaves for the shared slow path.
 // A site says all of it in one constant, V_INFO (see siteInfo); the handlers unpack it.
 const V_KIND = 42, V_ARG = 43, V_VAL = 44, V_SITE = 45, V_NEXT = 46, V_SITE_RET = 47, V_INFO = 48;
-const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32, I32];
+// Temporaries of the high multiplies.
+const V_A = 49, V_B = 50, V_M = 51;
+const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32, I32, I64, I64, I64];
 const KIND_LOAD = 0, KIND_STORE = 1;
 // Imports: the core's slow paths.
 const F_LOAD = 0, F_STORE = 1, F_EXEC = 2;
@@ -81,8 +83,14 @@ const REG_OPS: Record<number, [number, boolean]> = {
 };
 const W32_OPS: Record<number, number> = { // rd = sx32(rs1_32 <op> rs2_32) (or imm)
   [O.OP_SLLW]: OP.i32Shl, [O.OP_SRLW]: OP.i32ShrU, [O.OP_SRAW]: OP.i32ShrS,
-  [O.OP_SRLIW]: OP.i32ShrU, [O.OP_SRAIW]: OP.i32ShrS,
+  [O.OP_SRLIW]: OP.i32ShrU, [O.OP_SRAIW]: OP.i32ShrS, [O.OP_ROLW]: OP.i32Rotl, [O.OP_RORW]: OP.i32Rotr,
+  [O.OP_RORIW]: OP.i32Rotr,
 };
+const UNARY_W: Record<number, number> = { // rd = zx(op(rs1_32))
+  [O.OP_CLZW]: OP.i32Clz, [O.OP_CTZW]: OP.i32Ctz, [O.OP_CPOPW]: OP.i32Popcnt,
+};
+const BITS = new Set([O.OP_BCLR, O.OP_BSET, O.OP_BINV, O.OP_BEXT, O.OP_BCLRI, O.OP_BSETI, O.OP_BINVI, O.OP_BEXTI]);
+const MULH = new Set([O.OP_MULH, O.OP_MULHU, O.OP_MULHSU]);
 const UNARY: Record<number, number> = {
   [O.OP_CLZ]: OP.i64Clz, [O.OP_CTZ]: OP.i64Ctz, [O.OP_CPOP]: OP.i64Popcnt,
   [O.OP_SEXTB]: OP.i64Extend8S, [O.OP_SEXTH]: OP.i64Extend16S,
@@ -110,7 +118,7 @@ const ENDS_BLOCK = new Set([...Object.keys(BRANCHES).map(Number), O.OP_JAL, O.OP
 
 function supported(op: number): boolean {
   return op === O.OP_NOP || CORE_OPS.has(op) || op in LOADS || op in STORES || op in BRANCHES || op in IMM_OPS || op in REG_OPS ||
-    op in W32_OPS || op in UNARY || op in SHADD || DIVS.has(op) || ENDS_BLOCK.has(op) ||
+    op in W32_OPS || op in UNARY || op in UNARY_W || BITS.has(op) || MULH.has(op) || op in SHADD || DIVS.has(op) || ENDS_BLOCK.has(op) ||
     op === O.OP_LUI || op === O.OP_AUIPC || op === O.OP_SLTI || op === O.OP_SLTIU || op === O.OP_SLT ||
     op === O.OP_SLTU || op === O.OP_ANDN || op === O.OP_ORN || op === O.OP_XNOR || op === O.OP_MIN ||
     op === O.OP_MINU || op === O.OP_MAX || op === O.OP_MAXU || op === O.OP_ZEXTH || op === O.OP_SLLIUW;
@@ -483,11 +491,23 @@ class BlockEmitter {
       if (w) c.op(OP.i64Extend32S);
     } else if (op in W32_OPS) {
       a(); c.op(OP.i32WrapI64);
-      if (op === O.OP_SRLIW || op === O.OP_SRAIW) c.i32(s.imm);
+      if (op === O.OP_SRLIW || op === O.OP_SRAIW || op === O.OP_RORIW) c.i32(s.imm);
       else { b(); c.op(OP.i32WrapI64); }
       c.op(W32_OPS[op], OP.i64ExtendI32S);
     } else if (op in UNARY) {
       a(); c.op(UNARY[op]);
+    } else if (op in UNARY_W) {
+      a(); c.op(OP.i32WrapI64, UNARY_W[op]).op(OP.i64ExtendI32U);
+    } else if (BITS.has(op)) {
+      // the bit: 1 << (rs2 or the immediate; wasm masks the shift count to 6 bits, as RISC-V does)
+      const imm = op === O.OP_BCLRI || op === O.OP_BSETI || op === O.OP_BINVI || op === O.OP_BEXTI;
+      const bit = () => { c.i64(1); if (imm) c.i64(s.imm); else b(); c.op(OP.i64Shl); };
+      if (op === O.OP_BCLR || op === O.OP_BCLRI) { a(); bit(); c.i64(-1).op(OP.i64Xor, OP.i64And); }
+      else if (op === O.OP_BSET || op === O.OP_BSETI) { a(); bit(); c.op(OP.i64Or); }
+      else if (op === O.OP_BINV || op === O.OP_BINVI) { a(); bit(); c.op(OP.i64Xor); }
+      else { a(); if (imm) c.i64(s.imm); else b(); c.op(OP.i64ShrU).i64(1).op(OP.i64And); }
+    } else if (MULH.has(op)) {
+      this.mulh(s);
     } else if (op in SHADD) {
       const [n, uw] = SHADD[op];
       a();
@@ -519,6 +539,31 @@ class BlockEmitter {
       throw new Error(`translate: op ${op} has no translation`);
     }
     this.write(s.rd);
+  }
+
+  // The high 64 bits of the 128-bit product, from 32-bit halves (WebAssembly has no wider multiply):
+  // unsigned, then corrected for a negative operand (mulh: both signed, mulhsu: rs1 signed).
+  private mulh(s: Slot): void {
+    const c = this.c;
+    this.read(s.rs1); c.set(V_A);
+    this.read(s.rs2); c.set(V_B);
+    const lo = (v: number) => c.get(v).i64(0xffffffff).op(OP.i64And);
+    const hi = (v: number) => c.get(v).i64(32).op(OP.i64ShrU);
+    // mid = (al*bl >> 32) + (ah*bl & 0xffffffff) + al*bh: cannot overflow
+    lo(V_A); lo(V_B); c.op(OP.i64Mul).i64(32).op(OP.i64ShrU);
+    hi(V_A); lo(V_B); c.op(OP.i64Mul).i64(0xffffffff).op(OP.i64And).op(OP.i64Add);
+    lo(V_A); hi(V_B); c.op(OP.i64Mul).op(OP.i64Add).set(V_M);
+    // hi = ah*bh + (ah*bl >> 32) + (mid >> 32)
+    hi(V_A); hi(V_B); c.op(OP.i64Mul);
+    hi(V_A); lo(V_B); c.op(OP.i64Mul).i64(32).op(OP.i64ShrU).op(OP.i64Add);
+    c.get(V_M).i64(32).op(OP.i64ShrU).op(OP.i64Add);
+    if (s.op === O.OP_MULH || s.op === O.OP_MULHSU) {
+      // - (a < 0 ? b : 0)
+      c.get(V_B).i64(0).get(V_A).i64(0).op(OP.i64LtS).op(OP.select).op(OP.i64Sub);
+    }
+    if (s.op === O.OP_MULH) {
+      c.get(V_A).i64(0).get(V_B).i64(0).op(OP.i64LtS).op(OP.select).op(OP.i64Sub);
+    }
   }
 
   // Division as RISC-V defines it: by zero gives all ones (quotient) or the dividend (remainder),
