@@ -10,7 +10,7 @@
 import * as L from "../core/layout";
 import * as O from "../core/ops";
 import type { Core } from "../core/core";
-import { translatePage } from "./translate";
+import { translatePage, type PageTranslation } from "./translate";
 
 /** off: interpret only; on: translate hot pages; all: translate every cached page (tests). */
 export type JitMode = "off" | "on" | "all";
@@ -33,6 +33,8 @@ const REGROW = 1.25;
 const MAX_RETRANSLATIONS = 4;
 /** Work units charged per millisecond of compiling (a unit is about an instruction's time). */
 const UNITS_PER_MS = 250_000;
+/** A background compile not back after this long will not be: the caller never yields to the event loop. */
+const NEVER_ARRIVES_MS = 50;
 
 export interface JitStats {
   /** Pages translated since the machine started (re-translations included). */
@@ -64,10 +66,19 @@ export class TranslationTier {
   private readonly entries: (Translation | null)[] = new Array(L.DC_PAGES).fill(null);
   private readonly freeIndex: number[] = [];
   private steps = 0;
+  /** Entries whose new translation V8 is compiling in the background ("on" mode): request and start. */
+  private readonly pending = new Map<number, { request: number; since: number }>();
+  private requests = 0;
+  private closed = false;
+  // Background compiles finish on the event loop. A pCPU yields to it every few milliseconds; a
+  // caller that steps the machine without ever yielding (a test's or a benchmark's loop) would
+  // never see them: once a compile has waited that long, translations are compiled at once.
+  private synchronous: boolean;
   private readonly imports: WebAssembly.Imports;
   private readonly counts = { translations: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0, live: 0, liveWasmBytes: 0 };
 
   constructor(private readonly core: Core, readonly mode: "on" | "all") {
+    this.synchronous = mode === "all";
     // The loader wraps exports in JavaScript; translations call the wasm functions themselves.
     const raw = (f: unknown) => (f as { original?: unknown }).original ?? f;
     const e = core.exports as unknown as Record<string, unknown>;
@@ -77,6 +88,12 @@ export class TranslationTier {
   /** After a step: forget dead translations, make new ones. Returns the work units compiling cost. */
   update(): number {
     const view = this.core.view;
+    if (!this.synchronous) {
+      const now = performance.now();
+      for (const p of this.pending.values()) if (now - p.since > NEVER_ARRIVES_MS) this.synchronous = true;
+      if (this.synchronous) this.pending.clear(); // given up on: translated again, at once
+    }
+    const background = !this.synchronous;
     if (++this.steps % COOL_EVERY === 0) {
       for (let e = 0; e < L.DC_PAGES; e++) view.setUint8(L.DC_HEAT + e, view.getUint8(L.DC_HEAT + e) >> 1);
     }
@@ -89,7 +106,7 @@ export class TranslationTier {
         this.forget(e, t, false);
         t = null;
       }
-      if (budget === 0 || view.getUint32(L.DC_TAGS + e * 4, true) === 0) continue;
+      if (budget === 0 || this.pending.has(e) || view.getUint32(L.DC_TAGS + e * 4, true) === 0) continue;
       const decoded = view.getUint16(L.DC_DECODED + e * 2, true);
       if (decoded === 0) continue;
       if (t) {
@@ -99,12 +116,16 @@ export class TranslationTier {
       } else if (this.mode === "on" && view.getUint8(L.DC_HEAT + e) < HOT_SAMPLES) continue;
       if (this.counts.liveWasmBytes >= MAX_LIVE_WASM_BYTES) continue;
       const times = t ? t.times + 1 : 0;
-      if (t) this.forget(e, t, true);
-      compileMs += this.translate(e, gen, decoded, times);
+      compileMs += background ? this.translateLater(e, gen, decoded, times) : this.translateNow(e, gen, decoded, times);
       budget--;
     }
     this.counts.compileMs += compileMs;
     return Math.round(compileMs * UNITS_PER_MS);
+  }
+
+  /** The machine is going away (or its memory to another thread): install nothing more. */
+  close(): void {
+    this.closed = true;
   }
 
   stats(): JitStats {
@@ -128,18 +149,62 @@ export class TranslationTier {
     this.counts.liveWasmBytes -= t.bytes;
   }
 
-  // Translate entry e's page; returns the milliseconds it took.
-  private translate(e: number, gen: number, decoded: number, times: number): number {
-    const core = this.core;
-    const slots = L.DC_SLOTS + e * L.DC_PAGE_BYTES;
+  // Translate entry e's page and install it at once (tests: every page translated as soon as it
+  // ran, deterministically); returns the milliseconds it took.
+  private translateNow(e: number, gen: number, decoded: number, times: number): number {
     const t0 = performance.now();
-    const t = translatePage(core.view, slots, core.memory.buffer.byteLength / 65536);
+    const old = this.entries[e];
+    if (old) this.forget(e, old, true);
+    const t = translatePage(this.core.view, L.DC_SLOTS + e * L.DC_PAGE_BYTES, this.memoryPages());
+    if (!t) this.entries[e] = { index: -1, gen, decoded, times, marks: [], originals: [], bytes: 0 };
+    else this.install(e, gen, decoded, times, t, new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>));
+    return performance.now() - t0;
+  }
+
+  // Translate entry e's page here, compile it in the background (V8's compile threads: the pCPU's
+  // thread goes on running the guest) and install it when it is ready, if the page is still what
+  // was translated. Returns the milliseconds spent on this thread.
+  private translateLater(e: number, gen: number, decoded: number, times: number): number {
+    const t0 = performance.now();
+    // From a copy of the slots with the current translation's markers undone: it stays in use
+    // until the new one replaces it.
+    const slots = L.DC_SLOTS + e * L.DC_PAGE_BYTES;
+    const copy = this.core.u8.slice(slots, slots + L.DC_PAGE_BYTES);
+    const view = new DataView(copy.buffer);
+    const old = this.entries[e];
+    old?.marks.forEach((off, i) => view.setBigUint64(off * 4, old.originals[i], true));
+    const t = translatePage(view, 0, this.memoryPages());
     if (!t) {
-      // Nothing to translate yet: remember when it was looked at, to look again once it grew.
-      this.entries[e] = { index: -1, gen, decoded, times, marks: [], originals: [], bytes: 0 };
+      if (old) Object.assign(old, { decoded, times });
+      else this.entries[e] = { index: -1, gen, decoded, times, marks: [], originals: [], bytes: 0 };
       return performance.now() - t0;
     }
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>), this.imports);
+    const request = ++this.requests;
+    this.pending.set(e, { request, since: performance.now() });
+    WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => {
+      if (this.pending.get(e)?.request !== request) return; // given up on
+      this.pending.delete(e);
+      const v = this.core.view;
+      // Dropped meanwhile (a store, eviction, fence.i, a move to another thread): nothing to install.
+      if (this.closed || v.getUint32(L.DC_GEN + e * 4, true) !== gen || v.getUint32(L.DC_TAGS + e * 4, true) === 0) return;
+      const t1 = performance.now();
+      const cur = this.entries[e];
+      if (cur) this.forget(e, cur, cur.gen === gen);
+      this.install(e, gen, decoded, times, t, module);
+      this.counts.compileMs += performance.now() - t1;
+    }, () => { if (this.pending.get(e)?.request === request) this.pending.delete(e); });
+    return performance.now() - t0;
+  }
+
+  private memoryPages(): number {
+    return this.core.memory.buffer.byteLength / 65536;
+  }
+
+  // Put translation t of entry e (its slots as of generation gen) in the table and mark its blocks.
+  private install(e: number, gen: number, decoded: number, times: number, t: PageTranslation, module: WebAssembly.Module): void {
+    const core = this.core;
+    const slots = L.DC_SLOTS + e * L.DC_PAGE_BYTES;
+    const instance = new WebAssembly.Instance(module, this.imports);
     let index = this.freeIndex.pop();
     if (index === undefined) {
       index = core.table.length;
@@ -159,6 +224,5 @@ export class TranslationTier {
     c.blocks += t.entries.length;
     c.instructions += t.instructions;
     c.wasmBytes += t.wasm.length;
-    return performance.now() - t0;
   }
 }

@@ -458,6 +458,7 @@ export class VirtMachine {
 
   /** Release disks (flushed) and network backends. */
   close(): void {
+    this.jit?.close();
     for (const d of this.cfg.drives ?? []) {
       try { d.backend.flush(); } catch { /* read-only or already closed */ }
       d.backend.close();
