@@ -66,13 +66,16 @@ export class TranslationTier {
   private readonly entries: (Translation | null)[] = new Array(L.DC_PAGES).fill(null);
   private readonly freeIndex: number[] = [];
   private steps = 0;
-  /** Entries whose new translation V8 is compiling in the background ("on" mode): request and start. */
-  private readonly pending = new Map<number, { request: number; since: number }>();
+  /** Entries whose new translation V8 is compiling in the background ("on" mode): request, start, turns of the event loop then. */
+  private readonly pending = new Map<number, { request: number; since: number; turns: number }>();
+  private turns = 0;
+  private turnQueued = false;
   private requests = 0;
   private closed = false;
   // Background compiles finish on the event loop. A pCPU yields to it every few milliseconds; a
   // caller that steps the machine without ever yielding (a test's or a benchmark's loop) would
-  // never see them: once a compile has waited that long, translations are compiled at once.
+  // never see them: once a compile has waited a while with the loop never turning (a microtask
+  // counts the turns), translations are compiled at once.
   private synchronous: boolean;
   private readonly imports: WebAssembly.Imports;
   private readonly counts = { translations: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0, live: 0, liveWasmBytes: 0 };
@@ -89,8 +92,12 @@ export class TranslationTier {
   update(): number {
     const view = this.core.view;
     if (!this.synchronous) {
+      if (!this.turnQueued) {
+        this.turnQueued = true;
+        queueMicrotask(() => { this.turnQueued = false; this.turns++; });
+      }
       const now = performance.now();
-      for (const p of this.pending.values()) if (now - p.since > NEVER_ARRIVES_MS) this.synchronous = true;
+      for (const p of this.pending.values()) if (now - p.since > NEVER_ARRIVES_MS && p.turns === this.turns) this.synchronous = true;
       if (this.synchronous) this.pending.clear(); // given up on: translated again, at once
     }
     const background = !this.synchronous;
@@ -180,7 +187,7 @@ export class TranslationTier {
       return performance.now() - t0;
     }
     const request = ++this.requests;
-    this.pending.set(e, { request, since: performance.now() });
+    this.pending.set(e, { request, since: performance.now(), turns: this.turns });
     WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => {
       if (this.pending.get(e)?.request !== request) return; // given up on
       this.pending.delete(e);
