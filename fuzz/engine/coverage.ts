@@ -1,0 +1,125 @@
+/**
+ * Coverage guidance from V8's precise block coverage (the inspector's Profiler domain, on this
+ * thread, answered synchronously): after each input, the blocks of the project's host/ code
+ * that ran and how often (in AFL's power-of-two buckets) are its features; an input with a
+ * feature never seen before joins the corpus. Taking coverage also resets the counters.
+ */
+import { Session } from "node:inspector";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+interface Range { startOffset: number; endOffset: number; count: number }
+interface FunctionCoverage { ranges: Range[] }
+interface ScriptCoverage { scriptId: string; url: string; functions: FunctionCoverage[] }
+
+/** Which offsets of a script are the code under test: all, none, or those a predicate accepts. */
+type ScriptFilter = boolean | ((offset: number) => boolean);
+
+const HOST_SOURCE = /\/host\/.*\.ts$/;
+
+/**
+ * Which code counts. Unbundled (vitest), each host/ source is its own script. In the esbuild
+ * bundle the runner uses, modules follow each other behind a `// path` comment: the host/
+ * modules' spans are found from those.
+ */
+export function hostCode(url: string): ScriptFilter {
+  if (HOST_SOURCE.test(url.split("?")[0]!)) return true;
+  if (!/\/dist\/fuzz[^/]*\.js$/.test(url)) return false;
+  const text = readFileSync(fileURLToPath(url), "utf8");
+  const spans: { start: number; host: boolean }[] = [];
+  for (const m of text.matchAll(/^\/\/ (\S+\.[cm]?[jt]s)$/gm)) spans.push({ start: m.index!, host: m[1]!.startsWith("host/") });
+  return (offset) => {
+    let lo = 0, hi = spans.length - 1, found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (spans[mid]!.start <= offset) { found = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    return found >= 0 && spans[found]!.host;
+  };
+}
+
+const bucket = (count: number) => (count >= 128 ? 7 : count >= 32 ? 6 : count >= 16 ? 5 : count >= 8 ? 4 : count >= 4 ? 3 : count);
+
+export class BlockCoverage {
+  private readonly session = new Session();
+  private readonly filters = new Map<string, ScriptFilter>();
+  /** Per script, a block's (start, end) to its dense id. */
+  private readonly ids = new Map<string, Map<number, number>>();
+  private nextId = 0;
+  /** Features (block id × bucket) some input has had. */
+  private readonly seen = new Set<number>();
+  /** Blocks some input has run. */
+  private readonly blocksRun = new Set<number>();
+
+  constructor(private readonly include: (url: string) => ScriptFilter = hostCode) {
+    this.session.connect();
+    this.post("Profiler.enable");
+    this.post("Profiler.startPreciseCoverage", { callCount: true, detailed: true });
+    this.post("Profiler.takePreciseCoverage"); // start counting from here
+  }
+
+  private post<T>(method: string, params?: object): T {
+    let result: T | undefined, error: Error | null = null;
+    this.session.post(method, params, (err, res) => { error = err; result = res as T; });
+    if (error) throw error;
+    if (result === undefined) throw new Error(`the inspector did not answer ${method} synchronously`);
+    return result;
+  }
+
+  /** The features of what ran since the last call. */
+  take(): number[] {
+    const { result } = this.post<{ result: ScriptCoverage[] }>("Profiler.takePreciseCoverage");
+    const features: number[] = [];
+    for (const script of result) {
+      let filter = this.filters.get(script.url);
+      if (filter === undefined) this.filters.set(script.url, (filter = this.include(script.url)));
+      if (filter === false) continue;
+      let ids = this.ids.get(script.scriptId);
+      if (!ids) this.ids.set(script.scriptId, (ids = new Map()));
+      for (const fn of script.functions) {
+        if (fn.ranges[0]!.count === 0) continue; // not run: its inner ranges say nothing either
+        if (filter !== true && !filter(fn.ranges[0]!.startOffset)) continue;
+        for (const r of fn.ranges) {
+          if (r.count === 0) continue;
+          const key = r.startOffset * 0x1000000 + r.endOffset;
+          let id = ids.get(key);
+          if (id === undefined) ids.set(key, (id = this.nextId++));
+          features.push(id * 8 + bucket(r.count));
+        }
+      }
+    }
+    return features;
+  }
+
+  /** Record `features`; returns how many were new. */
+  add(features: number[]): number {
+    let fresh = 0;
+    for (const f of features) {
+      if (this.seen.has(f)) continue;
+      this.seen.add(f);
+      this.blocksRun.add(Math.floor(f / 8));
+      fresh++;
+    }
+    return fresh;
+  }
+
+  /** Whether `features` include a block no input has run before (hit counts aside). */
+  hasNewBlock(features: number[]): boolean {
+    return features.some((f) => !this.blocksRun.has(Math.floor(f / 8)));
+  }
+
+  /** Distinct blocks of the code under test run so far. */
+  get blocks(): number {
+    return this.blocksRun.size;
+  }
+
+  get features(): number {
+    return this.seen.size;
+  }
+
+  close(): void {
+    this.post("Profiler.stopPreciseCoverage");
+    this.post("Profiler.disable");
+    this.session.disconnect();
+  }
+}

@@ -1,0 +1,13 @@
+/** Every fuzz target, most valuable first (the order `npm run fuzz` runs them in). */
+import type { Target } from "../engine/target";
+import { virtioBlk, virtioConsole, virtioNet, virtioRng } from "./virtio";
+import { DEVICE_TARGETS } from "./devices";
+import { sbiTarget } from "./sbi";
+
+export const TARGETS: readonly Target<any>[] = [virtioBlk, virtioNet, virtioConsole, virtioRng, ...DEVICE_TARGETS, sbiTarget];
+
+export function findTarget(name: string): Target<any> {
+  const t = TARGETS.find((t) => t.name === name);
+  if (!t) throw new Error(`no fuzz target ${name}: the targets are ${TARGETS.map((t) => t.name).join(", ")}`);
+  return t;
+}
