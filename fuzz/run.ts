@@ -138,6 +138,10 @@ async function runTarget(name: string, seconds: number, iterations: number, seed
       await worker.terminate();
       break;
     }
+    if (outcome.error && Atomics.load(counter, 0) === 0) {
+      // It died before its first input: its setup is broken, and would be each time.
+      throw new Error(`${name}: the target's setup failed: ${(outcome.error as Error)?.stack ?? String(outcome.error)}`);
+    }
     if (outcome.error) {
       const c: Crash = { target: name, kind: "exception", signature: `the worker died: ${String(outcome.error).split("\n")[0]}`, message: String((outcome.error as Error)?.stack ?? outcome.error), input: new Uint8Array(watch, 8, counter[1]!).slice() };
       record(c);

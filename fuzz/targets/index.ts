@@ -3,8 +3,9 @@ import type { Target } from "../engine/target";
 import { virtioBlk, virtioConsole, virtioNet, virtioRng } from "./virtio";
 import { DEVICE_TARGETS } from "./devices";
 import { sbiTarget } from "./sbi";
+import { stateTarget } from "./state";
 
-export const TARGETS: readonly Target<any>[] = [virtioBlk, virtioNet, virtioConsole, virtioRng, ...DEVICE_TARGETS, sbiTarget];
+export const TARGETS: readonly Target<any>[] = [virtioBlk, virtioNet, virtioConsole, virtioRng, ...DEVICE_TARGETS, sbiTarget, stateTarget];
 
 export function findTarget(name: string): Target<any> {
   const t = TARGETS.find((t) => t.name === name);
