@@ -43,8 +43,8 @@ const bucket = (count: number) => (count >= 128 ? 7 : count >= 32 ? 6 : count >=
 export class BlockCoverage {
   private readonly session = new Session();
   private readonly filters = new Map<string, ScriptFilter>();
-  /** Per script, a block's (start, end) to its dense id. */
-  private readonly ids = new Map<string, Map<number, number>>();
+  /** Per script and function (its whole range), the block ranges V8 has reported, with their dense ids. */
+  private readonly ids = new Map<string, Map<number, { start: number; end: number; id: number }[]>>();
   private nextId = 0;
   /** Features (block id × bucket) some input has had. */
   private readonly seen = new Set<number>();
@@ -66,7 +66,13 @@ export class BlockCoverage {
     return result;
   }
 
-  /** The features of what ran since the last call. */
+  /**
+   * The features of what ran since the last call. V8 reports a function's blocks as nested
+   * ranges, and only those whose count differs from the range around them: a block that ran as
+   * often as its function is not reported at all. So each function keeps every range it was
+   * ever reported with, and a range's count is that of the innermost range reported now that
+   * holds it.
+   */
   take(): number[] {
     const { result } = this.post<{ result: ScriptCoverage[] }>("Profiler.takePreciseCoverage");
     const features: number[] = [];
@@ -74,17 +80,28 @@ export class BlockCoverage {
       let filter = this.filters.get(script.url);
       if (filter === undefined) this.filters.set(script.url, (filter = this.include(script.url)));
       if (filter === false) continue;
-      let ids = this.ids.get(script.scriptId);
-      if (!ids) this.ids.set(script.scriptId, (ids = new Map()));
+      let fns = this.ids.get(script.scriptId);
+      if (!fns) this.ids.set(script.scriptId, (fns = new Map()));
       for (const fn of script.functions) {
-        if (fn.ranges[0]!.count === 0) continue; // not run: its inner ranges say nothing either
-        if (filter !== true && !filter(fn.ranges[0]!.startOffset)) continue;
-        for (const r of fn.ranges) {
-          if (r.count === 0) continue;
-          const key = r.startOffset * 0x1000000 + r.endOffset;
-          let id = ids.get(key);
-          if (id === undefined) ids.set(key, (id = this.nextId++));
-          features.push(id * 8 + bucket(r.count));
+        const ranges = fn.ranges;
+        const whole = ranges[0]!;
+        if (whole.count === 0) continue; // not run: its inner ranges say nothing either
+        if (filter !== true && !filter(whole.startOffset)) continue;
+        const fkey = whole.startOffset * 0x1000000 + whole.endOffset;
+        let known = fns.get(fkey);
+        if (!known) fns.set(fkey, (known = []));
+        for (const r of ranges) {
+          if (!known.some((k) => k.start === r.startOffset && k.end === r.endOffset)) known.push({ start: r.startOffset, end: r.endOffset, id: this.nextId++ });
+        }
+        for (const k of known) {
+          let count = 0, span = Infinity;
+          for (const r of ranges) {
+            if (r.startOffset <= k.start && r.endOffset >= k.end && r.endOffset - r.startOffset < span) {
+              span = r.endOffset - r.startOffset;
+              count = r.count;
+            }
+          }
+          if (count > 0) features.push(k.id * 8 + bucket(count));
         }
       }
     }
