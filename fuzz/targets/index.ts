@@ -4,8 +4,10 @@ import { virtioBlk, virtioConsole, virtioNet, virtioRng } from "./virtio";
 import { DEVICE_TARGETS } from "./devices";
 import { sbiTarget } from "./sbi";
 import { stateTarget } from "./state";
+import { qcow2Target } from "./qcow2";
+import { loadersTarget } from "./loaders";
 
-export const TARGETS: readonly Target<any>[] = [virtioBlk, virtioNet, virtioConsole, virtioRng, ...DEVICE_TARGETS, sbiTarget, stateTarget];
+export const TARGETS: readonly Target<any>[] = [virtioBlk, virtioNet, virtioConsole, virtioRng, ...DEVICE_TARGETS, sbiTarget, stateTarget, qcow2Target, loadersTarget];
 
 export function findTarget(name: string): Target<any> {
   const t = TARGETS.find((t) => t.name === name);
