@@ -6,8 +6,9 @@ import { sbiTarget } from "./sbi";
 import { stateTarget } from "./state";
 import { qcow2Target } from "./qcow2";
 import { loadersTarget } from "./loaders";
+import { userNetTarget } from "./user-net";
 
-export const TARGETS: readonly Target<any>[] = [virtioBlk, virtioNet, virtioConsole, virtioRng, ...DEVICE_TARGETS, sbiTarget, stateTarget, qcow2Target, loadersTarget];
+export const TARGETS: readonly Target<any>[] = [virtioBlk, virtioNet, virtioConsole, virtioRng, ...DEVICE_TARGETS, sbiTarget, stateTarget, qcow2Target, loadersTarget, userNetTarget];
 
 export function findTarget(name: string): Target<any> {
   const t = TARGETS.find((t) => t.name === name);
