@@ -37,7 +37,8 @@ interface WorkerJob {
 
 type WorkerMessage =
   | { kind: "crash"; crash: Crash }
-  | { kind: "done"; stats: Omit<FuzzStats, "crashes"> };
+  | { kind: "done"; stats: Omit<FuzzStats, "crashes"> }
+  | { kind: "failed"; error: string };
 
 export interface TargetResult {
   target: string;
@@ -123,6 +124,7 @@ async function runTarget(name: string, seconds: number, iterations: number, seed
       }, 200);
       worker.on("message", (m: WorkerMessage) => {
         if (m.kind === "crash") record(m.crash);
+        else if (m.kind === "failed") { clearInterval(timer); resolve({ hang: null, stats: null, error: new Error(m.error) }); }
         else { clearInterval(timer); resolve({ hang: null, stats: m }); }
       });
       worker.on("error", (error) => { clearInterval(timer); resolve({ hang: null, stats: null, error }); });
@@ -234,5 +236,6 @@ if (isMainThread) {
     process.exitCode = 2;
   });
 } else {
-  void workerMain(workerData as WorkerJob);
+  // A failure outside an input (the target's setup) ends the worker with it, whatever handlers a target installed.
+  workerMain(workerData as WorkerJob).catch((e) => parentPort!.postMessage({ kind: "failed", error: e instanceof Error ? e.stack ?? e.message : String(e) } satisfies WorkerMessage));
 }

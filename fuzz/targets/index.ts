@@ -7,8 +7,9 @@ import { stateTarget } from "./state";
 import { qcow2Target } from "./qcow2";
 import { loadersTarget } from "./loaders";
 import { userNetTarget } from "./user-net";
+import { apiTarget } from "./api";
 
-export const TARGETS: readonly Target<any>[] = [virtioBlk, virtioNet, virtioConsole, virtioRng, ...DEVICE_TARGETS, sbiTarget, stateTarget, qcow2Target, loadersTarget, userNetTarget];
+export const TARGETS: readonly Target<any>[] = [virtioBlk, virtioNet, virtioConsole, virtioRng, ...DEVICE_TARGETS, sbiTarget, stateTarget, qcow2Target, loadersTarget, userNetTarget, apiTarget];
 
 export function findTarget(name: string): Target<any> {
   const t = TARGETS.find((t) => t.name === name);
