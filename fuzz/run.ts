@@ -17,6 +17,8 @@ import { TARGETS, findTarget } from "./targets/index";
 import { BlockCoverage } from "./engine/coverage";
 import { fuzz, type Crash, type FuzzStats } from "./engine/fuzzer";
 import { corpusPath, fuzzDir, inputName, readInputs, saveInput } from "./engine/corpus";
+import type { FuzzResults, TargetResult } from "./engine/results";
+import { writeReportFiles } from "../bench/report-files";
 
 /** Bytes of the shared buffer a worker copies each input into before running it. */
 const WATCH_BYTES = 1 << 20;
@@ -39,30 +41,6 @@ type WorkerMessage =
   | { kind: "crash"; crash: Crash }
   | { kind: "done"; stats: Omit<FuzzStats, "crashes"> }
   | { kind: "failed"; error: string };
-
-export interface TargetResult {
-  target: string;
-  iterations: number;
-  seconds: number;
-  execsPerSecond: number;
-  /** Distinct blocks of host/ code run. */
-  blocks: number;
-  features: number;
-  corpus: number;
-  crashes: number;
-  hangs: number;
-  /** One line per distinct crash. */
-  found: string[];
-}
-
-export interface FuzzResults {
-  date: string;
-  mode: string;
-  seed: number;
-  coverage: boolean;
-  machine: { cpus: number; memoryGiB: number; node: string };
-  targets: TargetResult[];
-}
 
 async function workerMain(job: WorkerJob): Promise<void> {
   const target = findTarget(job.target);
@@ -225,6 +203,8 @@ async function main(): Promise<void> {
   };
   mkdirSync(join(fuzzDir(), "results"), { recursive: true });
   writeFileSync(join(fuzzDir(), "results", "latest.json"), JSON.stringify(out, null, 2) + "\n");
+  // The bench report's fuzzing section, where there is a benchmark run to report with.
+  if (writeReportFiles()) console.log("bench/REPORT.md updated");
   const bad = results.reduce((n, r) => n + r.crashes + r.hangs, 0);
   console.log(`results in ${join(fuzzDir(), "results", "latest.json")}${bad ? `: ${bad} crashes and hangs (fuzz/crashes/)` : ""}`);
   if (bad) process.exitCode = 1;

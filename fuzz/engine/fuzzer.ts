@@ -66,7 +66,7 @@ export async function fuzz<Ctx>(target: Target<Ctx>, ctx: Ctx, opts: FuzzOptions
   const t0 = performance.now();
 
   // Run one input; true if it reached something new.
-  const exec = async (input: Uint8Array): Promise<boolean> => {
+  const exec = async (input: Uint8Array): Promise<void> => {
     opts.onInput?.(input);
     iterations++;
     const start = performance.now();

@@ -52,7 +52,8 @@ async function setup(): Promise<ApiRig> {
 async function listenFromWorker<T>(listen: () => Promise<T>): Promise<T> {
   if (isMainThread) return listen();
   const umask = process.umask;
-  process.umask = (() => umask.call(process)) as typeof process.umask;
+  const current = umask.call(process, undefined as unknown as number);
+  process.umask = (() => current) as typeof process.umask;
   try {
     return await listen();
   } finally {
