@@ -11,7 +11,7 @@ import { mutate } from "./mutate";
 import { crashSignature, type Target } from "./target";
 
 /** Most inputs run between two takes of coverage. */
-const MAX_BATCH = 64;
+const MAX_BATCH = 256;
 
 export interface Crash {
   target: string;
@@ -29,6 +29,8 @@ export interface FuzzOptions {
   seed?: number;
   /** Coverage guidance; without it, mutations of the seeds only (blind). */
   coverage?: BlockCoverage | null;
+  /** Stop at the first crash. */
+  untilCrash?: boolean;
   /** An input running longer than this is a crash (kind "slow"). */
   timeLimitMs?: number;
   /** Inputs run first, then mutated: the seeds, a saved corpus, crashes to replay. */
@@ -115,7 +117,7 @@ export async function fuzz<Ctx>(target: Target<Ctx>, ctx: Ctx, opts: FuzzOptions
     batch.length = 0;
     batchSize = found ? Math.max(1, batchSize >> 1) : Math.min(MAX_BATCH, batchSize * 2);
   };
-  const more = () => iterations < maxIterations && performance.now() < deadline;
+  const more = () => iterations < maxIterations && performance.now() < deadline && !(opts.untilCrash && crashes.size > 0);
 
   if (cov) cov.take(); // whatever ran before (setup) is not this target's input
   for (const input of opts.corpus ?? target.seeds()) {

@@ -1,6 +1,9 @@
 // The engine itself: coverage guidance finds what blind mutation cannot (a four-byte magic
 // checked one byte at a time), crashes are told from clean rejections, and a slow input is caught.
 import { describe, test, expect } from "vitest";
+import fc from "fast-check";
+import { mutate } from "../../fuzz/engine/mutate";
+import { prng } from "../prng";
 import { BlockCoverage } from "../../fuzz/engine/coverage";
 import { fuzz } from "../../fuzz/engine/fuzzer";
 import { InputReader, InputWriter } from "../../fuzz/engine/input";
@@ -27,7 +30,7 @@ describe("the fuzzing engine", () => {
   test("reaches a four-byte magic with coverage guidance, not without it", async () => {
     const coverage = new BlockCoverage(thisFile);
     try {
-      const guided = await fuzz(magicTarget, null, { iterations: 200_000, seed: 3, coverage });
+      const guided = await fuzz(magicTarget, null, { iterations: 200_000, seed: 3, coverage, untilCrash: true });
       expect(guided.crashes.map((c) => c.signature)).toEqual([expect.stringMatching(/^TypeError: found the magic/)]);
       expect(guided.crashes[0]!.input.subarray(0, 4)).toEqual(Uint8Array.of(0x46, 0x55, 0x5a, 0x5a));
       expect(guided.corpus).toBeGreaterThanOrEqual(4);
@@ -53,6 +56,39 @@ describe("the fuzzing engine", () => {
     };
     const stats = await fuzz(slow, null, { iterations: 5, timeLimitMs: 10 });
     expect(stats.crashes.map((c) => c.kind)).toEqual(["slow"]);
+  });
+
+  test("any program a seed writes reads back the same (property: fast-check)", () => {
+    const op = fc.oneof(
+      fc.record({ k: fc.constant("u8" as const), v: fc.integer({ min: 0, max: 255 }) }),
+      fc.record({ k: fc.constant("u32" as const), v: fc.integer({ min: 0, max: 0xffffffff }) }),
+      fc.record({ k: fc.constant("u64" as const), v: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }) }),
+      fc.tuple(fc.integer({ min: -1000, max: 1000 }), fc.integer({ min: 0, max: 2 ** 31 }), fc.nat()).map(([lo, span, at]) => ({ k: "int" as const, lo, hi: lo + span, v: lo + (at % (span + 1)) })),
+      fc.record({ k: fc.constant("blob" as const), v: fc.uint8Array({ maxLength: 40 }) }),
+    );
+    fc.assert(fc.property(fc.array(op, { maxLength: 20 }), (ops) => {
+      const w = new InputWriter();
+      for (const o of ops) {
+        if (o.k === "u8") w.u8(o.v); else if (o.k === "u32") w.u32(o.v); else if (o.k === "u64") w.u64(o.v);
+        else if (o.k === "int") w.int(o.lo, o.hi, o.v); else w.blob(64, o.v);
+      }
+      const r = new InputReader(w.finish());
+      for (const o of ops) {
+        const got = o.k === "u8" ? r.u8() : o.k === "u32" ? r.u32() : o.k === "u64" ? r.u64() : o.k === "int" ? r.int(o.lo, o.hi) : r.blob(64);
+        expect(got).toEqual(o.v);
+      }
+      expect(r.done).toBe(true);
+    }));
+  });
+
+  test("mutations stay within the target's length and leave their input alone (property: fast-check)", () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), fc.uint8Array({ maxLength: 100 }), fc.integer({ min: 1, max: 256 }), fc.nat(), (input, other, max, seed) => {
+      const before = input.slice();
+      const out = mutate(input, prng(seed), max, other);
+      expect(out).toBeInstanceOf(Uint8Array);
+      expect(out.length).toBeLessThanOrEqual(max);
+      expect(input).toEqual(before);
+    }));
   });
 
   test("inputs read back as written, and past their end as zeros", () => {
