@@ -120,13 +120,15 @@ export async function fuzz<Ctx>(target: Target<Ctx>, ctx: Ctx, opts: FuzzOptions
   const more = () => iterations < maxIterations && performance.now() < deadline && !(opts.untilCrash && crashes.size > 0);
 
   if (cov) cov.take(); // whatever ran before (setup) is not this target's input
+  // The starting corpus all stays (seeds are the shapes mutations start from; a saved corpus was
+  // kept for what it found), so its coverage is taken per batch too: a saved corpus is large.
   for (const input of opts.corpus ?? target.seeds()) {
     if (!more()) break;
-    const fresh = await single(input);
-    // Seeds stay in the corpus even when they add nothing new: they are the shapes mutations start from.
+    await exec(input);
     corpus.push(input);
-    if (fresh) opts.onNewCoverage?.(input);
+    if (cov && corpus.length % MAX_BATCH === 0) cov.add(cov.take());
   }
+  if (cov) cov.add(cov.take());
   if (corpus.length === 0) corpus.push(new Uint8Array(0));
   while (more()) {
     // Newer entries (which found something) are picked more often than old ones.

@@ -25,8 +25,8 @@ interface Rigged {
   offset(input: InputReader): number;
   /** A value a driver might write. */
   value(input: InputReader): number;
-  /** What the device's other side does. */
-  event(input: InputReader): void;
+  /** What the device's other side does (to `device`: this one, or one restored from its state). */
+  event(device: MmioDevice, input: InputReader): void;
   fresh(): MmioDevice;
 }
 
@@ -40,7 +40,7 @@ interface DeviceSpec {
   seeds: { offset: number; size: 1 | 2 | 4; value: number }[][];
 }
 
-const noEvent = () => {};
+const noEvent = (): void => {};
 
 const SPECS: DeviceSpec[] = [
   {
@@ -54,7 +54,7 @@ const SPECS: DeviceSpec[] = [
         device: uart, fresh: make,
         offset: (i) => i.int(0, 7),
         value: (i) => (i.bool() ? i.u8() : interestingU32(i)),
-        event: (i) => { for (const b of i.blob(32)) uart.receive(b); },
+        event: (dev, i) => { for (const b of i.blob(32)) (dev as Uart16550).receive(b); },
       };
     },
     seeds: [[{ offset: 3, size: 1, value: 0x80 }, { offset: 0, size: 1, value: 1 }, { offset: 3, size: 1, value: 3 }, { offset: 2, size: 1, value: 7 }, { offset: 1, size: 1, value: 0xf }, { offset: 4, size: 1, value: 0x1b }, { offset: 0, size: 1, value: 0x41 }]],
@@ -79,7 +79,7 @@ const SPECS: DeviceSpec[] = [
           }
         },
         value: (i) => (i.bool() ? i.int(0, 130) : interestingU32(i)),
-        event: (i) => plic.irqLine(i.int(1, PLIC_NDEV))(i.bool()), // as the board wires devices: sources 1..ndev
+        event: (dev, i) => (dev as Plic).irqLine(i.int(1, PLIC_NDEV))(i.bool()), // as the board wires devices: sources 1..ndev
       };
     },
     seeds: [[{ offset: 40, size: 4, value: 1 }, { offset: PLIC_ENABLE_BASE + PLIC_ENABLE_STRIDE, size: 4, value: 1 << 10 }, { offset: PLIC_CONTEXT_BASE + PLIC_CONTEXT_STRIDE, size: 4, value: 0 }, { offset: PLIC_CONTEXT_BASE + PLIC_CONTEXT_STRIDE + 4, size: 4, value: 0 }, { offset: PLIC_CONTEXT_BASE + PLIC_CONTEXT_STRIDE + 4, size: 4, value: 10 }]],
@@ -96,7 +96,7 @@ const SPECS: DeviceSpec[] = [
         device: rtc, fresh: make,
         offset: (i) => 4 * i.int(0, 8),
         value: interestingU32,
-        event: (i) => { ns += BigInt(i.u32()) * BigInt(i.int(1, 1_000_000)); rtc.poll(); },
+        event: (dev, i) => { ns += BigInt(i.u32()) * BigInt(i.int(1, 1_000_000)); (dev as GoldfishRtc).poll(); },
       };
     },
     seeds: [[{ offset: 0, size: 4, value: 0 }, { offset: 4, size: 4, value: 0 }, { offset: 0xc, size: 4, value: 5 }, { offset: 8, size: 4, value: 1000 }, { offset: 0x10, size: 4, value: 1 }, { offset: 0x1c, size: 4, value: 1 }]],
@@ -146,7 +146,8 @@ const SPECS: DeviceSpec[] = [
         device: nic, fresh: make,
         offset: (i) => (i.bool() ? 4 * i.int(0, 0x15) : ETHOC_BD_BASE + 4 * i.int(0, 2 * ETHOC_BD_COUNT - 1)),
         value: (i) => { switch (i.int(0, 3)) { case 0: return dmaAddress(i) >>> 0; case 1: return i.u16() << 16 | i.pick([0x8000, 0xc000, 0xe000, 0xa000, 0]); default: return interestingU32(i); } },
-        event: (i) => { if (i.bool()) backend.deliver(i.blob(1600)); else rig.ramWrite(RAM_BASE + i.int(0, 0xffff), i.blob(256)); },
+        // The backend delivers to the device it was last attached to: a restored one attaches anew.
+        event: (_dev, i) => { if (i.bool()) backend.deliver(i.blob(1600)); else rig.ramWrite(RAM_BASE + i.int(0, 0xffff), i.blob(256)); },
       };
     },
     // Transmit: a frame in RAM, TX BD 0 (length 60, READY|IRQ|WRAP|PAD|CRC) pointing at it, TX enabled.
@@ -154,22 +155,30 @@ const SPECS: DeviceSpec[] = [
   },
 ];
 
-const OPS = 4;
+const OPS = 16;
+const OP_ACCESS = 9;
 
 function runDevice(spec: DeviceSpec, rig: DeviceRig, data: Uint8Array): void {
   if (spec.name === "ethoc") rig.reset(); // the only one of these that DMAs: the others leave RAM alone
   const input = new InputReader(data);
   const d = spec.make(rig, input);
-  const bus = rig.busWith(d.device);
+  let device = d.device;
+  let bus = rig.busWith(device);
   for (let ops = 0; ops < 400 && !input.done; ops++) {
-    switch (input.int(0, OPS - 1)) {
-      case 0: bus.write(RIG_BASE + d.offset(input), input.pick([1, 2, 4, 8]), d.value(input), d.value(input)); break;
-      case 1: bus.read(RIG_BASE + d.offset(input), input.pick([1, 2, 4, 8])); break;
-      case 2: busAccess(bus, input, d.device.size, d.device.size, input.bool()); break;
-      default: d.event(input);
+    const op = input.int(0, OPS - 1);
+    if (op < 5) bus.write(RIG_BASE + d.offset(input), input.pick([1, 2, 4, 8]), d.value(input), d.value(input));
+    else if (op < OP_ACCESS) bus.read(RIG_BASE + d.offset(input), input.pick([1, 2, 4, 8]));
+    else if (op < 12) busAccess(bus, input, device.size, device.size, input.bool());
+    else if (op < 15) d.event(device, input);
+    else {
+      // Saved and restored (as a snapshot or a migration would), maybe edited: go on with the restored one.
+      const next = saveRestore(device, d.fresh, input);
+      if (!next) return;
+      device = next;
+      bus = rig.busWith(device);
     }
   }
-  saveRestore(d.device, d.fresh);
+  saveRestore(device, d.fresh, input);
 }
 
 /**
@@ -186,7 +195,7 @@ function seedInputs(spec: DeviceSpec): Uint8Array[] {
     for (const x of writes) {
       // busAccess(write): in-registers flag, offset in [0, size), size, value (case 3 of interestingU32), high word.
       const sizeIndex = [1, 2, 4, 8].indexOf(x.size);
-      w.int(0, OPS - 1, 2).bool(true).bool(true);
+      w.int(0, OPS - 1, OP_ACCESS).bool(true).bool(true);
       w.int(0, spec.size - 1, x.offset).u8(sizeIndex).int(0, 3, 3).u32(x.value).int(0, 3, 1).u8(0);
     }
     return w.finish();

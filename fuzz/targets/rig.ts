@@ -11,6 +11,8 @@ import type { MmioDevice } from "../../host/devices/device";
 import { RAM_BASE } from "../../host/machine/memory-map";
 import { loadCoreModule } from "../../host/platform/node/core";
 import type { InputReader } from "../engine/input";
+import { isOneLineError } from "../engine/target";
+import { editJson } from "./json-edit";
 
 /** Guest RAM of the rig: small, so clearing it between inputs is cheap. */
 export const RIG_RAM = 1 << 20;
@@ -117,9 +119,21 @@ export class FuzzNetBackend implements NetBackend {
 }
 
 /**
- * Every device's last step on each input: its state goes through JSON (as to another thread)
- * into a new device of its kind, which must take it.
+ * Every device's last step on each input: its state goes through JSON (as to another thread),
+ * maybe with hostile edits (a crafted snapshot), into a new device of its kind. Unedited, the new
+ * device must take it; edited, it may refuse with a one-line Error. Returns the new device, for
+ * the input to go on driving (a restored device must be as robust as one driven there), or null.
  */
-export function saveRestore(device: MmioDevice, fresh: () => MmioDevice): void {
-  fresh().restore(JSON.parse(JSON.stringify(device.save())));
+export function saveRestore<D extends MmioDevice>(device: D, fresh: () => D, input: InputReader): D | null {
+  let state: unknown = JSON.parse(JSON.stringify(device.save()));
+  const edits = input.int(0, 7) === 0 ? input.int(1, 3) : 0;
+  for (let i = 0; i < edits; i++) state = editJson(state, input);
+  const next = fresh();
+  try {
+    next.restore(state);
+  } catch (e) {
+    if (edits > 0 && isOneLineError(e)) return null;
+    throw e;
+  }
+  return next;
 }

@@ -18,6 +18,7 @@ import { openVmState, writeVmState } from "../../host/state/vm-state";
 import { bytesSource, listSections, sectionHeader, streamHeader, StateStreamParser, TAGS, type SectionTag } from "../../host/state/container";
 import { crc32 } from "../../host/state/crc32";
 import type { Platform } from "../../host/platform/platform";
+import { editJson } from "./json-edit";
 
 interface Section { tag: string; payload: Uint8Array }
 interface StateRig { platform: Platform; sections: Section[] }
@@ -47,30 +48,6 @@ function join(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Every path into a JSON value, containers included. */
-function paths(v: unknown, at: (string | number)[] = [], out: (string | number)[][] = []): (string | number)[][] {
-  out.push(at);
-  if (Array.isArray(v)) v.forEach((x, i) => paths(x, [...at, i], out));
-  else if (v && typeof v === "object") for (const [k, x] of Object.entries(v)) paths(x, [...at, k], out);
-  return out;
-}
-
-function hostileJson(input: InputReader): unknown {
-  switch (input.int(0, 11)) {
-    case 0: return null;
-    case 1: return input.pick([0, -1, 1, 2 ** 53, 2 ** 64, -(2 ** 31), 0.5, 1e308, 4096, 65536]);
-    case 2: return input.u32();
-    case 3: return input.pick(["", "0", "-1", "18446744073709551615", "18446744073709551616", "0x10", "AAAA", "=", "a".repeat(5000)]);
-    case 4: return input.bool();
-    case 5: return [];
-    case 6: return {};
-    case 7: return Array.from({ length: input.int(0, 70) }, () => input.u8());
-    case 8: return { kind: "x", version: 1 };
-    case 9: return String(input.u32() * 2 ** 20 + input.u32());
-    default: return dec.decode(input.blob(32));
-  }
-}
-
 /** Apply the input's edits; returns the stream's bytes. */
 function edit(base: Section[], input: InputReader): Uint8Array {
   const sections = base.map((s) => ({ ...s }));
@@ -84,16 +61,7 @@ function edit(base: Section[], input: InputReader): Uint8Array {
         if (!JSON_TAGS.includes(s.tag)) break;
         let doc;
         try { doc = JSON.parse(dec.decode(s.payload)); } catch { break; } // an earlier byte edit broke it
-
-        const all = paths(doc);
-        const path = all[input.int(0, all.length - 1)]!;
-        const value = hostileJson(input);
-        if (path.length === 0) { s.payload = enc.encode(JSON.stringify(value)); break; }
-        let parent = doc;
-        for (const k of path.slice(0, -1)) parent = parent[k];
-        if (input.int(0, 5) === 0 && !Array.isArray(parent)) delete parent[path[path.length - 1]!];
-        else parent[path[path.length - 1]!] = value;
-        s.payload = enc.encode(JSON.stringify(doc));
+        s.payload = enc.encode(JSON.stringify(editJson(doc, input)) ?? "");
         break;
       }
       case 2: { // bytes

@@ -41,7 +41,7 @@ interface Setup {
   device: VirtioDevice;
   transport: VirtioMmio;
   /** What the input can do to the device besides the driver's registers and rings. */
-  event(input: InputReader): void;
+  event(device: VirtioDevice, input: InputReader): void;
   fresh(): VirtioMmio;
 }
 
@@ -50,7 +50,7 @@ function build(kind: Kind, rig: DeviceRig, input: InputReader): Setup {
   const bucket = () => (limited ? new TokenBucket(1 + input.int(0, 1 << 20), undefined, rig.clock) : undefined);
   const opts = { legacy: input.bool(), indirectDesc: !input.bool(), eventIdx: !input.bool() };
   const irq = () => {};
-  let device: VirtioDevice, event: (input: InputReader) => void = () => {};
+  let device: VirtioDevice, event: (device: VirtioDevice, input: InputReader) => void = () => {};
   let make: () => VirtioDevice;
   switch (kind) {
     case "blk": {
@@ -63,18 +63,18 @@ function build(kind: Kind, rig: DeviceRig, input: InputReader): Setup {
       const backend = new FuzzNetBackend();
       const o = { mergeableRx: !input.bool(), txLimit: limited ? { bytes: bucket() } : undefined, rxLimit: limited ? { bytes: bucket() } : undefined, clock: rig.clock, rxQueueFrames: input.int(0, 8) };
       make = () => new VirtioNet(backend, o);
-      event = (i) => {
+      event = (dev, i) => {
         if (i.bool()) backend.deliver(i.blob(2048));
-        else (device as VirtioNet).setLinkUp(i.bool());
+        else (dev as VirtioNet).setLinkUp(i.bool());
       };
       break;
     }
     case "console": {
       const o = { rxCapacity: input.int(1, 256) };
       make = () => new VirtioConsole(() => {}, o);
-      event = (i) => {
-        if (i.bool()) (device as VirtioConsole).receive(i.blob(512));
-        else (device as VirtioConsole).resize(i.u16(), i.u16());
+      event = (dev, i) => {
+        if (i.bool()) (dev as VirtioConsole).receive(i.blob(512));
+        else (dev as VirtioConsole).resize(i.u16(), i.u16());
       };
       break;
     }
@@ -174,12 +174,12 @@ function runVirtio(kind: Kind, rig: DeviceRig, data: Uint8Array): void {
   rig.reset();
   const input = new InputReader(data);
   const s = build(kind, rig, input);
-  const t = s.transport;
-  const bus = rig.busWith(t);
+  let t = s.transport;
+  let bus = rig.busWith(t);
   const queues = t.device.queueMaxSizes.length;
   const nums = t.device.queueMaxSizes.map(() => 16); // queue sizes the driver wrote, for postChain
   for (let ops = 0; ops < 200 && !input.done; ops++) {
-    switch (input.int(0, 11)) {
+    switch (input.int(0, 12)) {
       case 0: initialize(t, input, nums); break;
       case 1: case 2: { const q = input.int(0, queues - 1); postChain(rig, t, q, nums[q]!, input); break; }
       case 3: t.write(REG_QUEUE_NOTIFY, 4, input.int(0, 3) === 0 ? interestingU32(input) : input.int(0, queues - 1)); break;
@@ -187,13 +187,20 @@ function runVirtio(kind: Kind, rig: DeviceRig, data: Uint8Array): void {
       case 5: busAccess(bus, input, t.size, 0x200, true); break;
       case 6: busAccess(bus, input, t.size, 0x200, false); break;
       case 7: rig.ramWrite(input.bool() ? ringBase(input.int(0, queues - 1)) + input.int(0, 0xffff) : dmaAddress(input), input.blob(64)); break;
-      case 8: s.event(input); break;
+      case 8: s.event(t.device, input); break;
       case 9: t.write(REG_INTERRUPT_ACK, 4, t.read(REG_INTERRUPT_STATUS, 4)); break;
       case 10: rig.ms += input.int(0, 2000); if (t.retryMs() === 0) t.retry(); break;
-      default: t.write(REG_STATUS, 4, input.bool() ? 0 : input.u8()); break;
+      case 11: t.write(REG_STATUS, 4, input.bool() ? 0 : input.u8()); break;
+      default: {
+        // Saved and restored (a snapshot, a migration), maybe edited: the driver goes on with the restored device.
+        const next = saveRestore(t, s.fresh, input);
+        if (!next) return;
+        t = next;
+        bus = rig.busWith(t);
+      }
     }
   }
-  saveRestore(t, s.fresh);
+  saveRestore(t, s.fresh, input);
 }
 
 /** Seeds: a device started properly and given a few well-formed chains of each kind, then notified. */
@@ -207,12 +214,12 @@ function seeds(kind: Kind): Uint8Array[] {
     if (kind === "net") w.bool(false).int(0, 8, 4);
     if (kind === "console") w.int(1, 256, 64);
     // initialize(): keep all features (both words), queues of 8.
-    w.int(0, 11, 0).bool(false).bool(false);
+    w.int(0, 12, 0).bool(false).bool(false);
     const queues = kind === "rng" ? 1 : kind === "blk" ? 1 : 2;
     for (let q = 0; q < queues; q++) w.bool(true).int(0, 4, 3);
     for (let c = 0; c < 3; c++) {
       const q = c % queues;
-      w.int(0, 11, 1).int(0, queues - 1, q);
+      w.int(0, 12, 1).int(0, queues - 1, q);
       // three descriptors: a 16-byte header the device reads (a blk read of sector c), a
       // 512-byte buffer, a 1-byte status (the last two written by the device).
       w.int(1, 6, 3).int(0, 15, c).int(0, 3, 1);
@@ -223,9 +230,9 @@ function seeds(kind: Kind): Uint8Array[] {
         if (!p.write) w.int(0, 64, p.data!.length).bytes(p.data!);
       });
       w.int(0, 15, 1);
-      w.int(0, 11, 3).int(0, 3, 1).int(0, queues - 1, q);
+      w.int(0, 12, 3).int(0, 3, 1).int(0, queues - 1, q);
     }
-    if (kind === "net" || kind === "console") w.int(0, 11, 8).bool(true).blob(kind === "net" ? 2048 : 512, Array.from({ length: 60 }, (_, i) => i));
+    if (kind === "net" || kind === "console") w.int(0, 12, 8).bool(true).blob(kind === "net" ? 2048 : 512, Array.from({ length: 60 }, (_, i) => i));
     out.push(w.finish());
   }
   return out;

@@ -6,6 +6,7 @@ import { REG_GUEST_PAGE_SIZE, REG_QUEUE_NUM, REG_QUEUE_SEL } from "../../host/vi
 import { StateStreamParser, TAGS, sectionHeader, streamHeader } from "../../host/state/container";
 import { crc32 } from "../../host/state/crc32";
 import { TestDriver } from "../virtio/helpers";
+import { DEFINITION_PARSING, parseVmConfig } from "../../host/config/parse";
 
 const json = (v: unknown) => JSON.parse(JSON.stringify(v));
 
@@ -45,5 +46,12 @@ describe("the migration stream parser (fuzz/crashes/state/)", () => {
     expect(p.push(head).map((s) => [s.tag, s.payload.length])).toEqual([[TAGS.rom, 0]]);
     expect(p.push(new Uint8Array([...sectionHeader(TAGS.end, 8, crc32(end)), ...end])).map((s) => s.tag)).toEqual([TAGS.end]);
     expect(p.ended).toBe(true);
+  });
+});
+
+describe("configuration errors quoting a client's value (fuzz/crashes/state/)", () => {
+  test("stay one line, its control characters escaped", () => {
+    expect(() => parseVmConfig({ name: "x", kernel: "k", paging: "a\nb\u001b[2J" }, DEFINITION_PARSING))
+      .toThrow(/^'paging' must be "nested" or "shadow", not "a\\u000ab\\u001b\[2J"$/);
   });
 });
