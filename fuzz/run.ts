@@ -44,6 +44,8 @@ type WorkerMessage =
 
 async function workerMain(job: WorkerJob): Promise<void> {
   const target = findTarget(job.target);
+  // Before anything runs: V8 instruments blocks only in functions compiled after coverage starts.
+  const coverage = job.coverage ? new BlockCoverage() : null;
   const ctx = await target.setup();
   const watch = new Int32Array(job.watch);
   const watchBytes = new Uint8Array(job.watch, 8);
@@ -53,7 +55,6 @@ async function workerMain(job: WorkerJob): Promise<void> {
     ...readInputs(".corpus", target.name).map((f) => f.input),
     ...readInputs("crashes", target.name).filter((f) => !job.skip.includes(f.name)).map((f) => f.input),
   ];
-  const coverage = job.coverage ? new BlockCoverage() : null;
   const stats = await fuzz(target, ctx, {
     seconds: job.seconds, iterations: job.iterations, seed: job.seed, coverage, corpus, timeLimitMs: TIME_LIMIT_MS,
     onInput(input) {

@@ -40,6 +40,10 @@ export function hostCode(url: string): ScriptFilter {
 
 const bucket = (count: number) => (count >= 128 ? 7 : count >= 32 ? 6 : count >= 16 ? 5 : count >= 8 ? 4 : count >= 4 ? 3 : count);
 
+/**
+ * Start it before the code under test first runs: V8 puts block counters only into functions
+ * compiled after precise block coverage started; older ones report their calls alone.
+ */
 export class BlockCoverage {
   private readonly session = new Session();
   private readonly filters = new Map<string, ScriptFilter>();
@@ -106,6 +110,12 @@ export class BlockCoverage {
       }
     }
     return features;
+  }
+
+  /** Forget what was seen (the next target starts afresh); blocks keep their ids. */
+  forget(): void {
+    this.seen.clear();
+    this.blocksRun.clear();
   }
 
   /** Record `features`; returns how many were new. */
