@@ -37,7 +37,8 @@ async function setup(): Promise<ApiRig> {
   writeFileSync(kernel, assemble(ECHO_GUEST, { origin: 0x80000000 }).bytes);
   ECHO = { ...ECHO, kernel };
   // Node's platform: the pCPU is a worker thread, so the VM runs beside the requests, as in the daemon.
-  const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, hostMemory: 256 << 20 });
+  // As the daemon: images, disks and snapshots only inside its directory (here the target's own).
+  const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, hostMemory: 256 << 20, imageDirs: [dir] });
   const uncaught = watchUncaught();
   const server = await listenFromWorker(() => serveApi(hv, socket));
   const rig = { hv, server, socket, dir, uncaught };
@@ -73,6 +74,7 @@ async function restoreEcho(rig: ApiRig): Promise<void> {
 
 const WORDS = ["vms", "echo", "host", "restore", "snapshot", "migrate", "migration", "console", "move", "start", "stop", "restart", "pause", "resume", "destroy", "stats", "x", "..", ".", "%2e%2e", "%00", "%", "%zz", "echo%2fx", "", "a".repeat(300)];
 const METHODS = ["GET", "POST", "DELETE", "PUT", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "G\u00e9T", "get"];
+const LOOPBACK_PEERS = ["127.0.0.1:1", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1", "[::1]:9", "127.0.0.1:-1", ""];
 const FIELDS = ["name", "memory", "kernel", "initrd", "bios", "append", "smp", "mode", "paging", "drives", "nets", "limits", "cpuShare", "onFailure", "pcpu", "path", "to", "key", "file", "postcopy", "copyStorage", "__proto__", "constructor"];
 
 function jsonValue(input: InputReader, depth = 0): unknown {
@@ -84,7 +86,11 @@ function jsonValue(input: InputReader, depth = 0): unknown {
     case 4: return new TextDecoder().decode(input.blob(24));
     case 5: return input.u32();
     case 6: return Array.from({ length: input.int(0, 4) }, () => jsonValue(input, depth + 1));
-    default: return Object.fromEntries(Array.from({ length: input.int(0, 6) }, () => [input.pick(FIELDS), jsonValue(input, depth + 1)]));
+    default: return Object.fromEntries(Array.from({ length: input.int(0, 6) }, () => {
+      const field = input.pick(FIELDS);
+      // Where a migration goes: loopback only (nothing leaves this machine, no name is looked up).
+      return [field, field === "to" ? input.pick(LOOPBACK_PEERS) : jsonValue(input, depth + 1)];
+    }));
   }
 }
 
