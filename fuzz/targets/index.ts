@@ -8,8 +8,9 @@ import { qcow2Target } from "./qcow2";
 import { loadersTarget } from "./loaders";
 import { userNetTarget } from "./user-net";
 import { apiTarget } from "./api";
+import { guestTarget } from "./guest";
 
-export const TARGETS: readonly Target<any>[] = [virtioBlk, virtioNet, virtioConsole, virtioRng, ...DEVICE_TARGETS, sbiTarget, stateTarget, qcow2Target, loadersTarget, userNetTarget, apiTarget];
+export const TARGETS: readonly Target<any>[] = [virtioBlk, virtioNet, virtioConsole, virtioRng, ...DEVICE_TARGETS, sbiTarget, stateTarget, qcow2Target, loadersTarget, userNetTarget, apiTarget, guestTarget];
 
 export function findTarget(name: string): Target<any> {
   const t = TARGETS.find((t) => t.name === name);
