@@ -713,16 +713,16 @@ function carriedNote(carried: BenchResult["carried"]): string {
 
 // `npm run fuzz`'s figures (fuzz/results/latest.json): they come from their own run, not the benchmark's.
 function fuzzSection(f: FuzzResults): Section {
-  const rows = f.targets.map((t) => [t.target, `${t.iterations}`, t.execsPerSecond.toFixed(0), `${t.blocks}`, `${t.corpus}`, `${t.crashes}`, `${t.hangs}`,
+  const rows = f.targets.map((t) => [t.target, `${(t.date ?? f.date).slice(0, 16).replace("T", " ")}, ${t.mode ?? f.mode}`, `${t.iterations}`, t.execsPerSecond.toFixed(0), `${t.blocks}`, `${t.corpus}`, `${t.crashes}`, `${t.hangs}`,
     t.iterations >= ITERATIONS_GOAL && t.crashes + t.hangs === 0 ? "yes" : "not yet"]);
   const found = f.targets.flatMap((t) => t.found.map((line) => `- ${t.target}: ${line.replace(/\|/g, "\\|")}`));
   return {
     markdown: "## Fuzzing\n\n" +
-      `\`npm run fuzz\` (${f.mode}, seed ${f.seed}${f.coverage ? ", coverage-guided" : ", without coverage"}) on ${f.date}, Node ${f.machine.node}: ` +
+      `\`npm run fuzz\` (last run: ${f.mode}, seed ${f.seed}${f.coverage ? ", coverage-guided" : ", without coverage"}, ${f.date}, Node ${f.machine.node}; a run of some targets keeps the others' figures): ` +
       "each target on a worker thread of its own for the time given; blocks are the distinct blocks of `host/` code the target's inputs ran (V8 block coverage); " +
       `the corpus is the inputs kept for reaching something new. The issue asks for ${ITERATIONS_GOAL.toLocaleString("en")} iterations per target with nothing found. ` +
       "Figures: `fuzz/results/latest.json`.\n\n" +
-      table(["target", "iterations", "inputs/s", "blocks", "corpus", "crashes", "hangs", `≥ 10⁶, clean`], ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---"], rows) +
+      table(["target", "run (UTC), time asked", "iterations", "inputs/s", "blocks", "corpus", "crashes", "hangs", `≥ 10⁶, clean`], ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---"], rows) +
       (found.length ? `\n\nFound in this run (inputs in \`fuzz/crashes/\`):\n\n${found.join("\n")}` : ""),
   };
 }

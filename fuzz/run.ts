@@ -10,7 +10,7 @@
  *                   [--no-coverage] [--list] [--write-seeds]
  */
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import { mkdirSync, writeFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { cpus, totalmem } from "node:os";
 import { TARGETS, findTarget } from "./targets/index";
@@ -74,7 +74,7 @@ async function workerMain(job: WorkerJob): Promise<void> {
 
 /** Run one target for `seconds` on workers, restarting after hangs. */
 async function runTarget(name: string, seconds: number, iterations: number, seed: number, coverage: boolean): Promise<TargetResult> {
-  const result: TargetResult = { target: name, iterations: 0, seconds: 0, execsPerSecond: 0, blocks: 0, features: 0, corpus: 0, crashes: 0, hangs: 0, found: [] };
+  const result: TargetResult = { target: name, date: new Date().toISOString(), mode: seconds === Math.floor(seconds) ? `${seconds} s` : `${seconds.toFixed(1)} s`, iterations: 0, seconds: 0, execsPerSecond: 0, blocks: 0, features: 0, corpus: 0, crashes: 0, hangs: 0, found: [] };
   const skip: string[] = [];
   const deadline = performance.now() + seconds * 1000;
   let left = iterations;
@@ -194,16 +194,20 @@ async function main(): Promise<void> {
     console.log(`  ${r.iterations} inputs, ${r.execsPerSecond.toFixed(0)}/s, ${r.blocks} blocks, corpus ${r.corpus}, ${r.crashes} crashes, ${r.hangs} hangs`);
     results.push(r);
   }
+  // A run of some targets replaces their figures and keeps the others' (each carries its date).
+  const file = join(fuzzDir(), "results", "latest.json");
+  const earlier = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as FuzzResults).targets.filter((t) => !names.includes(t.target)) : [];
+  const order = TARGETS.map((t) => t.name);
   const out: FuzzResults = {
     date: new Date().toISOString(),
     mode: opts.quick ? "quick" : `${opts.seconds} s per target`,
     seed: opts.seed,
     coverage: opts.coverage,
     machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-    targets: results,
+    targets: [...earlier.filter((t) => order.includes(t.target)), ...results].sort((a, b) => order.indexOf(a.target) - order.indexOf(b.target)),
   };
   mkdirSync(join(fuzzDir(), "results"), { recursive: true });
-  writeFileSync(join(fuzzDir(), "results", "latest.json"), JSON.stringify(out, null, 2) + "\n");
+  writeFileSync(file, JSON.stringify(out, null, 2) + "\n");
   // The bench report's fuzzing section, where there is a benchmark run to report with.
   if (writeReportFiles()) console.log("bench/REPORT.md updated");
   const bad = results.reduce((n, r) => n + r.crashes + r.hangs, 0);

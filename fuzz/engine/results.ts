@@ -1,6 +1,9 @@
 /** What `npm run fuzz` writes to fuzz/results/latest.json (and the bench report shows). */
 export interface TargetResult {
   target: string;
+  /** When it ran, and for how long it was asked to (runs of some targets keep the others' figures). */
+  date: string;
+  mode: string;
   iterations: number;
   seconds: number;
   execsPerSecond: number;
@@ -16,6 +19,7 @@ export interface TargetResult {
 }
 
 export interface FuzzResults {
+  /** The last run's date and how it was asked to run. */
   date: string;
   mode: string;
   seed: number;
