@@ -16,7 +16,6 @@ import { GOLDFISH_RTC, GoldfishRtc } from "../../host/devices/goldfish-rtc";
 import { SIFIVE_TEST, SifiveTest } from "../../host/devices/sifive-test";
 import { AtaDisk, ATA_REG_SHIFT, ATA_WINDOW_SIZE, CMD } from "../../host/devices/ata";
 import { Ethoc, ETHOC_BD_BASE, ETHOC_BD_COUNT, ETHOC_WINDOW_SIZE } from "../../host/devices/ethoc";
-import { MemoryDisk } from "../../host/platform/memory/disk";
 import { DeviceRig, FuzzNetBackend, RIG_BASE, busAccess, dmaAddress, interestingU32, saveRestore } from "./rig";
 
 interface Rigged {
@@ -116,7 +115,7 @@ const SPECS: DeviceSpec[] = [
     size: ATA_WINDOW_SIZE,
     about: "ATA disk in PIO mode: task file, every command, 28/48-bit LBAs, multiple mode, the data register at every width",
     make(rig, input) {
-      const disk = new MemoryDisk(512 * input.int(1, 256), { readOnly: input.int(0, 3) === 0 });
+      const disk = rig.disk(input, input.int(0, 3) === 0);
       const make = () => new AtaDisk("ata0", disk, () => {}, { serial: "FUZZ" });
       const ata = make();
       const cmds = Object.values(CMD) as number[];
@@ -191,7 +190,7 @@ function seedInputs(spec: DeviceSpec): Uint8Array[] {
     const w = new InputWriter();
     if (spec.name === "plic") w.int(1, 4, 2);
     if (spec.name === "rtc") w.u32(1_700_000_000);
-    if (spec.name === "ata") w.int(1, 256, 64).int(0, 3, 1);
+    if (spec.name === "ata") w.int(0, 3, 1).int(0, 3, 1).int(1, 64, 32);
     for (const x of writes) {
       // busAccess(write): in-registers flag, offset in [0, size), size, value (case 3 of interestingU32), high word.
       const sizeIndex = [1, 2, 4, 8].indexOf(x.size);

@@ -6,7 +6,9 @@
  */
 import { Core } from "../../host/core/core";
 import { Bus } from "../../host/machine/bus";
-import type { GuestMemory, NetBackend } from "../../host/devices/backends";
+import type { DiskBackend, GuestMemory, NetBackend } from "../../host/devices/backends";
+import { memoryPlatform } from "../../host/platform/memory";
+import { MemoryDisk } from "../../host/platform/memory/disk";
 import type { MmioDevice } from "../../host/devices/device";
 import { RAM_BASE } from "../../host/machine/memory-map";
 import { loadCoreModule } from "../../host/platform/node/core";
@@ -26,8 +28,11 @@ export class DeviceRig {
   ms = 0;
   readonly clock = (): number => this.ms;
 
+  private qcow2: Uint8Array | null = null;
+  private readonly module = loadCoreModule();
+
   constructor() {
-    this.core = new Core({ module: loadCoreModule(), ramSize: RIG_RAM, harts: 1 });
+    this.core = new Core({ module: this.module, ramSize: RIG_RAM, harts: 1 });
     this.mem = {
       view: (gpa, len) => this.core.ramView(gpa, len),
       read: (gpa, len) => this.core.ramRead(gpa, len),
@@ -45,6 +50,35 @@ export class DeviceRig {
     const bus = new Bus(this.core);
     bus.attach(RIG_BASE, device);
     return bus;
+  }
+
+  /**
+   * A disk for a block device: mostly in memory, sometimes a qcow2 image (real, with data in its
+   * first clusters) whose tables the input damaged, so that reads and writes fail inside the
+   * device's requests as a corrupted image's do.
+   */
+  disk(input: InputReader, readOnly: boolean): DiskBackend {
+    if (input.int(0, 3) !== 0) return new MemoryDisk(512 * input.int(1, 64), { readOnly });
+    const module = this.module;
+    if (!this.qcow2) {
+      const p = memoryPlatform({ core: module });
+      p.createDiskImage("/d.qcow2", { size: 64 * 1024, clusterSize: 512, what: "fuzz" });
+      const d = p.openDisk("/d.qcow2", { readOnly: false, what: "fuzz" });
+      for (let i = 0; i < 8; i++) d.write(i * 4096, new Uint8Array(512).fill(i + 1));
+      d.close();
+      this.qcow2 = p.file("/d.qcow2")!.slice();
+    }
+    const bytes = this.qcow2.slice();
+    // Damage past the header (refcounts, L1, L2 tables and data): what is checked only when used.
+    for (let n = input.int(1, 4); n > 0; n--) {
+      const at = 512 + input.int(0, bytes.length - 513);
+      bytes.set(input.blob(8).subarray(0, bytes.length - at), at);
+    }
+    try {
+      return memoryPlatform({ core: module, files: { "/d.qcow2": bytes } }).openDisk("/d.qcow2", { readOnly, what: "fuzz" });
+    } catch {
+      return new MemoryDisk(4096, { readOnly }); // refused when opened: no device gets it
+    }
   }
 
   ramWrite(gpa: number, bytes: Uint8Array): void {

@@ -9,7 +9,6 @@
 import { InputReader, InputWriter } from "../engine/input";
 import { rejectsNothing, type Target } from "../engine/target";
 import { RAM_BASE } from "../../host/machine/memory-map";
-import { MemoryDisk } from "../../host/platform/memory/disk";
 import { TokenBucket } from "../../host/devices/rate-limit";
 import {
   REG_DRIVER_FEATURES, REG_DRIVER_FEATURES_SEL, REG_DEVICE_FEATURES, REG_DEVICE_FEATURES_SEL, REG_GUEST_PAGE_SIZE, REG_INTERRUPT_ACK,
@@ -54,7 +53,7 @@ function build(kind: Kind, rig: DeviceRig, input: InputReader): Setup {
   let make: () => VirtioDevice;
   switch (kind) {
     case "blk": {
-      const disk = new MemoryDisk(512 * input.int(1, 64), { readOnly: input.bool() });
+      const disk = rig.disk(input, input.bool());
       const o = { serial: "fuzz", limit: limited ? { bytes: bucket(), ops: bucket() } : undefined, clock: rig.clock, discard: !input.bool() };
       make = () => new VirtioBlk(disk, o);
       break;
@@ -210,7 +209,7 @@ function seeds(kind: Kind): Uint8Array[] {
     const w = new InputWriter();
     // build(): unlimited, legacy or not, indirect and event-idx offered, device options 0.
     w.bool(false).bool(legacy).bool(false).bool(false);
-    if (kind === "blk") w.int(1, 64, 16).bool(false).bool(false);
+    if (kind === "blk") w.bool(false).int(0, 3, 1).int(1, 64, 16).bool(false);
     if (kind === "net") w.bool(false).int(0, 8, 4);
     if (kind === "console") w.int(1, 256, 64);
     // initialize(): keep all features (both words), queues of 8.
