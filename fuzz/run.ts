@@ -196,7 +196,8 @@ async function main(): Promise<void> {
   }
   // A run of some targets replaces their figures and keeps the others' (each carries its date).
   const file = join(fuzzDir(), "results", "latest.json");
-  const earlier = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as FuzzResults).targets.filter((t) => !names.includes(t.target)) : [];
+  const last = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as FuzzResults) : null;
+  const earlier = (last?.targets ?? []).filter((t) => !names.includes(t.target)).map((t) => ({ ...t, date: t.date ?? last!.date, mode: t.mode ?? last!.mode }));
   const order = TARGETS.map((t) => t.name);
   const out: FuzzResults = {
     date: new Date().toISOString(),
