@@ -66,10 +66,12 @@ async function workerMain(job: WorkerJob): Promise<void> {
     onNewCoverage: (input) => { saveInput(".corpus", target.name, input); },
     onCrash: (crash) => parentPort!.postMessage({ kind: "crash", crash } satisfies WorkerMessage),
   });
-  coverage?.close();
-  await target.teardown?.(ctx);
+  // The figures first: the runner stops the worker once it has them, so a teardown that does not
+  // end (seen with user-net's, once in a few long runs: not yet understood) cannot hold them up.
   const { crashes: _, ...rest } = stats;
   parentPort!.postMessage({ kind: "done", stats: rest } satisfies WorkerMessage);
+  coverage?.close();
+  await target.teardown?.(ctx);
 }
 
 /** Run one target for `seconds` on workers, restarting after hangs. */
