@@ -109,6 +109,7 @@ async function bundleHost() {
       "pcpu-worker": join(root, "host/platform/node/pcpu-worker.ts"),
       bench: join(root, "bench/run.ts"),
       "bench-memory": join(root, "bench/memory-probe.ts"), // the memory suite's measuring process
+      fuzz: join(root, "fuzz/run.ts"), // npm run fuzz (its workers run the same file)
     },
     // Build scripts stay plain files (they locate sources next to themselves); the browser suite's
     // tools are run from node_modules.

@@ -12,6 +12,7 @@ import type { MigrationBench, MigrationRun, SnapshotBench } from "./state";
 import type { BrowserBenchResult } from "./browser";
 import { median } from "../host/util/stats";
 import { barChart, COLORS, formatValue, type Series } from "./svg";
+import { ITERATIONS_GOAL, type FuzzResults } from "../fuzz/engine/results";
 
 export const SUITES = ["cpu", "guestint", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor", "snapshot", "migration", "browser"] as const;
 export type Suite = (typeof SUITES)[number];
@@ -753,13 +754,29 @@ function carriedNote(carried: BenchResult["carried"]): string {
     [...byDate].map(([date, suites]) => `${suites.join(", ")} from ${date}`).join("; ") + ".";
 }
 
-export function renderReport(r: BenchResult, previous?: BenchResult): { markdown: string; plots: Record<string, string> } {
+// `npm run fuzz`'s figures (fuzz/results/latest.json): they come from their own run, not the benchmark's.
+function fuzzSection(f: FuzzResults): Section {
+  const rows = f.targets.map((t) => [t.target, `${(t.date ?? f.date).slice(0, 16).replace("T", " ")}, ${t.mode ?? f.mode}`, `${t.iterations}`, t.execsPerSecond.toFixed(0), `${t.blocks}`, `${t.corpus}`, `${t.crashes}`, `${t.hangs}`,
+    t.iterations >= ITERATIONS_GOAL && t.crashes + t.hangs === 0 ? "yes" : "not yet"]);
+  const found = f.targets.flatMap((t) => t.found.map((line) => `- ${t.target}: ${line.replace(/\|/g, "\\|")}`));
+  return {
+    markdown: "## Fuzzing\n\n" +
+      `\`npm run fuzz\` (last run: ${f.mode}, seed ${f.seed}${f.coverage ? ", coverage-guided" : ", without coverage"}, ${f.date}, Node ${f.machine.node}; a run of some targets keeps the others' figures): ` +
+      "each target on a worker thread of its own for the time given; blocks are the distinct blocks of `host/` code the target's inputs ran (V8 block coverage); " +
+      `the corpus is the inputs kept for reaching something new. The issue asks for ${ITERATIONS_GOAL.toLocaleString("en")} iterations per target with nothing found. ` +
+      "Figures: `fuzz/results/latest.json`.\n\n" +
+      table(["target", "run (UTC), time asked", "iterations", "inputs/s", "blocks", "corpus", "crashes", "hangs", `≥ 10⁶, clean`], ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---"], rows) +
+      (found.length ? `\n\nFound in this run (inputs in \`fuzz/crashes/\`):\n\n${found.join("\n")}` : ""),
+  };
+}
+
+export function renderReport(r: BenchResult, previous?: BenchResult, fuzz?: FuzzResults): { markdown: string; plots: Record<string, string> } {
   const m = r.machine;
   const sections = [
     r.cpu && cpuSection(r.cpu, r.quick, qemuSeries(m)), r.guestint && guestIntSection(r.guestint), r.boot && bootSection(r.boot, qemuSeries(m)), r.exits && exitsSection(r.exits), r.memory && memorySection(r.memory),
     r.fullvspara && fullVsParaSection(r.fullvspara), r.paging && pagingSection(r.paging), r.hypervisor && hypervisorSection(r.hypervisor),
     r.snapshot && snapshotSection(r.snapshot, qemuSeries(m).name), r.migration && migrationSection(r.migration, qemuSeries(m).name),
-    r.browser && browserSection(r.browser, r.quick),
+    r.browser && browserSection(r.browser, r.quick), fuzz && fuzzSection(fuzz),
   ].filter((s): s is Section => !!s);
   const plots: Record<string, string> = {};
   const body = sections.map((s) => [s.markdown, ...(s.plots ?? []).map((p) => {

@@ -13,7 +13,8 @@ import { fullVsParaSuite, pagingSuite } from "./fullvspara";
 import { snapshotSuite, migrationSuite } from "./state";
 import { browserSuite } from "./browser";
 import { describeMachine } from "./machine";
-import { checkTargets, renderReport, SUITES, type BenchResult, type Suite } from "./report";
+import { checkTargets, SUITES, type BenchResult, type Suite } from "./report";
+import { writeReportFiles } from "./report-files";
 import { buildLinuxGuest } from "../guests/linux/build.mjs";
 import { packageRoot } from "../host/platform/node/core";
 import { buildBaremetal } from "../guests/baremetal/build.mjs";
@@ -148,14 +149,8 @@ writeFileSync(join(resultsDir, "latest.json"), JSON.stringify(result, null, 2) +
 writeReport(result);
 
 function writeReport(r: BenchResult): void {
-  const root = packageRoot();
-  const dir = join(root, "bench/results");
-  const previousFile = join(dir, "previous.json");
-  const previous = existsSync(previousFile) ? (JSON.parse(readFileSync(previousFile, "utf8")) as BenchResult) : undefined;
-  const { markdown, plots } = renderReport(r, previous);
-  for (const [file, svg] of Object.entries(plots)) writeFileSync(join(dir, file), svg);
-  writeFileSync(join(root, "bench/REPORT.md"), markdown);
+  writeReportFiles(r);
   log("targets");
   for (const t of checkTargets(r)) log(`  ${t.pass === null ? "not run" : t.pass ? "pass   " : "FAIL   "} ${t.target}: ${t.measured}`);
-  log(`wrote ${join(dir, "latest.json")} and ${join(root, "bench/REPORT.md")}`);
+  log(`wrote ${join(packageRoot(), "bench/results/latest.json")} and ${join(packageRoot(), "bench/REPORT.md")}`);
 }

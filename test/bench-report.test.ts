@@ -190,6 +190,21 @@ describe("report", () => {
     for (const f of ["browser.svg", "browser-boot.svg"]) checkWellFormed(plots[f]!);
   });
 
+  it("adds the fuzzing figures of npm run fuzz, with what was found and which targets reached 10^6 clean", () => {
+    const target = (name: string, iterations: number, crashes: number, found: string[] = []) =>
+      ({ target: name, date: "2026-12-06T01:02:03.000Z", mode: "100 s", iterations, seconds: 100, execsPerSecond: iterations / 100, blocks: 321, features: 900, corpus: 55, crashes, hangs: 0, found });
+    const fuzz = {
+      date: "2026-12-06T00:00:00.000Z", mode: "600 s per target", seed: 1, coverage: true, machine: { cpus: 2, memoryGiB: 8, node: "v20.0.0" },
+      targets: [target("virtio-blk", 1_200_000, 0), target("api", 50_000, 1, ["exception: Error: a | b (fuzz/crashes/api/x.bin)"])],
+    };
+    const md = renderReport(sample(), undefined, fuzz).markdown;
+    expect(md).toContain("## Fuzzing");
+    expect(md).toContain("| virtio-blk | 2026-12-06 01:02, 100 s | 1200000 | 12000 | 321 | 55 | 0 | 0 | yes |");
+    expect(md).toContain("| api | 2026-12-06 01:02, 100 s | 50000 | 500 | 321 | 55 | 1 | 0 | not yet |");
+    expect(md).toContain("- api: exception: Error: a \\| b (fuzz/crashes/api/x.bin)");
+    expect(renderReport(sample()).markdown).not.toContain("## Fuzzing");
+  });
+
   it("renders tables, targets and links to the plots it returns", () => {
     const { markdown, plots } = renderReport(sample());
     expect(Object.keys(plots).sort()).toEqual(["boot.svg", "cpu.svg", "exits.svg"]);

@@ -20,7 +20,9 @@ export class ConfigError extends Error {
     readonly field: string,
     message: string,
   ) {
-    super(message);
+    // Messages quote what they were given: its control characters (a newline, a terminal's
+    // escape sequences) are shown escaped, so the error stays one line and prints as text.
+    super(message.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`));
   }
 }
 

@@ -311,6 +311,7 @@ export class StateStreamParser {
   }
 
   private take(n: number): Uint8Array {
+    if (n === 0) return new Uint8Array(0); // an empty section's payload (nothing may be pending)
     this.offset += n;
     this.pendingBytes -= n;
     const first = this.pending[0]!;

@@ -57,6 +57,11 @@ export type QueueState = {
   lastAvail: number;
   usedIdx: number;
   signalledUsed: number;
+  /**
+   * Legacy: the GuestPageSize the queue was enabled with (its PFN's unit), 0 if none. A driver
+   * may write GuestPageSize again later; the queue keeps its addresses. Absent from older states.
+   */
+  pageSize?: number;
 };
 
 /** Two u32 halves as an address, or -1 if it does not fit a JS number exactly (beyond 2^53). */
@@ -83,6 +88,8 @@ export class Virtqueue {
   /** Legacy: QueueAlign and QueuePFN. */
   align = 4096;
   pfn = 0;
+  /** Legacy: the GuestPageSize the queue was enabled with (see QueueState). */
+  private pageSize = 0;
 
   /** Negotiated VIRTIO_F_RING_EVENT_IDX / VIRTIO_F_RING_INDIRECT_DESC (set by the transport). */
   eventIdx = false;
@@ -117,6 +124,7 @@ export class Virtqueue {
     this.descLo = this.descHi = this.driverLo = this.driverHi = this.deviceLo = this.deviceHi = 0;
     this.align = 4096;
     this.pfn = 0;
+    this.pageSize = 0;
     this.lastAvail = this.usedIdx = this.signalledUsed = 0;
     this.descAddr = this.availAddr = this.usedAddr = 0;
   }
@@ -140,6 +148,7 @@ export class Virtqueue {
     if (!isPow2(pageSize)) return `queue ${this.index}: GuestPageSize ${pageSize} is not a power of two`;
     if (!isPow2(this.align)) return `queue ${this.index}: QueueAlign ${this.align} is not a power of two`;
     if (!this.sizeOk()) return this.sizeError();
+    this.pageSize = pageSize;
     const desc = this.pfn * pageSize;
     if (!Number.isSafeInteger(desc)) return `queue ${this.index}: QueuePFN ${this.pfn} is beyond the address space`;
     const avail = desc + DESC_SIZE * this.size;
@@ -361,6 +370,7 @@ export class Virtqueue {
       lastAvail: this.lastAvail,
       usedIdx: this.usedIdx,
       signalledUsed: this.signalledUsed,
+      pageSize: this.pageSize,
     };
   }
 
@@ -370,8 +380,10 @@ export class Virtqueue {
       const words = s.words(field, 2);
       return [words[0]!, words[1]!];
     };
-    const size = s.int("size", 1, maxSize);
-    if (!isPow2(size)) s.reject("size", "a power of two");
+    // Whatever the driver wrote to QueueNum: only an enabled queue's size must be usable, and
+    // apply() enables it again through the same checks.
+    const size = s.int("size", 0, 0xffffffff);
+    if (s.bool("ready") && (!isPow2(size) || size > maxSize)) s.reject("size", `a power of two up to ${maxSize} in an enabled queue`);
     return {
       size,
       ready: s.bool("ready"),
@@ -383,6 +395,7 @@ export class Virtqueue {
       lastAvail: s.int("lastAvail", 0, 0xffff),
       usedIdx: s.int("usedIdx", 0, 0xffff),
       signalledUsed: s.int("signalledUsed", 0, 0xffff),
+      ...(s.keys().includes("pageSize") ? { pageSize: s.int("pageSize", 0, 0xffffffff) } : {}),
     };
   }
 
@@ -399,7 +412,7 @@ export class Virtqueue {
     this.pfn = st.pfn;
     this.ready = false;
     let err: string | null = null;
-    if (st.ready) err = legacy ? this.enableLegacy(pageSize) : this.enable();
+    if (st.ready) err = legacy ? this.enableLegacy(st.pageSize || pageSize) : this.enable();
     this.lastAvail = st.lastAvail;
     this.usedIdx = st.usedIdx;
     this.signalledUsed = st.signalledUsed;

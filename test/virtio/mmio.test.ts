@@ -402,7 +402,7 @@ describe("save and restore", () => {
     expect(() => d.mmio.restore(bad({ interruptStatus: 4 }))).toThrow(/interruptStatus/);
     expect(() => d.mmio.restore(bad({ queues: [] }))).toThrow(/queues/);
     const q0 = (good.queues as Record<string, unknown>[])[0]!;
-    expect(() => d.mmio.restore(bad({ queues: [{ ...q0, size: 3 }] }))).toThrow(/state.queues\[0\].size must be a power of two, got 3/);
+    expect(() => d.mmio.restore(bad({ queues: [{ ...q0, size: 3 }] }))).toThrow(/state.queues\[0\].size must be a power of two up to 16 in an enabled queue, got 3/);
     expect(() => d.mmio.restore(bad({ queues: [{ ...q0, desc: [0x10, 0] }] }))).toThrow(/not in RAM/);
     expect(() => d.mmio.restore(bad({ device: { kind: "virtio-net" } }))).toThrow(/virtio-rng/);
     expect(d.mmio.save()).toEqual(good);

@@ -162,6 +162,19 @@ int main(void)
     post(0, 1);
     expect_needs_reset("address outside RAM");
 
+    /* 1b. DMA into the boot ROM, and into the device's own registers (escape attempts: the
+     * device writes only guest RAM). */
+    descs[0] = (struct desc){ (uintptr_t)&req, sizeof req, F_NEXT, 1 };
+    descs[1] = (struct desc){ 0x1000ul, 512, F_NEXT | F_WRITE, 2 };
+    descs[2] = (struct desc){ (uintptr_t)&status_byte, 1, F_WRITE, 0 };
+    post(0, 1);
+    expect_needs_reset("DMA into the boot ROM");
+    descs[0] = (struct desc){ (uintptr_t)&req, sizeof req, F_NEXT, 1 };
+    descs[1] = (struct desc){ (uintptr_t)dev, 512, F_NEXT | F_WRITE, 2 };
+    descs[2] = (struct desc){ (uintptr_t)&status_byte, 1, F_WRITE, 0 };
+    post(0, 1);
+    expect_needs_reset("DMA into the device's own registers");
+
     /* 2. A descriptor loop: 0 -> 1 -> 0 ... */
     descs[0] = (struct desc){ (uintptr_t)&req, sizeof req, F_NEXT, 1 };
     descs[1] = (struct desc){ (uintptr_t)data, sizeof data, F_NEXT | F_WRITE, 0 };

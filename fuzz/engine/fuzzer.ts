@@ -1,0 +1,148 @@
+/**
+ * The fuzzing loop: run the seeds and the corpus, then mutations of corpus inputs chosen at
+ * random, keeping those that reach new coverage; an exception that is not the target's clean
+ * rejection, or an input that runs longer than the time limit, is a crash (kept once per
+ * signature). Runs wherever it is called: the runner puts it on a worker thread so that a hang
+ * that never returns can be seen and stopped from outside (fuzz/run.ts).
+ */
+import { prng } from "../../test/prng";
+import type { BlockCoverage } from "./coverage";
+import { mutate } from "./mutate";
+import { crashSignature, type Target } from "./target";
+
+/** Most inputs run between two takes of coverage. */
+const MAX_BATCH = 256;
+
+export interface Crash {
+  target: string;
+  kind: "exception" | "slow";
+  signature: string;
+  message: string;
+  input: Uint8Array;
+}
+
+export interface FuzzOptions {
+  /** Stop after this many inputs (seeds and corpus included) ... */
+  iterations?: number;
+  /** ... or after this many seconds, whichever comes first. */
+  seconds?: number;
+  seed?: number;
+  /** Coverage guidance; without it, mutations of the seeds only (blind). */
+  coverage?: BlockCoverage | null;
+  /** Stop at the first crash. */
+  untilCrash?: boolean;
+  /** An input running longer than this is a crash (kind "slow"). */
+  timeLimitMs?: number;
+  /** Inputs run first, then mutated: the seeds, a saved corpus, crashes to replay. */
+  corpus?: Uint8Array[];
+  /** Told each input before it runs (the runner's hang watchdog keeps it). */
+  onInput?(input: Uint8Array): void;
+  /** Told each input that reached new coverage (the runner saves it). */
+  onNewCoverage?(input: Uint8Array): void;
+  /** Told each new crash. */
+  onCrash?(crash: Crash): void;
+}
+
+export interface FuzzStats {
+  target: string;
+  iterations: number;
+  seconds: number;
+  execsPerSecond: number;
+  /** Distinct blocks of host/ code run (0 without coverage). */
+  blocks: number;
+  /** Block × hit-count features seen. */
+  features: number;
+  corpus: number;
+  crashes: Crash[];
+}
+
+export async function fuzz<Ctx>(target: Target<Ctx>, ctx: Ctx, opts: FuzzOptions = {}): Promise<FuzzStats> {
+  const rng = prng(opts.seed ?? 1);
+  const cov = opts.coverage ?? null;
+  const limitMs = opts.timeLimitMs ?? 1000;
+  const maxIterations = opts.iterations ?? Infinity;
+  const deadline = performance.now() + (opts.seconds ?? Infinity) * 1000;
+  const corpus: Uint8Array[] = [];
+  const crashes = new Map<string, Crash>();
+  let iterations = 0;
+  const t0 = performance.now();
+
+  // Run one input; true if it reached something new.
+  const exec = async (input: Uint8Array): Promise<void> => {
+    opts.onInput?.(input);
+    iterations++;
+    const start = performance.now();
+    let failure: { kind: Crash["kind"]; err: unknown } | null = null;
+    try {
+      const r = target.run(input, ctx);
+      if (r) await r;
+    } catch (err) {
+      if (!target.rejects(err)) failure = { kind: "exception", err };
+    }
+    const ms = performance.now() - start;
+    if (!failure && ms > limitMs) failure = { kind: "slow", err: new Error(`one input took ${ms.toFixed(0)} ms (limit ${limitMs} ms)`) };
+    if (failure) {
+      const signature = failure.kind === "slow" ? "slow input" : crashSignature(failure.err);
+      if (!crashes.has(signature)) {
+        const e = failure.err;
+        const crash: Crash = {
+          target: target.name, kind: failure.kind, signature,
+          message: e instanceof Error ? (e.stack ?? e.message) : String(e), input,
+        };
+        crashes.set(signature, crash);
+        opts.onCrash?.(crash);
+      }
+    }
+  };
+  // Taking coverage costs milliseconds (V8 reports every function), much more than most inputs,
+  // so mutated inputs run in batches with one take each; a batch that ran a block never seen
+  // before runs again an input at a time to find which inputs did. Batches grow while nothing
+  // is found and shrink when something is.
+  const single = async (input: Uint8Array): Promise<boolean> => {
+    await exec(input);
+    return cov ? cov.add(cov.take()) > 0 : false;
+  };
+  let batchSize = 1;
+  const batch: Uint8Array[] = [];
+  const runBatch = async (): Promise<void> => {
+    const found = cov !== null && cov.hasNewBlock(cov.take());
+    if (found) {
+      for (const input of batch) {
+        if (await single(input)) {
+          corpus.push(input);
+          opts.onNewCoverage?.(input);
+        }
+      }
+    }
+    batch.length = 0;
+    batchSize = found ? Math.max(1, batchSize >> 1) : Math.min(MAX_BATCH, batchSize * 2);
+  };
+  const more = () => iterations < maxIterations && performance.now() < deadline && !(opts.untilCrash && crashes.size > 0);
+
+  if (cov) cov.take(); // whatever ran before (setup) is not this target's input
+  // The starting corpus all stays (seeds are the shapes mutations start from; a saved corpus was
+  // kept for what it found), so its coverage is taken per batch too: a saved corpus is large.
+  for (const input of opts.corpus ?? target.seeds()) {
+    if (!more()) break;
+    await exec(input);
+    corpus.push(input);
+    if (cov && corpus.length % MAX_BATCH === 0) cov.add(cov.take());
+  }
+  if (cov) cov.add(cov.take());
+  if (corpus.length === 0) corpus.push(new Uint8Array(0));
+  while (more()) {
+    // Newer entries (which found something) are picked more often than old ones.
+    const i = rng() % 3 === 0 ? corpus.length - 1 - (rng() % Math.min(corpus.length, 8)) : rng() % corpus.length;
+    const other = corpus[rng() % corpus.length];
+    const input = mutate(corpus[i]!, rng, target.maxLength, other);
+    await exec(input);
+    batch.push(input);
+    if (batch.length >= batchSize) await runBatch();
+  }
+  if (batch.length) await runBatch();
+  const seconds = (performance.now() - t0) / 1000;
+  return {
+    target: target.name, iterations, seconds, execsPerSecond: iterations / seconds,
+    blocks: cov?.blocks ?? 0, features: cov?.features ?? 0, corpus: corpus.length, crashes: [...crashes.values()],
+  };
+}

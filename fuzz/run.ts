@@ -1,0 +1,233 @@
+/**
+ * `npm run fuzz`: every target (or those --target names), each on a worker thread of its own
+ * for --seconds (default 30; --quick: one minute for all of them), coverage-guided. The main
+ * thread watches each worker's progress: an input that does not return within the hang limit
+ * is a hang (the worker is stopped, the input kept, a new worker goes on). Crashing inputs go
+ * to fuzz/crashes/<target>/, inputs with new coverage to fuzz/.corpus/<target>/, the figures
+ * to fuzz/results/latest.json.
+ *
+ *   npm run fuzz -- [--quick] [--target NAME]... [--seconds N] [--iterations N] [--seed N]
+ *                   [--no-coverage] [--list] [--write-seeds]
+ */
+import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
+import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { cpus, totalmem } from "node:os";
+import { TARGETS, findTarget } from "./targets/index";
+import { BlockCoverage } from "./engine/coverage";
+import { fuzz, type Crash, type FuzzStats } from "./engine/fuzzer";
+import { corpusPath, fuzzDir, inputName, readInputs, saveInput } from "./engine/corpus";
+import type { FuzzResults, TargetResult } from "./engine/results";
+import { writeReportFiles } from "../bench/report-files";
+
+/** Bytes of the shared buffer a worker copies each input into before running it. */
+const WATCH_BYTES = 1 << 20;
+const TIME_LIMIT_MS = 1000;
+/** No progress for this long: the input is a hang. */
+const HANG_MS = 10_000;
+
+interface WorkerJob {
+  target: string;
+  seconds: number;
+  iterations: number;
+  seed: number;
+  coverage: boolean;
+  /** Crash files not to replay (a hang just seen). */
+  skip: string[];
+  watch: SharedArrayBuffer;
+}
+
+type WorkerMessage =
+  | { kind: "crash"; crash: Crash }
+  | { kind: "done"; stats: Omit<FuzzStats, "crashes"> }
+  | { kind: "failed"; error: string };
+
+async function workerMain(job: WorkerJob): Promise<void> {
+  const target = findTarget(job.target);
+  // Before anything runs: V8 instruments blocks only in functions compiled after coverage starts.
+  const coverage = job.coverage ? new BlockCoverage() : null;
+  const ctx = await target.setup();
+  const watch = new Int32Array(job.watch);
+  const watchBytes = new Uint8Array(job.watch, 8);
+  const corpus = [
+    ...target.seeds(),
+    ...readInputs("corpus", target.name).map((f) => f.input),
+    ...readInputs(".corpus", target.name).map((f) => f.input),
+    ...readInputs("crashes", target.name).filter((f) => !job.skip.includes(f.name)).map((f) => f.input),
+  ];
+  const stats = await fuzz(target, ctx, {
+    seconds: job.seconds, iterations: job.iterations, seed: job.seed, coverage, corpus, timeLimitMs: TIME_LIMIT_MS,
+    onInput(input) {
+      const n = Math.min(input.length, watchBytes.length);
+      watchBytes.set(input.subarray(0, n));
+      watch[1] = n;
+      Atomics.add(watch, 0, 1);
+    },
+    onNewCoverage: (input) => { saveInput(".corpus", target.name, input); },
+    onCrash: (crash) => parentPort!.postMessage({ kind: "crash", crash } satisfies WorkerMessage),
+  });
+  // The figures first: the runner stops the worker once it has them, so a teardown that does not
+  // end (seen with user-net's, once in a few long runs: not yet understood) cannot hold them up.
+  const { crashes: _, ...rest } = stats;
+  parentPort!.postMessage({ kind: "done", stats: rest } satisfies WorkerMessage);
+  coverage?.close();
+  await target.teardown?.(ctx);
+}
+
+/** Run one target for `seconds` on workers, restarting after hangs. */
+async function runTarget(name: string, seconds: number, iterations: number, seed: number, coverage: boolean): Promise<TargetResult> {
+  const result: TargetResult = { target: name, date: new Date().toISOString(), mode: seconds === Math.floor(seconds) ? `${seconds} s` : `${seconds.toFixed(1)} s`, iterations: 0, seconds: 0, execsPerSecond: 0, blocks: 0, features: 0, corpus: 0, crashes: 0, hangs: 0, found: [] };
+  const skip: string[] = [];
+  const deadline = performance.now() + seconds * 1000;
+  let left = iterations;
+  const record = (c: Crash) => {
+    const file = saveInput("crashes", name, c.input, `${c.kind}: ${c.signature}\n\n${c.message}`);
+    result.found.push(`${c.kind}: ${c.signature} (${file.slice(fuzzDir().length - 4)})`);
+    if (c.kind === "slow") result.hangs++;
+    else result.crashes++;
+    console.log(`  ${name}: ${c.kind}: ${c.signature}\n    kept as ${file}`);
+  };
+  while (left > 0 && performance.now() < deadline - 500) {
+    const watch = new SharedArrayBuffer(8 + WATCH_BYTES);
+    const counter = new Int32Array(watch);
+    const job: WorkerJob = { target: name, seconds: (deadline - performance.now()) / 1000, iterations: left, seed: seed + skip.length, coverage, skip, watch };
+    const worker = new Worker(new URL(import.meta.url), { workerData: job });
+    const outcome = await new Promise<{ hang: Uint8Array | null; stats: WorkerMessage & { kind: "done" } | null; error?: unknown }>((resolve) => {
+      let last = -1, lastChange = performance.now();
+      const timer = setInterval(() => {
+        const now = Atomics.load(counter, 0);
+        if (now !== last) { last = now; lastChange = performance.now(); return; }
+        if (now > 0 && performance.now() - lastChange > HANG_MS) {
+          clearInterval(timer);
+          const input = new Uint8Array(watch, 8, counter[1]!).slice();
+          // Kept first: a thread stuck where V8 cannot interrupt it may never end; then it is
+          // left behind (the process exits at the end all the same).
+          resolve({ hang: input, stats: null });
+          void worker.terminate();
+        }
+      }, 200);
+      worker.on("message", (m: WorkerMessage) => {
+        if (m.kind === "crash") record(m.crash);
+        else if (m.kind === "failed") { clearInterval(timer); resolve({ hang: null, stats: null, error: new Error(m.error) }); }
+        else { clearInterval(timer); resolve({ hang: null, stats: m }); }
+      });
+      worker.on("error", (error) => { clearInterval(timer); resolve({ hang: null, stats: null, error }); });
+    });
+    if (outcome.stats) {
+      const s = outcome.stats.stats;
+      result.iterations += s.iterations;
+      result.seconds += s.seconds;
+      result.blocks = Math.max(result.blocks, s.blocks);
+      result.features = Math.max(result.features, s.features);
+      result.corpus = Math.max(result.corpus, s.corpus);
+      left -= s.iterations;
+      await worker.terminate();
+      break;
+    }
+    if (outcome.error && Atomics.load(counter, 0) === 0) {
+      // It died before its first input: its setup is broken, and would be each time.
+      throw new Error(`${name}: the target's setup failed: ${(outcome.error as Error)?.stack ?? String(outcome.error)}`);
+    }
+    if (outcome.error) {
+      const c: Crash = { target: name, kind: "exception", signature: `the worker died: ${String(outcome.error).split("\n")[0]}`, message: String((outcome.error as Error)?.stack ?? outcome.error), input: new Uint8Array(watch, 8, counter[1]!).slice() };
+      record(c);
+      skip.push(`${inputName(c.input)}.bin`);
+      continue;
+    }
+    const input = outcome.hang!;
+    record({ target: name, kind: "slow", signature: `hang: no return in ${HANG_MS / 1000} s`, message: "the input did not return", input });
+    skip.push(`${inputName(input)}.bin`);
+    result.iterations += Atomics.load(counter, 0);
+  }
+  result.execsPerSecond = result.seconds > 0 ? result.iterations / result.seconds : 0;
+  return result;
+}
+
+function parseArgs(argv: string[]) {
+  const opts = { quick: false, targets: [] as string[], seconds: 30, iterations: Infinity, seed: 1, coverage: true, list: false, writeSeeds: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    const number = () => {
+      const v = Number(value());
+      if (!Number.isFinite(v) || v <= 0) throw new Error(`${a} needs a positive number`);
+      return v;
+    };
+    if (a === "--quick") opts.quick = true;
+    else if (a === "--target") opts.targets.push(...value().split(","));
+    else if (a === "--seconds") opts.seconds = number();
+    else if (a === "--iterations") opts.iterations = Math.floor(number());
+    else if (a === "--seed") opts.seed = Math.floor(number());
+    else if (a === "--no-coverage") opts.coverage = false;
+    else if (a === "--list") opts.list = true;
+    else if (a === "--write-seeds") opts.writeSeeds = true;
+    else throw new Error(`unknown option ${a}: use --quick, --target NAME, --seconds N, --iterations N, --seed N, --no-coverage, --list or --write-seeds`);
+  }
+  for (const t of opts.targets) findTarget(t);
+  return opts;
+}
+
+/** Regenerate the committed seed corpus (fuzz/corpus/<target>/) from the targets' seed programs. */
+function writeSeeds(): void {
+  for (const t of TARGETS) {
+    rmSync(corpusPath("corpus", t.name), { recursive: true, force: true });
+    for (const s of t.seeds()) saveInput("corpus", t.name, s);
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  if (opts.list) {
+    for (const t of TARGETS) console.log(`${t.name.padEnd(16)} ${t.about}`);
+    return;
+  }
+  if (opts.writeSeeds) {
+    writeSeeds();
+    console.log(`seed corpus written to ${join(fuzzDir(), "corpus")}`);
+    return;
+  }
+  const names = opts.targets.length ? opts.targets : TARGETS.map((t) => t.name);
+  const seconds = opts.quick ? 60 / names.length : opts.seconds;
+  const results: TargetResult[] = [];
+  for (const name of names) {
+    console.log(`${name}: ${seconds.toFixed(1)} s`);
+    const r = await runTarget(name, seconds, opts.iterations, opts.seed, opts.coverage);
+    console.log(`  ${r.iterations} inputs, ${r.execsPerSecond.toFixed(0)}/s, ${r.blocks} blocks, corpus ${r.corpus}, ${r.crashes} crashes, ${r.hangs} hangs`);
+    results.push(r);
+  }
+  // A run of some targets replaces their figures and keeps the others' (each carries its date).
+  const file = join(fuzzDir(), "results", "latest.json");
+  const last = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as FuzzResults) : null;
+  const earlier = (last?.targets ?? []).filter((t) => !names.includes(t.target)).map((t) => ({ ...t, date: t.date ?? last!.date, mode: t.mode ?? last!.mode }));
+  const order = TARGETS.map((t) => t.name);
+  const out: FuzzResults = {
+    date: new Date().toISOString(),
+    mode: opts.quick ? "quick" : `${opts.seconds} s per target`,
+    seed: opts.seed,
+    coverage: opts.coverage,
+    machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    targets: [...earlier.filter((t) => order.includes(t.target)), ...results].sort((a, b) => order.indexOf(a.target) - order.indexOf(b.target)),
+  };
+  mkdirSync(join(fuzzDir(), "results"), { recursive: true });
+  writeFileSync(file, JSON.stringify(out, null, 2) + "\n");
+  // The bench report's fuzzing section, where there is a benchmark run to report with.
+  if (writeReportFiles()) console.log("bench/REPORT.md updated");
+  const bad = results.reduce((n, r) => n + r.crashes + r.hangs, 0);
+  console.log(`results in ${join(fuzzDir(), "results", "latest.json")}${bad ? `: ${bad} crashes and hangs (fuzz/crashes/)` : ""}`);
+  // A worker that never returned from a hang may still hold the process.
+  process.exit(bad ? 1 : 0);
+}
+
+if (isMainThread) {
+  main().catch((e) => {
+    console.error(`fuzz: ${e instanceof Error ? e.message : String(e)}`);
+    process.exitCode = 2;
+  });
+} else {
+  // A failure outside an input (the target's setup) ends the worker with it, whatever handlers a target installed.
+  workerMain(workerData as WorkerJob).catch((e) => parentPort!.postMessage({ kind: "failed", error: e instanceof Error ? e.stack ?? e.message : String(e) } satisfies WorkerMessage));
+}
