@@ -241,7 +241,7 @@ function browserSection(b: BrowserBenchResult, quick: boolean): Section {
 function guestIntSection(g: GuestIntResult): Section {
   const qemu = g.ratio_vs_qemu !== null;
   const s = (xs: number[]) => `${median(xs).toFixed(2)} s`;
-  const rows = g.programs.map((p) => [p.program, `\`${p.command}\``, s(p.interpreter), s(p.translated),
+  const rows = g.programs.map((p) => [p.program, `\`${p.command.replace(/\|/g, "\\|")}\``, s(p.interpreter), s(p.translated),
     ...(qemu ? [s(p.qemu), percent(median(p.qemu), median(p.translated))] : [])]);
   return {
     markdown: "## Integer work in the Linux guest\n\n" +
