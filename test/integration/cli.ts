@@ -1,5 +1,6 @@
 // Drive the real `wasmvisor` CLI as a user would: a child process with the console on pipes.
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { packageRoot } from "../../host/platform/node/core";
 
@@ -82,5 +83,16 @@ export function startWebCommand(guestDir: string, onStderr: (text: string) => vo
       if (m) resolve({ child, url: m[1]! });
     });
     child.on("exit", (code) => reject(new Error(`wasmvisor web exited (${code}): ${err}`)));
+  });
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
   });
 }

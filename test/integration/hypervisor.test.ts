@@ -6,7 +6,7 @@ import { describe, test, expect, beforeAll, afterAll } from "vitest";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { connect as tlsConnect } from "node:tls";
-import { createServer, connect as connectTcp } from "node:net";
+import { connect as connectTcp } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
@@ -15,7 +15,7 @@ import { bytesSource, listSections } from "../../host/state/container";
 import type { HostInfo, VmInfo, VmRunStats } from "../../host/hv/types";
 import { assemble } from "../encoder";
 import { ECHO_GUEST, consoleEchoes, malformedRequests, sendAll, statuses } from "../api/malformed-requests";
-import { BIN, runCli } from "./cli";
+import { BIN, freePort, runCli } from "./cli";
 
 let dir: string;
 let socket: string;
@@ -126,14 +126,6 @@ function httpGet(port: number): Promise<string> {
 }
 
 /** A TCP port nobody listens on (now). */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function status(name: string): Promise<VmInfo> {
   return api.call<VmInfo>("GET", `/vms/${name}`);

@@ -6,11 +6,10 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { execFileSync, spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer, type AddressInfo } from "node:net";
 import { parseCli, CliError, type BootCommand } from "../../host/cli/args";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
-import { BIN, Session, runCli } from "./cli";
+import { BIN, Session, freePort, runCli } from "./cli";
 import { README_QEMU_LINES, qemuArgs, qemuLinesOf } from "./qemu-lines";
 
 const UBOOT_M = "/usr/lib/u-boot/qemu-riscv64/u-boot.bin";
@@ -293,12 +292,3 @@ describe("the README's QEMU lines, verbatim", () => {
   }, 300_000);
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
