@@ -185,7 +185,7 @@ export const MMIO_MAP: i32 = 0x100000; // 65536 bytes
 // per set, the way to replace next.
 export const DC_TAGS: i32 = 0xc0000; // DC_PAGES x u32
 export const DC_SCRATCH: i32 = 0xc0800; // u64: a slot for an instruction run without caching it
-export const JIT_SLOT: i32 = 0xc0808; // u64: the slot of an instruction translated code has the core run (jitFp)
+export const JIT_SLOT: i32 = 0xc0808; // u64: the slot of an instruction translated code has the core run (jitExec)
 export const DC_LRU: i32 = 0xc0c00; // DC_PAGES / 2 x u8
 // What the translation tier (host/jit/, docs/TRANSLATION.md) reads per entry: a generation that
 // changes whenever the entry's slots are dropped (so a translation of them is dead), a heat

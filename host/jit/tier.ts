@@ -123,7 +123,7 @@ export class TranslationTier {
       } else if (this.mode === "on" && view.getUint8(L.DC_HEAT + e) < HOT_SAMPLES) continue;
       if (this.counts.liveWasmBytes >= MAX_LIVE_WASM_BYTES) continue;
       const times = t ? t.times + 1 : 0;
-      compileMs += background ? this.translateLater(e, gen, decoded, times) : this.translateNow(e, gen, decoded, times);
+      compileMs += this.translate(e, gen, decoded, times, background);
       budget--;
     }
     this.counts.compileMs += compileMs;
@@ -156,55 +156,46 @@ export class TranslationTier {
     this.counts.liveWasmBytes -= t.bytes;
   }
 
-  // Translate entry e's page and install it at once (tests: every page translated as soon as it
-  // ran, deterministically); returns the milliseconds it took.
-  private translateNow(e: number, gen: number, decoded: number, times: number): number {
+  // Translate entry e's page, from a copy of its slots with the live translation's markers undone
+  // (it stays in use until the new one replaces it). In the background, V8 compiles it on its own
+  // threads while the pCPU's thread goes on running the guest, and it is installed if the page is
+  // still what was translated; otherwise (tests: every page translated as soon as it ran,
+  // deterministically) at once. Returns the milliseconds spent on this thread.
+  private translate(e: number, gen: number, decoded: number, times: number, background: boolean): number {
     const t0 = performance.now();
-    const old = this.entries[e];
-    if (old) this.forget(e, old, true);
-    const t = translatePage(this.core.view, L.DC_SLOTS + e * L.DC_PAGE_BYTES, this.memoryPages());
-    if (!t) this.entries[e] = { index: -1, gen, decoded, times, marks: [], originals: [], bytes: 0 };
-    else this.install(e, gen, decoded, times, t, new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>));
-    return performance.now() - t0;
-  }
-
-  // Translate entry e's page here, compile it in the background (V8's compile threads: the pCPU's
-  // thread goes on running the guest) and install it when it is ready, if the page is still what
-  // was translated. Returns the milliseconds spent on this thread.
-  private translateLater(e: number, gen: number, decoded: number, times: number): number {
-    const t0 = performance.now();
-    // From a copy of the slots with the current translation's markers undone: it stays in use
-    // until the new one replaces it.
     const slots = L.DC_SLOTS + e * L.DC_PAGE_BYTES;
     const copy = this.core.u8.slice(slots, slots + L.DC_PAGE_BYTES);
     const view = new DataView(copy.buffer);
     const old = this.entries[e];
     old?.marks.forEach((off, i) => view.setBigUint64(off * 4, old.originals[i], true));
-    const t = translatePage(view, 0, this.memoryPages());
+    const t = translatePage(view, 0, this.core.memory.buffer.byteLength / 65536);
     if (!t) {
       if (old) Object.assign(old, { decoded, times });
       else this.entries[e] = { index: -1, gen, decoded, times, marks: [], originals: [], bytes: 0 };
-      return performance.now() - t0;
+    } else if (!background) {
+      this.replace(e, gen, decoded, times, t, new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>));
+    } else {
+      const request = ++this.requests;
+      this.pending.set(e, { request, since: performance.now(), turns: this.turns });
+      WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => {
+        if (this.pending.get(e)?.request !== request) return; // given up on
+        this.pending.delete(e);
+        const v = this.core.view;
+        // Dropped meanwhile (a store, eviction, fence.i, a move to another thread): nothing to install.
+        if (this.closed || v.getUint32(L.DC_GEN + e * 4, true) !== gen || v.getUint32(L.DC_TAGS + e * 4, true) === 0) return;
+        const t1 = performance.now();
+        this.replace(e, gen, decoded, times, t, module);
+        this.counts.compileMs += performance.now() - t1;
+      }, () => { if (this.pending.get(e)?.request === request) this.pending.delete(e); });
     }
-    const request = ++this.requests;
-    this.pending.set(e, { request, since: performance.now(), turns: this.turns });
-    WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => {
-      if (this.pending.get(e)?.request !== request) return; // given up on
-      this.pending.delete(e);
-      const v = this.core.view;
-      // Dropped meanwhile (a store, eviction, fence.i, a move to another thread): nothing to install.
-      if (this.closed || v.getUint32(L.DC_GEN + e * 4, true) !== gen || v.getUint32(L.DC_TAGS + e * 4, true) === 0) return;
-      const t1 = performance.now();
-      const cur = this.entries[e];
-      if (cur) this.forget(e, cur, cur.gen === gen);
-      this.install(e, gen, decoded, times, t, module);
-      this.counts.compileMs += performance.now() - t1;
-    }, () => { if (this.pending.get(e)?.request === request) this.pending.delete(e); });
     return performance.now() - t0;
   }
 
-  private memoryPages(): number {
-    return this.core.memory.buffer.byteLength / 65536;
+  // Put translation t of entry e (its slots as of generation gen) in place of the one there.
+  private replace(e: number, gen: number, decoded: number, times: number, t: PageTranslation, module: WebAssembly.Module): void {
+    const cur = this.entries[e];
+    if (cur) this.forget(e, cur, cur.gen === gen);
+    this.install(e, gen, decoded, times, t, module);
   }
 
   // Put translation t of entry e (its slots as of generation gen) in the table and mark its blocks.

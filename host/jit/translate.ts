@@ -3,9 +3,9 @@
 // page's blocks without returning to the run loop. The run loop enters it through the core's
 // function table when it meets an OP_JIT slot (cpu.ts).
 //
-// Covered: RV64I and RVC (already expanded in the slots), M but mulh*, most of Zba/Zbb, loads and
-// stores through an inline TLB compare with the core's slow paths behind it, F and D run by the
-// core (jitFp). Anything else (atomics, CSRs, system instructions, the rest) is left to the
+// Covered: RV64I and RVC (already expanded in the slots), M, Zba, Zbb but orc.b and rev8, Zbs,
+// loads and stores through an inline TLB compare with the core's slow paths behind it, F, D and A
+// run by the core (jitExec). Anything else (CSRs, system instructions) is left to the
 // interpreter: the block ends before it and the next one starts after it.
 
 import * as L from "../core/layout";
@@ -23,8 +23,8 @@ const MAX_BLOCK = 64;
 const P_H = 0, P_PAGE_VA = 1, P_PC = 2, P_TLB_R = 3, P_TLB_W = 4, P_BUDGET = 5;
 const V_RETIRED = 6, V_VA = 7, V_E = 8, V_ST = 9, V_T = 10;
 const X_BASE = 10; // x[r] lives in local X_BASE + r (r = 1..31)
-// What a site that needs the core (a TLB miss, an FP instruction) leaves for the shared slow path.
-// A site says all of it in one constant, V_INFO (see siteInfo); the handlers unpack it.
+// What a load or store site that missed the TLB leaves for the shared slow path, and any site for
+// the shared exit: one constant, V_INFO (see siteInfo), which the handlers unpack.
 const V_KIND = 42, V_ARG = 43, V_VAL = 44, V_SITE = 45, V_NEXT = 46, V_SITE_RET = 47, V_INFO = 48;
 // Temporaries of the high multiplies.
 const V_A = 49, V_B = 50, V_M = 51;
@@ -346,14 +346,12 @@ class BlockEmitter {
   emit(block: Slot[], nextStart: number | undefined): void {
     block.forEach((s, i) => this.instruction(s, i));
     const lastSlot = block[block.length - 1];
-    const n = block.length;
-    if (lastSlot.op in BRANCHES || lastSlot.op === O.OP_JAL || lastSlot.op === O.OP_JALR) {
-      this.count(n);
+    this.count(block.length);
+    if (ENDS_BLOCK.has(lastSlot.op)) {
       this.c.br(this.to.dispatch); // pc is set
       return;
     }
     // The block ended before a leader, a site's return point or an instruction not translated.
-    this.count(n);
     const next = lastSlot.off + lastSlot.len;
     if (next === nextStart) return; // falls into the next block
     this.pcAt(next);

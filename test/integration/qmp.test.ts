@@ -61,6 +61,13 @@ function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Running {
   const guest = () => out.replace(/^(wasmvisor|qemu-system-riscv64): .*$/gm, "");
   return { child, out: () => out, guest, exited };
 }
+// Prints B on the UART, then loops.
+const HELLO_B = asm`
+  li t0, 0x10000000
+  li t1, 66
+  sb t1, 0(t0)
+1: j 1b
+`;
 const wasmvisor = (args: string[], env?: NodeJS.ProcessEnv) => run([process.execPath, BIN, "qemu", ...args], env);
 const realQemu = (args: string[]) => run(["qemu-system-riscv64", ...args]);
 
@@ -222,14 +229,8 @@ describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () 
   }, 60_000);
 
   test("system_reset reboots the machine: the guest starts again from its reset vector", async () => {
-    // Prints B on the UART, then loops.
     const hello = join(dir, "hello.bin");
-    writeFileSync(hello, asm`
-      li t0, 0x10000000
-      li t1, 66
-      sb t1, 0(t0)
-    1: j 1b
-    `);
+    writeFileSync(hello, HELLO_B);
     const sock = join(dir, "reset.sock");
     const p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", hello, "-nographic", "-qmp", `unix:${sock},server=on,wait=off`]);
     const count = () => (p.guest().match(/B/g) ?? []).length;
@@ -310,12 +311,7 @@ describe("QMP: the same sequence against qemu-system-riscv64 and wasmvisor", () 
 
   test("a QMP server that waits (no nowait, QEMU's default): the VM runs once the first client has come", async () => {
     const hello = join(dir, "hello-wait.bin");
-    writeFileSync(hello, asm`
-      li t0, 0x10000000
-      li t1, 66
-      sb t1, 0(t0)
-    1: j 1b
-    `);
+    writeFileSync(hello, HELLO_B);
     const sock = join(dir, "wait.sock");
     const p = wasmvisor(["-M", "virt", "-bios", "none", "-kernel", hello, "-nographic", "-qmp", `unix:${sock},server`]);
     try {
