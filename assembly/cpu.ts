@@ -7,7 +7,7 @@
 import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
   H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
-  VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, VM_STAT_JIT_RETIRED, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
+  VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, VM_STAT_JIT_RETIRED, VM_STAT_JIT_ENTRIES, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
   EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, JIT_SLOT, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
 import {
@@ -376,10 +376,13 @@ export function run(hart: i32, budget: i32): i32 {
   let retired: i64 = 0;
   let fetchVa: u64 = 1; // the page being executed (see pageVa) and its slots
   let slots: usize = 0;
+  let interpreted: i32 = 0; // instructions the last slice ran without translations
 
   while (true) {
     // ---- slice boundary: host, halt, interrupts ----
-    if (fetchVa != 1) dcSampleHeat(slots); // where time goes: what the translation tier compiles
+    // Where interpreting takes time: what the translation tier compiles (a slice spent mostly in
+    // translated code does not make its page hotter; new code in a translated page does).
+    if (fetchVa != 1 && interpreted >= (SLICE >> 1)) dcSampleHeat(slots);
     if (atomic.load<i32>(h + H_ATTN) != 0) { exit = EXIT_ATTENTION; break; }
     const now = mtime();
     if (load<i32>(h + H_WFI) != 0) {
@@ -394,6 +397,7 @@ export function run(hart: i32, budget: i32): i32 {
     if (remaining <= 0) { exit = EXIT_BUDGET; break; }
     let limit: i32 = remaining < SLICE ? remaining : SLICE;
     let count: i32 = 0; // instructions and traps: the work the budget pays for
+    let translated: i32 = 0; // of them, instructions translated code retired
     sliceTraps = 0;
     clearInterruptCheck();
 
@@ -642,8 +646,10 @@ export function run(hart: i32, budget: i32): i32 {
           const js = load<i32>(h + H_JIT_STATUS);
           const jr = load<i32>(h + H_JIT_RETIRED);
           store<u64>(VM_STAT_JIT_RETIRED, load<u64>(VM_STAT_JIT_RETIRED) + <u64>jr);
+          store<u64>(VM_STAT_JIT_ENTRIES, load<u64>(VM_STAT_JIT_ENTRIES) + 1);
           // count++ above stands for the instruction that faulted, else for one that retired
           count += jr - (js == ST_FAULT ? 0 : 1);
+          translated += jr;
           if (js == ST_FAULT) st = ST_FAULT; // pc is the instruction's
           else if (js >= ST_MMIO) { exit = js == ST_MMIO ? EXIT_MMIO : EXIT_TOHOST; limit = count; } // pc is the next one's
           if (charged != 0) limit = count;
@@ -741,6 +747,7 @@ export function run(hart: i32, budget: i32): i32 {
     // instruction expensive (flush storms, self-modifying code) still ends the run in about the
     // time an ordinary budget takes. Only instructions that retired count in instret.
     const work = count + sliceTraps * TRAP_WORK + SLICE_WORK + takeCharged();
+    interpreted = count - translated;
     executed += work;
     retired += count - sliceTraps;
     remaining -= work;

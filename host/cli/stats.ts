@@ -39,7 +39,8 @@ export function formatStats(s: VmStats): string {
   if (p.dirtyFaults) lines.push(`    dirty logging: ${count(p.dirtyFaults)} first-write faults`);
   const j = s.jit;
   if (j) {
-    lines.push(`  translation: ${count(j.retired)} instructions retired translated (${s.instructions ? ((100 * j.retired) / s.instructions).toFixed(1) : "0"}%),` +
+    lines.push(`  translation: ${count(j.retired)} instructions retired translated (${s.instructions ? ((100 * j.retired) / s.instructions).toFixed(1) : "0"}%,` +
+      ` ${j.entries ? (j.retired / j.entries).toFixed(0) : 0} an entry),` +
       ` ${count(j.translations)} pages translated (${count(j.live)} live, ${(j.liveWasmBytes / 1024).toFixed(0)} KiB),` +
       ` ${j.compileMs.toFixed(1)} ms compiling (${j.translations ? ((1000 * j.compileMs) / j.translations).toFixed(0) : 0} µs a page)`);
   }

@@ -10,7 +10,7 @@
 
 import * as L from "../core/layout";
 import * as O from "../core/ops";
-import { Code, I32, I64, OP, moduleBytes, type Label } from "./wasm-writer";
+import { Code, F64, I32, I64, OP, moduleBytes, type Label } from "./wasm-writer";
 
 // The run loop's status codes (cpu.ts), as translations leave them in H_JIT_STATUS.
 const ST_NEXT = 1;
@@ -28,7 +28,11 @@ const X_BASE = 10; // x[r] lives in local X_BASE + r (r = 1..31)
 const V_KIND = 42, V_ARG = 43, V_VAL = 44, V_SITE = 45, V_NEXT = 46, V_SITE_RET = 47, V_INFO = 48;
 // Temporaries of the high multiplies.
 const V_A = 49, V_B = 50, V_M = 51;
-const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32, I32, I64, I64, I64];
+// The dispatch's index: the next instruction's halfword in the page less the first block's.
+const V_IDX = 52;
+// Floating point inline: whether its fast paths may run (see fpFastOk), a result's bits, an operand.
+const V_FPOK = 53, V_FBITS = 54, V_FX = 55;
+const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32, I32, I64, I64, I64, I32, I32, I64, F64];
 const KIND_LOAD = 0, KIND_STORE = 1;
 // Imports: the core's slow paths.
 const F_LOAD = 0, F_STORE = 1, F_EXEC = 2;
@@ -101,7 +105,8 @@ const SHADD: Record<number, [number, boolean]> = { // rd = (rs1 [zext32]) << n +
 };
 const DIVS = new Set([O.OP_DIV, O.OP_DIVU, O.OP_REM, O.OP_REMU, O.OP_DIVW, O.OP_DIVUW, O.OP_REMW, O.OP_REMUW]);
 // Floating point and atomics run in the core (jitExec: the interpreter's code, its rounding modes,
-// flags and reservations), called with the slot: the block goes on around them.
+// flags and reservations), called with the slot: the block goes on around them. The common double
+// operations also have an inline fast path (fpFast) for when their flags cannot change.
 const FP_OPS = new Set([O.OP_FLW, O.OP_FLD, O.OP_FSW, O.OP_FSD, O.OP_FP, O.OP_FADD_D, O.OP_FSUB_D, O.OP_FMUL_D, O.OP_FDIV_D]);
 const CORE_OPS = new Set([...FP_OPS, O.OP_AMO]);
 /** OP_FP instructions that write an integer register: fmv.x.w/d, fclass, feq/flt/fle, fcvt to an integer. */
@@ -221,31 +226,39 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
     }
   }
   const load = [...used].sort((a, b) => a - b);
+  if (blocks.some((blk) => blk.some((s) => FP_OPS.has(s.op)))) fpFastOk(c);
   const store = [...written].sort((a, b) => a - b);
   const loadReg = (r: number) => c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(X_BASE + r);
   for (const r of load) loadReg(r);
   const storeRegs = () => { for (const r of store) c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8); };
+  const first = blocks[0][0].off >> 1;
+  const last = blocks[blocks.length - 1][0].off >> 1;
+  // Entered at a leader of the page.
+  c.get(P_PC).get(P_PAGE_VA).op(OP.i64Sub).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).i32(first).op(OP.i32Sub).set(V_IDX);
   const exit = c.block();
   const dispatch = c.loop();
   const slow = c.block();
   const leave = c.block();
-  // if (retired >= budget) leave; off = pc - pageVa; if (off >= 4096) leave
-  c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).brIf(leave);
-  c.get(P_PC).get(P_PAGE_VA).op(OP.i64Sub).set(V_T);
-  c.get(V_T).i64(4096).op(OP.i64GeU).brIf(leave);
+  const leaveIdx = c.block();
+  c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).brIf(leaveIdx);
   const labels: Label[] = [];
   for (let i = blocks.length - 1; i >= 0; i--) labels[i] = c.block();
-  const first = blocks[0][0].off >> 1;
-  const last = blocks[blocks.length - 1][0].off >> 1;
   const byHalf = new Map(blocks.map((blk, i) => [blk[0].off >> 1, labels[i]]));
   const table: Label[] = [];
-  for (let h = first; h <= last; h++) table.push(byHalf.get(h) ?? leave);
-  c.get(V_T).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).i32(first).op(OP.i32Sub).brTable(table, leave);
-  const emitter = new BlockEmitter(c, { dispatch, slow, leave, exit }, written, view, slots);
+  for (let h = first; h <= last; h++) table.push(byHalf.get(h) ?? leaveIdx);
+  c.get(V_IDX).brTable(table, leaveIdx);
+  const emitter = new BlockEmitter(c, { dispatch, slow, leave, exit }, written, view, slots, first);
+  const blockAt = new Map(blocks.map((blk, i) => [blk[0].off, i]));
   blocks.forEach((blk, i) => {
     c.end(labels[i]);
-    emitter.emit(blk, blocks[i + 1]?.[0].off);
+    // A jump to a later block of the page is a branch out of the labels still open, straight to
+    // it; one to this or an earlier block goes round the dispatch, which checks the budget.
+    const later = (off: number) => { const k = blockAt.get(off); return k !== undefined && k > i ? labels[k] : null; };
+    emitter.emit(blk, blocks[i + 1]?.[0].off, later);
   });
+  c.end(leaveIdx);
+  // Leaving at the dispatch (the budget is spent, or no block starts there): pc from the index.
+  c.get(P_PAGE_VA).get(V_IDX).i32(first).op(OP.i32Add).i32(1).op(OP.i32Shl).op(OP.i64ExtendI32U).op(OP.i64Add).set(P_PC);
   c.end(leave);
   storeRegs();
   // Entered at an OP_JIT slot, a translation always runs a block first: leaving with nothing done
@@ -282,7 +295,7 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.end(isLoad);
   c.get(V_ST).i32(ST_NEXT).op(OP.i32Ne).brIf(exit);
   c.get(V_RETIRED).get(V_SITE_RET).op(OP.i32Add).i32(1).op(OP.i32Add).set(V_RETIRED);
-  c.get(P_PAGE_VA).get(V_NEXT).op(OP.i64ExtendI32U).op(OP.i64Add).set(P_PC);
+  c.get(V_NEXT).i32(1).op(OP.i32ShrU).i32(first).op(OP.i32Sub).set(V_IDX);
   c.br(dispatch);
   c.end(dispatch);
   c.op(OP.unreachable);
@@ -299,6 +312,21 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.get(P_H).get(V_ST).get(V_ST).i32(JIT_LEAVE).op(OP.i32Ne).op(OP.i32Mul).mem(OP.i32Store, 2, L.H_JIT_STATUS); // JIT_LEAVE: 0
   c.get(P_PAGE_VA).get(V_NEXT).op(OP.i64ExtendI32U).op(OP.i64Add).ret();
   c.finish();
+}
+
+// Doubles' fields (IEEE 754 binary64).
+const D_SIGN = -(2n ** 63n), D_ABS = 2n ** 63n - 1n, D_INF = 0x7ffn << 52n, D_HIDDEN = 1n << 52n;
+/** mstatus.FS (both bits: Dirty) and fcsr's fields the fast paths depend on. */
+const MS_FS = 0x6000, FCSR_FRM = 0xe0, FCSR_NX = 1;
+
+// The inline FP paths' precondition, for the whole call (nothing a translation runs changes it:
+// CSR writes and traps end a translation): the FP state is Dirty (writing an FP register changes
+// nothing in mstatus), frm is round-to-nearest-even and NX is already set (an inexact result
+// raises nothing new). Compilers' code sets NX early and never clears it.
+function fpFastOk(c: Code): void {
+  c.get(P_H).mem(OP.i32Load, 2, L.H_MSTATUS).i32(MS_FS).op(OP.i32And).i32(MS_FS).op(OP.i32Eq);
+  c.get(P_H).mem(OP.i32Load, 2, L.H_FCSR).i32(FCSR_FRM | FCSR_NX).op(OP.i32And).i32(FCSR_NX).op(OP.i32Eq);
+  c.op(OP.i32And).set(V_FPOK);
 }
 
 // A site's constant: the slow path's kind (bit 0), a load's f3 or a store's size log2 (bits 1-3),
@@ -340,22 +368,68 @@ class BlockEmitter {
     private readonly written: Set<number>,
     private readonly view: DataView,
     private readonly slots: number,
+    /** The first block's halfword in the page: dispatch indexes count from it. */
+    private readonly first: number,
   ) {}
 
-  /** One block; `nextStart`: where the block after it in the function starts (it falls through there). */
-  emit(block: Slot[], nextStart: number | undefined): void {
-    block.forEach((s, i) => this.instruction(s, i));
+  /**
+   * One block; `nextStart`: where the block after it in the function starts (it falls through
+   * there); `later`: the label of a later block starting at an offset, if there is one.
+   */
+  emit(block: Slot[], nextStart: number | undefined, later: (off: number) => Label | null): void {
     const lastSlot = block[block.length - 1];
+    const ends = ENDS_BLOCK.has(lastSlot.op);
+    block.forEach((s, i) => { if (!ends || s !== lastSlot) this.instruction(s, i); });
     this.count(block.length);
-    if (ENDS_BLOCK.has(lastSlot.op)) {
-      this.c.br(this.to.dispatch); // pc is set
-      return;
-    }
-    // The block ended before a leader, a site's return point or an instruction not translated.
     const next = lastSlot.off + lastSlot.len;
-    if (next === nextStart) return; // falls into the next block
+    if (ends) {
+      this.transfer(lastSlot, later);
+      if (lastSlot.op === O.OP_JALR || lastSlot.op === O.OP_JAL) return;
+    }
+    // Past the block's end (a branch not taken, a leader, a site's return point or an
+    // instruction not translated): the next block if it starts there, else leave.
+    if (next === nextStart) return;
     this.pcAt(next);
     this.c.set(P_PC).br(this.to.leave);
+  }
+
+  // A block's last instruction, a control transfer; a branch not taken goes on past it.
+  private transfer(s: Slot, later: (off: number) => Label | null): void {
+    const c = this.c;
+    if (s.op === O.OP_JALR) {
+      this.read(s.rs1);
+      c.i64(s.imm).op(OP.i64Add).i64(-2).op(OP.i64And).set(V_T);
+      this.pcAt(s.off + s.len);
+      this.write(s.rd);
+      // In the page: round the dispatch; else leave.
+      c.get(V_T).set(P_PC);
+      c.get(V_T).get(P_PAGE_VA).op(OP.i64Sub).set(V_T);
+      const inPage = c.get(V_T).i64(4096).op(OP.i64LtU).if_();
+      c.get(V_T).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).i32(this.first).op(OP.i32Sub).set(V_IDX).br(this.to.dispatch);
+      c.end(inPage);
+      c.br(this.to.leave);
+      return;
+    }
+    if (s.op === O.OP_JAL) {
+      this.pcAt(s.off + s.len);
+      this.write(s.rd);
+      this.jump(s.off + s.imm, later);
+      return;
+    }
+    this.read(s.rs1);
+    this.read(s.rs2);
+    c.op(BRANCHES[s.op]);
+    const taken = c.if_();
+    this.jump(s.off + s.imm, later);
+    c.end(taken);
+  }
+
+  // To the instruction at page offset `off`: straight to a later block, else through the dispatch.
+  private jump(off: number, later: (off: number) => Label | null): void {
+    const label = later(off);
+    if (label) this.c.br(label);
+    else if (off >= 0 && off < 4096) this.c.i32((off >> 1) - this.first).set(V_IDX).br(this.to.dispatch);
+    else { this.pcAt(off); this.c.set(P_PC).br(this.to.leave); }
   }
 
   // ---- registers ----
@@ -387,6 +461,16 @@ class BlockEmitter {
     const op = s.op;
     if (op === O.OP_NOP) return;
     if (CORE_OPS.has(op)) {
+      const fast = this.fpFast(s);
+      let done: Label | undefined;
+      if (fast) {
+        done = c.block();
+        const core = c.block();
+        c.get(V_FPOK).op(OP.i32Eqz).brIf(core);
+        fast(core);
+        c.br(done);
+        c.end(core);
+      }
       // The core runs it on the hart block: its integer sources (an address, fmv.d.x's, an AMO's
       // operand) must be there.
       const [reads, writesInt] = operands(s);
@@ -402,6 +486,7 @@ class BlockEmitter {
       const bad = c.get(V_ST).i32(ST_NEXT).op(OP.i32Ne).if_();
       this.toExit(s, i);
       c.end(bad);
+      if (done) c.end(done);
       return;
     }
     if (op in LOADS) {
@@ -433,33 +518,111 @@ class BlockEmitter {
       c.end(hit);
       return;
     }
-    if (op in BRANCHES) {
-      this.read(s.rs1);
-      this.read(s.rs2);
-      c.op(BRANCHES[op]);
-      const taken = c.if_();
-      this.pcAt(s.off + s.imm);
-      c.set(P_PC).else_();
-      this.pcAt(s.off + s.len);
-      c.set(P_PC).end(taken);
-      return;
-    }
-    if (op === O.OP_JAL) {
-      this.pcAt(s.off + s.len);
-      this.write(s.rd);
-      this.pcAt(s.off + s.imm);
-      c.set(P_PC);
-      return;
-    }
-    if (op === O.OP_JALR) {
-      this.read(s.rs1);
-      c.i64(s.imm).op(OP.i64Add).i64(-2).op(OP.i64And).set(V_T);
-      this.pcAt(s.off + s.len);
-      this.write(s.rd);
-      c.get(V_T).set(P_PC);
-      return;
-    }
     this.alu(s);
+  }
+
+  // ---- floating point, inline ----
+  // While fpFastOk holds, a double operation whose result is a normal number (or, for a sum, any
+  // finite number) can raise no flag but NX, which is already set, and rounds as the host does:
+  // the host's instruction gives the architectural result. Anything else (a NaN, an infinity, a
+  // tiny result, a conversion out of range) branches to `core`, which runs it in full.
+
+  private fr(r: number, type: "i64" | "f64"): void {
+    this.c.get(P_H).mem(type === "i64" ? OP.i64Load : OP.f64Load, 3, L.H_F + r * 8);
+  }
+  /** Store V_FBITS to f[rd]. */
+  private fw(rd: number): void {
+    this.c.get(P_H).get(V_FBITS).mem(OP.i64Store, 3, L.H_F + rd * 8);
+  }
+  // The bits on the stack to V_FBITS; to `core` unless they are a normal number (finite: any finite one).
+  private checked(core: Label, finite: boolean): void {
+    const c = this.c;
+    c.op(OP.i64ReinterpretF64).set(V_FBITS);
+    if (finite) c.get(V_FBITS).i64(D_INF).op(OP.i64And).i64(D_INF).op(OP.i64Eq).brIf(core);
+    else c.get(V_FBITS).i64(D_ABS).op(OP.i64And).i64(D_HIDDEN + 1n).op(OP.i64Sub).i64(D_INF - D_HIDDEN - 1n).op(OP.i64GeU).brIf(core);
+  }
+
+  /** The fast path of an F/D instruction, or null when it has none (single precision, other rounding modes, FMA...). */
+  private fpFast(s: Slot): ((core: Label) => void) | null {
+    const c = this.c;
+    const op = s.op;
+    const rm = (s.imm >>> 12) & 7;
+    const rne = rm === 0 || rm === 7; // round to nearest even, statically or as frm (fpFastOk)
+    if (op === O.OP_FLD || op === O.OP_FSD) {
+      const load = op === O.OP_FLD;
+      return (core) => {
+        this.read(s.rs1);
+        c.i64(s.imm).op(OP.i64Add).set(V_VA);
+        this.tlbEntry(load ? P_TLB_R : P_TLB_W);
+        this.tlbHit(3).op(OP.i32Eqz).brIf(core);
+        if (load) c.get(P_H);
+        c.get(V_VA).get(V_E).mem(OP.i64Load, 3, 8).op(OP.i64Add).op(OP.i32WrapI64);
+        if (load) c.mem(OP.i64Load, 3, 0).mem(OP.i64Store, 3, L.H_F + s.rd * 8);
+        else { this.fr(s.rs2, "i64"); c.mem(OP.i64Store, 3, 0); }
+      };
+    }
+    if (op >= O.OP_FADD_D && op <= O.OP_FDIV_D) {
+      if (!rne) return null;
+      const wop = [OP.f64Add, OP.f64Sub, OP.f64Mul, OP.f64Div][op - O.OP_FADD_D];
+      return (core) => {
+        this.fr(s.rs1, "f64"); this.fr(s.rs2, "f64"); c.op(wop);
+        // A finite sum is exact or merely inexact (sums in the subnormal range are exact).
+        this.checked(core, op === O.OP_FADD_D || op === O.OP_FSUB_D);
+        this.fw(s.rd);
+      };
+    }
+    if (op !== O.OP_FP || (s.imm & 0x7f) !== 0x53) return null;
+    const f7 = s.imm >>> 25, f3 = (s.imm >>> 12) & 7, rs2 = (s.imm >>> 20) & 31;
+    if (f7 === 0x2d && rs2 === 0 && rne) { // fsqrt.d
+      return (core) => { this.fr(s.rs1, "f64"); c.op(OP.f64Sqrt); this.checked(core, false); this.fw(s.rd); };
+    }
+    if (f7 === 0x11 && f3 <= 2) { // fsgnj.d, fsgnjn.d, fsgnjx.d: bits only, never a flag
+      return () => {
+        this.fr(s.rs1, "i64");
+        if (f3 !== 2) c.i64(~D_SIGN).op(OP.i64And);
+        this.fr(s.rs2, "i64");
+        if (f3 === 1) c.i64(-1).op(OP.i64Xor);
+        c.i64(D_SIGN).op(OP.i64And).op(f3 === 2 ? OP.i64Xor : OP.i64Or).set(V_FBITS);
+        this.fw(s.rd);
+      };
+    }
+    if (f7 === 0x71 && f3 === 0 && rs2 === 0) return () => { this.fr(s.rs1, "i64"); this.write(s.rd); }; // fmv.x.d
+    if (f7 === 0x79 && f3 === 0 && rs2 === 0) return () => { this.read(s.rs1); c.set(V_FBITS); this.fw(s.rd); }; // fmv.d.x
+    if (f7 === 0x69 && rs2 <= 3 && (rs2 <= 1 ? rm <= 4 || rm === 7 : rne)) { // fcvt.d.w[u], fcvt.d.l[u]
+      return () => {
+        this.read(s.rs1);
+        if (rs2 <= 1) c.op(OP.i32WrapI64, rs2 === 0 ? OP.f64ConvertI32S : OP.f64ConvertI32U);
+        else c.op(rs2 === 2 ? OP.f64ConvertI64S : OP.f64ConvertI64U);
+        c.op(OP.i64ReinterpretF64).set(V_FBITS);
+        this.fw(s.rd);
+      };
+    }
+    if (f7 === 0x61 && rs2 <= 3 && rm === 1) { // fcvt.w[u].d, fcvt.l[u].d rounding toward zero
+      // In range (NaN is not) the host's truncation is the result; the word forms sign-extend.
+      const [lo, hi, trunc] = [
+        [-2147483649, 2147483648, OP.i32TruncF64S], [-1, 4294967296, OP.i32TruncF64U],
+        [-9223372036854777856, 9223372036854775808, OP.i64TruncF64S], [-1, 18446744073709551616, OP.i64TruncF64U],
+      ][rs2];
+      return (core) => {
+        this.fr(s.rs1, "f64"); c.set(V_FX);
+        c.get(V_FX).f64(lo).op(OP.f64Gt).get(V_FX).f64(hi).op(OP.f64Lt).op(OP.i32And).op(OP.i32Eqz).brIf(core);
+        c.get(V_FX).op(trunc);
+        if (rs2 <= 1) c.op(OP.i64ExtendI32S);
+        this.write(s.rd);
+      };
+    }
+    if (f7 === 0x51 && f3 <= 2) { // fle.d, flt.d, feq.d: a NaN may raise NV, the core decides
+      return (core) => {
+        this.fr(s.rs1, "f64"); c.set(V_FX);
+        c.get(V_FX).get(V_FX).op(OP.f64Ne);
+        this.fr(s.rs2, "f64"); this.fr(s.rs2, "f64"); c.op(OP.f64Ne).op(OP.i32Or).brIf(core);
+        c.get(V_FX);
+        this.fr(s.rs2, "f64");
+        c.op([OP.f64Le, OP.f64Lt, OP.f64Eq][f3], OP.i64ExtendI32U);
+        this.write(s.rd);
+      };
+    }
+    return null;
   }
 
   // e = tlb + ((va >> 12) & (TLB_ENTRIES - 1)) * 16

@@ -4,6 +4,7 @@
 
 export const I32 = 0x7f;
 export const I64 = 0x7e;
+export const F64 = 0x7c;
 const EMPTY = 0x40;
 
 export class Bytes {
@@ -138,6 +139,11 @@ export class Code extends Bytes {
     this.byte(0x42);
     return typeof v === "number" && Number.isSafeInteger(v) ? this.sleb(v) : this.s64(BigInt.asIntN(64, BigInt(v)));
   }
+  f64(v: number): this {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, v, true);
+    return this.byte(0x44).bytes(b);
+  }
   /** A load or store opcode with its memarg (natural alignment). */
   mem(op: number, align: number, offset: number): this {
     return this.byte(op).u32(align).u32(offset);
@@ -179,6 +185,11 @@ export const OP = {
   i64ShrS: 0x87, i64ShrU: 0x88, i64Rotl: 0x89, i64Rotr: 0x8a,
   i32WrapI64: 0xa7, i64ExtendI32S: 0xac, i64ExtendI32U: 0xad,
   i64Extend8S: 0xc2, i64Extend16S: 0xc3, i64Extend32S: 0xc4,
+  f64Load: 0x2b, f64Eq: 0x61, f64Ne: 0x62, f64Lt: 0x63, f64Gt: 0x64, f64Le: 0x65, f64Ge: 0x66,
+  f64Sqrt: 0x9f, f64Add: 0xa0, f64Sub: 0xa1, f64Mul: 0xa2, f64Div: 0xa3,
+  i32TruncF64S: 0xaa, i32TruncF64U: 0xab, i64TruncF64S: 0xb0, i64TruncF64U: 0xb1,
+  f64ConvertI32S: 0xb7, f64ConvertI32U: 0xb8, f64ConvertI64S: 0xb9, f64ConvertI64U: 0xba,
+  i64ReinterpretF64: 0xbd,
 } as const;
 
 export interface FuncType {

@@ -33,15 +33,18 @@ export function run(bytes: Uint8Array, jit: JitMode, timeoutSeconds = 60) {
   const m = new VirtMachine({ module: loadCoreModule(), memory: 64 << 20, bios: null, kernel: { name: "p", bytes }, jit, output: () => {} });
   const reason = runToStop(m, timeoutSeconds);
   const regs = Array.from({ length: 32 }, (_, i) => m.core.x(0, i));
-  return { reason, regs, instret: m.core.totalInstret(), jit: m.stats().jit };
+  const fregs = Array.from({ length: 32 }, (_, i) => m.core.f(0, i));
+  return { reason, regs, fregs, fcsr: m.core.csr(0, 0x003), instret: m.core.totalInstret(), jit: m.stats().jit };
 }
 
-/** Run interpreted and with every page translated: the same end, registers and retired count. */
+/** Run interpreted and with every page translated: the same end, registers (x, f, fcsr) and retired count. */
 export function same(name: string, source: string): ReturnType<typeof run> {
   const bytes = assemble(name, source);
   const a = run(bytes, "off"), t = run(bytes, "all");
   expect(t.reason).toEqual(a.reason);
   expect(t.regs.map((v, i) => `x${i}=${v.toString(16)}`)).toEqual(a.regs.map((v, i) => `x${i}=${v.toString(16)}`));
+  expect(t.fregs.map((v, i) => `f${i}=${v.toString(16)}`)).toEqual(a.fregs.map((v, i) => `f${i}=${v.toString(16)}`));
+  expect(t.fcsr.toString(16)).toBe(a.fcsr.toString(16));
   expect(t.instret).toBe(a.instret);
   return t;
 }

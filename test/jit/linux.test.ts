@@ -39,10 +39,11 @@ describe("Linux with the translation tier", () => {
       s.send("poweroff\r");
       expect(await s.exited).toBe(0);
       // --stats: the share the translations retired, and that they were made and thrown away.
-      const m = /translation: ([\d,]+) instructions retired translated \(([\d.]+)%\), ([\d,]+) pages translated/.exec(s.err);
+      const m = /translation: ([\d,]+) instructions retired translated \(([\d.]+)%, (\d+) an entry\), ([\d,]+) pages translated/.exec(s.err);
       expect(m, s.err).not.toBeNull();
       expect(Number(m![2])).toBeGreaterThan(30);
-      expect(Number(m![3].replace(/,/g, ""))).toBeGreaterThan(20);
+      expect(Number(m![3])).toBeGreaterThan(10); // instructions a call into translated code runs
+      expect(Number(m![4].replace(/,/g, ""))).toBeGreaterThan(20);
       void at;
     } finally {
       s.kill();

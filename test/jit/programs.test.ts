@@ -109,6 +109,51 @@ ${EXIT}`);
     expect(t.jit!.retired / t.instret).toBeGreaterThan(0.9);
   });
 
+  it("inline double operations give way to the core wherever a flag other than NX is raised", () => {
+    // Each line: an operation at an edge, then the flags it raised are collected (in a5) and
+    // reset to NX alone, the state in which the translator's inline paths run.
+    const cases = [
+      ["0x0010000000000001", "0x3fe0000000000000", "fmul.d f2, f0, f1"], // tiny: UF
+      ["0x7fefffffffffffff", "0x7fefffffffffffff", "fadd.d f2, f0, f1"], // OF
+      ["0x3ff0000000000000", "0x0", "fdiv.d f2, f0, f1"], // DZ
+      ["0xbff0000000000000", "0x0", "fsqrt.d f2, f0"], // NV
+      ["0x7ff0000000000000", "0xfff0000000000000", "fadd.d f2, f0, f1"], // inf - inf: NV
+      ["0xbff0000000000000", "0x0", "fcvt.wu.d a4, f0, rtz"], // NV, and the result
+      ["0x41e0000000000000", "0x0", "fcvt.w.d a4, f0, rtz"], // 2^31: NV
+      ["0xc3e0000000000000", "0x0", "fcvt.l.d a4, f0, rtz"], // -2^63: exact, no NV
+      ["0x7ff4000000000000", "0x0", "feq.d a4, f0, f1"], // signaling NaN: NV
+      ["0x7ff8000000000000", "0x0", "flt.d a4, f0, f1"], // quiet NaN: NV
+      ["0x0000000000000001", "0x4000000000000000", "fdiv.d f2, f0, f1"], // subnormal result: UF
+      ["0x8000000000000000", "0x0", "fadd.d f2, f0, f1"], // -0 + 0
+    ];
+    const body = cases.map(([a, b, insn]) => `
+  li t0, ${a}
+  fmv.d.x f0, t0
+  li t0, ${b}
+  fmv.d.x f1, t0
+  ${insn}
+  fmv.x.d t2, f2
+  add a6, a6, t2
+  add a6, a6, a4
+  frflags t1
+  slli a5, a5, 1
+  xor a5, a5, t1
+  fsflags s1`).join("");
+    const t = same("fpedges", `
+  li t0, 0x6000
+  csrs mstatus, t0     # FS dirty
+  li s1, 1             # NX
+  fsflags s1
+  li s0, 3000
+  .align 12
+loop:${body}
+  addi s0, s0, -1
+  bnez s0, loop
+${EXIT}`);
+    expect(t.regs[15]).not.toBe(0n); // a5: flags were raised
+    expect(t.jit!.retired / t.instret).toBeGreaterThan(0.5);
+  });
+
   it("a trap loop under --jit all is stopped as interpreted", () => {
     const bytes = assemble("trap", `
   li t0, 0x40000000    # nothing there: every fetch faults, the handler's too
