@@ -6,7 +6,7 @@
 
 import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
-  H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
+  H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_FENCE, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
   VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, VM_STAT_JIT_RETIRED, VM_STAT_JIT_ENTRIES, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
   EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, JIT_SLOT, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
@@ -25,7 +25,7 @@ import { csrAccess, csrIllegal, interruptCheckNeeded, clearInterruptCheck, setPe
 import { execFp, fpIllegal, arithD } from "./fp";
 import { decode } from "./decode";
 import * as D from "./decode";
-import { dcPage, decodeSlot, dcFlush, dcSampleHeat } from "./dcache";
+import { dcPage, decodeSlot, dcFlush, dcSampleHeat, dcMeta } from "./dcache";
 
 // Instructions between polls of interrupts, clock and host attention.
 const SLICE: i32 = 4096;
@@ -264,8 +264,9 @@ function execFpSlot(h: usize, sp: usize): i32 {
  * the translation sees ST_FAULT.
  */
 export function jitExec(slot: u64, pc: u64): i32 {
-  store<u64>(JIT_SLOT, slot);
-  const st = (<u32>slot & 0x7f) == D.OP_AMO ? execAmo(H, JIT_SLOT) : execFpSlot(H, JIT_SLOT);
+  const sp = JIT_SLOT + dcMeta; // this thread's
+  store<u64>(sp, slot);
+  const st = (<u32>slot & 0x7f) == D.OP_AMO ? execAmo(H, sp) : execFpSlot(H, sp);
   if (st == ST_ILLEGAL) {
     raise(EXC_ILLEGAL, rawInstruction(pc, <u32>slot & 0xff));
     return ST_FAULT;
@@ -310,14 +311,15 @@ function fetchDecode(pc: u64): usize {
   if (decodeSlot(slot, pageHost, host)) return slot;
   // The page was invalidated under the loop: run this one from scratch, look the page up again.
   pageVa = 1;
-  return DC_SCRATCH;
+  return DC_SCRATCH + dcMeta;
 }
 
 function decodeUncached(pc: u64): usize {
   const bits = fetchSlow(pc);
   if (accStatus != ACC_OK) return 0;
-  store<u64>(DC_SCRATCH, decode(bits));
-  return DC_SCRATCH;
+  const sp = DC_SCRATCH + dcMeta; // this thread's
+  store<u64>(sp, decode(bits));
+  return sp;
 }
 
 // The instruction bits at pc, for mtval on an illegal-instruction trap.
@@ -433,6 +435,7 @@ export function run(hart: i32, budget: i32): i32 {
       // write to the instruction's own page drops the page's decoded slots.
       switch (op & 0x7f) {
         case D.OP_NOP: pc = npc; break;
+        case D.OP_FENCE: atomic.add<i32>(h + H_FENCE, 0); pc = npc; break; // harts on other threads see stores before later loads
         // ---- loads and stores ----
         case D.OP_LB: {
           const va = rx(h, fRs1(sp)) + fImm(sp);
@@ -758,6 +761,6 @@ export function run(hart: i32, budget: i32): i32 {
   store<i32>(h + H_EXIT_REASON, exit);
   store<i64>(h + H_EXIT_EXECUTED, executed);
   store<i64>(h + H_EXIT_RETIRED, retired);
-  store<i64>(VM_INSTRET_TOTAL, load<i64>(VM_INSTRET_TOTAL) + retired);
+  atomic.add<i64>(VM_INSTRET_TOTAL, retired); // harts of the VM may run on several threads
   return exit;
 }

@@ -240,8 +240,10 @@ function legalTvec(v: u64): u64 {
 
 function writeMipBits(mask: u64, v: u64): void {
   const m = <u32>mask;
-  const cur = atomic.load<u32>(H + H_MIP);
-  atomic.store<u32>(H + H_MIP, (cur & ~m) | (<u32>v & m));
+  // Another hart (a CLINT write on another thread) may change MSIP meanwhile: keep its bit.
+  let cur: u32;
+  do cur = atomic.load<u32>(H + H_MIP);
+  while (atomic.cmpxchg<u32>(H + H_MIP, cur, (cur & ~m) | (<u32>v & m)) != cur);
   interruptCheckNeeded = true;
 }
 

@@ -10,43 +10,54 @@
 // resolve). Host writes (DMA, loaders) invalidate through invalidateCode(). Self-modifying code
 // therefore works without fence.i; fence.i still drops the whole cache, as the ISA allows.
 
-import { DC_TAGS, DC_SCRATCH, DC_LRU, DC_GEN, DC_HEAT, DC_DECODED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, H_TLB, H_TLB_LIVE, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE } from "./layout";
+import {
+  DC_TAGS, DC_SCRATCH, DC_LRU, DC_GEN, DC_HEAT, DC_DECODED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, DC_CACHES,
+  DC_META_STRIDE, DC_SLOTS_STRIDE, H_TLB, H_TLB_LIVE, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE,
+} from "./layout";
 import { hartBase, nharts, charge, fillCharged } from "./hart";
 import { decode } from "./decode";
 
 // Entries come in 2-way sets: a page may sit in either entry of its set.
 const SETS: usize = <usize>DC_PAGES / 2;
 
+// This thread's cache (see DC_CACHES): where its fields and its slots are.
+export let dcMeta: usize = 0;
+let dcSlots: usize = DC_SLOTS;
+
+/** Run from cache k from now on, starting it empty (a Core taking up harts on its thread). */
+export function dcSelect(k: i32): void {
+  dcMeta = <usize>k * <usize>DC_META_STRIDE;
+  dcSlots = <usize>DC_SLOTS + <usize>k * <usize>DC_SLOTS_STRIDE;
+  dcFlush();
+}
+
 @inline function setOf(hostPage: usize): usize {
   return (hostPage >> 12) & (SETS - 1);
 }
 
-// The entry caching `hostPage`, or -1.
-@inline function findEntry(hostPage: usize): isize {
+// The entry of the cache whose fields are at `meta` caching `hostPage`, or -1.
+@inline function findEntry(meta: usize, hostPage: usize): isize {
   const e = setOf(hostPage) << 1;
-  if (load<u32>(DC_TAGS + (e << 2)) == <u32>hostPage) return <isize>e;
-  if (load<u32>(DC_TAGS + ((e + 1) << 2)) == <u32>hostPage) return <isize>(e + 1);
+  if (load<u32>(meta + DC_TAGS + (e << 2)) == <u32>hostPage) return <isize>e;
+  if (load<u32>(meta + DC_TAGS + ((e + 1) << 2)) == <u32>hostPage) return <isize>(e + 1);
   return -1;
-}
-
-@inline function slotsOf(e: usize): usize {
-  return DC_SLOTS + e * <usize>DC_PAGE_BYTES;
 }
 
 /** The slots of the code page at host offset `hostPage`, allocating (empty) on a miss. */
 export function dcPage(hostPage: usize): usize {
   const set = setOf(hostPage);
-  let e = findEntry(hostPage);
+  const meta = dcMeta;
+  let e = findEntry(meta, hostPage);
   if (e >= 0) {
-    store<u8>(DC_LRU + set, <u8>(~e & 1)); // replace the other way next
-    return slotsOf(<usize>e);
+    store<u8>(meta + DC_LRU + set, <u8>(~e & 1)); // replace the other way next
+    return dcSlots + <usize>e * <usize>DC_PAGE_BYTES;
   }
-  e = <isize>((set << 1) + <usize>load<u8>(DC_LRU + set));
-  store<u8>(DC_LRU + set, <u8>(~e & 1));
-  const slots = slotsOf(<usize>e);
+  e = <isize>((set << 1) + <usize>load<u8>(meta + DC_LRU + set));
+  store<u8>(meta + DC_LRU + set, <u8>(~e & 1));
+  const slots = dcSlots + <usize>e * <usize>DC_PAGE_BYTES;
   fillCharged(slots, 0, <usize>DC_PAGE_BYTES);
-  renew(<usize>e);
-  store<u32>(DC_TAGS + (<usize>e << 2), <u32>hostPage);
+  renew(meta, <usize>e);
+  store<u32>(meta + DC_TAGS + (<usize>e << 2), <u32>hostPage);
   revokeWriteMappings(hostPage);
   return slots;
 }
@@ -96,37 +107,56 @@ function dropWriteMappings(hostPage: usize): void {
 
 // Entry e's slots are dropped: a translation of them is dead (the host sees the generation
 // change), and the entry starts cold.
-function renew(e: usize): void {
-  store<u32>(DC_GEN + (e << 2), load<u32>(DC_GEN + (e << 2)) + 1);
-  store<u8>(DC_HEAT + e, 0);
-  store<u16>(DC_DECODED + (e << 1), 0);
+function renew(meta: usize, e: usize): void {
+  store<u32>(meta + DC_GEN + (e << 2), load<u32>(meta + DC_GEN + (e << 2)) + 1);
+  store<u8>(meta + DC_HEAT + e, 0);
+  store<u16>(meta + DC_DECODED + (e << 1), 0);
 }
 
 /** A slice boundary found the run loop in entry `slots`' page: count it (see DC_HEAT). */
 export function dcSampleHeat(slots: usize): void {
-  if (slots < <usize>DC_SLOTS) return;
-  const e = (slots - DC_SLOTS) / <usize>DC_PAGE_BYTES;
-  const heat = load<u8>(DC_HEAT + e);
-  if (heat != 255) store<u8>(DC_HEAT + e, heat + 1);
+  if (slots < dcSlots) return;
+  const e = (slots - dcSlots) / <usize>DC_PAGE_BYTES;
+  const heat = dcMeta + DC_HEAT + e;
+  if (load<u8>(heat) != 255) store<u8>(heat, load<u8>(heat) + 1);
 }
 
-/** The page at `hostPage` is about to change: forget what was decoded from it. */
+/** The page at `hostPage` is about to change: forget what was decoded from it, in every cache. */
 export function dcInvalidate(hostPage: usize): void {
-  const e = findEntry(hostPage);
-  if (e < 0) return;
-  store<u32>(DC_TAGS + (<usize>e << 2), 0);
-  renew(<usize>e);
+  for (let k = 0; k < DC_CACHES; k++) {
+    const meta = <usize>k * <usize>DC_META_STRIDE;
+    const e = findEntry(meta, hostPage);
+    if (e >= 0) drop(k, <usize>e);
+  }
+}
+
+// Empty entry e of cache k. Another thread may be running from it: its slots become undecoded
+// (zero), never another page's, since a slot is decoded only after its tag is checked
+// (decodeSlot) and an entry's slots are cleared when it is taken for a page (dcPage).
+function drop(k: i32, e: usize): void {
+  const meta = <usize>k * <usize>DC_META_STRIDE;
+  store<u32>(meta + DC_TAGS + (e << 2), 0);
+  renew(meta, e);
   // Clear the slots too: the run loop may still hold a pointer to them (it re-checks the tag
   // before decoding into a cleared slot, see decodeSlot).
-  fillCharged(slotsOf(<usize>e), 0, <usize>DC_PAGE_BYTES);
+  fillCharged(<usize>DC_SLOTS + <usize>k * <usize>DC_SLOTS_STRIDE + e * <usize>DC_PAGE_BYTES, 0, <usize>DC_PAGE_BYTES);
 }
 
-/** Forget everything (fence.i, reset, restore). */
+/** Forget everything this thread's cache holds (fence.i). */
 export function dcFlush(): void {
+  flushCache(<i32>(dcMeta / <usize>DC_META_STRIDE));
+}
+
+/** Forget all decoded code, of every thread (reset, restore: no hart runs). */
+export function dcFlushAll(): void {
+  for (let k = 0; k < DC_CACHES; k++) flushCache(k);
+}
+
+function flushCache(k: i32): void {
   charge(DC_PAGES >> 3);
+  const meta = <usize>k * <usize>DC_META_STRIDE;
   for (let i = 0; i < DC_PAGES; i++) {
-    const tag = load<u32>(DC_TAGS + (<usize>i << 2));
-    if (tag != 0) dcInvalidate(<usize>tag);
+    if (load<u32>(meta + DC_TAGS + (<usize>i << 2)) != 0) drop(k, <usize>i);
   }
 }
 
@@ -137,12 +167,13 @@ export function dcFlush(): void {
  */
 export function decodeSlot(slotPtr: usize, hostPage: usize, host: usize): bool {
   const d = decode(<u32>load<u16>(host) | (<u32>load<u16>(host + 2) << 16));
-  const e = (slotPtr - DC_SLOTS) / <usize>DC_PAGE_BYTES;
-  if (load<u32>(DC_TAGS + (e << 2)) == <u32>hostPage) {
+  const e = (slotPtr - dcSlots) / <usize>DC_PAGE_BYTES;
+  const meta = dcMeta;
+  if (load<u32>(meta + DC_TAGS + (e << 2)) == <u32>hostPage) {
     store<u64>(slotPtr, d);
-    store<u16>(DC_DECODED + (e << 1), load<u16>(DC_DECODED + (e << 1)) + 1);
+    store<u16>(meta + DC_DECODED + (e << 1), load<u16>(meta + DC_DECODED + (e << 1)) + 1);
     return true;
   }
-  store<u64>(DC_SCRATCH, d);
+  store<u64>(meta + DC_SCRATCH, d);
   return false;
 }

@@ -148,6 +148,10 @@ export const OP_FDIV_D: u32 = 122;
 // Never decoded: the host puts it in the slot of a translated block's first instruction, with
 // the translation's index in the function table as the immediate (docs/TRANSLATION.md).
 export const OP_JIT: u32 = 123;
+// A fence ordering earlier stores before later loads (fence w,r and wider). The host orders all
+// other pairs already (x86 is TSO; wasm's plain accesses on shared memory are not reordered
+// more than that by V8), so other fences, fence.tso included, are OP_NOP.
+export const OP_FENCE: u32 = 124;
 
 @inline function iImm(inst: u32): i32 {
   return <i32>inst >> 20;
@@ -198,7 +202,7 @@ function decode32(inst: u32): u64 {
       if (f3 == 2 || f3 == 3) { op = f3 == 2 ? OP_FLW : OP_FLD; imm = iImm(inst); }
       break;
     case 0x03: // MISC-MEM
-      if (f3 == 0) op = OP_NOP;
+      if (f3 == 0) op = (inst >> 28) != 8 && ((inst >> 24) & 1) != 0 && ((inst >> 21) & 1) != 0 ? OP_FENCE : OP_NOP;
       else if (f3 == 1) op = OP_FENCE_I;
       break;
     case 0x04: { // OP-IMM

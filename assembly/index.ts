@@ -7,7 +7,7 @@ import {
 } from "./layout";
 import { selectHart, hartBase, flushTlbAll, H, mtime, wakeupPending, MENVCFG_STCE, IRQ_MTI, IRQ_STI, PRV_M } from "./hart";
 import { csrAccess, csrIllegal, MISA_VALUE, MSTATUS_RESET, CSR_RW } from "./csr";
-import { dcFlush, dcInvalidate } from "./dcache";
+import { dcFlushAll, dcInvalidate, dcSelect } from "./dcache";
 import { p2mReset, noteDirty, frameToGpa, markUsed } from "./p2m";
 import { shadowInit, shadowHostWrite } from "./shadow";
 export { run, jitLoad, jitStore, jitExec } from "./cpu";
@@ -35,9 +35,17 @@ export function resetMemoryMap(): void {
   shadowInit();
 }
 
-/** Drop all decoded code (reset, restore). */
+/** Drop all decoded code, every thread's (reset, restore: no hart runs). */
 export function flushCode(): void {
-  dcFlush();
+  dcFlushAll();
+}
+
+/**
+ * This thread runs harts from decoded-code cache k (layout.ts DC_CACHES), emptied now: its
+ * markers may name the table of a Core that used it before.
+ */
+export function useCodeCache(k: i32): void {
+  dcSelect(k);
 }
 
 /**

@@ -150,6 +150,9 @@ export const H_EXIT_RETIRED: i32 = 0x430; // i64: of those, instructions that re
 // A translation (docs/TRANSLATION.md) leaves here what the run loop needs besides the next pc.
 export const H_JIT_RETIRED: i32 = 0x438; // i32: instructions the translation retired
 export const H_JIT_STATUS: i32 = 0x43c; // i32: 0, or ST_FAULT/ST_MMIO/ST_TOHOST as the run loop's cases
+// i32 the hart's full fences do a locked add of zero to: a full barrier on the host (Binaryen
+// refuses atomic.fence here), on a line of its own hart's.
+export const H_FENCE: i32 = 0x440;
 
 export const LOAD_SIGNED: i32 = 0; // sign-extend into x[rd]
 export const LOAD_UNSIGNED: i32 = 1; // zero-extend into x[rd]
@@ -200,6 +203,13 @@ export const WRITE_MAPPED: i32 = 0xe0000; // 131072 bytes (4 GiB / 4 KiB / 8)
 export const DC_PAGES: i32 = 256;
 export const DC_PAGE_BYTES: i32 = 16384; // 2048 slots x 8 bytes
 export const DC_SLOTS: i32 = 0x400000; // DC_PAGES x DC_PAGE_BYTES (4 MiB, touched as used)
+// Each thread running harts of the VM at once has a decoded-code cache of its own (a cache's
+// OP_JIT markers name its thread's function table, and a cache is one thread's to change):
+// cache k's fields above (DC_TAGS to DC_DECODED, the scratch slots) lie k * DC_META_STRIDE
+// further, its slots k * DC_SLOTS_STRIDE further. A store invalidates the page in every cache.
+export const DC_CACHES: i32 = 2;
+export const DC_META_STRIDE: i32 = 0x2000;
+export const DC_SLOTS_STRIDE: i32 = 0x400000;
 // ---- The shadow MMU's area (shadow.ts), at VM_SH_BASE ----
 // Contexts: one per guest root (satp) in use, each with its shadow root table.
 export const SH_CTX_MAX: i32 = 32;

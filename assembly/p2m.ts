@@ -50,11 +50,11 @@ export function clearStats(): void {
 }
 
 // A zeroed page for a P2M table, or 0 when the pool is exhausted (it is sized for all of RAM
-// and the ROM, the only pages that get entries, so that means a bug).
+// and the ROM, the only pages that get entries, so that means a bug). Harts on other threads
+// may take pages at the same time: the pool's top moves atomically.
 function allocTable(): usize {
-  const p = <usize>load<u32>(VM_P2M_POOL);
+  const p = <usize>atomic.add<u32>(VM_P2M_POOL, 4096);
   if (p >= <usize>load<u32>(VM_P2M_POOL_END)) return 0;
-  store<u32>(VM_P2M_POOL, <u32>(p + 4096));
   fillCharged(p, 0, 4096);
   return p;
 }
@@ -72,8 +72,11 @@ export function p2mEntry(gpa: u64, alloc: bool): usize {
       if (!alloc) return 0;
       const t = allocTable();
       if (t == 0) return 0;
-      pte = ((<u64>t >> 12) << 10) | P2M_V;
-      store<u64>(e, pte);
+      // Another thread may have made this table meanwhile: then use its (this page is lost to
+      // the pool; such a race needs two harts' first touches in one 2 MiB region at once).
+      const mine = ((<u64>t >> 12) << 10) | P2M_V;
+      const seen = atomic.cmpxchg<u64>(e, 0, mine);
+      pte = seen == 0 ? mine : seen;
     }
     e = <usize>((pte >> 10) << 12) + (<usize>((gpa >> shift) & 0x1ff) << 3);
   }
@@ -94,7 +97,7 @@ declare function pageIn(ramPage: u32): void;
 /** RAM page `ramPage` may hold something now (VM_USED). */
 @inline export function markUsed(ramPage: u32): void {
   const word = <usize>load<u32>(VM_USED) + (<usize>(ramPage >> 5) << 2);
-  store<u32>(word, load<u32>(word) | (<u32>1 << (ramPage & 31)));
+  if ((load<u32>(word) & (<u32>1 << (ramPage & 31))) == 0) atomic.or<u32>(word, <u32>1 << (ramPage & 31));
 }
 
 // The leaf made for a page on first touch: RAM is read/write/execute (write-protected while
@@ -116,8 +119,9 @@ function populate(gpa: u64, e: usize): u64 {
     return 0;
   }
   const leaf = ((frame >> 12) << 10) | perms | P2M_V | P2M_U | P2M_A | P2M_D;
-  store<u64>(e, leaf);
-  return leaf;
+  // A hart on another thread may have populated it first: its leaf stands.
+  const seen = atomic.cmpxchg<u64>(e, 0, leaf);
+  return seen == 0 ? leaf : seen;
 }
 
 // The leaf entry p2mHost looked at last (its permissions tell callers about write protection).

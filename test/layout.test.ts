@@ -12,13 +12,26 @@ test("memory layout regions do not overlap and fit below guest RAM", () => {
     ["VM block", L.VM_BASE, L.VM_BASE + 0x1000],
     ["boot ROM", L.ROM_HOST, L.ROM_HOST + L.ROM_SIZE],
     ["harts", L.HART_BASE, L.HART_BASE + L.MAX_HARTS * L.HART_STRIDE],
-    ["decoded-code tags", L.DC_TAGS, L.DC_TAGS + L.DC_PAGES * 4],
-    ["decoded-code scratch slot", L.DC_SCRATCH, L.DC_SCRATCH + 8],
-    ["decoded-code replacement bits", L.DC_LRU, L.DC_LRU + L.DC_PAGES / 2],
     ["write-mapped page bits", L.WRITE_MAPPED, L.WRITE_MAPPED + 2 ** 32 / 4096 / 8],
-    ["decoded-code slots", L.DC_SLOTS, L.DC_SLOTS + L.DC_PAGES * L.DC_PAGE_BYTES],
     ["device map", L.MMIO_MAP, L.MMIO_MAP + Number(L.RAM_GPA) / 4096 / 8],
   ];
+  // Each thread's decoded-code cache: its fields within its stride, its slots.
+  for (let k = 0; k < L.DC_CACHES; k++) {
+    const m = k * L.DC_META_STRIDE;
+    const fields: [string, number, number][] = [
+      [`decoded-code tags ${k}`, m + L.DC_TAGS, m + L.DC_TAGS + L.DC_PAGES * 4],
+      [`decoded-code scratch slot ${k}`, m + L.DC_SCRATCH, m + L.DC_SCRATCH + 8],
+      [`translation slot ${k}`, m + L.JIT_SLOT, m + L.JIT_SLOT + 8],
+      [`decoded-code replacement bits ${k}`, m + L.DC_LRU, m + L.DC_LRU + L.DC_PAGES / 2],
+      [`decoded-code generations ${k}`, m + L.DC_GEN, m + L.DC_GEN + L.DC_PAGES * 4],
+      [`decoded-code heat ${k}`, m + L.DC_HEAT, m + L.DC_HEAT + L.DC_PAGES],
+      [`decoded-code counts ${k}`, m + L.DC_DECODED, m + L.DC_DECODED + L.DC_PAGES * 2],
+    ];
+    for (const f of fields) expect(f[2], f[0]).toBeLessThanOrEqual(L.DC_TAGS + m + L.DC_META_STRIDE);
+    regions.push(...fields);
+    const slots = L.DC_SLOTS + k * L.DC_SLOTS_STRIDE;
+    regions.push([`decoded-code slots ${k}`, slots, slots + L.DC_PAGES * L.DC_PAGE_BYTES]);
+  }
   for (const [name, start, end] of regions) {
     expect(end, name).toBeLessThanOrEqual(L.RAM_HOST);
     for (const [other, s2, e2] of regions) {

@@ -11,6 +11,7 @@ export interface CoreExports {
   dirtyLogEnable(on: number): void;
   dirtyLogSync(): number;
   flushCode(): void;
+  useCodeCache(k: number): void;
   resetHart(hart: number, hartid: number, fresh: number): void;
   flushTlb(hart: number): void;
   csrRead(hart: number, csr: number): bigint;
@@ -53,6 +54,11 @@ export interface CoreOptions {
   memory?: WebAssembly.Memory;
   /** How TLB misses compose guest and P2M translations (default nested). */
   paging?: Paging;
+  /**
+   * The decoded-code cache this Core runs harts from (0 to DC_CACHES - 1, default 0): each
+   * thread running harts of one VM at the same time needs its own (layout.ts DC_CACHES).
+   */
+  codeCache?: number;
 }
 
 /**
@@ -180,6 +186,8 @@ export class Core {
   readonly harts: number;
   readonly paging: Paging;
   readonly vmm: VmmLayout;
+  /** This Core's decoded-code cache (CoreOptions.codeCache): where its fields and slots are. */
+  readonly codeCache: { index: number; meta: number; slots: number };
   /** Whole-memory views (the buffer is a SharedArrayBuffer that never grows). */
   readonly u8: Uint8Array;
   readonly i32: Int32Array;
@@ -221,6 +229,9 @@ export class Core {
     this.harts = harts;
     this.paging = paging;
     this.vmm = vmmLayout(opts.ramSize, paging);
+    const cc = opts.codeCache ?? 0;
+    if (!Number.isInteger(cc) || cc < 0 || cc >= L.DC_CACHES) throw new Error(`codeCache must be 0 to ${L.DC_CACHES - 1}, not ${cc}`);
+    this.codeCache = { index: cc, meta: cc * L.DC_META_STRIDE, slots: L.DC_SLOTS + cc * L.DC_SLOTS_STRIDE };
     // (The tables past RAM also give the fetch fast path the 2 bytes it may read beyond RAM.)
     const pages = Math.ceil(this.vmm.end / 65536);
     const fresh = (this.freshMemory = !opts.memory);
@@ -254,11 +265,10 @@ export class Core {
       // mtime starts at zero, as on a machine just powered on.
       this.view.setBigInt64(L.VM_MTIME_OFFSET, BigInt(-Math.floor(clock())), true);
       for (let h = 0; h < harts; h++) this.exports.resetHart(h, h, 1);
-    } else {
-      // Decoded slots may carry OP_JIT markers naming entries of the table of the Core that ran
-      // this memory before (another thread's): drop them with the rest of the decoded code.
-      this.exports.flushCode();
     }
+    // Attached, the cache's slots may carry OP_JIT markers naming entries of the table of the
+    // Core that used it before (another thread's): the cache this Core takes starts empty.
+    this.exports.useCodeCache(cc);
     if (!fresh && this.view.getInt32(L.VM_LAZY, true) !== 0) {
       // The page source is a function of the thread that began lazy mode: it cannot come along.
       throw new Error("this VM memory still has absent pages, whose source stays with the Core that began lazy mode: fetchAll() before handing it over");

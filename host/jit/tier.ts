@@ -85,7 +85,11 @@ export class TranslationTier {
   private readonly imports: WebAssembly.Imports;
   private readonly counts = { translations: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0, live: 0, liveWasmBytes: 0 };
 
+  /** The decoded-code cache the core runs from on this thread (Core.codeCache). */
+  private readonly cc: { meta: number; slots: number };
+
   constructor(private readonly core: Core, readonly mode: "on" | "all") {
+    this.cc = core.codeCache;
     this.synchronous = mode === "all";
     // The loader wraps exports in JavaScript; translations call the wasm functions themselves.
     const raw = (f: unknown) => (f as { original?: unknown }).original ?? f;
@@ -107,26 +111,26 @@ export class TranslationTier {
     }
     const background = !this.synchronous;
     if (++this.steps % COOL_EVERY === 0) {
-      for (let e = 0; e < L.DC_PAGES; e++) view.setUint8(L.DC_HEAT + e, view.getUint8(L.DC_HEAT + e) >> 1);
+      for (let e = 0; e < L.DC_PAGES; e++) view.setUint8(this.cc.meta + L.DC_HEAT + e, view.getUint8(this.cc.meta + L.DC_HEAT + e) >> 1);
     }
     let compileMs = 0;
     let budget = this.mode === "all" ? L.DC_PAGES : PAGES_PER_STEP;
     for (let e = 0; e < L.DC_PAGES; e++) {
-      const gen = view.getUint32(L.DC_GEN + e * 4, true);
+      const gen = view.getUint32(this.cc.meta + L.DC_GEN + e * 4, true);
       let t = this.entries[e];
       if (t && t.gen !== gen) {
         this.forget(e, t, false);
         t = null;
       }
-      if (budget === 0 || this.pending.has(e) || view.getUint32(L.DC_TAGS + e * 4, true) === 0) continue;
-      const decoded = view.getUint16(L.DC_DECODED + e * 2, true);
+      if (budget === 0 || this.pending.has(e) || view.getUint32(this.cc.meta + L.DC_TAGS + e * 4, true) === 0) continue;
+      const decoded = view.getUint16(this.cc.meta + L.DC_DECODED + e * 2, true);
       if (decoded === 0) continue;
-      const hot = view.getUint8(L.DC_HEAT + e) >= HOT_SAMPLES;
+      const hot = view.getUint8(this.cc.meta + L.DC_HEAT + e) >= HOT_SAMPLES;
       if (t) {
         if (t.times >= MAX_RETRANSLATIONS || decoded <= t.decoded) continue;
         if (this.mode === "on" ? !hot : decoded < t.decoded * REGROW + 8) continue;
       } else if (this.mode === "on" && !hot) continue;
-      view.setUint8(L.DC_HEAT + e, 0);
+      view.setUint8(this.cc.meta + L.DC_HEAT + e, 0);
       if (this.counts.liveWasmBytes >= MAX_LIVE_WASM_BYTES) continue;
       const times = t ? t.times + 1 : 0;
       compileMs += this.translate(e, gen, decoded, times, background);
@@ -152,7 +156,7 @@ export class TranslationTier {
   private forget(e: number, t: Translation, unmark: boolean): void {
     if (unmark) {
       const view = this.core.view;
-      const slots = L.DC_SLOTS + e * L.DC_PAGE_BYTES;
+      const slots = this.cc.slots + e * L.DC_PAGE_BYTES;
       t.marks.forEach((off, i) => view.setBigUint64(slots + off * 4, t.originals[i], true));
     }
     this.entries[e] = null;
@@ -170,7 +174,7 @@ export class TranslationTier {
   // deterministically) at once. Returns the milliseconds spent on this thread.
   private translate(e: number, gen: number, decoded: number, times: number, background: boolean): number {
     const t0 = performance.now();
-    const slots = L.DC_SLOTS + e * L.DC_PAGE_BYTES;
+    const slots = this.cc.slots + e * L.DC_PAGE_BYTES;
     const copy = this.core.u8.slice(slots, slots + L.DC_PAGE_BYTES);
     const view = new DataView(copy.buffer);
     const old = this.entries[e];
@@ -189,7 +193,7 @@ export class TranslationTier {
         this.pending.delete(e);
         const v = this.core.view;
         // Dropped meanwhile (a store, eviction, fence.i, a move to another thread): nothing to install.
-        if (this.closed || v.getUint32(L.DC_GEN + e * 4, true) !== gen || v.getUint32(L.DC_TAGS + e * 4, true) === 0) return;
+        if (this.closed || v.getUint32(this.cc.meta + L.DC_GEN + e * 4, true) !== gen || v.getUint32(this.cc.meta + L.DC_TAGS + e * 4, true) === 0) return;
         const t1 = performance.now();
         this.replace(e, gen, decoded, times, t, module);
         this.counts.compileMs += performance.now() - t1;
@@ -208,7 +212,7 @@ export class TranslationTier {
   // Put translation t of entry e (its slots as of generation gen) in the table and mark its blocks.
   private install(e: number, gen: number, decoded: number, times: number, t: PageTranslation, module: WebAssembly.Module): void {
     const core = this.core;
-    const slots = L.DC_SLOTS + e * L.DC_PAGE_BYTES;
+    const slots = this.cc.slots + e * L.DC_PAGE_BYTES;
     const instance = new WebAssembly.Instance(module, this.imports);
     let index = this.freeIndex.pop();
     if (index === undefined) {

@@ -122,7 +122,7 @@ function isSite(op: number): boolean {
 const ENDS_BLOCK = new Set([...Object.keys(BRANCHES).map(Number), O.OP_JAL, O.OP_JALR]);
 
 function supported(op: number): boolean {
-  return op === O.OP_NOP || CORE_OPS.has(op) || op in LOADS || op in STORES || op in BRANCHES || op in IMM_OPS || op in REG_OPS ||
+  return op === O.OP_NOP || op === O.OP_FENCE || CORE_OPS.has(op) || op in LOADS || op in STORES || op in BRANCHES || op in IMM_OPS || op in REG_OPS ||
     op in W32_OPS || op in UNARY || op in UNARY_W || BITS.has(op) || MULH.has(op) || op in SHADD || DIVS.has(op) || ENDS_BLOCK.has(op) ||
     op === O.OP_LUI || op === O.OP_AUIPC || op === O.OP_SLTI || op === O.OP_SLTIU || op === O.OP_SLT ||
     op === O.OP_SLTU || op === O.OP_ANDN || op === O.OP_ORN || op === O.OP_XNOR || op === O.OP_MIN ||
@@ -352,7 +352,7 @@ function unpackSite(c: Code): void {
 // The registers an instruction reads (its rs1/rs2 as the translator uses them), and whether it writes rd.
 function operands(s: Slot): [number[], boolean] {
   const op = s.op;
-  if (op === O.OP_NOP || op === O.OP_FADD_D || op === O.OP_FSUB_D || op === O.OP_FMUL_D || op === O.OP_FDIV_D) return [[], false];
+  if (op === O.OP_NOP || op === O.OP_FENCE || op === O.OP_FADD_D || op === O.OP_FSUB_D || op === O.OP_FMUL_D || op === O.OP_FDIV_D) return [[], false];
   if (op === O.OP_FLW || op === O.OP_FLD || op === O.OP_FSW || op === O.OP_FSD) return [[s.rs1], false];
   if (op === O.OP_AMO) return [[s.rs1, s.rs2], true];
   if (op === O.OP_FP) return [[s.rs1], fpWritesInt(s.imm)]; // an int source (fmv.d.x, fcvt.d.l) or destination (fmv.x.d, feq.d, fclass.d)
@@ -460,6 +460,10 @@ class BlockEmitter {
     const c = this.c;
     const op = s.op;
     if (op === O.OP_NOP) return;
+    if (op === O.OP_FENCE) { // as the interpreter: a locked add of zero, a full barrier on the host
+      c.get(P_H).i32(0).atomic(OP.i32AtomicRmwAdd, 2, L.H_FENCE).op(OP.drop);
+      return;
+    }
     if (CORE_OPS.has(op)) {
       const fast = this.fpFast(s);
       let done: Label | undefined;

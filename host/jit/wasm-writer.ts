@@ -144,6 +144,10 @@ export class Code extends Bytes {
     new DataView(b.buffer).setFloat64(0, v, true);
     return this.byte(0x44).bytes(b);
   }
+  /** An atomic memory instruction (0xfe prefix) with its memarg. */
+  atomic(op: number, align: number, offset: number): this {
+    return this.byte(0xfe).u32(op).u32(align).u32(offset);
+  }
   /** A load or store opcode with its memarg (natural alignment). */
   mem(op: number, align: number, offset: number): this {
     return this.byte(op).u32(align).u32(offset);
@@ -190,6 +194,7 @@ export const OP = {
   i32TruncF64S: 0xaa, i32TruncF64U: 0xab, i64TruncF64S: 0xb0, i64TruncF64U: 0xb1,
   f64ConvertI32S: 0xb7, f64ConvertI32U: 0xb8, f64ConvertI64S: 0xb9, f64ConvertI64U: 0xba,
   i64ReinterpretF64: 0xbd,
+  i32AtomicRmwAdd: 0x1e, // after the 0xfe prefix (Code.atomic)
 } as const;
 
 export interface FuncType {

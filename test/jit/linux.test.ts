@@ -41,9 +41,10 @@ describe("Linux with the translation tier", () => {
       // --stats: the share the translations retired, and that they were made and thrown away.
       const m = /translation: ([\d,]+) instructions retired translated \(([\d.]+)%, (\d+) an entry\), ([\d,]+) pages translated/.exec(s.err);
       expect(m, s.err).not.toBeNull();
-      expect(Number(m![2])).toBeGreaterThan(30);
-      expect(Number(m![3])).toBeGreaterThan(10); // instructions a call into translated code runs
-      expect(Number(m![4].replace(/,/g, ""))).toBeGreaterThan(20);
+      const n = (i: number) => Number(m![i].replace(/,/g, ""));
+      expect(n(2)).toBeGreaterThan(30);
+      expect(n(3)).toBeGreaterThan(10); // instructions a call into translated code runs
+      expect(n(4)).toBeGreaterThan(8); // pages translated
       void at;
     } finally {
       s.kill();
