@@ -1,0 +1,163 @@
+// Harts of one VM running at the same time on two threads over its one memory (issue 16's
+// parallel vCPUs, the core's part): each thread has its own Core and decoded-code cache, and
+// atomics, LR/SC, fences and first touches of memory must work across them. Both harts run the
+// same program of four shared counters, each incremented a different way; the totals must be
+// exact, interpreted and with every page translated; and the store-buffering litmus test (which
+// fails a few hundred times in 20,000 rounds when fences are taken out) must never show.
+import { beforeAll, describe, expect, it } from "vitest";
+import { Worker } from "node:worker_threads";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { Core } from "../../host/core/core";
+import { TranslationTier, type JitMode } from "../../host/jit/tier";
+import { loadCoreModule } from "../../host/platform/node/core";
+import * as L from "../../host/core/layout";
+import { assemble } from "../jit/asm";
+
+const ITERATIONS = 20_000;
+const ROUNDS = 20_000;
+const RAM = 16 << 20;
+const SHARED = Number(L.RAM_GPA) + (1 << 20);
+let worker = "";
+
+// Counters at SHARED (a page of their own): A by amoadd; B by an LR/SC loop; C under a ticket lock
+// (amoadd for the ticket, plain loads and stores inside); D under Peterson's lock, which needs
+// its full fence (a store then a load of the other hart's flag) to exclude.
+const PROGRAM = `
+  csrr a0, mhartid
+  xori a1, a0, 1         # the other hart
+  li s0, ${SHARED}
+  addi s2, s0, 4
+  addi s3, s0, 8
+  li s1, ${ITERATIONS}
+loop:
+  li t0, 1
+  amoadd.w zero, t0, (s0)
+1:
+  lr.w t1, (s2)
+  addi t1, t1, 1
+  sc.w t2, t1, (s2)
+  bnez t2, 1b
+  li t0, 1
+  amoadd.w t3, t0, (s3)   # my ticket
+2:
+  lw t4, 12(s0)           # now serving
+  fence r, rw
+  bne t4, t3, 2b
+  ld t5, 16(s0)
+  addi t5, t5, 1
+  sd t5, 16(s0)
+  fence rw, w
+  addi t4, t4, 1
+  sw t4, 12(s0)
+  slli t0, a0, 2          # Peterson: flag[me] = 1, turn = other
+  add t0, t0, s0
+  li t1, 1
+  sw t1, 32(t0)
+  sw a1, 40(s0)
+  fence rw, rw
+3:
+  slli t2, a1, 2
+  add t2, t2, s0
+  lw t3, 32(t2)           # flag[other]
+  beqz t3, 4f
+  lw t3, 40(s0)           # turn
+  beq t3, a1, 3b
+4:
+  ld t5, 24(s0)
+  addi t5, t5, 1
+  sd t5, 24(s0)
+  fence rw, w
+  sw zero, 32(t0)         # flag[me] = 0
+  addi s1, s1, -1
+  bnez s1, loop
+  # Store buffering, the litmus test: in round i each hart stores i to its word, fences, and
+  # loads the other's; that both load the value from before round i is what the fence forbids.
+  # A barrier (amoadd, then wait for both) starts each round; a byte per hart per round says
+  # whether it saw the old value.
+  li s1, 0
+  li s4, ${SHARED + 4096}
+  li s5, ${ROUNDS}
+  addi s6, s0, 48          # the barrier
+sb:
+  li t0, 1
+  amoadd.w zero, t0, (s6)
+  addi t1, s1, 1
+  slli t1, t1, 1           # both harts arrived at round s1
+6:
+  lw t2, 0(s6)
+  blt t2, t1, 6b
+  slli t0, a0, 3
+  add t0, t0, s0
+  addi t3, s1, 1
+  sd t3, 56(t0)            # x[me] = round + 1 (words at 56 and 64)
+  fence rw, rw
+  slli t2, a1, 3
+  add t2, t2, s0
+  ld t4, 56(t2)            # x[other]
+  sltu t4, t4, t3          # older than this round?
+  slli t5, s1, 1
+  add t5, t5, s4
+  add t5, t5, a0
+  sb t4, 0(t5)
+  addi s1, s1, 1
+  bne s1, s5, sb
+5:
+  wfi                     # nothing enabled: the hart halts
+  j 5b
+`;
+
+beforeAll(async () => {
+  worker = join(mkdtempSync(join(tmpdir(), "wasmvisor-harts-")), "hart-worker.mjs");
+  await build({
+    entryPoints: [fileURLToPath(new URL("./hart-worker.ts", import.meta.url))],
+    bundle: true, platform: "node", format: "esm", target: "node20", outfile: worker, logLevel: "silent",
+  });
+}, 60_000);
+
+async function runBoth(jit: JitMode) {
+  const module = loadCoreModule();
+  const core = new Core({ module, ramSize: RAM, harts: 2 });
+  const bytes = assemble(`harts-${jit}`, PROGRAM);
+  core.ram.set(bytes, 0);
+  for (let h = 0; h < 2; h++) core.setPc(h, L.RAM_GPA);
+  const w = new Worker(worker, { workerData: { module, memory: core.memory, ramSize: RAM, harts: 2, hart: 1, jit } });
+  const done = new Promise<{ ms: number; instret: number; translated: number }>((resolve, reject) => {
+    w.on("message", (m) => { if (!m.ready) resolve(m); });
+    w.on("error", reject);
+  });
+  await new Promise((resolve) => w.once("message", resolve)); // attached: start together
+  const tier = jit === "off" ? null : new TranslationTier(core, jit);
+  for (;;) {
+    const exit = core.run(0, 20_000);
+    tier?.update();
+    if (exit === L.EXIT_HALT) break;
+    expect(exit).toBe(L.EXIT_BUDGET);
+  }
+  const other = await done;
+  await w.terminate();
+  const shared = L.RAM_HOST + (1 << 20);
+  const v = core.view;
+  return {
+    // rounds where both harts loaded the other's old value
+    reordered: Array.from({ length: ROUNDS }, (_, i) => core.u8[shared + 4096 + 2 * i] & core.u8[shared + 4096 + 2 * i + 1]).reduce((a, b) => a + b, 0),
+    counters: [v.getUint32(shared, true), v.getUint32(shared + 4, true), Number(v.getBigUint64(shared + 16, true)), Number(v.getBigUint64(shared + 24, true))],
+    instret: [Number(core.instret(0)), other.instret],
+    translated: (tier?.stats().retired ?? 0) + other.translated,
+  };
+}
+
+describe("two harts of one VM on two threads", () => {
+  for (const jit of ["off", "all"] as const) {
+    it(`count exactly with amoadd, LR/SC, a ticket lock and Peterson's lock, and fence store buffering (--jit ${jit})`, async () => {
+      const r = await runBoth(jit);
+      expect(r.counters).toEqual([2 * ITERATIONS, 2 * ITERATIONS, 2 * ITERATIONS, 2 * ITERATIONS]);
+      expect(r.reordered).toBe(0);
+      expect(r.instret[1]).toBeGreaterThan(ITERATIONS * 30); // hart 1 really ran its loop, on its thread
+      if (jit === "all") expect(r.translated).toBeGreaterThan(ITERATIONS * 20);
+    }, 120_000);
+  }
+});
