@@ -19,4 +19,4 @@ for (;;) {
   if (exit === L.EXIT_HALT) break;
   if (exit !== L.EXIT_BUDGET) throw new Error(`hart ${hart}: unexpected exit ${exit}`);
 }
-parentPort!.postMessage({ ms: performance.now() - t0, instret: Number(core.instret(hart)), translated: tier?.stats().retired ?? 0 });
+parentPort!.postMessage({ ms: performance.now() - t0, instret: Number(core.instret(hart)), translated: tier?.stats().retired ?? 0, a2: Number(core.x(hart, 12)) });

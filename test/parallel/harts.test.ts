@@ -19,6 +19,7 @@ import { assemble } from "../jit/asm";
 
 const ITERATIONS = 20_000;
 const ROUNDS = 20_000;
+const PATCH_ROUNDS = 300;
 const RAM = 16 << 20;
 const SHARED = Number(L.RAM_GPA) + (1 << 20);
 let worker = "";
@@ -105,9 +106,42 @@ sb:
   sb t4, 0(t5)
   addi s1, s1, 1
   bne s1, s5, sb
+  # Code one hart writes and the other runs: in round r hart 0 rewrites patched's addi to add r,
+  # then bumps the generation; hart 1 waits for it, runs fence.i and calls patched (a2 += r), then
+  # acknowledges. Hart 1's code cache and translations are its thread's own: fence.i must drop
+  # them there.
+  li s1, 1
+  li s5, ${PATCH_ROUNDS + 1}
+  la s7, patched
+  li a2, 0
+patch:
+  bnez a0, 8f
+  slli t0, s1, 20
+  li t1, 0x60613          # addi a2, a2, 0
+  or t0, t0, t1
+  sw t0, 0(s7)
+  fence rw, rw
+  sw s1, 80(s0)           # the generation
+7:
+  lw t0, 84(s0)           # hart 1's acknowledgement
+  bne t0, s1, 7b
+  j 9f
+8:
+  lw t0, 80(s0)
+  bne t0, s1, 8b
+  fence.i
+  call patched
+  sw s1, 84(s0)
+9:
+  addi s1, s1, 1
+  bne s1, s5, patch
 5:
   wfi                     # nothing enabled: the hart halts
   j 5b
+  .align 12
+patched:
+  .word 0x00060613        # addi a2, a2, 0 (4 bytes: the assembler would compress it)
+  ret
 `;
 
 beforeAll(async () => {
@@ -125,13 +159,16 @@ async function runBoth(jit: JitMode) {
   core.ram.set(bytes, 0);
   for (let h = 0; h < 2; h++) core.setPc(h, L.RAM_GPA);
   const w = new Worker(worker, { workerData: { module, memory: core.memory, ramSize: RAM, harts: 2, hart: 1, jit } });
-  const done = new Promise<{ ms: number; instret: number; translated: number }>((resolve, reject) => {
+  const done = new Promise<{ ms: number; instret: number; translated: number; a2: number }>((resolve, reject) => {
     w.on("message", (m) => { if (!m.ready) resolve(m); });
     w.on("error", reject);
   });
   await new Promise((resolve) => w.once("message", resolve)); // attached: start together
   const tier = jit === "off" ? null : new TranslationTier(core, jit);
+  const t0 = performance.now();
   for (;;) {
+    // This loop never yields: a guest gone wrong must still end the test (with where it was).
+    if (performance.now() - t0 > 60_000) throw new Error(`hart 0 did not halt: pc 0x${core.pc(0).toString(16)}, hart 1 at 0x${core.pc(1).toString(16)}`);
     const exit = core.run(0, 20_000);
     tier?.update();
     if (exit === L.EXIT_HALT) break;
@@ -146,16 +183,18 @@ async function runBoth(jit: JitMode) {
     reordered: Array.from({ length: ROUNDS }, (_, i) => core.u8[shared + 4096 + 2 * i] & core.u8[shared + 4096 + 2 * i + 1]).reduce((a, b) => a + b, 0),
     counters: [v.getUint32(shared, true), v.getUint32(shared + 4, true), Number(v.getBigUint64(shared + 16, true)), Number(v.getBigUint64(shared + 24, true))],
     instret: [Number(core.instret(0)), other.instret],
+    patchedSum: other.a2,
     translated: (tier?.stats().retired ?? 0) + other.translated,
   };
 }
 
 describe("two harts of one VM on two threads", () => {
   for (const jit of ["off", "all"] as const) {
-    it(`count exactly with amoadd, LR/SC, a ticket lock and Peterson's lock, and fence store buffering (--jit ${jit})`, async () => {
+    it(`count exactly with amoadd, LR/SC, a ticket lock and Peterson's lock; fences against store buffering; code one writes and the other runs (--jit ${jit})`, async () => {
       const r = await runBoth(jit);
       expect(r.counters).toEqual([2 * ITERATIONS, 2 * ITERATIONS, 2 * ITERATIONS, 2 * ITERATIONS]);
       expect(r.reordered).toBe(0);
+      expect(r.patchedSum).toBe((PATCH_ROUNDS * (PATCH_ROUNDS + 1)) / 2); // every round ran the code just written
       expect(r.instret[1]).toBeGreaterThan(ITERATIONS * 30); // hart 1 really ran its loop, on its thread
       if (jit === "all") expect(r.translated).toBeGreaterThan(ITERATIONS * 20);
     }, 120_000);
