@@ -107,6 +107,7 @@ async function bundleHost() {
       cli: join(root, "host/cli/main.ts"),
       node: join(root, "host/node.ts"), // the package's "node" export: the embedding API + nodePlatform
       "pcpu-worker": join(root, "host/platform/node/pcpu-worker.ts"),
+      "jit-worker": join(root, "host/platform/node/jit-worker.ts"), // the translation tier's compile thread
       bench: join(root, "bench/run.ts"),
       "bench-memory": join(root, "bench/memory-probe.ts"), // the memory suite's measuring process
       fuzz: join(root, "fuzz/run.ts"), // npm run fuzz (its workers run the same file)

@@ -10,7 +10,8 @@
 import * as L from "../core/layout";
 import * as O from "../core/ops";
 import type { Core } from "../core/core";
-import { translatePage, type PageTranslation } from "./translate";
+import { translatePage } from "./translate";
+import type { CompiledPage, JitCompiler } from "./compiler";
 
 /** off: interpret only; on: translate hot pages; all: translate every cached page (tests). */
 export type JitMode = "off" | "on" | "all";
@@ -88,7 +89,11 @@ export class TranslationTier {
   /** The decoded-code cache the core runs from on this thread (Core.codeCache). */
   private readonly cc: { meta: number; slots: number };
 
-  constructor(private readonly core: Core, readonly mode: "on" | "all") {
+  /**
+   * `compiler`: a compile thread ("on" mode): pages are translated and compiled there, and only
+   * instantiated here. Without one, they are translated here and V8 compiles them in the background.
+   */
+  constructor(private readonly core: Core, readonly mode: "on" | "all", private readonly compiler?: JitCompiler) {
     this.cc = core.codeCache;
     this.synchronous = mode === "all";
     // The loader wraps exports in JavaScript; translations call the wasm functions themselves.
@@ -168,10 +173,11 @@ export class TranslationTier {
   }
 
   // Translate entry e's page, from a copy of its slots with the live translation's markers undone
-  // (it stays in use until the new one replaces it). In the background, V8 compiles it on its own
-  // threads while the pCPU's thread goes on running the guest, and it is installed if the page is
-  // still what was translated; otherwise (tests: every page translated as soon as it ran,
-  // deterministically) at once. Returns the milliseconds spent on this thread.
+  // (it stays in use until the new one replaces it). In the background (on the compile thread, or
+  // here with V8 compiling on its own threads) while the pCPU's thread goes on running the guest,
+  // and installed if the page is still what was translated; otherwise (tests: every page
+  // translated as soon as it ran, deterministically) at once. Returns the milliseconds spent on
+  // this thread.
   private translate(e: number, gen: number, decoded: number, times: number, background: boolean): number {
     const t0 = performance.now();
     const slots = this.cc.slots + e * L.DC_PAGE_BYTES;
@@ -179,41 +185,52 @@ export class TranslationTier {
     const view = new DataView(copy.buffer);
     const old = this.entries[e];
     old?.marks.forEach((off, i) => view.setBigUint64(off * 4, old.originals[i], true));
-    const t = translatePage(view, 0, this.core.memory.buffer.byteLength / 65536);
-    if (!t) {
-      if (old) Object.assign(old, { decoded, times });
-      else this.entries[e] = { index: -1, gen, decoded, times, marks: [], originals: [], bytes: 0 };
-    } else if (!background) {
-      this.replace(e, gen, decoded, times, t, new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>));
-    } else {
-      const request = ++this.requests;
-      this.pending.set(e, { request, since: performance.now(), turns: this.turns });
-      WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => {
-        if (this.pending.get(e)?.request !== request) return; // given up on
-        this.pending.delete(e);
-        const v = this.core.view;
-        // Dropped meanwhile (a store, eviction, fence.i, a move to another thread): nothing to install.
-        if (this.closed || v.getUint32(this.cc.meta + L.DC_GEN + e * 4, true) !== gen || v.getUint32(this.cc.meta + L.DC_TAGS + e * 4, true) === 0) return;
-        const t1 = performance.now();
-        this.replace(e, gen, decoded, times, t, module);
-        this.counts.compileMs += performance.now() - t1;
-      }, () => { if (this.pending.get(e)?.request === request) this.pending.delete(e); });
+    const pages = this.core.memory.buffer.byteLength / 65536;
+    if (!background) {
+      const t = translatePage(view, 0, pages);
+      if (t) this.replace(e, gen, decoded, times, { module: new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>), entries: t.entries, instructions: t.instructions, bytes: t.wasm.length });
+      else this.nothingToTranslate(e, gen, decoded, times);
+      return performance.now() - t0;
     }
+    const request = ++this.requests;
+    this.pending.set(e, { request, since: performance.now(), turns: this.turns });
+    const compiled: Promise<CompiledPage | null> = this.compiler ? this.compiler.compile(copy, pages) : (() => {
+      const t = translatePage(view, 0, pages);
+      return t ? WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => ({ module, entries: t.entries, instructions: t.instructions, bytes: t.wasm.length })) : Promise.resolve(null);
+    })();
+    compiled.then((page) => {
+      if (this.pending.get(e)?.request !== request) return; // given up on
+      this.pending.delete(e);
+      const v = this.core.view;
+      // Dropped meanwhile (a store, eviction, fence.i, a move to another thread): nothing to install.
+      if (this.closed || v.getUint32(this.cc.meta + L.DC_GEN + e * 4, true) !== gen || v.getUint32(this.cc.meta + L.DC_TAGS + e * 4, true) === 0) return;
+      const t1 = performance.now();
+      if (page) this.replace(e, gen, decoded, times, page);
+      else this.nothingToTranslate(e, gen, decoded, times);
+      this.counts.compileMs += performance.now() - t1;
+    }, () => { if (this.pending.get(e)?.request === request) this.pending.delete(e); });
     return performance.now() - t0;
   }
 
+  // The page has no block worth translating: remember that until it grows.
+  private nothingToTranslate(e: number, gen: number, decoded: number, times: number): void {
+    const old = this.entries[e];
+    if (old) Object.assign(old, { decoded, times });
+    else this.entries[e] = { index: -1, gen, decoded, times, marks: [], originals: [], bytes: 0 };
+  }
+
   // Put translation t of entry e (its slots as of generation gen) in place of the one there.
-  private replace(e: number, gen: number, decoded: number, times: number, t: PageTranslation, module: WebAssembly.Module): void {
+  private replace(e: number, gen: number, decoded: number, times: number, t: CompiledPage): void {
     const cur = this.entries[e];
     if (cur) this.forget(e, cur, cur.gen === gen);
-    this.install(e, gen, decoded, times, t, module);
+    this.install(e, gen, decoded, times, t);
   }
 
   // Put translation t of entry e (its slots as of generation gen) in the table and mark its blocks.
-  private install(e: number, gen: number, decoded: number, times: number, t: PageTranslation, module: WebAssembly.Module): void {
+  private install(e: number, gen: number, decoded: number, times: number, t: CompiledPage): void {
     const core = this.core;
     const slots = this.cc.slots + e * L.DC_PAGE_BYTES;
-    const instance = new WebAssembly.Instance(module, this.imports);
+    const instance = new WebAssembly.Instance(t.module, this.imports);
     let index = this.freeIndex.pop();
     if (index === undefined) {
       index = core.table.length;
@@ -225,13 +242,13 @@ export class TranslationTier {
       core.view.setUint8(slots + off * 4, O.OP_JIT);
       core.view.setUint32(slots + off * 4 + 4, index, true);
     }
-    this.entries[e] = { index, gen, decoded, times, marks: t.entries, originals, bytes: t.wasm.length };
+    this.entries[e] = { index, gen, decoded, times, marks: t.entries, originals, bytes: t.bytes };
     const c = this.counts;
     c.translations++;
     c.live++;
-    c.liveWasmBytes += t.wasm.length;
+    c.liveWasmBytes += t.bytes;
     c.blocks += t.entries.length;
     c.instructions += t.instructions;
-    c.wasmBytes += t.wasm.length;
+    c.wasmBytes += t.bytes;
   }
 }

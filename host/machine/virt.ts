@@ -24,6 +24,7 @@ import type { DiskBackend, GuestMemory, NetBackend } from "../devices/backends";
 import type { IrqLine, MmioDevice } from "../devices/device";
 import { parseMac } from "../net/packet";
 import { TranslationTier, type JitMode, type JitStats } from "../jit/tier";
+import type { JitCompiler } from "../jit/compiler";
 
 /** The ISA every hart advertises in the devicetree. */
 export const HART_ISA = "rv64imafdc_zicntr_zicsr_zifencei_zihpm_zba_zbb_zbs_sstc";
@@ -51,6 +52,8 @@ export interface VirtConfig {
   paging?: Paging;
   /** The translation tier (docs/TRANSLATION.md): off (the default), on (hot code), all (every cached page). */
   jit?: JitMode;
+  /** Where "on" compiles its translations (Platform.jitCompiler); absent: on this thread, in the background. */
+  jitCompiler?: JitCompiler;
   /**
    * M-mode firmware; null starts the kernel directly in M-mode (QEMU's -bios none); "builtin"
    * starts it in S-mode with the host's SBI (paravirtualized).
@@ -248,7 +251,7 @@ export class VirtMachine {
     this.trapWork = new Array<number>(harts).fill(0);
     this.hartBudgets = new Float64Array(harts);
     this.core = new Core({ module: cfg.module, ramSize: cfg.memory, harts, clock: cfg.clock, paging: cfg.paging, memory: cfg.resume?.memory });
-    this.jit = cfg.jit && cfg.jit !== "off" ? new TranslationTier(this.core, cfg.jit) : null;
+    this.jit = cfg.jit && cfg.jit !== "off" ? new TranslationTier(this.core, cfg.jit, cfg.jit === "on" ? cfg.jitCompiler : undefined) : null;
     this.input = cfg.input ?? (() => -1);
     this.inputToHvc = /(^|\s)console=hvc0/.test(cfg.append ?? "");
     this.bus = new Bus(this.core);

@@ -12,6 +12,7 @@ import type { NetBackend } from "../devices/backends";
 import type { UserNetOptions } from "../net/user/options";
 import type { Pcpu } from "../hv/pcpu";
 import type { JitMode } from "../jit/tier";
+import type { JitCompiler } from "../jit/compiler";
 import type { ByteSource } from "../state/container";
 import type { ByteLink, MigrationTarget } from "../migration/link";
 
@@ -87,6 +88,11 @@ export interface Platform {
   coreModule(): WebAssembly.Module;
   /** The translation tier's mode for VMs whose configuration names none; "off" when absent. */
   defaultJit?(): JitMode;
+  /**
+   * This thread's compile thread for the translation tier (started on first use, shared by the
+   * thread's VMs); absent where there is none (pages are then translated on the pCPU's thread).
+   */
+  jitCompiler?(): JitCompiler;
   /**
    * The firmware a full-virtualization VM boots when it names none (`bios: "default"`); throws
    * an Error saying what to install or pass when there is none.

@@ -93,6 +93,7 @@ export async function buildMachine(config: VmConfig, images: BootImages, platfor
       harts: config.smp,
       paging: config.paging,
       jit: config.jit ?? platform.defaultJit?.() ?? "off",
+      jitCompiler: (config.jit ?? platform.defaultJit?.()) === "on" ? platform.jitCompiler?.() : undefined,
       bios: images.bios,
       kernel: images.kernel,
       initrd: images.initrd,

@@ -16,6 +16,10 @@ import { nodeHostSockets } from "./host-sockets";
 import { createStateFile, openStateFile } from "./state-files";
 import { connectMigration } from "./migration";
 import { JIT_MODES, type JitMode } from "../../jit/tier";
+import { jitCompilerClient, type JitCompiler } from "../../jit/compiler";
+
+// This thread's compile thread for the translation tier, started on first use.
+let compiler: JitCompiler | null = null;
 
 /** Debian's OpenSBI (package opensbi): what QEMU's virt board boots by default too. */
 export const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
@@ -59,6 +63,21 @@ export const nodePlatform: Platform = {
     readOpenedImage(img, bytes, what);
     images.set(key, new WeakRef(bytes));
     return bytes;
+  },
+
+  jitCompiler(): JitCompiler {
+    if (compiler) return compiler;
+    const worker = new Worker(join(packageRoot(), "dist/jit-worker.js"));
+    worker.unref(); // it never keeps the process alive
+    let ended: ((why: string) => void) | null = null;
+    const end = (why: string) => { compiler = null; ended?.(why); ended = null; };
+    worker.on("error", (e) => end(e.message));
+    worker.on("exit", (code) => end(`exited with code ${code}`));
+    return (compiler = jitCompilerClient({
+      postMessage: (m, transfer) => worker.postMessage(m, transfer),
+      onReply: (h) => worker.on("message", h),
+      onEnd: (h) => { ended = h; },
+    }));
   },
 
   openDisk: openNodeDisk,

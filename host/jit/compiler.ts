@@ -1,0 +1,72 @@
+// A compile worker for the translation tier (docs/TRANSLATION.md): the tier hands it a copy of a
+// page's decoded slots, and it translates them and compiles the module on its own thread, so the
+// pCPU's thread only instantiates the module and marks the page's blocks. Modules cross threads
+// by postMessage. Platform-free: the platform starts the thread (Platform.startJitCompiler) and
+// gives the two ends of its message port.
+import { translatePage } from "./translate";
+
+/** A translated and compiled page: what the tier installs. */
+export interface CompiledPage {
+  module: WebAssembly.Module;
+  /** Page offsets (bytes) of the blocks' first instructions. */
+  entries: number[];
+  instructions: number;
+  /** Size of the generated module. */
+  bytes: number;
+}
+
+/** The pCPU's side: a page's slots in, its compiled translation out (null: nothing worth translating). */
+export interface JitCompiler {
+  compile(slots: Uint8Array, memoryPages: number): Promise<CompiledPage | null>;
+}
+
+interface Request { id: number; slots: Uint8Array; memoryPages: number }
+type Reply = { id: number; page: CompiledPage | null } | { id: number; error: string };
+
+/** The pCPU's side over a message port to a thread running serveJitCompiles. */
+export function jitCompilerClient(port: {
+  postMessage(m: unknown, transfer?: ArrayBuffer[]): void;
+  onReply(handler: (m: unknown) => void): void;
+  /** The thread ended: what it had not answered fails (the pages are translated again when hot). */
+  onEnd(handler: (why: string) => void): void;
+}): JitCompiler {
+  let next = 0;
+  const waiting = new Map<number, { resolve: (p: CompiledPage | null) => void; reject: (e: Error) => void }>();
+  port.onEnd((why) => {
+    for (const w of waiting.values()) w.reject(new Error(`translation: the compile thread ended (${why})`));
+    waiting.clear();
+  });
+  port.onReply((m) => {
+    const r = m as Reply;
+    const w = waiting.get(r.id);
+    if (!w) return;
+    waiting.delete(r.id);
+    if ("error" in r) w.reject(new Error(`translation: ${r.error}`));
+    else w.resolve(r.page);
+  });
+  return {
+    compile(slots, memoryPages) {
+      const id = ++next;
+      const copy = slots.slice(); // the caller's bytes stay its own: the copy moves
+      port.postMessage({ id, slots: copy, memoryPages } satisfies Request, [copy.buffer]);
+      return new Promise((resolve, reject) => waiting.set(id, { resolve, reject }));
+    },
+  };
+}
+
+/** The compile thread's side: answer each request with its page's module. */
+export function serveJitCompiles(port: { postMessage(m: unknown): void; onRequest(handler: (m: unknown) => void): void }): void {
+  port.onRequest((m) => {
+    const { id, slots, memoryPages } = m as Request;
+    try {
+      const t = translatePage(new DataView(slots.buffer, slots.byteOffset, slots.byteLength), 0, memoryPages);
+      const page = t && {
+        module: new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>),
+        entries: t.entries, instructions: t.instructions, bytes: t.wasm.length,
+      };
+      port.postMessage({ id, page } satisfies Reply);
+    } catch (e) {
+      port.postMessage({ id, error: e instanceof Error ? e.message : String(e) } satisfies Reply);
+    }
+  });
+}

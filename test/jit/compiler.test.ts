@@ -1,0 +1,39 @@
+// The translation tier's compile thread (host/jit/compiler.ts, Node's dist/jit-worker.js): pages
+// are translated and compiled there and installed on the guest's thread, which must yield to its
+// event loop to receive them, as a pCPU does between steps.
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { VirtMachine } from "../../host/machine/virt";
+import { nodePlatform } from "../../host/platform/node";
+import { buildBaremetal } from "../../guests/baremetal/build.mjs";
+
+const built = (await buildBaremetal({ log: () => {}, defines: { "bench-int": { ITERS: 8 } } })).programs as Record<string, string>;
+
+describe("the compile thread", () => {
+  it("translates the hot pages of a program that runs on, mostly translated, with the right result", async () => {
+    let output = "";
+    const m = new VirtMachine({
+      module: nodePlatform.coreModule(), memory: 64 << 20, bios: null,
+      kernel: { name: "bench-int", bytes: new Uint8Array(readFileSync(built["bench-int"])) },
+      jit: "on", jitCompiler: nodePlatform.jitCompiler!(),
+      output: (b) => { for (const c of b) output += String.fromCharCode(c); },
+    });
+    for (let i = 0; ; i++) {
+      const r = m.step();
+      if (r.state === "stopped") {
+        expect(r.reason).toMatchObject({ kind: "htif", code: 0 });
+        break;
+      }
+      if (i % 4 === 3) await new Promise((resolve) => setImmediate(resolve)); // replies arrive
+    }
+    expect(output).toMatch(/PASS: bench-int/);
+    const j = m.stats().jit!;
+    expect(j.translations).toBeGreaterThan(0);
+    expect(j.retired / m.core.totalInstret()).toBeGreaterThan(0.8);
+    m.close();
+  }, 120_000);
+
+  it("answers a page with nothing to translate with nothing", async () => {
+    expect(await nodePlatform.jitCompiler!().compile(new Uint8Array(16384), 1024)).toBeNull();
+  });
+});
