@@ -63,7 +63,7 @@ afterAll(() => {
 
 describe("the npm package", () => {
   test("holds the builds, the core and the CLI's guest scripts, not the tests, benchmarks or sources", () => {
-    for (const f of ["package.json", "README.md", "bin/wasmvisor.js", "build/core.wasm", "dist/cli.js", "dist/node.js", "dist/pcpu-worker.js",
+    for (const f of ["package.json", "README.md", "bin/wasmvisor.js", "build/core.wasm", "dist/cli.js", "dist/node.js", "dist/pcpu-worker.js", "dist/jit-worker.js",
       "dist/web/wasmvisor.js", "dist/web/pcpu-worker.js", "dist/web/storage-worker.js", "dist/web/core.wasm",
       "dist/types/node.d.ts", "dist/types/browser.d.ts", "guests/linux/build.mjs", "guests/linux/init", "web/index.html", "web/style.css", "web/isolation-sw.js", "docs/EMBEDDING.md"]) {
       expect(packed).toContain(f);
