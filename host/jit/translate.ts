@@ -3,7 +3,7 @@
 // page's blocks without returning to the run loop. The run loop enters it through the core's
 // function table when it meets an OP_JIT slot (cpu.ts).
 //
-// Covered: RV64I and RVC (already expanded in the slots), M, Zba, Zbb but orc.b and rev8, Zbs,
+// Covered: RV64I and RVC (already expanded in the slots), M, Zba, Zbb, Zbs,
 // loads and stores through an inline TLB compare with the core's slow paths behind it, F, D and A
 // run by the core (jitExec). Anything else (CSRs, system instructions) is left to the
 // interpreter: the block ends before it and the next one starts after it.
@@ -126,7 +126,8 @@ function supported(op: number): boolean {
     op in W32_OPS || op in UNARY || op in UNARY_W || BITS.has(op) || MULH.has(op) || op in SHADD || DIVS.has(op) || ENDS_BLOCK.has(op) ||
     op === O.OP_LUI || op === O.OP_AUIPC || op === O.OP_SLTI || op === O.OP_SLTIU || op === O.OP_SLT ||
     op === O.OP_SLTU || op === O.OP_ANDN || op === O.OP_ORN || op === O.OP_XNOR || op === O.OP_MIN ||
-    op === O.OP_MINU || op === O.OP_MAX || op === O.OP_MAXU || op === O.OP_ZEXTH || op === O.OP_SLLIUW;
+    op === O.OP_MINU || op === O.OP_MAX || op === O.OP_MAXU || op === O.OP_ZEXTH || op === O.OP_SLLIUW ||
+    op === O.OP_ORCB || op === O.OP_REV8;
 }
 
 /** A page's translation: the bytes to compile and the offsets (in bytes) of its block entries. */
@@ -314,6 +315,7 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.finish();
 }
 
+const BYTES_7F = 0x7f7f7f7f7f7f7f7fn, BYTES_80 = -0x7f7f7f7f7f7f7f80n; // 0x8080808080808080
 // Doubles' fields (IEEE 754 binary64).
 const D_SIGN = -(2n ** 63n), D_ABS = 2n ** 63n - 1n, D_INF = 0x7ffn << 52n, D_HIDDEN = 1n << 52n;
 /** mstatus.FS (both bits: Dirty) and fcsr's fields the fast paths depend on. */
@@ -694,6 +696,19 @@ class BlockEmitter {
     } else if (op === O.OP_MIN || op === O.OP_MINU || op === O.OP_MAX || op === O.OP_MAXU) {
       const cmp = op === O.OP_MIN ? OP.i64LtS : op === O.OP_MINU ? OP.i64LtU : op === O.OP_MAX ? OP.i64GtS : OP.i64GtU;
       a(); b(); a(); b(); c.op(cmp, OP.select);
+    } else if (op === O.OP_ORCB) {
+      // A byte's top bit after adding 0x7f to its low seven bits, or-ed with it: whether the
+      // byte is nonzero (no carry crosses bytes); then 0x01 per such byte times 0xff.
+      a(); c.i64(BYTES_7F).op(OP.i64And).i64(BYTES_7F).op(OP.i64Add);
+      a(); c.op(OP.i64Or).i64(BYTES_80).op(OP.i64And).i64(7).op(OP.i64ShrU).i64(0xff).op(OP.i64Mul);
+    } else if (op === O.OP_REV8) {
+      // Swap bytes within halfwords, halfwords within words, then the words.
+      a(); c.set(V_T);
+      for (const [k, mask] of [[8, 0x00ff00ff00ff00ffn], [16, 0x0000ffff0000ffffn]] as const) {
+        c.get(V_T).i64(k).op(OP.i64ShrU).i64(mask).op(OP.i64And);
+        c.get(V_T).i64(mask).op(OP.i64And).i64(k).op(OP.i64Shl).op(OP.i64Or).set(V_T);
+      }
+      c.get(V_T).i64(32).op(OP.i64Rotl);
     } else if (op === O.OP_ZEXTH) {
       a(); c.i64(0xffff).op(OP.i64And);
     } else if (op === O.OP_SLLIUW) {

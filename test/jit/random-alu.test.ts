@@ -11,7 +11,7 @@ const R = ["add", "sub", "sll", "srl", "sra", "slt", "sltu", "xor", "or", "and",
 const I = ["addi", "slti", "sltiu", "xori", "ori", "andi", "addiw"];
 const SH = ["slli", "srli", "srai", "rori", "slli.uw", "bclri", "bseti", "binvi", "bexti"];
 const SHW = ["slliw", "srliw", "sraiw", "roriw"];
-const U = ["clz", "ctz", "cpop", "clzw", "ctzw", "cpopw", "sext.b", "sext.h", "zext.h"];
+const U = ["clz", "ctz", "cpop", "clzw", "ctzw", "cpopw", "sext.b", "sext.h", "zext.h", "orc.b", "rev8"];
 const VALUES = ["0", "1", "-1", "0x7fffffff", "0x80000000", "-0x80000000", "0x8000000000000000", "0x7fffffffffffffff", "63", "64", "31", "32", "0xffffffff", "-2"];
 
 const reg = fc.integer({ min: 1, max: 15 }).map((r) => `x${r}`);
