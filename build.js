@@ -126,13 +126,14 @@ async function bundleHost() {
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   });
   writeChanged(node.outputFiles);
-  // The browser's side (dist/web/): the package's browser build, its two workers (they find each
+  // The browser's side (dist/web/): the package's browser build, its workers (they find each
   // other beside it: new URL("./pcpu-worker.js", import.meta.url)), and the page `wasmvisor web` serves.
   const web = await esbuild.build({
     entryPoints: {
       wasmvisor: join(root, "host/browser.ts"),
       "pcpu-worker": join(root, "host/platform/browser/pcpu-worker.ts"),
       "storage-worker": join(root, "host/platform/browser/storage-worker.ts"),
+      "jit-worker": join(root, "host/platform/browser/jit-worker.ts"), // the translation tier's compile thread
       page: join(root, "web/page.ts"),
     },
     outdir: join(root, "dist/web"),

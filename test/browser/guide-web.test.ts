@@ -1,6 +1,7 @@
 // The embedding guide's web page (docs/EMBEDDING.md), as written, in Debian's Chromium: it boots
 // the Linux guest on the browser platform (its pCPU on a Web Worker), gets an answer on the
-// console, saves a snapshot to the browser's storage and offers it as a download.
+// console, saves a snapshot to the browser's storage and offers it as a download. Its VM runs
+// with the translation tier on.
 import { test, expect } from "vitest";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -33,6 +34,8 @@ test("the guide's web example boots Linux in Chromium, answers, and hands over a
     await link.waitFor({ timeout: 180_000 });
     expect(errors).toEqual([]);
     expect(await page.locator("#screen").textContent()).toContain("the answer is 42");
+    // jit "on": hot code was translated on the pCPU worker's compile worker, started on first use.
+    expect(server.requests.map((r) => r.path)).toContain("/wasmvisor/jit-worker.js");
     const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
     const saved = new Uint8Array(readFileSync(await download.path()));
     expect(download.suggestedFilename()).toBe("demo.wvs");

@@ -12,6 +12,21 @@ import { RelayedUserNet } from "../../net/relay";
 import type { WorkerInit } from "./pcpu-worker";
 import { openWsLink } from "../../migration/ws-link";
 import type { ByteLink, MigrationTarget } from "../../migration/link";
+import { jitCompilerClient, type JitCompiler } from "../../jit/compiler";
+
+// This pCPU worker's compile thread for the translation tier, started on first use beside it.
+let compiler: JitCompiler | null = null;
+function jitCompiler(): JitCompiler {
+  if (compiler) return compiler;
+  const worker = new Worker(new URL("./jit-worker.js", import.meta.url), { type: "module", name: "wasmvisor translation" });
+  let ended: ((why: string) => void) | null = null;
+  worker.onerror = (e) => { compiler = null; ended?.(e.message || "it failed to start"); ended = null; };
+  return (compiler = jitCompilerClient({
+    postMessage: (m, transfer) => worker.postMessage(m, transfer ?? []),
+    onReply: (h) => { worker.onmessage = (e) => h(e.data); },
+    onEnd: (h) => { ended = h; },
+  }));
+}
 
 
 export function workerPlatform(init: WorkerInit): Platform {
@@ -27,6 +42,7 @@ export function workerPlatform(init: WorkerInit): Platform {
   };
   return {
     coreModule: () => init.module,
+    jitCompiler,
     defaultFirmware: () => { throw new Error("the default firmware is chosen by the page"); },
     readImage: (path, { what }) => { throw new Error(`${what} ${path}: boot images are read by the page`); },
     openDisk: (path, opts) => openDiskImage(files(opts.dirs), path, opts),
