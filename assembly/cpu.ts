@@ -382,8 +382,10 @@ export function run(hart: i32, budget: i32): i32 {
 
   while (true) {
     // ---- slice boundary: host, halt, interrupts ----
-    // Where interpreting takes time: what the translation tier compiles (a slice spent mostly in
-    // translated code does not make its page hotter; new code in a translated page does).
+    // Where interpreting takes time: what the translation tier compiles. A slice that interpreted
+    // at least half a full slice's instructions heats the page it ended in; one spent mostly in
+    // translated code does not (new code in a translated page does), nor does one cut short
+    // (bulk work, xRET, CSR writes that may unmask an interrupt): a sample, not a count.
     if (fetchVa != 1 && interpreted >= (SLICE >> 1)) dcSampleHeat(slots);
     if (atomic.load<i32>(h + H_ATTN) != 0) { exit = EXIT_ATTENTION; break; }
     const now = mtime();
@@ -648,8 +650,9 @@ export function run(hart: i32, budget: i32): i32 {
           pc = call_indirect<u64>(fInst(sp), h, fetchVa, pc, tlbRead, tlbWrite, limit - count + 1);
           const js = load<i32>(h + H_JIT_STATUS);
           const jr = load<i32>(h + H_JIT_RETIRED);
-          store<u64>(VM_STAT_JIT_RETIRED, load<u64>(VM_STAT_JIT_RETIRED) + <u64>jr);
-          store<u64>(VM_STAT_JIT_ENTRIES, load<u64>(VM_STAT_JIT_ENTRIES) + 1);
+          const stat = <usize>hart << 3; // the hart's own counters
+          store<u64>(VM_STAT_JIT_RETIRED + stat, load<u64>(VM_STAT_JIT_RETIRED + stat) + <u64>jr);
+          store<u64>(VM_STAT_JIT_ENTRIES + stat, load<u64>(VM_STAT_JIT_ENTRIES + stat) + 1);
           // count++ above stands for the instruction that faulted, else for one that retired
           count += jr - (js == ST_FAULT ? 0 : 1);
           translated += jr;

@@ -9,6 +9,13 @@
 // have one), so the next store to it takes the slow path, which invalidates the page (mmu.ts
 // resolve). Host writes (DMA, loaders) invalidate through invalidateCode(). Self-modifying code
 // therefore works without fence.i; fence.i still drops the whole cache, as the ISA allows.
+//
+// Threads: each thread running harts of the VM has a cache of its own (layout.ts DC_CACHES). A
+// store invalidates the page in all of them; another thread's entry is only untagged, and that
+// thread may run what it decoded from the page until it leaves it, finishes its run() or runs
+// fence.i (which empties its own cache). Two threads caching and write-mapping one page at the
+// same moment can miss each other's mark; the store then reaches the other thread's code after
+// its next fence.i: what the ISA promises a hart that did not run fence.i is no more.
 
 import {
   DC_TAGS, DC_SCRATCH, DC_LRU, DC_GEN, DC_HEAT, DC_DECODED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, DC_CACHES,
@@ -108,7 +115,7 @@ function dropWriteMappings(hostPage: usize): void {
 // Entry e's slots are dropped: a translation of them is dead (the host sees the generation
 // change), and the entry starts cold.
 function renew(meta: usize, e: usize): void {
-  store<u32>(meta + DC_GEN + (e << 2), load<u32>(meta + DC_GEN + (e << 2)) + 1);
+  atomic.add<u32>(meta + DC_GEN + (e << 2), 1); // another thread's dcInvalidate may add too
   store<u8>(meta + DC_HEAT + e, 0);
   store<u16>(meta + DC_DECODED + (e << 1), 0);
 }
@@ -126,13 +133,20 @@ export function dcInvalidate(hostPage: usize): void {
   for (let k = 0; k < DC_CACHES; k++) {
     const meta = <usize>k * <usize>DC_META_STRIDE;
     const e = findEntry(meta, hostPage);
-    if (e >= 0) drop(k, <usize>e);
+    if (e < 0) continue;
+    if (meta == dcMeta) drop(k, <usize>e);
+    else if (atomic.cmpxchg<u32>(meta + DC_TAGS + (<usize>e << 2), <u32>hostPage, 0) == <u32>hostPage) {
+      // Another thread's cache: only untag the entry (and kill its translation). Its thread may
+      // be running from the slots, which must not change under it (an instruction's fields are
+      // read one by one); it runs what it decoded until it leaves the page or the run ends, as
+      // the ISA allows a hart that has not run fence.i, and clears the slots when it takes the
+      // entry again (dcPage).
+      atomic.add<u32>(meta + DC_GEN + (<usize>e << 2), 1);
+    }
   }
 }
 
-// Empty entry e of cache k. Another thread may be running from it: its slots become undecoded
-// (zero), never another page's, since a slot is decoded only after its tag is checked
-// (decodeSlot) and an entry's slots are cleared when it is taken for a page (dcPage).
+// Empty entry e of cache k (this thread's, or any when no hart runs).
 function drop(k: i32, e: usize): void {
   const meta = <usize>k * <usize>DC_META_STRIDE;
   store<u32>(meta + DC_TAGS + (e << 2), 0);

@@ -60,8 +60,9 @@ export const VM_STAT_SHADOW_RESET: i32 = 0x100b8; // whole-shadow resets (pool o
 export const VM_STAT_CTX_SWITCH: i32 = 0x100c0; // satp switches that found a cached shadow root
 export const VM_STAT_CTX_NEW: i32 = 0x100c8; // satp switches that needed a new shadow root
 export const VM_STAT_DIRTY_FAULT: i32 = 0x100d0; // first writes to pages write-protected for dirty logging
-export const VM_STAT_JIT_RETIRED: i32 = 0x100d8; // instructions retired by translated code (docs/TRANSLATION.md)
-export const VM_STAT_JIT_ENTRIES: i32 = 0x100e0; // calls into translated code from the run loop
+// Per hart (MAX_HARTS x u64 each, so harts on different threads never share a counter):
+export const VM_STAT_JIT_RETIRED: i32 = 0x10100; // instructions retired by translated code (docs/TRANSLATION.md)
+export const VM_STAT_JIT_ENTRIES: i32 = 0x10140; // calls into translated code from the run loop
 export const PAGING_STAT_COUNT: i32 = 11;
 
 export const VMF_SBI_IN_HOST: i32 = 1; // ecall from S-mode exits to the host (built-in SBI)

@@ -51,12 +51,17 @@ export function clearStats(): void {
 
 // A zeroed page for a P2M table, or 0 when the pool is exhausted (it is sized for all of RAM
 // and the ROM, the only pages that get entries, so that means a bug). Harts on other threads
-// may take pages at the same time: the pool's top moves atomically.
+// may take pages at the same time: the pool's top moves by compare-and-swap (and never past
+// its end). A table made for an entry another thread filled first goes back if it is still the
+// top; the pool has a few pages of slack for when it is not (core.ts vmmLayout).
 function allocTable(): usize {
-  const p = <usize>atomic.add<u32>(VM_P2M_POOL, 4096);
-  if (p >= <usize>load<u32>(VM_P2M_POOL_END)) return 0;
-  fillCharged(p, 0, 4096);
-  return p;
+  let p: u32;
+  do {
+    p = atomic.load<u32>(VM_P2M_POOL);
+    if (p >= load<u32>(VM_P2M_POOL_END)) return 0;
+  } while (atomic.cmpxchg<u32>(VM_P2M_POOL, p, p + 4096) != p);
+  fillCharged(<usize>p, 0, 4096);
+  return <usize>p;
 }
 
 /**
@@ -72,11 +77,14 @@ export function p2mEntry(gpa: u64, alloc: bool): usize {
       if (!alloc) return 0;
       const t = allocTable();
       if (t == 0) return 0;
-      // Another thread may have made this table meanwhile: then use its (this page is lost to
-      // the pool; such a race needs two harts' first touches in one 2 MiB region at once).
+      // Another thread may have made this table meanwhile: then use its, and keep this one.
       const mine = ((<u64>t >> 12) << 10) | P2M_V;
       const seen = atomic.cmpxchg<u64>(e, 0, mine);
-      pte = seen == 0 ? mine : seen;
+      if (seen == 0) pte = mine;
+      else {
+        pte = seen;
+        atomic.cmpxchg<u32>(VM_P2M_POOL, <u32>t + 4096, <u32>t);
+      }
     }
     e = <usize>((pte >> 10) << 12) + (<usize>((gpa >> shift) & 0x1ff) << 3);
   }

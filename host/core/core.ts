@@ -107,6 +107,9 @@ export interface VmmLayout {
   end: number;
 }
 
+/** Spare P2M table pages: a race between harts on two threads can leave one unused (p2m.ts). */
+const P2M_POOL_SLACK = 8;
+
 export function vmmLayout(ramSize: number, paging: Paging): VmmLayout {
   const page = 4096;
   const up = (n: number, a: number) => Math.ceil(n / a) * a;
@@ -114,8 +117,9 @@ export function vmmLayout(ramSize: number, paging: Paging): VmmLayout {
   let at = up(L.RAM_HOST + ramSize, 16384); // the Sv39x4 root is 16 KiB aligned
   const p2mRoot = at;
   at += 16384;
-  // Tables below the root: one per GiB and one per 2 MiB of RAM, two more for the boot ROM.
-  at += (Math.ceil(ramSize / 2 ** 30) + Math.ceil(ramSize / 2 ** 21) + 2) * page;
+  // Tables below the root: one per GiB and one per 2 MiB of RAM, two more for the boot ROM, and
+  // slack for tables harts on other threads made at the same moment (p2m.ts allocTable).
+  at += (Math.ceil(ramSize / 2 ** 30) + Math.ceil(ramSize / 2 ** 21) + 2 + P2M_POOL_SLACK) * page;
   const p2mPoolEnd = at;
   const bitmap = up(Math.ceil(ramPages / 32) * 4, page);
   const dirty = at;

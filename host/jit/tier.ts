@@ -152,8 +152,11 @@ export class TranslationTier {
 
   stats(): JitStats {
     const { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs } = this.counts;
-    const retired = Number(this.core.view.getBigUint64(L.VM_STAT_JIT_RETIRED, true));
-    const entries = Number(this.core.view.getBigUint64(L.VM_STAT_JIT_ENTRIES, true));
+    let retired = 0, entries = 0; // the VM's, all harts (whatever thread runs them)
+    for (let h = 0; h < this.core.harts; h++) {
+      retired += Number(this.core.view.getBigUint64(L.VM_STAT_JIT_RETIRED + h * 8, true));
+      entries += Number(this.core.view.getBigUint64(L.VM_STAT_JIT_ENTRIES + h * 8, true));
+    }
     return { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, retired, entries };
   }
 

@@ -6,16 +6,18 @@ import { Core } from "../../host/core/core";
 import { TranslationTier, type JitMode } from "../../host/jit/tier";
 import * as L from "../../host/core/layout";
 
-const { module, memory, ramSize, harts, hart, jit } = workerData as {
-  module: WebAssembly.Module; memory: WebAssembly.Memory; ramSize: number; harts: number; hart: number; jit: JitMode;
+const { module, memory, ramSize, harts, hart, jit, budget, napMs } = workerData as {
+  module: WebAssembly.Module; memory: WebAssembly.Memory; ramSize: number; harts: number; hart: number; jit: JitMode; budget: number; napMs: number;
 };
+const nap = new Int32Array(new SharedArrayBuffer(4));
 const core = new Core({ module, memory, ramSize, harts, codeCache: 1 });
 const tier = jit === "off" ? null : new TranslationTier(core, jit);
 parentPort!.postMessage({ ready: true });
 const t0 = performance.now();
 for (;;) {
-  const exit = core.run(hart, 20_000);
+  const exit = core.run(hart, budget);
   tier?.update();
+  Atomics.wait(nap, 0, 0, napMs); // the other hart's thread may share this core
   if (exit === L.EXIT_HALT) break;
   if (exit !== L.EXIT_BUDGET) throw new Error(`hart ${hart}: unexpected exit ${exit}`);
 }

@@ -3,7 +3,9 @@
 // atomics, LR/SC, fences and first touches of memory must work across them. Both harts run the
 // same program of four shared counters, each incremented a different way; the totals must be
 // exact, interpreted and with every page translated; and the store-buffering litmus test (which
-// fails a few hundred times in 20,000 rounds when fences are taken out) must never show.
+// shows tens to hundreds of times in 20,000 rounds when fences are taken out, in most runs: a
+// statistical check) must never show. Each thread
+// naps briefly after each run() so that the two also take turns on one shared core.
 import { beforeAll, describe, expect, it } from "vitest";
 import { Worker } from "node:worker_threads";
 import { mkdtempSync } from "node:fs";
@@ -17,12 +19,15 @@ import { loadCoreModule } from "../../host/platform/node/core";
 import * as L from "../../host/core/layout";
 import { assemble } from "../jit/asm";
 
-const ITERATIONS = 20_000;
+const ITERATIONS = 5_000;
 const ROUNDS = 20_000;
-const PATCH_ROUNDS = 300;
+const PATCH_ROUNDS = 200;
 const RAM = 16 << 20;
 const SHARED = Number(L.RAM_GPA) + (1 << 20);
 let worker = "";
+const nap = new Int32Array(new SharedArrayBuffer(4));
+/** A run() is about 50 µs of guest work; the nap after it lets the other thread in on a shared core. */
+const RUN_BUDGET = 10_000, NAP_MS = 0.02;
 
 // Counters at SHARED (a page of their own): A by amoadd; B by an LR/SC loop; C under a ticket lock
 // (amoadd for the ticket, plain loads and stores inside); D under Peterson's lock, which needs
@@ -158,7 +163,7 @@ async function runBoth(jit: JitMode) {
   const bytes = assemble(`harts-${jit}`, PROGRAM);
   core.ram.set(bytes, 0);
   for (let h = 0; h < 2; h++) core.setPc(h, L.RAM_GPA);
-  const w = new Worker(worker, { workerData: { module, memory: core.memory, ramSize: RAM, harts: 2, hart: 1, jit } });
+  const w = new Worker(worker, { workerData: { module, memory: core.memory, ramSize: RAM, harts: 2, hart: 1, jit, budget: RUN_BUDGET, napMs: NAP_MS } });
   const done = new Promise<{ ms: number; instret: number; translated: number; a2: number }>((resolve, reject) => {
     w.on("message", (m) => { if (!m.ready) resolve(m); });
     w.on("error", reject);
@@ -169,8 +174,9 @@ async function runBoth(jit: JitMode) {
   for (;;) {
     // This loop never yields: a guest gone wrong must still end the test (with where it was).
     if (performance.now() - t0 > 60_000) throw new Error(`hart 0 did not halt: pc 0x${core.pc(0).toString(16)}, hart 1 at 0x${core.pc(1).toString(16)}`);
-    const exit = core.run(0, 20_000);
+    const exit = core.run(0, RUN_BUDGET);
     tier?.update();
+    Atomics.wait(nap, 0, 0, NAP_MS);
     if (exit === L.EXIT_HALT) break;
     expect(exit).toBe(L.EXIT_BUDGET);
   }
@@ -184,7 +190,7 @@ async function runBoth(jit: JitMode) {
     counters: [v.getUint32(shared, true), v.getUint32(shared + 4, true), Number(v.getBigUint64(shared + 16, true)), Number(v.getBigUint64(shared + 24, true))],
     instret: [Number(core.instret(0)), other.instret],
     patchedSum: other.a2,
-    translated: (tier?.stats().retired ?? 0) + other.translated,
+    translated: tier?.stats().retired ?? 0, // the VM's: both harts'
   };
 }
 
