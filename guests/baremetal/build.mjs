@@ -68,6 +68,7 @@ const PROGRAMS = [
   { name: 'priv', sources: ['baremetal/tests/priv.c', 'baremetal/tests/priv_asm.S'] },
   { name: 'vm', sources: ['baremetal/tests/vm.c'] },
   { name: 'irq', sources: ['baremetal/tests/irq.c'] },
+  { name: 'trigger', sources: ['baremetal/tests/trigger.c', 'baremetal/tests/trigger_asm.S'] },
   // test/lazy-memory.test.ts saves it mid-run and resumes it from lazily supplied RAM; with a
   // virtio-blk disk it also checks a DMA into a page it wrote before.
   { name: 'lazy', sources: ['baremetal/tests/lazy.c'] },
