@@ -225,6 +225,50 @@ class RawClient {
   }
 }
 
+describe("breakpoints and watchpoints in translated code", () => {
+  test("--jit all: a breakpoint inside a hot translated block, a watchpoint on what it stores and a read watchpoint on what it loads stop the hart there", async () => {
+    const nm = execFileSync("riscv64-unknown-elf-nm", [elf]).toString();
+    const counter = /^([0-9a-f]+) [BbDdSs] gdb_counter$/m.exec(nm)![1]!;
+    const port = await freePort();
+    const vm = new Session(["qemu", "--jit", "all", "-machine", "virt", "-bios", "none", "-kernel", elf, "-m", "64M", "-nographic", "-gdb", `tcp::${port}`, "-S"]);
+    try {
+      await listening(port, vm);
+      const c = await RawClient.open(port);
+      const pcOf = async () => BigInt(`0x${(await c.ask("p20")).match(/../g)!.reverse().join("")}`);
+      // Run into the spin (translated by now), stop it.
+      c.packet("c");
+      await new Promise((r) => setTimeout(r, 1500));
+      c.write("\x03");
+      expect(await c.reply()).toBe("T02thread:01;");
+      // A breakpoint on the instruction after where it stopped (a block's first instruction):
+      // inside the translated block, so the translation must not run through it.
+      const stopped = await pcOf();
+      const pc = stopped + ((parseInt((await c.ask(`m${stopped.toString(16)},1`)), 16) & 3) === 3 ? 4n : 2n);
+      expect(await c.ask(`Z0,${pc.toString(16)},2`)).toBe("OK");
+      expect(await c.ask("c")).toMatch(/^T05(swbreak:;)?thread:01;$/);
+      expect(await pcOf()).toBe(pc);
+      expect(await c.ask(`z0,${pc.toString(16)},2`)).toBe("OK");
+      // A write watchpoint on the counter: reported after the store, its new value in memory.
+      const before = BigInt(`0x${(await c.ask(`m${counter},8`)).match(/../g)!.reverse().join("")}`);
+      expect(await c.ask(`Z2,${counter},8`)).toBe("OK");
+      expect(await c.ask("c")).toBe(`T05watch:${BigInt(`0x${counter}`).toString(16)};thread:01;`);
+      const after = BigInt(`0x${(await c.ask(`m${counter},8`)).match(/../g)!.reverse().join("")}`);
+      expect(after).toBe(before + 1n);
+      expect(await c.ask(`z2,${counter},8`)).toBe("OK");
+      // A read watchpoint on the counter, which each turn loads after gdb_release on the same
+      // page: that first load must not make the page's loads fast again.
+      const release = /^([0-9a-f]+) [BbDdSs] gdb_release$/m.exec(nm)![1]!;
+      expect(BigInt(`0x${release}`) >> 12n).toBe(BigInt(`0x${counter}`) >> 12n);
+      expect(await c.ask(`Z3,${counter},8`)).toBe("OK");
+      expect(await c.ask("c")).toBe(`T05rwatch:${BigInt(`0x${counter}`).toString(16)};thread:01;`);
+      c.packet("k");
+      expect(await vm.exited).toBe(0);
+    } finally {
+      vm.kill();
+    }
+  }, 60_000);
+});
+
 describe("the stub by hand: the protocol, malformed and hostile packets", () => {
   test("checksums and acks, no-ack mode, the target description, errors for bad arguments, binary writes, Ctrl-C; the stub survives junk", async () => {
     const port = await freePort();
