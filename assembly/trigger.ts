@@ -63,7 +63,10 @@ export function triggerCsrRead(num: u32): u64 {
   const sel = <i32>load<u64>(H + H_TSELECT);
   switch (num) {
     case 0x7a0: return <u64>sel;
-    case 0x7a1: return tdata1(sel);
+    case 0x7a1: {
+      const t = tdata1(sel);
+      return t == 0 ? TYPE_DISABLED << 60 : t; // a reset hart's (zeroed) triggers exist, disabled
+    }
     case 0x7a2: return tdata2(sel);
     case 0x7a3: return 0; // no textra conditions
     case 0x7a4: return (<u64>1 << 24) | (1 << TYPE_MCONTROL) | (1 << TYPE_MCONTROL6) | (1 << TYPE_DISABLED); // version 1
