@@ -240,8 +240,10 @@ export class GdbSession {
 
   // The VM stopped (a breakpoint, Ctrl-C, its end): tell a client waiting for it.
   private stopped(reply: string, hart: number): void {
-    if (!reply.startsWith("W")) this.lastStop = { hart, reply };
-    if (!reply.startsWith("W")) this.gThread = this.cThread = hart + 1;
+    if (!reply.startsWith("W")) {
+      this.lastStop = { hart, reply };
+      this.gThread = this.cThread = hart + 1;
+    }
     const w = this.waiting;
     this.waiting = null;
     w?.(reply);

@@ -448,22 +448,18 @@ export class Core {
     }
     return out;
   }
-  /** Write `data` at va through `hart`'s translation (RAM and ROM only, decoded code dropped); false if some byte is elsewhere. */
+  /** Write `data` at va through `hart`'s translation (RAM and ROM only, decoded code dropped); false, writing nothing, if some byte is elsewhere. */
   debugWrite(hart: number, va: bigint, data: Uint8Array): boolean {
-    const views: [Uint8Array, number, number][] = [];
-    for (let done = 0; done < data.length; ) {
-      const a = BigInt.asUintN(64, va + BigInt(done));
-      const n = Math.min(data.length - done, 4096 - Number(a & 0xfffn));
+    const pieces: { pa: number; from: number; n: number }[] = [];
+    for (let from = 0; from < data.length; ) {
+      const a = BigInt.asUintN(64, va + BigInt(from));
+      const n = Math.min(data.length - from, 4096 - Number(a & 0xfffn));
       const pa = this.debugTranslate(hart, a);
       if (pa === null || !this.physRead(pa, n)) return false;
-      views.push([data, done, pa]);
-      done += n;
+      pieces.push({ pa, from, n });
+      from += n;
     }
-    // Every page is there: write them all (a write is all or nothing).
-    for (const [, done, pa] of views) {
-      const n = Math.min(data.length - done, 4096 - (pa & 0xfff));
-      this.phys(pa, n)!.set(data.subarray(done, done + n));
-    }
+    for (const { pa, from, n } of pieces) this.phys(pa, n)!.set(data.subarray(from, from + n));
     return true;
   }
 
