@@ -154,6 +154,8 @@ describe("gdb-multiarch against the Linux guest", () => {
         "break do_sys_openat2",
         "continue",
         "bt 3",
+        "stepi",
+        "x/i $pc",
         "info threads",
         "kill",
       ]);
@@ -166,6 +168,12 @@ describe("gdb-multiarch against the Linux guest", () => {
       const [, oldV, newV] = /Old value = (\d+)\nNew value = (\d+)/.exec(out)!;
       expect(BigInt(newV!) - BigInt(oldV!)).toBe(1n); // a tick
       expect(out).toMatch(/Breakpoint 3, 0xffffffff[0-9a-f]+ in do_sys_openat2 \(\)\n#0 [^\n]*do_sys_openat2 \(\)\n#1 [^\n]*in do_sys_open/);
+      // GDB steps a RISC-V hart by a breakpoint on the next instruction and a continue of that
+      // thread alone (vCont;c:N): the other hart stays stopped.
+      const [, hitThread, bp] = /Thread (\d) hit Breakpoint 3, (0x[0-9a-f]+) in do_sys_openat2/.exec(out)!;
+      const [, stepped] = /=> (0xffffffff[0-9a-f]+) <(do_sys_openat2\+\d+|build_open_flags)>:/.exec(out)!;
+      expect(BigInt(stepped!)).not.toBe(BigInt(bp!));
+      expect(out).toMatch(new RegExp(`\\* ${hitThread} +Thread ${hitThread} \\(hart ${Number(hitThread) - 1}\\)`));
       expect(out).toMatch(/Thread 1 \(hart 0\)[\s\S]*Thread 2 \(hart 1\)/);
       expect(out).toMatch(/\[Inferior 1 \(Remote target\) killed\]/);
       expect(await vm.exited).toBe(0); // k ends the emulator, as QEMU's
