@@ -277,6 +277,41 @@ describe("breakpoints and watchpoints in translated code", () => {
   }, 60_000);
 });
 
+describe("threads", () => {
+  test("vCont;c:N runs that hart alone (the others held where they stopped); vCont;c runs them all", async () => {
+    const port = await freePort();
+    const vm = new Session(["qemu", "-machine", "virt", "-bios", "none", "-kernel", elf, "-m", "64M", "-smp", "2", "-nographic", "-gdb", `tcp::${port}`, "-S"]);
+    try {
+      await listening(port, vm);
+      const c = await RawClient.open(port);
+      const pcOf = async (thread: number) => {
+        expect(await c.ask(`Hg${thread}`)).toBe("OK");
+        return BigInt(`0x${(await c.ask("p20")).match(/../g)!.reverse().join("")}`);
+      };
+      expect(await c.ask("qfThreadInfo")).toBe("m1,2");
+      expect(await c.ask("T2")).toBe("OK");
+      expect(await c.ask("qThreadExtraInfo,2")).toBe(Buffer.from("hart 1").toString("hex"));
+      // Only hart 1 runs (it parks in WFI); hart 0 stays at the reset vector.
+      c.packet("vCont;c:2");
+      await new Promise((r) => setTimeout(r, 1000));
+      c.write("\x03");
+      expect(await c.reply()).toMatch(/^T02thread:0[12];$/);
+      expect(await pcOf(1)).toBe(0x1000n);
+      expect(await pcOf(2)).not.toBe(0x1000n);
+      // Now all run: hart 0 goes into the program.
+      c.packet("vCont;c");
+      await new Promise((r) => setTimeout(r, 1000));
+      c.write("\x03");
+      expect(await c.reply()).toMatch(/^T02thread:0[12];$/);
+      expect((await pcOf(1)) >= 0x80000000n).toBe(true);
+      c.packet("k");
+      expect(await vm.exited).toBe(0);
+    } finally {
+      vm.kill();
+    }
+  }, 60_000);
+});
+
 describe("the stub by hand: the protocol, malformed and hostile packets", () => {
   test("checksums and acks, no-ack mode, the target description, errors for bad arguments, binary writes, Ctrl-C; the stub survives junk", async () => {
     const port = await freePort();
