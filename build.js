@@ -24,6 +24,8 @@ const DEBIAN_PACKAGES = [
   ["qemu-utils", "/usr/bin/qemu-img"],
   // chromium: the browser tests drive Debian's Chromium with playwright-core.
   ["chromium", "/usr/bin/chromium"],
+  // gdb-multiarch: the GDB stub's tests drive it (Debian's plain gdb has no RISC-V).
+  ["gdb-multiarch", "/usr/bin/gdb-multiarch"],
 ];
 
 function installDeps() {

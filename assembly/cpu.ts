@@ -8,7 +8,7 @@ import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
   H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_FENCE, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
   VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, VM_STAT_JIT_RETIRED, VM_STAT_JIT_ENTRIES, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
-  EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, JIT_SLOT, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
+  EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, EXIT_DEBUG, H_TRIG_ARMED, TA_EXEC, TA_STEP, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, JIT_SLOT, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
 import {
   H, priv, selectHart, setXreg, setFreg, csr64, tlbRead, tlbWrite, tlbFetch, mtime,
@@ -26,6 +26,7 @@ import { execFp, fpIllegal, arithD } from "./fp";
 import { decode } from "./decode";
 import * as D from "./decode";
 import { dcPage, decodeSlot, dcFlush, dcSampleHeat, dcMeta } from "./dcache";
+import { triggerCheck, triggerWatchesPage, TK_EXEC, CAUSE_DEBUG } from "./trigger";
 
 // Instructions between polls of interrupts, clock and host attention.
 const SLICE: i32 = 4096;
@@ -89,7 +90,7 @@ const TLB_INDEX_MASK: u64 = <u64>(TLB_ENTRIES - 1);
 }
 
 // Values held across an exit: the pending MMIO load is completed on the next run().
-function completeMmioLoad(): void {
+export function completeMmioLoad(): void {
   const rd = load<i32>(H + H_EXIT_LOAD_RD);
   if (rd < 0) return;
   store<i32>(H + H_EXIT_LOAD_RD, -1);
@@ -286,6 +287,15 @@ let pageSlots: usize = 0;
  * for an instruction that is not cached), or 0 with accStatus set if the fetch faults.
  */
 function fetchDecode(pc: u64): usize {
+  // Execute triggers and host breakpoints (trigger.ts), before the instruction runs.
+  const armed = load<i32>(H + H_TRIG_ARMED);
+  if ((armed & TA_EXEC) != 0) {
+    const cause = triggerCheck(TK_EXEC, pc, 1);
+    if (cause != 0) {
+      raise(cause, pc);
+      return 0;
+    }
+  }
   let off = pc - pageVa;
   if (rotr<u64>(off, 1) > 0x7ff) {
     pageVa = 1;
@@ -303,6 +313,17 @@ function fetchDecode(pc: u64): usize {
     off = pc & 0xfff;
   }
   const slot = pageSlots + (<usize>off << 2);
+  // A page with an execute trigger or a host breakpoint, or any page in a single step: every fetch
+  // comes here (the loop does not keep the page), and a translation (an OP_JIT slot) is not entered.
+  if ((armed & (TA_EXEC | TA_STEP)) != 0 && ((armed & TA_STEP) != 0 || triggerWatchesPage(TK_EXEC, pageVa))) {
+    pageVa = 1;
+    const host = pageHost + <usize>off;
+    if (off == 0xffe && (load<u16>(host) & 3) == 3) return decodeUncached(pc);
+    const op = load<u8>(slot);
+    if (op != 0 && op != D.OP_JIT) return slot;
+    store<u64>(DC_SCRATCH, decode(<u32>load<u16>(host) | (<u32>load<u16>(host + 2) << 16)));
+    return DC_SCRATCH;
+  }
   if (load<u8>(slot) != 0) return slot;
   const host = pageHost + <usize>off;
   // A 32-bit instruction in the last halfword continues on the next page, which may map
@@ -393,7 +414,8 @@ export function run(hart: i32, budget: i32): i32 {
       if (!wakeupPending(h, now)) { exit = EXIT_HALT; break; }
       store<i32>(h + H_WFI, 0);
     }
-    const irq = selectInterrupt(now);
+    // A debugger's single step runs the instruction at pc, not an interrupt handler (as QEMU's).
+    const irq = (load<i32>(h + H_TRIG_ARMED) & TA_STEP) != 0 ? -1 : selectInterrupt(now);
     if (irq >= 0) {
       pc = takeTrap(<u64>irq, 0, pc, true);
       fetchVa = 1;
@@ -423,9 +445,10 @@ export function run(hart: i32, budget: i32): i32 {
         if (charged != 0) limit = count; // caching the page cost: account for it now
         if (sp == 0) {
           clearAccStatus();
+          sliceTraps++;
+          if (excCause == CAUSE_DEBUG) { exit = EXIT_DEBUG; limit = count; continue; }
           pc = takeTrap(excCause, excTval, pc, false);
           fetchVa = 1;
-          sliceTraps++;
           continue;
         }
         op = <u32>load<u8>(sp);
@@ -741,9 +764,12 @@ export function run(hart: i32, budget: i32): i32 {
           const tval = st == ST_ILLEGAL ? rawInstruction(pc, op) : excTval;
           const cause = st == ST_ILLEGAL ? EXC_ILLEGAL : excCause;
           clearAccStatus();
-          pc = takeTrap(cause, tval, pc, false);
-          fetchVa = 1;
           sliceTraps++;
+          if (cause == CAUSE_DEBUG) { exit = EXIT_DEBUG; limit = count; } // the debugger's: stop at pc
+          else {
+            pc = takeTrap(cause, tval, pc, false);
+            fetchVa = 1;
+          }
         }
       }
       store<u64>(h, 0); // x0

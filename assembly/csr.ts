@@ -10,6 +10,7 @@ import {
   H_PMPCFG, H_PMPADDR, H_HARTID, H_INSTRET, H_MIP, PMP_COUNT,
 } from "./layout";
 import { shadowSatpChanged } from "./shadow";
+import { triggerCsrRead, triggerCsrWrite } from "./trigger";
 import {
   H, priv, csr64, setCsr64, refreshModes, flushTlbAll, flushTlbRegimes, PAGED_REGIMES,
   effectiveMip, mtime, PRV_M, PRV_S, PRV_U, MS_SIE, MS_MIE, MS_SPIE, MS_MPIE, MS_SPP, MS_MPP,
@@ -104,6 +105,7 @@ function csrRead(num: u32): u64 {
   if (num >= 0xb03 && num <= 0xb1f) return 0; // mhpmcounter3..31
   if (num >= 0x323 && num <= 0x33f) return 0; // mhpmevent3..31
   if (num >= 0x3a0 && num <= 0x3ef) return pmpRead(num);
+  if (num >= 0x7a0 && num <= 0x7a4) return triggerCsrRead(num);
   switch (num) {
     case 0x001: return fpAllowed() ? <u64>(load<u32>(H + H_FCSR) & 0x1f) : illegal();
     case 0x002: return fpAllowed() ? <u64>((load<u32>(H + H_FCSR) >> 5) & 7) : illegal();
@@ -148,6 +150,7 @@ function csrRead(num: u32): u64 {
 
 function csrWrite(num: u32, v: u64): void {
   if (num >= 0x3a0 && num <= 0x3ef) { pmpWrite(num, v); return; }
+  if (num >= 0x7a0 && num <= 0x7a4) { triggerCsrWrite(num, v); return; }
   switch (num) {
     case 0x001: setFcsr((load<u32>(H + H_FCSR) & ~0x1f) | (<u32>v & 0x1f)); return;
     case 0x002: setFcsr((load<u32>(H + H_FCSR) & 0x1f) | ((<u32>v & 7) << 5)); return;

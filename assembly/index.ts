@@ -10,6 +10,9 @@ import { csrAccess, csrIllegal, MISA_VALUE, MSTATUS_RESET, CSR_RW } from "./csr"
 import { dcFlushAll, dcInvalidate, dcSelect } from "./dcache";
 import { p2mReset, noteDirty, frameToGpa, markUsed } from "./p2m";
 import { shadowInit, shadowHostWrite } from "./shadow";
+import { setDebugAccess, debugChanged as triggersDebugChanged } from "./trigger";
+import { debugTranslate as translateForDebugger } from "./mmu";
+import { completeMmioLoad } from "./cpu";
 export { run, jitLoad, jitStore, jitExec } from "./cpu";
 export { dirtyLogEnable, dirtyLogSync } from "./p2m";
 
@@ -101,6 +104,32 @@ export function csrWrite(hart: i32, num: i32, value: u64): bool {
   store<i32>(H + H_PRIV, p);
   selectHart(hart);
   return !csrIllegal;
+}
+
+/** Write a CSR as the host's debugger (debug mode): the trigger registers' dmode and action 1 are writable. */
+export function debugCsrWrite(hart: i32, num: i32, value: u64): bool {
+  setDebugAccess(true);
+  const ok = csrWrite(hart, num, value);
+  setDebugAccess(false);
+  return ok;
+}
+
+/** The host changed `hart`'s breakpoint list (H_DEBUG_BP) or debug flags (H_DEBUG). */
+export function debugChanged(hart: i32): void {
+  selectHart(hart);
+  triggersDebugChanged();
+}
+
+/** The guest-physical address of `va` as `hart`'s loads see it now, changing nothing; -1 if unmapped. */
+export function debugTranslate(hart: i32, va: u64): i64 {
+  selectHart(hart);
+  return translateForDebugger(va);
+}
+
+/** Put a pending MMIO load's value in its register now (a debugger looks at the registers between runs). */
+export function completePendingLoad(hart: i32): void {
+  selectHart(hart);
+  completeMmioLoad();
 }
 
 /**

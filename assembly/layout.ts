@@ -151,9 +151,26 @@ export const H_EXIT_RETIRED: i32 = 0x430; // i64: of those, instructions that re
 // A translation (docs/TRANSLATION.md) leaves here what the run loop needs besides the next pc.
 export const H_JIT_RETIRED: i32 = 0x438; // i32: instructions the translation retired
 export const H_JIT_STATUS: i32 = 0x43c; // i32: 0, or ST_FAULT/ST_MMIO/ST_TOHOST as the run loop's cases
+
+// Debug triggers (Sdtrig, trigger.ts): tselect and TRIGGER_COUNT x { tdata1, tdata2, tdata3 }.
+export const H_TSELECT: i32 = 0x440; // u64
+export const H_TDATA: i32 = 0x448; // TRIGGER_COUNT x 3 x u64
+export const TRIGGER_COUNT: i32 = 4;
+// The host's debugger (a GDB stub): its flags (DBG_*), what is armed (TA_*, derived from the triggers,
+// the breakpoint list and the flags by debugChanged()), and its breakpoint list: virtual pcs that stop
+// the hart before executing there (EXIT_DEBUG), in any mode, besides the triggers.
+export const H_DEBUG: i32 = 0x4a8; // i32: DBG_* bits
+export const H_TRIG_ARMED: i32 = 0x4ac; // i32: TA_* bits
+export const H_DEBUG_BP_COUNT: i32 = 0x4b0; // i32
+export const H_DEBUG_BP: i32 = 0x4b8; // DEBUG_BP_MAX x u64
+export const DEBUG_BP_MAX: i32 = 64;
 // i32 the hart's full fences do a locked add of zero to: a full barrier on the host (Binaryen
 // refuses atomic.fence here), on a line of its own hart's.
-export const H_FENCE: i32 = 0x440;
+export const H_FENCE: i32 = 0x6c0; // past H_DEBUG_BP's DEBUG_BP_MAX entries
+export const DBG_STEP: i32 = 1; // single step: every fetch takes the checked path (no translation), no interrupts at slice boundaries
+export const TA_EXEC: i32 = 1; // an execute trigger or a host breakpoint is armed
+export const TA_DATA: i32 = 2; // a load or store trigger is armed
+export const TA_STEP: i32 = 4; // DBG_STEP is set
 
 export const LOAD_SIGNED: i32 = 0; // sign-extend into x[rd]
 export const LOAD_UNSIGNED: i32 = 1; // zero-extend into x[rd]
@@ -165,6 +182,11 @@ export const EXIT_HALT: i32 = 2; // WFI with nothing pending: wait for an interr
 export const EXIT_TOHOST: i32 = 3; // the guest wrote HTIF tohost (value in H_EXIT_DATA)
 export const EXIT_SBI: i32 = 4; // ecall from S-mode with VMF_SBI_IN_HOST: a0..a7 in x10..x17
 export const EXIT_ATTENTION: i32 = 5; // the host set H_ATTN
+// A trigger with action 1 (enter debug mode: the host's debugger owns it) or a host breakpoint
+// fired before the instruction at pc ran: H_EXIT_ADDR the address it matched (the pc, or a load's or
+// store's address), H_EXIT_WRITE the access (4 execute, 2 store, 1 load), H_EXIT_DATA the trigger's
+// index (-1: the host's breakpoint list).
+export const EXIT_DEBUG: i32 = 6;
 
 // Software TLB: one table per translation regime and access kind (read, write, fetch), each
 // TLB_ENTRIES entries of { tag: i64, addend: i64 }; a hit maps va to host offset va + addend.

@@ -6,10 +6,10 @@ import {
   H_MSTATUS, H_SATP, H_PMPCFG, H_PMPADDR, PMP_COUNT, TLB_ENTRIES, VM_TOHOST, RAM_GPA, CLINT_GPA, CLINT_SIZE, MMIO_MAP, H_EXIT_ADDR,
   H_EXIT_DATA, H_EXIT_SIZE, H_EXIT_WRITE, H_MIP, H_MTIMECMP, VM_MTIME_OFFSET, VM_FLAGS,
   VMF_MTIME_FROZEN, VM_MTIME_FROZEN, VM_PAGING, PAGING_SHADOW, VM_STAT_TLB_MISS, VM_STAT_WALK_REFS,
-  VM_STAT_SHADOW_FAULT,
+  VM_STAT_SHADOW_FAULT, H_TRIG_ARMED, TA_DATA,
 } from "./layout";
 import {
-  H, csr64, dataRegime, fetchRegime, dataPaged, fetchPaged, tlbRead, tlbWrite, tlbFetch,
+  H, priv, csr64, dataRegime, fetchRegime, dataPaged, fetchPaged, tlbRead, tlbWrite, tlbFetch,
   REGIME_U, REGIME_M, REGIME_S_SUM, PRV_U, PRV_S, PRV_M, MS_MXR, hartBase, nharts, mtime,
   IRQ_MSI, noteSuperpage, noteTlbLive,
 } from "./hart";
@@ -19,6 +19,7 @@ import {
   P2M_PT,
 } from "./p2m";
 import { shadowLookup, shadowInstall, shadowWatchTable, shadowTableWrite, shadowEpoch } from "./shadow";
+import { triggerCheck, triggerWatchesPage, TK_LOAD, TK_STORE } from "./trigger";
 
 // Outcome of a slow-path access.
 export const ACC_OK: i32 = 0;
@@ -155,7 +156,9 @@ function leafAllows(pte: u64, acc: i32, regime: i32): bool {
 // tables walked are handed to the shadow MMU to protect.
 export let lastLeafLevel: i32 = 0;
 export let lastLeafPte: u64 = 0;
-export function translate(va: u64, acc: i32, regime: i32, paged: bool, watch: bool = false): u64 {
+// With `probe` (a debugger's look at memory) nothing changes: no A/D updates, no statistics,
+// and permissions are not checked.
+export function translate(va: u64, acc: i32, regime: i32, paged: bool, watch: bool = false, probe: bool = false): u64 {
   lastLeafLevel = 0;
   if (!paged) return va;
   const satp = csr64(H_SATP);
@@ -173,7 +176,7 @@ export function translate(va: u64, acc: i32, regime: i32, paged: bool, watch: bo
     if (host < 0 || pmpCheck(pteAddr, pteAddr + 8, ACC_READ, PRV_S) != 1) { raise(accessFault(acc), va); return 0; }
     // After p2mHost: a table page touched for the first time only now has a P2M entry to protect.
     if (watch) shadowWatchTable(a, level, va & ~((<u64>1 << (21 + 9 * <u64>level)) - 1) & ((<u64>1 << vaBits) - 1));
-    stat(VM_STAT_WALK_REFS);
+    if (!probe) stat(VM_STAT_WALK_REFS);
     let pte = atomic.load<u64>(<usize>host);
     if ((pte & PTE_V) == 0 || ((pte & PTE_R) == 0 && (pte & PTE_W) != 0) || (pte & PTE_RESERVED) != 0) {
       raise(pageFault(acc), va); return 0;
@@ -184,14 +187,14 @@ export function translate(va: u64, acc: i32, regime: i32, paged: bool, watch: bo
       a = ((pte >> 10) & 0xfffffffffff) << 12;
       continue;
     }
-    if (!leafAllows(pte, acc, regime)) { raise(pageFault(acc), va); return 0; }
+    if (!probe && !leafAllows(pte, acc, regime)) { raise(pageFault(acc), va); return 0; }
     const ppn = (pte >> 10) & 0xfffffffffff;
     const lowBits = 9 * <u64>level;
     // A superpage's physical page number must be aligned to its size.
     if (lowBits != 0 && (ppn & ((<u64>1 << lowBits) - 1)) != 0) { raise(pageFault(acc), va); return 0; }
     // Hardware A/D update, atomically so a concurrent change by the guest is not lost.
     const need = PTE_A | (acc == ACC_WRITE ? PTE_D : 0);
-    if ((pte & need) != need) {
+    if ((pte & need) != need && !probe) {
       if (pmpCheck(pteAddr, pteAddr + 8, ACC_WRITE, PRV_S) != 1) { raise(accessFault(acc), va); return 0; }
       // The walker's own write: no trap even on a protected table (its shadows only lack A/D,
       // which is safe), but dirty logging must see it.
@@ -293,7 +296,10 @@ export function resolve(va: u64, size: u64, acc: i32): i64 {
   const tohost = load<u64>(VM_TOHOST);
   const watched = acc == ACC_WRITE && tohost != 0 && (pa >> 12) == (tohost >> 12);
   const writable = acc != ACC_WRITE || (load<u64>(p2mLeafPtr) & P2M_W) != 0;
-  if (pageOk == 1 && !watched && writable) {
+  // A page a load or store trigger could match gets no TLB entry: its accesses come to loadSlow/storeSlow, which check.
+  const triggered = acc != ACC_FETCH && (load<i32>(H + H_TRIG_ARMED) & TA_DATA) != 0 &&
+    triggerWatchesPage(acc == ACC_WRITE ? TK_STORE : TK_LOAD, va & ~<u64>0xfff);
+  if (pageOk == 1 && !watched && writable && !triggered) {
     if (lastLeafLevel != 0) noteSuperpage(va, lastLeafLevel);
     if (acc == ACC_WRITE) noteWriteMapping(<usize>host & ~<usize>0xfff);
     tlbFill(tlbTableFor(acc), va, <u64>host - (pa & 0xfff));
@@ -349,7 +355,17 @@ function shadowTranslate(va: u64, acc: i32, regime: i32): u64 {
 }
 
 /** Load `size` bytes at va; returns the zero-extended value. Check accStatus afterwards. */
+// A load or store trigger (trigger.ts) that fires for this access raises its exception: false.
+function dataTriggerFires(kind: u64, va: u64, size: u64): bool {
+  if ((load<i32>(H + H_TRIG_ARMED) & TA_DATA) == 0) return false;
+  const cause = triggerCheck(kind, va, size);
+  if (cause == 0) return false;
+  raise(cause, va);
+  return true;
+}
+
 export function loadSlow(va: u64, size: u64): u64 {
+  if (dataTriggerFires(TK_LOAD, va, size)) return 0;
   if (((va & 0xfff) + size) > 4096) {
     // Crosses a page: assemble it byte by byte (each byte may fault on its own page).
     let v: u64 = 0;
@@ -371,6 +387,7 @@ export function loadSlow(va: u64, size: u64): u64 {
 
 /** Store `size` bytes at va. Check accStatus afterwards. */
 export function storeSlow(va: u64, size: u64, v: u64): void {
+  if (dataTriggerFires(TK_STORE, va, size)) return;
   if (((va & 0xfff) + size) > 4096) {
     // Check both pages before writing anything, so a fault leaves memory untouched.
     // A fault on the second page reports that page's first byte.
@@ -503,10 +520,26 @@ export function resolveAtomic(va: u64, size: u64, acc: i32): i64 {
     raise(acc == ACC_READ ? EXC_LOAD_MISALIGNED : EXC_STORE_MISALIGNED, va);
     return -1;
   }
+  // An AMO is a load and a store; LR a load.
+  if (dataTriggerFires(acc == ACC_READ ? TK_LOAD : TK_LOAD | TK_STORE, va, size)) return -1;
   const host = resolve(va, size, acc);
   if (host == -2) {
     raise(acc == ACC_READ ? EXC_LOAD_ACCESS : EXC_STORE_ACCESS, va);
     return -1;
   }
   return host;
+}
+
+/**
+ * The guest-physical address of `va` as the current hart's loads see it (its privilege, satp; MPRV
+ * is not applied), for a debugger: nothing changes (see translate's probe), -1 if unmapped.
+ */
+export function debugTranslate(va: u64): i64 {
+  const saved = accStatus, cause = excCause, tval = excTval;
+  accStatus = ACC_OK;
+  const paged = priv != PRV_M && (csr64(H_SATP) >> 60) != 0;
+  const pa = translate(va, ACC_READ, REGIME_S_SUM, paged, false, true);
+  const ok = accStatus == ACC_OK;
+  accStatus = saved; excCause = cause; excTval = tval;
+  return ok ? <i64>pa : -1;
 }

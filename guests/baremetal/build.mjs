@@ -68,9 +68,12 @@ const PROGRAMS = [
   { name: 'priv', sources: ['baremetal/tests/priv.c', 'baremetal/tests/priv_asm.S'] },
   { name: 'vm', sources: ['baremetal/tests/vm.c'] },
   { name: 'irq', sources: ['baremetal/tests/irq.c'] },
+  { name: 'trigger', sources: ['baremetal/tests/trigger.c', 'baremetal/tests/trigger_asm.S'] },
   // test/lazy-memory.test.ts saves it mid-run and resumes it from lazily supplied RAM; with a
   // virtio-blk disk it also checks a DMA into a page it wrote before.
   { name: 'lazy', sources: ['baremetal/tests/lazy.c'] },
+  // test/integration/gdb.test.ts debugs it (it spins until the debugger releases it).
+  { name: 'gdb', sources: ['baremetal/tests/gdb.c'], opt: '-O1' },
   // Needs a virtio-blk disk whose first sector starts with "WVBLK-OK" (see HARNESS_PROGRAMS).
   { name: 'virtio_bad', sources: ['baremetal/tests/virtio_bad.c'] },
   // Never ends by itself: test/hostile-guest.test.ts picks its attack and bounds its run.
@@ -86,7 +89,7 @@ const PROGRAMS = [
 
 export const PROGRAM_NAMES = PROGRAMS.map((p) => p.name);
 /** Programs that run only under their own harness (a disk attached, an attack chosen, a start-up timed): generic runners skip them. */
-export const HARNESS_PROGRAMS = ['virtio_bad', 'hostile', 'empty'];
+export const HARNESS_PROGRAMS = ['virtio_bad', 'hostile', 'empty', 'gdb'];
 
 function run(cmd, args, opts = {}) {
   return new Promise((resolvePromise, reject) => {

@@ -100,6 +100,7 @@ export class Monitor {
     private readonly opts: MonitorOptions,
   ) {
     hv.onGuestReset(name, () => this.emit("RESET", { guest: true, reason: "guest-reset" }));
+    hv.onDebugStop(name, () => this.emit("STOP")); // a debugger's breakpoint paused it
   }
 
   /** Events go to `listener` until the function returned is called. */

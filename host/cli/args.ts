@@ -8,7 +8,7 @@ import { parseVmConfig, ConfigError } from "../config/parse";
 import type { VmConfig } from "../config/vm-config";
 import {
   QemuOptionError, REFUSED, splitProps, flag, parseEndpoint, qemuMemory, qemuSmp, checkCpu, parseMachine, checkAccel, parseGlobal,
-  parseObject, checkSerial, checkDisplay, parseName, type Endpoint,
+  parseObject, checkSerial, checkDisplay, parseName, parseGdb, GDB_DEFAULT_PORT, type Endpoint,
 } from "./qemu-options";
 
 export type { Endpoint };
@@ -36,6 +36,8 @@ export interface BootCommand {
   qmp: Endpoint[];
   /** -monitor on a socket: the human monitor there. */
   monitors: Endpoint[];
+  /** -s, -gdb, --gdb: where the GDB stub listens. */
+  gdb?: Endpoint;
   /** -name gave the VM its name. */
   named: boolean;
   /** Ctrl-A c switches the terminal to the human monitor (-monitor none: it does not). */
@@ -98,6 +100,10 @@ Options:
   --restore <file>     Go on from a snapshot (Ctrl-A s or 'wasmvisor ctl snapshot' saved it): the
                        VM is the snapshot's, so no other option describing it may be given.
   --dtb-out <file>     Also write the generated devicetree blob to <file>.
+  --gdb <port|tcp:HOST:PORT>
+                       Serve the GDB remote protocol there (127.0.0.1 without a host), as
+                       QEMU's -gdb: gdb-multiarch -ex 'target remote :PORT'. With -S the VM
+                       waits for the debugger's continue.
   --stats              When the VM stops, print its instructions and exits (by reason, MMIO
                        device and SBI extension, with the host time per exit) to stderr.
   -h, --help           Show this help.
@@ -107,7 +113,7 @@ QEMU's options (one dash or two) work too: -machine virt, -cpu rv64, -m, -smp, -
 -serial mon:stdio, -bios, -kernel, -initrd, -append, -drive ...,if=none,id=X with
 -device virtio-blk-device,drive=X, -netdev user,id=N with -device virtio-net-device,netdev=N,
 -nic user, -device virtio-rng-device, -object rng-random, -global virtio-mmio.force-legacy=off,
--no-reboot, -snapshot, -S, -qmp, -monitor, -display none, -name; see 'wasmvisor qemu -help'.
+-no-reboot, -snapshot, -S, -s, -gdb, -qmp, -monitor, -display none, -name; see 'wasmvisor qemu -help'.
 
 Exit status: the guest's (poweroff: 0; test-device or HTIF failure: its code).
 `;
@@ -145,7 +151,8 @@ Any other option is refused with the reason. wasmvisor's own options (--mode, --
 -monitor stdio|none|unix:PATH,server=on,wait=off|tcp:HOST:PORT,server=on,wait=off
 -qmp unix:PATH,server=on,wait=off|tcp:HOST:PORT,server=on,wait=off
 -S                  do not start the harts until the monitor's 'cont'
--gdb DEV, -s        refused: the GDB stub is a later stage
+-gdb tcp::PORT|tcp:HOST:PORT|none
+                    the GDB stub (127.0.0.1 without a host); -s is -gdb tcp::1234
 -no-reboot          a reboot the guest asks for ends the VM
 -snapshot           writes to the disks go to temporary overlays, dropped at exit
 -name NAME          the VM's name (in QMP and the monitor)
@@ -181,6 +188,7 @@ interface Gathered {
   consoleMonitor: boolean;
   /** Options given, as typed: --restore names them. */
   given: string[];
+  gdb?: Endpoint;
 }
 
 interface OptionSpec {
@@ -238,6 +246,9 @@ const OPTIONS: Record<string, OptionSpec> = {
   } },
   qmp: { value: true, apply: (g, v) => { g.qmp.push(parseEndpoint("-qmp", v)); } },
   S: flagOnly((g) => { g.paused = true; }),
+  // QEMU's -gdb DEV and -s, and wasmvisor's --gdb PORT: one option.
+  gdb: { value: true, apply: (g, v, _f, option) => { g.gdb = parseGdb(option, v) ?? undefined; } },
+  s: flagOnly((g) => { g.gdb = parseGdb("-s", `tcp::${GDB_DEFAULT_PORT}`)!; }),
   device: { value: true, describes: true, apply: addDevice },
   netdev: { value: true, describes: true, apply: addNetdev },
   nic: { value: true, describes: true, apply: addNic },
@@ -459,7 +470,7 @@ export function parseCli(argv: string[]): Command {
   const temporary = drives.flatMap((d, i) => ((d.temporary || g.snapshotAll) && !config.drives[i]!.readOnly ? [i] : []));
   return {
     kind: front === "start" ? "start" : "boot", config, dtbOut: g.dtbOut, dumpDtbOnly: g.dumpDtbOnly, stats: g.stats, ...(g.restore !== undefined ? { restore: g.restore } : {}),
-    paused: g.paused, named: g.fields.name !== undefined, qmp: g.qmp, monitors: g.monitors, consoleMonitor: g.consoleMonitor, temporary,
+    paused: g.paused, named: g.fields.name !== undefined, qmp: g.qmp, monitors: g.monitors, ...(g.gdb ? { gdb: g.gdb } : {}), consoleMonitor: g.consoleMonitor, temporary,
   };
 }
 

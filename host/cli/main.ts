@@ -7,6 +7,7 @@ import { join, dirname, resolve } from "node:path";
 import { parseCli, CliError, HELP, QEMU_HELP, QEMU_COMPAT_VERSION, type BootCommand } from "./args";
 import { Monitor } from "../api/monitor";
 import { serveMonitor, type MonitorServer } from "../api/qmp";
+import { serveGdb, gdbTarget, type GdbServer } from "../api/gdb-server";
 import { defaultSocketDir, ensurePrivateDir } from "../api/api-socket";
 import { loadMigrationKey } from "../platform/node/migration";
 import type { DiskFormat } from "../disk/formats";
@@ -96,6 +97,17 @@ async function boot(cmd: BootCommand): Promise<number> {
     cleanUp();
     fail((e as Error).message);
   }
+  let gdb: GdbServer | null = null;
+  if (cmd.gdb) {
+    try {
+      gdb = await serveGdb(cmd.gdb, gdbTarget(hv, monitor, name, quit), (m) => process.stderr.write(`wasmvisor: ${m}\r\n`));
+    } catch (e) {
+      for (const s of servers) s.close();
+      await hv.close();
+      cleanUp();
+      fail((e as Error).message);
+    }
+  }
   // Output as fast as stdout takes it: when its buffer is full, the console pauses until it
   // drains (the guest then waits, as on a serial line), so a slow reader costs no memory.
   const serial = hv.attachConsole(name, (bytes) => process.stdout.write(bytes));
@@ -177,6 +189,7 @@ async function boot(cmd: BootCommand): Promise<number> {
   }
   await new Promise((r) => setTimeout(r, 20)); // the last events reach the monitors' clients
   for (const s of servers) s.close();
+  gdb?.close();
   serial.detach();
   restore();
   await hv.close();

@@ -91,6 +91,26 @@ export function parseEndpoint(option: string, spec: string): Endpoint {
   return { kind, host, port, wait, spec, ...(nodelay ? { nodelay } : {}) };
 }
 
+/** The port -s listens on, as QEMU's. */
+export const GDB_DEFAULT_PORT = 1234;
+
+/**
+ * -gdb DEV (QEMU: tcp::PORT, tcp:HOST:PORT, unix:PATH, none; always a server that does not wait)
+ * and wasmvisor's --gdb PORT. Without a host, the loopback address (QEMU binds every address).
+ */
+export function parseGdb(option: string, spec: string): Endpoint | null {
+  if (spec === "none") return null;
+  if (/^\d+$/.test(spec)) return parseGdb(option, `tcp::${spec}`);
+  if (!/^(tcp|unix):/.test(spec)) throw new QemuOptionError(`${option} ${spec}: wasmvisor's GDB stub listens on tcp::PORT, tcp:HOST:PORT or unix:PATH (or give none)`);
+  const { props } = splitProps(spec.slice(spec.indexOf(":") + 1));
+  const server = props.has("server") || props.has("nowait") || props.has("wait") ? spec : `${spec},server=on,wait=off`;
+  try {
+    return { ...parseEndpoint(option, server), wait: false, spec };
+  } catch (e) {
+    throw new QemuOptionError((e as Error).message.replace(server, spec)); // as the user wrote it
+  }
+}
+
 /** QEMU's -m: "128", "128M", "1G", "size=2G" (no hot-plug: slots and maxmem are refused). */
 export function qemuMemory(text: string): string {
   const { head, props } = splitProps(text);
@@ -248,8 +268,6 @@ export function parseName(text: string): string {
 
 // Options QEMU has that wasmvisor refuses, each with why and what to do instead.
 export const REFUSED: Record<string, string> = {
-  s: "the GDB stub is not in wasmvisor yet (a later stage adds -s and -gdb): leave -s out",
-  gdb: "the GDB stub is not in wasmvisor yet (a later stage adds it): leave -gdb out",
   d: "wasmvisor has no QEMU-style -d logging; --stats prints the VM's exits by reason and device when it stops",
   D: "wasmvisor has no QEMU-style log file: leave -D out",
   net: "the legacy -net syntax is not supported: use -netdev user,id=n0 -device virtio-net-device,netdev=n0 (or -nic user,model=virtio-net-device)",

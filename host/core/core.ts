@@ -24,6 +24,11 @@ export interface CoreExports {
   jitLoad(va: bigint, f3: number, regOff: number): number;
   jitStore(va: bigint, size: number, v: bigint): number;
   jitExec(slot: bigint, pc: bigint): number;
+  /** The host's debugger (assembly/trigger.ts). */
+  debugCsrWrite(hart: number, csr: number, value: bigint): number;
+  debugChanged(hart: number): void;
+  debugTranslate(hart: number, va: bigint): bigint;
+  completePendingLoad(hart: number): void;
 }
 
 /** Timebase of the machine: mtime counts at 10 MHz. */
@@ -408,6 +413,68 @@ export class Core {
     const deadline = this.exports.nextTimerDeadline(hart);
     if (deadline === Infinity) return Infinity;
     return Math.max(0, (deadline - this.exports.mtimeNow()) / TIMEBASE_HZ);
+  }
+
+  // ---- the host's debugger (assembly/trigger.ts) ----
+  /** Write a CSR in debug mode (a trigger's dmode and action 1 are writable); false if it cannot be written. */
+  debugSetCsr(hart: number, num: number, v: bigint): boolean {
+    return this.exports.debugCsrWrite(hart, num, BigInt.asUintN(64, v)) !== 0;
+  }
+  /** The host's breakpoint list of `hart`: virtual pcs it stops before (EXIT_DEBUG); at most DEBUG_BP_MAX. */
+  setDebugBreakpoints(hart: number, pcs: readonly bigint[]): void {
+    if (pcs.length > L.DEBUG_BP_MAX) throw new Error(`at most ${L.DEBUG_BP_MAX} breakpoints`);
+    const base = this.hartBase(hart);
+    pcs.forEach((pc, i) => this.view.setBigUint64(base + L.H_DEBUG_BP + i * 8, BigInt.asUintN(64, pc), true));
+    this.view.setInt32(base + L.H_DEBUG_BP_COUNT, pcs.length, true);
+    this.exports.debugChanged(hart);
+  }
+  /** Single-step mode: run(hart, 1) then runs exactly the instruction at pc (or takes its trap), untranslated, with no interrupt. */
+  setDebugStep(hart: number, on: boolean): void {
+    const at = this.hartBase(hart) + L.H_DEBUG;
+    this.view.setInt32(at, on ? this.view.getInt32(at, true) | L.DBG_STEP : this.view.getInt32(at, true) & ~L.DBG_STEP, true);
+    this.exports.debugChanged(hart);
+  }
+  /** What an EXIT_DEBUG matched: the address, the access (4 execute, 2 store, 1 load), the trigger (-1: a host breakpoint). */
+  debugExit(hart: number): { addr: bigint; kind: number; trigger: number } {
+    const base = this.hartBase(hart);
+    return { addr: this.view.getBigUint64(base + L.H_EXIT_ADDR, true), kind: this.view.getInt32(base + L.H_EXIT_WRITE, true), trigger: Number(this.view.getBigInt64(base + L.H_EXIT_DATA, true)) };
+  }
+  /** A pending MMIO load's register filled now, so a debugger sees it. */
+  completePendingLoad(hart: number): void {
+    this.exports.completePendingLoad(hart);
+  }
+  /** The guest-physical address of virtual `va` as `hart` sees it now (nothing changes), or null. */
+  debugTranslate(hart: number, va: bigint): number | null {
+    const pa = this.exports.debugTranslate(hart, BigInt.asUintN(64, va));
+    return pa < 0n ? null : Number(pa);
+  }
+  /** Read [va, va+len) through `hart`'s translation, RAM and ROM only; null if some byte is elsewhere. */
+  debugRead(hart: number, va: bigint, len: number): Uint8Array | null {
+    const out = new Uint8Array(len);
+    for (let done = 0; done < len; ) {
+      const a = BigInt.asUintN(64, va + BigInt(done));
+      const n = Math.min(len - done, 4096 - Number(a & 0xfffn));
+      const pa = this.debugTranslate(hart, a);
+      const bytes = pa === null ? null : this.physRead(pa, n);
+      if (!bytes) return null;
+      out.set(bytes, done);
+      done += n;
+    }
+    return out;
+  }
+  /** Write `data` at va through `hart`'s translation (RAM and ROM only, decoded code dropped); false, writing nothing, if some byte is elsewhere. */
+  debugWrite(hart: number, va: bigint, data: Uint8Array): boolean {
+    const pieces: { pa: number; from: number; n: number }[] = [];
+    for (let from = 0; from < data.length; ) {
+      const a = BigInt.asUintN(64, va + BigInt(from));
+      const n = Math.min(data.length - from, 4096 - Number(a & 0xfffn));
+      const pa = this.debugTranslate(hart, a);
+      if (pa === null || !this.physRead(pa, n)) return false;
+      pieces.push({ pa, from, n });
+      from += n;
+    }
+    for (const { pa, from, n } of pieces) this.phys(pa, n)!.set(data.subarray(from, from + n));
+    return true;
   }
 
   // ---- guest-physical memory ----

@@ -84,6 +84,11 @@ export class StateReader {
     throw new Error(`${this.who}: ${this.where(field)} must be ${what}, got ${show(this.fields[field])}`);
   }
 
+  /** Whether the field is there at all (one added to a format later is absent from older streams). */
+  has(field: string | number): boolean {
+    return this.fields[field] !== undefined;
+  }
+
   /** Whether the field is null (an optional value that is absent). */
   isNull(field: string | number): boolean {
     return this.fields[field] === null;

@@ -13,7 +13,8 @@ import { bitmapCount } from "../util/bits";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { percentile } from "../util/stats";
 import type { Pcpu, VmEvent, PcpuEvent, HostedStats, HostedVmRequest, MigrationProgress, SnapshotProgress } from "./pcpu";
-import { EMULATION_FAILURE, type MachineStats } from "../machine/virt";
+import { EMULATION_FAILURE, type MachineStats, type DebugStop } from "../machine/virt";
+import type { DebugRequest } from "../machine/debug";
 import type { Control } from "./types";
 import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } from "../config/parse";
 import type { DriveConfig, VmConfig } from "../config/vm-config";
@@ -90,6 +91,7 @@ interface VmRecord {
   listeners: Set<ConsoleListener>;
   /** Told when the guest resets the machine (the monitor's RESET event). */
   resetListeners: Set<() => void>;
+  debugListeners: Set<(stop: DebugStop) => void>;
   /** Listeners that asked for a pause (returned false): the console is not drained meanwhile. */
   held: Set<ConsoleListener>;
   /** Wakes the console's drain when the last pause ends. */
@@ -282,7 +284,7 @@ export class Hypervisor implements Control {
     const vm: VmRecord = {
       config, fds, home: this.place(), state: "created", waiters: [], committed,
       out: new ByteRing(CONSOLE_OUT), input: new ByteRing(CONSOLE_IN),
-      scrollback: [], scrollbackBytes: 0, listeners: new Set(), resetListeners: new Set(), held: new Set(), unheld: null, restarts: 0, restartTimes: [], dtb: new Uint8Array(0),
+      scrollback: [], scrollbackBytes: 0, listeners: new Set(), resetListeners: new Set(), debugListeners: new Set(), held: new Set(), unheld: null, restarts: 0, restartTimes: [], dtb: new Uint8Array(0),
       moves: 0, busy: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 }, migration: null, migrating: false, snapshot: null,
     };
     this.vms.set(name, vm);
@@ -466,6 +468,20 @@ export class Hypervisor implements Control {
     const vm = this.get(name);
     vm.resetListeners.add(listener);
     return () => vm.resetListeners.delete(listener);
+  }
+
+  /** `listener` hears each time a debugger's breakpoint or watchpoint stops the VM (it is then paused), until the function returned is called. */
+  onDebugStop(name: string, listener: (stop: DebugStop) => void): () => void {
+    const vm = this.get(name);
+    vm.debugListeners.add(listener);
+    return () => vm.debugListeners.delete(listener);
+  }
+
+  /** A debugger's request on the VM's machine, between its steps (machine/debug.ts). */
+  async debug(name: string, req: DebugRequest): Promise<unknown> {
+    const vm = await this.settled(name);
+    this.alive(vm);
+    return vm.home.pcpu.debug(name, req);
   }
 
   /**
@@ -933,6 +949,12 @@ export class Hypervisor implements Control {
     const vm = this.vms.get(e.name);
     if (e.state === "reset") {
       for (const l of vm?.resetListeners ?? []) l();
+      return;
+    }
+    if (e.state === "debug") {
+      // The pCPU paused the VM for its debugger.
+      if (vm?.state === "running") vm.state = "paused";
+      for (const l of vm?.debugListeners ?? []) l(e.stop);
       return;
     }
     // Nothing to do for a VM the host has ended already (a stop that won the race).

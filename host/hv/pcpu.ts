@@ -26,7 +26,8 @@ import { PostcopyPages, SnapshotPages, type IncomingRam } from "./incoming-ram";
 import { DestinationReplies, GO, type MigrationTarget } from "../migration/link";
 import { concatBytes } from "../util/bytes";
 import { ByteRing, ringDoorbell } from "../util/ring";
-import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason } from "../machine/virt";
+import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason, type DebugStop } from "../machine/virt";
+import { debugRequest, type DebugRequest } from "../machine/debug";
 import type { DriveConfig, VmConfig } from "../config/vm-config";
 import type { DiskFormat } from "../disk/formats";
 import type { Platform } from "../platform/platform";
@@ -47,8 +48,8 @@ export interface HostedVmRequest {
 }
 
 
-/** What a pCPU tells the control plane of its VMs: an end (VmEvent), or a reset the guest did. */
-export type PcpuEvent = VmEvent | { name: string; state: "reset" };
+/** What a pCPU tells the control plane of its VMs: an end (VmEvent), a reset the guest did, or a debugger's stop (the VM is paused). */
+export type PcpuEvent = VmEvent | { name: string; state: "reset" } | { name: string; state: "debug"; stop: DebugStop };
 
 /** What the control plane hears when a VM ends by itself. */
 export interface VmEvent {
@@ -824,6 +825,22 @@ export class Pcpu {
     return saveCpu(this.get(name).machine.core, Date.now());
   }
 
+  /**
+   * A debugger's request (registers, memory, breakpoints, watchpoints, a single step) on the VM's
+   * machine, between its steps. A step that ends the VM (a poweroff) ends it here as a slice would.
+   */
+  debug(name: string, req: DebugRequest): unknown {
+    const vm = this.get(name);
+    if (ended(vm.state)) throw new Error(`cannot debug ${name}: it has ${vm.state === "failed" ? "failed" : "stopped"} (${vm.reason})`);
+    const out = debugRequest(vm.machine, req);
+    const r = vm.machine.stopped;
+    if (r) {
+      const clean = r.kind === "poweroff" || r.kind === "reset" || (r.kind === "htif" && r.code === 0);
+      this.end(vm, clean ? "stopped" : "failed", describeStop(r), true, r.code);
+    }
+    return out;
+  }
+
   stats(name: string): HostedStats {
     const vm = this.get(name);
     return { name, state: vm.state, machine: vm.machine.stats(), sched: this.sched.stats(name, performance.now()), consoleDropped: vm.dropped };
@@ -990,6 +1007,12 @@ export class Pcpu {
           return;
         }
         if (r.state === "running" && r.reset) this.onEvent({ name, state: "reset" });
+        if (r.state === "debug") {
+          // All harts stop for the debugger, as the VM pauses (GDB's all-stop mode).
+          this.setState(vm, "paused");
+          this.onEvent({ name, state: "debug", stop: r.stop });
+          break;
+        }
         if (r.state === "idle") {
           vm.wakeAt = t + r.sleepSeconds * 1000;
           this.sched.setRunnable(name, false, t);

@@ -25,6 +25,7 @@ import type { IrqLine, MmioDevice } from "../devices/device";
 import { parseMac } from "../net/packet";
 import { TranslationTier, type JitMode, type JitStats } from "../jit/tier";
 import type { JitCompiler } from "../jit/compiler";
+import { MachineDebugger } from "./debug";
 
 /** The ISA every hart advertises in the devicetree. */
 export const HART_ISA = "rv64imafdc_zicntr_zicsr_zifencei_zihpm_zba_zbb_zbs_sstc";
@@ -160,10 +161,23 @@ export type StopReason =
   | { kind: "htif"; code: number }
   | { kind: "error"; code: number; message: string };
 
+/** A debugger's trigger or breakpoint stopped a hart (EXIT_DEBUG): what it matched. */
+export interface DebugStop {
+  hart: number;
+  /** The pc for a breakpoint, the data address for a watchpoint. */
+  addr: bigint;
+  /** 4 execute, 2 store, 1 load. */
+  kind: number;
+  /** The trigger that fired, -1 for the host's breakpoint list. */
+  trigger: number;
+}
+
 /** What step() found. */
 export type StepResult =
   /** reset: the guest reset the machine during the step (it is at power-on again). */
   | { state: "running"; reset?: true }
+  /** A debugger's breakpoint or watchpoint stopped a hart (a watchpoint after its access, as QEMU's). */
+  | { state: "debug"; stop: DebugStop }
   | { state: "idle"; sleepSeconds: number }
   | { state: "stopped"; reason: StopReason };
 
@@ -210,6 +224,10 @@ export class VirtMachine {
   /** The built-in SBI, when the VM boots without guest firmware. */
   readonly sbi: BuiltinSbi | null = null;
   private stopReason: StopReason | null = null;
+  /** A debugger's breakpoint or watchpoint that stopped a hart in this step. */
+  private debugStopped: DebugStop | null = null;
+  /** The debugger's breakpoints and watchpoints on this machine's harts (a GDB stub's). */
+  readonly debugger: MachineDebugger = new MachineDebugger(this);
   private resetRequested = false;
   // Console output waiting for the sink: single bytes (UART, HTIF) and whole buffers (virtio,
   // SBI). Flushed at the end of each step, or as soon as OUTPUT_FLUSH_BYTES accumulate, so a
@@ -643,9 +661,9 @@ export class VirtMachine {
       // quantum before the holder runs again (xv6 with 3 harts spent most of its time so).
       const left = this.hartBudgets;
       left.fill(budget);
-      for (let more = true; more && !this.stopReason && !this.resetRequested; ) {
+      for (let more = true; more && !this.stopReason && !this.resetRequested && !this.debugStopped; ) {
         more = false;
-        for (let h = 0; h < core.harts && !this.stopReason && !this.resetRequested; h++) {
+        for (let h = 0; h < core.harts && !this.stopReason && !this.resetRequested && !this.debugStopped; h++) {
           if (left[h] <= 0) continue;
           this.feedInput();
           if (!this.hartRunnable(h)) {
@@ -672,6 +690,11 @@ export class VirtMachine {
       }
     }
     if (this.stopReason) return { state: "stopped", reason: this.stopReason };
+    if (this.debugStopped) {
+      const stop = this.debugStopped;
+      this.debugStopped = null;
+      return { state: "debug", stop };
+    }
     if (ran) return { state: "running" };
     let sleep = Infinity;
     for (let h = 0; h < core.harts; h++) sleep = Math.min(sleep, core.secondsUntilTimer(h));
@@ -685,7 +708,6 @@ export class VirtMachine {
    */
   private runHart(h: number, budget: number): number {
     const core = this.core;
-    const timed = this.cfg.timeExits === true;
     let left = budget;
     const translateAll = this.jit?.mode === "all";
     while (left > 0 && !this.stopReason && !this.resetRequested) {
@@ -699,41 +721,81 @@ export class VirtMachine {
           continue;
         }
       }
-      const t0 = timed ? performance.now() : 0;
-      if (reason !== L.EXIT_BUDGET && reason !== L.EXIT_ATTENTION) this.trapWork[h] = 0; // those retired an instruction
-      if (reason === L.EXIT_MMIO) {
-        this.exits.mmio++;
-        this.bus.handleExit(h);
-        if (timed) this.exitSeconds.mmio += (performance.now() - t0) / 1000;
-      } else if (reason === L.EXIT_BUDGET) {
+      if (reason === L.EXIT_BUDGET) {
         this.exits.budget++;
         this.checkTrapLoop(h);
         this.budgetSpent = true;
         return budget - left;
-      } else if (reason === L.EXIT_HALT) {
-        this.exits.halt++;
-        break;
-      } else if (reason === L.EXIT_TOHOST) {
-        this.exits.tohost++;
-        this.handleTohost(h);
-        if (timed) this.exitSeconds.tohost += (performance.now() - t0) / 1000;
-      } else if (reason === L.EXIT_ATTENTION) {
-        this.exits.attention++;
-        core.clearAttention(h);
-        break;
-      } else if (reason === L.EXIT_SBI) {
-        this.exits.sbi++;
-        this.sbi!.handle(h);
-        if (timed) this.exitSeconds.sbi += (performance.now() - t0) / 1000;
-        if (core.halted(h)) break; // hart_stop / hart_suspend
-      } else {
-        this.stop({ kind: "error", code: EMULATION_FAILURE, message: `core returned unknown exit ${reason}` });
       }
+      if (!this.handleExit(h, reason)) break;
       left -= EXIT_WORK + Math.floor(this.dmaBytes / 64);
       this.dmaBytes = 0;
     }
     this.budgetSpent = left <= 0;
     return budget - left;
+  }
+
+  // Hart h left run() for `reason` (not the budget): do what it needs. Returns whether the hart
+  // may run on in this turn (not halted, called away, stopped for a debugger or failed).
+  private handleExit(h: number, reason: number): boolean {
+    const core = this.core;
+    const timed = this.cfg.timeExits === true;
+    const t0 = timed ? performance.now() : 0;
+    if (reason !== L.EXIT_ATTENTION) this.trapWork[h] = 0; // the others retired an instruction
+    if (reason === L.EXIT_MMIO) {
+      this.exits.mmio++;
+      this.bus.handleExit(h);
+      if (timed) this.exitSeconds.mmio += (performance.now() - t0) / 1000;
+    } else if (reason === L.EXIT_HALT) {
+      this.exits.halt++;
+      return false;
+    } else if (reason === L.EXIT_TOHOST) {
+      this.exits.tohost++;
+      this.handleTohost(h);
+      if (timed) this.exitSeconds.tohost += (performance.now() - t0) / 1000;
+    } else if (reason === L.EXIT_ATTENTION) {
+      this.exits.attention++;
+      core.clearAttention(h);
+      return false;
+    } else if (reason === L.EXIT_SBI) {
+      this.exits.sbi++;
+      this.sbi!.handle(h);
+      if (timed) this.exitSeconds.sbi += (performance.now() - t0) / 1000;
+      if (core.halted(h)) return false; // hart_stop / hart_suspend
+    } else if (reason === L.EXIT_DEBUG) {
+      const stop = { hart: h, ...core.debugExit(h) };
+      // A watchpoint stops before the access; debuggers (GDB, as QEMU serves it) expect it done.
+      if (stop.kind !== 4) this.debugger.runPastAccess(h);
+      this.debugStopped = stop;
+      return false;
+    } else {
+      this.stop({ kind: "error", code: EMULATION_FAILURE, message: `core returned unknown exit ${reason}` });
+    }
+    return true;
+  }
+
+  /**
+   * Run exactly one instruction of hart h for a debugger (or take the trap it raises), untranslated
+   * and with no interrupt taken, and handle its exit. Returns the watchpoint it fired, if one did.
+   */
+  debugStep(h: number): DebugStop | null {
+    const core = this.core;
+    core.setDebugStep(h, true);
+    try {
+      let reason = core.run(h, 1);
+      if (reason === L.EXIT_ATTENTION) {
+        core.clearAttention(h);
+        reason = core.run(h, 1);
+      }
+      if (reason !== L.EXIT_BUDGET && reason !== L.EXIT_ATTENTION) this.handleExit(h, reason);
+    } finally {
+      core.setDebugStep(h, false);
+    }
+    core.completePendingLoad(h);
+    this.flushOutput();
+    const stop = this.debugStopped;
+    this.debugStopped = null;
+    return stop;
   }
 
   // A hart whose every instruction traps, its trap handler's included (a vector that faults on
@@ -786,6 +848,7 @@ export class VirtMachine {
   }
 
   private hartRunnable(h: number): boolean {
+    if (this.debugger.held(h)) return false; // a debugger resumed other harts only
     return this.sbi ? this.sbi.runnable(h) : this.core.runnable(h);
   }
 

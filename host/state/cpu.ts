@@ -23,6 +23,11 @@ const CSRS: readonly (readonly [string, number])[] = [
   ...Array.from({ length: L.PMP_COUNT }, (_, i) => [`pmpaddr${i}`, 0x3b0 + i] as const),
   ["pmpcfg0", 0x3a0], ["pmpcfg2", 0x3a2],
 ];
+const CSR_TSELECT = 0x7a0;
+const CSR_TDATA1 = 0x7a1;
+const CSR_TDATA2 = 0x7a2;
+/** A trigger with dmode set is a debugger's, not the guest's: it is saved as this (disabled). */
+const TRIGGER_DISABLED = 15n << 60n;
 const CSR_MCYCLE = 0xb00;
 const CSR_MINSTRET = 0xb02;
 const INHIBIT_CY = 1n;
@@ -63,6 +68,15 @@ export function saveCpu(core: Core, wallClockMs: number): CpuState {
       mcycle: u64State(core.csr(h, CSR_MCYCLE)),
       minstret: u64State(core.csr(h, CSR_MINSTRET)),
       interruptsTaken: u64State(get64(core, base + L.H_INTR_TAKEN)),
+      // The guest's debug triggers (Sdtrig), read raw: selecting one through tselect would change tselect.
+      tselect: u64State(get64(core, base + L.H_TSELECT)),
+      triggers: Array.from({ length: L.TRIGGER_COUNT }, (_, i) => {
+        const at = base + L.H_TDATA + i * 24;
+        const t1 = get64(core, at);
+        if ((t1 >> 59n) & 1n) return [u64State(TRIGGER_DISABLED), u64State(0n)];
+        // Zero (a reset hart's) reads as disabled, as the CSR does.
+        return [u64State(t1 === 0n ? TRIGGER_DISABLED : t1), u64State(get64(core, at + 8))];
+      }),
       // An MMIO load the host answered, which the core puts in its register on the next run.
       pendingLoad: rd < 0 ? null : {
         register: rd,
@@ -119,6 +133,9 @@ export function readCpu(core: Core, state: unknown, what: string): (clock: Clock
       csr: CSRS.map(([name, num]) => [name, num, csr.u64(name)] as const),
       mip: h.bits("mip", CORE_MIP), mtimecmp: h.u64("mtimecmp"), instret: h.u64("instret"),
       mcycle: h.u64("mcycle"), minstret: h.u64("minstret"), interruptsTaken: h.u64("interruptsTaken"), pending,
+      // Streams from before the triggers have none (every trigger disabled, tselect 0).
+      triggers: h.has("triggers") ? readTriggers(h.list("triggers", L.TRIGGER_COUNT, L.TRIGGER_COUNT)) : null,
+      tselect: h.has("tselect") ? h.u64("tselect") : 0n,
     };
   });
   const mtime = s.u64("mtime");
@@ -147,6 +164,18 @@ export function readCpu(core: Core, state: unknown, what: string): (clock: Clock
       core.view.setInt32(base + L.H_MIP, h.mip, true);
       set64(core, base + L.H_MTIMECMP, h.mtimecmp);
       set64(core, base + L.H_INTR_TAKEN, h.interruptsTaken);
+      // Through the CSRs as M-mode writes them (WARL applies): a value the core does not keep back is refused.
+      (h.triggers ?? []).forEach(([t1, t2], i) => {
+        if (t1 === TRIGGER_DISABLED && t2 === 0n) return; // as at reset (most harts: triggers are rare)
+        core.setCsr(hart, CSR_TSELECT, i);
+        core.setCsr(hart, CSR_TDATA2, t2);
+        core.setCsr(hart, CSR_TDATA1, t1);
+        if (core.csr(hart, CSR_TDATA1) !== t1 || core.csr(hart, CSR_TDATA2) !== t2) {
+          throw new Error(`${what}: hart ${hart}'s trigger ${i} (tdata1 0x${t1.toString(16)}) is not one this core holds`);
+        }
+      });
+      core.setCsr(hart, CSR_TSELECT, h.tselect);
+      if (core.csr(hart, CSR_TSELECT) !== h.tselect) throw new Error(`${what}: hart ${hart}'s tselect ${h.tselect} is not a trigger of this core`);
       core.setPc(hart, h.pc);
       core.setHalted(hart, h.wfi);
       core.view.setInt32(base + L.H_RESV_VALID, 0, true);
@@ -166,4 +195,12 @@ export function readCpu(core: Core, state: unknown, what: string): (clock: Clock
     core.setMtime(mtime + elapsedTicks, frozen);
     core.exports.flushCode();
   };
+}
+
+// The triggers of a saved hart: TRIGGER_COUNT pairs of tdata1, tdata2.
+function readTriggers(list: StateReader): [bigint, bigint][] {
+  return Array.from({ length: L.TRIGGER_COUNT }, (_, i) => i).map((i) => {
+    const pair = list.list(i, 2, 2);
+    return [pair.u64(0), pair.u64(1)];
+  });
 }

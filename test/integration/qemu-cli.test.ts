@@ -137,11 +137,16 @@ describe("QEMU's options map onto the VM configuration", () => {
     expect(c.monitors).toEqual([{ kind: "tcp", host: "127.0.0.1", port: 4444, wait: false, spec: "tcp:127.0.0.1:4444,server=on,wait=off" }]);
     expect([c.dtbOut, c.dumpDtbOnly]).toEqual(["/tmp/v.dtb", true]);
     expect(qemu("-monitor none").consoleMonitor).toBe(false);
+    // The GDB stub: -s is QEMU's -gdb tcp::1234; -gdb tcp:HOST:PORT; wasmvisor's --gdb PORT; never waiting.
+    expect(qemu("-s").gdb).toEqual({ kind: "tcp", host: "127.0.0.1", port: 1234, wait: false, spec: "tcp::1234" });
+    expect(qemu("-gdb tcp:127.0.0.1:26000").gdb).toMatchObject({ kind: "tcp", host: "127.0.0.1", port: 26000, wait: false });
+    expect(qemu("--gdb 26001").gdb).toMatchObject({ kind: "tcp", host: "127.0.0.1", port: 26001, wait: false });
+    expect(qemu("-gdb none").gdb).toBeUndefined();
   });
 
   test("what wasmvisor does not have is refused, naming the option, in one line", () => {
-    refused(["-s"], /^-s: the GDB stub is not in wasmvisor yet/);
-    refused(["-gdb", "tcp::26000"], /^-gdb: the GDB stub is not in wasmvisor yet/);
+    refused(["-gdb", "pty"], /^-gdb pty: wasmvisor's GDB stub listens on tcp::PORT, tcp:HOST:PORT or unix:PATH/);
+    refused(["-gdb", "tcp::99999"], /^-gdb tcp::99999: give tcp:HOST:PORT/);
     refused(["-d", "guest_errors"], /^-d: wasmvisor has no QEMU-style -d logging/);
     refused(["-net", "nic"], /^-net: .*-netdev user,id=n0/);
     refused(["-enable-kvm"], /^-enable-kvm: .*no KVM/);
@@ -174,9 +179,9 @@ describe("QEMU's options map onto the VM configuration", () => {
   });
 
   test("through the real CLI: one line on stderr, exit status 2, the help named", async () => {
-    const r = await runCli(["qemu", "-machine", "virt", "-gdb", "tcp::1234"]);
+    const r = await runCli(["qemu", "-machine", "virt", "-d", "guest_errors"]);
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/^wasmvisor: -gdb: the GDB stub is not in wasmvisor yet.*\n  Try 'wasmvisor qemu -help'\.\n$/);
+    expect(r.err).toMatch(/^wasmvisor: -d: wasmvisor has no QEMU-style -d logging.*\n  Try 'wasmvisor qemu -help'\.\n$/);
   });
 
   test("-machine virt,dumpdtb= writes the devicetree and exits; -dtb gives the guest another (U-Boot shows its model, as on QEMU)", async () => {

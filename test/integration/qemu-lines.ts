@@ -10,6 +10,7 @@ export const README_QEMU_LINES = {
     `-netdev user,id=net0,hostfwd=tcp::8080-:80 -device virtio-net-device,netdev=net0 -device virtio-rng-device -snapshot`,
   xv6: `qemu-system-riscv64 -machine virt -bios none -kernel kernel/kernel -m 128M -smp 3 -nographic -global virtio-mmio.force-legacy=false -drive file=fs.img,if=none,format=raw,id=x0 -device virtio-blk-device,drive=x0,bus=virtio-mmio-bus.0`,
   qmp: `qemu-system-riscv64 -M virt -bios none -kernel prog.bin -m 64M -smp 2 -nographic -S -qmp unix:/tmp/qmp.sock,server=on,wait=off`,
+  gdb: `qemu-system-riscv64 -machine virt -bios none -kernel prog.elf -m 64M -nographic -s -S`,
 };
 
 /** A README line's arguments (after the program name), each `from` word part replaced by `to`; double quotes grouped as a shell does. */

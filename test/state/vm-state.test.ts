@@ -109,6 +109,42 @@ describe("a VM saved to a state stream and restored", () => {
   });
 });
 
+describe("the harts' debug triggers", () => {
+  test("the guest's are restored, a debugger's are not, and a stream from before triggers restores with none", async () => {
+    const a = await started({ text: "" }, 1);
+    const guest = (6n << 60n) | (1n << 6n) | 4n; // mcontrol6, M, execute
+    a.core.setCsr(0, 0x7a0, 2);
+    a.core.setCsr(0, 0x7a2, 0x80001234n);
+    a.core.setCsr(0, 0x7a1, guest);
+    a.core.setCsr(0, 0x7a0, 1);
+    const debuggers = guest | (1n << 59n) | (1n << 12n); // dmode, enter debug mode
+    a.core.debugSetCsr(1, 0x7a0, 3n);
+    a.core.debugSetCsr(1, 0x7a2, 0x80005678n);
+    a.core.debugSetCsr(1, 0x7a1, debuggers);
+    a.core.debugSetCsr(1, 0x7a0, 0n);
+    const stream = save(a);
+    const b = (await restore(stream, { text: "" })).core;
+    const trigger = (c: typeof b, hart: number, i: number) => {
+      c.setCsr(hart, 0x7a0, i);
+      return [c.csr(hart, 0x7a1), c.csr(hart, 0x7a2)];
+    };
+    expect(b.csr(0, 0x7a0)).toBe(1n); // tselect as it was
+    expect(trigger(b, 0, 2)).toEqual([guest, 0x80001234n]);
+    expect(trigger(a.core, 1, 3)).toEqual([debuggers, 0x80005678n]);
+    expect(trigger(b, 1, 3)).toEqual([15n << 60n, 0n]); // disabled, the guest's to take
+    // Without the fields (an older stream): every trigger as at reset.
+    const parts = sections(stream).map((p) => {
+      if (p.tag !== "CPU ") return { tag: p.tag, payload: p.payload, crc: p.crc };
+      const c = unjson(p.payload);
+      for (const h of c.harts) { delete h.triggers; delete h.tselect; }
+      return { tag: p.tag, payload: json(c) };
+    });
+    const old = (await restore(rebuild(parts), { text: "" })).core;
+    expect(old.csr(0, 0x7a0)).toBe(0n);
+    expect(trigger(old, 0, 2)).toEqual([15n << 60n, 0n]);
+  });
+});
+
 describe("memory sections that replace one another", () => {
   test("restore, eagerly or lazily, each page as the last section to carry it has it", async () => {
     const m = await started({ text: "" }, 2);
@@ -224,6 +260,10 @@ describe("a stream that is not a whole, valid state is refused", () => {
     await expect(restore(cpu((c) => { c.harts.pop(); }), { text: "" })).rejects.toThrow(/harts/);
     await expect(restore(cpu((c) => { c.harts[1].x[3] = "-1"; }), { text: "" })).rejects.toThrow(/x\[3\]/);
     await expect(restore(cpu((c) => { c.harts[0].pendingLoad = { register: 40, kind: 0, size: 8, data: "0" }; }), { text: "" })).rejects.toThrow(/register/);
+    // A debugger's trigger (dmode) cannot come in as the guest's; nor a trigger or tselect the core does not have.
+    await expect(restore(cpu((c) => { c.harts[0].triggers[1][0] = String((6n << 60n) | (1n << 59n) | 4n); }), { text: "" })).rejects.toThrow(/trigger 1 \(tdata1 0x6800000000000004\) is not one this core holds/);
+    await expect(restore(cpu((c) => { c.harts[0].triggers.push(["0", "0"]); }), { text: "" })).rejects.toThrow(/triggers/);
+    await expect(restore(cpu((c) => { c.harts[0].tselect = "9"; }), { text: "" })).rejects.toThrow(/tselect 9 is not a trigger of this core/);
     await expect(restore(withPart("MACH", (p) => { const m = unjson(p); delete m.devices.uart0; return json(m); }), { text: "" })).rejects.toThrow(/not the same machine/);
     expect(() => openVmState(bytesSource(withPart("CONF", (p) => { const d = unjson(p); d.memory = "lots"; return json(d); })), "snap")).toThrow(/snap: its configuration: invalid memory size 'lots'/);
     await expect(restore(withPart("CONF", (p) => { const d = unjson(p); d.memory = "1T"; return json(d); }), { text: "" })).rejects.toThrow(/more than one VM can address/);
