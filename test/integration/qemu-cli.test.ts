@@ -96,7 +96,7 @@ describe("QEMU's options map onto the VM configuration", () => {
     // Hot-plug slots QEMU has and wasmvisor does not: refused, saying so.
     refused(["-smp", "2,maxcpus=4"], /-smp maxcpus=4: .*no CPU hot-plug/);
     refused(["-smp", "2,sockets=2,cores=2"], /sockets \(2\) \* cores \(2\) \* threads \(0\) is not maxcpus \(2\)/);
-  });
+  }, 60_000); // QEMU starts once per line
 
   test("values QEMU refuses or reads differently are not taken silently", () => {
     refused(["-machine", "virt,dumpdtb="], /-machine virt,dumpdtb=: give the file/);

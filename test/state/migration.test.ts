@@ -73,7 +73,7 @@ describe("live migration between two hypervisors", () => {
     } finally {
       await h.close();
     }
-  });
+  }, 60_000); // two hypervisors and a migration: seconds on a loaded machine
 
   test("a destination that refuses the VM leaves it running at the source", async () => {
     const h = await hosts();
@@ -88,7 +88,7 @@ describe("live migration between two hypervisors", () => {
     } finally {
       await h.close();
     }
-  });
+  }, 60_000); // two hypervisors and a migration: seconds on a loaded machine
 
   test("a link that dies mid-way leaves the VM running at the source, and nothing at the destination", async () => {
     // How long a whole migration's stream is, to cut it early, half-way, and in its last bytes
@@ -122,7 +122,7 @@ describe("live migration between two hypervisors", () => {
         await h.close();
       }
     }
-  });
+  }, 60_000); // two hypervisors and a migration: seconds on a loaded machine
 });
 
 describe("block migration (--copy-storage)", () => {
@@ -154,7 +154,7 @@ describe("block migration (--copy-storage)", () => {
     } finally {
       await h.close();
     }
-  });
+  }, 60_000); // two hypervisors and a migration: seconds on a loaded machine
 
   test("a link that dies mid-way leaves no copy behind at the destination", async () => {
     // Cut at the second disk section's header: the first one made the copy there.
@@ -184,7 +184,7 @@ describe("block migration (--copy-storage)", () => {
     } finally {
       await h.close();
     }
-  });
+  }, 60_000); // two hypervisors and a migration: seconds on a loaded machine
 });
 
 describe("block migration's copies", () => {
@@ -200,7 +200,7 @@ describe("block migration's copies", () => {
     } finally {
       await h.close();
     }
-  });
+  }, 60_000); // two hypervisors and a migration: seconds on a loaded machine
 
   test("are removed when the source goes away after the destination built the VM, before GO", async () => {
     const h = await hosts((l) => ({
@@ -223,7 +223,7 @@ describe("block migration's copies", () => {
     } finally {
       await h.close();
     }
-  });
+  }, 60_000); // two hypervisors and a migration: seconds on a loaded machine
 });
 
 describe("a destination that fails at the switch-over", () => {
@@ -250,7 +250,7 @@ describe("a destination that fails at the switch-over", () => {
     } finally {
       await h.close();
     }
-  });
+  }, 60_000); // two hypervisors and a migration: seconds on a loaded machine
 });
 
 describe("the switch-over's commit point", () => {
@@ -280,7 +280,7 @@ describe("the switch-over's commit point", () => {
     } finally {
       await h.close();
     }
-  });
+  }, 60_000); // two hypervisors and a migration: seconds on a loaded machine
 });
 
 describe("a destination given a hostile stream", () => {
@@ -327,7 +327,7 @@ describe("a destination given a hostile stream", () => {
         await dest.close();
       }
     }
-  });
+  }, 60_000); // two hypervisors and a migration: seconds on a loaded machine
 });
 
 /** What a source sent: the state stream, then GO once the destination was ready. */
