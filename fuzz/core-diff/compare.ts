@@ -1,0 +1,293 @@
+/**
+ * Case-by-case comparison of two result sets, and the allow list: the differences between
+ * wasmvisor and QEMU that the ISA permits (each with its reason). Everything else is a bug in
+ * one of the two.
+ */
+import { D, DONE, R, RESULT_BYTES, RESULT_HEADER, SCRATCH_BYTES, TRAP_LOG, L0_SLOTS, type CaseImage } from "./image";
+
+export interface Difference {
+  field: string;
+  qemu: bigint;
+  wasmvisor: bigint;
+}
+
+/** The record's header fields by name (x1..x31, f0..f31, CSRs, trap log entries, PTEs). */
+export function fieldName(i: number): string {
+  if (i === R.done) return "done";
+  if (i < R.f) return `x${i}`;
+  if (i < R.fcsr) return `f${i - R.f}`;
+  if (i >= R.log && i < R.log + TRAP_LOG * 4) {
+    const n = i - R.log;
+    return `trap${n >> 2}.${["mcause", "mepc", "mtval", "mstatus"][n & 3]}`;
+  }
+  if (i >= R.pte && i <= R.pte + L0_SLOTS) return i === R.pte + L0_SLOTS ? "pte.mega" : `pte.${i - R.pte}`;
+  const named = Object.entries(R).find(([k, v]) => v === i && k !== "x" && k !== "log" && k !== "pte");
+  return named ? named[0] : `field${i}`;
+}
+
+const BREAKPOINT = 3n, STORE_MISALIGNED = 6n, ECALL_FROM_S = 9n;
+const SC_FAULTS = [7n, 15n];
+const AMO_AS_LOAD: [bigint, bigint][] = [[4n, 6n], [5n, 7n], [13n, 15n]];
+const INTERRUPT = 1n << 63n;
+const logField = (k: number, n: number) => R.log + k * 4 + n;
+
+/**
+ * Why a field's difference is allowed, or null: differences confined to one field, the rest of
+ * the case being the same.
+ *  - mtval/stval on EBREAK: QEMU writes 0, wasmvisor the EBREAK's address (as Spike does); the
+ *    privileged spec (3.1.16, mtval) allows either: zero, or the faulting virtual address.
+ *  - mstatus.VS, UXL, MPV, GVA (and SD, which follows VS): QEMU 7.2 lets M-mode write VS without
+ *    the V extension (allowed: with S-mode, VS need not be read-only zero), UXL (WARL: QEMU
+ *    supports a 32-bit U-mode, wasmvisor only 64), MPV and GVA without the H extension (QEMU's
+ *    side is wrong: they do not exist then). A case never returns to U-mode after its start,
+ *    so a different UXL changes nothing else; the runtime sets UXL and SXL to 64 for each case.
+ *  - mstatus.FS Dirty in wasmvisor where QEMU leaves it: wasmvisor marks the FP state Dirty on
+ *    every FP instruction that may change it. Where nothing changed, Dirty ("potentially
+ *    modified") is allowed; where only fflags changed (a compare or a conversion to an x
+ *    register that raised a flag), QEMU 7.2 leaves FS as it was, which is wrong: fcsr is FP
+ *    state. (The converse, QEMU Dirty and wasmvisor not, is never allowed.)
+ *  - sepc/mepc bit 0: always zero with C (privileged spec 3.1.14); QEMU 7.2 keeps a written 1.
+ *  - tval of a misaligned load or store that faults: QEMU splits it at an alignment boundary and
+ *    reports the aligned address of the part that faulted (which may lie before the access);
+ *    wasmvisor reports the access's address. The spec asks for the address of the portion that
+ *    faulted: wasmvisor's is, QEMU's is not (QEMU's side is wrong).
+ *  - mip.STIP once menvcfg.STCE is set: with Sstc, STIP then reflects stimecmp (set to its
+ *    maximum here, so clear, as wasmvisor reads it); QEMU 7.2 keeps the bit software wrote
+ *    until its timer next fires (QEMU's side is wrong).
+ *  - An SC's rd: 1 (QEMU) and 0 (wasmvisor) where the block pairs an LR and an SC of different
+ *    widths: such a sequence is not a constrained LR/SC loop, so the SC may fail or succeed.
+ *  - mie's and mip's bits 2, 6, 10 (VS-level interrupts) and 13 (LCOFI): QEMU 7.2 keeps them writable with
+ *    neither the H extension nor Sscofpmf, where they are read-only zero (QEMU's side is wrong).
+ *  - mcounteren, scounteren: 32-bit registers (privileged spec 3.1.11), read zero-extended;
+ *    QEMU 7.2 keeps the 64 bits written (QEMU's side is wrong).
+ *  - menvcfg/senvcfg bits 4-7 (CBIE, CBCFE, CBZE) and menvcfg.PBMTE (62): QEMU 7.2 keeps them
+ *    without Zicbom, Zicboz or Svpbmt,
+ *    where they are read-only zero (QEMU's side is wrong).
+ *  - A PTE's D (and A) bit set by wasmvisor only, in a case with an SC: wasmvisor translates an
+ *    SC for writing, setting A and D, before it finds the reservation missing and fails it (as
+ *    Spike does); QEMU fails it without a walk. The spec leaves a failing SC's A/D updates open.
+ *  - A PTE's A bit set by QEMU only, on a page an AMO took a store/AMO page fault on (with MXR,
+ *    an executable page reads): QEMU 7.2 performs an AMO as a read, then a write, and sets A on
+ *    the read that succeeded; no access was made, so A should stay clear (QEMU's side is wrong).
+ */
+const ENVCFG_CBO = 0xf0n | (1n << 62n);
+const PTE_A = 0x40n, PTE_D = 0x80n;
+/** QEMU's allowed CSR differences as its final values show them. */
+const CSR_QUIRKS: { name: string; csrs: number[]; why: string; shows: (q: BigUint64Array, w: BigUint64Array) => boolean }[] = [
+  { name: "mstatus", csrs: [0x300, 0x100], why: "VS, UXL, MPV, GVA", shows: (q, w) => ((q[R.mstatus]! ^ w[R.mstatus]!) & MSTATUS_QEMU_WARL) !== 0n },
+  { name: "mie/mip", csrs: [0x304, 0x104, 0x344, 0x144], why: "the VS-level and LCOF bits", shows: (q) => ((q[R.mie]! | q[R.mip]!) & MIE_QEMU_EXTRA) !== 0n },
+  { name: "mcounteren/scounteren", csrs: [0x306, 0x106], why: "64 bits kept", shows: (q) => ((q[R.mcounteren]! | q[R.scounteren]!) >> 32n) !== 0n },
+  { name: "menvcfg/senvcfg", csrs: [0x30a, 0x10a], why: "CBIE, CBCFE, CBZE, PBMTE kept", shows: (q) => ((q[R.menvcfg]! | q[R.senvcfg]!) & ENVCFG_CBO) !== 0n },
+  { name: "sepc/mepc", csrs: [0x341, 0x141], why: "bit 0 kept", shows: (q) => ((q[R.mepc]! | q[R.sepc]!) & 1n) !== 0n },
+];
+
+/** CSR numbers the block's CSR instructions name. */
+function csrsRead(c: CaseImage): number[] {
+  const dv = new DataView(c.code.buffer, c.code.byteOffset, c.code.byteLength);
+  const out: number[] = [];
+  for (let o = 0; o + 4 <= c.code.length; o += 2) {
+    const w = dv.getUint32(o, true);
+    if ((w & 0x7f) === 0x73 && ((w >> 12) & 3) !== 0) out.push(w >>> 20);
+  }
+  return out;
+}
+/** Whether the block holds an SC (32-bit words at any 2-byte boundary). */
+function hasSc(c: CaseImage): boolean {
+  const dv = new DataView(c.code.buffer, c.code.byteOffset, c.code.byteLength);
+  for (let o = 0; o + 4 <= c.code.length; o += 2) {
+    const w = dv.getUint32(o, true);
+    if ((w & 0x7f) === 0x2f && w >>> 27 === 3) return true;
+  }
+  return false;
+}
+/** Whether a trap of `r`'s case is a store/AMO page fault on an AMO. */
+function amoPageFault(r: BigUint64Array, c: CaseImage): boolean {
+  const traps: [bigint, bigint][] = [[r[R.scause]!, r[R.sepc]!]];
+  for (let k = 0; k < Math.min(Number(r[R.traps]), TRAP_LOG); k++) traps.push([r[logField(k, 0)]!, r[logField(k, 1)]!]);
+  return traps.some(([cause, epc]) => {
+    const word = cause === 15n ? wordAt(c, epc) : null;
+    return word !== null && (word & 0x7f) === 0x2f && word >>> 27 !== 2;
+  });
+}
+const MSTATUS_QEMU_WARL = (3n << 9n) | (3n << 32n) | (3n << 38n) | (1n << 63n);
+const MSTATUS_FS = 3n << 13n;
+const MIE_QEMU_EXTRA = 0x2444n;
+/** The fields above as they reach an x register through a CSR read in the block. */
+const X_QUIRKS: { name: string; csrs: number[]; ok: (q: bigint, w: bigint) => boolean }[] = [
+  { name: "mstatus/sstatus", csrs: [0x300, 0x100], ok: (q, w) => ((q ^ w) & ~(MSTATUS_QEMU_WARL | MSTATUS_FS)) === 0n },
+  { name: "mie/sie/mip/sip", csrs: [0x304, 0x104, 0x344, 0x144], ok: (q, w) => ((q ^ w) & ~MIE_QEMU_EXTRA) === 0n && (w & MIE_QEMU_EXTRA) === 0n },
+  { name: "mcounteren/scounteren", csrs: [0x306, 0x106], ok: (q, w) => (q & 0xffffffffn) === w },
+  { name: "menvcfg/senvcfg", csrs: [0x30a, 0x10a], ok: (q, w) => ((q ^ w) & ~ENVCFG_CBO) === 0n && (w & ENVCFG_CBO) === 0n },
+  { name: "mepc/sepc", csrs: [0x341, 0x141], ok: (q, w) => (q ^ w) === 1n && !(w & 1n) },
+  { name: "mtval/stval", csrs: [0x343, 0x143], ok: (q) => q === 0n },
+  // pmpaddr holds address bits 55:2 (54 bits, the rest read zero); QEMU 7.2 keeps all 64.
+  { name: "pmpaddr0", csrs: [0x3b0], ok: (q, w) => (q & ((1n << 54n) - 1n)) === w },
+];
+function allowedField(f: number, q: BigUint64Array, w: BigUint64Array, c: CaseImage): string | null {
+  const isMstatus = f === R.mstatus || (f >= R.log && f < R.log + TRAP_LOG * 4 && ((f - R.log) & 3) === 3);
+  if (isMstatus) {
+    const fsDirty = (w[f]! & MSTATUS_FS) === MSTATUS_FS ? MSTATUS_FS : 0n;
+    if (((q[f]! ^ w[f]!) & ~(MSTATUS_QEMU_WARL | fsDirty)) === 0n) {
+      return fsDirty && (q[f]! ^ w[f]!) & MSTATUS_FS
+        ? "mstatus.FS: wasmvisor marks Dirty where QEMU does not (allowed, or QEMU misses an fflags change)"
+        : "mstatus: QEMU 7.2 lets M-mode write VS (no V), UXL, MPV and GVA (no H); wasmvisor keeps them fixed";
+    }
+  }
+  if ((f === R.sepc || f === R.mepc) && (q[f]! ^ w[f]!) === 1n && !(w[f]! & 1n)) {
+    return "sepc/mepc bit 0: always zero (wasmvisor); QEMU 7.2 keeps a written 1";
+  }
+  if ((f === R.mie || f === R.mip) && ((q[f]! ^ w[f]!) & ~MIE_QEMU_EXTRA) === 0n && (w[f]! & MIE_QEMU_EXTRA) === 0n) {
+    return "mie/mip: QEMU 7.2 keeps the VS-level and LCOF bits with neither H nor Sscofpmf";
+  }
+  if ((f === R.menvcfg || f === R.senvcfg) && ((q[f]! ^ w[f]!) & ~ENVCFG_CBO) === 0n && (w[f]! & ENVCFG_CBO) === 0n) {
+    return "menvcfg/senvcfg: QEMU 7.2 keeps CBIE, CBCFE, CBZE and PBMTE without Zicbom, Zicboz or Svpbmt";
+  }
+  if (f >= R.pte && f <= R.pte + L0_SLOTS && (q[f]! ^ w[f]!) === PTE_A && (q[f]! & PTE_A) && amoPageFault(w, c)) {
+    return "PTE.A after a faulting AMO: QEMU 7.2 translates an AMO for reading first and sets A before the write faults";
+  }
+  if (f >= R.pte && f <= R.pte + L0_SLOTS && ((q[f]! ^ w[f]!) & ~(PTE_A | PTE_D)) === 0n && (w[f]! & PTE_D) && hasSc(c)) {
+    return "PTE.D after a failed SC: wasmvisor translates an SC as a store before it knows it fails (as Spike does), QEMU fails it without a walk";
+  }
+  if ((f === R.mcounteren || f === R.scounteren) && (q[f]! & 0xffffffffn) === w[f] && w[f]! >> 32n === 0n) {
+    return "mcounteren/scounteren: 32-bit registers; QEMU 7.2 keeps all 64 bits written";
+  }
+  if (f >= R.x + 1 && f < R.x + 32) {
+    const read = csrsRead(c);
+    const quirk = X_QUIRKS.find((k) => k.ok(q[f]!, w[f]!) && read.some((n) => k.csrs.includes(n)));
+    if (quirk) return `an x register read from ${quirk.name}: as that CSR's difference above`;
+  }
+  let cause: bigint | null = null;
+  if (f === R.mtval) cause = q[R.mcause]!;
+  else if (f === R.stval) cause = q[R.scause]!;
+  else if (f >= R.log && f < R.log + TRAP_LOG * 4 && ((f - R.log) & 3) === 2) cause = q[f - 2]!;
+  if (cause === BREAKPOINT && q[f] === 0n) return "tval on EBREAK: zero (QEMU) or the address (wasmvisor), both allowed";
+  if (cause !== null && ACCESS_FAULTS.includes(cause) && q[f]! < w[f]! && [1n, 3n, 7n].some((m) => q[f] === (w[f]! & ~m))) {
+    return "tval of a misaligned access that faults: QEMU gives the aligned address of its part, wasmvisor the access's (the spec: the portion that faulted)";
+  }
+  if (f === R.mip && (q[f]! ^ w[f]!) === STIP && (q[f]! & STIP) && (w[R.menvcfg]! & STCE)) {
+    return "mip.STIP with menvcfg.STCE set: Sstc makes it the stimecmp comparison (clear, as wasmvisor reads it); QEMU 7.2 keeps the bit written before";
+  }
+  if (f >= R.x + 1 && f < R.x + 32 && q[f] === 1n && w[f] === 0n && scOfOtherWidth(c)) {
+    return "SC of another width than its LR: outside a constrained LR/SC loop the SC may fail (QEMU) or succeed (wasmvisor)";
+  }
+  return null;
+}
+
+const ACCESS_FAULTS = [5n, 7n, 13n, 15n];
+const STIP = 0x20n, STCE = 1n << 63n;
+/** Whether the block holds an LR and an SC of different widths. */
+function scOfOtherWidth(c: CaseImage): boolean {
+  const widths = { lr: new Set<number>(), sc: new Set<number>() };
+  const dv = new DataView(c.code.buffer, c.code.byteOffset, c.code.byteLength);
+  for (let o = 0; o + 4 <= c.code.length; o += 2) {
+    const w = dv.getUint32(o, true);
+    if ((w & 0x7f) !== 0x2f) continue;
+    if (w >>> 27 === 2) widths.lr.add((w >> 12) & 7);
+    if (w >>> 27 === 3) widths.sc.add((w >> 12) & 7);
+  }
+  return [...widths.sc].some((n) => [...widths.lr].some((m) => m !== n));
+}
+
+/** The 32-bit word at virtual address `epc` of the case's block, or null outside it. */
+function wordAt(c: CaseImage, epc: bigint): number | null {
+  const off = Number(epc - c.desc[D.entry]!);
+  if (!(off >= 0 && off + 4 <= c.code.length)) return null;
+  return new DataView(c.code.buffer, c.code.byteOffset).getUint32(off, true);
+}
+
+interface Trap { cause: bigint; epc: bigint; tval: bigint }
+
+/**
+ * Why two runs that part ways at a trap (QEMU's and wasmvisor's) may, or null. What follows a
+ * parting differs too, so an allowed parting explains the whole case.
+ *  - SC with no reservation: QEMU fails it (rd = 1) without translating or checking the address;
+ *    wasmvisor raises what the access would (misaligned, access or page fault). For a misaligned
+ *    address the A extension requires the exception (QEMU's side is wrong); for a fault, whether
+ *    an SC that would fail raises it is not specified (both allowed).
+ *  - A faulting AMO, or SC with a reservation: QEMU 7.2 raises load address misaligned (4), load
+ *    access fault (5) or load page fault (13); the privileged spec's causes for an AMO or SC are
+ *    the store/AMO ones (6, 7, 15), which wasmvisor raises. QEMU's side is wrong.
+ *  - Several interrupts pending at once: QEMU 7.2 without AIA takes the lowest-numbered (STI 5
+ *    or SSI 1 before SEI 9); the privileged spec orders them MEI, MSI, MTI, SEI, SSI, STI, as
+ *    wasmvisor does. QEMU's side is wrong.
+ */
+function allowedParting(q: Trap, w: Trap, c: CaseImage): string | null {
+  const word = wordAt(c, w.epc);
+  const amo = word !== null && (word & 0x7f) === 0x2f ? word >>> 27 : -1;
+  const misaligned = word !== null && w.tval % BigInt(4 << ((word >> 12) & 1)) !== 0n;
+  if (q.epc !== w.epc && amo === 3 && (w.cause === STORE_MISALIGNED ? misaligned : SC_FAULTS.includes(w.cause))) {
+    return "SC without a reservation: QEMU fails it without checking the address (misaligned, access or page fault), wasmvisor raises the exception";
+  }
+  if (q.epc === w.epc && amo >= 0 && amo !== 2 && AMO_AS_LOAD.some(([l, st]) => q.cause === l && w.cause === st)) {
+    return "AMO or SC fault: QEMU 7.2 raises the load exception (misaligned, access or page fault), the spec the store/AMO one";
+  }
+  if (q.epc === w.epc && (q.cause & INTERRUPT) && w.cause === (INTERRUPT | 9n) && (q.cause === (INTERRUPT | 5n) || q.cause === (INTERRUPT | 1n))) {
+    return "simultaneous interrupts: QEMU 7.2 takes the lowest-numbered, the spec SEI before SSI and STI";
+  }
+  return null;
+}
+
+export interface CaseOutcome {
+  differences: Difference[];
+  explained: string[];
+}
+
+/** Compare case `i`'s records (`c`: the case as the image held it). */
+export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, c: CaseImage): CaseOutcome {
+  const off = i * RESULT_BYTES;
+  const q = new BigUint64Array(qemu.buffer.slice(qemu.byteOffset + off, qemu.byteOffset + off + RESULT_HEADER));
+  const w = new BigUint64Array(wasmvisor.buffer.slice(wasmvisor.byteOffset + off, wasmvisor.byteOffset + off + RESULT_HEADER));
+  const out: CaseOutcome = { differences: [], explained: [] };
+  if (q[R.done] !== DONE || w[R.done] !== DONE) {
+    out.differences.push({ field: "done", qemu: q[R.done]!, wasmvisor: w[R.done]! });
+    return out;
+  }
+  // Where the two first took different traps (M-mode's log, then the S-mode trap a delegated
+  // one left); tval and mstatus aside, allowedField's business.
+  const traps = Math.min(Number(q[R.traps]), Number(w[R.traps]), TRAP_LOG);
+  // The stub's ecall ends a case after a trap delegated to S-mode: that trap is in scause/sepc/stval.
+  const stub = c.desc[D.stvec]! & ~3n;
+  const trap = (r: BigUint64Array, k: number): Trap => r[logField(k, 0)] === ECALL_FROM_S && r[logField(k, 1)]! - stub < 0x1000n
+    ? { cause: r[R.scause]!, epc: r[R.sepc]!, tval: r[R.stval]! }
+    : { cause: r[logField(k, 0)]!, epc: r[logField(k, 1)]!, tval: r[logField(k, 2)]! };
+  let parting: [Trap, Trap] | null = null;
+  for (let k = 0; k < TRAP_LOG && !parting; k++) {
+    const same = [0, 1].every((n) => q[logField(k, n)] === w[logField(k, n)]);
+    if (same && k < traps) continue;
+    if (!same || q[R.traps] !== w[R.traps]) parting = [trap(q, k), trap(w, k)];
+    break;
+  }
+  if (!parting && (q[R.scause] !== w[R.scause] || q[R.sepc] !== w[R.sepc])) {
+    parting = [{ cause: q[R.scause]!, epc: q[R.sepc]!, tval: q[R.stval]! }, { cause: w[R.scause]!, epc: w[R.sepc]!, tval: w[R.stval]! }];
+  }
+  const why = parting && allowedParting(parting[0], parting[1], c);
+  if (why) {
+    out.explained.push(why);
+    return out;
+  }
+  for (let f = 1; f < q.length; f++) {
+    if (q[f] === w[f]) continue;
+    const why = allowedField(f, q, w, c);
+    if (why) out.explained.push(why);
+    else out.differences.push({ field: fieldName(f), qemu: q[f]!, wasmvisor: w[f]! });
+  }
+  // A CSR whose value differs as allowed above, read into a register and computed with: what
+  // follows differs too, so the case is explained (if QEMU's final value shows the difference).
+  const read = csrsRead(c);
+  const quirk = out.differences.length ? CSR_QUIRKS.find((k) => k.csrs.some((n) => read.includes(n)) && k.shows(q, w)) : undefined;
+  if (quirk) {
+    out.explained.push(`${quirk.name} read back and computed with: ${quirk.why}`);
+    out.differences = [];
+    return out;
+  }
+  const qs = new BigUint64Array(qemu.buffer.slice(qemu.byteOffset + off + RESULT_HEADER, qemu.byteOffset + off + RESULT_BYTES));
+  const ws = new BigUint64Array(wasmvisor.buffer.slice(wasmvisor.byteOffset + off + RESULT_HEADER, wasmvisor.byteOffset + off + RESULT_BYTES));
+  for (let k = 0; k < SCRATCH_BYTES / 8; k++) {
+    if (qs[k] !== ws[k]) out.differences.push({ field: `window+0x${(k * 8).toString(16)}`, qemu: qs[k]!, wasmvisor: ws[k]! });
+  }
+  return out;
+}
+
+export function formatDifferences(d: readonly Difference[]): string {
+  return d.map((x) => `${x.field}: qemu 0x${x.qemu.toString(16)} wasmvisor 0x${x.wasmvisor.toString(16)}`).join("; ");
+}
