@@ -4,7 +4,7 @@
  * (+ Zba/Zbb/Zbs) instructions. What the block may do is limited by construction, so that every
  * case ends and none reaches outside its own memory, on both sides:
  *  - control flow goes forward only (branches, jal, auipc+jalr to later items; no mret, sret
- *    or wfi where they would not trap), so a block ends at its closing ebreak or a trap;
+ *    or wfi where they would not trap), so a block ends at its closing ecall or a trap;
  *  - x2, x8 and x9 are pointers into the data window: only `addi` items of at most ±64 (eight a
  *    pointer at most) change them, and every memory access goes through one with a 12-bit offset,
  *    so every access lands in the 16 KiB window (or its pages' faults);
@@ -74,7 +74,7 @@ const R = (op: number, f3: number, f7: number, rd: number, rs1: number, rs2: num
 const I = (op: number, f3: number, rd: number, rs1: number, imm: number) => (((imm & 0xfff) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op) >>> 0;
 const S = (op: number, f3: number, rs1: number, rs2: number, imm: number) => ((((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 0x1f) << 7) | op) >>> 0;
 const R4 = (op: number, rm: number, fmt: number, rd: number, rs1: number, rs2: number, rs3: number) => ((rs3 << 27) | (fmt << 25) | (rs2 << 20) | (rs1 << 15) | (rm << 12) | (rd << 7) | op) >>> 0;
-export const EBREAK = 0x0010_0073;
+const EBREAK = 0x0010_0073;
 const ECALL = 0x0000_0073;
 
 function bImm(w: number, off: number): number {
@@ -96,7 +96,10 @@ export function itemBytes(it: Item): number {
   return it.k === "w" ? it.n : it.k === "cb" || it.k === "cj" ? 2 : it.k === "jalr" ? 8 : 4;
 }
 
-/** The block's bytes: items, then the closing ebreak. Jumps past the end land on it. */
+/**
+ * The block's bytes: items, then the closing ECALL (its mtval is zero on both sides, where
+ * an EBREAK's may differ). Jumps past the end land on it.
+ */
 export function layout(items: readonly Item[]): Uint8Array {
   const at: number[] = [];
   let pc = 0;
@@ -127,7 +130,7 @@ export function layout(items: readonly Item[]): Uint8Array {
       }
     }
   });
-  dv.setUint32(pc, EBREAK, true);
+  dv.setUint32(pc, ECALL, true);
   return out;
 }
 
@@ -137,10 +140,14 @@ const CSR_RW = [0x001, 0x002, 0x003, 0x100, 0x104, 0x106, 0x10a, 0x140, 0x141, 0
   0x300, 0x304, 0x306, 0x30a, 0x341, 0x342, 0x343, 0x344];
 /** CSRs the block may only read (a write would break the runtime, or is WARL that differs). */
 const CSR_RO = [0x105, 0x180, 0x301, 0x302, 0x303, 0x305, 0x340, 0xf11, 0xf12, 0xf13, 0xf14, 0xf15, 0x3a0, 0x3b0];
-/** Counters, timers and debug triggers: their values differ between any two machines. */
+/**
+ * Counters and timers (their values differ between any two machines), debug triggers (QEMU has
+ * them, wasmvisor not yet), PMP entries 16-63 (QEMU 7.2 has 16 entries, so their CSRs are
+ * illegal there; wasmvisor has 64 read-only-zero ones: the spec allows 0, 16 or 64).
+ */
 function csrBanned(c: number): boolean {
   return (c >= 0xb00 && c <= 0xb9f) || (c >= 0xc00 && c <= 0xc9f) || c === 0x14d || c === 0x24d || c === 0x320
-    || (c >= 0x7a0 && c <= 0x7af);
+    || (c >= 0x7a0 && c <= 0x7af) || (c >= 0x3a4 && c <= 0x3af) || (c >= 0x3c0 && c <= 0x3ef);
 }
 function csrWritable(c: number): boolean {
   return CSR_RW.includes(c) || (!CSR_RO.includes(c) && !(c >= 0x3a0 && c <= 0x3ef) && c !== 0x747 && !(c >= 0x323 && c <= 0x33f) && !csrBanned(c));
@@ -486,10 +493,12 @@ export function mutateCase(r: Random, spec: CaseSpec, other: CaseSpec): CaseSpec
       default: s.fcsr = r.int(256); s.mstatus ^= 1n << BigInt(r.pick([1, 5, 8, 18, 19, 20, 21, 22, 13, 14])); break;
     }
   }
-  // Words spliced from a case of another privilege keep to this one's rules.
+  // Words spliced from a case of another privilege, or made before TSR or TW changed, keep to
+  // this one's rules (a WFI that no longer traps would wait for ever).
+  const tsrNow = (s.mstatus & (1n << 22n)) !== 0n, twNow = (s.mstatus & (1n << 21n)) !== 0n;
   s.items = limitAdjusts(s.items.map((it) => {
     if (it.k !== "w" || it.n !== 4) return it;
-    const w = sanitize(it.w, r, s.priv, tsr, tw);
+    const w = sanitize(it.w, r, s.priv, tsrNow, twNow);
     return w === null ? { k: "w", n: 4, w: 0x13 } : { ...it, w };
   })).slice(0, 400);
   return s;

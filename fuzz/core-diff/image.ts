@@ -5,7 +5,7 @@
  * runtime runs the cases one after the other: fills the scratch window from the case's seed,
  * writes its PTEs and CSRs, loads its registers and `mret`s into its code in M, S or U mode.
  * Every trap comes to the runtime's M-mode handler, which logs it (mcause, mepc, mtval,
- * mstatus) and skips the instruction, or ends the case: at the block's closing ebreak, after an
+ * mstatus) and skips the instruction, or ends the case: at the block's closing ecall, after an
  * interrupt, a fetch fault, a trap from outside the block (the S-mode stub a delegated trap
  * runs: an ecall) or the eighth trap. Ending dumps the architectural state (x, f, fcsr, CSRs,
  * the trap log, the PTEs with their A/D bits, the scratch window) to the case's result record.
@@ -86,7 +86,8 @@ const S_TRAPS = 32, S_LO = 40, S_END = 48, S_DELTA = 56, S_RESULT = 64, S_LOG = 
 
 const SOURCE = `
 _start:
-  li t0, -1
+  # PMP entry 0: all of memory (NAPOT over the 54 address bits pmpaddr holds: QEMU keeps more)
+  li t0, 0x3fffffffffffff
   csrw pmpaddr0, t0
   li t0, 0x1f
   csrw pmpcfg0, t0

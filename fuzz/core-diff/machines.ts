@@ -33,7 +33,7 @@ export class Workdir {
 }
 
 /** The results of `cases` on QEMU, or null if it did not power off within `timeoutMs`. */
-export async function runQemu(cases: readonly CaseImage[], work: Workdir, timeoutMs = 60_000): Promise<Uint8Array | null> {
+export async function runQemu(cases: readonly CaseImage[], work: Workdir, timeoutMs = 20_000): Promise<Uint8Array | null> {
   const files = work.next();
   writeFileSync(files.image, buildImage(cases, files.results));
   const args = ["-M", "virt", "-cpu", QEMU_CPU, "-bios", "none", "-nographic", "-m", `${RAM_BYTES >> 20}M`, "-smp", "1",

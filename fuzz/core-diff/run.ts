@@ -51,11 +51,28 @@ interface Outcome {
   trapped: CaseSpec[];
 }
 
-async function runOne(module: WebAssembly.Module, specs: CaseSpec[], qemuRun: Promise<Uint8Array | null>, tiers: readonly JitMode[]): Promise<Outcome> {
+/** A batch QEMU did not finish: the case that does not end (a generator bug: every case must). */
+class HungBatch extends Error {
+  constructor(readonly spec: CaseSpec) {
+    super("a case did not end on QEMU");
+  }
+}
+
+/** The case of `specs` QEMU does not finish, by halving the batch. */
+async function hungCase(specs: CaseSpec[], work: Workdir): Promise<CaseSpec> {
+  let left = specs;
+  while (left.length > 1) {
+    const half = left.slice(0, left.length >> 1);
+    left = (await runQemu(half.map((s, i) => caseImage(s, i)), work, 10_000)) ? left.slice(half.length) : half;
+  }
+  return left[0]!;
+}
+
+async function runOne(module: WebAssembly.Module, specs: CaseSpec[], qemuRun: Promise<Uint8Array | null>, tiers: readonly JitMode[], work: Workdir): Promise<Outcome> {
   const cases = specs.map((s, i) => caseImage(s, i));
   const ours = tiers.map((t) => [t, runWasmvisor(module, cases, t)] as const);
   const qemu = await qemuRun;
-  if (!qemu) throw new Error(`${QEMU} did not finish a batch: its cases are not bounded, a generator bug`);
+  if (!qemu) throw new HungBatch(await hungCase(specs, work));
   const out: Outcome = { specs, differing: [], explained: [], trapped: [] };
   specs.forEach((spec, i) => {
     const view = new DataView(qemu.buffer, qemu.byteOffset);
@@ -101,7 +118,19 @@ export async function runCoreDiff(opts: CoreDiffOptions): Promise<CoreDiffResult
         next = batchSpecs(opts.seed, n, size, pool);
         qemuNext = runQemu(next.map((s, i) => caseImage(s, i)), work);
       }
-      const o = await runOne(module, specs, qemuRun, tiers);
+      let o: Outcome;
+      try {
+        o = await runOne(module, specs, qemuRun, tiers, work);
+      } catch (e) {
+        if (!(e instanceof HungBatch)) throw e;
+        // Kept like a difference: the batch's other cases are not counted.
+        result.differences++;
+        const where = opts.save !== false ? ` (${keep(e.spec, "QEMU did not end this case")})` : "";
+        result.found.push(`a case that does not end on QEMU${where}`);
+        log(`  a case did not end on QEMU${where}`);
+        if (!more) break;
+        continue;
+      }
       result.programs += specs.length;
       result.batches++;
       for (const why of o.explained) result.explained[why] = (result.explained[why] ?? 0) + 1;
@@ -115,15 +144,7 @@ export async function runCoreDiff(opts: CoreDiffOptions): Promise<CoreDiffResult
         minimized++;
         const m = await minimize(module, d.spec, d.tier, work);
         const text = describe(m.spec, m.differences, d.tier, work);
-        let where = "";
-        if (opts.save !== false) {
-          const dir = join(fuzzDir(), "crashes", CORE_DIFF);
-          mkdirSync(dir, { recursive: true });
-          const name = createHash("sha256").update(specToJson(m.spec)).digest("hex").slice(0, 16);
-          writeFileSync(join(dir, `${name}.json`), specToJson(m.spec) + "\n");
-          writeFileSync(join(dir, `${name}.txt`), text + "\n");
-          where = ` (fuzz/crashes/${CORE_DIFF}/${name}.json)`;
-        }
+        const where = opts.save !== false ? ` (${keep(m.spec, text)})` : "";
         result.found.push(`${text.split("\n")[0]}${where}`);
         log(`  difference, shrunk to ${m.spec.items.length} instructions:\n${text.split("\n").map((l) => `    ${l}`).join("\n")}`);
       }
@@ -135,6 +156,16 @@ export async function runCoreDiff(opts: CoreDiffOptions): Promise<CoreDiffResult
   result.seconds = (performance.now() - started) / 1000;
   result.programsPerSecond = result.programs / result.seconds;
   return result;
+}
+
+/** Keep a case in fuzz/crashes/core-diff/ (JSON, and its reproducer as text); its path. */
+function keep(spec: CaseSpec, text: string): string {
+  const dir = join(fuzzDir(), "crashes", CORE_DIFF);
+  mkdirSync(dir, { recursive: true });
+  const name = createHash("sha256").update(specToJson(spec)).digest("hex").slice(0, 16);
+  writeFileSync(join(dir, `${name}.json`), specToJson(spec) + "\n");
+  writeFileSync(join(dir, `${name}.txt`), text + "\n");
+  return `fuzz/crashes/${CORE_DIFF}/${name}.json`;
 }
 
 function qemuVersion(): string {
