@@ -79,8 +79,9 @@ const XNAME = (i: number) => `x${i}`;
 const lines = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i)).join("\n");
 
 // The runtime's fields at RT: case index, case count, semihosting on, SYS_OPEN's and SYS_WRITE's
-// argument blocks, the results file's name.
-const RT_CASE = 0, RT_COUNT = 8, RT_SEMI = 16, RT_OPEN = 24, RT_WRITE = 48, RT_NAME = 0x100, NAME_MAX = 0xf00;
+// argument blocks, which run of the case this is and how many each gets, a doubleword the
+// prologue's SC clears any reservation with, the results file's name.
+const RT_CASE = 0, RT_COUNT = 8, RT_SEMI = 16, RT_OPEN = 24, RT_WRITE = 48, RT_RUN = 72, RT_RUNS = 80, RT_SC = 88, RT_NAME = 0x100, NAME_MAX = 0xf00;
 // SAVE: t0-t3, trap count, block start, end, PA - VA of the block, the result record, the trap log.
 const S_TRAPS = 32, S_LO = 40, S_END = 48, S_DELTA = 56, S_RESULT = 64, S_LOG = 72;
 
@@ -136,6 +137,9 @@ ${lines(L0_SLOTS, (i) => `  ld t0, ${(D.pte + i) * 8}(s3)\n  sd t0, ${i * 8}(t1)
   li t1, ${L1_TABLE}
   ld t0, ${D.mega * 8}(s3)
   sd t0, 24(t1)
+  # no reservation left from an earlier case
+  addi t0, s0, ${RT_SC}
+  sc.d zero, zero, (t0)
   sd zero, ${S_TRAPS}(s5)
   ld t0, ${D.entry * 8}(s3)
   sd t0, ${S_LO}(s5)
@@ -149,7 +153,6 @@ ${CSR_LOAD.map(([f, c]) => `  ld t0, ${f * 8}(s3)\n  csrw ${c}, t0`).join("\n")}
   ld t0, ${D.mip * 8}(s3)
   csrs mip, t0
   sfence.vma
-  fence.i
   li t0, 0x6000
   csrs mstatus, t0
 ${lines(32, (i) => `  fld f${i}, ${(D.f + i) * 8}(s3)`)}
@@ -247,6 +250,12 @@ ${lines(L0_SLOTS, (i) => `  ld t1, ${i * 8}(t2)\n  sd t1, ${(R.pte + i) * 8}(t0)
   li t1, ${DONE}
   sd t1, ${R.done * 8}(t0)
   li s0, ${RT}
+  ld t1, ${RT_RUN}(s0)
+  addi t1, t1, 1
+  ld t2, ${RT_RUNS}(s0)
+  sd t1, ${RT_RUN}(s0)
+  bltu t1, t2, next_case
+  sd zero, ${RT_RUN}(s0)
   ld t1, ${RT_CASE}(s0)
   addi t1, t1, 1
   sd t1, ${RT_CASE}(s0)
@@ -309,9 +318,11 @@ export const pte = (pa: number, bits: bigint) => (BigInt(pa >>> 12) << 10n) | bi
 
 /**
  * The image (loaded at RAM_BASE): the runtime, the fixed tables, the cases. `resultsFile`
- * (QEMU) turns on semihosting: the results are written there before power-off.
+ * (QEMU) turns on semihosting: the results are written there before power-off. Each case runs
+ * `runs` times, from the same state (the prologue sets all of it), the last run's state kept: a
+ * second run lets the translation tier run the block translated.
  */
-export function buildImage(cases: readonly CaseImage[], resultsFile: string | null): Uint8Array {
+export function buildImage(cases: readonly CaseImage[], resultsFile: string | null, runs = 1): Uint8Array {
   if (cases.length > MAX_CASES) throw new Error(`an image holds at most ${MAX_CASES} cases`);
   const end = codePage(cases.length) - RAM_BASE;
   const image = new Uint8Array(end);
@@ -320,6 +331,7 @@ export function buildImage(cases: readonly CaseImage[], resultsFile: string | nu
   for (let o = STUB - RAM_BASE; o < STUB - RAM_BASE + 0x1000; o += 4) dv.setUint32(o, 0x0000_0073, true); // ecall
   const rt = RT - RAM_BASE;
   dv.setBigUint64(rt + RT_COUNT, BigInt(cases.length), true);
+  dv.setBigUint64(rt + RT_RUNS, BigInt(runs), true);
   if (resultsFile !== null) {
     const name = new TextEncoder().encode(resultsFile);
     if (name.length >= NAME_MAX) throw new Error("the results file's path is too long");

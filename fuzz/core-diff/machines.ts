@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { VirtMachine } from "../../host/machine/virt";
+import { VirtMachine, type MachineStats } from "../../host/machine/virt";
 import type { JitMode } from "../../host/jit/tier";
 import { buildImage, RAM_BYTES, RESULTS_BASE, RESULT_BYTES, type CaseImage } from "./image";
 
@@ -63,14 +63,23 @@ export async function runQemu(cases: readonly CaseImage[], work: Workdir, timeou
   }
 }
 
+/** The translation tier's figures of the last runWasmvisor (how much ran translated). */
+export let lastJit: MachineStats["jit"] | null = null;
+
 /** The results of `cases` on wasmvisor's core, or null if it did not power off within its budget. */
 export function runWasmvisor(module: WebAssembly.Module, cases: readonly CaseImage[], jit: JitMode): Uint8Array | null {
-  const m = new VirtMachine({ module, memory: RAM_BYTES, bios: null, kernel: { name: "core-diff", bytes: buildImage(cases, null) }, jit, output: () => {} });
+  // Translated, each case runs twice: blocks are translated once they have run, so the second
+  // run is the translated code's.
+  const runs = jit === "off" ? 1 : 2;
+  const m = new VirtMachine({ module, memory: RAM_BYTES, bios: null, kernel: { name: "core-diff", bytes: buildImage(cases, null, runs) }, jit, output: () => {} });
   try {
-    let left = BUDGET_PER_CASE * cases.length + 50_000_000;
+    let left = BUDGET_PER_CASE * cases.length * runs + 50_000_000;
     while (left > 0) {
       const r = m.step(1_000_000);
-      if (r.state === "stopped") return r.reason.kind === "poweroff" ? m.core.physRead(RESULTS_BASE, cases.length * RESULT_BYTES)!.slice() : null;
+      if (r.state === "stopped") {
+        lastJit = m.stats().jit ?? null;
+        return r.reason.kind === "poweroff" ? m.core.physRead(RESULTS_BASE, cases.length * RESULT_BYTES)!.slice() : null;
+      }
       left -= 1_000_000;
     }
     return null;
