@@ -14,7 +14,7 @@
  * Random 32-bit words and mutated words pass through sanitize(), which keeps them to these rules.
  */
 import { prng } from "../../test/prng";
-import { CODE_VA, D, MEGA_VA, PTE, SCRATCH, SCRATCH_BYTES, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
+import { CODE_VA, D, MEGA_VA, PTE, ROOT48_TABLE, ROOT_TABLE, SCRATCH, SCRATCH_BYTES, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
 
 export type Priv = 0 | 1 | 3;
 
@@ -29,8 +29,9 @@ export type Item =
 
 export interface CaseSpec {
   priv: Priv;
-  /** satp: Sv39 or bare. */
+  /** satp: paged (Sv39, or Sv48 with sv48) or bare. */
   paged: boolean;
+  sv48?: boolean;
   /** mstatus as the case starts (MPP and MIE are set from priv). */
   mstatus: bigint;
   x: bigint[];
@@ -446,7 +447,7 @@ export function randomCase(r: Random): CaseSpec {
   if (priv === 3 && r.chance(0.3)) mstatus |= (1n << 17n) | (BigInt(r.pick([0, 1])) << 11n); // MPRV with MPP S or U (after mret: U)
   bit(7, 0.3); // MPIE (mret puts it in MIE)
   const spec: CaseSpec = {
-    priv, paged, mstatus,
+    priv, paged, sv48: r.chance(0.25), mstatus,
     x: Array.from({ length: 32 }, (_, i) => (i === 0 ? 0n : intValue(r))),
     ptr: POINTERS.map(() => (3072 + r.int(10240)) & (r.chance(0.6) ? ~7 : ~0)),
     f: Array.from({ length: 32 }, () => fpValue(r)),
@@ -526,7 +527,7 @@ export function caseImage(spec: CaseSpec, index: number): CaseImage {
   d[D.entry] = BigInt(entry);
   d[D.end] = BigInt(entry + code.length - 4);
   d[D.delta] = BigInt.asUintN(64, BigInt(pa - entry));
-  d[D.satp] = spec.paged ? (8n << 60n) | BigInt((0x8010_0000 >>> 12)) : 0n;
+  d[D.satp] = !spec.paged ? 0n : spec.sv48 ? (9n << 60n) | BigInt(ROOT48_TABLE >>> 12) : (8n << 60n) | BigInt(ROOT_TABLE >>> 12);
   d[D.medeleg] = spec.medeleg;
   d[D.mideleg] = spec.mideleg;
   d[D.mie] = spec.mie;

@@ -15,7 +15,8 @@
  * Physical layout (RAM at 0x80000000, 128 MiB):
  *   RUNTIME  code; STUB a page of ecalls (stvec's target); RT the run's fields
  *   SAVE     the handler's save area and trap log (mscratch points at it)
- *   tables   Sv39 root, L1 and L0 (VA 0x400000-0x5fffff in 4 KiB pages, 0x600000 a megapage)
+ *   tables   Sv39 root, L1 and L0 (VA 0x400000-0x5fffff in 4 KiB pages, 0x600000 a megapage),
+ *            and an Sv48 root above the Sv39 one
  *   DESC     a descriptor per case; CODE a page per case
  *   SCRATCH  the data window (4 pages), refilled per case; RESULTS a record per case
  */
@@ -30,6 +31,8 @@ const SAVE = RAM_BASE + 0x2_0000;
 export const ROOT_TABLE = RAM_BASE + 0x10_0000;
 const L1_TABLE = ROOT_TABLE + 0x1000;
 const L0_TABLE = ROOT_TABLE + 0x2000;
+/** Sv48's root: its entry 0 points at the Sv39 root, so both modes map the same. */
+export const ROOT48_TABLE = ROOT_TABLE + 0x3000;
 const DESC = RAM_BASE + 0x20_0000;
 const CODE = RAM_BASE + 0x40_0000;
 export const SCRATCH = RAM_BASE + 0x400_0000;
@@ -343,7 +346,8 @@ export function buildImage(cases: readonly CaseImage[], resultsFile: string | nu
     dv.setBigUint64(rt + RT_WRITE + 8, BigInt(RESULTS), true);
     dv.setBigUint64(rt + RT_WRITE + 16, BigInt(cases.length * RESULT_BYTES), true);
   }
-  // Sv39: root[0] -> L1; L1[2] -> L0 (VA 0x400000); L1[3] is each case's megapage.
+  // Sv39: root[0] -> L1; L1[2] -> L0 (VA 0x400000); L1[3] is each case's megapage. Sv48: one level more.
+  dv.setBigUint64(ROOT48_TABLE - RAM_BASE, pte(ROOT_TABLE, PTE.V), true);
   dv.setBigUint64(ROOT_TABLE - RAM_BASE, pte(L1_TABLE, PTE.V), true);
   dv.setBigUint64(L1_TABLE - RAM_BASE + 16, pte(L0_TABLE, PTE.V), true);
   cases.forEach((c, i) => {

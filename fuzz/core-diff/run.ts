@@ -15,6 +15,7 @@ import { fuzzDir } from "../engine/corpus";
 import type { CoreDiffResult } from "../engine/results";
 import { caseImage, mutateCase, random, randomCase, type CaseSpec } from "./generate";
 import { compareCase } from "./compare";
+import { R, RESULT_BYTES } from "./image";
 import { describe, minimize, specToJson, TIERS } from "./diff";
 import { QEMU, QEMU_CPU, runQemu, runWasmvisor, Workdir } from "./machines";
 
@@ -75,8 +76,7 @@ async function runOne(module: WebAssembly.Module, specs: CaseSpec[], qemuRun: Pr
   if (!qemu) throw new HungBatch(await hungCase(specs, work));
   const out: Outcome = { specs, differing: [], explained: [], trapped: [] };
   specs.forEach((spec, i) => {
-    const view = new DataView(qemu.buffer, qemu.byteOffset);
-    if (view.getBigUint64(i * 0x4400 + 83 * 8, true) > 1n) out.trapped.push(spec);
+    if (new DataView(qemu.buffer, qemu.byteOffset).getBigUint64(i * RESULT_BYTES + R.traps * 8, true) > 1n) out.trapped.push(spec);
     for (const [tier, result] of ours) {
       if (!result) {
         out.differing.push({ spec, tier, fields: ["finished"] });
