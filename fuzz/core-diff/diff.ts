@@ -20,7 +20,7 @@ export interface CaseResult {
   explained: string[];
 }
 
-export class BatchFailure extends Error {}
+class BatchFailure extends Error {}
 
 /** Run `specs` on QEMU and on each tier; one result per case. */
 export async function runBatch(module: WebAssembly.Module, specs: readonly CaseSpec[], work: Workdir, tiers = TIERS): Promise<CaseResult[]> {

@@ -14,7 +14,7 @@
  * Random 32-bit words and mutated words pass through sanitize(), which keeps them to these rules.
  */
 import { prng } from "../../test/prng";
-import { CODE_VA, D, MEGA_VA, PTE, ROOT48_TABLE, ROOT_TABLE, SCRATCH, SCRATCH_BYTES, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
+import { CODE_VA, D, MEGA_VA, PTE, ROOT48_TABLE, ROOT_TABLE, SCRATCH, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
 
 export type Priv = 0 | 1 | 3;
 
@@ -544,4 +544,3 @@ export function caseImage(spec: CaseSpec, index: number): CaseImage {
   return { desc: d, code };
 }
 
-export { SCRATCH_BYTES };
