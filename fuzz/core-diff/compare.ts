@@ -54,8 +54,7 @@ const logField = (k: number, n: number) => R.log + k * 4 + n;
  *  - mip.STIP once menvcfg.STCE is set: with Sstc, STIP then reflects stimecmp (set to its
  *    maximum here, so clear, as wasmvisor reads it); QEMU 7.2 keeps the bit software wrote
  *    until its timer next fires (QEMU's side is wrong).
- *  - An SC's rd: 1 (QEMU) and 0 (wasmvisor) where the block pairs an LR and an SC of different
- *    widths: such a sequence is not a constrained LR/SC loop, so the SC may fail or succeed.
+
  *  - mie's and mip's bits 2, 6, 10 (VS-level interrupts) and 13 (LCOFI): QEMU 7.2 keeps them writable with
  *    neither the H extension nor Sscofpmf, where they are read-only zero (QEMU's side is wrong).
  *  - mcounteren, scounteren: 32-bit registers (privileged spec 3.1.11), read zero-extended;
@@ -82,12 +81,17 @@ const CSR_QUIRKS: { name: string; csrs: number[]; why: string; shows: (q: BigUin
 ];
 
 /**
- * Instructions QEMU 7.2 computes wrongly; a case holding one that differs is explained.
+ * Instructions whose result QEMU 7.2 computes differently; a case holding one that differs is
+ * explained (the result is computed with, so what follows differs too).
  *  - ctzw: the trailing zeros of the low word, 32 when it is zero (Zbb); QEMU 7.2 counts on
- *    into the upper word (ctzw of 0x1234567800000000 gives 35), wasmvisor gives 32.
+ *    into the upper word (ctzw of 0x1234567800000000 gives 35), wasmvisor gives 32. QEMU wrong.
+ *  - An SC of another width than the LR before it: QEMU compares the LR's value at the SC's
+ *    width and fails it; wasmvisor lets it succeed. Not a constrained LR/SC loop, so the SC may
+ *    fail or succeed: both allowed.
  */
-const INSN_QUIRKS: { why: string; match: (w: number) => boolean }[] = [
-  { why: "ctzw: QEMU 7.2 counts zeros past the low word (35 for 0x1234567800000000), the spec stops at 32", match: (w) => ((w & 0xfff0707f) >>> 0) === 0x6010101b },
+const INSN_QUIRKS: { why: string; match: (c: CaseImage) => boolean }[] = [
+  { why: "ctzw: QEMU 7.2 counts zeros past the low word (35 for 0x1234567800000000), the spec stops at 32", match: (c) => words(c).some((w) => ((w & 0xfff0707f) >>> 0) === 0x6010101b) },
+  { why: "SC of another width than its LR: outside a constrained LR/SC loop the SC may fail (QEMU) or succeed (wasmvisor)", match: scOfOtherWidth },
 ];
 
 /** The block's 32-bit words at every 2-byte offset (what a CSR or instruction check scans). */
@@ -172,9 +176,6 @@ function allowedField(f: number, q: BigUint64Array, w: BigUint64Array, c: CaseIm
   if (f === R.mip && (q[f]! ^ w[f]!) === STIP && (q[f]! & STIP) && (w[R.menvcfg]! & STCE)) {
     return "mip.STIP with menvcfg.STCE set: Sstc makes it the stimecmp comparison (clear, as wasmvisor reads it); QEMU 7.2 keeps the bit written before";
   }
-  if (f >= R.x + 1 && f < R.x + 32 && q[f] === 1n && w[f] === 0n && scOfOtherWidth(c)) {
-    return "SC of another width than its LR: outside a constrained LR/SC loop the SC may fail (QEMU) or succeed (wasmvisor)";
-  }
   return null;
 }
 
@@ -189,11 +190,11 @@ function scOfOtherWidth(c: CaseImage): boolean {
 
 /**
  * Whether an LR before offset `at` of the block may have reserved the address an SC through
- * pointer `base` there uses. Every LR and SC goes through a pointer register (generate.ts), which
+ * pointer `base` there uses, on QEMU (whose xRET after a trap at one of `trapsAt` clears it). Every LR and SC goes through a pointer register (generate.ts), which
  * only `addi p, p, imm` moves; a branch may skip such a move, so each pointer's possible values
  * are its start value plus any subset of the moves before (at most eight of each).
  */
-function mayBeReserved(c: CaseImage, at: number, base: number): boolean {
+function mayBeReserved(c: CaseImage, at: number, base: number, trapsAt: number[]): boolean {
   const dv = new DataView(c.code.buffer, c.code.byteOffset, c.code.byteLength);
   const values = new Map<number, Set<bigint>>();
   const of = (r: number) => values.get(r) ?? values.set(r, new Set([c.desc[D.x + r]!])).get(r)!;
@@ -207,6 +208,8 @@ function mayBeReserved(c: CaseImage, at: number, base: number): boolean {
       for (const v of [...s]) s.add(BigInt.asUintN(64, v + BigInt(w >> 20)));
     }
     if ((w & 0x7f) === 0x2f && w >>> 27 === 2) for (const v of of(rs1)) reserved.add(v);
+    if (trapsAt.includes(o)) reserved.clear(); // the handler's mret
+
     o += 4;
   }
   return [...of(base)].some((v) => reserved.has(v));
@@ -235,16 +238,18 @@ interface Trap { cause: bigint; epc: bigint; tval: bigint }
  *    or SSI 1 before SEI 9); the privileged spec orders them MEI, MSI, MTI, SEI, SSI, STI, as
  *    wasmvisor does. QEMU's side is wrong.
  */
-function allowedParting(q: Trap, w: Trap, c: CaseImage): string | null {
+function allowedParting(q: Trap, w: Trap, c: CaseImage, qTrapOffsets: number[]): string | null {
   const word = wordAt(c, w.epc);
   const amo = word !== null && (word & 0x7f) === 0x2f ? word >>> 27 : -1;
   const misaligned = word !== null && w.tval % BigInt(4 << ((word >> 12) & 1)) !== 0n;
   // A misaligned SC never holds a reservation (an LR there would have trapped). A faulting one
-  // has none where no LR before it may have had its address: QEMU then fails it without an
-  // access. (One with a reservation would fault on QEMU too, at the same instruction.)
-  const reserved = word !== null && mayBeReserved(c, Number(w.epc - c.desc[D.entry]!), (word >> 15) & 31);
+  // has none on QEMU where no LR before it may have had its address, or a trap came between
+  // (QEMU's xRET clears the reservation; the privileged spec lets xRET clear it or not, and
+  // wasmvisor keeps it): QEMU then fails it without an access. One with a reservation would
+  // fault on QEMU too, at the same instruction.
+  const reserved = word !== null && mayBeReserved(c, Number(w.epc - c.desc[D.entry]!), (word >> 15) & 31, qTrapOffsets);
   if (q.epc !== w.epc && amo === 3 && (w.cause === STORE_MISALIGNED ? misaligned : !reserved && SC_FAULTS.includes(w.cause))) {
-    return "SC without a reservation: QEMU fails it without checking the address (misaligned, access or page fault), wasmvisor raises the exception";
+    return "SC without a reservation (none taken, or a trap's xRET cleared it on QEMU): QEMU fails it without checking the address, wasmvisor raises the exception";
   }
   if (q.epc === w.epc && amo >= 0 && amo !== 2 && AMO_AS_LOAD.some(([l, st]) => q.cause === l && w.cause === st)) {
     return "AMO or SC fault: QEMU 7.2 raises the load exception (misaligned, access or page fault), the spec the store/AMO one";
@@ -288,7 +293,8 @@ export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, 
   if (!parting && (q[R.scause] !== w[R.scause] || q[R.sepc] !== w[R.sepc])) {
     parting = [{ cause: q[R.scause]!, epc: q[R.sepc]!, tval: q[R.stval]! }, { cause: w[R.scause]!, epc: w[R.sepc]!, tval: w[R.stval]! }];
   }
-  const why = parting && allowedParting(parting[0], parting[1], c);
+  const qTrapOffsets = Array.from({ length: Math.min(Number(q[R.traps]), TRAP_LOG) }, (_, k) => Number(q[logField(k, 1)]! - c.desc[D.entry]!));
+  const why = parting && allowedParting(parting[0], parting[1], c, qTrapOffsets);
   if (why) {
     out.explained.push(why);
     return out;
@@ -314,7 +320,7 @@ export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, 
     return out;
   }
   // An instruction QEMU 7.2 gets wrong, in a case that differs: what follows differs too.
-  const wrong = out.differences.length ? INSN_QUIRKS.find((k) => words(c).some(k.match)) : undefined;
+  const wrong = out.differences.length ? INSN_QUIRKS.find((k) => k.match(c)) : undefined;
   if (wrong) {
     out.explained.push(wrong.why);
     out.differences = [];
