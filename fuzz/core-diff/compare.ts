@@ -263,7 +263,17 @@ function allowedParting(q: Trap, w: Trap, c: CaseImage, qTrapOffsets: number[]):
 export interface CaseOutcome {
   differences: Difference[];
   explained: string[];
+  /**
+   * An SC wasmvisor faulted on where QEMU went on, with an LR before it that may have reserved
+   * its address: whether QEMU had no reservation (and skipped the access) is for a probe to
+   * tell. A store in the SC's place that faults the same on QEMU shows the access does fault
+   * there, so QEMU did not make it: it had no reservation (diff.ts runs the probes).
+   */
+  scProbe?: { at: number; cause: bigint };
 }
+
+/** The reason a confirmed SC probe gives. */
+export const SC_PROBE_REASON = "SC whose reservation QEMU had dropped (a store there faults the same on QEMU): QEMU fails it without the access, wasmvisor raises the fault";
 
 /** Compare case `i`'s records (`c`: the case as the image held it). */
 export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, c: CaseImage): CaseOutcome {
@@ -298,6 +308,13 @@ export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, 
   if (why) {
     out.explained.push(why);
     return out;
+  }
+  if (parting) {
+    const [qt, wt] = parting;
+    const word = wordAt(c, wt.epc);
+    if (word !== null && qt.epc !== wt.epc && (word & 0x7f) === 0x2f && word >>> 27 === 3 && SC_FAULTS.includes(wt.cause)) {
+      out.scProbe = { at: Number(wt.epc - c.desc[D.entry]!), cause: wt.cause };
+    }
   }
   for (let f = 1; f < q.length; f++) {
     if (q[f] === w[f]) continue;

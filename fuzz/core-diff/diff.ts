@@ -7,8 +7,9 @@ import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { JitMode } from "../../host/jit/tier";
-import { caseImage, layout, type CaseSpec } from "./generate";
-import { compareCase, formatDifferences, type Difference } from "./compare";
+import { caseImage, itemBytes, layout, type CaseSpec } from "./generate";
+import { compareCase, formatDifferences, SC_PROBE_REASON, type Difference } from "./compare";
+import { D, R, RESULT_BYTES, RESULT_HEADER, TRAP_LOG } from "./image";
 import { runQemu, runWasmvisor, Workdir } from "./machines";
 
 export const TIERS: readonly JitMode[] = ["off", "all"];
@@ -20,27 +21,65 @@ export interface CaseResult {
   explained: string[];
 }
 
-class BatchFailure extends Error {}
+export class BatchFailure extends Error {}
 
-/** Run `specs` on QEMU and on each tier; one result per case. */
-export async function runBatch(module: WebAssembly.Module, specs: readonly CaseSpec[], work: Workdir, tiers = TIERS): Promise<CaseResult[]> {
+/**
+ * Run `specs` on QEMU (or take `qemuRun`, started earlier) and on each tier; one result per
+ * case, and QEMU's records. SC faults compareCase could not decide are probed on QEMU.
+ */
+export async function runBatch(module: WebAssembly.Module, specs: readonly CaseSpec[], work: Workdir, tiers = TIERS, qemuRun?: Promise<Uint8Array | null>): Promise<CaseResult[] & { qemu: Uint8Array }> {
   const cases = specs.map((s, i) => caseImage(s, i));
-  const qemu = await runQemu(cases, work);
+  const run = qemuRun ?? runQemu(cases, work);
+  const ours = tiers.map((t) => [t, runWasmvisor(module, cases, t)] as const);
+  const qemu = await run;
   if (!qemu) throw new BatchFailure(`QEMU did not finish a batch of ${specs.length} cases`);
-  const out: CaseResult[] = specs.map(() => ({ differences: new Map(), explained: [] }));
-  for (const tier of tiers) {
-    const ours = runWasmvisor(module, cases, tier);
+  const out = Object.assign(specs.map((): CaseResult => ({ differences: new Map(), explained: [] })), { qemu });
+  const probes = new Map<number, { at: number; cause: bigint; tiers: JitMode[] }>();
+  for (const [tier, result] of ours) {
     for (let i = 0; i < specs.length; i++) {
-      if (!ours) {
+      if (!result) {
         out[i]!.differences.set(tier, [{ field: "finished", qemu: 1n, wasmvisor: 0n }]);
         continue;
       }
-      const o = compareCase(qemu, ours, i, cases[i]!);
+      const o = compareCase(qemu, result, i, cases[i]!);
       out[i]!.differences.set(tier, o.differences);
       if (tier === tiers[0]) out[i]!.explained.push(...new Set(o.explained));
+      if (o.scProbe) {
+        const p = probes.get(i) ?? { ...o.scProbe, tiers: [] };
+        p.tiers.push(tier);
+        probes.set(i, p);
+      }
     }
   }
+  if (probes.size) await probeSc(specs, probes, out, work);
   return out;
+}
+
+/** Each probed case with its SC made a plain store: where QEMU faults the same there, the difference is explained. */
+async function probeSc(specs: readonly CaseSpec[], probes: Map<number, { at: number; cause: bigint; tiers: JitMode[] }>, out: CaseResult[], work: Workdir): Promise<void> {
+  const entries = [...probes].flatMap(([i, p]) => {
+    let at = 0;
+    const k = specs[i]!.items.findIndex((it) => { const here = at; at += itemBytes(it); return here === p.at; });
+    const it = specs[i]!.items[k];
+    if (!it || it.k !== "w" || it.n !== 4) return [];
+    const sc = it.w;
+    const store = (((sc >> 20) & 31) << 20) | (((sc >> 15) & 31) << 15) | (((sc >> 12) & 7) << 12) | 0x23; // s{w,d} rs2, 0(rs1)
+    return [{ i, p, spec: { ...specs[i]!, items: specs[i]!.items.map((x, j) => (j === k ? { k: "w" as const, n: 4 as const, w: store >>> 0 } : x)) } }];
+  });
+  if (!entries.length) return;
+  const cases = entries.map((e, n) => caseImage(e.spec, n));
+  const qemu = await runQemu(cases, work);
+  if (!qemu) return;
+  entries.forEach((e, n) => {
+    const rec = new BigUint64Array(qemu.buffer.slice(qemu.byteOffset + n * RESULT_BYTES, qemu.byteOffset + n * RESULT_BYTES + RESULT_HEADER));
+    const epc = cases[n]!.desc[D.entry]! + BigInt(e.p.at);
+    const traps = Math.min(Number(rec[R.traps]), TRAP_LOG);
+    const faults = Array.from({ length: traps }, (_, k) => k).some((k) => rec[R.log + k * 4 + 1] === epc && rec[R.log + k * 4] === e.p.cause)
+      || (rec[R.sepc] === epc && rec[R.scause] === e.p.cause);
+    if (!faults) return;
+    for (const tier of e.p.tiers) out[e.i]!.differences.set(tier, []);
+    out[e.i]!.explained.push(SC_PROBE_REASON);
+  });
 }
 
 const differs = (r: CaseResult, tier: JitMode) => (r.differences.get(tier)?.length ?? 0) > 0;

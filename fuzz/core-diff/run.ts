@@ -14,10 +14,9 @@ import type { JitMode } from "../../host/jit/tier";
 import { fuzzDir } from "../engine/corpus";
 import type { CoreDiffResult } from "../engine/results";
 import { caseImage, mutateCase, random, randomCase, type CaseSpec } from "./generate";
-import { compareCase } from "./compare";
 import { R, RESULT_BYTES } from "./image";
-import { describe, minimize, specToJson, TIERS } from "./diff";
-import { QEMU, QEMU_CPU, runQemu, runWasmvisor, Workdir } from "./machines";
+import { BatchFailure, describe, minimize, runBatch, specToJson, TIERS } from "./diff";
+import { QEMU, QEMU_CPU, runQemu, Workdir } from "./machines";
 
 export const CORE_DIFF = "core-diff";
 /** Cases per QEMU run: its start (~50-80 ms) is paid once per batch. */
@@ -70,22 +69,19 @@ async function hungCase(specs: CaseSpec[], work: Workdir): Promise<CaseSpec> {
 }
 
 async function runOne(module: WebAssembly.Module, specs: CaseSpec[], qemuRun: Promise<Uint8Array | null>, tiers: readonly JitMode[], work: Workdir): Promise<Outcome> {
-  const cases = specs.map((s, i) => caseImage(s, i));
-  const ours = tiers.map((t) => [t, runWasmvisor(module, cases, t)] as const);
-  const qemu = await qemuRun;
-  if (!qemu) throw new HungBatch(await hungCase(specs, work));
+  let results: Awaited<ReturnType<typeof runBatch>>;
+  try {
+    results = await runBatch(module, specs, work, tiers, qemuRun);
+  } catch (e) {
+    if (e instanceof BatchFailure) throw new HungBatch(await hungCase(specs, work));
+    throw e;
+  }
   const out: Outcome = { specs, differing: [], explained: [], trapped: [] };
-  specs.forEach((spec, i) => {
-    if (new DataView(qemu.buffer, qemu.byteOffset).getBigUint64(i * RESULT_BYTES + R.traps * 8, true) > 1n) out.trapped.push(spec);
-    for (const [tier, result] of ours) {
-      if (!result) {
-        out.differing.push({ spec, tier, fields: ["finished"] });
-        continue;
-      }
-      const o = compareCase(qemu, result, i, cases[i]!);
-      if (tier === tiers[0]) out.explained.push(...new Set(o.explained));
-      if (o.differences.length) out.differing.push({ spec, tier, fields: o.differences.map((d) => d.field.replace(/\d+/g, "N")) });
-    }
+  const qemu = new DataView(results.qemu.buffer, results.qemu.byteOffset);
+  results.forEach((r, i) => {
+    if (qemu.getBigUint64(i * RESULT_BYTES + R.traps * 8, true) > 1n) out.trapped.push(specs[i]!);
+    out.explained.push(...r.explained);
+    for (const [tier, d] of r.differences) if (d.length) out.differing.push({ spec: specs[i]!, tier, fields: d.map((x) => x.field.replace(/\d+/g, "N")) });
   });
   return out;
 }
