@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { runCoreDiff } from "../../fuzz/core-diff/run";
 import { runBatch, specFromJson } from "../../fuzz/core-diff/diff";
-import { compareCase } from "../../fuzz/core-diff/compare";
+import { compareCase, SC_PROBE_REASON } from "../../fuzz/core-diff/compare";
 import { caseImage, random, randomCase, type CaseSpec, type Item } from "../../fuzz/core-diff/generate";
 import { R, RESULT_BYTES } from "../../fuzz/core-diff/image";
 import { runQemu, runWasmvisor, Workdir } from "../../fuzz/core-diff/machines";
@@ -83,6 +83,25 @@ describe("differential fuzzing of the core against QEMU", () => {
     expect(r.wf(R.sepc)).toBe(0n);
     expect(r.qf(R.sepc)).toBe(1n);
   }, 60_000);
+
+  test("an SC wasmvisor faults on where QEMU fails it is probed on QEMU: the same fault there explains it", async () => {
+    // U-mode, Sv39, sp on a read-only user page; a jump over an LR, then an SC through sp.
+    const spec = caseOf(0, [], (s) => {
+      s.paged = true;
+      s.perm = [0x59n, 0xd7n, 0xd3n, 0xd7n, 0xd7n, 0xd7n, 0xd7n]; // code: V X U A; window page 1: V R U A D
+      s.ptr[0] = 0x1000;
+      s.items = [{ k: "jal", rd: 0, skip: 1 }, { k: "w", n: 4, w: 0x1001252f }, { k: "w", n: 4, w: 0x18c125af }]; // lr.w a0, (sp); sc.w a1, a2, (sp)
+    });
+    const { q, w, c, qf, wf } = await both(spec);
+    expect(wf(R.log)).toBe(15n); // store/AMO page fault at the SC
+    expect(qf(R.log)).toBe(8n); // QEMU: the SC failed, the closing ecall is the first trap
+    const o = compareCase(q, w, 0, c);
+    expect(o.differences.length).toBeGreaterThan(0);
+    expect(o.scProbe).toEqual({ at: 8, cause: 15n });
+    const [r] = await runBatch(module, [spec], work, ["off"]);
+    expect(r!.differences.get("off")).toEqual([]);
+    expect(r!.explained).toContain(SC_PROBE_REASON);
+  }, 30_000);
 
   // Differences found in wasmvisor's core and fixed: each kept case runs the same on both now.
   const dir = join(fuzzDir(), "crashes", "core-diff");
