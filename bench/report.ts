@@ -12,7 +12,7 @@ import type { MigrationBench, MigrationRun, SnapshotBench } from "./state";
 import type { BrowserBenchResult } from "./browser";
 import { median } from "../host/util/stats";
 import { barChart, COLORS, formatValue, type Series } from "./svg";
-import { ITERATIONS_GOAL, type FuzzResults } from "../fuzz/engine/results";
+import { ITERATIONS_GOAL, PROGRAMS_GOAL, type CoreDiffResult, type FuzzResults } from "../fuzz/engine/results";
 
 export const SUITES = ["cpu", "guestint", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor", "snapshot", "migration", "browser"] as const;
 export type Suite = (typeof SUITES)[number];
@@ -766,8 +766,22 @@ function fuzzSection(f: FuzzResults): Section {
       `the corpus is the inputs kept for reaching something new. The issue asks for ${ITERATIONS_GOAL.toLocaleString("en")} iterations per target with nothing found. ` +
       "Figures: `fuzz/results/latest.json`.\n\n" +
       table(["target", "run (UTC), time asked", "iterations", "inputs/s", "blocks", "corpus", "crashes", "hangs", `≥ 10⁶, clean`], ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---"], rows) +
-      (found.length ? `\n\nFound in this run (inputs in \`fuzz/crashes/\`):\n\n${found.join("\n")}` : ""),
+      (found.length ? `\n\nFound in this run (inputs in \`fuzz/crashes/\`):\n\n${found.join("\n")}` : "") +
+      (f.coreDiff ? coreDiffParagraph(f.coreDiff) : ""),
   };
+}
+
+// The core's differential target: its own figures (programs, not coverage-guided inputs).
+function coreDiffParagraph(c: CoreDiffResult): string {
+  const allowed = Object.entries(c.explained).sort((a, b) => b[1] - a[1]);
+  const clean = c.programs >= PROGRAMS_GOAL && c.differences === 0 ? "yes" : "not yet";
+  return "\n\n### The core against QEMU (core-diff)\n\n" +
+    `Random and mutated RV64GC cases, each run on ${c.qemu} (\`-cpu ${c.qemuCpu}\`) and on wasmvisor's core (${c.tiers.map((t) => (t === "off" ? "interpreted" : `\`jit: "${t}"\``)).join(", ")}), ` +
+    `their final state compared. The issue asks for ${PROGRAMS_GOAL.toLocaleString("en")} programs with no unexplained difference.\n\n` +
+    table(["run (UTC), time asked", "programs", "programs/s", "unexplained differences", `≥ 10⁵, clean`], ["---", "---:", "---:", "---:", "---"],
+      [[`${c.date.slice(0, 16).replace("T", " ")}, ${c.mode}, seed ${c.seed}`, `${c.programs}`, c.programsPerSecond.toFixed(0), `${c.differences}`, clean]]) +
+    (allowed.length ? `\n\nCases with an allowed difference (\`fuzz/core-diff/compare.ts\` gives each reason):\n\n${allowed.map(([why, n]) => `- ${n}: ${why.replace(/\|/g, "\\|")}`).join("\n")}` : "") +
+    (c.found.length ? `\n\nDifferences found (reproducers in \`fuzz/crashes/core-diff/\`):\n\n${c.found.map((l) => `- ${l.replace(/\|/g, "\\|")}`).join("\n")}` : "");
 }
 
 export function renderReport(r: BenchResult, previous?: BenchResult, fuzz?: FuzzResults): { markdown: string; plots: Record<string, string> } {

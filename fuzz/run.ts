@@ -6,6 +6,9 @@
  * to fuzz/crashes/<target>/, inputs with new coverage to fuzz/.corpus/<target>/, the figures
  * to fuzz/results/latest.json.
  *
+ * The core's differential target (core-diff, fuzz/core-diff/) runs on the main thread: it runs
+ * its cases on QEMU and compares (--iterations: its programs).
+ *
  *   npm run fuzz -- [--quick] [--target NAME]... [--seconds N] [--iterations N] [--seed N]
  *                   [--no-coverage] [--list] [--write-seeds]
  */
@@ -17,7 +20,8 @@ import { TARGETS, findTarget } from "./targets/index";
 import { BlockCoverage } from "./engine/coverage";
 import { fuzz, type Crash, type FuzzStats } from "./engine/fuzzer";
 import { corpusPath, fuzzDir, inputName, readInputs, saveInput } from "./engine/corpus";
-import type { FuzzResults, TargetResult } from "./engine/results";
+import type { CoreDiffResult, FuzzResults, TargetResult } from "./engine/results";
+import { CORE_DIFF, runCoreDiff } from "./core-diff/run";
 import { writeReportFiles } from "../bench/report-files";
 
 /** Bytes of the shared buffer a worker copies each input into before running it. */
@@ -167,7 +171,7 @@ function parseArgs(argv: string[]) {
     else if (a === "--write-seeds") opts.writeSeeds = true;
     else throw new Error(`unknown option ${a}: use --quick, --target NAME, --seconds N, --iterations N, --seed N, --no-coverage, --list or --write-seeds`);
   }
-  for (const t of opts.targets) findTarget(t);
+  for (const t of opts.targets) if (t !== CORE_DIFF) findTarget(t);
   return opts;
 }
 
@@ -183,6 +187,7 @@ async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.list) {
     for (const t of TARGETS) console.log(`${t.name.padEnd(16)} ${t.about}`);
+    console.log(`${CORE_DIFF.padEnd(16)} random and mutated RV64GC cases on wasmvisor's core (interpreted and translated) and on QEMU, compared`);
     return;
   }
   if (opts.writeSeeds) {
@@ -190,11 +195,18 @@ async function main(): Promise<void> {
     console.log(`seed corpus written to ${join(fuzzDir(), "corpus")}`);
     return;
   }
-  const names = opts.targets.length ? opts.targets : TARGETS.map((t) => t.name);
+  const names = opts.targets.length ? opts.targets : [...TARGETS.map((t) => t.name), CORE_DIFF];
   const seconds = opts.quick ? 60 / names.length : opts.seconds;
   const results: TargetResult[] = [];
+  let coreDiff: CoreDiffResult | null = null;
   for (const name of names) {
     console.log(`${name}: ${seconds.toFixed(1)} s`);
+    if (name === CORE_DIFF) {
+      coreDiff = await runCoreDiff({ seconds, programs: opts.iterations, seed: opts.seed, log: console.log });
+      coreDiff.mode = opts.quick ? "quick" : coreDiff.mode;
+      console.log(`  ${coreDiff.programs} programs, ${coreDiff.programsPerSecond.toFixed(0)}/s, ${coreDiff.differences} unexplained differences, ${Object.values(coreDiff.explained).reduce((a, b) => a + b, 0)} allowed`);
+      continue;
+    }
     const r = await runTarget(name, seconds, opts.iterations, opts.seed, opts.coverage);
     console.log(`  ${r.iterations} inputs, ${r.execsPerSecond.toFixed(0)}/s, ${r.blocks} blocks, corpus ${r.corpus}, ${r.crashes} crashes, ${r.hangs} hangs`);
     results.push(r);
@@ -211,13 +223,14 @@ async function main(): Promise<void> {
     coverage: opts.coverage,
     machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
     targets: [...earlier.filter((t) => order.includes(t.target)), ...results].sort((a, b) => order.indexOf(a.target) - order.indexOf(b.target)),
+    coreDiff: coreDiff ?? last?.coreDiff,
   };
   mkdirSync(join(fuzzDir(), "results"), { recursive: true });
   writeFileSync(file, JSON.stringify(out, null, 2) + "\n");
   // The bench report's fuzzing section, where there is a benchmark run to report with.
   if (writeReportFiles()) console.log("bench/REPORT.md updated");
-  const bad = results.reduce((n, r) => n + r.crashes + r.hangs, 0);
-  console.log(`results in ${join(fuzzDir(), "results", "latest.json")}${bad ? `: ${bad} crashes and hangs (fuzz/crashes/)` : ""}`);
+  const bad = results.reduce((n, r) => n + r.crashes + r.hangs, 0) + (coreDiff?.differences ?? 0);
+  console.log(`results in ${join(fuzzDir(), "results", "latest.json")}${bad ? `: ${bad} crashes, hangs and differences (fuzz/crashes/)` : ""}`);
   // A worker that never returned from a hang may still hold the process.
   process.exit(bad ? 1 : 0);
 }

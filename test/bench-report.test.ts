@@ -203,6 +203,15 @@ describe("report", () => {
     expect(md).toContain("| api | 2026-12-06 01:02, 100 s | 50000 | 500 | 321 | 55 | 1 | 0 | not yet |");
     expect(md).toContain("- api: exception: Error: a \\| b (fuzz/crashes/api/x.bin)");
     expect(renderReport(sample()).markdown).not.toContain("## Fuzzing");
+    const coreDiff = {
+      target: "core-diff", date: "2026-12-06T02:00:00.000Z", mode: "600 s", seed: 3, qemu: "7.2.22", qemuCpu: "rv64,h=false", tiers: ["off", "all"],
+      programs: 120_000, batches: 300, seconds: 600, programsPerSecond: 200, differences: 0, explained: { "tval on EBREAK": 9, "a | b": 2 }, found: [],
+    };
+    const withDiff = renderReport(sample(), undefined, { ...fuzz, coreDiff }).markdown;
+    expect(withDiff).toContain("### The core against QEMU (core-diff)");
+    expect(withDiff).toContain("| 2026-12-06 02:00, 600 s, seed 3 | 120000 | 200 | 0 | yes |");
+    expect(withDiff).toContain("- 9: tval on EBREAK\n- 2: a \\| b");
+    expect(renderReport(sample(), undefined, { ...fuzz, coreDiff: { ...coreDiff, differences: 1, found: ["tier off: x1"] } }).markdown).toMatch(/\| 1 \| not yet \|[\s\S]*- tier off: x1/);
   });
 
   it("renders tables, targets and links to the plots it returns", () => {

@@ -26,7 +26,36 @@ export interface FuzzResults {
   coverage: boolean;
   machine: { cpus: number; memoryGiB: number; node: string };
   targets: TargetResult[];
+  /** The last run of the core's differential target (not a coverage-guided target: its own figures). */
+  coreDiff?: CoreDiffResult;
 }
 
 /** Iterations each target must have run, with nothing found, for the fuzzing issue to be done. */
 export const ITERATIONS_GOAL = 1_000_000;
+
+/** The core's differential target (fuzz/core-diff/): cases run on QEMU and on wasmvisor's core, compared. */
+export interface CoreDiffResult {
+  target: string;
+  date: string;
+  mode: string;
+  seed: number;
+  /** QEMU's version and -cpu line (the reference). */
+  qemu: string;
+  qemuCpu: string;
+  /** The translation tier's modes each case ran in (off: interpreted; all: every page translated). */
+  tiers: string[];
+  /** Cases (programs) run, each on QEMU and on every tier. */
+  programs: number;
+  batches: number;
+  seconds: number;
+  programsPerSecond: number;
+  /** Cases and tiers with a difference the allow list does not explain. */
+  differences: number;
+  /** Cases with an allowed difference, by the allow list's reason. */
+  explained: Record<string, number>;
+  /** One line per distinct difference, shrunk (reproducers in fuzz/crashes/core-diff/). */
+  found: string[];
+}
+
+/** Programs the core's differential target must have run, with no unexplained difference. */
+export const PROGRAMS_GOAL = 100_000;

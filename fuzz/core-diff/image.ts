@@ -1,0 +1,361 @@
+/**
+ * The bare-metal image the core's differential fuzzing runs on both wasmvisor and QEMU
+ * (`-M virt -bios none`): a fixed M-mode runtime and, per case, a descriptor (every x and f
+ * register, fcsr and the CSRs, the page-table entries of its windows) and a page of code. The
+ * runtime runs the cases one after the other: fills the scratch window from the case's seed,
+ * writes its PTEs and CSRs, loads its registers and `mret`s into its code in M, S or U mode.
+ * Every trap comes to the runtime's M-mode handler, which logs it (mcause, mepc, mtval,
+ * mstatus) and skips the instruction, or ends the case: at the block's closing ecall, after an
+ * interrupt, a fetch fault, a trap from outside the block (the S-mode stub a delegated trap
+ * runs: an ecall) or the eighth trap. Ending dumps the architectural state (x, f, fcsr, CSRs,
+ * the trap log, the PTEs with their A/D bits, the scratch window) to the case's result record.
+ * At the end the results go to a file through semihosting (QEMU; wasmvisor's are read from its
+ * memory) and the SiFive test device powers off.
+ *
+ * Physical layout (RAM at 0x80000000, 128 MiB):
+ *   RUNTIME  code; STUB a page of ecalls (stvec's target); RT the run's fields
+ *   SAVE     the handler's save area and trap log (mscratch points at it)
+ *   tables   Sv39 root, L1 and L0 (VA 0x400000-0x5fffff in 4 KiB pages, 0x600000 a megapage),
+ *            and an Sv48 root above the Sv39 one
+ *   DESC     a descriptor per case; CODE a page per case
+ *   SCRATCH  the data window (4 pages), refilled per case; RESULTS a record per case
+ */
+import { assemble } from "../../test/encoder";
+
+export const RAM_BASE = 0x8000_0000;
+export const RAM_BYTES = 128 << 20;
+const RUNTIME = RAM_BASE;
+export const STUB = RAM_BASE + 0x3000;
+const RT = RAM_BASE + 0x1_0000;
+const SAVE = RAM_BASE + 0x2_0000;
+export const ROOT_TABLE = RAM_BASE + 0x10_0000;
+const L1_TABLE = ROOT_TABLE + 0x1000;
+const L0_TABLE = ROOT_TABLE + 0x2000;
+/** Sv48's root: its entry 0 points at the Sv39 root, so both modes map the same. */
+export const ROOT48_TABLE = ROOT_TABLE + 0x3000;
+const DESC = RAM_BASE + 0x20_0000;
+const CODE = RAM_BASE + 0x40_0000;
+export const SCRATCH = RAM_BASE + 0x400_0000;
+export const SCRATCH_BYTES = 0x4000;
+const RESULTS = RAM_BASE + 0x500_0000;
+/** Cases one image holds at most (their code pages must end below SCRATCH). */
+export const MAX_CASES = 1024;
+
+/** Virtual layout under Sv39: the block's page, the stub's, the data window and its megapage alias. */
+export const CODE_VA = 0x40_0000;
+export const STUB_VA = 0x40_1000;
+export const WINDOW_VA = 0x40_4000;
+export const MEGA_VA = 0x60_0000;
+/** L0 slots (VA 0x400000 + slot * 4 KiB) a case sets: code, stub, 2-3 unused, 4-7 window, 8 an alias of window page 0. */
+export const L0_SLOTS = 9;
+
+/** Descriptor fields (8 bytes each). */
+export const D = {
+  x: 0, f: 32, fcsr: 64, mstatus: 65, entry: 66, end: 67, delta: 68, satp: 69, medeleg: 70, mideleg: 71,
+  mie: 72, stvec: 73, sscratch: 74, sepc: 75, scause: 76, stval: 77, mcause: 79, mtval: 80,
+  mcounteren: 81, scounteren: 82, menvcfg: 83, senvcfg: 84, seed: 85, pte: 86, mega: 95, mip: 96,
+} as const;
+const DESC_BYTES = 1024;
+
+/** Result record fields (8 bytes each); the scratch window follows the header. */
+export const R = {
+  done: 0, x: 0, f: 32, fcsr: 64, mstatus: 65, mepc: 66, mcause: 67, mtval: 68, scause: 69, stval: 70, sepc: 71,
+  sscratch: 72, mip: 73, mie: 74, satp: 75, menvcfg: 76, senvcfg: 77, mcounteren: 78, scounteren: 79,
+  medeleg: 80, mideleg: 81, stvec: 82, traps: 83, log: 84, pte: 116,
+} as const;
+export const TRAP_LOG = 8;
+export const RESULT_HEADER = 1024;
+export const RESULT_BYTES = RESULT_HEADER + SCRATCH_BYTES;
+export const DONE = 0x600d_cafen;
+
+const CSR_DUMP: [number, string][] = [
+  [R.mepc, "mepc"], [R.mcause, "mcause"], [R.mtval, "mtval"], [R.scause, "scause"], [R.stval, "stval"], [R.sepc, "sepc"],
+  [R.sscratch, "sscratch"], [R.mip, "mip"], [R.mie, "mie"], [R.satp, "satp"], [R.menvcfg, "menvcfg"], [R.senvcfg, "senvcfg"],
+  [R.mcounteren, "mcounteren"], [R.scounteren, "scounteren"], [R.medeleg, "medeleg"], [R.mideleg, "mideleg"], [R.stvec, "stvec"],
+];
+const CSR_LOAD: [number, string][] = [
+  [D.satp, "satp"], [D.medeleg, "medeleg"], [D.mideleg, "mideleg"], [D.mie, "mie"], [D.stvec, "stvec"], [D.sscratch, "sscratch"],
+  [D.sepc, "sepc"], [D.scause, "scause"], [D.stval, "stval"], [D.mcause, "mcause"], [D.mtval, "mtval"],
+  [D.mcounteren, "mcounteren"], [D.scounteren, "scounteren"], [D.menvcfg, "menvcfg"], [D.senvcfg, "senvcfg"], [D.entry, "mepc"],
+];
+const XNAME = (i: number) => `x${i}`;
+const lines = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i)).join("\n");
+
+// The runtime's fields at RT: case index, case count, semihosting on, SYS_OPEN's and SYS_WRITE's
+// argument blocks, which run of the case this is and how many each gets, a doubleword the
+// prologue's SC clears any reservation with, the results file's name.
+const RT_CASE = 0, RT_COUNT = 8, RT_SEMI = 16, RT_OPEN = 24, RT_WRITE = 48, RT_RUN = 72, RT_RUNS = 80, RT_SC = 88, RT_NAME = 0x100, NAME_MAX = 0xf00;
+// SAVE: t0-t3, trap count, block start, end, PA - VA of the block, the result record, the trap log.
+const S_TRAPS = 32, S_LO = 40, S_END = 48, S_DELTA = 56, S_RESULT = 64, S_LOG = 72;
+
+const SOURCE = `
+_start:
+  # PMP entry 0: all of memory (NAPOT over the 54 address bits pmpaddr holds: QEMU keeps more)
+  li t0, 0x3fffffffffffff
+  csrw pmpaddr0, t0
+  li t0, 0x1f
+  csrw pmpcfg0, t0
+  li t0, 0x2004000
+  li t1, -1
+  sd t1, 0(t0)
+  li t0, 1
+  slli t0, t0, 63
+  csrw menvcfg, t0
+  csrw 0x14d, t1
+  csrw menvcfg, zero
+  la t0, handler
+  csrw mtvec, t0
+  li t0, ${SAVE}
+  csrw mscratch, t0
+next_case:
+  li s0, ${RT}
+  ld s1, ${RT_CASE}(s0)
+  ld s2, ${RT_COUNT}(s0)
+  bgeu s1, s2, finish
+  slli t0, s1, 10
+  li s3, ${DESC}
+  add s3, s3, t0
+  li t0, ${RESULT_BYTES}
+  mul t0, t0, s1
+  li s4, ${RESULTS}
+  add s4, s4, t0
+  li s5, ${SAVE}
+  sd s4, ${S_RESULT}(s5)
+  # the window: xorshift64 from the seed
+  ld t0, ${D.seed * 8}(s3)
+  li t1, ${SCRATCH}
+  li t2, ${SCRATCH + SCRATCH_BYTES}
+1:
+  slli t3, t0, 13
+  xor t0, t0, t3
+  srli t3, t0, 7
+  xor t0, t0, t3
+  slli t3, t0, 17
+  xor t0, t0, t3
+  sd t0, 0(t1)
+  addi t1, t1, 8
+  bltu t1, t2, 1b
+  li t1, ${L0_TABLE}
+${lines(L0_SLOTS, (i) => `  ld t0, ${(D.pte + i) * 8}(s3)\n  sd t0, ${i * 8}(t1)`)}
+  li t1, ${L1_TABLE}
+  ld t0, ${D.mega * 8}(s3)
+  sd t0, 24(t1)
+  # no reservation left from an earlier case
+  addi t0, s0, ${RT_SC}
+  sc.d zero, zero, (t0)
+  sd zero, ${S_TRAPS}(s5)
+  ld t0, ${D.entry * 8}(s3)
+  sd t0, ${S_LO}(s5)
+  ld t0, ${D.end * 8}(s3)
+  sd t0, ${S_END}(s5)
+  ld t0, ${D.delta * 8}(s3)
+  sd t0, ${S_DELTA}(s5)
+${lines(TRAP_LOG * 4, (i) => `  sd zero, ${S_LOG + i * 8}(s5)`)}
+${CSR_LOAD.map(([f, c]) => `  ld t0, ${f * 8}(s3)\n  csrw ${c}, t0`).join("\n")}
+  csrw mip, zero
+  ld t0, ${D.mip * 8}(s3)
+  csrs mip, t0
+  sfence.vma
+  li t0, 0x6000
+  csrs mstatus, t0
+${lines(32, (i) => `  fld f${i}, ${(D.f + i) * 8}(s3)`)}
+  ld t0, ${D.fcsr * 8}(s3)
+  csrw fcsr, t0
+  ld t0, ${D.mstatus * 8}(s3)
+  csrw mstatus, t0
+  mv t6, s3
+${lines(30, (i) => `  ld x${i + 1}, ${(D.x + i + 1) * 8}(t6)`)}
+  ld t6, ${31 * 8}(t6)
+  mret
+
+  .balign 4
+handler:
+  csrrw t6, mscratch, t6
+  sd t0, 0(t6)
+  sd t1, 8(t6)
+  sd t2, 16(t6)
+  sd t3, 24(t6)
+  ld t3, ${S_TRAPS}(t6)
+  slli t0, t3, 5
+  add t0, t0, t6
+  csrr t1, mcause
+  sd t1, ${S_LOG}(t0)
+  csrr t1, mepc
+  sd t1, ${S_LOG + 8}(t0)
+  csrr t1, mtval
+  sd t1, ${S_LOG + 16}(t0)
+  csrr t1, mstatus
+  sd t1, ${S_LOG + 24}(t0)
+  addi t3, t3, 1
+  sd t3, ${S_TRAPS}(t6)
+  li t0, ${TRAP_LOG}
+  bgeu t3, t0, end_case
+  csrr t0, mcause
+  bltz t0, end_case
+  li t1, 1
+  bleu t0, t1, end_case
+  li t1, 12
+  beq t0, t1, end_case
+  csrr t1, mepc
+  ld t2, ${S_END}(t6)
+  bgeu t1, t2, end_case
+  ld t2, ${S_LO}(t6)
+  bltu t1, t2, end_case
+  ld t2, ${S_DELTA}(t6)
+  add t2, t2, t1
+  lhu t2, 0(t2)
+  andi t2, t2, 3
+  li t0, 3
+  addi t1, t1, 2
+  bne t2, t0, 2f
+  addi t1, t1, 2
+2:
+  csrw mepc, t1
+  ld t0, 0(t6)
+  ld t1, 8(t6)
+  ld t2, 16(t6)
+  ld t3, 24(t6)
+  csrrw t6, mscratch, t6
+  mret
+
+end_case:
+  ld t0, ${S_RESULT}(t6)
+${[1, 2, 3, 4, ...lines(20, (i) => String(i + 8)).split("\n").map(Number), 29, 30].map((i) => `  sd ${XNAME(i)}, ${(R.x + i) * 8}(t0)`).join("\n")}
+${[5, 6, 7, 28].map((r, i) => `  ld t1, ${i * 8}(t6)\n  sd t1, ${(R.x + r) * 8}(t0)`).join("\n")}
+  csrr t1, mscratch
+  sd t1, ${31 * 8}(t0)
+  csrw mscratch, t6
+  csrr t1, mstatus
+  sd t1, ${R.mstatus * 8}(t0)
+  li t1, 0x6000
+  csrs mstatus, t1
+${lines(32, (i) => `  fsd f${i}, ${(R.f + i) * 8}(t0)`)}
+  csrr t1, fcsr
+  sd t1, ${R.fcsr * 8}(t0)
+${CSR_DUMP.map(([f, c]) => `  csrr t1, ${c}\n  sd t1, ${f * 8}(t0)`).join("\n")}
+  ld t1, ${S_TRAPS}(t6)
+  sd t1, ${R.traps * 8}(t0)
+${lines(TRAP_LOG * 4, (i) => `  ld t1, ${S_LOG + i * 8}(t6)\n  sd t1, ${(R.log + i) * 8}(t0)`)}
+  li t2, ${L0_TABLE}
+${lines(L0_SLOTS, (i) => `  ld t1, ${i * 8}(t2)\n  sd t1, ${(R.pte + i) * 8}(t0)`)}
+  li t2, ${L1_TABLE}
+  ld t1, 24(t2)
+  sd t1, ${(R.pte + L0_SLOTS) * 8}(t0)
+  li t1, ${SCRATCH}
+  li t2, ${SCRATCH + SCRATCH_BYTES}
+  addi t3, t0, ${RESULT_HEADER}
+3:
+  ld t4, 0(t1)
+  sd t4, 0(t3)
+  addi t1, t1, 8
+  addi t3, t3, 8
+  bltu t1, t2, 3b
+  li t1, ${DONE}
+  sd t1, ${R.done * 8}(t0)
+  li s0, ${RT}
+  ld t1, ${RT_RUN}(s0)
+  addi t1, t1, 1
+  ld t2, ${RT_RUNS}(s0)
+  sd t1, ${RT_RUN}(s0)
+  bltu t1, t2, next_case
+  sd zero, ${RT_RUN}(s0)
+  ld t1, ${RT_CASE}(s0)
+  addi t1, t1, 1
+  sd t1, ${RT_CASE}(s0)
+  j next_case
+
+finish:
+  li s0, ${RT}
+  ld t0, ${RT_SEMI}(s0)
+  beqz t0, poweroff
+  li a0, 1
+  addi a1, s0, ${RT_OPEN}
+  call semihost
+  sd a0, ${RT_WRITE}(s0)
+  li a0, 5
+  addi a1, s0, ${RT_WRITE}
+  call semihost
+  li a0, 2
+  addi a1, s0, ${RT_WRITE}
+  call semihost
+poweroff:
+  li t0, 0x100000
+  li t1, 0x5555
+  sw t1, 0(t0)
+4:
+  j 4b
+
+  .balign 16
+semihost:
+  slli zero, zero, 0x1f
+  ebreak
+  srai zero, zero, 7
+  ret
+`;
+
+let runtime: Uint8Array | null = null;
+function runtimeCode(): Uint8Array {
+  if (!runtime) {
+    runtime = assemble(SOURCE, { origin: RUNTIME }).bytes;
+    if (runtime.length > STUB - RUNTIME) throw new Error("the runtime overlaps the stub page");
+  }
+  return runtime;
+}
+
+/** One case as the image holds it: its descriptor's fields and its block's bytes. */
+export interface CaseImage {
+  desc: BigUint64Array;
+  code: Uint8Array;
+}
+
+export function newDescriptor(): BigUint64Array {
+  return new BigUint64Array(DESC_BYTES / 8);
+}
+
+/** PA of case i's code page. */
+export const codePage = (i: number) => CODE + i * 0x1000;
+
+/** PTE bits. */
+export const PTE = { V: 1n, R: 2n, W: 4n, X: 8n, U: 16n, G: 32n, A: 64n, D: 128n } as const;
+export const pte = (pa: number, bits: bigint) => (BigInt(pa >>> 12) << 10n) | bits;
+
+/**
+ * The image (loaded at RAM_BASE): the runtime, the fixed tables, the cases. `resultsFile`
+ * (QEMU) turns on semihosting: the results are written there before power-off. Each case runs
+ * `runs` times, from the same state (the prologue sets all of it), the last run's state kept: a
+ * second run lets the translation tier run the block translated.
+ */
+export function buildImage(cases: readonly CaseImage[], resultsFile: string | null, runs = 1): Uint8Array {
+  if (cases.length > MAX_CASES) throw new Error(`an image holds at most ${MAX_CASES} cases`);
+  const end = codePage(cases.length) - RAM_BASE;
+  const image = new Uint8Array(end);
+  const dv = new DataView(image.buffer);
+  image.set(runtimeCode(), 0);
+  for (let o = STUB - RAM_BASE; o < STUB - RAM_BASE + 0x1000; o += 4) dv.setUint32(o, 0x0000_0073, true); // ecall
+  const rt = RT - RAM_BASE;
+  dv.setBigUint64(rt + RT_COUNT, BigInt(cases.length), true);
+  dv.setBigUint64(rt + RT_RUNS, BigInt(runs), true);
+  if (resultsFile !== null) {
+    const name = new TextEncoder().encode(resultsFile);
+    if (name.length >= NAME_MAX) throw new Error("the results file's path is too long");
+    image.set(name, rt + RT_NAME);
+    dv.setBigUint64(rt + RT_SEMI, 1n, true);
+    dv.setBigUint64(rt + RT_OPEN, BigInt(RT + RT_NAME), true);
+    dv.setBigUint64(rt + RT_OPEN + 8, 5n, true); // "wb"
+    dv.setBigUint64(rt + RT_OPEN + 16, BigInt(name.length), true);
+    dv.setBigUint64(rt + RT_WRITE + 8, BigInt(RESULTS), true);
+    dv.setBigUint64(rt + RT_WRITE + 16, BigInt(cases.length * RESULT_BYTES), true);
+  }
+  // Sv39: root[0] -> L1; L1[2] -> L0 (VA 0x400000); L1[3] is each case's megapage. Sv48: one level more.
+  dv.setBigUint64(ROOT48_TABLE - RAM_BASE, pte(ROOT_TABLE, PTE.V), true);
+  dv.setBigUint64(ROOT_TABLE - RAM_BASE, pte(L1_TABLE, PTE.V), true);
+  dv.setBigUint64(L1_TABLE - RAM_BASE + 16, pte(L0_TABLE, PTE.V), true);
+  cases.forEach((c, i) => {
+    if (c.code.length > 0x1000) throw new Error("a case's code is larger than its page");
+    image.set(new Uint8Array(c.desc.buffer, c.desc.byteOffset, c.desc.byteLength), DESC + i * DESC_BYTES - RAM_BASE);
+    image.set(c.code, codePage(i) - RAM_BASE);
+  });
+  return image;
+}
+
+export const RESULTS_BASE = RESULTS;
