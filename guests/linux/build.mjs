@@ -876,7 +876,9 @@ export async function buildHostUserland({ log = () => {} } = {}) {
     const busyboxVersion = await resolveBusyboxVersion(root, log, buildLog);
     const programs = [];
     for (const f of await listFilesRecursive(GUEST_PROGRAMS)) programs.push(relative(HERE, f), await readFile(f));
-    const hash = sha256(buildBusybox.toString(), BUSYBOX_CONFIG, PROGRAM_CFLAGS, busyboxVersion, gcc, await dpkgVersion('libc6-dev'), ...programs).slice(0, 16);
+    // This script's text, not buildBusybox.toString(): the latter differs where the module is transformed (vitest), so the test and the bench would build twice.
+    const scriptText = await readFile(fileURLToPath(import.meta.url));
+    const hash = sha256(scriptText, busyboxVersion, gcc, await dpkgVersion('libc6-dev'), ...programs).slice(0, 16);
     const dir = join(partsDir, `host-userland-${hash}`);
     const result = { root: join(dir, 'root'), busyboxVersion, gcc };
     if (existsSync(join(dir, 'manifest.json'))) return result;
