@@ -20,11 +20,13 @@ export interface BootResult {
   runs: { para: number[]; full: number[]; fullJit?: number[]; qemu: number[] };
 }
 
-async function timeToPrompt(args: string[]): Promise<number> {
+/** Seconds from spawning `wasmvisor <args>` to the guest's shell prompt, or to its first line of userland output (`READY`, /init's). */
+export async function timeToPrompt(args: string[], upTo: "prompt" | "ready" = "prompt"): Promise<number> {
   const t0 = performance.now();
   const s = new Session(args);
   try {
     const at = await s.expect(READY, 300_000);
+    if (upTo === "ready") return (performance.now() - t0) / 1000;
     s.send("\r");
     await s.expect(PROMPT, 60_000, at);
     return (performance.now() - t0) / 1000;
@@ -33,7 +35,8 @@ async function timeToPrompt(args: string[]): Promise<number> {
   }
 }
 
-async function qemuTimeToPrompt(g: Guest): Promise<number> {
+/** The same on qemu-system-riscv64 (OpenSBI, the same kernel and initramfs). */
+export async function qemuTimeToPrompt(g: Guest, upTo: "prompt" | "ready" = "prompt"): Promise<number> {
   const t0 = performance.now();
   const child = spawn("qemu-system-riscv64", ["-M", "virt", "-m", "256M", "-nographic", "-bios", DEFAULT_FIRMWARE,
     "-kernel", g.kernel, "-initrd", g.initramfs, "-append", "console=ttyS0"], { stdio: ["pipe", "pipe", "ignore"] });
@@ -46,6 +49,10 @@ async function qemuTimeToPrompt(g: Guest): Promise<number> {
         out += d.toString("latin1");
         if (ready < 0 && out.includes(READY)) {
           ready = out.indexOf(READY);
+          if (upTo === "ready") {
+            clearTimeout(timer);
+            return resolve((performance.now() - t0) / 1000);
+          }
           child.stdin!.write("\r");
         }
         if (ready >= 0 && PROMPT.test(out.slice(ready))) {

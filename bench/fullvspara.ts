@@ -18,7 +18,8 @@ import { PAGING_MODES } from "../host/core/core";
 
 const MODES: readonly Mode[] = ["para", "full"];
 const MEMORY_MIB = 256;
-const HOST = "10.0.2.2"; // the host, through user-mode networking
+/** The host as the guest reaches it through user-mode networking. */
+export const HOST = "10.0.2.2";
 const BLOCK = 64 * 1024; // dd's block size, and the unit of network transfers per "operation"
 
 /** Counter differences over one or more gated windows. */
@@ -80,7 +81,7 @@ export interface GuestSuiteResult {
 
 export interface Guest { kernel: string; initramfs: string; disk: string }
 
-interface Workload {
+export interface Workload {
   key: string;
   label: string;
   metric: string;
@@ -95,7 +96,8 @@ interface Workload {
   parse: (output: string) => { value: number; ops: number };
 }
 
-interface Context { disk: string; port: number }
+/** Where a workload runs: its disk (a name under /dev), and the host's network server (bench/guest-net.ts). */
+export interface Context { disk: string; host: string; port: number }
 
 // ---- parsing the guest's output ----
 
@@ -140,7 +142,7 @@ function micro(key: string, label: string, op: string, args: string, metric = "Â
   };
 }
 
-function fullVsParaWorkloads(quick: boolean): Workload[] {
+export function fullVsParaWorkloads(quick: boolean): Workload[] {
   const q = (quickValue: number, fullValue: number) => (quick ? quickValue : fullValue);
   const diskBlocks = q(64, 256); // 4 or 16 MiB
   const netBytes = q(4, 16) << 20;
@@ -157,7 +159,7 @@ function fullVsParaWorkloads(quick: boolean): Workload[] {
   });
   const tcp = (key: "tcp-rx" | "tcp-tx", label: string): Workload => ({
     key, label, metric: "MB/s", better: "higher", op: "64 KiB", needs: "nic",
-    command: ({ port }) => `wv-bench -g ${key} ${HOST} ${port} ${netBytes}`,
+    command: ({ host, port }) => `wv-bench -g ${key} ${host} ${port} ${netBytes}`,
     parse: (out) => {
       const r = parseWvb(out, key);
       return { value: Number(r.extra.bytes_per_s) / 1e6, ops: r.ops / BLOCK };
@@ -179,7 +181,7 @@ function fullVsParaWorkloads(quick: boolean): Workload[] {
     {
       key: "ping", label: "ping round trip", metric: "Âµs", better: "lower", op: "ping", needs: "nic",
       // -A: the next ping as soon as the reply is in, so the window holds no idle time.
-      command: () => gatedShell(`ping -q -A -c ${pings} ${HOST}`),
+      command: ({ host }) => gatedShell(`ping -q -A -c ${pings} ${host}`),
       parse: (out) => {
         const r = parsePing(out);
         return { value: r.avgMs * 1e3, ops: r.sent };
@@ -262,7 +264,7 @@ export function summarize(w: Pick<Workload, "key" | "label" | "metric" | "better
   };
 }
 
-async function measure(vm: GuestVm, w: Workload, ctx: Context, runs: number): Promise<Measured> {
+export async function measure(vm: GuestVm, w: Workload, ctx: Context, runs: number): Promise<Measured> {
   if (w.setup) await vm.sh(w.setup(ctx));
   const values: number[] = [];
   let total: Delta | null = null;
@@ -296,7 +298,7 @@ async function runMachine(g: Guest, mode: Mode, paging: Paging, workloads: Workl
       mode, paging, disk: devices.disk, nic: devices.nic, console: consoleDevice(mode),
       gate_exits: guestExits(windowDelta(empty, 1)), workloads: [],
     };
-    const ctx: Context = { disk: devices.disk?.name ?? "", port };
+    const ctx: Context = { disk: devices.disk?.name ?? "", host: HOST, port };
     for (const w of workloads) {
       if (w.needs && !devices[w.needs]) throw new Error(`${mode}/${paging}: ${w.key} needs a ${w.needs}, and the guest has none`);
       const r = await measure(vm, w, ctx, runs);

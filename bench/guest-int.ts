@@ -22,13 +22,20 @@ export interface GuestIntResult {
   ratio_vs_qemu: number | null;
 }
 
-const PROGRAMS = [
+export const PROGRAMS = [
   { program: "md5sum", command: "dd if=/dev/zero bs=64k count=512 2>/dev/null | md5sum" }, // 32 MiB
   { program: "sha256sum", command: "dd if=/dev/zero bs=64k count=128 2>/dev/null | sha256sum" }, // 8 MiB
 ];
 
+/** Seconds from BusyBox time's "real 0m 1.23s" line. */
+export function parseTime(output: string): number {
+  const m = /real\s+(\d+)m\s*([\d.]+)s/.exec(output);
+  if (!m) throw new Error(`no time summary in:\n${output.slice(-1000)}`);
+  return Number(m[1]) * 60 + Number(m[2]);
+}
+
 /** Boot to the prompt, run each program `runs` times under `time`; seconds per program. */
-async function timeInGuest(session: Session, runs: number): Promise<number[][]> {
+export async function timeInGuest(session: Session, runs: number): Promise<number[][]> {
   try {
     const ready = await session.expect(READY, 300_000);
     session.send("\r");
@@ -39,8 +46,7 @@ async function timeInGuest(session: Session, runs: number): Promise<number[][]> 
       for (let i = 0; i < runs; i++) {
         session.send(`time sh -c '${p.command}'\r`);
         const end = await session.expect(/real\s+\d+m\s*[\d.]+s/, 600_000, at);
-        const m = /real\s+(\d+)m\s*([\d.]+)s/.exec(session.out.slice(at, end + 40))!;
-        times.push(Number(m[1]) * 60 + Number(m[2]));
+        times.push(parseTime(session.out.slice(at, end + 40)));
         at = await session.expect(PROMPT, 60_000, end);
       }
       out.push(times);

@@ -58,7 +58,8 @@ function sendBytes(sock: Socket, n: number): void {
   pump();
 }
 
-export async function startNetServer(): Promise<NetServer> {
+/** The server, listening on `host` (the loopback by default: user-mode networking reaches it). */
+export async function startNetServer(host = "127.0.0.1"): Promise<NetServer> {
   const open = new Set<Socket>();
   const server: Server = createServer((sock) => {
     open.add(sock);
@@ -67,7 +68,7 @@ export async function startNetServer(): Promise<NetServer> {
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
+    server.listen(0, host, resolve);
   });
   return {
     port: (server.address() as AddressInfo).port,

@@ -11,6 +11,7 @@
 import { parseCli } from "../host/cli/args";
 import type { VmStats } from "../host/cli/stats";
 import type { Mode, Paging, VmConfig } from "../host/config/vm-config";
+import type { JitMode } from "../host/jit/tier";
 import { Hypervisor } from "../host/hv/hypervisor";
 import { nodePlatform } from "../host/platform/node";
 import { READY, PROMPT } from "./boot";
@@ -25,6 +26,8 @@ export interface MachineSpec {
   initrd: string;
   /** Raw disk image, the machine's one disk (the guest writes to it). */
   disk: string;
+  /** The translation tier (the CLI's default when absent). */
+  jit?: JitMode;
 }
 
 /** Each mode's own console: the virtio-console in para mode, the 16550 in full mode. */
@@ -34,7 +37,7 @@ export const consoleDevice = (mode: Mode) => (mode === "para" ? "hvc0" : "ttyS0"
 export function bootConfig(spec: MachineSpec): VmConfig {
   const cmd = parseCli(["boot", "--mode", spec.mode, "--paging", spec.paging, "--memory", `${spec.memoryMiB}M`,
     "--kernel", spec.kernel, "--initrd", spec.initrd, "--append", `console=${consoleDevice(spec.mode)}`,
-    "--drive", `file=${spec.disk}`, "--net", "user", "--stats"]);
+    "--drive", `file=${spec.disk}`, "--net", "user", "--stats", ...(spec.jit ? ["--jit", spec.jit] : [])]);
   if (cmd.kind !== "boot") throw new Error(`bench: not a boot command: ${cmd.kind}`);
   return cmd.config;
 }

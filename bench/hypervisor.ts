@@ -169,33 +169,7 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
     hv = await Hypervisor.start(nodePlatform, { cpus: 2, balance: false });
     global.gc?.();
     const rss0 = rss();
-    const create: number[] = [];
-    const started: number[] = [];
-    const ready: number[] = [];
-    const outputs = new Map<string, string>();
-    const td = performance.now();
-    for (let i = 0; i < n; i++) {
-      const name = `d${i}`;
-      const t1 = performance.now();
-      await hv.create({ name, mode: "para", memory: "32M", kernel: guest.kernel, initrd: guest.initramfs, append: "console=ttyS0" });
-      create.push(performance.now() - t1);
-      outputs.set(name, "");
-      hv.attachConsole(name, (b) => { outputs.set(name, outputs.get(name)! + Buffer.from(b).toString("latin1").slice(-64)); });
-      await hv.act(name, "start");
-      started.push(performance.now());
-    }
-    const pending = new Set(outputs.keys());
-    while (pending.size) {
-      if (performance.now() - td > 600_000) throw new Error(`density: ${pending.size} VMs did not boot`);
-      for (const name of pending) {
-        if (outputs.get(name)!.includes("guest ready")) {
-          ready.push((performance.now() - started[Number(name.slice(1))]) / 1000);
-          pending.delete(name);
-        }
-      }
-      await sleep(50);
-    }
-    const total = (performance.now() - td) / 1000;
+    const { names, create, ready, total_s: total } = await bootLinuxVms(hv, guest, n, 32);
     await sleep(1000);
     // What idle VMs cost the host: halted vCPUs should cost (almost) nothing.
     const c0 = process.cpuUsage();
@@ -204,7 +178,7 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
     const c1 = process.cpuUsage(c0);
     const idleCpu = (c1.user + c1.system) / 1000 / (performance.now() - ti);
     let touchedBytes = 0;
-    for (const name of outputs.keys()) touchedBytes += (await pagingOf(hv, name)) * 4096;
+    for (const name of names) touchedBytes += (await pagingOf(hv, name)) * 4096;
     const rss1 = rss();
     const density = {
       vms: n, memory_mib: 32, running: hv.list().filter((v) => v.state === "running").length,
@@ -219,6 +193,47 @@ export async function hypervisorSuite(guest: LinuxGuest, quick: boolean, log: (s
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+export interface LinuxVmsBooted {
+  names: string[];
+  /** ms per create (building the machine). */
+  create: number[];
+  /** s from each VM's start to its first line of userland output (/init's "wasmvisor guest ready"). */
+  ready: number[];
+  /** s from the first create until every VM had printed that line. */
+  total_s: number;
+}
+
+/** Create and start `n` Linux VMs (para mode, `memoryMiB` each) one after the other, and wait until every one is ready. */
+export async function bootLinuxVms(hv: Hypervisor, guest: { kernel: string; initramfs: string }, n: number, memoryMiB: number): Promise<LinuxVmsBooted> {
+  const create: number[] = [];
+  const started: number[] = [];
+  const ready: number[] = [];
+  const outputs = new Map<string, string>();
+  const td = performance.now();
+  for (let i = 0; i < n; i++) {
+    const name = `d${i}`;
+    const t1 = performance.now();
+    await hv.create({ name, mode: "para", memory: `${memoryMiB}M`, kernel: guest.kernel, initrd: guest.initramfs, append: "console=ttyS0" });
+    create.push(performance.now() - t1);
+    outputs.set(name, "");
+    hv.attachConsole(name, (b) => { outputs.set(name, outputs.get(name)! + Buffer.from(b).toString("latin1").slice(-64)); });
+    await hv.act(name, "start");
+    started.push(performance.now());
+  }
+  const pending = new Set(outputs.keys());
+  while (pending.size) {
+    if (performance.now() - td > 600_000) throw new Error(`density: ${pending.size} VMs did not boot`);
+    for (const name of pending) {
+      if (outputs.get(name)!.includes("guest ready")) {
+        ready.push((performance.now() - started[Number(name.slice(1))]) / 1000);
+        pending.delete(name);
+      }
+    }
+    await sleep(50);
+  }
+  return { names: [...outputs.keys()], create, ready, total_s: (performance.now() - td) / 1000 };
 }
 
 /** Frames the VM's P2M populated: the guest RAM it touched, in pages. */

@@ -10,11 +10,12 @@ import type { GuestSuiteResult, Machine, Measured } from "./fullvspara";
 import type { HypervisorResult } from "./hypervisor";
 import type { MigrationBench, MigrationRun, SnapshotBench } from "./state";
 import type { BrowserBenchResult } from "./browser";
+import type { ContainersResult } from "./containers";
 import { median } from "../host/util/stats";
 import { barChart, COLORS, formatValue, type Series } from "./svg";
 import { ITERATIONS_GOAL, PROGRAMS_GOAL, type CoreDiffResult, type FuzzResults } from "../fuzz/engine/results";
 
-export const SUITES = ["cpu", "guestint", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor", "snapshot", "migration", "browser"] as const;
+export const SUITES = ["cpu", "guestint", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor", "snapshot", "migration", "browser", "containers"] as const;
 export type Suite = (typeof SUITES)[number];
 
 /** bench/results/latest.json. A suite left out with --only is absent. */
@@ -36,6 +37,7 @@ export interface BenchResult {
   snapshot?: SnapshotBench;
   migration?: MigrationBench;
   browser?: BrowserBenchResult;
+  containers?: ContainersResult;
 }
 
 export interface TargetCheck {
@@ -620,6 +622,81 @@ function hypervisorSection(h: HypervisorResult): Section {
   };
 }
 
+function containersSection(c: ContainersResult, qemuBars: Series): Section {
+  const CONTAINER: Series = { name: `container (${c.runtime.name})`, color: COLORS.container };
+  const VM: Series = { name: "wasmvisor VM", color: COLORS.wasmvisor };
+  const INTERP: Series = { name: "wasmvisor, interpreter", color: COLORS.interpreter };
+  const qemu = c.startup.qemu.length > 0;
+  const d = c.density;
+  const ms = (xs: number[]) => `${formatValue(median(xs))} ms`;
+  const sec = (xs: number[]) => `${formatValue(median(xs))} s`;
+  const times = (a: number, b: number) => (a > b ? `${formatValue(a / b)}×` : `1/${formatValue(b / a)}`);
+  const vmCost = (w: ContainersResult["workloads"][number]) => (w.better === "higher" ? w.container / w.vm : w.vm / w.container);
+  const micro = c.workloads.filter((w) => w.unit !== "MB/s");
+  const io = c.workloads.filter((w) => w.unit === "MB/s");
+  const cpuQemu = c.cpu.every((p) => p.qemu.length > 0);
+  const budget = 1024;
+  const plots = [
+    { file: "containers-startup.svg", svg: barChart({ title: "Start-up to the first line of output", axis: "ms (lower is better)",
+      series: [CONTAINER, VM, ...(qemu ? [qemuBars] : [])],
+      groups: [{ label: "process start → first line", values: [median(c.startup.container), median(c.startup.vm), ...(qemu ? [median(c.startup.qemu)] : [])] }] }) },
+    { file: "containers-memory.svg", svg: barChart({ title: `Host memory per instance, ${d.instances} idle at once`, axis: "MiB (lower is better)",
+      series: [CONTAINER, VM], groups: [{ label: "per instance", values: [d.container_mib, d.vm_mib] }] }) },
+    { file: "containers-density.svg", svg: barChart({ title: `${d.instances} instances started at once: until all have printed`, axis: "seconds (lower is better)",
+      series: [CONTAINER, VM], groups: [{ label: `${d.instances} at once`, values: [d.container_total_s, d.vm_total_s] }] }) },
+    { file: "containers-cpu.svg", svg: barChart({ title: "BusyBox md5sum and sha256sum over the same bytes", axis: "seconds (lower is better)",
+      series: [CONTAINER, INTERP, { ...VM, name: "wasmvisor, translated" }, ...(cpuQemu ? [qemuBars] : [])],
+      groups: c.cpu.map((p) => ({ label: p.program, values: [median(p.container), median(p.interpreter), median(p.translated), ...(cpuQemu ? [median(p.qemu)] : [])] })) }) },
+    { file: "containers-syscalls.svg", svg: barChart({ title: "System calls and the kernel's memory work (wv-bench)", axis: "µs per operation (lower is better)",
+      series: [CONTAINER, VM], groups: micro.map((w) => ({ label: w.key, values: [w.container, w.vm] })) }) },
+    { file: "containers-io.svg", svg: barChart({ title: "Disk and network throughput", axis: "MB/s (higher is better)",
+      series: [CONTAINER, VM], groups: io.map((w) => ({ label: w.label.replace(/ \(.*\)$/, ""), values: [w.container, w.vm] })) }) },
+  ];
+  const rows = [
+    ["start-up: process start to the first line of output", ms(c.startup.container), ms(c.startup.vm), times(median(c.startup.vm), median(c.startup.container))],
+    [`memory per instance, ${d.instances} idle at once`, `${formatValue(d.container_mib)} MiB`, `${formatValue(d.vm_mib)} MiB (${d.vm_memory_mib} MiB guests)`, times(d.vm_mib, d.container_mib)],
+    [`instances in ${budget} MiB at that rate`, `${Math.floor(budget / d.container_mib)}`, `${Math.floor((budget - d.vm_fixed_mib) / d.vm_mib)} (after the ${formatValue(d.vm_fixed_mib)} MiB of the process running the hypervisor, here the bench, before its first VM)`, ""],
+    [`${d.instances} started at once: until all have printed`, `${formatValue(d.container_total_s)} s`, `${formatValue(d.vm_total_s)} s`, times(d.vm_total_s, d.container_total_s)],
+    ...c.cpu.map((p) => [`CPU: \`${p.command.replace(/\|/g, "\\|")}\``, sec(p.container),
+      `${sec(p.translated)} translated; ${sec(p.interpreter)} interpreted${p.qemu.length ? `; QEMU ${sec(p.qemu)}` : ""}`, times(median(p.translated), median(p.container))]),
+    ...c.workloads.map((w) => [`${w.label} (${w.unit}${w.better === "higher" ? " ↑" : " ↓"})`, formatValue(w.container), formatValue(w.vm), times(vmCost(w), 1)]),
+  ];
+  return {
+    markdown: "## Hypervisor against container\n\n" +
+      `The same workload as a wasmvisor VM and as a container, on this machine. **VM**: the Linux guest of \`guests/linux\` (riscv64: its kernel, ` +
+      "BusyBox and wv-bench), para mode. **Container**: " +
+      `${c.runtime.version.replace(/^crun version/, "Debian's crun")} running an OCI bundle (\`bench/container.ts\`) whose root filesystem is the same userland built for this machine ` +
+      `from the same sources: static BusyBox from the same Debian source package (${c.runtime.busybox}) and \`guests/linux/bench/wv-bench.c\`, compiled with ${c.runtime.gcc} ` +
+      "(`buildHostUserland()` in `guests/linux/build.mjs`); new PID, mount, IPC, UTS and network namespaces, a read-only root, a tmpfs on /tmp, its own cgroup. " +
+      "crun rather than runc or bubblewrap: it is the OCI runtime Debian packages with the least between the request and the process (a C program, no " +
+      "daemon, no shim left running), and an OCI bundle is what Docker, Podman and Kubernetes hand to their runtime." +
+      (c.runtime.hybrid_cgroups ? " This host mixes cgroup v1 controllers with a cgroup v2 hierarchy that has one of its own (hugetlb), which crun refuses " +
+        "(\"cgroups in hybrid mode not supported\"); each crun command therefore runs in a private mount namespace without `/sys/fs/cgroup/unified`, where " +
+        "crun sees plain cgroup v1 (a `unshare` and an `umount` more per command, included in the container's times)." : "") +
+      `\n\nStart-up: from spawning \`crun run\` (its command: \`echo\`) or \`wasmvisor boot --mode para\` to the first line the instance prints (the VM's: its /init's \`${"wasmvisor guest ready"}\`, after the kernel's boot)` +
+      `${qemu ? "; QEMU: `qemu-system-riscv64` with OpenSBI and the same kernel and initramfs" : ""}. ` +
+      `Many at once: ${d.instances} containers (\`crun run --detach\`, each a shell that prints a line and sleeps) and ${d.instances} VMs of ${d.vm_memory_mib} MiB in one hypervisor with 2 pCPUs (the hypervisor suite's way); ` +
+      "memory per container is its cgroup's `memory.usage_in_bytes` (its processes, page cache and kernel memory charged to it; crun itself has exited), " +
+      `per VM the growth of the hypervisor process's resident set divided by ${d.instances} (guest RAM touched included). CPU: BusyBox's md5sum and sha256sum, timed by BusyBox's \`time\` ` +
+      "(10 ms resolution: the container's figures have one or two digits), in the VM with the interpreter alone, with the translation tier, and on QEMU (full mode, one boot each). " +
+      "Microbenchmarks and throughput: fullvspara's workloads, the same commands on both sides (the VM with `--jit on`); the container's disk is a 64 MiB file on the host's ext4 " +
+      "bind-mounted as `/dev/wvdisk` (`dd` with O_DIRECT reaches the host's disk), the VM's its virtio-blk disk over a raw image file; the container's network is a " +
+      "veth pair to the host (Docker's bridge without the bridge), the VM's virtio-net through user-mode networking to the same kind of server in the bench process. " +
+      `The last column is how many times the VM's cost (time, memory) is the container's. Medians of the runs.` +
+      (c.host_virtualized ? " This machine is itself a virtual machine (`hypervisor` in /proc/cpuinfo): its kernel, and so the containers, run under a hypervisor too." : "") + "\n\n" +
+      table(["measure", `container (${c.runtime.name})`, "wasmvisor VM", "VM / container"], ["---", "---:", "---:", "---:"], rows) + "\n\n" +
+      `**What each isolates**: what a process inside sees or reaches, probed from inside (\`isolationProbe()\` in \`bench/containers.ts\`) while another instance runs beside it. The host runs Linux ${c.host_kernel}.\n\n` +
+      table(["a process inside…", `container (${c.runtime.name})`, "wasmvisor VM"], ["---", "---", "---"], c.isolation.map((r) => [r.what, r.container.replace(/\|/g, "\\|"), r.vm.replace(/\|/g, "\\|")])) + "\n\n" +
+      "**What the figures say:** a container is a process tree of the host's kernel with a restricted view: it starts in milliseconds and costs the host its " +
+      "processes' memory, and its code runs natively, so its system calls and I/O go straight to the host kernel. The VM brings its own kernel, which boots " +
+      "first, its own RAM, and a riscv64 CPU emulated in WebAssembly, so compute runs an interpreter or translated code and every device access goes through " +
+      "the VMM. In exchange the container shares the host kernel's whole system-call surface (here without a seccomp filter, and as root without a user " +
+      "namespace), while the VM's processes only reach its own kernel; the VM's user-mode network, on the other hand, reaches services on the host's loopback, " +
+      "which the container's own network namespace does not.",
+    plots,
+  };
+}
+
 function snapshotSection(s: SnapshotBench, qemuName: string): Section {
   const q = s.qemu;
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -711,6 +788,13 @@ function headlines(r: BenchResult): Headline[] {
     add("Migration: idle, total", r.migration.idle.wasmvisor.total_ms, "ms", "lower");
     add("Migration: idle, pause the guest saw", r.migration.idle.wasmvisor.guest_gap_ms, "ms", "lower");
   }
+  if (r.containers) {
+    const c = r.containers;
+    add("Containers: VM start-up to its first line", median(c.startup.vm), "ms", "lower");
+    add("Containers: container start-up to its first line (the machine)", median(c.startup.container), "ms", "lower");
+    add("Containers: host memory per VM", c.density.vm_mib, "MiB", "lower");
+    for (const w of c.workloads) add(`Containers: ${w.label}, VM`, w.vm, w.unit, w.better);
+  }
   if (r.browser) {
     add("Browser: Chromium's geometric mean", r.browser.browser_mips, "MIPS", "higher");
     if (r.browser.linux) add("Browser: Linux boot in the page, from a cold load", r.browser.linux.page_cold_s, "s", "lower");
@@ -790,7 +874,7 @@ export function renderReport(r: BenchResult, previous?: BenchResult, fuzz?: Fuzz
     r.cpu && cpuSection(r.cpu, r.quick, qemuSeries(m)), r.guestint && guestIntSection(r.guestint), r.boot && bootSection(r.boot, qemuSeries(m)), r.exits && exitsSection(r.exits), r.memory && memorySection(r.memory),
     r.fullvspara && fullVsParaSection(r.fullvspara), r.paging && pagingSection(r.paging), r.hypervisor && hypervisorSection(r.hypervisor),
     r.snapshot && snapshotSection(r.snapshot, qemuSeries(m).name), r.migration && migrationSection(r.migration, qemuSeries(m).name),
-    r.browser && browserSection(r.browser, r.quick), fuzz && fuzzSection(fuzz),
+    r.browser && browserSection(r.browser, r.quick), r.containers && containersSection(r.containers, qemuSeries(m)), fuzz && fuzzSection(fuzz),
   ].filter((s): s is Section => !!s);
   const plots: Record<string, string> = {};
   const body = sections.map((s) => [s.markdown, ...(s.plots ?? []).map((p) => {

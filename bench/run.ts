@@ -1,4 +1,4 @@
-// `npm run bench [-- [--quick] [--only cpu,boot,exits,memory,fullvspara,paging]]`: run the benchmark
+// `npm run bench [-- [--quick] [--only cpu,boot,exits,memory,fullvspara,paging,containers]]`: run the benchmark
 // suites, write bench/results/latest.json, and bench/REPORT.md with its plots in bench/results/*.svg.
 // `npm run bench -- --render` only writes the report again from latest.json.
 import { writeFileSync, mkdirSync, readFileSync, existsSync, renameSync } from "node:fs";
@@ -12,6 +12,7 @@ import { hypervisorSuite } from "./hypervisor";
 import { fullVsParaSuite, pagingSuite } from "./fullvspara";
 import { snapshotSuite, migrationSuite } from "./state";
 import { browserSuite } from "./browser";
+import { containersSuite } from "./containers";
 import { describeMachine } from "./machine";
 import { checkTargets, SUITES, type BenchResult, type Suite } from "./report";
 import { writeReportFiles } from "./report-files";
@@ -132,6 +133,11 @@ if (only.has("migration")) {
 if (only.has("browser")) {
   log(`browser suite (Node and Debian's Chromium, ${runs} run${runs > 1 ? "s" : ""} each in turns, median)`);
   result.browser = await browserSuite(await benchPrograms(), await linuxGuest(), runs, log);
+}
+
+if (only.has("containers")) {
+  log(`containers suite (the same workload as a wasmvisor VM and as a crun container, ${runs} run${runs > 1 ? "s" : ""} each, median)`);
+  result.containers = await containersSuite(await linuxGuest(), quick, runs, machine.qemu !== null, log);
 }
 
 const resultsDir = join(packageRoot(), "bench/results");

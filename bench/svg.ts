@@ -22,7 +22,7 @@ export interface BarChart {
   target?: { value: number; label: string };
 }
 
-export const COLORS = { wasmvisor: "#3467a8", interpreter: "#9bb7da", qemu: "#d08a2e" } as const;
+export const COLORS = { wasmvisor: "#3467a8", interpreter: "#9bb7da", qemu: "#d08a2e", container: "#4e9a52" } as const;
 
 const HEIGHT = 320;
 const MARGIN = { left: 64, right: 24, top: 56, bottom: 44 };

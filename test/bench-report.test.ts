@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { barChart, escapeXml, formatValue, tickStep } from "../bench/svg";
 import { checkTargets, renderReport, type BenchResult } from "../bench/report";
 import type { HypervisorResult } from "../bench/hypervisor";
+import type { ContainersResult } from "../bench/containers";
 import { breakdown, type ProbeResult } from "../bench/memory";
 import {
   addDeltas, guestExits, hostUsPerExit, parseDd, parsePing, parseWvb, summarize, windowDelta, type Delta, type GuestSuiteResult, type Machine,
@@ -573,5 +574,41 @@ describe("report: the hypervisor section and its targets", () => {
     expect(markdown).toContain("| 100 Linux VMs of 32 MiB at once | 100 running |");
     expect(markdown).toContain("| the host while all 100 idle at their prompts | 4.00% of one core |");
     checkWellFormed(plots["hypervisor.svg"]);
+  });
+});
+
+describe("report: hypervisor against container", () => {
+  const containers: ContainersResult = {
+    runtime: { name: "crun", version: "crun version 1.8.1", hybrid_cgroups: true, busybox: "1:1.35.0-4+deb12u1", gcc: "gcc 12.2.0" },
+    host_kernel: "6.18.44", host_virtualized: false,
+    startup: { container: [60, 50, 70], vm: [1500, 1600, 1400], qemu: [900] },
+    density: { instances: 8, vm_memory_mib: 32, container_total_s: 0.4, vm_total_s: 6, container_mib: 0.25, vm_mib: 20, vm_fixed_mib: 224 },
+    cpu: [{ program: "md5sum", command: "dd if=/dev/zero bs=64k count=512 2>/dev/null | md5sum", container: [0.1], interpreter: [4], translated: [2], qemu: [1.5] }],
+    workloads: [
+      { key: "syscall", label: "syscall (getppid)", unit: "µs per op", better: "lower", container: 1, vm: 1.5, container_runs: [1], vm_runs: [1.5] },
+      { key: "tcp-rx", label: "network host → guest (TCP)", unit: "MB/s", better: "higher", container: 1000, vm: 20, container_runs: [1000], vm_runs: [20] },
+    ],
+    isolation: [{ what: "kernel its system calls go to (`uname -r`)", container: "6.18.44: the host's", vm: "6.1.192: its own" }],
+  };
+
+  it("sets each figure side by side with the VM's cost in times the container's, and plots each", () => {
+    const { markdown, plots } = renderReport({ ...sample(), containers });
+    expect(markdown).toContain("## Hypervisor against container");
+    expect(markdown).toContain("| start-up: process start to the first line of output | 60.0 ms | 1500 ms | 25.0× |");
+    expect(markdown).toContain("| memory per instance, 8 idle at once | 0.250 MiB | 20.0 MiB (32 MiB guests) | 80.0× |");
+    expect(markdown).toContain("| instances in 1024 MiB at that rate | 4096 | 40 ");
+    expect(markdown).toContain("| syscall (getppid) (µs per op ↓) | 1.00 | 1.50 | 1.50× |");
+    expect(markdown).toContain("| network host → guest (TCP) (MB/s ↑) | 1000 | 20.0 | 50.0× |");
+    expect(markdown).toContain("md5sum` | 0.100 s | 2.00 s translated; 4.00 s interpreted; QEMU 1.50 s | 20.0× |");
+    expect(markdown).toContain("| kernel its system calls go to (`uname -r`) | 6.18.44: the host's | 6.1.192: its own |");
+    expect(markdown).toContain("hybrid mode not supported");
+    expect(markdown).not.toContain("This machine is itself a virtual machine");
+    const files = ["containers-startup.svg", "containers-memory.svg", "containers-density.svg", "containers-cpu.svg", "containers-syscalls.svg", "containers-io.svg"];
+    for (const f of files) {
+      expect(markdown).toContain(`![${f}](results/${f})`);
+      checkWellFormed(plots[f]);
+      expect(plots[f]).toContain("container (crun)");
+    }
+    expect(plots["containers-cpu.svg"]).toContain("QEMU");
   });
 });

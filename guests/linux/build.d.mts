@@ -20,3 +20,17 @@ export interface LinuxGuestBuild {
  * apt-get command to run.
  */
 export function buildLinuxGuest(options?: BuildLinuxGuestOptions): Promise<LinuxGuestBuild>;
+export interface HostUserland {
+  /** A root filesystem tree: bin/busybox and its applet links, usr/bin/<program> for each bench/<program>.c. */
+  root: string;
+  /** The Debian busybox source package version, the guest's. */
+  busyboxVersion: string;
+  /** `gcc --version`'s first line. */
+  gcc: string;
+}
+/**
+ * The guest's userland built for this machine from the same sources (static BusyBox from the
+ * same Debian source package, the programs of bench/ with this machine's gcc), cached; the
+ * container benches' root filesystem.
+ */
+export function buildHostUserland(options?: BuildLinuxGuestOptions): Promise<HostUserland>;

@@ -55,6 +55,8 @@ const ROOTFS_OVERLAY = join(HERE, 'rootfs');
 const GUEST_PROGRAMS = join(HERE, 'bench');
 
 const CROSS = 'riscv64-linux-gnu-';
+/** BusyBox's make variables for the guest (riscv64); this machine's are none. */
+const GUEST_TARGET = { CROSS_COMPILE: CROSS, ARCH: 'riscv' };
 const KERNEL_TARBALL = '/usr/src/linux-source-6.1.tar.xz';
 const DISK_SIZE = '64M';
 
@@ -506,13 +508,13 @@ async function buildKernel(out, work, { log, buildLog, jobs }) {
 
 /**
  * Builds static BusyBox from the unpacked Debian source (copied into `work`)
- * and installs it into out/root (bin/busybox + applet symlinks).
+ * and installs it into out/root (bin/busybox + applet symlinks). `env` picks
+ * the target: the guest's cross compiler, or none for this machine.
  */
-async function buildBusybox(out, work, srcTree, { log, buildLog, jobs }) {
+async function buildBusybox(out, work, srcTree, { log, buildLog, jobs, env }) {
   const src = join(work, 'busybox');
   log('unpacking busybox source');
   await cp(srcTree, src, { recursive: true, verbatimSymlinks: true });
-  const env = { CROSS_COMPILE: CROSS, ARCH: 'riscv' };
 
   log('configuring busybox (defconfig + static)');
   await buildLog.run('make', ['defconfig'], { cwd: src, env });
@@ -612,6 +614,9 @@ function writeCpio(entries) {
   return Buffer.concat(bufs);
 }
 
+/** How the programs of bench/ are compiled: static, like BusyBox, so a root filesystem needs no libraries. */
+const PROGRAM_CFLAGS = ['-static', '-O2', '-s', '-Wall', '-Wextra', '-Werror'];
+
 /**
  * Installs the programs of bench/ into the staging tree's /usr/bin: each `<name>.c` compiled
  * (static, like BusyBox, so the initramfs needs no libraries) as `<name>`, each `<name>.sh`
@@ -622,7 +627,7 @@ async function installGuestPrograms(stage, buildLog) {
     const m = /^([\w-]+)\.(c|sh)$/.exec(relative(GUEST_PROGRAMS, src));
     if (!m) continue;
     const dest = join(stage, 'usr/bin', m[1]);
-    if (m[2] === 'c') await buildLog.run(`${CROSS}gcc`, ['-static', '-O2', '-s', '-Wall', '-Wextra', '-Werror', '-o', dest, src]);
+    if (m[2] === 'c') await buildLog.run(`${CROSS}gcc`, [...PROGRAM_CFLAGS, '-o', dest, src]);
     else await copyFile(src, dest);
     await chmod(dest, 0o755);
   }
@@ -787,14 +792,14 @@ export async function buildLinuxGuest({ log = () => {} } = {}) {
     const kInfo = JSON.parse(await readFile(join(kDir, 'manifest.json'), 'utf8'));
 
     // BusyBox part.
-    const bHash = sha256(buildBusybox.toString(), BUSYBOX_CONFIG, versions.busybox, gcc, versions['libc6-dev-riscv64-cross']).slice(0, 16);
+    const bHash = sha256(buildBusybox.toString(), GUEST_TARGET, BUSYBOX_CONFIG, versions.busybox, gcc, versions['libc6-dev-riscv64-cross']).slice(0, 16);
     const bDir = join(partsDir, `busybox-${bHash}`);
     if (existsSync(join(bDir, 'manifest.json'))) {
       log(`busybox: cached (${bDir})`);
     } else {
       const tmp = await makeTemp(join(partsDir, `.tmp-busybox-${bHash}-${process.pid}`));
       const tb = Date.now();
-      await buildBusybox(tmp, join(tmp, 'work'), busyboxSrc, { log, buildLog, jobs });
+      await buildBusybox(tmp, join(tmp, 'work'), busyboxSrc, { log, buildLog, jobs, env: GUEST_TARGET });
       await rm(join(tmp, 'work'), { recursive: true, force: true });
       await writeFile(join(tmp, 'manifest.json'), JSON.stringify({ version: versions.busybox, seconds: (Date.now() - tb) / 1000 }, null, 2));
       await publish(tmp, bDir);
@@ -849,6 +854,54 @@ export async function buildLinuxGuest({ log = () => {} } = {}) {
       const tail = await buildLog.tail(30);
       err.message += `\n--- last 30 lines of ${buildLog.path} ---\n${tail}\n--- full log: ${buildLog.path}`;
     }
+    throw err;
+  }
+}
+
+/**
+ * The guest's userland built for this machine instead, from the same sources: static BusyBox
+ * from the same Debian source package and the programs of bench/ (wv-bench...), compiled with
+ * this machine's gcc (the container benches' root filesystem: bench/container.ts). Cached in
+ * parts/host-userland-<hash>/root (bin/busybox + applets, usr/bin/<program>).
+ * @param {{ log?: (msg: string) => void }} [options]
+ * @returns {Promise<{ root: string, busyboxVersion: string, gcc: string }>}
+ */
+export async function buildHostUserland({ log = () => {} } = {}) {
+  const root = cacheRoot();
+  const partsDir = join(root, 'parts');
+  const buildLog = new BuildLog(join(root, 'logs', `host-userland-${process.pid}.log`));
+  try {
+    const gcc = (await capture('gcc', ['--version'])).stdout.split('\n')[0].trim();
+    if (!gcc) throw new SetupError('no gcc on this machine: as root run apt-get install build-essential');
+    const busyboxVersion = await resolveBusyboxVersion(root, log, buildLog);
+    const programs = [];
+    for (const f of await listFilesRecursive(GUEST_PROGRAMS)) programs.push(relative(HERE, f), await readFile(f));
+    // This script's text, not buildBusybox.toString(): the latter differs where the module is transformed (vitest), so the test and the bench would build twice.
+    const scriptText = await readFile(fileURLToPath(import.meta.url));
+    const hash = sha256(scriptText, busyboxVersion, gcc, await dpkgVersion('libc6-dev'), ...programs).slice(0, 16);
+    const dir = join(partsDir, `host-userland-${hash}`);
+    const result = { root: join(dir, 'root'), busyboxVersion, gcc };
+    if (existsSync(join(dir, 'manifest.json'))) return result;
+    await buildLog.open();
+    log(`building the guest's userland for this machine into ${dir} (log: ${buildLog.path})`);
+    await removeStaleTemps(partsDir);
+    const busyboxSrc = await fetchBusyboxSource(root, busyboxVersion, log, buildLog);
+    const tmp = await makeTemp(join(partsDir, `.tmp-host-userland-${hash}-${process.pid}`));
+    await buildBusybox(tmp, join(tmp, 'work'), busyboxSrc, { log, buildLog, jobs: cpus().length || 1, env: {} });
+    await rm(join(tmp, 'work'), { recursive: true, force: true });
+    await mkdir(join(tmp, 'root', 'usr', 'bin'), { recursive: true });
+    for (const src of await listFilesRecursive(GUEST_PROGRAMS)) {
+      const m = /^([\w-]+)\.c$/.exec(relative(GUEST_PROGRAMS, src));
+      if (m) await buildLog.run('gcc', [...PROGRAM_CFLAGS, '-o', join(tmp, 'root', 'usr', 'bin', m[1]), src]);
+    }
+    await writeFile(join(tmp, 'manifest.json'), JSON.stringify({ busyboxVersion, gcc }, null, 2));
+    await publish(tmp, dir);
+    await rm(buildLog.path, { force: true });
+    return result;
+  } catch (err) {
+    for (const t of liveTemps) await rm(t, { recursive: true, force: true }).catch(() => {});
+    liveTemps.clear();
+    if (!(err instanceof SetupError) && existsSync(buildLog.path)) err.message += `\n--- last 30 lines of ${buildLog.path} ---\n${await buildLog.tail(30)}`;
     throw err;
   }
 }
