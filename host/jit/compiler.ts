@@ -54,6 +54,30 @@ export function jitCompilerClient(port: {
   };
 }
 
+/**
+ * A thread's one compile thread, started on first use and again after it ended: `start` starts
+ * it, delivers its messages to `onReply` and tells `onEnd` when it ends, and returns how to post to it.
+ */
+export function compilerPerThread(start: (io: { onReply(m: unknown): void; onEnd(why: string): void }) => {
+  postMessage(m: unknown, transfer?: ArrayBuffer[]): void;
+}): () => JitCompiler {
+  let compiler: JitCompiler | null = null;
+  return () => {
+    if (compiler) return compiler;
+    let reply: (m: unknown) => void = () => {};
+    let ended: ((why: string) => void) | null = null;
+    const port = start({
+      onReply: (m) => reply(m),
+      onEnd: (why) => { compiler = null; ended?.(why); ended = null; },
+    });
+    return (compiler = jitCompilerClient({
+      postMessage: (m, transfer) => port.postMessage(m, transfer),
+      onReply: (h) => { reply = h; },
+      onEnd: (h) => { ended = h; },
+    }));
+  };
+}
+
 /** The compile thread's side: answer each request with its page's module. */
 export function serveJitCompiles(port: { postMessage(m: unknown): void; onRequest(handler: (m: unknown) => void): void }): void {
   port.onRequest((m) => {

@@ -12,21 +12,15 @@ import { RelayedUserNet } from "../../net/relay";
 import type { WorkerInit } from "./pcpu-worker";
 import { openWsLink } from "../../migration/ws-link";
 import type { ByteLink, MigrationTarget } from "../../migration/link";
-import { jitCompilerClient, type JitCompiler } from "../../jit/compiler";
+import { compilerPerThread } from "../../jit/compiler";
 
-// This pCPU worker's compile thread for the translation tier, started on first use beside it.
-let compiler: JitCompiler | null = null;
-function jitCompiler(): JitCompiler {
-  if (compiler) return compiler;
+// This pCPU worker's compile thread for the translation tier, beside it.
+const jitCompiler = compilerPerThread(({ onReply, onEnd }) => {
   const worker = new Worker(new URL("./jit-worker.js", import.meta.url), { type: "module", name: "wasmvisor translation" });
-  let ended: ((why: string) => void) | null = null;
-  worker.onerror = (e) => { compiler = null; ended?.(e.message || "it failed to start"); ended = null; };
-  return (compiler = jitCompilerClient({
-    postMessage: (m, transfer) => worker.postMessage(m, transfer ?? []),
-    onReply: (h) => { worker.onmessage = (e) => h(e.data); },
-    onEnd: (h) => { ended = h; },
-  }));
-}
+  worker.onmessage = (e) => onReply(e.data);
+  worker.onerror = (e) => onEnd(e.message || "it failed to start");
+  return { postMessage: (m, transfer) => worker.postMessage(m, transfer ?? []) };
+});
 
 
 export function workerPlatform(init: WorkerInit): Platform {

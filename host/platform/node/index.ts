@@ -16,10 +16,7 @@ import { nodeHostSockets } from "./host-sockets";
 import { createStateFile, openStateFile } from "./state-files";
 import { connectMigration } from "./migration";
 import { JIT_MODES, type JitMode } from "../../jit/tier";
-import { jitCompilerClient, type JitCompiler } from "../../jit/compiler";
-
-// This thread's compile thread for the translation tier, started on first use.
-let compiler: JitCompiler | null = null;
+import { compilerPerThread } from "../../jit/compiler";
 
 /** Debian's OpenSBI (package opensbi): what QEMU's virt board boots by default too. */
 export const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
@@ -65,20 +62,15 @@ export const nodePlatform: Platform = {
     return bytes;
   },
 
-  jitCompiler(): JitCompiler {
-    if (compiler) return compiler;
+  // This thread's compile thread for the translation tier.
+  jitCompiler: compilerPerThread(({ onReply, onEnd }) => {
     const worker = new Worker(join(packageRoot(), "dist/jit-worker.js"));
     worker.unref(); // it never keeps the process alive
-    let ended: ((why: string) => void) | null = null;
-    const end = (why: string) => { compiler = null; ended?.(why); ended = null; };
-    worker.on("error", (e) => end(e.message));
-    worker.on("exit", (code) => end(`exited with code ${code}`));
-    return (compiler = jitCompilerClient({
-      postMessage: (m, transfer) => worker.postMessage(m, transfer),
-      onReply: (h) => worker.on("message", h),
-      onEnd: (h) => { ended = h; },
-    }));
-  },
+    worker.on("message", onReply);
+    worker.on("error", (e) => onEnd(e.message));
+    worker.on("exit", (code) => onEnd(`exited with code ${code}`));
+    return { postMessage: (m, transfer) => worker.postMessage(m, transfer) };
+  }),
 
   openDisk: openNodeDisk,
   createDiskImage: createNodeDiskImage,
