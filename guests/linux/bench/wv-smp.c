@@ -11,9 +11,10 @@
  *     on two CPUs pass ITERS messages through a single-producer ring with release/acquire
  *     ordering, and the consumer checks it never reads a message's data older than its index.
  *     Prints
- *       WVS torture threads=T iters=N atomic=.. atomic32=.. mutex=.. spin=.. cas32=.. cas64=..
- *           cas_retries=.. interleavings=.. mp_errors=E seconds=.. ok|FAIL
- *     and exits 0 only when every counter is exactly T*N and E is 0. cas_retries (CASes that lost
+ *       WVS torture threads=T cpus=C iters=N expect=T*N atomic=.. atomic32=.. mutex=.. spin=..
+ *           cas32=.. cas64=.. cas_retries=.. interleavings=.. mp_errors=E seconds=.. ok|FAIL
+ *     and exits 0 only when every counter is exactly T*N and E is 0 (else stderr names each
+ *     counter that is off). cas_retries (CASes that lost
  *     a race) and interleavings (times a thread saw another's increment between two of its own)
  *     show how much the threads overlapped.
  *
@@ -226,8 +227,22 @@ static int torture(void)
 	double seconds = now_s() - t0;
 
 	uint64_t want = (uint64_t)threads * (uint64_t)iters;
-	int ok = atomic64 == want && atomic32 == want && (uint64_t)mutex_count == want &&
-		 (uint64_t)spin_count == want && cas32 == want && cas64 == want && mp_errors == 0;
+	const struct {
+		const char *name;
+		uint64_t value;
+	} counts[] = { { "atomic", atomic64 }, { "atomic32", atomic32 },   { "mutex", (uint64_t)mutex_count },
+		       { "spin", (uint64_t)spin_count }, { "cas32", cas32 }, { "cas64", cas64 } };
+	int ok = mp_errors == 0;
+	for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+		if (counts[i].value != want) {
+			ok = 0;
+			fprintf(stderr, "wv-smp: torture: %s counted %llu, expected %llu (lost %lld updates)\n", counts[i].name,
+				(unsigned long long)counts[i].value, (unsigned long long)want,
+				(long long)(want - counts[i].value));
+		}
+	}
+	if (mp_errors)
+		fprintf(stderr, "wv-smp: torture: %ld stale message words read\n", mp_errors);
 	printf("WVS torture threads=%ld cpus=%ld iters=%ld expect=%llu atomic=%llu atomic32=%u mutex=%ld spin=%ld "
 	       "cas32=%u cas64=%llu cas_retries=%llu interleavings=%llu mp_errors=%ld seconds=%.3f %s\n",
 	       threads, ncpus, iters, (unsigned long long)want, (unsigned long long)atomic64, atomic32, mutex_count,
