@@ -11,11 +11,12 @@ import type { HypervisorResult } from "./hypervisor";
 import type { MigrationBench, MigrationRun, SnapshotBench } from "./state";
 import type { BrowserBenchResult } from "./browser";
 import type { ContainersResult } from "./containers";
+import type { SmpResult, SpinRuns } from "./smp";
 import { median } from "../host/util/stats";
 import { barChart, COLORS, formatValue, type Series } from "./svg";
 import { ITERATIONS_GOAL, PROGRAMS_GOAL, type CoreDiffResult, type FuzzResults } from "../fuzz/engine/results";
 
-export const SUITES = ["cpu", "guestint", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor", "snapshot", "migration", "browser", "containers"] as const;
+export const SUITES = ["cpu", "guestint", "boot", "exits", "memory", "fullvspara", "paging", "hypervisor", "snapshot", "migration", "browser", "containers", "smp"] as const;
 export type Suite = (typeof SUITES)[number];
 
 /** bench/results/latest.json. A suite left out with --only is absent. */
@@ -38,6 +39,7 @@ export interface BenchResult {
   migration?: MigrationBench;
   browser?: BrowserBenchResult;
   containers?: ContainersResult;
+  smp?: SmpResult;
 }
 
 export interface TargetCheck {
@@ -53,7 +55,7 @@ export interface TargetCheck {
 export const TARGETS = {
   mips: 200, ratioVsQemu: 0.15, programRatioVsQemu: 0.5, geomeanRatioVsQemu: 0.7, bootVsQemu: 1, bootParaS: 2, overheadMiB: 8, mmioUs: 1,
   shareError: 0.05, capPoints: 0.02, jain: 0.99, busy: 0.95, echoP99Ms: 50, densityVms: 100,
-  restoreMs: 5, migrationDowntimeMs: 5, browserSpeed: 0.9,
+  restoreMs: 5, migrationDowntimeMs: 5, browserSpeed: 0.9, smpSpeedup: 1.8,
 } as const;
 
 export function checkTargets(r: BenchResult): TargetCheck[] {
@@ -82,6 +84,10 @@ export function checkTargets(r: BenchResult): TargetCheck[] {
       (v) => `${r.browser!.browser_mips.toFixed(1)} against ${r.browser!.node_mips.toFixed(1)} MIPS (${(v * 100).toFixed(1)}%)`),
     check(`Browser: Linux boot in the page ≥ ${TARGETS.browserSpeed * 100}% of Node's speed`, r.browser?.linux ? r.browser.linux.node_s / r.browser.linux.browser_s : undefined, (v) => v >= TARGETS.browserSpeed,
       (v) => `${r.browser!.linux!.browser_s.toFixed(2)} s against ${r.browser!.linux!.node_s.toFixed(2)} s (${(v * 100).toFixed(1)}%)`),
+    check(`SMP: 2 CPU-bound processes on 2 vCPUs ≥ ${TARGETS.smpSpeedup}× the throughput of one`, r.smp?.wasmvisor.speedup, (v) => v >= TARGETS.smpSpeedup,
+      (v) => `${v.toFixed(2)}×${r.smp!.qemu ? ` (QEMU ${r.smp!.qemu.speedup.toFixed(2)}×)` : ""}`),
+    check("SMP: atomic-counter and lock torture exact under --jit off and --jit on", r.smp ? r.smp.torture.filter((t) => t.ok).length : undefined,
+      (v) => v === r.smp!.torture.length && v === 2, () => r.smp!.torture.map((t) => `--jit ${t.jit} ${t.ok ? "exact" : "WRONG"}`).join(", ")),
   ];
 }
 
@@ -253,6 +259,35 @@ function guestIntSection(g: GuestIntResult): Section {
       "(the first run of each pays for warming up, translation included).\n\n" +
       table(["program", "command", "interpreter", "translated", ...(qemu ? ["QEMU", "translated vs QEMU's speed"] : [])],
         ["---", "---", "---:", "---:", ...(qemu ? ["---:", "---:"] : [])], rows),
+  };
+}
+
+function smpSection(smp: SmpResult, qemuBars: Series): Section {
+  const mops = (xs: number[]) => `${(median(xs) / 1e6).toFixed(1)} M/s`;
+  const spinRow = (name: string, s: SpinRuns) => [name, `${(s.work / 1e6).toFixed(0)} M`, mops(s.one), mops(s.two), `**${s.speedup.toFixed(2)}×**`];
+  const rows = [spinRow("wasmvisor, translation tier (`--jit on`)", smp.wasmvisor), ...(smp.qemu ? [spinRow("qemu-system-riscv64", smp.qemu)] : [])];
+  const tortures = [...smp.torture.map((t) => ({ name: `wasmvisor, \`--jit ${t.jit}\``, t })), ...(smp.qemu_torture ? [{ name: "qemu-system-riscv64", t: smp.qemu_torture }] : [])];
+  const tortureRows = tortures.map(({ name, t }) => [name, t.ok ? "exact" : "**WRONG**", `${t.seconds.toFixed(2)} s`, `${t.casRetries}`, `${t.interleavings}`]);
+  const svg = barChart({
+    title: `Two CPU-bound processes on ${smp.vcpus} vCPUs: throughput over one`, axis: "speed-up (higher is better)",
+    series: smp.qemu ? [WASMVISOR, qemuBars] : [WASMVISOR],
+    groups: [{ label: "2 processes / 1", values: [smp.wasmvisor.speedup, ...(smp.qemu ? [smp.qemu.speedup] : [])] }],
+    target: { value: TARGETS.smpSpeedup, label: `target ${TARGETS.smpSpeedup}×` },
+  });
+  return {
+    markdown: "## SMP\n\n" +
+      `The Linux guest with ${smp.vcpus} vCPUs (full mode, Debian's OpenSBI; wasmvisor with \`${smp.wasmvisor_args.join(" ")}\`, QEMU with \`-smp ${smp.vcpus}\`). ` +
+      "`wv-smp spin` (`guests/linux/bench/wv-smp.c`) runs one, then two processes, each pinned to its own vCPU, of the same fixed integer work " +
+      `(calibrated to about ${smp.seconds_per_run} s for one process), timed by the guest from releasing them to the last one's end; ` +
+      `throughput is all processes' steps per second, medians of ${smp.wasmvisor.one.length} runs taken in turns. The speed-up is the two-process throughput over the one-process one; ` +
+      `it needs two idle host cores (the host's 1-minute load average before the runs: ${smp.host_load.toFixed(2)}).\n\n` +
+      table(["", "work per process", "1 process", "2 processes", "speed-up"], ["---", "---:", "---:", "---:", "---:"], rows) +
+      `\n\n\`wv-smp torture -t ${smp.vcpus} -n ${smp.torture_iters}\`: threads pinned one per vCPU add to shared counters through AMOs, a pthread mutex, ` +
+      "an LR/SC spinlock and 32- and 64-bit CAS loops, then pass messages with release/acquire ordering; every count must be exact and no message stale. " +
+      "Lost CAS races, and interleavings (a thread seeing another's increment between two of its own), show that the threads overlapped; " +
+      "the guest's whole result lines are in `latest.json`.\n\n" +
+      table(["", "result", "time", "lost CAS races", "interleavings"], ["---", "---", "---:", "---:", "---:"], tortureRows),
+    plots: [{ file: "smp.svg", svg }],
   };
 }
 
@@ -799,6 +834,7 @@ function headlines(r: BenchResult): Headline[] {
     add("Browser: Chromium's geometric mean", r.browser.browser_mips, "MIPS", "higher");
     if (r.browser.linux) add("Browser: Linux boot in the page, from a cold load", r.browser.linux.page_cold_s, "s", "lower");
   }
+  add("SMP: 2 processes on 2 vCPUs, speed-up over 1", r.smp?.wasmvisor.speedup, "×", "higher");
   return out;
 }
 
@@ -874,7 +910,7 @@ export function renderReport(r: BenchResult, previous?: BenchResult, fuzz?: Fuzz
     r.cpu && cpuSection(r.cpu, r.quick, qemuSeries(m)), r.guestint && guestIntSection(r.guestint), r.boot && bootSection(r.boot, qemuSeries(m)), r.exits && exitsSection(r.exits), r.memory && memorySection(r.memory),
     r.fullvspara && fullVsParaSection(r.fullvspara), r.paging && pagingSection(r.paging), r.hypervisor && hypervisorSection(r.hypervisor),
     r.snapshot && snapshotSection(r.snapshot, qemuSeries(m).name), r.migration && migrationSection(r.migration, qemuSeries(m).name),
-    r.browser && browserSection(r.browser, r.quick), r.containers && containersSection(r.containers, qemuSeries(m)), fuzz && fuzzSection(fuzz),
+    r.browser && browserSection(r.browser, r.quick), r.containers && containersSection(r.containers, qemuSeries(m)), r.smp && smpSection(r.smp, qemuSeries(m)), fuzz && fuzzSection(fuzz),
   ].filter((s): s is Section => !!s);
   const plots: Record<string, string> = {};
   const body = sections.map((s) => [s.markdown, ...(s.plots ?? []).map((p) => {

@@ -1,4 +1,4 @@
-// `npm run bench [-- [--quick] [--only cpu,boot,exits,memory,fullvspara,paging,containers]]`: run the benchmark
+// `npm run bench [-- [--quick] [--only cpu,boot,exits,memory,fullvspara,paging,containers,smp]]`: run the benchmark
 // suites, write bench/results/latest.json, and bench/REPORT.md with its plots in bench/results/*.svg.
 // `npm run bench -- --render` only writes the report again from latest.json.
 import { writeFileSync, mkdirSync, readFileSync, existsSync, renameSync } from "node:fs";
@@ -13,6 +13,7 @@ import { fullVsParaSuite, pagingSuite } from "./fullvspara";
 import { snapshotSuite, migrationSuite } from "./state";
 import { browserSuite } from "./browser";
 import { containersSuite } from "./containers";
+import { smpSuite } from "./smp";
 import { describeMachine } from "./machine";
 import { checkTargets, SUITES, type BenchResult, type Suite } from "./report";
 import { writeReportFiles } from "./report-files";
@@ -138,6 +139,11 @@ if (only.has("browser")) {
 if (only.has("containers")) {
   log(`containers suite (the same workload as a wasmvisor VM and as a crun container, ${runs} run${runs > 1 ? "s" : ""} each, median)`);
   result.containers = await containersSuite(await linuxGuest(), quick, runs, machine.qemu !== null, log);
+}
+
+if (only.has("smp")) {
+  log(`smp suite (Linux with 2 vCPUs: 1 and 2 CPU-bound processes, ${quick ? "1 run" : "3 runs"} each, median; torture under both tiers; QEMU -smp 2 beside)`);
+  result.smp = await smpSuite(await linuxGuest(), quick, machine.qemu !== null, log);
 }
 
 const resultsDir = join(packageRoot(), "bench/results");

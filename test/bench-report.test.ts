@@ -612,3 +612,36 @@ describe("report: hypervisor against container", () => {
     expect(plots["containers-cpu.svg"]).toContain("QEMU");
   });
 });
+
+describe("report: SMP", () => {
+  const spinRuns = (one: number, two: number) => ({ work: 1e9, one: [one, one * 1.1, one * 0.9], two: [two, two * 1.1, two * 0.9], speedup: two / one });
+  const torture = (jit: "off" | "on" | undefined, ok: boolean) => ({
+    ...(jit ? { jit } : {}), ok, line: `WVS torture threads=2 ... ${ok ? "ok" : "FAIL"}`, seconds: 1.5, casRetries: 12, interleavings: 300,
+  });
+  const smp = (speedup: number, tortureOk: [boolean, boolean]) => ({
+    vcpus: 2, wasmvisor_args: ["--smp", "2"], seconds_per_run: 3, host_load: 0.2, torture_iters: 100000,
+    wasmvisor: spinRuns(4e8, 4e8 * speedup), qemu: spinRuns(7e8, 1.4e9), torture: [torture("off", tortureOk[0]), torture("on", tortureOk[1])],
+    qemu_torture: torture(undefined, true),
+  });
+  const target = (r: BenchResult, start: string) => checkTargets(r).find((t) => t.target.startsWith(start))!;
+
+  it("passes the speed-up at 1.8× and the torture only when both tiers are exact", () => {
+    expect(target(sample(), "SMP: 2 CPU-bound").pass).toBeNull();
+    expect(target({ ...sample(), smp: smp(1.0, [true, true]) }, "SMP: 2 CPU-bound")).toMatchObject({ pass: false, measured: "1.00× (QEMU 2.00×)" });
+    expect(target({ ...sample(), smp: smp(1.85, [true, true]) }, "SMP: 2 CPU-bound").pass).toBe(true);
+    expect(target({ ...sample(), smp: smp(1.0, [true, true]) }, "SMP: atomic-counter")).toMatchObject({ pass: true, measured: "--jit off exact, --jit on exact" });
+    expect(target({ ...sample(), smp: smp(1.0, [true, false]) }, "SMP: atomic-counter")).toMatchObject({ pass: false, measured: "--jit off exact, --jit on WRONG" });
+  });
+
+  it("tables the throughputs and the torture runs, and plots the speed-ups against the target", () => {
+    const { markdown, plots } = renderReport({ ...sample(), smp: smp(1.0, [true, false]) });
+    expect(markdown).toContain("## SMP");
+    expect(markdown).toContain("| wasmvisor, translation tier (`--jit on`) | 1000 M | 400.0 M/s | 400.0 M/s | **1.00×** |");
+    expect(markdown).toContain("| qemu-system-riscv64 | 1000 M | 700.0 M/s | 1400.0 M/s | **2.00×** |");
+    expect(markdown).toContain("| wasmvisor, `--jit on` | **WRONG** | 1.50 s | 12 | 300 |");
+    expect(markdown).toContain("| qemu-system-riscv64 | exact | 1.50 s | 12 | 300 |");
+    expect(markdown).toContain("load average before the runs: 0.20");
+    checkWellFormed(plots["smp.svg"]);
+    expect(plots["smp.svg"]).toContain("target 1.8×");
+  });
+});
