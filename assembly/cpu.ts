@@ -6,8 +6,8 @@
 
 import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
-  H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_FENCE, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
-  VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, VM_STAT_JIT_RETIRED, VM_STAT_JIT_ENTRIES, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
+  H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_FENCE, H_IN_RUN, H_TLB_REQ, H_TLB_DONE, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
+  VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, VM_STAT_JIT, JIT_STAT_STRIDE, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
   EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, EXIT_DEBUG, H_TRIG_ARMED, TA_EXEC, TA_STEP, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, JIT_SLOT, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
 import {
@@ -87,6 +87,16 @@ const TLB_INDEX_MASK: u64 = <u64>(TLB_ENTRIES - 1);
     o = atomic.load<T>(p);
   } while (atomic.cmpxchg<T>(p, o, ((o ^ flip) > (b ^ flip)) == wantMax ? o : b) != o);
   return o;
+}
+
+// Harts on other threads asked for this hart's TLB to be flushed (an SBI remote fence): flush
+// and say up to which request. Returns whether it flushed.
+function catchUpTlbFlushes(h: usize): bool {
+  const req = atomic.load<i32>(h + H_TLB_REQ);
+  if (req == load<i32>(h + H_TLB_DONE)) return false;
+  flushTlbRegimes(PAGED_REGIMES);
+  atomic.store<i32>(h + H_TLB_DONE, req);
+  return true;
 }
 
 // Values held across an exit: the pending MMIO load is completed on the next run().
@@ -390,6 +400,9 @@ export function run(hart: i32, budget: i32): i32 {
     store<i32>(h + H_RESV_VALID, 0);
     lastRunHart = hart;
   }
+  // In run() before looking for flush requests: a requester that sees neither waits for nothing.
+  atomic.store<i32>(h + H_IN_RUN, 1);
+  catchUpTlbFlushes(h);
   completeMmioLoad();
   takeCharged(); // what host calls did since the last run() is not this run's work
   let pc = load<u64>(h + H_PC);
@@ -409,6 +422,7 @@ export function run(hart: i32, budget: i32): i32 {
     // (bulk work, xRET, CSR writes that may unmask an interrupt): a sample, not a count.
     if (fetchVa != 1 && interpreted >= (SLICE >> 1)) dcSampleHeat(slots);
     if (atomic.load<i32>(h + H_ATTN) != 0) { exit = EXIT_ATTENTION; break; }
+    if (catchUpTlbFlushes(h)) fetchVa = 1;
     const now = mtime();
     if (load<i32>(h + H_WFI) != 0) {
       if (!wakeupPending(h, now)) { exit = EXIT_HALT; break; }
@@ -673,9 +687,9 @@ export function run(hart: i32, budget: i32): i32 {
           pc = call_indirect<u64>(fInst(sp), h, fetchVa, pc, tlbRead, tlbWrite, limit - count + 1);
           const js = load<i32>(h + H_JIT_STATUS);
           const jr = load<i32>(h + H_JIT_RETIRED);
-          const stat = <usize>hart << 3; // the hart's own counters
-          store<u64>(VM_STAT_JIT_RETIRED + stat, load<u64>(VM_STAT_JIT_RETIRED + stat) + <u64>jr);
-          store<u64>(VM_STAT_JIT_ENTRIES + stat, load<u64>(VM_STAT_JIT_ENTRIES + stat) + 1);
+          const stat = <usize>VM_STAT_JIT + <usize>hart * JIT_STAT_STRIDE; // the hart's own counters
+          store<u64>(stat, load<u64>(stat) + <u64>jr);
+          store<u64>(stat + 8, load<u64>(stat + 8) + 1);
           // count++ above stands for the instruction that faulted, else for one that retired
           count += jr - (js == ST_FAULT ? 0 : 1);
           translated += jr;
@@ -791,5 +805,6 @@ export function run(hart: i32, budget: i32): i32 {
   store<i64>(h + H_EXIT_EXECUTED, executed);
   store<i64>(h + H_EXIT_RETIRED, retired);
   atomic.add<i64>(VM_INSTRET_TOTAL, retired); // harts of the VM may run on several threads
+  atomic.store<i32>(h + H_IN_RUN, 0);
   return exit;
 }

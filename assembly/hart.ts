@@ -6,7 +6,7 @@
 import {
   HART_BASE, HART_STRIDE, H_X, H_F, H_PRIV, H_MSTATUS, H_SATP, H_TLB, H_TLB_LIVE, TLB_TABLE_BYTES,
   TLB_ENTRIES, TLB_REGIMES, TLB_FETCH, TLB_WRITE, VM_NHARTS, VM_MTIME_OFFSET, VM_FLAGS,
-  VMF_MTIME_FROZEN, VM_MTIME_FROZEN, H_MIP, H_MIP_EXT, H_TLB_SUPER_LO, H_TLB_SUPER_HI, H_MTIMECMP, H_STIMECMP, H_MENVCFG, H_MIE,
+  VMF_MTIME_FROZEN, VM_MTIME_FROZEN, H_MIP, H_MIP_EXT, H_TLB_SUPER_LO, H_TLB_SUPER_HI, H_MTIMECMP, H_STIMECMP, H_MENVCFG, H_MIE, H_KICK,
 } from "./layout";
 
 // Privilege levels.
@@ -126,6 +126,12 @@ export function selectHart(hart: i32): void {
   refreshModes();
 }
 
+/** Act as M-mode for a host access to the selected hart's CSRs, its block unchanged (selectHart() ends it). */
+export function actAsMachine(): void {
+  priv = PRV_M;
+  refreshModes();
+}
+
 export function setPriv(p: i32): void {
   priv = p;
   store<i32>(H + H_PRIV, p);
@@ -210,6 +216,12 @@ export function flushTlbPage(va: u64): void {
     if ((live & (1 << r)) == 0) continue;
     for (let a = 0; a < 3; a++) store<i64>(tlbTable(r, a) + idx, -1);
   }
+}
+
+/** Something may wake the hart (an interrupt made pending, a new deadline): a thread asleep until it can run wakes. */
+export function kickHart(base: usize): void {
+  atomic.add<i32>(base + H_KICK, 1);
+  atomic.notify(base + H_KICK, -1);
 }
 
 /** A TLB entry is going into `table`, one of the current hart's: its regime's tables may hold entries now. */

@@ -5,7 +5,7 @@ import {
   H_PRIV, H_PC, H_MISA, H_MSTATUS, H_HARTID, H_EXIT_LOAD_RD, H_MTIMECMP, H_STIMECMP, H_MENVCFG,
   H_MIE, H_WFI, ROM_GPA, RAM_HOST, H_TLB, H_TLB_LIVE, TLB_REGIMES, TLB_TABLE_BYTES,
 } from "./layout";
-import { selectHart, hartBase, flushTlbAll, H, mtime, wakeupPending, MENVCFG_STCE, IRQ_MTI, IRQ_STI, PRV_M } from "./hart";
+import { selectHart, actAsMachine, hartBase, flushTlbAll, H, mtime, wakeupPending, MENVCFG_STCE, IRQ_MTI, IRQ_STI, PRV_M } from "./hart";
 import { csrAccess, csrIllegal, MISA_VALUE, MSTATUS_RESET, CSR_RW } from "./csr";
 import { dcFlushAll, dcInvalidate, dcSelect } from "./dcache";
 import { p2mReset, noteDirty, frameToGpa, markUsed } from "./p2m";
@@ -84,12 +84,10 @@ export function flushTlb(hart: i32): void {
 
 /** Read a CSR as M-mode would (for the host and debuggers). Returns 0 for unknown CSRs. */
 export function csrRead(hart: i32, num: i32): u64 {
+  // As M-mode, without writing the hart's privilege in its block: another thread may be running it.
   selectHart(hart);
-  const p = load<i32>(H + H_PRIV);
-  store<i32>(H + H_PRIV, PRV_M);
-  selectHart(hart);
+  actAsMachine();
   const v = csrAccess(<u32>num, CSR_RW, 0, false);
-  store<i32>(H + H_PRIV, p);
   selectHart(hart);
   return csrIllegal ? 0 : v;
 }
@@ -97,11 +95,8 @@ export function csrRead(hart: i32, num: i32): u64 {
 /** Write a CSR as M-mode would. Returns false if the CSR does not exist or is read-only. */
 export function csrWrite(hart: i32, num: i32, value: u64): bool {
   selectHart(hart);
-  const p = load<i32>(H + H_PRIV);
-  store<i32>(H + H_PRIV, PRV_M);
-  selectHart(hart);
+  actAsMachine();
   csrAccess(<u32>num, CSR_RW, value, true);
-  store<i32>(H + H_PRIV, p);
   selectHart(hart);
   return !csrIllegal;
 }

@@ -60,9 +60,11 @@ export const VM_STAT_SHADOW_RESET: i32 = 0x100b8; // whole-shadow resets (pool o
 export const VM_STAT_CTX_SWITCH: i32 = 0x100c0; // satp switches that found a cached shadow root
 export const VM_STAT_CTX_NEW: i32 = 0x100c8; // satp switches that needed a new shadow root
 export const VM_STAT_DIRTY_FAULT: i32 = 0x100d0; // first writes to pages write-protected for dirty logging
-// Per hart (MAX_HARTS x u64 each, so harts on different threads never share a counter):
-export const VM_STAT_JIT_RETIRED: i32 = 0x10100; // instructions retired by translated code (docs/TRANSLATION.md)
-export const VM_STAT_JIT_ENTRIES: i32 = 0x10140; // calls into translated code from the run loop
+// Per hart, each on a cache line of its own (harts on different threads write them at every
+// call into translated code): at VM_STAT_JIT + hart * JIT_STAT_STRIDE, u64 instructions retired
+// by translated code (docs/TRANSLATION.md), then u64 calls into it from the run loop.
+export const VM_STAT_JIT: i32 = 0x10200;
+export const JIT_STAT_STRIDE: i32 = 64;
 export const PAGING_STAT_COUNT: i32 = 11;
 
 export const VMF_SBI_IN_HOST: i32 = 1; // ecall from S-mode exits to the host (built-in SBI)
@@ -167,6 +169,16 @@ export const DEBUG_BP_MAX: i32 = 64;
 // i32 the hart's full fences do a locked add of zero to: a full barrier on the host (Binaryen
 // refuses atomic.fence here), on a line of its own hart's.
 export const H_FENCE: i32 = 0x6c0; // past H_DEBUG_BP's DEBUG_BP_MAX entries
+// Harts of one VM running on several threads (host/machine/remote-harts.ts): who may touch the
+// hart now, the exit a thread hands to the VM's home, the word a sleeping hart's thread waits on,
+// and remote TLB flushes (a request count the hart catches up with itself, at its next run() or
+// slice boundary; the requester waits only while the hart is inside run()).
+export const H_OWNER: i32 = 0x700; // i32: OWNER_*
+export const H_OWNER_EXIT: i32 = 0x704; // i32: EXIT_* handed to the home thread, -1 none
+export const H_KICK: i32 = 0x708; // i32: bumped and notified when something may wake the hart
+export const H_IN_RUN: i32 = 0x70c; // i32: 1 while a thread runs the hart (inside run())
+export const H_TLB_REQ: i32 = 0x710; // i32: TLB flushes requested by other harts
+export const H_TLB_DONE: i32 = 0x714; // i32: requests the hart has flushed for
 export const DBG_STEP: i32 = 1; // single step: every fetch takes the checked path (no translation), no interrupts at slice boundaries
 export const TA_EXEC: i32 = 1; // an execute trigger or a host breakpoint is armed
 export const TA_DATA: i32 = 2; // a load or store trigger is armed

@@ -11,7 +11,7 @@ import {
 import {
   H, priv, csr64, dataRegime, fetchRegime, dataPaged, fetchPaged, tlbRead, tlbWrite, tlbFetch,
   REGIME_U, REGIME_M, REGIME_S_SUM, PRV_U, PRV_S, PRV_M, MS_MXR, hartBase, nharts, mtime,
-  IRQ_MSI, noteSuperpage, noteTlbLive,
+  IRQ_MSI, noteSuperpage, noteTlbLive, kickHart,
 } from "./hart";
 import { dcInvalidate, noteWriteMapping } from "./dcache";
 import {
@@ -484,8 +484,10 @@ function clintAccess(va: u64, off: u64, size: u64, write: bool, v: u64): u64 {
     if (hart >= n || size != 4) return 0;
     const base = hartBase(<i32>hart);
     if (!write) return (<u64>atomic.load<u32>(base + H_MIP) >> 3) & 1;
-    if ((v & 1) != 0) atomic.or<u32>(base + H_MIP, <u32>IRQ_MSI);
-    else atomic.and<u32>(base + H_MIP, ~<u32>IRQ_MSI);
+    if ((v & 1) != 0) {
+      atomic.or<u32>(base + H_MIP, <u32>IRQ_MSI);
+      kickHart(base); // its thread may be asleep in WFI
+    } else atomic.and<u32>(base + H_MIP, ~<u32>IRQ_MSI);
     return 0;
   }
   if (off >= 0xbff8) {
@@ -509,6 +511,7 @@ function clintAccess(va: u64, off: u64, size: u64, write: bool, v: u64): u64 {
       const old = load<u64>(ptr);
       store<u64>(ptr, (old & ~(<u64>0xffffffff << shift)) | ((v & 0xffffffff) << shift));
     }
+    kickHart(hartBase(<i32>hart)); // a sleeping hart's thread sleeps until its old deadline
     return 0;
   }
   return 0;

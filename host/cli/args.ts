@@ -44,6 +44,8 @@ export interface BootCommand {
   consoleMonitor: boolean;
   /** Drives (by index in config.drives) that write to a temporary overlay dropped at exit (-snapshot, snapshot=on). */
   temporary: number[];
+  /** -accel tcg,thread=single: every hart on one thread (default: a VM with several harts runs them on two). */
+  singleThread: boolean;
 }
 
 export const HELP = `Usage: wasmvisor boot [options]
@@ -131,7 +133,9 @@ Any other option is refused with the reason. wasmvisor's own options (--mode, --
 -M virt,...         the machine (the only one)
 -cpu rv64[,EXT=on|off...]
                     the harts' model; extension properties are checked against what they have
--accel tcg          accepted: the harts run in WebAssembly
+-accel tcg[,thread=single|multi]
+                    the harts run in WebAssembly; a VM with several harts runs them on two
+                    threads at once (multi, the default) or on one (single)
 -m [size=]SIZE      guest RAM (128 = 128M; 1G)
 -smp [cpus=]N[,sockets=,cores=,threads=,maxcpus=N]
                     harts, 1-8
@@ -189,6 +193,7 @@ interface Gathered {
   /** Options given, as typed: --restore names them. */
   given: string[];
   gdb?: Endpoint;
+  singleThread: boolean;
 }
 
 interface OptionSpec {
@@ -235,7 +240,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   machine: { value: true, apply: (g, v) => machine(g, v) },
   M: { value: true, apply: (g, v) => machine(g, v) },
   cpu: { value: true, apply: (_g, v) => checkCpu(v) },
-  accel: { value: true, apply: (_g, v) => checkAccel(v) },
+  accel: { value: true, apply: (g, v) => { if (checkAccel(v) === "single") g.singleThread = true; } },
   nographic: flagOnly(() => {}), // the serial console is the terminal anyway
   display: { value: true, apply: (_g, v) => checkDisplay(v) },
   serial: { value: true, apply: (_g, v) => checkSerial(v) },
@@ -394,7 +399,7 @@ function onlyProps(what: string, props: Map<string, string>, known: string): voi
 function gather(argv: string[], front: Frontend): Gathered {
   const g: Gathered = {
     fields: {}, drives: [], nets: [], rngIds: new Set(), devices: [], dumpDtbOnly: false, stats: false, help: false, version: false, paused: false,
-    snapshotAll: false, qmp: [], monitors: [], consoleMonitor: true, given: [],
+    snapshotAll: false, qmp: [], monitors: [], consoleMonitor: true, given: [], singleThread: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -471,6 +476,7 @@ export function parseCli(argv: string[]): Command {
   return {
     kind: front === "start" ? "start" : "boot", config, dtbOut: g.dtbOut, dumpDtbOnly: g.dumpDtbOnly, stats: g.stats, ...(g.restore !== undefined ? { restore: g.restore } : {}),
     paused: g.paused, named: g.fields.name !== undefined, qmp: g.qmp, monitors: g.monitors, ...(g.gdb ? { gdb: g.gdb } : {}), consoleMonitor: g.consoleMonitor, temporary,
+    singleThread: g.singleThread,
   };
 }
 

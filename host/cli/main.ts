@@ -43,9 +43,13 @@ async function boot(cmd: BootCommand): Promise<number> {
     }
   }
   const scratch = cmd.temporary.length ? temporaryOverlays(cmd) : null;
-  // One VM on one pCPU: no balancing, no watchdog (a guest at a terminal is its user's to judge,
-  // as on QEMU), and the host's memory is not a limit (guest RAM is committed as it is touched).
-  const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, watchdogSeconds: 0, overcommit: Infinity, fileDescriptors: Infinity, migrationKey });
+  // One VM: no balancing, no watchdog (a guest at a terminal is its user's to judge, as on
+  // QEMU), and the host's memory is not a limit (guest RAM is committed as it is touched). Its
+  // home pCPU, and a second one for the upper half of its harts if it has several (and the host
+  // the cores) unless -accel tcg,thread=single.
+  const harts = cmd.restore ? 2 : cmd.config.smp;
+  const cpus = cmd.singleThread ? 1 : Math.max(1, Math.min(2, harts, nodePlatform.resources().cpus));
+  const hv = await Hypervisor.start(nodePlatform, { cpus, balance: false, watchdogSeconds: 0, overcommit: Infinity, fileDescriptors: Infinity, migrationKey });
   const cleanUp = () => { if (scratch) rmSync(scratch, { recursive: true, force: true }); };
   let name: string;
   try {

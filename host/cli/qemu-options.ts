@@ -208,9 +208,20 @@ export function parseMachine(text: string): { dtbOut?: string } {
   return out;
 }
 
-export function checkAccel(text: string): void {
-  const { head } = splitProps(text);
+/**
+ * -accel tcg[,thread=single|multi]: the harts of a VM run on one thread (single) or on up to two
+ * at once (multi, the default as QEMU's on a multi-core host). Returns the thread setting given.
+ */
+export function checkAccel(text: string): "single" | "multi" | undefined {
+  const { head, props } = splitProps(text);
   if (head !== "tcg") throw new QemuOptionError(`-accel ${head}: wasmvisor's harts run in WebAssembly, its accelerator is its own: use -accel tcg or leave it out`);
+  let thread: "single" | "multi" | undefined;
+  for (const [k, v] of props) {
+    if (k === "thread" && (v === "single" || v === "multi")) thread = v;
+    else if (k === "thread") throw new QemuOptionError(`-accel tcg,thread=${v}: thread is single or multi`);
+    else throw new QemuOptionError(`-accel tcg,${k}=${v}: wasmvisor's accelerator takes thread=single|multi only`);
+  }
+  return thread;
 }
 
 /** -global: only virtio-mmio.force-legacy, which chooses the virtio-mmio interface version. */

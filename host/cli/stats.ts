@@ -44,5 +44,10 @@ export function formatStats(s: VmStats): string {
       ` ${count(j.translations)} pages translated (${count(j.live)} live, ${(j.liveWasmBytes / 1024).toFixed(0)} KiB),` +
       ` ${j.compileMs.toFixed(1)} ms compiling (${j.translations ? ((1000 * j.compileMs) / j.translations).toFixed(0) : 0} µs a page)`);
   }
+  const sp = s.spread;
+  if (sp) {
+    lines.push(`  parallel: hart${sp.harts.length > 1 ? "s" : ""} ${sp.harts.join(", ")} ran on pCPU ${sp.pcpu}'s thread: ${(sp.cpuMs / 1000).toFixed(2)} s of CPU` +
+      (sp.jit ? `, ${count(sp.jit.retired)} instructions translated there (${count(sp.jit.translations)} pages)` : ""));
+  }
   return lines.join("\n") + "\n";
 }

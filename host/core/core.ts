@@ -31,6 +31,9 @@ export interface CoreExports {
   completePendingLoad(hart: number): void;
 }
 
+/** Longest a remote TLB flush waits for the hart's thread to reach a slice boundary (ms). */
+const REMOTE_FLUSH_WAIT_MS = 100;
+
 /** Timebase of the machine: mtime counts at 10 MHz. */
 export const TIMEBASE_HZ = 10_000_000;
 
@@ -342,8 +345,10 @@ export class Core {
   /** Set or clear a core-owned mip bit (SSIP for IPIs from the built-in SBI). */
   setMip(hart: number, bit: number, level: boolean): void {
     const idx = (this.hartBase(hart) + L.H_MIP) >> 2;
-    if (level) Atomics.or(this.i32, idx, 1 << bit);
-    else Atomics.and(this.i32, idx, ~(1 << bit));
+    if (level) {
+      Atomics.or(this.i32, idx, 1 << bit);
+      this.kick(hart);
+    } else Atomics.and(this.i32, idx, ~(1 << bit));
   }
   halted(hart: number): boolean {
     return this.view.getInt32(this.hartBase(hart) + L.H_WFI, true) !== 0;
@@ -395,8 +400,38 @@ export class Core {
   /** Drive a host-owned mip bit (MEIP/SEIP) of a hart. Safe from any thread. */
   setIrq(hart: number, bit: number, level: boolean): void {
     const idx = (this.hartBase(hart) + L.H_MIP_EXT) >> 2;
-    if (level) Atomics.or(this.i32, idx, 1 << bit);
-    else Atomics.and(this.i32, idx, ~(1 << bit));
+    if (level) {
+      Atomics.or(this.i32, idx, 1 << bit);
+      this.kick(hart);
+    } else Atomics.and(this.i32, idx, ~(1 << bit));
+  }
+  /**
+   * Something may wake `hart` (an interrupt made pending, its halt ended): a thread asleep on the
+   * hart's kick word (kickWord) wakes. The core kicks too, for CLINT writes to another hart.
+   */
+  kick(hart: number): void {
+    const idx = (this.hartBase(hart) + L.H_KICK) >> 2;
+    Atomics.add(this.i32, idx, 1);
+    Atomics.notify(this.i32, idx);
+  }
+  /** The word a thread waits on (Atomics.wait or waitAsync) while `hart` sleeps: see kick(). */
+  kickWord(hart: number): { i32: Int32Array; index: number } {
+    return { i32: this.i32, index: (this.hartBase(hart) + L.H_KICK) >> 2 };
+  }
+  /**
+   * Flush `hart`'s TLB for an SBI remote fence. The hart may be running on another thread: it
+   * flushes itself at its next slice boundary (or next run()), and this waits only while it is
+   * inside run() and has not yet (a few microseconds: a slice).
+   */
+  remoteFlushTlb(hart: number): void {
+    const base = this.hartBase(hart);
+    const req = Atomics.add(this.i32, (base + L.H_TLB_REQ) >> 2, 1) + 1;
+    const deadline = performance.now() + REMOTE_FLUSH_WAIT_MS;
+    while (Atomics.load(this.i32, (base + L.H_IN_RUN) >> 2) !== 0 && ((Atomics.load(this.i32, (base + L.H_TLB_DONE) >> 2) - req) | 0) < 0) {
+      // A hart stays in run() for at most a budget's worth of slices; past that something is wrong
+      // with its thread, and the flush still happens at its next boundary.
+      if (performance.now() > deadline) break;
+    }
   }
   /** Ask a running hart to return from run() at its next slice boundary. */
   requestAttention(hart: number): void {

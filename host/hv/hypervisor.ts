@@ -111,6 +111,10 @@ interface VmRecord {
   carried: { cpuMs: number; stealMs: number };
   /** The balancer's view: CPU + steal total at its last look, and when it may move the VM again. */
   balance: { demandTotal: number; at: number; settledUntil: number };
+  /** The pCPU running the upper half of its harts (spread()), or null: all run on its home. */
+  partner: Home | null;
+  /** The last partner it had (its figures outlive the loan). */
+  lastPartner: Home | null;
 }
 
 const CONSOLE_OUT = 1 << 16;
@@ -185,7 +189,13 @@ export class Hypervisor implements Control {
     if (!home.alive) return;
     home.alive = false;
     for (const [name, vm] of this.vms) {
+      if (vm.partner === home) {
+        vm.partner = null;
+        if (vm.home.alive && !ended(vm.state)) this.background(`taking ${name}'s harts back`, vm.home.pcpu.reclaim(name));
+      }
       if (vm.home !== home || ended(vm.state)) continue;
+      // Its harts on another pCPU stop there (nothing hands them work any more).
+      if (vm.partner?.alive) this.background(`stopping ${name}'s harts on pCPU ${vm.partner.index}`, vm.partner.pcpu.abandon(name));
       this.markEnded(vm, "failed", `its pCPU worker ${home.index} died`, EMULATION_FAILURE);
       this.opts.onEvent?.(`${name} failed: ${vm.reason}`);
     }
@@ -285,7 +295,7 @@ export class Hypervisor implements Control {
       config, fds, home: this.place(), state: "created", waiters: [], committed,
       out: new ByteRing(CONSOLE_OUT), input: new ByteRing(CONSOLE_IN),
       scrollback: [], scrollbackBytes: 0, listeners: new Set(), resetListeners: new Set(), debugListeners: new Set(), held: new Set(), unheld: null, restarts: 0, restartTimes: [], dtb: new Uint8Array(0),
-      moves: 0, busy: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 }, migration: null, migrating: false, snapshot: null,
+      moves: 0, busy: null, carried: { cpuMs: 0, stealMs: 0 }, balance: { demandTotal: 0, at: performance.now(), settledUntil: 0 }, migration: null, migrating: false, snapshot: null, partner: null, lastPartner: null,
     };
     this.vms.set(name, vm);
     return vm;
@@ -377,6 +387,44 @@ export class Hypervisor implements Control {
       if (opts.stop) this.markEnded(vm, "stopped", `saved to ${file}`, 0);
       return { name, file, bytes: r.bytes, pages: r.pages, totalMs: r.totalMs, downtimeMs: r.downtimeMs, state: vm.state };
     });
+  }
+
+  /**
+   * A running VM with several harts runs the upper half of them on another pCPU, the one with
+   * the least weight on it (its home lends them: host/machine/remote-harts.ts), so its vCPUs run
+   * in parallel. The loan lasts until the VM ends or leaves its home (a move, a migration).
+   */
+  private async spread(vm: VmRecord): Promise<void> {
+    await this.exclusive(vm, async () => {
+      const name = vm.config.name;
+      if (this.vms.get(name) !== vm || vm.state !== "running" || !vm.home.alive) return;
+      // A loan ends with its home's (a move revoked it): the VM spreads again from its new home.
+      if (vm.partner && vm.partner !== vm.home && vm.partner.alive) return;
+      const partner = this.leastLoaded(vm.home);
+      if (!partner) return;
+      const loan = await vm.home.pcpu.lend(name);
+      if (!loan) return;
+      try {
+        await partner.pcpu.borrow(loan);
+        vm.partner = vm.lastPartner = partner;
+      } catch (e) {
+        await vm.home.pcpu.unlend(name).catch(() => {});
+        throw e;
+      }
+    });
+  }
+
+  // The live pCPU other than `except` with the least weight of VMs and lent harts on it, or null.
+  private leastLoaded(except: Home): Home | null {
+    const load = this.homes.map(() => 0);
+    for (const vm of this.vms.values()) {
+      if (vm.state !== "created" && vm.state !== "running") continue;
+      load[vm.home.index] += vm.config.cpu.weight;
+      if (vm.partner) load[vm.partner.index] += vm.config.cpu.weight;
+    }
+    let best: Home | null = null;
+    for (const h of this.homes) if (h !== except && h.alive && (!best || load[h.index] < load[best.index])) best = h;
+    return best;
   }
 
   // The pCPU with the least weight of live VMs on it.
@@ -510,7 +558,10 @@ export class Hypervisor implements Control {
   async machineStats(name: string): Promise<MachineStats> {
     const vm = await this.settled(name);
     this.alive(vm);
-    return (await vm.home.pcpu.stats(name)).machine;
+    const machine = (await vm.home.pcpu.stats(name)).machine;
+    const partner = vm.partner ?? vm.lastPartner;
+    const spread = partner?.alive ? await partner.pcpu.borrowedStats(name, partner.index).catch(() => null) : null;
+    return spread ? { ...machine, spread: { ...spread, pcpu: partner!.index } } : machine;
   }
 
   /**
@@ -557,6 +608,7 @@ export class Hypervisor implements Control {
       this.alive(vm);
       if (!target.alive) throw new HvError(500, `pCPU ${to}'s worker is not running`);
       const m = await from.pcpu.release(name);
+      vm.partner = null; // the release took its harts back
       try {
         await target.pcpu.adopt(m);
       } catch (e) {
@@ -951,6 +1003,10 @@ export class Hypervisor implements Control {
       for (const l of vm?.resetListeners ?? []) l();
       return;
     }
+    if (e.state === "lendable") {
+      if (vm) this.background(`spreading ${e.name}'s harts`, this.spread(vm));
+      return;
+    }
     if (e.state === "debug") {
       // The pCPU paused the VM for its debugger.
       if (vm?.state === "running") vm.state = "paused";
@@ -980,6 +1036,7 @@ export class Hypervisor implements Control {
     vm.state = state;
     vm.reason = reason;
     vm.exitCode = code;
+    vm.partner = null; // its machine closed, which took its harts back
     const info = this.infoOf(vm);
     for (const w of vm.waiters.splice(0)) w(info);
   }

@@ -26,7 +26,7 @@ import { PostcopyPages, SnapshotPages, type IncomingRam } from "./incoming-ram";
 import { DestinationReplies, GO, type MigrationTarget } from "../migration/link";
 import { concatBytes } from "../util/bytes";
 import { ByteRing, ringDoorbell } from "../util/ring";
-import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason, type DebugStop } from "../machine/virt";
+import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason, type DebugStop, type BorrowedStats } from "../machine/virt";
 import { debugRequest, type DebugRequest } from "../machine/debug";
 import type { DriveConfig, VmConfig } from "../config/vm-config";
 import type { DiskFormat } from "../disk/formats";
@@ -34,6 +34,8 @@ import type { Platform } from "../platform/platform";
 import { saveCpu, type CpuState } from "../state/cpu";
 import { transition, ended, type Action, type VmState } from "./lifecycle";
 import { GUEST_RESET_END } from "./types";
+import { BorrowedHarts, type HartLoan } from "../machine/remote-harts";
+import { WakeWords, type SharedWord } from "../util/wake-words";
 
 export interface HostedVmRequest {
   config: VmConfig;
@@ -49,7 +51,9 @@ export interface HostedVmRequest {
 
 
 /** What a pCPU tells the control plane of its VMs: an end (VmEvent), a reset the guest did, or a debugger's stop (the VM is paused). */
-export type PcpuEvent = VmEvent | { name: string; state: "reset" } | { name: string; state: "debug"; stop: DebugStop };
+export type PcpuEvent = VmEvent | { name: string; state: "reset" } | { name: string; state: "debug"; stop: DebugStop }
+  /** A VM with several harts runs and could run some on another pCPU (lend()). */
+  | { name: string; state: "lendable" };
 
 /** What the control plane hears when a VM ends by itself. */
 export interface VmEvent {
@@ -201,6 +205,20 @@ interface Hosted {
   lazy: IncomingRam | null;
 }
 
+/** Harts of a VM homed on another pCPU, run here (remote-harts.ts): one scheduler entity. */
+interface Borrowed {
+  /** The scheduler's id: the VM's name and BORROWED_SUFFIX. */
+  id: string;
+  harts: BorrowedHarts;
+  workPerMs: number;
+  wakeAt: number;
+}
+
+/** A borrowed entity's scheduler id is its VM's name and this (no VM name holds a '/'). */
+const BORROWED_SUFFIX = "/harts";
+/** Ended loans whose figures a pCPU keeps. */
+const LAST_LOANS = 64;
+
 /** The largest disk a migration in may have copied here (bytes). */
 const MAX_COPIED_DISK = 16 * 2 ** 40;
 
@@ -215,6 +233,9 @@ const TOUCHED_SUFFIX = ".touched";
 
 export class Pcpu {
   private readonly vms = new Map<string, Hosted>();
+  /** Harts of VMs homed elsewhere run here, by scheduler id. */
+  private readonly borrowed = new Map<string, Borrowed>();
+  private readonly wakeWords = new WakeWords();
   private sched = new Scheduler();
   private doorbell = new Int32Array(new SharedArrayBuffer(4));
   private onEvent: (e: PcpuEvent) => void = () => {};
@@ -246,6 +267,7 @@ export class Pcpu {
   release(name: string): MovingVm {
     const vm = this.get(name);
     if (ended(vm.state)) throw new Error(`${name} is ${vm.state}: nothing to move`);
+    vm.machine.unlend(); // every hart here, between two instructions, before its state is written
     this.flushConsole(vm);
     vm.machine.core.fetchAll(); // RAM goes as it is: pages still in a snapshot come in first
     const chunks: Uint8Array[] = [];
@@ -352,6 +374,7 @@ export class Pcpu {
     if (core.lazy) return more;
     vm.lazy = null;
     l.close(core, true);
+    if (vm.state === "running") this.offerHarts(vm);
     return false;
   }
 
@@ -370,6 +393,8 @@ export class Pcpu {
     if (ended(vm.state)) throw new Error(`cannot snapshot ${name}: it is ${vm.state}`);
     const file = this.platform.createStateFile(path, { what: "snapshot", dirs: opts.dirs, replaces: STATE_MAGIC });
     const core = vm.machine.core;
+    // Its harts all run here while it is saved: dirty logging and the final stop see every one.
+    vm.machine.gatherHarts();
     try {
       core.fetchAll(); // a restored VM's pages still in its snapshot: the encoder reads RAM as it is
       const w = new StateWriter((chunk) => file.write(chunk));
@@ -403,6 +428,8 @@ export class Pcpu {
       file.abort();
       if (this.vms.get(name) === vm && core.dirtyLogging) core.setDirtyLog(false);
       throw e;
+    } finally {
+      if (vm.state === "running") vm.machine.scatterHarts();
     }
   }
 
@@ -427,6 +454,7 @@ export class Pcpu {
     tell();
     const link = await this.platform.connectMigration(target, opts.key);
     const core = vm.machine.core;
+    vm.machine.gatherHarts(); // dirty logging and the stop see every hart: all run here meanwhile
     let moving: MovingVm | null = null;
     let committed = false;
     try {
@@ -572,6 +600,7 @@ export class Pcpu {
       } else if (this.vms.get(name) === vm) {
         if (core.dirtyLogging) core.setDirtyLog(false);
         for (const d of machineDisks(vm.machine)) if (d.dirtyLogging) d.stopDirtyLog();
+        if (vm.state === "running") vm.machine.scatterHarts();
       }
       return { ...p };
     }
@@ -846,6 +875,118 @@ export class Pcpu {
     return { name, state: vm.state, machine: vm.machine.stats(), sched: this.sched.stats(name, performance.now()), consoleDropped: vm.dropped };
   }
 
+  // ---- harts on several pCPUs (host/machine/remote-harts.ts) ----
+
+  /**
+   * Lend the upper half of a VM's harts to another pCPU (borrow() there), or null if the VM
+   * cannot run harts elsewhere now: one hart, shadow paging (its shadow tables are not made for
+   * several threads), memory still coming in, ended, or lending already.
+   */
+  lend(name: string): HartLoan | null {
+    const vm = this.get(name);
+    const m = vm.machine;
+    const n = m.core.harts;
+    if (n < 2 || ended(vm.state) || m.lentHarts.length || m.core.paging !== "nested" || m.core.lazy || vm.lazy) return null;
+    const lent = Array.from({ length: n - Math.ceil(n / 2) }, (_, i) => Math.ceil(n / 2) + i);
+    m.lend(lent);
+    if (vm.state !== "running") m.gatherHarts();
+    const c = vm.req.config;
+    return {
+      vm: name, memory: m.core.memory, ramSize: m.core.ramSize, harts: n, lent,
+      local: Array.from({ length: Math.ceil(n / 2) }, (_, i) => i), paging: m.core.paging,
+      jit: c.jit ?? this.platform.defaultJit?.() ?? "off", cpu: c.cpu,
+    };
+  }
+
+  // Tell the control plane a running VM could spread its harts (it decides where, and lend()s).
+  private offerHarts(vm: Hosted): void {
+    const m = vm.machine;
+    if (m.core.harts >= 2 && !m.lentHarts.length && m.core.paging === "nested" && !vm.lazy) this.onEvent({ name: vm.name, state: "lendable" });
+  }
+
+  /** Take back the harts a VM lent (the borrower lets go of them). */
+  unlend(name: string): void {
+    this.vms.get(name)?.machine.unlend();
+  }
+
+  /**
+   * The pCPU that borrowed a VM's harts is gone: they come back. A hart that was in the middle
+   * of a run is half-way, and the VM fails.
+   */
+  reclaim(name: string): void {
+    const vm = this.vms.get(name);
+    if (!vm || ended(vm.state)) return;
+    if (!vm.machine.reclaimLent()) this.end(vm, "failed", "the pCPU running some of its harts died in the middle of a run", true, EMULATION_FAILURE);
+    else this.ring();
+  }
+
+  /** Run harts of a VM homed on another pCPU here, as the home lent them (Pcpu.lend there). */
+  borrow(loan: HartLoan): void {
+    const id = loan.vm + BORROWED_SUFFIX;
+    if (this.borrowed.has(id)) throw new Error(`harts of ${loan.vm} already run on this pCPU`);
+    const core = new Core({ module: this.platform.coreModule(), memory: loan.memory, ramSize: loan.ramSize, harts: loan.harts, paging: loan.paging, codeCache: 1 });
+    const harts = new BorrowedHarts(loan, core, loan.jit === "on" ? this.platform.jitCompiler?.() : undefined);
+    this.borrowed.set(id, { id, harts, workPerMs: 100_000, wakeAt: Infinity });
+    this.sched.add(id, { weight: loan.cpu.weight, cap: loan.cpu.cap });
+    this.ensureLoop();
+    this.ring();
+  }
+
+  /** The home of a VM whose harts run here is gone (its worker died): they stop here too. */
+  abandon(vm: string): void {
+    const b = this.borrowed.get(vm + BORROWED_SUFFIX);
+    if (b) this.dropBorrowed(b);
+  }
+
+  /** What this pCPU did with the harts `vm` lent it, now or until the loan ended (the last loan's), or null. */
+  borrowedStats(vm: string, pcpu: number): BorrowedStats | null {
+    const b = this.borrowed.get(vm + BORROWED_SUFFIX);
+    if (!b) return this.lastLoans.get(vm) ?? null;
+    return { harts: b.harts.loan.lent, pcpu, cpuMs: this.sched.cpuMs(b.id), ...(b.harts.tier ? { jit: b.harts.tier.stats(b.harts.loan.lent) } : {}) };
+  }
+
+  /** Figures of loans that ended, by VM (the most recent LAST_LOANS), for a VM's stats after it stopped. */
+  private readonly lastLoans = new Map<string, BorrowedStats>();
+
+  private dropBorrowed(b: Borrowed): void {
+    const vm = b.harts.loan.vm;
+    this.lastLoans.delete(vm);
+    this.lastLoans.set(vm, { harts: b.harts.loan.lent, pcpu: -1, cpuMs: this.sched.cpuMs(b.id), ...(b.harts.tier ? { jit: b.harts.tier.stats(b.harts.loan.lent) } : {}) });
+    if (this.lastLoans.size > LAST_LOANS) this.lastLoans.delete(this.lastLoans.keys().next().value!);
+    b.harts.tier?.close();
+    this.borrowed.delete(b.id);
+    this.sched.remove(b.id);
+  }
+
+  // A slice of the borrowed harts: steps until the slice ends, they all sleep, or another entity preempts.
+  private runBorrowed(b: Borrowed, sliceMs: number): void {
+    const t0 = performance.now();
+    let t = t0;
+    let work = 0;
+    try {
+      for (;;) {
+        const did = b.harts.step(Math.max(10_000, Math.round(b.workPerMs * STEP_MS)));
+        work += did;
+        t = performance.now();
+        if (did === 0) {
+          b.wakeAt = t + b.harts.secondsUntilWake() * 1000;
+          this.sched.setRunnable(b.id, false, t);
+          break;
+        }
+        if (t - t0 >= sliceMs) break;
+        this.pollWakeups(t);
+        if (this.sched.preempts(b.id)) break;
+      }
+    } catch (e) {
+      // An emulation error on a borrowed hart: the hart goes back to its home, which fails the VM.
+      t = performance.now();
+      b.harts.fail((e as Error).message);
+    }
+    const ran = t - t0;
+    this.sched.charge(b.id, ran, t);
+    if (ran > 0.2 && work > 0) b.workPerMs = 0.8 * b.workPerMs + 0.2 * (work / ran);
+  }
+
   /** CPU time received plus CPU time waited for (steal), ms, per VM here: what the balancer weighs. */
   demand(): Record<string, number> {
     const now = performance.now();
@@ -874,6 +1015,12 @@ export class Pcpu {
 
   private setState(vm: Hosted, state: "running" | "paused"): void {
     vm.state = state;
+    // A paused VM's harts are all here (a debugger, the monitor, a save look at them).
+    if (state === "paused") vm.machine.gatherHarts();
+    else {
+      vm.machine.scatterHarts();
+      this.offerHarts(vm);
+    }
     const now = performance.now();
     this.sched.setRunnable(vm.name, state === "running", now);
     if (state === "running") {
@@ -922,6 +1069,15 @@ export class Pcpu {
       this.pollWakeups(now);
       const d = this.sched.pick(now);
       if (d.kind === "run") {
+        const b = this.borrowed.get(d.id);
+        if (b) {
+          this.runBorrowed(b, d.sliceMs);
+          if (performance.now() - turnStart >= YIELD_MS) {
+            await this.platform.yieldTurn();
+            turnStart = performance.now();
+          }
+          continue;
+        }
         const vm = this.vms.get(d.id)!;
         this.runSlice(vm, d.sliceMs);
         this.fillLazy(vm, FILL_SLICE_MS);
@@ -933,9 +1089,16 @@ export class Pcpu {
         }
         continue;
       }
-      // Nothing may run: sleep until a timer, a cap refill, or the doorbell.
+      // Nothing may run: sleep until a timer, a cap refill, the doorbell, or a kick of a hart
+      // that runs on several threads (sampled before the last look at whether they can run).
+      const words: SharedWord[] = [{ i32: this.doorbell, index: 0 }];
+      for (const vm of this.vms.values()) if (vm.state === "running") words.push(...vm.machine.wakeWords());
+      for (const b of this.borrowed.values()) words.push(...b.harts.wakeWords());
+      const seen = this.wakeWords.sample(words);
+      if (words.length > 1 && this.pollWakeups(performance.now())) continue;
       let until = d.untilMs ?? Infinity;
-      let any = false;
+      let any = this.borrowed.size > 0;
+      for (const b of this.borrowed.values()) until = Math.min(until, b.wakeAt);
       for (const vm of this.vms.values()) {
         if (vm.lazy && this.fillLazy(vm, FILL_IDLE_MS)) until = performance.now(); // more to fill: look again at once
         if (vm.backlogBytes) {
@@ -950,10 +1113,9 @@ export class Pcpu {
         until = Math.min(until, vm.wakeAt);
       }
       if (!any && d.untilMs === null) return; // nothing left to run; start() restarts the loop
-      const seen = Atomics.load(this.doorbell, 0);
       const ms = Math.max(0, Math.min(until - performance.now(), 1000));
-      const w = Atomics.waitAsync(this.doorbell, 0, seen, ms);
-      if (w.async) await w.value;
+      const changed = words.some((w, i) => Atomics.load(w.i32, w.index) !== seen[i]);
+      if (!changed && ms > 0) await this.wakeWords.wait(words, seen, ms);
       // The doorbell rang, or the time had come, before the wait began: the event loop still
       // gets its turn (on the calling thread, the control plane lives there).
       else if (performance.now() - turnStart >= YIELD_MS) await this.platform.yieldTurn();
@@ -962,8 +1124,18 @@ export class Pcpu {
     }
   }
 
-  // Halted VMs whose timer is due, or that an interrupt or console input made runnable.
-  private pollWakeups(now: number): void {
+  // Halted VMs whose timer is due, or that an interrupt or console input made runnable (and
+  // borrowed harts likewise). Returns whether it woke one.
+  private pollWakeups(now: number): boolean {
+    let woke = false;
+    for (const b of this.borrowed.values()) {
+      if (b.harts.revoked) this.dropBorrowed(b);
+      else if (!this.sched.isRunnable(b.id) && (now >= b.wakeAt || b.harts.runnable())) {
+        b.wakeAt = Infinity;
+        this.sched.setRunnable(b.id, true, now, true);
+        woke = true;
+      }
+    }
     for (const vm of this.vms.values()) {
       if (vm.state !== "running" || this.sched.isRunnable(vm.name)) continue;
       if (this.consoleFull(vm)) { // it waits for its console's reader
@@ -973,8 +1145,10 @@ export class Pcpu {
       if (now >= vm.wakeAt || vm.machine.runnable()) {
         vm.wakeAt = Infinity;
         this.sched.setRunnable(vm.name, true, now, true);
+        woke = true;
       }
     }
+    return woke;
   }
 
   /** Whether the VM has so much console output waiting for the reader that it must not run (after handing over what fits). */

@@ -150,12 +150,13 @@ export class TranslationTier {
     this.closed = true;
   }
 
-  stats(): JitStats {
+  /** This tier's translations; instructions retired translated by `harts` (default: every hart, whatever thread ran them). */
+  stats(harts?: readonly number[]): JitStats {
     const { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs } = this.counts;
-    let retired = 0, entries = 0; // the VM's, all harts (whatever thread runs them)
-    for (let h = 0; h < this.core.harts; h++) {
-      retired += Number(this.core.view.getBigUint64(L.VM_STAT_JIT_RETIRED + h * 8, true));
-      entries += Number(this.core.view.getBigUint64(L.VM_STAT_JIT_ENTRIES + h * 8, true));
+    let retired = 0, entries = 0;
+    for (const h of harts ?? Array.from({ length: this.core.harts }, (_, i) => i)) {
+      retired += Number(this.core.view.getBigUint64(L.VM_STAT_JIT + h * L.JIT_STAT_STRIDE, true));
+      entries += Number(this.core.view.getBigUint64(L.VM_STAT_JIT + h * L.JIT_STAT_STRIDE + 8, true));
     }
     return { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, retired, entries };
   }

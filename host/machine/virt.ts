@@ -26,6 +26,7 @@ import { parseMac } from "../net/packet";
 import { TranslationTier, type JitMode, type JitStats } from "../jit/tier";
 import type { JitCompiler } from "../jit/compiler";
 import { MachineDebugger } from "./debug";
+import { EXIT_REMOTE_FAILED, LentHarts } from "./remote-harts";
 
 /** The ISA every hart advertises in the devicetree. */
 export const HART_ISA = "rv64imafdc_zicntr_zicsr_zifencei_zihpm_zba_zbb_zbs_sstc";
@@ -146,7 +147,17 @@ export interface MachineStats {
    * rather than among the exits to the host.
    */
   paging: { mode: Paging } & PagingStats;
-  /** The translation tier's figures, when it is on. */
+  /** The translation tier's figures, when it is on (this thread's: a borrower's are in `spread`). */
+  jit?: JitStats;
+  /** Harts that ran on another pCPU's thread (remote-harts.ts): which, where, its CPU time and translations there. */
+  spread?: BorrowedStats;
+}
+
+/** What a pCPU that borrowed harts of a VM did with them. */
+export interface BorrowedStats {
+  harts: number[];
+  pcpu: number;
+  cpuMs: number;
   jit?: JitStats;
 }
 
@@ -262,6 +273,20 @@ export class VirtMachine {
   private readonly attached: Attached[] = [];
   /** The VM's bandwidth buckets by name ("disk-bytes"), shared by its devices. */
   private readonly buckets = new Map<string, TokenBucket>();
+  /** Harts lent to another pCPU's thread (remote-harts.ts), or null: every hart runs here. */
+  private lent: LentHarts | null = null;
+  // An exit a lent hart handed back costs this VM's step what it costs a local hart's.
+  private readonly handleLentExit = (h: number, reason: number): boolean => {
+    this.dmaBytes = 0;
+    const on = this.handleExit(h, reason);
+    this.work += EXIT_WORK + Math.floor(this.dmaBytes / 64);
+    this.dmaBytes = 0;
+    return on;
+  };
+  // A lent hart goes out whenever it may run, asleep in WFI or not (the borrower sleeps it until
+  // an interrupt or its timer); it stays here while stopped or suspended by the SBI, held by a
+  // debugger, or the machine stops.
+  private readonly lentCanRun = (h: number) => !this.stopReason && !this.resetRequested && !this.debugStopped && !this.debugger.held(h) && (this.sbi ? this.sbi.started(h) || this.sbi.runnable(h) : true);
 
   constructor(private readonly cfg: VirtConfig) {
     const harts = cfg.harts ?? 1;
@@ -479,6 +504,7 @@ export class VirtMachine {
 
   /** Release disks (flushed) and network backends. */
   close(): void {
+    this.unlend();
     this.jit?.close();
     for (const d of this.cfg.drives ?? []) {
       try { d.backend.flush(); } catch { /* read-only or already closed */ }
@@ -625,6 +651,10 @@ export class VirtMachine {
   /** Back to power-on: harts reset, devices keep their wiring, images are reloaded. */
   private reboot(): void {
     this.resetRequested = false;
+    // Every hart here while the machine is put back to power-on (a reset clears the hart blocks).
+    const scatter = this.lent !== null && !this.lent.isGathered;
+    this.lent?.gather(this.handleLentExit);
+    this.resetRequested = false; // a lent hart's exit may have asked again
     // Devices too: a virtio device left live would keep writing into the new kernel's memory.
     for (const v of this.virtio) v.reset();
     for (const d of this.ata) d.reset();
@@ -637,6 +667,57 @@ export class VirtMachine {
     this.core.reset();
     this.sbi?.reset();
     this.loadImages();
+    if (scatter) this.scatterHarts();
+  }
+
+  // ---- harts on another pCPU's thread (remote-harts.ts) ----
+
+  /**
+   * Lend harts `harts` to another thread, which runs them with a Core of its own over this VM's
+   * memory (BorrowedHarts); they go out as they can run. Their exits come back here (step()).
+   */
+  lend(harts: number[]): void {
+    if (this.lent) throw new Error("this VM already lends harts");
+    if (this.core.harts < 2) throw new Error("a VM with one hart runs it on its home pCPU");
+    if (this.core.paging !== "nested") throw new Error("only VMs with nested paging can run harts on several threads");
+    if (this.core.lazy) throw new Error("a VM whose memory is still coming in cannot lend harts");
+    if (!harts.length || harts.some((h) => !Number.isInteger(h) || h < 0 || h >= this.core.harts)) throw new Error(`no such harts to lend: ${harts.join(",")}`);
+    this.lent = new LentHarts(this.core, harts);
+  }
+
+  /** The harts lent, or none. */
+  get lentHarts(): readonly number[] {
+    return this.lent?.harts ?? [];
+  }
+
+  /** Every hart here again until scatterHarts() (a pause, a snapshot, a debugger): call between steps. */
+  gatherHarts(): void {
+    this.lent?.gather(this.handleLentExit);
+  }
+
+  /** Lent harts go out again (after gatherHarts()). */
+  scatterHarts(): void {
+    this.lent?.scatter();
+  }
+
+  /** End the loan: every hart here for good, the borrower lets go. */
+  unlend(): void {
+    if (!this.lent) return;
+    const lent = this.lent;
+    this.lent = null;
+    lent.revoke(this.handleLentExit);
+  }
+
+  /** The borrower's thread died: its harts come back; false if one was in the middle of a run (its state is half-way). */
+  reclaimLent(): boolean {
+    const lent = this.lent;
+    this.lent = null;
+    return lent ? lent.reclaim() : true;
+  }
+
+  /** Words a thread asleep for this VM waits on: its harts' kick words (an interrupt from another thread, an exit handed back). */
+  wakeWords(): { i32: Int32Array; index: number }[] {
+    return this.lent ? Array.from({ length: this.core.harts }, (_, h) => this.core.kickWord(h)) : [];
   }
 
   /**
@@ -647,7 +728,7 @@ export class VirtMachine {
    */
   step(budget = BUDGET_PER_STEP): StepResult {
     const core = this.core;
-    let ran = false;
+    let ran = this.lent?.service(this.handleLentExit, this.lentCanRun) ?? false;
     this.dmaBytes = 0;
     if (core.harts === 1) {
       // One hart takes its step in one turn: the turn loop below costs a tiny step 50 ns.
@@ -666,12 +747,14 @@ export class VirtMachine {
         for (let h = 0; h < core.harts && !this.stopReason && !this.resetRequested && !this.debugStopped; h++) {
           if (left[h] <= 0) continue;
           this.feedInput();
-          if (!this.hartRunnable(h)) {
+          if (this.lent?.has(h) || !this.hartRunnable(h)) {
             left[h] = 0;
             continue;
           }
           ran = true;
-          const work = this.runHart(h, Math.min(left[h], HART_QUANTUM));
+          // Turns only when several harts share this thread (the others may be lent).
+          const alone = this.lent !== null && this.lent.harts.length === core.harts - 1 && !this.lent.isGathered;
+          const work = this.runHart(h, alone ? left[h] : Math.min(left[h], HART_QUANTUM));
           this.work += work;
           left[h] = this.budgetSpent ? left[h] - work : 0;
           if (left[h] > 0) more = true;
@@ -679,6 +762,7 @@ export class VirtMachine {
       }
     }
     if (this.jit?.mode === "on" && ran) this.work += this.jit.update(); // compiling is the VM's work too
+    if (this.lent?.service(this.handleLentExit, this.lentCanRun)) ran = true;
     this.rtc.poll();
     this.retryDevices();
     this.flushOutput();
@@ -697,7 +781,7 @@ export class VirtMachine {
     }
     if (ran) return { state: "running" };
     let sleep = Infinity;
-    for (let h = 0; h < core.harts; h++) sleep = Math.min(sleep, core.secondsUntilTimer(h));
+    for (let h = 0; h < core.harts; h++) if (!this.lent?.isAway(h)) sleep = Math.min(sleep, core.secondsUntilTimer(h));
     for (const t of this.virtio) sleep = Math.min(sleep, t.retryMs() / 1000); // rate-limited I/O
     return { state: "idle", sleepSeconds: sleep };
   }
@@ -756,6 +840,11 @@ export class VirtMachine {
     } else if (reason === L.EXIT_ATTENTION) {
       this.exits.attention++;
       core.clearAttention(h);
+      // A hart on another thread handed an exit back: handled now, and this hart runs on.
+      if (this.lent) {
+        this.lent.service(this.handleLentExit, this.lentCanRun);
+        return !this.stopReason && !this.resetRequested && !this.debugStopped;
+      }
       return false;
     } else if (reason === L.EXIT_SBI) {
       this.exits.sbi++;
@@ -767,6 +856,9 @@ export class VirtMachine {
       // A watchpoint stops before the access; debuggers (GDB, as QEMU serves it) expect it done.
       if (stop.kind !== 4) this.debugger.runPastAccess(h);
       this.debugStopped = stop;
+      return false;
+    } else if (reason === EXIT_REMOTE_FAILED) {
+      this.stop({ kind: "error", code: EMULATION_FAILURE, message: `hart ${h} failed on the pCPU it was lent to (an emulation error there)` });
       return false;
     } else {
       this.stop({ kind: "error", code: EMULATION_FAILURE, message: `core returned unknown exit ${reason}` });
@@ -826,7 +918,8 @@ export class VirtMachine {
   runnable(): boolean {
     this.feedInput();
     this.retryDevices();
-    for (let h = 0; h < this.core.harts; h++) if (this.hartRunnable(h)) return true;
+    if (this.lent?.pending(this.lentCanRun)) return true;
+    for (let h = 0; h < this.core.harts; h++) if (!this.lent?.has(h) && this.hartRunnable(h)) return true;
     return false;
   }
 

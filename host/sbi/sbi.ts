@@ -176,6 +176,11 @@ export class BuiltinSbi {
     c.setHalted(hart, false);
   }
 
+  /** Whether `hart` is started (running, or waiting in WFI): neither stopped nor suspended. */
+  started(hart: number): boolean {
+    return this.state[hart] === HART_STARTED;
+  }
+
   /** Whether the scheduler may run `hart` (started, or suspended and woken). */
   runnable(hart: number): boolean {
     const s = this.state[hart];
@@ -225,10 +230,11 @@ export class BuiltinSbi {
         else ret(SBI_ERR_NOT_SUPPORTED);
         break;
       case EXT.RFENCE:
-        // The core has no decoded-code cache yet, so fence.i needs nothing; sfence.vma drops the
-        // target harts' TLBs (whole, which is always allowed).
+        // fence.i needs nothing: a store drops the page's decoded code in every thread's cache.
+        // sfence.vma drops the target harts' TLBs (whole, which is always allowed), each on its
+        // own thread if it runs on another (Core.remoteFlushTlb).
         if (fid === 0) ret(this.forHarts(a(0), a(1), () => {}));
-        else if (fid === 1 || fid === 2) ret(this.forHarts(a(0), a(1), (h) => c.exports.flushTlb(h)));
+        else if (fid === 1 || fid === 2) ret(this.forHarts(a(0), a(1), (h) => c.remoteFlushTlb(h)));
         else ret(SBI_ERR_NOT_SUPPORTED);
         break;
       case EXT.HSM:
@@ -417,7 +423,7 @@ export class BuiltinSbi {
         for (let h = 0; h < c.harts; h++) {
           if (((mask >> BigInt(h)) & 1n) === 0n) continue;
           if (eid === LEGACY_SEND_IPI) c.setMip(h, IRQ_SSI, true);
-          else if (eid !== LEGACY_REMOTE_FENCE_I) c.exports.flushTlb(h);
+          else if (eid !== LEGACY_REMOTE_FENCE_I) c.remoteFlushTlb(h);
         }
         return 0;
       }

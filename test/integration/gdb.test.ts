@@ -26,14 +26,16 @@ beforeAll(async () => {
 function gdb(file: string, commands: string[], opts: { interruptAfterMs?: number; timeoutMs?: number } = {}): Promise<string> {
   const args = ["-batch", "-nx", "-ex", "set pagination off", "-ex", "set confirm off", "-ex", `file ${file}`, ...commands.flatMap((c) => ["-ex", c])];
   const child = spawn(GDB, args, { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
+  // Its messages after its output: interleaved, one (a source file it cannot find) could land
+  // in the middle of a backtrace line.
+  let out = "", err = "";
   child.stdout.on("data", (d: Buffer) => { out += d.toString(); });
-  child.stderr.on("data", (d: Buffer) => { out += d.toString(); });
+  child.stderr.on("data", (d: Buffer) => { err += d.toString(); });
   const timers = [setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000)];
   if (opts.interruptAfterMs !== undefined) timers.push(setTimeout(() => child.kill("SIGINT"), opts.interruptAfterMs));
   return new Promise((resolve) => child.on("exit", () => {
     for (const t of timers) clearTimeout(t);
-    resolve(out);
+    resolve(out + err);
   }));
 }
 

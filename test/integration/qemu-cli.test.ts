@@ -142,6 +142,8 @@ describe("QEMU's options map onto the VM configuration", () => {
     expect(qemu("-gdb tcp:127.0.0.1:26000").gdb).toMatchObject({ kind: "tcp", host: "127.0.0.1", port: 26000, wait: false });
     expect(qemu("--gdb 26001").gdb).toMatchObject({ kind: "tcp", host: "127.0.0.1", port: 26001, wait: false });
     expect(qemu("-gdb none").gdb).toBeUndefined();
+    // -accel tcg,thread=: a VM's harts on up to two threads (multi, the default) or on one.
+    expect([c.singleThread, qemu("-accel tcg,thread=multi").singleThread, qemu("-accel tcg,thread=single").singleThread]).toEqual([false, false, true]);
   });
 
   test("what wasmvisor does not have is refused, naming the option, in one line", () => {
@@ -155,6 +157,8 @@ describe("QEMU's options map onto the VM configuration", () => {
     refused(["-machine", "sifive_u"], /-machine sifive_u: .*'virt' machine only/);
     refused(["-machine", "virt,aia=aplic-imsic"], /-machine virt,aia=aplic-imsic: .*does not have that/);
     refused(["-cpu", "sifive-u54"], /-cpu sifive-u54: .*use -cpu rv64/);
+    refused(["-accel", "tcg,thread=many"], /-accel tcg,thread=many: thread is single or multi/);
+    refused(["-accel", "tcg,tb-size=64"], /-accel tcg,tb-size=64: .*thread=single\|multi only/);
     refused(["-cpu", "rv64,v=true"], /-cpu v=true: wasmvisor's harts do not have v/);
     refused(["-cpu", "rv64,c=off"], /-cpu c=off: wasmvisor's harts always have c/);
     refused(["-smp", "2,maxcpus=4"], /-smp maxcpus=4: .*no CPU hot-plug/);
