@@ -6,7 +6,7 @@
 
 import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
-  H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_FENCE, H_IN_RUN, H_TLB_REQ, H_TLB_DONE, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
+  H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_FENCE, H_IN_RUN, H_TLB_REQ, H_TLB_DONE, H_FENCEI_REQ, H_FENCEI_DONE, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
   VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, VM_STAT_JIT, JIT_STAT_STRIDE, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
   EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, EXIT_DEBUG, H_TRIG_ARMED, TA_EXEC, TA_STEP, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, JIT_SLOT, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
@@ -89,14 +89,24 @@ const TLB_INDEX_MASK: u64 = <u64>(TLB_ENTRIES - 1);
   return o;
 }
 
-// Harts on other threads asked for this hart's TLB to be flushed (an SBI remote fence): flush
-// and say up to which request. Returns whether it flushed.
-function catchUpTlbFlushes(h: usize): bool {
-  const req = atomic.load<i32>(h + H_TLB_REQ);
-  if (req == load<i32>(h + H_TLB_DONE)) return false;
-  flushTlbRegimes(PAGED_REGIMES);
-  atomic.store<i32>(h + H_TLB_DONE, req);
-  return true;
+// Harts on other threads asked this hart for an SBI remote fence: its TLB flushed (sfence.vma),
+// its thread's decoded code dropped (fence.i). Each says up to which request it has done.
+// Returns whether it did one.
+function catchUpRemoteFences(h: usize): bool {
+  let did = false;
+  const tlb = atomic.load<i32>(h + H_TLB_REQ);
+  if (tlb != load<i32>(h + H_TLB_DONE)) {
+    flushTlbRegimes(PAGED_REGIMES);
+    atomic.store<i32>(h + H_TLB_DONE, tlb);
+    did = true;
+  }
+  const code = atomic.load<i32>(h + H_FENCEI_REQ);
+  if (code != load<i32>(h + H_FENCEI_DONE)) {
+    dcFlush();
+    atomic.store<i32>(h + H_FENCEI_DONE, code);
+    did = true;
+  }
+  return did;
 }
 
 // Values held across an exit: the pending MMIO load is completed on the next run().
@@ -402,7 +412,7 @@ export function run(hart: i32, budget: i32): i32 {
   }
   // In run() before looking for flush requests: a requester that sees neither waits for nothing.
   atomic.store<i32>(h + H_IN_RUN, 1);
-  catchUpTlbFlushes(h);
+  catchUpRemoteFences(h);
   completeMmioLoad();
   takeCharged(); // what host calls did since the last run() is not this run's work
   let pc = load<u64>(h + H_PC);
@@ -422,7 +432,7 @@ export function run(hart: i32, budget: i32): i32 {
     // (bulk work, xRET, CSR writes that may unmask an interrupt): a sample, not a count.
     if (fetchVa != 1 && interpreted >= (SLICE >> 1)) dcSampleHeat(slots);
     if (atomic.load<i32>(h + H_ATTN) != 0) { exit = EXIT_ATTENTION; break; }
-    if (catchUpTlbFlushes(h)) fetchVa = 1;
+    if (catchUpRemoteFences(h)) fetchVa = 1;
     const now = mtime();
     if (load<i32>(h + H_WFI) != 0) {
       if (!wakeupPending(h, now)) { exit = EXIT_HALT; break; }

@@ -174,11 +174,13 @@ export const H_FENCE: i32 = 0x6c0; // past H_DEBUG_BP's DEBUG_BP_MAX entries
 // and remote TLB flushes (a request count the hart catches up with itself, at its next run() or
 // slice boundary; the requester waits only while the hart is inside run()).
 export const H_OWNER: i32 = 0x700; // i32: OWNER_*
-export const H_OWNER_EXIT: i32 = 0x704; // i32: EXIT_* handed to the home thread, -1 none
+export const H_OWNER_EXIT: i32 = 0x704; // i32: EXIT_* handed to the home thread, 0 none
 export const H_KICK: i32 = 0x708; // i32: bumped and notified when something may wake the hart
 export const H_IN_RUN: i32 = 0x70c; // i32: 1 while a thread runs the hart (inside run())
 export const H_TLB_REQ: i32 = 0x710; // i32: TLB flushes requested by other harts
 export const H_TLB_DONE: i32 = 0x714; // i32: requests the hart has flushed for
+export const H_FENCEI_REQ: i32 = 0x718; // i32: remote fence.i requested by other harts (the hart empties its thread's code cache)
+export const H_FENCEI_DONE: i32 = 0x71c; // i32: requests the hart has done
 export const DBG_STEP: i32 = 1; // single step: every fetch takes the checked path (no translation), no interrupts at slice boundaries
 export const TA_EXEC: i32 = 1; // an execute trigger or a host breakpoint is armed
 export const TA_DATA: i32 = 2; // a load or store trigger is armed

@@ -424,10 +424,17 @@ export class Core {
    * inside run() and has not yet (a few microseconds: a slice).
    */
   remoteFlushTlb(hart: number): void {
+    this.remoteFence(hart, L.H_TLB_REQ, L.H_TLB_DONE);
+  }
+  /** An SBI remote fence.i on `hart`: its thread's decoded code is dropped, as remoteFlushTlb() does for the TLB. */
+  remoteFenceI(hart: number): void {
+    this.remoteFence(hart, L.H_FENCEI_REQ, L.H_FENCEI_DONE);
+  }
+  private remoteFence(hart: number, reqAt: number, doneAt: number): void {
     const base = this.hartBase(hart);
-    const req = Atomics.add(this.i32, (base + L.H_TLB_REQ) >> 2, 1) + 1;
+    const req = Atomics.add(this.i32, (base + reqAt) >> 2, 1) + 1;
     const deadline = performance.now() + REMOTE_FLUSH_WAIT_MS;
-    while (Atomics.load(this.i32, (base + L.H_IN_RUN) >> 2) !== 0 && ((Atomics.load(this.i32, (base + L.H_TLB_DONE) >> 2) - req) | 0) < 0) {
+    while (Atomics.load(this.i32, (base + L.H_IN_RUN) >> 2) !== 0 && ((Atomics.load(this.i32, (base + doneAt) >> 2) - req) | 0) < 0) {
       // A hart stays in run() for at most a budget's worth of slices; past that something is wrong
       // with its thread, and the flush still happens at its next boundary.
       if (performance.now() > deadline) break;

@@ -398,8 +398,8 @@ export class Hypervisor implements Control {
     await this.exclusive(vm, async () => {
       const name = vm.config.name;
       if (this.vms.get(name) !== vm || vm.state !== "running" || !vm.home.alive) return;
-      // A loan ends with its home's (a move revoked it): the VM spreads again from its new home.
-      if (vm.partner && vm.partner !== vm.home && vm.partner.alive) return;
+      // The home knows whether it lends already (lend() answers null then): a loan ended with a
+      // move, a failed migration's return or a borrower's death is offered again.
       const partner = this.leastLoaded(vm.home);
       if (!partner) return;
       const loan = await vm.home.pcpu.lend(name);

@@ -393,9 +393,9 @@ export class Pcpu {
     if (ended(vm.state)) throw new Error(`cannot snapshot ${name}: it is ${vm.state}`);
     const file = this.platform.createStateFile(path, { what: "snapshot", dirs: opts.dirs, replaces: STATE_MAGIC });
     const core = vm.machine.core;
-    // Its harts all run here while it is saved: dirty logging and the final stop see every one.
-    vm.machine.gatherHarts();
     try {
+      // Its harts all run here while it is saved: dirty logging and the final stop see every one.
+      vm.machine.gatherHarts("snapshot");
       core.fetchAll(); // a restored VM's pages still in its snapshot: the encoder reads RAM as it is
       const w = new StateWriter((chunk) => file.write(chunk));
       writeConfig(w, withDiskFormats(vm));
@@ -429,7 +429,7 @@ export class Pcpu {
       if (this.vms.get(name) === vm && core.dirtyLogging) core.setDirtyLog(false);
       throw e;
     } finally {
-      if (vm.state === "running") vm.machine.scatterHarts();
+      vm.machine.scatterHarts("snapshot");
     }
   }
 
@@ -454,7 +454,7 @@ export class Pcpu {
     tell();
     const link = await this.platform.connectMigration(target, opts.key);
     const core = vm.machine.core;
-    vm.machine.gatherHarts(); // dirty logging and the stop see every hart: all run here meanwhile
+    vm.machine.gatherHarts("migration"); // dirty logging and the stop see every hart: all run here meanwhile
     let moving: MovingVm | null = null;
     let committed = false;
     try {
@@ -600,7 +600,7 @@ export class Pcpu {
       } else if (this.vms.get(name) === vm) {
         if (core.dirtyLogging) core.setDirtyLog(false);
         for (const d of machineDisks(vm.machine)) if (d.dirtyLogging) d.stopDirtyLog();
-        if (vm.state === "running") vm.machine.scatterHarts();
+        vm.machine.scatterHarts("migration");
       }
       return { ...p };
     }
@@ -851,7 +851,13 @@ export class Pcpu {
 
   /** Every hart's registers and CSRs by name, as a state stream holds them (the monitor's info registers). */
   registers(name: string): CpuState {
-    return saveCpu(this.get(name).machine.core, Date.now());
+    const m = this.get(name).machine;
+    m.gatherHarts("registers"); // each hart between two instructions, none changing meanwhile
+    try {
+      return saveCpu(m.core, Date.now());
+    } finally {
+      m.scatterHarts("registers");
+    }
   }
 
   /**
@@ -861,7 +867,14 @@ export class Pcpu {
   debug(name: string, req: DebugRequest): unknown {
     const vm = this.get(name);
     if (ended(vm.state)) throw new Error(`cannot debug ${name}: it has ${vm.state === "failed" ? "failed" : "stopped"} (${vm.reason})`);
-    const out = debugRequest(vm.machine, req);
+    // Every hart home while the debugger looks or changes anything (GDB may ask while it runs).
+    vm.machine.gatherHarts("debugger");
+    let out: unknown;
+    try {
+      out = debugRequest(vm.machine, req);
+    } finally {
+      vm.machine.scatterHarts("debugger");
+    }
     const r = vm.machine.stopped;
     if (r) {
       const clean = r.kind === "poweroff" || r.kind === "reset" || (r.kind === "htif" && r.code === 0);
@@ -889,7 +902,7 @@ export class Pcpu {
     if (n < 2 || ended(vm.state) || m.lentHarts.length || m.core.paging !== "nested" || m.core.lazy || vm.lazy) return null;
     const lent = Array.from({ length: n - Math.ceil(n / 2) }, (_, i) => Math.ceil(n / 2) + i);
     m.lend(lent);
-    if (vm.state !== "running") m.gatherHarts();
+    if (vm.state !== "running") m.gatherHarts("paused");
     const c = vm.req.config;
     return {
       vm: name, memory: m.core.memory, ramSize: m.core.ramSize, harts: n, lent,
@@ -917,7 +930,10 @@ export class Pcpu {
     const vm = this.vms.get(name);
     if (!vm || ended(vm.state)) return;
     if (!vm.machine.reclaimLent()) this.end(vm, "failed", "the pCPU running some of its harts died in the middle of a run", true, EMULATION_FAILURE);
-    else this.ring();
+    else {
+      this.ring();
+      if (vm.state === "running") this.offerHarts(vm); // to the pCPU that replaces it, or another
+    }
   }
 
   /** Run harts of a VM homed on another pCPU here, as the home lent them (Pcpu.lend there). */
@@ -958,8 +974,20 @@ export class Pcpu {
     this.sched.remove(b.id);
   }
 
+  /** The borrowed entity running now: pollWakeups() does not drop it under runBorrowed(). */
+  private runningBorrowed: Borrowed | null = null;
+
   // A slice of the borrowed harts: steps until the slice ends, they all sleep, or another entity preempts.
   private runBorrowed(b: Borrowed, sliceMs: number): void {
+    this.runningBorrowed = b;
+    try {
+      this.runBorrowedSlice(b, sliceMs);
+    } finally {
+      this.runningBorrowed = null;
+    }
+  }
+
+  private runBorrowedSlice(b: Borrowed, sliceMs: number): void {
     const t0 = performance.now();
     let t = t0;
     let work = 0;
@@ -1014,11 +1042,11 @@ export class Pcpu {
   }
 
   private setState(vm: Hosted, state: "running" | "paused"): void {
-    vm.state = state;
     // A paused VM's harts are all here (a debugger, the monitor, a save look at them).
-    if (state === "paused") vm.machine.gatherHarts();
-    else {
-      vm.machine.scatterHarts();
+    if (state === "paused") vm.machine.gatherHarts("paused");
+    vm.state = state;
+    if (state === "running") {
+      vm.machine.scatterHarts("paused");
       this.offerHarts(vm);
     }
     const now = performance.now();
@@ -1129,11 +1157,17 @@ export class Pcpu {
   private pollWakeups(now: number): boolean {
     let woke = false;
     for (const b of this.borrowed.values()) {
-      if (b.harts.revoked) this.dropBorrowed(b);
-      else if (!this.sched.isRunnable(b.id) && (now >= b.wakeAt || b.harts.runnable())) {
-        b.wakeAt = Infinity;
-        this.sched.setRunnable(b.id, true, now, true);
-        woke = true;
+      if (b.harts.revoked) {
+        if (b !== this.runningBorrowed) this.dropBorrowed(b);
+      }
+      else if (!this.sched.isRunnable(b.id)) {
+        // Asleep: its harts' timers as they are now (a kick may have brought a hart with an earlier one).
+        b.wakeAt = now + b.harts.secondsUntilWake() * 1000;
+        if (now >= b.wakeAt || b.harts.runnable()) {
+          b.wakeAt = Infinity;
+          this.sched.setRunnable(b.id, true, now, true);
+          woke = true;
+        }
       }
     }
     for (const vm of this.vms.values()) {

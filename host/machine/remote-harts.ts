@@ -63,7 +63,10 @@ function words(core: Core, h: number) {
 /** The home's side of a loan (VirtMachine holds one while some of its harts run elsewhere). */
 export class LentHarts {
   private readonly isLent: boolean[];
-  private gathered = false;
+  /** Why every hart is home now (a pause, a snapshot, a migration, a reset...): they go out again once none is left. */
+  private readonly holds = new Set<string>();
+  /** service() or gather() rounds under way: an exit handled there must not start another service() round. */
+  private rounds = 0;
 
   constructor(private readonly core: Core, readonly harts: readonly number[]) {
     this.isLent = Array.from({ length: core.harts }, (_, h) => harts.includes(h));
@@ -76,7 +79,12 @@ export class LentHarts {
 
   /** Whether hart h is lent (and not gathered): the home does not run it. */
   has(h: number): boolean {
-    return !this.gathered && this.isLent[h] === true;
+    return this.holds.size === 0 && this.isLent[h] === true;
+  }
+
+  /** Whether service() or gather() is handling an exit now. */
+  get servicing(): boolean {
+    return this.rounds > 0;
   }
 
   /** Whether hart h is lent and with the borrower now (its timer is the borrower's to watch). */
@@ -89,28 +97,30 @@ export class LentHarts {
    * lent hart the home has that `canRun`. Returns whether an exit was handled.
    */
   service(handle: (h: number, reason: number) => boolean, canRun: (h: number) => boolean): boolean {
-    if (this.gathered) return false;
+    if (this.holds.size || this.rounds) return false;
     const i32 = this.core.i32;
     let handled = false;
-    for (const h of this.harts) {
-      const w = words(this.core, h);
-      if (Atomics.load(i32, w.owner) !== OWNER_HOME) continue;
-      const reason = Atomics.exchange(i32, w.exit, 0);
-      if (reason !== 0) {
-        handle(h, reason);
-        handled = true;
+    this.rounds++;
+    try {
+      for (const h of this.harts) {
+        const w = words(this.core, h);
+        if (Atomics.load(i32, w.owner) !== OWNER_HOME) continue;
+        const reason = Atomics.exchange(i32, w.exit, 0);
+        if (reason !== 0) {
+          handle(h, reason);
+          handled = true;
+        }
+        if (this.holds.size === 0 && canRun(h) && Atomics.compareExchange(i32, w.owner, OWNER_HOME, OWNER_PARKED) === OWNER_HOME) this.core.kick(h);
       }
-      if (canRun(h)) {
-        Atomics.store(i32, w.owner, OWNER_PARKED);
-        this.core.kick(h);
-      }
+    } finally {
+      this.rounds--;
     }
     return handled;
   }
 
   /** Whether service() has something to do: an exit handed back, or a hart to hand out. */
   pending(canRun: (h: number) => boolean): boolean {
-    if (this.gathered) return false;
+    if (this.holds.size) return false;
     const i32 = this.core.i32;
     for (const h of this.harts) {
       const w = words(this.core, h);
@@ -124,55 +134,72 @@ export class LentHarts {
    * stop at its next slice boundary and waited for; exits handed back are handled, so each hart
    * is between two instructions, as a local one is between steps.
    */
-  gather(handle: (h: number, reason: number) => boolean): void {
+  gather(why: string, handle: (h: number, reason: number) => boolean): void {
+    const first = this.holds.size === 0;
+    this.holds.add(why);
+    if (!first) return; // home already
     const i32 = this.core.i32;
-    for (const h of this.harts) {
-      const w = words(this.core, h);
-      const deadline = performance.now() + GATHER_TIMEOUT_MS;
-      for (;;) {
-        const st = Atomics.load(i32, w.owner);
-        if (st === OWNER_HOME || st === OWNER_REVOKED) break;
-        if (st === OWNER_PARKED) {
-          if (Atomics.compareExchange(i32, w.owner, OWNER_PARKED, OWNER_HOME) === OWNER_PARKED) break;
-          continue;
+    this.rounds++;
+    try {
+      for (const h of this.harts) {
+        const w = words(this.core, h);
+        const deadline = performance.now() + GATHER_TIMEOUT_MS;
+        for (;;) {
+          const st = Atomics.load(i32, w.owner);
+          if (st === OWNER_HOME || st === OWNER_REVOKED) break;
+          if (st === OWNER_PARKED) {
+            if (Atomics.compareExchange(i32, w.owner, OWNER_PARKED, OWNER_HOME) === OWNER_PARKED) break;
+            continue;
+          }
+          this.core.requestAttention(h);
+          if (performance.now() > deadline) throw new Error(`hart ${h} runs on another pCPU whose thread does not answer`);
+          Atomics.wait(i32, w.owner, OWNER_RUNNING, 1);
         }
-        this.core.requestAttention(h);
-        if (performance.now() > deadline) throw new Error(`hart ${h} runs on another pCPU whose thread does not answer`);
-        Atomics.wait(i32, w.owner, OWNER_RUNNING, 1);
+        this.core.clearAttention(h); // asked for above, or by an earlier gather the hart parked before seeing
+        const reason = Atomics.exchange(i32, w.exit, 0);
+        if (reason !== 0) handle(h, reason);
       }
-      const reason = Atomics.exchange(i32, w.exit, 0);
-      if (reason !== 0) handle(h, reason);
+    } catch (e) {
+      // Not all home: the harts that are go out again as they can, the others were never taken.
+      this.holds.delete(why);
+      throw e;
+    } finally {
+      this.rounds--;
     }
-    this.gathered = true;
   }
 
-  /** Let the harts go out again (as they can run). */
-  scatter(): void {
-    this.gathered = false;
+  /** One reason to keep the harts home is gone: with none left, they go out again (as they can run). */
+  scatter(why: string): void {
+    this.holds.delete(why);
   }
 
   get isGathered(): boolean {
-    return this.gathered;
+    return this.holds.size > 0;
   }
 
   /** End the loan: harts gathered for good, the borrower told to let them go. */
   revoke(handle: (h: number, reason: number) => boolean): void {
-    this.gather(handle);
+    this.gather("revoked", handle);
     for (const h of this.harts) {
       Atomics.store(this.core.i32, words(this.core, h).owner, OWNER_REVOKED);
       this.core.kick(h);
     }
   }
 
-  /** The borrower's thread died: whatever it held comes back as it is (a hart in the middle of a run may be half-way). */
-  reclaim(): boolean {
+  /**
+   * The borrower's thread died: whatever it held comes back as it is, exits it had handed back
+   * handled; false if a hart was in the middle of a run (half-way: it must not run again).
+   */
+  reclaim(handle: (h: number, reason: number) => boolean): boolean {
     let clean = true;
+    this.holds.add("reclaimed");
     for (const h of this.harts) {
       const w = words(this.core, h);
-      if (Atomics.exchange(this.core.i32, w.owner, OWNER_REVOKED) === OWNER_RUNNING) clean = false;
-      Atomics.store(this.core.i32, w.exit, 0);
+      const was = Atomics.exchange(this.core.i32, w.owner, OWNER_REVOKED);
+      const reason = Atomics.exchange(this.core.i32, w.exit, 0);
+      if (was === OWNER_RUNNING) clean = false;
+      else if (reason !== 0) handle(h, reason);
     }
-    this.gathered = true;
     return clean;
   }
 }
@@ -235,6 +262,7 @@ export class BorrowedHarts {
    * go home. Returns the work done.
    */
   step(budget: number): number {
+    if (this.failure !== null) return 0; // this thread's Core threw: nothing more runs on it
     const { core, loan, left } = this;
     const i32 = core.i32;
     const all = this.tier?.mode === "all";

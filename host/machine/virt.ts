@@ -324,6 +324,7 @@ export class VirtMachine {
           if (kind === "reboot") this.resetRequested = true;
           else this.stop(failure ? { kind: "fail", code: 1 } : { kind: "poweroff", code: 0 });
         },
+        sameThread: (a, b) => (this.lent?.has(a) ?? false) === (this.lent?.has(b) ?? false),
       });
       this.core.setFlags(L.VMF_SBI_IN_HOST);
     }
@@ -652,8 +653,7 @@ export class VirtMachine {
   private reboot(): void {
     this.resetRequested = false;
     // Every hart here while the machine is put back to power-on (a reset clears the hart blocks).
-    const scatter = this.lent !== null && !this.lent.isGathered;
-    this.lent?.gather(this.handleLentExit);
+    this.lent?.gather("reset", this.handleLentExit);
     this.resetRequested = false; // a lent hart's exit may have asked again
     // Devices too: a virtio device left live would keep writing into the new kernel's memory.
     for (const v of this.virtio) v.reset();
@@ -667,7 +667,7 @@ export class VirtMachine {
     this.core.reset();
     this.sbi?.reset();
     this.loadImages();
-    if (scatter) this.scatterHarts();
+    this.lent?.scatter("reset");
   }
 
   // ---- harts on another pCPU's thread (remote-harts.ts) ----
@@ -690,14 +690,16 @@ export class VirtMachine {
     return this.lent?.harts ?? [];
   }
 
-  /** Every hart here again until scatterHarts() (a pause, a snapshot, a debugger): call between steps. */
-  gatherHarts(): void {
-    this.lent?.gather(this.handleLentExit);
+  /**
+   * Every hart here, for `why` (a pause, a snapshot, a migration), until scatterHarts(why); the
+   * harts go out again when no reason is left. Call between steps.
+   */
+  gatherHarts(why: string): void {
+    this.lent?.gather(why, this.handleLentExit);
   }
 
-  /** Lent harts go out again (after gatherHarts()). */
-  scatterHarts(): void {
-    this.lent?.scatter();
+  scatterHarts(why: string): void {
+    this.lent?.scatter(why);
   }
 
   /** End the loan: every hart here for good, the borrower lets go. */
@@ -712,7 +714,7 @@ export class VirtMachine {
   reclaimLent(): boolean {
     const lent = this.lent;
     this.lent = null;
-    return lent ? lent.reclaim() : true;
+    return lent ? lent.reclaim(this.handleLentExit) : true;
   }
 
   /** Words a thread asleep for this VM waits on: its harts' kick words (an interrupt from another thread, an exit handed back). */
@@ -840,9 +842,10 @@ export class VirtMachine {
     } else if (reason === L.EXIT_ATTENTION) {
       this.exits.attention++;
       core.clearAttention(h);
-      // A hart on another thread handed an exit back: handled now, and this hart runs on.
+      // A hart on another thread handed an exit back: handled now (unless this is that round's
+      // own exit), and this hart runs on.
       if (this.lent) {
-        this.lent.service(this.handleLentExit, this.lentCanRun);
+        if (!this.lent.servicing) this.lent.service(this.handleLentExit, this.lentCanRun);
         return !this.stopReason && !this.resetRequested && !this.debugStopped;
       }
       return false;
@@ -852,6 +855,9 @@ export class VirtMachine {
       if (timed) this.exitSeconds.sbi += (performance.now() - t0) / 1000;
       if (core.halted(h)) return false; // hart_stop / hart_suspend
     } else if (reason === L.EXIT_DEBUG) {
+      // All harts stop for the debugger (the pCPU pauses the VM, which keeps them home): home now,
+      // before the watchpoint's step below touches every hart's triggers.
+      this.gatherHarts("paused");
       const stop = { hart: h, ...core.debugExit(h) };
       // A watchpoint stops before the access; debuggers (GDB, as QEMU serves it) expect it done.
       if (stop.kind !== 4) this.debugger.runPastAccess(h);

@@ -66,6 +66,8 @@ export interface SbiPlatform {
   consoleRead(): number;
   /** System reset: "shutdown" with a failure flag, or "reboot". */
   reset(kind: "shutdown" | "reboot", failure: boolean): void;
+  /** Whether harts a and b run on one thread, with one decoded-code cache (default: all do). */
+  sameThread?(a: number, b: number): boolean;
 }
 
 interface PendingResume {
@@ -176,6 +178,10 @@ export class BuiltinSbi {
     c.setHalted(hart, false);
   }
 
+  private sameThread(a: number, b: number): boolean {
+    return this.platform.sameThread?.(a, b) ?? true;
+  }
+
   /** Whether `hart` is started (running, or waiting in WFI): neither stopped nor suspended. */
   started(hart: number): boolean {
     return this.state[hart] === HART_STARTED;
@@ -230,10 +236,11 @@ export class BuiltinSbi {
         else ret(SBI_ERR_NOT_SUPPORTED);
         break;
       case EXT.RFENCE:
-        // fence.i needs nothing: a store drops the page's decoded code in every thread's cache.
-        // sfence.vma drops the target harts' TLBs (whole, which is always allowed), each on its
-        // own thread if it runs on another (Core.remoteFlushTlb).
-        if (fid === 0) ret(this.forHarts(a(0), a(1), () => {}));
+        // fence.i drops the decoded code of the target harts' threads, sfence.vma their TLBs
+        // (whole, which is always allowed), each hart itself if it runs on another thread
+        // (Core.remoteFenceI, remoteFlushTlb).
+        // (A hart on the caller's thread shares its cache, which the caller's own fence.i emptied.)
+        if (fid === 0) ret(this.forHarts(a(0), a(1), (h) => { if (!this.sameThread(hart, h)) c.remoteFenceI(h); }));
         else if (fid === 1 || fid === 2) ret(this.forHarts(a(0), a(1), (h) => c.remoteFlushTlb(h)));
         else ret(SBI_ERR_NOT_SUPPORTED);
         break;
@@ -423,7 +430,8 @@ export class BuiltinSbi {
         for (let h = 0; h < c.harts; h++) {
           if (((mask >> BigInt(h)) & 1n) === 0n) continue;
           if (eid === LEGACY_SEND_IPI) c.setMip(h, IRQ_SSI, true);
-          else if (eid !== LEGACY_REMOTE_FENCE_I) c.remoteFlushTlb(h);
+          else if (eid === LEGACY_REMOTE_FENCE_I) { if (!this.sameThread(hart, h)) c.remoteFenceI(h); }
+          else c.remoteFlushTlb(h);
         }
         return 0;
       }

@@ -126,7 +126,28 @@ describe("a VM's harts on two pCPUs", () => {
     expect(spread2.harts).toEqual([1]);
     at2 = await torture(c2, at2);
 
-    // A reset with hart 1 away: the machine reboots and the guest comes up on both harts again.
+    // The same while both harts are busy (hart 1 running on the other thread, not parked in WFI):
+    // a pause, a live snapshot and a look at the registers in the middle of the torture.
+    const n = 400_000;
+    c.send(`wv-smp torture -t 2 -n ${n}\r`);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    await sleep(300);
+    await hv.act("smp", "pause");
+    await sleep(50);
+    await hv.act("smp", "resume");
+    await sleep(200);
+    await hv.snapshot("smp", join(dir, "busy.snap"));
+    await sleep(100);
+    await hv.registers("smp");
+    const end = await c.expect(/WVS torture [^\n]*\n/, at, 120_000);
+    const busy = parseWvs(c.out.slice(at, end), "torture");
+    for (const k of ["atomic", "atomic32", "mutex", "spin", "cas32", "cas64"]) expect(busy.fields[k], c.out.slice(at, end)).toBe(String(2 * n));
+    expect(busy.verdict).toBe("ok");
+    at = await c.expect(PROMPT, end);
+
+    // A reset with hart 1 away and busy: the machine reboots and the guest comes up on both harts again.
+    c.send("wv-smp spin -p 2 -n 3000000000\r");
+    await sleep(500);
     await hv.act("smp", "reset");
     at = await toPrompt(c, at);
     c.send("grep -c ^processor /proc/cpuinfo\r");
