@@ -893,13 +893,14 @@ export class Pcpu {
   /**
    * Lend the upper half of a VM's harts to another pCPU (borrow() there), or null if the VM
    * cannot run harts elsewhere now: one hart, shadow paging (its shadow tables are not made for
-   * several threads), memory still coming in, ended, or lending already.
+   * several threads), memory still coming in, ended, or lending already; or a cap (a share of
+   * one pCPU, which it cannot pass on one pCPU, and could on two).
    */
   lend(name: string): HartLoan | null {
     const vm = this.get(name);
     const m = vm.machine;
     const n = m.core.harts;
-    if (n < 2 || ended(vm.state) || m.lentHarts.length || m.core.paging !== "nested" || m.core.lazy || vm.lazy) return null;
+    if (!this.mayLend(vm) || ended(vm.state)) return null;
     const lent = Array.from({ length: n - Math.ceil(n / 2) }, (_, i) => Math.ceil(n / 2) + i);
     m.lend(lent);
     if (vm.state !== "running") m.gatherHarts("paused");
@@ -907,14 +908,19 @@ export class Pcpu {
     return {
       vm: name, memory: m.core.memory, ramSize: m.core.ramSize, harts: n, lent,
       local: Array.from({ length: Math.ceil(n / 2) }, (_, i) => i), paging: m.core.paging,
-      jit: c.jit ?? this.platform.defaultJit?.() ?? "off", cpu: c.cpu,
+      jit: c.jit ?? this.platform.defaultJit?.() ?? "off", cpu: { weight: c.cpu.weight },
     };
   }
 
   // Tell the control plane a running VM could spread its harts (it decides where, and lend()s).
   private offerHarts(vm: Hosted): void {
+    if (this.mayLend(vm)) this.onEvent({ name: vm.name, state: "lendable" });
+  }
+
+  // Whether the VM can run some harts on another pCPU now (lend()).
+  private mayLend(vm: Hosted): boolean {
     const m = vm.machine;
-    if (m.core.harts >= 2 && !m.lentHarts.length && m.core.paging === "nested" && !vm.lazy) this.onEvent({ name: vm.name, state: "lendable" });
+    return m.core.harts >= 2 && !m.lentHarts.length && m.core.paging === "nested" && !m.core.lazy && !vm.lazy && vm.req.config.cpu.cap === undefined;
   }
 
   /** Take back the harts a VM lent (the borrower lets go of them). */
@@ -943,7 +949,7 @@ export class Pcpu {
     const core = new Core({ module: this.platform.coreModule(), memory: loan.memory, ramSize: loan.ramSize, harts: loan.harts, paging: loan.paging, codeCache: 1 });
     const harts = new BorrowedHarts(loan, core, loan.jit === "on" ? this.platform.jitCompiler?.() : undefined);
     this.borrowed.set(id, { id, harts, workPerMs: 100_000, wakeAt: Infinity });
-    this.sched.add(id, { weight: loan.cpu.weight, cap: loan.cpu.cap });
+    this.sched.add(id, { weight: loan.cpu.weight });
     this.ensureLoop();
     this.ring();
   }

@@ -50,8 +50,8 @@ export interface HartLoan {
   local: number[];
   paging: Paging;
   jit: JitMode;
-  /** The VM's share of the CPU, which its harts here get too (per pCPU it runs on). */
-  cpu: { weight: number; cap?: number };
+  /** The VM's weight, which its harts here get too (a VM with a cap is never spread). */
+  cpu: { weight: number };
 }
 
 /** Words of a hart block, as Int32Array indexes. */
