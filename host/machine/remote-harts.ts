@@ -227,12 +227,17 @@ export class BorrowedHarts {
     this.failure = why;
     for (const h of this.loan.lent) {
       const w = words(this.core, h);
-      if (Atomics.load(this.core.i32, w.owner) !== OWNER_RUNNING) continue;
-      Atomics.store(this.core.i32, w.exit, EXIT_REMOTE_FAILED);
-      Atomics.store(this.core.i32, w.owner, OWNER_HOME);
-      this.core.kick(h);
-      for (const l of this.loan.local) this.core.requestAttention(l);
+      if (Atomics.load(this.core.i32, w.owner) === OWNER_RUNNING) this.handBack(h, EXIT_REMOTE_FAILED);
     }
+  }
+
+  // Hart h's exit is the home's: handed back, and the home's running harts asked to look.
+  private handBack(h: number, reason: number): void {
+    const w = words(this.core, h);
+    Atomics.store(this.core.i32, w.exit, reason);
+    Atomics.store(this.core.i32, w.owner, OWNER_HOME);
+    this.core.kick(h);
+    for (const l of this.loan.local) this.core.requestAttention(l);
   }
 
   /** What fail() was told, if it was. */
@@ -293,11 +298,7 @@ export class BorrowedHarts {
           else left[h] = 0;
           continue;
         }
-        // The home's: handed back, and the home's running harts asked to look.
-        Atomics.store(i32, w.exit, reason);
-        Atomics.store(i32, w.owner, OWNER_HOME);
-        core.kick(h);
-        for (const l of loan.local) core.requestAttention(l);
+        this.handBack(h, reason);
         left[h] = 0;
       }
     }
