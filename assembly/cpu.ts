@@ -12,7 +12,7 @@ import {
 } from "./layout";
 import {
   H, priv, selectHart, setXreg, setFreg, csr64, tlbRead, tlbWrite, tlbFetch, mtime,
-  wakeupPending, flushTlbRegimes, flushTlbPage, tlbFlushed, clearTlbFlushed, PAGED_REGIMES, PRV_M, PRV_S, PRV_U, MS_TSR, MS_TW,
+  wakeupPending, flushTlbRegimes, flushTlbPage, flushTlbAsid, tlbFlushed, clearTlbFlushed, PAGED_REGIMES, PRV_M, PRV_S, PRV_U, MS_TSR, MS_TW,
   charged, takeCharged,
   MS_TVM, MS_FS,
 } from "./hart";
@@ -745,8 +745,9 @@ export function run(hart: i32, budget: i32): i32 {
           break;
         case D.OP_SFENCE_VMA:
           if (priv == PRV_U || (priv == PRV_S && (csr64(H_MSTATUS) & MS_TVM) != 0)) { st = ST_ILLEGAL; break; }
-          if (fRs1(sp) == 0) flushTlbRegimes(PAGED_REGIMES);
-          else flushTlbPage(rx(h, fRs1(sp)));
+          if (fRs1(sp) != 0) flushTlbPage(rx(h, fRs1(sp)));
+          else if (fRs2(sp) != 0) flushTlbAsid(rx(h, fRs2(sp)));
+          else flushTlbRegimes(PAGED_REGIMES);
           fetchVa = 1;
           pc = npc;
           limit = count; // a flush costs: account for it now

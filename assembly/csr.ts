@@ -12,7 +12,7 @@ import {
 import { shadowSatpChanged } from "./shadow";
 import { triggerCsrRead, triggerCsrWrite } from "./trigger";
 import {
-  H, priv, csr64, setCsr64, refreshModes, flushTlbAll, flushTlbRegimes, PAGED_REGIMES,
+  H, priv, csr64, setCsr64, refreshModes, flushTlbAll, flushTlbRegimes, PAGED_REGIMES, useTlbContext,
   effectiveMip, mtime, PRV_M, PRV_S, PRV_U, MS_SIE, MS_MIE, MS_SPIE, MS_MPIE, MS_SPP, MS_MPP,
   MS_FS, MS_MPRV, MS_SUM, MS_MXR, MS_TVM, MS_TW, MS_TSR, MS_UXL, MS_SXL, MS_SD, IRQ_SSI, IRQ_STI,
   IRQ_SEI, MENVCFG_STCE,
@@ -265,9 +265,9 @@ function writeSatp(v: u64): void {
   if (priv == PRV_S && (csr64(H_MSTATUS) & MS_TVM) != 0) { illegal(); return; }
   const mode = v >> 60;
   if (mode != 0 && mode != 8 && mode != 9) return; // unsupported modes leave satp unchanged
-  // 16 ASID bits; the TLB is not tagged, so every satp write flushes the paged regimes.
+  // 16 ASID bits. The TLB keeps a context per address space (useTlbContext).
   setCsr64(H_SATP, v);
-  flushTlbRegimes(PAGED_REGIMES);
+  if (mode != 0) useTlbContext(v);
   shadowSatpChanged();
   refreshModes();
 }

@@ -19,9 +19,9 @@
 
 import {
   DC_TAGS, DC_SCRATCH, DC_LRU, DC_GEN, DC_HEAT, DC_DECODED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, DC_CACHES,
-  DC_META_STRIDE, DC_SLOTS_STRIDE, H_TLB, H_TLB_LIVE, TLB_ENTRIES, TLB_TABLE_BYTES, TLB_REGIMES, TLB_WRITE,
+  DC_META_STRIDE, DC_SLOTS_STRIDE, H_TLB_LIVE, TLB_TABLE_BYTES, TLB_CTXS, TLB_WRITE,
 } from "./layout";
-import { hartBase, nharts, charge, fillCharged } from "./hart";
+import { hartBase, nharts, charge, fillCharged, tlbTableOf } from "./hart";
 import { decode } from "./decode";
 
 // Entries come in 2-way sets: a page may sit in either entry of its set.
@@ -95,15 +95,15 @@ export function noteWriteMapping(hostPage: usize): void {
   store<u8>(byte, load<u8>(byte) | writeMappedBit(hostPage));
 }
 
-// Remove every write-TLB entry, of every hart and regime, that maps host page `hostPage`.
+// Remove every write-TLB entry, of every hart, TLB context and regime, that maps host page `hostPage`.
 function dropWriteMappings(hostPage: usize): void {
   const n = nharts();
-  charge(n * TLB_REGIMES * (TLB_TABLE_BYTES >> 8)); // a unit per 16 entries looked at
   for (let h = 0; h < n; h++) {
     const live = load<i32>(hartBase(h) + H_TLB_LIVE);
-    for (let r = 0; r < TLB_REGIMES; r++) {
-      if ((live & (1 << r)) == 0) continue; // no entry since its last flush
-      const table = hartBase(h) + H_TLB + <usize>(r * 3 + TLB_WRITE) * TLB_TABLE_BYTES;
+    for (let bit = 0; bit < TLB_CTXS * 4; bit++) { // bit = context * 4 + regime
+      if ((live & (1 << bit)) == 0) continue; // no entry since its last flush
+      charge(TLB_TABLE_BYTES >> 8); // a unit per 16 entries looked at
+      const table = tlbTableOf(h, hartBase(h), bit >> 2, bit & 3, TLB_WRITE);
       for (let e = table, end = table + <usize>TLB_TABLE_BYTES; e < end; e += 16) {
         const tag = load<u64>(e);
         if (tag != u64.MAX_VALUE && <usize>(tag + load<u64>(e + 8)) == hostPage) store<u64>(e, u64.MAX_VALUE);

@@ -5,6 +5,7 @@
 
 import {
   HART_BASE, HART_STRIDE, H_X, H_F, H_PRIV, H_MSTATUS, H_SATP, H_TLB, H_TLB_LIVE, TLB_TABLE_BYTES,
+  H_TLB_CTX, H_TLB_CLOCK, H_TLB_CTX_SATP, H_TLB_CTX_USE, H_TLB_CTX_INIT, TLB_CTXS, TLB_CTX_AREA, TLB_CTX_HART_STRIDE, TLB_CTX_BYTES,
   TLB_ENTRIES, TLB_REGIMES, TLB_FETCH, TLB_WRITE, VM_NHARTS, VM_MTIME_OFFSET, VM_FLAGS,
   VMF_MTIME_FROZEN, VM_MTIME_FROZEN, H_MIP, H_MIP_EXT, H_TLB_SUPER_LO, H_TLB_SUPER_HI, H_MTIMECMP, H_STIMECMP, H_MENVCFG, H_MIE, H_KICK,
 } from "./layout";
@@ -123,6 +124,7 @@ export function selectHart(hart: i32): void {
   hartIndex = hart;
   H = hartBase(hart);
   priv = load<i32>(H + H_PRIV);
+  tlbCtx = load<i32>(H + H_TLB_CTX);
   refreshModes();
 }
 
@@ -159,8 +161,83 @@ export function refreshModes(): void {
   return sum ? REGIME_S_SUM : REGIME_S;
 }
 
+// ---- TLB contexts (layout.ts TLB_CTXS) ----
+
+// The current hart's TLB context (a copy of H_TLB_CTX).
+export let tlbCtx: i32 = 0;
+
+/** Table `acc` of `regime` in TLB context `ctx` of hart `hart` (block at `base`). */
+@inline export function tlbTableOf(hart: i32, base: usize, ctx: i32, regime: i32, acc: i32): usize {
+  if (ctx == 0 || regime == REGIME_M) return base + H_TLB + <usize>(regime * 3 + acc) * TLB_TABLE_BYTES;
+  return <usize>TLB_CTX_AREA + <usize>hart * TLB_CTX_HART_STRIDE + <usize>(ctx - 1) * TLB_CTX_BYTES + <usize>(regime * 3 + acc) * TLB_TABLE_BYTES;
+}
+
 @inline export function tlbTable(regime: i32, acc: i32): usize {
-  return H + H_TLB + <usize>(regime * 3 + acc) * TLB_TABLE_BYTES;
+  return tlbTableOf(hartIndex, H, tlbCtx, regime, acc);
+}
+
+/**
+ * satp now names this address space: translate through the TLB context that caches it, or
+ * through the least recently used one, emptied. Nothing else is flushed: as with a TLB tagged
+ * by ASID, the guest fences when it changes the tables of an address space.
+ */
+export function useTlbContext(satp: u64): void {
+  const clock = load<u32>(H + H_TLB_CLOCK) + 1;
+  store<u32>(H + H_TLB_CLOCK, clock);
+  let c = 0;
+  while (c < TLB_CTXS && load<u64>(H + H_TLB_CTX_SATP + (<usize>c << 3)) != satp) c++;
+  if (c == TLB_CTXS) {
+    c = 0;
+    for (let k = 1; k < TLB_CTXS; k++) {
+      if (load<u32>(H + H_TLB_CTX_USE + (<usize>k << 2)) < load<u32>(H + H_TLB_CTX_USE + (<usize>c << 2))) c = k;
+    }
+    emptyTlbContext(c);
+    store<u64>(H + H_TLB_CTX_SATP + (<usize>c << 3), satp);
+  }
+  store<u32>(H + H_TLB_CTX_USE + (<usize>c << 2), clock);
+  if (c != tlbCtx) {
+    tlbCtx = c;
+    store<i32>(H + H_TLB_CTX, c);
+    tlbFlushed = true; // the fetch table changed: the run loop must look its code page up again
+  }
+}
+
+// Empty context c's tables for a new address space. A context not used since the hart's reset
+// may hold anything (memory from before the reset, or zeros, which match page 0): all of it.
+function emptyTlbContext(c: i32): void {
+  const init = load<i32>(H + H_TLB_CTX_INIT);
+  if (c != 0 && (init & (1 << c)) == 0) { // context 0's tables are emptied at reset (resetHart)
+    fillCharged(tlbTableOf(hartIndex, H, c, 0, 0), 0xff, <usize>9 * TLB_TABLE_BYTES);
+    store<i32>(H + H_TLB_CTX_INIT, init | (1 << c));
+    store<i32>(H + H_TLB_LIVE, load<i32>(H + H_TLB_LIVE) & ~(PAGED_REGIMES << (c * 4)));
+  } else {
+    store<i32>(H + H_TLB_LIVE, flushContext(c, PAGED_REGIMES, load<i32>(H + H_TLB_LIVE)));
+  }
+}
+
+// Empty the tables of the regimes in `mask` that context c may hold entries in; returns `live`
+// (H_TLB_LIVE) without them.
+function flushContext(c: i32, mask: i32, live: i32): i32 {
+  for (let r = 0; r < TLB_REGIMES; r++) {
+    const bit = 1 << (c * 4 + r);
+    if ((mask & (1 << r)) != 0 && (live & bit) != 0) {
+      // A tag of -1 never equals a page-aligned address, so 0xff bytes mean "empty".
+      fillCharged(tlbTableOf(hartIndex, H, c, r, 0), 0xff, <usize>3 * TLB_TABLE_BYTES);
+      live &= ~bit;
+    }
+  }
+  return live;
+}
+
+/** sfence.vma x0, asid: drop the address spaces with that ASID. */
+export function flushTlbAsid(asid: u64): void {
+  tlbFlushed = true;
+  let live = load<i32>(H + H_TLB_LIVE);
+  for (let c = 0; c < TLB_CTXS; c++) {
+    const satp = load<u64>(H + H_TLB_CTX_SATP + (<usize>c << 3));
+    if (satp != 0 && ((satp >> 44) & 0xffff) == (asid & 0xffff)) live = flushContext(c, PAGED_REGIMES, live);
+  }
+  store<i32>(H + H_TLB_LIVE, live);
 }
 
 /** Note that the paged TLBs may now hold pages of the superpage of `va` at `level` (1 = 2 MiB). */
@@ -183,14 +260,9 @@ export function clearTlbFlushed(): void {
  */
 export function flushTlbRegimes(mask: i32): void {
   tlbFlushed = true;
-  const live = load<i32>(H + H_TLB_LIVE);
-  for (let r = 0; r < TLB_REGIMES; r++) {
-    if ((mask & live & (1 << r)) != 0) {
-      // A tag of -1 never equals a page-aligned address, so 0xff bytes mean "empty".
-      fillCharged(tlbTable(r, 0), 0xff, <usize>3 * TLB_TABLE_BYTES);
-    }
-  }
-  store<i32>(H + H_TLB_LIVE, live & ~mask);
+  let live = load<i32>(H + H_TLB_LIVE);
+  for (let c = 0; c < TLB_CTXS; c++) live = flushContext(c, mask, live);
+  store<i32>(H + H_TLB_LIVE, live);
   if ((mask & PAGED_REGIMES) == PAGED_REGIMES) {
     store<u64>(H + H_TLB_SUPER_LO, u64.MAX_VALUE);
     store<u64>(H + H_TLB_SUPER_HI, 0);
@@ -212,9 +284,11 @@ export function flushTlbPage(va: u64): void {
   }
   const idx = <usize>((va >> 12) & <u64>(TLB_ENTRIES - 1)) << 4;
   const live = load<i32>(H + H_TLB_LIVE);
-  for (let r = 0; r < 3; r++) {
-    if ((live & (1 << r)) == 0) continue;
-    for (let a = 0; a < 3; a++) store<i64>(tlbTable(r, a) + idx, -1);
+  for (let c = 0; c < TLB_CTXS; c++) {
+    for (let r = 0; r < 3; r++) {
+      if ((live & (1 << (c * 4 + r))) == 0) continue;
+      for (let a = 0; a < 3; a++) store<i64>(tlbTableOf(hartIndex, H, c, r, a) + idx, -1);
+    }
   }
 }
 
@@ -226,8 +300,10 @@ export function kickHart(base: usize): void {
 
 /** A TLB entry is going into `table`, one of the current hart's: its regime's tables may hold entries now. */
 @inline export function noteTlbLive(table: usize): void {
-  const regime = <i32>((table - H - <usize>H_TLB) / (<usize>3 * TLB_TABLE_BYTES));
-  store<i32>(H + H_TLB_LIVE, load<i32>(H + H_TLB_LIVE) | (1 << regime));
+  const m = tlbTableOf(hartIndex, H, 0, REGIME_M, 0);
+  const bit = table >= m && table < m + <usize>3 * TLB_TABLE_BYTES ? REGIME_M
+    : tlbCtx * 4 + <i32>((table - tlbTableOf(hartIndex, H, tlbCtx, 0, 0)) / (<usize>3 * TLB_TABLE_BYTES));
+  store<i32>(H + H_TLB_LIVE, load<i32>(H + H_TLB_LIVE) | (1 << bit));
 }
 
 // ---- time ----

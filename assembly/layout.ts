@@ -10,6 +10,7 @@
 //   MMIO_MAP     which guest-physical pages below RAM belong to host devices
 //   HART_BASE    one HART_STRIDE block per hart: registers, CSRs, run block, TLBs
 //   DC_SLOTS     decoded instructions, one slot per halfword of cached code pages
+//   TLB_CTX_AREA the harts' further TLB contexts, touched as used
 //   RAM_HOST     guest RAM (guest physical RAM_GPA ...), touched lazily
 // test/layout.test.ts checks that these regions do not overlap.
 
@@ -137,7 +138,8 @@ export const H_SH_ROOT: i32 = 0x3b4; // u32
 // Interrupts this hart has taken (the hypervisor's watchdog: a guest that leaves an enabled
 // interrupt pending and takes none is stuck with interrupts off).
 export const H_INTR_TAKEN: i32 = 0x3b8; // u64
-// Bits 1 << REGIME_*: the regimes whose TLB tables may hold an entry; a flush writes only those.
+// Bit c * 4 + REGIME_*: the tables of regime r in TLB context c (below) that may hold an entry;
+// a flush writes only those.
 export const H_TLB_LIVE: i32 = 0x3c0; // i32
 
 // The run block: why run() returned, and what the host must do about it.
@@ -181,6 +183,13 @@ export const H_TLB_REQ: i32 = 0x710; // i32: TLB flushes requested by other hart
 export const H_TLB_DONE: i32 = 0x714; // i32: requests the hart has flushed for
 export const H_FENCEI_REQ: i32 = 0x718; // i32: remote fence.i requested by other harts (the hart empties its thread's code cache)
 export const H_FENCEI_DONE: i32 = 0x71c; // i32: requests the hart has done
+// TLB contexts (see TLB_CTXS): which one is in use, the address space (satp) each caches (0:
+// none), and when each was last switched to (the least recent is replaced).
+export const H_TLB_CTX: i32 = 0x740; // i32
+export const H_TLB_CLOCK: i32 = 0x744; // u32
+export const H_TLB_CTX_SATP: i32 = 0x748; // TLB_CTXS x u64
+export const H_TLB_CTX_USE: i32 = 0x768; // TLB_CTXS x u32
+export const H_TLB_CTX_INIT: i32 = 0x778; // i32: bit c: context c emptied since the hart's reset
 export const DBG_STEP: i32 = 1; // single step: every fetch takes the checked path (no translation), no interrupts at slice boundaries
 export const TA_EXEC: i32 = 1; // an execute trigger or a host breakpoint is armed
 export const TA_DATA: i32 = 2; // a load or store trigger is armed
@@ -211,6 +220,15 @@ export const TLB_REGIMES: i32 = 4;
 export const TLB_ENTRIES: i32 = 1024;
 export const TLB_ENTRY_BYTES: i32 = 16;
 export const TLB_TABLE_BYTES: i32 = 16384; // TLB_ENTRIES * TLB_ENTRY_BYTES
+// The paged regimes' tables (U, S, S with SUM) come in TLB_CTXS contexts per hart, each caching
+// one address space (one satp value: root and ASID), so a guest switching among up to TLB_CTXS
+// address spaces (Linux's processes, which have ASIDs) keeps its entries, as a TLB tagged with
+// ASIDs does. Context 0 is the tables at H_TLB; contexts 1.. lie in the TLB_CTX_AREA, a
+// TLB_CTX_HART_STRIDE per hart. The M regime has one set of tables, at H_TLB.
+export const TLB_CTXS: i32 = 4;
+export const TLB_CTX_BYTES: i32 = 0x24000; // 3 regimes x 3 tables x TLB_TABLE_BYTES
+export const TLB_CTX_AREA: i32 = 0xc00000;
+export const TLB_CTX_HART_STRIDE: i32 = 0x6c000; // (TLB_CTXS - 1) x TLB_CTX_BYTES
 export const TLB_READ: i32 = 0;
 export const TLB_WRITE: i32 = 1;
 export const TLB_FETCH: i32 = 2;

@@ -454,6 +454,9 @@ function fetchHalf(va: u64): u32 {
 }
 
 function fetchHost(va: u64): i64 {
+  // The fetch TLB first: an instruction that straddles two pages is fetched here every time it runs.
+  const e = tlbEntry(tlbFetch, va);
+  if (load<u64>(e) == (va & ~<u64>0xfff)) return <i64>(load<u64>(e + 8) + va);
   const host = resolve(va, 2, ACC_FETCH);
   if (host == -2) raise(EXC_FETCH_ACCESS, va);
   return host < 0 ? -1 : host;

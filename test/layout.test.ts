@@ -14,7 +14,14 @@ test("memory layout regions do not overlap and fit below guest RAM", () => {
     ["harts", L.HART_BASE, L.HART_BASE + L.MAX_HARTS * L.HART_STRIDE],
     ["write-mapped page bits", L.WRITE_MAPPED, L.WRITE_MAPPED + 2 ** 32 / 4096 / 8],
     ["device map", L.MMIO_MAP, L.MMIO_MAP + Number(L.RAM_GPA) / 4096 / 8],
+    ["TLB contexts", L.TLB_CTX_AREA, L.TLB_CTX_AREA + L.MAX_HARTS * L.TLB_CTX_HART_STRIDE],
   ];
+  expect(L.TLB_CTX_BYTES).toBe(3 * 3 * L.TLB_TABLE_BYTES); // the paged regimes' read, write and fetch tables
+  expect(L.TLB_CTX_HART_STRIDE).toBe((L.TLB_CTXS - 1) * L.TLB_CTX_BYTES);
+  expect(L.TLB_CTXS * 4).toBeLessThanOrEqual(31); // H_TLB_LIVE has a bit per context and regime
+  // The TLB context fields fit in the hart block's first page (cleared at reset) and overlap no other field.
+  expect(L.H_TLB_CTX_USE + 4 * L.TLB_CTXS).toBeLessThanOrEqual(L.H_TLB_CTX_INIT);
+  expect(L.H_TLB_CTX_SATP + 8 * L.TLB_CTXS).toBeLessThanOrEqual(L.H_TLB_CTX_USE);
   // Each thread's decoded-code cache: its fields within its stride, its slots.
   for (let k = 0; k < L.DC_CACHES; k++) {
     const m = k * L.DC_META_STRIDE;

@@ -357,7 +357,8 @@ describe("shadow paging", () => {
   });
 
   it("keeps a shadow root per address space: satp switches back reuse it", () => {
-    // Two address spaces map VA to different pages; the program switches A, B, A, B.
+    // Two address spaces map VA to different pages; the program switches A, B, then through as
+    // many others as the TLB keeps address spaces (so A's and B's entries leave the TLB), A, B.
     const m = machine(null, { ramSize: 8 * MB, paging: "shadow" });
     const a = new PageTables(m, "sv39", POOL);
     const b = new PageTables(m, "sv39", POOL + 0x10000);
@@ -365,6 +366,11 @@ describe("shadow paging", () => {
       pt.map(RAM, RAM, V | RWX | AD, 2);
       pt.map(VA, page, V | R | W | AD);
     }
+    const others = Array.from({ length: L.TLB_CTXS }, (_, i) => {
+      const pt = new PageTables(m, "sv39", POOL + 0x20000 + i * 0x10000);
+      pt.map(RAM, RAM, V | RWX | AD, 2);
+      return pt.satp();
+    });
     m.w64(DATA, 0xaan);
     m.w64(DATA + 4096, 0xbbn);
     const sw = (satp: bigint, reg: string) => `
@@ -377,6 +383,8 @@ describe("shadow paging", () => {
     body:
       ${sw(a.satp(), "s0")}
       ${sw(b.satp(), "s1")}
+      ${others.map((satp) => `li t0, ${satp}\n      csrw satp, t0`).join("\n      ")}
+      nop
     second:
       ${sw(a.satp(), "s2")}
       ${sw(b.satp(), "s3")}
@@ -386,7 +394,7 @@ describe("shadow paging", () => {
     m.runDone();
     const d = delta(first, m.core.pagingStats());
     expect([m.x("s0"), m.x("s1"), m.x("s2"), m.x("s3")]).toEqual([0xaan, 0xbbn, 0xaan, 0xbbn]);
-    expect(first.shadowContextNew).toBe(2);
+    expect(first.shadowContextNew).toBe(2 + L.TLB_CTXS);
     expect(d.shadowContextNew).toBe(0);
     expect(d.shadowContextHits).toBe(2);
     expect(d.shadowFaults).toBe(0);

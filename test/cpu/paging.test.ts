@@ -682,6 +682,165 @@ describe.each(["nested", "shadow"] as const)("%s paging", (pagingMode) => {
     });
   });
 
+  describe("address spaces (satp with ASIDs)", () => {
+    // Address space i maps VA to a page of its own holding i + 1; code and data are in RAM's
+    // identity-mapped gigapage in all of them. The TLB keeps a few address spaces (TLB_CTXS):
+    // switching satp among them must never let one see another's mapping.
+    const OUT = RAM + 0x200000, LIST = RAM + 0x1ff000;
+    function spaces(m: Machine, n: number): { pts: PageTables[]; satps: bigint[]; data: number[] } {
+      const pts: PageTables[] = [], satps: bigint[] = [], data: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const pt = new PageTables(m, "sv39", POOL + i * 0x10000);
+        pt.map(RAM, RAM, V | RWX | AD, 2);
+        data.push(RAM + 0x400000 + i * 0x1000);
+        pt.map(VA, data[i], V | R | W | AD);
+        m.w64(data[i], BigInt(i + 1));
+        m.w64(LIST + 8 * i, pt.satp(i + 1));
+        pts.push(pt);
+        satps.push(pt.satp(i + 1));
+      }
+      return { pts, satps, data };
+    }
+    const newPte = (pa: number, flags: bigint) => (BigInt(pa) >> 12n << 10n) | flags;
+
+    it("round robin over more address spaces than the TLB keeps: each load sees its own page", () => {
+      const n = L.TLB_CTXS + 2, rounds = 3;
+      const m = machine(`
+        ${enter(PRV_S, "body")}
+      body:
+        li s0, ${LIST}
+        li s3, ${OUT}
+        li s2, ${rounds}
+      outer:
+        li t3, 0
+      inner:
+        slli t4, t3, 3
+        add t5, s0, t4
+        ld t6, 0(t5)
+        csrw satp, t6
+        li t0, ${VA}
+        ld a0, 0(t0)
+        sd a0, 0(s3)
+        addi s3, s3, 8
+        addi t3, t3, 1
+        li t4, ${n}
+        blt t3, t4, inner
+        addi s2, s2, -1
+        bnez s2, outer
+      `, { ramSize: 8 * MB });
+      spaces(m, n);
+      m.runDone();
+      const seen = Array.from({ length: n * rounds }, (_, k) => m.r64(OUT + 8 * k));
+      expect(seen).toEqual(Array.from({ length: n * rounds }, (_, k) => BigInt((k % n) + 1)));
+    });
+
+    it("back and forth between two address spaces, then sfence.vma x0, asid renews only that one", () => {
+      const m = machine(`
+        ${enter(PRV_S, "body")}
+      body:
+        li s0, ${LIST}
+        li t0, ${VA}
+        ld s1, 0(s0)
+        ld s2, 8(s0)
+        csrw satp, s1
+        ld a0, 0(t0)
+        csrw satp, s2
+        ld a1, 0(t0)
+        csrw satp, s1
+        ld a2, 0(t0)
+        # while B is current: A's leaf for VA now points at the page holding 3; fence A's ASID only
+        csrw satp, s2
+        li t1, ${OUT}
+        ld t2, 0(t1)
+        li t1, ${OUT + 8}
+        ld t1, 0(t1)
+        sd t2, 0(t1)
+        li t1, 1
+        sfence.vma x0, t1
+        csrw satp, s1
+        ld a3, 0(t0)
+        csrw satp, s2
+        ld a4, 0(t0)
+      `, { ramSize: 8 * MB });
+      const { pts } = spaces(m, 3);
+      m.w64(OUT, newPte(RAM + 0x402000, V | R | W | AD)); // the page of space 2, which holds 3
+      m.w64(OUT + 8, BigInt(pts[0].pteAddr(VA, 0, false)));
+      m.runDone();
+      expect([m.x("a0"), m.x("a1"), m.x("a2"), m.x("a3"), m.x("a4")]).toEqual([1n, 2n, 1n, 3n, 2n]);
+    });
+
+    it("sfence.vma va, x0 renews va in address spaces that are not current", () => {
+      const m = machine(`
+        ${enter(PRV_S, "body")}
+      body:
+        li s0, ${LIST}
+        li t0, ${VA}
+        ld s1, 0(s0)
+        ld s2, 8(s0)
+        csrw satp, s2
+        ld a2, 0(t0)
+        csrw satp, s1
+        ld a0, 0(t0)
+        csrw satp, s2
+        li t1, ${OUT}
+        ld t2, 0(t1)
+        li t1, ${OUT + 8}
+        ld t1, 0(t1)
+        sd t2, 0(t1)
+        sfence.vma t0, x0
+        csrw satp, s1
+        ld a1, 0(t0)
+      `, { ramSize: 8 * MB });
+      const { pts } = spaces(m, 3);
+      m.w64(OUT, newPte(RAM + 0x402000, V | R | W | AD));
+      m.w64(OUT + 8, BigInt(pts[0].pteAddr(VA, 0, false)));
+      m.runDone();
+      expect([m.x("a2"), m.x("a0"), m.x("a1")]).toEqual([2n, 1n, 3n]);
+    });
+
+    it("an address space in a TLB context never used before matches nothing, page 0 included", () => {
+      // Its tables start as zeros, whose tags would equal those of page 0's addresses.
+      for (const [insn, cause] of [["ld a0, 16(x0)", CAUSE.LOAD_PAGE], ["sd t0, 16(x0)", CAUSE.STORE_PAGE], ["jalr x0", CAUSE.FETCH_PAGE]] as const) {
+        const m = machine(`
+          ${enter(PRV_S, "body")}
+        body:
+          li s0, ${LIST}
+          ld s1, 0(s0)
+          ld s2, 8(s0)
+          csrw satp, s1
+          csrw satp, s2
+          ${insn}
+        `, { ramSize: 8 * MB });
+        spaces(m, 2);
+        expectFault(m, cause, insn === "jalr x0" ? 0 : 16);
+      }
+    });
+
+    it("a hart reset forgets every address space: a root reused after it is walked again", () => {
+      const program = `
+        ${enter(PRV_S, "body")}
+      body:
+        li s0, ${LIST}
+        li t0, ${VA}
+        ld s1, 0(s0)
+        ld s2, 8(s0)
+        csrw satp, s2
+        ld a1, 0(t0)
+        csrw satp, s1
+        ld a0, 0(t0)
+      `;
+      const m = machine(program, { ramSize: 8 * MB });
+      const { pts } = spaces(m, 2);
+      m.runDone();
+      expect([m.x("a0"), m.x("a1")]).toEqual([1n, 2n]);
+      m.core.reset();
+      m.w64(pts[1].pteAddr(VA, 0, false), newPte(RAM + 0x400000, V | R | W | AD)); // space 1 now sees 1
+      m.load(program);
+      m.runDone();
+      expect([m.x("a0"), m.x("a1")]).toEqual([1n, 1n]);
+    });
+  });
+
   describe("sfence.vma", () => {
     const newPte = (pa: number, flags: bigint) => (BigInt(pa) >> 12n << 10n) | flags;
 
