@@ -397,6 +397,40 @@ describe.each(["nested", "shadow"] as const)("%s paging", (pagingMode) => {
       expect(m.x("a0")).toBe(10n + 0x123n);
     });
 
+    it("a straddling instruction run again after its second page was remapped (and sfence.vma) runs the new second half", () => {
+      // Its halves come through the fetch TLB each time it runs: the fence must reach them.
+      const first = enc.addi("a0", "a0", 0x123), second = enc.addi("a0", "a0", 0x456);
+      expect(first & 0xffff).toBe(second & 0xffff); // the half on the first page is the same
+      const m = machine(null, { ramSize: 8 * MB });
+      const pt = new PageTables(m, "sv39", POOL);
+      pt.map(RAM, RAM, V | RWX | AD, 2);
+      pt.map(VA, P3, V | R | X | AD);
+      const next = pt.map(VA + 0x1000, P1, V | R | X | AD);
+      m.w16(P3 + 0xffe, first & 0xffff);
+      for (const [page, insn] of [[P1, first], [P2, second]] as const) {
+        m.w16(page, insn >>> 16);
+        m.w16(page + 2, 0x8082); // c.jr ra
+      }
+      m.load(`
+        ${enter(PRV_S, "body")}
+      body:
+        li t0, ${VA + 0xffe}
+        jalr t0
+        li t0, ${VA + 0xffe}
+        jalr t0
+        li t1, ${next}
+        li t2, ${(BigInt(P2) >> 12n << 10n) | V | R | X | AD}
+        sd t2, 0(t1)
+        sfence.vma
+        li t0, ${VA + 0xffe}
+        jalr t0
+      `);
+      pokeSatp(m, pt.satp());
+      m.setX("a0", 10n);
+      m.runDone();
+      expect(m.x("a0")).toBe(10n + 2n * 0x123n + 0x456n);
+    });
+
     it("a compressed instruction in the last two bytes of a page does not touch the next (unmapped) page", () => {
       const { m, pt } = paged(`
         li t0, ${VA + 0xffe}
