@@ -250,12 +250,24 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.get(V_IDX).brTable(table, leaveIdx);
   const emitter = new BlockEmitter(c, { dispatch, slow, leave, exit }, written, view, slots, first);
   const blockAt = new Map(blocks.map((blk, i) => [blk[0].off, i]));
+  let copied = 0;
   blocks.forEach((blk, i) => {
     c.end(labels[i]);
     // A jump to a later block of the page is a branch out of the labels still open, straight to
-    // it; one to this or an earlier block goes round the dispatch, which checks the budget.
+    // it; one to this or an earlier block goes round the dispatch, which checks the budget, or
+    // into a copy of the loop it closes.
     const later = (off: number) => { const k = blockAt.get(off); return k !== undefined && k > i ? labels[k] : null; };
+    emitter.loopCopy = (off) => {
+      const k = blockAt.get(off);
+      if (k === undefined || k > i) return false;
+      const size = blocks.slice(k, i + 1).reduce((n, b) => n + b.length, 0);
+      if (size > LOOP_COPY_MAX || copied + size > LOOP_COPIES_MAX) return false;
+      copied += size;
+      emitLoopCopy(c, emitter, blocks, k, i, labels, blockAt, dispatch, first);
+      return true;
+    };
     emitter.emit(blk, blocks[i + 1]?.[0].off, later);
+    emitter.loopCopy = null;
   });
   c.end(leaveIdx);
   // Leaving at the dispatch (the budget is spent, or no block starts there): pc from the index.
@@ -313,6 +325,43 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.get(P_H).get(V_ST).get(V_ST).i32(JIT_LEAVE).op(OP.i32Ne).op(OP.i32Mul).mem(OP.i32Store, 2, L.H_JIT_STATUS); // JIT_LEAVE: 0
   c.get(P_PAGE_VA).get(V_NEXT).op(OP.i64ExtendI32U).op(OP.i64Add).ret();
   c.finish();
+}
+
+/**
+ * Loops: a block i that jumps back to a block k of the page (k <= i) closes a loop. The dispatch
+ * can enter the page at any of its blocks, so the blocks stay where they are; at that jump
+ * starts a copy of blocks k..i inside a wasm `loop`, entered at its head only, in which the jump
+ * back is a branch to the loop's start (while the budget lasts) and jumps forward are branches
+ * to the copy's own blocks or, past block i, to the page's. A jump anywhere else, a slow path's
+ * return and the budget's end go through the dispatch to the page's blocks as before; the copy's
+ * last block, not jumping back, falls out of the loop into block i + 1. So a hot loop runs
+ * round a `loop` with its registers in locals, without a `br_table` an iteration. Copies are not
+ * nested, and bounded: at most LOOP_COPY_MAX instructions a loop, LOOP_COPIES_MAX a page.
+ */
+const LOOP_COPY_MAX = 128;
+const LOOP_COPIES_MAX = 512;
+
+function emitLoopCopy(c: Code, emitter: BlockEmitter, blocks: Slot[][], k: number, i: number, labels: Label[],
+  blockAt: Map<number, number>, dispatch: Label, first: number): void {
+  // Out of budget: round the dispatch (which leaves) rather than into the loop.
+  const spent = c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).if_();
+  c.i32((blocks[k][0].off >> 1) - first).set(V_IDX).br(dispatch);
+  c.end(spent);
+  const head = c.loop();
+  const inner: Label[] = [];
+  for (let j = i; j > k; j--) inner[j] = c.block();
+  emitter.loopHead = { off: blocks[k][0].off, label: head };
+  emitter.loopCopy = null;
+  for (let j = k; j <= i; j++) {
+    if (j > k) c.end(inner[j]);
+    const later = (off: number) => {
+      const q = blockAt.get(off);
+      return q === undefined || q <= j ? null : q <= i ? inner[q] : labels[q];
+    };
+    emitter.emit(blocks[j], blocks[j + 1]?.[0].off, later);
+  }
+  emitter.loopHead = null;
+  c.end(head);
 }
 
 const BYTES_7F = 0x7f7f7f7f7f7f7f7fn, BYTES_80 = -0x7f7f7f7f7f7f7f80n; // 0x8080808080808080
@@ -426,10 +475,18 @@ class BlockEmitter {
     c.end(taken);
   }
 
-  // To the instruction at page offset `off`: straight to a later block, else through the dispatch.
+  /** In a loop's copy (emitLoopCopy): its head's offset, and the `loop` to branch to. */
+  loopHead: { off: number; label: Label } | null = null;
+  /** Outside a copy: makes the copy of the loop a jump back to `off` closes, if it will (emitPage). */
+  loopCopy: ((off: number) => boolean) | null = null;
+
+  // To the instruction at page offset `off`: straight to a later block, round the loop in a copy
+  // of one, into a new copy of the loop it closes, else through the dispatch.
   private jump(off: number, later: (off: number) => Label | null): void {
+    if (this.loopHead?.off === off) this.c.get(V_RETIRED).get(P_BUDGET).op(OP.i32LtS).brIf(this.loopHead.label);
     const label = later(off);
     if (label) this.c.br(label);
+    else if (this.loopCopy?.(off)) return;
     else if (off >= 0 && off < 4096) this.c.i32((off >> 1) - this.first).set(V_IDX).br(this.to.dispatch);
     else { this.pcAt(off); this.c.set(P_PC).br(this.to.leave); }
   }
