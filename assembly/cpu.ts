@@ -25,7 +25,7 @@ import { csrAccess, csrIllegal, interruptCheckNeeded, clearInterruptCheck, setPe
 import { execFp, fpIllegal, arithD } from "./fp";
 import { decode } from "./decode";
 import * as D from "./decode";
-import { dcPage, decodeSlot, dcFlush, dcSampleHeat, dcMeta } from "./dcache";
+import { dcPage, decodeSlot, dcFlush, dcFenceI, dcSampleHeat, dcMeta } from "./dcache";
 import { triggerCheck, triggerWatchesPage, TK_EXEC, CAUSE_DEBUG } from "./trigger";
 
 // Instructions between polls of interrupts, clock and host attention.
@@ -710,7 +710,7 @@ export function run(hart: i32, budget: i32): i32 {
         }
         // ---- system ----
         case D.OP_FENCE_I:
-          dcFlush();
+          dcFenceI();
           fetchVa = 1;
           pc = npc;
           limit = count; // a flush costs: account for it now

@@ -7,8 +7,10 @@
 // Coherence: a page is never both cached and writable through a TLB entry. Caching a page drops
 // every write-TLB entry that maps it (all harts; the WRITE_MAPPED bitmap says which pages may
 // have one), so the next store to it takes the slow path, which invalidates the page (mmu.ts
-// resolve). Host writes (DMA, loaders) invalidate through invalidateCode(). Self-modifying code
-// therefore works without fence.i; fence.i still drops the whole cache, as the ISA allows.
+// resolve). Host writes (DMA, loaders) invalidate through hostWrite(). Self-modifying code
+// therefore works without fence.i, and while one thread runs the VM's harts its cache is always
+// what memory holds: fence.i has nothing to do (dcFenceI). Linux runs one on every hart each
+// time it maps a page of code (every exec): emptying the cache then cost every translation.
 //
 // Threads: each thread running harts of the VM has a cache of its own (layout.ts DC_CACHES). A
 // store invalidates the page in all of them; another thread's entry is only untagged, and that
@@ -19,7 +21,7 @@
 
 import {
   DC_TAGS, DC_SCRATCH, DC_LRU, DC_GEN, DC_HEAT, DC_DECODED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, DC_CACHES,
-  DC_META_STRIDE, DC_SLOTS_STRIDE, H_TLB_LIVE, TLB_TABLE_BYTES, TLB_CTXS, TLB_WRITE,
+  DC_META_STRIDE, DC_SLOTS_STRIDE, VM_CODE_SHARED, H_TLB_LIVE, TLB_TABLE_BYTES, TLB_CTXS, TLB_WRITE,
 } from "./layout";
 import { hartBase, nharts, charge, fillCharged, tlbTableOf } from "./hart";
 import { decode } from "./decode";
@@ -33,6 +35,7 @@ let dcSlots: usize = DC_SLOTS;
 
 /** Run from cache k from now on, starting it empty (a Core taking up harts on its thread). */
 export function dcSelect(k: i32): void {
+  if (k != 0) atomic.store<i32>(VM_CODE_SHARED, 1); // a second thread: fence.i must empty caches from now on
   dcMeta = <usize>k * <usize>DC_META_STRIDE;
   dcSlots = <usize>DC_SLOTS + <usize>k * <usize>DC_SLOTS_STRIDE;
   dcFlush();
@@ -156,7 +159,15 @@ function drop(k: i32, e: usize): void {
   fillCharged(<usize>DC_SLOTS + <usize>k * <usize>DC_SLOTS_STRIDE + e * <usize>DC_PAGE_BYTES, 0, <usize>DC_PAGE_BYTES);
 }
 
-/** Forget everything this thread's cache holds (fence.i). */
+/**
+ * fence.i: only when harts of the VM run on other threads too (VM_CODE_SHARED) can this cache
+ * hold code older than memory (see "Threads" above), and then it is emptied.
+ */
+export function dcFenceI(): void {
+  if (atomic.load<i32>(VM_CODE_SHARED) != 0) dcFlush();
+}
+
+/** Forget everything this thread's cache holds. */
 export function dcFlush(): void {
   flushCache(<i32>(dcMeta / <usize>DC_META_STRIDE));
 }

@@ -46,6 +46,9 @@ export const VM_ABSENT: i32 = 0x10068; // u32: the absent-page bitmap, one bit p
 // populate) and on host writes; never cleared. Saving memory looks only at these (a scan of
 // untouched RAM costs a page fault per page), the rest is zero as the VM memory started.
 export const VM_USED: i32 = 0x1006c; // u32: the used-page bitmap, one bit per RAM page
+// Set for good once a thread other than the first runs harts of this VM from a code cache of its
+// own (DC_CACHES): from then on fence.i empties the thread's cache (dcache.ts dcFenceI).
+export const VM_CODE_SHARED: i32 = 0x10070; // i32
 export const PAGING_NESTED: i32 = 0; // TLB misses walk the guest tables through the P2M
 export const PAGING_SHADOW: i32 = 1; // TLB misses walk shadow tables (guest virtual to frame)
 // Paging counters (u64 each), for the benchmarks: see MachineStats.paging in host/machine/virt.ts.

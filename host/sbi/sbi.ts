@@ -239,7 +239,8 @@ export class BuiltinSbi {
         // fence.i drops the decoded code of the target harts' threads, sfence.vma their TLBs
         // (whole, which is always allowed), each hart itself if it runs on another thread
         // (Core.remoteFenceI, remoteFlushTlb).
-        // (A hart on the caller's thread shares its cache, which the caller's own fence.i emptied.)
+        // (A hart on the caller's thread shares its cache, which is what memory holds or, once
+        // the VM's harts have run on two threads, what the caller's own fence.i emptied.)
         if (fid === 0) ret(this.forHarts(a(0), a(1), (h) => { if (!this.sameThread(hart, h)) c.remoteFenceI(h); }));
         else if (fid === 1 || fid === 2) ret(this.forHarts(a(0), a(1), (h) => c.remoteFlushTlb(h)));
         else ret(SBI_ERR_NOT_SUPPORTED);

@@ -16,14 +16,14 @@ type Segment = (label: () => string) => string[];
 const segment: fc.Arbitrary<Segment> = fc.oneof(
   alu.map((a) => () => [a]),
   // a forward branch over a few instructions
-  fc.tuple(cond, fc.array(alu, { minLength: 1, maxLength: 3 })).map(([[b, x, y], body]) => (label) => {
+  fc.tuple(cond, fc.array(alu, { minLength: 1, maxLength: 3 })).map(([[b, x, y], body]) => (label: () => string) => {
     const l = label();
     return [`${b} ${x}, ${y}, ${l}`, ...body, `${l}:`];
   }),
   // a conditional jump back to the head of the loop (a `continue`)
   cond.map(([b, x, y]) => () => [`${b} ${x}, ${y}, loop`]),
   // an inner loop
-  fc.tuple(fc.integer({ min: 1, max: 5 }), fc.array(alu, { minLength: 1, maxLength: 4 })).map(([n, body]) => (label) => {
+  fc.tuple(fc.integer({ min: 1, max: 5 }), fc.array(alu, { minLength: 1, maxLength: 4 })).map(([n, body]) => (label: () => string) => {
     const l = label();
     return [`li x30, ${n}`, `${l}:`, ...body, "addi x30, x30, -1", `bnez x30, ${l}`];
   }),

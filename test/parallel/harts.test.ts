@@ -169,6 +169,8 @@ async function runPair(name: string, program: string, jit: JitMode) {
     w.on("error", reject);
   });
   await new Promise((resolve) => w.once("message", resolve)); // attached: start together
+  // A Core taking a second code cache marks the VM: fence.i empties caches from now on (dcache.ts).
+  expect(core.view.getInt32(L.VM_CODE_SHARED, true)).toBe(1);
   const tier = jit === "off" ? null : new TranslationTier(core, jit);
   const t0 = performance.now();
   for (;;) {
