@@ -265,9 +265,9 @@ function writeSatp(v: u64): void {
   if (priv == PRV_S && (csr64(H_MSTATUS) & MS_TVM) != 0) { illegal(); return; }
   const mode = v >> 60;
   if (mode != 0 && mode != 8 && mode != 9) return; // unsupported modes leave satp unchanged
-  // 16 ASID bits. The TLB keeps a context per address space (useTlbContext).
+  // 16 ASID bits. The TLB keeps a context per address space, Bare's included (useTlbContext).
   setCsr64(H_SATP, v);
-  if (mode != 0) useTlbContext(v);
+  useTlbContext(v);
   shadowSatpChanged();
   refreshModes();
 }

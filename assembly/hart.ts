@@ -176,30 +176,36 @@ export let tlbCtx: i32 = 0;
   return tlbTableOf(hartIndex, H, tlbCtx, regime, acc);
 }
 
+// The key of "no translation" (satp.MODE = Bare, whatever its other fields): S and U accesses
+// still go through their regimes' tables, which then hold identity entries. satp never holds a
+// MODE of 15, so no address space has this key.
+const BARE_KEY: u64 = <u64>15 << 60;
+
 /**
- * satp now names this address space: translate through the TLB context that caches it, or
- * through the least recently used one, emptied. Nothing else is flushed: as with a TLB tagged
- * by ASID, the guest fences when it changes the tables of an address space.
+ * satp was written: translate through the TLB context that caches its address space, or through
+ * the least recently used one, emptied. Nothing else is flushed: as with a TLB tagged by ASID,
+ * the guest fences when it changes the tables of an address space.
  */
 export function useTlbContext(satp: u64): void {
+  const key = (satp >> 60) == 0 ? BARE_KEY : satp;
+  if (load<u64>(H + H_TLB_CTX_SATP + (<usize>tlbCtx << 3)) == key) return; // the same address space
   const clock = load<u32>(H + H_TLB_CLOCK) + 1;
   store<u32>(H + H_TLB_CLOCK, clock);
   let c = 0;
-  while (c < TLB_CTXS && load<u64>(H + H_TLB_CTX_SATP + (<usize>c << 3)) != satp) c++;
+  while (c < TLB_CTXS && load<u64>(H + H_TLB_CTX_SATP + (<usize>c << 3)) != key) c++;
   if (c == TLB_CTXS) {
+    // The one switched to longest ago (ages in wrapping arithmetic: the clock wraps).
     c = 0;
     for (let k = 1; k < TLB_CTXS; k++) {
-      if (load<u32>(H + H_TLB_CTX_USE + (<usize>k << 2)) < load<u32>(H + H_TLB_CTX_USE + (<usize>c << 2))) c = k;
+      if (clock - load<u32>(H + H_TLB_CTX_USE + (<usize>k << 2)) > clock - load<u32>(H + H_TLB_CTX_USE + (<usize>c << 2))) c = k;
     }
     emptyTlbContext(c);
-    store<u64>(H + H_TLB_CTX_SATP + (<usize>c << 3), satp);
+    store<u64>(H + H_TLB_CTX_SATP + (<usize>c << 3), key);
   }
   store<u32>(H + H_TLB_CTX_USE + (<usize>c << 2), clock);
-  if (c != tlbCtx) {
-    tlbCtx = c;
-    store<i32>(H + H_TLB_CTX, c);
-    tlbFlushed = true; // the fetch table changed: the run loop must look its code page up again
-  }
+  tlbCtx = c;
+  store<i32>(H + H_TLB_CTX, c);
+  tlbFlushed = true; // another address space: the run loop must look its code page up again
 }
 
 // Empty context c's tables for a new address space. A context not used since the hart's reset

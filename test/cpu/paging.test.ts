@@ -850,6 +850,108 @@ describe.each(["nested", "shadow"] as const)("%s paging", (pagingMode) => {
       }
     });
 
+    // satp with MODE = Bare is an address space of its own to the TLB (identity entries), and any
+    // change of address space makes the run loop fetch its code page again.
+    const XB = RAM + 0x500000; // a virtual address that is also a RAM physical address
+    const twoMiB = (pt: PageTables) => { pt.map(RAM, RAM, V | RWX | AD, 1); pt.map(RAM + 0x200000, RAM + 0x200000, V | RWX | AD, 1); };
+
+    it("paged -> Bare -> paged: a load at a virtual address reads physical memory in between", () => {
+      const m = machine(null, { ramSize: 8 * MB });
+      const pt = new PageTables(m, "sv39", POOL + 0x40000);
+      twoMiB(pt);
+      pt.map(XB, P1, V | R | W | AD);
+      m.w64(P1, 0x11n);
+      m.w64(XB, 0x22n);
+      m.load(`
+        ${enter(PRV_S, "body")}
+      body:
+        li t1, ${pt.satp()}
+        csrw satp, t1
+        li t0, ${XB}
+        ld a0, 0(t0)
+        csrw satp, zero
+        ld a1, 0(t0)
+        csrw satp, t1
+        ld a2, 0(t0)
+      `);
+      m.runDone();
+      expect([m.x("a0"), m.x("a1"), m.x("a2")]).toEqual([0x11n, 0x22n, 0x11n]);
+    });
+
+    it("identity entries made in Bare are not used when the earlier satp comes back", () => {
+      const m = machine(null, { ramSize: 8 * MB });
+      const pt = new PageTables(m, "sv39", POOL + 0x40000);
+      twoMiB(pt);
+      pt.map(XB, P1, V | R | W | AD);
+      m.w64(P1, 0x11n);
+      m.w64(XB, 0x22n);
+      m.load(`
+        ${enter(PRV_S, "body")}
+      body:
+        li t1, ${pt.satp()}
+        li t0, ${XB}
+        csrw satp, t1
+        csrw satp, zero
+        ld a0, 0(t0)
+        csrw satp, t1
+        ld a1, 0(t0)
+      `);
+      m.runDone();
+      expect([m.x("a0"), m.x("a1")]).toEqual([0x22n, 0x11n]);
+    });
+
+    // The code page at RAM + 0x3000 is mapped to RAM + 0x4000 by the page table: after the satp
+    // write on it, the next instruction comes from whichever mapping is now in force.
+    const switchOnPage = (first: string, second: string) => `
+        ${enter(PRV_S, "body")}
+      body:
+        li t1, ${LIST}
+        ld t3, 0(t1)
+        ld t1, 8(t1)
+        ${first}
+        li t0, ${RAM + 0x3000}
+        jr t0
+        .align 12
+        .space 0x2000
+        ${second}
+        li a0, 0x22
+        li t2, done
+        jr t2
+        .align 12
+        ${second}
+        li a0, 0x11
+        li t2, done
+        jr t2
+      `;
+    const remapped = (m: Machine, root: number, asid = 0, remap = true) => {
+      const pt = new PageTables(m, "sv39", root);
+      for (let p = 0; p < 0x200000; p += 0x1000) pt.map(RAM + p, remap && p === 0x3000 ? RAM + 0x4000 : RAM + p, V | RWX | AD);
+      return pt.satp(asid);
+    };
+
+    it("the first satp write since reset: the next instruction is fetched through the page table", () => {
+      const m = machine(switchOnPage("", "csrw satp, t3"), { ramSize: 8 * MB });
+      m.w64(LIST, remapped(m, POOL + 0x40000, 1));
+      m.runDone();
+      expect(m.x("a0")).toBe(0x11n);
+    });
+
+    it("paged -> Bare: the instruction after csrw satp, zero is fetched from its physical address", () => {
+      const m = machine(switchOnPage("csrw satp, t3", "csrw satp, zero"), { ramSize: 8 * MB });
+      m.w64(LIST, remapped(m, POOL + 0x40000, 1));
+      m.runDone();
+      expect(m.x("a0")).toBe(0x22n);
+    });
+
+    it("after 2^32 satp writes (the use clock wraps) a new address space still gets a fresh context", () => {
+      const m = machine(switchOnPage("csrw satp, t3", "csrw satp, t1"), { ramSize: 8 * MB });
+      m.w64(LIST, remapped(m, POOL + 0x40000, 1));
+      m.w64(LIST + 8, remapped(m, POOL + 0x80000, 2, false));
+      m.core.view.setUint32(m.core.hartBase(0) + L.H_TLB_CLOCK, 0xffffffff, true);
+      m.runDone();
+      expect(m.x("a0")).toBe(0x22n);
+    });
+
     it("a hart reset forgets every address space: a root reused after it is walked again", () => {
       const program = `
         ${enter(PRV_S, "body")}
