@@ -27,7 +27,7 @@ import { PAGE, chunkPages, readPageList, sectionChunks } from "../state/memory";
 import type { Platform, PcpuThread } from "../platform/platform";
 import { transition, ended, type Action } from "./lifecycle";
 import {
-  badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats, type VmState,
+  badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type SnapshotInfo, type UsbInfo, type UsbRequest, type VmInfo, type VmRunStats, type VmState,
 } from "./types";
 import type { CpuState } from "../state/cpu";
 import { readConfig, readStateConfig } from "../state/vm-state";
@@ -544,6 +544,20 @@ export class Hypervisor implements Control {
     } catch (e) {
       if (vm.migrating) throw conflict(`cannot read ${name}'s drives now: its migration is handing it over to the destination`);
       throw e;
+    }
+  }
+
+  /** Plug, unplug, list or type on the VM's USB devices; the VM's configuration follows its devices. */
+  async usb(name: string, request: UsbRequest): Promise<UsbInfo> {
+    const vm = await this.settled(name);
+    this.alive(vm);
+    if (ended(vm.state)) throw conflict(`cannot reach ${name}'s USB devices: it is ${vm.state}`);
+    try {
+      const info = await vm.home.pcpu.usb(name, request);
+      if (request.op === "attach" || request.op === "detach") vm.config = await vm.home.pcpu.config(name);
+      return info;
+    } catch (e) {
+      throw e instanceof HvError ? e : badRequest((e as Error).message);
     }
   }
 

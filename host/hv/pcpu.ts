@@ -14,7 +14,8 @@
  * CPU time (spinning with interrupts off) is reported stuck.
  */
 import { Scheduler, type EntityStats } from "./scheduler";
-import { buildMachine, machineDisks, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
+import { buildMachine, machineDisks, openUsbDevice, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
+import { parseUsbDevice } from "../config/parse";
 import { continueOnOverlay } from "../disk/swappable";
 import { MemoryPass, StateWriter, TO_FILE, TO_LINK, TO_LINK_POSTCOPY, applyChunkTo, openVmState, writeConfig, writeMachine, writeMemory } from "../state/vm-state";
 import { PAGE, pageListPayload, sectionChunks, type PageSelection } from "../state/memory";
@@ -33,7 +34,7 @@ import type { DiskFormat } from "../disk/formats";
 import type { Platform } from "../platform/platform";
 import { saveCpu, type CpuState } from "../state/cpu";
 import { transition, ended, type Action, type VmState } from "./lifecycle";
-import { GUEST_RESET_END } from "./types";
+import { GUEST_RESET_END, type UsbInfo, type UsbRequest } from "./types";
 import { BorrowedHarts, type HartLoan } from "../machine/remote-harts";
 import { WakeWords, type SharedWord } from "../util/wake-words";
 
@@ -762,6 +763,43 @@ export class Pcpu {
   /** A VM's configuration as it is now (a snapshot moves its disks to overlays). */
   config(name: string): VmConfig {
     return this.get(name).req.config;
+  }
+
+  /**
+   * A USB request on a VM (hot-plug between steps): a device plugged in gets its backend opened
+   * here and joins the configuration (with its port, so a snapshot rebuilds it there); one
+   * unplugged leaves it.
+   */
+  usb(name: string, request: UsbRequest): UsbInfo {
+    const vm = this.get(name);
+    if (ended(vm.state)) throw new Error(`${name} is ${vm.state}`);
+    const m = vm.machine;
+    const config = vm.req.config;
+    let port: number | undefined;
+    switch (request.op) {
+      case "attach": {
+        if (!config.usb) throw new Error(`${name} has no USB controller: define it with a usb list (even an empty one)`);
+        const d = parseUsbDevice(request.spec, config.usb);
+        const spec = openUsbDevice(d, this.platform, { wake: () => this.ring() }, vm.req.dirs);
+        try {
+          port = m.usbAttach(spec);
+        } catch (e) {
+          if (spec.type !== "usb-kbd") spec.backend.close();
+          throw e;
+        }
+        vm.req = { ...vm.req, config: { ...config, usb: [...config.usb, { ...d, port }] } };
+        break;
+      }
+      case "detach":
+        m.usbDetach(request.id);
+        vm.req = { ...vm.req, config: { ...config, usb: (config.usb ?? []).filter((d) => d.id !== request.id) } };
+        break;
+      case "type": m.usbType(request.id, new TextEncoder().encode(request.text)); break;
+      case "console": m.usbConsole(request.id); break;
+      case "list": break;
+    }
+    this.ring(); // the guest may have work now
+    return { devices: m.usbDevices(), ...(port !== undefined ? { port } : {}) };
   }
 
   /** A VM's drives as they are now, each with its format as opened (a probed one included). */

@@ -1,0 +1,48 @@
+// A character device's host end on a Unix socket wasmvisor listens on (QEMU's -chardev
+// socket,path=P,server=on,wait=off): one client at a time; what the guest sends while none is
+// connected is dropped, as on a serial line with nothing plugged in.
+import { createServer, type Server, type Socket } from "node:net";
+import { existsSync, lstatSync, unlinkSync } from "node:fs";
+import type { CharBackend } from "../../devices/backends";
+
+/** Guest output queued for a slow client; past it, output is dropped. */
+const MAX_QUEUED = 1 << 20;
+
+export function listenCharSocket(path: string, io: { onWake?: () => void }): CharBackend {
+  // A stale socket file (a VM that ended without removing it) is replaced; anything else is not.
+  if (existsSync(path)) {
+    if (!lstatSync(path).isSocket()) throw new Error(`${path}: exists and is not a socket: give socket= a free path`);
+    unlinkSync(path);
+  }
+  let client: Socket | null = null;
+  let receive: ((bytes: Uint8Array) => void) | null = null;
+  const server: Server = createServer((s) => {
+    if (client) {
+      s.end(); // one client at a time
+      return;
+    }
+    client = s;
+    s.on("data", (b: Buffer) => {
+      receive?.(new Uint8Array(b.buffer, b.byteOffset, b.length));
+      io.onWake?.();
+    });
+    s.on("error", () => {});
+    s.on("close", () => { if (client === s) client = null; });
+  });
+  server.on("error", () => {});
+  server.listen(path);
+  server.unref();
+  return {
+    write(bytes) {
+      if (client && client.writableLength < MAX_QUEUED) client.write(bytes);
+    },
+    attach(r) {
+      receive = r;
+    },
+    close() {
+      client?.destroy();
+      server.close();
+      try { unlinkSync(path); } catch { /* gone already */ }
+    },
+  };
+}
