@@ -204,7 +204,13 @@ interface RingPos {
 type Fetch = { trb: Trb; next: RingPos } | "empty" | { error: number };
 
 const type = (w: Uint32Array) => (w[3]! >>> 10) & 0x3f;
-const addr64 = (lo: number, hi: number) => (hi >>> 0) * 0x100000000 + (lo >>> 0);
+/**
+ * A 64-bit guest address as a number. Numbers are exact below 2^53, and nothing up there is RAM:
+ * every address beyond is NOWHERE (so DCBAAP, ERSTBA and ERDP read back 0x1fffff in their high
+ * halves after such a write, and states stay exact).
+ */
+const NOWHERE = 2 ** 53 - 64;
+const addr64 = (lo: number, hi: number) => ((hi >>> 0) >= 0x200000 ? NOWHERE : (hi >>> 0) * 0x100000000 + (lo >>> 0));
 const lo32 = (v: number) => v % 0x100000000;
 const hi32 = (v: number) => Math.floor(v / 0x100000000);
 

@@ -1,0 +1,176 @@
+// USB in the Linux guest, through a real `wasmvisor host` and `wasmvisor ctl`: the xHCI
+// controller with a keyboard, a mass-storage disk and a CDC-ACM serial port, driven by Linux's
+// own xhci-hcd, usbhid, usb-storage and cdc-acm. The guest lists them in sysfs, a key typed on
+// the keyboard reaches /dev/input/event0, an ext4 file system on the USB disk is written and
+// read back (and the image holds the bytes), the serial port carries data both ways, and the
+// disk and the keyboard are unplugged and plugged in again while the guest runs.
+import { describe, test, expect, beforeAll, afterAll } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import type { Duplex } from "node:stream";
+import { buildLinuxGuest } from "../../guests/linux/build.mjs";
+import { ApiClient } from "../../host/api/api";
+import type { VmInfo } from "../../host/hv/types";
+import { BIN, runCli } from "./cli";
+
+let dir: string;
+let socket: string;
+let host: ChildProcess;
+let hostErr = "";
+let api: ApiClient;
+let linux: { kernel: string; initramfs: string; disk: string };
+
+beforeAll(async () => {
+  linux = await buildLinuxGuest({ log: (line: string) => console.error(line) });
+  dir = mkdtempSync(join(tmpdir(), "wasmvisor-usb-"));
+  socket = join(dir, "api.sock");
+  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--images", dir, "--images", dirname(linux.kernel), "--cpus", "1", "--memory", "512M"],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: dir } });
+  host.stderr!.on("data", (d: Buffer) => { hostErr += d.toString(); });
+  const t0 = Date.now();
+  while (!hostErr.includes("API on")) {
+    if (Date.now() - t0 > 20_000 || host.exitCode !== null) throw new Error(`the host did not start:\n${hostErr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  api = new ApiClient(socket);
+}, 3_600_000);
+
+afterAll(async () => {
+  if (host && host.exitCode === null) {
+    host.kill("SIGTERM");
+    await new Promise((r) => host.once("exit", r));
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; host log:\n${hostErr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A console on the API: run shell commands and get their output. */
+class Shell {
+  out = "";
+  constructor(readonly con: Duplex) {
+    con.on("data", (d: Buffer) => { this.out += d.toString("latin1"); });
+  }
+  /** Run `cmd`; the terminal's text from the command on, up to the end marker. */
+  async sh(cmd: string, timeoutMs = 60_000): Promise<string> {
+    const id = Math.random().toString(36).slice(2, 8);
+    const from = this.out.length;
+    this.con.write(`${cmd}; echo "__done_""${id}"\r`);
+    const end = await until(`'${cmd}'`, () => {
+      const i = this.out.indexOf(`__done_${id}`, from);
+      return i >= 0 ? i : undefined;
+    }, timeoutMs);
+    return this.out.slice(from, end);
+  }
+}
+
+const ctl = (...args: string[]) => runCli(["ctl", "--api", socket, ...args]);
+
+describe("USB devices on the xHCI controller, in Linux", () => {
+  test("sysfs lists them; keys reach evdev; the disk is written and read back; the serial port carries data both ways; unplug and plug again", async () => {
+    const image = join(dir, "usb.img");
+    execFileSync("truncate", ["-s", "16M", image]);
+    execFileSync("mkfs.ext4", ["-q", "-F", image]);
+    const serialPath = join(dir, "acm.sock");
+    const vm = await api.call<VmInfo>("POST", "/vms", {
+      name: "usb", mode: "para", memory: "128M", kernel: linux.kernel, initrd: linux.initramfs, append: "console=ttyS0",
+      usb: ["kbd", `storage,file=${image},format=raw`, `serial,socket=${serialPath}`],
+    });
+    expect(vm.state).toBe("created");
+    await api.call("POST", "/vms/usb/start");
+    const s = new Shell(await api.console("usb"));
+    await until("the guest's prompt", () => (s.out.includes("wasmvisor guest ready") ? true : undefined), 180_000);
+    s.con.write("\r");
+
+    // The controller and each device, as lsusb would list them.
+    const listing = await s.sh("for i in $(seq 1 20); do [ -b /dev/sda ] && [ -e /dev/ttyACM0 ] && break; sleep 1; done; ls /sys/bus/usb/devices; cat /sys/bus/usb/devices/*/product; lsusb");
+    expect(listing).toMatch(/usb1/);
+    for (const port of ["1-1", "1-2", "1-3"]) expect(listing).toContain(port);
+    expect(listing).toContain("xHCI Host Controller");
+    expect(listing).toContain("wasmvisor USB keyboard");
+    expect(listing).toContain("wasmvisor USB disk");
+    expect(listing).toContain("wasmvisor USB serial");
+    expect(listing).toMatch(/ID 0627:0001/);
+    expect((await ctl("usb", "list", "usb")).out).toMatch(/port 1: kbd0 \(usb-kbd\)[\s\S]*port 2: storage0 \(usb-storage\)[\s\S]*port 3: serial0 \(usb-serial\)/);
+
+    // A key typed on the USB keyboard reaches the input layer: EV_KEY, KEY_A (30), pressed.
+    await s.sh("cat /sys/class/input/event0/device/name; (timeout 8 cat /dev/input/event0 > /tmp/ev &); sleep 1");
+    const typed = await ctl("usb", "type", "usb", "kbd0", "a");
+    expect(typed.code).toBe(0);
+    const ev = await s.sh("sleep 8; od -An -tx1 -v /tmp/ev");
+    expect(ev.replace(/\s+/g, "")).toContain("01001e0001000000");
+    expect(ev.replace(/\s+/g, "")).toContain("01001e0000000000"); // and released
+
+    // The USB disk: mounted (init may have mounted it already), written, read back.
+    let r = await s.sh("grep -q '^/dev/sda ' /proc/mounts || mount -t ext4 /dev/sda /mnt; echo usb-bytes-$((6*7)) > /mnt/usb.txt; sync; cat /mnt/usb.txt; umount /mnt && echo 'un''mounted'");
+    expect(r).toMatch(/^usb-bytes-42\s*$/m);
+    expect(r).toContain("unmounted");
+
+    // The serial port, both ways (raw, so the tty echoes nothing back).
+    const peer: Socket = connect(serialPath);
+    let fromGuest = "";
+    peer.on("data", (d: Buffer) => { fromGuest += d.toString("latin1"); });
+    await new Promise((res, rej) => { peer.once("connect", res); peer.once("error", rej); });
+    await s.sh("stty -F /dev/ttyACM0 raw -echo; (timeout 6 cat /dev/ttyACM0 > /tmp/acm &); sleep 1");
+    peer.write("from-host-123\n");
+    r = await s.sh("sleep 6; cat /tmp/acm; echo from-guest-$((400+56)) > /dev/ttyACM0");
+    expect(r).toMatch(/^from-host-123\s*$/m);
+    await until("the guest's bytes on the socket", () => (fromGuest.includes("from-guest-456") ? true : undefined));
+    peer.destroy();
+
+    // Unplug the disk: the guest sees it go, and the image has what was written.
+    let c = await ctl("usb", "detach", "usb", "storage0");
+    expect(c.out).toContain("storage0 unplugged");
+    r = await s.sh("sleep 2; ls /sys/bus/usb/devices; [ -b /dev/sda ] || echo \"no-\"\"sda\"");
+    expect(r).not.toContain("1-2");
+    expect(r).toContain("no-sda");
+    expect(execFileSync("debugfs", ["-R", "cat /usb.txt", image], { stdio: ["ignore", "pipe", "ignore"] }).toString()).toBe("usb-bytes-42\n");
+    // ... and plug it in again: it comes back, with the file.
+    c = await ctl("usb", "attach", "usb", `storage,file=${image},id=disk1`);
+    expect(c.out).toContain("USB device on port 2");
+    r = await s.sh("for i in $(seq 1 20); do [ -b /dev/sda ] && break; sleep 1; done; ls /sys/bus/usb/devices; mount -t ext4 /dev/sda /mnt && cat /mnt/usb.txt; umount /mnt");
+    expect(r).toContain("1-2");
+    expect(r).toMatch(/^usb-bytes-42\s*$/m);
+
+    // The keyboard too: unplugged, gone; plugged in again, its keys arrive once more.
+    await ctl("usb", "detach", "usb", "kbd0");
+    r = await s.sh("sleep 2; ls /sys/bus/usb/devices; ls /dev/input");
+    expect(r).not.toContain("1-1");
+    await ctl("usb", "attach", "usb", "kbd,id=kbd1");
+    r = await s.sh("for i in $(seq 1 20); do [ -e /dev/input/event0 ] && break; sleep 1; done; (timeout 6 cat /dev/input/event0 > /tmp/ev2 &); sleep 1");
+    await ctl("usb", "type", "usb", "kbd1", "b");
+    r = await s.sh("sleep 6; od -An -tx1 -v /tmp/ev2");
+    expect(r.replace(/\s+/g, "")).toContain("0100300001000000"); // KEY_B (48)
+
+    // The console's input goes to the keyboard when it is selected, and back to the shell after.
+    await s.sh("(timeout 8 cat /dev/input/event0 > /tmp/ev3 &); sleep 1");
+    expect((await ctl("usb", "console", "usb", "kbd1")).code).toBe(0);
+    s.con.write("c");
+    await new Promise((res) => setTimeout(res, 2000));
+    expect((await ctl("usb", "console", "usb", "off")).code).toBe(0);
+    r = await s.sh("sleep 7; od -An -tx1 -v /tmp/ev3");
+    expect(r.replace(/\s+/g, "")).toContain("01002e0001000000"); // KEY_C (46)
+
+    // Errors a user can make are refused with the reason.
+    c = await ctl("usb", "detach", "usb", "nothing");
+    expect(c.code).not.toBe(0);
+    expect(c.err).toMatch(/no device named nothing/);
+    c = await ctl("usb", "attach", "usb", "kbd,id=kbd1");
+    expect(c.err).toMatch(/two USB devices with that id|attached already/);
+
+    s.con.destroy();
+    await api.call("POST", "/vms/usb/stop");
+    await api.call("DELETE", "/vms/usb");
+  }, 600_000);
+});
