@@ -29,7 +29,7 @@ import { concatBytes } from "../util/bytes";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason, type DebugStop, type BorrowedStats } from "../machine/virt";
 import { debugRequest, type DebugRequest } from "../machine/debug";
-import type { DriveConfig, VmConfig } from "../config/vm-config";
+import type { DriveConfig, UsbDeviceConfig, VmConfig } from "../config/vm-config";
 import type { DiskFormat } from "../disk/formats";
 import type { Platform } from "../platform/platform";
 import { saveCpu, type CpuState } from "../state/cpu";
@@ -392,6 +392,7 @@ export class Pcpu {
     let told = t0;
     const vm = this.get(name);
     if (ended(vm.state)) throw new Error(`cannot snapshot ${name}: it is ${vm.state}`);
+    refuseUsbDisks(vm, "snapshot");
     const file = this.platform.createStateFile(path, { what: "snapshot", dirs: opts.dirs, replaces: STATE_MAGIC });
     const core = vm.machine.core;
     try {
@@ -448,6 +449,7 @@ export class Pcpu {
   async migrateOut(name: string, target: MigrationTarget, opts: MigrateOptions, progress: (p: MigrationProgress) => void = () => {}): Promise<MigrationProgress> {
     const vm = this.get(name);
     if (ended(vm.state)) throw new Error(`cannot migrate ${name}: it is ${vm.state}`);
+    refuseUsbDisks(vm, "migrate");
     if (!this.platform.connectMigration) throw new Error("this platform has no network to migrate VMs over");
     const t0 = performance.now();
     const p: MigrationProgress = { phase: "connecting", round: 0, sentBytes: 0, sentPages: 0, dirtyPages: 0, dirtyRateMBs: 0, bandwidthMBs: 0, expectedDowntimeMs: 0, elapsedMs: 0 };
@@ -787,12 +789,12 @@ export class Pcpu {
           if (spec.type !== "usb-kbd") spec.backend.close();
           throw e;
         }
-        vm.req = { ...vm.req, config: { ...config, usb: [...config.usb, { ...d, port }] } };
+        vm.req = { ...vm.req, config: { ...config, usb: pinPorts([...config.usb, d], m.usbDevices()) } };
         break;
       }
       case "detach":
         m.usbDetach(request.id);
-        vm.req = { ...vm.req, config: { ...config, usb: (config.usb ?? []).filter((d) => d.id !== request.id) } };
+        vm.req = { ...vm.req, config: { ...config, usb: pinPorts((config.usb ?? []).filter((d) => d.id !== request.id), m.usbDevices()) } };
         break;
       case "type": m.usbType(request.id, new TextEncoder().encode(request.text)); break;
       case "console": m.usbConsole(request.id); break;
@@ -1314,6 +1316,19 @@ function withDiskFormats(vm: Hosted): VmConfig {
 }
 
 // The VM's drives, each with the format its image was opened as.
+// After a hot-plug the configuration names every USB device's port: devices come and go out of
+// port order, and a snapshot's machine must have each where the saved controller had it.
+function pinPorts(devices: UsbDeviceConfig[], plugged: { id: string; port: number }[]): UsbDeviceConfig[] {
+  return devices.map((d) => ({ ...d, port: plugged.find((p) => p.id === d.id)?.port ?? d.port }));
+}
+
+// A USB disk's image is not frozen under an overlay or copied as the drives' are: a snapshot or
+// a migration would leave it behind, changing under the saved state. Unplugged first, it can be.
+function refuseUsbDisks(vm: Hosted, what: "snapshot" | "migrate"): void {
+  const disk = vm.req.config.usb?.find((d) => d.type === "usb-storage");
+  if (disk) throw new Error(`cannot ${what} ${vm.name}: its USB disk ${disk.id} would not go with it (unplug it first: ctl usb detach ${vm.name} ${disk.id})`);
+}
+
 function openedDrives(vm: Hosted): (DriveConfig & { format: DiskFormat })[] {
   const disks = machineDisks(vm.machine);
   return vm.req.config.drives.map((d, i) => ({ ...d, format: disks[i]!.image.format }));
