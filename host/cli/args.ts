@@ -267,10 +267,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   gdb: { value: true, apply: (g, v, _f, option) => { g.gdb = parseGdb(option, v) ?? undefined; } },
   s: flagOnly((g) => { g.gdb = parseGdb("-s", `tcp::${GDB_DEFAULT_PORT}`)!; }),
   device: { value: true, describes: true, apply: addDevice },
-  usb: { value: true, describes: true, apply: (g, v, _f, option) => {
-    if (option !== "--usb") throw new QemuOptionError("-usb: the legacy USB option is not supported: use -device qemu-xhci and -device usb-kbd (or --usb kbd)");
-    (g.usb ??= []).push(v);
-  } },
+  usb: { value: true, describes: true, apply: (g, v) => { (g.usb ??= []).push(v); } },
   chardev: { value: true, describes: true, apply: addChardev },
   netdev: { value: true, describes: true, apply: addNetdev },
   nic: { value: true, describes: true, apply: addNic },
@@ -481,6 +478,8 @@ function gather(argv: string[], front: Frontend): Gathered {
       inline = name.slice(eq + 1);
       name = name.slice(0, eq);
     }
+    // QEMU's -usb takes no value, wasmvisor's --usb does: the two are different options.
+    if (name === "usb" && !long) throw new CliError("-usb: the legacy USB option is not supported: use -device qemu-xhci and -device usb-kbd (or --usb kbd)");
     const spec = Object.hasOwn(OPTIONS, name) ? OPTIONS[name]! : undefined;
     if (!spec) {
       if (Object.hasOwn(REFUSED, name)) throw new CliError(`${arg}: ${REFUSED[name]}`);

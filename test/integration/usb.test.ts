@@ -14,7 +14,7 @@ import type { Duplex } from "node:stream";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
 import { ApiClient } from "../../host/api/api";
 import type { VmInfo } from "../../host/hv/types";
-import { BIN, runCli } from "./cli";
+import { BIN, Session, runCli } from "./cli";
 
 let dir: string;
 let socket: string;
@@ -197,4 +197,27 @@ describe("USB devices on the xHCI controller, in Linux", () => {
     await api.call("POST", "/vms/usb/stop");
     await api.call("DELETE", "/vms/usb");
   }, 600_000);
+
+  test("QEMU's flags: -device qemu-xhci, usb-kbd, usb-storage,drive=, usb-serial,chardev= on wasmvisor boot", async () => {
+    const image = join(dir, "qemu-usb.img");
+    execFileSync("truncate", ["-s", "8M", image]);
+    const acm = join(dir, "qemu-acm.sock");
+    const s = new Session(["boot", "--mode", "para", "-kernel", linux.kernel, "-initrd", linux.initramfs, "-append", "console=ttyS0",
+      "-device", "qemu-xhci", "-device", "usb-kbd", "-drive", `file=${image},if=none,id=u0,format=raw`, "-device", "usb-storage,drive=u0",
+      "-chardev", `socket,id=c0,path=${acm},server=on,wait=off`, "-device", "usb-serial,chardev=c0"]);
+    try {
+      await s.expect("wasmvisor guest ready", 180_000);
+      s.send("\r");
+      const at = await s.expect(/# $/m, 30_000);
+      s.send("for i in $(seq 1 20); do [ -b /dev/sda ] && [ -e /dev/ttyACM0 ] && break; sleep 1; done; cat /sys/bus/usb/devices/*/product; cat /sys/block/sda/size; echo '__do''ne'\r");
+      const end = await s.expect("__done", 60_000, at);
+      const text = s.out.slice(at, end);
+      for (const p of ["xHCI Host Controller", "wasmvisor USB keyboard", "wasmvisor USB disk", "wasmvisor USB serial"]) expect(text).toContain(p);
+      expect(text).toMatch(/^16384\s*$/m); // 8 MiB in 512-byte sectors
+      s.send("poweroff\r");
+      expect(await s.exited).toBe(0);
+    } finally {
+      s.kill();
+    }
+  }, 300_000);
 });
