@@ -146,6 +146,11 @@ export const MAX_COMMANDS = 256;
 export const MAX_TDS = 64;
 /** TRBs in one TD (Linux's largest scatter-gather TDs have a few hundred). */
 export const MAX_TD_TRBS = 1024;
+/**
+ * Bytes one TD may move (Linux's largest, usb-storage's, are at most a few MiB): a TD of 1024
+ * TRBs of 128 KiB would have the host copy 128 MiB for one transfer. Longer TDs fail (TRB Error).
+ */
+export const MAX_TD_BYTES = 16 << 20;
 /** Link TRBs followed in a row before the ring counts as a loop. */
 export const MAX_LINKS = 16;
 /** Events kept while the event ring is full; more are lost (Event Ring Full). */
@@ -1015,6 +1020,16 @@ export class Xhci implements MmioDevice {
     return null;
   }
 
+  /** The TRB past which a TD moves more than MAX_TD_BYTES, or null. */
+  private tooLong(trbs: Trb[]): Trb | null {
+    let total = 0;
+    for (const t of trbs) {
+      if (type(t.w) === TRB.NORMAL || type(t.w) === TRB.DATA) total += t.w[2]! & 0x1ffff;
+      if (total > MAX_TD_BYTES) return t;
+    }
+    return null;
+  }
+
   private gatherOut(trbs: Trb[], limit: number): Uint8Array {
     const parts = trbs.filter((t) => type(t.w) === TRB.NORMAL || type(t.w) === TRB.DATA).map((t) => this.buffer(t, false)!);
     const total = Math.min(limit, parts.reduce((n, p) => n + p.length, 0));
@@ -1030,7 +1045,7 @@ export class Xhci implements MmioDevice {
 
   private dataTd(slotId: number, dci: number, ep: Endpoint, device: UsbDevice | null, trbs: Trb[]): "done" | "wait" | "halt" {
     const isIn = ep.type >= 5;
-    const bad = this.checkData(trbs, isIn, [TRB.NORMAL]);
+    const bad = this.checkData(trbs, isIn, [TRB.NORMAL]) ?? this.tooLong(trbs);
     if (bad) {
       this.transferEvent(slotId, dci, bad.addr, CC.TRB, bad.w[2]! & 0x1ffff);
       return "done";
@@ -1092,7 +1107,7 @@ export class Xhci implements MmioDevice {
       fail(data[0]!, CC.TRB);
       return "done";
     }
-    const bad = this.checkData(data, isIn, [TRB.DATA, TRB.NORMAL]);
+    const bad = this.checkData(data, isIn, [TRB.DATA, TRB.NORMAL]) ?? this.tooLong(data);
     if (bad) {
       fail(bad, CC.TRB);
       return "done";

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import type { CharBackend, DiskBackend } from "../../host/devices/backends";
 import {
-  CC, CRCR, CRCR_CRR, DOORBELLS, EP_HALTED, EP_RUNNING, EP_STOPPED, ERSTBA, ERSTSZ, EXT_CAPS, MAX_TD_TRBS, PORTS, PORT_CCS, PORT_CSC,
+  CC, CRCR, CRCR_CRR, DOORBELLS, EP_HALTED, EP_RUNNING, EP_STOPPED, ERSTBA, ERSTSZ, EXT_CAPS, MAX_TD_BYTES, MAX_TD_TRBS, PORTS, PORT_CCS, PORT_CSC,
   PORT_PED, PORT_PRC, STS_HCH, STS_HSE, TRB, USBCMD, USBSTS, XHCI_PORTS, Xhci,
 } from "../../host/devices/xhci";
 import { UsbKeyboard, keyFor } from "../../host/devices/usb/keyboard";
@@ -365,6 +365,25 @@ describe("xhci: hostile guests", () => {
     expect(ev[0]!.ptr).toBe(a);
     expect(ev[1]!.ptr).toBe(b);
     expect(d.bytes(DATA, 8)[2]).toBe(0x04); // the key was not lost to the bad TDs
+  });
+
+  it("a TD of more than MAX_TD_BYTES fails with a TRB Error instead of being copied", () => {
+    const { d, slot, disk } = storageSetup(16);
+    // 200 chained TRBs of 128 KiB - 1, all over the same RAM: 25 MiB for one bulk OUT transfer,
+    // on a ring of its own (the endpoint stopped and moved there).
+    const ring = DATA + 0x10000;
+    for (let i = 0; i < 200; i++) {
+      d.set64(ring + 16 * i, RAM_BASE);
+      d.set32(ring + 16 * i + 8, 0x1ffff);
+      d.set32(ring + 16 * i + 12, (TRB.NORMAL << 10) | (i === 199 ? IOC : CH) | 1);
+    }
+    expect(d.command({ type: TRB.STOP_ENDPOINT, flags: (slot << 24) | (4 << 16) }).code).toBe(CC.SUCCESS);
+    expect(d.command({ type: TRB.SET_TR_DEQUEUE, ptr: ring + 1, flags: (slot << 24) | (4 << 16) }).code).toBe(CC.SUCCESS);
+    d.ring(slot, 4);
+    const ev = d.events();
+    expect(ev).toEqual([expect.objectContaining({ code: CC.TRB, dci: 4, ptr: ring + 16 * Math.floor(MAX_TD_BYTES / 0x1ffff) })]);
+    expect(MAX_TD_BYTES).toBeLessThan(200 * 0x1ffff);
+    expect(disk.bytes.every((b) => b === 0)).toBe(true);
   });
 
   it("bad slots, endpoints and contexts get the completion codes of the specification", () => {
