@@ -31,6 +31,7 @@ export const XHCI_WINDOW_SIZE = 0x1000;
 export const XHCI_PORTS = 8;
 export const XHCI_SLOTS = 32;
 const ERST_MAX = 3; // up to 2^3 event ring segments
+const IMOD_RESET = 4000; // 1 ms in 250 ns units (kept, not acted on: events interrupt at once)
 const VERSION = 1;
 
 // Register map.
@@ -233,7 +234,7 @@ export class Xhci implements MmioDevice {
   private crr = false;
   // Interrupter 0 and its event ring.
   private iman = 0;
-  private imod = 0;
+  private imod = IMOD_RESET;
   private erstsz = 0;
   private erstba = 0;
   private erdp = 0;
@@ -261,9 +262,9 @@ export class Xhci implements MmioDevice {
   /** Plug `device` into a free root port (or `port`, 1-based); returns the port. */
   attach(device: UsbDevice, port?: number): number {
     if (this.ports.some((p) => p.device === device || p.device?.name === device.name)) throw new Error(`${this.name}: a device named ${device.name} is attached already`);
+    if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= XHCI_PORTS)) throw new Error(`${this.name}: there is no port ${port} (the controller has ports 1 to ${XHCI_PORTS})`);
     const index = port === undefined ? this.ports.findIndex((p) => !p.device) : port - 1;
     if (index < 0) throw new Error(`${this.name}: all ${XHCI_PORTS} ports are in use`);
-    if (!Number.isInteger(index) || index >= XHCI_PORTS) throw new Error(`${this.name}: there is no port ${port} (the controller has ${XHCI_PORTS})`);
     const p = this.ports[index]!;
     if (p.device) throw new Error(`${this.name}: port ${index + 1} has ${p.device.name} already`);
     p.device = device;
@@ -282,9 +283,9 @@ export class Xhci implements MmioDevice {
     const device = p.device!;
     device.wake = () => {};
     p.device = null;
-    const wasEnabled = p.sc & PORT_PED;
+    // A disconnect disables the port; only the connect status change is reported (PEC is for errors).
     p.sc = (p.sc & ~(PORT_CCS | PORT_PED | PORT_PLS | (0xf << PORT_SPEED_SHIFT))) | (PLS_RXDETECT << PORT_PLS_SHIFT);
-    this.portChange(index, PORT_CSC | (wasEnabled ? PORT_PEC : 0));
+    this.portChange(index, PORT_CSC);
     return device;
   }
 
@@ -308,7 +309,7 @@ export class Xhci implements MmioDevice {
     this.cmd = { deq: 0, cycle: false };
     this.crr = false;
     this.iman = 0;
-    this.imod = 4000;
+    this.imod = IMOD_RESET;
     this.erstsz = 0;
     this.erstba = 0;
     this.erdp = 0;
@@ -390,9 +391,11 @@ export class Xhci implements MmioDevice {
     const word = offset & ~3;
     const shift = (offset & 3) * 8;
     if (size !== 4) {
-      // Narrow writes merge into the register as it reads (W1C bits written as zero).
+      // Narrow writes merge into the register as it reads, its write-1-to-clear bits as zero.
       const lanes = ((size === 1 ? 0xff : 0xffff) << shift) >>> 0;
-      const current = word === USBSTS || (word >= PORTS && word < PORTS + XHCI_PORTS * 16 && (word & 0xc) === 0) ? 0 : this.readWord(word);
+      const portsc = word >= PORTS && word < PORTS + XHCI_PORTS * 16 && (word & 0xc) === 0;
+      const w1c = word === USBSTS ? STS_W1C : portsc ? PORT_CHANGES | PORT_PED : word === IMAN ? IMAN_IP : word === ERDP ? ERDP_EHB : 0;
+      const current = this.readWord(word) & ~w1c;
       value = ((current & ~lanes) | ((value << shift) & lanes)) >>> 0;
     }
     this.writeWord(word, value >>> 0);

@@ -204,6 +204,8 @@ export class Driver {
   /** Port reset, Enable Slot, Address Device: the slot of the device on `port`. */
   enumerate(port: number, ep0MaxPacket = 64): number {
     this.w(PORTS + 16 * (port - 1), PORT_PR | (1 << 9));
+    // The hub driver acknowledges the connect and the reset (write 1 to clear).
+    this.w(PORTS + 16 * (port - 1), (1 << 9) | (1 << 17) | (1 << 21));
     const en = this.command({ type: TRB.ENABLE_SLOT });
     if (en.code !== 1) throw new Error(`Enable Slot: code ${en.code}`);
     const slot = en.slot;

@@ -459,6 +459,13 @@ describe("xhci: hostile guests", () => {
     d.hc.write(USBCMD + 1, 1, 0xff);
     d.w(ERSTSZ, 0xffff);
     d.start();
+    // A byte written into PORTSC's high half keeps the low half (PED stays), and clears CSC.
+    d.hc.attach(new UsbKeyboard("kbd"));
+    d.w(PORTS, (1 << 9) | (1 << 4));
+    d.events();
+    d.hc.write(PORTS + 2, 1, PORT_CSC >>> 16);
+    expect(d.r(PORTS) & (PORT_PED | PORT_CSC | PORT_CCS)).toBe(PORT_PED | PORT_CCS);
+    d.w(PORTS, (1 << 9) | PORT_PRC);
     d.w(ERSTSZ, 100); // more segments than ERST Max allows: the next event is a system error
     d.w(PORTS, (1 << 9) | (1 << 4));
     expect(d.r(USBSTS) & STS_HSE).toBe(STS_HSE);
