@@ -127,9 +127,10 @@ export interface Platform {
   removeDiskImage(path: string): void;
   /**
    * A character backend on a Unix socket this host listens on (a USB serial port's other end),
-   * waking the VM through `onWake` when bytes came; undefined where there are no sockets.
+   * in `dirs` if given, waking the VM through `onWake` when bytes came; undefined where there
+   * are no sockets.
    */
-  listenCharSocket?(path: string, io: { onWake?: () => void }): CharBackend;
+  listenCharSocket?(path: string, io: { onWake?: () => void; dirs?: readonly string[] }): CharBackend;
   /** Host sockets for user-mode networking; undefined where there are none. */
   readonly hostSockets?: HostSockets;
   /**

@@ -130,7 +130,7 @@ export function openUsbDevice(d: UsbDeviceConfig, platform: Platform, io: Pick<M
     }
     case "usb-serial": {
       if (!platform.listenCharSocket) throw new Error(`--usb serial,socket=${d.socket}: this platform has no sockets`);
-      return { type: d.type, ...at, backend: platform.listenCharSocket(d.socket, { onWake: io.wake }) };
+      return { type: d.type, ...at, backend: platform.listenCharSocket(d.socket, { onWake: io.wake, dirs }) };
     }
   }
 }

@@ -168,6 +168,11 @@ describe("USB devices on the xHCI controller, in Linux", () => {
     expect(c.err).toMatch(/no device named nothing/);
     c = await ctl("usb", "attach", "usb", "kbd,id=kbd1");
     expect(c.err).toMatch(/two USB devices with that id|attached already/);
+    // A daemon's client names disk images and sockets in its image directories only.
+    c = await ctl("usb", "attach", "usb", `serial,socket=${join(tmpdir(), "elsewhere.sock")}`);
+    expect(c.err).toMatch(/not in an image directory of this host/);
+    c = await ctl("usb", "attach", "usb", "storage,file=/etc/passwd");
+    expect(c.err).toMatch(/not in an image directory/);
 
     // A snapshot would leave the USB disk's image behind: refused while it is plugged in. Without
     // it, the controller's and the keyboard's state go into the snapshot, and the restored guest's

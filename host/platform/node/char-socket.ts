@@ -2,13 +2,28 @@
 // socket,path=P,server=on,wait=off): one client at a time; what the guest sends while none is
 // connected is dropped, as on a serial line with nothing plugged in.
 import { createServer, type Server, type Socket } from "node:net";
-import { existsSync, lstatSync, unlinkSync } from "node:fs";
+import { existsSync, lstatSync, realpathSync, unlinkSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import type { CharBackend } from "../../devices/backends";
+import { inside } from "./image-files";
 
 /** Guest output queued for a slow client; past it, output is dropped. */
 const MAX_QUEUED = 1 << 20;
 
-export function listenCharSocket(path: string, io: { onWake?: () => void }): CharBackend {
+/**
+ * Listen on `path`, which must be in one of `dirs` (a daemon's image directories; anywhere if
+ * undefined): a client of the daemon cannot make it replace a socket elsewhere.
+ */
+export function listenCharSocket(path: string, io: { onWake?: () => void; dirs?: readonly string[] }): CharBackend {
+  if (io.dirs) {
+    let real: string;
+    try {
+      real = join(realpathSync(dirname(path)), basename(path));
+    } catch {
+      throw new Error(`socket=${path}: its directory does not exist`);
+    }
+    if (basename(path) === ".." || !io.dirs.some((d) => inside(real, d))) throw new Error(`socket=${path}: not in an image directory of this host (${io.dirs.join(", ")})`);
+  }
   // A stale socket file (a VM that ended without removing it) is replaced; anything else is not.
   if (existsSync(path)) {
     if (!lstatSync(path).isSocket()) throw new Error(`${path}: exists and is not a socket: give socket= a free path`);
