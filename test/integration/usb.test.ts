@@ -219,6 +219,14 @@ describe("USB devices on the xHCI controller, in Linux", () => {
       const text = s.out.slice(at, end);
       for (const p of ["xHCI Host Controller", "wasmvisor USB keyboard", "wasmvisor USB disk", "wasmvisor USB serial"]) expect(text).toContain(p);
       expect(text).toMatch(/^16384\s*$/m); // 8 MiB in 512-byte sectors
+      // A reboot resets the controller under the devices; the next kernel finds them again.
+      s.send("reboot\r");
+      const again = await s.expect("wasmvisor guest ready", 180_000, end);
+      s.send("\r");
+      const at2 = await s.expect(/# $/m, 30_000, again);
+      s.send("for i in $(seq 1 20); do [ -b /dev/sda ] && [ -e /dev/ttyACM0 ] && break; sleep 1; done; ls /sys/bus/usb/devices; echo '__do''ne'\r");
+      const end2 = await s.expect("__done", 60_000, at2);
+      for (const port of ["1-1", "1-2", "1-3"]) expect(s.out.slice(at2, end2)).toContain(port);
       s.send("poweroff\r");
       expect(await s.exited).toBe(0);
     } finally {
