@@ -27,7 +27,7 @@ beforeAll(async () => {
   linux = await buildLinuxGuest({ log: (line: string) => console.error(line) });
   dir = mkdtempSync(join(tmpdir(), "wasmvisor-usb-"));
   socket = join(dir, "api.sock");
-  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--images", dir, "--images", dirname(linux.kernel), "--cpus", "1", "--memory", "512M"],
+  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--images", dir, "--images", dirname(linux.kernel), "--cpus", "2", "--memory", "512M"],
     { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: dir } });
   host.stderr!.on("data", (d: Buffer) => { hostErr += d.toString(); });
   const t0 = Date.now();
@@ -197,6 +197,15 @@ describe("USB devices on the xHCI controller, in Linux", () => {
     await ctl("usb", "type", "usb", "kbd1", "d");
     r = await s2.sh("sleep 6; od -An -tx1 -v /tmp/ev4");
     expect(r.replace(/\s+/g, "")).toContain("0100200001000000"); // KEY_D (32)
+
+    // Moved to the other pCPU (its backends closed here and opened there), the keyboard still types.
+    const from = (await api.call<VmInfo>("GET", "/vms/usb")).pcpu;
+    c = await ctl("move", "usb", String(1 - from));
+    expect(c.out).toContain(`on pCPU ${1 - from}`);
+    r = await s2.sh("(timeout 6 cat /dev/input/event0 > /tmp/ev5 &); sleep 1");
+    await ctl("usb", "type", "usb", "kbd1", "e");
+    r = await s2.sh("sleep 6; od -An -tx1 -v /tmp/ev5; ls /sys/bus/usb/devices");
+    expect(r.replace(/\s+/g, "")).toContain("0100120001000000"); // KEY_E (18)
 
     s2.con.destroy();
     await api.call("POST", "/vms/usb/stop");
