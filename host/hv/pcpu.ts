@@ -14,7 +14,7 @@
  * CPU time (spinning with interrupts off) is reported stuck.
  */
 import { Scheduler, type EntityStats } from "./scheduler";
-import { buildMachine, machineDisks, openUsbDevice, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
+import { buildMachine, machineDisks, machineUsbDisks, openUsbDevice, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
 import { parseUsbDevice } from "../config/parse";
 import { continueOnOverlay } from "../disk/swappable";
 import { MemoryPass, StateWriter, TO_FILE, TO_LINK, TO_LINK_POSTCOPY, applyChunkTo, openVmState, writeConfig, writeMachine, writeMemory } from "../state/vm-state";
@@ -319,6 +319,13 @@ export class Pcpu {
         this.platform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? "raw" }, dirs: req.dirs, what: "overlay", sync: false });
         return { ...d, file: overlay, format: "qcow2" as const };
       });
+      saved.config.usb = saved.config.usb?.map((d) => {
+        if (d.type !== "usb-storage" || d.readOnly) return d;
+        const overlay = `${path}.${saved.config.name}-${stamp}.usb-${d.id}.qcow2`;
+        this.platform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? "raw" }, dirs: req.dirs, what: "overlay", sync: false });
+        return { ...d, file: overlay, format: "qcow2" as const };
+      });
+      if (saved.config.usb === undefined) delete saved.config.usb;
       req = { ...req, config: saved.config };
       vm = await this.host(req, (io) => restoreMachine(saved, this.platform, io, { dirs: req.dirs, clock: { kind: "continue" }, lazy: true }));
     } catch (e) {
@@ -392,7 +399,6 @@ export class Pcpu {
     let told = t0;
     const vm = this.get(name);
     if (ended(vm.state)) throw new Error(`cannot snapshot ${name}: it is ${vm.state}`);
-    refuseUsbDisks(vm, "snapshot");
     const file = this.platform.createStateFile(path, { what: "snapshot", dirs: opts.dirs, replaces: STATE_MAGIC });
     const core = vm.machine.core;
     try {
@@ -449,7 +455,7 @@ export class Pcpu {
   async migrateOut(name: string, target: MigrationTarget, opts: MigrateOptions, progress: (p: MigrationProgress) => void = () => {}): Promise<MigrationProgress> {
     const vm = this.get(name);
     if (ended(vm.state)) throw new Error(`cannot migrate ${name}: it is ${vm.state}`);
-    refuseUsbDisks(vm, "migrate");
+    if (opts.copyStorage) refuseUsbDisks(vm);
     if (!this.platform.connectMigration) throw new Error("this platform has no network to migrate VMs over");
     const t0 = performance.now();
     const p: MigrationProgress = { phase: "connecting", round: 0, sentBytes: 0, sentPages: 0, dirtyPages: 0, dirtyRateMBs: 0, bandwidthMBs: 0, expectedDowntimeMs: 0, elapsedMs: 0 };
@@ -750,15 +756,24 @@ export class Pcpu {
   // image it was on, which the snapshot keeps; the VM's configuration follows (config()).
   private continueDisks(vm: Hosted, snapshot: string, dirs?: readonly string[]): void {
     const disks = machineDisks(vm.machine);
+    const usbDisks = machineUsbDisks(vm.machine);
     const drives = vm.req.config.drives.map((d) => ({ ...d }));
+    const usb = vm.req.config.usb?.map((d) => ({ ...d }));
     try {
       drives.forEach((d, i) => {
         if (d.readOnly) return;
         const now = continueOnOverlay(this.platform, disks[i]!, `${snapshot}.${Date.now().toString(36)}.disk${i}.qcow2`, { dirs });
         drives[i] = { ...d, file: now.path, format: now.format };
       });
+      // USB disks the same way, each named by its device id.
+      usb?.forEach((d, i) => {
+        const disk = usbDisks.get(d.id);
+        if (d.type !== "usb-storage" || d.readOnly || !disk) return;
+        const now = continueOnOverlay(this.platform, disk, `${snapshot}.${Date.now().toString(36)}.usb-${d.id}.qcow2`, { dirs });
+        usb[i] = { ...d, file: now.path, format: now.format };
+      });
     } finally {
-      vm.req = { ...vm.req, config: { ...vm.req.config, drives } };
+      vm.req = { ...vm.req, config: { ...vm.req.config, drives, ...(usb ? { usb } : {}) } };
     }
   }
 
@@ -1322,11 +1337,11 @@ function pinPorts(devices: UsbDeviceConfig[], plugged: { id: string; port: numbe
   return devices.map((d) => ({ ...d, port: plugged.find((p) => p.id === d.id)?.port ?? d.port }));
 }
 
-// A USB disk's image is not frozen under an overlay or copied as the drives' are: a snapshot or
-// a migration would leave it behind, changing under the saved state. Unplugged first, it can be.
-function refuseUsbDisks(vm: Hosted, what: "snapshot" | "migrate"): void {
-  const disk = vm.req.config.usb?.find((d) => d.type === "usb-storage");
-  if (disk) throw new Error(`cannot ${what} ${vm.name}: its USB disk ${disk.id} would not go with it (unplug it first: ctl usb detach ${vm.name} ${disk.id})`);
+// Block migration copies the drives only: a USB disk would be left behind (with shared storage,
+// migrating without --copy-storage, it is found there as the drives are). Unplugged first, it can go.
+function refuseUsbDisks(vm: Hosted): void {
+  const disk = vm.req.config.usb?.find((d) => d.type === "usb-storage" && !d.readOnly);
+  if (disk) throw new Error(`cannot migrate ${vm.name} with --copy-storage: its USB disk ${disk.id} would not be copied (unplug it first: ctl usb detach ${vm.name} ${disk.id}, or migrate with shared storage)`);
 }
 
 function openedDrives(vm: Hosted): (DriveConfig & { format: DiskFormat })[] {

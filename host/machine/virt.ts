@@ -555,6 +555,13 @@ export class VirtMachine {
     b?.close();
   }
 
+  /** The backends of the USB disks plugged in, by device id. */
+  usbDisks(): Map<string, DiskBackend> {
+    const out = new Map<string, DiskBackend>();
+    for (const [id, b] of this.usbBackends) if ("flush" in b) out.set(id, b);
+    return out;
+  }
+
   /** The USB devices plugged in: id, type and port. */
   usbDevices(): { id: string; type: string; port: number }[] {
     return this.xhci?.devices().map(({ port, device }) => ({ id: device.name, type: device.kind, port })) ?? [];

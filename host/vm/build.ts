@@ -125,7 +125,8 @@ export function openUsbDevice(d: UsbDeviceConfig, platform: Platform, io: Pick<M
   switch (d.type) {
     case "usb-kbd": return { type: d.type, ...at };
     case "usb-storage": {
-      const backend = platform.openDisk(d.file, { format: d.format, readOnly: d.readOnly, dirs, what: "--usb storage" });
+      // A SwappableDisk as a drive's: a snapshot moves it to an overlay (machineUsbDisks).
+      const backend = new SwappableDisk(d.file, () => platform.openDisk(d.file, { format: d.format, readOnly: d.readOnly, dirs, what: "--usb storage" }));
       return { type: d.type, ...at, backend, readOnly: d.readOnly, ...(d.serial !== undefined ? { serial: d.serial } : {}) };
     }
     case "usb-serial": {
@@ -164,6 +165,16 @@ export async function restoreMachine(saved: OpenedVmState, platform: Platform, i
     throw e;
   }
   return machine;
+}
+
+/** The USB disks plugged into a machine, by device id, each a SwappableDisk as the drives are. */
+export function machineUsbDisks(machine: VirtMachine): Map<string, SwappableDisk> {
+  const out = new Map<string, SwappableDisk>();
+  for (const [id, d] of machine.usbDisks()) {
+    if (!(d instanceof SwappableDisk)) throw new Error(`USB disk ${id} of this machine was not opened by openUsbDevice`);
+    out.set(id, d);
+  }
+  return out;
 }
 
 /**

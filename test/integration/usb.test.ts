@@ -174,26 +174,25 @@ describe("USB devices on the xHCI controller, in Linux", () => {
     c = await ctl("usb", "attach", "usb", "storage,file=/etc/passwd");
     expect(c.err).toMatch(/not in an image directory/);
 
-    // A snapshot would leave the USB disk's image behind: refused while it is plugged in. Without
-    // it, the controller's and the keyboard's state go into the snapshot, and the restored guest's
-    // xhci-hcd goes on with them: the keyboard still types.
-    c = await ctl("snapshot", "usb", join(dir, "usb.snap"));
-    expect(c.code).not.toBe(0);
-    expect(c.err).toMatch(/USB disk disk1 would not go with it/);
-    await ctl("usb", "detach", "usb", "disk1");
-    await s.sh("sleep 2");
-    s.con.destroy();
-    c = await ctl("snapshot", "usb", join(dir, "usb.snap"), "--stop");
+    // A snapshot with the USB disk plugged in: its image is frozen under an overlay the running
+    // VM writes to from then on; the controller's, the keyboard's and the disk's state go into
+    // the snapshot, and the restored guest's xhci-hcd goes on with them.
+    const snap = join(dir, "usb.snap");
+    c = await ctl("snapshot", "usb", snap);
     expect(c.code).toBe(0);
+    r = await s.sh("mount -t ext4 /dev/sda /mnt && echo after-snap > /mnt/usb.txt; sync; cat /mnt/usb.txt; umount /mnt");
+    expect(r).toMatch(/^after-snap\s*$/m);
+    expect(execFileSync("debugfs", ["-R", "cat /usb.txt", image], { stdio: ["ignore", "pipe", "ignore"] }).toString()).toBe("usb-bytes-42\n");
+    s.con.destroy();
+    await api.call("POST", "/vms/usb/stop");
     await api.call("DELETE", "/vms/usb");
-    c = await ctl("restore", join(dir, "usb.snap"));
+    c = await ctl("restore", snap);
     expect(c.err + c.out).toMatch(/usb: restored .* running/);
     const s2 = new Shell(await api.console("usb"));
     s2.con.write("\r");
-    r = await s2.sh("ls /sys/bus/usb/devices; (timeout 6 cat /dev/input/event0 > /tmp/ev4 &); sleep 1");
-    expect(r).toContain("1-1");
-    expect(r).toContain("1-3");
-    expect(r).not.toContain("1-2");
+    r = await s2.sh("ls /sys/bus/usb/devices; mount -t ext4 /dev/sda /mnt && cat /mnt/usb.txt; umount /mnt; (timeout 6 cat /dev/input/event0 > /tmp/ev4 &); sleep 1");
+    for (const port of ["1-1", "1-2", "1-3"]) expect(r).toContain(port);
+    expect(r).toMatch(/^usb-bytes-42\s*$/m); // the disk as it was at the snapshot
     await ctl("usb", "type", "usb", "kbd1", "d");
     r = await s2.sh("sleep 6; od -An -tx1 -v /tmp/ev4");
     expect(r.replace(/\s+/g, "")).toContain("0100200001000000"); // KEY_D (32)
