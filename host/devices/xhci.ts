@@ -141,9 +141,9 @@ const COMMANDS = new Set<number>([TRB.ENABLE_SLOT, TRB.DISABLE_SLOT, TRB.ADDRESS
 const CTX = 32; // context size (HCCPARAMS1.CSZ = 0)
 
 // Bounds on work the guest can ask for.
-/** Commands run per ring of doorbell 0. */
+/** Commands run per ring of doorbell 0 (the rest at the next continueWork()). */
 export const MAX_COMMANDS = 256;
-/** TDs an endpoint completes per doorbell (or wake). */
+/** TDs an endpoint completes per doorbell or wake (the rest at the next continueWork()). */
 export const MAX_TDS = 64;
 /** TRBs in one TD (Linux's largest scatter-gather TDs have a few hundred). */
 export const MAX_TD_TRBS = 1024;
@@ -248,6 +248,9 @@ export class Xhci implements MmioDevice {
   private evCycle = true;
   private pending: Uint32Array[] = [];
   private irqLevel = false;
+  /** Work left over when a doorbell's share ran out: endpoints (slot * 32 + DCI) and the command ring. */
+  private deferred = new Set<number>();
+  private commandsDeferred = false;
 
   constructor(
     readonly name: string,
@@ -319,8 +322,33 @@ export class Xhci implements MmioDevice {
     this.evIndex = 0;
     this.evCycle = true;
     this.pending = [];
+    this.deferred.clear();
+    this.commandsDeferred = false;
     this.resetPorts();
     this.updateIrq();
+  }
+
+  /** Whether a doorbell left work for continueWork(). */
+  get hasDeferredWork(): boolean {
+    return this.commandsDeferred || this.deferred.size > 0;
+  }
+
+  /**
+   * Go on with what a doorbell left (the machine calls this between steps): another share of
+   * commands and of each endpoint's TDs, so that one MMIO write never does unbounded work and a
+   * long ring is still done whole.
+   */
+  continueWork(): void {
+    if (this.commandsDeferred) {
+      this.commandsDeferred = false;
+      if (this.crr && this.running()) this.runCommands();
+    }
+    const endpoints = [...this.deferred];
+    this.deferred.clear();
+    for (const key of endpoints) {
+      const slot = this.slots[key >> 5];
+      if (slot && this.running()) this.runEndpoint(key >> 5, key & 31);
+    }
   }
 
   private resetPorts(): void {
@@ -663,7 +691,11 @@ export class Xhci implements MmioDevice {
 
   private runCommands(): void {
     this.crr = true;
-    for (let n = 0; n < MAX_COMMANDS && this.crr && this.running(); n++) {
+    for (let n = 0; this.crr && this.running(); n++) {
+      if (n === MAX_COMMANDS) {
+        this.commandsDeferred = true;
+        return;
+      }
       const f = this.fetch(this.cmd);
       if (f === "empty") break;
       if ("error" in f) {
@@ -930,9 +962,13 @@ export class Xhci implements MmioDevice {
 
   private runEndpoint(slotId: number, dci: number): void {
     const slot = this.slots[slotId]!;
-    for (let n = 0; n < MAX_TDS; n++) {
+    for (let n = 0; ; n++) {
       const ep = slot.eps[dci];
       if (!ep || ep.state !== EP_RUNNING || !this.running()) return;
+      if (n === MAX_TDS) {
+        this.deferred.add(slotId * 32 + dci);
+        return;
+      }
       const td = this.gatherTd(ep);
       if (td === "empty") return;
       if ("error" in td) {
@@ -1150,6 +1186,8 @@ export class Xhci implements MmioDevice {
       ports: this.ports.map((p) => ({ sc: p.sc, pmsc: p.pmsc, hlpmc: p.hlpmc, device: p.device?.name ?? null, state: p.device?.save() ?? null })),
       slots: this.slots.map((s) => (s ? { state: s.state, port: s.port, ctx: s.ctx, address: s.address, eps: s.eps.map(ep) } : null)),
       irqLevel: this.irqLevel,
+      deferred: [...this.deferred],
+      commandsDeferred: this.commandsDeferred,
     };
   }
 
@@ -1197,10 +1235,13 @@ export class Xhci implements MmioDevice {
       };
     });
     const irqLevel = s.bool("irqLevel");
+    const dl = s.list("deferred", 0, XHCI_SLOTS * 31);
+    const deferred = new Set(dl.map((i) => dl.int(i, 32 + 1, XHCI_SLOTS * 32 + 31)));
+    const commandsDeferred = s.bool("commandsDeferred");
     // Devices check their states as they take them, before the controller changes.
     portStates.forEach((p, i) => { if (p.state) this.ports[i]!.device!.restore(p.state); });
     [this.usbcmd, this.usbsts, this.dnctrl, this.config, this.iman, this.imod, this.erstsz] = regs;
-    Object.assign(this, { dcbaap, erstba, erdp, ehb, cmd, crr, evSeg, evIndex, evCycle, pending, slots });
+    Object.assign(this, { dcbaap, erstba, erdp, ehb, cmd, crr, evSeg, evIndex, evCycle, pending, slots, deferred, commandsDeferred });
     this.segs.clear();
     portStates.forEach((p, i) => Object.assign(this.ports[i]!, { sc: p.sc, pmsc: p.pmsc, hlpmc: p.hlpmc }));
     this.irqLevel = irqLevel;

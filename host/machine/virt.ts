@@ -878,6 +878,7 @@ export class VirtMachine {
     let sleep = Infinity;
     for (let h = 0; h < core.harts; h++) if (!this.lent?.isAway(h)) sleep = Math.min(sleep, core.secondsUntilTimer(h));
     for (const t of this.virtio) sleep = Math.min(sleep, t.retryMs() / 1000); // rate-limited I/O
+    if (this.xhci?.hasDeferredWork) sleep = 0; // USB rings longer than a doorbell's share go on now
     return { state: "idle", sleepSeconds: sleep };
   }
 
@@ -1037,6 +1038,7 @@ export class VirtMachine {
   // Rate-limited device work whose time has come (its completion interrupts the guest).
   private retryDevices(): void {
     for (const t of this.virtio) if (t.retryMs() <= 0) t.retry();
+    if (this.xhci?.hasDeferredWork) this.xhci.continueWork(); // rings longer than a doorbell's share
   }
 
   private hartRunnable(h: number): boolean {

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import type { CharBackend, DiskBackend } from "../../host/devices/backends";
 import {
-  CC, CRCR, CRCR_CRR, DOORBELLS, EP_HALTED, EP_RUNNING, EP_STOPPED, ERSTBA, ERSTSZ, EXT_CAPS, MAX_TD_BYTES, MAX_TD_TRBS, PORTS, PORT_CCS, PORT_CSC,
+  CC, CRCR, CRCR_CRR, DOORBELLS, EP_HALTED, EP_RUNNING, EP_STOPPED, ERSTBA, ERSTSZ, EXT_CAPS, MAX_TDS, MAX_TD_BYTES, MAX_TD_TRBS, PORTS, PORT_CCS, PORT_CSC,
   PORT_PED, PORT_PRC, STS_HCH, STS_HSE, TRB, USBCMD, USBSTS, XHCI_PORTS, Xhci,
 } from "../../host/devices/xhci";
 import { UsbKeyboard, keyFor } from "../../host/devices/usb/keyboard";
@@ -365,6 +365,38 @@ describe("xhci: hostile guests", () => {
     expect(ev[0]!.ptr).toBe(a);
     expect(ev[1]!.ptr).toBe(b);
     expect(d.bytes(DATA, 8)[2]).toBe(0x04); // the key was not lost to the bad TDs
+  });
+
+  it("a ring longer than a doorbell's share is done whole, a share at a time (continueWork), and survives a snapshot", () => {
+    // 100 bulk OUT TDs of one byte each to the serial port, on a ring of their own.
+    const ring = DATA + 0x10000;
+    const s = new Driver();
+    const pipe = new Pipe();
+    s.hc.attach(new UsbSerial("ser", pipe));
+    s.start();
+    const id = s.enumerate(1);
+    s.control(id, SET_CONFIGURATION);
+    expect(s.configure(id, [{ dci: 4, type: 2, maxPacket: 512 }]).code).toBe(CC.SUCCESS);
+    for (let i = 0; i < 100; i++) {
+      s.set64(ring + 16 * i, DATA + 0x8000 + i);
+      s.set32(ring + 16 * i + 8, 1);
+      s.set32(ring + 16 * i + 12, (TRB.NORMAL << 10) | (i % 10 === 9 ? IOC : 0) | 1);
+    }
+    s.bytes(DATA + 0x8000, 100).set(Uint8Array.from({ length: 100 }, (_, i) => i));
+    expect(s.command({ type: TRB.STOP_ENDPOINT, flags: (id << 24) | (4 << 16) }).code).toBe(CC.SUCCESS);
+    expect(s.command({ type: TRB.SET_TR_DEQUEUE, ptr: ring + 1, flags: (id << 24) | (4 << 16) }).code).toBe(CC.SUCCESS);
+    s.ring(id, 4);
+    expect(pipe.written.length).toBe(MAX_TDS);
+    expect(s.hc.hasDeferredWork).toBe(true);
+    // A snapshot here keeps the work to do: the restored controller finishes the ring.
+    const pipe2 = new Pipe();
+    const again = new Xhci("xhci0", s.mem, () => {});
+    again.attach(new UsbSerial("ser", pipe2));
+    again.restore(JSON.parse(JSON.stringify(s.hc.save())));
+    expect(again.hasDeferredWork).toBe(true);
+    again.continueWork();
+    expect(again.hasDeferredWork).toBe(false);
+    expect([...pipe.written, ...pipe2.written]).toEqual(Array.from({ length: 100 }, (_, i) => i));
   });
 
   it("a TD of more than MAX_TD_BYTES fails with a TRB Error instead of being copied", () => {
