@@ -16,10 +16,12 @@
  *
  * Everything the guest hands over is untrusted. A ring that is not in RAM, or that loops
  * through Link TRBs, or a TD longer than MAX_TD_TRBS, ends the endpoint's work with a TRB Error
- * event and halts it; a buffer outside RAM fails its TD with a TRB Error event; bad contexts
- * fail their command with the completion code the specification names (Parameter Error, Context
- * State Error, ...); the command ring or event ring outside RAM is a Host System Error, which
- * halts the controller. Work per doorbell is bounded (MAX_COMMANDS, MAX_TDS).
+ * event and halts it; a buffer outside RAM, or a TD moving more than MAX_TD_BYTES, fails its TD
+ * with a TRB Error event; bad contexts fail their command with the completion code the
+ * specification names (Parameter Error, Context State Error, ...); the command ring or event ring
+ * outside RAM is a Host System Error, which halts the controller. Work per doorbell is bounded
+ * (MAX_COMMANDS, MAX_TDS): the rest of a long ring waits for continueWork(), between steps.
+ * Addresses beyond 2^53 are NOWHERE (below).
  */
 import type { GuestMemory } from "./backends";
 import type { DeviceState, DeviceType, IrqLine, MmioDevice } from "./device";
