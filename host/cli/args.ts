@@ -59,7 +59,7 @@ export const HELP = `Usage: wasmvisor boot [options]
 
 Boot a RISC-V guest on a QEMU-virt-compatible machine whose harts run in WebAssembly.
 The serial console is on stdin/stdout; press Ctrl-A x to quit, Ctrl-A s to save a snapshot,
-Ctrl-A c for the monitor, Ctrl-A h for help.
+Ctrl-A c for the monitor, Ctrl-A k to type on the USB keyboard, Ctrl-A h for help.
 
 Options:
   --mode <para|full>   para: the kernel enters S-mode on the built-in SBI (hypercalls);

@@ -118,7 +118,8 @@ async function boot(cmd: BootCommand): Promise<number> {
   process.stdout.on("drain", () => serial.resume());
 
   // Terminal: raw mode so every key reaches the guest; Ctrl-A x quits, Ctrl-A Ctrl-A sends
-  // Ctrl-A, Ctrl-A c switches between the console and the monitor (QEMU's keys).
+  // Ctrl-A, Ctrl-A c switches between the console and the monitor (QEMU's keys); Ctrl-A k sends
+  // the keys to the VM's first USB keyboard instead of its console, and back.
   const stdin = process.stdin;
   const tty = stdin.isTTY === true;
   if (tty) stdin.setRawMode(true);
@@ -138,6 +139,14 @@ async function boot(cmd: BootCommand): Promise<number> {
       process.stderr.write(String.fromCharCode(b));
     }
   };
+  let keysToKeyboard = false;
+  const switchKeys = async (): Promise<string> => {
+    const kbd = keysToKeyboard ? null : (await hv.usb(name, { op: "list" })).devices.find((d) => d.type === "usb-kbd")?.id;
+    if (kbd === undefined) throw new Error("this VM has no USB keyboard (--usb kbd, -device usb-kbd)");
+    await hv.usb(name, { op: "console", id: kbd });
+    keysToKeyboard = kbd !== null;
+    return keysToKeyboard ? `keys go to the USB keyboard ${kbd} (C-a k: back to the console)` : "keys go to the console";
+  };
   stdin.on("data", (chunk: Buffer) => {
     const out: number[] = [];
     let exit = false;
@@ -147,10 +156,11 @@ async function boot(cmd: BootCommand): Promise<number> {
         if (b === 0x78 /* x */) { exit = true; break; }
         if (b === CTRL_A) monitorLine === null ? out.push(CTRL_A) : monitorKey(b);
         else if (b === 0x73 /* s */) void saveSnapshot(hv, name);
+        else if (b === 0x6b /* k */) void switchKeys().then((said) => process.stderr.write(`\r\nwasmvisor: ${said}\r\n`), (e: Error) => process.stderr.write(`\r\nwasmvisor: ${e.message}\r\n`));
         else if (b === 0x63 /* c */ && cmd.consoleMonitor) {
           monitorLine = monitorLine === null ? "" : null;
           process.stderr.write(monitorLine === null ? "\r\n" : `\r\n${monitor.banner()}(qemu) `);
-        } else if (b === 0x68 /* h */) process.stderr.write(`\r\nC-a x    exit\r\nC-a s    save a snapshot (resume it with 'wasmvisor boot --restore <file>')\r\n${cmd.consoleMonitor ? "C-a c    switch between console and monitor\r\n" : ""}C-a C-a  send C-a\r\n`);
+        } else if (b === 0x68 /* h */) process.stderr.write(`\r\nC-a x    exit\r\nC-a s    save a snapshot (resume it with 'wasmvisor boot --restore <file>')\r\n${cmd.consoleMonitor ? "C-a c    switch between console and monitor\r\n" : ""}C-a k    keys to the USB keyboard, and back to the console\r\nC-a C-a  send C-a\r\n`);
         continue;
       }
       if (b === CTRL_A) { escape = true; continue; }

@@ -227,6 +227,18 @@ describe("USB devices on the xHCI controller, in Linux", () => {
       const text = s.out.slice(at, end);
       for (const p of ["xHCI Host Controller", "wasmvisor USB keyboard", "wasmvisor USB disk", "wasmvisor USB serial"]) expect(text).toContain(p);
       expect(text).toMatch(/^16384\s*$/m); // 8 MiB in 512-byte sectors
+      // Ctrl-A k: the terminal's keys go to the USB keyboard (KEY_A reaches evdev), Ctrl-A k again: back.
+      s.send("(timeout 8 cat /dev/input/event0 > /tmp/ev &); sleep 1; echo '__wa''it'\r");
+      let mark = await s.expect("__wait", 30_000, end);
+      s.send("\x01k");
+      await until("the switch", () => (s.err.includes("keys go to the USB keyboard kbd0") ? true : undefined));
+      s.send("a");
+      await new Promise((res) => setTimeout(res, 1000));
+      s.send("\x01k");
+      await until("the switch back", () => (s.err.includes("keys go to the console") ? true : undefined));
+      s.send("sleep 8; od -An -tx1 -v /tmp/ev | tr -d ' \\n'; echo; echo '__ke''ys'\r");
+      mark = await s.expect("__keys", 60_000, mark);
+      expect(s.out.slice(0, mark).replace(/\s+/g, "")).toContain("01001e0001000000");
       // A reboot resets the controller under the devices; the next kernel finds them again.
       s.send("reboot\r");
       const again = await s.expect("wasmvisor guest ready", 180_000, end);
