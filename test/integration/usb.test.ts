@@ -15,6 +15,7 @@ import { buildLinuxGuest } from "../../guests/linux/build.mjs";
 import { ApiClient } from "../../host/api/api";
 import type { VmInfo } from "../../host/hv/types";
 import { BIN, Session, runCli } from "./cli";
+import { QmpClient } from "./qmp-client";
 
 let dir: string;
 let socket: string;
@@ -215,7 +216,8 @@ describe("USB devices on the xHCI controller, in Linux", () => {
     const image = join(dir, "qemu-usb.img");
     execFileSync("truncate", ["-s", "8M", image]);
     const acm = join(dir, "qemu-acm.sock");
-    const s = new Session(["boot", "--mode", "para", "-kernel", linux.kernel, "-initrd", linux.initramfs, "-append", "console=ttyS0",
+    const qmpPath = join(dir, "qmp.sock");
+    const s = new Session(["boot", "--mode", "para", "-kernel", linux.kernel, "-initrd", linux.initramfs, "-append", "console=ttyS0", "-qmp", `unix:${qmpPath},server=on,wait=off`,
       "-device", "qemu-xhci", "-device", "usb-kbd", "-drive", `file=${image},if=none,id=u0,format=raw`, "-device", "usb-storage,drive=u0",
       "-chardev", `socket,id=c0,path=${acm},server=on,wait=off`, "-device", "usb-serial,chardev=c0"]);
     try {
@@ -239,6 +241,19 @@ describe("USB devices on the xHCI controller, in Linux", () => {
       s.send("sleep 8; od -An -tx1 -v /tmp/ev | tr -d ' \\n'; echo; echo '__ke''ys'\r");
       mark = await s.expect("__keys", 60_000, mark);
       expect(s.out.slice(0, mark).replace(/\s+/g, "")).toContain("01001e0001000000");
+      // QMP's device_add / device_del, answered as QEMU answers them (checked against qemu-xhci on QEMU 7.2).
+      const qmp = await QmpClient.connect(qmpPath);
+      await qmp.execute("qmp_capabilities");
+      expect(await qmp.execute("device_add", { driver: "usb-kbd", id: "k2" })).toEqual({ return: {} });
+      expect((await qmp.execute("device_add", { driver: "usb-kbd", id: "k2" })).error).toEqual({ class: "GenericError", desc: "Duplicate device ID 'k2'" });
+      expect((await qmp.execute("device_add", { driver: "usb-storage", id: "d2" })).error?.class).toBe("GenericError");
+      s.send("for i in $(seq 1 20); do [ -e /sys/bus/usb/devices/1-4 ] && break; sleep 1; done; cat /sys/bus/usb/devices/1-4/product; echo '__plu''gged'\r");
+      mark = await s.expect("__plugged", 60_000, mark);
+      expect(s.out.slice(mark - 200, mark)).toContain("wasmvisor USB keyboard");
+      expect((await qmp.execute("human-monitor-command", { "command-line": "info usb" })).return).toMatch(/Port 4, .*ID: k2/);
+      expect(await qmp.execute("device_del", { id: "k2" })).toEqual({ return: {} });
+      expect((await qmp.waitForEvent("DEVICE_DELETED")).data).toEqual({ device: "k2", path: "/machine/peripheral/k2" });
+      expect((await qmp.execute("device_del", { id: "k9" })).error).toEqual({ class: "DeviceNotFound", desc: "Device 'k9' not found" });
       // A reboot resets the controller under the devices; the next kernel finds them again.
       s.send("reboot\r");
       const again = await s.expect("wasmvisor guest ready", 180_000, end);
