@@ -34,7 +34,7 @@ export const XHCI_PORTS = 8;
 export const XHCI_SLOTS = 32;
 const ERST_MAX = 3; // up to 2^3 event ring segments
 const IMOD_RESET = 4000; // 1 ms in 250 ns units (kept, not acted on: events interrupt at once)
-const VERSION = 1;
+const VERSION = 2;
 
 // Register map.
 export const CAP_LENGTH = 0x40;
@@ -186,6 +186,11 @@ interface Slot {
   /** Output device context (from the DCBAA at Address Device). */
   ctx: number;
   address: number;
+  /**
+   * The device Address Device reached on `port` (null before, or once it was unplugged): a slot
+   * talks to that device only, never to one plugged into the port later (its USB address is gone).
+   */
+  device: UsbDevice | null;
   /** By device context index 1..31. */
   eps: (Endpoint | null)[];
 }
@@ -288,6 +293,7 @@ export class Xhci implements MmioDevice {
     const device = p.device!;
     device.wake = () => {};
     p.device = null;
+    for (const s of this.slots) if (s?.device === device) s.device = null;
     // A disconnect disables the port; only the connect status change is reported (PEC is for errors).
     p.sc = (p.sc & ~(PORT_CCS | PORT_PED | PORT_PLS | (0xf << PORT_SPEED_SHIFT))) | (PLS_RXDETECT << PORT_PLS_SHIFT);
     this.portChange(index, PORT_CSC);
@@ -722,7 +728,7 @@ export class Xhci implements MmioDevice {
         const max = Math.min(this.config & 0xff, XHCI_SLOTS);
         for (let id = 1; id <= max; id++) {
           if (this.slots[id]) continue;
-          this.slots[id] = { state: SLOT_ENABLED, port: 0, ctx: 0, address: 0, eps: new Array<Endpoint | null>(32).fill(null) };
+          this.slots[id] = { state: SLOT_ENABLED, port: 0, ctx: 0, address: 0, device: null, eps: new Array<Endpoint | null>(32).fill(null) };
           return done(CC.SUCCESS, id);
         }
         return done(CC.NO_SLOTS, 0);
@@ -820,7 +826,7 @@ export class Xhci implements MmioDevice {
     const p = port >= 1 && port <= XHCI_PORTS ? this.ports[port - 1]! : null;
     // Route string: devices are on root ports only (there are no hubs below).
     if (!p || !p.device || !(p.sc & PORT_PED) || (slotCtx[0]! & 0xfffff) !== 0) return CC.TRANSACTION;
-    if (this.slots.some((s, id) => id !== slotId && s && s.port === port && s.state !== SLOT_ENABLED)) return CC.TRANSACTION;
+    if (this.slots.some((s, id) => id !== slotId && s && this.slotDevice(s) === p.device)) return CC.TRANSACTION; // addressed already
     let address = 0;
     if (!bsr) {
       address = slotId; // unique per device, as the USB address must be
@@ -828,6 +834,7 @@ export class Xhci implements MmioDevice {
       if (r === STALL) return CC.TRANSACTION;
     }
     slot.port = port;
+    slot.device = p.device;
     slot.ctx = out;
     slot.address = address;
     slot.state = bsr ? SLOT_DEFAULT : SLOT_ADDRESSED;
@@ -933,9 +940,14 @@ export class Xhci implements MmioDevice {
 
   private wakeDevice(device: UsbDevice, ep: number): void {
     if (!this.running() || ep < 1 || ep > 15) return;
-    const port = this.ports.findIndex((p) => p.device === device) + 1;
-    const id = this.slots.findIndex((s) => s && s.port === port && s.state !== SLOT_ENABLED);
+    const id = this.slots.findIndex((s) => s && this.slotDevice(s) === device);
     if (id > 0) this.runEndpoint(id, 2 * ep + 1);
+  }
+
+  /** The device a slot reaches: the one it addressed, if that is still on its port. */
+  private slotDevice(slot: Slot): UsbDevice | null {
+    const here = slot.port >= 1 ? this.ports[slot.port - 1]!.device : null;
+    return slot.device && here === slot.device ? here : null;
   }
 
   private transferEvent(slotId: number, dci: number, trbAddr: number, code: number, residual: number, flags = 0): void {
@@ -980,7 +992,7 @@ export class Xhci implements MmioDevice {
         this.writeEpState(slot, dci);
         return;
       }
-      const device = this.ports[slot.port - 1]?.device ?? null;
+      const device = this.slotDevice(slot);
       const r = ep.type === EP_CONTROL ? this.controlTd(slotId, dci, device, td.trbs) : this.dataTd(slotId, dci, ep, device, td.trbs);
       if (r === "wait") return; // the device NAKed: the TD stays where it is
       if (r === "halt") {
@@ -1186,7 +1198,7 @@ export class Xhci implements MmioDevice {
       event: [this.evSeg, this.evIndex, this.evCycle ? 1 : 0],
       pending: this.pending.map((e) => wordsState(e)),
       ports: this.ports.map((p) => ({ sc: p.sc, pmsc: p.pmsc, hlpmc: p.hlpmc, device: p.device?.name ?? null, state: p.device?.save() ?? null })),
-      slots: this.slots.map((s) => (s ? { state: s.state, port: s.port, ctx: s.ctx, address: s.address, eps: s.eps.map(ep) } : null)),
+      slots: this.slots.map((s) => (s ? { state: s.state, port: s.port, ctx: s.ctx, address: s.address, bound: this.slotDevice(s) !== null, eps: s.eps.map(ep) } : null)),
       irqLevel: this.irqLevel,
       deferred: [...this.deferred],
       commandsDeferred: this.commandsDeferred,
@@ -1224,11 +1236,14 @@ export class Xhci implements MmioDevice {
       if (i === 0) sl.reject(i, "null (there is no slot 0)");
       const o = sl.object(i);
       const eps = o.list("eps", 32, 32);
+      const port = o.int("port", 0, XHCI_PORTS);
+      const device = o.bool("bound") ? this.ports[port - 1]?.device ?? o.reject("bound", `false (port ${port} has no device)`) : null;
       return {
         state: o.int("state", SLOT_ENABLED, SLOT_CONFIGURED),
-        port: o.int("port", 0, XHCI_PORTS),
+        port,
         ctx: addr(o, "ctx"),
         address: o.int("address", 0, 127),
+        device,
         eps: eps.map((d) => {
           if (eps.isNull(d)) return null;
           const x = eps.list(d, 5, 5);

@@ -524,6 +524,31 @@ describe("xhci: hot-plug and snapshots", () => {
     expect(() => d.hc.attach(new UsbKeyboard("kbd"))).toThrow(/attached already/);
   });
 
+  it("a slot of an unplugged device does not reach the device plugged into its port next: Transaction Error, no wake", () => {
+    const { d, slot } = keyboardSetup();
+    d.queue(slot, 3, [{ type: TRB.NORMAL, ptr: DATA, len: 8, flags: IOC | ISP }]);
+    d.ring(slot, 3); // waits for a key
+    d.events();
+    d.hc.detach("kbd");
+    const kbd2 = new UsbKeyboard("kbd2");
+    d.hc.attach(kbd2, 1);
+    d.events();
+    // The driver has not disabled the old slot yet: the new keyboard's keys are not its data ...
+    kbd2.type(Uint8Array.of(0x61));
+    expect(d.events()).toEqual([]);
+    d.hc.detach("kbd2");
+    d.hc.attach(new UsbStorage("disk", new MemDisk(64 * 512)), 1);
+    d.events();
+    // ... and a control transfer on it is not answered by the disk now on port 1.
+    const r = d.control(slot, GET_DESCRIPTOR(1, 18), 18);
+    expect(r.events.map((e) => e.code)).toEqual([CC.TRANSACTION]);
+    expect(r.data.every((b) => b === 0xee)).toBe(true);
+    // Once the old slot is disabled, the new device enumerates as usual.
+    expect(d.command({ type: TRB.DISABLE_SLOT, flags: slot << 24 }).code).toBe(CC.SUCCESS);
+    const again = d.enumerate(1);
+    expect(new DataView(d.control(again, GET_DESCRIPTOR(1, 18), 18).data.buffer).getUint16(8, true)).toBe(0x46f4);
+  });
+
   it("save() and restore() carry a waiting TD, the device's queue and the rings through JSON", () => {
     const { d, kbd, slot } = keyboardSetup();
     d.queue(slot, 3, [{ type: TRB.NORMAL, ptr: DATA, len: 8, flags: IOC | ISP }]);
