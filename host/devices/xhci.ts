@@ -1040,6 +1040,10 @@ export class Xhci implements MmioDevice {
         if (t.w[3]! & TRB_IOC) this.eventData(slotId, dci, t, at);
         continue;
       }
+      if (kind === TRB.NOOP) {
+        if (t.w[3]! & TRB_IOC) this.transferEvent(slotId, dci, t.addr, CC.SUCCESS, 0);
+        continue;
+      }
       if (kind !== TRB.NORMAL && kind !== TRB.DATA) continue;
       const len = t.w[2]! & 0x1ffff;
       const got = Math.min(len, data.length - at);
@@ -1104,6 +1108,16 @@ export class Xhci implements MmioDevice {
       return "done";
     }
     const first = trbs[0]!;
+    if (!trbs.some((t) => type(t.w) === TRB.NORMAL)) {
+      // No Op and Event Data TRBs only (a cancelled TD the driver turned into No Ops): nothing
+      // goes on the bus; their IOC events are all there is.
+      for (const t of trbs) {
+        if (!(t.w[3]! & TRB_IOC)) continue;
+        if (type(t.w) === TRB.EVENT_DATA) this.eventData(slotId, dci, t, 0);
+        else this.transferEvent(slotId, dci, t.addr, CC.SUCCESS, 0);
+      }
+      return "done";
+    }
     if (!device) {
       this.transferEvent(slotId, dci, first.addr, CC.TRANSACTION, first.w[2]! & 0x1ffff);
       return "halt";

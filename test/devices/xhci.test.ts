@@ -399,6 +399,36 @@ describe("xhci: hostile guests", () => {
     expect([...pipe.written, ...pipe2.written]).toEqual(Array.from({ length: 100 }, (_, i) => i));
   });
 
+  it("No Op TDs (Linux's cancelled URBs) complete without reaching the device; a No Op's IOC inside an IN TD gives its event", () => {
+    // Bulk OUT of usb-storage: a lone No Op is not an empty CBW (which would stall).
+    const { d, slot, scsi } = storageSetup();
+    d.events();
+    const [noop] = d.queue(slot, 4, [{ type: TRB.NOOP, flags: IOC }]);
+    d.ring(slot, 4);
+    expect(d.events()).toEqual([expect.objectContaining({ code: CC.SUCCESS, ptr: noop, len: 0, dci: 4 })]);
+    expect(d.epState(slot, 4).state).toBe(EP_RUNNING);
+    expect(scsi([0, 0, 0, 0, 0, 0], 0).status).toBe(0); // TEST UNIT READY: the device saw nothing odd
+    // Interrupt IN of the keyboard: a No Op does not wait for a key, nor take one.
+    const k = keyboardSetup();
+    k.d.events();
+    const [n1, n2] = k.d.queue(k.slot, 3, [{ type: TRB.NOOP, flags: CH }, { type: TRB.NOOP, flags: IOC }]);
+    k.d.ring(k.slot, 3);
+    expect(k.d.events()).toEqual([expect.objectContaining({ code: CC.SUCCESS, ptr: n2, len: 0 })]);
+    expect(n1).toBeLessThan(n2!);
+    k.kbd.type(Uint8Array.of(0x61));
+    expect(k.d.events()).toEqual([]);
+    expect(k.d.epState(k.slot, 3).state).toBe(EP_RUNNING);
+    // An IN TD with a No Op (IOC) in the middle: its event comes, then the data's.
+    const [, mid, last] = k.d.queue(k.slot, 3, [
+      { type: TRB.NORMAL, ptr: DATA, len: 4, flags: CH },
+      { type: TRB.NOOP, flags: CH | IOC },
+      { type: TRB.NORMAL, ptr: DATA + 4, len: 4, flags: IOC },
+    ]);
+    k.d.ring(k.slot, 3);
+    expect(k.d.events().map((e) => [e.ptr, e.code])).toEqual([[mid, CC.SUCCESS], [last, CC.SUCCESS]]);
+    expect(k.d.bytes(DATA, 8)[2]).toBe(0x04); // 'a' pressed
+  });
+
   it("a TD of more than MAX_TD_BYTES fails with a TRB Error instead of being copied", () => {
     const { d, slot, disk } = storageSetup(16);
     // 200 chained TRBs of 128 KiB - 1, all over the same RAM: 25 MiB for one bulk OUT transfer,
