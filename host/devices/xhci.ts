@@ -1219,6 +1219,38 @@ export class Xhci implements MmioDevice {
     };
   }
 
+  /**
+   * A slot from its state, with the invariants the commands keep: an Enabled slot has no port,
+   * device or endpoints; any later state has a root port, EP0 (a control endpoint), endpoints
+   * beyond EP0 only when Configured (and then at least one), each of the direction its index
+   * says; a bound slot's port has a device.
+   */
+  private readSlot(o: StateReader, addr: (r: StateReader, f: string | number) => number): Slot {
+    const state = o.int("state", SLOT_ENABLED, SLOT_CONFIGURED);
+    const enabled = state === SLOT_ENABLED;
+    const port = enabled ? o.int("port", 0, 0) : o.int("port", 1, XHCI_PORTS);
+    const bound = o.bool("bound");
+    if (bound && enabled) o.reject("bound", "false in the Enabled state");
+    const device = bound ? this.ports[port - 1]!.device ?? o.reject("bound", `false (port ${port} has no device)`) : null;
+    const el = o.list("eps", 32, 32);
+    const eps = el.map((d): Endpoint | null => {
+      if (el.isNull(d)) {
+        if (d === 1 && !enabled) el.reject(d, "EP0 (a slot past Enabled has one)");
+        return null;
+      }
+      if (d === 0) el.reject(d, "null (there is no endpoint context 0)");
+      if (enabled) el.reject(d, "null in the Enabled state");
+      if (d >= 2 && state !== SLOT_CONFIGURED) el.reject(d, "null unless the slot is Configured");
+      const x = el.list(d, 5, 5);
+      const epType = x.int(1, 1, 7);
+      const fits = d === 1 ? epType === EP_CONTROL : epType !== EP_CONTROL && (d & 1) === (epType >= 5 ? 1 : 0);
+      if (!fits) x.reject(1, d === 1 ? "4 (control) at EP0" : `an ${d & 1 ? "IN (5..7)" : "OUT (1..3)"} endpoint type at index ${d}`);
+      return { state: x.int(0, EP_DISABLED, EP_ERROR), type: epType, maxPacket: x.int(2, 1, 0xffff), deq: addr(x, 3), dcs: x.int(4, 0, 1) === 1 };
+    });
+    if (state === SLOT_CONFIGURED && !eps.some((e, d) => d >= 2 && e)) o.reject("eps", "a list with an endpoint beyond EP0 in the Configured state");
+    return { state, port, ctx: addr(o, "ctx"), address: o.int("address", 0, 127), device, eps };
+  }
+
   restore(state: unknown): void {
     const s = StateReader.open(state, this.name, XHCI.kind, VERSION);
     const regs = s.words("regs", 7);
@@ -1248,29 +1280,19 @@ export class Xhci implements MmioDevice {
     const slots = sl.map((i): Slot | null => {
       if (sl.isNull(i)) return null;
       if (i === 0) sl.reject(i, "null (there is no slot 0)");
-      const o = sl.object(i);
-      const eps = o.list("eps", 32, 32);
-      const port = o.int("port", 0, XHCI_PORTS);
-      const device = o.bool("bound") ? this.ports[port - 1]?.device ?? o.reject("bound", `false (port ${port} has no device)`) : null;
-      return {
-        state: o.int("state", SLOT_ENABLED, SLOT_CONFIGURED),
-        port,
-        ctx: addr(o, "ctx"),
-        address: o.int("address", 0, 127),
-        device,
-        eps: eps.map((d) => {
-          if (eps.isNull(d)) return null;
-          const x = eps.list(d, 5, 5);
-          return { state: x.int(0, EP_DISABLED, EP_ERROR), type: x.int(1, 1, 7), maxPacket: x.int(2, 1, 0xffff), deq: addr(x, 3), dcs: x.int(4, 0, 1) === 1 };
-        }),
-      };
+      return this.readSlot(sl.object(i), addr);
+    });
+    // A device is addressed by one slot at most (Address Device refuses a second).
+    slots.forEach((x, i) => {
+      if (x?.device && slots.some((y, j) => j < i && y?.device === x.device)) sl.object(i).reject("bound", `false (slot ${slots.findIndex((y) => y?.device === x.device)} is bound to ${x.device.name})`);
     });
     const irqLevel = s.bool("irqLevel");
     const dl = s.list("deferred", 0, XHCI_SLOTS * 31);
     const deferred = new Set(dl.map((i) => dl.int(i, 32 + 1, XHCI_SLOTS * 32 + 31)));
     const commandsDeferred = s.bool("commandsDeferred");
-    // Devices check their states as they take them, before the controller changes.
-    portStates.forEach((p, i) => { if (p.state) this.ports[i]!.device!.restore(p.state); });
+    // Every device checks its state before any device or the controller changes.
+    const takes = portStates.map((p, i) => (p.state ? this.ports[i]!.device!.checkState(p.state) : () => {}));
+    for (const take of takes) take();
     [this.usbcmd, this.usbsts, this.dnctrl, this.config, this.iman, this.imod, this.erstsz] = regs;
     Object.assign(this, { dcbaap, erstba, erdp, ehb, cmd, crr, evSeg, evIndex, evCycle, pending, slots, deferred, commandsDeferred });
     this.segs.clear();

@@ -579,6 +579,58 @@ describe("xhci: hot-plug and snapshots", () => {
     expect(new DataView(d.control(again, GET_DESCRIPTOR(1, 18), 18).data.buffer).getUint16(8, true)).toBe(0x46f4);
   });
 
+  it("restore() refuses slots that break the commands' invariants, naming the field, and changes nothing", () => {
+    const { d, kbd, slot } = keyboardSetup();
+    d.events();
+    const saved = JSON.parse(JSON.stringify(d.hc.save()));
+    const broken = (change: (s: any) => void) => {
+      const s = JSON.parse(JSON.stringify(saved));
+      change(s);
+      return s;
+    };
+    const cases: [(s: any) => void, RegExp][] = [
+      [(s) => { s.slots[slot].eps[1] = null; }, new RegExp(`slots\\[${slot}\\]\\.eps\\[1\\] must be EP0`)],
+      [(s) => { s.slots[slot].eps[1][1] = 2; }, /eps\[1\]\[1\] must be 4 \(control\)/],
+      [(s) => { s.slots[slot].eps[3][1] = 2; }, /eps\[3\]\[1\] must be an IN/],
+      [(s) => { s.slots[slot].eps[0] = s.slots[slot].eps[1]; }, /eps\[0\] must be null/],
+      [(s) => { s.slots[slot].port = 0; }, /port must be an integer in 1\.\.8/],
+      [(s) => { s.slots[slot].state = 2; }, /eps\[3\] must be null unless the slot is Configured/],
+      [(s) => { s.slots[slot].eps[3] = null; }, /eps must be a list with an endpoint beyond EP0/],
+      [(s) => { s.slots[slot].bound = true; s.slots[slot].port = 2; }, /bound must be false \(port 2 has no device\)/],
+      [(s) => { s.slots[slot + 1] = { ...s.slots[slot], eps: s.slots[slot].eps }; }, /bound must be false \(slot 1 is bound to kbd\)/],
+      [(s) => { s.slots[slot + 1] = { state: 0, port: 0, ctx: 0, address: 0, bound: false, eps: s.slots[slot].eps }; }, /eps\[1\] must be null in the Enabled state/],
+    ];
+    kbd.type(Uint8Array.of(0x61)); // the keyboard's queue, which a refused restore must keep
+    const before = JSON.stringify(d.hc.save());
+    for (const [change, message] of cases) expect(() => d.hc.restore(broken(change))).toThrow(message);
+    expect(JSON.stringify(d.hc.save())).toBe(before);
+    // Evaluate Context on the slot still works (it used to throw into the host after such a restore).
+    expect(() => d.hc.restore(broken((s) => { s.slots[slot].eps[1] = null; }))).toThrow();
+    const inp = RAM_BASE + 0x10000 + slot * 0x1000;
+    d.bytes(inp, 0x440).fill(0);
+    d.set32(inp + 4, 2);
+    d.set32(inp + 64 + 4, 64 << 16);
+    expect(d.command({ type: TRB.EVALUATE_CONTEXT, ptr: inp, flags: slot << 24 }).code).toBe(CC.SUCCESS);
+  });
+
+  it("restore() of several devices is all or nothing: a later device's bad state leaves the earlier ones as they were", () => {
+    const d = new Driver();
+    const kbd = new UsbKeyboard("kbd");
+    const pipe = new Pipe();
+    const ser = new UsbSerial("ser", pipe);
+    d.hc.attach(kbd);
+    d.hc.attach(ser);
+    d.start();
+    const saved = JSON.parse(JSON.stringify(d.hc.save()));
+    kbd.type(Uint8Array.of(0x61));
+    pipe.rx!(Uint8Array.of(1, 2, 3));
+    const before = JSON.stringify(d.hc.save());
+    const bad = JSON.parse(JSON.stringify(saved));
+    bad.ports[1].state.cls.controlLines = 9;
+    expect(() => d.hc.restore(bad)).toThrow(/ports\[1\]|controlLines/);
+    expect(JSON.stringify(d.hc.save())).toBe(before); // the keyboard kept its keys
+  });
+
   it("save() and restore() carry a waiting TD, the device's queue and the rings through JSON", () => {
     const { d, kbd, slot } = keyboardSetup();
     d.queue(slot, 3, [{ type: TRB.NORMAL, ptr: DATA, len: 8, flags: IOC | ISP }]);

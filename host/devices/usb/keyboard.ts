@@ -158,15 +158,17 @@ export class UsbKeyboard extends UsbDevice {
     return { queue: this.queue.map(bytesState), protocol: this.protocol, idle: this.idle, leds: this.leds };
   }
 
-  protected restoreClass(s: StateReader): void {
+  protected restoreClass(s: StateReader): () => void {
     const list = s.list("queue", 0, MAX_QUEUED);
     const queue = list.map((i) => list.bytes(i, REPORT, REPORT));
     const protocol = s.int("protocol", 0, 1);
     const idle = s.int("idle", 0, 255);
     const leds = s.int("leds", 0, 0x1f);
-    this.queue = queue;
-    this.protocol = protocol;
-    this.idle = idle;
-    this.leds = leds;
+    return () => {
+      this.queue = queue;
+      this.protocol = protocol;
+      this.idle = idle;
+      this.leds = leds;
+    };
   }
 }

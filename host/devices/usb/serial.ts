@@ -119,13 +119,15 @@ export class UsbSerial extends UsbDevice {
     return { rx: bytesState(rx), lineCoding: bytesState(this.lineCoding), controlLines: this.controlLines };
   }
 
-  protected restoreClass(s: StateReader): void {
+  protected restoreClass(s: StateReader): () => void {
     const rx = s.bytes("rx", 0, SERIAL_RX_LIMIT);
     const lineCoding = s.bytes("lineCoding", 7, 7);
     const controlLines = s.int("controlLines", 0, 3);
-    this.rx = rx.length ? [rx] : [];
-    this.rxBytes = rx.length;
-    this.lineCoding = lineCoding;
-    this.controlLines = controlLines;
+    return () => {
+      this.rx = rx.length ? [rx] : [];
+      this.rxBytes = rx.length;
+      this.lineCoding = lineCoding;
+      this.controlLines = controlLines;
+    };
   }
 }

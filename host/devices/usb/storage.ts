@@ -366,7 +366,7 @@ export class UsbStorage extends UsbDevice {
     };
   }
 
-  protected restoreClass(s: StateReader): void {
+  protected restoreClass(s: StateReader): () => void {
     const phase = s.int("phase", Phase.Command, Phase.Stalled) as Phase;
     const tag = s.int("tag", 0, 0xffffffff);
     const expected = s.int("expected", 0, 0xffffffff);
@@ -378,7 +378,7 @@ export class UsbStorage extends UsbDevice {
     const partial = s.bytes("partial", 0, BLOCK - 1);
     const key = s.int("senseKey", 0, 0xf);
     const asc = s.int("senseAsc", 0, 0xff);
-    Object.assign(this, { phase, tag, expected, moved, status, bytes, diskOffset, diskLeft, partial, sense: { key, asc } });
+    return () => Object.assign(this, { phase, tag, expected, moved, status, bytes, diskOffset, diskLeft, partial, sense: { key, asc } });
   }
 }
 

@@ -143,7 +143,8 @@ export abstract class UsbDevice {
   /** The class's state back to power-on (a bus reset). */
   protected abstract resetClass(): void;
   protected abstract saveClass(): StateFields;
-  protected abstract restoreClass(s: StateReader): void;
+  /** Check the class's state; returns what takes it (nothing changes before that is called). */
+  protected abstract restoreClass(s: StateReader): () => void;
 
   /** A bus reset (the port was reset): unaddressed and unconfigured. */
   reset(): void {
@@ -230,15 +231,26 @@ export abstract class UsbDevice {
   }
 
   restore(state: unknown): void {
+    this.checkState(state)();
+  }
+
+  /**
+   * Check a saved state whole, changing nothing; returns what takes it. A controller restoring
+   * several devices checks every one before any changes.
+   */
+  checkState(state: unknown): () => void {
     const s = StateReader.open(state, this.name, this.kind, 1);
     const address = s.int("address", 0, 127);
     const configuration = s.int("configuration", 0, 1);
     const list = s.list("halted", 0, this.endpoints.length);
     const halted = list.map((i) => list.int(i, 0, 0xff));
     if (halted.some((e) => !this.endpoints.includes(e))) s.reject("halted", "endpoints of the device");
-    this.restoreClass(s.object("cls"));
-    this.address = address;
-    this.configuration = configuration;
-    this.halted = new Set(halted);
+    const takeClass = this.restoreClass(s.object("cls"));
+    return () => {
+      takeClass();
+      this.address = address;
+      this.configuration = configuration;
+      this.halted = new Set(halted);
+    };
   }
 }
