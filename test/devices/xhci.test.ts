@@ -270,6 +270,40 @@ describe("xhci: mass storage (bulk-only transport, SCSI)", () => {
   });
 });
 
+describe("xhci: usb-storage snapshots", () => {
+  /** A usb-storage state in the middle of a WRITE's data phase, with these fields. */
+  const writing = (disk: MemDisk, fields: { diskOffset: number; diskLeft: number; partial: number; expected?: number }) => {
+    const dev = new UsbStorage("disk", disk);
+    const s = JSON.parse(JSON.stringify(dev.save()));
+    s.configuration = 1;
+    Object.assign(s.cls, { phase: 2, expected: fields.expected ?? 1 << 20, moved: 0, diskOffset: fields.diskOffset, diskLeft: fields.diskLeft });
+    s.cls.partial = Buffer.from(new Uint8Array(fields.partial)).toString("base64");
+    return { dev, s };
+  };
+
+  it("restore() refuses a write whose partial block and disk range go past the image's end or off block boundaries", () => {
+    const size = 64 * 512;
+    const disk = new MemDisk(size);
+    const bad = [
+      { diskOffset: size - 1, diskLeft: 1, partial: 511 }, // the reviewer's: 511 + 1 bytes at the last byte
+      { diskOffset: size - 512, diskLeft: 512, partial: 511 }, // 1023 bytes into the last block
+      { diskOffset: size - 1024, diskLeft: 100, partial: 0 }, // not whole blocks
+      { diskOffset: 0, diskLeft: 1024, partial: 0, expected: 512 }, // more than the host said it sends
+    ];
+    for (const f of bad) {
+      const { dev, s } = writing(disk, f);
+      const before = JSON.stringify(dev.save());
+      expect(() => dev.restore(s), JSON.stringify(f)).toThrow(/diskLeft/);
+      expect(JSON.stringify(dev.save())).toBe(before);
+    }
+    // A consistent state (a write half-way through a block) is taken, and ends inside the image.
+    const { dev, s } = writing(disk, { diskOffset: size - 1024, diskLeft: 1024 - 100, partial: 100 });
+    dev.restore(s);
+    expect(dev.transferOut(2, new Uint8Array(1024 - 100).fill(7))).toBe("ok");
+    expect(disk.bytes.subarray(size - 1024 + 100).every((b) => b === 7)).toBe(true);
+  });
+});
+
 describe("xhci: CDC-ACM serial", () => {
   it("bytes go out to the backend on bulk OUT and come in from it on bulk IN", () => {
     const d = new Driver();

@@ -373,9 +373,17 @@ export class UsbStorage extends UsbDevice {
     const moved = s.int("moved", 0, expected);
     const status = s.int("status", GOOD, PHASE_ERROR);
     const bytes = s.bytes("bytes", 0, 64);
+    // The disk range left, and a write's partial block, are within the image, and whole blocks
+    // where writeDisk() and the reads rely on it.
     const diskOffset = s.int("diskOffset", 0, this.backend.size);
-    const diskLeft = s.int("diskLeft", 0, this.backend.size - diskOffset);
     const partial = s.bytes("partial", 0, BLOCK - 1);
+    if (partial.length && phase !== Phase.DataOut) s.reject("partial", "empty outside a data-out phase");
+    const diskLeft = s.int("diskLeft", 0, Math.min(this.backend.size - diskOffset - partial.length, expected - moved));
+    if (diskLeft && phase !== Phase.DataIn && phase !== Phase.DataOut) s.reject("diskLeft", "0 outside a data phase");
+    if (phase === Phase.DataOut && diskLeft + partial.length > 0 && (diskOffset % BLOCK !== 0 || (diskLeft + partial.length) % BLOCK !== 0)) {
+      s.reject("diskLeft", `with the partial block, whole ${BLOCK}-byte blocks from a block boundary (diskOffset ${diskOffset})`);
+    }
+    if (phase === Phase.DataIn && diskLeft > 0 && (diskOffset + diskLeft) % BLOCK !== 0) s.reject("diskLeft", `a range ending on a ${BLOCK}-byte block boundary`);
     const key = s.int("senseKey", 0, 0xf);
     const asc = s.int("senseAsc", 0, 0xff);
     return () => Object.assign(this, { phase, tag, expected, moved, status, bytes, diskOffset, diskLeft, partial, sense: { key, asc } });
