@@ -44,6 +44,8 @@ export interface BootCommand {
   consoleMonitor: boolean;
   /** Drives (by index in config.drives) that write to a temporary overlay dropped at exit (-snapshot, snapshot=on). */
   temporary: number[];
+  /** USB disks (by index in config.usb) that write to a temporary overlay dropped at exit, as `temporary`. */
+  temporaryUsb: number[];
   /** -accel tcg,thread=single: every hart on one thread (default: a VM with several harts runs them on two). */
   singleThread: boolean;
 }
@@ -187,6 +189,8 @@ interface Gathered {
   rng?: { bus?: number; option: string };
   /** USB devices (--usb specs) on an xHCI controller; undefined: no controller. */
   usb?: string[];
+  /** Indexes in `usb` of usb-storage devices on a drive with snapshot=on. */
+  usbTemporary: Set<number>;
   /** -chardev socket,id=ID,path=PATH,server=on: the Unix socket paths by id (for -device usb-serial). */
   chardevs: Map<string, string>;
   /** Devices in command-line order, for the bus= check. */
@@ -443,6 +447,7 @@ function addUsbDevice(g: Gathered, driver: string, props: Map<string, string>, w
     if (!drive || !d) throw new QemuOptionError(`${what}: give drive=ID of a -drive file=IMG,if=none,id=ID before it`);
     if (d.claimed) throw new QemuOptionError(`${what}: drive ${drive} is already attached to a device`);
     d.claimed = true;
+    if (d.temporary) g.usbTemporary.add(g.usb.length);
     g.usb.push(`storage,${d.spec}${named}`);
   } else {
     const chardev = props.get("chardev");
@@ -462,7 +467,7 @@ function onlyProps(what: string, props: Map<string, string>, known: string): voi
 /** The options of argv, one at a time: "-kernel x", "--kernel x", "--kernel=x". */
 function gather(argv: string[], front: Frontend): Gathered {
   const g: Gathered = {
-    fields: {}, drives: [], nets: [], rngIds: new Set(), chardevs: new Map(), devices: [], dumpDtbOnly: false, stats: false, help: false, version: false, paused: false,
+    fields: {}, drives: [], nets: [], rngIds: new Set(), usbTemporary: new Set(), chardevs: new Map(), devices: [], dumpDtbOnly: false, stats: false, help: false, version: false, paused: false,
     snapshotAll: false, qmp: [], monitors: [], consoleMonitor: true, given: [], singleThread: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -543,9 +548,10 @@ export function parseCli(argv: string[]): Command {
   for (const k of ["kernel", "initrd", "dtb"] as const) if (config[k] !== undefined) config[k] = resolve(config[k]!);
   if (typeof config.bios === "object") config.bios = { file: resolve(config.bios.file) };
   const temporary = drives.flatMap((d, i) => ((d.temporary || g.snapshotAll) && !config.drives[i]!.readOnly ? [i] : []));
+  const temporaryUsb = (config.usb ?? []).flatMap((u, i) => (u.type === "usb-storage" && !u.readOnly && (g.usbTemporary.has(i) || g.snapshotAll) ? [i] : []));
   return {
     kind: front === "start" ? "start" : "boot", config, dtbOut: g.dtbOut, dumpDtbOnly: g.dumpDtbOnly, stats: g.stats, ...(g.restore !== undefined ? { restore: g.restore } : {}),
-    paused: g.paused, named: g.fields.name !== undefined, qmp: g.qmp, monitors: g.monitors, ...(g.gdb ? { gdb: g.gdb } : {}), consoleMonitor: g.consoleMonitor, temporary,
+    paused: g.paused, named: g.fields.name !== undefined, qmp: g.qmp, monitors: g.monitors, ...(g.gdb ? { gdb: g.gdb } : {}), consoleMonitor: g.consoleMonitor, temporary, temporaryUsb,
     singleThread: g.singleThread,
   };
 }

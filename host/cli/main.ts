@@ -42,7 +42,7 @@ async function boot(cmd: BootCommand): Promise<number> {
       fail((e as Error).message);
     }
   }
-  const scratch = cmd.temporary.length ? temporaryOverlays(cmd) : null;
+  const scratch = cmd.temporary.length + cmd.temporaryUsb.length ? temporaryOverlays(cmd) : null;
   // One VM: no balancing, no watchdog (a guest at a terminal is its user's to judge, as on
   // QEMU), and the host's memory is not a limit (guest RAM is committed as it is touched). Its
   // home pCPU, and a second one for the upper half of its harts if it has several (and the host
@@ -218,16 +218,23 @@ async function boot(cmd: BootCommand): Promise<number> {
  */
 function temporaryOverlays(cmd: BootCommand): string {
   const dir = mkdtempSync(join(tmpdir(), "wasmvisor-snapshot-"));
-  for (const i of cmd.temporary) {
-    const d = cmd.config.drives[i]!;
-    const overlay = join(dir, `drive${i}.qcow2`);
+  const overlay = (file: string, format: DiskFormat | undefined, name: string): string => {
+    const path = join(dir, `${name}.qcow2`);
     try {
-      nodePlatform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? probeFormatOf(d.file) }, what: "-snapshot", sync: false });
+      nodePlatform.createDiskImage(path, { backing: { path: file, format: format ?? probeFormatOf(file) }, what: "-snapshot", sync: false });
     } catch (e) {
       rmSync(dir, { recursive: true, force: true });
       fail((e as Error).message);
     }
-    cmd.config.drives[i] = { ...d, file: overlay, format: "qcow2" };
+    return path;
+  };
+  for (const i of cmd.temporary) {
+    const d = cmd.config.drives[i]!;
+    cmd.config.drives[i] = { ...d, file: overlay(d.file, d.format, `drive${i}`), format: "qcow2" };
+  }
+  for (const i of cmd.temporaryUsb) {
+    const u = cmd.config.usb![i]!;
+    if (u.type === "usb-storage") cmd.config.usb![i] = { ...u, file: overlay(u.file, u.format, `usb${i}`), format: "qcow2" };
   }
   return dir;
 }

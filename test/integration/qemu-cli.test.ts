@@ -157,6 +157,14 @@ describe("QEMU's options map onto the VM configuration", () => {
       { type: "usb-serial", id: "serial0", socket: "/tmp/acm.sock" },
     ]);
     expect(c.config.drives).toEqual([]); // the USB disk is not also a virtio or ATA disk
+    expect(c.temporaryUsb).toEqual([]);
+    // -snapshot and snapshot=on: a USB disk writes to a temporary overlay too (not a read-only one).
+    const usbDisk = (drive: string, ...more: string[]) => qemu(["-device", "qemu-xhci", "-drive", `file=/tmp/u.img,if=none,id=u,${drive}`, "-device", "usb-kbd", "-device", "usb-storage,drive=u", ...more]);
+    expect(usbDisk("snapshot=on")).toMatchObject({ temporary: [], temporaryUsb: [1] });
+    expect(usbDisk("format=raw", "-snapshot")).toMatchObject({ temporary: [], temporaryUsb: [1] });
+    expect(usbDisk("snapshot=off").temporaryUsb).toEqual([]);
+    expect(usbDisk("readonly=on", "-snapshot").temporaryUsb).toEqual([]);
+    expect((parseCli(["boot", "--usb", "storage,file=u.img", "-snapshot"]) as BootCommand).temporaryUsb).toEqual([0]);
     expect(qemu("-device qemu-xhci").config.usb).toEqual([]);
     expect(qemu("-m 64M").config.usb).toBeUndefined();
     const b = parseCli(["boot", "--usb", "kbd", "--usb", "storage,file=u.img,port=5", "--usb", "serial,socket=s.sock,id=tty"]) as BootCommand;

@@ -5,7 +5,7 @@
 // read back (and the image holds the bytes), the serial port carries data both ways, and the
 // disk and the keyboard are unplugged and plugged in again while the guest runs.
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -218,7 +218,7 @@ describe("USB devices on the xHCI controller, in Linux", () => {
     const acm = join(dir, "qemu-acm.sock");
     const qmpPath = join(dir, "qmp.sock");
     const s = new Session(["boot", "--mode", "para", "-kernel", linux.kernel, "-initrd", linux.initramfs, "-append", "console=ttyS0", "-qmp", `unix:${qmpPath},server=on,wait=off`,
-      "-device", "qemu-xhci", "-device", "usb-kbd", "-drive", `file=${image},if=none,id=u0,format=raw`, "-device", "usb-storage,drive=u0",
+      "-device", "qemu-xhci", "-device", "usb-kbd", "-drive", `file=${image},if=none,id=u0,format=raw,snapshot=on`, "-device", "usb-storage,drive=u0",
       "-chardev", `socket,id=c0,path=${acm},server=on,wait=off`, "-device", "usb-serial,chardev=c0"]);
     try {
       await s.expect("wasmvisor guest ready", 180_000);
@@ -229,6 +229,10 @@ describe("USB devices on the xHCI controller, in Linux", () => {
       const text = s.out.slice(at, end);
       for (const p of ["xHCI Host Controller", "wasmvisor USB keyboard", "wasmvisor USB disk", "wasmvisor USB serial"]) expect(text).toContain(p);
       expect(text).toMatch(/^16384\s*$/m); // 8 MiB in 512-byte sectors
+      // snapshot=on: the guest's writes reach the disk it sees, not the image (checked at exit).
+      s.send("echo usbsnap | dd of=/dev/sda bs=512 conv=sync,fsync 2>/dev/null; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/sda bs=7 count=1 2>/dev/null; echo; echo '__wro''te'\r");
+      const wrote = await s.expect("__wrote", 60_000, end);
+      expect(s.out.slice(end, wrote)).toMatch(/^usbsnap\s*$/m);
       // Ctrl-A k: the terminal's keys go to the USB keyboard (KEY_A reaches evdev), Ctrl-A k again: back.
       s.send("(timeout 8 cat /dev/input/event0 > /tmp/ev &); sleep 1; echo '__wa''it'\r");
       let mark = await s.expect("__wait", 30_000, end);
@@ -264,6 +268,7 @@ describe("USB devices on the xHCI controller, in Linux", () => {
       for (const port of ["1-1", "1-2", "1-3"]) expect(s.out.slice(at2, end2)).toContain(port);
       s.send("poweroff\r");
       expect(await s.exited).toBe(0);
+      expect(readFileSync(image).every((b) => b === 0)).toBe(true); // the overlay took the writes
     } finally {
       s.kill();
     }
