@@ -15,12 +15,14 @@
  * interrupt moderation are not modelled.
  *
  * Everything the guest hands over is untrusted. A ring that is not in RAM, or that loops
- * through Link TRBs, or a TD longer than MAX_TD_TRBS, ends the endpoint's work with a TRB Error
- * event and halts it; a buffer outside RAM, or a TD moving more than MAX_TD_BYTES, fails its TD
+ * through Link TRBs, or a TD longer than MAX_TD_TRBS (or with more Link TRBs than TRBs), ends
+ * the endpoint's work with a TRB Error event and halts it; a buffer outside RAM, or a TD moving
+ * more than MAX_TD_BYTES, fails its TD
  * with a TRB Error event; bad contexts fail their command with the completion code the
  * specification names (Parameter Error, Context State Error, ...); the command ring or event ring
  * outside RAM is a Host System Error, which halts the controller. Work per doorbell is bounded
- * (MAX_COMMANDS, MAX_TDS): the rest of a long ring waits for continueWork(), between steps.
+ * (MAX_COMMANDS, MAX_TDS, MAX_SHARE_BYTES): the rest of a long ring waits for continueWork(),
+ * between steps.
  * Addresses beyond 2^53 are NOWHERE (below).
  */
 import type { GuestMemory } from "./backends";
@@ -150,10 +152,20 @@ export const MAX_TDS = 64;
 /** TRBs in one TD (Linux's largest scatter-gather TDs have a few hundred). */
 export const MAX_TD_TRBS = 1024;
 /**
- * Bytes one TD may move (Linux's largest, usb-storage's, are at most a few MiB): a TD of 1024
- * TRBs of 128 KiB would have the host copy 128 MiB for one transfer. Longer TDs fail (TRB Error).
+ * Bytes one TD may move (Linux's are far smaller: usb-storage's at most 120 KiB on a high-speed
+ * device unless max_sectors is raised, cdc-acm's a few KiB): a TD of 1024 TRBs of 128 KiB would
+ * have the host copy 128 MiB for one transfer. Longer TDs fail (TRB Error).
  */
-export const MAX_TD_BYTES = 16 << 20;
+export const MAX_TD_BYTES = 2 << 20;
+/**
+ * Bytes of TDs a doorbell, a wake or a continueWork() moves before the rest waits for the next
+ * continueWork() (one TD at least): 2 MiB through usb-serial takes about 0.6 ms of host time
+ * (gathered, handed to the backend), so one VM's USB transfers never hold its pCPU (and the VMs
+ * sharing it) for long.
+ */
+export const MAX_SHARE_BYTES = MAX_TD_BYTES;
+/** TRB reads (Link TRBs too) a share makes before the next TD waits (one TD at least): about 0.1 ms. */
+export const MAX_SHARE_TRB_READS = 4096;
 /** Link TRBs followed in a row before the ring counts as a loop. */
 export const MAX_LINKS = 16;
 /** Events kept while the event ring is full; more are lost (Event Ring Full). */
@@ -258,6 +270,9 @@ export class Xhci implements MmioDevice {
   /** Work left over when a doorbell's share ran out: endpoints (slot * 32 + DCI) and the command ring. */
   private deferred = new Set<number>();
   private commandsDeferred = false;
+  /** Bytes of TDs run, and TRBs read, in the current share (MAX_SHARE_BYTES, MAX_SHARE_TRB_READS). */
+  private shareBytes = 0;
+  private shareReads = 0;
 
   constructor(
     readonly name: string,
@@ -347,6 +362,7 @@ export class Xhci implements MmioDevice {
    * long ring is still done whole.
    */
   continueWork(): void {
+    this.shareBytes = this.shareReads = 0;
     if (this.commandsDeferred) {
       this.commandsDeferred = false;
       if (this.crr && this.running()) this.runCommands();
@@ -667,6 +683,7 @@ export class Xhci implements MmioDevice {
   private fetch(pos: RingPos): Fetch {
     let { deq, cycle } = pos;
     for (let links = 0; links <= MAX_LINKS; links++) {
+      this.shareReads++;
       const b = this.mem.read(deq, 16);
       if (!b || deq % 16 !== 0) return { error: deq };
       const w = new Uint32Array(4);
@@ -692,6 +709,7 @@ export class Xhci implements MmioDevice {
     if (!slot || !ep) return;
     // A doorbell restarts a stopped endpoint; a halted one waits for Reset Endpoint.
     if (ep.state === EP_STOPPED) ep.state = EP_RUNNING;
+    this.shareBytes = this.shareReads = 0;
     this.runEndpoint(target, dci);
   }
 
@@ -941,7 +959,9 @@ export class Xhci implements MmioDevice {
   private wakeDevice(device: UsbDevice, ep: number): void {
     if (!this.running() || ep < 1 || ep > 15) return;
     const id = this.slots.findIndex((s) => s && this.slotDevice(s) === device);
-    if (id > 0) this.runEndpoint(id, 2 * ep + 1);
+    if (id <= 0) return;
+    this.shareBytes = this.shareReads = 0;
+    this.runEndpoint(id, 2 * ep + 1);
   }
 
   /** The device a slot reaches: the one it addressed, if that is still on its port. */
@@ -959,7 +979,9 @@ export class Xhci implements MmioDevice {
     const trbs: Trb[] = [];
     let pos: RingPos = { deq: ep.deq, cycle: ep.dcs };
     const control = ep.type === EP_CONTROL;
-    while (trbs.length < MAX_TD_TRBS) {
+    // Rings have a Link TRB per segment, not one per TRB: a TD reads at most twice its TRBs.
+    const readsAtStart = this.shareReads;
+    while (trbs.length < MAX_TD_TRBS && this.shareReads - readsAtStart < 2 * MAX_TD_TRBS) {
       const f = this.fetch(pos);
       if (f === "empty") return "empty"; // the rest of the TD is not there yet
       if ("error" in f) return f;
@@ -979,7 +1001,7 @@ export class Xhci implements MmioDevice {
     for (let n = 0; ; n++) {
       const ep = slot.eps[dci];
       if (!ep || ep.state !== EP_RUNNING || !this.running()) return;
-      if (n === MAX_TDS) {
+      if (n === MAX_TDS || (n > 0 && this.shareReads >= MAX_SHARE_TRB_READS)) {
         this.deferred.add(slotId * 32 + dci);
         return;
       }
@@ -992,6 +1014,13 @@ export class Xhci implements MmioDevice {
         this.writeEpState(slot, dci);
         return;
       }
+      // The share's bytes are spent: this TD waits for the next share (TRB reads are cheap).
+      const bytes = Math.min(this.tdBytes(td.trbs), MAX_TD_BYTES);
+      if (this.shareBytes > 0 && this.shareBytes + bytes > MAX_SHARE_BYTES) {
+        this.deferred.add(slotId * 32 + dci);
+        return;
+      }
+      this.shareBytes += bytes;
       const device = this.slotDevice(slot);
       const r = ep.type === EP_CONTROL ? this.controlTd(slotId, dci, device, td.trbs) : this.dataTd(slotId, dci, ep, device, td.trbs);
       if (r === "wait") return; // the device NAKed: the TD stays where it is
@@ -1075,6 +1104,13 @@ export class Xhci implements MmioDevice {
       if (!allowed.includes(kind) || !this.buffer(t, write)) return t;
     }
     return null;
+  }
+
+  /** Bytes a TD's data TRBs hold. */
+  private tdBytes(trbs: Trb[]): number {
+    let total = 0;
+    for (const t of trbs) if (type(t.w) === TRB.NORMAL || type(t.w) === TRB.DATA) total += t.w[2]! & 0x1ffff;
+    return total;
   }
 
   /** The TRB past which a TD moves more than MAX_TD_BYTES, or null. */

@@ -1038,7 +1038,13 @@ export class VirtMachine {
   // Rate-limited device work whose time has come (its completion interrupts the guest).
   private retryDevices(): void {
     for (const t of this.virtio) if (t.retryMs() <= 0) t.retry();
-    if (this.xhci?.hasDeferredWork) this.xhci.continueWork(); // rings longer than a doorbell's share
+    if (this.xhci?.hasDeferredWork) {
+      // Rings longer than a doorbell's share: another share, its DMA charged as an exit's is.
+      this.dmaBytes = 0;
+      this.xhci.continueWork();
+      this.work += Math.floor(this.dmaBytes / 64);
+      this.dmaBytes = 0;
+    }
   }
 
   private hartRunnable(h: number): boolean {

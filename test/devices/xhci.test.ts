@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import type { CharBackend, DiskBackend } from "../../host/devices/backends";
 import {
-  CC, CRCR, CRCR_CRR, DOORBELLS, EP_HALTED, EP_RUNNING, EP_STOPPED, ERSTBA, ERSTSZ, EXT_CAPS, MAX_TDS, MAX_TD_BYTES, MAX_TD_TRBS, PORTS, PORT_CCS, PORT_CSC,
+  CC, CRCR, CRCR_CRR, DOORBELLS, EP_HALTED, EP_RUNNING, EP_STOPPED, ERSTBA, ERSTSZ, EXT_CAPS, MAX_SHARE_BYTES, MAX_SHARE_TRB_READS, MAX_TDS, MAX_TD_BYTES, MAX_TD_TRBS, PORTS, PORT_CCS, PORT_CSC,
   PORT_PED, PORT_PRC, STS_HCH, STS_HSE, TRB, USBCMD, USBSTS, XHCI_PORTS, Xhci,
 } from "../../host/devices/xhci";
 import { UsbKeyboard, keyFor } from "../../host/devices/usb/keyboard";
@@ -461,6 +461,107 @@ describe("xhci: hostile guests", () => {
     k.d.ring(k.slot, 3);
     expect(k.d.events().map((e) => [e.ptr, e.code])).toEqual([[mid, CC.SUCCESS], [last, CC.SUCCESS]]);
     expect(k.d.bytes(DATA, 8)[2]).toBe(0x04); // 'a' pressed
+  });
+
+  it("a doorbell, and each continueWork(), moves at most MAX_SHARE_BYTES of TDs: 64 TDs of 2 MiB over one buffer go out a share at a time", () => {
+    // GuestMemory as the machine's: read() a view, no copy.
+    const d = new Driver((mem, irq) => new Xhci("xhci0", { view: mem.view, read: mem.view }, irq));
+    const sizes: number[] = [];
+    let out = 0;
+    d.hc.attach(new UsbSerial("ser", { write: (b) => { out += b.length; sizes.push(b.length); }, attach() {}, close() {} }));
+    d.start();
+    const slot = d.enumerate(1);
+    d.control(slot, SET_CONFIGURATION);
+    expect(d.configure(slot, [{ dci: 4, type: 2, maxPacket: 512 }]).code).toBe(CC.SUCCESS);
+    d.events();
+    // 64 TDs of 16 TRBs of 128 KiB - 1 (just under MAX_TD_BYTES each), all over the same buffer.
+    const ring = RAM_BASE + 0x100000;
+    const tds = 64;
+    const perTd = 16;
+    for (let i = 0; i < tds * perTd; i++) {
+      d.set64(ring + 16 * i, DATA);
+      d.set32(ring + 16 * i + 8, 0x1ffff);
+      d.set32(ring + 16 * i + 12, (TRB.NORMAL << 10) | (i % perTd === perTd - 1 ? IOC : CH) | 1);
+    }
+    const tdBytes = perTd * 0x1ffff;
+    expect(tdBytes).toBeLessThanOrEqual(MAX_TD_BYTES);
+    expect(d.command({ type: TRB.STOP_ENDPOINT, flags: (slot << 24) | (4 << 16) }).code).toBe(CC.SUCCESS);
+    expect(d.command({ type: TRB.SET_TR_DEQUEUE, ptr: ring + 1, flags: (slot << 24) | (4 << 16) }).code).toBe(CC.SUCCESS);
+    d.ring(slot, 4);
+    expect(out).toBeGreaterThan(0);
+    expect(out).toBeLessThanOrEqual(MAX_SHARE_BYTES);
+    let shares = 1;
+    let events = d.events().length;
+    while (d.hc.hasDeferredWork) {
+      const before = out;
+      d.hc.continueWork();
+      expect(out - before).toBeGreaterThan(0);
+      expect(out - before).toBeLessThanOrEqual(MAX_SHARE_BYTES);
+      events += d.events().length;
+      shares++;
+    }
+    // Everything went out, once, in order, each TD whole.
+    expect(out).toBe(tds * tdBytes);
+    expect(sizes.every((n) => n === tdBytes)).toBe(true);
+    expect(events).toBe(tds);
+    expect(shares).toBeGreaterThanOrEqual(tds * tdBytes / MAX_SHARE_BYTES);
+  });
+
+  it("a TD with a Link TRB before every TRB fails after twice MAX_TD_TRBS ring reads", () => {
+    let reads = 0;
+    const d = new Driver((mem, irq) => new Xhci("xhci0", { view: mem.view, read: (gpa, len) => { if (len === 16) reads++; return mem.read(gpa, len); } }, irq));
+    d.hc.attach(new UsbSerial("ser", new Pipe()));
+    d.start();
+    const slot = d.enumerate(1);
+    d.control(slot, SET_CONFIGURATION);
+    expect(d.configure(slot, [{ dci: 4, type: 2, maxPacket: 512 }]).code).toBe(CC.SUCCESS);
+    d.events();
+    // Blocks of 16 Links, each to the next, then a chained zero-length Normal TRB; 1024 blocks.
+    const base = RAM_BASE + 0x100000;
+    const blocks = 1024;
+    for (let b = 0; b < blocks; b++) {
+      const blk = base + 17 * 16 * b;
+      for (let k = 0; k < 16; k++) {
+        d.set64(blk + 16 * k, blk + 16 * (k + 1));
+        d.set32(blk + 16 * k + 12, (TRB.LINK << 10) | 1);
+      }
+      d.set64(blk + 256, DATA);
+      d.set32(blk + 256 + 12, (TRB.NORMAL << 10) | CH | 1);
+    }
+    expect(d.command({ type: TRB.STOP_ENDPOINT, flags: (slot << 24) | (4 << 16) }).code).toBe(CC.SUCCESS);
+    expect(d.command({ type: TRB.SET_TR_DEQUEUE, ptr: base + 1, flags: (slot << 24) | (4 << 16) }).code).toBe(CC.SUCCESS);
+    reads = 0;
+    d.ring(slot, 4);
+    expect(reads).toBeLessThanOrEqual(2 * MAX_TD_TRBS + 17);
+    expect(d.events()).toEqual([expect.objectContaining({ code: CC.TRB, dci: 4 })]);
+    expect(d.epState(slot, 4).state).toBe(EP_HALTED);
+  });
+
+  it("a doorbell reads at most about MAX_SHARE_TRB_READS TRBs: the TDs beyond wait for continueWork()", () => {
+    const d = new Driver();
+    d.hc.attach(new UsbSerial("ser", new Pipe()));
+    d.start();
+    const slot = d.enumerate(1);
+    d.control(slot, SET_CONFIGURATION);
+    expect(d.configure(slot, [{ dci: 4, type: 2, maxPacket: 512 }]).code).toBe(CC.SUCCESS);
+    d.events();
+    // 60 TDs of 100 chained zero-length Normal TRBs: 6000 TRBs, fewer than MAX_TDS TDs.
+    const ring = RAM_BASE + 0x100000;
+    const tds = 60;
+    for (let i = 0; i < tds * 100; i++) {
+      d.set64(ring + 16 * i, DATA);
+      d.set32(ring + 16 * i + 12, (TRB.NORMAL << 10) | (i % 100 === 99 ? IOC : CH) | 1);
+    }
+    expect(tds * 100).toBeGreaterThan(MAX_SHARE_TRB_READS);
+    expect(d.command({ type: TRB.STOP_ENDPOINT, flags: (slot << 24) | (4 << 16) }).code).toBe(CC.SUCCESS);
+    expect(d.command({ type: TRB.SET_TR_DEQUEUE, ptr: ring + 1, flags: (slot << 24) | (4 << 16) }).code).toBe(CC.SUCCESS);
+    d.ring(slot, 4);
+    const first = d.events().length;
+    expect(first).toBe(Math.ceil(MAX_SHARE_TRB_READS / 100));
+    expect(d.hc.hasDeferredWork).toBe(true);
+    d.hc.continueWork();
+    expect(first + d.events().length).toBe(tds);
+    expect(d.hc.hasDeferredWork).toBe(false);
   });
 
   it("a TD of more than MAX_TD_BYTES fails with a TRB Error instead of being copied", () => {
