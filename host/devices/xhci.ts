@@ -168,7 +168,10 @@ export const MAX_SHARE_BYTES = MAX_TD_BYTES;
 export const MAX_SHARE_TRB_READS = 4096;
 /** Link TRBs followed in a row before the ring counts as a loop. */
 export const MAX_LINKS = 16;
-/** Events kept while the event ring is full; more are lost (Event Ring Full). */
+/**
+ * Events kept while the event ring is full; the last is an Event Ring Full Error (a Host
+ * Controller Event) and events after it are lost until the driver makes room.
+ */
 const MAX_PENDING_EVENTS = 1024;
 
 /** The controller as the board places it. */
@@ -628,7 +631,8 @@ export class Xhci implements MmioDevice {
   private postEvent(ev: Uint32Array): void {
     if (this.usbsts & STS_HSE) return;
     if (this.pending.length) {
-      if (this.pending.length < MAX_PENDING_EVENTS) this.pending.push(ev);
+      if (this.pending.length < MAX_PENDING_EVENTS - 1) this.pending.push(ev);
+      else if (this.pending.length === MAX_PENDING_EVENTS - 1) this.pending.push(Uint32Array.of(0, 0, CC.EVENT_RING_FULL << 24, TRB.HOST_CONTROLLER << 10));
       return;
     }
     const r = this.writeEvent(ev);
@@ -763,7 +767,8 @@ export class Xhci implements MmioDevice {
       case TRB.CONFIGURE_ENDPOINT: return done(this.configureEndpoint(slot, input, (w[3]! & TRB_DC) !== 0));
       case TRB.EVALUATE_CONTEXT: return done(this.evaluateContext(slot, input));
       case TRB.RESET_DEVICE: {
-        if (slot.state === SLOT_ENABLED) return done(CC.CONTEXT_STATE);
+        // Only an addressed or configured slot has something to reset (xHCI 4.6.11).
+        if (slot.state === SLOT_ENABLED || slot.state === SLOT_DEFAULT) return done(CC.CONTEXT_STATE);
         for (let dci = 2; dci < 32; dci++) slot.eps[dci] = null;
         const ep0 = slot.eps[1];
         if (ep0) ep0.state = EP_RUNNING;

@@ -648,6 +648,33 @@ describe("xhci: hostile guests", () => {
     expect([...first, ...rest].map((e) => e.ptr)).toEqual(addrs);
   });
 
+  it("events beyond what the controller keeps for a full event ring end in an Event Ring Full Error, not silence", () => {
+    const d = new Driver();
+    d.start();
+    // 63 events fit in the ring, 1024 wait (the last of them the error); 20 more are lost.
+    const n = EVENT_TRBS - 1 + 1024 + 20;
+    for (let i = 0; i < n; i++) {
+      const at = 0x8000_2000 + (i % 15) * 16;
+      const cycle = Math.floor(i / 15) % 2 === 0 ? 1 : 0;
+      d.set32(at, 0); d.set32(at + 4, 0); d.set32(at + 8, 0);
+      d.set32(at + 12, (TRB.NOOP_COMMAND << 10) | cycle);
+      if (i % 15 === 14) d.set32(0x8000_2000 + 15 * 16 + 12, (TRB.LINK << 10) | 2 | cycle);
+      d.w(DOORBELLS, 0);
+    }
+    const all = [];
+    for (let ev = d.events(); ev.length; ev = d.events()) all.push(...ev);
+    expect(all.length).toBe(EVENT_TRBS - 1 + 1024);
+    expect(all.slice(0, -1).every((e) => e.type === TRB.COMMAND_COMPLETION && e.code === CC.SUCCESS)).toBe(true);
+    expect(all[all.length - 1]).toMatchObject({ type: TRB.HOST_CONTROLLER, code: CC.EVENT_RING_FULL });
+  });
+
+  it("Reset Device on a slot in the Default state is a Context State Error", () => {
+    const { d, slot } = keyboardSetup();
+    expect(d.command({ type: TRB.RESET_DEVICE, flags: slot << 24 }).code).toBe(CC.SUCCESS);
+    expect(d.slotState(slot).state).toBe(1); // Default
+    expect(d.command({ type: TRB.RESET_DEVICE, flags: slot << 24 }).code).toBe(CC.CONTEXT_STATE);
+  });
+
   it("odd register accesses: narrow reads and writes, unknown offsets, ERSTSZ beyond the maximum", () => {
     const d = new Driver();
     expect(d.hc.read(2, 2)).toBe(0x0110);
