@@ -193,9 +193,12 @@ export function vmDefinition(config: VmConfig): VmDefinition {
   return d;
 }
 
-/** Host file descriptors the VM may hold: its disks, host sockets, DNS and hostfwd listeners. */
+/** Host file descriptors a USB device is counted for (its disk image, or its socket and client). */
+export const USB_DEVICE_FDS = 2;
+
+/** Host file descriptors the VM may hold: its disks, host sockets, DNS and hostfwd listeners, USB devices. */
 export function vmFileDescriptors(config: VmConfig): number {
-  let fds = config.drives.length + config.limits.sockets + (config.usb?.length ?? 0) * 2;
+  let fds = config.drives.length + config.limits.sockets + (config.usb?.length ?? 0) * USB_DEVICE_FDS;
   for (const n of config.nets) if (n.netdev.kind === "user") fds += userNetFixedFds(n.netdev.options);
   return fds;
 }

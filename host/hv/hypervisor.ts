@@ -16,7 +16,7 @@ import type { Pcpu, VmEvent, PcpuEvent, HostedStats, HostedVmRequest, MigrationP
 import { EMULATION_FAILURE, type MachineStats, type DebugStop } from "../machine/virt";
 import type { DebugRequest } from "../machine/debug";
 import type { Control } from "./types";
-import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } from "../config/parse";
+import { parseVmConfig, vmFileDescriptors, USB_DEVICE_FDS, ConfigError, DEFINITION_PARSING } from "../config/parse";
 import type { DriveConfig, VmConfig } from "../config/vm-config";
 import type { DiskFormat } from "../disk/formats";
 import { loadBootImages, type BootImages } from "../vm/build";
@@ -552,11 +552,25 @@ export class Hypervisor implements Control {
     const vm = await this.settled(name);
     this.alive(vm);
     if (ended(vm.state)) throw conflict(`cannot reach ${name}'s USB devices: it is ${vm.state}`);
+    // A device plugged in holds file descriptors as one there at creation does (its backend):
+    // admitted against the host's limit, held from now so a concurrent admission sees them.
+    const more = request.op === "attach" ? USB_DEVICE_FDS : 0;
+    if (more) {
+      const h = this.host();
+      if (h.fdsCommitted + more > this.fdLimit) {
+        throw noRoom(`${name}: a USB device needs ${more} file descriptors; ${this.fdLimit - h.fdsCommitted} of the host's ${this.fdLimit} are free. Unplug a device, destroy a VM, or raise the host's open-file limit (ulimit -n).`);
+      }
+      vm.fds += more;
+    }
     try {
       const info = await vm.home.pcpu.usb(name, request);
-      if (request.op === "attach" || request.op === "detach") vm.config = await vm.home.pcpu.config(name);
+      if (request.op === "attach" || request.op === "detach") {
+        vm.config = await vm.home.pcpu.config(name);
+        vm.fds = vmFileDescriptors(vm.config);
+      }
       return info;
     } catch (e) {
+      vm.fds -= more;
       throw e instanceof HvError ? e : badRequest((e as Error).message);
     }
   }

@@ -126,6 +126,23 @@ describe("file descriptors are admitted like memory", () => {
     expect(hv.host().fdsCommitted).toBe(0);
   });
 
+  test("a USB device plugged in counts against the limit as one there at creation does; unplugged, it frees them", async () => {
+    await hv.create(vm("usb", { usb: ["kbd"], limits: { sockets: 392 } }));
+    expect(hv.host().fdsCommitted).toBe(392 + 2);
+    for (let i = 1; i <= 3; i++) await hv.usb("usb", { op: "attach", spec: `kbd,id=k${i}` });
+    expect(hv.host().fdsCommitted).toBe(400);
+    const e = await refusal(hv.usb("usb", { op: "attach", spec: "kbd,id=k4" }));
+    expect(e.status).toBe(507);
+    expect(e.message).toMatch(/a USB device needs 2 file descriptors; 0 of the host's 400 are free/);
+    expect((await hv.usb("usb", { op: "list" })).devices.map((d) => d.id)).toEqual(["kbd0", "k1", "k2", "k3"]);
+    await hv.usb("usb", { op: "detach", id: "k2" });
+    expect(hv.host().fdsCommitted).toBe(398);
+    await hv.usb("usb", { op: "attach", spec: "kbd,id=k4" });
+    expect(hv.host().fdsCommitted).toBe(400);
+    await hv.destroy("usb");
+    expect(hv.host().fdsCommitted).toBe(0);
+  });
+
   test("limits.sockets is checked", () => {
     const parse = (d: object) => parseVmConfig(d, DEFINITION_PARSING);
     expect(() => parse(vm("x", { limits: { sockets: -1 } }))).toThrow(/'limits.sockets' must be a whole number from 0 to 65536/);
