@@ -224,6 +224,8 @@ export class Monitor {
     if (driver !== "usb-kbd") {
       throw new QmpError("GenericError", `device_add ${driver}: wasmvisor plugs in usb-kbd here (a usb-storage or usb-serial with 'wasmvisor ctl usb attach', or from the command line)`);
     }
+    // QEMU's identifiers: a letter, then letters, digits, '-', '.', '_' (nothing that would end the spec below).
+    if (id !== undefined && !/^[A-Za-z][A-Za-z0-9._-]*$/.test(id)) throw new QmpError("GenericError", "Parameter 'id' expects an identifier");
     if (id !== undefined && (await this.usb({ op: "list" })).devices.some((d) => d.id === id)) throw new QmpError("GenericError", `Duplicate device ID '${id}'`);
     await this.usb({ op: "attach", spec: `kbd${id !== undefined ? `,id=${id}` : ""}` });
     return {};

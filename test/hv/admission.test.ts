@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor } from "../../host/hv/hypervisor";
+import { Monitor } from "../../host/api/monitor";
 import { nodePlatform } from "../../host/platform/node";
 import { parseVmConfig, DEFINITION_PARSING } from "../../host/config/parse";
 import { DEFAULT_VM_SOCKETS } from "../../host/net/budget";
@@ -166,5 +167,19 @@ describe("the host's loopback", () => {
     const cli = parseVmConfig({ name: "c", nets: ["user", "user,restrict=on"] }, { naming: "flags", defaultMode: "full", defaultLoopback: "on" });
     expect(cli.nets).toEqual([{ model: "ethoc", netdev: { kind: "user", options: { loopback: "all" } } },
       { model: "ethoc", netdev: { kind: "user", options: { restrict: true, loopback: "none" } } }]);
+  });
+});
+
+describe("QMP's device_add", () => {
+  test("an id that is not one of QEMU's identifiers is refused as QEMU 7.2 refuses it, and plugs nothing", async () => {
+    await hv.create(vm("qmp-usb", { usb: [] }));
+    const m = new Monitor(hv, "qmp-usb", { version: { major: 7, minor: 2, micro: 0, package: "" }, named: false, threadId: 0, harts: 1, noReboot: false, quit: () => {} });
+    for (const id of ["k,port=3", "1k", "", "k b", "k=1"]) {
+      await expect(m.deviceAdd("usb-kbd", id), id).rejects.toMatchObject({ errorClass: "GenericError", message: "Parameter 'id' expects an identifier" });
+    }
+    expect((await hv.usb("qmp-usb", { op: "list" })).devices).toEqual([]);
+    await m.deviceAdd("usb-kbd", "k-1._x");
+    expect((await hv.usb("qmp-usb", { op: "list" })).devices.map((d) => d.id)).toEqual(["k-1._x"]);
+    await hv.destroy("qmp-usb");
   });
 });
