@@ -144,6 +144,21 @@ describe("file descriptors are admitted like memory", () => {
     expect(hv.host().fdsCommitted).toBe(0);
   });
 
+  test("a usb-serial socket another VM listens on is refused, at creation and at hot-plug", async () => {
+    const sock = join(images, "acm.sock");
+    await hv.create(vm("acm1", { usb: [`serial,socket=${sock}`] }));
+    const e = await refusal(hv.create(vm("acm2", { usb: [`serial,socket=${sock}`] })));
+    expect(e.status).toBe(409);
+    expect(e.message).toMatch(/acm1's usb-serial listens there/);
+    await hv.create(vm("acm3", { usb: [] }));
+    expect((await refusal(hv.usb("acm3", { op: "attach", spec: `serial,socket=${sock}` }))).message).toMatch(/acm1's usb-serial listens there/);
+    expect((await hv.usb("acm3", { op: "list" })).devices).toEqual([]);
+    await hv.destroy("acm1");
+    await hv.usb("acm3", { op: "attach", spec: `serial,socket=${sock}` });
+    expect((await hv.usb("acm3", { op: "list" })).devices.map((d) => d.type)).toEqual(["usb-serial"]);
+    await hv.destroy("acm3");
+  });
+
   test("limits.sockets is checked", () => {
     const parse = (d: object) => parseVmConfig(d, DEFINITION_PARSING);
     expect(() => parse(vm("x", { limits: { sockets: -1 } }))).toThrow(/'limits.sockets' must be a whole number from 0 to 65536/);

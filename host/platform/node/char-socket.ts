@@ -3,12 +3,14 @@
 // connected is dropped, as on a serial line with nothing plugged in.
 import { createServer, type Server, type Socket } from "node:net";
 import { existsSync, lstatSync, realpathSync, unlinkSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { CharBackend } from "../../devices/backends";
 import { inside } from "./image-files";
 
 /** Guest output queued for a slow client; past it, output is dropped. */
 const MAX_QUEUED = 1 << 20;
+/** Paths this process listens on: one VM's socket is never taken over by another VM of the same host. */
+const listening = new Map<string, object>();
 
 /**
  * Listen on `path`, which must be in one of `dirs` (a daemon's image directories; anywhere if
@@ -24,7 +26,9 @@ export function listenCharSocket(path: string, io: { onWake?: () => void; dirs?:
     }
     if (basename(path) === ".." || !io.dirs.some((d) => inside(real, d))) throw new Error(`socket=${path}: not in an image directory of this host (${io.dirs.join(", ")})`);
   }
-  // A stale socket file (a VM that ended without removing it) is replaced; anything else is not.
+  const key = resolve(path);
+  if (listening.has(key)) throw new Error(`${path}: another character device of this process (a usb-serial of a VM) listens there: give socket= a free path`);
+  // A socket file another process left (QEMU 7.2 replaces one too) is replaced; anything else is not.
   if (existsSync(path)) {
     if (!lstatSync(path).isSocket()) throw new Error(`${path}: exists and is not a socket: give socket= a free path`);
     unlinkSync(path);
@@ -47,6 +51,8 @@ export function listenCharSocket(path: string, io: { onWake?: () => void; dirs?:
   server.on("error", () => {});
   server.listen(path);
   server.unref();
+  const mine = {};
+  listening.set(key, mine);
   return {
     write(bytes) {
       if (client && client.writableLength < MAX_QUEUED) client.write(bytes);
@@ -57,6 +63,8 @@ export function listenCharSocket(path: string, io: { onWake?: () => void; dirs?:
     close() {
       client?.destroy();
       server.close();
+      if (listening.get(key) !== mine) return; // closed before (the path may be another's now)
+      listening.delete(key);
       try { unlinkSync(path); } catch { /* gone already */ }
     },
   };
