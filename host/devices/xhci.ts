@@ -21,8 +21,8 @@
  * with a TRB Error event; bad contexts fail their command with the completion code the
  * specification names (Parameter Error, Context State Error, ...); the command ring or event ring
  * outside RAM is a Host System Error, which halts the controller. Work per doorbell is bounded
- * (MAX_COMMANDS, MAX_TDS, MAX_SHARE_BYTES): the rest of a long ring waits for continueWork(),
- * between steps.
+ * (MAX_COMMANDS, MAX_TDS, MAX_SHARE_BYTES, MAX_SHARE_TRB_READS): the rest of a long ring waits
+ * for continueWork(), between steps.
  * Addresses beyond 2^53 are NOWHERE (below).
  */
 import type { GuestMemory } from "./backends";
