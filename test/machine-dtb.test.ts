@@ -4,6 +4,7 @@
 // byte is a different board to the guest.
 import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { describe, expect, test } from "vitest";
 import { VirtMachine, type VirtConfig } from "../host/machine/virt";
 import { loadCoreModule } from "../host/platform/node/core";
@@ -58,4 +59,24 @@ describe("the board's devicetree is the same as before", () => {
       expect(Buffer.from(m.core.physRead(m.layout.dtb, m.dtb.length)!)).toEqual(Buffer.from(m.dtb));
     });
   }
+});
+
+describe("the USB controller's node", () => {
+  test("a machine with USB devices has a generic-xhci node at 0x10030000 on PLIC source 20, and the DTB passes dtc", () => {
+    const m = new VirtMachine({
+      memory: 64 << 20, bios: "builtin", kernel: image("kernel", 4096), module: loadCoreModule(), output: () => {},
+      usb: { devices: [{ type: "usb-kbd", id: "kbd0" }, { type: "usb-storage", id: "disk0", backend: disk() }] },
+    });
+    const dts = execFileSync("dtc", ["-I", "dtb", "-O", "dts", "-q"], { input: m.dtb }).toString();
+    const node = /usb@10030000 \{([^}]*)\}/.exec(dts)?.[1] ?? "";
+    expect(node).toMatch(/compatible = "generic-xhci";/);
+    expect(node).toMatch(/reg = <0x00 0x10030000 0x00 0x1000>;/);
+    expect(node).toMatch(/interrupts = <0x14>;/);
+    expect(node).toMatch(/interrupt-parent = <0x[0-9a-f]+>;/);
+    expect(m.usbDevices()).toEqual([{ id: "kbd0", type: "usb-kbd", port: 1 }, { id: "disk0", type: "usb-storage", port: 2 }]);
+    // A machine without USB has no node (the DTBs above are unchanged).
+    const plain = new VirtMachine({ memory: 64 << 20, bios: "builtin", kernel: image("kernel", 4096), module: loadCoreModule(), output: () => {} });
+    expect(execFileSync("dtc", ["-I", "dtb", "-O", "dts", "-q"], { input: plain.dtb }).toString()).not.toContain("usb@");
+    expect(() => plain.usbAttach({ type: "usb-kbd", id: "k" })).toThrow(/no USB controller/);
+  });
 });

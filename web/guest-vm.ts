@@ -1,5 +1,6 @@
 // The VM the page boots, as a definition (the fields of the boot flags): the Linux guest on the
-// full machine (Debian's OpenSBI), its data disk and NIC on virtio. The browser suite boots the
+// full machine (Debian's OpenSBI), its data disk and NIC on virtio, and a USB keyboard the page's
+// terminal can type on instead of the console. The browser suite boots the
 // same definition in Node, so the two boot times differ only by where they ran.
 
 export interface GuestFiles {
@@ -23,6 +24,7 @@ export function guestVm(name: string, f: GuestFiles): Record<string, unknown> {
     memory: "256M",
     drives: [`file=${f.disk},format=qcow2,if=virtio`],
     nets: [`user,model=virtio,loopback=${f.loopback ? "on" : "off"}`],
+    usb: ["kbd"],
   };
 }
 

@@ -178,6 +178,7 @@ async function boot(): Promise<void> {
 function attach(fresh = true): void {
   const mine = ++generation;
   setPlace("tab");
+  showKeys(false); // a machine built here starts with the keys on its console
   if (fresh) {
     bootMs = undefined;
     $("boot").textContent = "-";
@@ -284,6 +285,17 @@ function action(id: string, what: string, run: () => Promise<void>, event: "clic
 }
 
 action("pause", "pause", async () => { await host.act(VM, "pause"); say("paused"); });
+/** Whether the terminal's keys go to the guest's USB keyboard rather than its console. */
+let keysToKeyboard = false;
+function showKeys(toKeyboard: boolean): void {
+  keysToKeyboard = toKeyboard;
+  $("keys").textContent = toKeyboard ? "Keys to console" : "Keys to USB keyboard";
+}
+action("keys", "switch where the keys go", async () => {
+  await host.usb(VM, { op: "console", id: keysToKeyboard ? null : "kbd0" });
+  showKeys(!keysToKeyboard);
+  say(keysToKeyboard ? "keys go to the USB keyboard (/dev/input/event0)" : "keys go to the console");
+});
 action("resume", "resume", async () => { await host.act(VM, "resume"); say("running"); });
 action("reset", "reset", async () => { await discard(); await boot(); });
 action("reset-disk", "reset the disk", async () => {

@@ -1,9 +1,10 @@
 /**
  * The register-programmed devices (UART, PLIC, goldfish RTC, sifive test finisher, ATA disk,
- * ethoc MAC) driven as a guest drives them: accesses through the bus at any offset, size and
+ * ethoc MAC, xHCI USB controller) driven as a guest drives them: accesses through the bus at any offset, size and
  * alignment (mostly in the registers a driver uses), interleaved with what their other side does
- * (serial input, interrupt lines, the clock, received frames) and, for ethoc, packet buffers in
- * the guest memory it DMAs to. A device must never throw into the host. Each input ends with
+ * (serial input, interrupt lines, the clock, received frames, keys typed, USB devices plugged
+ * in and out) and, for ethoc and xHCI, buffers, rings and contexts in the guest memory they DMA
+ * to. A device must never throw into the host. Each input ends with
  * the device's state saved and restored into a new one.
  */
 import { InputReader, InputWriter } from "../engine/input";
@@ -16,6 +17,11 @@ import { GOLDFISH_RTC, GoldfishRtc } from "../../host/devices/goldfish-rtc";
 import { SIFIVE_TEST, SifiveTest } from "../../host/devices/sifive-test";
 import { AtaDisk, ATA_REG_SHIFT, ATA_WINDOW_SIZE, CMD } from "../../host/devices/ata";
 import { Ethoc, ETHOC_BD_BASE, ETHOC_BD_COUNT, ETHOC_WINDOW_SIZE } from "../../host/devices/ethoc";
+import { CMD_RS, CMD_INTE, CONFIG, CRCR, DCBAAP, DOORBELLS, ERDP, ERSTBA, ERSTSZ, IMAN, OP, PORTS, RUNTIME, USBCMD, XHCI_PORTS, XHCI_WINDOW_SIZE, Xhci } from "../../host/devices/xhci";
+import { UsbKeyboard } from "../../host/devices/usb/keyboard";
+import { UsbStorage } from "../../host/devices/usb/storage";
+import { UsbSerial } from "../../host/devices/usb/serial";
+import type { CharBackend } from "../../host/devices/backends";
 import { DeviceRig, FuzzNetBackend, RIG_BASE, busAccess, dmaAddress, interestingU32, saveRestore } from "./rig";
 
 interface Rigged {
@@ -152,13 +158,87 @@ const SPECS: DeviceSpec[] = [
     // Transmit: a frame in RAM, TX BD 0 (length 60, READY|IRQ|WRAP|PAD|CRC) pointing at it, TX enabled.
     seeds: [[{ offset: 0x08, size: 4, value: 0x7f }, { offset: ETHOC_BD_BASE + 4, size: 4, value: RAM_BASE + 0x1000 }, { offset: ETHOC_BD_BASE, size: 4, value: (60 << 16) | 0xf800 }, { offset: ETHOC_BD_BASE + 0x200 + 4, size: 4, value: RAM_BASE + 0x2000 }, { offset: ETHOC_BD_BASE + 0x200, size: 4, value: 0xe000 }, { offset: 0, size: 4, value: 0x0000a403 }]],
   },
+  {
+    name: "xhci",
+    size: XHCI_WINDOW_SIZE,
+    about: "xHCI USB controller with a keyboard, a disk and a CDC-ACM port: registers, doorbells, command, event and transfer rings, contexts and TRBs anywhere in (or out of) RAM, keys, serial input, hot-plug",
+    make(rig, input) {
+      const disk = rig.disk(input, input.int(0, 3) === 0);
+      let toGuest: ((b: Uint8Array) => void) | null = null;
+      const serial: CharBackend = { write() {}, attach(r) { toGuest = r; }, close() {} };
+      const device = (name: string) => (name === "kbd" ? new UsbKeyboard(name) : name === "disk" ? new UsbStorage(name, disk) : new UsbSerial(name, serial));
+      // What is plugged in where: a restored controller must have the same devices on the same ports.
+      const plugged = new Map<string, number>([["kbd", 1], ["disk", 2], ["serial", 3]]);
+      const make = () => {
+        const hc = new Xhci("xhci0", rig.mem, () => {});
+        for (const [name, port] of plugged) hc.attach(device(name), port);
+        return hc;
+      };
+      const regs = [
+        (i: InputReader) => 4 * i.int(0, 8), // capabilities
+        (i: InputReader) => OP + 4 * i.int(0, 15), // operational
+        (i: InputReader) => PORTS + 4 * i.int(0, 4 * XHCI_PORTS - 1),
+        (i: InputReader) => RUNTIME + 4 * i.int(0, 15),
+        (i: InputReader) => DOORBELLS + 4 * i.int(0, 8),
+      ];
+      return {
+        device: make(), fresh: make,
+        offset: (i) => regs[i.int(0, regs.length - 1)]!(i),
+        value: (i) => { switch (i.int(0, 3)) { case 0: return dmaAddress(i) >>> 0; case 1: return i.int(0, 31); case 2: return i.u8() | (i.u8() << 16); default: return interestingU32(i); } },
+        event: (dev, i) => {
+          const hc = dev as Xhci;
+          switch (i.int(0, 4)) {
+            case 0: {
+              const k = hc.devices().find((d) => d.device instanceof UsbKeyboard)?.device as UsbKeyboard | undefined;
+              k?.type(i.blob(16));
+              break;
+            }
+            case 1: toGuest?.(i.blob(600)); break;
+            case 2: {
+              // Unplug a device, or plug it in again (on the port the input picks, if free).
+              const name = i.pick(["kbd", "disk", "serial"]);
+              const port = i.int(1, XHCI_PORTS);
+              if (plugged.has(name)) {
+                hc.detach(name);
+                plugged.delete(name);
+              } else if (![...plugged.values()].includes(port)) {
+                hc.attach(device(name), port);
+                plugged.set(name, port);
+              }
+              break;
+            }
+            default: {
+              // A TRB, a context or a table entry somewhere a driver would have put one.
+              const at = RAM_BASE + 16 * i.int(0, 4095);
+              const w = new Uint8Array(16);
+              const v = new DataView(w.buffer);
+              const ptr = i.bool() ? RAM_BASE + 16 * i.int(0, 4095) : dmaAddress(i);
+              v.setUint32(0, ptr % 2 ** 32, true);
+              v.setUint32(4, Math.floor(ptr / 2 ** 32) >>> 0, true);
+              v.setUint32(8, i.bool() ? i.int(0, 0x20000) : i.u32(), true);
+              v.setUint32(12, ((i.int(1, 40) << 10) | (i.u16() & 0x3fe) | (i.u8() << 16) | (i.int(0, 32) << 24) | (i.bool() ? 1 : 0)) >>> 0, true);
+              rig.ramWrite(at, w);
+            }
+          }
+        },
+      };
+    },
+    // A driver's start: slots, DCBAA, command ring, one event segment (its ERST entry in RAM at
+    // offset 0x3000 is what a later TRB write puts there), interrupter on, run; then doorbells.
+    seeds: [[
+      { offset: USBCMD, size: 4, value: 2 }, { offset: CONFIG, size: 4, value: 8 }, { offset: DCBAAP, size: 4, value: RAM_BASE + 0x1000 },
+      { offset: CRCR, size: 4, value: RAM_BASE + 0x2001 }, { offset: ERSTSZ, size: 4, value: 1 }, { offset: ERDP, size: 4, value: RAM_BASE + 0x4000 },
+      { offset: ERSTBA, size: 4, value: RAM_BASE + 0x3000 }, { offset: IMAN, size: 4, value: 2 }, { offset: USBCMD, size: 4, value: CMD_RS | CMD_INTE },
+      { offset: PORTS, size: 4, value: 0x210 }, { offset: DOORBELLS, size: 4, value: 0 }, { offset: DOORBELLS + 4, size: 4, value: 1 },
+    ]],
+  },
 ];
 
 const OPS = 16;
 const OP_ACCESS = 9;
 
 function runDevice(spec: DeviceSpec, rig: DeviceRig, data: Uint8Array): void {
-  if (spec.name === "ethoc") rig.reset(); // the only one of these that DMAs: the others leave RAM alone
+  if (spec.name === "ethoc" || spec.name === "xhci") rig.reset(); // the ones that DMA: the others leave RAM alone
   const input = new InputReader(data);
   const d = spec.make(rig, input);
   let device = d.device;
@@ -191,6 +271,7 @@ function seedInputs(spec: DeviceSpec): Uint8Array[] {
     if (spec.name === "plic") w.int(1, 4, 2);
     if (spec.name === "rtc") w.u32(1_700_000_000);
     if (spec.name === "ata") w.int(0, 3, 1).int(0, 3, 1).int(1, 64, 32);
+    if (spec.name === "xhci") w.int(0, 3, 1).int(0, 3, 1).int(1, 64, 32);
     for (const x of writes) {
       // busAccess(write): in-registers flag, offset in [0, size), size, value (case 3 of interestingU32), high word.
       const sizeIndex = [1, 2, 4, 8].indexOf(x.size);

@@ -1,6 +1,7 @@
 /**
  * A guest program from the input, run on a whole machine with every device the board has (virtio
- * blk, net, console, rng; an ATA disk; an ethoc NIC; UART, PLIC, RTC, test finisher): loads and
+ * blk, net, console, rng; an ATA disk; an ethoc NIC; the xHCI controller with a keyboard, a disk and
+ * a serial port; UART, PLIC, RTC, test finisher): loads and
  * stores of every width and alignment at device registers, RAM, its end, the boot ROM and
  * unmapped space; CSR accesses to any CSR; atomics; WFI, ecall, fences; any instruction word.
  * A trap handler skips whatever faults. The machine steps a bounded budget: a step must return
@@ -17,7 +18,8 @@ import { FuzzNetBackend } from "./rig";
 const MEMORY = 16 << 20;
 const HANDLER = RAM_BASE + 0x1000;
 const T0 = 5, T1 = 6, T2 = 7, T3 = 28;
-const DEVICES = [0x100000, 0x101000, 0x2000000, 0xc000000, 0xc200000, 0x10000000, 0x10001000, 0x10008000, 0x10007000, 0x10010000, 0x10020000, 0x10020400];
+const DEVICES = [0x100000, 0x101000, 0x2000000, 0xc000000, 0xc200000, 0x10000000, 0x10001000, 0x10008000, 0x10007000, 0x10010000, 0x10020000, 0x10020400,
+  0x10030000, 0x10030440, 0x10030600, 0x10030800]; // xHCI: capabilities, ports, runtime, doorbells
 
 const iType = (imm: number, rs1: number, f3: number, rd: number, op: number) => (((imm & 0xfff) << 20) | (rs1 << 15) | (f3 << 12) | (rd << 7) | op) >>> 0;
 const sType = (imm: number, rs2: number, rs1: number, f3: number) => ((((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (f3 << 12) | ((imm & 0x1f) << 7) | 0x23) >>> 0;
@@ -70,6 +72,7 @@ function runGuest(module: WebAssembly.Module, data: Uint8Array): void {
     module, memory: MEMORY, harts: input.int(1, 2), bios: null, kernel: { name: "fuzz-guest", bytes: image },
     drives: [{ backend: new MemoryDisk(64 * 1024) }, { backend: new MemoryDisk(64 * 1024), if: "ide" }],
     nets: [{ backend: new FuzzNetBackend() }, { backend: new FuzzNetBackend(), model: "ethoc" }],
+    usb: { devices: [{ type: "usb-kbd", id: "kbd" }, { type: "usb-storage", id: "disk", backend: new MemoryDisk(64 * 1024) }, { type: "usb-serial", id: "serial", backend: { write() {}, attach() {}, close() {} } }] },
     virtioConsole: true, output: () => {}, input: () => (input.bool() ? input.u8() : -1),
   });
   try {

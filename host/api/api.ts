@@ -15,6 +15,9 @@
  *                                   → MigrationProgress once it runs there (502 if it failed: it goes on here)
  *   GET    /vms/{name}/migration    MigrationProgress of the last (or current) migration
  *   GET    /vms/{name}/snapshot     SnapshotProgress of the last (or current) snapshot
+ *   GET    /vms/{name}/usb          UsbInfo: the USB devices on its xHCI controller
+ *   POST   /vms/{name}/usb          body: UsbRequest (attach a --usb spec, detach an id, type text on a keyboard,
+ *                                   send console input to a keyboard)                                → UsbInfo
  *   DELETE /vms/{name}              → 204
  *   GET    /vms/{name}/console      with "Connection: Upgrade, Upgrade: wasmvisor-console":
  *                                   → 101, then the raw console both ways
@@ -25,7 +28,7 @@
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { clearStaleSocket } from "./api-socket";
-import { HvError, badRequest, notFound, type Control } from "../hv/types";
+import { HvError, badRequest, notFound, type Control, type UsbRequest } from "../hv/types";
 import { ACTIONS, type Action } from "../hv/lifecycle";
 
 export { ACTIONS };
@@ -113,6 +116,8 @@ async function handle(control: Control, req: IncomingMessage, res: ServerRespons
         const b = await readJson(req);
         return send(res, 200, await control.migrate(parts[1], field(b, "to", "string", true), { downtimeMs: field(b, "downtimeMs", "number"), maxRounds: field(b, "maxRounds", "number"), postcopy: field(b, "postcopy", "boolean"), copyStorage: field(b, "copyStorage", "boolean") }));
       }
+      case "GET /vms/{name}/usb": return send(res, 200, await control.usb(parts[1], { op: "list" }));
+      case "POST /vms/{name}/usb": return send(res, 200, await control.usb(parts[1], usbRequest(await readJson(req))));
       case "GET /vms/{name}/migration": return send(res, 200, control.migration(parts[1]));
       case "GET /vms/{name}/snapshot": return send(res, 200, control.snapshotProgress(parts[1]));
       case "DELETE /vms/{name}":
@@ -137,6 +142,23 @@ async function handle(control: Control, req: IncomingMessage, res: ServerRespons
   } catch (e) {
     if (res.headersSent) res.destroy(); // too late for an error reply
     else send(res, statusOf(e), { error: (e as Error).message });
+  }
+}
+
+/** A USB request body: {"op": "attach", "spec": s} | {"op": "detach", "id": s} | {"op": "type", "id": s, "text": s} | {"op": "console", "id": s|null} | {"op": "list"}. */
+function usbRequest(b: unknown): UsbRequest {
+  const op = field(b, "op", "string", true);
+  switch (op) {
+    case "attach": return { op, spec: field(b, "spec", "string", true) };
+    case "detach": return { op, id: field(b, "id", "string", true) };
+    case "type": {
+      const text = (b as { text?: unknown }).text;
+      if (typeof text !== "string") throw badRequest(`'text' must be a string`);
+      return { op, id: field(b, "id", "string", true), text };
+    }
+    case "console": return { op, id: (b as { id?: unknown }).id === null ? null : field(b, "id", "string", true) };
+    case "list": return { op };
+    default: throw badRequest(`'op' must be attach, detach, type, console or list`);
   }
 }
 

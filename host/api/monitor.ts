@@ -6,12 +6,12 @@
 // migration's) go to every listener with QMP's timestamp.
 import type { Hypervisor } from "../hv/hypervisor";
 import type { MigrationProgress } from "../hv/pcpu";
-import { GUEST_RESET_END, type VmInfo } from "../hv/types";
+import { GUEST_RESET_END, type UsbInfo, type UsbRequest, type VmInfo } from "../hv/types";
 
 /** A QMP error: its class, as QEMU names them, and a description. */
 export class QmpError extends Error {
   constructor(
-    readonly errorClass: "GenericError" | "CommandNotFound" | "DeviceNotActive",
+    readonly errorClass: "GenericError" | "CommandNotFound" | "DeviceNotActive" | "DeviceNotFound",
     message: string,
   ) {
     super(message);
@@ -78,6 +78,13 @@ const COMMANDS: Record<string, CommandSpec> = {
   "migrate-set-capabilities": { args: { capabilities: { type: "array" } }, run: (m, a) => m.setCapabilities(a.capabilities as unknown[]) },
   "query-migrate-capabilities": { run: (m) => [...MIGRATE_CAPABILITIES].map((c) => ({ capability: c, state: m.capabilities.has(c) })) },
   migrate_cancel: { run: () => { throw new QmpError("GenericError", "wasmvisor cannot cancel a migration: it ends by itself (a failure leaves the VM running here)"); } },
+  // USB hot-plug as QEMU's: a keyboard plugged in (a disk or serial port needs a block node or a
+  // chardev QMP cannot make here: 'wasmvisor ctl usb attach' plugs those), any USB device out.
+  device_add: {
+    args: { driver: { type: "string" }, id: { type: "string", optional: true }, bus: { type: "string", optional: true } },
+    run: (m, a) => m.deviceAdd(a.driver as string, a.id as string | undefined),
+  },
+  device_del: { args: { id: { type: "string" } }, run: (m, a) => m.deviceDel(a.id as string) },
 };
 
 /** QEMU's capabilities that wasmvisor's migration has: post-copy, and block migration (the disks copied). */
@@ -212,6 +219,34 @@ export class Monitor {
     return {};
   }
 
+  async deviceAdd(driver: string, id?: string): Promise<object> {
+    this.live("device_add");
+    if (driver !== "usb-kbd") {
+      throw new QmpError("GenericError", `device_add ${driver}: wasmvisor plugs in usb-kbd here (a usb-storage or usb-serial with 'wasmvisor ctl usb attach', or from the command line)`);
+    }
+    // QEMU's identifiers: a letter, then letters, digits, '-', '.', '_' (nothing that would end the spec below).
+    if (id !== undefined && !/^[A-Za-z][A-Za-z0-9._-]*$/.test(id)) throw new QmpError("GenericError", "Parameter 'id' expects an identifier");
+    if (id !== undefined && (await this.usb({ op: "list" })).devices.some((d) => d.id === id)) throw new QmpError("GenericError", `Duplicate device ID '${id}'`);
+    await this.usb({ op: "attach", spec: `kbd${id !== undefined ? `,id=${id}` : ""}` });
+    return {};
+  }
+
+  async deviceDel(id: string): Promise<object> {
+    this.live("device_del");
+    if (!(await this.usb({ op: "list" })).devices.some((d) => d.id === id)) throw new QmpError("DeviceNotFound", `Device '${id}' not found`);
+    await this.usb({ op: "detach", id });
+    this.emit("DEVICE_DELETED", { device: id, path: `/machine/peripheral/${id}` });
+    return {};
+  }
+
+  private async usb(request: UsbRequest): Promise<UsbInfo> {
+    try {
+      return await this.hv.usb(this.name, request);
+    } catch (e) {
+      throw new QmpError("GenericError", (e as Error).message.replace(/^xhci0: /, ""));
+    }
+  }
+
   quit(): object {
     this.ended = true;
     this.emit("SHUTDOWN", { guest: false, reason: "host-qmp-quit" });
@@ -336,6 +371,13 @@ export class Monitor {
       case "info":
         // The monitor's current hart (QMP's cpu-index), or with -a all of them, as QEMU's.
         if (rest[0] === "registers") return this.registers(rest[1] === "-a" ? null : cpuIndex);
+        if (rest[0] === "usb") {
+          try {
+            return lines(...(await this.usb({ op: "list" })).devices.map((d) => `  Device 0.${d.port}, Port ${d.port}, Speed ${d.type === "usb-kbd" ? "12" : "480"} Mb/s, Product ${d.type}, ID: ${d.id}`));
+          } catch (e) {
+            return lines((e as Error).message);
+          }
+        }
         if (rest[0] === "block") {
           try {
             return lines(...(await this.drives()).map((d) => `${d.device}: ${d.file} (${d.format}${d.readOnly ? ", read-only" : ""})`));
@@ -347,6 +389,12 @@ export class Monitor {
       case "stop": return run(() => this.stop());
       case "cont": case "c": return run(() => this.cont());
       case "system_reset": return run(() => this.reset());
+      case "device_add": {
+        const [driver = "", ...props] = (rest[0] ?? "").split(",");
+        const id = props.find((p) => p.startsWith("id="))?.slice(3);
+        return run(() => this.deviceAdd(driver, id));
+      }
+      case "device_del": return run(() => this.deviceDel(rest[0] ?? ""));
       case "system_powerdown": return run(() => this.emit("POWERDOWN"));
       case "quit": case "q": this.quit(); return "";
       case "migrate": {
@@ -431,10 +479,12 @@ export class Monitor {
 const X_NAMES = ["zero", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5", "t6"];
 const F_NAMES = ["ft0", "ft1", "ft2", "ft3", "ft4", "ft5", "ft6", "ft7", "fs0", "fs1", "fa0", "fa1", "fa2", "fa3", "fa4", "fa5", "fa6", "fa7", "fs2", "fs3", "fs4", "fs5", "fs6", "fs7", "fs8", "fs9", "fs10", "fs11", "ft8", "ft9", "ft10", "ft11"];
 
-const INFO = ["status", "registers", "cpus", "version", "name", "kvm", "block", "migrate", "migrate_parameters", "migrate_capabilities"];
+const INFO = ["status", "registers", "cpus", "version", "name", "kvm", "block", "usb", "migrate", "migrate_parameters", "migrate_capabilities"];
 
 const HMP_HELP = [
   "cont|c -- resume emulation",
+  "device_add usb-kbd[,id=ID] -- plug a USB keyboard in",
+  "device_del id -- unplug a USB device",
   "help|? -- show this help",
   `info ${INFO.join("|")} -- show information (info registers -a: every hart)`,
   "migrate [-b] uri -- migrate to a wasmvisor host (tcp:HOST:PORT); -b copies the disks too",

@@ -44,6 +44,8 @@ export interface BootCommand {
   consoleMonitor: boolean;
   /** Drives (by index in config.drives) that write to a temporary overlay dropped at exit (-snapshot, snapshot=on). */
   temporary: number[];
+  /** USB disks (by index in config.usb) that write to a temporary overlay dropped at exit, as `temporary`. */
+  temporaryUsb: number[];
   /** -accel tcg,thread=single: every hart on one thread (default: a VM with several harts runs them on two). */
   singleThread: boolean;
 }
@@ -59,7 +61,7 @@ export const HELP = `Usage: wasmvisor boot [options]
 
 Boot a RISC-V guest on a QEMU-virt-compatible machine whose harts run in WebAssembly.
 The serial console is on stdin/stdout; press Ctrl-A x to quit, Ctrl-A s to save a snapshot,
-Ctrl-A c for the monitor, Ctrl-A h for help.
+Ctrl-A c for the monitor, Ctrl-A k to type on the USB keyboard, Ctrl-A h for help.
 
 Options:
   --mode <para|full>   para: the kernel enters S-mode on the built-in SBI (hypercalls);
@@ -97,6 +99,12 @@ Options:
                        network (hostfwd still works). loopback=: the ports of the host's
                        127.0.0.1 the guest may reach: on (all, the default), off (none), or
                        <port> (repeatable; off with ports means just those).
+  --usb kbd|storage,file=<img>[,format=..][,readonly=on]|serial,socket=<path>[,id=<id>][,port=<n>]
+                       A USB device on the machine's xHCI controller (repeatable; the first
+                       adds the controller): a HID keyboard (typed on with 'ctl usb type', or
+                       the console's input with 'ctl usb console'), a mass-storage disk
+                       (/dev/sdX), a CDC-ACM serial port (/dev/ttyACM0) whose host end is a
+                       Unix socket wasmvisor listens on.
   --net switch=<name>[,model=ethoc|virtio]
                        A NIC on the host's built-in switch <name>.
   --restore <file>     Go on from a snapshot (Ctrl-A s or 'wasmvisor ctl snapshot' saved it): the
@@ -151,6 +159,8 @@ Any other option is refused with the reason. wasmvisor's own options (--mode, --
 -object rng-random,id=ID[,filename=/dev/urandom]    -object rng-builtin,id=ID
 -device virtio-rng-device[,rng=ID][,bus=virtio-mmio-bus.N]
 -global virtio-mmio.force-legacy=on|off
+-device qemu-xhci   -device usb-kbd[,id=ID]   -device usb-storage,drive=ID
+-chardev socket,id=ID,path=PATH,server=on,wait=off  -device usb-serial,chardev=ID (CDC-ACM)
 -nographic          -display none      -serial mon:stdio|stdio
 -monitor stdio|none|unix:PATH,server=on,wait=off|tcp:HOST:PORT,server=on,wait=off
 -qmp unix:PATH,server=on,wait=off|tcp:HOST:PORT,server=on,wait=off
@@ -177,6 +187,12 @@ interface Gathered {
   nets: { spec: string; id?: string; claimed: boolean; bus?: number; option: string }[];
   rngIds: Set<string>;
   rng?: { bus?: number; option: string };
+  /** USB devices (--usb specs) on an xHCI controller; undefined: no controller. */
+  usb?: string[];
+  /** Indexes in `usb` of usb-storage devices on a drive with snapshot=on. */
+  usbTemporary: Set<number>;
+  /** -chardev socket,id=ID,path=PATH,server=on: the Unix socket paths by id (for -device usb-serial). */
+  chardevs: Map<string, string>;
   /** Devices in command-line order, for the bus= check. */
   devices: { kind: "blk" | "net"; index: number }[];
   dtbOut?: string;
@@ -255,6 +271,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   gdb: { value: true, apply: (g, v, _f, option) => { g.gdb = parseGdb(option, v) ?? undefined; } },
   s: flagOnly((g) => { g.gdb = parseGdb("-s", `tcp::${GDB_DEFAULT_PORT}`)!; }),
   device: { value: true, describes: true, apply: addDevice },
+  usb: { value: true, describes: true, apply: (g, v) => { (g.usb ??= []).push(v); } },
+  chardev: { value: true, describes: true, apply: addChardev },
   netdev: { value: true, describes: true, apply: addNetdev },
   nic: { value: true, describes: true, apply: addNic },
   object: { value: true, describes: true, apply: (g, v) => { g.rngIds.add(parseObject(v).id); } },
@@ -383,10 +401,61 @@ function addDevice(g: Gathered, value: string, _front: Frontend, option: string)
     if (g.rng) throw new QemuOptionError(`${what}: wasmvisor's machine has at most one virtio-rng`);
     g.rng = { bus, option: what };
     g.fields.rng = true;
+  } else if (driver === "qemu-xhci" || driver === "nec-usb-xhci") {
+    props.delete("id");
+    onlyProps(what, props, "id");
+    if (g.usb) throw new QemuOptionError(`${what}: wasmvisor's machine has one USB controller`);
+    g.usb = [];
+  } else if (driver === "usb-kbd" || driver === "usb-storage" || driver === "usb-serial") {
+    addUsbDevice(g, driver, props, what);
   } else if (/^virtio-.*-pci$/.test(driver)) {
     throw new QemuOptionError(`${what}: wasmvisor's virt machine has no PCI bus: use ${driver.replace(/-pci$/, "-device")} (virtio-mmio)`);
   } else {
-    throw new QemuOptionError(`${what}: wasmvisor has no device '${driver}' (it has virtio-blk-device, virtio-net-device and virtio-rng-device)`);
+    throw new QemuOptionError(`${what}: wasmvisor has no device '${driver}' (it has virtio-blk-device, virtio-net-device, virtio-rng-device, qemu-xhci, usb-kbd, usb-storage and usb-serial)`);
+  }
+}
+
+// -chardev socket,id=ID,path=PATH,server=on[,wait=off]: the host end of a usb-serial, a Unix
+// socket wasmvisor listens on (it does not connect out, or wait for a client before the guest runs).
+function addChardev(g: Gathered, value: string, _front: Frontend, option: string): void {
+  const { head, props } = splitProps(value);
+  const what = `${option} ${value}`;
+  if (head !== "socket") throw new QemuOptionError(`${what}: wasmvisor's character devices are Unix sockets it listens on: -chardev socket,id=ID,path=PATH,server=on,wait=off (for -device usb-serial,chardev=ID)`);
+  const id = props.get("id");
+  const path = props.get("path");
+  if (!id || !path) throw new QemuOptionError(`${what}: give id=ID and path=PATH`);
+  if (!props.has("server") || !flag(option, "server", props.get("server")!)) throw new QemuOptionError(`${what}: wasmvisor listens, it does not connect: add server=on,wait=off`);
+  if (g.chardevs.has(id)) throw new QemuOptionError(`${what}: two character devices with id=${id}`);
+  for (const k of props.keys()) if (!["id", "path", "server", "wait", "nowait"].includes(k)) throw new QemuOptionError(`${what}: wasmvisor does not support the property '${k}' (it takes id, path, server, wait)`);
+  g.chardevs.set(id, path);
+}
+
+// -device usb-kbd / usb-storage,drive=D / usb-serial,chardev=C on a -device qemu-xhci: --usb specs.
+function addUsbDevice(g: Gathered, driver: string, props: Map<string, string>, what: string): void {
+  if (!g.usb) throw new QemuOptionError(`${what}: there is no USB bus: give -device qemu-xhci first (QEMU wants it too)`);
+  const id = props.get("id");
+  props.delete("id");
+  const named = id !== undefined ? `,id=${id}` : "";
+  if (driver === "usb-kbd") {
+    onlyProps(what, props, "id");
+    g.usb.push(`kbd${named}`);
+  } else if (driver === "usb-storage") {
+    const drive = props.get("drive");
+    props.delete("drive");
+    onlyProps(what, props, "drive, id");
+    const d = g.drives.find((x) => x.id === drive);
+    if (!drive || !d) throw new QemuOptionError(`${what}: give drive=ID of a -drive file=IMG,if=none,id=ID before it`);
+    if (d.claimed) throw new QemuOptionError(`${what}: drive ${drive} is already attached to a device`);
+    d.claimed = true;
+    if (d.temporary) g.usbTemporary.add(g.usb.length);
+    g.usb.push(`storage,${d.spec}${named}`);
+  } else {
+    const chardev = props.get("chardev");
+    props.delete("chardev");
+    onlyProps(what, props, "chardev, id");
+    const path = chardev !== undefined ? g.chardevs.get(chardev) : undefined;
+    if (path === undefined) throw new QemuOptionError(`${what}: give chardev=ID of a -chardev socket,id=ID,path=PATH,server=on,wait=off before it`);
+    g.usb.push(`serial,socket=${path}${named}`);
   }
 }
 
@@ -398,7 +467,7 @@ function onlyProps(what: string, props: Map<string, string>, known: string): voi
 /** The options of argv, one at a time: "-kernel x", "--kernel x", "--kernel=x". */
 function gather(argv: string[], front: Frontend): Gathered {
   const g: Gathered = {
-    fields: {}, drives: [], nets: [], rngIds: new Set(), devices: [], dumpDtbOnly: false, stats: false, help: false, version: false, paused: false,
+    fields: {}, drives: [], nets: [], rngIds: new Set(), usbTemporary: new Set(), chardevs: new Map(), devices: [], dumpDtbOnly: false, stats: false, help: false, version: false, paused: false,
     snapshotAll: false, qmp: [], monitors: [], consoleMonitor: true, given: [], singleThread: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -414,6 +483,8 @@ function gather(argv: string[], front: Frontend): Gathered {
       inline = name.slice(eq + 1);
       name = name.slice(0, eq);
     }
+    // QEMU's -usb takes no value, wasmvisor's --usb does: the two are different options.
+    if (name === "usb" && !long) throw new CliError("-usb: the legacy USB option is not supported: use -device qemu-xhci and -device usb-kbd (or --usb kbd)");
     const spec = Object.hasOwn(OPTIONS, name) ? OPTIONS[name]! : undefined;
     if (!spec) {
       if (Object.hasOwn(REFUSED, name)) throw new CliError(`${arg}: ${REFUSED[name]}`);
@@ -459,7 +530,7 @@ export function parseCli(argv: string[]): Command {
   const qemuDefaults = front === "qemu" ? { memory: "128M", virtioLegacy: true } : {};
   let config: VmConfig;
   try {
-    config = parseVmConfig({ name: "vm", ...qemuDefaults, ...g.fields, drives: drives.map((d) => d.spec), nets: nets.map((n) => n.spec) }, {
+    config = parseVmConfig({ name: "vm", ...qemuDefaults, ...g.fields, drives: drives.map((d) => d.spec), nets: nets.map((n) => n.spec), ...(g.usb ? { usb: g.usb } : {}) }, {
       naming: "flags", defaultMode: front === "start" ? "para" : "full", defaultLoopback: "on",
     });
   } catch (e) {
@@ -470,12 +541,17 @@ export function parseCli(argv: string[]): Command {
   if (g.stats) config.timeExits = true;
   // Files by absolute path: a snapshot keeps them, and a qcow2 overlay names its backing file.
   for (const d of config.drives) d.file = resolve(d.file);
+  for (const u of config.usb ?? []) {
+    if (u.type === "usb-storage") u.file = resolve(u.file);
+    if (u.type === "usb-serial") u.socket = resolve(u.socket);
+  }
   for (const k of ["kernel", "initrd", "dtb"] as const) if (config[k] !== undefined) config[k] = resolve(config[k]!);
   if (typeof config.bios === "object") config.bios = { file: resolve(config.bios.file) };
   const temporary = drives.flatMap((d, i) => ((d.temporary || g.snapshotAll) && !config.drives[i]!.readOnly ? [i] : []));
+  const temporaryUsb = (config.usb ?? []).flatMap((u, i) => (u.type === "usb-storage" && !u.readOnly && (g.usbTemporary.has(i) || g.snapshotAll) ? [i] : []));
   return {
     kind: front === "start" ? "start" : "boot", config, dtbOut: g.dtbOut, dumpDtbOnly: g.dumpDtbOnly, stats: g.stats, ...(g.restore !== undefined ? { restore: g.restore } : {}),
-    paused: g.paused, named: g.fields.name !== undefined, qmp: g.qmp, monitors: g.monitors, ...(g.gdb ? { gdb: g.gdb } : {}), consoleMonitor: g.consoleMonitor, temporary,
+    paused: g.paused, named: g.fields.name !== undefined, qmp: g.qmp, monitors: g.monitors, ...(g.gdb ? { gdb: g.gdb } : {}), consoleMonitor: g.consoleMonitor, temporary, temporaryUsb,
     singleThread: g.singleThread,
   };
 }

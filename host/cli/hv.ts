@@ -12,7 +12,7 @@ import { parseMigrationTarget } from "../migration/link";
 import { CliError } from "./args";
 import { parseSize } from "../config/parse";
 import { nodePlatform } from "../platform/node";
-import type { HostInfo, SnapshotInfo, VmInfo, VmRunStats } from "../hv/types";
+import type { HostInfo, SnapshotInfo, UsbInfo, UsbRequest, VmInfo, VmRunStats } from "../hv/types";
 import type { MigrationProgress, SnapshotProgress } from "../hv/pcpu";
 
 const CTRL_RIGHT_BRACKET = 0x1d;
@@ -77,6 +77,13 @@ export const CTL_HELP = `Usage: wasmvisor ctl [--api <socket>] <command>
                              restoring one snapshot twice gives two VMs from the same instant
   stats <name>               CPU and steal time, wake-up latency, instructions, exits
   console <name>             attach to the console (Ctrl-] detaches)
+  usb attach <name> <spec>   plug a USB device into its xHCI controller (--usb specs: kbd[,id=K],
+                             storage,file=<img>[,format=..][,readonly=on], serial,socket=<path>;
+                             [,port=N])
+  usb detach <name> <id>     unplug it
+  usb list <name>            its USB devices: id, type, port
+  usb type <name> <id> <text>  type <text> on the USB keyboard <id> (\\r is Enter)
+  usb console <name> <id>|off  the console's input goes to the USB keyboard <id> (off: back to the console)
 `;
 
 export async function hostCommand(argv: string[]): Promise<number> {
@@ -237,6 +244,7 @@ export async function ctlCommand(argv: string[]): Promise<number> {
       print(`${vm.name}: restored from ${resolve(arg)} on pCPU ${vm.pcpu}; ${vm.state}`);
       return 0;
     }
+    case "usb": return usbCommand(api, arg, extra, print);
     case "move": {
       const pcpu = Number(extra[0]);
       if (!arg || extra.length !== 1 || !Number.isInteger(pcpu)) throw new CliError("ctl move takes a VM name and a pCPU number");
@@ -251,6 +259,33 @@ export async function ctlCommand(argv: string[]): Promise<number> {
     return 0;
   }
   throw new CliError(`unknown ctl command '${cmd}' (see 'wasmvisor ctl --help')`);
+}
+
+/** ctl usb attach|detach|list|type|console <vm> ...: the VM's USB devices, as the API's POST /vms/{name}/usb. */
+async function usbCommand(api: ApiClient, sub: string | undefined, args: string[], print: (s: string) => void): Promise<number> {
+  const [vm, ...rest] = args;
+  const want = (n: number, usage: string) => {
+    if (!vm || rest.length !== n) throw new CliError(`ctl usb ${usage}`);
+  };
+  let request: UsbRequest;
+  switch (sub) {
+    case "attach": want(1, "attach takes a VM name and a device spec (kbd, storage,file=IMG, serial,socket=PATH)"); request = { op: "attach", spec: usbFileSpec(rest[0]!) }; break;
+    case "detach": want(1, "detach takes a VM name and a device id"); request = { op: "detach", id: rest[0]! }; break;
+    case "list": want(0, "list takes a VM name"); request = { op: "list" }; break;
+    case "type": want(2, "type takes a VM name, a keyboard id and the text"); request = { op: "type", id: rest[0]!, text: rest[1]!.replace(/\\r/g, "\r").replace(/\\n/g, "\n") }; break;
+    case "console": want(1, "console takes a VM name and a keyboard id (or off)"); request = { op: "console", id: rest[0] === "off" ? null : rest[0]! }; break;
+    default: throw new CliError("ctl usb takes attach, detach, list, type or console (see 'wasmvisor ctl --help')");
+  }
+  const info = await api.call<UsbInfo>("POST", `/vms/${encodeURIComponent(vm!)}/usb`, request);
+  if (sub === "attach") print(`${vm}: USB device on port ${info.port}`);
+  else if (sub === "detach") print(`${vm}: ${rest[0]} unplugged`);
+  if (sub === "list" || sub === "attach" || sub === "detach") for (const d of info.devices) print(`  port ${d.port}: ${d.id} (${d.type})`);
+  return 0;
+}
+
+// A spec's file= and socket= as this shell names them: the host may run elsewhere in the file system.
+function usbFileSpec(spec: string): string {
+  return spec.split(",").map((p) => (/^(file|socket)=/.test(p) ? `${p.slice(0, p.indexOf("=") + 1)}${resolve(p.slice(p.indexOf("=") + 1))}` : p)).join(",");
 }
 
 // Long work (a snapshot, a migration) with its progress on stderr while it goes: GET `path`

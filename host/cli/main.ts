@@ -42,7 +42,7 @@ async function boot(cmd: BootCommand): Promise<number> {
       fail((e as Error).message);
     }
   }
-  const scratch = cmd.temporary.length ? temporaryOverlays(cmd) : null;
+  const scratch = cmd.temporary.length + cmd.temporaryUsb.length ? temporaryOverlays(cmd) : null;
   // One VM: no balancing, no watchdog (a guest at a terminal is its user's to judge, as on
   // QEMU), and the host's memory is not a limit (guest RAM is committed as it is touched). Its
   // home pCPU, and a second one for the upper half of its harts if it has several (and the host
@@ -118,7 +118,8 @@ async function boot(cmd: BootCommand): Promise<number> {
   process.stdout.on("drain", () => serial.resume());
 
   // Terminal: raw mode so every key reaches the guest; Ctrl-A x quits, Ctrl-A Ctrl-A sends
-  // Ctrl-A, Ctrl-A c switches between the console and the monitor (QEMU's keys).
+  // Ctrl-A, Ctrl-A c switches between the console and the monitor (QEMU's keys); Ctrl-A k sends
+  // the keys to the VM's first USB keyboard instead of its console, and back.
   const stdin = process.stdin;
   const tty = stdin.isTTY === true;
   if (tty) stdin.setRawMode(true);
@@ -138,6 +139,14 @@ async function boot(cmd: BootCommand): Promise<number> {
       process.stderr.write(String.fromCharCode(b));
     }
   };
+  let keysToKeyboard = false;
+  const switchKeys = async (): Promise<string> => {
+    const kbd = keysToKeyboard ? null : (await hv.usb(name, { op: "list" })).devices.find((d) => d.type === "usb-kbd")?.id;
+    if (kbd === undefined) throw new Error("this VM has no USB keyboard (--usb kbd, -device usb-kbd)");
+    await hv.usb(name, { op: "console", id: kbd });
+    keysToKeyboard = kbd !== null;
+    return keysToKeyboard ? `keys go to the USB keyboard ${kbd} (C-a k: back to the console)` : "keys go to the console";
+  };
   stdin.on("data", (chunk: Buffer) => {
     const out: number[] = [];
     let exit = false;
@@ -147,10 +156,11 @@ async function boot(cmd: BootCommand): Promise<number> {
         if (b === 0x78 /* x */) { exit = true; break; }
         if (b === CTRL_A) monitorLine === null ? out.push(CTRL_A) : monitorKey(b);
         else if (b === 0x73 /* s */) void saveSnapshot(hv, name);
+        else if (b === 0x6b /* k */) void switchKeys().then((said) => process.stderr.write(`\r\nwasmvisor: ${said}\r\n`), (e: Error) => process.stderr.write(`\r\nwasmvisor: ${e.message}\r\n`));
         else if (b === 0x63 /* c */ && cmd.consoleMonitor) {
           monitorLine = monitorLine === null ? "" : null;
           process.stderr.write(monitorLine === null ? "\r\n" : `\r\n${monitor.banner()}(qemu) `);
-        } else if (b === 0x68 /* h */) process.stderr.write(`\r\nC-a x    exit\r\nC-a s    save a snapshot (resume it with 'wasmvisor boot --restore <file>')\r\n${cmd.consoleMonitor ? "C-a c    switch between console and monitor\r\n" : ""}C-a C-a  send C-a\r\n`);
+        } else if (b === 0x68 /* h */) process.stderr.write(`\r\nC-a x    exit\r\nC-a s    save a snapshot (resume it with 'wasmvisor boot --restore <file>')\r\n${cmd.consoleMonitor ? "C-a c    switch between console and monitor\r\n" : ""}C-a k    keys to the USB keyboard, and back to the console\r\nC-a C-a  send C-a\r\n`);
         continue;
       }
       if (b === CTRL_A) { escape = true; continue; }
@@ -208,16 +218,23 @@ async function boot(cmd: BootCommand): Promise<number> {
  */
 function temporaryOverlays(cmd: BootCommand): string {
   const dir = mkdtempSync(join(tmpdir(), "wasmvisor-snapshot-"));
-  for (const i of cmd.temporary) {
-    const d = cmd.config.drives[i]!;
-    const overlay = join(dir, `drive${i}.qcow2`);
+  const overlay = (file: string, format: DiskFormat | undefined, name: string): string => {
+    const path = join(dir, `${name}.qcow2`);
     try {
-      nodePlatform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? probeFormatOf(d.file) }, what: "-snapshot", sync: false });
+      nodePlatform.createDiskImage(path, { backing: { path: file, format: format ?? probeFormatOf(file) }, what: "-snapshot", sync: false });
     } catch (e) {
       rmSync(dir, { recursive: true, force: true });
       fail((e as Error).message);
     }
-    cmd.config.drives[i] = { ...d, file: overlay, format: "qcow2" };
+    return path;
+  };
+  for (const i of cmd.temporary) {
+    const d = cmd.config.drives[i]!;
+    cmd.config.drives[i] = { ...d, file: overlay(d.file, d.format, `drive${i}`), format: "qcow2" };
+  }
+  for (const i of cmd.temporaryUsb) {
+    const u = cmd.config.usb![i]!;
+    if (u.type === "usb-storage") cmd.config.usb![i] = { ...u, file: overlay(u.file, u.format, `usb${i}`), format: "qcow2" };
   }
   return dir;
 }

@@ -35,7 +35,7 @@ export const TAB_VM_LIMITS = { memory: 1 << 30, smp: 2, sockets: DEFAULT_VM_SOCK
  * What a VM from a page may bring, beyond what the host admits: NICs on user-mode networking with
  * the options the network relay takes (no hostfwd: ports on this machine; no switch: other VMs'
  * networks), and only its own disks (the tab's, copied here by the migration: a path of this
- * machine would be opened here). `loopback`: whether its guest may reach this machine's 127.0.0.1.
+ * machine would be opened here), and of USB devices only keyboards. `loopback`: whether its guest may reach this machine's 127.0.0.1.
  */
 export function checkTabVm(config: VmConfig, loopback: boolean): void {
   if (!TAB_VM_NAME.test(config.name)) throw new Error("a VM from a page is named tab-<16 hex digits>");
@@ -49,6 +49,10 @@ export function checkTabVm(config: VmConfig, loopback: boolean): void {
   }
   for (const d of config.drives) {
     if (!d.file.startsWith("/opfs/") || d.file.split("/").includes("..")) throw new Error(`a VM from a page brings its own disks, not ${d.file.slice(0, 60)}`);
+  }
+  // A USB disk or serial port would be a file or socket of this machine: keyboards only.
+  for (const u of config.usb ?? []) {
+    if (u.type !== "usb-kbd") throw new Error(`a VM from a page may bring USB keyboards only, not ${u.type} ${u.id}`);
   }
 }
 

@@ -10,7 +10,7 @@ import { DEFAULT_VM_SOCKETS } from "../net/budget";
 import { DISK_FORMATS, type DiskFormat } from "../disk/formats";
 import {
   DEFAULT_DEVICES, type DriveConfig, type DriveInterface, type FirmwareChoice, type Mode, type NicConfig, type NicModel,
-  type OnFailure, type VmConfig, type VmDefinition,
+  type OnFailure, type UsbDeviceConfig, type VmConfig, type VmDefinition,
 } from "./vm-config";
 
 /** A field of a VM's configuration is wrong; the message names it and says what it takes. */
@@ -41,9 +41,9 @@ export interface ParseOptions {
 /** How a definition from the control API is read. */
 export const DEFINITION_PARSING: ParseOptions = { naming: "fields", defaultMode: "para", defaultLoopback: "off" };
 
-const FIELDS = ["name", "mode", "paging", "jit", "bios", "kernel", "initrd", "append", "dtb", "memory", "smp", "drives", "nets", "rng", "virtioLegacy", "noReboot", "cpu", "limits", "onFailure"] as const;
+const FIELDS = ["name", "mode", "paging", "jit", "bios", "kernel", "initrd", "append", "dtb", "memory", "smp", "drives", "nets", "usb", "rng", "virtioLegacy", "noReboot", "cpu", "limits", "onFailure"] as const;
 const FLAGS: Record<string, string> = {
-  drives: "--drive", nets: "--net", smp: "--smp", memory: "--memory", dtb: "-dtb", rng: "-device virtio-rng-device", virtioLegacy: "-global virtio-mmio.force-legacy", noReboot: "-no-reboot",
+  drives: "--drive", nets: "--net", usb: "--usb", smp: "--smp", memory: "--memory", dtb: "-dtb", rng: "-device virtio-rng-device", virtioLegacy: "-global virtio-mmio.force-legacy", noReboot: "-no-reboot",
 };
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_WEIGHT = 10_000;
@@ -109,13 +109,13 @@ export function parseVmConfig(raw: unknown, opts: ParseOptions): VmConfig {
   const biosText = str("bios");
   const bios: FirmwareChoice = biosText === undefined ? (mode === "para" ? "builtin" : "default")
     : biosText === "none" || biosText === "builtin" ? biosText : { file: biosText };
-  const list = (k: "drives" | "nets"): string[] => {
+  const list = (k: "drives" | "nets" | "usb"): string[] => {
     const v = d[k] ?? [];
     if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) bad(k, `${nameOf(k)} must be a list of strings, as the ${FLAGS[k]} flag takes`);
     return v as string[];
   };
   // Sub-option errors read "--drive if=scsi: ..." on the command line, "'drives': if=scsi: ..." in a definition.
-  const within = <T>(k: "drives" | "nets", parse: () => T): T => {
+  const within = <T>(k: "drives" | "nets" | "usb", parse: () => T): T => {
     try {
       return parse();
     } catch (e) {
@@ -128,6 +128,7 @@ export function parseVmConfig(raw: unknown, opts: ParseOptions): VmConfig {
   };
   const drives = list("drives").map((s) => within("drives", () => parseDrive(s, DEFAULT_DEVICES[mode].drive)));
   const nets = list("nets").map((s) => within("nets", () => parseNic(s, DEFAULT_DEVICES[mode].nic, opts.defaultLoopback)));
+  const usb = d.usb === undefined ? undefined : list("usb").reduce<UsbDeviceConfig[]>((all, s) => [...all, within("usb", () => parseUsbDevice(s, all))], []);
 
   const cpu = object(d, "cpu", ["weight", "cap"], bad);
   const weight = cpu.weight ?? 1;
@@ -154,6 +155,7 @@ export function parseVmConfig(raw: unknown, opts: ParseOptions): VmConfig {
     onFailure: onFailure as OnFailure,
   };
   if (jit !== undefined) config.jit = jit as JitMode;
+  if (usb) config.usb = usb;
   for (const k of ["kernel", "initrd", "append", "dtb"] as const) {
     const v = str(k);
     if (v !== undefined) config[k] = v;
@@ -182,6 +184,7 @@ export function vmDefinition(config: VmConfig): VmDefinition {
       ...(dr.serial !== undefined ? [`serial=${dr.serial}`] : []),
     ].join(",")),
     nets: config.nets.map((n) => `${n.netdev.kind === "user" ? formatUserNetSpec(n.netdev.options) : `switch=${n.netdev.name}`},model=${n.model}`),
+    ...(config.usb ? { usb: config.usb.map(usbSpec) } : {}),
     rng: config.rng, virtioLegacy: config.virtioLegacy, noReboot: config.noReboot,
     cpu: { weight: config.cpu.weight, ...(config.cpu.cap !== undefined ? { cap: Math.round(config.cpu.cap * 1e8) / 1e6 } : {}) },
     limits: { ...config.limits },
@@ -190,9 +193,12 @@ export function vmDefinition(config: VmConfig): VmDefinition {
   return d;
 }
 
-/** Host file descriptors the VM may hold: its disks, host sockets, DNS and hostfwd listeners. */
+/** Host file descriptors a USB device is counted for (its disk image, or its socket and client). */
+export const USB_DEVICE_FDS = 2;
+
+/** Host file descriptors the VM may hold: its disks, host sockets, DNS and hostfwd listeners, USB devices. */
 export function vmFileDescriptors(config: VmConfig): number {
-  let fds = config.drives.length + config.limits.sockets;
+  let fds = config.drives.length + config.limits.sockets + (config.usb?.length ?? 0) * USB_DEVICE_FDS;
   for (const n of config.nets) if (n.netdev.kind === "user") fds += userNetFixedFds(n.netdev.options);
   return fds;
 }
@@ -262,4 +268,60 @@ function object(d: Record<string, unknown>, key: string, fields: string[], bad: 
   if (typeof v !== "object" || v === null || Array.isArray(v)) bad(key, `'${key}' must be an object`);
   for (const k of Object.keys(v as object)) if (!fields.includes(k)) bad(`${key}.${k}`, `unknown field '${key}.${k}' (fields: ${fields.join(", ")})`);
   return v as Record<string, number | undefined>;
+}
+
+/** Most USB devices on the controller: its root ports. */
+const USB_PORTS = 8;
+const USB_TYPES: Record<string, UsbDeviceConfig["type"]> = {
+  kbd: "usb-kbd", "usb-kbd": "usb-kbd", storage: "usb-storage", "usb-storage": "usb-storage", serial: "usb-serial", "usb-serial": "usb-serial",
+};
+const USB_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/**
+ * A --usb spec: "kbd", "storage,file=IMG[,format=..][,readonly=on][,serial=S]" or
+ * "serial,socket=PATH", each with [,id=NAME][,port=N]; `before` are the devices already listed
+ * (ids and ports must differ; the default id is the type's short name and a number).
+ */
+export function parseUsbDevice(spec: string, before: readonly UsbDeviceConfig[]): UsbDeviceConfig {
+  const [head = "", ...parts] = spec.split(",");
+  const type = USB_TYPES[head];
+  if (!type) throw new Error(`${head || spec}: the USB devices are kbd, storage and serial`);
+  const props = new Map<string, string>();
+  for (const p of parts) {
+    const eq = p.indexOf("=");
+    if (eq < 0) throw new Error(`${spec}: '${p}' is not key=value`);
+    props.set(p.slice(0, eq), p.slice(eq + 1));
+  }
+  const known = type === "usb-kbd" ? ["id", "port"] : type === "usb-storage" ? ["id", "port", "file", "format", "readonly", "serial"] : ["id", "port", "socket"];
+  for (const k of props.keys()) if (!known.includes(k)) throw new Error(`${head}: unknown option '${k}' (known: ${known.join(", ")})`);
+  const short = type.slice(4);
+  let id = props.get("id");
+  if (id === undefined) for (let n = 0; id === undefined; n++) if (!before.some((d) => d.id === `${short}${n}`)) id = `${short}${n}`;
+  if (!USB_ID.test(id)) throw new Error(`id=${id}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  if (before.some((d) => d.id === id)) throw new Error(`id=${id}: two USB devices with that id`);
+  if (before.length >= USB_PORTS) throw new Error(`${spec}: the USB controller has ${USB_PORTS} ports`);
+  const portText = props.get("port");
+  let port: number | undefined;
+  if (portText !== undefined) {
+    port = /^\d+$/.test(portText) ? Number(portText) : NaN;
+    if (!(port >= 1 && port <= USB_PORTS)) throw new Error(`port=${portText}: a root port from 1 to ${USB_PORTS}`);
+    if (before.some((d) => d.port === port)) throw new Error(`port=${portText}: two USB devices on that port`);
+  }
+  const at = { id, ...(port !== undefined ? { port } : {}) };
+  if (type === "usb-kbd") return { type, ...at };
+  if (type === "usb-serial") {
+    const socket = props.get("socket");
+    if (!socket) throw new Error(`${head}: give the host's end as socket=PATH (a Unix socket wasmvisor listens on)`);
+    return { type, ...at, socket };
+  }
+  const drive = parseDrive([...props].filter(([k]) => k !== "id" && k !== "port").map(([k, v]) => `${k}=${v}`).join(","), "virtio");
+  return { type, ...at, file: drive.file, readOnly: drive.readOnly, ...(drive.format ? { format: drive.format } : {}), ...(drive.serial !== undefined ? { serial: drive.serial } : {}) };
+}
+
+/** The --usb spec parseUsbDevice reads back to `d`. */
+export function usbSpec(d: UsbDeviceConfig): string {
+  const at = `id=${d.id}${d.port !== undefined ? `,port=${d.port}` : ""}`;
+  if (d.type === "usb-kbd") return `kbd,${at}`;
+  if (d.type === "usb-serial") return `serial,socket=${d.socket},${at}`;
+  return `storage,file=${d.file}${d.format ? `,format=${d.format}` : ""},readonly=${d.readOnly ? "on" : "off"}${d.serial !== undefined ? `,serial=${d.serial}` : ""},${at}`;
 }

@@ -34,6 +34,13 @@ export interface NicConfig {
   netdev: NetdevSpec;
 }
 
+/** A USB device on the VM's xHCI controller; `port` is the root port it is on (first free if absent). */
+export type UsbDeviceConfig = { id: string; port?: number } & (
+  | { type: "usb-kbd" }
+  | { type: "usb-storage"; file: string; format?: DiskFormat; readOnly: boolean; serial?: string }
+  | { type: "usb-serial"; socket: string }
+);
+
 export interface VmConfig {
   /** Unique on its host: letters, digits, '.', '_', '-', at most 64. */
   name: string;
@@ -53,6 +60,8 @@ export interface VmConfig {
   dtb?: string;
   drives: DriveConfig[];
   nets: NicConfig[];
+  /** An xHCI USB controller with these devices (hot-plug changes the list); absent: no controller. */
+  usb?: UsbDeviceConfig[];
   /** A virtio-rng besides what the mode brings (the built-in SBI's machine has one already). */
   rng: boolean;
   /** virtio-mmio's legacy (version 1) interface instead of version 2 (QEMU's default; -global virtio-mmio.force-legacy). */
@@ -109,6 +118,12 @@ export interface VmDefinition {
   drives?: string[];
   /** `--net` specs: "user,hostfwd=tcp::8080-:80", "switch=lan". */
   nets?: string[];
+  /**
+   * An xHCI USB controller and `--usb` specs of its devices ([] for the controller alone):
+   * "kbd", "storage,file=usb.img[,format=raw|qcow2][,readonly=on]", "serial,socket=/run/vm-serial.sock",
+   * each with an optional id=NAME and port=N.
+   */
+  usb?: string[];
   /** A virtio-rng device (default false; para mode has one anyway). */
   rng?: boolean;
   /** virtio-mmio's legacy interface, version 1 (default false: version 2). */

@@ -54,3 +54,16 @@ export interface NetBackend {
   ready?(): Promise<unknown>;
   close(): void;
 }
+
+/**
+ * A byte stream: the other end of a character device (a socket, a test). The device calls
+ * write() with each run of bytes the guest sends; the backend delivers bytes for the guest by
+ * calling the receiver the device registered.
+ */
+export interface CharBackend {
+  /** Bytes from the guest (a copy: the backend may keep it). */
+  write(bytes: Uint8Array): void;
+  /** Register the device's receive function; bytes arriving before that are dropped. */
+  attach(receive: (bytes: Uint8Array) => void): void;
+  close(): void;
+}

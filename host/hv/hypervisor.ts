@@ -16,8 +16,8 @@ import type { Pcpu, VmEvent, PcpuEvent, HostedStats, HostedVmRequest, MigrationP
 import { EMULATION_FAILURE, type MachineStats, type DebugStop } from "../machine/virt";
 import type { DebugRequest } from "../machine/debug";
 import type { Control } from "./types";
-import { parseVmConfig, vmFileDescriptors, ConfigError, DEFINITION_PARSING } from "../config/parse";
-import type { DriveConfig, VmConfig } from "../config/vm-config";
+import { parseUsbDevice, parseVmConfig, vmFileDescriptors, USB_DEVICE_FDS, ConfigError, DEFINITION_PARSING } from "../config/parse";
+import type { DriveConfig, UsbDeviceConfig, VmConfig } from "../config/vm-config";
 import type { DiskFormat } from "../disk/formats";
 import { loadBootImages, type BootImages } from "../vm/build";
 import { StateStreamParser, StateWriter, StateFormatError, TAGS, bytesSource, jsonPayload, type ParsedSection } from "../state/container";
@@ -27,7 +27,7 @@ import { PAGE, chunkPages, readPageList, sectionChunks } from "../state/memory";
 import type { Platform, PcpuThread } from "../platform/platform";
 import { transition, ended, type Action } from "./lifecycle";
 import {
-  badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats, type VmState,
+  badRequest, conflict, notFound, noRoom, HvError, type HostInfo, type SnapshotInfo, type UsbInfo, type UsbRequest, type VmInfo, type VmRunStats, type VmState,
 } from "./types";
 import type { CpuState } from "../state/cpu";
 import { readConfig, readStateConfig } from "../state/vm-state";
@@ -254,6 +254,7 @@ export class Hypervisor implements Control {
    * refusal leaves nothing behind.
    */
   async createVm(config: VmConfig, from?: { snapshot: string; start?: boolean }): Promise<VmInfo> {
+    for (const d of config.usb ?? []) if (d.type === "usb-serial") this.socketFree(d.socket);
     const vm = this.admit(config);
     // Reserve the name and the resources while the pCPU builds it; undo everything on failure.
     // A destroy (or anything else) meanwhile waits for the build, so nothing is left unaccounted.
@@ -544,6 +545,52 @@ export class Hypervisor implements Control {
     } catch (e) {
       if (vm.migrating) throw conflict(`cannot read ${name}'s drives now: its migration is handing it over to the destination`);
       throw e;
+    }
+  }
+
+  /** A usb-serial's socket path must not be one another VM of this host listens on (it would take it over). */
+  private socketFree(socket: string): void {
+    for (const other of this.vms.values()) {
+      if (other.config.usb?.some((u) => u.type === "usb-serial" && u.socket === socket)) {
+        throw conflict(`socket=${socket}: ${other.config.name}'s usb-serial listens there; give another path`);
+      }
+    }
+  }
+
+  /** Plug, unplug, list or type on the VM's USB devices; the VM's configuration follows its devices. */
+  async usb(name: string, request: UsbRequest): Promise<UsbInfo> {
+    const vm = await this.settled(name);
+    this.alive(vm);
+    if (ended(vm.state)) throw conflict(`cannot reach ${name}'s USB devices: it is ${vm.state}`);
+    // A device plugged in holds file descriptors as one there at creation does (its backend):
+    // admitted against the host's limit, held from now so a concurrent admission sees them.
+    if (request.op === "attach") {
+      let d: UsbDeviceConfig;
+      try {
+        d = parseUsbDevice(request.spec, vm.config.usb ?? []);
+      } catch (e) {
+        throw badRequest((e as Error).message);
+      }
+      if (d.type === "usb-serial") this.socketFree(d.socket);
+    }
+    const more = request.op === "attach" ? USB_DEVICE_FDS : 0;
+    if (more) {
+      const h = this.host();
+      if (h.fdsCommitted + more > this.fdLimit) {
+        throw noRoom(`${name}: a USB device needs ${more} file descriptors; ${this.fdLimit - h.fdsCommitted} of the host's ${this.fdLimit} are free. Unplug a device, destroy a VM, or raise the host's open-file limit (ulimit -n).`);
+      }
+      vm.fds += more;
+    }
+    try {
+      const info = await vm.home.pcpu.usb(name, request);
+      if (request.op === "attach" || request.op === "detach") {
+        vm.config = await vm.home.pcpu.config(name);
+        vm.fds = vmFileDescriptors(vm.config);
+      }
+      return info;
+    } catch (e) {
+      vm.fds -= more;
+      throw e instanceof HvError ? e : badRequest((e as Error).message);
     }
   }
 

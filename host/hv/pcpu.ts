@@ -14,7 +14,8 @@
  * CPU time (spinning with interrupts off) is reported stuck.
  */
 import { Scheduler, type EntityStats } from "./scheduler";
-import { buildMachine, machineDisks, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
+import { buildMachine, machineDisks, machineUsbDisks, openUsbDevice, restoreMachine, type BootImages, type MachineIo } from "../vm/build";
+import { parseUsbDevice } from "../config/parse";
 import { continueOnOverlay } from "../disk/swappable";
 import { MemoryPass, StateWriter, TO_FILE, TO_LINK, TO_LINK_POSTCOPY, applyChunkTo, openVmState, writeConfig, writeMachine, writeMemory } from "../state/vm-state";
 import { PAGE, pageListPayload, sectionChunks, type PageSelection } from "../state/memory";
@@ -28,12 +29,12 @@ import { concatBytes } from "../util/bytes";
 import { ByteRing, ringDoorbell } from "../util/ring";
 import { EMULATION_FAILURE, type VirtMachine, type MachineStats, type StopReason, type DebugStop, type BorrowedStats } from "../machine/virt";
 import { debugRequest, type DebugRequest } from "../machine/debug";
-import type { DriveConfig, VmConfig } from "../config/vm-config";
+import type { DriveConfig, UsbDeviceConfig, VmConfig } from "../config/vm-config";
 import type { DiskFormat } from "../disk/formats";
 import type { Platform } from "../platform/platform";
 import { saveCpu, type CpuState } from "../state/cpu";
 import { transition, ended, type Action, type VmState } from "./lifecycle";
-import { GUEST_RESET_END } from "./types";
+import { GUEST_RESET_END, type UsbInfo, type UsbRequest } from "./types";
 import { BorrowedHarts, type HartLoan } from "../machine/remote-harts";
 import { WakeWords, type SharedWord } from "../util/wake-words";
 
@@ -318,6 +319,13 @@ export class Pcpu {
         this.platform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? "raw" }, dirs: req.dirs, what: "overlay", sync: false });
         return { ...d, file: overlay, format: "qcow2" as const };
       });
+      saved.config.usb = saved.config.usb?.map((d) => {
+        if (d.type !== "usb-storage" || d.readOnly) return d;
+        const overlay = `${path}.${saved.config.name}-${stamp}.usb-${d.id}.qcow2`;
+        this.platform.createDiskImage(overlay, { backing: { path: d.file, format: d.format ?? "raw" }, dirs: req.dirs, what: "overlay", sync: false });
+        return { ...d, file: overlay, format: "qcow2" as const };
+      });
+      if (saved.config.usb === undefined) delete saved.config.usb;
       req = { ...req, config: saved.config };
       vm = await this.host(req, (io) => restoreMachine(saved, this.platform, io, { dirs: req.dirs, clock: { kind: "continue" }, lazy: true }));
     } catch (e) {
@@ -447,6 +455,7 @@ export class Pcpu {
   async migrateOut(name: string, target: MigrationTarget, opts: MigrateOptions, progress: (p: MigrationProgress) => void = () => {}): Promise<MigrationProgress> {
     const vm = this.get(name);
     if (ended(vm.state)) throw new Error(`cannot migrate ${name}: it is ${vm.state}`);
+    if (opts.copyStorage) refuseUsbDisks(vm);
     if (!this.platform.connectMigration) throw new Error("this platform has no network to migrate VMs over");
     const t0 = performance.now();
     const p: MigrationProgress = { phase: "connecting", round: 0, sentBytes: 0, sentPages: 0, dirtyPages: 0, dirtyRateMBs: 0, bandwidthMBs: 0, expectedDowntimeMs: 0, elapsedMs: 0 };
@@ -747,21 +756,67 @@ export class Pcpu {
   // image it was on, which the snapshot keeps; the VM's configuration follows (config()).
   private continueDisks(vm: Hosted, snapshot: string, dirs?: readonly string[]): void {
     const disks = machineDisks(vm.machine);
+    const usbDisks = machineUsbDisks(vm.machine);
     const drives = vm.req.config.drives.map((d) => ({ ...d }));
+    const usb = vm.req.config.usb?.map((d) => ({ ...d }));
     try {
       drives.forEach((d, i) => {
         if (d.readOnly) return;
         const now = continueOnOverlay(this.platform, disks[i]!, `${snapshot}.${Date.now().toString(36)}.disk${i}.qcow2`, { dirs });
         drives[i] = { ...d, file: now.path, format: now.format };
       });
+      // USB disks the same way, each named by its device id.
+      usb?.forEach((d, i) => {
+        const disk = usbDisks.get(d.id);
+        if (d.type !== "usb-storage" || d.readOnly || !disk) return;
+        const now = continueOnOverlay(this.platform, disk, `${snapshot}.${Date.now().toString(36)}.usb-${d.id}.qcow2`, { dirs });
+        usb[i] = { ...d, file: now.path, format: now.format };
+      });
     } finally {
-      vm.req = { ...vm.req, config: { ...vm.req.config, drives } };
+      vm.req = { ...vm.req, config: { ...vm.req.config, drives, ...(usb ? { usb } : {}) } };
     }
   }
 
   /** A VM's configuration as it is now (a snapshot moves its disks to overlays). */
   config(name: string): VmConfig {
     return this.get(name).req.config;
+  }
+
+  /**
+   * A USB request on a VM (hot-plug between steps): a device plugged in gets its backend opened
+   * here and joins the configuration (with its port, so a snapshot rebuilds it there); one
+   * unplugged leaves it.
+   */
+  usb(name: string, request: UsbRequest): UsbInfo {
+    const vm = this.get(name);
+    if (ended(vm.state)) throw new Error(`${name} is ${vm.state}`);
+    const m = vm.machine;
+    const config = vm.req.config;
+    let port: number | undefined;
+    switch (request.op) {
+      case "attach": {
+        if (!config.usb) throw new Error(`${name} has no USB controller: define it with a usb list (even an empty one)`);
+        const d = parseUsbDevice(request.spec, config.usb);
+        const spec = openUsbDevice(d, this.platform, { wake: () => this.ring() }, vm.req.dirs);
+        try {
+          port = m.usbAttach(spec);
+        } catch (e) {
+          if (spec.type !== "usb-kbd") spec.backend.close();
+          throw e;
+        }
+        vm.req = { ...vm.req, config: { ...config, usb: pinPorts([...config.usb, d], m.usbDevices()) } };
+        break;
+      }
+      case "detach":
+        m.usbDetach(request.id);
+        vm.req = { ...vm.req, config: { ...config, usb: pinPorts((config.usb ?? []).filter((d) => d.id !== request.id), m.usbDevices()) } };
+        break;
+      case "type": m.usbType(request.id, new TextEncoder().encode(request.text)); break;
+      case "console": m.usbConsole(request.id); break;
+      case "list": break;
+    }
+    this.ring(); // the guest may have work now
+    return { devices: m.usbDevices(), ...(port !== undefined ? { port } : {}) };
   }
 
   /** A VM's drives as they are now, each with its format as opened (a probed one included). */
@@ -1276,6 +1331,19 @@ function withDiskFormats(vm: Hosted): VmConfig {
 }
 
 // The VM's drives, each with the format its image was opened as.
+// After a hot-plug the configuration names every USB device's port: devices come and go out of
+// port order, and a snapshot's machine must have each where the saved controller had it.
+function pinPorts(devices: UsbDeviceConfig[], plugged: { id: string; port: number }[]): UsbDeviceConfig[] {
+  return devices.map((d) => ({ ...d, port: plugged.find((p) => p.id === d.id)?.port ?? d.port }));
+}
+
+// Block migration copies the drives only: a USB disk would be left behind (with shared storage,
+// migrating without --copy-storage, it is found there as the drives are). Unplugged first, it can go.
+function refuseUsbDisks(vm: Hosted): void {
+  const disk = vm.req.config.usb?.find((d) => d.type === "usb-storage" && !d.readOnly);
+  if (disk) throw new Error(`cannot migrate ${vm.name} with --copy-storage: its USB disk ${disk.id} would not be copied (unplug it first: ctl usb detach ${vm.name} ${disk.id}, or migrate with shared storage)`);
+}
+
 function openedDrives(vm: Hosted): (DriveConfig & { format: DiskFormat })[] {
   const disks = machineDisks(vm.machine);
   return vm.req.config.drives.map((d, i) => ({ ...d, format: disks[i]!.image.format }));

@@ -112,6 +112,26 @@ export interface Control {
   /** The VM's last migration, as it goes or as it went. */
   migration(name: string): MigrationProgress;
   stats(name: string): Promise<VmRunStats>;
+  /** Plug, unplug, list or type on the VM's USB devices (its xHCI controller). */
+  usb(name: string, request: UsbRequest): Promise<UsbInfo>;
   /** Console output goes to onOutput until detach(); write() sends keys to the guest. */
   attachConsole(name: string, onOutput: (bytes: Uint8Array) => void): { write(bytes: Uint8Array): void; detach(): void };
+}
+
+/**
+ * What can be done with a VM's USB devices: plug one in (a --usb spec: "kbd,id=k1",
+ * "storage,file=usb.img", "serial,socket=PATH"), unplug one by id, list them, type text on a
+ * keyboard, or send the console's input to a keyboard (id) or back to the console (null).
+ */
+export type UsbRequest =
+  | { op: "attach"; spec: string }
+  | { op: "detach"; id: string }
+  | { op: "list" }
+  | { op: "type"; id: string; text: string }
+  | { op: "console"; id: string | null };
+
+/** The VM's USB devices after the request, and the port a device was plugged into. */
+export interface UsbInfo {
+  devices: { id: string; type: string; port: number }[];
+  port?: number;
 }

@@ -13,6 +13,7 @@ import { GOLDFISH_RTC } from "../devices/goldfish-rtc";
 import { NS16550A } from "../devices/uart16550";
 import { ATA } from "../devices/ata";
 import { ETHOC } from "../devices/ethoc";
+import { XHCI } from "../devices/xhci";
 import { PLIC } from "../devices/plic";
 import { CLINT } from "../devices/clint";
 import { VIRTIO_MMIO } from "../virtio/mmio";
@@ -54,6 +55,8 @@ export const BOARD = {
   // Legacy devices of the full-virtualization machine (QEMU's virt board has none there).
   ata: family(ATA, { base: 0x10010000, stride: 0x1000, count: 4, irq: 12, holds: "ATA disks", has: "controllers" }),
   ethoc: family(ETHOC, { base: 0x10020000, stride: 0x1000, count: 4, irq: 16, holds: "ethoc NICs", has: "" }),
+  // The USB controller (QEMU's riscv virt has none on its system bus; its qemu-xhci is on PCI).
+  xhci: fixed(XHCI, 0x10030000, 20),
   virtio: family(VIRTIO_MMIO, { base: 0x10001000, stride: 0x1000, count: 8, irq: 1, fromTop: true, holds: "virtio devices", has: "slots" }),
   plic: fixed(PLIC, 0xc000000),
   clint: fixed(CLINT, L.CLINT_GPA),

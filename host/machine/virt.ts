@@ -18,9 +18,14 @@ import { BuiltinSbi } from "../sbi/sbi";
 import { VirtioMmio, VirtioBlk, VirtioNet, VirtioConsole, VirtioRng, type VirtioDevice } from "../virtio";
 import { AtaDisk } from "../devices/ata";
 import { Ethoc } from "../devices/ethoc";
+import { Xhci } from "../devices/xhci";
+import type { UsbDevice } from "../devices/usb/usb";
+import { UsbKeyboard } from "../devices/usb/keyboard";
+import { UsbStorage } from "../devices/usb/storage";
+import { UsbSerial } from "../devices/usb/serial";
 import { TokenBucket, type RateLimit } from "../devices/rate-limit";
 import { StateReader, bytesState, type DeviceState } from "../devices/state";
-import type { DiskBackend, GuestMemory, NetBackend } from "../devices/backends";
+import type { CharBackend, DiskBackend, GuestMemory, NetBackend } from "../devices/backends";
 import type { IrqLine, MmioDevice } from "../devices/device";
 import { parseMac } from "../net/packet";
 import { TranslationTier, type JitMode, type JitStats } from "../jit/tier";
@@ -38,6 +43,12 @@ export const KERNEL_ADDR = RAM_BASE + 0x200000;
 export type DriveInterface = "virtio" | "ide";
 /** Which NIC a network backend gets: virtio-net or an OpenCores Ethernet MAC (ethoc). */
 export type NicModel = "virtio" | "ethoc";
+
+/** A USB device on the xHCI controller: a keyboard, a disk (bulk-only mass storage) or a CDC-ACM serial port. */
+export type UsbDeviceSpec =
+  | { type: "usb-kbd"; id: string; port?: number }
+  | { type: "usb-storage"; id: string; port?: number; backend: DiskBackend; readOnly?: boolean; serial?: string }
+  | { type: "usb-serial"; id: string; port?: number; backend: CharBackend };
 
 export interface Image {
   /** Shown in errors. */
@@ -73,6 +84,8 @@ export interface VirtConfig {
   drives?: { backend: DiskBackend; serial?: string; readOnly?: boolean; if?: DriveInterface }[];
   /** NICs, in order: virtio-net (the default) or ethoc. NIC i has MAC 52:54:00:12:34:(56 + i). */
   nets?: { backend: NetBackend; model?: NicModel }[];
+  /** An xHCI USB controller with these devices (in port order, or on the ports they name); absent: none. */
+  usb?: { devices: UsbDeviceSpec[] };
   /** Add a virtio-console (hvc0) and a virtio-rng. */
   virtioConsole?: boolean;
   /** Add a virtio-rng (QEMU's -device virtio-rng-device); the console above brings one already. */
@@ -254,6 +267,12 @@ export class VirtMachine {
   /** OpenCores Ethernet MACs, in order. */
   readonly ethoc: Ethoc[] = [];
   readonly virtioConsole: VirtioConsole | null = null;
+  /** The USB controller, if the machine has one. */
+  readonly xhci: Xhci | null = null;
+  /** The backends of the USB devices plugged in, by device id (closed when unplugged). */
+  private readonly usbBackends = new Map<string, DiskBackend | CharBackend>();
+  /** The USB keyboard console input goes to instead of the console (usbConsole()), or null. */
+  private consoleKeyboard: UsbKeyboard | null = null;
   /** The kernel command line names hvc0 as its console: console input goes there. */
   private readonly inputToHvc: boolean;
   /** Exits by kind, for statistics. */
@@ -316,6 +335,11 @@ export class VirtMachine {
     };
     this.attachVirtio(mem);
     this.attachLegacy(mem);
+    if (cfg.usb) {
+      const at = place(BOARD.xhci);
+      (this as { xhci: Xhci | null }).xhci = this.attach(at, new Xhci("xhci0", mem, this.line(at)));
+      for (const d of cfg.usb.devices) this.usbAttach(d);
+    }
     if (cfg.bios === "builtin") {
       this.sbi = new BuiltinSbi(this.core, {
         consoleWrite: (bytes) => this.emit(bytes),
@@ -496,6 +520,67 @@ export class VirtMachine {
   /** Make every write the guest's disks completed durable (a snapshot's disks match it). */
   flushDisks(): void {
     for (const d of this.cfg.drives ?? []) if (!d.backend.readOnly) d.backend.flush();
+    for (const b of this.usbBackends.values()) if ("flush" in b && !b.readOnly) b.flush();
+  }
+
+  // ---- USB ----
+
+  /** Plug a USB device into the controller (hot-plug while the guest runs); returns its port. */
+  usbAttach(spec: UsbDeviceSpec): number {
+    const hc = this.xhci;
+    if (!hc) throw new Error("this machine has no USB controller (give it -device qemu-xhci or a --usb device when it is created)");
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(spec.id)) throw new Error(`USB device id '${spec.id}': letters, digits, '.', '_', '-', at most 64`);
+    if (hc.devices().some((d) => d.device.name === spec.id)) throw new Error(`a USB device named ${spec.id} is attached already`);
+    let device: UsbDevice;
+    switch (spec.type) {
+      case "usb-kbd": device = new UsbKeyboard(spec.id); break;
+      case "usb-storage": device = new UsbStorage(spec.id, spec.backend, { readOnly: spec.readOnly, serial: spec.serial }); break;
+      case "usb-serial": device = new UsbSerial(spec.id, spec.backend); break;
+    }
+    const port = hc.attach(device, spec.port);
+    if (spec.type !== "usb-kbd") this.usbBackends.set(spec.id, spec.backend);
+    return port;
+  }
+
+  /** Unplug the USB device `id`; its backend is flushed and closed. */
+  usbDetach(id: string): void {
+    if (!this.xhci) throw new Error("this machine has no USB controller");
+    const device = this.xhci.detach(id);
+    if (device === this.consoleKeyboard) this.consoleKeyboard = null;
+    const b = this.usbBackends.get(id);
+    this.usbBackends.delete(id);
+    if (b && "flush" in b && !b.readOnly) {
+      try { b.flush(); } catch { /* the guest saw its writes complete; a failing flush is the image's problem */ }
+    }
+    b?.close();
+  }
+
+  /** The backends of the USB disks plugged in, by device id. */
+  usbDisks(): Map<string, DiskBackend> {
+    const out = new Map<string, DiskBackend>();
+    for (const [id, b] of this.usbBackends) if ("flush" in b) out.set(id, b);
+    return out;
+  }
+
+  /** The USB devices plugged in: id, type and port. */
+  usbDevices(): { id: string; type: string; port: number }[] {
+    return this.xhci?.devices().map(({ port, device }) => ({ id: device.name, type: device.kind, port })) ?? [];
+  }
+
+  private usbKeyboard(id: string): UsbKeyboard {
+    const d = this.xhci?.devices().find((x) => x.device.name === id)?.device;
+    if (!(d instanceof UsbKeyboard)) throw new Error(`no USB keyboard named ${id} is attached`);
+    return d;
+  }
+
+  /** Type `text` on the USB keyboard `id` (each character a key press and release). */
+  usbType(id: string, text: Uint8Array): void {
+    this.usbKeyboard(id).type(text);
+  }
+
+  /** Console input goes to the USB keyboard `id` from now on, or back to the console (null). */
+  usbConsole(id: string | null): void {
+    this.consoleKeyboard = id === null ? null : this.usbKeyboard(id);
   }
 
   /** The disks' backends, in the order of the configuration's drives. */
@@ -512,6 +597,13 @@ export class VirtMachine {
       d.backend.close();
     }
     for (const n of this.cfg.nets ?? []) n.backend.close();
+    for (const [id, b] of this.usbBackends) {
+      if ("flush" in b && !b.readOnly) {
+        try { b.flush(); } catch { /* read-only or already closed */ }
+      }
+      b.close();
+      this.usbBackends.delete(id);
+    }
   }
 
   /** Place firmware, kernel, initrd and DTB in guest memory and write the reset vector. */
@@ -659,6 +751,7 @@ export class VirtMachine {
     for (const v of this.virtio) v.reset();
     for (const d of this.ata) d.reset();
     for (const e of this.ethoc) e.reset();
+    this.xhci?.reset();
     this.plic.reset();
     this.uart.reset();
     this.rtc.reset();
@@ -785,6 +878,7 @@ export class VirtMachine {
     let sleep = Infinity;
     for (let h = 0; h < core.harts; h++) if (!this.lent?.isAway(h)) sleep = Math.min(sleep, core.secondsUntilTimer(h));
     for (const t of this.virtio) sleep = Math.min(sleep, t.retryMs() / 1000); // rate-limited I/O
+    if (this.xhci?.hasDeferredWork) sleep = 0; // USB rings longer than a doorbell's share go on now
     return { state: "idle", sleepSeconds: sleep };
   }
 
@@ -944,6 +1038,13 @@ export class VirtMachine {
   // Rate-limited device work whose time has come (its completion interrupts the guest).
   private retryDevices(): void {
     for (const t of this.virtio) if (t.retryMs() <= 0) t.retry();
+    if (this.xhci?.hasDeferredWork) {
+      // Rings longer than a doorbell's share: another share, its DMA charged as an exit's is.
+      this.dmaBytes = 0;
+      this.xhci.continueWork();
+      this.work += Math.floor(this.dmaBytes / 64);
+      this.dmaBytes = 0;
+    }
   }
 
   private hartRunnable(h: number): boolean {
@@ -954,6 +1055,17 @@ export class VirtMachine {
   // Console input goes to the console the kernel was told to use: hvc0 (virtio-console) when
   // the command line says so, else the UART.
   private feedInput(): void {
+    if (this.consoleKeyboard) {
+      // Typing goes to the USB keyboard; a burst at a time, so the keyboard's queue bounds it.
+      const bytes: number[] = [];
+      while (bytes.length < 64) {
+        const b = this.input();
+        if (b < 0) break;
+        bytes.push(b);
+      }
+      if (bytes.length) this.consoleKeyboard.type(Uint8Array.from(bytes));
+      return;
+    }
     const con = this.inputToHvc ? this.virtioConsole : null;
     if (con) {
       // One buffer (and at most one interrupt) for everything that arrived.

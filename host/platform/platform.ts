@@ -4,7 +4,7 @@
 // any JavaScript engine, with files held in memory and pCPUs on the calling thread. Nothing
 // else under host/ (but the CLI and the daemon's socket server) knows where it runs.
 import type { Remote } from "comlink";
-import type { DiskBackend } from "../devices/backends";
+import type { CharBackend, DiskBackend } from "../devices/backends";
 import type { CreateDiskImageOptions } from "../disk/open";
 import type { DiskFormat } from "../disk/formats";
 import type { HostSockets } from "../net/host-sockets";
@@ -125,6 +125,12 @@ export interface Platform {
   createDiskImage(path: string, opts: CreateDiskOptions): void;
   /** Remove an image this host created with createDiskImage and then gave up on (nothing has it open). */
   removeDiskImage(path: string): void;
+  /**
+   * A character backend on a Unix socket this host listens on (a USB serial port's other end),
+   * in `dirs` if given, waking the VM through `onWake` when bytes came; undefined where there
+   * are no sockets.
+   */
+  listenCharSocket?(path: string, io: { onWake?: () => void; dirs?: readonly string[] }): CharBackend;
   /** Host sockets for user-mode networking; undefined where there are none. */
   readonly hostSockets?: HostSockets;
   /**

@@ -3,14 +3,14 @@
 // (once: every VM and worker booting the same file shares them); the VM's home thread opens its
 // disks and network backends (disk I/O is synchronous there, network events arrive on its event
 // loop) and builds the board.
-import { VirtMachine, checkBoard, type Image } from "../machine/virt";
+import { VirtMachine, checkBoard, type Image, type UsbDeviceSpec } from "../machine/virt";
 import { lazyMemory, loadMemory, type ClockRestore, type OpenedVmState } from "../state/vm-state";
 import { createNetBackend } from "../net/backend";
 import { SocketBudget } from "../net/budget";
 import type { DiskBackend, NetBackend } from "../devices/backends";
 import { SwappableDisk } from "../disk/swappable";
 import type { Platform } from "../platform/platform";
-import { usesBuiltinSbi, type VmConfig } from "../config/vm-config";
+import { usesBuiltinSbi, type UsbDeviceConfig, type VmConfig } from "../config/vm-config";
 
 /** Firmware, kernel and initrd as the board loads them. */
 export interface BootImages {
@@ -64,7 +64,9 @@ export interface BuildOptions {
 export async function buildMachine(config: VmConfig, images: BootImages, platform: Platform, io: MachineIo, opts: BuildOptions = {}): Promise<VirtMachine> {
   const disks: DiskBackend[] = [];
   const nets: NetBackend[] = [];
+  const usb: UsbDeviceSpec[] = [];
   try {
+    for (const d of config.usb ?? []) usb.push(openUsbDevice(d, platform, io, opts.dirs));
     for (const d of config.drives) {
       const open = () => platform.openDisk(d.file, { format: d.format, readOnly: d.readOnly, dirs: opts.dirs, what: "--drive" });
       disks.push(new SwappableDisk(d.file, open));
@@ -84,6 +86,7 @@ export async function buildMachine(config: VmConfig, images: BootImages, platfor
     return new VirtMachine({
       drives: disks.map((backend, i) => ({ backend, serial: config.drives[i].serial, readOnly: config.drives[i].readOnly, if: config.drives[i].if })),
       nets: nets.map((backend, i) => ({ backend, model: config.nets[i].model })),
+      ...(config.usb ? { usb: { devices: usb } } : {}),
       virtioConsole: usesBuiltinSbi(config),
       virtioRng: config.rng,
       virtioLegacy: config.virtioLegacy,
@@ -108,7 +111,28 @@ export async function buildMachine(config: VmConfig, images: BootImages, platfor
   } catch (e) {
     for (const d of disks) d.close();
     for (const n of nets) n.close();
+    for (const u of usb) if (u.type !== "usb-kbd") u.backend.close();
     throw e;
+  }
+}
+
+/**
+ * A USB device of the configuration with its backend opened (on the VM's home thread): a disk
+ * image as --drive opens one, a serial port's Unix socket. Throws (one line) if it cannot be.
+ */
+export function openUsbDevice(d: UsbDeviceConfig, platform: Platform, io: Pick<MachineIo, "wake">, dirs?: readonly string[]): UsbDeviceSpec {
+  const at = { id: d.id, ...(d.port !== undefined ? { port: d.port } : {}) };
+  switch (d.type) {
+    case "usb-kbd": return { type: d.type, ...at };
+    case "usb-storage": {
+      // A SwappableDisk as a drive's: a snapshot moves it to an overlay (machineUsbDisks).
+      const backend = new SwappableDisk(d.file, () => platform.openDisk(d.file, { format: d.format, readOnly: d.readOnly, dirs, what: "--usb storage" }));
+      return { type: d.type, ...at, backend, readOnly: d.readOnly, ...(d.serial !== undefined ? { serial: d.serial } : {}) };
+    }
+    case "usb-serial": {
+      if (!platform.listenCharSocket) throw new Error(`--usb serial,socket=${d.socket}: this platform has no sockets`);
+      return { type: d.type, ...at, backend: platform.listenCharSocket(d.socket, { onWake: io.wake, dirs }) };
+    }
   }
 }
 
@@ -141,6 +165,16 @@ export async function restoreMachine(saved: OpenedVmState, platform: Platform, i
     throw e;
   }
   return machine;
+}
+
+/** The USB disks plugged into a machine, by device id, each a SwappableDisk as the drives are. */
+export function machineUsbDisks(machine: VirtMachine): Map<string, SwappableDisk> {
+  const out = new Map<string, SwappableDisk>();
+  for (const [id, d] of machine.usbDisks()) {
+    if (!(d instanceof SwappableDisk)) throw new Error(`USB disk ${id} of this machine was not opened by openUsbDevice`);
+    out.set(id, d);
+  }
+  return out;
 }
 
 /**

@@ -13,7 +13,7 @@ import { serveApi, ApiClient, CONSOLE_QUEUE_LIMIT } from "../../host/api/api";
 import type { Control } from "../../host/hv/types";
 import type { Action } from "../../host/hv/lifecycle";
 import type { MigrationProgress, SnapshotProgress } from "../../host/hv/pcpu";
-import { badRequest, notFound, type HostInfo, type SnapshotInfo, type VmInfo, type VmRunStats } from "../../host/hv/types";
+import { badRequest, notFound, type HostInfo, type SnapshotInfo, type UsbInfo, type UsbRequest, type VmInfo, type VmRunStats } from "../../host/hv/types";
 import { exchange, statuses, watchUncaught } from "./malformed-requests";
 
 /** One VM, "echo", whose console echoes what is typed; the test can also make it talk. */
@@ -65,6 +65,11 @@ class FakeControl implements Control {
   async stats(name: string): Promise<VmRunStats> {
     this.info(name);
     return { name, instructions: 0, cpuMs: 0, stealMs: 0, wakeLatencyMs: { p50: 0, p99: 0, samples: 0 }, exits: {} };
+  }
+  async usb(name: string, request: UsbRequest): Promise<UsbInfo> {
+    this.info(name);
+    this.saved.push({ usb: name, ...request });
+    return { devices: [] };
   }
   attachConsole(name: string, onOutput: (bytes: Uint8Array) => void) {
     this.info(name);

@@ -209,6 +209,18 @@ describe("the page", () => {
     expect(await sh(page, "cat /etc/resolv.conf")).toMatch(/nameserver 10\.0\.2\.3/);
     expect(await sh(page, `wget -q -O- http://10.0.2.2:${hostPort}/`)).toContain(greeting);
 
+    // The terminal's keys go to the guest's USB keyboard when the page says so: KEY_A pressed
+    // reaches /dev/input/event0; and back to the console.
+    await sh(page, "(timeout 12 cat /dev/input/event0 > /tmp/ev &); sleep 1");
+    await page.locator("#keys").click();
+    await saying(page, /USB keyboard/, 10_000);
+    await page.locator("#terminal").click();
+    await page.keyboard.type("a");
+    await page.waitForTimeout(1000);
+    await page.locator("#keys").click();
+    await saying(page, /go to the console/, 10_000);
+    expect(await sh(page, "sleep 12; od -An -tx1 -v /tmp/ev | tr -d ' \\n'; echo")).toContain("01001e0001000000");
+
     // The data disk keeps what was written across a reload of the page.
     const written = await sh(page, "echo hello-$RANDOM > /mnt/t.txt; sync; cat /mnt/t.txt");
     expect(written).toMatch(/^hello-\d+$/);

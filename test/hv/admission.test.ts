@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor } from "../../host/hv/hypervisor";
+import { Monitor } from "../../host/api/monitor";
 import { nodePlatform } from "../../host/platform/node";
 import { parseVmConfig, DEFINITION_PARSING } from "../../host/config/parse";
 import { DEFAULT_VM_SOCKETS } from "../../host/net/budget";
@@ -126,6 +127,38 @@ describe("file descriptors are admitted like memory", () => {
     expect(hv.host().fdsCommitted).toBe(0);
   });
 
+  test("a USB device plugged in counts against the limit as one there at creation does; unplugged, it frees them", async () => {
+    await hv.create(vm("usb", { usb: ["kbd"], limits: { sockets: 392 } }));
+    expect(hv.host().fdsCommitted).toBe(392 + 2);
+    for (let i = 1; i <= 3; i++) await hv.usb("usb", { op: "attach", spec: `kbd,id=k${i}` });
+    expect(hv.host().fdsCommitted).toBe(400);
+    const e = await refusal(hv.usb("usb", { op: "attach", spec: "kbd,id=k4" }));
+    expect(e.status).toBe(507);
+    expect(e.message).toMatch(/a USB device needs 2 file descriptors; 0 of the host's 400 are free/);
+    expect((await hv.usb("usb", { op: "list" })).devices.map((d) => d.id)).toEqual(["kbd0", "k1", "k2", "k3"]);
+    await hv.usb("usb", { op: "detach", id: "k2" });
+    expect(hv.host().fdsCommitted).toBe(398);
+    await hv.usb("usb", { op: "attach", spec: "kbd,id=k4" });
+    expect(hv.host().fdsCommitted).toBe(400);
+    await hv.destroy("usb");
+    expect(hv.host().fdsCommitted).toBe(0);
+  });
+
+  test("a usb-serial socket another VM listens on is refused, at creation and at hot-plug", async () => {
+    const sock = join(images, "acm.sock");
+    await hv.create(vm("acm1", { usb: [`serial,socket=${sock}`] }));
+    const e = await refusal(hv.create(vm("acm2", { usb: [`serial,socket=${sock}`] })));
+    expect(e.status).toBe(409);
+    expect(e.message).toMatch(/acm1's usb-serial listens there/);
+    await hv.create(vm("acm3", { usb: [] }));
+    expect((await refusal(hv.usb("acm3", { op: "attach", spec: `serial,socket=${sock}` }))).message).toMatch(/acm1's usb-serial listens there/);
+    expect((await hv.usb("acm3", { op: "list" })).devices).toEqual([]);
+    await hv.destroy("acm1");
+    await hv.usb("acm3", { op: "attach", spec: `serial,socket=${sock}` });
+    expect((await hv.usb("acm3", { op: "list" })).devices.map((d) => d.type)).toEqual(["usb-serial"]);
+    await hv.destroy("acm3");
+  });
+
   test("limits.sockets is checked", () => {
     const parse = (d: object) => parseVmConfig(d, DEFINITION_PARSING);
     expect(() => parse(vm("x", { limits: { sockets: -1 } }))).toThrow(/'limits.sockets' must be a whole number from 0 to 65536/);
@@ -149,5 +182,19 @@ describe("the host's loopback", () => {
     const cli = parseVmConfig({ name: "c", nets: ["user", "user,restrict=on"] }, { naming: "flags", defaultMode: "full", defaultLoopback: "on" });
     expect(cli.nets).toEqual([{ model: "ethoc", netdev: { kind: "user", options: { loopback: "all" } } },
       { model: "ethoc", netdev: { kind: "user", options: { restrict: true, loopback: "none" } } }]);
+  });
+});
+
+describe("QMP's device_add", () => {
+  test("an id that is not one of QEMU's identifiers is refused as QEMU 7.2 refuses it, and plugs nothing", async () => {
+    await hv.create(vm("qmp-usb", { usb: [] }));
+    const m = new Monitor(hv, "qmp-usb", { version: { major: 7, minor: 2, micro: 0, package: "" }, named: false, threadId: 0, harts: 1, noReboot: false, quit: () => {} });
+    for (const id of ["k,port=3", "1k", "", "k b", "k=1"]) {
+      await expect(m.deviceAdd("usb-kbd", id), id).rejects.toMatchObject({ errorClass: "GenericError", message: "Parameter 'id' expects an identifier" });
+    }
+    expect((await hv.usb("qmp-usb", { op: "list" })).devices).toEqual([]);
+    await m.deviceAdd("usb-kbd", "k-1._x");
+    expect((await hv.usb("qmp-usb", { op: "list" })).devices.map((d) => d.id)).toEqual(["k-1._x"]);
+    await hv.destroy("qmp-usb");
   });
 });

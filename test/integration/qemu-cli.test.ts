@@ -5,7 +5,7 @@ import { describe, test, expect, beforeAll, afterAll } from "vitest";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { execFileSync, spawn } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseCli, CliError, type BootCommand } from "../../host/cli/args";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
@@ -144,6 +144,51 @@ describe("QEMU's options map onto the VM configuration", () => {
     expect(qemu("-gdb none").gdb).toBeUndefined();
     // -accel tcg,thread=: a VM's harts on up to two threads (multi, the default) or on one.
     expect([c.singleThread, qemu("-accel tcg,thread=multi").singleThread, qemu("-accel tcg,thread=single").singleThread]).toEqual([false, false, true]);
+  });
+
+  test("USB: -device qemu-xhci, usb-kbd, usb-storage,drive=, usb-serial,chardev= with -chardev socket; --usb", () => {
+    const c = qemu([
+      "-device", "qemu-xhci", "-device", "usb-kbd,id=k", "-drive", "file=/tmp/u.img,if=none,id=u0,format=raw,readonly=on", "-device", "usb-storage,drive=u0",
+      "-chardev", "socket,id=c0,path=/tmp/acm.sock,server=on,wait=off", "-device", "usb-serial,chardev=c0",
+    ]);
+    expect(c.config.usb).toEqual([
+      { type: "usb-kbd", id: "k" },
+      { type: "usb-storage", id: "storage0", file: "/tmp/u.img", format: "raw", readOnly: true },
+      { type: "usb-serial", id: "serial0", socket: "/tmp/acm.sock" },
+    ]);
+    expect(c.config.drives).toEqual([]); // the USB disk is not also a virtio or ATA disk
+    expect(c.temporaryUsb).toEqual([]);
+    // -snapshot and snapshot=on: a USB disk writes to a temporary overlay too (not a read-only one).
+    const usbDisk = (drive: string, ...more: string[]) => qemu(["-device", "qemu-xhci", "-drive", `file=/tmp/u.img,if=none,id=u,${drive}`, "-device", "usb-kbd", "-device", "usb-storage,drive=u", ...more]);
+    expect(usbDisk("snapshot=on")).toMatchObject({ temporary: [], temporaryUsb: [1] });
+    expect(usbDisk("format=raw", "-snapshot")).toMatchObject({ temporary: [], temporaryUsb: [1] });
+    expect(usbDisk("snapshot=off").temporaryUsb).toEqual([]);
+    expect(usbDisk("readonly=on", "-snapshot").temporaryUsb).toEqual([]);
+    expect((parseCli(["boot", "--usb", "storage,file=u.img", "-snapshot"]) as BootCommand).temporaryUsb).toEqual([0]);
+    expect(qemu("-device qemu-xhci").config.usb).toEqual([]);
+    expect(qemu("-m 64M").config.usb).toBeUndefined();
+    const b = parseCli(["boot", "--usb", "kbd", "--usb", "storage,file=u.img,port=5", "--usb", "serial,socket=s.sock,id=tty"]) as BootCommand;
+    expect(b.config.usb).toEqual([
+      { type: "usb-kbd", id: "kbd0" },
+      { type: "usb-storage", id: "storage0", port: 5, file: resolve("u.img"), readOnly: false },
+      { type: "usb-serial", id: "tty", socket: resolve("s.sock") },
+    ]);
+    refused(["-device", "usb-kbd"], /no USB bus: give -device qemu-xhci first/);
+    refused(["-device", "qemu-xhci", "-device", "qemu-xhci"], /one USB controller/);
+    refused(["-device", "qemu-xhci", "-device", "usb-storage,drive=nope"], /give drive=ID of a -drive/);
+    refused(["-device", "qemu-xhci", "-device", "usb-serial,chardev=c9"], /give chardev=ID of a -chardev socket/);
+    refused(["-chardev", "socket,id=c0,path=/tmp/x"], /add server=on,wait=off/);
+    refused(["-chardev", "pty,id=c0"], /Unix sockets it listens on/);
+    refused(["-usb"], /legacy USB option is not supported/);
+    const boot = (...a: string[]) => () => parseCli(["boot", ...a]);
+    expect(boot("--usb", "mouse")).toThrow(/the USB devices are kbd, storage and serial/);
+    expect(boot("--usb", "kbd,id=a", "--usb", "kbd,id=a")).toThrow(/two USB devices with that id/);
+    expect(boot("--usb", "kbd,port=9")).toThrow(/port=9: a root port from 1 to 8/);
+    expect(boot("--usb", "kbd,port=2", "--usb", "kbd,port=2")).toThrow(/two USB devices on that port/);
+    expect(boot("--usb", "storage")).toThrow(/give the image as file=/);
+    expect(boot("--usb", "serial")).toThrow(/give the host's end as socket=PATH/);
+    expect(boot("--usb", "kbd,file=x")).toThrow(/unknown option 'file'/);
+    expect(boot(...Array.from({ length: 9 }, (_, i) => ["--usb", `kbd,id=k${i}`]).flat())).toThrow(/has 8 ports/);
   });
 
   test("what wasmvisor does not have is refused, naming the option, in one line", () => {

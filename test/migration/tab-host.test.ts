@@ -126,7 +126,7 @@ test("a VM from a page with a disk over the server's limit is refused, leaves no
   }
 }, 60_000);
 
-test("a VM from a page brings only user-mode NICs with the relay's options, and its own disks", () => {
+test("a VM from a page brings only user-mode NICs with the relay's options, its own disks, and USB keyboards", () => {
   const vm = (extra: object) => parseVmConfig({ name: VM, kernel: "/guest/k", ...extra }, DEFINITION_PARSING);
   expect(() => checkTabVm(vm({ nets: ["user,loopback=off"], drives: ["file=/opfs/guest/disk.qcow2"] }), false)).not.toThrow();
   expect(() => checkTabVm(vm({ nets: ["user,loopback=on"] }), true)).not.toThrow();
@@ -140,6 +140,10 @@ test("a VM from a page brings only user-mode NICs with the relay's options, and 
   expect(() => checkTabVm(vm({ memory: "2G" }), true)).toThrow(/at most 1024 MiB, 2 harts and 128 host sockets/);
   expect(() => checkTabVm(vm({ smp: 4 }), true)).toThrow(/at most 1024 MiB, 2 harts and 128 host sockets/);
   expect(() => checkTabVm(vm({ limits: { sockets: 1000 } }), true)).toThrow(/at most 1024 MiB, 2 harts and 128 host sockets/);
+  // USB: a keyboard is the page's; a disk or a serial port would be this machine's file or socket.
+  expect(() => checkTabVm(vm({ usb: ["kbd"] }), true)).not.toThrow();
+  expect(() => checkTabVm(vm({ usb: ["storage,file=/etc/passwd"] }), true)).toThrow(/USB keyboards only, not usb-storage storage0/);
+  expect(() => checkTabVm(vm({ usb: ["serial,socket=/run/x.sock"] }), true)).toThrow(/USB keyboards only, not usb-serial serial0/);
 });
 
 test("a close reason is cut to the 123 bytes a WebSocket takes, whatever its characters", () => {

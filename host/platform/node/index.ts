@@ -17,6 +17,7 @@ import { createStateFile, openStateFile } from "./state-files";
 import { connectMigration } from "./migration";
 import { JIT_MODES, type JitMode } from "../../jit/tier";
 import { compilerPerThread } from "../../jit/compiler";
+import { listenCharSocket } from "./char-socket";
 
 /** Debian's OpenSBI (package opensbi): what QEMU's virt board boots by default too. */
 export const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
@@ -81,6 +82,7 @@ export const nodePlatform: Platform = {
   connectMigration,
 
   hostSockets: nodeHostSockets,
+  listenCharSocket,
 
   pcpuMayWait: true, // each pCPU is a worker thread
   async startPcpu(): Promise<PcpuThread> {
