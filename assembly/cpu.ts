@@ -306,7 +306,14 @@ let pageSlots: usize = 0;
  * is empty. Looks the page up (and caches it) as needed. Returns the slot's address (DC_SCRATCH
  * for an instruction that is not cached), or 0 with accStatus set if the fetch faults.
  */
+// A translation returned to the run loop since fetchDecode last ran; page changes it caused.
+let leftTranslation = false;
+let crossings: u32 = 0;
+const CROSS_SAMPLE: u32 = 256; // a power of two
+
 function fetchDecode(pc: u64): usize {
+  const fromTranslation = leftTranslation;
+  leftTranslation = false;
   // Execute triggers and host breakpoints (trigger.ts), before the instruction runs.
   const armed = load<i32>(H + H_TRIG_ARMED);
   if ((armed & TA_EXEC) != 0) {
@@ -329,6 +336,10 @@ function fetchDecode(pc: u64): usize {
     }
     pageHost = <usize>host;
     pageSlots = dcPage(pageHost);
+    // A loop across a page boundary runs mostly in one page's translation, and slices that end
+    // there are not sampled: the page where it starts gets hot only from the jumps into it that
+    // translations make. One in CROSS_SAMPLE of those counts as a sample of heat.
+    if (fromTranslation && (++crossings & (CROSS_SAMPLE - 1)) == 0) dcSampleHeat(pageSlots);
     pageVa = pc & PAGE_MASK;
     off = pc & 0xfff;
   }
@@ -697,6 +708,7 @@ export function run(hart: i32, budget: i32): i32 {
           pc = call_indirect<u64>(fInst(sp), h, fetchVa, pc, tlbRead, tlbWrite, limit - count + 1);
           const js = load<i32>(h + H_JIT_STATUS);
           const jr = load<i32>(h + H_JIT_RETIRED);
+          leftTranslation = true;
           const stat = <usize>VM_STAT_JIT + <usize>hart * JIT_STAT_STRIDE; // the hart's own counters
           store<u64>(stat, load<u64>(stat) + <u64>jr);
           store<u64>(stat + 8, load<u64>(stat + 8) + 1);
