@@ -96,3 +96,39 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * Start the `wasmvisor host` daemon with its API on `socket` and its runtime directory (where the
+ * default migration key goes) `runtimeDir`; resolves once its API listens. Its stderr goes to
+ * `onStderr` as it comes.
+ */
+export async function startHost(socket: string, args: string[], runtimeDir: string, onStderr: (text: string) => void): Promise<ChildProcess> {
+  const host = spawn(process.execPath, [BIN, "host", "--api", socket, ...args],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: runtimeDir } });
+  let err = "";
+  host.stderr!.on("data", (d: Buffer) => { err += d.toString(); onStderr(d.toString()); });
+  const t0 = Date.now();
+  while (!err.includes("API on")) {
+    if (Date.now() - t0 > 20_000 || host.exitCode !== null) throw new Error(`the host did not start:\n${err}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return host;
+}
+
+/** Stop a daemon startHost() started (if it still runs) and wait for it to exit. */
+export async function stopHost(host: ChildProcess | undefined): Promise<void> {
+  if (!host || host.exitCode !== null) return;
+  host.kill("SIGTERM");
+  await new Promise((r) => host.once("exit", r));
+}
+
+/** Poll `probe` every 50 ms until it gives a value; on a timeout the error names `what` and adds `context()`. */
+export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, context: () => string, timeoutMs = 30_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; ${context()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -15,7 +15,7 @@ import { bytesSource, listSections } from "../../host/state/container";
 import type { HostInfo, VmInfo, VmRunStats } from "../../host/hv/types";
 import { assemble } from "../encoder";
 import { ECHO_GUEST, consoleEchoes, malformedRequests, sendAll, statuses } from "../api/malformed-requests";
-import { BIN, freePort, runCli } from "./cli";
+import { BIN, freePort, pollUntil, runCli, startHost, stopHost } from "./cli";
 
 let dir: string;
 let socket: string;
@@ -78,23 +78,12 @@ beforeAll(async () => {
   2:
     j 2b
   `, 0x80200000);
-  // The runtime directory (where the default migration key goes) is the test's own.
-  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--images", dir, "--images", dirname(linux.kernel), "--cpus", "2", "--memory", "1G", "--watchdog", "1", "--vcpus-per-pcpu", "4"],
-    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: dir } });
-  host.stderr!.on("data", (d: Buffer) => { hostErr += d.toString(); });
-  const t0 = Date.now();
-  while (!hostErr.includes("API on")) {
-    if (Date.now() - t0 > 20_000 || host.exitCode !== null) throw new Error(`the host did not start:\n${hostErr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  host = await startHost(socket, ["--images", dir, "--images", dirname(linux.kernel), "--cpus", "2", "--memory", "1G", "--watchdog", "1", "--vcpus-per-pcpu", "4"], dir, (text) => { hostErr += text; });
   api = new ApiClient(socket);
 }, 3_600_000);
 
 afterAll(async () => {
-  if (host && host.exitCode === null) {
-    host.kill("SIGTERM");
-    await new Promise((r) => host.once("exit", r));
-  }
+  await stopHost(host);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -103,15 +92,8 @@ const linuxVm = (name: string, extra: object = {}) => ({
 });
 const bare = (name: string, prog: string, extra: object = {}) => ({ name, bios: "none", kernel: programs[prog], memory: "16M", ...extra });
 
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; host log:\n${hostErr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs?: number) =>
+  pollUntil(what, probe, () => `host log:\n${hostErr}`, timeoutMs);
 
 /** GET / from 127.0.0.1:port (a guest's web server through hostfwd), the whole reply. */
 function httpGet(port: number): Promise<string> {

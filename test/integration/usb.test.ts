@@ -6,7 +6,7 @@
 // disk and the keyboard are unplugged and plugged in again while the guest runs.
 import { describe, test, expect, beforeAll, afterAll } from "vitest";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, type ChildProcess } from "node:child_process";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -14,7 +14,7 @@ import type { Duplex } from "node:stream";
 import { buildLinuxGuest } from "../../guests/linux/build.mjs";
 import { ApiClient } from "../../host/api/api";
 import type { VmInfo } from "../../host/hv/types";
-import { BIN, Session, runCli } from "./cli";
+import { Session, pollUntil, runCli, startHost, stopHost } from "./cli";
 import { QmpClient } from "./qmp-client";
 
 let dir: string;
@@ -28,34 +28,17 @@ beforeAll(async () => {
   linux = await buildLinuxGuest({ log: (line: string) => console.error(line) });
   dir = mkdtempSync(join(tmpdir(), "wasmvisor-usb-"));
   socket = join(dir, "api.sock");
-  host = spawn(process.execPath, [BIN, "host", "--api", socket, "--images", dir, "--images", dirname(linux.kernel), "--cpus", "2", "--memory", "512M"],
-    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, XDG_RUNTIME_DIR: dir } });
-  host.stderr!.on("data", (d: Buffer) => { hostErr += d.toString(); });
-  const t0 = Date.now();
-  while (!hostErr.includes("API on")) {
-    if (Date.now() - t0 > 20_000 || host.exitCode !== null) throw new Error(`the host did not start:\n${hostErr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  host = await startHost(socket, ["--images", dir, "--images", dirname(linux.kernel), "--cpus", "2", "--memory", "512M"], dir, (text) => { hostErr += text; });
   api = new ApiClient(socket);
 }, 3_600_000);
 
 afterAll(async () => {
-  if (host && host.exitCode === null) {
-    host.kill("SIGTERM");
-    await new Promise((r) => host.once("exit", r));
-  }
+  await stopHost(host);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}; host log:\n${hostErr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs?: number) =>
+  pollUntil(what, probe, () => `host log:\n${hostErr}`, timeoutMs);
 
 /** A console on the API: run shell commands and get their output. */
 class Shell {
