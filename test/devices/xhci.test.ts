@@ -60,6 +60,17 @@ function keyboardSetup() {
   return { d, kbd, slot };
 }
 
+/** A CDC-ACM serial port on `backend` on port 1 of `d`, enumerated and configured: its bulk OUT endpoint is DCI 4. Returns its slot. */
+function serialSetup(d: Driver, backend: ConstructorParameters<typeof UsbSerial>[1]): number {
+  d.hc.attach(new UsbSerial("ser", backend));
+  d.start();
+  const slot = d.enumerate(1);
+  d.control(slot, SET_CONFIGURATION);
+  expect(d.configure(slot, [{ dci: 4, type: 2, maxPacket: 512 }]).code).toBe(CC.SUCCESS);
+  d.events();
+  return slot;
+}
+
 function storageSetup(blocks = 64, readOnly = false) {
   const d = new Driver();
   const disk = new MemDisk(blocks * 512, readOnly);
@@ -468,12 +479,7 @@ describe("xhci: hostile guests", () => {
     const d = new Driver((mem, irq) => new Xhci("xhci0", { view: mem.view, read: mem.view }, irq));
     const sizes: number[] = [];
     let out = 0;
-    d.hc.attach(new UsbSerial("ser", { write: (b) => { out += b.length; sizes.push(b.length); }, attach() {}, close() {} }));
-    d.start();
-    const slot = d.enumerate(1);
-    d.control(slot, SET_CONFIGURATION);
-    expect(d.configure(slot, [{ dci: 4, type: 2, maxPacket: 512 }]).code).toBe(CC.SUCCESS);
-    d.events();
+    const slot = serialSetup(d, { write: (b) => { out += b.length; sizes.push(b.length); }, attach() {}, close() {} });
     // 64 TDs of 16 TRBs of 128 KiB - 1 (just under MAX_TD_BYTES each), all over the same buffer.
     const ring = RAM_BASE + 0x100000;
     const tds = 64;
@@ -510,12 +516,7 @@ describe("xhci: hostile guests", () => {
   it("a TD with a Link TRB before every TRB fails after twice MAX_TD_TRBS ring reads", () => {
     let reads = 0;
     const d = new Driver((mem, irq) => new Xhci("xhci0", { view: mem.view, read: (gpa, len) => { if (len === 16) reads++; return mem.read(gpa, len); } }, irq));
-    d.hc.attach(new UsbSerial("ser", new Pipe()));
-    d.start();
-    const slot = d.enumerate(1);
-    d.control(slot, SET_CONFIGURATION);
-    expect(d.configure(slot, [{ dci: 4, type: 2, maxPacket: 512 }]).code).toBe(CC.SUCCESS);
-    d.events();
+    const slot = serialSetup(d, new Pipe());
     // Blocks of 16 Links, each to the next, then a chained zero-length Normal TRB; 1024 blocks.
     const base = RAM_BASE + 0x100000;
     const blocks = 1024;
@@ -539,12 +540,7 @@ describe("xhci: hostile guests", () => {
 
   it("a doorbell reads at most about MAX_SHARE_TRB_READS TRBs: the TDs beyond wait for continueWork()", () => {
     const d = new Driver();
-    d.hc.attach(new UsbSerial("ser", new Pipe()));
-    d.start();
-    const slot = d.enumerate(1);
-    d.control(slot, SET_CONFIGURATION);
-    expect(d.configure(slot, [{ dci: 4, type: 2, maxPacket: 512 }]).code).toBe(CC.SUCCESS);
-    d.events();
+    const slot = serialSetup(d, new Pipe());
     // 60 TDs of 100 chained zero-length Normal TRBs: 6000 TRBs, fewer than MAX_TDS TDs.
     const ring = RAM_BASE + 0x100000;
     const tds = 60;
