@@ -853,50 +853,46 @@ describe.each(["nested", "shadow"] as const)("%s paging", (pagingMode) => {
     // satp with MODE = Bare is an address space of its own to the TLB (identity entries), and any
     // change of address space makes the run loop fetch its code page again.
     const XB = RAM + 0x500000; // a virtual address that is also a RAM physical address
-    const twoMiB = (pt: PageTables) => { pt.map(RAM, RAM, V | RWX | AD, 1); pt.map(RAM + 0x200000, RAM + 0x200000, V | RWX | AD, 1); };
-
-    it("paged -> Bare -> paged: a load at a virtual address reads physical memory in between", () => {
+    // XB maps to P1 (holding 0x11) in the page table and holds 0x22 itself; code is in 2 MiB pages.
+    const runWithXb = (body: (satp: bigint) => string) => {
       const m = machine(null, { ramSize: 8 * MB });
       const pt = new PageTables(m, "sv39", POOL + 0x40000);
-      twoMiB(pt);
+      pt.map(RAM, RAM, V | RWX | AD, 1);
+      pt.map(RAM + 0x200000, RAM + 0x200000, V | RWX | AD, 1);
       pt.map(XB, P1, V | R | W | AD);
       m.w64(P1, 0x11n);
       m.w64(XB, 0x22n);
       m.load(`
         ${enter(PRV_S, "body")}
       body:
-        li t1, ${pt.satp()}
+        ${body(pt.satp())}
+      `);
+      m.runDone();
+      return m;
+    };
+
+    it("paged -> Bare -> paged: a load at a virtual address reads physical memory in between", () => {
+      const m = runWithXb((satp) => `
+        li t1, ${satp}
         csrw satp, t1
         li t0, ${XB}
         ld a0, 0(t0)
         csrw satp, zero
         ld a1, 0(t0)
         csrw satp, t1
-        ld a2, 0(t0)
-      `);
-      m.runDone();
+        ld a2, 0(t0)`);
       expect([m.x("a0"), m.x("a1"), m.x("a2")]).toEqual([0x11n, 0x22n, 0x11n]);
     });
 
     it("identity entries made in Bare are not used when the earlier satp comes back", () => {
-      const m = machine(null, { ramSize: 8 * MB });
-      const pt = new PageTables(m, "sv39", POOL + 0x40000);
-      twoMiB(pt);
-      pt.map(XB, P1, V | R | W | AD);
-      m.w64(P1, 0x11n);
-      m.w64(XB, 0x22n);
-      m.load(`
-        ${enter(PRV_S, "body")}
-      body:
-        li t1, ${pt.satp()}
+      const m = runWithXb((satp) => `
+        li t1, ${satp}
         li t0, ${XB}
         csrw satp, t1
         csrw satp, zero
         ld a0, 0(t0)
         csrw satp, t1
-        ld a1, 0(t0)
-      `);
-      m.runDone();
+        ld a1, 0(t0)`);
       expect([m.x("a0"), m.x("a1")]).toEqual([0x22n, 0x11n]);
     });
 
