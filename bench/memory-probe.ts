@@ -70,14 +70,14 @@ function probe(req: ProbeRequest): ProbeResult {
   warmup.output = "";
   gc();
   const before = processMemory();
-  const heapBefore = process.memoryUsage().heapUsed;
+  const heapBefore = process.memoryUsage();
   const guests: Guest[] = [];
   for (let i = 0; i < req.vms; i++) guests.push(new Guest(config));
   bootToPrompt(guests);
   for (const g of guests) g.output = ""; // the console log is the probe's, not the VM's
   gc();
   const after = processMemory();
-  const heapAfter = process.memoryUsage().heapUsed;
+  const heapAfter = process.memoryUsage();
 
   // Then each VM's own memory. The probe marker (in the spare page past RAM) is written after
   // the resident set was read, so it does not count. Without a pagemap (some sandboxes hide it),
@@ -100,7 +100,8 @@ function probe(req: ProbeRequest): ProbeResult {
     rss_before: before.rss,
     rss_after: after.rss,
     page_tables: after.pageTables - before.pageTables,
-    js_heap: heapAfter - heapBefore,
+    js_heap: heapAfter.heapUsed - heapBefore.heapUsed,
+    js_heap_reserved: Math.max(0, heapAfter.heapTotal - heapBefore.heapTotal - (heapAfter.heapUsed - heapBefore.heapUsed)),
     guest_ram_touched: guestRam,
     core_region_touched: coreRegion,
   };

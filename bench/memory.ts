@@ -29,6 +29,12 @@ export interface ProbeResult {
   rss_after: number;
   page_tables: number;
   js_heap: number;
+  /**
+   * Growth of the JS heap's pages beyond its live objects: V8 enlarges its young generation when
+   * the guests allocate fast (several booting at once). A process-wide cost, paid once: shown
+   * apart so it does not pass for the VMs' own. Absent in runs before 2026-12-06.
+   */
+  js_heap_reserved?: number;
   guest_ram_touched: number;
   core_region_touched: number;
 }
@@ -38,6 +44,8 @@ export interface MemoryBreakdown {
   overhead_mib: number;
   core_region_mib: number;
   js_heap_mib: number;
+  /** See ProbeResult.js_heap_reserved. */
+  js_heap_reserve_mib: number;
   page_tables_mib: number;
   /** The rest of the overhead: device models, buffers, code, allocator slack. */
   other_mib: number;
@@ -59,10 +67,10 @@ const MiB = 2 ** 20;
 export function breakdown(p: ProbeResult, vms: number): MemoryBreakdown {
   const perVm = (bytes: number) => bytes / vms / MiB;
   const overhead = perVm(p.rss_after - p.rss_before + p.page_tables - p.guest_ram_touched);
-  const core = perVm(p.core_region_touched), heap = perVm(p.js_heap), tables = perVm(p.page_tables);
+  const core = perVm(p.core_region_touched), heap = perVm(p.js_heap), reserve = perVm(p.js_heap_reserved ?? 0), tables = perVm(p.page_tables);
   return {
-    overhead_mib: overhead, core_region_mib: core, js_heap_mib: heap, page_tables_mib: tables,
-    other_mib: overhead - core - heap - tables, guest_ram_touched_mib: perVm(p.guest_ram_touched),
+    overhead_mib: overhead, core_region_mib: core, js_heap_mib: heap, js_heap_reserve_mib: reserve, page_tables_mib: tables,
+    other_mib: overhead - core - heap - reserve - tables, guest_ram_touched_mib: perVm(p.guest_ram_touched),
   };
 }
 
@@ -82,7 +90,7 @@ export function memorySuite(g: Guest, runs: number, vms: number, log: (s: string
     overhead_mib: median(overheads), vms_per_run: vms, guest_ram_mib: req.ramMiB, method: mid.method, per_vm: perVm, runs: probes,
   };
   log(`  ${vms} Linux guests (${req.ramMiB} MiB RAM each) at their prompts: ${result.overhead_mib.toFixed(2)} MiB overhead per VM ` +
-    `(core region ${perVm.core_region_mib.toFixed(2)}, JS heap ${perVm.js_heap_mib.toFixed(2)}, page tables ${perVm.page_tables_mib.toFixed(2)}, ` +
+    `(core region ${perVm.core_region_mib.toFixed(2)}, JS heap ${perVm.js_heap_mib.toFixed(2)} + ${perVm.js_heap_reserve_mib.toFixed(2)} V8's growth, page tables ${perVm.page_tables_mib.toFixed(2)}, ` +
     `other ${perVm.other_mib.toFixed(2)}); guest RAM touched ${perVm.guest_ram_touched_mib.toFixed(1)} MiB per VM`);
   return result;
 }
