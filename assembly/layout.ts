@@ -242,13 +242,15 @@ export const TLB_FETCH: i32 = 2;
 export const MMIO_MAP: i32 = 0x100000; // 65536 bytes
 
 // ---- Decoded-code cache (dcache.ts) ----
-// DC_PAGES entries in 2-way sets, each caching one 4 KiB page of code (RAM or ROM) as one 8-byte
-// decoded slot per halfword. DC_TAGS holds each entry's host page offset (0 = free); DC_LRU,
-// per set, the way to replace next.
+// DC_PAGES entries in DC_WAYS-way sets, each caching one 4 KiB page of code (RAM or ROM) as one
+// 8-byte decoded slot per halfword. DC_TAGS holds each entry's host page offset (0 = free);
+// replacement is a clock per set: DC_HAND, per set, the way it looks at next, and DC_USED, per
+// entry, set when the entry is used and cleared as the hand passes.
 export const DC_TAGS: i32 = 0xc0000; // DC_PAGES x u32
 export const DC_SCRATCH: i32 = 0xc0800; // u64: a slot for an instruction run without caching it
 export const JIT_SLOT: i32 = 0xc0808; // u64: the slot of an instruction translated code has the core run (jitExec)
-export const DC_LRU: i32 = 0xc0c00; // DC_PAGES / 2 x u8
+export const DC_HAND: i32 = 0xc0c00; // DC_PAGES / DC_WAYS x u8
+export const DC_USED: i32 = 0xc0d00; // DC_PAGES x u8
 // What the translation tier (host/jit/, docs/TRANSLATION.md) reads per entry: a generation that
 // changes whenever the entry's slots are dropped (so a translation of them is dead), a heat
 // count sampled at slice boundaries (saturating), and how many slots are decoded.
@@ -259,6 +261,7 @@ export const DC_DECODED: i32 = 0xc1800; // DC_PAGES x u16
 // caching code from a page whose bit is clear need not search the write TLBs.
 export const WRITE_MAPPED: i32 = 0xe0000; // 131072 bytes (4 GiB / 4 KiB / 8)
 export const DC_PAGES: i32 = 256;
+export const DC_WAYS: i32 = 8;
 export const DC_PAGE_BYTES: i32 = 16384; // 2048 slots x 8 bytes
 export const DC_SLOTS: i32 = 0x400000; // DC_PAGES x DC_PAGE_BYTES (4 MiB, touched as used)
 // Each thread running harts of the VM at once has a decoded-code cache of its own (a cache's

@@ -214,6 +214,46 @@ describe("decoded-code cache coherence", () => {
     expect(generations("fence.i", true)).toBeGreaterThan(generations("nop", true) + 50);
   });
 
+  it("a page entered again and again stays cached while more pages than its set holds stream through it", () => {
+    // The loop's page calls, round after round, 3 x DC_WAYS pages that fall in its set (one set
+    // every DC_PAGES / DC_WAYS pages): they evict each other, and never it. Two ways, or a clock
+    // that keeps what was cached once, evicted it about once a round.
+    const stride = (L.DC_PAGES / L.DC_WAYS) * 4096;
+    const cold = 3 * L.DC_WAYS;
+    let src = `
+      li s1, 4              # rounds
+    round:
+      li s2, ${cold}
+      la s0, cold0
+    call:
+      jalr s0
+      li t0, ${stride}
+      add s0, s0, t0
+      addi s2, s2, -1
+      bnez s2, call
+      addi s1, s1, -1
+      bnez s1, round
+      la t0, done
+      jr t0
+    `;
+    src += ".balign 65536\n.space 65536\n"; // cold0 at one stride from the loop's page (the code above is short)
+    for (let i = 0; i < cold; i++) src += `cold${i}:\n addi a0, a0, 1\n ret\n .space ${(i + 1 < cold ? stride : 4096) - 8}\n`; // \`done\` in another set
+    const m = machine(src, { ramSize: (cold + 2) * stride });
+    m.runDone(100_000);
+    expect(m.x("a0")).toBe(BigInt(4 * cold));
+    const entryOf = (gpa: number) => {
+      for (let e = 0; e < L.DC_PAGES; e++) if (m.core.view.getUint32(L.DC_TAGS + 4 * e, true) === L.RAM_HOST + gpa - L.RAM_GPA) return e;
+      return -1;
+    };
+    const loopEntry = entryOf(L.RAM_GPA);
+    expect(loopEntry).toBeGreaterThanOrEqual(0);
+    expect(m.core.view.getUint32(L.DC_GEN + 4 * loopEntry, true), "the loop's page was evicted").toBe(1); // cached once, when it first ran
+    let coldRenewals = 0;
+    const set = Math.floor(loopEntry / L.DC_WAYS) * L.DC_WAYS;
+    for (let e = set; e < set + L.DC_WAYS; e++) if (e !== loopEntry) coldRenewals += m.core.view.getUint32(L.DC_GEN + 4 * e, true);
+    expect(coldRenewals).toBe(4 * cold); // every call missed: they took turns in the other ways
+  });
+
   it("more code pages than the cache holds still run correctly (entries are evicted)", () => {
     // A chain of jumps through DC_PAGES + 8 pages that all map to cache entries in turn.
     const pages = L.DC_PAGES + 8;
