@@ -25,7 +25,7 @@ import { csrAccess, csrIllegal, interruptCheckNeeded, clearInterruptCheck, setPe
 import { execFp, fpIllegal, arithD } from "./fp";
 import { decode } from "./decode";
 import * as D from "./decode";
-import { dcPage, decodeSlot, dcFlush, dcFenceI, dcSampleHeat, dcMeta } from "./dcache";
+import { dcPage, dcCached, decodeSlot, dcFlush, dcFenceI, dcSampleHeat, dcMeta } from "./dcache";
 import { triggerCheck, triggerWatchesPage, TK_EXEC, CAUSE_DEBUG } from "./trigger";
 
 // Instructions between polls of interrupts, clock and host attention.
@@ -183,6 +183,22 @@ function storeMiss(va: u64, size: u64, v: u64): i32 {
 // JIT_LEAVE (done, but leave the translation: the access did bulk work, perhaps dropping decoded
 // code, so the run loop must look again), or ST_FAULT / ST_MMIO / ST_TOHOST as the loop's cases.
 const JIT_LEAVE: i32 = 6;
+
+/**
+ * Translated code leaving its page for pc: the table index of the translation to go on in
+ * without returning here (its marker at pc, in a page cached and mapped for fetching as things
+ * are now), or -1: the run loop goes on, as it does whenever it must look at each fetch
+ * (triggers, a single step) or something wants the hart.
+ */
+export function jitChain(pc: u64): i32 {
+  if (load<i32>(H + H_TRIG_ARMED) != 0 || atomic.load<i32>(H + H_ATTN) != 0) return -1;
+  const e = tlbEntry(tlbFetch, pc);
+  if (load<u64>(e) != (pc & PAGE_MASK)) return -1;
+  const slots = dcCached(<usize>(load<u64>(e + 8) + (pc & PAGE_MASK)));
+  if (slots == 0) return -1;
+  const sp = slots + (<usize>(pc & 0xfff) << 2);
+  return load<u8>(sp) == D.OP_JIT ? <i32>fInst(sp) : -1;
+}
 
 /** A load that missed the TLB, from translated code (f3 and regOff as loadMiss). */
 export function jitLoad(va: u64, f3: i32, regOff: i32): i32 {
@@ -704,7 +720,9 @@ export function run(hart: i32, budget: i32): i32 {
         // ---- translated code ----
         case D.OP_JIT: {
           // A translation runs whole blocks (at least one, so a block may end the slice past its
-          // limit by less than its length), chaining within its page, and returns the next pc.
+          // limit by less than its length), chaining within its page and on into the translations
+          // of others (jitChain), each adding what it retired, and returns the next pc.
+          store<i32>(h + H_JIT_RETIRED, 0);
           pc = call_indirect<u64>(fInst(sp), h, fetchVa, pc, tlbRead, tlbWrite, limit - count + 1);
           const js = load<i32>(h + H_JIT_STATUS);
           const jr = load<i32>(h + H_JIT_RETIRED);

@@ -56,6 +56,14 @@ export function dcSelect(k: i32): void {
   return -1;
 }
 
+/** The slots of the code page at host offset `hostPage` if it is cached (marked used), else 0. */
+export function dcCached(hostPage: usize): usize {
+  const e = findEntry(dcMeta, hostPage);
+  if (e < 0) return 0;
+  store<u8>(dcMeta + DC_USED + <usize>e, 1);
+  return dcSlots + <usize>e * <usize>DC_PAGE_BYTES;
+}
+
 /** The slots of the code page at host offset `hostPage`, allocating (empty) on a miss. */
 export function dcPage(hostPage: usize): usize {
   const set = setOf(hostPage);

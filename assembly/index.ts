@@ -13,7 +13,7 @@ import { shadowInit, shadowHostWrite } from "./shadow";
 import { setDebugAccess, debugChanged as triggersDebugChanged } from "./trigger";
 import { debugTranslate as translateForDebugger } from "./mmu";
 import { completeMmioLoad } from "./cpu";
-export { run, jitLoad, jitStore, jitExec } from "./cpu";
+export { run, jitLoad, jitStore, jitExec, jitChain } from "./cpu";
 export { dirtyLogEnable, dirtyLogSync } from "./p2m";
 
 /**

@@ -24,6 +24,7 @@ export interface CoreExports {
   jitLoad(va: bigint, f3: number, regOff: number): number;
   jitStore(va: bigint, size: number, v: bigint): number;
   jitExec(slot: bigint, pc: bigint): number;
+  jitChain(pc: bigint): number;
   /** The host's debugger (assembly/trigger.ts). */
   debugCsrWrite(hart: number, csr: number, value: bigint): number;
   debugChanged(hart: number): void;

@@ -99,7 +99,9 @@ export class TranslationTier {
     // The loader wraps exports in JavaScript; translations call the wasm functions themselves.
     const raw = (f: unknown) => (f as { original?: unknown }).original ?? f;
     const e = core.exports as unknown as Record<string, unknown>;
-    this.imports = { env: { memory: core.memory, jitLoad: raw(e.jitLoad), jitStore: raw(e.jitStore), jitExec: raw(e.jitExec) } } as WebAssembly.Imports;
+    this.imports = {
+      env: { memory: core.memory, table: core.table, jitLoad: raw(e.jitLoad), jitStore: raw(e.jitStore), jitExec: raw(e.jitExec), jitChain: raw(e.jitChain) },
+    } as WebAssembly.Imports;
   }
 
   /** After a step: forget dead translations, make new ones. Returns the work units compiling cost. */

@@ -35,7 +35,9 @@ const V_FPOK = 53, V_FBITS = 54, V_FX = 55;
 const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32, I32, I64, I64, I64, I32, I32, I64, F64];
 const KIND_LOAD = 0, KIND_STORE = 1;
 // Imports: the core's slow paths.
-const F_LOAD = 0, F_STORE = 1, F_EXEC = 2;
+const F_LOAD = 0, F_STORE = 1, F_EXEC = 2, F_CHAIN = 3;
+/** run's type index: after the imports' (moduleBytes). */
+const T_RUN = 4;
 
 /** One decoded slot (decode.ts layout). */
 interface Slot {
@@ -138,6 +140,27 @@ export interface PageTranslation {
 }
 
 /**
+ * Whether this engine has WebAssembly tail calls (V8 since 11.2, Firefox 121, Safari 18.2):
+ * translations chain into each other's pages with them, and return to the run loop without.
+ */
+const TAIL_CALLS = (() => {
+  // (module (type (func)) (table 0 funcref) (func (type 0) i32.const 0 return_call_indirect (type 0)))
+  const probe = [0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 4, 4, 1, 0x70, 0, 0, 10, 9, 1, 7, 0, 0x41, 0, 0x13, 0, 0, 0x0b];
+  try {
+    return WebAssembly.validate(new Uint8Array(probe));
+  } catch {
+    return false;
+  }
+})();
+
+// H_JIT_RETIRED += what `value` pushes: translations chained from one call of the run loop's add up.
+function addRetired(c: Code, value: () => void): void {
+  c.get(P_H).get(P_H).mem(OP.i32Load, 2, L.H_JIT_RETIRED);
+  value();
+  c.op(OP.i32Add).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
+}
+
+/**
  * Translate the decoded slots at `slots` (one cached page, slot i for the halfword at byte 2i).
  * Returns null when the page has nothing worth translating.
  */
@@ -191,6 +214,7 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
       { name: "jitLoad", type: { params: [I64, I32, I32], results: [I32] } },
       { name: "jitStore", type: { params: [I64, I32, I64], results: [I32] } },
       { name: "jitExec", type: { params: [I64, I64], results: [I32] } },
+      { name: "jitChain", type: { params: [I64], results: [I32] } },
     ],
     run: { type: { params: [I32, I64, I64, I32, I32, I32], results: [I64] }, locals: LOCALS, code },
     memoryMaxPages: memoryPages,
@@ -280,7 +304,17 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.get(P_H).get(P_PC).mem(OP.i64Store, 3, L.H_EXIT_DATA).get(P_H).get(P_PAGE_VA).mem(OP.i64Store, 3, L.H_EXIT_ADDR)
     .get(P_H).get(P_BUDGET).mem(OP.i32Store, 2, L.H_EXIT_SIZE);
   c.op(OP.unreachable).end(stuck);
-  c.get(P_H).get(V_RETIRED).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
+  addRetired(c, () => c.get(V_RETIRED));
+  if (TAIL_CALLS) {
+    // Budget left: go on in the translation of the page pc is in, if there is one (a tail call:
+    // the run loop sees one return, at the end of the chain).
+    const more = c.get(V_RETIRED).get(P_BUDGET).op(OP.i32LtS).if_();
+    const found = c.get(P_PC).call(F_CHAIN).tee(V_IDX).i32(0).op(OP.i32GeS).if_();
+    c.get(P_H).get(P_PC).i64(-4096n).op(OP.i64And).get(P_PC).get(P_TLB_R).get(P_TLB_W).get(P_BUDGET).get(V_RETIRED).op(OP.i32Sub)
+      .get(V_IDX).returnCallIndirect(T_RUN);
+    c.end(found);
+    c.end(more);
+  }
   c.get(P_H).i32(0).mem(OP.i32Store, 2, L.H_JIT_STATUS);
   c.get(P_PC).ret();
   c.end(slow);
@@ -317,11 +351,11 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   storeRegs();
   // A fault leaves at the site, which did not retire; MMIO, tohost and JIT_LEAVE after it.
   const fault = c.get(V_ST).i32(ST_FAULT).op(OP.i32Eq).if_();
-  c.get(P_H).get(V_RETIRED).get(V_SITE_RET).op(OP.i32Add).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
+  addRetired(c, () => c.get(V_RETIRED).get(V_SITE_RET).op(OP.i32Add));
   c.get(P_H).i32(ST_FAULT).mem(OP.i32Store, 2, L.H_JIT_STATUS);
   c.get(P_PAGE_VA).get(V_SITE).op(OP.i64ExtendI32U).op(OP.i64Add).ret();
   c.end(fault);
-  c.get(P_H).get(V_RETIRED).get(V_SITE_RET).op(OP.i32Add).i32(1).op(OP.i32Add).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
+  addRetired(c, () => c.get(V_RETIRED).get(V_SITE_RET).op(OP.i32Add).i32(1).op(OP.i32Add));
   c.get(P_H).get(V_ST).get(V_ST).i32(JIT_LEAVE).op(OP.i32Ne).op(OP.i32Mul).mem(OP.i32Store, 2, L.H_JIT_STATUS); // JIT_LEAVE: 0
   c.get(P_PAGE_VA).get(V_NEXT).op(OP.i64ExtendI32U).op(OP.i64Add).ret();
   c.finish();

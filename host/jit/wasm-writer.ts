@@ -123,6 +123,10 @@ export class Code extends Bytes {
   call(fn: number): this {
     return this.byte(0x10).u32(fn);
   }
+  /** A tail call through table 0 to a function of type `type` (the callee returns for this one). */
+  returnCallIndirect(type: number): this {
+    return this.byte(0x13).u32(type).u32(0);
+  }
   get(local: number): this {
     return this.byte(0x20).u32(local);
   }
@@ -203,8 +207,9 @@ export interface FuncType {
 }
 
 /**
- * A module of one exported function `run`, importing the shared memory `env.memory` and the
- * functions `imports` (in order: their indices are 0, 1, ...).
+ * A module of one exported function `run`, importing the shared memory `env.memory`, the
+ * function table `env.table` and the functions `imports` (in order: their indices are 0, 1, ...;
+ * their types too, and run's type follows theirs).
  */
 export function moduleBytes(opts: {
   imports: { name: string; type: FuncType }[];
@@ -222,8 +227,9 @@ export function moduleBytes(opts: {
     typeSec.byte(0x60).u32(t.params.length).bytes(t.params).u32(t.results.length).bytes(t.results);
   }
   section(1, typeSec);
-  const importSec = new Bytes().u32(opts.imports.length + 1);
+  const importSec = new Bytes().u32(opts.imports.length + 2);
   importSec.name("env").name("memory").byte(0x02).byte(0x03).u32(1).u32(opts.memoryMaxPages);
+  importSec.name("env").name("table").byte(0x01).byte(0x70).byte(0x00).u32(0); // funcref, at least 0 entries
   opts.imports.forEach((imp, i) => importSec.name("env").name(imp.name).byte(0x00).u32(i));
   section(2, importSec);
   section(3, new Bytes().u32(1).u32(types.length - 1));

@@ -9,7 +9,8 @@ function constant(v: number | bigint): bigint {
   code.i64(v).finish();
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
   const wasm = moduleBytes({ imports: [], run: { type: { params: [], results: [I64] }, locals: [], code }, memoryMaxPages: 1 });
-  const run = new WebAssembly.Instance(new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>), { env: { memory } }).exports.run as () => bigint;
+  const table = new WebAssembly.Table({ initial: 0, element: "anyfunc" });
+  const run = new WebAssembly.Instance(new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>), { env: { memory, table } }).exports.run as () => bigint;
   return run();
 }
 
