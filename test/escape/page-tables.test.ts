@@ -3,8 +3,10 @@
 // RAM's end and beyond, aliases of RAM above 4 GiB, 2^41 and 2^53, the top of the 56-bit physical
 // space, their own table (a loop, and a writable mapping the attacker rewrites its tables
 // through), misaligned superpages, and PTEs with reserved bits, N, PBMT, W without R, U, or A/D
-// on a non-leaf. Through each it stores, loads, runs an AMO and jumps; its M-mode handler notes
-// the cause of each trap and the attacker reports one character per access. What hardware
+// on a non-leaf. Through each it stores, loads, runs an AMO and jumps; then, from M-mode with
+// MPRV, it stores, loads and runs an AMO under roots (satp) in the boot ROM, the UART, beyond RAM
+// and at the top of the physical space. Its M-mode handler notes the cause of each trap and the
+// attacker reports one character per access. What hardware
 // gives (privileged spec, Sv39/Sv48 and PMAs): a page fault where the walk finds an invalid PTE,
 // an access fault where the physical address has nothing (or a device refuses the access), the
 // device's answer where one is. It runs under both of the host's memory virtualization modes
@@ -38,6 +40,7 @@ const ROM_WORD0 = 0x02828613_00000297n; // the reset vector's first two instruct
 const LSR_IDLE = 0x60n; // the UART's line status with nothing received: THR and transmitter empty
 
 type Mode = "sv39" | "sv48";
+const satp = (mode: Mode, root: number | bigint): bigint => (BigInt(mode === "sv39" ? 8 : 9) << 60n) | (BigInt(root) >> 12n);
 
 /** A guest's page tables as it will find them in its RAM, made in the image at `base`. */
 class PageTables {
@@ -198,6 +201,18 @@ const CASES: Case[] = [
   { name: "a level-3 table in the UART", modes: ["sv48"], region: "tera", map: (pt, va) => pt.set(va, 3, pointer(UART)), ops: anything(), expect: NOTHING_THERE },
   { name: "a non-canonical address", region: { va: (mode) => mode === "sv39" ? 1n << 38n : 1n << 47n }, ops: anything(), expect: PAGE_FAULTS },
 ];
+// Roots that are no table in RAM, used from M-mode through MPRV (loads, stores and AMOs as S-mode
+// makes them, fetches not): a store, a load and an AMO at 0x4000_0100 under each, in Sv39 and Sv48.
+// In the boot ROM that address's root entry is a doubleword with reserved bits set.
+interface Root { name: string; satp: bigint; expect: string }
+const ROOTS: Root[] = (["sv39", "sv48"] as const).flatMap((mode) => ([
+  ["in the boot ROM", ROM, "fdf"],
+  ["in the UART", UART, "757"],
+  ["beyond RAM's end", RAM_END, "757"],
+  ["at the top of the 56-bit space", (1n << 56n) - 4096n, "757"],
+] as const).map(([where, root, expect]) => ({ name: `${mode}: a root ${where}`, satp: satp(mode, root), expect })));
+const ROOT_VA = 0x4000_0100n;
+
 /** The address whose index at every level of `mode`'s tables is `i`. */
 function everyIndex(mode: Mode, i: bigint): bigint {
   let va = 0n;
@@ -236,8 +251,11 @@ function casesFor(mode: Mode, label: string): { code: string; pt: PageTables; ca
   return { code: lines.join("\n"), pt, cases };
 }
 
-/** One access in S-mode: s7 is 0 unless the M-mode handler saw a trap (then its cause + 1); rec reports it. */
-function access(op: Op, va: bigint): string {
+/**
+ * One access in S-mode (or, with `mprv`, from M-mode as S-mode's): s7 is 0 unless the M-mode
+ * handler saw a trap (then its cause + 1); rec reports it.
+ */
+function access(op: Op, va: bigint, mprv = false): string {
   if (op.kind === "sfence") return "    sfence.vma zero, zero";
   const at = BigInt.asUintN(64, va + op.at);
   const code = [`    li s1, ${at}`, "    li s7, 0", "    li a0, 0"];
@@ -248,6 +266,9 @@ function access(op: Op, va: bigint): string {
   }
   if (op.kind === "amo") code.push(`    amoor.${op.width === 4 ? "w" : "d"} s3, zero, (s1)`);
   if (op.kind === "fetch") code.push("    jalr ra, 0(s1)");
+  // MPRV with MPP = S for the access alone (a trap's mret leaves MPP at U): rec's store is M-mode's.
+  if (mprv) code.splice(-1, 0, "    li t0, 0x1800", "    csrc mstatus, t0", "    li t0, 0x20800", "    csrs mstatus, t0");
+  if (mprv) code.push("    li t0, 0x20000", "    csrc mstatus, t0");
   code.push("    jal ra, rec");
   return code.join("\n");
 }
@@ -256,14 +277,13 @@ function access(op: Op, va: bigint): string {
 function pagingAttacker(): { program: Uint8Array; cases: Record<Mode, Case[]> } {
   const sv39 = casesFor("sv39", "s39");
   const sv48 = casesFor("sv48", "s48");
-  const satp = (mode: Mode, pt: PageTables) => (BigInt(mode === "sv39" ? 8 : 9) << 60n) | (BigInt(pt.root) >> 12n);
   const source = `
     la t0, mtrap
     csrw mtvec, t0
 ${romChecksum("s9")}
     li s0, ${RESULTS}
     li s10, 0
-    li t0, ${satp("sv39", sv39.pt)}
+    li t0, ${satp("sv39", sv39.pt.root)}
     csrw satp, t0
     sfence.vma zero, zero
     li t0, 0x1800
@@ -276,7 +296,7 @@ ${romChecksum("s9")}
 
   # M-mode: a trap from an access notes its cause and goes on after it; from a jump, back where
   # the jump came from. The ecall at the end of the Sv39 cases starts the Sv48 ones; the one
-  # after those, the report.
+  # after those, the MPRV ones in M-mode, and then the report.
   mtrap:
     csrr t3, mcause
     li t4, 9
@@ -294,15 +314,24 @@ ${romChecksum("s9")}
     csrw mepc, ra
     mret
   ecall:
-    bnez s10, report
+    bnez s10, 4f
     li s10, 1
     li t3, 47           # '/'
     sb t3, 0(s0)
     addi s0, s0, 1
-    li t3, ${satp("sv48", sv48.pt)}
+    li t3, ${satp("sv48", sv48.pt.root)}
     csrw satp, t3
     sfence.vma zero, zero
     la t3, s48
+    csrw mepc, t3
+    mret
+  4:
+    li t3, 47
+    sb t3, 0(s0)
+    addi s0, s0, 1
+    li t3, 0x1800       # MPP = M: on in M-mode
+    csrs mstatus, t3
+    la t3, mprv
     csrw mepc, t3
     mret
   report:
@@ -327,7 +356,7 @@ ${romChecksum("s8")}
   forever:
     j forever           # and never yields
 
-  # S-mode from here.
+  # S-mode from here (and the MPRV accesses, whose faults are skipped alike).
   code_start:
   # Report the access: its cause in hex, or "." ("!" if a0 is not 0: a load read something else).
   rec:
@@ -349,6 +378,10 @@ ${romChecksum("s8")}
     ret
 ${sv39.code}
 ${sv48.code}
+  mprv:
+${ROOTS.map((r) => [`  # ${r.name}`, `    li t0, ${r.satp}`, "    csrw satp, t0", "    sfence.vma zero, zero",
+    ...accesses(0, 8, 0x12345678n).slice(0, 3).map((op) => access(op, ROOT_VA, true))].join("\n")).join("\n")}
+    j report
   code_end:
 `;
   const code = assemble(source, { origin: RAM }).bytes;
@@ -370,7 +403,7 @@ ${sv48.code}
 }
 
 /** A report's characters by case. */
-function byCase(cases: Case[], report: string): Record<string, string> {
+function byCase(cases: { name: string; expect: string }[], report: string): Record<string, string> {
   let at = 0;
   return Object.fromEntries(cases.map((c) => [c.name, report.slice(at, at += c.expect.length)]));
 }
@@ -381,12 +414,11 @@ describe("page tables that point anywhere", () => {
     test(`under ${paging} paging, every access through them gets what the privileged spec gives, and the boot ROM is unchanged`, async () => {
       await besideVictim({ program: attack.program, definition: () => ({ paging }) }, async (scene) => {
         await scene.startVictim();
-        // Sv39's cases, Sv48's, and "r" if the boot ROM reads back unchanged.
-        const [sv39, sv48, rom] = (await scene.attackerSays(/\n/)).trim().split("/");
-        expect({ sv39: byCase(attack.cases.sv39, sv39!), sv48: byCase(attack.cases.sv48, sv48!) }).toEqual({
-          sv39: Object.fromEntries(attack.cases.sv39.map((c) => [c.name, c.expect])),
-          sv48: Object.fromEntries(attack.cases.sv48.map((c) => [c.name, c.expect])),
-        });
+        // Sv39's cases, Sv48's, the roots', and "r" if the boot ROM reads back unchanged.
+        const [sv39, sv48, roots, rom] = (await scene.attackerSays(/\n/)).trim().split("/");
+        const expected = (cases: { name: string; expect: string }[]) => Object.fromEntries(cases.map((c) => [c.name, c.expect]));
+        expect({ sv39: byCase(attack.cases.sv39, sv39!), sv48: byCase(attack.cases.sv48, sv48!), roots: byCase(ROOTS, roots!) })
+          .toEqual({ sv39: expected(attack.cases.sv39), sv48: expected(attack.cases.sv48), roots: expected(ROOTS) });
         expect(rom).toBe("r");
         // The mode was in effect: under shadow paging the attacker's table writes trapped (and
         // its shadows were dropped); under nested paging nothing was shadowed.
