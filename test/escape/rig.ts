@@ -1,7 +1,8 @@
 // The scene of the escape suite: a Hypervisor on Node with one pCPU, where an attacker VM (an
 // M-mode program, no firmware) runs beside a victim VM that keeps a pattern in its RAM and checks
-// it while it counts (test/state/counter-guest.ts). Each attacker reports what it saw on its
-// UART and then never yields; the tests judge the report, the victim and the host.
+// it while it counts (test/state/counter-guest.ts). An attacker never yields; it reports what it
+// saw on its UART, or the test watches it through the API; the tests judge that, the victim and
+// the host.
 import { expect } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
