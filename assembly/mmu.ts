@@ -16,7 +16,7 @@ import {
 import { dcInvalidate, noteWriteMapping } from "./dcache";
 import {
   p2mHost, p2mLeaf, p2mLeafPtr, frameToGpa, dirtyFault, noteDirty, stat, statAdd, P2M_W, P2M_LOG,
-  P2M_PT,
+  P2M_PT, isRam,
 } from "./p2m";
 import { shadowLookup, shadowInstall, shadowWatchTable, shadowTableWrite, shadowEpoch } from "./shadow";
 import { triggerCheck, triggerWatchesPage, TK_LOAD, TK_STORE } from "./trigger";
@@ -195,7 +195,9 @@ export function translate(va: u64, acc: i32, regime: i32, paged: bool, watch: bo
     // Hardware A/D update, atomically so a concurrent change by the guest is not lost.
     const need = PTE_A | (acc == ACC_WRITE ? PTE_D : 0);
     if ((pte & need) != need && !probe) {
-      if (pmpCheck(pteAddr, pteAddr + 8, ACC_WRITE, PRV_S) != 1) { raise(accessFault(acc), va); return 0; }
+      // The update is a store to the PTE: where that would fail (PMP, or a table in the boot
+      // ROM, which takes no stores), the access faults as the spec says, and the ROM stays as it is.
+      if (pmpCheck(pteAddr, pteAddr + 8, ACC_WRITE, PRV_S) != 1 || !isRam(pteAddr)) { raise(accessFault(acc), va); return 0; }
       // The walker's own write: no trap even on a protected table (its shadows only lack A/D,
       // which is safe), but dirty logging must see it.
       dcInvalidate(<usize>host & ~<usize>0xfff);
@@ -390,13 +392,13 @@ export function storeSlow(va: u64, size: u64, v: u64): void {
   if (dataTriggerFires(TK_STORE, va, size)) return;
   if (((va & 0xfff) + size) > 4096) {
     // Check both pages before writing anything, so a fault leaves memory untouched.
-    // A fault on the second page reports that page's first byte.
-    resolve(va, 1, ACC_WRITE);
-    if (accStatus == ACC_OK) resolve((va + size - 1) & ~<u64>0xfff, 1, ACC_WRITE);
-    if (accStatus != ACC_OK) {
-      if (accStatus == ACC_MMIO) raise(EXC_STORE_ACCESS, va);
-      return;
-    }
+    // A fault on the second page reports that page's first byte. A store straddling into
+    // device space or a hole (resolve's -2) is an access fault as a whole: the part in RAM
+    // must not be written first.
+    let host = resolve(va, 1, ACC_WRITE);
+    if (accStatus == ACC_OK && host != -2) host = resolve((va + size - 1) & ~<u64>0xfff, 1, ACC_WRITE);
+    if (accStatus == ACC_OK && host == -2) raise(EXC_STORE_ACCESS, va);
+    if (accStatus != ACC_OK) return;
     for (let i: u64 = 0; i < size; i++) {
       storeSlow(va + i, 1, v >> (i << 3));
       if (accStatus != ACC_OK) {

@@ -5,21 +5,10 @@
 // would (an access fault where nothing is, a device's answer where one is, an illegal-instruction
 // exception for a CSR that does not exist), the other VM keeps its memory and finishes in its share
 // of the CPU, and the daemon keeps answering.
-import { describe, test, expect, afterAll } from "vitest";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { Hypervisor } from "../../host/hv/hypervisor";
-import { nodePlatform } from "../../host/platform/node";
+import { describe, test, expect } from "vitest";
 import { assemble } from "../encoder";
-import { counterKernel } from "../state/counter-guest";
+import { besideVictim, RAM, RAM_SIZE, UART } from "./rig";
 
-const dir = mkdtempSync(join(tmpdir(), "wasmvisor-escape-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const RAM = 0x80000000;
-const RAM_SIZE = 16 << 20;
-const UART = 0x10000000;
 // The trap handler skips the faulting instruction and counts the fault; a cause other than an
 // access or misaligned fault (what hardware gives for these accesses) is marked in s3.
 const ATTACKER = assemble(`
@@ -114,43 +103,22 @@ ${CSRS.map((c) => `    csrrw x0, ${c}, t1\n    csrrw x0, ${c}, x0`).join("\n")}
     mret
 `, { origin: RAM }).bytes;
 
-/** `attacker` (M-mode, no firmware) beside the counting victim on one pCPU: what both do. */
-async function besideVictim(program: Uint8Array): Promise<void> {
-  const attacker = join(dir, "attacker.bin");
-  const victim = join(dir, "victim.bin");
-  writeFileSync(attacker, program);
-  writeFileSync(victim, counterKernel(30_000));
-  const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, hostMemory: 512 << 20 });
-  try {
-    const out: Record<string, string> = { attacker: "", victim: "" };
-    await hv.create({ name: "attacker", bios: "none", kernel: attacker, memory: "16M", drives: [], nets: [] });
-    await hv.create({ name: "victim", kernel: victim, memory: "16M" });
-    for (const name of ["attacker", "victim"] as const) hv.attachConsole(name, (b) => { out[name] += new TextDecoder("latin1").decode(b); });
-    await hv.act("attacker", "start");
-    await hv.act("victim", "start");
-    const end = await hv.waitForEnd("victim");
-    // The victim's pattern survived every check (an X would say it changed) and it powered off.
-    expect(out.victim).toBe("0123456789");
-    expect(end).toMatchObject({ state: "stopped" });
-    for (let i = 0; i < 200 && !/[FB]/.test(out.attacker); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(out.attacker.slice(-1)).toBe("F");
-    // The attacker still runs (spinning, never yielding) and the host answers.
-    expect(hv.info("attacker").state).toBe("running");
-    const a = await hv.stats("attacker");
-    await new Promise((r) => setTimeout(r, 100));
-    expect((await hv.stats("attacker")).instructions).toBeGreaterThan(a.instructions);
-    expect(hv.list().map((v) => v.name).sort()).toEqual(["attacker", "victim"]);
-  } finally {
-    await hv.close();
-  }
+/** `program` beside the counting victim: the victim finishes intact, the attacker reports F and spins on. */
+async function faultsBesideVictim(program: Uint8Array): Promise<void> {
+  await besideVictim({ program }, async (scene) => {
+    await scene.startVictim();
+    await scene.victimFinishes();
+    expect((await scene.attackerSays(/[FB]/)).slice(-1)).toBe("F");
+    await scene.attackerStillRuns();
+  });
 }
 
 describe("hostile guests beside another VM", () => {
   test("a guest sweeping the guest-physical space outside its RAM at every width gets faults and device answers", async () => {
-    await besideVictim(ATTACKER);
+    await faultsBesideVictim(ATTACKER);
   }, 120_000);
 
   test("a guest writing every CSR gets illegal-instruction exceptions where there is none", async () => {
-    await besideVictim(CSR_ATTACKER);
+    await faultsBesideVictim(CSR_ATTACKER);
   }, 120_000);
 });
