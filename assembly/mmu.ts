@@ -11,7 +11,7 @@ import {
 import {
   H, priv, csr64, dataRegime, fetchRegime, dataPaged, fetchPaged, tlbRead, tlbWrite, tlbFetch,
   REGIME_U, REGIME_M, REGIME_S_SUM, PRV_U, PRV_S, PRV_M, MS_MXR, hartBase, nharts, mtime,
-  IRQ_MSI, noteSuperpage, noteTlbLive, kickHart,
+  IRQ_MSI, noteSuperpage, noteTlbLive, kickHart, charge,
 } from "./hart";
 import { dcInvalidate, noteWriteMapping } from "./dcache";
 import {
@@ -484,6 +484,10 @@ function deviceAccess(va: u64, pa: u64, size: u64, write: bool, v: u64, acc: i32
 function clintAccess(va: u64, off: u64, size: u64, write: bool, v: u64): u64 {
   const n = <u64>nharts();
   if ((off & (size - 1)) != 0 || size < 4) { raise(write ? EXC_STORE_ACCESS : EXC_LOAD_ACCESS, va); return 0; }
+  // A write may make an interrupt pending for this hart (msip to itself, mtimecmp or mtime
+  // moved past the other): the slice ends after it, so the run loop looks at once, as it does
+  // after a CSR write, rather than up to a slice later.
+  if (write) charge(1);
   if (off < 0x4000) {
     const hart = off >> 2;
     if (hart >= n || size != 4) return 0;

@@ -149,6 +149,26 @@ describe("software interrupts", () => {
     expect(m2.x("a0") & 8n).toBe(0n);
   });
 
+  it("an enabled MSI raised by a store to the hart's own msip is taken before the next instruction", () => {
+    // As after a CSR write: the store ends the slice, the run loop looks at interrupts at once
+    // (it took up to a slice, 4096 instructions, before).
+    const m = machine(`
+      li t1, 1 << 3
+      csrw mie, t1
+      csrsi mstatus, 8
+      li a0, 0
+      li t0, ${CLINT}
+      li t1, 1
+      sw t1, 0(t0)
+      ${"addi a0, a0, 1\n".repeat(64)}
+    spin:
+      j spin
+    `);
+    const t = m.runTrap();
+    expect(t.mcause).toBe(CAUSE.MSI);
+    expect(m.x("a0")).toBe(0n);
+  });
+
   it("SSI written by S through sip is taken in S when delegated", () => {
     const m = machine(`
       li t0, 1 << 1
