@@ -1,13 +1,15 @@
-// The scene of the escape suite: a Hypervisor on Node with one pCPU, where an attacker VM (an
-// M-mode program, no firmware) runs beside a victim VM that keeps a pattern in its RAM and checks
-// it while it counts (test/state/counter-guest.ts). An attacker never yields; it reports what it
-// saw on its UART, or the test watches it through the API; the tests judge that, the victim and
-// the host.
+// The scene of the escape suite: a Hypervisor on Node with one pCPU (or two, for attackers with
+// several harts: the hypervisor then runs the upper half of them on the other pCPU, beside the
+// victim), where an attacker VM (an M-mode program, no firmware) runs beside a victim VM that
+// keeps a pattern in its RAM and checks it while it counts (test/state/counter-guest.ts). An
+// attacker never yields; it reports what it saw on its UART, or the test watches it through the
+// API; the tests judge that, the victim and the host.
 import { expect } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor } from "../../host/hv/hypervisor";
+import type { BorrowedStats } from "../../host/machine/virt";
 import { nodePlatform } from "../../host/platform/node";
 import { counterKernel } from "../state/counter-guest";
 
@@ -56,15 +58,18 @@ export interface Scene {
   attackerSays(until: RegExp): Promise<string>;
   /** The attacker still runs (spinning, never yielding), and the host answers. */
   attackerStillRuns(): Promise<void>;
+  /** Waits (at most 10 s) until the hypervisor has lent the attacker's upper harts to the other pCPU; where, and what they did there. */
+  attackerSpread(): Promise<BorrowedStats>;
 }
 
 /**
  * Runs `play` with the attacker started and the victim (`victimSpin`: its busy wait between
- * digits) made but not started; closes everything afterwards.
+ * digits) made but not started, on a host of `cpus` pCPUs (the attacker is placed on the first,
+ * the victim on the second); closes everything afterwards.
  */
-export async function besideVictim(attacker: Attacker, play: (scene: Scene) => Promise<void>, victimSpin = 30_000): Promise<void> {
+export async function besideVictim(attacker: Attacker, play: (scene: Scene) => Promise<void>, victimSpin = 30_000, cpus = 1): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "wasmvisor-escape-"));
-  const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, hostMemory: 512 << 20 });
+  const hv = await Hypervisor.start(nodePlatform, { cpus, balance: false, hostMemory: 512 << 20 });
   try {
     writeFileSync(join(dir, "attacker.bin"), attacker.program);
     writeFileSync(join(dir, "victim.bin"), counterKernel(victimSpin));
@@ -92,6 +97,14 @@ export async function besideVictim(attacker: Attacker, play: (scene: Scene) => P
         await new Promise((r) => setTimeout(r, 100));
         expect((await hv.stats("attacker")).instructions).toBeGreaterThan(a.instructions);
         expect(hv.list().map((v) => v.name).sort()).toEqual(["attacker", "victim"]);
+      },
+      attackerSpread: async () => {
+        for (let i = 0; i < 200; i++) {
+          const spread = (await hv.machineStats("attacker")).spread;
+          if (spread && spread.pcpu >= 0) return spread;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        throw new Error("the attacker's harts were never spread over the pCPUs");
       },
     });
   } finally {
