@@ -278,6 +278,11 @@ export interface CaseOutcome {
    * there, so QEMU did not make it: it had no reservation (diff.ts runs the probes).
    */
   scProbe?: { at: number; cause: bigint };
+  /**
+   * Why the comparison stopped short of the whole record (the rest excused by an allowed
+   * difference that decides how it runs), or undefined when every field was compared.
+   */
+  cutShort?: string;
 }
 
 /** The reason a confirmed SC probe gives. */
@@ -315,6 +320,7 @@ export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, 
   const why = parting && allowedParting(parting[0], parting[1], c, qTrapOffsets);
   if (why) {
     out.explained.push(why);
+    out.cutShort = why;
     return out;
   }
   if (parting) {
@@ -341,6 +347,7 @@ export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, 
   const quirk = out.differences.length ? CSR_QUIRKS.find((k) => k.csrs.some((n) => read.includes(n)) && k.csrs.some((n) => written.includes(n))) : undefined;
   if (quirk) {
     out.explained.push(`${quirk.name} read back and computed with: ${quirk.why}`);
+    out.cutShort = out.explained[out.explained.length - 1];
     out.differences = [];
     return out;
   }
@@ -348,6 +355,7 @@ export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, 
   const wrong = out.differences.length ? INSN_QUIRKS.find((k) => k.match(c)) : undefined;
   if (wrong) {
     out.explained.push(wrong.why);
+    out.cutShort = wrong.why;
     out.differences = [];
   }
   return out;

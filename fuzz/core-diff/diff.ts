@@ -19,6 +19,8 @@ export interface CaseResult {
   differences: Map<JitMode, Difference[]>;
   /** Allowed differences seen, by reason. */
   explained: string[];
+  /** Why the comparison (on the first tier) did not reach every field, if it did not. */
+  cutShort?: string;
 }
 
 export class BatchFailure extends Error {}
@@ -43,7 +45,10 @@ export async function runBatch(module: WebAssembly.Module, specs: readonly CaseS
       }
       const o = compareCase(qemu, result, i, cases[i]!);
       out[i]!.differences.set(tier, o.differences);
-      if (tier === tiers[0]) out[i]!.explained.push(...new Set(o.explained));
+      if (tier === tiers[0]) {
+        out[i]!.explained.push(...new Set(o.explained));
+        out[i]!.cutShort = o.cutShort;
+      }
       if (o.scProbe) {
         const p = probes.get(i) ?? { ...o.scProbe, tiers: [] };
         p.tiers.push(tier);
@@ -79,6 +84,7 @@ async function probeSc(specs: readonly CaseSpec[], probes: Map<number, { at: num
     if (!faults) return;
     for (const tier of e.p.tiers) out[e.i]!.differences.set(tier, []);
     out[e.i]!.explained.push(SC_PROBE_REASON);
+    out[e.i]!.cutShort = SC_PROBE_REASON;
   });
 }
 

@@ -48,6 +48,7 @@ interface Outcome {
   specs: CaseSpec[];
   differing: { spec: CaseSpec; tier: JitMode; fields: string[] }[];
   explained: string[];
+  cutShort: string[];
   trapped: CaseSpec[];
 }
 
@@ -76,11 +77,12 @@ async function runOne(module: WebAssembly.Module, specs: CaseSpec[], qemuRun: Pr
     if (e instanceof BatchFailure) throw new HungBatch(await hungCase(specs, work));
     throw e;
   }
-  const out: Outcome = { specs, differing: [], explained: [], trapped: [] };
+  const out: Outcome = { specs, differing: [], explained: [], cutShort: [], trapped: [] };
   const qemu = new DataView(results.qemu.buffer, results.qemu.byteOffset);
   results.forEach((r, i) => {
     if (qemu.getBigUint64(i * RESULT_BYTES + R.traps * 8, true) > 1n) out.trapped.push(specs[i]!);
     out.explained.push(...r.explained);
+    if (r.cutShort) out.cutShort.push(r.cutShort);
     for (const [tier, d] of r.differences) if (d.length) out.differing.push({ spec: specs[i]!, tier, fields: d.map((x) => x.field.replace(/\d+/g, "N")) });
   });
   return out;
@@ -97,7 +99,7 @@ export async function runCoreDiff(opts: CoreDiffOptions): Promise<CoreDiffResult
   const deadline = started + opts.seconds * 1000;
   const result: CoreDiffResult = {
     target: CORE_DIFF, date: new Date().toISOString(), mode: `${opts.seconds} s`, seed: opts.seed, qemu: qemuVersion(), qemuCpu: QEMU_CPU,
-    tiers: [...tiers], programs: 0, batches: 0, seconds: 0, programsPerSecond: 0, differences: 0, explained: {}, found: [],
+    tiers: [...tiers], programs: 0, batches: 0, seconds: 0, programsPerSecond: 0, differences: 0, explained: {}, cutShort: {}, found: [],
   };
   const pool: CaseSpec[] = [];
   const seen = new Set<string>();
@@ -130,6 +132,7 @@ export async function runCoreDiff(opts: CoreDiffOptions): Promise<CoreDiffResult
       result.programs += specs.length;
       result.batches++;
       for (const why of o.explained) result.explained[why] = (result.explained[why] ?? 0) + 1;
+      for (const why of o.cutShort) result.cutShort![why] = (result.cutShort![why] ?? 0) + 1;
       for (const s of o.trapped) pool.push(s);
       if (pool.length > 2000) pool.splice(0, pool.length - 2000);
       for (const d of o.differing) {
