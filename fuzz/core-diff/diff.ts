@@ -8,8 +8,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { JitMode } from "../../host/jit/tier";
 import { caseImage, itemBytes, layout, type CaseSpec } from "./generate";
-import { compareCase, formatDifferences, SC_PROBE_REASON, type Difference } from "./compare";
-import { D, R, RESULT_BYTES, RESULT_HEADER, TRAP_LOG } from "./image";
+import { compareCase, formatDifferences, type Difference } from "./compare";
+import { D, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, TRAP_LOG, type CaseImage } from "./image";
 import { runQemu, runWasmvisor, Workdir } from "./machines";
 
 export const TIERS: readonly JitMode[] = ["off", "all"];
@@ -37,6 +37,7 @@ export async function runBatch(module: WebAssembly.Module, specs: readonly CaseS
   if (!qemu) throw new BatchFailure(`QEMU did not finish a batch of ${specs.length} cases`);
   const out = Object.assign(specs.map((): CaseResult => ({ differences: new Map(), explained: [] })), { qemu });
   const probes = new Map<number, { at: number; cause: bigint; tiers: JitMode[] }>();
+  const results = new Map(ours);
   for (const [tier, result] of ours) {
     for (let i = 0; i < specs.length; i++) {
       if (!result) {
@@ -56,12 +57,15 @@ export async function runBatch(module: WebAssembly.Module, specs: readonly CaseS
       }
     }
   }
-  if (probes.size) await probeSc(specs, probes, out, work);
+  if (probes.size) await probeSc(specs, cases, probes, out, qemu, results, work);
   return out;
 }
 
-/** Each probed case with its SC made a plain store: where QEMU faults the same there, the difference is explained. */
-async function probeSc(specs: readonly CaseSpec[], probes: Map<number, { at: number; cause: bigint; tiers: JitMode[] }>, out: CaseResult[], work: Workdir): Promise<void> {
+/**
+ * Each probed case with its SC made a plain store: where QEMU faults the same there, QEMU had no
+ * reservation for the SC, and the case is compared again knowing it.
+ */
+async function probeSc(specs: readonly CaseSpec[], images: readonly CaseImage[], probes: Map<number, { at: number; cause: bigint; tiers: JitMode[] }>, out: CaseResult[], qemuResults: Uint8Array, ours: Map<JitMode, Uint8Array | null>, work: Workdir): Promise<void> {
   const entries = [...probes].flatMap(([i, p]) => {
     let at = 0;
     const k = specs[i]!.items.findIndex((it) => { const here = at; at += itemBytes(it); return here === p.at; });
@@ -79,12 +83,17 @@ async function probeSc(specs: readonly CaseSpec[], probes: Map<number, { at: num
     const rec = new BigUint64Array(qemu.buffer.slice(qemu.byteOffset + n * RESULT_BYTES, qemu.byteOffset + n * RESULT_BYTES + RESULT_HEADER));
     const epc = cases[n]!.desc[D.entry]! + BigInt(e.p.at);
     const traps = Math.min(Number(rec[R.traps]), TRAP_LOG);
-    const faults = Array.from({ length: traps }, (_, k) => k).some((k) => rec[R.log + k * 4 + 1] === epc && rec[R.log + k * 4] === e.p.cause)
+    const faults = Array.from({ length: traps }, (_, k) => k).some((k) => rec[R.log + k * LOG_WORDS + LOG.epc] === epc && rec[R.log + k * LOG_WORDS + LOG.cause] === e.p.cause)
       || (rec[R.sepc] === epc && rec[R.scause] === e.p.cause);
     if (!faults) return;
-    for (const tier of e.p.tiers) out[e.i]!.differences.set(tier, []);
-    out[e.i]!.explained.push(SC_PROBE_REASON);
-    out[e.i]!.cutShort = SC_PROBE_REASON;
+    for (const tier of e.p.tiers) {
+      const o = compareCase(qemuResults, ours.get(tier)!, e.i, images[e.i]!, new Set([e.p.at]));
+      out[e.i]!.differences.set(tier, o.differences);
+      if (tier === e.p.tiers[0]) {
+        out[e.i]!.explained.push(...new Set(o.explained));
+        out[e.i]!.cutShort = o.cutShort;
+      }
+    }
   });
 }
 

@@ -14,7 +14,7 @@
  * Random 32-bit words and mutated words pass through sanitize(), which keeps them to these rules.
  */
 import { prng } from "../../test/prng";
-import { CODE_VA, D, MEGA_VA, PTE, ROOT48_TABLE, ROOT_TABLE, SCRATCH, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
+import { CODE_PAGES, CODE_VA, D, MEGA_VA, PTE, ROOT48_TABLE, ROOT_TABLE, SCRATCH, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
 
 export type Priv = 0 | 1 | 3;
 
@@ -549,6 +549,8 @@ export function caseImage(spec: CaseSpec, index: number): CaseImage {
   for (let p = 0; p < 4; p++) d[D.pte + 4 + p] = pte(SCRATCH + p * 0x1000, windowPerm[p]!);
   d[D.pte + 8] = pte(SCRATCH, windowPerm[4]!);
   d[D.mega] = pte(SCRATCH + (spec.megaMisaligned ? 0x1000 : 0), windowPerm[5]!);
-  return { desc: d, code };
+  const pages = new Uint8Array(CODE_PAGES * 0x1000);
+  pages.set(code);
+  return { desc: d, pages, code };
 }
 

@@ -1,16 +1,18 @@
 /**
  * The bare-metal image the core's differential fuzzing runs on both wasmvisor and QEMU
  * (`-M virt -bios none`): a fixed M-mode runtime and, per case, a descriptor (every x and f
- * register, fcsr and the CSRs, the page-table entries of its windows) and a page of code. The
+ * register, fcsr and the CSRs, the page-table entries of its windows) and its code pages. The
  * runtime runs the cases one after the other: fills the scratch window from the case's seed,
  * writes its PTEs and CSRs, loads its registers and `mret`s into its code in M, S or U mode.
  * Every trap comes to the runtime's M-mode handler, which logs it (mcause, mepc, mtval,
- * mstatus) and skips the instruction, or ends the case: at the block's closing ecall, after an
- * interrupt, a fetch fault, a trap from outside the block (the S-mode stub a delegated trap
- * runs: an ecall) or the eighth trap. Ending dumps the architectural state (x, f, fcsr, CSRs,
- * the trap log, the PTEs with their A/D bits, the scratch window) to the case's result record.
- * At the end the results go to a file through semihosting (QEMU; wasmvisor's are read from its
- * memory) and the SiFive test device powers off.
+ * mstatus) and goes on, or ends the case. An exception in the block is skipped; an AMO's or
+ * SC's fault is first given what the spec says where QEMU 7.2 departs (below). The case ends
+ * at the block's closing ecall, an interrupt, a fetch fault, a trap from outside the block (the
+ * S-mode stub a delegated trap runs: an ecall) or the eighth trap.
+ * Ending dumps the architectural state (x, f, fcsr, CSRs, the trap log, the PTEs with their A/D
+ * bits, the scratch window) to the case's result record. At the end the results go to a file
+ * through semihosting (QEMU; wasmvisor's are read from its memory) and the SiFive test device
+ * powers off.
  *
  * Physical layout (RAM at 0x80000000, 128 MiB):
  *   RUNTIME  code; STUB a page of ecalls (stvec's target); RT the run's fields
@@ -33,15 +35,21 @@ const L1_TABLE = ROOT_TABLE + 0x1000;
 const L0_TABLE = ROOT_TABLE + 0x2000;
 /** Sv48's root: its entry 0 points at the Sv39 root, so both modes map the same. */
 export const ROOT48_TABLE = ROOT_TABLE + 0x3000;
+/** satp for each paging mode, ASID 0. */
+export const SATP = {
+  sv39: (8n << 60n) | BigInt(ROOT_TABLE >>> 12),
+  sv48: (9n << 60n) | BigInt(ROOT48_TABLE >>> 12),
+} as const;
 const DESC = RAM_BASE + 0x20_0000;
 const CODE = RAM_BASE + 0x40_0000;
+export const CODE_PAGES = 1;
 export const SCRATCH = RAM_BASE + 0x400_0000;
 export const SCRATCH_BYTES = 0x4000;
 const RESULTS = RAM_BASE + 0x500_0000;
 /** Cases one image holds at most (their code pages must end below SCRATCH). */
 export const MAX_CASES = 1024;
 
-/** Virtual layout under Sv39: the block's page, the stub's, the data window and its megapage alias. */
+/** Virtual layout under paging: the block's page, the stub's, the data window and its megapage alias. */
 export const CODE_VA = 0x40_0000;
 export const STUB_VA = 0x40_1000;
 export const WINDOW_VA = 0x40_4000;
@@ -61,10 +69,24 @@ const DESC_BYTES = 1024;
 export const R = {
   done: 0, x: 0, f: 32, fcsr: 64, mstatus: 65, mepc: 66, mcause: 67, mtval: 68, scause: 69, stval: 70, sepc: 71,
   sscratch: 72, mip: 73, mie: 74, satp: 75, menvcfg: 76, senvcfg: 77, mcounteren: 78, scounteren: 79,
-  medeleg: 80, mideleg: 81, stvec: 82, traps: 83, log: 84, pte: 116,
+  medeleg: 80, mideleg: 81, stvec: 82, traps: 83, log: 84, pte: 212,
 } as const;
-export const TRAP_LOG = 8;
-export const RESULT_HEADER = 1024;
+/** Trap log entries; a case ends when it is full, or after TRAP_LIMIT traps but SC faults and the runtime's delegations. */
+export const TRAP_LOG = 16;
+export const TRAP_LIMIT = 8;
+/**
+ * A trap log entry's words: mcause, mepc, mtval, mstatus as the trap left them; what the
+ * handler changed (FIX_*); the SC's rd as the trap found it (FIX_SC_RD).
+ */
+export const LOG = { cause: 0, epc: 1, tval: 2, status: 3, fix: 5, rd: 6 } as const;
+export const LOG_WORDS = 8;
+/** The handler gave an AMO's or SC's load fault (QEMU 7.2) the store/AMO cause (mcause rewritten). */
+export const FIX_STORE_CAUSE = 1n;
+/** The handler wrote 1 to a faulting SC's rd: the case goes on as after a failed SC. */
+export const FIX_SC_RD = 2n;
+/** The handler delegated the trap to S-mode, as medeleg has it for the store/AMO cause (with FIX_STORE_CAUSE). */
+export const FIX_DELEGATED = 4n;
+export const RESULT_HEADER = 2048;
 export const RESULT_BYTES = RESULT_HEADER + SCRATCH_BYTES;
 export const DONE = 0x600d_cafen;
 
@@ -80,13 +102,28 @@ const CSR_LOAD: [number, string][] = [
 ];
 const XNAME = (i: number) => `x${i}`;
 const lines = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i)).join("\n");
+/** The handler's copy of register x`i` (t0-t3 are in the save area, t6 in mscratch). */
+const SAVED: Record<number, number> = { 5: 0, 6: 8, 7: 16, 28: 24 };
 
 // The runtime's fields at RT: case index, case count, semihosting on, SYS_OPEN's and SYS_WRITE's
 // argument blocks, which run of the case this is and how many each gets, a doubleword the
 // prologue's SC clears any reservation with, the results file's name.
 const RT_CASE = 0, RT_COUNT = 8, RT_SEMI = 16, RT_OPEN = 24, RT_WRITE = 48, RT_RUN = 72, RT_RUNS = 80, RT_SC = 88, RT_NAME = 0x100, NAME_MAX = 0xf00;
-// SAVE: t0-t3, trap count, block start, end, PA - VA of the block, the result record, the trap log.
-const S_TRAPS = 32, S_LO = 40, S_END = 48, S_DELTA = 56, S_RESULT = 64, S_LOG = 72;
+// SAVE: t0-t3, trap count, block start, end, PA - VA of the block, the result record, the
+// current log entry, the traps not counted towards TRAP_LIMIT, the trap log.
+const S_TRAPS = 32, S_LO = 40, S_END = 48, S_DELTA = 56, S_RESULT = 64, S_ENTRY = 72, S_UNCOUNTED = 80, S_LOG = 128;
+const L = (w: number) => S_LOG + w * 8;
+
+/**
+ * A faulting SC's rd set to 1, its value before kept in t2: one 16-byte entry per register
+ * (the handler's own registers through their saved copies).
+ */
+const RD_TABLE = lines(32, (i) => {
+  if (i === 0) return "  li t2, 0\n  j rd_done\n  nop\n  nop";
+  if (i === 31) return "  csrr t2, mscratch\n  li t1, 1\n  csrw mscratch, t1\n  j rd_done";
+  if (i in SAVED) return `  ld t2, ${SAVED[i]}(t6)\n  li t1, 1\n  sd t1, ${SAVED[i]}(t6)\n  j rd_done`;
+  return `  mv t2, x${i}\n  li x${i}, 1\n  j rd_done\n  nop`;
+});
 
 const SOURCE = `
 _start:
@@ -95,6 +132,7 @@ _start:
   csrw pmpaddr0, t0
   li t0, 0x1f
   csrw pmpcfg0, t0
+  # no timer interrupt, ever: mtimecmp and stimecmp at their maximum
   li t0, 0x2004000
   li t1, -1
   sd t1, 0(t0)
@@ -144,13 +182,14 @@ ${lines(L0_SLOTS, (i) => `  ld t0, ${(D.pte + i) * 8}(s3)\n  sd t0, ${i * 8}(t1)
   addi t0, s0, ${RT_SC}
   sc.d zero, zero, (t0)
   sd zero, ${S_TRAPS}(s5)
+  sd zero, ${S_UNCOUNTED}(s5)
   ld t0, ${D.entry * 8}(s3)
   sd t0, ${S_LO}(s5)
   ld t0, ${D.end * 8}(s3)
   sd t0, ${S_END}(s5)
   ld t0, ${D.delta * 8}(s3)
   sd t0, ${S_DELTA}(s5)
-${lines(TRAP_LOG * 4, (i) => `  sd zero, ${S_LOG + i * 8}(s5)`)}
+${lines(TRAP_LOG * LOG_WORDS, (i) => `  sd zero, ${S_LOG + i * 8}(s5)`)}
 ${CSR_LOAD.map(([f, c]) => `  ld t0, ${f * 8}(s3)\n  csrw ${c}, t0`).join("\n")}
   csrw mip, zero
   ld t0, ${D.mip * 8}(s3)
@@ -176,22 +215,22 @@ handler:
   sd t2, 16(t6)
   sd t3, 24(t6)
   ld t3, ${S_TRAPS}(t6)
-  slli t0, t3, 5
-  add t0, t0, t6
-  csrr t1, mcause
-  sd t1, ${S_LOG}(t0)
-  csrr t1, mepc
-  sd t1, ${S_LOG + 8}(t0)
-  csrr t1, mtval
-  sd t1, ${S_LOG + 16}(t0)
-  csrr t1, mstatus
-  sd t1, ${S_LOG + 24}(t0)
+  slli t1, t3, ${Math.log2(LOG_WORDS * 8)}
+  add t1, t1, t6
+  sd t1, ${S_ENTRY}(t6)
+  csrr t0, mcause
+  sd t0, ${L(LOG.cause)}(t1)
+  csrr t0, mepc
+  sd t0, ${L(LOG.epc)}(t1)
+  csrr t0, mtval
+  sd t0, ${L(LOG.tval)}(t1)
+  csrr t0, mstatus
+  sd t0, ${L(LOG.status)}(t1)
   addi t3, t3, 1
   sd t3, ${S_TRAPS}(t6)
-  li t0, ${TRAP_LOG}
-  bgeu t3, t0, end_case
   csrr t0, mcause
   bltz t0, end_case
+  # Not a fetch fault, in the block: normalized if an AMO or SC, then skipped
   li t1, 1
   bleu t0, t1, end_case
   li t1, 12
@@ -203,6 +242,106 @@ handler:
   bltu t1, t2, end_case
   ld t2, ${S_DELTA}(t6)
   add t2, t2, t1
+  lhu t0, 0(t2)
+  andi t1, t0, 0x7f
+  li t3, 0x2f
+  bne t1, t3, skip
+  # An AMO or SC (not an LR): QEMU 7.2 raises the load causes (4, 5, 13) where the spec has the
+  # store/AMO ones (6, 7, 15). Given those, the handler and whatever reads mcause go on as the
+  # spec's trap would have them; where medeleg delegates the store/AMO cause (and not the load
+  # one), the trap is delegated as the spec's would have been.
+  lhu t3, 2(t2)
+  srli t3, t3, 11
+  li t1, 2
+  beq t3, t1, skip
+  csrr t1, mcause
+  li t2, 4
+  beq t1, t2, 1f
+  li t2, 5
+  beq t1, t2, 1f
+  li t2, 13
+  bne t1, t2, 2f
+1:
+  addi t1, t1, 2
+  csrw mcause, t1
+  ld t2, ${S_ENTRY}(t6)
+  li t0, ${FIX_STORE_CAUSE}
+  sd t0, ${L(LOG.fix)}(t2)
+  csrr t2, medeleg
+  srl t2, t2, t1
+  andi t2, t2, 1
+  beqz t2, 2f
+  csrr t2, mstatus
+  srli t0, t2, 11
+  andi t0, t0, 3
+  li t3, 3
+  beq t0, t3, 2f
+  # delegated: scause, sepc, stval; SPP the mode trapped from, SPIE = SIE, SIE = 0; then S-mode at stvec's base
+  csrw scause, t1
+  csrr t3, mepc
+  csrw sepc, t3
+  csrr t3, mtval
+  csrw stval, t3
+  li t3, 0x122
+  csrc mstatus, t3
+  andi t3, t2, 2
+  slli t3, t3, 4
+  csrs mstatus, t3
+  slli t0, t0, 8
+  csrs mstatus, t0
+  li t3, 0x1000
+  csrc mstatus, t3
+  li t3, 0x800
+  csrs mstatus, t3
+  csrr t3, stvec
+  andi t3, t3, -4
+  csrw mepc, t3
+  ld t2, ${S_ENTRY}(t6)
+  li t0, ${FIX_STORE_CAUSE | FIX_DELEGATED}
+  sd t0, ${L(LOG.fix)}(t2)
+  j uncounted
+2:
+  # A faulting SC goes on as a failed one (rd = 1), its rd as the fault found it logged: QEMU
+  # 7.2 fails an SC without a reservation, without the access, where wasmvisor faults.
+  csrr t1, mepc
+  ld t2, ${S_DELTA}(t6)
+  add t2, t2, t1
+  lhu t0, 0(t2)
+  lhu t3, 2(t2)
+  srli t3, t3, 11
+  li t1, 3
+  bne t3, t1, skip
+  csrr t1, mcause
+  li t2, 6
+  beq t1, t2, 3f
+  li t2, 7
+  beq t1, t2, 3f
+  li t2, 15
+  bne t1, t2, skip
+3:
+  srli t0, t0, 7
+  andi t0, t0, 31
+  slli t0, t0, 4
+  la t1, rd_table
+  add t1, t1, t0
+  jr t1
+rd_table:
+${RD_TABLE}
+rd_done:
+  ld t1, ${S_ENTRY}(t6)
+  sd t2, ${L(LOG.rd)}(t1)
+  ld t0, ${L(LOG.fix)}(t1)
+  ori t0, t0, ${FIX_SC_RD}
+  sd t0, ${L(LOG.fix)}(t1)
+  # SC faults and the runtime's delegations are not counted: one side may have them and not the other
+  ld t0, ${S_UNCOUNTED}(t6)
+  addi t0, t0, 1
+  sd t0, ${S_UNCOUNTED}(t6)
+skip:
+  jal t0, limit
+  csrr t1, mepc
+  ld t2, ${S_DELTA}(t6)
+  add t2, t2, t1
   lhu t2, 0(t2)
   andi t2, t2, 3
   li t0, 3
@@ -211,12 +350,30 @@ handler:
   addi t1, t1, 2
 2:
   csrw mepc, t1
+  j 3f
+uncounted:
+  ld t0, ${S_UNCOUNTED}(t6)
+  addi t0, t0, 1
+  sd t0, ${S_UNCOUNTED}(t6)
+  jal t0, limit
+3:
   ld t0, 0(t6)
   ld t1, 8(t6)
   ld t2, 16(t6)
   ld t3, 24(t6)
   csrrw t6, mscratch, t6
   mret
+
+  # The case ends after TRAP_LIMIT counted traps, or when the log is full. Returns to t0.
+limit:
+  ld t3, ${S_TRAPS}(t6)
+  li t1, ${TRAP_LOG}
+  bgeu t3, t1, end_case
+  ld t1, ${S_UNCOUNTED}(t6)
+  sub t3, t3, t1
+  li t1, ${TRAP_LIMIT}
+  bgeu t3, t1, end_case
+  jr t0
 
 end_case:
   ld t0, ${S_RESULT}(t6)
@@ -235,7 +392,7 @@ ${lines(32, (i) => `  fsd f${i}, ${(R.f + i) * 8}(t0)`)}
 ${CSR_DUMP.map(([f, c]) => `  csrr t1, ${c}\n  sd t1, ${f * 8}(t0)`).join("\n")}
   ld t1, ${S_TRAPS}(t6)
   sd t1, ${R.traps * 8}(t0)
-${lines(TRAP_LOG * 4, (i) => `  ld t1, ${S_LOG + i * 8}(t6)\n  sd t1, ${(R.log + i) * 8}(t0)`)}
+${lines(TRAP_LOG * LOG_WORDS, (i) => `  ld t1, ${S_LOG + i * 8}(t6)\n  sd t1, ${(R.log + i) * 8}(t0)`)}
   li t2, ${L0_TABLE}
 ${lines(L0_SLOTS, (i) => `  ld t1, ${i * 8}(t2)\n  sd t1, ${(R.pte + i) * 8}(t0)`)}
   li t2, ${L1_TABLE}
@@ -243,7 +400,8 @@ ${lines(L0_SLOTS, (i) => `  ld t1, ${i * 8}(t2)\n  sd t1, ${(R.pte + i) * 8}(t0)
   sd t1, ${(R.pte + L0_SLOTS) * 8}(t0)
   li t1, ${SCRATCH}
   li t2, ${SCRATCH + SCRATCH_BYTES}
-  addi t3, t0, ${RESULT_HEADER}
+  li t3, ${RESULT_HEADER}
+  add t3, t3, t0
 3:
   ld t4, 0(t1)
   sd t4, 0(t3)
@@ -298,13 +456,18 @@ function runtimeCode(): Uint8Array {
   if (!runtime) {
     runtime = assemble(SOURCE, { origin: RUNTIME }).bytes;
     if (runtime.length > STUB - RUNTIME) throw new Error("the runtime overlaps the stub page");
+    if (RESULTS + MAX_CASES * RESULT_BYTES > RAM_BASE + RAM_BYTES || codePage(MAX_CASES) > SCRATCH) throw new Error("the layout's regions overlap");
   }
   return runtime;
 }
 
-/** One case as the image holds it: its descriptor's fields and its block's bytes. */
+/**
+ * One case as the image holds it: its descriptor's fields, its code pages, and its block's bytes
+ * as its last run fetches them (from `desc[D.entry]` on; the comparison reads them).
+ */
 export interface CaseImage {
   desc: BigUint64Array;
+  pages: Uint8Array;
   code: Uint8Array;
 }
 
@@ -312,8 +475,8 @@ export function newDescriptor(): BigUint64Array {
   return new BigUint64Array(DESC_BYTES / 8);
 }
 
-/** PA of case i's code page. */
-export const codePage = (i: number) => CODE + i * 0x1000;
+/** PA of case i's first code page (the others follow it). */
+export const codePage = (i: number) => CODE + i * CODE_PAGES * 0x1000;
 
 /** PTE bits. */
 export const PTE = { V: 1n, R: 2n, W: 4n, X: 8n, U: 16n, G: 32n, A: 64n, D: 128n } as const;
@@ -351,9 +514,9 @@ export function buildImage(cases: readonly CaseImage[], resultsFile: string | nu
   dv.setBigUint64(ROOT_TABLE - RAM_BASE, pte(L1_TABLE, PTE.V), true);
   dv.setBigUint64(L1_TABLE - RAM_BASE + 16, pte(L0_TABLE, PTE.V), true);
   cases.forEach((c, i) => {
-    if (c.code.length > 0x1000) throw new Error("a case's code is larger than its page");
+    if (c.pages.length > CODE_PAGES * 0x1000) throw new Error("a case's code is larger than its pages");
     image.set(new Uint8Array(c.desc.buffer, c.desc.byteOffset, c.desc.byteLength), DESC + i * DESC_BYTES - RAM_BASE);
-    image.set(c.code, codePage(i) - RAM_BASE);
+    image.set(c.pages, codePage(i) - RAM_BASE);
   });
   return image;
 }

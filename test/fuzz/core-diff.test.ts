@@ -8,9 +8,10 @@ import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { runCoreDiff } from "../../fuzz/core-diff/run";
 import { runBatch, specFromJson } from "../../fuzz/core-diff/diff";
-import { compareCase, SC_PROBE_REASON } from "../../fuzz/core-diff/compare";
+import { compareCase, PARTING } from "../../fuzz/core-diff/compare";
 import { caseImage, random, randomCase, type CaseSpec, type Item } from "../../fuzz/core-diff/generate";
-import { R, RESULT_BYTES } from "../../fuzz/core-diff/image";
+import { FIX_DELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, LOG, LOG_WORDS, R, RESULT_BYTES } from "../../fuzz/core-diff/image";
+import { asm, toWords } from "../encoder";
 import { runQemu, runWasmvisor, Workdir } from "../../fuzz/core-diff/machines";
 import { fuzzDir } from "../../fuzz/engine/corpus";
 import { loadCoreModule } from "../../host/platform/node/core";
@@ -100,7 +101,56 @@ describe("differential fuzzing of the core against QEMU", () => {
     expect(o.scProbe).toEqual({ at: 8, cause: 15n });
     const [r] = await runBatch(module, [spec], work, ["off"]);
     expect(r!.differences.get("off")).toEqual([]);
-    expect(r!.explained).toContain(SC_PROBE_REASON);
+    expect(r!.explained).toContain(PARTING.scProbed);
+  }, 30_000);
+
+  test("past a parting the allow list names, the case is compared on: the runtime makes what follows the same on both", async () => {
+    const logWord = (k: number, n: number) => R.log + k * LOG_WORDS + n;
+    /** A copy of wasmvisor's record with x`reg` changed: what a bug after the parting would leave. */
+    const tamper = (w: Uint8Array, reg: number) => {
+      const out = w.slice();
+      new DataView(out.buffer).setBigUint64((R.x + reg) * 8, 0x5a5an, true);
+      return out;
+    };
+    // M-mode: a misaligned AMO (QEMU 4, the spec 6), then mcause read and computed with.
+    let r = await both(caseOf(3, toWords(asm`
+      amoadd.w zero, s0, (s1)
+      csrr a1, mcause
+      addi a2, a1, 1
+    `), (s) => (s.ptr[2] = 0x1002)));
+    expect([r.qf(logWord(0, LOG.cause)), r.qf(logWord(0, LOG.fix))]).toEqual([4n, FIX_STORE_CAUSE]);
+    expect([r.wf(logWord(0, LOG.cause)), r.wf(logWord(0, LOG.fix))]).toEqual([6n, 0n]);
+    expect([r.qf(R.x + 12), r.wf(R.x + 12)]).toEqual([7n, 7n]);
+    let o = compareCase(r.q, r.w, 0, r.c);
+    expect([o.differences, o.cutShort]).toEqual([[], undefined]);
+    expect(o.explained).toContain(PARTING.amoCause);
+    expect(compareCase(r.q, tamper(r.w, 12), 0, r.c).differences.map((d) => d.field)).toEqual(["x12"]);
+    // U-mode, medeleg sending store/AMO misaligned (6) to S and not load misaligned (4): QEMU's
+    // trap comes to M-mode, whose handler delegates it as the spec's would have been.
+    r = await both(caseOf(0, toWords(asm`amoswap.d a0, s0, (s1)`), (s) => {
+      s.ptr[2] = 0x1004;
+      s.medeleg = 1n << 6n;
+    }));
+    expect(Number(r.qf(R.traps))).toBe(2);
+    expect(r.qf(logWord(0, LOG.fix))).toBe(FIX_STORE_CAUSE | FIX_DELEGATED);
+    expect(Number(r.wf(R.traps))).toBe(1);
+    expect([r.qf(R.scause), r.wf(R.scause)]).toEqual([6n, 6n]);
+    expect(r.qf(R.mstatus)).toBe(r.wf(R.mstatus));
+    o = compareCase(r.q, r.w, 0, r.c);
+    expect([o.differences, o.cutShort]).toEqual([[], undefined]);
+    // U-mode: a misaligned SC with no LR. QEMU fails it (no trap); wasmvisor raises 6, and the
+    // handler fails it (rd 1); what is computed from rd after is compared.
+    r = await both(caseOf(0, toWords(asm`
+      sc.d a1, a2, (s1)
+      addi a3, a1, 5
+    `), (s) => (s.ptr[2] = 0x1004)));
+    expect([r.wf(logWord(0, LOG.cause)), r.wf(logWord(0, LOG.fix))]).toEqual([6n, FIX_SC_RD]);
+    expect(r.qf(logWord(0, LOG.cause))).toBe(8n);
+    expect([r.qf(R.x + 13), r.wf(R.x + 13)]).toEqual([6n, 6n]);
+    o = compareCase(r.q, r.w, 0, r.c);
+    expect([o.differences, o.cutShort]).toEqual([[], undefined]);
+    expect(o.explained).toContain(PARTING.scFailed);
+    expect(compareCase(r.q, tamper(r.w, 13), 0, r.c).differences.map((d) => d.field)).toEqual(["x13"]);
   }, 30_000);
 
   // Differences found in wasmvisor's core and fixed: each kept case runs the same on both now.
