@@ -14,7 +14,7 @@
  * Random 32-bit words and mutated words pass through sanitize(), which keeps them to these rules.
  */
 import { prng } from "../../test/prng";
-import { CODE_PAGES, CODE_VA, D, MEGA_VA, PTE, ROOT48_TABLE, ROOT_TABLE, SCRATCH, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
+import { CLINT_MSIP, CODE_PAGES, CODE_VA, D, MEGA_VA, PTE, ROOT48_TABLE, ROOT_TABLE, SCRATCH, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
 
 export type Priv = 0 | 1 | 3;
 
@@ -25,7 +25,8 @@ export type Item =
   | { k: "cb"; w: number; skip: number } // c.beqz/c.bnez, offset filled in
   | { k: "cj"; skip: number }
   | { k: "jal"; rd: number; skip: number }
-  | { k: "jalr"; rd: number; tmp: number; skip: number }; // auipc tmp; jalr rd, off(tmp)
+  | { k: "jalr"; rd: number; tmp: number; skip: number } // auipc tmp; jalr rd, off(tmp)
+  | { k: "msip"; tmp: number }; // lui tmp, CLINT; sw zero, 0(tmp): msip cleared
 
 export interface CaseSpec {
   priv: Priv;
@@ -44,6 +45,10 @@ export interface CaseSpec {
   mie: bigint;
   mip: bigint;
   stvecMode: number;
+  /** mtvec vectored (interrupts reach the runtime through its vector table). */
+  mtvecVectored: boolean;
+  /** The CLINT's msip set as the case starts (MSIP pending). */
+  msip: boolean;
   other: bigint[]; // sscratch sepc scause stval mcause mtval mcounteren scounteren menvcfg senvcfg
   /** Leaf permission bits: code page, window pages 0-3, the alias, the megapage. */
   perm: bigint[];
@@ -94,7 +99,7 @@ function cjImm(off: number): number {
 
 /** Item sizes in bytes. */
 export function itemBytes(it: Item): number {
-  return it.k === "w" ? it.n : it.k === "cb" || it.k === "cj" ? 2 : it.k === "jalr" ? 8 : 4;
+  return it.k === "w" ? it.n : it.k === "cb" || it.k === "cj" ? 2 : it.k === "jalr" || it.k === "msip" ? 8 : 4;
 }
 
 /**
@@ -129,6 +134,10 @@ export function layout(items: readonly Item[]): Uint8Array {
         dv.setUint32(p + 4, I(0x67, 0, it.rd, it.tmp, off), true);
         break;
       }
+      case "msip":
+        dv.setUint32(p, (CLINT_MSIP | (it.tmp << 7) | 0x37) >>> 0, true); // lui tmp, CLINT_MSIP >> 12
+        dv.setUint32(p + 4, S(0x23, 2, it.tmp, 0, 0), true); // sw zero, 0(tmp)
+        break;
     }
   });
   dv.setUint32(pc, ECALL, true);
@@ -405,6 +414,11 @@ function item(r: Random, spec: CaseSpec, left: number): Item {
   if (roll < 89) return { k: "cj", skip: skip() };
   if (roll < 91) return { k: "jal", rd: r.chance(0.5) ? 0 : dataReg(r), skip: skip() };
   if (roll < 93) return { k: "jalr", rd: r.chance(0.5) ? 0 : dataReg(r), tmp: dataReg(r), skip: skip() };
+  // msip cleared through the CLINT (an access fault, or a page fault when paged, outside M-mode
+  // where PMP or paging forbid it). Only cleared: set by a store, the interrupt would be taken
+  // at a point each machine picks (the spec asks only for a bounded time); the case's start
+  // sets it, where the mret that enters the block takes it at once if enabled.
+  if (roll === 93) return { k: "msip", tmp: dataReg(r) };
   const w = sanitize(r.next(), r, spec.priv, tsr, tw);
   return w === null ? { k: "w", n: 4, w: alu(r) } : { k: "w", n: 4, w };
 }
@@ -462,9 +476,11 @@ export function randomCase(r: Random): CaseSpec {
     fcsr: r.chance(0.8) ? r.int(5) << 5 | r.int(32) : r.int(256),
     medeleg: r.chance(0.4) ? BigInt(r.next()) & 0xb1ffn & ~0x200n : 0n, // never ecall from S (the stub's own)
     mideleg: r.chance(0.3) ? 0x222n : 0n,
-    mie: r.chance(0.3) ? BigInt(r.next()) & 0xaaan : 0n,
-    mip: r.chance(0.1) ? BigInt(r.next()) & 0x222n : 0n,
+    mie: r.chance(0.4) ? BigInt(r.next()) & 0xaaan : 0n,
+    mip: r.chance(0.15) ? BigInt(r.next()) & 0x222n : 0n,
     stvecMode: r.int(2),
+    mtvecVectored: r.chance(0.5),
+    msip: r.chance(0.2),
     other: [intValue(r), intValue(r) & ~1n, intValue(r), intValue(r), intValue(r), intValue(r), BigInt(r.next()) & 7n, BigInt(r.next()) & 7n, r.chance(0.2) ? 1n : 0n, r.chance(0.2) ? 1n : 0n],
     perm: [permBits(r, true, priv === 0), ...Array.from({ length: 5 }, () => permBits(r, false, priv === 0)), permBits(r, false, priv === 0)],
     megaMisaligned: r.chance(0.05),
@@ -499,7 +515,12 @@ export function mutateCase(r: Random, spec: CaseSpec, other: CaseSpec): CaseSpec
       case 5: s.x[1 + r.int(31)] = intValue(r); break;
       case 6: s.f[r.int(32)] = fpValue(r); break;
       case 7: s.perm[r.int(s.perm.length)] = permBits(r, false, s.priv === 0); break;
-      default: s.fcsr = r.int(256); s.mstatus ^= 1n << BigInt(r.pick([1, 5, 8, 18, 19, 20, 21, 22, 13, 14])); break;
+      default:
+        s.fcsr = r.int(256);
+        s.mstatus ^= 1n << BigInt(r.pick([1, 3, 5, 7, 8, 18, 19, 20, 21, 22, 13, 14]));
+        if (r.chance(0.2)) s.msip = !s.msip;
+        if (r.chance(0.2)) s.mie ^= 1n << BigInt(r.pick([1, 3, 5, 9]));
+        break;
     }
   }
   // Words spliced from a case of another privilege, or made before TSR or TW changed, keep to
@@ -540,6 +561,8 @@ export function caseImage(spec: CaseSpec, index: number): CaseImage {
   d[D.mideleg] = spec.mideleg;
   d[D.mie] = spec.mie;
   d[D.mip] = spec.mip;
+  d[D.mtvecMode] = spec.mtvecVectored ? 1n : 0n;
+  d[D.msip] = spec.msip ? 1n : 0n;
   d[D.stvec] = BigInt(spec.paged ? STUB_VA : STUB) + BigInt(spec.stvecMode);
   [D.sscratch, D.sepc, D.scause, D.stval, D.mcause, D.mtval, D.mcounteren, D.scounteren, D.menvcfg, D.senvcfg].forEach((f, i) => (d[f] = spec.other[i]!));
   d[D.seed] = spec.seed;

@@ -3,12 +3,14 @@
  * (`-M virt -bios none`): a fixed M-mode runtime and, per case, a descriptor (every x and f
  * register, fcsr and the CSRs, the page-table entries of its windows) and its code pages. The
  * runtime runs the cases one after the other: fills the scratch window from the case's seed,
- * writes its PTEs and CSRs, loads its registers and `mret`s into its code in M, S or U mode.
- * Every trap comes to the runtime's M-mode handler, which logs it (mcause, mepc, mtval,
- * mstatus) and goes on, or ends the case. An exception in the block is skipped; an AMO's or
- * SC's fault is first given what the spec says where QEMU 7.2 departs (below). The case ends
- * at the block's closing ecall, an interrupt, a fetch fault, a trap from outside the block (the
- * S-mode stub a delegated trap runs: an ecall) or the eighth trap.
+ * writes its PTEs and CSRs (mtvec direct or vectored, the CLINT's msip), loads its registers and
+ * `mret`s into its code in M, S or U mode. Every trap comes to the runtime's M-mode handler
+ * (through the vector table when mtvec is vectored: the entry reached is logged), which logs it
+ * (mcause, mepc, mtval, mstatus) and goes on, or ends the case. An exception in the block is
+ * skipped; an AMO's or SC's fault is first given what the spec says where QEMU 7.2 departs
+ * (below). A software interrupt has its source cleared and the block resumes. The case ends at
+ * the block's closing ecall, an interrupt it cannot clear, a fetch fault, a trap from outside
+ * the block (the S-mode stub a delegated trap runs: an ecall) or the eighth trap.
  * Ending dumps the architectural state (x, f, fcsr, CSRs, the trap log, the PTEs with their A/D
  * bits, the scratch window) to the case's result record. At the end the results go to a file
  * through semihosting (QEMU; wasmvisor's are read from its memory) and the SiFive test device
@@ -48,6 +50,8 @@ export const SCRATCH_BYTES = 0x4000;
 const RESULTS = RAM_BASE + 0x500_0000;
 /** Cases one image holds at most (their code pages must end below SCRATCH). */
 export const MAX_CASES = 1024;
+/** The CLINT: hart 0's msip word. */
+export const CLINT_MSIP = 0x200_0000;
 
 /** Virtual layout under paging: the block's page, the stub's, the data window and its megapage alias. */
 export const CODE_VA = 0x40_0000;
@@ -62,6 +66,8 @@ export const D = {
   x: 0, f: 32, fcsr: 64, mstatus: 65, entry: 66, end: 67, delta: 68, satp: 69, medeleg: 70, mideleg: 71,
   mie: 72, stvec: 73, sscratch: 74, sepc: 75, scause: 76, stval: 77, mcause: 79, mtval: 80,
   mcounteren: 81, scounteren: 82, menvcfg: 83, senvcfg: 84, seed: 85, pte: 86, mega: 95, mip: 96,
+  /** mtvec's mode (0 direct, 1 vectored); the CLINT's msip as the case starts. */
+  mtvecMode: 97, msip: 98,
 } as const;
 const DESC_BYTES = 1024;
 
@@ -75,10 +81,11 @@ export const R = {
 export const TRAP_LOG = 16;
 export const TRAP_LIMIT = 8;
 /**
- * A trap log entry's words: mcause, mepc, mtval, mstatus as the trap left them; what the
- * handler changed (FIX_*); the SC's rd as the trap found it (FIX_SC_RD).
+ * A trap log entry's words: mcause, mepc, mtval, mstatus as the trap left them; the vector-table
+ * entry it came through (-1: mtvec direct); what the handler changed (FIX_*); the SC's rd as
+ * the trap found it (FIX_SC_RD).
  */
-export const LOG = { cause: 0, epc: 1, tval: 2, status: 3, fix: 5, rd: 6 } as const;
+export const LOG = { cause: 0, epc: 1, tval: 2, status: 3, via: 4, fix: 5, rd: 6 } as const;
 export const LOG_WORDS = 8;
 /** The handler gave an AMO's or SC's load fault (QEMU 7.2) the store/AMO cause (mcause rewritten). */
 export const FIX_STORE_CAUSE = 1n;
@@ -149,7 +156,9 @@ next_case:
   li s0, ${RT}
   ld s1, ${RT_CASE}(s0)
   ld s2, ${RT_COUNT}(s0)
-  bgeu s1, s2, finish
+  bltu s1, s2, 1f
+  j finish
+1:
   slli t0, s1, 10
   li s3, ${DESC}
   add s3, s3, t0
@@ -191,9 +200,19 @@ ${lines(L0_SLOTS, (i) => `  ld t0, ${(D.pte + i) * 8}(s3)\n  sd t0, ${i * 8}(t1)
   sd t0, ${S_DELTA}(s5)
 ${lines(TRAP_LOG * LOG_WORDS, (i) => `  sd zero, ${S_LOG + i * 8}(s5)`)}
 ${CSR_LOAD.map(([f, c]) => `  ld t0, ${f * 8}(s3)\n  csrw ${c}, t0`).join("\n")}
+  ld t0, ${D.mtvecMode * 8}(s3)
+  la t1, handler
+  beqz t0, 1f
+  la t1, vectors
+  ori t1, t1, 1
+1:
+  csrw mtvec, t1
   csrw mip, zero
   ld t0, ${D.mip * 8}(s3)
   csrs mip, t0
+  ld t0, ${D.msip * 8}(s3)
+  li t1, ${CLINT_MSIP}
+  sw t0, 0(t1)
   sfence.vma
   li t0, 0x6000
   csrs mstatus, t0
@@ -207,10 +226,18 @@ ${lines(30, (i) => `  ld x${i + 1}, ${(D.x + i + 1) * 8}(t6)`)}
   ld t6, ${31 * 8}(t6)
   mret
 
+  # mtvec vectored: entry n (cause n's interrupt; 0 also every exception) logs n
+  .balign 256
+vectors:
+${lines(16, (i) => `  j vector${i}`)}
+${lines(16, (i) => `vector${i}:\n  csrrw t6, mscratch, t6\n  sd t0, 0(t6)\n  li t0, ${i}\n  j trap`)}
+
   .balign 4
 handler:
   csrrw t6, mscratch, t6
   sd t0, 0(t6)
+  li t0, -1
+trap:
   sd t1, 8(t6)
   sd t2, 16(t6)
   sd t3, 24(t6)
@@ -218,6 +245,7 @@ handler:
   slli t1, t3, ${Math.log2(LOG_WORDS * 8)}
   add t1, t1, t6
   sd t1, ${S_ENTRY}(t6)
+  sd t0, ${L(LOG.via)}(t1)
   csrr t0, mcause
   sd t0, ${L(LOG.cause)}(t1)
   csrr t0, mepc
@@ -229,7 +257,28 @@ handler:
   addi t3, t3, 1
   sd t3, ${S_TRAPS}(t6)
   csrr t0, mcause
-  bltz t0, end_case
+  bgez t0, exception
+  # A software interrupt: its source cleared (the CLINT's msip, or mip's SSIP, STIP, SEIP), the
+  # block resumed where it was. Timer and external interrupts never come (mtimecmp and
+  # stimecmp are at their maximum, nothing drives the PLIC): any other ends the case.
+  slli t0, t0, 1
+  srli t0, t0, 1
+  li t1, 3
+  beq t0, t1, 1f
+  li t1, 0x222
+  srl t1, t1, t0
+  andi t1, t1, 1
+  beqz t1, end_case
+  li t1, 1
+  sll t1, t1, t0
+  csrc mip, t1
+  j resume
+1:
+  li t1, ${CLINT_MSIP}
+  sw zero, 0(t1)
+  j resume
+
+exception:
   # Not a fetch fault, in the block: normalized if an AMO or SC, then skipped
   li t1, 1
   bleu t0, t1, end_case
@@ -355,6 +404,7 @@ uncounted:
   ld t0, ${S_UNCOUNTED}(t6)
   addi t0, t0, 1
   sd t0, ${S_UNCOUNTED}(t6)
+resume:
   jal t0, limit
 3:
   ld t0, 0(t6)
@@ -390,6 +440,9 @@ ${lines(32, (i) => `  fsd f${i}, ${(R.f + i) * 8}(t0)`)}
   csrr t1, fcsr
   sd t1, ${R.fcsr * 8}(t0)
 ${CSR_DUMP.map(([f, c]) => `  csrr t1, ${c}\n  sd t1, ${f * 8}(t0)`).join("\n")}
+  # msip back to 0 for the next case (mip, with MSIP, is dumped above)
+  li t1, ${CLINT_MSIP}
+  sw zero, 0(t1)
   ld t1, ${S_TRAPS}(t6)
   sd t1, ${R.traps * 8}(t0)
 ${lines(TRAP_LOG * LOG_WORDS, (i) => `  ld t1, ${S_LOG + i * 8}(t6)\n  sd t1, ${(R.log + i) * 8}(t0)`)}
@@ -415,7 +468,9 @@ ${lines(L0_SLOTS, (i) => `  ld t1, ${i * 8}(t2)\n  sd t1, ${(R.pte + i) * 8}(t0)
   addi t1, t1, 1
   ld t2, ${RT_RUNS}(s0)
   sd t1, ${RT_RUN}(s0)
-  bltu t1, t2, next_case
+  bgeu t1, t2, 4f
+  j next_case
+4:
   sd zero, ${RT_RUN}(s0)
   ld t1, ${RT_CASE}(s0)
   addi t1, t1, 1
