@@ -146,7 +146,7 @@ const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 /** A reproducer: the case's starting state, its block and what differed. */
 export function describe(spec: CaseSpec, differences: readonly Difference[], tier: JitMode, work: Workdir): string {
   const state = [
-    `privilege ${["U", "S", "?", "M"][spec.priv]}, ${spec.paged ? (spec.sv48 ? "Sv48" : "Sv39") : "bare"}, mstatus ${hex(spec.mstatus)}, fcsr ${hex(spec.fcsr)}`,
+    `privilege ${["U", "S", "?", "M"][spec.priv]}, ${spec.paged ? `Sv${spec.sv}` : "bare"}, mstatus ${hex(spec.mstatus)}, fcsr ${hex(spec.fcsr)}`,
     `medeleg ${hex(spec.medeleg)} mideleg ${hex(spec.mideleg)} mie ${hex(spec.mie)} mip ${hex(spec.mip)}${spec.msip ? " msip" : ""} mtvec ${spec.mtvecVectored ? "vectored" : "direct"} stvec ${spec.stvecMode ? "vectored" : "direct"} perms ${spec.perm.map(hex).join(" ")}${spec.megaMisaligned ? " (megapage misaligned)" : ""}`,
     `x: ${spec.x.map((v, i) => `x${i}=${hex(v)}`).slice(1).join(" ")}`,
     `pointers (window offsets): ${spec.ptr.map(hex).join(" ")}`,

@@ -14,7 +14,8 @@
  * Random 32-bit words and mutated words pass through sanitize(), which keeps them to these rules.
  */
 import { prng } from "../../test/prng";
-import { CLINT_MSIP, CODE_PAGES, CODE_VA, D, MEGA_VA, PTE, ROOT48_TABLE, ROOT_TABLE, SCRATCH, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
+import { liSequence } from "../../test/encoder";
+import { CLINT_MSIP, CODE_PAGES, CODE_VA, D, MEGA_VA, PTE, SATP, SCRATCH, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
 
 export type Priv = 0 | 1 | 3;
 
@@ -26,13 +27,14 @@ export type Item =
   | { k: "cj"; skip: number }
   | { k: "jal"; rd: number; skip: number }
   | { k: "jalr"; rd: number; tmp: number; skip: number } // auipc tmp; jalr rd, off(tmp)
-  | { k: "msip"; tmp: number }; // lui tmp, CLINT; sw zero, 0(tmp): msip cleared
+  | { k: "msip"; tmp: number } // lui tmp, CLINT; sw zero, 0(tmp): msip cleared
+  | { k: "satp"; tmp: number; rd: number; value: bigint }; // li tmp, value; csrrw rd, satp, tmp
 
 export interface CaseSpec {
   priv: Priv;
-  /** satp: paged (Sv39, or Sv48 with sv48) or bare. */
+  /** satp: paged (Sv39, Sv48 or Sv57, all mapping the same) or bare. */
   paged: boolean;
-  sv48?: boolean;
+  sv: 39 | 48 | 57;
   /** mstatus as the case starts (MPP and MIE are set from priv). */
   mstatus: bigint;
   x: bigint[];
@@ -99,6 +101,7 @@ function cjImm(off: number): number {
 
 /** Item sizes in bytes. */
 export function itemBytes(it: Item): number {
+  if (it.k === "satp") return 4 * (liSequence(it.tmp, it.value).length + 1);
   return it.k === "w" ? it.n : it.k === "cb" || it.k === "cj" ? 2 : it.k === "jalr" || it.k === "msip" ? 8 : 4;
 }
 
@@ -134,6 +137,10 @@ export function layout(items: readonly Item[]): Uint8Array {
         dv.setUint32(p + 4, I(0x67, 0, it.rd, it.tmp, off), true);
         break;
       }
+      case "satp":
+        liSequence(it.tmp, it.value).forEach((x, n) => dv.setUint32(p + 4 * n, x, true));
+        dv.setUint32(p + itemBytes(it) - 4, ((0x180 << 20) | (it.tmp << 15) | (1 << 12) | (it.rd << 7) | 0x73) >>> 0, true);
+        break;
       case "msip":
         dv.setUint32(p, (CLINT_MSIP | (it.tmp << 7) | 0x37) >>> 0, true); // lui tmp, CLINT_MSIP >> 12
         dv.setUint32(p + 4, S(0x23, 2, it.tmp, 0, 0), true); // sw zero, 0(tmp)
@@ -419,8 +426,27 @@ function item(r: Random, spec: CaseSpec, left: number): Item {
   // at a point each machine picks (the spec asks only for a bounded time); the case's start
   // sets it, where the mret that enters the block takes it at once if enabled.
   if (roll === 93) return { k: "msip", tmp: dataReg(r) };
+  if (roll === 94 && spec.paged) return satpItem(r, spec);
   const w = sanitize(r.next(), r, spec.priv, tsr, tw);
   return w === null ? { k: "w", n: 4, w: alu(r) } : { k: "w", n: 4, w };
+}
+
+/**
+ * A satp write (M-mode: what MPRV's accesses use; S-mode: the block's own translation, or an
+ * illegal instruction under TVM; U-mode: illegal) in a paged case: another root mapping the same
+ * (Sv39, Sv48, Sv57: wasmvisor has no Sv57, so the write leaves satp as it was, as the spec has it
+ * for a mode not supported; QEMU 7.2 takes it), an unsupported mode (no effect on either), or,
+ * from S-mode, Bare (the next fetch faults). Bare from M-mode with MPRV, then Sv57, would leave
+ * wasmvisor Bare where QEMU translates; Bare with instruction access faults delegated would
+ * send the fault to stvec's virtual address, now unmapped, for ever: neither is generated.
+ */
+const bareAllowed = (spec: CaseSpec) => spec.priv === 1 && !(spec.medeleg & 2n);
+function satpItem(r: Random, spec: CaseSpec): Item {
+  const asid = r.chance(0.3) ? BigInt(r.int(0x10000)) << 44n : 0n;
+  const root = (v: bigint) => v & ((1n << 44n) - 1n);
+  const values = [SATP.sv39, SATP.sv48, SATP.sv57, SATP.sv57, (BigInt(r.pick([1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 14, 15])) << 60n) | root(SATP.sv39)];
+  const value = bareAllowed(spec) && r.chance(0.1) ? 0n : r.pick(values) | asid;
+  return { k: "satp", tmp: dataReg(r), rd: r.chance(0.5) ? 0 : dataReg(r), value };
 }
 
 /** At most MAX_ADJUST pointer moves per pointer: beyond, the window's bounds no longer hold. */
@@ -469,7 +495,7 @@ export function randomCase(r: Random): CaseSpec {
   if (priv === 3 && r.chance(0.3)) mstatus |= (1n << 17n) | (BigInt(r.pick([0, 1])) << 11n); // MPRV with MPP S or U (after mret: U)
   bit(7, 0.3); // MPIE (mret puts it in MIE)
   const spec: CaseSpec = {
-    priv, paged, sv48: r.chance(0.25), mstatus,
+    priv, paged, sv: r.pick([39, 39, 48, 57] as const), mstatus,
     x: Array.from({ length: 32 }, (_, i) => (i === 0 ? 0n : intValue(r))),
     ptr: POINTERS.map(() => (3072 + r.int(10240)) & (r.chance(0.6) ? ~7 : ~0)),
     f: Array.from({ length: 32 }, () => fpValue(r)),
@@ -526,7 +552,9 @@ export function mutateCase(r: Random, spec: CaseSpec, other: CaseSpec): CaseSpec
   // Words spliced from a case of another privilege, or made before TSR or TW changed, keep to
   // this one's rules (a WFI that no longer traps would wait for ever).
   const tsrNow = (s.mstatus & (1n << 22n)) !== 0n, twNow = (s.mstatus & (1n << 21n)) !== 0n;
-  s.items = limitAdjusts(s.items.map((it) => {
+  s.items = limitAdjusts(s.items.map((it): Item => {
+    // satp writes keep to satpItem's rules: paged cases only, Bare from S-mode only.
+    if (it.k === "satp" && (!s.paged || (it.value === 0n && !bareAllowed(s)))) return { k: "w", n: 4, w: 0x13 };
     if (it.k !== "w" || it.n !== 4) return it;
     const w = sanitize(it.w, r, s.priv, tsrNow, twNow);
     return w === null ? { k: "w", n: 4, w: 0x13 } : { ...it, w };
@@ -556,7 +584,7 @@ export function caseImage(spec: CaseSpec, index: number): CaseImage {
   d[D.entry] = BigInt(entry);
   d[D.end] = BigInt(entry + code.length - 4);
   d[D.delta] = BigInt.asUintN(64, BigInt(pa - entry));
-  d[D.satp] = !spec.paged ? 0n : spec.sv48 ? (9n << 60n) | BigInt(ROOT48_TABLE >>> 12) : (8n << 60n) | BigInt(ROOT_TABLE >>> 12);
+  d[D.satp] = !spec.paged ? 0n : SATP[`sv${spec.sv}`];
   d[D.medeleg] = spec.medeleg;
   d[D.mideleg] = spec.mideleg;
   d[D.mie] = spec.mie;
@@ -574,6 +602,6 @@ export function caseImage(spec: CaseSpec, index: number): CaseImage {
   d[D.mega] = pte(SCRATCH + (spec.megaMisaligned ? 0x1000 : 0), windowPerm[5]!);
   const pages = new Uint8Array(CODE_PAGES * 0x1000);
   pages.set(code);
-  return { desc: d, pages, code };
+  return { desc: d, pages, code, satpWrites: spec.items.flatMap((it) => (it.k === "satp" ? [it.value] : [])) };
 }
 

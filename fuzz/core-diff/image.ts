@@ -20,7 +20,7 @@
  *   RUNTIME  code; STUB a page of ecalls (stvec's target); RT the run's fields
  *   SAVE     the handler's save area and trap log (mscratch points at it)
  *   tables   Sv39 root, L1 and L0 (VA 0x400000-0x5fffff in 4 KiB pages, 0x600000 a megapage),
- *            and an Sv48 root above the Sv39 one
+ *            and Sv48 and Sv57 roots above the Sv39 one
  *   DESC     a descriptor per case; CODE a page per case
  *   SCRATCH  the data window (4 pages), refilled per case; RESULTS a record per case
  */
@@ -37,10 +37,13 @@ const L1_TABLE = ROOT_TABLE + 0x1000;
 const L0_TABLE = ROOT_TABLE + 0x2000;
 /** Sv48's root: its entry 0 points at the Sv39 root, so both modes map the same. */
 export const ROOT48_TABLE = ROOT_TABLE + 0x3000;
+/** Sv57's root: its entry 0 points at Sv48's. */
+export const ROOT57_TABLE = ROOT_TABLE + 0x4000;
 /** satp for each paging mode, ASID 0. */
 export const SATP = {
   sv39: (8n << 60n) | BigInt(ROOT_TABLE >>> 12),
   sv48: (9n << 60n) | BigInt(ROOT48_TABLE >>> 12),
+  sv57: (10n << 60n) | BigInt(ROOT57_TABLE >>> 12),
 } as const;
 const DESC = RAM_BASE + 0x20_0000;
 const CODE = RAM_BASE + 0x40_0000;
@@ -199,6 +202,9 @@ ${lines(L0_SLOTS, (i) => `  ld t0, ${(D.pte + i) * 8}(s3)\n  sd t0, ${i * 8}(t1)
   ld t0, ${D.delta * 8}(s3)
   sd t0, ${S_DELTA}(s5)
 ${lines(TRAP_LOG * LOG_WORDS, (i) => `  sd zero, ${S_LOG + i * 8}(s5)`)}
+  # Sv48 first: a satp write of a mode the hart lacks (Sv57 on wasmvisor) leaves this, which maps the same
+  li t0, ${SATP.sv48}
+  csrw satp, t0
 ${CSR_LOAD.map(([f, c]) => `  ld t0, ${f * 8}(s3)\n  csrw ${c}, t0`).join("\n")}
   ld t0, ${D.mtvecMode * 8}(s3)
   la t1, handler
@@ -524,6 +530,8 @@ export interface CaseImage {
   desc: BigUint64Array;
   pages: Uint8Array;
   code: Uint8Array;
+  /** Values the block may write to satp. */
+  satpWrites: bigint[];
 }
 
 export function newDescriptor(): BigUint64Array {
@@ -564,7 +572,8 @@ export function buildImage(cases: readonly CaseImage[], resultsFile: string | nu
     dv.setBigUint64(rt + RT_WRITE + 8, BigInt(RESULTS), true);
     dv.setBigUint64(rt + RT_WRITE + 16, BigInt(cases.length * RESULT_BYTES), true);
   }
-  // Sv39: root[0] -> L1; L1[2] -> L0 (VA 0x400000); L1[3] is each case's megapage. Sv48: one level more.
+  // Sv39: root[0] -> L1; L1[2] -> L0 (VA 0x400000); L1[3] is each case's megapage. Sv48 and Sv57: one and two levels more.
+  dv.setBigUint64(ROOT57_TABLE - RAM_BASE, pte(ROOT48_TABLE, PTE.V), true);
   dv.setBigUint64(ROOT48_TABLE - RAM_BASE, pte(ROOT_TABLE, PTE.V), true);
   dv.setBigUint64(ROOT_TABLE - RAM_BASE, pte(L1_TABLE, PTE.V), true);
   dv.setBigUint64(L1_TABLE - RAM_BASE + 16, pte(L0_TABLE, PTE.V), true);

@@ -10,7 +10,7 @@ import { runCoreDiff } from "../../fuzz/core-diff/run";
 import { runBatch, specFromJson } from "../../fuzz/core-diff/diff";
 import { compareCase, PARTING } from "../../fuzz/core-diff/compare";
 import { caseImage, random, randomCase, type CaseSpec, type Item } from "../../fuzz/core-diff/generate";
-import { D, FIX_DELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, LOG, LOG_WORDS, R, RESULT_BYTES } from "../../fuzz/core-diff/image";
+import { D, FIX_DELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, LOG, LOG_WORDS, R, RESULT_BYTES, SATP } from "../../fuzz/core-diff/image";
 import { asm, toWords } from "../encoder";
 import { runQemu, runWasmvisor, Workdir } from "../../fuzz/core-diff/machines";
 import { fuzzDir } from "../../fuzz/engine/corpus";
@@ -193,6 +193,28 @@ describe("differential fuzzing of the core against QEMU", () => {
     sv.setBigUint64(logWord(1, LOG.cause) * 8, INTERRUPT | 9n, true);
     expect(compareCase(r.q, r.w, 0, r.c).differences).toEqual([]);
     expect(compareCase(r.q, swapped, 0, r.c).differences).not.toEqual([]);
+  }, 30_000);
+
+  test("Sv57: QEMU 7.2 takes it, wasmvisor (without Sv57) leaves satp as it was, as the spec says for a mode not supported", async () => {
+    // S-mode, the case's satp Sv57 (the runtime writes Sv48 first); a satp write of mode 5 (no
+    // hart supports it) changes nothing on either; satp read into a0 and a1.
+    const spec = caseOf(1, [], (s) => {
+      s.paged = true;
+      s.sv = 57;
+      s.perm = [0x4bn, 0xc7n, 0xc7n, 0xc7n, 0xc7n, 0xc7n, 0xc7n]; // code: V R X A; the window: V R W A D
+      s.items = [{ k: "w", n: 4, w: toWords(asm`csrr a0, satp`)[0]! }, { k: "satp", tmp: 5, rd: 11, value: (5n << 60n) | (SATP.sv39 & 0xfffffffffffn) }];
+    });
+    const r = await both(spec);
+    expect([r.qf(R.satp), r.wf(R.satp)]).toEqual([SATP.sv57, SATP.sv48]);
+    expect([r.qf(R.x + 10), r.wf(R.x + 10), r.qf(R.x + 11), r.wf(R.x + 11)]).toEqual([SATP.sv57, SATP.sv48, SATP.sv57, SATP.sv48]);
+    expect(Number(r.qf(R.traps))).toBe(1); // the closing ecall: the block ran through in both modes
+    const o = compareCase(r.q, r.w, 0, r.c);
+    expect([o.differences, o.cutShort]).toEqual([[], undefined]);
+    expect(o.explained.some((x) => x.includes("Sv57"))).toBe(true);
+    // wasmvisor taking the write (or keeping another value) would be reported.
+    const other = r.w.slice();
+    new DataView(other.buffer).setBigUint64(R.satp * 8, SATP.sv39, true);
+    expect(compareCase(r.q, other, 0, r.c).differences.map((d) => d.field)).toEqual(["satp"]);
   }, 30_000);
 
   // Differences found in wasmvisor's core and fixed: each kept case runs the same on both now.
