@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { JitMode } from "../../host/jit/tier";
-import { caseImage, itemBytes, layout, type CaseSpec } from "./generate";
+import { caseImage, itemBytes, layout, withoutItems, type CaseSpec } from "./generate";
 import { compareCase, formatDifferences, type Difference } from "./compare";
 import { D, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, TRAP_LOG, type CaseImage } from "./image";
 import { runQemu, runWasmvisor, Workdir } from "./machines";
@@ -29,13 +29,13 @@ export class BatchFailure extends Error {}
  * Run `specs` on QEMU (or take `qemuRun`, started earlier) and on each tier; one result per
  * case, and QEMU's records. SC faults compareCase could not decide are probed on QEMU.
  */
-export async function runBatch(module: WebAssembly.Module, specs: readonly CaseSpec[], work: Workdir, tiers = TIERS, qemuRun?: Promise<Uint8Array | null>): Promise<CaseResult[] & { qemu: Uint8Array }> {
+export async function runBatch(module: WebAssembly.Module, specs: readonly CaseSpec[], work: Workdir, tiers = TIERS, qemuRun?: Promise<Uint8Array | null>): Promise<CaseResult[] & { qemu: Uint8Array; cases: CaseImage[] }> {
   const cases = specs.map((s, i) => caseImage(s, i));
   const run = qemuRun ?? runQemu(cases, work);
   const ours = tiers.map((t) => [t, runWasmvisor(module, cases, t)] as const);
   const qemu = await run;
   if (!qemu) throw new BatchFailure(`QEMU did not finish a batch of ${specs.length} cases`);
-  const out = Object.assign(specs.map((): CaseResult => ({ differences: new Map(), explained: [] })), { qemu });
+  const out = Object.assign(specs.map((): CaseResult => ({ differences: new Map(), explained: [] })), { qemu, cases });
   const probes = new Map<number, { at: number; cause: bigint; tiers: JitMode[] }>();
   const results = new Map(ours);
   for (const [tier, result] of ours) {
@@ -112,7 +112,7 @@ export async function minimize(module: WebAssembly.Module, spec: CaseSpec, tier:
     const variants: CaseSpec[] = [];
     for (let len = n; len >= 1; len = len > 1 ? Math.ceil(len / 2) : 0) {
       for (let at = 0; at + len <= n; at += len === 1 ? 1 : Math.max(1, len >> 1)) {
-        variants.push({ ...best, items: [...best.items.slice(0, at), ...best.items.slice(at + len)] });
+        variants.push(withoutItems(best, at, len));
         if (variants.length >= 512) break;
       }
     }
@@ -150,6 +150,7 @@ export function describe(spec: CaseSpec, differences: readonly Difference[], tie
     `medeleg ${hex(spec.medeleg)} mideleg ${hex(spec.mideleg)} mie ${hex(spec.mie)} mip ${hex(spec.mip)}${spec.msip ? " msip" : ""} mtvec ${spec.mtvecVectored ? "vectored" : "direct"} stvec ${spec.stvecMode ? "vectored" : "direct"} perms ${spec.perm.map(hex).join(" ")}${spec.megaMisaligned ? " (megapage misaligned)" : ""}`,
     `x: ${spec.x.map((v, i) => `x${i}=${hex(v)}`).slice(1).join(" ")}`,
     `pointers (window offsets): ${spec.ptr.map(hex).join(" ")}`,
+    ...(spec.cross ? [`item ${spec.cross.at} across the page boundary; second page ${spec.cross.last.alt ? "the other" : "the next"} (perms ${hex(spec.cross.last.perm)}), before the last run ${spec.cross.first.alt ? "the other" : "the next"} (perms ${hex(spec.cross.first.perm)}); the other's upper half ${hex(spec.cross.upper)}`] : []),
     `f: ${spec.f.map((v, i) => `f${i}=${hex(v)}`).join(" ")}`,
   ];
   return [`tier ${tier}: ${formatDifferences(differences)}`, ...state, disassemble(spec, work)].join("\n");

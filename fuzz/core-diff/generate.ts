@@ -54,11 +54,20 @@ export interface CaseSpec {
   other: bigint[]; // sscratch sepc scause stval mcause mtval mcounteren scounteren menvcfg senvcfg
   /** Leaf permission bits: code page, window pages 0-3, the alias, the megapage. */
   perm: bigint[];
+  /**
+   * An instruction across the block's page boundary: item `at` (a 32-bit word) starts 2 bytes
+   * before the second page, which the last run maps as `last` and the runs before it as
+   * `first` (another page has `upper` for the instruction's upper half).
+   */
+  cross?: { at: number; upper: number; first: SecondPage; last: SecondPage };
   /** The megapage's PPN is misaligned (a page fault on use). */
   megaMisaligned: boolean;
   seed: bigint;
   items: Item[];
 }
+
+/** How the second code page is mapped: to the page after the first or to the other one (`alt`), with a leaf's bits. */
+export interface SecondPage { alt: boolean; perm: bigint }
 
 export const POINTERS = [2, 8, 9];
 const isPointer = (r: number) => r === 2 || r === 8 || r === 9;
@@ -516,7 +525,7 @@ export function randomCase(r: Random): CaseSpec {
   const n = 1 + r.int(r.chance(0.2) ? 120 : 40);
   for (let i = 0; i < n; i++) spec.items.push(item(r, spec, n - i));
   spec.items = limitAdjusts(spec.items);
-  return spec;
+  return r.chance(0.2) ? withCross(r, spec, false) : spec;
 }
 
 /** A variant of `spec`: items replaced, inserted, deleted, bit-flipped, spliced from `other`, or its state changed. */
@@ -559,6 +568,8 @@ export function mutateCase(r: Random, spec: CaseSpec, other: CaseSpec): CaseSpec
     const w = sanitize(it.w, r, s.priv, tsrNow, twNow);
     return w === null ? { k: "w", n: 4, w: 0x13 } : { ...it, w };
   })).slice(0, 400);
+  while (layout(s.items).length > 0x1000) s.items.pop();
+  if (s.cross || r.chance(0.05)) return withCross(r, s, !!s.cross && r.chance(0.8));
   return s;
 }
 
@@ -570,11 +581,16 @@ const MSTATUS_XL64 = 0xan << 32n;
 export function caseImage(spec: CaseSpec, index: number): CaseImage {
   const d = newDescriptor();
   const code = layout(spec.items);
+  if (code.length > 0x1000) throw new Error("a case's block is larger than a page");
   const pa = codePage(index);
   const fetchPaged = spec.paged && spec.priv !== 3;
   const mprv = spec.priv === 3 && (spec.mstatus & (1n << 17n)) !== 0n;
   const dataPaged = spec.paged && (spec.priv !== 3 || mprv);
-  const entry = fetchPaged ? CODE_VA : pa;
+  // A block that crosses into its second page starts where its straddling instruction's first half ends its first.
+  const cross = spec.cross && crossable(spec, spec.cross.at) ? spec.cross : undefined;
+  const start = cross ? 0x1000 - 2 - itemOffset(spec.items, cross.at) : 0;
+  const base = fetchPaged ? CODE_VA : pa;
+  const entry = base + start;
   spec.x.forEach((v, i) => (d[D.x + i] = v));
   spec.ptr.forEach((off, i) => (d[D.x + POINTERS[i]!] = BigInt((dataPaged ? (i === 2 && spec.paged ? MEGA_VA : WINDOW_VA) : SCRATCH) + off)));
   spec.f.forEach((v, i) => (d[D.f + i] = v));
@@ -583,7 +599,7 @@ export function caseImage(spec: CaseSpec, index: number): CaseImage {
   d[D.mstatus] = (spec.mstatus & ~MSTATUS_MPP & ~8n) | (BigInt(spec.priv) << 11n) | MSTATUS_XL64;
   d[D.entry] = BigInt(entry);
   d[D.end] = BigInt(entry + code.length - 4);
-  d[D.delta] = BigInt.asUintN(64, BigInt(pa - entry));
+  d[D.delta] = BigInt.asUintN(64, BigInt(pa - base));
   d[D.satp] = !spec.paged ? 0n : SATP[`sv${spec.sv}`];
   d[D.medeleg] = spec.medeleg;
   d[D.mideleg] = spec.mideleg;
@@ -595,13 +611,84 @@ export function caseImage(spec: CaseSpec, index: number): CaseImage {
   [D.sscratch, D.sepc, D.scause, D.stval, D.mcause, D.mtval, D.mcounteren, D.scounteren, D.menvcfg, D.senvcfg].forEach((f, i) => (d[f] = spec.other[i]!));
   d[D.seed] = spec.seed;
   const [codePerm, ...windowPerm] = spec.perm;
+  // The second virtual page: the page after the first (contiguous), or another whose first
+  // halfword is the straddling instruction's other upper half; mapped one way in the runs
+  // before the last and maybe another in the last (the runtime's sfence.vma between).
+  const second = (m: SecondPage | undefined) => pte(pa + (m?.alt ? 0x2000 : 0x1000), m?.perm ?? codePerm!);
   d[D.pte + 0] = pte(pa, codePerm!);
-  d[D.pte + 1] = pte(STUB, PTE.V | PTE.X | PTE.A);
+  d[D.pte + 1] = second(cross?.last);
+  d[D.pteFirst] = second(cross?.first ?? cross?.last);
+  d[D.runs] = cross && fetchPaged && d[D.pteFirst] !== d[D.pte + 1] ? 2n : 0n;
+  d[D.pte + 3] = pte(STUB, PTE.V | PTE.X | PTE.A);
   for (let p = 0; p < 4; p++) d[D.pte + 4 + p] = pte(SCRATCH + p * 0x1000, windowPerm[p]!);
   d[D.pte + 8] = pte(SCRATCH, windowPerm[4]!);
   d[D.mega] = pte(SCRATCH + (spec.megaMisaligned ? 0x1000 : 0), windowPerm[5]!);
   const pages = new Uint8Array(CODE_PAGES * 0x1000);
-  pages.set(code);
-  return { desc: d, pages, code, satpWrites: spec.items.flatMap((it) => (it.k === "satp" ? [it.value] : [])) };
+  pages.set(code, start);
+  pages.copyWithin(0x2000, 0x1000, 0x2000);
+  const executed = code.slice();
+  if (cross) {
+    new DataView(pages.buffer).setUint16(0x2000, cross.upper, true);
+    // The block as its last run fetches it: the straddling instruction's upper half from the page mapped then.
+    if (fetchPaged && cross.last.alt) new DataView(executed.buffer).setUint16(0x1000 - start, cross.upper, true);
+  }
+  return { desc: d, pages, code: executed, satpWrites: spec.items.flatMap((it) => (it.k === "satp" ? [it.value] : [])) };
 }
 
+/** Byte offset of item `k` in the block. */
+export function itemOffset(items: readonly Item[], k: number): number {
+  let at = 0;
+  for (let i = 0; i < k; i++) at += itemBytes(items[i]!);
+  return at;
+}
+
+/** Whether item `k` may straddle the page boundary: a 32-bit word, not an AMO (the handler reads an AMO's funct5 through the first mapping). */
+function crossable(spec: CaseSpec, k: number): boolean {
+  const it = spec.items[k];
+  return !!it && it.k === "w" && it.n === 4 && (it.w & 0x7f) !== 0x2f && itemOffset(spec.items, k) <= 0xffe;
+}
+
+/** Whether `w` is a word sanitize() would leave as it is (in `spec`'s privilege, TSR and TW). */
+function keepsRules(w: number, spec: CaseSpec): boolean {
+  const tsr = (spec.mstatus & (1n << 22n)) !== 0n, tw = (spec.mstatus & (1n << 21n)) !== 0n;
+  return sanitize(w, random(1), spec.priv, tsr, tw) === w >>> 0;
+}
+
+/** A mapping of the second code page: the page after the first or the other one, with a leaf's bits (often a fetch fault). */
+function secondPage(r: Random, user: boolean): SecondPage {
+  const perm = r.chance(0.4) ? PTE.V | PTE.X | PTE.A | (user ? PTE.U : 0n) | (r.chance(0.3) ? PTE.R : 0n) | (r.chance(0.5) ? PTE.D : 0n)
+    : r.chance(0.5) ? permBits(r, true, user) : BigInt(r.int(256));
+  return { alt: r.chance(0.4), perm };
+}
+
+/**
+ * `spec` with an instruction across its page boundary (or none, when no item can), or with
+ * the one it has kept to the rules after a mutation: a 32-bit word whose other upper half (the
+ * other page's) keeps to sanitize()'s rules too.
+ */
+function withCross(r: Random, spec: CaseSpec, keep: boolean): CaseSpec {
+  const old = spec.cross;
+  let at = old && keep && crossable(spec, old.at) ? old.at : -1;
+  if (at < 0) {
+    const can = spec.items.map((_, k) => k).filter((k) => crossable(spec, k));
+    if (!can.length) return { ...spec, cross: undefined };
+    at = r.pick(can);
+  }
+  const w = (spec.items[at] as { w: number }).w;
+  let upper = old && at === old.at && keepsRules(((w & 0xffff) | (old.upper << 16)) >>> 0, spec) ? old.upper : -1;
+  for (let n = 0; n < 24 && upper < 0; n++) {
+    const u = r.int(0x10000);
+    if (keepsRules(((w & 0xffff) | (u << 16)) >>> 0, spec)) upper = u;
+  }
+  if (upper < 0) upper = w >>> 16;
+  const last = old?.last ?? secondPage(r, spec.priv === 0);
+  return { ...spec, cross: { at, upper, last, first: old?.first ?? (r.chance(0.5) ? last : secondPage(r, spec.priv === 0)) } };
+}
+
+/** `spec` without items [at, at + n) (the straddling instruction's index kept to its item, or dropped with it). */
+export function withoutItems(spec: CaseSpec, at: number, n: number): CaseSpec {
+  const items = [...spec.items.slice(0, at), ...spec.items.slice(at + n)];
+  const c = spec.cross;
+  const cross = !c || (c.at >= at && c.at < at + n) ? undefined : { ...c, at: c.at >= at + n ? c.at - n : c.at };
+  return { ...spec, items, cross };
+}

@@ -21,7 +21,8 @@
  *   SAVE     the handler's save area and trap log (mscratch points at it)
  *   tables   Sv39 root, L1 and L0 (VA 0x400000-0x5fffff in 4 KiB pages, 0x600000 a megapage),
  *            and Sv48 and Sv57 roots above the Sv39 one
- *   DESC     a descriptor per case; CODE a page per case
+ *   DESC     a descriptor per case; CODE three pages per case: the block's, the page it runs on
+ *            into, and another the second virtual page may map instead
  *   SCRATCH  the data window (4 pages), refilled per case; RESULTS a record per case
  */
 import { assemble } from "../../test/encoder";
@@ -47,7 +48,8 @@ export const SATP = {
 } as const;
 const DESC = RAM_BASE + 0x20_0000;
 const CODE = RAM_BASE + 0x40_0000;
-export const CODE_PAGES = 1;
+/** Code pages per case: the block's, the one after it (contiguous), another for the second virtual page. */
+export const CODE_PAGES = 3;
 export const SCRATCH = RAM_BASE + 0x400_0000;
 export const SCRATCH_BYTES = 0x4000;
 const RESULTS = RAM_BASE + 0x500_0000;
@@ -56,12 +58,12 @@ export const MAX_CASES = 1024;
 /** The CLINT: hart 0's msip word. */
 export const CLINT_MSIP = 0x200_0000;
 
-/** Virtual layout under paging: the block's page, the stub's, the data window and its megapage alias. */
+/** Virtual layout under paging: the block's two pages, the stub's, the data window and its megapage alias. */
 export const CODE_VA = 0x40_0000;
-export const STUB_VA = 0x40_1000;
+export const STUB_VA = 0x40_3000;
 export const WINDOW_VA = 0x40_4000;
 export const MEGA_VA = 0x60_0000;
-/** L0 slots (VA 0x400000 + slot * 4 KiB) a case sets: code, stub, 2-3 unused, 4-7 window, 8 an alias of window page 0. */
+/** L0 slots (VA 0x400000 + slot * 4 KiB) a case sets: code, its second page, 2 unused, 3 the stub, 4-7 window, 8 an alias of window page 0. */
 export const L0_SLOTS = 9;
 
 /** Descriptor fields (8 bytes each). */
@@ -71,6 +73,8 @@ export const D = {
   mcounteren: 81, scounteren: 82, menvcfg: 83, senvcfg: 84, seed: 85, pte: 86, mega: 95, mip: 96,
   /** mtvec's mode (0 direct, 1 vectored); the CLINT's msip as the case starts. */
   mtvecMode: 97, msip: 98,
+  /** Runs of the case at least (each from the same state), and the second code page's PTE in all runs but the last. */
+  runs: 99, pteFirst: 100,
 } as const;
 const DESC_BYTES = 1024;
 
@@ -171,6 +175,12 @@ next_case:
   add s4, s4, t0
   li s5, ${SAVE}
   sd s4, ${S_RESULT}(s5)
+  # s6: this case's runs
+  ld s6, ${RT_RUNS}(s0)
+  ld t0, ${D.runs * 8}(s3)
+  bgeu s6, t0, 1f
+  mv s6, t0
+1:
   # the window: xorshift64 from the seed
   ld t0, ${D.seed * 8}(s3)
   li t1, ${SCRATCH}
@@ -187,6 +197,13 @@ next_case:
   bltu t1, t2, 1b
   li t1, ${L0_TABLE}
 ${lines(L0_SLOTS, (i) => `  ld t0, ${(D.pte + i) * 8}(s3)\n  sd t0, ${i * 8}(t1)`)}
+  # the second code page: mapped as pteFirst says in all runs but the last
+  ld t0, ${RT_RUN}(s0)
+  addi t0, t0, 1
+  bgeu t0, s6, 1f
+  ld t0, ${D.pteFirst * 8}(s3)
+  sd t0, 8(t1)
+1:
   li t1, ${L1_TABLE}
   ld t0, ${D.mega * 8}(s3)
   sd t0, 24(t1)
@@ -469,10 +486,19 @@ ${lines(L0_SLOTS, (i) => `  ld t1, ${i * 8}(t2)\n  sd t1, ${(R.pte + i) * 8}(t0)
   bltu t1, t2, 3b
   li t1, ${DONE}
   sd t1, ${R.done * 8}(t0)
+  # the case again (its runs, at least the image's), or the next
   li s0, ${RT}
+  ld t1, ${RT_CASE}(s0)
+  slli t1, t1, 10
+  li t2, ${DESC}
+  add t2, t2, t1
+  ld t3, ${D.runs * 8}(t2)
+  ld t2, ${RT_RUNS}(s0)
+  bgeu t2, t3, 4f
+  mv t2, t3
+4:
   ld t1, ${RT_RUN}(s0)
   addi t1, t1, 1
-  ld t2, ${RT_RUNS}(s0)
   sd t1, ${RT_RUN}(s0)
   bgeu t1, t2, 4f
   j next_case
@@ -548,8 +574,9 @@ export const pte = (pa: number, bits: bigint) => (BigInt(pa >>> 12) << 10n) | bi
 /**
  * The image (loaded at RAM_BASE): the runtime, the fixed tables, the cases. `resultsFile`
  * (QEMU) turns on semihosting: the results are written there before power-off. Each case runs
- * `runs` times, from the same state (the prologue sets all of it), the last run's state kept: a
- * second run lets the translation tier run the block translated.
+ * `runs` times (or its descriptor's, if more), from the same state (the prologue sets all of
+ * it), the last run's state kept: a second run lets the translation tier run the block
+ * translated, or runs a block whose second page was mapped otherwise before.
  */
 export function buildImage(cases: readonly CaseImage[], resultsFile: string | null, runs = 1): Uint8Array {
   if (cases.length > MAX_CASES) throw new Error(`an image holds at most ${MAX_CASES} cases`);

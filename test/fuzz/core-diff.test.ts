@@ -9,8 +9,8 @@ import { afterAll, describe, expect, test } from "vitest";
 import { runCoreDiff } from "../../fuzz/core-diff/run";
 import { runBatch, specFromJson } from "../../fuzz/core-diff/diff";
 import { compareCase, PARTING } from "../../fuzz/core-diff/compare";
-import { caseImage, random, randomCase, type CaseSpec, type Item } from "../../fuzz/core-diff/generate";
-import { D, FIX_DELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, LOG, LOG_WORDS, R, RESULT_BYTES, SATP } from "../../fuzz/core-diff/image";
+import { caseImage, random, randomCase, type CaseSpec, type Item, type SecondPage } from "../../fuzz/core-diff/generate";
+import { D, FIX_DELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, SATP } from "../../fuzz/core-diff/image";
 import { asm, toWords } from "../encoder";
 import { runQemu, runWasmvisor, Workdir } from "../../fuzz/core-diff/machines";
 import { fuzzDir } from "../../fuzz/engine/corpus";
@@ -215,6 +215,40 @@ describe("differential fuzzing of the core against QEMU", () => {
     const other = r.w.slice();
     new DataView(other.buffer).setBigUint64(R.satp * 8, SATP.sv39, true);
     expect(compareCase(r.q, other, 0, r.c).differences.map((d) => d.field)).toEqual(["satp"]);
+  }, 30_000);
+
+  test("an instruction across the page boundary: its upper half from the page the last run maps (another before it), a fetch fault there at the page's address", async () => {
+    const addi = toWords(asm`addi a0, a0, 1`)[0]!;
+    const X = 0x4bn | 0x80n; // V R X A D
+    const straddle = (first: SecondPage, last: SecondPage) => caseOf(1, [0x13, 0x13, addi, 0x13], (s) => {
+      s.paged = true;
+      s.sv = 39;
+      s.x[10] = 100n;
+      s.perm = [X, 0xc7n, 0xc7n, 0xc7n, 0xc7n, 0xc7n, 0xc7n];
+      s.cross = { at: 2, upper: 0x7ff0 | (10 >> 1), first, last }; // the other page's half: addi a0, a0, 0x7ff
+    });
+    const cases = [
+      straddle({ alt: false, perm: X }, { alt: false, perm: X }), // the next page: a0 + 1
+      straddle({ alt: false, perm: X }, { alt: true, perm: X }), // the other page in the last run: a0 + 0x7ff
+      straddle({ alt: true, perm: X }, { alt: false, perm: 0xc7n }), // not executable in the last run: a fetch fault
+    ];
+    const images = cases.map((s, i) => caseImage(s, i));
+    expect(images.map((c) => Number(c.desc[D.entry]! & 0xfffn))).toEqual([0xff6, 0xff6, 0xff6]);
+    const q = (await runQemu(images, work))!;
+    const field = (r: Uint8Array, i: number, f: number) => new BigUint64Array(r.buffer, r.byteOffset + i * RESULT_BYTES, RESULT_HEADER / 8)[f]!;
+    for (const tier of ["off", "all"] as const) {
+      const w = runWasmvisor(module, images, tier)!;
+      for (const r of [q, w]) {
+        expect([0, 1].map((i) => field(r, i, R.x + 10))).toEqual([101n, 100n + 0x7ffn]);
+        // The fault: at the instruction (0x400ffe), tval the second page's first byte.
+        expect([field(r, 2, R.log + LOG.cause), field(r, 2, R.log + LOG.epc), field(r, 2, R.log + LOG.tval)]).toEqual([12n, 0x400ffen, 0x401000n]);
+        expect(field(r, 2, R.x + 10)).toBe(100n);
+      }
+      images.forEach((c, i) => {
+        const o = compareCase(q, w, i, c);
+        expect([o.differences, o.cutShort]).toEqual([[], undefined]);
+      });
+    }
   }, 30_000);
 
   // Differences found in wasmvisor's core and fixed: each kept case runs the same on both now.
