@@ -908,7 +908,9 @@ function coreDiffParagraph(c: CoreDiffResult): string {
 // How many cases an allowed difference that decides the rest of the case excused whole.
 function cutShortSentence(c: CoreDiffResult): string {
   const n = Object.values(c.cutShort ?? {}).reduce((a, b) => a + b, 0);
-  return `\n\n${n} cases (${((100 * n) / Math.max(1, c.programs)).toFixed(1)}%) were compared short of their whole record: an allowed difference that decides how the rest runs excused the rest.`;
+  const features = Object.entries(c.features ?? {}).sort((a, b) => b[1] - a[1]);
+  return `\n\n${n} cases (${((100 * n) / Math.max(1, c.programs)).toFixed(1)}%) were compared short of their whole record: an allowed difference that decides how the rest runs excused the rest.` +
+    (features.length ? ` Cases that exercised the generator's newer features: ${features.map(([what, k]) => `${what} ${((100 * k) / Math.max(1, c.programs)).toFixed(1)}%`).join("; ")}.` : "");
 }
 
 export function renderReport(r: BenchResult, previous?: BenchResult, fuzz?: FuzzResults): { markdown: string; plots: Record<string, string> } {

@@ -58,6 +58,8 @@ export interface CoreDiffResult {
    * decides how the rest runs excused the rest), by reason. Absent in runs before it was counted.
    */
   cutShort?: Record<string, number>;
+  /** Cases that exercised each of the generator's newer features (as QEMU ran them). Absent in runs before it was counted. */
+  features?: Record<string, number>;
   /** One line per distinct difference, shrunk (reproducers in fuzz/crashes/core-diff/). */
   found: string[];
 }
