@@ -100,6 +100,8 @@ export const FIX_STORE_CAUSE = 1n;
 export const FIX_SC_RD = 2n;
 /** The handler delegated the trap to S-mode, as medeleg has it for the store/AMO cause (with FIX_STORE_CAUSE). */
 export const FIX_DELEGATED = 4n;
+/** The handler zeroed an EBREAK's mtval (the spec allows zero or its address). */
+export const FIX_TVAL = 8n;
 export const RESULT_HEADER = 2048;
 export const RESULT_BYTES = RESULT_HEADER + SCRATCH_BYTES;
 export const DONE = 0x600d_cafen;
@@ -312,6 +314,16 @@ exception:
   bgeu t1, t2, end_case
   ld t2, ${S_LO}(t6)
   bltu t1, t2, end_case
+  # EBREAK: mtval may be zero (QEMU) or its address (wasmvisor); zero from here on, for a block that reads it
+  li t1, 3
+  bne t0, t1, 1f
+  csrw mtval, zero
+  ld t2, ${S_ENTRY}(t6)
+  li t1, ${FIX_TVAL}
+  sd t1, ${L(LOG.fix)}(t2)
+  j skip
+1:
+  csrr t1, mepc
   ld t2, ${S_DELTA}(t6)
   add t2, t2, t1
   lhu t0, 0(t2)
