@@ -13,7 +13,7 @@
  * M-mode on the other, the trap log's limit reached at different points, a trap CSR only one
  * side's trap wrote read back by the block) is the rest of the case excused: `cutShort` says why.
  */
-import { D, DONE, SATP, FIX_DELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, L0_SLOTS, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, SCRATCH_BYTES, TRAP_LOG, type CaseImage } from "./image";
+import { D, DONE, SATP, FIX_CAUSE, FIX_DELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, FIX_TVAL, L0_SLOTS, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, SCRATCH_BYTES, TRAP_LOG, type CaseImage } from "./image";
 
 export interface Difference {
   field: string;
@@ -458,10 +458,16 @@ export interface CaseOutcome {
   cutShort?: string;
 }
 
-/** The trap CSRs a case's end leaves, as its last log entry says (the handler ends a case without changing them but for the store/AMO cause). */
+/**
+ * The trap CSRs a case's end leaves, as its last log entry says (the handler ends a case without
+ * changing them but for what its fix word says: the store/AMO cause, an interrupt's mcause or an
+ * EBREAK's mtval zeroed).
+ */
 function endsAsLogged(r: BigUint64Array, t: Trap): boolean {
-  const fixed = r[logField(t.k, LOG.fix)]! & FIX_STORE_CAUSE ? 2n : 0n;
-  return r[R.mcause] === r[logField(t.k, LOG.cause)]! + fixed && r[R.mepc] === r[logField(t.k, LOG.epc)] && r[R.mtval] === r[logField(t.k, LOG.tval)];
+  const fix = r[logField(t.k, LOG.fix)]!;
+  const cause = fix & FIX_CAUSE ? 0n : r[logField(t.k, LOG.cause)]! + (fix & FIX_STORE_CAUSE ? 2n : 0n);
+  const tval = fix & FIX_TVAL ? 0n : r[logField(t.k, LOG.tval)];
+  return r[R.mcause] === cause && r[R.mepc] === r[logField(t.k, LOG.epc)] && r[R.mtval] === tval;
 }
 
 /**

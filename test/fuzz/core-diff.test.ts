@@ -185,14 +185,20 @@ describe("differential fuzzing of the core against QEMU", () => {
     }
     let o = compareCase(r.q, r.w, 0, r.c);
     expect([o.differences, o.cutShort]).toEqual([[], undefined]);
-    // U-mode, SSIP and SEIP pending and enabled, not delegated: QEMU 7.2 takes SSI first, the
-    // spec SEI; both take the two, then run the block.
-    r = await both(caseOf(0, toWords(asm`li a0, 5`), (s) => {
+    // M-mode with MIE, SSIP and SEIP pending and enabled, not delegated: QEMU 7.2 takes SSI
+    // first, the spec SEI; both take the two, then run the block, which reads mcause (the
+    // handler zeroed it: the last interrupt each took differs) and computes with it.
+    r = await both(caseOf(3, toWords(asm`
+      csrr a1, mcause
+      addi a2, a1, 5
+    `), (s) => {
+      s.mstatus |= 1n << 7n;
       s.mip = 0x202n;
       s.mie = 0x202n;
     }));
-    expect([0, 1, 2].map((k) => r.qf(logWord(k, LOG.cause)))).toEqual([INTERRUPT | 1n, INTERRUPT | 9n, 8n]);
-    expect([0, 1, 2].map((k) => r.wf(logWord(k, LOG.cause)))).toEqual([INTERRUPT | 9n, INTERRUPT | 1n, 8n]);
+    expect([0, 1, 2].map((k) => r.qf(logWord(k, LOG.cause)))).toEqual([INTERRUPT | 1n, INTERRUPT | 9n, 11n]);
+    expect([0, 1, 2].map((k) => r.wf(logWord(k, LOG.cause)))).toEqual([INTERRUPT | 9n, INTERRUPT | 1n, 11n]);
+    expect([r.qf(R.x + 12), r.wf(R.x + 12)]).toEqual([5n, 5n]);
     o = compareCase(r.q, r.w, 0, r.c);
     expect([o.differences, o.cutShort]).toEqual([[], undefined]);
     expect(o.explained).toContain(PARTING.interrupts);
