@@ -302,7 +302,7 @@ export const PARTING = {
   scFailed: "SC without a reservation (none taken, or a trap cleared it): QEMU fails it without checking the address, wasmvisor raises the exception; the runtime fails it (rd = 1), and the case is compared on",
   scProbed: "SC whose reservation QEMU had dropped (a store there faults the same on QEMU): QEMU fails it without the access, wasmvisor raises the fault; the runtime fails it (rd = 1), and the case is compared on",
   interrupts: "simultaneous interrupts: QEMU 7.2 takes the lowest-numbered first, the spec MEI, MSI, MTI, SEI, SSI, STI; each side's interrupts paired by cause, and the case compared on",
-  ebreakPeek: "EBREAK whose next 4 bytes cross into a page whose fetch faults: QEMU 7.2 reads them (its semihosting check) and raises that fault at the EBREAK; the spec has the breakpoint, then the fault at the next instruction (wasmvisor)",
+  ebreakPeek: "EBREAK whose next 4 bytes cross into a page whose fetch faults: QEMU 7.2 reads them (its semihosting check) as it translates the EBREAK and raises that fault there; the spec has the breakpoint, then the fault at the next instruction (wasmvisor)",
 } as const;
 /** Why a case's comparison stops at a parting: what follows it cannot be compared. */
 export const CUT = {
@@ -310,22 +310,24 @@ export const CUT = {
   scDelegated: "SC without a reservation that wasmvisor faults on, delegated to S-mode (medeleg): the stub ends wasmvisor's case there, QEMU failed the SC and went on with the block",
   logLimit: "the trap log's limit: wasmvisor's extra SC traps made it end the case at an earlier point of the block than QEMU",
   scTrapCsrs: "SC without a reservation that wasmvisor faults on, and a block that reads mstatus, mepc, mcause or mtval after it: those hold wasmvisor's SC trap where QEMU's hold the trap before, until the next trap",
-  ebreakPeek: "EBREAK whose next 4 bytes cross into a page whose fetch faults, QEMU raising that fault at the EBREAK: wasmvisor ran instructions after the EBREAK that QEMU never reached",
+  ebreakPeek: "EBREAK whose next 4 bytes cross into a page whose fetch faults, QEMU raising that fault as it translates the EBREAK: at the start of its translation block, or with wasmvisor running instructions after the EBREAK, one side ran instructions the other did not",
 } as const;
 
 /**
- * The length of the EBREAK (or C.EBREAK) a fetch fault QEMU took is at, where the fault is its
- * semihosting check's (0 if not): QEMU 7.2 reads the 32-bit words before and after an EBREAK, as
- * it translates it, to tell a semihosting call (slli x0, x0, 31; ebreak; srai x0, x0, 7), when
- * they are on one page; a word after it that crosses into a page whose fetch faults raises that
- * fault at the EBREAK, mtval the next page.
+ * Where a fetch fault QEMU took is its semihosting check's: the EBREAK (or C.EBREAK) it comes
+ * from and its length, or null. QEMU 7.2 reads the 32-bit words before and after an EBREAK, as it
+ * translates it, to tell a semihosting call (slli x0, x0, 31; ebreak; srai x0, x0, 7), when they
+ * are on one page: the word after an EBREAK 6 bytes before the page's end crosses into the next
+ * page, and where that page's fetch faults, the fault is raised before the translation block
+ * holding the EBREAK runs: at its start (the EBREAK or an instruction before it on the page),
+ * mtval the next page.
  */
-function ebreakPeek(c: CaseImage, t: Trap): number {
-  if (t.delegated || (t.cause !== 1n && t.cause !== 12n)) return 0;
-  const word = wordAt(c, t.epc) ?? wordAt2(c, t.epc);
+function ebreakPeek(c: CaseImage, t: Trap): { at: bigint; len: number } | null {
+  if (t.delegated || (t.cause !== 1n && t.cause !== 12n)) return null;
+  const page = (t.epc | 0xfffn) + 1n, at = page - 6n;
+  const word = wordAt(c, at) ?? wordAt2(c, at);
   const len = word === EBREAK ? 4 : word !== null && (word & 0xffff) === C_EBREAK ? 2 : 0;
-  const page = (t.epc | 0xfffn) + 1n, after = t.epc + 4n;
-  return len && t.tval === page && after < page && after + 4n > page ? len : 0;
+  return len && t.tval === page && t.epc <= at ? { at, len } : null;
 }
 const EBREAK = 0x00100073, C_EBREAK = 0x9002;
 /** The 16-bit word at virtual address `epc` of the block, or null. */
@@ -422,11 +424,12 @@ function align(q: Trap[], w: Trap[], wr: BigUint64Array, c: CaseImage, scFailed:
     const word = wordAt(c, b.epc);
     const amo = a.epc === b.epc && word !== null && isAmoOrSc(word) && AMO_AS_LOAD.some(([l, st]) => a.cause === l && b.cause === st);
     const peek = ebreakPeek(c, a);
-    if (peek && b.cause === BREAKPOINT && b.epc === a.epc && !b.delegated && j + 1 < w.length) {
-      // wasmvisor: the breakpoint, then the same fetch fault further on (the case's end on both).
-      const f = w[j + 1]!;
-      if (!f.delegated && f.cause === a.cause && f.tval === a.tval && i + 1 === q.length && j + 2 === w.length) {
-        if (f.epc !== a.epc + BigInt(peek)) { cut = CUT.ebreakPeek; break; }
+    if (peek && i + 1 === q.length) {
+      // wasmvisor: the breakpoint (after whatever QEMU's fault came before), then the same fetch fault further on; the case's end on both.
+      const k = w.findIndex((t, n) => n >= j && t.cause === BREAKPOINT && t.epc === peek.at);
+      const f = w[k + 1];
+      if (k >= 0 && f && !f.delegated && f.cause === a.cause && f.tval === a.tval && k + 2 === w.length) {
+        if (a.epc !== peek.at || k !== j || f.epc !== peek.at + BigInt(peek.len)) { cut = CUT.ebreakPeek; break; }
         pairs.push({ q: null, w: b, why: PARTING.ebreakPeek }, { q: a, w: f, why: PARTING.ebreakPeek }); i++; j += 2;
         continue;
       }
@@ -539,7 +542,7 @@ export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, 
     const name = (n: string) => `trap${qa.k}.${n}`;
     const amo = p.why === PARTING.amoCause;
     if (qa.cause !== wa.cause && !amo) differ(name(qa.delegated ? "scause" : "mcause"), qa.cause, wa.cause);
-    const peeked = p.why === PARTING.ebreakPeek && wa.epc === qa.epc + BigInt(ebreakPeek(c, qa));
+    const peeked = p.why === PARTING.ebreakPeek && wa.epc === qa.epc + BigInt(ebreakPeek(c, qa)?.len ?? 0);
     if (qa.epc !== wa.epc && !peeked) differ(name(qa.delegated ? "sepc" : "mepc"), qa.epc, wa.epc);
     if (qa.tval !== wa.tval) {
       const why = allowedTval(qa.cause, qa.tval, wa.tval);
