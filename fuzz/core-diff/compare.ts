@@ -310,7 +310,7 @@ export const CUT = {
   scDelegated: "SC without a reservation that wasmvisor faults on, delegated to S-mode (medeleg): the stub ends wasmvisor's case there, QEMU failed the SC and went on with the block",
   logLimit: "the trap log's limit: wasmvisor's extra SC traps made it end the case at an earlier point of the block than QEMU",
   scTrapCsrs: "SC without a reservation that wasmvisor faults on, and a block that reads mstatus, mepc, mcause or mtval after it: those hold wasmvisor's SC trap where QEMU's hold the trap before, until the next trap",
-  ebreakPeek: "EBREAK whose next 4 bytes cross into a page whose fetch faults, QEMU raising that fault as it translates the EBREAK: at the start of its translation block, or with wasmvisor running instructions after the EBREAK, one side ran instructions the other did not",
+  ebreakPeek: "EBREAK whose next 4 bytes cross into a page whose fetch faults, QEMU raising that fault as it translates the EBREAK: at the start of its translation block, or with wasmvisor running instructions after the EBREAK, one side ran instructions the other did not (or the two traps went to different modes, medeleg)",
 } as const;
 
 /**
@@ -323,7 +323,7 @@ export const CUT = {
  * mtval the next page.
  */
 function ebreakPeek(c: CaseImage, t: Trap): { at: bigint; len: number } | null {
-  if (t.delegated || (t.cause !== 1n && t.cause !== 12n)) return null;
+  if (t.cause !== 1n && t.cause !== 12n) return null;
   const page = (t.epc | 0xfffn) + 1n, at = page - 6n;
   const word = wordAt(c, at) ?? wordAt2(c, at);
   const len = word === EBREAK ? 4 : word !== null && (word & 0xffff) === C_EBREAK ? 2 : 0;
@@ -429,15 +429,19 @@ function align(q: Trap[], w: Trap[], wr: BigUint64Array, c: CaseImage, scFailed:
       const k = w.findIndex((t, n) => n >= j && t.cause === BREAKPOINT && t.epc === peek.at);
       const f = w[k + 1];
       if (k >= 0 && k + 1 === w.length && k === j && a.epc === peek.at) {
-        // The breakpoint was wasmvisor's last trap (the log's limit): both end at the EBREAK.
+        // The breakpoint was wasmvisor's last trap (delegated to S-mode, or the log's limit):
+        // both end at the EBREAK, comparable where both traps went to the same mode.
+        if (a.delegated !== b.delegated) { cut = CUT.ebreakPeek; break; }
         pairs.push({ q: a, w: b, why: PARTING.ebreakPeek }); i++; j++;
         continue;
       }
-      if (k >= 0 && f && !f.delegated && f.cause === a.cause && f.tval === a.tval && k + 2 === w.length) {
+      if (k >= 0 && f && f.delegated === a.delegated && f.cause === a.cause && f.tval === a.tval && k + 2 === w.length) {
         if (a.epc !== peek.at || k !== j || f.epc !== peek.at + BigInt(peek.len)) { cut = CUT.ebreakPeek; break; }
         pairs.push({ q: null, w: b, why: PARTING.ebreakPeek }, { q: a, w: f, why: PARTING.ebreakPeek }); i++; j += 2;
         continue;
       }
+      // wasmvisor's case ended before the EBREAK (the log's limit), or it ran on past it otherwise.
+      if (a.epc < peek.at || k < 0 || k + 1 < w.length) { cut = CUT.ebreakPeek; break; }
     }
     if (amo && a.fix & FIX_DELEGATED && b.delegated) {
       // QEMU's trap came to M-mode, where medeleg sends the spec's to S: the handler delegated it (its next entry is the stub's).
