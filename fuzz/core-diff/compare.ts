@@ -13,7 +13,7 @@
  * M-mode on the other, the trap log's limit reached at different points, a trap CSR only one
  * side's trap wrote read back by the block) is the rest of the case excused: `cutShort` says why.
  */
-import { D, DONE, SATP, FIX_CAUSE, FIX_DELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, FIX_TVAL, L0_SLOTS, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, SCRATCH_BYTES, TRAP_LOG, type CaseImage } from "./image";
+import { D, DONE, SATP, FIX_CAUSE, FIX_DELEGATED, FIX_UNDELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, FIX_TVAL, L0_SLOTS, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, SCRATCH_BYTES, TRAP_LOG, type CaseImage } from "./image";
 
 export interface Difference {
   field: string;
@@ -307,6 +307,7 @@ export const PARTING = {
 /** Why a case's comparison stops at a parting: what follows it cannot be compared. */
 export const CUT = {
   amoDelegation: "AMO or SC fault QEMU gives the load cause, delegated (medeleg) on one side only: the trap goes to S-mode's stub, which ends the case, on one side and to the M-mode handler, which goes on with the block, on the other",
+  amoUndelegated: "AMO or SC fault QEMU gives the load cause and delegates (medeleg) where the spec's store/AMO cause goes to M-mode: the runtime moves the trap to M-mode, putting back the S-mode CSRs the trap wrote as the case started them, but the block wrote them before (sstatus, sepc, scause or stval)",
   scDelegated: "SC without a reservation that wasmvisor faults on, delegated to S-mode (medeleg): the stub ends wasmvisor's case there, QEMU failed the SC and went on with the block",
   logLimit: "the trap log's limit: wasmvisor's extra SC traps made it end the case at an earlier point of the block than QEMU",
   scTrapCsrs: "SC without a reservation that wasmvisor faults on, and a block that reads mstatus, mepc, mcause or mtval after it: those hold wasmvisor's SC trap where QEMU's hold the trap before, until the next trap",
@@ -579,7 +580,7 @@ export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, 
         const why = allowedStatus(qv, wv);
         if (why) { out.explained.push(why); continue; }
       }
-      if (k === LOG.fix && amo && !qa.delegated && (qv ^ wv) === FIX_STORE_CAUSE && qv & FIX_STORE_CAUSE) continue;
+      if (k === LOG.fix && amo && !qa.delegated && ((qv ^ wv) & ~(FIX_STORE_CAUSE | FIX_UNDELEGATED)) === 0n && qv & FIX_STORE_CAUSE) continue;
       if (k === LOG.fix && atEbreak && qv === 0n && wv === FIX_TVAL) continue;
       differ(name(word), qv, wv);
     }
@@ -619,6 +620,14 @@ export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, 
   if (out.differences.length && firstScOnly && csrsRead(c, Number(firstScOnly.w!.epc - c.desc[D.entry]!)).some((n) => [0x300, 0x341, 0x342, 0x343].includes(n))) {
     out.explained.push(CUT.scTrapCsrs);
     out.cutShort = CUT.scTrapCsrs;
+    out.differences = [];
+    return out;
+  }
+  // QEMU's trap moved to M-mode by the handler: the S-mode CSRs it wrote are put back as the case
+  // started them, which holds unless the block wrote them.
+  if (out.differences.length && qt.some((t) => t.fix & FIX_UNDELEGATED) && csrsWritten(c).some((n) => [0x100, 0x141, 0x142, 0x143].includes(n))) {
+    out.explained.push(CUT.amoUndelegated);
+    out.cutShort = CUT.amoUndelegated;
     out.differences = [];
     return out;
   }

@@ -100,6 +100,11 @@ export const FIX_STORE_CAUSE = 1n;
 export const FIX_SC_RD = 2n;
 /** The handler delegated the trap to S-mode, as medeleg has it for the store/AMO cause (with FIX_STORE_CAUSE). */
 export const FIX_DELEGATED = 4n;
+/**
+ * The handler moved a trap QEMU 7.2 delegated to S-mode (an AMO's or SC's load fault, its
+ * store/AMO cause not delegated) to M-mode, as the spec's: the entry is that trap's.
+ */
+export const FIX_UNDELEGATED = 32n;
 /** The handler zeroed an EBREAK's mtval (the spec allows zero or its address). */
 export const FIX_TVAL = 8n;
 /** The handler zeroed an interrupt's mcause as it resumed the block. */
@@ -313,6 +318,89 @@ trap:
   j resume
 
 exception:
+  # The stub's ecall after an AMO's or SC's load fault QEMU 7.2 delegated to S-mode, where the
+  # spec's store/AMO cause is not delegated: the trap is moved to M-mode, as the spec's would
+  # have been (its mcause, mepc, mtval, mstatus logged in the stub's entry), the S-mode CSRs the
+  # trap wrote put back as the case started them, and it is handled as one in the block.
+  li t1, 9
+  bne t0, t1, 5f
+  csrr t1, mepc
+  csrr t2, stvec
+  andi t2, t2, -4
+  sub t1, t1, t2
+  li t2, 0x1000
+  bgeu t1, t2, 5f
+  csrr t1, scause
+  li t2, 4
+  beq t1, t2, 6f
+  li t2, 5
+  beq t1, t2, 6f
+  li t2, 13
+  bne t1, t2, 5f
+6:
+  addi t1, t1, 2
+  csrr t2, medeleg
+  srl t2, t2, t1
+  andi t2, t2, 1
+  bnez t2, 5f
+  csrr t1, sepc
+  ld t2, ${S_END}(t6)
+  bgeu t1, t2, 5f
+  ld t2, ${S_LO}(t6)
+  bltu t1, t2, 5f
+  ld t2, ${S_DELTA}(t6)
+  add t2, t2, t1
+  lhu t3, 0(t2)
+  andi t3, t3, 0x7f
+  li t1, 0x2f
+  bne t3, t1, 5f
+  lhu t3, 2(t2)
+  srli t3, t3, 11
+  li t1, 2
+  beq t3, t1, 5f
+  csrr t1, scause
+  csrw mcause, t1
+  csrr t1, sepc
+  csrw mepc, t1
+  csrr t1, stval
+  csrw mtval, t1
+  # MPP the mode trapped from (SPP), SIE back from SPIE; SPP and SPIE as the case started
+  csrr t1, mstatus
+  li t2, 0x1922
+  csrc mstatus, t2
+  andi t2, t1, 0x100
+  slli t2, t2, 3
+  csrs mstatus, t2
+  andi t2, t1, 0x20
+  srli t2, t2, 4
+  csrs mstatus, t2
+  li t2, ${RT}
+  ld t1, ${RT_CASE}(t2)
+  slli t1, t1, 10
+  li t2, ${DESC}
+  add t2, t2, t1
+  ld t1, ${D.mstatus * 8}(t2)
+  andi t1, t1, 0x120
+  csrs mstatus, t1
+  ld t1, ${D.scause * 8}(t2)
+  csrw scause, t1
+  ld t1, ${D.sepc * 8}(t2)
+  csrw sepc, t1
+  ld t1, ${D.stval * 8}(t2)
+  csrw stval, t1
+  ld t2, ${S_ENTRY}(t6)
+  csrr t1, mcause
+  sd t1, ${L(LOG.cause)}(t2)
+  csrr t1, mepc
+  sd t1, ${L(LOG.epc)}(t2)
+  csrr t1, mtval
+  sd t1, ${L(LOG.tval)}(t2)
+  csrr t1, mstatus
+  sd t1, ${L(LOG.status)}(t2)
+  li t1, ${FIX_UNDELEGATED}
+  sd t1, ${L(LOG.fix)}(t2)
+  csrr t0, mcause
+5:
   # Not a fetch fault, in the block: normalized if an AMO or SC, then skipped
   li t1, 1
   bleu t0, t1, end_case
@@ -358,7 +446,8 @@ exception:
   addi t1, t1, 2
   csrw mcause, t1
   ld t2, ${S_ENTRY}(t6)
-  li t0, ${FIX_STORE_CAUSE}
+  ld t0, ${L(LOG.fix)}(t2)
+  ori t0, t0, ${FIX_STORE_CAUSE}
   sd t0, ${L(LOG.fix)}(t2)
   csrr t2, medeleg
   srl t2, t2, t1

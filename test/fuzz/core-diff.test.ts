@@ -10,7 +10,7 @@ import { runCoreDiff } from "../../fuzz/core-diff/run";
 import { runBatch, specFromJson } from "../../fuzz/core-diff/diff";
 import { compareCase, CUT, PARTING } from "../../fuzz/core-diff/compare";
 import { caseImage, random, randomCase, type CaseSpec, type Item, type SecondPage } from "../../fuzz/core-diff/generate";
-import { D, FIX_DELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, SATP } from "../../fuzz/core-diff/image";
+import { D, FIX_DELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, FIX_UNDELEGATED, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, SATP } from "../../fuzz/core-diff/image";
 import { asm, toWords } from "../encoder";
 import { runQemu, runWasmvisor, Workdir } from "../../fuzz/core-diff/machines";
 import { fuzzDir } from "../../fuzz/engine/corpus";
@@ -147,6 +147,23 @@ describe("differential fuzzing of the core against QEMU", () => {
     expect(Number(r.wf(R.traps))).toBe(1);
     expect([r.qf(R.scause), r.wf(R.scause)]).toEqual([6n, 6n]);
     expect(r.qf(R.mstatus)).toBe(r.wf(R.mstatus));
+    o = compareCase(r.q, r.w, 0, r.c);
+    expect([o.differences, o.cutShort]).toEqual([[], undefined]);
+    // The other way round: load misaligned (4) delegated, store/AMO misaligned (6) not. QEMU's
+    // trap goes to S-mode's stub; the handler moves it to M-mode (S-mode's CSRs put back) and
+    // the block goes on, as on wasmvisor.
+    r = await both(caseOf(0, toWords(asm`
+      amoswap.d a0, s0, (s1)
+      li a1, 7
+    `), (s) => {
+      s.ptr[2] = 0x1004;
+      s.medeleg = 1n << 4n;
+      s.mstatus |= 1n << 5n; // SPIE
+    }));
+    expect([r.qf(logWord(0, LOG.cause)), r.qf(logWord(0, LOG.fix))]).toEqual([4n, FIX_UNDELEGATED | FIX_STORE_CAUSE]);
+    expect([r.wf(logWord(0, LOG.cause)), r.wf(logWord(0, LOG.fix))]).toEqual([6n, 0n]);
+    expect(r.qf(logWord(0, LOG.status))).toBe(r.wf(logWord(0, LOG.status)));
+    expect([r.qf(R.x + 11), r.wf(R.x + 11), r.qf(R.scause), r.qf(R.sepc)]).toEqual([7n, 7n, r.wf(R.scause), r.wf(R.sepc)]);
     o = compareCase(r.q, r.w, 0, r.c);
     expect([o.differences, o.cutShort]).toEqual([[], undefined]);
     // U-mode: a misaligned SC with no LR. QEMU fails it (no trap); wasmvisor raises 6, and the
