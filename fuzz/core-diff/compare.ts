@@ -307,7 +307,7 @@ export const PARTING = {
 /** Why a case's comparison stops at a parting: what follows it cannot be compared. */
 export const CUT = {
   amoDelegation: "AMO or SC fault QEMU gives the load cause, delegated (medeleg) on one side only: the trap goes to S-mode's stub, which ends the case, on one side and to the M-mode handler, which goes on with the block, on the other",
-  amoUndelegated: "AMO or SC fault QEMU gives the load cause and delegates (medeleg) where the spec's store/AMO cause goes to M-mode: the runtime moves the trap to M-mode, putting back the S-mode CSRs the trap wrote as the case started them, but the block wrote them before (sstatus, sepc, scause or stval)",
+  amoUndelegated: "an AMO's fault QEMU gives the load cause and delegates (medeleg) where the spec's store/AMO cause goes to M-mode, or an SC's delegated fault: the runtime moves the trap to M-mode, putting back the S-mode CSRs the trap wrote as the case started them, but the block wrote them before (sstatus, sepc, scause or stval)",
   scDelegated: "SC without a reservation that wasmvisor faults on, delegated to S-mode (medeleg): the stub ends wasmvisor's case there, QEMU failed the SC and went on with the block",
   logLimit: "the trap log's limit: wasmvisor's extra SC traps made it end the case at an earlier point of the block than QEMU",
   scTrapCsrs: "SC without a reservation that wasmvisor faults on, and a block that reads mstatus, mepc, mcause or mtval after it: those hold wasmvisor's SC trap where QEMU's hold the trap before, until the next trap",
@@ -625,7 +625,7 @@ export function compareCase(qemu: Uint8Array, wasmvisor: Uint8Array, i: number, 
   }
   // QEMU's trap moved to M-mode by the handler: the S-mode CSRs it wrote are put back as the case
   // started them, which holds unless the block wrote them.
-  if (out.differences.length && qt.some((t) => t.fix & FIX_UNDELEGATED) && csrsWritten(c).some((n) => [0x100, 0x141, 0x142, 0x143].includes(n))) {
+  if (out.differences.length && [...qt, ...wt].some((t) => t.fix & FIX_UNDELEGATED) && csrsWritten(c).some((n) => [0x100, 0x141, 0x142, 0x143].includes(n))) {
     out.explained.push(CUT.amoUndelegated);
     out.cutShort = CUT.amoUndelegated;
     out.differences = [];

@@ -101,8 +101,8 @@ export const FIX_SC_RD = 2n;
 /** The handler delegated the trap to S-mode, as medeleg has it for the store/AMO cause (with FIX_STORE_CAUSE). */
 export const FIX_DELEGATED = 4n;
 /**
- * The handler moved a trap QEMU 7.2 delegated to S-mode (an AMO's or SC's load fault, its
- * store/AMO cause not delegated) to M-mode, as the spec's: the entry is that trap's.
+ * The handler moved a trap that went to S-mode to M-mode (an AMO's load fault QEMU 7.2 delegated
+ * where its store/AMO cause is not, or any SC fault): the entry is that trap's.
  */
 export const FIX_UNDELEGATED = 32n;
 /** The handler zeroed an EBREAK's mtval (the spec allows zero or its address). */
@@ -318,10 +318,11 @@ trap:
   j resume
 
 exception:
-  # The stub's ecall after an AMO's or SC's load fault QEMU 7.2 delegated to S-mode, where the
-  # spec's store/AMO cause is not delegated: the trap is moved to M-mode, as the spec's would
-  # have been (its mcause, mepc, mtval, mstatus logged in the stub's entry), the S-mode CSRs the
-  # trap wrote put back as the case started them, and it is handled as one in the block.
+  # The stub's ecall after a fault of an AMO or SC in the block that went to S-mode: an AMO's
+  # load fault QEMU 7.2 delegated where the spec's store/AMO cause is not delegated, or any SC
+  # fault (a faulting SC goes on as a failed one, below, wherever its trap went). The trap is
+  # moved to M-mode (its mcause, mepc, mtval, mstatus logged in the stub's entry), the S-mode
+  # CSRs it wrote put back as the case started them, and it is handled as one in the block.
   li t1, 9
   bne t0, t1, 5f
   csrr t1, mepc
@@ -330,19 +331,6 @@ exception:
   sub t1, t1, t2
   li t2, 0x1000
   bgeu t1, t2, 5f
-  csrr t1, scause
-  li t2, 4
-  beq t1, t2, 6f
-  li t2, 5
-  beq t1, t2, 6f
-  li t2, 13
-  bne t1, t2, 5f
-6:
-  addi t1, t1, 2
-  csrr t2, medeleg
-  srl t2, t2, t1
-  andi t2, t2, 1
-  bnez t2, 5f
   csrr t1, sepc
   ld t2, ${S_END}(t6)
   bgeu t1, t2, 5f
@@ -358,6 +346,34 @@ exception:
   srli t3, t3, 11
   li t1, 2
   beq t3, t1, 5f
+  csrr t1, scause
+  li t2, 3
+  bne t3, t2, 7f
+  # an SC: misaligned, access or page fault, load or store cause
+  li t2, 4
+  bltu t1, t2, 5f
+  li t2, 8
+  bltu t1, t2, 8f
+  li t2, 13
+  beq t1, t2, 8f
+  li t2, 15
+  beq t1, t2, 8f
+  j 5f
+7:
+  # an AMO: a load cause, its store/AMO cause not delegated
+  li t2, 4
+  beq t1, t2, 6f
+  li t2, 5
+  beq t1, t2, 6f
+  li t2, 13
+  bne t1, t2, 5f
+6:
+  addi t2, t1, 2
+  csrr t3, medeleg
+  srl t3, t3, t2
+  andi t3, t3, 1
+  bnez t3, 5f
+8:
   csrr t1, scause
   csrw mcause, t1
   csrr t1, sepc
@@ -449,6 +465,8 @@ exception:
   ld t0, ${L(LOG.fix)}(t2)
   ori t0, t0, ${FIX_STORE_CAUSE}
   sd t0, ${L(LOG.fix)}(t2)
+  li t2, 3
+  beq t3, t2, 2f
   csrr t2, medeleg
   srl t2, t2, t1
   andi t2, t2, 1

@@ -179,6 +179,19 @@ describe("differential fuzzing of the core against QEMU", () => {
     expect([o.differences, o.cutShort]).toEqual([[], undefined]);
     expect(o.explained).toContain(PARTING.scFailed);
     expect(compareCase(r.q, tamper(r.w, 13), 0, r.c).differences.map((d) => d.field)).toEqual(["x13"]);
+    // The same SC with store/AMO misaligned delegated: wasmvisor's trap goes to S-mode's stub,
+    // and the handler moves it back to M-mode, where it is failed as above.
+    const delegated = await both(caseOf(0, toWords(asm`
+      sc.d a1, a2, (s1)
+      addi a3, a1, 5
+    `), (s) => {
+      s.ptr[2] = 0x1004;
+      s.medeleg = 1n << 6n;
+    }));
+    expect([delegated.wf(logWord(0, LOG.cause)), delegated.wf(logWord(0, LOG.fix))]).toEqual([6n, FIX_UNDELEGATED | FIX_SC_RD]);
+    expect([delegated.qf(R.x + 13), delegated.wf(R.x + 13), delegated.wf(R.scause)]).toEqual([6n, 6n, delegated.qf(R.scause)]);
+    o = compareCase(delegated.q, delegated.w, 0, delegated.c);
+    expect([o.differences, o.cutShort]).toEqual([[], undefined]);
   }, 30_000);
 
   test("software interrupts: taken through mtvec's vector table, cleared by the handler, the block resumed; several at once paired by cause", async () => {
