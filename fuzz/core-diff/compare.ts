@@ -395,22 +395,27 @@ interface Alignment {
  *    load access fault (5) or load page fault (13); the privileged spec's causes for an AMO or
  *    SC are the store/AMO ones (6, 7, 15), which wasmvisor raises. QEMU's side is wrong. The
  *    runtime's handler writes the store/AMO cause to mcause before anything can read it, so the
- *    rest is the same on both (checked). A trap delegated to S ends the case on both (the stub):
- *    scause keeps the cause, as the entries compared here do. Where medeleg delegates one of the
- *    two causes and not the other, the traps go to different modes: the rest is not comparable.
+ *    rest is the same on both (compared). Where medeleg delegates one of the two causes and not
+ *    the other, the handler sends the trap where the spec's goes: it delegates QEMU's M-mode trap
+ *    (FIX_DELEGATED: QEMU's entry, then both stubs'), or moves QEMU's S-mode trap to M-mode
+ *    (FIX_UNDELEGATED: the stub's entry becomes the trap's). A trap delegated on both ends the
+ *    case on both (the stub): scause keeps the cause, as the entries compared here do.
  *  - SC with no reservation: QEMU fails it (rd = 1) without translating or checking the
  *    address; wasmvisor raises what the access would (misaligned, access or page fault). For a
  *    misaligned address the A extension requires the exception (QEMU's side is wrong); for a
  *    fault, whether an SC that would fail raises it is not specified (both allowed). The
- *    handler fails a faulting SC (rd = 1), so registers and memory go on the same; wasmvisor's
- *    trap is its own entry, skipped here. Its trap CSRs (mcause, mepc, mtval, mstatus's MPP and
- *    MPIE) differ until the next trap: a block reading them then is not comparable, nor one
- *    where the trap is delegated (the stub ends wasmvisor's case) or the extra entries make the
- *    log's limit end wasmvisor's case first.
+ *    handler fails a faulting SC (rd = 1), wherever its trap went (one delegated to S-mode is
+ *    moved to M-mode), so registers and memory go on the same; wasmvisor's trap is its own
+ *    entry, skipped here. Its trap CSRs (mcause, mepc, mtval, mstatus's MPP and MPIE) differ
+ *    until the next trap: a block reading them then is compared short (compareCase).
  *  - Several interrupts pending at once: QEMU 7.2 without AIA takes the lowest-numbered first;
  *    the privileged spec orders them MEI, MSI, MTI, SEI, SSI, STI, as wasmvisor does. The
  *    handler clears each and resumes, so both take all of them at that point, in their orders
  *    (interruptOrders); entries of one cause are paired. QEMU's side is wrong.
+ *  - A fetch fault QEMU raises for the word after an EBREAK (ebreakPeek): paired with
+ *    wasmvisor's breakpoint and the same fault at the next instruction, or with the breakpoint
+ *    alone where that ended wasmvisor's case; compared short where QEMU's fault came before
+ *    instructions wasmvisor ran (or after it, wasmvisor ran others). QEMU's side is wrong.
  */
 function align(q: Trap[], w: Trap[], wr: BigUint64Array, c: CaseImage, scFailed: ReadonlySet<number>): Alignment {
   const pairs: Pair[] = [];
