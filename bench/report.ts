@@ -901,8 +901,17 @@ function coreDiffParagraph(c: CoreDiffResult): string {
     `their final state compared. The issue asks for ${PROGRAMS_GOAL.toLocaleString("en")} programs with no unexplained difference.\n\n` +
     table(["run (UTC), time asked", "programs", "programs/s", "unexplained differences", `≥ 10⁵, clean`], ["---", "---:", "---:", "---:", "---"],
       [[`${c.date.slice(0, 16).replace("T", " ")}, ${c.mode}, seed ${c.seed}`, `${c.programs}`, c.programsPerSecond.toFixed(0), `${c.differences}`, clean]]) +
+    (c.cutShort ? cutShortSentence(c) : "") +
     (allowed.length ? `\n\nCases with an allowed difference (\`fuzz/core-diff/compare.ts\` gives each reason):\n\n${allowed.map(([why, n]) => `- ${n}: ${why.replace(/\|/g, "\\|")}`).join("\n")}` : "") +
     (c.found.length ? `\n\nDifferences found (reproducers in \`fuzz/crashes/core-diff/\`):\n\n${c.found.map((l) => `- ${l.replace(/\|/g, "\\|")}`).join("\n")}` : "");
+}
+
+// How many cases an allowed difference that decides the rest of the case excused whole.
+function cutShortSentence(c: CoreDiffResult): string {
+  const n = Object.values(c.cutShort ?? {}).reduce((a, b) => a + b, 0);
+  const features = Object.entries(c.features ?? {}).sort((a, b) => b[1] - a[1]);
+  return `\n\n${n} cases (${((100 * n) / Math.max(1, c.programs)).toFixed(1)}%) were compared short of their whole record: an allowed difference that decides how the rest runs excused the rest.` +
+    (features.length ? ` Cases that exercised the generator's newer features: ${features.map(([what, k]) => `${what} ${((100 * k) / Math.max(1, c.programs)).toFixed(1)}%`).join("; ")}.` : "");
 }
 
 export function renderReport(r: BenchResult, previous?: BenchResult, fuzz?: FuzzResults): { markdown: string; plots: Record<string, string> } {

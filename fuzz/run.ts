@@ -204,7 +204,11 @@ async function main(): Promise<void> {
     if (name === CORE_DIFF) {
       coreDiff = await runCoreDiff({ seconds, programs: opts.iterations, seed: opts.seed, log: console.log });
       coreDiff.mode = opts.quick ? "quick" : coreDiff.mode;
-      console.log(`  ${coreDiff.programs} programs, ${coreDiff.programsPerSecond.toFixed(0)}/s, ${coreDiff.differences} unexplained differences, ${Object.values(coreDiff.explained).reduce((a, b) => a + b, 0)} allowed`);
+      const short = Object.values(coreDiff.cutShort ?? {}).reduce((a, b) => a + b, 0);
+      console.log(`  ${coreDiff.programs} programs, ${coreDiff.programsPerSecond.toFixed(0)}/s, ${coreDiff.differences} unexplained differences, ${Object.values(coreDiff.explained).reduce((a, b) => a + b, 0)} allowed, ${short} (${((100 * short) / Math.max(1, coreDiff.programs)).toFixed(1)}%) compared short of the whole record`);
+      for (const [why, n] of Object.entries(coreDiff.cutShort ?? {}).sort((a, b) => b[1] - a[1])) console.log(`    ${n}: ${why}`);
+      console.log("  cases that exercised:");
+      for (const [what, n] of Object.entries(coreDiff.features ?? {}).sort((a, b) => b[1] - a[1])) console.log(`    ${n} (${((100 * n) / Math.max(1, coreDiff.programs)).toFixed(1)}%): ${what}`);
       continue;
     }
     const r = await runTarget(name, seconds, opts.iterations, opts.seed, opts.coverage);

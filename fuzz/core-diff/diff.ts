@@ -7,9 +7,9 @@ import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { JitMode } from "../../host/jit/tier";
-import { caseImage, itemBytes, layout, type CaseSpec } from "./generate";
-import { compareCase, formatDifferences, SC_PROBE_REASON, type Difference } from "./compare";
-import { D, R, RESULT_BYTES, RESULT_HEADER, TRAP_LOG } from "./image";
+import { caseImage, itemBytes, layout, withoutItems, type CaseSpec } from "./generate";
+import { compareCase, formatDifferences, type Difference } from "./compare";
+import { D, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, TRAP_LOG, type CaseImage } from "./image";
 import { runQemu, runWasmvisor, Workdir } from "./machines";
 
 export const TIERS: readonly JitMode[] = ["off", "all"];
@@ -19,6 +19,8 @@ export interface CaseResult {
   differences: Map<JitMode, Difference[]>;
   /** Allowed differences seen, by reason. */
   explained: string[];
+  /** Why the comparison (on the first tier) did not reach every field, if it did not. */
+  cutShort?: string;
 }
 
 export class BatchFailure extends Error {}
@@ -27,14 +29,15 @@ export class BatchFailure extends Error {}
  * Run `specs` on QEMU (or take `qemuRun`, started earlier) and on each tier; one result per
  * case, and QEMU's records. SC faults compareCase could not decide are probed on QEMU.
  */
-export async function runBatch(module: WebAssembly.Module, specs: readonly CaseSpec[], work: Workdir, tiers = TIERS, qemuRun?: Promise<Uint8Array | null>): Promise<CaseResult[] & { qemu: Uint8Array }> {
+export async function runBatch(module: WebAssembly.Module, specs: readonly CaseSpec[], work: Workdir, tiers = TIERS, qemuRun?: Promise<Uint8Array | null>): Promise<CaseResult[] & { qemu: Uint8Array; cases: CaseImage[] }> {
   const cases = specs.map((s, i) => caseImage(s, i));
   const run = qemuRun ?? runQemu(cases, work);
   const ours = tiers.map((t) => [t, runWasmvisor(module, cases, t)] as const);
   const qemu = await run;
   if (!qemu) throw new BatchFailure(`QEMU did not finish a batch of ${specs.length} cases`);
-  const out = Object.assign(specs.map((): CaseResult => ({ differences: new Map(), explained: [] })), { qemu });
+  const out = Object.assign(specs.map((): CaseResult => ({ differences: new Map(), explained: [] })), { qemu, cases });
   const probes = new Map<number, { at: number; cause: bigint; tiers: JitMode[] }>();
+  const results = new Map(ours);
   for (const [tier, result] of ours) {
     for (let i = 0; i < specs.length; i++) {
       if (!result) {
@@ -43,7 +46,10 @@ export async function runBatch(module: WebAssembly.Module, specs: readonly CaseS
       }
       const o = compareCase(qemu, result, i, cases[i]!);
       out[i]!.differences.set(tier, o.differences);
-      if (tier === tiers[0]) out[i]!.explained.push(...new Set(o.explained));
+      if (tier === tiers[0]) {
+        out[i]!.explained.push(...new Set(o.explained));
+        out[i]!.cutShort = o.cutShort;
+      }
       if (o.scProbe) {
         const p = probes.get(i) ?? { ...o.scProbe, tiers: [] };
         p.tiers.push(tier);
@@ -51,12 +57,15 @@ export async function runBatch(module: WebAssembly.Module, specs: readonly CaseS
       }
     }
   }
-  if (probes.size) await probeSc(specs, probes, out, work);
+  if (probes.size) await probeSc(specs, cases, probes, out, qemu, results, work);
   return out;
 }
 
-/** Each probed case with its SC made a plain store: where QEMU faults the same there, the difference is explained. */
-async function probeSc(specs: readonly CaseSpec[], probes: Map<number, { at: number; cause: bigint; tiers: JitMode[] }>, out: CaseResult[], work: Workdir): Promise<void> {
+/**
+ * Each probed case with its SC made a plain store: where QEMU faults the same there, QEMU had no
+ * reservation for the SC, and the case is compared again knowing it.
+ */
+async function probeSc(specs: readonly CaseSpec[], images: readonly CaseImage[], probes: Map<number, { at: number; cause: bigint; tiers: JitMode[] }>, out: CaseResult[], qemuResults: Uint8Array, ours: Map<JitMode, Uint8Array | null>, work: Workdir): Promise<void> {
   const entries = [...probes].flatMap(([i, p]) => {
     let at = 0;
     const k = specs[i]!.items.findIndex((it) => { const here = at; at += itemBytes(it); return here === p.at; });
@@ -74,11 +83,17 @@ async function probeSc(specs: readonly CaseSpec[], probes: Map<number, { at: num
     const rec = new BigUint64Array(qemu.buffer.slice(qemu.byteOffset + n * RESULT_BYTES, qemu.byteOffset + n * RESULT_BYTES + RESULT_HEADER));
     const epc = cases[n]!.desc[D.entry]! + BigInt(e.p.at);
     const traps = Math.min(Number(rec[R.traps]), TRAP_LOG);
-    const faults = Array.from({ length: traps }, (_, k) => k).some((k) => rec[R.log + k * 4 + 1] === epc && rec[R.log + k * 4] === e.p.cause)
+    const faults = Array.from({ length: traps }, (_, k) => k).some((k) => rec[R.log + k * LOG_WORDS + LOG.epc] === epc && rec[R.log + k * LOG_WORDS + LOG.cause] === e.p.cause)
       || (rec[R.sepc] === epc && rec[R.scause] === e.p.cause);
     if (!faults) return;
-    for (const tier of e.p.tiers) out[e.i]!.differences.set(tier, []);
-    out[e.i]!.explained.push(SC_PROBE_REASON);
+    for (const tier of e.p.tiers) {
+      const o = compareCase(qemuResults, ours.get(tier)!, e.i, images[e.i]!, new Set([e.p.at]));
+      out[e.i]!.differences.set(tier, o.differences);
+      if (tier === e.p.tiers[0]) {
+        out[e.i]!.explained.push(...new Set(o.explained));
+        out[e.i]!.cutShort = o.cutShort;
+      }
+    }
   });
 }
 
@@ -97,7 +112,7 @@ export async function minimize(module: WebAssembly.Module, spec: CaseSpec, tier:
     const variants: CaseSpec[] = [];
     for (let len = n; len >= 1; len = len > 1 ? Math.ceil(len / 2) : 0) {
       for (let at = 0; at + len <= n; at += len === 1 ? 1 : Math.max(1, len >> 1)) {
-        variants.push({ ...best, items: [...best.items.slice(0, at), ...best.items.slice(at + len)] });
+        variants.push(withoutItems(best, at, len));
         if (variants.length >= 512) break;
       }
     }
@@ -131,10 +146,11 @@ const hex = (v: bigint | number) => `0x${v.toString(16)}`;
 /** A reproducer: the case's starting state, its block and what differed. */
 export function describe(spec: CaseSpec, differences: readonly Difference[], tier: JitMode, work: Workdir): string {
   const state = [
-    `privilege ${["U", "S", "?", "M"][spec.priv]}, ${spec.paged ? (spec.sv48 ? "Sv48" : "Sv39") : "bare"}, mstatus ${hex(spec.mstatus)}, fcsr ${hex(spec.fcsr)}`,
-    `medeleg ${hex(spec.medeleg)} mideleg ${hex(spec.mideleg)} mie ${hex(spec.mie)} mip ${hex(spec.mip)} perms ${spec.perm.map(hex).join(" ")}${spec.megaMisaligned ? " (megapage misaligned)" : ""}`,
+    `privilege ${["U", "S", "?", "M"][spec.priv]}, ${spec.paged ? `Sv${spec.sv}` : "bare"}, mstatus ${hex(spec.mstatus)}, fcsr ${hex(spec.fcsr)}`,
+    `medeleg ${hex(spec.medeleg)} mideleg ${hex(spec.mideleg)} mie ${hex(spec.mie)} mip ${hex(spec.mip)}${spec.msip ? " msip" : ""} mtvec ${spec.mtvecVectored ? "vectored" : "direct"} stvec ${spec.stvecMode ? "vectored" : "direct"} perms ${spec.perm.map(hex).join(" ")}${spec.megaMisaligned ? " (megapage misaligned)" : ""}`,
     `x: ${spec.x.map((v, i) => `x${i}=${hex(v)}`).slice(1).join(" ")}`,
     `pointers (window offsets): ${spec.ptr.map(hex).join(" ")}`,
+    ...(spec.cross ? [`item ${spec.cross.at} across the page boundary; second page ${spec.cross.last.alt ? "the other" : "the next"} (perms ${hex(spec.cross.last.perm)}), before the last run ${spec.cross.first.alt ? "the other" : "the next"} (perms ${hex(spec.cross.first.perm)}); the other's upper half ${hex(spec.cross.upper)}`] : []),
     `f: ${spec.f.map((v, i) => `f${i}=${hex(v)}`).join(" ")}`,
   ];
   return [`tier ${tier}: ${formatDifferences(differences)}`, ...state, disassemble(spec, work)].join("\n");

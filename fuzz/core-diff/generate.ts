@@ -14,7 +14,8 @@
  * Random 32-bit words and mutated words pass through sanitize(), which keeps them to these rules.
  */
 import { prng } from "../../test/prng";
-import { CODE_VA, D, MEGA_VA, PTE, ROOT48_TABLE, ROOT_TABLE, SCRATCH, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
+import { liSequence } from "../../test/encoder";
+import { CLINT_MSIP, CODE_PAGES, CODE_VA, D, MEGA_VA, PTE, SATP, SCRATCH, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
 
 export type Priv = 0 | 1 | 3;
 
@@ -25,13 +26,15 @@ export type Item =
   | { k: "cb"; w: number; skip: number } // c.beqz/c.bnez, offset filled in
   | { k: "cj"; skip: number }
   | { k: "jal"; rd: number; skip: number }
-  | { k: "jalr"; rd: number; tmp: number; skip: number }; // auipc tmp; jalr rd, off(tmp)
+  | { k: "jalr"; rd: number; tmp: number; skip: number } // auipc tmp; jalr rd, off(tmp)
+  | { k: "msip"; tmp: number } // lui tmp, CLINT; sw zero, 0(tmp): msip cleared
+  | { k: "satp"; tmp: number; rd: number; value: bigint }; // li tmp, value; csrrw rd, satp, tmp
 
 export interface CaseSpec {
   priv: Priv;
-  /** satp: paged (Sv39, or Sv48 with sv48) or bare. */
+  /** satp: paged (Sv39, Sv48 or Sv57, all mapping the same) or bare. */
   paged: boolean;
-  sv48?: boolean;
+  sv: 39 | 48 | 57;
   /** mstatus as the case starts (MPP and MIE are set from priv). */
   mstatus: bigint;
   x: bigint[];
@@ -44,14 +47,27 @@ export interface CaseSpec {
   mie: bigint;
   mip: bigint;
   stvecMode: number;
+  /** mtvec vectored (interrupts reach the runtime through its vector table). */
+  mtvecVectored: boolean;
+  /** The CLINT's msip set as the case starts (MSIP pending). */
+  msip: boolean;
   other: bigint[]; // sscratch sepc scause stval mcause mtval mcounteren scounteren menvcfg senvcfg
   /** Leaf permission bits: code page, window pages 0-3, the alias, the megapage. */
   perm: bigint[];
+  /**
+   * An instruction across the block's page boundary: item `at` (a 32-bit word) starts 2 bytes
+   * before the second page, which the last run maps as `last` and the runs before it as
+   * `first` (another page has `upper` for the instruction's upper half).
+   */
+  cross?: { at: number; upper: number; first: SecondPage; last: SecondPage };
   /** The megapage's PPN is misaligned (a page fault on use). */
   megaMisaligned: boolean;
   seed: bigint;
   items: Item[];
 }
+
+/** How the second code page is mapped: to the page after the first or to the other one (`alt`), with a leaf's bits. */
+export interface SecondPage { alt: boolean; perm: bigint }
 
 export const POINTERS = [2, 8, 9];
 const isPointer = (r: number) => r === 2 || r === 8 || r === 9;
@@ -94,7 +110,8 @@ function cjImm(off: number): number {
 
 /** Item sizes in bytes. */
 export function itemBytes(it: Item): number {
-  return it.k === "w" ? it.n : it.k === "cb" || it.k === "cj" ? 2 : it.k === "jalr" ? 8 : 4;
+  if (it.k === "satp") return 4 * (liSequence(it.tmp, it.value).length + 1);
+  return it.k === "w" ? it.n : it.k === "cb" || it.k === "cj" ? 2 : it.k === "jalr" || it.k === "msip" ? 8 : 4;
 }
 
 /**
@@ -129,6 +146,14 @@ export function layout(items: readonly Item[]): Uint8Array {
         dv.setUint32(p + 4, I(0x67, 0, it.rd, it.tmp, off), true);
         break;
       }
+      case "satp":
+        liSequence(it.tmp, it.value).forEach((x, n) => dv.setUint32(p + 4 * n, x, true));
+        dv.setUint32(p + itemBytes(it) - 4, ((0x180 << 20) | (it.tmp << 15) | (1 << 12) | (it.rd << 7) | 0x73) >>> 0, true);
+        break;
+      case "msip":
+        dv.setUint32(p, (CLINT_MSIP | (it.tmp << 7) | 0x37) >>> 0, true); // lui tmp, CLINT_MSIP >> 12
+        dv.setUint32(p + 4, S(0x23, 2, it.tmp, 0, 0), true); // sw zero, 0(tmp)
+        break;
     }
   });
   dv.setUint32(pc, ECALL, true);
@@ -405,8 +430,32 @@ function item(r: Random, spec: CaseSpec, left: number): Item {
   if (roll < 89) return { k: "cj", skip: skip() };
   if (roll < 91) return { k: "jal", rd: r.chance(0.5) ? 0 : dataReg(r), skip: skip() };
   if (roll < 93) return { k: "jalr", rd: r.chance(0.5) ? 0 : dataReg(r), tmp: dataReg(r), skip: skip() };
+  // msip cleared through the CLINT (an access fault, or a page fault when paged, outside M-mode
+  // where PMP or paging forbid it). Only cleared: set by a store, the interrupt would be taken
+  // at a point each machine picks (the spec asks only for a bounded time); the case's start
+  // sets it, where the mret that enters the block takes it at once if enabled.
+  if (roll === 93) return { k: "msip", tmp: dataReg(r) };
+  if (roll === 94 && spec.paged) return satpItem(r, spec);
   const w = sanitize(r.next(), r, spec.priv, tsr, tw);
   return w === null ? { k: "w", n: 4, w: alu(r) } : { k: "w", n: 4, w };
+}
+
+/**
+ * A satp write (M-mode: what MPRV's accesses use; S-mode: the block's own translation, or an
+ * illegal instruction under TVM; U-mode: illegal) in a paged case: another root mapping the same
+ * (Sv39, Sv48, Sv57: wasmvisor has no Sv57, so the write leaves satp as it was, as the spec has it
+ * for a mode not supported; QEMU 7.2 takes it), an unsupported mode (no effect on either), or,
+ * from S-mode, Bare (the next fetch faults). Bare from M-mode with MPRV, then Sv57, would leave
+ * wasmvisor Bare where QEMU translates; Bare with instruction access faults delegated would
+ * send the fault to stvec's virtual address, now unmapped, for ever: neither is generated.
+ */
+const bareAllowed = (spec: CaseSpec) => spec.priv === 1 && !(spec.medeleg & 2n);
+function satpItem(r: Random, spec: CaseSpec): Item {
+  const asid = r.chance(0.3) ? BigInt(r.int(0x10000)) << 44n : 0n;
+  const root = (v: bigint) => v & ((1n << 44n) - 1n);
+  const values = [SATP.sv39, SATP.sv48, SATP.sv57, SATP.sv57, (BigInt(r.pick([1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 14, 15])) << 60n) | root(SATP.sv39)];
+  const value = bareAllowed(spec) && r.chance(0.1) ? 0n : r.pick(values) | asid;
+  return { k: "satp", tmp: dataReg(r), rd: r.chance(0.5) ? 0 : dataReg(r), value };
 }
 
 /** At most MAX_ADJUST pointer moves per pointer: beyond, the window's bounds no longer hold. */
@@ -455,16 +504,18 @@ export function randomCase(r: Random): CaseSpec {
   if (priv === 3 && r.chance(0.3)) mstatus |= (1n << 17n) | (BigInt(r.pick([0, 1])) << 11n); // MPRV with MPP S or U (after mret: U)
   bit(7, 0.3); // MPIE (mret puts it in MIE)
   const spec: CaseSpec = {
-    priv, paged, sv48: r.chance(0.25), mstatus,
+    priv, paged, sv: r.pick([39, 39, 48, 57] as const), mstatus,
     x: Array.from({ length: 32 }, (_, i) => (i === 0 ? 0n : intValue(r))),
     ptr: POINTERS.map(() => (3072 + r.int(10240)) & (r.chance(0.6) ? ~7 : ~0)),
     f: Array.from({ length: 32 }, () => fpValue(r)),
     fcsr: r.chance(0.8) ? r.int(5) << 5 | r.int(32) : r.int(256),
     medeleg: r.chance(0.4) ? BigInt(r.next()) & 0xb1ffn & ~0x200n : 0n, // never ecall from S (the stub's own)
     mideleg: r.chance(0.3) ? 0x222n : 0n,
-    mie: r.chance(0.3) ? BigInt(r.next()) & 0xaaan : 0n,
-    mip: r.chance(0.1) ? BigInt(r.next()) & 0x222n : 0n,
+    mie: r.chance(0.4) ? BigInt(r.next()) & 0xaaan : 0n,
+    mip: r.chance(0.15) ? BigInt(r.next()) & 0x222n : 0n,
     stvecMode: r.int(2),
+    mtvecVectored: r.chance(0.5),
+    msip: r.chance(0.2),
     other: [intValue(r), intValue(r) & ~1n, intValue(r), intValue(r), intValue(r), intValue(r), BigInt(r.next()) & 7n, BigInt(r.next()) & 7n, r.chance(0.2) ? 1n : 0n, r.chance(0.2) ? 1n : 0n],
     perm: [permBits(r, true, priv === 0), ...Array.from({ length: 5 }, () => permBits(r, false, priv === 0)), permBits(r, false, priv === 0)],
     megaMisaligned: r.chance(0.05),
@@ -474,7 +525,7 @@ export function randomCase(r: Random): CaseSpec {
   const n = 1 + r.int(r.chance(0.2) ? 120 : 40);
   for (let i = 0; i < n; i++) spec.items.push(item(r, spec, n - i));
   spec.items = limitAdjusts(spec.items);
-  return spec;
+  return r.chance(0.2) ? withCross(r, spec, false) : spec;
 }
 
 /** A variant of `spec`: items replaced, inserted, deleted, bit-flipped, spliced from `other`, or its state changed. */
@@ -499,17 +550,26 @@ export function mutateCase(r: Random, spec: CaseSpec, other: CaseSpec): CaseSpec
       case 5: s.x[1 + r.int(31)] = intValue(r); break;
       case 6: s.f[r.int(32)] = fpValue(r); break;
       case 7: s.perm[r.int(s.perm.length)] = permBits(r, false, s.priv === 0); break;
-      default: s.fcsr = r.int(256); s.mstatus ^= 1n << BigInt(r.pick([1, 5, 8, 18, 19, 20, 21, 22, 13, 14])); break;
+      default:
+        s.fcsr = r.int(256);
+        s.mstatus ^= 1n << BigInt(r.pick([1, 3, 5, 7, 8, 18, 19, 20, 21, 22, 13, 14]));
+        if (r.chance(0.2)) s.msip = !s.msip;
+        if (r.chance(0.2)) s.mie ^= 1n << BigInt(r.pick([1, 3, 5, 9]));
+        break;
     }
   }
   // Words spliced from a case of another privilege, or made before TSR or TW changed, keep to
   // this one's rules (a WFI that no longer traps would wait for ever).
   const tsrNow = (s.mstatus & (1n << 22n)) !== 0n, twNow = (s.mstatus & (1n << 21n)) !== 0n;
-  s.items = limitAdjusts(s.items.map((it) => {
+  s.items = limitAdjusts(s.items.map((it): Item => {
+    // satp writes keep to satpItem's rules: paged cases only, Bare from S-mode only.
+    if (it.k === "satp" && (!s.paged || (it.value === 0n && !bareAllowed(s)))) return { k: "w", n: 4, w: 0x13 };
     if (it.k !== "w" || it.n !== 4) return it;
     const w = sanitize(it.w, r, s.priv, tsrNow, twNow);
     return w === null ? { k: "w", n: 4, w: 0x13 } : { ...it, w };
   })).slice(0, 400);
+  while (layout(s.items).length > 0x1000) s.items.pop();
+  if (s.cross || r.chance(0.05)) return withCross(r, s, !!s.cross && r.chance(0.8));
   return s;
 }
 
@@ -521,11 +581,16 @@ const MSTATUS_XL64 = 0xan << 32n;
 export function caseImage(spec: CaseSpec, index: number): CaseImage {
   const d = newDescriptor();
   const code = layout(spec.items);
+  if (code.length > 0x1000) throw new Error("a case's block is larger than a page");
   const pa = codePage(index);
   const fetchPaged = spec.paged && spec.priv !== 3;
   const mprv = spec.priv === 3 && (spec.mstatus & (1n << 17n)) !== 0n;
   const dataPaged = spec.paged && (spec.priv !== 3 || mprv);
-  const entry = fetchPaged ? CODE_VA : pa;
+  // A block that crosses into its second page starts where its straddling instruction's first half ends its first.
+  const cross = spec.cross && crossable(spec, spec.cross.at) ? spec.cross : undefined;
+  const start = cross ? 0x1000 - 2 - itemOffset(spec.items, cross.at) : 0;
+  const base = fetchPaged ? CODE_VA : pa;
+  const entry = base + start;
   spec.x.forEach((v, i) => (d[D.x + i] = v));
   spec.ptr.forEach((off, i) => (d[D.x + POINTERS[i]!] = BigInt((dataPaged ? (i === 2 && spec.paged ? MEGA_VA : WINDOW_VA) : SCRATCH) + off)));
   spec.f.forEach((v, i) => (d[D.f + i] = v));
@@ -534,21 +599,96 @@ export function caseImage(spec: CaseSpec, index: number): CaseImage {
   d[D.mstatus] = (spec.mstatus & ~MSTATUS_MPP & ~8n) | (BigInt(spec.priv) << 11n) | MSTATUS_XL64;
   d[D.entry] = BigInt(entry);
   d[D.end] = BigInt(entry + code.length - 4);
-  d[D.delta] = BigInt.asUintN(64, BigInt(pa - entry));
-  d[D.satp] = !spec.paged ? 0n : spec.sv48 ? (9n << 60n) | BigInt(ROOT48_TABLE >>> 12) : (8n << 60n) | BigInt(ROOT_TABLE >>> 12);
+  d[D.delta] = BigInt.asUintN(64, BigInt(pa - base));
+  d[D.satp] = !spec.paged ? 0n : SATP[`sv${spec.sv}`];
   d[D.medeleg] = spec.medeleg;
   d[D.mideleg] = spec.mideleg;
   d[D.mie] = spec.mie;
   d[D.mip] = spec.mip;
+  d[D.mtvecMode] = spec.mtvecVectored ? 1n : 0n;
+  d[D.msip] = spec.msip ? 1n : 0n;
   d[D.stvec] = BigInt(spec.paged ? STUB_VA : STUB) + BigInt(spec.stvecMode);
   [D.sscratch, D.sepc, D.scause, D.stval, D.mcause, D.mtval, D.mcounteren, D.scounteren, D.menvcfg, D.senvcfg].forEach((f, i) => (d[f] = spec.other[i]!));
   d[D.seed] = spec.seed;
   const [codePerm, ...windowPerm] = spec.perm;
+  // The second virtual page: the page after the first (contiguous), or another whose first
+  // halfword is the straddling instruction's other upper half; mapped one way in the runs
+  // before the last and maybe another in the last (the runtime's sfence.vma between).
+  const second = (m: SecondPage | undefined) => pte(pa + (m?.alt ? 0x2000 : 0x1000), m?.perm ?? codePerm!);
   d[D.pte + 0] = pte(pa, codePerm!);
-  d[D.pte + 1] = pte(STUB, PTE.V | PTE.X | PTE.A);
+  d[D.pte + 1] = second(cross?.last);
+  d[D.pteFirst] = second(cross?.first ?? cross?.last);
+  d[D.runs] = cross && fetchPaged && d[D.pteFirst] !== d[D.pte + 1] ? 2n : 0n;
+  d[D.pte + 3] = pte(STUB, PTE.V | PTE.X | PTE.A);
   for (let p = 0; p < 4; p++) d[D.pte + 4 + p] = pte(SCRATCH + p * 0x1000, windowPerm[p]!);
   d[D.pte + 8] = pte(SCRATCH, windowPerm[4]!);
   d[D.mega] = pte(SCRATCH + (spec.megaMisaligned ? 0x1000 : 0), windowPerm[5]!);
-  return { desc: d, code };
+  const pages = new Uint8Array(CODE_PAGES * 0x1000);
+  pages.set(code, start);
+  pages.copyWithin(0x2000, 0x1000, 0x2000);
+  const executed = code.slice();
+  if (cross) {
+    new DataView(pages.buffer).setUint16(0x2000, cross.upper, true);
+    // The block as its last run fetches it: the straddling instruction's upper half from the page mapped then.
+    if (fetchPaged && cross.last.alt) new DataView(executed.buffer).setUint16(0x1000 - start, cross.upper, true);
+  }
+  return { desc: d, pages, code: executed, satpWrites: spec.items.flatMap((it) => (it.k === "satp" ? [it.value] : [])) };
 }
 
+/** Byte offset of item `k` in the block. */
+export function itemOffset(items: readonly Item[], k: number): number {
+  let at = 0;
+  for (let i = 0; i < k; i++) at += itemBytes(items[i]!);
+  return at;
+}
+
+/** Whether item `k` may straddle the page boundary: a 32-bit word, not an AMO (the handler reads an AMO's funct5 through the first mapping). */
+function crossable(spec: CaseSpec, k: number): boolean {
+  const it = spec.items[k];
+  return !!it && it.k === "w" && it.n === 4 && (it.w & 0x7f) !== 0x2f && itemOffset(spec.items, k) <= 0xffe;
+}
+
+/** Whether `w` is a word sanitize() would leave as it is (in `spec`'s privilege, TSR and TW). */
+function keepsRules(w: number, spec: CaseSpec): boolean {
+  const tsr = (spec.mstatus & (1n << 22n)) !== 0n, tw = (spec.mstatus & (1n << 21n)) !== 0n;
+  return sanitize(w, random(1), spec.priv, tsr, tw) === w >>> 0;
+}
+
+/** A mapping of the second code page: the page after the first or the other one, with a leaf's bits (often a fetch fault). */
+function secondPage(r: Random, user: boolean): SecondPage {
+  const perm = r.chance(0.4) ? PTE.V | PTE.X | PTE.A | (user ? PTE.U : 0n) | (r.chance(0.3) ? PTE.R : 0n) | (r.chance(0.5) ? PTE.D : 0n)
+    : r.chance(0.5) ? permBits(r, true, user) : BigInt(r.int(256));
+  return { alt: r.chance(0.4), perm };
+}
+
+/**
+ * `spec` with an instruction across its page boundary (or none, when no item can), or with
+ * the one it has kept to the rules after a mutation: a 32-bit word whose other upper half (the
+ * other page's) keeps to sanitize()'s rules too.
+ */
+function withCross(r: Random, spec: CaseSpec, keep: boolean): CaseSpec {
+  const old = spec.cross;
+  let at = old && keep && crossable(spec, old.at) ? old.at : -1;
+  if (at < 0) {
+    const can = spec.items.map((_, k) => k).filter((k) => crossable(spec, k));
+    if (!can.length) return { ...spec, cross: undefined };
+    at = r.pick(can);
+  }
+  const w = (spec.items[at] as { w: number }).w;
+  let upper = old && at === old.at && keepsRules(((w & 0xffff) | (old.upper << 16)) >>> 0, spec) ? old.upper : -1;
+  for (let n = 0; n < 24 && upper < 0; n++) {
+    const u = r.int(0x10000);
+    if (keepsRules(((w & 0xffff) | (u << 16)) >>> 0, spec)) upper = u;
+  }
+  if (upper < 0) upper = w >>> 16;
+  const last = old?.last ?? secondPage(r, spec.priv === 0);
+  return { ...spec, cross: { at, upper, last, first: old?.first ?? (r.chance(0.5) ? last : secondPage(r, spec.priv === 0)) } };
+}
+
+/** `spec` without items [at, at + n) (the straddling instruction's index kept to its item, or dropped with it). */
+export function withoutItems(spec: CaseSpec, at: number, n: number): CaseSpec {
+  const items = [...spec.items.slice(0, at), ...spec.items.slice(at + n)];
+  const c = spec.cross;
+  const cross = !c || (c.at >= at && c.at < at + n) ? undefined : { ...c, at: c.at >= at + n ? c.at - n : c.at };
+  return { ...spec, items, cross };
+}

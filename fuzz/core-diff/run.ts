@@ -14,7 +14,7 @@ import type { JitMode } from "../../host/jit/tier";
 import { fuzzDir } from "../engine/corpus";
 import type { CoreDiffResult } from "../engine/results";
 import { caseImage, mutateCase, random, randomCase, type CaseSpec } from "./generate";
-import { R, RESULT_BYTES } from "./image";
+import { D, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, TRAP_LOG, type CaseImage } from "./image";
 import { BatchFailure, describe, minimize, runBatch, specToJson, TIERS } from "./diff";
 import { QEMU, QEMU_CPU, runQemu, Workdir } from "./machines";
 
@@ -48,7 +48,42 @@ interface Outcome {
   specs: CaseSpec[];
   differing: { spec: CaseSpec; tier: JitMode; fields: string[] }[];
   explained: string[];
+  cutShort: string[];
+  /** What the generator's features came to, case by case (featuresOf). */
+  features: string[];
   trapped: CaseSpec[];
+}
+
+const INTERRUPT = 1n << 63n;
+/**
+ * The features of a case that ran, as QEMU ran it: the generator's newer ones (mtvec vectored,
+ * interrupts, Sv57, satp writes, an instruction across the page boundary), to tell how often
+ * each is exercised.
+ */
+function featuresOf(spec: CaseSpec, c: CaseImage, q: BigUint64Array): string[] {
+  const out: string[] = [];
+  const log = Array.from({ length: Math.min(Number(q[R.traps]), TRAP_LOG) }, (_, k) => ({
+    cause: q[R.log + k * LOG_WORDS + LOG.cause]!, epc: q[R.log + k * LOG_WORDS + LOG.epc]!, tval: q[R.log + k * LOG_WORDS + LOG.tval]!, via: q[R.log + k * LOG_WORDS + LOG.via]!,
+  }));
+  if (spec.mtvecVectored) out.push("mtvec vectored");
+  const interrupts = log.filter((t) => t.cause & INTERRUPT);
+  if (interrupts.length) out.push("an interrupt taken (M-mode's handler)");
+  if (interrupts.some((t) => t.via === (t.cause & 63n))) out.push("an interrupt through mtvec's vector table");
+  if (interrupts.some((t) => t.cause === (INTERRUPT | 3n))) out.push("a machine software interrupt (msip)");
+  if (interrupts.some((t, n) => n > 0 && interrupts[n - 1]!.epc === t.epc)) out.push("interrupts taken one after the other at one point");
+  const stub = c.desc[D.stvec]! & ~3n, end = log[log.length - 1];
+  if (q[R.scause]! & INTERRUPT && end?.cause === 9n && end.epc >= stub && end.epc < stub + 0x1000n) out.push("an interrupt delegated to S-mode");
+  if (spec.paged && spec.sv === 57) out.push("Sv57 (the case's satp)");
+  if (spec.items.some((it) => it.k === "satp")) out.push("satp written by the block");
+  if (spec.items.some((it) => it.k === "msip")) out.push("msip cleared by the block");
+  const start = Number(c.desc[D.entry]! & 0xfffn);
+  if (start) {
+    out.push("an instruction across the page boundary");
+    if (c.desc[D.runs]! > 1n) out.push("an instruction across the page boundary, its second page remapped between runs");
+    const at = (c.desc[D.entry]! | 0xfffn) - 1n;
+    if (log.some((t) => (t.cause === 1n || t.cause === 12n) && t.epc === at && t.tval === at + 2n)) out.push("a fetch fault on an instruction's second page");
+  }
+  return out;
 }
 
 /** A batch QEMU did not finish: the case that does not end (a generator bug: every case must). */
@@ -76,11 +111,13 @@ async function runOne(module: WebAssembly.Module, specs: CaseSpec[], qemuRun: Pr
     if (e instanceof BatchFailure) throw new HungBatch(await hungCase(specs, work));
     throw e;
   }
-  const out: Outcome = { specs, differing: [], explained: [], trapped: [] };
+  const out: Outcome = { specs, differing: [], explained: [], cutShort: [], features: [], trapped: [] };
   const qemu = new DataView(results.qemu.buffer, results.qemu.byteOffset);
   results.forEach((r, i) => {
     if (qemu.getBigUint64(i * RESULT_BYTES + R.traps * 8, true) > 1n) out.trapped.push(specs[i]!);
     out.explained.push(...r.explained);
+    if (r.cutShort) out.cutShort.push(r.cutShort);
+    out.features.push(...featuresOf(specs[i]!, results.cases[i]!, new BigUint64Array(results.qemu.buffer.slice(results.qemu.byteOffset + i * RESULT_BYTES, results.qemu.byteOffset + i * RESULT_BYTES + RESULT_HEADER))));
     for (const [tier, d] of r.differences) if (d.length) out.differing.push({ spec: specs[i]!, tier, fields: d.map((x) => x.field.replace(/\d+/g, "N")) });
   });
   return out;
@@ -97,7 +134,7 @@ export async function runCoreDiff(opts: CoreDiffOptions): Promise<CoreDiffResult
   const deadline = started + opts.seconds * 1000;
   const result: CoreDiffResult = {
     target: CORE_DIFF, date: new Date().toISOString(), mode: `${opts.seconds} s`, seed: opts.seed, qemu: qemuVersion(), qemuCpu: QEMU_CPU,
-    tiers: [...tiers], programs: 0, batches: 0, seconds: 0, programsPerSecond: 0, differences: 0, explained: {}, found: [],
+    tiers: [...tiers], programs: 0, batches: 0, seconds: 0, programsPerSecond: 0, differences: 0, explained: {}, cutShort: {}, features: {}, found: [],
   };
   const pool: CaseSpec[] = [];
   const seen = new Set<string>();
@@ -130,6 +167,8 @@ export async function runCoreDiff(opts: CoreDiffOptions): Promise<CoreDiffResult
       result.programs += specs.length;
       result.batches++;
       for (const why of o.explained) result.explained[why] = (result.explained[why] ?? 0) + 1;
+      for (const why of o.cutShort) result.cutShort![why] = (result.cutShort![why] ?? 0) + 1;
+      for (const f of o.features) result.features![f] = (result.features![f] ?? 0) + 1;
       for (const s of o.trapped) pool.push(s);
       if (pool.length > 2000) pool.splice(0, pool.length - 2000);
       for (const d of o.differing) {

@@ -53,6 +53,13 @@ export interface CoreDiffResult {
   differences: number;
   /** Cases with an allowed difference, by the allow list's reason. */
   explained: Record<string, number>;
+  /**
+   * Cases whose comparison stopped short of the whole record (an allowed difference that
+   * decides how the rest runs excused the rest), by reason. Absent in runs before it was counted.
+   */
+  cutShort?: Record<string, number>;
+  /** Cases that exercised each of the generator's newer features (as QEMU ran them). Absent in runs before it was counted. */
+  features?: Record<string, number>;
   /** One line per distinct difference, shrunk (reproducers in fuzz/crashes/core-diff/). */
   found: string[];
 }
