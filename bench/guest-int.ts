@@ -1,5 +1,6 @@
 // Guest integer suite: CPU-bound integer programs inside the Linux guest — BusyBox's md5sum and
-// sha256sum from its initramfs, over data dd makes in the guest — timed by the guest's own clock
+// sha256sum from its initramfs, over data dd makes in the guest, and its gzip and zcat (call-heavy
+// code across many pages) over two copies of the BusyBox binary — timed by the guest's own clock
 // (BusyBox's time), on wasmvisor (the interpreter alone, and with the translation tier) and on
 // qemu-system-riscv64, each booting the same kernel and initramfs through OpenSBI.
 import { Session } from "../test/integration/cli";
@@ -25,7 +26,11 @@ export interface GuestIntResult {
 export const PROGRAMS = [
   { program: "md5sum", command: "dd if=/dev/zero bs=64k count=512 2>/dev/null | md5sum" }, // 32 MiB
   { program: "sha256sum", command: "dd if=/dev/zero bs=64k count=128 2>/dev/null | sha256sum" }, // 8 MiB
+  { program: "gzip", command: "gzip -c /tmp/z > /dev/null" }, // 2 x BusyBox, about 4.6 MB
+  { program: "zcat", command: "zcat /tmp/z.gz > /dev/null" },
 ];
+/** Run once at the prompt before the programs: gzip's and zcat's input, made in the guest's tmpfs. */
+export const SETUP = "cat /bin/busybox /bin/busybox > /tmp/z && gzip -c /tmp/z > /tmp/z.gz && echo setup-$((40+2))"; // the answer, not the echoed command, says it ran
 
 /** Seconds from BusyBox time's "real 0m 1.23s" line. */
 export function parseTime(output: string): number {
@@ -40,6 +45,9 @@ export async function timeInGuest(session: Session, runs: number): Promise<numbe
     const ready = await session.expect(READY, 300_000);
     session.send("\r");
     let at = await session.expect(PROMPT, 60_000, ready);
+    session.send(`${SETUP}\r`);
+    at = await session.expect("setup-42", 120_000, at);
+    at = await session.expect(PROMPT, 60_000, at);
     const out: number[][] = [];
     for (const p of PROGRAMS) {
       const times: number[] = [];

@@ -253,7 +253,8 @@ function guestIntSection(g: GuestIntResult): Section {
     ...(qemu ? [s(p.qemu), percent(median(p.qemu), median(p.translated))] : [])]);
   return {
     markdown: "## Integer work in the Linux guest\n\n" +
-      "BusyBox's md5sum and sha256sum from the guest's initramfs, over data `dd` makes in the guest, timed by the guest's own `time` " +
+      "BusyBox's md5sum and sha256sum from the guest's initramfs, over data `dd` makes in the guest, and its gzip and zcat (call-heavy code " +
+      "across many pages) over two copies of the BusyBox binary in the guest's tmpfs, timed by the guest's own `time` " +
       "(real), in one boot each (full mode, Debian's OpenSBI): wasmvisor with the interpreter alone (`--jit off`), with the translation tier " +
       `(\`--jit on\`)${qemu ? ", and qemu-system-riscv64 with the same kernel and initramfs" : ""}; medians of the runs in that boot ` +
       "(the first run of each pays for warming up, translation included).\n\n" +
