@@ -33,6 +33,8 @@ export interface FuzzOptions {
   untilCrash?: boolean;
   /** An input running longer than this is a crash (kind "slow"). */
   timeLimitMs?: number;
+  /** Where the runner tells whether the process was stopped meanwhile (an input's time then is not its own). */
+  stops?: StopCount;
   /** Inputs run first, then mutated: the seeds, a saved corpus, crashes to replay. */
   corpus?: Uint8Array[];
   /** Told each input before it runs (the runner's hang watchdog keeps it). */
@@ -41,6 +43,19 @@ export interface FuzzOptions {
   onNewCoverage?(input: Uint8Array): void;
   /** Told each new crash. */
   onCrash?(crash: Crash): void;
+}
+
+/**
+ * How many times the process has been stopped and continued (SIGSTOP, Ctrl-Z), as the thread
+ * that hears of it counts them.
+ */
+export interface StopCount {
+  read(): number;
+  /**
+   * Whether the count is past `seen` now or becomes so within a short wait: word of a stop that
+   * has just ended may come a little after the input that it held up.
+   */
+  movedFrom(seen: number): boolean;
 }
 
 export interface FuzzStats {
@@ -71,6 +86,7 @@ export async function fuzz<Ctx>(target: Target<Ctx>, ctx: Ctx, opts: FuzzOptions
   const exec = async (input: Uint8Array): Promise<void> => {
     opts.onInput?.(input);
     iterations++;
+    const stops = opts.stops?.read() ?? 0;
     const start = performance.now();
     let failure: { kind: Crash["kind"]; err: unknown } | null = null;
     try {
@@ -80,7 +96,7 @@ export async function fuzz<Ctx>(target: Target<Ctx>, ctx: Ctx, opts: FuzzOptions
       if (!target.rejects(err)) failure = { kind: "exception", err };
     }
     const ms = performance.now() - start;
-    if (!failure && ms > limitMs) failure = { kind: "slow", err: new Error(`one input took ${ms.toFixed(0)} ms (limit ${limitMs} ms)`) };
+    if (!failure && ms > limitMs && !opts.stops?.movedFrom(stops)) failure = { kind: "slow", err: new Error(`one input took ${ms.toFixed(0)} ms (limit ${limitMs} ms)`) };
     if (failure) {
       const signature = failure.kind === "slow" ? "slow input" : crashSignature(failure.err);
       if (!crashes.has(signature)) {
