@@ -9,8 +9,11 @@
  * The core's differential target (core-diff, fuzz/core-diff/) runs on the main thread: it runs
  * its cases on QEMU and compares (--iterations: its programs).
  *
+ * The process may be stopped and continued (Ctrl-Z and fg, SIGSTOP and SIGCONT): the time it
+ * was stopped counts neither towards a hang nor towards a slow input.
+ *
  *   npm run fuzz -- [--quick] [--target NAME]... [--seconds N] [--iterations N] [--seed N]
- *                   [--no-coverage] [--list] [--write-seeds]
+ *                   [--no-coverage] [--hang-seconds N] [--no-save] [--list] [--write-seeds]
  */
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
@@ -19,16 +22,27 @@ import { cpus, totalmem } from "node:os";
 import { TARGETS, findTarget } from "./targets/index";
 import { BlockCoverage } from "./engine/coverage";
 import { fuzz, type Crash, type FuzzStats } from "./engine/fuzzer";
+import { HangWatch } from "./engine/watch";
 import { corpusPath, fuzzDir, inputName, readInputs, saveInput } from "./engine/corpus";
 import type { CoreDiffResult, FuzzResults, TargetResult } from "./engine/results";
 import { CORE_DIFF, runCoreDiff } from "./core-diff/run";
 import { writeReportFiles } from "../bench/report-files";
 
+// The buffer a worker shares with the main thread: Int32 words, then the input being run.
+/** Inputs the worker has started. */
+const W_PROGRESS = 0;
+/** Bytes of the input being run (at W_INPUT). */
+const W_LENGTH = 1;
+/** Times the main thread saw the process stopped and continued. */
+const W_STOPS = 2;
+const W_INPUT = 16;
 /** Bytes of the shared buffer a worker copies each input into before running it. */
 const WATCH_BYTES = 1 << 20;
 const TIME_LIMIT_MS = 1000;
-/** No progress for this long: the input is a hang. */
+/** No progress for this long (--hang-seconds): the input is a hang. */
 const HANG_MS = 10_000;
+/** How often the main thread looks at a worker's progress. */
+const TICK_MS = 200;
 
 interface WorkerJob {
   target: string;
@@ -36,6 +50,8 @@ interface WorkerJob {
   iterations: number;
   seed: number;
   coverage: boolean;
+  /** Keep nothing (--no-save): no corpus, no crash files. */
+  save: boolean;
   /** Crash files not to replay (a hang just seen). */
   skip: string[];
   watch: SharedArrayBuffer;
@@ -52,7 +68,7 @@ async function workerMain(job: WorkerJob): Promise<void> {
   const coverage = job.coverage ? new BlockCoverage() : null;
   const ctx = await target.setup();
   const watch = new Int32Array(job.watch);
-  const watchBytes = new Uint8Array(job.watch, 8);
+  const watchBytes = new Uint8Array(job.watch, W_INPUT);
   const corpus = [
     ...target.seeds(),
     ...readInputs("corpus", target.name).map((f) => f.input),
@@ -64,10 +80,16 @@ async function workerMain(job: WorkerJob): Promise<void> {
     onInput(input) {
       const n = Math.min(input.length, watchBytes.length);
       watchBytes.set(input.subarray(0, n));
-      watch[1] = n;
-      Atomics.add(watch, 0, 1);
+      watch[W_LENGTH] = n;
+      Atomics.add(watch, W_PROGRESS, 1);
     },
-    onNewCoverage: (input) => { saveInput(".corpus", target.name, input); },
+    // The main thread counts stops as it hears of them (SIGCONT, its own timer coming late), a
+    // moment after the process continues: long enough to wait for here, only when an input was slow.
+    stops: {
+      read: () => Atomics.load(watch, W_STOPS),
+      movedFrom: (seen) => Atomics.wait(watch, W_STOPS, seen, 4 * TICK_MS) !== "timed-out",
+    },
+    onNewCoverage: (input) => { if (job.save) saveInput(".corpus", target.name, input); },
     onCrash: (crash) => parentPort!.postMessage({ kind: "crash", crash } satisfies WorkerMessage),
   });
   // The figures first: the runner stops the worker once it has them, so a teardown that does not
@@ -78,38 +100,48 @@ async function workerMain(job: WorkerJob): Promise<void> {
   await target.teardown?.(ctx);
 }
 
+/** The watch of the worker running now, told when the process is continued after a stop. */
+let watching: { watch: HangWatch; counter: Int32Array } | null = null;
+
+/** The process was stopped and is running again: neither a hang nor a slow input. */
+function continued(w: { watch: HangWatch; counter: Int32Array }): void {
+  w.watch.restart();
+  Atomics.add(w.counter, W_STOPS, 1);
+  Atomics.notify(w.counter, W_STOPS);
+}
+
 /** Run one target for `seconds` on workers, restarting after hangs. */
-async function runTarget(name: string, seconds: number, iterations: number, seed: number, coverage: boolean): Promise<TargetResult> {
+async function runTarget(name: string, seconds: number, iterations: number, seed: number, coverage: boolean, hangMs: number, save: boolean): Promise<TargetResult> {
   const result: TargetResult = { target: name, date: new Date().toISOString(), mode: seconds === Math.floor(seconds) ? `${seconds} s` : `${seconds.toFixed(1)} s`, iterations: 0, seconds: 0, execsPerSecond: 0, blocks: 0, features: 0, corpus: 0, crashes: 0, hangs: 0, found: [] };
   const skip: string[] = [];
   const deadline = performance.now() + seconds * 1000;
   let left = iterations;
   const record = (c: Crash) => {
-    const file = saveInput("crashes", name, c.input, `${c.kind}: ${c.signature}\n\n${c.message}`);
-    result.found.push(`${c.kind}: ${c.signature} (${file.slice(fuzzDir().length - 4)})`);
+    const file = save ? saveInput("crashes", name, c.input, `${c.kind}: ${c.signature}\n\n${c.message}`) : null;
+    result.found.push(`${c.kind}: ${c.signature}${file ? ` (${file.slice(fuzzDir().length - 4)})` : ""}`);
     if (c.kind === "slow") result.hangs++;
     else result.crashes++;
-    console.log(`  ${name}: ${c.kind}: ${c.signature}\n    kept as ${file}`);
+    console.log(`  ${name}: ${c.kind}: ${c.signature}${file ? `\n    kept as ${file}` : ""}`);
   };
   while (left > 0 && performance.now() < deadline - 500) {
-    const watch = new SharedArrayBuffer(8 + WATCH_BYTES);
+    const watch = new SharedArrayBuffer(W_INPUT + WATCH_BYTES);
     const counter = new Int32Array(watch);
-    const job: WorkerJob = { target: name, seconds: (deadline - performance.now()) / 1000, iterations: left, seed: seed + skip.length, coverage, skip, watch };
+    const job: WorkerJob = { target: name, seconds: (deadline - performance.now()) / 1000, iterations: left, seed: seed + skip.length, coverage, save, skip, watch };
     const worker = new Worker(new URL(import.meta.url), { workerData: job });
+    const w = (watching = { watch: new HangWatch(hangMs, TICK_MS), counter });
     const outcome = await new Promise<{ hang: Uint8Array | null; stats: WorkerMessage & { kind: "done" } | null; error?: unknown }>((resolve) => {
-      let last = -1, lastChange = performance.now();
       const timer = setInterval(() => {
-        const now = Atomics.load(counter, 0);
-        if (now !== last) { last = now; lastChange = performance.now(); return; }
-        if (now > 0 && performance.now() - lastChange > HANG_MS) {
+        const seen = w.watch.tick(Atomics.load(counter, W_PROGRESS));
+        if (seen === "stopped") continued(w);
+        if (seen === "hang") {
           clearInterval(timer);
-          const input = new Uint8Array(watch, 8, counter[1]!).slice();
+          const input = new Uint8Array(watch, W_INPUT, counter[W_LENGTH]!).slice();
           // Kept first: a thread stuck where V8 cannot interrupt it may never end; then it is
           // left behind (the process exits at the end all the same).
           resolve({ hang: input, stats: null });
           void worker.terminate();
         }
-      }, 200);
+      }, TICK_MS);
       worker.on("message", (m: WorkerMessage) => {
         if (m.kind === "crash") record(m.crash);
         else if (m.kind === "failed") { clearInterval(timer); resolve({ hang: null, stats: null, error: new Error(m.error) }); }
@@ -117,6 +149,7 @@ async function runTarget(name: string, seconds: number, iterations: number, seed
       });
       worker.on("error", (error) => { clearInterval(timer); resolve({ hang: null, stats: null, error }); });
     });
+    watching = null;
     if (outcome.stats) {
       const s = outcome.stats.stats;
       result.iterations += s.iterations;
@@ -133,22 +166,22 @@ async function runTarget(name: string, seconds: number, iterations: number, seed
       throw new Error(`${name}: the target's setup failed: ${(outcome.error as Error)?.stack ?? String(outcome.error)}`);
     }
     if (outcome.error) {
-      const c: Crash = { target: name, kind: "exception", signature: `the worker died: ${String(outcome.error).split("\n")[0]}`, message: String((outcome.error as Error)?.stack ?? outcome.error), input: new Uint8Array(watch, 8, counter[1]!).slice() };
+      const c: Crash = { target: name, kind: "exception", signature: `the worker died: ${String(outcome.error).split("\n")[0]}`, message: String((outcome.error as Error)?.stack ?? outcome.error), input: new Uint8Array(watch, W_INPUT, counter[W_LENGTH]!).slice() };
       record(c);
       skip.push(`${inputName(c.input)}.bin`);
       continue;
     }
     const input = outcome.hang!;
-    record({ target: name, kind: "slow", signature: `hang: no return in ${HANG_MS / 1000} s`, message: "the input did not return", input });
+    record({ target: name, kind: "slow", signature: `hang: no return in ${hangMs / 1000} s`, message: "the input did not return", input });
     skip.push(`${inputName(input)}.bin`);
-    result.iterations += Atomics.load(counter, 0);
+    result.iterations += Atomics.load(counter, W_PROGRESS);
   }
   result.execsPerSecond = result.seconds > 0 ? result.iterations / result.seconds : 0;
   return result;
 }
 
 function parseArgs(argv: string[]) {
-  const opts = { quick: false, targets: [] as string[], seconds: 30, iterations: Infinity, seed: 1, coverage: true, list: false, writeSeeds: false };
+  const opts = { quick: false, targets: [] as string[], seconds: 30, iterations: Infinity, seed: 1, coverage: true, hangSeconds: HANG_MS / 1000, save: true, list: false, writeSeeds: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {
@@ -167,9 +200,11 @@ function parseArgs(argv: string[]) {
     else if (a === "--iterations") opts.iterations = Math.floor(number());
     else if (a === "--seed") opts.seed = Math.floor(number());
     else if (a === "--no-coverage") opts.coverage = false;
+    else if (a === "--hang-seconds") opts.hangSeconds = number();
+    else if (a === "--no-save") opts.save = false;
     else if (a === "--list") opts.list = true;
     else if (a === "--write-seeds") opts.writeSeeds = true;
-    else throw new Error(`unknown option ${a}: use --quick, --target NAME, --seconds N, --iterations N, --seed N, --no-coverage, --list or --write-seeds`);
+    else throw new Error(`unknown option ${a}: use --quick, --target NAME, --seconds N, --iterations N, --seed N, --no-coverage, --hang-seconds N, --no-save, --list or --write-seeds`);
   }
   for (const t of opts.targets) if (t !== CORE_DIFF) findTarget(t);
   return opts;
@@ -196,9 +231,12 @@ async function main(): Promise<void> {
     return;
   }
   const names = opts.targets.length ? opts.targets : [...TARGETS.map((t) => t.name), CORE_DIFF];
+  if (!opts.save && names.includes(CORE_DIFF)) throw new Error(`--no-save is for the targets that run on workers: name them with --target (not ${CORE_DIFF})`);
   const seconds = opts.quick ? 60 / names.length : opts.seconds;
   const results: TargetResult[] = [];
   let coreDiff: CoreDiffResult | null = null;
+  // Continued after a stop (Ctrl-Z and fg): the watch's timer may not have come round yet.
+  process.on("SIGCONT", () => { if (watching) continued(watching); });
   for (const name of names) {
     console.log(`${name}: ${seconds.toFixed(1)} s`);
     if (name === CORE_DIFF) {
@@ -211,10 +249,12 @@ async function main(): Promise<void> {
       for (const [what, n] of Object.entries(coreDiff.features ?? {}).sort((a, b) => b[1] - a[1])) console.log(`    ${n} (${((100 * n) / Math.max(1, coreDiff.programs)).toFixed(1)}%): ${what}`);
       continue;
     }
-    const r = await runTarget(name, seconds, opts.iterations, opts.seed, opts.coverage);
+    const r = await runTarget(name, seconds, opts.iterations, opts.seed, opts.coverage, opts.hangSeconds * 1000, opts.save);
     console.log(`  ${r.iterations} inputs, ${r.execsPerSecond.toFixed(0)}/s, ${r.blocks} blocks, corpus ${r.corpus}, ${r.crashes} crashes, ${r.hangs} hangs`);
     results.push(r);
   }
+  const bad = results.reduce((n, r) => n + r.crashes + r.hangs, 0) + (coreDiff?.differences ?? 0);
+  if (!opts.save) process.exit(bad ? 1 : 0);
   // A run of some targets replaces their figures and keeps the others' (each carries its date).
   const file = join(fuzzDir(), "results", "latest.json");
   const last = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as FuzzResults) : null;
@@ -233,7 +273,6 @@ async function main(): Promise<void> {
   writeFileSync(file, JSON.stringify(out, null, 2) + "\n");
   // The bench report's fuzzing section, where there is a benchmark run to report with.
   if (writeReportFiles()) console.log("bench/REPORT.md updated");
-  const bad = results.reduce((n, r) => n + r.crashes + r.hangs, 0) + (coreDiff?.differences ?? 0);
   console.log(`results in ${join(fuzzDir(), "results", "latest.json")}${bad ? `: ${bad} crashes, hangs and differences (fuzz/crashes/)` : ""}`);
   // A worker that never returned from a hang may still hold the process.
   process.exit(bad ? 1 : 0);

@@ -33,6 +33,8 @@ export interface FuzzOptions {
   untilCrash?: boolean;
   /** An input running longer than this is a crash (kind "slow"). */
   timeLimitMs?: number;
+  /** Where the runner tells whether the process was stopped meanwhile (an input's time then is not its own). */
+  stops?: StopCount;
   /** Inputs run first, then mutated: the seeds, a saved corpus, crashes to replay. */
   corpus?: Uint8Array[];
   /** Told each input before it runs (the runner's hang watchdog keeps it). */
@@ -41,6 +43,19 @@ export interface FuzzOptions {
   onNewCoverage?(input: Uint8Array): void;
   /** Told each new crash. */
   onCrash?(crash: Crash): void;
+}
+
+/**
+ * How many times the process has been stopped and continued (SIGSTOP, Ctrl-Z), as the thread
+ * that hears of it counts them.
+ */
+export interface StopCount {
+  read(): number;
+  /**
+   * Whether the count is past `seen` now or becomes so within a short wait: word of a stop that
+   * has just ended may come a little after the input that it held up.
+   */
+  movedFrom(seen: number): boolean;
 }
 
 export interface FuzzStats {
@@ -67,10 +82,11 @@ export async function fuzz<Ctx>(target: Target<Ctx>, ctx: Ctx, opts: FuzzOptions
   let iterations = 0;
   const t0 = performance.now();
 
-  // Run one input; true if it reached something new.
+  // Run one input, keeping it if it crashed.
   const exec = async (input: Uint8Array): Promise<void> => {
     opts.onInput?.(input);
     iterations++;
+    const stops = opts.stops?.read() ?? 0;
     const start = performance.now();
     let failure: { kind: Crash["kind"]; err: unknown } | null = null;
     try {
@@ -80,7 +96,7 @@ export async function fuzz<Ctx>(target: Target<Ctx>, ctx: Ctx, opts: FuzzOptions
       if (!target.rejects(err)) failure = { kind: "exception", err };
     }
     const ms = performance.now() - start;
-    if (!failure && ms > limitMs) failure = { kind: "slow", err: new Error(`one input took ${ms.toFixed(0)} ms (limit ${limitMs} ms)`) };
+    if (!failure && ms > limitMs && !opts.stops?.movedFrom(stops)) failure = { kind: "slow", err: new Error(`one input took ${ms.toFixed(0)} ms (limit ${limitMs} ms)`) };
     if (failure) {
       const signature = failure.kind === "slow" ? "slow input" : crashSignature(failure.err);
       if (!crashes.has(signature)) {
@@ -95,27 +111,46 @@ export async function fuzz<Ctx>(target: Target<Ctx>, ctx: Ctx, opts: FuzzOptions
     }
   };
   // Taking coverage costs milliseconds (V8 reports every function), much more than most inputs,
-  // so mutated inputs run in batches with one take each; a batch that ran a block never seen
-  // before runs again an input at a time to find which inputs did. Batches grow while nothing
-  // is found and shrink when something is.
-  const single = async (input: Uint8Array): Promise<boolean> => {
-    await exec(input);
-    return cov ? cov.add(cov.take()) > 0 : false;
-  };
+  // so mutated inputs run in batches with one take each. A batch that ran a block never seen
+  // before is split in halves, each run again with a take of its own, down to the single inputs
+  // that did (a few takes where one per input of the batch would be many); a single input's own
+  // features decide whether it joins the corpus. Batches grow by a quarter while nothing is found
+  // and halve when something is, so about one batch in four finds something: larger batches
+  // would spend more on running found ones again than they save in takes.
   let batchSize = 1;
   const batch: Uint8Array[] = [];
-  const runBatch = async (): Promise<void> => {
-    const found = cov !== null && cov.hasNewBlock(cov.take());
-    if (found) {
-      for (const input of batch) {
-        if (await single(input)) {
-          corpus.push(input);
-          opts.onNewCoverage?.(input);
-        }
+  const runAll = async (inputs: Uint8Array[]): Promise<number[]> => {
+    for (const input of inputs) await exec(input);
+    return cov!.take();
+  };
+  // `group` reached a new block when it last ran (`features`: what that run gave, needed only for
+  // a single input; null: not run on its own, it is what is left of a group whose other half
+  // reached nothing new).
+  const bisect = async (group: Uint8Array[], features: number[] | null): Promise<void> => {
+    if (group.length === 1) {
+      if (cov!.add(features ?? (await runAll(group))) > 0) {
+        corpus.push(group[0]!);
+        opts.onNewCoverage?.(group[0]!);
       }
+      return;
     }
+    const half = group.length >> 1;
+    const first = group.slice(0, half), second = group.slice(half);
+    const f = await runAll(first);
+    const firstFound = cov!.hasNewBlock(f);
+    if (firstFound) await bisect(first, f);
+    // Inputs run the same way each time, so if the first half reached nothing new the second
+    // did: it is split without a run of its own (if it did not after all, its singles say so).
+    if (!firstFound) return bisect(second, null);
+    const g = second.length === 1 ? null : await runAll(second);
+    if (g === null || cov!.hasNewBlock(g)) await bisect(second, g);
+  };
+  const runBatch = async (): Promise<void> => {
+    const features = cov ? cov.take() : null;
+    const found = features !== null && cov!.hasNewBlock(features);
+    if (found) await bisect(batch.slice(), batch.length === 1 ? features : null);
     batch.length = 0;
-    batchSize = found ? Math.max(1, batchSize >> 1) : Math.min(MAX_BATCH, batchSize * 2);
+    batchSize = found ? Math.max(1, batchSize >> 1) : Math.min(MAX_BATCH, batchSize + Math.max(1, batchSize >> 2));
   };
   const more = () => iterations < maxIterations && performance.now() < deadline && !(opts.untilCrash && crashes.size > 0);
 

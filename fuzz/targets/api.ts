@@ -6,12 +6,12 @@
  * A crash is an internal error (500), an exception escaping the server, or a daemon that no
  * longer answers; after each input the VM is put back if a request removed or stopped it.
  */
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { isMainThread } from "node:worker_threads";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Server } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { InputReader, InputWriter } from "../engine/input";
 import { rejectsNothing, type Target } from "../engine/target";
 import { Hypervisor } from "../../host/hv/hypervisor";
@@ -26,6 +26,31 @@ interface ApiRig {
   socket: string;
   dir: string;
   uncaught: ReturnType<typeof watchUncaught>;
+  /** Connections opened whose server side has not been accepted yet, in the order they were opened. */
+  unpaired: Conn[];
+}
+
+/** One connection the target opened, seen from both ends (the server runs in this thread). */
+interface Conn {
+  /** The server's socket: the listener accepts connections in the order they were made. */
+  server: Socket | null;
+  /** The requests the server parsed on it. */
+  requests: { req: IncomingMessage; res: ServerResponse }[];
+  /** The server switched it to the console protocol. */
+  upgraded: boolean;
+}
+
+/** Watch the server's side of the target's connections (beside the API's own listeners, which see no change). */
+function watchServer(rig: ApiRig): void {
+  const conns = new WeakMap<Socket, Conn>();
+  rig.server.prependListener("connection", (socket: Socket) => {
+    const conn = rig.unpaired.shift();
+    if (!conn) return;
+    conn.server = socket;
+    conns.set(socket, conn);
+  });
+  rig.server.prependListener("request", (req: IncomingMessage, res: ServerResponse) => conns.get(req.socket as Socket)?.requests.push({ req, res }));
+  rig.server.prependListener("upgrade", (_req: IncomingMessage, socket: Socket) => { const c = conns.get(socket); if (c) c.upgraded = true; });
 }
 
 let ECHO = { name: "echo", bios: "none", kernel: "echo.bin", memory: "16M" };
@@ -41,7 +66,8 @@ async function setup(): Promise<ApiRig> {
   const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, hostMemory: 256 << 20, imageDirs: [dir] });
   const uncaught = watchUncaught();
   const server = await listenFromWorker(() => serveApi(hv, socket));
-  const rig = { hv, server, socket, dir, uncaught };
+  const rig: ApiRig = { hv, server, socket, dir, uncaught, unpaired: [] };
+  watchServer(rig);
   await restoreEcho(rig);
   return rig;
 }
@@ -120,17 +146,30 @@ function request(input: InputReader): string[] {
   return writes;
 }
 
-/** Send the writes on one connection; the statuses of the responses that came within `ms`. */
-function exchange(socket: string, writes: string[], ms: number): Promise<number[]> {
+/**
+ * Send the writes on one connection; the statuses of the responses that came within `ms`, or
+ * before the connection went quiet: when the server has taken every byte sent and the client
+ * every byte the server wrote, no request is being answered (a handler reading a body that
+ * cannot complete waits for bytes that will never come), and on a console the guest echoed
+ * what was typed, nothing more can happen on it: the rest of `ms` would be idle.
+ */
+function exchange(rig: ApiRig, writes: string[], ms: number): Promise<number[]> {
   return new Promise((resolve) => {
-    const s = connect(socket);
-    let reply = "";
+    const conn: Conn = { server: null, requests: [], upgraded: false };
+    rig.unpaired.push(conn);
+    const s = connect(rig.socket);
+    let reply = "", connected = false;
     const done = () => {
       clearTimeout(timer);
+      clearInterval(poll);
+      // Never connected: the server will not accept it, so it gets no server side.
+      const at = connected ? -1 : rig.unpaired.indexOf(conn);
+      if (at >= 0) rig.unpaired.splice(at, 1);
       s.destroy();
       resolve([...reply.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])));
     };
     const timer = setTimeout(done, ms);
+    const poll = setInterval(() => { if (quiet(conn, s, reply, writes)) done(); }, 1);
     s.on("error", done);
     s.on("close", done);
     s.on("data", (d: Buffer) => {
@@ -139,21 +178,41 @@ function exchange(socket: string, writes: string[], ms: number): Promise<number[
       const m = /\r\n\r\n/.exec(reply);
       const len = /content-length: (\d+)/i.exec(reply);
       if (m && (!len || reply.length >= m.index + 4 + Number(len[1])) && !/ 101 /.test(reply)) done();
+      else if (quiet(conn, s, reply, writes)) done();
     });
-    s.on("connect", () => { for (const w of writes) s.write(w, "latin1"); });
+    s.on("connect", () => { connected = true; for (const w of writes) s.write(w, "latin1"); });
   });
+}
+
+/** Whether nothing more can happen on `conn` (exchange()). */
+function quiet(conn: Conn, client: Socket, reply: string, writes: string[]): boolean {
+  const server = conn.server;
+  if (!server || client.connecting) return false;
+  if (client.writableLength > 0 || server.bytesRead < client.bytesWritten) return false;
+  if (server.writableLength > 0 || client.bytesRead < server.bytesWritten) return false;
+  for (const { req, res } of conn.requests) {
+    if (!res.writableFinished && !(req.readableFlowing === true && !req.complete)) return false;
+  }
+  if (!conn.upgraded) return true;
+  // The echo guest sends back what follows the request's head; the scrollback came before it.
+  const sent = writes.join("");
+  const head = sent.indexOf("\r\n\r\n");
+  return head >= 0 && reply.endsWith(sent.slice(head + 4));
 }
 
 async function runApi(rig: ApiRig, data: Uint8Array): Promise<void> {
   const input = new InputReader(data);
   const requests = Array.from({ length: input.int(1, 3) }, () => request(input));
-  const statuses = (await Promise.all(requests.map((r) => exchange(rig.socket, r, 150)))).flat();
+  const statuses = (await Promise.all(requests.map((r) => exchange(rig, r, 150)))).flat();
   const errors = rig.uncaught.errors.splice(0);
   if (errors.length) throw errors[0] instanceof Error ? errors[0] : new Error(String(errors[0]));
   if (statuses.includes(500)) throw new Error(`the API answered 500 (an internal error) to ${JSON.stringify(requests).slice(0, 300)}`);
   // The daemon still answers, and the VM is back as it was for the next input.
-  const alive = await exchange(rig.socket, ["GET /host HTTP/1.1\r\n\r\n"], 5000);
+  const alive = await exchange(rig, ["GET /host HTTP/1.1\r\n\r\n"], 5000);
   if (!alive.includes(200)) throw new Error("the API no longer answers GET /host");
+  // The server has accepted that connection, so every one before it: none is left to pair, unless
+  // one was never accepted (out of descriptors), which must not pair later ones wrongly.
+  rig.unpaired.length = 0;
   await restoreEcho(rig);
 }
 

@@ -1,12 +1,36 @@
 /** Hostile edits of JSON documents (saved states, definitions): a path into the document and a value. */
 import type { InputReader } from "../engine/input";
 
-/** Every path into a JSON value, containers included. */
-export function jsonPaths(v: unknown, at: (string | number)[] = [], out: (string | number)[][] = []): (string | number)[][] {
-  out.push(at);
-  if (Array.isArray(v)) v.forEach((x, i) => jsonPaths(x, [...at, i], out));
-  else if (v && typeof v === "object") for (const [k, x] of Object.entries(v)) jsonPaths(x, [...at, k], out);
-  return out;
+// The paths into a JSON value, containers included, in pre-order: the value itself, then each
+// array item or object field (in Object.keys order) with everything in it. A device's state has
+// thousands of them, so they are counted and walked rather than listed.
+
+/** How many paths there are into `v`. */
+export function countJsonPaths(v: unknown): number {
+  let n = 1;
+  if (Array.isArray(v)) for (const x of v) n += countJsonPaths(x);
+  else if (v && typeof v === "object") for (const k of Object.keys(v)) n += countJsonPaths((v as Record<string, unknown>)[k]);
+  return n;
+}
+
+/** Path number `n` (0 <= n < countJsonPaths(v)) into `v`. */
+export function jsonPathAt(v: unknown, n: number): (string | number)[] {
+  const path: (string | number)[] = [];
+  while (n > 0) {
+    n--; // past `v` itself, into what it holds
+    const keys: (string | number)[] = Array.isArray(v) ? v.map((_, i) => i) : Object.keys(v as object);
+    for (const k of keys) {
+      const x = (v as Record<string | number, unknown>)[k];
+      const inside = countJsonPaths(x);
+      if (n < inside) {
+        path.push(k);
+        v = x;
+        break;
+      }
+      n -= inside;
+    }
+  }
+  return path;
 }
 
 export function hostileJson(input: InputReader): unknown {
@@ -28,8 +52,7 @@ export function hostileJson(input: InputReader): unknown {
 
 /** Set (or delete) one place of `doc` to a hostile value; returns the document (a new one if the root was replaced). */
 export function editJson(doc: unknown, input: InputReader): unknown {
-  const all = jsonPaths(doc);
-  const path = all[input.int(0, all.length - 1)]!;
+  const path = jsonPathAt(doc, input.int(0, countJsonPaths(doc) - 1));
   const value = hostileJson(input);
   if (path.length === 0) return value;
   let parent = doc as Record<string | number, unknown>;

@@ -39,9 +39,9 @@ export class DeviceRig {
     };
   }
 
-  /** Before each input: RAM zeroed, the clock back at 0. */
+  /** Before each input: RAM zeroed (as a new rig's), the clock back at 0. */
   reset(): void {
-    this.core.ramView(RAM_BASE, RIG_RAM)!.fill(0);
+    zeroRam(this.core);
     this.ms = 0;
   }
 
@@ -84,6 +84,44 @@ export class DeviceRig {
   ramWrite(gpa: number, bytes: Uint8Array): void {
     this.core.ramView(gpa, bytes.length)?.set(bytes);
   }
+}
+
+/** zeroRam() checks the whole of RAM once in this many calls. */
+const ZERO_CHECK_EVERY = 64;
+const zeroChecks = new WeakMap<Core, { calls: number; ram64: Float64Array; ram32: Int32Array }>();
+
+/**
+ * Make a core's RAM all zero again, between inputs. Only the pages its used-page bitmap marks can
+ * hold anything but zeros (a hart's first touch of a page marks it, and so does every write
+ * through phys/ramView: snapshots skip the others as zero), so only those are zeroed, and
+ * unmarked: as in a new core. (V8 fills shared memory through a Float64Array several times
+ * faster than through a Uint8Array.) Once in ZERO_CHECK_EVERY calls the rest of RAM is checked: a byte
+ * written there escaped the bitmap, a host bug (a snapshot would lose it) that would also leak
+ * into later inputs, so it is an error. Only for a core whose harts have not run since its
+ * creation or reset(): a hart writing through a page mapping made before would not mark the
+ * page again.
+ */
+export function zeroRam(core: Core): void {
+  let z = zeroChecks.get(core);
+  if (!z) {
+    const { buffer, byteOffset, byteLength } = core.ram;
+    z = { calls: 0, ram64: new Float64Array(buffer, byteOffset, byteLength / 8), ram32: new Int32Array(buffer, byteOffset, byteLength / 4) };
+    zeroChecks.set(core, z);
+  }
+  const used = core.usedPages();
+  for (let w = 0; w < used.length; w++) {
+    const bits = used[w]!;
+    if (bits === 0) continue;
+    for (let b = 0; b < 32; b++) if ((bits >>> b) & 1) z.ram64.fill(0, (w * 32 + b) * 512, (w * 32 + b + 1) * 512);
+    used[w] = 0;
+  }
+  if (++z.calls % ZERO_CHECK_EVERY !== 0) return;
+  const ram32 = z.ram32;
+  let at = 0;
+  while (at < ram32.length && ram32[at] === 0) at++;
+  if (at === ram32.length) return;
+  z.ram64.fill(0);
+  throw new Error(`guest RAM at 0x${(RAM_BASE + 4 * at).toString(16)} was written without being marked used (not through phys/ramView), by this input or one of the ${ZERO_CHECK_EVERY - 1} before it`);
 }
 
 /** Sizes a guest access can have. */

@@ -11,7 +11,7 @@ import { Core } from "../../host/core/core";
 import { RAM_BASE } from "../../host/machine/memory-map";
 import { loadCoreModule } from "../../host/platform/node/core";
 import { BuiltinSbi, EXT } from "../../host/sbi/sbi";
-import { RIG_RAM } from "./rig";
+import { RIG_RAM, zeroRam } from "./rig";
 
 const HARTS = 4;
 const EIDS = [...Object.values(EXT), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x0a000000, 0x09000000];
@@ -35,7 +35,7 @@ interface SbiRig {
 function runSbi(rig: SbiRig, data: Uint8Array): void {
   const { core } = rig;
   core.reset();
-  core.ramView(RAM_BASE, RIG_RAM)!.fill(0);
+  zeroRam(core);
   const input = new InputReader(data);
   const platform = {
     consoleWrite: () => {},

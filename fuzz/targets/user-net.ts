@@ -27,8 +27,13 @@ const GW_MAC = parseMac("52:55:0a:00:02:02")!;
 
 interface NetRig {
   sockets: HostSockets;
+  /** Whether the loopback servers have answered everything the stack asked of them so far. */
+  answered(): boolean;
   close(): Promise<void>;
 }
+
+/** What one host socket still waits for from the echo servers. */
+interface Owed { n: number; paused: boolean }
 
 /** Node's host sockets, with every destination replaced by the loopback echo servers. */
 async function setup(): Promise<NetRig> {
@@ -41,12 +46,40 @@ async function setup(): Promise<NetRig> {
   const udpPort = udp.address().port;
   const echoTcp = { host: "127.0.0.1", port: tcpPort };
   const echoUdp = { host: "127.0.0.1", port: udpPort };
+  // The answers each open socket is owed: its connection, the bytes it wrote (echoed back), its
+  // datagrams (each echoed). A socket leaves when it closes: nothing more comes to it.
+  const open = new Set<Owed>();
   const sockets: HostSockets = {
-    connectTcp: (_to, handlers) => nodeHostSockets.connectTcp(echoTcp, handlers),
+    connectTcp: (_to, handlers) => {
+      const owed: Owed = { n: 1, paused: false };
+      let ended = false;
+      open.add(owed);
+      const s = nodeHostSockets.connectTcp(echoTcp, {
+        onConnect: () => { owed.n--; handlers.onConnect?.(); },
+        onData: (d) => { owed.n -= d.length; handlers.onData(d); },
+        onEnd: () => handlers.onEnd(),
+        onDrain: () => handlers.onDrain(),
+        onClose: () => { open.delete(owed); handlers.onClose(); },
+      });
+      return {
+        get bufferedAmount() { return s.bufferedAmount; },
+        write: (d) => { if (!ended) owed.n += d.length; s.write(d); },
+        end: () => { ended = true; s.end(); },
+        pause: () => { owed.paused = true; s.pause(); },
+        resume: () => { owed.paused = false; s.resume(); },
+        reset: () => { open.delete(owed); s.reset(); },
+        close: () => { open.delete(owed); s.close(); },
+      };
+    },
     listenTcp: (_at, handlers) => { handlers.onError(new Error("no listening in the fuzz target")); return { close() {} }; },
     openUdp: (_family, handlers) => {
-      const s = nodeHostSockets.openUdp(4, handlers);
-      return { send: (data) => s.send(data, echoUdp), close: () => s.close() };
+      const owed: Owed = { n: 0, paused: false };
+      open.add(owed);
+      const s = nodeHostSockets.openUdp(4, {
+        onMessage: (d, from) => { owed.n--; handlers.onMessage(d, from); },
+        onError: () => { open.delete(owed); handlers.onError?.(); },
+      });
+      return { send: (data) => { owed.n++; s.send(data, echoUdp); }, close: () => { open.delete(owed); s.close(); } };
     },
     dnsServers: () => [`127.0.0.1:${udpPort}`],
     lookup: async (name) => { if (name.length % 2) throw new Error(`${name}: not found`); return ["127.0.0.1"]; },
@@ -54,6 +87,8 @@ async function setup(): Promise<NetRig> {
   };
   return {
     sockets,
+    // A paused connection gets nothing before the stack resumes it, on a later guest frame.
+    answered: () => [...open].every((o) => o.n <= 0 || o.paused),
     close: async () => {
       await new Promise<void>((r) => tcp.close(() => r()));
       udp.close();
@@ -135,14 +170,29 @@ async function runNet(rig: NetRig, data: Uint8Array): Promise<void> {
   try {
     for (let n = 0; n < 24 && !input.done; n++) {
       net.send(frame(input, peer));
-      // The stack answers asynchronously, and the host's echo after a turn of the event loop.
-      if (input.int(0, 3) === 0) await new Promise((r) => setTimeout(r, input.int(0, 2)));
+      // The stack answers asynchronously, and the host's echo after a turn of the event loop
+      // (or a wait for the host's answers).
+      if (input.int(0, 3) === 0) await hostAnswers(rig, input.int(0, 2));
       else await new Promise((r) => setImmediate(r));
     }
   } finally {
     net.close();
   }
   if (failure) throw failure instanceof Error ? failure : new Error(String(failure));
+}
+
+/**
+ * Wait as long as setTimeout(ms) would have (at least 1 ms), or less: until the echo servers
+ * have answered all the stack asked of them, and a turn more for the stack to take the last
+ * answer in. What else the wait would have let happen is nothing: the stack's own timers (TCP
+ * retransmission and persist, DNS) are 200 ms and more, so ending the wait once the host side
+ * is done gives the next frame the same stack to meet, without the idle rest of the wait.
+ */
+async function hostAnswers(rig: NetRig, ms: number): Promise<void> {
+  const until = performance.now() + Math.max(1, ms);
+  const turn = () => new Promise((r) => setImmediate(r));
+  do await turn(); while (!rig.answered() && performance.now() < until);
+  await turn();
 }
 
 function seeds(): Uint8Array[] {
