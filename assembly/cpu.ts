@@ -355,7 +355,7 @@ function fetchDecode(pc: u64): usize {
     // A loop across a page boundary runs mostly in one page's translation, and slices that end
     // there are not sampled: the page where it starts gets hot only from the jumps into it that
     // translations make. One in CROSS_SAMPLE of those counts as a sample of heat.
-    if (fromTranslation && (++crossings & (CROSS_SAMPLE - 1)) == 0) dcSampleHeat(pageSlots);
+    if (fromTranslation && (++crossings & (CROSS_SAMPLE - 1)) == 0) dcSampleHeat(pageSlots, pc & 0xfff);
     pageVa = pc & PAGE_MASK;
     off = pc & 0xfff;
   }
@@ -457,7 +457,7 @@ export function run(hart: i32, budget: i32): i32 {
     // at least half a full slice's instructions heats the page it ended in; one spent mostly in
     // translated code does not (new code in a translated page does), nor does one cut short
     // (bulk work, xRET, CSR writes that may unmask an interrupt): a sample, not a count.
-    if (fetchVa != 1 && interpreted >= (SLICE >> 1)) dcSampleHeat(slots);
+    if (fetchVa != 1 && interpreted >= (SLICE >> 1)) dcSampleHeat(slots, pc - fetchVa);
     if (atomic.load<i32>(h + H_ATTN) != 0) { exit = EXIT_ATTENTION; break; }
     if (catchUpRemoteFences(h)) fetchVa = 1;
     const now = mtime();

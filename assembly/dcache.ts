@@ -1,4 +1,4 @@
-// The decoded-code cache: 256 pages of code in 2-way sets, keyed by where they live in the VM's
+// The decoded-code cache: 256 pages of code in 8-way sets, keyed by where they live in the VM's
 // memory (that is, by physical address), hold one decoded slot (decode.ts) per halfword, filled
 // lazily the first time each instruction runs. Virtual mappings, privilege and CSRs do not enter
 // the key, so the cache survives satp switches, traps and sfence.vma. A fresh (zeroed) memory is
@@ -20,7 +20,7 @@
 // its next fence.i: what the ISA promises a hart that did not run fence.i is no more.
 
 import {
-  DC_TAGS, DC_SCRATCH, DC_HAND, DC_USED, DC_WAYS, DC_GEN, DC_HEAT, DC_DECODED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, DC_CACHES,
+  DC_TAGS, DC_SCRATCH, DC_HAND, DC_USED, DC_WAYS, DC_GEN, DC_HEAT, DC_DECODED, DC_SAMPLED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, DC_CACHES,
   DC_META_STRIDE, DC_SLOTS_STRIDE, VM_CODE_SHARED, H_TLB_LIVE, TLB_TABLE_BYTES, TLB_CTXS, TLB_WRITE,
 } from "./layout";
 import { hartBase, nharts, charge, fillCharged, tlbTableOf } from "./hart";
@@ -150,14 +150,23 @@ function renew(meta: usize, e: usize): void {
   atomic.add<u32>(meta + DC_GEN + (e << 2), 1); // another thread's dcInvalidate may add too
   store<u8>(meta + DC_HEAT + e, 0);
   store<u16>(meta + DC_DECODED + (e << 1), 0);
+  store<u64>(meta + DC_SAMPLED + (e << 4), 0);
+  store<u64>(meta + DC_SAMPLED + (e << 4) + 8, 0);
 }
 
-/** A slice boundary found the run loop in entry `slots`' page: count it (see DC_HEAT). */
-export function dcSampleHeat(slots: usize): void {
+/**
+ * A slice boundary found the run loop in entry `slots`' page, about to run byte `off` of it (or,
+ * past 4095, the next page's code): count it (see DC_HEAT, DC_SAMPLED).
+ */
+export function dcSampleHeat(slots: usize, off: u64): void {
   if (slots < dcSlots) return;
   const e = (slots - dcSlots) / <usize>DC_PAGE_BYTES;
   const heat = dcMeta + DC_HEAT + e;
   if (load<u8>(heat) != 255) store<u8>(heat, load<u8>(heat) + 1);
+  if (off > 0xfff) return;
+  const granule = <u32>off >> 5;
+  const byte = dcMeta + DC_SAMPLED + (e << 4) + <usize>(granule >> 3);
+  store<u8>(byte, load<u8>(byte) | <u8>(<u32>1 << (granule & 7)));
 }
 
 /** The page at `hostPage` is about to change: forget what was decoded from it, in every cache. */

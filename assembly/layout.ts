@@ -257,6 +257,9 @@ export const DC_USED: i32 = 0xc0d00; // DC_PAGES x u8
 export const DC_GEN: i32 = 0xc1000; // DC_PAGES x u32
 export const DC_HEAT: i32 = 0xc1400; // DC_PAGES x u8
 export const DC_DECODED: i32 = 0xc1800; // DC_PAGES x u16
+// Where in each entry's page the heat samples fell: a bit per 32-byte granule (128 a page), so
+// that the tier translates the hot region of a page rather than all of it.
+export const DC_SAMPLED: i32 = 0xc2000; // DC_PAGES x 16 bytes
 // One bit per 4 KiB page of this memory: set when some hart's write TLB may map the page, so
 // caching code from a page whose bit is clear need not search the write TLBs.
 export const WRITE_MAPPED: i32 = 0xe0000; // 131072 bytes (4 GiB / 4 KiB / 8)
@@ -266,10 +269,10 @@ export const DC_PAGE_BYTES: i32 = 16384; // 2048 slots x 8 bytes
 export const DC_SLOTS: i32 = 0x400000; // DC_PAGES x DC_PAGE_BYTES (4 MiB, touched as used)
 // Each thread running harts of the VM at once has a decoded-code cache of its own (a cache's
 // OP_JIT markers name its thread's function table, and a cache is one thread's to change):
-// cache k's fields above (DC_TAGS to DC_DECODED, the scratch slots) lie k * DC_META_STRIDE
+// cache k's fields above (DC_TAGS to DC_SAMPLED, the scratch slots) lie k * DC_META_STRIDE
 // further, its slots k * DC_SLOTS_STRIDE further. A store invalidates the page in every cache.
 export const DC_CACHES: i32 = 2;
-export const DC_META_STRIDE: i32 = 0x2000;
+export const DC_META_STRIDE: i32 = 0x4000;
 export const DC_SLOTS_STRIDE: i32 = 0x400000;
 // ---- The shadow MMU's area (shadow.ts), at VM_SH_BASE ----
 // Contexts: one per guest root (satp) in use, each with its shadow root table.

@@ -8,4 +8,16 @@ if (!existsSync(fileURLToPath(cli))) {
   process.stderr.write("wasmvisor: not built yet: run 'npm run build' in the wasmvisor directory\n");
   process.exit(1);
 }
+// A VM's pCPU thread takes about 60 ms to start (Node's worker bootstrap, then its bundle): for
+// the commands that boot one, start it now, while this thread loads the CLI. The Node platform
+// takes it for its first pCPU (host/platform/node startPcpu).
+if (process.argv[2] === "boot" || process.argv[2] === "start") {
+  const { Worker } = await import("node:worker_threads");
+  const worker = new Worker(new URL("../dist/pcpu-worker.js", import.meta.url));
+  worker.unref(); // until taken: a command that never runs a VM exits as before
+  const early = { worker, failed: false };
+  worker.once("error", () => { early.failed = true; });
+  worker.once("exit", () => { early.failed = true; });
+  globalThis[Symbol.for("wasmvisor.earlyPcpu")] = early;
+}
 await import(cli.href);

@@ -15,12 +15,15 @@ export interface CompiledPage {
   bytes: number;
 }
 
-/** The pCPU's side: a page's slots in, its compiled translation out (null: nothing worth translating). */
+/**
+ * The pCPU's side: a page's slots in, its compiled translation out (null: nothing worth
+ * translating). With `sampled` (the page's DC_SAMPLED bits), only its hot region is translated.
+ */
 export interface JitCompiler {
-  compile(slots: Uint8Array, memoryPages: number): Promise<CompiledPage | null>;
+  compile(slots: Uint8Array, memoryPages: number, sampled?: Uint8Array | null): Promise<CompiledPage | null>;
 }
 
-interface Request { id: number; slots: Uint8Array; memoryPages: number }
+interface Request { id: number; slots: Uint8Array; memoryPages: number; sampled?: Uint8Array | null }
 type Reply = { id: number; page: CompiledPage | null } | { id: number; error: string };
 
 /** The pCPU's side over a message port to a thread running serveJitCompiles. */
@@ -45,10 +48,10 @@ export function jitCompilerClient(port: {
     else w.resolve(r.page);
   });
   return {
-    compile(slots, memoryPages) {
+    compile(slots, memoryPages, sampled) {
       const id = ++next;
       const copy = slots.slice(); // the caller's bytes stay its own: the copy moves
-      port.postMessage({ id, slots: copy, memoryPages } satisfies Request, [copy.buffer]);
+      port.postMessage({ id, slots: copy, memoryPages, sampled: sampled?.slice() } satisfies Request, [copy.buffer]);
       return new Promise((resolve, reject) => waiting.set(id, { resolve, reject }));
     },
   };
@@ -81,9 +84,9 @@ export function compilerPerThread(start: (io: { onReply(m: unknown): void; onEnd
 /** The compile thread's side: answer each request with its page's module. */
 export function serveJitCompiles(port: { postMessage(m: unknown): void; onRequest(handler: (m: unknown) => void): void }): void {
   port.onRequest((m) => {
-    const { id, slots, memoryPages } = m as Request;
+    const { id, slots, memoryPages, sampled } = m as Request;
     try {
-      const t = translatePage(new DataView(slots.buffer, slots.byteOffset, slots.byteLength), 0, memoryPages);
+      const t = translatePage(new DataView(slots.buffer, slots.byteOffset, slots.byteLength), 0, memoryPages, sampled);
       const page = t && {
         module: new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>),
         entries: t.entries, instructions: t.instructions, bytes: t.wasm.length,

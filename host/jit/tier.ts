@@ -134,7 +134,9 @@ export class TranslationTier {
       if (decoded === 0) continue;
       const hot = view.getUint8(this.cc.meta + L.DC_HEAT + e) >= HOT_SAMPLES;
       if (t) {
-        if (t.times >= MAX_RETRANSLATIONS || decoded <= t.decoded) continue;
+        // "on": hot again, so time goes into code its translation left out (the run loop counts
+        // only slices spent mostly interpreting); its region grows by where the samples fell.
+        if (t.times >= MAX_RETRANSLATIONS) continue;
         if (this.mode === "on" ? !hot : decoded < t.decoded * REGROW + 8) continue;
       } else if (this.mode === "on" && !hot) continue;
       view.setUint8(this.cc.meta + L.DC_HEAT + e, 0);
@@ -192,16 +194,19 @@ export class TranslationTier {
     const old = this.entries[e];
     old?.marks.forEach((off, i) => view.setBigUint64(off * 4, old.originals[i], true));
     const pages = this.core.memory.buffer.byteLength / 65536;
+    // "on": the page's hot region; "all" (tests): every block.
+    const at = this.cc.meta + L.DC_SAMPLED + e * 16;
+    const sampled = this.mode === "on" ? this.core.u8.slice(at, at + 16) : null;
     if (!background) {
-      const t = translatePage(view, 0, pages);
+      const t = translatePage(view, 0, pages, sampled);
       if (t) this.replace(e, gen, decoded, times, { module: new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>), entries: t.entries, instructions: t.instructions, bytes: t.wasm.length });
       else this.nothingToTranslate(e, gen, decoded, times);
       return performance.now() - t0;
     }
     const request = ++this.requests;
     this.pending.set(e, { request, since: performance.now(), turns: this.turns });
-    const compiled: Promise<CompiledPage | null> = this.compiler ? this.compiler.compile(copy, pages) : (() => {
-      const t = translatePage(view, 0, pages);
+    const compiled: Promise<CompiledPage | null> = this.compiler ? this.compiler.compile(copy, pages, sampled) : (() => {
+      const t = translatePage(view, 0, pages, sampled);
       return t ? WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => ({ module, entries: t.entries, instructions: t.instructions, bytes: t.wasm.length })) : Promise.resolve(null);
     })();
     compiled.then((page) => {

@@ -86,7 +86,7 @@ export const nodePlatform: Platform = {
 
   pcpuMayWait: true, // each pCPU is a worker thread
   async startPcpu(): Promise<PcpuThread> {
-    const worker = new Worker(join(packageRoot(), "dist/pcpu-worker.js"));
+    const worker = takeEarlyPcpu() ?? new Worker(join(packageRoot(), "dist/pcpu-worker.js"));
     const { end, onExit } = threadEnd();
     worker.on("error", (e) => end(e.message));
     worker.on("exit", (code) => end(`exited with code ${code}`));
@@ -101,6 +101,24 @@ export const nodePlatform: Platform = {
 
   resources: () => ({ memory: totalmem(), cpus: availableParallelism(), fileDescriptors: Math.max(0, openFileLimit() - HOST_FDS) }),
 };
+
+/**
+ * The pCPU thread bin/wasmvisor.js started before loading the CLI (boot and start), once, if it
+ * is still well: it started in parallel with this thread's own start, about 40 ms sooner.
+ */
+function takeEarlyPcpu(): Worker | null {
+  const key = Symbol.for("wasmvisor.earlyPcpu");
+  const g = globalThis as unknown as Record<symbol, { worker: Worker; failed: boolean } | undefined>;
+  const early = g[key];
+  delete g[key];
+  if (!early) return null;
+  if (early.failed) {
+    void early.worker.terminate();
+    return null;
+  }
+  early.worker.ref();
+  return early.worker;
+}
 
 /** The process's soft limit on open files (Node raises it to the hard limit at start). */
 function openFileLimit(): number {

@@ -1,0 +1,92 @@
+// "on" mode translates a page's hot region, not all it decoded (translate.ts hotRegion): the
+// blocks where heat samples fell and every block on a path from one of them to one of them.
+import { describe, expect, it } from "vitest";
+import * as L from "../../host/core/layout";
+import { VirtMachine } from "../../host/machine/virt";
+import { loadCoreModule } from "../../host/platform/node/core";
+import { translatePage } from "../../host/jit/translate";
+import { runToStop } from "../board";
+import { EXIT, assemble, run } from "./asm";
+
+// One page: code run once (200 instructions), a loop with a branch it takes one round in 1024
+// (to code further on that jumps back), and the end, run once. Offsets are fixed by .org.
+const PROGRAM = `
+  li s1, 10000000
+  .rept 200
+  addi s6, s6, 1
+  .endr
+  j loop
+  .org 0x400
+loop:
+  addi s1, s1, -1
+  andi t0, s1, 1023
+  beqz t0, rare
+back:
+  add s2, s2, s1
+  bnez s1, loop
+  j done
+  .org 0x600
+rare:
+  addi s3, s3, 1
+  xor s4, s4, s2
+  j back
+  .org 0x800
+done:
+  addi s5, s5, 1
+${EXIT}`;
+
+// The decoded slots of the page at guest physical 0x80000000 after running the program interpreted.
+function decodedPage(bytes: Uint8Array): { view: DataView; slots: number; pages: number } {
+  const m = new VirtMachine({ module: loadCoreModule(), memory: 64 << 20, bios: null, kernel: { name: "p", bytes }, jit: "off", output: () => {} });
+  runToStop(m, 60);
+  const { meta, slots } = m.core.codeCache;
+  for (let e = 0; e < L.DC_PAGES; e++) {
+    if (m.core.view.getUint32(meta + L.DC_TAGS + e * 4, true) === L.RAM_HOST) {
+      return { view: m.core.view, slots: slots + e * L.DC_PAGE_BYTES, pages: m.core.memory.buffer.byteLength / 65536 };
+    }
+  }
+  throw new Error("the program's page is not cached");
+}
+
+// DC_SAMPLED bits for samples at these page offsets.
+function sampledAt(...offsets: number[]): Uint8Array {
+  const bits = new Uint8Array(16);
+  for (const off of offsets) bits[off >> 8] |= 1 << ((off >> 5) & 7);
+  return bits;
+}
+
+describe("translating a page's hot region", () => {
+  const bytes = assemble("region", PROGRAM);
+  const page = decodedPage(bytes);
+
+  it("a sample in a loop takes the loop whole, its rare branch included, and leaves what ran once", () => {
+    const t = translatePage(page.view, page.slots, page.pages, sampledAt(0x404))!;
+    // Blocks: the loop's head, `back`, and `rare` (on the path from the loop back to it).
+    expect(t.entries.filter((off) => off >= 0x400 && off < 0x500).length).toBeGreaterThanOrEqual(2);
+    expect(t.entries).toContain(0x400);
+    expect(t.entries).toContain(0x600);
+    // Not the code run once before the loop, nor the end.
+    expect(t.entries.filter((off) => off < 0x400 || off >= 0x800)).toEqual([]);
+    expect(t.instructions).toBeLessThan(20);
+  });
+
+  it("without samples in its blocks, and in 'all' mode, the page is translated whole", () => {
+    const whole = translatePage(page.view, page.slots, page.pages)!;
+    expect(whole.instructions).toBeGreaterThan(200);
+    expect(whole.entries).toContain(0);
+    expect(whole.entries).toContain(0x800);
+    expect(translatePage(page.view, page.slots, page.pages, sampledAt(0xf00))!.instructions).toBe(whole.instructions);
+  });
+
+  it("under --jit on the loop runs translated, the code run once does not, and the result is the interpreter's", () => {
+    const a = run(bytes, "off"), t = run(bytes, "on");
+    expect(t.reason).toEqual(a.reason);
+    expect(t.regs).toEqual(a.regs);
+    expect(t.instret).toBe(a.instret);
+    expect(t.jit!.translations).toBeGreaterThanOrEqual(1);
+    expect(t.jit!.instructions).toBeLessThan(20 * t.jit!.translations);
+    // 10,000,000 rounds of 5 instructions: most of them translated (the tier compiles in the
+    // background and gives up waiting for it after 50 ms of a caller that never yields).
+    expect(t.jit!.retired).toBeGreaterThan(25_000_000);
+  }, 60_000);
+});
