@@ -18,7 +18,7 @@
 // RAM may change: the victim's pattern, the boot ROM, the other devices' registers.
 import { describe, test, expect } from "vitest";
 import { assemble } from "../encoder";
-import { besideVictim, romChecksum, RAM, RAM_END, UART, CLINT, PLIC, ROM, type Scene } from "./rig";
+import { besideVictim, printResults, reportEnd, romChecksum, RAM, RAM_END, UART, CLINT, PLIC, ROM, type Scene } from "./rig";
 
 const ETHOC = 0x10020000;
 const XHCI = 0x10030000;
@@ -49,15 +49,7 @@ const li = (rd: string, value: number | bigint): string => `    li ${rd}, ${BigI
  */
 const report = (neighbour: string): string => `
   report:
-    li t0, ${UART}
-    li t1, ${RESULTS}
-  2:
-    bgeu t1, s1, 3f
-    lbu t2, 0(t1)
-    sb t2, 0(t0)
-    addi t1, t1, 1
-    j 2b
-  3:
+${printResults(RESULTS, "s1")}
     li t2, 47           # '/'
     sb t2, 0(t0)
     li s10, 110         # 'n'
@@ -79,19 +71,7 @@ ${neighbour}
   5:
     li t0, ${UART}
     sb s10, 0(t0)
-    li t2, 47
-    sb t2, 0(t0)
-${romChecksum("s8")}
-    li t0, ${UART}
-    li t2, 114          # 'r'
-    beq s8, s9, 6f
-    li t2, 88           # 'X'
-  6:
-    sb t2, 0(t0)
-    li t2, 10
-    sb t2, 0(t0)
-  forever:
-    j forever           # and never yields
+${reportEnd("s9")}
 
   # No access here should trap: if one does, say so ("T") and report.
   trap:

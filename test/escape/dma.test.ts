@@ -13,9 +13,8 @@ import { describe, test, expect } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { assemble } from "../encoder";
-import { besideVictim, romChecksum, RAM, RAM_END, UART, CLINT, PLIC, ROM } from "./rig";
+import { besideVictim, virtioNegotiate, printResults, findVirtio, reportEnd, romChecksum, RAM, RAM_END, UART, CLINT, PLIC, ROM, VIRTIO } from "./rig";
 
-const VIRTIO = 0x10001000; // eight virtio-mmio slots, 0x1000 apart
 // Where the attacker keeps its queue and its request.
 const DESC = RAM + 0x10000;
 const AVAIL = RAM + 0x10100;
@@ -124,21 +123,7 @@ const ATTACKER = assemble(`
 ${romChecksum("s9")}
     li s1, ${RESULTS}
     # The blk device: the slot whose magic, version and device ID say so.
-    li s0, ${VIRTIO}
-    li t3, ${VIRTIO + 8 * 0x1000}
-  find:
-    lw t0, 0(s0)
-    li t1, 0x74726976
-    bne t0, t1, 1f
-    lw t0, 4(s0)
-    li t1, 2
-    bne t0, t1, 1f
-    lw t0, 8(s0)
-    beq t0, t1, found
-  1:
-    li t0, 0x1000
-    add s0, s0, t0
-    bltu s0, t3, find
+${findVirtio(2, "found")}
     li t2, 63           # '?': no disk
     sb t2, 0(s1)
     addi s1, s1, 1
@@ -146,28 +131,8 @@ ${romChecksum("s9")}
   found:
 ${REQUESTS.map(request).join("\n")}
   report:
-    li t0, ${UART}
-    li t1, ${RESULTS}
-  2:
-    bgeu t1, s1, 3f
-    lbu t2, 0(t1)
-    sb t2, 0(t0)
-    addi t1, t1, 1
-    j 2b
-  3:
-    li t2, 47           # '/'
-    sb t2, 0(t0)
-${romChecksum("s8")}
-    li t0, ${UART}
-    li t2, 114          # 'r': the boot ROM reads as it did
-    beq s8, s9, 4f
-    li t2, 88           # 'X'
-  4:
-    sb t2, 0(t0)
-    li t2, 10
-    sb t2, 0(t0)
-  forever:
-    j forever           # and never yields
+${printResults(RESULTS, "s1")}
+${reportEnd("s9")}
 
   # No access here should trap: if one does, say so ("T") and report.
   trap:
@@ -179,21 +144,7 @@ ${romChecksum("s8")}
   # Reset the device and bring it up with one queue of 8 at a1 (descriptors), a2 (available
   # ring), a3 (used ring), both rings empty, as a driver does (VIRTIO_F_VERSION_1 only).
   init:
-    sw zero, 0x70(s0)
-    li t0, 1
-    sw t0, 0x70(s0)     # ACKNOWLEDGE
-    li t0, 3
-    sw t0, 0x70(s0)     # DRIVER
-    li t0, 1
-    sw t0, 0x24(s0)
-    sw t0, 0x20(s0)     # feature bit 32
-    sw zero, 0x24(s0)
-    sw zero, 0x20(s0)
-    li t0, 11
-    sw t0, 0x70(s0)     # FEATURES_OK
-    sw zero, 0x30(s0)
-    li t0, 8
-    sw t0, 0x38(s0)
+${virtioNegotiate}
     sw a1, 0x80(s0)
     srli t0, a1, 32
     sw t0, 0x84(s0)

@@ -14,7 +14,7 @@
 // the boot ROM must read back unchanged (the walker's A/D updates must not write it).
 import { describe, test, expect } from "vitest";
 import { assemble } from "../encoder";
-import { besideVictim, romChecksum, RAM, RAM_END, UART, CLINT, ROM } from "./rig";
+import { besideVictim, toSupervisor, reportEnd, romChecksum, RAM, RAM_END, UART, CLINT, ROM } from "./rig";
 
 // PTE bits.
 const V = 1n, R = 2n, W = 4n, X = 8n, U = 16n, A = 64n, D = 128n;
@@ -283,15 +283,7 @@ function pagingAttacker(): { program: Uint8Array; cases: Record<Mode, Case[]> } 
 ${romChecksum("s9")}
     li s0, ${RESULTS}
     li s10, 0
-    li t0, ${satp("sv39", sv39.pt.root)}
-    csrw satp, t0
-    sfence.vma zero, zero
-    li t0, 0x1800
-    csrc mstatus, t0
-    li t0, 0x800        # MPP = S
-    csrs mstatus, t0
-    la t0, s39
-    csrw mepc, t0
+${toSupervisor(satp("sv39", sv39.pt.root), "s39")}
     mret
 
   # M-mode: a trap from an access notes its cause and goes on after it; from a jump, back where
@@ -342,19 +334,7 @@ ${romChecksum("s9")}
     sb t2, 0(t0)
     addi t1, t1, 1
     bltu t1, s0, 2b
-    li t2, 47           # '/'
-    sb t2, 0(t0)
-${romChecksum("s8")}
-    li t0, ${UART}
-    li t2, 114          # 'r': the boot ROM reads as it did
-    beq s8, s9, 3f
-    li t2, 88           # 'X'
-  3:
-    sb t2, 0(t0)
-    li t2, 10
-    sb t2, 0(t0)
-  forever:
-    j forever           # and never yields
+${reportEnd("s9")}
 
   # S-mode from here (and the MPRV accesses, whose faults are skipped alike).
   code_start:

@@ -20,6 +20,8 @@ export const UART = 0x10000000;
 export const CLINT = 0x2000000;
 export const PLIC = 0xc000000;
 export const ROM = 0x1000;
+/** The eight virtio-mmio slots, 0x1000 apart. */
+export const VIRTIO = 0x10001000;
 
 /**
  * Assembly that leaves in `rd` a checksum of the boot ROM's page (each doubleword rotated by its
@@ -37,6 +39,102 @@ export const romChecksum = (rd: string): string => `
     or ${rd}, ${rd}, t2
     addi t0, t0, 8
     bltu t0, t1, 1b
+`;
+
+/**
+ * Assembly that points s0 at the first virtio-mmio slot whose magic, version (2) and device ID
+ * say it is device `id`, and jumps to `found`; with none, it goes on after itself. Uses t0, t1, t3.
+ */
+export const findVirtio = (id: number, found: string): string => `
+    li s0, ${VIRTIO}
+    li t3, ${VIRTIO + 8 * 0x1000}
+  find:
+    lw t0, 0(s0)
+    li t1, 0x74726976
+    bne t0, t1, 1f
+    lw t0, 4(s0)
+    li t1, 2
+    bne t0, t1, 1f
+    lw t0, 8(s0)
+    li t1, ${id}
+    beq t0, t1, ${found}
+  1:
+    li t0, 0x1000
+    add s0, s0, t0
+    bltu s0, t3, find
+`;
+
+/** Assembly that prints the bytes from `from` up to the address in register `end` on the UART. Uses t0-t2. */
+export const printResults = (from: number, end: string): string => `
+    li t0, ${UART}
+    li t1, ${from}
+  2:
+    bgeu t1, ${end}, 3f
+    lbu t2, 0(t1)
+    sb t2, 0(t0)
+    addi t1, t1, 1
+    j 2b
+  3:
+`;
+
+/**
+ * Assembly that resets the virtio-mmio device at s0 and takes it, as a driver does, to
+ * FEATURES_OK with VIRTIO_F_VERSION_1 alone, queue 0 selected with 8 entries. Uses t0.
+ */
+export const virtioNegotiate = `
+    sw zero, 0x70(s0)
+    li t0, 1
+    sw t0, 0x70(s0)     # ACKNOWLEDGE
+    li t0, 3
+    sw t0, 0x70(s0)     # DRIVER
+    li t0, 1
+    sw t0, 0x24(s0)
+    sw t0, 0x20(s0)     # feature bit 32
+    sw zero, 0x24(s0)
+    sw zero, 0x20(s0)
+    li t0, 11
+    sw t0, 0x70(s0)     # FEATURES_OK
+    sw zero, 0x30(s0)
+    li t0, 8
+    sw t0, 0x38(s0)
+`;
+
+/**
+ * Assembly that sets satp to `satp` and mepc to `label` with MPP = S: the `mret` after it goes
+ * on in S-mode at `label`, translated. Uses t0.
+ */
+export const toSupervisor = (satp: bigint | number, label: string): string => `
+    li t0, ${satp}
+    csrw satp, t0
+    sfence.vma zero, zero
+    li t0, 0x1800
+    csrc mstatus, t0
+    li t0, 0x800        # MPP = S
+    csrs mstatus, t0
+    la t0, ${label}
+    csrw mepc, t0
+`;
+
+/**
+ * The end of an attacker's report on the UART: "/", then "r" if the boot ROM's checksum is still
+ * the one in `start` (taken with romChecksum when the attacker began) or "X" if not, a newline,
+ * and a loop that never yields (the scene's victim must still get its share). Uses t0-t2 and s8.
+ */
+export const reportEnd = (start: string): string => `
+    li t0, ${UART}
+    li t2, 47           # '/'
+    sb t2, 0(t0)
+${romChecksum("s8")}
+    li t0, ${UART}
+    li t2, 114          # 'r': the boot ROM reads as it did
+    beq s8, ${start}, 9f
+    li t2, 88           # 'X'
+  9:
+    sb t2, 0(t0)
+    li t2, 10
+    sb t2, 0(t0)
+  forever:
+    j forever
 `;
 
 export interface Attacker {

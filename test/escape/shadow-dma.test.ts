@@ -14,7 +14,7 @@ import { describe, test, expect } from "vitest";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { assemble } from "../encoder";
-import { besideVictim, romChecksum, RAM, RAM_END, UART } from "./rig";
+import { besideVictim, virtioNegotiate, toSupervisor, printResults, findVirtio, reportEnd, romChecksum, RAM, RAM_END, UART, VIRTIO } from "./rig";
 
 // PTE bits.
 const V = 1n, R = 2n, W = 4n, X = 8n, A = 64n, D = 128n;
@@ -37,7 +37,6 @@ const pattern = (p: Page): bigint => 0x1111_1111_1111_1111n * BigInt(0xa + "ABCD
 const FUNC = RAM + 0x40000; // a function the attacker calls: li a0, 1; ret
 const RESULTS = RAM + 0x80000;
 // The virtio-blk queue and request (as test/escape/dma.test.ts's).
-const VIRTIO = 0x10001000;
 const DESC = RAM + 0x90000;
 const AVAIL = RAM + 0x90100;
 const USED = RAM + 0x90200;
@@ -106,33 +105,11 @@ function attacker(): Uint8Array {
 ${romChecksum("s9")}
     li s6, ${RESULTS}
     # The blk device: the slot whose magic, version and device ID say so.
-    li s0, ${VIRTIO}
-    li t3, ${VIRTIO + 8 * 0x1000}
-  find:
-    lw t0, 0(s0)
-    li t1, 0x74726976
-    bne t0, t1, 1f
-    lw t0, 4(s0)
-    li t1, 2
-    bne t0, t1, 1f
-    lw t0, 8(s0)
-    beq t0, t1, found
-  1:
-    li t0, 0x1000
-    add s0, s0, t0
-    bltu s0, t3, find
+${findVirtio(2, "found")}
     j report
   found:
     jal ra, init
-    li t0, ${(8n << 60n) | (BigInt(ROOT) >> 12n)}
-    csrw satp, t0
-    sfence.vma zero, zero
-    li t0, 0x1800
-    csrc mstatus, t0
-    li t0, 0x800        # MPP = S
-    csrs mstatus, t0
-    la t0, script
-    csrw mepc, t0
+${toSupervisor((8n << 60n) | (BigInt(ROOT) >> 12n), "script")}
     mret
 
   # S-mode: the script, then an ecall that ends it.
@@ -250,21 +227,7 @@ ${(Object.keys(PAGES) as Page[]).map((p) => `    li t0, ${pattern(p)}\n    li a1
   # Bring the device up with one queue of 8, its chain (header, 512 bytes device-writable,
   # status) at descriptor 0, as a driver does (VIRTIO_F_VERSION_1 only).
   init:
-    sw zero, 0x70(s0)
-    li t0, 1
-    sw t0, 0x70(s0)     # ACKNOWLEDGE
-    li t0, 3
-    sw t0, 0x70(s0)     # DRIVER
-    li t0, 1
-    sw t0, 0x24(s0)
-    sw t0, 0x20(s0)     # feature bit 32
-    sw zero, 0x24(s0)
-    sw zero, 0x20(s0)
-    li t0, 11
-    sw t0, 0x70(s0)     # FEATURES_OK
-    sw zero, 0x30(s0)
-    li t0, 8
-    sw t0, 0x38(s0)
+${virtioNegotiate}
     li t0, ${DESC}
     sw t0, 0x80(s0)
     sw zero, 0x84(s0)
@@ -302,28 +265,8 @@ ${(Object.keys(PAGES) as Page[]).map((p) => `    li t0, ${pattern(p)}\n    li a1
     ret
 
   report:
-    li t0, ${UART}
-    li t1, ${RESULTS}
-  2:
-    bgeu t1, s6, 3f
-    lbu t2, 0(t1)
-    sb t2, 0(t0)
-    addi t1, t1, 1
-    j 2b
-  3:
-    li t2, 47           # '/'
-    sb t2, 0(t0)
-${romChecksum("s8")}
-    li t0, ${UART}
-    li t2, 114          # 'r': the boot ROM reads as it did
-    beq s8, s9, 4f
-    li t2, 88           # 'X'
-  4:
-    sb t2, 0(t0)
-    li t2, 10
-    sb t2, 0(t0)
-  forever:
-    j forever           # and never yields
+${printResults(RESULTS, "s6")}
+${reportEnd("s9")}
 
   # The request that rewrites the page it runs in: "patched" (in the same page, the next 512
   # bytes) returns 1, is run hot, then the disk brings a version returning 3 over it; reported:

@@ -15,7 +15,7 @@
 import { describe, test, expect } from "vitest";
 import { assemble } from "../encoder";
 import { KERNEL_ADDR } from "../../host/machine/virt";
-import { besideVictim, RAM, RAM_END, CLINT, PLIC, type Scene } from "./rig";
+import { besideVictim, toSupervisor, RAM, RAM_END, CLINT, PLIC, type Scene } from "./rig";
 import { physicalSweep, csrSweep, sweepHandler } from "./sweeps";
 
 const TWO_HARTS = { smp: 2 };
@@ -122,15 +122,7 @@ function rewriter(): Uint8Array {
     li s9, 0
     li s10, 0
     li s11, 0
-    li t0, ${(8n << 60n) | (BigInt(ROOT) >> 12n)}
-    csrw satp, t0
-    sfence.vma zero, zero
-    li t0, 0x1800
-    csrc mstatus, t0
-    li t0, 0x800        # MPP = S
-    csrs mstatus, t0
-    la t0, loop0
-    csrw mepc, t0
+${toSupervisor((8n << 60n) | (BigInt(ROOT) >> 12n), "loop0")}
     mret
   loop0:
     sfence.vma zero, zero
