@@ -136,6 +136,16 @@ const RT_CASE = 0, RT_COUNT = 8, RT_SEMI = 16, RT_OPEN = 24, RT_WRITE = 48, RT_R
 // current log entry, the traps not counted towards TRAP_LIMIT, the trap log.
 const S_TRAPS = 32, S_LO = 40, S_END = 48, S_DELTA = 56, S_RESULT = 64, S_ENTRY = 72, S_UNCOUNTED = 80, S_LOG = 128;
 const L = (w: number) => S_LOG + w * 8;
+/** Assembly that records the trap's mcause, mepc, mtval and mstatus in the log entry at `entry`, through `tmp`. */
+const logTrapCsrs = (entry: string, tmp: string) => `
+  csrr ${tmp}, mcause
+  sd ${tmp}, ${L(LOG.cause)}(${entry})
+  csrr ${tmp}, mepc
+  sd ${tmp}, ${L(LOG.epc)}(${entry})
+  csrr ${tmp}, mtval
+  sd ${tmp}, ${L(LOG.tval)}(${entry})
+  csrr ${tmp}, mstatus
+  sd ${tmp}, ${L(LOG.status)}(${entry})`;
 
 /**
  * A faulting SC's rd set to 1, its value before kept in t2: one 16-byte entry per register
@@ -278,14 +288,7 @@ trap:
   add t1, t1, t6
   sd t1, ${S_ENTRY}(t6)
   sd t0, ${L(LOG.via)}(t1)
-  csrr t0, mcause
-  sd t0, ${L(LOG.cause)}(t1)
-  csrr t0, mepc
-  sd t0, ${L(LOG.epc)}(t1)
-  csrr t0, mtval
-  sd t0, ${L(LOG.tval)}(t1)
-  csrr t0, mstatus
-  sd t0, ${L(LOG.status)}(t1)
+${logTrapCsrs("t1", "t0")}
   addi t3, t3, 1
   sd t3, ${S_TRAPS}(t6)
   csrr t0, mcause
@@ -405,14 +408,7 @@ exception:
   ld t1, ${D.stval * 8}(t2)
   csrw stval, t1
   ld t2, ${S_ENTRY}(t6)
-  csrr t1, mcause
-  sd t1, ${L(LOG.cause)}(t2)
-  csrr t1, mepc
-  sd t1, ${L(LOG.epc)}(t2)
-  csrr t1, mtval
-  sd t1, ${L(LOG.tval)}(t2)
-  csrr t1, mstatus
-  sd t1, ${L(LOG.status)}(t2)
+${logTrapCsrs("t2", "t1")}
   li t1, ${FIX_UNDELEGATED}
   sd t1, ${L(LOG.fix)}(t2)
   csrr t0, mcause
