@@ -207,9 +207,12 @@ async function runApi(rig: ApiRig, data: Uint8Array): Promise<void> {
   const errors = rig.uncaught.errors.splice(0);
   if (errors.length) throw errors[0] instanceof Error ? errors[0] : new Error(String(errors[0]));
   if (statuses.includes(500)) throw new Error(`the API answered 500 (an internal error) to ${JSON.stringify(requests).slice(0, 300)}`);
-  // The daemon still answers, and the VM is back as it was for the next input.
-  const alive = await exchange(rig, ["GET /host HTTP/1.1\r\n\r\n"], 5000);
-  if (!alive.includes(200)) throw new Error("the API no longer answers GET /host");
+  // The daemon still answers, and the VM is back as it was for the next input. Asked twice: a
+  // process stopped (SIGSTOP) or starved of CPU across the first wait loses it, where a daemon
+  // that is really gone or stuck fails both (two such findings of a campaign on a loaded host
+  // did not come back when replayed on their own).
+  const ask = () => exchange(rig, ["GET /host HTTP/1.1\r\n\r\n"], 5000);
+  if (!(await ask()).includes(200) && !(await ask()).includes(200)) throw new Error("the API no longer answers GET /host");
   // The server has accepted that connection, so every one before it: none is left to pair, unless
   // one was never accepted (out of descriptors), which must not pair later ones wrongly.
   rig.unpaired.length = 0;
