@@ -56,6 +56,9 @@ export interface JitStats {
   /** Guest instructions retired by translated code, and the run loop's calls into it. */
   retired: number;
   entries: number;
+  /** Pages whose translation failed (a translator bug: the page stays interpreted), and the last reason. */
+  failures: number;
+  lastFailure?: string;
 }
 
 interface Translation {
@@ -84,7 +87,8 @@ export class TranslationTier {
   // counts the turns), translations are compiled at once.
   private synchronous: boolean;
   private readonly imports: WebAssembly.Imports;
-  private readonly counts = { translations: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0, live: 0, liveWasmBytes: 0 };
+  private readonly counts = { translations: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0, live: 0, liveWasmBytes: 0, failures: 0 };
+  private lastFailure: string | undefined;
 
   /** The decoded-code cache the core runs from on this thread (Core.codeCache). */
   private readonly cc: { meta: number; slots: number };
@@ -156,13 +160,13 @@ export class TranslationTier {
 
   /** This tier's translations; instructions retired translated by `harts` (default: every hart, whatever thread ran them). */
   stats(harts?: readonly number[]): JitStats {
-    const { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs } = this.counts;
+    const { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, failures } = this.counts;
     let retired = 0, entries = 0;
     for (const h of harts ?? Array.from({ length: this.core.harts }, (_, i) => i)) {
       retired += Number(this.core.view.getBigUint64(L.VM_STAT_JIT + h * L.JIT_STAT_STRIDE, true));
       entries += Number(this.core.view.getBigUint64(L.VM_STAT_JIT + h * L.JIT_STAT_STRIDE + 8, true));
     }
-    return { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, retired, entries };
+    return { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, retired, entries, failures, ...(this.lastFailure ? { lastFailure: this.lastFailure } : {}) };
   }
 
   // Free entry e's translation; `unmark`: its markers are still in the slots, put back what they replaced.
@@ -219,7 +223,15 @@ export class TranslationTier {
       if (page) this.replace(e, gen, decoded, times, page);
       else this.nothingToTranslate(e, gen, decoded, times);
       this.counts.compileMs += performance.now() - t1;
-    }, () => { if (this.pending.get(e)?.request === request) this.pending.delete(e); });
+    }, (err: unknown) => {
+      if (this.pending.get(e)?.request !== request) return;
+      this.pending.delete(e);
+      // A translator bug (or a compile thread that ended): counted and shown, the page left
+      // interpreted until it is hot again, at most as often as a page is translated again.
+      this.counts.failures++;
+      this.lastFailure = err instanceof Error ? err.message : String(err);
+      if (!this.closed && this.core.view.getUint32(this.cc.meta + L.DC_GEN + e * 4, true) === gen) this.nothingToTranslate(e, gen, decoded, times);
+    });
     return performance.now() - t0;
   }
 

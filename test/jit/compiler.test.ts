@@ -33,6 +33,31 @@ describe("the compile thread", () => {
     m.close();
   }, 120_000);
 
+  it("a translation that fails is counted with its reason, and the program runs on interpreted", async () => {
+    let output = "", asked = 0;
+    const failing = { compile: () => { asked++; return Promise.reject(new Error("translation: a translator bug")); } };
+    const m = new VirtMachine({
+      module: nodePlatform.coreModule(), memory: 64 << 20, bios: null,
+      kernel: { name: "bench-int", bytes: new Uint8Array(readFileSync(built["bench-int"])) },
+      jit: "on", jitCompiler: failing,
+      output: (b) => { for (const c of b) output += String.fromCharCode(c); },
+    });
+    for (let i = 0; ; i++) {
+      const r = m.step();
+      if (r.state === "stopped") break;
+      if (i % 4 === 3) await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(output).toMatch(/PASS: bench-int/);
+    const j = m.stats().jit!;
+    expect(j.failures).toBe(asked);
+    expect(j.failures).toBeGreaterThan(0);
+    expect(j.lastFailure).toBe("translation: a translator bug");
+    expect(j.translations).toBe(0);
+    // A page that failed is asked for again only when hot again, a few times at most.
+    expect(asked).toBeLessThan(20);
+    m.close();
+  }, 120_000);
+
   it("answers a page with nothing to translate with nothing", async () => {
     expect(await nodePlatform.jitCompiler!().compile(new Uint8Array(16384), 1024)).toBeNull();
   });
