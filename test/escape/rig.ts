@@ -161,16 +161,17 @@ export interface Scene {
 }
 
 /**
- * Runs `play` with the attacker started and the victim (`victimSpin`: its busy wait between
- * digits) made but not started, on a host of `cpus` pCPUs (the attacker is placed on the first,
- * the victim on the second); closes everything afterwards.
+ * Runs `play` with the attacker started and the victim (`victimWait`: its busy wait between
+ * digits, in iterations or, for a victim that must run a given time under either tier, in
+ * milliseconds of guest time) made but not started, on a host of `cpus` pCPUs (the attacker is
+ * placed on the first, the victim on the second); closes everything afterwards.
  */
-export async function besideVictim(attacker: Attacker, play: (scene: Scene) => Promise<void>, victimSpin = 30_000, cpus = 1): Promise<void> {
+export async function besideVictim(attacker: Attacker, play: (scene: Scene) => Promise<void>, victimWait: number | { waitMs: number } = 30_000, cpus = 1): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "wasmvisor-escape-"));
   const hv = await Hypervisor.start(nodePlatform, { cpus, balance: false, hostMemory: 512 << 20 });
   try {
     writeFileSync(join(dir, "attacker.bin"), attacker.program);
-    writeFileSync(join(dir, "victim.bin"), counterKernel(victimSpin));
+    writeFileSync(join(dir, "victim.bin"), counterKernel(victimWait));
     const out = { attacker: "", victim: "" };
     await hv.create({ name: "attacker", bios: "none", kernel: join(dir, "attacker.bin"), memory: `${RAM_SIZE >> 20}M`, drives: [], nets: [], ...attacker.definition?.(dir) });
     await hv.create({ name: "victim", kernel: join(dir, "victim.bin"), memory: "16M" });

@@ -20,8 +20,8 @@ import { physicalSweep, csrSweep, sweepHandler } from "./sweeps";
 
 const TWO_HARTS = { smp: 2 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-// The victim runs 2-3 s with half of its pCPU (more on a slower machine).
-const VICTIM_SPIN = 15_000_000;
+// The victim busy-waits 250 ms of guest time between its 10 digits: it runs 2.5 s whichever tier runs it.
+const VICTIM_WAIT = { waitMs: 250 };
 const WINDOW_MS = 1000;
 
 /** Hart h's registers (x as numbers) and the core's count of interrupts it took. */
@@ -450,7 +450,7 @@ describe("attackers with two harts, one of them on the victim's pCPU", () => {
       expect(r(h1!, "s2")).toBe(0n);
       expect(r(h1!, "s6")).toBe(0n);
       await scene.attackerStillRuns();
-    }, VICTIM_SPIN, 2);
+    }, VICTIM_WAIT, 2);
   }, 60_000);
 
   test("both harts sweep the physical space and write every CSR at once: every trap is of the kind hardware gives", async () => {
@@ -468,7 +468,7 @@ describe("attackers with two harts, one of them on the victim's pCPU", () => {
         expect(a[S.s3], `hart ${h}'s unexpected causes in the sweep under way`).toBe(0n);
       }
       await scene.attackerStillRuns();
-    }, VICTIM_SPIN, 2);
+    }, VICTIM_WAIT, 2);
   }, 60_000);
 
   for (const [what, program, definition] of [
@@ -490,7 +490,7 @@ describe("attackers with two harts, one of them on the victim's pCPU", () => {
           if (program === SBI_STORM) expect(a.x[S.s3], `hart ${h}'s failed SBI calls`).toBe(0n);
         }
         await scene.attackerStillRuns();
-      }, VICTIM_SPIN, 2);
+      }, VICTIM_WAIT, 2);
     }, 60_000);
   }
 
@@ -506,6 +506,6 @@ describe("attackers with two harts, one of them on the victim's pCPU", () => {
       // Read before the next start: the start before it may not have run yet.
       expect(starts - runs >= 0n && starts - runs <= 1n, `${starts} starts, ${runs} runs`).toBe(true);
       await scene.attackerStillRuns();
-    }, VICTIM_SPIN, 2);
+    }, VICTIM_WAIT, 2);
   }, 60_000);
 });

@@ -1,6 +1,7 @@
 // A guest for state tests: what it prints shows whether it went on exactly where it was.
 import { assemble } from "../encoder";
 import { KERNEL_ADDR } from "../../host/machine/virt";
+import { TIMEBASE_HZ } from "../../host/core/core";
 
 const UART = 0x10000000;
 /** The end of each guest here: SBI SRST, a clean shutdown (and a loop, should it return). */
@@ -17,8 +18,11 @@ const POWEROFF = `
 // the digit if it changed: a page lost or changed on the way shows in the output), then shuts
 // down.
 const EXPECTED_SUM = BigInt.asUintN(64, 0x9e3779b9n * (8192n * 8193n / 2n));
-/** `spin`: iterations of the busy wait between digits (about 3 instructions each). */
-export const counterKernel = (spin = 300_000): Uint8Array => assemble(`
+/**
+ * `spin`: iterations of the busy wait between digits (about 3 instructions each), or
+ * `{ waitMs }`: a busy wait on the time CSR for that long, whatever the tier runs it.
+ */
+export const counterKernel = (spin: number | { waitMs: number } = 300_000): Uint8Array => assemble(`
     li s3, ${KERNEL_ADDR + 0x100000}
     li t1, 8192
     mv t2, s3
@@ -51,10 +55,17 @@ export const counterKernel = (spin = 300_000): Uint8Array => assemble(`
     addi t5, s1, 48
     sb t5, 0(s0)
   waiting:
+${typeof spin === "number" ? `
     li t0, ${spin}
   wait:
     addi t0, t0, -1
-    bnez t0, wait
+    bnez t0, wait` : `
+    rdtime t0
+    li t1, ${spin.waitMs * (TIMEBASE_HZ / 1000)}
+    add t0, t0, t1
+  wait:
+    rdtime t1
+    bltu t1, t0, wait`}
     addi s1, s1, 1
     bne s1, s2, next
 ${POWEROFF}`, { origin: KERNEL_ADDR }).bytes;
