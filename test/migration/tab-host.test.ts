@@ -30,7 +30,7 @@ async function rig(files: Record<string, Uint8Array>) {
   const log: string[] = [];
   const server = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, imageDirs: [dir], migrationKey: key, onEvent: (l) => log.push(l) });
   const tabPlatform = memoryPlatform({
-    core, files: { "/guest/count.bin": counterKernel(20_000_000), ...files },
+    core, files: { "/guest/count.bin": counterKernel({ waitMs: 300 }), ...files }, // 3 s of guest time, whichever tier runs it
     connectMigration: () => openWsLink(() => new WebSocket(`${r.url}/migrate`) as unknown as WebSocketLike, "the server"),
   });
   const tab = await Hypervisor.start(tabPlatform, { balance: false, imageDirs: ["/opfs/vms", "/opfs/guest", "/guest"], migrationKey: key });
