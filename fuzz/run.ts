@@ -110,15 +110,15 @@ function continued(w: { watch: HangWatch; counter: Int32Array }): void {
   Atomics.notify(w.counter, W_STOPS);
 }
 
-/** How a target was run, for the results: its bound (inputs, or seconds when those come first) and the seed. */
-function runMode(seconds: number, iterations: number, seed: number): string {
+/** How long a target was run, for the results: its bound in inputs (and seconds, if those come first) or in seconds. */
+function runMode(seconds: number, iterations: number): string {
   const time = seconds === Math.floor(seconds) ? `${seconds} s` : `${seconds.toFixed(1)} s`;
-  return `${Number.isFinite(iterations) ? `${iterations} inputs (at most ${time})` : time}, seed ${seed}`;
+  return Number.isFinite(iterations) ? `${iterations} inputs (at most ${time})` : time;
 }
 
 /** Run one target for `seconds` on workers, restarting after hangs. */
 async function runTarget(name: string, seconds: number, iterations: number, seed: number, coverage: boolean, hangMs: number, save: boolean): Promise<TargetResult> {
-  const result: TargetResult = { target: name, date: new Date().toISOString(), mode: runMode(seconds, iterations, seed), iterations: 0, seconds: 0, execsPerSecond: 0, blocks: 0, features: 0, corpus: 0, crashes: 0, hangs: 0, found: [] };
+  const result: TargetResult = { target: name, date: new Date().toISOString(), mode: `${runMode(seconds, iterations)}, seed ${seed}`, iterations: 0, seconds: 0, execsPerSecond: 0, blocks: 0, features: 0, corpus: 0, crashes: 0, hangs: 0, found: [] };
   const skip: string[] = [];
   const deadline = performance.now() + seconds * 1000;
   let left = iterations;
@@ -268,7 +268,7 @@ async function main(): Promise<void> {
   const order = TARGETS.map((t) => t.name);
   const out: FuzzResults = {
     date: new Date().toISOString(),
-    mode: opts.quick ? "quick" : `${runMode(opts.seconds, opts.iterations, opts.seed)} per target`,
+    mode: opts.quick ? "quick" : `${runMode(opts.seconds, opts.iterations)} per target`,
     seed: opts.seed,
     coverage: opts.coverage,
     machine: { cpus: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
