@@ -232,6 +232,18 @@ describe("fdt parser rejects malformed blobs", () => {
     expect(() => parseFdt(after)).toThrow(/^invalid DTB: property q follows a subnode in \/$/);
   });
 
+  it("writes the blob's control characters in its messages as \\xNN: one line, nothing for a terminal to act on", () => {
+    // A node named "a\n\x1b[2J" with a child whose name is empty (found by the loaders fuzz target).
+    const dt = new DeviceTree();
+    dt.root.addNode("abcdefg").addNode("h");
+    const b = dt.toBlob();
+    const os = be32(b, H.offStruct);
+    // 0 BEGIN / | 4 "" | 8 BEGIN abcdefg | 12 "abcdefg\0" | 20 BEGIN h | 24 "h\0" padded | 28 END ...
+    b.set([0x61, 0x0a, 0x1b, 0x5b, 0x32, 0x4a, 0x7f], os + 12);
+    b[os + 24] = 0; // h's name becomes empty
+    expect(() => parseFdt(b)).toThrow("invalid DTB: empty node name under /a\\x0a\\x1b[2J\\x7f at struct offset 0x14");
+  });
+
   it("never fails with anything but a clear Error on corrupted input", () => {
     const b = sampleTree().toBlob();
     for (let len = 0; len < b.length; len++) {

@@ -321,8 +321,10 @@ class ByteSink {
   }
 }
 
+// Node and property names in the messages come from the blob: control characters in them are
+// written as \xNN, so an error stays one line and cannot drive the terminal it is printed on.
 function fail(msg: string): never {
-  throw new Error(`invalid DTB: ${msg}`);
+  throw new Error(`invalid DTB: ${msg.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}`);
 }
 
 function hex(v: number): string {
