@@ -189,13 +189,19 @@ export function readQcow2Header(file: ByteFile, fail: Fail): Qcow2Header {
   return header;
 }
 
+// Names from the image go into paths and messages: no control characters (a newline or an escape
+// sequence would break a message's line or drive the terminal it is printed on).
 function text(bytes: Uint8Array, what: string, fail: Fail): string {
   if (bytes.includes(0)) fail(`${what} contains a NUL byte`);
+  let s: string;
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    s = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     return fail(`${what} is not valid UTF-8`);
   }
+  const c = /[\x01-\x1f\x7f-\x9f]/.exec(s);
+  if (c) fail(`${what} contains the control character 0x${c[0].charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return s;
 }
 
 export interface Qcow2CreateOptions {

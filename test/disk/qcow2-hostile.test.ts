@@ -80,6 +80,7 @@ describe("the header", () => {
     ["refcount_order 7", (v) => v.setUint32(96, 7), /refcount_order 7 is out of range/],
     ["a header length that is no multiple of 8", (v) => v.setUint32(100, 105), /header_length 105 is invalid/],
     ["a backing file name that is too long", (v) => { v.setBigUint64(8, 512n); v.setUint32(16, 2000); }, /backing file name is 2000 bytes long \(at most 1023\)/],
+    ["a backing file name with an escape sequence in it", (v, b) => { v.setBigUint64(8, 512n); v.setUint32(16, 6); b.set([0x61, 0x1b, 0x5b, 0x32, 0x4a, 0x0a], 512); }, /backing file name contains the control character 0x1b/],
     ["a backing file name past the header cluster", (v) => { v.setBigUint64(8, BigInt(CS - 4)); v.setUint32(16, 100); }, /backing file name at 4092 \(100 bytes\) lies outside the header cluster/],
     ["a header extension running past the header area", (v) => { v.setUint32(112, 0x12345678); v.setUint32(116, 0x7fffffff); }, /header extension 0x12345678 of 2147483647 bytes runs past the header area/],
     ["a virtual size of 2^63", (v) => v.setBigUint64(24, 1n << 63n), /virtual size 0x8000000000000000 is out of range/],
