@@ -3,7 +3,7 @@
 // pCPU's thread only instantiates the module and marks the page's blocks. Modules cross threads
 // by postMessage. Platform-free: the platform starts the thread (Platform.startJitCompiler) and
 // gives the two ends of its message port.
-import { translatePage } from "./translate";
+import { translatePage, type PageTranslation } from "./translate";
 
 /** A translated and compiled page: what the tier installs. */
 export interface CompiledPage {
@@ -13,6 +13,11 @@ export interface CompiledPage {
   instructions: number;
   /** Size of the generated module. */
   bytes: number;
+}
+
+/** A page's translation with its compiled module, as the tier installs it. */
+export function compiledPage(t: PageTranslation, module: WebAssembly.Module): CompiledPage {
+  return { module, entries: t.entries, instructions: t.instructions, bytes: t.wasm.length };
 }
 
 /**
@@ -51,7 +56,7 @@ export function jitCompilerClient(port: {
     compile(slots, memoryPages, sampled) {
       const id = ++next;
       const copy = slots.slice(); // the caller's bytes stay its own: the copy moves
-      port.postMessage({ id, slots: copy, memoryPages, sampled: sampled?.slice() } satisfies Request, [copy.buffer]);
+      port.postMessage({ id, slots: copy, memoryPages, sampled } satisfies Request, [copy.buffer]);
       return new Promise((resolve, reject) => waiting.set(id, { resolve, reject }));
     },
   };
@@ -87,10 +92,7 @@ export function serveJitCompiles(port: { postMessage(m: unknown): void; onReques
     const { id, slots, memoryPages, sampled } = m as Request;
     try {
       const t = translatePage(new DataView(slots.buffer, slots.byteOffset, slots.byteLength), 0, memoryPages, sampled);
-      const page = t && {
-        module: new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>),
-        entries: t.entries, instructions: t.instructions, bytes: t.wasm.length,
-      };
+      const page = t && compiledPage(t, new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>));
       port.postMessage({ id, page } satisfies Reply);
     } catch (e) {
       port.postMessage({ id, error: e instanceof Error ? e.message : String(e) } satisfies Reply);

@@ -11,7 +11,7 @@ import * as L from "../core/layout";
 import * as O from "../core/ops";
 import type { Core } from "../core/core";
 import { translatePage } from "./translate";
-import type { CompiledPage, JitCompiler } from "./compiler";
+import { compiledPage, type CompiledPage, type JitCompiler } from "./compiler";
 
 /** off: interpret only; on: translate hot pages; all: translate every cached page (tests). */
 export type JitMode = "off" | "on" | "all";
@@ -203,7 +203,7 @@ export class TranslationTier {
     const sampled = this.mode === "on" ? this.core.u8.slice(at, at + 16) : null;
     if (!background) {
       const t = translatePage(view, 0, pages, sampled);
-      if (t) this.replace(e, gen, decoded, times, { module: new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>), entries: t.entries, instructions: t.instructions, bytes: t.wasm.length });
+      if (t) this.replace(e, gen, decoded, times, compiledPage(t, new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>)));
       else this.nothingToTranslate(e, gen, decoded, times);
       return performance.now() - t0;
     }
@@ -211,7 +211,7 @@ export class TranslationTier {
     this.pending.set(e, { request, since: performance.now(), turns: this.turns });
     const compiled: Promise<CompiledPage | null> = this.compiler ? this.compiler.compile(copy, pages, sampled) : (() => {
       const t = translatePage(view, 0, pages, sampled);
-      return t ? WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => ({ module, entries: t.entries, instructions: t.instructions, bytes: t.wasm.length })) : Promise.resolve(null);
+      return t ? WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => compiledPage(t, module)) : Promise.resolve(null);
     })();
     compiled.then((page) => {
       if (this.pending.get(e)?.request !== request) return; // given up on
