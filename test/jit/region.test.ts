@@ -1,6 +1,7 @@
 // "on" mode translates a page's hot region, not all it decoded (translate.ts hotRegion): the
 // blocks where heat samples fell and every block on a path from one of them to one of them.
 import { describe, expect, it } from "vitest";
+import fc from "fast-check";
 import * as L from "../../host/core/layout";
 import { VirtMachine } from "../../host/machine/virt";
 import { loadCoreModule } from "../../host/platform/node/core";
@@ -76,6 +77,17 @@ describe("translating a page's hot region", () => {
     expect(whole.entries).toContain(0);
     expect(whole.entries).toContain(0x800);
     expect(translatePage(page.view, page.slots, page.pages, sampledAt(0xf00))!.instructions).toBe(whole.instructions);
+  });
+
+  it("any samples at all (the guest decides where they fall): a module that validates, blocks of the page's own, every sampled block among them", () => {
+    const whole = translatePage(page.view, page.slots, page.pages)!;
+    fc.assert(fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), (bits) => {
+      const t = translatePage(page.view, page.slots, page.pages, bits)!;
+      expect(WebAssembly.validate(t.wasm as Uint8Array<ArrayBuffer>)).toBe(true);
+      for (const off of t.entries) expect(whole.entries).toContain(off);
+      // A block whose first instruction lies in a sampled granule is translated.
+      for (const off of whole.entries) if (bits[off >> 8]! & (1 << ((off >> 5) & 7))) expect(t.entries).toContain(off);
+    }), { numRuns: 300 });
   });
 
   it("under --jit on the loop runs translated, the code run once does not, and the result is the interpreter's", () => {
