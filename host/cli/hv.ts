@@ -14,6 +14,7 @@ import { parseSize } from "../config/parse";
 import { nodePlatform } from "../platform/node";
 import type { HostInfo, SnapshotInfo, UsbInfo, UsbRequest, VmInfo, VmRunStats } from "../hv/types";
 import type { MigrationProgress, SnapshotProgress } from "../hv/pcpu";
+import { printable } from "../util/text";
 
 const CTRL_RIGHT_BRACKET = 0x1d;
 
@@ -122,7 +123,8 @@ export async function hostCommand(argv: string[]): Promise<number> {
   // The default socket's directory must be private (--api's is the user's choice; the socket
   // itself is 0600 either way). Checked before any worker starts.
   if (v.api === undefined) ensurePrivateDir(dirname(socket));
-  const log = (message: string) => process.stderr.write(`wasmvisor host: ${message}\n`);
+  // A refused peer's reason may quote what the peer sent.
+  const log = (message: string) => process.stderr.write(`wasmvisor host: ${printable(message)}\n`);
   const imageDirs = (v.images ?? defaultImageDirs()).map((d) => resolve(d));
   for (const d of v.images ?? []) {
     if (!existsSync(d) || !statSync(d).isDirectory()) throw new CliError(`--images ${d}: not a directory`);

@@ -8,6 +8,7 @@ import { parseNetdev, isUserNetdev, netdevHasOption } from "../net/netdev";
 import { userNetFixedFds, formatUserNetSpec } from "../net/user/options";
 import { DEFAULT_VM_SOCKETS } from "../net/budget";
 import { DISK_FORMATS, type DiskFormat } from "../disk/formats";
+import { printable } from "../util/text";
 import {
   DEFAULT_DEVICES, type DriveConfig, type DriveInterface, type FirmwareChoice, type Mode, type NicConfig, type NicModel,
   type OnFailure, type UsbDeviceConfig, type VmConfig, type VmDefinition,
@@ -22,7 +23,7 @@ export class ConfigError extends Error {
   ) {
     // Messages quote what they were given: its control characters (a newline, a terminal's
     // escape sequences) are shown escaped, so the error stays one line and prints as text.
-    super(message.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`));
+    super(printable(message));
   }
 }
 

@@ -2,6 +2,7 @@
 // writing a new image. Written from QEMU's format description (docs/interop/qcow2.txt); the
 // tables it points to are handled in qcow2.ts.
 import { readPadded, type ByteFile } from "./byte-file";
+import { firstControl } from "../util/text";
 
 /** "QFI\xfb": what makes a file qcow2 when its format is probed. */
 export const QCOW2_MAGIC = Uint8Array.of(0x51, 0x46, 0x49, 0xfb);
@@ -199,8 +200,8 @@ function text(bytes: Uint8Array, what: string, fail: Fail): string {
   } catch {
     return fail(`${what} is not valid UTF-8`);
   }
-  const c = /[\x01-\x1f\x7f-\x9f]/.exec(s);
-  if (c) fail(`${what} contains the control character 0x${c[0].charCodeAt(0).toString(16).padStart(2, "0")}`);
+  const c = firstControl(s);
+  if (c) fail(`${what} contains the control character ${c}`);
   return s;
 }
 

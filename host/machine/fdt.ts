@@ -6,6 +6,8 @@
  * strings block | optional free space, the same order dtc uses.
  */
 
+import { printable } from "../util/text";
+
 const FDT_MAGIC = 0xd00dfeed;
 const FDT_BEGIN_NODE = 1;
 const FDT_END_NODE = 2;
@@ -321,10 +323,9 @@ class ByteSink {
   }
 }
 
-// Node and property names in the messages come from the blob: control characters in them are
-// written as \xNN, so an error stays one line and cannot drive the terminal it is printed on.
+// Node and property names in the messages come from the blob.
 function fail(msg: string): never {
-  throw new Error(`invalid DTB: ${msg.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}`);
+  throw new Error(`invalid DTB: ${printable(msg)}`);
 }
 
 function hex(v: number): string {

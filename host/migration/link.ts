@@ -13,6 +13,7 @@
 // touches first on demand ({"need": page}, a RAM page index), then END. The destination answers
 // {"received": name} once every page has come. A destination that can wait for pages says
 // {"accepted": name, "postcopy": true}.
+import { printable } from "../util/text";
 
 /** A byte stream to the other host. */
 export interface ByteLink {
@@ -122,7 +123,7 @@ export class DestinationReplies {
     if ((keys.length !== 1 && !postcopyFlag) || !["accepted", "ready", "running", "received", "error"].includes(keys[0]!) || typeof o[keys[0]!] !== "string") {
       throw new Error(`the destination sent an unknown message: ${JSON.stringify(line.slice(0, 80))}`);
     }
-    if ("error" in o) return this.fail(new Error(`the destination refused the VM: ${o.error as string}`));
+    if ("error" in o) return this.fail(new Error(`the destination refused the VM: ${printable((o.error as string).slice(0, 500))}`));
     this.seenAt.set(keys[0]!, performance.now());
     this.queue.push(o as DestinationMessage);
     this.waiter?.();

@@ -2,6 +2,7 @@
 // served its page (a tab has no other socket). One binary message per write; the same code runs
 // over a browser's WebSocket and over the `ws` package's on Node, both of which have this shape.
 import type { ByteLink } from "./link";
+import { printable } from "../util/text";
 
 /** What of a WebSocket this needs (the WHATWG interface, which `ws` implements too). */
 export interface WebSocketLike {
@@ -51,7 +52,7 @@ export function wsLink(ws: WebSocketLike, peer: string): ByteLink {
     signal();
   });
   ws.addEventListener("close", (e) => {
-    if (!ended && e.code !== 1000) failure ??= new Error(`the link to ${peer} closed (${e.code}${e.reason ? `: ${e.reason}` : ""})`);
+    if (!ended && e.code !== 1000) failure ??= new Error(`the link to ${peer} closed (${e.code}${e.reason ? `: ${printable(e.reason)}` : ""})`);
     ended = true;
     signal();
   });
@@ -115,7 +116,7 @@ export function openWsLink(make: () => WebSocketLike, peer: string, timeoutMs = 
     ws.addEventListener("error", () => { /* the close that follows says it */ });
     ws.addEventListener("close", (e) => {
       clearTimeout(timer);
-      if (!opened) reject(new Error(`cannot reach ${peer}: ${e.code === 1006 ? "refused (wrong address, or the page's token was not accepted)" : `closed (${e.code} ${e.reason})`}`));
+      if (!opened) reject(new Error(`cannot reach ${peer}: ${e.code === 1006 ? "refused (wrong address, or the page's token was not accepted)" : `closed (${e.code} ${printable(e.reason)})`}`));
     });
   });
 }

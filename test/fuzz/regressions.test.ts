@@ -52,6 +52,6 @@ describe("the migration stream parser (fuzz/crashes/state/)", () => {
 describe("configuration errors quoting a client's value (fuzz/crashes/state/)", () => {
   test("stay one line, its control characters escaped", () => {
     expect(() => parseVmConfig({ name: "x", kernel: "k", paging: "a\nb\u001b[2J" }, DEFINITION_PARSING))
-      .toThrow(/^'paging' must be "nested" or "shadow", not "a\\u000ab\\u001b\[2J"$/);
+      .toThrow(/^'paging' must be "nested" or "shadow", not "a\\x0ab\\x1b\[2J"$/);
   });
 });
