@@ -544,9 +544,9 @@ class BlockEmitter {
     const c = this.c;
     if (s.op === O.OP_JALR) {
       this.read(s.rs1);
-      c.i64(s.imm).op(OP.i64Add).i64(-2).op(OP.i64And).set(V_T);
-      this.pcAt(s.off + s.len);
-      this.write(s.rd);
+      this.plus(s.imm);
+      c.i64(-2).op(OP.i64And).set(V_T);
+      this.link(s);
       // In the page: round the dispatch; else leave.
       c.get(V_T).set(P_PC);
       c.get(V_T).get(P_PAGE_VA).op(OP.i64Sub).set(V_T);
@@ -557,8 +557,7 @@ class BlockEmitter {
       return;
     }
     if (s.op === O.OP_JAL) {
-      this.pcAt(s.off + s.len);
-      this.write(s.rd);
+      this.link(s);
       this.jump(s.off + s.imm, later);
       return;
     }
@@ -595,6 +594,16 @@ class BlockEmitter {
   private write(rd: number): void {
     if (rd === 0) this.c.op(OP.drop);
     else this.c.set(X_BASE + rd);
+  }
+  /** A jump's return address to rd (none for x0: `j`, `ret`). */
+  private link(s: Slot): void {
+    if (s.rd === 0) return;
+    this.pcAt(s.off + s.len);
+    this.write(s.rd);
+  }
+  /** Adds `imm` to the value on the stack. */
+  private plus(imm: number): void {
+    if (imm !== 0) this.c.i64(imm).op(OP.i64Add);
   }
   private pcAt(off: number): void {
     this.c.get(P_PAGE_VA).i64(off).op(OP.i64Add);
@@ -650,7 +659,7 @@ class BlockEmitter {
     if (op in LOADS) {
       const [wop, f3, align] = LOADS[op];
       this.read(s.rs1);
-      c.i64(s.imm).op(OP.i64Add).set(V_VA);
+      this.plus(s.imm); c.set(V_VA);
       this.tlbEntry(P_TLB_R);
       const hit = this.tlbHit(align).if_();
       c.get(V_VA).get(V_E).mem(OP.i64Load, 3, 8).op(OP.i64Add).op(OP.i32WrapI64).mem(wop, align, 0);
@@ -663,7 +672,7 @@ class BlockEmitter {
     if (op in STORES) {
       const [wop, size] = STORES[op];
       this.read(s.rs1);
-      c.i64(s.imm).op(OP.i64Add).set(V_VA);
+      this.plus(s.imm); c.set(V_VA);
       this.tlbEntry(P_TLB_W);
       const hit = this.tlbHit(size).if_();
       c.get(V_VA).get(V_E).mem(OP.i64Load, 3, 8).op(OP.i64Add).op(OP.i32WrapI64);
@@ -710,7 +719,7 @@ class BlockEmitter {
       const load = op === O.OP_FLD;
       return (core) => {
         this.read(s.rs1);
-        c.i64(s.imm).op(OP.i64Add).set(V_VA);
+        this.plus(s.imm); c.set(V_VA);
         this.tlbEntry(load ? P_TLB_R : P_TLB_W);
         this.tlbHit(3).op(OP.i32Eqz).brIf(core);
         if (load) c.get(P_H);
@@ -798,11 +807,16 @@ class BlockEmitter {
     const c = this.c;
     const op = s.op;
     const imm = s.imm;
+    // Nothing to compute for x0 (these have no other effect): nops the compiler and RVC make
+    // (`addi x0`, hints) cost no code.
+    if (s.rd === 0) return;
     const a = () => this.read(s.rs1);
     const b = () => this.read(s.rs2);
     if (op in IMM_OPS) {
       const [wop, w] = IMM_OPS[op];
-      a(); c.i64(imm).op(wop);
+      a();
+      // `mv` and `sext.w` are addi/addiw of 0, and a shift or an or of 0 is the register.
+      if (imm !== 0 || wop === OP.i64And) c.i64(imm).op(wop);
       if (w) c.op(OP.i64Extend32S);
     } else if (op in REG_OPS) {
       const [wop, w] = REG_OPS[op];
