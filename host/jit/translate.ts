@@ -293,9 +293,9 @@ function hotRegion(blocks: Slot[][], sampled: Uint8Array, view: DataView, slots:
 // small): it calls the core, reloads the register a load wrote, and comes back through the
 // dispatch to the next instruction, which starts a block.
 //
-//   block $exit                      status exits: V_ST, and the site's V_INFO
+//   block $exit                      status exits: V_ST, and the site's constant
 //     loop $dispatch
-//       block $slow                  load and store sites branch here on a TLB miss
+//       block $slow                  load and store sites branch here on a TLB miss, with their constant
 //         block $leave               leave at P_PC
 //           budget and page checks, br_table over the blocks, the blocks
 //         end  ;; leave: store registers, return P_PC
@@ -321,9 +321,10 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   const last = blocks[blocks.length - 1][0].off >> 1;
   // Entered at a leader of the page.
   c.get(P_PC).get(P_PAGE_VA).op(OP.i64Sub).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).i32(first).op(OP.i32Sub).set(V_IDX);
-  const exit = c.block();
+  // Sites branch to the slow path and the exit with their constant (siteInfo).
+  const exit = c.blockI32();
   const dispatch = c.loop();
-  const slow = c.block();
+  const slow = c.blockI32();
   const leave = c.block();
   const leaveIdx = c.block();
   c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).brIf(leaveIdx);
@@ -380,6 +381,7 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.get(P_PC).ret();
   c.end(slow);
   // The slow path of a load or store site.
+  c.set(V_INFO);
   unpackSite(c);
   const isLoad = c.get(V_KIND).i32(KIND_LOAD).op(OP.i32Eq).if_();
   c.get(V_VA).get(V_ARG).i32(0xff).op(OP.i32And).get(V_ARG).i32(8).op(OP.i32ShrU).call(F_LOAD).set(V_ST);
@@ -401,13 +403,14 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.else_();
   c.get(V_VA).get(V_ARG).get(V_VAL).call(F_STORE).set(V_ST);
   c.end(isLoad);
-  c.get(V_ST).i32(ST_NEXT).op(OP.i32Ne).brIf(exit);
+  c.get(V_INFO).get(V_ST).i32(ST_NEXT).op(OP.i32Ne).brIf(exit).op(OP.drop);
   c.get(V_RETIRED).get(V_SITE_RET).op(OP.i32Add).i32(1).op(OP.i32Add).set(V_RETIRED);
   c.get(V_NEXT).i32(1).op(OP.i32ShrU).i32(first).op(OP.i32Sub).set(V_IDX);
   c.br(dispatch);
   c.end(dispatch);
   c.op(OP.unreachable);
   c.end(exit);
+  c.set(V_INFO);
   unpackSite(c);
   storeRegs();
   // A fault leaves at the site, which did not retire; MMIO, tohost and JIT_LEAVE after it.
@@ -613,10 +616,10 @@ class BlockEmitter {
   }
   /** To the slow path (a TLB miss) or the exit (a status from the core) for the i-th instruction of its block. */
   private toSlow(s: Slot, i: number, kind: number, arg: number): void {
-    this.c.i32(siteInfo(s, i, kind, arg)).set(V_INFO).br(this.to.slow);
+    this.c.i32(siteInfo(s, i, kind, arg)).br(this.to.slow);
   }
   private toExit(s: Slot, i: number): void {
-    this.c.i32(siteInfo(s, i, KIND_STORE, 0)).set(V_INFO).br(this.to.exit);
+    this.c.i32(siteInfo(s, i, KIND_STORE, 0)).br(this.to.exit);
   }
 
   private instruction(s: Slot, i: number): void {
@@ -794,8 +797,9 @@ class BlockEmitter {
 
   // e = tlb + ((va >> 12) & (TLB_ENTRIES - 1)) * 16
   private tlbEntry(table: number): void {
-    this.c.get(table).get(V_VA).i64(12).op(OP.i64ShrU).op(OP.i32WrapI64).i32(L.TLB_ENTRIES - 1)
-      .op(OP.i32And).i32(4).op(OP.i32Shl).op(OP.i32Add).set(V_E);
+    // ((va >> 12) & (entries - 1)) * 16 as one shift and one mask
+    this.c.get(table).get(V_VA).i64(12 - Math.log2(L.TLB_ENTRY_BYTES)).op(OP.i64ShrU).op(OP.i32WrapI64)
+      .i32((L.TLB_ENTRIES - 1) * L.TLB_ENTRY_BYTES).op(OP.i32And).op(OP.i32Add).set(V_E);
   }
   // tag == va & (PAGE_MASK | size - 1): misaligned accesses miss too
   private tlbHit(align: number): Code {

@@ -87,6 +87,11 @@ export class Code extends Bytes {
     this.byte(0x02).byte(EMPTY);
     return this.push();
   }
+  /** A block whose branches carry an i32 to its end. */
+  blockI32(): Label {
+    this.byte(0x02).byte(I32);
+    return this.push();
+  }
   loop(): Label {
     this.byte(0x03).byte(EMPTY);
     return this.push();
