@@ -62,7 +62,7 @@ function probe(req: ProbeRequest): ProbeResult {
   const initrd = { name: req.initrd, bytes: new Uint8Array(readFileSync(req.initrd)) };
   const ramSize = req.ramMiB * 2 ** 20;
 
-  const config = { module, memory: ramSize, bios: "builtin" as const, kernel, initrd, append: "console=ttyS0", virtioConsole: true };
+  const config = { module, memory: ramSize, bios: "builtin" as const, kernel, initrd, append: "console=ttyS0", virtioConsole: true, jit: req.jit };
   // A first guest, booted before the baseline, pays the process's one-time costs (the core's
   // optimized code, V8's and Node's warm-up): they belong to the hypervisor, not to each VM.
   const warmup = new Guest(config);
@@ -83,8 +83,11 @@ function probe(req: ProbeRequest): ProbeResult {
   // the resident set was read, so it does not count. Without a pagemap (some sandboxes hide it),
   // pages holding data are fewer than those touched: the overhead computed from them is an upper bound.
   const method: ProbeResult["method"] = existsSync("/proc/self/pagemap") ? "pagemap" : "nonzero-pages";
-  let guestRam = 0, coreRegion = 0;
+  let guestRam = 0, coreRegion = 0, pages = 0, wasmBytes = 0;
   for (const g of guests) {
+    const jit = g.machine.stats().jit;
+    pages += jit?.live ?? 0;
+    wasmBytes += jit?.liveWasmBytes ?? 0;
     const mem = g.machine.core.memory;
     if (method === "pagemap") {
       const resident = wasmMemoryResidency(mem, RAM_HOST, ramSize, mem.buffer.byteLength - PAGE_SIZE);
@@ -104,6 +107,7 @@ function probe(req: ProbeRequest): ProbeResult {
     js_heap_reserved: Math.max(0, heapAfter.heapTotal - heapBefore.heapTotal - (heapAfter.heapUsed - heapBefore.heapUsed)),
     guest_ram_touched: guestRam,
     core_region_touched: coreRegion,
+    ...(req.jit === "on" ? { translations: { pages, wasm_bytes: wasmBytes } } : {}),
   };
 }
 

@@ -19,6 +19,8 @@ export interface ProbeRequest {
   initrd: string;
   vms: number;
   ramMiB: number;
+  /** The translation tier: "on" counts what its translations cost (V8's code for them lives outside the VM's region). */
+  jit: "off" | "on";
 }
 
 /** What one probe process measured, in bytes, summed over its VMs. */
@@ -37,6 +39,8 @@ export interface ProbeResult {
   js_heap_reserved?: number;
   guest_ram_touched: number;
   core_region_touched: number;
+  /** With the translation tier: its live translations (pages) and their WebAssembly, over the VMs measured. */
+  translations?: { pages: number; wasm_bytes: number };
 }
 
 /** Per VM, in MiB. */
@@ -53,6 +57,8 @@ export interface MemoryBreakdown {
 }
 
 export interface MemoryResult {
+  /** The translation tier of the run; absent in runs before 2026-12-06 (interpreted). */
+  jit?: "off" | "on";
   overhead_mib: number;
   vms_per_run: number;
   guest_ram_mib: number;
@@ -60,6 +66,10 @@ export interface MemoryResult {
   /** The run with the median overhead. */
   per_vm: MemoryBreakdown;
   runs: ProbeResult[];
+  /** With the translation tier: the median run's live translations, over its VMs. */
+  translations?: ProbeResult["translations"];
+  /** The same measured with `--jit on` (absent before 2026-12-06). */
+  translated?: MemoryResult;
 }
 
 const MiB = 2 ** 20;
@@ -74,8 +84,13 @@ export function breakdown(p: ProbeResult, vms: number): MemoryBreakdown {
   };
 }
 
+/** Interpreted, then with the translation tier. */
 export function memorySuite(g: Guest, runs: number, vms: number, log: (s: string) => void): MemoryResult {
-  const req: ProbeRequest = { kernel: g.kernel, initrd: g.initramfs, vms, ramMiB: 256 };
+  return { ...memoryRuns(g, runs, vms, "off", log), translated: memoryRuns(g, runs, vms, "on", log) };
+}
+
+function memoryRuns(g: Guest, runs: number, vms: number, jit: "off" | "on", log: (s: string) => void): MemoryResult {
+  const req: ProbeRequest = { kernel: g.kernel, initrd: g.initramfs, vms, ramMiB: 256, jit };
   const probes: ProbeResult[] = [];
   for (let i = 0; i < runs; i++) {
     const r = spawnSync(process.execPath, ["--expose-gc", join(packageRoot(), "dist/bench-memory.js"), JSON.stringify(req)],
@@ -87,10 +102,13 @@ export function memorySuite(g: Guest, runs: number, vms: number, log: (s: string
   const mid = probes[overheads.indexOf(median(overheads))] ?? probes[0]; // any run when the median falls between two
   const perVm = breakdown(mid, vms);
   const result: MemoryResult = {
-    overhead_mib: median(overheads), vms_per_run: vms, guest_ram_mib: req.ramMiB, method: mid.method, per_vm: perVm, runs: probes,
+    jit, overhead_mib: median(overheads), vms_per_run: vms, guest_ram_mib: req.ramMiB, method: mid.method, per_vm: perVm, runs: probes,
+    ...(mid.translations ? { translations: mid.translations } : {}),
   };
-  log(`  ${vms} Linux guests (${req.ramMiB} MiB RAM each) at their prompts: ${result.overhead_mib.toFixed(2)} MiB overhead per VM ` +
+  const tr = mid.translations;
+  log(`  ${vms} Linux guests (${req.ramMiB} MiB RAM each, --jit ${jit}) at their prompts: ${result.overhead_mib.toFixed(2)} MiB overhead per VM ` +
     `(core region ${perVm.core_region_mib.toFixed(2)}, JS heap ${perVm.js_heap_mib.toFixed(2)} + ${perVm.js_heap_reserve_mib.toFixed(2)} V8's growth, page tables ${perVm.page_tables_mib.toFixed(2)}, ` +
-    `other ${perVm.other_mib.toFixed(2)}); guest RAM touched ${perVm.guest_ram_touched_mib.toFixed(1)} MiB per VM`);
+    `other ${perVm.other_mib.toFixed(2)}); guest RAM touched ${perVm.guest_ram_touched_mib.toFixed(1)} MiB per VM` +
+    (tr ? `; ${(tr.pages / vms).toFixed(0)} translations live per VM, ${(tr.wasm_bytes / vms / 1024).toFixed(0)} KiB of WebAssembly` : ""));
   return result;
 }

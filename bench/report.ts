@@ -4,7 +4,7 @@ import type { CpuResult, CpuSummary } from "./cpu";
 import type { BootResult } from "./boot";
 import type { GuestIntResult } from "./guest-int";
 import type { ExitsResult } from "./exits";
-import type { MemoryResult } from "./memory";
+import type { MemoryBreakdown, MemoryResult } from "./memory";
 import type { MachineInfo } from "./machine";
 import type { GuestSuiteResult, Machine, Measured } from "./fullvspara";
 import type { HypervisorResult } from "./hypervisor";
@@ -74,6 +74,7 @@ export function checkTargets(r: BenchResult): TargetCheck[] {
     check("Boot: Linux to shell prompt (full, OpenSBI) no slower than QEMU", r.boot?.qemu_linux_s ? r.boot.linux_full_s / r.boot.qemu_linux_s : undefined,
       (v) => v <= TARGETS.bootVsQemu, (v) => `${r.boot!.linux_full_s.toFixed(2)} s against ${r.boot!.qemu_linux_s!.toFixed(2)} s (${(v * 100).toFixed(0)}% of QEMU's time); para ${r.boot!.linux_para_s.toFixed(2)} s`),
     check(`Memory: overhead ≤ ${TARGETS.overheadMiB} MiB per VM`, r.memory?.overhead_mib, (v) => v <= TARGETS.overheadMiB, (v) => `${v.toFixed(2)} MiB`),
+    check(`Memory with the translation tier (\`--jit on\`): overhead ≤ ${TARGETS.overheadMiB} MiB per VM`, r.memory?.translated?.overhead_mib, (v) => v <= TARGETS.overheadMiB, (v) => `${v.toFixed(2)} MiB`),
     check(`Exits: MMIO round trip ≤ ${TARGETS.mmioUs} µs`, r.exits?.mmio_roundtrip_us, (v) => v <= TARGETS.mmioUs, (v) => `${v.toFixed(3)} µs`),
     ...(r.hypervisor ? hypervisorTargets(r.hypervisor, check) : []),
     check(`Snapshot: restore of an idle 256 MiB Linux to running ≤ ${TARGETS.restoreMs} ms`, r.snapshot?.wasmvisor.restore_ms, (v) => v <= TARGETS.restoreMs, (v) => `${v.toFixed(1)} ms`),
@@ -333,21 +334,29 @@ function exitsSection(exits: ExitsResult): Section {
 }
 
 function memorySection(m: MemoryResult): Section {
-  const v = m.per_vm;
-  const rows = [
-    ["core region touched (hart blocks, TLBs, tables: the VM memory below `RAM_HOST`)", v.core_region_mib],
-    ["JS heap (live objects)", v.js_heap_mib],
-    ["JS heap grown by V8 beyond them (its young generation, enlarged while the guests booted: once per process, not per VM)", v.js_heap_reserve_mib ?? 0],
-    ["host page tables", v.page_tables_mib],
-    ["other (device models, buffers, code, allocator)", v.other_mib],
-    ["**overhead per VM**", v.overhead_mib],
-    ["guest RAM touched per VM (not overhead)", v.guest_ram_touched_mib],
-  ].map(([what, mib]) => [what as string, `${(mib as number).toFixed(2)} MiB`]);
+  // Interpreted, and with the translation tier when the run measured it.
+  const tiers = [m, ...(m.translated ? [m.translated] : [])];
+  const parts: [string, (v: MemoryBreakdown) => number][] = [
+    ["core region touched (hart blocks, TLBs, tables: the VM memory below `RAM_HOST`)", (v) => v.core_region_mib],
+    ["JS heap (live objects)", (v) => v.js_heap_mib],
+    ["JS heap grown by V8 beyond them (its young generation, enlarged while the guests booted: once per process, not per VM)", (v) => v.js_heap_reserve_mib ?? 0],
+    ["host page tables", (v) => v.page_tables_mib],
+    ["other (device models, buffers, code (V8's for translations too), allocator)", (v) => v.other_mib],
+    ["**overhead per VM**", (v) => v.overhead_mib],
+    ["guest RAM touched per VM (not overhead)", (v) => v.guest_ram_touched_mib],
+  ];
+  const rows = parts.map(([what, of]) => [what, ...tiers.map((t) => `${of(t.per_vm).toFixed(2)} MiB`)]);
+  const live = m.translated?.translations;
+  if (live) {
+    const vms = m.translated!.vms_per_run;
+    rows.push(["translations alive per VM at the prompt (their WebAssembly)", "", `${(live.pages / vms).toFixed(0)} (${(live.wasm_bytes / vms / 1024).toFixed(0)} KiB)`]);
+  }
+  const SERIES: Series[] = m.translated ? [{ name: "wasmvisor, interpreter", color: COLORS.interpreter }, { ...WASMVISOR, name: "wasmvisor, --jit on" }] : [WASMVISOR];
+  const bar = (label: string, of: (v: MemoryBreakdown) => number) => ({ label, values: tiers.map((t) => of(t.per_vm)) });
   const svg = barChart({
-    title: "Host memory per VM beyond touched guest RAM", axis: "MiB (lower is better)", series: [WASMVISOR],
-    groups: [{ label: "core region", values: [v.core_region_mib] }, { label: "JS heap", values: [v.js_heap_mib + (v.js_heap_reserve_mib ?? 0)] },
-      { label: "page tables", values: [v.page_tables_mib] }, { label: "other", values: [v.other_mib] },
-      { label: "total overhead", values: [v.overhead_mib] }],
+    title: "Host memory per VM beyond touched guest RAM", axis: "MiB (lower is better)", series: SERIES,
+    groups: [bar("core region", (v) => v.core_region_mib), bar("JS heap", (v) => v.js_heap_mib + (v.js_heap_reserve_mib ?? 0)),
+      bar("page tables", (v) => v.page_tables_mib), bar("other", (v) => v.other_mib), bar("total overhead", (v) => v.overhead_mib)],
     target: { value: TARGETS.overheadMiB, label: `target ${TARGETS.overheadMiB} MiB` },
   });
   const counted = m.method === "pagemap"
@@ -361,7 +370,8 @@ function memorySection(m: MemoryResult): Section {
       `(para mode, ${m.guest_ram_mib} MiB of RAM each) on its own thread to their shell prompts, collects garbage and records it again. ` +
       `Per VM, overhead = (growth of the resident set + growth of the page tables − guest RAM touched) / ${m.vms_per_run}, where guest RAM touched is ` +
       `${counted}. Everything else counts against the VMs: their core regions (hart blocks, TLBs, decoded-code cache), device models and JS objects. ${m.runs.length > 1 ? `Median of ${m.runs.length} processes; the breakdown is from the median one.` : "One process (quick mode)."}\n\n` +
-      table(["per VM", "MiB"], ["---", "---:"], rows),
+      (m.translated ? "Then the same again with the translation tier (`--jit on`: its translations' WebAssembly compiled by V8, whose code lives outside the VMs' memory and counts in \"other\").\n\n" : "") +
+      table(["per VM", ...(m.translated ? ["interpreted", "`--jit on`"] : ["MiB"])], ["---", ...tiers.map(() => "---:")], rows),
     plots: [{ file: "memory.svg", svg }],
   };
 }
@@ -808,6 +818,7 @@ function headlines(r: BenchResult): Headline[] {
   add("Boot to shell prompt, QEMU (the machine)", r.boot?.qemu_linux_s, "s", "lower");
   for (const row of r.exits?.rows ?? []) add(`Exit: ${row.label}`, row.mean_us, "µs", "lower");
   add("Memory: overhead per VM", r.memory?.overhead_mib, "MiB", "lower");
+  add("Memory: overhead per VM, --jit on", r.memory?.translated?.overhead_mib, "MiB", "lower");
   for (const [suite, result] of [["Full vs para", r.fullvspara], ["Paging", r.paging]] as const) {
     for (const m of result?.machines ?? []) for (const w of m.workloads) add(`${suite}, ${m.mode}/${m.paging}: ${w.label}`, w.value, w.metric, w.better);
   }

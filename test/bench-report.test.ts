@@ -111,7 +111,8 @@ describe("report", () => {
     expect(target(t, "CPU: geometric mean ≥ 200 MIPS")).toMatchObject({ pass: true, measured: "210.0 MIPS" });
     expect(target(t, "CPU: geometric mean ≥ 15% of QEMU")).toMatchObject({ pass: true, measured: "21.0%" });
     expect(target(t, "Boot: Linux to shell prompt (para)")).toEqual({ target: "Boot: Linux to shell prompt (para) ≤ 2 s", measured: "2.50 s", pass: false });
-    expect(target(t, "Memory")).toMatchObject({ pass: null, measured: "not measured" });
+    expect(target(t, "Memory: overhead")).toMatchObject({ pass: null, measured: "not measured" });
+    expect(target(t, "Memory with the translation tier")).toMatchObject({ pass: null, measured: "not measured" });
     expect(target(t, "Exits")).toMatchObject({ pass: true, measured: "1.000 µs" });
     for (const x of t.filter((x) => /^(Snapshot|Migration|Browser)/.test(x.target))) expect(x).toMatchObject({ pass: null, measured: "not measured" });
   });
@@ -287,6 +288,38 @@ describe("memory suite arithmetic", () => {
     // Runs from before V8's growth was measured apart: all of it in "other".
     const { js_heap_reserved: _, ...old } = p;
     expect(breakdown(old, 4)).toMatchObject({ js_heap_reserve_mib: 0, other_mib: 2.5 });
+  });
+});
+
+describe("memory suite report", () => {
+  const MiB = 2 ** 20;
+  const run = (overheadMiB: number, translations?: ProbeResult["translations"]): ProbeResult => ({
+    method: "pagemap", rss_before: 0, rss_after: (overheadMiB * 4 + 80) * MiB, page_tables: 0, js_heap: 0, js_heap_reserved: 0,
+    guest_ram_touched: 80 * MiB, core_region_touched: 16 * MiB, ...(translations ? { translations } : {}),
+  });
+  const result = (r: ProbeResult, jit: "off" | "on") => ({
+    jit, overhead_mib: breakdown(r, 4).overhead_mib, vms_per_run: 4, guest_ram_mib: 256, method: "pagemap" as const, per_vm: breakdown(r, 4), runs: [r],
+    ...(r.translations ? { translations: r.translations } : {}),
+  });
+
+  it("checks both tiers against the per-VM target and tables them side by side, with the translations alive", () => {
+    const translated = run(8.25, { pages: 120, wasm_bytes: 4 * 500 * 1024 });
+    const r: BenchResult = { ...sample(), memory: { ...result(run(6), "off"), translated: result(translated, "on") } };
+    const t = checkTargets(r);
+    expect(t.find((x) => x.target.startsWith("Memory: overhead"))).toMatchObject({ pass: true, measured: "6.00 MiB" });
+    expect(t.find((x) => x.target.startsWith("Memory with the translation tier"))).toMatchObject({ pass: false, measured: "8.25 MiB" });
+    const { markdown, plots } = renderReport(r);
+    expect(markdown).toContain("| per VM | interpreted | `--jit on` |");
+    expect(markdown).toContain("| **overhead per VM** | 6.00 MiB | 8.25 MiB |");
+    expect(markdown).toContain("| translations alive per VM at the prompt (their WebAssembly) |  | 30 (500 KiB) |");
+    checkWellFormed(plots["memory.svg"]!);
+    expect(plots["memory.svg"]).toContain("--jit on");
+  });
+
+  it("renders a run from before the tier was measured as one column", () => {
+    const { markdown } = renderReport({ ...sample(), memory: result(run(6), "off") });
+    expect(markdown).toContain("| per VM | MiB |");
+    expect(markdown).toContain("| **overhead per VM** | 6.00 MiB |");
   });
 });
 
