@@ -36,28 +36,34 @@ function gc(): void {
   collect();
 }
 
-// Round-robin on this thread until every guest shows its prompt, then leave them there. The
-// event loop turns between rounds, as a pCPU's does: the translation tier's compile thread
-// answers through it.
+const NAP = new Int32Array(new SharedArrayBuffer(4));
+
+// One step of each guest (Enter typed for a guest that asks for it), a nap when none had work
+// (their timers come due), then a turn of the event loop, as a pCPU's: the translation tier's
+// compile thread answers through it.
+async function round(guests: Guest[]): Promise<void> {
+  let busy = false;
+  for (const g of guests) {
+    const r = g.machine.step();
+    if (r.state === "stopped") throw new Error(`guest stopped: ${JSON.stringify(r.reason)}\n${g.output.slice(-2000)}`);
+    if (r.state === "running") busy = true;
+    if (g.ready < 0 && g.output.includes(READY)) {
+      g.ready = g.output.indexOf(READY) + READY.length;
+      g.input.push(13); // Enter: BusyBox asks for it before starting the shell
+    }
+  }
+  if (!busy) Atomics.wait(NAP, 0, 0, 1);
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+// Round-robin on this thread until every guest shows its prompt, then leave them there.
 async function bootToPrompt(guests: Guest[]): Promise<void> {
   const t0 = performance.now();
-  const nap = new Int32Array(new SharedArrayBuffer(4));
   let waiting = [...guests];
   while (waiting.length) {
-    let busy = false;
-    for (const g of waiting) {
-      const r = g.machine.step();
-      if (r.state === "stopped") throw new Error(`guest stopped before its prompt: ${JSON.stringify(r.reason)}\n${g.output.slice(-2000)}`);
-      if (r.state === "running") busy = true;
-      if (g.ready < 0 && g.output.includes(READY)) {
-        g.ready = g.output.indexOf(READY) + READY.length;
-        g.input.push(13); // Enter: BusyBox asks for it before starting the shell
-      }
-    }
+    await round(waiting);
     waiting = waiting.filter((g) => g.ready < 0 || !PROMPT.test(g.output.slice(g.ready)));
     if (performance.now() - t0 > BOOT_TIMEOUT_MS) throw new Error(`guests did not reach their prompts within ${BOOT_TIMEOUT_MS / 1000} s`);
-    if (!busy) Atomics.wait(nap, 0, 0, 1); // every guest idle: let their timers come due
-    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 
@@ -65,13 +71,7 @@ async function bootToPrompt(guests: Guest[]): Promise<void> {
 // background (a translation tiering up holds megabytes while it compiles) end before the count.
 async function settle(guests: Guest[]): Promise<void> {
   const until = performance.now() + SETTLE_MS;
-  const nap = new Int32Array(new SharedArrayBuffer(4));
-  while (performance.now() < until) {
-    let busy = false;
-    for (const g of guests) if (g.machine.step().state === "running") busy = true;
-    if (!busy) Atomics.wait(nap, 0, 0, 1);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+  while (performance.now() < until) await round(guests);
 }
 
 async function probe(req: ProbeRequest): Promise<ProbeResult> {

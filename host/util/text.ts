@@ -2,7 +2,8 @@
 
 // C0 controls, DEL, C1 controls (0x9b is a terminal's CSI), and the bidirectional overrides and
 // isolates that reorder how a line reads.
-const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+const UNPRINTABLE = new RegExp(CONTROL.source, "g");
 
 /**
  * `text` with its control characters written as \xNN (\uNNNN past 0xff): a message that quotes
@@ -17,6 +18,6 @@ export function printable(text: string): string {
 
 /** The first control character in `text`, as printable() writes it, or undefined. */
 export function firstControl(text: string): string | undefined {
-  const m = new RegExp(UNPRINTABLE.source).exec(text);
+  const m = CONTROL.exec(text);
   return m ? printable(m[0]) : undefined;
 }
