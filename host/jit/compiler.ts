@@ -21,14 +21,24 @@ export function compiledPage(t: PageTranslation, module: WebAssembly.Module): Co
 }
 
 /**
+ * How a compile thread makes a translation's module. `optimize`: with the engine's optimizing
+ * compiler at once; otherwise with its baseline compiler, for good (docs/TRANSLATION.md, "Two
+ * tiers"). Where the platform cannot choose (a browser), the engine tiers up by itself.
+ */
+export type CompileModule = (wasm: Uint8Array, optimize: boolean) => WebAssembly.Module;
+const engineTiers: CompileModule = (wasm) => new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>);
+
+/**
  * The pCPU's side: a page's slots in, its compiled translation out (null: nothing worth
  * translating). With `sampled` (the page's DC_SAMPLED bits), only its hot region is translated.
  */
 export interface JitCompiler {
-  compile(slots: Uint8Array, memoryPages: number, sampled?: Uint8Array | null): Promise<CompiledPage | null>;
+  /** Whether `optimize` is heard: the compile thread picks the engine's tier for each module. */
+  readonly tiers?: boolean;
+  compile(slots: Uint8Array, memoryPages: number, sampled?: Uint8Array | null, optimize?: boolean): Promise<CompiledPage | null>;
 }
 
-interface Request { id: number; slots: Uint8Array; memoryPages: number; sampled?: Uint8Array | null }
+interface Request { id: number; slots: Uint8Array; memoryPages: number; sampled?: Uint8Array | null; optimize?: boolean }
 type Reply = { id: number; page: CompiledPage | null } | { id: number; error: string };
 
 /** The pCPU's side over a message port to a thread running serveJitCompiles. */
@@ -37,7 +47,7 @@ export function jitCompilerClient(port: {
   onReply(handler: (m: unknown) => void): void;
   /** The thread ended: what it had not answered fails (the pages are translated again when hot). */
   onEnd(handler: (why: string) => void): void;
-}): JitCompiler {
+}, tiers = false): JitCompiler {
   let next = 0;
   const waiting = new Map<number, { resolve: (p: CompiledPage | null) => void; reject: (e: Error) => void }>();
   port.onEnd((why) => {
@@ -53,10 +63,11 @@ export function jitCompilerClient(port: {
     else w.resolve(r.page);
   });
   return {
-    compile(slots, memoryPages, sampled) {
+    tiers,
+    compile(slots, memoryPages, sampled, optimize) {
       const id = ++next;
       const copy = slots.slice(); // the caller's bytes stay its own: the copy moves
-      port.postMessage({ id, slots: copy, memoryPages, sampled } satisfies Request, [copy.buffer]);
+      port.postMessage({ id, slots: copy, memoryPages, sampled, optimize } satisfies Request, [copy.buffer]);
       return new Promise((resolve, reject) => waiting.set(id, { resolve, reject }));
     },
   };
@@ -64,11 +75,12 @@ export function jitCompilerClient(port: {
 
 /**
  * A thread's one compile thread, started on first use and again after it ended: `start` starts
- * it, delivers its messages to `onReply` and tells `onEnd` when it ends, and returns how to post to it.
+ * it, delivers its messages to `onReply` and tells `onEnd` when it ends, and returns how to post
+ * to it. `tiers`: the thread serves with a CompileModule that hears `optimize`.
  */
 export function compilerPerThread(start: (io: { onReply(m: unknown): void; onEnd(why: string): void }) => {
   postMessage(m: unknown, transfer?: ArrayBuffer[]): void;
-}): () => JitCompiler {
+}, tiers = false): () => JitCompiler {
   let compiler: JitCompiler | null = null;
   return () => {
     if (compiler) return compiler;
@@ -82,17 +94,17 @@ export function compilerPerThread(start: (io: { onReply(m: unknown): void; onEnd
       postMessage: (m, transfer) => port.postMessage(m, transfer),
       onReply: (h) => { reply = h; },
       onEnd: (h) => { ended = h; },
-    }));
+    }, tiers));
   };
 }
 
 /** The compile thread's side: answer each request with its page's module. */
-export function serveJitCompiles(port: { postMessage(m: unknown): void; onRequest(handler: (m: unknown) => void): void }): void {
+export function serveJitCompiles(port: { postMessage(m: unknown): void; onRequest(handler: (m: unknown) => void): void }, compile: CompileModule = engineTiers): void {
   port.onRequest((m) => {
-    const { id, slots, memoryPages, sampled } = m as Request;
+    const { id, slots, memoryPages, sampled, optimize } = m as Request;
     try {
       const t = translatePage(new DataView(slots.buffer, slots.byteOffset, slots.byteLength), 0, memoryPages, sampled);
-      const page = t && compiledPage(t, new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>));
+      const page = t && compiledPage(t, compile(t.wasm, optimize === true));
       port.postMessage({ id, page } satisfies Reply);
     } catch (e) {
       port.postMessage({ id, error: e instanceof Error ? e.message : String(e) } satisfies Reply);

@@ -10,7 +10,7 @@
 import * as L from "../core/layout";
 import * as O from "../core/ops";
 import type { Core } from "../core/core";
-import { translatePage } from "./translate";
+import { RETIRED_COUNTER, translatePage } from "./translate";
 import { compiledPage, type CompiledPage, type JitCompiler } from "./compiler";
 
 /** off: interpret only; on: translate hot pages; all: translate every cached page (tests). */
@@ -36,6 +36,15 @@ const MAX_LIVE_WASM_BYTES = 8 << 20;
  */
 const REGROW = 1.25;
 const MAX_RETRANSLATIONS = 4;
+/**
+ * Where the compile thread picks the engine's tier (JitCompiler.tiers), a translation runs its
+ * baseline code until what it retires, counted with the pages' heat (halved every COOL_EVERY
+ * steps), reaches this: then it is compiled again for speed, on the compile thread. A page a boot
+ * runs a little never gets there and costs no optimizing compile. Measured (docs/PERFORMANCE.md):
+ * 8 M left the guest's md5sum, sha256sum and zcat 5-10% slower; 0.5 M queued so many optimizing
+ * compiles that new pages waited for their first.
+ */
+const OPTIMIZE_AT = 1_000_000;
 /** Work units charged per millisecond of compiling (a unit is about an instruction's time). */
 const UNITS_PER_MS = 250_000;
 /** A background compile not back after this long will not be: the caller never yields to the event loop. */
@@ -56,6 +65,8 @@ export interface JitStats {
   /** Guest instructions retired by translated code, and the run loop's calls into it. */
   retired: number;
   entries: number;
+  /** Translations compiled again for speed (OPTIMIZE_AT). */
+  optimized: number;
   /** Pages whose translation failed (a translator bug: the page stays interpreted), and the last reason. */
   failures: number;
   lastFailure?: string;
@@ -69,6 +80,11 @@ interface Translation {
   marks: number[];
   originals: bigint[];
   bytes: number;
+  /** The module's count of instructions it retired (RETIRED_COUNTER), what it read last, and its heat. */
+  counter: WebAssembly.Global | null;
+  seen: number;
+  heat: number;
+  optimized: boolean;
 }
 
 export class TranslationTier {
@@ -87,7 +103,7 @@ export class TranslationTier {
   // counts the turns), translations are compiled at once.
   private synchronous: boolean;
   private readonly imports: WebAssembly.Imports;
-  private readonly counts = { translations: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0, live: 0, liveWasmBytes: 0, failures: 0 };
+  private readonly counts = { translations: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0, live: 0, liveWasmBytes: 0, failures: 0, optimized: 0 };
   private lastFailure: string | undefined;
 
   /** The decoded-code cache the core runs from on this thread (Core.codeCache). */
@@ -121,9 +137,11 @@ export class TranslationTier {
       if (this.synchronous) this.pending.clear(); // given up on: translated again, at once
     }
     const background = !this.synchronous;
-    if (++this.steps % COOL_EVERY === 0) {
+    const cool = ++this.steps % COOL_EVERY === 0;
+    if (cool) {
       for (let e = 0; e < L.DC_PAGES; e++) view.setUint8(this.cc.meta + L.DC_HEAT + e, view.getUint8(this.cc.meta + L.DC_HEAT + e) >> 1);
     }
+    const tiers = this.compiler?.tiers === true && background;
     let compileMs = 0;
     let budget = this.mode === "all" ? L.DC_PAGES : PAGES_PER_STEP;
     for (let e = 0; e < L.DC_PAGES; e++) {
@@ -133,10 +151,22 @@ export class TranslationTier {
         this.forget(e, t, false);
         t = null;
       }
+      let optimize = false;
+      if (t?.counter && cool && tiers && !t.optimized) {
+        const now = (t.counter.value as number) >>> 0;
+        t.heat = t.heat / 2 + ((now - t.seen) >>> 0);
+        t.seen = now;
+        optimize = t.heat >= OPTIMIZE_AT;
+      }
       if (budget === 0 || this.pending.has(e) || view.getUint32(this.cc.meta + L.DC_TAGS + e * 4, true) === 0) continue;
       const decoded = view.getUint16(this.cc.meta + L.DC_DECODED + e * 2, true);
       if (decoded === 0) continue;
       const hot = view.getUint8(this.cc.meta + L.DC_HEAT + e) >= HOT_SAMPLES;
+      if (optimize && t) {
+        compileMs += this.translate(e, gen, decoded, t.times, true, true);
+        budget--;
+        continue;
+      }
       if (t) {
         // "on": hot again, so time goes into code its translation left out (the run loop counts
         // only slices spent mostly interpreting); its region grows by where the samples fell.
@@ -146,7 +176,7 @@ export class TranslationTier {
       view.setUint8(this.cc.meta + L.DC_HEAT + e, 0);
       if (this.counts.liveWasmBytes >= MAX_LIVE_WASM_BYTES) continue;
       const times = t ? t.times + 1 : 0;
-      compileMs += this.translate(e, gen, decoded, times, background);
+      compileMs += this.translate(e, gen, decoded, times, background, t?.optimized === true && tiers);
       budget--;
     }
     this.counts.compileMs += compileMs;
@@ -160,13 +190,13 @@ export class TranslationTier {
 
   /** This tier's translations; instructions retired translated by `harts` (default: every hart, whatever thread ran them). */
   stats(harts?: readonly number[]): JitStats {
-    const { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, failures } = this.counts;
+    const { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, failures, optimized } = this.counts;
     let retired = 0, entries = 0;
     for (const h of harts ?? Array.from({ length: this.core.harts }, (_, i) => i)) {
       retired += Number(this.core.view.getBigUint64(L.VM_STAT_JIT + h * L.JIT_STAT_STRIDE, true));
       entries += Number(this.core.view.getBigUint64(L.VM_STAT_JIT + h * L.JIT_STAT_STRIDE + 8, true));
     }
-    return { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, retired, entries, failures, ...(this.lastFailure ? { lastFailure: this.lastFailure } : {}) };
+    return { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, retired, entries, failures, optimized, ...(this.lastFailure ? { lastFailure: this.lastFailure } : {}) };
   }
 
   // Free entry e's translation; `unmark`: its markers are still in the slots, put back what they replaced.
@@ -188,9 +218,9 @@ export class TranslationTier {
   // (it stays in use until the new one replaces it). In the background (on the compile thread, or
   // here with V8 compiling on its own threads) while the pCPU's thread goes on running the guest,
   // and installed if the page is still what was translated; otherwise (tests: every page
-  // translated as soon as it ran, deterministically) at once. Returns the milliseconds spent on
-  // this thread.
-  private translate(e: number, gen: number, decoded: number, times: number, background: boolean): number {
+  // translated as soon as it ran, deterministically) at once. `optimize`: compiled for speed (the
+  // compile thread's JitCompiler.tiers). Returns the milliseconds spent on this thread.
+  private translate(e: number, gen: number, decoded: number, times: number, background: boolean, optimize = false): number {
     const t0 = performance.now();
     const slots = this.cc.slots + e * L.DC_PAGE_BYTES;
     const copy = this.core.u8.slice(slots, slots + L.DC_PAGE_BYTES);
@@ -203,13 +233,13 @@ export class TranslationTier {
     const sampled = this.mode === "on" ? this.core.u8.slice(at, at + 16) : null;
     if (!background) {
       const t = translatePage(view, 0, pages, sampled);
-      if (t) this.replace(e, gen, decoded, times, compiledPage(t, new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>)));
+      if (t) this.replace(e, gen, decoded, times, compiledPage(t, new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>)), false);
       else this.nothingToTranslate(e, gen, decoded, times);
       return performance.now() - t0;
     }
     const request = ++this.requests;
     this.pending.set(e, { request, since: performance.now(), turns: this.turns });
-    const compiled: Promise<CompiledPage | null> = this.compiler ? this.compiler.compile(copy, pages, sampled) : (() => {
+    const compiled: Promise<CompiledPage | null> = this.compiler ? this.compiler.compile(copy, pages, sampled, optimize) : (() => {
       const t = translatePage(view, 0, pages, sampled);
       return t ? WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => compiledPage(t, module)) : Promise.resolve(null);
     })();
@@ -220,7 +250,7 @@ export class TranslationTier {
       // Dropped meanwhile (a store, eviction, fence.i, a move to another thread): nothing to install.
       if (this.closed || v.getUint32(this.cc.meta + L.DC_GEN + e * 4, true) !== gen || v.getUint32(this.cc.meta + L.DC_TAGS + e * 4, true) === 0) return;
       const t1 = performance.now();
-      if (page) this.replace(e, gen, decoded, times, page);
+      if (page) this.replace(e, gen, decoded, times, page, optimize);
       else this.nothingToTranslate(e, gen, decoded, times);
       this.counts.compileMs += performance.now() - t1;
     }, (err: unknown) => {
@@ -239,18 +269,18 @@ export class TranslationTier {
   private nothingToTranslate(e: number, gen: number, decoded: number, times: number): void {
     const old = this.entries[e];
     if (old) Object.assign(old, { decoded, times });
-    else this.entries[e] = { index: -1, gen, decoded, times, marks: [], originals: [], bytes: 0 };
+    else this.entries[e] = { index: -1, gen, decoded, times, marks: [], originals: [], bytes: 0, counter: null, seen: 0, heat: 0, optimized: false };
   }
 
   // Put translation t of entry e (its slots as of generation gen) in place of the one there.
-  private replace(e: number, gen: number, decoded: number, times: number, t: CompiledPage): void {
+  private replace(e: number, gen: number, decoded: number, times: number, t: CompiledPage, optimized: boolean): void {
     const cur = this.entries[e];
     if (cur) this.forget(e, cur, cur.gen === gen);
-    this.install(e, gen, decoded, times, t);
+    this.install(e, gen, decoded, times, t, optimized);
   }
 
   // Put translation t of entry e (its slots as of generation gen) in the table and mark its blocks.
-  private install(e: number, gen: number, decoded: number, times: number, t: CompiledPage): void {
+  private install(e: number, gen: number, decoded: number, times: number, t: CompiledPage, optimized: boolean): void {
     const core = this.core;
     const slots = this.cc.slots + e * L.DC_PAGE_BYTES;
     const instance = new WebAssembly.Instance(t.module, this.imports);
@@ -265,8 +295,10 @@ export class TranslationTier {
       core.view.setUint8(slots + off * 4, O.OP_JIT);
       core.view.setUint32(slots + off * 4 + 4, index, true);
     }
-    this.entries[e] = { index, gen, decoded, times, marks: t.entries, originals, bytes: t.bytes };
+    const counter = (instance.exports[RETIRED_COUNTER] as WebAssembly.Global | undefined) ?? null;
+    this.entries[e] = { index, gen, decoded, times, marks: t.entries, originals, bytes: t.bytes, counter, seen: 0, heat: 0, optimized };
     const c = this.counts;
+    if (optimized) c.optimized++;
     c.translations++;
     c.live++;
     c.liveWasmBytes += t.bytes;

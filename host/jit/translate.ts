@@ -32,7 +32,11 @@ const V_A = 49, V_B = 50, V_M = 51;
 const V_IDX = 52;
 // Floating point inline: whether its fast paths may run (see fpFastOk), a result's bits, an operand.
 const V_FPOK = 53, V_FBITS = 54, V_FX = 55;
-const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32, I32, I64, I64, I64, I32, I32, I64, F64];
+// What a leaving translation retired (addRetired).
+const V_ADD = 56;
+const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32, I32, I64, I64, I64, I32, I32, I64, F64, I32];
+/** The module's exported counter of the instructions it retired (global 0): the tier reads how hot a translation runs. */
+export const RETIRED_COUNTER = "retired";
 const KIND_LOAD = 0, KIND_STORE = 1;
 // Imports: the core's slow paths.
 const F_LOAD = 0, F_STORE = 1, F_EXEC = 2, F_CHAIN = 3;
@@ -153,11 +157,13 @@ const TAIL_CALLS = (() => {
   }
 })();
 
-// H_JIT_RETIRED += what `value` pushes: translations chained from one call of the run loop's add up.
+// H_JIT_RETIRED += what `value` pushes (translations chained from one call of the run loop's add
+// up), and so does this translation's own counter (it wraps at 2^32: the tier reads differences).
 function addRetired(c: Code, value: () => void): void {
-  c.get(P_H).get(P_H).mem(OP.i32Load, 2, L.H_JIT_RETIRED);
   value();
-  c.op(OP.i32Add).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
+  c.set(V_ADD);
+  c.get(P_H).get(P_H).mem(OP.i32Load, 2, L.H_JIT_RETIRED).get(V_ADD).op(OP.i32Add).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
+  c.globalGet(0).get(V_ADD).op(OP.i32Add).globalSet(0);
 }
 
 /**
@@ -220,6 +226,7 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
     ],
     run: { type: { params: [I32, I64, I64, I32, I32, I32], results: [I64] }, locals: LOCALS, code },
     memoryMaxPages: memoryPages,
+    counters: [RETIRED_COUNTER],
   });
   return { wasm, entries: blocks.map((b) => b[0].off), instructions: blocks.reduce((n, b) => n + b.length, 0) };
 }

@@ -141,6 +141,12 @@ export class Code extends Bytes {
   tee(local: number): this {
     return this.byte(0x22).u32(local);
   }
+  globalGet(global: number): this {
+    return this.byte(0x23).u32(global);
+  }
+  globalSet(global: number): this {
+    return this.byte(0x24).u32(global);
+  }
   i32(v: number): this {
     return this.byte(0x41).sleb(v | 0);
   }
@@ -214,13 +220,16 @@ export interface FuncType {
 /**
  * A module of one exported function `run`, importing the shared memory `env.memory`, the
  * function table `env.table` and the functions `imports` (in order: their indices are 0, 1, ...;
- * their types too, and run's type follows theirs).
+ * their types too, and run's type follows theirs), and exporting the mutable i32 globals
+ * `counters` (global 0, 1, ..., starting at 0).
  */
 export function moduleBytes(opts: {
   imports: { name: string; type: FuncType }[];
   run: { type: FuncType; locals: number[]; code: Code };
   memoryMaxPages: number;
+  counters?: string[];
 }): Uint8Array {
+  const counters = opts.counters ?? [];
   const types = [...opts.imports.map((i) => i.type), opts.run.type];
   const out = new Bytes().bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
   const section = (id: number, body: Bytes) => {
@@ -238,7 +247,14 @@ export function moduleBytes(opts: {
   opts.imports.forEach((imp, i) => importSec.name("env").name(imp.name).byte(0x00).u32(i));
   section(2, importSec);
   section(3, new Bytes().u32(1).u32(types.length - 1));
-  section(7, new Bytes().u32(1).name("run").byte(0x00).u32(opts.imports.length));
+  if (counters.length > 0) {
+    const globalSec = new Bytes().u32(counters.length);
+    for (let i = 0; i < counters.length; i++) globalSec.byte(I32).byte(0x01).byte(0x41).byte(0x00).byte(0x0b); // mut i32 = i32.const 0
+    section(6, globalSec);
+  }
+  const exportSec = new Bytes().u32(1 + counters.length).name("run").byte(0x00).u32(opts.imports.length);
+  counters.forEach((name, i) => exportSec.name(name).byte(0x03).u32(i));
+  section(7, exportSec);
   const body = new Bytes();
   // Locals, run-length encoded by type.
   const groups: [number, number][] = [];

@@ -8,6 +8,8 @@ import { nodePlatform } from "../../host/platform/node";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
 
 const built = (await buildBaremetal({ log: () => {}, defines: { "bench-int": { ITERS: 16 } } })).programs as Record<string, string>;
+// At its full length (a second translated): long enough for a compile thread's optimizing compile to come back.
+const long = (await buildBaremetal({ log: () => {} })).programs as Record<string, string>;
 
 describe("the compile thread", () => {
   it("translates the hot pages of a program that runs on, mostly translated, with the right result", async () => {
@@ -55,6 +57,53 @@ describe("the compile thread", () => {
     expect(j.translations).toBe(0);
     // A page that failed is asked for again only when hot again, a few times at most.
     expect(asked).toBeLessThan(20);
+    m.close();
+  }, 120_000);
+
+  it("compiles a translation again for speed once it has run hot, and installs that one", async () => {
+    let output = "";
+    const thread = nodePlatform.jitCompiler!();
+    expect(thread.tiers).toBe(true); // Node's compile thread picks V8's tier (v8-tiers.ts)
+    const asked: boolean[] = [];
+    const recording = { tiers: true, compile: (...a: Parameters<typeof thread.compile>) => { asked.push(a[3] === true); return thread.compile(...a); } };
+    const m = new VirtMachine({
+      module: nodePlatform.coreModule(), memory: 64 << 20, bios: null,
+      kernel: { name: "bench-int", bytes: new Uint8Array(readFileSync(long["bench-int"])) },
+      jit: "on", jitCompiler: recording,
+      output: (b) => { for (const c of b) output += String.fromCharCode(c); },
+    });
+    for (let i = 0; ; i++) {
+      const r = m.step();
+      if (r.state === "stopped") break;
+      if (i % 4 === 3) await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(output).toMatch(/PASS: bench-int/);
+    const j = m.stats().jit!;
+    // Each page first with the baseline compiler; the loop's page again, optimized.
+    expect(asked[0]).toBe(false);
+    expect(asked.filter(Boolean).length).toBeGreaterThan(0);
+    expect(j.optimized).toBeGreaterThan(0);
+    expect(j.optimized).toBeLessThanOrEqual(asked.filter(Boolean).length);
+    expect(j.optimized).toBeLessThan(j.translations);
+    m.close();
+  }, 120_000);
+
+  it("without a compile thread that picks tiers, nothing is asked for speed", async () => {
+    const thread = nodePlatform.jitCompiler!();
+    const asked: boolean[] = [];
+    const plain = { compile: (...a: Parameters<typeof thread.compile>) => { asked.push(a[3] === true); return thread.compile(...a); } };
+    const m = new VirtMachine({
+      module: nodePlatform.coreModule(), memory: 64 << 20, bios: null,
+      kernel: { name: "bench-int", bytes: new Uint8Array(readFileSync(long["bench-int"])) },
+      jit: "on", jitCompiler: plain, output: () => {},
+    });
+    for (let i = 0; ; i++) {
+      if (m.step().state === "stopped") break;
+      if (i % 4 === 3) await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.some(Boolean)).toBe(false);
+    expect(m.stats().jit!.optimized).toBe(0);
     m.close();
   }, 120_000);
 

@@ -71,7 +71,7 @@ export const nodePlatform: Platform = {
     worker.on("error", (e) => onEnd(e.message));
     worker.on("exit", (code) => onEnd(`exited with code ${code}`));
     return { postMessage: (m, transfer) => worker.postMessage(m, transfer) };
-  }),
+  }, true), // it picks V8's tier for each translation (v8-tiers.ts)
 
   openDisk: openNodeDisk,
   createDiskImage: createNodeDiskImage,

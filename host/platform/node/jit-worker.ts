@@ -1,5 +1,12 @@
-// The translation tier's compile thread on Node (host/jit/compiler.ts): one per pCPU thread.
+// The translation tier's compile thread on Node (host/jit/compiler.ts): one per pCPU thread,
+// choosing V8's tier for each translation (v8-tiers.ts).
 import { parentPort } from "node:worker_threads";
 import { serveJitCompiles } from "../../jit/compiler";
+import { loadCoreModule } from "./core";
+import { v8TierCompiler } from "./v8-tiers";
 
-serveJitCompiles({ postMessage: (m) => parentPort!.postMessage(m), onRequest: (h) => parentPort!.on("message", h) });
+// Kept alive while the thread sets V8's flags: another thread compiling the core gets this copy
+// from V8's module cache rather than one made under a translation's flags.
+export const core = loadCoreModule();
+
+serveJitCompiles({ postMessage: (m) => parentPort!.postMessage(m), onRequest: (h) => parentPort!.on("message", h) }, v8TierCompiler());
