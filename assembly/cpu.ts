@@ -11,7 +11,7 @@ import {
   EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, EXIT_DEBUG, H_TRIG_ARMED, TA_EXEC, TA_STEP, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, JIT_SLOT, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
 import {
-  H, priv, selectHart, setXreg, setFreg, csr64, tlbRead, tlbWrite, tlbFetch, mtime,
+  H, priv, selectHart, setXreg, setFreg, csr64, tlbRead, tlbWrite, tlbFetch, mtime, takeMtimeWritten,
   wakeupPending, flushTlbRegimes, flushTlbPage, flushTlbAsid, tlbFlushed, clearTlbFlushed, PAGED_REGIMES, PRV_M, PRV_S, PRV_U, MS_TSR, MS_TW,
   charged, takeCharged,
   MS_TVM, MS_FS,
@@ -423,6 +423,14 @@ let lastRunHart: i32 = -1;
 // Traps taken in the current slice (counted in `count` too: they did not retire). A global, not
 // a local of run(): traps are rare, and one more live local in the loop costs every instruction.
 let sliceTraps: i32 = 0;
+/**
+ * The slice boundary's interrupt check reads the clock (a call out to the host) at most once per
+ * this much work, and again whenever a run starts or the guest writes mtime (mtimeWritten): in code
+ * that traps or writes CSRs often, slices are a few instructions long and reading the clock at
+ * each was ~4% of a Linux boot. A timer interrupt is taken at most this many instructions late;
+ * what the guest reads (time, mtime, sip/mip) is always read fresh.
+ */
+const NOW_REFRESH: i32 = 1024;
 
 /**
  * Run the hart for at most `budget` units of work (instructions, traps and bulk work: see the
@@ -448,6 +456,8 @@ export function run(hart: i32, budget: i32): i32 {
   let executed: i64 = 0; // instructions and traps
   let retired: i64 = 0;
   let fetchVa: u64 = 1; // the page being executed (see pageVa) and its slots
+  let now: u64 = 0; // mtime as of the last read, and the work done since
+  let nowAge: i32 = NOW_REFRESH;
   let slots: usize = 0;
   let interpreted: i32 = 0; // instructions the last slice ran without translations
 
@@ -460,7 +470,10 @@ export function run(hart: i32, budget: i32): i32 {
     if (fetchVa != 1 && interpreted >= (SLICE >> 1)) dcSampleHeat(slots, pc - fetchVa);
     if (atomic.load<i32>(h + H_ATTN) != 0) { exit = EXIT_ATTENTION; break; }
     if (catchUpRemoteFences(h)) fetchVa = 1;
-    const now = mtime();
+    if (takeMtimeWritten() || nowAge >= NOW_REFRESH) {
+      now = mtime();
+      nowAge = 0;
+    }
     if (load<i32>(h + H_WFI) != 0) {
       if (!wakeupPending(h, now)) { exit = EXIT_HALT; break; }
       store<i32>(h + H_WFI, 0);
@@ -838,6 +851,7 @@ export function run(hart: i32, budget: i32): i32 {
     executed += work;
     retired += count - sliceTraps;
     remaining -= work;
+    nowAge += work;
     store<u64>(h + H_INSTRET, load<u64>(h + H_INSTRET) + <u64>(count - sliceTraps));
     if (exit >= 0) break;
   }

@@ -314,6 +314,17 @@ export function kickHart(base: usize): void {
 
 // ---- time ----
 
+// The guest wrote mtime since the run loop last asked: its copy of the time is stale.
+let mtimeWritten = false;
+export function noteMtimeWritten(): void {
+  mtimeWritten = true;
+}
+export function takeMtimeWritten(): bool {
+  const w = mtimeWritten;
+  mtimeWritten = false;
+  return w;
+}
+
 /** mtime in timebase ticks. */
 export function mtime(): u64 {
   if ((load<i32>(VM_FLAGS) & VMF_MTIME_FROZEN) != 0) return load<u64>(VM_MTIME_FROZEN);

@@ -11,7 +11,7 @@ import {
 import {
   H, priv, csr64, dataRegime, fetchRegime, dataPaged, fetchPaged, tlbRead, tlbWrite, tlbFetch,
   REGIME_U, REGIME_M, REGIME_S_SUM, PRV_U, PRV_S, PRV_M, MS_MXR, hartBase, nharts, mtime,
-  IRQ_MSI, noteSuperpage, noteTlbLive, kickHart, charge,
+  IRQ_MSI, noteSuperpage, noteTlbLive, kickHart, charge, noteMtimeWritten,
 } from "./hart";
 import { dcInvalidate, noteWriteMapping } from "./dcache";
 import {
@@ -508,6 +508,7 @@ function clintAccess(va: u64, off: u64, size: u64, write: bool, v: u64): u64 {
     else t = (now & 0xffffffff) | (v << 32);
     if ((load<i32>(VM_FLAGS) & VMF_MTIME_FROZEN) != 0) store<u64>(VM_MTIME_FROZEN, t);
     else store<i64>(VM_MTIME_OFFSET, load<i64>(VM_MTIME_OFFSET) + <i64>(t - now));
+    noteMtimeWritten();
     return 0;
   }
   if (off >= 0x4000 && off < 0x4000 + 8 * n) {

@@ -108,6 +108,11 @@ export class TranslationTier {
 
   /** The decoded-code cache the core runs from on this thread (Core.codeCache). */
   private readonly cc: { meta: number; slots: number };
+  // Its per-entry fields, read for every entry after every step (the VM's memory never grows).
+  private readonly gens: Uint32Array;
+  private readonly tags: Uint32Array;
+  private readonly decodedCounts: Uint16Array;
+  private readonly heats: Uint8Array;
 
   /**
    * `compiler`: a compile thread ("on" mode): pages are translated and compiled there, and only
@@ -115,6 +120,11 @@ export class TranslationTier {
    */
   constructor(private readonly core: Core, readonly mode: "on" | "all", private readonly compiler?: JitCompiler) {
     this.cc = core.codeCache;
+    const buf = core.memory.buffer, meta = this.cc.meta;
+    this.gens = new Uint32Array(buf, meta + L.DC_GEN, L.DC_PAGES);
+    this.tags = new Uint32Array(buf, meta + L.DC_TAGS, L.DC_PAGES);
+    this.decodedCounts = new Uint16Array(buf, meta + L.DC_DECODED, L.DC_PAGES);
+    this.heats = new Uint8Array(buf, meta + L.DC_HEAT, L.DC_PAGES);
     this.synchronous = mode === "all";
     // The loader wraps exports in JavaScript; translations call the wasm functions themselves.
     const raw = (f: unknown) => (f as { original?: unknown }).original ?? f;
@@ -126,7 +136,7 @@ export class TranslationTier {
 
   /** After a step: forget dead translations, make new ones. Returns the work units compiling cost. */
   update(): number {
-    const view = this.core.view;
+    const { gens, tags, decodedCounts, heats } = this;
     if (!this.synchronous) {
       if (!this.turnQueued) {
         this.turnQueued = true;
@@ -138,19 +148,19 @@ export class TranslationTier {
     }
     const background = !this.synchronous;
     const cool = ++this.steps % COOL_EVERY === 0;
-    if (cool) {
-      for (let e = 0; e < L.DC_PAGES; e++) view.setUint8(this.cc.meta + L.DC_HEAT + e, view.getUint8(this.cc.meta + L.DC_HEAT + e) >> 1);
-    }
+    if (cool) for (let e = 0; e < L.DC_PAGES; e++) heats[e] >>= 1;
     const tiers = this.compiler?.tiers === true && background;
     let compileMs = 0;
     let budget = this.mode === "all" ? L.DC_PAGES : PAGES_PER_STEP;
     for (let e = 0; e < L.DC_PAGES; e++) {
-      const gen = view.getUint32(this.cc.meta + L.DC_GEN + e * 4, true);
+      const gen = gens[e]!;
       let t = this.entries[e];
       if (t && t.gen !== gen) {
         this.forget(e, t, false);
         t = null;
       }
+      const hot = heats[e]! >= HOT_SAMPLES;
+      if (!t && !hot && this.mode === "on") continue; // most entries, most steps
       let optimize = false;
       if (t?.counter && cool && tiers && !t.optimized) {
         const now = (t.counter.value as number) >>> 0;
@@ -158,10 +168,9 @@ export class TranslationTier {
         t.seen = now;
         optimize = t.heat >= OPTIMIZE_AT;
       }
-      if (budget === 0 || this.pending.has(e) || view.getUint32(this.cc.meta + L.DC_TAGS + e * 4, true) === 0) continue;
-      const decoded = view.getUint16(this.cc.meta + L.DC_DECODED + e * 2, true);
+      if (budget === 0 || this.pending.has(e) || tags[e] === 0) continue;
+      const decoded = decodedCounts[e]!;
       if (decoded === 0) continue;
-      const hot = view.getUint8(this.cc.meta + L.DC_HEAT + e) >= HOT_SAMPLES;
       if (optimize && t) {
         compileMs += this.translate(e, gen, decoded, t.times, true, true);
         budget--;
@@ -173,7 +182,7 @@ export class TranslationTier {
         if (t.times >= MAX_RETRANSLATIONS) continue;
         if (this.mode === "on" ? !hot : decoded < t.decoded * REGROW + 8) continue;
       } else if (this.mode === "on" && !hot) continue;
-      view.setUint8(this.cc.meta + L.DC_HEAT + e, 0);
+      heats[e] = 0;
       if (this.counts.liveWasmBytes >= MAX_LIVE_WASM_BYTES) continue;
       const times = t ? t.times + 1 : 0;
       compileMs += this.translate(e, gen, decoded, times, background, t?.optimized === true && tiers);
