@@ -427,7 +427,7 @@ let sliceTraps: i32 = 0;
  * The slice boundary's interrupt check reads the clock (a call out to the host) at most once per
  * this much work, and again whenever a run starts or the guest writes mtime (mtimeWritten): in code
  * that traps or writes CSRs often, slices are a few instructions long and reading the clock at
- * each was ~4% of a Linux boot. A timer interrupt is taken at most this many instructions late;
+ * each was ~4% of a Linux boot. A timer interrupt is taken at most this much work late;
  * what the guest reads (time, mtime, sip/mip) is always read fresh.
  */
 const NOW_REFRESH: i32 = 1024;

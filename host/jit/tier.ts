@@ -181,7 +181,7 @@ export class TranslationTier {
         // only slices spent mostly interpreting); its region grows by where the samples fell.
         if (t.times >= MAX_RETRANSLATIONS) continue;
         if (this.mode === "on" ? !hot : decoded < t.decoded * REGROW + 8) continue;
-      } else if (this.mode === "on" && !hot) continue;
+      }
       heats[e] = 0;
       if (this.counts.liveWasmBytes >= MAX_LIVE_WASM_BYTES) continue;
       const times = t ? t.times + 1 : 0;
@@ -255,9 +255,8 @@ export class TranslationTier {
     compiled.then((page) => {
       if (this.pending.get(e)?.request !== request) return; // given up on
       this.pending.delete(e);
-      const v = this.core.view;
       // Dropped meanwhile (a store, eviction, fence.i, a move to another thread): nothing to install.
-      if (this.closed || v.getUint32(this.cc.meta + L.DC_GEN + e * 4, true) !== gen || v.getUint32(this.cc.meta + L.DC_TAGS + e * 4, true) === 0) return;
+      if (this.closed || this.gens[e] !== gen || this.tags[e] === 0) return;
       const t1 = performance.now();
       if (page) this.replace(e, gen, decoded, times, page, optimize);
       else this.nothingToTranslate(e, gen, decoded, times);
@@ -269,7 +268,7 @@ export class TranslationTier {
       // interpreted until it is hot again, at most as often as a page is translated again.
       this.counts.failures++;
       this.lastFailure = err instanceof Error ? err.message : String(err);
-      if (!this.closed && this.core.view.getUint32(this.cc.meta + L.DC_GEN + e * 4, true) === gen) this.nothingToTranslate(e, gen, decoded, times);
+      if (!this.closed && this.gens[e] === gen) this.nothingToTranslate(e, gen, decoded, times);
     });
     return performance.now() - t0;
   }

@@ -21,7 +21,7 @@ const OPTIMIZED_MARK = Uint8Array.from([0x00, 0x0a, 0x09, ...Array.from("optimiz
 /** The tiering flags as the process started (V8's defaults, or what node was given in `args`). */
 export function startupTiering(args: readonly string[]): string {
   return TIERING.map((name) => {
-    let on = true; // V8's default for all three
+    let on = true; // V8's default for all four
     for (const a of args) {
       const m = /^--(no-)?([\w-]+)$/.exec(a);
       if (m && m[2].replace(/_/g, "-") === name) on = !m[1];
