@@ -67,6 +67,29 @@ describe("machine timer (CLINT)", () => {
     expect(m.core.interruptsTaken(0)).toBe(1);
   });
 
+  it("a guest writing mtime past mtimecmp takes MTI at the next slice boundary, not when the run loop's copy of the time ages", () => {
+    const { m } = timed(`
+      li t0, ${MTIMECMP}
+      li t1, 1000
+      sd t1, 0(t0)
+      li t0, 1 << 7
+      csrw mie, t0
+      csrsi mstatus, 8          # MIE: the slice ends, the time (0) is read, nothing is due
+      li t0, ${MTIME}
+      li t1, 5000
+      sd t1, 0(t0)              # the guest moves mtime past mtimecmp (a CLINT store ends the slice)
+    after:
+      csrsi mstatus, 8
+    spin:
+      addi a0, a0, 1
+      j spin
+    `);
+    const t = m.runTrap();
+    expect(t.mcause).toBe(CAUSE.MTI);
+    expect([BigInt(m.label("after")), BigInt(m.label("spin"))]).toContain(t.mepc);
+    expect(m.x("a0")).toBe(0n); // not one round of the loop: the interrupt was not late
+  });
+
   it("MTIP follows mtimecmp: writing a later mtimecmp clears it", () => {
     const { m, clock } = timed(`
       li t0, ${MTIMECMP}
