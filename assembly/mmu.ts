@@ -534,7 +534,12 @@ export function resolveAtomic(va: u64, size: u64, acc: i32): i64 {
     return -1;
   }
   // An AMO is a load and a store; LR a load.
-  if (dataTriggerFires(acc == ACC_READ ? TK_LOAD : TK_LOAD | TK_STORE, va, size)) return -1;
+  if ((load<i32>(H + H_TRIG_ARMED) & TA_DATA) == 0) {
+    // The TLB hit a load or store takes: a page is in the store TLB only if it may be written
+    // (so read: W without R is reserved), is not watched, and holds no decoded code.
+    const e = tlbEntry(acc == ACC_READ ? tlbRead : tlbWrite, va);
+    if (load<u64>(e) == (va & ~<u64>0xfff)) return <i64>(va + load<u64>(e + 8));
+  } else if (dataTriggerFires(acc == ACC_READ ? TK_LOAD : TK_LOAD | TK_STORE, va, size)) return -1;
   const host = resolve(va, size, acc);
   if (host == -2) {
     raise(acc == ACC_READ ? EXC_LOAD_ACCESS : EXC_STORE_ACCESS, va);

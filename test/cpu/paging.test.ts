@@ -197,6 +197,48 @@ describe.each(["nested", "shadow"] as const)("%s paging", (pagingMode) => {
       expectFault(m, CAUSE.STORE_PAGE, VA + 0x18, "site");
     });
 
+    it("an AMO to a page the load TLB holds read-only -> store/AMO page fault, memory untouched", () => {
+      const { m, pt } = paged(`
+        li t0, ${VA + 0x18}
+        li t1, 5
+        ld a0, 0(t0)
+        lr.d a1, (t0)
+      site:
+        amoadd.d a2, t1, (t0)
+      `);
+      pt.map(VA, P1, V | R | AD);
+      m.w64(P1 + 0x18, 40n);
+      expectFault(m, CAUSE.STORE_PAGE, VA + 0x18, "site");
+      expect(m.r64(P1 + 0x18)).toBe(40n);
+    });
+
+    it("AMOs and LR/SC hit the TLB as loads and stores do: the page is walked once, not per access", () => {
+      const { m, pt } = paged(`
+        li t0, ${VA + 0x40}
+        li t3, ${VA + 0x48}
+        li t1, 3
+        li t2, 200
+      again:
+        amoadd.d zero, t1, (t0)
+        amoadd.w zero, t1, (t3)
+      retry:
+        lr.d a0, (t0)
+        addi a0, a0, 1
+        sc.d a1, a0, (t0)
+        bnez a1, retry
+        addi t2, t2, -1
+        bnez t2, again
+        j done
+      `);
+      pt.map(VA, P1, V | R | W | AD);
+      const before = m.core.pagingStats().tlbMisses;
+      m.runDone();
+      expect(m.r64(P1 + 0x40)).toBe(200n * 4n);
+      expect(m.r32(P1 + 0x48)).toBe(600);
+      // 800 atomic accesses: a walk each was 800 misses; the code's page and the data page take a few.
+      expect(m.core.pagingStats().tlbMisses - before).toBeLessThan(20);
+    });
+
     it("fetch from a page without X -> instruction page fault, mepc = mtval = target", () => {
       const { m, pt } = paged(`
         li t0, ${VA}
