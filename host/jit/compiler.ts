@@ -35,10 +35,17 @@ const engineTiers: CompileModule = (wasm) => new WebAssembly.Module(wasm as Uint
 export interface JitCompiler {
   /** Whether `optimize` is heard: the compile thread picks the engine's tier for each module. */
   readonly tiers?: boolean;
-  compile(slots: Uint8Array, memoryPages: number, sampled?: Uint8Array | null, optimize?: boolean): Promise<CompiledPage | null>;
+  /** Ask for a page's translation: `done` gets it, or why it failed, on this thread (from poll() or the event loop). */
+  compile(request: JitRequest, done: (page: CompiledPage | null, error?: Error) => void): void;
+  /**
+   * Hand over now the answers that have arrived, without waiting for the event loop (which a
+   * pCPU turns only every few milliseconds); absent where the platform cannot (a browser).
+   */
+  poll?(): void;
 }
 
-interface Request { id: number; slots: Uint8Array; memoryPages: number; sampled?: Uint8Array | null; optimize?: boolean }
+export interface JitRequest { slots: Uint8Array; memoryPages: number; sampled?: Uint8Array | null; optimize?: boolean }
+interface Request extends JitRequest { id: number }
 type Reply = { id: number; page: CompiledPage | null } | { id: number; error: string };
 
 /** The pCPU's side over a message port to a thread running serveJitCompiles. */
@@ -47,39 +54,45 @@ export function jitCompilerClient(port: {
   onReply(handler: (m: unknown) => void): void;
   /** The thread ended: what it had not answered fails (the pages are translated again when hot). */
   onEnd(handler: (why: string) => void): void;
+  /** Deliver to onReply's handler, now, the replies that have arrived (see JitCompiler.poll). */
+  poll?(): void;
 }, tiers = false): JitCompiler {
   let next = 0;
-  const waiting = new Map<number, { resolve: (p: CompiledPage | null) => void; reject: (e: Error) => void }>();
+  const waiting = new Map<number, (page: CompiledPage | null, error?: Error) => void>();
   port.onEnd((why) => {
-    for (const w of waiting.values()) w.reject(new Error(`translation: the compile thread ended (${why})`));
+    const ended = [...waiting.values()];
     waiting.clear();
+    for (const done of ended) done(null, new Error(`translation: the compile thread ended (${why})`));
   });
   port.onReply((m) => {
     const r = m as Reply;
-    const w = waiting.get(r.id);
-    if (!w) return;
+    const done = waiting.get(r.id);
+    if (!done) return;
     waiting.delete(r.id);
-    if ("error" in r) w.reject(new Error(`translation: ${r.error}`));
-    else w.resolve(r.page);
+    if ("error" in r) done(null, new Error(`translation: ${r.error}`));
+    else done(r.page);
   });
   return {
     tiers,
-    compile(slots, memoryPages, sampled, optimize) {
+    compile({ slots, memoryPages, sampled, optimize }, done) {
       const id = ++next;
       const copy = slots.slice(); // the caller's bytes stay its own: the copy moves
+      waiting.set(id, done);
       port.postMessage({ id, slots: copy, memoryPages, sampled, optimize } satisfies Request, [copy.buffer]);
-      return new Promise((resolve, reject) => waiting.set(id, { resolve, reject }));
     },
+    ...(port.poll ? { poll: port.poll } : {}),
   };
 }
 
 /**
  * A thread's one compile thread, started on first use and again after it ended: `start` starts
  * it, delivers its messages to `onReply` and tells `onEnd` when it ends, and returns how to post
- * to it. `tiers`: the thread serves with a CompileModule that hears `optimize`.
+ * to it (and, where it can, to take its replies at once: `poll`). `tiers`: the thread serves
+ * with a CompileModule that hears `optimize`.
  */
 export function compilerPerThread(start: (io: { onReply(m: unknown): void; onEnd(why: string): void }) => {
   postMessage(m: unknown, transfer?: ArrayBuffer[]): void;
+  poll?(): void;
 }, tiers = false): () => JitCompiler {
   let compiler: JitCompiler | null = null;
   return () => {
@@ -94,6 +107,7 @@ export function compilerPerThread(start: (io: { onReply(m: unknown): void; onEnd
       postMessage: (m, transfer) => port.postMessage(m, transfer),
       onReply: (h) => { reply = h; },
       onEnd: (h) => { ended = h; },
+      ...(port.poll ? { poll: () => port.poll!() } : {}),
     }, tiers));
   };
 }

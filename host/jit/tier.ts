@@ -146,6 +146,7 @@ export class TranslationTier {
       for (const p of this.pending.values()) if (now - p.since > NEVER_ARRIVES_MS && p.turns === this.turns) this.synchronous = true;
       if (this.synchronous) this.pending.clear(); // given up on: translated again, at once
     }
+    this.compiler?.poll?.(); // what compiled since the last step goes in now, not at the next turn of the event loop
     const background = !this.synchronous;
     const cool = ++this.steps % COOL_EVERY === 0;
     if (cool) for (let e = 0; e < L.DC_PAGES; e++) heats[e] >>= 1;
@@ -248,28 +249,30 @@ export class TranslationTier {
     }
     const request = ++this.requests;
     this.pending.set(e, { request, since: performance.now(), turns: this.turns });
-    const compiled: Promise<CompiledPage | null> = this.compiler ? this.compiler.compile(copy, pages, sampled, optimize) : (() => {
-      const t = translatePage(view, 0, pages, sampled);
-      return t ? WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => compiledPage(t, module)) : Promise.resolve(null);
-    })();
-    compiled.then((page) => {
+    const done = (page: CompiledPage | null, err?: Error): void => {
       if (this.pending.get(e)?.request !== request) return; // given up on
       this.pending.delete(e);
+      if (err) {
+        // A translator bug (or a compile thread that ended): counted and shown, the page left
+        // interpreted until it is hot again, at most as often as a page is translated again.
+        this.counts.failures++;
+        this.lastFailure = err.message;
+        if (!this.closed && this.gens[e] === gen) this.nothingToTranslate(e, gen, decoded, times);
+        return;
+      }
       // Dropped meanwhile (a store, eviction, fence.i, a move to another thread): nothing to install.
       if (this.closed || this.gens[e] !== gen || this.tags[e] === 0) return;
       const t1 = performance.now();
       if (page) this.replace(e, gen, decoded, times, page, optimize);
       else this.nothingToTranslate(e, gen, decoded, times);
       this.counts.compileMs += performance.now() - t1;
-    }, (err: unknown) => {
-      if (this.pending.get(e)?.request !== request) return;
-      this.pending.delete(e);
-      // A translator bug (or a compile thread that ended): counted and shown, the page left
-      // interpreted until it is hot again, at most as often as a page is translated again.
-      this.counts.failures++;
-      this.lastFailure = err instanceof Error ? err.message : String(err);
-      if (!this.closed && this.gens[e] === gen) this.nothingToTranslate(e, gen, decoded, times);
-    });
+    };
+    if (this.compiler) this.compiler.compile({ slots: copy, memoryPages: pages, sampled, optimize }, done);
+    else {
+      const t = translatePage(view, 0, pages, sampled);
+      if (!t) done(null);
+      else WebAssembly.compile(t.wasm as Uint8Array<ArrayBuffer>).then((module) => done(compiledPage(t, module)), (err: unknown) => done(null, err instanceof Error ? err : new Error(String(err))));
+    }
     return performance.now() - t0;
   }
 

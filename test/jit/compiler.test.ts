@@ -1,6 +1,6 @@
 // The translation tier's compile thread (host/jit/compiler.ts, Node's dist/jit-worker.js): pages
-// are translated and compiled there and installed on the guest's thread, which must yield to its
-// event loop to receive them, as a pCPU does between steps.
+// are translated and compiled there and installed on the guest's thread, which takes them after
+// a step (JitCompiler.poll) or when it yields to its event loop.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { VirtMachine } from "../../host/machine/virt";
@@ -41,7 +41,8 @@ async function runBenchInt(program: string, jitCompiler: JitCompiler) {
 /** A compile thread whose asks are recorded: whether each asked for speed. */
 function recording(thread: JitCompiler, tiers: boolean) {
   const optimize: boolean[] = [];
-  return { optimize, compiler: { tiers, compile: (...a: Parameters<JitCompiler["compile"]>) => { optimize.push(a[3] === true); return thread.compile(...a); } } };
+  const compiler: JitCompiler = { tiers, compile: (request, done) => { optimize.push(request.optimize === true); thread.compile(request, done); }, poll: () => thread.poll?.() };
+  return { optimize, compiler };
 }
 
 describe("the compile thread", () => {
@@ -53,7 +54,7 @@ describe("the compile thread", () => {
 
   it("a translation that fails is counted with its reason, and the program runs on interpreted", async () => {
     let asked = 0;
-    const failing = { compile: () => { asked++; return Promise.reject(new Error("translation: a translator bug")); } };
+    const failing: JitCompiler = { compile: (_request, done) => { asked++; queueMicrotask(() => done(null, new Error("translation: a translator bug"))); } };
     const { jit } = await runBenchInt(built["bench-int"]!, failing);
     expect(jit.failures).toBe(asked);
     expect(jit.failures).toBeGreaterThan(0);
@@ -84,7 +85,17 @@ describe("the compile thread", () => {
     expect(jit.optimized).toBe(0);
   }, 120_000);
 
+  it("hands an answer over from poll(), the event loop never turning (a pCPU turns it every 10 ms)", () => {
+    const thread = nodePlatform.jitCompiler!();
+    let answer: unknown = "none yet";
+    thread.compile({ slots: new Uint8Array(16384), memoryPages: 1024 }, (page, err) => { answer = err ?? page; });
+    const end = performance.now() + 20_000; // the thread may be starting
+    while (answer === "none yet" && performance.now() < end) thread.poll!();
+    expect(answer).toBeNull(); // nothing to translate, said at once
+  });
+
   it("answers a page with nothing to translate with nothing", async () => {
-    expect(await nodePlatform.jitCompiler!().compile(new Uint8Array(16384), 1024)).toBeNull();
+    const page = await new Promise((resolve, reject) => nodePlatform.jitCompiler!().compile({ slots: new Uint8Array(16384), memoryPages: 1024 }, (p, err) => err ? reject(err) : resolve(p)));
+    expect(page).toBeNull();
   });
 });

@@ -1,7 +1,7 @@
 // The VMM's platform on Node: the core from build/core.wasm, images and disks from files
 // (checked as image-files.ts says), host sockets from node:net and node:dgram, a worker thread
 // per pCPU, and the machine's memory, cores and open-file limit to share.
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker, receiveMessageOnPort } from "node:worker_threads";
 import { closeSync, existsSync, readFileSync } from "node:fs";
 import { totalmem, availableParallelism } from "node:os";
 import { join } from "node:path";
@@ -64,13 +64,22 @@ export const nodePlatform: Platform = {
   },
 
   // This thread's compile thread for the translation tier.
+  // Its replies come on a port of their own, which the tier polls after each step
+  // (receiveMessageOnPort) rather than waiting for the event loop's next turn.
   jitCompiler: compilerPerThread(({ onReply, onEnd }) => {
-    const worker = new Worker(join(packageRoot(), "dist/jit-worker.js"));
+    const { port1: port, port2: workerSide } = new MessageChannel();
+    const worker = new Worker(join(packageRoot(), "dist/jit-worker.js"), { workerData: { port: workerSide }, transferList: [workerSide] });
     worker.unref(); // it never keeps the process alive
-    worker.on("message", onReply);
+    port.on("message", onReply);
+    port.unref();
     worker.on("error", (e) => onEnd(e.message));
     worker.on("exit", (code) => onEnd(`exited with code ${code}`));
-    return { postMessage: (m, transfer) => worker.postMessage(m, transfer) };
+    return {
+      postMessage: (m, transfer) => port.postMessage(m, transfer),
+      poll: () => {
+        for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) onReply(m.message);
+      },
+    };
   }, true), // it picks V8's tier for each translation (v8-tiers.ts)
 
   openDisk: openNodeDisk,

@@ -1,6 +1,6 @@
 // The translation tier's compile thread on Node (host/jit/compiler.ts): one per pCPU thread,
 // choosing V8's tier for each translation (v8-tiers.ts).
-import { parentPort } from "node:worker_threads";
+import { workerData, type MessagePort } from "node:worker_threads";
 import { serveJitCompiles } from "../../jit/compiler";
 import { loadCoreModule } from "./core";
 import { v8TierCompiler } from "./v8-tiers";
@@ -9,4 +9,6 @@ import { v8TierCompiler } from "./v8-tiers";
 // from V8's module cache rather than one made under a translation's flags.
 export const core = loadCoreModule();
 
-serveJitCompiles({ postMessage: (m) => parentPort!.postMessage(m), onRequest: (h) => parentPort!.on("message", h) }, v8TierCompiler());
+// Requests and replies go over the port the pCPU's thread made for them (it polls its end).
+const port = (workerData as { port: MessagePort }).port;
+serveJitCompiles({ postMessage: (m) => port.postMessage(m), onRequest: (h) => port.on("message", h) }, v8TierCompiler());
