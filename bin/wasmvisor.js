@@ -1,7 +1,22 @@
 #!/usr/bin/env node
 // Entry point: the bundled CLI lives in dist/ (built by `npm run build`).
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
+import { setPriority } from "node:os";
 import { fileURLToPath } from "node:url";
+
+// V8 starts its helper threads (its background compilers, the GC's helpers) with the process;
+// the threads started from here on run vCPUs (pCPU workers) and the translation tier. With few
+// cores, V8 compiling several jobs at once (the translator's and the VMM's own JavaScript) took
+// the core a vCPU was running on (docs/PERFORMANCE.md): lowered, they get what vCPUs leave.
+// Linux only (a thread's nice value; elsewhere, or not permitted, nothing changes).
+const HELPER_NICE = 10;
+if (process.platform === "linux") {
+  try {
+    for (const tid of readdirSync("/proc/self/task").map(Number)) if (tid !== process.pid) setPriority(tid, HELPER_NICE);
+  } catch {
+    /* as they were */
+  }
+}
 
 const cli = new URL("../dist/cli.js", import.meta.url);
 if (!existsSync(fileURLToPath(cli))) {

@@ -1,0 +1,40 @@
+// The CLI lowers the threads V8 started with the process (its background compilers, the GC's
+// helpers) below the threads that run vCPUs (bin/wasmvisor.js): seen from outside, in /proc.
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { buildBaremetal } from "../../guests/baremetal/build.mjs";
+
+const built = (await buildBaremetal({ log: () => {} })).programs as Record<string, string>;
+
+/** Each thread of process `pid`: its nice value and the CPU it has used (clock ticks). */
+function threads(pid: number): { tid: number; nice: number; cpu: number }[] {
+  return readdirSync(`/proc/${pid}/task`).map((t) => {
+    const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields from the third on
+    return { tid: Number(t), nice: Number(f[16]), cpu: Number(f[11]) + Number(f[12]) };
+  });
+}
+
+describe("the CLI's threads", () => {
+  it("V8's helper threads run at nice 10; the main thread and the pCPU running the guest at 0", async () => {
+    const child = spawn(process.execPath, ["bin/wasmvisor.js", "boot", "--bios", "none", "--kernel", built["bench-int"]!, "--jit", "off"], { stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      let out = "";
+      child.stdout!.on("data", (d: Buffer) => { out += d.toString(); });
+      // Running for a while: the pCPU thread has used the most CPU by far.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(out).not.toMatch(/PASS|FAIL/); // still running
+      const ts = threads(child.pid!);
+      const main = ts.find((t) => t.tid === child.pid)!;
+      const busiest = ts.filter((t) => t !== main).sort((a, b) => b.cpu - a.cpu)[0]!;
+      expect(main.nice).toBe(0);
+      expect(busiest.nice).toBe(0);
+      expect(busiest.cpu).toBeGreaterThan(50); // ticks of 10 ms: the guest ran there
+      expect(ts.filter((t) => t.nice === 10).length).toBeGreaterThanOrEqual(2); // V8's pool
+      expect(ts.every((t) => t.nice === 0 || t.nice === 10)).toBe(true);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  }, 60_000);
+});
