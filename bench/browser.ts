@@ -133,7 +133,8 @@ async function linuxBoot(guest: LinuxGuest, host: Hypervisor, browser: Browser, 
       const definition = (name: string) => {
         const disk = join(dir, `${name}.qcow2`);
         nodePlatform.createDiskImage(disk, { backing: { path: guest.disk, format: "raw" }, what: "overlay" });
-        return guestVm(name, { firmware: DEFAULT_FIRMWARE, kernel: guest.kernel, initrd: guest.initramfs, disk, loopback: true });
+        // The tier the page runs by default (off in a browser), named for Node's side too.
+        return { ...guestVm(name, { firmware: DEFAULT_FIRMWARE, kernel: guest.kernel, initrd: guest.initramfs, disk, loopback: true }), jit: "off" };
       };
       await host.createVm(parseVmConfig(definition(`linux${i}`)));
       let out = "";

@@ -295,8 +295,9 @@ function smpSection(smp: SmpResult, qemuBars: Series): Section {
 
 function bootSection(boot: BootResult, qemuBars: Series): Section {
   const line = (what: string, median: number, runs: number[]) => [what, `${median.toFixed(2)} s`, runs.map((s) => s.toFixed(2)).join(", ")];
-  const rows = [line("wasmvisor, para (built-in SBI)", boot.linux_para_s, boot.runs.para), line("wasmvisor, full (Debian's OpenSBI)", boot.linux_full_s, boot.runs.full)];
-  if (boot.linux_full_jit_s !== undefined) rows.push(line("wasmvisor, full, translation tier on (`--jit on`)", boot.linux_full_jit_s, boot.runs.fullJit ?? []));
+  const tier = boot.jit ? ` (\`--jit ${boot.jit}\`, the default)` : "";
+  const rows = [line(`wasmvisor, para (built-in SBI)${tier}`, boot.linux_para_s, boot.runs.para), line(`wasmvisor, full (Debian's OpenSBI)${tier}`, boot.linux_full_s, boot.runs.full)];
+  if (boot.linux_full_interpreted_s !== undefined) rows.push(line("wasmvisor, full, the interpreter alone (`--jit off`)", boot.linux_full_interpreted_s, boot.runs.fullInterpreted ?? []));
   if (boot.qemu_linux_s !== null) rows.push(line("qemu-system-riscv64 (OpenSBI)", boot.qemu_linux_s, boot.runs.qemu));
   const svg = barChart({
     title: "Linux guest: process start to shell prompt", axis: "seconds (lower is better)",

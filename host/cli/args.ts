@@ -71,8 +71,8 @@ Options:
                        P2M on a TLB miss; shadow keeps shadow page tables, write-protecting the
                        guest's. Default: nested.
   --jit <off|on|all>   The translation tier: on compiles hot guest code to WebAssembly; all
-                       compiles every page as soon as it ran (for tests). Default: off, or the
-                       WASMVISOR_JIT environment variable.
+                       compiles every page as soon as it ran (for tests). Default: on (off in a
+                       browser), or the WASMVISOR_JIT environment variable.
   --bios <file|none|builtin|default>
                        M-mode firmware (ELF or raw, loaded at 0x80000000). Default for full:
                        Debian's OpenSBI, /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin;
