@@ -39,7 +39,7 @@ export interface JitCompiler {
   compile(request: JitRequest, done: (page: CompiledPage | null, error?: Error) => void): void;
   /**
    * Hand over now the answers that have arrived, without waiting for the event loop (which a
-   * pCPU turns only every few milliseconds); nothing where the platform cannot (a browser).
+   * pCPU turns only every few milliseconds); absent where the platform cannot (a browser).
    */
   poll?(): void;
 }
@@ -78,42 +78,38 @@ export function jitCompilerClient(port: {
       const id = ++next;
       const copy = slots.slice(); // the caller's bytes stay its own: the copy moves
       waiting.set(id, done);
-      try {
-        port.postMessage({ id, slots: copy, memoryPages, sampled, optimize } satisfies Request, [copy.buffer]);
-      } catch (e) { // the thread could not start: the page stays interpreted, the failure counted
-        waiting.delete(id);
-        done(null, new Error(`translation: no compile thread (${(e as Error).message})`));
-      }
+      port.postMessage({ id, slots: copy, memoryPages, sampled, optimize } satisfies Request, [copy.buffer]);
     },
     ...(port.poll ? { poll: port.poll } : {}),
   };
 }
 
 /**
- * A thread's one compile thread, started when it is first asked for a page (not when a VM that
- * may use it is built: a restored or migrated VM starts running without waiting for a thread to
- * boot beside it) and again after it ended. `start` starts it, delivers its messages to
- * `onReply` and tells `onEnd` when it ends, and returns how to post to it (and, where it can, to
- * take its replies at once: `poll`). `tiers`: the thread serves with a CompileModule that hears
- * `optimize`.
+ * A thread's one compile thread, started on first use and again after it ended: `start` starts
+ * it, delivers its messages to `onReply` and tells `onEnd` when it ends, and returns how to post
+ * to it (and, where it can, to take its replies at once: `poll`). `tiers`: the thread serves
+ * with a CompileModule that hears `optimize`.
  */
 export function compilerPerThread(start: (io: { onReply(m: unknown): void; onEnd(why: string): void }) => {
   postMessage(m: unknown, transfer?: ArrayBuffer[]): void;
   poll?(): void;
 }, tiers = false): () => JitCompiler {
-  let port: ReturnType<typeof start> | null = null;
-  let reply: (m: unknown) => void = () => {};
-  let ended: (why: string) => void = () => {};
-  const compiler = jitCompilerClient({
-    postMessage: (m, transfer) => {
-      port ??= start({ onReply: (r) => reply(r), onEnd: (why) => { port = null; ended(why); } });
-      port.postMessage(m, transfer);
-    },
-    onReply: (h) => { reply = h; },
-    onEnd: (h) => { ended = h; },
-    poll: () => port?.poll?.(),
-  }, tiers);
-  return () => compiler;
+  let compiler: JitCompiler | null = null;
+  return () => {
+    if (compiler) return compiler;
+    let reply: (m: unknown) => void = () => {};
+    let ended: ((why: string) => void) | null = null;
+    const port = start({
+      onReply: (m) => reply(m),
+      onEnd: (why) => { compiler = null; ended?.(why); ended = null; },
+    });
+    return (compiler = jitCompilerClient({
+      postMessage: (m, transfer) => port.postMessage(m, transfer),
+      onReply: (h) => { reply = h; },
+      onEnd: (h) => { ended = h; },
+      ...(port.poll ? { poll: () => port.poll!() } : {}),
+    }, tiers));
+  };
 }
 
 /** The compile thread's side: answer each request with its page's module. */

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { VirtMachine } from "../../host/machine/virt";
 import { nodePlatform } from "../../host/platform/node";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
-import { compilerPerThread, type JitCompiler } from "../../host/jit/compiler";
+import type { JitCompiler } from "../../host/jit/compiler";
 
 const built = (await buildBaremetal({ log: () => {}, defines: { "bench-int": { ITERS: 16 } } })).programs as Record<string, string>;
 // At its full length (a second translated): long enough for a compile thread's optimizing compile to come back.
@@ -92,38 +92,6 @@ describe("the compile thread", () => {
     const end = performance.now() + 20_000; // the thread may be starting
     while (answer === "none yet" && performance.now() < end) thread.poll!();
     expect(answer).toBeNull(); // nothing to translate, said at once
-  });
-
-  it("starts its thread when first asked for a page (not when a VM gets it), and again after it ended", () => {
-    let started = 0;
-    let reply: (m: unknown) => void = () => {};
-    let end: (why: string) => void = () => {};
-    const posted: { id: number }[] = [];
-    const perThread = compilerPerThread(({ onReply, onEnd }) => {
-      started++;
-      reply = onReply;
-      end = onEnd;
-      return { postMessage: (m) => { posted.push(m as { id: number }); } };
-    });
-    const compiler = perThread();
-    expect(perThread()).toBe(compiler);
-    expect(started).toBe(0); // a VM built with it has started nothing
-    const answers: unknown[] = [];
-    const ask = () => compiler.compile({ slots: new Uint8Array(16), memoryPages: 1 }, (page, err) => answers.push(err?.message ?? page));
-    ask();
-    expect(started).toBe(1);
-    reply({ id: posted[0]!.id, page: null });
-    ask();
-    expect(started).toBe(1);
-    end("exited with code 1"); // what it had not answered fails
-    expect(answers).toEqual([null, "translation: the compile thread ended (exited with code 1)"]);
-    ask();
-    expect(started).toBe(2);
-    // A thread that cannot start: the page's answer is the failure, the caller goes on.
-    const broken = compilerPerThread(() => { throw new Error("no workers here"); })();
-    let failure = "";
-    broken.compile({ slots: new Uint8Array(16), memoryPages: 1 }, (_page, err) => { failure = err!.message; });
-    expect(failure).toBe("translation: no compile thread (no workers here)");
   });
 
   it("answers a page with nothing to translate with nothing", async () => {
