@@ -455,10 +455,17 @@ function fetchHalf(va: u64): u32 {
   return host >= 0 ? <u32>load<u16>(<usize>host) : 0;
 }
 
+// The host address of `va` if `table` maps its page (the TLB's hit for an access the caller has
+// checked for alignment), else -1 (host addresses are never negative).
+@inline function tlbHost(table: usize, va: u64): i64 {
+  const e = tlbEntry(table, va);
+  return load<u64>(e) == (va & ~<u64>0xfff) ? <i64>(load<u64>(e + 8) + va) : -1;
+}
+
 function fetchHost(va: u64): i64 {
   // The fetch TLB first: an instruction that straddles two pages is fetched here every time it runs.
-  const e = tlbEntry(tlbFetch, va);
-  if (load<u64>(e) == (va & ~<u64>0xfff)) return <i64>(load<u64>(e + 8) + va);
+  const hit = tlbHost(tlbFetch, va);
+  if (hit >= 0) return hit;
   const host = resolve(va, 2, ACC_FETCH);
   if (host == -2) raise(EXC_FETCH_ACCESS, va);
   return host < 0 ? -1 : host;
@@ -537,8 +544,8 @@ export function resolveAtomic(va: u64, size: u64, acc: i32): i64 {
   if ((load<i32>(H + H_TRIG_ARMED) & TA_DATA) == 0) {
     // The TLB hit a load or store takes: a page is in the store TLB only if it may be written
     // (so read: W without R is reserved), is not watched, and holds no decoded code.
-    const e = tlbEntry(acc == ACC_READ ? tlbRead : tlbWrite, va);
-    if (load<u64>(e) == (va & ~<u64>0xfff)) return <i64>(va + load<u64>(e + 8));
+    const hit = tlbHost(acc == ACC_READ ? tlbRead : tlbWrite, va);
+    if (hit >= 0) return hit;
   } else if (dataTriggerFires(acc == ACC_READ ? TK_LOAD : TK_LOAD | TK_STORE, va, size)) return -1;
   const host = resolve(va, size, acc);
   if (host == -2) {
