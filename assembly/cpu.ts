@@ -368,8 +368,9 @@ function fetchDecode(pc: u64): usize {
     if (off == 0xffe && (load<u16>(host) & 3) == 3) return decodeUncached(pc);
     const op = load<u8>(slot);
     if (op != 0 && op != D.OP_JIT) return slot;
-    store<u64>(DC_SCRATCH, decode(<u32>load<u16>(host) | (<u32>load<u16>(host + 2) << 16)));
-    return DC_SCRATCH;
+    const sp = DC_SCRATCH + dcMeta; // this thread's: another thread decodes into its own at the same time
+    store<u64>(sp, decode(<u32>load<u16>(host) | (<u32>load<u16>(host + 2) << 16)));
+    return sp;
   }
   if (load<u8>(slot) != 0) return slot;
   const host = pageHost + <usize>off;

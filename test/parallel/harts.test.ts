@@ -158,11 +158,12 @@ beforeAll(async () => {
 }, 60_000);
 
 // Hart 0 on this thread, hart 1 on a worker with its own Core, both from RAM_GPA, until both halt.
-async function runPair(name: string, program: string, jit: JitMode) {
+async function runPair(name: string, program: string, jit: JitMode, setUp?: (core: Core) => void) {
   const module = loadCoreModule();
   const core = new Core({ module, ramSize: RAM, harts: 2 });
   core.ram.set(assemble(name, program), 0);
   for (let h = 0; h < 2; h++) core.setPc(h, L.RAM_GPA);
+  setUp?.(core);
   const w = new Worker(worker, { workerData: { module, memory: core.memory, ramSize: RAM, harts: 2, hart: 1, jit, budget: RUN_BUDGET, napMs: NAP_MS } });
   const done = new Promise<{ ms: number; instret: number; translated: number; a2: number }>((resolve, reject) => {
     w.on("message", (m) => { if (!m.ready) resolve(m); });
@@ -237,7 +238,42 @@ writer:
   j writer
 `;
 
+// Both harts count in loops of one page with a debugger's breakpoint in it (never reached): in a
+// watched page every fetch is decoded afresh into a scratch slot, which must be its thread's own.
+// Both threads once shared one: a hart ran the instruction the other thread had just decoded (a
+// Linux guest under gdb, -smp 2, oopsed with its stack pointer one byte off).
+const WATCHED_COUNT = 500_000;
+const WATCHED_PAGE = `
+  csrr a0, mhartid
+  li s1, ${WATCHED_COUNT}
+  li a2, 0
+  bnez a0, 2f
+  j 1f
+  .align 12
+1:
+  addi a2, a2, 1          # hart 0 counts in ones
+  addi s1, s1, -1
+  bnez s1, 1b
+  j 5f
+2:
+  addi a2, a2, 3          # hart 1 in threes
+  addi s1, s1, -1
+  bnez s1, 2b
+5:
+  wfi
+  j 5b
+`;
+
 describe("two harts of one VM on two threads", () => {
+  it("a page with a debugger's breakpoint: each thread runs the instructions it decoded, not the other's", async () => {
+    const page = Number(L.RAM_GPA) + 4096;
+    const { core, other } = await runPair("watched", WATCHED_PAGE, "off", (c) => {
+      for (let h = 0; h < 2; h++) c.setDebugBreakpoints(h, [BigInt(page + 0xff0)]);
+    });
+    expect(core.x(0, 12)).toBe(BigInt(WATCHED_COUNT));
+    expect(other.a2).toBe(3 * WATCHED_COUNT);
+  }, 120_000);
+
   for (const jit of ["off", "all"] as const) {
     it(`count exactly with amoadd, LR/SC, a ticket lock and Peterson's lock; fences against store buffering; code one writes and the other runs (--jit ${jit})`, async () => {
       const r = await runBoth(jit);
