@@ -21,9 +21,12 @@ describe("V8's tier per translation", () => {
     const out = run.stdout; // V8's trace and the guest's console; --stats on stderr
     expect(out).toMatch(/PASS: bench-int/);
     // "Compiled function 0x55d0c2a3b4c0#12 using Liftoff, took ..." per function compiled, by module.
+    // V8 writes a line in pieces through its own buffer, and the guest's console (written by Node
+    // straight to the pipe) can land between them: "Compiled function BENCH ...\nPASS: ...\n0x55d0...#12
+    // using TurboFan" (once in ~10 runs on a translation's line, which then went uncounted).
     const byModule = new Map<string, Set<string>>();
     const functions = new Map<string, Set<string>>();
-    for (const m of out.matchAll(/Compiled function (0x[0-9a-f]+)#(\d+) using (Liftoff|TurboFan)/g)) {
+    for (const m of out.matchAll(/Compiled function (?:[^\n]*\n){0,4}?(0x[0-9a-f]+)#(\d+) using (Liftoff|TurboFan)/g)) {
       (byModule.get(m[1]!) ?? byModule.set(m[1]!, new Set()).get(m[1]!)!).add(m[3]!);
       (functions.get(m[1]!) ?? functions.set(m[1]!, new Set()).get(m[1]!)!).add(m[2]!);
     }
@@ -35,6 +38,11 @@ describe("V8's tier per translation", () => {
     expect(translations).toContain("TurboFan");
     const optimized = Number(/(\d+) optimized\)/.exec(run.stderr)?.[1]);
     expect(optimized).toBeGreaterThan(0);
-    expect(translations.filter((t) => t === "TurboFan").length).toBe(optimized);
+    // Each TurboFan-only translation is one the tier asked to optimize; not one each, though: V8's
+    // module cache hands back a module still alive for the same bytes without compiling (a page
+    // optimized, dropped and optimized again: 3 optimized, 2 in the trace, in ~1 run of 15).
+    const turbofan = translations.filter((t) => t === "TurboFan").length;
+    expect(turbofan).toBeGreaterThan(0);
+    expect(turbofan).toBeLessThanOrEqual(optimized);
   }, 120_000);
 });
