@@ -137,7 +137,11 @@ export class TranslationTier {
   /** After a step: forget dead translations, make new ones. Returns the work units compiling cost. */
   update(): number {
     const { gens, tags, decodedCounts, heats } = this;
-    if (!this.synchronous) {
+    // What compiled since the last step goes in now, not at the next turn of the event loop. A
+    // compiler that cannot be polled answers only when the loop turns: a caller that never lets
+    // it (a test's or a benchmark's loop) would wait for ever, so it is given up on.
+    this.compiler?.poll?.();
+    if (!this.synchronous && !this.compiler?.poll) {
       if (!this.turnQueued) {
         this.turnQueued = true;
         queueMicrotask(() => { this.turnQueued = false; this.turns++; });
@@ -146,7 +150,6 @@ export class TranslationTier {
       for (const p of this.pending.values()) if (now - p.since > NEVER_ARRIVES_MS && p.turns === this.turns) this.synchronous = true;
       if (this.synchronous) this.pending.clear(); // given up on: translated again, at once
     }
-    this.compiler?.poll?.(); // what compiled since the last step goes in now, not at the next turn of the event loop
     const background = !this.synchronous;
     const cool = ++this.steps % COOL_EVERY === 0;
     if (cool) for (let e = 0; e < L.DC_PAGES; e++) heats[e] >>= 1;
