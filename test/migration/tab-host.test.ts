@@ -59,15 +59,30 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
   const disk = new Uint8Array(1 << 20).map((_, i) => (i * 13) & 0xff);
   const r = await rig({ "/opfs/guest/disk.img": disk.slice() });
   const { dir, key, log, server, tab, tabPlatform, url, removed } = r;
+  let text = "";
+  // (It waited out the test's timeout once in a full run: each wait below has its own, which says
+  // which wait it was and where the VM and its console were.)
+  const where = () => `the console: ${JSON.stringify(text)}; the tab's VMs: ${JSON.stringify(tab.list())}; the server's: ${JSON.stringify(server.list())}; the log: ${JSON.stringify(log)}`;
+  const within = <T>(what: string, p: Promise<T>, ms = 30_000): Promise<T> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms / 1000} s; ${where()}`)), ms); })])
+      .finally(() => clearTimeout(timer));
+  };
+  const until = async (what: string, ready: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> => {
+    const end = performance.now() + ms;
+    while (!(await ready())) {
+      if (performance.now() > end) throw new Error(`${what}: not after ${ms / 1000} s; ${where()}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
   try {
     await tab.create({ name: VM, kernel: "/guest/count.bin", memory: "16M", drives: ["file=/opfs/guest/disk.img"] });
-    let text = "";
     tab.attachConsole(VM, (b) => { text += new TextDecoder().decode(b); });
     await tab.act(VM, "start");
-    while ((await tab.stats(VM)).instructions < 40_000_000) await new Promise((r) => setImmediate(r));
+    await until("the VM running in the tab", async () => (await tab.stats(VM)).instructions >= 40_000_000);
 
     // To the host: it runs there on a copy of its disk in the server's directory.
-    const out = await tab.migrate(VM, "tcp:server:1", { copyStorage: true, downtimeMs: 50 });
+    const out = await within("the migration to the host", tab.migrate(VM, "tcp:server:1", { copyStorage: true, downtimeMs: 50 }));
     expect(out.phase).toBe("done");
     expect(server.info(VM).state).toBe("running");
     expect(server.info(VM).drives[0]!.startsWith(`${dir}/`)).toBe(true);
@@ -75,27 +90,27 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
     const consoleWs = new WebSocket(`${url}/console?vm=${VM}`);
     consoleWs.on("message", (d: Buffer) => { text += d.toString(); });
     const consoleClosed = new Promise<string>((r) => consoleWs.once("close", (_code, why) => r(why.toString())));
-    await new Promise((r) => consoleWs.once("open", r));
+    await within("the console's WebSocket opening", new Promise((r) => consoleWs.once("open", r)));
     const atHost = text.length;
-    while (text.length < atHost + 2) await new Promise((r) => setTimeout(r, 10));
+    await until("two digits printed at the host", () => text.length >= atHost + 2);
 
     // And back: the tab takes it in over the WebSocket it opens.
     const back = new WebSocket(`${url}/migrate-back?vm=${VM}`);
-    await new Promise((r) => back.once("open", r));
-    await tab.incoming(wsLink(back as unknown as WebSocketLike, "the server"));
+    await within("the way back's WebSocket opening", new Promise((r) => back.once("open", r)));
+    await within("the migration back to the tab", tab.incoming(wsLink(back as unknown as WebSocketLike, "the server")));
     // The host lets it go once it hears the tab runs it.
     for (let i = 0; i < 100 && server.list().length; i++) await new Promise((r) => setTimeout(r, 20));
     expect(() => server.info(VM)).toThrow(/no VM named/);
     expect(tab.info(VM).state).toBe("running");
-    expect(await consoleClosed).toMatch(/^stopped: migrated to tcp:127\.0\.0\.1:\d+/);
+    expect(await within("the host's console closing", consoleClosed)).toMatch(/^stopped: migrated to tcp:127\.0\.0\.1:\d+/);
     const copy = tab.info(VM).drives[0]!;
     expect(copy).toMatch(/^\/opfs\/vms\/tab-0123456789abcdef\.\w+\.disk0\.qcow2$/);
     // Gone from the server, so is its copy of the disk.
-    await r.served;
+    await within("the server's side of the first migration ending", r.served);
     expect(removed).toHaveLength(1);
     expect(readdirSync(dir)).toEqual([]);
     tab.attachConsole(VM, (b) => { text += new TextDecoder().decode(b); });
-    expect((await tab.waitForEnd(VM)).exitCode).toBe(0);
+    expect((await within("the VM's end in the tab", tab.waitForEnd(VM))).exitCode).toBe(0);
     // Every digit once, in order, wherever it was printed.
     expect(text).toBe("0123456789");
     // The disk came back byte for byte.
