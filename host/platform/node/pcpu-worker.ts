@@ -1,8 +1,17 @@
 // The worker thread of one pCPU: the control plane (Hypervisor) drives its Pcpu through Comlink.
 import { parentPort } from "node:worker_threads";
+import { setFlagsFromString } from "node:v8";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { Pcpu } from "../../hv/pcpu";
 import { nodePlatform } from "./index";
+
+// V8 drops the bytecode of functions that have not run for a few of its full collections (one
+// every 30-100 ms while VMs come and go), and compiles it again at their next call: a restore,
+// which runs once in a while, ran at half speed with its code rebuilt each time (to running:
+// 5.6-6.9 ms, against 2.8-3.3 ms with the bytecode kept; docs/PERFORMANCE.md). The flag is the
+// process's: the control plane's rare paths keep theirs too. What it keeps is code that has run,
+// once per thread, not per VM.
+setFlagsFromString("--no-flush-bytecode");
 
 if (parentPort) Comlink.expose(new Pcpu(nodePlatform), nodeEndpoint(parentPort));
