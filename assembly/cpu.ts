@@ -8,7 +8,7 @@ import {
   H_PC, H_WFI, H_ATTN, H_INSTRET, H_EXIT_REASON, H_EXIT_LOAD_RD, H_EXIT_LOAD_KIND, H_EXIT_DATA,
   H_EXIT_SIZE, H_EXIT_EXECUTED, H_EXIT_RETIRED, H_JIT_RETIRED, H_JIT_STATUS, H_FENCE, H_IN_RUN, H_TLB_REQ, H_TLB_DONE, H_FENCEI_REQ, H_FENCEI_DONE, H_MSTATUS, H_RESV_VALID, H_RESV_ADDR, H_RESV_VALUE, H_F,
   VM_FLAGS, VMF_SBI_IN_HOST, VM_INSTRET_TOTAL, VM_STAT_JIT, JIT_STAT_STRIDE, EXIT_BUDGET, EXIT_MMIO, EXIT_HALT,
-  EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, EXIT_DEBUG, H_TRIG_ARMED, TA_EXEC, TA_STEP, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, DC_SCRATCH, JIT_SLOT, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
+  EXIT_TOHOST, EXIT_SBI, EXIT_ATTENTION, EXIT_DEBUG, H_TRIG_ARMED, TA_EXEC, TA_STEP, LOAD_SIGNED, LOAD_UNSIGNED, LOAD_FLOAT, TLB_ENTRIES, JIT_SLOT, DC_TAGS, DC_PAGES, DC_SLOTS, DC_PAGE_BYTES,
 } from "./layout";
 import {
   H, priv, selectHart, setXreg, setFreg, csr64, tlbRead, tlbWrite, tlbFetch, mtime, takeMtimeWritten,
@@ -25,7 +25,7 @@ import { csrAccess, csrIllegal, interruptCheckNeeded, clearInterruptCheck, setPe
 import { execFp, fpIllegal, arithD } from "./fp";
 import { decode } from "./decode";
 import * as D from "./decode";
-import { dcPage, dcCached, decodeSlot, dcFlush, dcFenceI, dcSampleHeat, dcMeta } from "./dcache";
+import { dcPage, dcCached, decodeSlot, dcFlush, dcFenceI, dcSampleHeat, dcMeta, dcScratch } from "./dcache";
 import { triggerCheck, triggerWatchesPage, TK_EXEC, CAUSE_DEBUG } from "./trigger";
 
 // Instructions between polls of interrupts, clock and host attention.
@@ -319,7 +319,7 @@ let pageSlots: usize = 0;
 
 /**
  * The decoded slot for pc when the loop has none at hand: pc left the current page, or its slot
- * is empty. Looks the page up (and caches it) as needed. Returns the slot's address (DC_SCRATCH
+ * is empty. Looks the page up (and caches it) as needed. Returns the slot's address (dcScratch()
  * for an instruction that is not cached), or 0 with accStatus set if the fetch faults.
  */
 // A translation returned to the run loop since fetchDecode last ran; page changes it caused.
@@ -368,7 +368,7 @@ function fetchDecode(pc: u64): usize {
     if (off == 0xffe && (load<u16>(host) & 3) == 3) return decodeUncached(pc);
     const op = load<u8>(slot);
     if (op != 0 && op != D.OP_JIT) return slot;
-    const sp = DC_SCRATCH + dcMeta; // this thread's: another thread decodes into its own at the same time
+    const sp = dcScratch();
     store<u64>(sp, decode(<u32>load<u16>(host) | (<u32>load<u16>(host + 2) << 16)));
     return sp;
   }
@@ -380,13 +380,13 @@ function fetchDecode(pc: u64): usize {
   if (decodeSlot(slot, pageHost, host)) return slot;
   // The page was invalidated under the loop: run this one from scratch, look the page up again.
   pageVa = 1;
-  return DC_SCRATCH + dcMeta;
+  return dcScratch();
 }
 
 function decodeUncached(pc: u64): usize {
   const bits = fetchSlow(pc);
   if (accStatus != ACC_OK) return 0;
-  const sp = DC_SCRATCH + dcMeta; // this thread's
+  const sp = dcScratch();
   store<u64>(sp, decode(bits));
   return sp;
 }

@@ -56,6 +56,14 @@ export function dcSelect(k: i32): void {
   return -1;
 }
 
+/**
+ * This thread's slot for an instruction run without caching it: harts on other threads decode
+ * into theirs at the same time (one shared slot once had a hart run another's instruction).
+ */
+@inline export function dcScratch(): usize {
+  return dcMeta + <usize>DC_SCRATCH;
+}
+
 /** The slots of the code page at host offset `hostPage` if it is cached (marked used), else 0. */
 export function dcCached(hostPage: usize): usize {
   const e = findEntry(dcMeta, hostPage);
@@ -226,7 +234,7 @@ function flushCache(k: i32): void {
 /**
  * Decode the instruction at host offset `host` (in page `hostPage`) into the slot at `slotPtr`.
  * Returns false, leaving the slot alone, if the page has been invalidated since the caller looked
- * it up (then the decoded value is in DC_SCRATCH).
+ * it up (then the decoded value is in dcScratch()).
  */
 export function decodeSlot(slotPtr: usize, hostPage: usize, host: usize): bool {
   const d = decode(<u32>load<u16>(host) | (<u32>load<u16>(host + 2) << 16));
@@ -237,6 +245,6 @@ export function decodeSlot(slotPtr: usize, hostPage: usize, host: usize): bool {
     store<u16>(meta + DC_DECODED + (e << 1), load<u16>(meta + DC_DECODED + (e << 1)) + 1);
     return true;
   }
-  store<u64>(meta + DC_SCRATCH, d);
+  store<u64>(dcScratch(), d);
   return false;
 }
