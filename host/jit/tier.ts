@@ -80,6 +80,8 @@ interface Translation {
   marks: number[];
   originals: bigint[];
   bytes: number;
+  /** Decoded instructions it covers: all the page's decoded (`decoded`), and a new one would be the same. */
+  covered: number;
   /** The module's count of instructions it retired (RETIRED_COUNTER), what it read last, and its heat. */
   counter: WebAssembly.Global | null;
   seen: number;
@@ -185,6 +187,12 @@ export class TranslationTier {
         // only slices spent mostly interpreting); its region grows by where the samples fell.
         if (t.times >= MAX_RETRANSLATIONS) continue;
         if (this.mode === "on" ? !hot : decoded < t.decoded * REGROW + 8) continue;
+        // Nothing it left out: the heat is a neighbour's (a slice is sampled where it ends, and
+        // one that interpreted the page before ends here after a while in this translation).
+        if (t.covered >= decoded) {
+          heats[e] = 0;
+          continue;
+        }
       }
       heats[e] = 0;
       if (this.counts.liveWasmBytes >= MAX_LIVE_WASM_BYTES) continue;
@@ -283,7 +291,7 @@ export class TranslationTier {
   private nothingToTranslate(e: number, gen: number, decoded: number, times: number): void {
     const old = this.entries[e];
     if (old) Object.assign(old, { decoded, times });
-    else this.entries[e] = { index: -1, gen, decoded, times, marks: [], originals: [], bytes: 0, counter: null, seen: 0, heat: 0, optimized: false };
+    else this.entries[e] = { index: -1, gen, decoded, times, marks: [], originals: [], bytes: 0, covered: 0, counter: null, seen: 0, heat: 0, optimized: false };
   }
 
   // Put translation t of entry e (its slots as of generation gen) in place of the one there.
@@ -310,7 +318,7 @@ export class TranslationTier {
       core.view.setUint32(slots + off * 4 + 4, index, true);
     }
     const counter = (instance.exports[RETIRED_COUNTER] as WebAssembly.Global | undefined) ?? null;
-    this.entries[e] = { index, gen, decoded, times, marks: t.entries, originals, bytes: t.bytes, counter, seen: 0, heat: 0, optimized };
+    this.entries[e] = { index, gen, decoded, times, marks: t.entries, originals, bytes: t.bytes, covered: t.instructions, counter, seen: 0, heat: 0, optimized };
     const c = this.counts;
     if (optimized) c.optimized++;
     c.translations++;

@@ -102,3 +102,43 @@ describe("translating a page's hot region", () => {
     expect(t.jit!.retired).toBeGreaterThan(25_000_000);
   }, 60_000);
 });
+
+// A loop alone on its page (entered from the page before, left for the page after): its
+// translation covers all that the page has decoded.
+const LOOP_PAGE = `
+  li s1, 100000000
+  j loop
+  .org 0x1000
+loop:
+  addi s1, s1, -1
+  add s2, s2, s1
+  bnez s1, loop
+  j done
+  .org 0x2000
+done:
+${EXIT}`;
+
+describe("heat on a page whose translation covers it all", () => {
+  it("is a neighbour's (a slice is sampled where it ends): the page is not translated again, the same", () => {
+    const m = new VirtMachine({ module: loadCoreModule(), memory: 64 << 20, bios: null, kernel: { name: "loop-page", bytes: assemble("loop-page", LOOP_PAGE) }, jit: "on", output: () => {} });
+    const { meta } = m.core.codeCache;
+    const entry = () => {
+      for (let e = 0; e < L.DC_PAGES; e++) if (m.core.view.getUint32(meta + L.DC_TAGS + e * 4, true) === L.RAM_HOST + 0x1000) return e;
+      return -1;
+    };
+    // Until the loop's page is translated (its compile given up on, then made on this thread: this loop never yields).
+    const end = performance.now() + 20_000;
+    while (m.stats().jit!.translations === 0 && performance.now() < end) m.step();
+    const e = entry();
+    expect(e).toBeGreaterThanOrEqual(0);
+    const translations = m.stats().jit!.translations;
+    expect(translations).toBe(1);
+    for (let i = 0; i < 6; i++) {
+      m.core.view.setUint8(meta + L.DC_HEAT + e, 255); // as hot as a page gets
+      m.step();
+    }
+    expect(m.stats().jit!.translations).toBe(translations);
+    expect(m.stats().jit!.retired).toBeGreaterThan(0);
+    m.close();
+  }, 60_000);
+});
