@@ -36,17 +36,20 @@ done:
   addi s5, s5, 1
 ${EXIT}`;
 
+// The decoded-code cache's entry for the page at host offset `hostPage`, or -1.
+function cacheEntry(m: VirtMachine, hostPage: number): number {
+  const { meta } = m.core.codeCache;
+  for (let e = 0; e < L.DC_PAGES; e++) if (m.core.view.getUint32(meta + L.DC_TAGS + e * 4, true) === hostPage) return e;
+  return -1;
+}
+
 // The decoded slots of the page at guest physical 0x80000000 after running the program interpreted.
 function decodedPage(bytes: Uint8Array): { view: DataView; slots: number; pages: number } {
   const m = new VirtMachine({ module: loadCoreModule(), memory: 64 << 20, bios: null, kernel: { name: "p", bytes }, jit: "off", output: () => {} });
   runToStop(m, 60);
-  const { meta, slots } = m.core.codeCache;
-  for (let e = 0; e < L.DC_PAGES; e++) {
-    if (m.core.view.getUint32(meta + L.DC_TAGS + e * 4, true) === L.RAM_HOST) {
-      return { view: m.core.view, slots: slots + e * L.DC_PAGE_BYTES, pages: m.core.memory.buffer.byteLength / 65536 };
-    }
-  }
-  throw new Error("the program's page is not cached");
+  const e = cacheEntry(m, L.RAM_HOST);
+  if (e < 0) throw new Error("the program's page is not cached");
+  return { view: m.core.view, slots: m.core.codeCache.slots + e * L.DC_PAGE_BYTES, pages: m.core.memory.buffer.byteLength / 65536 };
 }
 
 // DC_SAMPLED bits for samples at these page offsets.
@@ -122,14 +125,10 @@ describe("heat on a page whose translation covers it all", () => {
   it("is a neighbour's (a slice is sampled where it ends): the page is not translated again, the same", () => {
     const m = new VirtMachine({ module: loadCoreModule(), memory: 64 << 20, bios: null, kernel: { name: "loop-page", bytes: assemble("loop-page", LOOP_PAGE) }, jit: "on", output: () => {} });
     const { meta } = m.core.codeCache;
-    const entry = () => {
-      for (let e = 0; e < L.DC_PAGES; e++) if (m.core.view.getUint32(meta + L.DC_TAGS + e * 4, true) === L.RAM_HOST + 0x1000) return e;
-      return -1;
-    };
     // Until the loop's page is translated (its compile given up on, then made on this thread: this loop never yields).
     const end = performance.now() + 20_000;
     while (m.stats().jit!.translations === 0 && performance.now() < end) m.step();
-    const e = entry();
+    const e = cacheEntry(m, L.RAM_HOST + 0x1000);
     expect(e).toBeGreaterThanOrEqual(0);
     const translations = m.stats().jit!.translations;
     expect(translations).toBe(1);

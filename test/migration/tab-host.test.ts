@@ -18,6 +18,8 @@ import { Hypervisor } from "../../host/hv/hypervisor";
 import { openWsLink, wsLink, type WebSocketLike } from "../../host/migration/ws-link";
 import { acceptFromTab, checkTabVm, closeWith, relayConsole, sendToTab } from "../../host/cli/web-vms";
 import { parseVmConfig, DEFINITION_PARSING } from "../../host/config/parse";
+import { pollUntil } from "../integration/cli";
+import { withTimeout } from "../net/guest";
 
 const core = loadCoreModule();
 
@@ -63,18 +65,9 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
   // (It waited out the test's timeout once in a full run: each wait below has its own, which says
   // which wait it was and where the VM and its console were.)
   const where = () => `the console: ${JSON.stringify(text)}; the tab's VMs: ${JSON.stringify(tab.list())}; the server's: ${JSON.stringify(server.list())}; the log: ${JSON.stringify(log)}`;
-  const within = <T>(what: string, p: Promise<T>, ms = 30_000): Promise<T> => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    return Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms / 1000} s; ${where()}`)), ms); })])
-      .finally(() => clearTimeout(timer));
-  };
-  const until = async (what: string, ready: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> => {
-    const end = performance.now() + ms;
-    while (!(await ready())) {
-      if (performance.now() > end) throw new Error(`${what}: not after ${ms / 1000} s; ${where()}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  };
+  const within = <T>(what: string, p: Promise<T>): Promise<T> =>
+    withTimeout(p, 30_000, what).catch((e: Error) => { throw new Error(`${e.message}; ${where()}`); });
+  const until = (what: string, ready: () => boolean | Promise<boolean>) => pollUntil(what, async () => (await ready()) || undefined, where);
   try {
     await tab.create({ name: VM, kernel: "/guest/count.bin", memory: "16M", drives: ["file=/opfs/guest/disk.img"] });
     tab.attachConsole(VM, (b) => { text += new TextDecoder().decode(b); });
