@@ -309,6 +309,9 @@ function bootSection(boot: BootResult, qemuBars: Series): Section {
     markdown: "## Boot\n\n" +
       "The Linux guest of `guests/linux` (same kernel and initramfs everywhere, `console=ttyS0`), from the start of the process " +
       "to its shell prompt.\n\n" +
+      (boot.node_start_s !== undefined ? `Of wasmvisor's time, Node's own start-up (\`node -e 0\`) is ${(boot.node_start_s * 1000).toFixed(0)} ms` +
+        (boot.node_start_with_extra_ca_s !== undefined ? `; the boots ran without this machine's NODE_EXTRA_CA_CERTS, which Node reads as it starts ` +
+          `(${(boot.node_start_with_extra_ca_s * 1000).toFixed(0)} ms with it; wasmvisor checks no certificate, and a user's machine does not set it)` : "") + ".\n\n" : "") +
       table(["", "time to shell prompt (median)", "runs"], ["---", "---:", "---"], rows),
     plots: [{ file: "boot.svg", svg }],
   };

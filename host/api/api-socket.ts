@@ -3,7 +3,7 @@
 // socket (or anything else) where `wasmvisor host` listens or `wasmvisor ctl` connects: they
 // would receive VM definitions and console keystrokes.
 import { lstatSync, mkdirSync, unlinkSync, type Stats } from "node:fs";
-import { connect } from "node:net";
+import { net } from "../platform/node/builtins";
 import { join } from "node:path";
 import { fileKind } from "../platform/node/image-files";
 
@@ -80,7 +80,7 @@ function lstatIfPresent(path: string): Stats | null {
 
 function socketAnswers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = connect(path);
+    const s = net().connect(path);
     s.once("connect", () => { s.destroy(); resolve(true); });
     s.once("error", () => resolve(false));
   });

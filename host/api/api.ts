@@ -25,7 +25,8 @@
  * Errors are {"error": "<message>"} with 400 (malformed request or definition), 404 (no such
  * VM or route), 409 (the VM's state does not allow it), 507 (the host cannot fit it) or 500.
  */
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { http } from "../platform/node/builtins";
 import type { Duplex } from "node:stream";
 import { clearStaleSocket } from "./api-socket";
 import { HvError, badRequest, notFound, type Control, type UsbRequest } from "../hv/types";
@@ -53,7 +54,7 @@ export interface ApiOptions {
 export async function serveApi(control: Control, socketPath: string, opts: ApiOptions = {}): Promise<Server> {
   await clearStaleSocket(socketPath);
   // A Unix socket has no host name: requests without a Host header are fine.
-  const server = createServer({ requireHostHeader: false }, (req, res) => void handle(control, req, res));
+  const server = http().createServer({ requireHostHeader: false }, (req, res) => void handle(control, req, res));
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => upgrade(control, req, socket, head));
   server.on("clientError", refuseUnparsable);
   await new Promise<void>((resolve, reject) => {
@@ -288,7 +289,7 @@ export class ApiClient {
   call<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
     const text = body === undefined ? undefined : JSON.stringify(body);
     return new Promise((resolve, reject) => {
-      const req = request({
+      const req = http().request({
         socketPath: this.socketPath, method, path,
         headers: text === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(text) },
       }, (res) => {
@@ -322,7 +323,7 @@ export class ApiClient {
   /** Attach to a VM's console: a raw duplex stream. */
   console(name: string): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      const req = request({
+      const req = http().request({
         socketPath: this.socketPath, method: "GET", path: `/vms/${encodeURIComponent(name)}/console`,
         headers: { connection: "Upgrade", upgrade: CONSOLE_PROTOCOL },
       });

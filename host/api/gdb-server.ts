@@ -1,6 +1,7 @@
 // The GDB stub on a socket (`-s`, `-gdb tcp::PORT`, `--gdb PORT`): one debugger at a time, as
 // QEMU's; a second connection is closed at once. The protocol is api/gdb.ts.
-import { createServer, type Server, type Socket } from "node:net";
+import type { Server, Socket } from "node:net";
+import { net } from "../platform/node/builtins";
 import { GdbSession, type GdbTarget } from "./gdb";
 import type { Endpoint } from "./qmp";
 import type { Monitor } from "./monitor";
@@ -36,7 +37,7 @@ export interface GdbServer {
 /** Serve the GDB remote protocol at `endpoint` for `target`. Rejects with a one-line error if it cannot listen. */
 export async function serveGdb(endpoint: Endpoint, target: GdbTarget, onError: (message: string) => void): Promise<GdbServer> {
   let client: { sock: Socket; session: GdbSession } | null = null;
-  const server: Server = createServer((sock) => {
+  const server: Server = net().createServer((sock) => {
     if (client) {
       sock.end();
       return;

@@ -3,7 +3,8 @@
 // QMP's form (docs/interop/qmp-spec in QEMU). The commands are the Monitor's (api/monitor.ts).
 // A client is untrusted: a message is at most 1 MiB and 64 levels deep, malformed JSON gets
 // QMP's error and the connection goes on, and no input can end the process.
-import { createServer, type Server, type Socket } from "node:net";
+import type { Server, Socket } from "node:net";
+import { net } from "../platform/node/builtins";
 import { lstatSync, unlinkSync } from "node:fs";
 import { Monitor, QmpError, type QmpEvent } from "./monitor";
 
@@ -273,7 +274,7 @@ export async function serveMonitor(endpoint: Endpoint, monitor: Monitor, protoco
   const clients = new Set<Socket>();
   let connected: () => void = () => {};
   const firstClient = new Promise<void>((resolve) => { connected = resolve; });
-  const server: Server = createServer((sock) => {
+  const server: Server = net().createServer((sock) => {
     if (clients.size >= MAX_CLIENTS) {
       sock.destroy();
       return;

@@ -3,7 +3,7 @@
 // configuration parser) or is refused with the reason. QEMU's split of a disk into -drive and
 // -device (and of a NIC into -netdev and -device) is joined here into wasmvisor's --drive and
 // --net specs, so the rest of wasmvisor sees one kind of disk and NIC.
-import { isIP } from "node:net";
+import { net } from "../platform/node/builtins";
 import { HART_ISA } from "../machine/virt";
 import type { Endpoint } from "../api/qmp";
 
@@ -84,7 +84,7 @@ export function parseEndpoint(option: string, spec: string): Endpoint {
   if (!allows(4) && !allows(6)) throw new QemuOptionError(`${option} ${spec}: ipv4 and ipv6 are both off: leave one on`);
   // No host: the loopback address of the family asked for.
   const host = given || (allows(4) ? "127.0.0.1" : "::1");
-  const family = isIP(host);
+  const family = net().isIP(host);
   if (family === 0 && (ipv4 !== undefined || ipv6 !== undefined)) throw new QemuOptionError(`${option} ${spec}: with ipv4= or ipv6= give HOST as an address (e.g. 127.0.0.1 or [::1])`);
   if (family !== 0 && !allows(family as 4 | 6)) throw new QemuOptionError(`${option} ${spec}: ${host} is an IPv${family} address and the options exclude IPv${family}`);
   const nodelay = props.has("nodelay") ? flag(option, "nodelay", props.get("nodelay")!) : false;

@@ -4,10 +4,9 @@
 // needs it), and WebSockets routed by path (/net: user-mode networking for the page's VMs).
 // Only the files named here are served; a WebSocket must come from this server's own page (its
 // Origin) with this server start's session token.
-import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
-import { randomBytes, timingSafeEqual } from "node:crypto";
-import { isIP } from "node:net";
+import { crypto, http, net } from "../platform/node/builtins";
 import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -131,8 +130,8 @@ async function guestFiles(dir: string | undefined): Promise<WebServerOptions["gu
 
 export async function startWebServer(opts: WebServerOptions): Promise<WebServer> {
   const root = packageRoot();
-  const token = randomBytes(24).toString("base64url");
-  const migrationKey = new Uint8Array(randomBytes(32));
+  const token = crypto().randomBytes(24).toString("base64url");
+  const migrationKey = new Uint8Array(crypto().randomBytes(32));
   const upgrades = new Map<string, UpgradeRoute>();
   // A server reached from other machines must not hand them its own loopback through a guest.
   const loopback = isLoopback(opts.host);
@@ -146,11 +145,11 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     const m = host ? /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(host) : null;
     if (!m || Number(m[2] ?? 80) !== port) return false;
     const name = m[1].toLowerCase();
-    return names.has(name) || isIP(name.replace(/^\[|\]$/g, "")) !== 0;
+    return names.has(name) || net().isIP(name.replace(/^\[|\]$/g, "")) !== 0;
   };
   const tokenOk = (given: string | null) => {
     const a = Buffer.from(given ?? ""), b = Buffer.from(token);
-    return a.length === b.length && timingSafeEqual(a, b);
+    return a.length === b.length && crypto().timingSafeEqual(a, b);
   };
 
   const staticFile = (path: string): string | undefined => {
@@ -182,7 +181,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     };
   };
 
-  const server = createServer((req, res) => {
+  const server = http().createServer((req, res) => {
     for (const [k, v] of Object.entries(ISOLATION)) res.setHeader(k, v);
     res.setHeader("X-Content-Type-Options", "nosniff");
     const say = (status: number, text: string) => {
@@ -212,7 +211,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on("error", () => {});
     const refuse = (status: number, why: string) => {
-      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nConnection: close\r\n` +
+      socket.end(`HTTP/1.1 ${status} ${http().STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nConnection: close\r\n` +
         `Content-Length: ${Buffer.byteLength(why) + 1}\r\n\r\n${why}\n`);
     };
     let url: URL;
@@ -288,7 +287,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   server.on("error", (e) => log(`the server: ${e.message}`));
   const addr = server.address();
   port = typeof addr === "object" && addr ? addr.port : opts.port;
-  const shown = isIP(opts.host) === 6 ? `[${opts.host}]` : opts.host;
+  const shown = net().isIP(opts.host) === 6 ? `[${opts.host}]` : opts.host;
 
   return {
     url: `http://${shown}:${port}/`,

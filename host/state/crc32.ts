@@ -1,5 +1,8 @@
 // CRC-32 (the IEEE polynomial, reflected, as zlib and PNG use it), four bytes per step.
-const TABLES = (() => {
+// The tables are built at the first use, not when the module loads: every command and thread
+// loads it, few compute a CRC (building them took 3 ms of a pCPU thread's start).
+let tables: Uint32Array | null = null;
+function makeTables(): Uint32Array {
   const t = new Uint32Array(4 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
@@ -10,11 +13,11 @@ const TABLES = (() => {
     for (let k = 1; k < 4; k++) t[k * 256 + n] = (t[(k - 1) * 256 + n]! >>> 8) ^ t[t[(k - 1) * 256 + n]! & 0xff]!;
   }
   return t;
-})();
+}
 
 /** The CRC-32 of `bytes`, continuing from `crc` (the CRC of what came before, 0 to start). */
 export function crc32(bytes: Uint8Array, crc = 0): number {
-  const t = TABLES;
+  const t = (tables ??= makeTables());
   let c = ~crc >>> 0;
   let i = 0;
   const n = bytes.length;

@@ -1,5 +1,5 @@
 // Drive the real `wasmvisor` CLI as a user would: a child process with the console on pipes.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { packageRoot } from "../../host/platform/node/core";
@@ -13,11 +13,13 @@ export class Session {
   err = "";
   readonly exited: Promise<number>;
 
-  /** `wasmvisor <args>`, or with `command` another program (QEMU, to compare) with its console on pipes. */
-  constructor(args: string[], opts: { command?: string } = {}) {
-    this.child = opts.command
-      ? spawn(opts.command, args, { stdio: ["pipe", "pipe", "pipe"] })
-      : spawn(process.execPath, [BIN, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+  /**
+   * `wasmvisor <args>`, or with `command` another program (QEMU, to compare) with its console on
+   * pipes; `env`: its environment (default: this process's).
+   */
+  constructor(args: string[], opts: { command?: string; env?: NodeJS.ProcessEnv } = {}) {
+    const o: SpawnOptions = { stdio: ["pipe", "pipe", "pipe"], env: opts.env ?? process.env };
+    this.child = opts.command ? spawn(opts.command, args, o) : spawn(process.execPath, [BIN, ...args], o);
     this.child.stdout!.on("data", (d: Buffer) => { this.out += d.toString("latin1"); });
     this.child.stderr!.on("data", (d: Buffer) => { this.err += d.toString("latin1"); });
     this.exited = new Promise((resolve) => this.child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 : -1))));

@@ -1,7 +1,8 @@
 // A character device's host end on a Unix socket wasmvisor listens on (QEMU's -chardev
 // socket,path=P,server=on,wait=off): one client at a time; what the guest sends while none is
 // connected is dropped, as on a serial line with nothing plugged in.
-import { createServer, type Server, type Socket } from "node:net";
+import type { Server, Socket } from "node:net";
+import { net } from "./builtins";
 import { existsSync, lstatSync, realpathSync, unlinkSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import type { CharBackend } from "../../devices/backends";
@@ -35,7 +36,7 @@ export function listenCharSocket(path: string, io: { onWake?: () => void; dirs?:
   }
   let client: Socket | null = null;
   let receive: ((bytes: Uint8Array) => void) | null = null;
-  const server: Server = createServer((s) => {
+  const server: Server = net().createServer((s) => {
     if (client) {
       s.end(); // one client at a time
       return;

@@ -3,9 +3,8 @@
  * names through node:dns and the hosts file through node:fs.
  */
 
-import * as net from "node:net";
-import * as dgram from "node:dgram";
-import * as dns from "node:dns";
+import type * as Net from "node:net";
+import { dgram, dns, net } from "./builtins";
 import { readFileSync } from "node:fs";
 import type { HostAddress, HostSockets, IncomingTcp, TcpHandlers, TcpListenHandlers, TcpListener, TcpStream, UdpHandlers, UdpSocket } from "../../net/host-sockets";
 
@@ -15,18 +14,18 @@ function bytes(b: Buffer): Uint8Array {
 }
 
 /** Closes a socket with a reset, so that its peer sees the connection fail, not end. */
-function resetSocket(s: net.Socket): void {
+function resetSocket(s: Net.Socket): void {
   if (typeof s.resetAndDestroy === "function" && !s.destroyed && !s.connecting) s.resetAndDestroy();
   else s.destroy();
 }
 
 /** A socket made or accepted here: its errors end in 'close', which says all the stack needs. */
-function quiet(s: net.Socket): net.Socket {
+function quiet(s: Net.Socket): Net.Socket {
   s.on("error", () => {});
   return s;
 }
 
-function stream(s: net.Socket, h: TcpHandlers): TcpStream {
+function stream(s: Net.Socket, h: TcpHandlers): TcpStream {
   s.setNoDelay(true);
   s.on("data", (chunk: Buffer) => h.onData(bytes(chunk)));
   s.on("end", () => h.onEnd());
@@ -52,7 +51,7 @@ function stream(s: net.Socket, h: TcpHandlers): TcpStream {
   };
 }
 
-function incoming(s: net.Socket): IncomingTcp {
+function incoming(s: Net.Socket): IncomingTcp {
   return {
     accept: (h) => stream(s, h),
     reset: () => resetSocket(s),
@@ -63,7 +62,7 @@ function incoming(s: net.Socket): IncomingTcp {
 function listenTcp(at: HostAddress, h: TcpListenHandlers): TcpListener {
   let closed = false;
   // Paused so that nothing is read before the guest has accepted the connection.
-  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => h.onConnection(incoming(quiet(s))));
+  const server = net().createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => h.onConnection(incoming(quiet(s))));
   server.on("error", (err) => h.onError(err));
   server.listen({ host: at.host, port: at.port, exclusive: true }, () => {
     if (closed) server.close();
@@ -79,7 +78,7 @@ function listenTcp(at: HostAddress, h: TcpListenHandlers): TcpListener {
 }
 
 function openUdp(family: 4 | 6, h: UdpHandlers): UdpSocket {
-  const sock = dgram.createSocket(family === 4 ? "udp4" : "udp6");
+  const sock = dgram().createSocket(family === 4 ? "udp4" : "udp6");
   sock.on("message", (msg, rinfo) => h.onMessage(bytes(msg), { host: rinfo.address, port: rinfo.port }));
   sock.on("error", () => h.onError?.());
   return {
@@ -95,18 +94,18 @@ function openUdp(family: 4 | 6, h: UdpHandlers): UdpSocket {
 }
 
 export const nodeHostSockets: HostSockets = {
-  connectTcp: (to, h) => stream(quiet(net.connect({ host: to.host, port: to.port, allowHalfOpen: true })), h),
+  connectTcp: (to, h) => stream(quiet(net().connect({ host: to.host, port: to.port, allowHalfOpen: true })), h),
   listenTcp,
   openUdp,
   dnsServers: () => {
     try {
-      return dns.getServers();
+      return dns().getServers();
     } catch {
       return [];
     }
   },
   lookup: async (name, family) => {
-    const found = await dns.promises.lookup(name, { family, all: true });
+    const found = await dns().promises.lookup(name, { family, all: true });
     return found.filter((a) => a.family === family).map((a) => a.address);
   },
   readHostsFile: (path) => {

@@ -3,9 +3,9 @@
 // other VMs, and nobody on the path can read or change a VM's memory. No certificates: the key
 // is the identity. A host's key is a file only its user can read; hosts of one user on one
 // machine share the one in their private runtime directory, so migrating there needs no flags.
-import tls from "node:tls";
+import type * as Tls from "node:tls";
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { crypto, tls } from "./builtins";
 import type { Duplex } from "node:stream";
 import type { ByteLink, MigrationTarget } from "../../migration/link";
 
@@ -27,7 +27,7 @@ export function loadMigrationKey(path: string, create = true): Uint8Array {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT" || !create) throw new Error(`migration key ${path}: cannot open it (${(e as Error).message})`);
     try {
       const w = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      writeSync(w, randomBytes(KEY_BYTES));
+      writeSync(w, crypto().randomBytes(KEY_BYTES));
       closeSync(w);
     } catch (e2) {
       if ((e2 as NodeJS.ErrnoException).code !== "EEXIST") throw new Error(`migration key ${path}: cannot create it (${(e2 as Error).message})`);
@@ -53,7 +53,7 @@ export function loadMigrationKey(path: string, create = true): Uint8Array {
   }
 }
 
-function byteLink(socket: tls.TLSSocket, peer: string): ByteLink {
+function byteLink(socket: Tls.TLSSocket, peer: string): ByteLink {
   return {
     peer,
     write: (chunk) => socket.write(chunk),
@@ -74,7 +74,7 @@ function byteLink(socket: tls.TLSSocket, peer: string): ByteLink {
 export function connectMigration(target: MigrationTarget, key: Uint8Array): Promise<ByteLink> {
   const peer = `${target.host}:${target.port}`;
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({
+    const socket = tls().connect({
       host: target.host, port: target.port, ciphers: CIPHERS, minVersion: "TLSv1.2", maxVersion: "TLSv1.2",
       checkServerIdentity: () => undefined, // the key is the identity: only a host that has it completes the handshake
       pskCallback: () => ({ psk: key, identity: IDENTITY }),
@@ -98,9 +98,9 @@ export function connectMigration(target: MigrationTarget, key: Uint8Array): Prom
  * `onLink`. Connections without the key end in the handshake, and are only counted.
  */
 export async function listenMigration(target: MigrationTarget, key: Uint8Array, onLink: (link: ByteLink) => void, onRefused: (peer: string, why: string) => void): Promise<{ port: number; close(): void }> {
-  const server = tls.createServer({
+  const server = tls().createServer({
     ciphers: CIPHERS, minVersion: "TLSv1.2", maxVersion: "TLSv1.2", handshakeTimeout: HANDSHAKE_MS,
-    pskCallback: (_socket: tls.TLSSocket, identity: string) => (identity === IDENTITY ? key : null),
+    pskCallback: (_socket: Tls.TLSSocket, identity: string) => (identity === IDENTITY ? key : null),
   }, (socket) => {
     socket.setNoDelay(true);
     socket.on("error", () => {}); // the link's reader sees the failure; the daemon must not

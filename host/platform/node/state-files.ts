@@ -5,7 +5,7 @@
 // under the snapshot's name, and a symbolic link there is replaced, not followed.
 import { closeSync, constants, fsyncSync, lstatSync, openSync, readSync, realpathSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { randomBytes } from "node:crypto";
+import { crypto } from "./builtins";
 import { fileSource, type ByteSource } from "../../state/container";
 import { NodeFile } from "./disk";
 import type { StateFileOptions, StateFileWriter } from "../platform";
@@ -47,7 +47,7 @@ export function createStateFile(path: string, { what, dirs, replaces }: StateFil
   if (dirs && !dirs.some((d) => inside(join(dir, basename(target)), d))) {
     throw new ImageError(`${what} ${path}: not in an image directory of this host (${dirs.join(", ")}); start the host with --images <dir> to allow another`);
   }
-  const temp = join(dir, `.${basename(target)}.${randomBytes(6).toString("hex")}.partial`);
+  const temp = join(dir, `.${basename(target)}.${crypto().randomBytes(6).toString("hex")}.partial`);
   let fd: number | null;
   try {
     fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
