@@ -104,16 +104,8 @@ function writeChanged(outputFiles) {
 async function bundleHost() {
   const esbuild = await import("esbuild");
   log("bundling host (esbuild -> dist/)");
-  const node = await esbuild.build({
-    entryPoints: {
-      cli: join(root, "host/cli/main.ts"),
-      node: join(root, "host/node.ts"), // the package's "node" export: the embedding API + nodePlatform
-      "pcpu-worker": join(root, "host/platform/node/pcpu-worker.ts"),
-      "jit-worker": join(root, "host/platform/node/jit-worker.ts"), // the translation tier's compile thread
-      bench: join(root, "bench/run.ts"),
-      "bench-memory": join(root, "bench/memory-probe.ts"), // the memory suite's measuring process
-      fuzz: join(root, "fuzz/run.ts"), // npm run fuzz (its workers run the same file)
-    },
+  const nodeBuild = (entryPoints, minify) => esbuild.build({
+    entryPoints,
     // Build scripts stay plain files (they locate sources next to themselves); the browser suite's
     // tools are run from node_modules.
     external: ["../guests/*", "playwright-core", "esbuild", "assemblyscript/asc"],
@@ -123,14 +115,30 @@ async function bundleHost() {
     platform: "node",
     format: "esm",
     target: "node20",
-    // Every command and worker thread parses its bundle before it runs: minified, a pCPU thread
-    // is ready 13 ms sooner (docs/PERFORMANCE.md). Names that matter are strings, not identifiers.
-    minify: true,
+    minify,
     sourcemap: true,
     logLevel: quiet ? "error" : "warning",
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   });
-  writeChanged(node.outputFiles);
+  const [commands, tools] = await Promise.all([
+    // What a user starts, and the threads it starts: each parses its bundle before it runs, and
+    // minified a pCPU thread is ready 13 ms sooner (docs/PERFORMANCE.md). Names that matter are
+    // strings, not identifiers.
+    nodeBuild({
+      cli: join(root, "host/cli/main.ts"),
+      node: join(root, "host/node.ts"), // the package's "node" export: the embedding API + nodePlatform
+      "pcpu-worker": join(root, "host/platform/node/pcpu-worker.ts"),
+      "jit-worker": join(root, "host/platform/node/jit-worker.ts"), // the translation tier's compile thread
+    }, true),
+    // Kept as written: the fuzzer finds host/ code in its bundle by esbuild's module comments
+    // (fuzz/engine/coverage.ts), and profiles of the benchmarks read better.
+    nodeBuild({
+      bench: join(root, "bench/run.ts"),
+      "bench-memory": join(root, "bench/memory-probe.ts"), // the memory suite's measuring process
+      fuzz: join(root, "fuzz/run.ts"), // npm run fuzz (its workers run the same file)
+    }, false),
+  ]);
+  writeChanged([...commands.outputFiles, ...tools.outputFiles]);
   // The browser's side (dist/web/): the package's browser build, its workers (they find each
   // other beside it: new URL("./pcpu-worker.js", import.meta.url)), and the page `wasmvisor web` serves.
   const web = await esbuild.build({

@@ -2,9 +2,11 @@
 // time the whole process spent stopped (SIGSTOP, Ctrl-Z) is not: neither a hang nor a slow input.
 import { describe, test, expect } from "vitest";
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { join } from "node:path";
 import { HangWatch } from "../../fuzz/engine/watch";
+import { hostCode } from "../../fuzz/engine/coverage";
 import { packageRoot } from "../../host/platform/node/core";
 
 describe("the hang watch", () => {
@@ -78,4 +80,23 @@ describe("npm run fuzz, stopped and continued", () => {
     expect(out).toMatch(/\d+ inputs, .* 0 crashes, 0 hangs/);
     expect(code).toBe(0);
   }, 30_000);
+});
+
+describe("the fuzzer's bundle", () => {
+  test("its host/ code is found by esbuild's module comments, a dependency's is not (a minified bundle has none)", () => {
+    const fuzzJs = join(packageRoot(), "dist/fuzz.js");
+    expect(existsSync(fuzzJs), `${fuzzJs} is missing: node build.js`).toBe(true);
+    const text = readFileSync(fuzzJs, "utf8");
+    const filter = hostCode(pathToFileURL(fuzzJs).href);
+    expect(typeof filter).toBe("function");
+    const after = (comment: RegExp) => {
+      const at = text.search(comment);
+      expect(at, `no ${comment} in ${fuzzJs}`).toBeGreaterThanOrEqual(0);
+      return text.indexOf("\n", at) + 1; // the module's first line
+    };
+    const inHost = after(/^\/\/ host\/state\/crc32\.ts$/m);
+    const inDependency = after(/^\/\/ node_modules\/fflate\//m);
+    expect((filter as (offset: number) => boolean)(inHost)).toBe(true);
+    expect((filter as (offset: number) => boolean)(inDependency)).toBe(false);
+  });
 });

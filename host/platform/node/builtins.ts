@@ -1,4 +1,4 @@
-// Node's networking and crypto modules, loaded at their first use rather than when the importing
+// Node's networking, crypto and zlib modules, loaded at their first use rather than when the importing
 // module loads. Every command and every pCPU thread loads the whole bundle, and a worker thread
 // compiles each built-in it imports anew: net, tls, crypto, dgram and dns took 8-10 ms of a pCPU
 // thread's start (docs/PERFORMANCE.md), for a guest that may never open a socket or migrate.
@@ -9,6 +9,7 @@ import type * as Dns from "node:dns";
 import type * as Http from "node:http";
 import type * as Net from "node:net";
 import type * as Tls from "node:tls";
+import type * as Zlib from "node:zlib";
 
 const load = createRequire(import.meta.url);
 
@@ -23,3 +24,4 @@ export const dns = lazy<typeof Dns>("node:dns");
 export const http = lazy<typeof Http>("node:http");
 export const net = lazy<typeof Net>("node:net");
 export const tls = lazy<typeof Tls>("node:tls");
+export const zlib = lazy<typeof Zlib>("node:zlib");
