@@ -180,7 +180,12 @@ const YIELD_MS = 10;
 const DEFAULT_WATCHDOG_MS = 5000;
 /** How soon a VM's console backlog is tried again while nothing runs (ms). */
 const BACKLOG_RETRY_MS = 10;
-/** A pass over memory while a VM runs lets the VMs here run at least this often (ms). */
+/**
+ * A pass over memory while a VM runs (a migration's pre-copy, a live snapshot) lets the VMs here
+ * run at least this often (ms), and they run this long at most before the pass goes on: the two
+ * take equal turns. With the VMs' own 20 ms slices a busy guest left a pass a sixth of the thread
+ * (an idle 256 MiB Linux migrated in 272 ms with the guest busy, 70-100 ms with it idle).
+ */
 const SAVE_TURN_MS = 4;
 
 interface Hosted {
@@ -649,14 +654,27 @@ export class Pcpu {
   // A pass over memory or a disk during which the VMs here get their turns every few ms; `turn`
   // is awaited then too (backpressure, checks that the VM is still there).
   private async writeLive(pass: { next(): boolean }, turn: () => Promise<void> | void): Promise<void> {
-    let at = performance.now();
-    while (pass.next()) {
-      if (performance.now() - at >= SAVE_TURN_MS) {
-        await this.platform.yieldTurn();
-        await turn();
-        at = performance.now();
+    this.passes++;
+    try {
+      let at = performance.now();
+      while (pass.next()) {
+        if (performance.now() - at >= SAVE_TURN_MS) {
+          await this.platform.yieldTurn();
+          await turn();
+          at = performance.now();
+        }
       }
+    } finally {
+      this.passes--;
     }
+  }
+
+  /** Passes over memory going on here (writeLive): the VMs' turns are SAVE_TURN_MS meanwhile. */
+  private passes = 0;
+
+  /** How long the VMs here run before the event loop gets a turn (ms). */
+  private get turnMs(): number {
+    return this.passes > 0 ? SAVE_TURN_MS : YIELD_MS;
   }
 
   /** VMs migrating in: their memory, filled as the sections arrive, and the copies of their disks (block migration), until incomingFinish(). */
@@ -1160,19 +1178,19 @@ export class Pcpu {
       if (d.kind === "run") {
         const b = this.borrowed.get(d.id);
         if (b) {
-          this.runBorrowed(b, d.sliceMs);
-          if (performance.now() - turnStart >= YIELD_MS) {
+          this.runBorrowed(b, Math.min(d.sliceMs, this.turnMs));
+          if (performance.now() - turnStart >= this.turnMs) {
             await this.platform.yieldTurn();
             turnStart = performance.now();
           }
           continue;
         }
         const vm = this.vms.get(d.id)!;
-        this.runSlice(vm, d.sliceMs);
+        this.runSlice(vm, Math.min(d.sliceMs, this.turnMs));
         this.fillLazy(vm, FILL_SLICE_MS);
         // Post-copy pages for a VM that does not run now go in too (the ring must keep moving).
         for (const other of this.vms.values()) if (other !== vm && other.lazy?.waiting) this.fillLazy(other, 0);
-        if (performance.now() - turnStart >= YIELD_MS) {
+        if (performance.now() - turnStart >= this.turnMs) {
           await this.platform.yieldTurn();
           turnStart = performance.now();
         }
