@@ -888,8 +888,7 @@ export class Hypervisor implements Control {
     const w = new StateWriter((c) => chunks.push(c));
     for (const k of kept) w.copy(k);
     w.end();
-    vm.dtb = await vm.home.pcpu.incomingFinish(vm.config.name, concatBytes(chunks), postcopy);
-    vm.config = await vm.home.pcpu.config(vm.config.name); // its disks may be copies made here
+    ({ dtb: vm.dtb, config: vm.config } = await vm.home.pcpu.incomingFinish(vm.config.name, concatBytes(chunks), postcopy));
     link.write(encodeMessage({ ready: vm.config.name }));
     await takeGo();
   }
