@@ -16,7 +16,7 @@ import {
   ROM_SIZE, VM_DIRTY, VM_DIRTY_SYNC, VM_DIRTY_ON, VM_STAT_WALK_REFS, VM_STAT_P2M_POPULATE,
   VM_STAT_DIRTY_FAULT, VM_STAT_BASE, PAGING_STAT_COUNT, VM_LAZY, VM_ABSENT, VM_USED,
 } from "./layout";
-import { revokeWriteMappings } from "./dcache";
+import { revokeWriteMappings, revokeAllWriteMappings } from "./dcache";
 import { fillCharged } from "./hart";
 
 export const P2M_V: u64 = 1;
@@ -216,9 +216,14 @@ export function dirtyLogEnable(on: bool): void {
   const words = <usize>((ramSize() >> 12) + 31) >> 5;
   memory.fill(<usize>load<u32>(VM_DIRTY), 0, words << 2);
   store<i32>(VM_DIRTY_ON, on ? 1 : 0);
-  if (on) forEachRamLeaf((e: usize, gpa: u64): void => { p2mProtect(e, P2M_LOG); });
-  else forEachRamLeaf((e: usize, gpa: u64): void => { p2mUnprotect(e, P2M_LOG); });
+  if (on) {
+    revokeAllWriteMappings(); // once, not once a page
+    forEachRamLeaf((e: usize, gpa: u64): void => { p2mProtect(e, P2M_LOG); });
+  } else forEachRamLeaf((e: usize, gpa: u64): void => { p2mUnprotect(e, P2M_LOG); });
 }
+
+/** Dirty pages a sync protects again one by one; past this, every write mapping goes at once. */
+const SYNC_ONE_BY_ONE = 8;
 
 /**
  * Take the dirty bits logged so far, leaving them at VM_DIRTY_SYNC, clear the log and
@@ -232,10 +237,12 @@ export function dirtyLogSync(): i32 {
   for (let w: usize = 0; w < words; w++) {
     const bits = atomic.xchg<u32>(log + (w << 2), 0);
     store<u32>(out + (w << 2), bits);
-    if (bits == 0) continue;
     n += <i32>popcnt(bits);
-    if (load<i32>(VM_DIRTY_ON) == 0) continue;
-    for (let b: u32 = bits; b != 0; b &= b - 1) {
+  }
+  if (n == 0 || load<i32>(VM_DIRTY_ON) == 0) return n;
+  if (n > SYNC_ONE_BY_ONE) revokeAllWriteMappings();
+  for (let w: usize = 0; w < words; w++) {
+    for (let b: u32 = load<u32>(out + (w << 2)); b != 0; b &= b - 1) {
       const gpa = <u64>RAM_GPA + ((<u64>(w << 5) + <u64>ctz(b)) << 12);
       const e = p2mEntry(gpa, false);
       if (e != 0 && (load<u64>(e) & P2M_V) != 0) p2mProtect(e, P2M_LOG);

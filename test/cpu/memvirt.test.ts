@@ -450,6 +450,29 @@ describe.each(PAGINGS)("dirty logging (%s paging)", (paging) => {
     expect(dirtyPages(m)).toEqual([]);
   });
 
+  it("logs the first write after it starts to pages the guest was writing before, and after a sync of many pages", () => {
+    // Stores to 20 pages fill the write TLB before logging starts: turning it on must take those
+    // entries back (all at once), and so must a sync of more pages than it protects one by one.
+    const write20 = (label: string) => `
+      li t0, ${VA}
+      li t1, 20
+    ${label}_loop:
+      sd t1, 0(t0)
+      li t3, 4096
+      add t0, t0, t3
+      addi t1, t1, -1
+      bnez t1, ${label}_loop
+    ${label}:`;
+    const { m } = spaces(`${write20("before")}${write20("logged")}${write20("again")}`, { paging, pages: 20 });
+    const all = Array.from({ length: 20 }, (_, i) => page(DATA + i * 4096));
+    runTo(m, "before");
+    m.core.setDirtyLog(true);
+    runTo(m, "logged");
+    expect(dirtyPages(m)).toEqual(all);
+    m.runDone();
+    expect(dirtyPages(m)).toEqual(all);
+  });
+
   it("logs host writes and the page-table walker's A/D updates", () => {
     let leaf = 0;
     const { m } = guest(`
