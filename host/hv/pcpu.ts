@@ -677,6 +677,11 @@ export class Pcpu {
     return this.passes > 0 ? SAVE_TURN_MS : YIELD_MS;
   }
 
+  /** A VM's slice as the scheduler gave it, cut to SAVE_TURN_MS while a pass runs. */
+  private cutSlice(sliceMs: number): number {
+    return this.passes > 0 ? Math.min(sliceMs, SAVE_TURN_MS) : sliceMs;
+  }
+
   /** VMs migrating in: their memory, filled as the sections arrive, and the copies of their disks (block migration), until incomingFinish(). */
   private readonly incomingVms = new Map<string, { req: HostedVmRequest; core: Core; disks: (ReturnType<typeof createDiskCopy> | null)[] }>();
 
@@ -1180,7 +1185,7 @@ export class Pcpu {
       if (d.kind === "run") {
         const b = this.borrowed.get(d.id);
         if (b) {
-          this.runBorrowed(b, Math.min(d.sliceMs, this.turnMs));
+          this.runBorrowed(b, this.cutSlice(d.sliceMs));
           if (performance.now() - turnStart >= this.turnMs) {
             await this.platform.yieldTurn();
             turnStart = performance.now();
@@ -1188,7 +1193,7 @@ export class Pcpu {
           continue;
         }
         const vm = this.vms.get(d.id)!;
-        this.runSlice(vm, Math.min(d.sliceMs, this.turnMs));
+        this.runSlice(vm, this.cutSlice(d.sliceMs));
         this.fillLazy(vm, FILL_SLICE_MS);
         // Post-copy pages for a VM that does not run now go in too (the ring must keep moving).
         for (const other of this.vms.values()) if (other !== vm && other.lazy?.waiting) this.fillLazy(other, 0);

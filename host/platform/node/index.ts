@@ -19,7 +19,7 @@ import { JIT_MODES, type JitMode } from "../../jit/tier";
 import { compilerPerThread } from "../../jit/compiler";
 import { listenCharSocket } from "./char-socket";
 import { zlib } from "./builtins";
-import { portableCrc32, useFasterCrc32 } from "../../state/crc32";
+import { crc32, useFasterCrc32 } from "../../state/crc32";
 
 /** Debian's OpenSBI (package opensbi): what QEMU's virt board boots by default too. */
 export const DEFAULT_FIRMWARE = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
@@ -30,8 +30,8 @@ const HOST_FDS = 256;
 // where there is one, loaded at the first sum.
 useFasterCrc32((bytes, crc) => {
   const native = zlib().crc32 as typeof import("node:zlib").crc32 | undefined;
-  useFasterCrc32(typeof native === "function" ? (b, c) => native(b, c) : null);
-  return native ? native(bytes, crc) : portableCrc32(bytes, crc);
+  useFasterCrc32(typeof native === "function" ? native : null);
+  return crc32(bytes, crc);
 });
 
 // Images are read into shared memory and kept while some VM holds them: a hundred VMs booting
