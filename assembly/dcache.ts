@@ -20,7 +20,7 @@
 // its next fence.i: what the ISA promises a hart that did not run fence.i is no more.
 
 import {
-  DC_TAGS, DC_SCRATCH, DC_HAND, DC_USED, DC_WAYS, DC_GEN, DC_HEAT, DC_DECODED, DC_SAMPLED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, DC_CACHES,
+  DC_TAGS, DC_SCRATCH, DC_HAND, DC_USED, DC_TRANSLATED, DC_KEEP_TRANSLATED, DC_WAYS, DC_GEN, DC_HEAT, DC_DECODED, DC_SAMPLED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, DC_CACHES,
   DC_META_STRIDE, DC_SLOTS_STRIDE, VM_CODE_SHARED, H_TLB_LIVE, TLB_TABLE_BYTES, TLB_CTXS, TLB_WRITE,
 } from "./layout";
 import { hartBase, nharts, charge, fillCharged, tlbTableOf } from "./hart";
@@ -68,7 +68,7 @@ export function dcSelect(k: i32): void {
 export function dcCached(hostPage: usize): usize {
   const e = findEntry(dcMeta, hostPage);
   if (e < 0) return 0;
-  store<u8>(dcMeta + DC_USED + <usize>e, 1);
+  markUsed(dcMeta, <usize>e);
   return dcSlots + <usize>e * <usize>DC_PAGE_BYTES;
 }
 
@@ -78,7 +78,7 @@ export function dcPage(hostPage: usize): usize {
   const meta = dcMeta;
   let e = findEntry(meta, hostPage);
   if (e >= 0) {
-    store<u8>(meta + DC_USED + <usize>e, 1);
+    markUsed(meta, <usize>e);
     return dcSlots + <usize>e * <usize>DC_PAGE_BYTES;
   }
   e = <isize>victim(meta, set);
@@ -91,9 +91,21 @@ export function dcPage(hostPage: usize): usize {
   return slots;
 }
 
+// An entry was used: the hand passes it once before it may go, or, translated, up to
+// DC_KEEP_TRANSLATED times (counted up by each use). A translation costs milliseconds of compiling
+// and then the heat to earn it again, while a page's decoded slots come back as it runs: a Linux
+// boot's initramfs unpacking, paused while the console printed, saw the clock evict inflate's
+// page and its translation, and interpreted it until it was translated again (docs/PERFORMANCE.md).
+@inline function markUsed(meta: usize, e: usize): void {
+  const at = meta + DC_USED + e;
+  const used = <u32>load<u8>(at);
+  if ((used & DC_TRANSLATED) == 0) store<u8>(at, 1);
+  else if ((used & ~DC_TRANSLATED) < <u32>DC_KEEP_TRANSLATED) store<u8>(at, <u8>(used + 1));
+}
+
 // The entry of `set` to replace: a free one, else the first the clock hand finds unused since it
-// last passed (clearing the used bits it passes), so the pages in use stay. It stops within one
-// turn and a way: after a turn every bit is clear.
+// last passed (counting down the uses it passes), so the pages in use stay. It stops within
+// DC_KEEP_TRANSLATED + 1 turns and a way: after those every count is 0.
 function victim(meta: usize, set: usize): usize {
   const first = set * WAYS;
   for (let e = first; e < first + WAYS; e++) if (load<u32>(meta + DC_TAGS + (e << 2)) == 0) return e;
@@ -101,11 +113,12 @@ function victim(meta: usize, set: usize): usize {
   while (true) {
     const e = first + way;
     way = (way + 1) & (WAYS - 1);
-    if (load<u8>(meta + DC_USED + e) == 0) {
+    const used = <u32>load<u8>(meta + DC_USED + e);
+    if ((used & ~DC_TRANSLATED) == 0) {
       store<u8>(meta + DC_HAND + set, <u8>way);
       return e;
     }
-    store<u8>(meta + DC_USED + e, 0);
+    store<u8>(meta + DC_USED + e, <u8>(used - 1));
   }
 }
 

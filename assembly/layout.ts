@@ -245,12 +245,16 @@ export const MMIO_MAP: i32 = 0x100000; // 65536 bytes
 // DC_PAGES entries in DC_WAYS-way sets, each caching one 4 KiB page of code (RAM or ROM) as one
 // 8-byte decoded slot per halfword. DC_TAGS holds each entry's host page offset (0 = free);
 // replacement is a clock per set: DC_HAND, per set, the way it looks at next, and DC_USED, per
-// entry, set when the entry is used and cleared as the hand passes.
+// entry, set when the entry is used and cleared as the hand passes. An entry whose page the
+// translation tier translated has DC_TRANSLATED set there too (the tier sets it): its use count
+// goes up to DC_KEEP_TRANSLATED turns of the hand instead of one (dcache.ts victim).
 export const DC_TAGS: i32 = 0xc0000; // DC_PAGES x u32
 export const DC_SCRATCH: i32 = 0xc0800; // u64: a slot for an instruction run without caching it
 export const JIT_SLOT: i32 = 0xc0808; // u64: the slot of an instruction translated code has the core run (jitExec)
 export const DC_HAND: i32 = 0xc0c00; // DC_PAGES / DC_WAYS x u8
 export const DC_USED: i32 = 0xc0d00; // DC_PAGES x u8
+export const DC_TRANSLATED: i32 = 0x80; // in an entry's DC_USED byte
+export const DC_KEEP_TRANSLATED: i32 = 15;
 // What the translation tier (host/jit/, docs/TRANSLATION.md) reads per entry: a generation that
 // changes whenever the entry's slots are dropped (so a translation of them is dead), a heat
 // count sampled at slice boundaries (saturating), and how many slots are decoded.

@@ -229,6 +229,8 @@ export class TranslationTier {
     }
     this.entries[e] = null;
     if (t.index < 0) return;
+    const used = this.cc.meta + L.DC_USED + e;
+    if (this.gens[e] === t.gen && this.core.u8[used] & L.DC_TRANSLATED) this.core.u8[used] = 1; // an ordinary used page again
     this.core.table.set(t.index, null);
     this.freeIndex.push(t.index);
     this.counts.live--;
@@ -319,6 +321,7 @@ export class TranslationTier {
     }
     const counter = (instance.exports[RETIRED_COUNTER] as WebAssembly.Global | undefined) ?? null;
     this.entries[e] = { index, gen, decoded, times, marks: t.entries, originals, bytes: t.bytes, covered: t.instructions, counter, seen: 0, heat: 0, optimized };
+    core.u8[this.cc.meta + L.DC_USED + e] |= L.DC_TRANSLATED; // the cache keeps it longer (dcache.ts markUsed)
     const c = this.counts;
     if (optimized) c.optimized++;
     c.translations++;

@@ -254,6 +254,58 @@ describe("decoded-code cache coherence", () => {
     expect(coldRenewals).toBe(4 * cold); // every call missed: they took turns in the other ways
   });
 
+  it("a translated page used often outlasts a stream of pages through its set that evicts an untranslated one", () => {
+    // The page of \`pfunc\` (set 1) runs once; then, flagged translated as the tier flags its pages
+    // or not, it is called 20 times, and 3 x DC_WAYS pages of its set stream through once each.
+    const stride = (L.DC_PAGES / L.DC_WAYS) * 4096;
+    const cold = 3 * L.DC_WAYS;
+    let src = `
+      la s0, pfunc
+      jalr s0
+      la t0, done
+      jr t0
+    again:
+      li s1, 20
+    often:
+      la s0, pfunc
+      jalr s0
+      addi s1, s1, -1
+      bnez s1, often
+      li s2, ${cold}
+      la s0, cold0
+    stream:
+      jalr s0
+      li t0, ${stride}
+      add s0, s0, t0
+      addi s2, s2, -1
+      bnez s2, stream
+      la t0, done
+      jr t0
+      .balign 4096
+    pfunc:
+      addi a0, a0, 1
+      ret
+      .space ${stride - 8}
+    `;
+    for (let i = 0; i < cold; i++) src += `cold${i}:\n addi a1, a1, 1\n ret\n .space ${(i + 1 < cold ? stride : 4096) - 8}\n`;
+    const pfuncStays = (translated: boolean): boolean => {
+      const m = machine(src, { ramSize: (cold + 3) * stride });
+      const view = m.core.view;
+      const tagOf = (e: number) => view.getUint32(L.DC_TAGS + 4 * e, true);
+      const pfuncTag = L.RAM_HOST + 4096;
+      m.runDone(100_000);
+      const e = Array.from({ length: L.DC_PAGES }, (_, i) => i).find((i) => tagOf(i) === pfuncTag)!;
+      expect(e, "pfunc's page is cached").toBeDefined();
+      if (translated) view.setUint8(L.DC_USED + e, view.getUint8(L.DC_USED + e) | L.DC_TRANSLATED);
+      m.core.setPc(0, BigInt(m.label("again")));
+      m.runDone(100_000);
+      expect([m.x("a0"), m.x("a1")]).toEqual([21n, BigInt(cold)]);
+      return tagOf(e) === pfuncTag && view.getUint32(L.DC_GEN + 4 * e, true) === 1;
+    };
+    expect(pfuncStays(false), "an untranslated page entered often goes after two turns of the hand").toBe(false);
+    expect(pfuncStays(true), "the translated one stays").toBe(true);
+  });
+
   it("more code pages than the cache holds still run correctly (entries are evicted)", () => {
     // A chain of jumps through DC_PAGES + 8 pages that all map to cache entries in turn.
     const pages = L.DC_PAGES + 8;

@@ -132,6 +132,8 @@ describe("heat on a page whose translation covers it all", () => {
     expect(e).toBeGreaterThanOrEqual(0);
     const translations = m.stats().jit!.translations;
     expect(translations).toBe(1);
+    // Translated, the page is one the decoded-code cache keeps longer (dcache.ts markUsed).
+    expect(m.core.view.getUint8(meta + L.DC_USED + e) & L.DC_TRANSLATED).toBe(L.DC_TRANSLATED);
     for (let i = 0; i < 6; i++) {
       m.core.view.setUint8(meta + L.DC_HEAT + e, 255); // as hot as a page gets
       m.step();
