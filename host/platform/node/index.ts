@@ -17,6 +17,7 @@ import { createStateFile, openStateFile } from "./state-files";
 import { connectMigration } from "./migration";
 import { JIT_MODES, type JitMode } from "../../jit/tier";
 import { compilerPerThread } from "../../jit/compiler";
+import { v8TierCompiler } from "./v8-tiers";
 import { listenCharSocket } from "./char-socket";
 import { zlib } from "./builtins";
 import { crc32, useFasterCrc32 } from "../../state/crc32";
@@ -92,7 +93,7 @@ export const nodePlatform: Platform = {
         for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) onReply(m.message);
       },
     };
-  }, true), // it picks V8's tier for each translation (v8-tiers.ts)
+  }, true, v8TierCompiler()), // it picks V8's tier for each translation (v8-tiers.ts), as this thread does meanwhile
 
   openDisk: openNodeDisk,
   createDiskImage: createNodeDiskImage,
