@@ -45,7 +45,7 @@ export class ByteRing {
     const tail = Atomics.load(this.ctl, TAIL);
     const free = this.capacity - ((tail - head) | 0);
     const n = Math.min(free, bytes.length);
-    for (let i = 0; i < n; i++) this.data[(tail + i) & this.mask] = bytes[i];
+    this.copyIn(bytes, n, tail);
     if (n > 0) {
       Atomics.store(this.ctl, TAIL, (tail + n) | 0);
       Atomics.notify(this.ctl, TAIL);
@@ -53,12 +53,21 @@ export class ByteRing {
     return n;
   }
 
+  // The first n of `bytes` into the ring from position `tail`, in at most two pieces (it wraps).
+  private copyIn(bytes: Uint8Array, n: number, tail: number): void {
+    const at = tail & this.mask, first = Math.min(n, this.mask + 1 - at);
+    this.data.set(bytes.subarray(0, first), at);
+    this.data.set(bytes.subarray(first, n), 0);
+  }
+
   /** Remove and return up to `max` bytes. */
   read(max = this.capacity): Uint8Array {
     const head = Atomics.load(this.ctl, HEAD);
     const n = Math.min(max, (Atomics.load(this.ctl, TAIL) - head) | 0);
     const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.data[(head + i) & this.mask];
+    const at = head & this.mask, first = Math.min(n, this.mask + 1 - at);
+    out.set(this.data.subarray(at, at + first));
+    out.set(this.data.subarray(0, n - first), first);
     if (n > 0) {
       Atomics.store(this.ctl, HEAD, (head + n) | 0);
       Atomics.notify(this.ctl, HEAD);
