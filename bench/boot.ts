@@ -2,7 +2,7 @@
 // mode on the built-in SBI; full mode through Debian's OpenSBI) and on qemu-system-riscv64 with
 // the same kernel and initramfs.
 import { spawn, spawnSync } from "node:child_process";
-import { Session } from "../test/integration/cli";
+import { BIN, Session } from "../test/integration/cli";
 import { median } from "../host/util/stats";
 import { DEFAULT_FIRMWARE, nodePlatform } from "../host/platform/node";
 import type { JitMode } from "../host/jit/tier";
@@ -52,7 +52,7 @@ export function nodeStartSeconds(env: NodeJS.ProcessEnv, runs = 5): number {
 /** Seconds from spawning `wasmvisor <args>` to the guest's shell prompt, or to its first line of userland output (`READY`, /init's). */
 export async function timeToPrompt(args: string[], upTo: "prompt" | "ready" = "prompt"): Promise<number> {
   const t0 = performance.now();
-  const s = new Session(args, { env: BOOT_ENV });
+  const s = new Session(args, { env: BOOT_ENV, command: BIN }); // as its shebang runs it (bin/wasmvisor.js)
   try {
     const at = await s.expect(READY, 300_000);
     if (upTo === "ready") return (performance.now() - t0) / 1000;

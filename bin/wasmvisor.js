@@ -1,5 +1,11 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --v8-pool-size=2
 // Entry point: the bundled CLI lives in dist/ (built by `npm run build`).
+//
+// V8's pool of helper threads (background compiles, the GC's helpers) is 4 by default, whatever
+// the cores; the threads that matter here are the vCPUs' and the translation tier's own. On two
+// cores, a Linux boot to its prompt took 0.70 s with 4 helpers and 0.68 s with 2 or 1 (10 boots
+// each, docs/PERFORMANCE.md): the helpers' JavaScript recompiles took the core the vCPU needed.
+// The pool is fixed when Node starts, so the flag is here (`node bin/wasmvisor.js` runs without it).
 import { existsSync, readdirSync } from "node:fs";
 import { setPriority } from "node:os";
 import { fileURLToPath } from "node:url";
