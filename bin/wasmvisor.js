@@ -31,10 +31,23 @@ if (!existsSync(fileURLToPath(cli))) {
 }
 // A VM's pCPU thread takes about 60 ms to start (Node's worker bootstrap, then its bundle): for
 // the commands that boot one, start it now, while this thread loads the CLI. The Node platform
-// takes it for its first pCPU (host/platform/node startPcpu).
+// takes it for its first pCPU (host/platform/node startPcpu). Its compile thread too (the
+// translation tier's), whose start otherwise took the second core while the guest's firmware and
+// early kernel ran (docs/PERFORMANCE.md); the pCPU thread takes its port. Left out when the
+// command line or WASMVISOR_JIT turns the tier off (a guess on the raw arguments: if wrong, a
+// thread idles or the pCPU thread starts its own).
 if (process.argv[2] === "boot" || process.argv[2] === "start") {
-  const { Worker } = await import("node:worker_threads");
-  const worker = new Worker(new URL("../dist/pcpu-worker.js", import.meta.url));
+  const { Worker, MessageChannel } = await import("node:worker_threads");
+  const args = process.argv.slice(3);
+  const at = args.findIndex((a) => a === "--jit" || a === "-jit");
+  const jit = at >= 0 ? args[at + 1] : args.find((a) => /^--?jit=/.test(a))?.replace(/^--?jit=/, "") ?? process.env.WASMVISOR_JIT;
+  let options;
+  if (jit !== "off") {
+    const { port1, port2 } = new MessageChannel();
+    new Worker(new URL("../dist/jit-worker.js", import.meta.url), { workerData: { port: port2 }, transferList: [port2] }).unref();
+    options = { workerData: { compileThread: port1 }, transferList: [port1] };
+  }
+  const worker = new Worker(new URL("../dist/pcpu-worker.js", import.meta.url), options);
   worker.unref(); // until taken: a command that never runs a VM exits as before
   const early = { worker, failed: false };
   worker.once("error", () => { early.failed = true; });

@@ -1,7 +1,7 @@
 // The VMM's platform on Node: the core from build/core.wasm, images and disks from files
 // (checked as image-files.ts says), host sockets from node:net and node:dgram, a worker thread
 // per pCPU, and the machine's memory, cores and open-file limit to share.
-import { MessageChannel, Worker, receiveMessageOnPort } from "node:worker_threads";
+import { MessageChannel, Worker, receiveMessageOnPort, workerData, type MessagePort } from "node:worker_threads";
 import { closeSync, existsSync, readFileSync } from "node:fs";
 import { totalmem, availableParallelism } from "node:os";
 import { join } from "node:path";
@@ -80,6 +80,18 @@ export const nodePlatform: Platform = {
   // Its replies come on a port of their own, which the tier polls after each step
   // (receiveMessageOnPort) rather than waiting for the event loop's next turn.
   jitCompiler: compilerPerThread(({ onReply, onEnd }) => {
+    const early = takeEarlyCompileThread();
+    if (early) {
+      early.on("message", onReply);
+      early.on("close", () => onEnd("its port closed"));
+      early.unref();
+      return {
+        postMessage: (m, transfer) => early.postMessage(m, transfer),
+        poll: () => {
+          for (let m = receiveMessageOnPort(early); m; m = receiveMessageOnPort(early)) onReply(m.message);
+        },
+      };
+    }
     const { port1: port, port2: workerSide } = new MessageChannel();
     const worker = new Worker(join(packageRoot(), "dist/jit-worker.js"), { workerData: { port: workerSide }, transferList: [workerSide] });
     worker.unref(); // it never keeps the process alive
@@ -140,6 +152,17 @@ function takeEarlyPcpu(): Worker | null {
   }
   early.worker.ref();
   return early.worker;
+}
+
+/**
+ * The port of the compile thread bin/wasmvisor.js started with this (the early) pCPU thread, once:
+ * the thread started while the CLI loaded, rather than when the first VM was built.
+ */
+function takeEarlyCompileThread(): MessagePort | null {
+  const given = workerData as { compileThread?: MessagePort } | null;
+  const port = given?.compileThread ?? null;
+  if (given) delete given.compileThread;
+  return port;
 }
 
 /** The process's soft limit on open files (Node raises it to the hard limit at start). */
