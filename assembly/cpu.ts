@@ -25,7 +25,7 @@ import { csrAccess, csrIllegal, interruptCheckNeeded, clearInterruptCheck, setPe
 import { execFp, fpIllegal, arithD } from "./fp";
 import { decode } from "./decode";
 import * as D from "./decode";
-import { dcPage, dcCached, decodeSlot, dcFlush, dcFenceI, dcSampleHeat, dcMeta, dcScratch } from "./dcache";
+import { dcPage, dcCached, decodeSlot, dcFlush, dcFenceI, dcSampleWhere, dcCountInterpreted, dcMeta, dcScratch } from "./dcache";
 import { triggerCheck, triggerWatchesPage, TK_EXEC, CAUSE_DEBUG } from "./trigger";
 
 // Instructions between polls of interrupts, clock and host attention.
@@ -353,9 +353,9 @@ function fetchDecode(pc: u64): usize {
     pageHost = <usize>host;
     pageSlots = dcPage(pageHost);
     // A loop across a page boundary runs mostly in one page's translation, and slices that end
-    // there are not sampled: the page where it starts gets hot only from the jumps into it that
-    // translations make. One in CROSS_SAMPLE of those counts as a sample of heat.
-    if (fromTranslation && (++crossings & (CROSS_SAMPLE - 1)) == 0) dcSampleHeat(pageSlots, pc & 0xfff);
+    // there are not sampled: where it starts in this page is known from the jumps into it that
+    // translations make. One in CROSS_SAMPLE of those marks its place.
+    if (fromTranslation && (++crossings & (CROSS_SAMPLE - 1)) == 0) dcSampleWhere(pageSlots, pc & 0xfff);
     pageVa = pc & PAGE_MASK;
     off = pc & 0xfff;
   }
@@ -461,14 +461,16 @@ export function run(hart: i32, budget: i32): i32 {
   let nowAge: i32 = NOW_REFRESH;
   let slots: usize = 0;
   let interpreted: i32 = 0; // instructions the last slice ran without translations
+  let pageFrom: i32 = 0; // the slice's interpreted instructions (count - translated) when it came to `slots`' page
 
   while (true) {
     // ---- slice boundary: host, halt, interrupts ----
-    // Where interpreting takes time: what the translation tier compiles. A slice that interpreted
-    // at least half a full slice's instructions heats the page it ended in; one spent mostly in
-    // translated code does not (new code in a translated page does), nor does one cut short
-    // (bulk work, xRET, CSR writes that may unmask an interrupt): a sample, not a count.
-    if (fetchVa != 1 && interpreted >= (SLICE >> 1)) dcSampleHeat(slots, pc - fetchVa);
+    // Where interpreting takes time: what the translation tier compiles. How much, per page, is
+    // counted (dcCountInterpreted, as the loop leaves a page and at the end of a slice); where in
+    // the page is sampled: a slice that interpreted at least half a full slice's instructions
+    // marks the place it ended at, one spent mostly in translated code does not, nor does one cut
+    // short (bulk work, xRET, CSR writes that may unmask an interrupt).
+    if (fetchVa != 1 && interpreted >= (SLICE >> 1)) dcSampleWhere(slots, pc - fetchVa);
     if (atomic.load<i32>(h + H_ATTN) != 0) { exit = EXIT_ATTENTION; break; }
     if (catchUpRemoteFences(h)) fetchVa = 1;
     if (takeMtimeWritten() || nowAge >= NOW_REFRESH) {
@@ -489,6 +491,7 @@ export function run(hart: i32, budget: i32): i32 {
     let limit: i32 = remaining < SLICE ? remaining : SLICE;
     let count: i32 = 0; // instructions and traps: the work the budget pays for
     let translated: i32 = 0; // of them, instructions translated code retired
+    pageFrom = 0;
     sliceTraps = 0;
     clearInterruptCheck();
 
@@ -506,6 +509,11 @@ export function run(hart: i32, budget: i32): i32 {
         pageVa = fetchVa;
         sp = fetchDecode(pc);
         fetchVa = pageVa;
+        if (pageSlots != slots) { // another page: what was interpreted in the one left heats it
+          const done = count - 1 - translated;
+          dcCountInterpreted(slots, done - pageFrom);
+          pageFrom = done;
+        }
         slots = pageSlots;
         if (charged != 0) limit = count; // caching the page cost: account for it now
         if (sp == 0) {
@@ -849,6 +857,7 @@ export function run(hart: i32, budget: i32): i32 {
     // time an ordinary budget takes. Only instructions that retired count in instret.
     const work = count + sliceTraps * TRAP_WORK + SLICE_WORK + takeCharged();
     interpreted = count - translated;
+    dcCountInterpreted(slots, interpreted - pageFrom);
     executed += work;
     retired += count - sliceTraps;
     remaining -= work;

@@ -20,7 +20,7 @@
 // its next fence.i: what the ISA promises a hart that did not run fence.i is no more.
 
 import {
-  DC_TAGS, DC_SCRATCH, DC_HAND, DC_USED, DC_TRANSLATED, DC_KEEP_TRANSLATED, DC_WAYS, DC_GEN, DC_HEAT, DC_DECODED, DC_SAMPLED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, DC_CACHES,
+  DC_TAGS, DC_SCRATCH, DC_HAND, DC_USED, DC_TRANSLATED, DC_KEEP_TRANSLATED, DC_WAYS, DC_GEN, DC_HEAT, DC_DECODED, DC_INTERP, DC_SAMPLED, WRITE_MAPPED, DC_PAGES, DC_PAGE_BYTES, DC_SLOTS, DC_CACHES,
   DC_META_STRIDE, DC_SLOTS_STRIDE, VM_CODE_SHARED, H_TLB_LIVE, TLB_TABLE_BYTES, TLB_CTXS, TLB_WRITE,
 } from "./layout";
 import { hartBase, nharts, charge, fillCharged, tlbTableOf } from "./hart";
@@ -191,20 +191,37 @@ function renew(meta: usize, e: usize): void {
   atomic.add<u32>(meta + DC_GEN + (e << 2), 1); // another thread's dcInvalidate may add too
   store<u8>(meta + DC_HEAT + e, 0);
   store<u16>(meta + DC_DECODED + (e << 1), 0);
+  store<u16>(meta + DC_INTERP + (e << 1), 0);
   store<u64>(meta + DC_SAMPLED + (e << 4), 0);
   store<u64>(meta + DC_SAMPLED + (e << 4) + 8, 0);
 }
 
 /**
- * A slice boundary found the run loop in entry `slots`' page, about to run byte `off` of it (or,
- * past 4095, the next page's code): count it (see DC_HEAT, DC_SAMPLED).
+ * The run loop interpreted `n` more instructions in entry `slots`' page (it counts as it leaves
+ * the page, and at the end of each slice): a unit of heat (DC_HEAT) per 4096 of them. Counted,
+ * not sampled: code called now and then from everywhere (memcpy, the kernel's RNG) runs in short
+ * visits, and slices seldom end there.
  */
-export function dcSampleHeat(slots: usize, off: u64): void {
-  if (slots < dcSlots) return;
+export function dcCountInterpreted(slots: usize, n: i32): void {
+  if (slots < dcSlots || n <= 0) return;
   const e = (slots - dcSlots) / <usize>DC_PAGE_BYTES;
+  if (e >= <usize>DC_PAGES) return;
+  const at = dcMeta + DC_INTERP + (e << 1);
+  const total = <u32>load<u16>(at) + <u32>n;
+  store<u16>(at, <u16>(total & 4095));
+  if (total < 4096) return;
   const heat = dcMeta + DC_HEAT + e;
-  if (load<u8>(heat) != 255) store<u8>(heat, load<u8>(heat) + 1);
-  if (off > 0xfff) return;
+  const h = <u32>load<u8>(heat) + (total >> 12);
+  store<u8>(heat, <u8>(h > 255 ? 255 : h));
+}
+
+/**
+ * A slice boundary found the run loop in entry `slots`' page, about to run byte `off` of it (or,
+ * past 4095, the next page's code): mark the place (DC_SAMPLED), for the tier's hot region.
+ */
+export function dcSampleWhere(slots: usize, off: u64): void {
+  if (slots < dcSlots || off > 0xfff) return;
+  const e = (slots - dcSlots) / <usize>DC_PAGE_BYTES;
   const granule = <u32>off >> 5;
   const byte = dcMeta + DC_SAMPLED + (e << 4) + <usize>(granule >> 3);
   store<u8>(byte, load<u8>(byte) | <u8>(<u32>1 << (granule & 7)));

@@ -257,12 +257,16 @@ export const DC_TRANSLATED: i32 = 0x80; // in an entry's DC_USED byte
 export const DC_KEEP_TRANSLATED: i32 = 15;
 // What the translation tier (host/jit/, docs/TRANSLATION.md) reads per entry: a generation that
 // changes whenever the entry's slots are dropped (so a translation of them is dead), a heat
-// count sampled at slice boundaries (saturating), and how many slots are decoded.
+// count (saturating: a unit per 4096 instructions interpreted in the page), and how many slots
+// are decoded.
 export const DC_GEN: i32 = 0xc1000; // DC_PAGES x u32
 export const DC_HEAT: i32 = 0xc1400; // DC_PAGES x u8
 export const DC_DECODED: i32 = 0xc1800; // DC_PAGES x u16
-// Where in each entry's page the heat samples fell: a bit per 32-byte granule (128 a page), so
-// that the tier translates the hot region of a page rather than all of it.
+// Instructions interpreted in each entry's page not yet counted in DC_HEAT (one heat unit per
+// 4096 of them): the run loop adds up what it interprets in a page as it leaves it.
+export const DC_INTERP: i32 = 0xc1a00; // DC_PAGES x u16
+// Where in each entry's page slice boundaries found the run loop interpreting: a bit per 32-byte
+// granule (128 a page), so that the tier translates the hot region of a page rather than all of it.
 export const DC_SAMPLED: i32 = 0xc2000; // DC_PAGES x 16 bytes
 // One bit per 4 KiB page of this memory: set when some hart's write TLB may map the page, so
 // caching code from a page whose bit is clear need not search the write TLBs.

@@ -34,6 +34,7 @@ test("memory layout regions do not overlap and fit below guest RAM", () => {
       [`decoded-code generations ${k}`, m + L.DC_GEN, m + L.DC_GEN + L.DC_PAGES * 4],
       [`decoded-code heat ${k}`, m + L.DC_HEAT, m + L.DC_HEAT + L.DC_PAGES],
       [`decoded-code counts ${k}`, m + L.DC_DECODED, m + L.DC_DECODED + L.DC_PAGES * 2],
+      [`decoded-code interpreted counts ${k}`, m + L.DC_INTERP, m + L.DC_INTERP + L.DC_PAGES * 2],
       [`decoded-code samples ${k}`, m + L.DC_SAMPLED, m + L.DC_SAMPLED + L.DC_PAGES * 16],
     ];
     for (const f of fields) expect(f[2], f[0]).toBeLessThanOrEqual(L.DC_TAGS + m + L.DC_META_STRIDE);

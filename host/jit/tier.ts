@@ -18,12 +18,12 @@ export type JitMode = "off" | "on" | "all";
 export const JIT_MODES: readonly JitMode[] = ["off", "on", "all"];
 
 /**
- * Slice-boundary samples (one per 4096 instructions) before a page counts as hot, and how often
- * (in steps, about a millisecond each) every page's count is halved: a page must be hot now, not
- * have been run a little for a long time (a boot runs much code a little; compiling it costs more
- * than it buys).
+ * Heat (a unit per 4096 instructions interpreted in the page, DC_HEAT) before a page counts as
+ * hot, and how often (in steps, about a millisecond each) every page's heat is halved: a page
+ * must be hot now, not have been run a little for a long time (a boot runs much code a little;
+ * compiling it costs more than it buys).
  */
-const HOT_SAMPLES = 64;
+const HOT_HEAT = 64;
 const COOL_EVERY = 16;
 /** Pages translated per step at most, so one step's compile time stays bounded ("on" mode). */
 const PAGES_PER_STEP = 4;
@@ -31,7 +31,7 @@ const PAGES_PER_STEP = 4;
 const MAX_LIVE_WASM_BYTES = 8 << 20;
 /**
  * A translated page is translated again, a few times, when code it does not cover (decoded since)
- * gets hot: the run loop counts only slices spent mostly interpreting. In "all" mode, when the
+ * gets hot: the run loop counts only the instructions it interprets. In "all" mode, when the
  * interpreter decoded this much more of it.
  */
 const REGROW = 1.25;
@@ -168,7 +168,7 @@ export class TranslationTier {
         this.forget(e, t, false);
         t = null;
       }
-      const hot = heats[e]! >= HOT_SAMPLES;
+      const hot = heats[e]! >= HOT_HEAT;
       if (!t && !hot && this.mode === "on") continue; // most entries, most steps
       let optimize = false;
       if (t?.counter && cool && tiers && !t.optimized) {
@@ -187,11 +187,11 @@ export class TranslationTier {
       }
       if (t) {
         // "on": hot again, so time goes into code its translation left out (the run loop counts
-        // only slices spent mostly interpreting); its region grows by where the samples fell.
+        // only what it interprets); its region grows by where the samples fell.
         if (t.times >= MAX_RETRANSLATIONS) continue;
         if (this.mode === "on" ? !hot : decoded < t.decoded * REGROW + 8) continue;
-        // Nothing it left out: the heat is a neighbour's (a slice is sampled where it ends, and
-        // one that interpreted the page before ends here after a while in this translation).
+        // Nothing it left out: the heat is what the translation cannot run (instructions it
+        // leaves to the interpreter, a block entered in its middle), which a new one would not either.
         if (t.covered >= decoded) {
           heats[e] = 0;
           continue;

@@ -306,6 +306,30 @@ describe("decoded-code cache coherence", () => {
     expect(pfuncStays(true), "the translated one stays").toBe(true);
   });
 
+  it("heat counts the instructions interpreted in a page, even where every slice is cut short", () => {
+    // Each round writes mstatus (which may unmask an interrupt: the slice ends there), so no slice
+    // runs long enough to be sampled; 10,000 rounds of 34 instructions interpret 340,000 in the
+    // page: 83 units of heat (one per 4096), as the translation tier reads DC_HEAT.
+    const m = machine(`
+      li s1, 10000
+      li t1, 8
+    loop:
+      csrs mstatus, t1
+      ${Array.from({ length: 31 }, () => "addi a0, a0, 1").join("\n      ")}
+      addi s1, s1, -1
+      bnez s1, loop
+      la t0, done
+      jr t0
+      .balign 4096
+    `);
+    m.runDone(1_000_000);
+    expect(m.x("a0")).toBe(310_000n);
+    const e = Array.from({ length: L.DC_PAGES }, (_, i) => i).find((i) => m.core.view.getUint32(L.DC_TAGS + 4 * i, true) === L.RAM_HOST)!;
+    const heat = m.core.view.getUint8(L.DC_HEAT + e);
+    expect(heat).toBeGreaterThanOrEqual(80);
+    expect(heat).toBeLessThanOrEqual(84);
+  });
+
   it("more code pages than the cache holds still run correctly (entries are evicted)", () => {
     // A chain of jumps through DC_PAGES + 8 pages that all map to cache entries in turn.
     const pages = L.DC_PAGES + 8;
