@@ -509,6 +509,7 @@ export class Hypervisor implements Control {
       name, instructions: s.machine.instructions, cpuMs: vm.carried.cpuMs + s.sched.cpuMs, stealMs: vm.carried.stealMs + s.sched.stealMs,
       wakeLatencyMs: { p50: pct(0.5), p99: pct(0.99), samples: lat.length },
       exits: { ...s.machine.exits },
+      ...(s.machine.jit ? { jit: s.machine.jit } : {}),
     };
   }
 

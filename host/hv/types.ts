@@ -2,6 +2,7 @@
 // front end (embedding API, HTTP API, `wasmvisor ctl`) reports the same way.
 
 import type { Action, VmState } from "./lifecycle";
+import type { JitStats } from "../jit/tier";
 import type { MigrationProgress, SnapshotProgress } from "./pcpu";
 
 export type { VmState };
@@ -43,6 +44,8 @@ export interface VmRunStats {
   wakeLatencyMs: { p50: number; p99: number; samples: number };
   /** Exits to the host by reason. */
   exits: Record<string, number>;
+  /** The translation tier's figures for the VM's harts on its home pCPU, when it has the tier on. */
+  jit?: JitStats;
 }
 
 export interface HostInfo {

@@ -67,6 +67,8 @@ export interface JitStats {
   entries: number;
   /** Translations compiled again for speed (OPTIMIZE_AT). */
   optimized: number;
+  /** Translations made and compiled on the guest's own thread (no compile thread, or it was starting: JitCompiler.meanwhile). */
+  onThread: number;
   /** Pages whose translation failed (a translator bug: the page stays interpreted), and the last reason. */
   failures: number;
   lastFailure?: string;
@@ -105,7 +107,7 @@ export class TranslationTier {
   // counts the turns), translations are compiled at once.
   private synchronous: boolean;
   private readonly imports: WebAssembly.Imports;
-  private readonly counts = { translations: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0, live: 0, liveWasmBytes: 0, failures: 0, optimized: 0 };
+  private readonly counts = { translations: 0, blocks: 0, instructions: 0, wasmBytes: 0, compileMs: 0, live: 0, liveWasmBytes: 0, failures: 0, optimized: 0, onThread: 0 };
   private lastFailure: string | undefined;
 
   /** The decoded-code cache the core runs from on this thread (Core.codeCache). */
@@ -214,13 +216,13 @@ export class TranslationTier {
 
   /** This tier's translations; instructions retired translated by `harts` (default: every hart, whatever thread ran them). */
   stats(harts?: readonly number[]): JitStats {
-    const { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, failures, optimized } = this.counts;
+    const { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, failures, optimized, onThread } = this.counts;
     let retired = 0, entries = 0;
     for (const h of harts ?? Array.from({ length: this.core.harts }, (_, i) => i)) {
       retired += Number(this.core.view.getBigUint64(L.VM_STAT_JIT + h * L.JIT_STAT_STRIDE, true));
       entries += Number(this.core.view.getBigUint64(L.VM_STAT_JIT + h * L.JIT_STAT_STRIDE + 8, true));
     }
-    return { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, retired, entries, failures, optimized, ...(this.lastFailure ? { lastFailure: this.lastFailure } : {}) };
+    return { translations, live, liveWasmBytes, blocks, instructions, wasmBytes, compileMs, retired, entries, failures, optimized, onThread, ...(this.lastFailure ? { lastFailure: this.lastFailure } : {}) };
   }
 
   // Free entry e's translation; `unmark`: its markers are still in the slots, put back what they replaced.
@@ -259,6 +261,7 @@ export class TranslationTier {
     const at = this.cc.meta + L.DC_SAMPLED + e * 16;
     const sampled = this.mode === "on" ? this.core.u8.slice(at, at + 16) : null;
     if (!background) {
+      this.counts.onThread++;
       const t = translatePage(view, 0, pages, sampled);
       if (t) this.replace(e, gen, decoded, times, compiledPage(t, compileHere ? compileHere(t.wasm, false) : new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>)), false);
       else this.nothingToTranslate(e, gen, decoded, times);

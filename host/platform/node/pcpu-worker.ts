@@ -14,4 +14,10 @@ import { nodePlatform } from "./index";
 // once per thread, not per VM.
 setFlagsFromString("--no-flush-bytecode");
 
+// The translation tier's compile thread starts with this thread rather than with its first VM: a
+// VM restored or migrated here finds it ready, instead of its guest's thread compiling the first
+// hot pages itself while it starts (JitCompiler.meanwhile: ~12 ms the first, cold). For `boot`,
+// the launcher started it already (its port is in workerData).
+if (nodePlatform.defaultJit?.() === "on") nodePlatform.jitCompiler?.();
+
 if (parentPort) Comlink.expose(new Pcpu(nodePlatform), nodeEndpoint(parentPort));
