@@ -41,7 +41,7 @@ if (process.argv[2] === "boot" || process.argv[2] === "start") {
   const args = process.argv.slice(3);
   const at = args.findIndex((a) => a === "--jit" || a === "-jit");
   const jit = at >= 0 ? args[at + 1] : args.find((a) => /^--?jit=/.test(a))?.replace(/^--?jit=/, "") ?? process.env.WASMVISOR_JIT;
-  let options;
+  let options = { workerData: { compileThread: null } }; // null: none, the tier is off
   if (jit !== "off") {
     const { port1, port2 } = new MessageChannel();
     new Worker(new URL("../dist/jit-worker.js", import.meta.url), { workerData: { port: port2 }, transferList: [port2] }).unref();

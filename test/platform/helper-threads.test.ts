@@ -1,7 +1,9 @@
 // The CLI lowers the threads V8 started with the process (its background compilers, the GC's
 // helpers) below the threads that run vCPUs (bin/wasmvisor.js): seen from outside, in /proc.
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
 
@@ -16,7 +18,31 @@ function threads(pid: number): { tid: number; nice: number; cpu: number }[] {
   });
 }
 
+/** The threads of `wasmvisor boot <args>` once its guest has run a second. */
+async function bootThreads(args: string[]) {
+  const child = spawn(process.execPath, ["bin/wasmvisor.js", "boot", ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    return threads(child.pid!);
+  } finally {
+    child.kill("SIGKILL");
+  }
+}
+
 describe("the CLI's threads", () => {
+  it("a compile thread for the translation tier with --jit on (started by the launcher), none with --jit off", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "wasmvisor-threads-"));
+    const busy = join(dir, "busy.bin");
+    writeFileSync(busy, new Uint8Array(Uint32Array.of(0x00150513, 0xffdff06f).buffer)); // 1: addi a0,a0,1; j 1b: runs until killed
+    const guest = ["--bios", "none", "--kernel", busy];
+    const on = await bootThreads([...guest, "--jit", "on"]);
+    const off = await bootThreads([...guest, "--jit", "off"]);
+    rmSync(dir, { recursive: true, force: true });
+    expect(off.length).toBeGreaterThan(3); // main, V8's helpers, the pCPU: the process was there
+    expect(on.length - off.length).toBe(1);
+  }, 60_000);
+
+
   it("V8's helper threads run at nice 10; the main thread and the pCPU running the guest at 0", async () => {
     const child = spawn(process.execPath, ["bin/wasmvisor.js", "boot", "--bios", "none", "--kernel", built["bench-int"]!, "--jit", "off"], { stdio: ["ignore", "pipe", "inherit"] });
     try {

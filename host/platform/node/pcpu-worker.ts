@@ -1,5 +1,5 @@
 // The worker thread of one pCPU: the control plane (Hypervisor) drives its Pcpu through Comlink.
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import { setFlagsFromString } from "node:v8";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
@@ -16,8 +16,10 @@ setFlagsFromString("--no-flush-bytecode");
 
 // The translation tier's compile thread starts with this thread rather than with its first VM: a
 // VM restored or migrated here finds it ready, instead of its guest's thread compiling the first
-// hot pages itself while it starts (JitCompiler.meanwhile: ~12 ms the first, cold). For `boot`,
-// the launcher started it already (its port is in workerData).
-if (nodePlatform.defaultJit?.() === "on") nodePlatform.jitCompiler?.();
+// hot pages itself while it starts (JitCompiler.meanwhile: ~12 ms the first, cold). For `boot`
+// and `start` the launcher decided: it started it already (its port is in workerData), or, the
+// tier off, says none (null; a VM that turns it on after all gets one at its build).
+const launched = (workerData as { compileThread?: unknown } | null)?.compileThread;
+if (launched !== null && nodePlatform.defaultJit?.() === "on") nodePlatform.jitCompiler?.();
 
 if (parentPort) Comlink.expose(new Pcpu(nodePlatform), nodeEndpoint(parentPort));
