@@ -13,6 +13,7 @@ import { nodePlatform } from "../../host/platform/node";
 import { parseVmConfig, DEFINITION_PARSING } from "../../host/config/parse";
 import { DEFAULT_VM_SOCKETS } from "../../host/net/budget";
 import { createNodeDiskImage } from "../../host/platform/node/disk";
+import { BUSY_LOOP } from "../busy-loop";
 
 const dir = mkdtempSync(join(tmpdir(), "wasmvisor-admit-"));
 const images = join(dir, "images");
@@ -20,7 +21,7 @@ const outside = join(dir, "outside");
 mkdirSync(images);
 mkdirSync(outside);
 const busy = join(images, "busy.bin");
-writeFileSync(busy, new Uint8Array(Uint32Array.of(0x00150513, 0xffdff06f).buffer)); // 1: addi a0,a0,1; j 1b
+writeFileSync(busy, BUSY_LOOP);
 const disk = join(images, "disk.img");
 writeFileSync(disk, new Uint8Array(1 << 20));
 writeFileSync(join(outside, "secret.bin"), "not for the guest");

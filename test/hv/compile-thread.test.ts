@@ -8,10 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor } from "../../host/hv/hypervisor";
 import { nodePlatform } from "../../host/platform/node";
+import { BUSY_LOOP } from "../busy-loop";
 
 const dir = mkdtempSync(join(tmpdir(), "wasmvisor-ct-"));
 const busy = join(dir, "busy.bin");
-writeFileSync(busy, new Uint8Array(Uint32Array.of(0x00150513, 0xffdff06f).buffer)); // 1: addi a0,a0,1; j 1b
+writeFileSync(busy, BUSY_LOOP);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("a host's compile thread", () => {

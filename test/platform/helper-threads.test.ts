@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
+import { BUSY_LOOP } from "../busy-loop";
 
 const built = (await buildBaremetal({ log: () => {} })).programs as Record<string, string>;
 
@@ -33,7 +34,7 @@ describe("the CLI's threads", () => {
   it("a compile thread for the translation tier with --jit on (started by the launcher), none with --jit off", async () => {
     const dir = mkdtempSync(join(tmpdir(), "wasmvisor-threads-"));
     const busy = join(dir, "busy.bin");
-    writeFileSync(busy, new Uint8Array(Uint32Array.of(0x00150513, 0xffdff06f).buffer)); // 1: addi a0,a0,1; j 1b: runs until killed
+    writeFileSync(busy, BUSY_LOOP);
     const guest = ["--bios", "none", "--kernel", busy];
     const on = await bootThreads([...guest, "--jit", "on"]);
     const off = await bootThreads([...guest, "--jit", "off"]);

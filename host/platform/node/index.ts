@@ -80,29 +80,24 @@ export const nodePlatform: Platform = {
   // Its replies come on a port of their own, which the tier polls after each step
   // (receiveMessageOnPort) rather than waiting for the event loop's next turn.
   jitCompiler: compilerPerThread(({ onReply, onEnd }) => {
-    const early = takeEarlyCompileThread();
-    if (early) {
-      early.on("message", onReply);
-      early.on("close", () => onEnd("its port closed"));
-      early.unref();
-      return {
-        postMessage: (m, transfer) => early.postMessage(m, transfer),
-        poll: () => {
-          for (let m = receiveMessageOnPort(early); m; m = receiveMessageOnPort(early)) onReply(m.message);
-        },
-      };
+    // The one the launcher started with this thread (its port closing ends it), or a new one.
+    let port = takeEarlyCompileThread();
+    if (port) port.on("close", () => onEnd("its port closed"));
+    else {
+      const channel = new MessageChannel();
+      const worker = new Worker(join(packageRoot(), "dist/jit-worker.js"), { workerData: { port: channel.port2 }, transferList: [channel.port2] });
+      worker.unref(); // it never keeps the process alive
+      worker.on("error", (e) => onEnd(e.message));
+      worker.on("exit", (code) => onEnd(`exited with code ${code}`));
+      port = channel.port1;
     }
-    const { port1: port, port2: workerSide } = new MessageChannel();
-    const worker = new Worker(join(packageRoot(), "dist/jit-worker.js"), { workerData: { port: workerSide }, transferList: [workerSide] });
-    worker.unref(); // it never keeps the process alive
-    port.on("message", onReply);
-    port.unref();
-    worker.on("error", (e) => onEnd(e.message));
-    worker.on("exit", (code) => onEnd(`exited with code ${code}`));
+    const replies = port;
+    replies.on("message", onReply);
+    replies.unref();
     return {
-      postMessage: (m, transfer) => port.postMessage(m, transfer),
+      postMessage: (m, transfer) => replies.postMessage(m, transfer),
       poll: () => {
-        for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) onReply(m.message);
+        for (let m = receiveMessageOnPort(replies); m; m = receiveMessageOnPort(replies)) onReply(m.message);
       },
     };
   }, true, v8TierCompiler()), // it picks V8's tier for each translation (v8-tiers.ts), as this thread does meanwhile
