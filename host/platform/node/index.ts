@@ -17,7 +17,6 @@ import { createStateFile, openStateFile } from "./state-files";
 import { connectMigration } from "./migration";
 import { JIT_MODES, type JitMode } from "../../jit/tier";
 import { compilerPerThread } from "../../jit/compiler";
-import { v8TierCompiler } from "./v8-tiers";
 import { listenCharSocket } from "./char-socket";
 import { zlib } from "./builtins";
 import { crc32, useFasterCrc32 } from "../../state/crc32";
@@ -100,7 +99,7 @@ export const nodePlatform: Platform = {
         for (let m = receiveMessageOnPort(replies); m; m = receiveMessageOnPort(replies)) onReply(m.message);
       },
     };
-  }, true, v8TierCompiler()), // it picks V8's tier for each translation (v8-tiers.ts), as this thread does meanwhile
+  }, true), // it picks V8's tier for each translation (v8-tiers.ts)
 
   openDisk: openNodeDisk,
   createDiskImage: createNodeDiskImage,
