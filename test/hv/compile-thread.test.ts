@@ -1,7 +1,6 @@
-// A pCPU worker starts its translation tier's compile thread as it starts (Node's pcpu-worker.js),
-// not with its first VM: a VM that arrives later (created, restored, migrated in) has its pages
-// translated there, never on the guest's own thread (JitCompiler.meanwhile, which stalls the
-// guest ~12 ms the first time). Real workers.
+// A host's VMs have their hot pages translated on their pCPU's compile thread (which a Node pCPU
+// worker starts as it starts), never on the guest's own thread, and the hypervisor's VM stats say
+// so (VmRunStats.jit). Real workers.
 import { afterAll, describe, expect, test } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,7 +15,7 @@ writeFileSync(busy, BUSY_LOOP);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("a host's compile thread", () => {
-  test("is running before its first VM: that VM's hot page is translated on it, and stats say so", async () => {
+  test("translates a VM's hot page, none on the guest's thread, and the VM's stats say so", async () => {
     const hv = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false });
     try {
       await new Promise((r) => setTimeout(r, 1500)); // a worker starts in well under a second
