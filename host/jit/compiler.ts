@@ -42,13 +42,6 @@ export interface JitCompiler {
    * pCPU turns only every few milliseconds); absent where the platform cannot (a browser).
    */
   poll?(): void;
-  /** Whether the compile thread has started (it says so when it has): a worker takes 50-100 ms to start on a busy machine. */
-  ready(): boolean;
-  /**
-   * How the caller's thread may compile a translation itself while the compile thread starts
-   * (baseline code, for good): the firmware's hottest code runs in that time. Absent: it waits.
-   */
-  readonly meanwhile?: CompileModule;
 }
 
 export interface JitRequest { slots: Uint8Array; memoryPages: number; sampled?: Uint8Array | null; optimize?: boolean }
@@ -63,9 +56,8 @@ export function jitCompilerClient(port: {
   onEnd(handler: (why: string) => void): void;
   /** Deliver to onReply's handler, now, the replies that have arrived (see JitCompiler.poll). */
   poll?(): void;
-}, tiers = false, meanwhile?: CompileModule): JitCompiler {
+}, tiers = false): JitCompiler {
   let next = 0;
-  let started = false;
   const waiting = new Map<number, (page: CompiledPage | null, error?: Error) => void>();
   port.onEnd((why) => {
     const ended = [...waiting.values()];
@@ -73,7 +65,6 @@ export function jitCompilerClient(port: {
     for (const done of ended) done(null, new Error(`translation: the compile thread ended (${why})`));
   });
   port.onReply((m) => {
-    started = true;
     const r = m as Reply;
     const done = waiting.get(r.id);
     if (!done) return;
@@ -83,8 +74,6 @@ export function jitCompilerClient(port: {
   });
   return {
     tiers,
-    ready: () => started,
-    ...(meanwhile ? { meanwhile } : {}),
     compile({ slots, memoryPages, sampled, optimize }, done) {
       const id = ++next;
       const copy = slots.slice(); // the caller's bytes stay its own: the copy moves
@@ -99,12 +88,12 @@ export function jitCompilerClient(port: {
  * A thread's one compile thread, started on first use and again after it ended: `start` starts
  * it, delivers its messages to `onReply` and tells `onEnd` when it ends, and returns how to post
  * to it (and, where it can, to take its replies at once: `poll`). `tiers`: the thread serves
- * with a CompileModule that hears `optimize`; `meanwhile`: see JitCompiler.meanwhile.
+ * with a CompileModule that hears `optimize`.
  */
 export function compilerPerThread(start: (io: { onReply(m: unknown): void; onEnd(why: string): void }) => {
   postMessage(m: unknown, transfer?: ArrayBuffer[]): void;
   poll?(): void;
-}, tiers = false, meanwhile?: CompileModule): () => JitCompiler {
+}, tiers = false): () => JitCompiler {
   let compiler: JitCompiler | null = null;
   return () => {
     if (compiler) return compiler;
@@ -119,13 +108,12 @@ export function compilerPerThread(start: (io: { onReply(m: unknown): void; onEnd
       onReply: (h) => { reply = h; },
       onEnd: (h) => { ended = h; },
       ...(port.poll ? { poll: () => port.poll!() } : {}),
-    }, tiers, meanwhile));
+    }, tiers));
   };
 }
 
 /** The compile thread's side: answer each request with its page's module. */
 export function serveJitCompiles(port: { postMessage(m: unknown): void; onRequest(handler: (m: unknown) => void): void }, compile: CompileModule = engineTiers): void {
-  port.postMessage({ id: 0, page: null } satisfies Reply); // started (JitCompiler.ready): no request has id 0
   port.onRequest((m) => {
     const { id, slots, memoryPages, sampled, optimize } = m as Request;
     try {

@@ -11,7 +11,7 @@ import * as L from "../core/layout";
 import * as O from "../core/ops";
 import type { Core } from "../core/core";
 import { RETIRED_COUNTER, translatePage } from "./translate";
-import { compiledPage, type CompileModule, type CompiledPage, type JitCompiler } from "./compiler";
+import { compiledPage, type CompiledPage, type JitCompiler } from "./compiler";
 
 /** off: interpret only; on: translate hot pages; all: translate every cached page (tests). */
 export type JitMode = "off" | "on" | "all";
@@ -67,7 +67,7 @@ export interface JitStats {
   entries: number;
   /** Translations compiled again for speed (OPTIMIZE_AT). */
   optimized: number;
-  /** Translations made and compiled on the guest's own thread (no compile thread, or it was starting: JitCompiler.meanwhile). */
+  /** Translations made and compiled on the guest's own thread (no compile thread, or one given up on). */
   onThread: number;
   /** Pages whose translation failed (a translator bug: the page stays interpreted), and the last reason. */
   failures: number;
@@ -154,10 +154,7 @@ export class TranslationTier {
       for (const p of this.pending.values()) if (now - p.since > NEVER_ARRIVES_MS && p.turns === this.turns) this.synchronous = true;
       if (this.synchronous) this.pending.clear(); // given up on: translated again, at once
     }
-    // Until the compile thread has started, pages are translated and compiled here, if the
-    // platform says how (baseline code): a boot's firmware runs its hottest code in that time.
-    const meanwhile = this.compiler?.ready() === false ? this.compiler.meanwhile : undefined;
-    const background = !this.synchronous && !meanwhile;
+    const background = !this.synchronous;
     const cool = ++this.steps % COOL_EVERY === 0;
     if (cool) for (let e = 0; e < L.DC_PAGES; e++) heats[e] >>= 1;
     const tiers = this.compiler?.tiers === true && background;
@@ -202,7 +199,7 @@ export class TranslationTier {
       heats[e] = 0;
       if (this.counts.liveWasmBytes >= MAX_LIVE_WASM_BYTES) continue;
       const times = t ? t.times + 1 : 0;
-      compileMs += this.translate(e, gen, decoded, times, background, t?.optimized === true && tiers, meanwhile);
+      compileMs += this.translate(e, gen, decoded, times, background, t?.optimized === true && tiers);
       budget--;
     }
     this.counts.compileMs += compileMs;
@@ -246,10 +243,9 @@ export class TranslationTier {
   // (it stays in use until the new one replaces it). In the background (on the compile thread, or
   // here with V8 compiling on its own threads) while the pCPU's thread goes on running the guest,
   // and installed if the page is still what was translated; otherwise (tests: every page
-  // translated as soon as it ran, deterministically; or the compile thread not started yet) at
-  // once, compiled by `compileHere` or by the engine's default tiers. `optimize`: compiled for
-  // speed (the compile thread's JitCompiler.tiers). Returns the milliseconds spent on this thread.
-  private translate(e: number, gen: number, decoded: number, times: number, background: boolean, optimize = false, compileHere?: CompileModule): number {
+  // translated as soon as it ran, deterministically) at once. `optimize`: compiled for speed (the
+  // compile thread's JitCompiler.tiers). Returns the milliseconds spent on this thread.
+  private translate(e: number, gen: number, decoded: number, times: number, background: boolean, optimize = false): number {
     const t0 = performance.now();
     const slots = this.cc.slots + e * L.DC_PAGE_BYTES;
     const copy = this.core.u8.slice(slots, slots + L.DC_PAGE_BYTES);
@@ -263,7 +259,7 @@ export class TranslationTier {
     if (!background) {
       this.counts.onThread++;
       const t = translatePage(view, 0, pages, sampled);
-      if (t) this.replace(e, gen, decoded, times, compiledPage(t, compileHere ? compileHere(t.wasm, false) : new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>)), false);
+      if (t) this.replace(e, gen, decoded, times, compiledPage(t, new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>)), false);
       else this.nothingToTranslate(e, gen, decoded, times);
       return performance.now() - t0;
     }

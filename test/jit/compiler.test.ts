@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { VirtMachine } from "../../host/machine/virt";
 import { nodePlatform } from "../../host/platform/node";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
-import { jitCompilerClient, serveJitCompiles, type JitCompiler } from "../../host/jit/compiler";
+import type { JitCompiler } from "../../host/jit/compiler";
 
 const built = (await buildBaremetal({ log: () => {}, defines: { "bench-int": { ITERS: 16 } } })).programs as Record<string, string>;
 // At its full length (a second translated): long enough for a compile thread's optimizing compile to come back.
@@ -41,7 +41,7 @@ async function runBenchInt(program: string, jitCompiler: JitCompiler, yields = t
 /** A compile thread whose asks are recorded: whether each asked for speed. */
 function recording(thread: JitCompiler, tiers: boolean) {
   const optimize: boolean[] = [];
-  const compiler: JitCompiler = { tiers, ready: () => thread.ready(), compile: (request, done) => { optimize.push(request.optimize === true); thread.compile(request, done); }, poll: () => thread.poll?.() };
+  const compiler: JitCompiler = { tiers, compile: (request, done) => { optimize.push(request.optimize === true); thread.compile(request, done); }, poll: () => thread.poll?.() };
   return { optimize, compiler };
 }
 
@@ -54,7 +54,7 @@ describe("the compile thread", () => {
 
   it("a translation that fails is counted with its reason, and the program runs on interpreted", async () => {
     let asked = 0;
-    const failing: JitCompiler = { ready: () => true, compile: (_request, done) => { asked++; queueMicrotask(() => done(null, new Error("translation: a translator bug"))); } };
+    const failing: JitCompiler = { compile: (_request, done) => { asked++; queueMicrotask(() => done(null, new Error("translation: a translator bug"))); } };
     const { jit } = await runBenchInt(built["bench-int"]!, failing);
     expect(jit.failures).toBe(asked);
     expect(jit.failures).toBeGreaterThan(0);
@@ -102,7 +102,6 @@ describe("the compile thread", () => {
     const held: { due: number; hand: () => void }[] = [];
     let asked = 0, pages = 0;
     const slow: JitCompiler = {
-      ready: () => thread.ready(),
       compile: (request, done) => {
         asked++;
         thread.compile(request, (page, err) => held.push({ due: performance.now() + 100, hand: () => { if (page) pages++; done(page, err); } }));
@@ -118,32 +117,6 @@ describe("the compile thread", () => {
     expect(jit.translations).toBe(pages); // every one from the compile thread
     expect(jit.retired / instret).toBeGreaterThan(0.5);
   }, 120_000);
-
-  it("until the compile thread has started, pages are compiled on the guest's thread by `meanwhile`, then by the thread", async () => {
-    const thread = nodePlatform.jitCompiler!();
-    let started = false, here = 0, there = 0;
-    const starting: JitCompiler = {
-      tiers: true, // the page translated here, run hot, is compiled again for speed: by the thread
-      ready: () => started,
-      meanwhile: (wasm, optimize) => { here++; expect(optimize).toBe(false); started = true; return new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>); },
-      compile: (request, done) => { there++; expect(started, "asked of a thread not started").toBe(true); thread.compile(request, done); },
-      poll: () => thread.poll!(),
-    };
-    const { jit } = await runBenchInt(long["bench-int"]!, starting);
-    expect(here).toBeGreaterThan(0);
-    expect(there).toBeGreaterThan(0);
-    expect(jit.translations).toBeGreaterThanOrEqual(here);
-  }, 120_000);
-
-  it("a client is ready once its thread's first message arrives, which the thread sends as it starts", () => {
-    const sent: unknown[] = [];
-    let reply: (m: unknown) => void = () => {};
-    const client = jitCompilerClient({ postMessage: (m) => sent.push(m), onReply: (h) => { reply = h; }, onEnd: () => {} });
-    expect(client.ready()).toBe(false);
-    serveJitCompiles({ postMessage: (m) => reply(m), onRequest: () => {} });
-    expect(client.ready()).toBe(true);
-    expect(sent).toEqual([]); // the greeting asks for nothing
-  });
 
   it("answers a page with nothing to translate with nothing", async () => {
     const page = await new Promise((resolve, reject) => nodePlatform.jitCompiler!().compile({ slots: new Uint8Array(16384), memoryPages: 1024 }, (p, err) => err ? reject(err) : resolve(p)));

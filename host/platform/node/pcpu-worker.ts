@@ -15,8 +15,8 @@ import { nodePlatform } from "./index";
 setFlagsFromString("--no-flush-bytecode");
 
 // The translation tier's compile thread starts with this thread rather than with its first VM: a
-// VM restored or migrated here finds it ready, instead of its guest's thread compiling the first
-// hot pages itself while it starts (JitCompiler.meanwhile: ~12 ms the first, cold). For `boot`
+// VM restored or migrated here finds it ready, its first hot pages translated without waiting for
+// a worker's start (50-100 ms on a busy machine). For `boot`
 // and `start` the launcher decided: it started it already (its port is in workerData), or, the
 // tier off, says none (null; a VM that turns it on after all gets one at its build).
 const launched = (workerData as { compileThread?: unknown } | null)?.compileThread;
