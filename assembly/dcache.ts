@@ -196,6 +196,12 @@ function renew(meta: usize, e: usize): void {
   store<u64>(meta + DC_SAMPLED + (e << 4) + 8, 0);
 }
 
+// The entry of this thread's cache whose slots start at `slots` (the run loop's page), or DC_PAGES
+// when `slots` is none of them (the scratch slot, or nothing yet).
+@inline function entryOfSlots(slots: usize): usize {
+  return slots < dcSlots ? <usize>DC_PAGES : min((slots - dcSlots) / <usize>DC_PAGE_BYTES, <usize>DC_PAGES);
+}
+
 /**
  * The run loop interpreted `n` more instructions in entry `slots`' page (it counts as it leaves
  * the page, and at the end of each slice): a unit of heat (DC_HEAT) per 4096 of them. Counted,
@@ -203,9 +209,8 @@ function renew(meta: usize, e: usize): void {
  * visits, and slices seldom end there.
  */
 export function dcCountInterpreted(slots: usize, n: i32): void {
-  if (slots < dcSlots || n <= 0) return;
-  const e = (slots - dcSlots) / <usize>DC_PAGE_BYTES;
-  if (e >= <usize>DC_PAGES) return;
+  const e = entryOfSlots(slots);
+  if (e == <usize>DC_PAGES || n <= 0) return;
   const at = dcMeta + DC_INTERP + (e << 1);
   const total = <u32>load<u16>(at) + <u32>n;
   store<u16>(at, <u16>(total & 4095));
@@ -220,8 +225,8 @@ export function dcCountInterpreted(slots: usize, n: i32): void {
  * past 4095, the next page's code): mark the place (DC_SAMPLED), for the tier's hot region.
  */
 export function dcSampleWhere(slots: usize, off: u64): void {
-  if (slots < dcSlots || off > 0xfff) return;
-  const e = (slots - dcSlots) / <usize>DC_PAGE_BYTES;
+  const e = entryOfSlots(slots);
+  if (e == <usize>DC_PAGES || off > 0xfff) return;
   const granule = <u32>off >> 5;
   const byte = dcMeta + DC_SAMPLED + (e << 4) + <usize>(granule >> 3);
   store<u8>(byte, load<u8>(byte) | <u8>(<u32>1 << (granule & 7)));
