@@ -19,8 +19,6 @@ import { nodePlatform } from "../platform/node";
 import { EMULATION_FAILURE } from "../machine/virt";
 import { formatStats } from "./stats";
 import { defaultLinuxGuest, type LinuxGuest } from "./guest";
-import { webCommand } from "./web";
-import { hostCommand, ctlCommand } from "./hv";
 
 const VERSION = "0.1.0";
 const CTRL_A = 0x01;
@@ -297,7 +295,13 @@ export async function main(argv: string[]): Promise<void> {
     let code: number;
     try {
       const rest = argv.slice(1);
-      code = argv[0] === "host" ? await hostCommand(rest) : argv[0] === "ctl" ? await ctlCommand(rest) : await webCommand(rest);
+      // Loaded for these commands only: the web server's WebSocket library loads Node's http,
+      // https, tls, crypto and zlib (7-8 ms of a boot's start).
+      if (argv[0] === "web") code = await (await import("./web")).webCommand(rest);
+      else {
+        const { hostCommand, ctlCommand } = await import("./hv");
+        code = argv[0] === "host" ? await hostCommand(rest) : await ctlCommand(rest);
+      }
     } catch (e) {
       if (e instanceof CliError) fail(`${e.message}\n  Try 'wasmvisor ${argv[0]} --help'.`, 2);
       fail((e as Error).message); // the API's errors say what to do
