@@ -138,6 +138,11 @@ describe("report", () => {
     expect(target(t, "CPU: geometric mean ≥ 70% of QEMU").pass).toBe(false);
     expect(target(t, "Boot: Linux to shell prompt (full, OpenSBI) no slower than QEMU")).toMatchObject({ pass: false, measured: "0.84 s against 0.70 s (120% of QEMU's time); para 2.50 s" });
 
+    // Several boots each: each of ours over the QEMU boot of its round, beside the medians' ratio.
+    r.boot = { ...r.boot, linux_full_s: 1.18, qemu_linux_s: 1.24, runs: { para: [1.3, 1.3, 1.3], full: [1.18, 1.31, 1.16], qemu: [1.32, 1.24, 0.88] } };
+    expect(target(checkTargets(r), "Boot: Linux to shell prompt (full, OpenSBI) no slower than QEMU"))
+      .toMatchObject({ pass: true, measured: "1.18 s against 1.24 s (95% of QEMU's time; boot by boot 89-132%, median 106%); para 2.50 s" });
+
     // Results from before QEMU's start-up was timed: the new bars are not judged on whole-process times.
     const { qemu_startup_s: _s, qemu_startup_runs: _r, ...old } = sample().cpu!;
     t = checkTargets({ ...sample(), cpu: old });
@@ -257,6 +262,10 @@ describe("report", () => {
     expect(beside).not.toContain("QEMU's CPU figure moved");
     expect(beside).not.toContain("| CPU: QEMU's geometric mean");
     expect(md).toContain("| CPU: QEMU's geometric mean, start-up subtracted (the machine) | 1000 MIPS | 1100 MIPS | +10.0% |");
+    // A run on another host says so, rather than "the same machine".
+    const elsewhere = renderReport({ ...r, machine: { ...MACHINE, cpu: "AMD EPYC" } }, prev).markdown;
+    expect(elsewhere).toContain(`It ran on another machine (${MACHINE.cpu}, ${MACHINE.cores} cores): the changes below are mostly the machines', as QEMU's own show: QEMU's CPU figure moved 10.0% and its boot time 0.0%.`);
+    expect(elsewhere).not.toContain("on the same machine");
     // Without a previous run there is no such section.
     expect(renderReport(r).markdown).not.toContain("Against the previous run");
   });
