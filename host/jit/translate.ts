@@ -123,17 +123,28 @@ function fpWritesInt(inst: number): boolean {
 
 /** Loads and stores: their slow path ends their block, and the next instruction starts one (where the slow path comes back). */
 function isSite(op: number): boolean {
-  return op in LOADS || op in STORES;
+  return OP_CLASS[op] & SITE ? true : false;
 }
 const ENDS_BLOCK = new Set([...Object.keys(BRANCHES).map(Number), O.OP_JAL, O.OP_JALR]);
 
-function supported(op: number): boolean {
+function supportedOp(op: number): boolean {
   return op === O.OP_NOP || op === O.OP_FENCE || CORE_OPS.has(op) || op in LOADS || op in STORES || op in BRANCHES || op in IMM_OPS || op in REG_OPS ||
     op in W32_OPS || op in UNARY || op in UNARY_W || BITS.has(op) || MULH.has(op) || op in SHADD || DIVS.has(op) || ENDS_BLOCK.has(op) ||
     op === O.OP_LUI || op === O.OP_AUIPC || op === O.OP_SLTI || op === O.OP_SLTIU || op === O.OP_SLT ||
     op === O.OP_SLTU || op === O.OP_ANDN || op === O.OP_ORN || op === O.OP_XNOR || op === O.OP_MIN ||
     op === O.OP_MINU || op === O.OP_MAX || op === O.OP_MAXU || op === O.OP_ZEXTH || op === O.OP_SLLIUW ||
     op === O.OP_ORCB || op === O.OP_REV8;
+}
+
+// What the page's analysis asks of every slot, by op (a slot's op is 7 bits), looked up rather
+// than tested against a dozen tables each time: the translator's own time is what a translation
+// costs (docs/PERFORMANCE.md, "A slower machine").
+const SUPPORTED = 1, SITE = 2, ENDS = 4, BRANCH = 8;
+const OP_CLASS = Uint8Array.from({ length: 128 }, (_, op) =>
+  (supportedOp(op) ? SUPPORTED : 0) | (op in LOADS || op in STORES ? SITE : 0) | (ENDS_BLOCK.has(op) ? ENDS : 0) | (op in BRANCHES ? BRANCH : 0));
+
+function supported(op: number): boolean {
+  return OP_CLASS[op] & SUPPORTED ? true : false;
 }
 
 /** A page's translation: the bytes to compile and the offsets (in bytes) of its block entries. */
@@ -175,40 +186,39 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
   // Leaders: where blocks begin. Targets of the page's own branches and jumps, the instruction
   // after each control transfer, and the first slot of each decoded run. Code entered elsewhere
   // (a call from another page) is interpreted up to the next leader, at most a block away.
-  const leaders = new Set<number>();
+  const page: (Slot | null)[] = new Array(2048); // the page's slots, read once, by halfword
+  const leader = new Uint8Array(2050); // by halfword, up to just past the page's end
   let prevEnd = -1; // where the last decoded instruction ended
   for (let off = 0; off < 4096; off += 2) {
-    const s = slotAt(view, slots, off);
+    const s = (page[off >> 1] = slotAt(view, slots, off));
     if (!s) continue;
-    if (off !== prevEnd) leaders.add(off);
+    const cls = OP_CLASS[s.op];
+    if (off !== prevEnd) leader[off >> 1] = 1;
     prevEnd = off + s.len;
     // Past an instruction left to the interpreter, translated code starts again.
-    if (!supported(s.op)) leaders.add(off + s.len);
-    if (s.op in BRANCHES || s.op === O.OP_JAL) {
+    if (!(cls & SUPPORTED)) leader[(off + s.len) >> 1] = 1;
+    if (cls & BRANCH || s.op === O.OP_JAL) {
       const t = off + s.imm;
-      if (t >= 0 && t < 4096 && slotAt(view, slots, t)) leaders.add(t);
+      if (t >= 0 && t < 4096 && view.getUint8(slots + t * 4) !== 0) leader[t >> 1] = 1;
     }
-    if (s.op in BRANCHES || s.op === O.OP_JAL || s.op === O.OP_JALR || isSite(s.op)) leaders.add(off + s.len);
+    if (cls & (ENDS | SITE)) leader[(off + s.len) >> 1] = 1;
   }
   // Blocks: from each supported leader to a control transfer, an unsupported or undecoded
-  // instruction, the next leader or MAX_BLOCK instructions.
+  // instruction, the next leader or MAX_BLOCK instructions; in page order.
   let blocks: Slot[][] = [];
-  const starts = [...leaders].sort((a, b) => a - b);
-  for (let k = 0; k < starts.length; k++) {
-    const start = starts[k];
+  for (let start = 0; start < 4096; start += 2) {
+    if (!leader[start >> 1]) continue;
     const block: Slot[] = [];
     for (let off = start; off < 4096; ) {
-      if (off !== start && leaders.has(off)) break;
+      if (off !== start && leader[off >> 1]) break;
       if (block.length === MAX_BLOCK) {
-        // Cut: the rest starts a block of its own (kept in order: blocks are sorted by start).
-        leaders.add(off);
-        starts.splice(k + 1, 0, off);
+        leader[off >> 1] = 1; // cut: the rest starts a block of its own, met further on
         break;
       }
-      const s = slotAt(view, slots, off);
-      if (!s || !supported(s.op)) break;
+      const s = page[off >> 1];
+      if (!s || !(OP_CLASS[s.op] & SUPPORTED)) break;
       block.push(s);
-      if (ENDS_BLOCK.has(s.op) || isSite(s.op)) break;
+      if (OP_CLASS[s.op] & (ENDS | SITE)) break;
       off += s.len;
     }
     if (block.length > 0) blocks.push(block);
@@ -244,17 +254,17 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
  * every block.
  */
 function hotRegion(blocks: Slot[][], sampled: Uint8Array, view: DataView, slots: number): Slot[][] {
-  const at = new Map(blocks.map((b, i) => [b[0].off, i]));
+  const at = blockAt(blocks.map((b) => b[0].off));
   const succ: number[][] = blocks.map(() => []);
   const pred: number[][] = blocks.map(() => []);
   const edge = (i: number, off: number) => {
-    let j = at.get(off);
-    if (j === undefined) {
+    let j = at(off);
+    if (j < 0) {
       // An instruction the interpreter runs, after which translated code goes on.
       const s = off >= 0 && off < 4096 ? slotAt(view, slots, off) : null;
-      if (s && !supported(s.op)) j = at.get(off + s.len);
+      if (s && !supported(s.op)) j = at(off + s.len);
     }
-    if (j === undefined) return;
+    if (j < 0) return;
     succ[i].push(j);
     pred[j].push(i);
   };
@@ -278,16 +288,24 @@ function hotRegion(blocks: Slot[][], sampled: Uint8Array, view: DataView, slots:
   });
   if (hot.length === 0) return blocks;
   const reach = (from: number[], next: number[][]) => {
-    const seen = new Set(from);
-    for (const todo = [...from]; todo.length; ) for (const j of next[todo.pop()!]) if (!seen.has(j)) { seen.add(j); todo.push(j); }
+    const seen = new Uint8Array(blocks.length);
+    for (const i of from) seen[i] = 1;
+    for (const todo = [...from]; todo.length; ) for (const j of next[todo.pop()!]) if (!seen[j]) { seen[j] = 1; todo.push(j); }
     return seen;
   };
   const after = reach(hot, succ), before = reach(hot, pred);
-  const region = new Set(blocks.map((_, i) => i).filter((i) => after.has(i) && before.has(i)));
+  const region = after.map((a, i) => a & before[i]);
   // Blocks are in page order, so one pass each way closes the region over straight-line edges.
-  for (let i = blocks.length - 1; i >= 0; i--) if (straight[i] !== undefined && region.has(straight[i]!)) region.add(i);
-  for (let i = 0; i < blocks.length; i++) if (straight[i] !== undefined && region.has(i)) region.add(straight[i]!);
-  return blocks.filter((_, i) => region.has(i));
+  for (let i = blocks.length - 1; i >= 0; i--) if (straight[i] !== undefined && region[straight[i]!]) region[i] = 1;
+  for (let i = 0; i < blocks.length; i++) if (straight[i] !== undefined && region[i]) region[straight[i]!] = 1;
+  return blocks.filter((_, i) => region[i]);
+}
+
+/** Block index by the page offset (bytes) it starts at (`starts`, the blocks' in order): -1 where none starts, or off the page. */
+function blockAt(starts: number[]): (off: number) => number {
+  const index = new Int32Array(2048).fill(-1);
+  starts.forEach((off, i) => { index[off >> 1] = i; });
+  return (off) => (off >= 0 && off < 4096 && (off & 1) === 0 ? index[off >> 1] : -1);
 }
 
 // The function: a loop that dispatches on pc's offset in the page to the block starting there
@@ -310,17 +328,22 @@ function hotRegion(blocks: Slot[][], sampled: Uint8Array, view: DataView, slots:
 //     end
 //   end        ;; exit: store registers; retired and status from the site; its pc or the next
 function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): void {
-  const used = new Set<number>(), written = new Set<number>();
+  // The registers the page's blocks read or write (loaded on entry), and those they write (stored on leaving), in order.
+  const used = new Uint8Array(32), writes = new Uint8Array(32);
   for (const blk of blocks) {
     for (const s of blk) {
-      const [reads, writes] = operands(s);
-      for (const r of reads) if (r !== 0) used.add(r);
-      if (writes && s.rd !== 0) { used.add(s.rd); written.add(s.rd); }
+      const [reads, writesRd] = operands(s);
+      for (const r of reads) used[r] = 1;
+      if (writesRd) used[s.rd] = writes[s.rd] = 1;
     }
   }
-  const load = [...used].sort((a, b) => a - b);
+  const load: number[] = [], store: number[] = [];
+  for (let r = 1; r < 32; r++) {
+    if (used[r]) load.push(r);
+    if (writes[r]) store.push(r);
+  }
+  const written = new Set(store);
   if (blocks.some((blk) => blk.some((s) => FP_OPS.has(s.op)))) fpFastOk(c);
-  const store = [...written].sort((a, b) => a - b);
   const loadReg = (r: number) => c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(X_BASE + r);
   for (const r of load) loadReg(r);
   const storeRegs = () => { for (const r of store) c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8); };
@@ -337,26 +360,25 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).brIf(leaveIdx);
   const labels: Label[] = [];
   for (let i = blocks.length - 1; i >= 0; i--) labels[i] = c.block();
-  const byHalf = new Map(blocks.map((blk, i) => [blk[0].off >> 1, labels[i]]));
-  const table: Label[] = [];
-  for (let h = first; h <= last; h++) table.push(byHalf.get(h) ?? leaveIdx);
+  const table: Label[] = new Array<Label>(last - first + 1).fill(leaveIdx);
+  blocks.forEach((blk, i) => { table[(blk[0].off >> 1) - first] = labels[i]; });
   c.get(V_IDX).brTable(table, leaveIdx);
   const emitter = new BlockEmitter(c, { dispatch, slow, leave, exit }, written, view, slots, first);
-  const blockAt = new Map(blocks.map((blk, i) => [blk[0].off, i]));
+  const at = blockAt(blocks.map((b) => b[0].off));
   let copied = 0;
   blocks.forEach((blk, i) => {
     c.end(labels[i]);
     // A jump to a later block of the page is a branch out of the labels still open, straight to
     // it; one to this or an earlier block goes round the dispatch, which checks the budget, or
     // into a copy of the loop it closes.
-    const later = (off: number) => { const k = blockAt.get(off); return k !== undefined && k > i ? labels[k] : null; };
+    const later = (off: number) => { const k = at(off); return k > i ? labels[k] : null; };
     emitter.loopCopy = (off) => {
-      const k = blockAt.get(off);
-      if (k === undefined || k > i) return false;
+      const k = at(off);
+      if (k < 0 || k > i) return false;
       const size = blocks.slice(k, i + 1).reduce((n, b) => n + b.length, 0);
       if (size > LOOP_COPY_MAX || copied + size > LOOP_COPIES_MAX) return false;
       copied += size;
-      emitLoopCopy(c, emitter, blocks, k, i, labels, blockAt, dispatch, first);
+      emitLoopCopy(c, emitter, blocks, k, i, labels, at, dispatch, first);
       return true;
     };
     emitter.emit(blk, blocks[i + 1]?.[0].off, later);
@@ -398,7 +420,7 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   const cases: Label[] = [];
   for (let k = load.length - 1; k >= 0; k--) cases[k] = c.block();
   const byReg: Label[] = [];
-  for (let r = 0; r < 32; r++) byReg.push(used.has(r) ? cases[load.indexOf(r)] : done);
+  for (let r = 0; r < 32; r++) byReg.push(r !== 0 && used[r] ? cases[load.indexOf(r)] : done);
   c.get(V_ARG).i32(11).op(OP.i32ShrU).brTable(byReg, done); // rd
   load.forEach((r, k) => {
     c.end(cases[k]);
@@ -447,7 +469,7 @@ const LOOP_COPY_MAX = 128;
 const LOOP_COPIES_MAX = 512;
 
 function emitLoopCopy(c: Code, emitter: BlockEmitter, blocks: Slot[][], k: number, i: number, labels: Label[],
-  blockAt: Map<number, number>, dispatch: Label, first: number): void {
+  blockAt: (off: number) => number, dispatch: Label, first: number): void {
   // Out of budget: round the dispatch (which leaves) rather than into the loop.
   const spent = c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).if_();
   c.i32((blocks[k][0].off >> 1) - first).set(V_IDX).br(dispatch);
@@ -460,8 +482,8 @@ function emitLoopCopy(c: Code, emitter: BlockEmitter, blocks: Slot[][], k: numbe
   for (let j = k; j <= i; j++) {
     if (j > k) c.end(inner[j]);
     const later = (off: number) => {
-      const q = blockAt.get(off);
-      return q === undefined || q <= j ? null : q <= i ? inner[q] : labels[q];
+      const q = blockAt(off);
+      return q <= j ? null : q <= i ? inner[q] : labels[q];
     };
     emitter.emit(blocks[j], blocks[j + 1]?.[0].off, later);
   }
