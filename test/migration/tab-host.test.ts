@@ -32,7 +32,7 @@ async function rig(files: Record<string, Uint8Array>) {
   const log: string[] = [];
   const server = await Hypervisor.start(nodePlatform, { cpus: 1, balance: false, imageDirs: [dir], migrationKey: key, onEvent: (l) => log.push(l) });
   const tabPlatform = memoryPlatform({
-    core, files: { "/guest/count.bin": counterKernel({ waitMs: 300 }), ...files }, // 3 s of guest time, whichever tier runs it
+    core, files: { "/guest/count.bin": counterKernel({ waitMs: 500 }), ...files }, // 5 s of guest time, whichever tier runs it
     connectMigration: () => openWsLink(() => new WebSocket(`${r.url}/migrate`) as unknown as WebSocketLike, "the server"),
   });
   const tab = await Hypervisor.start(tabPlatform, { balance: false, imageDirs: ["/opfs/vms", "/opfs/guest", "/guest"], migrationKey: key });
@@ -72,7 +72,9 @@ test("a VM goes from a tab to the host and back over WebSockets, on copies of it
     await tab.create({ name: VM, kernel: "/guest/count.bin", memory: "16M", drives: ["file=/opfs/guest/disk.img"] });
     tab.attachConsole(VM, (b) => { text += new TextDecoder().decode(b); });
     await tab.act(VM, "start");
-    await until("the VM running in the tab", async () => (await tab.stats(VM)).instructions >= 40_000_000);
+    // Counting (its first digit out), with most of its time to go: a count of instructions would
+    // depend on the machine's speed (on a loaded one the guest once ended before it got there).
+    await until("the VM counting in the tab", () => text.length >= 1);
 
     // To the host: it runs there on a copy of its disk in the server's directory.
     const out = await within("the migration to the host", tab.migrate(VM, "tcp:server:1", { copyStorage: true, downtimeMs: 50 }));
