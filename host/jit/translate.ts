@@ -137,8 +137,8 @@ function supportedOp(op: number): boolean {
 }
 
 // What the page's analysis asks of every slot, by op (a slot's op is 7 bits), looked up rather
-// than tested against a dozen tables each time: the translator's own time is what a translation
-// costs (docs/PERFORMANCE.md, "A slower machine").
+// than tested against a dozen tables each time: the translator's time is much of what a
+// translation costs (docs/PERFORMANCE.md, "A slower machine").
 const SUPPORTED = 1, SITE = 2, ENDS = 4, BRANCH = 8;
 const OP_CLASS = Uint8Array.from({ length: 128 }, (_, op) =>
   (supportedOp(op) ? SUPPORTED : 0) | (op in LOADS || op in STORES ? SITE : 0) | (ENDS_BLOCK.has(op) ? ENDS : 0) | (op in BRANCHES ? BRANCH : 0));
