@@ -274,11 +274,11 @@ function hotRegion(blocks: Slot[][], sampled: Uint8Array, view: DataView, slots:
   blocks.forEach((b, i) => {
     const last = b[b.length - 1];
     const end = last.off + last.len;
-    if (last.op in BRANCHES) edge(i, last.off + last.imm);
+    if (OP_CLASS[last.op] & BRANCH) edge(i, last.off + last.imm);
     if (last.op === O.OP_JAL) edge(i, last.off + last.imm);
     // Past the block: a branch not taken, a site's return point, a cut, and where a call returns.
     if (!(last.op === O.OP_JAL || last.op === O.OP_JALR) || last.rd !== 0) edge(i, end);
-    if (!ENDS_BLOCK.has(last.op)) straight[i] = succ[i][0];
+    if (!(OP_CLASS[last.op] & ENDS)) straight[i] = succ[i][0];
     for (let g = b[0].off >> 5; g <= (end - 1) >> 5; g++) {
       if (sampled[g >> 3] & (1 << (g & 7))) {
         hot.push(i);
@@ -556,7 +556,7 @@ class BlockEmitter {
    */
   emit(block: Slot[], nextStart: number | undefined, later: (off: number) => Label | null): void {
     const lastSlot = block[block.length - 1];
-    const ends = ENDS_BLOCK.has(lastSlot.op);
+    const ends = (OP_CLASS[lastSlot.op] & ENDS) !== 0;
     block.forEach((s, i) => { if (!ends || s !== lastSlot) this.instruction(s, i); });
     this.count(block.length);
     const next = lastSlot.off + lastSlot.len;
