@@ -80,23 +80,15 @@ export const nodePlatform: Platform = {
   // (receiveMessageOnPort) rather than waiting for the event loop's next turn.
   jitCompiler: compilerPerThread(({ onReply, onEnd }) => {
     // The one the launcher started with this thread (its port closing ends it), or a new one.
-    let port = takeEarlyCompileThread();
-    if (port) port.on("close", () => onEnd("its port closed"));
-    else {
-      const channel = new MessageChannel();
-      const worker = new Worker(join(packageRoot(), "dist/jit-worker.js"), { workerData: { port: channel.port2 }, transferList: [channel.port2] });
-      worker.unref(); // it never keeps the process alive
-      worker.on("error", (e) => onEnd(e.message));
-      worker.on("exit", (code) => onEnd(`exited with code ${code}`));
-      port = channel.port1;
-    }
-    const replies = port;
-    replies.on("message", onReply);
-    replies.unref();
+    const early = takeEarlyCompileThread();
+    early?.on("close", () => onEnd("its port closed"));
+    const port = early ?? startCompileThread(onEnd);
+    port.on("message", onReply);
+    port.unref();
     return {
-      postMessage: (m, transfer) => replies.postMessage(m, transfer),
+      postMessage: (m, transfer) => port.postMessage(m, transfer),
       poll: () => {
-        for (let m = receiveMessageOnPort(replies); m; m = receiveMessageOnPort(replies)) onReply(m.message);
+        for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) onReply(m.message);
       },
     };
   }, true), // it picks V8's tier for each translation (v8-tiers.ts)
@@ -146,6 +138,16 @@ function takeEarlyPcpu(): Worker | null {
   }
   early.worker.ref();
   return early.worker;
+}
+
+/** A new compile thread for this thread, and the port to it; `onEnd` hears if it fails or exits. */
+function startCompileThread(onEnd: (why: string) => void): MessagePort {
+  const channel = new MessageChannel();
+  const worker = new Worker(join(packageRoot(), "dist/jit-worker.js"), { workerData: { port: channel.port2 }, transferList: [channel.port2] });
+  worker.unref(); // it never keeps the process alive
+  worker.on("error", (e) => onEnd(e.message));
+  worker.on("exit", (code) => onEnd(`exited with code ${code}`));
+  return channel.port1;
 }
 
 /**
