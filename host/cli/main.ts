@@ -16,6 +16,7 @@ import { parseNic } from "../config/parse";
 import { Hypervisor } from "../hv/hypervisor";
 import { HvError } from "../hv/types";
 import { nodePlatform } from "../platform/node";
+import { loadBootImages, type BootImages } from "../vm/build";
 import { EMULATION_FAILURE } from "../machine/virt";
 import { formatStats } from "./stats";
 import { defaultLinuxGuest, type LinuxGuest } from "./guest";
@@ -47,11 +48,17 @@ async function boot(cmd: BootCommand): Promise<number> {
   // the cores) unless -accel tcg,thread=single.
   const harts = cmd.restore ? 2 : cmd.config.smp;
   const cpus = cmd.singleThread ? 1 : Math.max(1, Math.min(2, harts, nodePlatform.resources().cpus));
-  const hv = await Hypervisor.start(nodePlatform, { cpus, balance: false, watchdogSeconds: 0, overcommit: Infinity, fileDescriptors: Infinity, migrationKey });
+  const starting = Hypervisor.start(nodePlatform, { cpus, balance: false, watchdogSeconds: 0, overcommit: Infinity, fileDescriptors: Infinity, migrationKey });
+  // While the pCPU thread starts, read the boot images rather than after: the platform hands the
+  // VM's build the copies still held here. Any error is the build's to report, as without this.
+  let images: BootImages | null = null;
+  if (!cmd.restore) try { images = loadBootImages(cmd.config, nodePlatform); } catch { /* reported by createVm */ }
+  const hv = await starting;
   const cleanUp = () => { if (scratch) rmSync(scratch, { recursive: true, force: true }); };
   let name: string;
   try {
     name = cmd.restore ? (await hv.restore(cmd.restore, { paused: true })).name : (await hv.createVm(cmd.config)).name;
+    images = null; // the VM has them
   } catch (e) {
     await hv.close();
     cleanUp();

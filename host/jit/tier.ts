@@ -11,7 +11,7 @@ import * as L from "../core/layout";
 import * as O from "../core/ops";
 import type { Core } from "../core/core";
 import { RETIRED_COUNTER, translatePage } from "./translate";
-import { compiledPage, type CompiledPage, type JitCompiler } from "./compiler";
+import { compiledPage, type CompiledPage, type CompileModule, type JitCompiler } from "./compiler";
 
 /** off: interpret only; on: translate hot pages; all: translate every cached page (tests). */
 export type JitMode = "off" | "on" | "all";
@@ -121,8 +121,10 @@ export class TranslationTier {
   /**
    * `compiler`: a compile thread ("on" mode): pages are translated and compiled there, and only
    * instantiated here. Without one, they are translated here and V8 compiles them in the background.
+   * `compileHere`: how a page translated and compiled at once on this thread is compiled.
    */
-  constructor(private readonly core: Core, readonly mode: "on" | "all", private readonly compiler?: JitCompiler) {
+  constructor(private readonly core: Core, readonly mode: "on" | "all", private readonly compiler?: JitCompiler,
+    private readonly compileHere: CompileModule = (wasm) => new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>)) {
     this.cc = core.codeCache;
     const buf = core.memory.buffer, meta = this.cc.meta;
     this.gens = new Uint32Array(buf, meta + L.DC_GEN, L.DC_PAGES);
@@ -259,7 +261,7 @@ export class TranslationTier {
     if (!background) {
       this.counts.onThread++;
       const t = translatePage(view, 0, pages, sampled);
-      if (t) this.replace(e, gen, decoded, times, compiledPage(t, new WebAssembly.Module(t.wasm as Uint8Array<ArrayBuffer>)), false);
+      if (t) this.replace(e, gen, decoded, times, compiledPage(t, this.compileHere(t.wasm, false)), false);
       else this.nothingToTranslate(e, gen, decoded, times);
       return performance.now() - t0;
     }
