@@ -9,7 +9,7 @@ import { loadCoreModule } from "../host/platform/node/core";
 import { nodePlatform } from "../host/platform/node";
 import * as L from "../host/core/layout";
 import { SPEC_VERSION } from "../host/sbi/sbi";
-import { asm } from "../test/encoder";
+import { asm } from "../host/util/riscv-asm";
 
 export interface ExitRow {
   key: string;

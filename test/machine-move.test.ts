@@ -1,7 +1,7 @@
 // A VM moving between threads: one machine saves everything outside the VM memory, another
 // (here in the same thread) resumes from that memory and state, and the guest cannot tell.
 import { describe, test, expect } from "vitest";
-import { assemble } from "./encoder";
+import { assemble } from "../host/util/riscv-asm";
 import { VirtMachine, KERNEL_ADDR, type VirtConfig } from "../host/machine/virt";
 import { runToStop } from "./board";
 import { loadCoreModule } from "../host/platform/node/core";

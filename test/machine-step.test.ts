@@ -1,7 +1,7 @@
 // VirtMachine.step() shares a step among a VM's harts in quanta, so a hart spinning on a lock
 // does not hold up the hart that would release it for a whole step.
 import { test, expect } from "vitest";
-import { assemble } from "./encoder";
+import { assemble } from "../host/util/riscv-asm";
 import { VirtMachine } from "../host/machine/virt";
 import { loadCoreModule } from "../host/platform/node/core";
 

@@ -1,6 +1,6 @@
 // The built-in SBI answering a kernel's ecalls (the kernel here is a small S-mode program).
 import { describe, test, expect } from "vitest";
-import { assemble } from "./encoder";
+import { assemble } from "../host/util/riscv-asm";
 import { VirtMachine, KERNEL_ADDR } from "../host/machine/virt";
 import { runToStop } from "./board";
 import { loadCoreModule } from "../host/platform/node/core";

@@ -14,7 +14,7 @@
  * Random 32-bit words and mutated words pass through sanitize(), which keeps them to these rules.
  */
 import { prng } from "../../test/prng";
-import { liSequence } from "../../test/encoder";
+import { liSequence } from "../../host/util/riscv-asm";
 import { CLINT_MSIP, CODE_PAGES, CODE_VA, D, MEGA_VA, PTE, SATP, SCRATCH, STUB, STUB_VA, WINDOW_VA, codePage, newDescriptor, pte, type CaseImage } from "./image";
 
 export type Priv = 0 | 1 | 3;

@@ -25,7 +25,7 @@
  *            into, and another the second virtual page may map instead
  *   SCRATCH  the data window (4 pages), refilled per case; RESULTS a record per case
  */
-import { assemble } from "../../test/encoder";
+import { assemble } from "../../host/util/riscv-asm";
 
 export const RAM_BASE = 0x8000_0000;
 export const RAM_BYTES = 128 << 20;

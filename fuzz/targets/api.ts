@@ -17,7 +17,7 @@ import { rejectsNothing, type Target } from "../engine/target";
 import { Hypervisor } from "../../host/hv/hypervisor";
 import { nodePlatform } from "../../host/platform/node";
 import { serveApi, CONSOLE_PROTOCOL } from "../../host/api/api";
-import { assemble } from "../../test/encoder";
+import { assemble } from "../../host/util/riscv-asm";
 import { ECHO_GUEST, watchUncaught } from "../../test/api/malformed-requests";
 
 interface ApiRig {

@@ -10,7 +10,7 @@ import { Hypervisor } from "../../host/hv/hypervisor";
 import { nodePlatform } from "../../host/platform/node";
 import { serveApi, ApiClient } from "../../host/api/api";
 import type { HostInfo, VmInfo, VmRunStats } from "../../host/hv/types";
-import { assemble } from "../encoder";
+import { assemble } from "../../host/util/riscv-asm";
 import { ECHO_GUEST, consoleEchoes, malformedRequests, sendAll, statuses, watchUncaught } from "./malformed-requests";
 
 let dir: string;

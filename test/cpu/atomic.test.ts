@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { machine, RAM, CAUSE, hex, u64 } from "./harness";
 import { SX32 } from "./ref";
-import { enc } from "../encoder";
+import { enc } from "../../host/util/riscv-asm";
 
 const DATA = RAM + 0x40000;
 const RES = RAM + 0x80000;

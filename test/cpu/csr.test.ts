@@ -2,7 +2,7 @@
 // the sstatus/sie/sip views, FS tracking and the counters.
 import { describe, expect, it } from "vitest";
 import { machine, enter, RAM, CAUSE, MS, mpp, PRV_M, PRV_S, PRV_U, CSR, L } from "./harness";
-import { enc } from "../encoder";
+import { enc } from "../../host/util/riscv-asm";
 
 /** Run `insn` in `mode` and expect an illegal-instruction trap to M with mtval = its encoding. */
 function expectIllegal(mode: 0 | 1 | 3, insn: string, setup = "") {

@@ -2,7 +2,7 @@
 // another page, another hart, a page-crossing instruction) or by the host runs as changed.
 import { describe, it, expect } from "vitest";
 import { machine, L, type Machine } from "./harness";
-import { enc } from "../encoder";
+import { enc } from "../../host/util/riscv-asm";
 
 const ADD_100 = enc.addi("a0", "a0", 100);
 const C_ADDI_7 = enc["c.addi"]("a0", 7);

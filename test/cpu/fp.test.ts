@@ -2,7 +2,7 @@
 // (static, dynamic, reserved), fflags accumulation, a few arithmetic corner cases.
 import { describe, expect, it } from "vitest";
 import { machine, Machine, RAM, CAUSE, hex } from "./harness";
-import { enc } from "../encoder";
+import { enc } from "../../host/util/riscv-asm";
 
 const BOX = 0xffffffff00000000n;
 const box = (v: number | bigint) => BOX | BigInt(v);

@@ -12,7 +12,7 @@
 import { Core } from "../../host/core/core";
 import { loadCoreModule } from "../../host/platform/node/core";
 import * as L from "../../host/core/layout";
-import { assemble, reg, freg, CSR } from "../encoder";
+import { assemble, reg, freg, CSR } from "../../host/util/riscv-asm";
 
 export { L, CSR };
 export const RAM = 0x80000000;

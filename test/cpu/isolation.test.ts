@@ -4,7 +4,7 @@ import { machine, CAUSE } from "./harness";
 import { Core } from "../../host/core/core";
 import { loadCoreModule } from "../../host/platform/node/core";
 import { EXIT_MMIO } from "../../host/core/layout";
-import { enc } from "../encoder";
+import { enc } from "../../host/util/riscv-asm";
 
 describe("isolation of host state from guest actions", () => {
   it("a jump to a low address after mret faults instead of fetching the core's own memory", () => {

@@ -6,7 +6,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import {
   machine as makeMachine, type MachineOptions, enter, pokeSatp, PageTables, PTE, RWX, AD, RAM, CAUSE, PRV_M, PRV_S, PRV_U, MS, hex, Machine, L,
 } from "./harness";
-import { enc, encSeq } from "../encoder";
+import { enc, encSeq } from "../../host/util/riscv-asm";
 
 const MB = 1 << 20;
 let paging: "nested" | "shadow" = "nested";

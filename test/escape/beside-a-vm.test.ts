@@ -6,7 +6,7 @@
 // exception for a CSR that does not exist), the other VM keeps its memory and finishes in its share
 // of the CPU, and the daemon keeps answering.
 import { describe, test, expect } from "vitest";
-import { assemble } from "../encoder";
+import { assemble } from "../../host/util/riscv-asm";
 import { besideVictim, RAM, UART } from "./rig";
 import { physicalSweep, csrSweep, sweepHandler } from "./sweeps";
 

@@ -17,7 +17,7 @@
 // got, resets the device and gets a good transfer through it afterwards; nothing outside its
 // RAM may change: the victim's pattern, the boot ROM, the other devices' registers.
 import { describe, test, expect } from "vitest";
-import { assemble } from "../encoder";
+import { assemble } from "../../host/util/riscv-asm";
 import { besideVictim, printResults, reportEnd, romChecksum, RAM, RAM_END, UART, CLINT, PLIC, ROM, type Scene } from "./rig";
 
 const ETHOC = 0x10020000;

@@ -12,7 +12,7 @@
 import { describe, test, expect } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { assemble } from "../encoder";
+import { assemble } from "../../host/util/riscv-asm";
 import { besideVictim, virtioNegotiate, printResults, findVirtio, reportEnd, romChecksum, RAM, RAM_END, UART, CLINT, PLIC, ROM, VIRTIO } from "./rig";
 
 // Where the attacker keeps its queue and its request.

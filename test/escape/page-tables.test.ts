@@ -13,7 +13,7 @@
 // (shadow paging is where a guest PTE could reach host memory), beside the counting victim, and
 // the boot ROM must read back unchanged (the walker's A/D updates must not write it).
 import { describe, test, expect } from "vitest";
-import { assemble } from "../encoder";
+import { assemble } from "../../host/util/riscv-asm";
 import { besideVictim, toSupervisor, reportEnd, romChecksum, RAM, RAM_END, UART, CLINT, ROM } from "./rig";
 
 // PTE bits.

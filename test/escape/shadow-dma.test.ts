@@ -13,7 +13,7 @@
 import { describe, test, expect } from "vitest";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { assemble } from "../encoder";
+import { assemble } from "../../host/util/riscv-asm";
 import { besideVictim, virtioNegotiate, toSupervisor, printResults, findVirtio, reportEnd, romChecksum, RAM, RAM_END, UART, VIRTIO } from "./rig";
 
 // PTE bits.

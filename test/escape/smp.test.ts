@@ -13,7 +13,7 @@
 // runs it once. The victim keeps its memory and gets its share of the pCPU it shares with hart
 // 1, and the API keeps answering.
 import { describe, test, expect } from "vitest";
-import { assemble } from "../encoder";
+import { assemble } from "../../host/util/riscv-asm";
 import { KERNEL_ADDR } from "../../host/machine/virt";
 import { besideVictim, toSupervisor, RAM, RAM_END, CLINT, PLIC, type Scene } from "./rig";
 import { physicalSweep, csrSweep, sweepHandler } from "./sweeps";

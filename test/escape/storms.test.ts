@@ -9,7 +9,7 @@
 // counting victim beside it must keep its memory and get its share of the pCPU by the scheduler's
 // own accounting, and the control API must keep answering promptly.
 import { describe, test, expect } from "vitest";
-import { assemble } from "../encoder";
+import { assemble } from "../../host/util/riscv-asm";
 import { besideVictim, RAM, UART, CLINT, PLIC, type Scene } from "./rig";
 
 const MTIMECMP = CLINT + 0x4000;

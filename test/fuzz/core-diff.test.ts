@@ -11,7 +11,7 @@ import { runBatch, specFromJson } from "../../fuzz/core-diff/diff";
 import { compareCase, CUT, PARTING } from "../../fuzz/core-diff/compare";
 import { caseImage, random, randomCase, type CaseSpec, type Item, type SecondPage } from "../../fuzz/core-diff/generate";
 import { D, FIX_DELEGATED, FIX_SC_RD, FIX_STORE_CAUSE, FIX_UNDELEGATED, LOG, LOG_WORDS, R, RESULT_BYTES, RESULT_HEADER, SATP } from "../../fuzz/core-diff/image";
-import { asm, toWords } from "../encoder";
+import { asm, toWords } from "../../host/util/riscv-asm";
 import { runQemu, runWasmvisor, Workdir } from "../../fuzz/core-diff/machines";
 import { fuzzDir } from "../../fuzz/engine/corpus";
 import { loadCoreModule } from "../../host/platform/node/core";

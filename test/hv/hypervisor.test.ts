@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor } from "../../host/hv/hypervisor";
 import { nodePlatform } from "../../host/platform/node";
-import { asm } from "../encoder";
+import { asm } from "../../host/util/riscv-asm";
 import { BUSY_LOOP } from "../busy-loop";
 
 const dir = mkdtempSync(join(tmpdir(), "wasmvisor-hv-"));

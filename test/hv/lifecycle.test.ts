@@ -7,7 +7,7 @@ import { Hypervisor } from "../../host/hv/hypervisor";
 import { memoryPlatform } from "../../host/platform/memory";
 import { parseVmConfig, DEFINITION_PARSING } from "../../host/config/parse";
 import { loadCoreModule } from "../../host/platform/node/core";
-import { asm } from "../encoder";
+import { asm } from "../../host/util/riscv-asm";
 import { Pcpu } from "../../host/hv/pcpu";
 import { loadBootImages } from "../../host/vm/build";
 import { ByteRing } from "../../host/util/ring";

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { createServer, type AddressInfo } from "node:net";
 import { execFileSync } from "node:child_process";
 import { runCli } from "./cli";
-import { asm } from "../encoder";
+import { asm } from "../../host/util/riscv-asm";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
 
 const UBOOT_ELF = "/usr/lib/u-boot/qemu-riscv64_smode/uboot.elf";

@@ -13,7 +13,7 @@ import { buildLinuxGuest } from "../../guests/linux/build.mjs";
 import { ApiClient } from "../../host/api/api";
 import { bytesSource, listSections } from "../../host/state/container";
 import type { HostInfo, VmInfo, VmRunStats } from "../../host/hv/types";
-import { assemble } from "../encoder";
+import { assemble } from "../../host/util/riscv-asm";
 import { ECHO_GUEST, consoleEchoes, malformedRequests, sendAll, statuses } from "../api/malformed-requests";
 import { BIN, freePort, pollUntil, runCli, startHost, stopHost } from "./cli";
 

@@ -9,7 +9,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { asm } from "../encoder";
+import { asm } from "../../host/util/riscv-asm";
 import { BIN, Session, freePort } from "./cli";
 import { QmpClient, shape, type QmpReply } from "./qmp-client";
 import { README_QEMU_LINES, qemuArgs } from "./qemu-lines";

@@ -10,7 +10,7 @@ import { pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
 import { packageRoot } from "../../host/platform/node/core";
-import { asm } from "../encoder";
+import { asm } from "../../host/util/riscv-asm";
 import type * as Embedding from "../../host/index";
 
 const root = packageRoot();

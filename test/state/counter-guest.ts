@@ -1,5 +1,5 @@
 // A guest for state tests: what it prints shows whether it went on exactly where it was.
-import { assemble } from "../encoder";
+import { assemble } from "../../host/util/riscv-asm";
 import { KERNEL_ADDR } from "../../host/machine/virt";
 import { TIMEBASE_HZ } from "../../host/core/core";
 

@@ -1,5 +1,5 @@
 /**
- * Verifies test/encoder.ts against GNU as (riscv64-unknown-elf-as).
+ * Verifies host/util/riscv-asm.ts against GNU as (riscv64-unknown-elf-as).
  *
  * A large source covering every mnemonic with varied operands is assembled by
  * both GNU as and our encoder; each line carries a label `L_<n>` so that the
@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { beforeAll, afterAll, describe, expect, it } from "vitest";
 import {
   AsmError, CSR, asm, assemble, csr, enc, encSeq, freg, liSequence, mnemonics, reg, toWords,
-} from "./encoder";
+} from "../host/util/riscv-asm";
 
 const AS = "riscv64-unknown-elf-as";
 const OBJCOPY = "riscv64-unknown-elf-objcopy";

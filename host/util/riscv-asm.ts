@@ -1,8 +1,9 @@
 /**
  * In-repo RISC-V (RV64GC + Zicsr/Zifencei/Zba/Zbb/Zbs + privileged) encoder
- * and tiny two-pass assembler for unit tests.
+ * and tiny two-pass assembler: the tests', benchmarks' and fuzzers' programs, and the compile
+ * thread's warm-up (host/jit/warm-up.ts).
  *
- *   import { asm, enc, encSeq, assemble, reg, csr } from "./encoder";
+ *   import { asm, enc, encSeq, assemble, reg, csr } from "./riscv-asm";
  *
  *   const code = asm`
  *     li   a0, 42
