@@ -22,19 +22,23 @@ const MAX_BLOCK = 64;
 // The translation's parameters and locals.
 const P_H = 0, P_PAGE_VA = 1, P_PC = 2, P_TLB_R = 3, P_TLB_W = 4, P_BUDGET = 5;
 const V_RETIRED = 6, V_VA = 7, V_E = 8, V_ST = 9, V_T = 10;
-const X_BASE = 10; // x[r] lives in local X_BASE + r (r = 1..31)
 // What a load or store site that missed the TLB leaves for the shared slow path, and any site for
 // the shared exit: one constant, V_INFO (see siteInfo), which the handlers unpack.
-const V_KIND = 42, V_ARG = 43, V_VAL = 44, V_SITE = 45, V_NEXT = 46, V_SITE_RET = 47, V_INFO = 48;
+const V_KIND = 11, V_ARG = 12, V_VAL = 13, V_SITE = 14, V_NEXT = 15, V_SITE_RET = 16, V_INFO = 17;
 // Temporaries of the high multiplies.
-const V_A = 49, V_B = 50, V_M = 51;
+const V_A = 18, V_B = 19, V_M = 20;
 // The dispatch's index: the next instruction's halfword in the page less the first block's.
-const V_IDX = 52;
+const V_IDX = 21;
 // Floating point inline: whether its fast paths may run (see fpFastOk), a result's bits, an operand.
-const V_FPOK = 53, V_FBITS = 54, V_FX = 55;
+const V_FPOK = 22, V_FBITS = 23, V_FX = 24;
 // What a leaving translation retired (addRetired).
-const V_ADD = 56;
-const LOCALS = [I32, I64, I32, I32, I64, ...Array<number>(31).fill(I64), I32, I32, I64, I32, I32, I32, I32, I64, I64, I64, I32, I32, I64, F64, I32];
+const V_ADD = 25;
+// The registers the page uses live in locals from here on, one each, in register order (emitPage):
+// only those, because V8's baseline compiler zero-fills every local's stack slot at each entry
+// (docs/PERFORMANCE.md, "Warming the engine"). A register missing from them would read local 0, an
+// i32: the module would not validate, and the page would stay interpreted.
+const X_FIRST = 26;
+const TEMPS = [I32, I64, I32, I32, I64, I32, I32, I64, I32, I32, I32, I32, I64, I64, I64, I32, I32, I64, F64, I32];
 /** The module's exported counter of the instructions it retired (global 0): the tier reads how hot a translation runs. */
 export const RETIRED_COUNTER = "retired";
 const KIND_LOAD = 0, KIND_STORE = 1;
@@ -226,7 +230,7 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
   if (sampled) blocks = hotRegion(blocks, sampled, view, slots);
   if (blocks.length === 0) return null;
   const code = new Code();
-  emitPage(code, blocks, view, slots);
+  const registers = emitPage(code, blocks, view, slots);
   const wasm = moduleBytes({
     imports: [
       { name: "jitLoad", type: { params: [I64, I32, I32], results: [I32] } },
@@ -234,7 +238,7 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
       { name: "jitExec", type: { params: [I64, I64], results: [I32] } },
       { name: "jitChain", type: { params: [I64], results: [I32] } },
     ],
-    run: { type: { params: [I32, I64, I64, I32, I32, I32], results: [I64] }, locals: LOCALS, code },
+    run: { type: { params: [I32, I64, I64, I32, I32, I32], results: [I64] }, locals: [...TEMPS, ...Array<number>(registers).fill(I64)], code },
     memoryMaxPages: memoryPages,
     counters: [RETIRED_COUNTER],
   });
@@ -327,7 +331,7 @@ function blockAt(starts: number[]): (off: number) => number {
 //       end    ;; slow path: call the core, reload rd, br $dispatch or $exit
 //     end
 //   end        ;; exit: store registers; retired and status from the site; its pc or the next
-function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): void {
+function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): number {
   // The registers the page's blocks read or write (loaded on entry), and those they write (stored on leaving), in order.
   const used = new Uint8Array(32), writes = new Uint8Array(32);
   for (const blk of blocks) {
@@ -343,10 +347,12 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
     if (writes[r]) store.push(r);
   }
   const written = new Set(store);
+  const local = new Int32Array(32); // register r's local (used ones only)
+  load.forEach((r, k) => { local[r] = X_FIRST + k; });
   if (blocks.some((blk) => blk.some((s) => FP_OPS.has(s.op)))) fpFastOk(c);
-  const loadReg = (r: number) => c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(X_BASE + r);
+  const loadReg = (r: number) => c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(local[r]);
   for (const r of load) loadReg(r);
-  const storeRegs = () => { for (const r of store) c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8); };
+  const storeRegs = () => { for (const r of store) c.get(P_H).get(local[r]).mem(OP.i64Store, 3, L.H_X + r * 8); };
   const first = blocks[0][0].off >> 1;
   const last = blocks[blocks.length - 1][0].off >> 1;
   // Entered at a leader of the page.
@@ -363,7 +369,7 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   const table: Label[] = new Array<Label>(last - first + 1).fill(leaveIdx);
   blocks.forEach((blk, i) => { table[(blk[0].off >> 1) - first] = labels[i]; });
   c.get(V_IDX).brTable(table, leaveIdx);
-  const emitter = new BlockEmitter(c, { dispatch, slow, leave, exit }, written, view, slots, first);
+  const emitter = new BlockEmitter(c, { dispatch, slow, leave, exit }, written, local, view, slots, first);
   const at = blockAt(blocks.map((b) => b[0].off));
   let copied = 0;
   blocks.forEach((blk, i) => {
@@ -452,6 +458,7 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): voi
   c.get(P_H).get(V_ST).get(V_ST).i32(JIT_LEAVE).op(OP.i32Ne).op(OP.i32Mul).mem(OP.i32Store, 2, L.H_JIT_STATUS); // JIT_LEAVE: 0
   c.get(P_PAGE_VA).get(V_NEXT).op(OP.i64ExtendI32U).op(OP.i64Add).ret();
   c.finish();
+  return load.length;
 }
 
 /**
@@ -544,6 +551,8 @@ class BlockEmitter {
     private readonly c: Code,
     private readonly to: { dispatch: Label; slow: Label; leave: Label; exit: Label },
     private readonly written: Set<number>,
+    /** Each register's local (those the page uses). */
+    private readonly local: Int32Array,
     private readonly view: DataView,
     private readonly slots: number,
     /** The first block's halfword in the page: dispatch indexes count from it. */
@@ -620,12 +629,12 @@ class BlockEmitter {
   // ---- registers ----
   private read(r: number): void {
     if (r === 0) this.c.i64(0);
-    else this.c.get(X_BASE + r);
+    else this.c.get(this.local[r]);
   }
   /** The value on the stack goes to rd (dropped for x0). */
   private write(rd: number): void {
     if (rd === 0) this.c.op(OP.drop);
-    else this.c.set(X_BASE + rd);
+    else this.c.set(this.local[rd]);
   }
   /** A jump's return address to rd (none for x0: `j`, `ret`). */
   private link(s: Slot): void {
@@ -673,13 +682,13 @@ class BlockEmitter {
       // The core runs it on the hart block: its integer sources (an address, fmv.d.x's, an AMO's
       // operand) must be there.
       const [reads, writesInt] = operands(s);
-      for (const r of new Set(reads)) if (this.written.has(r)) c.get(P_H).get(X_BASE + r).mem(OP.i64Store, 3, L.H_X + r * 8);
+      for (const r of new Set(reads)) if (this.written.has(r)) c.get(P_H).get(this.local[r]).mem(OP.i64Store, 3, L.H_X + r * 8);
       c.i64(this.view.getBigUint64(this.slots + s.off * 4, true));
       this.pcAt(s.off);
       c.call(F_EXEC).set(V_ST);
       if (writesInt && s.rd !== 0) {
         const wrote = c.get(V_ST).i32(ST_FAULT).op(OP.i32Ne).if_();
-        c.get(P_H).mem(OP.i64Load, 3, L.H_X + s.rd * 8).set(X_BASE + s.rd);
+        c.get(P_H).mem(OP.i64Load, 3, L.H_X + s.rd * 8).set(this.local[s.rd]);
         c.end(wrote);
       }
       const bad = c.get(V_ST).i32(ST_NEXT).op(OP.i32Ne).if_();
