@@ -26,7 +26,8 @@ export function compiledPage(t: PageTranslation, module: WebAssembly.Module): Co
  * tiers"). Where the platform cannot choose (a browser), the engine tiers up by itself.
  */
 export type CompileModule = (wasm: Uint8Array, optimize: boolean) => WebAssembly.Module;
-const engineTiers: CompileModule = (wasm) => new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>);
+/** The engine's own way: its baseline compiler, then its optimizing one as it sees fit. */
+export const engineTiers: CompileModule = (wasm) => new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>);
 
 /**
  * The pCPU's side: a page's slots in, its compiled translation out (null: nothing worth

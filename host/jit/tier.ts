@@ -11,7 +11,7 @@ import * as L from "../core/layout";
 import * as O from "../core/ops";
 import type { Core } from "../core/core";
 import { RETIRED_COUNTER, translatePage } from "./translate";
-import { compiledPage, type CompiledPage, type CompileModule, type JitCompiler } from "./compiler";
+import { compiledPage, engineTiers, type CompiledPage, type CompileModule, type JitCompiler } from "./compiler";
 
 /** off: interpret only; on: translate hot pages; all: translate every cached page (tests). */
 export type JitMode = "off" | "on" | "all";
@@ -124,7 +124,7 @@ export class TranslationTier {
    * `compileHere`: how a page translated and compiled at once on this thread is compiled.
    */
   constructor(private readonly core: Core, readonly mode: "on" | "all", private readonly compiler?: JitCompiler,
-    private readonly compileHere: CompileModule = (wasm) => new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>)) {
+    private readonly compileHere: CompileModule = engineTiers) {
     this.cc = core.codeCache;
     const buf = core.memory.buffer, meta = this.cc.meta;
     this.gens = new Uint32Array(buf, meta + L.DC_GEN, L.DC_PAGES);

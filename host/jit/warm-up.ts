@@ -14,7 +14,6 @@ import { WARM_UP_PROGRAM } from "./warm-up-program";
 import { TranslationTier } from "./tier";
 import type { CompileModule } from "./compiler";
 
-
 export interface WarmUp {
   /** The core that ran it (its hart 0 ends in S-mode, in the program's loop). */
   core: Core;
