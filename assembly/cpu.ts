@@ -185,10 +185,10 @@ function storeMiss(va: u64, size: u64, v: u64): i32 {
 const JIT_LEAVE: i32 = 6;
 
 /**
- * Translated code leaving its page for pc: the table index of the translation to go on in
+ * Translated code leaving its unit for pc: the table index of the translation to go on in
  * without returning here (its marker at pc, in a page cached and mapped for fetching as things
- * are now), or -1: the run loop goes on, as it does whenever it must look at each fetch
- * (triggers, a single step) or something wants the hart.
+ * are now), with the unit's page in the top byte, or -1: the run loop goes on, as it does
+ * whenever it must look at each fetch (triggers, a single step) or something wants the hart.
  */
 export function jitChain(pc: u64): i32 {
   if (load<i32>(H + H_TRIG_ARMED) != 0 || atomic.load<i32>(H + H_ATTN) != 0) return -1;
@@ -197,7 +197,7 @@ export function jitChain(pc: u64): i32 {
   const slots = dcCached(<usize>(load<u64>(e + 8) + (pc & PAGE_MASK)));
   if (slots == 0) return -1;
   const sp = slots + (<usize>(pc & 0xfff) << 2);
-  return load<u8>(sp) == D.OP_JIT ? <i32>fInst(sp) : -1;
+  return load<u8>(sp) == D.OP_JIT ? <i32>fInst(sp) | (<i32>load<u8>(sp + 1) << 24) : -1;
 }
 
 /** A load that missed the TLB, from translated code (f3 and regOff as loadMiss). */
@@ -745,7 +745,7 @@ export function run(hart: i32, budget: i32): i32 {
           // limit by less than its length), chaining within its page and on into the translations
           // of others (jitChain), each adding what it retired, and returns the next pc.
           store<i32>(h + H_JIT_RETIRED, 0);
-          pc = call_indirect<u64>(fInst(sp), h, fetchVa, pc, tlbRead, tlbWrite, limit - count + 1);
+          pc = call_indirect<u64>(fInst(sp), h, fetchVa, pc, tlbRead, tlbWrite, limit - count + 1, tlbFetch, <i32>load<u8>(sp + 1));
           const js = load<i32>(h + H_JIT_STATUS);
           const jr = load<i32>(h + H_JIT_RETIRED);
           leftTranslation = true;

@@ -389,6 +389,6 @@ function formatStats(s: VmRunStats): string {
     `  CPU ${(s.cpuMs / 1000).toFixed(2)} s, steal ${(s.stealMs / 1000).toFixed(2)} s`,
     `  wake-up latency p50 ${s.wakeLatencyMs.p50.toFixed(2)} ms, p99 ${s.wakeLatencyMs.p99.toFixed(2)} ms (${s.wakeLatencyMs.samples} wake-ups)`,
     `  exits: ${exits || "none"}`,
-    ...(s.jit ? [`  translation: ${s.jit.retired.toLocaleString("en-US")} instructions run translated, ${s.jit.translations} pages translated (${s.jit.optimized} optimized, ${s.jit.onThread} on the guest's thread), ${s.jit.live} alive`] : []),
+    ...(s.jit ? [`  translation: ${s.jit.retired.toLocaleString("en-US")} instructions run translated, ${s.jit.translations} pages translated in ${s.jit.units} units (${s.jit.optimized} optimized, ${s.jit.onThread} made on the guest's thread), ${s.jit.live} pages alive`] : []),
   ].join("\n");
 }

@@ -41,7 +41,7 @@ export function formatStats(s: VmStats): string {
   if (j) {
     lines.push(`  translation: ${count(j.retired)} instructions retired translated (${s.instructions ? ((100 * j.retired) / s.instructions).toFixed(1) : "0"}%,` +
       ` ${j.entries ? (j.retired / j.entries).toFixed(0) : 0} an entry),` +
-      ` ${count(j.translations)} pages translated into ${(j.wasmBytes / 1024).toFixed(0)} KiB of WebAssembly (${count(j.live)} live, ${(j.liveWasmBytes / 1024).toFixed(0)} KiB, ${count(j.optimized)} optimized, ${count(j.onThread)} on the guest's thread),` +
+      ` ${count(j.translations)} pages translated in ${count(j.units)} units, ${(j.wasmBytes / 1024).toFixed(0)} KiB of WebAssembly (${count(j.live)} pages live, ${(j.liveWasmBytes / 1024).toFixed(0)} KiB; ${count(j.optimized)} units optimized, ${count(j.onThread)} made on the guest's thread),` +
       ` ${j.compileMs.toFixed(1)} ms compiling (${j.translations ? ((1000 * j.compileMs) / j.translations).toFixed(0) : 0} µs a page)` +
       (j.failures ? `; ${count(j.failures)} failed (a bug, please report it: ${j.lastFailure})` : ""));
   }

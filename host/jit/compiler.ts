@@ -1,23 +1,22 @@
-// A compile worker for the translation tier (docs/TRANSLATION.md): the tier hands it a copy of a
-// page's decoded slots, and it translates them and compiles the module on its own thread, so the
-// pCPU's thread only instantiates the module and marks the page's blocks. Modules cross threads
+// A compile worker for the translation tier (docs/TRANSLATION.md): the tier hands it copies of a
+// unit's decoded slots, and it translates them and compiles the module on its own thread, so the
+// pCPU's thread only instantiates the module and marks the pages' blocks. Modules cross threads
 // by postMessage. Platform-free: the platform starts the thread (Platform.startJitCompiler) and
 // gives the two ends of its message port.
-import { translatePage, type PageTranslation } from "./translate";
+import { translateUnit, type UnitTranslation } from "./translate";
 
-/** A translated and compiled page: what the tier installs. */
-export interface CompiledPage {
+/** A translated and compiled unit: what the tier installs. */
+export interface CompiledUnit {
   module: WebAssembly.Module;
-  /** Page offsets (bytes) of the blocks' first instructions. */
-  entries: number[];
-  instructions: number;
+  /** For each of its pages, the page offsets (bytes) of the blocks' first instructions. */
+  pages: { entries: number[]; instructions: number }[];
   /** Size of the generated module. */
   bytes: number;
 }
 
-/** A page's translation with its compiled module, as the tier installs it. */
-export function compiledPage(t: PageTranslation, module: WebAssembly.Module): CompiledPage {
-  return { module, entries: t.entries, instructions: t.instructions, bytes: t.wasm.length };
+/** A unit's translation with its compiled module, as the tier installs it. */
+export function compiledUnit(t: UnitTranslation, module: WebAssembly.Module): CompiledUnit {
+  return { module, pages: t.pages, bytes: t.wasm.length };
 }
 
 /**
@@ -30,14 +29,14 @@ export type CompileModule = (wasm: Uint8Array, optimize: boolean) => WebAssembly
 export const engineTiers: CompileModule = (wasm) => new WebAssembly.Module(wasm as Uint8Array<ArrayBuffer>);
 
 /**
- * The pCPU's side: a page's slots in, its compiled translation out (null: nothing worth
- * translating). With `sampled` (the page's DC_SAMPLED bits), only its hot region is translated.
+ * The pCPU's side: a unit's slots in, its compiled translation out (null: nothing worth
+ * translating). With `sampled` (a page's DC_SAMPLED bits), only its hot region is translated.
  */
 export interface JitCompiler {
   /** Whether `optimize` is heard: the compile thread picks the engine's tier for each module. */
   readonly tiers?: boolean;
-  /** Ask for a page's translation: `done` gets it, or why it failed, on this thread (from poll() or the event loop). */
-  compile(request: JitRequest, done: (page: CompiledPage | null, error?: Error) => void): void;
+  /** Ask for a unit's translation: `done` gets it, or why it failed, on this thread (from poll() or the event loop). */
+  compile(request: JitRequest, done: (unit: CompiledUnit | null, error?: Error) => void): void;
   /**
    * Hand over now the answers that have arrived, without waiting for the event loop (which a
    * pCPU turns only every few milliseconds); absent where the platform cannot (a browser).
@@ -45,9 +44,14 @@ export interface JitCompiler {
   poll?(): void;
 }
 
-export interface JitRequest { slots: Uint8Array; memoryPages: number; sampled?: Uint8Array | null; optimize?: boolean }
+/** A unit's pages: each one's slots (DC_PAGE_BYTES) and, in a unit of several, where it is (translate.ts UnitPage). */
+export interface JitRequest {
+  pages: { slots: Uint8Array; sampled?: Uint8Array | null; host?: number; live?: number }[];
+  memoryPages: number;
+  optimize?: boolean;
+}
 interface Request extends JitRequest { id: number }
-type Reply = { id: number; page: CompiledPage | null } | { id: number; error: string };
+type Reply = { id: number; unit: CompiledUnit | null } | { id: number; error: string };
 
 /** The pCPU's side over a message port to a thread running serveJitCompiles. */
 export function jitCompilerClient(port: {
@@ -59,7 +63,7 @@ export function jitCompilerClient(port: {
   poll?(): void;
 }, tiers = false): JitCompiler {
   let next = 0;
-  const waiting = new Map<number, (page: CompiledPage | null, error?: Error) => void>();
+  const waiting = new Map<number, (unit: CompiledUnit | null, error?: Error) => void>();
   port.onEnd((why) => {
     const ended = [...waiting.values()];
     waiting.clear();
@@ -71,15 +75,16 @@ export function jitCompilerClient(port: {
     if (!done) return;
     waiting.delete(r.id);
     if ("error" in r) done(null, new Error(`translation: ${r.error}`));
-    else done(r.page);
+    else done(r.unit);
   });
   return {
     tiers,
-    compile({ slots, memoryPages, sampled, optimize }, done) {
+    compile({ pages, memoryPages, optimize }, done) {
       const id = ++next;
-      const copy = slots.slice(); // the caller's bytes stay its own: the copy moves
+      // The caller's bytes stay its own: the copies move.
+      const copies = pages.map((p) => ({ ...p, slots: p.slots.slice() }));
       waiting.set(id, done);
-      port.postMessage({ id, slots: copy, memoryPages, sampled, optimize } satisfies Request, [copy.buffer]);
+      port.postMessage({ id, pages: copies, memoryPages, optimize } satisfies Request, copies.map((p) => p.slots.buffer));
     },
     ...(port.poll ? { poll: port.poll } : {}),
   };
@@ -113,14 +118,15 @@ export function compilerPerThread(start: (io: { onReply(m: unknown): void; onEnd
   };
 }
 
-/** The compile thread's side: answer each request with its page's module. */
+/** The compile thread's side: answer each request with its unit's module. */
 export function serveJitCompiles(port: { postMessage(m: unknown): void; onRequest(handler: (m: unknown) => void): void }, compile: CompileModule = engineTiers): void {
   port.onRequest((m) => {
-    const { id, slots, memoryPages, sampled, optimize } = m as Request;
+    const { id, pages, memoryPages, optimize } = m as Request;
     try {
-      const t = translatePage(new DataView(slots.buffer, slots.byteOffset, slots.byteLength), 0, memoryPages, sampled);
-      const page = t && compiledPage(t, compile(t.wasm, optimize === true));
-      port.postMessage({ id, page } satisfies Reply);
+      const t = translateUnit(pages.map(({ slots, sampled, host, live }) =>
+        ({ view: new DataView(slots.buffer, slots.byteOffset, slots.byteLength), slots: 0, sampled, host, live })), memoryPages);
+      const unit = t && compiledUnit(t, compile(t.wasm, optimize === true));
+      port.postMessage({ id, unit } satisfies Reply);
     } catch (e) {
       port.postMessage({ id, error: e instanceof Error ? e.message : String(e) } satisfies Reply);
     }

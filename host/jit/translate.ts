@@ -1,7 +1,8 @@
-// The translator (docs/TRANSLATION.md): one cached code page's decoded slots become one
-// WebAssembly function that runs the page's blocks on the hart's registers, chaining between the
-// page's blocks without returning to the run loop. The run loop enters it through the core's
-// function table when it meets an OP_JIT slot (cpu.ts).
+// The translator (docs/TRANSLATION.md): the decoded slots of one or more cached code pages (a
+// unit) become one WebAssembly function that runs their blocks on the hart's registers, branching
+// between the blocks of a page, and from page to page of the unit, without returning to the run
+// loop. The run loop enters it through the core's function table when it meets an OP_JIT slot
+// (cpu.ts), whose marker names the unit's page it is in.
 //
 // Covered: RV64I and RVC (already expanded in the slots), M, Zba, Zbb, Zbs,
 // loads and stores through an inline TLB compare with the core's slow paths behind it, F, D and A
@@ -19,33 +20,44 @@ const JIT_LEAVE = 6;
 /** Longest block: a translation's first block may overrun the slice by this much. */
 const MAX_BLOCK = 64;
 
-// The translation's parameters and locals.
-const P_H = 0, P_PAGE_VA = 1, P_PC = 2, P_TLB_R = 3, P_TLB_W = 4, P_BUDGET = 5;
-const V_RETIRED = 6, V_VA = 7, V_E = 8, V_ST = 9, V_T = 10;
+// The translation's parameters and locals. P_TLB_F: the fetch TLB (crossing into another page of
+// the unit checks how pc is mapped); P_PAGE: which of the unit's pages pc is in (the marker's).
+const P_H = 0, P_PAGE_VA = 1, P_PC = 2, P_TLB_R = 3, P_TLB_W = 4, P_BUDGET = 5, P_TLB_F = 6, P_PAGE = 7;
+const V_RETIRED = 8, V_VA = 9, V_E = 10, V_ST = 11, V_T = 12;
 // What a load or store site that missed the TLB leaves for the shared slow path, and any site for
 // the shared exit: one constant, V_INFO (see siteInfo), which the handlers unpack.
-const V_KIND = 11, V_ARG = 12, V_VAL = 13, V_SITE = 14, V_NEXT = 15, V_SITE_RET = 16, V_INFO = 17;
+const V_KIND = 13, V_ARG = 14, V_VAL = 15, V_SITE = 16, V_NEXT = 17, V_SITE_RET = 18, V_INFO = 19;
 // Temporaries of the high multiplies.
-const V_A = 18, V_B = 19, V_M = 20;
-// The dispatch's index: the next instruction's halfword in the page less the first block's.
-const V_IDX = 21;
+const V_A = 20, V_B = 21, V_M = 22;
+// The dispatch's index: the next instruction's halfword in its page.
+const V_IDX = 23;
 // Floating point inline: whether its fast paths may run (see fpFastOk), a result's bits, an operand.
-const V_FPOK = 22, V_FBITS = 23, V_FX = 24;
+const V_FPOK = 24, V_FBITS = 25, V_FX = 26;
 // What a leaving translation retired (addRetired).
-const V_ADD = 25;
-// The registers the page uses live in locals from here on, one each, in register order (emitPage):
+const V_ADD = 27;
+// The registers the unit uses live in locals from here on, one each, in register order (emitUnit):
 // only those, because V8's baseline compiler zero-fills every local's stack slot at each entry
 // (docs/PERFORMANCE.md, "Warming the engine"). A register missing from them would read local 0, an
-// i32: the module would not validate, and the page would stay interpreted.
-const X_FIRST = 26;
+// i32: the module would not validate, and the pages would stay interpreted.
+const X_FIRST = 28;
 const TEMPS = [I32, I64, I32, I32, I64, I32, I32, I64, I32, I32, I32, I32, I64, I64, I64, I32, I32, I64, F64, I32];
 /** The module's exported counter of the instructions it retired (global 0): the tier reads how hot a translation runs. */
 export const RETIRED_COUNTER = "retired";
+/**
+ * The module's exported table index (global 1), set by the tier when it installs the unit: a page's
+ * markers are the unit's own only while they carry it (crossing checks that).
+ */
+export const INDEX_GLOBAL = "index";
+/** The module's exported count of its exits (global 2): few instructions a visit is a unit that crosses to others often. */
+export const EXITS_COUNTER = "exits";
+const G_RETIRED = 0, G_INDEX = 1, G_EXITS = 2;
 const KIND_LOAD = 0, KIND_STORE = 1;
 // Imports: the core's slow paths.
 const F_LOAD = 0, F_STORE = 1, F_EXEC = 2, F_CHAIN = 3;
 /** run's type index: after the imports' (moduleBytes). */
 const T_RUN = 4;
+/** jitChain's answer: the table index, and the unit's page in the top byte. */
+const CHAIN_PAGE_SHIFT = 24;
 
 /** One decoded slot (decode.ts layout). */
 interface Slot {
@@ -151,11 +163,25 @@ function supported(op: number): boolean {
   return OP_CLASS[op] & SUPPORTED ? true : false;
 }
 
-/** A page's translation: the bytes to compile and the offsets (in bytes) of its block entries. */
-export interface PageTranslation {
+/** A unit's translation: the bytes to compile, and for each of its pages the offsets (in bytes) of its block entries. */
+export interface UnitTranslation {
   wasm: Uint8Array;
-  entries: number[];
-  instructions: number;
+  pages: { entries: number[]; instructions: number }[];
+}
+
+/**
+ * One page of a unit: its decoded slots (`view` at `slots`, slot i for the halfword at byte 2i),
+ * with `sampled` (the page's DC_SAMPLED bits) its hot region only (hotRegion); and, where the unit
+ * has more than one page, where the page is: `host`, its host page offset (the cache's tag, what
+ * the fetch TLB maps its addresses to), and `live`, the address of its slots in the core's memory
+ * (where its markers are).
+ */
+export interface UnitPage {
+  view: DataView;
+  slots: number;
+  sampled?: Uint8Array | null;
+  host?: number;
+  live?: number;
 }
 
 /**
@@ -178,15 +204,12 @@ function addRetired(c: Code, value: () => void): void {
   value();
   c.set(V_ADD);
   c.get(P_H).get(P_H).mem(OP.i32Load, 2, L.H_JIT_RETIRED).get(V_ADD).op(OP.i32Add).mem(OP.i32Store, 2, L.H_JIT_RETIRED);
-  c.globalGet(0).get(V_ADD).op(OP.i32Add).globalSet(0);
+  c.globalGet(G_RETIRED).get(V_ADD).op(OP.i32Add).globalSet(G_RETIRED);
+  c.globalGet(G_EXITS).i32(1).op(OP.i32Add).globalSet(G_EXITS);
 }
 
-/**
- * Translate the decoded slots at `slots` (one cached page, slot i for the halfword at byte 2i):
- * with `sampled` (the page's DC_SAMPLED bits), its hot region (hotRegion), else every decoded
- * block. Returns null when the page has nothing worth translating.
- */
-export function translatePage(view: DataView, slots: number, memoryPages: number, sampled?: Uint8Array | null): PageTranslation | null {
+/** A page's blocks to translate, in page order: with `sampled`, its hot region (hotRegion), else every decoded block. */
+function pageBlocks({ view, slots, sampled }: UnitPage): Slot[][] {
   // Leaders: where blocks begin. Targets of the page's own branches and jumps, the instruction
   // after each control transfer, and the first slot of each decoded run. Code entered elsewhere
   // (a call from another page) is interpreted up to the next leader, at most a block away.
@@ -228,9 +251,19 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
     if (block.length > 0) blocks.push(block);
   }
   if (sampled) blocks = hotRegion(blocks, sampled, view, slots);
-  if (blocks.length === 0) return null;
+  return blocks;
+}
+
+/**
+ * Translate a unit: one function for all its pages, entered in any of them (P_PAGE, the page's
+ * place in `pages`), going from one to another without leaving. Returns null when no page has
+ * anything worth translating (a page with nothing has no entries).
+ */
+export function translateUnit(pages: UnitPage[], memoryPages: number): UnitTranslation | null {
+  const blocks = pages.map(pageBlocks);
+  if (blocks.every((b) => b.length === 0)) return null;
   const code = new Code();
-  const registers = emitPage(code, blocks, view, slots);
+  const registers = emitUnit(code, pages, blocks);
   const wasm = moduleBytes({
     imports: [
       { name: "jitLoad", type: { params: [I64, I32, I32], results: [I32] } },
@@ -238,11 +271,20 @@ export function translatePage(view: DataView, slots: number, memoryPages: number
       { name: "jitExec", type: { params: [I64, I64], results: [I32] } },
       { name: "jitChain", type: { params: [I64], results: [I32] } },
     ],
-    run: { type: { params: [I32, I64, I64, I32, I32, I32], results: [I64] }, locals: [...TEMPS, ...Array<number>(registers).fill(I64)], code },
+    run: { type: { params: [I32, I64, I64, I32, I32, I32, I32, I32], results: [I64] }, locals: [...TEMPS, ...Array<number>(registers).fill(I64)], code },
     memoryMaxPages: memoryPages,
-    counters: [RETIRED_COUNTER],
+    counters: [RETIRED_COUNTER, INDEX_GLOBAL, EXITS_COUNTER],
   });
-  return { wasm, entries: blocks.map((b) => b[0].off), instructions: blocks.reduce((n, b) => n + b.length, 0) };
+  return {
+    wasm,
+    pages: blocks.map((page) => ({ entries: page.map((b) => b[0].off), instructions: page.reduce((n, b) => n + b.length, 0) })),
+  };
+}
+
+/** One page's translation (a unit of one), or null. */
+export function translatePage(view: DataView, slots: number, memoryPages: number, sampled?: Uint8Array | null): (UnitTranslation & { entries: number[]; instructions: number }) | null {
+  const t = translateUnit([{ view, slots, sampled }], memoryPages);
+  return t && { ...t, ...t.pages[0] };
 }
 
 /**
@@ -312,29 +354,35 @@ function blockAt(starts: number[]): (off: number) => number {
   return (off) => (off >= 0 && off < 4096 && (off & 1) === 0 ? index[off >> 1] : -1);
 }
 
-// The function: a loop that dispatches on pc's offset in the page to the block starting there
-// (br_table), runs it, and goes round again until pc leaves the page, reaches an instruction no
-// block starts at, or the budget is spent. The registers the page uses live in locals for the
-// whole call: loaded on entry, and those it writes stored back when it leaves (the core's slow
-// paths for loads and stores do not read them; an FP instruction's integer source is stored
-// before the core runs it). Blocks that follow one another in the page fall through. A load or
-// store that misses the TLB goes to one slow path shared by the page (so each site's code is
-// small): it calls the core, reloads the register a load wrote, and comes back through the
-// dispatch to the next instruction, which starts a block.
+// The function: a loop that dispatches on the unit's page pc is in (P_PAGE) and on pc's offset
+// in it to the block starting there (br_table), runs it, and goes round again until pc leaves the
+// unit's pages, reaches an instruction no block starts at, or the budget is spent. The registers
+// the unit uses live in locals for the whole call: loaded on entry, and those it writes stored
+// back when it leaves (the core's slow paths for loads and stores do not read them; an FP
+// instruction's integer source is stored before the core runs it). Blocks that follow one another
+// in a page fall through. A load or store that misses the TLB goes to one slow path shared by the
+// unit (so each site's code is small): it calls the core, reloads the register a load wrote, and
+// comes back through the dispatch to the next instruction, which starts a block. A jump out of
+// its page goes to `cross`, which goes on in the unit's page holding the target, when there is
+// one whose translation still stands there (emitCross).
 //
 //   block $exit                      status exits: V_ST, and the site's constant
 //     loop $dispatch
 //       block $slow                  load and store sites branch here on a TLB miss, with their constant
 //         block $leave               leave at P_PC
-//           budget and page checks, br_table over the blocks, the blocks
-//         end  ;; leave: store registers, return P_PC
+//           block $cross             pc (P_PC) left its page: another of the unit's?
+//             block $leaveIdx        no block at V_IDX in the page
+//               budget check, br_table over the pages, each page's br_table over its blocks, the blocks
+//             end  ;; pc from V_IDX, br $leave
+//           end    ;; into another page of the unit, br $dispatch; or on to $leave
+//         end  ;; leave: store registers, return P_PC (or chain on)
 //       end    ;; slow path: call the core, reload rd, br $dispatch or $exit
 //     end
 //   end        ;; exit: store registers; retired and status from the site; its pc or the next
-function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): number {
-  // The registers the page's blocks read or write (loaded on entry), and those they write (stored on leaving), in order.
+function emitUnit(c: Code, pages: UnitPage[], unitBlocks: Slot[][][]): number {
+  // The registers the blocks read or write (loaded on entry), and those they write (stored on leaving), in order.
   const used = new Uint8Array(32), writes = new Uint8Array(32);
-  for (const blk of blocks) {
+  for (const blk of unitBlocks.flat()) {
     for (const s of blk) {
       const [reads, writesRd] = operands(s);
       for (const r of reads) used[r] = 1;
@@ -349,50 +397,71 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): num
   const written = new Set(store);
   const local = new Int32Array(32); // register r's local (used ones only)
   load.forEach((r, k) => { local[r] = X_FIRST + k; });
-  if (blocks.some((blk) => blk.some((s) => FP_OPS.has(s.op)))) fpFastOk(c);
+  if (unitBlocks.some((blocks) => blocks.some((blk) => blk.some((s) => FP_OPS.has(s.op))))) fpFastOk(c);
   const loadReg = (r: number) => c.get(P_H).mem(OP.i64Load, 3, L.H_X + r * 8).set(local[r]);
   for (const r of load) loadReg(r);
   const storeRegs = () => { for (const r of store) c.get(P_H).get(local[r]).mem(OP.i64Store, 3, L.H_X + r * 8); };
-  const first = blocks[0][0].off >> 1;
-  const last = blocks[blocks.length - 1][0].off >> 1;
-  // Entered at a leader of the page.
-  c.get(P_PC).get(P_PAGE_VA).op(OP.i64Sub).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).i32(first).op(OP.i32Sub).set(V_IDX);
+  // Entered at a leader of page P_PAGE.
+  c.get(P_PC).get(P_PAGE_VA).op(OP.i64Sub).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).set(V_IDX);
   // Sites branch to the slow path and the exit with their constant (siteInfo).
   const exit = c.blockI32();
   const dispatch = c.loop();
   const slow = c.blockI32();
   const leave = c.block();
+  const units = unitBlocks.filter((b) => b.length > 0).length > 1;
+  const cross = units ? c.block() : leave;
   const leaveIdx = c.block();
   c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).brIf(leaveIdx);
-  const labels: Label[] = [];
-  for (let i = blocks.length - 1; i >= 0; i--) labels[i] = c.block();
-  const table: Label[] = new Array<Label>(last - first + 1).fill(leaveIdx);
-  blocks.forEach((blk, i) => { table[(blk[0].off >> 1) - first] = labels[i]; });
-  c.get(V_IDX).brTable(table, leaveIdx);
-  const emitter = new BlockEmitter(c, { dispatch, slow, leave, exit }, written, local, view, slots, first);
-  const at = blockAt(blocks.map((b) => b[0].off));
-  let copied = 0;
-  blocks.forEach((blk, i) => {
-    c.end(labels[i]);
-    // A jump to a later block of the page is a branch out of the labels still open, straight to
-    // it; one to this or an earlier block goes round the dispatch, which checks the budget, or
-    // into a copy of the loop it closes.
-    const later = (off: number) => { const k = at(off); return k > i ? labels[k] : null; };
-    emitter.loopCopy = (off) => {
-      const k = at(off);
-      if (k < 0 || k > i) return false;
-      const size = blocks.slice(k, i + 1).reduce((n, b) => n + b.length, 0);
-      if (size > LOOP_COPY_MAX || copied + size > LOOP_COPIES_MAX) return false;
-      copied += size;
-      emitLoopCopy(c, emitter, blocks, k, i, labels, at, dispatch, first);
-      return true;
-    };
-    emitter.emit(blk, blocks[i + 1]?.[0].off, later);
-    emitter.loopCopy = null;
+  const pageLabels: Label[] = [];
+  for (let p = unitBlocks.length - 1; p >= 0; p--) if (unitBlocks[p].length > 0) pageLabels[p] = c.block();
+  if (pageLabels.length > 1 || unitBlocks[0].length === 0) {
+    const byPage = unitBlocks.map((b, p) => (b.length > 0 ? pageLabels[p] : leaveIdx));
+    c.get(P_PAGE).brTable(byPage, leaveIdx);
+  }
+  const emitter = new BlockEmitter(c, { dispatch, slow, leave, cross, exit }, written, local);
+  unitBlocks.forEach((blocks, p) => {
+    if (blocks.length === 0) return;
+    c.end(pageLabels[p]);
+    emitter.view = pages[p].view;
+    emitter.slots = pages[p].slots;
+    const first = blocks[0][0].off >> 1;
+    const last = blocks[blocks.length - 1][0].off >> 1;
+    const labels: Label[] = [];
+    for (let i = blocks.length - 1; i >= 0; i--) labels[i] = c.block();
+    const table: Label[] = new Array<Label>(last - first + 1).fill(leaveIdx);
+    blocks.forEach((blk, i) => { table[(blk[0].off >> 1) - first] = labels[i]; });
+    c.get(V_IDX);
+    if (first !== 0) c.i32(first).op(OP.i32Sub);
+    c.brTable(table, leaveIdx);
+    const at = blockAt(blocks.map((b) => b[0].off));
+    let copied = 0;
+    blocks.forEach((blk, i) => {
+      c.end(labels[i]);
+      // A jump to a later block of the page is a branch out of the labels still open, straight to
+      // it; one to this or an earlier block goes round the dispatch, which checks the budget, or
+      // into a copy of the loop it closes.
+      const later = (off: number) => { const k = at(off); return k > i ? labels[k] : null; };
+      emitter.loopCopy = (off) => {
+        const k = at(off);
+        if (k < 0 || k > i) return false;
+        const size = blocks.slice(k, i + 1).reduce((n, b) => n + b.length, 0);
+        if (size > LOOP_COPY_MAX || copied + size > LOOP_COPIES_MAX) return false;
+        copied += size;
+        emitLoopCopy(c, emitter, blocks, k, i, labels, at, dispatch);
+        return true;
+      };
+      emitter.emit(blk, blocks[i + 1]?.[0].off, later);
+      emitter.loopCopy = null;
+    });
   });
   c.end(leaveIdx);
   // Leaving at the dispatch (the budget is spent, or no block starts there): pc from the index.
-  c.get(P_PAGE_VA).get(V_IDX).i32(first).op(OP.i32Add).i32(1).op(OP.i32Shl).op(OP.i64ExtendI32U).op(OP.i64Add).set(P_PC);
+  c.get(P_PAGE_VA).get(V_IDX).i32(1).op(OP.i32Shl).op(OP.i64ExtendI32U).op(OP.i64Add).set(P_PC);
+  if (units) {
+    c.br(leave);
+    c.end(cross);
+    emitCross(c, pages, unitBlocks, dispatch, leave);
+  }
   c.end(leave);
   storeRegs();
   // Entered at an OP_JIT slot, a translation always runs a block first: leaving with nothing done
@@ -408,7 +477,8 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): num
     const more = c.get(V_RETIRED).get(P_BUDGET).op(OP.i32LtS).if_();
     const found = c.get(P_PC).call(F_CHAIN).tee(V_IDX).i32(0).op(OP.i32GeS).if_();
     c.get(P_H).get(P_PC).i64(-4096n).op(OP.i64And).get(P_PC).get(P_TLB_R).get(P_TLB_W).get(P_BUDGET).get(V_RETIRED).op(OP.i32Sub)
-      .get(V_IDX).returnCallIndirect(T_RUN);
+      .get(P_TLB_F).get(V_IDX).i32(CHAIN_PAGE_SHIFT).op(OP.i32ShrU)
+      .get(V_IDX).i32((1 << CHAIN_PAGE_SHIFT) - 1).op(OP.i32And).returnCallIndirect(T_RUN);
     c.end(found);
     c.end(more);
   }
@@ -440,7 +510,7 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): num
   c.end(isLoad);
   c.get(V_INFO).get(V_ST).i32(ST_NEXT).op(OP.i32Ne).brIf(exit).op(OP.drop);
   c.get(V_RETIRED).get(V_SITE_RET).op(OP.i32Add).i32(1).op(OP.i32Add).set(V_RETIRED);
-  c.get(V_NEXT).i32(1).op(OP.i32ShrU).i32(first).op(OP.i32Sub).set(V_IDX);
+  c.get(V_NEXT).i32(1).op(OP.i32ShrU).set(V_IDX);
   c.br(dispatch);
   c.end(dispatch);
   c.op(OP.unreachable);
@@ -462,6 +532,37 @@ function emitPage(c: Code, blocks: Slot[][], view: DataView, slots: number): num
 }
 
 /**
+ * pc (P_PC) has left its page: when it is in another of the unit's pages, go on there, as the
+ * core's jitChain would have chained into it: only if nothing wants the hart (its triggers, the
+ * host's attention), the fetch TLB maps pc to that page (it is still the page at that address,
+ * executable) and the unit's marker is in pc's slot (the page's slots still hold what was
+ * translated, and this unit is the one installed there: a marker carries its unit's table index,
+ * INDEX_GLOBAL). Otherwise on to $leave, which chains the slow way or returns.
+ */
+function emitCross(c: Code, pages: UnitPage[], unitBlocks: Slot[][][], dispatch: Label, leave: Label): void {
+  c.get(P_H).mem(OP.i32Load, 2, L.H_TRIG_ARMED).get(P_H).atomic(OP.i32AtomicLoad, 2, L.H_ATTN).op(OP.i32Or).brIf(leave);
+  // e = tlbF + ((pc >> 12) & (entries - 1)) * 16; its tag must be pc's page
+  c.get(P_TLB_F).get(P_PC).i64(12 - Math.log2(L.TLB_ENTRY_BYTES)).op(OP.i64ShrU).op(OP.i32WrapI64)
+    .i32((L.TLB_ENTRIES - 1) * L.TLB_ENTRY_BYTES).op(OP.i32And).op(OP.i32Add).set(V_E);
+  c.get(V_E).mem(OP.i64Load, 3, 0).get(P_PC).i64(-4096n).op(OP.i64And).op(OP.i64Ne).brIf(leave);
+  // The host page it maps to (V_ARG), and pc's slot offset in a page (V_SITE).
+  c.get(V_E).mem(OP.i64Load, 3, 8).get(P_PC).i64(-4096n).op(OP.i64And).op(OP.i64Add).op(OP.i32WrapI64).set(V_ARG);
+  c.get(P_PC).op(OP.i32WrapI64).i32(0xfff).op(OP.i32And).i32(2).op(OP.i32Shl).set(V_SITE);
+  unitBlocks.forEach((blocks, p) => {
+    if (blocks.length === 0) return;
+    const { host, live } = pages[p];
+    if (host === undefined || live === undefined) throw new Error("translate: a unit's page without its host page and slots");
+    const here = c.get(V_ARG).i32(host).op(OP.i32Eq).if_();
+    c.get(V_SITE).mem(OP.i32Load8U, 0, live).i32(O.OP_JIT).op(OP.i32Ne).brIf(leave);
+    c.get(V_SITE).mem(OP.i32Load, 2, live + 4).globalGet(G_INDEX).op(OP.i32Ne).brIf(leave);
+    c.get(P_PC).i64(-4096n).op(OP.i64And).set(P_PAGE_VA).i32(p).set(P_PAGE);
+    c.get(V_SITE).i32(3).op(OP.i32ShrU).set(V_IDX);
+    c.br(dispatch);
+    c.end(here);
+  });
+}
+
+/**
  * Loops: a block i that jumps back to a block k of the page (k <= i) closes a loop. The dispatch
  * can enter the page at any of its blocks, so the blocks stay where they are; at that jump
  * starts a copy of blocks k..i inside a wasm `loop`, entered at its head only, in which the jump
@@ -476,10 +577,10 @@ const LOOP_COPY_MAX = 128;
 const LOOP_COPIES_MAX = 512;
 
 function emitLoopCopy(c: Code, emitter: BlockEmitter, blocks: Slot[][], k: number, i: number, labels: Label[],
-  blockAt: (off: number) => number, dispatch: Label, first: number): void {
+  blockAt: (off: number) => number, dispatch: Label): void {
   // Out of budget: round the dispatch (which leaves) rather than into the loop.
   const spent = c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).if_();
-  c.i32((blocks[k][0].off >> 1) - first).set(V_IDX).br(dispatch);
+  c.i32(blocks[k][0].off >> 1).set(V_IDX).br(dispatch);
   c.end(spent);
   const head = c.loop();
   const inner: Label[] = [];
@@ -549,15 +650,14 @@ function operands(s: Slot): [number[], boolean] {
 class BlockEmitter {
   constructor(
     private readonly c: Code,
-    private readonly to: { dispatch: Label; slow: Label; leave: Label; exit: Label },
+    private readonly to: { dispatch: Label; slow: Label; leave: Label; cross: Label; exit: Label },
     private readonly written: Set<number>,
-    /** Each register's local (those the page uses). */
+    /** Each register's local (those the unit uses). */
     private readonly local: Int32Array,
-    private readonly view: DataView,
-    private readonly slots: number,
-    /** The first block's halfword in the page: dispatch indexes count from it. */
-    private readonly first: number,
   ) {}
+  /** The page being emitted: its slots (`view` at `slots`). */
+  view!: DataView;
+  slots = 0;
 
   /**
    * One block; `nextStart`: where the block after it in the function starts (it falls through
@@ -574,10 +674,11 @@ class BlockEmitter {
       if (lastSlot.op === O.OP_JALR || lastSlot.op === O.OP_JAL) return;
     }
     // Past the block's end (a branch not taken, a leader, a site's return point or an
-    // instruction not translated): the next block if it starts there, else leave.
+    // instruction not translated): the next block if it starts there, else leave (to the next
+    // page: perhaps the unit's).
     if (next === nextStart) return;
     this.pcAt(next);
-    this.c.set(P_PC).br(this.to.leave);
+    this.c.set(P_PC).br(next >= 4096 ? this.to.cross : this.to.leave);
   }
 
   // A block's last instruction, a control transfer; a branch not taken goes on past it.
@@ -588,13 +689,13 @@ class BlockEmitter {
       this.plus(s.imm);
       c.i64(-2).op(OP.i64And).set(V_T);
       this.link(s);
-      // In the page: round the dispatch; else leave.
+      // In the page: round the dispatch; else to another page (perhaps the unit's).
       c.get(V_T).set(P_PC);
       c.get(V_T).get(P_PAGE_VA).op(OP.i64Sub).set(V_T);
       const inPage = c.get(V_T).i64(4096).op(OP.i64LtU).if_();
-      c.get(V_T).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).i32(this.first).op(OP.i32Sub).set(V_IDX).br(this.to.dispatch);
+      c.get(V_T).op(OP.i32WrapI64).i32(1).op(OP.i32ShrU).set(V_IDX).br(this.to.dispatch);
       c.end(inPage);
-      c.br(this.to.leave);
+      c.br(this.to.cross);
       return;
     }
     if (s.op === O.OP_JAL) {
@@ -622,8 +723,8 @@ class BlockEmitter {
     const label = later(off);
     if (label) this.c.br(label);
     else if (this.loopCopy?.(off)) return;
-    else if (off >= 0 && off < 4096) this.c.i32((off >> 1) - this.first).set(V_IDX).br(this.to.dispatch);
-    else { this.pcAt(off); this.c.set(P_PC).br(this.to.leave); }
+    else if (off >= 0 && off < 4096) this.c.i32(off >> 1).set(V_IDX).br(this.to.dispatch);
+    else { this.pcAt(off); this.c.set(P_PC).br(this.to.cross); }
   }
 
   // ---- registers ----

@@ -191,7 +191,7 @@ export class Code extends Bytes {
 // Opcodes the translator uses.
 export const OP = {
   unreachable: 0x00, drop: 0x1a, select: 0x1b,
-  i32Load: 0x28, i64Load: 0x29, i64Load8S: 0x30, i64Load8U: 0x31, i64Load16S: 0x32, i64Load16U: 0x33,
+  i32Load: 0x28, i64Load: 0x29, i32Load8U: 0x2d, i64Load8S: 0x30, i64Load8U: 0x31, i64Load16S: 0x32, i64Load16U: 0x33,
   i64Load32S: 0x34, i64Load32U: 0x35, i32Store: 0x36, i64Store: 0x37, i64Store8: 0x3c, i64Store16: 0x3d,
   i64Store32: 0x3e,
   i32Clz: 0x67, i32Ctz: 0x68, i32Popcnt: 0x69, i32Rotl: 0x77, i32Rotr: 0x78, i32Eqz: 0x45, i32Eq: 0x46, i32Ne: 0x47, i32LtS: 0x48, i32LtU: 0x49, i32GeS: 0x4e, i32GeU: 0x4f,
@@ -209,7 +209,7 @@ export const OP = {
   i32TruncF64S: 0xaa, i32TruncF64U: 0xab, i64TruncF64S: 0xb0, i64TruncF64U: 0xb1,
   f64ConvertI32S: 0xb7, f64ConvertI32U: 0xb8, f64ConvertI64S: 0xb9, f64ConvertI64U: 0xba,
   i64ReinterpretF64: 0xbd,
-  i32AtomicRmwAdd: 0x1e, // after the 0xfe prefix (Code.atomic)
+  i32AtomicLoad: 0x10, i32AtomicRmwAdd: 0x1e, // after the 0xfe prefix (Code.atomic)
 } as const;
 
 export interface FuncType {

@@ -95,7 +95,7 @@ describe("the compile thread", () => {
   it("hands an answer over from poll(), the event loop never turning (a pCPU turns it every 10 ms)", () => {
     const thread = nodePlatform.jitCompiler!();
     let answer: unknown = "none yet";
-    thread.compile({ slots: new Uint8Array(16384), memoryPages: 1024 }, (page, err) => { answer = err ?? page; });
+    thread.compile({ pages: [{ slots: new Uint8Array(16384) }], memoryPages: 1024 }, (page, err) => { answer = err ?? page; });
     const end = performance.now() + 20_000; // the thread may be starting
     while (answer === "none yet" && performance.now() < end) thread.poll!();
     expect(answer).toBeNull(); // nothing to translate, said at once
@@ -126,7 +126,7 @@ describe("the compile thread", () => {
   }, 120_000);
 
   it("answers a page with nothing to translate with nothing", async () => {
-    const page = await new Promise((resolve, reject) => nodePlatform.jitCompiler!().compile({ slots: new Uint8Array(16384), memoryPages: 1024 }, (p, err) => err ? reject(err) : resolve(p)));
+    const page = await new Promise((resolve, reject) => nodePlatform.jitCompiler!().compile({ pages: [{ slots: new Uint8Array(16384) }], memoryPages: 1024 }, (p, err) => err ? reject(err) : resolve(p)));
     expect(page).toBeNull();
   });
 });

@@ -13,7 +13,7 @@ const THREAD = `
 const { parentPort } = require("node:worker_threads");
 setInterval(() => {}, 1000); // alive, as a pCPU thread's Comlink port keeps it (the compile thread's port does not)
 import(${JSON.stringify(pathToFileURL(join(packageRoot(), "dist/node.js")).href)}).then(({ nodePlatform }) => {
-  const ask = (n) => nodePlatform.jitCompiler().compile({ slots: new Uint8Array(16384), memoryPages: 1024 }, (page, err) => {
+  const ask = (n) => nodePlatform.jitCompiler().compile({ pages: [{ slots: new Uint8Array(16384) }], memoryPages: 1024 }, (page, err) => {
     parentPort.postMessage({ n, answer: err ? err.message : page });
     if (n === 1) ask(2);
   });

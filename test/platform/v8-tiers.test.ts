@@ -36,7 +36,7 @@ describe("V8's tier per translation", () => {
     expect(translations).not.toContain("Liftoff+TurboFan");
     expect(translations).toContain("Liftoff");
     expect(translations).toContain("TurboFan");
-    const optimized = Number(/(\d+) optimized,/.exec(run.stderr)?.[1]);
+    const optimized = Number(/(\d+) units optimized,/.exec(run.stderr)?.[1]);
     expect(optimized).toBeGreaterThan(0);
     // Each TurboFan-only translation is one the tier asked to optimize; not one each, though: V8's
     // module cache hands back a module still alive for the same bytes without compiling (a page
