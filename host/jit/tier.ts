@@ -113,14 +113,16 @@ interface Translation {
 interface Member { e: number; gen: number; decoded: number; times: number }
 
 /**
- * Units: a page that gets hot is translated together with the pages hot at the same time that its
- * code jumps to or is called from (the static targets of its jumps, calls and branches, and
- * theirs); a unit compiled for speed also takes the linked units (CROSSES_BELOW). Crossings among
- * a unit's pages are branches inside one function; between units, a tail call through the core
- * (jitChain), whose entry and exit code costs several times a crossing inside
- * (docs/PERFORMANCE.md, "Units of pages"). Otherwise pages translated already stay in their
- * units: making units of warm pages too, or of translated ones, made the Linux boot slower
- * (measured). At most MAX_UNIT_PAGES pages: a unit is compiled as a whole.
+ * Units: a unit about to be compiled for speed that crosses to others all the time (CROSSES_BELOW)
+ * takes the linked units that do the same and the linked pages hot now: those its code jumps to,
+ * calls or branches to, or whose code does so to it (the static targets; a guess from the host
+ * page, see links). Crossings among a unit's pages are branches inside one function; between
+ * units, a tail call through the core (jitChain), whose entry and exit code costs several times a
+ * crossing inside (docs/PERFORMANCE.md, "Units of pages"). Otherwise a hot page is translated
+ * alone: units of pages hot together, or warm, or taking translated units along, made the Linux
+ * boot slower or gzip in the guest slower (measured). In "all" mode (tests) a page is translated
+ * with the linked pages not translated yet, so that the whole suite runs units. At most
+ * MAX_UNIT_PAGES pages: a unit is compiled as a whole.
  */
 const MAX_UNIT_PAGES = 8;
 /**
@@ -294,12 +296,12 @@ export class TranslationTier {
     return members.filter(Boolean);
   }
 
-  // The unit to make around hot entry e: e first, then its own unit's other pages (a translation
-  // growing), then the pages linked to it by a static jump or branch either way that are hot and
-  // not translated yet (in "all" mode, tests, every page is: the linked ones not translated yet)
-  // and, with `absorb` (a unit about to be compiled for speed that crosses to others all the time),
-  // those translated in other units that do too and are not so compiled, with their units' other
-  // pages; up to MAX_UNIT_PAGES.
+  // The unit to make around entry e: e first, then its own unit's other pages (a translation
+  // growing, or compiled for speed); with `absorb` (a unit about to be compiled for speed that
+  // crosses to others all the time), the pages linked to it either way that are hot and not
+  // translated, and those translated in units that cross as often and are not compiled for speed,
+  // with their units' other pages; in "all" mode (tests), the linked pages not translated yet. Up
+  // to MAX_UNIT_PAGES.
   private unitFor(e: number, absorb = false): Member[] {
     const { tags, gens, heats, decodedCounts } = this;
     const members: Member[] = [];
@@ -312,6 +314,7 @@ export class TranslationTier {
     add(e);
     const own = this.entries[e]?.unit;
     if (own) for (const m of this.membersOf(own)) add(m.e);
+    if (!absorb && this.mode === "on") return members;
     const host = tags[e]!;
     const out = new Set(this.links(e));
     for (let c = 0; c < L.DC_PAGES && members.length < MAX_UNIT_PAGES; c++) {
@@ -332,18 +335,22 @@ export class TranslationTier {
     const gen = this.gens[e]!, decoded = this.decodedCounts[e]!;
     const cached = this.linkCache[e];
     if (cached && cached.gen === gen && cached.decoded === decoded) return cached.links;
-    const u8 = this.core.u8, view = this.core.view;
-    const slots = this.cc.slots + e * L.DC_PAGE_BYTES;
+    // The page's slots as decoded: a translated page's markers undone.
+    const live = this.cc.slots + e * L.DC_PAGE_BYTES;
+    const slots = this.core.u8.slice(live, live + L.DC_PAGE_BYTES);
+    const view = new DataView(slots.buffer);
+    const t = this.entries[e];
+    t?.marks.forEach((off, i) => view.setBigUint64(off * 4, t.originals[i], true));
     const host = this.tags[e]!;
     const links = new Set<number>();
     for (let off = 0; off < 4096; off += 2) {
-      const p = slots + off * 4;
-      const op = u8[p]! & 0x7f;
+      const p = off * 4;
+      const op = slots[p]! & 0x7f;
       let target = off + view.getInt32(p + 4, true);
       if (op === O.OP_AUIPC) {
         // auipc rX; jalr rd, imm(rX): a call too far for jal, or not relaxed
         const q = p + 16;
-        if (off + 4 >= 4096 || (u8[q]! & 0x7f) !== O.OP_JALR || u8[q + 2]! >> 3 !== u8[p + 1]! >> 3) continue;
+        if (off + 4 >= 4096 || (slots[q]! & 0x7f) !== O.OP_JALR || slots[q + 2]! >> 3 !== slots[p + 1]! >> 3) continue;
         target += view.getInt32(q + 4, true);
       } else if (op !== O.OP_JAL && !(op >= O.OP_BEQ && op <= O.OP_BGEU)) continue;
       if (target < 0 || target >= 4096) links.add(host + Math.floor(target / 4096) * 4096);

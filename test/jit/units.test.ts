@@ -1,21 +1,15 @@
-// Units: pages hot together, linked by calls, translated into one function, in which a call from
-// one to another is a branch (translate.ts emitCross). Crossing must check what the hart would:
-// that pc's page is still mapped to the page translated, and that page's code still what was
-// translated; these programs change each under a running unit.
+// Units: pages translated into one function, in which a call from one to another is a branch
+// (translate.ts emitCross). Under --jit all (the tests' mode) linked pages not translated yet make
+// a unit; under --jit on, a unit compiled for speed takes the linked units when both cross to
+// others all the time (tier.ts). Crossing must check what the hart would: that pc's page is still
+// mapped to the page translated, and that page's code still what was translated; these programs
+// change each under a running unit.
 import { describe, expect, it } from "vitest";
-import { EXIT, assemble, run } from "./asm";
+import { EXIT, assemble, same } from "./asm";
+import { VirtMachine } from "../../host/machine/virt";
+import { nodePlatform } from "../../host/platform/node";
 
-/** Run interpreted and under --jit on: the same end and registers; returns the translated run. */
-function sameOn(name: string, source: string) {
-  const bytes = assemble(name, source);
-  const a = run(bytes, "off"), t = run(bytes, "on");
-  expect(t.reason).toEqual(a.reason);
-  expect(t.regs.map((v, i) => `x${i}=${v.toString(16)}`)).toEqual(a.regs.map((v, i) => `x${i}=${v.toString(16)}`));
-  expect(t.instret).toBe(a.instret);
-  return { a, t };
-}
-
-// A callee doing more work a call than its caller's loop, so that both pages get hot together.
+// A function in its own page, called by a loop in another.
 const CALLEE = (step: number) => `
   addi a0, a0, ${step}
   xor a2, a0, s1
@@ -26,9 +20,7 @@ const CALLEE = (step: number) => `
   ret
 `;
 
-describe("units of pages", () => {
-  it("a loop calling into another page runs as one unit, crossing without the run loop", () => {
-    const { t } = sameOn("unit-call", `
+const CALL_LOOP = `
   li s1, 3000000
   li a0, 0
 1:
@@ -38,7 +30,11 @@ describe("units of pages", () => {
 ${EXIT}
   .org 0x1000
 far:
-${CALLEE(1)}`);
+${CALLEE(1)}`;
+
+describe("units of pages", () => {
+  it("a loop calling into another page runs as one unit", () => {
+    const t = same("unit-call", CALL_LOOP);
     expect(t.regs[10]).toBe(3000000n);
     expect(t.jit!.units).toBeLessThan(t.jit!.translations); // a unit of two pages (at least)
     expect(t.jit!.retired / t.instret).toBeGreaterThan(0.5);
@@ -46,7 +42,7 @@ ${CALLEE(1)}`);
 
   it("a store to one of its pages (no fence.i): the unit runs on, and the page's new code runs", () => {
     // After 1,500,000 calls the loop rewrites the callee's first instruction (addi a0, a0, 1 -> 3).
-    const { t } = sameOn("unit-store", `
+    const t = same("unit-store", `
   li s1, 3000000
   li a0, 0
   li s2, 1500000
@@ -76,7 +72,7 @@ ${CALLEE(1)}
     // S-mode calls the page at 0x80020000 (identity-mapped: a unit with the caller's page), then
     // maps that address to 0x80021000, whose code adds 100 instead of 1, and calls it as often.
     const L0 = 0x80032000;
-    const { t } = sameOn("unit-remap", `
+    const t = same("unit-remap", `
   li t0, -1
   csrw pmpaddr0, t0
   li t0, 0x1f
@@ -137,4 +133,24 @@ ${CALLEE(100)}`);
     expect(t.regs[10]).toBe(1500000n + 100n * 1500000n);
     expect(t.jit!.units).toBeLessThan(t.jit!.translations);
   }, 60_000);
+
+  it("under --jit on, with a compile thread: the loop and the function, translated apart, are one unit once compiled for speed", async () => {
+    const m = new VirtMachine({
+      module: nodePlatform.coreModule(), memory: 64 << 20, bios: null, kernel: { name: "unit-on", bytes: assemble("unit-on", CALL_LOOP) },
+      jit: "on", jitCompiler: nodePlatform.jitCompiler!(), output: () => {},
+    });
+    for (let i = 0; ; i++) {
+      const r = m.step();
+      if (r.state === "stopped") {
+        expect(r.reason).toEqual({ kind: "poweroff", code: 0 });
+        break;
+      }
+      if (i % 4 === 3) await new Promise((resolve) => setImmediate(resolve)); // the compile thread's replies
+    }
+    expect(m.core.x(0, 10)).toBe(3000000n);
+    const jit = m.stats().jit!;
+    m.close();
+    expect(jit.optimized).toBeGreaterThan(0);
+    expect(jit.units).toBeLessThan(jit.translations); // the two pages in one unit
+  }, 120_000);
 });
