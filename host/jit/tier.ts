@@ -12,7 +12,7 @@
 import * as L from "../core/layout";
 import * as O from "../core/ops";
 import type { Core } from "../core/core";
-import { EXITS_COUNTER, INDEX_GLOBAL, RETIRED_COUNTER, translateUnit, type UnitPage } from "./translate";
+import { EXITS_COUNTER, INDEX_GLOBAL, RETIRED_COUNTER, slotAt, translateUnit, type UnitPage } from "./translate";
 import { compiledUnit, engineTiers, type CompiledUnit, type CompileModule, type JitCompiler } from "./compiler";
 
 /** off: interpret only; on: translate hot pages; all: translate every cached page (tests). */
@@ -335,29 +335,35 @@ export class TranslationTier {
     const gen = this.gens[e]!, decoded = this.decodedCounts[e]!;
     const cached = this.linkCache[e];
     if (cached && cached.gen === gen && cached.decoded === decoded) return cached.links;
-    // The page's slots as decoded: a translated page's markers undone.
-    const live = this.cc.slots + e * L.DC_PAGE_BYTES;
-    const slots = this.core.u8.slice(live, live + L.DC_PAGE_BYTES);
-    const view = new DataView(slots.buffer);
-    const t = this.entries[e];
-    t?.marks.forEach((off, i) => view.setBigUint64(off * 4, t.originals[i], true));
+    const view = new DataView(this.decodedSlots(e).buffer);
     const host = this.tags[e]!;
     const links = new Set<number>();
     for (let off = 0; off < 4096; off += 2) {
-      const p = off * 4;
-      const op = slots[p]! & 0x7f;
-      let target = off + view.getInt32(p + 4, true);
-      if (op === O.OP_AUIPC) {
+      const s = slotAt(view, 0, off);
+      if (!s) continue;
+      let target = off + s.imm;
+      if (s.op === O.OP_AUIPC) {
         // auipc rX; jalr rd, imm(rX): a call too far for jal, or not relaxed
-        const q = p + 16;
-        if (off + 4 >= 4096 || (slots[q]! & 0x7f) !== O.OP_JALR || slots[q + 2]! >> 3 !== slots[p + 1]! >> 3) continue;
-        target += view.getInt32(q + 4, true);
-      } else if (op !== O.OP_JAL && !(op >= O.OP_BEQ && op <= O.OP_BGEU)) continue;
+        const next = off + 4 < 4096 ? slotAt(view, 0, off + 4) : null;
+        if (next?.op !== O.OP_JALR || next.rs1 !== s.rd) continue;
+        target += next.imm;
+      } else if (s.op !== O.OP_JAL && !(s.op >= O.OP_BEQ && s.op <= O.OP_BGEU)) continue;
       if (target < 0 || target >= 4096) links.add(host + Math.floor(target / 4096) * 4096);
     }
     const list = [...links];
     this.linkCache[e] = { gen, decoded, links: list };
     return list;
+  }
+
+  // A copy of entry e's slots as decoded: its translation's markers undone (they stay in place
+  // until a new translation replaces them).
+  private decodedSlots(e: number): Uint8Array {
+    const live = this.cc.slots + e * L.DC_PAGE_BYTES;
+    const copy = this.core.u8.slice(live, live + L.DC_PAGE_BYTES);
+    const view = new DataView(copy.buffer);
+    const t = this.entries[e];
+    t?.marks.forEach((off, i) => view.setBigUint64(off * 4, t.originals[i], true));
+    return copy;
   }
 
   // Free entry e's translation; `unmark`: its markers are still in the slots, put back what they replaced.
@@ -390,15 +396,10 @@ export class TranslationTier {
     const t0 = performance.now();
     const pages = this.core.memory.buffer.byteLength / 65536;
     const units: UnitPage[] = members.map(({ e }) => {
-      const live = this.cc.slots + e * L.DC_PAGE_BYTES;
-      const copy = this.core.u8.slice(live, live + L.DC_PAGE_BYTES);
-      const view = new DataView(copy.buffer);
-      const old = this.entries[e];
-      old?.marks.forEach((off, i) => view.setBigUint64(off * 4, old.originals[i], true));
       // "on": the page's hot region; "all" (tests): every block.
       const at = this.cc.meta + L.DC_SAMPLED + e * 16;
       const sampled = this.mode === "on" ? this.core.u8.slice(at, at + 16) : null;
-      return { view, slots: 0, sampled, host: this.tags[e]!, live };
+      return { view: new DataView(this.decodedSlots(e).buffer), slots: 0, sampled, host: this.tags[e]!, live: this.cc.slots + e * L.DC_PAGE_BYTES };
     });
     if (!background) {
       this.counts.onThread++;
@@ -430,8 +431,8 @@ export class TranslationTier {
       else this.nothingToTranslate(standing);
       this.counts.compileMs += performance.now() - t1;
     };
-    const request_ = { pages: units.map(({ view, sampled, host, live }) => ({ slots: new Uint8Array(view.buffer), sampled, host, live })), memoryPages: pages, optimize };
-    if (this.compiler) this.compiler.compile(request_, done);
+    const ask = { pages: units.map(({ view, sampled, host, live }) => ({ slots: new Uint8Array(view.buffer), sampled, host, live })), memoryPages: pages, optimize };
+    if (this.compiler) this.compiler.compile(ask, done);
     else {
       const t = translateUnit(units, pages);
       if (!t) done(null);

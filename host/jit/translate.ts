@@ -60,7 +60,7 @@ const T_RUN = 4;
 const CHAIN_PAGE_SHIFT = 24;
 
 /** One decoded slot (decode.ts layout). */
-interface Slot {
+export interface Slot {
   off: number;
   op: number;
   len: number;
@@ -70,7 +70,8 @@ interface Slot {
   imm: number;
 }
 
-function slotAt(view: DataView, slots: number, off: number): Slot | null {
+/** The slot for the halfword at byte `off` of the page whose slots are at `slots`, or null where nothing is decoded. */
+export function slotAt(view: DataView, slots: number, off: number): Slot | null {
   const p = slots + off * 4;
   const op = view.getUint8(p);
   if (op === 0) return null;
@@ -408,8 +409,8 @@ function emitUnit(c: Code, pages: UnitPage[], unitBlocks: Slot[][][]): number {
   const dispatch = c.loop();
   const slow = c.blockI32();
   const leave = c.block();
-  const units = unitBlocks.filter((b) => b.length > 0).length > 1;
-  const cross = units ? c.block() : leave;
+  const severalPages = unitBlocks.filter((b) => b.length > 0).length > 1;
+  const cross = severalPages ? c.block() : leave;
   const leaveIdx = c.block();
   c.get(V_RETIRED).get(P_BUDGET).op(OP.i32GeS).brIf(leaveIdx);
   const pageLabels: Label[] = [];
@@ -457,7 +458,7 @@ function emitUnit(c: Code, pages: UnitPage[], unitBlocks: Slot[][][]): number {
   c.end(leaveIdx);
   // Leaving at the dispatch (the budget is spent, or no block starts there): pc from the index.
   c.get(P_PAGE_VA).get(V_IDX).i32(1).op(OP.i32Shl).op(OP.i64ExtendI32U).op(OP.i64Add).set(P_PC);
-  if (units) {
+  if (severalPages) {
     c.br(leave);
     c.end(cross);
     emitCross(c, pages, unitBlocks, dispatch, leave);
