@@ -20,8 +20,8 @@ const CALLEE = (step: number) => `
   ret
 `;
 
-const CALL_LOOP = `
-  li s1, 3000000
+const callLoop = (rounds: number) => `
+  li s1, ${rounds}
   li a0, 0
 1:
   call far
@@ -34,7 +34,7 @@ ${CALLEE(1)}`;
 
 describe("units of pages", () => {
   it("a loop calling into another page runs as one unit", () => {
-    const t = same("unit-call", CALL_LOOP);
+    const t = same("unit-call", callLoop(3000000));
     expect(t.regs[10]).toBe(3000000n);
     expect(t.jit!.units).toBeLessThan(t.jit!.translations); // a unit of two pages (at least)
     expect(t.jit!.retired / t.instret).toBeGreaterThan(0.5);
@@ -134,9 +134,12 @@ ${CALLEE(100)}`);
     expect(t.jit!.units).toBeLessThan(t.jit!.translations);
   }, 60_000);
 
+  // Long enough for the optimizing compile to come back while it runs (3 M rounds ended first, at
+  // times, on this machine).
+  const ON_ROUNDS = 30_000_000;
   it("under --jit on, with a compile thread: the loop and the function, translated apart, are one unit once compiled for speed", async () => {
     const m = new VirtMachine({
-      module: nodePlatform.coreModule(), memory: 64 << 20, bios: null, kernel: { name: "unit-on", bytes: assemble("unit-on", CALL_LOOP) },
+      module: nodePlatform.coreModule(), memory: 64 << 20, bios: null, kernel: { name: "unit-on", bytes: assemble("unit-on", callLoop(ON_ROUNDS)) },
       jit: "on", jitCompiler: nodePlatform.jitCompiler!(), output: () => {},
     });
     for (let i = 0; ; i++) {
@@ -147,7 +150,7 @@ ${CALLEE(100)}`);
       }
       if (i % 4 === 3) await new Promise((resolve) => setImmediate(resolve)); // the compile thread's replies
     }
-    expect(m.core.x(0, 10)).toBe(3000000n);
+    expect(m.core.x(0, 10)).toBe(BigInt(ON_ROUNDS));
     const jit = m.stats().jit!;
     m.close();
     expect(jit.optimized).toBeGreaterThan(0);
