@@ -12,7 +12,8 @@
 import * as L from "../core/layout";
 import * as O from "../core/ops";
 import type { Core } from "../core/core";
-import { EXITS_COUNTER, INDEX_GLOBAL, RETIRED_COUNTER, slotAt, translateUnit, type UnitPage } from "./translate";
+import { EXITS_COUNTER, INDEX_GLOBAL, RETIRED_COUNTER, RUN_TYPE, slotAt, translateUnit, type UnitPage } from "./translate";
+import { tableCallerBytes } from "./wasm-writer";
 import { compiledUnit, engineTiers, type CompiledUnit, type CompileModule, type JitCompiler } from "./compiler";
 
 /** off: interpret only; on: translate hot pages; all: translate every cached page (tests). */
@@ -134,6 +135,12 @@ const MAX_UNIT_PAGES = 8;
  */
 const CROSSES_BELOW = 32;
 
+/** The one importer of the core's function table: translations tail-call through it (wasm-writer.ts tableCallerBytes). */
+function tableCaller(table: WebAssembly.Table): unknown {
+  const module = new WebAssembly.Module(tableCallerBytes(RUN_TYPE) as Uint8Array<ArrayBuffer>);
+  return new WebAssembly.Instance(module, { env: { table } }).exports.call;
+}
+
 export class TranslationTier {
   private readonly entries: (Translation | null)[] = new Array(L.DC_PAGES).fill(null);
   private readonly freeIndex: number[] = [];
@@ -183,7 +190,7 @@ export class TranslationTier {
     const raw = (f: unknown) => (f as { original?: unknown }).original ?? f;
     const e = core.exports as unknown as Record<string, unknown>;
     this.imports = {
-      env: { memory: core.memory, table: core.table, jitLoad: raw(e.jitLoad), jitStore: raw(e.jitStore), jitExec: raw(e.jitExec), jitChain: raw(e.jitChain) },
+      env: { memory: core.memory, jitLoad: raw(e.jitLoad), jitStore: raw(e.jitStore), jitExec: raw(e.jitExec), jitChain: raw(e.jitChain), jitGo: tableCaller(core.table) },
     } as WebAssembly.Imports;
   }
 

@@ -52,10 +52,10 @@ export const INDEX_GLOBAL = "index";
 export const EXITS_COUNTER = "exits";
 const G_RETIRED = 0, G_INDEX = 1, G_EXITS = 2;
 const KIND_LOAD = 0, KIND_STORE = 1;
-// Imports: the core's slow paths.
-const F_LOAD = 0, F_STORE = 1, F_EXEC = 2, F_CHAIN = 3;
-/** run's type index: after the imports' (moduleBytes). */
-const T_RUN = 4;
+// Imports: the core's slow paths, and the tier's caller of the function table (jitGo).
+const F_LOAD = 0, F_STORE = 1, F_EXEC = 2, F_CHAIN = 3, F_GO = 4;
+/** A translation's function: (h, page va, pc, read TLB, write TLB, budget, fetch TLB, page in unit) -> next pc. */
+export const RUN_TYPE = { params: [I32, I64, I64, I32, I32, I32, I32, I32], results: [I64] };
 /** jitChain's answer: the table index, and the unit's page in the top byte. */
 const CHAIN_PAGE_SHIFT = 24;
 
@@ -271,8 +271,10 @@ export function translateUnit(pages: UnitPage[], memoryPages: number): UnitTrans
       { name: "jitStore", type: { params: [I64, I32, I64], results: [I32] } },
       { name: "jitExec", type: { params: [I64, I64], results: [I32] } },
       { name: "jitChain", type: { params: [I64], results: [I32] } },
+      // The run function at a table index, tail-called (wasm-writer.ts tableCallerBytes).
+      { name: "jitGo", type: { params: [...RUN_TYPE.params, I32], results: RUN_TYPE.results } },
     ],
-    run: { type: { params: [I32, I64, I64, I32, I32, I32, I32, I32], results: [I64] }, locals: [...TEMPS, ...Array<number>(registers).fill(I64)], code },
+    run: { type: RUN_TYPE, locals: [...TEMPS, ...Array<number>(registers).fill(I64)], code },
     memoryMaxPages: memoryPages,
     counters: [RETIRED_COUNTER, INDEX_GLOBAL, EXITS_COUNTER],
   });
@@ -479,7 +481,7 @@ function emitUnit(c: Code, pages: UnitPage[], unitBlocks: Slot[][][]): number {
     const found = c.get(P_PC).call(F_CHAIN).tee(V_IDX).i32(0).op(OP.i32GeS).if_();
     c.get(P_H).get(P_PC).i64(-4096n).op(OP.i64And).get(P_PC).get(P_TLB_R).get(P_TLB_W).get(P_BUDGET).get(V_RETIRED).op(OP.i32Sub)
       .get(P_TLB_F).get(V_IDX).i32(CHAIN_PAGE_SHIFT).op(OP.i32ShrU)
-      .get(V_IDX).i32((1 << CHAIN_PAGE_SHIFT) - 1).op(OP.i32And).returnCallIndirect(T_RUN);
+      .get(V_IDX).i32((1 << CHAIN_PAGE_SHIFT) - 1).op(OP.i32And).returnCall(F_GO);
     c.end(found);
     c.end(more);
   }

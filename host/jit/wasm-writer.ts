@@ -128,7 +128,11 @@ export class Code extends Bytes {
   call(fn: number): this {
     return this.byte(0x10).u32(fn);
   }
-  /** A tail call through table 0 to a function of type `type` (the callee returns for this one). */
+  /** A tail call to function `fn` (the callee returns for this one). */
+  returnCall(fn: number): this {
+    return this.byte(0x12).u32(fn);
+  }
+  /** A tail call through table 0 to a function of type `type`. */
   returnCallIndirect(type: number): this {
     return this.byte(0x13).u32(type).u32(0);
   }
@@ -218,10 +222,12 @@ export interface FuncType {
 }
 
 /**
- * A module of one exported function `run`, importing the shared memory `env.memory`, the
- * function table `env.table` and the functions `imports` (in order: their indices are 0, 1, ...;
- * their types too, and run's type follows theirs), and exporting the mutable i32 globals
- * `counters` (global 0, 1, ..., starting at 0).
+ * A module of one exported function `run`, importing the shared memory `env.memory` and the
+ * functions `imports` (in order: their indices are 0, 1, ...; their types too, and run's type
+ * follows theirs), and exporting the mutable i32 globals `counters` (global 0, 1, ..., starting
+ * at 0). It does not import the function table it is called through: V8 keeps every instance
+ * that imports a table alive as long as the table, and updates each of them on every change to
+ * it (see tableCallerBytes).
  */
 export function moduleBytes(opts: {
   imports: { name: string; type: FuncType }[];
@@ -241,9 +247,8 @@ export function moduleBytes(opts: {
     typeSec.byte(0x60).u32(t.params.length).bytes(t.params).u32(t.results.length).bytes(t.results);
   }
   section(1, typeSec);
-  const importSec = new Bytes().u32(opts.imports.length + 2);
+  const importSec = new Bytes().u32(opts.imports.length + 1);
   importSec.name("env").name("memory").byte(0x02).byte(0x03).u32(1).u32(opts.memoryMaxPages);
-  importSec.name("env").name("table").byte(0x01).byte(0x70).byte(0x00).u32(0); // funcref, at least 0 entries
   opts.imports.forEach((imp, i) => importSec.name("env").name(imp.name).byte(0x00).u32(i));
   section(2, importSec);
   section(3, new Bytes().u32(1).u32(types.length - 1));
@@ -266,6 +271,39 @@ export function moduleBytes(opts: {
   body.u32(groups.length);
   for (const [n, t] of groups) body.u32(n).byte(t);
   body.bytes(opts.run.code.view());
+  const codeSec = new Bytes().u32(1);
+  body.sized(codeSec);
+  section(10, codeSec);
+  return out.view().slice();
+}
+
+/**
+ * A module importing the function table `env.table` and exporting `call`: `type`'s parameters and
+ * then a table index, a tail call to the function of type `type` at that index. Modules that call
+ * through the table import this instead of the table: V8 (11, Node 20) keeps every instance that
+ * imports a table alive for as long as the table is, and every instantiation and every change to
+ * the table updates each such instance, so that a table imported by each of thousands of
+ * translations made them never collected and each new one slower than the last (a boot under
+ * `--jit all`: 4.5 s of `table.set`, measured in docs/PERFORMANCE.md). One instance of this
+ * serves them all.
+ */
+export function tableCallerBytes(type: FuncType): Uint8Array {
+  const callType: FuncType = { params: [...type.params, I32], results: type.results };
+  const out = new Bytes().bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+  const section = (id: number, body: Bytes) => {
+    out.byte(id);
+    body.sized(out);
+  };
+  const typeSec = new Bytes().u32(2);
+  for (const t of [type, callType]) typeSec.byte(0x60).u32(t.params.length).bytes(t.params).u32(t.results.length).bytes(t.results);
+  section(1, typeSec);
+  section(2, new Bytes().u32(1).name("env").name("table").byte(0x01).byte(0x70).byte(0x00).u32(0)); // funcref, at least 0 entries
+  section(3, new Bytes().u32(1).u32(1));
+  section(7, new Bytes().u32(1).name("call").byte(0x00).u32(0));
+  const code = new Code();
+  for (let i = 0; i < callType.params.length; i++) code.get(i);
+  code.returnCallIndirect(0).byte(0x0b);
+  const body = new Bytes().u32(0).bytes(code.view());
   const codeSec = new Bytes().u32(1);
   body.sized(codeSec);
   section(10, codeSec);
