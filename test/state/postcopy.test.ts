@@ -41,9 +41,25 @@ async function runningWriter(hv: Hypervisor) {
   return out;
 }
 
+// A link slower than the guest's writes once the VM runs at the destination: each chunk after GO
+// waits a millisecond before the next may go. (An in-process link is fast: on a loaded machine every page
+// could arrive before the destination's pCPU thread first ran the guest, which then asked for none.)
+function slowAfterGo(l: ByteLink): ByteLink {
+  let go = false;
+  return {
+    ...l,
+    write(c) {
+      if (!go && c.length === 3 && new TextDecoder().decode(c) === "GO\n") go = true;
+      const room = l.write(c);
+      return go ? false : room;
+    },
+    drained: () => (go ? l.drained().then(() => new Promise((r) => setTimeout(r, 1))) : l.drained()),
+  };
+}
+
 describe("post-copy migration", () => {
   test("a guest that writes faster than the link runs at the destination at once, and no page is lost or stale", async () => {
-    const h = await hosts();
+    const h = await hosts(slowAfterGo);
     try {
       const before = await runningWriter(h.source);
       const r = await h.source.migrate("writer", "tcp:dest:1", { downtimeMs: 1, maxRounds: 2, postcopy: true });
