@@ -11,6 +11,7 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { packageRoot } from "../host/platform/node/core";
+import { PCPU_YOUNG_GENERATION_MB } from "../host/platform/node";
 import { median } from "../host/util/stats";
 import type { Guest } from "./boot";
 
@@ -93,7 +94,10 @@ function memoryRuns(g: Guest, runs: number, vms: number, jit: "off" | "on", log:
   const req: ProbeRequest = { kernel: g.kernel, initrd: g.initramfs, vms, ramMiB: 256, jit };
   const probes: ProbeResult[] = [];
   for (let i = 0; i < runs; i++) {
-    const r = spawnSync(process.execPath, ["--expose-gc", join(packageRoot(), "dist/bench-memory.js"), JSON.stringify(req)],
+    // The probe runs its VMs on its main thread, with a pCPU thread's young generation (a third
+    // of it is one semi-space).
+    const semiSpace = `--max-semi-space-size=${PCPU_YOUNG_GENERATION_MB / 3}`;
+    const r = spawnSync(process.execPath, ["--expose-gc", semiSpace, join(packageRoot(), "dist/bench-memory.js"), JSON.stringify(req)],
       { encoding: "utf8", timeout: 600_000 });
     if (r.status !== 0) throw new Error(`memory probe failed (status ${r.status}):\n${r.stderr}`);
     probes.push(JSON.parse(r.stdout) as ProbeResult);

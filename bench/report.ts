@@ -384,7 +384,7 @@ function memorySection(m: MemoryResult): Section {
     markdown: "## Memory\n\n" +
       `A fresh Node process (\`bench/memory-probe.ts\`, nothing else in it) boots one Linux guest to pay the process's one-time costs ` +
       `(the core's optimized code, V8's warm-up), records its resident set, boots ${m.vms_per_run} more Linux guests ` +
-      `(para mode, ${m.guest_ram_mib} MiB of RAM each) on its own thread to their shell prompts, collects garbage and records it again. ` +
+      `(para mode, ${m.guest_ram_mib} MiB of RAM each) on its own thread to their shell prompts (its JavaScript heap's young generation capped as a pCPU thread's is), collects garbage and records it again. ` +
       `Per VM, overhead = (growth of the resident set + growth of the page tables − guest RAM touched) / ${m.vms_per_run}, where guest RAM touched is ` +
       `${counted}. Everything else counts against the VMs: their core regions (hart blocks, TLBs, decoded-code cache), device models and JS objects. ${m.runs.length > 1 ? `Median of ${m.runs.length} processes; the breakdown is from the median one.` : "One process (quick mode)."}\n\n` +
       (m.translated ? "Then the same again with the translation tier (`--jit on`: its translations' WebAssembly compiled by V8, whose code lives outside the VMs' memory and counts in \"other\").\n\n" : "") +

@@ -47,7 +47,8 @@ if (process.argv[2] === "boot" || process.argv[2] === "start") {
     new Worker(new URL("../dist/jit-worker.js", import.meta.url), { workerData: { port: port2 }, transferList: [port2] }).unref();
     options = { workerData: { compileThread: port1 }, transferList: [port1] };
   }
-  const worker = new Worker(new URL("../dist/pcpu-worker.js", import.meta.url), options);
+  // Its young generation as host/platform/node's PCPU_YOUNG_GENERATION_MB says.
+  const worker = new Worker(new URL("../dist/pcpu-worker.js", import.meta.url), { ...options, resourceLimits: { maxYoungGenerationSizeMb: 6 } });
   worker.unref(); // until taken: a command that never runs a VM exits as before
   const early = { worker, failed: false };
   worker.once("error", () => { early.failed = true; });

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { buildBaremetal } from "../../guests/baremetal/build.mjs";
 import { BUSY_LOOP } from "../busy-loop";
+import { PCPU_YOUNG_GENERATION_MB } from "../../host/platform/node";
 
 const built = (await buildBaremetal({ log: () => {} })).programs as Record<string, string>;
 
@@ -31,6 +32,12 @@ async function bootThreads(args: string[]) {
 }
 
 describe("the CLI's threads", () => {
+  it("the launcher's pCPU thread gets the young generation the platform gives the others", () => {
+    // The launcher starts the first one before any of the platform's code is loaded.
+    const launcher = readFileSync("bin/wasmvisor.js", "utf8");
+    expect(launcher.match(/maxYoungGenerationSizeMb: (\d+)/g)).toEqual([`maxYoungGenerationSizeMb: ${PCPU_YOUNG_GENERATION_MB}`]);
+  });
+
   it("a compile thread for the translation tier with --jit on (started by the launcher), none with --jit off", async () => {
     const dir = mkdtempSync(join(tmpdir(), "wasmvisor-threads-"));
     const busy = join(dir, "busy.bin");

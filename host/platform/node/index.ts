@@ -38,6 +38,18 @@ useFasterCrc32((bytes, crc) => {
 // the same kernel share one copy, across the worker threads they are sent to too.
 const images = new Map<string, WeakRef<Uint8Array>>();
 
+/**
+ * The young generation of a pCPU thread's JavaScript heap, at most (MiB; V8's default grows it to
+ * 24, three times its 8 MiB semi-space, as a thread allocates fast). The threads that run VMs
+ * allocate a little per exit and per step, all of it short-lived, and faster with the translation
+ * tier (the same allocations in less time); the young generation V8 grew for that rate stayed
+ * resident. The memory suite with the tier, 4 Linux guests on one thread: 8.2-10.2 MiB of host
+ * memory per VM with V8's default, 5.27 with 6 MiB (5.29 with 3, where the boot looked slower);
+ * the boot as long (docs/PERFORMANCE.md, "The boot's gap phase by phase"). bin/wasmvisor.js
+ * starts the first pCPU thread with the same (test/platform/helper-threads.test.ts checks).
+ */
+export const PCPU_YOUNG_GENERATION_MB = 6;
+
 export const nodePlatform: Platform = {
   coreModule: loadCoreModule,
 
@@ -106,7 +118,7 @@ export const nodePlatform: Platform = {
 
   pcpuMayWait: true, // each pCPU is a worker thread
   async startPcpu(): Promise<PcpuThread> {
-    const worker = takeEarlyPcpu() ?? new Worker(join(packageRoot(), "dist/pcpu-worker.js"));
+    const worker = takeEarlyPcpu() ?? new Worker(join(packageRoot(), "dist/pcpu-worker.js"), { resourceLimits: { maxYoungGenerationSizeMb: PCPU_YOUNG_GENERATION_MB } });
     const { end, onExit } = threadEnd();
     worker.on("error", (e) => end(e.message));
     worker.on("exit", (code) => end(`exited with code ${code}`));
