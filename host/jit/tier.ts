@@ -12,7 +12,7 @@
 import * as L from "../core/layout";
 import * as O from "../core/ops";
 import type { Core } from "../core/core";
-import { EXITS_COUNTER, INDEX_GLOBAL, RETIRED_COUNTER, RUN_TYPE, slotAt, translateUnit, type UnitPage } from "./translate";
+import { EXITS_COUNTER, INDEX_GLOBAL, RETIRED_COUNTER, RUN_TYPE, TAIL_CALLS, slotAt, translateUnit, type UnitPage } from "./translate";
 import { tableCallerBytes } from "./wasm-writer";
 import { compiledUnit, engineTiers, type CompiledUnit, type CompileModule, type JitCompiler } from "./compiler";
 
@@ -135,8 +135,12 @@ const MAX_UNIT_PAGES = 8;
  */
 const CROSSES_BELOW = 32;
 
-/** The one importer of the core's function table: translations tail-call through it (wasm-writer.ts tableCallerBytes). */
+/**
+ * The one importer of the core's function table: translations tail-call through it (wasm-writer.ts
+ * tableCallerBytes). An engine without tail calls gets translations that never call it.
+ */
 function tableCaller(table: WebAssembly.Table): unknown {
+  if (!TAIL_CALLS) return () => { throw new Error("no tail calls in this engine: translations return to the run loop"); };
   const module = new WebAssembly.Module(tableCallerBytes(RUN_TYPE) as Uint8Array<ArrayBuffer>);
   return new WebAssembly.Instance(module, { env: { table } }).exports.call;
 }

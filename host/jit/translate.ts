@@ -189,7 +189,7 @@ export interface UnitPage {
  * Whether this engine has WebAssembly tail calls (V8 since 11.2, Firefox 121, Safari 18.2):
  * translations chain into each other's pages with them, and return to the run loop without.
  */
-const TAIL_CALLS = (() => {
+export const TAIL_CALLS = (() => {
   // (module (type (func)) (table 0 funcref) (func (type 0) i32.const 0 return_call_indirect (type 0)))
   const probe = [0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 4, 4, 1, 0x70, 0, 0, 10, 9, 1, 7, 0, 0x41, 0, 0x13, 0, 0, 0x0b];
   try {
