@@ -141,9 +141,10 @@ const CROSSES_BELOW = 32;
  */
 function tableCaller(table: WebAssembly.Table): unknown {
   if (!TAIL_CALLS) return () => { throw new Error("no tail calls in this engine: translations return to the run loop"); };
-  const module = new WebAssembly.Module(tableCallerBytes(RUN_TYPE) as Uint8Array<ArrayBuffer>);
-  return new WebAssembly.Instance(module, { env: { table } }).exports.call;
+  tableCallerModule ??= new WebAssembly.Module(tableCallerBytes(RUN_TYPE) as Uint8Array<ArrayBuffer>); // one per thread, an instance per table
+  return new WebAssembly.Instance(tableCallerModule, { env: { table } }).exports.call;
 }
+let tableCallerModule: WebAssembly.Module | undefined;
 
 export class TranslationTier {
   private readonly entries: (Translation | null)[] = new Array(L.DC_PAGES).fill(null);

@@ -221,13 +221,44 @@ export interface FuncType {
   results: number[];
 }
 
+/** A module: the header, then `sections` (id and body) in order. */
+function moduleOf(sections: [number, Bytes][]): Uint8Array {
+  const out = new Bytes().bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+  for (const [id, body] of sections) {
+    out.byte(id);
+    body.sized(out);
+  }
+  return out.view().slice();
+}
+
+/** The type section: `types` in order (their indices are 0, 1, ...). */
+function typeSection(types: FuncType[]): Bytes {
+  const sec = new Bytes().u32(types.length);
+  for (const t of types) sec.byte(0x60).u32(t.params.length).bytes(t.params).u32(t.results.length).bytes(t.results);
+  return sec;
+}
+
+/** The code section of a module's one function: its `locals` (run-length encoded by type) and `code`. */
+function codeSection(locals: number[], code: Code): Bytes {
+  const groups: [number, number][] = [];
+  for (const t of locals) {
+    const last = groups[groups.length - 1];
+    if (last && last[1] === t) last[0]++;
+    else groups.push([1, t]);
+  }
+  const body = new Bytes().u32(groups.length);
+  for (const [n, t] of groups) body.u32(n).byte(t);
+  body.bytes(code.view());
+  const sec = new Bytes().u32(1);
+  body.sized(sec);
+  return sec;
+}
+
 /**
  * A module of one exported function `run`, importing the shared memory `env.memory` and the
  * functions `imports` (in order: their indices are 0, 1, ...; their types too, and run's type
  * follows theirs), and exporting the mutable i32 globals `counters` (global 0, 1, ..., starting
- * at 0). It does not import the function table it is called through: V8 keeps every instance
- * that imports a table alive as long as the table, and updates each of them on every change to
- * it (see tableCallerBytes).
+ * at 0). It does not import the function table it is called through (see tableCallerBytes).
  */
 export function moduleBytes(opts: {
   imports: { name: string; type: FuncType }[];
@@ -237,44 +268,19 @@ export function moduleBytes(opts: {
 }): Uint8Array {
   const counters = opts.counters ?? [];
   const types = [...opts.imports.map((i) => i.type), opts.run.type];
-  const out = new Bytes().bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
-  const section = (id: number, body: Bytes) => {
-    out.byte(id);
-    body.sized(out);
-  };
-  const typeSec = new Bytes().u32(types.length);
-  for (const t of types) {
-    typeSec.byte(0x60).u32(t.params.length).bytes(t.params).u32(t.results.length).bytes(t.results);
-  }
-  section(1, typeSec);
   const importSec = new Bytes().u32(opts.imports.length + 1);
   importSec.name("env").name("memory").byte(0x02).byte(0x03).u32(1).u32(opts.memoryMaxPages);
   opts.imports.forEach((imp, i) => importSec.name("env").name(imp.name).byte(0x00).u32(i));
-  section(2, importSec);
-  section(3, new Bytes().u32(1).u32(types.length - 1));
+  const sections: [number, Bytes][] = [[1, typeSection(types)], [2, importSec], [3, new Bytes().u32(1).u32(types.length - 1)]];
   if (counters.length > 0) {
     const globalSec = new Bytes().u32(counters.length);
     for (let i = 0; i < counters.length; i++) globalSec.byte(I32).byte(0x01).byte(0x41).byte(0x00).byte(0x0b); // mut i32 = i32.const 0
-    section(6, globalSec);
+    sections.push([6, globalSec]);
   }
   const exportSec = new Bytes().u32(1 + counters.length).name("run").byte(0x00).u32(opts.imports.length);
   counters.forEach((name, i) => exportSec.name(name).byte(0x03).u32(i));
-  section(7, exportSec);
-  const body = new Bytes();
-  // Locals, run-length encoded by type.
-  const groups: [number, number][] = [];
-  for (const t of opts.run.locals) {
-    const last = groups[groups.length - 1];
-    if (last && last[1] === t) last[0]++;
-    else groups.push([1, t]);
-  }
-  body.u32(groups.length);
-  for (const [n, t] of groups) body.u32(n).byte(t);
-  body.bytes(opts.run.code.view());
-  const codeSec = new Bytes().u32(1);
-  body.sized(codeSec);
-  section(10, codeSec);
-  return out.view().slice();
+  sections.push([7, exportSec], [10, codeSection(opts.run.locals, opts.run.code)]);
+  return moduleOf(sections);
 }
 
 /**
@@ -289,23 +295,14 @@ export function moduleBytes(opts: {
  */
 export function tableCallerBytes(type: FuncType): Uint8Array {
   const callType: FuncType = { params: [...type.params, I32], results: type.results };
-  const out = new Bytes().bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
-  const section = (id: number, body: Bytes) => {
-    out.byte(id);
-    body.sized(out);
-  };
-  const typeSec = new Bytes().u32(2);
-  for (const t of [type, callType]) typeSec.byte(0x60).u32(t.params.length).bytes(t.params).u32(t.results.length).bytes(t.results);
-  section(1, typeSec);
-  section(2, new Bytes().u32(1).name("env").name("table").byte(0x01).byte(0x70).byte(0x00).u32(0)); // funcref, at least 0 entries
-  section(3, new Bytes().u32(1).u32(1));
-  section(7, new Bytes().u32(1).name("call").byte(0x00).u32(0));
   const code = new Code();
   for (let i = 0; i < callType.params.length; i++) code.get(i);
-  code.returnCallIndirect(0).byte(0x0b);
-  const body = new Bytes().u32(0).bytes(code.view());
-  const codeSec = new Bytes().u32(1);
-  body.sized(codeSec);
-  section(10, codeSec);
-  return out.view().slice();
+  code.returnCallIndirect(0).finish();
+  return moduleOf([
+    [1, typeSection([type, callType])],
+    [2, new Bytes().u32(1).name("env").name("table").byte(0x01).byte(0x70).byte(0x00).u32(0)], // funcref, at least 0 entries
+    [3, new Bytes().u32(1).u32(1)],
+    [7, new Bytes().u32(1).name("call").byte(0x00).u32(0)],
+    [10, codeSection([], code)],
+  ]);
 }
