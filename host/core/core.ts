@@ -21,10 +21,11 @@ export interface CoreExports {
   hartRunnable(hart: number): number;
   pageIsZero(offset: number): number;
   /** The slow paths of translated code (docs/TRANSLATION.md). */
-  jitLoad(va: bigint, f3: number, regOff: number): number;
-  jitStore(va: bigint, size: number, v: bigint): number;
-  jitExec(slot: bigint, pc: bigint): number;
-  jitChain(pc: bigint): number;
+  // Translated code's ways into the core: one type, (i64, i64, i64) -> i32 (assembly/cpu.ts).
+  jitLoad(va: bigint, arg: bigint, unused: bigint): number;
+  jitStore(va: bigint, size: bigint, v: bigint): number;
+  jitExec(slot: bigint, pc: bigint, unused: bigint): number;
+  jitChain(pc: bigint, unused: bigint, unused2: bigint): number;
   /** The host's debugger (assembly/trigger.ts). */
   debugCsrWrite(hart: number, csr: number, value: bigint): number;
   debugChanged(hart: number): void;

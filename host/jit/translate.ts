@@ -54,6 +54,8 @@ const G_RETIRED = 0, G_INDEX = 1, G_EXITS = 2;
 const KIND_LOAD = 0, KIND_STORE = 1;
 // Imports: the core's slow paths, and the tier's caller of the function table (jitGo).
 const F_LOAD = 0, F_STORE = 1, F_EXEC = 2, F_CHAIN = 3, F_GO = 4;
+/** The type of the core's slow paths (F_LOAD..F_CHAIN): one for all, unused arguments zeros. */
+const SLOW_TYPE = { params: [I64, I64, I64], results: [I32] };
 /** A translation's function: (h, page va, pc, read TLB, write TLB, budget, fetch TLB, page in unit) -> next pc. */
 export const RUN_TYPE = { params: [I32, I64, I64, I32, I32, I32, I32, I32], results: [I64] };
 /** jitChain's answer: the table index, and the unit's page in the top byte. */
@@ -267,10 +269,12 @@ export function translateUnit(pages: UnitPage[], memoryPages: number): UnitTrans
   const registers = emitUnit(code, pages, blocks);
   const wasm = moduleBytes({
     imports: [
-      { name: "jitLoad", type: { params: [I64, I32, I32], results: [I32] } },
-      { name: "jitStore", type: { params: [I64, I32, I64], results: [I32] } },
-      { name: "jitExec", type: { params: [I64, I64], results: [I32] } },
-      { name: "jitChain", type: { params: [I64], results: [I32] } },
+      // The core's slow paths, all of one type: an engine compiles a wrapper per distinct type a
+      // module imports functions of (assembly/cpu.ts), so five types cost five.
+      { name: "jitLoad", type: SLOW_TYPE },
+      { name: "jitStore", type: SLOW_TYPE },
+      { name: "jitExec", type: SLOW_TYPE },
+      { name: "jitChain", type: SLOW_TYPE },
       // The run function at a table index, tail-called (wasm-writer.ts tableCallerBytes).
       { name: "jitGo", type: { params: [...RUN_TYPE.params, I32], results: RUN_TYPE.results } },
     ],
@@ -478,7 +482,7 @@ function emitUnit(c: Code, pages: UnitPage[], unitBlocks: Slot[][][]): number {
     // Budget left: go on in the translation of the page pc is in, if there is one (a tail call:
     // the run loop sees one return, at the end of the chain).
     const more = c.get(V_RETIRED).get(P_BUDGET).op(OP.i32LtS).if_();
-    const found = c.get(P_PC).call(F_CHAIN).tee(V_IDX).i32(0).op(OP.i32GeS).if_();
+    const found = c.get(P_PC).i64(0).i64(0).call(F_CHAIN).tee(V_IDX).i32(0).op(OP.i32GeS).if_();
     c.get(P_H).get(P_PC).i64(-4096n).op(OP.i64And).get(P_PC).get(P_TLB_R).get(P_TLB_W).get(P_BUDGET).get(V_RETIRED).op(OP.i32Sub)
       .get(P_TLB_F).get(V_IDX).i32(CHAIN_PAGE_SHIFT).op(OP.i32ShrU)
       .get(V_IDX).i32((1 << CHAIN_PAGE_SHIFT) - 1).op(OP.i32And).returnCall(F_GO);
@@ -492,7 +496,7 @@ function emitUnit(c: Code, pages: UnitPage[], unitBlocks: Slot[][][]): number {
   c.set(V_INFO);
   unpackSite(c);
   const isLoad = c.get(V_KIND).i32(KIND_LOAD).op(OP.i32Eq).if_();
-  c.get(V_VA).get(V_ARG).i32(0xff).op(OP.i32And).get(V_ARG).i32(8).op(OP.i32ShrU).call(F_LOAD).set(V_ST);
+  c.get(V_VA).get(V_ARG).op(OP.i64ExtendI32U).i64(0).call(F_LOAD).set(V_ST);
   // The load wrote its register in the hart block (or, a fault, did not: the local is the truth).
   const reload = c.get(V_ST).i32(ST_FAULT).op(OP.i32Ne).if_();
   const done = c.block();
@@ -509,7 +513,7 @@ function emitUnit(c: Code, pages: UnitPage[], unitBlocks: Slot[][][]): number {
   c.end(done);
   c.end(reload);
   c.else_();
-  c.get(V_VA).get(V_ARG).get(V_VAL).call(F_STORE).set(V_ST);
+  c.get(V_VA).get(V_ARG).op(OP.i64ExtendI32U).get(V_VAL).call(F_STORE).set(V_ST);
   c.end(isLoad);
   c.get(V_INFO).get(V_ST).i32(ST_NEXT).op(OP.i32Ne).brIf(exit).op(OP.drop);
   c.get(V_RETIRED).get(V_SITE_RET).op(OP.i32Add).i32(1).op(OP.i32Add).set(V_RETIRED);
@@ -789,7 +793,7 @@ class BlockEmitter {
       for (const r of new Set(reads)) if (this.written.has(r)) c.get(P_H).get(this.local[r]).mem(OP.i64Store, 3, L.H_X + r * 8);
       c.i64(this.view.getBigUint64(this.slots + s.off * 4, true));
       this.pcAt(s.off);
-      c.call(F_EXEC).set(V_ST);
+      c.i64(0).call(F_EXEC).set(V_ST);
       if (writesInt && s.rd !== 0) {
         const wrote = c.get(V_ST).i32(ST_FAULT).op(OP.i32Ne).if_();
         c.get(P_H).mem(OP.i64Load, 3, L.H_X + s.rd * 8).set(this.local[s.rd]);

@@ -267,11 +267,17 @@ export function moduleBytes(opts: {
   counters?: string[];
 }): Uint8Array {
   const counters = opts.counters ?? [];
-  const types = [...opts.imports.map((i) => i.type), opts.run.type];
+  // Each distinct type once (imports of one type share it).
+  const types: FuncType[] = [];
+  const typeIndex = (t: FuncType): number => {
+    const i = types.findIndex((u) => u.params.join() === t.params.join() && u.results.join() === t.results.join());
+    return i >= 0 ? i : types.push(t) - 1;
+  };
   const importSec = new Bytes().u32(opts.imports.length + 1);
   importSec.name("env").name("memory").byte(0x02).byte(0x03).u32(1).u32(opts.memoryMaxPages);
-  opts.imports.forEach((imp, i) => importSec.name("env").name(imp.name).byte(0x00).u32(i));
-  const sections: [number, Bytes][] = [[1, typeSection(types)], [2, importSec], [3, new Bytes().u32(1).u32(types.length - 1)]];
+  for (const imp of opts.imports) importSec.name("env").name(imp.name).byte(0x00).u32(typeIndex(imp.type));
+  const runType = typeIndex(opts.run.type);
+  const sections: [number, Bytes][] = [[1, typeSection(types)], [2, importSec], [3, new Bytes().u32(1).u32(runType)]];
   if (counters.length > 0) {
     const globalSec = new Bytes().u32(counters.length);
     for (let i = 0; i < counters.length; i++) globalSec.byte(I32).byte(0x01).byte(0x41).byte(0x00).byte(0x0b); // mut i32 = i32.const 0
