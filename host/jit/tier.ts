@@ -202,6 +202,7 @@ export class TranslationTier {
   /** After a step: forget dead translations, make new ones. Returns the work units compiling cost. */
   update(): number {
     const { gens, tags, decodedCounts, heats } = this;
+    if (this.mode === "all" && !this.cacheChanged()) return 0;
     // What compiled since the last step goes in now, not at the next turn of the event loop. A
     // compiler that cannot be polled answers only when the loop turns: a caller that never lets
     // it (a test's or a benchmark's loop) would wait for ever, so it is given up on.
@@ -282,6 +283,24 @@ export class TranslationTier {
     this.counts.compileMs += compileMs;
     return Math.round(compileMs * UNITS_PER_MS);
   }
+
+  // Whether a page was cached, dropped or decoded further since the last look ("all" mode: the
+  // run loop asks after every few thousand instructions, and the scan below cost more than
+  // running them). A drop bumps its entry's generation, and only a drop zeroes its decoded
+  // count: so the sums of both change exactly when something did.
+  private cacheChanged(): boolean {
+    let g = 0, d = 0;
+    for (let e = 0; e < L.DC_PAGES; e++) {
+      g = (g + this.gens[e]!) | 0;
+      d += this.decodedCounts[e]!;
+    }
+    if (g === this.seenGens && d === this.seenDecoded) return false;
+    this.seenGens = g;
+    this.seenDecoded = d;
+    return true;
+  }
+  private seenGens = -1;
+  private seenDecoded = -1;
 
   /** The machine is going away (or its memory to another thread): install nothing more. */
   close(): void {
