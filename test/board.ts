@@ -11,6 +11,13 @@ import { nodePlatform } from "../host/platform/node";
  */
 export const TEST_JIT: JitMode = nodePlatform.defaultJit!();
 
+/**
+ * How many times longer a guest takes to do something under TEST_JIT: "all" translates every
+ * page as it first runs, and again each time the code cache lets it go (a Linux boot 13-19 s
+ * against about 1; docs/TRANSLATION.md). Waits for a guest scale by it, nothing else.
+ */
+export const GUEST_SLOWDOWN = TEST_JIT === "all" ? 10 : 1;
+
 /** Step `m` until the guest stops (throws after `timeoutSeconds` of wall time); idle steps sleep. */
 export function runToStop(m: VirtMachine, timeoutSeconds = 60): StopReason {
   const t0 = performance.now();

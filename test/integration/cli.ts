@@ -3,6 +3,7 @@ import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process"
 import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { packageRoot } from "../../host/platform/node/core";
+import { GUEST_SLOWDOWN } from "../board";
 
 // Found from the package root, so this also works bundled into dist/ (the boot benchmark).
 export const BIN = join(packageRoot(), "bin/wasmvisor.js");
@@ -26,7 +27,7 @@ export class Session {
   }
 
   /** Wait until stdout (after position `from`) contains `text`; returns the index after it. */
-  async expect(text: string | RegExp, timeoutMs = 30_000, from = 0): Promise<number> {
+  async expect(text: string | RegExp, timeoutMs = 30_000 * GUEST_SLOWDOWN, from = 0): Promise<number> {
     const t0 = Date.now();
     for (;;) {
       const hay = this.out.slice(from);
@@ -125,7 +126,7 @@ export async function stopHost(host: ChildProcess | undefined): Promise<void> {
 }
 
 /** Poll `probe` every 50 ms until it gives a value; on a timeout the error names `what` and adds `context()`. */
-export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, context: () => string, timeoutMs = 30_000): Promise<T> {
+export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, context: () => string, timeoutMs = 30_000 * GUEST_SLOWDOWN): Promise<T> {
   const t0 = Date.now();
   for (;;) {
     const v = await probe();

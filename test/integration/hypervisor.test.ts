@@ -15,7 +15,8 @@ import { bytesSource, listSections } from "../../host/state/container";
 import type { HostInfo, VmInfo, VmRunStats } from "../../host/hv/types";
 import { assemble } from "../../host/util/riscv-asm";
 import { ECHO_GUEST, consoleEchoes, malformedRequests, sendAll, statuses } from "../api/malformed-requests";
-import { BIN, freePort, pollUntil, runCli, startHost, stopHost } from "./cli";
+import { BIN, Session, freePort, pollUntil, runCli, startHost, stopHost } from "./cli";
+import { GUEST_SLOWDOWN } from "../board";
 
 let dir: string;
 let socket: string;
@@ -125,7 +126,7 @@ describe("wasmvisor host: the control API", () => {
     const con = await api.console("life");
     let out = "";
     con.on("data", (d: Buffer) => { out += d.toString("latin1"); });
-    await until("the guest's prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+    await until("the guest's prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000 * GUEST_SLOWDOWN);
     con.write("\recho sum-$((20+22))\r");
     await until("the echo", () => (out.includes("sum-42") ? true : undefined));
     con.destroy();
@@ -145,7 +146,7 @@ describe("wasmvisor host: the control API", () => {
     await api.call("DELETE", "/vms/life");
     await expect(status("life")).rejects.toMatchObject({ status: 404 });
     expect((await api.call<HostInfo>("GET", "/host")).memoryCommitted).toBe(before.memoryCommitted);
-  }, 180_000);
+  }, 180_000 * GUEST_SLOWDOWN);
 
   test("a disk bandwidth limit holds: direct reads run at most at the limit", async () => {
     const disk = join(dir, "limited.img");
@@ -155,7 +156,7 @@ describe("wasmvisor host: the control API", () => {
     const con = await api.console("limited");
     let out = "";
     con.on("data", (d: Buffer) => { out += d.toString("latin1"); });
-    await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+    await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000 * GUEST_SLOWDOWN);
     con.write("\rdd if=/dev/vda of=/dev/null bs=64k count=64 iflag=direct\r");
     const rate = await until("dd", () => {
       const m = /4194304 bytes \([\d.]+MB\) copied, ([\d.]+) seconds/.exec(out);
@@ -165,7 +166,7 @@ describe("wasmvisor host: the control API", () => {
     expect(rate).toBeLessThan(2_000_000 * 1.1); // the burst lets a little more through at first
     expect(rate).toBeGreaterThan(2_000_000 * 0.5);
     await api.call("DELETE", "/vms/limited");
-  }, 180_000);
+  }, 180_000 * GUEST_SLOWDOWN);
 
   test("paravirtual guests sharing a pCPU learn their steal time through SBI STA", async () => {
     const names = ["sta0", "sta1", "sta2", "sta3"]; // two per pCPU
@@ -190,7 +191,7 @@ describe("wasmvisor host: the control API", () => {
     const con = await api.console("mover");
     let out = "";
     con.on("data", (d: Buffer) => { out += d.toString("latin1"); });
-    await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+    await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000 * GUEST_SLOWDOWN);
     con.write("\rx=before-move\r");
     const s1 = await api.call<VmRunStats>("GET", "/vms/mover/stats");
     const to = 1 - vm.pcpu;
@@ -207,7 +208,7 @@ describe("wasmvisor host: the control API", () => {
     await api.call("POST", "/vms/mover/pause");
     expect(await api.call<VmInfo>("POST", "/vms/mover/move", { pcpu: vm.pcpu })).toMatchObject({ pcpu: vm.pcpu, state: "paused", moves: 2 });
     await api.call("DELETE", "/vms/mover");
-  }, 180_000);
+  }, 180_000 * GUEST_SLOWDOWN);
 
   test("a Linux VM counting is snapshotted, destroyed and restored twice: each copy counts on from where it was, its disk as it was then", async () => {
     const ctl = (...args: string[]) => runCli(["ctl", "--api", socket, ...args]);
@@ -218,7 +219,7 @@ describe("wasmvisor host: the control API", () => {
     const con = await api.console("counter");
     let before = "";
     con.on("data", (d: Buffer) => { before += d.toString("latin1"); });
-    await until("the prompt", () => (before.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+    await until("the prompt", () => (before.includes("wasmvisor guest ready") ? true : undefined), 120_000 * GUEST_SLOWDOWN);
     con.write("\recho written-before > /mnt/a.txt && sync && echo a-$((1+1))\r");
     await until("the first file", () => (before.includes("a-2") ? true : undefined));
     con.write("(i=0; while true; do i=$((i+1)); echo n=$i; sleep 0.1; done) &\r");
@@ -286,7 +287,7 @@ describe("wasmvisor host: the control API", () => {
     });
     expect(failed.reason).toMatch(/memory chunk \d+ .*fails its checksum/);
     await api.call("DELETE", "/vms/counter");
-  }, 300_000);
+  }, 300_000 * GUEST_SLOWDOWN);
 
   test("a Linux VM counting and writing to its disk migrates live to another host with its disk (block migration) and counts on, its clock running; failures leave it here", async () => {
     const ctl = (...args: string[]) => runCli(["ctl", "--api", socket, ...args]);
@@ -310,7 +311,7 @@ describe("wasmvisor host: the control API", () => {
       const con = await api.console("traveler");
       let out = "";
       con.on("data", (d: Buffer) => { out += d.toString("latin1"); });
-      await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+      await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000 * GUEST_SLOWDOWN);
       con.write("\rmkdir -p /www && echo served-by-the-traveler > /www/index.html && httpd -h /www && echo httpd-$((6*7))\r");
       await until("httpd", () => (out.includes("httpd-42") ? true : undefined));
       expect(await httpGet(fwd)).toContain("served-by-the-traveler");
@@ -379,7 +380,7 @@ describe("wasmvisor host: the control API", () => {
       b.kill("SIGTERM");
       await new Promise((r) => b.once("exit", r));
     }
-  }, 300_000);
+  }, 300_000 * GUEST_SLOWDOWN);
 
   test("a destination killed in the middle of a migration leaves the VM running at the source", async () => {
     const ctl = (...args: string[]) => runCli(["ctl", "--api", socket, ...args]);
@@ -395,7 +396,7 @@ describe("wasmvisor host: the control API", () => {
       const con = await api.console("survivor");
       let out = "";
       con.on("data", (d: Buffer) => { out += d.toString("latin1"); });
-      await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000);
+      await until("the prompt", () => (out.includes("wasmvisor guest ready") ? true : undefined), 120_000 * GUEST_SLOWDOWN);
       // A guest writing memory all the time keeps pre-copy busy for a while; a counter shows it lives.
       con.write("\rwv-bench gap 600000 64 24 >/dev/null & (i=0; while true; do i=$((i+1)); echo n=$i; sleep 0.2; done) &\r");
       await until("the counter", () => (/n=3\r?\n/.test(out) ? true : undefined));
@@ -416,7 +417,7 @@ describe("wasmvisor host: the control API", () => {
     } finally {
       c.kill("SIGKILL");
     }
-  }, 300_000);
+  }, 300_000 * GUEST_SLOWDOWN);
 
   test("the balancer spreads busy VMs that ended up on one pCPU", async () => {
     // Four busy VMs land two per pCPU; when both on one pCPU go, the other pCPU has two busy
@@ -432,10 +433,10 @@ describe("wasmvisor host: the control API", () => {
     const spread = await until("the balancer", async () => {
       const left = await api.call<VmInfo[]>("GET", "/vms");
       return new Set(left.map((v) => v.pcpu)).size === 2 ? left : undefined;
-    }, 15_000);
+    }, 15_000 * GUEST_SLOWDOWN);
     expect(spread.reduce((n, v) => n + v.moves, 0)).toBe(1);
     for (const v of spread) await api.call("DELETE", `/vms/${v.name}`);
-  }, 60_000);
+  }, 60_000 * GUEST_SLOWDOWN);
 
   test("refuses bad definitions with 400 and says which field", async () => {
     const cases: [unknown, RegExp][] = [
@@ -517,7 +518,7 @@ describe("wasmvisor host: the control API", () => {
     await until("the destroy", async () => (await status("crash-destroy").catch(() => null)) === null ? true : undefined);
     await api.call("DELETE", "/vms/crash-keep");
     await api.call("DELETE", "/vms/crash-restart");
-  }, 60_000);
+  }, 60_000 * GUEST_SLOWDOWN);
 });
 
 describe("wasmvisor ctl", () => {
@@ -549,29 +550,44 @@ describe("wasmvisor ctl", () => {
     expect((await ctl("destroy", "ctl-vm")).out).toBe("destroyed ctl-vm\n");
     r = await ctl("stats", "ctl-vm");
     expect(r).toMatchObject({ code: 1, err: expect.stringMatching(/no VM named ctl-vm/) });
-  }, 30_000); // 15 CLI runs: about 4 s, more when the machine is busy
+  }, 30_000 * GUEST_SLOWDOWN); // 15 CLI runs: about 4 s, more when the machine is busy
 
   test("console: attach, type, see the echo; Ctrl-] detaches, as does the end of piped input", async () => {
     await api.call("POST", "/vms", linuxVm("ctl-con"));
-    await api.call("POST", "/vms/ctl-con/start");
-    const con = await api.console("ctl-con");
-    let seen = "";
-    con.on("data", (d: Buffer) => { seen += d.toString("latin1"); });
-    await until("the prompt", () => (seen.includes("wasmvisor guest ready") ? true : undefined), 120_000);
-    con.destroy();
-    // Piped input: the client stays until the guest has been quiet for a second, then detaches.
-    let r = await runCli(["ctl", "--api", socket, "console", "ctl-con"], "\recho ctl-$((6*7))\r", 20_000);
-    expect(r.code).toBe(0);
-    expect(r.out).toMatch(/ctl-42/);
-    expect(r.err).toMatch(/attached to ctl-con; Ctrl-\] detaches/);
-    // Ctrl-] ends the session at once; what came before it still reaches the guest.
-    r = await runCli(["ctl", "--api", socket, "console", "ctl-con"], "touch /tmp/ctl-mark\r\x1dnot-sent\r", 20_000);
-    expect(r.code).toBe(0);
-    r = await runCli(["ctl", "--api", socket, "console", "ctl-con"], "ls /tmp/ctl-mark && echo mark-$((1+1))\r", 20_000);
-    expect(r.out).toMatch(/mark-2/);
-    expect(r.out).not.toMatch(/not-sent/);
-    await api.call("DELETE", "/vms/ctl-con");
-  }, 180_000);
+    try {
+      await api.call("POST", "/vms/ctl-con/start");
+      const con = await api.console("ctl-con");
+      let seen = "";
+      con.on("data", (d: Buffer) => { seen += d.toString("latin1"); });
+      await until("the prompt", () => (seen.includes("wasmvisor guest ready") ? true : undefined), 120_000 * GUEST_SLOWDOWN);
+      con.destroy();
+      // Typed, its answer seen; then the end of the piped input detaches (once the guest has been
+      // quiet for a second). The input ends after the answer, not at once: a guest under a slow
+      // tier (WASMVISOR_JIT=all) may take longer than that second to answer.
+      const typed = async (input: string, answer: RegExp) => {
+        const s = new Session(["ctl", "--api", socket, "console", "ctl-con"]);
+        try {
+          s.send(input);
+          await s.expect(answer);
+          s.child.stdin!.end();
+          return { code: await s.exited, out: s.out, err: s.err };
+        } finally {
+          s.kill();
+        }
+      };
+      let r = await typed("\recho ctl-$((6*7))\r", /ctl-42/);
+      expect(r.code).toBe(0);
+      expect(r.err).toMatch(/attached to ctl-con; Ctrl-\] detaches/);
+      // Ctrl-] ends the session at once; what came before it still reaches the guest.
+      r = await runCli(["ctl", "--api", socket, "console", "ctl-con"], "touch /tmp/ctl-mark\r\x1dnot-sent\r", 20_000);
+      expect(r.code).toBe(0);
+      r = await typed("ls /tmp/ctl-mark && echo mark-$((1+1))\r", /mark-2/);
+      expect(r.code).toBe(0);
+      expect(r.out).not.toMatch(/not-sent/);
+    } finally {
+      await api.call("DELETE", "/vms/ctl-con").catch(() => {}); // a failure here leaves no VM to the next tests
+    }
+  }, 180_000 * GUEST_SLOWDOWN);
 
   test("errors say what to do: no host at the socket, unknown command, bad file", async () => {
     let r = await runCli(["ctl", "--api", join(dir, "nothing.sock"), "list"]);
@@ -595,7 +611,7 @@ describe("wasmvisor host: malformed requests", () => {
     expect(await api.call<VmInfo[]>("GET", "/vms")).toMatchObject([{ name: "fuzz-echo", state: "running" }]);
     await consoleEchoes(api, "fuzz-echo", "after-42");
     await api.call("DELETE", "/vms/fuzz-echo");
-  }, 60_000);
+  }, 60_000 * GUEST_SLOWDOWN);
 
   test("--api on a regular file: an error that says what it is, and the file stays", async () => {
     const file = join(dir, "notes.txt");

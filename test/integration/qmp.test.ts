@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { asm } from "../../host/util/riscv-asm";
 import { BIN, Session, freePort } from "./cli";
+import { GUEST_SLOWDOWN } from "../board";
 import { QmpClient, shape, type QmpReply } from "./qmp-client";
 import { README_QEMU_LINES, qemuArgs } from "./qemu-lines";
 
@@ -508,7 +509,7 @@ describe("QMP and the human monitor: clients that do not read", () => {
       const t0 = Date.now();
       let growth = 0;
       while (!/qmp client dropped: it left \d+ bytes of replies and events unread/.test(p.out())) {
-        if (Date.now() - t0 > 50_000) throw new Error(`the client that does not read was not dropped (${c.events.length} events, ${p.out()})`);
+        if (Date.now() - t0 > 50_000 * GUEST_SLOWDOWN) throw new Error(`the client that does not read was not dropped (${c.events.length} events, ${p.out()})`);
         growth = Math.max(growth, rss(pid) - base);
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -521,7 +522,7 @@ describe("QMP and the human monitor: clients that do not read", () => {
     } finally {
       p.child.kill("SIGKILL");
     }
-  }, 90_000);
+  }, 90_000 * GUEST_SLOWDOWN);
 });
 
 /** Write one piece to the client's socket and wait for it to go out (for the byte-at-a-time case). */
