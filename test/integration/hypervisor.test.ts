@@ -2,7 +2,7 @@
 // API (HTTP on a Unix socket) and through `wasmvisor ctl`. Guests: the default Linux guest, and
 // small bare-metal programs assembled here (raw images, --bios none) that crash or hang on
 // purpose.
-import { describe, test, expect, beforeAll, afterAll } from "vitest";
+import { describe, test, expect, beforeAll, afterAll, afterEach } from "vitest";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { connect as tlsConnect } from "node:tls";
@@ -82,6 +82,14 @@ beforeAll(async () => {
   host = await startHost(socket, ["--images", dir, "--images", dirname(linux.kernel), "--cpus", "2", "--memory", "1G", "--watchdog", "1", "--vcpus-per-pcpu", "4"], dir, (text) => { hostErr += text; });
   api = new ApiClient(socket);
 }, 3_600_000);
+
+// A test that fails leaves its VMs on the host, and the next ones expect a host without any:
+// whatever a test leaves goes, so that one failure is one failed test.
+afterEach(async () => {
+  for (const v of await api.call<VmInfo[]>("GET", "/vms").catch(() => [] as VmInfo[])) {
+    await api.call("DELETE", `/vms/${encodeURIComponent(v.name)}`).catch(() => {});
+  }
+});
 
 afterAll(async () => {
   await stopHost(host);
@@ -263,7 +271,8 @@ describe("wasmvisor host: the control API", () => {
     let past = "";
     p.on("data", (d: Buffer) => { past += d.toString("latin1"); });
     p.write("\rls /mnt/a.txt /mnt/b.txt 2>&1 | tr '\\n' +; echo\r");
-    await until("the past's files", () => (/\/mnt\/a\.txt\+ls: \/mnt\/b\.txt: No such file or directory\+|No such file or directory\+\/mnt\/a\.txt\+/.test(past) ? true : undefined));
+    await pollUntil("the past's files", () => (/\/mnt\/a\.txt\+ls: \/mnt\/b\.txt: No such file or directory\+|No such file or directory\+\/mnt\/a\.txt\+/.test(past) ? true : undefined),
+      () => `its console:\n${past.slice(-3000)}\nhost log:\n${hostErr}`);
     p.destroy();
     await api.call("DELETE", "/vms/past");
     expect(readFileSync(disk).equals(imageAtSnapshot)).toBe(true);
@@ -554,39 +563,35 @@ describe("wasmvisor ctl", () => {
 
   test("console: attach, type, see the echo; Ctrl-] detaches, as does the end of piped input", async () => {
     await api.call("POST", "/vms", linuxVm("ctl-con"));
-    try {
-      await api.call("POST", "/vms/ctl-con/start");
-      const con = await api.console("ctl-con");
-      let seen = "";
-      con.on("data", (d: Buffer) => { seen += d.toString("latin1"); });
-      await until("the prompt", () => (seen.includes("wasmvisor guest ready") ? true : undefined), 120_000 * GUEST_SLOWDOWN);
-      con.destroy();
-      // Typed, its answer seen; then the end of the piped input detaches (once the guest has been
-      // quiet for a second). The input ends after the answer, not at once: a guest under a slow
-      // tier (WASMVISOR_JIT=all) may take longer than that second to answer.
-      const typed = async (input: string, answer: RegExp) => {
-        const s = new Session(["ctl", "--api", socket, "console", "ctl-con"]);
-        try {
-          s.send(input);
-          await s.expect(answer);
-          s.child.stdin!.end();
-          return { code: await s.exited, out: s.out, err: s.err };
-        } finally {
-          s.kill();
-        }
-      };
-      let r = await typed("\recho ctl-$((6*7))\r", /ctl-42/);
-      expect(r.code).toBe(0);
-      expect(r.err).toMatch(/attached to ctl-con; Ctrl-\] detaches/);
-      // Ctrl-] ends the session at once; what came before it still reaches the guest.
-      r = await runCli(["ctl", "--api", socket, "console", "ctl-con"], "touch /tmp/ctl-mark\r\x1dnot-sent\r", 20_000);
-      expect(r.code).toBe(0);
-      r = await typed("ls /tmp/ctl-mark && echo mark-$((1+1))\r", /mark-2/);
-      expect(r.code).toBe(0);
-      expect(r.out).not.toMatch(/not-sent/);
-    } finally {
-      await api.call("DELETE", "/vms/ctl-con").catch(() => {}); // a failure here leaves no VM to the next tests
-    }
+    await api.call("POST", "/vms/ctl-con/start");
+    const con = await api.console("ctl-con");
+    let seen = "";
+    con.on("data", (d: Buffer) => { seen += d.toString("latin1"); });
+    await until("the prompt", () => (seen.includes("wasmvisor guest ready") ? true : undefined), 120_000 * GUEST_SLOWDOWN);
+    con.destroy();
+    // Typed, its answer seen; then the end of the piped input detaches (once the guest has been
+    // quiet for a second). The input ends after the answer, not at once: a guest under a slow
+    // tier (WASMVISOR_JIT=all) may take longer than that second to answer.
+    const typed = async (input: string, answer: RegExp) => {
+      const s = new Session(["ctl", "--api", socket, "console", "ctl-con"]);
+      try {
+        s.send(input);
+        await s.expect(answer);
+        s.child.stdin!.end();
+        return { code: await s.exited, out: s.out, err: s.err };
+      } finally {
+        s.kill();
+      }
+    };
+    let r = await typed("\recho ctl-$((6*7))\r", /ctl-42/);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/attached to ctl-con; Ctrl-\] detaches/);
+    // Ctrl-] ends the session at once; what came before it still reaches the guest.
+    r = await runCli(["ctl", "--api", socket, "console", "ctl-con"], "touch /tmp/ctl-mark\r\x1dnot-sent\r", 20_000);
+    expect(r.code).toBe(0);
+    r = await typed("ls /tmp/ctl-mark && echo mark-$((1+1))\r", /mark-2/);
+    expect(r.code).toBe(0);
+    expect(r.out).not.toMatch(/not-sent/);
   }, 180_000 * GUEST_SLOWDOWN);
 
   test("errors say what to do: no host at the socket, unknown command, bad file", async () => {
