@@ -11,7 +11,7 @@
 
 import * as L from "../core/layout";
 import * as O from "../core/ops";
-import { Code, F64, I32, I64, OP, moduleBytes, type Label } from "./wasm-writer";
+import { Code, F64, I32, I64, OP, moduleBytes, tableCallType, type Label } from "./wasm-writer";
 
 // The run loop's status codes (cpu.ts), as translations leave them in H_JIT_STATUS.
 const ST_NEXT = 1;
@@ -269,14 +269,13 @@ export function translateUnit(pages: UnitPage[], memoryPages: number): UnitTrans
   const registers = emitUnit(code, pages, blocks);
   const wasm = moduleBytes({
     imports: [
-      // The core's slow paths, all of one type: an engine compiles a wrapper per distinct type a
-      // module imports functions of (assembly/cpu.ts), so five types cost five.
+      // The core's slow paths, of one type (why: assembly/cpu.ts).
       { name: "jitLoad", type: SLOW_TYPE },
       { name: "jitStore", type: SLOW_TYPE },
       { name: "jitExec", type: SLOW_TYPE },
       { name: "jitChain", type: SLOW_TYPE },
       // The run function at a table index, tail-called (wasm-writer.ts tableCallerBytes).
-      { name: "jitGo", type: { params: [...RUN_TYPE.params, I32], results: RUN_TYPE.results } },
+      { name: "jitGo", type: tableCallType(RUN_TYPE) },
     ],
     run: { type: RUN_TYPE, locals: [...TEMPS, ...Array<number>(registers).fill(I64)], code },
     memoryMaxPages: memoryPages,

@@ -256,8 +256,8 @@ function codeSection(locals: number[], code: Code): Bytes {
 
 /**
  * A module of one exported function `run`, importing the shared memory `env.memory` and the
- * functions `imports` (in order: their indices are 0, 1, ...; their types too, and run's type
- * follows theirs), and exporting the mutable i32 globals `counters` (global 0, 1, ..., starting
+ * functions `imports` (in order: their indices are 0, 1, ...; each distinct type is declared once,
+ * run's included), and exporting the mutable i32 globals `counters` (global 0, 1, ..., starting
  * at 0). It does not import the function table it is called through (see tableCallerBytes).
  */
 export function moduleBytes(opts: {
@@ -300,7 +300,7 @@ export function moduleBytes(opts: {
  * serves them all.
  */
 export function tableCallerBytes(type: FuncType): Uint8Array {
-  const callType: FuncType = { params: [...type.params, I32], results: type.results };
+  const callType = tableCallType(type);
   const code = new Code();
   for (let i = 0; i < callType.params.length; i++) code.get(i);
   code.returnCallIndirect(0).finish();
@@ -311,4 +311,9 @@ export function tableCallerBytes(type: FuncType): Uint8Array {
     [7, new Bytes().u32(1).name("call").byte(0x00).u32(0)],
     [10, codeSection([], code)],
   ]);
+}
+
+/** The type of the table caller's `call` for functions of `type`: their arguments, then the table index. */
+export function tableCallType(type: FuncType): FuncType {
+  return { params: [...type.params, I32], results: type.results };
 }

@@ -9,7 +9,7 @@ import { loadCoreModule } from "../../host/platform/node/core";
 import { memoryPlatform } from "../../host/platform/memory";
 import { nodePlatform } from "../../host/platform/node";
 import { Hypervisor } from "../../host/hv/hypervisor";
-import { linkPair, type ByteLink } from "../../host/migration/link";
+import { GO, linkPair, type ByteLink } from "../../host/migration/link";
 
 const core = loadCoreModule();
 const files = { "dirty.bin": dirtyingKernel(3000) };
@@ -49,7 +49,7 @@ function slowAfterGo(l: ByteLink): ByteLink {
   return {
     ...l,
     write(c) {
-      if (!go && c.length === 3 && new TextDecoder().decode(c) === "GO\n") go = true;
+      if (!go && c.length === GO.length && GO.every((b, i) => c[i] === b)) go = true;
       const room = l.write(c);
       return go ? false : room;
     },
