@@ -74,7 +74,7 @@ const linuxGuest = () => buildLinuxGuest({ log: (line: string) => console.error(
 // The CPU-bound guest programs, with iterations sized for ~0.3 G instructions each (a few seconds
 // on the core); --quick runs a quarter of that. The guests' checksums do not depend on the count.
 async function benchPrograms(): Promise<Record<string, string>> {
-  const ITERS: Record<string, number> = { "bench-int": 40, "bench-mem": 4, "bench-branch": 8, "bench-fp": 20, "bench-rvc": 120 };
+  const ITERS: Record<string, number> = { "bench-int": 40, "bench-mem": 4, "bench-branch": 8, "bench-fp": 20, "bench-rvc": 120, "bench-calls": 700 };
   const scale = quick ? 0.25 : 1;
   const defines = Object.fromEntries(Object.entries(ITERS).map(([k, n]) => [k, { ITERS: Math.max(1, Math.round(n * scale)) }]));
   return (await buildBaremetal({ log: () => {}, defines })).programs;

@@ -83,6 +83,7 @@ const PROGRAMS = [
   { name: 'bench-branch', sources: ['bench/branch.c'], bench: true },
   { name: 'bench-fp', sources: ['bench/fp.c'], bench: true, cflags: ['-ffp-contract=off'] },
   { name: 'bench-rvc', sources: ['bench/rvc.c'], bench: true, opt: '-Os' },
+  { name: 'bench-calls', sources: ['bench/calls.c'], bench: true },
   // Exits at once: bench/cpu.ts times QEMU's start-up with it.
   { name: 'empty', sources: ['bench/empty.c'] },
 ];

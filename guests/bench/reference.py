@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Independent reference computations of the benchmark checksums (EXPECTED in
-int.c, mem.c, branch.c, fp.c, rvc.c). Not run by the build or the tests: run
+int.c, mem.c, branch.c, fp.c, rvc.c, calls.c). Not run by the build or the tests: run
 `python3 reference.py` after changing a benchmark and update its EXPECTED.
 Each function re-implements one benchmark iteration from its description,
 with Python integers (masked to the C widths) and IEEE doubles (fp.c is
@@ -186,6 +186,27 @@ def ref_rvc():
     return ((wsum ^ (ad<<32) ^ (m<<8) ^ n)&M64) & M64
 
 
+def ref_calls():
+    M64=(1<<64)-1
+    seed=0x9e3779b97f4a7c15
+    state=[(seed+i)&M64 for i in range(16)]
+    def f(n, x):
+        s=state[n&15]
+        y=((x^s)*(0x9e3779b97f4a7c15+2*n))&M64
+        y^=y>>(n%29+3)
+        state[n&15]=(s+y+n)&M64
+        if y&1: y=(y+n)&M64
+        return y
+    x=seed; r=seed
+    for i in range(16384):
+        r=(r*6364136223846793005+1442695040888963407)&M64
+        x=f((r>>33)&511, x)
+    h=x
+    for i in range(16):
+        h=((h^state[i])*0x100000001b3)&M64
+    return h
+
+
 if __name__ == "__main__":
-    for name in ("int", "mem", "branch", "fp", "rvc"):
+    for name in ("int", "mem", "branch", "fp", "rvc", "calls"):
         print(f"bench-{name}: EXPECTED 0x{globals()['ref_' + name]():016x}")

@@ -9,7 +9,7 @@ import { loadCoreModule } from "../../host/platform/node/core";
 import { buildBaremetal, PROGRAM_NAMES, HARNESS_PROGRAMS } from "../../guests/baremetal/build.mjs";
 import type { JitMode } from "../../host/jit/tier";
 
-const BENCH = ["bench-int", "bench-rvc", "bench-branch", "bench-mem"];
+const BENCH = ["bench-int", "bench-rvc", "bench-branch", "bench-mem", "bench-calls"];
 const built = (await buildBaremetal({ log: () => {}, defines: Object.fromEntries(BENCH.map((b) => [b, { ITERS: 1 }])) })).programs as Record<string, string>;
 /** Programs that wait for the timer: how many instructions they retire depends on the host's speed. */
 const WALL_CLOCK = new Set(["irq"]);
