@@ -12,7 +12,7 @@
 // before the L1 entries that point to them, and a cluster is counted free only after the table
 // that stopped using it is durable. A crash can then leak clusters but never point at one that
 // is free or unwritten. The guest's flush (and close) writes everything.
-import { inflateSync } from "../util/deflate";
+import { inflateSync } from "fflate";
 import type { DiskBackend } from "../devices/backends";
 import { readPadded, type ByteFile } from "./byte-file";
 import {

@@ -12,7 +12,7 @@
 // zero now as an entry without data, and later sections replace what earlier ones said. The
 // section's CRC covers its header and index, each entry's CRC its data. A section is put in
 // place whole or not at all: everything in it is checked before the first block is written.
-import { deflateSync, inflateSync } from "../util/deflate";
+import { deflateSync, inflateSync } from "fflate";
 import type { DiskBackend } from "../devices/backends";
 import { DISK_BLOCK } from "../disk/dirty-log";
 import { crc32 } from "./crc32";

@@ -10,7 +10,7 @@
 // not, and later sections replace what earlier ones said. The section's CRC covers its index;
 // each entry's CRC its data, checked when the data is used, so a restore need not read the
 // whole memory before the VM runs.
-import { deflateSync, inflateSync } from "../util/deflate";
+import { deflateSync, inflateSync } from "fflate";
 import { crc32 } from "./crc32";
 import { popcount } from "../util/bits";
 import { allZero } from "../util/bytes";
