@@ -14,7 +14,12 @@
 
 static uint64_t state[16];
 
-/* Function a*64 + b*8 + c (digits 0-7), 512 bytes apart: eight to a page. */
+/* EACH(M): M(a, b, c) for every function a*64 + b*8 + c (digits 0-7), in order. */
+#define EACH8(M, a, b) M(a, b, 0) M(a, b, 1) M(a, b, 2) M(a, b, 3) M(a, b, 4) M(a, b, 5) M(a, b, 6) M(a, b, 7)
+#define EACH64(M, a) EACH8(M, a, 0) EACH8(M, a, 1) EACH8(M, a, 2) EACH8(M, a, 3) EACH8(M, a, 4) EACH8(M, a, 5) EACH8(M, a, 6) EACH8(M, a, 7)
+#define EACH(M) EACH64(M, 0) EACH64(M, 1) EACH64(M, 2) EACH64(M, 3) EACH64(M, 4) EACH64(M, 5) EACH64(M, 6) EACH64(M, 7)
+
+/* Function a*64 + b*8 + c, 512 bytes apart: eight to a page. */
 #define FN(a, b, c)                                                              \
     static __attribute__((noinline, aligned(512))) uint64_t f_##a##b##c(uint64_t x) \
     {                                                                            \
@@ -27,14 +32,10 @@ static uint64_t state[16];
             y += n;                                                              \
         return y;                                                                \
     }
-#define FN8(a, b) FN(a, b, 0) FN(a, b, 1) FN(a, b, 2) FN(a, b, 3) FN(a, b, 4) FN(a, b, 5) FN(a, b, 6) FN(a, b, 7)
-#define FN64(a) FN8(a, 0) FN8(a, 1) FN8(a, 2) FN8(a, 3) FN8(a, 4) FN8(a, 5) FN8(a, 6) FN8(a, 7)
-FN64(0) FN64(1) FN64(2) FN64(3) FN64(4) FN64(5) FN64(6) FN64(7)
+EACH(FN)
 
-#define T(a, b, c) f_##a##b##c,
-#define T8(a, b) T(a, b, 0) T(a, b, 1) T(a, b, 2) T(a, b, 3) T(a, b, 4) T(a, b, 5) T(a, b, 6) T(a, b, 7)
-#define T64(a) T8(a, 0) T8(a, 1) T8(a, 2) T8(a, 3) T8(a, 4) T8(a, 5) T8(a, 6) T8(a, 7)
-static uint64_t (*const table[512])(uint64_t) = { T64(0) T64(1) T64(2) T64(3) T64(4) T64(5) T64(6) T64(7) };
+#define ENTRY(a, b, c) f_##a##b##c,
+static uint64_t (*const table[512])(uint64_t) = { EACH(ENTRY) };
 
 static uint64_t bench_iteration(uint64_t seed)
 {

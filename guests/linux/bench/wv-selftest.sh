@@ -81,15 +81,19 @@ network() {
 	echo "$msg"
 }
 
+# Nanoseconds a sleep took, as wv-bench timer measures N sleeps of USEC microseconds; nothing if
+# it failed.
+sleep_ns() {
+	wv-bench timer "$1" "$2" | sed -n 's/.* ns_per_op=\([0-9]*\).*/\1/p'
+}
+
 timers() {
 	# A second asleep, timed by the sleeper (nanosleep between two clock_gettime), so that
 	# starting a program is not in it: under a slow tier (the tests' WASMVISOR_JIT=all) that
 	# takes most of a second of uptime. It should take 1.00 to 1.50 s.
-	line=$(wv-bench timer 1 1000000) || return 1
-	s1=$(echo "$line" | sed -n 's/.* ns_per_op=\([0-9]*\).*/\1/p')
+	s1=$(sleep_ns 1 1000000)
 	[ -n "$s1" ] && [ "$s1" -ge 1000000000 ] && [ "$s1" -le 1500000000 ] || { echo "a second asleep took ${s1:-?} ns"; return 1; }
-	line=$(wv-bench timer 20 2000) || return 1
-	ns=$(echo "$line" | sed -n 's/.* ns_per_op=\([0-9]*\).*/\1/p')
+	ns=$(sleep_ns 20 2000)
 	[ -n "$ns" ] && [ "$ns" -ge 2000000 ] || { echo "nanosleep(2 ms) returned after ${ns:-?} ns"; return 1; }
 	echo "nanosleep(1 s): $((s1 / 1000000)) ms, nanosleep(2 ms): $((ns / 1000)) us"
 }
